@@ -1,0 +1,1 @@
+"""Question to reply, logged: the engine and the surfaces users touch (web UI, API, CLI)."""

@@ -1,0 +1,1 @@
+"""``chatbot`` subcommands, one module per area; each exports ``COMMANDS``."""

@@ -1,0 +1,58 @@
+"""What every command shares: the --config option, one-line errors, JSON output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from chatbot.config import BotConfig, default_config_path, load_config
+from chatbot.errors import ChatbotError
+
+
+def in_section(section: str) -> Callable[[click.Command], click.Command]:
+    """Mark a command with the ``chatbot --help`` section it is listed under."""
+
+    def mark(command: click.Command) -> click.Command:
+        command.section = section
+        return command
+
+    return mark
+
+
+def with_config(func: Callable) -> Callable:
+    """Add ``--config PATH`` and pass the loaded, validated config as ``config``."""
+
+    @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+                  help="Bot config YAML [default: $CHATBOT_CONFIG or configs/default.yaml].")
+    @functools.wraps(func)
+    def wrapper(*args: Any, config_path: Path | None, **kwargs: Any) -> Any:
+        config = load_config(config_path or default_config_path())
+        return func(*args, config=config, **kwargs)
+
+    return wrapper
+
+
+def one_line_errors(func: Callable) -> Callable:
+    """Print a :class:`ChatbotError` as ``error: ...`` and exit 1, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ChatbotError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+__all__ = ["BotConfig", "in_section", "one_line_errors", "print_json", "with_config"]

