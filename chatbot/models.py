@@ -161,3 +161,24 @@ def _extract_zip(source: Path, target: Path) -> None:
 
 
 CONVERTERS = {"gguf": _convert_gguf, "zip": _extract_zip}
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """A cheap identity of a saved model: its config plus the names and sizes of its weights.
+
+    Adapters record it at training time and serving compares it, so an adapter is never
+    served on a different base model. Hashing gigabytes of weights would make start-up slow.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return hashlib.sha256(str(model_dir).encode()).hexdigest()[:16]  # hub id: the id itself
+    digest = hashlib.sha256((model_dir / "config.json").read_bytes()
+                            if (model_dir / "config.json").exists() else b"")
+    for weights in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin")):
+        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    return digest.hexdigest()[:16]
+
+
+def chat_template_hash(tokenizer) -> str:
+    """Hash of the tokenizer's chat template: training and serving must render alike."""
+    return hashlib.sha256((tokenizer.chat_template or "").encode()).hexdigest()[:16]
