@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -52,7 +53,7 @@ class SentenceTransformerEmbedder:
             from sentence_transformers import SentenceTransformer
 
             self._model = SentenceTransformer(self.path, device=self.device,
-                                              local_files_only=True)
+                                              local_files_only=Path(self.path).is_dir())
         return self._model
 
     @property
