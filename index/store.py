@@ -41,6 +41,7 @@ class Store:
         self.directory = Path(directory)
         self.manifest = state
         self.expected = expected
+        self._stamp = _stamp(self.directory / manifest.MANIFEST)
         """The settings a sync applies: index type and HNSW degree convert the index in place."""
         self._faiss = self._docstore = self._bm25 = None
         self._tombstones: np.ndarray | None = None
@@ -90,7 +91,15 @@ class Store:
         return self._bm25
 
     def refresh(self) -> bool:
-        """Follow a sync committed by another process since this store was opened."""
+        """Follow a sync committed by another process since this store was opened.
+
+        Costs one ``stat`` per call while nothing changed (the manifest is replaced, never
+        edited, so a new inode means a new generation).
+        """
+        stamp = _stamp(self.directory / manifest.MANIFEST)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
         state = manifest.read(self.directory)
         if state is None or state.get("generation") == self.manifest.get("generation"):
             return False
@@ -345,6 +354,14 @@ def _files_of(path: Path) -> list[Path]:
     if path.is_dir():
         return [p for p in path.rglob("*") if p.is_file()]
     return [path] if path.exists() else []
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
 
 
 def _fsync(path: Path) -> None:
