@@ -168,7 +168,8 @@ class Store:
     def transaction(self, rebuild: IndexSettings | None = None) -> Iterator[Store]:
         """Hold the writer lock, stage a new generation, commit it if the block succeeds.
 
-        ``rebuild`` starts from an empty index with those settings (the only way to change them).
+        ``rebuild`` starts from an empty index with those settings (the way to change the
+        embedder or the chunking: both need every chunk embedded again).
         """
         from filelock import FileLock
 
@@ -198,10 +199,8 @@ class Store:
         ids = self.docstore.remove(source)
         if self.manifest["documents"].pop(source, None) is not None:
             self._dirty = True
-        if len(ids) and self.kind == "hnsw":
-            self.docstore.bury(ids)
-        elif len(ids):
-            self._faiss.remove_ids(ids)
+        # Applied at commit, once: removing from a flat index moves every vector after the hole.
+        self.docstore.bury(ids)
         return len(ids)
 
     def reusable_vectors(self, source: str) -> dict[str, np.ndarray]:
@@ -291,6 +290,9 @@ class Store:
             self._faiss = _rebuilt(self._faiss, buried, kind, self.settings.hnsw_m)
             docstore.clear_tombstones()
             self.manifest["faiss_type"] = kind
+        elif kind == "flat" and len(buried):
+            self._faiss.remove_ids(buried)
+            docstore.clear_tombstones()
 
     def _close(self) -> None:
         if self._docstore is not None:
