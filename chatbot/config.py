@@ -51,11 +51,15 @@ class IndexConfig(Section):
     max_file_mb: float = Field(default=50, gt=0)
     text_field: str = "text"
     """Field that holds the text in .csv and .jsonl files (one document per row)."""
-    index_type: Literal["flat", "hnsw"] = "flat"
-    """``flat`` is exact search; ``hnsw`` for corpora past a few hundred thousand chunks."""
+    index_type: Literal["auto", "flat", "hnsw"] = "auto"
+    """``flat`` is exact search; ``hnsw`` approximate (fast at millions of chunks; deletes are
+    filtered until the graph is rebuilt); ``auto`` is flat below 100k chunks, HNSW above."""
     hnsw_m: int = Field(default=32, ge=4)
+    """HNSW graph degree: more is better recall, more memory and a slower build."""
     hnsw_ef_search: int = Field(default=128, ge=8)
+    """HNSW search breadth: recall vs. speed (see benchmarks/bench_index_latency.py)."""
     batch_size: int = Field(default=32, ge=1)
+    """Chunks per embedding batch (sentence-transformers sorts each sync's chunks by length)."""
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> IndexConfig:
