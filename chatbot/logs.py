@@ -1,0 +1,151 @@
+"""The conversation log: every turn, its exact prompt, sources, variant and feedback, in SQLite.
+
+The user's message is written before generation starts and the answer when it ends (or marked
+``interrupted``), so stopping the server mid-answer loses no turn.
+
+    chatbot logs list
+    chatbot logs show SESSION_ID
+    chatbot logs export --format openai --out conversations.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from chatbot.errors import InputError
+from chatbot.migrations import migrate
+
+
+@dataclass(frozen=True)
+class LoggedTurn:
+    id: int
+    position: int
+    role: str
+    text: str
+    variant: str | None
+    status: str
+    created_at: str
+    messages: list[dict] = field(default_factory=list)
+    hits: list[dict] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    rating: int | None = None
+    """The latest feedback on this turn: +1, -1 or None."""
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class LoggedConversation:
+    session_id: str
+    created_at: str
+    turns: list[LoggedTurn]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class ConversationLog:
+    """One SQLite file in WAL mode; safe to share between the server's threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._lock = threading.Lock()
+        with self._lock:
+            migrate(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, params: tuple) -> int:
+        with self._lock, self._db:
+            return self._db.execute(sql, params).lastrowid
+
+    def ensure_session(self, session_id: str, variant: str | None = None,
+                       client: str | None = None) -> None:
+        self._write("INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?)",
+                    (session_id, now(), variant, client))
+
+    def _next_position(self, session_id: str) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM turns "
+                               "WHERE session_id = ?", (session_id,)).fetchone()
+        return row[0]
+
+    def add_turn(self, session_id: str, role: str, text: str, *, variant: str | None = None,
+                 model_id: str | None = None, adapter_id: str | None = None,
+                 messages: list[dict] | None = None, hits: list[dict] | None = None,
+                 settings: dict | None = None, status: str = "complete") -> int:
+        """Append a turn; an assistant turn starts ``pending`` and is closed by ``finish_turn``."""
+        with self._lock, self._db:
+            position = self._next_position(session_id)
+            return self._db.execute(
+                "INSERT INTO turns (session_id, position, role, text, variant, model_id, "
+                "adapter_id, messages_json, hits_json, settings_json, status, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, position, role, text, variant, model_id, adapter_id,
+                 _dump(messages), _dump(hits), _dump(settings), status, now())).lastrowid
+
+    def finish_turn(self, turn_id: int, text: str, timings: dict, status: str) -> None:
+        self._write("UPDATE turns SET text = ?, timings_json = ?, status = ?, finished_at = ? "
+                    "WHERE id = ?", (text, _dump(timings), status, now(), turn_id))
+
+    def add_feedback(self, turn_id: int, rating: int, comment: str | None = None) -> int:
+        if rating not in (-1, 1):
+            raise InputError(f"feedback rating must be 1 (thumbs up) or -1 (down), got {rating}")
+        row = self._db.execute("SELECT role FROM turns WHERE id = ?", (turn_id,)).fetchone()
+        if row is None or row["role"] != "assistant":
+            raise InputError(f"no answer with turn id {turn_id} in {self.path}")
+        return self._write("INSERT INTO feedback (turn_id, rating, comment, created_at) "
+                           "VALUES (?, ?, ?, ?)", (turn_id, rating, comment or None, now()))
+
+    def sessions(self, limit: int = 50) -> list[dict]:
+        rows = self._db.execute(
+            "SELECT s.id, s.created_at, s.variant, COUNT(t.id) AS turns, "
+            "MAX(t.created_at) AS last_at FROM sessions s LEFT JOIN turns t "
+            "ON t.session_id = s.id GROUP BY s.id ORDER BY last_at DESC LIMIT ?", (limit,))
+        return [dict(row) for row in rows]
+
+    def conversation(self, session_id: str) -> LoggedConversation:
+        row = self._db.execute("SELECT created_at FROM sessions WHERE id = ?",
+                               (session_id,)).fetchone()
+        if row is None:
+            raise InputError(f"no session {session_id!r} in {self.path}; "
+                             "`chatbot logs list` shows the sessions")
+        return LoggedConversation(session_id, row["created_at"], self._turns(session_id))
+
+    def conversations(self) -> Iterator[LoggedConversation]:
+        """Every session in the order it started, with its turns and their feedback."""
+        ids = [r[0] for r in self._db.execute("SELECT id FROM sessions ORDER BY created_at")]
+        for session_id in ids:
+            yield self.conversation(session_id)
+
+    def _turns(self, session_id: str) -> list[LoggedTurn]:
+        rows = self._db.execute(
+            "SELECT t.*, (SELECT rating FROM feedback f WHERE f.turn_id = t.id "
+            "ORDER BY f.id DESC LIMIT 1) AS rating, (SELECT comment FROM feedback f "
+            "WHERE f.turn_id = t.id ORDER BY f.id DESC LIMIT 1) AS comment "
+            "FROM turns t WHERE session_id = ? ORDER BY position", (session_id,))
+        return [LoggedTurn(
+            id=r["id"], position=r["position"], role=r["role"], text=r["text"],
+            variant=r["variant"], status=r["status"], created_at=r["created_at"],
+            messages=_load(r["messages_json"], []), hits=_load(r["hits_json"], []),
+            timings=_load(r["timings_json"], {}), rating=r["rating"], comment=r["comment"])
+            for r in rows]
+
+
+def _dump(value: object) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _load(text: str | None, default: object) -> object:
+    return default if text is None else json.loads(text)

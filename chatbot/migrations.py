@@ -1,0 +1,50 @@
+"""Schema of the conversation log: append-only numbered migrations.
+
+Never edit a migration that has shipped; add ``m00N_...`` instead. ``migrate`` applies the ones a
+database lacks and records them in ``_migrations``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+
+def m001_initial(db: sqlite3.Connection) -> None:
+    db.executescript("""
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY, created_at TEXT NOT NULL, variant TEXT, client TEXT);
+        CREATE TABLE turns (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id TEXT NOT NULL REFERENCES sessions(id),
+            position INTEGER NOT NULL, role TEXT NOT NULL, text TEXT NOT NULL,
+            variant TEXT, model_id TEXT, adapter_id TEXT,
+            messages_json TEXT, hits_json TEXT, settings_json TEXT, timings_json TEXT,
+            status TEXT NOT NULL, created_at TEXT NOT NULL, finished_at TEXT);
+        CREATE INDEX turns_session ON turns(session_id, position);
+        CREATE TABLE feedback (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            turn_id INTEGER NOT NULL REFERENCES turns(id),
+            rating INTEGER NOT NULL CHECK (rating IN (-1, 1)), comment TEXT,
+            created_at TEXT NOT NULL);
+        CREATE INDEX feedback_turn ON feedback(turn_id);
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial]
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply the migrations ``db`` lacks, each in its own transaction; return their names."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.__name__ in done:
+            continue
+        with db:
+            migration(db)
+            db.execute("INSERT INTO _migrations VALUES (?, datetime('now'))",
+                       (migration.__name__,))
+        applied.append(migration.__name__)
+    return applied

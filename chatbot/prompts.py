@@ -1,0 +1,97 @@
+"""Prompt templates: Jinja2 files that turn a question and its sources into chat messages.
+
+A template has two blocks, ``system`` and ``user``; rendering is strict (a missing variable is
+an error). Serving and training both build messages here, so a fine-tuned model sees exactly
+the prompt it will be served with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from chatbot.errors import ConfigError, InputError
+from chatbot.types import Message
+from index.types import Hit
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+BLOCKS = ("system", "user")
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    path: Path
+    hash: str
+    """sha256 of the template file: recorded with datasets and adapters."""
+    template: jinja2.Template = field(repr=False, compare=False)
+
+    def render(self, block: str, **variables: object) -> str:
+        context = self.template.new_context(variables)
+        try:
+            return "".join(self.template.blocks[block](context)).strip()
+        except jinja2.UndefinedError as exc:
+            raise ConfigError(f"prompt template {self.path}: {exc.message}") from exc
+
+
+def load_template(name_or_path: str) -> PromptTemplate:
+    """A template by name (``chatbot/templates/NAME.j2``) or by path to a ``.j2`` file."""
+    path = Path(name_or_path).expanduser()
+    if not path.suffix:
+        path = TEMPLATE_DIR / f"{name_or_path}.j2"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in TEMPLATE_DIR.glob("*.j2")))
+        raise ConfigError(f"prompt template {name_or_path!r} not found (looked for {path}); "
+                          f"built-in templates: {known}")
+    source = path.read_text(encoding="utf-8")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
+                             autoescape=False)
+    try:
+        template = env.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"prompt template {path}, line {exc.lineno}: {exc.message}") from exc
+    missing = [block for block in BLOCKS if block not in template.blocks]
+    if missing:
+        raise ConfigError(f"prompt template {path} lacks the block(s) {', '.join(missing)}; "
+                          "a template defines {% block system %} and {% block user %}")
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    return PromptTemplate(path.stem, path, digest, template)
+
+
+def numbered_sources(hits: Sequence[Hit]) -> list[dict]:
+    return [{"n": i, "source": hit.source, "location": hit.location, "text": hit.text}
+            for i, hit in enumerate(hits, start=1)]
+
+
+def build_messages(template: PromptTemplate, question: str, hits: Sequence[Hit] = (),
+                   history: Sequence[Message] = (), examples: Sequence[Message] = (),
+                   bot_name: str = "chatbot-builder") -> list[Message]:
+    """System prompt, few-shot examples, earlier turns, then the question with its sources."""
+    variables = {"bot_name": bot_name, "sources": numbered_sources(hits), "question": question}
+    system = Message("system", template.render("system", **variables))
+    user = Message("user", template.render("user", **variables))
+    return [system, *examples, *history, user]
+
+
+def fit_to_budget(messages: list[Message], count_tokens: Callable[[list[Message]], int],
+                  budget: int, keep_head: int = 1) -> list[Message]:
+    """Drop the oldest history turns until the prompt fits ``budget`` tokens.
+
+    The first ``keep_head`` messages (system prompt, few-shot examples) and the last one (the
+    question) are always kept; history goes in whole user/assistant pairs, oldest first.
+    """
+    head, history, last = messages[:keep_head], messages[keep_head:-1], messages[-1]
+    while True:
+        candidate = [*head, *history, last]
+        used = count_tokens(candidate)
+        if used <= budget:
+            return candidate
+        if not history:
+            raise InputError(f"the message and its sources take {used} tokens, more than the "
+                             f"{budget} the model can read; shorten the message or lower "
+                             "retrieval.k")
+        history = history[2:] if len(history) >= 2 else []

@@ -1,0 +1,56 @@
+"""The records that pass between the engine and the surfaces around it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from index.types import Hit
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    """``system``, ``user`` or ``assistant``."""
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer with everything needed to explain and reproduce it."""
+
+    text: str
+    messages: list[Message]
+    """The exact messages the model was given."""
+    hits: list[Hit]
+    variant: str
+    model_id: str
+    adapter_id: str | None
+    timings: dict[str, float] = field(default_factory=dict)
+    """``retrieval_ms``, ``prompt_ms``, ``first_token_ms``, ``total_ms``, ``tokens``, ``tokens_per_s``."""
+    refused: bool = False
+    """True when the no-hits policy answered instead of the model."""
+    filtered: list[str] = field(default_factory=list)
+    """Names of the output filters that changed the text."""
+    turn_id: int | None = None
+    """The logged assistant turn (``None`` with logging off)."""
+
+    def sources(self) -> list[dict]:
+        return [hit_record(hit) for hit in self.hits]
+
+    def as_dict(self) -> dict:
+        return {"text": self.text, "variant": self.variant, "model": self.model_id,
+                "adapter": self.adapter_id, "sources": self.sources(),
+                "messages": [m.as_dict() for m in self.messages], "timings": self.timings,
+                "refused": self.refused, "filtered": self.filtered, "turn_id": self.turn_id}
+
+
+def hit_record(hit: Hit) -> dict:
+    """A hit as plain data, for logs, JSON output and the API."""
+    return {"n": hit.rank, "chunk_id": hit.chunk.chunk_id, "source": hit.source,
+            "location": hit.location, "score": round(float(hit.score), 4), "text": hit.text}
+
+
+__all__ = ["Message", "Reply", "hit_record"]
