@@ -28,6 +28,8 @@ from training.tokens import TokenCounter
 from training.transcripts import Conversation, ImportResult, QAFields, read_transcripts
 
 LOGS = "logs"
+COUNT_KEYS = ("records_read", "imported", "logged", "skipped", "problem_count", "train",
+              "validation", "train_turns", "validation_turns", "moved_to_train", "review")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -69,20 +71,31 @@ def build_dataset(config: BotConfig, name: str, sources: Sequence[str | Path] = 
         raise DataError(f"dataset {name!r} already exists at {target}; choose another name or "
                         "pass --overwrite")
     files = [Path(s) for s in sources if str(s) != LOGS]
+    timings, clock = {}, time.perf_counter()
     imported = read_transcripts(files, _qa_fields(config), strict=strict)
+    logged = _read_log(config, strict) if any(str(s) == LOGS for s in sources) else None
+    timings["read"], clock = _lap(clock)
     template = _template(config)
     conversations = _prepare_imports(config, imported.conversations, template)
-    logged = _read_log(config, strict) if any(str(s) == LOGS for s in sources) else None
     everything = (logged.conversations if logged else []) + conversations
     if not everything:
         raise DataError(_nothing_message(imported, logged, bool(files)))
+    timings["render"], clock = _lap(clock)
     options = options or options_from_config(config)
     counter = counter or _chat_counter(config)
+    timings["load_tokenizer"], clock = _lap(clock)
     curated = curate(everything, options, counter)
+    timings["curate"], clock = _lap(clock)
     summary = _summary(config, name, target, files, logged, imported, curated, template, counter)
-    summary["seconds"] = round(time.perf_counter() - started, 3)
     _write(target, summary, curated, options, overwrite)
+    timings["write"], clock = _lap(clock)
+    summary["seconds"] = {**timings, "total": round(clock - started, 3)}
     return summary
+
+
+def _lap(since: float) -> tuple[float, float]:
+    now = time.perf_counter()
+    return round(now - since, 3), now
 
 
 def _qa_fields(config: BotConfig) -> QAFields:
@@ -165,7 +178,10 @@ def _summary(config: BotConfig, name: str, target: Path, files: list[Path],
         **_model_identity(config, counter),
         "template": template.name, "template_hash": template.hash,
         "render_with_template": config.data.render_with_template,
-        "steps": [step.name for step in curated.steps],
+        "steps": [{"name": step.name, "in": step.conversations_in,
+                   "out": step.conversations_out, "dropped": step.dropped,
+                   "seconds": step.seconds}
+                  for step in curated.steps],
     }
 
 
@@ -212,9 +228,7 @@ def _manifest(summary: dict, steps: list[dict], options: CurateOptions, halves) 
     return {
         "format": store.FORMAT, "name": summary["name"], "created_at": summary["created_at"],
         "sources": summary["sources"], "options": asdict(options), "steps": steps,
-        "counts": {k: summary[k] for k in ("records_read", "imported", "logged", "skipped",
-                                           "train", "validation", "train_turns",
-                                           "validation_turns", "moved_to_train", "review")},
+        "counts": {k: summary[k] for k in COUNT_KEYS},
         "pii": summary["pii"], "tokens": summary["tokens"],
         "chat_model": summary["chat_model"],
         "chat_model_fingerprint": summary["chat_model_fingerprint"],

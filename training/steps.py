@@ -11,6 +11,7 @@ count as duplicates.
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Sequence
@@ -53,6 +54,7 @@ class StepReport:
     dropped: dict[str, int] = field(default_factory=dict)
     """Conversations dropped, by reason."""
     notes: dict = field(default_factory=dict)
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -72,28 +74,43 @@ def curate(conversations: Sequence[Conversation], options: CurateOptions,
         raise ValueError(f"feedback policy {options.feedback!r}; expected one of "
                          f"{', '.join(FEEDBACK_POLICIES)}")
     steps: list[StepReport] = []
+    clock = _Clock()
     kept, review, report = select_by_feedback(conversations, options.feedback)
-    steps.append(report)
+    steps.append(clock.stamp(report))
     kept, report = drop_empty_and_refusals(kept, options.refusal_patterns)
-    steps.append(report)
+    steps.append(clock.stamp(report))
     kept, counts, examples, report = scrub_pii(kept, options.pii_kinds, options.phone_region)
-    steps.append(report)
+    steps.append(clock.stamp(report))
     kept, lengths, report = filter_length(kept, counter, options.min_tokens, options.max_tokens)
-    steps.append(report)
+    steps.append(clock.stamp(report))
     result, sigs = dedupe(kept, options.near_duplicate_threshold, options.minhash_permutations)
-    steps.append(_report("dedupe", {"near_duplicate_threshold": options.near_duplicate_threshold,
+    steps.append(clock.stamp(_report("dedupe", {"near_duplicate_threshold": options.near_duplicate_threshold,
                                     "minhash_permutations": options.minhash_permutations},
                          kept, result.kept, {"exact duplicate": len(result.exact),
                                              "near duplicate": len(result.near)},
-                         {"exact": result.exact[:20], "near": result.near[:20]}))
+                         {"exact": result.exact[:20], "near": result.near[:20]})))
     halves = split(result.kept, sigs, options.validation_share, options.seed,
-                   options.near_duplicate_threshold, options.minhash_permutations)
-    steps.append(_report("split", {"validation_share": options.validation_share,
-                                   "seed": options.seed}, result.kept, result.kept, {},
-                         {"train": len(halves.train), "validation": len(halves.validation),
-                          "moved_to_train": len(halves.moved), "moved": halves.moved[:20]}))
+                   options.near_duplicate_threshold)
+    steps.append(clock.stamp(_report(
+        "split", {"validation_share": options.validation_share, "seed": options.seed},
+        result.kept, result.kept, {},
+        {"train": len(halves.train), "validation": len(halves.validation),
+         "moved_to_train": len(halves.moved), "moved": halves.moved[:20]})))
     kept_lengths = {c.id: lengths[c.id] for c in result.kept}
     return Curated(halves, steps, kept_lengths, review, dict(counts), examples)
+
+
+class _Clock:
+    """Stamps each step's report with the seconds since the previous stamp."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+
+    def stamp(self, report: StepReport) -> StepReport:
+        now = time.perf_counter()
+        report = replace(report, seconds=round(now - self.last, 4))
+        self.last = now
+        return report
 
 
 def _turns(conversations: Sequence[Conversation]) -> int:

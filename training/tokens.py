@@ -14,7 +14,7 @@ from typing import Protocol, Sequence
 
 from chatbot.types import Message
 
-BATCH = 2048
+BATCH = 4096
 
 
 @dataclass(frozen=True)
@@ -30,30 +30,45 @@ class TokenCounter(Protocol):
 
 
 class ChatTemplateCounter:
-    """Counts with a transformers tokenizer and its chat template (fast tokenizers batch)."""
+    """Counts with a transformers tokenizer and its chat template.
+
+    The rendered conversation is the template's fixed text around each message plus the
+    message contents; each part is tokenized once and cached (every example repeats the same
+    system prompt), and the sum equals tokenizing the whole rendering as long as no BPE merge
+    crosses a special token (true of ChatML templates; ``exact_total`` checks it in the tests).
+    """
 
     def __init__(self, tokenizer, name: str) -> None:
         self.tokenizer = tokenizer
         self.name = name
+        self._contents: dict[str, int] = {}
+        self._frames: dict[tuple[str, ...], int] = {}
 
     def measure(self, conversations: Sequence[Sequence[Message]]) -> list[Lengths]:
-        lengths: list[Lengths] = []
-        for start in range(0, len(conversations), BATCH):
-            lengths += self._measure_batch(conversations[start:start + BATCH])
+        self._contents = {}  # per call: a long-lived process must not grow without bound
+        self._learn([m.content for messages in conversations for m in messages])
+        lengths = []
+        for messages in conversations:
+            roles = tuple(m.role for m in messages)
+            if roles not in self._frames:
+                self._frames[roles] = self.exact_total([Message(r, "") for r in roles])
+            content = sum(self._contents[m.content] for m in messages)
+            answers = sum(self._contents[m.content] + 1 for m in messages
+                          if m.role == "assistant")
+            lengths.append(Lengths(self._frames[roles] + content, answers))
         return lengths
 
-    def _measure_batch(self, batch: Sequence[Sequence[Message]]) -> list[Lengths]:
-        chats = [[{"role": m.role, "content": m.content} for m in messages] for messages in batch]
-        rendered = self.tokenizer.apply_chat_template(chats, tokenize=False)
-        totals = self._count(rendered)
-        answers = [m.content for messages in batch for m in messages if m.role == "assistant"]
-        answer_tokens = iter(self._count(answers))
-        lengths = []
-        for messages, total in zip(batch, totals):
-            turns = sum(1 for m in messages if m.role == "assistant")
-            supervised = sum(next(answer_tokens) + 1 for _ in range(turns))
-            lengths.append(Lengths(total, supervised))
-        return lengths
+    def exact_total(self, messages: Sequence[Message]) -> int:
+        """Tokens of the whole conversation rendered with the chat template, uncached."""
+        chat = [{"role": m.role, "content": m.content} for m in messages]
+        rendered = self.tokenizer.apply_chat_template(chat, tokenize=False)
+        return self._count([rendered])[0]
+
+    def _learn(self, contents: list[str]) -> None:
+        new = list({c: None for c in contents if c not in self._contents})
+        for start in range(0, len(new), BATCH):
+            batch = new[start:start + BATCH]
+            self._contents.update(zip(batch, self._count(batch)))
 
     def _count(self, texts: list[str]) -> list[int]:
         if not texts:
