@@ -22,6 +22,7 @@ from chatbot.types import Message
 from training.errors import DataError
 
 ROLES = ("system", "user", "assistant")
+_LIST_KEYS = {"openai": "messages", "sharegpt": "conversations", "sgd": "turns"}
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
 SGD_ROLES = {"USER": "user", "SYSTEM": "assistant"}
 MAX_PROBLEMS_IN_ERROR = 20
@@ -64,10 +65,12 @@ class Problem:
     line: int
     message: str
     index: int | None = None
+    key: str = "messages"
+    """The list ``index`` points into: ``messages``, ``conversations`` or ``turns``."""
 
     def __str__(self) -> str:
         where = self.file if self.line == 0 else f"{self.file}:{self.line}"
-        at = "" if self.index is None else f" messages[{self.index}]:"
+        at = "" if self.index is None else f" {self.key}[{self.index}]:"
         return f"{where}:{at} {self.message}"
 
 
@@ -93,9 +96,12 @@ class QAFields:
 
 
 class InvalidRecord(Exception):
-    def __init__(self, message: str, index: int | None = None) -> None:
+    """One record that can't be used; ``index`` is the position in its ``key`` list."""
+
+    def __init__(self, message: str, index: int | None = None, key: str = "messages") -> None:
         super().__init__(message)
         self.index = index
+        self.key = key
 
 
 def read_transcripts(paths: Iterable[str | Path], qa: QAFields = QAFields(),
@@ -148,9 +154,9 @@ def _collect(name: str, stem: str, rows: Iterator[tuple[int, Any]], qa: QAFields
             records += 1
             try:
                 messages, fmt = to_messages(record, qa)
-                validate(messages)
+                validate(messages, _LIST_KEYS.get(fmt, "messages"))
             except InvalidRecord as exc:
-                problems.append(Problem(name, line, str(exc), exc.index))
+                problems.append(Problem(name, line, str(exc), exc.index, exc.key))
                 continue
             conversations.append(Conversation(f"{stem}:{line}", messages, name,
                                               {"format": fmt, "line": line}))
@@ -166,7 +172,7 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
         try:
             yield number, json.loads(line)
         except json.JSONDecodeError as exc:
-            yield number, _Malformed(f"malformed JSON: {exc.msg} at column {exc.colno}")
+            yield number, _Malformed(f"malformed JSON ({exc.msg}, column {exc.colno})")
 
 
 def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
@@ -208,17 +214,20 @@ def to_messages(record: Any, qa: QAFields = QAFields()) -> tuple[tuple[Message, 
 def _listed(items: Any, key: str, role_key: str, text_key: str,
             roles: dict[str, str] | None) -> tuple[Message, ...]:
     if not isinstance(items, list):
-        raise InvalidRecord(f"'{key}' must be a list, got {type(items).__name__}")
+        raise InvalidRecord(f"'{key}' must be a list, got {type(items).__name__}", key=key)
     messages = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
-            raise InvalidRecord(f"expected an object with '{role_key}' and '{text_key}'", index)
+            raise InvalidRecord(f"expected an object with '{role_key}' and '{text_key}'", index,
+                                key)
         role, text = item.get(role_key), item.get(text_key)
         known = roles if roles is not None else {r: r for r in ROLES}
         if role not in known:
-            raise InvalidRecord(f"unknown role {role!r} (expected {', '.join(known)})", index)
+            raise InvalidRecord(f"unknown role {role!r} (expected one of: {', '.join(known)})",
+                                index, key)
         if not isinstance(text, str):
-            raise InvalidRecord(f"'{text_key}' must be a string, got {type(text).__name__}", index)
+            raise InvalidRecord(f"'{text_key}' must be a string, got {type(text).__name__}",
+                                index, key)
         messages.append(Message(known[role], text))
     return tuple(messages)
 
@@ -235,10 +244,17 @@ def _qa_messages(record: dict, qa: QAFields) -> tuple[Message, ...]:
     return tuple(messages)
 
 
-def validate(messages: tuple[Message, ...]) -> None:
+def validate(messages: tuple[Message, ...], key: str = "messages") -> None:
     """Raise ``InvalidRecord`` at the first message that breaks the user/assistant alternation."""
     if not messages:
         raise InvalidRecord("no messages")
+    try:
+        _check_order(messages)
+    except InvalidRecord as exc:
+        raise InvalidRecord(str(exc).replace("messages[", f"{key}["), exc.index, key) from None
+
+
+def _check_order(messages: tuple[Message, ...]) -> None:
     previous = None
     for index, message in enumerate(messages):
         if message.role == "system" and index != 0:
