@@ -25,7 +25,8 @@ def data_group() -> None:
 @data_group.command("build")
 @click.option("--name", required=True, help="Dataset name (a folder under <data_dir>/datasets).")
 @click.option("--from", "sources", multiple=True, metavar="logs|FILE",
-              help="'logs' for the conversation log, or a .jsonl/.csv transcript file; repeat.")
+              help="'logs' for the conversation log, or a .jsonl/.csv transcript file; repeat "
+                   "[default: logs].")
 @click.option("--strict", is_flag=True, help="Fail on the first invalid line instead of skipping.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset of that name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
