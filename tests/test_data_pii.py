@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from training.pii import KINDS, scrub
+from chatbot.pii import KINDS, scrub
 
 FOUND = [
     ("EMAIL", "write to dana.k@example.com today", "write to <EMAIL> today"),
@@ -79,7 +79,7 @@ def test_the_module_imports_nothing_from_training():
     import ast
     from pathlib import Path
 
-    import training.pii as module
+    import chatbot.pii as module
 
     tree = ast.parse(Path(module.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}

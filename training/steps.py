@@ -18,7 +18,7 @@ from typing import Sequence
 
 from chatbot.types import Message
 from training.dedupe import Split, dedupe, split
-from training.pii import KINDS, scrub
+from chatbot.pii import KINDS, scrub
 from training.tokens import Lengths, TokenCounter
 from training.transcripts import Conversation
 

@@ -1,0 +1,56 @@
+"""Turn a validated config into a running engine: the one place that reads the whole config.
+
+Everything below takes flat arguments; only this builder knows the config's shape.
+"""
+
+from __future__ import annotations
+
+from chatbot.config import BotConfig
+from chatbot.engine import Engine, RetrievalPolicy
+from chatbot.filters import build_filters
+from chatbot.generate import GenerationSettings, TransformersGenerator
+from chatbot.logs import ConversationLog
+from chatbot.models import resolve_model
+from chatbot.variants import Variant, adapter_manifest, registered_adapters
+
+
+def build_variants(config: BotConfig) -> dict[str, Variant]:
+    """The config's variants plus every registered adapter, each under its own name."""
+    adapters_root = config.data_path / "adapters"
+    variants = {}
+    for name, spec in config.variants.items():
+        adapter_dir = config.data_path / spec.adapter if spec.adapter else None
+        variants[name] = Variant(name, spec.model or config.models.chat, spec.template,
+                                 spec.retrieval, spec.k, adapter_dir)
+    for name, adapter_dir in registered_adapters(adapters_root).items():
+        if name not in variants:
+            manifest = adapter_manifest(adapter_dir)
+            variants[name] = Variant(name, manifest.get("base_model", config.models.chat),
+                                     manifest.get("template", "rag"), True, None, adapter_dir)
+    return variants
+
+
+def generation_settings(config: BotConfig) -> GenerationSettings:
+    gen = config.generation
+    return GenerationSettings(gen.max_new_tokens, gen.temperature, gen.top_p,
+                              gen.repetition_penalty)
+
+
+def build_engine(config: BotConfig, search=None) -> Engine:
+    """An engine for ``config``; ``search(query, k) -> list[Hit]`` defaults to the bot's index."""
+
+    def load_generator(model: str) -> TransformersGenerator:
+        return TransformersGenerator(resolve_model(model, config.base_dir), model,
+                                     config.models.device, config.models.dtype,
+                                     config.models.threads)
+
+    log = ConversationLog(config.data_path / "logs.sqlite") if config.logging.enabled else None
+    return Engine(
+        build_variants(config), load_generator, search=search, log=log,
+        filters=build_filters(config.filters.blocklist, config.filters.replacement,
+                              config.filters.redact_pii),
+        settings=generation_settings(config),
+        retrieval=RetrievalPolicy(config.retrieval.k, config.retrieval.no_hits,
+                                  config.retrieval.refusal),
+        max_message_chars=config.generation.max_message_chars,
+        default_variant=config.default_variant, bot_name=config.name)

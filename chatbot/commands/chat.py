@@ -1,0 +1,78 @@
+"""``chatbot ask`` and ``chatbot chat``: the bot in a terminal."""
+
+from __future__ import annotations
+
+import uuid
+
+import click
+
+from chatbot.commands.common import BotConfig, in_section, one_line_errors, print_json, \
+    with_config
+
+
+def _print_sources(reply) -> None:
+    for source in reply.sources():
+        where = f" ({source['location']})" if source["location"] else ""
+        click.secho(f"  [{source['n']}] {source['source']}{where}  score {source['score']}",
+                    dim=True)
+
+
+@in_section("Chat")
+@click.command()
+@click.argument("question")
+@click.option("--variant", help="Variant to answer with [default: the config's default].")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: text, variant, sources, timings, messages.")
+@with_config
+@one_line_errors
+def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) -> None:
+    """Answer one question and exit."""
+    from chatbot.bot import build_engine
+
+    engine = build_engine(config)
+    stream = engine.answer(f"cli-{uuid.uuid4().hex[:12]}", question, variant)
+    if as_json:
+        print_json(stream.result().as_dict())
+        return
+    for piece in stream:
+        click.echo(piece, nl=False)
+    click.echo()
+    _print_sources(stream.reply)
+
+
+@in_section("Chat")
+@click.command()
+@click.option("--variant", help="Variant to answer with [default: the config's default].")
+@with_config
+@one_line_errors
+def chat(config: BotConfig, variant: str | None) -> None:
+    """Chat in the terminal: answers stream, sources follow. Ctrl-D or /quit ends."""
+    from chatbot.bot import build_engine
+    from chatbot.errors import InputError
+
+    engine = build_engine(config)
+    session = f"cli-{uuid.uuid4().hex[:12]}"
+    click.echo(f"{config.name} · variant {engine.variant(variant).name} · /clear, /quit")
+    while True:
+        try:
+            question = click.prompt("you", prompt_suffix="> ")
+        except (EOFError, click.Abort):
+            click.echo()
+            return
+        if question.strip() == "/quit":
+            return
+        if question.strip() == "/clear":
+            engine.clear(session)
+            continue
+        try:
+            stream = engine.answer(session, question, variant)
+            click.echo("bot> ", nl=False)
+            for piece in stream:
+                click.echo(piece, nl=False)
+            click.echo()
+            _print_sources(stream.reply)
+        except InputError as exc:
+            click.echo(f"error: {exc}", err=True)
+
+
+COMMANDS = [ask, chat]

@@ -1,0 +1,217 @@
+"""The engine every surface calls: retrieve, render, generate, filter, log, time.
+
+    stream = engine.answer(session_id, "How do I index my documents?", "prompt")
+    for piece in stream:          # filtered text as it is generated
+        print(piece, end="")
+    reply = stream.reply          # text, exact messages, hits, variant, timings
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from chatbot.errors import InputError
+from chatbot.filters import NamedFilter, run_filters
+from chatbot.generate import GenerationSettings, Generator
+from chatbot.logs import ConversationLog
+from chatbot.prompts import build_messages, fit_to_budget, load_template
+from chatbot.types import Message, Reply, hit_record
+from chatbot.variants import Variant, adapter_manifest, check_adapter
+from index.types import Hit
+
+
+@dataclass(frozen=True)
+class RetrievalPolicy:
+    k: int = 4
+    no_hits: str = "answer"
+    """``answer`` without context, or ``refuse`` with ``refusal``, when no passage qualifies."""
+    refusal: str = "The documents I have do not cover that question."
+
+
+class Engine:
+    """Answers questions for any number of sessions and variants on shared models."""
+
+    def __init__(self, variants: dict[str, Variant], load_generator: Callable[[str], Generator],
+                 search: Callable[[str, int], list[Hit]] | None = None,
+                 log: ConversationLog | None = None, filters: Sequence[NamedFilter] = (),
+                 settings: GenerationSettings = GenerationSettings(),
+                 retrieval: RetrievalPolicy = RetrievalPolicy(), max_message_chars: int = 8000,
+                 default_variant: str | None = None, bot_name: str = "chatbot-builder",
+                 max_history_turns: int = 50) -> None:
+        self.variants = variants
+        self.default_variant = default_variant or next(iter(variants))
+        self.search = search
+        self.log = log
+        self.filters = list(filters)
+        self.settings = settings
+        self.retrieval = retrieval
+        self.max_message_chars = max_message_chars
+        self.bot_name = bot_name
+        self.max_history_turns = max_history_turns
+        self._load_generator = load_generator
+        self._generators: dict[str, Generator] = {}
+        self._history: dict[str, list[Message]] = {}
+        self._lock = threading.Lock()
+
+    def generator_for(self, variant: Variant) -> Generator:
+        """The variant's base model, loaded once and shared, with its adapter attached."""
+        with self._lock:
+            generator = self._generators.get(variant.model)
+            if generator is None:
+                generator = self._generators[variant.model] = self._load_generator(variant.model)
+        if variant.adapter_dir is not None:
+            manifest = adapter_manifest(variant.adapter_dir)
+            check_adapter(manifest, variant.adapter_dir, generator.fingerprint,
+                          generator.template_hash)
+            generator.load_adapter(variant.name, variant.adapter_dir)
+        return generator
+
+    def variant(self, name: str | None) -> Variant:
+        name = name or self.default_variant
+        if name not in self.variants:
+            raise InputError(f"unknown variant {name!r}; variants: {', '.join(self.variants)}")
+        return self.variants[name]
+
+    def history(self, session_id: str) -> list[Message]:
+        return list(self._history.get(session_id, []))
+
+    def clear(self, session_id: str) -> None:
+        self._history.pop(session_id, None)
+
+    def answer(self, session_id: str, message: str, variant: str | None = None,
+               settings: GenerationSettings | None = None,
+               history: Sequence[Message] | None = None) -> AnswerStream:
+        """Start answering; iterate the result for text pieces. ``history`` overrides the
+        session's own (the API passes the client's messages)."""
+        chosen = self.variant(variant)
+        question = self.check_message(message)
+        past = list(history) if history is not None else self.history(session_id)
+        return AnswerStream(self, session_id, question, chosen, settings or self.settings, past)
+
+    def check_message(self, message: str) -> str:
+        if not isinstance(message, str):
+            raise InputError("the message must be text")
+        cleaned = "".join(ch for ch in message
+                          if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs"))
+        if not cleaned.strip():
+            raise InputError("the message is empty; type a question")
+        if len(cleaned) > self.max_message_chars:
+            raise InputError(f"the message has {len(cleaned):,} characters; the limit is "
+                             f"{self.max_message_chars:,} (generation.max_message_chars)")
+        return cleaned.strip()
+
+    def remember(self, session_id: str, question: str, answer: str) -> None:
+        turns = self._history.setdefault(session_id, [])
+        turns += [Message("user", question), Message("assistant", answer)]
+        del turns[:-2 * self.max_history_turns]
+
+
+class AnswerStream:
+    """One answer in progress: iterate for filtered text pieces; ``reply`` once finished."""
+
+    def __init__(self, engine: Engine, session_id: str, question: str, variant: Variant,
+                 settings: GenerationSettings, history: list[Message]) -> None:
+        self.engine, self.session_id, self.question = engine, session_id, question
+        self.variant, self.settings, self.history = variant, settings, history
+        self.reply: Reply | None = None
+        self._pieces = self._run()
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    def result(self) -> Reply:
+        for _ in self._pieces:
+            pass
+        return self.reply
+
+    def _run(self) -> Iterator[str]:
+        engine = self.engine
+        generator = engine.generator_for(self.variant)  # loads the model once, not timed
+        started = time.perf_counter()
+        hits = self._retrieve()
+        retrieved = time.perf_counter()
+        template = load_template(self.variant.template)
+        messages = build_messages(template, self.question, hits, self.history,
+                                  bot_name=engine.bot_name)
+        budget = generator.context_window - self.settings.max_new_tokens
+        messages = fit_to_budget(messages, generator.count_tokens, budget)
+        timings = {"retrieval_ms": _ms(started, retrieved),
+                   "prompt_ms": _ms(retrieved, time.perf_counter())}
+        turn_id = self._log_start(messages, hits)
+        refuse = self.variant.retrieval and not hits and engine.retrieval.no_hits == "refuse"
+        raw, shown, status, first = "", "", "interrupted", None
+        try:
+            adapter = self.variant.name if self.variant.adapter_dir else None
+            pieces = iter([engine.retrieval.refusal]) if refuse else generator.stream(
+                messages, self.settings, adapter)
+            for piece in pieces:
+                first = first or time.perf_counter()
+                raw += piece
+                safe, _ = run_filters(engine.filters, _up_to_last_space(raw.lstrip()))
+                if safe.startswith(shown) and len(safe) > len(shown):
+                    yield safe[len(shown):]
+                    shown = safe
+            status = "complete"
+        except Exception:
+            status = "error"
+            raise
+        finally:
+            text, changed = run_filters(engine.filters, raw.strip())
+            if text.startswith(shown) and len(text) > len(shown):
+                tail = text[len(shown):]
+            else:
+                tail = None
+            timings.update(_generation_timings(started, first, raw, generator, refuse))
+            self.reply = Reply(text, messages, hits, self.variant.name, self.variant.model,
+                               self.variant.adapter_id, timings, refuse, changed, turn_id)
+            self._log_finish(turn_id, text, timings, status)
+            if status == "complete":
+                engine.remember(self.session_id, self.question, text)
+        if tail:
+            yield tail
+
+    def _retrieve(self) -> list[Hit]:
+        if not self.variant.retrieval or self.engine.search is None:
+            return []
+        return self.engine.search(self.question, self.variant.k or self.engine.retrieval.k)
+
+    def _log_start(self, messages: list[Message], hits: list[Hit]) -> int | None:
+        log = self.engine.log
+        if log is None:
+            return None
+        log.ensure_session(self.session_id, self.variant.name)
+        log.add_turn(self.session_id, "user", self.question, variant=self.variant.name)
+        return log.add_turn(
+            self.session_id, "assistant", "", variant=self.variant.name,
+            model_id=self.variant.model, adapter_id=self.variant.adapter_id,
+            messages=[m.as_dict() for m in messages], hits=[hit_record(h) for h in hits],
+            settings=self.settings.__dict__ | {"stop": list(self.settings.stop)},
+            status="pending")
+
+    def _log_finish(self, turn_id: int | None, text: str, timings: dict, status: str) -> None:
+        if self.engine.log is not None and turn_id is not None:
+            self.engine.log.finish_turn(turn_id, text, timings, status)
+
+
+def _up_to_last_space(text: str) -> str:
+    """Text that can be shown now: a word still being generated may yet become PII."""
+    cut = max(text.rfind(" "), text.rfind("\n"))
+    return text[:cut].rstrip() if cut >= 0 else ""
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000, 1)
+
+
+def _generation_timings(started: float, first: float | None, raw: str, generator: Generator,
+                        refused: bool) -> dict[str, float]:
+    end = time.perf_counter()
+    tokens = 0 if refused or not raw else generator.count_text(raw)
+    decode_s = end - first if first else 0.0
+    return {"first_token_ms": _ms(started, first) if first else None,
+            "total_ms": _ms(started, end), "tokens": tokens,
+            "tokens_per_s": round(tokens / decode_s, 2) if decode_s > 0 and tokens else None}

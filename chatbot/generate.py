@@ -1,0 +1,187 @@
+"""Text generation behind a small protocol, so the engine never touches transformers itself.
+
+``TransformersGenerator`` holds one copy of a causal LM; LoRA adapters are loaded onto that one
+base model with peft and switched per request, so a fine-tuned variant costs no second copy of
+the base weights. A lock serializes generation: one model serves many users safely.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from chatbot.errors import ModelError
+from chatbot.models import chat_template_hash, model_fingerprint
+from chatbot.types import Message
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Generator(Protocol):
+    model_id: str
+    context_window: int
+    fingerprint: str
+    """Identity of the base weights; adapters record it (chatbot.models.model_fingerprint)."""
+    template_hash: str
+    """Hash of the tokenizer's chat template (chatbot.models.chat_template_hash)."""
+
+    def load_adapter(self, name: str, path: str | Path) -> None: ...
+
+    def count_tokens(self, messages: list[Message]) -> int: ...
+
+    def count_text(self, text: str) -> int: ...
+
+    def stream(self, messages: list[Message], settings: GenerationSettings,
+               adapter: str | None = None) -> Iterator[str]: ...
+
+
+def pick_dtype(device: str, dtype: str):
+    """float32 on CPU unless asked otherwise: bf16 without CPU support is ~6x slower."""
+    import torch
+
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class TransformersGenerator:
+    """A transformers causal LM with streaming, switchable LoRA adapters and a lock."""
+
+    def __init__(self, model_path: str, model_id: str, device: str = "auto",
+                 dtype: str = "auto", threads: int | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        if threads:
+            torch.set_num_threads(threads)
+        self.model_id = model_id
+        self.model_path = model_path
+        self.device = pick_device(device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                model_path, dtype=pick_dtype(self.device, dtype)).to(self.device).eval()
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"could not load chat model {model_id!r} from {model_path}: {exc}; "
+                             "check models.chat in the config, then run "
+                             "`chatbot models prepare`") from exc
+        if not self.tokenizer.chat_template:
+            raise ModelError(f"chat model {model_id!r} has no chat template; use an "
+                             "instruction-tuned model")
+        self.context_window = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self.fingerprint = model_fingerprint(model_path)
+        self.template_hash = chat_template_hash(self.tokenizer)
+        self.adapters: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def load_adapter(self, name: str, path: str | Path) -> None:
+        """Attach a LoRA adapter under ``name``; the base weights are shared, not copied."""
+        from peft import PeftModel
+
+        with self._lock:
+            if name in self.adapters:
+                return
+            try:
+                if not self.adapters:
+                    self.model = PeftModel.from_pretrained(self.model, str(path),
+                                                           adapter_name=name)
+                else:
+                    self.model.load_adapter(str(path), adapter_name=name)
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"could not load adapter {name!r} from {path}: {exc}") from exc
+            self.model.eval()
+            self.adapters[name] = str(path)
+
+    def encode(self, messages: list[Message]) -> list[int]:
+        return self.tokenizer.apply_chat_template(
+            [m.as_dict() for m in messages], add_generation_prompt=True, tokenize=True,
+            return_dict=False)
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        return len(self.encode(messages))
+
+    def count_text(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def stream(self, messages: list[Message], settings: GenerationSettings,
+               adapter: str | None = None) -> Iterator[str]:
+        """Yield text pieces as they are decoded; stopping the iteration stops generation."""
+        import torch
+        from transformers import StoppingCriteria, TextIteratorStreamer
+
+        stop_event = threading.Event()
+
+        class StopWhenAsked(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs) -> bool:
+                return stop_event.is_set()
+
+        ids = torch.tensor([self.encode(messages)], device=self.device)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True,
+                                        skip_special_tokens=True)
+        kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                      max_new_tokens=settings.max_new_tokens,
+                      repetition_penalty=settings.repetition_penalty,
+                      stopping_criteria=[StopWhenAsked()],
+                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
+        if settings.temperature > 0:
+            kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if settings.stop:
+            kwargs.update(stop_strings=list(settings.stop), tokenizer=self.tokenizer)
+        errors: list[BaseException] = []
+        with self._lock:
+            self._select_adapter(adapter)
+            worker = threading.Thread(target=self._generate, args=(kwargs, streamer, errors),
+                                      daemon=True)
+            worker.start()
+            try:
+                yield from streamer
+            finally:
+                stop_event.set()
+                worker.join()
+        if errors:
+            raise ModelError(f"generation failed in {self.model_id}: {errors[0]}") from errors[0]
+
+    def _select_adapter(self, adapter: str | None) -> None:
+        if not self.adapters:
+            if adapter:
+                raise ModelError(f"adapter {adapter!r} is not loaded")
+            return
+        if adapter:
+            self.model.set_adapter(adapter)
+            self.model.base_model.enable_adapter_layers()
+        else:
+            self.model.base_model.disable_adapter_layers()
+
+    def _generate(self, kwargs: dict, streamer, errors: list[BaseException]) -> None:
+        import torch
+
+        try:
+            with torch.inference_mode():
+                self.model.generate(**kwargs)
+        except Exception as exc:  # handed to the reading thread, which raises it
+            errors.append(exc)
+            streamer.end()

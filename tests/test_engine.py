@@ -1,0 +1,200 @@
+"""The engine with an echo generator: streaming, prompts, history, policies, filters, logging."""
+
+import json
+import sqlite3
+import threading
+
+import pytest
+
+from chatbot.engine import Engine, RetrievalPolicy
+from chatbot.errors import InputError, ModelError
+from chatbot.filters import blocklist_filter
+from chatbot.generate import GenerationSettings
+from chatbot.logs import ConversationLog
+from chatbot.variants import Variant
+from index.types import Chunk, Hit
+
+PROMPT = Variant("prompt", "base", "rag", retrieval=True)
+PLAIN = Variant("plain", "base", "plain", retrieval=False)
+
+
+def hit(n: int, text: str = "Run chatbot index sync docs/.") -> Hit:
+    return Hit(Chunk(f"c{n}", "docs/indexing.md", text, "Indexing > Sync", "h"), 0.8, n)
+
+
+def make_engine(echo, search=None, **kwargs) -> Engine:
+    loads = []
+
+    def load(model):
+        loads.append(model)
+        return echo
+
+    engine = Engine({"prompt": PROMPT, "plain": PLAIN}, load, search=search,
+                    settings=GenerationSettings(max_new_tokens=40), **kwargs)
+    engine.loads = loads
+    return engine
+
+
+def test_streamed_pieces_make_the_reply_and_the_prompt_is_exact(echo) -> None:
+    engine = make_engine(echo, search=lambda q, k: [hit(1), hit(2, "Use --mode bm25.")][:k])
+    stream = engine.answer("s1", "how do I sync my docs", "prompt")
+    pieces = list(stream)
+    reply = stream.reply
+    assert "".join(pieces) == reply.text == "how do I sync my docs"
+    assert reply.messages == echo.calls[0][0]
+    assert reply.messages[0].role == "system" and "cite" in reply.messages[0].content.lower()
+    user = reply.messages[-1].content
+    assert "[1] docs/indexing.md (Indexing > Sync)\nRun chatbot index sync docs/." in user
+    assert "[2] docs/indexing.md" in user and "<<<SOURCES" in user
+    assert [h.rank for h in reply.hits] == [1, 2]
+    assert reply.variant == "prompt" and reply.model_id == "base" and reply.adapter_id is None
+    assert set(reply.timings) >= {"retrieval_ms", "prompt_ms", "first_token_ms", "total_ms",
+                                  "tokens", "tokens_per_s"}
+
+
+def test_variant_without_retrieval_gets_no_sources(echo) -> None:
+    engine = make_engine(echo, search=lambda q, k: [hit(1)])
+    reply = engine.answer("s", "hello there", "plain").result()
+    assert reply.hits == [] and "SOURCES" not in reply.messages[-1].content
+
+
+def test_history_is_kept_per_session_and_trimmed_oldest_first(echo) -> None:
+    echo.context_window = 80  # a 40-token prompt budget after 40 new tokens
+    engine = make_engine(echo)
+    for question in ["one two three four five", "six seven eight nine ten", "eleven twelve"]:
+        engine.answer("s", question, "plain").result()
+    assert [m.content for m in engine.history("other")] == []
+    # system prompt (18) + question (4) + newest pair (8) fit in 40; the older pairs don't.
+    reply = engine.answer("s", "last question", "plain").result()
+    contents = [m.content for m in reply.messages]
+    assert contents[0].startswith("You are") and contents[-1] == "last question"
+    assert contents[1:] == ["eleven twelve", "eleven twelve", "last question"]
+
+
+def test_message_too_long_for_the_context_is_a_clear_error(echo) -> None:
+    engine = make_engine(echo)
+    with pytest.raises(InputError, match="more than the 960 the model can read"):
+        engine.answer("s", " ".join(["word"] * 1000), "plain").result()
+
+
+def test_no_hits_refuse_policy_answers_without_the_model(echo) -> None:
+    engine = make_engine(echo, search=lambda q, k: [],
+                         retrieval=RetrievalPolicy(no_hits="refuse", refusal="Not covered."))
+    reply = engine.answer("s", "what is the weather", "prompt").result()
+    assert reply.text == "Not covered." and reply.refused and echo.calls == []
+
+
+def test_no_hits_answer_policy_generates_without_context(echo) -> None:
+    engine = make_engine(echo, search=lambda q, k: [])
+    reply = engine.answer("s", "what is the weather", "prompt").result()
+    assert reply.text == "what is the weather" and not reply.refused
+
+
+@pytest.mark.parametrize("message, error", [
+    ("", "the message is empty"),
+    ("  \n\t ", "the message is empty"),
+    ("\x00\x07", "the message is empty"),
+    ("x" * 101, "the message has 101 characters; the limit is 100"),
+])
+def test_bad_messages_are_rejected_with_the_reason(echo, message, error) -> None:
+    engine = make_engine(echo, max_message_chars=100)
+    with pytest.raises(InputError, match=error):
+        engine.answer("s", message, "prompt")
+
+
+def test_control_characters_are_dropped(echo) -> None:
+    reply = make_engine(echo).answer("s", "hi\x00 there\x1b", "plain").result()
+    assert reply.text == "hi there"
+
+
+def test_unknown_variant_names_the_known_ones(echo) -> None:
+    with pytest.raises(InputError, match="unknown variant 'nope'; variants: prompt, plain"):
+        make_engine(echo).answer("s", "hi", "nope")
+
+
+def test_blocklist_replaces_the_answer_and_never_streams_the_phrase(echo) -> None:
+    engine = make_engine(echo, filters=[blocklist_filter(["secret plan"], "Blocked.")])
+    stream = engine.answer("s", "the secret plan is here", "plain")
+    shown = "".join(stream)
+    assert "secret plan" not in shown
+    assert stream.reply.text == "Blocked." and stream.reply.filtered == ["blocklist"]
+
+
+def test_two_variants_on_one_base_model_load_it_once(echo) -> None:
+    engine = make_engine(echo)
+    threads = [threading.Thread(target=lambda v=v: engine.answer("s" + v, "hi", v).result())
+               for v in ["prompt", "plain", "prompt", "plain"]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert engine.loads == ["base"]
+
+
+def test_turns_are_logged_before_and_after_generation(echo, tmp_path) -> None:
+    log = ConversationLog(tmp_path / "logs.sqlite")
+    engine = make_engine(echo, search=lambda q, k: [hit(1)], log=log)
+    stream = engine.answer("s1", "alpha beta gamma delta", "prompt")
+    iterator = iter(stream)
+    next(iterator)
+    db = sqlite3.connect(tmp_path / "logs.sqlite")
+    rows = db.execute("SELECT role, status, text FROM turns ORDER BY position").fetchall()
+    assert rows == [("user", "complete", "alpha beta gamma delta"), ("assistant", "pending", "")]
+    list(iterator)
+    role, status, text, messages, hits = db.execute(
+        "SELECT role, status, text, messages_json, hits_json FROM turns WHERE position = 1").fetchone()
+    assert (status, text) == ("complete", "alpha beta gamma delta")
+    assert json.loads(messages)[-1]["content"] == stream.reply.messages[-1].content
+    assert json.loads(hits)[0]["source"] == "docs/indexing.md"
+    assert stream.reply.turn_id is not None
+
+
+def test_an_abandoned_answer_is_marked_interrupted(echo, tmp_path) -> None:
+    log = ConversationLog(tmp_path / "logs.sqlite")
+    stream = make_engine(echo, log=log).answer("s1", "alpha beta gamma delta", "plain")
+    iterator = iter(stream)
+    next(iterator)
+    iterator.close()
+    turn = log.conversation("s1").turns[1]
+    assert turn.status == "interrupted" and turn.text == "alpha"
+
+
+def test_adapter_trained_on_another_base_is_refused(echo, tmp_path) -> None:
+    adapter = tmp_path / "adapters" / "ft"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_manifest.json").write_text(json.dumps(
+        {"base_model": "other", "base_model_fingerprint": "not-echo",
+         "chat_template_hash": "echo-template"}))
+    engine = Engine({"ft": Variant("ft", "base", "rag", True, None, adapter)}, lambda m: echo)
+    with pytest.raises(ModelError, match="was trained on base model 'other'"):
+        engine.answer("s", "hi", "ft").result()
+
+
+def test_missing_adapter_directory_says_how_to_make_it(echo, tmp_path) -> None:
+    engine = Engine({"ft": Variant("ft", "base", "rag", True, None, tmp_path / "nope")},
+                    lambda m: echo)
+    with pytest.raises(ModelError, match="does not exist; train one with `chatbot train"):
+        engine.answer("s", "hi", "ft").result()
+
+
+def test_matching_adapter_is_attached_and_selected(echo, tmp_path) -> None:
+    adapter = tmp_path / "ft"
+    adapter.mkdir()
+    (adapter / "adapter_manifest.json").write_text(json.dumps(
+        {"base_model_fingerprint": "echo-fingerprint", "chat_template_hash": "echo-template"}))
+    engine = Engine({"ft": Variant("ft", "base", "rag", True, None, adapter)}, lambda m: echo)
+    reply = engine.answer("s", "hi", "ft").result()
+    assert echo.adapters == {"ft": str(adapter)} and echo.calls[-1][1] == "ft"
+    assert reply.adapter_id == "ft"
+
+
+def test_pii_in_answers_is_redacted_before_it_is_shown_or_logged(echo, tmp_path) -> None:
+    from chatbot.filters import pii_filter
+
+    log = ConversationLog(tmp_path / "logs.sqlite")
+    engine = make_engine(echo, filters=[pii_filter()], log=log)
+    stream = engine.answer("s", "write to ana@example.org today", "plain")
+    shown = "".join(stream)
+    assert "ana@example.org" not in shown
+    assert stream.reply.text == "write to <EMAIL> today" and stream.reply.filtered == ["pii"]
+    assert log.conversation("s").turns[1].text == "write to <EMAIL> today"

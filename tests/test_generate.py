@@ -1,0 +1,74 @@
+"""The transformers generator on a tiny random model: streaming, determinism, adapters, lock."""
+
+import threading
+
+import pytest
+
+from chatbot.errors import ModelError
+from chatbot.generate import GenerationSettings, TransformersGenerator
+from chatbot.types import Message
+
+QUESTION = [Message("system", "Be brief."), Message("user", "How do I index documents?")]
+GREEDY = GenerationSettings(max_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_model_dir) -> TransformersGenerator:
+    return TransformersGenerator(str(tiny_model_dir), "tiny", device="cpu")
+
+
+def test_greedy_streaming_is_deterministic(generator) -> None:
+    first = "".join(generator.stream(QUESTION, GREEDY))
+    second = "".join(generator.stream(QUESTION, GREEDY))
+    assert first == second and first
+    assert generator.count_text(first) <= GREEDY.max_new_tokens
+
+
+def test_prompt_is_rendered_with_the_models_chat_template(generator) -> None:
+    text = generator.tokenizer.decode(generator.encode(QUESTION))
+    assert text == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n"
+                    "How do I index documents?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_concurrent_requests_are_serialized_and_all_answered(generator) -> None:
+    expected = "".join(generator.stream(QUESTION, GREEDY))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        "".join(generator.stream(QUESTION, GREEDY)))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [expected] * 4
+
+
+def test_lora_adapter_switches_on_one_base_model(tiny_model_dir, tmp_path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    base_size = sum(p.numel() for p in base.parameters())
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                 init_lora_weights=False))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.add_(0.5)  # make the adapter change the output
+    peft_model.save_pretrained(tmp_path / "ft")
+
+    generator = TransformersGenerator(str(tiny_model_dir), "tiny", device="cpu")
+    before = "".join(generator.stream(QUESTION, GREEDY))
+    generator.load_adapter("ft", tmp_path / "ft")
+    with_adapter = "".join(generator.stream(QUESTION, GREEDY, adapter="ft"))
+    without = "".join(generator.stream(QUESTION, GREEDY))
+    assert without == before
+    assert with_adapter != before
+    base_params = sum(p.numel() for n, p in generator.model.named_parameters() if "lora" not in n)
+    assert base_params == base_size  # one copy of the base weights, adapters beside it
+
+
+def test_a_missing_model_directory_names_the_fix(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="run `chatbot models prepare`"):
+        TransformersGenerator(str(tmp_path / "empty"), "empty", device="cpu")
