@@ -10,6 +10,7 @@ Classes elsewhere take flat arguments, never this object.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -120,6 +121,69 @@ class ServerConfig(Section):
     """The API requires ``Authorization: Bearer <key>`` when this variable is set."""
 
 
+DEFAULT_REFUSALS = [
+    r"^(i'?m sorry,? (but )?)?i can(not|'t|’t) (help|assist) with (that|this)( request)?\W*$",
+    r"^as an ai( language model)?\b",
+    r"^i (do not|don'?t) know\W*$",
+]
+
+
+class DataConfig(Section):
+    """How ``chatbot data build`` turns logs and transcripts into a fine-tuning dataset."""
+
+    feedback: Literal["up", "not_down", "all"] = "not_down"
+    """Logged answers kept: thumbs-up only, all but thumbed-down, or all. Imports have no
+    feedback and always pass; a thumbed-down answer with a comment goes to the review file."""
+    min_tokens: int = Field(default=32, ge=0)
+    """Shortest example kept, in the chat model's tokens (whole rendered conversation)."""
+    max_tokens: int = Field(default=2048, ge=1)
+    """Longest example kept, in the chat model's tokens (whole rendered conversation)."""
+    refusal_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_REFUSALS))
+    """Regexes (case-insensitive) for boilerplate answers that are dropped; the configured
+    ``retrieval.refusal`` and ``filters.replacement`` texts are always added."""
+    near_duplicate_threshold: float | None = Field(default=0.8, gt=0.0, le=1.0)
+    """Estimated Jaccard similarity (word 3-grams) from which two conversations are
+    near-duplicates and one is dropped; ``None`` removes exact duplicates only."""
+    minhash_permutations: int = Field(default=64, ge=16, le=1024)
+    """MinHash size: more is more precise and slower."""
+    pii_kinds: list[Literal["URL", "EMAIL", "IBAN", "CARD", "IP", "ID", "PHONE"]] = Field(
+        default_factory=lambda: ["URL", "EMAIL", "IBAN", "CARD", "IP", "ID", "PHONE"])
+    """Personal data replaced by ``<KIND>`` placeholders in user and assistant text."""
+    phone_region: str = "US"
+    """Country assumed for phone numbers written without ``+CC`` (ISO 3166 code)."""
+    validation_share: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Share of conversations held out for validation (split by conversation, never by turn)."""
+    seed: int = 1234
+    """Seed of the train/validation split: the same data and seed give the same split."""
+    question_field: str = "question"
+    """Question column of question/answer imports (.csv header or .jsonl key)."""
+    answer_field: str = "answer"
+    """Answer column of question/answer imports."""
+    system_field: str | None = None
+    """Optional system-prompt column of question/answer imports."""
+    render_with_template: bool = True
+    """Render imported conversations that have no system message with the serving prompt
+    template (as the bot would see them); ``false`` keeps their messages as they are."""
+    template: str | None = None
+    """Prompt template for rendering imports; ``None`` uses the default variant's template."""
+
+    @field_validator("refusal_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"refusal pattern {pattern!r} is not a valid regex: {exc}")
+        return value
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> DataConfig:
+        if self.min_tokens > self.max_tokens:
+            raise ValueError("min_tokens must not exceed max_tokens")
+        return self
+
+
 class BotConfig(Section):
     name: str = "chatbot-builder"
     data_dir: str = ".chatbot"
@@ -134,6 +198,7 @@ class BotConfig(Section):
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
 
     # Set by load_config, not by the YAML: where relative paths are resolved from.
     base_dir: Path = Field(default=Path("."), exclude=True)
