@@ -71,8 +71,9 @@ def write_dataset(data_dir: Path, name: str, model_dir: Path, train: list[list[d
     return root
 
 
-def fact_dataset(data_dir: Path, model_dir: Path, name: str = "facts", repeat: int = 4) -> Path:
-    rows = [conversation(q, a) for q, a in FACTS]
+def fact_dataset(data_dir: Path, model_dir: Path, name: str = "facts", repeat: int = 4,
+                 facts: list[tuple[str, str]] = FACTS) -> Path:
+    rows = [conversation(q, a) for q, a in facts]
     return write_dataset(data_dir, name, model_dir, rows * repeat, rows[:2])
 
 

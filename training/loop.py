@@ -108,8 +108,9 @@ def train_loop(loss_module, model, train: Sequence[RenderedExample],
     while state.step < steps and not state.stopped_early:
         record = _train_step(loss_module, train, settings, workers, optimizer, scheduler, state,
                              steps)
-        record["tokens_per_s"] = round((state.tokens - start_tokens) * workers.world
-                                       / (time.perf_counter() - started), 1)
+        elapsed = time.perf_counter() - started
+        record["elapsed_s"] = round(elapsed, 3)
+        record["tokens_per_s"] = round((state.tokens - start_tokens) * workers.world / elapsed, 1)
         if state.step % settings.eval_every == 0 or state.step == steps:
             record.update(evaluate(loss_module, val, settings, workers))
             _early_stopping(record, state, settings, model, run_dir, workers)
