@@ -183,6 +183,48 @@ class DataConfig(Section):
             raise ValueError("min_tokens must not exceed max_tokens")
         return self
 
+class TrainingConfig(Section):
+    """Defaults of ``chatbot train``; every key can be overridden by the flag of the same name."""
+
+    method: Literal["lora", "freeze", "full"] = "lora"
+    """``lora`` adapters, ``freeze`` (train only the last ``train_blocks`` blocks) or ``full``."""
+    epochs: float = Field(default=3.0, gt=0)
+    learning_rate: float = Field(default=2e-4, gt=0)
+    """Peak learning rate (``--lr``); ~2e-4 suits LoRA, ~2e-5 full fine-tuning."""
+    batch_size: int = Field(default=4, ge=1)
+    """Conversations per micro-batch, packed into one row without padding."""
+    grad_accum: int = Field(default=1, ge=1)
+    """Micro-batches per optimizer step."""
+    warmup: float = Field(default=0.05, ge=0)
+    """Warm-up: a fraction of the steps when below 1, else a number of steps."""
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_seq_len: int = Field(default=1024, ge=16)
+    """Longer conversations are cut at the right; one left without assistant tokens is dropped."""
+    seed: int = 42
+    max_steps: int | None = Field(default=None, ge=1)
+    """Stop after this many optimizer steps (overrides ``epochs``); ``None`` runs all epochs."""
+    masking: Literal["all_assistant", "last_assistant"] = "all_assistant"
+    """Which assistant turns carry loss: all of them, or only the last of each conversation."""
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: str = "all-linear"
+    """LoRA targets: ``all-linear`` or comma-separated module names (``q_proj,v_proj``)."""
+    train_blocks: int = Field(default=2, ge=1)
+    """For ``freeze``: how many final decoder blocks learn; earlier ones stay frozen."""
+    eval_every: int = Field(default=50, ge=1)
+    """Validation loss and perplexity every N optimizer steps (and at the end)."""
+    patience: int | None = Field(default=3, ge=1)
+    """Stop after this many evaluations without improvement; ``None`` turns early stopping off."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """``auto``: float32 on CPUs (bf16 is many times slower without bf16 instructions), bf16 on GPUs."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, ~30% slower (GPU, long inputs)."""
+    threads: int | None = Field(default=None, ge=1)
+    """torch threads for CPU training; ``None`` keeps torch's default (all cores)."""
+
 
 class BotConfig(Section):
     name: str = "chatbot-builder"
@@ -199,6 +241,7 @@ class BotConfig(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
 
     # Set by load_config, not by the YAML: where relative paths are resolved from.
     base_dir: Path = Field(default=Path("."), exclude=True)
