@@ -65,7 +65,9 @@ def engine(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from chatbot.config import load_config
 
     root = tmp_path_factory.mktemp("api-bot")
-    config = {"data_dir": str(root / "data"), "models": {"chat": str(tiny_model_dir)},
+    # one torch thread: on a busy 2-core machine two threads wait on each other (20x slower)
+    config = {"data_dir": str(root / "data"),
+              "models": {"chat": str(tiny_model_dir), "threads": 1},
               "generation": {"max_new_tokens": 8, "max_message_chars": 2000,
                              "repetition_penalty": 2.0},  # words, not newlines, from noise
               "variants": {"prompt": {}, "plain": {"template": "plain", "retrieval": False},
