@@ -41,14 +41,12 @@ def build(threads: int | None, max_new_tokens: int):
     from chatbot.indexing import open_retriever, sync_paths
 
     config = embedded_config(threads)
-    started = time.perf_counter()
     report = sync_paths(config)
-    synced = time.perf_counter() - started
     retriever = open_retriever(config)
     engine = build_engine(config, search=lambda query, k: retriever.search(query, k=k))
     engine.settings = replace(engine.settings, max_new_tokens=max_new_tokens)
     engine.answer("warm-up", "Hello").result()  # loads the chat model and the embedder
-    return engine, synced, report
+    return engine, report
 
 
 def prefill_seconds(generator, messages) -> float:
@@ -67,7 +65,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
-    engine, synced, sync_report = build(args.threads, args.max_new_tokens)
+    engine, sync_report = build(args.threads, args.max_new_tokens)
     generator = engine.generator_for(engine.variant(None))
     rows = []
     for i, question in enumerate(QUESTIONS):
@@ -81,7 +79,7 @@ def main() -> None:
                      "decode": decode, "total": t["total_ms"], "tokens": t["tokens"],
                      "prompt_tokens": generator.count_tokens(reply.messages),
                      "hits": len(reply.hits)})
-    print(f"docs/ indexed in {synced:.1f}s ({sync_report}); SmolLM2-135M fp32, max "
+    print(f"docs/ indexed: {sync_report.summary()}; SmolLM2-135M fp32, max "
           f"{args.max_new_tokens} new tokens, greedy, torch threads {args.threads}; "
           f"{len(QUESTIONS)} questions, medians\n")
     print(f"prompt tokens (median) {median([r['prompt_tokens'] for r in rows]):.0f}, "

@@ -57,9 +57,10 @@ def create_api_router(engine: Engine, api_key: str | None) -> APIRouter:
 
     @router.get("/models")
     async def list_models(request: Request) -> JSONResponse:
-        denied = _check_key(request, api_key)
+        if denied := _check_key(request, api_key):
+            return denied
         cards = [_model_card(engine, v) for v in engine.variants.values()]
-        return denied or JSONResponse({"object": "list", "data": cards})
+        return JSONResponse({"object": "list", "data": cards})
 
     @router.get("/models/{name}")
     async def get_model(name: str, request: Request) -> JSONResponse:

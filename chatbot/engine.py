@@ -148,15 +148,17 @@ class AnswerStream:
             adapter = self.variant.name if self.variant.adapter_dir else None
             pieces = iter([engine.retrieval.refusal]) if refuse else generator.stream(
                 messages, self.settings, adapter)
-            stop = self.settings.stop
+            stop, ready = self.settings.stop, ""
             for piece in pieces:
                 first = first or time.perf_counter()
                 raw += piece
                 visible, stopped = _before_stop(raw, stop)
-                safe, _ = run_filters(engine.filters, _up_to_last_space(visible.lstrip()))
-                if safe.startswith(shown) and len(safe) > len(shown):
-                    yield safe[len(shown):]
-                    shown = safe
+                if (now_ready := _up_to_last_space(visible.lstrip())) != ready:
+                    ready = now_ready  # filters rerun only once another word is complete
+                    safe, _ = run_filters(engine.filters, ready)
+                    if safe.startswith(shown) and len(safe) > len(shown):
+                        yield safe[len(shown):]
+                        shown = safe
                 if stopped:  # stop generating now, not at max_new_tokens
                     getattr(pieces, "close", lambda: None)()
                     break

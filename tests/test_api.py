@@ -219,6 +219,9 @@ def test_errors_have_openais_shape_and_the_server_keeps_serving(client, case, st
 def test_bad_json_and_a_closed_stream(served, engine) -> None:
     response = httpx.post(f"{served.base_url}/chat/completions", content=b"{not json")
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+    latin1 = '{"model": "plain", "messages": [{"role": "user", "content": "caf\xe9"}]}'
+    response = httpx.post(f"{served.base_url}/chat/completions", content=latin1.encode("latin-1"))
+    assert response.status_code == 400 and "utf-8" in response.json()["error"]["message"]
     body = {"model": "plain", "messages": ASK, "stream": True, "max_tokens": 900}
     with httpx.stream("POST", f"{served.base_url}/chat/completions", json=body,
                       headers={"X-Session-Id": "walks-away"}) as response:
