@@ -46,8 +46,9 @@ class ChatState:
 ANSWERING = '<div class="cb-sources-empty">Answering...</div>'
 
 
-def new_session_id() -> str:
-    return f"web-{uuid.uuid4().hex[:12]}"
+def new_state() -> ChatState:
+    """A fresh conversation with its own session id (one per browser page load)."""
+    return ChatState(f"web-{uuid.uuid4().hex[:12]}")
 
 
 def prefix_for(index: int) -> str:
@@ -67,9 +68,6 @@ class ChatActions:
         self.engine = engine
         self.assign_variant = assign_variant
         self.show_variant_names = show_variant_names
-
-    def new_state(self) -> ChatState:
-        return ChatState(new_session_id())
 
     def variant_for(self, state: ChatState, choice: str | None) -> str:
         if self.assign_variant is not None:
@@ -98,12 +96,12 @@ class ChatActions:
                 [m.as_dict() for m in reply.messages])
 
     def respond(self, message: str, state: ChatState, choice: str | None = None) -> Iterator:
-        state = state if state is not None else self.new_state()
+        state = state if state is not None else new_state()
         try:
             stream = self.engine.answer(state.session_id, message or "",
                                         self.variant_for(state, choice), history=state.history())
         except InputError as exc:
-            gr.Warning(html.escape(str(exc)))
+            gr.Warning(html.escape(str(exc), quote=False))
             yield (self.chat_messages(state), state, message, *self.panel(state))
             return
         before = self.chat_messages(state)
@@ -126,7 +124,7 @@ class ChatActions:
         if state is None or not state.answers:
             gr.Info("There is no answer to regenerate yet.")
             yield (self.chat_messages(state) if state else [], state, "",
-                   *self.panel(state or self.new_state()))
+                   *self.panel(state or new_state()))
             return
         last = state.answers.pop()
         yield from self.respond(last.question, state, choice)
@@ -135,7 +133,7 @@ class ChatActions:
         """Start a new conversation: a new session id, nothing shown."""
         if state is not None:
             self.engine.clear(state.session_id)
-        fresh = self.new_state()
+        fresh = new_state()
         return [], fresh, "", SOURCES_PLACEHOLDER, None, gr.update(visible=False)
 
     def rate(self, state: ChatState, like: gr.LikeData) -> tuple:
@@ -183,7 +181,7 @@ def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None =
                    show_variant_names: bool = True) -> ChatActions:
     """Lay out the Chat tab inside the current ``gr.Blocks`` and wire its events."""
     actions = ChatActions(engine, assign_variant, show_variant_names)
-    state = gr.State(actions.new_state)
+    state = gr.State(new_state)
     with gr.Row():
         with gr.Column(scale=3):
             chatbot = gr.Chatbot(label="Chat", height=520, elem_id="cb-chat",
@@ -197,14 +195,14 @@ def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None =
             with gr.Row():
                 regenerate = gr.Button("Regenerate", size="sm", elem_id="cb-regenerate")
                 clear = gr.Button("Clear", size="sm", elem_id="cb-clear")
-                variant = gr.Dropdown(list(engine.variants), value=engine.default_variant,
-                                      label="Variant", scale=2, elem_id="cb-variant",
-                                      visible=assign_variant is None and show_variant_names)
             with gr.Row(visible=False) as comment_row:
                 comment = gr.Textbox(placeholder="Optional: what was good or wrong?",
                                      show_label=False, scale=5, elem_id="cb-comment")
                 send_comment = gr.Button("Add comment", size="sm", scale=1)
         with gr.Column(scale=2):
+            variant = gr.Dropdown(list(engine.variants), value=engine.default_variant,
+                                  label="Variant", elem_id="cb-variant",
+                                  visible=assign_variant is None and show_variant_names)
             gr.Markdown("### Sources")
             sources = gr.HTML(SOURCES_PLACEHOLDER, elem_id="cb-sources", js_on_load=None)
             with gr.Accordion("Exact prompt sent to the model", open=False):
