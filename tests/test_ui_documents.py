@@ -35,7 +35,7 @@ def test_upload_indexes_lists_searches_and_removes(documents, tmp_path) -> None:
     assert status.startswith("Indexed 2 file(s): 2 added")
     kept = sorted(str(documents.upload_dir / n) for n in ("faq.md", "install.md"))
     assert sorted(r[0] for r in rows) == kept and all(r[1] >= 1 for r in rows)
-    assert sorted(chooser["choices"]) == kept
+    assert sorted(value for _, value in chooser["choices"]) == kept
     results = actions.search("refunds five days", 2, "bm25")
     assert 'id="search-1"' in results and "faq.md" in results and "Refunds take" in results
     status, rows, _ = actions.remove(kept[0])

@@ -17,8 +17,7 @@ import gradio as gr
 from chatbot.engine import Engine
 from chatbot.errors import ChatbotError, InputError
 from chatbot.types import Message, Reply
-from chatbot.ui.render import SOURCES_PLACEHOLDER, cited_numbers, link_citations, meta_line, \
-    sources_html
+from chatbot.ui.render import SOURCES_PLACEHOLDER, cited_numbers, meta_line, sources_html
 
 
 @dataclass
@@ -52,7 +51,7 @@ def new_state() -> ChatState:
 
 
 def prefix_for(index: int) -> str:
-    """Anchor prefix of answer ``index``'s sources: unique on the page."""
+    """Anchor prefix of answer ``index``'s sources; the page script links citations to it."""
     return f"src-{index + 1}"
 
 
@@ -76,10 +75,9 @@ class ChatActions:
 
     def chat_messages(self, state: ChatState) -> list[dict]:
         shown = []
-        for index, answer in enumerate(state.answers):
-            text = link_citations(answer.reply.text, prefix_for(index), len(answer.reply.hits))
+        for answer in state.answers:
             shown += [{"role": "user", "content": answer.question},
-                      {"role": "assistant", "content": text}]
+                      {"role": "assistant", "content": answer.reply.text}]
         return shown
 
     def panel(self, state: ChatState, index: int | None = None) -> tuple[str, list[dict] | None]:

@@ -15,7 +15,7 @@ from typing import Protocol
 import gradio as gr
 
 from chatbot.errors import ChatbotError
-from chatbot.ui.render import sources_html
+from chatbot.ui.render import short_source, sources_html
 from index.types import Hit
 
 SEARCH_MODES = ["hybrid", "dense", "bm25"]
@@ -60,9 +60,10 @@ class DocumentActions:
         """The table and the remove dropdown, refreshed when the page loads."""
 
     def table(self) -> tuple[list[list], gr.Dropdown]:
-        rows = [[d.source, d.chunks, d.indexed_at] for d in self.documents.list()]
-        sources = [row[0] for row in rows]
-        return rows, gr.update(choices=sources, value=None)
+        listed = self.documents.list()
+        rows = [[short_source(d.source), d.chunks, d.indexed_at] for d in listed]
+        choices = [(short_source(d.source), d.source) for d in listed]
+        return rows, gr.update(choices=choices, value=None)
 
     def upload(self, files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple:
         """Copy the uploads next to the index's other uploads, then index them."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from index.types import Hit
 
@@ -19,21 +20,6 @@ SOURCES_PLACEHOLDER = ('<div class="cb-sources-empty">Sources used by an answer 
 
 def anchor(prefix: str, number: int) -> str:
     return f"{prefix}-{number}"
-
-
-def link_citations(text: str, prefix: str, count: int) -> str:
-    """Markdown in which each citation ``[n]`` of a real source links to its panel entry.
-
-    Numbers outside 1..count (the model invented them) stay plain text.
-    """
-
-    def link(match: re.Match) -> str:
-        numbers = [int(n) for n in re.split(r"\s*,\s*", match.group(1))]
-        if not all(1 <= n <= count for n in numbers):
-            return match.group(0)
-        return "".join(f"[\\[{n}\\]](#{anchor(prefix, n)})" for n in numbers)
-
-    return CITATION.sub(link, text)
 
 
 def cited_numbers(text: str, count: int) -> set[int]:
@@ -54,11 +40,19 @@ def sources_html(hits: Sequence[Hit], prefix: str, cited: set[int] = frozenset()
     return f'<div class="cb-sources">{heading}{"".join(entries)}</div>'
 
 
+def short_source(source: str) -> str:
+    """A path under the server's working folder, shown relative to it: shorter to read."""
+    path = Path(source)
+    if path.is_absolute() and path.is_relative_to(Path.cwd()):
+        return str(path.relative_to(Path.cwd()))
+    return source
+
+
 def _source_entry(number: int, hit: Hit, prefix: str, cited: bool) -> str:
     location = f' · {html.escape(hit.location)}' if hit.location else ""
     mark = ' <span class="cb-cited">cited</span>' if cited else ""
     return (f'<details class="cb-source" id="{anchor(prefix, number)}" open>'
-            f'<summary><b>[{number}]</b> <code>{html.escape(hit.source)}</code>{location}'
+            f'<summary><b>[{number}]</b> <code title="{html.escape(hit.source)}">{html.escape(short_source(hit.source))}</code>{location}'
             f' · score {float(hit.score):.3f}{mark}</summary>'
             f'<pre class="cb-passage">{html.escape(hit.text)}</pre></details>')
 
@@ -93,21 +87,66 @@ CSS = """
 .cb-sources-empty { color: var(--body-text-color-subdued); }
 """
 
-# Citation links point at "#src-...": open the passage and scroll to it inside the page, even
-# where the markdown renderer marks links to open elsewhere.
+# The answer stays the model's plain text (so copying it copies what the model wrote); this
+# script turns each citation [n] in answer k into a link to passage n of answer k's sources,
+# and a click opens that passage (asking the page to show answer k's sources first if needed).
 HEAD = """<script>
-document.addEventListener("click", (event) => {
-  const link = event.target.closest && event.target.closest("a[href*='#src-']");
-  if (!link) return;
-  const id = link.getAttribute("href").split("#").pop();
-  const target = document.getElementById(id);
-  if (!target) return;
-  event.preventDefault();
-  event.stopPropagation();
-  target.open = true;
-  target.scrollIntoView({behavior: "smooth", block: "center"});
-  document.querySelectorAll(".cb-source.cb-flash").forEach((e) => e.classList.remove("cb-flash"));
-  target.classList.add("cb-flash");
-}, true);
+(() => {
+  const CITE = /\\[(\\d{1,3})\\]/g;
+  function linkAnswer(bot, answer) {
+    const walker = document.createTreeWalker(bot, NodeFilter.SHOW_TEXT);
+    const found = [];
+    while (walker.nextNode()) {
+      const node = walker.currentNode;
+      CITE.lastIndex = 0;
+      if (node.parentElement !== bot && CITE.test(node.nodeValue)
+          && !node.parentElement.closest("a, code, pre, button")) found.push(node);
+    }
+    for (const node of found) {
+      const text = node.nodeValue, parts = document.createDocumentFragment();
+      let last = 0;
+      text.replace(CITE, (match, n, offset) => {
+        parts.append(text.slice(last, offset));
+        const link = document.createElement("a");
+        link.href = `#src-${answer}-${n}`;
+        link.className = "cb-cite";
+        link.textContent = match;
+        parts.append(link);
+        last = offset + match.length;
+        return match;
+      });
+      parts.append(text.slice(last));
+      node.replaceWith(parts);
+    }
+  }
+  let queued = false;
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => {
+      queued = false;
+      document.querySelectorAll('#cb-chat [data-testid="bot"]')
+        .forEach((bot, index) => linkAnswer(bot, index + 1));
+    });
+  }).observe(document.documentElement, {subtree: true, childList: true, characterData: true});
+  function reveal(id) {
+    const target = document.getElementById(id);
+    if (!target) return false;
+    target.open = true;
+    target.scrollIntoView({behavior: "smooth", block: "center"});
+    document.querySelectorAll(".cb-flash").forEach((e) => e.classList.remove("cb-flash"));
+    target.classList.add("cb-flash");
+    return true;
+  }
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest && event.target.closest("a.cb-cite");
+    if (!link) return;
+    event.preventDefault();
+    const id = link.getAttribute("href").slice(1);
+    if (reveal(id)) { event.stopPropagation(); return; }
+    let tries = 0;  // the click selects the answer; its sources arrive shortly
+    const timer = setInterval(() => { if (reveal(id) || ++tries > 40) clearInterval(timer); }, 100);
+  }, true);
+})();
 </script>
-<style>.cb-flash { outline: 2px solid var(--color-accent); }</style>"""
+<style>.cb-flash { outline: 2px solid var(--color-accent); } a.cb-cite { cursor: pointer; }</style>"""
