@@ -15,7 +15,7 @@ install() {  # install EXTRAS (base|test): the project plus the embedded models,
   if [ -f "$stamp-test" ] || [ -f "$stamp-$extras" ]; then return; fi
   echo "installing into $VENV (once)..."
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  local pip="$VENV/bin/python -m pip install --quiet --disable-pip-version-check"
+  local pip="$VENV/bin/python -m pip install -qq --disable-pip-version-check"
   if ! command -v nvidia-smi >/dev/null; then
     # On a CPU machine this pin is a CPU wheel; an unpinned torch pulls GBs of CUDA packages.
     $pip "torch==2.13.0" || $pip torch

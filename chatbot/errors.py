@@ -15,3 +15,7 @@ class ModelError(ChatbotError):
 
 class InputError(ChatbotError):
     """A user message or request that can't be answered as given."""
+
+
+class DocumentIndexError(ChatbotError):
+    """The document index is missing, was built with other settings, or can't be written."""

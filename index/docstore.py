@@ -1,0 +1,110 @@
+"""The SQLite docstore: indexed files and their chunks (text, location, metadata).
+
+A chunk's integer ``id`` is its id in the FAISS index. A committed docstore file is never
+modified again (a sync writes the next generation's copy), so readers open it immutable.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+from index.types import Chunk, DocumentInfo
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    source TEXT PRIMARY KEY, content_hash TEXT NOT NULL, size INTEGER NOT NULL,
+    chunks INTEGER NOT NULL, indexed_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL, source TEXT NOT NULL, location TEXT NOT NULL,
+    text TEXT NOT NULL, content_hash TEXT NOT NULL, metadata TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
+CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(content_hash);
+"""
+
+
+class Docstore:
+    def __init__(self, path: Path, writable: bool = False):
+        self.path = path
+        if writable:
+            self.db = sqlite3.connect(path)
+            # A scratch copy until the manifest names it: no journal needed, fsync'd at commit.
+            self.db.execute("PRAGMA journal_mode=OFF")
+            self.db.execute("PRAGMA synchronous=OFF")
+            self.db.executescript(SCHEMA)
+        else:
+            self.db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True,
+                                      check_same_thread=False)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    def file_hashes(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT source, content_hash FROM files"))
+
+    def documents(self) -> list[DocumentInfo]:
+        rows = self.db.execute(
+            "SELECT source, chunks, indexed_at, content_hash, size FROM files ORDER BY source")
+        return [DocumentInfo(*row) for row in rows]
+
+    def count_chunks(self) -> int:
+        return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+    def add(self, source: str, content_hash: str, size: int, indexed_at: str,
+            chunks: list[Chunk]) -> np.ndarray:
+        """Record a file and its chunks; returns the new chunks' ids, in order."""
+        self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
+                        (source, content_hash, size, len(chunks), indexed_at))
+        start = (self.db.execute("SELECT max(id) FROM chunks").fetchone()[0] or 0) + 1
+        ids = np.arange(start, start + len(chunks), dtype=np.int64)
+        self.db.executemany(
+            "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(int(i), c.chunk_id, c.source, c.location, c.text, c.content_hash,
+              json.dumps(c.metadata)) for i, c in zip(ids, chunks)])
+        return ids
+
+    def remove(self, source: str) -> np.ndarray:
+        """Forget a file; returns the ids of the chunks it had."""
+        ids = np.fromiter((row[0] for row in self.db.execute(
+            "SELECT id FROM chunks WHERE source = ?", (source,))), dtype=np.int64)
+        self.db.execute("DELETE FROM chunks WHERE source = ?", (source,))
+        self.db.execute("DELETE FROM files WHERE source = ?", (source,))
+        return ids
+
+    def ids_by_hash(self, source: str) -> dict[str, int]:
+        """Content hash -> chunk id for one file's chunks, to reuse their vectors."""
+        return dict(self.db.execute(
+            "SELECT content_hash, id FROM chunks WHERE source = ?", (source,)))
+
+    def chunks(self, ids: list[int]) -> dict[int, Chunk]:
+        found: dict[int, Chunk] = {}
+        for start in range(0, len(ids), 500):
+            batch = [int(i) for i in ids[start:start + 500]]
+            marks = ",".join("?" * len(batch))
+            for row in self.db.execute(
+                    f"SELECT id, chunk_id, source, text, location, content_hash, metadata "
+                    f"FROM chunks WHERE id IN ({marks})", batch):
+                found[row[0]] = Chunk(*row[1:6], metadata=json.loads(row[6]))
+        return found
+
+    def texts(self) -> tuple[np.ndarray, list[str]]:
+        """Every chunk's id and text, in id order (what BM25 indexes)."""
+        rows = self.db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+
+    def ids_matching(self, pattern: str) -> np.ndarray:
+        """Ids of the chunks whose source matches a glob (``*.pdf``, ``docs/guide/*``)."""
+        sources = [s for (s,) in self.db.execute("SELECT source FROM files")
+                   if fnmatch.fnmatch(s, pattern) or fnmatch.fnmatch(s, "*/" + pattern)]
+        ids: list[int] = []
+        for source in sources:
+            ids.extend(r[0] for r in self.db.execute(
+                "SELECT id FROM chunks WHERE source = ?", (source,)))
+        return np.array(sorted(ids), dtype=np.int64)

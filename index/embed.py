@@ -1,0 +1,114 @@
+"""Embedders: text to normalized float32 vectors, and the tokenizer that sizes chunks.
+
+``Embedder`` is a Protocol; :class:`SentenceTransformerEmbedder` is the real one (loaded on first
+use, so building one costs nothing) and :class:`HashEmbedder` a deterministic stand-in for tests.
+
+    chatbot index sync docs/     # embeds with the configured models.embedder
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    name: str
+    """Recorded in the index manifest; an index is only searched with the embedder that built it."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens of text (special tokens excluded) that the model reads without truncating."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """One L2-normalized float32 row per text."""
+        ...
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model, loaded on first use, encoding in batches."""
+
+    def __init__(self, path: str, name: str | None = None, device: str | None = None,
+                 batch_size: int = 32):
+        self.path = path
+        self.name = name or path
+        self.device = None if device in (None, "auto") else device
+        self.batch_size = batch_size
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(self.path, device=self.device,
+                                              local_files_only=Path(self.path).is_dir())
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        # [CLS] and [SEP] (or their equivalents) take room in the model's window too.
+        specials = len(self.model.tokenizer("", add_special_tokens=True)["input_ids"])
+        return int(self.model.max_seq_length) - specials
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=False)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+class HashEmbedder:
+    """Words hashed into signed buckets: deterministic, instant, similar texts score close.
+
+    A stand-in for tests and smoke runs (``models.embedder: hash:64``); it knows no meaning.
+    """
+
+    def __init__(self, dimension: int = 64, max_tokens: int = 128):
+        self.name = f"hash:{dimension}"
+        self._dimension = dimension
+        self._max_tokens = max_tokens
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return self._max_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return len(_WORD.findall(text))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        vectors = np.zeros((len(texts), self._dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+                bucket = int.from_bytes(digest[:4], "little") % self._dimension
+                vectors[row, bucket] += 1.0 if digest[4] & 1 else -1.0
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return vectors / norms

@@ -1,0 +1,24 @@
+"""Errors of the index package; each message says what went wrong, where, and what to do.
+
+``index`` knows nothing of ``chatbot``: the CLI turns these into its own one-line errors.
+"""
+
+
+class IndexingError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class IndexMismatchError(IndexingError):
+    """The index on disk was built with other settings (embedder, dimension, chunking...)."""
+
+
+class IndexMissingError(IndexingError):
+    """There is no index at the given directory yet."""
+
+
+class LoadError(IndexingError):
+    """One file could not be read as a document; ``reason`` is shown in the sync summary."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

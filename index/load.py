@@ -1,0 +1,257 @@
+"""Files and folders to :class:`Document`s: one small function per format.
+
+A file that can't be read raises :class:`LoadError` with a reason a user can act on; the sync
+collects those per file and goes on with the rest. Formats: .txt .md .html .htm .pdf .docx
+.csv .jsonl (one document per row, text in a configurable field).
+
+    chatbot index sync docs/
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import fnmatch
+import io
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from index.errors import LoadError
+from index.types import Document
+
+SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".csv", ".jsonl")
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A file left out of the index, and why."""
+
+    source: str
+    reason: str
+
+
+# ----------------------------------------------------------------------------- discovery
+
+def discover(paths: list[Path], include: list[str], exclude: list[str]
+             ) -> tuple[list[Path], list[LoadFailure]]:
+    """Every file to index under ``paths`` (absolute, sorted), and the paths that can't be.
+
+    Folders are walked recursively and filtered by the include/exclude globs (relative to the
+    folder); a file named explicitly only needs a supported extension.
+    """
+    found: set[Path] = set()
+    failures: list[LoadFailure] = []
+    for path in paths:
+        path = Path(os.path.abspath(path))
+        if path.is_symlink() and not path.exists():
+            failures.append(LoadFailure(str(path), f"broken symlink to {os.readlink(path)}"))
+        elif path.is_dir():
+            _walk(path, include, exclude, found, failures)
+        elif path.exists():
+            if path.suffix.lower() in SUPPORTED:
+                found.add(path)
+            else:
+                failures.append(LoadFailure(str(path), _unsupported(path)))
+        else:
+            failures.append(LoadFailure(str(path), "no such file or folder"))
+    return sorted(found), failures
+
+
+def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],
+          failures: list[LoadFailure]) -> None:
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in files:
+            path = Path(folder) / name
+            relative = path.relative_to(root).as_posix()
+            if not _matches(relative, include) or _matches(relative, exclude):
+                continue
+            if path.is_symlink() and not path.exists():
+                failures.append(LoadFailure(str(path), f"broken symlink to {os.readlink(path)}"))
+            elif path.suffix.lower() in SUPPORTED:
+                found.add(path)
+
+
+def _matches(relative: str, patterns: list[str]) -> bool:
+    # fnmatch's "*" crosses "/", so "**/x" only needs its "**/" dropped to match at the top too.
+    return any(fnmatch.fnmatch(relative, p) or (p.startswith("**/") and fnmatch.fnmatch(relative, p[3:]))
+               for p in patterns)
+
+
+def _unsupported(path: Path) -> str:
+    return f"unsupported format {path.suffix or '(no extension)'}; supported: {', '.join(SUPPORTED)}"
+
+
+# ----------------------------------------------------------------------------- reading
+
+def read_bytes(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes, or :class:`LoadError` if it is too large, unreadable or empty."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise LoadError(f"over the size limit ({size / 2**20:.1f} MB > "
+                            f"{max_bytes / 2**20:.1f} MB; raise index.max_file_mb to include it)")
+        data = path.read_bytes()
+    except LoadError:
+        raise
+    except OSError as exc:
+        raise LoadError(f"unreadable: {exc.strerror or exc}") from exc
+    if not data.strip():
+        raise LoadError("empty file")
+    return data
+
+
+def load_file(path: Path, data: bytes, text_field: str = "text") -> list[Document]:
+    """The documents in one file's ``data``; raises :class:`LoadError` with the reason."""
+    loader = LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise LoadError(_unsupported(path))
+    source = str(path)
+    if path.suffix.lower() in (".csv", ".jsonl"):
+        docs = loader(source, data, text_field)
+    else:
+        docs = loader(source, data)
+    if not any(doc.text.strip() for doc in docs):
+        raise LoadError("no text found" if path.suffix.lower() != ".pdf"
+                        else "no text found (a scanned PDF? run OCR on it first)")
+    return [doc for doc in docs if doc.text.strip()]
+
+
+def decode(data: bytes) -> str:
+    """Text from bytes in any common encoding; binary data is a :class:`LoadError`."""
+    for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                          (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            return data.decode(encoding)
+    if b"\x00" in data[:8192]:
+        raise LoadError("binary file, not text (check its extension)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise LoadError("binary file, not text (no text encoding fits it)")
+    return str(best)
+
+
+# ----------------------------------------------------------------------------- formats
+
+def load_text(source: str, data: bytes) -> list[Document]:
+    return [Document(source, decode(data), {"format": "text"})]
+
+
+def load_markdown(source: str, data: bytes) -> list[Document]:
+    return [Document(source, decode(data), {"format": "markdown"})]
+
+
+_DROP = ["script", "style", "nav", "header", "footer", "aside", "noscript", "form", "template"]
+_BLOCKS = ["p", "li", "tr", "div", "pre", "blockquote", "dd", "dt", "section", "article",
+           "table", "ul", "ol", "br", "figcaption"]
+
+
+def load_html(source: str, data: bytes) -> list[Document]:
+    """Main text as Markdown: headings become ``#`` lines so the chunker keeps their path."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(decode(data), "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    root = soup.find("main") or soup.find("article") or soup.body or soup
+    for tag in root.find_all(_DROP):
+        tag.decompose()
+    for heading in root.find_all(re.compile(r"^h[1-6]$")):
+        level = int(heading.name[1])
+        heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
+    for block in root.find_all(_BLOCKS):
+        block.insert_before("\n")
+        block.insert_after("\n")
+    lines = (re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in root.get_text().split("\n"))
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return [Document(source, text, {"format": "markdown", "title": title})]
+
+
+def load_pdf(source: str, data: bytes) -> list[Document]:
+    """Text per page; ``metadata["pages"]`` holds (offset, page number) for each page."""
+    import pypdf
+
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise LoadError("encrypted PDF (needs a password); save a decrypted copy")
+        pages, parts, offset = [], [], 0
+        for number, page in enumerate(reader.pages, start=1):
+            text = (page.extract_text() or "").strip()
+            if text:
+                pages.append((offset, number))
+                parts.append(text)
+                offset += len(text) + 2
+    except LoadError:
+        raise
+    except Exception as exc:  # pypdf raises many types on broken files
+        raise LoadError(f"corrupt PDF: {exc}") from exc
+    return [Document(source, "\n\n".join(parts), {"format": "pdf", "pages": pages})]
+
+
+def load_docx(source: str, data: bytes) -> list[Document]:
+    """Paragraphs and tables; Heading styles become ``#`` lines so the heading path is kept."""
+    import docx
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as exc:  # python-docx raises zip, XML and key errors on broken files
+        raise LoadError(f"not a valid .docx: {exc}") from exc
+    lines = []
+    for paragraph in document.paragraphs:
+        text = paragraph.text.strip()
+        style = paragraph.style.name if paragraph.style is not None else ""
+        match = re.match(r"Heading (\d)", style)
+        if text and (match or style == "Title"):
+            lines.append(f"\n{'#' * (int(match.group(1)) if match else 1)} {text}\n")
+        elif text:
+            lines.append(text + "\n")
+    for table in document.tables:
+        for row in table.rows:
+            lines.append(" | ".join(cell.text.strip() for cell in row.cells))
+    return [Document(source, "\n".join(lines).strip(), {"format": "markdown"})]
+
+
+def load_csv(source: str, data: bytes, text_field: str) -> list[Document]:
+    reader = csv.DictReader(io.StringIO(decode(data)))
+    if text_field not in (reader.fieldnames or []):
+        raise LoadError(f"no column {text_field!r} (columns: {', '.join(reader.fieldnames or [])}); "
+                        "set index.text_field")
+    return [_row(source, number, row, text_field) for number, row in enumerate(reader, start=1)]
+
+
+def load_jsonl(source: str, data: bytes, text_field: str) -> list[Document]:
+    docs = []
+    for number, line in enumerate(decode(data).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LoadError(f"line {number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict) or text_field not in row:
+            raise LoadError(f"line {number}: no {text_field!r} field; set index.text_field")
+        docs.append(_row(source, number, row, text_field))
+    return docs
+
+
+def _row(source: str, number: int, row: dict, text_field: str) -> Document:
+    fields = {k: v for k, v in row.items() if k != text_field and isinstance(v, (str, int, float))}
+    return Document(source, str(row[text_field] or ""),
+                    {"format": "text", "row": number, "fields": fields})
+
+
+LOADERS: dict[str, Callable[..., list[Document]]] = {
+    ".txt": load_text, ".md": load_markdown, ".markdown": load_markdown, ".html": load_html,
+    ".htm": load_html, ".pdf": load_pdf, ".docx": load_docx, ".csv": load_csv,
+    ".jsonl": load_jsonl,
+}

@@ -1,0 +1,90 @@
+"""The index manifest: what built the index, checked whenever it is opened.
+
+``manifest.json`` is also the commit point of a sync: it names the FAISS, docstore and BM25 files
+of the current generation and is replaced atomically (write, fsync, rename) after they are
+complete, so a sync killed at any moment leaves the previous generation in force.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from index.errors import IndexMismatchError
+
+FORMAT = "chatbot-builder index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+REBUILD = "re-index it: chatbot index sync --rebuild"
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Everything that must match between the index on disk and the code searching it."""
+
+    embedder: str
+    dimension: int | None
+    """``None`` until known: filled in from the first vectors added."""
+    chunk_tokens: int
+    chunk_overlap: int
+    index_type: str = "flat"
+    hnsw_m: int = 32
+
+
+def read(directory: Path) -> dict | None:
+    path = directory / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise IndexMismatchError(f"{path} is not valid JSON ({exc}); {REBUILD}") from exc
+
+
+def write(directory: Path, manifest: dict) -> None:
+    """Replace the manifest atomically: a reader sees the old one or the new one, never half."""
+    path = directory / MANIFEST
+    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=1, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(directory)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def settings_of(manifest: dict) -> IndexSettings:
+    return IndexSettings(**{key: manifest.get(key) for key in IndexSettings.__dataclass_fields__})
+
+
+def check(directory: Path, manifest: dict, expected: IndexSettings | None) -> None:
+    """Raise :class:`IndexMismatchError` naming every difference, with what to do."""
+    where = directory / MANIFEST
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatchError(
+            f"{where}: index format {manifest.get('format_version')!r}, this version reads "
+            f"{FORMAT_VERSION}; {REBUILD}")
+    if expected is None:
+        return
+    found = asdict(settings_of(manifest))
+    differences = [f"{key} is {found[key]!r} in the index but {value!r} in the config"
+                   for key, value in asdict(expected).items()
+                   if value is not None and found[key] is not None and found[key] != value]
+    if differences:
+        raise IndexMismatchError(f"{where}: built with other settings ({'; '.join(differences)}); "
+                                 f"{REBUILD}")
+
+
+def new(settings: IndexSettings) -> dict:
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "generation": 0,
+            **asdict(settings), "files": {}, "documents": {}, "counts": {}, "updated_at": None}

@@ -1,0 +1,304 @@
+"""An index directory: FAISS vectors + SQLite docstore + BM25, under one manifest.
+
+Each sync writes a new *generation* of the three (``faiss-000007.index``,
+``docstore-000007.sqlite``, ``bm25-000007/``) and then replaces ``manifest.json`` atomically to
+name them; a sync killed at any moment leaves the previous generation in force. A file lock
+(``.lock``) serializes writers; readers never wait.
+
+    chatbot index stats --json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from index import bm25, manifest
+from index.docstore import Docstore
+from index.errors import IndexMismatchError, IndexMissingError
+from index.manifest import IndexSettings
+from index.types import Chunk, DocumentInfo
+
+LOCK = ".lock"
+
+
+class Store:
+    """Open with :meth:`open`; read with ``search``/``chunks``; write inside :meth:`transaction`."""
+
+    def __init__(self, directory: Path, state: dict):
+        self.directory = Path(directory)
+        self.manifest = state
+        self._faiss = self._docstore = self._bm25 = None
+        self._removed: list[np.ndarray] = []
+        self._dirty = False
+
+    @classmethod
+    def open(cls, directory: str | Path, settings: IndexSettings | None = None,
+             create: bool = False) -> Store:
+        """The index at ``directory``, checked against ``settings`` (``None`` skips the check)."""
+        directory = Path(directory)
+        state = manifest.read(directory)
+        if state is None:
+            if not create or settings is None:
+                raise IndexMissingError(f"no index at {directory} yet; build one: "
+                                        "chatbot index sync PATH")
+            return cls(directory, manifest.new(settings))
+        manifest.check(directory, state, settings)
+        return cls(directory, state)
+
+    # --------------------------------------------------------------------- reading
+
+    @property
+    def settings(self) -> IndexSettings:
+        return manifest.settings_of(self.manifest)
+
+    @property
+    def docstore(self) -> Docstore:
+        if self._docstore is None:
+            name = self.manifest["files"].get("docstore")
+            self._docstore = (Docstore(self.directory / name) if name
+                              else Docstore(Path(":memory:"), writable=True))
+        return self._docstore
+
+    @property
+    def faiss(self):
+        """The FAISS index (an ``IndexIDMap2``), or ``None`` while the index holds no vectors."""
+        if self._faiss is None and self.manifest["files"].get("faiss"):
+            import faiss
+
+            self._faiss = faiss.read_index(str(self.directory / self.manifest["files"]["faiss"]))
+        return self._faiss
+
+    @property
+    def bm25(self) -> bm25.BM25Index | None:
+        if self._bm25 is None and self.manifest["files"].get("bm25"):
+            self._bm25 = bm25.BM25Index(self.directory / self.manifest["files"]["bm25"])
+        return self._bm25
+
+    def refresh(self) -> bool:
+        """Follow a sync committed by another process since this store was opened."""
+        state = manifest.read(self.directory)
+        if state is None or state.get("generation") == self.manifest.get("generation"):
+            return False
+        manifest.check(self.directory, state, self.settings)
+        self._close()
+        self.manifest = state
+        return True
+
+    def documents(self) -> list[DocumentInfo]:
+        return self.docstore.documents()
+
+    def chunks(self, ids) -> dict[int, Chunk]:
+        return self.docstore.chunks(list(ids))
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
+               ef_search: int = 128) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (scores, ids) per query row by inner product; id -1 pads short results."""
+        import faiss
+
+        index = self.faiss
+        if index is None or index.ntotal == 0 or (allowed is not None and not len(allowed)):
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        if queries.shape[1] != index.d:
+            raise IndexMismatchError(f"query vectors have {queries.shape[1]} dimensions, the "
+                                     f"index {index.d}; {manifest.REBUILD}")
+        selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
+        if self.settings.index_type == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(ef_search, k), sel=selector)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        return index.search(np.ascontiguousarray(queries, np.float32), k, params=params)
+
+    def vectors(self, ids) -> np.ndarray:
+        index = self.faiss
+        return np.stack([index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros(
+            (0, self.settings.dimension or 0), np.float32)
+
+    def stats(self) -> dict:
+        size = sum(p.stat().st_size for name in self.manifest["files"].values() if name
+                   for p in _files_of(self.directory / name))
+        settings = self.settings
+        return {"directory": str(self.directory), "documents": len(self.manifest["documents"]),
+                "chunks": self.manifest["counts"].get("chunks", 0),
+                "embedder": settings.embedder, "dimension": settings.dimension,
+                "index_type": settings.index_type, "generation": self.manifest["generation"],
+                "updated_at": self.manifest["updated_at"], "size_bytes": size}
+
+    # --------------------------------------------------------------------- writing
+
+    @contextlib.contextmanager
+    def transaction(self, rebuild: IndexSettings | None = None) -> Iterator[Store]:
+        """Hold the writer lock, stage a new generation, commit it if the block succeeds.
+
+        ``rebuild`` starts from an empty index with those settings (the only way to change them).
+        """
+        from filelock import FileLock
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.directory / LOCK)):
+            self._begin(rebuild)
+            try:
+                yield self
+            except BaseException:
+                self._abort()
+                raise
+            self._commit()
+
+    def add(self, source: str, content_hash: str, size: int, chunks: list[Chunk],
+            vectors: np.ndarray) -> None:
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors for {source}")
+        self._ensure_faiss(vectors.shape[1])
+        ids = self.docstore.add(source, content_hash, size, _now(), chunks)
+        if len(ids):
+            self._faiss.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids)
+        self.manifest["documents"][source] = content_hash
+        self._dirty = True
+
+    def remove(self, source: str) -> int:
+        """Drop a file's chunks; returns how many there were."""
+        ids = self.docstore.remove(source)
+        if self.manifest["documents"].pop(source, None) is not None:
+            self._dirty = True
+        if len(ids) and self.settings.index_type == "hnsw":
+            self._removed.append(ids)  # HNSW can't delete: the graph is rebuilt at commit
+        elif len(ids):
+            self._faiss.remove_ids(ids)
+        return len(ids)
+
+    def reusable_vectors(self, source: str) -> dict[str, np.ndarray]:
+        """Content hash -> vector of a file's current chunks, so unchanged chunks skip encoding."""
+        by_hash = self.docstore.ids_by_hash(source)
+        if not by_hash or self.faiss is None:
+            return {}
+        vectors = self.vectors(list(by_hash.values()))
+        return dict(zip(by_hash, vectors))
+
+    def _ensure_faiss(self, dimension: int) -> None:
+        expected = self.manifest.get("dimension")
+        if expected not in (None, dimension):
+            raise IndexMismatchError(f"{self.directory}: the index holds {expected}-d vectors, "
+                                     f"the embedder makes {dimension}-d; {manifest.REBUILD}")
+        self.manifest["dimension"] = dimension
+        if self.faiss is None:
+            self._faiss = _new_faiss(self.settings)
+
+    def _begin(self, rebuild: IndexSettings | None) -> None:
+        self._close()
+        latest = manifest.read(self.directory)
+        _remove_stale(self.directory, (latest or {}).get("files", {}))
+        if rebuild is not None or latest is None:
+            self.manifest = manifest.new(rebuild or self.settings) | {
+                "generation": (latest or {}).get("generation", 0)}
+        else:
+            manifest.check(self.directory, latest, self.settings)
+            self.manifest = latest
+        staged = self.directory / _name("docstore", self.manifest["generation"] + 1, ".sqlite")
+        if self.manifest["files"].get("docstore"):
+            shutil.copyfile(self.directory / self.manifest["files"]["docstore"], staged)
+        self._docstore = Docstore(staged, writable=True)
+        self.faiss  # noqa: B018  (loaded now: it is modified in place)
+        self._removed, self._dirty = [], rebuild is not None
+
+    def _abort(self) -> None:
+        staged = self._docstore.path if self._docstore else None
+        self._close()
+        self.manifest = manifest.read(self.directory) or self.manifest
+        if staged is not None and staged.exists():
+            staged.unlink()
+
+    def _commit(self) -> None:
+        if not self._dirty:
+            self._abort()
+            return
+        import faiss
+
+        generation = self.manifest["generation"] + 1
+        docstore = self._docstore
+        files = {"docstore": docstore.path.name, "faiss": None,
+                 "bm25": _name("bm25", generation, "")}
+        if self._removed:
+            self._faiss = _rebuilt_without(self._faiss, np.concatenate(self._removed),
+                                           self.settings)
+        ids, texts = docstore.texts()
+        docstore.commit()
+        docstore.close()
+        _fsync(docstore.path)
+        if self._faiss is not None:
+            files["faiss"] = _name("faiss", generation, ".index")
+            faiss.write_index(self._faiss, str(self.directory / files["faiss"]))
+            _fsync(self.directory / files["faiss"])
+        bm25.build(texts, ids, self.directory / files["bm25"])
+        for path in _files_of(self.directory / files["bm25"]):
+            _fsync(path)
+        self.manifest.update(generation=generation, files=files, updated_at=_now(),
+                             counts={"documents": len(self.manifest["documents"]),
+                                     "chunks": len(ids)})
+        manifest.write(self.directory, self.manifest)  # the commit point
+        self._close()
+        _remove_stale(self.directory, files)
+
+    def _close(self) -> None:
+        if self._docstore is not None:
+            self._docstore.close()
+        self._faiss = self._docstore = self._bm25 = None
+
+
+def _new_faiss(settings: IndexSettings):
+    import faiss
+
+    if settings.index_type == "hnsw":
+        inner = faiss.IndexHNSWFlat(settings.dimension, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    elif settings.index_type == "flat":
+        inner = faiss.IndexFlatIP(settings.dimension)
+    else:
+        raise IndexMismatchError(f"unknown index type {settings.index_type!r}; use flat or hnsw")
+    return faiss.IndexIDMap2(inner)
+
+
+def _rebuilt_without(index, removed: np.ndarray, settings: IndexSettings):
+    import faiss
+
+    ids = faiss.vector_to_array(index.id_map)
+    vectors = index.index.reconstruct_n(0, index.ntotal)
+    keep = ~np.isin(ids, removed)
+    fresh = _new_faiss(settings)
+    if keep.any():
+        fresh.add_with_ids(vectors[keep], ids[keep])
+    return fresh
+
+
+def _name(kind: str, generation: int, suffix: str) -> str:
+    return f"{kind}-{generation:06d}{suffix}"
+
+
+def _remove_stale(directory: Path, current: dict) -> None:
+    """Delete other generations' files (left by earlier syncs, or by one that was killed)."""
+    keep = {name for name in current.values() if name}
+    for path in directory.iterdir():
+        if path.name.split("-")[0] in ("faiss", "docstore", "bm25") and path.name not in keep:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _files_of(path: Path) -> list[Path]:
+    if path.is_dir():
+        return [p for p in path.rglob("*") if p.is_file()]
+    return [path] if path.exists() else []
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,156 @@
+"""Incremental sync of files and folders into a :class:`Store`.
+
+A file whose bytes hash as before is not even parsed; a changed one is re-chunked, and only its
+chunks with new text are embedded again; a file gone from a synced folder loses its chunks. A
+file that fails to load is reported with the reason and keeps what was indexed before.
+
+    chatbot index sync docs/ more-docs/manual.pdf
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from index.chunk import chunk_documents
+from index.embed import Embedder
+from index.errors import IndexMismatchError, LoadError
+from index.load import LoadFailure, discover, load_file, read_bytes
+from index.manifest import REBUILD, IndexSettings
+from index.store import Store
+from index.types import Chunk
+
+Progress = Callable[[int, int, str], None]
+"""Called after each file: (files done, files in all, that file's path)."""
+
+FLUSH_CHUNKS = 1024  # encode this many chunks at once: sentence-transformers sorts them by length
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[LoadFailure] = field(default_factory=list)
+    chunks: int = 0
+    """Chunks written for added and updated files."""
+    embedded: int = 0
+    """Of those, chunks that were encoded (the rest kept their vectors: same text as before)."""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        return (f"{len(self.added)} added, {len(self.updated)} updated, "
+                f"{len(self.unchanged)} unchanged, {len(self.removed)} removed, "
+                f"{len(self.failed)} failed; {self.chunks} chunks ({self.embedded} embedded) "
+                f"in {self.seconds:.1f} s")
+
+
+@dataclass
+class _Tally:
+    """The report while it is being filled in."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[LoadFailure] = field(default_factory=list)
+    chunks: int = 0
+    embedded: int = 0
+
+
+@dataclass
+class _Pending:
+    """Files read and chunked, waiting for one batched encode."""
+
+    files: list[tuple[str, str, int, list[Chunk], dict]] = field(default_factory=list)
+    chunks: int = 0
+
+
+def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
+         include: list[str] = ("**/*",), exclude: list[str] = (), max_file_bytes: int = 50 << 20,
+         text_field: str = "text", progress: Progress | None = None,
+         rebuild: IndexSettings | None = None) -> SyncReport:
+    """Bring ``store`` in line with the files under ``paths``; one atomic commit at the end.
+
+    ``rebuild`` (settings) re-indexes everything from scratch with those settings.
+    """
+    start = time.perf_counter()
+    files, failures = discover([Path(p) for p in paths], list(include), list(exclude))
+    report = _Tally(failed=list(failures))
+    with store.transaction(rebuild=rebuild):
+        if store.settings.embedder != embedder.name:
+            raise IndexMismatchError(f"{store.directory}: built with embedder "
+                                     f"{store.settings.embedder!r}, not {embedder.name!r}; {REBUILD}")
+        _remove_missing(store, paths, files, failures, report)
+        pending = _Pending()
+        for done, path in enumerate(files, start=1):
+            _visit(path, store, embedder, max_file_bytes, text_field, pending, report)
+            if pending.chunks >= FLUSH_CHUNKS:
+                _flush(store, embedder, pending, report)
+            if progress is not None:
+                progress(done, len(files), str(path))
+        _flush(store, embedder, pending, report)
+    return SyncReport(**report.__dict__, seconds=time.perf_counter() - start)
+
+
+def _remove_missing(store: Store, paths, files: list[Path], failures: list[LoadFailure],
+                    report: _Tally) -> None:
+    """Drop indexed files under the synced paths that are no longer there."""
+    roots = [os.path.abspath(p) for p in paths]
+    seen = {str(p) for p in files} | {f.source for f in failures}
+    for source in list(store.manifest["documents"]):
+        under = any(source == root or source.startswith(root.rstrip(os.sep) + os.sep)
+                    for root in roots)
+        if under and source not in seen:
+            store.remove(source)
+            report.removed.append(source)
+
+
+def _visit(path: Path, store: Store, embedder: Embedder, max_file_bytes: int, text_field: str,
+           pending: _Pending, report: _Tally) -> None:
+    source = str(path)
+    try:
+        data = read_bytes(path, max_file_bytes)
+        content_hash = hashlib.sha256(data).hexdigest()
+        if store.manifest["documents"].get(source) == content_hash:
+            report.unchanged.append(source)
+            return
+        docs = load_file(path, data, text_field)
+    except LoadError as exc:
+        report.failed.append(LoadFailure(source, exc.reason))
+        return
+    settings = store.settings
+    chunks = chunk_documents(docs, embedder.count_tokens, embedder.max_tokens,
+                             settings.chunk_tokens, settings.chunk_overlap)
+    (report.updated if source in store.manifest["documents"] else report.added).append(source)
+    pending.files.append((source, content_hash, len(data), chunks,
+                          store.reusable_vectors(source)))
+    pending.chunks += len(chunks)
+
+
+def _flush(store: Store, embedder: Embedder, pending: _Pending, report: _Tally) -> None:
+    """Encode what the pending files need in one call, then write them to the store."""
+    todo = [chunk.text for _, _, _, chunks, reuse in pending.files for chunk in chunks
+            if chunk.content_hash not in reuse]
+    encoded = iter(embedder.encode(todo)) if todo else iter(())
+    for source, content_hash, size, chunks, reuse in pending.files:
+        vectors = [reuse[c.content_hash] if c.content_hash in reuse else next(encoded)
+                   for c in chunks]
+        store.remove(source)
+        store.add(source, content_hash, size, chunks,
+                  np.stack(vectors) if vectors else np.zeros((0, 1), np.float32))
+        report.chunks += len(chunks)
+    report.embedded += len(todo)
+    pending.files.clear()
+    pending.chunks = 0

@@ -1,0 +1,88 @@
+"""``chatbot index sync|search|list|remove|stats`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from chatbot.cli import main
+
+
+@pytest.fixture()
+def bot(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "install.md").write_text("# Install\n\n## Linux\n\nRun the installer with sudo.\n")
+    (docs / "faq.csv").write_text("question,answer\nPrice?,It costs nothing.\n")
+    config = tmp_path / "bot.yaml"
+    config.write_text('models:\n  embedder: "hash:256"\nindex:\n  paths: [docs]\n'
+                      "  text_field: answer\nretrieval:\n  min_score: null\n")
+    return tmp_path, str(config)
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_sync_search_list_remove_stats(bot):
+    tmp_path, config = bot
+    synced = run("index", "sync", "--config", config)
+    assert synced.exit_code == 0
+    assert synced.stdout.startswith("2 added, 0 updated, 0 unchanged, 0 removed, 0 failed; 2 chunks")
+    hits = json.loads(run("index", "search", "installer sudo", "--k", "1", "--json",
+                          "--config", config).stdout)
+    assert hits[0]["source"] == str(tmp_path / "docs" / "install.md")
+    assert hits[0]["location"] == "Install > Linux"
+    assert {"chunk_id", "source", "score", "text"} <= set(hits[0])
+    text = run("index", "search", "costs", "--mode", "bm25", "--config", config).stdout
+    assert text.startswith("1. [") and "faq.csv (row 1)" in text and "It costs nothing." in text
+    listed = run("index", "list", "--config", config).stdout.splitlines()
+    assert listed[-1] == "2 documents" and listed[0].split()[:2] == ["1", "chunks"]
+    stats = json.loads(run("index", "stats", "--json", "--config", config).stdout)
+    assert (stats["documents"], stats["chunks"], stats["embedder"], stats["dimension"],
+            stats["index_type"]) == (2, 2, "hash:256", 256, "flat")
+    assert stats["size_bytes"] > 0
+    removed = run("index", "remove", str(tmp_path / "docs" / "faq.csv"), "--config", config)
+    assert removed.stdout == "removed 1 document(s)\n"
+    assert run("index", "stats", "--json", "--config", config).stdout.count('"documents": 1') == 1
+
+
+def test_failed_file_is_listed_and_exit_code_is_one(bot):
+    tmp_path, config = bot
+    (tmp_path / "docs" / "broken.pdf").write_bytes(b"%PDF-1.4 nonsense")
+    result = run("index", "sync", "--config", config)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"failed: {tmp_path / 'docs' / 'broken.pdf'}: corrupt PDF")
+    assert "2 added" in result.stdout and "1 failed" in result.stdout
+
+
+def test_search_before_sync_is_one_line(bot):
+    _, config = bot
+    result = run("index", "search", "anything", "--config", config)
+    assert result.exit_code == 1
+    assert result.stderr == ("error: nothing is indexed yet; run `chatbot index sync PATH` "
+                             "first\n")
+
+
+def test_changed_settings_say_rebuild_and_rebuild_works(bot):
+    tmp_path, config = bot
+    run("index", "sync", "--config", config)
+    other = tmp_path / "other.yaml"
+    other.write_text(open(config).read().replace("hash:256", "hash:128"))
+    result = run("index", "sync", "--config", str(other))
+    assert result.exit_code == 1 and result.stderr.startswith("error: ")
+    assert result.stderr.endswith("re-index it: chatbot index sync --rebuild\n")
+    assert "embedder is 'hash:256' in the index but 'hash:128' in the config" in result.stderr
+    rebuilt = run("index", "sync", "--rebuild", "--config", str(other))
+    assert rebuilt.exit_code == 0 and rebuilt.stdout.startswith("2 added")
+    stats = json.loads(run("index", "stats", "--json", "--config", str(other)).stdout)
+    assert stats["dimension"] == 128
+
+
+def test_sync_json_report(bot):
+    _, config = bot
+    report = json.loads(run("index", "sync", "--json", "--config", config).stdout)
+    assert len(report["added"]) == 2 and report["failed"] == [] and report["chunks"] == 2

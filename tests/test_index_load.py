@@ -1,0 +1,149 @@
+"""Each loader, and every bad input reported by name with its reason while the rest syncs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from index_helpers import CountingEmbedder, make_docx, make_encrypted_pdf, make_pdf
+
+from index.errors import LoadError
+from index.load import discover, load_file, read_bytes
+from index.manifest import IndexSettings
+from index.store import Store
+from index.sync import sync
+
+
+def load(path: Path, text_field: str = "text"):
+    return load_file(path, path.read_bytes(), text_field)
+
+
+def test_txt_utf8_and_legacy_encodings(tmp_path):
+    (tmp_path / "u.txt").write_text("naïve café", encoding="utf-8")
+    (tmp_path / "l.txt").write_bytes("Grüße aus Köln, schöne Straße, Äpfel und Öl.".encode("cp1252"))
+    (tmp_path / "w.txt").write_text("wide text", encoding="utf-16")
+    assert load(tmp_path / "u.txt")[0].text == "naïve café"
+    assert load(tmp_path / "l.txt")[0].text == "Grüße aus Köln, schöne Straße, Äpfel und Öl."
+    assert load(tmp_path / "w.txt")[0].text == "wide text"
+
+
+def test_markdown_kept_as_markdown(tmp_path):
+    (tmp_path / "a.md").write_text("# Title\n\ntext", encoding="utf-8")
+    doc = load(tmp_path / "a.md")[0]
+    assert doc.text == "# Title\n\ntext" and doc.metadata["format"] == "markdown"
+
+
+def test_html_main_text_with_headings_without_markup(tmp_path):
+    (tmp_path / "p.html").write_text(
+        "<html><head><title>Guide</title><style>p{color:red}</style></head><body>"
+        "<nav>Home | About</nav><main><h1>Visas</h1><p>Apply <b>online</b> today.</p>"
+        "<h2>Fees</h2><ul><li>Adult: 100</li><li>Child: 50</li></ul>"
+        "<script>track()</script></main><footer>(c) 2024</footer></body></html>")
+    doc = load(tmp_path / "p.html")[0]
+    assert doc.text.splitlines()[0] == "# Visas"
+    assert "Apply online today." in doc.text and "## Fees" in doc.text
+    assert "Adult: 100" in doc.text
+    for noise in ("Home | About", "track()", "color:red", "(c) 2024", "<"):
+        assert noise not in doc.text
+    assert doc.metadata["title"] == "Guide"
+
+
+def test_pdf_text_with_page_numbers(tmp_path):
+    doc = load(make_pdf(tmp_path / "m.pdf", ["Page one words", "Page two words"]))[0]
+    assert doc.text == "Page one words\n\nPage two words"
+    assert [number for _, number in doc.metadata["pages"]] == [1, 2]
+
+
+def test_docx_headings_paragraphs_and_tables(tmp_path):
+    doc = load(make_docx(tmp_path / "h.docx"))[0]
+    assert "# Handbook" in doc.text and "## Holidays" in doc.text
+    assert "twenty five days" in doc.text and "Office | Berlin" in doc.text
+
+
+def test_csv_one_document_per_row_with_configurable_field(tmp_path):
+    (tmp_path / "faq.csv").write_text("id,answer\n1,Reset it in settings.\n2,Call support.\n")
+    docs = load(tmp_path / "faq.csv", text_field="answer")
+    assert [d.text for d in docs] == ["Reset it in settings.", "Call support."]
+    assert [d.metadata["row"] for d in docs] == [1, 2]
+    assert docs[0].metadata["fields"] == {"id": "1"}
+    with pytest.raises(LoadError, match=r"no column 'text' \(columns: id, answer\); set index.text_field"):
+        load(tmp_path / "faq.csv")
+
+
+def test_jsonl_one_document_per_row(tmp_path):
+    (tmp_path / "rows.jsonl").write_text('{"body": "first"}\n\n{"body": "second", "tag": "x"}\n')
+    docs = load(tmp_path / "rows.jsonl", text_field="body")
+    assert [(d.text, d.metadata["row"]) for d in docs] == [("first", 1), ("second", 3)]
+    (tmp_path / "bad.jsonl").write_text('{"body": "ok"}\n{oops\n')
+    with pytest.raises(LoadError, match="line 2: not valid JSON"):
+        load(tmp_path / "bad.jsonl", text_field="body")
+
+
+def test_discover_applies_include_and_exclude(tmp_path):
+    for name in ("a.md", "sub/b.txt", "sub/c.pdf", ".git/d.md", "e.xyz"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    files, failures = discover([tmp_path], ["**/*.md", "**/*.txt"], ["**/.git/**"])
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == ["a.md", "sub/b.txt"]
+    assert failures == []
+
+
+def _unreadable(path: Path) -> None:
+    if os.geteuid() == 0:  # root reads any mode; /proc/self/mem fails to read at offset 0
+        path.symlink_to("/proc/self/mem")
+    else:
+        path.write_text("secret")
+        path.chmod(0)
+
+
+def _bad_inputs(folder: Path) -> dict[str, str]:
+    """File name -> the reason the sync must give for it."""
+    (folder / "empty.txt").write_text("  \n")
+    (folder / "binary.txt").write_bytes(bytes(range(256)) * 4)
+    (folder / "corrupt.pdf").write_bytes(b"%PDF-1.4\nthis is not really a pdf")
+    make_encrypted_pdf(folder / "locked.pdf", make_pdf(folder.parent / "plain.pdf", ["secret"]))
+    (folder / "huge.txt").write_text("word " * 300_000)
+    _unreadable(folder / "unreadable.txt")
+    (folder / "dangling.md").symlink_to(folder / "gone.md")
+    return {"empty.txt": "empty file",
+            "binary.txt": "binary file, not text",
+            "corrupt.pdf": "corrupt PDF",
+            "locked.pdf": "encrypted PDF (needs a password)",
+            "huge.txt": "over the size limit (1.4 MB > 1.0 MB; raise index.max_file_mb",
+            "unreadable.txt": "unreadable: ",
+            "dangling.md": f"broken symlink to {folder / 'gone.md'}"}
+
+
+def test_every_bad_input_is_reported_by_name_and_the_rest_is_indexed(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    expected = _bad_inputs(folder)
+    (folder / "good.md").write_text("# Good\n\nThis one is fine.")
+    store = Store.open(tmp_path / "index", IndexSettings("hash:64", None, 64, 8), create=True)
+    report = sync([folder], store, CountingEmbedder(), max_file_bytes=2**20)
+    reasons = {Path(f.source).name: f.reason for f in report.failed}
+    assert sorted(reasons) == sorted(expected)
+    for name, reason in expected.items():
+        assert reasons[name].startswith(reason), (name, reasons[name])
+    assert report.added == [str(folder / "good.md")] and not report.ok
+
+
+def test_a_file_that_turns_bad_keeps_what_was_indexed(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    make_pdf(folder / "manual.pdf", ["The pump needs oil every week."])
+    store = Store.open(tmp_path / "index", IndexSettings("hash:64", None, 64, 8), create=True)
+    assert sync([folder], store, CountingEmbedder()).ok
+    (folder / "manual.pdf").write_bytes(b"%PDF-1.4 truncated")
+    report = sync([folder], store, CountingEmbedder())
+    assert [f.reason[:11] for f in report.failed] == ["corrupt PDF"] and report.removed == []
+    reopened = Store.open(tmp_path / "index")
+    assert [d.source for d in reopened.documents()] == [str(folder / "manual.pdf")]
+
+
+def test_size_limit_is_checked_before_reading(tmp_path):
+    path = tmp_path / "big.txt"
+    path.write_text("x" * 2048)
+    with pytest.raises(LoadError, match=r"over the size limit \(0.0 MB > 0.0 MB"):
+        read_bytes(path, 1024)

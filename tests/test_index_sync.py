@@ -1,0 +1,146 @@
+"""Incremental sync: nothing re-embedded twice, changes and deletes followed, same as a full run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from index_helpers import CountingEmbedder, write_corpus
+
+from index.errors import IndexMismatchError, IndexMissingError
+from index.manifest import IndexSettings
+from index.search import Retriever
+from index.store import Store
+from index.sync import sync
+
+
+def settings(index_type: str = "flat", embedder: str = "hash:64", tokens: int = 40) -> IndexSettings:
+    return IndexSettings(embedder, None, tokens, 8, index_type=index_type)
+
+
+def open_store(path, **kw) -> Store:
+    return Store.open(path, settings(**kw), create=True)
+
+
+def contents(path) -> dict:
+    """(source, location, text) -> vector of every chunk in the index at ``path``."""
+    store = Store.open(path)
+    chunks = store.chunks(range(1, 10_000))
+    vectors = store.vectors(list(chunks))
+    return {(c.source, c.location, c.text): tuple(np.round(v, 5))
+            for c, v in zip(chunks.values(), vectors)}
+
+
+def test_second_sync_embeds_nothing(tmp_path):
+    write_corpus(tmp_path / "docs", 12)
+    embedder = CountingEmbedder()
+    first = sync([tmp_path / "docs"], open_store(tmp_path / "ix"), embedder)
+    assert len(first.added) == 12 and first.embedded == first.chunks > 12
+    embedder.calls, embedder.texts = 0, []
+    again = sync([tmp_path / "docs"], open_store(tmp_path / "ix"), embedder)
+    assert (embedder.calls, again.chunks, len(again.unchanged)) == (0, 0, 12)
+    assert Store.open(tmp_path / "ix").manifest["generation"] == 1  # nothing rewritten
+
+
+def test_changed_file_is_re_embedded_and_deleted_file_disappears(tmp_path):
+    paths = write_corpus(tmp_path / "docs", 6)
+    embedder = CountingEmbedder()
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix"), embedder)
+    text = paths[2].read_text()
+    paths[2].write_text(text.replace("Second part", "A rewritten second part"))
+    paths[4].unlink()
+    embedder.texts = []
+    report = sync([tmp_path / "docs"], open_store(tmp_path / "ix"), embedder)
+    assert report.updated == [str(paths[2])] and report.removed == [str(paths[4])]
+    assert len(report.unchanged) == 4
+    # Only the chunk whose text changed is encoded again; its unchanged sibling keeps its vector.
+    assert len(embedder.texts) == 1 and "rewritten" in embedder.texts[0]
+    store = Store.open(tmp_path / "ix")
+    assert str(paths[4]) not in {d.source for d in store.documents()}
+    hits = Retriever(store, embedder, mode="bm25", k=3).search("subject4 Topic4")
+    assert all(h.source != str(paths[4]) for h in hits)
+    hits = Retriever(store, embedder, mode="bm25", k=1).search("rewritten")
+    assert hits[0].source == str(paths[2])
+
+
+@pytest.mark.parametrize("index_type", ["flat", "hnsw"])
+def test_incremental_sync_equals_full_sync(tmp_path, index_type):
+    docs = tmp_path / "docs"
+    paths = write_corpus(docs, 10)
+    sync([docs], open_store(tmp_path / "inc", index_type=index_type), CountingEmbedder())
+    paths[1].write_text("# New title\n\nCompletely new body.\n")
+    paths[3].unlink()
+    paths[7].write_text(paths[7].read_text() + "\nAppended paragraph.\n")
+    write_corpus(docs, 2, prefix="extra")
+    sync([docs], open_store(tmp_path / "inc", index_type=index_type), CountingEmbedder())
+    sync([docs], open_store(tmp_path / "full", index_type=index_type), CountingEmbedder())
+    incremental, full = contents(tmp_path / "inc"), contents(tmp_path / "full")
+    assert incremental == full and len(full) > 20
+    assert Store.open(tmp_path / "inc").faiss.ntotal == len(full)
+
+
+def test_syncing_one_folder_leaves_another_alone(tmp_path):
+    write_corpus(tmp_path / "a", 3, prefix="a")
+    write_corpus(tmp_path / "b", 2, prefix="b")
+    sync([tmp_path / "a"], open_store(tmp_path / "ix"), CountingEmbedder())
+    report = sync([tmp_path / "b"], open_store(tmp_path / "ix"), CountingEmbedder())
+    assert report.removed == [] and len(Store.open(tmp_path / "ix").documents()) == 5
+
+
+def test_progress_is_reported_per_file(tmp_path):
+    write_corpus(tmp_path / "docs", 4)
+    seen = []
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix"), CountingEmbedder(),
+         progress=lambda done, total, source: seen.append((done, total)))
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_opening_with_other_settings_says_to_reindex(tmp_path):
+    write_corpus(tmp_path / "docs", 2)
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix"), CountingEmbedder())
+    with pytest.raises(IndexMismatchError) as error:
+        Store.open(tmp_path / "ix", settings(embedder="hash:32", tokens=100))
+    assert str(error.value) == (
+        f"{tmp_path / 'ix' / 'manifest.json'}: built with other settings "
+        "(embedder is 'hash:64' in the index but 'hash:32' in the config; chunk_tokens is 40 in "
+        "the index but 100 in the config); re-index it: chatbot index sync --rebuild")
+
+
+def test_embedder_of_other_dimension_is_refused(tmp_path):
+    write_corpus(tmp_path / "docs", 2)
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix"), CountingEmbedder())
+    with pytest.raises(IndexMismatchError, match="dimension is 64 in the index but 32"):
+        Store.open(tmp_path / "ix", IndexSettings("hash:64", 32, 40, 8))
+    narrow = CountingEmbedder(32)
+    narrow.name = "hash:64"  # same name, other model: caught when its vectors meet the index
+    (tmp_path / "docs" / "new.md").write_text("# New\n\nnew text")
+    with pytest.raises(IndexMismatchError, match="holds 64-d vectors, the embedder makes 32-d"):
+        sync([tmp_path / "docs"], open_store(tmp_path / "ix"), narrow)
+    with pytest.raises(IndexMismatchError, match="query vectors have 32 dimensions, the index 64"):
+        Retriever(Store.open(tmp_path / "ix"), narrow, mode="dense").search("text")
+    assert len(Store.open(tmp_path / "ix").documents()) == 2  # the failed sync changed nothing
+
+
+def test_old_format_version_says_to_reindex(tmp_path):
+    write_corpus(tmp_path / "docs", 1)
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix"), CountingEmbedder())
+    path = tmp_path / "ix" / "manifest.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"format_version": 0}))
+    with pytest.raises(IndexMismatchError, match="index format 0, this version reads 1; re-index"):
+        Store.open(tmp_path / "ix")
+
+
+def test_rebuild_changes_settings(tmp_path):
+    write_corpus(tmp_path / "docs", 2)
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix"), CountingEmbedder())
+    new = settings(embedder="hash:32", tokens=100)
+    report = sync([tmp_path / "docs"], Store(tmp_path / "ix", {}), CountingEmbedder(32),
+                  rebuild=new)
+    assert len(report.added) == 2
+    assert Store.open(tmp_path / "ix", new).stats()["dimension"] == 32
+
+
+def test_missing_index_says_how_to_build_one(tmp_path):
+    with pytest.raises(IndexMissingError, match="no index at .* yet; build one: chatbot index sync"):
+        Store.open(tmp_path / "nothing")
