@@ -144,23 +144,19 @@ def compare(scores: dict[str, list[dict]], baseline: str, candidates: list[str],
     return comparisons
 
 
-def eval_engine(config: BotConfig, extra_variants: dict[str, Variant] | None = None) -> Engine:
-    """The users' engine, minus the conversation log: eval answers are not conversations."""
+def eval_engine(config: BotConfig, extra_variants: dict[str, Variant] | None = None,
+                embedder=None) -> Engine:
+    """The users' engine (same retrieval, templates, filters) minus the conversation log:
+    eval answers are not conversations to train on."""
     from chatbot.bot import build_engine
+    from chatbot.indexing import open_retriever
 
     quiet = config.model_copy(update={"logging": LoggingConfig(enabled=False)})
-    engine = build_engine(quiet)
+    retriever = open_retriever(quiet, embedder)
+    search = (lambda query, k: retriever.search(query, k=k)) if retriever else None
+    engine = build_engine(quiet, search=search)
     engine.variants.update(extra_variants or {})
     return engine
-
-
-def open_encoder(config: BotConfig) -> Callable | None:
-    """The bot's embedder for semantic similarity; ``None`` when it cannot be built here."""
-    try:
-        from chatbot.indexing import open_embedder
-    except ImportError:
-        return None
-    return open_embedder(config).encode
 
 
 def index_state(config: BotConfig) -> str | None:
@@ -183,7 +179,12 @@ def run_eval(config: BotConfig, variants: list[str], data: str, *, name: str | N
         raise InputError(f"--variants needs two or more distinct names (baseline first), got "
                          f"{','.join(variants)}")
     items = load_items(data, config.data_path, limit)
-    engine = engine or eval_engine(config, extra_variants)
+    embedder = None
+    if engine is None or encode is True:
+        from chatbot.indexing import open_embedder
+
+        embedder = open_embedder(config)  # one copy for retrieval and semantic similarity
+    engine = engine or eval_engine(config, extra_variants, embedder)
     for variant in variants:
         engine.variant(variant)  # unknown names fail before any generation
     name = name or Path(data).stem
@@ -192,7 +193,7 @@ def run_eval(config: BotConfig, variants: list[str], data: str, *, name: str | N
                                    max_new_tokens=max_new_tokens or engine.settings.max_new_tokens)
     cache = GenerationCache(out_dir / CACHE_FILE)
     run = generate_all(engine, items, variants, settings, cache, index_state(config), progress)
-    encoder = open_encoder(config) if encode is True else (encode or None)
+    encoder = embedder.encode if encode is True else (encode or None)
     scores = score_run(items, run, encoder)
     result = EvalResult(name, data, items, variants, run, scores, summarize(scores),
                         compare(scores, variants[0], variants[1:], min_effect), min_effect)

@@ -50,6 +50,9 @@ class GenerationCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._entries: dict[tuple[str, str, str], Generation] = {}
+        # A run killed mid-write leaves a line without its newline: start on a fresh line.
+        self._torn = path.is_file() and not path.read_bytes().endswith(b"\n") \
+            and path.stat().st_size > 0
         if path.is_file():
             for line in path.read_text(encoding="utf-8").splitlines():
                 try:
@@ -64,6 +67,9 @@ class GenerationCache:
     def add(self, generation: Generation) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as out:
+            if self._torn:
+                out.write("\n")
+                self._torn = False
             out.write(json.dumps(asdict(generation), ensure_ascii=False) + "\n")
         self._entries[_key(generation)] = generation
 
