@@ -129,5 +129,6 @@ def test_ab_report_command_prints_json_and_writes_a_chart(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["variants"] == ["prompt", "plain"] and report["votes"] == 0
-    assert report["thumbs_tests"][0]["needed_per_variant"] == 1565  # 0.5 -> 0.55: 2((z+z)/h)^2 per variant
+    # 0.5 -> 0.55 at 80% power: 2((z_a + z_b)/h)^2 rated answers per variant
+    assert report["thumbs_tests"][0]["needed_per_variant"] == 1565
     assert chart.read_bytes().startswith(b"\x89PNG")
