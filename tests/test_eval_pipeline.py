@@ -113,3 +113,18 @@ def test_bad_inputs_are_one_line_errors(eval_bot: Path, tmp_path: Path) -> None:
                                        "--variants", "plain,prompt"])
     assert result.exit_code == 1 and "bad.jsonl, line 2: needs a \"question\"" in result.output
     assert parse_gate("rouge_l >= 0.02").threshold == 0.02
+
+
+def test_retrieval_variant_without_an_index_is_warned_about(tmp_path: Path,
+                                                            tiny_model_dir: Path) -> None:
+    path = tmp_path / "bot.yaml"
+    path.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"), "generation": {"max_new_tokens": 2},
+        "models": {"chat": str(tiny_model_dir), "embedder": "hash:64"},
+        "variants": {"plain": {"template": "plain", "retrieval": False}, "prompt": {}},
+        "default_variant": "plain"}))
+    result = run_eval(load_config(path), ["plain", "prompt"], HELDOUT, limit=1, encode=None,
+                      write=False)
+    assert result.warnings == [f"no index in {tmp_path / 'data' / 'index'}: retrieval "
+                               "variants answered without sources; run `chatbot index sync` "
+                               "first"]

@@ -52,6 +52,7 @@ def metrics_json(result: EvalResult) -> dict:
                       for v, metrics in result.summaries.items()},
         "comparisons": {c: {m: asdict(comp) for m, comp in metrics.items()}
                         for c, metrics in result.comparisons.items()},
+        "warnings": result.warnings,
         "gates": [{"gate": str(g.gate), "candidate": g.candidate, "passed": g.passed,
                    "message": g.message} for g in result.gates],
         "per_item": [{"id": item.id, **{v: result.scores[v][i] for v in result.variants}}
@@ -115,7 +116,8 @@ def _header_lines(result: EvalResult) -> list[str]:
             f"Answers generated {run.generated}, reused from cache {run.reused}, "
             f"in {run.seconds:.0f} s" + (f" ({rate:.1f} answers/min)" if rate else ""),
             "Means with percentile bootstrap 95% intervals (2,000 resamples, seed 0); "
-            "differences are paired over the items both variants have the metric for."]
+            "differences are paired over the items both variants have the metric for.",
+            *[f"Warning: {w}" for w in result.warnings]]
 
 
 def render_markdown(result: EvalResult) -> str:

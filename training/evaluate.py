@@ -65,6 +65,7 @@ class EvalResult:
     min_effect: float
     out_dir: Path | None = None
     gates: list[GateResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def baseline(self) -> str:
@@ -197,6 +198,10 @@ def run_eval(config: BotConfig, variants: list[str], data: str, *, name: str | N
     scores = score_run(items, run, encoder)
     result = EvalResult(name, data, items, variants, run, scores, summarize(scores),
                         compare(scores, variants[0], variants[1:], min_effect), min_effect)
+    state = index_state(config)
+    if state is None and any(run.settings[v]["retrieval"] for v in variants):
+        result.warnings.append(f"no index in {config.data_path / 'index'}: retrieval variants "
+                               "answered without sources; run `chatbot index sync` first")
     if parsed_gate:
         result.gates = [check_gate(result, parsed_gate, c) for c in result.candidates]
     if write:

@@ -68,6 +68,8 @@ def _print_tables(result, summaries, comparison_rows) -> None:
         for row in comparison_rows(result, candidate):
             note = f"  ({row[7]})" if row[7] else ""
             click.echo(f"  {row[0]:<16}{row[1]:<28}p={row[2]:<8}{row[4]:<10}n={row[5]}{note}")
+    for warning in result.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
     for gate in result.gates:
         click.secho(gate.message, fg="green" if gate.passed else "red")
     click.echo(f"\nreports: {result.out_dir / 'report.md'}, {result.out_dir / 'report.html'}")
