@@ -9,7 +9,7 @@ from chatbot.errors import InputError
 from training.evalset import load_items, question_item
 from training.metrics import (abstention, citation_validity, evidence_recall, exact_match,
                               groundedness, hit_at_k, normalize_answer, rouge_l,
-                              semantic_similarity, token_f1)
+                              semantic_similarity, token_f1, token_recall)
 
 
 @pytest.mark.parametrize("prediction, references, f1", [
@@ -20,6 +20,12 @@ from training.metrics import (abstention, citation_validity, evidence_recall, ex
 ])
 def test_token_f1_follows_squad(prediction, references, f1) -> None:
     assert token_f1(prediction, references) == pytest.approx(f1)
+
+
+def test_token_recall_credits_long_answers_that_contain_the_reference() -> None:
+    assert token_recall("Yes, your partner can take two weeks.", ["yes", "no"]) == 1.0
+    assert token_recall("Two weeks of leave", ["two weeks pay"]) == pytest.approx(2 / 3)
+    assert token_recall("x", []) is None
 
 
 def test_exact_match_and_normalization() -> None:

@@ -40,6 +40,8 @@ class MetricSpec:
 METRICS = [
     MetricSpec("token_f1", True, "token F1 vs the best reference (SQuAD normalization)"),
     MetricSpec("exact_match", True, "normalized answer equals a reference"),
+    MetricSpec("token_recall", True,
+               "share of the best reference's tokens in the answer (fair to long answers)"),
     MetricSpec("rouge_l", True, "ROUGE-L F-measure vs the best reference"),
     MetricSpec("semantic", True, "embedder cosine to the closest reference"),
     MetricSpec("groundedness", True, "share of answer content words found in the passages"),
@@ -79,6 +81,16 @@ def _f1(prediction: str, reference: str) -> float:
 
 def token_f1(prediction: str, references: Sequence[str]) -> float | None:
     return max((_f1(prediction, r) for r in references), default=None)
+
+
+def token_recall(prediction: str, references: Sequence[str]) -> float | None:
+    """Share of a reference's tokens found in the answer: "Yes, you can ..." recalls "yes"."""
+    def recall(reference: str) -> float:
+        ref = _tokens(reference)
+        common = sum((Counter(_tokens(prediction)) & Counter(ref)).values())
+        return common / len(ref) if ref else 0.0
+
+    return max((recall(r) for r in references), default=None)
 
 
 def exact_match(prediction: str, references: Sequence[str]) -> float | None:
@@ -182,6 +194,7 @@ def score_answer(text: str, *, references: Sequence[str], hits: Sequence[dict],
     return {
         "token_f1": token_f1(text, answerable_refs),
         "exact_match": exact_match(text, answerable_refs),
+        "token_recall": token_recall(text, answerable_refs),
         "rouge_l": rouge_l(text, answerable_refs),
         "semantic": semantic_similarity(text, answerable_refs, encode),
         "groundedness": groundedness(text, passages) if retrieval else None,
