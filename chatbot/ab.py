@@ -85,15 +85,15 @@ class AbStore:
         self._db.close()
 
     def sticky_variant(self, session_id: str, weights: dict[str, float]) -> str:
-        """The session's variant: the stored one if any (weights may have changed since),
-        else a fresh hash assignment, stored."""
+        """The session's stored variant while it still has weight (shares may change without
+        moving anyone); else a fresh hash assignment, stored."""
         with self._lock, self._db:
             row = self._db.execute("SELECT variant FROM assignments WHERE session_id = ?",
                                    (session_id,)).fetchone()
-            if row:
+            if row and weights.get(row[0], 0) > 0:
                 return row[0]
             variant = assign_variant(session_id, weights)
-            self._db.execute("INSERT INTO assignments VALUES (?, ?, ?, ?)",
+            self._db.execute("INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?)",
                              (session_id, variant, json.dumps(weights), now()))
             return variant
 

@@ -30,7 +30,7 @@ def test_assignment_is_sticky_and_follows_the_weights() -> None:
         assign_variant("s", {"a": 0.0})
 
 
-def test_assignments_survive_a_restart_even_when_weights_change(tmp_path) -> None:
+def test_assignments_survive_a_restart_and_a_change_of_shares(tmp_path) -> None:
     path = tmp_path / "logs.sqlite"
     store = AbStore(path)
     assign = session_assigner(store, {}, ["prompt", "finetuned"])
@@ -38,8 +38,12 @@ def test_assignments_survive_a_restart_even_when_weights_change(tmp_path) -> Non
     assert set(first.values()) == {"prompt", "finetuned"}
     store.close()
     reopened = AbStore(path)
-    assert all(reopened.sticky_variant(s, {"prompt": 1.0}) == v for s, v in first.items())
+    shares = {"prompt": 0.9, "finetuned": 0.1}
+    assert all(reopened.sticky_variant(s, shares) == v for s, v in first.items())
     assert sum(reopened.assignments().values()) == 40
+    # A variant taken out of the test (weight 0) hands its sessions to the others.
+    assert {reopened.sticky_variant(s, {"prompt": 1.0, "finetuned": 0.0}) for s in first} == {
+        "prompt"}
 
 
 def test_arena_vote_once_per_voter_and_battle_and_kept_after_restart(tmp_path) -> None:
