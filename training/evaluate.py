@@ -192,13 +192,12 @@ def run_eval(config: BotConfig, variants: list[str], data: str, *, name: str | N
     out_dir = config.data_path / "evals" / name
     settings = dataclasses.replace(engine.settings, temperature=0.0,
                                    max_new_tokens=max_new_tokens or engine.settings.max_new_tokens)
-    cache = GenerationCache(out_dir / CACHE_FILE)
-    run = generate_all(engine, items, variants, settings, cache, index_state(config), progress)
-    encoder = embedder.encode if encode is True else (encode or None)
-    scores = score_run(items, run, encoder)
+    state = index_state(config)
+    run = generate_all(engine, items, variants, settings, GenerationCache(out_dir / CACHE_FILE),
+                       state, progress)
+    scores = score_run(items, run, embedder.encode if encode is True else (encode or None))
     result = EvalResult(name, data, items, variants, run, scores, summarize(scores),
                         compare(scores, variants[0], variants[1:], min_effect), min_effect)
-    state = index_state(config)
     if state is None and any(run.settings[v]["retrieval"] for v in variants):
         result.warnings.append(f"no index in {config.data_path / 'index'}: retrieval variants "
                                "answered without sources; run `chatbot index sync` first")
