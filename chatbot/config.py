@@ -225,6 +225,32 @@ class TrainingConfig(Section):
     threads: int | None = Field(default=None, ge=1)
     """torch threads for CPU training; ``None`` keeps torch's default (all cores)."""
 
+class AbConfig(Section):
+    enabled: bool = False
+    """Split web and API sessions between variants by ``weights`` (sticky per session)."""
+    weights: dict[str, float] = Field(default_factory=dict)
+    """Variant name -> share of sessions (normalized); empty means every variant equally."""
+    show_variant_names: bool = False
+    """Show users which variant answered; off keeps the test blind."""
+    arena_pairs: list[tuple[str, str]] = Field(default_factory=list)
+    """Variant pairs the Arena tab compares; empty means every pair of variants."""
+    min_effect: float = Field(default=0.05, gt=0.0, lt=0.5)
+    """Smallest difference in thumbs-up rate or arena win rate worth detecting."""
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    """Significance level of the tests and 1 - the intervals' confidence."""
+    power: float = Field(default=0.8, gt=0.0, lt=1.0)
+    """Chance of detecting ``min_effect`` that the "votes still needed" figure aims for."""
+    bootstrap: int = Field(default=500, ge=50)
+    """Resamples for the Bradley-Terry strength intervals."""
+
+    @field_validator("weights")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, weight in value.items() if weight < 0]
+        if bad or (value and not sum(value.values()) > 0):
+            raise ValueError("weights must be >= 0 and at least one must be > 0")
+        return value
+
 
 class BotConfig(Section):
     name: str = "chatbot-builder"
@@ -242,6 +268,7 @@ class BotConfig(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    ab: AbConfig = Field(default_factory=AbConfig)
 
     # Set by load_config, not by the YAML: where relative paths are resolved from.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -258,6 +285,17 @@ class BotConfig(Section):
         if self.default_variant not in self.variants:
             raise ValueError(f"default_variant {self.default_variant!r} is not one of "
                              f"the variants: {', '.join(self.variants)}")
+        return self
+
+    @model_validator(mode="after")
+    def _ab_names_are_variants(self) -> BotConfig:
+        named = list(self.ab.weights) + [name for pair in self.ab.arena_pairs for name in pair]
+        unknown = sorted({name for name in named if name not in self.variants})
+        if unknown:
+            raise ValueError(f"ab names unknown variant(s) {', '.join(unknown)}; variants: "
+                             f"{', '.join(self.variants)}")
+        if any(a == b for a, b in self.ab.arena_pairs):
+            raise ValueError("ab.arena_pairs: a pair needs two different variants")
         return self
 
     @property
