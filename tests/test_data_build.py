@@ -160,3 +160,16 @@ def test_from_logs_uses_the_exact_prompt_and_feedback(config):
     review = [json.loads(x) for x in (folder / "review_thumbs_down.jsonl").read_text().splitlines()]
     assert review[0]["comment"] == "Wrong: use `chatbot index remove PATH`."
     assert review[0]["conversation_id"] == "logs:s1:3"
+
+
+def test_token_counts_equal_tokenizing_the_whole_rendered_conversation():
+    from chatbot.models import resolve_model
+    from training.tokens import chat_counter
+    from training.transcripts import read_transcripts
+
+    counter = chat_counter(resolve_model("embedded:smollm2-135m-instruct"), "smollm2")
+    conversations = [c.messages for c in read_transcripts(SAMPLES[:2]).conversations]
+    measured = counter.measure(conversations)
+    assert [m.total for m in measured] == [counter.exact_total(c) for c in conversations]
+    answer = conversations[0][1].content
+    assert measured[0].supervised == len(counter.tokenizer(answer)["input_ids"]) + 1

@@ -180,7 +180,7 @@ def _summary(config: BotConfig, name: str, target: Path, files: list[Path],
         "render_with_template": config.data.render_with_template,
         "steps": [{"name": step.name, "in": step.conversations_in,
                    "out": step.conversations_out, "dropped": step.dropped,
-                   "seconds": step.seconds}
+                   "seconds": step.seconds, "cpu_seconds": step.cpu_seconds}
                   for step in curated.steps],
     }
 

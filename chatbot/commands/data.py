@@ -2,7 +2,8 @@
 
     chatbot data build --name v1 --from logs --from samples/transcripts.jsonl
     chatbot data show v1
-    chatbot data export v1 --out v1.jsonl      # edit, then: chatbot data build --name v2 --from v1.jsonl
+    chatbot data export v1 --out v1.jsonl
+    chatbot data build --name v2 --from v1.jsonl    # after editing the export
 """
 
 from __future__ import annotations
