@@ -118,8 +118,13 @@ def _steps(steps: Sequence[dict]) -> list[str]:
 
 
 def _short(value: object) -> str:
+    """A settings value short enough for a table cell (full values are in manifest.json)."""
+    if isinstance(value, (list, tuple)):
+        joined = ", ".join(str(item) for item in value)
+        return joined if len(joined) <= 60 and "|" not in joined else f"{len(value)} items"
     text = str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return text.replace("|", "\\|")
 
 
 def _pii(counts: dict[str, int], examples: dict[str, list[str]]) -> list[str]:
