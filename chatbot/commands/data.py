@@ -68,6 +68,7 @@ def summary_lines(summary: dict) -> list[str]:
     if tokens["examples"]:
         lines.append(f"tokens per example: median {tokens['median']}, p95 {tokens['p95']}, "
                      f"max {tokens['max']}; supervised share {tokens['supervised_share']:.1%}")
+    lines += [f"warning: {warning}" for warning in summary.get("warnings", [])]
     lines.append(f"report: {summary['report']}")
     return lines
 
