@@ -31,7 +31,8 @@ def test_upload_indexes_lists_searches_and_removes(documents, tmp_path) -> None:
     actions = DocumentActions(documents)
     uploads = [write(tmp_path / "gradio-a", "install.md", "# Install\n\nRun pip install."),
                write(tmp_path / "gradio-b", "faq.md", "# FAQ\n\nRefunds take five days.")]
-    status, rows, chooser = actions.upload(uploads)
+    status, rows, chooser, dropped = actions.upload(uploads)
+    assert dropped is None
     assert status.startswith("Indexed 2 file(s): 2 added")
     kept = sorted(str(documents.upload_dir / n) for n in ("faq.md", "install.md"))
     assert sorted(r[0] for r in rows) == kept and all(r[1] >= 1 for r in rows)
@@ -45,7 +46,7 @@ def test_upload_indexes_lists_searches_and_removes(documents, tmp_path) -> None:
 def test_upload_of_a_changed_file_updates_it(documents, tmp_path) -> None:
     actions = DocumentActions(documents)
     actions.upload([write(tmp_path / "one", "notes.md", "Old text about cats.")])
-    status, rows, _ = actions.upload([write(tmp_path / "two", "notes.md", "New text on dogs.")])
+    status, rows, _, _ = actions.upload([write(tmp_path / "two", "notes.md", "New text on dogs.")])
     assert "1 updated" in status and len(rows) == 1
     assert "dogs" in actions.search("dogs", 1, "bm25")
 
