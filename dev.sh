@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's two commands:
-#   ./dev.sh start   install (once), prepare the embedded models, index docs/, answer from them
+#   ./dev.sh start   install (once), prepare the embedded models, index docs/, open the web UI
 #   ./dev.sh test    install with the test tools (once), then run the whole test suite
 # Both install into .venv and skip the install when pyproject.toml and this script are unchanged.
 set -euo pipefail
@@ -39,7 +39,7 @@ case "${1:-}" in
     install base
     "$VENV/bin/chatbot" models prepare
     "$VENV/bin/chatbot" index sync
-    "$VENV/bin/chatbot" ask "How do I index my documents?" "$@"
+    exec "$VENV/bin/chatbot" serve "$@"
     ;;
   test)
     shift

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import click
 
-from chatbot.commands import chat, config_cmd, index, logs, serve
+from chatbot.commands import (ab, chat, config_cmd, data, evaluate, index, logs, serve,
+                              train)
 
 # Help sections, in the order users meet them; each command module names its section.
 SECTIONS = ["Chat", "Documents", "Conversations", "Training and evaluation", "Setup"]
@@ -35,6 +36,6 @@ def main() -> None:
     """Build a domain chatbot: index documents, chat, collect feedback, fine-tune, A/B-test."""
 
 
-for module in (chat, serve, index, logs, config_cmd):
+for module in (chat, serve, index, logs, data, train, evaluate, ab, config_cmd):
     for command in module.COMMANDS:
         main.add_command(command)

@@ -148,19 +148,27 @@ class AnswerStream:
             adapter = self.variant.name if self.variant.adapter_dir else None
             pieces = iter([engine.retrieval.refusal]) if refuse else generator.stream(
                 messages, self.settings, adapter)
+            stop, ready = self.settings.stop, ""
             for piece in pieces:
                 first = first or time.perf_counter()
                 raw += piece
-                safe, _ = run_filters(engine.filters, _up_to_last_space(raw.lstrip()))
-                if safe.startswith(shown) and len(safe) > len(shown):
-                    yield safe[len(shown):]
-                    shown = safe
+                visible, stopped = _before_stop(raw, stop)
+                if (now_ready := _up_to_last_space(visible.lstrip())) != ready:
+                    ready = now_ready  # filters rerun only once another word is complete
+                    safe, _ = run_filters(engine.filters, ready)
+                    if safe.startswith(shown) and len(safe) > len(shown):
+                        yield safe[len(shown):]
+                        shown = safe
+                if stopped:  # stop generating now, not at max_new_tokens
+                    getattr(pieces, "close", lambda: None)()
+                    break
             status = "complete"
         except Exception:
             status = "error"
             raise
         finally:
-            text, changed = run_filters(engine.filters, raw.strip())
+            answered = _before_stop(raw, self.settings.stop, final=True)[0]
+            text, changed = run_filters(engine.filters, answered.strip())
             if text.startswith(shown) and len(text) > len(shown):
                 tail = text[len(shown):]
             else:
@@ -195,6 +203,19 @@ class AnswerStream:
     def _log_finish(self, turn_id: int | None, text: str, timings: dict, status: str) -> None:
         if self.engine.log is not None and turn_id is not None:
             self.engine.log.finish_turn(turn_id, text, timings, status)
+
+
+def _before_stop(text: str, stop: Sequence[str], final: bool = False) -> tuple[str, bool]:
+    """Text before the first stop string (which is never shown), and whether one was found.
+
+    While generating, a tail that may still grow into a stop string is held back too.
+    """
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    if cuts:
+        return text[:min(cuts)], True
+    if final or not stop:
+        return text, False
+    return text[:max(0, len(text) - max(map(len, stop)) + 1)], False
 
 
 def _up_to_last_space(text: str) -> str:

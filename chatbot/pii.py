@@ -47,7 +47,11 @@ _ID_SHAPED = re.compile(
     r"\b(?:\d{3}-\d{2}-\d{4}|[XYZ]?\d{7,8}[A-Z]|[A-Z]{6}\d{2}[A-Z]\d{2}[A-Z]\d{3}[A-Z]"
     r"|[12] ?\d{2} ?\d{2} ?\d{2} ?\d{3} ?\d{3} ?\d{2})\b")
 _NATIONAL_IDS = (ssn, dni, nie, codicefiscale, nir)
-_MIN_PHONE_DIGITS = 7
+_ID_LABEL_WORDS = ("ssn", "social security", "passport", "licen")
+_ID_WORD = re.compile(r"\bid\b")
+# A run of at least 7 digits with only phone punctuation between them: the only places
+# phonenumbers' (slower) matcher is asked to look.
+_PHONE_CANDIDATE = re.compile(r"\+?\(?\d(?:[\s().\-/]{0,3}\d){6,}")
 
 
 def scrub(text: str, kinds: Iterable[str] = KINDS,
@@ -138,11 +142,12 @@ def _ip(text: str, region: str) -> tuple[str, int]:
 
 
 def _parses_as_ip(candidate: str) -> bool:
+    """A valid address that can point at someone (not 127.0.0.1, 0.0.0.0, ::1, multicast)."""
     try:
-        ipaddress.ip_address(candidate)
+        address = ipaddress.ip_address(candidate)
     except ValueError:
         return False
-    return True
+    return not (address.is_loopback or address.is_unspecified or address.is_multicast)
 
 
 def _national_id(text: str, region: str) -> tuple[str, int]:
@@ -161,8 +166,9 @@ def _national_id(text: str, region: str) -> tuple[str, int]:
 
 def _has_id_label(text: str) -> bool:
     lowered = text.lower()
-    return any(word in lowered for word in ("ssn", "social security", "passport", "id",
-                                            "licen"))
+    if any(word in lowered for word in _ID_LABEL_WORDS):
+        return True
+    return "id" in lowered and _ID_WORD.search(lowered) is not None
 
 
 def _valid_national_id(candidate: str) -> bool:
@@ -170,13 +176,17 @@ def _valid_national_id(candidate: str) -> bool:
 
 
 def _phone(text: str, region: str) -> tuple[str, int]:
-    if sum(c.isdigit() for c in text) < _MIN_PHONE_DIGITS:
-        return text, 0
-    spans = [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(
-        text, region, leniency=phonenumbers.Leniency.VALID)]
-    for start, end in reversed(spans):
-        text = text[:start] + "<PHONE>" + text[end:]
-    return text, len(spans)
+    found = 0
+    pieces, last = [], 0
+    for candidate in _PHONE_CANDIDATE.finditer(text):
+        start = max(candidate.start() - 1, last)  # keep a "+" or "(" just before the run
+        for match in phonenumbers.PhoneNumberMatcher(
+                text[start:candidate.end()], region, leniency=phonenumbers.Leniency.VALID):
+            pieces.append(text[last:start + match.start] + "<PHONE>")
+            last = start + match.end
+            found += 1
+    pieces.append(text[last:])
+    return "".join(pieces), found
 
 
 _SCRUBBERS: dict[str, Callable[[str, str], tuple[str, int]]] = {

@@ -198,3 +198,14 @@ def test_pii_in_answers_is_redacted_before_it_is_shown_or_logged(echo, tmp_path)
     assert "ana@example.org" not in shown
     assert stream.reply.text == "write to <EMAIL> today" and stream.reply.filtered == ["pii"]
     assert log.conversation("s").turns[1].text == "write to <EMAIL> today"
+
+
+@pytest.mark.parametrize("stop, expected", [(("gamma",), "alpha beta"),
+                                            (("beta gam", "zzz"), "alpha"),
+                                            (("omega",), "alpha beta gamma delta")])
+def test_stop_strings_end_the_answer_and_are_never_shown(echo, stop, expected) -> None:
+    engine = make_engine(echo)
+    stream = engine.answer("s", "alpha beta gamma delta", "plain",
+                           settings=GenerationSettings(max_new_tokens=40, stop=stop))
+    pieces = list(stream)
+    assert "".join(pieces) == stream.reply.text == expected

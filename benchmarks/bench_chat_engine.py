@@ -1,0 +1,136 @@
+"""Engine overhead: ``Engine.answer`` vs raw ``model.generate`` on the same prompt tokens.
+
+    /tmp/venv/bin/python benchmarks/bench_chat_engine.py [--reps 5] [--max-new-tokens 64]
+
+The embedded SmolLM2 answers the same question over the same four passages both ways, greedy,
+with the same ``max_new_tokens`` and repetition penalty, alternating which goes first; medians
+over the repetitions. Raw generation is timed with a streamer that only records when each token
+arrives. Both see the same tokens: the raw run encodes the exact messages the engine sent.
+
+- first token: the model's first generated token (the engine's ``timings.first_token_ms``).
+- first word: when a caller can show the first complete word. The engine never shows a word
+  still being generated (it could yet become PII), so this is what its users see; for raw
+  generation it is the arrival of the token after the first complete word.
+- decode tokens/s: (tokens - 1) / (end - first token); for the engine, "end" is when the
+  caller's loop ends (filters run, turn logged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from chat_bench_bot import QUESTION, embedded_engine, median, ratio  # noqa: E402
+
+
+class Stamps:
+    """A transformers streamer that records the arrival time of every generated token."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.ids: list[int] = []
+        self._prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self._prompt_seen:  # generate() first hands over the prompt
+            self._prompt_seen = True
+            return
+        self.times.append(time.perf_counter())
+        self.ids.extend(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        pass
+
+
+def first_word_index(tokenizer, ids: list[int]) -> int:
+    """The first token count at which the decoded text holds a complete word."""
+    for n in range(1, len(ids) + 1):
+        text = tokenizer.decode(ids[:n], skip_special_tokens=True).lstrip()
+        cut = max(text.rfind(" "), text.rfind("\n"))  # the engine's rule for a shown word
+        if cut > 0 and text[:cut].strip():
+            return n - 1
+    return len(ids) - 1
+
+
+def run_raw(generator, messages, settings) -> dict:
+    import torch
+
+    ids = torch.tensor([generator.encode(messages)])
+    stamps = Stamps()
+    started = time.perf_counter()
+    with torch.inference_mode():
+        generator.model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), streamer=stamps,
+            max_new_tokens=settings.max_new_tokens, do_sample=False, temperature=None,
+            top_p=None, top_k=None, repetition_penalty=settings.repetition_penalty,
+            pad_token_id=generator.tokenizer.pad_token_id or generator.tokenizer.eos_token_id)
+    end = time.perf_counter()
+    word = stamps.times[first_word_index(generator.tokenizer, stamps.ids)]
+    tokens = len(stamps.ids)
+    text = generator.tokenizer.decode(stamps.ids, skip_special_tokens=True).strip()
+    return {"first_token_s": stamps.times[0] - started, "first_word_s": word - started,
+            "tokens_per_s": (tokens - 1) / (end - stamps.times[0]), "tokens": tokens,
+            "text": text}
+
+
+def run_engine(engine, session: str) -> dict:
+    started = time.perf_counter()
+    stream = engine.answer(session, QUESTION)
+    word = None
+    for _ in stream:
+        word = word or time.perf_counter()
+    end = time.perf_counter()
+    reply = stream.reply
+    first = started + reply.timings["first_token_ms"] / 1000
+    tokens = reply.timings["tokens"]
+    return {"first_token_s": first - started, "first_word_s": (word or end) - started,
+            "tokens_per_s": (tokens - 1) / (end - first), "tokens": tokens, "text": reply.text,
+            "messages": reply.messages}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: on a shared 2-core machine 2 threads stall)")
+    args = parser.parse_args()
+
+    engine = embedded_engine(args.threads, args.max_new_tokens)
+    variant = engine.variant(None)
+    generator = engine.generator_for(variant)
+    probe = run_engine(engine, "probe")
+    messages, settings = probe["messages"], engine.settings
+    runs: dict[str, list[dict]] = {"raw": [], "engine": []}
+    for rep in range(args.reps):
+        order = ["raw", "engine"] if rep % 2 == 0 else ["engine", "raw"]
+        for kind in order:
+            engine.clear(f"rep-{rep}")
+            result = (run_raw(generator, messages, settings) if kind == "raw"
+                      else run_engine(engine, f"rep-{rep}"))
+            runs[kind].append(result)
+    report(runs, args, generator.count_tokens(messages))
+
+
+def report(runs: dict[str, list[dict]], args, prompt_tokens: int) -> None:
+    same = all(r["text"] == runs["raw"][0]["text"] for r in runs["raw"] + runs["engine"])
+    print(f"SmolLM2-135M fp32, {prompt_tokens} prompt tokens, {runs['raw'][0]['tokens']} new "
+          f"tokens (max {args.max_new_tokens}), greedy, torch threads {args.threads}, "
+          f"{args.reps} reps alternating; same text both ways: {same}\n")
+    print("| measure | raw model.generate | Engine.answer | engine / raw |")
+    print("|---|---|---|---|")
+    for key, label, unit in [("first_token_s", "time to first token", "s"),
+                             ("first_word_s", "time to first shown word", "s"),
+                             ("tokens_per_s", "decode tokens/s", "")]:
+        raw = median([r[key] for r in runs["raw"]])
+        eng = median([r[key] for r in runs["engine"]])
+        print(f"| {label} (median) | {raw:.3f}{unit} | {eng:.3f}{unit} | {ratio(eng, raw)} |")
+
+
+if __name__ == "__main__":
+    main()
