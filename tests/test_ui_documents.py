@@ -79,3 +79,11 @@ def test_app_has_a_documents_tab_only_when_given_documents(documents, echo) -> N
     without = build_app(engine)
     labels = lambda app: {b.label for b in app.blocks.values() if isinstance(b, gr.Tab)}
     assert labels(with_docs) == {"Chat", "Documents"} and labels(without) == {"Chat"}
+
+
+def test_a_file_that_cannot_be_read_is_named_with_its_reason(documents, tmp_path) -> None:
+    broken = tmp_path / "u" / "broken.pdf"
+    broken.parent.mkdir()
+    broken.write_bytes(b"%PDF-1.4 this is not really a pdf")
+    status, rows, _, _ = DocumentActions(documents).upload([str(broken)])
+    assert "1 failed" in status and "- not indexed: `broken.pdf`: " in status and rows == []

@@ -29,7 +29,14 @@ class DocumentRow(Protocol):
     indexed_at: str
 
 
+class Failure(Protocol):
+    source: str
+    reason: str
+
+
 class SyncResult(Protocol):
+    failed: Sequence[Failure]
+
     def summary(self) -> str: ...
 
 
@@ -79,8 +86,10 @@ class DocumentActions:
             result = self.documents.sync(kept, progress=report)
         except ChatbotError as exc:
             raise gr.Error(str(exc), print_exception=False) from exc
-        return (f"Indexed {len(kept)} file(s): {html.escape(result.summary())}", *self.table(),
-                None)
+        lines = [f"Indexed {len(kept)} file(s): {html.escape(result.summary())}"]
+        lines += [f"- not indexed: `{Path(f.source).name}`: {html.escape(f.reason)}"
+                  for f in result.failed]
+        return ("\n".join(lines), *self.table(), None)
 
     def _keep(self, upload: Path) -> Path:
         target_dir = self.documents.upload_dir
