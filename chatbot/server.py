@@ -56,5 +56,24 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None) -> Fast
     api_key = os.environ.get(config.server.api_key_env) or None  # noqa: F841 (for the API line)
     # MERGE(api): uncomment once chatbot/api.py is on main (routes must precede the UI mount):
     # from chatbot.api import create_api_router; server.include_router(create_api_router(engine, api_key))
-    app = build_app(engine, documents=documents, title=config.name, auth=read_auth(config))
+    app = build_app(engine, documents=documents, title=config.name, auth=read_auth(config),
+                    **ab_arguments(engine, config))
     return mount_ui(server, app, "/")
+
+
+def ab_arguments(engine: Engine, config: BotConfig) -> dict:
+    """The A/B parts of the UI: the sticky split when ``ab.enabled``, and the Arena and
+    Dashboard tabs whenever votes can be stored (logging on, two or more variants)."""
+    if not config.logging.enabled or len(engine.variants) < 2:
+        return {}
+    from chatbot.ab import AbStore, session_assigner
+
+    ab = config.ab
+    store = AbStore(config.data_path / "logs.sqlite")
+    arguments = {"ab_store": store, "arena_pairs": ab.arena_pairs,
+                 "ab_report": {"min_effect": ab.min_effect, "alpha": ab.alpha,
+                               "power": ab.power, "bootstrap": ab.bootstrap}}
+    if ab.enabled:
+        arguments |= {"assign_variant": session_assigner(store, ab.weights, list(engine.variants)),
+                      "show_variant_names": ab.show_variant_names}
+    return arguments

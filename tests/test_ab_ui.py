@@ -73,3 +73,25 @@ def test_tabs_build_inside_blocks(arena) -> None:
             dashboard = build_dashboard_tab(store, list(engine.variants))
     assert arena_actions.pairs == [("prompt", "finetuned")]
     assert dashboard.variants == ["prompt", "finetuned"] and app.fns
+
+
+def test_server_adds_arena_dashboard_and_the_sticky_split_from_config(tmp_path, echo) -> None:
+    from chatbot.config import load_config
+    from chatbot.server import ab_arguments
+    from chatbot.ui import build_app
+
+    path = tmp_path / "bot.yaml"
+    path.write_text("variants: {prompt: {}, finetuned: {template: plain}}\n"
+                    "ab: {enabled: true, weights: {prompt: 0, finetuned: 1},"
+                    " arena_pairs: [[prompt, finetuned]]}\n")
+    config = load_config(path)
+    variants = {"prompt": Variant("prompt", "b", "rag", False),
+                "finetuned": Variant("finetuned", "b", "plain", False)}
+    engine = Engine(variants, lambda model: echo)
+    app = build_app(engine, **ab_arguments(engine, config))
+    assert app.arena_actions.pairs == [("prompt", "finetuned")]
+    assert app.chat_actions.assign_variant("web-1") == "finetuned"
+    assert app.chat_actions.show_variant_names is False
+    assert app.dashboard_actions.variants == ["prompt", "finetuned"]
+    single = Engine({"prompt": variants["prompt"]}, lambda model: echo)
+    assert ab_arguments(single, config) == {}
