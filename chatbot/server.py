@@ -66,12 +66,13 @@ def ab_parts(engine: Engine, config: BotConfig) -> tuple:
     """(assign_variant or None, show variant names, extra tabs) from the ``ab`` section.
 
     With ``ab.enabled`` each web session gets a sticky variant; with two or more variants
-    the Arena and Dashboard tabs are there to compare them.
+    the Arena and Dashboard tabs are there to compare them. Votes live in the conversation
+    log, so with logging off there is no A/B.
     """
     from chatbot.ab import AbStore, session_assigner
 
     variants = list(engine.variants)
-    if not config.ab.enabled and len(variants) < 2:
+    if not config.logging.enabled or (not config.ab.enabled and len(variants) < 2):
         return None, True, []
     ab = config.ab
     store = AbStore(config.data_path / "logs.sqlite")

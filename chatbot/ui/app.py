@@ -36,9 +36,10 @@ def build_app(engine: Engine, *, documents: Documents | None = None,
                 with gr.Tab("Documents", id="documents"):
                     app.document_actions = build_documents_tab(documents)
                 app.load(app.document_actions.table, None, app.document_actions.listing)
+            app.tab_actions = {}
             for label, build in tabs:
                 with gr.Tab(label, id=label.lower()):
-                    build()
+                    app.tab_actions[label] = build()
     app.login_pairs = auth
     return app
 
