@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus_conditionalqa import write_documents  # noqa: E402
 
+from chatbot.config import BotConfig  # noqa: E402
 from chatbot.models import resolve_model  # noqa: E402
 from index.embed import SentenceTransformerEmbedder  # noqa: E402
 from index.manifest import IndexSettings  # noqa: E402
@@ -68,7 +69,8 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    embedder = SentenceTransformerEmbedder(resolve_model(NAME), name=NAME, batch_size=32)
+    embedder = SentenceTransformerEmbedder(resolve_model(NAME), name=NAME,
+                                           batch_size=BotConfig().index.batch_size)
     embedder.encode(["warm up"] * 8)
     with tempfile.TemporaryDirectory() as tmp:
         docs = Path(tmp) / "docs"
@@ -90,7 +92,7 @@ def main() -> None:
     import torch
 
     print(f"\n{args.docs} documents, {len(texts)} chunks, {tokens} tokens "
-          f"(mean {tokens / len(texts):.0f} tokens/chunk); sync batch size 32; "
+          f"(mean {tokens / len(texts):.0f} tokens/chunk); sync batch size {embedder.batch_size}; "
           f"torch threads {torch.get_num_threads()}\n")
     print(f"| batch size (raw, sample of {len(sample)} chunks) | wall s | CPU s |\n|---|---|---|")
     for size, (seconds, cpu) in sweep.items():

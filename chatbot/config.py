@@ -59,7 +59,7 @@ class IndexConfig(Section):
     """HNSW graph degree: more is better recall, more memory and a slower build."""
     hnsw_ef_search: int = Field(default=128, ge=8)
     """HNSW search breadth: recall vs. speed (see benchmarks/bench_index_latency.py)."""
-    batch_size: int = Field(default=32, ge=1)
+    batch_size: int = Field(default=16, ge=1)
     """Chunks per embedding batch (sentence-transformers sorts each sync's chunks by length)."""
 
     @model_validator(mode="after")

@@ -40,7 +40,7 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded on first use, encoding in batches."""
 
     def __init__(self, path: str, name: str | None = None, device: str | None = None,
-                 batch_size: int = 32):
+                 batch_size: int = 16):
         self.path = path
         self.name = name or path
         self.device = None if device in (None, "auto") else device
