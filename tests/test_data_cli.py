@@ -62,6 +62,8 @@ def test_errors_are_one_line(run):
     assert strict.stderr.startswith("error: 10 problem(s) in the imported transcripts")
     bad_name = run("data", "build", "--name", "../x", "--from", str(DATA / "faq.csv"))
     assert bad_name.stderr.startswith("error: dataset name '../x' is not allowed")
+    empty_log = run("data", "build", "--name", "x")  # --from logs is the default
+    assert empty_log.stderr.startswith("error: the conversation log has no finished answers yet")
     nothing = run("data", "list")
     assert nothing.stdout.startswith("no datasets yet")
 
