@@ -73,3 +73,27 @@ def test_tabs_build_inside_blocks(arena) -> None:
             dashboard = build_dashboard_tab(store, list(engine.variants))
     assert arena_actions.pairs == [("prompt", "finetuned")]
     assert dashboard.variants == ["prompt", "finetuned"] and app.fns
+
+
+def test_server_adds_arena_dashboard_and_the_sticky_split_from_config(tmp_path, echo) -> None:
+    from chatbot.config import load_config
+    from chatbot.server import ab_parts
+    from chatbot.ui import build_app
+
+    path = tmp_path / "bot.yaml"
+    path.write_text("variants: {prompt: {}, finetuned: {template: plain}}\n"
+                    "ab: {enabled: true, weights: {prompt: 0, finetuned: 1},"
+                    " arena_pairs: [[prompt, finetuned]]}\n")
+    config = load_config(path)
+    variants = {"prompt": Variant("prompt", "b", "rag", False),
+                "finetuned": Variant("finetuned", "b", "plain", False)}
+    engine = Engine(variants, lambda model: echo)
+    assign, show_names, tabs = ab_parts(engine, config)
+    app = build_app(engine, assign_variant=assign, show_variant_names=show_names, tabs=tabs)
+    assert app.tab_actions["Arena"].pairs == [("prompt", "finetuned")]
+    assert app.chat_actions.assign_variant("web-1") == "finetuned"
+    assert app.chat_actions.show_variant_names is False
+    assert app.tab_actions["Dashboard"].variants == ["prompt", "finetuned"]
+    no_log = load_config(path)
+    no_log.logging.enabled = False
+    assert ab_parts(engine, no_log) == (None, True, [])

@@ -90,6 +90,27 @@ def test_cache_resumes_reuses_and_invalidates(eval_bot: Path) -> None:
     assert longer.run.generated == 12
 
 
+def test_a_sync_that_changes_nothing_keeps_answers_and_a_changed_document_does_not(
+        eval_bot: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from chatbot.indexing import sync_paths
+
+    docs = tmp_path / "docs"
+    shutil.copytree(DATA / "eval_docs", docs)
+    config = load_config(eval_bot)
+    config.index.paths = [str(docs)]
+    sync_paths(config, rebuild=True)
+    first = run_eval(config, ["plain", "prompt"], HELDOUT, limit=2, encode=None, write=False)
+    sync_paths(config)
+    again = run_eval(config, ["plain", "prompt"], HELDOUT, limit=2, encode=None, write=False)
+    assert (first.run.generated, again.run.generated, again.run.reused) == (4, 0, 4)
+    (docs / "logging.md").write_text("# Logging\n\nFeedback lives in the log.\n")
+    sync_paths(config)
+    changed = run_eval(config, ["plain", "prompt"], HELDOUT, limit=2, encode=None, write=False)
+    assert (changed.run.generated, changed.run.reused) == (2, 2)  # only the RAG variant
+
+
 def test_gate_exit_codes(eval_bot: Path) -> None:
     assert eval_cli(eval_bot, "--variants", "plain,prompt", "--gate", "token_f1>=-1"
                     ).exit_code == 0

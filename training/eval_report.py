@@ -111,8 +111,8 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 def _header_lines(result: EvalResult) -> list[str]:
     run = result.run
     rate = run.generated / (run.seconds / 60) if run.generated and run.seconds else None
-    return [f"Data: `{result.data}` · {len(result.items)} items · variants "
-            f"{', '.join(result.variants)} (baseline **{result.baseline}**)",
+    return [f"Data: {result.data} · {len(result.items)} items · variants "
+            f"{', '.join(result.variants)} (baseline: {result.baseline})",
             f"Answers generated {run.generated}, reused from cache {run.reused}, "
             f"in {run.seconds:.0f} s" + (f" ({rate:.1f} answers/min)" if rate else ""),
             "Means with percentile bootstrap 95% intervals (2,000 resamples, seed 0); "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -160,9 +161,21 @@ def eval_engine(config: BotConfig, extra_variants: dict[str, Variant] | None = N
     return engine
 
 
+INDEX_CONTENT_KEYS = ("documents", "embedder", "dimension", "chunk_tokens", "chunk_overlap",
+                      "index_type", "faiss_type", "hnsw_m")
+
+
 def index_state(config: BotConfig) -> str | None:
-    manifest = config.data_path / "index" / "manifest.json"
-    return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] if manifest.is_file() else None
+    """What retrieval answers from: the indexed documents' hashes, the index settings and the
+    retrieval settings. Not the manifest's generation or timestamp, so a sync that changed
+    nothing keeps the cached answers."""
+    path = config.data_path / "index" / "manifest.json"
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text())
+    content = {key: manifest.get(key) for key in INDEX_CONTENT_KEYS}
+    content["retrieval"] = config.retrieval.model_dump()
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def run_eval(config: BotConfig, variants: list[str], data: str, *, name: str | None = None,

@@ -102,7 +102,7 @@ def min_detectable_effect(diffs: Sequence[float], alpha: float = 0.05, power: fl
         return None
     spread = float(d.std(ddof=1))
     if spread == 0:
-        return 0.0
+        return None  # every difference equal: the sample says nothing about power
     from statsmodels.stats.power import TTestPower
 
     effect = TTestPower().solve_power(nobs=d.size, alpha=alpha, power=power)

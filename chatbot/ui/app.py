@@ -6,7 +6,7 @@ on a FastAPI app (``chatbot serve`` does both).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import gradio as gr
 from fastapi import FastAPI
@@ -22,9 +22,11 @@ Auth = list[tuple[str, str]]
 def build_app(engine: Engine, *, documents: Documents | None = None,
               title: str = "chatbot-builder", show_variant_names: bool = True,
               auth: Auth | None = None,
-              assign_variant: Callable[[str], str] | None = None) -> gr.Blocks:
+              assign_variant: Callable[[str], str] | None = None,
+              tabs: Sequence[tuple[str, Callable[[], object]]] = ()) -> gr.Blocks:
     """The whole UI. ``assign_variant(session_id)`` (A/B) replaces the variant selector;
-    ``auth`` (user, password) pairs are asked for by ``mount_ui``."""
+    ``auth`` (user, password) pairs are asked for by ``mount_ui``; each of ``tabs`` is a
+    (label, build function) called inside its own tab after Chat and Documents."""
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(f"## {title}")
         with gr.Tabs():
@@ -34,6 +36,10 @@ def build_app(engine: Engine, *, documents: Documents | None = None,
                 with gr.Tab("Documents", id="documents"):
                     app.document_actions = build_documents_tab(documents)
                 app.load(app.document_actions.table, None, app.document_actions.listing)
+            app.tab_actions = {}
+            for label, build in tabs:
+                with gr.Tab(label, id=label.lower()):
+                    app.tab_actions[label] = build()
     app.login_pairs = auth
     return app
 
