@@ -62,11 +62,13 @@ def test_errors_are_one_line(run):
     assert strict.stderr.startswith("error: 10 problem(s) in the imported transcripts")
     bad_name = run("data", "build", "--name", "../x", "--from", str(DATA / "faq.csv"))
     assert bad_name.stderr.startswith("error: dataset name '../x' is not allowed")
+    empty_log = run("data", "build", "--name", "x")  # --from logs is the default
+    assert empty_log.stderr.startswith("error: the conversation log has no finished answers yet")
     nothing = run("data", "list")
     assert nothing.stdout.startswith("no datasets yet")
 
 
 def test_data_is_listed_under_training_and_evaluation(run):
     help_text = run("--help").stdout
-    section = help_text.split("Training and evaluation:")[1]
-    assert section.lstrip().startswith("data ")
+    section = help_text.split("Training and evaluation:")[1].split("Setup:")[0]
+    assert any(line.split()[:1] == ["data"] for line in section.splitlines())

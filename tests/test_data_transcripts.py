@@ -109,3 +109,14 @@ def test_unparseable_files_are_one_problem_at_line_zero(tmp_path, name, content,
     result = read_transcripts([path, DATA / "faq.csv"])
     assert [str(p).removeprefix(str(tmp_path) + "/") for p in result.problems] == [expected]
     assert len(result.conversations) == 3  # the other file is still read
+
+
+def test_ids_stay_unique_across_files_of_one_name_and_a_file_given_twice(tmp_path):
+    for folder in ("v1", "v2"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "export.jsonl").write_text(
+            (DATA / "openai.jsonl").read_text().splitlines()[0] + "\n")
+    first, second = tmp_path / "v1" / "export.jsonl", tmp_path / "v2" / "export.jsonl"
+    result = read_transcripts([first, second, first])
+    assert [c.id for c in result.conversations] == [f"{first}:1", f"{second}:1"]
+    assert [str(p) for p in result.problems] == [f"{first}: given more than once; read once"]

@@ -163,7 +163,10 @@ def _nothing_message(imported: ImportResult, logged: ImportResult | None, had_fi
                 f"the first: {problems[0]}")
     if not had_files and logged is None:
         return "nothing to build from; pass --from logs and/or --from FILE"
-    return "no conversation to build from: the log and the files given are empty"
+    if not had_files:
+        return ("the conversation log has no finished answers yet; chat with the bot first, "
+                "or import transcripts with --from FILE")
+    return "no conversation to build from: the files given hold none"
 
 
 def _summary(config: BotConfig, name: str, target: Path, files: list[Path],

@@ -18,6 +18,7 @@ from typing import Sequence
 
 from chatbot.types import Message
 from training.dedupe import Split, dedupe, split
+from training.errors import DataError
 from chatbot.pii import KINDS, scrub
 from training.tokens import Lengths, TokenCounter
 from training.transcripts import Conversation
@@ -73,8 +74,8 @@ def curate(conversations: Sequence[Conversation], options: CurateOptions,
            counter: TokenCounter) -> Curated:
     """Run every step in order on ``conversations`` (never mutated)."""
     if options.feedback not in FEEDBACK_POLICIES:
-        raise ValueError(f"feedback policy {options.feedback!r}; expected one of "
-                         f"{', '.join(FEEDBACK_POLICIES)}")
+        raise DataError(f"feedback policy {options.feedback!r} is unknown; expected one of "
+                        f"{', '.join(FEEDBACK_POLICIES)}")
     steps: list[StepReport] = []
     clock = _Clock()
     kept, review, report = select_by_feedback(conversations, options.feedback)

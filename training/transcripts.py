@@ -12,6 +12,7 @@ file, line and message index and skipped; ``strict=True`` turns any problem into
 from __future__ import annotations
 
 import csv
+from collections import Counter
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,8 +110,16 @@ def read_transcripts(paths: Iterable[str | Path], qa: QAFields = QAFields(),
     conversations: list[Conversation] = []
     problems: list[Problem] = []
     records = 0
+    paths = [Path(p) for p in paths]
+    names = Counter(p.name for p in paths)
+    seen: set[Path] = set()
     for path in paths:
-        result = read_file(Path(path), qa)
+        if path.resolve() in seen:
+            problems.append(Problem(str(path), 0, "given more than once; read once"))
+            continue
+        seen.add(path.resolve())
+        # Ids are "file:line"; two files of one name in different folders keep their paths.
+        result = read_file(path, qa, label=path.name if names[path.name] == 1 else str(path))
         conversations += result.conversations
         problems += result.problems
         records += result.records
@@ -123,8 +132,11 @@ def read_transcripts(paths: Iterable[str | Path], qa: QAFields = QAFields(),
     return ImportResult(conversations, problems, records)
 
 
-def read_file(path: Path, qa: QAFields = QAFields()) -> ImportResult:
-    """One transcript file; an unreadable file is one problem at line 0."""
+def read_file(path: Path, qa: QAFields = QAFields(), label: str | None = None) -> ImportResult:
+    """One transcript file; an unreadable file is one problem at line 0.
+
+    Conversation ids are ``LABEL:LINE`` (``label`` defaults to the file name).
+    """
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -143,7 +155,7 @@ def read_file(path: Path, qa: QAFields = QAFields()) -> ImportResult:
     else:
         return ImportResult([], [Problem(name, 0, f"unsupported file type {suffix or '(none)'!r}; "
                                                   "expected .jsonl or .csv")], 0)
-    return _collect(name, path.name, rows, qa)
+    return _collect(name, label or path.name, rows, qa)
 
 
 def _collect(name: str, stem: str, rows: Iterator[tuple[int, Any]], qa: QAFields) -> ImportResult:
