@@ -50,15 +50,18 @@ def make_tiny_model(folder: Path, seed: int = 0) -> Path:
 def write_dataset(data_dir: Path, name: str, model_dir: Path, train: list[list[dict]],
                   validation: list[list[dict]], **manifest_overrides) -> Path:
     """A dataset directory built for ``model_dir``'s chat template and fingerprint."""
-    from datasets import Dataset, DatasetDict
+    from datasets import Dataset, DatasetDict, Features, List, Value
     from transformers import AutoTokenizer
 
     from chatbot.models import chat_template_hash, model_fingerprint
 
     root = Path(data_dir) / "datasets" / name
+    features = Features({"conversation_id": Value("string"), "messages": List(
+        {"role": Value("string"), "content": Value("string")})})
     splits = {split: Dataset.from_dict({
         "conversation_id": [f"{split}-{i}" for i in range(len(rows))],
-        "messages": rows}) for split, rows in (("train", train), ("validation", validation))}
+        "messages": rows}, features=features)
+        for split, rows in (("train", train), ("validation", validation))}
     DatasetDict(splits).save_to_disk(str(root / "dataset"))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     manifest = {"name": name, "chat_model": str(model_dir),

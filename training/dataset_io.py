@@ -54,6 +54,10 @@ def _load_splits(path: Path, name: str) -> dict[str, list[list[dict]]]:
 
     try:
         splits = load_from_disk(str(path))
+    except IndexError:  # datasets cannot load a split saved with zero rows
+        raise DatasetError(f"dataset {name!r} has an empty split at {path}: no examples to train "
+                           "or validate on; collect more conversations (or loosen the curation "
+                           "filters) and rebuild it") from None
     except (FileNotFoundError, ValueError) as exc:
         raise DatasetError(f"dataset {name!r} has no readable examples at {path} ({exc}); "
                            "rebuild it with `chatbot data build`") from None

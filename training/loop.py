@@ -134,18 +134,19 @@ def _train_step(loss_module, train, settings, workers, optimizer, scheduler, sta
     chosen = batches[within * settings.grad_accum:(within + 1) * settings.grad_accum]
     packed = [pack([train[index] for index in indices]) for indices in chosen]
     supervised = sum(batch.supervised for batch in packed)
-    loss_sum, tokens = 0.0, 0
+    loss_sum, tokens = torch.zeros((), device=workers.device), 0
     for position, batch in enumerate(packed):
         sync = position == len(packed) - 1
         with _no_sync(loss_module, sync), _autocast(settings, workers):
             loss = loss_module(batch.to(workers.device))
-        if not torch.isfinite(loss):
-            raise TrainingError(f"the loss became {loss.item()} at step {state.step + 1}; lower "
-                                "--lr (now {:g}) or check the dataset for broken examples; "
-                                "nothing was registered".format(settings.learning_rate))
         (loss / supervised).backward()
-        loss_sum += loss.item()
+        loss_sum += loss.detach()
         tokens += batch.tokens
+    loss_value = loss_sum.item()  # one device sync per step
+    if not math.isfinite(loss_value):
+        raise TrainingError(f"the loss became {loss_value} at step {state.step + 1}; lower --lr "
+                            f"(now {settings.learning_rate:g}) or check the dataset for broken "
+                            "examples; nothing was registered")
     torch.nn.utils.clip_grad_norm_([p for p in loss_module.parameters() if p.requires_grad],
                                    settings.max_grad_norm)
     optimizer.step()
@@ -154,7 +155,7 @@ def _train_step(loss_module, train, settings, workers, optimizer, scheduler, sta
     state.step += 1
     state.tokens += tokens
     return {"step": state.step, "epoch": round(state.step / per_epoch, 3),
-            "train_loss": round(loss_sum / supervised, 5),
+            "train_loss": round(loss_value / supervised, 5),
             "lr": scheduler.get_last_lr()[0], "tokens": state.tokens * workers.world}
 
 

@@ -1,0 +1,141 @@
+"""Bad inputs fail with a clear error and register nothing; merge and the CLI round-trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from chatbot.cli import main
+from chatbot.errors import ModelError
+from training.errors import DatasetError, TrainingError
+from training.finetune import FinetuneRequest, finetune
+from training.loop import LoopSettings
+from training.model_setup import MethodSettings
+from train_support import FACTS, conversation, fact_dataset, make_tiny_model, write_dataset
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def request_for(data_dir, model_dir, **loop) -> FinetuneRequest:
+    settings = {"learning_rate": 5e-3, "batch_size": 4, "max_steps": 2, "eval_every": 2,
+                "patience": None, "warmup": 0, **loop}
+    return FinetuneRequest(data_dir=data_dir, dataset="facts", name="zorb",
+                           base_model=str(model_dir), method=MethodSettings(lora_r=4),
+                           loop=LoopSettings(**settings), max_seq_len=256, device="cpu")
+
+
+def assert_nothing_registered(data_dir):
+    adapters = data_dir / "adapters"
+    assert not adapters.exists() or not any(adapters.glob("*/adapter_manifest.json"))
+
+
+def test_empty_dataset(tmp_path, tiny_model):
+    write_dataset(tmp_path, "facts", tiny_model, [], [conversation(*FACTS[0])])
+    with pytest.raises(DatasetError, match="dataset 'facts' has an empty split .*no examples to train"):
+        finetune(request_for(tmp_path, tiny_model), progress=False)
+    assert_nothing_registered(tmp_path)
+
+
+def test_missing_dataset(tmp_path, tiny_model):
+    with pytest.raises(DatasetError, match="dataset 'facts' not found .* build it with"):
+        finetune(request_for(tmp_path, tiny_model), progress=False)
+
+
+def test_dataset_built_for_another_chat_template(tmp_path, tiny_model):
+    rows = [conversation(*fact) for fact in FACTS]
+    write_dataset(tmp_path, "facts", tiny_model, rows, rows[:1],
+                  chat_template_hash="0123456789abcdef")
+    with pytest.raises(DatasetError, match="built for chat template 0123456789abcdef.*rebuild"):
+        finetune(request_for(tmp_path, tiny_model), progress=False)
+    assert_nothing_registered(tmp_path)
+
+
+def test_missing_base_model(tmp_path, tiny_model):
+    fact_dataset(tmp_path, tiny_model)
+    request = FinetuneRequest(**{**request_for(tmp_path, tiny_model).__dict__,
+                                 "base_model": str(tmp_path / "no-such-model")})
+    with pytest.raises(ModelError, match="does not exist; fix models"):
+        finetune(request, progress=False)
+    assert_nothing_registered(tmp_path)
+
+
+def test_unwritable_output_directory(tmp_path, tiny_model):
+    fact_dataset(tmp_path, tiny_model)
+    (tmp_path / "adapters").write_text("a file where the adapters folder should be")
+    with pytest.raises(TrainingError, match="cannot write .*adapters"):
+        finetune(request_for(tmp_path, tiny_model), progress=False)
+
+
+def test_nan_loss_is_an_error_and_registers_nothing(tmp_path, tiny_model):
+    fact_dataset(tmp_path, tiny_model)
+    broken = tmp_path / "broken"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    model.save_pretrained(broken)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(broken)
+    # the dataset was built for the tiny model; rebuild it for the broken copy's fingerprint
+    fact_dataset(tmp_path, broken, name="facts-broken")
+    request = FinetuneRequest(**{**request_for(tmp_path, broken).__dict__,
+                                 "dataset": "facts-broken"})
+    with pytest.raises(TrainingError, match="the loss became nan at step 1; lower --lr"):
+        finetune(request, progress=False)
+    assert_nothing_registered(tmp_path)
+
+
+def test_existing_adapter_name_is_refused(tmp_path, tiny_model):
+    fact_dataset(tmp_path, tiny_model)
+    finetune(request_for(tmp_path, tiny_model), progress=False)
+    with pytest.raises(TrainingError, match="adapter 'zorb' already exists"):
+        finetune(request_for(tmp_path, tiny_model), progress=False)
+
+
+def test_cli_trains_then_merge_gives_the_same_greedy_outputs(tmp_path, tiny_model, monkeypatch):
+    from peft import PeftModel
+
+    from train_support import greedy_answer
+
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    fact_dataset(tmp_path / "data", tiny_model)
+    config = tmp_path / "bot.yaml"
+    config.write_text(f"models:\n  chat: {tiny_model}\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", "--config", str(config), "--data", "facts", "--name",
+                                  "zorb", "--max-steps", "3", "--lr", "1e-2", "--lora-r", "4",
+                                  "--eval-every", "3", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 3 and summary["best_step"] == 3
+    manifest = json.loads((tmp_path / "data/adapters/zorb/adapter_manifest.json").read_text())
+    assert manifest["hyperparameters"]["lora_r"] == 4
+    assert manifest["hyperparameters"]["learning_rate"] == 1e-2
+
+    out = tmp_path / "merged"
+    result = runner.invoke(main, ["train", "merge", "zorb", "--out", str(out), "--config",
+                                  str(config)])
+    assert result.exit_code == 0, result.output
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model),
+                                        str(tmp_path / "data/adapters/zorb"))
+    for question, _ in FACTS:
+        assert greedy_answer(merged, tokenizer, question) == greedy_answer(adapted, tokenizer,
+                                                                           question)
+
+
+def test_cli_errors_are_one_line(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    config = tmp_path / "bot.yaml"
+    config.write_text(f"models:\n  chat: {tiny_model}\n")
+    result = CliRunner().invoke(main, ["train", "--config", str(config), "--data", "nope",
+                                       "--name", "x", "--device", "cpu"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: dataset 'nope' not found")
+    assert "Traceback" not in result.output
