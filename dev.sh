@@ -38,7 +38,8 @@ case "${1:-}" in
     shift
     install base
     "$VENV/bin/chatbot" models prepare
-    "$VENV/bin/chatbot" ask "How do I index my documents?" "$@"
+    "$VENV/bin/chatbot" index sync
+    exec "$VENV/bin/chatbot" serve "$@"
     ;;
   test)
     shift

@@ -30,6 +30,24 @@ def build_variants(config: BotConfig) -> dict[str, Variant]:
     return variants
 
 
+class IndexSearch:
+    """The bot's index as the engine's ``search``; opened on first use, so a bot whose index is
+    built after start-up (e.g. from the web UI) starts retrieving without a restart."""
+
+    def __init__(self, config: BotConfig) -> None:
+        self.config = config
+        self.retriever = None
+
+    def __call__(self, query: str, k: int) -> list:
+        from chatbot.indexing import open_retriever
+
+        if self.retriever is None:
+            self.retriever = open_retriever(self.config)
+            if self.retriever is None:
+                return []
+        return self.retriever.search(query, k=k)
+
+
 def generation_settings(config: BotConfig) -> GenerationSettings:
     gen = config.generation
     return GenerationSettings(gen.max_new_tokens, gen.temperature, gen.top_p,
@@ -38,6 +56,7 @@ def generation_settings(config: BotConfig) -> GenerationSettings:
 
 def build_engine(config: BotConfig, search=None) -> Engine:
     """An engine for ``config``; ``search(query, k) -> list[Hit]`` defaults to the bot's index."""
+    search = search or IndexSearch(config)
 
     def load_generator(model: str) -> TransformersGenerator:
         return TransformersGenerator(resolve_model(model, config.base_dir), model,

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import click
 
-from chatbot.commands import chat, config_cmd, index
+from chatbot.commands import (ab, chat, config_cmd, data, evaluate, index, logs, serve,
+                              train)
 
 # Help sections, in the order users meet them; each command module names its section.
 SECTIONS = ["Chat", "Documents", "Conversations", "Training and evaluation", "Setup"]
 
 
 class SectionedGroup(click.Group):
-    """A group whose help lists commands under section headings instead of one flat list."""
+    """A group whose help lists commands under section headings instead of one flat list,
+    in the order they are added (the order users meet them), not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         by_section: dict[str, list[tuple[str, str]]] = {}
@@ -35,6 +40,6 @@ def main() -> None:
     """Build a domain chatbot: index documents, chat, collect feedback, fine-tune, A/B-test."""
 
 
-for module in (chat, index, config_cmd):
+for module in (chat, serve, index, logs, data, train, evaluate, ab, config_cmd):
     for command in module.COMMANDS:
         main.add_command(command)

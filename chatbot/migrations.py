@@ -31,7 +31,26 @@ def m001_initial(db: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial]
+def m002_ab(db: sqlite3.Connection) -> None:
+    """A/B: sticky session assignments, arena battles (positions as shown) and votes."""
+    db.executescript("""
+        CREATE TABLE assignments (
+            session_id TEXT PRIMARY KEY, variant TEXT NOT NULL, weights_json TEXT,
+            created_at TEXT NOT NULL);
+        CREATE TABLE battles (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL,
+            session_id TEXT NOT NULL, question TEXT NOT NULL,
+            variant_a TEXT NOT NULL, variant_b TEXT NOT NULL,
+            turn_a INTEGER REFERENCES turns(id), turn_b INTEGER REFERENCES turns(id));
+        CREATE TABLE votes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            battle_id INTEGER NOT NULL REFERENCES battles(id), voter TEXT NOT NULL,
+            choice TEXT NOT NULL CHECK (choice IN ('a', 'b', 'tie', 'both_bad')),
+            created_at TEXT NOT NULL, UNIQUE (battle_id, voter));
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_ab]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

@@ -47,7 +47,15 @@ _ID_SHAPED = re.compile(
     r"\b(?:\d{3}-\d{2}-\d{4}|[XYZ]?\d{7,8}[A-Z]|[A-Z]{6}\d{2}[A-Z]\d{2}[A-Z]\d{3}[A-Z]"
     r"|[12] ?\d{2} ?\d{2} ?\d{2} ?\d{3} ?\d{3} ?\d{2})\b")
 _NATIONAL_IDS = (ssn, dni, nie, codicefiscale, nir)
-_MIN_PHONE_DIGITS = 7
+# Cheap hints that decide which full scans run (see _hints).
+_LONG_DIGITS = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6,}")
+_CODICE_HINT = re.compile(r"[A-Z]{6}\d\d")
+_IP_HINT = re.compile(r"\d\.\d{1,3}\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]*:")
+_ID_LABEL_WORDS = ("ssn", "social security", "passport", "licen")
+_ID_WORD = re.compile(r"\bid\b")
+# A run of at least 7 digits with only phone punctuation between them: the only places
+# phonenumbers' (slower) matcher is asked to look.
+_PHONE_CANDIDATE = re.compile(r"\+?\(?\d(?:[\s().\-/]{0,3}\d){6,}")
 
 
 def scrub(text: str, kinds: Iterable[str] = KINDS,
@@ -61,12 +69,29 @@ def scrub(text: str, kinds: Iterable[str] = KINDS,
     unknown = wanted - set(KINDS)
     if unknown:
         raise ValueError(f"unknown PII kind(s) {sorted(unknown)}; known kinds: {', '.join(KINDS)}")
+    hints = _hints(text)
     for kind in KINDS:
-        if kind in wanted:
+        if kind in wanted and kind in hints:
             text, found = _SCRUBBERS[kind](text, region)
             if found:
                 counts[kind] += found
     return text, counts
+
+
+def _hints(text: str) -> set[str]:
+    """The kinds worth a full scan: most text has no '@', no '://' and no long digit run."""
+    hints = set()
+    if "://" in text:
+        hints.add("URL")
+    if "@" in text:
+        hints.add("EMAIL")
+    if _LONG_DIGITS.search(text):
+        hints.update(("IBAN", "CARD", "ID", "PHONE"))
+    elif _CODICE_HINT.search(text) or _has_id_label(text):
+        hints.add("ID")
+    if _IP_HINT.search(text):
+        hints.add("IP")
+    return hints
 
 
 def _replace(pattern: re.Pattern, keep: Callable[[re.Match], bool], placeholder: str,
@@ -138,11 +163,12 @@ def _ip(text: str, region: str) -> tuple[str, int]:
 
 
 def _parses_as_ip(candidate: str) -> bool:
+    """A valid address that can point at someone (not 127.0.0.1, 0.0.0.0, ::1, multicast)."""
     try:
-        ipaddress.ip_address(candidate)
+        address = ipaddress.ip_address(candidate)
     except ValueError:
         return False
-    return True
+    return not (address.is_loopback or address.is_unspecified or address.is_multicast)
 
 
 def _national_id(text: str, region: str) -> tuple[str, int]:
@@ -161,8 +187,9 @@ def _national_id(text: str, region: str) -> tuple[str, int]:
 
 def _has_id_label(text: str) -> bool:
     lowered = text.lower()
-    return any(word in lowered for word in ("ssn", "social security", "passport", "id",
-                                            "licen"))
+    if any(word in lowered for word in _ID_LABEL_WORDS):
+        return True
+    return "id" in lowered and _ID_WORD.search(lowered) is not None
 
 
 def _valid_national_id(candidate: str) -> bool:
@@ -170,13 +197,17 @@ def _valid_national_id(candidate: str) -> bool:
 
 
 def _phone(text: str, region: str) -> tuple[str, int]:
-    if sum(c.isdigit() for c in text) < _MIN_PHONE_DIGITS:
-        return text, 0
-    spans = [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(
-        text, region, leniency=phonenumbers.Leniency.VALID)]
-    for start, end in reversed(spans):
-        text = text[:start] + "<PHONE>" + text[end:]
-    return text, len(spans)
+    found = 0
+    pieces, last = [], 0
+    for candidate in _PHONE_CANDIDATE.finditer(text):
+        start = max(candidate.start() - 1, last)  # keep a "+" or "(" just before the run
+        for match in phonenumbers.PhoneNumberMatcher(
+                text[start:candidate.end()], region, leniency=phonenumbers.Leniency.VALID):
+            pieces.append(text[last:start + match.start] + "<PHONE>")
+            last = start + match.end
+            found += 1
+    pieces.append(text[last:])
+    return "".join(pieces), found
 
 
 _SCRUBBERS: dict[str, Callable[[str, str], tuple[str, int]]] = {

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL, content_hash TEXT NOT NULL, metadata TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
 CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(content_hash);
+CREATE TABLE IF NOT EXISTS tombstones (id INTEGER PRIMARY KEY);
 """
 
 
@@ -62,7 +63,9 @@ class Docstore:
         """Record a file and its chunks; returns the new chunks' ids, in order."""
         self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
                         (source, content_hash, size, len(chunks), indexed_at))
-        start = (self.db.execute("SELECT max(id) FROM chunks").fetchone()[0] or 0) + 1
+        # Never reuse the id of a vector still in an HNSW graph (a tombstone).
+        start = max(self.db.execute("SELECT max(id) FROM chunks").fetchone()[0] or 0,
+                    self.db.execute("SELECT max(id) FROM tombstones").fetchone()[0] or 0) + 1
         ids = np.arange(start, start + len(chunks), dtype=np.int64)
         self.db.executemany(
             "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -77,6 +80,17 @@ class Docstore:
         self.db.execute("DELETE FROM chunks WHERE source = ?", (source,))
         self.db.execute("DELETE FROM files WHERE source = ?", (source,))
         return ids
+
+    def bury(self, ids: np.ndarray) -> None:
+        """Mark vectors that stay in the FAISS index but must never be returned."""
+        self.db.executemany("INSERT OR IGNORE INTO tombstones VALUES (?)", [(int(i),) for i in ids])
+
+    def tombstones(self) -> np.ndarray:
+        return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM tombstones")),
+                           dtype=np.int64)
+
+    def clear_tombstones(self) -> None:
+        self.db.execute("DELETE FROM tombstones")
 
     def ids_by_hash(self, source: str) -> dict[str, int]:
         """Content hash -> chunk id for one file's chunks, to reuse their vectors."""

@@ -18,6 +18,8 @@ FORMAT = "chatbot-builder index"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REBUILD = "re-index it: chatbot index sync --rebuild"
+CONVERTIBLE = ("index_type", "hnsw_m")
+"""Settings the next sync applies to the vectors already there, with no re-embedding."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ def check(directory: Path, manifest: dict, expected: IndexSettings | None) -> No
     found = asdict(settings_of(manifest))
     differences = [f"{key} is {found[key]!r} in the index but {value!r} in the config"
                    for key, value in asdict(expected).items()
-                   if value is not None and found[key] is not None and found[key] != value]
+                   if key not in CONVERTIBLE and value is not None and found[key] is not None
+                   and found[key] != value]
     if differences:
         raise IndexMismatchError(f"{where}: built with other settings ({'; '.join(differences)}); "
                                  f"{REBUILD}")

@@ -26,16 +26,25 @@ from index.manifest import IndexSettings
 from index.types import Chunk, DocumentInfo
 
 LOCK = ".lock"
+AUTO_HNSW_CHUNKS = 100_000
+"""``index_type: auto`` switches from exact search to HNSW at this many chunks (and back below
+half of it); see the figures in benchmarks/bench_index_latency.py."""
+TOMBSTONE_SHARE = 0.2
+"""HNSW can't delete: removed vectors are filtered out until they are this share of the graph,
+then the graph is rebuilt without them."""
 
 
 class Store:
     """Open with :meth:`open`; read with ``search``/``chunks``; write inside :meth:`transaction`."""
 
-    def __init__(self, directory: Path, state: dict):
+    def __init__(self, directory: Path, state: dict, expected: IndexSettings | None = None):
         self.directory = Path(directory)
         self.manifest = state
+        self.expected = expected
+        self._stamp = _stamp(self.directory / manifest.MANIFEST)
+        """The settings a sync applies: index type and HNSW degree convert the index in place."""
         self._faiss = self._docstore = self._bm25 = None
-        self._removed: list[np.ndarray] = []
+        self._tombstones: np.ndarray | None = None
         self._dirty = False
 
     @classmethod
@@ -48,9 +57,9 @@ class Store:
             if not create or settings is None:
                 raise IndexMissingError(f"no index at {directory} yet; build one: "
                                         "chatbot index sync PATH")
-            return cls(directory, manifest.new(settings))
+            return cls(directory, manifest.new(settings), settings)
         manifest.check(directory, state, settings)
-        return cls(directory, state)
+        return cls(directory, state, settings)
 
     # --------------------------------------------------------------------- reading
 
@@ -82,7 +91,15 @@ class Store:
         return self._bm25
 
     def refresh(self) -> bool:
-        """Follow a sync committed by another process since this store was opened."""
+        """Follow a sync committed by another process since this store was opened.
+
+        Costs one ``stat`` per call while nothing changed (the manifest is replaced, never
+        edited, so a new inode means a new generation).
+        """
+        stamp = _stamp(self.directory / manifest.MANIFEST)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
         state = manifest.read(self.directory)
         if state is None or state.get("generation") == self.manifest.get("generation"):
             return False
@@ -109,11 +126,25 @@ class Store:
             raise IndexMismatchError(f"query vectors have {queries.shape[1]} dimensions, the "
                                      f"index {index.d}; {manifest.REBUILD}")
         selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
-        if self.settings.index_type == "hnsw":
+        if self.kind == "hnsw":
+            buried = self.tombstones()
+            if selector is None and len(buried):
+                inner = faiss.IDSelectorBatch(buried)  # kept alive by this frame during search
+                selector = faiss.IDSelectorNot(inner)
             params = faiss.SearchParametersHNSW(efSearch=max(ef_search, k), sel=selector)
         else:
             params = faiss.SearchParameters(sel=selector)
         return index.search(np.ascontiguousarray(queries, np.float32), k, params=params)
+
+    @property
+    def kind(self) -> str:
+        """The FAISS index in use: ``flat`` or ``hnsw`` (``auto`` picks one by size)."""
+        return self.manifest.get("faiss_type") or _concrete(self.settings.index_type, 0)
+
+    def tombstones(self) -> np.ndarray:
+        if self._tombstones is None:
+            self._tombstones = self.docstore.tombstones()
+        return self._tombstones
 
     def vectors(self, ids) -> np.ndarray:
         index = self.faiss
@@ -127,7 +158,8 @@ class Store:
         return {"directory": str(self.directory), "documents": len(self.manifest["documents"]),
                 "chunks": self.manifest["counts"].get("chunks", 0),
                 "embedder": settings.embedder, "dimension": settings.dimension,
-                "index_type": settings.index_type, "generation": self.manifest["generation"],
+                "index_type": settings.index_type, "faiss_type": self.kind,
+                "tombstones": len(self.tombstones()), "generation": self.manifest["generation"],
                 "updated_at": self.manifest["updated_at"], "size_bytes": size}
 
     # --------------------------------------------------------------------- writing
@@ -136,7 +168,8 @@ class Store:
     def transaction(self, rebuild: IndexSettings | None = None) -> Iterator[Store]:
         """Hold the writer lock, stage a new generation, commit it if the block succeeds.
 
-        ``rebuild`` starts from an empty index with those settings (the only way to change them).
+        ``rebuild`` starts from an empty index with those settings (the way to change the
+        embedder or the chunking: both need every chunk embedded again).
         """
         from filelock import FileLock
 
@@ -154,9 +187,9 @@ class Store:
             vectors: np.ndarray) -> None:
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors for {source}")
-        self._ensure_faiss(vectors.shape[1])
         ids = self.docstore.add(source, content_hash, size, _now(), chunks)
         if len(ids):
+            self._ensure_faiss(vectors.shape[1])
             self._faiss.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids)
         self.manifest["documents"][source] = content_hash
         self._dirty = True
@@ -166,10 +199,8 @@ class Store:
         ids = self.docstore.remove(source)
         if self.manifest["documents"].pop(source, None) is not None:
             self._dirty = True
-        if len(ids) and self.settings.index_type == "hnsw":
-            self._removed.append(ids)  # HNSW can't delete: the graph is rebuilt at commit
-        elif len(ids):
-            self._faiss.remove_ids(ids)
+        # Applied at commit, once: removing from a flat index moves every vector after the hole.
+        self.docstore.bury(ids)
         return len(ids)
 
     def reusable_vectors(self, source: str) -> dict[str, np.ndarray]:
@@ -187,24 +218,28 @@ class Store:
                                      f"the embedder makes {dimension}-d; {manifest.REBUILD}")
         self.manifest["dimension"] = dimension
         if self.faiss is None:
-            self._faiss = _new_faiss(self.settings)
+            self._faiss = _new_faiss(self.kind, dimension, self.settings.hnsw_m)
 
     def _begin(self, rebuild: IndexSettings | None) -> None:
         self._close()
+        self._dirty = rebuild is not None
         latest = manifest.read(self.directory)
         _remove_stale(self.directory, (latest or {}).get("files", {}))
         if rebuild is not None or latest is None:
             self.manifest = manifest.new(rebuild or self.settings) | {
                 "generation": (latest or {}).get("generation", 0)}
         else:
-            manifest.check(self.directory, latest, self.settings)
+            manifest.check(self.directory, latest, self.expected or self.settings)
             self.manifest = latest
+            for key in manifest.CONVERTIBLE if self.expected else ():
+                if self.manifest[key] != getattr(self.expected, key):
+                    self.manifest[key] = getattr(self.expected, key)
+                    self._dirty = True  # committed even if no file changed: _reshape converts
         staged = self.directory / _name("docstore", self.manifest["generation"] + 1, ".sqlite")
         if self.manifest["files"].get("docstore"):
             shutil.copyfile(self.directory / self.manifest["files"]["docstore"], staged)
         self._docstore = Docstore(staged, writable=True)
         self.faiss  # noqa: B018  (loaded now: it is modified in place)
-        self._removed, self._dirty = [], rebuild is not None
 
     def _abort(self) -> None:
         staged = self._docstore.path if self._docstore else None
@@ -223,9 +258,7 @@ class Store:
         docstore = self._docstore
         files = {"docstore": docstore.path.name, "faiss": None,
                  "bm25": _name("bm25", generation, "")}
-        if self._removed:
-            self._faiss = _rebuilt_without(self._faiss, np.concatenate(self._removed),
-                                           self.settings)
+        self._reshape(docstore)
         ids, texts = docstore.texts()
         docstore.commit()
         docstore.close()
@@ -237,38 +270,71 @@ class Store:
         bm25.build(texts, ids, self.directory / files["bm25"])
         for path in _files_of(self.directory / files["bm25"]):
             _fsync(path)
-        self.manifest.update(generation=generation, files=files, updated_at=_now(),
+        self.manifest.update(generation=generation, files=files, updated_at=_now(), faiss_type=self.kind,
                              counts={"documents": len(self.manifest["documents"]),
                                      "chunks": len(ids)})
         manifest.write(self.directory, self.manifest)  # the commit point
         self._close()
         _remove_stale(self.directory, files)
 
+    def _reshape(self, docstore: Docstore) -> None:
+        """Drop tombstones once they are many; switch flat <-> HNSW when ``auto`` says so."""
+        if self._faiss is None:
+            return
+        buried = docstore.tombstones()
+        live = self._faiss.ntotal - len(buried)
+        kind = _concrete(self.settings.index_type, live, self.kind)
+        degree = _hnsw_degree(self._faiss)
+        if (kind != self.kind or len(buried) > TOMBSTONE_SHARE * self._faiss.ntotal
+                or (kind == "hnsw" and degree != self.settings.hnsw_m)):
+            self._faiss = _rebuilt(self._faiss, buried, kind, self.settings.hnsw_m)
+            docstore.clear_tombstones()
+            self.manifest["faiss_type"] = kind
+        elif kind == "flat" and len(buried):
+            self._faiss.remove_ids(buried)
+            docstore.clear_tombstones()
+
     def _close(self) -> None:
         if self._docstore is not None:
             self._docstore.close()
-        self._faiss = self._docstore = self._bm25 = None
+        self._faiss = self._docstore = self._bm25 = self._tombstones = None
 
 
-def _new_faiss(settings: IndexSettings):
+def _hnsw_degree(index) -> int | None:
     import faiss
 
-    if settings.index_type == "hnsw":
-        inner = faiss.IndexHNSWFlat(settings.dimension, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-    elif settings.index_type == "flat":
-        inner = faiss.IndexFlatIP(settings.dimension)
+    inner = faiss.downcast_index(index.index)
+    return inner.hnsw.nb_neighbors(1) if isinstance(inner, faiss.IndexHNSW) else None
+
+
+def _concrete(index_type: str, chunks: int, current: str | None = None) -> str:
+    if index_type != "auto":
+        return index_type
+    if current == "hnsw":  # hysteresis: no flip-flopping around the threshold
+        return "hnsw" if chunks >= AUTO_HNSW_CHUNKS // 2 else "flat"
+    return "hnsw" if chunks >= AUTO_HNSW_CHUNKS else "flat"
+
+
+def _new_faiss(kind: str, dimension: int, hnsw_m: int):
+    import faiss
+
+    if kind == "hnsw":
+        inner = faiss.IndexHNSWFlat(dimension, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    elif kind == "flat":
+        inner = faiss.IndexFlatIP(dimension)
     else:
-        raise IndexMismatchError(f"unknown index type {settings.index_type!r}; use flat or hnsw")
+        raise IndexMismatchError(f"unknown index type {kind!r}; use flat, hnsw or auto")
     return faiss.IndexIDMap2(inner)
 
 
-def _rebuilt_without(index, removed: np.ndarray, settings: IndexSettings):
+def _rebuilt(index, removed: np.ndarray, kind: str, hnsw_m: int):
+    """A fresh index of ``kind`` holding ``index``'s vectors except ``removed``."""
     import faiss
 
     ids = faiss.vector_to_array(index.id_map)
     vectors = index.index.reconstruct_n(0, index.ntotal)
     keep = ~np.isin(ids, removed)
-    fresh = _new_faiss(settings)
+    fresh = _new_faiss(kind, index.d, hnsw_m)
     if keep.any():
         fresh.add_with_ids(vectors[keep], ids[keep])
     return fresh
@@ -290,6 +356,14 @@ def _files_of(path: Path) -> list[Path]:
     if path.is_dir():
         return [p for p in path.rglob("*") if p.is_file()]
     return [path] if path.exists() else []
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
 
 
 def _fsync(path: Path) -> None:

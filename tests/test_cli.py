@@ -13,7 +13,7 @@ from chatbot.cli import main
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "chatbot", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=300)
+                          text=True, env={**os.environ, **(env or {})}, timeout=900)
 
 
 def test_help_groups_commands_by_what_users_do() -> None:

@@ -43,7 +43,7 @@ def test_sync_search_list_remove_stats(bot):
     assert listed[-1] == "2 documents" and listed[0].split()[:2] == ["1", "chunks"]
     stats = json.loads(run("index", "stats", "--json", "--config", config).stdout)
     assert (stats["documents"], stats["chunks"], stats["embedder"], stats["dimension"],
-            stats["index_type"]) == (2, 2, "hash:256", 256, "flat")
+            stats["index_type"], stats["faiss_type"]) == (2, 2, "hash:256", 256, "auto", "flat")
     assert stats["size_bytes"] > 0
     removed = run("index", "remove", str(tmp_path / "docs" / "faq.csv"), "--config", config)
     assert removed.stdout == "removed 1 document(s)\n"

@@ -77,7 +77,56 @@ def test_incremental_sync_equals_full_sync(tmp_path, index_type):
     sync([docs], open_store(tmp_path / "full", index_type=index_type), CountingEmbedder())
     incremental, full = contents(tmp_path / "inc"), contents(tmp_path / "full")
     assert incremental == full and len(full) > 20
-    assert Store.open(tmp_path / "inc").faiss.ntotal == len(full)
+    store = Store.open(tmp_path / "inc")
+    assert store.faiss.ntotal - len(store.tombstones()) == len(full)
+
+
+def test_hnsw_filters_removed_vectors_then_rebuilds_without_them(tmp_path):
+    paths = write_corpus(tmp_path / "docs", 10)
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix", index_type="hnsw"), CountingEmbedder())
+    paths[0].unlink()
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix", index_type="hnsw"), CountingEmbedder())
+    store = Store.open(tmp_path / "ix")
+    assert len(store.tombstones()) == 3 and store.faiss.ntotal == 30  # 10% buried: kept
+    hits = Retriever(store, CountingEmbedder(), mode="dense", k=30).search("Topic0 subject0")
+    assert len(hits) == 27 and all(h.source != str(paths[0]) for h in hits)
+    for path in paths[1:3]:
+        path.unlink()
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix", index_type="hnsw"), CountingEmbedder())
+    store = Store.open(tmp_path / "ix")
+    assert len(store.tombstones()) == 0 and store.faiss.ntotal == 21  # 30% > 20%: rebuilt
+
+
+def test_auto_switches_to_hnsw_past_the_threshold_and_back(tmp_path, monkeypatch):
+    import index.store
+
+    monkeypatch.setattr(index.store, "AUTO_HNSW_CHUNKS", 20)
+    paths = write_corpus(tmp_path / "docs", 5)  # 3 chunks each
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix", index_type="auto"), CountingEmbedder())
+    assert Store.open(tmp_path / "ix").kind == "flat"
+    write_corpus(tmp_path / "docs", 3, prefix="more")
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix", index_type="auto"), CountingEmbedder())
+    store = Store.open(tmp_path / "ix")
+    assert (store.kind, store.stats()["index_type"], store.faiss.ntotal) == ("hnsw", "auto", 24)
+    hits = Retriever(store, CountingEmbedder(), mode="dense", k=1).search("Topic2 subject2")
+    assert hits[0].source == str(paths[2])
+    for path in paths:
+        path.unlink()
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix", index_type="auto"), CountingEmbedder())
+    store = Store.open(tmp_path / "ix")
+    assert (store.kind, store.faiss.ntotal, len(store.tombstones())) == ("flat", 9, 0)
+
+
+def test_changing_index_type_converts_without_re_embedding(tmp_path):
+    write_corpus(tmp_path / "docs", 4)
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix"), CountingEmbedder())
+    embedder = CountingEmbedder()
+    report = sync([tmp_path / "docs"], open_store(tmp_path / "ix", index_type="hnsw"), embedder)
+    assert embedder.calls == 0 and len(report.unchanged) == 4
+    store = Store.open(tmp_path / "ix")
+    assert (store.kind, store.faiss.ntotal) == ("hnsw", 12)
+    assert Retriever(store, embedder, mode="dense", k=1).search("Topic3 subject3")[0].source \
+        .endswith("doc0003.md")
 
 
 def test_syncing_one_folder_leaves_another_alone(tmp_path):

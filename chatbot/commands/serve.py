@@ -1,0 +1,36 @@
+"""``chatbot serve``: the web UI and the API on one local server."""
+
+from __future__ import annotations
+
+import click
+
+from chatbot.commands.common import BotConfig, in_section, one_line_errors, with_config
+
+
+@in_section("Chat")
+@click.command()
+@click.option("--host", help="Address to bind [default: server.host, 127.0.0.1].")
+@click.option("--port", type=int, help="Port [default: server.port, 7860].")
+@click.option("--variant", help="Variant the web UI starts with [default: the config's default].")
+@with_config
+@one_line_errors
+def serve(config: BotConfig, host: str | None, port: int | None, variant: str | None) -> None:
+    """Serve the web UI (chat, documents) and the OpenAI-compatible API."""
+    import uvicorn
+
+    from chatbot.bot import build_engine
+    from chatbot.documents import BotDocuments
+    from chatbot.server import create_server_app
+
+    documents = BotDocuments(config)
+    engine = build_engine(config, search=documents.hits)
+    engine.default_variant = engine.variant(variant).name
+    click.echo(f"loading {engine.variant(None).model} ...")
+    engine.generator_for(engine.variant(None))  # the first visitor should not wait for it
+    app = create_server_app(engine, config, documents=documents)
+    host, port = host or config.server.host, port or config.server.port
+    click.echo(f"{config.name}: web UI on http://{host}:{port}/ (Ctrl-C stops)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+COMMANDS = [serve]

@@ -1,0 +1,135 @@
+"""``chatbot train``: fine-tune a variant on a dataset; ``chatbot train merge``: fold it in.
+
+    chatbot train --data support-v1 --name support-lora --epochs 2 --lr 1e-4
+    chatbot train --data support-v1 --name support-lora --resume      # after Ctrl-C or a crash
+    chatbot train merge support-lora --out merged/
+    torchrun --nproc-per-node 2 -m chatbot train --data support-v1 --name support-lora
+
+Defaults come from the config's ``training:`` section; each flag overrides its key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from chatbot.commands.common import BotConfig, in_section, one_line_errors, print_json, with_config
+
+# flag -> training config key, for the flags whose names differ from their key
+RENAMED = {"lr": "learning_rate"}
+
+HYPERPARAMETERS = [
+    click.option("--method", type=click.Choice(["lora", "freeze", "full"]), default=None,
+                 help="lora adapters, freeze (last --train-blocks learn) or full."),
+    click.option("--epochs", type=float, default=None),
+    click.option("--lr", type=float, default=None, help="Peak learning rate."),
+    click.option("--batch-size", type=int, default=None, help="Conversations per micro-batch."),
+    click.option("--grad-accum", type=int, default=None, help="Micro-batches per step."),
+    click.option("--warmup", type=float, default=None,
+                 help="Warm-up fraction of the steps (<1) or a number of steps."),
+    click.option("--scheduler", type=click.Choice(["cosine", "linear", "constant"]),
+                 default=None),
+    click.option("--weight-decay", type=float, default=None),
+    click.option("--max-seq-len", type=int, default=None),
+    click.option("--seed", type=int, default=None),
+    click.option("--max-steps", type=int, default=None, help="Stop after N optimizer steps."),
+    click.option("--masking", type=click.Choice(["all_assistant", "last_assistant"]),
+                 default=None, help="Which assistant turns carry loss."),
+    click.option("--lora-r", type=int, default=None),
+    click.option("--lora-alpha", type=int, default=None),
+    click.option("--lora-dropout", type=float, default=None),
+    click.option("--target-modules", default=None,
+                 help="all-linear or comma-separated module names."),
+    click.option("--train-blocks", type=int, default=None,
+                 help="freeze: how many final blocks learn."),
+    click.option("--eval-every", type=int, default=None, help="Validate every N steps."),
+    click.option("--patience", type=int, default=None,
+                 help="Evaluations without improvement before stopping (0 = off)."),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None),
+    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default=None),
+    click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None),
+    click.option("--threads", type=int, default=None),
+]
+
+
+def hyperparameter_options(func):
+    for option in reversed(HYPERPARAMETERS):
+        func = option(func)
+    return func
+
+
+@in_section("Training and evaluation")
+@click.group("train", invoke_without_command=True)
+@click.option("--data", "dataset", default=None, help="Dataset name (chatbot data build).")
+@click.option("--name", default=None, help="Name of the adapter, registered as a variant.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run of --name.")
+@click.option("--quiet", is_flag=True, help="No progress bar; print only the summary.")
+@hyperparameter_options
+@with_config
+@one_line_errors
+@click.pass_context
+def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name: str | None,
+                resume: bool, quiet: bool, **overrides) -> None:
+    """Fine-tune the chat model on a dataset and register it as a variant (or: merge)."""
+    if ctx.invoked_subcommand:
+        return
+    if not dataset or not name:
+        raise click.UsageError("chatbot train needs --data DATASET and --name ADAPTER")
+    from training.finetune import finetune
+
+    import os
+
+    request = build_request(config, dataset, name, resume, overrides)
+    summary = finetune(request, progress=not quiet)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
+        print_json(summary)
+
+
+def build_request(config: BotConfig, dataset: str, name: str, resume: bool, overrides: dict):
+    """The config's training section with the given flags applied, as a flat request."""
+    from training.finetune import FinetuneRequest
+    from training.loop import LoopSettings
+    from training.model_setup import MethodSettings
+
+    values = config.training.model_dump()
+    for flag, value in overrides.items():
+        if value is not None:
+            values[RENAMED.get(flag, flag)] = value
+    if values["patience"] == 0:
+        values["patience"] = None
+    targets = values["target_modules"]
+    method = MethodSettings(
+        method=values["method"], lora_r=values["lora_r"], lora_alpha=values["lora_alpha"],
+        lora_dropout=values["lora_dropout"], train_blocks=values["train_blocks"],
+        target_modules=targets if targets == "all-linear" else tuple(
+            part.strip() for part in targets.split(",") if part.strip()))
+    loop = LoopSettings(**{key: values[key] for key in (
+        "epochs", "max_steps", "learning_rate", "batch_size", "grad_accum", "warmup",
+        "scheduler", "weight_decay", "seed", "eval_every", "patience")})
+    return FinetuneRequest(
+        data_dir=config.data_path, dataset=dataset, name=name, base_model=config.models.chat,
+        base_dir=config.base_dir, method=method, loop=loop, max_seq_len=values["max_seq_len"],
+        masking=values["masking"], device=values["device"], dtype=values["dtype"],
+        gradient_checkpointing=values["gradient_checkpointing"], resume=resume,
+        threads=values["threads"])
+
+
+@train_group.command("merge")
+@click.argument("adapter")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="New directory for the standalone model.")
+@with_config
+@one_line_errors
+def merge(config: BotConfig, adapter: str, out: Path) -> None:
+    """Fold a LoRA adapter into its base model: a standalone model directory."""
+    from chatbot.models import resolve_model
+    from training.registry import adapters_dir, merge_adapter, read_manifest
+
+    adapter_dir = adapters_dir(config.data_path) / adapter
+    manifest = read_manifest(adapter_dir)
+    base = resolve_model(manifest["base_model"], config.base_dir)
+    print_json({"merged": str(merge_adapter(adapter_dir, base, out.resolve()))})
+
+
+COMMANDS = [train_group]

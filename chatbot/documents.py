@@ -1,0 +1,66 @@
+"""The bot's documents as the web UI's Documents tab and the engine see them.
+
+One embedder is loaded once and shared by uploads, searches in the tab and the engine's
+retrieval; the retriever is opened lazily, so documents indexed after the server started
+are found without a restart.
+
+    chatbot serve        # the Documents tab uses BotDocuments(config)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from chatbot import indexing
+from chatbot.config import BotConfig
+from index.search import Retriever
+from index.sync import SyncReport
+from index.types import DocumentInfo, Hit
+
+
+class BotDocuments:
+    """The index under ``config.data_path / "index"``; uploads are kept in ``uploads/``."""
+
+    def __init__(self, config: BotConfig, embedder=None) -> None:
+        self.config = config
+        self.upload_dir = config.data_path / "uploads"
+        self._embedder = embedder
+        self._retriever: Retriever | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def embedder(self):
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = indexing.open_embedder(self.config)
+            return self._embedder
+
+    def sync(self, paths: Sequence[Path],
+             progress: Callable[[int, int, str], None] | None = None) -> SyncReport:
+        return indexing.sync_paths(self.config, list(paths), progress=progress,
+                                   embedder=self.embedder)
+
+    def list(self) -> list[DocumentInfo]:
+        return indexing.list_documents(self.config)
+
+    def remove(self, source: str) -> list[str]:
+        return indexing.remove_documents(self.config, source)
+
+    def search(self, query: str, k: int, mode: str) -> list[Hit]:
+        retriever = self.retriever()
+        return retriever.search(query, k=k, mode=mode) if retriever else []
+
+    def hits(self, query: str, k: int) -> list[Hit]:
+        """The engine's ``search(query, k)``: the config's retrieval mode and threshold."""
+        retriever = self.retriever()
+        return retriever.search(query, k=k) if retriever else []
+
+    def retriever(self) -> Retriever | None:
+        """The open retriever, or ``None`` while nothing is indexed (tried again each call)."""
+        if self._retriever is None:
+            retriever = indexing.open_retriever(self.config, embedder=self.embedder)
+            with self._lock:
+                self._retriever = self._retriever or retriever
+        return self._retriever

@@ -1,0 +1,43 @@
+"""The Dashboard tab: the A/B report of ``chatbot ab report`` in the browser, refreshed on
+demand: thumbs-up rates with Wilson intervals, arena win rates and Bradley-Terry strengths,
+votes still needed, and the chart. Run it with ``chatbot serve``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import gradio as gr
+
+from chatbot.ab import AbStore
+
+
+class DashboardActions:
+    """``refresh() -> (report Markdown, chart image)``; callable without a server."""
+
+    def __init__(self, store: AbStore, variants: Sequence[str], min_effect: float = 0.05,
+                 alpha: float = 0.05, power: float = 0.8, bootstrap: int = 500) -> None:
+        self.store = store
+        self.variants = list(variants)
+        self.settings = (min_effect, alpha, power, bootstrap)
+
+    def refresh(self) -> tuple:
+        from PIL import Image
+
+        from chatbot.ab_report import build_report, chart_png, render_markdown
+
+        report = build_report(self.store, self.variants, *self.settings)
+        return render_markdown(report), Image.open(io.BytesIO(chart_png(report)))
+
+
+def build_dashboard_tab(store: AbStore, variants: Sequence[str], min_effect: float = 0.05,
+                        alpha: float = 0.05, power: float = 0.8, bootstrap: int = 500
+                        ) -> DashboardActions:
+    """Lay out the Dashboard tab inside the current ``gr.Blocks``; it fills on Refresh."""
+    actions = DashboardActions(store, variants, min_effect, alpha, power, bootstrap)
+    refresh = gr.Button("Refresh", size="sm", elem_id="cb-dashboard-refresh")
+    report = gr.Markdown("_Press Refresh to compute the report._", elem_id="cb-dashboard")
+    chart = gr.Image(label="Chart", type="pil", interactive=False, elem_id="cb-dashboard-chart")
+    refresh.click(actions.refresh, None, [report, chart])
+    return actions

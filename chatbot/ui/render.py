@@ -1,0 +1,152 @@
+"""Answers, sources and timings as the web page shows them: plain functions, no gradio.
+
+Sources are numbered by their position in the prompt ([1] is the first passage the model was
+given), so the citation [2] in an answer and the panel entry [2] are the same passage.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from index.types import Hit
+
+CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
+SOURCES_PLACEHOLDER = ('<div class="cb-sources-empty">Sources used by an answer appear here; '
+                       'click a citation such as [1] to jump to its passage.</div>')
+
+
+def anchor(prefix: str, number: int) -> str:
+    return f"{prefix}-{number}"
+
+
+def cited_numbers(text: str, count: int) -> set[int]:
+    """The source numbers an answer cites."""
+    found = set()
+    for match in CITATION.finditer(text):
+        found.update(int(n) for n in re.split(r"\s*,\s*", match.group(1)))
+    return {n for n in found if 1 <= n <= count}
+
+
+def sources_html(hits: Sequence[Hit], prefix: str, cited: set[int] = frozenset(),
+                 heading: str = "") -> str:
+    """The sources panel: one entry per passage with source, location, score and text."""
+    if not hits:
+        return (f'<div class="cb-sources">{heading}<div class="cb-sources-empty">'
+                'No passages were used for this answer.</div></div>')
+    entries = [_source_entry(n, hit, prefix, n in cited) for n, hit in enumerate(hits, start=1)]
+    return f'<div class="cb-sources">{heading}{"".join(entries)}</div>'
+
+
+def short_source(source: str) -> str:
+    """A path under the server's working folder, shown relative to it: shorter to read."""
+    path = Path(source)
+    if path.is_absolute() and path.is_relative_to(Path.cwd()):
+        return str(path.relative_to(Path.cwd()))
+    return source
+
+
+def _source_entry(number: int, hit: Hit, prefix: str, cited: bool) -> str:
+    location = f' · {html.escape(hit.location)}' if hit.location else ""
+    mark = ' <span class="cb-cited">cited</span>' if cited else ""
+    return (f'<details class="cb-source" id="{anchor(prefix, number)}" open>'
+            f'<summary><b>[{number}]</b> <code title="{html.escape(hit.source)}">{html.escape(short_source(hit.source))}</code>{location}'
+            f' · score {float(hit.score):.3f}{mark}</summary>'
+            f'<pre class="cb-passage">{html.escape(hit.text)}</pre></details>')
+
+
+def meta_line(variant: str | None, timings: dict, refused: bool = False,
+              filtered: Sequence[str] = ()) -> str:
+    """One line under the sources heading: variant and the timings users ask about."""
+    parts = [f"variant <b>{html.escape(variant)}</b>"] if variant else []
+    if timings.get("first_token_ms") is not None:
+        parts.append(f"first token {timings['first_token_ms'] / 1000:.2f} s")
+    if timings.get("tokens_per_s"):
+        parts.append(f"{timings['tokens_per_s']:.1f} tokens/s")
+    if timings.get("total_ms") is not None:
+        parts.append(f"total {timings['total_ms'] / 1000:.2f} s")
+    if refused:
+        parts.append("no passage qualified: refused by policy")
+    if filtered:
+        parts.append("changed by filters: " + ", ".join(html.escape(f) for f in filtered))
+    return f'<div class="cb-meta">{" · ".join(parts)}</div>' if parts else ""
+
+
+CSS = """
+.cb-sources { font-size: 0.92em; }
+.cb-source { border: 1px solid var(--border-color-primary); border-radius: 6px;
+             margin: 0 0 8px 0; padding: 4px 8px; scroll-margin-top: 12px; }
+.cb-source:target { outline: 2px solid var(--color-accent); background: var(--color-accent-soft); }
+.cb-source summary { cursor: pointer; }
+.cb-passage { white-space: pre-wrap; font-size: 0.9em; max-height: 14em; overflow: auto;
+              margin: 4px 0 0 0; }
+.cb-cited { color: var(--color-accent); font-weight: 600; }
+.cb-meta { color: var(--body-text-color-subdued); margin-bottom: 6px; }
+.cb-sources-empty { color: var(--body-text-color-subdued); }
+"""
+
+# The answer stays the model's plain text (so copying it copies what the model wrote); this
+# script turns each citation [n] in answer k into a link to passage n of answer k's sources,
+# and a click opens that passage (asking the page to show answer k's sources first if needed).
+HEAD = """<script>
+(() => {
+  const CITE = /\\[(\\d{1,3})\\]/g;
+  function linkAnswer(bot, answer) {
+    const walker = document.createTreeWalker(bot, NodeFilter.SHOW_TEXT);
+    const found = [];
+    while (walker.nextNode()) {
+      const node = walker.currentNode;
+      CITE.lastIndex = 0;
+      if (node.parentElement !== bot && CITE.test(node.nodeValue)
+          && !node.parentElement.closest("a, code, pre, button")) found.push(node);
+    }
+    for (const node of found) {
+      const text = node.nodeValue, parts = document.createDocumentFragment();
+      let last = 0;
+      text.replace(CITE, (match, n, offset) => {
+        parts.append(text.slice(last, offset));
+        const link = document.createElement("a");
+        link.href = `#src-${answer}-${n}`;
+        link.className = "cb-cite";
+        link.textContent = match;
+        parts.append(link);
+        last = offset + match.length;
+        return match;
+      });
+      parts.append(text.slice(last));
+      node.replaceWith(parts);
+    }
+  }
+  let queued = false;
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => {
+      queued = false;
+      document.querySelectorAll('#cb-chat [data-testid="bot"]')
+        .forEach((bot, index) => linkAnswer(bot, index + 1));
+    });
+  }).observe(document.documentElement, {subtree: true, childList: true, characterData: true});
+  function reveal(id) {
+    const target = document.getElementById(id);
+    if (!target) return false;
+    target.open = true;
+    target.scrollIntoView({behavior: "smooth", block: "center"});
+    document.querySelectorAll(".cb-flash").forEach((e) => e.classList.remove("cb-flash"));
+    target.classList.add("cb-flash");
+    return true;
+  }
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest && event.target.closest("a.cb-cite");
+    if (!link) return;
+    event.preventDefault();
+    const id = link.getAttribute("href").slice(1);
+    if (reveal(id)) { event.stopPropagation(); return; }
+    let tries = 0;  // the click selects the answer; its sources arrive shortly
+    const timer = setInterval(() => { if (reveal(id) || ++tries > 40) clearInterval(timer); }, 100);
+  }, true);
+})();
+</script>
+<style>.cb-flash { outline: 2px solid var(--color-accent); } a.cb-cite { cursor: pointer; }</style>"""

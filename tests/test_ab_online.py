@@ -1,0 +1,138 @@
+"""Online A/B: sticky assignment, arena votes in SQLite (restart, duplicates), the report, the
+``ab`` config section and ``chatbot ab report``."""
+
+import json
+import random
+import sqlite3
+from collections import Counter
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from chatbot.ab import AbStore, arena_pairs, assign_variant, draw_pair, session_assigner
+from chatbot.ab_report import build_report, chart_png, render_markdown
+from chatbot.cli import main
+from chatbot.config import config_problems
+from chatbot.errors import InputError
+from chatbot.logs import ConversationLog
+from chatbot.migrations import m001_initial, migrate
+
+
+def test_assignment_is_sticky_and_follows_the_weights() -> None:
+    weights = {"prompt": 0.7, "finetuned": 0.3, "off": 0.0}
+    shares = Counter(assign_variant(f"web-{i}", weights) for i in range(20_000))
+    assert shares["prompt"] / 20_000 == pytest.approx(0.7, abs=0.015)
+    assert shares["off"] == 0
+    assert all(assign_variant("web-42", weights) == assign_variant("web-42", weights)
+               for _ in range(3))
+    with pytest.raises(InputError, match="weights are empty or all zero"):
+        assign_variant("s", {"a": 0.0})
+
+
+def test_assignments_survive_a_restart_and_a_change_of_shares(tmp_path) -> None:
+    path = tmp_path / "logs.sqlite"
+    store = AbStore(path)
+    assign = session_assigner(store, {}, ["prompt", "finetuned"])
+    first = {f"s{i}": assign(f"s{i}") for i in range(40)}
+    assert set(first.values()) == {"prompt", "finetuned"}
+    store.close()
+    reopened = AbStore(path)
+    shares = {"prompt": 0.9, "finetuned": 0.1}
+    assert all(reopened.sticky_variant(s, shares) == v for s, v in first.items())
+    assert sum(reopened.assignments().values()) == 40
+    # A variant taken out of the test (weight 0) hands its sessions to the others.
+    assert {reopened.sticky_variant(s, {"prompt": 1.0, "finetuned": 0.0}) for s in first} == {
+        "prompt"}
+
+
+def test_arena_vote_once_per_voter_and_battle_and_kept_after_restart(tmp_path) -> None:
+    path = tmp_path / "logs.sqlite"
+    store = AbStore(path)
+    battle = store.start_battle("sess", "How do I sync?", "finetuned", "prompt")
+    assert store.vote(battle.id, "alice", "a").variant_a == "finetuned"
+    with pytest.raises(InputError, match=f"alice already voted on battle {battle.id}"):
+        store.vote(battle.id, "alice", "b")
+    store.vote(battle.id, "bob", "tie")
+    with pytest.raises(InputError, match="vote 'maybe' is not one of a, b, tie, both_bad"):
+        store.vote(battle.id, "carol", "maybe")
+    with pytest.raises(InputError, match="no arena battle 999"):
+        store.vote(999, "carol", "a")
+    store.close()
+    assert [(v.variant_a, v.choice) for v in AbStore(path).votes()] == [
+        ("finetuned", "a"), ("finetuned", "tie")]
+    raw = sqlite3.connect(path)
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        raw.execute("INSERT INTO votes (battle_id, voter, choice, created_at) "
+                    "VALUES (?, 'alice', 'b', 'now')", (battle.id,))
+
+
+def test_a_database_at_the_first_schema_gains_the_ab_tables(tmp_path) -> None:
+    db = sqlite3.connect(tmp_path / "old.sqlite")
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+    m001_initial(db)
+    db.execute("INSERT INTO _migrations VALUES ('m001_initial', 'then')")
+    db.commit()
+    assert migrate(db) == ["m002_ab"]
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"assignments", "battles", "votes"} <= tables
+
+
+def test_pairs_are_drawn_in_both_orders() -> None:
+    assert arena_pairs(["a", "b", "c"]) == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert arena_pairs(["a", "b", "c"], [["c", "a"]]) == [("c", "a")]
+    rng = random.Random(0)
+    orders = Counter(draw_pair([("a", "b")], rng) for _ in range(200))
+    assert set(orders) == {("a", "b"), ("b", "a")} and min(orders.values()) > 70
+
+
+def test_report_counts_thumbs_votes_and_needed_votes(tmp_path) -> None:
+    path = tmp_path / "logs.sqlite"
+    log, store = ConversationLog(path), AbStore(path)
+    for i, (variant, rating) in enumerate([("prompt", 1), ("prompt", -1), ("finetuned", 1)]):
+        log.ensure_session(f"s{i}", variant)
+        turn = log.add_turn(f"s{i}", "assistant", "answer", variant=variant)
+        log.add_feedback(turn, -rating)
+        log.add_feedback(turn, rating)  # the latest rating counts
+    arena_turn = log.add_turn("s0", "assistant", "arena answer", variant="finetuned")
+    log.add_feedback(arena_turn, -1)
+    battle = store.start_battle("s0", "q", "prompt", "finetuned")
+    store.record_turns(battle.id, None, arena_turn)
+    for voter, choice in [("u1", "b"), ("u2", "b"), ("u3", "a"), ("u4", "tie"), ("u5", "both_bad")]:
+        store.vote(battle.id, voter, choice)
+    report = build_report(store, ["prompt", "finetuned"], min_effect=0.1, n_boot=100)
+    assert (report.thumbs["prompt"].successes, report.thumbs["prompt"].n) == (1, 2)
+    assert (report.thumbs["finetuned"].successes, report.thumbs["finetuned"].n) == (1, 1)
+    pair = report.pairs[0]
+    assert (pair.a, pair.a_wins, pair.b_wins, pair.ties, pair.both_bad) == (
+        "finetuned", 2, 1, 1, 1)
+    assert pair.needed == 194 - 3  # decisive votes for 0.6 vs 0.5 at 80% power
+    best = max(report.strengths, key=lambda s: s.strength)
+    assert best.name == "finetuned" and best.low < best.strength < best.high
+    text = render_markdown(report)
+    assert "| finetuned vs prompt | 2 | 1 | 1 | 1 |" in text
+    assert chart_png(report).startswith(b"\x89PNG")
+
+
+def test_ab_config_names_must_be_variants() -> None:
+    problems = config_problems({"ab": {"weights": {"prompt": 1, "nope": 1},
+                                       "arena_pairs": [["prompt", "prompt"]]}})
+    assert problems == ["(top level): ab names unknown variant(s) nope; variants: prompt"]
+    assert config_problems({"ab": {"weights": {"prompt": -1}}}) == [
+        "ab.weights: weights must be >= 0 and at least one must be > 0"]
+
+
+def test_ab_report_command_prints_json_and_writes_a_chart(tmp_path) -> None:
+    config = tmp_path / "bot.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"),
+                                      "variants": {"prompt": {}, "plain": {"template": "plain"}}},
+                                     sort_keys=False))
+    chart = tmp_path / "chart.png"
+    result = CliRunner().invoke(main, ["ab", "report", "--config", str(config), "--json",
+                                       "--chart", str(chart)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["variants"] == ["prompt", "plain"] and report["votes"] == 0
+    # 0.5 -> 0.55 at 80% power: 2((z_a + z_b)/h)^2 rated answers per variant
+    assert report["thumbs_tests"][0]["needed_per_variant"] == 1565
+    assert chart.read_bytes().startswith(b"\x89PNG")

@@ -1,0 +1,99 @@
+"""Arena and Dashboard tabs: their event functions on an echo engine with a real SQLite log."""
+
+import random
+
+import gradio as gr
+import pytest
+
+from chatbot.ab import AbStore
+from chatbot.engine import Engine
+from chatbot.generate import GenerationSettings
+from chatbot.logs import ConversationLog
+from chatbot.ui.arena import ArenaActions, build_arena_tab
+from chatbot.ui.dashboard import DashboardActions, build_dashboard_tab
+from chatbot.variants import Variant
+
+
+@pytest.fixture
+def arena(tmp_path, echo):
+    path = tmp_path / "logs.sqlite"
+    variants = {"prompt": Variant("prompt", "base", "rag", retrieval=False),
+                "finetuned": Variant("finetuned", "base", "plain", retrieval=False)}
+    engine = Engine(variants, lambda model: echo, log=ConversationLog(path),
+                    settings=GenerationSettings(max_new_tokens=20))
+    return engine, AbStore(path)
+
+
+def test_both_answers_stream_then_a_vote_reveals_the_names_once(arena, monkeypatch) -> None:
+    engine, store = arena
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", warnings.append)
+    actions = ArenaActions(engine, store, rng=random.Random(1))
+    steps = list(actions.ask("how do I sync", None))
+    a, b, state, status, buttons = steps[-1]
+    assert a == b == "how do I sync" and buttons["interactive"] is True
+    assert all(step[4]["interactive"] is False for step in steps[:-1])  # no vote mid-answer
+    battle = state.battle
+    assert {battle.variant_a, battle.variant_b} == {"prompt", "finetuned"}
+    assert battle.variant_a not in a and "prompt" not in status  # anonymous until the vote
+    text, state, buttons = actions.vote("b", state)
+    assert f"A was **{battle.variant_a}**, B was **{battle.variant_b}**" in text
+    assert "Your vote: **B is better**" in text and buttons["interactive"] is False
+    actions.vote("a", state)
+    assert warnings == [f"{state.session_id} already voted on battle {battle.id}; "
+                        "ask a new question for a new pair"]
+    assert [(v.variant_b, v.choice) for v in store.votes()] == [(battle.variant_b, "b")]
+    turns = store._db.execute("SELECT turn_a, turn_b FROM battles").fetchone()
+    assert all(turns)  # both answers are logged turns
+
+
+def test_positions_are_randomized_across_battles(arena) -> None:
+    engine, store = arena
+    actions = ArenaActions(engine, store, rng=random.Random(3))
+    lefts = {list(actions.ask(f"question {i}", None))[-1][2].battle.variant_a for i in range(12)}
+    assert lefts == {"prompt", "finetuned"}
+
+
+def test_dashboard_refresh_shows_the_report_and_chart(arena) -> None:
+    engine, store = arena
+    actions = ArenaActions(engine, store, rng=random.Random(0))
+    state = list(actions.ask("q", None))[-1][2]
+    actions.vote("tie", state)
+    markdown, image = DashboardActions(store, list(engine.variants), bootstrap=50).refresh()
+    assert "Arena (1 votes)" in markdown and "| 0 | 0 | 1 | 0 |" in markdown
+    assert image.size[0] > 100
+
+
+def test_tabs_build_inside_blocks(arena) -> None:
+    engine, store = arena
+    with gr.Blocks() as app:
+        with gr.Tab("Arena"):
+            arena_actions = build_arena_tab(engine, store)
+        with gr.Tab("Dashboard"):
+            dashboard = build_dashboard_tab(store, list(engine.variants))
+    assert arena_actions.pairs == [("prompt", "finetuned")]
+    assert dashboard.variants == ["prompt", "finetuned"] and app.fns
+
+
+def test_server_adds_arena_dashboard_and_the_sticky_split_from_config(tmp_path, echo) -> None:
+    from chatbot.config import load_config
+    from chatbot.server import ab_parts
+    from chatbot.ui import build_app
+
+    path = tmp_path / "bot.yaml"
+    path.write_text("variants: {prompt: {}, finetuned: {template: plain}}\n"
+                    "ab: {enabled: true, weights: {prompt: 0, finetuned: 1},"
+                    " arena_pairs: [[prompt, finetuned]]}\n")
+    config = load_config(path)
+    variants = {"prompt": Variant("prompt", "b", "rag", False),
+                "finetuned": Variant("finetuned", "b", "plain", False)}
+    engine = Engine(variants, lambda model: echo)
+    assign, show_names, tabs = ab_parts(engine, config)
+    app = build_app(engine, assign_variant=assign, show_variant_names=show_names, tabs=tabs)
+    assert app.tab_actions["Arena"].pairs == [("prompt", "finetuned")]
+    assert app.chat_actions.assign_variant("web-1") == "finetuned"
+    assert app.chat_actions.show_variant_names is False
+    assert app.tab_actions["Dashboard"].variants == ["prompt", "finetuned"]
+    no_log = load_config(path)
+    no_log.logging.enabled = False
+    assert ab_parts(engine, no_log) == (None, True, [])

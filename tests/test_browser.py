@@ -1,0 +1,116 @@
+"""The real web UI in Chromium: `chatbot serve` in a subprocess, driven with Playwright.
+
+Needs Debian's chromium at /usr/bin/chromium (./dev.sh test installs it).
+"""
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from chatbot.config import load_config
+from chatbot.indexing import sync_paths
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                 reason="chromium missing: apt-get install chromium")]
+
+# Counts the distinct texts the last answer bubble shows while it streams.
+WATCH_STREAM = """() => {
+  window.seenTexts = new Set();
+  new MutationObserver(() => {
+    const bots = document.querySelectorAll('#cb-chat [data-testid="bot"]');
+    if (bots.length) window.seenTexts.add(bots[bots.length - 1].innerText.trim());
+  }).observe(document.querySelector('#cb-chat'),
+             {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, server: subprocess.Popen, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError("chatbot serve exited:\n" + server.stdout.read())
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in {seconds} s")
+
+
+@pytest.fixture
+def served(tmp_path, tiny_model_dir, isolated_state):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "indexing.md").write_text("# Indexing\n\nRun chatbot index sync to index docs.\n")
+    (docs / "feedback.md").write_text("# Feedback\n\nThumbs up or down on every answer.\n")
+    config_path = tmp_path / "bot.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "name": "browser-bot", "models": {"chat": str(tiny_model_dir), "embedder": "hash:64"},
+        "generation": {"max_new_tokens": 40, "repetition_penalty": 2.0},
+        "index": {"paths": [str(docs)]}}))
+    sync_paths(load_config(config_path))
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "chatbot", "serve", "--config", str(config_path),
+         "--port", str(port)], cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/", server)
+        yield f"http://127.0.0.1:{port}/", isolated_state / "logs.sqlite"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_browser_chat_streams_shows_sources_logs_thumbs_up_and_uploads(served) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, log_path = served
+    upload = log_path.parent.parent / "pets.md"
+    upload.write_text("# Pets\n\nCats sleep sixteen hours a day.\n")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            expect(page.locator("#cb-chat")).to_be_visible(timeout=30_000)
+            page.evaluate(WATCH_STREAM)
+            box = page.locator("#cb-message textarea")
+            box.fill("How do I index my documents?")
+            box.press("Enter")
+            expect(page.locator("#cb-sources .cb-source").first).to_be_visible(timeout=30_000)
+            expect(page.locator("#cb-sources")).to_contain_text("indexing.md")
+            assert page.evaluate("window.seenTexts.size") >= 2  # it grew before it ended
+            page.get_by_label("Like", exact=True).first.click()
+            expect(page.locator("#cb-comment")).to_be_visible(timeout=10_000)
+            page.get_by_role("tab", name="Documents").click()
+            page.locator("#cb-upload input[type=file]").set_input_files(str(upload))
+            expect(page.locator("#cb-upload-status")).to_contain_text(
+                "Indexed 1 file(s): 1 added", timeout=30_000)
+            expect(page.locator("#cb-documents")).to_contain_text("uploads/pets.md")
+        finally:
+            browser.close()
+    rows = sqlite3.connect(log_path).execute(
+        "SELECT f.rating, t.role, t.status, t.session_id FROM feedback f "
+        "JOIN turns t ON t.id = f.turn_id").fetchall()
+    assert len(rows) == 1 and rows[0][:3] == (1, "assistant", "complete")
+    assert rows[0][3].startswith("web-")

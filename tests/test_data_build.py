@@ -1,0 +1,203 @@
+"""Building a dataset end to end: files and the log in, a dataset directory out.
+
+Uses the real SmolLM2 tokenizer (cheap to load) so the token counts are the chat model's own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chatbot.config import BotConfig
+from chatbot.logs import ConversationLog
+from chatbot.prompts import build_messages, load_template
+from chatbot.types import Message
+from training.curate import (build_dataset, export_dataset, list_datasets, load_dataset_dir,
+                             read_dataset_manifest)
+from training.dataset_dir import examples_sha256
+from training.errors import DataError
+from training.transcripts import Conversation
+
+DATA = Path(__file__).parent / "data" / "transcripts"
+SAMPLES = [str(DATA / name) for name in ("openai.jsonl", "sharegpt.jsonl", "faq.csv",
+                                         "invalid.jsonl")]
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch) -> BotConfig:
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "bot"))
+    return BotConfig()
+
+
+@pytest.fixture
+def built(config) -> dict:
+    return build_dataset(config, "samples", SAMPLES)
+
+
+def split_rows(config, name):
+    dataset = load_dataset_dir(config, name)
+    return {split: [(row["conversation_id"], row["messages"]) for row in dataset[split]]
+            for split in ("train", "validation")}
+
+
+def test_build_writes_every_artifact_and_counts_each_step(config, built):
+    folder = config.data_path / "datasets" / "samples"
+    for name in ("dataset", "export.jsonl", "data_report.md", "token_lengths.png",
+                 "manifest.json", "review_thumbs_down.jsonl"):
+        assert (folder / name).exists(), name
+    assert built["records_read"] == 28 and built["imported"] == 18 and built["skipped"] == 10
+    steps = {s["name"]: s for s in built["steps"]}
+    assert steps["quality"]["dropped"] == {"refusal boilerplate": 1}
+    assert steps["dedupe"]["dropped"] == {"exact duplicate": 1, "near duplicate": 1}
+    assert built["train"] + built["validation"] == 15 and built["validation"] >= 1
+    assert built["pii"] == {"EMAIL": 1, "PHONE": 1}
+    assert 0 < built["tokens"]["supervised_share"] < 1
+    assert (folder / "token_lengths.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_names_steps_reasons_pii_and_supervised_share(config, built):
+    report = Path(built["report"]).read_text()
+    for expected in ("| quality |", "1 refusal boilerplate", "1 exact duplicate, 1 near duplicate",
+                     "| `<EMAIL>` | 1 |", "Supervised (assistant) tokens: **",
+                     "invalid.jsonl:4: messages[1]: two user messages in a row",
+                     "skipped as invalid: 10", "![token lengths](token_lengths.png)"):
+        assert expected in report, expected
+    assert "dana.k@example.com" not in report
+
+
+def test_manifest_round_trip(config, built):
+    manifest = read_dataset_manifest(config, "samples")
+    rows = split_rows(config, "samples")
+    as_conversations = {split: [Conversation(cid, tuple(Message(**m) for m in messages), "")
+                                for cid, messages in rows[split]] for split in rows}
+    assert manifest["sha256"] == examples_sha256(as_conversations["train"],
+                                                 as_conversations["validation"])
+    assert manifest["counts"]["train"] == len(rows["train"])
+    assert manifest["template"] == "rag" and manifest["template_hash"] == load_template("rag").hash
+    assert manifest["chat_template_hash"] and manifest["chat_model_fingerprint"]
+    assert [s["path"] for s in manifest["sources"]] == SAMPLES
+    assert manifest["options"]["feedback"] == "not_down"
+
+
+def test_imports_are_rendered_with_the_serving_template(config, built):
+    messages = dict(sum(split_rows(config, "samples").values(), []))
+    first = messages["openai.jsonl:2"]  # two exchanges: history, then the rendered question
+    expected = build_messages(load_template("rag"), "And how large may a file be?", [],
+                              history=[Message("user", first[1]["content"]),
+                                       Message("assistant", first[2]["content"])],
+                              bot_name=config.name)
+    assert first[:-1] == [m.as_dict() for m in expected]
+    own_system = messages["openai.jsonl:11"]
+    assert own_system[0] == {"role": "system", "content": "You are a terse assistant."}
+
+
+def test_export_then_rebuild_gives_the_same_examples(config, built, tmp_path):
+    out = tmp_path / "edit" / "samples.jsonl"
+    assert export_dataset(config, "samples", out) == built["train"] + built["validation"]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(set(line) == {"messages"} for line in lines)
+    rebuilt = build_dataset(config, "rebuilt", [out])
+    assert rebuilt["skipped"] == 0 and rebuilt["steps"][-1]["out"] == len(lines)
+    before = sorted(json.dumps(m) for _, m in sum(split_rows(config, "samples").values(), []))
+    after = sorted(json.dumps(m) for _, m in sum(split_rows(config, "rebuilt").values(), []))
+    assert before == after
+    assert [d["name"] for d in list_datasets(config)] == ["rebuilt", "samples"]
+
+
+def test_existing_name_needs_overwrite_and_nothing_is_left_by_a_failed_build(config, built):
+    with pytest.raises(DataError, match="already exists"):
+        build_dataset(config, "samples", SAMPLES)
+    with pytest.raises(DataError, match=r"no valid conversation to build from: 3 problem"):
+        build_dataset(config, "broken", [str(DATA / "faq_custom.jsonl"),
+                                         str(DATA / "missing.jsonl")])
+    assert [d["name"] for d in list_datasets(config)] == ["samples"]
+    assert not [p for p in (config.data_path / "datasets").iterdir() if p.name.startswith(".")]
+
+
+def log_session(log: ConversationLog, session: str, exchanges) -> list[int]:
+    """Log (question, answer, status, rating, comment) exchanges as serving would."""
+    log.ensure_session(session, "prompt")
+    template, history, turn_ids = load_template("rag"), [], []
+    for question, answer, status, rating, comment in exchanges:
+        log.add_turn(session, "user", question)
+        sent = build_messages(template, question, [], history=history)
+        turn = log.add_turn(session, "assistant", "", variant="prompt",
+                            messages=[m.as_dict() for m in sent], status="pending")
+        log.finish_turn(turn, answer, {}, status)
+        if rating:
+            log.add_feedback(turn, rating, comment)
+        history += [Message("user", question), Message("assistant", answer)]
+        turn_ids.append(turn)
+    return turn_ids
+
+
+def test_from_logs_uses_the_exact_prompt_and_feedback(config):
+    log = ConversationLog(config.data_path / "logs.sqlite")
+    log_session(log, "s1", [
+        ("How do I sync my docs folder?", "Run `chatbot index sync docs/` from the project.",
+         "complete", 1, None),
+        ("And remove a document?", "Delete it from the folder and sync again; it's dropped.",
+         "complete", -1, "Wrong: use `chatbot index remove PATH`.")])
+    log_session(log, "s2", [
+        ("Which port does the web UI use?", "Port 7860 unless server.port says otherwise.",
+         "complete", None, None),
+        ("Can I change the port?", "Yes, set", "interrupted", None, None)])
+    sent = json.loads(log._db.execute(  # what serving stored for the first answer
+        "SELECT messages_json FROM turns WHERE session_id='s1' AND position=1").fetchone()[0])
+    log.close()
+    summary = build_dataset(config, "from-logs", ["logs"])
+    assert summary["logged"] == 3 and summary["review"] == 1 and summary["skipped"] == 1
+    assert summary["problems"] == ["logs:s2:3: answer is interrupted, not used"]
+    assert {s["name"]: s["dropped"] for s in summary["steps"]}["feedback"] == {"thumbed down": 1}
+    rows = dict(sum(split_rows(config, "from-logs").values(), []))
+    assert set(rows) == {"logs:s1:1", "logs:s2:1"}
+    assert rows["logs:s1:1"] == sent + [{"role": "assistant",
+                                         "content": "Run `chatbot index sync docs/` from the "
+                                                    "project."}]
+    folder = config.data_path / "datasets" / "from-logs"
+    review = [json.loads(x) for x in (folder / "review_thumbs_down.jsonl").read_text().splitlines()]
+    assert review[0]["comment"] == "Wrong: use `chatbot index remove PATH`."
+    assert review[0]["conversation_id"] == "logs:s1:3"
+
+
+def test_token_counts_equal_tokenizing_the_whole_rendered_conversation():
+    from chatbot.models import resolve_model
+    from training.tokens import chat_counter
+    from training.transcripts import read_transcripts
+
+    counter = chat_counter(resolve_model("embedded:smollm2-135m-instruct"), "smollm2")
+    conversations = [c.messages for c in read_transcripts(SAMPLES[:2]).conversations]
+    measured = counter.measure(conversations)
+    assert [m.total for m in measured] == [counter.exact_total(c) for c in conversations]
+    answer = conversations[0][1].content
+    assert measured[0].supervised == len(counter.tokenizer(answer)["input_ids"]) + 1
+
+
+def test_logged_answers_can_drop_the_sources_shown_at_chat_time(config, tmp_path):
+    from index.types import Chunk, Hit
+
+    hit = Hit(Chunk("c1", "docs/index.md", "Run `chatbot index sync`.", "Indexing", "h"), 0.9, 1)
+    template = load_template("rag")
+    log = ConversationLog(config.data_path / "logs.sqlite")
+    log.ensure_session("s1", "prompt")
+    log.add_turn("s1", "user", "How do I index my documents?")
+    sent = build_messages(template, "How do I index my documents?", [hit])
+    turn = log.add_turn("s1", "assistant", "", variant="prompt",
+                        messages=[m.as_dict() for m in sent], status="pending")
+    log.finish_turn(turn, "Run `chatbot index sync docs/` [1].", {}, "complete")
+    log.close()
+    summary = build_dataset(config, "with", ["logs"])
+    assert summary["train"] == 1 and summary["warnings"][0].startswith(
+        "the validation split is empty")
+    assert "**Warning:** the validation split is empty" in Path(summary["report"]).read_text()
+    with_sources = dict(sum(split_rows(config, "with").values(), []))["logs:s1:1"]
+    assert "docs/index.md" in with_sources[1]["content"]
+    without = config.model_copy(update={"data": config.data.model_copy(
+        update={"log_sources": False})})
+    build_dataset(without, "without", ["logs"])
+    rows = dict(sum(split_rows(config, "without").values(), []))["logs:s1:1"]
+    expected = build_messages(template, "How do I index my documents?", [])
+    assert rows[:-1] == [m.as_dict() for m in expected]
+    assert rows[-1] == {"role": "assistant", "content": "Run `chatbot index sync docs/` [1]."}

@@ -1,0 +1,111 @@
+"""Reading transcript files: every format, every invalid-input case with its positional message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chatbot.types import Message
+from training.errors import DataError
+from training.transcripts import QAFields, read_file, read_transcripts
+
+DATA = Path(__file__).parent / "data" / "transcripts"
+INVALID = str(DATA / "invalid.jsonl")
+
+
+def test_openai_lines_become_conversations_with_file_and_line_ids():
+    result = read_file(DATA / "openai.jsonl")
+    assert result.problems == [] and result.records == 11 and result.skipped == 0
+    first = result.conversations[0]
+    assert first.id == "openai.jsonl:1" and first.meta["format"] == "openai"
+    assert [m.role for m in first.messages] == ["user", "assistant"]
+    assert result.conversations[10].messages[0] == Message("system", "You are a terse assistant.")
+
+
+def test_sharegpt_roles_are_mapped():
+    result = read_file(DATA / "sharegpt.jsonl")
+    roles = [m.role for m in result.conversations[1].messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant"]
+    assert result.conversations[1].meta["format"] == "sharegpt"
+
+
+def test_question_answer_csv_with_default_columns():
+    result = read_file(DATA / "faq.csv")
+    assert len(result.conversations) == 3
+    assert result.conversations[0].messages == (
+        Message("user", "What does retrieval.k do?"),
+        Message("assistant", "It sets how many passages are put into the prompt; 4 by default."))
+    assert result.conversations[0].id == "faq.csv:2"  # the header is line 1
+
+
+def test_question_answer_jsonl_with_configured_field_names():
+    unconfigured = read_file(DATA / "faq_custom.jsonl")
+    assert unconfigured.conversations == [] and len(unconfigured.problems) == 2
+    result = read_file(DATA / "faq_custom.jsonl", QAFields(question="q", answer="a"))
+    assert [m.content for m in result.conversations[1].messages] == [
+        "How do I switch the default variant?",
+        "Set default_variant in the bot config to the name of one of the variants."]
+
+
+def test_sgd_rows_map_user_and_system_turns(tmp_path):
+    row = {"uid": "train/1_00001", "turns": [
+        {"speaker": "USER", "utterance": "Find me a table for two."},
+        {"speaker": "SYSTEM", "utterance": "Which city?"},
+        {"speaker": "USER", "utterance": "Phoenix."},
+        {"speaker": "SYSTEM", "utterance": "Booked at 7 pm."}]}
+    path = tmp_path / "sgd.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    conversation = read_file(path).conversations[0]
+    assert [m.role for m in conversation.messages] == ["user", "assistant"] * 2
+    assert conversation.meta["format"] == "sgd"
+
+
+EXPECTED_PROBLEMS = [
+    "invalid.jsonl:2: malformed JSON (Unterminated string starting at, column 43)",
+    "invalid.jsonl:3: messages[1]: unknown role 'bot' (expected one of: system, user, assistant)",
+    "invalid.jsonl:4: messages[1]: two user messages in a row (messages[0] and messages[1])",
+    "invalid.jsonl:5: messages[1]: empty assistant message",
+    "invalid.jsonl:6: conversations[1]: unknown role 'robot' (expected one of: human, gpt, system)",
+    "invalid.jsonl:7: messages[2]: the last message must be the assistant's answer "
+    "(the training target)",
+    "invalid.jsonl:8: expected a JSON object, got list",
+    "invalid.jsonl:9: unrecognised record: expected 'messages' (OpenAI), 'conversations' "
+    "(ShareGPT), 'turns' (SGD) or 'question'/'answer' fields",
+    "invalid.jsonl:10: messages[0]: 'content' must be a string, got int",
+    "invalid.jsonl:12: messages[0]: an assistant message must follow a user message",
+]
+
+
+def test_every_invalid_line_is_reported_with_its_position_and_the_rest_is_kept():
+    result = read_transcripts([INVALID])
+    assert [str(p).removeprefix(str(DATA) + "/") for p in result.problems] == EXPECTED_PROBLEMS
+    assert len(result.conversations) == 1  # line 1; the blank line 11 is not a record
+    assert result.records == 11 and result.skipped == 10
+
+
+def test_strict_mode_raises_listing_the_problems():
+    with pytest.raises(DataError) as error:
+        read_transcripts([DATA / "openai.jsonl", INVALID], strict=True)
+    message = str(error.value)
+    assert message.startswith("10 problem(s) in the imported transcripts (strict mode;")
+    assert "invalid.jsonl:4: messages[1]: two user messages in a row" in message
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("missing.jsonl", None, "missing.jsonl: file not found"),
+    ("latin1.jsonl", "caf\xe9".encode("latin-1"),
+     "latin1.jsonl: not UTF-8 text (unexpected end of data at byte 3); re-save it as UTF-8"),
+    ("notes.txt", b"hello", "notes.txt: unsupported file type '.txt'; expected .jsonl or .csv"),
+    ("bad.csv", b"prompt,reply\nhi,hello\n",
+     "bad.csv: CSV header has no column(s) question, answer (found: prompt, reply); "
+     "set data.question_field/data.answer_field in the config"),
+])
+def test_unparseable_files_are_one_problem_at_line_zero(tmp_path, name, content, expected):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    result = read_transcripts([path, DATA / "faq.csv"])
+    assert [str(p).removeprefix(str(tmp_path) + "/") for p in result.problems] == [expected]
+    assert len(result.conversations) == 3  # the other file is still read

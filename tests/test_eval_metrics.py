@@ -1,0 +1,118 @@
+"""Per-answer metrics and evaluation item formats, table-driven against known values."""
+
+import json
+
+import numpy as np
+import pytest
+
+from chatbot.errors import InputError
+from training.evalset import load_items, question_item
+from training.metrics import (abstention, citation_validity, evidence_recall, exact_match,
+                              groundedness, hit_at_k, normalize_answer, rouge_l,
+                              semantic_similarity, token_f1, token_recall)
+
+
+@pytest.mark.parametrize("prediction, references, f1", [
+    ("The Denver Broncos", ["Denver Broncos"], 1.0),        # articles and case ignored
+    ("Denver Broncos won.", ["the Broncos"], 2 * (1 / 3) * 1 / (1 / 3 + 1)),
+    ("no idea", ["Denver Broncos"], 0.0),
+    ("bm25", ["dense", "BM25!"], 1.0),                        # best reference counts
+])
+def test_token_f1_follows_squad(prediction, references, f1) -> None:
+    assert token_f1(prediction, references) == pytest.approx(f1)
+
+
+def test_token_recall_credits_long_answers_that_contain_the_reference() -> None:
+    assert token_recall("Yes, your partner can take two weeks.", ["yes", "no"]) == 1.0
+    assert token_recall("Two weeks of leave", ["two weeks pay"]) == pytest.approx(2 / 3)
+    assert token_recall("x", []) is None
+
+
+def test_exact_match_and_normalization() -> None:
+    assert normalize_answer("  The  Cat's, hat! ") == "cats hat"
+    assert exact_match("Yes.", ["yes", "no"]) == 1.0 and exact_match("yes it is", ["yes"]) == 0.0
+    assert exact_match("x", []) is None and token_f1("x", []) is None
+
+
+def test_rouge_l_is_the_lcs_f_measure() -> None:
+    # LCS("the cat sat on the mat", "the cat lay on the mat") = 5 of 6 tokens each way.
+    assert rouge_l("the cat lay on the mat", ["the cat sat on the mat"]) == pytest.approx(5 / 6)
+
+
+def test_semantic_similarity_is_the_best_cosine() -> None:
+    vectors = {"a": [1.0, 0.0], "b": [0.6, 0.8], "c": [0.0, 1.0]}
+    encode = lambda texts: np.array([vectors[t] for t in texts])  # noqa: E731
+    assert semantic_similarity("a", ["c", "b"], encode) == pytest.approx(0.6)
+    assert semantic_similarity("a", ["b"], None) is None
+
+
+def test_groundedness_and_citations() -> None:
+    passages = ["Run chatbot index sync on the docs folder.", "Feedback goes to logs.sqlite."]
+    assert groundedness("Run index sync on the docs folder [1].", passages) == 1.0
+    assert groundedness("Restart the server daily.", passages) == 0.0
+    assert groundedness("Run sync.", []) is None
+    answer = "Run index sync on the docs folder [1]. Feedback goes to logs.sqlite [1][3]."
+    # [1] supports the first sentence; [1] does not hold "feedback ... logs.sqlite"; [3] is absent.
+    assert citation_validity(answer, passages) == pytest.approx(1 / 3)
+    assert citation_validity("No citations here.", passages) is None
+
+
+def test_abstention_counts_only_not_answerable_items() -> None:
+    assert abstention("I don't know based on the documents.", True) == 1.0
+    assert abstention("It will be sunny.", True) == 0.0
+    assert abstention("anything", True, refused=True) == 1.0
+    assert abstention("I don't know", False) is None
+
+
+def test_retrieval_hits_match_ids_sources_and_evidence() -> None:
+    hits = [{"chunk_id": "7", "source": "/docs/indexing.md", "text": "Run the SYNC command."},
+            {"chunk_id": "9", "source": "/data/p.jsonl#row3", "text": "Other."}]
+    assert hit_at_k(hits, ["indexing"], True) == 1.0
+    assert hit_at_k(hits, ["9"], True) == 1.0 and hit_at_k(hits, ["logging"], True) == 0.0
+    assert hit_at_k(hits, ["indexing"], False) is None and hit_at_k(hits, [], True) is None
+    assert evidence_recall(hits, ["run the sync command", "missing"], True) == 0.5
+
+
+def test_conditionalqa_rows_are_converted_at_load_time() -> None:
+    row = {"id": "dev-5", "doc_id": "parental-leave", "scenario": "I had a stillbirth.",
+           "question": "Can my partner take leave?", "not_answerable": False,
+           "answers": [{"answer": "yes", "conditions_html": []}],
+           "evidences_html": ["<p>You may be able to take &lsquo;leave&rsquo;.</p>"]}
+    item = question_item(row, "dev-5")
+    assert item.question == "I had a stillbirth. Can my partner take leave?"
+    assert item.references == ("yes",) and item.gold_ids == ("parental-leave",)
+    assert item.gold_texts == ("You may be able to take \u2018leave\u2019.",)
+
+
+def test_item_hash_ignores_references() -> None:
+    a = question_item({"question": "q", "answers": ["x"]}, "1")
+    b = question_item({"question": "q", "answers": ["y"]}, "2")
+    assert a.hash == b.hash
+
+
+def test_load_errors_name_the_place(tmp_path) -> None:
+    with pytest.raises(InputError, match="neither a JSONL file nor a dataset"):
+        load_items("missing.jsonl", tmp_path)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q"}\nnot json\n')
+    with pytest.raises(InputError, match="bad.jsonl, line 2: not valid JSON"):
+        load_items(str(bad), tmp_path)
+    lonely = tmp_path / "lonely.jsonl"
+    lonely.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    with pytest.raises(InputError, match="line 1: the conversation has no user turn followed"):
+        load_items(str(lonely), tmp_path)
+
+
+def test_dataset_validation_split_is_read_back_to_questions(tmp_path) -> None:
+    from datasets import Dataset, DatasetDict
+
+    rendered = "Sources:\n<<<SOURCES\n[1] a.md\ntext\nSOURCES>>>\n\nQuestion: How do I sync?"
+    rows = {"conversation_id": ["c1"], "messages": [[
+        {"role": "system", "content": "You are..."}, {"role": "user", "content": rendered},
+        {"role": "assistant", "content": "Run sync [1]."}]]}
+    directory = tmp_path / "datasets" / "mydata"
+    DatasetDict({"train": Dataset.from_dict(rows), "validation": Dataset.from_dict(rows)}
+                ).save_to_disk(str(directory / "dataset"))
+    items = load_items("mydata", tmp_path)
+    assert [(i.id, i.question, i.references) for i in items] == [
+        ("c1:1", "How do I sync?", ("Run sync [1].",))]

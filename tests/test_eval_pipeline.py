@@ -1,0 +1,151 @@
+"""``chatbot eval`` end to end on the tiny model over a real (hash-embedded) index: reports,
+the generation cache (resume, new variants, changed settings) and the gate's exit codes."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from chatbot.cli import main
+from chatbot.config import load_config
+from training.evaluate import parse_gate, run_eval
+from training.generations import CACHE_FILE
+
+DATA = Path(__file__).parent / "data"
+HELDOUT = str(DATA / "eval_heldout.jsonl")
+
+
+@pytest.fixture
+def eval_bot(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    from chatbot.indexing import sync_paths
+
+    config = {"data_dir": str(tmp_path / "data"),
+              "models": {"chat": str(tiny_model_dir), "embedder": "hash:64"},
+              "index": {"paths": [str(DATA / "eval_docs")]},
+              "retrieval": {"min_score": None, "k": 2},
+              "generation": {"max_new_tokens": 6},
+              "variants": {"plain": {"template": "plain", "retrieval": False},
+                           "prompt": {"template": "rag"},
+                           "prompt2": {"template": "rag"}},
+              "default_variant": "plain"}
+    path = tmp_path / "bot.yaml"
+    path.write_text(yaml.safe_dump(config))
+    sync_paths(load_config(path))
+    return path
+
+
+def eval_cli(config: Path, *args: str):
+    return CliRunner().invoke(main, ["eval", "--config", str(config), "--data", HELDOUT, *args])
+
+
+def test_eval_reports_every_metric_with_intervals(eval_bot: Path) -> None:
+    result = eval_cli(eval_bot, "--variants", "plain,prompt", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["items"] == 6 and report["baseline"] == "plain"
+    assert report["generation"] == {"generated": 12, "reused": 0,
+                                    "seconds": report["generation"]["seconds"]}
+    diff = report["comparisons"]["prompt"]["token_f1"]
+    assert diff["n"] == 5  # the not-answerable item has no reference answer
+    assert diff["difference"]["low"] <= diff["difference"]["mean"] <= diff["difference"]["high"]
+    assert diff["wins"] + diff["ties"] + diff["losses"] == 5
+    prompt, plain = report["summaries"]["prompt"], report["summaries"]["plain"]
+    assert prompt["hit_at_k"]["n"] == 3 and "hit_at_k" not in plain  # gold ids, retrieval only
+    assert prompt["semantic"]["n"] == plain["semantic"]["n"] == 5
+    assert report["summaries"]["plain"]["abstention"]["n"] == 1
+    out = load_config(eval_bot).data_path / "evals" / "eval_heldout"
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "prompt vs plain" in html
+    markdown = (out / "report.md").read_text()
+    assert "| token_f1 |" in markdown and "[" in markdown
+    cached = [json.loads(line) for line in (out / CACHE_FILE).read_text().splitlines()]
+    assert len(cached) == 12 and all(c["hits"] for c in cached if c["variant"] == "prompt")
+
+
+def test_conversation_items_replay_the_reference_history(eval_bot: Path) -> None:
+    config = load_config(eval_bot)
+    result = run_eval(config, ["plain", "prompt"], HELDOUT, encode=None, write=False)
+    second = result.items[-1]
+    assert second.id == "conv:3" and second.question == "How do I add one?"
+    assert [m.content for m in second.history] == [
+        "What is a variant?", "A named way to answer: model, adapter, template and retrieval."]
+
+
+def test_cache_resumes_reuses_and_invalidates(eval_bot: Path) -> None:
+    config = load_config(eval_bot)
+    first = run_eval(config, ["plain", "prompt"], HELDOUT, limit=3, encode=None, write=False)
+    assert (first.run.generated, first.run.reused) == (6, 0)
+    cache = config.data_path / "evals" / "eval_heldout" / CACHE_FILE
+    lines = cache.read_text().splitlines()
+    cache.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])  # killed mid-write
+    resumed = run_eval(config, ["plain", "prompt"], HELDOUT, encode=None, write=False)
+    assert (resumed.run.generated, resumed.run.reused) == (7, 5)
+    added = run_eval(config, ["plain", "prompt", "prompt2"], HELDOUT, encode=None, write=False)
+    assert (added.run.generated, added.run.reused) == (6, 12)
+    assert added.run.answers["prompt2"][0].text == added.run.answers["prompt"][0].text  # greedy
+    longer = run_eval(config, ["plain", "prompt"], HELDOUT, encode=None, write=False,
+                      max_new_tokens=7)
+    assert longer.run.generated == 12
+
+
+def test_a_sync_that_changes_nothing_keeps_answers_and_a_changed_document_does_not(
+        eval_bot: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from chatbot.indexing import sync_paths
+
+    docs = tmp_path / "docs"
+    shutil.copytree(DATA / "eval_docs", docs)
+    config = load_config(eval_bot)
+    config.index.paths = [str(docs)]
+    sync_paths(config, rebuild=True)
+    first = run_eval(config, ["plain", "prompt"], HELDOUT, limit=2, encode=None, write=False)
+    sync_paths(config)
+    again = run_eval(config, ["plain", "prompt"], HELDOUT, limit=2, encode=None, write=False)
+    assert (first.run.generated, again.run.generated, again.run.reused) == (4, 0, 4)
+    (docs / "logging.md").write_text("# Logging\n\nFeedback lives in the log.\n")
+    sync_paths(config)
+    changed = run_eval(config, ["plain", "prompt"], HELDOUT, limit=2, encode=None, write=False)
+    assert (changed.run.generated, changed.run.reused) == (2, 2)  # only the RAG variant
+
+
+def test_gate_exit_codes(eval_bot: Path) -> None:
+    assert eval_cli(eval_bot, "--variants", "plain,prompt", "--gate", "token_f1>=-1"
+                    ).exit_code == 0
+    failed = eval_cli(eval_bot, "--variants", "plain,prompt", "--gate", "token_f1>=0.5")
+    assert failed.exit_code == 3
+    assert "gate token_f1>=0.5 failed: prompt - plain" in failed.output
+    latency = eval_cli(eval_bot, "--variants", "plain,prompt", "--gate", "latency_ms<=-100000")
+    assert latency.exit_code == 3 and "upper bound" in latency.output
+    typo = eval_cli(eval_bot, "--variants", "plain,prompt", "--gate", "f1>0")
+    assert typo.exit_code == 1 and "gate 'f1>0' is not METRIC>=NUMBER" in typo.output
+
+
+def test_bad_inputs_are_one_line_errors(eval_bot: Path, tmp_path: Path) -> None:
+    one = eval_cli(eval_bot, "--variants", "plain")
+    assert one.exit_code == 1 and "two or more distinct names" in one.output
+    unknown = eval_cli(eval_bot, "--variants", "plain,nope")
+    assert unknown.exit_code == 1 and "unknown variant 'nope'" in unknown.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answers": ["a"]}\n{"text": "x"}\n')
+    result = CliRunner().invoke(main, ["eval", "--config", str(eval_bot), "--data", str(bad),
+                                       "--variants", "plain,prompt"])
+    assert result.exit_code == 1 and "bad.jsonl, line 2: needs a \"question\"" in result.output
+    assert parse_gate("rouge_l >= 0.02").threshold == 0.02
+
+
+def test_retrieval_variant_without_an_index_is_warned_about(tmp_path: Path,
+                                                            tiny_model_dir: Path) -> None:
+    path = tmp_path / "bot.yaml"
+    path.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"), "generation": {"max_new_tokens": 2},
+        "models": {"chat": str(tiny_model_dir), "embedder": "hash:64"},
+        "variants": {"plain": {"template": "plain", "retrieval": False}, "prompt": {}},
+        "default_variant": "plain"}))
+    result = run_eval(load_config(path), ["plain", "prompt"], HELDOUT, limit=1, encode=None,
+                      write=False)
+    assert result.warnings == [f"no index in {tmp_path / 'data' / 'index'}: retrieval "
+                               "variants answered without sources; run `chatbot index sync` "
+                               "first"]

@@ -1,0 +1,99 @@
+"""``chatbot logs list|show|export`` on a real SQLite log written by the engine."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from chatbot.cli import main
+from chatbot.engine import Engine
+from chatbot.logs import ConversationLog
+from chatbot.variants import Variant
+from index.types import Chunk, Hit
+
+
+def passages(query: str, k: int) -> list[Hit]:
+    return [Hit(Chunk("c1", "docs/indexing.md", "Run chatbot index sync.", "Sync", "h"), 0.8, 1)]
+
+
+@pytest.fixture
+def logged(tmp_path, isolated_state, echo) -> dict:
+    """Two conversations: one rated with a comment, one with an interrupted answer."""
+    config = tmp_path / "bot.yaml"
+    config.write_text("name: test-bot\n")
+    log = ConversationLog(isolated_state / "logs.sqlite")
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo,
+                    search=passages, log=log)
+    first = engine.answer("web-a", "how to sync", "prompt").result()
+    second = engine.answer("web-a", "and then what", "prompt").result()
+    log.add_feedback(first.turn_id, 1, "spot on")
+    log.add_feedback(second.turn_id, -1)
+    engine.answer("web-b", "a question", "prompt").result()
+    stream = iter(engine.answer("web-b", "cut off mid answer please", "prompt"))
+    next(stream)
+    stream.close()  # the server stopped while answering: the turn is marked interrupted
+    return {"config": str(config), "first": first, "second": second}
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_list_shows_sessions_newest_first(logged) -> None:
+    result = invoke("logs", "list", "--json", "--config", logged["config"])
+    sessions = json.loads(result.output)
+    assert [(s["id"], s["turns"]) for s in sessions] == [("web-b", 4), ("web-a", 4)]
+    text = invoke("logs", "list", "--config", logged["config"]).output
+    assert "web-a" in text and "prompt" in text
+
+
+def test_show_prints_turns_sources_and_feedback(logged) -> None:
+    text = invoke("logs", "show", "web-a", "--config", logged["config"]).output
+    assert "you> how to sync" in text and "bot> how to sync" in text
+    assert "[1] docs/indexing.md (Sync) score 0.8" in text
+    assert "feedback: thumbs up: spot on" in text and "feedback: thumbs down" in text
+    data = json.loads(invoke("logs", "show", "web-a", "--json", "--config",
+                             logged["config"]).output)
+    assert data["turns"][1]["messages"] == [m.as_dict() for m in logged["first"].messages]
+    assert data["turns"][1]["rating"] == 1 and data["turns"][1]["hits"][0]["score"] == 0.8
+
+
+def test_show_unknown_session_is_one_line_error(logged) -> None:
+    result = CliRunner().invoke(main, ["logs", "show", "nope", "--config", logged["config"]])
+    assert result.exit_code == 1
+    assert "no session 'nope'" in result.output and "chatbot logs list" in result.output
+
+
+def test_export_openai_has_answered_turns_and_feedback_metadata(logged, tmp_path) -> None:
+    out = tmp_path / "out" / "chats.jsonl"
+    result = invoke("logs", "export", "--format", "openai", "--out", str(out),
+                    "--config", logged["config"])
+    assert result.output.strip() == f"wrote 2 conversation(s), 3 answer(s) to {out}"
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    first = records[0]
+    assert first["messages"] == [
+        {"role": "user", "content": "how to sync"}, {"role": "assistant", "content": "how to sync"},
+        {"role": "user", "content": "and then what"},
+        {"role": "assistant", "content": "and then what"}]
+    assert first["metadata"]["session_id"] == "web-a"
+    assert [(f["answer"], f["rating"], f["comment"]) for f in first["metadata"]["feedback"]] == [
+        (0, 1, "spot on"), (1, -1, None)]
+    # the interrupted answer and its question are left out
+    assert [m["content"] for m in records[1]["messages"]] == ["a question", "a question"]
+
+
+def test_export_sharegpt(logged, tmp_path) -> None:
+    out = tmp_path / "chats.jsonl"
+    invoke("logs", "export", "--format", "sharegpt", "--out", str(out), "--config",
+           logged["config"])
+    record = json.loads(out.read_text().splitlines()[0])
+    assert record["id"] == "web-a"
+    assert [t["from"] for t in record["conversations"]] == ["human", "gpt", "human", "gpt"]
+    assert record["metadata"]["variants"] == ["prompt"]
+
+
+def test_no_log_yet_says_how_to_make_one(tmp_path) -> None:
+    config = tmp_path / "bot.yaml"
+    config.write_text("{}\n")
+    result = CliRunner().invoke(main, ["logs", "list", "--config", str(config)])
+    assert result.exit_code == 1 and "no conversation log at" in result.output

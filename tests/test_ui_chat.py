@@ -1,0 +1,166 @@
+"""The Chat tab's event functions on a real engine and SQLite log, without a server."""
+
+import gradio as gr
+import pytest
+
+from chatbot.bot import build_engine
+from chatbot.config import load_config
+from chatbot.engine import Engine
+from chatbot.errors import ModelError
+from chatbot.generate import GenerationSettings
+from chatbot.logs import ConversationLog
+from chatbot.ui import build_app
+from chatbot.ui.chat import ChatActions, new_state
+from chatbot.variants import Variant
+from index.types import Chunk, Hit
+
+VARIANTS = {"prompt": Variant("prompt", "base", "rag", True),
+            "plain": Variant("plain", "base", "plain", False)}
+
+
+def passages(query: str, k: int) -> list[Hit]:
+    return [Hit(Chunk("c1", "docs/indexing.md", "Run <b>chatbot index sync</b> docs/.",
+                      "Indexing > Sync", "h1"), 0.83, 1),
+            Hit(Chunk("c2", "docs/chatting.md", "Open the web UI with chatbot serve.",
+                      "Chatting", "h2"), 0.61, 2)][:k]
+
+
+@pytest.fixture
+def engine(echo, tmp_path) -> Engine:
+    return Engine(VARIANTS, lambda model: echo, search=passages,
+                  log=ConversationLog(tmp_path / "logs.sqlite"),
+                  settings=GenerationSettings(max_new_tokens=40))
+
+
+def run(events) -> list[tuple]:
+    return list(events)
+
+
+def like(index: int, liked) -> gr.LikeData:
+    return gr.LikeData(None, {"index": index, "value": "", "liked": liked})
+
+
+def test_answer_streams_and_its_citations_match_the_sources_panel(engine) -> None:
+    actions, state = ChatActions(engine), new_state()
+    steps = run(actions.respond("compare [1] with [2] and [7]", state, "prompt"))
+    partial = [step[0][-1]["content"] for step in steps[1:-1]]
+    assert len(partial) >= 3 and partial == sorted(partial, key=len)  # it grew piece by piece
+    messages, state, box, sources, prompt = steps[-1]
+    assert box == "" and messages[0] == {"role": "user", "content": "compare [1] with [2] and [7]"}
+    reply = state.answers[0].reply
+    assert messages[1]["content"] == reply.text == "compare [1] with [2] and [7]"
+    assert 'id="src-1-1"' in sources and 'id="src-1-2"' in sources  # the page links [n] here
+    assert sources.count("cited</span>") == 2 and "docs/indexing.md" in sources
+    assert "Indexing &gt; Sync" in sources and "score 0.830" in sources
+    assert "&lt;b&gt;chatbot index sync&lt;/b&gt;" in sources  # passage text is escaped
+    assert prompt == [m.as_dict() for m in reply.messages] and prompt[0]["role"] == "system"
+    turns = engine.log.conversation(state.session_id).turns
+    assert [(t.role, t.status) for t in turns] == [("user", "complete"), ("assistant", "complete")]
+    assert turns[1].id == reply.turn_id and len(turns[1].hits) == 2
+
+
+def test_thumbs_and_comment_are_written_to_the_log(engine) -> None:
+    actions, state = ChatActions(engine), new_state()
+    run(actions.respond("first question", state, "prompt"))
+    run(actions.respond("second question", state, "prompt"))
+    state, row = actions.rate(state, like(3, True))
+    assert row["visible"] is True
+    state, box, row = actions.comment(state, "  clear and short  ")
+    assert box == "" and row["visible"] is False
+    actions.rate(state, like(1, False))
+    actions.rate(state, like(1, ""))  # un-clicking records nothing new
+    turns = engine.log.conversation(state.session_id).turns
+    assert [(t.rating, t.comment) for t in turns if t.role == "assistant"] == [
+        (-1, None), (1, "clear and short")]
+    count = engine.log._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+    assert count == 3
+
+
+def test_bad_input_warns_and_the_next_question_is_answered(engine) -> None:
+    actions, state = ChatActions(engine), new_state()
+    with pytest.warns(UserWarning, match="the message is empty"):
+        steps = run(actions.respond("   ", state, "prompt"))
+    assert steps[-1][0] == [] and steps[-1][2] == "   "  # message kept for editing
+    with pytest.warns(UserWarning, match="unknown variant 'nope'"):
+        run(actions.respond("hello", state, "nope"))
+    with pytest.warns(UserWarning, match="the limit is 8,000"):
+        run(actions.respond("x" * 9000, state, "prompt"))
+    messages = run(actions.respond("hello again", state, "prompt"))[-1][0]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+
+
+def test_model_error_becomes_a_ui_error_and_no_answer_is_kept(tmp_path) -> None:
+    def broken(model: str):
+        raise ModelError(f"model {model} can't be loaded; run `chatbot models prepare`")
+
+    engine = Engine(VARIANTS, broken, log=ConversationLog(tmp_path / "logs.sqlite"))
+    actions, state = ChatActions(engine), new_state()
+    with pytest.raises(gr.Error, match="model base can't be loaded"):
+        run(actions.respond("hello", state, "prompt"))
+    assert state.answers == []
+
+
+def test_regenerate_replaces_the_last_answer_and_keeps_the_earlier_ones(engine, echo) -> None:
+    actions, state = ChatActions(engine), new_state()
+    run(actions.respond("one two", state, "prompt"))
+    run(actions.respond("three four", state, "prompt"))
+    messages = run(actions.regenerate(state, "plain"))[-1][0]
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["one two", "three four"]
+    assert [a.reply.variant for a in state.answers] == ["prompt", "plain"]
+    sent = [m.content for m in echo.calls[-1][0]]
+    assert sent.count("three four") == 1 and "one two" in sent  # history without the old answer
+    logged = [t for t in engine.log.conversation(state.session_id).turns if t.role == "assistant"]
+    assert len(logged) == 3  # the replaced answer stays in the log
+
+
+def test_clear_starts_a_new_session(engine) -> None:
+    actions, state = ChatActions(engine), new_state()
+    run(actions.respond("hello", state, "prompt"))
+    messages, fresh, *_ = actions.clear(state)
+    assert messages == [] and fresh.answers == [] and fresh.session_id != state.session_id
+    run(actions.respond("again", fresh, "prompt"))
+    assert {s["id"] for s in engine.log.sessions()} == {state.session_id, fresh.session_id}
+
+
+def test_sessions_do_not_share_history(engine, echo) -> None:
+    actions, alice, bob = ChatActions(engine), new_state(), new_state()
+    run(actions.respond("alice secret words", alice, "plain"))
+    run(actions.respond("bob question", bob, "plain"))
+    assert all("alice" not in m.content for m in echo.calls[-1][0])
+
+
+def test_assigned_variant_wins_and_names_can_be_hidden(engine) -> None:
+    actions = ChatActions(engine, assign_variant=lambda session: "plain",
+                          show_variant_names=False)
+    state = new_state()
+    sources = run(actions.respond("hello", state, "prompt"))[-1][3]
+    assert state.answers[0].reply.variant == "plain" and "plain" not in sources
+
+
+def test_selecting_an_earlier_answer_shows_its_sources(engine) -> None:
+    actions, state = ChatActions(engine), new_state()
+    run(actions.respond("with sources", state, "prompt"))
+    run(actions.respond("without sources", state, "plain"))
+    sources, prompt = actions.select(state, gr.SelectData(None, {"index": 1, "value": ""}))
+    assert 'id="src-1-1"' in sources and "Answer 1" in sources
+    latest, _ = actions.panel(state)
+    assert "No passages were used" in latest and "Answer 2" in latest
+
+
+def test_app_builds_with_its_controls(engine) -> None:
+    app = build_app(engine, title="Support bot")
+    ids = {block.elem_id for block in app.blocks.values()}
+    assert {"cb-chat", "cb-message", "cb-send", "cb-sources", "cb-prompt", "cb-variant",
+            "cb-regenerate", "cb-clear", "cb-comment"} <= ids
+    assert app.title == "Support bot"
+    names = {fn.name for fn in app.fns.values()}
+    assert {"respond", "regenerate", "clear", "rate", "comment", "select"} <= names
+
+
+def test_tiny_model_answers_through_the_chat_tab(tiny_config) -> None:
+    engine = build_engine(load_config(tiny_config))
+    actions, state = ChatActions(engine), new_state()
+    steps = run(actions.respond("How do I index my documents?", state, None))
+    reply = state.answers[0].reply
+    assert steps[-1][0][-1]["content"] == reply.text and reply.variant == "prompt"
+    assert engine.log.conversation(state.session_id).turns[1].text == reply.text

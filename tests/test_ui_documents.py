@@ -1,0 +1,89 @@
+"""The Documents tab on the bot's real index (FAISS + SQLite on disk, the hash embedder)."""
+
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from chatbot.config import load_config
+from chatbot.documents import BotDocuments
+from chatbot.engine import Engine
+from chatbot.ui import build_app
+from chatbot.ui.documents import DocumentActions
+from chatbot.variants import Variant
+
+
+@pytest.fixture
+def documents(tmp_path) -> BotDocuments:
+    config = tmp_path / "bot.yaml"
+    config.write_text('models:\n  embedder: "hash:64"\nretrieval:\n  min_score: null\n')
+    return BotDocuments(load_config(config))
+
+
+def write(folder: Path, name: str, text: str) -> str:
+    """A file as the browser's upload leaves it: in a temporary folder of its own."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text, encoding="utf-8")
+    return str(folder / name)
+
+
+def test_upload_indexes_lists_searches_and_removes(documents, tmp_path) -> None:
+    actions = DocumentActions(documents)
+    uploads = [write(tmp_path / "gradio-a", "install.md", "# Install\n\nRun pip install."),
+               write(tmp_path / "gradio-b", "faq.md", "# FAQ\n\nRefunds take five days.")]
+    status, rows, chooser, dropped = actions.upload(uploads)
+    assert dropped is None
+    assert status.startswith("Indexed 2 file(s): 2 added")
+    kept = sorted(str(documents.upload_dir / n) for n in ("faq.md", "install.md"))
+    assert sorted(r[0] for r in rows) == kept and all(r[1] >= 1 for r in rows)
+    assert sorted(value for _, value in chooser["choices"]) == kept
+    results = actions.search("refunds five days", 2, "bm25")
+    assert 'id="search-1"' in results and "faq.md" in results and "Refunds take" in results
+    status, rows, _ = actions.remove(kept[0])
+    assert status == "Removed 1 document(s)." and [r[0] for r in rows] == [kept[1]]
+
+
+def test_upload_of_a_changed_file_updates_it(documents, tmp_path) -> None:
+    actions = DocumentActions(documents)
+    actions.upload([write(tmp_path / "one", "notes.md", "Old text about cats.")])
+    status, rows, _, _ = actions.upload([write(tmp_path / "two", "notes.md", "New text on dogs.")])
+    assert "1 updated" in status and len(rows) == 1
+    assert "dogs" in actions.search("dogs", 1, "bm25")
+
+
+def test_engine_search_finds_documents_indexed_after_start(documents, tmp_path, echo) -> None:
+    assert documents.hits("anything", 3) == []  # nothing indexed yet: no retriever, no error
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo,
+                    search=documents.hits)
+    DocumentActions(documents).upload([write(tmp_path / "u", "pets.md", "Cats sleep a lot.")])
+    reply = engine.answer("s", "do cats sleep", "prompt").result()
+    assert [h.source for h in reply.hits] == [str(documents.upload_dir / "pets.md")]
+
+
+def test_empty_requests_warn_and_errors_become_ui_errors(documents, tmp_path) -> None:
+    actions = DocumentActions(documents)
+    with pytest.warns(UserWarning, match="Choose one or more files"):
+        actions.upload([])
+    with pytest.warns(UserWarning, match="Type something"):
+        assert actions.search("  ", 3, "hybrid") == ""
+    with pytest.raises(gr.Error, match="no index at .* yet; build one"):
+        actions.remove("/no/such/file.md")
+    actions.upload([write(tmp_path / "u", "a.md", "Some text.")])
+    with pytest.raises(gr.Error, match="nothing indexed at or under /no/such/file.md"):
+        actions.remove("/no/such/file.md")
+
+
+def test_app_has_a_documents_tab_only_when_given_documents(documents, echo) -> None:
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo)
+    with_docs = build_app(engine, documents=documents)
+    without = build_app(engine)
+    labels = lambda app: {b.label for b in app.blocks.values() if isinstance(b, gr.Tab)}
+    assert labels(with_docs) == {"Chat", "Documents"} and labels(without) == {"Chat"}
+
+
+def test_a_file_that_cannot_be_read_is_named_with_its_reason(documents, tmp_path) -> None:
+    broken = tmp_path / "u" / "broken.pdf"
+    broken.parent.mkdir()
+    broken.write_bytes(b"%PDF-1.4 this is not really a pdf")
+    status, rows, _, _ = DocumentActions(documents).upload([str(broken)])
+    assert "1 failed" in status and "- not indexed: `broken.pdf`: " in status and rows == []

@@ -1,0 +1,311 @@
+"""Build a fine-tuning dataset from the conversation log and imported transcripts.
+
+``build_dataset`` reads the sources, runs the curation steps (``training.steps``) and writes
+``<data_dir>/datasets/NAME/`` (see ``training.dataset_dir``) through a temporary directory that
+is renamed at the end, so a failed build leaves nothing behind. The CLI and the web UI's
+Training tab both call it.
+
+    chatbot data build --name support-v1 --from logs --from samples/transcripts.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+from chatbot.config import BotConfig
+from training import dataset_dir as store
+from training.errors import DataError
+from training.report import render_report, token_stats, write_histogram
+from training.steps import CurateOptions, Curated, curate
+from training.tokens import TokenCounter
+from training.transcripts import Conversation, ImportResult, QAFields, read_transcripts
+
+LOGS = "logs"
+COUNT_KEYS = ("records_read", "imported", "logged", "skipped", "problem_count", "train",
+              "validation", "train_turns", "validation_turns", "moved_to_train", "review")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def options_from_config(config: BotConfig) -> CurateOptions:
+    """The steps' flat settings from the ``data:`` section (plus the bot's own refusals)."""
+    data = config.data
+    refusals = list(data.refusal_patterns)
+    for text in (config.retrieval.refusal, config.filters.replacement):
+        refusals.append("^" + re.escape(text.strip().rstrip(".!")) + r"\W*$")
+    return CurateOptions(
+        feedback=data.feedback, min_tokens=data.min_tokens, max_tokens=data.max_tokens,
+        refusal_patterns=tuple(refusals), near_duplicate_threshold=data.near_duplicate_threshold,
+        minhash_permutations=data.minhash_permutations, pii_kinds=tuple(data.pii_kinds),
+        phone_region=data.phone_region, validation_share=data.validation_share, seed=data.seed)
+
+
+def datasets_root(config: BotConfig) -> Path:
+    return config.data_path / "datasets"
+
+
+def dataset_path(config: BotConfig, name: str) -> Path:
+    if not _NAME.match(name):
+        raise DataError(f"dataset name {name!r} is not allowed; use letters, digits, '.', '_' "
+                        "and '-' (up to 64 characters)")
+    return datasets_root(config) / name
+
+
+def build_dataset(config: BotConfig, name: str, sources: Sequence[str | Path] = (),
+                  strict: bool = False, overwrite: bool = False,
+                  options: CurateOptions | None = None,
+                  counter: TokenCounter | None = None) -> dict:
+    """Build dataset ``name`` from ``sources`` (files, or ``"logs"`` for the conversation log).
+
+    Returns the summary that ``data_report.md`` and ``chatbot data build --json`` show.
+    """
+    started = time.perf_counter()
+    target = dataset_path(config, name)
+    if target.exists() and not overwrite:
+        raise DataError(f"dataset {name!r} already exists at {target}; choose another name or "
+                        "pass --overwrite")
+    files = [Path(s) for s in sources if str(s) != LOGS]
+    timings, clock = {}, time.perf_counter()
+    imported = read_transcripts(files, _qa_fields(config), strict=strict)
+    logged = _read_log(config, strict) if any(str(s) == LOGS for s in sources) else None
+    timings["read"], clock = _lap(clock)
+    template = _template(config)
+    conversations = _prepare_imports(config, imported.conversations, template)
+    everything = (logged.conversations if logged else []) + conversations
+    if not everything:
+        raise DataError(_nothing_message(imported, logged, bool(files)))
+    timings["render"], clock = _lap(clock)
+    options = options or options_from_config(config)
+    counter = counter or _chat_counter(config)
+    timings["load_tokenizer"], clock = _lap(clock)
+    curated = curate(everything, options, counter)
+    timings["curate"], clock = _lap(clock)
+    summary = _summary(config, name, target, files, logged, imported, curated, template, counter)
+    _write(target, summary, curated, options, overwrite)
+    timings["write"], clock = _lap(clock)
+    summary["seconds"] = {**timings, "total": round(clock - started, 3)}
+    return summary
+
+
+def _lap(since: float) -> tuple[float, float]:
+    now = time.perf_counter()
+    return round(now - since, 3), now
+
+
+def _qa_fields(config: BotConfig) -> QAFields:
+    data = config.data
+    return QAFields(data.question_field, data.answer_field, data.system_field)
+
+
+def _template(config: BotConfig):
+    from chatbot.prompts import load_template
+
+    name = config.data.template or config.variants[config.default_variant].template
+    path = config.resolve(name) if name.endswith(".j2") else name
+    return load_template(str(path))
+
+
+def _prepare_imports(config: BotConfig, conversations: list[Conversation],
+                     template) -> list[Conversation]:
+    if not config.data.render_with_template:
+        return conversations
+    from training.render import render_imports
+
+    return render_imports(conversations, template, bot_name=config.name)
+
+
+def _read_log(config: BotConfig, strict: bool) -> ImportResult:
+    from training.fromlog import read_log
+
+    result = read_log(config.data_path / "logs.sqlite", with_sources=config.data.log_sources,
+                      template_for=_variant_templates(config), bot_name=config.name)
+    if strict and result.problems:
+        raise DataError(f"{len(result.problems)} unusable answer(s) in the log (strict mode), "
+                        f"the first: {result.problems[0]}")
+    return result
+
+
+def _variant_templates(config: BotConfig):
+    """A variant's prompt template by name (the default variant's for unknown ones), cached."""
+    from chatbot.prompts import load_template
+
+    loaded: dict[str, object] = {}
+
+    def template_for(variant: str | None):
+        chosen = config.variants.get(variant or "") or config.variants[config.default_variant]
+        name = chosen.template
+        if name not in loaded:
+            loaded[name] = load_template(str(config.resolve(name)) if name.endswith(".j2")
+                                         else name)
+        return loaded[name]
+
+    return template_for
+
+
+def _chat_counter(config: BotConfig) -> TokenCounter:
+    from chatbot.models import resolve_model
+    from training.tokens import chat_counter
+
+    return chat_counter(resolve_model(config.models.chat, config.base_dir), config.models.chat)
+
+
+def _nothing_message(imported: ImportResult, logged: ImportResult | None, had_files: bool
+                     ) -> str:
+    problems = imported.problems + (logged.problems if logged else [])
+    if problems:
+        return (f"no valid conversation to build from: {len(problems)} problem(s), "
+                f"the first: {problems[0]}")
+    if not had_files and logged is None:
+        return "nothing to build from; pass --from logs and/or --from FILE"
+    return "no conversation to build from: the log and the files given are empty"
+
+
+def _summary(config: BotConfig, name: str, target: Path, files: list[Path],
+             logged: ImportResult | None, imported: ImportResult, curated: Curated, template,
+             counter: TokenCounter) -> dict:
+    halves = curated.split
+    final = halves.train + halves.validation
+    lengths = [curated.lengths[c.id] for c in final]
+    sources = [{"path": str(f), "sha256": store.file_sha256(f)} for f in files if f.is_file()]
+    logged = logged or ImportResult([], [], 0)
+    if logged.records:
+        log_path = config.data_path / "logs.sqlite"
+        sources.insert(0, {"path": str(log_path), "sha256": store.file_sha256(log_path),
+                           "answers": logged.records})
+    problems = imported.problems + logged.problems
+    return {
+        "name": name, "path": str(target), "report": str(target / "data_report.md"),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "sources": sources, "records_read": imported.records + logged.records,
+        "imported": len(imported.conversations), "logged": len(logged.conversations),
+        "skipped": imported.skipped + logged.skipped, "problem_count": len(problems),
+        "problems": [str(p) for p in problems[:50]],
+        "train": len(halves.train), "validation": len(halves.validation),
+        "train_turns": sum(c.count("assistant") for c in halves.train),
+        "validation_turns": sum(c.count("assistant") for c in halves.validation),
+        "moved_to_train": len(halves.moved), "review": len(curated.review),
+        "warnings": _warnings(halves),
+        "pii": curated.pii_counts,
+        "tokens": token_stats([x.total for x in lengths], [x.supervised for x in lengths]),
+        "chat_model": config.models.chat, "tokenizer": counter.name,
+        **_model_identity(config, counter),
+        "template": template.name, "template_hash": template.hash,
+        "render_with_template": config.data.render_with_template,
+        "steps": [{"name": step.name, "in": step.conversations_in,
+                   "out": step.conversations_out, "dropped": step.dropped,
+                   "seconds": step.seconds, "cpu_seconds": step.cpu_seconds}
+                  for step in curated.steps],
+    }
+
+
+def _write(target: Path, summary: dict, curated: Curated, options: CurateOptions,
+           overwrite: bool) -> None:
+    root = target.parent
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
+    try:
+        halves = curated.split
+        store.save_examples(work, halves.train, halves.validation)
+        store.write_jsonl(work / "export.jsonl",
+                          store.export_records(halves.train + halves.validation))
+        store.write_jsonl(work / "review_thumbs_down.jsonl", store.review_records(curated.review))
+        write_histogram(work / "token_lengths.png",
+                        [curated.lengths[c.id].total for c in halves.train],
+                        [curated.lengths[c.id].total for c in halves.validation],
+                        (options.min_tokens, options.max_tokens))
+        steps = [asdict(step) for step in curated.steps]
+        (work / "data_report.md").write_text(render_report(summary, steps, curated.pii_examples),
+                                             encoding="utf-8")
+        manifest = _manifest(summary, steps, options, halves)
+        (work / store.MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False),
+                                           encoding="utf-8")
+        if target.exists() and overwrite:
+            shutil.rmtree(target)
+        work.rename(target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _warnings(halves) -> list[str]:
+    """Problems a fine-tune would hit with this dataset, said at build time."""
+    found = []
+    if not halves.train:
+        found.append("the train split is empty: nothing passed the curation steps")
+    if not halves.validation:
+        found.append("the validation split is empty (too few conversations, or all moved to "
+                     "train as near-duplicates); fine-tuning needs validation examples: add "
+                     "conversations or raise data.validation_share")
+    return found
+
+
+def _model_identity(config: BotConfig, counter: TokenCounter) -> dict:
+    """Fingerprint and chat template hash of the chat model whose tokenizer measured lengths."""
+    from chatbot.models import chat_template_hash, model_fingerprint, resolve_model
+
+    tokenizer = getattr(counter, "tokenizer", None)
+    return {"chat_model_fingerprint":
+            model_fingerprint(resolve_model(config.models.chat, config.base_dir)),
+            "chat_template_hash": chat_template_hash(tokenizer) if tokenizer else None}
+
+
+def _manifest(summary: dict, steps: list[dict], options: CurateOptions, halves) -> dict:
+    return {
+        "format": store.FORMAT, "name": summary["name"], "created_at": summary["created_at"],
+        "sources": summary["sources"], "options": asdict(options), "steps": steps,
+        "counts": {k: summary[k] for k in COUNT_KEYS},
+        "pii": summary["pii"], "tokens": summary["tokens"],
+        "chat_model": summary["chat_model"],
+        "chat_model_fingerprint": summary["chat_model_fingerprint"],
+        "chat_template_hash": summary["chat_template_hash"],
+        "template": summary["template"], "template_hash": summary["template_hash"],
+        "render_with_template": summary["render_with_template"],
+        "sha256": store.examples_sha256(halves.train, halves.validation),
+    }
+
+
+def load_dataset_dir(config: BotConfig, name: str):
+    """The ``DatasetDict`` of dataset ``name`` (its manifest checked first)."""
+    return store.load_examples(_existing(config, name))
+
+
+def read_dataset_manifest(config: BotConfig, name: str) -> dict:
+    return store.read_manifest(_existing(config, name))
+
+
+def list_datasets(config: BotConfig) -> list[dict]:
+    """Name, creation time and split sizes of every dataset of the bot."""
+    root = datasets_root(config)
+    found = []
+    for directory in sorted(root.iterdir()) if root.is_dir() else []:
+        if (directory / store.MANIFEST).is_file() and not directory.name.startswith("."):
+            manifest = store.read_manifest(directory)
+            found.append({"name": directory.name, "created_at": manifest["created_at"],
+                          "train": manifest["counts"]["train"],
+                          "validation": manifest["counts"]["validation"],
+                          "path": str(directory)})
+    return found
+
+
+def export_dataset(config: BotConfig, name: str, out: Path) -> int:
+    """Copy the dataset's examples (train then validation) to ``out`` as OpenAI JSONL."""
+    source = _existing(config, name) / "export.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, out)
+    with out.open(encoding="utf-8") as handle:
+        return sum(1 for _ in handle)
+
+
+def _existing(config: BotConfig, name: str) -> Path:
+    directory = dataset_path(config, name)
+    if not directory.is_dir():
+        known = ", ".join(d["name"] for d in list_datasets(config)) or "none yet"
+        raise DataError(f"no dataset {name!r} in {datasets_root(config)} (datasets: {known}); "
+                        "build it with `chatbot data build --name NAME`")
+    return directory

@@ -1,0 +1,274 @@
+"""Imported transcript files to validated conversations, with positional problems.
+
+Formats, recognised per JSONL line: OpenAI chat (``{"messages": [{"role", "content"}]}``),
+ShareGPT (``{"conversations": [{"from": "human"|"gpt"|"system", "value"}]}``), Schema-Guided
+Dialogue rows (``{"turns": [{"speaker": "USER"|"SYSTEM", "utterance"}]}``) and simple
+question/answer rows (JSONL or CSV, field names configurable). A bad line is reported with its
+file, line and message index and skipped; ``strict=True`` turns any problem into an error.
+
+    chatbot data build --name NAME --from transcripts.jsonl
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from chatbot.types import Message
+from training.errors import DataError
+
+ROLES = ("system", "user", "assistant")
+_LIST_KEYS = {"openai": "messages", "sharegpt": "conversations", "sgd": "turns"}
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+SGD_ROLES = {"USER": "user", "SYSTEM": "assistant"}
+MAX_PROBLEMS_IN_ERROR = 20
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One training example: the messages the model sees, the last assistant turn a target.
+
+    ``group`` is what the train/validation split keeps together (a logged session whose turns
+    became several examples); for an imported conversation it is its own ``id``. ``dialogue``
+    holds what the people said, without the system prompt or rendered sources, for
+    deduplication; empty means "the non-system messages".
+    """
+
+    id: str
+    messages: tuple[Message, ...]
+    source: str
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    group: str = ""
+    dialogue: tuple[Message, ...] = ()
+
+    @property
+    def split_key(self) -> str:
+        return self.group or self.id
+
+    @property
+    def turns(self) -> tuple[Message, ...]:
+        return self.dialogue or tuple(m for m in self.messages if m.role != "system")
+
+    def count(self, role: str) -> int:
+        return sum(1 for message in self.messages if message.role == role)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why one line (or a whole file, ``line == 0``) was skipped."""
+
+    file: str
+    line: int
+    message: str
+    index: int | None = None
+    key: str = "messages"
+    """The list ``index`` points into: ``messages``, ``conversations`` or ``turns``."""
+
+    def __str__(self) -> str:
+        where = self.file if self.line == 0 else f"{self.file}:{self.line}"
+        at = "" if self.index is None else f" {self.key}[{self.index}]:"
+        return f"{where}:{at} {self.message}"
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    conversations: list[Conversation]
+    problems: list[Problem]
+    records: int
+    """Lines or rows read, valid or not (a file that could not be parsed counts none)."""
+
+    @property
+    def skipped(self) -> int:
+        return self.records - len(self.conversations)
+
+
+@dataclass(frozen=True)
+class QAFields:
+    """Field names of question/answer imports (JSONL keys or CSV header columns)."""
+
+    question: str = "question"
+    answer: str = "answer"
+    system: str | None = None
+
+
+class InvalidRecord(Exception):
+    """One record that can't be used; ``index`` is the position in its ``key`` list."""
+
+    def __init__(self, message: str, index: int | None = None, key: str = "messages") -> None:
+        super().__init__(message)
+        self.index = index
+        self.key = key
+
+
+def read_transcripts(paths: Iterable[str | Path], qa: QAFields = QAFields(),
+                     strict: bool = False) -> ImportResult:
+    """Every valid conversation in ``paths``; problems are collected (or raised if strict)."""
+    conversations: list[Conversation] = []
+    problems: list[Problem] = []
+    records = 0
+    for path in paths:
+        result = read_file(Path(path), qa)
+        conversations += result.conversations
+        problems += result.problems
+        records += result.records
+    if strict and problems:
+        shown = "\n  ".join(str(p) for p in problems[:MAX_PROBLEMS_IN_ERROR])
+        more = len(problems) - MAX_PROBLEMS_IN_ERROR
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        raise DataError(f"{len(problems)} problem(s) in the imported transcripts (strict mode; "
+                        f"fix them or drop --strict to skip those lines):\n  {shown}{tail}")
+    return ImportResult(conversations, problems, records)
+
+
+def read_file(path: Path, qa: QAFields = QAFields()) -> ImportResult:
+    """One transcript file; an unreadable file is one problem at line 0."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ImportResult([], [Problem(name, 0, "file not found")], 0)
+    except UnicodeDecodeError as exc:
+        return ImportResult([], [Problem(name, 0, f"not UTF-8 text ({exc.reason} at byte "
+                                                  f"{exc.start}); re-save it as UTF-8")], 0)
+    except OSError as exc:
+        return ImportResult([], [Problem(name, 0, f"cannot read: {exc.strerror}")], 0)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        rows = _csv_rows(name, text, qa)
+    elif suffix in (".jsonl", ".ndjson"):
+        rows = _jsonl_rows(text)
+    else:
+        return ImportResult([], [Problem(name, 0, f"unsupported file type {suffix or '(none)'!r}; "
+                                                  "expected .jsonl or .csv")], 0)
+    return _collect(name, path.name, rows, qa)
+
+
+def _collect(name: str, stem: str, rows: Iterator[tuple[int, Any]], qa: QAFields) -> ImportResult:
+    conversations, problems, records = [], [], 0
+    try:
+        for line, record in rows:
+            records += 1
+            try:
+                messages, fmt = to_messages(record, qa)
+                validate(messages, _LIST_KEYS.get(fmt, "messages"))
+            except InvalidRecord as exc:
+                problems.append(Problem(name, line, str(exc), exc.index, exc.key))
+                continue
+            conversations.append(Conversation(f"{stem}:{line}", messages, name,
+                                              {"format": fmt, "line": line}))
+    except DataError as exc:  # the file as a whole cannot be parsed (e.g. a CSV header)
+        return ImportResult([], [Problem(name, 0, str(exc))], 0)
+    return ImportResult(conversations, problems, records)
+
+
+def _jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, _Malformed(f"malformed JSON ({exc.msg}, column {exc.colno})")
+
+
+def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
+    reader = csv.DictReader(text.splitlines())
+    header = reader.fieldnames or []
+    missing = [f for f in (qa.question, qa.answer) if f not in header]
+    if missing:
+        raise DataError(f"CSV header has no column(s) {', '.join(missing)} (found: "
+                        f"{', '.join(header) or 'nothing'}); set data.question_field/"
+                        "data.answer_field in the config")
+    for row in reader:
+        yield reader.line_num, row
+
+
+@dataclass(frozen=True)
+class _Malformed:
+    reason: str
+
+
+def to_messages(record: Any, qa: QAFields = QAFields()) -> tuple[tuple[Message, ...], str]:
+    """Messages and the format name of one parsed record; raises ``InvalidRecord``."""
+    if isinstance(record, _Malformed):
+        raise InvalidRecord(record.reason)
+    if not isinstance(record, dict):
+        raise InvalidRecord(f"expected a JSON object, got {type(record).__name__}")
+    if "messages" in record:
+        return _listed(record["messages"], "messages", "role", "content", None), "openai"
+    if "conversations" in record:
+        return _listed(record["conversations"], "conversations", "from", "value",
+                       SHAREGPT_ROLES), "sharegpt"
+    if "turns" in record:
+        return _listed(record["turns"], "turns", "speaker", "utterance", SGD_ROLES), "sgd"
+    if qa.question in record or qa.answer in record:
+        return _qa_messages(record, qa), "qa"
+    raise InvalidRecord(f"unrecognised record: expected 'messages' (OpenAI), 'conversations' "
+                        f"(ShareGPT), 'turns' (SGD) or '{qa.question}'/'{qa.answer}' fields")
+
+
+def _listed(items: Any, key: str, role_key: str, text_key: str,
+            roles: dict[str, str] | None) -> tuple[Message, ...]:
+    if not isinstance(items, list):
+        raise InvalidRecord(f"'{key}' must be a list, got {type(items).__name__}", key=key)
+    messages = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidRecord(f"expected an object with '{role_key}' and '{text_key}'", index,
+                                key)
+        role, text = item.get(role_key), item.get(text_key)
+        known = roles if roles is not None else {r: r for r in ROLES}
+        if role not in known:
+            raise InvalidRecord(f"unknown role {role!r} (expected one of: {', '.join(known)})",
+                                index, key)
+        if not isinstance(text, str):
+            raise InvalidRecord(f"'{text_key}' must be a string, got {type(text).__name__}",
+                                index, key)
+        messages.append(Message(known[role], text))
+    return tuple(messages)
+
+
+def _qa_messages(record: dict, qa: QAFields) -> tuple[Message, ...]:
+    messages = []
+    if qa.system and str(record.get(qa.system) or "").strip():
+        messages.append(Message("system", str(record[qa.system])))
+    for role, name in (("user", qa.question), ("assistant", qa.answer)):
+        value = record.get(name)
+        if value is None:
+            raise InvalidRecord(f"missing field '{name}'")
+        messages.append(Message(role, str(value)))
+    return tuple(messages)
+
+
+def validate(messages: tuple[Message, ...], key: str = "messages") -> None:
+    """Raise ``InvalidRecord`` at the first message that breaks the user/assistant alternation."""
+    if not messages:
+        raise InvalidRecord("no messages")
+    try:
+        _check_order(messages)
+    except InvalidRecord as exc:
+        raise InvalidRecord(str(exc).replace("messages[", f"{key}["), exc.index, key) from None
+
+
+def _check_order(messages: tuple[Message, ...]) -> None:
+    previous = None
+    for index, message in enumerate(messages):
+        if message.role == "system" and index != 0:
+            raise InvalidRecord("a system message is only allowed first", index)
+        if message.role == previous and message.role != "system":
+            raise InvalidRecord(f"two {message.role} messages in a row "
+                                f"(messages[{index - 1}] and messages[{index}])", index)
+        if message.role == "assistant" and not message.content.strip():
+            raise InvalidRecord("empty assistant message", index)
+        if message.role == "user" and not message.content.strip():
+            raise InvalidRecord("empty user message", index)
+        if message.role == "assistant" and previous != "user":
+            raise InvalidRecord("an assistant message must follow a user message", index)
+        previous = message.role
+    if messages[-1].role != "assistant":
+        raise InvalidRecord("the last message must be the assistant's answer "
+                            "(the training target)", len(messages) - 1)
+
