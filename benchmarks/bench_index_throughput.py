@@ -60,7 +60,14 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--batch-sizes", default="16,32,64,128")
     parser.add_argument("--sample", type=int, default=400, help="chunks for the batch-size sweep")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads; 1 keeps CPU seconds honest on a busy machine "
+                             "(idle threads of a team spin and bill CPU time)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     embedder = SentenceTransformerEmbedder(resolve_model(NAME), name=NAME, batch_size=32)
     embedder.encode(["warm up"] * 8)
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,8 +87,11 @@ def main() -> None:
     sweep = {b: raw_encode(embedder.model, sample, b) for b in map(int, args.batch_sizes.split(","))}
     best = min(sweep, key=lambda b: sweep[b][1])  # by CPU time: wall time on a busy machine lies
     raw, raw_cpu = raw_encode(embedder.model, texts, best)
+    import torch
+
     print(f"\n{args.docs} documents, {len(texts)} chunks, {tokens} tokens "
-          f"(mean {tokens / len(texts):.0f} tokens/chunk); sync batch size 32\n")
+          f"(mean {tokens / len(texts):.0f} tokens/chunk); sync batch size 32; "
+          f"torch threads {torch.get_num_threads()}\n")
     print(f"| batch size (raw, sample of {len(sample)} chunks) | wall s | CPU s |\n|---|---|---|")
     for size, (seconds, cpu) in sweep.items():
         print(f"| {size}{' (best)' if size == best else ''} | {seconds:.1f} | {cpu:.1f} |")

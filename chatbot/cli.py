@@ -16,7 +16,11 @@ SECTIONS = ["Chat", "Documents", "Conversations", "Training and evaluation", "Se
 
 
 class SectionedGroup(click.Group):
-    """A group whose help lists commands under section headings instead of one flat list."""
+    """A group whose help lists commands under section headings instead of one flat list,
+    in the order they are added (the order users meet them), not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         by_section: dict[str, list[tuple[str, str]]] = {}

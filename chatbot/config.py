@@ -161,6 +161,9 @@ class DataConfig(Section):
     """Answer column of question/answer imports."""
     system_field: str | None = None
     """Optional system-prompt column of question/answer imports."""
+    log_sources: bool = True
+    """Logged answers keep the numbered sources shown at chat time (what RAG variants are
+    served with); ``false`` renders each question again without them."""
     render_with_template: bool = True
     """Render imported conversations that have no system message with the serving prompt
     template (as the bot would see them); ``false`` keeps their messages as they are."""

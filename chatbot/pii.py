@@ -47,6 +47,10 @@ _ID_SHAPED = re.compile(
     r"\b(?:\d{3}-\d{2}-\d{4}|[XYZ]?\d{7,8}[A-Z]|[A-Z]{6}\d{2}[A-Z]\d{2}[A-Z]\d{3}[A-Z]"
     r"|[12] ?\d{2} ?\d{2} ?\d{2} ?\d{3} ?\d{3} ?\d{2})\b")
 _NATIONAL_IDS = (ssn, dni, nie, codicefiscale, nir)
+# Cheap hints that decide which full scans run (see _hints).
+_LONG_DIGITS = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6,}")
+_CODICE_HINT = re.compile(r"[A-Z]{6}\d\d")
+_IP_HINT = re.compile(r"\d\.\d{1,3}\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]*:")
 _ID_LABEL_WORDS = ("ssn", "social security", "passport", "licen")
 _ID_WORD = re.compile(r"\bid\b")
 # A run of at least 7 digits with only phone punctuation between them: the only places
@@ -65,12 +69,29 @@ def scrub(text: str, kinds: Iterable[str] = KINDS,
     unknown = wanted - set(KINDS)
     if unknown:
         raise ValueError(f"unknown PII kind(s) {sorted(unknown)}; known kinds: {', '.join(KINDS)}")
+    hints = _hints(text)
     for kind in KINDS:
-        if kind in wanted:
+        if kind in wanted and kind in hints:
             text, found = _SCRUBBERS[kind](text, region)
             if found:
                 counts[kind] += found
     return text, counts
+
+
+def _hints(text: str) -> set[str]:
+    """The kinds worth a full scan: most text has no '@', no '://' and no long digit run."""
+    hints = set()
+    if "://" in text:
+        hints.add("URL")
+    if "@" in text:
+        hints.add("EMAIL")
+    if _LONG_DIGITS.search(text):
+        hints.update(("IBAN", "CARD", "ID", "PHONE"))
+    elif _CODICE_HINT.search(text) or _has_id_label(text):
+        hints.add("ID")
+    if _IP_HINT.search(text):
+        hints.add("IP")
+    return hints
 
 
 def _replace(pattern: re.Pattern, keep: Callable[[re.Match], bool], placeholder: str,

@@ -50,30 +50,39 @@ def read_auth_file(path: Path) -> list[tuple[str, str]]:
 
 def create_server_app(engine: Engine, config: BotConfig, documents=None) -> FastAPI:
     """The FastAPI app: ``/v1`` API routes first, then the web UI mounted at ``/``."""
+    from chatbot.api import create_api_router
     from chatbot.ui import build_app, mount_ui
 
     server = FastAPI(title=config.name, docs_url=None, redoc_url=None)
-    api_key = os.environ.get(config.server.api_key_env) or None  # noqa: F841 (for the API line)
-    # MERGE(api): uncomment once chatbot/api.py is on main (routes must precede the UI mount):
-    # from chatbot.api import create_api_router; server.include_router(create_api_router(engine, api_key))
+    api_key = os.environ.get(config.server.api_key_env) or None
+    server.include_router(create_api_router(engine, api_key))  # before "/" takes the rest
+    assign, show_names, tabs = ab_parts(engine, config)
     app = build_app(engine, documents=documents, title=config.name, auth=read_auth(config),
-                    **ab_arguments(engine, config))
+                    assign_variant=assign, show_variant_names=show_names, tabs=tabs)
     return mount_ui(server, app, "/")
 
 
-def ab_arguments(engine: Engine, config: BotConfig) -> dict:
-    """The A/B parts of the UI: the sticky split when ``ab.enabled``, and the Arena and
-    Dashboard tabs whenever votes can be stored (logging on, two or more variants)."""
-    if not config.logging.enabled or len(engine.variants) < 2:
-        return {}
+def ab_parts(engine: Engine, config: BotConfig) -> tuple:
+    """(assign_variant or None, show variant names, extra tabs) from the ``ab`` section.
+
+    With ``ab.enabled`` each web session gets a sticky variant; with two or more variants
+    the Arena and Dashboard tabs are there to compare them. Votes live in the conversation
+    log, so with logging off there is no A/B.
+    """
     from chatbot.ab import AbStore, session_assigner
 
+    variants = list(engine.variants)
+    if not config.logging.enabled or (not config.ab.enabled and len(variants) < 2):
+        return None, True, []
     ab = config.ab
     store = AbStore(config.data_path / "logs.sqlite")
-    arguments = {"ab_store": store, "arena_pairs": ab.arena_pairs,
-                 "ab_report": {"min_effect": ab.min_effect, "alpha": ab.alpha,
-                               "power": ab.power, "bootstrap": ab.bootstrap}}
-    if ab.enabled:
-        arguments |= {"assign_variant": session_assigner(store, ab.weights, list(engine.variants)),
-                      "show_variant_names": ab.show_variant_names}
-    return arguments
+    assign = session_assigner(store, ab.weights, variants) if ab.enabled else None
+    tabs = []
+    if len(variants) >= 2:
+        from chatbot.ui.arena import build_arena_tab
+        from chatbot.ui.dashboard import build_dashboard_tab
+
+        tabs = [("Arena", lambda: build_arena_tab(engine, store, ab.arena_pairs)),
+                ("Dashboard", lambda: build_dashboard_tab(store, variants, ab.min_effect,
+                                                          ab.alpha, ab.power, ab.bootstrap))]
+    return assign, ab.show_variant_names if ab.enabled else True, tabs

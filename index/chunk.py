@@ -73,6 +73,8 @@ def _pages(text: str, pages: list) -> list[tuple[str, str]]:
 
 def _fit(splitter, count_tokens: Callable[[str], int], size: int, text: str) -> list[str]:
     """Split ``text``; a piece over ``size`` tokens once joined is split again, smaller."""
+    if count_tokens(text) <= size:  # most sections fit whole: skip the splitter's many counts
+        return [text.strip()] if text.strip() else []
     pieces = []
     for piece in splitter.split_text(text):
         if count_tokens(piece) <= size:

@@ -67,7 +67,8 @@ class SentenceTransformerEmbedder:
         return int(self.model.max_seq_length) - specials
 
     def count_tokens(self, text: str) -> int:
-        return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
+        # verbose=False: counting a long text is the point, not a truncation to warn about.
+        return len(self.model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -187,9 +187,9 @@ class Store:
             vectors: np.ndarray) -> None:
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors for {source}")
-        self._ensure_faiss(vectors.shape[1])
         ids = self.docstore.add(source, content_hash, size, _now(), chunks)
         if len(ids):
+            self._ensure_faiss(vectors.shape[1])
             self._faiss.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids)
         self.manifest["documents"][source] = content_hash
         self._dirty = True

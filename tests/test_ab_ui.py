@@ -77,7 +77,7 @@ def test_tabs_build_inside_blocks(arena) -> None:
 
 def test_server_adds_arena_dashboard_and_the_sticky_split_from_config(tmp_path, echo) -> None:
     from chatbot.config import load_config
-    from chatbot.server import ab_arguments
+    from chatbot.server import ab_parts
     from chatbot.ui import build_app
 
     path = tmp_path / "bot.yaml"
@@ -88,10 +88,12 @@ def test_server_adds_arena_dashboard_and_the_sticky_split_from_config(tmp_path, 
     variants = {"prompt": Variant("prompt", "b", "rag", False),
                 "finetuned": Variant("finetuned", "b", "plain", False)}
     engine = Engine(variants, lambda model: echo)
-    app = build_app(engine, **ab_arguments(engine, config))
-    assert app.arena_actions.pairs == [("prompt", "finetuned")]
+    assign, show_names, tabs = ab_parts(engine, config)
+    app = build_app(engine, assign_variant=assign, show_variant_names=show_names, tabs=tabs)
+    assert app.tab_actions["Arena"].pairs == [("prompt", "finetuned")]
     assert app.chat_actions.assign_variant("web-1") == "finetuned"
     assert app.chat_actions.show_variant_names is False
-    assert app.dashboard_actions.variants == ["prompt", "finetuned"]
-    single = Engine({"prompt": variants["prompt"]}, lambda model: echo)
-    assert ab_arguments(single, config) == {}
+    assert app.tab_actions["Dashboard"].variants == ["prompt", "finetuned"]
+    no_log = load_config(path)
+    no_log.logging.enabled = False
+    assert ab_parts(engine, no_log) == (None, True, [])

@@ -81,10 +81,12 @@ def served(tmp_path, tiny_model_dir, isolated_state):
         server.wait(timeout=20)
 
 
-def test_chat_in_the_browser_streams_shows_sources_and_logs_thumbs_up(served) -> None:
+def test_browser_chat_streams_shows_sources_logs_thumbs_up_and_uploads(served) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     url, log_path = served
+    upload = log_path.parent.parent / "pets.md"
+    upload.write_text("# Pets\n\nCats sleep sixteen hours a day.\n")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
@@ -100,6 +102,11 @@ def test_chat_in_the_browser_streams_shows_sources_and_logs_thumbs_up(served) ->
             assert page.evaluate("window.seenTexts.size") >= 2  # it grew before it ended
             page.get_by_label("Like", exact=True).first.click()
             expect(page.locator("#cb-comment")).to_be_visible(timeout=10_000)
+            page.get_by_role("tab", name="Documents").click()
+            page.locator("#cb-upload input[type=file]").set_input_files(str(upload))
+            expect(page.locator("#cb-upload-status")).to_contain_text(
+                "Indexed 1 file(s): 1 added", timeout=30_000)
+            expect(page.locator("#cb-documents")).to_contain_text("uploads/pets.md")
         finally:
             browser.close()
     rows = sqlite3.connect(log_path).execute(

@@ -160,3 +160,44 @@ def test_from_logs_uses_the_exact_prompt_and_feedback(config):
     review = [json.loads(x) for x in (folder / "review_thumbs_down.jsonl").read_text().splitlines()]
     assert review[0]["comment"] == "Wrong: use `chatbot index remove PATH`."
     assert review[0]["conversation_id"] == "logs:s1:3"
+
+
+def test_token_counts_equal_tokenizing_the_whole_rendered_conversation():
+    from chatbot.models import resolve_model
+    from training.tokens import chat_counter
+    from training.transcripts import read_transcripts
+
+    counter = chat_counter(resolve_model("embedded:smollm2-135m-instruct"), "smollm2")
+    conversations = [c.messages for c in read_transcripts(SAMPLES[:2]).conversations]
+    measured = counter.measure(conversations)
+    assert [m.total for m in measured] == [counter.exact_total(c) for c in conversations]
+    answer = conversations[0][1].content
+    assert measured[0].supervised == len(counter.tokenizer(answer)["input_ids"]) + 1
+
+
+def test_logged_answers_can_drop_the_sources_shown_at_chat_time(config, tmp_path):
+    from index.types import Chunk, Hit
+
+    hit = Hit(Chunk("c1", "docs/index.md", "Run `chatbot index sync`.", "Indexing", "h"), 0.9, 1)
+    template = load_template("rag")
+    log = ConversationLog(config.data_path / "logs.sqlite")
+    log.ensure_session("s1", "prompt")
+    log.add_turn("s1", "user", "How do I index my documents?")
+    sent = build_messages(template, "How do I index my documents?", [hit])
+    turn = log.add_turn("s1", "assistant", "", variant="prompt",
+                        messages=[m.as_dict() for m in sent], status="pending")
+    log.finish_turn(turn, "Run `chatbot index sync docs/` [1].", {}, "complete")
+    log.close()
+    summary = build_dataset(config, "with", ["logs"])
+    assert summary["train"] == 1 and summary["warnings"][0].startswith(
+        "the validation split is empty")
+    assert "**Warning:** the validation split is empty" in Path(summary["report"]).read_text()
+    with_sources = dict(sum(split_rows(config, "with").values(), []))["logs:s1:1"]
+    assert "docs/index.md" in with_sources[1]["content"]
+    without = config.model_copy(update={"data": config.data.model_copy(
+        update={"log_sources": False})})
+    build_dataset(without, "without", ["logs"])
+    rows = dict(sum(split_rows(config, "without").values(), []))["logs:s1:1"]
+    expected = build_messages(template, "How do I index my documents?", [])
+    assert rows[:-1] == [m.as_dict() for m in expected]
+    assert rows[-1] == {"role": "assistant", "content": "Run `chatbot index sync docs/` [1]."}

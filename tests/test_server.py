@@ -67,3 +67,49 @@ def test_server_serves_the_ui_and_asks_for_login_when_set(config_file, monkeypat
         assert client.post("/login", data={"username": "ana", "password": "no"}).status_code == 400
         assert client.post("/login", data={"username": "ana", "password": "pw"}).status_code == 200
         assert client.get("/config").status_code == 200
+
+
+def test_api_and_ui_share_the_server_and_the_api_key_guards_only_the_api(
+        config_file, monkeypatch, echo) -> None:
+    monkeypatch.setenv("CHATBOT_API_KEY", "k-123")
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo)
+    with TestClient(create_server_app(engine, load_config(config_file))) as client:
+        assert client.get("/v1/models").status_code == 401
+        models = client.get("/v1/models", headers={"Authorization": "Bearer k-123"}).json()
+        assert [m["id"] for m in models["data"]] == ["prompt"]
+        assert client.get("/").status_code == 200
+
+
+def test_ab_on_assigns_a_sticky_hidden_variant_and_adds_arena_and_dashboard(
+        config_file, echo) -> None:
+    import gradio as gr
+
+    from chatbot.ab import AbStore
+    from chatbot.server import ab_parts
+    from chatbot.ui import build_app
+    from chatbot.ui.chat import ChatActions, new_state
+
+    config_file.write_text("variants:\n  prompt: {}\n  plain: {template: plain, retrieval: false}\n"
+                           "ab:\n  enabled: true\n  weights: {prompt: 0, plain: 1}\n")
+    config = load_config(config_file)
+    variants = {"prompt": Variant("prompt", "base", "rag", True),
+                "plain": Variant("plain", "base", "plain", False)}
+    engine = Engine(variants, lambda m: echo)
+    assign, show_names, tabs = ab_parts(engine, config)
+    state = new_state()
+    assert assign(state.session_id) == "plain" and show_names is False
+    list(ChatActions(engine, assign).respond("hi there", state, "prompt"))
+    assert state.answers[0].reply.variant == "plain"  # the assignment, not the choice
+    assert AbStore(config.data_path / "logs.sqlite").assignments() == {"plain": 1}
+    app = build_app(engine, assign_variant=assign, show_variant_names=show_names, tabs=tabs)
+    labels = [b.label for b in app.blocks.values() if isinstance(b, gr.Tab)]
+    assert labels == ["Chat", "Arena", "Dashboard"]
+    variant_box = next(b for b in app.blocks.values() if b.elem_id == "cb-variant")
+    assert variant_box.visible is False
+
+
+def test_one_variant_and_ab_off_means_chat_only(config_file, echo) -> None:
+    from chatbot.server import ab_parts
+
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo)
+    assert ab_parts(engine, load_config(config_file)) == (None, True, [])

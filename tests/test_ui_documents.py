@@ -31,7 +31,8 @@ def test_upload_indexes_lists_searches_and_removes(documents, tmp_path) -> None:
     actions = DocumentActions(documents)
     uploads = [write(tmp_path / "gradio-a", "install.md", "# Install\n\nRun pip install."),
                write(tmp_path / "gradio-b", "faq.md", "# FAQ\n\nRefunds take five days.")]
-    status, rows, chooser = actions.upload(uploads)
+    status, rows, chooser, dropped = actions.upload(uploads)
+    assert dropped is None
     assert status.startswith("Indexed 2 file(s): 2 added")
     kept = sorted(str(documents.upload_dir / n) for n in ("faq.md", "install.md"))
     assert sorted(r[0] for r in rows) == kept and all(r[1] >= 1 for r in rows)
@@ -45,7 +46,7 @@ def test_upload_indexes_lists_searches_and_removes(documents, tmp_path) -> None:
 def test_upload_of_a_changed_file_updates_it(documents, tmp_path) -> None:
     actions = DocumentActions(documents)
     actions.upload([write(tmp_path / "one", "notes.md", "Old text about cats.")])
-    status, rows, _ = actions.upload([write(tmp_path / "two", "notes.md", "New text on dogs.")])
+    status, rows, _, _ = actions.upload([write(tmp_path / "two", "notes.md", "New text on dogs.")])
     assert "1 updated" in status and len(rows) == 1
     assert "dogs" in actions.search("dogs", 1, "bm25")
 
@@ -78,3 +79,11 @@ def test_app_has_a_documents_tab_only_when_given_documents(documents, echo) -> N
     without = build_app(engine)
     labels = lambda app: {b.label for b in app.blocks.values() if isinstance(b, gr.Tab)}
     assert labels(with_docs) == {"Chat", "Documents"} and labels(without) == {"Chat"}
+
+
+def test_a_file_that_cannot_be_read_is_named_with_its_reason(documents, tmp_path) -> None:
+    broken = tmp_path / "u" / "broken.pdf"
+    broken.parent.mkdir()
+    broken.write_bytes(b"%PDF-1.4 this is not really a pdf")
+    status, rows, _, _ = DocumentActions(documents).upload([str(broken)])
+    assert "1 failed" in status and "- not indexed: `broken.pdf`: " in status and rows == []

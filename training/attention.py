@@ -37,8 +37,10 @@ def _varlen_forward(module, query, key, value, attention_mask, scaling=None, dro
                     **kwargs):
     from torch.nn.attention.varlen import varlen_attn
 
-    cu = kwargs["cu_seq_lens_q"]
-    longest = int(kwargs["max_length_q"])
+    if kwargs.get("cu_seq_lens_q") is not None:
+        cu, longest = kwargs["cu_seq_lens_q"], int(kwargs["max_length_q"])
+    else:  # callers that pass only packed position ids (e.g. TRL's padding-free collator)
+        cu, longest = _boundaries(kwargs["position_ids"], query.shape[2])
     # (1, heads, T, dim) -> (T, heads, dim)
     q, k, v = (tensor.squeeze(0).transpose(0, 1) for tensor in (query, key, value))
     if k.shape[1] != q.shape[1]:  # grouped-query attention: repeat the key/value heads
@@ -47,3 +49,12 @@ def _varlen_forward(module, query, key, value, attention_mask, scaling=None, dro
     out = varlen_attn(q.contiguous(), k.contiguous(), v.contiguous(), cu, cu, longest, longest,
                       scale=scaling, window_size=(-1, 0))
     return out.unsqueeze(0), None  # (1, T, heads, dim)
+
+
+def _boundaries(position_ids, length: int):
+    """Sequence boundaries of a packed row from its position ids (each sequence restarts at 0)."""
+    positions = position_ids.reshape(-1)[:length]
+    starts = (positions == 0).nonzero().reshape(-1)
+    end = torch.tensor([length], device=positions.device)
+    cu = torch.cat([starts, end]).to(torch.int32)
+    return cu, int((cu[1:] - cu[:-1]).max())

@@ -123,11 +123,29 @@ def _prepare_imports(config: BotConfig, conversations: list[Conversation],
 def _read_log(config: BotConfig, strict: bool) -> ImportResult:
     from training.fromlog import read_log
 
-    result = read_log(config.data_path / "logs.sqlite")
+    result = read_log(config.data_path / "logs.sqlite", with_sources=config.data.log_sources,
+                      template_for=_variant_templates(config), bot_name=config.name)
     if strict and result.problems:
         raise DataError(f"{len(result.problems)} unusable answer(s) in the log (strict mode), "
                         f"the first: {result.problems[0]}")
     return result
+
+
+def _variant_templates(config: BotConfig):
+    """A variant's prompt template by name (the default variant's for unknown ones), cached."""
+    from chatbot.prompts import load_template
+
+    loaded: dict[str, object] = {}
+
+    def template_for(variant: str | None):
+        chosen = config.variants.get(variant or "") or config.variants[config.default_variant]
+        name = chosen.template
+        if name not in loaded:
+            loaded[name] = load_template(str(config.resolve(name)) if name.endswith(".j2")
+                                         else name)
+        return loaded[name]
+
+    return template_for
 
 
 def _chat_counter(config: BotConfig) -> TokenCounter:
@@ -172,6 +190,7 @@ def _summary(config: BotConfig, name: str, target: Path, files: list[Path],
         "train_turns": sum(c.count("assistant") for c in halves.train),
         "validation_turns": sum(c.count("assistant") for c in halves.validation),
         "moved_to_train": len(halves.moved), "review": len(curated.review),
+        "warnings": _warnings(halves),
         "pii": curated.pii_counts,
         "tokens": token_stats([x.total for x in lengths], [x.supervised for x in lengths]),
         "chat_model": config.models.chat, "tokenizer": counter.name,
@@ -180,7 +199,7 @@ def _summary(config: BotConfig, name: str, target: Path, files: list[Path],
         "render_with_template": config.data.render_with_template,
         "steps": [{"name": step.name, "in": step.conversations_in,
                    "out": step.conversations_out, "dropped": step.dropped,
-                   "seconds": step.seconds}
+                   "seconds": step.seconds, "cpu_seconds": step.cpu_seconds}
                   for step in curated.steps],
     }
 
@@ -212,6 +231,18 @@ def _write(target: Path, summary: dict, curated: Curated, options: CurateOptions
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def _warnings(halves) -> list[str]:
+    """Problems a fine-tune would hit with this dataset, said at build time."""
+    found = []
+    if not halves.train:
+        found.append("the train split is empty: nothing passed the curation steps")
+    if not halves.validation:
+        found.append("the validation split is empty (too few conversations, or all moved to "
+                     "train as near-duplicates); fine-tuning needs validation examples: add "
+                     "conversations or raise data.validation_share")
+    return found
 
 
 def _model_identity(config: BotConfig, counter: TokenCounter) -> dict:

@@ -49,7 +49,9 @@ def save_examples(directory: Path, train: Sequence[Conversation],
         "train": Dataset.from_dict(rows(train), features=features),
         "validation": Dataset.from_dict(rows(validation), features=features),
     })
-    splits.save_to_disk(str(directory / "dataset"))
+    # One shard per split: datasets writes no shard at all for an empty split otherwise, and
+    # then cannot load it back.
+    splits.save_to_disk(str(directory / "dataset"), num_shards={"train": 1, "validation": 1})
 
 
 def write_jsonl(path: Path, records: Iterable[dict]) -> int:

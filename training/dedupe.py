@@ -89,14 +89,13 @@ class _WordHashes:
         self.cache: dict[str, int] = {}
 
     def __call__(self, text: str) -> list[int]:
-        cache = self.cache
-        out = []
-        for word in _WORD.findall(text.lower()):
-            value = cache.get(word)
-            if value is None:
-                value = cache[word] = zlib.crc32(word.encode("utf-8"))
-            out.append(value)
-        return out
+        words = _WORD.findall(text.lower())
+        hashes = list(map(self.cache.get, words))
+        if None in hashes:
+            for index, word in enumerate(words):
+                if hashes[index] is None:
+                    hashes[index] = self.cache.setdefault(word, zlib.crc32(word.encode("utf-8")))
+        return hashes
 
 
 def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
@@ -157,23 +156,31 @@ def exact_key(conversation: Conversation) -> str:
 
 
 class _Bands:
-    """LSH banding: rows that agree on one whole band are candidates."""
+    """LSH banding: rows that agree on one whole band are candidates.
+
+    Each band of r values is folded into one 64-bit key with numpy, for all rows at once.
+    """
 
     def __init__(self, threshold: float, num_perm: int) -> None:
         layout = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        self.ranges = [(i * layout.r, (i + 1) * layout.r) for i in range(layout.b)]
-        self.tables: list[dict[bytes, list[int]]] = [{} for _ in self.ranges]
+        self.bands, self.rows = layout.b, layout.r
+        self.tables: list[dict[int, list[int]]] = [{} for _ in range(self.bands)]
+        rng = np.random.default_rng(_SEED + 1)
+        self.fold = rng.integers(1, 2**63, size=self.rows, dtype=np.uint64) | np.uint64(1)
 
-    def keys(self, row: np.ndarray) -> list[bytes]:
-        return [row[start:end].tobytes() for start, end in self.ranges]
+    def keys(self, signatures: np.ndarray) -> list[list[int]]:
+        """Per row, one key per band (rows are signatures of ``num_perm`` values)."""
+        used = signatures[:, :self.bands * self.rows].astype(np.uint64)
+        banded = used.reshape(len(signatures), self.bands, self.rows)
+        return (banded * self.fold).sum(axis=2, dtype=np.uint64).tolist()
 
-    def insert(self, item: int, row: np.ndarray) -> None:
-        for table, key in zip(self.tables, self.keys(row)):
+    def insert(self, item: int, keys: list[int]) -> None:
+        for table, key in zip(self.tables, keys):
             table.setdefault(key, []).append(item)
 
-    def candidates(self, row: np.ndarray) -> list[int]:
+    def candidates(self, keys: list[int]) -> list[int]:
         found: set[int] = set()
-        for table, key in zip(self.tables, self.keys(row)):
+        for table, key in zip(self.tables, keys):
             found.update(table.get(key, ()))
         return sorted(found)
 
@@ -202,15 +209,16 @@ def dedupe(conversations: Sequence[Conversation], threshold: float | None,
     if threshold is None:
         return DedupeResult(unique, exact, []), sigs
     bands = _Bands(threshold, num_perm)
+    all_keys = bands.keys(sigs.conversations)
     kept, near = [], []
     for index, conversation in enumerate(unique):
         row = sigs.conversations[index]
-        match = next((j for j in bands.candidates(row)
+        match = next((j for j in bands.candidates(all_keys[index])
                       if jaccard(row, sigs.conversations[j]) >= threshold), None)
         if match is not None:
             near.append((conversation.id, unique[match].id))
             continue
-        bands.insert(index, row)
+        bands.insert(index, all_keys[index])
         kept.append(index)
     return DedupeResult([unique[i] for i in kept], exact, near), sigs.subset(kept)
 
@@ -243,16 +251,16 @@ def split(conversations: Sequence[Conversation], sigs: Signatures, validation_sh
 def _leaks(conversations: Sequence[Conversation], sigs: Signatures, in_validation: np.ndarray,
            threshold: float) -> list[tuple[str, str]]:
     bands = _Bands(threshold, sigs.exchanges.shape[1])
-    train_rows = np.flatnonzero(~in_validation[sigs.owner])
-    for row in train_rows:
-        bands.insert(int(row), sigs.exchanges[row])
+    all_keys = bands.keys(sigs.exchanges)
+    for row in np.flatnonzero(~in_validation[sigs.owner]).tolist():
+        bands.insert(row, all_keys[row])
     moved, seen = [], set()
-    for row in np.flatnonzero(in_validation[sigs.owner]):
+    for row in np.flatnonzero(in_validation[sigs.owner]).tolist():
         owner = int(sigs.owner[row])
         if owner in seen:
             continue
         signature = sigs.exchanges[row]
-        match = next((j for j in bands.candidates(signature)
+        match = next((j for j in bands.candidates(all_keys[row])
                       if jaccard(signature, sigs.exchanges[j]) >= threshold), None)
         if match is not None:
             seen.add(owner)

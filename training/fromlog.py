@@ -3,7 +3,9 @@
 Each example is the exact ``messages_json`` the model was sent at chat time (system prompt,
 history, the question with its numbered sources, in the variant's template) followed by the
 answer, so the model is trained on the prompt it is served with. Examples of one session share
-a ``group`` and land on the same side of the train/validation split.
+a ``group`` and land on the same side of the train/validation split. With
+``with_sources=False`` the question is rendered again without its sources (same template,
+same history), for training a model to answer without retrieved passages.
 
     chatbot data build --name NAME --from logs
 """
@@ -11,6 +13,7 @@ a ``group`` and land on the same side of the train/validation split.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
 from chatbot.types import Message
@@ -19,8 +22,14 @@ from training.transcripts import Conversation, ImportResult, Problem, InvalidRec
 LOG_SOURCE = "logs"
 
 
-def read_log(path: Path) -> ImportResult:
-    """Every finished answer in the log at ``path`` (none if the file does not exist)."""
+def read_log(path: Path, with_sources: bool = True,
+             template_for: Callable[[str | None], object] | None = None,
+             bot_name: str = "chatbot-builder") -> ImportResult:
+    """Every finished answer in the log at ``path`` (none if the file does not exist).
+
+    ``template_for(variant)`` gives the prompt template of a variant; it is only needed with
+    ``with_sources=False``.
+    """
     if not path.is_file():
         return ImportResult([], [], 0)
     log = ConversationLog(path)
@@ -32,6 +41,8 @@ def read_log(path: Path) -> ImportResult:
                     continue
                 records += 1
                 example = _example(session, turn)
+                if not with_sources and isinstance(example, Conversation):
+                    example = _without_sources(example, session, turn, template_for, bot_name)
                 if isinstance(example, Problem):
                     problems.append(example)
                 else:
@@ -62,3 +73,21 @@ def _example(session: LoggedConversation, turn: LoggedTurn) -> Conversation | Pr
             "turn_id": turn.id, "hits": len(turn.hits)}
     return Conversation(f"{where}:{turn.position}", messages, LOG_SOURCE, meta,
                         group=where, dialogue=dialogue)
+
+
+def _without_sources(example: Conversation, session: LoggedConversation, turn: LoggedTurn,
+                     template_for: Callable[[str | None], object] | None,
+                     bot_name: str) -> Conversation:
+    from dataclasses import replace
+
+    from chatbot.prompts import build_messages
+
+    if template_for is None:
+        raise ValueError("template_for is needed to render logged questions without sources")
+    question = next(t.text for t in reversed(session.turns)
+                    if t.position < turn.position and t.role == "user")
+    between = list(example.messages[1:-2])  # few-shot examples and history, as sent
+    rendered = build_messages(template_for(turn.variant), question, [], history=between,
+                              bot_name=bot_name)
+    return replace(example, messages=tuple(rendered) + example.messages[-1:],
+                   meta={**example.meta, "sources": "removed"})

@@ -59,7 +59,8 @@ def render_report(summary: dict, steps: Sequence[dict], pii_examples: dict[str, 
     """The Markdown report from the build summary (see ``training.curate.build_dataset``)."""
     lines = [f"# Dataset `{summary['name']}`", "",
              f"Built {summary['created_at']} from {_sources(summary)}.", "",
-             *_overview(summary), "", "## Import", "", *_import(summary), "",
+             *_overview(summary), *[f"\n**Warning:** {w}." for w in summary["warnings"]],
+             "", "## Import", "", *_import(summary), "",
              "## Steps", "", *_steps(steps), "", "## Personal data scrubbed", "",
              *_pii(summary["pii"], pii_examples), "", "## Token lengths", "",
              *_tokens(summary), "", "## Kept aside for review", "",
@@ -118,8 +119,13 @@ def _steps(steps: Sequence[dict]) -> list[str]:
 
 
 def _short(value: object) -> str:
+    """A settings value short enough for a table cell (full values are in manifest.json)."""
+    if isinstance(value, (list, tuple)):
+        joined = ", ".join(str(item) for item in value)
+        return joined if len(joined) <= 60 and "|" not in joined else f"{len(value)} items"
     text = str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return text.replace("|", "\\|")
 
 
 def _pii(counts: dict[str, int], examples: dict[str, list[str]]) -> list[str]:

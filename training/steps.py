@@ -55,6 +55,8 @@ class StepReport:
     """Conversations dropped, by reason."""
     notes: dict = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    """Process CPU time (all threads): comparable on a busy machine where wall time is not."""
 
 
 @dataclass(frozen=True)
@@ -84,11 +86,12 @@ def curate(conversations: Sequence[Conversation], options: CurateOptions,
     kept, lengths, report = filter_length(kept, counter, options.min_tokens, options.max_tokens)
     steps.append(clock.stamp(report))
     result, sigs = dedupe(kept, options.near_duplicate_threshold, options.minhash_permutations)
-    steps.append(clock.stamp(_report("dedupe", {"near_duplicate_threshold": options.near_duplicate_threshold,
-                                    "minhash_permutations": options.minhash_permutations},
-                         kept, result.kept, {"exact duplicate": len(result.exact),
-                                             "near duplicate": len(result.near)},
-                         {"exact": result.exact[:20], "near": result.near[:20]})))
+    steps.append(clock.stamp(_report(
+        "dedupe", {"near_duplicate_threshold": options.near_duplicate_threshold,
+                   "minhash_permutations": options.minhash_permutations},
+        kept, result.kept, {"exact duplicate": len(result.exact),
+                            "near duplicate": len(result.near)},
+        {"exact": result.exact[:20], "near": result.near[:20]})))
     halves = split(result.kept, sigs, options.validation_share, options.seed,
                    options.near_duplicate_threshold)
     steps.append(clock.stamp(_report(
@@ -101,14 +104,15 @@ def curate(conversations: Sequence[Conversation], options: CurateOptions,
 
 
 class _Clock:
-    """Stamps each step's report with the seconds since the previous stamp."""
+    """Stamps each step's report with the wall and CPU seconds since the previous stamp."""
 
     def __init__(self) -> None:
-        self.last = time.perf_counter()
+        self.last = (time.perf_counter(), time.process_time())
 
     def stamp(self, report: StepReport) -> StepReport:
-        now = time.perf_counter()
-        report = replace(report, seconds=round(now - self.last, 4))
+        now = (time.perf_counter(), time.process_time())
+        report = replace(report, seconds=round(now[0] - self.last[0], 4),
+                         cpu_seconds=round(now[1] - self.last[1], 4))
         self.last = now
         return report
 

@@ -73,6 +73,9 @@ class ChatTemplateCounter:
     def _count(self, texts: list[str]) -> list[int]:
         if not texts:
             return []
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:  # a fast tokenizer: skip building Python id lists
+            return [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)]
         encoded = self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False)
         return [len(ids) for ids in encoded["input_ids"]]
 

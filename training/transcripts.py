@@ -12,7 +12,6 @@ file, line and message index and skipped; ``strict=True`` turns any problem into
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,7 +207,7 @@ def to_messages(record: Any, qa: QAFields = QAFields()) -> tuple[tuple[Message, 
     if qa.question in record or qa.answer in record:
         return _qa_messages(record, qa), "qa"
     raise InvalidRecord(f"unrecognised record: expected 'messages' (OpenAI), 'conversations' "
-                   f"(ShareGPT), 'turns' (SGD) or '{qa.question}'/'{qa.answer}' fields")
+                        f"(ShareGPT), 'turns' (SGD) or '{qa.question}'/'{qa.answer}' fields")
 
 
 def _listed(items: Any, key: str, role_key: str, text_key: str,
@@ -260,8 +259,8 @@ def _check_order(messages: tuple[Message, ...]) -> None:
         if message.role == "system" and index != 0:
             raise InvalidRecord("a system message is only allowed first", index)
         if message.role == previous and message.role != "system":
-            raise InvalidRecord(f"two {message.role} messages in a row (messages[{index - 1}] and "
-                           f"messages[{index}])", index)
+            raise InvalidRecord(f"two {message.role} messages in a row "
+                                f"(messages[{index - 1}] and messages[{index}])", index)
         if message.role == "assistant" and not message.content.strip():
             raise InvalidRecord("empty assistant message", index)
         if message.role == "user" and not message.content.strip():
@@ -270,11 +269,6 @@ def _check_order(messages: tuple[Message, ...]) -> None:
             raise InvalidRecord("an assistant message must follow a user message", index)
         previous = message.role
     if messages[-1].role != "assistant":
-        raise InvalidRecord("the last message must be the assistant's answer (the training target)",
-                       len(messages) - 1)
+        raise InvalidRecord("the last message must be the assistant's answer "
+                            "(the training target)", len(messages) - 1)
 
-
-def content_hash(messages: Iterable[Message]) -> str:
-    """sha256 of the messages as JSON: equal for exact duplicates."""
-    payload = json.dumps([[m.role, m.content] for m in messages], ensure_ascii=False)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()

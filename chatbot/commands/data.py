@@ -2,7 +2,8 @@
 
     chatbot data build --name v1 --from logs --from samples/transcripts.jsonl
     chatbot data show v1
-    chatbot data export v1 --out v1.jsonl      # edit, then: chatbot data build --name v2 --from v1.jsonl
+    chatbot data export v1 --out v1.jsonl
+    chatbot data build --name v2 --from v1.jsonl    # after editing the export
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def summary_lines(summary: dict) -> list[str]:
     if tokens["examples"]:
         lines.append(f"tokens per example: median {tokens['median']}, p95 {tokens['p95']}, "
                      f"max {tokens['max']}; supervised share {tokens['supervised_share']:.1%}")
+    lines += [f"warning: {warning}" for warning in summary.get("warnings", [])]
     lines.append(f"report: {summary['report']}")
     return lines
 

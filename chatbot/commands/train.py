@@ -78,8 +78,12 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
         raise click.UsageError("chatbot train needs --data DATASET and --name ADAPTER")
     from training.finetune import finetune
 
+    import os
+
     request = build_request(config, dataset, name, resume, overrides)
-    print_json(finetune(request, progress=not quiet))
+    summary = finetune(request, progress=not quiet)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
+        print_json(summary)
 
 
 def build_request(config: BotConfig, dataset: str, name: str, resume: bool, overrides: dict):

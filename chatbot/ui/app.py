@@ -11,11 +11,8 @@ from collections.abc import Callable, Sequence
 import gradio as gr
 from fastapi import FastAPI
 
-from chatbot.ab import AbStore
 from chatbot.engine import Engine
-from chatbot.ui.arena import build_arena_tab
 from chatbot.ui.chat import build_chat_tab
-from chatbot.ui.dashboard import build_dashboard_tab
 from chatbot.ui.documents import Documents, build_documents_tab
 from chatbot.ui.render import CSS, HEAD
 
@@ -26,12 +23,10 @@ def build_app(engine: Engine, *, documents: Documents | None = None,
               title: str = "chatbot-builder", show_variant_names: bool = True,
               auth: Auth | None = None,
               assign_variant: Callable[[str], str] | None = None,
-              ab_store: AbStore | None = None, arena_pairs: Sequence[Sequence[str]] = (),
-              ab_report: dict | None = None) -> gr.Blocks:
+              tabs: Sequence[tuple[str, Callable[[], object]]] = ()) -> gr.Blocks:
     """The whole UI. ``assign_variant(session_id)`` (A/B) replaces the variant selector;
-    ``auth`` (user, password) pairs are asked for by ``mount_ui``; with ``ab_store`` and two
-    or more variants, the Arena and Dashboard tabs (``ab_report``: min_effect, alpha, power,
-    bootstrap) are added."""
+    ``auth`` (user, password) pairs are asked for by ``mount_ui``; each of ``tabs`` is a
+    (label, build function) called inside its own tab after Chat and Documents."""
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(f"## {title}")
         with gr.Tabs():
@@ -41,12 +36,10 @@ def build_app(engine: Engine, *, documents: Documents | None = None,
                 with gr.Tab("Documents", id="documents"):
                     app.document_actions = build_documents_tab(documents)
                 app.load(app.document_actions.table, None, app.document_actions.listing)
-            if ab_store is not None and len(engine.variants) >= 2:
-                with gr.Tab("Arena", id="arena"):
-                    app.arena_actions = build_arena_tab(engine, ab_store, arena_pairs)
-                with gr.Tab("Dashboard", id="dashboard"):
-                    app.dashboard_actions = build_dashboard_tab(
-                        ab_store, list(engine.variants), **(ab_report or {}))
+            app.tab_actions = {}
+            for label, build in tabs:
+                with gr.Tab(label, id=label.lower()):
+                    app.tab_actions[label] = build()
     app.login_pairs = auth
     return app
 

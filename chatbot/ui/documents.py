@@ -29,7 +29,14 @@ class DocumentRow(Protocol):
     indexed_at: str
 
 
+class Failure(Protocol):
+    source: str
+    reason: str
+
+
 class SyncResult(Protocol):
+    failed: Sequence[Failure]
+
     def summary(self) -> str: ...
 
 
@@ -66,10 +73,10 @@ class DocumentActions:
         return rows, gr.update(choices=choices, value=None)
 
     def upload(self, files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple:
-        """Copy the uploads next to the index's other uploads, then index them."""
+        """Copy the uploads next to the index's other uploads, index them, empty the drop box."""
         if not files:
             gr.Warning("Choose one or more files to upload first.")
-            return (gr.update(), *self.table())
+            return (gr.update(), *self.table(), None)
         kept = [self._keep(Path(f)) for f in files]
 
         def report(done: int, total: int, path: str) -> None:
@@ -79,7 +86,10 @@ class DocumentActions:
             result = self.documents.sync(kept, progress=report)
         except ChatbotError as exc:
             raise gr.Error(str(exc), print_exception=False) from exc
-        return (f"Indexed {len(kept)} file(s): {html.escape(result.summary())}", *self.table())
+        lines = [f"Indexed {len(kept)} file(s): {html.escape(result.summary())}"]
+        lines += [f"- not indexed: `{Path(f.source).name}`: {html.escape(f.reason)}"
+                  for f in result.failed]
+        return ("\n".join(lines), *self.table(), None)
 
     def _keep(self, upload: Path) -> Path:
         target_dir = self.documents.upload_dir
@@ -116,10 +126,9 @@ def build_documents_tab(documents: Documents) -> DocumentActions:
     actions = DocumentActions(documents)
     with gr.Row():
         with gr.Column():
-            files = gr.File(file_count="multiple", label="Upload files to index",
+            files = gr.File(file_count="multiple", label="Upload files: they are indexed at once",
                             elem_id="cb-upload")
-            index_button = gr.Button("Index uploaded files", variant="primary")
-            status = gr.Markdown()
+            status = gr.Markdown(elem_id="cb-upload-status")
         with gr.Column():
             with gr.Row():
                 chosen = gr.Dropdown([], label="Document", scale=3, allow_custom_value=False)
@@ -128,14 +137,16 @@ def build_documents_tab(documents: Documents) -> DocumentActions:
     table = gr.Dataframe(headers=COLUMNS, label="Indexed documents", interactive=False,
                          elem_id="cb-documents")
     with gr.Row():
-        query = gr.Textbox(label="Try a search", scale=4)
+        query = gr.Textbox(label="Try a search", scale=4, elem_id="cb-search")
         k = gr.Slider(1, 20, value=5, step=1, label="k", scale=1)
         mode = gr.Radio(SEARCH_MODES, value="hybrid", label="mode", scale=2)
+        search = gr.Button("Search", scale=1)
     results = gr.HTML(js_on_load=None, elem_id="cb-search-results")
     listing = [table, chosen]
-    index_button.click(actions.upload, [files], [status, *listing])
+    files.upload(actions.upload, [files], [status, *listing, files])
     remove_button.click(actions.remove, [chosen], [status, *listing])
     refresh.click(actions.table, None, listing)
-    query.submit(actions.search, [query, k, mode], results)
+    for trigger in (query.submit, search.click):
+        trigger(actions.search, [query, k, mode], results)
     actions.listing = listing
     return actions
