@@ -41,5 +41,5 @@ def report(config: BotConfig, as_json: bool, chart: str | None) -> None:
         click.echo(f"\nchart: {path}")
 
 
-ab = in_section("Training and evaluation")(ab)
+ab = in_section("Conversations")(ab)  # reports on logged feedback and votes
 COMMANDS = [ab]
