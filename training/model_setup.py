@@ -95,7 +95,7 @@ def load_trainable(model, state: dict[str, torch.Tensor]) -> None:
 class SupervisedLoss(nn.Module):
     """Summed cross-entropy at a packed batch's supervised positions; DDP wraps this module.
 
-    Returns ``(loss_sum, count)``; the caller divides by the step's supervised token count.
+    Returns the loss summed over supervised tokens; the caller divides by the step's count.
     """
 
     def __init__(self, model, chunk: int = 1024, attention_kwargs: bool = False) -> None:
@@ -108,13 +108,7 @@ class SupervisedLoss(nn.Module):
         self.head = causal_lm.get_output_embeddings()
 
     def forward(self, batch: PackedBatch) -> torch.Tensor:
-        extra = {}
-        if self.attention_kwargs:
-            extra = {"cu_seq_lens_q": batch.cu_seq_lens, "cu_seq_lens_k": batch.cu_seq_lens,
-                     "max_length_q": batch.max_length, "max_length_k": batch.max_length}
-        hidden = self.decoder(input_ids=batch.input_ids, position_ids=batch.position_ids,
-                              use_cache=False, **extra).last_hidden_state[0]
-        picked = hidden.index_select(0, batch.positions)
+        picked = self._hidden(batch).index_select(0, batch.positions)
         total = picked.new_zeros((), dtype=torch.float32)
         for start in range(0, picked.shape[0], self.chunk):
             part = picked[start:start + self.chunk]
@@ -124,6 +118,24 @@ class SupervisedLoss(nn.Module):
             else:
                 total = total + self._chunk_loss(part, target)
         return total
+
+    def _hidden(self, batch: PackedBatch) -> torch.Tensor:
+        """Hidden states of the packed row, shape (T, hidden).
+
+        With the varlen kernel the row goes through in one call. Without it (CPUs), each
+        sequence is its own causal forward: a packed row would need a dense block-diagonal mask
+        whose masked blocks are still computed, and the mask itself costs time.
+        """
+        if self.attention_kwargs:
+            extra = {"cu_seq_lens_q": batch.cu_seq_lens, "cu_seq_lens_k": batch.cu_seq_lens,
+                     "max_length_q": batch.max_length, "max_length_k": batch.max_length}
+            return self.decoder(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                                use_cache=False, **extra).last_hidden_state[0]
+        bounds = batch.cu_seq_lens.tolist()
+        parts = [self.decoder(input_ids=batch.input_ids[:, start:end], use_cache=False
+                              ).last_hidden_state[0]
+                 for start, end in zip(bounds[:-1], bounds[1:])]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _chunk_loss(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = self.head(hidden).float()
