@@ -70,6 +70,8 @@ def test_retrieval_hits_match_ids_sources_and_evidence() -> None:
     assert hit_at_k(hits, ["indexing"], True) == 1.0
     assert hit_at_k(hits, ["9"], True) == 1.0 and hit_at_k(hits, ["logging"], True) == 0.0
     assert hit_at_k(hits, ["indexing"], False) is None and hit_at_k(hits, [], True) is None
+    assert hit_at_k(hits, ["docs/indexing.md"], True) == 1.0  # samples/eval.jsonl's gold_sources
+    assert hit_at_k(hits, ["other/indexing.md"], True) == 0.0
     assert evidence_recall(hits, ["run the sync command", "missing"], True) == 0.5
 
 
@@ -82,6 +84,12 @@ def test_conditionalqa_rows_are_converted_at_load_time() -> None:
     assert item.question == "I had a stillbirth. Can my partner take leave?"
     assert item.references == ("yes",) and item.gold_ids == ("parental-leave",)
     assert item.gold_texts == ("You may be able to take \u2018leave\u2019.",)
+
+
+def test_gold_sources_are_read_as_gold_ids() -> None:
+    item = question_item({"question": "q", "answers": ["a"],
+                          "gold_sources": ["docs/indexing.md"]}, "1")
+    assert item.gold_ids == ("docs/indexing.md",)
 
 
 def test_item_hash_ignores_references() -> None:

@@ -2,7 +2,7 @@
 the validation split of a dataset built by ``chatbot data build``.
 
 A JSONL line is read by its fields:
-- ``{"question", "answers" | "answer", "scenario"?, "gold_ids"?, "not_answerable"?, "id"?}``:
+- ``{"question", "answers" | "answer", "scenario"?, "gold_ids"? (or "gold_sources"), "not_answerable"?, "id"?}``:
   one item; ``answers`` may be strings or ``{"answer": ...}`` objects; a ``scenario`` is put
   before the question. ConditionalQA lines are read as they are: ``doc_id`` becomes the gold
   source id and ``evidences_html`` (tags stripped) the gold evidence texts.
@@ -90,7 +90,8 @@ def question_item(row: dict, item_id: str) -> EvalItem:
         answers = [answers]
     references = tuple(str(a.get("answer", a.get("text", ""))) if isinstance(a, dict) else str(a)
                        for a in answers)
-    gold_ids = row.get("gold_ids") or ([row["doc_id"]] if row.get("doc_id") else [])
+    gold_ids = (row.get("gold_ids") or row.get("gold_sources")
+                or ([row["doc_id"]] if row.get("doc_id") else []))
     gold_texts = [_strip_tags(h) for h in row.get("evidences_html", [])]
     return EvalItem(item_id, question, tuple(r for r in references if r.strip()),
                     gold_ids=tuple(str(g) for g in gold_ids),

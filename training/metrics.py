@@ -160,12 +160,14 @@ def abstention(prediction: str, not_answerable: bool, refused: bool = False) -> 
 
 
 def hit_at_k(hits: Sequence[dict], gold_ids: Sequence[str], retrieval: bool) -> float | None:
-    """1 when a retrieved passage is one of ``gold_ids`` (matched on chunk id, source, or the
-    source's file name without extension)."""
+    """1 when a retrieved passage is one of ``gold_ids`` (matched on chunk id, source, the
+    source's file name without extension, or a relative path the source ends with)."""
     if not gold_ids or not retrieval:
         return None
     gold = set(gold_ids)
-    return float(any(_hit_names(h) & gold for h in hits))
+    paths = tuple("/" + g.lstrip("./") for g in gold if "/" in g)
+    return float(any(_hit_names(h) & gold or str(h.get("source", "")).endswith(paths)
+                     for h in hits))
 
 
 def _hit_names(hit: dict) -> set[str]:
