@@ -51,7 +51,8 @@ def build(threads: int | None, max_new_tokens: int):
 
 
 def prefill_seconds(generator, messages) -> float:
-    """One forward pass of the prompt, in a worker thread as the engine generates."""
+    """One forward pass of the prompt (logits of the last position only, as generate()
+    computes them), in a worker thread as the engine generates."""
     import torch
 
     ids = torch.tensor([generator.encode(messages)])
@@ -60,7 +61,7 @@ def prefill_seconds(generator, messages) -> float:
     def forward() -> None:
         with torch.inference_mode():
             started = time.perf_counter()
-            generator.model(input_ids=ids)
+            generator.model(input_ids=ids, logits_to_keep=1)  # as generate() prefills
             seconds.append(time.perf_counter() - started)
 
     worker = threading.Thread(target=forward)
