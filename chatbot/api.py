@@ -2,8 +2,9 @@
 
 ``chatbot serve`` mounts this router beside the web UI; any OpenAI client can then talk to it:
 
-    client = openai.OpenAI(base_url="http://127.0.0.1:7860/v1", api_key=os.environ["CHATBOT_API_KEY"])
-    client.chat.completions.create(model="prompt", messages=[{"role": "user", "content": "..."}])
+    client = openai.OpenAI(base_url="http://127.0.0.1:7860/v1", api_key=KEY_OR_ANYTHING)
+    client.chat.completions.create(model="prompt",
+                                   messages=[{"role": "user", "content": "..."}])
 
 How OpenAI's fields map onto the bot:
 - ``model`` names a variant (``GET /v1/models`` lists them).
