@@ -70,6 +70,14 @@ class Engine:
             generator.load_adapter(variant.name, variant.adapter_dir)
         return generator
 
+    def add_variants(self, variants: dict[str, Variant]) -> list[str]:
+        """Serve variants that appeared after start-up (an adapter trained from the web UI);
+        names already served keep their variant. Returns the names added."""
+        new = {name: variant for name, variant in variants.items() if name not in self.variants}
+        if new:  # a new dict, so a request iterating the old one is not disturbed
+            self.variants = {**self.variants, **new}
+        return list(new)
+
     def variant(self, name: str | None) -> Variant:
         name = name or self.default_variant
         if name not in self.variants:

@@ -48,8 +48,12 @@ def read_auth_file(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def create_server_app(engine: Engine, config: BotConfig, documents=None) -> FastAPI:
-    """The FastAPI app: ``/v1`` API routes first, then the web UI mounted at ``/``."""
+def create_server_app(engine: Engine, config: BotConfig, documents=None,
+                      config_path: Path | None = None) -> FastAPI:
+    """The FastAPI app: ``/v1`` API routes first, then the web UI mounted at ``/``.
+
+    ``config_path`` (the YAML ``config`` was read from) enables the Training tab's runs.
+    """
     from chatbot.api import create_api_router
     from chatbot.ui import build_app, mount_ui
 
@@ -57,6 +61,7 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None) -> Fast
     api_key = os.environ.get(config.server.api_key_env) or None
     server.include_router(create_api_router(engine, api_key))  # before "/" takes the rest
     assign, show_names, tabs = ab_parts(engine, config)
+    tabs = training_parts(engine, config, config_path) + tabs
     app = build_app(engine, documents=documents, title=config.name, auth=read_auth(config),
                     assign_variant=assign, show_variant_names=show_names, tabs=tabs)
     return mount_ui(server, app, "/")
@@ -86,3 +91,13 @@ def ab_parts(engine: Engine, config: BotConfig) -> tuple:
                 ("Dashboard", lambda: build_dashboard_tab(store, variants, ab.min_effect,
                                                           ab.alpha, ab.power, ab.bootstrap))]
     return assign, ab.show_variant_names if ab.enabled else True, tabs
+
+
+def training_parts(engine: Engine, config: BotConfig, config_path: Path | None) -> list:
+    """The Training tab, when there is a conversation log to build datasets from and a config
+    file for ``chatbot train`` to read."""
+    if not config.logging.enabled or config_path is None:
+        return []
+    from chatbot.ui.training import build_training_tab
+
+    return [("Training", lambda: build_training_tab(config, Path(config_path).resolve(), engine))]

@@ -19,6 +19,7 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     import uvicorn
 
     from chatbot.bot import build_engine
+    from chatbot.config import default_config_path
     from chatbot.documents import BotDocuments
     from chatbot.server import create_server_app
 
@@ -27,7 +28,9 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     engine.default_variant = engine.variant(variant).name
     click.echo(f"loading {engine.variant(None).model} ...")
     engine.generator_for(engine.variant(None))  # the first visitor should not wait for it
-    app = create_server_app(engine, config, documents=documents)
+    config_path = click.get_current_context().params.get("config_path")
+    app = create_server_app(engine, config, documents=documents,
+                            config_path=config_path or default_config_path())
     host, port = host or config.server.host, port or config.server.port
     click.echo(f"{config.name}: web UI on http://{host}:{port}/ (Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

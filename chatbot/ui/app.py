@@ -26,12 +26,14 @@ def build_app(engine: Engine, *, documents: Documents | None = None,
               tabs: Sequence[tuple[str, Callable[[], object]]] = ()) -> gr.Blocks:
     """The whole UI. ``assign_variant(session_id)`` (A/B) replaces the variant selector;
     ``auth`` (user, password) pairs are asked for by ``mount_ui``; each of ``tabs`` is a
-    (label, build function) called inside its own tab after Chat and Documents."""
+    (label, build function) called inside its own tab after Chat and Documents; what it returns
+    may list ``on_page_load`` (function, outputs) pairs to run when a page opens."""
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(f"## {title}")
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 app.chat_actions = build_chat_tab(engine, assign_variant, show_variant_names)
+            _on_page_load(app, app.chat_actions)
             if documents is not None:
                 with gr.Tab("Documents", id="documents"):
                     app.document_actions = build_documents_tab(documents)
@@ -40,8 +42,14 @@ def build_app(engine: Engine, *, documents: Documents | None = None,
             for label, build in tabs:
                 with gr.Tab(label, id=label.lower()):
                     app.tab_actions[label] = build()
+                _on_page_load(app, app.tab_actions[label])
     app.login_pairs = auth
     return app
+
+
+def _on_page_load(app: gr.Blocks, actions: object) -> None:
+    for function, outputs in getattr(actions, "on_page_load", ()):
+        app.load(function, None, outputs)
 
 
 def mount_ui(server: FastAPI, app: gr.Blocks, path: str = "/") -> FastAPI:

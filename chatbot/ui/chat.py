@@ -67,6 +67,13 @@ class ChatActions:
         self.engine = engine
         self.assign_variant = assign_variant
         self.show_variant_names = show_variant_names
+        self.on_page_load: list[tuple] = []
+        """(function, outputs) pairs ``build_app`` runs when a page opens."""
+
+    def variant_choices(self) -> dict:
+        """The variant picker's choices when a page opens: a variant added while serving (an
+        adapter trained in the Training tab) is listed from the next page load."""
+        return gr.update(choices=list(self.engine.variants))
 
     def variant_for(self, state: ChatState, choice: str | None) -> str:
         if self.assign_variant is not None:
@@ -212,6 +219,7 @@ def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None =
         trigger(actions.regenerate, [state, variant], streamed)
     for trigger in (clear.click, chatbot.clear):
         trigger(actions.clear, [state], [chatbot, state, box, sources, prompt, comment_row])
+    actions.on_page_load.append((actions.variant_choices, [variant]))
     chatbot.like(actions.rate, [state], [state, comment_row])
     chatbot.select(actions.select, [state], [sources, prompt])
     for trigger in (comment.submit, send_comment.click):

@@ -1,0 +1,152 @@
+"""The Training tab's actions: a dataset from a real SQLite log, real ``chatbot train`` children
+on the tiny model (one run to the end, one stopped mid-way)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from chatbot.bot import build_variants
+from chatbot.config import load_config
+from chatbot.engine import Engine
+from chatbot.logs import ConversationLog
+from chatbot.prompts import build_messages, load_template
+from chatbot.ui.training import TrainingActions, build_training_tab
+from chatbot.training_job import RunRequest, TrainingJob
+
+RATINGS = [1, 1, 1, 1, 1, 1, -1, -1, None, None]
+"""Feedback of the ten logged answers: six up, two down (one with a comment), two unrated."""
+
+
+def log_answers(path: Path) -> None:
+    """Ten one-question sessions logged as serving logs them, with feedback."""
+    log, template = ConversationLog(path), load_template("rag")
+    for number, rating in enumerate(RATINGS):
+        session = f"web-{number}"
+        question = f"How do I configure feature {number} of the Zorb server?"
+        log.ensure_session(session, "prompt")
+        log.add_turn(session, "user", question)
+        sent = build_messages(template, question, [])
+        turn = log.add_turn(session, "assistant", "", variant="prompt",
+                            messages=[m.as_dict() for m in sent], status="pending")
+        log.finish_turn(turn, f"Set `feature_{number} = true` in zorb.toml and restart the "
+                              f"server; it listens on port {4000 + number}.", {}, "complete")
+        if rating:
+            log.add_feedback(turn, rating, "Wrong port." if number == 7 else None)
+    log.close()
+
+
+@pytest.fixture
+def config(tiny_config):
+    config = load_config(tiny_config)
+    log_answers(config.data_path / "logs.sqlite")
+    return config
+
+
+@pytest.fixture
+def warnings(monkeypatch) -> list[str]:
+    shown = []
+    monkeypatch.setattr(gr, "Warning", shown.append)
+    return shown
+
+
+@pytest.fixture
+def actions(config, tiny_config, echo):
+    engine = Engine(build_variants(config), lambda model: echo)
+    actions = TrainingActions(config, TrainingJob(tiny_config, config.data_path), engine)
+    yield actions
+    actions.job.stop(grace_s=5)  # never leave a child behind a failed test
+
+
+def build(actions, name="v1", feedback="up", share=0.2, **changes):
+    values = {"name": name, "use_log": True, "files": None, "feedback": feedback,
+              "min_tokens": 0, "max_tokens": 2048, "near_duplicates": 0.8,
+              "validation_share": share, **changes}
+    return actions.build(**values)
+
+
+def wait_while_running(actions, seconds=120.0):
+    deadline = time.monotonic() + seconds
+    while actions.job.running() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def test_build_from_the_log_keeps_thumbs_up_and_shows_the_report(actions, config, warnings):
+    summary, report, histogram, rows, picker = build(actions, feedback="up")
+    assert summary.startswith("**dataset v1: train 5, validation 1 conversations")
+    assert "read 10: 0 imported, 10 logged answers" in summary
+    assert ("| feedback | policy=up | 10 → 6 | 10 → 6 | 2 thumbed down, 2 not rated; 1 kept "
+            "for review |") in report
+    assert "1 thumbed-down answer(s) with a comment" in report
+    assert "![" not in report  # the histogram is shown beside, not as a broken link
+    assert Path(histogram).read_bytes()[:4] == b"\x89PNG"
+    assert [row[0] for row in rows] == ["v1"] and picker["value"] == "v1"
+    too_long = build(actions, name="v2", feedback="all", min_tokens=10_000, max_tokens=20_000)
+    assert "train 0, validation 0" in too_long[0]
+    assert "- **Warning:** the train split is empty" in too_long[0]
+    again = build(actions, name="v1")
+    assert again[0].startswith("**Not built:** dataset 'v1' already exists")
+    crossed = build(actions, name="v3", min_tokens=3000, max_tokens=2048)
+    assert crossed[0].startswith("**Not built:** token limits 3000..2048 select nothing")
+    assert len(warnings) == 2
+    rebuilt = build(actions, name="v1", feedback="not_down", overwrite=True)
+    assert "train 6, validation 2" in rebuilt[0]  # the 2 unrated answers join
+
+
+def test_a_run_trains_charts_its_loss_and_becomes_a_variant(actions, config, warnings):
+    build(actions, name="facts", feedback="all", share=0.2)
+    started = actions.start("facts", "zorb-lora", "lora", 1, 5e-3, 4, 4, 4, 2)
+    assert started.startswith("Started: `--data facts --name zorb-lora --method lora")
+    refused = actions.start("facts", "other", "lora", 1, 5e-3, 4, 4, 4, 2)
+    assert "Not started:** run 'zorb-lora' is still training" in refused
+    assert warnings and "still training" in warnings[0]
+    wait_while_running(actions)
+    status, chart = actions.poll()
+    assert status.startswith("**finished**: Run 'zorb-lora' finished"), status
+    assert "Variant **zorb-lora** is served now" in status
+    assert sorted(set(chart["series"])) == ["train", "validation"]
+    assert list(chart[chart.series == "train"].step) == [1, 2, 3, 4]
+    assert list(chart[chart.series == "validation"].step) == [0, 2, 4]
+    assert (config.data_path / "adapters/zorb-lora/adapter_manifest.json").is_file()
+    assert actions.engine.variant("zorb-lora").adapter_dir.name == "zorb-lora"
+
+
+def test_stop_ends_the_child_and_keeps_the_checkpoint(actions, config):
+    build(actions, name="facts", feedback="all", share=0.2)
+    actions.start("facts", "long", "lora", None, 1e-3, 4, 100_000, 4, 1)
+    process = actions.job._process
+    checkpoint = config.data_path / "runs/long/last.pt"
+    deadline = time.monotonic() + 90
+    while not (checkpoint.is_file() and len(actions.job.metrics()) >= 3):
+        assert process.poll() is None and time.monotonic() < deadline, actions.job.failure()
+        time.sleep(0.3)
+    assert "**running**" in actions.poll()[0]
+    message = actions.stop()
+    assert process.poll() is not None  # the child is gone, not left training
+    assert "was stopped; its last checkpoint is kept: tick Resume" in message
+    status, chart = actions.poll()
+    assert status.startswith("**stopped**") and len(chart) >= 3
+    assert not (config.data_path / "adapters/long").exists()
+    assert actions.stop() == "No run is training."
+
+
+def test_the_tab_builds_inside_blocks_and_the_server_adds_it(config, tiny_config, echo):
+    from chatbot.server import training_parts
+    from chatbot.ui import build_app
+
+    engine = Engine(build_variants(config), lambda model: echo)
+    with gr.Blocks() as app:
+        actions = build_training_tab(config, tiny_config, engine)
+    assert actions.job.config_path == tiny_config and app.fns
+    assert [function for function, _ in actions.on_page_load] == [actions.datasets,
+                                                                  actions.poll]
+    tabs = training_parts(engine, config, tiny_config)
+    built = build_app(engine, tabs=tabs)
+    assert isinstance(built.tab_actions["Training"], TrainingActions)
+    assert training_parts(engine, config, None) == []
+    assert actions.job.command(RunRequest("facts", "zorb", resume=True))[1:] == [
+        "-m", "chatbot", "train", "--data", "facts", "--name", "zorb", "--resume",
+        "--config", str(tiny_config), "--quiet"]
