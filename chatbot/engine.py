@@ -146,7 +146,8 @@ class AnswerStream:
         messages = build_messages(template, self.question, hits, self.history,
                                   bot_name=engine.bot_name)
         budget = generator.context_window - self.settings.max_new_tokens
-        messages = fit_to_budget(messages, generator.count_tokens, budget)
+        messages = fit_to_budget(messages, generator.count_tokens, budget,
+                                 keep_head=1 + len(template.examples()))
         timings = {"retrieval_ms": _ms(started, retrieved),
                    "prompt_ms": _ms(retrieved, time.perf_counter())}
         turn_id = self._log_start(messages, hits)

@@ -29,6 +29,7 @@ class PromptTemplate:
     hash: str
     """sha256 of the template file: recorded with datasets and adapters."""
     template: jinja2.Template = field(repr=False, compare=False)
+    declared_examples: tuple = field(default=(), repr=False, compare=False)
 
     def render(self, block: str, **variables: object) -> str:
         context = self.template.new_context(variables)
@@ -36,6 +37,17 @@ class PromptTemplate:
             return "".join(self.template.blocks[block](context)).strip()
         except jinja2.UndefinedError as exc:
             raise ConfigError(f"prompt template {self.path}: {exc.message}") from exc
+
+    def examples(self) -> list[Message]:
+        """Few-shot turns the template declares with ``{% set examples = [{"question": ...,
+        "answer": ...}] %}``: user/assistant pairs placed after the system prompt, in serving
+        and in training alike, because both build messages here."""
+        try:
+            return [message for pair in self.declared_examples for message in (
+                Message("user", str(pair["question"])), Message("assistant", str(pair["answer"])))]
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"prompt template {self.path}: examples must be a list of "
+                              f"{{'question': ..., 'answer': ...}} ({exc})") from exc
 
 
 def load_template(name_or_path: str) -> PromptTemplate:
@@ -59,7 +71,21 @@ def load_template(name_or_path: str) -> PromptTemplate:
         raise ConfigError(f"prompt template {path} lacks the block(s) {', '.join(missing)}; "
                           "a template defines {% block system %} and {% block user %}")
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    return PromptTemplate(path.stem, path, digest, template)
+    return PromptTemplate(path.stem, path, digest, template,
+                          tuple(_declared_examples(env.parse(source), path)))
+
+
+def _declared_examples(tree: jinja2.nodes.Template, path: Path) -> list:
+    """The literal value of a top-level ``{% set examples = [...] %}``, read without rendering
+    (rendering would need the question and sources)."""
+    for node in tree.find_all(jinja2.nodes.Assign):
+        if getattr(node.target, "name", None) == "examples":
+            try:
+                return list(node.node.as_const())
+            except jinja2.nodes.Impossible:
+                raise ConfigError(f"prompt template {path}: examples must be a literal list") \
+                    from None
+    return []
 
 
 def numbered_sources(hits: Sequence[Hit]) -> list[dict]:
@@ -68,13 +94,14 @@ def numbered_sources(hits: Sequence[Hit]) -> list[dict]:
 
 
 def build_messages(template: PromptTemplate, question: str, hits: Sequence[Hit] = (),
-                   history: Sequence[Message] = (), examples: Sequence[Message] = (),
+                   history: Sequence[Message] = (),
                    bot_name: str = "chatbot-builder") -> list[Message]:
-    """System prompt, few-shot examples, earlier turns, then the question with its sources."""
+    """System prompt, the template's few-shot examples, earlier turns, then the question with
+    its sources."""
     variables = {"bot_name": bot_name, "sources": numbered_sources(hits), "question": question}
     system = Message("system", template.render("system", **variables))
     user = Message("user", template.render("user", **variables))
-    return [system, *examples, *history, user]
+    return [system, *template.examples(), *history, user]
 
 
 def fit_to_budget(messages: list[Message], count_tokens: Callable[[list[Message]], int],
