@@ -64,6 +64,11 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, tiny_mo
         finetune(request_for(tmp_path, tiny_model, name="resumed"), on_record=interrupt,
                  progress=False)
     assert not (tmp_path / "adapters/resumed").exists()
+    from training.errors import TrainingError
+
+    with pytest.raises(TrainingError, match=r"changed: learning_rate \(0.005 -> 0.001\)"):
+        other = request_for(tmp_path, tiny_model, name="resumed", learning_rate=1e-3)
+        finetune(FinetuneRequest(**{**other.__dict__, "resume": True}), progress=False)
     resumed_request = request_for(tmp_path, tiny_model, name="resumed")
     resumed_request = FinetuneRequest(**{**resumed_request.__dict__, "resume": True})
     finetune(resumed_request, progress=False)

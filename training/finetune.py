@@ -57,6 +57,7 @@ def finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] 
         torch.set_num_threads(request.threads)
     target = check_new_adapter(request.data_dir, request.name)
     run_dir = _prepare_run_dir(request, probe_writable)
+    _same_settings_on_resume(run_dir, request)
     data = load_training_data(request.data_dir, request.dataset)
     model_dir = resolve_model(request.base_model, request.base_dir)
     model, tokenizer, bf16, attention_kwargs = _load_model(model_dir, request, workers)
@@ -123,6 +124,31 @@ def _prepare_run_dir(request: FinetuneRequest, probe_writable) -> Path:
     return run_dir
 
 
+def _same_settings_on_resume(run_dir: Path, request: FinetuneRequest) -> None:
+    """A resumed run must use the settings it started with, or it would not continue the same run."""
+    import json
+
+    path = run_dir / "settings.json"
+    settings = json.loads(json.dumps({**_hyperparameters(request), "dataset": request.dataset,
+                                      "base_model": request.base_model}))
+    if not request.resume or not path.is_file():
+        path.write_text(json.dumps(settings, indent=2))
+        return
+    started = json.loads(path.read_text())
+    changed = sorted(key for key in settings.keys() | started.keys()
+                     if settings.get(key) != started.get(key))
+    if changed:
+        raise TrainingError(
+            "--resume needs the settings the run started with; changed: " + ", ".join(
+                f"{key} ({started.get(key)!r} -> {settings.get(key)!r})" for key in changed))
+
+
+def _hyperparameters(request: FinetuneRequest) -> dict:
+    return {**asdict(request.method), **asdict(request.loop), "max_seq_len": request.max_seq_len,
+            "masking": request.masking, "dtype": request.dtype,
+            "gradient_checkpointing": request.gradient_checkpointing}
+
+
 def _load_model(model_dir: str, request: FinetuneRequest, workers: Workers):
     """Base model in the run's dtype; bf16 autocast on GPUs, float32 on CPUs by default."""
     from training import attention
@@ -168,10 +194,7 @@ def _register(target: Path, model, tokenizer, request: FinetuneRequest, run_dir:
               summary: dict, provenance: dict) -> None:
     from training.registry import build_manifest, publish
 
-    hyperparameters = {**asdict(request.method), **asdict(request.loop),
-                       "max_seq_len": request.max_seq_len, "masking": request.masking,
-                       "dtype": request.dtype,
-                       "gradient_checkpointing": request.gradient_checkpointing}
+    hyperparameters = _hyperparameters(request)
     final = next((r for r in reversed(_history(run_dir)) if "val_loss" in r), {})
     manifest = build_manifest(
         name=request.name, method=request.method.method, base_model=request.base_model,

@@ -81,7 +81,12 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
     import os
 
     request = build_request(config, dataset, name, resume, overrides)
-    summary = finetune(request, progress=not quiet)
+    try:
+        summary = finetune(request, progress=not quiet)
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            f"interrupted; continue from the last checkpoint with `chatbot train --data {dataset} "
+            f"--name {name} --resume` (same hyperparameters)") from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
         print_json(summary)
 
