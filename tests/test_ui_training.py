@@ -14,7 +14,7 @@ from chatbot.config import load_config
 from chatbot.engine import Engine
 from chatbot.logs import ConversationLog
 from chatbot.prompts import build_messages, load_template
-from chatbot.ui.training import TrainingActions, build_training_tab
+from chatbot.ui.training import TrainingActions, build_training_tab, chart_value
 from chatbot.training_job import RunRequest, TrainingJob
 
 RATINGS = [1, 1, 1, 1, 1, 1, -1, -1, None, None]
@@ -147,6 +147,7 @@ def test_the_tab_builds_inside_blocks_and_the_server_adds_it(config, tiny_config
     built = build_app(engine, tabs=tabs)
     assert isinstance(built.tab_actions["Training"], TrainingActions)
     assert training_parts(engine, config, None) == []
+    assert chart_value([{"step": 0, "val_loss": 10.8}]) is None  # drawn once both curves start
     assert actions.job.command(RunRequest("facts", "zorb", resume=True))[1:] == [
         "-m", "chatbot", "train", "--data", "facts", "--name", "zorb", "--resume",
         "--config", str(tiny_config), "--quiet"]
