@@ -114,7 +114,7 @@ def test_a_run_trains_charts_its_loss_and_becomes_a_variant(actions, config, war
     assert actions.engine.variant("zorb-lora").adapter_dir.name == "zorb-lora"
 
 
-def test_stop_ends_the_child_and_keeps_the_checkpoint(actions, config):
+def test_stop_ends_the_child_and_resume_continues_from_the_checkpoint(actions, config):
     build(actions, name="facts", feedback="all", share=0.2)
     actions.start("facts", "long", "lora", None, 1e-3, 4, 100_000, 4, 1)
     process = actions.job._process
@@ -131,6 +131,13 @@ def test_stop_ends_the_child_and_keeps_the_checkpoint(actions, config):
     assert status.startswith("**stopped**") and len(chart) >= 3
     assert not (config.data_path / "adapters/long").exists()
     assert actions.stop() == "No run is training."
+    resumed = actions.start("facts", "long", "lora", None, 1e-3, 4, 4, 4, 1, True)
+    assert resumed.endswith("--eval-every 1 --resume`")
+    wait_while_running(actions)
+    status, chart = actions.poll()
+    assert status.startswith("**finished**"), status
+    train_steps = list(chart[chart.series == "train"].step)
+    assert train_steps == list(range(1, len(train_steps) + 1))  # continued, not restarted
 
 
 def test_the_tab_builds_inside_blocks_and_the_server_adds_it(config, tiny_config, echo):

@@ -256,7 +256,7 @@ def _run_section(actions: TrainingActions, picker: gr.Dropdown) -> None:
         epochs = gr.Number(train.epochs, label="Epochs")
         lr = gr.Number(train.learning_rate, label="Learning rate")
         batch = gr.Number(train.batch_size, label="Batch size", precision=0)
-        steps = gr.Number(train.max_steps or 0, label="Max steps (0: all epochs)", precision=0)
+        steps = gr.Number(train.max_steps or 0, label="Max steps (0: the config's)", precision=0)
         rank = gr.Number(train.lora_r, label="LoRA rank", precision=0)
         every = gr.Number(train.eval_every, label="Validate every N steps", precision=0)
     resume = gr.Checkbox(False, label="Resume: continue the stopped or interrupted run of this "
