@@ -14,7 +14,7 @@ from chatbot.config import load_config
 from chatbot.engine import Engine
 from chatbot.logs import ConversationLog
 from chatbot.prompts import build_messages, load_template
-from chatbot.ui.training import TrainingActions, build_training_tab
+from chatbot.ui.training import TrainingActions, build_training_tab, chart_value
 from chatbot.training_job import RunRequest, TrainingJob
 
 RATINGS = [1, 1, 1, 1, 1, 1, -1, -1, None, None]
@@ -114,7 +114,7 @@ def test_a_run_trains_charts_its_loss_and_becomes_a_variant(actions, config, war
     assert actions.engine.variant("zorb-lora").adapter_dir.name == "zorb-lora"
 
 
-def test_stop_ends_the_child_and_keeps_the_checkpoint(actions, config):
+def test_stop_ends_the_child_and_resume_continues_from_the_checkpoint(actions, config):
     build(actions, name="facts", feedback="all", share=0.2)
     actions.start("facts", "long", "lora", None, 1e-3, 4, 100_000, 4, 1)
     process = actions.job._process
@@ -131,6 +131,13 @@ def test_stop_ends_the_child_and_keeps_the_checkpoint(actions, config):
     assert status.startswith("**stopped**") and len(chart) >= 3
     assert not (config.data_path / "adapters/long").exists()
     assert actions.stop() == "No run is training."
+    resumed = actions.start("facts", "long", "lora", None, 1e-3, 4, 4, 4, 1, True)
+    assert resumed.endswith("--eval-every 1 --resume`")
+    wait_while_running(actions)
+    status, chart = actions.poll()
+    assert status.startswith("**finished**"), status
+    train_steps = list(chart[chart.series == "train"].step)
+    assert train_steps == list(range(1, len(train_steps) + 1))  # continued, not restarted
 
 
 def test_the_tab_builds_inside_blocks_and_the_server_adds_it(config, tiny_config, echo):
@@ -147,6 +154,7 @@ def test_the_tab_builds_inside_blocks_and_the_server_adds_it(config, tiny_config
     built = build_app(engine, tabs=tabs)
     assert isinstance(built.tab_actions["Training"], TrainingActions)
     assert training_parts(engine, config, None) == []
+    assert chart_value([{"step": 0, "val_loss": 10.8}]) is None  # drawn once both curves start
     assert actions.job.command(RunRequest("facts", "zorb", resume=True))[1:] == [
         "-m", "chatbot", "train", "--data", "facts", "--name", "zorb", "--resume",
         "--config", str(tiny_config), "--quiet"]

@@ -24,7 +24,7 @@ FEEDBACK = [("thumbs-up only", "up"), ("all but thumbed-down", "not_down"), ("al
 METHODS = ["lora", "freeze", "full"]
 DATASET_COLUMNS = ["dataset", "built", "train", "validation"]
 POLL_S = 3.0
-CHART_COLUMNS = ["step", "loss", "series"]
+CHART_COLORS = {"train": "#4c72b0", "validation": "#dd8452"}
 _IMAGE_LINE = re.compile(r"^!\[[^\]]*\]\([^)]*\)\s*$", re.MULTILINE)
 
 
@@ -151,13 +151,13 @@ class TrainingActions:
             return "No run is training."
         return self.job.status().message
 
-    def poll(self) -> tuple[str, pd.DataFrame]:
+    def poll(self) -> tuple[str, pd.DataFrame | None]:
         """The run's status and its loss curve (train and validation loss by step)."""
         status = self.job.status()
         text = f"**{status.state}**: {status.message}"
         if status.state == "finished":
             text += " " + self._serve(status.name)
-        return text, loss_frame(self.job.metrics())
+        return text, chart_value(self.job.metrics())
 
     def _serve(self, name: str) -> str:
         """Add the new adapter to the engine's variants (once), and say where to pick it."""
@@ -179,12 +179,23 @@ def _positive(value: float | None, kind: type) -> float | int | None:
     return kind(value) if value else None
 
 
+def chart_value(records: list[dict]) -> pd.DataFrame | None:
+    """The plot's value: ``None`` (an empty chart) until both curves have a point, because
+    gradio's line plot fixes its axes and series from the first data it draws."""
+    frame = loss_frame(records)
+    return frame if set(frame["series"]) == set(CHART_COLORS) else None
+
+
 def loss_frame(records: list[dict]) -> pd.DataFrame:
     """Long-format rows (step, loss, series) for the line plot."""
     rows = [(r["step"], r[key], series) for r in records
             for key, series in (("train_loss", "train"), ("val_loss", "validation"))
             if key in r]
-    return pd.DataFrame(rows, columns=CHART_COLUMNS)
+    step, loss, series = zip(*rows) if rows else ((), (), ())
+    # typed even when empty: the plot reads numeric columns as numbers, not as categories
+    return pd.DataFrame({"step": pd.Series(step, dtype="int64"),
+                         "loss": pd.Series(loss, dtype="float64"),
+                         "series": pd.Series(series, dtype="str")})
 
 
 def build_training_tab(config: BotConfig, config_path: Path, engine: Engine | None = None,
@@ -223,9 +234,9 @@ def _dataset_section(actions: TrainingActions) -> gr.Dropdown:
             build = gr.Button("Build dataset", variant="primary", elem_id="cb-build")
     summary = gr.Markdown(elem_id="cb-build-summary")
     with gr.Accordion("Data report", open=True):
-        with gr.Row():
-            report = gr.Markdown(elem_id="cb-data-report")
-            histogram = gr.Image(type="filepath", label="Token lengths", interactive=False)
+        histogram = gr.Image(type="filepath", label="Token lengths", interactive=False,
+                             height=380, buttons=["download"])
+        report = gr.Markdown(elem_id="cb-data-report")
     table = gr.Dataframe(headers=DATASET_COLUMNS, label="Datasets", interactive=False)
     picker = gr.Dropdown([], label="Dataset to train on", elem_id="cb-train-dataset")
     build.click(actions.build, [name, use_log, files, feedback, min_tokens, max_tokens, near,
@@ -245,7 +256,7 @@ def _run_section(actions: TrainingActions, picker: gr.Dropdown) -> None:
         epochs = gr.Number(train.epochs, label="Epochs")
         lr = gr.Number(train.learning_rate, label="Learning rate")
         batch = gr.Number(train.batch_size, label="Batch size", precision=0)
-        steps = gr.Number(train.max_steps or 0, label="Max steps (0: all epochs)", precision=0)
+        steps = gr.Number(train.max_steps or 0, label="Max steps (0: the config's)", precision=0)
         rank = gr.Number(train.lora_r, label="LoRA rank", precision=0)
         every = gr.Number(train.eval_every, label="Validate every N steps", precision=0)
     resume = gr.Checkbox(False, label="Resume: continue the stopped or interrupted run of this "
@@ -256,8 +267,9 @@ def _run_section(actions: TrainingActions, picker: gr.Dropdown) -> None:
     gr.Markdown("A stopped run keeps its last checkpoint (saved at each validation): tick "
                 "Resume and start it again to continue where it left off.")
     status = gr.Markdown(elem_id="cb-train-status")
-    chart = gr.LinePlot(loss_frame([]), x="step", y="loss", color="series",
-                        title="Loss per supervised token", height=320, elem_id="cb-loss")
+    chart = gr.LinePlot(None, x="step", y="loss", color="series",
+                        color_map=CHART_COLORS, title="Loss per supervised token",
+                        height=320, elem_id="cb-loss")
     settings = [picker, name, method, epochs, lr, batch, steps, rank, every, resume]
     start.click(actions.start, settings, status)
     stop.click(actions.stop, None, status)
