@@ -26,7 +26,7 @@ def build_variants(config: BotConfig) -> dict[str, Variant]:
         if name not in variants:
             manifest = adapter_manifest(adapter_dir)
             variants[name] = Variant(name, manifest.get("base_model", config.models.chat),
-                                     manifest.get("template", "rag"), True, None, adapter_dir)
+                                     manifest.get("template") or "rag", True, None, adapter_dir)
     return variants
 
 

@@ -230,3 +230,26 @@ def run_gate(config: BotConfig, variants: list[str], data: str, gate: str,
     written either way. Pass ``extra_variants`` for an adapter not registered yet."""
     result = run_eval(config, variants, data, gate=gate, **kwargs)
     return result.gates[-1]
+
+
+def gate_check(config: BotConfig, name: str, gate: str, data: str, baseline: str,
+               limit: int | None = None) -> Callable[[Path], None]:
+    """For ``chatbot train --eval-gate``: a check of a staged adapter against ``baseline``
+    that raises (so the adapter is not registered) unless ``gate`` passes."""
+    from chatbot.variants import adapter_manifest
+    from training.errors import TrainingError
+
+    def check(staged: Path) -> None:
+        manifest = adapter_manifest(staged)
+        base = config.variants.get(baseline)
+        template = manifest.get("template") or (base.template if base else "rag")
+        candidate = Variant(name, config.models.chat, template,
+                            base.retrieval if base else True, base.k if base else None, staged)
+        result = run_gate(config, [baseline, name], data, gate, limit=limit,
+                          name=f"gate-{name}", extra_variants={name: candidate})
+        if not result.passed:
+            report = config.data_path / "evals" / f"gate-{name}" / "report.md"
+            raise TrainingError(f"evaluation gate failed: {result.message}; {name!r} was not "
+                                f"registered (report: {report})")
+
+    return check

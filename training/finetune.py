@@ -45,8 +45,11 @@ class FinetuneRequest:
 
 
 def finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] | None = None,
-             progress: bool = True) -> dict:
-    """Train and register the adapter; returns a summary (paths, best step, metrics)."""
+             progress: bool = True, before_register: Callable[[Path], None] | None = None
+             ) -> dict:
+    """Train and register the adapter; returns a summary (paths, best step, metrics).
+
+    ``before_register(staged_dir)`` may refuse the adapter by raising (``--eval-gate``)."""
     from chatbot.models import chat_template_hash, model_fingerprint, resolve_model
     from training.dataset_io import check_built_for, check_prompt_template, load_training_data
     from training.registry import check_new_adapter, probe_writable
@@ -83,7 +86,7 @@ def finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] 
             "base_model_fingerprint": fingerprint, "chat_template_hash": template_hash,
             "template": template, "template_hash": template_sha,
             "dataset": {"name": data.name, "manifest_sha256": data.manifest_sha256,
-                        "examples_sha256": data.manifest.get("sha256")}})
+                        "examples_sha256": data.manifest.get("sha256")}}, before_register)
         shutil.rmtree(run_dir, ignore_errors=True)
     _stop_workers(workers)
     return summary
@@ -191,7 +194,8 @@ def _restore_best(model, run_dir: Path) -> None:
 
 
 def _register(target: Path, model, tokenizer, request: FinetuneRequest, run_dir: Path,
-              summary: dict, provenance: dict) -> None:
+              summary: dict, provenance: dict,
+              check: Callable[[Path], None] | None = None) -> None:
     from training.registry import build_manifest, publish
 
     hyperparameters = _hyperparameters(request)
@@ -208,7 +212,7 @@ def _register(target: Path, model, tokenizer, request: FinetuneRequest, run_dir:
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
 
-    publish(target, save_weights, manifest, run_dir / "metrics.jsonl")
+    publish(target, save_weights, manifest, run_dir / "metrics.jsonl", check)
 
 
 def _history(run_dir: Path) -> list[dict]:

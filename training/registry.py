@@ -56,10 +56,12 @@ def probe_writable(folder: Path) -> None:
         raise disk_error(folder, exc) from None
 
 
-def publish(target: Path, save_weights, manifest: dict, metrics_path: Path) -> Path:
+def publish(target: Path, save_weights, manifest: dict, metrics_path: Path,
+            check=None) -> Path:
     """Write weights, manifest, metrics and plot into a staging dir, then rename it to ``target``.
 
-    ``save_weights(dir)`` writes the model files. Any failure removes the staging dir.
+    ``save_weights(dir)`` writes the model files; ``check(dir)``, if given, may refuse the
+    staged adapter by raising (the evaluation gate). Any failure removes the staging dir.
     """
     staging = target.with_name(f".{target.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -69,6 +71,8 @@ def publish(target: Path, save_weights, manifest: dict, metrics_path: Path) -> P
         shutil.copyfile(metrics_path, staging / "metrics.jsonl")
         plot_losses(staging / "metrics.jsonl", staging / "loss.png")
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        if check is not None:
+            check(staging)
         os.replace(staging, target)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)

@@ -65,24 +65,40 @@ def hyperparameter_options(func):
 @click.option("--name", default=None, help="Name of the adapter, registered as a variant.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run of --name.")
 @click.option("--quiet", is_flag=True, help="No progress bar; print only the summary.")
+@click.option("--eval-gate", "gate", default=None, metavar="METRIC>=X",
+              help='Register only if the adapter beats the baseline, e.g. "token_f1>=0" '
+                   "(lower bound of the paired 95% interval of the difference).")
+@click.option("--eval-data", default=None,
+              help="Held-out JSONL or dataset for --eval-gate [default: --data's validation].")
+@click.option("--eval-baseline", default=None,
+              help="Variant to beat [default: the config's default variant].")
+@click.option("--eval-limit", type=int, default=None, help="Evaluate on the first N items.")
 @hyperparameter_options
 @with_config
 @one_line_errors
 @click.pass_context
 def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name: str | None,
-                resume: bool, quiet: bool, **overrides) -> None:
+                resume: bool, quiet: bool, gate: str | None, eval_data: str | None,
+                eval_baseline: str | None, eval_limit: int | None, **overrides) -> None:
     """Fine-tune the chat model on a dataset and register it as a variant (or: merge)."""
     if ctx.invoked_subcommand:
         return
     if not dataset or not name:
         raise click.UsageError("chatbot train needs --data DATASET and --name ADAPTER")
-    from training.finetune import finetune
-
     import os
 
+    from training.finetune import finetune
+
     request = build_request(config, dataset, name, resume, overrides)
+    check = None
+    if gate:
+        from training.evaluate import gate_check, parse_gate
+
+        parse_gate(gate)  # a malformed gate fails now, not after training
+        check = gate_check(config, name, gate, eval_data or dataset,
+                           eval_baseline or config.default_variant, eval_limit)
     try:
-        summary = finetune(request, progress=not quiet)
+        summary = finetune(request, progress=not quiet, before_register=check)
     except KeyboardInterrupt:
         raise click.ClickException(
             f"interrupted; continue from the last checkpoint with `chatbot train --data {dataset} "

@@ -1,0 +1,58 @@
+"""``chatbot train --eval-gate``: the adapter is registered only when the gate passes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from chatbot.cli import main
+from train_support import FACTS, fact_dataset, make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def train_with_gate(tmp_path, tiny_model, monkeypatch, gate: str):
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    fact_dataset(tmp_path / "data", tiny_model)
+    config = tmp_path / "bot.yaml"
+    config.write_text(f"models: {{chat: {tiny_model}, embedder: 'hash:64'}}\n"
+                      "generation: {max_new_tokens: 8}\n")
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text("".join(json.dumps({"question": q, "answers": [a]}) + "\n"
+                                for q, a in FACTS))
+    return CliRunner().invoke(main, [
+        "train", "--config", str(config), "--data", "facts", "--name", "zorb", "--max-steps",
+        "2", "--lora-r", "4", "--eval-every", "2", "--device", "cpu", "--quiet",
+        "--eval-gate", gate, "--eval-data", str(held_out)])
+
+
+def test_a_failed_gate_registers_nothing_and_says_where_the_report_is(tmp_path, tiny_model,
+                                                                    monkeypatch):
+    result = train_with_gate(tmp_path, tiny_model, monkeypatch, "token_f1>=2")
+    assert result.exit_code == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: evaluation gate failed: gate token_f1>=2 failed: zorb - ")
+    assert "'zorb' was not registered (report: " in error
+    assert not (tmp_path / "data/adapters/zorb").exists()
+    assert not list((tmp_path / "data/adapters").glob(".zorb*"))
+    assert (tmp_path / "data/evals/gate-zorb/report.md").is_file()
+
+
+def test_a_passed_gate_registers_the_adapter(tmp_path, tiny_model, monkeypatch):
+    result = train_with_gate(tmp_path, tiny_model, monkeypatch, "token_f1>=-2")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "data/adapters/zorb/adapter_manifest.json").read_text())
+    assert manifest["name"] == "zorb"
+    metrics = json.loads((tmp_path / "data/evals/gate-zorb/metrics.json").read_text())
+    assert "zorb" in json.dumps(metrics)
+
+
+def test_a_malformed_gate_fails_before_training(tmp_path, tiny_model, monkeypatch):
+    result = train_with_gate(tmp_path, tiny_model, monkeypatch, "f1 at least 0")
+    assert result.exit_code == 1 and "is not METRIC>=NUMBER" in result.stderr.splitlines()[-1]
+    assert not (tmp_path / "data/runs/zorb").exists()
