@@ -116,7 +116,7 @@ def convert_once(source: Path, target: Path, install_hint: str) -> Path:
             raise ModelError(f"could not convert {source} ({exc}); the file may be corrupt: "
                              f"reinstall it with `{install_hint} --force-reinstall`") from exc
         manifest = {"version": MANIFEST_VERSION, "source": str(source),
-                    "source_size": source.stat().st_size, "source_sha256": _sha256(source)}
+                    "source_size": source.stat().st_size, "source_sha256": file_sha256(source)}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
@@ -138,7 +138,8 @@ def _is_current(target: Path, source: Path) -> bool:
             and manifest.get("source_size") == source.stat().st_size)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks (model files are large)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

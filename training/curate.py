@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from chatbot.config import BotConfig
+from chatbot.models import file_sha256
 from training import dataset_dir as store
 from training.errors import DataError
 from training.report import render_report, token_stats, write_histogram
@@ -175,11 +176,11 @@ def _summary(config: BotConfig, name: str, target: Path, files: list[Path],
     halves = curated.split
     final = halves.train + halves.validation
     lengths = [curated.lengths[c.id] for c in final]
-    sources = [{"path": str(f), "sha256": store.file_sha256(f)} for f in files if f.is_file()]
+    sources = [{"path": str(f), "sha256": file_sha256(f)} for f in files if f.is_file()]
     logged = logged or ImportResult([], [], 0)
     if logged.records:
         log_path = config.data_path / "logs.sqlite"
-        sources.insert(0, {"path": str(log_path), "sha256": store.file_sha256(log_path),
+        sources.insert(0, {"path": str(log_path), "sha256": file_sha256(log_path),
                            "answers": logged.records})
     problems = imported.problems + logged.problems
     return {

@@ -77,14 +77,6 @@ def review_records(conversations: Iterable[Conversation]) -> Iterable[dict]:
                             for m in conversation.messages]}
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_manifest(directory: Path) -> dict:
     path = directory / MANIFEST
     if not path.is_file():
