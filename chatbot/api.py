@@ -35,7 +35,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 from fastapi import APIRouter, Request
@@ -52,8 +52,14 @@ from chatbot.variants import Variant
 logger = logging.getLogger(__name__)
 
 
-def create_api_router(engine: Engine, api_key: str | None) -> APIRouter:
-    """The ``/v1`` routes over ``engine``; a non-empty ``api_key`` must come as a bearer key."""
+AB_MODEL = "ab"
+"""With A/B on, ``model="ab"`` answers with the session's sticky variant, its name not shown."""
+
+
+def create_api_router(engine: Engine, api_key: str | None,
+                      assign_variant: Callable[[str], str] | None = None) -> APIRouter:
+    """The ``/v1`` routes over ``engine``; a non-empty ``api_key`` must come as a bearer key;
+    ``assign_variant(session_id)`` (A/B on) serves the ``ab`` model."""
     router = APIRouter(prefix="/v1")
 
     @router.get("/models")
@@ -61,6 +67,9 @@ def create_api_router(engine: Engine, api_key: str | None) -> APIRouter:
         if denied := _check_key(request, api_key):
             return denied
         cards = [_model_card(engine, v) for v in engine.variants.values()]
+        if assign_variant is not None:
+            cards.append({"id": AB_MODEL, "object": "model", "created": 0,
+                          "owned_by": engine.bot_name, "ab": True, "default": False})
         return JSONResponse({"object": "list", "data": cards})
 
     @router.get("/models/{name}")
@@ -77,10 +86,14 @@ def create_api_router(engine: Engine, api_key: str | None) -> APIRouter:
             return denied
         try:
             chat = parse_request(await _json_body(request))
-            if chat.model not in engine.variants:
-                raise _unknown_model(engine, chat.model)
             session_id = _session_id(request, chat)
-            job = Answering(engine, chat, session_id)
+            if assign_variant is not None and chat.model == AB_MODEL:
+                variant = assign_variant(session_id)
+            elif chat.model in engine.variants:
+                variant = chat.model
+            else:
+                raise _unknown_model(engine, chat.model)
+            job = Answering(engine, chat, session_id, variant)
         except InputError as exc:
             return _error_response(exc)
         first = await job.next()  # errors before the first token still get their status
@@ -102,8 +115,11 @@ class Answering:
     generation at the next piece; the engine logs the turn as interrupted.
     """
 
-    def __init__(self, engine: Engine, chat: ChatRequest, session_id: str) -> None:
+    def __init__(self, engine: Engine, chat: ChatRequest, session_id: str,
+                 variant: str) -> None:
         self.engine, self.chat, self.session_id = engine, chat, session_id
+        self.variant = variant
+        """The variant that answers; ``chat.model`` (shown in replies) may be ``ab``."""
         self.question, self.history, self.system_ignored = split_conversation(chat.messages)
         self.settings = _settings(engine.settings, chat)
         self.id, self.created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
@@ -129,7 +145,7 @@ class Answering:
         self._put("done", result)
 
     def _answer(self) -> tuple[Reply, int]:
-        engine, variant = self.engine, self.engine.variant(self.chat.model)
+        engine, variant = self.engine, self.engine.variant(self.variant)
         generator = engine.generator_for(variant)  # a missing adapter fails here, before logging
         if self.settings.max_new_tokens >= generator.context_window:
             raise RequestError(f"max_tokens is {self.settings.max_new_tokens:,}; the model "

@@ -59,8 +59,9 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
 
     server = FastAPI(title=config.name, docs_url=None, redoc_url=None)
     api_key = os.environ.get(config.server.api_key_env) or None
-    server.include_router(create_api_router(engine, api_key))  # before "/" takes the rest
     assign, show_names, tabs = ab_parts(engine, config)
+    # the API first: the UI mounted at "/" takes every other path
+    server.include_router(create_api_router(engine, api_key, assign))
     tabs = training_parts(engine, config, config_path) + tabs
     app = build_app(engine, documents=documents, title=config.name, auth=read_auth(config),
                     assign_variant=assign, show_variant_names=show_names, tabs=tabs)

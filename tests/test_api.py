@@ -29,14 +29,14 @@ def fixed_search(query: str, k: int) -> list[Hit]:
 class Served:
     """A FastAPI app with the API router, served by uvicorn on a free port in a thread."""
 
-    def __init__(self, engine, api_key: str | None) -> None:
+    def __init__(self, engine, api_key: str | None, assign_variant=None) -> None:
         import uvicorn
         from fastapi import FastAPI
 
         from chatbot.api import create_api_router
 
         app = FastAPI()
-        app.include_router(create_api_router(engine, api_key))
+        app.include_router(create_api_router(engine, api_key, assign_variant))
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -269,3 +269,24 @@ def test_concurrent_requests_are_all_answered(served, engine) -> None:
     for thread in threads:
         thread.join(60)
     assert results == [expected.choices[0].message.content] * 6
+
+
+def test_the_ab_model_answers_with_the_sessions_sticky_variant(engine) -> None:
+    assigned = {}
+    server = Served(engine, api_key=None,
+                    assign_variant=lambda session: assigned.setdefault(session, "plain"))
+    try:
+        client = server.client()
+        assert "ab" in [m.id for m in client.models.list()]
+        completion = client.chat.completions.create(
+            model="ab", messages=ASK, extra_headers={"X-Session-Id": "ab-user-1"})
+        assert completion.model == "ab"  # the variant's name is not shown
+        turn = logged_turn(engine, completion.turn_id)
+        assert turn["variant"] == "plain" and assigned == {"ab-user-1": "plain"}
+    finally:
+        server.stop()
+
+
+def test_without_ab_the_ab_model_is_unknown(client) -> None:
+    with pytest.raises(openai.NotFoundError, match="the model 'ab' does not exist"):
+        client.chat.completions.create(model="ab", messages=ASK)
