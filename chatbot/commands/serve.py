@@ -28,6 +28,7 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     engine.default_variant = engine.variant(variant).name
     click.echo(f"loading {engine.variant(None).model} ...")
     engine.generator_for(engine.variant(None))  # the first visitor should not wait for it
+    documents.hits("warm-up", 1)  # nor for the embedder, when there is an index
     config_path = click.get_current_context().params.get("config_path")
     app = create_server_app(engine, config, documents=documents,
                             config_path=config_path or default_config_path())
