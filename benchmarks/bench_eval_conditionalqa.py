@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 import yaml
+from shared_data import SHARED
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-DATA = Path("/work/shared/data/conditionalqa")
+DATA = SHARED / "conditionalqa"
 HEADINGS = {"h1": "# ", "h2": "## ", "h3": "### ", "li": "- "}
 
 

@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from shared_data import SHARED
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DATA = Path("/work/shared/data/conditionalqa")
+DATA = SHARED / "conditionalqa"
 BUILD_THREADS = 2
 NAME = "embedded:all-minilm-l6-v2"
 

@@ -27,8 +27,9 @@ from index.manifest import IndexSettings  # noqa: E402
 from index.search import Retriever  # noqa: E402
 from index.store import Store  # noqa: E402
 from index.sync import sync  # noqa: E402
+from shared_data import SHARED
 
-DATA = Path("/work/shared/data/conditionalqa")
+DATA = SHARED / "conditionalqa"
 NAME = "embedded:all-minilm-l6-v2"
 KS = (1, 5, 10)
 

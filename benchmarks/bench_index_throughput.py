@@ -3,7 +3,7 @@ same chunks at its best batch size, and a re-sync of the unchanged corpus.
 
     /tmp/venv/bin/python benchmarks/bench_index_throughput.py [--docs 1000]
 
-Documents are made at run time from /work/shared/data/conditionalqa (see corpus_conditionalqa.py).
+Documents are made at run time from ../shared/data/conditionalqa (see corpus_conditionalqa.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Realistic documents made at run time from /work/shared/data/conditionalqa (never stored here).
+"""Realistic documents made at run time from ../shared/data/conditionalqa (never stored here).
 
 Each document is a random run of consecutive elements of one gov.uk page, written as Markdown
 (80%), HTML (10%) or plain text (10%), so the loaders and the heading-aware chunker all work.
@@ -10,8 +10,9 @@ import json
 import random
 from collections import defaultdict
 from pathlib import Path
+from shared_data import SHARED
 
-DATA = Path("/work/shared/data/conditionalqa")
+DATA = SHARED / "conditionalqa"
 _MARK = {"h1": "# ", "h2": "## ", "h3": "### ", "li": "- "}
 
 

@@ -14,19 +14,12 @@ import os
 import re
 from pathlib import Path
 
+from shared_data import shared_data
 
 
-def _shared_data() -> Path:
-    """$TRAIN_BENCH_DATA, else the nearest ``shared/data`` beside a parent of this checkout."""
-    if os.environ.get("TRAIN_BENCH_DATA"):
-        return Path(os.environ["TRAIN_BENCH_DATA"])
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "shared" / "data").is_dir():
-            return parent / "shared" / "data"
-    return Path("../shared/data")
 
-
-SHARED = _shared_data()
+SHARED = Path(os.environ["TRAIN_BENCH_DATA"]) if os.environ.get("TRAIN_BENCH_DATA") \
+    else shared_data()
 RAG_SYSTEM = ("You are a helpful assistant for UK public services. Answer the question from the "
               "numbered sources; say when they do not cover it.")
 DIALOGUE_SYSTEM = "You are a virtual assistant that books, finds and checks services for users."

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -72,6 +72,7 @@ def finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] 
     val, val_report = render_all(data.validation, tokenizer, request.masking,
                                  request.max_seq_len, f"dataset {data.name!r} (validation)")
     loop_settings = LoopSettings(**{**asdict(request.loop), "bf16": bf16})
+    request = replace(request, loop=loop_settings)  # the manifest records the resolved bf16
     model, loss_module = _trainable(model, request, workers, attention_kwargs)
     state = train_loop(loss_module, model, train, val, loop_settings, run_dir, workers,
                        resume=request.resume, on_record=on_record, progress=progress)
