@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_data import SHARED, conditionalqa, write_dataset  # noqa: E402
+from train_data import SHARED, conditionalqa, count_real_tokens, write_dataset  # noqa: E402
 
 EXAMPLES, BATCH, MAX_LEN, RANK, ALPHA = 64, 4, 512, 16, 32
 RUNS = {
@@ -98,15 +98,7 @@ def run_trl(steps: int, defaults: bool) -> dict:
                                                 target_modules="all-linear",
                                                 task_type="CAUSAL_LM"),
                          callbacks=[Clock()])
-    collate = trainer.data_collator
-
-    def counting(features):
-        batch = collate(features)
-        mask = batch.get("attention_mask")
-        tokens.append(int(mask.sum()) if mask is not None else int(batch["input_ids"].numel()))
-        return batch
-
-    trainer.data_collator = counting
+    count_real_tokens(trainer, tokens)
     trainer.train()
     return {"tokens": sum(tokens[1:len(times)]), "seconds": times[-1] - times[0]}
 

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from train_data import SHARED, conditionalqa, sgd, write_dataset  # noqa: E402
+from train_data import (SHARED, conditionalqa, count_real_tokens, sgd,  # noqa: E402
+                        write_dataset)
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core peak (SXM)
 SHAPES = {
@@ -150,15 +151,7 @@ def speed_trl(shape: str, tokenizer_dir: str, packed: bool) -> dict:
                          peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
                                                 target_modules="all-linear", task_type="CAUSAL_LM"),
                          callbacks=[Clock()])
-    collate = trainer.data_collator
-
-    def counting(features):
-        batch = collate(features)
-        mask = batch.get("attention_mask")
-        tokens.append(int(mask.sum()) if mask is not None else int(batch["input_ids"].numel()))
-        return batch
-
-    trainer.data_collator = counting
+    count_real_tokens(trainer, tokens)
     if DEVICE == "cuda":
         torch.cuda.reset_peak_memory_stats()
     trainer.train()

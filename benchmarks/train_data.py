@@ -87,3 +87,17 @@ def write_dataset(data_dir: Path, name: str, train: list, validation: list,
         "name": name, "chat_template_hash": chat_template_hash, "template": None,
         "template_hash": None, "counts": {"train": len(train), "validation": len(validation)}}))
     return root
+
+
+def count_real_tokens(trainer, tokens: list[int]) -> None:
+    """Wrap a TRL trainer's collator so each batch's real (non-pad) token count is appended to
+    ``tokens``: tokens/s then means the same for TRL as for ours."""
+    collate = trainer.data_collator
+
+    def counting(features):
+        batch = collate(features)
+        mask = batch.get("attention_mask")
+        tokens.append(int(mask.sum()) if mask is not None else int(batch["input_ids"].numel()))
+        return batch
+
+    trainer.data_collator = counting
