@@ -262,14 +262,14 @@ class Store:
         ids, texts = docstore.texts()
         docstore.commit()
         docstore.close()
-        _fsync(docstore.path)
+        manifest.fsync_path(docstore.path)
         if self._faiss is not None:
             files["faiss"] = _name("faiss", generation, ".index")
             faiss.write_index(self._faiss, str(self.directory / files["faiss"]))
-            _fsync(self.directory / files["faiss"])
+            manifest.fsync_path(self.directory / files["faiss"])
         bm25.build(texts, ids, self.directory / files["bm25"])
         for path in _files_of(self.directory / files["bm25"]):
-            _fsync(path)
+            manifest.fsync_path(path)
         self.manifest.update(generation=generation, files=files, updated_at=_now(), faiss_type=self.kind,
                              counts={"documents": len(self.manifest["documents"]),
                                      "chunks": len(ids)})
@@ -364,14 +364,6 @@ def _stamp(path: Path) -> tuple | None:
     except FileNotFoundError:
         return None
     return info.st_ino, info.st_mtime_ns, info.st_size
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _now() -> str:

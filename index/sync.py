@@ -32,7 +32,7 @@ Progress = Callable[[int, int, str], None]
 FLUSH_CHUNKS = 1024  # encode this many chunks at once: sentence-transformers sorts them by length
 
 
-@dataclass(frozen=True)
+@dataclass
 class SyncReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
@@ -57,19 +57,6 @@ class SyncReport:
 
 
 @dataclass
-class _Tally:
-    """The report while it is being filled in."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    failed: list[LoadFailure] = field(default_factory=list)
-    chunks: int = 0
-    embedded: int = 0
-
-
-@dataclass
 class _Pending:
     """Files read and chunked, waiting for one batched encode."""
 
@@ -87,7 +74,7 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
     """
     start = time.perf_counter()
     files, failures = discover([Path(p) for p in paths], list(include), list(exclude))
-    report = _Tally(failed=list(failures))
+    report = SyncReport(failed=list(failures))
     with store.transaction(rebuild=rebuild):
         if store.settings.embedder != embedder.name:
             raise IndexMismatchError(f"{store.directory}: built with embedder "
@@ -101,11 +88,12 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
             if progress is not None:
                 progress(done, len(files), str(path))
         _flush(store, embedder, pending, report)
-    return SyncReport(**report.__dict__, seconds=time.perf_counter() - start)
+    report.seconds = time.perf_counter() - start
+    return report
 
 
 def _remove_missing(store: Store, paths, files: list[Path], failures: list[LoadFailure],
-                    report: _Tally) -> None:
+                    report: SyncReport) -> None:
     """Drop indexed files under the synced paths that are no longer there."""
     roots = [os.path.abspath(p) for p in paths]
     seen = {str(p) for p in files} | {f.source for f in failures}
@@ -118,7 +106,7 @@ def _remove_missing(store: Store, paths, files: list[Path], failures: list[LoadF
 
 
 def _visit(path: Path, store: Store, embedder: Embedder, max_file_bytes: int, text_field: str,
-           pending: _Pending, report: _Tally) -> None:
+           pending: _Pending, report: SyncReport) -> None:
     source = str(path)
     try:
         data = read_bytes(path, max_file_bytes)
@@ -139,7 +127,7 @@ def _visit(path: Path, store: Store, embedder: Embedder, max_file_bytes: int, te
     pending.chunks += len(chunks)
 
 
-def _flush(store: Store, embedder: Embedder, pending: _Pending, report: _Tally) -> None:
+def _flush(store: Store, embedder: Embedder, pending: _Pending, report: SyncReport) -> None:
     """Encode what the pending files need in one call, then write them to the store."""
     todo = [chunk.text for _, _, _, chunks, reuse in pending.files for chunk in chunks
             if chunk.content_hash not in reuse]
