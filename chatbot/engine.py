@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import unicodedata
@@ -119,24 +120,80 @@ class Engine:
 
 
 class AnswerStream:
-    """One answer in progress: iterate for filtered text pieces; ``reply`` once finished."""
+    """One answer, produced on its own thread: iterate for filtered text pieces, ``reply`` once
+    finished, ``cancel()`` to stop it at the next token.
+
+    The answer runs, is saved and is logged whether or not anyone reads it, so a closed browser
+    tab or a client that walked away can never hold the model: the surfaces cancel on
+    disconnect, and an answer whose pieces nobody takes for ``ABANDON_AFTER_S`` stops itself.
+    The text shown so far is saved every ``SAVE_EVERY_S``, so a killed server loses at most
+    that much; the turn ends ``complete``, ``interrupted`` (cancelled) or ``error``.
+    """
+
+    ABANDON_AFTER_S = 10.0
+    SAVE_EVERY_S = 1.0
 
     def __init__(self, engine: Engine, session_id: str, question: str, variant: Variant,
                  settings: GenerationSettings, history: list[Message]) -> None:
         self.engine, self.session_id, self.question = engine, session_id, question
         self.variant, self.settings, self.history = variant, settings, history
         self.reply: Reply | None = None
-        self._pieces = self._run()
+        self._events: queue.Queue[tuple[str, object]] = queue.Queue()
+        self._cancelled = threading.Event()
+        self._finished = threading.Event()
+        self._last_read = time.monotonic()
+        threading.Thread(target=self._produce, daemon=True,
+                         name=f"answer-{session_id[-12:]}").start()
 
     def __iter__(self) -> Iterator[str]:
-        return self._pieces
+        try:
+            while True:
+                kind, value = self._events.get()
+                self._last_read = time.monotonic()
+                if kind == "piece":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:  # the reader stopped early (closed, or gone): so does the answer
+            self.cancel()
+
+    def __enter__(self) -> AnswerStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cancel()  # a no-op once the answer is complete
+
+    def cancel(self) -> None:
+        """Stop generating at the next token; never blocks (the UI calls it on its event loop)."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def wait(self, timeout: float | None = None) -> Reply | None:
+        """Block until the answer has ended and is logged; its reply (``None`` on timeout)."""
+        self._finished.wait(timeout)
+        return self.reply
 
     def result(self) -> Reply:
-        for _ in self._pieces:
+        for _ in self:
             pass
         return self.reply
 
-    def _run(self) -> Iterator[str]:
+    def _produce(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # handed to the reader, which raises it
+            self._events.put(("error", exc))
+        else:
+            self._events.put(("done", None))
+        finally:
+            self._finished.set()
+
+    def _run(self) -> None:
         engine = self.engine
         generator = engine.generator_for(self.variant)  # loads the model once, not timed
         started = time.perf_counter()
@@ -153,43 +210,58 @@ class AnswerStream:
         turn_id = self._log_start(messages, hits)
         refuse = self.variant.retrieval and not hits and engine.retrieval.no_hits == "refuse"
         raw, shown, status, first = "", "", "interrupted", None
+        saved_at = time.monotonic()
         try:
             adapter = self.variant.name if self.variant.adapter_dir else None
             pieces = iter([engine.retrieval.refusal]) if refuse else generator.stream(
-                messages, self.settings, adapter)
+                messages, self.settings, adapter, cancel=self._cancelled)
             stop, ready = self.settings.stop, ""
-            for piece in pieces:
-                first = first or time.perf_counter()
-                raw += piece
-                visible, stopped = _before_stop(raw, stop)
-                if (now_ready := _up_to_last_space(visible.lstrip())) != ready:
-                    ready = now_ready  # filters rerun only once another word is complete
-                    safe, _ = run_filters(engine.filters, ready)
-                    if safe.startswith(shown) and len(safe) > len(shown):
-                        yield safe[len(shown):]
-                        shown = safe
-                if stopped:  # stop generating now, not at max_new_tokens
-                    getattr(pieces, "close", lambda: None)()
-                    break
-            status = "complete"
-        except Exception:
+            try:
+                for piece in pieces:
+                    if self._abandoned():
+                        break
+                    first = first or time.perf_counter()
+                    raw += piece
+                    visible, stopped = _before_stop(raw, stop)
+                    if (now_ready := _up_to_last_space(visible.lstrip())) != ready:
+                        ready = now_ready  # filters rerun only once another word is complete
+                        safe, _ = run_filters(engine.filters, ready)
+                        if safe.startswith(shown) and len(safe) > len(shown):
+                            self._events.put(("piece", safe[len(shown):]))
+                            shown = safe
+                    if time.monotonic() - saved_at >= self.SAVE_EVERY_S:
+                        self._log_partial(turn_id, shown)
+                        saved_at = time.monotonic()
+                    if stopped:  # stop generating now, not at max_new_tokens
+                        break
+            finally:
+                getattr(pieces, "close", lambda: None)()
+            if not self.cancelled:
+                status = "complete"
+        except BaseException:
             status = "error"
             raise
         finally:
-            answered = _before_stop(raw, self.settings.stop, final=True)[0]
-            text, changed = run_filters(engine.filters, answered.strip())
-            if text.startswith(shown) and len(text) > len(shown):
-                tail = text[len(shown):]
-            else:
-                tail = None
+            if status == "complete":
+                answered = _before_stop(raw, self.settings.stop, final=True)[0]
+                text, changed = run_filters(engine.filters, answered.strip())
+            else:  # what the reader was given, never text that was not yet shown
+                text, changed = shown, run_filters(engine.filters, shown)[1]
             timings.update(_generation_timings(started, first, raw, generator, refuse))
             self.reply = Reply(text, messages, hits, self.variant.name, self.variant.model,
                                self.variant.adapter_id, timings, refuse, changed, turn_id)
             self._log_finish(turn_id, text, timings, status)
             if status == "complete":
                 engine.remember(self.session_id, self.question, text)
-        if tail:
-            yield tail
+                if text.startswith(shown) and len(text) > len(shown):
+                    self._events.put(("piece", text[len(shown):]))
+
+    def _abandoned(self) -> bool:
+        """Cancelled, or a piece has waited unread too long: nobody is reading any more."""
+        if not self.cancelled and not self._events.empty() and (
+                time.monotonic() - self._last_read > self.ABANDON_AFTER_S):
+            self.cancel()
+        return self.cancelled
 
     def _retrieve(self) -> list[Hit]:
         if not self.variant.retrieval or self.engine.search is None:
@@ -208,6 +280,10 @@ class AnswerStream:
             messages=[m.as_dict() for m in messages], hits=[hit_record(h) for h in hits],
             settings=self.settings.__dict__ | {"stop": list(self.settings.stop)},
             status="pending")
+
+    def _log_partial(self, turn_id: int | None, text: str) -> None:
+        if self.engine.log is not None and turn_id is not None:
+            self.engine.log.save_partial(turn_id, text)
 
     def _log_finish(self, turn_id: int | None, text: str, timings: dict, status: str) -> None:
         if self.engine.log is not None and turn_id is not None:

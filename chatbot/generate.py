@@ -8,7 +8,7 @@ the base weights. A lock serializes generation: one model serves many users safe
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -42,7 +42,9 @@ class Generator(Protocol):
     def count_text(self, text: str) -> int: ...
 
     def stream(self, messages: list[Message], settings: GenerationSettings,
-               adapter: str | None = None) -> Iterator[str]: ...
+               adapter: str | None = None,
+               cancel: threading.Event | None = None) -> Iterator[str]:
+        """Text pieces as they are decoded; ends early once ``cancel`` is set."""
 
 
 def pick_dtype(device: str, dtype: str):
@@ -126,16 +128,21 @@ class TransformersGenerator:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def stream(self, messages: list[Message], settings: GenerationSettings,
-               adapter: str | None = None) -> Iterator[str]:
-        """Yield text pieces as they are decoded; stopping the iteration stops generation."""
+               adapter: str | None = None,
+               cancel: threading.Event | None = None) -> Iterator[str]:
+        """Yield text pieces as they are decoded; closing the iteration or setting ``cancel``
+        stops generation at the next token and frees the model."""
         import torch
         from transformers import StoppingCriteria, TextIteratorStreamer
 
-        stop_event = threading.Event()
+        reader_done = threading.Event()
+
+        def should_stop() -> bool:
+            return reader_done.is_set() or (cancel is not None and cancel.is_set())
 
         class StopWhenAsked(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs) -> bool:
-                return stop_event.is_set()
+                return should_stop()
 
         ids = torch.tensor([self.encode(messages)], device=self.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True,
@@ -152,16 +159,14 @@ class TransformersGenerator:
         if settings.stop:
             kwargs.update(stop_strings=list(settings.stop), tokenizer=self.tokenizer)
         errors: list[BaseException] = []
-        with self._lock:
-            self._select_adapter(adapter)
-            worker = threading.Thread(target=self._generate, args=(kwargs, streamer, errors),
-                                      daemon=True)
-            worker.start()
-            try:
-                yield from streamer
-            finally:
-                stop_event.set()
-                worker.join()
+        worker = threading.Thread(target=self._generate, daemon=True,
+                                  args=(kwargs, streamer, errors, adapter, should_stop))
+        worker.start()
+        try:
+            yield from streamer
+        finally:
+            reader_done.set()  # the reader is done (or gone): stop at the next token
+        worker.join()
         if errors:
             raise ModelError(f"generation failed in {self.model_id}: {errors[0]}") from errors[0]
 
@@ -176,12 +181,22 @@ class TransformersGenerator:
         else:
             self.model.base_model.disable_adapter_layers()
 
-    def _generate(self, kwargs: dict, streamer, errors: list[BaseException]) -> None:
+    def _generate(self, kwargs: dict, streamer, errors: list[BaseException],
+                  adapter: str | None, should_stop: Callable[[], bool]) -> None:
+        """Wait for the model (giving up once cancelled), then generate into ``streamer``."""
         import torch
 
         try:
-            with torch.inference_mode():
-                self.model.generate(**kwargs)
+            while not self._lock.acquire(timeout=0.05):
+                if should_stop():
+                    return
+            try:
+                self._select_adapter(adapter)
+                with torch.inference_mode():
+                    self.model.generate(**kwargs)
+            finally:
+                self._lock.release()
         except Exception as exc:  # handed to the reading thread, which raises it
             errors.append(exc)
+        finally:
             streamer.end()

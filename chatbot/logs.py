@@ -1,7 +1,9 @@
 """The conversation log: every turn, its exact prompt, sources, variant and feedback, in SQLite.
 
-The user's message is written before generation starts and the answer when it ends (or marked
-``interrupted``), so stopping the server mid-answer loses no turn.
+The user's message is written before generation starts, the answer's text so far while it
+streams, and the whole answer when it ends (or marked ``interrupted``), so stopping the server
+mid-answer loses no turn. An answer left ``pending`` by a process that died is marked
+``interrupted`` the next time the log is opened.
 
     chatbot logs list
     chatbot logs show SESSION_ID
@@ -11,6 +13,8 @@ The user's message is written before generation starts and the answer when it en
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -63,6 +67,7 @@ class ConversationLog:
         self._lock = threading.Lock()
         with self._lock:
             migrate(self._db)
+        self.close_orphaned_turns()
 
     def close(self) -> None:
         self._db.close()
@@ -90,14 +95,31 @@ class ConversationLog:
             position = self._next_position(session_id)
             return self._db.execute(
                 "INSERT INTO turns (session_id, position, role, text, variant, model_id, "
-                "adapter_id, messages_json, hits_json, settings_json, status, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "adapter_id, messages_json, hits_json, settings_json, status, created_at, "
+                "writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session_id, position, role, text, variant, model_id, adapter_id,
-                 _dump(messages), _dump(hits), _dump(settings), status, now())).lastrowid
+                 _dump(messages), _dump(hits), _dump(settings), status, now(),
+                 WRITER if status == "pending" else None)).lastrowid
+
+    def save_partial(self, turn_id: int, text: str) -> None:
+        """The text of a ``pending`` answer so far: a killed server loses only what came after."""
+        self._write("UPDATE turns SET text = ? WHERE id = ? AND status = 'pending'",
+                    (text, turn_id))
 
     def finish_turn(self, turn_id: int, text: str, timings: dict, status: str) -> None:
         self._write("UPDATE turns SET text = ?, timings_json = ?, status = ?, finished_at = ? "
                     "WHERE id = ?", (text, _dump(timings), status, now(), turn_id))
+
+    def close_orphaned_turns(self) -> list[int]:
+        """Mark ``interrupted`` the answers left ``pending`` by a process that is gone; answers
+        still being written by a live process (a server sharing this log) are left alone."""
+        pending = self._db.execute("SELECT id, writer FROM turns WHERE status = 'pending'")
+        orphans = [row["id"] for row in pending if not _writer_alive(row["writer"])]
+        with self._lock, self._db:
+            self._db.executemany("UPDATE turns SET status = 'interrupted', finished_at = ? "
+                                 "WHERE id = ? AND status = 'pending'",
+                                 [(now(), turn_id) for turn_id in orphans])
+        return orphans
 
     def add_feedback(self, turn_id: int, rating: int, comment: str | None = None) -> int:
         if rating not in (-1, 1):
@@ -141,6 +163,25 @@ class ConversationLog:
             messages=_load(r["messages_json"], []), hits=_load(r["hits_json"], []),
             timings=_load(r["timings_json"], {}), rating=r["rating"], comment=r["comment"])
             for r in rows]
+
+
+WRITER = f"{socket.gethostname()}:{os.getpid()}"
+"""This process, as recorded on the answers it is writing."""
+
+
+def _writer_alive(writer: str | None) -> bool:
+    """Whether the process that wrote a pending answer may still be writing it: a process on
+    another host cannot be checked, so it counts as alive."""
+    host, _, pid = (writer or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return bool(writer) and host != socket.gethostname()
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
 
 
 def _dump(value: object) -> str | None:

@@ -50,7 +50,17 @@ def m002_ab(db: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_ab]
+def m003_turn_writer(db: sqlite3.Connection) -> None:
+    """Which process writes a pending answer (``host:pid``), so the next start can tell an
+    answer still being written from one that a killed server left ``pending``."""
+    db.executescript("""
+        ALTER TABLE turns ADD COLUMN writer TEXT;
+        CREATE INDEX turns_pending ON turns(status) WHERE status = 'pending';
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_ab,
+                                                          m003_turn_writer]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

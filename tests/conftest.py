@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,7 +58,11 @@ def tiny_config(tmp_path: Path, tiny_model_dir: Path) -> Path:
 
 
 class EchoGenerator:
-    """A generator that answers by echoing the question word by word: engine tests in ms."""
+    """A generator that answers by echoing the question word by word: engine tests in ms.
+
+    Clear ``flowing`` to hold the answer after its first word (a slow model, mid-answer) until
+    it is set again or the stream is cancelled.
+    """
 
     model_id = "echo"
     context_window = 1000
@@ -67,6 +72,8 @@ class EchoGenerator:
     def __init__(self) -> None:
         self.adapters: dict[str, str] = {}
         self.calls: list[tuple[list[Message], str | None]] = []
+        self.flowing = threading.Event()
+        self.flowing.set()
 
     def load_adapter(self, name: str, path) -> None:
         self.adapters[name] = str(path)
@@ -78,10 +85,14 @@ class EchoGenerator:
         return len(text.split())
 
     def stream(self, messages: list[Message], settings: GenerationSettings,
-               adapter: str | None = None) -> Iterator[str]:
+               adapter: str | None = None,
+               cancel: threading.Event | None = None) -> Iterator[str]:
         self.calls.append((messages, adapter))
         question = messages[-1].content.rsplit("Question:", 1)[-1].strip()
-        for word in question.split()[: settings.max_new_tokens]:
+        for number, word in enumerate(question.split()[: settings.max_new_tokens]):
+            while number and not self.flowing.wait(0.01):
+                if cancel is not None and cancel.is_set():
+                    return
             yield word + " "
 
 

@@ -134,12 +134,14 @@ def test_two_variants_on_one_base_model_load_it_once(echo) -> None:
 def test_turns_are_logged_before_and_after_generation(echo, tmp_path) -> None:
     log = ConversationLog(tmp_path / "logs.sqlite")
     engine = make_engine(echo, search=lambda q, k: [hit(1)], log=log)
+    echo.flowing.clear()  # the model is still answering
     stream = engine.answer("s1", "alpha beta gamma delta", "prompt")
     iterator = iter(stream)
     next(iterator)
     db = sqlite3.connect(tmp_path / "logs.sqlite")
-    rows = db.execute("SELECT role, status, text FROM turns ORDER BY position").fetchall()
-    assert rows == [("user", "complete", "alpha beta gamma delta"), ("assistant", "pending", "")]
+    rows = db.execute("SELECT role, status FROM turns ORDER BY position").fetchall()
+    assert rows == [("user", "complete"), ("assistant", "pending")]
+    echo.flowing.set()
     list(iterator)
     role, status, text, messages, hits = db.execute(
         "SELECT role, status, text, messages_json, hits_json FROM turns WHERE position = 1").fetchone()
@@ -151,10 +153,12 @@ def test_turns_are_logged_before_and_after_generation(echo, tmp_path) -> None:
 
 def test_an_abandoned_answer_is_marked_interrupted(echo, tmp_path) -> None:
     log = ConversationLog(tmp_path / "logs.sqlite")
+    echo.flowing.clear()
     stream = make_engine(echo, log=log).answer("s1", "alpha beta gamma delta", "plain")
     iterator = iter(stream)
-    next(iterator)
+    assert next(iterator) == "alpha"
     iterator.close()
+    assert stream.wait(5).text == "alpha"
     turn = log.conversation("s1").turns[1]
     assert turn.status == "interrupted" and turn.text == "alpha"
 

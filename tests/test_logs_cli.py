@@ -29,9 +29,11 @@ def logged(tmp_path, isolated_state, echo) -> dict:
     log.add_feedback(first.turn_id, 1, "spot on")
     log.add_feedback(second.turn_id, -1)
     engine.answer("web-b", "a question", "prompt").result()
-    stream = iter(engine.answer("web-b", "cut off mid answer please", "prompt"))
-    next(stream)
-    stream.close()  # the server stopped while answering: the turn is marked interrupted
+    echo.flowing.clear()  # the server stops while answering: the turn is marked interrupted
+    stream = engine.answer("web-b", "cut off mid answer please", "prompt")
+    next(iter(stream))
+    stream.cancel()
+    stream.wait()
     return {"config": str(config), "first": first, "second": second}
 
 

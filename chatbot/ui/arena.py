@@ -64,11 +64,11 @@ class ArenaActions:
         locked = gr.update(interactive=False)
         for side, variant in enumerate((left, right)):
             session = f"{state.session_id}-{state.battle.id}-{'ab'[side]}"
-            try:
-                stream = self.engine.answer(session, question, variant, history=[])
-                for piece in stream:
-                    texts[side] += piece
-                    yield texts[0], texts[1], state, "_Answering..._", locked
+            try:  # a closed tab closes this generator: leaving ``with`` stops the answer
+                with self.engine.answer(session, question, variant, history=[]) as stream:
+                    for piece in stream:
+                        texts[side] += piece
+                        yield texts[0], texts[1], state, "_Answering..._", locked
             except ChatbotError as exc:
                 raise gr.Error(str(exc), print_exception=False) from exc
             texts[side] = stream.reply.text

@@ -121,6 +121,8 @@ class ChatActions:
                 yield (shown, state, "", ANSWERING, None)
         except ChatbotError as exc:
             raise gr.Error(str(exc), print_exception=False) from exc
+        finally:  # a closed or reloaded tab closes this generator: the answer stops with it
+            stream.cancel()
         state.answers.append(ShownAnswer(stream.question, stream.reply))
         yield (self.chat_messages(state), state, "", *self.panel(state))
 
