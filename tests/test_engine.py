@@ -3,10 +3,11 @@
 import json
 import sqlite3
 import threading
+import time
 
 import pytest
 
-from chatbot.engine import Engine, RetrievalPolicy
+from chatbot.engine import AnswerStream, Engine, RetrievalPolicy
 from chatbot.errors import InputError, ModelError
 from chatbot.filters import blocklist_filter
 from chatbot.generate import GenerationSettings
@@ -213,3 +214,18 @@ def test_stop_strings_end_the_answer_and_are_never_shown(echo, stop, expected) -
                            settings=GenerationSettings(max_new_tokens=40, stop=stop))
     pieces = list(stream)
     assert "".join(pieces) == stream.reply.text == expected
+
+
+def test_an_answer_nobody_reads_any_more_stops_itself(echo, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(AnswerStream, "ABANDON_AFTER_S", 0.2)
+    log = ConversationLog(tmp_path / "logs.sqlite")
+    echo.flowing.clear()
+    question = "one two three four five six seven"
+    stream = make_engine(echo, log=log).answer("s1", question, "plain")
+    iterator = iter(stream)
+    assert next(iterator) == "one"  # the reader takes the first word, then goes quiet
+    time.sleep(0.4)
+    echo.flowing.set()
+    assert stream.wait(5).text != question
+    assert log.conversation("s1").turns[1].status == "interrupted"
+

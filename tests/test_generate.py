@@ -72,3 +72,24 @@ def test_a_missing_model_directory_names_the_fix(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="run `chatbot models prepare`"):
         TransformersGenerator(str(tmp_path / "empty"), "empty", device="cpu")
+
+
+def test_a_stream_its_reader_abandoned_does_not_hold_the_model(generator) -> None:
+    abandoned = generator.stream(QUESTION, GREEDY)
+    next(abandoned)  # read once, then dropped without being closed (a closed browser tab)
+    answers = []
+    other = threading.Thread(target=lambda: answers.append(
+        "".join(generator.stream(QUESTION, GREEDY))), daemon=True)
+    other.start()
+    other.join(timeout=60)
+    assert answers and answers[0]
+    del abandoned
+
+
+def test_cancel_stops_a_stream_at_the_next_token(generator) -> None:
+    cancel = threading.Event()
+    pieces = []
+    for piece in generator.stream(QUESTION, GenerationSettings(max_new_tokens=400), cancel=cancel):
+        pieces.append(piece)
+        cancel.set()
+    assert 1 <= len(pieces) <= 3
