@@ -3,7 +3,7 @@ import sqlite3
 import pytest
 
 from chatbot.errors import InputError
-from chatbot.logs import ConversationLog
+from chatbot.logs import WRITER, ConversationLog
 from chatbot.migrations import MIGRATIONS, migrate
 
 
@@ -48,3 +48,25 @@ def test_feedback_latest_wins_and_is_validated(tmp_path) -> None:
 def test_unknown_session_points_to_logs_list(tmp_path) -> None:
     with pytest.raises(InputError, match="`chatbot logs list` shows the sessions"):
         ConversationLog(tmp_path / "logs.sqlite").conversation("nope")
+
+
+def test_opening_the_log_closes_only_answers_whose_writer_is_gone(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    log = ConversationLog(tmp_path / "logs.sqlite")
+    log.ensure_session("s1")
+    mine = log.add_turn("s1", "assistant", "", status="pending")  # this process: still writing
+    orphan = log.add_turn("s1", "assistant", "", status="pending")
+    old = log.add_turn("s1", "assistant", "", status="pending")
+    log.save_partial(orphan, "half an ans")
+    log._db.execute("UPDATE turns SET writer = ? WHERE id = ?", (f"{WRITER.rpartition(':')[0]}:"
+                                                                 f"{dead}", orphan))
+    log._db.execute("UPDATE turns SET writer = NULL WHERE id = ?", (old,))  # before m003
+    log._db.commit()
+    ConversationLog(tmp_path / "logs.sqlite")
+    statuses = {t.id: (t.status, t.text) for t in log.conversation("s1").turns}
+    assert statuses == {mine: ("pending", ""), orphan: ("interrupted", "half an ans"),
+                        old: ("interrupted", "")}
