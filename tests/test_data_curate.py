@@ -9,6 +9,7 @@ from chatbot.config import BotConfig
 from chatbot.types import Message
 from training.curate import options_from_config
 from training.dedupe import dedupe, split
+from training.redact import Redactor
 from training.steps import (CurateOptions, curate, drop_empty_and_refusals, filter_length,
                             scrub_pii, select_by_feedback)
 from training.tokens import Lengths
@@ -77,7 +78,7 @@ def test_pii_is_scrubbed_in_user_and_assistant_text_not_the_system_prompt():
     system = Message("system", "Support: help@example.com")
     original = chat("c", ("I am ana@example.org", "Noted, ana@example.org; call +44 20 7946 0958"))
     original = Conversation("c", (system,) + original.messages, "test")
-    kept, counts, examples, report = scrub_pii([original], ["EMAIL", "PHONE"], "US")
+    kept, counts, examples, report = scrub_pii([original], Redactor(["EMAIL", "PHONE"], "US"))
     assert [m.content for m in kept[0].messages] == [
         "Support: help@example.com", "I am <EMAIL>", "Noted, <EMAIL>; call <PHONE>"]
     assert counts == {"EMAIL": 2, "PHONE": 1} and report.notes["conversations_changed"] == 1

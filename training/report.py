@@ -62,7 +62,7 @@ def render_report(summary: dict, steps: Sequence[dict], pii_examples: dict[str, 
              *_overview(summary), *[f"\n**Warning:** {w}." for w in summary["warnings"]],
              "", "## Import", "", *_import(summary), "",
              "## Steps", "", *_steps(steps), "", "## Personal data scrubbed", "",
-             *_pii(summary["pii"], pii_examples), "", "## Token lengths", "",
+             *_pii(summary, pii_examples), "", "## Token lengths", "",
              *_tokens(summary), "", "## Kept aside for review", "",
              f"{summary['review']} thumbed-down answer(s) with a comment are in "
              "`review_thumbs_down.jsonl`; they are never trained on.", ""]
@@ -128,10 +128,12 @@ def _short(value: object) -> str:
     return text.replace("|", "\\|")
 
 
-def _pii(counts: dict[str, int], examples: dict[str, list[str]]) -> list[str]:
+def _pii(summary: dict, examples: dict[str, list[str]]) -> list[str]:
+    counts = summary["pii"]
+    detector = [f"Detector: {summary['pii_detector']}.", ""]
     if not counts:
-        return ["None found."]
-    lines = ["| kind | spans |", "|---|---:|"]
+        return [*detector, "None found."]
+    lines = [*detector, "| kind | spans |", "|---|---:|"]
     lines += [f"| `<{kind}>` | {n} |" for kind, n in sorted(counts.items())]
     lines += ["", "Examples (already redacted):", ""]
     for kind in sorted(examples):

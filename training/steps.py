@@ -14,12 +14,13 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from chatbot.types import Message
 from training.dedupe import Split, dedupe, split
 from training.errors import DataError
-from chatbot.pii import KINDS, scrub
+from training.redact import DEFAULT_MODEL, KINDS, Redactor
+from chatbot.pii import PHONE_REGIONS
 from training.tokens import Lengths, TokenCounter
 from training.transcripts import Conversation
 
@@ -39,6 +40,8 @@ class CurateOptions:
     minhash_permutations: int = 64
     pii_kinds: tuple[str, ...] = KINDS
     phone_region: str = "US"
+    phone_regions: tuple[str, ...] = PHONE_REGIONS
+    pii_ner_model: str | None = DEFAULT_MODEL
     validation_share: float = 0.1
     seed: int = 1234
 
@@ -68,6 +71,8 @@ class Curated:
     review: list[Conversation]
     pii_counts: dict[str, int]
     pii_examples: dict[str, list[str]]
+    pii_detector: str
+    """What found the personal data: the NER model and patterns, or patterns only and why."""
 
 
 def curate(conversations: Sequence[Conversation], options: CurateOptions,
@@ -82,7 +87,9 @@ def curate(conversations: Sequence[Conversation], options: CurateOptions,
     steps.append(clock.stamp(report))
     kept, report = drop_empty_and_refusals(kept, options.refusal_patterns)
     steps.append(clock.stamp(report))
-    kept, counts, examples, report = scrub_pii(kept, options.pii_kinds, options.phone_region)
+    redactor = Redactor(options.pii_kinds, options.phone_region, options.phone_regions,
+                        options.pii_ner_model)
+    kept, counts, examples, report = scrub_pii(kept, redactor)
     steps.append(clock.stamp(report))
     kept, lengths, report = filter_length(kept, counter, options.min_tokens, options.max_tokens)
     steps.append(clock.stamp(report))
@@ -101,7 +108,7 @@ def curate(conversations: Sequence[Conversation], options: CurateOptions,
         {"train": len(halves.train), "validation": len(halves.validation),
          "moved_to_train": len(halves.moved), "moved": halves.moved[:20]})))
     kept_lengths = {c.id: lengths[c.id] for c in result.kept}
-    return Curated(halves, steps, kept_lengths, review, dict(counts), examples)
+    return Curated(halves, steps, kept_lengths, review, dict(counts), examples, redactor.detector)
 
 
 class _Clock:
@@ -172,34 +179,46 @@ def drop_empty_and_refusals(conversations: Sequence[Conversation], patterns: Seq
                          dropped)
 
 
-def scrub_pii(conversations: Sequence[Conversation], kinds: Sequence[str], region: str
+def scrub_pii(conversations: Sequence[Conversation], redactor: Redactor
               ) -> tuple[list[Conversation], Counter, dict[str, list[str]], StepReport]:
-    """Replace personal data in user and assistant messages by typed placeholders."""
+    """Replace personal data in user and assistant messages by typed placeholders.
+
+    All conversations go to the redactor at once (its NER model reads batches); it reads each
+    conversation's own turns, not the sources rendered into its prompt, for names.
+    """
+    groups = [[m.content for m in (*c.messages, *c.dialogue) if m.role != "system"]
+              for c in conversations]
+    redacted = redactor.scrub_groups(groups, [[m.content for m in c.turns]
+                                              for c in conversations])
     total: Counter = Counter()
     examples: dict[str, list[str]] = {}
     scrubbed, touched = [], 0
-    for conversation in conversations:
-        messages, found = _scrub_messages(conversation.messages, kinds, region, examples)
-        dialogue, _ = _scrub_messages(conversation.dialogue, kinds, region, {})
+    for conversation, results in zip(conversations, redacted):
+        results = iter(results)
+        messages, found = _scrub_messages(conversation.messages, results, examples)
+        dialogue, _ = _scrub_messages(conversation.dialogue, results, {})
         if found:
             touched += 1
             total += found
             conversation = replace(conversation, messages=messages, dialogue=dialogue)
         scrubbed.append(conversation)
-    report = _report("pii", {"kinds": list(kinds), "phone_region": region}, conversations,
-                     scrubbed, {}, {"conversations_changed": touched, "spans": dict(total)})
+    settings = {"kinds": list(redactor.kinds), "phone_region": redactor.region,
+                "phone_regions": list(redactor.regions), "detector": redactor.detector}
+    report = _report("pii", settings, conversations, scrubbed, {},
+                     {"conversations_changed": touched, "spans": dict(total)})
     return scrubbed, total, examples, report
 
 
-def _scrub_messages(messages: tuple[Message, ...], kinds: Sequence[str], region: str,
+def _scrub_messages(messages: tuple[Message, ...], results: Iterator[tuple[str, Counter]],
                     examples: dict[str, list[str]]) -> tuple[tuple[Message, ...], Counter]:
+    """``messages`` with their non-system texts taken, in order, from ``results``."""
     found: Counter = Counter()
     out = []
     for message in messages:
         if message.role == "system":
             out.append(message)
             continue
-        text, counts = scrub(message.content, kinds, region)
+        text, counts = next(results)
         if counts:
             found += counts
             message = Message(message.role, text)

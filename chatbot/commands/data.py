@@ -4,6 +4,7 @@
     chatbot data show v1
     chatbot data export v1 --out v1.jsonl
     chatbot data build --name v2 --from v1.jsonl    # after editing the export
+    chatbot data export v1 --format csv --out v1.csv  # one message a row, for a spreadsheet
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def summary_lines(summary: dict) -> list[str]:
         why = ", ".join(f"{n} {reason}" for reason, n in step["dropped"].items())
         lines.append(f"  {step['name']:<9} {step['in']:>7} -> {step['out']:<7} {why}".rstrip())
     pii = ", ".join(f"{kind} {n}" for kind, n in sorted(summary["pii"].items())) or "none"
-    lines.append(f"personal data scrubbed: {pii}")
+    lines.append(f"personal data scrubbed: {pii} ({summary['pii_detector']})")
     if tokens["examples"]:
         lines.append(f"tokens per example: median {tokens['median']}, p95 {tokens['p95']}, "
                      f"max {tokens['max']}; supervised share {tokens['supervised_share']:.1%}")
@@ -116,14 +117,18 @@ def show(config: BotConfig, name: str, as_json: bool) -> None:
 @data_group.command("export")
 @click.argument("name")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
-              help="JSONL file to write (OpenAI {\"messages\": [...]} lines).")
+              help="File to write.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+              show_default=True,
+              help="jsonl: OpenAI {\"messages\": [...]} lines, to edit and build from again; "
+                   "csv: one message a row, for review in a spreadsheet.")
 @with_config
 @one_line_errors
-def export(config: BotConfig, name: str, out: Path) -> None:
-    """Write a dataset's examples as OpenAI JSONL, to review, edit and rebuild from."""
+def export(config: BotConfig, name: str, out: Path, fmt: str) -> None:
+    """Write a dataset's examples as OpenAI JSONL (to edit and rebuild from) or CSV."""
     from training.curate import export_dataset
 
-    count = export_dataset(config, name, out)
+    count = export_dataset(config, name, out, fmt)
     click.echo(f"wrote {count} conversations to {out}")
 
 
