@@ -29,7 +29,6 @@ How OpenAI's fields map onto the bot:
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import threading
@@ -39,11 +38,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from chatbot.api_schema import (ChatRequest, RequestError, error_body, parse_request,
-                                split_conversation)
-from chatbot.engine import Engine
+from chatbot.api_schema import (ChatRequest, RequestError, RequestLimits, error_body,
+                                parse_request, split_conversation)
+from chatbot.engine import AnswerStream, Engine
 from chatbot.errors import ConfigError, InputError, ModelError
 from chatbot.generate import GenerationSettings
 from chatbot.types import Reply
@@ -52,20 +51,23 @@ from chatbot.variants import Variant
 logger = logging.getLogger(__name__)
 
 
+DISCONNECT_POLL_S = 0.25
+"""How often a request waiting for its answer checks that its client is still there."""
+
 AB_MODEL = "ab"
 """With A/B on, ``model="ab"`` answers with the session's sticky variant, its name not shown."""
 
 
-def create_api_router(engine: Engine, api_key: str | None,
-                      assign_variant: Callable[[str], str] | None = None) -> APIRouter:
-    """The ``/v1`` routes over ``engine``; a non-empty ``api_key`` must come as a bearer key;
-    ``assign_variant(session_id)`` (A/B on) serves the ``ab`` model."""
+def create_api_router(engine: Engine,
+                      assign_variant: Callable[[str], str] | None = None,
+                      limits: RequestLimits | None = None) -> APIRouter:
+    """The ``/v1`` routes over ``engine`` (``chatbot.auth`` guards them with the rest of the
+    server); ``assign_variant(session_id)`` (A/B on) serves the ``ab`` model; ``limits`` caps
+    what one request may send (``None``: no cap)."""
     router = APIRouter(prefix="/v1")
 
     @router.get("/models")
-    async def list_models(request: Request) -> JSONResponse:
-        if denied := _check_key(request, api_key):
-            return denied
+    async def list_models() -> JSONResponse:
         cards = [_model_card(engine, v) for v in engine.variants.values()]
         if assign_variant is not None:
             cards.append({"id": AB_MODEL, "object": "model", "created": 0,
@@ -73,19 +75,15 @@ def create_api_router(engine: Engine, api_key: str | None,
         return JSONResponse({"object": "list", "data": cards})
 
     @router.get("/models/{name}")
-    async def get_model(name: str, request: Request) -> JSONResponse:
-        if denied := _check_key(request, api_key):
-            return denied
+    async def get_model(name: str) -> JSONResponse:
         if name not in engine.variants:
             return _error_response(_unknown_model(engine, name))
         return JSONResponse(_model_card(engine, engine.variants[name]))
 
     @router.post("/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
-        if denied := _check_key(request, api_key):
-            return denied
         try:
-            chat = parse_request(await _json_body(request))
+            chat = parse_request(await _json_body(request), limits)
             session_id = _session_id(request, chat)
             if assign_variant is not None and chat.model == AB_MODEL:
                 variant = assign_variant(session_id)
@@ -96,13 +94,16 @@ def create_api_router(engine: Engine, api_key: str | None,
             job = Answering(engine, chat, session_id, variant)
         except InputError as exc:
             return _error_response(exc)
-        first = await job.next()  # errors before the first token still get their status
-        if first[0] == "error":
-            return _error_response(first[1])
-        if chat.stream:
-            return StreamingResponse(_sse(job, first), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
-        return await _complete(job, first)
+        try:  # errors before the first token still get their status
+            first = await job.next_unless_gone(request)
+            if first[0] == "error":
+                return _error_response(first[1])
+            if chat.stream:
+                return StreamingResponse(_sse(job, first, request), media_type="text/event-stream",
+                                         headers={"Cache-Control": "no-cache"})
+            return await _complete(job, first, request)
+        except ClientGone:
+            return Response(status_code=499)  # nobody reads it; the answer has stopped
 
     return router
 
@@ -111,8 +112,9 @@ class Answering:
     """One answer produced on its own thread, so the event loop never waits for the model.
 
     Events come through an asyncio queue: ``("piece", text)``..., then ``("done", (reply,
-    prompt_tokens))`` or ``("error", exception)``. ``cancel()`` (a client that went away) stops
-    generation at the next piece; the engine logs the turn as interrupted.
+    prompt_tokens))`` or ``("error", exception)``. ``cancel()`` (a client that went away, even
+    before its answer started) stops generation at the next token; the engine logs the turn as
+    interrupted.
     """
 
     def __init__(self, engine: Engine, chat: ChatRequest, session_id: str,
@@ -126,13 +128,30 @@ class Answering:
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
         self._cancelled = threading.Event()
+        self._stream: AnswerStream | None = None
         threading.Thread(target=self._work, daemon=True, name=f"api-{self.id[-8:]}").start()
 
     async def next(self) -> tuple[str, object]:
         return await self._queue.get()
 
+    async def next_unless_gone(self, request: Request) -> tuple[str, object]:
+        """The next event; if the client disconnects while we wait (a long prompt, a busy
+        model), the answer is cancelled and ``ClientGone`` raised."""
+        waiting = asyncio.ensure_future(self._queue.get())
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return waiting.result()
+            if await request.is_disconnected():
+                waiting.cancel()
+                self.cancel()
+                raise ClientGone
+
     def cancel(self) -> None:
+        """Stop the answer at its next token (the client went away); never blocks."""
         self._cancelled.set()
+        if self._stream is not None:
+            self._stream.cancel()
 
     def _work(self) -> None:
         try:
@@ -153,16 +172,12 @@ class Answering:
                                "included; ask for fewer", param="max_tokens", code="invalid_value")
         if engine.log is not None:
             engine.log.ensure_session(self.session_id, variant.name, client="api")
-        stream = engine.answer(self.session_id, self.question, variant.name, self.settings,
-                               self.history)
-        pieces = iter(stream)
-        try:
-            for piece in pieces:
-                if self._cancelled.is_set():
-                    break
-                self._put("piece", piece)
-        finally:
-            pieces.close()
+        stream = self._stream = engine.answer(self.session_id, self.question, variant.name,
+                                              self.settings, self.history)
+        if self._cancelled.is_set():  # the client left while the answer was being set up
+            stream.cancel()
+        for piece in stream:
+            self._put("piece", piece)
         reply = stream.reply
         prompt_tokens = 0 if reply.refused else generator.count_tokens(reply.messages)
         return reply, prompt_tokens
@@ -171,7 +186,7 @@ class Answering:
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, value))
         except RuntimeError:  # the event loop is closed: the server is shutting down
-            self._cancelled.set()
+            self.cancel()
 
     def chunk(self, delta: dict, finish_reason: str | None = None, **extra: object) -> dict:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -193,10 +208,11 @@ class Answering:
         return "length" if tokens >= self.settings.max_new_tokens else "stop"
 
 
-async def _complete(job: Answering, first: tuple[str, object]) -> JSONResponse:
+async def _complete(job: Answering, first: tuple[str, object],
+                    request: Request) -> JSONResponse:
     kind, value = first
     while kind == "piece":
-        kind, value = await job.next()
+        kind, value = await job.next_unless_gone(request)
     if kind == "error":
         return _error_response(value)
     reply, prompt_tokens = value
@@ -209,14 +225,15 @@ async def _complete(job: Answering, first: tuple[str, object]) -> JSONResponse:
         **job.extras(reply, prompt_tokens)})
 
 
-async def _sse(job: Answering, first: tuple[str, object]) -> AsyncIterator[str]:
+async def _sse(job: Answering, first: tuple[str, object],
+               request: Request) -> AsyncIterator[str]:
     """OpenAI's chunk stream: a role chunk, content chunks, a final chunk, ``[DONE]``."""
     try:
         yield _event(job.chunk({"role": "assistant", "content": ""}))
         kind, value = first
         while kind == "piece":
             yield _event(job.chunk({"content": value}))
-            kind, value = await job.next()
+            kind, value = await job.next_unless_gone(request)
         if kind == "error":
             yield _event(_error_parts(value)[1])
         else:
@@ -224,8 +241,14 @@ async def _sse(job: Answering, first: tuple[str, object]) -> AsyncIterator[str]:
             yield _event(job.chunk({}, job.finish_reason(reply), **job.extras(reply,
                                                                                prompt_tokens)))
         yield "data: [DONE]\n\n"
+    except ClientGone:
+        return
     finally:
         job.cancel()  # the client went away (or we are done): stop generating
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
 
 
 def _event(data: dict) -> str:
@@ -254,6 +277,9 @@ async def _json_body(request: Request) -> object:
     except ValueError as exc:
         raise RequestError(f"the request body is not valid JSON: {exc}",
                            code="invalid_json") from None
+    except RecursionError:  # Python's parser gives up at about 1,000 levels
+        raise RequestError("the request body nests JSON arrays or objects too deeply to read; "
+                           "a chat request needs only a few levels", code="invalid_json") from None
 
 
 def _model_card(engine: Engine, variant: Variant) -> dict:
@@ -267,21 +293,6 @@ def _unknown_model(engine: Engine, name: str) -> RequestError:
     return RequestError(f"the model {name!r} does not exist; this bot's models (variants) are: "
                         f"{', '.join(engine.variants)}", param="model", code="model_not_found",
                         status=404)
-
-
-def _check_key(request: Request, api_key: str | None) -> JSONResponse | None:
-    """None when the request may pass; else OpenAI's 401."""
-    if not api_key:
-        return None
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                          api_key.encode()):
-        return None
-    message = ("the API key is not valid" if header else
-               "this server requires an API key: send the header 'Authorization: Bearer KEY'")
-    return JSONResponse(error_body(message, "invalid_request_error", None, "invalid_api_key"),
-                        status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
 def _error_parts(exc: BaseException) -> tuple[int, dict]:

@@ -2,13 +2,18 @@
 
 Requests are validated here, so a wrong field becomes an OpenAI-shaped error naming the field;
 fields that OpenAI clients send and we don't use (``seed``, ``presence_penalty``...) are ignored.
+Types are strict, as OpenAI's are: ``"stream": "yes"`` or ``"max_tokens": "4"`` is an error, not
+a guess (a whole number is still a valid ``temperature``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chatbot.errors import InputError
+from chatbot.prompts import clean_text
 from chatbot.types import Message
 
 CLIENT_SYSTEM_ROLES = ("system", "developer")
@@ -34,8 +39,17 @@ def error_body(message: str, type: str, param: str | None = None,
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+@dataclass(frozen=True)
+class RequestLimits:
+    """How much one request may send (``server.max_request_messages`` and
+    ``server.max_request_chars``), so one client can't tie up the server."""
+
+    messages: int
+    chars: int
+
+
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     role: str
     content: str | list[dict] | None = None
@@ -43,7 +57,7 @@ class ChatMessage(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str
     """The variant that answers (``GET /v1/models`` lists them)."""
@@ -71,16 +85,38 @@ class ChatRequest(BaseModel):
         return tuple(s for s in stops if s)
 
 
-def parse_request(body: object) -> ChatRequest:
-    """The request, or a RequestError naming the first bad field."""
+def parse_request(body: object, limits: RequestLimits | None = None) -> ChatRequest:
+    """The request, or a RequestError naming the first bad field or the limit it is over."""
     try:
-        return ChatRequest.model_validate(body)
+        chat = ChatRequest.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         problems = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise RequestError(f"{where}: {first['msg']}{problems}", param=where,
                            code="invalid_value") from None
+    if limits is not None:
+        _check_size(chat.messages, limits)
+    return chat
+
+
+def _check_size(messages: list[ChatMessage], limits: RequestLimits) -> None:
+    if len(messages) > limits.messages:
+        raise RequestError(f"the request has {len(messages):,} messages; this server takes at "
+                           f"most {limits.messages:,} (server.max_request_messages); send fewer "
+                           "earlier messages", param="messages", code="too_many_messages")
+    chars = sum(len(text) for message in messages for text in _texts(message.content))
+    if chars > limits.chars:
+        raise RequestError(f"the request's messages have {chars:,} characters; this server "
+                           f"takes at most {limits.chars:,} (server.max_request_chars); send "
+                           "less history", param="messages", code="request_too_long")
+
+
+def _texts(content: str | list[dict] | None) -> list[str]:
+    """The texts of a message's content, for counting (``_text`` checks the parts later)."""
+    if isinstance(content, str):
+        return [content]
+    return [part["text"] for part in content or () if isinstance(part.get("text"), str)]
 
 
 def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[Message], int]:
@@ -98,7 +134,7 @@ def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[Message],
         if message.role in CLIENT_SYSTEM_ROLES:
             ignored += 1
             continue
-        turns.append(Message(message.role, _text(message, i)))
+        turns.append(Message(message.role, clean_text(_text(message, i))))
     if not turns or turns[-1].role != "user" or messages[-1].role != "user":
         raise RequestError(f"the last message is from {messages[-1].role!r}; the last message "
                            "must be the user's question", param="messages",

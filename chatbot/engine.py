@@ -11,7 +11,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ from chatbot.errors import InputError
 from chatbot.filters import NamedFilter, run_filters
 from chatbot.generate import GenerationSettings, Generator
 from chatbot.logs import ConversationLog
-from chatbot.prompts import build_messages, fit_to_budget, load_template
+from chatbot.prompts import build_messages, clean_text, fit_to_budget, load_template
 from chatbot.types import Message, Reply, hit_record
 from chatbot.variants import Variant, adapter_manifest, check_adapter
 from index.types import Hit
@@ -104,8 +103,7 @@ class Engine:
     def check_message(self, message: str) -> str:
         if not isinstance(message, str):
             raise InputError("the message must be text")
-        cleaned = "".join(ch for ch in message
-                          if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs"))
+        cleaned = clean_text(message)
         if not cleaned.strip():
             raise InputError("the message is empty; type a question")
         if len(cleaned) > self.max_message_chars:

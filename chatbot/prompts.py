@@ -8,6 +8,7 @@ the prompt it will be served with.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,21 +105,44 @@ def build_messages(template: PromptTemplate, question: str, hits: Sequence[Hit] 
     return [system, *template.examples(), *history, user]
 
 
+def clean_text(text: str) -> str:
+    """``text`` without control characters (newlines and tabs stay) and lone surrogates: the
+    tokenizer can't encode a surrogate and the log can't store one."""
+    return "".join(ch for ch in text
+                   if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs"))
+
+
 def fit_to_budget(messages: list[Message], count_tokens: Callable[[list[Message]], int],
                   budget: int, keep_head: int = 1) -> list[Message]:
     """Drop the oldest history turns until the prompt fits ``budget`` tokens.
 
     The first ``keep_head`` messages (system prompt, few-shot examples) and the last one (the
     question) are always kept; history goes in whole user/assistant pairs, oldest first.
+    Pairs are costed newest first, each once, until one no longer fits, so the time grows with
+    what fits, not with the history sent; the kept prompt is then counted whole, because the
+    chat template may join messages differently than it renders them apart.
     """
     head, history, last = messages[:keep_head], messages[keep_head:-1], messages[-1]
+    used = count_tokens([*head, last])
+    if used > budget:
+        raise InputError(f"the message and its sources take {used} tokens, more than the "
+                         f"{budget} the model can read; shorten the message or lower "
+                         "retrieval.k")
+    pairs = [history[i:i + 2] for i in range(0, len(history), 2)]
+    kept = 0
+    for pair in reversed(pairs):
+        used += _pair_cost(pair, count_tokens)
+        if used > budget:
+            break
+        kept += 1
     while True:
-        candidate = [*head, *history, last]
-        used = count_tokens(candidate)
-        if used <= budget:
+        candidate = [*head, *(m for pair in pairs[len(pairs) - kept:] for m in pair), last]
+        if kept == 0 or count_tokens(candidate) <= budget:
             return candidate
-        if not history:
-            raise InputError(f"the message and its sources take {used} tokens, more than the "
-                             f"{budget} the model can read; shorten the message or lower "
-                             "retrieval.k")
-        history = history[2:] if len(history) >= 2 else []
+        kept -= 1
+
+
+def _pair_cost(pair: list[Message], count_tokens: Callable[[list[Message]], int]) -> int:
+    """Tokens a history pair adds to a prompt: the template's fixed parts (a default system
+    prompt, the generation prompt) are in both counts and cancel out."""
+    return count_tokens([*pair, *pair]) - count_tokens(pair)

@@ -5,67 +5,38 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from chatbot.auth import Credentials, RequireCredential
 from chatbot.config import BotConfig
 from chatbot.engine import Engine
-from chatbot.errors import ConfigError
-
-
-def read_auth(config: BotConfig) -> list[tuple[str, str]] | None:
-    """Login pairs from ``CHATBOT_USER``/``CHATBOT_PASSWORD`` and ``server.auth_file``;
-    ``None`` (no login) when neither is set."""
-    pairs = []
-    user, password = os.environ.get("CHATBOT_USER"), os.environ.get("CHATBOT_PASSWORD")
-    if bool(user) != bool(password):
-        raise ConfigError("set both CHATBOT_USER and CHATBOT_PASSWORD for the web login, "
-                          "or neither")
-    if user:
-        pairs.append((user, password))
-    if config.server.auth_file:
-        pairs += read_auth_file(config.resolve(config.server.auth_file))
-    return pairs or None
-
-
-def read_auth_file(path: Path) -> list[tuple[str, str]]:
-    if not path.is_file():
-        raise ConfigError(f"server.auth_file {path} not found; create it with user:password "
-                          "lines or remove the key")
-    pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        user, sep, password = line.partition(":")
-        if not sep or not user or not password:
-            raise ConfigError(f"{path}:{number}: expected user:password")
-        pairs.append((user, password))
-    if not pairs:
-        raise ConfigError(f"{path}: no user:password lines; add one or remove server.auth_file")
-    return pairs
 
 
 def create_server_app(engine: Engine, config: BotConfig, documents=None,
                       config_path: Path | None = None) -> FastAPI:
-    """The FastAPI app: ``/v1`` API routes first, then the web UI mounted at ``/``.
+    """The FastAPI app: ``/v1`` API routes first, then the web UI mounted at ``/``, all behind
+    the one rule of ``chatbot.auth`` (the login and API key the config and environment set).
 
     ``config_path`` (the YAML ``config`` was read from) enables the Training tab's runs.
     """
     from chatbot.api import create_api_router
+    from chatbot.api_schema import RequestLimits
     from chatbot.ui import build_app, mount_ui
 
     server = FastAPI(title=config.name, docs_url=None, redoc_url=None)
-    api_key = os.environ.get(config.server.api_key_env) or None
+    credentials = Credentials.from_config(config)
     assign, show_names, tabs = ab_parts(engine, config)
     # the API first: the UI mounted at "/" takes every other path
-    server.include_router(create_api_router(engine, api_key, assign))
+    limits = RequestLimits(config.server.max_request_messages, config.server.max_request_chars)
+    server.include_router(create_api_router(engine, assign, limits))
     tabs = training_parts(engine, config, config_path) + tabs
-    app = build_app(engine, documents=documents, title=config.name, auth=read_auth(config),
-                    assign_variant=assign, show_variant_names=show_names, tabs=tabs)
-    return mount_ui(server, app, "/")
+    app = build_app(engine, documents=documents, title=config.name, assign_variant=assign,
+                    show_variant_names=show_names, tabs=tabs)
+    caller = mount_ui(server, app, credentials, config.data_path)
+    server.add_middleware(RequireCredential, credentials=credentials, caller=caller)
+    return server
 
 
 def ab_parts(engine: Engine, config: BotConfig) -> tuple:

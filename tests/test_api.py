@@ -27,16 +27,17 @@ def fixed_search(query: str, k: int) -> list[Hit]:
 
 
 class Served:
-    """A FastAPI app with the API router, served by uvicorn on a free port in a thread."""
+    """A FastAPI app with the API router, served by uvicorn on a free port in a thread (the
+    credentials in front of it are tested with the whole server in test_server.py)."""
 
-    def __init__(self, engine, api_key: str | None, assign_variant=None) -> None:
+    def __init__(self, engine, assign_variant=None) -> None:
         import uvicorn
         from fastapi import FastAPI
 
         from chatbot.api import create_api_router
 
         app = FastAPI()
-        app.include_router(create_api_router(engine, api_key, assign_variant))
+        app.include_router(create_api_router(engine, assign_variant))
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -80,7 +81,7 @@ def engine(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def served(engine) -> Iterator[Served]:
-    server = Served(engine, api_key=None)
+    server = Served(engine)
     yield server
     server.stop()
 
@@ -198,6 +199,10 @@ ERRORS = [
      openai.BadRequestError, "invalid_value", "max_tokens is 5,000; the model reads 1,024"),
     ("bad temperature", dict(model="prompt", messages=ASK, temperature=3),
      openai.BadRequestError, "invalid_value", "temperature: Input should be less than or equal"),
+    ("max_tokens as text", dict(model="prompt", messages=ASK, max_tokens="4"),
+     openai.BadRequestError, "invalid_value", "max_tokens: Input should be a valid integer"),
+    ("temperature as text", dict(model="prompt", messages=ASK, temperature="0.7"),
+     openai.BadRequestError, "invalid_value", "temperature: Input should be a valid number"),
     ("missing adapter", dict(model="broken", messages=ASK), openai.InternalServerError,
      "model_unavailable", "adapters/missing does not exist; train one with"),
 ]
@@ -233,23 +238,6 @@ def test_bad_json_and_a_closed_stream(served, engine) -> None:
     assert turns[-1].status == "interrupted"
 
 
-def test_a_bearer_key_is_required_when_set(engine) -> None:
-    server = Served(engine, api_key="s3cret")
-    try:
-        with pytest.raises(openai.AuthenticationError) as wrong:
-            server.client("guess").chat.completions.create(model="plain", messages=ASK)
-        assert wrong.value.code == "invalid_api_key"
-        assert wrong.value.body["message"] == "the API key is not valid"
-        bare = httpx.get(f"{server.base_url}/models")
-        assert bare.status_code == 401
-        assert "requires an API key" in bare.json()["error"]["message"]
-        right = server.client("s3cret")
-        assert right.chat.completions.create(model="plain", messages=ASK).choices[0].message
-        assert [m.id for m in right.models.list().data][0] == "prompt"
-    finally:
-        server.stop()
-
-
 def test_concurrent_requests_are_all_answered(served, engine) -> None:
     expected = served.client().chat.completions.create(model="prompt", messages=ASK)
     results: list = []
@@ -273,8 +261,7 @@ def test_concurrent_requests_are_all_answered(served, engine) -> None:
 
 def test_the_ab_model_answers_with_the_sessions_sticky_variant(engine) -> None:
     assigned = {}
-    server = Served(engine, api_key=None,
-                    assign_variant=lambda session: assigned.setdefault(session, "plain"))
+    server = Served(engine, assign_variant=lambda session: assigned.setdefault(session, "plain"))
     try:
         client = server.client()
         assert "ab" in [m.id for m in client.models.list()]
@@ -290,3 +277,73 @@ def test_the_ab_model_answers_with_the_sessions_sticky_variant(engine) -> None:
 def test_without_ab_the_ab_model_is_unknown(client) -> None:
     with pytest.raises(openai.NotFoundError, match="the model 'ab' does not exist"):
         client.chat.completions.create(model="ab", messages=ASK)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("stream", "yes", "stream: Input should be a valid boolean"),
+    ("n", True, "n: Input should be a valid integer"),
+    ("top_p", "0.9", "top_p: Input should be a valid number"),
+])
+def test_request_fields_have_strict_types(served, client, field, value, expected) -> None:
+    body = {"model": "plain", "messages": ASK, field: value}
+    response = httpx.post(f"{served.base_url}/chat/completions", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == {"message": expected, "type": "invalid_request_error",
+                                        "param": field, "code": "invalid_value"}
+    whole = client.chat.completions.create(model="plain", messages=ASK, temperature=0, top_p=1)
+    assert whole.choices[0].message.content  # a whole number is still a number
+
+
+def test_a_body_nested_too_deeply_is_a_400(served, client) -> None:
+    depth = 100_000
+    body = b'{"model": "plain", "messages": ' + b"[" * depth + b"]" * depth + b"}"
+    response = httpx.post(f"{served.base_url}/chat/completions", content=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "message": "the request body nests JSON arrays or objects too deeply to read; a chat "
+                   "request needs only a few levels",
+        "type": "invalid_request_error", "param": None, "code": "invalid_json"}
+    assert client.chat.completions.create(model="plain", messages=ASK).choices[0].message
+
+
+def test_a_lone_surrogate_in_an_earlier_message_is_dropped_like_in_the_question(
+        served, engine) -> None:
+    messages = [{"role": "user", "content": "hi \ud800there"},
+                {"role": "assistant", "content": "Hello \udfff!"},
+                {"role": "user", "content": "How do I index? \ud800"}]
+    body = json.dumps({"model": "plain", "messages": messages})  # \ud800 escapes, as JSON allows
+    response = httpx.post(f"{served.base_url}/chat/completions", content=body.encode())
+    assert response.status_code == 200, response.text
+    sent = json.loads(logged_turn(engine, response.json()["turn_id"])["messages_json"])
+    assert [m["content"] for m in sent[1:]] == ["hi there", "Hello !", "How do I index?"]
+
+
+def test_a_request_over_the_configured_limits_is_refused_naming_the_key(engine,
+                                                                        tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from chatbot.config import BotConfig
+    from chatbot.server import create_server_app
+
+    config = BotConfig.model_validate({
+        "data_dir": str(tmp_path), "logging": {"enabled": False},
+        "server": {"max_request_messages": 3, "max_request_chars": 100}})
+    history = [{"role": "user", "content": "What is an index?"},
+               {"role": "assistant", "content": "A store of passages."}]
+    long_question = {"role": "user", "content": [{"type": "text", "text": "why " * 20}]}
+    with TestClient(create_server_app(engine, config)) as http:
+        def ask(messages: list[dict]) -> httpx.Response:
+            return http.post("/v1/chat/completions", json={"model": "plain",
+                                                            "messages": messages})
+
+        assert ask([*history, *ASK]).status_code == 200
+        too_many = ask([*history, *history, *ASK])
+        assert too_many.status_code == 400 and too_many.json()["error"] == {
+            "message": "the request has 5 messages; this server takes at most 3 "
+                       "(server.max_request_messages); send fewer earlier messages",
+            "type": "invalid_request_error", "param": "messages", "code": "too_many_messages"}
+        too_long = ask([*history, long_question])
+        assert too_long.status_code == 400 and too_long.json()["error"] == {
+            "message": "the request's messages have 117 characters; this server takes at most "
+                       "100 (server.max_request_chars); send less history",
+            "type": "invalid_request_error", "param": "messages", "code": "request_too_long"}

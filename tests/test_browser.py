@@ -1,4 +1,5 @@
-"""The real web UI in Chromium: `chatbot serve` in a subprocess, driven with Playwright.
+"""The real web UI in Chromium: `chatbot serve` in a subprocess behind a login, driven with
+Playwright.
 
 Needs Debian's chromium at /usr/bin/chromium (./dev.sh test installs it).
 """
@@ -72,7 +73,8 @@ def served(tmp_path, tiny_model_dir, isolated_state):
     server = subprocess.Popen(
         [sys.executable, "-m", "chatbot", "serve", "--config", str(config_path),
          "--port", str(port)], cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+        stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "CHATBOT_USER": "ana", "CHATBOT_PASSWORD": "a passphrase"})
     try:
         wait_for(f"http://127.0.0.1:{port}/", server)
         yield f"http://127.0.0.1:{port}/", isolated_state / "logs.sqlite"
@@ -81,7 +83,7 @@ def served(tmp_path, tiny_model_dir, isolated_state):
         server.wait(timeout=20)
 
 
-def test_browser_chat_streams_shows_sources_logs_thumbs_up_and_uploads(served) -> None:
+def test_browser_logs_in_chats_streams_shows_sources_logs_thumbs_up_and_uploads(served) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     url, log_path = served
@@ -92,6 +94,9 @@ def test_browser_chat_streams_shows_sources_logs_thumbs_up_and_uploads(served) -
         try:
             page = browser.new_page()
             page.goto(url)
+            page.get_by_label("username").fill("ana")
+            page.get_by_label("password").fill("a passphrase")
+            page.keyboard.press("Enter")
             expect(page.locator("#cb-chat")).to_be_visible(timeout=30_000)
             page.evaluate(WATCH_STREAM)
             box = page.locator("#cb-message textarea")

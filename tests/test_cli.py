@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from chatbot.cli import main
 
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "chatbot", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=900)
+                          text=True, env={**os.environ, **(env or {})}, timeout=900, cwd=cwd)
 
 
 def test_help_groups_commands_by_what_users_do() -> None:
@@ -40,9 +40,17 @@ def test_errors_are_one_line_without_traceback(tiny_config) -> None:
     assert result.stderr.strip() == "error: unknown variant 'nope'; variants: prompt"
 
 
-def test_missing_config_is_a_clear_error(tmp_path) -> None:
+def test_missing_config_is_one_line_saying_what_to_do(tmp_path) -> None:
     result = run_cli("ask", "--config", str(tmp_path / "none.yaml"), "hi")
-    assert result.returncode == 1 and "not found; pass --config PATH" in result.stderr
+    assert result.returncode == 1
+    assert result.stderr == (f"error: config file {tmp_path / 'none.yaml'} not found; pass "
+                             "--config PATH or set $CHATBOT_CONFIG\n")
+    elsewhere = run_cli("logs", "list", cwd=tmp_path)  # outside the project, no --config
+    assert elsewhere.returncode == 1
+    assert elsewhere.stderr == (f"error: config file configs/default.yaml not found in the "
+                                f"current folder ({tmp_path}); run the command from the "
+                                "project's folder, or pass --config PATH or set "
+                                "$CHATBOT_CONFIG\n")
 
 
 @pytest.mark.integration

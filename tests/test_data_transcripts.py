@@ -95,8 +95,6 @@ def test_strict_mode_raises_listing_the_problems():
 
 @pytest.mark.parametrize("name, content, expected", [
     ("missing.jsonl", None, "missing.jsonl: file not found"),
-    ("latin1.jsonl", "caf\xe9".encode("latin-1"),
-     "latin1.jsonl: not UTF-8 text (unexpected end of data at byte 3); re-save it as UTF-8"),
     ("notes.txt", b"hello", "notes.txt: unsupported file type '.txt'; expected .jsonl or .csv"),
     ("bad.csv", b"prompt,reply\nhi,hello\n",
      "bad.csv: CSV header has no column(s) question, answer (found: prompt, reply); "
@@ -109,6 +107,35 @@ def test_unparseable_files_are_one_problem_at_line_zero(tmp_path, name, content,
     result = read_transcripts([path, DATA / "faq.csv"])
     assert [str(p).removeprefix(str(tmp_path) + "/") for p in result.problems] == [expected]
     assert len(result.conversations) == 3  # the other file is still read
+
+
+GOOD_LINE = json.dumps({"messages": [{"role": "user", "content": "How do I index?"},
+                                     {"role": "assistant", "content": "Run chatbot index sync."}]})
+
+
+@pytest.mark.parametrize("name, bad_line, expected", [
+    ("latin1.jsonl", GOOD_LINE.replace("index?", "caf\xe9?").encode("latin-1"),
+     "latin1.jsonl:2: not UTF-8 text (byte 0xe9); re-save the file as UTF-8"),
+    ("latin1.csv", "Caf\xe9?,Yes.".encode("latin-1"),
+     "latin1.csv:3: not UTF-8 text (byte 0xe9); re-save the file as UTF-8"),
+    ("deep.jsonl", b'{"messages": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+     "deep.jsonl:2: JSON nested too deeply to read; a conversation needs only a few levels"),
+    ("surrogate.jsonl", GOOD_LINE.replace("index?", "index \\ud800?").encode(),
+     "surrogate.jsonl:2: messages[0]: a lone surrogate (an unpaired \\ud800-\\udfff escape) "
+     "is not text; remove it"),
+])
+def test_a_line_that_cant_be_read_is_skipped_by_number_and_the_rest_imported(
+        tmp_path, name, bad_line, expected):
+    first, last = (b"question,answer\nWhat?,That.", b"Why?,Because.") if name.endswith(".csv") \
+        else (GOOD_LINE.encode(), GOOD_LINE.replace("How", "Why").encode())
+    path = tmp_path / name
+    path.write_bytes(b"\n".join([first, bad_line, last]) + b"\n")
+    result = read_transcripts([path])
+    assert [str(p).removeprefix(str(tmp_path) + "/") for p in result.problems] == [expected]
+    assert len(result.conversations) == 2 and result.skipped == 1
+    with pytest.raises(DataError) as error:
+        read_transcripts([path], strict=True)
+    assert expected in str(error.value)
 
 
 def test_ids_stay_unique_across_files_of_one_name_and_a_file_given_twice(tmp_path):

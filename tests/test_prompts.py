@@ -52,3 +52,50 @@ def test_few_shot_examples_follow_the_system_prompt_and_survive_trimming(tmp_pat
     assert [m.content for m in trimmed] == ["S", "Where is X?", "In Y [1].", "now?"]
     with pytest.raises(InputError, match="more than the 3 the model can read"):
         fit_to_budget(messages, words, budget=3, keep_head=3)
+
+
+def conversation(turns: int) -> list[Message]:
+    """A system prompt, ``turns`` user/assistant pairs of history and the question."""
+    history = [Message(role, f"{role} message {i} about indexing")
+               for i in range(turns) for role in ("user", "assistant")]
+    return [Message("system", "You answer questions."), *history, Message("user", "Why?")]
+
+
+def test_trimming_counts_each_history_message_a_few_times_not_once_per_dropped_pair() -> None:
+    counted = []
+
+    def words(messages: list[Message]) -> int:
+        counted.append(len(messages))
+        return sum(len(m.content.split()) + 2 for m in messages)
+
+    messages = conversation(500)  # 1,002 messages; the budget keeps about half the history
+    trimmed = fit_to_budget(messages, words, budget=3000)
+    assert 400 < len(trimmed) < 600 and trimmed[-1].content == "Why?"
+    assert sum(counted) < 4 * len(messages)
+
+
+def test_the_trimmed_prompt_fits_the_budget_with_a_real_chat_template(tiny_model_dir) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+
+    def template_tokens(messages: list[Message]) -> int:
+        return len(tokenizer.apply_chat_template([m.as_dict() for m in messages],
+                                                 add_generation_prompt=True, tokenize=True,
+                                                 return_dict=False))
+
+    messages = conversation(60)
+    for budget in (40, 200, 555, 1000):
+        trimmed = fit_to_budget(messages, template_tokens, budget)
+        assert template_tokens(trimmed) <= budget
+        dropped = len(messages) - len(trimmed)
+        one_more = [messages[0], *messages[dropped - 1:]]  # the newest dropped pair back
+        assert dropped == 0 or template_tokens(one_more) > budget
+
+
+def test_a_count_that_grows_with_the_conversation_still_never_exceeds_the_budget() -> None:
+    def crowded(messages: list[Message]) -> int:  # each message costs more in a longer prompt
+        return sum(len(m.content.split()) for m in messages) + len(messages) ** 2
+
+    trimmed = fit_to_budget(conversation(30), crowded, budget=300)
+    assert crowded(trimmed) <= 300 < crowded([trimmed[0], *conversation(30)[-len(trimmed) - 1:]])

@@ -1,13 +1,28 @@
-"""The server app (UI mounted on FastAPI) and its optional login, over HTTP in-process."""
+"""The server app (UI mounted on FastAPI) behind its credentials: over HTTP in-process, and on
+uvicorn with the real gradio_client and openai clients."""
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
 import pytest
+from click.testing import CliRunner
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from gradio_client import Client, handle_file
 
+from chatbot.auth import Credentials, check_exposure, read_auth
+from chatbot.cli import main as cli
 from chatbot.config import load_config
+from chatbot.documents import BotDocuments
 from chatbot.engine import Engine
 from chatbot.errors import ConfigError
-from chatbot.server import create_server_app, read_auth
+from chatbot.server import create_server_app
 from chatbot.variants import Variant
+from serving import chatbot_serve, free_port
 
 
 @pytest.fixture
@@ -52,34 +67,6 @@ def test_half_set_environment_login_is_refused(config_file, monkeypatch) -> None
         read_auth(load_config(config_file))
 
 
-def test_server_serves_the_ui_and_asks_for_login_when_set(config_file, monkeypatch,
-                                                          echo) -> None:
-    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo)
-    open_app = create_server_app(engine, load_config(config_file))
-    with TestClient(open_app) as client:
-        assert client.get("/").status_code == 200
-        assert client.get("/config").json()["title"] == "Support bot"
-    monkeypatch.setenv("CHATBOT_USER", "ana")
-    monkeypatch.setenv("CHATBOT_PASSWORD", "pw")
-    guarded = create_server_app(engine, load_config(config_file))
-    with TestClient(guarded) as client:
-        assert client.get("/config").status_code == 401
-        assert client.post("/login", data={"username": "ana", "password": "no"}).status_code == 400
-        assert client.post("/login", data={"username": "ana", "password": "pw"}).status_code == 200
-        assert client.get("/config").status_code == 200
-
-
-def test_api_and_ui_share_the_server_and_the_api_key_guards_only_the_api(
-        config_file, monkeypatch, echo) -> None:
-    monkeypatch.setenv("CHATBOT_API_KEY", "k-123")
-    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo)
-    with TestClient(create_server_app(engine, load_config(config_file))) as client:
-        assert client.get("/v1/models").status_code == 401
-        models = client.get("/v1/models", headers={"Authorization": "Bearer k-123"}).json()
-        assert [m["id"] for m in models["data"]] == ["prompt"]
-        assert client.get("/").status_code == 200
-
-
 def test_ab_on_assigns_a_sticky_hidden_variant_and_adds_arena_and_dashboard(
         config_file, echo) -> None:
     import gradio as gr
@@ -113,3 +100,225 @@ def test_one_variant_and_ab_off_means_chat_only(config_file, echo) -> None:
 
     engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo)
     assert ab_parts(engine, load_config(config_file)) == (None, True, [])
+
+
+# -- credentials: one rule for every route --------------------------------------------------
+
+KEY = "k-123"
+CREDENTIALS = {"key": {"CHATBOT_API_KEY": KEY},
+               "login": {"CHATBOT_USER": "ana", "CHATBOT_PASSWORD": "pw"},
+               "both": {"CHATBOT_API_KEY": KEY, "CHATBOT_USER": "ana", "CHATBOT_PASSWORD": "pw"}}
+STATE_CHANGING = {"/upload", "/remove", "/build", "/start", "/stop", "/respond", "/rate",
+                  "/comment"}
+"""Gradio API endpoints that write: documents, datasets, training runs, the conversation log."""
+ROUTES = [("GET", "/config"), ("GET", "/gradio_api/info"), ("POST", "/gradio_api/upload"),
+          ("POST", "/gradio_api/queue/join"), ("GET", "/gradio_api/queue/data"),
+          ("GET", "/gradio_api/file=/etc/hostname"), ("GET", "/gradio_api/heartbeat/x"),
+          ("GET", "/v1/models"), ("GET", "/v1/models/prompt"), ("POST", "/v1/chat/completions")]
+
+
+@pytest.fixture
+def credentials(request, monkeypatch) -> dict:
+    """The environment of one credential setup (``request.param``); none by default."""
+    for name in ("CHATBOT_API_KEY", "CHATBOT_USER", "CHATBOT_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    chosen = CREDENTIALS.get(getattr(request, "param", None), {})
+    for name, value in chosen.items():
+        monkeypatch.setenv(name, value)
+    return chosen
+
+
+@pytest.fixture
+def full_app(config_file, echo, credentials) -> FastAPI:
+    """The server with every tab (Chat, Documents, Training, Arena, Dashboard)."""
+    config_file.write_text('name: Support bot\nmodels:\n  embedder: "hash:64"\n'
+                           'retrieval:\n  min_score: null\nvariants:\n  prompt: {}\n'
+                           '  plain: {template: plain, retrieval: false}\n')
+    config = load_config(config_file)
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True),
+                     "plain": Variant("plain", "base", "plain", False)}, lambda m: echo)
+    return create_server_app(engine, config, documents=BotDocuments(config),
+                             config_path=config_file)
+
+
+def gradio_endpoints(client: TestClient, **auth) -> list[str]:
+    info = client.get("/gradio_api/info", **auth)
+    assert info.status_code == 200
+    return list(info.json()["named_endpoints"])
+
+
+def log_in(client: TestClient, user: str, password: str) -> None:
+    assert client.post("/login", data={"username": user, "password": password}).status_code == 200
+
+
+@pytest.mark.parametrize("credentials", ["key", "login", "both"], indirect=True)
+def test_with_any_credential_configured_every_route_refuses_anonymous_callers(
+        full_app, credentials) -> None:
+    with TestClient(full_app) as client:
+        if "CHATBOT_API_KEY" in credentials:
+            log_in(client, "anyone", KEY)  # the key is a login password too
+        else:
+            log_in(client, "ana", "pw")
+        endpoints = gradio_endpoints(client)
+        assert STATE_CHANGING <= set(endpoints)
+        routes = ROUTES + [("POST", f"/gradio_api/call{name}") for name in endpoints]
+        client.cookies.clear()
+        for method, path in routes:
+            for headers in ({}, {"Authorization": "Bearer wrong"}):
+                response = client.request(method, path, headers=headers, json={"data": []})
+                assert response.status_code == 401, (method, path, headers)
+        login_page = client.get("/")
+        assert login_page.status_code == 200 and '"auth_required":true' in login_page.text
+        assert "cb-upload" not in login_page.text  # the form, not the app
+        assert client.get("/theme.css").status_code == 200
+
+
+@pytest.mark.parametrize("credentials", ["key", "both"], indirect=True)
+def test_the_api_key_opens_every_kind_of_route(full_app) -> None:
+    bearer = {"headers": {"Authorization": f"Bearer {KEY}"}}
+    with TestClient(full_app) as client:
+        assert client.get("/config", **bearer).json()["title"] == "Support bot"
+        assert "/upload" in gradio_endpoints(client, **bearer)
+        assert client.get("/v1/models", **bearer).status_code == 200
+        assert client.post("/gradio_api/upload", files={"files": ("a.md", b"# A")},
+                           **bearer).status_code == 200
+
+
+@pytest.mark.parametrize("credentials", ["login", "both"], indirect=True)
+def test_a_web_login_opens_every_kind_of_route(full_app) -> None:
+    with TestClient(full_app) as client:
+        assert client.post("/login", data={"username": "ana", "password": "no"}).status_code == 400
+        assert client.get("/config").status_code == 401
+        log_in(client, "ana", "pw")
+        assert client.get("/config").json()["title"] == "Support bot"
+        assert "/upload" in gradio_endpoints(client)
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]][:2] == ["prompt",
+                                                                                 "plain"]
+
+
+def test_with_no_credential_everything_is_open(full_app) -> None:
+    with TestClient(full_app) as client:
+        assert client.get("/config").status_code == 200
+        assert "/upload" in gradio_endpoints(client)
+        assert client.get("/v1/models").status_code == 200
+
+
+@contextlib.contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """``app`` on uvicorn at a free port of 127.0.0.1; yields its URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.mark.parametrize("credentials", ["both"], indirect=True)
+def test_real_clients_need_the_key_or_a_login(full_app, tmp_path) -> None:
+    note = tmp_path / "refunds.md"
+    note.write_text("# Refunds\n\nRefunds take five days.\n")
+    with serving(full_app) as url:
+        with pytest.raises(openai.AuthenticationError) as wrong:
+            openai.OpenAI(base_url=f"{url}v1", api_key="guess", max_retries=0).models.list()
+        assert wrong.value.code == "invalid_api_key"
+        assert wrong.value.body["message"] == "the API key is not valid"
+        bare = httpx.get(f"{url}v1/models")
+        assert bare.status_code == 401
+        assert "requires a credential" in bare.json()["error"]["message"]
+        api = openai.OpenAI(base_url=f"{url}v1", api_key=KEY, max_retries=0)
+        answer = api.chat.completions.create(model="plain",
+                                             messages=[{"role": "user", "content": "hi there"}])
+        assert answer.choices[0].message.content
+        with pytest.raises(Exception, match="credentials were not provided"):
+            Client(url, verbose=False)
+        for client in (Client(url, auth=("ana", "pw"), verbose=False),
+                       Client(url, auth=("anyone", KEY), verbose=False),
+                       Client(url, headers={"Authorization": f"Bearer {KEY}"}, verbose=False)):
+            client.predict([handle_file(str(note))], api_name="/upload")
+            assert "Refunds take" in client.predict("refunds", 3, "bm25", api_name="/search")
+
+
+# -- a request's file must be one uploaded to the server -------------------------------------
+
+FORGED = {"/upload": lambda file: [[file]],
+          "/build": lambda file: ["v1", False, [file], "all", 0, 2048, 0, 0.1, False]}
+"""The Documents tab's upload and the Training tab's dataset build, each with ``file``."""
+
+
+@pytest.mark.parametrize("endpoint", FORGED)
+def test_a_server_path_is_refused_where_a_file_upload_goes(full_app, isolated_state,
+                                                           endpoint) -> None:
+    logs = isolated_state / "logs.sqlite"
+    assert logs.is_file()
+    with serving(full_app) as url:
+        for path in ("/etc/passwd", str(logs)):
+            file = {"path": path, "meta": {"_type": "gradio.FileData"}}
+            call = httpx.post(f"{url}gradio_api/call{endpoint}",
+                              json={"data": FORGED[endpoint](file)})
+            events = httpx.get(f"{url}gradio_api/call{endpoint}/{call.json()['event_id']}")
+            assert "event: error" in events.text and f"Cannot move {path}" in events.text
+        client = Client(url, verbose=False)
+        assert "No passage matches" in client.predict("root", 3, "bm25", api_name="/search")
+    kept = [p.name for folder in ("uploads", "transcripts", "datasets")
+            for p in (isolated_state / folder).glob("*")]
+    assert kept == []
+
+
+def test_a_file_uploaded_through_gradio_is_indexed(full_app, tmp_path) -> None:
+    note = tmp_path / "pets.md"
+    note.write_text("# Pets\n\nCats sleep sixteen hours a day.\n")
+    with serving(full_app) as url:
+        client = Client(url, verbose=False)
+        status = client.predict([handle_file(str(note))], api_name="/upload")[0]
+        assert status.startswith("Indexed 1 file(s): 1 added")
+        assert "Cats sleep" in client.predict("cats sleep", 3, "bm25", api_name="/search")
+
+
+# -- chatbot serve -----------------------------------------------------------------------------
+
+def test_serve_refuses_an_open_non_loopback_address(tiny_config, credentials) -> None:
+    # 192.0.2.1 is a documentation address no machine has: were it not refused, it could not
+    # be bound either
+    result = CliRunner().invoke(cli, ["serve", "--config", str(tiny_config),
+                                      "--host", "192.0.2.1"])
+    assert result.exit_code == 1
+    assert "refusing to listen on 192.0.2.1 with no login and no API key" in result.output
+    assert "--insecure" in result.output and "loading" not in result.output
+
+
+@pytest.mark.parametrize("host, refused", [("127.0.0.1", False), ("::1", False),
+                                           ("localhost", False), ("0.0.0.0", True),
+                                           ("192.168.1.5", True), ("bot.example.com", True)])
+def test_only_loopback_may_be_open_unless_insecure(host, refused) -> None:
+    open_ = Credentials()
+    if refused:
+        with pytest.raises(ConfigError, match=f"refusing to listen on {host}"):
+            check_exposure(host, open_, insecure=False)
+    else:
+        check_exposure(host, open_, insecure=False)
+    check_exposure(host, open_, insecure=True)
+    check_exposure(host, Credentials(api_key=KEY), insecure=False)
+
+
+@pytest.mark.parametrize("credentials, access", [
+    (None, "access: open: no login and no API key are set, so anyone who reaches {url}/ can "
+           "use the web UI, /gradio_api and /v1"),
+    ("both", "access: protected: the web UI, /gradio_api and /v1 all require a credential: "
+             "log in as one of 1 user(s) or send $CHATBOT_API_KEY as 'Authorization: Bearer "
+             "KEY' (or as the login password)")], indirect=["credentials"])
+def test_serve_says_which_routes_are_protected(tiny_config, credentials, access) -> None:
+    with chatbot_serve(tiny_config) as (url, server):
+        server.terminate()
+        output = server.communicate(timeout=20)[0]
+    assert access.format(url=url) in output.splitlines()

@@ -3,8 +3,10 @@
 Formats, recognised per JSONL line: OpenAI chat (``{"messages": [{"role", "content"}]}``),
 ShareGPT (``{"conversations": [{"from": "human"|"gpt"|"system", "value"}]}``), Schema-Guided
 Dialogue rows (``{"turns": [{"speaker": "USER"|"SYSTEM", "utterance"}]}``) and simple
-question/answer rows (JSONL or CSV, field names configurable). A bad line is reported with its
-file, line and message index and skipped; ``strict=True`` turns any problem into an error.
+question/answer rows (JSONL or CSV, field names configurable). A bad line (malformed or too
+deeply nested JSON, bytes that are not UTF-8, a wrong message) is reported with its file, line and
+message index and skipped, the rest of the file is kept; ``strict=True`` turns any problem into an
+error.
 
     chatbot data build --name NAME --from transcripts.jsonl
 """
@@ -12,8 +14,9 @@ file, line and message index and skipped; ``strict=True`` turns any problem into
 from __future__ import annotations
 
 import csv
-from collections import Counter
 import json
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -26,6 +29,10 @@ _LIST_KEYS = {"openai": "messages", "sharegpt": "conversations", "sgd": "turns"}
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
 SGD_ROLES = {"USER": "user", "SYSTEM": "assistant"}
 MAX_PROBLEMS_IN_ERROR = 20
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+"""What ``surrogateescape`` decoding turns a byte that is not UTF-8 into."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""A lone surrogate: JSON allows it as a ``\\uXXXX`` escape; tokenizers can't encode it."""
 
 
 @dataclass(frozen=True)
@@ -138,13 +145,10 @@ def read_file(path: Path, qa: QAFields = QAFields(), label: str | None = None) -
     Conversation ids are ``LABEL:LINE`` (``label`` defaults to the file name).
     """
     name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # a byte that is not UTF-8 spoils its line (reported there), not the whole file
+        text = path.read_bytes().decode("utf-8", errors="surrogateescape")
     except FileNotFoundError:
         return ImportResult([], [Problem(name, 0, "file not found")], 0)
-    except UnicodeDecodeError as exc:
-        return ImportResult([], [Problem(name, 0, f"not UTF-8 text ({exc.reason} at byte "
-                                                  f"{exc.start}); re-save it as UTF-8")], 0)
     except OSError as exc:
         return ImportResult([], [Problem(name, 0, f"cannot read: {exc.strerror}")], 0)
     suffix = path.suffix.lower()
@@ -180,10 +184,16 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        if bad := _not_utf8(line):
+            yield number, bad
+            continue
         try:
             yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             yield number, _Malformed(f"malformed JSON ({exc.msg}, column {exc.colno})")
+        except RecursionError:  # Python's parser gives up at about 1,000 levels
+            yield number, _Malformed("JSON nested too deeply to read; a conversation needs "
+                                     "only a few levels")
 
 
 def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
@@ -195,12 +205,21 @@ def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
                         f"{', '.join(header) or 'nothing'}); set data.question_field/"
                         "data.answer_field in the config")
     for row in reader:
-        yield reader.line_num, row
+        yield reader.line_num, _not_utf8(",".join(v for v in row.values()
+                                                  if isinstance(v, str))) or row
 
 
 @dataclass(frozen=True)
 class _Malformed:
     reason: str
+
+
+def _not_utf8(text: str) -> _Malformed | None:
+    """Why ``text`` can't be imported, when a byte of it was not UTF-8."""
+    if found := _NOT_UTF8.search(text):
+        byte = ord(found.group()) - 0xDC00
+        return _Malformed(f"not UTF-8 text (byte 0x{byte:02x}); re-save the file as UTF-8")
+    return None
 
 
 def to_messages(record: Any, qa: QAFields = QAFields()) -> tuple[tuple[Message, ...], str]:
@@ -256,7 +275,8 @@ def _qa_messages(record: dict, qa: QAFields) -> tuple[Message, ...]:
 
 
 def validate(messages: tuple[Message, ...], key: str = "messages") -> None:
-    """Raise ``InvalidRecord`` at the first message that breaks the user/assistant alternation."""
+    """Raise ``InvalidRecord`` at the first message that breaks the user/assistant alternation
+    or holds a lone surrogate."""
     if not messages:
         raise InvalidRecord("no messages")
     try:
@@ -277,6 +297,9 @@ def _check_order(messages: tuple[Message, ...]) -> None:
             raise InvalidRecord("empty assistant message", index)
         if message.role == "user" and not message.content.strip():
             raise InvalidRecord("empty user message", index)
+        if _SURROGATE.search(message.content):
+            raise InvalidRecord("a lone surrogate (an unpaired \\ud800-\\udfff escape) is not "
+                                "text; remove it", index)
         if message.role == "assistant" and previous != "user":
             raise InvalidRecord("an assistant message must follow a user message", index)
         previous = message.role

@@ -31,7 +31,7 @@ def with_config(func: Callable) -> Callable:
                   help="Bot config YAML [default: $CHATBOT_CONFIG or configs/default.yaml].")
     @functools.wraps(func)
     def wrapper(*args: Any, config_path: Path | None, **kwargs: Any) -> Any:
-        config = load_config(config_path or default_config_path())
+        config = one_line_errors(load_config)(config_path or default_config_path())
         return func(*args, config=config, **kwargs)
 
     return wrapper

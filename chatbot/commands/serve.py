@@ -12,17 +12,27 @@ from chatbot.commands.common import BotConfig, in_section, one_line_errors, with
 @click.option("--host", help="Address to bind [default: server.host, 127.0.0.1].")
 @click.option("--port", type=int, help="Port [default: server.port, 7860].")
 @click.option("--variant", help="Variant the web UI starts with [default: the config's default].")
+@click.option("--insecure", is_flag=True,
+              help="Listen on a non-loopback --host even with no login and no API key.")
 @with_config
 @one_line_errors
-def serve(config: BotConfig, host: str | None, port: int | None, variant: str | None) -> None:
-    """Serve the web UI (chat, documents) and the OpenAI-compatible API."""
+def serve(config: BotConfig, host: str | None, port: int | None, variant: str | None,
+          insecure: bool) -> None:
+    """Serve the web UI (chat, documents) and the OpenAI-compatible API.
+
+    With a login or an API key configured, every route requires one of them.
+    """
     import uvicorn
 
+    from chatbot.auth import Credentials, check_exposure
     from chatbot.bot import build_engine
     from chatbot.config import default_config_path
     from chatbot.documents import BotDocuments
     from chatbot.server import create_server_app
 
+    host, port = host or config.server.host, port or config.server.port
+    credentials = Credentials.from_config(config)
+    check_exposure(host, credentials, insecure)  # before the slow model load
     documents = BotDocuments(config)
     engine = build_engine(config, search=documents.hits)
     engine.default_variant = engine.variant(variant).name
@@ -32,9 +42,11 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     config_path = click.get_current_context().params.get("config_path")
     app = create_server_app(engine, config, documents=documents,
                             config_path=config_path or default_config_path())
-    host, port = host or config.server.host, port or config.server.port
-    click.echo(f"{config.name}: web UI on http://{host}:{port}/ (Ctrl-C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    url = f"http://{host}:{port}/"
+    click.echo(f"{config.name}: web UI on {url}, API on {url}v1 (Ctrl-C stops)")
+    click.echo(f"access: {credentials.describe(url)}")
+    # on Ctrl-C or SIGTERM, open streams get 5 s; then their answers are cancelled and logged
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 
 COMMANDS = [serve]

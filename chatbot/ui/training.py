@@ -14,6 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
+from PIL import Image
 
 from chatbot.config import BotConfig
 from chatbot.engine import Engine
@@ -100,9 +101,10 @@ class TrainingActions:
                        near_duplicate_threshold=near_duplicates or None,
                        validation_share=float(validation_share))
 
-    def report(self, name: str | None) -> tuple[str, str | None]:
+    def report(self, name: str | None) -> tuple[str, Image.Image | None]:
         """A dataset's ``data_report.md`` (image links removed: the histogram is shown beside)
-        and its token-length PNG."""
+        and its token-length chart, as an image: the web server hands out no file of the data
+        dir."""
         from training.curate import dataset_path
 
         if not name:
@@ -112,10 +114,11 @@ class TrainingActions:
         if not report.is_file():
             return f"No report for dataset `{name}`.", None
         text = _IMAGE_LINE.sub("", report.read_text(encoding="utf-8"))
-        return text, str(histogram) if histogram.is_file() else None
+        return text, _read_image(histogram) if histogram.is_file() else None
 
     def _keep(self, upload: Path) -> Path:
-        """Uploads are copied under the data dir, so the manifest names a file that stays."""
+        """Uploads are copied under the data dir, so the manifest names a file that stays.
+        Through the server, Gradio passes only files uploaded to it (``chatbot.ui.mount_ui``)."""
         folder = self.config.data_path / "transcripts"
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / upload.name
@@ -198,6 +201,12 @@ def loss_frame(records: list[dict]) -> pd.DataFrame:
                          "series": pd.Series(series, dtype="str")})
 
 
+def _read_image(path: Path) -> Image.Image:
+    image = Image.open(path)
+    image.load()  # reads the pixels and closes the file
+    return image
+
+
 def build_training_tab(config: BotConfig, config_path: Path, engine: Engine | None = None,
                        job: TrainingJob | None = None) -> TrainingActions:
     """Lay out the Training tab inside the current ``gr.Blocks`` and wire its events.
@@ -234,7 +243,7 @@ def _dataset_section(actions: TrainingActions) -> gr.Dropdown:
             build = gr.Button("Build dataset", variant="primary", elem_id="cb-build")
     summary = gr.Markdown(elem_id="cb-build-summary")
     with gr.Accordion("Data report", open=True):
-        histogram = gr.Image(type="filepath", label="Token lengths", interactive=False,
+        histogram = gr.Image(type="pil", format="png", label="Token lengths", interactive=False,
                              height=380, buttons=["download"])
         report = gr.Markdown(elem_id="cb-data-report")
     table = gr.Dataframe(headers=DATASET_COLUMNS, label="Datasets", interactive=False)

@@ -1,0 +1,60 @@
+"""A real `chatbot serve` in a subprocess, for tests that need the whole server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, server: subprocess.Popen, seconds: float = 90) -> None:
+    """Until ``url`` answers 200; a server that exits first fails with its output."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError("chatbot serve exited:\n" + server.stdout.read())
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in {seconds} s")
+
+
+@contextmanager
+def chatbot_serve(config_path: Path, *args: str, data_dir: Path | None = None
+                  ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """(base URL, process) of `chatbot serve --config config_path` on a free local port;
+    ``data_dir`` overrides the inherited ``CHATBOT_DATA_DIR``."""
+    port = free_port()
+    env = dict(os.environ, **({"CHATBOT_DATA_DIR": str(data_dir)} if data_dir else {}))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "chatbot", "serve", "--config", str(config_path),
+         "--port", str(port), *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/", server)
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()

@@ -1,0 +1,184 @@
+"""An answer nobody waits for any more stops at once and never holds the model: a closed tab,
+an API client that leaves mid-stream or before its answer starts, a server stopped or killed.
+
+Each test runs the real `chatbot serve` on a small random model that would talk for half a
+minute, so an answer that is not stopped is seen to go on.
+"""
+
+import json
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from chatbot.logs import ConversationLog
+from serving import chatbot_serve
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+QUESTION = "Explain in detail how indexing works."
+STOPS_WITHIN_S = 5.0
+"""How soon an abandoned answer must be logged ``interrupted`` (CI machines are busy)."""
+
+
+@pytest.fixture(scope="module")
+def talkative_model_dir(tmp_path_factory) -> Path:
+    """A 4-layer Llama that never emits end-of-sequence: every answer runs to max_new_tokens."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from chatbot.config import EMBEDDED_CHAT_MODEL
+    from chatbot.models import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(EMBEDDED_CHAT_MODEL))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=1024,
+                         num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=4096, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=None)
+    torch.manual_seed(0)
+    target = tmp_path_factory.mktemp("talkative-model")
+    LlamaForCausalLM(config).save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def write_config(folder: Path, model_dir: Path) -> Path:
+    path = folder / "bot.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "talkative-bot", "models": {"chat": str(model_dir), "embedder": "hash:64"},
+        "generation": {"max_new_tokens": 3000}, "index": {"paths": [str(folder / "docs")]}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, talkative_model_dir):
+    """(base URL, logs.sqlite) of one server shared by the tests that leave it running."""
+    folder = tmp_path_factory.mktemp("talkative-bot")
+    with chatbot_serve(write_config(folder, talkative_model_dir),
+                       data_dir=folder / "data") as (url, _):
+        yield url, folder / "data" / "logs.sqlite"
+
+
+def last_answer(log_path: Path, session: str | None = None) -> tuple[str, str]:
+    """(status, text) of the newest logged answer, of ``session`` if given."""
+    where, params = ("AND session_id = ?", (session,)) if session else ("", ())
+    with sqlite3.connect(log_path) as db:
+        return db.execute(f"SELECT status, text FROM turns WHERE role = 'assistant' {where} "
+                          "ORDER BY id DESC LIMIT 1", params).fetchone()
+
+
+def wait_until_settled(log_path: Path, session: str | None = None,
+                       seconds: float = STOPS_WITHIN_S) -> tuple[str, str, float]:
+    """(status, text, seconds waited) once the newest answer is no longer ``pending``."""
+    started = time.monotonic()
+    while (answer := last_answer(log_path, session))[0] == "pending":
+        assert time.monotonic() - started < seconds, f"still generating after {seconds} s"
+        time.sleep(0.05)
+    return *answer, time.monotonic() - started
+
+
+def quick_answer(base_url: str) -> str:
+    """A short answer through the API: the model is free for the next user."""
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="none", timeout=30, max_retries=0)
+    reply = client.chat.completions.create(model="prompt", max_tokens=4,
+                                           messages=[{"role": "user", "content": "Hi"}])
+    return reply.choices[0].finish_reason
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium missing: apt-get install chromium")
+def test_closing_the_tab_mid_answer_stops_it_and_frees_the_model(server) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, log_path = server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            box = page.locator("#cb-message textarea")
+            box.fill(QUESTION)
+            box.press("Enter")
+            bubble = page.locator('#cb-chat [data-testid="bot"]').last
+            expect(bubble).not_to_be_empty(timeout=30_000)
+            shown = bubble.inner_text()
+            page.close()
+        finally:
+            browser.close()
+    status, text, _ = wait_until_settled(log_path)
+    assert status == "interrupted" and text.startswith(shown.strip()[:20])
+    assert quick_answer(url) == "length"
+
+
+def test_an_api_client_that_leaves_mid_stream_stops_its_answer(server) -> None:
+    url, log_path = server
+    body = {"model": "prompt", "stream": True,
+            "messages": [{"role": "user", "content": QUESTION}]}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60,
+                      headers={"X-Session-Id": "leaves-mid-stream"}) as response:
+        next(line for line in response.iter_lines() if '"content": "' in line)
+    status, text, _ = wait_until_settled(log_path, "leaves-mid-stream")
+    assert status == "interrupted" and text
+    assert quick_answer(url) == "length"
+
+
+def test_a_client_that_leaves_before_its_answer_is_ready_stops_it(server) -> None:
+    url, log_path = server
+    body = {"model": "prompt", "messages": [{"role": "user", "content": QUESTION}]}
+    with pytest.raises(httpx.ReadTimeout):  # a non-streamed answer: nothing comes until the end
+        httpx.post(f"{url}/v1/chat/completions", json=body, timeout=1.5,
+                   headers={"X-Session-Id": "leaves-early"})
+    status, _, _ = wait_until_settled(log_path, "leaves-early")
+    assert status == "interrupted"
+    assert quick_answer(url) == "length"
+
+
+def read_for(response: httpx.Response, seconds: float) -> str:
+    """The answer text a streaming API client receives in ``seconds``."""
+    received, started = "", time.monotonic()
+    for line in response.iter_lines():
+        if line.startswith("data: {") and '"content": "' in line:
+            received += json.loads(line[6:])["choices"][0]["delta"]["content"]
+        if time.monotonic() - started > seconds:
+            return received
+    raise AssertionError("the answer ended before the test could stop the server")
+
+
+def ask_streaming(url: str, session: str):
+    body = {"model": "prompt", "stream": True,
+            "messages": [{"role": "user", "content": QUESTION}]}
+    return httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60,
+                        headers={"X-Session-Id": session})
+
+
+def test_a_killed_server_loses_at_most_the_last_second_of_an_answer(
+        tmp_path, talkative_model_dir) -> None:
+    config = write_config(tmp_path, talkative_model_dir)
+    log_path = tmp_path / "data" / "logs.sqlite"
+    with chatbot_serve(config, data_dir=tmp_path / "data") as (url, process):
+        with ask_streaming(url, "killed") as response:
+            received = read_for(response, 3.0)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+    status, saved = last_answer(log_path, "killed")
+    assert status == "pending" and saved and received.startswith(saved)
+    ConversationLog(log_path).close()  # as the next start does, it marks the orphan
+    assert last_answer(log_path, "killed") == ("interrupted", saved)
+
+
+def test_sigterm_stops_the_server_mid_answer_and_logs_it(tmp_path, talkative_model_dir) -> None:
+    config = write_config(tmp_path, talkative_model_dir)
+    log_path = tmp_path / "data" / "logs.sqlite"
+    with chatbot_serve(config, data_dir=tmp_path / "data") as (url, process):
+        with ask_streaming(url, "terminated") as response:
+            read_for(response, 1.0)
+            process.terminate()
+            process.wait(timeout=15)  # uvicorn exits by re-raising the signal it handled
+    assert last_answer(log_path, "terminated")[0] == "interrupted"
