@@ -72,7 +72,6 @@ def main() -> None:
         for rep in range(args.reps):
             order = ["engine", "api"] if rep % 2 == 0 else ["api", "engine"]
             for kind in order:
-                engine.clear(f"rep-{rep}")
                 runs[kind].append(via_engine(engine, f"rep-{rep}") if kind == "engine"
                                   else via_api(client, engine.default_variant))
     report(runs, args)

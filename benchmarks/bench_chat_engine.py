@@ -119,7 +119,6 @@ def main() -> None:
     for rep in range(args.reps):
         order = ["raw", "engine", "raw_main"]
         for kind in order[rep % 3:] + order[:rep % 3]:  # rotate who goes first
-            engine.clear(f"rep-{rep}")
             if kind == "engine":
                 runs[kind].append(run_engine(engine, f"rep-{rep}"))
             else:

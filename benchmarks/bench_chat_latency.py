@@ -38,12 +38,12 @@ QUESTIONS = [
 def build(threads: int | None, max_new_tokens: int):
     from dataclasses import replace
 
-    from chatbot.bot import build_engine
+    from app.build import bot_index, build_engine
     from chatbot.indexing import open_retriever, sync_paths
 
     config = embedded_config(threads)
-    report = sync_paths(config)
-    retriever = open_retriever(config)
+    report = sync_paths(bot_index(config))
+    retriever = open_retriever(bot_index(config))
     engine = build_engine(config, search=lambda query, k: retriever.search(query, k=k))
     engine.settings = replace(engine.settings, max_new_tokens=max_new_tokens)
     engine.answer("warm-up", "Hello").result()  # loads the chat model and the embedder

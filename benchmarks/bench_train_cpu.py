@@ -41,9 +41,10 @@ def run_ours(steps: int) -> dict:
     from transformers import AutoTokenizer
 
     from chatbot.models import chat_template_hash, resolve_model
-    from training.finetune import FinetuneRequest, finetune
-    from training.loop import LoopSettings
-    from training.model_setup import MethodSettings
+    from chatbot.paths import DataPaths
+    from training.train.finetune import FinetuneRequest, finetune
+    from training.train.loop import LoopSettings
+    from training.train.model_setup import MethodSettings
 
     model_dir = resolve_model("embedded:smollm2-135m-instruct")
     data_dir = Path(tempfile.mkdtemp())
@@ -57,7 +58,7 @@ def run_ours(steps: int) -> dict:
         max_seq_len=MAX_LEN, device="cpu", dtype="float32")
     finetune(request, progress=False)
     records = [json.loads(line) for line in
-               (data_dir / "adapters/bench/metrics.jsonl").read_text().splitlines()]
+               (DataPaths(data_dir).adapter("bench") / "metrics.jsonl").read_text().splitlines()]
     steps_done = [r for r in records if "train_loss" in r]
     first, last = steps_done[0], steps_done[-1]
     return {"tokens": last["tokens"] - first["tokens"],

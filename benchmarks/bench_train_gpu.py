@@ -93,10 +93,10 @@ def speed_ours(shape: str, tokenizer_dir: str, checkpointing: bool) -> dict:
     import torch
     from transformers import AutoTokenizer
 
-    from training import attention
-    from training.loop import LoopSettings, Workers, train_loop
-    from training.model_setup import MethodSettings, SupervisedLoss, apply_method
-    from training.tokenize import render_all
+    from training.train import attention
+    from training.train.loop import LoopSettings, Workers, train_loop
+    from training.train.model_setup import MethodSettings, SupervisedLoss, apply_method
+    from training.train.tokenize import render_all
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     examples, _ = render_all(cqa_rows() * 4, tokenizer, "all_assistant", MAX_LEN)
@@ -126,7 +126,7 @@ def speed_trl(shape: str, tokenizer_dir: str, packed: bool) -> dict:
     from transformers import AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from training import attention
+    from training.train import attention
 
     rows = cqa_rows() * 4
     data = Dataset.from_dict({"prompt": [r[:-1] for r in rows], "completion": [r[-1:] for r in rows]})
@@ -177,10 +177,10 @@ def check_varlen(tokenizer_dir: str) -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from training import attention
-    from training.batches import pack
-    from training.model_setup import SupervisedLoss
-    from training.tokenize import render_all
+    from training.train import attention
+    from training.train.batches import pack
+    from training.train.model_setup import SupervisedLoss
+    from training.train.tokenize import render_all
 
     examples, _ = render_all(cqa_rows()[:8], AutoTokenizer.from_pretrained(tokenizer_dir),
                              "all_assistant", MAX_LEN)
@@ -249,7 +249,7 @@ def ddp(args) -> None:
     for gpus in (1, args.gpus):
         name = f"ddp{gpus}"
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={gpus}",
-                   "-m", "chatbot", "train",
+                   "-m", "app", "train",
                    "--config", str(config), "--data", "cqa", "--name", name, "--quiet",
                    "--max-steps", str(args.steps), "--batch-size", str(BATCH),
                    "--eval-every", "1000", "--max-seq-len", str(MAX_LEN)]
@@ -300,7 +300,7 @@ def quality(args) -> None:
         cut = len(rows) * 9 // 10
         write_dataset(work / "data", name, rows[:cut], rows[cut:], chat_template_hash(tokenizer))
         started = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "chatbot", "train", "--config", str(config),
+        out = subprocess.run([sys.executable, "-m", "app", "train", "--config", str(config),
                               "--data", name, "--name", name, "--quiet", "--epochs", "3",
                               "--eval-every", "20", "--max-seq-len", "2048"],
                              capture_output=True, text=True, cwd=ROOT)
@@ -325,9 +325,9 @@ def dev_loss(model_dir: Path, adapter: Path | None, dev: list, tokenizer) -> flo
     import torch
     from transformers import AutoModelForCausalLM
 
-    from training.batches import eval_batches
-    from training.model_setup import SupervisedLoss
-    from training.tokenize import render_all
+    from training.train.batches import eval_batches
+    from training.train.model_setup import SupervisedLoss
+    from training.train.tokenize import render_all
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).cuda()
     if adapter is not None:

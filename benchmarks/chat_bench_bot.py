@@ -47,7 +47,7 @@ def embedded_engine(threads: int | None, max_new_tokens: int, search=None):
     """An engine on the embedded SmolLM2, answering over the fixed guide passages."""
     from dataclasses import replace
 
-    from chatbot.bot import build_engine
+    from app.build import build_engine
 
     passages = guide_passages()
     engine = build_engine(embedded_config(threads),
@@ -58,15 +58,15 @@ def embedded_engine(threads: int | None, max_new_tokens: int, search=None):
 
 
 @contextmanager
-def served_api(engine, api_key: str | None = None) -> Iterator[str]:
+def served_api(engine) -> Iterator[str]:
     """The API router on uvicorn in a thread; yields the base URL for ``openai.OpenAI``."""
     import uvicorn
     from fastapi import FastAPI
 
-    from chatbot.api import create_api_router
+    from app.api import create_api_router
 
     app = FastAPI()
-    app.include_router(create_api_router(engine, api_key))
+    app.include_router(create_api_router(engine))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -78,7 +78,9 @@ def write_dataset(data_dir: Path, name: str, train: list, validation: list,
     """``<data_dir>/datasets/NAME`` in the format ``chatbot data build`` writes."""
     from datasets import Dataset, DatasetDict
 
-    root = Path(data_dir) / "datasets" / name
+    from chatbot.paths import DataPaths
+
+    root = DataPaths(data_dir).dataset(name)
     DatasetDict({split: Dataset.from_dict({
         "conversation_id": [f"{split}-{i}" for i in range(len(rows))], "messages": rows})
         for split, rows in (("train", train), ("validation", validation))}).save_to_disk(

@@ -1,1 +1,1 @@
-"""Question to reply, logged: the engine and the surfaces users touch (web UI, API, CLI)."""
+"""Question to reply, logged: the engine, prompts, generation, variants, logs and A/B."""

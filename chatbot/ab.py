@@ -19,7 +19,7 @@ from pathlib import Path
 
 from chatbot.errors import InputError
 from chatbot.logs import now
-from chatbot.migrations import migrate
+from chatbot.migrations import open_log_database
 
 CHOICES = ("a", "b", "tie", "both_bad")
 
@@ -74,12 +74,8 @@ class AbStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_log_database(self.path)
         self._lock = threading.Lock()
-        with self._lock:
-            migrate(self._db)
 
     def close(self) -> None:
         self._db.close()

@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from chatbot.ab import AbStore, Vote
-from chatbot.stats import (Proportion, ProportionTest, Strength, bradley_terry_intervals,
-                           two_proportion_test, votes_needed_one_sample, votes_needed_two_groups,
-                           wilson)
+from chatbot.ab_stats import (Proportion, ProportionTest, Strength, bradley_terry_intervals,
+                              two_proportion_test, votes_needed_one_sample,
+                              votes_needed_two_groups, wilson)
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ class ServerConfig(Section):
     """File of ``user:password`` lines; ``CHATBOT_USER``/``CHATBOT_PASSWORD`` work too."""
     api_key_env: str = "CHATBOT_API_KEY"
     """When this variable is set, every route requires ``Authorization: Bearer <key>`` or a
-    login (``chatbot.auth``)."""
+    login (``app.auth``)."""
     max_request_messages: int = Field(default=500, ge=1)
     """Most messages one API request may send (history included); more is a 400."""
     max_request_chars: int = Field(default=200_000, ge=1)
@@ -318,7 +318,6 @@ class BotConfig(Section):
     def data_path(self) -> Path:
         override = os.environ.get("CHATBOT_DATA_DIR")
         return self.resolve(override) if override else self.resolve(self.data_dir)
-
     def resolve(self, path: str | Path) -> Path:
         """A path from the config, relative to the config file's folder."""
         path = Path(path).expanduser()

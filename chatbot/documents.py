@@ -4,7 +4,7 @@ One embedder is loaded once and shared by uploads, searches in the tab and the e
 retrieval; the retriever is opened lazily, so documents indexed after the server started
 are found without a restart.
 
-    chatbot serve        # the Documents tab uses BotDocuments(config)
+    chatbot serve        # the Documents tab uses app.build.bot_documents(config)
 """
 
 from __future__ import annotations
@@ -14,18 +14,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from chatbot import indexing
-from chatbot.config import BotConfig
 from index.search import Retriever
 from index.sync import SyncReport
 from index.types import DocumentInfo, Hit
 
 
 class BotDocuments:
-    """The index under ``config.data_path / "index"``; uploads are kept in ``uploads/``."""
+    """The bot's index; uploads are kept in ``upload_dir``."""
 
-    def __init__(self, config: BotConfig, embedder=None) -> None:
-        self.config = config
-        self.upload_dir = config.data_path / "uploads"
+    def __init__(self, index: indexing.BotIndex, upload_dir: Path, embedder=None) -> None:
+        self.index = index
+        self.upload_dir = upload_dir
         self._embedder = embedder
         self._retriever: Retriever | None = None
         self._lock = threading.Lock()
@@ -34,19 +33,19 @@ class BotDocuments:
     def embedder(self):
         with self._lock:
             if self._embedder is None:
-                self._embedder = indexing.open_embedder(self.config)
+                self._embedder = indexing.open_embedder(self.index.embedder)
             return self._embedder
 
     def sync(self, paths: Sequence[Path],
              progress: Callable[[int, int, str], None] | None = None) -> SyncReport:
-        return indexing.sync_paths(self.config, list(paths), progress=progress,
+        return indexing.sync_paths(self.index, list(paths), progress=progress,
                                    embedder=self.embedder)
 
     def list(self) -> list[DocumentInfo]:
-        return indexing.list_documents(self.config)
+        return indexing.list_documents(self.index)
 
     def remove(self, source: str) -> list[str]:
-        return indexing.remove_documents(self.config, source)
+        return indexing.remove_documents(self.index, source)
 
     def search(self, query: str, k: int, mode: str) -> list[Hit]:
         retriever = self.retriever()
@@ -60,7 +59,7 @@ class BotDocuments:
     def retriever(self) -> Retriever | None:
         """The open retriever, or ``None`` while nothing is indexed (tried again each call)."""
         if self._retriever is None:
-            retriever = indexing.open_retriever(self.config, embedder=self.embedder)
+            retriever = indexing.open_retriever(self.index, embedder=self.embedder)
             with self._lock:
                 self._retriever = self._retriever or retriever
         return self._retriever

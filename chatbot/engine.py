@@ -1,9 +1,13 @@
 """The engine every surface calls: retrieve, render, generate, filter, log, time.
 
-    stream = engine.answer(session_id, "How do I index my documents?", "prompt")
+    stream = engine.answer(session_id, "How do I index my documents?", "prompt",
+                           history=earlier_messages)
     for piece in stream:          # filtered text as it is generated
         print(piece, end="")
-    reply = stream.reply          # text, exact messages, hits, variant, timings
+    reply = stream.reply          # text, exact messages, hits, variant, timings, token counts
+
+The engine keeps no conversations: each surface owns its own (the web page's state, the
+terminal session's list, the API client's messages) and passes it as ``history``.
 """
 
 from __future__ import annotations
@@ -11,16 +15,18 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from chatbot.errors import InputError
+from chatbot.adapters import AdapterManifest
+from chatbot.errors import InputError, TooManyNewTokens
 from chatbot.filters import NamedFilter, run_filters
 from chatbot.generate import GenerationSettings, Generator
 from chatbot.logs import ConversationLog
 from chatbot.prompts import build_messages, clean_text, fit_to_budget, load_template
 from chatbot.types import Message, Reply, hit_record
-from chatbot.variants import Variant, adapter_manifest, check_adapter
+from chatbot.variants import Variant
 from index.types import Hit
 
 
@@ -32,6 +38,19 @@ class RetrievalPolicy:
     refusal: str = "The documents I have do not cover that question."
 
 
+@dataclass(frozen=True)
+class AnswerPolicies:
+    """What one answer takes from the engine, fixed when it starts, so the answer owns its run
+    and an engine changed meanwhile (new settings, a new variant) affects only later answers."""
+
+    generator_for: Callable[[Variant], Generator]
+    search: Callable[[str, int], list[Hit]] | None
+    log: ConversationLog | None
+    filters: tuple[NamedFilter, ...]
+    retrieval: RetrievalPolicy
+    bot_name: str
+
+
 class Engine:
     """Answers questions for any number of sessions and variants on shared models."""
 
@@ -40,8 +59,8 @@ class Engine:
                  log: ConversationLog | None = None, filters: Sequence[NamedFilter] = (),
                  settings: GenerationSettings = GenerationSettings(),
                  retrieval: RetrievalPolicy = RetrievalPolicy(), max_message_chars: int = 8000,
-                 default_variant: str | None = None, bot_name: str = "chatbot-builder",
-                 max_history_turns: int = 50) -> None:
+                 default_variant: str | None = None,
+                 bot_name: str = "chatbot-builder") -> None:
         self.variants = variants
         self.default_variant = default_variant or next(iter(variants))
         self.search = search
@@ -51,11 +70,10 @@ class Engine:
         self.retrieval = retrieval
         self.max_message_chars = max_message_chars
         self.bot_name = bot_name
-        self.max_history_turns = max_history_turns
         self._load_generator = load_generator
         self._generators: dict[str, Generator] = {}
-        self._history: dict[str, list[Message]] = {}
         self._lock = threading.Lock()
+        self._answering: weakref.WeakSet[AnswerStream] = weakref.WeakSet()
 
     def generator_for(self, variant: Variant) -> Generator:
         """The variant's base model, loaded once and shared, with its adapter attached."""
@@ -64,9 +82,8 @@ class Engine:
             if generator is None:
                 generator = self._generators[variant.model] = self._load_generator(variant.model)
         if variant.adapter_dir is not None:
-            manifest = adapter_manifest(variant.adapter_dir)
-            check_adapter(manifest, variant.adapter_dir, generator.fingerprint,
-                          generator.template_hash)
+            AdapterManifest.load(variant.adapter_dir).check_serves_on(
+                variant.adapter_dir, generator.fingerprint, generator.template_hash)
             generator.load_adapter(variant.name, variant.adapter_dir)
         return generator
 
@@ -84,21 +101,32 @@ class Engine:
             raise InputError(f"unknown variant {name!r}; variants: {', '.join(self.variants)}")
         return self.variants[name]
 
-    def history(self, session_id: str) -> list[Message]:
-        return list(self._history.get(session_id, []))
-
-    def clear(self, session_id: str) -> None:
-        self._history.pop(session_id, None)
-
     def answer(self, session_id: str, message: str, variant: str | None = None,
-               settings: GenerationSettings | None = None,
-               history: Sequence[Message] | None = None) -> AnswerStream:
-        """Start answering; iterate the result for text pieces. ``history`` overrides the
-        session's own (the API passes the client's messages)."""
+               settings: GenerationSettings | None = None, history: Sequence[Message] = (),
+               client: str | None = None) -> AnswerStream:
+        """Start answering ``message`` after ``history``, the caller's conversation so far;
+        iterate the result for text pieces. ``client`` is recorded on a session the log has
+        not seen yet (``api`` for the API)."""
         chosen = self.variant(variant)
         question = self.check_message(message)
-        past = list(history) if history is not None else self.history(session_id)
-        return AnswerStream(self, session_id, question, chosen, settings or self.settings, past)
+        stream = AnswerStream(self.policies(), session_id, question, chosen,
+                              settings or self.settings, list(history), client)
+        self._answering.add(stream)
+        return stream
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        """Cancel every answer in progress and wait until each is logged: a server shutting
+        down must not exit while an answer's thread is still writing it."""
+        streams = list(self._answering)
+        for stream in streams:
+            stream.cancel()
+        deadline = time.monotonic() + timeout
+        for stream in streams:
+            stream.wait(max(0.0, deadline - time.monotonic()))
+
+    def policies(self) -> AnswerPolicies:
+        return AnswerPolicies(self.generator_for, self.search, self.log, tuple(self.filters),
+                              self.retrieval, self.bot_name)
 
     def check_message(self, message: str) -> str:
         if not isinstance(message, str):
@@ -110,11 +138,6 @@ class Engine:
             raise InputError(f"the message has {len(cleaned):,} characters; the limit is "
                              f"{self.max_message_chars:,} (generation.max_message_chars)")
         return cleaned.strip()
-
-    def remember(self, session_id: str, question: str, answer: str) -> None:
-        turns = self._history.setdefault(session_id, [])
-        turns += [Message("user", question), Message("assistant", answer)]
-        del turns[:-2 * self.max_history_turns]
 
 
 class AnswerStream:
@@ -131,10 +154,12 @@ class AnswerStream:
     ABANDON_AFTER_S = 10.0
     SAVE_EVERY_S = 1.0
 
-    def __init__(self, engine: Engine, session_id: str, question: str, variant: Variant,
-                 settings: GenerationSettings, history: list[Message]) -> None:
-        self.engine, self.session_id, self.question = engine, session_id, question
+    def __init__(self, policies: AnswerPolicies, session_id: str, question: str,
+                 variant: Variant, settings: GenerationSettings, history: list[Message],
+                 client: str | None = None) -> None:
+        self.policies, self.session_id, self.question = policies, session_id, question
         self.variant, self.settings, self.history = variant, settings, history
+        self.client = client
         self.reply: Reply | None = None
         self._events: queue.Queue[tuple[str, object]] = queue.Queue()
         self._cancelled = threading.Event()
@@ -192,26 +217,28 @@ class AnswerStream:
             self._finished.set()
 
     def _run(self) -> None:
-        engine = self.engine
-        generator = engine.generator_for(self.variant)  # loads the model once, not timed
+        policies = self.policies
+        generator = policies.generator_for(self.variant)  # loads the model once, not timed
+        if self.settings.max_new_tokens >= generator.context_window:
+            raise TooManyNewTokens(self.settings.max_new_tokens, generator.context_window)
         started = time.perf_counter()
         hits = self._retrieve()
         retrieved = time.perf_counter()
         template = load_template(self.variant.template)
         messages = build_messages(template, self.question, hits, self.history,
-                                  bot_name=engine.bot_name)
+                                  bot_name=policies.bot_name)
         budget = generator.context_window - self.settings.max_new_tokens
         messages = fit_to_budget(messages, generator.count_tokens, budget,
                                  keep_head=1 + len(template.examples()))
         timings = {"retrieval_ms": _ms(started, retrieved),
                    "prompt_ms": _ms(retrieved, time.perf_counter())}
         turn_id = self._log_start(messages, hits)
-        refuse = self.variant.retrieval and not hits and engine.retrieval.no_hits == "refuse"
+        refuse = self.variant.retrieval and not hits and policies.retrieval.no_hits == "refuse"
         raw, shown, status, first = "", "", "interrupted", None
         saved_at = time.monotonic()
         try:
             adapter = self.variant.name if self.variant.adapter_dir else None
-            pieces = iter([engine.retrieval.refusal]) if refuse else generator.stream(
+            pieces = iter([policies.retrieval.refusal]) if refuse else generator.stream(
                 messages, self.settings, adapter, cancel=self._cancelled)
             stop, ready = self.settings.stop, ""
             try:
@@ -223,7 +250,7 @@ class AnswerStream:
                     visible, stopped = _before_stop(raw, stop)
                     if (now_ready := _up_to_last_space(visible.lstrip())) != ready:
                         ready = now_ready  # filters rerun only once another word is complete
-                        safe, _ = run_filters(engine.filters, ready)
+                        safe, _ = run_filters(policies.filters, ready)
                         if safe.startswith(shown) and len(safe) > len(shown):
                             self._events.put(("piece", safe[len(shown):]))
                             shown = safe
@@ -242,17 +269,17 @@ class AnswerStream:
         finally:
             if status == "complete":
                 answered = _before_stop(raw, self.settings.stop, final=True)[0]
-                text, changed = run_filters(engine.filters, answered.strip())
+                text, changed = run_filters(policies.filters, answered.strip())
             else:  # what the reader was given, never text that was not yet shown
-                text, changed = shown, run_filters(engine.filters, shown)[1]
+                text, changed = shown, run_filters(policies.filters, shown)[1]
             timings.update(_generation_timings(started, first, raw, generator, refuse))
+            prompt_tokens = 0 if refuse else generator.count_tokens(messages)
             self.reply = Reply(text, messages, hits, self.variant.name, self.variant.model,
-                               self.variant.adapter_id, timings, refuse, changed, turn_id)
+                               self.variant.adapter_id, timings, refuse, changed, turn_id,
+                               prompt_tokens)
             self._log_finish(turn_id, text, timings, status)
-            if status == "complete":
-                engine.remember(self.session_id, self.question, text)
-                if text.startswith(shown) and len(text) > len(shown):
-                    self._events.put(("piece", text[len(shown):]))
+            if status == "complete" and text.startswith(shown) and len(text) > len(shown):
+                self._events.put(("piece", text[len(shown):]))
 
     def _abandoned(self) -> bool:
         """Cancelled, or a piece has waited unread too long: nobody is reading any more."""
@@ -262,15 +289,16 @@ class AnswerStream:
         return self.cancelled
 
     def _retrieve(self) -> list[Hit]:
-        if not self.variant.retrieval or self.engine.search is None:
+        search = self.policies.search
+        if not self.variant.retrieval or search is None:
             return []
-        return self.engine.search(self.question, self.variant.k or self.engine.retrieval.k)
+        return search(self.question, self.variant.k or self.policies.retrieval.k)
 
     def _log_start(self, messages: list[Message], hits: list[Hit]) -> int | None:
-        log = self.engine.log
+        log = self.policies.log
         if log is None:
             return None
-        log.ensure_session(self.session_id, self.variant.name)
+        log.ensure_session(self.session_id, self.variant.name, self.client)
         log.add_turn(self.session_id, "user", self.question, variant=self.variant.name)
         return log.add_turn(
             self.session_id, "assistant", "", variant=self.variant.name,
@@ -280,12 +308,12 @@ class AnswerStream:
             status="pending")
 
     def _log_partial(self, turn_id: int | None, text: str) -> None:
-        if self.engine.log is not None and turn_id is not None:
-            self.engine.log.save_partial(turn_id, text)
+        if self.policies.log is not None and turn_id is not None:
+            self.policies.log.save_partial(turn_id, text)
 
     def _log_finish(self, turn_id: int | None, text: str, timings: dict, status: str) -> None:
-        if self.engine.log is not None and turn_id is not None:
-            self.engine.log.finish_turn(turn_id, text, timings, status)
+        if self.policies.log is not None and turn_id is not None:
+            self.policies.log.finish_turn(turn_id, text, timings, status)
 
 
 def _before_stop(text: str, stop: Sequence[str], final: bool = False) -> tuple[str, bool]:

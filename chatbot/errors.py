@@ -17,5 +17,15 @@ class InputError(ChatbotError):
     """A user message or request that can't be answered as given."""
 
 
+class TooManyNewTokens(InputError):
+    """More new tokens asked for than the model reads in all; a surface may name its own
+    setting for them (the API's ``max_tokens``)."""
+
+    def __init__(self, asked: int, context_window: int) -> None:
+        super().__init__(f"{asked:,} new tokens asked for; the model reads {context_window:,} "
+                         "tokens in all, prompt included; ask for fewer")
+        self.asked, self.context_window = asked, context_window
+
+
 class DocumentIndexError(ChatbotError):
     """The document index is missing, was built with other settings, or can't be written."""

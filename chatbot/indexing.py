@@ -1,7 +1,8 @@
-"""The index package built from the bot config: what the CLI, the engine and the web UI call.
+"""The bot's document index: what the CLI, the engine and the web UI call.
 
-Builders turn the config into the flat arguments of ``index/``; errors of that package come out
-as :class:`DocumentIndexError`, which the CLI prints as one line.
+A :class:`BotIndex` record (built from the config by ``app.build.bot_index``) carries the flat
+arguments of ``index/``; errors of that package come out as :class:`DocumentIndexError`, which
+the CLI prints as one line.
 
     chatbot index sync          # the config's index.paths
 """
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from chatbot.config import BotConfig
 from chatbot.errors import DocumentIndexError
 from index.embed import Embedder, HashEmbedder, SentenceTransformerEmbedder
 from index.errors import IndexingError, IndexMissingError
@@ -37,79 +38,114 @@ def _index_errors(func: Callable) -> Callable:
     return wrapper
 
 
-def index_dir(config: BotConfig) -> Path:
-    return config.data_path / "index"
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """Which embedder to open, and where and how it runs."""
+
+    name: str
+    base_dir: Path
+    """Where a relative model directory is found (the config's folder)."""
+    device: str = "auto"
+    batch_size: int = 16
 
 
-def open_embedder(config: BotConfig) -> Embedder:
+@dataclass(frozen=True)
+class SearchSettings:
+    """How the bot retrieves: the ``retrieval:`` settings plus the HNSW search breadth."""
+
+    mode: str = "hybrid"
+    k: int = 4
+    min_score: float | None = None
+    mmr: bool = False
+    ef_search: int = 128
+
+
+@dataclass(frozen=True)
+class BotIndex:
+    """Everything the bot's index operations need: where it is, how it is built and searched."""
+
+    directory: Path
+    settings: IndexSettings
+    """What the index must have been built with; the dimension is checked when vectors meet."""
+    embedder: EmbedderSpec
+    search: SearchSettings
+    paths: tuple[Path, ...] = ()
+    """What ``sync_paths`` reads when given no paths."""
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    max_file_bytes: int = 50 * 2**20
+    text_field: str = "text"
+
+
+def open_embedder(spec: EmbedderSpec) -> Embedder:
     """The configured embedder; the model itself loads on first use."""
-    name = config.models.embedder
-    if name.startswith(HASH_PREFIX):
-        return HashEmbedder(int(name.removeprefix(HASH_PREFIX)))
+    if spec.name.startswith(HASH_PREFIX):
+        return HashEmbedder(int(spec.name.removeprefix(HASH_PREFIX)))
     from chatbot.models import resolve_model
 
-    return SentenceTransformerEmbedder(resolve_model(name, config.base_dir), name=name,
-                                       device=config.models.device,
-                                       batch_size=config.index.batch_size)
-
-
-def index_settings(config: BotConfig) -> IndexSettings:
-    """What the index must have been built with; the dimension is checked when vectors meet."""
-    return IndexSettings(embedder=config.models.embedder, dimension=None,
-                         chunk_tokens=config.index.chunk_tokens,
-                         chunk_overlap=config.index.chunk_overlap,
-                         index_type=config.index.index_type, hnsw_m=config.index.hnsw_m)
+    return SentenceTransformerEmbedder(resolve_model(spec.name, spec.base_dir), name=spec.name,
+                                       device=spec.device, batch_size=spec.batch_size)
 
 
 @_index_errors
-def open_store(config: BotConfig, create: bool = False) -> Store:
-    return Store.open(index_dir(config), index_settings(config), create=create)
-
-
-@_index_errors
-def open_retriever(config: BotConfig, embedder: Embedder | None = None) -> Retriever | None:
-    """A retriever with the config's retrieval settings, or ``None`` while nothing is indexed."""
+def open_retriever(index: BotIndex, embedder: Embedder | None = None) -> Retriever | None:
+    """A retriever with the bot's search settings, or ``None`` while nothing is indexed."""
     try:
-        store = Store.open(index_dir(config), index_settings(config))
+        store = Store.open(index.directory, index.settings)
     except IndexMissingError:
         return None
     if not store.manifest["counts"].get("chunks"):
         return None
-    retrieval = config.retrieval
-    return Retriever(store, embedder or open_embedder(config), mode=retrieval.mode,
-                     k=retrieval.k, min_score=retrieval.min_score, mmr=retrieval.mmr,
-                     ef_search=config.index.hnsw_ef_search)
+    search = index.search
+    return Retriever(store, embedder or open_embedder(index.embedder), mode=search.mode,
+                     k=search.k, min_score=search.min_score, mmr=search.mmr,
+                     ef_search=search.ef_search)
+
+
+class IndexSearch:
+    """The bot's index as the engine's ``search``; opened on first use, so a bot whose index is
+    built after start-up (e.g. from the web UI) starts retrieving without a restart."""
+
+    def __init__(self, index: BotIndex) -> None:
+        self.index = index
+        self.retriever = None
+
+    def __call__(self, query: str, k: int) -> list:
+        if self.retriever is None:
+            self.retriever = open_retriever(self.index)
+            if self.retriever is None:
+                return []
+        return self.retriever.search(query, k=k)
 
 
 @_index_errors
-def sync_paths(config: BotConfig, paths: list[str | Path] | None = None,
+def sync_paths(index: BotIndex, paths: list[str | Path] | None = None,
                progress: Progress | None = None, rebuild: bool = False,
                embedder: Embedder | None = None) -> SyncReport:
-    """Sync ``paths`` (default: the config's ``index.paths``) into the bot's index."""
-    settings = index_settings(config)
-    targets = [Path(p) for p in paths] if paths else [config.resolve(p) for p in config.index.paths]
-    directory = index_dir(config)
+    """Sync ``paths`` (default: the index's own ``paths``) into the bot's index."""
+    settings = index.settings
+    targets = [Path(p) for p in paths] if paths else list(index.paths)
+    directory = index.directory
     store = Store(directory, {}) if rebuild else Store.open(directory, settings, create=True)
-    return sync(targets, store, embedder or open_embedder(config),
-                include=config.index.include, exclude=config.index.exclude,
-                max_file_bytes=int(config.index.max_file_mb * 2**20),
-                text_field=config.index.text_field, progress=progress,
-                rebuild=settings if rebuild else None)
+    return sync(targets, store, embedder or open_embedder(index.embedder),
+                include=list(index.include), exclude=list(index.exclude),
+                max_file_bytes=index.max_file_bytes, text_field=index.text_field,
+                progress=progress, rebuild=settings if rebuild else None)
 
 
 @_index_errors
-def list_documents(config: BotConfig) -> list[DocumentInfo]:
+def list_documents(index: BotIndex) -> list[DocumentInfo]:
     try:
-        return Store.open(index_dir(config)).documents()
+        return Store.open(index.directory).documents()
     except IndexMissingError:
         return []
 
 
 @_index_errors
-def remove_documents(config: BotConfig, path: str | Path) -> list[str]:
+def remove_documents(index: BotIndex, path: str | Path) -> list[str]:
     """Drop every indexed file at or under ``path``; returns their sources."""
     target = os.path.abspath(path)
-    store = Store.open(index_dir(config), index_settings(config))
+    store = Store.open(index.directory, index.settings)
     removed: list[str] = []
     with store.transaction():
         for source in list(store.manifest["documents"]):
@@ -123,5 +159,5 @@ def remove_documents(config: BotConfig, path: str | Path) -> list[str]:
 
 
 @_index_errors
-def index_stats(config: BotConfig) -> dict:
-    return Store.open(index_dir(config)).stats()
+def index_stats(index: BotIndex) -> dict:
+    return Store.open(index.directory).stats()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from chatbot.errors import InputError
-from chatbot.migrations import migrate
+from chatbot.migrations import open_log_database
 
 
 @dataclass(frozen=True)
@@ -59,14 +58,8 @@ class ConversationLog:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db = open_log_database(self.path)
         self._lock = threading.Lock()
-        with self._lock:
-            migrate(self._db)
         self.close_orphaned_turns()
 
     def close(self) -> None:

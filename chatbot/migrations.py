@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
+
+BUSY_TIMEOUT_S = 30
+"""How long a write waits for another process (a second server, a CLI command) to finish its."""
 
 
 def m001_initial(db: sqlite3.Connection) -> None:
@@ -77,3 +81,16 @@ def migrate(db: sqlite3.Connection) -> list[str]:
                        (migration.__name__,))
         applied.append(migration.__name__)
     return applied
+
+
+def open_log_database(path: Path) -> sqlite3.Connection:
+    """The conversation log's database, created if missing and migrated to the current schema:
+    WAL (readers never wait for the writer), foreign keys enforced, rows readable by name, and
+    shareable between threads (each store serialises its writes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    migrate(db)
+    return db

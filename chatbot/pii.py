@@ -1,7 +1,7 @@
 """Personal data redaction by patterns: emails, phones, cards, IBANs, IPs, secret URLs, IDs,
 street addresses and labelled dates of birth.
 
-Used by dataset curation (``chatbot data build``, where ``training.redact`` adds names from a
+Used by dataset curation (``chatbot data build``, where ``training.data.redact`` adds names from a
 NER model) and by the chat engine's output filter, which runs on every partial answer, so it
 imports nothing from ``training`` and nothing heavy: regexes find candidates, checksums from
 python-stdnum and phonenumbers' parser decide.

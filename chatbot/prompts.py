@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 
 from chatbot.errors import ConfigError, InputError
+from chatbot.file_cache import FileCache
 from chatbot.types import Message
 from index.types import Hit
 
@@ -52,7 +53,8 @@ class PromptTemplate:
 
 
 def load_template(name_or_path: str) -> PromptTemplate:
-    """A template by name (``chatbot/templates/NAME.j2``) or by path to a ``.j2`` file."""
+    """A template by name (``chatbot/templates/NAME.j2``) or by path to a ``.j2`` file; read
+    once and again only when the file changes."""
     path = Path(name_or_path).expanduser()
     if not path.suffix:
         path = TEMPLATE_DIR / f"{name_or_path}.j2"
@@ -60,6 +62,10 @@ def load_template(name_or_path: str) -> PromptTemplate:
         known = ", ".join(sorted(p.stem for p in TEMPLATE_DIR.glob("*.j2")))
         raise ConfigError(f"prompt template {name_or_path!r} not found (looked for {path}); "
                           f"built-in templates: {known}")
+    return _templates.get(path)
+
+
+def _read_template(path: Path) -> PromptTemplate:
     source = path.read_text(encoding="utf-8")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
                              autoescape=False)
@@ -74,6 +80,10 @@ def load_template(name_or_path: str) -> PromptTemplate:
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     return PromptTemplate(path.stem, path, digest, template,
                           tuple(_declared_examples(env.parse(source), path)))
+
+
+_templates = FileCache(_read_template)
+"""Every message renders its variant's template: parsed once, again only after an edit."""
 
 
 def _declared_examples(tree: jinja2.nodes.Template, path: Path) -> list:

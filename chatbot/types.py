@@ -36,6 +36,9 @@ class Reply:
     """Names of the output filters that changed the text."""
     turn_id: int | None = None
     """The logged assistant turn (``None`` with logging off)."""
+    prompt_tokens: int = 0
+    """Tokens of ``messages`` as the model read them (0 when refused); the generated tokens
+    are ``timings["tokens"]``."""
 
     def sources(self) -> list[dict]:
         return [hit_record(hit) for hit in self.hits]

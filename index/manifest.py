@@ -7,11 +7,10 @@ complete, so a sync killed at any moment leaves the previous generation in force
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from index import jsonfile
 from index.errors import IndexMismatchError
 
 FORMAT = "chatbot-builder index"
@@ -36,34 +35,16 @@ class IndexSettings:
 
 
 def read(directory: Path) -> dict | None:
+    """The index manifest of ``directory``, ``None`` when there is no index there yet."""
     path = directory / MANIFEST
     if not path.exists():
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise IndexMismatchError(f"{path} is not valid JSON ({exc}); {REBUILD}") from exc
+    return jsonfile.read(path, IndexMismatchError, REBUILD)
 
 
 def write(directory: Path, manifest: dict) -> None:
     """Replace the manifest atomically: a reader sees the old one or the new one, never half."""
-    path = directory / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_path(directory)
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file, or a folder's entries (so a rename survives a crash), to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    jsonfile.write_atomic(directory / MANIFEST, manifest, indent=1, sort_keys=True)
 
 
 def settings_of(manifest: dict) -> IndexSettings:
@@ -73,10 +54,10 @@ def settings_of(manifest: dict) -> IndexSettings:
 def check(directory: Path, manifest: dict, expected: IndexSettings | None) -> None:
     """Raise :class:`IndexMismatchError` naming every difference, with what to do."""
     where = directory / MANIFEST
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version", 1)  # written before versions were recorded: 1
+    if manifest.get("format") != FORMAT or version != FORMAT_VERSION:
         raise IndexMismatchError(
-            f"{where}: index format {manifest.get('format_version')!r}, this version reads "
-            f"{FORMAT_VERSION}; {REBUILD}")
+            f"{where}: index format {version!r}, this version reads {FORMAT_VERSION}; {REBUILD}")
     if expected is None:
         return
     found = asdict(settings_of(manifest))
@@ -92,3 +73,13 @@ def check(directory: Path, manifest: dict, expected: IndexSettings | None) -> No
 def new(settings: IndexSettings) -> dict:
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "generation": 0,
             **asdict(settings), "files": {}, "documents": {}, "counts": {}, "updated_at": None}
+
+
+CONTENT_KEYS = ("documents", "embedder", "dimension", "chunk_tokens", "chunk_overlap",
+                "index_type", "faiss_type", "hnsw_m")
+
+
+def content(manifest: dict) -> dict:
+    """What searches of the index answer from: the documents' hashes and the index settings;
+    not the generation or timestamp, which a sync that changed nothing still bumps."""
+    return {key: manifest.get(key) for key in CONTENT_KEYS}

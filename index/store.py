@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from index import bm25, manifest
+from index import bm25, jsonfile, manifest
 from index.docstore import Docstore
 from index.errors import IndexMismatchError, IndexMissingError
 from index.manifest import IndexSettings
@@ -262,14 +262,14 @@ class Store:
         ids, texts = docstore.texts()
         docstore.commit()
         docstore.close()
-        manifest.fsync_path(docstore.path)
+        jsonfile.fsync_path(docstore.path)
         if self._faiss is not None:
             files["faiss"] = _name("faiss", generation, ".index")
             faiss.write_index(self._faiss, str(self.directory / files["faiss"]))
-            manifest.fsync_path(self.directory / files["faiss"])
+            jsonfile.fsync_path(self.directory / files["faiss"])
         bm25.build(texts, ids, self.directory / files["bm25"])
         for path in _files_of(self.directory / files["bm25"]):
-            manifest.fsync_path(path)
+            jsonfile.fsync_path(path)
         self.manifest.update(generation=generation, files=files, updated_at=_now(), faiss_type=self.kind,
                              counts={"documents": len(self.manifest["documents"]),
                                      "chunks": len(ids)})

@@ -44,7 +44,7 @@ def chatbot_serve(config_path: Path, *args: str, data_dir: Path | None = None
     port = free_port()
     env = dict(os.environ, **({"CHATBOT_DATA_DIR": str(data_dir)} if data_dir else {}))
     server = subprocess.Popen(
-        [sys.executable, "-m", "chatbot", "serve", "--config", str(config_path),
+        [sys.executable, "-m", "app", "serve", "--config", str(config_path),
          "--port", str(port), *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     try:

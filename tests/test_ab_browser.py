@@ -31,8 +31,8 @@ def test_arena_vote_in_the_browser(tmp_path, echo) -> None:
     import gradio as gr
     from playwright.sync_api import expect, sync_playwright
 
-    from chatbot.ui.arena import build_arena_tab
-    from chatbot.ui.dashboard import build_dashboard_tab
+    from app.ui.arena import build_arena_tab
+    from app.ui.dashboard import build_dashboard_tab
 
     path = tmp_path / "logs.sqlite"
     engine = Engine({"prompt": Variant("prompt", "b", "rag", False),

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from chatbot.ab import AbStore, arena_pairs, assign_variant, draw_pair, session_assigner
 from chatbot.ab_report import build_report, chart_png, render_markdown
-from chatbot.cli import main
+from app.cli import main
 from chatbot.config import config_problems
 from chatbot.errors import InputError
 from chatbot.logs import ConversationLog

@@ -5,9 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from chatbot.stats import (bradley_terry, bradley_terry_intervals, two_proportion_test,
-                           votes_needed_one_sample, votes_needed_two_groups, wilson,
-                           win_probability)
+from chatbot.ab_stats import (bradley_terry, bradley_terry_intervals, two_proportion_test,
+                              votes_needed_one_sample, votes_needed_two_groups, wilson)
 
 Z = 1.959963985
 
@@ -49,7 +48,7 @@ def test_bradley_terry_two_players_with_ties_as_half_wins() -> None:
     assert strengths[0] - strengths[1] == pytest.approx(math.log(3), abs=1e-6)
     with_tie = bradley_terry([0, 0], [1, 1], [False, True], 2, prior=0.0)
     assert with_tie[0] - with_tie[1] == pytest.approx(math.log(3), abs=1e-6)
-    assert win_probability(strengths[0], strengths[1]) == pytest.approx(0.75)
+    assert 1 / (1 + math.exp(strengths[1] - strengths[0])) == pytest.approx(0.75)
 
 
 def test_bradley_terry_recovers_simulated_strengths_within_its_intervals() -> None:

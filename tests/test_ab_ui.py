@@ -9,8 +9,8 @@ from chatbot.ab import AbStore
 from chatbot.engine import Engine
 from chatbot.generate import GenerationSettings
 from chatbot.logs import ConversationLog
-from chatbot.ui.arena import ArenaActions, build_arena_tab
-from chatbot.ui.dashboard import DashboardActions, build_dashboard_tab
+from app.ui.arena import ArenaActions, build_arena_tab
+from app.ui.dashboard import DashboardActions, build_dashboard_tab
 from chatbot.variants import Variant
 
 
@@ -77,8 +77,8 @@ def test_tabs_build_inside_blocks(arena) -> None:
 
 def test_server_adds_arena_dashboard_and_the_sticky_split_from_config(tmp_path, echo) -> None:
     from chatbot.config import load_config
-    from chatbot.server import ab_parts
-    from chatbot.ui import build_app
+    from app.server import ab_parts
+    from app.ui import build_app
 
     path = tmp_path / "bot.yaml"
     path.write_text("variants: {prompt: {}, finetuned: {template: plain}}\n"

@@ -34,7 +34,7 @@ class Served:
         import uvicorn
         from fastapi import FastAPI
 
-        from chatbot.api import create_api_router
+        from app.api import create_api_router
 
         app = FastAPI()
         app.include_router(create_api_router(engine, assign_variant))
@@ -62,7 +62,7 @@ class Served:
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    from chatbot.bot import build_engine
+    from app.build import build_engine
     from chatbot.config import load_config
 
     root = tmp_path_factory.mktemp("api-bot")
@@ -147,7 +147,6 @@ def test_earlier_messages_are_the_history_and_system_messages_are_left_out(clien
                                                    "content": "How is it built?"}]
     assert completion.system_messages_ignored == 1 and completion.sources == []
     assert completion.session_id == "team-42"
-    assert engine.history("team-42") == []  # the API keeps no memory: the client sends it
 
 
 def test_sampling_settings_are_honoured_and_logged(client, engine) -> None:
@@ -323,7 +322,7 @@ def test_a_request_over_the_configured_limits_is_refused_naming_the_key(engine,
     from fastapi.testclient import TestClient
 
     from chatbot.config import BotConfig
-    from chatbot.server import create_server_app
+    from app.server import create_server_app
 
     config = BotConfig.model_validate({
         "data_dir": str(tmp_path), "logging": {"enabled": False},

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from chatbot.config import load_config
+from app.build import bot_index
 from chatbot.indexing import sync_paths
 
 CHROMIUM = "/usr/bin/chromium"
@@ -68,10 +69,10 @@ def served(tmp_path, tiny_model_dir, isolated_state):
         "name": "browser-bot", "models": {"chat": str(tiny_model_dir), "embedder": "hash:64"},
         "generation": {"max_new_tokens": 40, "repetition_penalty": 2.0},
         "index": {"paths": [str(docs)]}}))
-    sync_paths(load_config(config_path))
+    sync_paths(bot_index(load_config(config_path)))
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "chatbot", "serve", "--config", str(config_path),
+        [sys.executable, "-m", "app", "serve", "--config", str(config_path),
          "--port", str(port)], cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "CHATBOT_USER": "ana", "CHATBOT_PASSWORD": "a passphrase"})

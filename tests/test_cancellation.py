@@ -24,7 +24,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 QUESTION = "Explain in detail how indexing works."
-STOPS_WITHIN_S = 5.0
+STOPS_WITHIN_S = 10.0
 """How soon an abandoned answer must be logged ``interrupted`` (CI machines are busy)."""
 
 

@@ -8,11 +8,11 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from chatbot.cli import main
+from app.cli import main
 
 
 def run_cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "chatbot", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=900, cwd=cwd)
 
 

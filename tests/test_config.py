@@ -4,7 +4,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from chatbot.cli import main
+from app.cli import main
 from chatbot.config import BotConfig, config_problems, load_config
 from chatbot.errors import ConfigError
 

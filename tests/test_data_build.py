@@ -14,11 +14,12 @@ from chatbot.config import BotConfig
 from chatbot.logs import ConversationLog
 from chatbot.prompts import build_messages, load_template
 from chatbot.types import Message
-from training.curate import (build_dataset, export_dataset, list_datasets, load_dataset_dir,
+from app.build import data_settings
+from training.data.build import (build_dataset, export_dataset, list_datasets, load_dataset_dir,
                              read_dataset_manifest)
-from training.dataset_dir import examples_sha256
+from training.data.dataset import examples_sha256
 from training.errors import DataError
-from training.transcripts import Conversation
+from training.data.transcripts import Conversation
 
 DATA = Path(__file__).parent / "data" / "transcripts"
 SAMPLES = [str(DATA / name) for name in ("openai.jsonl", "sharegpt.jsonl", "faq.csv",
@@ -33,11 +34,11 @@ def config(tmp_path, monkeypatch) -> BotConfig:
 
 @pytest.fixture
 def built(config) -> dict:
-    return build_dataset(config, "samples", SAMPLES)
+    return build_dataset(data_settings(config), "samples", SAMPLES)
 
 
 def split_rows(config, name):
-    dataset = load_dataset_dir(config, name)
+    dataset = load_dataset_dir(data_settings(config), name)
     return {split: [(row["conversation_id"], row["messages"]) for row in dataset[split]]
             for split in ("train", "validation")}
 
@@ -72,27 +73,27 @@ def test_report_names_steps_reasons_pii_and_supervised_share(config, built):
 def test_without_the_ner_model_the_report_says_patterns_only(tmp_path, monkeypatch):
     monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "bot"))
     config = BotConfig(data={"pii_ner_model": "no_such_spacy_model"})
-    built = build_dataset(config, "plain", SAMPLES)
+    built = build_dataset(data_settings(config), "plain", SAMPLES)
     assert built["pii"] == {"EMAIL": 1, "PHONE": 1}
     assert built["pii_detector"] == ("patterns only: no NER model installed "
                                      "(no_such_spacy_model not found)")
     report = Path(built["report"]).read_text()
     assert "Detector: patterns only: no NER model installed" in report
-    assert read_dataset_manifest(config, "plain")["pii_detector"] == built["pii_detector"]
+    assert read_dataset_manifest(data_settings(config), "plain").pii_detector == built["pii_detector"]
 
 
 def test_manifest_round_trip(config, built):
-    manifest = read_dataset_manifest(config, "samples")
+    manifest = read_dataset_manifest(data_settings(config), "samples")
     rows = split_rows(config, "samples")
     as_conversations = {split: [Conversation(cid, tuple(Message(**m) for m in messages), "")
                                 for cid, messages in rows[split]] for split in rows}
-    assert manifest["sha256"] == examples_sha256(as_conversations["train"],
-                                                 as_conversations["validation"])
-    assert manifest["counts"]["train"] == len(rows["train"])
-    assert manifest["template"] == "rag" and manifest["template_hash"] == load_template("rag").hash
-    assert manifest["chat_template_hash"] and manifest["chat_model_fingerprint"]
-    assert [s["path"] for s in manifest["sources"]] == SAMPLES
-    assert manifest["options"]["feedback"] == "not_down"
+    assert manifest.sha256 == examples_sha256(as_conversations["train"],
+                                              as_conversations["validation"])
+    assert manifest.counts["train"] == len(rows["train"])
+    assert manifest.template == "rag" and manifest.template_hash == load_template("rag").hash
+    assert manifest.chat_template_hash and manifest.chat_model_fingerprint
+    assert [s["path"] for s in manifest.sources] == SAMPLES
+    assert manifest.options["feedback"] == "not_down"
 
 
 def test_imports_are_rendered_with_the_serving_template(config, built):
@@ -109,24 +110,24 @@ def test_imports_are_rendered_with_the_serving_template(config, built):
 
 def test_export_then_rebuild_gives_the_same_examples(config, built, tmp_path):
     out = tmp_path / "edit" / "samples.jsonl"
-    assert export_dataset(config, "samples", out) == built["train"] + built["validation"]
+    assert export_dataset(data_settings(config), "samples", out) == built["train"] + built["validation"]
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert all(set(line) == {"messages"} for line in lines)
-    rebuilt = build_dataset(config, "rebuilt", [out])
+    rebuilt = build_dataset(data_settings(config), "rebuilt", [out])
     assert rebuilt["skipped"] == 0 and rebuilt["steps"][-1]["out"] == len(lines)
     before = sorted(json.dumps(m) for _, m in sum(split_rows(config, "samples").values(), []))
     after = sorted(json.dumps(m) for _, m in sum(split_rows(config, "rebuilt").values(), []))
     assert before == after
-    assert [d["name"] for d in list_datasets(config)] == ["rebuilt", "samples"]
+    assert [d["name"] for d in list_datasets(data_settings(config))] == ["rebuilt", "samples"]
 
 
 def test_existing_name_needs_overwrite_and_nothing_is_left_by_a_failed_build(config, built):
     with pytest.raises(DataError, match="already exists"):
-        build_dataset(config, "samples", SAMPLES)
+        build_dataset(data_settings(config), "samples", SAMPLES)
     with pytest.raises(DataError, match=r"no valid conversation to build from: 3 problem"):
-        build_dataset(config, "broken", [str(DATA / "faq_custom.jsonl"),
+        build_dataset(data_settings(config), "broken", [str(DATA / "faq_custom.jsonl"),
                                          str(DATA / "missing.jsonl")])
-    assert [d["name"] for d in list_datasets(config)] == ["samples"]
+    assert [d["name"] for d in list_datasets(data_settings(config))] == ["samples"]
     assert not [p for p in (config.data_path / "datasets").iterdir() if p.name.startswith(".")]
 
 
@@ -161,7 +162,7 @@ def test_from_logs_uses_the_exact_prompt_and_feedback(config):
     sent = json.loads(log._db.execute(  # what serving stored for the first answer
         "SELECT messages_json FROM turns WHERE session_id='s1' AND position=1").fetchone()[0])
     log.close()
-    summary = build_dataset(config, "from-logs", ["logs"])
+    summary = build_dataset(data_settings(config), "from-logs", ["logs"])
     assert summary["logged"] == 3 and summary["review"] == 1 and summary["skipped"] == 1
     assert summary["problems"] == ["logs:s2:3: answer is interrupted, not used"]
     assert {s["name"]: s["dropped"] for s in summary["steps"]}["feedback"] == {"thumbed down": 1}
@@ -178,8 +179,8 @@ def test_from_logs_uses_the_exact_prompt_and_feedback(config):
 
 def test_token_counts_equal_tokenizing_the_whole_rendered_conversation():
     from chatbot.models import resolve_model
-    from training.tokens import chat_counter
-    from training.transcripts import read_transcripts
+    from training.data.token_lengths import chat_counter
+    from training.data.transcripts import read_transcripts
 
     counter = chat_counter(resolve_model("embedded:smollm2-135m-instruct"), "smollm2")
     conversations = [c.messages for c in read_transcripts(SAMPLES[:2]).conversations]
@@ -202,7 +203,7 @@ def test_logged_answers_can_drop_the_sources_shown_at_chat_time(config, tmp_path
                         messages=[m.as_dict() for m in sent], status="pending")
     log.finish_turn(turn, "Run `chatbot index sync docs/` [1].", {}, "complete")
     log.close()
-    summary = build_dataset(config, "with", ["logs"])
+    summary = build_dataset(data_settings(config), "with", ["logs"])
     assert summary["train"] == 1 and summary["warnings"][0].startswith(
         "the validation split is empty")
     assert "**Warning:** the validation split is empty" in Path(summary["report"]).read_text()
@@ -210,7 +211,7 @@ def test_logged_answers_can_drop_the_sources_shown_at_chat_time(config, tmp_path
     assert "docs/index.md" in with_sources[1]["content"]
     without = config.model_copy(update={"data": config.data.model_copy(
         update={"log_sources": False})})
-    build_dataset(without, "without", ["logs"])
+    build_dataset(data_settings(without), "without", ["logs"])
     rows = dict(sum(split_rows(config, "without").values(), []))["logs:s1:1"]
     expected = build_messages(template, "How do I index my documents?", [])
     assert rows[:-1] == [m.as_dict() for m in expected]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from chatbot.cli import main
+from app.cli import main
 from chatbot.spreadsheet import safe_cell
 
 DATA = Path(__file__).parent / "data" / "transcripts"

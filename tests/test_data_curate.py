@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 from chatbot.config import BotConfig
 from chatbot.types import Message
-from training.curate import options_from_config
-from training.dedupe import dedupe, split
-from training.redact import Redactor
-from training.steps import (CurateOptions, curate, drop_empty_and_refusals, filter_length,
+from app.build import options_from_config
+from training.data.dedupe import dedupe, split
+from training.data.redact import Redactor
+from training.data.steps import (CurateOptions, curate, drop_empty_and_refusals, filter_length,
                             scrub_pii, select_by_feedback)
-from training.tokens import Lengths
-from training.transcripts import Conversation
+from training.data.token_lengths import Lengths
+from training.data.transcripts import Conversation
 
 
 @dataclass

@@ -12,8 +12,8 @@ import pytest
 
 from chatbot.config import DataConfig
 from chatbot.pii import KINDS, PHONE_REGIONS, scrub
-from training import redact
-from training.redact import Redactor
+from training.data import redact
+from training.data.redact import Redactor
 
 FOUND = [
     ("EMAIL", "write to dana.k@example.com today", "write to <EMAIL> today"),

@@ -9,7 +9,7 @@ import pytest
 
 from chatbot.types import Message
 from training.errors import DataError
-from training.transcripts import QAFields, read_file, read_transcripts
+from training.data.transcripts import QAFields, read_file, read_transcripts
 
 DATA = Path(__file__).parent / "data" / "transcripts"
 INVALID = str(DATA / "invalid.jsonl")

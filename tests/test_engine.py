@@ -12,6 +12,7 @@ from chatbot.errors import InputError, ModelError
 from chatbot.filters import blocklist_filter
 from chatbot.generate import GenerationSettings
 from chatbot.logs import ConversationLog
+from chatbot.types import Message
 from chatbot.variants import Variant
 from index.types import Chunk, Hit
 
@@ -59,14 +60,17 @@ def test_variant_without_retrieval_gets_no_sources(echo) -> None:
     assert reply.hits == [] and "SOURCES" not in reply.messages[-1].content
 
 
-def test_history_is_kept_per_session_and_trimmed_oldest_first(echo) -> None:
+def test_the_callers_history_is_sent_and_trimmed_oldest_first(echo) -> None:
     echo.context_window = 80  # a 40-token prompt budget after 40 new tokens
     engine = make_engine(echo)
+    history = []
     for question in ["one two three four five", "six seven eight nine ten", "eleven twelve"]:
-        engine.answer("s", question, "plain").result()
-    assert [m.content for m in engine.history("other")] == []
+        reply = engine.answer("s", question, "plain", history=history).result()
+        history += [Message("user", question), Message("assistant", reply.text)]
+    assert engine.answer("s", "alone", "plain").result().messages[1:] == [
+        Message("user", "alone")]  # the engine keeps no conversation of its own
     # system prompt (18) + question (4) + newest pair (8) fit in 40; the older pairs don't.
-    reply = engine.answer("s", "last question", "plain").result()
+    reply = engine.answer("s", "last question", "plain", history=history).result()
     contents = [m.content for m in reply.messages]
     assert contents[0].startswith("You are") and contents[-1] == "last question"
     assert contents[1:] == ["eleven twelve", "eleven twelve", "last question"]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from chatbot.errors import InputError
-from training.evalset import load_items, question_item
-from training.metrics import (abstention, citation_validity, evidence_recall, exact_match,
+from training.eval.evalset import load_items, question_item
+from training.eval.metrics import (abstention, citation_validity, evidence_recall, exact_match,
                               groundedness, hit_at_k, normalize_answer, rouge_l,
                               semantic_similarity, token_f1, token_recall)
 

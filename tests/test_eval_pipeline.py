@@ -8,10 +8,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from chatbot.cli import main
+from app.cli import main
 from chatbot.config import load_config
-from training.evaluate import parse_gate, run_eval
-from training.generations import CACHE_FILE
+from app.build import bot_index, eval_settings
+from training.eval.evaluate import parse_gate, run_eval
+from training.eval.generations import CACHE_FILE
 
 DATA = Path(__file__).parent / "data"
 HELDOUT = str(DATA / "eval_heldout.jsonl")
@@ -32,7 +33,7 @@ def eval_bot(tmp_path: Path, tiny_model_dir: Path) -> Path:
               "default_variant": "plain"}
     path = tmp_path / "bot.yaml"
     path.write_text(yaml.safe_dump(config))
-    sync_paths(load_config(path))
+    sync_paths(bot_index(load_config(path)))
     return path
 
 
@@ -66,7 +67,7 @@ def test_eval_reports_every_metric_with_intervals(eval_bot: Path) -> None:
 
 def test_conversation_items_replay_the_reference_history(eval_bot: Path) -> None:
     config = load_config(eval_bot)
-    result = run_eval(config, ["plain", "prompt"], HELDOUT, encode=None, write=False)
+    result = run_eval(eval_settings(config), ["plain", "prompt"], HELDOUT, encode=None, write=False)
     second = result.items[-1]
     assert second.id == "conv:3" and second.question == "How do I add one?"
     assert [m.content for m in second.history] == [
@@ -75,17 +76,17 @@ def test_conversation_items_replay_the_reference_history(eval_bot: Path) -> None
 
 def test_cache_resumes_reuses_and_invalidates(eval_bot: Path) -> None:
     config = load_config(eval_bot)
-    first = run_eval(config, ["plain", "prompt"], HELDOUT, limit=3, encode=None, write=False)
+    first = run_eval(eval_settings(config), ["plain", "prompt"], HELDOUT, limit=3, encode=None, write=False)
     assert (first.run.generated, first.run.reused) == (6, 0)
     cache = config.data_path / "evals" / "eval_heldout" / CACHE_FILE
     lines = cache.read_text().splitlines()
     cache.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])  # killed mid-write
-    resumed = run_eval(config, ["plain", "prompt"], HELDOUT, encode=None, write=False)
+    resumed = run_eval(eval_settings(config), ["plain", "prompt"], HELDOUT, encode=None, write=False)
     assert (resumed.run.generated, resumed.run.reused) == (7, 5)
-    added = run_eval(config, ["plain", "prompt", "prompt2"], HELDOUT, encode=None, write=False)
+    added = run_eval(eval_settings(config), ["plain", "prompt", "prompt2"], HELDOUT, encode=None, write=False)
     assert (added.run.generated, added.run.reused) == (6, 12)
     assert added.run.answers["prompt2"][0].text == added.run.answers["prompt"][0].text  # greedy
-    longer = run_eval(config, ["plain", "prompt"], HELDOUT, encode=None, write=False,
+    longer = run_eval(eval_settings(config), ["plain", "prompt"], HELDOUT, encode=None, write=False,
                       max_new_tokens=7)
     assert longer.run.generated == 12
 
@@ -100,14 +101,14 @@ def test_a_sync_that_changes_nothing_keeps_answers_and_a_changed_document_does_n
     shutil.copytree(DATA / "eval_docs", docs)
     config = load_config(eval_bot)
     config.index.paths = [str(docs)]
-    sync_paths(config, rebuild=True)
-    first = run_eval(config, ["plain", "prompt"], HELDOUT, limit=2, encode=None, write=False)
-    sync_paths(config)
-    again = run_eval(config, ["plain", "prompt"], HELDOUT, limit=2, encode=None, write=False)
+    sync_paths(bot_index(config), rebuild=True)
+    first = run_eval(eval_settings(config), ["plain", "prompt"], HELDOUT, limit=2, encode=None, write=False)
+    sync_paths(bot_index(config))
+    again = run_eval(eval_settings(config), ["plain", "prompt"], HELDOUT, limit=2, encode=None, write=False)
     assert (first.run.generated, again.run.generated, again.run.reused) == (4, 0, 4)
     (docs / "logging.md").write_text("# Logging\n\nFeedback lives in the log.\n")
-    sync_paths(config)
-    changed = run_eval(config, ["plain", "prompt"], HELDOUT, limit=2, encode=None, write=False)
+    sync_paths(bot_index(config))
+    changed = run_eval(eval_settings(config), ["plain", "prompt"], HELDOUT, limit=2, encode=None, write=False)
     assert (changed.run.generated, changed.run.reused) == (2, 2)  # only the RAG variant
 
 
@@ -144,7 +145,7 @@ def test_retrieval_variant_without_an_index_is_warned_about(tmp_path: Path,
         "models": {"chat": str(tiny_model_dir), "embedder": "hash:64"},
         "variants": {"plain": {"template": "plain", "retrieval": False}, "prompt": {}},
         "default_variant": "plain"}))
-    result = run_eval(load_config(path), ["plain", "prompt"], HELDOUT, limit=1, encode=None,
+    result = run_eval(eval_settings(load_config(path)), ["plain", "prompt"], HELDOUT, limit=1, encode=None,
                       write=False)
     assert result.warnings == [f"no index in {tmp_path / 'data' / 'index'}: retrieval "
                                "variants answered without sources; run `chatbot index sync` "

@@ -1,5 +1,5 @@
 """A sync killed mid-way leaves the previous index loadable and consistent; two syncs at once
-are serialized by the lock. Real ``python -m chatbot index sync`` processes, real SIGKILL."""
+are serialized by the lock. Real ``python -m app index sync`` processes, real SIGKILL."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def start_sync(tmp_path: Path, *paths: Path) -> subprocess.Popen:
     config.write_text('models:\n  embedder: "hash:64"\nindex:\n  chunk_tokens: 40\n'
                       '  chunk_overlap: 8\n')
     env = os.environ | {"PYTHONPATH": str(ROOT), "CHATBOT_DATA_DIR": str(tmp_path / "data")}
-    return subprocess.Popen([sys.executable, "-m", "chatbot", "index", "sync", "--config",
+    return subprocess.Popen([sys.executable, "-m", "app", "index", "sync", "--config",
                              str(config), *map(str, paths)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from chatbot.cli import main
+from app.cli import main
 from chatbot.engine import Engine
 from chatbot.logs import ConversationLog
 from chatbot.variants import Variant

@@ -99,3 +99,14 @@ def test_a_count_that_grows_with_the_conversation_still_never_exceeds_the_budget
 
     trimmed = fit_to_budget(conversation(30), crowded, budget=300)
     assert crowded(trimmed) <= 300 < crowded([trimmed[0], *conversation(30)[-len(trimmed) - 1:]])
+
+
+def test_a_template_is_read_once_and_again_after_it_is_edited(tmp_path) -> None:
+    blocks = "{% block system %}{{ bot_name }} v1{% endblock %}{% block user %}{{ question }}" \
+             "{% endblock %}"
+    path = write(tmp_path, blocks)
+    first = load_template(str(path))
+    assert load_template(str(path)) is first
+    path.write_text(blocks.replace("v1", "version 2"))
+    system = build_messages(load_template(str(path)), "q", bot_name="bot")[0]
+    assert system.content == "bot version 2"

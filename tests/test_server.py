@@ -14,13 +14,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from gradio_client import Client, handle_file
 
-from chatbot.auth import Credentials, check_exposure, read_auth
-from chatbot.cli import main as cli
+from app.auth import Credentials, check_exposure, read_auth
+from app.cli import main as cli
 from chatbot.config import load_config
-from chatbot.documents import BotDocuments
+from app.build import bot_documents
 from chatbot.engine import Engine
 from chatbot.errors import ConfigError
-from chatbot.server import create_server_app
+from app.server import create_server_app
 from chatbot.variants import Variant
 from serving import chatbot_serve, free_port
 
@@ -72,9 +72,9 @@ def test_ab_on_assigns_a_sticky_hidden_variant_and_adds_arena_and_dashboard(
     import gradio as gr
 
     from chatbot.ab import AbStore
-    from chatbot.server import ab_parts
-    from chatbot.ui import build_app
-    from chatbot.ui.chat import ChatActions, new_state
+    from app.server import ab_parts
+    from app.ui import build_app
+    from app.ui.chat import ChatActions, new_state
 
     config_file.write_text("variants:\n  prompt: {}\n  plain: {template: plain, retrieval: false}\n"
                            "ab:\n  enabled: true\n  weights: {prompt: 0, plain: 1}\n")
@@ -96,7 +96,7 @@ def test_ab_on_assigns_a_sticky_hidden_variant_and_adds_arena_and_dashboard(
 
 
 def test_one_variant_and_ab_off_means_chat_only(config_file, echo) -> None:
-    from chatbot.server import ab_parts
+    from app.server import ab_parts
 
     engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo)
     assert ab_parts(engine, load_config(config_file)) == (None, True, [])
@@ -137,7 +137,7 @@ def full_app(config_file, echo, credentials) -> FastAPI:
     config = load_config(config_file)
     engine = Engine({"prompt": Variant("prompt", "base", "rag", True),
                      "plain": Variant("plain", "base", "plain", False)}, lambda m: echo)
-    return create_server_app(engine, config, documents=BotDocuments(config),
+    return create_server_app(engine, config, documents=bot_documents(config),
                              config_path=config_file)
 
 

@@ -9,12 +9,12 @@ import torch
 from click.testing import CliRunner
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from chatbot.cli import main
+from app.cli import main
 from chatbot.errors import ModelError
 from training.errors import DatasetError, TrainingError
-from training.finetune import FinetuneRequest, finetune
-from training.loop import LoopSettings
-from training.model_setup import MethodSettings
+from training.train.finetune import FinetuneRequest, finetune
+from training.train.loop import LoopSettings
+from training.train.model_setup import MethodSettings
 from train_support import FACTS, conversation, fact_dataset, make_tiny_model, write_dataset
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from training.finetune import FinetuneRequest, finetune
-from training.loop import LoopSettings
-from training.model_setup import MethodSettings
+from training.train.finetune import FinetuneRequest, finetune
+from training.train.loop import LoopSettings
+from training.train.model_setup import MethodSettings
 from train_support import FACTS, fact_dataset, greedy_answer, make_tiny_model
 
 
@@ -96,9 +96,9 @@ def test_early_stopping_keeps_the_best_step(tmp_path, tiny_model):
     assert summary["best_step"] == best_step
     assert max(evals) - best_step == 2 * 2  # stopped `patience` evaluations after the best
     # the registered weights are the best step's: their validation loss is the best one
-    from training.batches import eval_batches
-    from training.model_setup import SupervisedLoss
-    from training.tokenize import render_all
+    from training.train.batches import eval_batches
+    from training.train.model_setup import SupervisedLoss
+    from training.train.tokenize import render_all
     from train_support import conversation
 
     model = AutoModelForCausalLM.from_pretrained(summary["adapter"])

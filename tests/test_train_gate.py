@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from chatbot.cli import main
+from app.cli import main
 from train_support import FACTS, fact_dataset, make_tiny_model
 
 

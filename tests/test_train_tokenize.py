@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from training.batches import pack
+from training.train.batches import pack
 from training.errors import DatasetError
-from training.tokenize import IGNORE, RenderedExample, render_all, render_example
+from training.train.tokenize import IGNORE, RenderedExample, render_all, render_example
 from train_support import SYSTEM, tokenizer_dir
 
 END = "<|im_end|>"

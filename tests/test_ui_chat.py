@@ -3,14 +3,14 @@
 import gradio as gr
 import pytest
 
-from chatbot.bot import build_engine
+from app.build import build_engine
 from chatbot.config import load_config
 from chatbot.engine import Engine
 from chatbot.errors import ModelError
 from chatbot.generate import GenerationSettings
 from chatbot.logs import ConversationLog
-from chatbot.ui import build_app
-from chatbot.ui.chat import ChatActions, new_state
+from app.ui import build_app
+from app.ui.chat import ChatActions, new_state
 from chatbot.variants import Variant
 from index.types import Chunk, Hit
 

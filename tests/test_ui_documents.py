@@ -6,18 +6,18 @@ import gradio as gr
 import pytest
 
 from chatbot.config import load_config
-from chatbot.documents import BotDocuments
 from chatbot.engine import Engine
-from chatbot.ui import build_app
-from chatbot.ui.documents import DocumentActions
+from app.build import bot_documents
+from app.ui import build_app
+from app.ui.documents import DocumentActions
 from chatbot.variants import Variant
 
 
 @pytest.fixture
-def documents(tmp_path) -> BotDocuments:
+def documents(tmp_path):
     config = tmp_path / "bot.yaml"
     config.write_text('models:\n  embedder: "hash:64"\nretrieval:\n  min_score: null\n')
-    return BotDocuments(load_config(config))
+    return bot_documents(load_config(config))
 
 
 def write(folder: Path, name: str, text: str) -> str:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from chatbot.ui.render import cited_numbers, meta_line, short_source, sources_html
+from app.ui.render import cited_numbers, meta_line, short_source, sources_html
 from index.types import Chunk, Hit
 
 

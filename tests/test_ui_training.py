@@ -9,13 +9,13 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from chatbot.bot import build_variants
+from app.build import build_variants
 from chatbot.config import load_config
 from chatbot.engine import Engine
 from chatbot.logs import ConversationLog
 from chatbot.prompts import build_messages, load_template
-from chatbot.ui.training import TrainingActions, build_training_tab, chart_value
-from chatbot.training_job import RunRequest, TrainingJob
+from app.ui.training import TrainingActions, build_training_tab, chart_value
+from app.training_job import RunRequest, TrainingJob
 
 RATINGS = [1, 1, 1, 1, 1, 1, -1, -1, None, None]
 """Feedback of the ten logged answers: six up, two down (one with a comment), two unrated."""
@@ -142,8 +142,8 @@ def test_stop_ends_the_child_and_resume_continues_from_the_checkpoint(actions, c
 
 
 def test_the_tab_builds_inside_blocks_and_the_server_adds_it(config, tiny_config, echo):
-    from chatbot.server import training_parts
-    from chatbot.ui import build_app
+    from app.server import training_parts
+    from app.ui import build_app
 
     engine = Engine(build_variants(config), lambda model: echo)
     with gr.Blocks() as app:
@@ -157,5 +157,5 @@ def test_the_tab_builds_inside_blocks_and_the_server_adds_it(config, tiny_config
     assert training_parts(engine, config, None) == []
     assert chart_value([{"step": 0, "val_loss": 10.8}]) is None  # drawn once both curves start
     assert actions.job.command(RunRequest("facts", "zorb", resume=True))[1:] == [
-        "-m", "chatbot", "train", "--data", "facts", "--name", "zorb", "--resume",
+        "-m", "app", "train", "--data", "facts", "--name", "zorb", "--resume",
         "--config", str(tiny_config), "--quiet"]

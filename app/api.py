@@ -1,0 +1,305 @@
+"""OpenAI-compatible API over the engine: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+``chatbot serve`` mounts this router beside the web UI; any OpenAI client can then talk to it:
+
+    client = openai.OpenAI(base_url="http://127.0.0.1:7860/v1", api_key=KEY_OR_ANYTHING)
+    client.chat.completions.create(model="prompt",
+                                   messages=[{"role": "user", "content": "..."}])
+
+How OpenAI's fields map onto the bot:
+- ``model`` names a variant (``GET /v1/models`` lists them).
+- The last message is the question; earlier user and assistant messages are the history. The API
+  is stateless: the client's history is all the model sees of the conversation.
+- System (and ``developer``) messages are not sent to the model: the variant's prompt template
+  writes the system prompt, because a fine-tuned variant was trained on exactly that prompt and
+  A/B comparisons need every surface to send the same one. The response counts them in
+  ``system_messages_ignored``.
+- ``temperature``, ``top_p``, ``max_tokens`` (or ``max_completion_tokens``) and ``stop`` override
+  the bot's generation settings; left out, the bot's config applies (greedy by default, unlike
+  OpenAI's temperature 1).
+- The session id is the ``X-Session-Id`` header, else ``user``, else a new one per request; every
+  turn is logged through the engine, the session marked as coming from the API.
+- Extra response fields: ``sources`` (the passages, numbered as the answer cites them),
+  ``turn_id`` (the logged answer, for feedback), ``session_id`` and ``timings``; when streaming
+  they ride on the last chunk, the one with ``finish_reason``, with ``usage``.
+- Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``. Errors found
+  before the first token get an HTTP status; one after it arrives as a last ``data: {"error"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from app.api_schema import (ChatRequest, RequestError, RequestLimits, error_body,
+                                parse_request, split_conversation)
+from chatbot.engine import AnswerStream, Engine
+from chatbot.errors import ConfigError, InputError, ModelError, TooManyNewTokens
+from chatbot.generate import GenerationSettings
+from chatbot.types import Reply
+from chatbot.variants import Variant
+
+logger = logging.getLogger(__name__)
+
+
+DISCONNECT_POLL_S = 0.25
+"""How often a request waiting for its answer checks that its client is still there."""
+
+AB_MODEL = "ab"
+"""With A/B on, ``model="ab"`` answers with the session's sticky variant, its name not shown."""
+
+
+def create_api_router(engine: Engine,
+                      assign_variant: Callable[[str], str] | None = None,
+                      limits: RequestLimits | None = None) -> APIRouter:
+    """The ``/v1`` routes over ``engine`` (``app.auth`` guards them with the rest of the
+    server); ``assign_variant(session_id)`` (A/B on) serves the ``ab`` model; ``limits`` caps
+    what one request may send (``None``: no cap)."""
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/models")
+    async def list_models() -> JSONResponse:
+        cards = [_model_card(engine, v) for v in engine.variants.values()]
+        if assign_variant is not None:
+            cards.append({"id": AB_MODEL, "object": "model", "created": 0,
+                          "owned_by": engine.bot_name, "ab": True, "default": False})
+        return JSONResponse({"object": "list", "data": cards})
+
+    @router.get("/models/{name}")
+    async def get_model(name: str) -> JSONResponse:
+        if name not in engine.variants:
+            return _error_response(_unknown_model(engine, name))
+        return JSONResponse(_model_card(engine, engine.variants[name]))
+
+    @router.post("/chat/completions", response_model=None)
+    async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
+        try:
+            chat = parse_request(await _json_body(request), limits)
+            session_id = _session_id(request, chat)
+            if assign_variant is not None and chat.model == AB_MODEL:
+                variant = assign_variant(session_id)
+            elif chat.model in engine.variants:
+                variant = chat.model
+            else:
+                raise _unknown_model(engine, chat.model)
+            job = Answering(engine, chat, session_id, variant)
+        except InputError as exc:
+            return _error_response(exc)
+        try:  # errors before the first token still get their status
+            first = await job.next_unless_gone(request)
+            if first[0] == "error":
+                return _error_response(first[1])
+            if chat.stream:
+                return StreamingResponse(_sse(job, first, request), media_type="text/event-stream",
+                                         headers={"Cache-Control": "no-cache"})
+            return await _complete(job, first, request)
+        except ClientGone:
+            return Response(status_code=499)  # nobody reads it; the answer has stopped
+
+    return router
+
+
+class Answering:
+    """One answer produced on its own thread, so the event loop never waits for the model.
+
+    Events come through an asyncio queue: ``("piece", text)``..., then ``("done", reply)`` or
+    ``("error", exception)``. ``cancel()`` (a client that went away, even
+    before its answer started) stops generation at the next token; the engine logs the turn as
+    interrupted.
+    """
+
+    def __init__(self, engine: Engine, chat: ChatRequest, session_id: str,
+                 variant: str) -> None:
+        self.engine, self.chat, self.session_id = engine, chat, session_id
+        self.variant = variant
+        """The variant that answers; ``chat.model`` (shown in replies) may be ``ab``."""
+        self.question, self.history, self.system_ignored = split_conversation(chat.messages)
+        self.settings = _settings(engine.settings, chat)
+        self.id, self.created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._cancelled = threading.Event()
+        self._stream: AnswerStream | None = None
+        threading.Thread(target=self._work, daemon=True, name=f"api-{self.id[-8:]}").start()
+
+    async def next(self) -> tuple[str, object]:
+        return await self._queue.get()
+
+    async def next_unless_gone(self, request: Request) -> tuple[str, object]:
+        """The next event; if the client disconnects while we wait (a long prompt, a busy
+        model), the answer is cancelled and ``ClientGone`` raised."""
+        waiting = asyncio.ensure_future(self._queue.get())
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return waiting.result()
+            if await request.is_disconnected():
+                waiting.cancel()
+                self.cancel()
+                raise ClientGone
+
+    def cancel(self) -> None:
+        """Stop the answer at its next token (the client went away); never blocks."""
+        self._cancelled.set()
+        if self._stream is not None:
+            self._stream.cancel()
+
+    def _work(self) -> None:
+        try:
+            reply = self._answer()
+        except Exception as exc:  # handed to the request, which answers with an error
+            self._put("error", exc)
+            return
+        self._put("done", reply)
+
+    def _answer(self) -> Reply:
+        stream = self._stream = self.engine.answer(
+            self.session_id, self.question, self.variant, self.settings, self.history,
+            client="api")
+        if self._cancelled.is_set():  # the client left while the answer was being set up
+            stream.cancel()
+        try:
+            for piece in stream:
+                self._put("piece", piece)
+        except TooManyNewTokens as exc:  # found before anything is logged
+            raise RequestError(f"max_tokens is {exc.asked:,}; the model reads "
+                               f"{exc.context_window:,} tokens in all, prompt included; ask "
+                               "for fewer", param="max_tokens", code="invalid_value") from None
+        return stream.reply
+
+    def _put(self, kind: str, value: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, value))
+        except RuntimeError:  # the event loop is closed: the server is shutting down
+            self.cancel()
+
+    def chunk(self, delta: dict, finish_reason: str | None = None, **extra: object) -> dict:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.chat.model, "system_fingerprint": None,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                             "finish_reason": finish_reason}], **extra}
+
+    def extras(self, reply: Reply) -> dict:
+        """usage plus our fields: sources, turn id, session id, timings."""
+        completion_tokens = int(reply.timings.get("tokens") or 0)
+        usage = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": reply.prompt_tokens + completion_tokens}
+        return {"usage": usage, "sources": reply.sources(), "turn_id": reply.turn_id,
+                "session_id": self.session_id, "timings": reply.timings,
+                "system_messages_ignored": self.system_ignored}
+
+    def finish_reason(self, reply: Reply) -> str:
+        tokens = reply.timings.get("tokens") or 0
+        return "length" if tokens >= self.settings.max_new_tokens else "stop"
+
+
+async def _complete(job: Answering, first: tuple[str, object],
+                    request: Request) -> JSONResponse:
+    kind, value = first
+    while kind == "piece":
+        kind, value = await job.next_unless_gone(request)
+    if kind == "error":
+        return _error_response(value)
+    reply = value
+    message = {"role": "assistant", "content": reply.text, "refusal": None}
+    return JSONResponse({
+        "id": job.id, "object": "chat.completion", "created": job.created,
+        "model": job.chat.model, "system_fingerprint": None,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": job.finish_reason(reply)}],
+        **job.extras(reply)})
+
+
+async def _sse(job: Answering, first: tuple[str, object],
+               request: Request) -> AsyncIterator[str]:
+    """OpenAI's chunk stream: a role chunk, content chunks, a final chunk, ``[DONE]``."""
+    try:
+        yield _event(job.chunk({"role": "assistant", "content": ""}))
+        kind, value = first
+        while kind == "piece":
+            yield _event(job.chunk({"content": value}))
+            kind, value = await job.next_unless_gone(request)
+        if kind == "error":
+            yield _event(_error_parts(value)[1])
+        else:
+            yield _event(job.chunk({}, job.finish_reason(value), **job.extras(value)))
+        yield "data: [DONE]\n\n"
+    except ClientGone:
+        return
+    finally:
+        job.cancel()  # the client went away (or we are done): stop generating
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+def _event(data: dict) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _settings(base: GenerationSettings, chat: ChatRequest) -> GenerationSettings:
+    max_tokens = chat.max_completion_tokens or chat.max_tokens or base.max_new_tokens
+    return replace(base, max_new_tokens=max_tokens,
+                   temperature=base.temperature if chat.temperature is None else chat.temperature,
+                   top_p=base.top_p if chat.top_p is None else chat.top_p,
+                   stop=chat.stop_strings() or base.stop)
+
+
+def _session_id(request: Request, chat: ChatRequest) -> str:
+    session = request.headers.get("x-session-id") or chat.user
+    if session and len(session) > 200:
+        raise RequestError("the X-Session-Id header is longer than 200 characters",
+                           param="X-Session-Id", code="invalid_value")
+    return session or f"api-{uuid.uuid4().hex[:16]}"
+
+
+async def _json_body(request: Request) -> object:
+    try:
+        return json.loads(await request.body())
+    except ValueError as exc:
+        raise RequestError(f"the request body is not valid JSON: {exc}",
+                           code="invalid_json") from None
+    except RecursionError:  # Python's parser gives up at about 1,000 levels
+        raise RequestError("the request body nests JSON arrays or objects too deeply to read; "
+                           "a chat request needs only a few levels", code="invalid_json") from None
+
+
+def _model_card(engine: Engine, variant: Variant) -> dict:
+    return {"id": variant.name, "object": "model", "created": 0, "owned_by": engine.bot_name,
+            "base_model": variant.model, "adapter": variant.adapter_id,
+            "template": variant.template, "retrieval": variant.retrieval,
+            "default": variant.name == engine.default_variant}
+
+
+def _unknown_model(engine: Engine, name: str) -> RequestError:
+    return RequestError(f"the model {name!r} does not exist; this bot's models (variants) are: "
+                        f"{', '.join(engine.variants)}", param="model", code="model_not_found",
+                        status=404)
+
+
+def _error_parts(exc: BaseException) -> tuple[int, dict]:
+    if isinstance(exc, RequestError):
+        return exc.status, exc.body()
+    if isinstance(exc, InputError):
+        return 400, error_body(str(exc), "invalid_request_error", "messages", "invalid_input")
+    if isinstance(exc, (ModelError, ConfigError)):
+        logger.error("chat completion failed: %s", exc)
+        return 500, error_body(str(exc), "server_error", "model", "model_unavailable")
+    logger.error("chat completion failed", exc_info=exc)
+    return 500, error_body(f"internal error ({type(exc).__name__}: {exc}); the server log has "
+                           "the traceback", "server_error")
+
+
+def _error_response(exc: BaseException) -> JSONResponse:
+    status, body = _error_parts(exc)
+    return JSONResponse(body, status_code=status)

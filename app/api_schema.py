@@ -1,0 +1,159 @@
+"""Request bodies and error bodies of the OpenAI-compatible API (``app.api``).
+
+Requests are validated here, so a wrong field becomes an OpenAI-shaped error naming the field;
+fields that OpenAI clients send and we don't use (``seed``, ``presence_penalty``...) are ignored.
+Types are strict, as OpenAI's are: ``"stream": "yes"`` or ``"max_tokens": "4"`` is an error, not
+a guess (a whole number is still a valid ``temperature``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chatbot.errors import InputError
+from chatbot.prompts import clean_text
+from chatbot.types import Message
+
+CLIENT_SYSTEM_ROLES = ("system", "developer")
+"""Roles whose messages are not sent to the model: the variant's template owns the system prompt."""
+ROLES = (*CLIENT_SYSTEM_ROLES, "user", "assistant")
+
+
+class RequestError(InputError):
+    """A request that can't be answered, with OpenAI's error fields."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None,
+                 status: int = 400, type: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.param, self.code, self.status, self.type = param, code, status, type
+
+    def body(self) -> dict:
+        return error_body(str(self), self.type, self.param, self.code)
+
+
+def error_body(message: str, type: str, param: str | None = None,
+               code: str | None = None) -> dict:
+    """OpenAI's error shape, which its clients turn into typed exceptions."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """How much one request may send (``server.max_request_messages`` and
+    ``server.max_request_chars``), so one client can't tie up the server."""
+
+    messages: int
+    chars: int
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    role: str
+    content: str | list[dict] | None = None
+    """Text, or OpenAI's list of content parts (only ``text`` parts are accepted)."""
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: str
+    """The variant that answers (``GET /v1/models`` lists them)."""
+    messages: list[ChatMessage]
+    stream: bool = False
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    """The newer name of ``max_tokens``; wins when both are given."""
+    stop: str | list[str] | None = None
+    n: int = Field(default=1, ge=1, le=1)
+    user: str | None = Field(default=None, max_length=200)
+    """Used as the conversation's session id when no ``X-Session-Id`` header is sent."""
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences are allowed")
+        return value
+
+    def stop_strings(self) -> tuple[str, ...]:
+        stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
+        return tuple(s for s in stops if s)
+
+
+def parse_request(body: object, limits: RequestLimits | None = None) -> ChatRequest:
+    """The request, or a RequestError naming the first bad field or the limit it is over."""
+    try:
+        chat = ChatRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        problems = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise RequestError(f"{where}: {first['msg']}{problems}", param=where,
+                           code="invalid_value") from None
+    if limits is not None:
+        _check_size(chat.messages, limits)
+    return chat
+
+
+def _check_size(messages: list[ChatMessage], limits: RequestLimits) -> None:
+    if len(messages) > limits.messages:
+        raise RequestError(f"the request has {len(messages):,} messages; this server takes at "
+                           f"most {limits.messages:,} (server.max_request_messages); send fewer "
+                           "earlier messages", param="messages", code="too_many_messages")
+    chars = sum(len(text) for message in messages for text in _texts(message.content))
+    if chars > limits.chars:
+        raise RequestError(f"the request's messages have {chars:,} characters; this server "
+                           f"takes at most {limits.chars:,} (server.max_request_chars); send "
+                           "less history", param="messages", code="request_too_long")
+
+
+def _texts(content: str | list[dict] | None) -> list[str]:
+    """The texts of a message's content, for counting (``_text`` checks the parts later)."""
+    if isinstance(content, str):
+        return [content]
+    return [part["text"] for part in content or () if isinstance(part.get("text"), str)]
+
+
+def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[Message], int]:
+    """The question (last user message), the earlier turns, and how many system messages
+    were left out (the variant's prompt template writes the system prompt)."""
+    if not messages:
+        raise RequestError("messages is empty; send at least one user message",
+                           param="messages", code="empty_messages")
+    turns, ignored = [], 0
+    for i, message in enumerate(messages):
+        if message.role not in ROLES:
+            raise RequestError(f"messages[{i}].role is {message.role!r}; this server accepts "
+                               f"{', '.join(ROLES)} (no tools or functions)",
+                               param=f"messages[{i}].role", code="invalid_role")
+        if message.role in CLIENT_SYSTEM_ROLES:
+            ignored += 1
+            continue
+        turns.append(Message(message.role, clean_text(_text(message, i))))
+    if not turns or turns[-1].role != "user" or messages[-1].role != "user":
+        raise RequestError(f"the last message is from {messages[-1].role!r}; the last message "
+                           "must be the user's question", param="messages",
+                           code="last_message_not_user")
+    return turns[-1].content, turns[:-1], ignored
+
+
+def _text(message: ChatMessage, i: int) -> str:
+    content = message.content
+    if content is None:
+        raise RequestError(f"messages[{i}].content is missing; send text",
+                           param=f"messages[{i}].content", code="invalid_content")
+    if isinstance(content, str):
+        return content
+    texts = []
+    for part in content:
+        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise RequestError(f"messages[{i}].content has a {part.get('type')!r} part; only "
+                               "text parts are accepted", param=f"messages[{i}].content",
+                               code="invalid_content")
+        texts.append(part["text"])
+    return "\n".join(texts)

@@ -1,0 +1,180 @@
+"""Who may use the server. The rule, as the docs state it:
+
+    When a login or an API key is configured, every route (the web UI, the Gradio API under
+    /gradio_api and the OpenAI-compatible API under /v1) requires one of them: the API key as
+    ``Authorization: Bearer KEY``, or the session of the login page (a user's password, or the
+    API key as the password). Only the login page and the files it loads stay open.
+    With neither configured, everything is open, and ``chatbot serve`` listens only on a
+    loopback address unless started with ``--insecure``.
+
+``RequireCredential`` applies the rule in front of every route; ``app.ui.mount_ui`` gives
+Gradio the same login check and the same idea of who is calling.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api_schema import error_body
+from chatbot.config import BotConfig
+from chatbot.errors import ConfigError
+
+API_KEY_USER = "api-key"
+"""The user name of a request that came with the right bearer key."""
+
+OPEN_PATHS = ("/", "/login", "/login/", "/logout", "/favicon.ico", "/theme.css")
+OPEN_PREFIXES = ("/assets/", "/static/")
+"""The login page and what it loads: Gradio serves the login form at ``/`` to anonymous
+visitors and the app there to logged-in ones."""
+
+Caller = Callable[[HTTPConnection], Awaitable[str | None]]
+"""Who is calling: a user name, ``API_KEY_USER``, or None for nobody."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The configured logins (user to password) and API key."""
+
+    logins: dict[str, str] = field(default_factory=dict)
+    api_key: str | None = None
+    api_key_env: str = "CHATBOT_API_KEY"
+
+    @classmethod
+    def from_config(cls, config: BotConfig) -> Credentials:
+        return cls(dict(read_auth(config) or []), os.environ.get(config.server.api_key_env) or None,
+                   config.server.api_key_env)
+
+    @property
+    def required(self) -> bool:
+        return bool(self.logins or self.api_key)
+
+    def login_ok(self, user: str, password: str) -> bool:
+        """The login page's check: a configured user's password, or the API key as password."""
+        expected = self.logins.get(user)
+        return ((expected is not None and _same(password, expected))
+                or (self.api_key is not None and _same(password, self.api_key)))
+
+    def key_ok(self, connection: HTTPConnection) -> bool:
+        scheme, _, given = connection.headers.get("authorization", "").partition(" ")
+        return (self.api_key is not None and scheme.lower() == "bearer"
+                and _same(given.strip(), self.api_key))
+
+    def caller(self, connection: HTTPConnection, logged_in: str | None) -> str | None:
+        """The logged-in user, else ``API_KEY_USER`` for the right bearer key, else None."""
+        return logged_in or (API_KEY_USER if self.key_ok(connection) else None)
+
+    def describe(self, url: str) -> str:
+        """What ``chatbot serve`` prints about who may use ``url``."""
+        if not self.required:
+            return (f"open: no login and no API key are set, so anyone who reaches {url} can "
+                    "use the web UI, /gradio_api and /v1")
+        ways = []
+        if self.logins:
+            ways.append(f"log in as one of {len(self.logins)} user(s)")
+        if self.api_key:
+            ways.append(f"send ${self.api_key_env} as 'Authorization: Bearer KEY' (or as the "
+                        "login password)")
+        return ("protected: the web UI, /gradio_api and /v1 all require a credential: "
+                + " or ".join(ways))
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def check_exposure(host: str, credentials: Credentials, insecure: bool) -> None:
+    """Refuse to listen beyond this machine with nothing protecting the bot."""
+    if credentials.required or insecure or _is_loopback(host):
+        return
+    raise ConfigError(
+        f"refusing to listen on {host} with no login and no API key: anyone who can reach it "
+        "could read the conversation log and change the documents and variants. Set "
+        f"CHATBOT_USER and CHATBOT_PASSWORD (or server.auth_file) or ${credentials.api_key_env}, "
+        "use --host 127.0.0.1, or pass --insecure to serve it open anyway")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RequireCredential:
+    """ASGI middleware: with credentials configured, a request that is not on the login page
+    and whose ``caller`` is nobody gets a 401 (OpenAI's error shape under ``/v1``)."""
+
+    def __init__(self, app: ASGIApp, credentials: Credentials, caller: Caller) -> None:
+        self.app = app
+        self.credentials = credentials
+        self.caller = caller
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] not in ("http", "websocket") or not self.credentials.required
+                or _is_open(scope["path"])):
+            return await self.app(scope, receive, send)
+        connection = HTTPConnection(scope)
+        if await self.caller(connection) is not None:
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
+        await _refusal(connection)(scope, receive, send)
+
+
+def _is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+def _refusal(connection: HTTPConnection) -> JSONResponse:
+    message = ("the API key is not valid" if "authorization" in connection.headers else
+               "this server requires a credential: send the header 'Authorization: Bearer KEY' "
+               "with the API key, or log in on the web page")
+    headers = {"WWW-Authenticate": "Bearer"}
+    if connection.url.path.startswith("/v1/"):
+        return JSONResponse(error_body(message, "invalid_request_error", None, "invalid_api_key"),
+                            status_code=401, headers=headers)
+    return JSONResponse({"detail": message}, status_code=401, headers=headers)
+
+
+def read_auth(config: BotConfig) -> list[tuple[str, str]] | None:
+    """Login pairs from ``CHATBOT_USER``/``CHATBOT_PASSWORD`` and ``server.auth_file``;
+    ``None`` (no login) when neither is set."""
+    pairs = []
+    user, password = os.environ.get("CHATBOT_USER"), os.environ.get("CHATBOT_PASSWORD")
+    if bool(user) != bool(password):
+        raise ConfigError("set both CHATBOT_USER and CHATBOT_PASSWORD for the web login, "
+                          "or neither")
+    if user:
+        pairs.append((user, password))
+    if config.server.auth_file:
+        pairs += read_auth_file(config.resolve(config.server.auth_file))
+    return pairs or None
+
+
+def read_auth_file(path: Path) -> list[tuple[str, str]]:
+    if not path.is_file():
+        raise ConfigError(f"server.auth_file {path} not found; create it with user:password "
+                          "lines or remove the key")
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user or not password:
+            raise ConfigError(f"{path}:{number}: expected user:password")
+        pairs.append((user, password))
+    if not pairs:
+        raise ConfigError(f"{path}: no user:password lines; add one or remove server.auth_file")
+    return pairs

@@ -1,0 +1,188 @@
+"""Turn a validated config into the objects the bot runs on: the one place that reads it.
+
+Each builder returns a flat record or a ready object (engine, index, documents, dataset build
+settings, evaluation settings, training request); ``chatbot``, ``index`` and ``training`` take
+only those, never the config.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from chatbot.adapters import AdapterManifest, registered_adapters
+from chatbot.config import BotConfig
+from chatbot.documents import BotDocuments
+from chatbot.engine import Engine, RetrievalPolicy
+from chatbot.filters import build_filters
+from chatbot.generate import GenerationSettings, TransformersGenerator
+from chatbot.indexing import BotIndex, EmbedderSpec, IndexSearch, SearchSettings, open_retriever
+from chatbot.logs import ConversationLog
+from chatbot.models import resolve_model
+from chatbot.paths import DataPaths
+from chatbot.variants import Variant
+from index.embed import Embedder
+from index.manifest import IndexSettings
+from training.data.settings import DataSettings
+from training.data.steps import CurateOptions
+from training.data.transcripts import QAFields
+from training.eval.settings import EvalSettings
+
+# flag -> training config key, for the flags whose names differ from their key
+RENAMED = {"lr": "learning_rate"}
+
+
+def configured_variants(config: BotConfig) -> dict[str, Variant]:
+    """The variants the config names."""
+    paths = DataPaths(config.data_path)
+    return {name: Variant(name, spec.model or config.models.chat, spec.template, spec.retrieval,
+                          spec.k, paths.root / spec.adapter if spec.adapter else None)
+            for name, spec in config.variants.items()}
+
+
+def build_variants(config: BotConfig) -> dict[str, Variant]:
+    """The config's variants plus every registered adapter, each under its own name."""
+    variants = configured_variants(config)
+    for name, adapter_dir in registered_adapters(DataPaths(config.data_path).adapters).items():
+        if name not in variants:
+            manifest = AdapterManifest.load(adapter_dir)
+            variants[name] = Variant(name, manifest.base_model or config.models.chat,
+                                     manifest.template or "rag", True, None, adapter_dir)
+    return variants
+
+
+def generation_settings(config: BotConfig) -> GenerationSettings:
+    gen = config.generation
+    return GenerationSettings(gen.max_new_tokens, gen.temperature, gen.top_p,
+                              gen.repetition_penalty)
+
+
+def build_engine(config: BotConfig, search=None, *, log: bool = True,
+                 extra_variants: Mapping[str, Variant] | None = None) -> Engine:
+    """An engine for ``config``; ``search(query, k) -> list[Hit]`` defaults to the bot's index.
+    ``log=False`` leaves the conversation log out whatever the config says."""
+    search = search or IndexSearch(bot_index(config))
+    models = config.models
+
+    def load_generator(model: str) -> TransformersGenerator:
+        return TransformersGenerator(resolve_model(model, config.base_dir), model,
+                                     models.device, models.dtype, models.threads)
+
+    logging = log and config.logging.enabled
+    return Engine(
+        {**build_variants(config), **(extra_variants or {})}, load_generator, search=search,
+        log=ConversationLog(DataPaths(config.data_path).logs) if logging else None,
+        filters=build_filters(config.filters.blocklist, config.filters.replacement,
+                              config.filters.redact_pii),
+        settings=generation_settings(config),
+        retrieval=RetrievalPolicy(config.retrieval.k, config.retrieval.no_hits,
+                                  config.retrieval.refusal),
+        max_message_chars=config.generation.max_message_chars,
+        default_variant=config.default_variant, bot_name=config.name)
+
+
+def embedder_spec(config: BotConfig) -> EmbedderSpec:
+    return EmbedderSpec(config.models.embedder, config.base_dir, config.models.device,
+                        config.index.batch_size)
+
+
+def bot_index(config: BotConfig) -> BotIndex:
+    """Where the bot's index is, how it is built (``index:``) and searched (``retrieval:``)."""
+    ix, retrieval = config.index, config.retrieval
+    return BotIndex(
+        directory=DataPaths(config.data_path).index,
+        settings=IndexSettings(embedder=config.models.embedder, dimension=None,
+                               chunk_tokens=ix.chunk_tokens, chunk_overlap=ix.chunk_overlap,
+                               index_type=ix.index_type, hnsw_m=ix.hnsw_m),
+        embedder=embedder_spec(config),
+        search=SearchSettings(retrieval.mode, retrieval.k, retrieval.min_score, retrieval.mmr,
+                              ix.hnsw_ef_search),
+        paths=tuple(config.resolve(p) for p in ix.paths), include=tuple(ix.include),
+        exclude=tuple(ix.exclude), max_file_bytes=int(ix.max_file_mb * 2**20),
+        text_field=ix.text_field)
+
+
+def bot_documents(config: BotConfig, embedder: Embedder | None = None) -> BotDocuments:
+    """The Documents tab's and the engine's shared view of the index; uploads go to
+    ``<data_dir>/uploads``."""
+    return BotDocuments(bot_index(config), DataPaths(config.data_path).uploads, embedder)
+
+
+def options_from_config(config: BotConfig) -> CurateOptions:
+    """The curation steps' settings from the ``data:`` section (plus the bot's own refusals)."""
+    data = config.data
+    refusals = list(data.refusal_patterns)
+    for text in (config.retrieval.refusal, config.filters.replacement):
+        refusals.append("^" + re.escape(text.strip().rstrip(".!")) + r"\W*$")
+    return CurateOptions(
+        feedback=data.feedback, min_tokens=data.min_tokens, max_tokens=data.max_tokens,
+        refusal_patterns=tuple(refusals), near_duplicate_threshold=data.near_duplicate_threshold,
+        minhash_permutations=data.minhash_permutations, pii_kinds=tuple(data.pii_kinds),
+        phone_region=data.phone_region, phone_regions=tuple(data.phone_regions),
+        pii_ner_model=data.pii_ner_model, validation_share=data.validation_share, seed=data.seed)
+
+
+def _template_ref(config: BotConfig, name: str) -> str:
+    """A template name as ``load_template`` takes it: ``.j2`` files relative to the config."""
+    return str(config.resolve(name)) if name.endswith(".j2") else name
+
+
+def data_settings(config: BotConfig) -> DataSettings:
+    """What ``chatbot data build`` and the Training tab build datasets with."""
+    data, paths = config.data, DataPaths(config.data_path)
+    default_template = config.variants[config.default_variant].template
+    return DataSettings(
+        datasets_root=paths.datasets, log_path=paths.logs, bot_name=config.name,
+        chat_model=config.models.chat, model_base_dir=config.base_dir,
+        template=_template_ref(config, data.template or default_template),
+        variant_templates={name: _template_ref(config, spec.template)
+                           for name, spec in config.variants.items()},
+        default_variant_template=_template_ref(config, default_template),
+        options=options_from_config(config),
+        qa_fields=QAFields(data.question_field, data.answer_field, data.system_field),
+        render_with_template=data.render_with_template, log_sources=data.log_sources)
+
+
+def eval_settings(config: BotConfig) -> EvalSettings:
+    """What ``chatbot eval`` and the training gate evaluate with."""
+
+    def engine(embedder: Embedder | None, extra: Mapping[str, Variant]) -> Engine:
+        retriever = open_retriever(bot_index(config), embedder)
+        search = (lambda query, k: retriever.search(query, k=k)) if retriever else None
+        return build_engine(config, search, log=False, extra_variants=extra)
+
+    paths = DataPaths(config.data_path)
+    return EvalSettings(data_dir=paths.root, index_dir=paths.index,
+                        retrieval=config.retrieval.model_dump(), chat_model=config.models.chat,
+                        embedder=embedder_spec(config), engine=engine,
+                        variants=configured_variants(config))
+
+
+def training_request(config: BotConfig, dataset: str, name: str, resume: bool,
+                     overrides: dict):
+    """The config's ``training:`` section with the given flags applied, as a flat request."""
+    from training.train.finetune import FinetuneRequest
+    from training.train.loop import LoopSettings
+    from training.train.model_setup import MethodSettings
+
+    values = config.training.model_dump()
+    for flag, value in overrides.items():
+        if value is not None:
+            values[RENAMED.get(flag, flag)] = value
+    if values["patience"] == 0:
+        values["patience"] = None
+    targets = values["target_modules"]
+    method = MethodSettings(
+        method=values["method"], lora_r=values["lora_r"], lora_alpha=values["lora_alpha"],
+        lora_dropout=values["lora_dropout"], train_blocks=values["train_blocks"],
+        target_modules=targets if targets == "all-linear" else tuple(
+            part.strip() for part in targets.split(",") if part.strip()))
+    loop = LoopSettings(**{key: values[key] for key in (
+        "epochs", "max_steps", "learning_rate", "batch_size", "grad_accum", "warmup",
+        "scheduler", "weight_decay", "seed", "eval_every", "patience")})
+    return FinetuneRequest(
+        data_dir=config.data_path, dataset=dataset, name=name, base_model=config.models.chat,
+        base_dir=config.base_dir, method=method, loop=loop, max_seq_len=values["max_seq_len"],
+        masking=values["masking"], device=values["device"], dtype=values["dtype"],
+        gradient_checkpointing=values["gradient_checkpointing"], resume=resume,
+        threads=values["threads"])

@@ -1,0 +1,45 @@
+"""The ``chatbot`` command: thin wrappers that turn errors into one line.
+
+Each area's commands live in ``chatbot/commands/<area>.py``; this module only groups them so
+that ``chatbot --help`` reads by what users do.
+"""
+
+from __future__ import annotations
+
+import click
+
+from app.commands import (ab, chat, config_cmd, data, evaluate, index, logs, serve,
+                              train)
+
+# Help sections, in the order users meet them; each command module names its section.
+SECTIONS = ["Chat", "Documents", "Conversations", "Training and evaluation", "Setup"]
+
+
+class SectionedGroup(click.Group):
+    """A group whose help lists commands under section headings instead of one flat list,
+    in the order they are added (the order users meet them), not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        by_section: dict[str, list[tuple[str, str]]] = {}
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            section = getattr(command, "section", "Setup")
+            by_section.setdefault(section, []).append((name, command.get_short_help_str(60)))
+        for section in SECTIONS:
+            if section in by_section:
+                with formatter.section(section):
+                    formatter.write_dl(by_section[section])
+
+
+@click.group(cls=SectionedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="chatbot-builder")
+def main() -> None:
+    """Build a domain chatbot: index documents, chat, collect feedback, fine-tune, A/B-test."""
+
+
+for module in (chat, serve, index, logs, data, train, evaluate, ab, config_cmd):
+    for command in module.COMMANDS:
+        main.add_command(command)

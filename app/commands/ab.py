@@ -1,0 +1,47 @@
+"""``chatbot ab report``: the online A/B test's state, every rate with its interval."""
+
+from __future__ import annotations
+
+import click
+
+from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
+    with_config
+
+
+@click.group()
+def ab() -> None:
+    """Online A/B tests: traffic split, arena votes, report."""
+
+
+@ab.command("report")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--chart", type=click.Path(dir_okay=False),
+              help="Where to write the chart PNG [default: <data_dir>/ab/report.png].")
+@with_config
+@one_line_errors
+def report(config: BotConfig, as_json: bool, chart: str | None) -> None:
+    """Thumbs-up rates, arena win rates, Bradley-Terry strengths, votes still needed."""
+    from pathlib import Path
+
+    from chatbot.ab import AbStore
+    from chatbot.ab_report import build_report, chart_png, render_markdown
+    from chatbot.paths import DataPaths
+    from app.build import build_variants
+
+    paths = DataPaths(config.data_path)
+    store = AbStore(paths.logs)
+    settings = config.ab
+    result = build_report(store, list(build_variants(config)), settings.min_effect,
+                          settings.alpha, settings.power, settings.bootstrap)
+    path = Path(chart) if chart else paths.ab / "report.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(chart_png(result))
+    if as_json:
+        print_json(result.as_dict() | {"chart": str(path)})
+    else:
+        click.echo(render_markdown(result))
+        click.echo(f"\nchart: {path}")
+
+
+ab = in_section("Conversations")(ab)  # reports on logged feedback and votes
+COMMANDS = [ab]

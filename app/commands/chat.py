@@ -1,0 +1,86 @@
+"""``chatbot ask`` and ``chatbot chat``: the bot in a terminal."""
+
+from __future__ import annotations
+
+import uuid
+
+import click
+
+MAX_HISTORY_TURNS = 50
+"""Question/answer pairs a terminal session keeps; the prompt holds fewer when they don't fit
+the model's context."""
+
+from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
+    with_config
+
+
+def _print_sources(reply) -> None:
+    for source in reply.sources():
+        where = f" ({source['location']})" if source["location"] else ""
+        click.secho(f"  [{source['n']}] {source['source']}{where}  score {source['score']}",
+                    dim=True)
+
+
+@in_section("Chat")
+@click.command()
+@click.argument("question")
+@click.option("--variant", help="Variant to answer with [default: the config's default].")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: text, variant, sources, timings, messages.")
+@with_config
+@one_line_errors
+def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) -> None:
+    """Answer one question and exit."""
+    from app.build import build_engine
+
+    engine = build_engine(config)
+    stream = engine.answer(f"cli-{uuid.uuid4().hex[:12]}", question, variant)
+    if as_json:
+        print_json(stream.result().as_dict())
+        return
+    for piece in stream:
+        click.echo(piece, nl=False)
+    click.echo()
+    _print_sources(stream.reply)
+
+
+@in_section("Chat")
+@click.command()
+@click.option("--variant", help="Variant to answer with [default: the config's default].")
+@with_config
+@one_line_errors
+def chat(config: BotConfig, variant: str | None) -> None:
+    """Chat in the terminal: answers stream, sources follow. Ctrl-D or /quit ends."""
+    from app.build import build_engine
+    from chatbot.errors import InputError
+    from chatbot.types import Message
+
+    engine = build_engine(config)
+    session, history = f"cli-{uuid.uuid4().hex[:12]}", []
+    click.echo(f"{config.name} · variant {engine.variant(variant).name} · /clear, /quit")
+    while True:
+        try:
+            question = click.prompt("you", prompt_suffix="> ")
+        except (EOFError, click.Abort):
+            click.echo()
+            return
+        if question.strip() == "/quit":
+            return
+        if question.strip() == "/clear":
+            history.clear()
+            continue
+        try:
+            stream = engine.answer(session, question, variant, history=history)
+            click.echo("bot> ", nl=False)
+            for piece in stream:
+                click.echo(piece, nl=False)
+            click.echo()
+            _print_sources(stream.reply)
+        except InputError as exc:
+            click.echo(f"error: {exc}", err=True)
+            continue
+        history += [Message("user", stream.question), Message("assistant", stream.reply.text)]
+        del history[:-2 * MAX_HISTORY_TURNS]
+
+
+COMMANDS = [ask, chat]

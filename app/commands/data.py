@@ -1,0 +1,140 @@
+"""``chatbot data``: build, list, show and export fine-tuning datasets.
+
+    chatbot data build --name v1 --from logs --from samples/transcripts.jsonl
+    chatbot data show v1
+    chatbot data export v1 --out v1.jsonl
+    chatbot data build --name v2 --from v1.jsonl    # after editing the export
+    chatbot data export v1 --format csv --out v1.csv  # one message a row, for a spreadsheet
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from app.commands.common import BotConfig, in_section, one_line_errors, print_json, with_config
+
+PROBLEMS_SHOWN = 10
+
+
+@in_section("Training and evaluation")
+@click.group("data")
+def data_group() -> None:
+    """Build fine-tuning datasets from the conversation log and transcripts."""
+
+
+@data_group.command("build")
+@click.option("--name", required=True, help="Dataset name (a folder under <data_dir>/datasets).")
+@click.option("--from", "sources", multiple=True, metavar="logs|FILE",
+              help="'logs' for the conversation log, or a .jsonl/.csv transcript file; repeat "
+                   "[default: logs].")
+@click.option("--strict", is_flag=True, help="Fail on the first invalid line instead of skipping.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing dataset of that name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@with_config
+@one_line_errors
+def build(config: BotConfig, name: str, sources: tuple[str, ...], strict: bool, overwrite: bool,
+          as_json: bool) -> None:
+    """Select, clean, deduplicate, scrub and split; write the dataset and its report."""
+    from app.build import data_settings
+    from training.data.build import build_dataset
+
+    summary = build_dataset(data_settings(config), name, sources or ("logs",), strict=strict,
+                            overwrite=overwrite)
+    if as_json:
+        print_json(summary)
+        return
+    for problem in summary["problems"][:PROBLEMS_SHOWN]:
+        click.echo(f"skipped: {problem}", err=True)
+    if summary["problem_count"] > PROBLEMS_SHOWN:
+        click.echo(f"skipped: ... {summary['problem_count'] - PROBLEMS_SHOWN} more in the report",
+                   err=True)
+    for line in summary_lines(summary):
+        click.echo(line)
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The human-readable summary of a build (also used by ``data show``)."""
+    tokens = summary["tokens"]
+    lines = [f"dataset {summary['name']}: train {summary['train']}, validation "
+             f"{summary['validation']} conversations ({summary['train_turns']} + "
+             f"{summary['validation_turns']} assistant turns)",
+             f"read {summary['records_read']}: {summary['imported']} imported, "
+             f"{summary['logged']} logged answers, {summary['skipped']} skipped as invalid"]
+    for step in summary["steps"]:
+        why = ", ".join(f"{n} {reason}" for reason, n in step["dropped"].items())
+        lines.append(f"  {step['name']:<9} {step['in']:>7} -> {step['out']:<7} {why}".rstrip())
+    pii = ", ".join(f"{kind} {n}" for kind, n in sorted(summary["pii"].items())) or "none"
+    lines.append(f"personal data scrubbed: {pii} ({summary['pii_detector']})")
+    if tokens["examples"]:
+        lines.append(f"tokens per example: median {tokens['median']}, p95 {tokens['p95']}, "
+                     f"max {tokens['max']}; supervised share {tokens['supervised_share']:.1%}")
+    lines += [f"warning: {warning}" for warning in summary.get("warnings", [])]
+    lines.append(f"report: {summary['report']}")
+    return lines
+
+
+@data_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@with_config
+@one_line_errors
+def list_command(config: BotConfig, as_json: bool) -> None:
+    """The bot's datasets with their split sizes."""
+    from app.build import data_settings
+    from training.data.build import list_datasets
+
+    found = list_datasets(data_settings(config))
+    if as_json:
+        print_json(found)
+    elif not found:
+        click.echo("no datasets yet; build one with `chatbot data build --name NAME --from FILE`")
+    for entry in [] if as_json else found:
+        click.echo(f"{entry['name']}\t{entry['created_at']}\ttrain {entry['train']}\t"
+                   f"validation {entry['validation']}")
+
+
+@data_group.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@with_config
+@one_line_errors
+def show(config: BotConfig, name: str, as_json: bool) -> None:
+    """Where a dataset's report is, and its counts."""
+    from app.build import data_settings
+    from training.data.build import dataset_path, read_dataset_manifest
+
+    settings = data_settings(config)
+    manifest = read_dataset_manifest(settings, name)
+    if as_json:
+        print_json(manifest.to_json())
+        return
+    counts, tokens = manifest.counts, manifest.tokens
+    click.echo(f"dataset {name} (built {manifest.created_at})")
+    click.echo(f"train {counts['train']}, validation {counts['validation']} conversations; "
+               f"{counts['skipped']} skipped as invalid; {counts['review']} kept for review")
+    click.echo(f"supervised share {tokens['supervised_share']:.1%} of {tokens['total']} tokens")
+    click.echo(f"sha256 {manifest.sha256}")
+    click.echo(f"report: {dataset_path(settings, name) / 'data_report.md'}")
+
+
+@data_group.command("export")
+@click.argument("name")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="File to write.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+              show_default=True,
+              help="jsonl: OpenAI {\"messages\": [...]} lines, to edit and build from again; "
+                   "csv: one message a row, for review in a spreadsheet.")
+@with_config
+@one_line_errors
+def export(config: BotConfig, name: str, out: Path, fmt: str) -> None:
+    """Write a dataset's examples as OpenAI JSONL (to edit and rebuild from) or CSV."""
+    from app.build import data_settings
+    from training.data.build import export_dataset
+
+    count = export_dataset(data_settings(config), name, out, fmt)
+    click.echo(f"wrote {count} conversations to {out}")
+
+
+COMMANDS = [data_group]

@@ -1,0 +1,138 @@
+"""``chatbot index ...``: sync documents into the index, search it, list, remove, stats.
+
+    chatbot index sync docs/        # incremental; exit 1 if any file failed
+    chatbot index search "how do I install it" --k 5 --mode hybrid --json
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from app.commands.common import in_section, one_line_errors, print_json, with_config
+from chatbot.config import BotConfig
+
+MODES = ("dense", "bm25", "hybrid")
+
+
+@in_section("Documents")
+@click.group("index")
+def index_group() -> None:
+    """Index documents and search them."""
+
+
+@index_group.command("sync")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--rebuild", is_flag=True,
+              help="Re-index everything from scratch (after changing the embedder or chunking).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@with_config
+@one_line_errors
+def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
+    """Index PATHS (files or folders; default: the config's index.paths) incrementally."""
+    from tqdm import tqdm
+
+    from app.build import bot_index
+    from chatbot.indexing import sync_paths
+
+    # delay: short syncs print no bar at all, long ones show progress after two seconds.
+    with tqdm(total=0, unit="file", delay=2, file=sys.stderr, disable=as_json) as bar:
+        def progress(done: int, total: int, source: str) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = sync_paths(bot_index(config), list(paths), progress=progress, rebuild=rebuild)
+    if as_json:
+        print_json({**report.__dict__, "failed": [f.__dict__ for f in report.failed]})
+    else:
+        for failure in report.failed:
+            click.echo(f"failed: {failure.source}: {failure.reason}", err=True)
+        click.echo(report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
+@index_group.command("search")
+@click.argument("query")
+@click.option("--k", type=click.IntRange(1, 100), default=None, help="Hits [default: retrieval.k].")
+@click.option("--mode", type=click.Choice(MODES), default=None,
+              help="[default: retrieval.mode]")
+@click.option("--source", "source_glob", default=None, help="Only files matching this glob.")
+@click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
+@with_config
+@one_line_errors
+def search_command(config: BotConfig, query: str, k: int | None, mode: str | None,
+                   source_glob: str | None, as_json: bool) -> None:
+    """Search the index; print score, source, location and text of each hit."""
+    from chatbot.errors import DocumentIndexError
+    from app.build import bot_index
+    from chatbot.indexing import open_retriever
+
+    retriever = open_retriever(bot_index(config))
+    if retriever is None:
+        raise DocumentIndexError("nothing is indexed yet; run `chatbot index sync PATH` first")
+    hits = retriever.search(query, k=k, mode=mode, source_glob=source_glob)
+    if as_json:
+        print_json([{"rank": h.rank, "chunk_id": h.chunk.chunk_id, "source": h.source,
+                     "location": h.location, "score": h.score, "scores": h.scores,
+                     "text": h.text} for h in hits])
+        return
+    for hit in hits:
+        where = f"{hit.source}" + (f" ({hit.location})" if hit.location else "")
+        click.echo(f"{hit.rank}. [{hit.score:.3f}] {where}")
+        click.echo("   " + hit.text.replace("\n", "\n   ") + "\n")
+    if not hits:
+        click.echo("no hits")
+
+
+@index_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_config
+@one_line_errors
+def list_command(config: BotConfig, as_json: bool) -> None:
+    """Indexed documents with their chunk counts and when they were indexed."""
+    from app.build import bot_index
+    from chatbot.indexing import list_documents
+
+    documents = list_documents(bot_index(config))
+    if as_json:
+        print_json([d.__dict__ for d in documents])
+        return
+    for doc in documents:
+        click.echo(f"{doc.chunks:6d} chunks  {doc.indexed_at}  {doc.source}")
+    click.echo(f"{len(documents)} documents")
+
+
+@index_group.command("remove")
+@click.argument("path", type=click.Path(path_type=Path))
+@with_config
+@one_line_errors
+def remove_command(config: BotConfig, path: Path) -> None:
+    """Drop a file, or every file under a folder, from the index."""
+    from app.build import bot_index
+    from chatbot.indexing import remove_documents
+
+    removed = remove_documents(bot_index(config), path)
+    click.echo(f"removed {len(removed)} document(s)")
+
+
+@index_group.command("stats")
+@click.option("--json", "as_json", is_flag=True)
+@with_config
+@one_line_errors
+def stats_command(config: BotConfig, as_json: bool) -> None:
+    """Documents, chunks, embedder, dimension, FAISS index type, size on disk."""
+    from app.build import bot_index
+    from chatbot.indexing import index_stats
+
+    stats = index_stats(bot_index(config))
+    if as_json:
+        print_json(stats)
+    else:
+        for key, value in stats.items():
+            click.echo(f"{key}: {value}")
+
+
+COMMANDS = [index_group]

@@ -1,0 +1,151 @@
+"""``chatbot logs list|show|export``: read the conversation log (``<data_dir>/logs.sqlite``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+
+from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
+    with_config
+from chatbot.errors import InputError
+from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
+from chatbot.paths import DataPaths
+
+RATINGS = {1: "thumbs up", -1: "thumbs down"}
+
+
+def open_log(config: BotConfig) -> ConversationLog:
+    path = DataPaths(config.data_path).logs
+    if not path.is_file():
+        raise InputError(f"no conversation log at {path} yet; chat with `chatbot chat` or "
+                         "`chatbot serve` first (logging.enabled must be true)")
+    return ConversationLog(path)
+
+
+def answered_pairs(conversation: LoggedConversation) -> list[tuple[LoggedTurn, LoggedTurn]]:
+    """(question, answer) pairs whose answer completed; interrupted or failed ones are left out."""
+    pairs, question = [], None
+    for turn in conversation.turns:
+        if turn.role == "user":
+            question = turn
+        elif turn.role == "assistant" and question is not None:
+            if turn.status == "complete" and turn.text:
+                pairs.append((question, turn))
+            question = None
+    return pairs
+
+
+def export_metadata(conversation: LoggedConversation, pairs: list) -> dict:
+    feedback = [{"answer": n, "turn_id": answer.id, "rating": answer.rating,
+                 "comment": answer.comment}
+                for n, (_, answer) in enumerate(pairs) if answer.rating is not None]
+    variants = sorted({answer.variant for _, answer in pairs if answer.variant})
+    return {"session_id": conversation.session_id, "created_at": conversation.created_at,
+            "variants": variants, "feedback": feedback}
+
+
+def as_openai(conversation: LoggedConversation, pairs: list) -> dict:
+    messages = []
+    for question, answer in pairs:
+        messages += [{"role": "user", "content": question.text},
+                     {"role": "assistant", "content": answer.text}]
+    return {"messages": messages, "metadata": export_metadata(conversation, pairs)}
+
+
+def as_sharegpt(conversation: LoggedConversation, pairs: list) -> dict:
+    turns = []
+    for question, answer in pairs:
+        turns += [{"from": "human", "value": question.text},
+                  {"from": "gpt", "value": answer.text}]
+    return {"id": conversation.session_id, "conversations": turns,
+            "metadata": export_metadata(conversation, pairs)}
+
+
+FORMATS = {"openai": as_openai, "sharegpt": as_sharegpt}
+
+
+@in_section("Conversations")
+@click.group()
+def logs() -> None:
+    """Read the conversation log: list sessions, show one, export them as JSONL."""
+
+
+@logs.command("list")
+@click.option("--limit", default=50, show_default=True, help="Most recent sessions to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@with_config
+@one_line_errors
+def list_sessions(config: BotConfig, limit: int, as_json: bool) -> None:
+    """Sessions, most recent first: id, start, variant, turn count."""
+    sessions = open_log(config).sessions(limit)
+    if as_json:
+        print_json(sessions)
+        return
+    if not sessions:
+        click.echo("no conversations logged yet")
+        return
+    click.echo(f"{'session':<24} {'started':<24} {'variant':<12} turns")
+    for s in sessions:
+        click.echo(f"{s['id']:<24} {s['created_at']:<24} {s['variant'] or '-':<12} {s['turns']}")
+
+
+@logs.command("show")
+@click.argument("session_id")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print every turn with its exact messages, sources, timings and feedback.")
+@with_config
+@one_line_errors
+def show(config: BotConfig, session_id: str, as_json: bool) -> None:
+    """One conversation, turn by turn, with sources and feedback."""
+    conversation = open_log(config).conversation(session_id)
+    if as_json:
+        print_json(dataclasses.asdict(conversation))
+        return
+    click.echo(f"session {conversation.session_id} · started {conversation.created_at}")
+    for turn in conversation.turns:
+        _echo_turn(turn)
+
+
+def _echo_turn(turn: LoggedTurn) -> None:
+    if turn.role == "user":
+        click.secho(f"\nyou> {turn.text}", bold=True)
+        return
+    facts = [turn.variant or "-", turn.status]
+    if turn.timings.get("total_ms") is not None:
+        facts.append(f"{turn.timings['total_ms'] / 1000:.2f} s")
+    click.echo(f"bot> {turn.text}")
+    click.secho(f"     [{' · '.join(facts)}] turn {turn.id}", dim=True)
+    for n, hit in enumerate(turn.hits, start=1):
+        where = f" ({hit['location']})" if hit.get("location") else ""
+        click.secho(f"     [{n}] {hit['source']}{where} score {hit['score']}", dim=True)
+    if turn.rating is not None:
+        comment = f": {turn.comment}" if turn.comment else ""
+        click.echo(f"     feedback: {RATINGS[turn.rating]}{comment}")
+
+
+@logs.command("export")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="openai",
+              show_default=True, help="openai: {messages}; sharegpt: {conversations}.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="JSONL file to write (one conversation a line).")
+@with_config
+@one_line_errors
+def export(config: BotConfig, fmt: str, out: Path) -> None:
+    """Write each conversation's answered user/assistant turns as JSONL; feedback as metadata."""
+    conversations = answers = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as handle:
+        for conversation in open_log(config).conversations():
+            pairs = answered_pairs(conversation)
+            if not pairs:
+                continue
+            record = FORMATS[fmt](conversation, pairs)
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            conversations, answers = conversations + 1, answers + len(pairs)
+    click.echo(f"wrote {conversations} conversation(s), {answers} answer(s) to {out}")
+
+
+COMMANDS = [logs]

@@ -1,0 +1,51 @@
+"""``chatbot serve``: the web UI and the API on one local server."""
+
+from __future__ import annotations
+
+import click
+
+from app.commands.common import BotConfig, in_section, one_line_errors, with_config
+
+
+@in_section("Chat")
+@click.command()
+@click.option("--host", help="Address to bind [default: server.host, 127.0.0.1].")
+@click.option("--port", type=int, help="Port [default: server.port, 7860].")
+@click.option("--variant", help="Variant the web UI starts with [default: the config's default].")
+@click.option("--insecure", is_flag=True,
+              help="Listen on a non-loopback --host even with no login and no API key.")
+@with_config
+@one_line_errors
+def serve(config: BotConfig, host: str | None, port: int | None, variant: str | None,
+          insecure: bool) -> None:
+    """Serve the web UI (chat, documents) and the OpenAI-compatible API.
+
+    With a login or an API key configured, every route requires one of them.
+    """
+    import uvicorn
+
+    from app.auth import Credentials, check_exposure
+    from app.build import bot_documents, build_engine
+    from chatbot.config import default_config_path
+    from app.server import create_server_app
+
+    host, port = host or config.server.host, port or config.server.port
+    credentials = Credentials.from_config(config)
+    check_exposure(host, credentials, insecure)  # before the slow model load
+    documents = bot_documents(config)
+    engine = build_engine(config, search=documents.hits)
+    engine.default_variant = engine.variant(variant).name
+    click.echo(f"loading {engine.variant(None).model} ...")
+    engine.generator_for(engine.variant(None))  # the first visitor should not wait for it
+    documents.hits("warm-up", 1)  # nor for the embedder, when there is an index
+    config_path = click.get_current_context().params.get("config_path")
+    app = create_server_app(engine, config, documents=documents,
+                            config_path=config_path or default_config_path())
+    url = f"http://{host}:{port}/"
+    click.echo(f"{config.name}: web UI on {url}, API on {url}v1 (Ctrl-C stops)")
+    click.echo(f"access: {credentials.describe(url)}")
+    # on Ctrl-C or SIGTERM, open streams get 5 s; then their answers are cancelled and logged
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+COMMANDS = [serve]

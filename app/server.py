@@ -1,0 +1,85 @@
+"""One server for the web UI (at ``/``) and the OpenAI-compatible API (at ``/v1``).
+
+    chatbot serve [--host 127.0.0.1] [--port 7860]
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from app.auth import Credentials, RequireCredential
+from chatbot.config import BotConfig
+from chatbot.engine import Engine
+
+
+def create_server_app(engine: Engine, config: BotConfig, documents=None,
+                      config_path: Path | None = None) -> FastAPI:
+    """The FastAPI app: ``/v1`` API routes first, then the web UI mounted at ``/``, all behind
+    the one rule of ``app.auth`` (the login and API key the config and environment set).
+
+    ``config_path`` (the YAML ``config`` was read from) enables the Training tab's runs.
+    """
+    from app.api import create_api_router
+    from app.api_schema import RequestLimits
+    from app.ui import build_app, mount_ui
+
+    @asynccontextmanager
+    async def stop_answers_on_shutdown(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await asyncio.to_thread(engine.stop_all)
+
+    server = FastAPI(title=config.name, docs_url=None, redoc_url=None,
+                     lifespan=stop_answers_on_shutdown)
+    credentials = Credentials.from_config(config)
+    assign, show_names, tabs = ab_parts(engine, config)
+    # the API first: the UI mounted at "/" takes every other path
+    limits = RequestLimits(config.server.max_request_messages, config.server.max_request_chars)
+    server.include_router(create_api_router(engine, assign, limits))
+    tabs = training_parts(engine, config, config_path) + tabs
+    app = build_app(engine, documents=documents, title=config.name, assign_variant=assign,
+                    show_variant_names=show_names, tabs=tabs)
+    caller = mount_ui(server, app, credentials, config.data_path)
+    server.add_middleware(RequireCredential, credentials=credentials, caller=caller)
+    return server
+
+
+def ab_parts(engine: Engine, config: BotConfig) -> tuple:
+    """(assign_variant or None, show variant names, extra tabs) from the ``ab`` section.
+
+    With ``ab.enabled`` each web session gets a sticky variant; with two or more variants
+    the Arena and Dashboard tabs are there to compare them. Votes live in the conversation
+    log, so with logging off there is no A/B.
+    """
+    from chatbot.ab import AbStore, session_assigner
+    from chatbot.paths import DataPaths
+
+    variants = list(engine.variants)
+    if not config.logging.enabled or (not config.ab.enabled and len(variants) < 2):
+        return None, True, []
+    ab = config.ab
+    store = AbStore(DataPaths(config.data_path).logs)
+    assign = session_assigner(store, ab.weights, variants) if ab.enabled else None
+    tabs = []
+    if len(variants) >= 2:
+        from app.ui.arena import build_arena_tab
+        from app.ui.dashboard import build_dashboard_tab
+
+        tabs = [("Arena", lambda: build_arena_tab(engine, store, ab.arena_pairs)),
+                ("Dashboard", lambda: build_dashboard_tab(store, variants, ab.min_effect,
+                                                          ab.alpha, ab.power, ab.bootstrap))]
+    return assign, ab.show_variant_names if ab.enabled else True, tabs
+
+
+def training_parts(engine: Engine, config: BotConfig, config_path: Path | None) -> list:
+    """The Training tab, when there is a conversation log to build datasets from and a config
+    file for ``chatbot train`` to read."""
+    if not config.logging.enabled or config_path is None:
+        return []
+    from app.ui.training import build_training_tab
+
+    return [("Training", lambda: build_training_tab(config, Path(config_path).resolve(), engine))]

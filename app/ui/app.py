@@ -1,0 +1,89 @@
+"""The web app: the Chat and Documents tabs around an engine passed in, built apart from serving.
+
+``build_app`` returns a ``gr.Blocks`` that tests drive without a server; ``mount_ui`` puts it
+on a FastAPI app behind the server's credentials (``chatbot serve`` does both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import gradio as gr
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.requests import HTTPConnection
+from starlette.routing import Mount
+
+from app.auth import Caller, Credentials
+from chatbot.engine import Engine
+from app.ui.chat import build_chat_tab
+from app.ui.documents import Documents, build_documents_tab
+from app.ui.render import CSS, HEAD
+
+
+def build_app(engine: Engine, *, documents: Documents | None = None,
+              title: str = "chatbot-builder", show_variant_names: bool = True,
+              assign_variant: Callable[[str], str] | None = None,
+              tabs: Sequence[tuple[str, Callable[[], object]]] = ()) -> gr.Blocks:
+    """The whole UI. ``assign_variant(session_id)`` (A/B) replaces the variant selector;
+    each of ``tabs`` is a (label, build function) called inside its own tab after Chat and
+    Documents; what it returns may list ``on_page_load`` (function, outputs) pairs to run when a
+    page opens."""
+    with gr.Blocks(title=title, analytics_enabled=False) as app:
+        gr.Markdown(f"## {title}")
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                app.chat_actions = build_chat_tab(engine, assign_variant, show_variant_names)
+            _on_page_load(app, app.chat_actions)
+            if documents is not None:
+                with gr.Tab("Documents", id="documents"):
+                    app.document_actions = build_documents_tab(documents)
+                app.load(app.document_actions.table, None, app.document_actions.listing)
+            app.tab_actions = {}
+            for label, build in tabs:
+                with gr.Tab(label, id=label.lower()):
+                    app.tab_actions[label] = build()
+                _on_page_load(app, app.tab_actions[label])
+    return app
+
+
+def _on_page_load(app: gr.Blocks, actions: object) -> None:
+    for function, outputs in getattr(actions, "on_page_load", ()):
+        app.load(function, None, outputs)
+
+
+def mount_ui(server: FastAPI, app: gr.Blocks, credentials: Credentials,
+             data_dir: Path) -> Caller:
+    """Serve ``app`` at ``/`` of ``server`` with its styles and script; returns who is calling.
+
+    With ``credentials``, Gradio's login page asks for them, and its routes take the same
+    callers as the rest of the server: a logged-in user or the right bearer key. A request's
+    file may only be one uploaded through ``/gradio_api/upload``, and nothing under
+    ``data_dir`` (the conversation log, the index) is ever handed out.
+    """
+    gr.mount_gradio_app(server, app, "/", auth=credentials.login_ok if credentials.required
+                        else None, allowed_paths=[], blocked_paths=[str(data_dir.resolve())],
+                        css=CSS, head=HEAD, footer_links=[], run_history=False,
+                        show_error=True, ssr_mode=False)
+    # Gradio refuses a request's file path outside its upload folder only in a launched app,
+    # and mounting never marks the app launched.
+    app.has_launched = True
+    gradio_app = next(route.app for route in server.routes
+                      if isinstance(route, Mount) and getattr(route.app, "blocks", None) is app)
+    logged_in = _gradio_user(gradio_app)
+
+    async def caller(connection: HTTPConnection) -> str | None:
+        return credentials.caller(connection, await logged_in(connection))
+
+    gradio_app.dependency_overrides[logged_in] = caller
+    return caller
+
+
+def _gradio_user(gradio_app: FastAPI) -> Callable:
+    """Gradio's "who is logged in" dependency (its login cookie), which all of its routes use;
+    its page route ``/`` asks for it as ``user``."""
+    page = next(route for route in gradio_app.routes
+                if isinstance(route, APIRoute) and route.path == "/")
+    return next(dependency.call for dependency in page.dependant.dependencies
+                if dependency.name == "user")

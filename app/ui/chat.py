@@ -1,0 +1,227 @@
+"""The Chat tab: streamed answers, linked citations, sources, the exact prompt, feedback.
+
+The page keeps its own conversation (one ``ChatState`` per browser session) and passes it to
+the engine as history, so regenerate and clear are plain list edits. Run it with
+``chatbot serve``.
+"""
+
+from __future__ import annotations
+
+import html
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from chatbot.engine import Engine
+from chatbot.errors import ChatbotError, InputError
+from chatbot.types import Message, Reply
+from app.ui.render import SOURCES_PLACEHOLDER, cited_numbers, meta_line, sources_html
+
+
+@dataclass
+class ShownAnswer:
+    question: str
+    reply: Reply
+
+
+@dataclass
+class ChatState:
+    """One browser session's conversation as the page shows it."""
+
+    session_id: str
+    answers: list[ShownAnswer] = field(default_factory=list)
+    rated: tuple[int, int] | None = None
+    """(turn id, rating) of the last thumbs click, for the optional comment."""
+
+    def history(self) -> list[Message]:
+        turns = []
+        for answer in self.answers:
+            turns += [Message("user", answer.question), Message("assistant", answer.reply.text)]
+        return turns
+
+
+ANSWERING = '<div class="cb-sources-empty">Answering...</div>'
+
+
+def new_state() -> ChatState:
+    """A fresh conversation with its own session id (one per browser page load)."""
+    return ChatState(f"web-{uuid.uuid4().hex[:12]}")
+
+
+def prefix_for(index: int) -> str:
+    """Anchor prefix of answer ``index``'s sources; the page script links citations to it."""
+    return f"src-{index + 1}"
+
+
+class ChatActions:
+    """The tab's event functions, callable without a server (the tests call them directly).
+
+    ``respond`` and ``regenerate`` yield (chat messages, state, message box, sources HTML,
+    exact prompt) as the answer streams.
+    """
+
+    def __init__(self, engine: Engine, assign_variant: Callable[[str], str] | None = None,
+                 show_variant_names: bool = True) -> None:
+        self.engine = engine
+        self.assign_variant = assign_variant
+        self.show_variant_names = show_variant_names
+        self.on_page_load: list[tuple] = []
+        """(function, outputs) pairs ``build_app`` runs when a page opens."""
+
+    def variant_choices(self) -> dict:
+        """The variant picker's choices when a page opens: a variant added while serving (an
+        adapter trained in the Training tab) is listed from the next page load."""
+        return gr.update(choices=list(self.engine.variants))
+
+    def variant_for(self, state: ChatState, choice: str | None) -> str:
+        if self.assign_variant is not None:
+            return self.assign_variant(state.session_id)
+        return choice or self.engine.default_variant
+
+    def chat_messages(self, state: ChatState) -> list[dict]:
+        shown = []
+        for answer in state.answers:
+            shown += [{"role": "user", "content": answer.question},
+                      {"role": "assistant", "content": answer.reply.text}]
+        return shown
+
+    def panel(self, state: ChatState, index: int | None = None) -> tuple[str, list[dict] | None]:
+        """Sources HTML and exact prompt of answer ``index`` (default: the latest)."""
+        if not state.answers:
+            return SOURCES_PLACEHOLDER, None
+        index = len(state.answers) - 1 if index is None else index
+        reply = state.answers[index].reply
+        variant = reply.variant if self.show_variant_names else None
+        heading = (f"<div class='cb-meta'>Answer {index + 1}</div>"
+                   + meta_line(variant, reply.timings, reply.refused, reply.filtered))
+        cited = cited_numbers(reply.text, len(reply.hits))
+        return (sources_html(reply.hits, prefix_for(index), cited, heading),
+                [m.as_dict() for m in reply.messages])
+
+    def respond(self, message: str, state: ChatState, choice: str | None = None) -> Iterator:
+        state = state if state is not None else new_state()
+        try:
+            stream = self.engine.answer(state.session_id, message or "",
+                                        self.variant_for(state, choice), history=state.history())
+        except InputError as exc:
+            gr.Warning(html.escape(str(exc), quote=False))
+            yield (self.chat_messages(state), state, message, *self.panel(state))
+            return
+        before = self.chat_messages(state)
+        shown = before + [{"role": "user", "content": stream.question},
+                          {"role": "assistant", "content": ""}]
+        yield (shown, state, "", ANSWERING, None)
+        text = ""
+        try:
+            for piece in stream:
+                text += piece
+                shown[-1] = {"role": "assistant", "content": text}
+                yield (shown, state, "", ANSWERING, None)
+        except ChatbotError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
+        finally:  # a closed or reloaded tab closes this generator: the answer stops with it
+            stream.cancel()
+        state.answers.append(ShownAnswer(stream.question, stream.reply))
+        yield (self.chat_messages(state), state, "", *self.panel(state))
+
+    def regenerate(self, state: ChatState, choice: str | None = None) -> Iterator:
+        """Answer the last question again (a new turn in the log); earlier turns stay."""
+        if state is None or not state.answers:
+            gr.Info("There is no answer to regenerate yet.")
+            yield (self.chat_messages(state) if state else [], state, "",
+                   *self.panel(state or new_state()))
+            return
+        last = state.answers.pop()
+        yield from self.respond(last.question, state, choice)
+
+    def clear(self, state: ChatState | None) -> tuple:
+        """Start a new conversation: a new session id, nothing shown (the old one stays in
+        the log)."""
+        return [], new_state(), "", SOURCES_PLACEHOLDER, None, gr.update(visible=False)
+
+    def rate(self, state: ChatState, like: gr.LikeData) -> tuple:
+        """Thumbs up/down on an answer: written to the log at once; a comment may follow."""
+        answer = self._answer_at(state, like.index)
+        if like.liked == "" or answer is None:  # un-clicked, or not one of our answers
+            return state, gr.update()
+        rating = 1 if like.liked is True else -1
+        if self.engine.log is None or answer.reply.turn_id is None:
+            gr.Warning("Conversation logging is off (logging.enabled): feedback is not kept.")
+            return state, gr.update()
+        self.engine.log.add_feedback(answer.reply.turn_id, rating)
+        state.rated = (answer.reply.turn_id, rating)
+        gr.Info("Thanks: feedback saved. Add a comment below if you like.")
+        return state, gr.update(visible=True)
+
+    def comment(self, state: ChatState, text: str) -> tuple:
+        if state is None or state.rated is None:
+            gr.Warning("Rate an answer with thumbs up or down first, then comment.")
+            return state, text, gr.update()
+        if not (text or "").strip():
+            gr.Warning("The comment is empty.")
+            return state, text, gr.update()
+        turn_id, rating = state.rated
+        self.engine.log.add_feedback(turn_id, rating, text.strip())
+        state.rated = None
+        gr.Info("Comment saved.")
+        return state, "", gr.update(visible=False)
+
+    def select(self, state: ChatState, selected: gr.SelectData) -> tuple:
+        """Clicking an answer shows its sources and prompt."""
+        index = selected.index if isinstance(selected.index, int) else selected.index[0]
+        if state is None or not 0 <= index // 2 < len(state.answers):
+            return gr.update(), gr.update()
+        return self.panel(state, index // 2)
+
+    def _answer_at(self, state: ChatState | None, index) -> ShownAnswer | None:
+        index = index if isinstance(index, int) else index[0]
+        if state is None or index % 2 != 1 or index // 2 >= len(state.answers):
+            return None
+        return state.answers[index // 2]
+
+
+def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None = None,
+                   show_variant_names: bool = True) -> ChatActions:
+    """Lay out the Chat tab inside the current ``gr.Blocks`` and wire its events."""
+    actions = ChatActions(engine, assign_variant, show_variant_names)
+    state = gr.State(new_state)
+    with gr.Row():
+        with gr.Column(scale=3):
+            chatbot = gr.Chatbot(label="Chat", height=520, elem_id="cb-chat",
+                                 buttons=["copy", "copy_all"], group_consecutive_messages=False,
+                                 feedback_options=("Like", "Dislike"), sanitize_html=True,
+                                 placeholder="Ask a question about your documents.")
+            with gr.Row():
+                box = gr.Textbox(placeholder="Type a question and press Enter", scale=5,
+                                 show_label=False, elem_id="cb-message", autofocus=True)
+                send = gr.Button("Send", variant="primary", scale=1, elem_id="cb-send")
+            with gr.Row():
+                regenerate = gr.Button("Regenerate", size="sm", elem_id="cb-regenerate")
+                clear = gr.Button("Clear", size="sm", elem_id="cb-clear")
+            with gr.Row(visible=False) as comment_row:
+                comment = gr.Textbox(placeholder="Optional: what was good or wrong?",
+                                     show_label=False, scale=5, elem_id="cb-comment")
+                send_comment = gr.Button("Add comment", size="sm", scale=1)
+        with gr.Column(scale=2):
+            variant = gr.Dropdown(list(engine.variants), value=engine.default_variant,
+                                  label="Variant", elem_id="cb-variant",
+                                  visible=assign_variant is None and show_variant_names)
+            gr.Markdown("### Sources")
+            sources = gr.HTML(SOURCES_PLACEHOLDER, elem_id="cb-sources", js_on_load=None)
+            with gr.Accordion("Exact prompt sent to the model", open=False):
+                prompt = gr.JSON(label="messages", elem_id="cb-prompt")
+    streamed = [chatbot, state, box, sources, prompt]
+    for trigger in (box.submit, send.click):
+        trigger(actions.respond, [box, state, variant], streamed)
+    for trigger in (regenerate.click, chatbot.retry):
+        trigger(actions.regenerate, [state, variant], streamed)
+    for trigger in (clear.click, chatbot.clear):
+        trigger(actions.clear, [state], [chatbot, state, box, sources, prompt, comment_row])
+    actions.on_page_load.append((actions.variant_choices, [variant]))
+    chatbot.like(actions.rate, [state], [state, comment_row])
+    chatbot.select(actions.select, [state], [sources, prompt])
+    for trigger in (comment.submit, send_comment.click):
+        trigger(actions.comment, [state, comment], [state, comment, comment_row])
+    return actions

@@ -1,0 +1,152 @@
+"""The Documents tab: upload and index files, list them with chunk counts, remove, try a search.
+
+The tab talks to a small ``Documents`` object (the bot's index in ``chatbot serve``), never to
+the index package itself.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import gradio as gr
+
+from chatbot.errors import ChatbotError
+from app.ui.render import short_source, sources_html
+from index.types import Hit
+
+SEARCH_MODES = ["hybrid", "dense", "bm25"]
+Progress = Callable[[int, int, str], None]
+"""``progress(done, total, path)`` after each file."""
+
+
+class DocumentRow(Protocol):
+    source: str
+    chunks: int
+    indexed_at: str
+
+
+class Failure(Protocol):
+    source: str
+    reason: str
+
+
+class SyncResult(Protocol):
+    failed: Sequence[Failure]
+
+    def summary(self) -> str: ...
+
+
+class Documents(Protocol):
+    """What the tab needs from an index; ``chatbot.documents.BotDocuments`` is the real one."""
+
+    upload_dir: Path
+    """Where uploaded files are kept: the index reads them again on every sync."""
+
+    def sync(self, paths: Sequence[Path], progress: Progress | None = None) -> SyncResult: ...
+
+    def list(self) -> Sequence[DocumentRow]: ...
+
+    def remove(self, source: str) -> list[str]: ...
+
+    def search(self, query: str, k: int, mode: str) -> list[Hit]: ...
+
+
+COLUMNS = ["source", "chunks", "indexed at"]
+
+
+class DocumentActions:
+    """The tab's event functions, callable without a server."""
+
+    def __init__(self, documents: Documents) -> None:
+        self.documents = documents
+        self.listing: list = []
+        """The table and the remove dropdown, refreshed when the page loads."""
+
+    def table(self) -> tuple[list[list], gr.Dropdown]:
+        listed = self.documents.list()
+        rows = [[short_source(d.source), d.chunks, d.indexed_at] for d in listed]
+        choices = [(short_source(d.source), d.source) for d in listed]
+        return rows, gr.update(choices=choices, value=None)
+
+    def upload(self, files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple:
+        """Copy the uploads next to the index's other uploads, index them, empty the drop box."""
+        if not files:
+            gr.Warning("Choose one or more files to upload first.")
+            return (gr.update(), *self.table(), None)
+        kept = [self._keep(Path(f)) for f in files]
+
+        def report(done: int, total: int, path: str) -> None:
+            progress((done, total), desc=f"indexed {Path(path).name}")
+
+        try:
+            result = self.documents.sync(kept, progress=report)
+        except ChatbotError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
+        lines = [f"Indexed {len(kept)} file(s): {html.escape(result.summary())}"]
+        lines += [f"- not indexed: `{Path(f.source).name}`: {html.escape(f.reason)}"
+                  for f in result.failed]
+        return ("\n".join(lines), *self.table(), None)
+
+    def _keep(self, upload: Path) -> Path:
+        target_dir = self.documents.upload_dir
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / upload.name
+        shutil.copyfile(upload, target)
+        return target
+
+    def remove(self, source: str | None) -> tuple:
+        if not source:
+            gr.Warning("Pick a document to remove.")
+            return (gr.update(), *self.table())
+        try:
+            removed = self.documents.remove(source)
+        except ChatbotError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
+        return (f"Removed {len(removed)} document(s).", *self.table())
+
+    def search(self, query: str, k: int, mode: str) -> str:
+        if not (query or "").strip():
+            gr.Warning("Type something to search for.")
+            return ""
+        try:
+            hits = self.documents.search(query.strip(), int(k), mode)
+        except ChatbotError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
+        if not hits:
+            return '<div class="cb-sources-empty">No passage matches.</div>'
+        return sources_html(hits, "search")
+
+
+def build_documents_tab(documents: Documents) -> DocumentActions:
+    """Lay out the Documents tab inside the current ``gr.Blocks`` and wire its events."""
+    actions = DocumentActions(documents)
+    with gr.Row():
+        with gr.Column():
+            files = gr.File(file_count="multiple", label="Upload files: they are indexed at once",
+                            elem_id="cb-upload")
+            status = gr.Markdown(elem_id="cb-upload-status")
+        with gr.Column():
+            with gr.Row():
+                chosen = gr.Dropdown([], label="Document", scale=3, allow_custom_value=False)
+                remove_button = gr.Button("Remove", variant="stop", scale=1)
+                refresh = gr.Button("Refresh", scale=1)
+    table = gr.Dataframe(headers=COLUMNS, label="Indexed documents", interactive=False,
+                         elem_id="cb-documents")
+    with gr.Row():
+        query = gr.Textbox(label="Try a search", scale=4, elem_id="cb-search")
+        k = gr.Slider(1, 20, value=5, step=1, label="k", scale=1)
+        mode = gr.Radio(SEARCH_MODES, value="hybrid", label="mode", scale=2)
+        search = gr.Button("Search", scale=1)
+    results = gr.HTML(js_on_load=None, elem_id="cb-search-results")
+    listing = [table, chosen]
+    files.upload(actions.upload, [files], [status, *listing, files])
+    remove_button.click(actions.remove, [chosen], [status, *listing])
+    refresh.click(actions.table, None, listing)
+    for trigger in (query.submit, search.click):
+        trigger(actions.search, [query, k, mode], results)
+    actions.listing = listing
+    return actions

@@ -1,0 +1,290 @@
+"""The Training tab: build a dataset from the conversation log, then fine-tune a variant on it.
+
+Building runs in the server (``training.data.build.build_dataset``, a few seconds); a training run
+is a ``chatbot train`` child process (``app.training_job``) whose loss the page polls. Run it
+with ``chatbot serve`` (logging on).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+from PIL import Image
+
+from chatbot.config import BotConfig
+from chatbot.engine import Engine
+from chatbot.paths import DataPaths
+from chatbot.errors import ChatbotError
+from app.training_job import RunRequest, TrainingJob
+
+FEEDBACK = [("thumbs-up only", "up"), ("all but thumbed-down", "not_down"), ("all", "all")]
+METHODS = ["lora", "freeze", "full"]
+DATASET_COLUMNS = ["dataset", "built", "train", "validation"]
+POLL_S = 3.0
+CHART_COLORS = {"train": "#4c72b0", "validation": "#dd8452"}
+_IMAGE_LINE = re.compile(r"^!\[[^\]]*\]\([^)]*\)\s*$", re.MULTILINE)
+
+
+class TrainingActions:
+    """The tab's event functions, callable without a server (the tests call them directly).
+
+    ``engine`` (optional) gets a newly registered adapter as a variant as soon as its run ends.
+    """
+
+    def __init__(self, config: BotConfig, job: TrainingJob, engine: Engine | None = None) -> None:
+        self.config = config
+        self.job = job
+        self.engine = engine
+        self.announced: str | None = None
+        """The finished run whose adapter was already added to the engine's variants."""
+        self.on_page_load: list[tuple] = []
+        """(function, outputs) pairs ``build_app`` runs when a page opens: the datasets list
+        and the run's status and chart."""
+
+    # -- datasets --------------------------------------------------------------------------
+
+    def datasets(self) -> tuple[list[list], dict]:
+        from app.build import data_settings
+        from training.data.build import list_datasets
+
+        found = list_datasets(data_settings(self.config))
+        rows = [[d["name"], d["created_at"], d["train"], d["validation"]] for d in found]
+        names = [d["name"] for d in found]
+        return rows, gr.update(choices=names, value=names[-1] if names else None)
+
+    def build(self, name: str, use_log: bool, files: list[str] | None, feedback: str,
+              min_tokens: float | None, max_tokens: float | None, near_duplicates: float | None,
+              validation_share: float, overwrite: bool = False) -> tuple:
+        """Build dataset ``name``; returns (summary, report, histogram, table, picker)."""
+        from app.build import data_settings
+        from app.commands.data import summary_lines
+        from training.data.build import build_dataset
+
+        name = (name or "").strip()
+        sources = (["logs"] if use_log else []) + [str(self._keep(Path(f))) for f in files or []]
+        try:
+            if not name:
+                raise ChatbotError("give the dataset a name first")
+            if not sources:
+                raise ChatbotError("tick the conversation log or upload transcript files")
+            options = self.options(feedback, min_tokens, max_tokens, near_duplicates,
+                                   validation_share)
+            summary = build_dataset(data_settings(self.config), name, sources, overwrite=overwrite,
+                                    options=options)
+        except ChatbotError as exc:
+            gr.Warning(str(exc))
+            return (f"**Not built:** {exc}", gr.update(), gr.update(), *self.datasets())
+        lines = summary_lines(summary)
+        warnings = [f"- **Warning:** {warning}" for warning in summary["warnings"]]
+        text = "\n".join(["**" + lines[0] + "**", *warnings, "```", *lines[1:], "```"])
+        return (text, *self.report(name), *self.datasets())
+
+    def options(self, feedback: str, min_tokens: float | None, max_tokens: float | None,
+                near_duplicates: float | None, validation_share: float):
+        """The config's ``data:`` settings with the tab's choices applied."""
+        from app.build import options_from_config
+
+        base = options_from_config(self.config)
+        low = int(min_tokens) if min_tokens is not None else base.min_tokens
+        high = int(max_tokens) if max_tokens is not None else base.max_tokens
+        if low < 0 or high < 1 or low > high:
+            raise ChatbotError(f"token limits {low}..{high} select nothing; the minimum must be "
+                               "0 or more and at most the maximum")
+        if near_duplicates is not None and not 0 <= near_duplicates <= 1:
+            raise ChatbotError(f"near-duplicate threshold {near_duplicates} must be between 0 "
+                               "(exact duplicates only) and 1")
+        if not 0 <= validation_share < 1:
+            raise ChatbotError(f"validation share {validation_share} must be in [0, 1)")
+        return replace(base, feedback=feedback, min_tokens=low, max_tokens=high,
+                       near_duplicate_threshold=near_duplicates or None,
+                       validation_share=float(validation_share))
+
+    def report(self, name: str | None) -> tuple[str, Image.Image | None]:
+        """A dataset's ``data_report.md`` (image links removed: the histogram is shown beside)
+        and its token-length chart, as an image: the web server hands out no file of the data
+        dir."""
+        from app.build import data_settings
+        from training.data.build import dataset_path
+
+        if not name:
+            return "", None
+        folder = dataset_path(data_settings(self.config), name)
+        report, histogram = folder / "data_report.md", folder / "token_lengths.png"
+        if not report.is_file():
+            return f"No report for dataset `{name}`.", None
+        text = _IMAGE_LINE.sub("", report.read_text(encoding="utf-8"))
+        return text, _read_image(histogram) if histogram.is_file() else None
+
+    def _keep(self, upload: Path) -> Path:
+        """Uploads are copied under the data dir, so the manifest names a file that stays.
+        Through the server, Gradio passes only files uploaded to it (``app.ui.mount_ui``)."""
+        folder = DataPaths(self.config.data_path).transcripts
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / upload.name
+        if upload.resolve() != target.resolve():
+            shutil.copyfile(upload, target)
+        return target
+
+    # -- training runs ---------------------------------------------------------------------
+
+    def start(self, dataset: str | None, name: str, method: str, epochs: float | None,
+              learning_rate: float | None, batch_size: float | None, max_steps: float | None,
+              lora_r: float | None, eval_every: float | None = None,
+              resume: bool = False) -> str:
+        """Launch ``chatbot train`` in a child process; refused while a run is going."""
+        try:
+            if not dataset:
+                raise ChatbotError("pick a dataset (build one above first)")
+            if not (name or "").strip():
+                raise ChatbotError("give the adapter a name: it becomes the variant's name")
+            request = RunRequest(dataset, name.strip(), method, _positive(epochs, float),
+                                 _positive(learning_rate, float), _positive(batch_size, int),
+                                 _positive(max_steps, int), _positive(lora_r, int),
+                                 _positive(eval_every, int), resume=bool(resume))
+            self.job.start(request)
+        except ChatbotError as exc:
+            gr.Warning(str(exc))
+            return f"**Not started:** {exc}\n\n{self.job.status().message}"
+        self.announced = None
+        return f"Started: `{' '.join(request.arguments())}`"
+
+    def stop(self) -> str:
+        if not self.job.stop():
+            return "No run is training."
+        return self.job.status().message
+
+    def poll(self) -> tuple[str, pd.DataFrame | None]:
+        """The run's status and its loss curve (train and validation loss by step)."""
+        status = self.job.status()
+        text = f"**{status.state}**: {status.message}"
+        if status.state == "finished":
+            text += " " + self._serve(status.name)
+        return text, chart_value(self.job.metrics())
+
+    def _serve(self, name: str) -> str:
+        """Add the new adapter to the engine's variants (once), and say where to pick it."""
+        if self.engine is None:
+            return f"Restart `chatbot serve` to chat with variant **{name}**."
+        if self.announced != name:
+            from app.build import build_variants
+
+            self.engine.add_variants(build_variants(self.config))
+            self.announced = name
+        if name in self.engine.variants:
+            return (f"Variant **{name}** is served now (API model `{name}`); reload the page "
+                    "to pick it in the Chat tab.")
+        return f"Restart `chatbot serve` to chat with variant **{name}**."
+
+
+def _positive(value: float | None, kind: type) -> float | int | None:
+    """A number field's value; empty or 0 means the config's default."""
+    return kind(value) if value else None
+
+
+def chart_value(records: list[dict]) -> pd.DataFrame | None:
+    """The plot's value: ``None`` (an empty chart) until both curves have a point, because
+    gradio's line plot fixes its axes and series from the first data it draws."""
+    frame = loss_frame(records)
+    return frame if set(frame["series"]) == set(CHART_COLORS) else None
+
+
+def loss_frame(records: list[dict]) -> pd.DataFrame:
+    """Long-format rows (step, loss, series) for the line plot."""
+    rows = [(r["step"], r[key], series) for r in records
+            for key, series in (("train_loss", "train"), ("val_loss", "validation"))
+            if key in r]
+    step, loss, series = zip(*rows) if rows else ((), (), ())
+    # typed even when empty: the plot reads numeric columns as numbers, not as categories
+    return pd.DataFrame({"step": pd.Series(step, dtype="int64"),
+                         "loss": pd.Series(loss, dtype="float64"),
+                         "series": pd.Series(series, dtype="str")})
+
+
+def _read_image(path: Path) -> Image.Image:
+    image = Image.open(path)
+    image.load()  # reads the pixels and closes the file
+    return image
+
+
+def build_training_tab(config: BotConfig, config_path: Path, engine: Engine | None = None,
+                       job: TrainingJob | None = None) -> TrainingActions:
+    """Lay out the Training tab inside the current ``gr.Blocks`` and wire its events.
+
+    ``config_path`` is the YAML the server was started with: training runs read it again.
+    """
+    actions = TrainingActions(config, job or TrainingJob(config_path, config.data_path), engine)
+    dataset_inputs = _dataset_section(actions)
+    _run_section(actions, dataset_inputs)
+    return actions
+
+
+def _dataset_section(actions: TrainingActions) -> gr.Dropdown:
+    data = actions.config.data
+    gr.Markdown("### 1. Dataset from the conversation log")
+    with gr.Row():
+        with gr.Column():
+            name = gr.Textbox(label="Dataset name", placeholder="support-v1",
+                              elem_id="cb-dataset-name")
+            use_log = gr.Checkbox(True, label="Conversation log (answers with their feedback)")
+            files = gr.File(file_count="multiple", file_types=[".jsonl", ".csv"],
+                            label="Transcript files too (optional): OpenAI or ShareGPT JSONL, "
+                                  "question/answer CSV")
+        with gr.Column():
+            feedback = gr.Radio(FEEDBACK, value=data.feedback, label="Keep answers rated")
+            with gr.Row():
+                min_tokens = gr.Number(data.min_tokens, label="Min tokens", precision=0)
+                max_tokens = gr.Number(data.max_tokens, label="Max tokens", precision=0)
+            near = gr.Number(data.near_duplicate_threshold or 0, minimum=0, maximum=1,
+                             label="Near-duplicate threshold (0: exact duplicates only)")
+            share = gr.Slider(0, 0.5, value=data.validation_share, step=0.05,
+                              label="Validation share")
+            overwrite = gr.Checkbox(False, label="Replace a dataset of the same name")
+            build = gr.Button("Build dataset", variant="primary", elem_id="cb-build")
+    summary = gr.Markdown(elem_id="cb-build-summary")
+    with gr.Accordion("Data report", open=True):
+        histogram = gr.Image(type="pil", format="png", label="Token lengths", interactive=False,
+                             height=380, buttons=["download"])
+        report = gr.Markdown(elem_id="cb-data-report")
+    table = gr.Dataframe(headers=DATASET_COLUMNS, label="Datasets", interactive=False)
+    picker = gr.Dropdown([], label="Dataset to train on", elem_id="cb-train-dataset")
+    build.click(actions.build, [name, use_log, files, feedback, min_tokens, max_tokens, near,
+                                share, overwrite], [summary, report, histogram, table, picker])
+    picker.change(actions.report, [picker], [report, histogram])
+    actions.on_page_load.append((actions.datasets, [table, picker]))
+    return picker
+
+
+def _run_section(actions: TrainingActions, picker: gr.Dropdown) -> None:
+    train = actions.config.training
+    gr.Markdown("### 2. Fine-tune a variant")
+    with gr.Row():
+        name = gr.Textbox(label="Adapter name (the new variant's name)", elem_id="cb-adapter")
+        method = gr.Radio(METHODS, value=train.method, label="Method")
+    with gr.Row():
+        epochs = gr.Number(train.epochs, label="Epochs")
+        lr = gr.Number(train.learning_rate, label="Learning rate")
+        batch = gr.Number(train.batch_size, label="Batch size", precision=0)
+        steps = gr.Number(train.max_steps or 0, label="Max steps (0: the config's)", precision=0)
+        rank = gr.Number(train.lora_r, label="LoRA rank", precision=0)
+        every = gr.Number(train.eval_every, label="Validate every N steps", precision=0)
+    resume = gr.Checkbox(False, label="Resume: continue the stopped or interrupted run of this "
+                                      "name from its last checkpoint")
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", elem_id="cb-train-start")
+        stop = gr.Button("Stop", variant="stop", elem_id="cb-train-stop")
+    gr.Markdown("A stopped run keeps its last checkpoint (saved at each validation): tick "
+                "Resume and start it again to continue where it left off.")
+    status = gr.Markdown(elem_id="cb-train-status")
+    chart = gr.LinePlot(None, x="step", y="loss", color="series",
+                        color_map=CHART_COLORS, title="Loss per supervised token",
+                        height=320, elem_id="cb-loss")
+    settings = [picker, name, method, epochs, lr, batch, steps, rank, every, resume]
+    start.click(actions.start, settings, status)
+    stop.click(actions.stop, None, status)
+    gr.Timer(POLL_S).tick(actions.poll, None, [status, chart], show_progress="hidden")
+    actions.on_page_load.append((actions.poll, [status, chart]))

@@ -1,3 +1,0 @@
-from chatbot.cli import main
-
-main()

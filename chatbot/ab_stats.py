@@ -1,0 +1,131 @@
+"""Online A/B statistics: proportions with Wilson intervals, a two-proportion test, Bradley-Terry
+strengths from arena votes with bootstrap intervals, and how many votes are still needed.
+
+Used by ``chatbot ab report`` and the Dashboard tab; every estimate comes with its interval.
+numpy is imported here; scipy and statsmodels only inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Proportion:
+    successes: int
+    n: int
+    rate: float | None
+    low: float | None
+    high: float | None
+    """Wilson 95% interval (``None`` with no observations)."""
+
+
+@dataclass(frozen=True)
+class ProportionTest:
+    difference: float
+    """rate(b) - rate(a)."""
+    z: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class Strength:
+    name: str
+    strength: float
+    """Bradley-Terry log-strength, centred so the strengths average 0."""
+    low: float
+    high: float
+    """Percentile bootstrap 95% interval."""
+
+
+def wilson(successes: int, n: int, alpha: float = 0.05) -> Proportion:
+    """Rate with its Wilson score interval (good at small n and at rates near 0 or 1)."""
+    if n == 0:
+        return Proportion(successes, 0, None, None, None)
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(successes, n, alpha=alpha, method="wilson")
+    return Proportion(successes, n, successes / n, float(low), float(high))
+
+
+def two_proportion_test(a: Proportion, b: Proportion) -> ProportionTest | None:
+    """Pooled two-sided z-test of equal rates; ``None`` while either side has no data or the
+    pooled rate is 0 or 1 (the test is undefined there)."""
+    if not a.n or not b.n:
+        return None
+    pooled = (a.successes + b.successes) / (a.n + b.n)
+    if pooled in (0.0, 1.0):
+        return None
+    from statsmodels.stats.proportion import proportions_ztest
+
+    z, p = proportions_ztest([b.successes, a.successes], [b.n, a.n])
+    return ProportionTest(b.rate - a.rate, float(z), float(p))
+
+
+def votes_needed_two_groups(base_rate: float, min_effect: float, alpha: float = 0.05,
+                            power: float = 0.8) -> int:
+    """Observations per group to detect a rate change of ``min_effect`` from ``base_rate``."""
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
+    target = min(max(base_rate + min_effect, 1e-6), 1 - 1e-6)
+    effect = abs(proportion_effectsize(target, min(max(base_rate, 1e-6), 1 - 1e-6)))
+    n = NormalIndPower().solve_power(effect_size=effect, alpha=alpha, power=power, ratio=1.0)
+    return int(math.ceil(n))
+
+
+def votes_needed_one_sample(min_effect: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Decisive votes for a pair to tell a win rate of ``0.5 + min_effect`` from 0.5."""
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
+    effect = abs(proportion_effectsize(min(0.5 + min_effect, 1 - 1e-6), 0.5))
+    n = NormalIndPower().solve_power(effect_size=effect, alpha=alpha, power=power, ratio=0.0)
+    return int(math.ceil(n))
+
+
+def bradley_terry(winners: Sequence[int], losers: Sequence[int], ties: Sequence[bool],
+                  n_players: int, iterations: int = 500, prior: float = 0.5) -> np.ndarray:
+    """Log-strengths (mean 0) by the MM algorithm of Hunter (2004); a tie counts half a win
+    each way. ``prior`` adds that many virtual half-wins between every pair, so a variant that
+    never won still gets a finite strength."""
+    wins = np.full((n_players, n_players), prior / 2)
+    np.fill_diagonal(wins, 0.0)
+    w, l, t = np.asarray(winners), np.asarray(losers), np.asarray(ties, dtype=bool)
+    np.add.at(wins, (w[~t], l[~t]), 1.0)
+    np.add.at(wins, (w[t], l[t]), 0.5)
+    np.add.at(wins, (l[t], w[t]), 0.5)
+    games = wins + wins.T
+    total_wins = wins.sum(axis=1)
+    p = np.ones(n_players)
+    for _ in range(iterations):
+        denom = (games / (p[:, None] + p[None, :])).sum(axis=1)
+        new = total_wins / denom
+        new /= np.exp(np.log(new).mean())
+        if np.max(np.abs(new - p)) < 1e-10:
+            p = new
+            break
+        p = new
+    logp = np.log(p)
+    return logp - logp.mean()
+
+
+def bradley_terry_intervals(names: Sequence[str], winners: Sequence[int], losers: Sequence[int],
+                            ties: Sequence[bool], n_boot: int = 500, seed: int = 0
+                            ) -> list[Strength]:
+    """Strengths with percentile intervals from resampling whole votes (fixed seed)."""
+    n = len(names)
+    w, l, t = np.asarray(winners, int), np.asarray(losers, int), np.asarray(ties, bool)
+    point = bradley_terry(w, l, t, n)
+    rng = np.random.default_rng(seed)
+    boot = np.empty((n_boot, n))
+    for b in range(n_boot):
+        pick = rng.integers(0, len(w), len(w)) if len(w) else np.array([], int)
+        boot[b] = bradley_terry(w[pick], l[pick], t[pick], n, iterations=200)
+    low, high = np.percentile(boot, [2.5, 97.5], axis=0)
+    return [Strength(name, float(point[i]), float(low[i]), float(high[i]))
+            for i, name in enumerate(names)]

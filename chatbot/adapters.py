@@ -1,0 +1,95 @@
+"""The adapter manifest: what an adapter was trained on and how.
+
+Training writes it last, so a directory with a manifest is a finished adapter (and a variant);
+the core reads it before serving the adapter and refuses one trained on another base model or
+chat template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from chatbot.errors import ModelError
+from chatbot.file_cache import FileCache
+from index import jsonfile
+
+ADAPTER_MANIFEST = "adapter_manifest.json"
+SCHEMA_VERSION = 1
+RETRAIN = "retrain the adapter with `chatbot train`"
+
+
+@dataclass(frozen=True)
+class AdapterManifest:
+    """``adapter_manifest.json``; ``schema_version`` is stored as ``format``."""
+
+    name: str | None = None
+    method: str | None = None
+    base_model: str | None = None
+    base_model_fingerprint: str | None = None
+    chat_template_hash: str | None = None
+    template: str | None = None
+    """The prompt template the training examples were rendered with."""
+    template_hash: str | None = None
+    dataset: dict = field(default_factory=dict)
+    hyperparameters: dict = field(default_factory=dict)
+    best_step: int | None = None
+    metrics: dict = field(default_factory=dict)
+    created_at: str | None = None
+    versions: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def load(cls, adapter_dir: Path) -> AdapterManifest:
+        """The manifest of ``adapter_dir`` (parsed once, again when it changes), or an error
+        naming what is missing or wrong."""
+        if not adapter_dir.is_dir():
+            raise ModelError(f"adapter directory {adapter_dir} does not exist; train one with "
+                             f"`chatbot train --data DATASET --name {adapter_dir.name}`")
+        path = adapter_dir / ADAPTER_MANIFEST
+        try:
+            return _manifests.get(path)
+        except FileNotFoundError:
+            raise ModelError(f"{path} is missing: {adapter_dir} was not written by "
+                             "`chatbot train`, or its training did not finish") from None
+
+    @classmethod
+    def from_file(cls, path: Path) -> AdapterManifest:
+        data = jsonfile.read(path, ModelError, RETRAIN)
+        version = data.pop("format", 1)  # manifests written before versions were recorded: 1
+        jsonfile.check_version(path, version, SCHEMA_VERSION, ModelError, RETRAIN)
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    def save(self, adapter_dir: Path) -> Path:
+        path = adapter_dir / ADAPTER_MANIFEST
+        record = asdict(self)
+        jsonfile.write_atomic(path, {"format": record.pop("schema_version"), **record})
+        return path
+
+    def check_serves_on(self, adapter_dir: Path, base_fingerprint: str,
+                        template_hash: str) -> None:
+        """Refuse to serve the adapter on another base model or chat template than it was
+        trained on."""
+        if self.base_model_fingerprint != base_fingerprint:
+            raise ModelError(
+                f"adapter {adapter_dir} was trained on base model {self.base_model!r} "
+                f"(fingerprint {self.base_model_fingerprint}), not on this variant's model "
+                f"(fingerprint {base_fingerprint}); serve it on its own base model or retrain it")
+        if self.chat_template_hash != template_hash:
+            raise ModelError(
+                f"adapter {adapter_dir} was trained with another chat template "
+                f"({self.chat_template_hash} vs {template_hash}); retrain it on this "
+                "model's tokenizer")
+
+
+_manifests = FileCache(AdapterManifest.from_file)
+"""Every message to an adapter variant checks its manifest: parsed once, again after a retrain."""
+
+
+def registered_adapters(adapters_root: Path) -> dict[str, Path]:
+    """Adapter directories that carry a manifest, by name."""
+    if not adapters_root.is_dir():
+        return {}
+    return {path.parent.name: path.parent
+            for path in sorted(adapters_root.glob(f"*/{ADAPTER_MANIFEST}"))}

@@ -1,0 +1,56 @@
+"""The JSON files of the artifact records (index, dataset and adapter manifests, eval results).
+
+Written atomically (write, fsync, rename), so a reader sees the old file or the new one, never
+half; read with an error that names the file and what to do. It lives in ``index/``, the lowest
+layer, so that every record can share it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def write_atomic(path: Path, data: dict, *, indent: int = 2, sort_keys: bool = False) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=indent, sort_keys=sort_keys, ensure_ascii=False,
+                  default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_path(path.parent)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a folder's entries (so a rename survives a crash), to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read(path: Path, error: type[Exception], fix: str) -> dict:
+    """The JSON object in ``path``; ``error`` naming the file and ``fix`` when it is missing or
+    not a JSON object."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path} is missing; {fix}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{path} is not valid JSON ({exc}); {fix}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} is not a JSON object; {fix}")
+    return data
+
+
+def check_version(path: Path, found: object, supported: int, error: type[Exception],
+                  fix: str) -> None:
+    """Refuse a record of a schema version this code does not know (e.g. from a newer one)."""
+    if found != supported:
+        raise error(f"{path}: schema version {found!r}, this version of chatbot-builder reads "
+                    f"{supported}; {fix}")

@@ -1,0 +1,36 @@
+"""The package layers hold: index <- chatbot <- training <- app, each importing only those
+below it (function-level imports included), as pyproject.toml's import-linter contract says."""
+
+from importlinter.cli import lint_imports
+
+
+def test_packages_import_only_the_layers_below_them() -> None:
+    assert lint_imports(config_filename="pyproject.toml", no_cache=True) == 0
+
+
+def test_only_app_reads_the_bot_config() -> None:
+    """``app.build`` turns the config into flat records; below it nothing takes ``BotConfig``
+    (``chatbot/config.py`` defines it)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    below = [p for package in ("index", "chatbot", "training")
+             for p in sorted((root / package).rglob("*.py"))
+             if p != root / "chatbot" / "config.py"]
+    assert [str(p.relative_to(root)) for p in below
+            if "BotConfig" in p.read_text(encoding="utf-8")] == []
+
+
+def test_every_module_the_architecture_guide_names_exists() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    guide = (root / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"\b((?:app|chatbot|index|training)/[\w/]*\w\.py)\b", guide))
+    folders = {"app", "chatbot", "index", "training"}
+    short = {name for name in re.findall(r"`(\w+\.py)`", guide)}
+    assert len(named) > 20
+    assert [path for path in sorted(named) if not (root / path).is_file()] == []
+    assert [name for name in sorted(short)
+            if not any((root / folder).rglob(name) for folder in folders)] == []

@@ -1,0 +1,93 @@
+"""The conversation log as training examples: one per finished assistant answer.
+
+Each example is the exact ``messages_json`` the model was sent at chat time (system prompt,
+history, the question with its numbered sources, in the variant's template) followed by the
+answer, so the model is trained on the prompt it is served with. Examples of one session share
+a ``group`` and land on the same side of the train/validation split. With
+``with_sources=False`` the question is rendered again without its sources (same template,
+same history), for training a model to answer without retrieved passages.
+
+    chatbot data build --name NAME --from logs
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
+from chatbot.types import Message
+from training.data.transcripts import Conversation, ImportResult, Problem, InvalidRecord, validate
+
+LOG_SOURCE = "logs"
+
+
+def read_log(path: Path, with_sources: bool = True,
+             template_for: Callable[[str | None], object] | None = None,
+             bot_name: str = "chatbot-builder") -> ImportResult:
+    """Every finished answer in the log at ``path`` (none if the file does not exist).
+
+    ``template_for(variant)`` gives the prompt template of a variant; it is only needed with
+    ``with_sources=False``.
+    """
+    if not path.is_file():
+        return ImportResult([], [], 0)
+    log = ConversationLog(path)
+    try:
+        conversations, problems, records = [], [], 0
+        for session in log.conversations():
+            for turn in session.turns:
+                if turn.role != "assistant":
+                    continue
+                records += 1
+                example = _example(session, turn)
+                if not with_sources and isinstance(example, Conversation):
+                    example = _without_sources(example, session, turn, template_for, bot_name)
+                if isinstance(example, Problem):
+                    problems.append(example)
+                else:
+                    conversations.append(example)
+    finally:
+        log.close()
+    return ImportResult(conversations, problems, records)
+
+
+def _example(session: LoggedConversation, turn: LoggedTurn) -> Conversation | Problem:
+    where = f"{LOG_SOURCE}:{session.session_id}"
+    if turn.status != "complete":
+        return Problem(where, turn.position, f"answer is {turn.status}, not used")
+    if not turn.messages:
+        return Problem(where, turn.position, "no prompt recorded with this answer")
+    try:
+        sent = tuple(Message(m["role"], m["content"]) for m in turn.messages)
+    except (KeyError, TypeError):
+        return Problem(where, turn.position, "recorded prompt is not a list of role/content")
+    messages = sent + (Message("assistant", turn.text),)
+    try:
+        validate(messages)
+    except InvalidRecord as exc:
+        return Problem(where, turn.position, str(exc), exc.index)
+    dialogue = tuple(Message(t.role, t.text) for t in session.turns
+                     if t.position <= turn.position and t.role in ("user", "assistant"))
+    meta = {"rating": turn.rating, "comment": turn.comment, "variant": turn.variant,
+            "turn_id": turn.id, "hits": len(turn.hits)}
+    return Conversation(f"{where}:{turn.position}", messages, LOG_SOURCE, meta,
+                        group=where, dialogue=dialogue)
+
+
+def _without_sources(example: Conversation, session: LoggedConversation, turn: LoggedTurn,
+                     template_for: Callable[[str | None], object] | None,
+                     bot_name: str) -> Conversation:
+    from dataclasses import replace
+
+    from chatbot.prompts import build_messages
+
+    if template_for is None:
+        raise ValueError("template_for is needed to render logged questions without sources")
+    question = next(t.text for t in reversed(session.turns)
+                    if t.position < turn.position and t.role == "user")
+    between = list(example.messages[1:-2])  # few-shot examples and history, as sent
+    rendered = build_messages(template_for(turn.variant), question, [], history=between,
+                              bot_name=bot_name)
+    return replace(example, messages=tuple(rendered) + example.messages[-1:],
+                   meta={**example.meta, "sources": "removed"})

@@ -1,0 +1,101 @@
+"""Names, and dates of birth and home places said in words, found by a spaCy NER model run
+through Microsoft Presidio's analyzer (``training.data.redact`` decides which texts it reads and
+replaces what it finds in the whole conversation, which Presidio's anonymizer does not do).
+
+Only the model's NER component runs, batched with ``nlp.pipe`` through Presidio's
+``BatchAnalyzerEngine``; Presidio's own loader is replaced so that a missing model is never
+downloaded.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Sequence
+
+import spacy
+from presidio_analyzer import (AnalyzerEngine, BatchAnalyzerEngine, LocalRecognizer,
+                               RecognizerRegistry, RecognizerResult)
+from presidio_analyzer.nlp_engine import NlpEngineProvider, SpacyNlpEngine
+from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+from training.data.redact import BIRTH_CUES, HOME_CUES
+
+BATCH_SIZE = 128
+# Presidio entity names for the model's labels; every other label is ignored.
+_LABELS = {"PERSON": "NAME", "PER": "NAME", "DATE": "DATE", "GPE": "PLACE", "LOC": "PLACE",
+           "FAC": "PLACE"}
+# A DATE is a date of birth, and a PLACE a home, when a cue word comes at most three words
+# before it.
+_BIRTH_CUE = re.compile(rf"\b(?:{BIRTH_CUES})\b\W*(?:\w+\W+){{0,3}}$", re.IGNORECASE)
+_HOME_CUE = re.compile(rf"\b(?:{HOME_CUES})\b\W*(?:\w+\W+){{0,3}}$", re.IGNORECASE)
+
+
+class NerFinder:
+    """Finds the NER kinds (``NAME``, ``DOB``, ``ADDRESS``) in batches of texts."""
+
+    def __init__(self, model: str, kinds: Sequence[str]) -> None:
+        self.analyzer = _analyzer(model)
+        self.kinds = list(kinds)
+        meta = self.analyzer.nlp_engine.nlp["en"].meta
+        self.name = f"{meta['lang']}_{meta['name']} {meta['version']}"
+
+    def find(self, texts: Sequence[str]) -> list[dict[str, str]]:
+        """For each text, {entity as written: kind}; placeholders already there are skipped."""
+        found = BatchAnalyzerEngine(self.analyzer).analyze_iterator(
+            texts, "en", batch_size=BATCH_SIZE, entities=self.kinds)
+        return [{text[r.start:r.end]: r.entity_type for r in results
+                 if not {"<", ">"} & set(text[r.start:r.end])}
+                for text, results in zip(texts, found)]
+
+
+class _NerOnlySpacy(SpacyNlpEngine):
+    """spaCy running its NER component only (and the embedding layer it listens to, in models
+    that share one): the tagger, parser and lemmatizer find no PII.
+
+    Replaces Presidio's loader, which would download a model that is not installed.
+    """
+
+    def load(self) -> None:
+        self.nlp = {m["lang_code"]: _ner_only(spacy.load(m["model_name"])) for m in self.models}
+        config = self.ner_model_configuration
+        config.labels_to_ignore = [label for nlp in self.nlp.values()
+                                   for label in nlp.get_pipe("ner").labels
+                                   if label not in config.model_to_presidio_entity_mapping]
+
+
+def _ner_only(nlp: spacy.Language) -> spacy.Language:
+    needed = ["ner", *(name for name, pipe in nlp.pipeline
+                       if "ner" in getattr(pipe, "listening_components", ()))]
+    nlp.select_pipes(enable=needed)
+    return nlp
+
+
+class _CuedEntity(LocalRecognizer):
+    """An NER entity of ``label`` is ``kind`` when ``cue`` matches just before it."""
+
+    def __init__(self, kind: str, label: str, cue: re.Pattern) -> None:
+        self.kind, self.label, self.cue = kind, label, cue
+        super().__init__(supported_entities=[kind], name=f"{kind} from {label} after a cue")
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text, entities, nlp_artifacts=None) -> list[RecognizerResult]:
+        return [RecognizerResult(self.kind, span.start_char, span.end_char, score)
+                for span, score in zip(nlp_artifacts.entities, nlp_artifacts.scores)
+                if span.label_ == self.label
+                and self.cue.search(text, max(0, span.start_char - 40), span.start_char)]
+
+
+@lru_cache(maxsize=None)
+def _analyzer(model: str) -> AnalyzerEngine:
+    """Presidio's analyzer on ``model``, loaded once per process (it takes seconds)."""
+    engine = NlpEngineProvider(nlp_engines=(_NerOnlySpacy,), nlp_configuration={
+        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": model}],
+        "ner_model_configuration": {"model_to_presidio_entity_mapping": _LABELS},
+    }).create_engine()
+    registry = RecognizerRegistry(supported_languages=["en"], recognizers=[
+        SpacyRecognizer(supported_entities=["NAME"]),
+        _CuedEntity("DOB", "DATE", _BIRTH_CUE), _CuedEntity("ADDRESS", "PLACE", _HOME_CUE)])
+    return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])

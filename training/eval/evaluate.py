@@ -1,0 +1,191 @@
+"""Offline A/B of variants on held-out data: answers through the engine, per-item metrics, paired
+comparisons against the first (baseline) variant, reports, and a promotion gate.
+
+    chatbot eval --variants prompt,finetuned --data heldout.jsonl --gate "token_f1>=0"
+
+From Python (``chatbot train --eval-gate`` calls this after training)::
+
+    result = run_gate(eval_settings(config), ["prompt", "my-adapter"], "heldout.jsonl",
+                      "token_f1>=0")
+    result.passed
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from chatbot.adapters import AdapterManifest
+from chatbot.engine import Engine
+from chatbot.errors import InputError
+from chatbot.paths import DataPaths
+from chatbot.variants import Variant
+from index import manifest as index_manifest
+from training.eval.evalset import EvalItem, load_items
+from training.eval.generations import CACHE_FILE, GenerationCache, GenerationRun, generate_all
+from training.eval.metrics import BY_NAME, METRICS, score_answer
+from training.eval.paired_stats import Interval, PairedComparison, bootstrap_mean, compare_paired
+from training.eval.result import EvalResult, Gate, GateResult
+from training.eval.settings import EvalSettings
+
+GATE = re.compile(r"^\s*([a-z_@0-9]+)\s*(>=|<=)\s*(-?[0-9.]+)\s*$")
+
+
+def parse_gate(text: str) -> Gate:
+    match = GATE.match(text)
+    if not match or match.group(1) not in BY_NAME:
+        raise InputError(f"gate {text!r} is not METRIC>=NUMBER or METRIC<=NUMBER with a metric "
+                         f"among {', '.join(BY_NAME)}; e.g. --gate \"token_f1>=0\"")
+    return Gate(match.group(1), match.group(2), float(match.group(3)))
+
+
+def check_gate(result: EvalResult, gate: Gate, candidate: str) -> GateResult:
+    """Pass only when the whole 95% interval of candidate - baseline clears the threshold:
+    ``>=`` needs the lower bound at or above it, ``<=`` the upper bound at or below it."""
+    comparison = result.comparisons.get(candidate, {}).get(gate.metric)
+    if comparison is None or comparison.n < 3:
+        n = comparison.n if comparison else 0
+        return GateResult(gate, candidate, result.baseline, False, None,
+                          f"gate {gate}: {n} paired item(s) have {gate.metric}; need at least 3")
+    diff = comparison.difference
+    bound = diff.low if gate.op == ">=" else diff.high
+    passed = bound >= gate.threshold if gate.op == ">=" else bound <= gate.threshold
+    verdict = "passed" if passed else "failed"
+    side = "lower" if gate.op == ">=" else "upper"
+    return GateResult(gate, candidate, result.baseline, passed, diff,
+                      f"gate {gate} {verdict}: {candidate} - {result.baseline} = "
+                      f"{diff.mean:+.4f} [{diff.low:+.4f}, {diff.high:+.4f}], {side} bound "
+                      f"{bound:+.4f} vs {gate.threshold:g} (n={comparison.n})")
+
+
+def score_run(items: list[EvalItem], run: GenerationRun, encode: Callable | None
+              ) -> dict[str, list[dict]]:
+    scores = {}
+    for name, answers in run.answers.items():
+        scores[name] = [score_answer(
+            g.text, references=item.references, hits=g.hits, retrieval=g.retrieval,
+            not_answerable=item.not_answerable, gold_ids=item.gold_ids,
+            gold_texts=item.gold_texts, latency_ms=g.timings.get("total_ms"),
+            refused=g.refused, encode=encode) for item, g in zip(items, answers)]
+    return scores
+
+
+def summarize(scores: dict[str, list[dict]]) -> dict[str, dict[str, tuple[Interval, int]]]:
+    summaries = {}
+    for name, rows in scores.items():
+        summaries[name] = {}
+        for spec in METRICS:
+            values = [r[spec.name] for r in rows if r[spec.name] is not None]
+            summaries[name][spec.name] = (bootstrap_mean(values), len(values))
+    return summaries
+
+
+def compare(scores: dict[str, list[dict]], baseline: str, candidates: list[str],
+            min_effect: float) -> dict[str, dict[str, PairedComparison]]:
+    """Paired comparisons on the items where both variants have the metric."""
+    comparisons: dict[str, dict[str, PairedComparison]] = {}
+    for candidate in candidates:
+        comparisons[candidate] = {}
+        for spec in METRICS:
+            pairs = [(a[spec.name], b[spec.name])
+                     for a, b in zip(scores[baseline], scores[candidate])
+                     if a[spec.name] is not None and b[spec.name] is not None]
+            if not pairs:
+                continue
+            base, cand = zip(*pairs)
+            effect = None if spec.name in ("length", "latency_ms") else min_effect
+            comparisons[candidate][spec.name] = compare_paired(
+                base, cand, higher_is_better=spec.higher_is_better is not False,
+                min_effect=effect)
+    return comparisons
+
+
+def index_state(settings: EvalSettings) -> str | None:
+    """What retrieval answers from: the indexed documents' hashes, the index settings and the
+    retrieval settings. Not the manifest's generation or timestamp, so a sync that changed
+    nothing keeps the cached answers."""
+    manifest = index_manifest.read(settings.index_dir)
+    if manifest is None:
+        return None
+    content = index_manifest.content(manifest)
+    content["retrieval"] = dict(settings.retrieval)
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_eval(settings: EvalSettings, variants: list[str], data: str, *, name: str | None = None,
+             limit: int | None = None, min_effect: float = 0.05,
+             max_new_tokens: int | None = None, engine: Engine | None = None,
+             encode: Callable | None | bool = True,
+             extra_variants: dict[str, Variant] | None = None,
+             progress: Callable[[str, int, int], None] | None = None,
+             gate: str | None = None, write: bool = True) -> EvalResult:
+    """Answer ``data`` with every variant (greedy), score, compare to ``variants[0]``, and
+    write ``<data_dir>/evals/NAME/`` (report.md, report.html, metrics.json). ``gate`` is
+    checked for every candidate (``result.gates``)."""
+    parsed_gate = parse_gate(gate) if gate else None
+    if len(variants) < 2 or len(set(variants)) != len(variants):
+        raise InputError(f"--variants needs two or more distinct names (baseline first), got "
+                         f"{','.join(variants)}")
+    items = load_items(data, settings.data_dir, limit)
+    embedder = None
+    if engine is None or encode is True:
+        from chatbot.indexing import open_embedder
+
+        embedder = open_embedder(settings.embedder)  # one copy for retrieval and similarity
+    engine = engine or settings.engine(embedder, extra_variants or {})
+    for variant in variants:
+        engine.variant(variant)  # unknown names fail before any generation
+    name = name or Path(data).stem
+    out_dir = DataPaths(settings.data_dir).eval(name)
+    greedy = dataclasses.replace(engine.settings, temperature=0.0,
+                                 max_new_tokens=max_new_tokens or engine.settings.max_new_tokens)
+    state = index_state(settings)
+    run = generate_all(engine, items, variants, greedy, GenerationCache(out_dir / CACHE_FILE),
+                       state, progress)
+    scores = score_run(items, run, embedder.encode if encode is True else (encode or None))
+    result = EvalResult(name, data, items, variants, run, scores, summarize(scores),
+                        compare(scores, variants[0], variants[1:], min_effect), min_effect)
+    if state is None and any(run.settings[v]["retrieval"] for v in variants):
+        result.warnings.append(f"no index in {settings.index_dir}: retrieval variants "
+                               "answered without sources; run `chatbot index sync` first")
+    if parsed_gate:
+        result.gates = [check_gate(result, parsed_gate, c) for c in result.candidates]
+    if write:
+        from training.eval.report import write_reports
+
+        result.out_dir = out_dir
+        write_reports(result, out_dir)
+    return result
+
+
+def run_gate(settings: EvalSettings, variants: list[str], data: str, gate: str,
+             **kwargs) -> GateResult:
+    """Evaluate and check ``gate`` for the last variant against the first; the reports are
+    written either way. Pass ``extra_variants`` for an adapter not registered yet."""
+    result = run_eval(settings, variants, data, gate=gate, **kwargs)
+    return result.gates[-1]
+
+
+def gate_check(settings: EvalSettings, name: str, gate: str, data: str, baseline: str,
+               limit: int | None = None) -> Callable[[Path], None]:
+    """For ``chatbot train --eval-gate``: a check of a staged adapter against ``baseline``
+    that raises (so the adapter is not registered) unless ``gate`` passes."""
+    from training.errors import TrainingError
+
+    def check(staged: Path) -> None:
+        base = settings.variants.get(baseline)
+        template = AdapterManifest.load(staged).template or (base.template if base else "rag")
+        candidate = Variant(name, settings.chat_model, template,
+                            base.retrieval if base else True, base.k if base else None, staged)
+        result = run_gate(settings, [baseline, name], data, gate, limit=limit,
+                          name=f"gate-{name}", extra_variants={name: candidate})
+        if not result.passed:
+            report = DataPaths(settings.data_dir).eval(f"gate-{name}") / "report.md"
+            raise TrainingError(f"evaluation gate failed: {result.message}; {name!r} was not "
+                                f"registered (report: {report})")
+
+    return check

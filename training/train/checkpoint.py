@@ -1,0 +1,116 @@
+"""Run checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint holds the trainable parameters, the optimizer and scheduler states, every RNG
+state (Python, torch CPU and CUDA) and the loop state (step, best validation loss and step,
+evaluations without improvement); the data order is rebuilt from (seed, epoch) and the step.
+Each one is written to a temporary file and renamed, so a kill -9 mid-save leaves the previous
+checkpoint intact. Disk-full and permission errors become :class:`TrainingError`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from training.errors import TrainingError
+from training.train.model_setup import load_trainable, trainable_state
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+@dataclass
+class LoopState:
+    """The loop's own counters, saved with every checkpoint."""
+
+    step: int = 0
+    best_val: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    stopped_early: bool = False
+    tokens: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: LoopState) -> None:
+    payload = {
+        "trainable": trainable_state(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
+        "loop": asdict(state),
+    }
+    atomic_save(payload, run_dir / LAST)
+
+
+def load_checkpoint(run_dir: Path, model, optimizer, scheduler) -> LoopState:
+    path = run_dir / LAST
+    if not path.is_file():
+        raise TrainingError(f"nothing to resume: {path} does not exist; start the run "
+                            "without --resume")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a torn or foreign file: say which, never continue from it
+        raise TrainingError(f"checkpoint {path} is unreadable ({exc}); delete {run_dir} and "
+                            "start again without --resume") from None
+    missing = set(payload["trainable"]) - {name for name, _ in model.named_parameters()}
+    if missing:
+        raise TrainingError(f"checkpoint {path} was made with other settings (unknown "
+                            f"parameters such as {sorted(missing)[0]}); resume with the same "
+                            "--method and LoRA settings, or start without --resume")
+    load_trainable(model, payload["trainable"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    set_rng_state(payload["rng"])
+    return LoopState(**payload["loop"])
+
+
+def save_best(run_dir: Path, model) -> None:
+    atomic_save(trainable_state(model), run_dir / BEST)
+
+
+def load_best(run_dir: Path) -> dict[str, torch.Tensor] | None:
+    path = run_dir / BEST
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_save(payload: object, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: never a half-written checkpoint."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        torch.save(payload, partial)
+        os.replace(partial, path)
+    except (OSError, RuntimeError) as exc:
+        partial.unlink(missing_ok=True)
+        raise disk_error(path, exc) from None
+
+
+def disk_error(path: Path, exc: BaseException) -> TrainingError:
+    """A clear message for a failed write: disk full, permission, or another OS error."""
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC or "No space left" in str(exc):
+        return TrainingError(f"disk full while writing {path}; free space or point data_dir "
+                             "elsewhere, then rerun with --resume")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return TrainingError(f"cannot write {path} (permission denied); make the data directory "
+                             "writable or set $CHATBOT_DATA_DIR")
+    return TrainingError(f"cannot write {path} ({exc}); check the data directory")

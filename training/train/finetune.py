@@ -1,0 +1,225 @@
+"""Fine-tune a variant: dataset in, registered adapter out.
+
+``finetune(request)`` loads the dataset and the base model, checks they belong together,
+renders the examples with the serving chat template, trains (``training/train/loop.py``), restores the
+best validation weights and registers ``<data_dir>/adapters/NAME`` atomically
+(``training/train/registry.py``). Under ``torchrun`` every rank runs this unchanged (DDP).
+
+    chatbot train --data NAME --name ADAPTER [--method lora|freeze|full]
+    torchrun --nproc-per-node 2 -m app train --data NAME --name ADAPTER
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from chatbot.paths import DataPaths
+
+from training.errors import TrainingError
+from training.train.loop import LoopSettings, Workers, train_loop
+from training.train.model_setup import MethodSettings
+
+
+@dataclass(frozen=True)
+class FinetuneRequest:
+    """Everything a run needs, as flat values (the CLI builds it from the config and flags)."""
+
+    data_dir: Path
+    dataset: str
+    name: str
+    base_model: str
+    base_dir: Path | None = None
+    method: MethodSettings = field(default_factory=MethodSettings)
+    loop: LoopSettings = field(default_factory=LoopSettings)
+    max_seq_len: int = 1024
+    masking: str = "all_assistant"
+    device: str = "auto"
+    dtype: str = "auto"
+    gradient_checkpointing: bool = False
+    resume: bool = False
+    threads: int | None = None
+
+
+def finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] | None = None,
+             progress: bool = True, before_register: Callable[[Path], None] | None = None
+             ) -> dict:
+    """Train and register the adapter; returns a summary (paths, best step, metrics).
+
+    ``before_register(staged_dir)`` may refuse the adapter by raising (``--eval-gate``)."""
+    from chatbot.models import chat_template_hash, model_fingerprint, resolve_model
+    from training.data.dataset import check_built_for, check_prompt_template, load_training_data
+    from training.train.registry import check_new_adapter, probe_writable
+    from training.train.tokenize import render_all
+
+    workers = _start_workers(request.device)
+    if request.threads:
+        torch.set_num_threads(request.threads)
+    target = check_new_adapter(request.data_dir, request.name)
+    run_dir = _prepare_run_dir(request, probe_writable)
+    _same_settings_on_resume(run_dir, request)
+    data = load_training_data(request.data_dir, request.dataset)
+    model_dir = resolve_model(request.base_model, request.base_dir)
+    model, tokenizer, bf16, attention_kwargs = _load_model(model_dir, request, workers)
+    template_hash, fingerprint = chat_template_hash(tokenizer), model_fingerprint(model_dir)
+    check_built_for(data, template_hash, fingerprint)
+    template, template_sha = check_prompt_template(data)
+    train, train_report = render_all(data.train, tokenizer, request.masking,
+                                     request.max_seq_len, f"dataset {data.name!r} (train)")
+    val, val_report = render_all(data.validation, tokenizer, request.masking,
+                                 request.max_seq_len, f"dataset {data.name!r} (validation)")
+    loop_settings = LoopSettings(**{**asdict(request.loop), "bf16": bf16})
+    request = replace(request, loop=loop_settings)  # the manifest records the resolved bf16
+    model, loss_module = _trainable(model, request, workers, attention_kwargs)
+    state = train_loop(loss_module, model, train, val, loop_settings, run_dir, workers,
+                       resume=request.resume, on_record=on_record, progress=progress)
+    _restore_best(model, run_dir)
+    summary = {"adapter": str(target), "best_step": state.best_step,
+               "best_val_loss": state.best_val, "steps": state.step,
+               "stopped_early": state.stopped_early,
+               "val_loss_before": state.history[0].get("val_loss"),
+               "data": {"train": train_report, "validation": val_report}}
+    if workers.rank == 0:
+        _register(target, model, tokenizer, request, run_dir, summary, {
+            "base_model_fingerprint": fingerprint, "chat_template_hash": template_hash,
+            "template": template, "template_hash": template_sha,
+            "dataset": {"name": data.name, "manifest_sha256": data.manifest_sha256,
+                        "examples_sha256": data.manifest.sha256}}, before_register)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    _stop_workers(workers)
+    return summary
+
+
+def _start_workers(device: str) -> Workers:
+    """One process, or a DDP rank when started by ``torchrun`` (``WORLD_SIZE`` > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise TrainingError("device cuda was asked for but no CUDA GPU is visible; use "
+                            "--device cpu or set training.device: auto")
+    target = torch.device(f"cuda:{local}") if use_cuda else torch.device(
+        "cpu" if device == "auto" else device)
+    if use_cuda:
+        torch.cuda.set_device(target)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+    return Workers(device=target, rank=rank, world=world)
+
+
+def _stop_workers(workers: Workers) -> None:
+    if workers.world > 1 and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def _prepare_run_dir(request: FinetuneRequest, probe_writable) -> Path:
+    """``<data_dir>/runs/NAME``: checkpoints of a run in progress (resume reads them)."""
+    run_dir = DataPaths(request.data_dir).run(request.name)
+    if not request.resume and run_dir.exists():
+        if (run_dir / "last.pt").exists():
+            raise TrainingError(f"an interrupted run named {request.name!r} exists at {run_dir}; "
+                                "continue it with --resume, or delete that directory")
+        shutil.rmtree(run_dir, ignore_errors=True)
+    probe_writable(run_dir)
+    return run_dir
+
+
+def _same_settings_on_resume(run_dir: Path, request: FinetuneRequest) -> None:
+    """A resumed run must use the settings it started with, or it would not continue the same run."""
+    import json
+
+    path = run_dir / "settings.json"
+    settings = json.loads(json.dumps({**_hyperparameters(request), "dataset": request.dataset,
+                                      "base_model": request.base_model}))
+    if not request.resume or not path.is_file():
+        path.write_text(json.dumps(settings, indent=2))
+        return
+    started = json.loads(path.read_text())
+    changed = sorted(key for key in settings.keys() | started.keys()
+                     if settings.get(key) != started.get(key))
+    if changed:
+        raise TrainingError(
+            "--resume needs the settings the run started with; changed: " + ", ".join(
+                f"{key} ({started.get(key)!r} -> {settings.get(key)!r})" for key in changed))
+
+
+def _hyperparameters(request: FinetuneRequest) -> dict:
+    return {**asdict(request.method), **asdict(request.loop), "max_seq_len": request.max_seq_len,
+            "masking": request.masking, "dtype": request.dtype,
+            "gradient_checkpointing": request.gradient_checkpointing}
+
+
+def _load_model(model_dir: str, request: FinetuneRequest, workers: Workers):
+    """Base model in the run's dtype; bf16 autocast on GPUs, float32 on CPUs by default."""
+    from training.train import attention
+    from training.train.model_setup import load_base
+
+    cuda = workers.device.type == "cuda"
+    bf16 = request.dtype == "bfloat16" or (request.dtype == "auto" and cuda)
+    # LoRA keeps the frozen base in bf16 (half the memory); full/freeze keep fp32 master weights.
+    weights = torch.bfloat16 if bf16 and cuda and request.method.method == "lora" else torch.float32
+    varlen = cuda and attention.varlen_available()
+    name = attention.register() if varlen else "sdpa"
+    model, tokenizer = load_base(model_dir, weights, workers.device, name)
+    if request.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, tokenizer, bf16, varlen
+
+
+def _trainable(model, request: FinetuneRequest, workers: Workers, attention_kwargs: bool):
+    from training.train.model_setup import SupervisedLoss, apply_method
+
+    torch.manual_seed(request.loop.seed)  # LoRA's initial weights depend on it
+    model = apply_method(model, request.method)
+    loss_module = SupervisedLoss(model, attention_kwargs=attention_kwargs).to(workers.device)
+    if workers.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [workers.device.index] if workers.device.type == "cuda" else None
+        loss_module = DistributedDataParallel(loss_module, device_ids=ids)
+    return model, loss_module
+
+
+def _restore_best(model, run_dir: Path) -> None:
+    """Early stopping keeps the best evaluation's weights, not the last step's."""
+    from training.train.checkpoint import load_best
+    from training.train.model_setup import load_trainable
+
+    best = load_best(run_dir) if run_dir.exists() else None
+    if best is not None:
+        load_trainable(model, best)
+
+
+def _register(target: Path, model, tokenizer, request: FinetuneRequest, run_dir: Path,
+              summary: dict, provenance: dict,
+              check: Callable[[Path], None] | None = None) -> None:
+    from training.train.registry import build_manifest, publish
+
+    hyperparameters = _hyperparameters(request)
+    final = next((r for r in reversed(_history(run_dir)) if "val_loss" in r), {})
+    manifest = build_manifest(
+        name=request.name, method=request.method.method, base_model=request.base_model,
+        **provenance, hyperparameters=hyperparameters, best_step=summary["best_step"],
+        metrics={"best_val_loss": summary["best_val_loss"],
+                 "val_loss_before": summary["val_loss_before"],
+                 "last_val_loss": final.get("val_loss"), "steps": summary["steps"],
+                 "stopped_early": summary["stopped_early"], "data": summary["data"]})
+
+    def save_weights(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    publish(target, save_weights, manifest, run_dir / "metrics.jsonl", check)
+
+
+def _history(run_dir: Path) -> list[dict]:
+    import json
+
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line]

@@ -1,0 +1,150 @@
+"""Register a trained adapter as a variant, atomically; merge an adapter into a full model.
+
+``<data_dir>/adapters/NAME/`` holds the weights (a peft adapter, or a full model for the
+``freeze`` and ``full`` methods), ``adapter_manifest.json``, ``metrics.jsonl`` and ``loss.png``.
+Everything is written into ``adapters/.NAME.partial`` and renamed at the end, so a failed run
+never leaves a directory with a manifest (which would make it a variant).
+
+    chatbot train merge ADAPTER --out DIR
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from chatbot.adapters import ADAPTER_MANIFEST, AdapterManifest
+from chatbot.paths import DataPaths
+from training.train.checkpoint import disk_error
+from training.errors import TrainingError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+VERSIONED = ("torch", "transformers", "peft", "datasets", "chatbot-builder")
+
+
+def check_new_adapter(data_dir: Path, name: str) -> Path:
+    """The final directory of a new adapter; errors for a bad or taken name, or no write access."""
+    if not NAME_PATTERN.match(name):
+        raise TrainingError(f"adapter name {name!r} is not usable as a directory name; use "
+                            "letters, digits, '.', '_' and '-' (at most 64)")
+    root = DataPaths(data_dir).adapters
+    target = root / name
+    if target.exists():
+        raise TrainingError(f"adapter {name!r} already exists at {target}; choose another "
+                            "--name or delete that directory")
+    probe_writable(root)
+    return target
+
+
+def probe_writable(folder: Path) -> None:
+    """Create ``folder`` and write a file in it, so a read-only disk fails before training."""
+    probe = folder / ".write-probe"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise disk_error(folder, exc) from None
+
+
+def publish(target: Path, save_weights, manifest: AdapterManifest, metrics_path: Path,
+            check=None) -> Path:
+    """Write weights, manifest, metrics and plot into a staging dir, then rename it to ``target``.
+
+    ``save_weights(dir)`` writes the model files; ``check(dir)``, if given, may refuse the
+    staged adapter by raising (the evaluation gate). Any failure removes the staging dir.
+    """
+    staging = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True)
+        save_weights(staging)
+        shutil.copyfile(metrics_path, staging / "metrics.jsonl")
+        plot_losses(staging / "metrics.jsonl", staging / "loss.png")
+        manifest.save(staging)
+        if check is not None:
+            check(staging)
+        os.replace(staging, target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise disk_error(target, exc) from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def build_manifest(**fields) -> AdapterManifest:
+    """The adapter manifest: the given fields plus the time and the library versions."""
+    return AdapterManifest(**fields,
+                           created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           versions=library_versions())
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in VERSIONED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def plot_losses(metrics_path: Path, out: Path) -> None:
+    """``loss.png``: training loss per step and validation loss at each evaluation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+    train = [(r["step"], r["train_loss"]) for r in records if "train_loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+    figure, axis = plt.subplots(figsize=(7, 4))
+    if train:
+        axis.plot(*zip(*train), label="train loss", linewidth=1)
+    if val:
+        axis.plot(*zip(*val), "o-", label="validation loss")
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss per supervised token")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+
+
+def merge_adapter(adapter_dir: Path, base_dir: str, out: Path) -> Path:
+    """Fold a LoRA adapter into its base model and save a standalone model in ``out``."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    manifest = AdapterManifest.load(adapter_dir)
+    if out.exists() and any(out.iterdir()):
+        raise TrainingError(f"{out} is not empty; choose an empty or new --out directory")
+    if manifest.method != "lora":
+        raise TrainingError(f"adapter {adapter_dir.name!r} was trained with method "
+                            f"{manifest.method!r} and is already a full model; use "
+                            f"{adapter_dir} directly")
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        merged.save_pretrained(staging)
+        AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(staging)
+        shutil.copyfile(adapter_dir / ADAPTER_MANIFEST, staging / "merged_from.json")
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise disk_error(out, exc) from None
+    return out
