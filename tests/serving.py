@@ -13,6 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).parents[1]
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's chromium, which Playwright drives in the browser tests."""
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
 
 
 def free_port() -> int:
@@ -37,12 +42,13 @@ def wait_for(url: str, server: subprocess.Popen, seconds: float = 90) -> None:
 
 
 @contextmanager
-def chatbot_serve(config_path: Path, *args: str, data_dir: Path | None = None
-                  ) -> Iterator[tuple[str, subprocess.Popen]]:
+def chatbot_serve(config_path: Path, *args: str, data_dir: Path | None = None,
+                  env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """(base URL, process) of `chatbot serve --config config_path` on a free local port;
-    ``data_dir`` overrides the inherited ``CHATBOT_DATA_DIR``."""
+    ``data_dir`` overrides the inherited ``CHATBOT_DATA_DIR``, ``env`` adds variables."""
     port = free_port()
-    env = dict(os.environ, **({"CHATBOT_DATA_DIR": str(data_dir)} if data_dir else {}))
+    env = dict(os.environ, **(env or {}),
+               **({"CHATBOT_DATA_DIR": str(data_dir)} if data_dir else {}))
     server = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--config", str(config_path),
          "--port", str(port), *args], cwd=REPO, env=env, stdout=subprocess.PIPE,

@@ -4,7 +4,6 @@ Needs Debian's chromium at /usr/bin/chromium (./dev.sh test installs it).
 """
 
 import random
-import socket
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,11 @@ from chatbot.engine import Engine
 from chatbot.generate import GenerationSettings
 from chatbot.logs import ConversationLog
 from chatbot.variants import Variant
+from serving import CHROMIUM, free_port
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                  reason="chromium missing: apt-get install chromium")]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_arena_vote_in_the_browser(tmp_path, echo) -> None:

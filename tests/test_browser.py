@@ -5,13 +5,7 @@ Needs Debian's chromium at /usr/bin/chromium (./dev.sh test installs it).
 """
 
 import os
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,10 +13,8 @@ import yaml
 from chatbot.config import load_config
 from app.build import bot_index
 from chatbot.indexing import sync_paths
+from serving import CHROMIUM, CHROMIUM_ARGS, chatbot_serve
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                  reason="chromium missing: apt-get install chromium")]
@@ -38,26 +30,6 @@ WATCH_STREAM = """() => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, server: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError("chatbot serve exited:\n" + server.stdout.read())
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer in {seconds} s")
-
-
 @pytest.fixture
 def served(tmp_path, tiny_model_dir, isolated_state):
     docs = tmp_path / "docs"
@@ -70,18 +42,9 @@ def served(tmp_path, tiny_model_dir, isolated_state):
         "generation": {"max_new_tokens": 40, "repetition_penalty": 2.0},
         "index": {"paths": [str(docs)]}}))
     sync_paths(bot_index(load_config(config_path)))
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--config", str(config_path),
-         "--port", str(port)], cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "CHATBOT_USER": "ana", "CHATBOT_PASSWORD": "a passphrase"})
-    try:
-        wait_for(f"http://127.0.0.1:{port}/", server)
-        yield f"http://127.0.0.1:{port}/", isolated_state / "logs.sqlite"
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    login = {"CHATBOT_USER": "ana", "CHATBOT_PASSWORD": "a passphrase"}
+    with chatbot_serve(config_path, env=login) as (url, _):
+        yield f"{url}/", isolated_state / "logs.sqlite"
 
 
 def test_browser_logs_in_chats_streams_shows_sources_logs_thumbs_up_and_uploads(served) -> None:
@@ -91,7 +54,7 @@ def test_browser_logs_in_chats_streams_shows_sources_logs_thumbs_up_and_uploads(
     upload = log_path.parent.parent / "pets.md"
     upload.write_text("# Pets\n\nCats sleep sixteen hours a day.\n")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.goto(url)

@@ -18,11 +18,8 @@ import pytest
 import yaml
 
 from chatbot.logs import ConversationLog
-from serving import chatbot_serve
+from serving import CHROMIUM, CHROMIUM_ARGS, chatbot_serve
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 QUESTION = "Explain in detail how indexing works."
 STOPS_WITHIN_S = 10.0
 """How soon an abandoned answer must be logged ``interrupted`` (CI machines are busy)."""
@@ -99,7 +96,7 @@ def test_closing_the_tab_mid_answer_stops_it_and_frees_the_model(server) -> None
 
     url, log_path = server
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.goto(url)

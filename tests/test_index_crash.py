@@ -35,10 +35,10 @@ def assert_consistent(directory: Path) -> Store:
     """Manifest, docstore, FAISS and BM25 agree on every chunk, and search works."""
     store = Store.open(directory)
     ids, _ = store.docstore.texts()
-    assert store.manifest["counts"]["chunks"] == len(ids) == store.faiss.ntotal
+    assert store.manifest.counts.chunks == len(ids) == store.faiss.ntotal
     assert set(faiss.vector_to_array(store.faiss.id_map)) == set(ids)
     assert np.array_equal(store.bm25.ids, ids)
-    assert sorted(store.manifest["documents"]) == [d.source for d in store.documents()]
+    assert sorted(store.manifest.documents) == [d.source for d in store.documents()]
     hits = Retriever(store, HashEmbedder(64), mode="hybrid", k=3).search("Topic1 subject1")
     assert len(hits) == 3
     return store
@@ -69,12 +69,12 @@ def test_killed_sync_leaves_previous_index_loadable(tmp_path):
         process.wait()
         assert process.returncode == -signal.SIGKILL, "the sync finished before it was killed"
         store = assert_consistent(index)
-        assert store.manifest["generation"] == 1
+        assert store.manifest.generation == 1
         assert {d.source: d.content_hash for d in store.documents()} == before
     finished = start_sync(tmp_path, docs)
     assert finished.wait() == 0, finished.stderr.read()
     store = assert_consistent(index)
-    assert len(store.documents()) == 1530 and store.manifest["generation"] == 2
+    assert len(store.documents()) == 1530 and store.manifest.generation == 2
     assert sorted(p.name for p in index.iterdir()) == [
         ".lock", "bm25-000002", "docstore-000002.sqlite", "faiss-000002.index", "manifest.json"]
 
@@ -86,4 +86,4 @@ def test_two_syncs_at_once_are_serialized(tmp_path):
     assert first.wait() == 0 and second.wait() == 0, (first.stderr.read(), second.stderr.read())
     store = assert_consistent(tmp_path / "data" / "index")
     assert len(store.documents()) == 1200  # neither sync lost the other's files
-    assert store.manifest["generation"] == 2
+    assert store.manifest.generation == 2

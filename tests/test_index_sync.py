@@ -9,7 +9,7 @@ import pytest
 from index_helpers import CountingEmbedder, write_corpus
 
 from index.errors import IndexMismatchError, IndexMissingError
-from index.manifest import IndexSettings
+from index.manifest import IndexManifest, IndexSettings
 from index.search import Retriever
 from index.store import Store
 from index.sync import sync
@@ -40,7 +40,7 @@ def test_second_sync_embeds_nothing(tmp_path):
     embedder.calls, embedder.texts = 0, []
     again = sync([tmp_path / "docs"], open_store(tmp_path / "ix"), embedder)
     assert (embedder.calls, again.chunks, len(again.unchanged)) == (0, 0, 12)
-    assert Store.open(tmp_path / "ix").manifest["generation"] == 1  # nothing rewritten
+    assert Store.open(tmp_path / "ix").manifest.generation == 1  # nothing rewritten
 
 
 def test_changed_file_is_re_embedded_and_deleted_file_disappears(tmp_path):
@@ -176,7 +176,7 @@ def test_old_format_version_says_to_reindex(tmp_path):
     sync([tmp_path / "docs"], open_store(tmp_path / "ix"), CountingEmbedder())
     path = tmp_path / "ix" / "manifest.json"
     path.write_text(json.dumps(json.loads(path.read_text()) | {"format_version": 0}))
-    with pytest.raises(IndexMismatchError, match="index format 0, this version reads 1; re-index"):
+    with pytest.raises(IndexMismatchError, match="schema version 0, this version of chatbot-builder reads 1; re-index"):
         Store.open(tmp_path / "ix")
 
 
@@ -184,7 +184,7 @@ def test_rebuild_changes_settings(tmp_path):
     write_corpus(tmp_path / "docs", 2)
     sync([tmp_path / "docs"], open_store(tmp_path / "ix"), CountingEmbedder())
     new = settings(embedder="hash:32", tokens=100)
-    report = sync([tmp_path / "docs"], Store(tmp_path / "ix", {}), CountingEmbedder(32),
+    report = sync([tmp_path / "docs"], Store(tmp_path / "ix", IndexManifest(new)), CountingEmbedder(32),
                   rebuild=new)
     assert len(report.added) == 2
     assert Store.open(tmp_path / "ix", new).stats()["dimension"] == 32
