@@ -18,7 +18,7 @@ from typing import Callable
 from chatbot.errors import DocumentIndexError
 from index.embed import Embedder, HashEmbedder, SentenceTransformerEmbedder
 from index.errors import IndexingError, IndexMissingError
-from index.manifest import IndexSettings
+from index.manifest import IndexManifest, IndexSettings
 from index.search import Retriever
 from index.store import Store
 from index.sync import Progress, SyncReport, sync
@@ -94,7 +94,7 @@ def open_retriever(index: BotIndex, embedder: Embedder | None = None) -> Retriev
         store = Store.open(index.directory, index.settings)
     except IndexMissingError:
         return None
-    if not store.manifest["counts"].get("chunks"):
+    if not store.manifest.counts.chunks:
         return None
     search = index.search
     return Retriever(store, embedder or open_embedder(index.embedder), mode=search.mode,
@@ -126,7 +126,8 @@ def sync_paths(index: BotIndex, paths: list[str | Path] | None = None,
     settings = index.settings
     targets = [Path(p) for p in paths] if paths else list(index.paths)
     directory = index.directory
-    store = Store(directory, {}) if rebuild else Store.open(directory, settings, create=True)
+    store = (Store(directory, IndexManifest(settings)) if rebuild
+             else Store.open(directory, settings, create=True))
     return sync(targets, store, embedder or open_embedder(index.embedder),
                 include=list(index.include), exclude=list(index.exclude),
                 max_file_bytes=index.max_file_bytes, text_field=index.text_field,
@@ -148,7 +149,7 @@ def remove_documents(index: BotIndex, path: str | Path) -> list[str]:
     store = Store.open(index.directory, index.settings)
     removed: list[str] = []
     with store.transaction():
-        for source in list(store.manifest["documents"]):
+        for source in list(store.hashes):
             if source == target or source.startswith(target.rstrip(os.sep) + os.sep):
                 store.remove(source)
                 removed.append(source)

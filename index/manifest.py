@@ -7,7 +7,7 @@ complete, so a sync killed at any moment leaves the previous generation in force
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from index import jsonfile
@@ -34,52 +34,106 @@ class IndexSettings:
     hnsw_m: int = 32
 
 
-def read(directory: Path) -> dict | None:
+@dataclass(frozen=True)
+class IndexFiles:
+    """The files of the generation in force, relative to the index directory."""
+
+    docstore: str | None = None
+    faiss: str | None = None
+    """``None`` while the index holds no vectors."""
+    bm25: str | None = None
+
+    def names(self) -> set[str]:
+        return {name for name in (self.docstore, self.faiss, self.bm25) if name}
+
+
+@dataclass(frozen=True)
+class IndexCounts:
+    documents: int = 0
+    chunks: int = 0
+
+
+@dataclass(frozen=True)
+class IndexManifest:
+    """``manifest.json``; the settings are stored as top-level keys, ``format_version`` beside
+    the ``format`` line."""
+
+    settings: IndexSettings
+    generation: int = 0
+    files: IndexFiles = IndexFiles()
+    documents: dict[str, str] = field(default_factory=dict)
+    """Source -> SHA-256 of its bytes: a file that hashes the same is not read again."""
+    counts: IndexCounts = IndexCounts()
+    faiss_type: str | None = None
+    """The FAISS index in use (``index_type: auto`` picks flat or hnsw by size)."""
+    updated_at: str | None = None
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def load(cls, directory: Path) -> IndexManifest:
+        """The manifest of ``directory``, or :class:`IndexMismatchError` naming the file and
+        what is wrong with it."""
+        path = directory / MANIFEST
+        data = jsonfile.read(path, IndexMismatchError, REBUILD)
+        version = data.get("format_version", 1)  # written before versions were recorded: 1
+        jsonfile.check_version(path, version, FORMAT_VERSION, IndexMismatchError, REBUILD)
+        if data.get("format") != FORMAT:
+            raise IndexMismatchError(f"{path}: format {data.get('format')!r}, not {FORMAT!r}; "
+                                     f"{REBUILD}")
+        try:
+            return cls(_record(IndexSettings, data), data.get("generation", 0),
+                       _record(IndexFiles, data.get("files", {})), dict(data.get("documents", {})),
+                       _record(IndexCounts, data.get("counts", {})), data.get("faiss_type"),
+                       data.get("updated_at"), version)
+        except (TypeError, ValueError) as exc:
+            raise IndexMismatchError(f"{path}: {exc}; {REBUILD}") from None
+
+    def save(self, directory: Path) -> None:
+        """Replace the manifest atomically: a reader sees the old one or the new one, never half."""
+        jsonfile.write_atomic(directory / MANIFEST, self.to_json(), indent=1, sort_keys=True)
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "format_version": self.format_version,
+                "generation": self.generation, **asdict(self.settings),
+                "files": asdict(self.files), "documents": dict(self.documents),
+                "counts": asdict(self.counts), "faiss_type": self.faiss_type,
+                "updated_at": self.updated_at}
+
+    def with_settings(self, **changes) -> IndexManifest:
+        return replace(self, settings=replace(self.settings, **changes))
+
+    def check(self, directory: Path, expected: IndexSettings | None) -> None:
+        """Raise :class:`IndexMismatchError` naming every difference, with what to do."""
+        if expected is None:
+            return
+        found = asdict(self.settings)
+        differences = [f"{key} is {found[key]!r} in the index but {value!r} in the config"
+                       for key, value in asdict(expected).items()
+                       if key not in CONVERTIBLE and value is not None and found[key] is not None
+                       and found[key] != value]
+        if differences:
+            raise IndexMismatchError(f"{directory / MANIFEST}: built with other settings "
+                                     f"({'; '.join(differences)}); {REBUILD}")
+
+    def content(self) -> dict:
+        """What searches of the index answer from: the documents' hashes and the index settings;
+        not the generation or timestamp, which a sync that changed nothing still bumps."""
+        return {"documents": dict(self.documents), **asdict(self.settings),
+                "faiss_type": self.faiss_type}
+
+
+def read(directory: Path) -> IndexManifest | None:
     """The index manifest of ``directory``, ``None`` when there is no index there yet."""
-    path = directory / MANIFEST
-    if not path.exists():
-        return None
-    return jsonfile.read(path, IndexMismatchError, REBUILD)
+    return IndexManifest.load(directory) if (directory / MANIFEST).exists() else None
 
 
-def write(directory: Path, manifest: dict) -> None:
-    """Replace the manifest atomically: a reader sees the old one or the new one, never half."""
-    jsonfile.write_atomic(directory / MANIFEST, manifest, indent=1, sort_keys=True)
-
-
-def settings_of(manifest: dict) -> IndexSettings:
-    return IndexSettings(**{key: manifest.get(key) for key in IndexSettings.__dataclass_fields__})
-
-
-def check(directory: Path, manifest: dict, expected: IndexSettings | None) -> None:
-    """Raise :class:`IndexMismatchError` naming every difference, with what to do."""
-    where = directory / MANIFEST
-    version = manifest.get("format_version", 1)  # written before versions were recorded: 1
-    if manifest.get("format") != FORMAT or version != FORMAT_VERSION:
-        raise IndexMismatchError(
-            f"{where}: index format {version!r}, this version reads {FORMAT_VERSION}; {REBUILD}")
-    if expected is None:
-        return
-    found = asdict(settings_of(manifest))
-    differences = [f"{key} is {found[key]!r} in the index but {value!r} in the config"
-                   for key, value in asdict(expected).items()
-                   if key not in CONVERTIBLE and value is not None and found[key] is not None
-                   and found[key] != value]
-    if differences:
-        raise IndexMismatchError(f"{where}: built with other settings ({'; '.join(differences)}); "
-                                 f"{REBUILD}")
-
-
-def new(settings: IndexSettings) -> dict:
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "generation": 0,
-            **asdict(settings), "files": {}, "documents": {}, "counts": {}, "updated_at": None}
-
-
-CONTENT_KEYS = ("documents", "embedder", "dimension", "chunk_tokens", "chunk_overlap",
-                "index_type", "faiss_type", "hnsw_m")
-
-
-def content(manifest: dict) -> dict:
-    """What searches of the index answer from: the documents' hashes and the index settings;
-    not the generation or timestamp, which a sync that changed nothing still bumps."""
-    return {key: manifest.get(key) for key in CONTENT_KEYS}
+def _record(cls: type, data: dict):
+    """``cls`` from the keys of ``data`` that are its fields; a missing one takes its default,
+    and one without a default is an error naming it."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} is not a JSON object")
+    missing = [f.name for f in fields(cls) if f.name not in data
+               and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} missing")
+    return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})

@@ -14,15 +14,17 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from types import MappingProxyType
+from typing import Iterator, Mapping
 
 import numpy as np
 
 from index import bm25, jsonfile, manifest
 from index.docstore import Docstore
 from index.errors import IndexMismatchError, IndexMissingError
-from index.manifest import IndexSettings
+from index.manifest import IndexCounts, IndexFiles, IndexManifest, IndexSettings
 from index.types import Chunk, DocumentInfo
 
 LOCK = ".lock"
@@ -37,12 +39,13 @@ then the graph is rebuilt without them."""
 class Store:
     """Open with :meth:`open`; read with ``search``/``chunks``; write inside :meth:`transaction`."""
 
-    def __init__(self, directory: Path, state: dict, expected: IndexSettings | None = None):
+    def __init__(self, directory: Path, state: IndexManifest,
+                 expected: IndexSettings | None = None):
         self.directory = Path(directory)
-        self.manifest = state
+        self._adopt(state)
         self.expected = expected
-        self._stamp = _stamp(self.directory / manifest.MANIFEST)
         """The settings a sync applies: index type and HNSW degree convert the index in place."""
+        self._stamp = _stamp(self.directory / manifest.MANIFEST)
         self._faiss = self._docstore = self._bm25 = None
         self._tombstones: np.ndarray | None = None
         self._dirty = False
@@ -57,20 +60,25 @@ class Store:
             if not create or settings is None:
                 raise IndexMissingError(f"no index at {directory} yet; build one: "
                                         "chatbot index sync PATH")
-            return cls(directory, manifest.new(settings), settings)
-        manifest.check(directory, state, settings)
+            return cls(directory, IndexManifest(settings), settings)
+        state.check(directory, settings)
         return cls(directory, state, settings)
 
     # --------------------------------------------------------------------- reading
 
     @property
     def settings(self) -> IndexSettings:
-        return manifest.settings_of(self.manifest)
+        return self.manifest.settings
+
+    @property
+    def hashes(self) -> Mapping[str, str]:
+        """Source -> content hash of every indexed file, with the open transaction's changes."""
+        return MappingProxyType(self._documents)
 
     @property
     def docstore(self) -> Docstore:
         if self._docstore is None:
-            name = self.manifest["files"].get("docstore")
+            name = self.manifest.files.docstore
             self._docstore = (Docstore(self.directory / name) if name
                               else Docstore(Path(":memory:"), writable=True))
         return self._docstore
@@ -78,16 +86,16 @@ class Store:
     @property
     def faiss(self):
         """The FAISS index (an ``IndexIDMap2``), or ``None`` while the index holds no vectors."""
-        if self._faiss is None and self.manifest["files"].get("faiss"):
+        if self._faiss is None and self.manifest.files.faiss:
             import faiss
 
-            self._faiss = faiss.read_index(str(self.directory / self.manifest["files"]["faiss"]))
+            self._faiss = faiss.read_index(str(self.directory / self.manifest.files.faiss))
         return self._faiss
 
     @property
     def bm25(self) -> bm25.BM25Index | None:
-        if self._bm25 is None and self.manifest["files"].get("bm25"):
-            self._bm25 = bm25.BM25Index(self.directory / self.manifest["files"]["bm25"])
+        if self._bm25 is None and self.manifest.files.bm25:
+            self._bm25 = bm25.BM25Index(self.directory / self.manifest.files.bm25)
         return self._bm25
 
     def refresh(self) -> bool:
@@ -101,11 +109,11 @@ class Store:
             return False
         self._stamp = stamp
         state = manifest.read(self.directory)
-        if state is None or state.get("generation") == self.manifest.get("generation"):
+        if state is None or state.generation == self.manifest.generation:
             return False
-        manifest.check(self.directory, state, self.settings)
+        state.check(self.directory, self.settings)
         self._close()
-        self.manifest = state
+        self._adopt(state)
         return True
 
     def documents(self) -> list[DocumentInfo]:
@@ -139,7 +147,7 @@ class Store:
     @property
     def kind(self) -> str:
         """The FAISS index in use: ``flat`` or ``hnsw`` (``auto`` picks one by size)."""
-        return self.manifest.get("faiss_type") or _concrete(self.settings.index_type, 0)
+        return self.manifest.faiss_type or _concrete(self.settings.index_type, 0)
 
     def tombstones(self) -> np.ndarray:
         if self._tombstones is None:
@@ -152,15 +160,15 @@ class Store:
             (0, self.settings.dimension or 0), np.float32)
 
     def stats(self) -> dict:
-        size = sum(p.stat().st_size for name in self.manifest["files"].values() if name
+        size = sum(p.stat().st_size for name in self.manifest.files.names()
                    for p in _files_of(self.directory / name))
         settings = self.settings
-        return {"directory": str(self.directory), "documents": len(self.manifest["documents"]),
-                "chunks": self.manifest["counts"].get("chunks", 0),
+        return {"directory": str(self.directory), "documents": len(self.manifest.documents),
+                "chunks": self.manifest.counts.chunks,
                 "embedder": settings.embedder, "dimension": settings.dimension,
                 "index_type": settings.index_type, "faiss_type": self.kind,
-                "tombstones": len(self.tombstones()), "generation": self.manifest["generation"],
-                "updated_at": self.manifest["updated_at"], "size_bytes": size}
+                "tombstones": len(self.tombstones()), "generation": self.manifest.generation,
+                "updated_at": self.manifest.updated_at, "size_bytes": size}
 
     # --------------------------------------------------------------------- writing
 
@@ -191,13 +199,13 @@ class Store:
         if len(ids):
             self._ensure_faiss(vectors.shape[1])
             self._faiss.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids)
-        self.manifest["documents"][source] = content_hash
+        self._documents[source] = content_hash
         self._dirty = True
 
     def remove(self, source: str) -> int:
         """Drop a file's chunks; returns how many there were."""
         ids = self.docstore.remove(source)
-        if self.manifest["documents"].pop(source, None) is not None:
+        if self._documents.pop(source, None) is not None:
             self._dirty = True
         # Applied at commit, once: removing from a flat index moves every vector after the hole.
         self.docstore.bury(ids)
@@ -212,11 +220,11 @@ class Store:
         return dict(zip(by_hash, vectors))
 
     def _ensure_faiss(self, dimension: int) -> None:
-        expected = self.manifest.get("dimension")
+        expected = self.settings.dimension
         if expected not in (None, dimension):
             raise IndexMismatchError(f"{self.directory}: the index holds {expected}-d vectors, "
                                      f"the embedder makes {dimension}-d; {manifest.REBUILD}")
-        self.manifest["dimension"] = dimension
+        self.manifest = self.manifest.with_settings(dimension=dimension)
         if self.faiss is None:
             self._faiss = _new_faiss(self.kind, dimension, self.settings.hnsw_m)
 
@@ -224,27 +232,27 @@ class Store:
         self._close()
         self._dirty = rebuild is not None
         latest = manifest.read(self.directory)
-        _remove_stale(self.directory, (latest or {}).get("files", {}))
+        _remove_stale(self.directory, latest.files if latest else IndexFiles())
         if rebuild is not None or latest is None:
-            self.manifest = manifest.new(rebuild or self.settings) | {
-                "generation": (latest or {}).get("generation", 0)}
+            self._adopt(IndexManifest(rebuild or self.settings,
+                                      generation=latest.generation if latest else 0))
         else:
-            manifest.check(self.directory, latest, self.expected or self.settings)
-            self.manifest = latest
-            for key in manifest.CONVERTIBLE if self.expected else ():
-                if self.manifest[key] != getattr(self.expected, key):
-                    self.manifest[key] = getattr(self.expected, key)
-                    self._dirty = True  # committed even if no file changed: _reshape converts
-        staged = self.directory / _name("docstore", self.manifest["generation"] + 1, ".sqlite")
-        if self.manifest["files"].get("docstore"):
-            shutil.copyfile(self.directory / self.manifest["files"]["docstore"], staged)
+            latest.check(self.directory, self.expected or self.settings)
+            converted = {key: getattr(self.expected, key)
+                         for key in manifest.CONVERTIBLE if self.expected}
+            self._adopt(latest.with_settings(**converted))
+            # committed even if no file changed: _reshape converts
+            self._dirty = self.settings != latest.settings
+        staged = self.directory / _name("docstore", self.manifest.generation + 1, ".sqlite")
+        if self.manifest.files.docstore:
+            shutil.copyfile(self.directory / self.manifest.files.docstore, staged)
         self._docstore = Docstore(staged, writable=True)
         self.faiss  # noqa: B018  (loaded now: it is modified in place)
 
     def _abort(self) -> None:
         staged = self._docstore.path if self._docstore else None
         self._close()
-        self.manifest = manifest.read(self.directory) or self.manifest
+        self._adopt(manifest.read(self.directory) or self.manifest)
         if staged is not None and staged.exists():
             staged.unlink()
 
@@ -254,26 +262,25 @@ class Store:
             return
         import faiss
 
-        generation = self.manifest["generation"] + 1
+        generation = self.manifest.generation + 1
         docstore = self._docstore
-        files = {"docstore": docstore.path.name, "faiss": None,
-                 "bm25": _name("bm25", generation, "")}
+        files = IndexFiles(docstore.path.name, None, _name("bm25", generation, ""))
         self._reshape(docstore)
         ids, texts = docstore.texts()
         docstore.commit()
         docstore.close()
         jsonfile.fsync_path(docstore.path)
         if self._faiss is not None:
-            files["faiss"] = _name("faiss", generation, ".index")
-            faiss.write_index(self._faiss, str(self.directory / files["faiss"]))
-            jsonfile.fsync_path(self.directory / files["faiss"])
-        bm25.build(texts, ids, self.directory / files["bm25"])
-        for path in _files_of(self.directory / files["bm25"]):
+            files = replace(files, faiss=_name("faiss", generation, ".index"))
+            faiss.write_index(self._faiss, str(self.directory / files.faiss))
+            jsonfile.fsync_path(self.directory / files.faiss)
+        bm25.build(texts, ids, self.directory / files.bm25)
+        for path in _files_of(self.directory / files.bm25):
             jsonfile.fsync_path(path)
-        self.manifest.update(generation=generation, files=files, updated_at=_now(), faiss_type=self.kind,
-                             counts={"documents": len(self.manifest["documents"]),
-                                     "chunks": len(ids)})
-        manifest.write(self.directory, self.manifest)  # the commit point
+        self._adopt(replace(self.manifest, generation=generation, files=files,
+                            documents=self._documents, faiss_type=self.kind, updated_at=_now(),
+                            counts=IndexCounts(len(self._documents), len(ids))))
+        self.manifest.save(self.directory)  # the commit point
         self._close()
         _remove_stale(self.directory, files)
 
@@ -289,10 +296,16 @@ class Store:
                 or (kind == "hnsw" and degree != self.settings.hnsw_m)):
             self._faiss = _rebuilt(self._faiss, buried, kind, self.settings.hnsw_m)
             docstore.clear_tombstones()
-            self.manifest["faiss_type"] = kind
+            self.manifest = replace(self.manifest, faiss_type=kind)
         elif kind == "flat" and len(buried):
             self._faiss.remove_ids(buried)
             docstore.clear_tombstones()
+
+    def _adopt(self, state: IndexManifest) -> None:
+        """Make ``state`` current; ``add`` and ``remove`` edit a copy of its documents, written
+        into the manifest at commit."""
+        self.manifest = state
+        self._documents = dict(state.documents)
 
     def _close(self) -> None:
         if self._docstore is not None:
@@ -344,9 +357,9 @@ def _name(kind: str, generation: int, suffix: str) -> str:
     return f"{kind}-{generation:06d}{suffix}"
 
 
-def _remove_stale(directory: Path, current: dict) -> None:
+def _remove_stale(directory: Path, current: IndexFiles) -> None:
     """Delete other generations' files (left by earlier syncs, or by one that was killed)."""
-    keep = {name for name in current.values() if name}
+    keep = current.names()
     for path in directory.iterdir():
         if path.name.split("-")[0] in ("faiss", "docstore", "bm25") and path.name not in keep:
             shutil.rmtree(path) if path.is_dir() else path.unlink()

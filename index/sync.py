@@ -97,7 +97,7 @@ def _remove_missing(store: Store, paths, files: list[Path], failures: list[LoadF
     """Drop indexed files under the synced paths that are no longer there."""
     roots = [os.path.abspath(p) for p in paths]
     seen = {str(p) for p in files} | {f.source for f in failures}
-    for source in list(store.manifest["documents"]):
+    for source in list(store.hashes):
         under = any(source == root or source.startswith(root.rstrip(os.sep) + os.sep)
                     for root in roots)
         if under and source not in seen:
@@ -111,7 +111,7 @@ def _visit(path: Path, store: Store, embedder: Embedder, max_file_bytes: int, te
     try:
         data = read_bytes(path, max_file_bytes)
         content_hash = hashlib.sha256(data).hexdigest()
-        if store.manifest["documents"].get(source) == content_hash:
+        if store.hashes.get(source) == content_hash:
             report.unchanged.append(source)
             return
         docs = load_file(path, data, text_field)
@@ -121,7 +121,7 @@ def _visit(path: Path, store: Store, embedder: Embedder, max_file_bytes: int, te
     settings = store.settings
     chunks = chunk_documents(docs, embedder.count_tokens, embedder.max_tokens,
                              settings.chunk_tokens, settings.chunk_overlap)
-    (report.updated if source in store.manifest["documents"] else report.added).append(source)
+    (report.updated if source in store.hashes else report.added).append(source)
     pending.files.append((source, content_hash, len(data), chunks,
                           store.reusable_vectors(source)))
     pending.chunks += len(chunks)

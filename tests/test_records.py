@@ -9,6 +9,8 @@ import pytest
 
 from chatbot.adapters import ADAPTER_MANIFEST, AdapterManifest
 from chatbot.errors import InputError, ModelError
+from index.errors import IndexMismatchError
+from index.manifest import IndexManifest
 from training.data.dataset import DatasetManifest
 from training.errors import DataError
 from training.eval.result import EvalRecord
@@ -28,6 +30,15 @@ DATASET_AS_WRITTEN = {  # manifest.json as `chatbot data build` wrote it before 
     "tokens": {"total": 10}, "chat_model": "embedded:smollm2-135m",
     "chat_model_fingerprint": "f" * 16, "chat_template_hash": "c" * 16, "template": "rag",
     "template_hash": "t" * 16, "render_with_template": True, "sha256": "s" * 64}
+
+INDEX_AS_WRITTEN = {  # index/manifest.json as `chatbot index sync` wrote it before the record
+    "format": "chatbot-builder index", "format_version": 1, "generation": 1,
+    "embedder": "hash:64", "dimension": 64, "chunk_tokens": 40, "chunk_overlap": 8,
+    "index_type": "flat", "hnsw_m": 32, "faiss_type": "flat",
+    "files": {"bm25": "bm25-000001", "docstore": "docstore-000001.sqlite",
+              "faiss": "faiss-000001.index"},
+    "documents": {"/docs/a.md": "h" * 64}, "counts": {"chunks": 3, "documents": 1},
+    "updated_at": "2026-01-01T00:00:00+00:00"}
 
 EVAL_AS_WRITTEN = {  # metrics.json as `chatbot eval` wrote it before the records
     "name": "heldout", "data": "heldout.jsonl", "items": 1, "variants": ["prompt", "ft"],
@@ -90,3 +101,35 @@ def test_eval_record_written_before_records_loads_and_unknown_version_is_refused
     _write(tmp_path / "new.json", {**EVAL_AS_WRITTEN, "schema_version": 2})
     with pytest.raises(InputError, match="new.json: schema version 2, .*run `chatbot eval`"):
         EvalRecord.load(tmp_path / "new.json")
+
+
+def test_index_manifest_written_before_the_record_loads_and_saves_the_same_keys(tmp_path):
+    _write(tmp_path / "ix" / "manifest.json", INDEX_AS_WRITTEN)
+    manifest = IndexManifest.load(tmp_path / "ix")
+    assert manifest.settings.embedder == "hash:64" and manifest.files.faiss == "faiss-000001.index"
+    assert manifest.counts.chunks == 3 and manifest.documents == {"/docs/a.md": "h" * 64}
+    manifest.save(tmp_path)
+    assert json.loads((tmp_path / "manifest.json").read_text()) == INDEX_AS_WRITTEN
+
+
+def test_index_manifest_without_a_version_is_version_1(tmp_path):
+    _write(tmp_path / "manifest.json",
+           {key: value for key, value in INDEX_AS_WRITTEN.items() if key != "format_version"})
+    assert IndexManifest.load(tmp_path).format_version == 1
+
+
+@pytest.mark.parametrize("text, error", [
+    (json.dumps({**INDEX_AS_WRITTEN, "format_version": 2}), "schema version 2, this version of "
+     "chatbot-builder reads 1"),
+    (json.dumps({**INDEX_AS_WRITTEN, "format": "chatbot-builder dataset v1"}),
+     "format 'chatbot-builder dataset v1', not 'chatbot-builder index'"),
+    (json.dumps({**INDEX_AS_WRITTEN, "files": []}), "IndexFiles is not a JSON object"),
+    (json.dumps({key: value for key, value in INDEX_AS_WRITTEN.items() if key != "embedder"}),
+     "embedder missing"),
+    ("{not json", "is not valid JSON .*"),
+])
+def test_unreadable_index_manifest_names_the_file_and_the_fix(tmp_path, text, error):
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(IndexMismatchError,
+                       match=f"manifest.json.*{error}; re-index it: chatbot index sync --rebuild"):
+        IndexManifest.load(tmp_path)

@@ -111,7 +111,7 @@ def index_state(settings: EvalSettings) -> str | None:
     manifest = index_manifest.read(settings.index_dir)
     if manifest is None:
         return None
-    content = index_manifest.content(manifest)
+    content = manifest.content()
     content["retrieval"] = dict(settings.retrieval)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
