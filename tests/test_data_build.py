@@ -15,9 +15,9 @@ from chatbot.logs import ConversationLog
 from chatbot.prompts import build_messages, load_template
 from chatbot.types import Message
 from app.build import data_settings
-from training.data.build import (build_dataset, export_dataset, list_datasets, load_dataset_dir,
-                             read_dataset_manifest)
-from training.data.dataset import examples_sha256
+from training.data.build import (build_dataset, export_dataset, list_datasets,
+                                 read_dataset_manifest)
+from training.data.dataset import examples_sha256, load_examples
 from training.errors import DataError
 from training.data.transcripts import Conversation
 
@@ -38,7 +38,7 @@ def built(config) -> dict:
 
 
 def split_rows(config, name):
-    dataset = load_dataset_dir(data_settings(config), name)
+    dataset = load_examples(config.data_path / "datasets" / name)
     return {split: [(row["conversation_id"], row["messages"]) for row in dataset[split]]
             for split in ("train", "validation")}
 

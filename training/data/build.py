@@ -262,11 +262,6 @@ def _manifest(summary: dict, steps: list[dict], options: CurateOptions,
         sha256=store.examples_sha256(halves.train, halves.validation))
 
 
-def load_dataset_dir(settings: DataSettings, name: str):
-    """The ``DatasetDict`` of dataset ``name`` (its manifest checked first)."""
-    return store.load_examples(_existing(settings, name))
-
-
 def read_dataset_manifest(settings: DataSettings, name: str) -> store.DatasetManifest:
     return store.DatasetManifest.load(_existing(settings, name))
 
