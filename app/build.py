@@ -15,7 +15,7 @@ from chatbot.config import BotConfig
 from chatbot.documents import BotDocuments
 from chatbot.engine import Engine, RetrievalPolicy
 from chatbot.filters import build_filters
-from chatbot.generate import GenerationSettings, TransformersGenerator
+from chatbot.generate import GenerationSettings, Generator, TransformersGenerator
 from chatbot.indexing import BotIndex, EmbedderSpec, IndexSearch, SearchSettings, open_retriever
 from chatbot.logs import ConversationLog
 from chatbot.models import resolve_model
@@ -36,7 +36,8 @@ def configured_variants(config: BotConfig) -> dict[str, Variant]:
     """The variants the config names."""
     paths = DataPaths(config.data_path)
     return {name: Variant(name, spec.model or config.models.chat, spec.template, spec.retrieval,
-                          spec.k, paths.root / spec.adapter if spec.adapter else None)
+                          spec.k, paths.root / spec.adapter if spec.adapter else None,
+                          spec.backend)
             for name, spec in config.variants.items()}
 
 
@@ -63,10 +64,23 @@ def build_engine(config: BotConfig, search=None, *, log: bool = True,
     ``log=False`` leaves the conversation log out whatever the config says."""
     search = search or IndexSearch(bot_index(config))
     models = config.models
+    backends: dict[str, object] = {}  # one per name: its concurrency cap covers all its models
 
-    def load_generator(model: str) -> TransformersGenerator:
-        return TransformersGenerator(resolve_model(model, config.base_dir), model,
-                                     models.device, models.dtype, models.threads)
+    def load_generator(model: str, backend: str | None = None) -> Generator:
+        if backend is None:
+            return TransformersGenerator(resolve_model(model, config.base_dir), model,
+                                         models.device, models.dtype, models.threads)
+        from chatbot.remote import OpenAIGenerator, RemoteBackend  # openai loads only if used
+
+        if backend not in backends:
+            spec = config.backends[backend]
+            backends[backend] = RemoteBackend(backend, spec.base_url, spec.api_key_env,
+                                              spec.timeout_s, spec.max_concurrency)
+        variant = next(v for v in config.variants.values()
+                       if (v.backend, v.model) == (backend, model))
+        tokenizer = (resolve_model(variant.tokenizer, config.base_dir)
+                     if variant.tokenizer else None)
+        return OpenAIGenerator(backends[backend], model, tokenizer, variant.context_window)
 
     logging = log and config.logging.enabled
     return Engine(

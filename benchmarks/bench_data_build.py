@@ -20,8 +20,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+if TYPE_CHECKING:
+    from training.data.report import BuildSummary
 
 TOPICS = ("index", "sync", "chunk", "embedder", "variant", "adapter", "template", "feedback",
           "dataset", "report", "retrieval", "hybrid", "server", "config", "arena", "vote")
@@ -105,18 +109,18 @@ def warm_up_seconds(config) -> float:
     return time.perf_counter() - started
 
 
-def print_table(count: int, baseline_s: float, valid: int, summary: dict, cpu: float,
+def print_table(count: int, baseline_s: float, valid: int, summary: BuildSummary, cpu: float,
                 warm_up: float) -> None:
-    seconds = summary["seconds"]
+    seconds = summary.seconds
     rows = {"read + validate (baseline)": (baseline_s, None),
             "read (in build)": (seconds["read"], None),
             "render with template": (seconds["render"], None),
             "load tokenizer and libraries (once, before)": (warm_up, None),
-            **{f"curate: {s['name']}": (s["seconds"], s["cpu_seconds"]) for s in summary["steps"]},
+            **{f"curate: {s['name']}": (s["seconds"], s["cpu_seconds"]) for s in summary.steps},
             "write": (seconds["write"], None)}
     build = seconds["total"]
     print(f"\n{count:,} synthetic conversations ({valid:,} valid); "
-          f"train {summary['train']:,}, validation {summary['validation']:,}\n")
+          f"train {summary.train:,}, validation {summary.validation:,}\n")
     print("| stage | wall s | CPU s | conversations/s (wall) | x baseline time |")
     print("|---|---:|---:|---:|---:|")
     for stage, (spent, cpu_spent) in rows.items():

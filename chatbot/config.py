@@ -13,9 +13,11 @@ import os
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from chatbot.errors import ConfigError
 
@@ -90,15 +92,78 @@ class GenerationConfig(Section):
     """A longer user message is rejected with a clear error."""
 
 
+class BackendConfig(Section):
+    """An OpenAI-compatible server that generates for the variants naming it."""
+
+    kind: Literal["openai"] = "openai"
+    base_url: str
+    """The server's ``/v1`` URL, such as ``http://localhost:8000/v1``."""
+    api_key_env: str | None = None
+    """Environment variable that holds the API key; ``None`` sends none."""
+    timeout_s: float = Field(default=120.0, gt=0)
+    """Seconds to wait for the server to connect, answer, or send the next piece."""
+    max_concurrency: int = Field(default=16, ge=1)
+    """Most requests this bot sends the server at once; more wait their turn."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL; expected one such "
+                             "as http://localhost:8000/v1")
+        return value.rstrip("/")
+
+
+def _unknown_backend(name: str, declared) -> str:
+    return (f"backend {name!r} is not declared under backends (declared: "
+            f"{', '.join(declared) or 'none'})")
+
+
 class VariantConfig(Section):
     model: str | None = None
-    """Chat model of this variant; ``None`` uses ``models.chat``."""
+    """Chat model of this variant; ``None`` uses ``models.chat``. With ``backend``, the model
+    name the server serves."""
     adapter: str | None = None
     """LoRA adapter directory (relative paths are under the data directory)."""
     template: str = "rag"
     """Prompt template name (``chatbot/templates/NAME.j2``) or a path to a .j2 file."""
     retrieval: bool = True
     k: int | None = Field(default=None, ge=1, le=50)
+    backend: str | None = None
+    """A name under ``backends`` that generates this variant; ``None`` runs ``model`` here."""
+    tokenizer: str | None = None
+    """With ``backend``: the served model's tokenizer (HF id or directory) for the context
+    budget; ``None`` tries ``model`` locally, else estimates (``chatbot.remote``)."""
+    context_window: int | None = Field(default=None, ge=16)
+    """With ``backend``: tokens the served model reads, prompt and answer; ``None`` is 4096."""
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_declared(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Checked here when the caller passes the declared names (``config_problems``), so
+        an unknown name is reported at its key path along with every other problem."""
+        declared = (info.context or {}).get("backends")
+        if value is not None and declared is not None and value not in declared:
+            raise ValueError(_unknown_backend(value, declared))
+        return value
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> VariantConfig:
+        if self.backend is None:
+            local_only = [key for key in ("tokenizer", "context_window")
+                          if getattr(self, key) is not None]
+            if local_only:
+                raise ValueError(f"{' and '.join(local_only)}: only for a variant with a "
+                                 "backend; remove it or set backend")
+            return self
+        if self.adapter is not None:
+            raise ValueError(f"backend {self.backend!r} and adapter are both set; a remote "
+                             "backend can't load a local adapter: remove one of them")
+        if not self.model:
+            raise ValueError(f"backend {self.backend!r} needs model: the name the server "
+                             "serves (as its /v1/models lists it)")
+        return self
 
 
 class FiltersConfig(Section):
@@ -276,6 +341,8 @@ class BotConfig(Section):
     index: IndexConfig = Field(default_factory=IndexConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    """Named OpenAI-compatible servers that variants can generate with."""
     variants: dict[str, VariantConfig] = Field(
         default_factory=lambda: {"prompt": VariantConfig()})
     default_variant: str = "prompt"
@@ -295,6 +362,22 @@ class BotConfig(Section):
         if not value:
             raise ValueError("at least one variant is needed")
         return value
+
+    @model_validator(mode="after")
+    def _backends_declared(self) -> BotConfig:
+        served: dict[tuple[str, str], tuple[str, VariantConfig]] = {}
+        for name, spec in self.variants.items():
+            if spec.backend is None:
+                continue
+            if spec.backend not in self.backends:
+                raise ValueError(_unknown_backend(spec.backend, self.backends))
+            first = served.setdefault((spec.backend, spec.model), (name, spec))
+            if (first[1].tokenizer, first[1].context_window) != (spec.tokenizer,
+                                                                 spec.context_window):
+                raise ValueError(f"variants {first[0]} and {name} serve {spec.model!r} on "
+                                 f"backend {spec.backend!r} with different tokenizer or "
+                                 "context_window; give them the same")
+        return self
 
     @model_validator(mode="after")
     def _default_variant_exists(self) -> BotConfig:
@@ -328,17 +411,64 @@ def default_config_path() -> Path:
     return Path(os.environ.get("CHATBOT_CONFIG", "configs/default.yaml"))
 
 
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(raw: object, path: str = "") -> tuple[object, dict[str, str]]:
+    """``raw`` with ``${VAR}`` and ``${VAR:-default}`` in its strings taken from the
+    environment, and the key path of each unset variable that has no default -> its name."""
+    missing: dict[str, str] = {}
+    if isinstance(raw, dict):
+        expanded = {}
+        for key, value in raw.items():
+            expanded[key], inner = expand_env(value, f"{path}.{key}" if path else str(key))
+            missing.update(inner)
+        return expanded, missing
+    if isinstance(raw, list):
+        items = []
+        for i, value in enumerate(raw):
+            item, inner = expand_env(value, f"{path}.{i}")
+            items.append(item)
+            missing.update(inner)
+        return items, missing
+    if not isinstance(raw, str):
+        return raw, missing
+
+    def value_of(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is None:
+            missing[path] = name
+        return default or ""
+
+    return ENV_REFERENCE.sub(value_of, raw), missing
+
+
 def config_problems(raw: object) -> list[str]:
     """Every problem in a parsed YAML document, each as ``key.path: what is expected``."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         return ["(top level): expected a mapping of sections, got " + type(raw).__name__]
+    raw, missing = expand_env(raw)
+    problems = [f"{path}: environment variable ${name} is not set (set it, or write "
+                f"${{{name}:-default}} in the config)" for path, name in missing.items()]
+    backends = raw.get("backends")
+    context = {"backends": list(backends) if isinstance(backends, dict) else []}
     try:
-        BotConfig.model_validate(raw)
+        BotConfig.model_validate(raw, context=context)
     except ValidationError as exc:
-        return [_describe(error) for error in exc.errors()]
-    return []
+        # an unset variable's key (and the section holding it) is already reported
+        unset = {prefix for path in missing for prefix in _prefixes(path)}
+        described = (_describe(error) for error in exc.errors())
+        problems += [p for p in described if p.split(": ", 1)[0] not in unset]
+    return problems
+
+
+def _prefixes(path: str) -> list[str]:
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def _describe(error: dict) -> str:
@@ -365,6 +495,6 @@ def load_config(path: str | Path | None = None) -> BotConfig:
     problems = config_problems(raw)
     if problems:
         raise ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
-    config = BotConfig.model_validate(raw or {})
+    config = BotConfig.model_validate(expand_env(raw or {})[0])
     config.base_dir = path.resolve().parent
     return config

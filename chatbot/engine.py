@@ -54,7 +54,7 @@ class AnswerPolicies:
 class Engine:
     """Answers questions for any number of sessions and variants on shared models."""
 
-    def __init__(self, variants: dict[str, Variant], load_generator: Callable[[str], Generator],
+    def __init__(self, variants: dict[str, Variant], load_generator: Callable[..., Generator],
                  search: Callable[[str, int], list[Hit]] | None = None,
                  log: ConversationLog | None = None, filters: Sequence[NamedFilter] = (),
                  settings: GenerationSettings = GenerationSettings(),
@@ -71,16 +71,22 @@ class Engine:
         self.max_message_chars = max_message_chars
         self.bot_name = bot_name
         self._load_generator = load_generator
-        self._generators: dict[str, Generator] = {}
+        """``load_generator(model)`` runs a model here; ``load_generator(model, backend)``
+        serves one from a named backend (a variant's ``backend``)."""
+        self._generators: dict[tuple[str | None, str], Generator] = {}
         self._lock = threading.Lock()
         self._answering: weakref.WeakSet[AnswerStream] = weakref.WeakSet()
 
     def generator_for(self, variant: Variant) -> Generator:
-        """The variant's base model, loaded once and shared, with its adapter attached."""
+        """The variant's base model (per backend), loaded once and shared, with its adapter
+        attached."""
+        key = (variant.backend, variant.model)
         with self._lock:
-            generator = self._generators.get(variant.model)
+            generator = self._generators.get(key)
             if generator is None:
-                generator = self._generators[variant.model] = self._load_generator(variant.model)
+                generator = self._generators[key] = (
+                    self._load_generator(variant.model) if variant.backend is None
+                    else self._load_generator(variant.model, variant.backend))
         if variant.adapter_dir is not None:
             AdapterManifest.load(variant.adapter_dir).check_serves_on(
                 variant.adapter_dir, generator.fingerprint, generator.template_hash)

@@ -191,6 +191,8 @@ class TransformersGenerator:
                 if should_stop():
                     return
             try:
+                if should_stop():  # cancelled while it waited
+                    return
                 self._select_adapter(adapter)
                 with torch.inference_mode():
                     self.model.generate(**kwargs)

@@ -1,4 +1,5 @@
-"""Variants: the named ways a bot answers (base model, adapter, prompt template, retrieval).
+"""Variants: the named ways a bot answers (base model or backend, adapter, prompt template,
+retrieval).
 
 Variants come from the config and from every adapter registered under
 ``<data_dir>/adapters/NAME/``, so a freshly trained adapter is servable at once. An adapter is
@@ -20,6 +21,8 @@ class Variant:
     retrieval: bool
     k: int | None = None
     adapter_dir: Path | None = None
+    backend: str | None = None
+    """The OpenAI-compatible server that generates it (``chatbot.remote``); ``None``: here."""
 
     @property
     def adapter_id(self) -> str | None:

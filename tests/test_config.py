@@ -12,7 +12,9 @@ SHIPPED = sorted(Path(__file__).parents[1].glob("configs/*.yaml"))
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
-def test_every_shipped_config_is_valid(path: Path) -> None:
+def test_every_shipped_config_is_valid(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATBOT_REMOTE_URL", "http://localhost:8000/v1")
+    monkeypatch.setenv("CHATBOT_REMOTE_MODEL", "Qwen/Qwen2.5-7B-Instruct")
     assert config_problems(yaml.safe_load(path.read_text())) == []
 
 
@@ -78,3 +80,85 @@ def test_config_check_command(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "server.port: Input should be greater than or equal to 1" in result.output
     assert "server.hots: unknown key" in result.output
+
+
+def test_backend_problems_are_reported_at_once_with_key_paths() -> None:
+    raw = {"backends": {"gpu": {"base_url": "gpu-box:8000", "timeout": 5}},
+           "variants": {"prompt": {"backend": "gpux", "model": "m"},
+                        "tuned": {"backend": "gpu", "model": "m", "adapter": "adapters/a"},
+                        "local": {"tokenizer": "Qwen/Qwen2.5-7B-Instruct"},
+                        "nameless": {"backend": "gpu"}}}
+    assert config_problems(raw) == [
+        "backends.gpu.base_url: 'gpu-box:8000' is not an http:// or https:// URL; expected one "
+        "such as http://localhost:8000/v1",
+        "backends.gpu.timeout: unknown key (remove it or check its spelling)",
+        "variants.prompt.backend: backend 'gpux' is not declared under backends (declared: gpu)",
+        "variants.tuned: backend 'gpu' and adapter are both set; a remote backend can't load a "
+        "local adapter: remove one of them",
+        "variants.local: tokenizer: only for a variant with a backend; remove it or set backend",
+        "variants.nameless: backend 'gpu' needs model: the name the server serves (as its "
+        "/v1/models lists it)",
+    ]
+
+
+def test_a_variant_points_at_a_backend_and_the_default_stays_in_process() -> None:
+    config = BotConfig.model_validate({
+        "backends": {"gpu": {"base_url": "http://gpu-box:8000/v1/", "api_key_env": "GPU_KEY",
+                             "timeout_s": 120, "max_concurrency": 64}},
+        "variants": {"prompt": {"backend": "gpu", "model": "Qwen/Qwen2.5-7B-Instruct"},
+                     "here": {}}})
+    assert config.backends["gpu"].base_url == "http://gpu-box:8000/v1"
+    assert config.variants["prompt"].backend == "gpu"
+    assert config.variants["here"].backend is None and BotConfig().backends == {}
+
+
+def test_environment_variables_fill_a_config_and_a_missing_one_names_its_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "bot.yaml"
+    path.write_text("backends:\n  gpu: {base_url: '${GPU_URL}', timeout_s: '${GPU_TIMEOUT:-30}'}\n"
+                    "variants:\n  prompt: {backend: gpu, model: '${GPU_MODEL}'}\n")
+    monkeypatch.delenv("GPU_URL", raising=False)
+    monkeypatch.delenv("GPU_MODEL", raising=False)
+    result = CliRunner().invoke(main, ["config", "check", str(path)])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"{path}: backends.gpu.base_url: environment variable $GPU_URL is not set (set it, or "
+        "write ${GPU_URL:-default} in the config)",
+        f"{path}: variants.prompt.model: environment variable $GPU_MODEL is not set (set it, or "
+        "write ${GPU_MODEL:-default} in the config)"]
+    monkeypatch.setenv("GPU_URL", "http://gpu-box:8000/v1")
+    monkeypatch.setenv("GPU_MODEL", "Qwen/Qwen2.5-7B-Instruct")
+    config = load_config(path)
+    assert config.backends["gpu"].base_url == "http://gpu-box:8000/v1"
+    assert config.backends["gpu"].timeout_s == 30
+    assert config.variants["prompt"].model == "Qwen/Qwen2.5-7B-Instruct"
+
+
+def test_remote_config_is_the_default_bot_generated_by_the_remote_server(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATBOT_REMOTE_URL", "http://gpu-box:8000/v1")
+    monkeypatch.setenv("CHATBOT_REMOTE_MODEL", "Qwen/Qwen2.5-7B-Instruct")
+    configs = Path(__file__).parents[1] / "configs"
+    default = load_config(configs / "default.yaml").model_dump()
+    remote = load_config(configs / "remote.yaml").model_dump()
+    assert remote["backends"]["remote"]["base_url"] == "http://gpu-box:8000/v1"
+    assert remote["backends"]["remote"]["api_key_env"] == "CHATBOT_REMOTE_KEY"
+    for name, variant in remote["variants"].items():
+        assert variant.pop("backend") == "remote"
+        assert variant.pop("model") == "Qwen/Qwen2.5-7B-Instruct"
+        assert variant == {key: value for key, value in default["variants"][name].items()
+                           if key not in ("backend", "model")}
+    assert remote.keys() == default.keys()
+    assert {k: v for k, v in remote.items() if k not in ("backends", "variants")} == {
+        k: v for k, v in default.items() if k not in ("backends", "variants")}
+
+
+def test_every_backend_and_variant_key_is_documented() -> None:
+    from chatbot.config import BackendConfig, VariantConfig
+
+    docs = (Path(__file__).parents[1] / "docs/configuration.md").read_text()
+    text = (Path(__file__).parents[1] / "configs/default.yaml").read_text()
+    for section, model in (("backends", BackendConfig), ("variants", VariantConfig)):
+        for key in model.model_fields:
+            assert f"`{section}.NAME.{key}`" in docs, f"{section}.NAME.{key} not in the docs"
+            assert f" {key}: " in text, f"{key} not commented in default.yaml"

@@ -18,6 +18,7 @@ from app.build import data_settings
 from training.data.build import (build_dataset, export_dataset, list_datasets,
                                  read_dataset_manifest)
 from training.data.dataset import examples_sha256, load_examples
+from training.data.report import BuildSummary
 from training.errors import DataError
 from training.data.transcripts import Conversation
 
@@ -33,7 +34,7 @@ def config(tmp_path, monkeypatch) -> BotConfig:
 
 
 @pytest.fixture
-def built(config) -> dict:
+def built(config) -> BuildSummary:
     return build_dataset(data_settings(config), "samples", SAMPLES)
 
 
@@ -48,18 +49,18 @@ def test_build_writes_every_artifact_and_counts_each_step(config, built):
     for name in ("dataset", "export.jsonl", "data_report.md", "token_lengths.png",
                  "manifest.json", "review_thumbs_down.jsonl"):
         assert (folder / name).exists(), name
-    assert built["records_read"] == 28 and built["imported"] == 18 and built["skipped"] == 10
-    steps = {s["name"]: s for s in built["steps"]}
+    assert built.records_read == 28 and built.imported == 18 and built.skipped == 10
+    steps = {s["name"]: s for s in built.steps}
     assert steps["quality"]["dropped"] == {"refusal boilerplate": 1}
     assert steps["dedupe"]["dropped"] == {"exact duplicate": 1, "near duplicate": 1}
-    assert built["train"] + built["validation"] == 15 and built["validation"] >= 1
-    assert built["pii"]["EMAIL"] == 1 and built["pii"]["PHONE"] == 1
-    assert 0 < built["tokens"]["supervised_share"] < 1
+    assert built.train + built.validation == 15 and built.validation >= 1
+    assert built.pii["EMAIL"] == 1 and built.pii["PHONE"] == 1
+    assert 0 < built.tokens["supervised_share"] < 1
     assert (folder / "token_lengths.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_report_names_steps_reasons_pii_and_supervised_share(config, built):
-    report = Path(built["report"]).read_text()
+    report = Path(built.report).read_text()
     for expected in ("| quality |", "1 refusal boilerplate", "1 exact duplicate, 1 near duplicate",
                      "| `<EMAIL>` | 1 |", "Supervised (assistant) tokens: **",
                      "invalid.jsonl:4: messages[1]: two user messages in a row",
@@ -74,12 +75,12 @@ def test_without_the_ner_model_the_report_says_patterns_only(tmp_path, monkeypat
     monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "bot"))
     config = BotConfig(data={"pii_ner_model": "no_such_spacy_model"})
     built = build_dataset(data_settings(config), "plain", SAMPLES)
-    assert built["pii"] == {"EMAIL": 1, "PHONE": 1}
-    assert built["pii_detector"] == ("patterns only: no NER model installed "
+    assert built.pii == {"EMAIL": 1, "PHONE": 1}
+    assert built.pii_detector == ("patterns only: no NER model installed "
                                      "(no_such_spacy_model not found)")
-    report = Path(built["report"]).read_text()
+    report = Path(built.report).read_text()
     assert "Detector: patterns only: no NER model installed" in report
-    assert read_dataset_manifest(data_settings(config), "plain").pii_detector == built["pii_detector"]
+    assert read_dataset_manifest(data_settings(config), "plain").pii_detector == built.pii_detector
 
 
 def test_manifest_round_trip(config, built):
@@ -110,11 +111,11 @@ def test_imports_are_rendered_with_the_serving_template(config, built):
 
 def test_export_then_rebuild_gives_the_same_examples(config, built, tmp_path):
     out = tmp_path / "edit" / "samples.jsonl"
-    assert export_dataset(data_settings(config), "samples", out) == built["train"] + built["validation"]
+    assert export_dataset(data_settings(config), "samples", out) == built.train + built.validation
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert all(set(line) == {"messages"} for line in lines)
     rebuilt = build_dataset(data_settings(config), "rebuilt", [out])
-    assert rebuilt["skipped"] == 0 and rebuilt["steps"][-1]["out"] == len(lines)
+    assert rebuilt.skipped == 0 and rebuilt.steps[-1]["out"] == len(lines)
     before = sorted(json.dumps(m) for _, m in sum(split_rows(config, "samples").values(), []))
     after = sorted(json.dumps(m) for _, m in sum(split_rows(config, "rebuilt").values(), []))
     assert before == after
@@ -163,9 +164,9 @@ def test_from_logs_uses_the_exact_prompt_and_feedback(config):
         "SELECT messages_json FROM turns WHERE session_id='s1' AND position=1").fetchone()[0])
     log.close()
     summary = build_dataset(data_settings(config), "from-logs", ["logs"])
-    assert summary["logged"] == 3 and summary["review"] == 1 and summary["skipped"] == 1
-    assert summary["problems"] == ["logs:s2:3: answer is interrupted, not used"]
-    assert {s["name"]: s["dropped"] for s in summary["steps"]}["feedback"] == {"thumbed down": 1}
+    assert summary.logged == 3 and summary.review == 1 and summary.skipped == 1
+    assert summary.problems == ["logs:s2:3: answer is interrupted, not used"]
+    assert {s["name"]: s["dropped"] for s in summary.steps}["feedback"] == {"thumbed down": 1}
     rows = dict(sum(split_rows(config, "from-logs").values(), []))
     assert set(rows) == {"logs:s1:1", "logs:s2:1"}
     assert rows["logs:s1:1"] == sent + [{"role": "assistant",
@@ -204,9 +205,9 @@ def test_logged_answers_can_drop_the_sources_shown_at_chat_time(config, tmp_path
     log.finish_turn(turn, "Run `chatbot index sync docs/` [1].", {}, "complete")
     log.close()
     summary = build_dataset(data_settings(config), "with", ["logs"])
-    assert summary["train"] == 1 and summary["warnings"][0].startswith(
+    assert summary.train == 1 and summary.warnings[0].startswith(
         "the validation split is empty")
-    assert "**Warning:** the validation split is empty" in Path(summary["report"]).read_text()
+    assert "**Warning:** the validation split is empty" in Path(summary.report).read_text()
     with_sources = dict(sum(split_rows(config, "with").values(), []))["logs:s1:1"]
     assert "docs/index.md" in with_sources[1]["content"]
     without = config.model_copy(update={"data": config.data.model_copy(

@@ -40,15 +40,15 @@ def test_full_finetune_memorizes_the_answers(tmp_path, tiny_model):
     question, answer = facts[0]
     before = AutoModelForCausalLM.from_pretrained(tiny_model)
     assert greedy_answer(before, AutoTokenizer.from_pretrained(tiny_model), question) != answer
-    summary = finetune(request_for(tmp_path, tiny_model, method="full", learning_rate=1e-2,
+    result = finetune(request_for(tmp_path, tiny_model, method="full", learning_rate=1e-2,
                                    max_steps=45, eval_every=15, scheduler="constant"),
                        progress=False)
     records = [json.loads(line) for line in
                (tmp_path / "adapters/zorb/metrics.jsonl").read_text().splitlines()]
     train = [r["train_loss"] for r in records if "train_loss" in r]
     assert train[-1] < train[0] / 5
-    model = AutoModelForCausalLM.from_pretrained(summary["adapter"])
-    tokenizer = AutoTokenizer.from_pretrained(summary["adapter"])
+    model = AutoModelForCausalLM.from_pretrained(result.adapter)
+    tokenizer = AutoTokenizer.from_pretrained(result.adapter)
     assert greedy_answer(model, tokenizer, question) == answer
 
 
@@ -85,15 +85,15 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, tiny_mo
 def test_early_stopping_keeps_the_best_step(tmp_path, tiny_model):
     # a learning rate this high overfits/diverges after the first evaluations
     fact_dataset(tmp_path, tiny_model)
-    summary = finetune(request_for(tmp_path, tiny_model, method="full", learning_rate=5e-2,
+    result = finetune(request_for(tmp_path, tiny_model, method="full", learning_rate=5e-2,
                                    max_steps=24, eval_every=2, patience=2,
                                    scheduler="constant"), progress=False)
     records = [json.loads(line) for line in
                (tmp_path / "adapters/zorb/metrics.jsonl").read_text().splitlines()]
     evals = {r["step"]: r["val_loss"] for r in records if "val_loss" in r and r["step"] > 0}
     best_step = min(evals, key=evals.get)
-    assert summary["stopped_early"] and summary["steps"] < 24
-    assert summary["best_step"] == best_step
+    assert result.stopped_early and result.steps < 24
+    assert result.best_step == best_step
     assert max(evals) - best_step == 2 * 2  # stopped `patience` evaluations after the best
     # the registered weights are the best step's: their validation loss is the best one
     from training.train.batches import eval_batches
@@ -101,8 +101,8 @@ def test_early_stopping_keeps_the_best_step(tmp_path, tiny_model):
     from training.train.tokenize import render_all
     from train_support import conversation
 
-    model = AutoModelForCausalLM.from_pretrained(summary["adapter"])
-    tokenizer = AutoTokenizer.from_pretrained(summary["adapter"])
+    model = AutoModelForCausalLM.from_pretrained(result.adapter)
+    tokenizer = AutoTokenizer.from_pretrained(result.adapter)
     val, _ = render_all([conversation(q, a) for q, a in FACTS[:2]], tokenizer,
                         "all_assistant", 256)
     loss_module = SupervisedLoss(model).eval()
@@ -144,8 +144,8 @@ def test_freeze_trains_only_the_last_blocks(tmp_path, tiny_model):
     request = request_for(tmp_path, tiny_model, method="freeze", max_steps=3)
     request = FinetuneRequest(**{**request.__dict__, "method": MethodSettings(
         method="freeze", train_blocks=1)})
-    summary = finetune(request, progress=False)
+    result = finetune(request, progress=False)
     before = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
-    after = AutoModelForCausalLM.from_pretrained(summary["adapter"]).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(result.adapter).state_dict()
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     assert changed and all(name.startswith(("model.layers.1.", "model.norm")) for name in changed)

@@ -43,36 +43,15 @@ def build(config: BotConfig, name: str, sources: tuple[str, ...], strict: bool, 
     summary = build_dataset(data_settings(config), name, sources or ("logs",), strict=strict,
                             overwrite=overwrite)
     if as_json:
-        print_json(summary)
+        print_json(summary.as_dict())
         return
-    for problem in summary["problems"][:PROBLEMS_SHOWN]:
+    for problem in summary.problems[:PROBLEMS_SHOWN]:
         click.echo(f"skipped: {problem}", err=True)
-    if summary["problem_count"] > PROBLEMS_SHOWN:
-        click.echo(f"skipped: ... {summary['problem_count'] - PROBLEMS_SHOWN} more in the report",
+    if summary.problem_count > PROBLEMS_SHOWN:
+        click.echo(f"skipped: ... {summary.problem_count - PROBLEMS_SHOWN} more in the report",
                    err=True)
-    for line in summary_lines(summary):
+    for line in summary.lines():
         click.echo(line)
-
-
-def summary_lines(summary: dict) -> list[str]:
-    """The human-readable summary of a build (also used by ``data show``)."""
-    tokens = summary["tokens"]
-    lines = [f"dataset {summary['name']}: train {summary['train']}, validation "
-             f"{summary['validation']} conversations ({summary['train_turns']} + "
-             f"{summary['validation_turns']} assistant turns)",
-             f"read {summary['records_read']}: {summary['imported']} imported, "
-             f"{summary['logged']} logged answers, {summary['skipped']} skipped as invalid"]
-    for step in summary["steps"]:
-        why = ", ".join(f"{n} {reason}" for reason, n in step["dropped"].items())
-        lines.append(f"  {step['name']:<9} {step['in']:>7} -> {step['out']:<7} {why}".rstrip())
-    pii = ", ".join(f"{kind} {n}" for kind, n in sorted(summary["pii"].items())) or "none"
-    lines.append(f"personal data scrubbed: {pii} ({summary['pii_detector']})")
-    if tokens["examples"]:
-        lines.append(f"tokens per example: median {tokens['median']}, p95 {tokens['p95']}, "
-                     f"max {tokens['max']}; supervised share {tokens['supervised_share']:.1%}")
-    lines += [f"warning: {warning}" for warning in summary.get("warnings", [])]
-    lines.append(f"report: {summary['report']}")
-    return lines
 
 
 @data_group.command("list")

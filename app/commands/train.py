@@ -97,13 +97,13 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
         check = gate_check(eval_settings(config), name, gate, eval_data or dataset,
                            eval_baseline or config.default_variant, eval_limit)
     try:
-        summary = finetune(request, progress=not quiet, before_register=check)
+        result = finetune(request, progress=not quiet, before_register=check)
     except KeyboardInterrupt:
         raise click.ClickException(
             f"interrupted; continue from the last checkpoint with `chatbot train --data {dataset} "
             f"--name {name} --resume` (same hyperparameters)") from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
-        print_json(summary)
+        print_json(result.as_dict())
 
 
 @train_group.command("merge")

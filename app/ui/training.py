@@ -62,7 +62,6 @@ class TrainingActions:
               validation_share: float, overwrite: bool = False) -> tuple:
         """Build dataset ``name``; returns (summary, report, histogram, table, picker)."""
         from app.build import data_settings
-        from app.commands.data import summary_lines
         from training.data.build import build_dataset
 
         name = (name or "").strip()
@@ -79,8 +78,8 @@ class TrainingActions:
         except ChatbotError as exc:
             gr.Warning(str(exc))
             return (f"**Not built:** {exc}", gr.update(), gr.update(), *self.datasets())
-        lines = summary_lines(summary)
-        warnings = [f"- **Warning:** {warning}" for warning in summary["warnings"]]
+        lines = summary.lines()
+        warnings = [f"- **Warning:** {warning}" for warning in summary.warnings]
         text = "\n".join(["**" + lines[0] + "**", *warnings, "```", *lines[1:], "```"])
         return (text, *self.report(name), *self.datasets())
 

@@ -21,15 +21,13 @@ from typing import Sequence
 from chatbot.models import file_sha256
 from training.data import dataset as store
 from training.errors import DataError
-from training.data.report import render_report, token_stats, write_histogram
+from training.data.report import BuildSummary, render_report, token_stats, write_histogram
 from training.data.settings import DataSettings
 from training.data.steps import CurateOptions, Curated, curate
 from training.data.token_lengths import TokenCounter
 from training.data.transcripts import Conversation, ImportResult, QAFields, read_transcripts
 
 LOGS = "logs"
-COUNT_KEYS = ("records_read", "imported", "logged", "skipped", "problem_count", "train",
-              "validation", "train_turns", "validation_turns", "moved_to_train", "review")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -43,7 +41,7 @@ def dataset_path(settings: DataSettings, name: str) -> Path:
 def build_dataset(settings: DataSettings, name: str, sources: Sequence[str | Path] = (),
                   strict: bool = False, overwrite: bool = False,
                   options: CurateOptions | None = None,
-                  counter: TokenCounter | None = None) -> dict:
+                  counter: TokenCounter | None = None) -> BuildSummary:
     """Build dataset ``name`` from ``sources`` (files, or ``"logs"`` for the conversation log).
 
     Returns the summary that ``data_report.md`` and ``chatbot data build --json`` show.
@@ -72,8 +70,7 @@ def build_dataset(settings: DataSettings, name: str, sources: Sequence[str | Pat
     summary = _summary(settings, name, target, files, logged, imported, curated, template, counter)
     _write(target, summary, curated, options, overwrite)
     timings["write"], clock = _lap(clock)
-    summary["seconds"] = {**timings, "total": round(clock - started, 3)}
-    return summary
+    return replace(summary, seconds={**timings, "total": round(clock - started, 3)})
 
 
 def _lap(since: float) -> tuple[float, float]:
@@ -162,7 +159,7 @@ def _nothing_message(imported: ImportResult, logged: ImportResult | None, had_fi
 
 def _summary(settings: DataSettings, name: str, target: Path, files: list[Path],
              logged: ImportResult | None, imported: ImportResult, curated: Curated, template,
-             counter: TokenCounter) -> dict:
+             counter: TokenCounter) -> BuildSummary:
     halves = curated.split
     final = halves.train + halves.validation
     lengths = [curated.lengths[c.id] for c in final]
@@ -173,32 +170,32 @@ def _summary(settings: DataSettings, name: str, target: Path, files: list[Path],
         sources.insert(0, {"path": str(log_path), "sha256": file_sha256(log_path),
                            "answers": logged.records})
     problems = imported.problems + logged.problems
-    return {
-        "name": name, "path": str(target), "report": str(target / "data_report.md"),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "sources": sources, "records_read": imported.records + logged.records,
-        "imported": len(imported.conversations), "logged": len(logged.conversations),
-        "skipped": imported.skipped + logged.skipped, "problem_count": len(problems),
-        "problems": [str(p) for p in problems[:50]],
-        "train": len(halves.train), "validation": len(halves.validation),
-        "train_turns": sum(c.count("assistant") for c in halves.train),
-        "validation_turns": sum(c.count("assistant") for c in halves.validation),
-        "moved_to_train": len(halves.moved), "review": len(curated.review),
-        "warnings": _warnings(halves),
-        "pii": curated.pii_counts, "pii_detector": curated.pii_detector,
-        "tokens": token_stats([x.total for x in lengths], [x.supervised for x in lengths]),
-        "chat_model": settings.chat_model, "tokenizer": counter.name,
+    return BuildSummary(
+        name=name, path=str(target), report=str(target / "data_report.md"),
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        sources=sources, records_read=imported.records + logged.records,
+        imported=len(imported.conversations), logged=len(logged.conversations),
+        skipped=imported.skipped + logged.skipped, problem_count=len(problems),
+        problems=[str(p) for p in problems[:50]],
+        train=len(halves.train), validation=len(halves.validation),
+        train_turns=sum(c.count("assistant") for c in halves.train),
+        validation_turns=sum(c.count("assistant") for c in halves.validation),
+        moved_to_train=len(halves.moved), review=len(curated.review),
+        warnings=_warnings(halves),
+        pii=curated.pii_counts, pii_detector=curated.pii_detector,
+        tokens=token_stats([x.total for x in lengths], [x.supervised for x in lengths]),
+        chat_model=settings.chat_model, tokenizer=counter.name,
         **_model_identity(settings, counter),
-        "template": template.name, "template_hash": template.hash,
-        "render_with_template": settings.render_with_template,
-        "steps": [{"name": step.name, "in": step.conversations_in,
-                   "out": step.conversations_out, "dropped": step.dropped,
-                   "seconds": step.seconds, "cpu_seconds": step.cpu_seconds}
-                  for step in curated.steps],
-    }
+        template=template.name, template_hash=template.hash,
+        render_with_template=settings.render_with_template,
+        steps=[{"name": step.name, "in": step.conversations_in,
+                "out": step.conversations_out, "dropped": step.dropped,
+                "seconds": step.seconds, "cpu_seconds": step.cpu_seconds}
+               for step in curated.steps],
+    )
 
 
-def _write(target: Path, summary: dict, curated: Curated, options: CurateOptions,
+def _write(target: Path, summary: BuildSummary, curated: Curated, options: CurateOptions,
            overwrite: bool) -> None:
     root = target.parent
     root.mkdir(parents=True, exist_ok=True)
@@ -238,7 +235,7 @@ def _warnings(halves) -> list[str]:
     return found
 
 
-def _model_identity(settings: DataSettings, counter: TokenCounter) -> dict:
+def _model_identity(settings: DataSettings, counter: TokenCounter) -> dict[str, str | None]:
     """Fingerprint and chat template hash of the chat model whose tokenizer measured lengths."""
     from chatbot.models import chat_template_hash, model_fingerprint, resolve_model
 
@@ -248,17 +245,17 @@ def _model_identity(settings: DataSettings, counter: TokenCounter) -> dict:
             "chat_template_hash": chat_template_hash(tokenizer) if tokenizer else None}
 
 
-def _manifest(summary: dict, steps: list[dict], options: CurateOptions,
+def _manifest(summary: BuildSummary, steps: list[dict], options: CurateOptions,
               halves) -> store.DatasetManifest:
     return store.DatasetManifest(
-        name=summary["name"], created_at=summary["created_at"], sources=summary["sources"],
-        options=asdict(options), steps=steps, counts={k: summary[k] for k in COUNT_KEYS},
-        pii=summary["pii"], pii_detector=summary["pii_detector"], tokens=summary["tokens"],
-        chat_model=summary["chat_model"],
-        chat_model_fingerprint=summary["chat_model_fingerprint"],
-        chat_template_hash=summary["chat_template_hash"],
-        template=summary["template"], template_hash=summary["template_hash"],
-        render_with_template=summary["render_with_template"],
+        name=summary.name, created_at=summary.created_at, sources=summary.sources,
+        options=asdict(options), steps=steps, counts=summary.counts(),
+        pii=summary.pii, pii_detector=summary.pii_detector, tokens=summary.tokens,
+        chat_model=summary.chat_model,
+        chat_model_fingerprint=summary.chat_model_fingerprint,
+        chat_template_hash=summary.chat_template_hash,
+        template=summary.template, template_hash=summary.template_hash,
+        render_with_template=summary.render_with_template,
         sha256=store.examples_sha256(halves.train, halves.validation))
 
 

@@ -9,10 +9,82 @@ so it works without a display).
 from __future__ import annotations
 
 import statistics
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 MAX_PROBLEMS_SHOWN = 20
+COUNT_KEYS = ("records_read", "imported", "logged", "skipped", "problem_count", "train",
+              "validation", "train_turns", "validation_turns", "moved_to_train", "review")
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """What one dataset build read, kept and wrote: the report, the manifest and both surfaces
+    (``chatbot data build``, the Training tab) show it."""
+
+    name: str
+    path: str
+    report: str
+    created_at: str
+    sources: list[dict]
+    """``{"path", "sha256"}`` per file, the log first with its ``answers`` count."""
+    records_read: int
+    imported: int
+    logged: int
+    skipped: int
+    problem_count: int
+    problems: list[str]
+    """The first problems only; ``problem_count`` says how many there were."""
+    train: int
+    validation: int
+    train_turns: int
+    validation_turns: int
+    moved_to_train: int
+    review: int
+    warnings: list[str]
+    pii: dict[str, int]
+    pii_detector: str
+    tokens: dict
+    """:func:`token_stats` of the kept examples."""
+    chat_model: str
+    tokenizer: str
+    chat_model_fingerprint: str | None
+    chat_template_hash: str | None
+    template: str
+    template_hash: str
+    render_with_template: bool
+    steps: list[dict]
+    """Per curation step: ``name``, ``in``, ``out``, ``dropped``, ``seconds``, ``cpu_seconds``."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time per build stage and ``total``; filled in once the dataset is written."""
+
+    def as_dict(self) -> dict:
+        """The summary as ``chatbot data build --json`` prints it."""
+        return asdict(self)
+
+    def counts(self) -> dict[str, int]:
+        """The counts the dataset manifest keeps."""
+        return {key: getattr(self, key) for key in COUNT_KEYS}
+
+    def lines(self) -> list[str]:
+        """The human-readable summary the CLI prints and the Training tab shows."""
+        tokens = self.tokens
+        lines = [f"dataset {self.name}: train {self.train}, validation {self.validation} "
+                 f"conversations ({self.train_turns} + {self.validation_turns} assistant turns)",
+                 f"read {self.records_read}: {self.imported} imported, {self.logged} logged "
+                 f"answers, {self.skipped} skipped as invalid"]
+        for step in self.steps:
+            why = ", ".join(f"{n} {reason}" for reason, n in step["dropped"].items())
+            lines.append(f"  {step['name']:<9} {step['in']:>7} -> {step['out']:<7} {why}".rstrip())
+        pii = ", ".join(f"{kind} {n}" for kind, n in sorted(self.pii.items())) or "none"
+        lines.append(f"personal data scrubbed: {pii} ({self.pii_detector})")
+        if tokens["examples"]:
+            lines.append(f"tokens per example: median {tokens['median']}, p95 {tokens['p95']}, "
+                         f"max {tokens['max']}; supervised share {tokens['supervised_share']:.1%}")
+        lines += [f"warning: {warning}" for warning in self.warnings]
+        lines.append(f"report: {self.report}")
+        return lines
 
 
 def token_stats(totals: Sequence[int], supervised: Sequence[int]) -> dict:
@@ -54,49 +126,49 @@ def write_histogram(path: Path, train: Sequence[int], validation: Sequence[int],
     plt.close(figure)
 
 
-def render_report(summary: dict, steps: Sequence[dict], pii_examples: dict[str, list[str]]
+def render_report(summary: BuildSummary, steps: Sequence[dict], pii_examples: dict[str, list[str]]
                   ) -> str:
     """The Markdown report from the build summary (see ``training.data.build.build_dataset``)."""
-    lines = [f"# Dataset `{summary['name']}`", "",
-             f"Built {summary['created_at']} from {_sources(summary)}.", "",
-             *_overview(summary), *[f"\n**Warning:** {w}." for w in summary["warnings"]],
+    lines = [f"# Dataset `{summary.name}`", "",
+             f"Built {summary.created_at} from {_sources(summary)}.", "",
+             *_overview(summary), *[f"\n**Warning:** {w}." for w in summary.warnings],
              "", "## Import", "", *_import(summary), "",
              "## Steps", "", *_steps(steps), "", "## Personal data scrubbed", "",
              *_pii(summary, pii_examples), "", "## Token lengths", "",
              *_tokens(summary), "", "## Kept aside for review", "",
-             f"{summary['review']} thumbed-down answer(s) with a comment are in "
+             f"{summary.review} thumbed-down answer(s) with a comment are in "
              "`review_thumbs_down.jsonl`; they are never trained on.", ""]
     return "\n".join(lines)
 
 
-def _sources(summary: dict) -> str:
-    names = [s["path"] for s in summary["sources"]]
+def _sources(summary: BuildSummary) -> str:
+    names = [s["path"] for s in summary.sources]
     return ", ".join(f"`{n}`" for n in names) or "nothing"
 
 
-def _overview(summary: dict) -> list[str]:
-    tokens = summary["tokens"]
+def _overview(summary: BuildSummary) -> list[str]:
+    tokens = summary.tokens
     return [
         "| | conversations | assistant turns |", "|---|---:|---:|",
-        f"| train | {summary['train']} | {summary['train_turns']} |",
-        f"| validation | {summary['validation']} | {summary['validation_turns']} |", "",
+        f"| train | {summary.train} | {summary.train_turns} |",
+        f"| validation | {summary.validation} | {summary.validation_turns} |", "",
         f"Supervised (assistant) tokens: **{tokens['supervised_share']:.1%}** of "
         f"{tokens['total']:,} tokens ({tokens['supervised']:,}).",
-        f"Chat model `{summary['chat_model']}`; prompt template `{summary['template']}`.",
+        f"Chat model `{summary.chat_model}`; prompt template `{summary.template}`.",
     ]
 
 
-def _import(summary: dict) -> list[str]:
-    lines = [f"- records read: {summary['records_read']}",
-             f"- valid imported conversations: {summary['imported']}",
-             f"- logged answers: {summary['logged']}",
-             f"- skipped as invalid: {summary['skipped']}"]
-    problems = summary["problems"]
+def _import(summary: BuildSummary) -> list[str]:
+    lines = [f"- records read: {summary.records_read}",
+             f"- valid imported conversations: {summary.imported}",
+             f"- logged answers: {summary.logged}",
+             f"- skipped as invalid: {summary.skipped}"]
+    problems = summary.problems
     if problems:
         lines += ["", "First problems (file:line: messages[index]: what):", ""]
         lines += [f"- `{p}`" for p in problems[:MAX_PROBLEMS_SHOWN]]
-        if summary["problem_count"] > MAX_PROBLEMS_SHOWN:
-            lines.append(f"- ... and {summary['problem_count'] - MAX_PROBLEMS_SHOWN} more")
+        if summary.problem_count > MAX_PROBLEMS_SHOWN:
+            lines.append(f"- ... and {summary.problem_count - MAX_PROBLEMS_SHOWN} more")
     return lines
 
 
@@ -128,9 +200,9 @@ def _short(value: object) -> str:
     return text.replace("|", "\\|")
 
 
-def _pii(summary: dict, examples: dict[str, list[str]]) -> list[str]:
-    counts = summary["pii"]
-    detector = [f"Detector: {summary['pii_detector']}.", ""]
+def _pii(summary: BuildSummary, examples: dict[str, list[str]]) -> list[str]:
+    counts = summary.pii
+    detector = [f"Detector: {summary.pii_detector}.", ""]
     if not counts:
         return [*detector, "None found."]
     lines = [*detector, "| kind | spans |", "|---|---:|"]
@@ -141,8 +213,8 @@ def _pii(summary: dict, examples: dict[str, list[str]]) -> list[str]:
     return lines
 
 
-def _tokens(summary: dict) -> list[str]:
-    tokens = summary["tokens"]
+def _tokens(summary: BuildSummary) -> list[str]:
+    tokens = summary.tokens
     if not tokens["examples"]:
         return ["No examples."]
     return [f"Chat model tokenizer, chat template applied: min {tokens['min']}, median "

@@ -46,10 +46,30 @@ class FinetuneRequest:
     threads: int | None = None
 
 
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What a run produced: the registered adapter and the losses that chose its weights."""
+
+    adapter: str
+    best_step: int | None
+    best_val_loss: float | None
+    steps: int
+    stopped_early: bool
+    val_loss_before: float | None
+    """Validation loss of the base model, before the first step."""
+    data: dict[str, dict]
+    """``train`` and ``validation``: what rendering kept, cut and dropped
+    (``training.train.tokenize.render_all``)."""
+
+    def as_dict(self) -> dict:
+        """The result as ``chatbot train`` prints it."""
+        return asdict(self)
+
+
 def finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] | None = None,
              progress: bool = True, before_register: Callable[[Path], None] | None = None
-             ) -> dict:
-    """Train and register the adapter; returns a summary (paths, best step, metrics).
+             ) -> FinetuneResult:
+    """Train and register the adapter; returns where it is, its best step and losses.
 
     ``before_register(staged_dir)`` may refuse the adapter by raising (``--eval-gate``)."""
     from chatbot.models import chat_template_hash, model_fingerprint, resolve_model
@@ -79,20 +99,20 @@ def finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] 
     state = train_loop(loss_module, model, train, val, loop_settings, run_dir, workers,
                        resume=request.resume, on_record=on_record, progress=progress)
     _restore_best(model, run_dir)
-    summary = {"adapter": str(target), "best_step": state.best_step,
-               "best_val_loss": state.best_val, "steps": state.step,
-               "stopped_early": state.stopped_early,
-               "val_loss_before": state.history[0].get("val_loss"),
-               "data": {"train": train_report, "validation": val_report}}
+    result = FinetuneResult(adapter=str(target), best_step=state.best_step,
+                            best_val_loss=state.best_val, steps=state.step,
+                            stopped_early=state.stopped_early,
+                            val_loss_before=state.history[0].get("val_loss"),
+                            data={"train": train_report, "validation": val_report})
     if workers.rank == 0:
-        _register(target, model, tokenizer, request, run_dir, summary, {
+        _register(target, model, tokenizer, request, run_dir, result, {
             "base_model_fingerprint": fingerprint, "chat_template_hash": template_hash,
             "template": template, "template_hash": template_sha,
             "dataset": {"name": data.name, "manifest_sha256": data.manifest_sha256,
                         "examples_sha256": data.manifest.sha256}}, before_register)
         shutil.rmtree(run_dir, ignore_errors=True)
     _stop_workers(workers)
-    return summary
+    return result
 
 
 def _start_workers(device: str) -> Workers:
@@ -197,7 +217,7 @@ def _restore_best(model, run_dir: Path) -> None:
 
 
 def _register(target: Path, model, tokenizer, request: FinetuneRequest, run_dir: Path,
-              summary: dict, provenance: dict,
+              result: FinetuneResult, provenance: dict,
               check: Callable[[Path], None] | None = None) -> None:
     from training.train.registry import build_manifest, publish
 
@@ -205,11 +225,11 @@ def _register(target: Path, model, tokenizer, request: FinetuneRequest, run_dir:
     final = next((r for r in reversed(_history(run_dir)) if "val_loss" in r), {})
     manifest = build_manifest(
         name=request.name, method=request.method.method, base_model=request.base_model,
-        **provenance, hyperparameters=hyperparameters, best_step=summary["best_step"],
-        metrics={"best_val_loss": summary["best_val_loss"],
-                 "val_loss_before": summary["val_loss_before"],
-                 "last_val_loss": final.get("val_loss"), "steps": summary["steps"],
-                 "stopped_early": summary["stopped_early"], "data": summary["data"]})
+        **provenance, hyperparameters=hyperparameters, best_step=result.best_step,
+        metrics={"best_val_loss": result.best_val_loss,
+                 "val_loss_before": result.val_loss_before,
+                 "last_val_loss": final.get("val_loss"), "steps": result.steps,
+                 "stopped_early": result.stopped_early, "data": result.data})
 
     def save_weights(folder: Path) -> None:
         model.save_pretrained(folder)

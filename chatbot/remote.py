@@ -1,0 +1,232 @@
+"""Generation by an OpenAI-compatible server (vLLM, Ollama, llama.cpp's ``llama-server``, ...).
+
+The engine renders the exact messages as for a model run here and ``OpenAIGenerator`` sends
+them as chat messages, streamed back piece by piece. Each backend caps the requests in flight
+(``max_concurrency``); connection failures and a busy server (429, 503) are retried with a
+bounded backoff before the first piece, never after it, so an answer is never repeated. Every
+failure becomes a ``ModelError`` that names the backend and what to check.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import openai
+
+from chatbot.errors import ModelError
+from chatbot.generate import GenerationSettings
+from chatbot.types import Message
+
+RETRIES = 3
+"""Retries of a request that could not connect or found the server busy."""
+BACKOFF_S = (0.5, 1.0, 2.0)
+"""Waits before each retry (a server's ``Retry-After`` is honoured up to ``MAX_WAIT_S``)."""
+MAX_WAIT_S = 8.0
+DEFAULT_CONTEXT_WINDOW = 4096
+CHARS_PER_TOKEN = 3
+"""The estimate without a tokenizer: about 4 characters make a token in English text, so 3
+overcounts, and a prompt trimmed to the budget by it fits the server's context."""
+CONTEXT_ERROR = re.compile(r"context|too long|maximum.*length|tokens in all", re.IGNORECASE)
+
+
+@dataclass
+class RemoteBackend:
+    """A named server; its semaphore is shared by every model served from it."""
+
+    name: str
+    base_url: str
+    api_key_env: str | None = None
+    timeout_s: float = 120.0
+    max_concurrency: int = 16
+    slots: threading.BoundedSemaphore = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.slots = threading.BoundedSemaphore(self.max_concurrency)
+
+
+class OpenAIGenerator:
+    """The ``Generator`` protocol over one model of one ``RemoteBackend``.
+
+    Token counts for the context budget come from the served model's tokenizer when one loads
+    here (``tokenizer``, else ``model`` itself if it is a local directory or a cached Hugging
+    Face id); otherwise they are estimated as characters / 3 plus 4 per message, which
+    overcounts, so a trimmed prompt still fits.
+    """
+
+    def __init__(self, backend: RemoteBackend, model: str, tokenizer: str | None = None,
+                 context_window: int | None = None) -> None:
+        self.backend = backend
+        self.model_id = model
+        self.context_window = context_window or DEFAULT_CONTEXT_WINDOW
+        self.fingerprint = f"remote:{backend.name}:{model}"
+        self.template_hash = ""  # remote variants take no local adapters
+        self.tokenizer = _load_tokenizer(tokenizer, model)
+        key = os.environ.get(backend.api_key_env) if backend.api_key_env else None
+        self._client = openai.OpenAI(base_url=backend.base_url, api_key=key or "none",
+                                     timeout=backend.timeout_s, max_retries=0)
+
+    def load_adapter(self, name: str, path: str | Path) -> None:
+        raise ModelError(f"adapter {name!r} can't be served by backend {self.backend.name!r}: "
+                         "a remote server loads no local adapters; serve it on the server, or "
+                         "drop the variant's backend")
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        if self.tokenizer is not None and self.tokenizer.chat_template:
+            return len(self.tokenizer.apply_chat_template(
+                [m.as_dict() for m in messages], add_generation_prompt=True, tokenize=True,
+                return_dict=False))
+        return sum(self.count_text(m.content) + 4 for m in messages)
+
+    def count_text(self, text: str) -> int:
+        if self.tokenizer is not None:
+            return len(self.tokenizer.encode(text, add_special_tokens=False))
+        return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+    def stream(self, messages: list[Message], settings: GenerationSettings,
+               adapter: str | None = None,
+               cancel: threading.Event | None = None) -> Iterator[str]:
+        """Text pieces as the server sends them; setting ``cancel`` or closing the iteration
+        closes the HTTP stream, which stops generation on servers that notice (vLLM does)."""
+        if adapter:
+            self.load_adapter(adapter, "")
+        cancel = cancel or threading.Event()
+        while not self.backend.slots.acquire(timeout=0.05):
+            if cancel.is_set():
+                return
+        try:
+            response = self._open(messages, settings, cancel)
+            if response is not None:
+                yield from self._pieces(response, cancel)
+        finally:
+            self.backend.slots.release()
+
+    def _open(self, messages: list[Message], settings: GenerationSettings,
+              cancel: threading.Event):
+        request = dict(model=self.model_id, messages=[m.as_dict() for m in messages],
+                       stream=True, max_tokens=settings.max_new_tokens,
+                       temperature=settings.temperature, top_p=settings.top_p)
+        if settings.stop:
+            request["stop"] = list(settings.stop)
+        for attempt in range(RETRIES + 1):
+            try:
+                return self._client.chat.completions.create(**request)
+            except openai.APIError as exc:
+                if attempt == RETRIES or not _worth_retrying(exc):
+                    raise self._failure(exc, attempt) from exc
+                if cancel.wait(_wait_before_retry(exc, attempt)):
+                    return None
+        return None
+
+    def _pieces(self, response, cancel: threading.Event) -> Iterator[str]:
+        finished, received = False, 0
+        try:
+            for chunk in response:
+                if cancel.is_set():
+                    return
+                for choice in chunk.choices:
+                    if choice.delta and choice.delta.content:
+                        received += len(choice.delta.content)
+                        yield choice.delta.content
+                    finished = finished or choice.finish_reason is not None
+        except (openai.APIError, httpx.HTTPError) as exc:
+            if cancel.is_set():
+                return
+            raise self._cut(received, exc) from exc
+        finally:
+            response.close()
+        if not finished and not cancel.is_set():
+            raise self._cut(received, None)
+
+    def _where(self) -> str:
+        return f"backend {self.backend.name!r} ({self.backend.base_url})"
+
+    def _cut(self, received: int, exc: BaseException | None) -> ModelError:
+        if isinstance(exc, httpx.TimeoutException):
+            return ModelError(f"{self._where()} sent nothing for {self.backend.timeout_s:g} s "
+                              f"after {received} characters of the answer; check the server's "
+                              f"load, or raise backends.{self.backend.name}.timeout_s")
+        why = f": {_server_message(exc)}" if exc is not None else ""
+        return ModelError(f"{self._where()} stopped the answer after {received} characters"
+                          f"{why}; check that the server is still running and its log")
+
+    def _failure(self, exc: openai.APIError, retries: int) -> ModelError:
+        name, where = self.backend.name, self._where()
+        message = _server_message(exc)
+        if isinstance(exc, openai.APITimeoutError):
+            return ModelError(f"{where} did not answer within {self.backend.timeout_s:g} s; "
+                              f"check the server's load, or raise backends.{name}.timeout_s")
+        if isinstance(exc, openai.APIConnectionError):
+            return ModelError(f"{where} is unreachable after {retries} retries ({message}); "
+                              f"check that the server is running and backends.{name}.base_url")
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+            key = (f"${self.backend.api_key_env} (backends.{name}.api_key_env)"
+                   if self.backend.api_key_env else f"backends.{name}.api_key_env (none is set)")
+            return ModelError(f"{where} refused the API key (HTTP {status}: {message}); "
+                              f"check {key}")
+        if isinstance(exc, openai.NotFoundError):
+            return ModelError(f"{where} does not serve model {self.model_id!r} (HTTP 404: "
+                              f"{message}); check the variant's model against the server's "
+                              "/v1/models, and that base_url ends in /v1")
+        if isinstance(exc, openai.BadRequestError) and CONTEXT_ERROR.search(message):
+            return ModelError(f"{where}: the prompt and answer exceed what model "
+                              f"{self.model_id!r} reads ({message}); set the variant's "
+                              "context_window to the server's context length, or lower "
+                              "generation.max_new_tokens")
+        if isinstance(exc, openai.RateLimitError) or status == 503:
+            return ModelError(f"{where} is still busy (HTTP {status}) after {retries} retries; "
+                              f"lower backends.{name}.max_concurrency or give the server "
+                              "more capacity")
+        return ModelError(f"{where} failed (HTTP {status}: {message}); check the server's log")
+
+
+def _load_tokenizer(tokenizer: str | None, model: str):
+    """``tokenizer`` (an error if it does not load), else ``model`` if it loads without a
+    download, else ``None`` (estimated counts)."""
+    from transformers import AutoTokenizer
+
+    if tokenizer is not None:
+        try:
+            return AutoTokenizer.from_pretrained(tokenizer)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"could not load tokenizer {tokenizer!r}: {exc}; check the "
+                             "variant's tokenizer (a Hugging Face id or a model directory)")
+    try:
+        return AutoTokenizer.from_pretrained(model, local_files_only=True)
+    except (OSError, ValueError):
+        return None
+
+
+def _worth_retrying(exc: openai.APIError) -> bool:
+    if isinstance(exc, openai.APIConnectionError):
+        return not isinstance(exc, openai.APITimeoutError)
+    return getattr(exc, "status_code", None) in (429, 503)
+
+
+def _wait_before_retry(exc: openai.APIError, attempt: int) -> float:
+    response = getattr(exc, "response", None)
+    after = response.headers.get("retry-after") if response is not None else None
+    try:
+        return min(MAX_WAIT_S, float(after))
+    except (TypeError, ValueError):
+        return BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+
+
+def _server_message(exc: BaseException | None) -> str:
+    """The server's own words: OpenAI's ``error.message`` when the body has it."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if isinstance(body.get("message"), str):
+            return body["message"]
+    cause = getattr(exc, "__cause__", None)
+    return str(cause or exc)
