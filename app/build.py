@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 
 from chatbot.adapters import AdapterManifest, registered_adapters
+from chatbot.batching import BatchingTransformersGenerator
 from chatbot.config import BotConfig
 from chatbot.documents import BotDocuments
 from chatbot.engine import Engine, RetrievalPolicy
@@ -68,8 +69,12 @@ def build_engine(config: BotConfig, search=None, *, log: bool = True,
 
     def load_generator(model: str, backend: str | None = None) -> Generator:
         if backend is None:
-            return TransformersGenerator(resolve_model(model, config.base_dir), model,
-                                         models.device, models.dtype, models.threads)
+            path = resolve_model(model, config.base_dir)
+            if models.max_batch == 1:
+                return TransformersGenerator(path, model, models.device, models.dtype,
+                                             models.threads)
+            return BatchingTransformersGenerator(path, model, models.device, models.dtype,
+                                                 models.threads, models.max_batch)
         from chatbot.remote import OpenAIGenerator, RemoteBackend  # openai loads only if used
 
         if backend not in backends:

@@ -1,0 +1,135 @@
+"""Continuous batching on the tiny model: concurrent answers equal lone ones; slots free."""
+
+import threading
+
+import pytest
+
+from chatbot.batching import BatchingTransformersGenerator
+from chatbot.generate import GenerationSettings, TransformersGenerator
+from chatbot.types import Message
+
+PROMPTS = ["How do I index documents?", "Hi", "What happens when I sync the folder again "
+           "after deleting two files and renaming a third one?", "Tell me about adapters.",
+           "Why?", "List three things a chatbot needs, with one sentence on each of them."]
+LENGTHS = [12, 5, 20, 9, 16, 7]
+
+
+def ask(text: str) -> list[Message]:
+    return [Message("system", "Be brief."), Message("user", text)]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with its weights scaled up: its random answers then depend on the whole
+    prompt and every position (at the fixture's scale it answers every prompt with newlines)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.mul_(10)
+    target = tmp_path_factory.mktemp("lively-tiny-model")
+    model.save_pretrained(target)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def single(model_dir) -> TransformersGenerator:
+    return TransformersGenerator(str(model_dir), "tiny", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def alone(single) -> list[str]:
+    """Each prompt's greedy answer from the one-at-a-time generator."""
+    return ["".join(single.stream(ask(p), GenerationSettings(max_new_tokens=n)))
+            for p, n in zip(PROMPTS, LENGTHS)]
+
+
+@pytest.fixture(scope="module")
+def batching(model_dir) -> BatchingTransformersGenerator:
+    return BatchingTransformersGenerator(str(model_dir), "tiny", device="cpu", max_batch=4)
+
+
+def answer_all(generator, requests) -> list[str]:
+    """Answer ``(messages, settings, adapter)`` requests on one thread each, all at once."""
+    answers = [""] * len(requests)
+    start = threading.Barrier(len(requests))
+
+    def one(i: int) -> None:
+        messages, settings, adapter = requests[i]
+        start.wait()
+        answers[i] = "".join(generator.stream(messages, settings, adapter))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return answers
+
+
+def test_concurrent_greedy_answers_equal_the_ones_given_alone(batching, alone) -> None:
+    requests = [(ask(p), GenerationSettings(max_new_tokens=n), None)
+                for p, n in zip(PROMPTS, LENGTHS)]
+    assert answer_all(batching, requests) == alone
+    assert all(alone)
+
+
+def test_a_request_joining_mid_answer_gets_its_lone_answer(batching, single, alone) -> None:
+    settings = GenerationSettings(max_new_tokens=300)
+    expected = "".join(single.stream(ask(PROMPTS[2]), settings))
+    running = batching.stream(ask(PROMPTS[2]), settings)
+    first = next(running)  # its row is decoding
+    joined = "".join(batching.stream(ask(PROMPTS[1]), GenerationSettings(max_new_tokens=5)))
+    assert joined == alone[1]
+    assert first + "".join(running) == expected
+
+
+def test_adapters_never_leak_between_rows_of_one_batch(model_dir, single, tmp_path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
+                                LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                           init_lora_weights=False))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.add_(0.5)  # make the adapter change the output
+    peft_model.save_pretrained(tmp_path / "ft")
+    single.load_adapter("ft", tmp_path / "ft")
+    batched = BatchingTransformersGenerator(str(model_dir), "tiny", device="cpu")
+    batched.load_adapter("ft", tmp_path / "ft")
+    settings = GenerationSettings(max_new_tokens=10)
+    requests = [(ask(p), settings, adapter) for p in PROMPTS[:3] for adapter in (None, "ft")]
+    expected = ["".join(single.stream(*request)) for request in requests]
+    assert answer_all(batched, requests) == expected
+    assert expected[0] != expected[1]  # the adapter does change the answer
+
+
+def test_a_cancelled_request_frees_its_slot_and_the_others_go_on(model_dir, single,
+                                                                 alone) -> None:
+    generator = BatchingTransformersGenerator(str(model_dir), "tiny", device="cpu",
+                                              max_batch=2)
+    endless = GenerationSettings(max_new_tokens=900)
+    expected = "".join(single.stream(ask(PROMPTS[2]), endless))
+    cancel_first, cancel_other = threading.Event(), threading.Event()
+    first = generator.stream(ask(PROMPTS[0]), endless, cancel=cancel_first)
+    next(first)  # it holds one of the two slots
+    other = generator.stream(ask(PROMPTS[2]), endless, cancel=cancel_other)
+    other_text = next(other)  # and this one the other
+    waiting = []
+    waiter = threading.Thread(target=lambda: waiting.append("".join(generator.stream(
+        ask(PROMPTS[1]), GenerationSettings(max_new_tokens=5)))))
+    waiter.start()
+    cancel_first.set()
+    list(first)  # ends at once
+    waiter.join(timeout=60)
+    cancel_other.set()
+    other_text += "".join(other)
+    assert waiting == [alone[1]]  # it started in the freed slot while the other still ran
+    assert expected.startswith(other_text) and len(other_text) < len(expected)
