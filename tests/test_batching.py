@@ -7,6 +7,7 @@ import pytest
 from chatbot.batching import BatchingTransformersGenerator
 from chatbot.generate import GenerationSettings, TransformersGenerator
 from chatbot.types import Message
+from lora import save_lora_adapter
 
 PROMPTS = ["How do I index documents?", "Hi", "What happens when I sync the folder again "
            "after deleting two files and renaming a third one?", "Tell me about adapters.",
@@ -89,18 +90,7 @@ def test_a_request_joining_mid_answer_gets_its_lone_answer(batching, single, alo
 
 
 def test_adapters_never_leak_between_rows_of_one_batch(model_dir, single, tmp_path) -> None:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
-                                LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
-                                           init_lora_weights=False))
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.add_(0.5)  # make the adapter change the output
-    peft_model.save_pretrained(tmp_path / "ft")
+    save_lora_adapter(model_dir, tmp_path / "ft")
     single.load_adapter("ft", tmp_path / "ft")
     batched = BatchingTransformersGenerator(str(model_dir), "tiny", device="cpu")
     batched.load_adapter("ft", tmp_path / "ft")

@@ -7,6 +7,7 @@ import pytest
 from chatbot.errors import ModelError
 from chatbot.generate import GenerationSettings, TransformersGenerator
 from chatbot.types import Message
+from lora import save_lora_adapter
 
 QUESTION = [Message("system", "Be brief."), Message("user", "How do I index documents?")]
 GREEDY = GenerationSettings(max_new_tokens=12)
@@ -43,20 +44,11 @@ def test_concurrent_requests_are_serialized_and_all_answered(generator) -> None:
 
 
 def test_lora_adapter_switches_on_one_base_model(tiny_model_dir, tmp_path) -> None:
-    import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     base_size = sum(p.numel() for p in base.parameters())
-    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
-                                                 init_lora_weights=False))
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.add_(0.5)  # make the adapter change the output
-    peft_model.save_pretrained(tmp_path / "ft")
-
+    save_lora_adapter(tiny_model_dir, tmp_path / "ft")
     generator = TransformersGenerator(str(tiny_model_dir), "tiny", device="cpu")
     before = "".join(generator.stream(QUESTION, GREEDY))
     generator.load_adapter("ft", tmp_path / "ft")
