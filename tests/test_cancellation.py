@@ -90,7 +90,8 @@ def quick_answer(base_url: str) -> str:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium missing: apt-get install chromium")
+@pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                    reason="chromium missing: apt-get install chromium")
 def test_closing_the_tab_mid_answer_stops_it_and_frees_the_model(server) -> None:
     from playwright.sync_api import expect, sync_playwright
 
