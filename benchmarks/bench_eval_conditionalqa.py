@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from app.build import bot_index, eval_settings
-    from chatbot.config import load_config
+    from chatbot.config_file import load_config
     from chatbot.indexing import sync_paths
     from training.eval.report import comparison_rows, summary_rows
     from training.eval.evaluate import run_eval

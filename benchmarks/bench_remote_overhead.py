@@ -39,7 +39,7 @@ MODEL = "prompt"
 def remote_bot(base_url: str, folder: Path, max_tokens: int):
     """Our bot: configs/default.yaml's defaults, its variant generating on ``base_url``."""
     from app.build import build_engine
-    from chatbot.config import load_config
+    from chatbot.config_file import load_config
 
     path = folder / "bot.yaml"
     path.write_text(yaml.safe_dump({

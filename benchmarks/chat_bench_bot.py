@@ -35,7 +35,7 @@ def guide_passages(count: int = 4, chars: int = 700) -> list:
 
 def embedded_config(threads: int | None, data_dir: Path | None = None):
     """configs/default.yaml with its data dir in a temporary folder."""
-    from chatbot.config import load_config
+    from chatbot.config_file import load_config
 
     os.environ["CHATBOT_DATA_DIR"] = str(data_dir or tempfile.mkdtemp(prefix="bench-chat-"))
     config = load_config(ROOT / "configs" / "default.yaml")

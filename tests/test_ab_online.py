@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from chatbot.ab import AbStore, arena_pairs, assign_variant, draw_pair, session_assigner
 from chatbot.ab_report import build_report, chart_png, render_markdown
 from app.cli import main
-from chatbot.config import config_problems
+from chatbot.config_file import config_problems
 from chatbot.errors import InputError
 from chatbot.logs import ConversationLog
 from chatbot.migrations import m001_initial, migrate

@@ -76,7 +76,7 @@ def test_tabs_build_inside_blocks(arena) -> None:
 
 
 def test_server_adds_arena_dashboard_and_the_sticky_split_from_config(tmp_path, echo) -> None:
-    from chatbot.config import load_config
+    from chatbot.config_file import load_config
     from app.server import ab_parts
     from app.ui import build_app
 

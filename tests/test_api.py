@@ -63,7 +63,7 @@ class Served:
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from app.build import build_engine
-    from chatbot.config import load_config
+    from chatbot.config_file import load_config
 
     root = tmp_path_factory.mktemp("api-bot")
     # one torch thread: on a busy 2-core machine two threads wait on each other (20x slower)

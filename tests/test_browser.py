@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 import yaml
 
-from chatbot.config import load_config
+from chatbot.config_file import load_config
 from app.build import bot_index
 from chatbot.indexing import sync_paths
 from serving import CHROMIUM, CHROMIUM_ARGS, chatbot_serve

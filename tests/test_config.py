@@ -5,7 +5,8 @@ import yaml
 from click.testing import CliRunner
 
 from app.cli import main
-from chatbot.config import BotConfig, config_problems, load_config
+from chatbot.config import BotConfig
+from chatbot.config_file import config_problems, load_config
 from chatbot.errors import ConfigError
 
 SHIPPED = sorted(Path(__file__).parents[1].glob("configs/*.yaml"))

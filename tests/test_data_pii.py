@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from chatbot.config import DataConfig
+from chatbot.config_training import DataConfig
 from chatbot.pii import KINDS, PHONE_REGIONS, scrub
 from training.data import redact
 from training.data.redact import Redactor

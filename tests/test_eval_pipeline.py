@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner
 
 from app.cli import main
-from chatbot.config import load_config
+from chatbot.config_file import load_config
 from app.build import bot_index, eval_settings
 from training.eval.evaluate import parse_gate, run_eval
 from training.eval.generations import CACHE_FILE

@@ -58,7 +58,7 @@ def remote(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 def bot_engine(config_path: Path, monkeypatch: pytest.MonkeyPatch, key: str = REMOTE_KEY):
     from app.build import build_engine
-    from chatbot.config import load_config
+    from chatbot.config_file import load_config
 
     monkeypatch.setenv("TEST_REMOTE_KEY", key)
     monkeypatch.setenv("CHATBOT_DATA_DIR", str(config_path.parent / "data"))

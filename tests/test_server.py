@@ -16,7 +16,7 @@ from gradio_client import Client, handle_file
 
 from app.auth import Credentials, check_exposure, read_auth
 from app.cli import main as cli
-from chatbot.config import load_config
+from chatbot.config_file import load_config
 from app.build import bot_documents
 from chatbot.engine import Engine
 from chatbot.errors import ConfigError

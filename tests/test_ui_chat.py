@@ -4,7 +4,7 @@ import gradio as gr
 import pytest
 
 from app.build import build_engine
-from chatbot.config import load_config
+from chatbot.config_file import load_config
 from chatbot.engine import Engine
 from chatbot.errors import ModelError
 from chatbot.generate import GenerationSettings

@@ -5,7 +5,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from chatbot.config import load_config
+from chatbot.config_file import load_config
 from chatbot.engine import Engine
 from app.build import bot_documents
 from app.ui import build_app

@@ -10,7 +10,7 @@ import gradio as gr
 import pytest
 
 from app.build import build_variants
-from chatbot.config import load_config
+from chatbot.config_file import load_config
 from chatbot.engine import Engine
 from chatbot.logs import ConversationLog
 from chatbot.prompts import build_messages, load_template

@@ -10,7 +10,9 @@ from typing import Any, Callable
 
 import click
 
-from chatbot.config import BotConfig, default_config_path, load_config
+from chatbot.config import BotConfig
+
+from chatbot.config_file import default_config_path, load_config
 from chatbot.errors import ChatbotError
 
 

@@ -8,7 +8,8 @@ import click
 import yaml
 
 from app.commands.common import in_section, one_line_errors, print_json, with_config
-from chatbot.config import BotConfig, config_problems, default_config_path
+from chatbot.config import BotConfig
+from chatbot.config_file import config_problems, default_config_path
 
 
 @in_section("Setup")

@@ -26,7 +26,7 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
 
     from app.auth import Credentials, check_exposure
     from app.build import bot_documents, build_engine
-    from chatbot.config import default_config_path
+    from chatbot.config_file import default_config_path
     from app.server import create_server_app
 
     host, port = host or config.server.host, port or config.server.port

@@ -1,0 +1,113 @@
+"""Reading a bot config file: ``${VAR}`` from the environment, then every problem at once.
+
+    config = load_config("configs/default.yaml")
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from chatbot.config import BotConfig
+from chatbot.errors import ConfigError
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("CHATBOT_CONFIG", "configs/default.yaml"))
+
+
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(raw: object, path: str = "") -> tuple[object, dict[str, str]]:
+    """``raw`` with ``${VAR}`` and ``${VAR:-default}`` in its strings taken from the
+    environment, and the key path of each unset variable that has no default -> its name."""
+    missing: dict[str, str] = {}
+    if isinstance(raw, dict):
+        expanded = {}
+        for key, value in raw.items():
+            expanded[key], inner = expand_env(value, f"{path}.{key}" if path else str(key))
+            missing.update(inner)
+        return expanded, missing
+    if isinstance(raw, list):
+        items = []
+        for i, value in enumerate(raw):
+            item, inner = expand_env(value, f"{path}.{i}")
+            items.append(item)
+            missing.update(inner)
+        return items, missing
+    if not isinstance(raw, str):
+        return raw, missing
+
+    def value_of(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is None:
+            missing[path] = name
+        return default or ""
+
+    return ENV_REFERENCE.sub(value_of, raw), missing
+
+
+def config_problems(raw: object) -> list[str]:
+    """Every problem in a parsed YAML document, each as ``key.path: what is expected``."""
+    return _validate(raw)[1]
+
+
+def _validate(raw: object) -> tuple[BotConfig | None, list[str]]:
+    """The config (``None`` when there are problems) and every problem in it."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        return None, ["(top level): expected a mapping of sections, got " + type(raw).__name__]
+    raw, missing = expand_env(raw)
+    problems = [f"{path}: environment variable ${name} is not set (set it, or write "
+                f"${{{name}:-default}} in the config)" for path, name in missing.items()]
+    backends = raw.get("backends")
+    context = {"backends": list(backends) if isinstance(backends, dict) else []}
+    try:
+        config = BotConfig.model_validate(raw, context=context)
+    except ValidationError as exc:
+        # an unset variable's key (and the section holding it) is already reported
+        unset = {prefix for path in missing for prefix in _prefixes(path)}
+        described = (_describe(error) for error in exc.errors())
+        return None, problems + [p for p in described if p.split(": ", 1)[0] not in unset]
+    return (None if problems else config), problems
+
+
+def _prefixes(path: str) -> list[str]:
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def _describe(error: dict) -> str:
+    path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{path}: unknown key (remove it or check its spelling)"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{path}: {message}"
+
+
+def load_config(path: str | Path | None = None) -> BotConfig:
+    """Read and validate a bot YAML; raises :class:`ConfigError` listing every problem."""
+    path = Path(path) if path else default_config_path()
+    if not path.is_file():
+        fix = "pass --config PATH or set $CHATBOT_CONFIG"
+        if path.is_absolute():
+            raise ConfigError(f"config file {path} not found; {fix}")
+        raise ConfigError(f"config file {path} not found in the current folder ({Path.cwd()}); "
+                          f"run the command from the project's folder, or {fix}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    config, problems = _validate(raw)
+    if problems:
+        raise ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    config.base_dir = path.resolve().parent
+    return config

