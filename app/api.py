@@ -57,18 +57,26 @@ DISCONNECT_POLL_S = 0.25
 AB_MODEL = "ab"
 """With A/B on, ``model="ab"`` answers with the session's sticky variant, its name not shown."""
 
+BUSY_RETRY_AFTER_S = 1
+"""The ``Retry-After`` of a 429: answers on a small model free a place within seconds."""
+
 
 def create_api_router(engine: Engine,
                       assign_variant: Callable[[str], str] | None = None,
-                      limits: RequestLimits | None = None) -> APIRouter:
+                      limits: RequestLimits | None = None,
+                      max_waiting_answers: int | None = None) -> APIRouter:
     """The ``/v1`` routes over ``engine`` (``app.auth`` guards them with the rest of the
     server); ``assign_variant(session_id)`` (A/B on) serves the ``ab`` model; ``limits`` caps
-    what one request may send (``None``: no cap)."""
+    what one request may send and ``max_waiting_answers`` how many answers may run or wait at
+    once (``None``: no cap)."""
     router = APIRouter(prefix="/v1")
+    answers = AnswerCount(max_waiting_answers)
 
     @router.get("/models")
     async def list_models() -> JSONResponse:
-        cards = [_model_card(engine, v) for v in engine.variants.values()]
+        # a card's max_model_len may load a tokenizer or ask a remote server: off the loop
+        cards = await asyncio.to_thread(
+            lambda: [_model_card(engine, v) for v in engine.variants.values()])
         if assign_variant is not None:
             cards.append({"id": AB_MODEL, "object": "model", "created": 0,
                           "owned_by": engine.bot_name, "ab": True, "default": False})
@@ -78,7 +86,8 @@ def create_api_router(engine: Engine,
     async def get_model(name: str) -> JSONResponse:
         if name not in engine.variants:
             return _error_response(_unknown_model(engine, name))
-        return JSONResponse(_model_card(engine, engine.variants[name]))
+        card = await asyncio.to_thread(_model_card, engine, engine.variants[name])
+        return JSONResponse(card)
 
     @router.post("/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
@@ -91,7 +100,7 @@ def create_api_router(engine: Engine,
                 variant = chat.model
             else:
                 raise _unknown_model(engine, chat.model)
-            job = Answering(engine, chat, session_id, variant)
+            job = Answering(engine, chat, session_id, variant, answers)
         except InputError as exc:
             return _error_response(exc)
         try:  # errors before the first token still get their status
@@ -108,17 +117,39 @@ def create_api_router(engine: Engine,
     return router
 
 
+class AnswerCount:
+    """API answers running or waiting for the model. Past ``limit`` a request is refused with
+    a 429 at once, so no client can queue unbounded work (``server.max_waiting_answers``)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit, self.now = limit, 0
+        self._lock = threading.Lock()  # answers end on their own threads
+
+    def admit(self) -> None:
+        with self._lock:
+            if self.limit is not None and self.now >= self.limit:
+                raise RequestError(f"the server is busy: {self.now} answers are running or "
+                                   "waiting, as many as server.max_waiting_answers allows; "
+                                   f"retry after {BUSY_RETRY_AFTER_S} s", code="server_busy",
+                                   status=429, type="rate_limit_error")
+            self.now += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self.now -= 1
+
+
 class Answering:
     """One answer produced on its own thread, so the event loop never waits for the model.
 
     Events come through an asyncio queue: ``("piece", text)``..., then ``("done", reply)`` or
     ``("error", exception)``. ``cancel()`` (a client that went away, even
     before its answer started) stops generation at the next token; the engine logs the turn as
-    interrupted.
+    interrupted. It counts in ``answers`` from acceptance until its thread ends.
     """
 
     def __init__(self, engine: Engine, chat: ChatRequest, session_id: str,
-                 variant: str) -> None:
+                 variant: str, answers: AnswerCount) -> None:
         self.engine, self.chat, self.session_id = engine, chat, session_id
         self.variant = variant
         """The variant that answers; ``chat.model`` (shown in replies) may be ``ab``."""
@@ -129,6 +160,8 @@ class Answering:
         self._queue: asyncio.Queue = asyncio.Queue()
         self._cancelled = threading.Event()
         self._stream: AnswerStream | None = None
+        self._answers = answers
+        answers.admit()
         threading.Thread(target=self._work, daemon=True, name=f"api-{self.id[-8:]}").start()
 
     async def next(self) -> tuple[str, object]:
@@ -159,6 +192,8 @@ class Answering:
         except Exception as exc:  # handed to the request, which answers with an error
             self._put("error", exc)
             return
+        finally:
+            self._answers.release()
         self._put("done", reply)
 
     def _answer(self) -> Reply:
@@ -275,10 +310,13 @@ async def _json_body(request: Request) -> object:
 
 
 def _model_card(engine: Engine, variant: Variant) -> dict:
+    from app.api_tokenize import max_model_len
+
     return {"id": variant.name, "object": "model", "created": 0, "owned_by": engine.bot_name,
             "base_model": variant.model, "adapter": variant.adapter_id,
             "template": variant.template, "retrieval": variant.retrieval,
-            "default": variant.name == engine.default_variant}
+            "default": variant.name == engine.default_variant,
+            "max_model_len": max_model_len(engine, variant)}
 
 
 def _unknown_model(engine: Engine, name: str) -> RequestError:
@@ -302,4 +340,5 @@ def _error_parts(exc: BaseException) -> tuple[int, dict]:
 
 def _error_response(exc: BaseException) -> JSONResponse:
     status, body = _error_parts(exc)
-    return JSONResponse(body, status_code=status)
+    busy = {"Retry-After": str(BUSY_RETRY_AFTER_S)} if status == 429 else None
+    return JSONResponse(body, status_code=status, headers=busy)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import click
 
-from app.commands import (ab, chat, config_cmd, data, evaluate, index, logs, serve,
-                              train)
+from app.commands import (ab, adapters, chat, config_cmd, data, evaluate, index, logs,
+                              serve, train)
 
 # Help sections, in the order users meet them; each command module names its section.
 SECTIONS = ["Chat", "Documents", "Conversations", "Training and evaluation", "Setup"]
@@ -40,6 +40,6 @@ def main() -> None:
     """Build a domain chatbot: index documents, chat, collect feedback, fine-tune, A/B-test."""
 
 
-for module in (chat, serve, index, logs, data, train, evaluate, ab, config_cmd):
+for module in (chat, serve, index, logs, data, train, adapters, evaluate, ab, config_cmd):
     for command in module.COMMANDS:
         main.add_command(command)

@@ -25,7 +25,9 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     ``config_path`` (the YAML ``config`` was read from) enables the Training tab's runs.
     """
     from app.api import create_api_router
+    from app.api_adapters import create_adapters_router
     from app.api_schema import RequestLimits
+    from app.api_tokenize import create_tokenize_router
     from app.ui import build_app, mount_ui
 
     @asynccontextmanager
@@ -39,7 +41,10 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     assign, show_names, tabs = ab_parts(engine, config)
     # the API first: the UI mounted at "/" takes every other path
     limits = RequestLimits(config.server.max_request_messages, config.server.max_request_chars)
-    server.include_router(create_api_router(engine, assign, limits))
+    server.include_router(create_api_router(engine, assign, limits,
+                                            config.server.max_waiting_answers))
+    server.include_router(create_adapters_router(engine))  # off unless allowed
+    server.include_router(create_tokenize_router(engine, limits))  # vLLM's /tokenize
     tabs = training_parts(engine, config, config_path) + tabs
     app = build_app(engine, documents=documents, title=config.name, assign_variant=assign,
                     show_variant_names=show_names, tabs=tabs)

@@ -188,6 +188,9 @@ class ServerConfig(Section):
     """Most messages one API request may send (history included); more is a 400."""
     max_request_chars: int = Field(default=200_000, ge=1)
     """Most characters all messages of one API request may hold together; more is a 400."""
+    max_waiting_answers: int = Field(default=64, ge=1)
+    """Most API answers running or waiting for the model at once; one more is a 429 with
+    ``Retry-After``, so no client can queue unbounded work."""
 
 
 class BotConfig(Section):

@@ -75,6 +75,8 @@ class Engine:
         serves one from a named backend (a variant's ``backend``)."""
         self._generators: dict[tuple[str | None, str], Generator] = {}
         self._lock = threading.Lock()
+        self._variants_lock = threading.Lock()
+        """Serializes runtime changes to ``variants``; readers take the dict as it is."""
         self._answering: weakref.WeakSet[AnswerStream] = weakref.WeakSet()
 
     def generator_for(self, variant: Variant) -> Generator:
@@ -96,10 +98,24 @@ class Engine:
     def add_variants(self, variants: dict[str, Variant]) -> list[str]:
         """Serve variants that appeared after start-up (an adapter trained from the web UI);
         names already served keep their variant. Returns the names added."""
-        new = {name: variant for name, variant in variants.items() if name not in self.variants}
-        if new:  # a new dict, so a request iterating the old one is not disturbed
-            self.variants = {**self.variants, **new}
+        with self._variants_lock:
+            new = {name: variant for name, variant in variants.items()
+                   if name not in self.variants}
+            if new:  # a new dict, so a request iterating the old one is not disturbed
+                self.variants = {**self.variants, **new}
         return list(new)
+
+    def remove_variant(self, name: str) -> Variant:
+        """Stop serving a variant added at runtime (an unloaded adapter); answers already
+        started keep it. The default variant stays: surfaces fall back to it."""
+        with self._variants_lock:
+            if name not in self.variants:
+                raise InputError(f"unknown variant {name!r}; variants: {', '.join(self.variants)}")
+            if name == self.default_variant:
+                raise InputError(f"variant {name!r} is the default variant; it can't be removed")
+            removed = self.variants[name]
+            self.variants = {key: v for key, v in self.variants.items() if key != name}
+        return removed
 
     def variant(self, name: str | None) -> Variant:
         name = name or self.default_variant

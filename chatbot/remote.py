@@ -5,10 +5,16 @@ them as chat messages, streamed back piece by piece. Each backend caps the reque
 (``max_concurrency``); connection failures and a busy server (429, 503) are retried with a
 bounded backoff before the first piece, never after it, so an answer is never repeated. Every
 failure becomes a ``ModelError`` that names the backend and what to check.
+
+Token counts for the context budget come from the served model's tokenizer when it loads here,
+else from the server's ``/tokenize`` (vLLM's, or another chatbot-builder's), else an estimate
+that overcounts; ``OpenAIGenerator.counting`` says which. The context window is the variant's
+``context_window``, else the ``max_model_len`` of the server's ``/v1/models`` card.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -22,17 +28,16 @@ import openai
 
 from chatbot.errors import ModelError
 from chatbot.generate import GenerationSettings
+from chatbot.remote_model import CHARS_PER_TOKEN, DEFAULT_CONTEXT_WINDOW, ServerModel
 from chatbot.types import Message
+
+logger = logging.getLogger(__name__)
 
 RETRIES = 3
 """Retries of a request that could not connect or found the server busy."""
 BACKOFF_S = (0.5, 1.0, 2.0)
 """Waits before each retry (a server's ``Retry-After`` is honoured up to ``MAX_WAIT_S``)."""
 MAX_WAIT_S = 8.0
-DEFAULT_CONTEXT_WINDOW = 4096
-CHARS_PER_TOKEN = 3
-"""The estimate without a tokenizer: about 4 characters make a token in English text, so 3
-overcounts, and a prompt trimmed to the budget by it fits the server's context."""
 CONTEXT_ERROR = re.compile(r"context|too long|maximum.*length|tokens in all", re.IGNORECASE)
 
 
@@ -56,21 +61,39 @@ class OpenAIGenerator:
 
     Token counts for the context budget come from the served model's tokenizer when one loads
     here (``tokenizer``, else ``model`` itself if it is a local directory or a cached Hugging
-    Face id); otherwise they are estimated as characters / 3 plus 4 per message, which
-    overcounts, so a trimmed prompt still fits.
+    Face id); else from the server's ``/tokenize``; else they are estimated as characters / 3
+    plus 4 per message, which overcounts, so a trimmed prompt still fits. ``context_window``
+    (the variant's) wins over the server's ``max_model_len``; with neither it is 4096.
     """
 
     def __init__(self, backend: RemoteBackend, model: str, tokenizer: str | None = None,
                  context_window: int | None = None) -> None:
         self.backend = backend
         self.model_id = model
-        self.context_window = context_window or DEFAULT_CONTEXT_WINDOW
+        self._window = context_window
         self.fingerprint = f"remote:{backend.name}:{model}"
         self.template_hash = ""  # remote variants take no local adapters
         self.tokenizer = _load_tokenizer(tokenizer, model)
         key = os.environ.get(backend.api_key_env) if backend.api_key_env else None
         self._client = openai.OpenAI(base_url=backend.base_url, api_key=key or "none",
                                      timeout=backend.timeout_s, max_retries=0)
+        self.server = ServerModel(backend.name, backend.base_url, model, key, backend.timeout_s)
+        if self.tokenizer is not None:
+            logger.info("%s counts tokens with %s", self.server.what, self.counting)
+
+    @property
+    def context_window(self) -> int:
+        """Tokens the model reads, prompt and answer; the server is asked once, when needed."""
+        return self._window or self.server.max_model_len() or DEFAULT_CONTEXT_WINDOW
+
+    @property
+    def counting(self) -> str:
+        """How prompts are counted for the context budget, in words for the log and users."""
+        if self.tokenizer is not None:
+            return f"tokenizer {self.tokenizer.name_or_path}"
+        if self.server.tokenize_works():
+            return f"server {self.server.tokenize_url}"
+        return f"estimate: {CHARS_PER_TOKEN} characters per token"
 
     def load_adapter(self, name: str, path: str | Path) -> None:
         raise ModelError(f"adapter {name!r} can't be served by backend {self.backend.name!r}: "
@@ -82,12 +105,18 @@ class OpenAIGenerator:
             return len(self.tokenizer.apply_chat_template(
                 [m.as_dict() for m in messages], add_generation_prompt=True, tokenize=True,
                 return_dict=False))
+        if self.tokenizer is None:
+            counted = self.server.count({"messages": [m.as_dict() for m in messages],
+                                         "add_generation_prompt": True})
+            if counted is not None:
+                return counted
         return sum(self.count_text(m.content) + 4 for m in messages)
 
     def count_text(self, text: str) -> int:
         if self.tokenizer is not None:
             return len(self.tokenizer.encode(text, add_special_tokens=False))
-        return math.ceil(len(text) / CHARS_PER_TOKEN)
+        counted = self.server.count({"prompt": text, "add_special_tokens": False})
+        return math.ceil(len(text) / CHARS_PER_TOKEN) if counted is None else counted
 
     def stream(self, messages: list[Message], settings: GenerationSettings,
                adapter: str | None = None,

@@ -123,3 +123,37 @@ def test_a_cancelled_request_frees_its_slot_and_the_others_go_on(model_dir, sing
     other_text += "".join(other)
     assert waiting == [alone[1]]  # it started in the freed slot while the other still ran
     assert expected.startswith(other_text) and len(other_text) < len(expected)
+
+
+def test_sampling_settings_apply_to_their_own_row_only(batching, single, alone) -> None:
+    """A sampled row, a penalized row and a short row share steps with a greedy one; each
+    gets what it would alone."""
+    hot = GenerationSettings(max_new_tokens=20, temperature=2.0)
+    penalized = GenerationSettings(max_new_tokens=16, repetition_penalty=1.5)
+    short = GenerationSettings(max_new_tokens=3)
+    requests = [(ask(PROMPTS[0]), GenerationSettings(max_new_tokens=LENGTHS[0]), None),
+                (ask(PROMPTS[2]), hot, None), (ask(PROMPTS[5]), penalized, None),
+                (ask(PROMPTS[3]), short, None)]
+    greedy, sampled, kept_apart, cut = answer_all(batching, requests)
+    assert greedy == alone[0]
+    assert sampled != alone[2][:len(sampled)]  # it sampled: the greedy row did not
+    assert kept_apart == "".join(single.stream(ask(PROMPTS[5]), penalized))
+    assert cut == "".join(single.stream(ask(PROMPTS[3]), short)) != alone[3]
+
+
+def test_a_stop_string_ends_its_row_and_the_other_goes_on(batching, single) -> None:
+    """The engine closes a stream at its stop string; the row beside it is untouched."""
+    from chatbot.engine import Engine
+    from chatbot.variants import Variant
+
+    variants = {"plain": Variant("plain", "tiny", "plain", False)}
+    lone, batched = Engine(variants, lambda _: single), Engine(variants, lambda _: batching)
+    long = GenerationSettings(max_new_tokens=30)
+    words = lone.answer("s", PROMPTS[2], settings=long).result().text.split()
+    stopping = GenerationSettings(max_new_tokens=30, stop=(words[3],))
+    expected = [lone.answer("s", q, settings=s).result().text
+                for q, s in ((PROMPTS[2], stopping), (PROMPTS[4], long))]
+    streams = [batched.answer("s", q, settings=s)
+               for q, s in ((PROMPTS[2], stopping), (PROMPTS[4], long))]
+    assert [stream.result().text for stream in streams] == expected
+    assert len(expected[0].split()) <= 3 < len(expected[1].split())

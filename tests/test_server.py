@@ -114,7 +114,9 @@ STATE_CHANGING = {"/upload", "/remove", "/build", "/start", "/stop", "/respond",
 ROUTES = [("GET", "/config"), ("GET", "/gradio_api/info"), ("POST", "/gradio_api/upload"),
           ("POST", "/gradio_api/queue/join"), ("GET", "/gradio_api/queue/data"),
           ("GET", "/gradio_api/file=/etc/hostname"), ("GET", "/gradio_api/heartbeat/x"),
-          ("GET", "/v1/models"), ("GET", "/v1/models/prompt"), ("POST", "/v1/chat/completions")]
+          ("GET", "/v1/models"), ("GET", "/v1/models/prompt"), ("POST", "/v1/chat/completions"),
+          ("POST", "/tokenize"), ("POST", "/v1/load_lora_adapter"),
+          ("POST", "/v1/unload_lora_adapter")]
 
 
 @pytest.fixture

@@ -1,0 +1,165 @@
+"""What an OpenAI-compatible server says about one of its models: how many tokens it reads
+(``max_model_len`` on its ``/v1/models`` card, as vLLM and chatbot-builder give it) and how many
+tokens a prompt takes (vLLM's ``POST /tokenize``, which chatbot-builder serves too).
+
+``chatbot.remote.OpenAIGenerator`` asks only when it has no tokenizer or context window of its
+own, and falls back to an estimate that overcounts where the server can't say.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONTEXT_WINDOW = 4096
+CHARS_PER_TOKEN = 3
+"""The estimate without a tokenizer: about 4 characters make a token in English text, so 3
+overcounts, and a prompt trimmed to the budget by it fits the server's context."""
+COUNT_CACHE_SIZE = 4096
+"""Server counts kept (by a digest of what was counted): trimming history asks again for the
+same pairs at every turn of a conversation."""
+ASK_AGAIN_AFTER_S = 30.0
+"""An unreachable server is asked about its model again after this, not at every count."""
+
+
+class ServerAnswer(Exception):
+    """The server answered, but not with what was asked for."""
+
+
+class ServerModel:
+    """What the server says about one of its models, asked only when needed: ``max_model_len``
+    from its ``/v1/models`` card, and token counts from ``POST /tokenize`` (vLLM serves it at
+    the root, beside ``/v1``). Answers are kept; a server that could not be reached is asked
+    again after ``ASK_AGAIN_AFTER_S``, so a bot started before its server catches up."""
+
+    def __init__(self, backend: str, base_url: str, model: str, key: str | None,
+                 timeout_s: float) -> None:
+        self.model = model
+        self.what = f"model {model!r} of backend {backend!r}"
+        base = base_url.rstrip("/")
+        self.models_url = f"{base}/models"
+        self.tokenize_url = f"{base.removesuffix('/v1')}/tokenize"
+        self._http = httpx.Client(timeout=timeout_s,
+                                  headers={"Authorization": f"Bearer {key}"} if key else None)
+        self._lock = threading.RLock()
+        self._answers: dict[str, object] = {}
+        self._ask_after: dict[str, float] = {}
+        self._counts: OrderedDict[str, int] = OrderedDict()
+
+    def max_model_len(self) -> int | None:
+        return self._ask("max_model_len", self._card_length)
+
+    def tokenize_works(self) -> bool:
+        return bool(self._ask("tokenize", self._tokenize_probe))
+
+    def count(self, body: dict) -> int | None:
+        """The server's count for a ``/tokenize`` body (kept), or None where it gives none."""
+        if not self.tokenize_works():
+            return None
+        key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            if key in self._counts:
+                self._counts.move_to_end(key)
+                return self._counts[key]
+        try:
+            count = self._tokenize(body)
+        except httpx.TransportError as exc:
+            self._unreachable("tokenize", exc)
+            return None
+        except ServerAnswer as exc:
+            logger.warning("%s: %s; this prompt is counted by estimate", self.what, exc)
+            return None
+        with self._lock:
+            self._counts[key] = count
+            while len(self._counts) > COUNT_CACHE_SIZE:
+                self._counts.popitem(last=False)
+        return count
+
+    def _ask(self, question: str, ask: Callable[[], object]) -> object:
+        """``ask()``'s answer, asked once; concurrent callers wait for the first."""
+        with self._lock:
+            if question in self._answers:
+                return self._answers[question]
+            if time.monotonic() < self._ask_after.get(question, 0.0):
+                return None
+            try:
+                answer = self._answers[question] = ask()
+            except httpx.TransportError as exc:
+                self._unreachable(question, exc)
+                return None
+            return answer
+
+    def _unreachable(self, question: str, exc: httpx.TransportError) -> None:
+        with self._lock:
+            self._answers.pop(question, None)
+            self._ask_after[question] = time.monotonic() + ASK_AGAIN_AFTER_S
+        meanwhile = (f"tokens are estimated at {CHARS_PER_TOKEN} characters per token"
+                     if question == "tokenize"
+                     else f"the context window is {DEFAULT_CONTEXT_WINDOW}")
+        logger.warning("%s: the server did not answer about %s (%s: %s), so %s; it is asked "
+                       "again in %g s", self.what, question, type(exc).__name__, exc, meanwhile,
+                       ASK_AGAIN_AFTER_S)
+
+    def _card_length(self) -> int | None:
+        """``max_model_len`` of the model's card in ``/v1/models`` (vLLM's and ours carry it)."""
+        response = self._http.get(self.models_url)
+        body = _json(response)
+        cards = body.get("data") if isinstance(body, dict) else None
+        length = next((card.get("max_model_len") for card in cards or ()
+                       if isinstance(card, dict) and card.get("id") == self.model), None)
+        if _is_count(length) and length > 0:
+            logger.info("%s reads %d tokens (max_model_len at %s)", self.what, length,
+                        self.models_url)
+            return length
+        logger.warning("%s: %s (HTTP %d) gives no max_model_len for it, so the context window "
+                       "is %d; set the variant's context_window to the server's context length",
+                       self.what, self.models_url, response.status_code, DEFAULT_CONTEXT_WINDOW)
+        return None
+
+    def _tokenize_probe(self) -> bool:
+        try:
+            self._tokenize({"messages": [{"role": "user", "content": "hello"}],
+                            "add_generation_prompt": True})
+        except ServerAnswer as exc:
+            logger.warning("%s: %s, so tokens are estimated at %d characters per token, which "
+                           "overcounts; set the variant's tokenizer to count them exactly",
+                           self.what, exc, CHARS_PER_TOKEN)
+            return False
+        logger.info("%s counts tokens with the server's %s", self.what, self.tokenize_url)
+        return True
+
+    def _tokenize(self, body: dict) -> int:
+        response = self._http.post(self.tokenize_url, json={"model": self.model, **body})
+        answer = _json(response)
+        count = answer.get("count") if isinstance(answer, dict) else None
+        if not response.is_success or not _is_count(count):
+            raise ServerAnswer(f"{self.tokenize_url} gave no token count (HTTP "
+                               f"{response.status_code}{_said(answer)})")
+        return count
+
+
+def _json(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _said(answer: object) -> str:
+    """``: message`` from an OpenAI-style error body, else nothing."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return f": {message}" if isinstance(message, str) else ""
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -1,0 +1,165 @@
+"""A remote backend under load: our bot keeps to ``max_concurrency``, retries a busy remote's
+429s until they pass, and says so when they don't; our own server refuses a flood with a 429.
+
+Every remote is a real `chatbot serve`, so each 429 and each answer crosses real HTTP.
+
+    .venv/bin/python -m pytest tests/test_remote_load.py
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from chatbot import remote as remote_module
+from chatbot.errors import ModelError
+from chatbot.generate import GenerationSettings
+from chatbot.logs import now
+from tests.serving import chatbot_serve
+from tests.test_cancellation import talkative_model_dir  # noqa: F401 (a fixture)
+from tests.test_remote import bot_engine, remote, write_bot_config  # noqa: F401 (a fixture)
+from tests.test_remote import write_remote_config
+
+SERVES_AGAIN_WITHIN_S = 15.0
+"""How soon a server whose load is gone must answer again (CI machines are busy)."""
+
+
+@pytest.fixture(scope="module")
+def busy_remote(talkative_model_dir: Path,  # noqa: F811 (the imported fixture)
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(/v1 URL, logs.sqlite) of a remote that takes one answer at a time and can be kept
+    busy: its model never ends an answer before max_tokens."""
+    root = tmp_path_factory.mktemp("busy-remote")
+    path = write_remote_config(root, talkative_model_dir)
+    config = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump(config | {"server": {"max_waiting_answers": 1}}))
+    with chatbot_serve(path, data_dir=root / "data") as (url, _):
+        yield f"{url}/v1", root / "data" / "logs.sqlite"
+
+
+def answers_since(log_path: Path, since: str) -> list[tuple[str, str, str]]:
+    """(created_at, finished_at, status) of the remote's answers logged from ``since`` on."""
+    with sqlite3.connect(log_path) as db:
+        return db.execute("SELECT created_at, finished_at, status FROM turns WHERE role = "
+                          "'assistant' AND created_at >= ?", (since,)).fetchall()
+
+
+def most_at_once(spans: list[tuple[str, str, str]]) -> int:
+    """The most answers the remote was generating at one moment (one ending as another
+    starts, within the log's millisecond, counts as one)."""
+    events = sorted([(start, 1) for start, _, _ in spans] + [(end, -1) for _, end, _ in spans])
+    running = most = 0
+    for _, change in events:  # at equal times -1 sorts first: an end before a start
+        running += change
+        most = max(most, running)
+    return most
+
+
+def answer_all(engine, count: int, settings: GenerationSettings) -> list:
+    """``count`` answers of one engine, all started before any is read."""
+    streams = [engine.answer(f"s{i}", f"Question number {i}?", "prompt", settings=settings)
+               for i in range(count)]
+    return [stream.result() for stream in streams]
+
+
+@contextmanager
+def kept_busy(url: str) -> Iterator[None]:
+    """The remote generating one long answer (it stops once the block ends and we hang up)."""
+    body = {"model": "echo", "stream": True, "max_tokens": 3000,
+            "messages": [{"role": "user", "content": "Talk for a long time."}]}
+    with httpx.stream("POST", f"{url}/chat/completions", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()  # held: a collected iterator would close the connection
+        next(line for line in lines if '"content": "' in line)
+        yield
+
+
+def ask(url: str) -> openai.types.chat.ChatCompletion:
+    client = openai.OpenAI(base_url=url, api_key="none", timeout=30, max_retries=0)
+    return client.chat.completions.create(model="echo", max_tokens=4,
+                                          messages=[{"role": "user", "content": "Hi"}])
+
+
+def ask_until_served(url: str) -> openai.types.chat.ChatCompletion:
+    """A short answer once the server takes one again; an error after the time allowed."""
+    deadline = time.monotonic() + SERVES_AGAIN_WITHIN_S
+    while True:
+        try:
+            return ask(url)
+        except openai.RateLimitError:
+            assert time.monotonic() < deadline, f"still busy after {SERVES_AGAIN_WITHIN_S} s"
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int | None, float]]:
+    """(HTTP status, seconds waited) of every retry the remote generators make."""
+    seen: list[tuple[int | None, float]] = []
+    real = remote_module._wait_before_retry
+
+    def recorded(exc: openai.APIError, attempt: int) -> float:
+        seen.append((getattr(exc, "status_code", None), real(exc, attempt)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(remote_module, "_wait_before_retry", recorded)
+    return seen
+
+
+def test_no_more_answers_reach_the_remote_than_max_concurrency(remote, tmp_path,  # noqa: F811
+                                                               monkeypatch) -> None:
+    url, remote_log = remote
+    engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)  # max_concurrency: 2
+    started = now()
+    replies = answer_all(engine, 6, GenerationSettings(max_new_tokens=32))
+    spans = answers_since(remote_log, started)
+    assert len(spans) == 6 and {status for _, _, status in spans} == {"complete"}
+    assert most_at_once(spans) == 2
+    ours = [engine.log.conversation(f"s{i}").turns[-1] for i in range(6)]
+    assert [t.status for t in ours] == ["complete"] * 6
+    assert [t.text for t in ours] == [r.text for r in replies]
+
+
+def test_a_busy_remote_is_retried_until_it_answers(busy_remote, tmp_path, monkeypatch,
+                                                   waits) -> None:
+    url, remote_log = busy_remote
+    engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)  # max_concurrency: 2
+    started = now()
+    replies = answer_all(engine, 4, GenerationSettings(max_new_tokens=8))
+    assert all(r.text for r in replies)
+    spans = answers_since(remote_log, started)
+    assert len(spans) == 4 and most_at_once(spans) == 1
+    assert waits and set(waits) == {(429, 1.0)}  # its Retry-After, honoured
+
+
+def test_a_remote_busy_beyond_the_retries_is_an_error_naming_the_backend(
+        busy_remote, tmp_path, monkeypatch, waits) -> None:
+    url, _ = busy_remote
+    engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
+    with kept_busy(url):
+        with pytest.raises(ModelError, match=r"^backend 'remote' \(http://127.0.0.1:\d+/v1\) "
+                                             r"is still busy \(HTTP 429\) after 3 retries; "
+                                             r"lower backends.remote.max_concurrency"):
+            engine.answer("s1", "hello", "prompt").result()
+    assert waits == [(429, 1.0)] * 3
+    assert engine.log.conversation("s1").turns[-1].status == "error"
+    ask_until_served(url)
+
+
+def test_our_server_refuses_a_flood_with_429_and_serves_again_after_it(busy_remote) -> None:
+    url, _ = busy_remote
+    with kept_busy(url):
+        with pytest.raises(openai.RateLimitError) as refused:
+            ask(url)
+    error = refused.value
+    assert error.status_code == 429 and error.response.headers["retry-after"] == "1"
+    assert error.body["code"] == "server_busy" and error.body["type"] == "rate_limit_error"
+    assert "server.max_waiting_answers" in error.body["message"]
+    assert ask_until_served(url).choices[0].finish_reason == "length"
