@@ -20,8 +20,12 @@ How OpenAI's fields map onto the bot:
 - The session id is the ``X-Session-Id`` header, else ``user``, else a new one per request; every
   turn is logged through the engine, the session marked as coming from the API.
 - Extra response fields: ``sources`` (the passages, numbered as the answer cites them),
-  ``turn_id`` (the logged answer, for feedback), ``session_id`` and ``timings``; when streaming
-  they ride on the last chunk, the one with ``finish_reason``, with ``usage``.
+  ``turn_id`` (the logged answer, for feedback), ``session_id``, ``timings`` and
+  ``attribution`` (each sentence's character span in the content, the spans of the source
+  sentences that back it by passage ``n``, scores, and the answer's support score and policy
+  action; ``null`` when off); when streaming they ride on the last chunk, the one with
+  ``finish_reason``, with ``usage``. With ``attribution.policy: withhold`` the content arrives
+  in one piece once checked.
 - Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``. Errors found
   before the first token get an HTTP status; one after it arrives as a last ``data: {"error"}``.
 """
@@ -224,13 +228,14 @@ class Answering:
                              "finish_reason": finish_reason}], **extra}
 
     def extras(self, reply: Reply) -> dict:
-        """usage plus our fields: sources, turn id, session id, timings."""
+        """usage plus our fields: sources, turn id, session id, timings, attribution."""
         completion_tokens = int(reply.timings.get("tokens") or 0)
         usage = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": completion_tokens,
                  "total_tokens": reply.prompt_tokens + completion_tokens}
+        attribution = reply.attribution.as_dict(public=True) if reply.attribution else None
         return {"usage": usage, "sources": reply.sources(), "turn_id": reply.turn_id,
                 "session_id": self.session_id, "timings": reply.timings,
-                "system_messages_ignored": self.system_ignored}
+                "system_messages_ignored": self.system_ignored, "attribution": attribution}
 
     def finish_reason(self, reply: Reply) -> str:
         tokens = reply.timings.get("tokens") or 0

@@ -11,18 +11,24 @@ import re
 from collections.abc import Mapping
 
 from chatbot.adapters import AdapterManifest, registered_adapters
+from chatbot.attribution import AttributionSettings, Attributor
 from chatbot.batching import BatchingTransformersGenerator
 from chatbot.config import BotConfig
 from chatbot.documents import BotDocuments
 from chatbot.engine import Engine, RetrievalPolicy
 from chatbot.filters import build_filters
 from chatbot.generate import GenerationSettings, Generator, TransformersGenerator
-from chatbot.indexing import BotIndex, EmbedderSpec, IndexSearch, SearchSettings, open_retriever
+from chatbot.indexing import (HASH_PREFIX, BotIndex, EmbedderSpec, IndexSearch, SearchSettings,
+                              open_embedder, open_retriever)
 from chatbot.logs import ConversationLog
 from chatbot.models import resolve_model
 from chatbot.paths import DataPaths
+from chatbot.retrieval_query import QueryPolicy
 from chatbot.variants import Variant
+from index.context import NONE as NO_CONTEXT
+from index.context import TITLE_HEADINGS
 from index.embed import Embedder
+from index.fusion import Fusion
 from index.manifest import IndexSettings
 from training.data.settings import DataSettings
 from training.data.steps import CurateOptions
@@ -60,10 +66,13 @@ def generation_settings(config: BotConfig) -> GenerationSettings:
 
 
 def build_engine(config: BotConfig, search=None, *, log: bool = True,
-                 extra_variants: Mapping[str, Variant] | None = None) -> Engine:
+                 extra_variants: Mapping[str, Variant] | None = None,
+                 embedder: Embedder | None = None) -> Engine:
     """An engine for ``config``; ``search(query, k) -> list[Hit]`` defaults to the bot's index.
-    ``log=False`` leaves the conversation log out whatever the config says."""
-    search = search or IndexSearch(bot_index(config))
+    ``log=False`` leaves the conversation log out whatever the config says. ``embedder`` (the
+    index's, loaded on first use if not given) serves retrieval and attribution alike."""
+    embedder = embedder or open_embedder(embedder_spec(config))
+    search = search or IndexSearch(bot_index(config), embedder)
     models = config.models
     backends: dict[str, object] = {}  # one per name: its concurrency cap covers all its models
 
@@ -95,9 +104,24 @@ def build_engine(config: BotConfig, search=None, *, log: bool = True,
                               config.filters.redact_pii),
         settings=generation_settings(config),
         retrieval=RetrievalPolicy(config.retrieval.k, config.retrieval.no_hits,
-                                  config.retrieval.refusal),
+                                  config.retrieval.refusal,
+                                  QueryPolicy(config.retrieval.query.mode,
+                                              config.retrieval.query.turns)),
         max_message_chars=config.generation.max_message_chars,
-        default_variant=config.default_variant, bot_name=config.name)
+        default_variant=config.default_variant, bot_name=config.name,
+        attributor=build_attributor(config, embedder))
+
+
+def build_attributor(config: BotConfig, embedder: Embedder) -> Attributor | None:
+    """The ``attribution:`` section over the index's own embedder; the hash stand-in
+    (``hash:N``) knows no meaning, so with it attribution is lexical."""
+    spec = config.attribution
+    if not spec.enabled:
+        return None
+    meaningful = None if config.models.embedder.startswith(HASH_PREFIX) else embedder
+    return Attributor(meaningful, AttributionSettings(spec.policy, spec.min_support,
+                                                      spec.sentence_threshold,
+                                                      spec.withheld_message))
 
 
 def embedder_spec(config: BotConfig) -> EmbedderSpec:
@@ -107,15 +131,19 @@ def embedder_spec(config: BotConfig) -> EmbedderSpec:
 
 def bot_index(config: BotConfig) -> BotIndex:
     """Where the bot's index is, how it is built (``index:``) and searched (``retrieval:``)."""
-    ix, retrieval = config.index, config.retrieval
+    ix, retrieval, fusion = config.index, config.retrieval, config.retrieval.fusion
     return BotIndex(
         directory=DataPaths(config.data_path).index,
         settings=IndexSettings(embedder=config.models.embedder, dimension=None,
                                chunk_tokens=ix.chunk_tokens, chunk_overlap=ix.chunk_overlap,
-                               index_type=ix.index_type, hnsw_m=ix.hnsw_m),
+                               index_type=ix.index_type, hnsw_m=ix.hnsw_m,
+                               context=TITLE_HEADINGS if ix.contextual else NO_CONTEXT),
         embedder=embedder_spec(config),
         search=SearchSettings(retrieval.mode, retrieval.k, retrieval.min_score, retrieval.mmr,
-                              ix.hnsw_ef_search),
+                              ix.hnsw_ef_search, retrieval.rerank.model,
+                              retrieval.rerank.candidates,
+                              fusion=Fusion(fusion.method, fusion.dense_weight, fusion.bm25_weight),
+                              merge_neighbours=retrieval.merge_neighbours),
         paths=tuple(config.resolve(p) for p in ix.paths), include=tuple(ix.include),
         exclude=tuple(ix.exclude), max_file_bytes=int(ix.max_file_mb * 2**20),
         text_field=ix.text_field)
@@ -131,7 +159,8 @@ def options_from_config(config: BotConfig) -> CurateOptions:
     """The curation steps' settings from the ``data:`` section (plus the bot's own refusals)."""
     data = config.data
     refusals = list(data.refusal_patterns)
-    for text in (config.retrieval.refusal, config.filters.replacement):
+    for text in (config.retrieval.refusal, config.filters.replacement,
+                 config.attribution.withheld_message):
         refusals.append("^" + re.escape(text.strip().rstrip(".!")) + r"\W*$")
     return CurateOptions(
         feedback=data.feedback, min_tokens=data.min_tokens, max_tokens=data.max_tokens,
@@ -168,7 +197,7 @@ def eval_settings(config: BotConfig) -> EvalSettings:
     def engine(embedder: Embedder | None, extra: Mapping[str, Variant]) -> Engine:
         retriever = open_retriever(bot_index(config), embedder)
         search = (lambda query, k: retriever.search(query, k=k)) if retriever else None
-        return build_engine(config, search, log=False, extra_variants=extra)
+        return build_engine(config, search, log=False, extra_variants=extra, embedder=embedder)
 
     paths = DataPaths(config.data_path)
     return EvalSettings(data_dir=paths.root, index_dir=paths.index,

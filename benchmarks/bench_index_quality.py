@@ -1,37 +1,69 @@
-"""Retrieval quality on ConditionalQA (dev slice): evidence recall@1/5/10 and MRR for dense,
-BM25 and hybrid search, over two ways of indexing the same 12 gov.uk pages:
+"""Retrieval quality on ConditionalQA's dev slice, among distractors: the 12 question pages and
+the 12 distractor pages (``distractor_documents.jsonl``), each an HTML file through our loader
+and heading-aware chunker (200-token chunks, all-MiniLM-L6-v2), scored by ``index/evaluate.py``
+(what ``chatbot index eval`` runs) at k = 2, 4, 8.
 
-- ``pages``: each page as an HTML file through our loader and heading-aware chunker (what a
-  user gets); a gold evidence passage counts as found when its text is inside a hit's chunk;
-- ``passages``: one row per passage (``passages.jsonl`` as a .jsonl document), hit = passage.
+Each row adds one change to the one above it: contextual chunks (title and heading path
+embedded and BM25-indexed), BM25 stemming, the fusion's weights, neighbour merging. Query =
+scenario + " " + question; the gold sentences are the evidence elements' texts, counted only in
+passages of the question's own page; questions without evidence are left out.
 
-Query = scenario + " " + question; gold = evidence_passage_ids (an evidence counts as found if any
-of its ids is). Unanswerable questions without evidence are left out.
-
-    /tmp/venv/bin/python benchmarks/bench_index_quality.py
+    .venv/bin/python benchmarks/bench_index_quality.py
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chatbot.models import resolve_model  # noqa: E402
+from index.bm25 import ENGLISH, STOPWORDS  # noqa: E402
+from index.context import NONE, TITLE_HEADINGS  # noqa: E402
 from index.embed import SentenceTransformerEmbedder  # noqa: E402
+from index.evaluate import EvalQuestion, evaluate  # noqa: E402
+from index.fusion import Fusion  # noqa: E402
 from index.manifest import IndexSettings  # noqa: E402
 from index.search import Retriever  # noqa: E402
 from index.store import Store  # noqa: E402
 from index.sync import sync  # noqa: E402
-from shared_data import SHARED
+from shared_data import SHARED  # noqa: E402
 
 DATA = SHARED / "conditionalqa"
 NAME = "embedded:all-minilm-l6-v2"
-KS = (1, 5, 10)
+KS = (2, 4, 8)
+EQUAL = Fusion("rrf", 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Row:
+    step: str
+    index: str
+    """``plain``, ``context`` or ``stemmed`` (see :func:`build`)."""
+    mode: str
+    fusion: Fusion = EQUAL
+    merge: bool = False
+    min_score: float | None = None
+
+
+# Each step keeps the one before it; the "fusion" rows are the weights tried, Fusion() the
+# default chosen from them.
+ROWS = [
+    *[Row("before: plain chunks", "plain", mode) for mode in ("dense", "bm25", "hybrid")],
+    *[Row("+ contextual chunks", "context", mode) for mode in ("dense", "bm25", "hybrid")],
+    *[Row("+ BM25 stemming", "stemmed", mode) for mode in ("bm25", "hybrid")],
+    *[Row("fusion", "stemmed", "hybrid", Fusion("rrf", w, 1.0)) for w in (1.5, 2.0, 3.0)],
+    *[Row("fusion", "stemmed", "hybrid", Fusion("score", w, 1 - w)) for w in (0.5, 0.7, 0.8)],
+    Row("+ neighbour merging", "stemmed", "hybrid", Fusion(), merge=True),
+    Row("default config (min_score 0.25)", "stemmed", "hybrid", Fusion(), min_score=0.25),
+]
 
 
 def rows(name: str) -> list[dict]:
@@ -42,68 +74,89 @@ def norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
+def found_ids(hit, variant: str, passage_ids: list[str], texts: dict[str, str]) -> set[str]:
+    """Gold passage ids a hit covers (bench_followup.py's hit test)."""
+    if variant == "passages":
+        return {passage_ids[hit.chunk.metadata["row"] - 1]}
+    doc = Path(hit.source).stem
+    chunk = norm(hit.location + " " + hit.text)
+    return {pid for pid, text in texts.items()
+            if pid.startswith(doc + "#") and text and text in chunk}
+
+
 def write_pages(folder: Path) -> None:
-    for doc in rows("documents.jsonl"):
+    folder.mkdir(parents=True)
+    for doc in rows("documents.jsonl") + rows("distractor_documents.jsonl"):
         html = (f"<html><head><title>{doc['title']}</title></head><body><main>"
                 + "".join(doc["elements"]) + "</main></body></html>")
         (folder / f"{doc['doc_id']}.html").write_text(html, encoding="utf-8")
 
 
-def write_passages(folder: Path) -> list[str]:
-    passages = rows("passages.jsonl")
-    with open(folder / "passages.jsonl", "w", encoding="utf-8") as handle:
-        for p in passages:
-            handle.write(json.dumps({"text": p["text"], "passage_id": p["passage_id"]}) + "\n")
-    return [p["passage_id"] for p in passages]
+def questions() -> list[EvalQuestion]:
+    """Each evidence's text (its ids all name the same element text) as a gold sentence."""
+    texts = {p["passage_id"]: p["text"] for p in rows("passages.jsonl")}
+    found = []
+    for q in rows("questions.jsonl"):
+        gold = tuple(dict.fromkeys(texts[ids[0]] for ids in q["evidence_passage_ids"]
+                                   if texts[ids[0]].strip()))
+        if gold:
+            found.append(EvalQuestion(q["scenario"] + " " + q["question"], gold,
+                                      source=f"{q['doc_id']}.html"))
+    return found
 
 
-def found_ids(hit, variant: str, passage_ids: list[str], texts: dict[str, str]) -> set[str]:
-    """Gold passage ids a hit covers."""
-    if variant == "passages":
-        return {passage_ids[hit.chunk.metadata["row"] - 1]}
-    doc = Path(hit.source).stem
-    chunk = norm(hit.location + " " + hit.text)
-    return {pid for pid, text in texts.items() if pid.startswith(doc + "#") and text and text in chunk}
+class QueryCache:
+    """The embedder, remembering query vectors: every row searches the same questions."""
+
+    def __init__(self, embedder: SentenceTransformerEmbedder):
+        self.embedder, self.name = embedder, embedder.name
+        self._one = functools.lru_cache(maxsize=None)(lambda text: embedder.encode([text]))
+
+    def __getattr__(self, name: str):
+        return getattr(self.embedder, name)
+
+    def encode(self, texts: list[str]):
+        return self._one(texts[0]) if len(texts) == 1 else self.embedder.encode(texts)
 
 
-def evaluate(retriever: Retriever, mode: str, variant: str, questions: list[dict],
-             passage_ids: list[str], texts: dict[str, str]) -> dict[str, float]:
-    recall = {k: 0.0 for k in KS}
-    mrr = 0.0
-    for q in questions:
-        hits = retriever.search(q["scenario"] + " " + q["question"], k=max(KS), mode=mode)
-        covered = [found_ids(h, variant, passage_ids, texts) for h in hits]
-        gold = [set(ids) for ids in q["evidence_passage_ids"]]
-        for k in KS:
-            seen = set().union(*covered[:k]) if covered[:k] else set()
-            recall[k] += sum(bool(g & seen) for g in gold) / len(gold)
-        first = next((rank for rank, c in enumerate(covered, 1) if any(g & c for g in gold)), None)
-        mrr += 1 / first if first else 0.0
-    n = len(questions)
-    return {**{f"R@{k}": recall[k] / n for k in KS}, "MRR": mrr / n}
+def build(root: Path, embedder) -> dict[str, Path]:
+    """Three indexes of the pages: plain chunks, contextual chunks, and contextual chunks with
+    a stemmed BM25 (converted from the second by a sync: only BM25 is rebuilt)."""
+    pages, built = root / "pages", {}
+    write_pages(pages)
+    for name, context in (("plain", NONE), ("context", TITLE_HEADINGS)):
+        built[name] = root / name
+        settings = IndexSettings(NAME, None, 200, 30, context=context, bm25_analyzer=STOPWORDS)
+        sync([pages], Store.open(built[name], settings, create=True), embedder)
+    built["stemmed"] = root / "stemmed"
+    shutil.copytree(built["context"], built["stemmed"])
+    stemmed = IndexSettings(NAME, None, 200, 30, context=TITLE_HEADINGS, bm25_analyzer=ENGLISH)
+    report = sync([pages], Store.open(built["stemmed"], stemmed), embedder)
+    assert report.embedded == 0 and Store.open(built["stemmed"]).settings.bm25_analyzer == ENGLISH
+    return built
 
 
 def main() -> None:
-    embedder = SentenceTransformerEmbedder(resolve_model(NAME), name=NAME)
-    questions = [q for q in rows("questions.jsonl") if q["evidence_passage_ids"]]
-    texts = {p["passage_id"]: norm(p["text"]) for p in rows("passages.jsonl")}
-    print(f"\n{len(questions)} questions with evidence; embedder {NAME}; chunks of 200 tokens\n")
-    print("| corpus | chunks | mode | R@1 | R@5 | R@10 | MRR |\n|---|---|---|---|---|---|---|")
+    embedder = QueryCache(SentenceTransformerEmbedder(resolve_model(NAME), name=NAME))
+    evalset = questions()
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in ("pages", "passages"):
-            folder = Path(tmp) / variant
-            folder.mkdir()
-            passage_ids = write_passages(folder) if variant == "passages" else []
-            if variant == "pages":
-                write_pages(folder)
-            store = Store.open(Path(tmp) / f"ix-{variant}", IndexSettings(NAME, None, 200, 30),
-                               create=True)
-            report = sync([folder], store, embedder)
-            retriever = Retriever(Store.open(Path(tmp) / f"ix-{variant}"), embedder)
-            for mode in ("dense", "bm25", "hybrid"):
-                m = evaluate(retriever, mode, variant, questions, passage_ids, texts)
-                print(f"| {variant} | {report.chunks} | {mode} | {m['R@1']:.3f} | {m['R@5']:.3f} "
-                      f"| {m['R@10']:.3f} | {m['MRR']:.3f} |")
+        indexes = build(Path(tmp), embedder)
+        chunks = Store.open(indexes["plain"]).manifest.counts.chunks
+        print(f"\n{len(evalset)} questions with evidence; 24 pages (12 with questions, 12 "
+              f"distractors), {chunks} chunks; embedder {NAME}\n")
+        print("| step | mode | fusion | R@2 | R@4 | R@8 | hit@4 | MRR | words@2/4/8 |\n"
+              "|---|---|---|---|---|---|---|---|---|")
+        for row in ROWS:
+            retriever = Retriever(Store.open(indexes[row.index]), embedder, mode=row.mode,
+                                  fusion=row.fusion, merge_neighbours=row.merge,
+                                  min_score=row.min_score)
+            m = evaluate(lambda query, k: retriever.search(query, k=k), evalset, KS)
+            fusion = row.fusion
+            fused = (f"{fusion.method} {fusion.dense_weight:g}:{fusion.bm25_weight:g}"
+                     if row.mode == "hybrid" else "")
+            print(f"| {row.step} | {row.mode}{' + merge' if row.merge else ''} | {fused} "
+                  f"| {m.recall[2]:.3f} | {m.recall[4]:.3f} | {m.recall[8]:.3f} | {m.hit[4]:.3f} "
+                  f"| {m.mrr:.3f} | {'/'.join(f'{m.words[k]:.0f}' for k in KS)} |")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from chatbot.attribution import WITHHELD_MESSAGE
 from chatbot.config_section import Section
 from chatbot.config_training import AbConfig, DataConfig, TrainingConfig
 
@@ -62,11 +63,47 @@ class IndexConfig(Section):
     """HNSW search breadth: recall vs. speed (see benchmarks/bench_index_latency.py)."""
     batch_size: int = Field(default=16, ge=1)
     """Chunks per embedding batch (sentence-transformers sorts each sync's chunks by length)."""
+    contextual: bool = True
+    """Embed and BM25-index each chunk with its document title and heading path above it (the
+    prompt still shows the chunk alone); changing it needs ``chatbot index sync --rebuild``."""
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> IndexConfig:
         if self.chunk_overlap >= self.chunk_tokens:
             raise ValueError("chunk_overlap must be smaller than chunk_tokens")
+        return self
+
+
+class RerankConfig(Section):
+    model: str | None = None
+    """Cross-encoder (a Hugging Face id or a local directory) that re-orders the search's
+    candidates by reading query and passage together; ``None`` leaves the order as searched."""
+    candidates: int = Field(default=30, ge=1, le=200)
+    """Passages searched and re-read per question; the best ``k`` of them are used."""
+
+
+class QueryConfig(Section):
+    mode: Literal["off", "last_turns", "rewrite"] = "last_turns"
+    """What a follow-up ("and how long does that take?") is searched with: ``last_turns``
+    joins the recent user turns, ``rewrite`` asks the chat model for a standalone question,
+    ``off`` searches the message alone (see benchmarks/bench_followup.py)."""
+    turns: int = Field(default=2, ge=1, le=10)
+    """User turns searched together in ``last_turns`` mode, the current one included; the
+    turns the rewrite reads in ``rewrite`` mode."""
+
+
+class FusionConfig(Section):
+    method: Literal["rrf", "score"] = "rrf"
+    """How ``hybrid`` fuses the dense and BM25 rankings: ``rrf`` adds weighted reciprocal ranks,
+    ``score`` adds the weighted min-max-normalised scores."""
+    dense_weight: float = Field(default=2.0, ge=0)
+    """Weight of the embedder's ranking; 2:1 leans to it (see ``index/fusion.py``)."""
+    bm25_weight: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> FusionConfig:
+        if not self.dense_weight + self.bm25_weight:
+            raise ValueError("dense_weight and bm25_weight cannot both be 0")
         return self
 
 
@@ -79,6 +116,12 @@ class RetrievalConfig(Section):
     """What to do when no hit passes ``min_score``: answer without context, or refuse."""
     refusal: str = "The documents I have do not cover that question."
     mmr: bool = False
+    rerank: RerankConfig = Field(default_factory=RerankConfig)
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    merge_neighbours: bool = False
+    """Consecutive chunks of one document found together become one passage (one of the ``k``),
+    their shared overlap given once."""
+    query: QueryConfig = Field(default_factory=QueryConfig)
 
 
 class GenerationConfig(Section):
@@ -176,6 +219,24 @@ class LoggingConfig(Section):
     enabled: bool = True
 
 
+class AttributionConfig(Section):
+    """Per-sentence attribution (``chatbot.attribution``), computed after each answer."""
+
+    enabled: bool = True
+    """Match each answer sentence to the passage sentences that back it and mark the rest."""
+    policy: Literal["show", "flag", "withhold"] = "show"
+    """An answer supported below ``min_support``: ``show`` it (unsupported sentences marked),
+    ``flag`` it with a notice, or ``withhold`` it (shown only once checked; logged as
+    generated)."""
+    min_support: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Share of the answer's claims (by characters) that must be supported."""
+    sentence_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Score from which a passage sentence backs an answer sentence; ``None`` is the value
+    measured with the embedded embedder (benchmarks/bench_attribution.py)."""
+    withheld_message: str = WITHHELD_MESSAGE
+    """Shown instead of a withheld answer."""
+
+
 class ServerConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=1, le=65535)
@@ -208,6 +269,7 @@ class BotConfig(Section):
     default_variant: str = "prompt"
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    attribution: AttributionConfig = Field(default_factory=AttributionConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)

@@ -20,11 +20,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from chatbot.adapters import AdapterManifest
+from chatbot.attribution import Attribution, Attributor
 from chatbot.errors import InputError, TooManyNewTokens
 from chatbot.filters import NamedFilter, run_filters
 from chatbot.generate import GenerationSettings, Generator
 from chatbot.logs import ConversationLog
 from chatbot.prompts import build_messages, clean_text, fit_to_budget, load_template
+from chatbot.retrieval_query import QueryPolicy, retrieval_query, rewrite_with
 from chatbot.types import Message, Reply, hit_record
 from chatbot.variants import Variant
 from index.types import Hit
@@ -36,6 +38,8 @@ class RetrievalPolicy:
     no_hits: str = "answer"
     """``answer`` without context, or ``refuse`` with ``refusal``, when no passage qualifies."""
     refusal: str = "The documents I have do not cover that question."
+    query: QueryPolicy = QueryPolicy()
+    """How a follow-up's search carries what it refers to (``chatbot.retrieval_query``)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class AnswerPolicies:
     filters: tuple[NamedFilter, ...]
     retrieval: RetrievalPolicy
     bot_name: str
+    attributor: Attributor | None = None
 
 
 class Engine:
@@ -59,8 +64,8 @@ class Engine:
                  log: ConversationLog | None = None, filters: Sequence[NamedFilter] = (),
                  settings: GenerationSettings = GenerationSettings(),
                  retrieval: RetrievalPolicy = RetrievalPolicy(), max_message_chars: int = 8000,
-                 default_variant: str | None = None,
-                 bot_name: str = "chatbot-builder") -> None:
+                 default_variant: str | None = None, bot_name: str = "chatbot-builder",
+                 attributor: Attributor | None = None) -> None:
         self.variants = variants
         self.default_variant = default_variant or next(iter(variants))
         self.search = search
@@ -70,6 +75,7 @@ class Engine:
         self.retrieval = retrieval
         self.max_message_chars = max_message_chars
         self.bot_name = bot_name
+        self.attributor = attributor  # which passages back each sentence; None: off
         self._load_generator = load_generator
         """``load_generator(model)`` runs a model here; ``load_generator(model, backend)``
         serves one from a named backend (a variant's ``backend``)."""
@@ -148,7 +154,7 @@ class Engine:
 
     def policies(self) -> AnswerPolicies:
         return AnswerPolicies(self.generator_for, self.search, self.log, tuple(self.filters),
-                              self.retrieval, self.bot_name)
+                              self.retrieval, self.bot_name, self.attributor)
 
     def check_message(self, message: str) -> str:
         if not isinstance(message, str):
@@ -244,7 +250,9 @@ class AnswerStream:
         if self.settings.max_new_tokens >= generator.context_window:
             raise TooManyNewTokens(self.settings.max_new_tokens, generator.context_window)
         started = time.perf_counter()
-        hits = self._retrieve()
+        query = self._query(generator)
+        queried = time.perf_counter()
+        hits = self._retrieve(query)
         retrieved = time.perf_counter()
         template = load_template(self.variant.template)
         messages = build_messages(template, self.question, hits, self.history,
@@ -252,12 +260,13 @@ class AnswerStream:
         budget = generator.context_window - self.settings.max_new_tokens
         messages = fit_to_budget(messages, generator.count_tokens, budget,
                                  keep_head=1 + len(template.examples()))
-        timings = {"retrieval_ms": _ms(started, retrieved),
+        timings = {"query_ms": _ms(started, queried), "retrieval_ms": _ms(queried, retrieved),
                    "prompt_ms": _ms(retrieved, time.perf_counter())}
-        turn_id = self._log_start(messages, hits)
+        turn_id = self._log_start(messages, hits, query)
         refuse = self.variant.retrieval and not hits and policies.retrieval.no_hits == "refuse"
         raw, shown, status, first = "", "", "interrupted", None
         saved_at = time.monotonic()
+        held = policies.attributor is not None and policies.attributor.holds_answers
         try:
             adapter = self.variant.name if self.variant.adapter_dir else None
             pieces = iter([policies.retrieval.refusal]) if refuse else generator.stream(
@@ -274,7 +283,8 @@ class AnswerStream:
                         ready = now_ready  # filters rerun only once another word is complete
                         safe, _ = run_filters(policies.filters, ready)
                         if safe.startswith(shown) and len(safe) > len(shown):
-                            self._events.put(("piece", safe[len(shown):]))
+                            if not held:  # else shown only once attribution allows it
+                                self._events.put(("piece", safe[len(shown):]))
                             shown = safe
                     if time.monotonic() - saved_at >= self.SAVE_EVERY_S:
                         self._log_partial(turn_id, shown)
@@ -295,13 +305,20 @@ class AnswerStream:
             else:  # what the reader was given, never text that was not yet shown
                 text, changed = shown, run_filters(policies.filters, shown)[1]
             timings.update(_generation_timings(started, first, raw, generator, refuse))
+            complete = status == "complete"
+            if complete and not held and text.startswith(shown) and len(text) > len(shown):
+                self._events.put(("piece", text[len(shown):]))  # all shown before attribution
+            attribution = None
+            if complete and not refuse and policies.attributor is not None:
+                attribution, text = policies.attributor.judge(text, [h.text for h in hits])
+                timings["attribution_ms"] = attribution.ms
+            if complete and held and text:
+                self._events.put(("piece", text))
             prompt_tokens = 0 if refuse else generator.count_tokens(messages)
             self.reply = Reply(text, messages, hits, self.variant.name, self.variant.model,
                                self.variant.adapter_id, timings, refuse, changed, turn_id,
-                               prompt_tokens)
-            self._log_finish(turn_id, text, timings, status)
-            if status == "complete" and text.startswith(shown) and len(text) > len(shown):
-                self._events.put(("piece", text[len(shown):]))
+                               prompt_tokens, query, attribution)
+            self._log_finish(turn_id, text, timings, status, attribution)
 
     def _abandoned(self) -> bool:
         """Cancelled, or a piece has waited unread too long: nobody is reading any more."""
@@ -310,13 +327,21 @@ class AnswerStream:
             self.cancel()
         return self.cancelled
 
-    def _retrieve(self) -> list[Hit]:
-        search = self.policies.search
-        if not self.variant.retrieval or search is None:
-            return []
-        return search(self.question, self.variant.k or self.policies.retrieval.k)
+    def _query(self, generator: Generator) -> str | None:
+        """What this turn searches with (``None``: it does not search): the question, with
+        what a follow-up refers to."""
+        if not self.variant.retrieval or self.policies.search is None:
+            return None
+        return retrieval_query(self.policies.retrieval.query, self.question, self.history,
+                               rewrite_with(generator, self._cancelled))
 
-    def _log_start(self, messages: list[Message], hits: list[Hit]) -> int | None:
+    def _retrieve(self, query: str | None) -> list[Hit]:
+        if query is None:
+            return []
+        return self.policies.search(query, self.variant.k or self.policies.retrieval.k)
+
+    def _log_start(self, messages: list[Message], hits: list[Hit],
+                   query: str | None) -> int | None:
         log = self.policies.log
         if log is None:
             return None
@@ -326,16 +351,19 @@ class AnswerStream:
             self.session_id, "assistant", "", variant=self.variant.name,
             model_id=self.variant.model, adapter_id=self.variant.adapter_id,
             messages=[m.as_dict() for m in messages], hits=[hit_record(h) for h in hits],
-            settings=self.settings.__dict__ | {"stop": list(self.settings.stop)},
+            settings=self.settings.__dict__ | {"stop": list(self.settings.stop),
+                                               "retrieval_query": query},
             status="pending")
 
     def _log_partial(self, turn_id: int | None, text: str) -> None:
         if self.policies.log is not None and turn_id is not None:
             self.policies.log.save_partial(turn_id, text)
 
-    def _log_finish(self, turn_id: int | None, text: str, timings: dict, status: str) -> None:
+    def _log_finish(self, turn_id: int | None, text: str, timings: dict, status: str,
+                    attribution: Attribution | None = None) -> None:
         if self.policies.log is not None and turn_id is not None:
-            self.policies.log.finish_turn(turn_id, text, timings, status)
+            self.policies.log.finish_turn(turn_id, text, timings, status,
+                                          attribution and attribution.as_dict())
 
 
 def _before_stop(text: str, stop: Sequence[str], final: bool = False) -> tuple[str, bool]:

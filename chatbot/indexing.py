@@ -18,7 +18,10 @@ from typing import Callable
 from chatbot.errors import DocumentIndexError
 from index.embed import Embedder, HashEmbedder, SentenceTransformerEmbedder
 from index.errors import IndexingError, IndexMissingError
+from index.evaluate import EvalReport, evaluate, load_questions
+from index.fusion import Fusion
 from index.manifest import IndexManifest, IndexSettings
+from index.rerank import CrossEncoderScorer, RerankingRetriever
 from index.search import Retriever
 from index.store import Store
 from index.sync import Progress, SyncReport, sync
@@ -58,6 +61,13 @@ class SearchSettings:
     min_score: float | None = None
     mmr: bool = False
     ef_search: int = 128
+    rerank_model: str | None = None
+    """Cross-encoder that re-orders ``rerank_candidates`` hits; ``None`` keeps the search order."""
+    rerank_candidates: int = 30
+    fusion: Fusion = Fusion()
+    """How ``hybrid`` fuses the dense and BM25 rankings (method and weights)."""
+    merge_neighbours: bool = False
+    """Consecutive chunks of one document found together become one passage."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +98,10 @@ def open_embedder(spec: EmbedderSpec) -> Embedder:
 
 
 @_index_errors
-def open_retriever(index: BotIndex, embedder: Embedder | None = None) -> Retriever | None:
-    """A retriever with the bot's search settings, or ``None`` while nothing is indexed."""
+def open_retriever(index: BotIndex, embedder: Embedder | None = None
+                   ) -> Retriever | RerankingRetriever | None:
+    """A retriever with the bot's search settings (reranking included), or ``None`` while
+    nothing is indexed."""
     try:
         store = Store.open(index.directory, index.settings)
     except IndexMissingError:
@@ -97,22 +109,33 @@ def open_retriever(index: BotIndex, embedder: Embedder | None = None) -> Retriev
     if not store.manifest.counts.chunks:
         return None
     search = index.search
-    return Retriever(store, embedder or open_embedder(index.embedder), mode=search.mode,
-                     k=search.k, min_score=search.min_score, mmr=search.mmr,
-                     ef_search=search.ef_search)
+    retriever = Retriever(store, embedder or open_embedder(index.embedder), mode=search.mode,
+                          k=search.k, min_score=search.min_score, mmr=search.mmr,
+                          ef_search=search.ef_search, fusion=search.fusion,
+                          merge_neighbours=search.merge_neighbours)
+    if search.rerank_model is None:
+        return retriever
+    from chatbot.models import resolve_model
+
+    scorer = CrossEncoderScorer(resolve_model(search.rerank_model, index.embedder.base_dir),
+                                device=index.embedder.device)
+    return RerankingRetriever(retriever, scorer, search.rerank_candidates)
 
 
 class IndexSearch:
     """The bot's index as the engine's ``search``; opened on first use, so a bot whose index is
     built after start-up (e.g. from the web UI) starts retrieving without a restart."""
 
-    def __init__(self, index: BotIndex) -> None:
+    def __init__(self, index: BotIndex, embedder: Embedder | None = None) -> None:
         self.index = index
+        self.embedder = embedder
+        """Shared with the rest of the bot (attribution); ``None`` opens the index's own."""
         self.retriever = None
 
+    @_index_errors
     def __call__(self, query: str, k: int) -> list:
         if self.retriever is None:
-            self.retriever = open_retriever(self.index)
+            self.retriever = open_retriever(self.index, self.embedder)
             if self.retriever is None:
                 return []
         return self.retriever.search(query, k=k)
@@ -132,6 +155,18 @@ def sync_paths(index: BotIndex, paths: list[str | Path] | None = None,
                 include=list(index.include), exclude=list(index.exclude),
                 max_file_bytes=index.max_file_bytes, text_field=index.text_field,
                 progress=progress, rebuild=settings if rebuild else None)
+
+
+@_index_errors
+def evaluate_index(index: BotIndex, data: Path, ks: tuple[int, ...],
+                   mode: str | None = None) -> EvalReport:
+    """Context hit@k, evidence recall@k and MRR of the bot's own retrieval (mode, fusion,
+    threshold, merging, reranking) on the questions in ``data``."""
+    questions = load_questions(data)
+    retriever = open_retriever(index)
+    if retriever is None:
+        raise DocumentIndexError("nothing is indexed yet; run `chatbot index sync PATH` first")
+    return evaluate(lambda query, k: retriever.search(query, k=k, mode=mode), questions, ks)
 
 
 @_index_errors

@@ -37,9 +37,13 @@ class LoggedTurn:
     messages: list[dict] = field(default_factory=list)
     hits: list[dict] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    """What the answer was made with: generation settings and ``retrieval_query``."""
     rating: int | None = None
     """The latest feedback on this turn: +1, -1 or None."""
     comment: str | None = None
+    attribution: dict | None = None
+    """``Attribution.as_dict()`` of a finished answer; ``None`` with attribution off."""
 
 
 @dataclass(frozen=True)
@@ -99,9 +103,11 @@ class ConversationLog:
         self._write("UPDATE turns SET text = ? WHERE id = ? AND status = 'pending'",
                     (text, turn_id))
 
-    def finish_turn(self, turn_id: int, text: str, timings: dict, status: str) -> None:
-        self._write("UPDATE turns SET text = ?, timings_json = ?, status = ?, finished_at = ? "
-                    "WHERE id = ?", (text, _dump(timings), status, now(), turn_id))
+    def finish_turn(self, turn_id: int, text: str, timings: dict, status: str,
+                    attribution: dict | None = None) -> None:
+        self._write("UPDATE turns SET text = ?, timings_json = ?, status = ?, finished_at = ?, "
+                    "attribution_json = ? WHERE id = ?",
+                    (text, _dump(timings), status, now(), _dump(attribution), turn_id))
 
     def close_orphaned_turns(self) -> list[int]:
         """Mark ``interrupted`` the answers left ``pending`` by a process that is gone; answers
@@ -154,7 +160,9 @@ class ConversationLog:
             id=r["id"], position=r["position"], role=r["role"], text=r["text"],
             variant=r["variant"], status=r["status"], created_at=r["created_at"],
             messages=_load(r["messages_json"], []), hits=_load(r["hits_json"], []),
-            timings=_load(r["timings_json"], {}), rating=r["rating"], comment=r["comment"])
+            timings=_load(r["timings_json"], {}), settings=_load(r["settings_json"], {}),
+            rating=r["rating"], comment=r["comment"],
+            attribution=_load(r["attribution_json"], None))
             for r in rows]
 
 

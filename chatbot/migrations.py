@@ -63,8 +63,15 @@ def m003_turn_writer(db: sqlite3.Connection) -> None:
     """)
 
 
+def m004_attribution(db: sqlite3.Connection) -> None:
+    """An answer's per-sentence attribution (``chatbot.attribution``): sentence spans, the
+    source sentences that back them, the score, what the policy did and, when the answer was
+    withheld, the text as generated."""
+    db.execute("ALTER TABLE turns ADD COLUMN attribution_json TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_ab,
-                                                          m003_turn_writer]
+                                                          m003_turn_writer, m004_attribution]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from index.types import Hit
+
+if TYPE_CHECKING:
+    from chatbot.attribution import Attribution
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,8 @@ class Reply:
     model_id: str
     adapter_id: str | None
     timings: dict[str, float] = field(default_factory=dict)
-    """``retrieval_ms``, ``prompt_ms``, ``first_token_ms``, ``total_ms``, ``tokens``, ``tokens_per_s``."""
+    """``query_ms``, ``retrieval_ms``, ``prompt_ms``, ``first_token_ms``, ``total_ms``,
+    ``tokens``, ``tokens_per_s``."""
     refused: bool = False
     """True when the no-hits policy answered instead of the model."""
     filtered: list[str] = field(default_factory=list)
@@ -39,6 +44,12 @@ class Reply:
     prompt_tokens: int = 0
     """Tokens of ``messages`` as the model read them (0 when refused); the generated tokens
     are ``timings["tokens"]``."""
+    retrieval_query: str | None = None
+    """What the documents were searched with: the question, joined with or rewritten from
+    the turns it refers back to (``None`` when the answer searched nothing)."""
+    attribution: Attribution | None = None
+    """Which source sentences back each sentence (``chatbot.attribution``); ``None`` with
+    attribution off, or for an answer refused or not finished."""
 
     def sources(self) -> list[dict]:
         return [hit_record(hit) for hit in self.hits]
@@ -47,7 +58,10 @@ class Reply:
         return {"text": self.text, "variant": self.variant, "model": self.model_id,
                 "adapter": self.adapter_id, "sources": self.sources(),
                 "messages": [m.as_dict() for m in self.messages], "timings": self.timings,
-                "refused": self.refused, "filtered": self.filtered, "turn_id": self.turn_id}
+                "refused": self.refused, "filtered": self.filtered, "turn_id": self.turn_id,
+                "retrieval_query": self.retrieval_query,
+                "attribution": self.attribution.as_dict(public=True) if self.attribution
+                else None}
 
 
 def hit_record(hit: Hit) -> dict:

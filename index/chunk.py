@@ -2,7 +2,9 @@
 
 The only import of langchain-text-splitters. Markdown (and HTML/.docx, which load as Markdown) is
 split at headings first and each chunk keeps its heading path (``Install > Linux``) as its
-location; PDF chunks never cross a page and say which page; table rows say which row.
+location; PDF chunks never cross a page and say which page; table rows say which row. Each chunk
+also carries its context (``metadata["context"]``: the document title and heading path), which
+``index/context.py`` puts above the text that is embedded and BM25-indexed.
 
     chatbot index sync docs/
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import Callable
 
+from index.context import context_line
 from index.types import Chunk, Document
 
 _HEADINGS = [("#" * level, f"h{level}") for level in range(1, 7)]
@@ -20,17 +23,37 @@ _SEPARATORS = ["\n\n", "\n", ". ", " ", ""]
 
 def chunk_documents(docs: list[Document], count_tokens: Callable[[str], int], max_tokens: int,
                     chunk_tokens: int, chunk_overlap: int) -> list[Chunk]:
-    """All chunks of ``docs``, in order; none longer than ``min(chunk_tokens, max_tokens)``."""
+    """All chunks of ``docs``, in order; none longer than ``min(chunk_tokens, max_tokens)``,
+    and a chunk with its context above it no longer than ``max_tokens`` either (a long heading
+    path takes room from the text, down to half the size at most)."""
     size = min(chunk_tokens, max_tokens)
-    overlap = min(chunk_overlap, size // 2)
-    splitter = _splitter(count_tokens, size, overlap)
     chunks: list[Chunk] = []
     for doc in docs:
-        pieces = [(location, text) for location, section in _sections(doc)
-                  for text in _fit(splitter, count_tokens, size, section)]
-        chunks.extend(_chunk(doc, index, location, text)
-                      for index, (location, text) in enumerate(pieces))
+        pieces = _pieces(doc, count_tokens, max_tokens, size, chunk_overlap)
+        chunks.extend(_chunk(doc, index, location, context, text)
+                      for index, (location, context, text) in enumerate(pieces))
     return chunks
+
+
+def _pieces(doc: Document, count_tokens: Callable[[str], int], max_tokens: int, size: int,
+            overlap: int) -> list[tuple[str, str, str]]:
+    """(location, context, text) of each chunk of ``doc``, in order."""
+    pieces = []
+    for location, section in _sections(doc):
+        context = _context(doc, location)
+        room = max_tokens - count_tokens(context + "\n\n") if context else size
+        fit = max(size // 2, min(size, room))
+        splitter = _splitter(count_tokens, fit, min(overlap, fit // 2))
+        pieces.extend((location, context, text)
+                      for text in _fit(splitter, count_tokens, fit, section))
+    return pieces
+
+
+def _context(doc: Document, location: str) -> str:
+    """The document title and, for Markdown (HTML, .docx), the heading path."""
+    markdown = doc.metadata.get("format") == "markdown"
+    return context_line(doc.metadata.get("title", ""),
+                        location.split(" > ") if markdown and location else [])
 
 
 def _splitter(count_tokens: Callable[[str], int], size: int, overlap: int):
@@ -85,13 +108,16 @@ def _fit(splitter, count_tokens: Callable[[str], int], size: int, text: str) -> 
     return [piece for piece in pieces if piece.strip()]
 
 
-def _chunk(doc: Document, index: int, location: str, text: str) -> Chunk:
-    content_hash = hashlib.sha256(text.encode()).hexdigest()
+def _chunk(doc: Document, index: int, location: str, context: str, text: str) -> Chunk:
+    # The hash covers the context too: a renamed heading changes what is embedded.
+    content_hash = hashlib.sha256(f"{context}\0{text}".encode()).hexdigest()
     key = f"{doc.source}\0{doc.metadata.get('row', '')}\0{index}\0{content_hash}"
     metadata = {"index": index}
     if "row" in doc.metadata:
         metadata["row"] = doc.metadata["row"]
     if doc.metadata.get("title"):
         metadata["title"] = doc.metadata["title"]
+    if context:
+        metadata["context"] = context
     return Chunk(chunk_id=hashlib.sha256(key.encode()).hexdigest()[:16], source=doc.source,
                  text=text, location=location, content_hash=content_hash, metadata=metadata)

@@ -108,10 +108,13 @@ class Docstore:
                 found[row[0]] = Chunk(*row[1:6], metadata=json.loads(row[6]))
         return found
 
-    def texts(self) -> tuple[np.ndarray, list[str]]:
-        """Every chunk's id and text, in id order (what BM25 indexes)."""
-        rows = self.db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
-        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+    def all_chunks(self) -> tuple[np.ndarray, list[Chunk]]:
+        """Every chunk with its id, in id order (what BM25 indexes)."""
+        rows = self.db.execute(
+            "SELECT id, chunk_id, source, text, location, content_hash, metadata "
+            "FROM chunks ORDER BY id").fetchall()
+        return (np.array([r[0] for r in rows], dtype=np.int64),
+                [Chunk(*r[1:6], metadata=json.loads(r[6])) for r in rows])
 
     def ids_matching(self, pattern: str) -> np.ndarray:
         """Ids of the chunks whose source matches a glob (``*.pdf``, ``docs/guide/*``)."""

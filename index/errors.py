@@ -22,3 +22,7 @@ class LoadError(IndexingError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class EvalDataError(IndexingError):
+    """A question file for ``chatbot index eval`` is unreadable or malformed."""

@@ -10,15 +10,19 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from index import jsonfile
+from index import bm25, jsonfile
+from index.context import NONE, TITLE_HEADINGS
 from index.errors import IndexMismatchError
 
 FORMAT = "chatbot-builder index"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REBUILD = "re-index it: chatbot index sync --rebuild"
-CONVERTIBLE = ("index_type", "hnsw_m")
-"""Settings the next sync applies to the vectors already there, with no re-embedding."""
+CONVERTIBLE = ("index_type", "hnsw_m", "bm25_analyzer")
+"""Settings the next sync applies to the vectors already there, with no re-embedding (BM25 is
+rebuilt from the stored texts at every sync)."""
+LEGACY = {"context": NONE, "bm25_analyzer": bm25.STOPWORDS}
+"""What a manifest written before a setting was recorded was built with."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,10 @@ class IndexSettings:
     chunk_overlap: int
     index_type: str = "flat"
     hnsw_m: int = 32
+    context: str = TITLE_HEADINGS
+    """What is embedded and BM25-indexed above each chunk's text (``index/context.py``)."""
+    bm25_analyzer: str = bm25.ENGLISH
+    """How BM25 turns text into terms (``index/bm25.py``); queries use the same."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ class IndexManifest:
             raise IndexMismatchError(f"{path}: format {data.get('format')!r}, not {FORMAT!r}; "
                                      f"{REBUILD}")
         try:
-            return cls(_record(IndexSettings, data), data.get("generation", 0),
+            return cls(_record(IndexSettings, {**LEGACY, **data}), data.get("generation", 0),
                        _record(IndexFiles, data.get("files", {})), dict(data.get("documents", {})),
                        _record(IndexCounts, data.get("counts", {})), data.get("faiss_type"),
                        data.get("updated_at"), version)
@@ -107,7 +115,7 @@ class IndexManifest:
         if expected is None:
             return
         found = asdict(self.settings)
-        differences = [f"{key} is {found[key]!r} in the index but {value!r} in the config"
+        differences = [_difference(key, found[key], value)
                        for key, value in asdict(expected).items()
                        if key not in CONVERTIBLE and value is not None and found[key] is not None
                        and found[key] != value]
@@ -120,6 +128,14 @@ class IndexManifest:
         not the generation or timestamp, which a sync that changed nothing still bumps."""
         return {"documents": dict(self.documents), **asdict(self.settings),
                 "faiss_type": self.faiss_type}
+
+
+def _difference(key: str, found, expected) -> str:
+    if key == "context" and found == NONE:
+        return (f"its chunks were embedded without their document title and heading path "
+                f"(context {found!r}; built before contextual chunks), the config wants "
+                f"{expected!r}")
+    return f"{key} is {found!r} in the index but {expected!r} in the config"
 
 
 def read(directory: Path) -> IndexManifest | None:

@@ -1,8 +1,10 @@
-"""Retrieval over a :class:`Store`: dense, BM25, or hybrid by reciprocal rank fusion.
+"""Retrieval over a :class:`Store`: dense, BM25, or hybrid (the two fused, ``index/fusion.py``).
 
 ``min_score`` is a dense cosine threshold (in ``dense`` and ``hybrid`` mode every hit carries its
 cosine, so a BM25-only match that means nothing to the embedder can be dropped); ``mmr``
-re-ranks the candidates for diversity; ``source_glob`` keeps hits from matching files only.
+re-ranks the candidates for diversity; ``merge_neighbours`` joins consecutive chunks of one
+document into one passage (``index/passages.py``); ``source_glob`` keeps hits from matching
+files only.
 
     chatbot index search "how do I renew my passport" --k 5 --mode hybrid
 """
@@ -14,62 +16,84 @@ from typing import Literal
 import numpy as np
 
 from index.embed import Embedder
+from index.fusion import Fusion, fuse
+from index.passages import group_neighbours, merged_chunk
 from index.store import Store
 from index.types import Hit
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")
-RRF_K = 60  # the constant of Cormack et al. (2009); rank 1 scores 1/61
 
 
 class Retriever:
     def __init__(self, store: Store, embedder: Embedder | None, mode: Mode = "hybrid", k: int = 4,
                  min_score: float | None = None, mmr: bool = False, mmr_lambda: float = 0.7,
-                 ef_search: int = 128):
+                 ef_search: int = 128, fusion: Fusion = Fusion(),
+                 merge_neighbours: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         self.store, self.embedder = store, embedder
         self.mode, self.k, self.min_score = mode, k, min_score
         self.mmr, self.mmr_lambda, self.ef_search = mmr, mmr_lambda, ef_search
+        self.fusion, self.merge_neighbours = fusion, merge_neighbours
 
     def search(self, query: str, k: int | None = None, mode: Mode | None = None,
                source_glob: str | None = None) -> list[Hit]:
-        """The best ``k`` chunks for ``query``, best first."""
+        """The best ``k`` passages for ``query``, best first."""
         k, mode = k or self.k, mode or self.mode
         if mode not in MODES:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         self.store.refresh()
         allowed = self.store.docstore.ids_matching(source_glob) if source_glob else None
-        depth = k if mode == "dense" and not self.mmr else max(50, 4 * k)
+        exact = mode == "dense" and not (self.mmr or self.merge_neighbours)
+        depth = k if exact else max(50, 4 * k)
         needs_vector = mode != "bm25" or self.mmr
         query_vector = self.embedder.encode([query])[0] if needs_vector else None
+        fused, scores = self._score(query, query_vector, mode, depth, allowed)
+        order = [i for i in sorted(fused, key=fused.get, reverse=True) if self._passes(i, scores)]
+        if self.mmr and query_vector is not None:
+            order = self._diversify(query_vector, order, k)
+        chunks = self.store.chunks(order if self.merge_neighbours else order[:k])
+        groups = (group_neighbours(order, chunks, k) if self.merge_neighbours
+                  else [[i] for i in order[:k] if i in chunks])
+        return [Hit(chunk=merged_chunk([chunks[i] for i in group]), score=fused[group[0]],
+                    rank=rank, scores={name: found[group[0]] for name, found in scores.items()
+                                       if group[0] in found})
+                for rank, group in enumerate(groups, start=1)]
+
+    def _score(self, query: str, query_vector: np.ndarray | None, mode: Mode, depth: int,
+               allowed) -> tuple[dict[int, float], dict[str, dict[int, float]]]:
+        """(chunk id -> score in ``mode``, each retriever's own scores of those chunks)."""
         ranked: dict[str, dict[int, float]] = {}
         if mode in ("dense", "hybrid"):
             ranked["dense"] = self._dense(query_vector, depth, allowed)
         if mode in ("bm25", "hybrid"):
-            ranked["bm25"] = self._bm25(query, depth, allowed)
-        fused = ranked[mode] if mode != "hybrid" else _rrf(ranked.values())
-        scores = {name: found for name, found in ranked.items()}
+            bm25_ids, bm25_scores = self._bm25(query, allowed)
+            ranked["bm25"] = _top(bm25_ids, bm25_scores, depth)
+        candidates = list(dict.fromkeys(i for found in ranked.values() for i in found))
+        scores = dict(ranked)
         if mode != "bm25":
-            scores["dense"] = self._cosines(query_vector, list(fused), ranked.get("dense", {}))
-        order = [i for i in sorted(fused, key=fused.get, reverse=True) if self._passes(i, scores)]
-        if self.mmr and query_vector is not None:
-            order = self._diversify(query_vector, order, k)
-        return self._hits(order[:k], fused, scores)
+            scores["dense"] = self._cosines(query_vector, candidates, ranked.get("dense", {}))
+        if mode != "hybrid":
+            return ranked[mode], scores
+        if self.fusion.method == "rrf":
+            return fuse(ranked, self.fusion), scores
+        scores["bm25"] = _lookup(bm25_ids, bm25_scores, candidates)
+        return fuse(scores, self.fusion), scores
 
     def _dense(self, vector: np.ndarray, depth: int, allowed) -> dict[int, float]:
         values, ids = self.store.search(vector[None, :], depth, allowed, self.ef_search)
         return {int(i): float(s) for s, i in zip(values[0], ids[0]) if i >= 0}
 
-    def _bm25(self, query: str, depth: int, allowed) -> dict[int, float]:
+    def _bm25(self, query: str, allowed) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids in ascending order, the BM25 score of each); 0 outside ``allowed``."""
         index = self.store.bm25
         if index is None or not len(index.ids):
-            return {}
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         scores = index.scores(query)
         if allowed is not None:
             scores = np.where(np.isin(index.ids, allowed), scores, 0.0)
-        top = np.argsort(-scores, kind="stable")[:depth]
-        return {int(index.ids[i]): float(scores[i]) for i in top if scores[i] > 0}
+        return index.ids, scores
 
     def _cosines(self, vector: np.ndarray, ids: list[int], known: dict[int, float]
                  ) -> dict[int, float]:
@@ -102,17 +126,15 @@ class Retriever:
             chosen.append(left.pop(int(np.argmax(value))))
         return [order[i] for i in chosen]
 
-    def _hits(self, ids: list[int], fused: dict[int, float], scores: dict) -> list[Hit]:
-        chunks = self.store.chunks(ids)
-        return [Hit(chunk=chunks[i], score=fused[i], rank=rank,
-                    scores={name: found[i] for name, found in scores.items() if i in found})
-                for rank, i in enumerate(ids, start=1) if i in chunks]
+
+def _top(ids: np.ndarray, scores: np.ndarray, depth: int) -> dict[int, float]:
+    top = np.argsort(-scores, kind="stable")[:depth]
+    return {int(ids[i]): float(scores[i]) for i in top if scores[i] > 0}
 
 
-def _rrf(rankings) -> dict[int, float]:
-    """Reciprocal rank fusion: each list adds 1 / (60 + rank) to the ids it ranks."""
-    fused: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, chunk_id in enumerate(sorted(ranking, key=ranking.get, reverse=True), start=1):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-    return fused
+def _lookup(ids: np.ndarray, scores: np.ndarray, wanted: list[int]) -> dict[int, float]:
+    """The scores of ``wanted`` chunk ids (0 for one ``ids`` lacks); ``ids`` is ascending."""
+    if not len(ids):
+        return {i: 0.0 for i in wanted}
+    positions = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+    return {i: float(scores[p]) if ids[p] == i else 0.0 for i, p in zip(wanted, positions)}

@@ -22,6 +22,7 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from index import bm25, jsonfile, manifest
+from index.context import indexed_text
 from index.docstore import Docstore
 from index.errors import IndexMismatchError, IndexMissingError
 from index.manifest import IndexCounts, IndexFiles, IndexManifest, IndexSettings
@@ -95,7 +96,8 @@ class Store:
     @property
     def bm25(self) -> bm25.BM25Index | None:
         if self._bm25 is None and self.manifest.files.bm25:
-            self._bm25 = bm25.BM25Index(self.directory / self.manifest.files.bm25)
+            self._bm25 = bm25.BM25Index(self.directory / self.manifest.files.bm25,
+                                        self.settings.bm25_analyzer)
         return self._bm25
 
     def refresh(self) -> bool:
@@ -167,6 +169,7 @@ class Store:
                 "chunks": self.manifest.counts.chunks,
                 "embedder": settings.embedder, "dimension": settings.dimension,
                 "index_type": settings.index_type, "faiss_type": self.kind,
+                "context": settings.context, "bm25_analyzer": settings.bm25_analyzer,
                 "tombstones": len(self.tombstones()), "generation": self.manifest.generation,
                 "updated_at": self.manifest.updated_at, "size_bytes": size}
 
@@ -266,7 +269,7 @@ class Store:
         docstore = self._docstore
         files = IndexFiles(docstore.path.name, None, _name("bm25", generation, ""))
         self._reshape(docstore)
-        ids, texts = docstore.texts()
+        ids, chunks = docstore.all_chunks()
         docstore.commit()
         docstore.close()
         jsonfile.fsync_path(docstore.path)
@@ -274,7 +277,8 @@ class Store:
             files = replace(files, faiss=_name("faiss", generation, ".index"))
             faiss.write_index(self._faiss, str(self.directory / files.faiss))
             jsonfile.fsync_path(self.directory / files.faiss)
-        bm25.build(texts, ids, self.directory / files.bm25)
+        texts = [indexed_text(chunk, self.settings.context) for chunk in chunks]
+        bm25.build(texts, ids, self.directory / files.bm25, self.settings.bm25_analyzer)
         for path in _files_of(self.directory / files.bm25):
             jsonfile.fsync_path(path)
         self._adopt(replace(self.manifest, generation=generation, files=files,

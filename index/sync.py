@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from index.chunk import chunk_documents
+from index.context import indexed_text
 from index.embed import Embedder
 from index.errors import IndexMismatchError, LoadError
 from index.load import LoadFailure, discover, load_file, read_bytes
@@ -129,8 +130,9 @@ def _visit(path: Path, store: Store, embedder: Embedder, max_file_bytes: int, te
 
 def _flush(store: Store, embedder: Embedder, pending: _Pending, report: SyncReport) -> None:
     """Encode what the pending files need in one call, then write them to the store."""
-    todo = [chunk.text for _, _, _, chunks, reuse in pending.files for chunk in chunks
-            if chunk.content_hash not in reuse]
+    scheme = store.settings.context
+    todo = [indexed_text(chunk, scheme) for _, _, _, chunks, reuse in pending.files
+            for chunk in chunks if chunk.content_hash not in reuse]
     encoded = iter(embedder.encode(todo)) if todo else iter(())
     for source, content_hash, size, chunks, reuse in pending.files:
         vectors = [reuse[c.content_hash] if c.content_hash in reuse else next(encoded)

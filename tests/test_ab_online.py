@@ -73,7 +73,7 @@ def test_a_database_at_the_first_schema_gains_the_ab_tables(tmp_path) -> None:
     m001_initial(db)
     db.execute("INSERT INTO _migrations VALUES ('m001_initial', 'then')")
     db.commit()
-    assert migrate(db) == ["m002_ab", "m003_turn_writer"]
+    assert migrate(db)[:2] == ["m002_ab", "m003_turn_writer"]
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"assignments", "battles", "votes"} <= tables
 

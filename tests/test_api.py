@@ -67,8 +67,9 @@ def engine(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
     root = tmp_path_factory.mktemp("api-bot")
     # one torch thread: on a busy 2-core machine two threads wait on each other (20x slower)
+    # the hash embedder: attribution is lexical here (tests/test_attribution.py uses MiniLM)
     config = {"data_dir": str(root / "data"),
-              "models": {"chat": str(tiny_model_dir), "threads": 1},
+              "models": {"chat": str(tiny_model_dir), "threads": 1, "embedder": "hash:64"},
               "generation": {"max_new_tokens": 8, "max_message_chars": 2000,
                              "repetition_penalty": 2.0},  # words, not newlines, from noise
               "variants": {"prompt": {}, "plain": {"template": "plain", "retrieval": False},
@@ -117,6 +118,8 @@ def test_a_completion_carries_the_logged_answer_its_sources_and_usage(client, en
     assert completion.usage.total_tokens == (completion.usage.prompt_tokens
                                              + completion.usage.completion_tokens)
     assert turn["client"] == "api" and completion.session_id.startswith("api-")
+    logged = json.loads(turn["attribution_json"])  # the log keeps what the client got
+    assert logged["sentences"] == completion.attribution["sentences"]
 
 
 def test_streamed_deltas_concatenate_to_the_logged_answer(client, engine) -> None:
@@ -127,6 +130,9 @@ def test_streamed_deltas_concatenate_to_the_logged_answer(client, engine) -> Non
     assert last.choices[0].finish_reason in ("stop", "length")
     assert [s["source"] for s in last.sources] == ["docs/indexing.md"]
     assert last.usage.completion_tokens > 0
+    spans = [(s["start"], s["end"]) for s in last.attribution["sentences"]]
+    assert spans and all(0 <= a < b <= len(streamed) for a, b in spans)  # spans of the content
+    assert last.attribution["method"] == "lexical" and 0 <= last.attribution["score"] <= 1
     assert streamed and streamed == logged_turn(engine, last.turn_id)["text"]
     unstreamed = client.chat.completions.create(model="prompt", messages=ASK)
     assert streamed == unstreamed.choices[0].message.content  # greedy: the same answer

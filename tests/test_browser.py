@@ -68,6 +68,9 @@ def test_browser_logs_in_chats_streams_shows_sources_logs_thumbs_up_and_uploads(
             box.press("Enter")
             expect(page.locator("#cb-sources .cb-source").first).to_be_visible(timeout=30_000)
             expect(page.locator("#cb-sources")).to_contain_text("indexing.md")
+            marks = '#cb-chat [data-testid="bot"] :is(.cb-unsupported, a.cb-support-link)'
+            expect(page.locator(marks).first).to_be_attached()  # kept by the page's sanitizer
+            expect(page.locator("#cb-sources .cb-legend")).to_contain_text("supported")
             assert page.evaluate("window.seenTexts.size") >= 2  # it grew before it ended
             page.get_by_label("Like", exact=True).first.click()
             expect(page.locator("#cb-comment")).to_be_visible(timeout=10_000)

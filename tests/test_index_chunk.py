@@ -83,3 +83,15 @@ def test_real_tokenizer_never_truncates(minilm_tokenizer):
     lengths = [len(minilm_tokenizer(c.text)["input_ids"]) for c in chunks]
     assert max(lengths) <= 256
     assert max(lengths) > 150  # chunks are sized by tokens, not cut far too small
+
+
+def test_a_chunk_and_its_context_fit_the_embedders_window_together():
+    embedder = CountingEmbedder(max_tokens=48)
+    heading = " ".join(f"h{i}" for i in range(20))
+    doc = Document("g.md", f"# {heading}\n\n" + "lorem ipsum " * 100,
+                   {"format": "markdown", "title": "Guide"})
+    chunks = chunks_of(doc, embedder, size=40, overlap=8)
+    assert chunks[0].metadata["context"] == f"Guide > {heading}"
+    assert max(embedder.count_tokens(f"{c.metadata['context']}\n\n{c.text}")
+               for c in chunks) <= 48
+    assert min(embedder.count_tokens(c.text) for c in chunks[:-1]) >= 20  # half the size at least

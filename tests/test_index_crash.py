@@ -34,7 +34,7 @@ def start_sync(tmp_path: Path, *paths: Path) -> subprocess.Popen:
 def assert_consistent(directory: Path) -> Store:
     """Manifest, docstore, FAISS and BM25 agree on every chunk, and search works."""
     store = Store.open(directory)
-    ids, _ = store.docstore.texts()
+    ids, _ = store.docstore.all_chunks()
     assert store.manifest.counts.chunks == len(ids) == store.faiss.ntotal
     assert set(faiss.vector_to_array(store.faiss.id_map)) == set(ids)
     assert np.array_equal(store.bm25.ids, ids)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from index_helpers import CountingEmbedder
 
+from index.fusion import RRF_K
 from index.manifest import IndexSettings
-from index.search import RRF_K, Retriever
+from index.search import Retriever
 from index.store import Store
 from index.sync import sync
 
@@ -49,7 +50,7 @@ def test_each_mode_finds_the_document(store, mode):
 
 def test_hybrid_fuses_ranks(store):
     hit = Retriever(store, Embedder(), mode="hybrid", k=1).search("pump oil filter")[0]
-    assert hit.score == pytest.approx(2 / (RRF_K + 1))  # first in both rankings
+    assert hit.score == pytest.approx((2 + 1) / (RRF_K + 1))  # first in both: dense 2, bm25 1
     assert set(hit.scores) == {"dense", "bm25"}
 
 

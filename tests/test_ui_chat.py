@@ -11,6 +11,7 @@ from chatbot.generate import GenerationSettings
 from chatbot.logs import ConversationLog
 from app.ui import build_app
 from app.ui.chat import ChatActions, new_state
+from app.ui.support import answer_markup
 from chatbot.variants import Variant
 from index.types import Chunk, Hit
 
@@ -162,5 +163,6 @@ def test_tiny_model_answers_through_the_chat_tab(tiny_config) -> None:
     actions, state = ChatActions(engine), new_state()
     steps = run(actions.respond("How do I index my documents?", state, None))
     reply = state.answers[0].reply
-    assert steps[-1][0][-1]["content"] == reply.text and reply.variant == "prompt"
+    assert reply.attribution is not None and reply.variant == "prompt"  # on by default
+    assert steps[-1][0][-1]["content"] == answer_markup(reply.text, reply.attribution, "src-1")
     assert engine.log.conversation(state.session_id).turns[1].text == reply.text

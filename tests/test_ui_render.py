@@ -1,8 +1,10 @@
 """How answers' sources and timings are rendered for the page (plain functions, no gradio)."""
 
+import re
 from pathlib import Path
 
 from app.ui.render import cited_numbers, meta_line, short_source, sources_html
+from app.ui.support import answer_markup, support_line, supporting_spans
 from index.types import Chunk, Hit
 
 
@@ -31,3 +33,31 @@ def test_meta_line_names_variant_and_timings() -> None:
     assert "variant <b>prompt</b>" in line and "first token 1.26 s" in line
     assert "15.0 tokens/s" in line and "total 9.00 s" in line and "filters: pii" in line
     assert meta_line(None, {}) == ""
+
+
+def test_supported_sentences_link_to_their_highlighted_sentence_and_the_rest_is_marked() -> None:
+    from chatbot.attribution import AttributionSettings, Attributor
+
+    passage = "Intro line. Run chatbot index sync docs/ to index."
+    hits = [Hit(Chunk("a", "docs/indexing.md", passage, "", "h"), 0.5, 1)]
+    text = "Run the sync on docs/. The sync also emails your whole team. Sure!"
+    attribution, _ = Attributor(None, AttributionSettings(policy="flag")).judge(text, [passage])
+    markup = answer_markup(text, attribution, "src-2")
+    panel = sources_html(hits, "src-2", highlights=supporting_spans(attribution))
+    targets = re.findall(r'href="#([^"]+)"', markup)
+    assert targets == ["src-2-1-s12"] and f'id="{targets[0]}"' in panel  # the link lands
+    assert ('<mark class="cb-support" id="src-2-1-s12">Run chatbot index sync docs/ to index.'
+            '</mark>') in panel
+    assert markup.startswith('<div class="cb-flag">Only 37% of this answer is supported')
+    assert ('<span class="cb-unsupported" title="No source passage supports this sentence">'
+            'The sync also emails your whole team.</span> Sure!') in markup
+    assert "Run the sync on docs/." in markup and "unsupported" in support_line(attribution)
+
+
+def test_a_withheld_answer_shows_only_the_message_and_no_highlights() -> None:
+    from chatbot.attribution import AttributionSettings, Attributor
+
+    attributor = Attributor(None, AttributionSettings(policy="withhold"))
+    attribution, shown = attributor.judge("The sync also emails your whole team.", ["Other."])
+    assert answer_markup(shown, attribution, "src-1") == shown != attribution.withheld_text
+    assert supporting_spans(attribution) == {} and "withheld" in support_line(attribution)

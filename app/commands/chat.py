@@ -19,6 +19,23 @@ def _print_sources(reply) -> None:
         where = f" ({source['location']})" if source["location"] else ""
         click.secho(f"  [{source['n']}] {source['source']}{where}  score {source['score']}",
                     dim=True)
+    _print_support(reply)
+
+
+def _print_support(reply) -> None:
+    """The answer's support; a terminal can't underline, so unsupported sentences are listed."""
+    from chatbot.attribution import flag_notice
+
+    attribution = reply.attribution
+    if attribution is None or attribution.action == "withheld":
+        return
+    if attribution.action == "flagged":
+        click.secho(flag_notice(attribution.score), fg="yellow")
+    click.secho(f"  supported by the sources: {attribution.score:.0%}", dim=True)
+    for sentence in attribution.sentences:
+        if sentence.claim and not sentence.supported:
+            click.secho(f"  unsupported: {reply.text[sentence.start:sentence.end]}",
+                        fg="yellow")
 
 
 @in_section("Chat")

@@ -1,7 +1,9 @@
-"""``chatbot index ...``: sync documents into the index, search it, list, remove, stats.
+"""``chatbot index ...``: sync documents into the index, search it, measure it, list, remove,
+stats.
 
     chatbot index sync docs/        # incremental; exit 1 if any file failed
     chatbot index search "how do I install it" --k 5 --mode hybrid --json
+    chatbot index eval --data questions.jsonl --k 2,4,8
 """
 
 from __future__ import annotations
@@ -15,6 +17,16 @@ from app.commands.common import in_section, one_line_errors, print_json, with_co
 from chatbot.config import BotConfig
 
 MODES = ("dense", "bm25", "hybrid")
+
+
+def _ks(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(part) for part in value.split(",")}))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected numbers such as 2,4,8") from None
+    if not ks or min(ks) < 1 or max(ks) > 100:
+        raise click.BadParameter(f"{value!r}: each k must be from 1 to 100")
+    return ks
 
 
 @in_section("Documents")
@@ -85,6 +97,30 @@ def search_command(config: BotConfig, query: str, k: int | None, mode: str | Non
         click.echo("   " + hit.text.replace("\n", "\n   ") + "\n")
     if not hits:
         click.echo("no hits")
+
+
+@index_group.command("eval")
+@click.option("--data", "data", required=True, type=click.Path(exists=True, dir_okay=False,
+                                                               path_type=Path),
+              help="JSONL: question + gold_sentences (or gold_passages) per line.")
+@click.option("--k", "ks", default="2,4,8", show_default=True, callback=_ks,
+              help="Comma-separated cut-offs.")
+@click.option("--mode", type=click.Choice(MODES), default=None,
+              help="[default: retrieval.mode]")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@with_config
+@one_line_errors
+def eval_command(config: BotConfig, data: Path, ks: tuple[int, ...], mode: str | None,
+                 as_json: bool) -> None:
+    """Measure retrieval on your questions: context hit@k, evidence recall@k, MRR."""
+    from app.build import bot_index
+    from chatbot.indexing import evaluate_index
+
+    report = evaluate_index(bot_index(config), data, ks, mode)
+    if as_json:
+        print_json(report.to_json())
+    else:
+        click.echo(report.table())
 
 
 @index_group.command("list")

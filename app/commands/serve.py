@@ -33,7 +33,7 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     credentials = Credentials.from_config(config)
     check_exposure(host, credentials, insecure)  # before the slow model load
     documents = bot_documents(config)
-    engine = build_engine(config, search=documents.hits)
+    engine = build_engine(config, search=documents.hits, embedder=documents.embedder)
     engine.default_variant = engine.variant(variant).name
     click.echo(f"loading {engine.variant(None).model} ...")
     engine.generator_for(engine.variant(None))  # the first visitor should not wait for it

@@ -17,7 +17,9 @@ import gradio as gr
 from chatbot.engine import Engine
 from chatbot.errors import ChatbotError, InputError
 from chatbot.types import Message, Reply
-from app.ui.render import SOURCES_PLACEHOLDER, cited_numbers, meta_line, sources_html
+from app.ui.render import (SOURCES_PLACEHOLDER, cited_numbers, meta_line, query_line,
+                           sources_html)
+from app.ui.support import answer_markup, support_line, supporting_spans
 
 
 @dataclass
@@ -82,9 +84,11 @@ class ChatActions:
 
     def chat_messages(self, state: ChatState) -> list[dict]:
         shown = []
-        for answer in state.answers:
+        for index, answer in enumerate(state.answers):
+            reply = answer.reply
             shown += [{"role": "user", "content": answer.question},
-                      {"role": "assistant", "content": answer.reply.text}]
+                      {"role": "assistant", "content": answer_markup(
+                          reply.text, reply.attribution, prefix_for(index))}]
         return shown
 
     def panel(self, state: ChatState, index: int | None = None) -> tuple[str, list[dict] | None]:
@@ -95,9 +99,11 @@ class ChatActions:
         reply = state.answers[index].reply
         variant = reply.variant if self.show_variant_names else None
         heading = (f"<div class='cb-meta'>Answer {index + 1}</div>"
-                   + meta_line(variant, reply.timings, reply.refused, reply.filtered))
+                   + meta_line(variant, reply.timings, reply.refused, reply.filtered)
+                   + query_line(reply.retrieval_query) + support_line(reply.attribution))
         cited = cited_numbers(reply.text, len(reply.hits))
-        return (sources_html(reply.hits, prefix_for(index), cited, heading),
+        return (sources_html(reply.hits, prefix_for(index), cited, heading,
+                             supporting_spans(reply.attribution)),
                 [m.as_dict() for m in reply.messages])
 
     def respond(self, message: str, state: ChatState, choice: str | None = None) -> Iterator:

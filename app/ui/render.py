@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from app.ui.support import highlighted
 from index.types import Hit
 
 CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
@@ -31,12 +32,16 @@ def cited_numbers(text: str, count: int) -> set[int]:
 
 
 def sources_html(hits: Sequence[Hit], prefix: str, cited: set[int] = frozenset(),
-                 heading: str = "") -> str:
-    """The sources panel: one entry per passage with source, location, score and text."""
+                 heading: str = "",
+                 highlights: Mapping[int, Sequence[tuple[int, int]]] | None = None) -> str:
+    """The sources panel: one entry per passage with source, location, score and text;
+    ``highlights`` are the spans of passage ``n``'s sentences that back the answer."""
     if not hits:
         return (f'<div class="cb-sources">{heading}<div class="cb-sources-empty">'
                 'No passages were used for this answer.</div></div>')
-    entries = [_source_entry(n, hit, prefix, n in cited) for n, hit in enumerate(hits, start=1)]
+    highlights = highlights or {}
+    entries = [_source_entry(n, hit, prefix, n in cited, highlights.get(n, ()))
+               for n, hit in enumerate(hits, start=1)]
     return f'<div class="cb-sources">{heading}{"".join(entries)}</div>'
 
 
@@ -48,13 +53,15 @@ def short_source(source: str) -> str:
     return source
 
 
-def _source_entry(number: int, hit: Hit, prefix: str, cited: bool) -> str:
+def _source_entry(number: int, hit: Hit, prefix: str, cited: bool,
+                  spans: Sequence[tuple[int, int]]) -> str:
     location = f' · {html.escape(hit.location)}' if hit.location else ""
     mark = ' <span class="cb-cited">cited</span>' if cited else ""
     return (f'<details class="cb-source" id="{anchor(prefix, number)}" open>'
             f'<summary><b>[{number}]</b> <code title="{html.escape(hit.source)}">{html.escape(short_source(hit.source))}</code>{location}'
             f' · score {float(hit.score):.3f}{mark}</summary>'
-            f'<pre class="cb-passage">{html.escape(hit.text)}</pre></details>')
+            f'<pre class="cb-passage">{highlighted(hit.text, spans, prefix, number)}</pre>'
+            '</details>')
 
 
 def meta_line(variant: str | None, timings: dict, refused: bool = False,
@@ -74,6 +81,12 @@ def meta_line(variant: str | None, timings: dict, refused: bool = False,
     return f'<div class="cb-meta">{" · ".join(parts)}</div>' if parts else ""
 
 
+def query_line(query: str | None) -> str:
+    """What the documents were searched with: a follow-up's query carries the turn it refers
+    to, so the sources can be explained."""
+    return f'<div class="cb-meta">searched: <i>{html.escape(query)}</i></div>' if query else ""
+
+
 CSS = """
 .cb-sources { font-size: 0.92em; }
 .cb-source { border: 1px solid var(--border-color-primary); border-radius: 6px;
@@ -85,6 +98,11 @@ CSS = """
 .cb-cited { color: var(--color-accent); font-weight: 600; }
 .cb-meta { color: var(--body-text-color-subdued); margin-bottom: 6px; }
 .cb-sources-empty { color: var(--body-text-color-subdued); }
+.cb-unsupported { text-decoration: underline wavy #d9534f; text-decoration-skip-ink: none;
+                  text-underline-offset: 3px; }
+a.cb-support-link { font-size: 0.8em; vertical-align: super; text-decoration: none; }
+mark.cb-support { background: var(--color-accent-soft); color: inherit; border-radius: 3px; }
+.cb-flag { border-left: 3px solid #e0a030; padding: 2px 8px; margin-bottom: 6px; }
 """
 
 # The answer stays the model's plain text (so copying it copies what the model wrote); this
@@ -132,7 +150,7 @@ HEAD = """<script>
   function reveal(id) {
     const target = document.getElementById(id);
     if (!target) return false;
-    target.open = true;
+    target.closest("details").open = true;  // a passage, or the passage of a sentence
     target.scrollIntoView({behavior: "smooth", block: "center"});
     document.querySelectorAll(".cb-flash").forEach((e) => e.classList.remove("cb-flash"));
     target.classList.add("cb-flash");

@@ -1,0 +1,146 @@
+"""Retrieval quality on your own questions: context hit@k, evidence recall@k and MRR of what a
+search puts into the prompt (merged passages and thresholds included).
+
+A question file is JSONL, one question a line, with gold sentences or gold passages:
+
+    {"question": "Can I renew online?", "gold_sentences": ["You can renew your passport online."]}
+    {"question": "...", "gold_sentences": ["..."], "source": "renew.html"}
+    {"question": "...", "gold_passages": ["docs/renew.md", "docs/fees.md#Fees > Refunds"]}
+
+A gold sentence is found when its text (case and spacing aside) is inside a passage, location
+included, and, with ``source``, the passage comes from that file. A gold passage is found when a
+passage comes from a file whose path ends with it and, after a ``#``, covers a location that
+starts with what follows. *Context hit@k*: share of questions with a gold item in the top k;
+*evidence recall@k*: share of each question's gold items there, averaged; *MRR*: mean 1/rank of
+the first passage with a gold item, within the largest k. Each k is its own search, as the bot
+would run it.
+
+    chatbot index eval --data questions.jsonl --k 2,4,8 --json
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from index.errors import EvalDataError
+from index.types import Hit
+
+Search = Callable[[str, int], list[Hit]]
+
+
+@dataclass(frozen=True)
+class EvalQuestion:
+    question: str
+    gold_sentences: tuple[str, ...] = ()
+    gold_passages: tuple[str, ...] = ()
+    source: str | None = None
+    """With ``gold_sentences``: the file they are in; a passage from another file never counts."""
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    questions: int
+    hit: dict[int, float]
+    """k -> share of questions with a gold item in the top k passages."""
+    recall: dict[int, float]
+    """k -> share of gold items in the top k passages, averaged over questions."""
+    mrr: float
+    words: dict[int, float]
+    """k -> words in the top k passages, averaged: what a larger k or merging costs the prompt."""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def table(self) -> str:
+        rows = [f"| {k} | {self.hit[k]:.3f} | {self.recall[k]:.3f} | {self.words[k]:.0f} |"
+                for k in self.hit]
+        return "\n".join([f"{self.questions} questions; MRR {self.mrr:.3f}",
+                          "| k | context hit@k | evidence recall@k | context words |",
+                          "|---|---|---|---|", *rows])
+
+
+def load_questions(path: Path) -> list[EvalQuestion]:
+    """The questions of a JSONL file; every malformed line is reported at once, by number."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvalDataError(f"cannot read {path}: {exc}") from None
+    questions, problems = [], []
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                questions.append(_question(json.loads(line)))
+            except (ValueError, TypeError) as exc:
+                problems.append(f"line {number}: {exc}")
+    if problems:
+        raise EvalDataError(f"{path}: {'; '.join(problems)}")
+    if not questions:
+        raise EvalDataError(f"{path}: no questions; expected JSONL lines such as "
+                            '{"question": "...", "gold_sentences": ["..."]}')
+    return questions
+
+
+def _question(row) -> EvalQuestion:
+    if not isinstance(row, dict) or not isinstance(row.get("question"), str):
+        raise ValueError('needs "question" (a string)')
+    sentences, passages = row.get("gold_sentences", []), row.get("gold_passages", [])
+    for key, value in (("gold_sentences", sentences), ("gold_passages", passages)):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError(f'"{key}" must be a list of non-empty strings')
+    if bool(sentences) == bool(passages):
+        raise ValueError('needs "gold_sentences" or "gold_passages" (one of them, not empty)')
+    if not isinstance(row.get("source", ""), str):
+        raise ValueError('"source" must be a file path (a string)')
+    return EvalQuestion(row["question"], tuple(sentences), tuple(passages), row.get("source"))
+
+
+def evaluate(search: Search, questions: list[EvalQuestion], ks: tuple[int, ...]) -> EvalReport:
+    """Search each question once per k: with neighbour merging (or MMR) the first k passages of
+    a wider search are not what a search for k returns."""
+    ks = tuple(sorted(set(ks)))
+    hit, recall, words = ({k: 0.0 for k in ks} for _ in range(3))
+    mrr = 0.0
+    for question in questions:
+        gold = len(question.gold_sentences or question.gold_passages)
+        for k in ks:
+            hits = search(question.question, k)[:k]
+            covered = [_covered(h, question) for h in hits]
+            found = set().union(*covered)
+            hit[k] += bool(found)
+            recall[k] += len(found) / gold
+            words[k] += sum(len(h.text.split()) for h in hits)
+        mrr += next((1 / rank for rank, c in enumerate(covered, start=1) if c), 0.0)
+    n = len(questions)
+    return EvalReport(n, {k: v / n for k, v in hit.items()}, {k: v / n for k, v in recall.items()},
+                      mrr / n, {k: v / n for k, v in words.items()})
+
+
+def _covered(hit: Hit, question: EvalQuestion) -> set[int]:
+    """Which of the question's gold items (by position) ``hit`` holds."""
+    locations = hit.chunk.metadata.get("locations") or [hit.location]
+    if question.gold_passages:
+        return {i for i, gold in enumerate(question.gold_passages)
+                if _passage_matches(hit.source, locations, gold)}
+    if question.source and not _same_file(hit.source, question.source):
+        return set()
+    text = _norm(" ".join([*locations, hit.text]))
+    return {i for i, sentence in enumerate(question.gold_sentences) if _norm(sentence) in text}
+
+
+def _passage_matches(source: str, locations: list[str], gold: str) -> bool:
+    path, _, location = gold.partition("#")
+    return _same_file(source, path) and (not location
+                                         or any(loc.startswith(location) for loc in locations))
+
+
+def _same_file(source: str, wanted: str) -> bool:
+    source, wanted = Path(source).as_posix(), Path(wanted).as_posix()
+    return source == wanted or source.endswith("/" + wanted.removeprefix("./"))
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()

@@ -1,0 +1,108 @@
+"""``chatbot index eval``: context hit@k, evidence recall@k and MRR of a user's question set."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+from index.errors import EvalDataError
+from index.evaluate import EvalQuestion, evaluate, load_questions
+from index.types import Chunk, Hit
+
+
+def hit(rank: int, text: str, source: str = "/docs/a.html", location: str = "") -> Hit:
+    return Hit(Chunk(str(rank), source, text, location, "", {}), 1 / rank, rank)
+
+
+RANKING = [hit(1, "Nothing useful here."), hit(2, "You must be  16 or over."),
+           hit(3, "You must live in England.", "/docs/b.html"), hit(4, "Apply online.")]
+QUESTIONS = [
+    EvalQuestion("who?", ("you must be 16 or over.", "Apply online.")),
+    EvalQuestion("where?", ("You must live in England.",), source="a.html"),  # only in b.html
+    EvalQuestion("which?", gold_passages=("docs/b.html", "/docs/a.html#Fees")),
+]
+
+
+def test_metrics_of_a_known_ranking():
+    report = evaluate(lambda query, k: RANKING[:k], QUESTIONS, (4, 2))
+    assert report.questions == 3
+    assert report.hit == pytest.approx({2: 1 / 3, 4: 2 / 3})
+    assert report.recall == pytest.approx({2: (1 / 2) / 3, 4: (1 + 1 / 2) / 3})
+    assert report.mrr == pytest.approx((1 / 2 + 0 + 1 / 3) / 3)
+    assert report.words == pytest.approx({2: 9, 4: 16})
+    assert report.table().splitlines()[0] == "3 questions; MRR 0.278"
+
+
+def test_each_k_is_its_own_search():
+    """Merged passages differ with k: the top 1 of a search for 2 is not a search for 1."""
+    calls = []
+
+    def search(query: str, k: int) -> list[Hit]:
+        calls.append(k)
+        return [hit(1, "Apply online.")] if k == 1 else [hit(1, "x"), hit(2, "y")]
+
+    report = evaluate(search, [EvalQuestion("q", ("Apply online.",))], (2, 1))
+    assert calls == [1, 2] and report.hit == {1: 1.0, 2: 0.0} and report.mrr == 0.0
+
+
+def test_a_gold_passage_location_must_start_the_hit_location():
+    fees = [hit(1, "Costs 10 pounds.", "/docs/a.html", "Fees > Refunds")]
+    question = [EvalQuestion("q", gold_passages=("a.html#Fees",))]
+    assert evaluate(lambda query, k: fees, question, (1,)).hit == {1: 1.0}
+    question = [EvalQuestion("q", gold_passages=("a.html#Refunds",))]
+    assert evaluate(lambda query, k: fees, question, (1,)).hit == {1: 0.0}
+
+
+def test_every_bad_line_is_reported_with_its_number(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "ok?", "gold_sentences": ["Yes."]}\n\n'
+                    '{"question": "none?"}\n'
+                    '{"question": "both?", "gold_sentences": ["a"], "gold_passages": ["b"]}\n'
+                    '{"gold_sentences": ["a"]}\n'
+                    '{"question": "x", "gold_passages": "a.md"}\n'
+                    "not json\n")
+    with pytest.raises(EvalDataError) as error:
+        load_questions(path)
+    assert str(error.value) == (
+        f'{path}: line 3: needs "gold_sentences" or "gold_passages" (one of them, not empty); '
+        'line 4: needs "gold_sentences" or "gold_passages" (one of them, not empty); '
+        'line 5: needs "question" (a string); '
+        'line 6: "gold_passages" must be a list of non-empty strings; '
+        "line 7: Expecting value: line 1 column 1 (char 0)")
+
+
+def test_an_empty_file_is_an_error(tmp_path):
+    (tmp_path / "q.jsonl").write_text("\n")
+    with pytest.raises(EvalDataError, match="no questions; expected JSONL lines such as"):
+        load_questions(tmp_path / "q.jsonl")
+
+
+def test_cli_measures_the_bots_own_index(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "install.md").write_text("# Install\n\n## Linux\n\nRun the installer.\n")
+    (tmp_path / "docs" / "price.md").write_text("# Price\n\nIt costs nothing at all.\n")
+    config = tmp_path / "bot.yaml"
+    config.write_text('models:\n  embedder: "hash:256"\nindex:\n  paths: [docs]\n'
+                      "retrieval:\n  min_score: null\n")
+    data = tmp_path / "q.jsonl"
+    data.write_text(json.dumps({"question": "installer linux",
+                                "gold_sentences": ["Run the installer."]}) + "\n"
+                    + json.dumps({"question": "what does it cost",
+                                  "gold_passages": ["price.md#Price"]}) + "\n")
+    runner = CliRunner()
+    assert runner.invoke(main, ["index", "sync", "--config", str(config)]).exit_code == 0
+    result = runner.invoke(main, ["index", "eval", "--data", str(data), "--k", "1,2", "--json",
+                                  "--config", str(config)], catch_exceptions=False)
+    report = json.loads(result.stdout)
+    assert report["questions"] == 2 and report["hit"] == {"1": 1.0, "2": 1.0}
+    assert report["mrr"] == 1.0
+    table = runner.invoke(main, ["index", "eval", "--data", str(data), "--config", str(config)])
+    assert table.stdout.splitlines()[1:3] == ["| k | context hit@k | evidence recall@k | "
+                                              "context words |", "|---|---|---|---|"]
+    bad = runner.invoke(main, ["index", "eval", "--data", str(data), "--k", "0",
+                               "--config", str(config)])
+    assert bad.exit_code == 2 and "each k must be from 1 to 100" in bad.stderr
