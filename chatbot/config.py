@@ -36,7 +36,7 @@ class ModelsConfig(Section):
     """``auto`` is float32 on CPUs (bf16 is many times slower without bf16 instructions)."""
     threads: int | None = Field(default=None, ge=1)
     """torch intra-op threads for generation; ``None`` keeps torch's default."""
-    max_batch: int = Field(default=1, ge=1)
+    max_batch: int = Field(default=8, ge=1)
     """Answers the in-process model decodes together (continuous batching); 1 answers one at
     a time."""
 
