@@ -125,7 +125,9 @@ class RequireCredential:
                 or _is_open(scope["path"])):
             return await self.app(scope, receive, send)
         connection = HTTPConnection(scope)
-        if await self.caller(connection) is not None:
+        who = await self.caller(connection)
+        if who is not None:
+            scope.setdefault("state", {})["caller"] = who  # routes read request.state.caller
             return await self.app(scope, receive, send)
         if scope["type"] == "websocket":
             return await send({"type": "websocket.close", "code": 1008})

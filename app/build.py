@@ -143,7 +143,8 @@ def bot_index(config: BotConfig) -> BotIndex:
                               ix.hnsw_ef_search, retrieval.rerank.model,
                               retrieval.rerank.candidates,
                               fusion=Fusion(fusion.method, fusion.dense_weight, fusion.bm25_weight),
-                              merge_neighbours=retrieval.merge_neighbours),
+                              merge_neighbours=retrieval.merge_neighbours,
+                              merge_max_words=retrieval.merge_max_words),
         paths=tuple(config.resolve(p) for p in ix.paths), include=tuple(ix.include),
         exclude=tuple(ix.exclude), max_file_bytes=int(ix.max_file_mb * 2**20),
         text_field=ix.text_field)
@@ -163,7 +164,8 @@ def options_from_config(config: BotConfig) -> CurateOptions:
                  config.attribution.withheld_message):
         refusals.append("^" + re.escape(text.strip().rstrip(".!")) + r"\W*$")
     return CurateOptions(
-        feedback=data.feedback, min_tokens=data.min_tokens, max_tokens=data.max_tokens,
+        feedback=data.feedback, corrections=data.corrections, min_tokens=data.min_tokens,
+        max_tokens=data.max_tokens,
         refusal_patterns=tuple(refusals), near_duplicate_threshold=data.near_duplicate_threshold,
         minhash_permutations=data.minhash_permutations, pii_kinds=tuple(data.pii_kinds),
         phone_region=data.phone_region, phone_regions=tuple(data.phone_regions),
@@ -233,4 +235,6 @@ def training_request(config: BotConfig, dataset: str, name: str, resume: bool,
         base_dir=config.base_dir, method=method, loop=loop, max_seq_len=values["max_seq_len"],
         masking=values["masking"], device=values["device"], dtype=values["dtype"],
         gradient_checkpointing=values["gradient_checkpointing"], resume=resume,
+        quantize=values["quantize"], distributed=values["distributed"],
+        compile=values["compile"],
         threads=values["threads"])

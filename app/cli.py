@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from app.commands import (ab, adapters, chat, config_cmd, data, evaluate, index, logs,
-                              serve, train)
+                              serve, train, train_sweep)
 
 # Help sections, in the order users meet them; each command module names its section.
 SECTIONS = ["Chat", "Documents", "Conversations", "Training and evaluation", "Setup"]
@@ -43,3 +43,4 @@ def main() -> None:
 for module in (chat, serve, index, logs, data, train, adapters, evaluate, ab, config_cmd):
     for command in module.COMMANDS:
         main.add_command(command)
+train.train_group.add_command(train_sweep.sweep)  # `chatbot train sweep`

@@ -4,7 +4,8 @@ and heading-aware chunker (200-token chunks, all-MiniLM-L6-v2), scored by ``inde
 (what ``chatbot index eval`` runs) at k = 2, 4, 8.
 
 Each row adds one change to the one above it: contextual chunks (title and heading path
-embedded and BM25-indexed), BM25 stemming, the fusion's weights, neighbour merging. Query =
+embedded and BM25-indexed), BM25 stemming, the fusion's weights, neighbour merging, a word cap
+per merged passage (the default is on in the last row). Query =
 scenario + " " + question; the gold sentences are the evidence elements' texts, counted only in
 passages of the question's own page; questions without evidence are left out.
 
@@ -31,6 +32,7 @@ from index.embed import SentenceTransformerEmbedder  # noqa: E402
 from index.evaluate import EvalQuestion, evaluate  # noqa: E402
 from index.fusion import Fusion  # noqa: E402
 from index.manifest import IndexSettings  # noqa: E402
+from index.passages import MAX_WORDS  # noqa: E402
 from index.search import Retriever  # noqa: E402
 from index.store import Store  # noqa: E402
 from index.sync import sync  # noqa: E402
@@ -40,6 +42,7 @@ DATA = SHARED / "conditionalqa"
 NAME = "embedded:all-minilm-l6-v2"
 KS = (2, 4, 8)
 EQUAL = Fusion("rrf", 1.0, 1.0)
+UNCAPPED = 10**6
 
 
 @dataclass(frozen=True)
@@ -50,19 +53,23 @@ class Row:
     mode: str
     fusion: Fusion = EQUAL
     merge: bool = False
+    max_words: int = UNCAPPED
     min_score: float | None = None
 
 
 # Each step keeps the one before it; the "fusion" rows are the weights tried, Fusion() the
-# default chosen from them.
+# default chosen from them; the word caps tried, MAX_WORDS the default.
 ROWS = [
     *[Row("before: plain chunks", "plain", mode) for mode in ("dense", "bm25", "hybrid")],
     *[Row("+ contextual chunks", "context", mode) for mode in ("dense", "bm25", "hybrid")],
     *[Row("+ BM25 stemming", "stemmed", mode) for mode in ("bm25", "hybrid")],
     *[Row("fusion", "stemmed", "hybrid", Fusion("rrf", w, 1.0)) for w in (1.5, 2.0, 3.0)],
     *[Row("fusion", "stemmed", "hybrid", Fusion("score", w, 1 - w)) for w in (0.5, 0.7, 0.8)],
-    Row("+ neighbour merging", "stemmed", "hybrid", Fusion(), merge=True),
-    Row("default config (min_score 0.25)", "stemmed", "hybrid", Fusion(), min_score=0.25),
+    Row("+ neighbour merging, no word cap", "stemmed", "hybrid", Fusion(), merge=True),
+    *[Row("+ word cap per passage", "stemmed", "hybrid", Fusion(), merge=True, max_words=words)
+      for words in (100, MAX_WORDS, 160)],
+    Row("default config (min_score 0.25)", "stemmed", "hybrid", Fusion(), merge=True,
+        max_words=MAX_WORDS, min_score=0.25),
 ]
 
 
@@ -144,18 +151,20 @@ def main() -> None:
         chunks = Store.open(indexes["plain"]).manifest.counts.chunks
         print(f"\n{len(evalset)} questions with evidence; 24 pages (12 with questions, 12 "
               f"distractors), {chunks} chunks; embedder {NAME}\n")
-        print("| step | mode | fusion | R@2 | R@4 | R@8 | hit@4 | MRR | words@2/4/8 |\n"
-              "|---|---|---|---|---|---|---|---|---|")
+        print("| step | mode | fusion | R@2 | R@4 | R@8 | hit@2 | hit@4 | MRR | words@2/4/8 |\n"
+              "|---|---|---|---|---|---|---|---|---|---|")
         for row in ROWS:
             retriever = Retriever(Store.open(indexes[row.index]), embedder, mode=row.mode,
                                   fusion=row.fusion, merge_neighbours=row.merge,
-                                  min_score=row.min_score)
+                                  merge_max_words=row.max_words, min_score=row.min_score)
             m = evaluate(lambda query, k: retriever.search(query, k=k), evalset, KS)
             fusion = row.fusion
             fused = (f"{fusion.method} {fusion.dense_weight:g}:{fusion.bm25_weight:g}"
                      if row.mode == "hybrid" else "")
-            print(f"| {row.step} | {row.mode}{' + merge' if row.merge else ''} | {fused} "
-                  f"| {m.recall[2]:.3f} | {m.recall[4]:.3f} | {m.recall[8]:.3f} | {m.hit[4]:.3f} "
+            merge = (" + merge" + (f" <= {row.max_words} words" if row.max_words < UNCAPPED
+                                    else " (uncapped)")) if row.merge else ""
+            print(f"| {row.step} | {row.mode}{merge} | {fused} | {m.recall[2]:.3f} "
+                  f"| {m.recall[4]:.3f} | {m.recall[8]:.3f} | {m.hit[2]:.3f} | {m.hit[4]:.3f} "
                   f"| {m.mrr:.3f} | {'/'.join(f'{m.words[k]:.0f}' for k in KS)} |")
 
 

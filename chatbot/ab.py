@@ -137,6 +137,16 @@ class AbStore:
                                 "JOIN battles b ON b.id = v.battle_id ORDER BY v.id")
         return [Vote(*row) for row in rows]
 
+    def decided_battles(self) -> list[tuple[int, int, int]]:
+        """(battle id, winner's turn id, loser's turn id) of every battle with both answers
+        logged whose votes chose A or B (more votes for one than for the other)."""
+        rows = self._db.execute(
+            "SELECT b.id, b.turn_a, b.turn_b, SUM(v.choice = 'a'), SUM(v.choice = 'b') "
+            "FROM battles b JOIN votes v ON v.battle_id = b.id WHERE b.turn_a IS NOT NULL "
+            "AND b.turn_b IS NOT NULL GROUP BY b.id ORDER BY b.id")
+        return [(battle, a, b) if for_a > for_b else (battle, b, a)
+                for battle, a, b, for_a, for_b in rows if for_a != for_b]
+
     def thumbs(self) -> dict[str, tuple[int, int]]:
         """Per variant: (thumbs up, rated answers), counting each answer's latest rating;
         arena answers are left out (they are judged by votes)."""

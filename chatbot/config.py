@@ -118,9 +118,12 @@ class RetrievalConfig(Section):
     mmr: bool = False
     rerank: RerankConfig = Field(default_factory=RerankConfig)
     fusion: FusionConfig = Field(default_factory=FusionConfig)
-    merge_neighbours: bool = False
+    merge_neighbours: bool = True
     """Consecutive chunks of one document found together become one passage (one of the ``k``),
     their shared overlap given once."""
+    merge_max_words: int = Field(default=130, ge=1)
+    """Words a merged passage may reach (about one full 200-token chunk); a neighbour that would
+    pass it takes a place of its own."""
     query: QueryConfig = Field(default_factory=QueryConfig)
 
 

@@ -21,6 +21,7 @@ from index.errors import IndexingError, IndexMissingError
 from index.evaluate import EvalReport, evaluate, load_questions
 from index.fusion import Fusion
 from index.manifest import IndexManifest, IndexSettings
+from index.passages import MAX_WORDS
 from index.rerank import CrossEncoderScorer, RerankingRetriever
 from index.search import Retriever
 from index.store import Store
@@ -66,8 +67,10 @@ class SearchSettings:
     rerank_candidates: int = 30
     fusion: Fusion = Fusion()
     """How ``hybrid`` fuses the dense and BM25 rankings (method and weights)."""
-    merge_neighbours: bool = False
+    merge_neighbours: bool = True
     """Consecutive chunks of one document found together become one passage."""
+    merge_max_words: int = MAX_WORDS
+    """Words a merged passage may reach."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,8 @@ def open_retriever(index: BotIndex, embedder: Embedder | None = None
     retriever = Retriever(store, embedder or open_embedder(index.embedder), mode=search.mode,
                           k=search.k, min_score=search.min_score, mmr=search.mmr,
                           ef_search=search.ef_search, fusion=search.fusion,
-                          merge_neighbours=search.merge_neighbours)
+                          merge_neighbours=search.merge_neighbours,
+                          merge_max_words=search.merge_max_words)
     if search.rerank_model is None:
         return retriever
     from chatbot.models import resolve_model

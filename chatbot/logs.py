@@ -8,6 +8,7 @@ mid-answer loses no turn. An answer left ``pending`` by a process that died is m
     chatbot logs list
     chatbot logs show SESSION_ID
     chatbot logs export --format openai --out conversations.jsonl
+    chatbot logs correct TURN --text "the right answer"    # kept beside the original
 """
 
 from __future__ import annotations
@@ -44,6 +45,30 @@ class LoggedTurn:
     comment: str | None = None
     attribution: dict | None = None
     """``Attribution.as_dict()`` of a finished answer; ``None`` with attribution off."""
+    correction: str | None = None
+    """The latest correction of this answer (``text`` stays as generated); None: uncorrected."""
+    approved: bool = False
+    """A reviewer found the answer fine as it is."""
+
+
+@dataclass(frozen=True)
+class Correction:
+    id: int
+    turn_id: int
+    text: str
+    author: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """An answer worth a reviewer's look, with the question it answered."""
+
+    session_id: str
+    question: str
+    answer: LoggedTurn
+    reasons: tuple[str, ...]
+    """``thumbs down``, ``flagged``, ``withheld`` or ``low support``."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +154,77 @@ class ConversationLog:
         return self._write("INSERT INTO feedback (turn_id, rating, comment, created_at) "
                            "VALUES (?, ?, ?, ?)", (turn_id, rating, comment or None, now()))
 
+    def add_correction(self, turn_id: int, text: str, author: str | None = None) -> Correction:
+        """Record ``text`` as the right answer of ``turn_id``; the generated text is kept."""
+        return self.add_corrections([(turn_id, text)], author)[0]
+
+    def add_corrections(self, rows: list[tuple[int, str]], author: str | None = None
+                        ) -> list[Correction]:
+        """Several corrections at once: all are checked first, so a bad one saves none."""
+        rows = [(turn_id, (text or "").strip()) for turn_id, text in rows]
+        for turn_id, text in rows:
+            self._answer(turn_id)
+            if not text:
+                raise InputError(f"the correction of turn {turn_id} is empty; give the "
+                                 "corrected answer's text")
+        created = now()
+        with self._lock, self._db:
+            ids = [self._db.execute("INSERT INTO corrections (turn_id, text, author, created_at)"
+                                    " VALUES (?, ?, ?, ?)",
+                                    (turn_id, text, author, created)).lastrowid
+                   for turn_id, text in rows]
+        return [Correction(row_id, turn_id, text, author, created)
+                for row_id, (turn_id, text) in zip(ids, rows)]
+
+    def approve(self, turn_id: int, author: str | None = None) -> int:
+        """Mark an answer as fine as it is: it leaves the review queue."""
+        self._answer(turn_id)
+        return self._write("INSERT INTO approvals (turn_id, author, created_at) VALUES (?, ?, ?)",
+                           (turn_id, author, now()))
+
+    def corrections(self, turn_id: int) -> list[Correction]:
+        """Every correction of ``turn_id``, oldest first (the last one counts)."""
+        rows = self._db.execute("SELECT * FROM corrections WHERE turn_id = ? ORDER BY id",
+                                (turn_id,))
+        return [Correction(r["id"], r["turn_id"], r["text"], r["author"], r["created_at"])
+                for r in rows]
+
+    def _answer(self, turn_id: int) -> None:
+        """Refuse a turn id that is not a finished answer in this log."""
+        row = self._db.execute("SELECT role, status FROM turns WHERE id = ?",
+                               (turn_id,)).fetchone()
+        if row is None:
+            raise InputError(f"no turn {turn_id} in {self.path}; `chatbot logs show SESSION` "
+                             "lists the turn ids of a conversation")
+        if row["role"] != "assistant":
+            raise InputError(f"turn {turn_id} is a {row['role']} message, not an answer; "
+                             "correct the bot's answer that follows it")
+        if row["status"] == "pending":
+            raise InputError(f"turn {turn_id} is still being answered; correct it once done")
+
+    def review_queue(self, min_support: float, limit: int = 50) -> list[ReviewItem]:
+        """Finished answers that were thumbed down, flagged, withheld or scored below
+        ``min_support``, and that nobody corrected or approved since; newest first."""
+        rows = self._db.execute(
+            "SELECT t.session_id, t.position FROM turns t WHERE t.role = 'assistant' "
+            "AND t.status = 'complete' "
+            "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.turn_id = t.id) "
+            "AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.turn_id = t.id) "
+            "AND ((SELECT rating FROM feedback f WHERE f.turn_id = t.id "
+            "      ORDER BY f.id DESC LIMIT 1) = -1 "
+            "  OR json_extract(t.attribution_json, '$.action') IN ('flagged', 'withheld') "
+            "  OR json_extract(t.attribution_json, '$.score') < ?) "
+            "ORDER BY t.id DESC LIMIT ?", (min_support, limit)).fetchall()
+        items = []
+        for row in rows:
+            turns = self._turns(row["session_id"])
+            answer = next(t for t in turns if t.position == row["position"])
+            question = next((t.text for t in reversed(turns)
+                             if t.position < answer.position and t.role == "user"), "")
+            items.append(ReviewItem(row["session_id"], question, answer,
+                                    _reasons(answer, min_support)))
+        return items
+
     def sessions(self, limit: int = 50) -> list[dict]:
         rows = self._db.execute(
             "SELECT s.id, s.created_at, s.variant, COUNT(t.id) AS turns, "
@@ -154,7 +250,9 @@ class ConversationLog:
         rows = self._db.execute(
             "SELECT t.*, (SELECT rating FROM feedback f WHERE f.turn_id = t.id "
             "ORDER BY f.id DESC LIMIT 1) AS rating, (SELECT comment FROM feedback f "
-            "WHERE f.turn_id = t.id ORDER BY f.id DESC LIMIT 1) AS comment "
+            "WHERE f.turn_id = t.id ORDER BY f.id DESC LIMIT 1) AS comment, (SELECT text "
+            "FROM corrections c WHERE c.turn_id = t.id ORDER BY c.id DESC LIMIT 1) AS correction,"
+            " EXISTS (SELECT 1 FROM approvals a WHERE a.turn_id = t.id) AS approved "
             "FROM turns t WHERE session_id = ? ORDER BY position", (session_id,))
         return [LoggedTurn(
             id=r["id"], position=r["position"], role=r["role"], text=r["text"],
@@ -162,8 +260,19 @@ class ConversationLog:
             messages=_load(r["messages_json"], []), hits=_load(r["hits_json"], []),
             timings=_load(r["timings_json"], {}), settings=_load(r["settings_json"], {}),
             rating=r["rating"], comment=r["comment"],
-            attribution=_load(r["attribution_json"], None))
+            attribution=_load(r["attribution_json"], None), correction=r["correction"],
+            approved=bool(r["approved"]))
             for r in rows]
+
+
+def _reasons(answer: LoggedTurn, min_support: float) -> tuple[str, ...]:
+    found = ["thumbs down"] if answer.rating == -1 else []
+    attribution = answer.attribution or {}
+    if attribution.get("action") in ("flagged", "withheld"):
+        found.append(attribution["action"])
+    elif attribution.get("score") is not None and attribution["score"] < min_support:
+        found.append("low support")
+    return tuple(found)
 
 
 WRITER = f"{socket.gethostname()}:{os.getpid()}"

@@ -70,8 +70,27 @@ def m004_attribution(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE turns ADD COLUMN attribution_json TEXT")
 
 
+def m005_corrections(db: sqlite3.Connection) -> None:
+    """Reviewers' work on answers: corrected texts (the answer in ``turns`` stays as generated;
+    the latest correction of a turn wins, earlier ones are kept) and approvals (the answer is
+    fine as it is)."""
+    db.executescript("""
+        CREATE TABLE corrections (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            turn_id INTEGER NOT NULL REFERENCES turns(id), text TEXT NOT NULL,
+            author TEXT, created_at TEXT NOT NULL);
+        CREATE INDEX corrections_turn ON corrections(turn_id);
+        CREATE TABLE approvals (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            turn_id INTEGER NOT NULL REFERENCES turns(id), author TEXT,
+            created_at TEXT NOT NULL);
+        CREATE INDEX approvals_turn ON approvals(turn_id);
+    """)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_ab,
-                                                          m003_turn_writer, m004_attribution]
+                                                          m003_turn_writer, m004_attribution,
+                                                          m005_corrections]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

@@ -56,6 +56,11 @@ class DataPaths:
         return self.root / "evals"
 
     @property
+    def sweeps(self) -> Path:
+        """Hyperparameter sweeps: the Optuna study, report and plot of each."""
+        return self.root / "sweeps"
+
+    @property
     def ab(self) -> Path:
         """A/B report charts."""
         return self.root / "ab"
@@ -71,3 +76,6 @@ class DataPaths:
 
     def eval(self, name: str) -> Path:
         return self.evals / name
+
+    def sweep(self, name: str) -> Path:
+        return self.sweeps / name

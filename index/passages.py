@@ -11,26 +11,28 @@ import hashlib
 
 from index.types import Chunk
 
-MAX_CHUNKS = 3
-"""Chunks one passage may hold: three 200-token chunks still leave room for four passages, the
-question and the answer in a 4k-token window."""
+MAX_WORDS = 130
+"""Words one merged passage may hold: neighbours join a passage while it stays within this, so
+``k`` passages stay near ``k`` chunks' worth of prompt (README, "Retrieval quality")."""
 MIN_OVERLAP = 16
 """Characters two chunks must share before they are taken for the splitter's overlap."""
 
 
-def group_neighbours(order: list[int], chunks: dict[int, Chunk], k: int) -> list[list[int]]:
+def group_neighbours(order: list[int], chunks: dict[int, Chunk], k: int,
+                     max_words: int = MAX_WORDS) -> list[list[int]]:
     """Up to ``k`` groups of chunk ids, best first.
 
     Walking ``order`` (best first), a chunk next to a group's chunks in the same document joins
-    that group (up to :data:`MAX_CHUNKS`); any other starts a new group while there are fewer
-    than ``k``. Only retrieved chunks are merged: a gap is never filled with one not retrieved.
+    that group while the merged passage stays within ``max_words``; any other starts a new
+    group while there are fewer than ``k``. Only retrieved chunks are merged: a gap is never
+    filled with one not retrieved. A chunk longer than ``max_words`` is still a passage alone.
     """
     groups: list[list[int]] = []
     for chunk_id in order:
         if chunk_id not in chunks:
             continue
         group = next((g for g in groups if _adjoins(g, chunks[chunk_id], chunks)), None)
-        if group is not None:
+        if group is not None and _words([chunks[i] for i in (*group, chunk_id)]) <= max_words:
             group.append(chunk_id)
         elif len(groups) < k:
             groups.append([chunk_id])
@@ -63,10 +65,14 @@ def merged_chunk(parts: list[Chunk]) -> Chunk:
 
 def _adjoins(group: list[int], chunk: Chunk, chunks: dict[int, Chunk]) -> bool:
     members = [chunks[i] for i in group]
-    if len(members) >= MAX_CHUNKS or any(_document(m) != _document(chunk) for m in members):
+    if any(_document(m) != _document(chunk) for m in members):
         return False
     positions = [m.metadata["index"] for m in members]
     return chunk.metadata["index"] in (min(positions) - 1, max(positions) + 1)
+
+
+def _words(parts: list[Chunk]) -> int:
+    return len(merged_chunk(parts).text.split())
 
 
 def _document(chunk: Chunk) -> tuple:

@@ -3,8 +3,8 @@
 ``min_score`` is a dense cosine threshold (in ``dense`` and ``hybrid`` mode every hit carries its
 cosine, so a BM25-only match that means nothing to the embedder can be dropped); ``mmr``
 re-ranks the candidates for diversity; ``merge_neighbours`` joins consecutive chunks of one
-document into one passage (``index/passages.py``); ``source_glob`` keeps hits from matching
-files only.
+document into one passage of at most ``merge_max_words`` (``index/passages.py``);
+``source_glob`` keeps hits from matching files only.
 
     chatbot index search "how do I renew my passport" --k 5 --mode hybrid
 """
@@ -17,9 +17,9 @@ import numpy as np
 
 from index.embed import Embedder
 from index.fusion import Fusion, fuse
-from index.passages import group_neighbours, merged_chunk
+from index.passages import MAX_WORDS, group_neighbours, merged_chunk
 from index.store import Store
-from index.types import Hit
+from index.types import Chunk, Hit
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")
@@ -29,13 +29,14 @@ class Retriever:
     def __init__(self, store: Store, embedder: Embedder | None, mode: Mode = "hybrid", k: int = 4,
                  min_score: float | None = None, mmr: bool = False, mmr_lambda: float = 0.7,
                  ef_search: int = 128, fusion: Fusion = Fusion(),
-                 merge_neighbours: bool = False):
+                 merge_neighbours: bool = False, merge_max_words: int = MAX_WORDS):
         if mode not in MODES:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         self.store, self.embedder = store, embedder
         self.mode, self.k, self.min_score = mode, k, min_score
         self.mmr, self.mmr_lambda, self.ef_search = mmr, mmr_lambda, ef_search
         self.fusion, self.merge_neighbours = fusion, merge_neighbours
+        self.merge_max_words = merge_max_words
 
     def search(self, query: str, k: int | None = None, mode: Mode | None = None,
                source_glob: str | None = None) -> list[Hit]:
@@ -53,13 +54,33 @@ class Retriever:
         order = [i for i in sorted(fused, key=fused.get, reverse=True) if self._passes(i, scores)]
         if self.mmr and query_vector is not None:
             order = self._diversify(query_vector, order, k)
-        chunks = self.store.chunks(order if self.merge_neighbours else order[:k])
-        groups = (group_neighbours(order, chunks, k) if self.merge_neighbours
-                  else [[i] for i in order[:k] if i in chunks])
+        if self.merge_neighbours:
+            chunks, groups = self._merged(order, k)
+        else:
+            chunks = self.store.chunks(order[:k])
+            groups = [[i] for i in order[:k] if i in chunks]
         return [Hit(chunk=merged_chunk([chunks[i] for i in group]), score=fused[group[0]],
                     rank=rank, scores={name: found[group[0]] for name, found in scores.items()
                                        if group[0] in found})
                 for rank, group in enumerate(groups, start=1)]
+
+    def _merged(self, order: list[int], k: int) -> tuple[dict[int, Chunk], list[list[int]]]:
+        """The chunks read and their groups of neighbours (``index/passages.py``).
+
+        Chunks are read from the docstore a window of ``4 * k`` at a time, as the grouping
+        needs them (it rarely needs more than the first window): reading every candidate cost
+        more than fusing them (benchmarks/bench_retrieval_latency.py). A window is enough once
+        one of its chunks was left out of every group, which only happens where the walk ended.
+        """
+        size = 4 * k
+        while True:
+            window = order[:size]
+            chunks = self.store.chunks(window)
+            groups = group_neighbours(window, chunks, k, self.merge_max_words)
+            grouped = {i for group in groups for i in group}
+            if size >= len(order) or any(i in chunks and i not in grouped for i in window):
+                return chunks, groups
+            size *= 2
 
     def _score(self, query: str, query_vector: np.ndarray | None, mode: Mode, depth: int,
                allowed) -> tuple[dict[int, float], dict[str, dict[int, float]]]:
@@ -128,8 +149,16 @@ class Retriever:
 
 
 def _top(ids: np.ndarray, scores: np.ndarray, depth: int) -> dict[int, float]:
-    top = np.argsort(-scores, kind="stable")[:depth]
-    return {int(ids[i]): float(scores[i]) for i in top if scores[i] > 0}
+    """The ``depth`` best-scoring chunks that match at all, best first (ties: lower id first).
+
+    Partitioned before sorting: a full sort of every chunk's score took ~10 ms a query at 100k
+    chunks (benchmarks/bench_retrieval_latency.py), the partition a fraction of that.
+    """
+    matched = np.flatnonzero(scores > 0)
+    if len(matched) > depth:
+        matched = matched[np.argpartition(-scores[matched], depth - 1)[:depth]]
+    top = matched[np.lexsort((matched, -scores[matched]))]
+    return {int(ids[i]): float(scores[i]) for i in top}
 
 
 def _lookup(ids: np.ndarray, scores: np.ndarray, wanted: list[int]) -> dict[int, float]:

@@ -144,7 +144,18 @@ class Store:
             params = faiss.SearchParametersHNSW(efSearch=max(ef_search, k), sel=selector)
         else:
             params = faiss.SearchParameters(sel=selector)
-        return index.search(np.ascontiguousarray(queries, np.float32), k, params=params)
+        queries = np.ascontiguousarray(queries, np.float32)
+        if len(queries) > 1:
+            return index.search(queries, k, params=params)
+        # One query gains nothing from OpenMP threads and pays for waking them: on a busy
+        # 2-core machine an HNSW search of 100k vectors took 32 ms with two, 1.5 ms with one
+        # (benchmarks/bench_retrieval_latency.py). The setting is this thread's own.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return index.search(queries, k, params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
 
     @property
     def kind(self) -> str:

@@ -5,6 +5,7 @@ Needs Debian's chromium at /usr/bin/chromium (./dev.sh test installs it).
 """
 
 import os
+import re
 import sqlite3
 
 import pytest
@@ -86,3 +87,51 @@ def test_browser_logs_in_chats_streams_shows_sources_logs_thumbs_up_and_uploads(
         "JOIN turns t ON t.id = f.turn_id").fetchall()
     assert len(rows) == 1 and rows[0][:3] == (1, "assistant", "complete")
     assert rows[0][3].startswith("web-")
+
+
+def test_browser_edits_an_answer_into_a_correction_kept_beside_the_original(served,
+                                                                           tmp_path) -> None:
+    from dataclasses import replace
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from app.build import data_settings
+    from training.data.build import build_dataset
+    from training.data.dataset import load_examples
+
+    url, log_path = served
+    fixed = "Run `chatbot index sync` to index the docs folder."
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.get_by_label("username").fill("ana")
+            page.get_by_label("password").fill("a passphrase")
+            page.keyboard.press("Enter")
+            box = page.locator("#cb-message textarea")
+            box.fill("How do I index my documents?")
+            box.press("Enter")
+            expect(page.locator("#cb-sources .cb-source").first).to_be_visible(timeout=30_000)
+            page.locator('#cb-chat [data-testid="bot"]').first.hover()
+            page.locator('#cb-chat .message-buttons-left [aria-label="Edit"]').first.click()
+            editor = page.locator("#cb-chat textarea.edit-textarea")
+            expect(editor).not_to_have_value(re.compile("cb-unsupported"))  # plain text
+            editor.fill(fixed)
+            page.locator('#cb-chat [aria-label="Submit"]').click()
+            expect(page.locator('#cb-chat [data-testid="bot"]').first).to_have_text(
+                re.compile("to index the docs folder"), timeout=10_000)
+        finally:
+            browser.close()
+    rows = sqlite3.connect(log_path).execute(
+        "SELECT c.text, c.author, t.text, t.role FROM corrections c "
+        "JOIN turns t ON t.id = c.turn_id").fetchall()
+    assert len(rows) == 1 and rows[0][:2] == (fixed, "ana") and rows[0][3] == "assistant"
+    assert rows[0][2] and rows[0][2] != fixed  # the answer as generated is kept
+    settings = data_settings(load_config(tmp_path / "bot.yaml"))
+    built = build_dataset(settings, "edited", ["logs"],
+                          options=replace(settings.options, pii_ner_model=None))
+    examples = load_examples(settings.datasets_root / "edited")
+    assert built.corrected == 1
+    assert [row["messages"][-1]["content"] for split in examples.values() for row in split] == [
+        fixed]

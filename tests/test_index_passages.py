@@ -6,7 +6,7 @@ import pytest
 from index_helpers import CountingEmbedder
 
 from index.manifest import IndexSettings
-from index.passages import MAX_CHUNKS, group_neighbours, merged_chunk
+from index.passages import group_neighbours, merged_chunk
 from index.search import Retriever
 from index.store import Store
 from index.sync import sync
@@ -24,10 +24,16 @@ def test_neighbours_join_their_group_and_free_a_slot():
     assert group_neighbours([2, 4, 1, 5, 3], chunks, k=3) == [[2, 1, 5], [4], [3]]
 
 
-def test_a_group_holds_at_most_max_chunks():
-    chunks = {i: chunk(i, str(i)) for i in range(MAX_CHUNKS + 1)}
-    groups = group_neighbours(list(chunks), chunks, k=2)
-    assert groups == [list(range(MAX_CHUNKS)), [MAX_CHUNKS]]
+def test_a_passage_grows_only_up_to_the_word_cap():
+    chunks = {i: chunk(i, f"word{i} " * 40) for i in range(4)}
+    assert group_neighbours([0, 1, 2, 3], chunks, k=2, max_words=80) == [[0, 1], [2, 3]]
+    assert group_neighbours([0, 1, 2, 3], chunks, k=1, max_words=120) == [[0, 1, 2]]
+
+
+def test_a_neighbour_over_the_cap_takes_a_slot_of_its_own_and_a_long_chunk_stays_whole():
+    chunks = {1: chunk(0, "short text"), 2: chunk(1, "long " * 200), 3: chunk(7, "elsewhere")}
+    assert group_neighbours([1, 2, 3], chunks, k=3, max_words=100) == [[1], [2], [3]]
+    assert group_neighbours([2, 1], chunks, k=1, max_words=100) == [[2]]
 
 
 def test_rows_of_one_file_are_separate_documents():
@@ -66,3 +72,21 @@ def test_retriever_merges_consecutive_hits_into_one_passage(tmp_path):
     assert [h.rank for h in merged] == [1, 2] and merged[1].source.endswith("other.md")
     assert "beacon lamp" in merged[0].text and "beacon oil" in merged[0].text
     assert merged[0].score == pytest.approx(plain[0].score)
+    capped = Retriever(store, CountingEmbedder(256), mode="bm25", k=2, merge_neighbours=True,
+                       merge_max_words=20).search("beacon lamp oil")
+    assert [h.text for h in capped] == [h.text for h in plain]
+
+
+def test_a_passage_can_gather_more_neighbours_than_the_first_window_of_chunks(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    paragraphs = [f"Beacon part {i}: " + " ".join(f"lamp{i}x{j}" for j in range(25))
+                  for i in range(9)]
+    (docs / "long.md").write_text("# Keeper\n\n" + "\n\n".join(paragraphs) + "\n")
+    store = Store.open(tmp_path / "ix", IndexSettings("hash:256", None, 40, 0), create=True)
+    sync([docs], store, CountingEmbedder(256))
+    store = Store.open(tmp_path / "ix")
+    assert store.manifest.counts.chunks == 9
+    passages = Retriever(store, CountingEmbedder(256), mode="bm25", k=1, merge_neighbours=True,
+                         merge_max_words=10_000).search("beacon part")
+    assert len(passages) == 1 and all(f"Beacon part {i}:" in passages[0].text for i in range(9))

@@ -78,12 +78,14 @@ def test_unreadable_adapter_manifest_names_the_file_and_the_fix(tmp_path, text, 
         AdapterManifest.load(tmp_path / "ft")
 
 
-def test_dataset_manifest_written_before_records_loads_and_saves_the_same_keys(tmp_path):
+def test_dataset_manifest_written_before_records_loads_as_sft_and_keeps_its_keys(tmp_path):
     _write(tmp_path / "v1" / "manifest.json", DATASET_AS_WRITTEN)
     manifest = DatasetManifest.load(tmp_path / "v1")
     assert manifest.counts["train"] == 3 and manifest.sha256 == "s" * 64
+    assert manifest.kind == "sft"
     manifest.save(tmp_path)
-    assert json.loads((tmp_path / "manifest.json").read_text()) == DATASET_AS_WRITTEN
+    saved = json.loads((tmp_path / "manifest.json").read_text())
+    assert saved == {**DATASET_AS_WRITTEN, "kind": "sft", "files": {}}
 
 
 def test_dataset_manifest_of_an_unknown_version_says_rebuild(tmp_path):

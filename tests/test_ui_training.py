@@ -78,7 +78,7 @@ def test_build_from_the_log_keeps_thumbs_up_and_shows_the_report(actions, config
     summary, report, histogram, rows, picker = build(actions, feedback="up")
     assert summary.startswith("**dataset v1: train 5, validation 1 conversations")
     assert "read 10: 0 imported, 10 logged answers" in summary
-    assert ("| feedback | policy=up | 10 → 6 | 10 → 6 | 2 thumbed down, 2 not rated; 1 kept "
+    assert ("| feedback | policy=up, corrections=prefer | 10 → 6 | 10 → 6 | 2 thumbed down, 2 not rated; 1 kept "
             "for review |") in report
     assert "1 thumbed-down answer(s) with a comment" in report
     assert "![" not in report  # the histogram is shown beside, not as a broken link

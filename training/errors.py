@@ -13,3 +13,7 @@ class DatasetError(ChatbotError):
 
 class TrainingError(ChatbotError):
     """A training run that can't start or continue (bad settings, NaN loss, unwritable output)."""
+
+
+class DivergedError(TrainingError):
+    """The training loss became NaN or infinite: the learning rate is too high for the data."""

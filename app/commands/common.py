@@ -33,6 +33,10 @@ def with_config(func: Callable) -> Callable:
                   help="Bot config YAML [default: $CHATBOT_CONFIG or configs/default.yaml].")
     @functools.wraps(func)
     def wrapper(*args: Any, config_path: Path | None, **kwargs: Any) -> Any:
+        context = click.get_current_context(silent=True)
+        if context is not None and getattr(context, "invoked_subcommand", None):
+            # A group on its way to a subcommand, which reads its own --config.
+            return func(*args, config=None, **kwargs)
         config = one_line_errors(load_config)(config_path or default_config_path())
         return func(*args, config=config, **kwargs)
 

@@ -5,6 +5,7 @@
     chatbot data export v1 --out v1.jsonl
     chatbot data build --name v2 --from v1.jsonl    # after editing the export
     chatbot data export v1 --format csv --out v1.csv  # one message a row, for a spreadsheet
+    chatbot data build --kind preference --name prefs-v1  # KTO rows and DPO pairs (TRL formats)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import click
 
 from app.commands.common import BotConfig, in_section, one_line_errors, print_json, with_config
+from app.commands.data_synth import synth
 
 PROBLEMS_SHOWN = 10
 
@@ -31,15 +33,20 @@ def data_group() -> None:
                    "[default: logs].")
 @click.option("--strict", is_flag=True, help="Fail on the first invalid line instead of skipping.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset of that name.")
+@click.option("--kind", type=click.Choice(["sft", "preference"]), default="sft", show_default=True,
+              help="sft: conversations to fine-tune on; preference: KTO rows and DPO pairs "
+                   "from the log's thumbs, corrections and arena votes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @with_config
 @one_line_errors
 def build(config: BotConfig, name: str, sources: tuple[str, ...], strict: bool, overwrite: bool,
-          as_json: bool) -> None:
+          kind: str, as_json: bool) -> None:
     """Select, clean, deduplicate, scrub and split; write the dataset and its report."""
     from app.build import data_settings
     from training.data.build import build_dataset
 
+    if kind == "preference":
+        return _build_preference(config, name, sources, overwrite, as_json)
     summary = build_dataset(data_settings(config), name, sources or ("logs",), strict=strict,
                             overwrite=overwrite)
     if as_json:
@@ -50,6 +57,23 @@ def build(config: BotConfig, name: str, sources: tuple[str, ...], strict: bool, 
     if summary.problem_count > PROBLEMS_SHOWN:
         click.echo(f"skipped: ... {summary.problem_count - PROBLEMS_SHOWN} more in the report",
                    err=True)
+    for line in summary.lines():
+        click.echo(line)
+
+
+def _build_preference(config: BotConfig, name: str, sources: tuple[str, ...], overwrite: bool,
+                      as_json: bool) -> None:
+    from app.build import data_settings
+    from chatbot.errors import InputError
+    from training.data.preference_build import build_preference_dataset
+
+    if set(sources) - {"logs"}:
+        raise InputError("a preference dataset is built from the conversation log only; "
+                         "leave out --from or pass --from logs")
+    summary = build_preference_dataset(data_settings(config), name, overwrite=overwrite)
+    if as_json:
+        print_json(summary.as_dict())
+        return
     for line in summary.lines():
         click.echo(line)
 
@@ -90,6 +114,13 @@ def show(config: BotConfig, name: str, as_json: bool) -> None:
         return
     counts, tokens = manifest.counts, manifest.tokens
     click.echo(f"dataset {name} (built {manifest.created_at})")
+    if manifest.kind == "preference":
+        click.echo(f"preference: KTO rows train {counts['kto_train']}, validation "
+                   f"{counts['kto_validation']} ({counts['desirable']} desirable, "
+                   f"{counts['undesirable']} undesirable); DPO pairs train "
+                   f"{counts['dpo_train']}, validation {counts['dpo_validation']}")
+        click.echo(f"report: {dataset_path(settings, name) / 'data_report.md'}")
+        return
     click.echo(f"train {counts['train']}, validation {counts['validation']} conversations; "
                f"{counts['skipped']} skipped as invalid; {counts['review']} kept for review")
     click.echo(f"supervised share {tokens['supervised_share']:.1%} of {tokens['total']} tokens")
@@ -116,4 +147,5 @@ def export(config: BotConfig, name: str, out: Path, fmt: str) -> None:
     click.echo(f"wrote {count} conversations to {out}")
 
 
+data_group.add_command(synth)
 COMMANDS = [data_group]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import json
 from pathlib import Path
 
@@ -126,6 +127,10 @@ def _echo_turn(turn: LoggedTurn) -> None:
     if turn.rating is not None:
         comment = f": {turn.comment}" if turn.comment else ""
         click.echo(f"     feedback: {RATINGS[turn.rating]}{comment}")
+    if turn.correction is not None:
+        click.echo(f"     corrected: {turn.correction}")
+    elif turn.approved:
+        click.echo("     approved by a reviewer")
 
 
 @logs.command("export")
@@ -148,6 +153,55 @@ def export(config: BotConfig, fmt: str, out: Path) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             conversations, answers = conversations + 1, answers + len(pairs)
     click.echo(f"wrote {conversations} conversation(s), {answers} answer(s) to {out}")
+
+
+@logs.command("correct")
+@click.argument("turn_id", type=int, required=False)
+@click.option("--text", help="The corrected answer of TURN_ID.")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSONL of {\"turn_id\": N, \"text\": \"...\"} rows, instead of TURN_ID.")
+@click.option("--author", default=getpass.getuser, show_default="your user name",
+              help="Who corrected the answer(s).")
+@with_config
+@one_line_errors
+def correct(config: BotConfig, turn_id: int | None, text: str | None, path: Path | None,
+            author: str) -> None:
+    """Save the right answer of a logged answer (turn ids: `chatbot logs show SESSION`); the
+    generated text stays, and `chatbot data build` trains on the correction."""
+    if (turn_id is None) == (path is None):
+        raise InputError("give either TURN_ID with --text, or --file corrections.jsonl")
+    if path is None and text is None:
+        raise InputError(f"give the corrected answer of turn {turn_id} with --text")
+    rows = read_corrections(path) if path else [(turn_id, text)]
+    log = open_log(config)
+    try:
+        log.add_corrections(rows, author)
+    finally:
+        log.close()
+    click.echo(f"saved {len(rows)} correction(s) to {log.path}")
+
+
+def read_corrections(path: Path) -> list[tuple[int, str]]:
+    """The (turn id, text) rows of a corrections file; every bad line named at once."""
+    rows, problems = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path}:{number}: not JSON ({exc.msg})")
+            continue
+        if (not isinstance(record, dict) or not isinstance(record.get("turn_id"), int)
+                or not isinstance(record.get("text"), str)):
+            problems.append(f"{path}:{number}: expected {{\"turn_id\": N, \"text\": \"...\"}}")
+            continue
+        rows.append((record["turn_id"], record["text"]))
+    if problems:
+        raise InputError(f"{len(problems)} bad line(s), nothing saved: " + "; ".join(problems[:5]))
+    if not rows:
+        raise InputError(f"{path} holds no corrections")
+    return rows
 
 
 COMMANDS = [logs]

@@ -3,7 +3,10 @@
     chatbot train --data support-v1 --name support-lora --epochs 2 --lr 1e-4
     chatbot train --data support-v1 --name support-lora --resume      # after Ctrl-C or a crash
     chatbot train merge support-lora --out merged/
+    chatbot train --method dpo --data prefs --name support-dpo --from-adapter support-lora
     torchrun --nproc-per-node 2 -m app train --data support-v1 --name support-lora
+    torchrun --nproc-per-node 4 -m app train --data support-v1 --name big --distributed fsdp
+    chatbot train --data support-v1 --name support-qlora --quantize 4bit     # one CUDA GPU
 
 Defaults come from the config's ``training:`` section; each flag overrides its key.
 """
@@ -17,8 +20,9 @@ import click
 from app.commands.common import BotConfig, in_section, one_line_errors, print_json, with_config
 
 HYPERPARAMETERS = [
-    click.option("--method", type=click.Choice(["lora", "freeze", "full"]), default=None,
-                 help="lora adapters, freeze (last --train-blocks learn) or full."),
+    click.option("--method", type=click.Choice(["lora", "freeze", "full", "dpo", "kto"]),
+                 default=None, help="lora adapters, freeze (last --train-blocks learn) or full; "
+                 "dpo or kto: preference tuning of a LoRA adapter on a preference dataset."),
     click.option("--epochs", type=float, default=None),
     click.option("--lr", type=float, default=None, help="Peak learning rate."),
     click.option("--batch-size", type=int, default=None, help="Conversations per micro-batch."),
@@ -46,6 +50,12 @@ HYPERPARAMETERS = [
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None),
     click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default=None),
     click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None),
+    click.option("--quantize", type=click.Choice(["4bit"]), default=None,
+                 help="QLoRA: the frozen base in 4-bit NF4 (CUDA, bitsandbytes); with lora."),
+    click.option("--distributed", type=click.Choice(["ddp", "fsdp"]), default=None,
+                 help="Under torchrun: ddp (a full copy per GPU) or fsdp (sharded weights)."),
+    click.option("--compile", type=click.Choice(["auto", "on", "off"]), default=None,
+                 help="torch.compile each decoder layer (auto: on CUDA only)."),
     click.option("--threads", type=int, default=None),
 ]
 
@@ -70,13 +80,18 @@ def hyperparameter_options(func):
 @click.option("--eval-baseline", default=None,
               help="Variant to beat [default: the config's default variant].")
 @click.option("--eval-limit", type=int, default=None, help="Evaluate on the first N items.")
+@click.option("--from-adapter", default=None,
+              help="dpo/kto: the registered LoRA adapter to continue [default: the base model].")
+@click.option("--beta", type=float, default=0.1, show_default=True,
+              help="dpo/kto: how close the policy stays to its starting point (higher: closer).")
 @hyperparameter_options
 @with_config
 @one_line_errors
 @click.pass_context
 def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name: str | None,
                 resume: bool, quiet: bool, gate: str | None, eval_data: str | None,
-                eval_baseline: str | None, eval_limit: int | None, **overrides) -> None:
+                eval_baseline: str | None, eval_limit: int | None, from_adapter: str | None,
+                beta: float, **overrides) -> None:
     """Fine-tune the chat model on a dataset and register it as a variant (or: merge)."""
     if ctx.invoked_subcommand:
         return
@@ -87,6 +102,14 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
     from app.build import training_request
     from training.train.finetune import finetune
 
+    objective = overrides["method"] if overrides["method"] in ("dpo", "kto") else None
+    if objective:
+        overrides["method"] = "lora"
+        if gate and not eval_data:
+            raise click.UsageError("--eval-gate with --method dpo/kto needs --eval-data (held-out "
+                                   "questions with answers)")
+    elif from_adapter:
+        raise click.UsageError("--from-adapter applies to --method dpo or kto")
     request = training_request(config, dataset, name, resume, overrides)
     check = None
     if gate:
@@ -97,11 +120,18 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
         check = gate_check(eval_settings(config), name, gate, eval_data or dataset,
                            eval_baseline or config.default_variant, eval_limit)
     try:
-        result = finetune(request, progress=not quiet, before_register=check)
+        if objective:
+            from training.train.preference import PreferenceRequest, train_preference
+
+            result = train_preference(PreferenceRequest(request, objective, beta, from_adapter),
+                                      progress=not quiet, before_register=check)
+        else:
+            result = finetune(request, progress=not quiet, before_register=check)
     except KeyboardInterrupt:
         raise click.ClickException(
             f"interrupted; continue from the last checkpoint with `chatbot train --data {dataset} "
-            f"--name {name} --resume` (same hyperparameters)") from None
+            f"--name {name}{f' --method {objective}' if objective else ''} --resume` (same "
+            "hyperparameters)") from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
         print_json(result.as_dict())
 

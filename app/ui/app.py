@@ -1,4 +1,5 @@
-"""The web app: the Chat and Documents tabs around an engine passed in, built apart from serving.
+"""The web app: the Chat, Documents and Review tabs around an engine passed in, built apart from
+serving.
 
 ``build_app`` returns a ``gr.Blocks`` that tests drive without a server; ``mount_ui`` puts it
 on a FastAPI app behind the server's credentials (``chatbot serve`` does both).
@@ -16,10 +17,12 @@ from starlette.requests import HTTPConnection
 from starlette.routing import Mount
 
 from app.auth import Caller, Credentials
+from chatbot.attribution import AttributionSettings
 from chatbot.engine import Engine
 from app.ui.chat import build_chat_tab
 from app.ui.documents import Documents, build_documents_tab
 from app.ui.render import CSS, HEAD
+from app.ui.review import build_review_tab
 
 
 def build_app(engine: Engine, *, documents: Documents | None = None,
@@ -40,12 +43,22 @@ def build_app(engine: Engine, *, documents: Documents | None = None,
                 with gr.Tab("Documents", id="documents"):
                     app.document_actions = build_documents_tab(documents)
                 app.load(app.document_actions.table, None, app.document_actions.listing)
+            if engine.log is not None:
+                with gr.Tab("Review", id="review"):
+                    app.review_actions = build_review_tab(engine.log, _min_support(engine))
+                _on_page_load(app, app.review_actions)
             app.tab_actions = {}
             for label, build in tabs:
                 with gr.Tab(label, id=label.lower()):
                     app.tab_actions[label] = build()
                 _on_page_load(app, app.tab_actions[label])
     return app
+
+
+def _min_support(engine: Engine) -> float:
+    """The support score under which an answer is listed for review: attribution's own."""
+    attributor = engine.attributor
+    return (attributor.settings if attributor else AttributionSettings()).min_support
 
 
 def _on_page_load(app: gr.Blocks, actions: object) -> None:

@@ -19,13 +19,19 @@ from chatbot.errors import ChatbotError, InputError
 from chatbot.types import Message, Reply
 from app.ui.render import (SOURCES_PLACEHOLDER, cited_numbers, meta_line, query_line,
                            sources_html)
-from app.ui.support import answer_markup, support_line, supporting_spans
+from app.ui.support import answer_markup, plain_answer, support_line, supporting_spans
 
 
 @dataclass
 class ShownAnswer:
     question: str
     reply: Reply
+    correction: str | None = None
+    """The text a person put in its place (saved with the turn); shown and sent as history."""
+
+    @property
+    def text(self) -> str:
+        return self.reply.text if self.correction is None else self.correction
 
 
 @dataclass
@@ -40,7 +46,7 @@ class ChatState:
     def history(self) -> list[Message]:
         turns = []
         for answer in self.answers:
-            turns += [Message("user", answer.question), Message("assistant", answer.reply.text)]
+            turns += [Message("user", answer.question), Message("assistant", answer.text)]
         return turns
 
 
@@ -86,9 +92,10 @@ class ChatActions:
         shown = []
         for index, answer in enumerate(state.answers):
             reply = answer.reply
+            content = (answer.correction if answer.correction is not None else
+                       answer_markup(reply.text, reply.attribution, prefix_for(index)))
             shown += [{"role": "user", "content": answer.question},
-                      {"role": "assistant", "content": answer_markup(
-                          reply.text, reply.attribution, prefix_for(index))}]
+                      {"role": "assistant", "content": content}]
         return shown
 
     def panel(self, state: ChatState, index: int | None = None) -> tuple[str, list[dict] | None]:
@@ -174,6 +181,27 @@ class ChatActions:
         gr.Info("Comment saved.")
         return state, "", gr.update(visible=False)
 
+    def correct(self, state: ChatState, edited: gr.EditData, request: gr.Request) -> tuple:
+        """An answer edited in place: its text is saved as the turn's correction (the answer
+        as generated stays in the log). A question can't be edited: ask it again instead."""
+        answer = self._answer_at(state, edited.index)
+        if answer is None:
+            gr.Warning("Only the bot's answers can be corrected; to change a question, ask it "
+                       "again.")
+        elif self.engine.log is None or answer.reply.turn_id is None:
+            gr.Warning("Conversation logging is off (logging.enabled): corrections are not kept.")
+        else:
+            text = plain_answer(edited.value if isinstance(edited.value, str) else "")
+            try:
+                self.engine.log.add_correction(answer.reply.turn_id, text,
+                                               getattr(request, "username", None))
+            except InputError as exc:
+                gr.Warning(html.escape(str(exc), quote=False))
+            else:
+                answer.correction = text.strip()
+                gr.Info("Correction saved with this answer; training data will use it.")
+        return self.chat_messages(state) if state else [], state
+
     def select(self, state: ChatState, selected: gr.SelectData) -> tuple:
         """Clicking an answer shows its sources and prompt."""
         index = selected.index if isinstance(selected.index, int) else selected.index[0]
@@ -198,6 +226,7 @@ def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None =
             chatbot = gr.Chatbot(label="Chat", height=520, elem_id="cb-chat",
                                  buttons=["copy", "copy_all"], group_consecutive_messages=False,
                                  feedback_options=("Like", "Dislike"), sanitize_html=True,
+                                 editable="all",
                                  placeholder="Ask a question about your documents.")
             with gr.Row():
                 box = gr.Textbox(placeholder="Type a question and press Enter", scale=5,
@@ -228,6 +257,7 @@ def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None =
     actions.on_page_load.append((actions.variant_choices, [variant]))
     chatbot.like(actions.rate, [state], [state, comment_row])
     chatbot.select(actions.select, [state], [sources, prompt])
+    chatbot.edit(actions.correct, [state], [chatbot, state])
     for trigger in (comment.submit, send_comment.click):
         trigger(actions.comment, [state, comment], [state, comment, comment_row])
     return actions

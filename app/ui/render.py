@@ -103,6 +103,9 @@ CSS = """
 a.cb-support-link { font-size: 0.8em; vertical-align: super; text-decoration: none; }
 mark.cb-support { background: var(--color-accent-soft); color: inherit; border-radius: 3px; }
 .cb-flag { border-left: 3px solid #e0a030; padding: 2px 8px; margin-bottom: 6px; }
+#cb-chat .message-buttons-right button[aria-label="Edit"] { display: none; }
+#cb-chat textarea.edit-textarea { width: min(640px, 60vw) !important;
+                                  min-height: 8em !important; }
 """
 
 # The answer stays the model's plain text (so copying it copies what the model wrote); this
@@ -165,6 +168,25 @@ HEAD = """<script>
     let tries = 0;  // the click selects the answer; its sources arrive shortly
     const timer = setInterval(() => { if (reveal(id) || ++tries > 40) clearInterval(timer); }, 100);
   }, true);
+})();
+</script>
+<script>
+// An answer opened for editing (a correction) shows its text without the marks attribution
+// added to it; the server strips them too (support.plain_answer).
+(() => {
+  function plain(box) {
+    const text = box.value.replace(/^<div class="cb-flag">[\\s\\S]*?<\\/div>\\n\\n/, "")
+      .replace(/ <a class="cb-cite cb-support-link" [^>]*>\\[\\d+\\]<\\/a>/g, "")
+      .replace(/<span class="cb-unsupported" title="[^"]*">([\\s\\S]*?)<\\/span>/g, "$1");
+    if (text !== box.value) {
+      box.value = text;
+      box.dispatchEvent(new Event("input", {bubbles: true}));
+    }
+  }
+  new MutationObserver(() => {
+    document.querySelectorAll("#cb-chat textarea.edit-textarea:not([data-cb-plain])")
+      .forEach((box) => { box.dataset.cbPlain = "1"; requestAnimationFrame(() => plain(box)); });
+  }).observe(document.documentElement, {subtree: true, childList: true});
 })();
 </script>
 <style>.cb-flash { outline: 2px solid var(--color-accent); } a.cb-cite { cursor: pointer; }</style>"""

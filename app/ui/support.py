@@ -11,6 +11,7 @@ as before.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 
 from chatbot.attribution import Attribution, Support, flag_notice
@@ -46,6 +47,17 @@ def answer_markup(text: str, attribution: Attribution | None, prefix: str) -> st
     notice = (f'<div class="cb-flag">{html.escape(flag_notice(attribution.score))}</div>\n\n'
               if attribution.action == "flagged" else "")
     return notice + "".join(parts)
+
+
+_NOTICE = re.compile(r'^<div class="cb-flag">.*?</div>\n\n', re.DOTALL)
+_LINK = re.compile(r' <a class="cb-cite cb-support-link" [^>]*>\[\d+\]</a>')
+_UNSUPPORTED = re.compile(r'<span class="cb-unsupported" title="[^"]*">(.*?)</span>', re.DOTALL)
+
+
+def plain_answer(markup: str) -> str:
+    """``answer_markup`` undone: the text without the notice, links and marks it added (what a
+    person edits in the chat is the shown markup; the correction is saved as plain text)."""
+    return _UNSUPPORTED.sub(r"\1", _LINK.sub("", _NOTICE.sub("", markup)))
 
 
 def _link(prefix: str, support: Support) -> str:

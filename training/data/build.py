@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -52,9 +51,11 @@ def build_dataset(settings: DataSettings, name: str, sources: Sequence[str | Pat
         raise DataError(f"dataset {name!r} already exists at {target}; choose another name or "
                         "pass --overwrite")
     files = [Path(s) for s in sources if str(s) != LOGS]
+    options = options or settings.options
     timings, clock = {}, time.perf_counter()
     imported = read_transcripts(files, settings.qa_fields, strict=strict)
-    logged = _read_log(settings, strict) if any(str(s) == LOGS for s in sources) else None
+    logged = (_read_log(settings, strict, options.corrections)
+              if any(str(s) == LOGS for s in sources) else None)
     timings["read"], clock = _lap(clock)
     template = _load_template(settings.template)
     conversations = _prepare_imports(settings, imported.conversations, template)
@@ -62,7 +63,6 @@ def build_dataset(settings: DataSettings, name: str, sources: Sequence[str | Pat
     if not everything:
         raise DataError(_nothing_message(imported, logged, bool(files)))
     timings["render"], clock = _lap(clock)
-    options = options or settings.options
     counter = counter or _chat_counter(settings)
     timings["load_tokenizer"], clock = _lap(clock)
     curated = curate(everything, options, counter)
@@ -111,11 +111,13 @@ def _render_import(conversation: Conversation, template, bot_name: str) -> Conve
     return replace(conversation, messages=final, dialogue=messages, meta=meta)
 
 
-def _read_log(settings: DataSettings, strict: bool) -> ImportResult:
+def _read_log(settings: DataSettings, strict: bool, corrections: str = "prefer"
+              ) -> ImportResult:
     from training.data.from_log import read_log
 
     result = read_log(settings.log_path, with_sources=settings.log_sources,
-                      template_for=_variant_templates(settings), bot_name=settings.bot_name)
+                      template_for=_variant_templates(settings), bot_name=settings.bot_name,
+                      corrections=corrections)
     if strict and result.problems:
         raise DataError(f"{len(result.problems)} unusable answer(s) in the log (strict mode), "
                         f"the first: {result.problems[0]}")
@@ -181,6 +183,7 @@ def _summary(settings: DataSettings, name: str, target: Path, files: list[Path],
         train_turns=sum(c.count("assistant") for c in halves.train),
         validation_turns=sum(c.count("assistant") for c in halves.validation),
         moved_to_train=len(halves.moved), review=len(curated.review),
+        corrected=sum(1 for c in final if c.meta.get("corrected")),
         warnings=_warnings(halves),
         pii=curated.pii_counts, pii_detector=curated.pii_detector,
         tokens=token_stats([x.total for x in lengths], [x.supervised for x in lengths]),
@@ -197,10 +200,7 @@ def _summary(settings: DataSettings, name: str, target: Path, files: list[Path],
 
 def _write(target: Path, summary: BuildSummary, curated: Curated, options: CurateOptions,
            overwrite: bool) -> None:
-    root = target.parent
-    root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
-    try:
+    def fill(work: Path) -> None:
         halves = curated.split
         store.save_examples(work, halves.train, halves.validation)
         store.write_jsonl(work / "export.jsonl",
@@ -213,14 +213,9 @@ def _write(target: Path, summary: BuildSummary, curated: Curated, options: Curat
         steps = [asdict(step) for step in curated.steps]
         (work / "data_report.md").write_text(render_report(summary, steps, curated.pii_examples),
                                              encoding="utf-8")
-        manifest = _manifest(summary, steps, options, halves)
-        manifest.save(work)
-        if target.exists() and overwrite:
-            shutil.rmtree(target)
-        work.rename(target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+        _manifest(summary, steps, options, halves).save(work)
+
+    store.write_directory(target, overwrite, fill)
 
 
 def _warnings(halves) -> list[str]:
@@ -291,6 +286,10 @@ def export_dataset(settings: DataSettings, name: str, out: Path, fmt: str = "jso
         raise DataError(f"export format {fmt!r} is unknown; expected one of "
                         f"{', '.join(EXPORT_FORMATS)}")
     directory = _existing(settings, name)
+    kind = store.DatasetManifest.load(directory).kind
+    if kind != "sft":
+        raise DataError(f"dataset {name!r} is a {kind} dataset; its rows are JSONL files "
+                        f"already, in {directory}")
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         from chatbot.spreadsheet import write_csv

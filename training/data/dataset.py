@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from chatbot.paths import DataPaths
 from index import jsonfile
@@ -51,6 +53,10 @@ class DatasetManifest:
     render_with_template: bool | None = None
     sha256: str | None = None
     """:func:`examples_sha256` of the splits."""
+    kind: str = "sft"
+    """``sft`` (conversations in ``dataset/``) or ``preference`` (``training.data.preference``)."""
+    files: dict = field(default_factory=dict)
+    """Of a preference dataset: which file holds which rows, per kind and split."""
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -115,6 +121,22 @@ def save_examples(directory: Path, train: Sequence[Conversation],
     splits.save_to_disk(str(directory / "dataset"), num_shards={"train": 1, "validation": 1})
 
 
+def write_directory(target: Path, overwrite: bool, fill: Callable[[Path], None]) -> None:
+    """``fill`` a temporary directory beside ``target``, then rename it to ``target``: a failed
+    build leaves nothing behind and an existing dataset stays until the new one is complete."""
+    root = target.parent
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
+    try:
+        fill(work)
+        if target.exists() and overwrite:
+            shutil.rmtree(target)
+        work.rename(target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
 def write_jsonl(path: Path, records: Iterable[dict]) -> int:
     count = 0
     with path.open("w", encoding="utf-8") as out:
@@ -166,6 +188,9 @@ def load_training_data(data_dir: Path, name: str) -> TrainingData:
         manifest = DatasetManifest.load(root)
     except DataError as exc:
         raise DatasetError(str(exc)) from None
+    if manifest.kind != "sft":
+        raise DatasetError(f"dataset {name!r} is a {manifest.kind} dataset; supervised "
+                           "fine-tuning needs one built by `chatbot data build` without --kind")
     splits = _load_splits(root / "dataset", name)
     data = TrainingData(name, splits["train"], splits["validation"], manifest,
                         hashlib.sha256(manifest_path.read_bytes()).hexdigest())

@@ -24,11 +24,12 @@ LOG_SOURCE = "logs"
 
 def read_log(path: Path, with_sources: bool = True,
              template_for: Callable[[str | None], object] | None = None,
-             bot_name: str = "chatbot-builder") -> ImportResult:
+             bot_name: str = "chatbot-builder", corrections: str = "prefer") -> ImportResult:
     """Every finished answer in the log at ``path`` (none if the file does not exist).
 
     ``template_for(variant)`` gives the prompt template of a variant; it is only needed with
-    ``with_sources=False``.
+    ``with_sources=False``. A corrected answer's target is its latest correction
+    (``meta["corrected"]``) unless ``corrections`` is ``ignore``.
     """
     if not path.is_file():
         return ImportResult([], [], 0)
@@ -40,7 +41,7 @@ def read_log(path: Path, with_sources: bool = True,
                 if turn.role != "assistant":
                     continue
                 records += 1
-                example = _example(session, turn)
+                example = _example(session, turn, corrections != "ignore")
                 if not with_sources and isinstance(example, Conversation):
                     example = _without_sources(example, session, turn, template_for, bot_name)
                 if isinstance(example, Problem):
@@ -52,7 +53,8 @@ def read_log(path: Path, with_sources: bool = True,
     return ImportResult(conversations, problems, records)
 
 
-def _example(session: LoggedConversation, turn: LoggedTurn) -> Conversation | Problem:
+def _example(session: LoggedConversation, turn: LoggedTurn,
+             use_correction: bool = True) -> Conversation | Problem:
     where = f"{LOG_SOURCE}:{session.session_id}"
     if turn.status != "complete":
         return Problem(where, turn.position, f"answer is {turn.status}, not used")
@@ -62,15 +64,17 @@ def _example(session: LoggedConversation, turn: LoggedTurn) -> Conversation | Pr
         sent = tuple(Message(m["role"], m["content"]) for m in turn.messages)
     except (KeyError, TypeError):
         return Problem(where, turn.position, "recorded prompt is not a list of role/content")
-    messages = sent + (Message("assistant", turn.text),)
+    corrected = use_correction and turn.correction is not None
+    target = turn.correction if corrected else turn.text
+    messages = sent + (Message("assistant", target),)
     try:
         validate(messages)
     except InvalidRecord as exc:
         return Problem(where, turn.position, str(exc), exc.index)
-    dialogue = tuple(Message(t.role, t.text) for t in session.turns
+    dialogue = tuple(Message(t.role, target if t is turn else t.text) for t in session.turns
                      if t.position <= turn.position and t.role in ("user", "assistant"))
     meta = {"rating": turn.rating, "comment": turn.comment, "variant": turn.variant,
-            "turn_id": turn.id, "hits": len(turn.hits)}
+            "turn_id": turn.id, "hits": len(turn.hits), "corrected": corrected}
     return Conversation(f"{where}:{turn.position}", messages, LOG_SOURCE, meta,
                         group=where, dialogue=dialogue)
 

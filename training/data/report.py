@@ -15,7 +15,8 @@ from typing import Sequence
 
 MAX_PROBLEMS_SHOWN = 20
 COUNT_KEYS = ("records_read", "imported", "logged", "skipped", "problem_count", "train",
-              "validation", "train_turns", "validation_turns", "moved_to_train", "review")
+              "validation", "train_turns", "validation_turns", "moved_to_train", "review",
+              "corrected")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class BuildSummary:
     """Per curation step: ``name``, ``in``, ``out``, ``dropped``, ``seconds``, ``cpu_seconds``."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time per build stage and ``total``; filled in once the dataset is written."""
+    corrected: int = 0
+    """Kept examples whose target is a reviewer's correction, not the generated answer."""
 
     def as_dict(self) -> dict:
         """The summary as ``chatbot data build --json`` prints it."""
@@ -79,6 +82,9 @@ class BuildSummary:
             lines.append(f"  {step['name']:<9} {step['in']:>7} -> {step['out']:<7} {why}".rstrip())
         pii = ", ".join(f"{kind} {n}" for kind, n in sorted(self.pii.items())) or "none"
         lines.append(f"personal data scrubbed: {pii} ({self.pii_detector})")
+        if self.corrected:
+            lines.append(f"corrected targets: {self.corrected} (a reviewer's correction, not the "
+                         "generated answer)")
         if tokens["examples"]:
             lines.append(f"tokens per example: median {tokens['median']}, p95 {tokens['p95']}, "
                          f"max {tokens['max']}; supervised share {tokens['supervised_share']:.1%}")
@@ -137,7 +143,8 @@ def render_report(summary: BuildSummary, steps: Sequence[dict], pii_examples: di
              *_pii(summary, pii_examples), "", "## Token lengths", "",
              *_tokens(summary), "", "## Kept aside for review", "",
              f"{summary.review} thumbed-down answer(s) with a comment are in "
-             "`review_thumbs_down.jsonl`; they are never trained on.", ""]
+             "`review_thumbs_down.jsonl`; they are never trained on. Correct them "
+             "(`chatbot logs correct`, the Review tab) to turn them into training targets.", ""]
     return "\n".join(lines)
 
 
@@ -155,6 +162,8 @@ def _overview(summary: BuildSummary) -> list[str]:
         f"Supervised (assistant) tokens: **{tokens['supervised_share']:.1%}** of "
         f"{tokens['total']:,} tokens ({tokens['supervised']:,}).",
         f"Chat model `{summary.chat_model}`; prompt template `{summary.template}`.",
+        f"Targets that are a reviewer's correction (not the generated answer): "
+        f"**{summary.corrected}**.",
     ]
 
 
@@ -184,6 +193,8 @@ def _steps(steps: Sequence[dict]) -> list[str]:
                        f"{notes['moved_to_train']} moved to train (near-duplicate across sides)")
         if step["name"] == "feedback" and step["notes"].get("kept_for_review"):
             dropped += f"; {step['notes']['kept_for_review']} kept for review"
+        if step["name"] == "feedback" and step["notes"].get("corrected"):
+            dropped += f"; {step['notes']['corrected']} corrected (kept)"
         lines.append(f"| {step['name']} | {settings} | {step['conversations_in']} → "
                      f"{step['conversations_out']} | {step['turns_in']} → {step['turns_out']} "
                      f"| {dropped} |")

@@ -25,6 +25,7 @@ from training.data.token_lengths import Lengths, TokenCounter
 from training.data.transcripts import Conversation
 
 FEEDBACK_POLICIES = ("up", "not_down", "all")
+CORRECTION_POLICIES = ("prefer", "only", "ignore")
 PII_EXAMPLES_PER_KIND = 3
 
 
@@ -33,6 +34,9 @@ class CurateOptions:
     """Flat settings of the steps (the ``data:`` config section, via ``options_from_config``)."""
 
     feedback: str = "not_down"
+    corrections: str = "prefer"
+    """``prefer``: a corrected answer is kept with its correction as target, whatever its
+    rating; ``only``: uncorrected logged answers are dropped; ``ignore``: read as generated."""
     min_tokens: int = 0
     max_tokens: int = 2048
     refusal_patterns: tuple[str, ...] = ()
@@ -83,7 +87,11 @@ def curate(conversations: Sequence[Conversation], options: CurateOptions,
                         f"{', '.join(FEEDBACK_POLICIES)}")
     steps: list[StepReport] = []
     clock = _Clock()
-    kept, review, report = select_by_feedback(conversations, options.feedback)
+    if options.corrections not in CORRECTION_POLICIES:
+        raise DataError(f"corrections policy {options.corrections!r} is unknown; expected one "
+                        f"of {', '.join(CORRECTION_POLICIES)}")
+    kept, review, report = select_by_feedback(conversations, options.feedback,
+                                              options.corrections)
     steps.append(clock.stamp(report))
     kept, report = drop_empty_and_refusals(kept, options.refusal_patterns)
     steps.append(clock.stamp(report))
@@ -136,17 +144,28 @@ def _report(name: str, settings: dict, before: Sequence[Conversation],
                       {reason: n for reason, n in dropped.items() if n}, notes or {})
 
 
-def select_by_feedback(conversations: Sequence[Conversation], policy: str
+def select_by_feedback(conversations: Sequence[Conversation], policy: str,
+                       corrections: str = "prefer"
                        ) -> tuple[list[Conversation], list[Conversation], StepReport]:
     """Keep by the answer's rating; thumbed-down answers with a comment go to review.
 
     ``meta["rating"]`` is +1, -1 or None (a logged answer nobody rated); imported conversations
-    carry no ``rating`` key and pass every policy.
+    carry no ``rating`` key and pass every policy. A corrected answer (``meta["corrected"]``)
+    is kept whatever its rating and needs no review; with ``corrections="only"`` the logged
+    answers nobody corrected are dropped.
     """
     kept, review, dropped = [], [], Counter()
+    corrected = 0
     for conversation in conversations:
         if "rating" not in conversation.meta:
             kept.append(conversation)
+            continue
+        if conversation.meta.get("corrected"):
+            kept.append(conversation)
+            corrected += 1
+            continue
+        if corrections == "only":
+            dropped["not corrected"] += 1
             continue
         rating = conversation.meta["rating"]
         if rating == -1 and conversation.meta.get("comment"):
@@ -157,8 +176,8 @@ def select_by_feedback(conversations: Sequence[Conversation], policy: str
             dropped["thumbed down"] += 1
         else:
             kept.append(conversation)
-    report = _report("feedback", {"policy": policy}, conversations, kept, dropped,
-                     {"kept_for_review": len(review)})
+    report = _report("feedback", {"policy": policy, "corrections": corrections}, conversations,
+                     kept, dropped, {"kept_for_review": len(review), "corrected": corrected})
     return kept, review, report
 
 

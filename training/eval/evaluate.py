@@ -177,10 +177,7 @@ def gate_check(settings: EvalSettings, name: str, gate: str, data: str, baseline
     from training.errors import TrainingError
 
     def check(staged: Path) -> None:
-        base = settings.variants.get(baseline)
-        template = AdapterManifest.load(staged).template or (base.template if base else "rag")
-        candidate = Variant(name, settings.chat_model, template,
-                            base.retrieval if base else True, base.k if base else None, staged)
+        candidate = adapter_variant(settings, name, staged, baseline)
         result = run_gate(settings, [baseline, name], data, gate, limit=limit,
                           name=f"gate-{name}", extra_variants={name: candidate})
         if not result.passed:
@@ -189,3 +186,37 @@ def gate_check(settings: EvalSettings, name: str, gate: str, data: str, baseline
                                 f"registered (report: {report})")
 
     return check
+
+
+def adapter_scorer(settings: EvalSettings, metric: str, data: str, baseline: str,
+                   eval_name: str, limit: int | None = None) -> Callable[[str, Path], float]:
+    """For ``chatbot train sweep --objective METRIC``: ``score(name, adapter_dir)``, the mean
+    of ``metric`` over ``data`` for an adapter not registered yet. Every call writes the same
+    eval (``eval_name``), so the baseline's answers are generated once and then cached."""
+    spec = BY_NAME.get(metric)
+    if spec is None or spec.higher_is_better is not True:
+        usable = ", ".join(m.name for m in METRICS if m.higher_is_better)
+        raise InputError(f"objective {metric!r} is not a metric that improves upward; use "
+                         f"val_loss or one of {usable}")
+
+    def score(name: str, adapter_dir: Path) -> float:
+        candidate = adapter_variant(settings, name, adapter_dir, baseline)
+        result = run_eval(settings, [baseline, name], data, name=eval_name, limit=limit,
+                          extra_variants={name: candidate})
+        interval, count = result.summaries[name][metric]
+        if not count:
+            raise InputError(f"metric {metric!r} has no value on {data} (it needs fields "
+                             "these items lack); choose another --objective")
+        return interval.mean
+
+    return score
+
+
+def adapter_variant(settings: EvalSettings, name: str, adapter_dir: Path,
+                    baseline: str) -> Variant:
+    """An unregistered adapter as a variant served like ``baseline`` (its template, retrieval
+    and k), with the prompt template it was trained on."""
+    base = settings.variants.get(baseline)
+    template = AdapterManifest.load(adapter_dir).template or (base.template if base else "rag")
+    return Variant(name, settings.chat_model, template, base.retrieval if base else True,
+                   base.k if base else None, adapter_dir)

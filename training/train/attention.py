@@ -41,14 +41,22 @@ def _varlen_forward(module, query, key, value, attention_mask, scaling=None, dro
         cu, longest = kwargs["cu_seq_lens_q"], int(kwargs["max_length_q"])
     else:  # callers that pass only packed position ids (e.g. TRL's padding-free collator)
         cu, longest = _boundaries(kwargs["position_ids"], query.shape[2])
-    # (1, heads, T, dim) -> (T, heads, dim)
-    q, k, v = (tensor.squeeze(0).transpose(0, 1) for tensor in (query, key, value))
+    # (1, heads, T, dim) -> (T, heads, dim); the kernel takes bf16/fp16 only, and float32 norms
+    # (QLoRA's k-bit preparation) make float32 projections: run it in the autocast dtype.
+    dtype = query.dtype if query.dtype in (torch.float16, torch.bfloat16) else _half_dtype()
+    q, k, v = (tensor.squeeze(0).transpose(0, 1).to(dtype) for tensor in (query, key, value))
     if k.shape[1] != q.shape[1]:  # grouped-query attention: repeat the key/value heads
         repeat = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
     out = varlen_attn(q.contiguous(), k.contiguous(), v.contiguous(), cu, cu, longest, longest,
                       scale=scaling, window_size=(-1, 0))
-    return out.unsqueeze(0), None  # (1, T, heads, dim)
+    return out.unsqueeze(0).to(query.dtype), None  # (1, T, heads, dim)
+
+
+def _half_dtype() -> torch.dtype:
+    if torch.is_autocast_enabled("cuda"):
+        return torch.get_autocast_dtype("cuda")
+    return torch.bfloat16
 
 
 def _boundaries(position_ids, length: int):

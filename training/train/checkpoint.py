@@ -4,7 +4,9 @@ A checkpoint holds the trainable parameters, the optimizer and scheduler states,
 state (Python, torch CPU and CUDA) and the loop state (step, best validation loss and step,
 evaluations without improvement); the data order is rebuilt from (seed, epoch) and the step.
 Each one is written to a temporary file and renamed, so a kill -9 mid-save leaves the previous
-checkpoint intact. Disk-full and permission errors become :class:`TrainingError`.
+checkpoint intact. Disk-full and permission errors become :class:`TrainingError`. An FSDP run
+(``parallel.py``) writes its weights and optimizer state sharded into ``last-STEP.dcp/`` and
+the rest into ``last.pt``, which names that folder.
 """
 
 from __future__ import annotations
@@ -37,7 +39,22 @@ class LoopState:
     history: list[dict] = field(default_factory=list)
 
 
-def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: LoopState) -> None:
+def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: LoopState,
+                    rank: int = 0) -> None:
+    """Every process calls this; rank 0 writes, or with FSDP each process writes its shards
+    into ``last-STEP.dcp`` first, which ``last.pt`` then names (so it is always complete)."""
+    from training.train import parallel
+
+    if parallel.is_sharded(model):
+        folder = f"last-{state.step}.dcp"
+        parallel.save_sharded(run_dir / folder, model, optimizer)
+        if rank == 0:
+            atomic_save({"sharded": folder, "scheduler": scheduler.state_dict(),
+                         "rng": rng_state(), "loop": asdict(state)}, run_dir / LAST)
+            parallel.keep_only(run_dir, "last-*.dcp", folder)
+        return
+    if rank != 0:
+        return
     payload = {
         "trainable": trainable_state(model),
         "optimizer": optimizer.state_dict(),
@@ -58,6 +75,18 @@ def load_checkpoint(run_dir: Path, model, optimizer, scheduler) -> LoopState:
     except Exception as exc:  # a torn or foreign file: say which, never continue from it
         raise TrainingError(f"checkpoint {path} is unreadable ({exc}); delete {run_dir} and "
                             "start again without --resume") from None
+    if "sharded" in payload:
+        from training.train.parallel import load_sharded
+
+        load_sharded(run_dir / payload["sharded"], model, optimizer)
+    else:
+        _load_whole(path, payload, model, optimizer)
+    scheduler.load_state_dict(payload["scheduler"])
+    set_rng_state(payload["rng"])
+    return LoopState(**payload["loop"])
+
+
+def _load_whole(path: Path, payload: dict, model, optimizer) -> None:
     missing = set(payload["trainable"]) - {name for name, _ in model.named_parameters()}
     if missing:
         raise TrainingError(f"checkpoint {path} was made with other settings (unknown "
@@ -65,18 +94,32 @@ def load_checkpoint(run_dir: Path, model, optimizer, scheduler) -> LoopState:
                             "--method and LoRA settings, or start without --resume")
     load_trainable(model, payload["trainable"])
     optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    set_rng_state(payload["rng"])
-    return LoopState(**payload["loop"])
 
 
-def save_best(run_dir: Path, model) -> None:
-    atomic_save(trainable_state(model), run_dir / BEST)
+def save_best(run_dir: Path, model, step: int, rank: int = 0) -> None:
+    """Snapshot the weights of the best evaluation so far (every process calls this)."""
+    from training.train import parallel
+
+    if parallel.is_sharded(model):
+        parallel.save_sharded(run_dir / f"best-{step}.dcp", model)
+        if rank == 0:
+            parallel.keep_only(run_dir, "best-*.dcp", f"best-{step}.dcp")
+    elif rank == 0:
+        atomic_save(trainable_state(model), run_dir / BEST)
 
 
-def load_best(run_dir: Path) -> dict[str, torch.Tensor] | None:
+def restore_best(run_dir: Path, model, step: int | None) -> None:
+    """Put the snapshot of evaluation ``step`` back into the model, if there is one."""
+    from training.train import parallel
+
+    if parallel.is_sharded(model):
+        folder = run_dir / f"best-{step}.dcp"
+        if step is not None and (folder / ".metadata").is_file():
+            parallel.load_sharded(folder, model)
+        return
     path = run_dir / BEST
-    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    if path.is_file():
+        load_trainable(model, torch.load(path, map_location="cpu", weights_only=True))
 
 
 def rng_state() -> dict:

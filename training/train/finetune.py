@@ -42,6 +42,12 @@ class FinetuneRequest:
     device: str = "auto"
     dtype: str = "auto"
     gradient_checkpointing: bool = False
+    quantize: str | None = None
+    """``4bit``: the frozen base in NF4 on CUDA, LoRA on top (QLoRA, ``quantize.py``)."""
+    distributed: str = "ddp"
+    """Under ``torchrun``: ``ddp`` (a full copy per GPU) or ``fsdp`` (sharded, ``parallel.py``)."""
+    compile: str = "auto"
+    """``torch.compile`` each decoder layer: ``auto`` (CUDA only), ``on`` or ``off``."""
     resume: bool = False
     threads: int | None = None
 
@@ -77,6 +83,10 @@ def finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] 
     from training.train.registry import check_new_adapter, probe_writable
     from training.train.tokenize import render_all
 
+    from training.train.quantize import check_quantization
+
+    check_quantization(request.quantize, request.method.method, request.device,
+                       request.distributed)
     workers = _start_workers(request.device)
     if request.threads:
         torch.set_num_threads(request.threads)
@@ -98,7 +108,8 @@ def finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] 
     model, loss_module = _trainable(model, request, workers, attention_kwargs)
     state = train_loop(loss_module, model, train, val, loop_settings, run_dir, workers,
                        resume=request.resume, on_record=on_record, progress=progress)
-    _restore_best(model, run_dir)
+    _restore_best(model, run_dir, state.best_step)
+    weights = _gathered(model, request)
     result = FinetuneResult(adapter=str(target), best_step=state.best_step,
                             best_val_loss=state.best_val, steps=state.step,
                             stopped_early=state.stopped_early,
@@ -109,7 +120,7 @@ def finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] 
             "base_model_fingerprint": fingerprint, "chat_template_hash": template_hash,
             "template": template, "template_hash": template_sha,
             "dataset": {"name": data.name, "manifest_sha256": data.manifest_sha256,
-                        "examples_sha256": data.manifest.sha256}}, before_register)
+                        "examples_sha256": data.manifest.sha256}}, before_register, weights)
         shutil.rmtree(run_dir, ignore_errors=True)
     _stop_workers(workers)
     return result
@@ -127,15 +138,17 @@ def _start_workers(device: str) -> Workers:
         "cpu" if device == "auto" else device)
     if use_cuda:
         torch.cuda.set_device(target)
-    if world > 1 and not torch.distributed.is_initialized():
+    owns = world > 1 and not torch.distributed.is_initialized()
+    if owns:
         torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
-    return Workers(device=target, rank=rank, world=world)
+    return Workers(device=target, rank=rank, world=world, owns_group=owns)
 
 
 def _stop_workers(workers: Workers) -> None:
     if workers.world > 1 and torch.distributed.is_initialized():
         torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+        if workers.owns_group:
+            torch.distributed.destroy_process_group()
 
 
 def _prepare_run_dir(request: FinetuneRequest, probe_writable) -> Path:
@@ -151,13 +164,18 @@ def _prepare_run_dir(request: FinetuneRequest, probe_writable) -> Path:
 
 
 def _same_settings_on_resume(run_dir: Path, request: FinetuneRequest) -> None:
-    """A resumed run must use the settings it started with, or it would not continue the same run."""
+    same_settings_on_resume(run_dir, {**_hyperparameters(request), "dataset": request.dataset,
+                                      "base_model": request.base_model}, request.resume)
+
+
+def same_settings_on_resume(run_dir: Path, settings: dict, resume: bool) -> None:
+    """A resumed run must use the settings it started with, or it would not continue the same
+    run: a new run records ``settings`` in the run directory, a resumed one compares them."""
     import json
 
     path = run_dir / "settings.json"
-    settings = json.loads(json.dumps({**_hyperparameters(request), "dataset": request.dataset,
-                                      "base_model": request.base_model}))
-    if not request.resume or not path.is_file():
+    settings = json.loads(json.dumps(settings))
+    if not resume or not path.is_file():
         path.write_text(json.dumps(settings, indent=2))
         return
     started = json.loads(path.read_text())
@@ -172,7 +190,8 @@ def _same_settings_on_resume(run_dir: Path, request: FinetuneRequest) -> None:
 def _hyperparameters(request: FinetuneRequest) -> dict:
     return {**asdict(request.method), **asdict(request.loop), "max_seq_len": request.max_seq_len,
             "masking": request.masking, "dtype": request.dtype,
-            "gradient_checkpointing": request.gradient_checkpointing}
+            "gradient_checkpointing": request.gradient_checkpointing,
+            "quantize": request.quantize, "distributed": request.distributed}
 
 
 def _load_model(model_dir: str, request: FinetuneRequest, workers: Workers):
@@ -186,39 +205,50 @@ def _load_model(model_dir: str, request: FinetuneRequest, workers: Workers):
     weights = torch.bfloat16 if bf16 and cuda and request.method.method == "lora" else torch.float32
     varlen = cuda and attention.varlen_available()
     name = attention.register() if varlen else "sdpa"
-    model, tokenizer = load_base(model_dir, weights, workers.device, name)
+    # FSDP loads on the CPU: each layer reaches the GPU already sharded (parallel.py).
+    sharded = request.distributed == "fsdp" and workers.world > 1
+    model, tokenizer = load_base(model_dir, weights, torch.device("cpu") if sharded
+                                 else workers.device, name, quantize=request.quantize)
     if request.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model, tokenizer, bf16, varlen
 
 
 def _trainable(model, request: FinetuneRequest, workers: Workers, attention_kwargs: bool):
+    from training.train.compiled import compile_layers, wants_compile
     from training.train.model_setup import SupervisedLoss, apply_method
+    from training.train.parallel import parallel
 
     torch.manual_seed(request.loop.seed)  # LoRA's initial weights depend on it
     model = apply_method(model, request.method)
-    loss_module = SupervisedLoss(model, attention_kwargs=attention_kwargs).to(workers.device)
-    if workers.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
+    if wants_compile(request.compile, workers.device):
+        compile_layers(model)
+    # The model is already where it trains (or on the CPU until FSDP shards it).
+    loss_module = SupervisedLoss(model, attention_kwargs=attention_kwargs)
+    return model, parallel(loss_module, model, request.distributed, workers.device,
+                           workers.world, request.loop.bf16)
 
-        ids = [workers.device.index] if workers.device.type == "cuda" else None
-        loss_module = DistributedDataParallel(loss_module, device_ids=ids)
-    return model, loss_module
 
-
-def _restore_best(model, run_dir: Path) -> None:
+def _restore_best(model, run_dir: Path, best_step: int | None) -> None:
     """Early stopping keeps the best evaluation's weights, not the last step's."""
-    from training.train.checkpoint import load_best
-    from training.train.model_setup import load_trainable
+    from training.train.checkpoint import restore_best
 
-    best = load_best(run_dir) if run_dir.exists() else None
-    if best is not None:
-        load_trainable(model, best)
+    if run_dir.exists():
+        restore_best(run_dir, model, best_step)
+
+
+def _gathered(model, request: FinetuneRequest) -> dict | None:
+    """With FSDP, the weights to save gathered into full tensors (every rank takes part)."""
+    from training.train.parallel import full_state, is_sharded
+
+    if not is_sharded(model):
+        return None
+    return full_state(model, trainable_only=request.method.method == "lora")
 
 
 def _register(target: Path, model, tokenizer, request: FinetuneRequest, run_dir: Path,
               result: FinetuneResult, provenance: dict,
-              check: Callable[[Path], None] | None = None) -> None:
+              check: Callable[[Path], None] | None = None, weights: dict | None = None) -> None:
     from training.train.registry import build_manifest, publish
 
     hyperparameters = _hyperparameters(request)
@@ -232,7 +262,7 @@ def _register(target: Path, model, tokenizer, request: FinetuneRequest, run_dir:
                  "stopped_early": result.stopped_early, "data": result.data})
 
     def save_weights(folder: Path) -> None:
-        model.save_pretrained(folder)
+        model.save_pretrained(folder, state_dict=weights)  # None: the model's own
         tokenizer.save_pretrained(folder)
 
     publish(target, save_weights, manifest, run_dir / "metrics.jsonl", check)

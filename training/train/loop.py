@@ -1,10 +1,11 @@
 """The optimisation loop: packed micro-batches, gradient accumulation, validation, early stopping.
 
-One loop for one process or many (DDP under ``torchrun``: ranks take turns over the same data
-order, gradients are averaged, rank 0 writes). Validation loss and perplexity are computed every
-``eval_every`` steps and at the end; the best weights are snapshotted whenever validation
-improves, and the run stops after ``patience`` evaluations without improvement. A checkpoint is
-written at each evaluation, so ``--resume`` continues with the same data order and schedule.
+One loop for one process or many (DDP or FSDP under ``torchrun``, ``parallel.py``: ranks take
+turns over the same data order, gradients are averaged, rank 0 writes). Validation loss and
+perplexity are computed every ``eval_every`` steps and at the end; the best weights are
+snapshotted whenever validation improves, and the run stops after ``patience`` evaluations
+without improvement. A checkpoint is written at each evaluation, so ``--resume`` continues
+with the same data order and schedule.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch.distributed as dist
 
 from training.train.batches import eval_batches, micro_batches, pack, steps_per_epoch
 from training.train.checkpoint import (LoopState, load_checkpoint, save_best, save_checkpoint)
-from training.errors import TrainingError
+from training.errors import DivergedError, TrainingError
 from training.train.tokenize import RenderedExample
 
 SCHEDULERS = ("cosine", "linear", "constant")
@@ -53,6 +54,8 @@ class Workers:
     device: torch.device
     rank: int = 0
     world: int = 1
+    owns_group: bool = False
+    """The run started the process group (and ends it); false when its caller did."""
 
 
 def total_steps(settings: LoopSettings, examples: int, world: int) -> int:
@@ -115,8 +118,8 @@ def train_loop(loss_module, model, train: Sequence[RenderedExample],
             record.update(evaluate(loss_module, val, settings, workers))
             _early_stopping(record, state, settings, model, run_dir, workers)
         state.history.append(metrics.write(record))
-        if "val_loss" in record and workers.rank == 0:
-            save_checkpoint(run_dir, model, optimizer, scheduler, state)
+        if "val_loss" in record:
+            save_checkpoint(run_dir, model, optimizer, scheduler, state, workers.rank)
         bar.update(1)
         bar.set_postfix({k: record[k] for k in ("train_loss", "val_loss") if k in record})
         if on_record and on_record(record):
@@ -144,7 +147,7 @@ def _train_step(loss_module, train, settings, workers, optimizer, scheduler, sta
         tokens += batch.tokens
     loss_value = loss_sum.item()  # one device sync per step
     if not math.isfinite(loss_value):
-        raise TrainingError(f"the loss became {loss_value} at step {state.step + 1}; lower --lr "
+        raise DivergedError(f"the loss became {loss_value} at step {state.step + 1}; lower --lr "
                             f"(now {settings.learning_rate:g}) or check the dataset for broken "
                             "examples; nothing was registered")
     torch.nn.utils.clip_grad_norm_([p for p in loss_module.parameters() if p.requires_grad],
@@ -178,8 +181,7 @@ def evaluate(loss_module, val, settings: LoopSettings, workers: Workers) -> dict
 def _early_stopping(record, state: LoopState, settings, model, run_dir, workers) -> None:
     if state.best_val is None or record["val_loss"] < state.best_val:
         state.best_val, state.best_step, state.bad_evals = record["val_loss"], state.step, 0
-        if workers.rank == 0:
-            save_best(run_dir, model)
+        save_best(run_dir, model, state.step, workers.rank)
         return
     state.bad_evals += 1
     if settings.patience and state.bad_evals >= settings.patience:
@@ -188,9 +190,21 @@ def _early_stopping(record, state: LoopState, settings, model, run_dir, workers)
 
 
 def _no_sync(module, sync: bool):
-    if sync or not hasattr(module, "no_sync"):
+    """Gradients are averaged across processes once per step, not per micro-batch."""
+    if sync:
         return contextlib.nullcontext()
-    return module.no_sync()
+    if hasattr(module, "set_requires_gradient_sync"):  # FSDP2
+        return _fsdp_no_sync(module)
+    return module.no_sync() if hasattr(module, "no_sync") else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(module):
+    module.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        module.set_requires_gradient_sync(True)
 
 
 def _autocast(settings: LoopSettings, workers: Workers):

@@ -32,14 +32,22 @@ class MethodSettings:
     train_blocks: int = 2
 
 
-def load_base(model_dir: str, dtype: torch.dtype, device: torch.device, attention: str):
-    """The base causal LM and its tokenizer; a missing or broken model is a clear error."""
+def load_base(model_dir: str, dtype: torch.dtype, device: torch.device, attention: str,
+              quantize: str | None = None):
+    """The base causal LM and its tokenizer; a missing or broken model is a clear error.
+
+    ``quantize="4bit"`` loads the linear layers in NF4 straight onto ``device`` (QLoRA)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quantized = {}
+    if quantize:
+        from training.train.quantize import nf4_config
+
+        quantized = {"quantization_config": nf4_config(), "device_map": {"": str(device)}}
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype,
-                                                     attn_implementation=attention)
+                                                     attn_implementation=attention, **quantized)
     except (OSError, ValueError) as exc:
         raise TrainingError(f"base model {model_dir} could not be loaded ({exc}); check "
                             "models.chat in the config or run `chatbot models prepare`") from None
@@ -47,6 +55,10 @@ def load_base(model_dir: str, dtype: torch.dtype, device: torch.device, attentio
         raise TrainingError(f"base model {model_dir} has no chat template; fine-tune an "
                             "instruct/chat model whose tokenizer carries one")
     model.config.use_cache = False
+    if quantize:
+        from training.train.quantize import prepare_for_training
+
+        return prepare_for_training(model), tokenizer
     return model.to(device), tokenizer
 
 

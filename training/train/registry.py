@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -79,6 +80,27 @@ def publish(target: Path, save_weights, manifest: AdapterManifest, metrics_path:
     return target
 
 
+def promote_adapter(source: Path, target: Path, sweep: dict, keep_source: bool) -> Path:
+    """Register the adapter in ``source`` (a sweep's best trial) as ``target``: same weights,
+    the manifest renamed and the sweep recorded in its metrics. ``target`` may be this sweep's
+    earlier best, which is replaced."""
+    staging = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        shutil.copytree(source, staging)
+        manifest = AdapterManifest.from_file(staging / ADAPTER_MANIFEST)
+        replace(manifest, name=target.name,
+                metrics={**manifest.metrics, "sweep": sweep}).save(staging)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise disk_error(target, exc) from None
+    if not keep_source:
+        shutil.rmtree(source, ignore_errors=True)
+    return target
+
+
 def build_manifest(**fields) -> AdapterManifest:
     """The adapter manifest: the given fields plus the time and the library versions."""
     return AdapterManifest(**fields,
@@ -129,7 +151,7 @@ def merge_adapter(adapter_dir: Path, base_dir: str, out: Path) -> Path:
     manifest = AdapterManifest.load(adapter_dir)
     if out.exists() and any(out.iterdir()):
         raise TrainingError(f"{out} is not empty; choose an empty or new --out directory")
-    if manifest.method != "lora":
+    if manifest.method in ("freeze", "full"):  # lora, dpo and kto runs leave LoRA adapters
         raise TrainingError(f"adapter {adapter_dir.name!r} was trained with method "
                             f"{manifest.method!r} and is already a full model; use "
                             f"{adapter_dir} directly")

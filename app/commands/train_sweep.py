@@ -1,0 +1,90 @@
+"""``chatbot train sweep``: search the hyperparameters, register the best trial as the adapter.
+
+    chatbot train sweep --data support-v1 --name support --trials 20
+    chatbot train sweep --data support-v1 --name support --trials 30    # continues to 30
+    chatbot train sweep --data support-v1 --name support --trials 10 --lr-range 1e-5 5e-4 \\
+        --rank 8,16 --objective token_f1 --eval-data heldout.jsonl
+
+Ranges default to the config's ``training.sweep`` section; the other ``chatbot train`` flags
+fix the settings every trial shares (``--max-steps``, ``--eval-every``, ``--method`` ...).
+"""
+
+from __future__ import annotations
+
+import click
+
+from app.commands.common import BotConfig, one_line_errors, print_json, with_config
+from app.commands.train import hyperparameter_options
+
+
+def _choices(kind):
+    def parse(ctx, param, value: str | None):
+        if value is None:
+            return None
+        try:
+            return tuple(kind(part) for part in value.split(",") if part.strip())
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+
+    return parse
+
+
+@click.command("sweep")
+@click.option("--data", "dataset", required=True, help="Dataset name (chatbot data build).")
+@click.option("--name", required=True,
+              help="Name of the sweep and of the adapter it registers; rerun to continue.")
+@click.option("--trials", type=int, default=None, help="Trials in all [training.sweep.trials].")
+@click.option("--objective", default=None,
+              help="val_loss, or an eval metric such as token_f1 on --eval-data.")
+@click.option("--lr-range", nargs=2, type=float, default=None, metavar="LOW HIGH")
+@click.option("--rank", "ranks", callback=_choices(int), metavar="8,16,32",
+              help="LoRA ranks to try.")
+@click.option("--alpha-ratio", "alpha_ratios", callback=_choices(float), metavar="1,2",
+              help="lora_alpha / lora_r ratios to try.")
+@click.option("--epochs-range", nargs=2, type=float, default=None, metavar="LOW HIGH")
+@click.option("--dropout-range", nargs=2, type=float, default=None, metavar="LOW HIGH")
+@click.option("--weight-decay-range", nargs=2, type=float, default=None, metavar="LOW HIGH")
+@click.option("--keep-trials", is_flag=True,
+              help="Keep every completed trial's adapter (NAME-trial-K), not only the best.")
+@click.option("--eval-data", default=None,
+              help="Held-out JSONL or dataset for a metric objective [default: --data's "
+                   "validation].")
+@click.option("--eval-baseline", default=None,
+              help="Variant whose template and retrieval the trials are served with "
+                   "[default: the config's default variant].")
+@click.option("--eval-limit", type=int, default=None, help="Evaluate on the first N items.")
+@click.option("--quiet", is_flag=True, help="No progress bars; print only the summary.")
+@hyperparameter_options
+@with_config
+@one_line_errors
+def sweep(config: BotConfig, dataset: str, name: str, trials: int | None,
+          objective: str | None, lr_range, ranks, alpha_ratios, epochs_range, dropout_range,
+          weight_decay_range, keep_trials: bool, eval_data: str | None,
+          eval_baseline: str | None, eval_limit: int | None, quiet: bool, **overrides) -> None:
+    """Search learning rate, LoRA rank/alpha, epochs, dropout and weight decay (Optuna)."""
+    from app.build import training_request
+    from training.train.sweep import VAL_LOSS, SweepRequest, run_sweep
+    from training.train.sweep_space import SweepSpace
+
+    if overrides.get("method") in ("dpo", "kto"):
+        raise click.UsageError("chatbot train sweep searches supervised fine-tuning; use "
+                               "--method lora, freeze or full")
+    defaults = config.training.sweep
+    given = {"learning_rate": lr_range, "lora_r": ranks, "alpha_ratio": alpha_ratios,
+             "epochs": epochs_range, "lora_dropout": dropout_range,
+             "weight_decay": weight_decay_range}
+    space = SweepSpace(**{key: tuple(value if value else getattr(defaults, key))
+                          for key, value in given.items()})
+    objective = objective or defaults.objective
+    score = None
+    if objective != VAL_LOSS:
+        from app.build import eval_settings
+        from training.eval.evaluate import adapter_scorer
+
+        score = adapter_scorer(eval_settings(config), objective, eval_data or dataset,
+                               eval_baseline or config.default_variant, f"sweep-{name}",
+                               eval_limit)
+    request = SweepRequest(base=training_request(config, dataset, name, False, overrides),
+                           trials=trials or defaults.trials, space=space, objective=objective,
+                           keep_trials=keep_trials, startup_trials=defaults.startup_trials)
+    print_json(run_sweep(request, score, progress=not quiet).as_dict())

@@ -1,0 +1,151 @@
+"""The Review tab: answers worth a person's look, and a place to correct or approve them.
+
+Listed are finished answers that were thumbed down, flagged or withheld by attribution, or
+scored below ``attribution.min_support``, and that nobody corrected or approved yet
+(``ConversationLog.review_queue``). Each shows its question, the sources the model was given
+and the exact prompt; a correction is saved with the turn (the answer as generated stays), and
+``chatbot data build`` trains on it. Run it with ``chatbot serve`` (with logging on).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import gradio as gr
+
+from chatbot.errors import InputError
+from chatbot.logs import ConversationLog, ReviewItem
+from app.ui.render import sources_html
+
+COLUMNS = ["turn", "why", "question", "answer"]
+EXCERPT = 120
+NOTHING = "_Nothing to review: no thumbed-down, flagged or weakly supported answer is waiting._"
+
+
+@dataclass(frozen=True)
+class LoggedHit:
+    """A logged passage (``hit_record``) in the shape the sources panel draws."""
+
+    source: str
+    location: str
+    score: float
+    text: str
+
+    @classmethod
+    def from_record(cls, record: dict) -> LoggedHit:
+        return cls(record.get("source", ""), record.get("location") or "",
+                   record.get("score", 0.0), record.get("text", ""))
+
+
+class ReviewActions:
+    """The tab's event functions, callable without a server (the tests call them directly).
+
+    ``refresh``, ``correct`` and ``approve`` return (table rows, picker update, details...)
+    so the list and the open answer always agree.
+    """
+
+    def __init__(self, log: ConversationLog, min_support: float = 0.5) -> None:
+        self.log = log
+        self.min_support = min_support
+        self.on_page_load: list[tuple] = []
+        """(function, outputs) pairs ``build_app`` runs when a page opens."""
+
+    def items(self) -> list[ReviewItem]:
+        return self.log.review_queue(self.min_support)
+
+    def refresh(self) -> tuple:
+        items = self.items()
+        rows = [[item.answer.id, ", ".join(item.reasons), _excerpt(item.question),
+                 _excerpt(item.answer.text)] for item in items]
+        choices = [(f"turn {item.answer.id}: {_excerpt(item.question, 60)}", item.answer.id)
+                   for item in items]
+        first = items[0].answer.id if items else None
+        return (rows, gr.update(choices=choices, value=first), *self.show(first, items))
+
+    def show(self, turn_id: int | None, items: list[ReviewItem] | None = None) -> tuple:
+        """(question and reasons Markdown, answer, sources HTML, exact prompt, correction box)."""
+        item = next((i for i in (items if items is not None else self.items())
+                     if i.answer.id == turn_id), None)
+        if item is None:
+            return NOTHING, "", "", None, ""
+        answer = item.answer
+        score = (answer.attribution or {}).get("score")
+        heading = (f"**Question** (session `{item.session_id}`, turn {answer.id}): "
+                   f"{item.question}\n\n**Why it is listed:** {', '.join(item.reasons)}"
+                   + (f" · support score {score:.0%}" if score is not None else "")
+                   + (f"\n\n**Comment:** {answer.comment}" if answer.comment else ""))
+        hits = [LoggedHit.from_record(hit) for hit in answer.hits]
+        return (heading, answer.text, sources_html(hits, f"review-{answer.id}"),
+                answer.messages, answer.text)
+
+    def correct(self, turn_id: int | None, text: str, request: gr.Request) -> tuple:
+        """Save ``text`` as the right answer of ``turn_id``; the list moves on."""
+        if turn_id is None:
+            gr.Warning("Pick an answer to correct first.")
+            return self.refresh()
+        try:
+            self.log.add_correction(_turn(turn_id), text, getattr(request, "username", None))
+        except InputError as exc:
+            gr.Warning(html.escape(str(exc), quote=False))
+            return (gr.update(), gr.update(), gr.update(), gr.update(), gr.update(),
+                    gr.update(), gr.update())
+        gr.Info(f"Correction of turn {turn_id} saved.")
+        return self.refresh()
+
+    def approve(self, turn_id: int | None, request: gr.Request) -> tuple:
+        """The answer is fine as it is: it leaves the list."""
+        if turn_id is None:
+            gr.Warning("Pick an answer to approve first.")
+            return self.refresh()
+        try:
+            self.log.approve(_turn(turn_id), getattr(request, "username", None))
+        except InputError as exc:
+            gr.Warning(html.escape(str(exc), quote=False))
+        else:
+            gr.Info(f"Turn {turn_id} approved as it is.")
+        return self.refresh()
+
+
+def _turn(value: object) -> int:
+    """A turn id as the page (or a caller of the Gradio API) sent it."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{value!r} is not a turn id; pick an answer from the list") from None
+
+
+def _excerpt(text: str, limit: int = EXCERPT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def build_review_tab(log: ConversationLog, min_support: float = 0.5) -> ReviewActions:
+    """Lay out the Review tab inside the current ``gr.Blocks`` and wire its events."""
+    actions = ReviewActions(log, min_support)
+    refresh = gr.Button("Refresh", size="sm", elem_id="cb-review-refresh")
+    table = gr.Dataframe(headers=COLUMNS, label="Answers to review", interactive=False,
+                         wrap=True, elem_id="cb-review-table")
+    picked = gr.Dropdown(label="Answer", choices=[], elem_id="cb-review-pick")
+    heading = gr.Markdown(NOTHING, elem_id="cb-review-question")
+    with gr.Row():
+        with gr.Column(scale=3):
+            answer = gr.Textbox(label="The answer as generated", interactive=False, lines=4)
+            correction = gr.Textbox(label="Correction (the right answer)", lines=6,
+                                    elem_id="cb-review-correction")
+            with gr.Row():
+                save = gr.Button("Save correction", variant="primary",
+                                 elem_id="cb-review-save")
+                approve = gr.Button("Approve as is", elem_id="cb-review-approve")
+        with gr.Column(scale=2):
+            sources = gr.HTML("", elem_id="cb-review-sources")
+            with gr.Accordion("Exact prompt sent to the model", open=False):
+                prompt = gr.JSON(label="messages")
+    details = [heading, answer, sources, prompt, correction]
+    everything = [table, picked, *details]
+    actions.on_page_load = [(actions.refresh, everything)]
+    refresh.click(actions.refresh, None, everything, api_name="review_refresh")
+    picked.change(actions.show, [picked], details, api_name="review_show")
+    save.click(actions.correct, [picked, correction], everything, api_name="review_correct")
+    approve.click(actions.approve, [picked], everything, api_name="review_approve")
+    return actions

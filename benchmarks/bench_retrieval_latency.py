@@ -1,0 +1,158 @@
+"""End-to-end retrieval latency at 1.1k and 100k chunks: what one chat turn waits for before its
+prompt is built (query embedding, dense search, BM25, fusion, passage assembly; no reranker).
+
+The search path is the engine's own: ``IndexSearch`` over the bot's index, both built from
+``configs/default.yaml`` the way ``app/build.py`` builds them (MiniLM embedder, hybrid rrf 2:1,
+neighbour merging, ``index_type: auto``: exact search below 100k chunks, HNSW from there). Only
+the store is built cheaply, the same way at both sizes (1,113 chunks is the baseline, the size of
+the dev passages): each chunk is 3-5 real ConditionalQA passages (~120 words) joined, its vector the
+normalised mean of their real MiniLM embeddings plus Gaussian noise, written straight into the
+store (embedding 100k chunks would take an hour on 2 cores). Texts drawn from one 1.1k-passage
+vocabulary make every query term common, so BM25 does more work here than on a varied corpus.
+
+Queries are the 60 dev questions (scenario + question), each embedded for real, single queries
+as the engine sends them; p50/p95 over ``--rounds`` passes, with each stage's share (wall time),
+and the process's CPU time per query, which a busy shared machine inflates less than wall time.
+
+    .venv/bin/python benchmarks/bench_retrieval_latency.py [--sizes 1113,100000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from chat_bench_bot import embedded_config  # noqa: E402
+from shared_data import SHARED  # noqa: E402
+
+DATA = SHARED / "conditionalqa"
+CHUNKS_PER_DOCUMENT = 10
+NOISE = 0.5
+"""Norm of the noise added to each chunk vector (as in bench_index_latency.py): neighbourhoods
+stay real, no two vectors are the same."""
+
+
+def rows(name: str) -> list[dict]:
+    return [json.loads(line) for line in open(DATA / name, encoding="utf-8")]
+
+
+def passages(embedder) -> tuple[list[str], np.ndarray]:
+    texts = [p["text"] for p in rows("passages.jsonl") if p["text"].strip()]
+    return texts, embedder.encode(texts)
+
+
+def fill(store, texts: list[str], vectors: np.ndarray, size: int, seed: int = 0) -> None:
+    """``size`` chunks of joined real passages in documents of ten, written in one sync."""
+    from index.context import context_line
+    from index.types import Chunk
+
+    rng = np.random.default_rng(seed)
+    with store.transaction():
+        for doc in range(0, size, CHUNKS_PER_DOCUMENT):
+            count = min(CHUNKS_PER_DOCUMENT, size - doc)
+            picks = [rng.choice(len(texts), rng.integers(3, 6), replace=False)
+                     for _ in range(count)]
+            title = f"Synthetic page {doc // CHUNKS_PER_DOCUMENT}"
+            chunks = [Chunk(f"{doc}-{i}", f"synthetic/{doc}.html",
+                            "\n\n".join(texts[j] for j in pick), f"Section {i}", f"{doc}-{i}",
+                            {"index": i, "title": title,
+                             "context": context_line(title, [f"Section {i}"])})
+                      for i, pick in enumerate(picks)]
+            means = np.stack([vectors[pick].mean(axis=0) for pick in picks])
+            noisy = means + rng.normal(0, NOISE / np.sqrt(means.shape[1]), means.shape)
+            noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+            store.add(f"synthetic/{doc}.html", f"{doc}", 1, chunks, noisy.astype(np.float32))
+
+
+class Stopwatch:
+    """Wraps methods of live objects and adds up the seconds each stage spends per query."""
+
+    def __init__(self):
+        self.spent: dict[str, float] = defaultdict(float)
+
+    def wrap(self, owner, method: str, stage: str) -> None:
+        inner = getattr(owner, method)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.spent[stage] += time.perf_counter() - start
+
+        setattr(owner, method, timed)
+
+
+def measure(search, retriever, questions: list[str], rounds: int) -> dict[str, list[float]]:
+    """Milliseconds per query: ``total`` (wall and CPU) and each stage's wall time (the rest is
+    fusion and assembly)."""
+    import index.search as search_module
+
+    watch = Stopwatch()
+    watch.wrap(retriever.embedder, "encode", "embedding")
+    watch.wrap(retriever.store, "search", "dense")
+    watch.wrap(retriever, "_bm25", "bm25")
+    watch.wrap(search_module, "_top", "bm25")  # picking the BM25 ranking's best chunks
+    times: dict[str, list[float]] = defaultdict(list)
+    for _ in range(rounds):
+        for question in questions:
+            watch.spent.clear()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            search(question, 4)
+            total = time.perf_counter() - start
+            times["total"].append(total * 1000)
+            times["total CPU"].append((time.process_time() - start_cpu) * 1000)
+            for stage in ("embedding", "dense", "bm25"):
+                times[stage].append(watch.spent[stage] * 1000)
+            times["after embedding"].append((total - watch.spent["embedding"]) * 1000)
+            times["fusion + passages"].append((total - sum(watch.spent.values())) * 1000)
+    return times
+
+
+def main() -> None:
+    from app.build import bot_index
+    from chatbot.indexing import IndexSearch, open_embedder
+    from index.store import Store
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1113,100000")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    questions = [q["scenario"] + " " + q["question"] for q in rows("questions.jsonl")]
+    stages = ("total", "total CPU", "embedding", "after embedding", "dense", "bm25",
+              "fusion + passages")
+    print(f"\n{len(questions)} questions x {args.rounds} rounds, k=4, default config "
+          "(hybrid rrf 2:1, neighbour merging, no reranker)\n")
+    print("| chunks | FAISS | build s | " + " | ".join(f"{s} p50 / p95 ms" for s in stages)
+          + " |\n|---|---|---|" + "---|" * len(stages))
+    configured = bot_index(embedded_config(None))
+    embedder = open_embedder(configured.embedder)
+    texts, vectors = passages(embedder)
+    for size in map(int, args.sizes.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            index = replace(configured, directory=Path(tmp) / "index")
+            start = time.perf_counter()
+            fill(Store.open(index.directory, index.settings, create=True), texts, vectors, size)
+            built = time.perf_counter() - start
+            search = IndexSearch(index, embedder)
+            search("warm-up", 4)  # opens the store, FAISS and BM25 files
+            times = measure(search, search.retriever, questions, args.rounds)
+            kind = search.retriever.store.kind
+            cells = " | ".join(f"{np.percentile(times[stage], 50):.1f} / "
+                               f"{np.percentile(times[stage], 95):.1f}" for stage in stages)
+            print(f"| {size:,} | {kind} | {built:.0f} | {cells} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

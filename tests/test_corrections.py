@@ -1,0 +1,157 @@
+"""Corrected answers: stored with the turn (original kept), from the CLI and the API, and used
+by `chatbot data build` as the turn's target."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+from app.build import data_settings
+from app.cli import main
+from chatbot.config import BotConfig
+from chatbot.errors import InputError
+from chatbot.logs import ConversationLog
+from chatbot.migrations import MIGRATIONS, migrate
+from log_support import log_exchanges
+from training.data.build import build_dataset
+from training.data.dataset import load_examples
+
+ANSWER = "Delete it from the folder and sync again; it is dropped from the index."
+FIXED = "Run `chatbot index remove PATH`, or delete the file and run `chatbot index sync`."
+PATTERNS_ONLY = "no_such_spacy_model"
+"""PII by patterns alone: loading the NER model would only slow these tests."""
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch) -> BotConfig:
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "bot"))
+    return BotConfig(data={"pii_ner_model": PATTERNS_ONLY})
+
+
+@pytest.fixture
+def log(config) -> ConversationLog:
+    log = ConversationLog(config.data_path / "logs.sqlite")
+    yield log
+    log.close()
+
+
+def test_a_log_at_the_attribution_schema_gains_the_corrections_tables(tmp_path) -> None:
+    db = sqlite3.connect(tmp_path / "old.sqlite")
+    for migration in MIGRATIONS[:4]:
+        migration(db)
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+    db.executemany("INSERT INTO _migrations VALUES (?, '')",
+                   [(m.__name__,) for m in MIGRATIONS[:4]])
+    assert migrate(db) == ["m005_corrections"]
+
+
+def test_the_latest_correction_wins_and_the_original_and_history_stay(log) -> None:
+    turn = log_exchanges(log, "s1", [("How do I remove a document?", ANSWER, -1)])[0]
+    log.add_correction(turn, "A first try.", author="ana")
+    saved = log.add_correction(turn, f"  {FIXED}\n", author="bo")
+    answer = log.conversation("s1").turns[1]
+    assert (answer.text, answer.correction) == (ANSWER, FIXED)
+    assert [(c.text, c.author) for c in log.corrections(turn)] == [("A first try.", "ana"),
+                                                                   (FIXED, "bo")]
+    assert saved.id == log.corrections(turn)[-1].id
+
+
+@pytest.mark.parametrize("turn, text, message", [
+    (999, FIXED, "no turn 999 in "),
+    (1, FIXED, "turn 1 is a user message, not an answer"),
+    (2, "  ", "the correction of turn 2 is empty"),
+])
+def test_a_bad_correction_is_refused_and_saves_nothing(log, turn, text, message) -> None:
+    log_exchanges(log, "s1", [("How do I remove a document?", ANSWER, None)])
+    with pytest.raises(InputError, match=message):
+        log.add_corrections([(2, FIXED), (turn, text)])
+    assert log.corrections(2) == []
+
+
+def test_data_build_trains_on_the_correction_and_the_review_file_shrinks(config, log) -> None:
+    turns = log_exchanges(log, "s1", [("How do I sync my docs folder?",
+                                       "Run `chatbot index sync docs/` from the project.", 1),
+                                      ("And remove a document?", ANSWER, -1)],
+                          comment="Wrong: there is a remove command.")
+    settings = data_settings(config)
+    before = build_dataset(settings, "before", ["logs"])
+    assert (before.review, before.corrected) == (1, 0)
+    log.add_correction(turns[1], FIXED, author="ana")
+    after = build_dataset(settings, "after", ["logs"])
+    assert (after.review, after.corrected, after.train + after.validation) == (0, 1, 2)
+    folder = config.data_path / "datasets" / "after"
+    assert (folder / "review_thumbs_down.jsonl").read_text() == ""
+    targets = [row["messages"][-1]["content"] for split in load_examples(folder).values()
+               for row in split]
+    assert FIXED in targets and ANSWER not in targets
+    assert "reviewer's correction" in (folder / "data_report.md").read_text()
+    assert log.conversation("s1").turns[3].text == ANSWER  # the original stays in the log
+
+
+@pytest.mark.parametrize("policy, kept, corrected", [("prefer", 2, 1), ("only", 1, 1),
+                                                     ("ignore", 1, 0)])
+def test_the_corrections_setting(tmp_path, monkeypatch, policy, kept, corrected) -> None:
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "bot"))
+    config = BotConfig(data={"corrections": policy, "pii_ner_model": PATTERNS_ONLY})
+    log = ConversationLog(config.data_path / "logs.sqlite")
+    turns = log_exchanges(log, "s1", [("How do I sync my docs folder?",
+                                       "Run `chatbot index sync docs/` from the project.", None),
+                                      ("And remove a document?", ANSWER, -1)])
+    log.add_correction(turns[1], FIXED)
+    log.close()
+    summary = build_dataset(data_settings(config), "d", ["logs"])
+    assert (summary.train + summary.validation, summary.corrected) == (kept, corrected)
+
+
+def invoke(config_path, *args: str):
+    return CliRunner().invoke(main, ["logs", "correct", *args, "--config", str(config_path)],
+                              catch_exceptions=False)
+
+
+@pytest.fixture
+def config_file(tmp_path, isolated_state):
+    path = tmp_path / "bot.yaml"
+    path.write_text("name: test-bot\n")
+    log = ConversationLog(isolated_state / "logs.sqlite")
+    log_exchanges(log, "s1", [("How do I remove a document?", ANSWER, -1),
+                              ("And add one?", "Put it in docs/ and sync.", None)])
+    log.close()
+    return path
+
+
+def test_cli_corrects_one_turn_or_a_file(config_file, isolated_state, tmp_path) -> None:
+    result = invoke(config_file, "2", "--text", FIXED, "--author", "ana")
+    assert result.exit_code == 0 and "saved 1 correction(s)" in result.output
+    rows = tmp_path / "corrections.jsonl"
+    rows.write_text(json.dumps({"turn_id": 4, "text": "Copy it into docs/ and run sync."}) + "\n")
+    assert invoke(config_file, "--file", str(rows)).exit_code == 0
+    log = ConversationLog(isolated_state / "logs.sqlite")
+    answers = [t for t in log.conversation("s1").turns if t.role == "assistant"]
+    assert [a.correction for a in answers] == [FIXED, "Copy it into docs/ and run sync."]
+    assert log.corrections(2)[0].author == "ana"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["7", "--text", FIXED], "error: no turn 7 in "),
+    (["1", "--text", FIXED], "error: turn 1 is a user message, not an answer; correct the "
+                             "bot's answer that follows it"),
+    (["2", "--text", " "], "error: the correction of turn 2 is empty"),
+    (["2"], "error: give the corrected answer of turn 2 with --text"),
+    ([], "error: give either TURN_ID with --text, or --file corrections.jsonl"),
+])
+def test_cli_errors_name_the_problem(config_file, args, message) -> None:
+    result = invoke(config_file, *args)
+    assert result.exit_code == 1 and message in result.output, result.output
+
+
+def test_a_bad_line_in_a_corrections_file_saves_none(config_file, isolated_state,
+                                                     tmp_path) -> None:
+    rows = tmp_path / "corrections.jsonl"
+    rows.write_text(json.dumps({"turn_id": 2, "text": FIXED}) + "\n{\"turn\": 4}\n")
+    result = invoke(config_file, "--file", str(rows))
+    assert result.exit_code == 1
+    assert f'{rows}:2: expected {{"turn_id": N, "text": "..."}}' in result.output
+    assert ConversationLog(isolated_state / "logs.sqlite").corrections(2) == []

@@ -1,0 +1,117 @@
+"""Correcting answers in the web UI: the chat's edit action and the Review tab, on a real
+engine and SQLite log; and who may reach them (and ``POST /v1/corrections``) over HTTP."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+from fastapi.testclient import TestClient
+
+from app.server import create_server_app
+from app.ui.chat import ChatActions, new_state
+from app.ui.review import ReviewActions
+from app.ui.support import answer_markup, plain_answer
+from chatbot.attribution import Attribution, SentenceSupport, Support
+from chatbot.config_file import load_config
+from chatbot.engine import Engine
+from chatbot.logs import ConversationLog
+from chatbot.variants import Variant
+from log_support import log_exchanges
+
+VARIANTS = {"prompt": Variant("prompt", "base", "rag", True)}
+FIXED = "Run `chatbot index remove PATH` to drop one document."
+
+
+@pytest.fixture
+def engine(echo, tmp_path) -> Engine:
+    return Engine(VARIANTS, lambda model: echo, log=ConversationLog(tmp_path / "logs.sqlite"))
+
+
+def edited(index: int, value: str) -> gr.EditData:
+    return gr.EditData(None, {"index": index, "previous_value": "", "value": value})
+
+
+def test_editing_an_answer_saves_a_correction_and_keeps_the_original(engine) -> None:
+    actions, state = ChatActions(engine), new_state()
+    state = list(actions.respond("how do I remove a document", state, "prompt"))[-1][1]
+    messages, state = actions.correct(state, edited(1, FIXED), gr.Request(username="ana"))
+    assert messages[1]["content"] == FIXED and state.history()[1].content == FIXED
+    turn = engine.log.conversation(state.session_id).turns[1]
+    assert (turn.text, turn.correction) == ("how do I remove a document", FIXED)
+    assert engine.log.corrections(turn.id)[0].author == "ana"
+
+
+def test_a_question_cannot_be_edited_into_a_correction(engine) -> None:
+    actions, state = ChatActions(engine), new_state()
+    state = list(actions.respond("how do I remove a document", state, "prompt"))[-1][1]
+    messages, state = actions.correct(state, edited(0, "another question"), gr.Request())
+    assert messages[0]["content"] == "how do I remove a document"
+    assert engine.log.corrections(state.answers[0].reply.turn_id) == []
+
+
+def test_the_edited_markup_of_an_attributed_answer_is_saved_as_plain_text() -> None:
+    text = "Run the sync command now. It invents a flag for you."
+    attribution = Attribution((
+        SentenceSupport(0, 25, 0.9, True, (Support(1, 0, 20, 0.9),)),
+        SentenceSupport(26, 52, 0.1, True)), 0.45, "flagged", "lexical")
+    assert plain_answer(answer_markup(text, attribution, "src-1")) == text
+
+
+@pytest.fixture
+def queue(tmp_path) -> ReviewActions:
+    log = ConversationLog(tmp_path / "logs.sqlite")
+    log_exchanges(log, "s1", [("How do I sync?", "Run sync.", 1),
+                              ("How do I remove a document?", "Delete the disk.", -1)],
+                  comment="Wrong command")
+    log_exchanges(log, "s2", [("Which port?", "Port 80.", None)],
+                  attribution={"score": 0.2, "action": "shown", "sentences": []})
+    log_exchanges(log, "s3", [("Is there an API?", "Yes, at /v1.", None)],
+                  attribution={"score": 0.9, "action": "shown", "sentences": []})
+    return ReviewActions(log, min_support=0.5)
+
+
+def test_review_lists_thumbed_down_and_weakly_supported_answers(queue) -> None:
+    rows, picker, heading, answer, sources, prompt, correction = queue.refresh()
+    assert [row[:3] for row in rows] == [[6, "low support", "Which port?"],
+                                         [4, "thumbs down", "How do I remove a document?"]]
+    assert picker["value"] == 6 and answer == correction == "Port 80."
+    assert "support score 20%" in heading and prompt[-1]["role"] == "user"
+    heading = queue.show(4)[0]
+    assert "**Comment:** Wrong command" in heading
+
+
+def test_a_correction_or_an_approval_takes_an_answer_off_the_list(queue) -> None:
+    rows = queue.correct(4, FIXED, gr.Request(username="ana"))[0]
+    assert [row[0] for row in rows] == [6]
+    rows = queue.approve(6, gr.Request(username="bo"))[0]
+    assert rows == []
+    assert queue.log.conversation("s1").turns[3].correction == FIXED
+    assert queue.log.conversation("s2").turns[1].approved
+
+
+@pytest.fixture
+def protected(tmp_path, echo, monkeypatch):
+    monkeypatch.setenv("CHATBOT_API_KEY", "k-1")
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    config_file = tmp_path / "bot.yaml"
+    config_file.write_text('name: Support bot\nmodels:\n  embedder: "hash:64"\n')
+    log = ConversationLog(tmp_path / "data" / "logs.sqlite")
+    turn = log_exchanges(log, "s1", [("How do I remove a document?", "Delete it.", -1)])[0]
+    engine = Engine(VARIANTS, lambda model: echo, log=log)
+    return create_server_app(engine, load_config(config_file)), turn
+
+
+def test_corrections_over_http_need_the_same_credential_as_every_route(protected) -> None:
+    app, turn = protected
+    body = {"turn_id": turn, "text": FIXED}
+    with TestClient(app) as client:
+        endpoints = client.get("/gradio_api/info", headers={"Authorization": "Bearer k-1"})
+        writes = {"/correct", "/review_correct", "/review_approve"}
+        assert writes <= set(endpoints.json()["named_endpoints"])
+        for path in [f"/gradio_api/call{name}" for name in writes] + ["/v1/corrections"]:
+            assert client.post(path, json={"data": [], **body}).status_code == 401, path
+        saved = client.post("/v1/corrections", json=body, headers={"Authorization": "Bearer k-1"})
+        assert saved.status_code == 201 and saved.json()["author"] == "api-key"
+        unknown = client.post("/v1/corrections", json={"turn_id": 99, "text": FIXED},
+                              headers={"Authorization": "Bearer k-1"})
+        assert unknown.status_code == 400 and "no turn 99" in unknown.json()["error"]["message"]

@@ -1,0 +1,234 @@
+"""``chatbot train --method dpo|kto`` on a tiny Llama: it learns the preference, registers an
+adapter the engine serves, resumes, and refuses data that cannot teach the objective."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from training.errors import DatasetError, TrainingError
+from training.train.finetune import FinetuneRequest
+from training.train.loop import LoopSettings
+from training.train.model_setup import MethodSettings
+from training.train.preference import PreferenceRequest, train_preference
+from train_support import FACTS, conversation, fact_dataset, make_tiny_model
+
+WRONG = "I am not sure, sorry."
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The runs set one torch thread (tiny matrices: a second thread only waits on a busy
+    core); the rest of the suite gets its setting back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def preference_dataset(data_dir, model_dir, name="prefs", kto=None, dpo=None):
+    """A preference dataset as ``chatbot data build --kind preference`` writes it: by default
+    the facts' right answers preferred to a non-answer (DPO pairs; KTO rows of both labels)."""
+    from transformers import AutoTokenizer
+
+    from chatbot.models import chat_template_hash, model_fingerprint
+    from chatbot.paths import DataPaths
+    from training.data.dataset import DatasetManifest
+    from training.data.preference import DPOPair, KTORow, save_preference_rows
+
+    prompts = [(tuple(conversation(q, "")[:2]), a) for q, a in FACTS]
+    if dpo is None:
+        dpo = [DPOPair(prompt, answer, WRONG) for prompt, answer in prompts]
+    if kto is None:
+        kto = [KTORow(prompt, text, text == answer) for prompt, answer in prompts
+               for text in (answer, WRONG)]
+    root = DataPaths(data_dir).dataset(name)
+    root.mkdir(parents=True)
+    files = save_preference_rows(root, {"train": kto, "validation": kto[:4]},
+                                 {"train": dpo, "validation": dpo[:2]})
+    DatasetManifest(name=name, kind="preference", files=files, chat_model=str(model_dir),
+                    chat_model_fingerprint=model_fingerprint(model_dir),
+                    chat_template_hash=chat_template_hash(AutoTokenizer.from_pretrained(model_dir)),
+                    counts={"kto": len(kto), "dpo": len(dpo)}).save(root)
+    return root
+
+
+def request_for(data_dir, model_dir, objective="dpo", name="zorb-pref", from_adapter=None,
+                dataset="prefs", **loop) -> PreferenceRequest:
+    settings = {"learning_rate": 2e-2, "batch_size": 4, "max_steps": 4, "eval_every": 2,
+                "patience": None, "warmup": 0, "seed": 7, "scheduler": "constant", **loop}
+    run = FinetuneRequest(data_dir=data_dir, dataset=dataset, name=name,
+                          base_model=str(model_dir),
+                          method=MethodSettings(lora_r=8, lora_alpha=16, lora_dropout=0.0),
+                          loop=LoopSettings(**settings), max_seq_len=256, device="cpu",
+                          threads=1)
+    return PreferenceRequest(run, objective=objective, beta=0.1, from_adapter=from_adapter)
+
+
+def sft_adapter(data_dir, model_dir, name="zorb-sft"):
+    """A registered LoRA adapter, as ``chatbot train`` leaves one."""
+    from transformers import AutoTokenizer
+
+    from chatbot.adapters import AdapterManifest
+    from chatbot.models import chat_template_hash, model_fingerprint
+    from lora import save_lora_adapter
+
+    folder = save_lora_adapter(model_dir, data_dir / "adapters" / name)
+    AdapterManifest(name=name, method="lora", base_model=str(model_dir),
+                    base_model_fingerprint=model_fingerprint(model_dir),
+                    chat_template_hash=chat_template_hash(AutoTokenizer.from_pretrained(model_dir))
+                    ).save(folder)
+    return folder
+
+
+def records(adapter_dir) -> list[dict]:
+    return [json.loads(line) for line in (adapter_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def adapter_weights(folder) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_dpo_on_an_sft_adapter_learns_the_pairs_and_registers_a_servable_variant(tmp_path,
+                                                                                tiny_model):
+    from chatbot.adapters import AdapterManifest
+    from chatbot.generate import GenerationSettings, TransformersGenerator
+    from chatbot.types import Message
+
+    sft = sft_adapter(tmp_path, tiny_model)
+    preference_dataset(tmp_path, tiny_model)
+    result = train_preference(request_for(tmp_path, tiny_model, from_adapter="zorb-sft"),
+                              progress=False)
+    folder = tmp_path / "adapters/zorb-pref"
+    losses = [r["train_loss"] for r in records(folder) if "train_loss" in r]
+    # the first step scores log 2: the reference is the SFT adapter itself, not the base model
+    assert losses[0] == pytest.approx(0.6931, abs=1e-3)
+    assert len(losses) == 4 and losses == sorted(losses, reverse=True) and losses[-1] < 0.68
+    assert result.validation["val_reward_accuracy"] == 1.0
+    assert result.validation["val_reward_margin"] > 0
+    manifest = json.loads((folder / "adapter_manifest.json").read_text())
+    assert manifest["method"] == "dpo" and manifest["hyperparameters"]["beta"] == 0.1
+    assert manifest["hyperparameters"]["from_adapter"] == "zorb-sft"
+    assert manifest["dataset"]["name"] == "prefs" and manifest["dataset"]["objective"] == "dpo"
+    # the SFT adapter was continued (same LoRA tensors, new values), not TRL's "ref" copy saved
+    assert adapter_weights(folder).keys() == adapter_weights(sft).keys()
+    assert not (folder / "ref").exists()
+    generator = TransformersGenerator(str(tiny_model), "tiny", device="cpu")
+    AdapterManifest.load(folder).check_serves_on(folder, generator.fingerprint,
+                                                 generator.template_hash)
+    generator.load_adapter("zorb-pref", folder)
+    messages = [Message(m["role"], m["content"]) for m in conversation(*FACTS[0])[:2]]
+    answer = "".join(generator.stream(messages, GenerationSettings(max_new_tokens=4),
+                                      adapter="zorb-pref"))
+    assert answer
+
+
+def test_kto_on_the_base_model_learns_the_labels_and_registers(tmp_path, tiny_model):
+    preference_dataset(tmp_path, tiny_model)
+    result = train_preference(request_for(tmp_path, tiny_model, objective="kto"), progress=False)
+    folder = tmp_path / "adapters/zorb-pref"
+    losses = [r["train_loss"] for r in records(folder) if "train_loss" in r]
+    evals = [r["val_loss"] for r in records(folder) if "val_loss" in r]
+    assert losses[0] == pytest.approx(0.5, abs=1e-3)  # the policy starts as its reference
+    assert len(evals) == 2 and evals == sorted(evals, reverse=True) and evals[-1] < 0.49
+    assert result.validation["val_reward_margin"] > 0
+    assert result.data == {"train": {"rows": 8, "desirable": 4},
+                           "validation": {"rows": 4, "desirable": 2}}
+    manifest = json.loads((folder / "adapter_manifest.json").read_text())
+    assert manifest["method"] == "kto" and manifest["hyperparameters"]["from_adapter"] is None
+    assert (folder / "adapter_config.json").is_file() and (folder / "loss.png").is_file()
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, tiny_model):
+    preference_dataset(tmp_path, tiny_model)
+    train_preference(request_for(tmp_path, tiny_model, name="straight"), progress=False)
+
+    def interrupt(record):
+        if record["step"] == 3:  # after the step-2 checkpoint, like a Ctrl-C
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_preference(request_for(tmp_path, tiny_model, name="resumed"), on_record=interrupt,
+                         progress=False)
+    assert not (tmp_path / "adapters/resumed").exists()
+    with pytest.raises(TrainingError, match="exists at .*; continue it with --resume"):
+        train_preference(request_for(tmp_path, tiny_model, name="resumed"), progress=False)
+    with pytest.raises(TrainingError, match=r"changed: beta \(0.1 -> 0.5\)"):
+        changed = request_for(tmp_path, tiny_model, name="resumed")
+        train_preference(replace(changed, beta=0.5, run=replace(changed.run, resume=True)),
+                         progress=False)
+    resumed = request_for(tmp_path, tiny_model, name="resumed")
+    train_preference(replace(resumed, run=replace(resumed.run, resume=True)), progress=False)
+    straight = adapter_weights(tmp_path / "adapters/straight")
+    again = adapter_weights(tmp_path / "adapters/resumed")
+    for name in straight:
+        torch.testing.assert_close(again[name], straight[name], rtol=1e-4, atol=1e-5)
+    steps = [r["step"] for r in records(tmp_path / "adapters/resumed") if "train_loss" in r]
+    assert steps == list(range(1, 5))
+
+
+@pytest.mark.parametrize("objective, rows, message", [
+    ("dpo", {"dpo": []}, "has no DPO pairs .*; collect some, or train on the thumbs with "
+                         "--method kto"),
+    ("kto", {"kto": "up"}, "has no undesirable rows .* among its 4 training rows; KTO needs "
+                           "both kinds"),
+    ("kto", {"kto": "down"}, "has no desirable rows .* among its 4 training rows; KTO needs "
+                             "both kinds"),
+])
+def test_data_that_cannot_teach_the_objective_is_refused(tmp_path, tiny_model, objective,
+                                                         rows, message):
+    from training.data.preference import KTORow
+
+    if "kto" in rows:
+        label = rows["kto"] == "up"
+        rows = {"kto": [KTORow(tuple(conversation(q, "")[:2]), a, label) for q, a in FACTS]}
+    preference_dataset(tmp_path, tiny_model, **rows)
+    with pytest.raises(DatasetError, match=message):
+        train_preference(request_for(tmp_path, tiny_model, objective=objective), progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_sft_dataset_and_an_unknown_adapter_are_refused(tmp_path, tiny_model):
+    fact_dataset(tmp_path, tiny_model)
+    with pytest.raises(DatasetError, match="'facts' is a sft dataset, not a preference one"):
+        train_preference(request_for(tmp_path, tiny_model, dataset="facts"), progress=False)
+    preference_dataset(tmp_path, tiny_model)
+    with pytest.raises(TrainingError, match=r"--from-adapter 'nope' is not a registered adapter "
+                                            r"\(registered: none yet\)"):
+        train_preference(request_for(tmp_path, tiny_model, from_adapter="nope"), progress=False)
+
+
+def test_the_command_line_trains_dpo_merges_it_and_prints_one_line_errors(tmp_path, tiny_model,
+                                                               monkeypatch):
+    from app.cli import main
+
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    preference_dataset(tmp_path / "data", tiny_model)
+    config = tmp_path / "bot.yaml"
+    config.write_text(f"models: {{chat: {tiny_model}, embedder: 'hash:64'}}\n")
+    args = ["train", "--config", str(config), "--data", "prefs", "--name", "zorb-dpo",
+            "--method", "dpo", "--beta", "0.2", "--max-steps", "2", "--eval-every", "2",
+            "--lora-r", "4", "--device", "cpu", "--threads", "1", "--quiet"]
+    result = CliRunner().invoke(main, args + ["--from-adapter", "missing"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("error: --from-adapter 'missing' is not a registered")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["objective"] == "dpo" and summary["steps"] == 2
+    manifest = json.loads((tmp_path / "data/adapters/zorb-dpo/adapter_manifest.json").read_text())
+    assert manifest["hyperparameters"]["beta"] == 0.2
+    merged = CliRunner().invoke(main, ["train", "merge", "zorb-dpo", "--config", str(config),
+                                       "--out", str(tmp_path / "merged")])
+    assert merged.exit_code == 0, merged.output  # a LoRA adapter like any other
+    assert (tmp_path / "merged/config.json").is_file()

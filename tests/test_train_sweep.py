@@ -1,0 +1,114 @@
+"""``chatbot train sweep`` on the tiny model: trials run, a bad learning rate is pruned, the best
+trial becomes the adapter, and a rerun continues the same study."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+from training.train.finetune import FinetuneRequest
+from training.train.loop import LoopSettings
+from training.train.model_setup import MethodSettings
+from training.train.sweep import SweepRequest, run_sweep
+from training.train.sweep_space import SweepSpace
+from train_support import fact_dataset, make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def sweep_request(data_dir, model_dir, trials: int) -> SweepRequest:
+    base = FinetuneRequest(
+        data_dir=data_dir, dataset="facts", name="zorb", base_model=str(model_dir),
+        method=MethodSettings(lora_r=4, lora_alpha=8), max_seq_len=256, device="cpu",
+        loop=LoopSettings(max_steps=4, eval_every=2, patience=None, warmup=0, batch_size=4,
+                          scheduler="constant", seed=3))
+    space = SweepSpace(learning_rate=(1e-3, 50.0), lora_r=(4, 8), alpha_ratio=(2.0,),
+                       epochs=(1.0, 1.0), lora_dropout=(0.0, 0.0), weight_decay=(0.0, 0.0))
+    return SweepRequest(base=base, trials=trials, space=space, startup_trials=1)
+
+
+def test_sweep_prunes_a_bad_learning_rate_registers_the_best_and_continues(isolated_state,
+                                                                          tiny_model):
+    tmp_path = isolated_state  # the data dir ($CHATBOT_DATA_DIR)
+    fact_dataset(tmp_path, tiny_model)
+    storage = f"sqlite:///{tmp_path / 'sweeps/zorb/study.sqlite'}"
+    (tmp_path / "sweeps/zorb").mkdir(parents=True)
+    study = optuna.create_study(study_name="zorb", storage=storage)
+    study.enqueue_trial({"learning_rate": 5e-3, "lora_r": 4})
+    study.enqueue_trial({"learning_rate": 50.0, "lora_r": 8})  # diverges or loses to the median
+
+    result = run_sweep(sweep_request(tmp_path, tiny_model, trials=2))
+
+    assert result.trials == {"complete": 1, "pruned": 1}
+    assert result.best_trial == 0
+    assert result.best_hyperparameters == {"learning_rate": 5e-3, "epochs": 1.0,
+                                           "weight_decay": 0.0, "lora_r": 4, "lora_alpha": 8,
+                                           "lora_dropout": 0.0}
+    manifest = json.loads((tmp_path / "adapters/zorb/adapter_manifest.json").read_text())
+    assert manifest["name"] == "zorb"
+    assert manifest["hyperparameters"]["learning_rate"] == 5e-3
+    assert manifest["metrics"]["sweep"]["trial"] == 0
+    assert manifest["metrics"]["best_val_loss"] == result.best_value
+    assert sorted(p.name for p in (tmp_path / "adapters").iterdir()) == ["zorb"]
+    assert not any((tmp_path / "runs").iterdir())
+    report = (tmp_path / "sweeps/zorb/report.md").read_text()
+    assert "| 0 (best) | complete |" in report and "| 1 | pruned (" in report
+    assert (tmp_path / "sweeps/zorb/objective.png").stat().st_size > 1000
+
+    # a trial cut short by a killed process is marked failed and run again; the same command
+    # with more trials continues the study: one new trial, same best or better
+    optuna.load_study(study_name="zorb", storage=storage).ask()
+    config = tmp_path / "bot.yaml"
+    config.write_text(json.dumps({"models": {"chat": str(tiny_model)},
+                                  "training": {"device": "cpu", "max_seq_len": 256,
+                                               "sweep": {"startup_trials": 1}}}))
+    out = CliRunner().invoke(main, [
+        "train", "sweep", "--config", str(config), "--data", "facts", "--name", "zorb",
+        "--trials", "3", "--quiet", "--lr-range", "1e-3", "1e-2", "--rank", "4,8",
+        "--alpha-ratio", "2", "--epochs-range", "1", "1", "--dropout-range", "0", "0",
+        "--weight-decay-range", "0", "0", "--max-steps", "4", "--eval-every", "2",
+        "--batch-size", "4", "--seed", "3", "--scheduler", "constant", "--warmup", "0"])
+    assert out.exit_code == 0, out.output
+    continued = json.loads(out.stdout)
+    assert continued["trials"]["fail"] == 1
+    assert continued["trials"].get("complete", 0) + continued["trials"].get("pruned", 0) == 3
+    assert continued["best_value"] <= result.best_value
+    best = continued["best_trial"]
+    manifest = json.loads((tmp_path / "adapters/zorb/adapter_manifest.json").read_text())
+    assert manifest["metrics"]["sweep"]["trial"] == best
+    assert sorted(p.name for p in (tmp_path / "adapters").iterdir()) == ["zorb"]
+
+
+def test_sweep_refuses_to_overwrite_another_adapter(tmp_path, tiny_model):
+    from training.errors import TrainingError
+
+    (tmp_path / "adapters/zorb").mkdir(parents=True)
+    with pytest.raises(TrainingError, match="adapter 'zorb' already exists"):
+        run_sweep(sweep_request(tmp_path, tiny_model, trials=1))
+
+
+def test_bad_ranges_are_reported_together():
+    from training.errors import TrainingError
+
+    space = SweepSpace(learning_rate=(0.0, 1e-3), lora_dropout=(0.0, 1.5), lora_r=())
+    with pytest.raises(TrainingError, match=r"learning_rate range must start above 0 \(it is "
+                                            r"drawn on a log scale\); lora_dropout range must "
+                                            r"end below 1; lora_r choices"):
+        space.check()
+
+
+def test_an_objective_that_is_not_an_upward_metric_is_refused(tiny_config, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/default.yaml here: only --config is read
+    out = CliRunner().invoke(main, ["train", "sweep", "--config", str(tiny_config), "--data",
+                                    "facts", "--name", "zorb", "--objective", "length"])
+    assert out.exit_code == 1
+    assert out.output.startswith("error: objective 'length' is not a metric that improves "
+                                 "upward; use val_loss or one of token_f1, exact_match,")

@@ -1,0 +1,109 @@
+"""The conversation log as preference signals: thumbs, corrections and arena votes.
+
+Each signal becomes a :class:`~training.data.transcripts.Conversation` whose messages are the
+exact prompt the model was sent followed by the answer(s), so the curation steps (PII, dedupe,
+split) run on it as on SFT examples; ``meta["kind"]`` says what it will be written as:
+
+- ``kto``: one answer, ``meta["label"]`` true (thumbs up, a correction) or false (thumbs down);
+- ``dpo``: two answers to one prompt, chosen then rejected (a correction and the original; an
+  arena winner and loser that were sent the same messages).
+
+    chatbot data build --kind preference --name NAME
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatbot.ab import AbStore
+from chatbot.logs import ConversationLog, LoggedTurn
+from chatbot.types import Message
+from training.data.transcripts import Conversation
+
+THUMBS_UP, THUMBS_DOWN, CORRECTION, ARENA = "thumbs up", "thumbs down", "correction", "arena"
+
+
+@dataclass(frozen=True)
+class Signals:
+    conversations: list[Conversation]
+    answers: int
+    """Finished answers read."""
+    skipped: dict[str, int]
+    """Signals left out, by reason (no prompt recorded, arena answers sent different prompts)."""
+
+
+def read_signals(path: Path, corrections: str = "prefer") -> Signals:
+    """Every preference signal in the log at ``path``; ``corrections`` is the data config's
+    policy: ``ignore`` leaves corrections out, ``only`` keeps them alone."""
+    if not path.is_file():
+        return Signals([], 0, {})
+    log = ConversationLog(path)
+    try:
+        answers = {turn.id: (session.session_id, turn) for session in log.conversations()
+                   for turn in session.turns if turn.role == "assistant"
+                   and turn.status == "complete"}
+    finally:
+        log.close()
+    found, skipped = [], {}
+    for session, turn in answers.values():
+        if not turn.messages:
+            skipped["no prompt recorded"] = skipped.get("no prompt recorded", 0) + 1
+            continue
+        found += _turn_signals(session, turn, corrections)
+    if corrections != "only":
+        found += _arena_pairs(path, answers, skipped)
+    return Signals(found, len(answers), skipped)
+
+
+def _prompt(turn: LoggedTurn) -> tuple[Message, ...]:
+    return tuple(Message(m["role"], m["content"]) for m in turn.messages)
+
+
+def _turn_signals(session: str, turn: LoggedTurn, corrections: str) -> list[Conversation]:
+    prompt, group = _prompt(turn), f"logs:{session}"
+    where = f"{group}:{turn.position}"
+    found = []
+    if turn.rating is not None and corrections != "only":
+        label = turn.rating == 1
+        found.append(_kto(f"{where}:{'up' if label else 'down'}", prompt, turn.text, label,
+                          THUMBS_UP if label else THUMBS_DOWN, group))
+    fixed = turn.correction if corrections != "ignore" else None
+    if fixed is not None and fixed.strip() != turn.text.strip():
+        found.append(_kto(f"{where}:corrected", prompt, fixed, True, CORRECTION, group))
+        found.append(_dpo(f"{where}:pair", prompt, fixed, turn.text, CORRECTION, group))
+    return found
+
+
+def _arena_pairs(path: Path, answers: dict[int, tuple[str, LoggedTurn]],
+                 skipped: dict[str, int]) -> list[Conversation]:
+    store = AbStore(path)
+    try:
+        decided = store.decided_battles()
+    finally:
+        store.close()
+    found = []
+    for battle, won, lost in decided:
+        if won not in answers or lost not in answers:
+            continue
+        winner, loser = answers[won][1], answers[lost][1]
+        if not winner.messages or winner.messages != loser.messages:
+            skipped["arena answers sent different prompts"] = (
+                skipped.get("arena answers sent different prompts", 0) + 1)
+            continue
+        found.append(_dpo(f"arena:{battle}", _prompt(winner), winner.text, loser.text, ARENA,
+                          f"logs:{answers[won][0]}"))
+    return found
+
+
+def _kto(cid: str, prompt: tuple[Message, ...], text: str, label: bool, origin: str,
+         group: str) -> Conversation:
+    return Conversation(cid, prompt + (Message("assistant", text),), "logs",
+                        {"kind": "kto", "label": label, "from": origin}, group=group)
+
+
+def _dpo(cid: str, prompt: tuple[Message, ...], chosen: str, rejected: str, origin: str,
+         group: str) -> Conversation:
+    answers = (Message("assistant", chosen), Message("assistant", rejected))
+    return Conversation(cid, prompt + answers, "logs", {"kind": "dpo", "from": origin},
+                        group=group)

@@ -1,0 +1,1 @@
+"""Synthetic training and test data from the indexed documents (``chatbot data synth``)."""
