@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_index_quality import found_ids, norm, rows  # noqa: E402
+from bench_index_quality import found_ids, norm, rows, write_pages  # noqa: E402
 from chat_bench_bot import ROOT, embedded_config  # noqa: E402
 
 from chatbot.retrieval_query import QueryPolicy, retrieval_query, rewrite_with  # noqa: E402
@@ -87,14 +87,6 @@ def conditionalqa_conversations() -> list[Conversation]:
                                   [Message("user", earlier), Message("assistant", ACK)],
                                   q["scenario"] + " " + q["question"], gold(q)))
     return found
-
-
-def write_pages(folder: Path) -> None:
-    folder.mkdir(parents=True)
-    for doc in rows("documents.jsonl") + rows("distractor_documents.jsonl"):
-        html = (f"<html><head><title>{doc['title']}</title></head><body><main>"
-                + "".join(doc["elements"]) + "</main></body></html>")
-        (folder / f"{doc['doc_id']}.html").write_text(html, encoding="utf-8")
 
 
 def open_search(config, data_dir: Path, paths: list[Path]):

@@ -7,6 +7,7 @@ Needs Debian's chromium at /usr/bin/chromium (./dev.sh test installs it).
 import os
 import re
 import sqlite3
+from contextlib import contextmanager
 
 import pytest
 import yaml
@@ -31,6 +32,24 @@ WATCH_STREAM = """() => {
 }"""
 
 
+@contextmanager
+def logged_in_page(url: str):
+    """A Chromium page on the served UI, logged in as the fixture's user."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.get_by_label("username").fill("ana")
+            page.get_by_label("password").fill("a passphrase")
+            page.keyboard.press("Enter")
+            yield page
+        finally:
+            browser.close()
+
+
 @pytest.fixture
 def served(tmp_path, tiny_model_dir, isolated_state):
     docs = tmp_path / "docs"
@@ -49,39 +68,30 @@ def served(tmp_path, tiny_model_dir, isolated_state):
 
 
 def test_browser_logs_in_chats_streams_shows_sources_logs_thumbs_up_and_uploads(served) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, log_path = served
     upload = log_path.parent.parent / "pets.md"
     upload.write_text("# Pets\n\nCats sleep sixteen hours a day.\n")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(url)
-            page.get_by_label("username").fill("ana")
-            page.get_by_label("password").fill("a passphrase")
-            page.keyboard.press("Enter")
-            expect(page.locator("#cb-chat")).to_be_visible(timeout=30_000)
-            page.evaluate(WATCH_STREAM)
-            box = page.locator("#cb-message textarea")
-            box.fill("How do I index my documents?")
-            box.press("Enter")
-            expect(page.locator("#cb-sources .cb-source").first).to_be_visible(timeout=30_000)
-            expect(page.locator("#cb-sources")).to_contain_text("indexing.md")
-            marks = '#cb-chat [data-testid="bot"] :is(.cb-unsupported, a.cb-support-link)'
-            expect(page.locator(marks).first).to_be_attached()  # kept by the page's sanitizer
-            expect(page.locator("#cb-sources .cb-legend")).to_contain_text("supported")
-            assert page.evaluate("window.seenTexts.size") >= 2  # it grew before it ended
-            page.get_by_label("Like", exact=True).first.click()
-            expect(page.locator("#cb-comment")).to_be_visible(timeout=10_000)
-            page.get_by_role("tab", name="Documents").click()
-            page.locator("#cb-upload input[type=file]").set_input_files(str(upload))
-            expect(page.locator("#cb-upload-status")).to_contain_text(
-                "Indexed 1 file(s): 1 added", timeout=30_000)
-            expect(page.locator("#cb-documents")).to_contain_text("uploads/pets.md")
-        finally:
-            browser.close()
+    with logged_in_page(url) as page:
+        expect(page.locator("#cb-chat")).to_be_visible(timeout=30_000)
+        page.evaluate(WATCH_STREAM)
+        box = page.locator("#cb-message textarea")
+        box.fill("How do I index my documents?")
+        box.press("Enter")
+        expect(page.locator("#cb-sources .cb-source").first).to_be_visible(timeout=30_000)
+        expect(page.locator("#cb-sources")).to_contain_text("indexing.md")
+        marks = '#cb-chat [data-testid="bot"] :is(.cb-unsupported, a.cb-support-link)'
+        expect(page.locator(marks).first).to_be_attached()  # kept by the page's sanitizer
+        expect(page.locator("#cb-sources .cb-legend")).to_contain_text("supported")
+        assert page.evaluate("window.seenTexts.size") >= 2  # it grew before it ended
+        page.get_by_label("Like", exact=True).first.click()
+        expect(page.locator("#cb-comment")).to_be_visible(timeout=10_000)
+        page.get_by_role("tab", name="Documents").click()
+        page.locator("#cb-upload input[type=file]").set_input_files(str(upload))
+        expect(page.locator("#cb-upload-status")).to_contain_text(
+            "Indexed 1 file(s): 1 added", timeout=30_000)
+        expect(page.locator("#cb-documents")).to_contain_text("uploads/pets.md")
     rows = sqlite3.connect(log_path).execute(
         "SELECT f.rating, t.role, t.status, t.session_id FROM feedback f "
         "JOIN turns t ON t.id = f.turn_id").fetchall()
@@ -93,7 +103,7 @@ def test_browser_edits_an_answer_into_a_correction_kept_beside_the_original(serv
                                                                            tmp_path) -> None:
     from dataclasses import replace
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from app.build import data_settings
     from training.data.build import build_dataset
@@ -101,28 +111,19 @@ def test_browser_edits_an_answer_into_a_correction_kept_beside_the_original(serv
 
     url, log_path = served
     fixed = "Run `chatbot index sync` to index the docs folder."
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(url)
-            page.get_by_label("username").fill("ana")
-            page.get_by_label("password").fill("a passphrase")
-            page.keyboard.press("Enter")
-            box = page.locator("#cb-message textarea")
-            box.fill("How do I index my documents?")
-            box.press("Enter")
-            expect(page.locator("#cb-sources .cb-source").first).to_be_visible(timeout=30_000)
-            page.locator('#cb-chat [data-testid="bot"]').first.hover()
-            page.locator('#cb-chat .message-buttons-left [aria-label="Edit"]').first.click()
-            editor = page.locator("#cb-chat textarea.edit-textarea")
-            expect(editor).not_to_have_value(re.compile("cb-unsupported"))  # plain text
-            editor.fill(fixed)
-            page.locator('#cb-chat [aria-label="Submit"]').click()
-            expect(page.locator('#cb-chat [data-testid="bot"]').first).to_have_text(
-                re.compile("to index the docs folder"), timeout=10_000)
-        finally:
-            browser.close()
+    with logged_in_page(url) as page:
+        box = page.locator("#cb-message textarea")
+        box.fill("How do I index my documents?")
+        box.press("Enter")
+        expect(page.locator("#cb-sources .cb-source").first).to_be_visible(timeout=30_000)
+        page.locator('#cb-chat [data-testid="bot"]').first.hover()
+        page.locator('#cb-chat .message-buttons-left [aria-label="Edit"]').first.click()
+        editor = page.locator("#cb-chat textarea.edit-textarea")
+        expect(editor).not_to_have_value(re.compile("cb-unsupported"))  # plain text
+        editor.fill(fixed)
+        page.locator('#cb-chat [aria-label="Submit"]').click()
+        expect(page.locator('#cb-chat [data-testid="bot"]').first).to_have_text(
+            re.compile("to index the docs folder"), timeout=10_000)
     rows = sqlite3.connect(log_path).execute(
         "SELECT c.text, c.author, t.text, t.role FROM corrections c "
         "JOIN turns t ON t.id = c.turn_id").fetchall()

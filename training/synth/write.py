@@ -7,13 +7,12 @@
   eval --data`` (retrieval of the chunk's section) read;
 - ``teacher_calls.jsonl``: every teacher call with its prompt, response, seconds and verdict.
 
-Written to a temporary folder renamed at the end, so a failed write leaves nothing behind.
+Written like every dataset (``dataset.write_directory``): a failed write leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -44,9 +43,7 @@ def _passage(source: str, location: str) -> str:
 
 def write_dataset(target: Path, summary: SynthSummary, curated: Curated, options: CurateOptions,
                   data: DataSettings, counter, calls: Path, overwrite: bool) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    def fill(work: Path) -> None:
         halves = curated.split
         store.save_examples(work, halves.train, halves.validation)
         store.write_jsonl(work / "export.jsonl",
@@ -60,12 +57,8 @@ def write_dataset(target: Path, summary: SynthSummary, curated: Curated, options
                         (options.min_tokens, options.max_tokens))
         (work / "data_report.md").write_text(render_report(summary), encoding="utf-8")
         _manifest(summary, curated, options, data, counter).save(work)
-        if target.exists() and overwrite:
-            shutil.rmtree(target)
-        work.rename(target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+
+    store.write_directory(target, overwrite, fill)
 
 
 def _manifest(summary: SynthSummary, curated: Curated, options: CurateOptions,
