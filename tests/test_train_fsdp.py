@@ -29,7 +29,7 @@ def test_fsdp_run_resumes_from_sharded_checkpoints_and_saves_one_loadable_adapte
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--standalone", str(tests / "fsdp_worker.py"), str(data_dir), str(model_dir)],
         env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, _first_failure(done.stderr)
 
     straight = load_file(str(data_dir / "adapters/straight/adapter_model.safetensors"))
     resumed = load_file(str(data_dir / "adapters/resumed/adapter_model.safetensors"))
@@ -49,3 +49,10 @@ def test_fsdp_run_resumes_from_sharded_checkpoints_and_saves_one_loadable_adapte
     ids = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():
         assert not torch.allclose(tuned(ids).logits, base(ids).logits)
+
+
+def _first_failure(stderr: str) -> str:
+    """The traceback of the rank that failed first: the other rank only reports the lost peer."""
+    lines = stderr.splitlines()
+    starts = [i for i, line in enumerate(lines) if "Traceback" in line]
+    return "\n".join(lines[starts[0]:starts[0] + 60]) if starts else stderr[-3000:]

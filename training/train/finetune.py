@@ -91,8 +91,7 @@ def finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] 
     if request.threads:
         torch.set_num_threads(request.threads)
     target = check_new_adapter(request.data_dir, request.name)
-    run_dir = _prepare_run_dir(request, probe_writable)
-    _same_settings_on_resume(run_dir, request)
+    run_dir = _prepared_run_dir(request, workers, probe_writable)
     data = load_training_data(request.data_dir, request.dataset)
     model_dir = resolve_model(request.base_model, request.base_dir)
     model, tokenizer, bf16, attention_kwargs = _load_model(model_dir, request, workers)
@@ -149,6 +148,16 @@ def _stop_workers(workers: Workers) -> None:
         torch.distributed.barrier()
         if workers.owns_group:
             torch.distributed.destroy_process_group()
+
+
+def _prepared_run_dir(request: FinetuneRequest, workers: Workers, probe_writable) -> Path:
+    """Rank 0 prepares the run directory while the other processes wait: several processes
+    clearing one folder and writing its settings would race."""
+    if workers.rank == 0:
+        _same_settings_on_resume(_prepare_run_dir(request, probe_writable), request)
+    if workers.world > 1:
+        torch.distributed.barrier()
+    return DataPaths(request.data_dir).run(request.name)
 
 
 def _prepare_run_dir(request: FinetuneRequest, probe_writable) -> Path:

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,12 +44,12 @@ def check_new_adapter(data_dir: Path, name: str) -> Path:
 
 
 def probe_writable(folder: Path) -> None:
-    """Create ``folder`` and write a file in it, so a read-only disk fails before training."""
-    probe = folder / ".write-probe"
+    """Create ``folder`` and write a file in it, so a read-only disk fails before training.
+    Each process writes a probe of its own: the processes of one ``torchrun`` probe at once."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-") as probe:
+            probe.write(b"ok")
     except OSError as exc:
         raise disk_error(folder, exc) from None
 
