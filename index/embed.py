@@ -73,21 +73,6 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if len(texts) > 1:
-            return self._encode(texts)
-        # One query on one thread: its few tokens gain little from a second, and on a busy
-        # machine waiting for both threads made it 5x slower (benchmarks/bench_retrieval_
-        # latency.py). torch's intra-op thread count is this thread's own (OpenMP).
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return self._encode(texts)
-        finally:
-            torch.set_num_threads(threads)
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                                     convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
