@@ -126,7 +126,7 @@ def build_attributor(config: BotConfig, embedder: Embedder) -> Attributor | None
 
 def embedder_spec(config: BotConfig) -> EmbedderSpec:
     return EmbedderSpec(config.models.embedder, config.base_dir, config.models.device,
-                        config.index.batch_size)
+                        config.index.batch_size, config.models.embedder_dtype)
 
 
 def bot_index(config: BotConfig) -> BotIndex:

@@ -51,6 +51,8 @@ class EmbedderSpec:
     """Where a relative model directory is found (the config's folder)."""
     device: str = "auto"
     batch_size: int = 16
+    dtype: str = "float32"
+    """``float32`` or ``bfloat16``: what the model computes in (the vectors are float32)."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,8 @@ def open_embedder(spec: EmbedderSpec) -> Embedder:
     from chatbot.models import resolve_model
 
     return SentenceTransformerEmbedder(resolve_model(spec.name, spec.base_dir), name=spec.name,
-                                       device=spec.device, batch_size=spec.batch_size)
+                                       device=spec.device, batch_size=spec.batch_size,
+                                       dtype=spec.dtype)
 
 
 @_index_errors

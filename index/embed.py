@@ -40,11 +40,13 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded on first use, encoding in batches."""
 
     def __init__(self, path: str, name: str | None = None, device: str | None = None,
-                 batch_size: int = 16):
+                 batch_size: int = 16, dtype: str = "float32"):
         self.path = path
         self.name = name or path
         self.device = None if device in (None, "auto") else device
         self.batch_size = batch_size
+        self.dtype = dtype
+        """``float32`` or ``bfloat16`` weights and activations; vectors come out as float32."""
         self._model = None
 
     @property
@@ -54,6 +56,10 @@ class SentenceTransformerEmbedder:
 
             self._model = SentenceTransformer(self.path, device=self.device,
                                               local_files_only=Path(self.path).is_dir())
+            if self.dtype == "bfloat16":
+                import torch
+
+                self._model.to(torch.bfloat16)
         return self._model
 
     @property

@@ -163,3 +163,14 @@ def test_every_backend_and_variant_key_is_documented() -> None:
         for key in model.model_fields:
             assert f"`{section}.NAME.{key}`" in docs, f"{section}.NAME.{key} not in the docs"
             assert f" {key}: " in text, f"{key} not commented in default.yaml"
+
+
+def test_the_embedder_precision_reaches_the_embedder_and_a_wrong_one_is_named() -> None:
+    from app.build import embedder_spec
+    from chatbot.indexing import open_embedder
+
+    config = BotConfig(models={"embedder_dtype": "bfloat16"})
+    assert open_embedder(embedder_spec(config)).dtype == "bfloat16"
+    assert open_embedder(embedder_spec(BotConfig())).dtype == "float32"
+    assert config_problems({"models": {"embedder_dtype": "int8"}}) == [
+        "models.embedder_dtype: Input should be 'float32' or 'bfloat16'"]

@@ -52,3 +52,20 @@ def test_sync_and_find_the_right_document(tmp_path, embedder):
             assert hit.source.endswith(expected), (mode, question, hit.source)
     top = Retriever(store, embedder, mode="dense", k=1).search("passport renewal fee")[0]
     assert top.location == "Passports > Renewing" and 0.3 < top.scores["dense"] <= 1.0
+
+
+def test_a_bfloat16_embedder_gives_float32_vectors_close_to_float32_and_finds_the_same(
+        tmp_path, embedder):
+    name = "embedded:all-minilm-l6-v2"
+    half = SentenceTransformerEmbedder(resolve_model(name), name=name, dtype="bfloat16")
+    texts = list(DOCS.values()) + ["When is my tax return due?"]
+    full, reduced = embedder.encode(texts), half.encode(texts)
+    assert reduced.dtype == full.dtype == "float32" and reduced.shape == full.shape
+    assert (full * reduced).sum(axis=1).min() > 0.99  # both are unit vectors
+    for file, text in DOCS.items():
+        (tmp_path / file).write_text(text)
+    store = Store.open(tmp_path / "ix", IndexSettings(embedder.name, None, 200, 30), create=True)
+    assert sync([tmp_path], store, embedder).ok  # built in float32, searched in bfloat16
+    hit = Retriever(Store.open(tmp_path / "ix"), half, mode="dense", k=1).search(
+        "When is my tax return due?")[0]
+    assert hit.source.endswith("tax.md")
