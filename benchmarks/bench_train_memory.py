@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_train_gpu import CONVERSATIONS, SHAPES, build_model, train_timed  # noqa: E402
+from bench_train_gpu import train_timed  # noqa: E402
+from train_shapes import CONVERSATIONS, SHAPES, build_model  # noqa: E402
 
 RUNS = {"lora": "LoRA, bf16 base", "lora-ckpt": "LoRA, bf16 base + gradient checkpointing",
         "qlora": "QLoRA, NF4 base", "qlora-ckpt": "QLoRA, NF4 base + gradient checkpointing",
