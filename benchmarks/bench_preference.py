@@ -149,7 +149,25 @@ def scores(answers: list[str], items) -> dict[str, list[float]]:
             "exact_match": [exact_match(a, gold) for a, (_, gold) in zip(answers, items)]}
 
 
-def main() -> None:
+class Laps:
+    """Wall and CPU seconds of each phase: on a shared machine the two differ."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, tuple[int, int]] = {}
+        self._clock, self._cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, name: str) -> None:
+        self.seconds[name] = (round(time.perf_counter() - self._clock),
+                              round(time.process_time() - self._cpu))
+        self._clock, self._cpu = time.perf_counter(), time.process_time()
+        print(f"{name}: {self.seconds[name][0]} s wall, {self.seconds[name][1]} s CPU", flush=True)
+
+    def totals(self) -> str:
+        return (f"{sum(w for w, _ in self.seconds.values())} s wall, "
+                f"{sum(c for _, c in self.seconds.values())} s CPU")
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-preference"))
     parser.add_argument("--model", default="embedded:smollm2-135m-instruct")
@@ -163,63 +181,65 @@ def main() -> None:
     parser.add_argument("--max-len", type=int, default=320)
     parser.add_argument("--max-new-tokens", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def print_table(metrics: dict[str, dict[str, list[float]]]) -> None:
+    """Each variant's token F1 and exact match, and its paired difference from SFT."""
+    from training.eval.paired_stats import compare_paired
+
+    def interval(i) -> str:
+        return f"{i.mean:.3f} [{i.low:.3f}, {i.high:.3f}]"
+
+    def signed(i) -> str:
+        return f"{i.mean:+.3f} [{i.low:+.3f}, {i.high:+.3f}]"
+
+    print("| variant | token F1 [95% CI] | exact match [95% CI] | F1 diff vs SFT [95% CI] | "
+          "EM diff vs SFT [95% CI] | F1 W/T/L |\n|---|---|---|---|---|---|")
+    for name in metrics:
+        f1 = compare_paired(metrics["SFT"]["token_f1"], metrics[name]["token_f1"])
+        em = compare_paired(metrics["SFT"]["exact_match"], metrics[name]["exact_match"])
+        diffs = ("", "", "") if name == "SFT" else (
+            signed(f1.difference), signed(em.difference), f"{f1.wins}/{f1.ties}/{f1.losses}")
+        print(f"| {name} | {interval(f1.candidate)} | {interval(em.candidate)} | "
+              + " | ".join(diffs) + " |")
+
+
+def main() -> None:
+    args = parse_args()
     import shutil
 
     import torch
 
     from chatbot.models import resolve_model
-    from training.eval.paired_stats import compare_paired
 
     torch.set_num_threads(args.threads)
     shutil.rmtree(args.work, ignore_errors=True)
     data_dir, model_dir = args.work / "data", resolve_model(args.model)
-    clock, cpu, seconds = time.perf_counter(), time.process_time(), {}
-
-    def lap(name: str) -> None:
-        """Wall and CPU seconds of a phase: on a shared machine the two differ."""
-        nonlocal clock, cpu
-        seconds[name] = (round(time.perf_counter() - clock), round(time.process_time() - cpu))
-        clock, cpu = time.perf_counter(), time.process_time()
-        print(f"{name}: {seconds[name][0]} s wall, {seconds[name][1]} s CPU", flush=True)
-
+    laps = Laps()
     sft = train_sft(data_dir, args.model, args)
-    lap("SFT training")
+    laps.lap("SFT training")
     review = questions(DATA / "train_qa_sample.jsonl", args.sft_train, args.pref_questions)
     counts = write_preference_dataset(data_dir, "cqa-pref", model_dir, review, answer_all(
         model_dir, sft, review, args.max_new_tokens))
     print(json.dumps(counts))
-    lap("SFT answers to the review questions")
+    laps.lap("SFT answers to the review questions")
     results = {objective: train_on_preferences(data_dir, args.model, objective, args)
                for objective in ("dpo", "kto")}
     for objective, result in results.items():
         print(objective, json.dumps({k: result[k] for k in ("steps", "best_step", "validation")}))
-    lap("DPO + KTO training")
+    laps.lap("DPO + KTO training")
     dev = questions(DATA / "questions.jsonl", 0, args.dev)
     adapters = {"SFT": sft, "SFT + DPO": data_dir / "adapters/sft-dpo",
                 "SFT + KTO": data_dir / "adapters/sft-kto"}
     metrics = {name: scores(answer_all(model_dir, path, dev, args.max_new_tokens), dev)
                for name, path in adapters.items()}
-    lap("dev answers (3 adapters)")
+    laps.lap("dev answers (3 adapters)")
     print(f"\n{len(dev)} dev questions; SFT on {args.sft_train} questions ({args.sft_steps} "
           f"steps); {counts['dpo']['train']} DPO pairs / {counts['kto']['train']} KTO rows from "
           f"{len(review)} review questions ({args.pref_steps} steps, beta {args.beta}, lr "
-          f"{args.pref_lr:g}); total {sum(w for w, _ in seconds.values())} s wall, "
-          f"{sum(c for _, c in seconds.values())} s CPU\n")
-    print("| variant | token F1 [95% CI] | exact match [95% CI] | F1 diff vs SFT [95% CI] | "
-          "EM diff vs SFT [95% CI] | F1 W/T/L |\n|---|---|---|---|---|---|")
-    for name in adapters:
-        cells = []
-        for metric in ("token_f1", "exact_match"):
-            paired = compare_paired(metrics["SFT"][metric], metrics[name][metric])
-            cells.append((paired.candidate, paired.difference, paired))
-        (f1, f1_diff, f1_pair), (em, em_diff, _) = cells
-        interval = lambda i: f"{i.mean:.3f} [{i.low:.3f}, {i.high:.3f}]"  # noqa: E731
-        signed = lambda i: f"{i.mean:+.3f} [{i.low:+.3f}, {i.high:+.3f}]"  # noqa: E731
-        diffs = ("", "", "") if name == "SFT" else (
-            signed(f1_diff), signed(em_diff), f"{f1_pair.wins}/{f1_pair.ties}/{f1_pair.losses}")
-        print(f"| {name} | {interval(f1)} | {interval(em)} | " + " | ".join(diffs) + " |")
+          f"{args.pref_lr:g}); total {laps.totals()}\n")
+    print_table(metrics)
 
 
 if __name__ == "__main__":
