@@ -9,11 +9,12 @@ per merged passage (the default is on in the last row). Query =
 scenario + " " + question; the gold sentences are the evidence elements' texts, counted only in
 passages of the question's own page; questions without evidence are left out.
 
-    .venv/bin/python benchmarks/bench_index_quality.py
+    .venv/bin/python benchmarks/bench_index_quality.py [--embedder-dtype float32]
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import re
@@ -144,13 +145,19 @@ def build(root: Path, embedder) -> dict[str, Path]:
 
 
 def main() -> None:
-    embedder = QueryCache(SentenceTransformerEmbedder(resolve_model(NAME), name=NAME))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--embedder-dtype", choices=["auto", "float32", "bfloat16"],
+                        default="auto", help="models.embedder_dtype for indexing and queries")
+    args = parser.parse_args()
+    model = SentenceTransformerEmbedder(resolve_model(NAME), name=NAME, dtype=args.embedder_dtype)
+    embedder = QueryCache(model)
     evalset = questions()
     with tempfile.TemporaryDirectory() as tmp:
         indexes = build(Path(tmp), embedder)
         chunks = Store.open(indexes["plain"]).manifest.counts.chunks
         print(f"\n{len(evalset)} questions with evidence; 24 pages (12 with questions, 12 "
-              f"distractors), {chunks} chunks; embedder {NAME}\n")
+              f"distractors), {chunks} chunks; embedder {NAME} in "
+              f"{'bfloat16' if model.computes_in_bfloat16() else 'float32'}\n")
         print("| step | mode | fusion | R@2 | R@4 | R@8 | hit@2 | hit@4 | MRR | words@2/4/8 |\n"
               "|---|---|---|---|---|---|---|---|---|---|")
         for row in ROWS:

@@ -128,18 +128,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1113,100000")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--embedder-dtype", choices=["float32", "bfloat16"], default="float32",
-                        help="models.embedder_dtype (bfloat16 needs CPU bf16 instructions)")
+    parser.add_argument("--embedder-dtype", choices=["auto", "float32", "bfloat16"],
+                        default="auto", help="models.embedder_dtype (default: the config's "
+                        "auto, bfloat16 on a CPU with bf16 instructions)")
     args = parser.parse_args()
     questions = [q["scenario"] + " " + q["question"] for q in rows("questions.jsonl")]
     stages = ("total", "total CPU", "embedding", "after embedding", "dense", "bm25",
               "fusion + passages")
-    print(f"\n{len(questions)} questions x {args.rounds} rounds, k=4, default config "
-          f"(hybrid rrf 2:1, neighbour merging, no reranker), embedder in {args.embedder_dtype}\n")
-    print("| chunks | FAISS | build s | " + " | ".join(f"{s} p50 / p95 ms" for s in stages)
-          + " |\n|---|---|---|" + "---|" * len(stages))
     configured = bot_index(embedded_config(None))
     embedder = open_embedder(replace(configured.embedder, dtype=args.embedder_dtype))
+    precision = "bfloat16" if embedder.computes_in_bfloat16() else "float32"
+    print(f"\n{len(questions)} questions x {args.rounds} rounds, k=4, default config "
+          f"(hybrid rrf 2:1, neighbour merging, no reranker), embedder_dtype "
+          f"{args.embedder_dtype}: the embedder computes in {precision}\n")
+    print("| chunks | FAISS | build s | " + " | ".join(f"{s} p50 / p95 ms" for s in stages)
+          + " |\n|---|---|---|" + "---|" * len(stages))
     texts, vectors = passages(embedder)
     for size in map(int, args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,8 @@ Why a scheduler of our own rather than transformers' ``generate_batch`` /
 ``ContinuousBatchingManager``: on the 2-core CPU that measured 1.1x for 8 requests against 2.4x
 for one left-padded static batch through ``generate`` (shared/NOTES.md), and a static batch
 cannot take a request that arrives mid-answer. So this is the left-padded batch made continuous:
-one worker thread owns the model and one KV cache of ``[rows, heads, length, dim]``; between
+one worker thread owns the model and one KV cache of ``[rows, heads, length, dim]`` (grown in
+place, chatbot/kv_cache.py); between
 decode steps it drops finished or cancelled rows (their slots free at once) and merges newly
 prefilled ones, left-padded, with a per-row attention mask and position ids, so each row computes
 what it would alone. Prompts are prefilled alone (prefill is compute-bound here: batching it gains
@@ -148,12 +149,13 @@ class BatchingTransformersGenerator(TransformersGenerator):
 
     def _prefill_chunk(self, request: _Request) -> None:
         import torch
-        from transformers import DynamicCache
+
+        from chatbot.kv_cache import HeadroomCache
 
         start = request.prefilled
         end = min(start + PREFILL_CHUNK, request.prompt_len)
         if request.cache is None:
-            request.cache = DynamicCache()
+            request.cache = HeadroomCache()
         out = self.model(
             input_ids=torch.tensor([request.tokens[start:end]], device=self.device),
             attention_mask=torch.ones(1, end, dtype=torch.long, device=self.device),
@@ -239,10 +241,10 @@ class BatchingTransformersGenerator(TransformersGenerator):
         total = max(length, self._mask.shape[1])
         pad_old, pad_new = total - self._mask.shape[1], total - length
         for old, new in zip(self._cache.layers, request.cache.layers):
-            old.keys = torch.cat([F.pad(old.keys, (0, 0, pad_old, 0)),
-                                  F.pad(new.keys, (0, 0, pad_new, 0))])
-            old.values = torch.cat([F.pad(old.values, (0, 0, pad_old, 0)),
-                                    F.pad(new.values, (0, 0, pad_new, 0))])
+            old.replace(torch.cat([F.pad(old.keys, (0, 0, pad_old, 0)),
+                                   F.pad(new.keys, (0, 0, pad_new, 0))]),
+                        torch.cat([F.pad(old.values, (0, 0, pad_old, 0)),
+                                   F.pad(new.values, (0, 0, pad_new, 0))]))
         self._mask = torch.cat([F.pad(self._mask, (pad_old, 0)), F.pad(new_mask, (pad_new, 0))])
         self._rows.append(request)
 
@@ -259,6 +261,5 @@ class BatchingTransformersGenerator(TransformersGenerator):
         start = int(mask.any(dim=0).int().argmax())
         self._mask = mask[:, start:]
         for layer in self._cache.layers:
-            layer.keys = layer.keys[index, :, start:]
-            layer.values = layer.values[index, :, start:]
+            layer.replace(layer.keys[index, :, start:], layer.values[index, :, start:])
 

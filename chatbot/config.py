@@ -34,10 +34,10 @@ class ModelsConfig(Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """``auto`` is float32 on CPUs (bf16 is many times slower without bf16 instructions)."""
-    embedder_dtype: Literal["float32", "bfloat16"] = "float32"
-    """Precision the embedder computes in. ``bfloat16`` embeds ~1.5x faster on CPUs with bf16
-    instructions (and GPUs) with vectors within 0.998 cosine of float32; many times slower on
-    CPUs without them."""
+    embedder_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Precision the embedder computes in. ``bfloat16`` embeds ~2x faster on CPUs with bf16
+    instructions (and GPUs) with vectors within 0.998 cosine of float32, and is many times
+    slower on CPUs without them; ``auto`` picks it on a CPU that has them, float32 elsewhere."""
     threads: int | None = Field(default=None, ge=1)
     """torch intra-op threads for generation; ``None`` keeps torch's default."""
     max_batch: int = Field(default=8, ge=1)

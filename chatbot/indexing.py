@@ -51,8 +51,9 @@ class EmbedderSpec:
     """Where a relative model directory is found (the config's folder)."""
     device: str = "auto"
     batch_size: int = 16
-    dtype: str = "float32"
-    """``float32`` or ``bfloat16``: what the model computes in (the vectors are float32)."""
+    dtype: str = "auto"
+    """``auto``, ``float32`` or ``bfloat16``: what the model computes in (the vectors are
+    float32); ``auto`` is bfloat16 on a CPU with bf16 instructions."""
 
 
 @dataclass(frozen=True)

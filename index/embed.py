@@ -40,13 +40,14 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded on first use, encoding in batches."""
 
     def __init__(self, path: str, name: str | None = None, device: str | None = None,
-                 batch_size: int = 16, dtype: str = "float32"):
+                 batch_size: int = 16, dtype: str = "auto"):
         self.path = path
         self.name = name or path
         self.device = None if device in (None, "auto") else device
         self.batch_size = batch_size
         self.dtype = dtype
-        """``float32`` or ``bfloat16`` weights and activations; vectors come out as float32."""
+        """``float32``, ``bfloat16`` or ``auto`` (bfloat16 on a CPU with bf16 instructions, else
+        float32) for weights and activations; vectors come out as float32."""
         self._model = None
 
     @property
@@ -56,11 +57,16 @@ class SentenceTransformerEmbedder:
 
             self._model = SentenceTransformer(self.path, device=self.device,
                                               local_files_only=Path(self.path).is_dir())
-            if self.dtype == "bfloat16":
+            if self.computes_in_bfloat16():
                 import torch
 
                 self._model.to(torch.bfloat16)
         return self._model
+
+    def computes_in_bfloat16(self) -> bool:
+        if self.dtype != "auto":
+            return self.dtype == "bfloat16"
+        return self.model.device.type == "cpu" and cpu_has_bfloat16()
 
     @property
     def dimension(self) -> int:
@@ -82,6 +88,14 @@ class SentenceTransformerEmbedder:
         vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                                     convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there it embeds ~2x
+    faster than float32; elsewhere bfloat16 is emulated and many times slower."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 _WORD = re.compile(r"\w+|[^\w\s]")

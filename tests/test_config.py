@@ -171,6 +171,6 @@ def test_the_embedder_precision_reaches_the_embedder_and_a_wrong_one_is_named() 
 
     config = BotConfig(models={"embedder_dtype": "bfloat16"})
     assert open_embedder(embedder_spec(config)).dtype == "bfloat16"
-    assert open_embedder(embedder_spec(BotConfig())).dtype == "float32"
+    assert open_embedder(embedder_spec(BotConfig())).dtype == "auto"
     assert config_problems({"models": {"embedder_dtype": "int8"}}) == [
-        "models.embedder_dtype: Input should be 'float32' or 'bfloat16'"]
+        "models.embedder_dtype: Input should be 'auto', 'float32' or 'bfloat16'"]

@@ -27,6 +27,8 @@ DOCS = {
 
 @pytest.fixture(scope="module")
 def embedder():
+    """The embedded embedder in the default precision (``auto``: bfloat16 on a CPU with bf16
+    instructions, else float32)."""
     name = "embedded:all-minilm-l6-v2"
     return SentenceTransformerEmbedder(resolve_model(name), name=name)
 
@@ -55,8 +57,9 @@ def test_sync_and_find_the_right_document(tmp_path, embedder):
 
 
 def test_a_bfloat16_embedder_gives_float32_vectors_close_to_float32_and_finds_the_same(
-        tmp_path, embedder):
+        tmp_path):
     name = "embedded:all-minilm-l6-v2"
+    embedder = SentenceTransformerEmbedder(resolve_model(name), name=name, dtype="float32")
     half = SentenceTransformerEmbedder(resolve_model(name), name=name, dtype="bfloat16")
     texts = list(DOCS.values()) + ["When is my tax return due?"]
     full, reduced = embedder.encode(texts), half.encode(texts)
