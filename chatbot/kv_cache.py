@@ -22,13 +22,20 @@ class HeadroomLayer(DynamicLayer):
             self.replace(key_states, value_states)
             return self.keys, self.values
         length, new = self.keys.shape[-2], key_states.shape[-2]
-        if length + new > self._key_buffer.shape[-2]:
+        if length + new > self._key_buffer.shape[-2] or not self._views_of_buffers():
             self.replace(self.keys, self.values)
         self._key_buffer[:, :, length:length + new] = key_states
         self._value_buffer[:, :, length:length + new] = value_states
         self.keys = self._key_buffer[:, :, :length + new]
         self.values = self._value_buffer[:, :, :length + new]
         return self.keys, self.values
+
+    def _views_of_buffers(self) -> bool:
+        """False once an inherited method (``crop`` keeps the views; ``batch_select_indices``,
+        ``reorder_cache`` do not) has put other tensors in ``keys``/``values``."""
+        return (self.keys.data_ptr() == self._key_buffer.data_ptr()
+                and self.values.data_ptr() == self._value_buffer.data_ptr()
+                and self.keys.shape[0] == self._key_buffer.shape[0])
 
     def replace(self, keys, values) -> None:
         """Hold copies of ``keys`` and ``values`` ``[rows, heads, length, dim]`` with

@@ -45,3 +45,16 @@ def test_replace_keeps_a_copy_and_room_to_grow() -> None:
     torch.testing.assert_close(out_values, torch.cat([values[[0, 2]], new_values], dim=2))
     keys.zero_()
     assert out_keys.abs().sum() > 0  # the cache holds its own copy
+
+
+def test_rows_selected_by_transformers_own_methods_stay_in_the_cache() -> None:
+    cache, reference = HeadroomCache(), DynamicCache()
+    keys, values = torch.randn(3, 2, 5, 4), torch.randn(3, 2, 5, 4)
+    for c in (cache, reference):
+        c.update(keys, values, 0)
+        c.layers[0].batch_select_indices(torch.tensor([2, 0]))
+        c.layers[0].reorder_cache(torch.tensor([1, 0]))
+    new_keys, new_values = torch.randn(2, 2, 1, 4), torch.randn(2, 2, 1, 4)
+    for ours, theirs in zip(cache.update(new_keys, new_values, 0),
+                            reference.update(new_keys, new_values, 0)):
+        torch.testing.assert_close(ours, theirs)
