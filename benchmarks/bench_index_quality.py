@@ -157,7 +157,7 @@ def main() -> None:
         chunks = Store.open(indexes["plain"]).manifest.counts.chunks
         print(f"\n{len(evalset)} questions with evidence; 24 pages (12 with questions, 12 "
               f"distractors), {chunks} chunks; embedder {NAME} in "
-              f"{'bfloat16' if model.computes_in_bfloat16() else 'float32'}\n")
+              f"{model.precision}\n")
         print("| step | mode | fusion | R@2 | R@4 | R@8 | hit@2 | hit@4 | MRR | words@2/4/8 |\n"
               "|---|---|---|---|---|---|---|---|---|---|")
         for row in ROWS:

@@ -137,10 +137,9 @@ def main() -> None:
               "fusion + passages")
     configured = bot_index(embedded_config(None))
     embedder = open_embedder(replace(configured.embedder, dtype=args.embedder_dtype))
-    precision = "bfloat16" if embedder.computes_in_bfloat16() else "float32"
     print(f"\n{len(questions)} questions x {args.rounds} rounds, k=4, default config "
           f"(hybrid rrf 2:1, neighbour merging, no reranker), embedder_dtype "
-          f"{args.embedder_dtype}: the embedder computes in {precision}\n")
+          f"{args.embedder_dtype}: the embedder computes in {embedder.precision}\n")
     print("| chunks | FAISS | build s | " + " | ".join(f"{s} p50 / p95 ms" for s in stages)
           + " |\n|---|---|---|" + "---|" * len(stages))
     texts, vectors = passages(embedder)

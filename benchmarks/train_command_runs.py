@@ -43,28 +43,7 @@ def ddp(args) -> None:
     config = write_bot(work, model_dir)
     rates, medians = {}, {}
     for gpus in (1, args.gpus):
-        name = f"{args.distributed}{gpus}"
-        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={gpus}",
-                   "-m", "app", "train",
-                   "--config", str(config), "--data", "cqa", "--name", name, "--quiet",
-                   "--max-steps", str(args.steps), "--batch-size", str(args.batch_size),
-                   "--eval-every", "1000", "--max-seq-len", str(MAX_LEN),
-                   "--method", args.method, "--distributed", args.distributed,
-                   "--compile", args.compile]
-        if args.method == "full":
-            command += ["--lr", "2e-5"]
-        out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-        if out.returncode:
-            print(out.stderr[-3000:])
-            raise SystemExit(f"torchrun with {gpus} GPU(s) failed")
-        records = [json.loads(l) for l in
-                   (work / f"data/adapters/{name}/metrics.jsonl").read_text().splitlines()]
-        steps = [r for r in records if "train_loss" in r]
-        first, last = steps[WARMUP - 1], steps[-1]
-        rates[gpus] = (last["tokens"] - first["tokens"]) / (last["elapsed_s"] - first["elapsed_s"])
-        per_step = sorted((b["tokens"] - a["tokens"]) / (b["elapsed_s"] - a["elapsed_s"])
-                          for a, b in zip(steps[WARMUP - 1:], steps[WARMUP:]))
-        medians[gpus] = per_step[len(per_step) // 2]
+        rates[gpus], medians[gpus] = torchrun_rate(args, config, work, gpus)
     efficiency = rates[args.gpus] / (args.gpus * rates[1])
     print(f"\n{args.shape}, {args.method}, {args.distributed}, compile {args.compile}, "
           f"{args.batch_size} conversations per micro-batch and GPU\n\n| GPUs | real tokens/s | "
@@ -77,6 +56,33 @@ def ddp(args) -> None:
               load_on_cpu(model_dir, work / f"data/adapters/{args.distributed}{args.gpus}",
                           args.method))
     print("gpu:", torch.cuda.get_device_name(), flush=True)
+
+
+def torchrun_rate(args, config: Path, work: Path, gpus: int) -> tuple[float, float]:
+    """Real tokens/s after warm-up, and the median step's, of ``chatbot train`` under torchrun
+    on ``gpus`` GPUs."""
+    name = f"{args.distributed}{gpus}"
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={gpus}",
+               "-m", "app", "train",
+               "--config", str(config), "--data", "cqa", "--name", name, "--quiet",
+               "--max-steps", str(args.steps), "--batch-size", str(args.batch_size),
+               "--eval-every", "1000", "--max-seq-len", str(MAX_LEN),
+               "--method", args.method, "--distributed", args.distributed,
+               "--compile", args.compile]
+    if args.method == "full":
+        command += ["--lr", "2e-5"]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        print(out.stderr[-3000:])
+        raise SystemExit(f"torchrun with {gpus} GPU(s) failed")
+    records = [json.loads(l) for l in
+               (work / f"data/adapters/{name}/metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "train_loss" in r]
+    first, last = steps[WARMUP - 1], steps[-1]
+    rate = (last["tokens"] - first["tokens"]) / (last["elapsed_s"] - first["elapsed_s"])
+    per_step = sorted((b["tokens"] - a["tokens"]) / (b["elapsed_s"] - a["elapsed_s"])
+                      for a, b in zip(steps[WARMUP - 1:], steps[WARMUP:]))
+    return rate, per_step[len(per_step) // 2]
 
 
 def load_on_cpu(model_dir: Path, saved: Path, method: str) -> str:

@@ -57,16 +57,19 @@ class SentenceTransformerEmbedder:
 
             self._model = SentenceTransformer(self.path, device=self.device,
                                               local_files_only=Path(self.path).is_dir())
-            if self.computes_in_bfloat16():
+            if self.precision == "bfloat16":
                 import torch
 
                 self._model.to(torch.bfloat16)
         return self._model
 
-    def computes_in_bfloat16(self) -> bool:
+    @property
+    def precision(self) -> str:
+        """``float32`` or ``bfloat16``: what ``dtype`` resolves to on the model's device."""
         if self.dtype != "auto":
-            return self.dtype == "bfloat16"
-        return self.model.device.type == "cpu" and cpu_has_bfloat16()
+            return self.dtype
+        on_cpu = self.model.device.type == "cpu"
+        return "bfloat16" if on_cpu and cpu_has_bfloat16() else "float32"
 
     @property
     def dimension(self) -> int:
