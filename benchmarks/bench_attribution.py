@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from chatbot.attribution import (COSINE_WEIGHT, LEXICAL_THRESHOLD,  # noqa: E402
                                  SENTENCE_THRESHOLD, Attributor)
-from chatbot.sentences import sentence_spans  # noqa: E402
+from index.sentences import sentence_spans  # noqa: E402
 
 LABELLED = Path(__file__).parent / "data" / "attribution_labels.json"
 THRESHOLDS = np.round(np.arange(0.20, 0.951, 0.01), 2)

@@ -4,8 +4,9 @@ and heading-aware chunker (200-token chunks, all-MiniLM-L6-v2), scored by ``inde
 (what ``chatbot index eval`` runs) at k = 2, 4, 8.
 
 Each row adds one change to the one above it: contextual chunks (title and heading path
-embedded and BM25-indexed), BM25 stemming, the fusion's weights, neighbour merging, a word cap
-per merged passage (the default is on in the last row). Query =
+embedded and BM25-indexed), BM25 stemming, the fusion's weights, each chunk's best sentence as a
+third ranking, neighbour merging, a word cap per merged passage (the default is on in the last
+rows, with and without the best-sentence ranking). Query =
 scenario + " " + question; the gold sentences are the evidence elements' texts, counted only in
 passages of the question's own page; questions without evidence are left out.
 
@@ -42,7 +43,9 @@ from shared_data import SHARED  # noqa: E402
 DATA = SHARED / "conditionalqa"
 NAME = "embedded:all-minilm-l6-v2"
 KS = (2, 4, 8)
-EQUAL = Fusion("rrf", 1.0, 1.0)
+EQUAL = Fusion("rrf", 1.0, 1.0, 0.0)
+CHUNKS_ONLY = Fusion(sentence_weight=0.0)
+"""The default dense and BM25 weights without the best-sentence ranking."""
 UNCAPPED = 10**6
 
 
@@ -64,13 +67,18 @@ ROWS = [
     *[Row("before: plain chunks", "plain", mode) for mode in ("dense", "bm25", "hybrid")],
     *[Row("+ contextual chunks", "context", mode) for mode in ("dense", "bm25", "hybrid")],
     *[Row("+ BM25 stemming", "stemmed", mode) for mode in ("bm25", "hybrid")],
-    *[Row("fusion", "stemmed", "hybrid", Fusion("rrf", w, 1.0)) for w in (1.5, 2.0, 3.0)],
-    *[Row("fusion", "stemmed", "hybrid", Fusion("score", w, 1 - w)) for w in (0.5, 0.7, 0.8)],
+    *[Row("fusion", "stemmed", "hybrid", Fusion("rrf", w, 1.0, 0.0)) for w in (1.5, 2.0, 3.0)],
+    *[Row("fusion", "stemmed", "hybrid", Fusion("score", w, 1 - w, 0.0))
+      for w in (0.5, 0.7, 0.8)],
+    *[Row("+ best-sentence ranking", "stemmed", "hybrid", Fusion(sentence_weight=w))
+      for w in (0.5, 1.0, 1.5)],
     Row("+ neighbour merging, no word cap", "stemmed", "hybrid", Fusion(), merge=True),
     *[Row("+ word cap per passage", "stemmed", "hybrid", Fusion(), merge=True, max_words=words)
       for words in (100, MAX_WORDS, 160)],
     Row("default config (min_score 0.25)", "stemmed", "hybrid", Fusion(), merge=True,
         max_words=MAX_WORDS, min_score=0.25),
+    Row("default config without the best-sentence ranking", "stemmed", "hybrid", CHUNKS_ONLY,
+        merge=True, max_words=MAX_WORDS, min_score=0.25),
 ]
 
 
@@ -128,13 +136,15 @@ class QueryCache:
 
 
 def build(root: Path, embedder) -> dict[str, Path]:
-    """Three indexes of the pages: plain chunks, contextual chunks, and contextual chunks with
-    a stemmed BM25 (converted from the second by a sync: only BM25 is rebuilt)."""
+    """Three indexes of the pages: plain chunks, contextual chunks (with sentence vectors), and
+    contextual chunks with a stemmed BM25 (converted from the second by a sync: only BM25 is
+    rebuilt)."""
     pages, built = root / "pages", {}
     write_pages(pages)
     for name, context in (("plain", NONE), ("context", TITLE_HEADINGS)):
         built[name] = root / name
-        settings = IndexSettings(NAME, None, 200, 30, context=context, bm25_analyzer=STOPWORDS)
+        settings = IndexSettings(NAME, None, 200, 30, context=context, bm25_analyzer=STOPWORDS,
+                                 sentence_vectors=context != NONE)
         sync([pages], Store.open(built[name], settings, create=True), embedder)
     built["stemmed"] = root / "stemmed"
     shutil.copytree(built["context"], built["stemmed"])
@@ -166,7 +176,9 @@ def main() -> None:
                                   merge_max_words=row.max_words, min_score=row.min_score)
             m = evaluate(lambda query, k: retriever.search(query, k=k), evalset, KS)
             fusion = row.fusion
-            fused = (f"{fusion.method} {fusion.dense_weight:g}:{fusion.bm25_weight:g}"
+            weights = [fusion.dense_weight, fusion.bm25_weight] + (
+                [fusion.sentence_weight] if fusion.sentence_weight else [])
+            fused = (f"{fusion.method} {':'.join(f'{w:g}' for w in weights)}"
                      if row.mode == "hybrid" else "")
             merge = (" + merge" + (f" <= {row.max_words} words" if row.max_words < UNCAPPED
                                     else " (uncapped)")) if row.merge else ""

@@ -2,16 +2,19 @@
 prompt is built (query embedding, dense search, BM25, fusion, passage assembly; no reranker).
 
 The search path is the engine's own: ``IndexSearch`` over the bot's index, both built from
-``configs/default.yaml`` the way ``app/build.py`` builds them (MiniLM embedder, hybrid rrf 2:1,
-neighbour merging, ``index_type: auto``: exact search below 100k chunks, HNSW from there). Only
-the store is built cheaply, the same way at both sizes (1,113 chunks is the baseline, the size of
-the dev passages): each chunk is 3-5 real ConditionalQA passages (~120 words) joined, its vector the
-normalised mean of their real MiniLM embeddings plus Gaussian noise, written straight into the
-store (embedding 100k chunks would take an hour on 2 cores). Texts drawn from one 1.1k-passage
+``configs/default.yaml`` the way ``app/build.py`` builds them (MiniLM embedder, hybrid rrf 2:1:1
+with the best-sentence ranking, neighbour merging, ``index_type: auto``: exact search below 100k
+chunks, HNSW from there). Only the store is built cheaply, the same way at both sizes (1,113
+chunks is the baseline, the size of the dev passages): each chunk is 3-5 real ConditionalQA
+passages (~120 words) joined, its vector the normalised mean of their real MiniLM embeddings plus
+Gaussian noise, its sentence vectors those passages' own embeddings plus noise (a passage is a
+paragraph or list item), written straight into the store (embedding 100k chunks would take an
+hour on 2 cores). Texts drawn from one 1.1k-passage
 vocabulary make every query term common, so BM25 does more work here than on a varied corpus.
 
 Queries are the 60 dev questions (scenario + question), each embedded for real, single queries
 as the engine sends them; p50/p95 over ``--rounds`` passes, with each stage's share (wall time),
+for the default fusion and for the same without the best-sentence ranking (the baseline),
 and the process's CPU time per query, which a busy shared machine inflates less than wall time.
 
     .venv/bin/python benchmarks/bench_retrieval_latency.py [--sizes 1113,100000] [--rounds 3]
@@ -34,10 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chat_bench_bot import embedded_config  # noqa: E402
+from index.fusion import Fusion  # noqa: E402
 from shared_data import SHARED  # noqa: E402
 
 DATA = SHARED / "conditionalqa"
 CHUNKS_PER_DOCUMENT = 10
+RANKINGS = {"chunks, BM25, best sentence (default)": Fusion(),
+            "chunks, BM25": Fusion(sentence_weight=0.0)}
+"""The default fusion, and the same without its best-sentence ranking: the baseline."""
 NOISE = 0.5
 """Norm of the noise added to each chunk vector (as in bench_index_latency.py): neighbourhoods
 stay real, no two vectors are the same."""
@@ -70,9 +77,15 @@ def fill(store, texts: list[str], vectors: np.ndarray, size: int, seed: int = 0)
                              "context": context_line(title, [f"Section {i}"])})
                       for i, pick in enumerate(picks)]
             means = np.stack([vectors[pick].mean(axis=0) for pick in picks])
-            noisy = means + rng.normal(0, NOISE / np.sqrt(means.shape[1]), means.shape)
-            noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
-            store.add(f"synthetic/{doc}.html", f"{doc}", 1, chunks, noisy.astype(np.float32))
+            sentences = [_noisy(vectors[pick], rng).astype(np.float16) for pick in picks]
+            store.add(f"synthetic/{doc}.html", f"{doc}", 1, chunks,
+                      _noisy(means, rng).astype(np.float32), sentences)
+
+
+def _noisy(vectors: np.ndarray, rng) -> np.ndarray:
+    """``vectors`` moved by Gaussian noise of norm ``NOISE``, normalised again."""
+    moved = vectors + rng.normal(0, NOISE / np.sqrt(vectors.shape[1]), vectors.shape)
+    return moved / np.linalg.norm(moved, axis=1, keepdims=True)
 
 
 class Stopwatch:
@@ -104,6 +117,7 @@ def measure(search, retriever, questions: list[str], rounds: int) -> dict[str, l
     watch.wrap(retriever.store, "search", "dense")
     watch.wrap(retriever, "_bm25", "bm25")
     watch.wrap(search_module, "_top", "bm25")  # picking the BM25 ranking's best chunks
+    watch.wrap(retriever.store, "sentence_vectors", "sentences")
     times: dict[str, list[float]] = defaultdict(list)
     for _ in range(rounds):
         for question in questions:
@@ -113,7 +127,7 @@ def measure(search, retriever, questions: list[str], rounds: int) -> dict[str, l
             total = time.perf_counter() - start
             times["total"].append(total * 1000)
             times["total CPU"].append((time.process_time() - start_cpu) * 1000)
-            for stage in ("embedding", "dense", "bm25"):
+            for stage in ("embedding", "dense", "bm25", "sentences"):
                 times[stage].append(watch.spent[stage] * 1000)
             times["after embedding"].append((total - watch.spent["embedding"]) * 1000)
             times["fusion + passages"].append((total - sum(watch.spent.values())) * 1000)
@@ -133,15 +147,15 @@ def main() -> None:
                         "auto, bfloat16 on a CPU with bf16 instructions)")
     args = parser.parse_args()
     questions = [q["scenario"] + " " + q["question"] for q in rows("questions.jsonl")]
-    stages = ("total", "total CPU", "embedding", "after embedding", "dense", "bm25",
+    stages = ("total", "total CPU", "embedding", "after embedding", "dense", "bm25", "sentences",
               "fusion + passages")
     configured = bot_index(embedded_config(None))
     embedder = open_embedder(replace(configured.embedder, dtype=args.embedder_dtype))
     print(f"\n{len(questions)} questions x {args.rounds} rounds, k=4, default config "
-          f"(hybrid rrf 2:1, neighbour merging, no reranker), embedder_dtype "
+          f"(hybrid rrf 2:1:1, neighbour merging, no reranker), embedder_dtype "
           f"{args.embedder_dtype}: the embedder computes in {embedder.precision}\n")
-    print("| chunks | FAISS | build s | " + " | ".join(f"{s} p50 / p95 ms" for s in stages)
-          + " |\n|---|---|---|" + "---|" * len(stages))
+    print("| chunks | FAISS | build s | ranked by | " + " | ".join(
+        f"{s} p50 / p95 ms" for s in stages) + " |\n|---|---|---|---|" + "---|" * len(stages))
     texts, vectors = passages(embedder)
     for size in map(int, args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
@@ -149,14 +163,15 @@ def main() -> None:
             start = time.perf_counter()
             fill(Store.open(index.directory, index.settings, create=True), texts, vectors, size)
             built = time.perf_counter() - start
-            search = IndexSearch(index, embedder)
-            search("warm-up", 4)  # opens the store, FAISS and BM25 files
-            times = measure(search, search.retriever, questions, args.rounds)
-            kind = search.retriever.store.kind
-            cells = " | ".join(f"{np.percentile(times[stage], 50):.1f} / "
-                               f"{np.percentile(times[stage], 95):.1f}" for stage in stages)
-            print(f"| {size:,} | {kind} | {built:.0f} | {cells} |", flush=True)
-
+            for ranked_by, fusion in RANKINGS.items():
+                search = IndexSearch(replace(index, search=replace(index.search, fusion=fusion)),
+                                     embedder)
+                search("warm-up", 4)  # opens the store, FAISS and BM25 files
+                times = measure(search, search.retriever, questions, args.rounds)
+                kind = search.retriever.store.kind
+                cells = " | ".join(f"{np.percentile(times[stage], 50):.1f} / "
+                                   f"{np.percentile(times[stage], 95):.1f}" for stage in stages)
+                print(f"| {size:,} | {kind} | {built:.0f} | {ranked_by} | {cells} |", flush=True)
 
 if __name__ == "__main__":
     main()

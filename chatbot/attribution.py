@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chatbot.sentences import CITATION, content_words, numbers, sentence_spans
+from index.sentences import CITATION, content_words, numbers, sentence_spans
 from index.embed import Embedder
 
 COSINE_WEIGHT = 0.25

@@ -70,6 +70,10 @@ class IndexConfig(Section):
     contextual: bool = True
     """Embed and BM25-index each chunk with its document title and heading path above it (the
     prompt still shows the chunk alone); changing it needs ``chatbot index sync --rebuild``."""
+    sentence_vectors: bool = True
+    """Embed each chunk's sentences too, so ``hybrid`` search also ranks a chunk by its best
+    sentence (``retrieval.fusion.sentence_weight``); about doubles the embedding work of a
+    sync; changing it needs ``chatbot index sync --rebuild``."""
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> IndexConfig:
@@ -98,16 +102,18 @@ class QueryConfig(Section):
 
 class FusionConfig(Section):
     method: Literal["rrf", "score"] = "rrf"
-    """How ``hybrid`` fuses the dense and BM25 rankings: ``rrf`` adds weighted reciprocal ranks,
-    ``score`` adds the weighted min-max-normalised scores."""
+    """How ``hybrid`` fuses its rankings (dense, BM25, best sentence): ``rrf`` adds weighted
+    reciprocal ranks, ``score`` adds the weighted min-max-normalised scores."""
     dense_weight: float = Field(default=2.0, ge=0)
     """Weight of the embedder's ranking; 2:1 leans to it (see ``index/fusion.py``)."""
     bm25_weight: float = Field(default=1.0, ge=0)
+    sentence_weight: float = Field(default=1.0, ge=0)
+    """Weight of the ranking by each chunk's best sentence (needs ``index.sentence_vectors``)."""
 
     @model_validator(mode="after")
     def _some_weight(self) -> FusionConfig:
-        if not self.dense_weight + self.bm25_weight:
-            raise ValueError("dense_weight and bm25_weight cannot both be 0")
+        if not self.dense_weight + self.bm25_weight + self.sentence_weight:
+            raise ValueError("dense_weight, bm25_weight and sentence_weight cannot all be 0")
         return self
 
 

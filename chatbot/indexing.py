@@ -69,7 +69,7 @@ class SearchSettings:
     """Cross-encoder that re-orders ``rerank_candidates`` hits; ``None`` keeps the search order."""
     rerank_candidates: int = 30
     fusion: Fusion = Fusion()
-    """How ``hybrid`` fuses the dense and BM25 rankings (method and weights)."""
+    """How ``hybrid`` fuses the dense, BM25 and best-sentence rankings (method and weights)."""
     merge_neighbours: bool = True
     """Consecutive chunks of one document found together become one passage."""
     merge_max_words: int = MAX_WORDS

@@ -10,6 +10,7 @@ import fnmatch
 import json
 import sqlite3
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -25,6 +26,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
 CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(content_hash);
 CREATE TABLE IF NOT EXISTS tombstones (id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS sentence_vectors (id INTEGER PRIMARY KEY, vectors BLOB NOT NULL);
 """
 
 
@@ -59,8 +61,10 @@ class Docstore:
         return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
 
     def add(self, source: str, content_hash: str, size: int, indexed_at: str,
-            chunks: list[Chunk]) -> np.ndarray:
-        """Record a file and its chunks; returns the new chunks' ids, in order."""
+            chunks: list[Chunk], sentence_vectors: list[np.ndarray | None] | None = None
+            ) -> np.ndarray:
+        """Record a file and its chunks (and each chunk's sentence vectors, float16, where
+        given); returns the new chunks' ids, in order."""
         self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
                         (source, content_hash, size, len(chunks), indexed_at))
         # Never reuse the id of a vector still in an HNSW graph (a tombstone).
@@ -71,12 +75,19 @@ class Docstore:
             "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(int(i), c.chunk_id, c.source, c.location, c.text, c.content_hash,
               json.dumps(c.metadata)) for i, c in zip(ids, chunks)])
+        if sentence_vectors is not None:
+            self.db.executemany(
+                "INSERT INTO sentence_vectors VALUES (?, ?)",
+                [(int(i), np.asarray(v, np.float16).tobytes())
+                 for i, v in zip(ids, sentence_vectors) if v is not None and len(v)])
         return ids
 
     def remove(self, source: str) -> np.ndarray:
         """Forget a file; returns the ids of the chunks it had."""
         ids = np.fromiter((row[0] for row in self.db.execute(
             "SELECT id FROM chunks WHERE source = ?", (source,))), dtype=np.int64)
+        self.db.execute("DELETE FROM sentence_vectors WHERE id IN "
+                        "(SELECT id FROM chunks WHERE source = ?)", (source,))
         self.db.execute("DELETE FROM chunks WHERE source = ?", (source,))
         self.db.execute("DELETE FROM files WHERE source = ?", (source,))
         return ids
@@ -98,15 +109,21 @@ class Docstore:
             "SELECT content_hash, id FROM chunks WHERE source = ?", (source,)))
 
     def chunks(self, ids: list[int]) -> dict[int, Chunk]:
-        found: dict[int, Chunk] = {}
+        return {row[0]: Chunk(*row[1:6], metadata=json.loads(row[6])) for row in self._by_id(
+            "chunks", "chunk_id, source, text, location, content_hash, metadata", ids)}
+
+    def sentence_vectors(self, ids: list[int], dimension: int) -> dict[int, np.ndarray]:
+        """Chunk id -> its sentences' vectors (float16 rows) for the ``ids`` that have any."""
+        return {chunk_id: np.frombuffer(blob, np.float16).reshape(-1, dimension)
+                for chunk_id, blob in self._by_id("sentence_vectors", "vectors", ids)}
+
+    def _by_id(self, table: str, columns: str, ids: list[int]) -> Iterator[tuple]:
+        """``(id, *columns)`` of the rows of ``table`` with those ids, 500 ids a query."""
         for start in range(0, len(ids), 500):
             batch = [int(i) for i in ids[start:start + 500]]
             marks = ",".join("?" * len(batch))
-            for row in self.db.execute(
-                    f"SELECT id, chunk_id, source, text, location, content_hash, metadata "
-                    f"FROM chunks WHERE id IN ({marks})", batch):
-                found[row[0]] = Chunk(*row[1:6], metadata=json.loads(row[6]))
-        return found
+            yield from self.db.execute(f"SELECT id, {columns} FROM {table} WHERE id IN ({marks})",
+                                       batch)
 
     def all_chunks(self) -> tuple[np.ndarray, list[Chunk]]:
         """Every chunk with its id, in id order (what BM25 indexes)."""

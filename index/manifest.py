@@ -21,7 +21,7 @@ REBUILD = "re-index it: chatbot index sync --rebuild"
 CONVERTIBLE = ("index_type", "hnsw_m", "bm25_analyzer")
 """Settings the next sync applies to the vectors already there, with no re-embedding (BM25 is
 rebuilt from the stored texts at every sync)."""
-LEGACY = {"context": NONE, "bm25_analyzer": bm25.STOPWORDS}
+LEGACY = {"context": NONE, "bm25_analyzer": bm25.STOPWORDS, "sentence_vectors": False}
 """What a manifest written before a setting was recorded was built with."""
 
 
@@ -40,6 +40,9 @@ class IndexSettings:
     """What is embedded and BM25-indexed above each chunk's text (``index/context.py``)."""
     bm25_analyzer: str = bm25.ENGLISH
     """How BM25 turns text into terms (``index/bm25.py``); queries use the same."""
+    sentence_vectors: bool = True
+    """Each chunk's sentences embedded too, for the best-sentence ranking
+    (``index/sentence_vectors.py``)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,10 @@ def _difference(key: str, found, expected) -> str:
         return (f"its chunks were embedded without their document title and heading path "
                 f"(context {found!r}; built before contextual chunks), the config wants "
                 f"{expected!r}")
+    if key == "sentence_vectors":
+        return ("its chunks' sentences were not embedded (built before sentence vectors), the "
+                "config wants them" if expected else "it holds sentence vectors, the config "
+                "turns them off (index.sentence_vectors)")
     return f"{key} is {found!r} in the index but {expected!r} in the config"
 
 

@@ -1,4 +1,5 @@
-"""Retrieval over a :class:`Store`: dense, BM25, or hybrid (the two fused, ``index/fusion.py``).
+"""Retrieval over a :class:`Store`: dense, BM25, or hybrid (the two fused, ``index/fusion.py``,
+with each chunk's best sentence as a third ranking where the index keeps sentence vectors).
 
 ``min_score`` is a dense cosine threshold (in ``dense`` and ``hybrid`` mode every hit carries its
 cosine, so a BM25-only match that means nothing to the embedder can be dropped); ``mmr``
@@ -18,6 +19,7 @@ import numpy as np
 from index.embed import Embedder
 from index.fusion import Fusion, fuse
 from index.passages import MAX_WORDS, group_neighbours, merged_chunk
+from index.sentence_vectors import best_sentence_scores
 from index.store import Store
 from index.types import Chunk, Hit
 
@@ -97,6 +99,9 @@ class Retriever:
             scores["dense"] = self._cosines(query_vector, candidates, ranked.get("dense", {}))
         if mode != "hybrid":
             return ranked[mode], scores
+        if self.fusion.sentence_weight and self.store.settings.sentence_vectors:
+            ranked["sentence"] = scores["sentence"] = best_sentence_scores(
+                self.store.sentence_vectors(candidates), query_vector, scores["dense"])
         if self.fusion.method == "rrf":
             return fuse(ranked, self.fusion), scores
         scores["bm25"] = _lookup(bm25_ids, bm25_scores, candidates)

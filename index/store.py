@@ -181,6 +181,7 @@ class Store:
                 "embedder": settings.embedder, "dimension": settings.dimension,
                 "index_type": settings.index_type, "faiss_type": self.kind,
                 "context": settings.context, "bm25_analyzer": settings.bm25_analyzer,
+                "sentence_vectors": settings.sentence_vectors,
                 "tombstones": len(self.tombstones()), "generation": self.manifest.generation,
                 "updated_at": self.manifest.updated_at, "size_bytes": size}
 
@@ -206,10 +207,12 @@ class Store:
             self._commit()
 
     def add(self, source: str, content_hash: str, size: int, chunks: list[Chunk],
-            vectors: np.ndarray) -> None:
+            vectors: np.ndarray, sentence_vectors: list[np.ndarray] | None = None) -> None:
+        """``sentence_vectors``: each chunk's (``index/sentence_vectors.py``), where the index
+        keeps them."""
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors for {source}")
-        ids = self.docstore.add(source, content_hash, size, _now(), chunks)
+        ids = self.docstore.add(source, content_hash, size, _now(), chunks, sentence_vectors)
         if len(ids):
             self._ensure_faiss(vectors.shape[1])
             self._faiss.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids)
@@ -225,13 +228,21 @@ class Store:
         self.docstore.bury(ids)
         return len(ids)
 
-    def reusable_vectors(self, source: str) -> dict[str, np.ndarray]:
-        """Content hash -> vector of a file's current chunks, so unchanged chunks skip encoding."""
+    def reusable_vectors(self, source: str) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        """Content hash -> (vector, sentence vectors or ``None``) of a file's current chunks,
+        so unchanged chunks skip encoding."""
         by_hash = self.docstore.ids_by_hash(source)
         if not by_hash or self.faiss is None:
             return {}
-        vectors = self.vectors(list(by_hash.values()))
-        return dict(zip(by_hash, vectors))
+        sentences = self.sentence_vectors(by_hash.values())
+        return {content_hash: (vector, sentences.get(chunk_id)) for (content_hash, chunk_id), vector
+                in zip(by_hash.items(), self.vectors(list(by_hash.values())))}
+
+    def sentence_vectors(self, ids) -> dict[int, np.ndarray]:
+        """Chunk id -> its sentences' vectors, for the ``ids`` that have any."""
+        if not self.settings.sentence_vectors or not self.settings.dimension:
+            return {}
+        return self.docstore.sentence_vectors(list(ids), self.settings.dimension)
 
     def _ensure_faiss(self, dimension: int) -> None:
         expected = self.settings.dimension

@@ -24,6 +24,7 @@ from index.embed import Embedder
 from index.errors import IndexMismatchError, LoadError
 from index.load import LoadFailure, discover, load_file, read_bytes
 from index.manifest import REBUILD, IndexSettings
+from index.sentence_vectors import encode_sentences
 from index.store import Store
 from index.types import Chunk
 
@@ -129,17 +130,22 @@ def _visit(path: Path, store: Store, embedder: Embedder, max_file_bytes: int, te
 
 
 def _flush(store: Store, embedder: Embedder, pending: _Pending, report: SyncReport) -> None:
-    """Encode what the pending files need in one call, then write them to the store."""
-    scheme = store.settings.context
-    todo = [indexed_text(chunk, scheme) for _, _, _, chunks, reuse in pending.files
+    """Encode what the pending files need in one call (their sentences in a second, where the
+    index keeps sentence vectors), then write them to the store."""
+    settings = store.settings
+    todo = [chunk for _, _, _, chunks, reuse in pending.files
             for chunk in chunks if chunk.content_hash not in reuse]
-    encoded = iter(embedder.encode(todo)) if todo else iter(())
+    texts = [indexed_text(chunk, settings.context) for chunk in todo]
+    encoded = iter(embedder.encode(texts)) if todo else iter(())
+    sentences = (iter(encode_sentences(embedder, [chunk.text for chunk in todo]))
+                 if settings.sentence_vectors else None)
     for source, content_hash, size, chunks, reuse in pending.files:
-        vectors = [reuse[c.content_hash] if c.content_hash in reuse else next(encoded)
-                   for c in chunks]
+        embedded = [reuse[c.content_hash] if c.content_hash in reuse
+                 else (next(encoded), next(sentences) if sentences else None) for c in chunks]
         store.remove(source)
         store.add(source, content_hash, size, chunks,
-                  np.stack(vectors) if vectors else np.zeros((0, 1), np.float32))
+                  np.stack([v for v, _ in embedded]) if embedded else np.zeros((0, 1), np.float32),
+                  [s for _, s in embedded] if settings.sentence_vectors else None)
         report.chunks += len(chunks)
     report.embedded += len(todo)
     pending.files.clear()

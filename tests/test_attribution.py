@@ -17,7 +17,7 @@ from chatbot.attribution import (WITHHELD_MESSAGE, AttributionSettings, Attribut
 from chatbot.engine import Engine
 from chatbot.generate import GenerationSettings
 from chatbot.logs import ConversationLog
-from chatbot.sentences import sentence_spans
+from index.sentences import sentence_spans
 from chatbot.variants import Variant
 from index.embed import HashEmbedder
 from index.types import Chunk, Hit

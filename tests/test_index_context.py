@@ -59,7 +59,9 @@ def test_a_renamed_heading_re_embeds_its_chunk(tmp_path, docs):
     (docs / "passport.md").write_text("# Passport fees\n\nRenewing costs 88 pounds.")
     embedder = CountingEmbedder(256)
     build(tmp_path, docs, embedder)
-    assert embedder.texts == ["Passport fees\n\nRenewing costs 88 pounds."]
+    # The chunk with its new heading path, then its one sentence on its own.
+    assert embedder.texts == ["Passport fees\n\nRenewing costs 88 pounds.",
+                              "Renewing costs 88 pounds."]
 
 
 def test_an_index_built_before_contextual_chunks_is_refused(tmp_path, docs):

@@ -1,4 +1,5 @@
-"""Fusing dense and BM25 rankings: weighted reciprocal ranks, normalised scores, weights."""
+"""Fusing the dense, BM25 and best-sentence rankings: weighted reciprocal ranks, normalised scores,
+weights."""
 
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ def test_score_fusion_adds_weighted_min_max_scores():
 
 @pytest.mark.parametrize(("fusion", "message"), [
     (dict(method="max"), "unknown fusion method 'max'; use one of rrf, score"),
-    (dict(dense_weight=0.0, bm25_weight=0.0),
-     "fusion weights must be >= 0 and not both 0, got dense 0.0, bm25 0.0"),
+    (dict(dense_weight=0.0, bm25_weight=0.0, sentence_weight=0.0),
+     "fusion weights must be >= 0 and not all 0, got dense 0.0, bm25 0.0, sentence 0.0"),
     (dict(bm25_weight=-1.0),
-     "fusion weights must be >= 0 and not both 0, got dense 2.0, bm25 -1.0"),
+     "fusion weights must be >= 0 and not all 0, got dense 2.0, bm25 -1.0, sentence 1.0"),
 ])
 def test_bad_fusions_are_refused(fusion, message):
     with pytest.raises(ValueError) as error:
@@ -42,19 +43,19 @@ def test_a_zero_weight_leaves_the_other_ranking(store, method):  # noqa: F811
     query = "pump oil lawn roses"
     dense = Retriever(store, Embedder(), mode="dense", k=3).search(query)
     only_dense = Retriever(store, Embedder(), mode="hybrid", k=3,
-                           fusion=Fusion(method, 1.0, 0.0)).search(query)
+                           fusion=Fusion(method, 1.0, 0.0, 0.0)).search(query)
     assert [h.chunk.chunk_id for h in only_dense] == [h.chunk.chunk_id for h in dense]
     bm25 = Retriever(store, Embedder(), mode="bm25", k=3).search(query)
     only_bm25 = Retriever(store, Embedder(), mode="hybrid", k=3,
-                          fusion=Fusion(method, 0.0, 1.0)).search(query)
+                          fusion=Fusion(method, 0.0, 1.0, 0.0)).search(query)
     assert names(only_bm25)[:len(bm25)] == names(bm25)
 
 
-def test_score_fusion_scores_every_candidate_with_both(store):  # noqa: F811
+def test_score_fusion_scores_every_candidate_with_each_ranking(store):  # noqa: F811
     hits = Retriever(store, Embedder(), mode="hybrid", k=8,
-                     fusion=Fusion("score", 1.0, 1.0)).search("pump oil filter")
-    assert names(hits)[0] == "pump.md" and hits[0].score == pytest.approx(2.0)
-    assert all(set(h.scores) == {"dense", "bm25"} for h in hits)
+                     fusion=Fusion("score", 1.0, 1.0, 1.0)).search("pump oil filter")
+    assert names(hits)[0] == "pump.md" and hits[0].score == pytest.approx(3.0)
+    assert all(set(h.scores) == {"dense", "bm25", "sentence"} for h in hits)
 
 
 def test_the_config_reaches_the_retriever(tmp_path):
@@ -62,12 +63,14 @@ def test_the_config_reaches_the_retriever(tmp_path):
     from chatbot.config_file import config_problems, load_config
     from index.context import NONE
 
-    assert config_problems({"retrieval": {"fusion": {"dense_weight": 0, "bm25_weight": 0}}}) == [
-        "retrieval.fusion: dense_weight and bm25_weight cannot both be 0"]
+    zero = {"dense_weight": 0, "bm25_weight": 0, "sentence_weight": 0}
+    assert config_problems({"retrieval": {"fusion": zero}}) == [
+        "retrieval.fusion: dense_weight, bm25_weight and sentence_weight cannot all be 0"]
     path = tmp_path / "bot.yaml"
-    path.write_text("index:\n  contextual: false\nretrieval:\n  merge_neighbours: true\n"
+    path.write_text("index:\n  contextual: false\n  sentence_vectors: false\nretrieval:\n"
+                    "  merge_neighbours: true\n"
                     "  fusion: {method: score, dense_weight: 0.7, bm25_weight: 0.3}\n")
     index = bot_index(load_config(path))
-    assert index.settings.context == NONE
+    assert (index.settings.context, index.settings.sentence_vectors) == (NONE, False)
     assert (index.search.fusion, index.search.merge_neighbours) == (Fusion("score", 0.7, 0.3),
                                                                     True)

@@ -50,8 +50,9 @@ def test_each_mode_finds_the_document(store, mode):
 
 def test_hybrid_fuses_ranks(store):
     hit = Retriever(store, Embedder(), mode="hybrid", k=1).search("pump oil filter")[0]
-    assert hit.score == pytest.approx((2 + 1) / (RRF_K + 1))  # first in both: dense 2, bm25 1
-    assert set(hit.scores) == {"dense", "bm25"}
+    # First in all three: dense 2, bm25 1, best sentence 1.
+    assert hit.score == pytest.approx((2 + 1 + 1) / (RRF_K + 1))
+    assert set(hit.scores) == {"dense", "bm25", "sentence"}
 
 
 def test_min_score_drops_weak_dense_matches(store):

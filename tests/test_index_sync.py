@@ -55,7 +55,8 @@ def test_changed_file_is_re_embedded_and_deleted_file_disappears(tmp_path):
     assert report.updated == [str(paths[2])] and report.removed == [str(paths[4])]
     assert len(report.unchanged) == 4
     # Only the chunk whose text changed is encoded again; its unchanged sibling keeps its vector.
-    assert len(embedder.texts) == 1 and "rewritten" in embedder.texts[0]
+    # The changed chunk (in its heading path) and its one sentence; nothing else.
+    assert len(embedder.texts) == 2 and all("rewritten" in text for text in embedder.texts)
     store = Store.open(tmp_path / "ix")
     assert str(paths[4]) not in {d.source for d in store.documents()}
     hits = Retriever(store, embedder, mode="bm25", k=3).search("subject4 Topic4")

@@ -1,4 +1,5 @@
-"""Sentences and content words of answers and passages, for attribution (``chatbot.attribution``).
+"""Sentences and content words of answers and passages: for attribution (``chatbot.attribution``)
+and for the sentence vectors a chunk is also ranked by (``index/sentence_vectors.py``).
 
 Spans are character offsets into the text as given, so the web UI and the API can point at
 exactly the words a model wrote and a passage holds. Markdown is respected the simple way:
