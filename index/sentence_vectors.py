@@ -5,9 +5,10 @@ A chunk's vector stands for everything the chunk says; a question about one rule
 section meets that rule's sentence more closely than the section as a whole (Dai and Callan's
 "max passage" scoring of documents, one level down). Hybrid search adds this ranking to the
 chunk's own vector and BM25 (``index/fusion.py``); on the dev slice it moved the first passage
-with evidence up for 10 questions and down for 5 (README, "Retrieval quality"). The vectors live
-in the docstore as float16, about 4 rows a chunk, and cost about as much embedding again as the
-chunks themselves at indexing (``index.sentence_vectors: false`` turns them off).
+with evidence up for 9 questions and down for 1 (README, "Retrieval quality"). The sentences are
+those attribution reads (``index/sentences.py``). The vectors live in the docstore as float16,
+about 4 rows a chunk, and cost a little more embedding than the chunks themselves at indexing
+(``index.sentence_vectors: false`` turns them off).
 """
 
 from __future__ import annotations
