@@ -3,6 +3,7 @@ on the tiny model (one run to the end, one stopped mid-way)."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -116,7 +117,13 @@ def test_a_run_trains_charts_its_loss_and_becomes_a_variant(actions, config, war
 
 def test_stop_ends_the_child_and_resume_continues_from_the_checkpoint(actions, config):
     build(actions, name="facts", feedback="all", share=0.2)
-    actions.start("facts", "long", "lora", None, 1e-3, 4, 40, 4, 1)
+    # As from a server started in the background (`chatbot serve &`): the child inherits SIGINT
+    # ignored, and must still stop at Stop, not train on until it is killed.
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        actions.start("facts", "long", "lora", None, 1e-3, 4, 40, 4, 1)
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     process = actions.job._process
     checkpoint = config.data_path / "runs/long/last.pt"
     deadline = time.monotonic() + 90
@@ -125,7 +132,7 @@ def test_stop_ends_the_child_and_resume_continues_from_the_checkpoint(actions, c
         time.sleep(0.3)
     assert "**running**" in actions.poll()[0]
     message = actions.stop()
-    assert process.poll() is not None  # the child is gone, not left training
+    assert process.poll() == 1  # the child stopped at the interrupt, not left training or killed
     assert "was stopped; its last checkpoint is kept: tick Resume" in message
     status, chart = actions.poll()
     assert status.startswith("**stopped**") and len(chart) >= 3

@@ -98,6 +98,11 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
     if not dataset or not name:
         raise click.UsageError("chatbot train needs --data DATASET and --name ADAPTER")
     import os
+    import signal
+
+    # Ctrl-C, and the web UI's Stop (SIGINT), end the run at its last checkpoint, even where
+    # this process inherited SIGINT ignored (a server started in the background: `serve &`).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     from app.build import training_request
     from training.train.finetune import finetune
