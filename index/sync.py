@@ -141,11 +141,12 @@ def _flush(store: Store, embedder: Embedder, pending: _Pending, report: SyncRepo
                  if settings.sentence_vectors else None)
     for source, content_hash, size, chunks, reuse in pending.files:
         embedded = [reuse[c.content_hash] if c.content_hash in reuse
-                 else (next(encoded), next(sentences) if sentences else None) for c in chunks]
+                    else (next(encoded), next(sentences) if sentences else None) for c in chunks]
+        vectors = [vector for vector, _ in embedded]
         store.remove(source)
         store.add(source, content_hash, size, chunks,
-                  np.stack([v for v, _ in embedded]) if embedded else np.zeros((0, 1), np.float32),
-                  [s for _, s in embedded] if settings.sentence_vectors else None)
+                  np.stack(vectors) if vectors else np.zeros((0, 1), np.float32),
+                  [rows for _, rows in embedded] if settings.sentence_vectors else None)
         report.chunks += len(chunks)
     report.embedded += len(todo)
     pending.files.clear()
