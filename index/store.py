@@ -21,7 +21,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from index import bm25, jsonfile, manifest
+from index import bm25, faiss_kinds, jsonfile, manifest
 from index.context import indexed_text
 from index.docstore import Docstore
 from index.errors import IndexMismatchError, IndexMissingError
@@ -29,9 +29,6 @@ from index.manifest import IndexCounts, IndexFiles, IndexManifest, IndexSettings
 from index.types import Chunk, DocumentInfo
 
 LOCK = ".lock"
-AUTO_HNSW_CHUNKS = 100_000
-"""``index_type: auto`` switches from exact search to HNSW at this many chunks (and back below
-half of it); see the figures in benchmarks/bench_index_latency.py."""
 TOMBSTONE_SHARE = 0.2
 """HNSW can't delete: removed vectors are filtered out until they are this share of the graph,
 then the graph is rebuilt without them."""
@@ -160,7 +157,7 @@ class Store:
     @property
     def kind(self) -> str:
         """The FAISS index in use: ``flat`` or ``hnsw`` (``auto`` picks one by size)."""
-        return self.manifest.faiss_type or _concrete(self.settings.index_type, 0)
+        return self.manifest.faiss_type or faiss_kinds.concrete(self.settings.index_type, 0)
 
     def tombstones(self) -> np.ndarray:
         if self._tombstones is None:
@@ -251,7 +248,7 @@ class Store:
                                      f"the embedder makes {dimension}-d; {manifest.REBUILD}")
         self.manifest = self.manifest.with_settings(dimension=dimension)
         if self.faiss is None:
-            self._faiss = _new_faiss(self.kind, dimension, self.settings.hnsw_m)
+            self._faiss = faiss_kinds.new_index(self.kind, dimension, self.settings.hnsw_m)
 
     def _begin(self, rebuild: IndexSettings | None) -> None:
         self._close()
@@ -316,11 +313,11 @@ class Store:
             return
         buried = docstore.tombstones()
         live = self._faiss.ntotal - len(buried)
-        kind = _concrete(self.settings.index_type, live, self.kind)
-        degree = _hnsw_degree(self._faiss)
+        kind = faiss_kinds.concrete(self.settings.index_type, live, self.kind)
+        degree = faiss_kinds.hnsw_degree(self._faiss)
         if (kind != self.kind or len(buried) > TOMBSTONE_SHARE * self._faiss.ntotal
                 or (kind == "hnsw" and degree != self.settings.hnsw_m)):
-            self._faiss = _rebuilt(self._faiss, buried, kind, self.settings.hnsw_m)
+            self._faiss = faiss_kinds.rebuilt(self._faiss, buried, kind, self.settings.hnsw_m)
             docstore.clear_tombstones()
             self.manifest = replace(self.manifest, faiss_type=kind)
         elif kind == "flat" and len(buried):
@@ -337,46 +334,6 @@ class Store:
         if self._docstore is not None:
             self._docstore.close()
         self._faiss = self._docstore = self._bm25 = self._tombstones = None
-
-
-def _hnsw_degree(index) -> int | None:
-    import faiss
-
-    inner = faiss.downcast_index(index.index)
-    return inner.hnsw.nb_neighbors(1) if isinstance(inner, faiss.IndexHNSW) else None
-
-
-def _concrete(index_type: str, chunks: int, current: str | None = None) -> str:
-    if index_type != "auto":
-        return index_type
-    if current == "hnsw":  # hysteresis: no flip-flopping around the threshold
-        return "hnsw" if chunks >= AUTO_HNSW_CHUNKS // 2 else "flat"
-    return "hnsw" if chunks >= AUTO_HNSW_CHUNKS else "flat"
-
-
-def _new_faiss(kind: str, dimension: int, hnsw_m: int):
-    import faiss
-
-    if kind == "hnsw":
-        inner = faiss.IndexHNSWFlat(dimension, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-    elif kind == "flat":
-        inner = faiss.IndexFlatIP(dimension)
-    else:
-        raise IndexMismatchError(f"unknown index type {kind!r}; use flat, hnsw or auto")
-    return faiss.IndexIDMap2(inner)
-
-
-def _rebuilt(index, removed: np.ndarray, kind: str, hnsw_m: int):
-    """A fresh index of ``kind`` holding ``index``'s vectors except ``removed``."""
-    import faiss
-
-    ids = faiss.vector_to_array(index.id_map)
-    vectors = index.index.reconstruct_n(0, index.ntotal)
-    keep = ~np.isin(ids, removed)
-    fresh = _new_faiss(kind, index.d, hnsw_m)
-    if keep.any():
-        fresh.add_with_ids(vectors[keep], ids[keep])
-    return fresh
 
 
 def _name(kind: str, generation: int, suffix: str) -> str:

@@ -99,9 +99,9 @@ def test_hnsw_filters_removed_vectors_then_rebuilds_without_them(tmp_path):
 
 
 def test_auto_switches_to_hnsw_past_the_threshold_and_back(tmp_path, monkeypatch):
-    import index.store
+    import index.faiss_kinds
 
-    monkeypatch.setattr(index.store, "AUTO_HNSW_CHUNKS", 20)
+    monkeypatch.setattr(index.faiss_kinds, "AUTO_HNSW_CHUNKS", 20)
     paths = write_corpus(tmp_path / "docs", 5)  # 3 chunks each
     sync([tmp_path / "docs"], open_store(tmp_path / "ix", index_type="auto"), CountingEmbedder())
     assert Store.open(tmp_path / "ix").kind == "flat"
