@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -174,7 +174,9 @@ def evaluate_index(index: BotIndex, data: Path, ks: tuple[int, ...],
     retriever = open_retriever(index)
     if retriever is None:
         raise DocumentIndexError("nothing is indexed yet; run `chatbot index sync PATH` first")
-    return evaluate(lambda query, k: retriever.search(query, k=k, mode=mode), questions, ks)
+    report = evaluate(lambda query, k: retriever.search(query, k=k, mode=mode),
+                      questions.questions, ks)
+    return replace(report, not_answerable=questions.not_answerable)
 
 
 @_index_errors

@@ -7,6 +7,10 @@ A question file is JSONL, one question a line, with gold sentences or gold passa
     {"question": "...", "gold_sentences": ["..."], "source": "renew.html"}
     {"question": "...", "gold_passages": ["docs/renew.md", "docs/fees.md#Fees > Refunds"]}
 
+The question files of ``chatbot eval`` are read too: ``gold_sources`` (file paths) counts as
+``gold_passages``, a ``scenario`` goes before the question, and a line marked
+``"not_answerable": true`` is left out (it has nothing to find) and counted in the report.
+
 A gold sentence is found when its text (case and spacing aside) is inside a passage, location
 included, and, with ``source``, the passage comes from that file. A gold passage is found when a
 passage comes from a file whose path ends with it and, after a ``#``, covers a location that
@@ -51,6 +55,8 @@ class EvalReport:
     mrr: float
     words: dict[int, float]
     """k -> words in the top k passages, averaged: what a larger k or merging costs the prompt."""
+    not_answerable: int = 0
+    """Questions of the file marked ``not_answerable``, left out: they have nothing to find."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -58,44 +64,78 @@ class EvalReport:
     def table(self) -> str:
         rows = [f"| {k} | {self.hit[k]:.3f} | {self.recall[k]:.3f} | {self.words[k]:.0f} |"
                 for k in self.hit]
-        return "\n".join([f"{self.questions} questions; MRR {self.mrr:.3f}",
+        left_out = (f" ({self.not_answerable} marked not_answerable left out)"
+                    if self.not_answerable else "")
+        return "\n".join([f"{self.questions} questions{left_out}; MRR {self.mrr:.3f}",
                           "| k | context hit@k | evidence recall@k | context words |",
                           "|---|---|---|---|", *rows])
 
 
-def load_questions(path: Path) -> list[EvalQuestion]:
+@dataclass(frozen=True)
+class QuestionFile:
+    questions: list[EvalQuestion]
+    not_answerable: int
+    """Lines marked ``"not_answerable": true``: left out of the measure."""
+
+
+def load_questions(path: Path) -> QuestionFile:
     """The questions of a JSONL file; every malformed line is reported at once, by number."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise EvalDataError(f"cannot read {path}: {exc}") from None
-    questions, problems = [], []
+    questions, problems, not_answerable = [], {}, 0
     for number, line in enumerate(lines, start=1):
         if line.strip():
             try:
-                questions.append(_question(json.loads(line)))
+                question = _question(json.loads(line))
             except (ValueError, TypeError) as exc:
-                problems.append(f"line {number}: {exc}")
+                problems.setdefault(str(exc), []).append(number)
+                continue
+            if question is None:
+                not_answerable += 1
+            else:
+                questions.append(question)
     if problems:
-        raise EvalDataError(f"{path}: {'; '.join(problems)}")
+        raise EvalDataError(f"{path}: " + "; ".join(f"{_line_numbers(numbers)}: {problem}"
+                                                    for problem, numbers in problems.items()))
     if not questions:
-        raise EvalDataError(f"{path}: no questions; expected JSONL lines such as "
+        raise EvalDataError(f"{path}: no questions with gold items; expected JSONL lines such as "
                             '{"question": "...", "gold_sentences": ["..."]}')
-    return questions
+    return QuestionFile(questions, not_answerable)
 
 
-def _question(row) -> EvalQuestion:
+def _question(row) -> EvalQuestion | None:
+    """The line's question; ``None`` for one marked not answerable."""
     if not isinstance(row, dict) or not isinstance(row.get("question"), str):
         raise ValueError('needs "question" (a string)')
-    sentences, passages = row.get("gold_sentences", []), row.get("gold_passages", [])
-    for key, value in (("gold_sentences", sentences), ("gold_passages", passages)):
+    if row.get("not_answerable") is True:
+        return None
+    if "gold_passages" in row and "gold_sources" in row:
+        raise ValueError('"gold_sources" and "gold_passages" are the same; give one of them')
+    sentences = row.get("gold_sentences", [])
+    passages = row.get("gold_passages", row.get("gold_sources", []))
+    key = "gold_sources" if "gold_sources" in row else "gold_passages"
+    for name, value in (("gold_sentences", sentences), (key, passages)):
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ValueError(f'"{key}" must be a list of non-empty strings')
+            raise ValueError(f'"{name}" must be a list of non-empty strings')
     if bool(sentences) == bool(passages):
-        raise ValueError('needs "gold_sentences" or "gold_passages" (one of them, not empty)')
-    if not isinstance(row.get("source", ""), str):
-        raise ValueError('"source" must be a file path (a string)')
-    return EvalQuestion(row["question"], tuple(sentences), tuple(passages), row.get("source"))
+        raise ValueError('needs "gold_sentences" or "gold_passages" (one of them, not empty), '
+                         'or "not_answerable": true')
+    for name in ("source", "scenario"):
+        if not isinstance(row.get(name, ""), str):
+            raise ValueError(f'"{name}" must be a string')
+    question = f"{row['scenario'].strip()} {row['question']}" if row.get("scenario") else (
+        row["question"])
+    return EvalQuestion(question, tuple(sentences), tuple(passages), row.get("source"))
+
+
+def _line_numbers(numbers: list[int]) -> str:
+    """``line 3``, ``lines 3, 5`` or, for many, ``lines 3, 5, 8, ... (12 lines)``."""
+    if len(numbers) == 1:
+        return f"line {numbers[0]}"
+    shown = ", ".join(map(str, numbers[:3]))
+    return f"lines {shown}" + (f", ... ({len(numbers)} lines)" if len(numbers) > 3 else "")
 
 
 def evaluate(search: Search, questions: list[EvalQuestion], ks: tuple[int, ...]) -> EvalReport:

@@ -67,16 +67,44 @@ def test_every_bad_line_is_reported_with_its_number(tmp_path):
     with pytest.raises(EvalDataError) as error:
         load_questions(path)
     assert str(error.value) == (
-        f'{path}: line 3: needs "gold_sentences" or "gold_passages" (one of them, not empty); '
-        'line 4: needs "gold_sentences" or "gold_passages" (one of them, not empty); '
+        f'{path}: lines 3, 4: needs "gold_sentences" or "gold_passages" (one of them, not '
+        'empty), or "not_answerable": true; '
         'line 5: needs "question" (a string); '
         'line 6: "gold_passages" must be a list of non-empty strings; '
         "line 7: Expecting value: line 1 column 1 (char 0)")
 
 
+def test_a_problem_of_many_lines_is_reported_once(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "q", "answers": ["a"]}\n' * 30)
+    with pytest.raises(EvalDataError) as error:
+        load_questions(path)
+    assert str(error.value).startswith(f"{path}: lines 1, 2, 3, ... (30 lines): needs ")
+
+
+def test_chatbot_evals_question_files_are_read(tmp_path):
+    """One file serves `chatbot eval` and `chatbot index eval` (samples/eval.jsonl's format)."""
+    path = tmp_path / "eval.jsonl"
+    rows = [{"question": "What port?", "answers": ["7860"], "gold_sources": ["docs/chatting.md"]},
+            {"question": "Can I renew?", "scenario": "I live abroad.", "answers": ["Yes."],
+             "gold_sources": ["renew.md"]},
+            {"question": "Slack?", "answers": ["I don't know."], "gold_sources": [],
+             "not_answerable": True}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    loaded = load_questions(path)
+    assert loaded.not_answerable == 1
+    assert loaded.questions == [EvalQuestion("What port?", gold_passages=("docs/chatting.md",)),
+                                EvalQuestion("I live abroad. Can I renew?",
+                                             gold_passages=("renew.md",))]
+    path.write_text(json.dumps({"question": "q", "gold_sources": ["a.md"],
+                                "gold_passages": ["b.md"]}) + "\n")
+    with pytest.raises(EvalDataError, match='"gold_sources" and "gold_passages" are the same'):
+        load_questions(path)
+
+
 def test_an_empty_file_is_an_error(tmp_path):
     (tmp_path / "q.jsonl").write_text("\n")
-    with pytest.raises(EvalDataError, match="no questions; expected JSONL lines such as"):
+    with pytest.raises(EvalDataError, match="no questions with gold items; expected JSONL"):
         load_questions(tmp_path / "q.jsonl")
 
 
@@ -92,15 +120,18 @@ def test_cli_measures_the_bots_own_index(tmp_path, monkeypatch):
     data.write_text(json.dumps({"question": "installer linux",
                                 "gold_sentences": ["Run the installer."]}) + "\n"
                     + json.dumps({"question": "what does it cost",
-                                  "gold_passages": ["price.md#Price"]}) + "\n")
+                                  "gold_passages": ["price.md#Price"]}) + "\n"
+                    + json.dumps({"question": "is there a Windows build", "gold_sources": [],
+                                  "not_answerable": True}) + "\n")
     runner = CliRunner()
     assert runner.invoke(main, ["index", "sync", "--config", str(config)]).exit_code == 0
     result = runner.invoke(main, ["index", "eval", "--data", str(data), "--k", "1,2", "--json",
                                   "--config", str(config)], catch_exceptions=False)
     report = json.loads(result.stdout)
     assert report["questions"] == 2 and report["hit"] == {"1": 1.0, "2": 1.0}
-    assert report["mrr"] == 1.0
+    assert report["mrr"] == 1.0 and report["not_answerable"] == 1
     table = runner.invoke(main, ["index", "eval", "--data", str(data), "--config", str(config)])
+    assert table.stdout.startswith("2 questions (1 marked not_answerable left out); MRR 1.000")
     assert table.stdout.splitlines()[1:3] == ["| k | context hit@k | evidence recall@k | "
                                               "context words |", "|---|---|---|---|"]
     bad = runner.invoke(main, ["index", "eval", "--data", str(data), "--k", "0",
