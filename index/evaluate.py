@@ -125,8 +125,8 @@ def _question(row) -> EvalQuestion | None:
     for name in ("source", "scenario"):
         if not isinstance(row.get(name, ""), str):
             raise ValueError(f'"{name}" must be a string')
-    question = f"{row['scenario'].strip()} {row['question']}" if row.get("scenario") else (
-        row["question"])
+    scenario = row.get("scenario", "").strip()
+    question = f"{scenario} {row['question']}" if scenario else row["question"]
     return EvalQuestion(question, tuple(sentences), tuple(passages), row.get("source"))
 
 
