@@ -45,6 +45,8 @@ class SyncReport:
     """Chunks written for added and updated files."""
     embedded: int = 0
     """Of those, chunks that were encoded (the rest kept their vectors: same text as before)."""
+    sentences: int = 0
+    """Sentences of the encoded chunks embedded on their own (``index.sentence_vectors``)."""
     seconds: float = 0.0
 
     @property
@@ -54,8 +56,9 @@ class SyncReport:
     def summary(self) -> str:
         return (f"{len(self.added)} added, {len(self.updated)} updated, "
                 f"{len(self.unchanged)} unchanged, {len(self.removed)} removed, "
-                f"{len(self.failed)} failed; {self.chunks} chunks ({self.embedded} embedded) "
-                f"in {self.seconds:.1f} s")
+                f"{len(self.failed)} failed; {self.chunks} chunks ({self.embedded} embedded"
+                + (f", with {self.sentences} of their sentences" if self.sentences else "")
+                + f") in {self.seconds:.1f} s")
 
 
 @dataclass
@@ -137,8 +140,9 @@ def _flush(store: Store, embedder: Embedder, pending: _Pending, report: SyncRepo
             for chunk in chunks if chunk.content_hash not in reuse]
     texts = [indexed_text(chunk, settings.context) for chunk in todo]
     encoded = iter(embedder.encode(texts)) if todo else iter(())
-    sentences = (iter(encode_sentences(embedder, [chunk.text for chunk in todo]))
-                 if settings.sentence_vectors else None)
+    sentence_rows = (encode_sentences(embedder, [chunk.text for chunk in todo])
+                     if settings.sentence_vectors else None)
+    sentences = iter(sentence_rows) if sentence_rows is not None else None
     for source, content_hash, size, chunks, reuse in pending.files:
         embedded = [reuse[c.content_hash] if c.content_hash in reuse
                     else (next(encoded), next(sentences) if sentences else None) for c in chunks]
@@ -149,5 +153,6 @@ def _flush(store: Store, embedder: Embedder, pending: _Pending, report: SyncRepo
                   [rows for _, rows in embedded] if settings.sentence_vectors else None)
         report.chunks += len(chunks)
     report.embedded += len(todo)
+    report.sentences += sum(map(len, sentence_rows or ()))
     pending.files.clear()
     pending.chunks = 0

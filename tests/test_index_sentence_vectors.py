@@ -70,9 +70,13 @@ def test_unchanged_chunks_keep_their_sentence_vectors(tmp_path):
     before = store.sentence_vectors(ids)
     (tmp_path / "docs" / "fees.md").write_text("# Fees\n\nFees changed in April this year.")
     counting = embedder()
-    sync([tmp_path / "docs"], Store.open(tmp_path / "ix"), counting)
+    report = sync([tmp_path / "docs"], Store.open(tmp_path / "ix"), counting)
     assert not any("Passport renewal" in text for text in counting.texts)
     after = Store.open(tmp_path / "ix")
+    fees = [i for i, c in after.chunks(range(1, 100)).items() if c.source.endswith("fees.md")]
+    assert report.sentences == sum(map(len, after.sentence_vectors(fees).values())) > 0
+    assert f"({report.embedded} embedded, with {report.sentences} of their sentences)" in (
+        report.summary())
     travel = {c.text: i for i, c in after.chunks(range(1, 100)).items() if "Travel" in c.location}
     old = {c.text: i for i, c in store.chunks(ids).items() if "Travel" in c.location}
     for text, chunk_id in travel.items():
