@@ -1,6 +1,6 @@
 """Where an answer's time goes: retrieval, prompt rendering, prefill, decode (embedded default).
 
-    /tmp/venv/bin/python benchmarks/bench_chat_latency.py [--max-new-tokens 64]
+    .venv/bin/python benchmarks/bench_chat_latency.py [--max-new-tokens 64]
 
 Indexes the user guide (docs/) into a temporary data dir with the default config (MiniLM,
 hybrid retrieval), then asks five questions about it through ``Engine.answer`` and splits each
