@@ -11,6 +11,9 @@ scenario + " " + question; the gold sentences are the evidence elements' texts, 
 passages of the question's own page; questions without evidence are left out.
 
     .venv/bin/python benchmarks/bench_index_quality.py [--embedder-dtype float32]
+
+Another slice in the same files (a holdout of other pages) is measured the same way from
+``$BENCH_SHARED_DATA/conditionalqa`` (``benchmarks/shared_data.py``).
 """
 
 from __future__ import annotations
@@ -165,9 +168,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         indexes = build(Path(tmp), embedder)
         chunks = Store.open(indexes["plain"]).manifest.counts.chunks
-        print(f"\n{len(evalset)} questions with evidence; 24 pages (12 with questions, 12 "
-              f"distractors), {chunks} chunks; embedder {NAME} in "
-              f"{model.precision}\n")
+        pages, distractors = len(rows("documents.jsonl")), len(rows("distractor_documents.jsonl"))
+        print(f"\n{len(evalset)} questions with evidence; {pages + distractors} pages ({pages} "
+              f"with questions, {distractors} distractors) from {DATA}, {chunks} chunks; "
+              f"embedder {NAME} in {model.precision}\n")
         print("| step | mode | fusion | R@2 | R@4 | R@8 | hit@2 | hit@4 | MRR | words@2/4/8 |\n"
               "|---|---|---|---|---|---|---|---|---|---|")
         for row in ROWS:
