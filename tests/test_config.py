@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,22 @@ def test_every_backend_and_variant_key_is_documented() -> None:
         for key in model.model_fields:
             assert f"`{section}.NAME.{key}`" in docs, f"{section}.NAME.{key} not in the docs"
             assert f" {key}: " in text, f"{key} not commented in default.yaml"
+
+
+def test_every_default_in_the_configuration_reference_is_the_codes() -> None:
+    """docs/configuration.md's "Default" column, row by row, against ``BotConfig()``."""
+    docs = (Path(__file__).parents[1] / "docs/configuration.md").read_text()
+    rows = re.findall(r"^\| `([a-z_.]+)` \| `([^`]*)` \|", docs, re.M)
+    assert len(rows) > 100
+    defaults = BotConfig().model_dump(mode="json")
+    for key, documented in rows:
+        value = defaults
+        for part in key.split("."):
+            value = value[part]
+        if documented.endswith("..."):  # a long message, shortened in the table
+            assert value.startswith(documented[:-3]), key
+        else:
+            assert yaml.safe_load(documented) == value, key
 
 
 def test_the_embedder_precision_reaches_the_embedder_and_a_wrong_one_is_named() -> None:
