@@ -122,12 +122,12 @@ def _question(row) -> EvalQuestion | None:
     if bool(sentences) == bool(passages):
         raise ValueError('needs "gold_sentences" or "gold_passages" (one of them, not empty), '
                          'or "not_answerable": true')
-    for name in ("source", "scenario"):
-        if not isinstance(row.get(name, ""), str):
+    for name in ("source", "scenario"):  # null: none, as `chatbot eval` reads it
+        if not isinstance(row.get(name) or "", str):
             raise ValueError(f'"{name}" must be a string')
-    scenario = row.get("scenario", "").strip()
+    scenario = (row.get("scenario") or "").strip()
     question = f"{scenario} {row['question']}" if scenario else row["question"]
-    return EvalQuestion(question, tuple(sentences), tuple(passages), row.get("source"))
+    return EvalQuestion(question, tuple(sentences), tuple(passages), row.get("source") or None)
 
 
 def _line_numbers(numbers: list[int]) -> str:

@@ -88,6 +88,7 @@ def test_chatbot_evals_question_files_are_read(tmp_path):
     rows = [{"question": "What port?", "answers": ["7860"], "gold_sources": ["docs/chatting.md"]},
             {"question": "Can I renew?", "scenario": "I live abroad.", "answers": ["Yes."],
              "gold_sources": ["renew.md"]},
+            {"question": "Fees?", "scenario": None, "gold_sources": ["fees.md"]},
             {"question": "Slack?", "answers": ["I don't know."], "gold_sources": [],
              "not_answerable": True}]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -95,7 +96,8 @@ def test_chatbot_evals_question_files_are_read(tmp_path):
     assert loaded.not_answerable == 1
     assert loaded.questions == [EvalQuestion("What port?", gold_passages=("docs/chatting.md",)),
                                 EvalQuestion("I live abroad. Can I renew?",
-                                             gold_passages=("renew.md",))]
+                                             gold_passages=("renew.md",)),
+                                EvalQuestion("Fees?", gold_passages=("fees.md",))]
     path.write_text(json.dumps({"question": "q", "gold_sources": ["a.md"],
                                 "gold_passages": ["b.md"]}) + "\n")
     with pytest.raises(EvalDataError, match='"gold_sources" and "gold_passages" are the same'):
