@@ -46,6 +46,15 @@ class EvalQuestion:
 
 
 @dataclass(frozen=True)
+class Miss:
+    """A question none of whose gold items is in the largest k's passages."""
+
+    question: str
+    passages: tuple[str, ...]
+    """What was found instead: each passage's ``source > location``, best first."""
+
+
+@dataclass(frozen=True)
 class EvalReport:
     questions: int
     hit: dict[int, float]
@@ -57,18 +66,29 @@ class EvalReport:
     """k -> words in the top k passages, averaged: what a larger k or merging costs the prompt."""
     not_answerable: int = 0
     """Questions of the file marked ``not_answerable``, left out: they have nothing to find."""
+    misses: tuple[Miss, ...] = ()
+    """The questions with no gold item at the largest k: where to look first."""
 
     def to_json(self) -> dict:
         return asdict(self)
 
-    def table(self) -> str:
+    def table(self, shown_misses: int = 10) -> str:
+        """The metrics as a table, then the first ``shown_misses`` misses (``--json``: all)."""
         rows = [f"| {k} | {self.hit[k]:.3f} | {self.recall[k]:.3f} | {self.words[k]:.0f} |"
                 for k in self.hit]
         left_out = (f" ({self.not_answerable} marked not_answerable left out)"
                     if self.not_answerable else "")
-        return "\n".join([f"{self.questions} questions{left_out}; MRR {self.mrr:.3f}",
-                          "| k | context hit@k | evidence recall@k | context words |",
-                          "|---|---|---|---|", *rows])
+        lines = [f"{self.questions} questions{left_out}; MRR {self.mrr:.3f}",
+                 "| k | context hit@k | evidence recall@k | context words |",
+                 "|---|---|---|---|", *rows]
+        if self.misses:
+            lines += ["", f"No gold item in the top {max(self.hit)} for {len(self.misses)} "
+                          "question(s); the first passage found instead:"]
+            lines += [f"- {_short(m.question)} -> {m.passages[0] if m.passages else 'nothing'}"
+                      for m in self.misses[:shown_misses]]
+            if len(self.misses) > shown_misses:
+                lines.append(f"- ... {len(self.misses) - shown_misses} more (--json lists all)")
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -143,7 +163,7 @@ def evaluate(search: Search, questions: list[EvalQuestion], ks: tuple[int, ...])
     a wider search are not what a search for k returns."""
     ks = tuple(sorted(set(ks)))
     hit, recall, words = ({k: 0.0 for k in ks} for _ in range(3))
-    mrr = 0.0
+    mrr, misses = 0.0, []
     for question in questions:
         gold = len(question.gold_sentences or question.gold_passages)
         for k in ks:
@@ -154,9 +174,20 @@ def evaluate(search: Search, questions: list[EvalQuestion], ks: tuple[int, ...])
             recall[k] += len(found) / gold
             words[k] += sum(len(h.text.split()) for h in hits)
         mrr += next((1 / rank for rank, c in enumerate(covered, start=1) if c), 0.0)
+        if not found:
+            misses.append(Miss(question.question, tuple(_place(h) for h in hits)))
     n = len(questions)
     return EvalReport(n, {k: v / n for k, v in hit.items()}, {k: v / n for k, v in recall.items()},
-                      mrr / n, {k: v / n for k, v in words.items()})
+                      mrr / n, {k: v / n for k, v in words.items()}, misses=tuple(misses))
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _place(hit: Hit) -> str:
+    return f"{hit.source} > {hit.location}" if hit.location else hit.source
 
 
 def _covered(hit: Hit, question: EvalQuestion) -> set[int]:

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from app.cli import main
 from index.errors import EvalDataError
-from index.evaluate import EvalQuestion, evaluate, load_questions
+from index.evaluate import EvalQuestion, Miss, evaluate, load_questions
 from index.types import Chunk, Hit
 
 
@@ -34,6 +34,13 @@ def test_metrics_of_a_known_ranking():
     assert report.mrr == pytest.approx((1 / 2 + 0 + 1 / 3) / 3)
     assert report.words == pytest.approx({2: 9, 4: 16})
     assert report.table().splitlines()[0] == "3 questions; MRR 0.278"
+    # "where?" finds its sentence only in a passage of another file: a miss, with what was found.
+    assert report.misses == (Miss("where?", ("/docs/a.html", "/docs/a.html", "/docs/b.html",
+                                             "/docs/a.html")),)
+    assert report.table().splitlines()[-2:] == [
+        "No gold item in the top 4 for 1 question(s); the first passage found instead:",
+        "- where? -> /docs/a.html"]
+    assert report.table(shown_misses=0).splitlines()[-1] == "- ... 1 more (--json lists all)"
 
 
 def test_each_k_is_its_own_search():
@@ -131,7 +138,7 @@ def test_cli_measures_the_bots_own_index(tmp_path, monkeypatch):
                                   "--config", str(config)], catch_exceptions=False)
     report = json.loads(result.stdout)
     assert report["questions"] == 2 and report["hit"] == {"1": 1.0, "2": 1.0}
-    assert report["mrr"] == 1.0 and report["not_answerable"] == 1
+    assert report["mrr"] == 1.0 and report["not_answerable"] == 1 and report["misses"] == []
     table = runner.invoke(main, ["index", "eval", "--data", str(data), "--config", str(config)])
     assert table.stdout.startswith("2 questions (1 marked not_answerable left out); MRR 1.000")
     assert table.stdout.splitlines()[1:3] == ["| k | context hit@k | evidence recall@k | "
