@@ -83,6 +83,11 @@ def _markdown_sections(text: str) -> list[tuple[str, str]]:
     for part in splitter.split_text(text):
         path = [part.metadata[key] for _, key in _HEADINGS if key in part.metadata]
         sections.append((" > ".join(path), part.page_content))
+    if not any(section.strip() for _, section in sections):
+        # Headings and nothing under them (an outline, a title page): the headings are the
+        # text, or the file would be indexed with no chunk at all.
+        return [("", "\n".join(line.lstrip("#").strip() for line in text.splitlines()
+                                if line.strip()))]
     return sections
 
 

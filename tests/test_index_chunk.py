@@ -41,6 +41,12 @@ def test_markdown_heading_path_is_the_location():
         ("Guide > Install > Windows", "Use the installer."), ("FAQ", "Ask us.")]
 
 
+def test_a_markdown_file_of_headings_alone_is_indexed_by_its_headings():
+    text = "# Widgets\n\n## Care and cleaning\n"
+    chunks = chunks_of(Document("w.md", text, {"format": "markdown"}), CountingEmbedder())
+    assert [(c.location, c.text) for c in chunks] == [("", "Widgets\nCare and cleaning")]
+
+
 def test_pdf_chunks_name_their_page_and_never_cross_one():
     text = "alpha " * 30 + "\n\n" + "beta " * 30
     doc = Document("m.pdf", text.strip(), {"format": "pdf", "pages": [(0, 1), (182, 2)]})
