@@ -25,7 +25,7 @@ from chatbot.errors import InputError, TooManyNewTokens
 from chatbot.filters import NamedFilter, run_filters
 from chatbot.generate import GenerationSettings, Generator
 from chatbot.logs import ConversationLog
-from chatbot.prompts import build_messages, clean_text, fit_to_budget, load_template
+from chatbot.prompts import clean_text, load_template, prompt_within
 from chatbot.retrieval_query import QueryPolicy, retrieval_query, rewrite_with
 from chatbot.types import Message, Reply, hit_record
 from chatbot.variants import Variant
@@ -254,12 +254,10 @@ class AnswerStream:
         queried = time.perf_counter()
         hits = self._retrieve(query)
         retrieved = time.perf_counter()
-        template = load_template(self.variant.template)
-        messages = build_messages(template, self.question, hits, self.history,
-                                  bot_name=policies.bot_name)
         budget = generator.context_window - self.settings.max_new_tokens
-        messages = fit_to_budget(messages, generator.count_tokens, budget,
-                                 keep_head=1 + len(template.examples()))
+        messages, hits = prompt_within(load_template(self.variant.template), self.question, hits,
+                                       self.history, generator.count_tokens, budget,
+                                       policies.bot_name)
         timings = {"query_ms": _ms(started, queried), "retrieval_ms": _ms(queried, retrieved),
                    "prompt_ms": _ms(retrieved, time.perf_counter())}
         turn_id = self._log_start(messages, hits, query)

@@ -115,6 +115,29 @@ def build_messages(template: PromptTemplate, question: str, hits: Sequence[Hit] 
     return [system, *template.examples(), *history, user]
 
 
+def prompt_within(template: PromptTemplate, question: str, hits: Sequence[Hit],
+                  history: Sequence[Message], count_tokens: Callable[[list[Message]], int],
+                  budget: int, bot_name: str = "chatbot-builder"
+                  ) -> tuple[list[Message], list[Hit]]:
+    """The prompt's messages within ``budget`` tokens, and the passages they hold.
+
+    Passages go in best first, each while the question and its sources still fit: one that
+    would not (a page of one unbroken string, a ``k`` set for a model with a larger window) is
+    left out, and the question is answered from the others instead of refused. Then the oldest
+    history goes (:func:`fit_to_budget`).
+    """
+    head = 1 + len(template.examples())
+    kept = list(hits)
+    if count_tokens(build_messages(template, question, kept, bot_name=bot_name)) > budget:
+        kept = []
+        for hit in hits:
+            trial = build_messages(template, question, [*kept, hit], bot_name=bot_name)
+            if count_tokens(trial) <= budget:
+                kept.append(hit)
+    messages = build_messages(template, question, kept, history, bot_name=bot_name)
+    return fit_to_budget(messages, count_tokens, budget, keep_head=head), kept
+
+
 def clean_text(text: str) -> str:
     """``text`` without control characters (newlines and tabs stay) and lone surrogates: the
     tokenizer can't encode a surrogate and the log can't store one."""

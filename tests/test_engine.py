@@ -82,6 +82,19 @@ def test_message_too_long_for_the_context_is_a_clear_error(echo) -> None:
         engine.answer("s", " ".join(["word"] * 1000), "plain").result()
 
 
+def test_a_passage_too_long_for_the_window_is_left_out_and_the_others_answer(echo) -> None:
+    """One document of a single unbroken string, or a k too large for the model, must not
+    turn every question that finds it into an error."""
+    huge = "word " * 2000  # more than the 960-token prompt budget on its own
+    found = [hit(1, "Run chatbot index sync docs/."), hit(2, huge), hit(3, "Use --mode bm25.")]
+    engine = make_engine(echo, search=lambda q, k: found[:k])
+    reply = engine.answer("s", "how do I sync", "prompt").result()
+    assert [h.chunk.chunk_id for h in reply.hits] == ["c1", "c3"]
+    user = reply.messages[-1].content
+    assert "[2] docs/indexing.md (Indexing > Sync)\nUse --mode bm25." in user
+    assert "word word" not in user and reply.text == "how do I sync"
+
+
 def test_no_hits_refuse_policy_answers_without_the_model(echo) -> None:
     engine = make_engine(echo, search=lambda q, k: [],
                          retrieval=RetrievalPolicy(no_hits="refuse", refusal="Not covered."))

@@ -3,7 +3,7 @@
 import pytest
 
 from chatbot.errors import ConfigError, InputError
-from chatbot.prompts import build_messages, fit_to_budget, load_template
+from chatbot.prompts import build_messages, fit_to_budget, load_template, prompt_within
 from chatbot.types import Message
 from index.types import Chunk, Hit
 
@@ -52,6 +52,21 @@ def test_few_shot_examples_follow_the_system_prompt_and_survive_trimming(tmp_pat
     assert [m.content for m in trimmed] == ["S", "Where is X?", "In Y [1].", "now?"]
     with pytest.raises(InputError, match="more than the 3 the model can read"):
         fit_to_budget(messages, words, budget=3, keep_head=3)
+
+
+def test_sources_that_would_overflow_the_budget_are_left_out_best_first_kept() -> None:
+    hits = [Hit(Chunk(f"c{n}", "docs/a.md", text, "", "h"), 0.9, n)
+            for n, text in enumerate(["Sync indexes files.", "long " * 300, "Search is hybrid."],
+                                     start=1)]
+    words = lambda ms: sum(len(m.content.split()) for m in ms)  # noqa: E731
+    history = [Message("user", "earlier " * 40), Message("assistant", "reply")]
+    template = load_template("rag")
+    budget = words(build_messages(template, "How?", [hits[0], hits[2]])) + 20  # no room for 40
+    messages, kept = prompt_within(template, "How?", hits, history, words, budget)
+    assert [h.chunk.chunk_id for h in kept] == ["c1", "c3"]
+    assert messages == build_messages(template, "How?", kept)  # the history went too
+    everything, kept = prompt_within(template, "How?", hits, history, words, budget=10_000)
+    assert kept == hits and everything == build_messages(template, "How?", hits, history)
 
 
 def conversation(turns: int) -> list[Message]:
