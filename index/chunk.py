@@ -19,6 +19,11 @@ from index.types import Chunk, Document
 
 _HEADINGS = [("#" * level, f"h{level}") for level in range(1, 7)]
 _SEPARATORS = ["\n\n", "\n", ". ", " ", ""]
+MAX_CHARS_PER_TOKEN = 10
+"""A chunk is also sized as if each token held at most this many characters. Text runs at 4-6;
+a string without spaces (a base64 image, minified code) can be one token for thousands of
+characters (MiniLM reads any word over 100 characters as one ``[UNK]``), and would otherwise be
+one chunk too long for any prompt."""
 
 
 def chunk_documents(docs: list[Document], count_tokens: Callable[[str], int], max_tokens: int,
@@ -26,13 +31,18 @@ def chunk_documents(docs: list[Document], count_tokens: Callable[[str], int], ma
     """All chunks of ``docs``, in order; none longer than ``min(chunk_tokens, max_tokens)``,
     and a chunk with its context above it no longer than ``max_tokens`` either (a long heading
     path takes room from the text, down to half the size at most)."""
-    size = min(chunk_tokens, max_tokens)
+    size, length = min(chunk_tokens, max_tokens), _at_least_per_chars(count_tokens)
     chunks: list[Chunk] = []
     for doc in docs:
-        pieces = _pieces(doc, count_tokens, max_tokens, size, chunk_overlap)
+        pieces = _pieces(doc, length, max_tokens, size, chunk_overlap)
         chunks.extend(_chunk(doc, index, location, context, text)
                       for index, (location, context, text) in enumerate(pieces))
     return chunks
+
+
+def _at_least_per_chars(count_tokens: Callable[[str], int]) -> Callable[[str], int]:
+    """``count_tokens``, counting at least a token for every ``MAX_CHARS_PER_TOKEN`` characters."""
+    return lambda text: max(count_tokens(text), -(-len(text) // MAX_CHARS_PER_TOKEN))
 
 
 def _pieces(doc: Document, count_tokens: Callable[[str], int], max_tokens: int, size: int,

@@ -7,7 +7,7 @@ import random
 import pytest
 from index_helpers import CountingEmbedder
 
-from index.chunk import chunk_documents
+from index.chunk import MAX_CHARS_PER_TOKEN, chunk_documents
 from index.types import Document
 
 
@@ -45,6 +45,19 @@ def test_a_markdown_file_of_headings_alone_is_indexed_by_its_headings():
     text = "# Widgets\n\n## Care and cleaning\n"
     chunks = chunks_of(Document("w.md", text, {"format": "markdown"}), CountingEmbedder())
     assert [(c.location, c.text) for c in chunks] == [("", "Widgets\nCare and cleaning")]
+
+
+def test_a_string_without_spaces_is_split_by_characters_too(minilm_tokenizer):
+    """MiniLM reads a word of over 100 characters as one [UNK]: by tokens alone 20,000
+    characters of base64 would be one chunk, too long for any prompt."""
+    count = lambda text: len(minilm_tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    blob = "iVBORw0KGgo" * 2000
+    text = f"Intro words here.\n\n{blob}\n\nClosing words."
+    assert count(blob) == 1
+    chunks = chunk_documents([Document("b.txt", text, {"format": "text"})], count, 254, 200, 0)
+    assert max(len(c.text) for c in chunks) <= 200 * MAX_CHARS_PER_TOKEN
+    assert "".join(c.text for c in chunks[1:-1]) == blob  # split, nothing lost
+    assert chunks[0].text == "Intro words here." and chunks[-1].text == "Closing words."
 
 
 def test_pdf_chunks_name_their_page_and_never_cross_one():
