@@ -59,7 +59,7 @@ def test_merged_text_gives_the_overlap_once_and_names_a_new_section():
 def test_retriever_merges_consecutive_hits_into_one_passage(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
-    words = " ".join(f"lighthouse{i}" for i in range(30))
+    words = " ".join(f"tower{i}" for i in range(30))  # under 10 characters a token
     (docs / "long.md").write_text(f"# Keeper\n\n{words} beacon lamp.\n\n{words} beacon oil.\n")
     (docs / "other.md").write_text("# Other\n\nThe beacon is lit at dusk.")
     store = Store.open(tmp_path / "ix", IndexSettings("hash:256", None, 40, 0), create=True)
