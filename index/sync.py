@@ -139,20 +139,20 @@ def _flush(store: Store, embedder: Embedder, pending: _Pending, report: SyncRepo
     todo = [chunk for _, _, _, chunks, reuse in pending.files
             for chunk in chunks if chunk.content_hash not in reuse]
     texts = [indexed_text(chunk, settings.context) for chunk in todo]
-    encoded = iter(embedder.encode(texts)) if todo else iter(())
-    sentence_rows = (encode_sentences(embedder, [chunk.text for chunk in todo])
-                     if settings.sentence_vectors else None)
-    sentences = iter(sentence_rows) if sentence_rows is not None else None
+    vectors = embedder.encode(texts) if todo else []
+    rows = (encode_sentences(embedder, [chunk.text for chunk in todo])
+            if settings.sentence_vectors else [None] * len(todo))
+    fresh = iter(zip(vectors, rows))
     for source, content_hash, size, chunks, reuse in pending.files:
-        embedded = [reuse[c.content_hash] if c.content_hash in reuse
-                    else (next(encoded), next(sentences) if sentences else None) for c in chunks]
-        vectors = [vector for vector, _ in embedded]
+        embedded = [reuse[c.content_hash] if c.content_hash in reuse else next(fresh)
+                    for c in chunks]
         store.remove(source)
         store.add(source, content_hash, size, chunks,
-                  np.stack(vectors) if vectors else np.zeros((0, 1), np.float32),
-                  [rows for _, rows in embedded] if settings.sentence_vectors else None)
+                  np.stack([vector for vector, _ in embedded]) if embedded
+                  else np.zeros((0, 1), np.float32),
+                  [sentences for _, sentences in embedded])
         report.chunks += len(chunks)
     report.embedded += len(todo)
-    report.sentences += sum(map(len, sentence_rows or ()))
+    report.sentences += sum(len(sentences) for sentences in rows if sentences is not None)
     pending.files.clear()
     pending.chunks = 0
