@@ -126,16 +126,17 @@ def prompt_within(template: PromptTemplate, question: str, hits: Sequence[Hit],
     left out, and the question is answered from the others instead of refused. Then the oldest
     history goes (:func:`fit_to_budget`).
     """
-    head = 1 + len(template.examples())
-    kept = list(hits)
-    if count_tokens(build_messages(template, question, kept, bot_name=bot_name)) > budget:
-        kept = []
+    def tokens(sources: Sequence[Hit]) -> int:  # the prompt without history
+        return count_tokens(build_messages(template, question, sources, bot_name=bot_name))
+
+    kept, used = list(hits), tokens(hits)
+    if used > budget and hits:
+        kept, used = [], tokens([])
         for hit in hits:
-            trial = build_messages(template, question, [*kept, hit], bot_name=bot_name)
-            if count_tokens(trial) <= budget:
-                kept.append(hit)
+            if (with_it := tokens([*kept, hit])) <= budget:
+                kept, used = [*kept, hit], with_it
     messages = build_messages(template, question, kept, history, bot_name=bot_name)
-    return fit_to_budget(messages, count_tokens, budget, keep_head=head), kept
+    return fit_to_budget(messages, count_tokens, budget, 1 + len(template.examples()), used), kept
 
 
 def clean_text(text: str) -> str:
@@ -146,17 +147,19 @@ def clean_text(text: str) -> str:
 
 
 def fit_to_budget(messages: list[Message], count_tokens: Callable[[list[Message]], int],
-                  budget: int, keep_head: int = 1) -> list[Message]:
+                  budget: int, keep_head: int = 1, used: int | None = None) -> list[Message]:
     """Drop the oldest history turns until the prompt fits ``budget`` tokens.
 
     The first ``keep_head`` messages (system prompt, few-shot examples) and the last one (the
     question) are always kept; history goes in whole user/assistant pairs, oldest first.
     Pairs are costed newest first, each once, until one no longer fits, so the time grows with
     what fits, not with the history sent; the kept prompt is then counted whole, because the
-    chat template may join messages differently than it renders them apart.
+    chat template may join messages differently than it renders them apart. ``used``: the
+    tokens of the head and the last message, where the caller has counted them already.
     """
     head, history, last = messages[:keep_head], messages[keep_head:-1], messages[-1]
-    used = count_tokens([*head, last])
+    if used is None:
+        used = count_tokens([*head, last])
     if used > budget:
         raise InputError(f"the message and its sources take {used} tokens, more than the "
                          f"{budget} the model can read; shorten the message or lower "
