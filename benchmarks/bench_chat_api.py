@@ -1,6 +1,6 @@
 """API overhead: streaming through the HTTP API with the openai client vs the engine directly.
 
-    /tmp/venv/bin/python benchmarks/bench_chat_api.py [--reps 5] [--max-new-tokens 64]
+    .venv/bin/python benchmarks/bench_chat_api.py [--reps 5] [--max-new-tokens 64]
 
 Same engine, question, passages and settings both ways (greedy), alternating which goes first;
 medians. Both are measured as a caller sees them: time to the first text, total time, and

@@ -1,6 +1,6 @@
 """Engine overhead: ``Engine.answer`` vs raw ``model.generate`` on the same prompt tokens.
 
-    /tmp/venv/bin/python benchmarks/bench_chat_engine.py [--reps 5] [--max-new-tokens 64]
+    .venv/bin/python benchmarks/bench_chat_engine.py [--reps 5] [--max-new-tokens 64]
 
 The embedded SmolLM2 answers the same question over the same four passages both ways, greedy,
 with the same ``max_new_tokens`` and repetition penalty, alternating which goes first; medians

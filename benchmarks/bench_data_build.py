@@ -1,7 +1,7 @@
 """Dataset build throughput: conversations per second, stage by stage, on synthetic chats.
 
-    /tmp/venv/bin/python benchmarks/bench_data_build.py            # 100,000 conversations
-    /tmp/venv/bin/python benchmarks/bench_data_build.py --n 10000
+    .venv/bin/python benchmarks/bench_data_build.py            # 100,000 conversations
+    .venv/bin/python benchmarks/bench_data_build.py --n 10000
 
 Writes a synthetic OpenAI-format JSONL (1-4 exchanges each; ~2% with personal data, ~2% exact
 and ~2% near duplicates) to a temporary folder, runs ``build_dataset`` on it with the default

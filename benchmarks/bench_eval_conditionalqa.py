@@ -1,7 +1,7 @@
 """Offline eval on ConditionalQA (gov.uk questions): base model without retrieval vs. with RAG
 over the questions' documents [vs. a fine-tuned adapter with RAG], through ``chatbot eval``.
 
-    /tmp/venv/bin/python benchmarks/bench_eval_conditionalqa.py --limit 50 --max-new-tokens 64 \
+    .venv/bin/python benchmarks/bench_eval_conditionalqa.py --limit 50 --max-new-tokens 64 \
         [--adapter DIR] [--work /tmp/cqa-eval]
 
 The documents are converted to Markdown under ``--work`` at run time (never into the repo),

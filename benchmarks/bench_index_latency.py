@@ -5,7 +5,7 @@ HNSW recall on uniform random vectors means nothing (no neighbourhoods), so ever
 real embedding of a ConditionalQA passage plus Gaussian noise, renormalized; queries are fresh
 samples of the same kind. Single queries, as the chat engine sends them.
 
-    /tmp/venv/bin/python benchmarks/bench_index_latency.py [--sizes 100000,1000000] [--hnsw-max 100000]
+    .venv/bin/python benchmarks/bench_index_latency.py [--sizes 100000,1000000] [--hnsw-max 100000]
 """
 
 from __future__ import annotations

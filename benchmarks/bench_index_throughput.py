@@ -2,7 +2,7 @@
 same chunks and of their sentences (``index/sentence_vectors.py``: a sync embeds both) at its
 best batch size, and a re-sync of the unchanged corpus.
 
-    /tmp/venv/bin/python benchmarks/bench_index_throughput.py [--docs 1000]
+    .venv/bin/python benchmarks/bench_index_throughput.py [--docs 1000]
 
 Documents are made at run time from ../shared/data/conditionalqa (see corpus_conditionalqa.py).
 """

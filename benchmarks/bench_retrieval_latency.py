@@ -173,5 +173,6 @@ def main() -> None:
                                    f"{np.percentile(times[stage], 95):.1f}" for stage in stages)
                 print(f"| {size:,} | {kind} | {built:.0f} | {ranked_by} | {cells} |", flush=True)
 
+
 if __name__ == "__main__":
     main()

@@ -5,7 +5,7 @@ Same model (embedded SmolLM2-135M-Instruct, float32 unless TRL's defaults say ot
 512, loss on the answer only. Each run is a subprocess, so its peak RSS is its own. Throughput
 counts real (non-pad) tokens per second over the steps after the first (warm-up) step.
 
-    /tmp/venv/bin/python benchmarks/bench_train_cpu.py [--steps 5] [--skip-trl-default]
+    .venv/bin/python benchmarks/bench_train_cpu.py [--steps 5] [--skip-trl-default]
 """
 
 from __future__ import annotations
