@@ -147,7 +147,8 @@ def test_synth_writes_a_dataset_in_the_serving_prompt_that_train_and_eval_read(b
         m[1]["content"].rsplit("Question: ", 1)[1] for m in data.validation)
     tests = [json.loads(line) for line in (directory / "test.jsonl").read_text().splitlines()]
     assert len(tests) == len(data.validation) and all(t["gold_ids"] for t in tests)
-    assert len(load_questions(directory / "test.jsonl").questions) == len(tests)  # `chatbot index eval`
+    # `chatbot index eval` reads the same file
+    assert len(load_questions(directory / "test.jsonl").questions) == len(tests)
 
 
 def test_chatbot_train_fine_tunes_on_the_synthetic_dataset(bot: Path):

@@ -50,7 +50,9 @@ def test_a_markdown_file_of_headings_alone_is_indexed_by_its_headings():
 def test_a_string_without_spaces_is_split_by_characters_too(minilm_tokenizer):
     """MiniLM reads a word of over 100 characters as one [UNK]: by tokens alone 20,000
     characters of base64 would be one chunk, too long for any prompt."""
-    count = lambda text: len(minilm_tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    def count(text: str) -> int:
+        return len(minilm_tokenizer(text, add_special_tokens=False)["input_ids"])
+
     blob = "iVBORw0KGgo" * 2000
     text = f"Intro words here.\n\n{blob}\n\nClosing words."
     assert count(blob) == 1
