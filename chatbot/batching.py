@@ -166,7 +166,7 @@ class BatchingTransformersGenerator(TransformersGenerator):
         if end < request.prompt_len:
             return
         self._prefilling.remove(request)
-        if self._emit(request, self._pick(request, out.logits[0, -1])):
+        if self._advance(request, out.logits[0, -1]):
             self._join(request)
         request.cache = None
 
@@ -182,9 +182,19 @@ class BatchingTransformersGenerator(TransformersGenerator):
             cache=self._cache, use_cache=True, logits_to_keep=1,
             **self._adapter_kwargs(rows))
         self._mask = mask
-        keep = [i for i, r in enumerate(rows) if self._emit(r, self._pick(r, out.logits[i, -1]))]
+        keep = [i for i, r in enumerate(rows) if self._advance(r, out.logits[i, -1])]
         if len(keep) < len(rows):
             self._keep_rows(keep)
+
+    def _advance(self, request: _Request, logits) -> bool:
+        """Pick and emit the row's next token; False once the row is finished. Sampling that
+        fails on a row's own settings ends that row with the error, not the batch."""
+        try:
+            token = self._pick(request, logits)
+        except RuntimeError as exc:
+            request.out.put(exc)
+            return False
+        return self._emit(request, token)
 
     def _pick(self, request: _Request, logits) -> int:
         """The next token as ``generate`` picks it: repetition penalty, then greedy or
@@ -198,7 +208,7 @@ class BatchingTransformersGenerator(TransformersGenerator):
             scores = logits[seen]
             logits[seen] = torch.where(scores < 0, scores * settings.repetition_penalty,
                                        scores / settings.repetition_penalty)
-        if settings.temperature <= 0:
+        if settings.greedy:
             return int(logits.argmax())
         logits = logits / settings.temperature
         if self._top_k:

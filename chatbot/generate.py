@@ -18,6 +18,11 @@ from chatbot.models import chat_template_hash, model_fingerprint
 from chatbot.types import Message
 
 
+GREEDY_BELOW = 1e-5
+"""Temperatures below this decode greedily (as vLLM does): logits divided by a temperature near
+float32's smallest overflow to inf, and sampling from them fails."""
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     max_new_tokens: int = 256
@@ -25,6 +30,10 @@ class GenerationSettings:
     top_p: float = 1.0
     repetition_penalty: float = 1.0
     stop: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature < GREEDY_BELOW
 
 
 class Generator(Protocol):
@@ -152,7 +161,7 @@ class TransformersGenerator:
                       repetition_penalty=settings.repetition_penalty,
                       stopping_criteria=[StopWhenAsked()],
                       pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-        if settings.temperature > 0:
+        if not settings.greedy:
             kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)

@@ -157,3 +157,43 @@ def test_a_stop_string_ends_its_row_and_the_other_goes_on(batching, single) -> N
                for q, s in ((PROMPTS[2], stopping), (PROMPTS[4], long))]
     assert [stream.result().text for stream in streams] == expected
     assert len(expected[0].split()) <= 3 < len(expected[1].split())
+
+
+
+def answer_within(generator, messages, settings, seconds: float = 60) -> str | Exception:
+    """The answer, or the error it raised; fails the test if neither comes in ``seconds``."""
+    outcome: list = []
+
+    def ask_once() -> None:
+        try:
+            outcome.append("".join(generator.stream(messages, settings)))
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=ask_once, daemon=True)
+    thread.start()
+    thread.join(timeout=seconds)
+    assert outcome, f"no answer and no error within {seconds} s"
+    return outcome[0]
+
+
+def test_a_temperature_too_small_for_float32_decodes_greedily(batching, single, alone) -> None:
+    """1e-300 is 0 in float32: dividing the logits by it gave NaN and failed the batch."""
+    tiny = GenerationSettings(max_new_tokens=LENGTHS[0], temperature=1e-300)
+    assert answer_within(batching, ask(PROMPTS[0]), tiny) == alone[0]
+    assert answer_within(single, ask(PROMPTS[0]), tiny) == alone[0]
+
+
+def test_a_row_whose_sampling_fails_ends_alone_and_the_others_go_on(batching, single) -> None:
+    """Settings that break sampling (a NaN temperature) fail their own request with an error,
+    neither the answers beside it nor itself left hanging."""
+    from chatbot.errors import ModelError
+
+    settings = GenerationSettings(max_new_tokens=40)
+    expected = "".join(single.stream(ask(PROMPTS[2]), settings))
+    running = batching.stream(ask(PROMPTS[2]), settings)
+    first = next(running)  # its row is decoding
+    broken = GenerationSettings(max_new_tokens=5, temperature=float("nan"))
+    failed = answer_within(batching, ask(PROMPTS[1]), broken)
+    assert isinstance(failed, ModelError) and "generation failed" in str(failed)
+    assert first + "".join(running) == expected
