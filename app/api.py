@@ -45,7 +45,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.api_schema import (ChatRequest, RequestError, RequestLimits, error_body,
-                                parse_request, split_conversation)
+                            parse_request, read_json, split_conversation)
 from chatbot.engine import AnswerStream, Engine
 from chatbot.errors import ConfigError, InputError, ModelError, TooManyNewTokens
 from chatbot.generate import GenerationSettings
@@ -63,6 +63,9 @@ AB_MODEL = "ab"
 
 BUSY_RETRY_AFTER_S = 1
 """The ``Retry-After`` of a 429: answers on a small model free a place within seconds."""
+
+
+CHAT_BODY = 'an object such as {"model": "prompt", "messages": [{"role": "user", "content": "Hi"}]}'
 
 
 def create_api_router(engine: Engine,
@@ -96,7 +99,7 @@ def create_api_router(engine: Engine,
     @router.post("/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
         try:
-            chat = parse_request(await _json_body(request), limits)
+            chat = parse_request(await read_json(request, CHAT_BODY), limits)
             session_id = _session_id(request, chat)
             if assign_variant is not None and chat.model == AB_MODEL:
                 variant = assign_variant(session_id)
@@ -301,17 +304,6 @@ def _session_id(request: Request, chat: ChatRequest) -> str:
         raise RequestError("the X-Session-Id header is longer than 200 characters",
                            param="X-Session-Id", code="invalid_value")
     return session or f"api-{uuid.uuid4().hex[:16]}"
-
-
-async def _json_body(request: Request) -> object:
-    try:
-        return json.loads(await request.body())
-    except ValueError as exc:
-        raise RequestError(f"the request body is not valid JSON: {exc}",
-                           code="invalid_json") from None
-    except RecursionError:  # Python's parser gives up at about 1,000 levels
-        raise RequestError("the request body nests JSON arrays or objects too deeply to read; "
-                           "a chat request needs only a few levels", code="invalid_json") from None
 
 
 def _model_card(engine: Engine, variant: Variant) -> dict:

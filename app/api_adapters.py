@@ -25,7 +25,6 @@ is loaded.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import threading
@@ -35,13 +34,14 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from app.api_schema import RequestError
+from app.api_schema import RequestError, read_json
 from chatbot.adapters import ADAPTER_MANIFEST, AdapterManifest
 from chatbot.engine import Engine
 from chatbot.errors import ModelError
 from chatbot.variants import Variant
 
 ALLOW_ENV = "CHATBOT_ALLOW_RUNTIME_LORA"
+ADAPTER_BODY = '{"lora_name": "v2", "lora_path": "/abs/adapters/v2"}'
 ADAPTER_FILES = (ADAPTER_MANIFEST, "adapter_config.json", "adapter_model.safetensors")
 """What a loadable adapter directory holds; safetensors weights only, since a pickled ``.bin``
 file can run code when loaded."""
@@ -154,13 +154,9 @@ def _adapter_dir(text: str) -> Path:
 
 
 async def _body(request: Request) -> dict:
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, RecursionError):
-        body = None
+    body = await read_json(request, ADAPTER_BODY)
     if not isinstance(body, dict):
-        raise RequestError("the request body must be a JSON object such as "
-                           '{"lora_name": "v2", "lora_path": "/abs/adapters/v2"}',
+        raise RequestError(f"the request body must be a JSON object such as {ADAPTER_BODY}",
                            code="invalid_json")
     return body
 

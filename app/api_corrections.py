@@ -11,15 +11,17 @@ correction's author is the caller it found (a user name, or ``api-key``).
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import asdict
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.api_schema import RequestError
+from app.api_schema import RequestError, read_json
 from chatbot.errors import InputError
 from chatbot.logs import ConversationLog
+
+
+CORRECTION_BODY = '{"turn_id": N, "text": "the right answer"}'
 
 
 def create_corrections_router(log: ConversationLog | None) -> APIRouter:
@@ -29,7 +31,7 @@ def create_corrections_router(log: ConversationLog | None) -> APIRouter:
     @router.post("/corrections")
     async def post_correction(request: Request) -> JSONResponse:
         try:
-            turn_id, text = _parse(await request.body())
+            turn_id, text = _parse(await read_json(request, CORRECTION_BODY))
             if log is None:
                 raise RequestError("conversation logging is off (logging.enabled), so there are "
                                    "no answers to correct", code="logging_off", status=409)
@@ -38,17 +40,13 @@ def create_corrections_router(log: ConversationLog | None) -> APIRouter:
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
         except InputError as exc:
-            return JSONResponse(RequestError(str(exc), param="turn_id").body(), status_code=400)
+            return JSONResponse(RequestError(str(exc)).body(), status_code=400)
         return JSONResponse(asdict(correction), status_code=201)
 
     return router
 
 
-def _parse(body: bytes) -> tuple[int, str]:
-    try:
-        record = json.loads(body)
-    except ValueError:
-        raise RequestError("the request body is not valid JSON", code="invalid_json") from None
+def _parse(record: object) -> tuple[int, str]:
     if not isinstance(record, dict) or not isinstance(record.get("turn_id"), int):
         raise RequestError('expected {"turn_id": N, "text": "..."}: turn_id, a whole number, '
                            "is missing", param="turn_id")

@@ -8,9 +8,12 @@ a guess (a whole number is still a valid ``temperature``).
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.requests import Request
 
 from chatbot.errors import InputError
 from chatbot.prompts import clean_text
@@ -37,6 +40,42 @@ def error_body(message: str, type: str, param: str | None = None,
                code: str | None = None) -> dict:
     """OpenAI's error shape, which its clients turn into typed exceptions."""
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+async def read_json(request: Request, expected: str) -> object:
+    """The request's JSON body, with lone surrogates (``"\\ud800"`` escapes, which no tokenizer
+    or log can store) dropped from its strings; ``expected`` says what the body should be.
+
+    A body not sent as ``application/json`` is refused: a page on another site can make a
+    visitor's browser send a form or plain text, with the visitor's login cookie or to a
+    server on the visitor's own machine, but not JSON.
+    """
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "application/json":
+        raise RequestError(f"the body must be sent as JSON, with the header 'Content-Type: "
+                           f"application/json' (this request said {kind or 'nothing'!r})",
+                           code="unsupported_media_type", status=415)
+    try:
+        return _without_surrogates(json.loads(await request.body()))
+    except ValueError as exc:
+        raise RequestError(f"the request body is not valid JSON ({exc}); send {expected}",
+                           code="invalid_json") from None
+    except RecursionError:  # Python's parser gives up at about 1,000 levels
+        raise RequestError("the request body nests JSON arrays or objects too deeply to read; "
+                           f"send {expected}", code="invalid_json") from None
+
+
+def _without_surrogates(value: object) -> object:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("", value)
+    if isinstance(value, list):
+        return [_without_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(key): _without_surrogates(item) for key, item in value.items()}
+    return value
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ messages or characters than a chat request may (``RequestLimits``).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import replace
 from typing import Literal
@@ -27,7 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.api_schema import RequestError, RequestLimits, error_body
+from app.api_schema import RequestError, RequestLimits, error_body, read_json
 from chatbot.engine import Engine
 from chatbot.errors import ConfigError, ModelError
 from chatbot.generate import Generator
@@ -60,6 +59,9 @@ class TokenizePrompt(BaseModel):
     add_special_tokens: bool = True
 
 
+TOKENIZE_BODY = 'an object with model and messages or prompt'
+
+
 def create_tokenize_router(engine: Engine, limits: RequestLimits | None = None) -> APIRouter:
     """``POST /tokenize`` (at the root, where vLLM serves it) over ``engine``'s variants."""
     router = APIRouter()
@@ -67,7 +69,7 @@ def create_tokenize_router(engine: Engine, limits: RequestLimits | None = None) 
     @router.post("/tokenize")
     async def tokenize(request: Request) -> JSONResponse:
         try:
-            asked = parse_tokenize(await request.body(), limits)
+            asked = parse_tokenize(await read_json(request, TOKENIZE_BODY), limits)
             generator = await asyncio.to_thread(_generator, engine, asked.model)
             counted = await asyncio.to_thread(tokenized, generator, asked)
         except RequestError as exc:
@@ -81,13 +83,9 @@ def create_tokenize_router(engine: Engine, limits: RequestLimits | None = None) 
     return router
 
 
-def parse_tokenize(raw: bytes, limits: RequestLimits | None) -> TokenizeChat | TokenizePrompt:
+def parse_tokenize(body: object, limits: RequestLimits | None
+                   ) -> TokenizeChat | TokenizePrompt:
     """The request, or a ``RequestError`` naming the first bad field or the limit it is over."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise RequestError("the request body is not valid JSON; send an object with model and "
-                           "messages or prompt", code="invalid_json") from None
     if not isinstance(body, dict) or ("messages" in body) == ("prompt" in body):
         raise RequestError("send a JSON object with either messages (a chat) or prompt (text), "
                            "not both", param="messages", code="invalid_value")

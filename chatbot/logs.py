@@ -24,6 +24,13 @@ from pathlib import Path
 
 from chatbot.errors import InputError
 from chatbot.migrations import open_log_database
+from chatbot.prompts import clean_text
+
+MAX_NOTE_CHARS = 20_000
+"""The longest correction or feedback comment kept. A correction is an answer, and becomes
+training data: one longer than this is a paste gone wrong, and would be stored in full."""
+LARGEST_ID = 2**63 - 1
+"""SQLite's largest row id; a bigger turn id (from a script or a stranger) names no turn."""
 
 
 @dataclass(frozen=True)
@@ -148,9 +155,10 @@ class ConversationLog:
     def add_feedback(self, turn_id: int, rating: int, comment: str | None = None) -> int:
         if rating not in (-1, 1):
             raise InputError(f"feedback rating must be 1 (thumbs up) or -1 (down), got {rating}")
-        row = self._db.execute("SELECT role FROM turns WHERE id = ?", (turn_id,)).fetchone()
+        row = self._turn(turn_id)
         if row is None or row["role"] != "assistant":
             raise InputError(f"no answer with turn id {turn_id} in {self.path}")
+        comment = _note(comment or "", f"the comment on turn {turn_id}")
         return self._write("INSERT INTO feedback (turn_id, rating, comment, created_at) "
                            "VALUES (?, ?, ?, ?)", (turn_id, rating, comment or None, now()))
 
@@ -161,7 +169,8 @@ class ConversationLog:
     def add_corrections(self, rows: list[tuple[int, str]], author: str | None = None
                         ) -> list[Correction]:
         """Several corrections at once: all are checked first, so a bad one saves none."""
-        rows = [(turn_id, (text or "").strip()) for turn_id, text in rows]
+        rows = [(turn_id, _note(text or "", f"the correction of turn {turn_id}"))
+                for turn_id, text in rows]
         for turn_id, text in rows:
             self._answer(turn_id)
             if not text:
@@ -191,8 +200,7 @@ class ConversationLog:
 
     def _answer(self, turn_id: int) -> None:
         """Refuse a turn id that is not a finished answer in this log."""
-        row = self._db.execute("SELECT role, status FROM turns WHERE id = ?",
-                               (turn_id,)).fetchone()
+        row = self._turn(turn_id)
         if row is None:
             raise InputError(f"no turn {turn_id} in {self.path}; `chatbot logs show SESSION` "
                              "lists the turn ids of a conversation")
@@ -201,6 +209,13 @@ class ConversationLog:
                              "correct the bot's answer that follows it")
         if row["status"] == "pending":
             raise InputError(f"turn {turn_id} is still being answered; correct it once done")
+
+    def _turn(self, turn_id: int):
+        """The turn's role and status, or None where there is no such turn."""
+        if not 0 < turn_id <= LARGEST_ID:
+            return None
+        return self._db.execute("SELECT role, status FROM turns WHERE id = ?",
+                                (turn_id,)).fetchone()
 
     def review_queue(self, min_support: float, limit: int = 50) -> list[ReviewItem]:
         """Finished answers that were thumbed down, flagged, withheld or scored below
@@ -277,6 +292,16 @@ def _reasons(answer: LoggedTurn, min_support: float) -> tuple[str, ...]:
 
 WRITER = f"{socket.gethostname()}:{os.getpid()}"
 """This process, as recorded on the answers it is writing."""
+
+
+def _note(text: str, what: str) -> str:
+    """A correction's or comment's text as it is kept: without control characters and the
+    space around it; one longer than ``MAX_NOTE_CHARS`` is refused."""
+    text = clean_text(text).strip()
+    if len(text) > MAX_NOTE_CHARS:
+        raise InputError(f"{what} has {len(text):,} characters; at most {MAX_NOTE_CHARS:,} are "
+                         "kept, so shorten it")
+    return text
 
 
 def _writer_alive(writer: str | None) -> bool:

@@ -19,6 +19,7 @@ from index.types import Chunk, Hit
 
 PASSAGE = "Run `chatbot index sync docs/` to index your documents."
 ASK = [{"role": "user", "content": "How do I index my documents?"}]
+JSON = {"Content-Type": "application/json"}
 
 
 def fixed_search(query: str, k: int) -> list[Hit]:
@@ -227,10 +228,11 @@ def test_errors_have_openais_shape_and_the_server_keeps_serving(client, case, st
 
 
 def test_bad_json_and_a_closed_stream(served, engine) -> None:
-    response = httpx.post(f"{served.base_url}/chat/completions", content=b"{not json")
+    response = httpx.post(f"{served.base_url}/chat/completions", content=b"{not json", headers=JSON)
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
     latin1 = '{"model": "plain", "messages": [{"role": "user", "content": "caf\xe9"}]}'
-    response = httpx.post(f"{served.base_url}/chat/completions", content=latin1.encode("latin-1"))
+    response = httpx.post(f"{served.base_url}/chat/completions", content=latin1.encode("latin-1"),
+                          headers=JSON)
     assert response.status_code == 400 and "utf-8" in response.json()["error"]["message"]
     body = {"model": "plain", "messages": ASK, "stream": True, "max_tokens": 900}
     with httpx.stream("POST", f"{served.base_url}/chat/completions", json=body,
@@ -302,13 +304,33 @@ def test_request_fields_have_strict_types(served, client, field, value, expected
 def test_a_body_nested_too_deeply_is_a_400(served, client) -> None:
     depth = 100_000
     body = b'{"model": "plain", "messages": ' + b"[" * depth + b"]" * depth + b"}"
-    response = httpx.post(f"{served.base_url}/chat/completions", content=body)
+    response = httpx.post(f"{served.base_url}/chat/completions", content=body, headers=JSON)
     assert response.status_code == 400
     assert response.json()["error"] == {
-        "message": "the request body nests JSON arrays or objects too deeply to read; a chat "
-                   "request needs only a few levels",
+        "message": "the request body nests JSON arrays or objects too deeply to read; send an "
+                   'object such as {"model": "prompt", "messages": [{"role": "user", '
+                   '"content": "Hi"}]}',
         "type": "invalid_request_error", "param": None, "code": "invalid_json"}
     assert client.chat.completions.create(model="plain", messages=ASK).choices[0].message
+
+
+@pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_body_not_sent_as_json_is_refused_and_nothing_is_logged(served, engine, kind) -> None:
+    """Another site's page can make a browser post a form or text to a server on the
+    visitor's machine, but not JSON."""
+    before = len(engine.log.sessions(limit=10_000))
+    body = json.dumps({"model": "plain", "messages": ASK}).encode()
+    response = httpx.post(f"{served.base_url}/chat/completions", content=body,
+                          headers={"Content-Type": kind} if kind else {})
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert len(engine.log.sessions(limit=10_000)) == before
+
+
+def test_a_lone_surrogate_in_a_stop_string_is_dropped_too(served) -> None:
+    body = json.dumps({"model": "plain", "messages": ASK, "stop": "\ud800"})
+    response = httpx.post(f"{served.base_url}/chat/completions", content=body, headers=JSON)
+    assert response.status_code == 200, response.text
 
 
 def test_a_lone_surrogate_in_an_earlier_message_is_dropped_like_in_the_question(
@@ -317,7 +339,8 @@ def test_a_lone_surrogate_in_an_earlier_message_is_dropped_like_in_the_question(
                 {"role": "assistant", "content": "Hello \udfff!"},
                 {"role": "user", "content": "How do I index? \ud800"}]
     body = json.dumps({"model": "plain", "messages": messages})  # \ud800 escapes, as JSON allows
-    response = httpx.post(f"{served.base_url}/chat/completions", content=body.encode())
+    response = httpx.post(f"{served.base_url}/chat/completions", content=body.encode(),
+                          headers=JSON)
     assert response.status_code == 200, response.text
     sent = json.loads(logged_turn(engine, response.json()["turn_id"])["messages_json"])
     assert [m["content"] for m in sent[1:]] == ["hi there", "Hello !", "How do I index?"]

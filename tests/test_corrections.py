@@ -63,12 +63,25 @@ def test_the_latest_correction_wins_and_the_original_and_history_stay(log) -> No
     (999, FIXED, "no turn 999 in "),
     (1, FIXED, "turn 1 is a user message, not an answer"),
     (2, "  ", "the correction of turn 2 is empty"),
+    (2, "\x00\x01", "the correction of turn 2 is empty"),
+    (2, "x" * 20_001, "the correction of turn 2 has 20,001 characters; at most 20,000"),
+    (10**30, FIXED, f"no turn {10**30} in "),
 ])
 def test_a_bad_correction_is_refused_and_saves_nothing(log, turn, text, message) -> None:
     log_exchanges(log, "s1", [("How do I remove a document?", ANSWER, None)])
     with pytest.raises(InputError, match=message):
         log.add_corrections([(2, FIXED), (turn, text)])
     assert log.corrections(2) == []
+
+
+def test_a_comment_is_kept_without_control_characters_and_within_the_limit(log) -> None:
+    turn = log_exchanges(log, "s1", [("How do I remove a document?", ANSWER, None)])[0]
+    log.add_feedback(turn, -1, "wrong \x1b[31mcommand\x00 ")
+    assert log.conversation("s1").turns[1].comment == "wrong [31mcommand"
+    with pytest.raises(InputError, match="the comment on turn 2 has 20,001 characters"):
+        log.add_feedback(turn, -1, "x" * 20_001)
+    with pytest.raises(InputError, match=f"no answer with turn id {2**63}"):
+        log.add_feedback(2**63, 1)
 
 
 def test_data_build_trains_on_the_correction_and_the_review_file_shrinks(config, log) -> None:

@@ -43,7 +43,8 @@ def tokenizer(tiny_model_dir: Path):
 
 
 def tokenize(url: str, body: object, key: str | None = REMOTE_KEY) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers = {"Content-Type": "application/json"} | (
+        {"Authorization": f"Bearer {key}"} if key else {})
     content = body if isinstance(body, bytes) else None
     return httpx.post(f"{url}/tokenize", json=None if content else body, content=content,
                       headers=headers, timeout=60)
@@ -107,8 +108,9 @@ NOT_BOTH = "send a JSON object with either messages (a chat) or prompt (text), n
     ({"model": "echo"}, 400, NOT_BOTH),
     ({"prompt": "hi", "messages": CHAT}, 400, NOT_BOTH),
     (b"[1, 2]", 400, NOT_BOTH),
-    (b"{", 400, "the request body is not valid JSON; send an object with model and messages "
-               "or prompt"),
+    (b"{", 400, "the request body is not valid JSON (Expecting property name enclosed in double "
+               "quotes: line 1 column 2 (char 1)); send an object with model and messages or "
+               "prompt"),
     ({"messages": []}, 400, "messages: List should have at least 1 item after validation, "
                             "not 0"),
     ({"messages": [{"role": "tool", "content": "x"}]}, 400,

@@ -3,6 +3,8 @@ engine and SQLite log; and who may reach them (and ``POST /v1/corrections``) ove
 
 from __future__ import annotations
 
+import json
+
 import gradio as gr
 import pytest
 from fastapi.testclient import TestClient
@@ -98,11 +100,11 @@ def protected(tmp_path, echo, monkeypatch):
     log = ConversationLog(tmp_path / "data" / "logs.sqlite")
     turn = log_exchanges(log, "s1", [("How do I remove a document?", "Delete it.", -1)])[0]
     engine = Engine(VARIANTS, lambda model: echo, log=log)
-    return create_server_app(engine, load_config(config_file)), turn
+    return create_server_app(engine, load_config(config_file)), turn, log
 
 
 def test_corrections_over_http_need_the_same_credential_as_every_route(protected) -> None:
-    app, turn = protected
+    app, turn, _ = protected
     body = {"turn_id": turn, "text": FIXED}
     with TestClient(app) as client:
         endpoints = client.get("/gradio_api/info", headers={"Authorization": "Bearer k-1"})
@@ -115,3 +117,23 @@ def test_corrections_over_http_need_the_same_credential_as_every_route(protected
         unknown = client.post("/v1/corrections", json={"turn_id": 99, "text": FIXED},
                               headers={"Authorization": "Bearer k-1"})
         assert unknown.status_code == 400 and "no turn 99" in unknown.json()["error"]["message"]
+
+
+def test_a_logged_in_browser_cannot_be_made_to_post_a_correction_from_another_site(
+        protected) -> None:
+    """A page elsewhere can make a logged-in user's browser send a form or plain text with the
+    login cookie (cross-site request forgery), but not JSON: only JSON is read."""
+    app, turn, log = protected
+    body = json.dumps({"turn_id": turn, "text": "Written by another site."})
+    with TestClient(app) as client:
+        assert client.post("/login", data={"username": "x", "password": "k-1"}).status_code == 200
+        for kind in ("text/plain", "application/x-www-form-urlencoded", None):
+            headers = {"Origin": "https://elsewhere.example"}
+            headers |= {"Content-Type": kind} if kind else {}
+            refused = client.post("/v1/corrections", content=body, headers=headers)
+            assert refused.status_code == 415, kind
+            assert "Content-Type: application/json" in refused.json()["error"]["message"]
+        assert log.corrections(turn) == []
+        as_json = client.post("/v1/corrections", content=body,
+                              headers={"Content-Type": "application/json"})
+        assert as_json.status_code == 201 and as_json.json()["author"] == "x"  # the same cookie
