@@ -60,3 +60,19 @@ def test_ask_answers_with_the_embedded_default_model(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout)
     assert reply["model"] == "embedded:smollm2-135m-instruct" and reply["text"].strip()
+
+
+def test_a_file_the_system_refuses_is_one_line(tiny_config, tmp_path) -> None:
+    """An --out path that can't be written (here: inside a regular file) names the path."""
+    (tmp_path / "plain-file").write_text("")
+    out = tmp_path / "plain-file" / "c.jsonl"
+    result = run_cli("logs", "export", "--config", str(tiny_config), "--format", "openai",
+                     "--out", str(out))
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and str(tmp_path / "plain-file") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_port_out_of_range_is_refused_before_the_model_loads(tiny_config) -> None:
+    result = run_cli("serve", "--config", str(tiny_config), "--port", "99999")
+    assert result.returncode == 2 and "99999 is not in the range 1<=x<=65535" in result.stderr

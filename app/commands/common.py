@@ -44,7 +44,8 @@ def with_config(func: Callable) -> Callable:
 
 
 def one_line_errors(func: Callable) -> Callable:
-    """Print a :class:`ChatbotError` as ``error: ...`` and exit 1, never a traceback."""
+    """Print a :class:`ChatbotError`, or a file the system refused (``--out /proc/x``, a
+    full disk), as ``error: ...`` and exit 1, never a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -52,6 +53,10 @@ def one_line_errors(func: Callable) -> Callable:
             return func(*args, **kwargs)
         except ChatbotError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
             sys.exit(1)
 
     return wrapper

@@ -10,7 +10,7 @@ from app.commands.common import BotConfig, in_section, one_line_errors, with_con
 @in_section("Chat")
 @click.command()
 @click.option("--host", help="Address to bind [default: server.host, 127.0.0.1].")
-@click.option("--port", type=int, help="Port [default: server.port, 7860].")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port [default: server.port, 7860].")
 @click.option("--variant", help="Variant the web UI starts with [default: the config's default].")
 @click.option("--insecure", is_flag=True,
               help="Listen on a non-loopback --host even with no login and no API key.")
