@@ -148,6 +148,19 @@ def test_selecting_an_earlier_answer_shows_its_sources(engine) -> None:
     assert "No passages were used" in latest and "Answer 2" in latest
 
 
+@pytest.mark.parametrize("index", ["1", [], ["1"], None, -1, True, 99])
+def test_event_data_no_browser_sends_changes_nothing(engine, index) -> None:
+    """The Gradio API takes any event data from a stranger: an index that names no answer,
+    or a rating that is neither up nor down, is ignored, not an error or a thumbs-down."""
+    actions, state = ChatActions(engine), new_state()
+    run(actions.respond("a question", state, "prompt"))
+    assert actions.rate(state, like(index, True))[1] == gr.update()
+    assert actions.rate(state, like(1, "weird"))[1] == gr.update()
+    assert actions.select(state, gr.SelectData(None, {"index": index, "value": ""})) == (
+        gr.update(), gr.update())
+    assert engine.log._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 0
+
+
 def test_app_builds_with_its_controls(engine) -> None:
     app = build_app(engine, title="Support bot")
     ids = {block.elem_id for block in app.blocks.values()}

@@ -157,9 +157,9 @@ class ChatActions:
     def rate(self, state: ChatState, like: gr.LikeData) -> tuple:
         """Thumbs up/down on an answer: written to the log at once; a comment may follow."""
         answer = self._answer_at(state, like.index)
-        if like.liked == "" or answer is None:  # un-clicked, or not one of our answers
+        if like.liked not in (True, False) or answer is None:  # un-clicked, or not an answer
             return state, gr.update()
-        rating = 1 if like.liked is True else -1
+        rating = 1 if like.liked else -1
         if self.engine.log is None or answer.reply.turn_id is None:
             gr.Warning("Conversation logging is off (logging.enabled): feedback is not kept.")
             return state, gr.update()
@@ -204,16 +204,24 @@ class ChatActions:
 
     def select(self, state: ChatState, selected: gr.SelectData) -> tuple:
         """Clicking an answer shows its sources and prompt."""
-        index = selected.index if isinstance(selected.index, int) else selected.index[0]
-        if state is None or not 0 <= index // 2 < len(state.answers):
+        index = _message_index(selected.index)
+        if state is None or index is None or index // 2 >= len(state.answers):
             return gr.update(), gr.update()
         return self.panel(state, index // 2)
 
     def _answer_at(self, state: ChatState | None, index) -> ShownAnswer | None:
-        index = index if isinstance(index, int) else index[0]
-        if state is None or index % 2 != 1 or index // 2 >= len(state.answers):
+        index = _message_index(index)
+        if state is None or index is None or index % 2 != 1 or index // 2 >= len(state.answers):
             return None
         return state.answers[index // 2]
+
+
+def _message_index(index: object) -> int | None:
+    """The chat message an event names: Gradio sends ``n`` or ``[n, column]``; anything else
+    (a hand-made API call) names none."""
+    if isinstance(index, list) and index:
+        index = index[0]
+    return index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else None
 
 
 def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None = None,
