@@ -29,3 +29,7 @@ class TooManyNewTokens(InputError):
 
 class DocumentIndexError(ChatbotError):
     """The document index is missing, was built with other settings, or can't be written."""
+
+
+class LogError(ChatbotError):
+    """The conversation log can't be read: the file is damaged or not a database."""

@@ -10,6 +10,8 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from chatbot.errors import LogError
+
 BUSY_TIMEOUT_S = 30
 """How long a write waits for another process (a second server, a CLI command) to finish its."""
 
@@ -116,7 +118,15 @@ def open_log_database(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
     db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA foreign_keys=ON")
-    migrate(db)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        migrate(db)
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise
+        raise LogError(f"the conversation log {path} can't be read ({exc}); restore it from "
+                         f"a backup, or move it aside (mv {path} {path}.broken) and a new log "
+                         "is started") from None
     return db

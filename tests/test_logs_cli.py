@@ -99,3 +99,18 @@ def test_no_log_yet_says_how_to_make_one(tmp_path) -> None:
     config.write_text("{}\n")
     result = CliRunner().invoke(main, ["logs", "list", "--config", str(config)])
     assert result.exit_code == 1 and "no conversation log at" in result.output
+
+
+def test_a_damaged_log_is_one_line_naming_it_and_is_left_as_it_was(tmp_path,
+                                                                   isolated_state) -> None:
+    config = tmp_path / "bot.yaml"
+    config.write_text("{}\n")
+    damaged = isolated_state / "logs.sqlite"
+    damaged.parent.mkdir()
+    damaged.write_bytes(b"not a database, " * 64)
+    result = CliRunner().invoke(main, ["logs", "list", "--config", str(config)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith(f"error: the conversation log {damaged} can't be read (file "
+                                    "is not a database); restore it from a backup, or move it "
+                                    f"aside (mv {damaged} {damaged}.broken)")
+    assert damaged.read_bytes() == b"not a database, " * 64
