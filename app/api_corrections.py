@@ -47,7 +47,7 @@ def create_corrections_router(log: ConversationLog | None) -> APIRouter:
 
 
 def _parse(record: object) -> tuple[int, str]:
-    if not isinstance(record, dict) or not isinstance(record.get("turn_id"), int):
+    if not isinstance(record, dict) or type(record.get("turn_id")) is not int:
         raise RequestError('expected {"turn_id": N, "text": "..."}: turn_id, a whole number, '
                            "is missing", param="turn_id")
     if not isinstance(record.get("text"), str):

@@ -166,16 +166,21 @@ class ConversationLog:
         """Record ``text`` as the right answer of ``turn_id``; the generated text is kept."""
         return self.add_corrections([(turn_id, text)], author)[0]
 
-    def add_corrections(self, rows: list[tuple[int, str]], author: str | None = None
-                        ) -> list[Correction]:
-        """Several corrections at once: all are checked first, so a bad one saves none."""
-        rows = [(turn_id, _note(text or "", f"the correction of turn {turn_id}"))
-                for turn_id, text in rows]
-        for turn_id, text in rows:
-            self._answer(turn_id)
-            if not text:
-                raise InputError(f"the correction of turn {turn_id} is empty; give the "
-                                 "corrected answer's text")
+    def add_corrections(self, rows: list[tuple[int, str]], author: str | None = None,
+                        labels: list[str] | None = None) -> list[Correction]:
+        """Several corrections at once: all are checked first, so a bad one saves none, and
+        every bad one is named (after its ``labels`` entry, such as ``file:line``)."""
+        checked, problems = [], []
+        for label, (turn_id, text) in zip(labels or [""] * len(rows), rows):
+            try:
+                checked.append((turn_id, self._correction(turn_id, text)))
+            except InputError as exc:
+                problems.append(f"{label}: {exc}" if label else str(exc))
+        if problems:
+            raise InputError(problems[0] if len(rows) == 1 else
+                             f"{len(problems)} of {len(rows)} corrections can't be saved, so "
+                             "none was: " + "; ".join(problems[:10]))
+        rows = checked
         created = now()
         with self._lock, self._db:
             ids = [self._db.execute("INSERT INTO corrections (turn_id, text, author, created_at)"
@@ -184,6 +189,15 @@ class ConversationLog:
                    for turn_id, text in rows]
         return [Correction(row_id, turn_id, text, author, created)
                 for row_id, (turn_id, text) in zip(ids, rows)]
+
+    def _correction(self, turn_id: int, text: str | None) -> str:
+        """The text to keep as the correction of ``turn_id``, or why it can't be kept."""
+        self._answer(turn_id)
+        text = _note(text or "", f"the correction of turn {turn_id}")
+        if not text:
+            raise InputError(f"the correction of turn {turn_id} is empty; give the corrected "
+                             "answer's text")
+        return text
 
     def approve(self, turn_id: int, author: str | None = None) -> int:
         """Mark an answer as fine as it is: it leaves the review queue."""

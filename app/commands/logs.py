@@ -172,18 +172,19 @@ def correct(config: BotConfig, turn_id: int | None, text: str | None, path: Path
         raise InputError("give either TURN_ID with --text, or --file corrections.jsonl")
     if path is None and text is None:
         raise InputError(f"give the corrected answer of turn {turn_id} with --text")
-    rows = read_corrections(path) if path else [(turn_id, text)]
+    rows, labels = read_corrections(path) if path else ([(turn_id, text)], None)
     log = open_log(config)
     try:
-        log.add_corrections(rows, author)
+        log.add_corrections(rows, author, labels)
     finally:
         log.close()
     click.echo(f"saved {len(rows)} correction(s) to {log.path}")
 
 
-def read_corrections(path: Path) -> list[tuple[int, str]]:
-    """The (turn id, text) rows of a corrections file; every bad line named at once."""
-    rows, problems = [], []
+def read_corrections(path: Path) -> tuple[list[tuple[int, str]], list[str]]:
+    """The (turn id, text) rows of a corrections file and the ``file:line`` of each; every bad
+    line named at once."""
+    rows, labels, problems = [], [], []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -192,16 +193,17 @@ def read_corrections(path: Path) -> list[tuple[int, str]]:
         except json.JSONDecodeError as exc:
             problems.append(f"{path}:{number}: not JSON ({exc.msg})")
             continue
-        if (not isinstance(record, dict) or not isinstance(record.get("turn_id"), int)
+        if (not isinstance(record, dict) or type(record.get("turn_id")) is not int
                 or not isinstance(record.get("text"), str)):
             problems.append(f"{path}:{number}: expected {{\"turn_id\": N, \"text\": \"...\"}}")
             continue
         rows.append((record["turn_id"], record["text"]))
+        labels.append(f"{path}:{number}")
     if problems:
         raise InputError(f"{len(problems)} bad line(s), nothing saved: " + "; ".join(problems[:5]))
     if not rows:
         raise InputError(f"{path} holds no corrections")
-    return rows
+    return rows, labels
 
 
 COMMANDS = [logs]
