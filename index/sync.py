@@ -56,7 +56,7 @@ class SyncReport:
     def summary(self) -> str:
         return (f"{len(self.added)} added, {len(self.updated)} updated, "
                 f"{len(self.unchanged)} unchanged, {len(self.removed)} removed, "
-                f"{len(self.failed)} failed; {self.chunks} chunks ({self.embedded} embedded"
+                f"{len(self.failed)} failed; {self.chunks} chunks written ({self.embedded} embedded"
                 + (f", with {self.sentences} of their sentences" if self.sentences else "")
                 + f") in {self.seconds:.1f} s")
 
