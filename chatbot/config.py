@@ -44,6 +44,16 @@ class ModelsConfig(Section):
     """Answers the in-process model decodes together (continuous batching); 1 answers one at
     a time."""
 
+    @field_validator("chat", "embedder")
+    @classmethod
+    def _known_embedded(cls, value: str, info: ValidationInfo) -> str:
+        embedded = EMBEDDED_CHAT_MODEL if info.field_name == "chat" else EMBEDDED_EMBEDDER
+        if value.startswith("embedded:") and value != embedded:
+            raise ValueError(f"{value!r} is not an embedded model; the embedded {info.field_name} "
+                             f"model is {embedded!r} (or give a Hugging Face id or a local "
+                             "directory)")
+        return value
+
 
 class IndexConfig(Section):
     paths: list[str] = Field(default_factory=lambda: ["docs"])

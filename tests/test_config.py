@@ -47,6 +47,17 @@ def test_all_problems_are_reported_at_once_with_key_paths() -> None:
     ]
 
 
+def test_an_embedded_name_that_ships_no_model_is_named_before_any_load() -> None:
+    raw = {"models": {"chat": "embedded:nope", "embedder": "embedded:smollm2-135m-instruct"}}
+    assert config_problems(raw) == [
+        "models.chat: 'embedded:nope' is not an embedded model; the embedded chat "
+        "model is 'embedded:smollm2-135m-instruct' (or give a Hugging Face id or a local "
+        "directory)",
+        "models.embedder: 'embedded:smollm2-135m-instruct' is not an embedded "
+        "model; the embedded embedder model is 'embedded:all-minilm-l6-v2' (or give a Hugging "
+        "Face id or a local directory)"]
+
+
 def test_default_variant_must_exist() -> None:
     assert config_problems({"default_variant": "nope"}) == [
         "(top level): default_variant 'nope' is not one of the variants: prompt"]

@@ -69,6 +69,14 @@ def test_search_before_sync_is_one_line(bot):
                              "first\n")
 
 
+def test_an_empty_query_is_one_line(bot):
+    _, config = bot
+    assert run("index", "sync", "--config", config).exit_code == 0
+    result = run("index", "search", "  ", "--config", config)
+    assert result.exit_code == 1
+    assert result.stderr == "error: the query is empty; give the words to search for\n"
+
+
 def test_changed_settings_say_rebuild_and_rebuild_works(bot):
     tmp_path, config = bot
     run("index", "sync", "--config", config)

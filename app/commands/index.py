@@ -78,10 +78,12 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
 def search_command(config: BotConfig, query: str, k: int | None, mode: str | None,
                    source_glob: str | None, as_json: bool) -> None:
     """Search the index; print score, source, location and text of each hit."""
-    from chatbot.errors import DocumentIndexError
+    from chatbot.errors import DocumentIndexError, InputError
     from app.build import bot_index
     from chatbot.indexing import open_retriever
 
+    if not query.strip():
+        raise InputError("the query is empty; give the words to search for")
     retriever = open_retriever(bot_index(config))
     if retriever is None:
         raise DocumentIndexError("nothing is indexed yet; run `chatbot index sync PATH` first")

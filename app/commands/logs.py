@@ -75,7 +75,8 @@ def logs() -> None:
 
 
 @logs.command("list")
-@click.option("--limit", default=50, show_default=True, help="Most recent sessions to list.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Most recent sessions to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @with_config
 @one_line_errors
