@@ -16,6 +16,8 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,11 @@ OPEN_PATHS = ("/", "/login", "/login/", "/logout", "/favicon.ico", "/theme.css")
 OPEN_PREFIXES = ("/assets/", "/static/")
 """The login page and what it loads: Gradio serves the login form at ``/`` to anonymous
 visitors and the app there to logged-in ones."""
+
+MAX_FAILED_LOGINS = 10
+"""Failed logins one address may make within ``LOGIN_WINDOW_S``: room for typos, too few to
+guess a password."""
+LOGIN_WINDOW_S = 15 * 60
 
 Caller = Callable[[HTTPConnection], Awaitable[str | None]]
 """Who is calling: a user name, ``API_KEY_USER``, or None for nobody."""
@@ -132,6 +139,54 @@ class RequireCredential:
         if scope["type"] == "websocket":
             return await send({"type": "websocket.close", "code": 1008})
         await _refusal(connection)(scope, receive, send)
+
+
+class LoginThrottle:
+    """ASGI middleware: an address whose logins failed ``MAX_FAILED_LOGINS`` times in the last
+    ``LOGIN_WINDOW_S`` seconds gets a 429 from ``POST /login`` until the oldest failure is that
+    old. Gradio's login route alone answers wrong passwords as fast as they come."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_FAILED_LOGINS,
+                 window: float = LOGIN_WINDOW_S) -> None:
+        self.app, self.limit, self.window = app, limit, window
+        self.failures: dict[str, deque[float]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or scope["method"] != "POST"
+                or scope["path"].rstrip("/") != "/login"):
+            return await self.app(scope, receive, send)
+        recent = self._recent((scope.get("client") or ("unknown",))[0])
+        if len(recent) >= self.limit:
+            wait = int(recent[0] + self.window - time.monotonic()) + 1
+            refusal = JSONResponse({"detail": f"too many failed logins from this address; try "
+                                              f"again in {wait} s"},
+                                   status_code=429, headers={"Retry-After": str(wait)})
+            return await refusal(scope, receive, send)
+
+        async def count_failure(message: dict) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                recent.append(time.monotonic())  # Gradio's "incorrect credentials"
+            await send(message)
+
+        await self.app(scope, receive, count_failure)
+
+    def _recent(self, address: str) -> deque[float]:
+        """The address's failures within the window. Addresses without any are forgotten
+        once there are many, so strangers' addresses can't fill the memory."""
+        horizon = time.monotonic() - self.window
+        if len(self.failures) > 10_000:
+            for failures in self.failures.values():
+                _forget_before(failures, horizon)
+            self.failures = {known: failures for known, failures in self.failures.items()
+                             if failures}
+        failures = self.failures.setdefault(address, deque())
+        _forget_before(failures, horizon)
+        return failures
+
+
+def _forget_before(times: deque[float], horizon: float) -> None:
+    while times and times[0] <= horizon:
+        times.popleft()
 
 
 def _is_open(path: str) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from app.auth import Credentials, RequireCredential
+from app.auth import Credentials, LoginThrottle, RequireCredential
 from chatbot.config import BotConfig
 from chatbot.engine import Engine
 
@@ -52,6 +52,8 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
                     show_variant_names=show_names, tabs=tabs)
     caller = mount_ui(server, app, credentials, config.data_path)
     server.add_middleware(RequireCredential, credentials=credentials, caller=caller)
+    if credentials.required:
+        server.add_middleware(LoginThrottle)
     return server
 
 

@@ -186,6 +186,21 @@ def test_the_api_key_opens_every_kind_of_route(full_app) -> None:
                            **bearer).status_code == 200
 
 
+@pytest.mark.parametrize("credentials", ["login"], indirect=True)
+def test_an_address_that_keeps_guessing_passwords_must_wait(full_app) -> None:
+    from app.auth import MAX_FAILED_LOGINS
+
+    with TestClient(full_app, client=("192.0.2.7", 5000)) as guesser:
+        for attempt in range(MAX_FAILED_LOGINS):
+            wrong = guesser.post("/login", data={"username": "ana", "password": f"pw{attempt}"})
+            assert wrong.status_code == 400
+        refused = guesser.post("/login", data={"username": "ana", "password": "pw"})
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 800
+        assert "too many failed logins from this address" in refused.json()["detail"]
+    with TestClient(full_app, client=("192.0.2.8", 5000)) as someone_else:
+        log_in(someone_else, "ana", "pw")
+
+
 @pytest.mark.parametrize("credentials", ["login", "both"], indirect=True)
 def test_a_web_login_opens_every_kind_of_route(full_app) -> None:
     with TestClient(full_app) as client:
