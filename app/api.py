@@ -47,7 +47,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from app.api_schema import (ChatRequest, RequestError, RequestLimits, error_body,
                             parse_request, read_json, split_conversation)
 from chatbot.engine import AnswerStream, Engine
-from chatbot.errors import ConfigError, InputError, ModelError, TooManyNewTokens
+from chatbot.errors import (ConfigError, DocumentIndexError, InputError, ModelError,
+                            TooManyNewTokens)
 from chatbot.generate import GenerationSettings
 from chatbot.types import Reply
 from chatbot.variants import Variant
@@ -330,6 +331,9 @@ def _error_parts(exc: BaseException) -> tuple[int, dict]:
     if isinstance(exc, (ModelError, ConfigError)):
         logger.error("chat completion failed: %s", exc)
         return 500, error_body(str(exc), "server_error", "model", "model_unavailable")
+    if isinstance(exc, DocumentIndexError):  # e.g. damaged: the message says what to run
+        logger.error("chat completion failed: %s", exc)
+        return 500, error_body(str(exc), "server_error", None, "index_unavailable")
     logger.error("chat completion failed", exc_info=exc)
     return 500, error_body(f"internal error ({type(exc).__name__}: {exc}); the server log has "
                            "the traceback", "server_error")

@@ -115,6 +115,7 @@ def open_retriever(index: BotIndex, embedder: Embedder | None = None
         return None
     if not store.manifest.counts.chunks:
         return None
+    store.verify()  # a damaged index is reported now, not by the first search
     search = index.search
     retriever = Retriever(store, embedder or open_embedder(index.embedder), mode=search.mode,
                           k=search.k, min_score=search.min_score, mmr=search.mmr,

@@ -49,6 +49,10 @@ class Docstore:
     def commit(self) -> None:
         self.db.commit()
 
+    def tables(self) -> set[str]:
+        return {name for (name,) in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
     def file_hashes(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT source, content_hash FROM files"))
 

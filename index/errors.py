@@ -16,6 +16,10 @@ class IndexMissingError(IndexingError):
     """There is no index at the given directory yet."""
 
 
+class IndexDamagedError(IndexingError):
+    """A file of the index in force is missing or unreadable; only a rebuild restores it."""
+
+
 class LoadError(IndexingError):
     """One file could not be read as a document; ``reason`` is shown in the sync summary."""
 

@@ -21,10 +21,10 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from index import bm25, faiss_kinds, jsonfile, manifest
+from index import bm25, faiss_kinds, jsonfile, manifest, store_files
 from index.context import indexed_text
 from index.docstore import Docstore
-from index.errors import IndexMismatchError, IndexMissingError
+from index.errors import IndexDamagedError, IndexMismatchError, IndexMissingError
 from index.manifest import IndexCounts, IndexFiles, IndexManifest, IndexSettings
 from index.types import Chunk, DocumentInfo
 
@@ -59,6 +59,7 @@ class Store:
                 raise IndexMissingError(f"no index at {directory} yet; build one: "
                                         "chatbot index sync PATH")
             return cls(directory, IndexManifest(settings), settings)
+        state = store_files.in_force(directory, state)
         state.check(directory, settings)
         return cls(directory, state, settings)
 
@@ -77,7 +78,7 @@ class Store:
     def docstore(self) -> Docstore:
         if self._docstore is None:
             name = self.manifest.files.docstore
-            self._docstore = (Docstore(self.directory / name) if name
+            self._docstore = (store_files.open_docstore(self.directory, name) if name
                               else Docstore(Path(":memory:"), writable=True))
         return self._docstore
 
@@ -85,17 +86,25 @@ class Store:
     def faiss(self):
         """The FAISS index (an ``IndexIDMap2``), or ``None`` while the index holds no vectors."""
         if self._faiss is None and self.manifest.files.faiss:
-            import faiss
-
-            self._faiss = faiss.read_index(str(self.directory / self.manifest.files.faiss))
+            self._faiss = store_files.read_faiss(self.directory, self.manifest.files.faiss)
         return self._faiss
 
     @property
     def bm25(self) -> bm25.BM25Index | None:
         if self._bm25 is None and self.manifest.files.bm25:
-            self._bm25 = bm25.BM25Index(self.directory / self.manifest.files.bm25,
-                                        self.settings.bm25_analyzer)
+            self._bm25 = store_files.open_bm25(self.directory, self.manifest.files.bm25,
+                                               self.settings.bm25_analyzer)
         return self._bm25
+
+    def verify(self) -> None:
+        """Open every file of the generation now (the FAISS index is read whole), so that a
+        missing or damaged one is an :class:`IndexDamagedError` here, not a failure halfway
+        through a search or a sync; nothing is left open when one is."""
+        try:
+            self.docstore, self.faiss, self.bm25  # noqa: B018
+        except IndexDamagedError:
+            self._close()
+            raise
 
     def refresh(self) -> bool:
         """Follow a sync committed by another process since this store was opened.
@@ -265,11 +274,24 @@ class Store:
             self._adopt(latest.with_settings(**converted))
             # committed even if no file changed: _reshape converts
             self._dirty = self.settings != latest.settings
+            # A damaged generation refuses the sync before anything is staged (an unchanged
+            # sync would otherwise report it as fine). The FAISS index stays loaded: it is
+            # modified in place.
+            self.verify()
+            self._docstore.close()
+            self._docstore = None
+        self._docstore = self._stage_docstore()
+
+    def _stage_docstore(self) -> Docstore:
+        """A writable copy of the docstore for the next generation; removed if making it fails."""
         staged = self.directory / _name("docstore", self.manifest.generation + 1, ".sqlite")
-        if self.manifest.files.docstore:
-            shutil.copyfile(self.directory / self.manifest.files.docstore, staged)
-        self._docstore = Docstore(staged, writable=True)
-        self.faiss  # noqa: B018  (loaded now: it is modified in place)
+        try:
+            if self.manifest.files.docstore:
+                shutil.copyfile(self.directory / self.manifest.files.docstore, staged)
+            return Docstore(staged, writable=True)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
 
     def _abort(self) -> None:
         staged = self._docstore.path if self._docstore else None
