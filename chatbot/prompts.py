@@ -115,6 +115,23 @@ def build_messages(template: PromptTemplate, question: str, hits: Sequence[Hit] 
     return [system, *template.examples(), *history, user]
 
 
+_SOURCES_START, _SOURCES_END = "<<<SOURCES\n", "\nSOURCES>>>\n\nQuestion: "
+"""How ``rag.j2`` marks its sources block and what comes between it and the question."""
+
+
+def question_in(content: str) -> str:
+    """The question of a user message that the ``rag`` template rendered with sources, else
+    ``content`` as it is: datasets store the prompt the model was sent, and what the person
+    asked is read back from it (for name detection, deduplication and eval questions).
+
+    The question follows the first end-of-sources marker, so one that a passage quotes makes
+    readers see more, never less, of what the person wrote. Another template's layout is not
+    known: its message is returned whole.
+    """
+    sources, end, question = content.partition(_SOURCES_END)
+    return question if end and _SOURCES_START in sources else content
+
+
 def prompt_within(template: PromptTemplate, question: str, hits: Sequence[Hit],
                   history: Sequence[Message], count_tokens: Callable[[list[Message]], int],
                   budget: int, bot_name: str = "chatbot-builder"

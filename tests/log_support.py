@@ -8,14 +8,16 @@ from chatbot.types import Message
 
 
 def log_exchanges(log: ConversationLog, session: str, exchanges, comment: str | None = None,
-                  variant: str = "prompt", attribution: dict | None = None) -> list[int]:
-    """Log (question, answer, rating) exchanges of one session with their exact prompts; a
-    thumbs-down gets ``comment``. Returns the answers' turn ids."""
+                  variant: str = "prompt", attribution: dict | None = None,
+                  hits=()) -> list[int]:
+    """Log (question, answer, rating) exchanges of one session with their exact prompts, each
+    question sent with ``hits``; a thumbs-down gets ``comment``. Returns the answers' turn
+    ids."""
     log.ensure_session(session, variant)
     template, history, turn_ids = load_template("rag"), [], []
     for question, answer, rating in exchanges:
         log.add_turn(session, "user", question)
-        sent = build_messages(template, question, [], history=history)
+        sent = build_messages(template, question, hits, history=history)
         turn = log.add_turn(session, "assistant", "", variant=variant,
                             messages=[m.as_dict() for m in sent], status="pending")
         log.finish_turn(turn, answer, {}, "complete", attribution)

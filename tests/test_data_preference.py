@@ -14,10 +14,13 @@ from chatbot.ab import AbStore
 from chatbot.config import BotConfig
 from chatbot.logs import ConversationLog
 from log_support import log_exchanges
+from index.types import Chunk, Hit
+from training.data.build import build_dataset, export_dataset
 from training.data.preference import FILES, load_preference_dataset
 from training.data.preference_build import build_preference_dataset
+from training.data.redact import Redactor
 from training.errors import DatasetError
-from training.data.dataset import load_training_data
+from training.data.dataset import load_examples, load_training_data
 
 GOOD = "Run `chatbot index sync docs/` from the project folder."
 WRONG = "Delete it from the folder and sync again; it is dropped from the index."
@@ -118,3 +121,38 @@ def test_cli_builds_it_and_the_sft_trainer_refuses_it(config, logged, tmp_path) 
     assert manifest["kind"] == "preference" and manifest["files"] == FILES
     with pytest.raises(DatasetError, match="'p' is a preference dataset"):
         load_training_data(config.data_path, "p")
+
+
+PASSAGES = [Hit(Chunk("c1", "docs/files.md", "Files and folders\nThis will open the Files app; "
+                      "pick Sharing.", "Files and folders", "h1"), 0.9, 1),
+            Hit(Chunk("c2", "docs/share.md", "To share, Click Share. This will open a dialog.",
+                      "Share", "h2"), 0.8, 2)]
+
+
+def test_names_are_looked_for_in_what_people_said_never_in_the_passages(tmp_path) -> None:
+    """With the real NER model, as the SFT build does: the passages reach the KTO row, the SFT
+    example and a `--from` re-import of its export as sent; the asker's email does not."""
+    config = BotConfig(data={"validation_share": 0.0})
+    answer = "Open Files and folders, then Share [1]."
+    log = ConversationLog(config.data_path / "logs.sqlite")
+    log_exchanges(log, "s1", [("How do I share a folder? Mail me at dana.k@example.com", answer,
+                               1)], hits=PASSAGES)
+    sent = log.conversation("s1").turns[1].messages
+    log.close()
+    [(read_whole, _)] = Redactor().scrub([sent[1]["content"]])
+    assert "<NAME> and folders" in read_whole  # what NER would make of the passages
+    scrubbed = [{**m, "content": m["content"].replace("dana.k@example.com", "<EMAIL>")}
+                for m in sent]
+    expected = [*scrubbed, {"role": "assistant", "content": answer}]
+    settings = data_settings(config)
+    summary = build_preference_dataset(settings, "prefs")
+    [row] = load_preference_dataset(config.data_path / "datasets" / "prefs").kto["train"]
+    assert [*row.prompt, {"role": "assistant", "content": row.completion}] == expected
+    assert summary.pii == {"EMAIL": 1} and "spaCy NER" in summary.pii_detector
+    build_dataset(settings, "sft", ["logs"])
+    export_dataset(settings, "sft", tmp_path / "sft.jsonl")
+    again = build_dataset(settings, "again", [str(tmp_path / "sft.jsonl")])
+    for name in ("sft", "again"):
+        [example] = load_examples(config.data_path / "datasets" / name)["train"]
+        assert example["messages"] == expected, name
+    assert again.pii == {}

@@ -71,12 +71,18 @@ def _example(session: LoggedConversation, turn: LoggedTurn,
         validate(messages)
     except InvalidRecord as exc:
         return Problem(where, turn.position, str(exc), exc.index)
-    dialogue = tuple(Message(t.role, target if t is turn else t.text) for t in session.turns
-                     if t.position <= turn.position and t.role in ("user", "assistant"))
     meta = {"rating": turn.rating, "comment": turn.comment, "variant": turn.variant,
             "turn_id": turn.id, "hits": len(turn.hits), "corrected": corrected}
     return Conversation(f"{where}:{turn.position}", messages, LOG_SOURCE, meta,
-                        group=where, dialogue=dialogue)
+                        group=where, dialogue=spoken(session, turn, target))
+
+
+def spoken(session: LoggedConversation, turn: LoggedTurn, *answers: str) -> tuple[Message, ...]:
+    """What the people of ``session`` said up to ``turn``, then ``answers`` in its place: the
+    ``dialogue`` that name detection and deduplication read, not the sources in the prompt."""
+    said = tuple(Message(t.role, t.text) for t in session.turns
+                 if t.position < turn.position and t.role in ("user", "assistant"))
+    return said + tuple(Message("assistant", answer) for answer in answers)
 
 
 def _without_sources(example: Conversation, session: LoggedConversation, turn: LoggedTurn,

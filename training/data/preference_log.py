@@ -1,8 +1,10 @@
 """The conversation log as preference signals: thumbs, corrections and arena votes.
 
 Each signal becomes a :class:`~training.data.transcripts.Conversation` whose messages are the
-exact prompt the model was sent followed by the answer(s), so the curation steps (PII, dedupe,
-split) run on it as on SFT examples; ``meta["kind"]`` says what it will be written as:
+exact prompt the model was sent followed by the answer(s), and whose dialogue is what the
+session's people said (``training.data.from_log.spoken``), so the curation steps (PII, dedupe,
+split) run on it as on SFT examples: names are looked for in what people said, not in the
+retrieved sources. ``meta["kind"]`` says what it will be written as:
 
 - ``kto``: one answer, ``meta["label"]`` true (thumbs up, a correction) or false (thumbs down);
 - ``dpo``: two answers to one prompt, chosen then rejected (a correction and the original; an
@@ -17,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatbot.ab import AbStore
-from chatbot.logs import ConversationLog, LoggedTurn
+from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
 from chatbot.types import Message
+from training.data.from_log import spoken
 from training.data.transcripts import Conversation
 
 THUMBS_UP, THUMBS_DOWN, CORRECTION, ARENA = "thumbs up", "thumbs down", "correction", "arena"
@@ -40,7 +43,7 @@ def read_signals(path: Path, corrections: str = "prefer") -> Signals:
         return Signals([], 0, {})
     log = ConversationLog(path)
     try:
-        answers = {turn.id: (session.session_id, turn) for session in log.conversations()
+        answers = {turn.id: (session, turn) for session in log.conversations()
                    for turn in session.turns if turn.role == "assistant"
                    and turn.status == "complete"}
     finally:
@@ -60,22 +63,22 @@ def _prompt(turn: LoggedTurn) -> tuple[Message, ...]:
     return tuple(Message(m["role"], m["content"]) for m in turn.messages)
 
 
-def _turn_signals(session: str, turn: LoggedTurn, corrections: str) -> list[Conversation]:
-    prompt, group = _prompt(turn), f"logs:{session}"
-    where = f"{group}:{turn.position}"
+def _turn_signals(session: LoggedConversation, turn: LoggedTurn, corrections: str
+                  ) -> list[Conversation]:
+    where = f"logs:{session.session_id}:{turn.position}"
     found = []
     if turn.rating is not None and corrections != "only":
         label = turn.rating == 1
-        found.append(_kto(f"{where}:{'up' if label else 'down'}", prompt, turn.text, label,
-                          THUMBS_UP if label else THUMBS_DOWN, group))
+        found.append(_kto(f"{where}:{'up' if label else 'down'}", session, turn, turn.text,
+                          label, THUMBS_UP if label else THUMBS_DOWN))
     fixed = turn.correction if corrections != "ignore" else None
     if fixed is not None and fixed.strip() != turn.text.strip():
-        found.append(_kto(f"{where}:corrected", prompt, fixed, True, CORRECTION, group))
-        found.append(_dpo(f"{where}:pair", prompt, fixed, turn.text, CORRECTION, group))
+        found.append(_kto(f"{where}:corrected", session, turn, fixed, True, CORRECTION))
+        found.append(_dpo(f"{where}:pair", session, turn, fixed, turn.text, CORRECTION))
     return found
 
 
-def _arena_pairs(path: Path, answers: dict[int, tuple[str, LoggedTurn]],
+def _arena_pairs(path: Path, answers: dict[int, tuple[LoggedConversation, LoggedTurn]],
                  skipped: dict[str, int]) -> list[Conversation]:
     store = AbStore(path)
     try:
@@ -86,24 +89,28 @@ def _arena_pairs(path: Path, answers: dict[int, tuple[str, LoggedTurn]],
     for battle, won, lost in decided:
         if won not in answers or lost not in answers:
             continue
-        winner, loser = answers[won][1], answers[lost][1]
+        (session, winner), loser = answers[won], answers[lost][1]
         if not winner.messages or winner.messages != loser.messages:
             skipped["arena answers sent different prompts"] = (
                 skipped.get("arena answers sent different prompts", 0) + 1)
             continue
-        found.append(_dpo(f"arena:{battle}", _prompt(winner), winner.text, loser.text, ARENA,
-                          f"logs:{answers[won][0]}"))
+        found.append(_dpo(f"arena:{battle}", session, winner, winner.text, loser.text, ARENA))
     return found
 
 
-def _kto(cid: str, prompt: tuple[Message, ...], text: str, label: bool, origin: str,
-         group: str) -> Conversation:
-    return Conversation(cid, prompt + (Message("assistant", text),), "logs",
-                        {"kind": "kto", "label": label, "from": origin}, group=group)
+def _kto(cid: str, session: LoggedConversation, turn: LoggedTurn, text: str, label: bool,
+         origin: str) -> Conversation:
+    return _signal(cid, session, turn, (text,), {"kind": "kto", "label": label, "from": origin})
 
 
-def _dpo(cid: str, prompt: tuple[Message, ...], chosen: str, rejected: str, origin: str,
-         group: str) -> Conversation:
-    answers = (Message("assistant", chosen), Message("assistant", rejected))
-    return Conversation(cid, prompt + answers, "logs", {"kind": "dpo", "from": origin},
-                        group=group)
+def _dpo(cid: str, session: LoggedConversation, turn: LoggedTurn, chosen: str, rejected: str,
+         origin: str) -> Conversation:
+    return _signal(cid, session, turn, (chosen, rejected), {"kind": "dpo", "from": origin})
+
+
+def _signal(cid: str, session: LoggedConversation, turn: LoggedTurn, answers: tuple[str, ...],
+            meta: dict) -> Conversation:
+    """``turn``'s prompt as sent, then ``answers``; the dialogue is the SFT examples' own."""
+    messages = _prompt(turn) + tuple(Message("assistant", answer) for answer in answers)
+    return Conversation(cid, messages, "logs", meta, group=f"logs:{session.session_id}",
+                        dialogue=spoken(session, turn, *answers))

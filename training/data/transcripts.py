@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from chatbot.prompts import question_in
 from chatbot.types import Message
 from training.errors import DataError
 
@@ -41,8 +42,9 @@ class Conversation:
 
     ``group`` is what the train/validation split keeps together (a logged session whose turns
     became several examples); for an imported conversation it is its own ``id``. ``dialogue``
-    holds what the people said, without the system prompt or rendered sources, for
-    deduplication; empty means "the non-system messages".
+    holds what the people said, without the system prompt or rendered sources, for name
+    detection and deduplication; empty means "the non-system messages, each user message's
+    question read out of its rendered sources" (a re-imported export brings its prompts).
     """
 
     id: str
@@ -58,7 +60,9 @@ class Conversation:
 
     @property
     def turns(self) -> tuple[Message, ...]:
-        return self.dialogue or tuple(m for m in self.messages if m.role != "system")
+        return self.dialogue or tuple(
+            Message(m.role, question_in(m.content)) if m.role == "user" else m
+            for m in self.messages if m.role != "system")
 
     def count(self, role: str) -> int:
         return sum(1 for message in self.messages if message.role == role)

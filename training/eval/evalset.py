@@ -23,6 +23,7 @@ from pathlib import Path
 
 from chatbot.errors import InputError
 from chatbot.paths import DataPaths
+from chatbot.prompts import question_in
 from chatbot.types import Message
 
 
@@ -104,7 +105,7 @@ def question_item(row: dict, item_id: str) -> EvalItem:
 def conversation_items(messages: list, conversation_id: str, where: str) -> list[EvalItem]:
     """One item per assistant turn that follows a user turn; system messages are dropped
     (each variant brings its own system prompt)."""
-    turns = [Message(m["role"], _question_of(m["content"]) if m["role"] == "user"
+    turns = [Message(m["role"], question_in(m["content"]) if m["role"] == "user"
                      else m["content"])
              for m in messages if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
     items = []
@@ -115,13 +116,6 @@ def conversation_items(messages: list, conversation_id: str, where: str) -> list
     if not items:
         raise InputError(f"{where}: the conversation has no user turn followed by an answer")
     return items
-
-
-def _question_of(content: str) -> str:
-    """The question inside a rendered prompt (datasets store the prompt the model saw)."""
-    if "SOURCES>>>" in content and "Question:" in content:
-        return content.rsplit("Question:", 1)[1].strip()
-    return content
 
 
 def _strip_tags(markup: str) -> str:
