@@ -262,7 +262,7 @@ class Store:
     def _begin(self, rebuild: IndexSettings | None) -> None:
         self._close()
         self._dirty = rebuild is not None
-        latest = manifest.read(self.directory)
+        latest = self._committed(rebuilding=rebuild is not None)
         _remove_stale(self.directory, latest.files if latest else IndexFiles())
         if rebuild is not None or latest is None:
             self._adopt(IndexManifest(rebuild or self.settings,
@@ -281,6 +281,16 @@ class Store:
             self._docstore.close()
             self._docstore = None
         self._docstore = self._stage_docstore()
+
+    def _committed(self, rebuilding: bool) -> IndexManifest | None:
+        """The committed manifest. A rebuild replaces it, so for a rebuild one that can't be
+        read counts as none: the error's own advice is to rebuild."""
+        try:
+            return manifest.read(self.directory)
+        except IndexMismatchError:
+            if not rebuilding:
+                raise
+            return None
 
     def _stage_docstore(self) -> Docstore:
         """A writable copy of the docstore for the next generation; removed if making it fails."""

@@ -142,3 +142,16 @@ def test_a_file_removed_by_a_newer_sync_is_not_damage(bot, tmp_path):
     (index / "faiss-000002.index").unlink()
     with pytest.raises(IndexDamagedError, match="faiss-000002.index is missing"):
         store_files.in_force(index, old)
+
+
+def test_a_damaged_manifest_is_repaired_by_the_rebuild_its_error_asks_for(bot):
+    """The manifest's error ends with `--rebuild`; the rebuild must not fail on it again."""
+    index, config = bot
+    (index / "manifest.json").write_text("")
+    searched = run("index", "search", "port", "--config", config)
+    assert searched.exit_code == 1 and searched.stderr.endswith(REBUILD)
+    assert "manifest.json is not valid JSON" in searched.stderr
+    rebuilt = run("index", "sync", "--rebuild", "--config", config)
+    assert rebuilt.exit_code == 0 and rebuilt.stdout.startswith("2 added")
+    hits = json.loads(run("index", "search", "port", "--json", "--config", config).stdout)
+    assert hits[0]["source"].endswith("ports.md")
