@@ -35,9 +35,6 @@ from training.data.steps import CurateOptions
 from training.data.transcripts import QAFields
 from training.eval.settings import EvalSettings
 
-# flag -> training config key, for the flags whose names differ from their key
-RENAMED = {"lr": "learning_rate"}
-
 
 def configured_variants(config: BotConfig) -> dict[str, Variant]:
     """The variants the config names."""
@@ -210,19 +207,15 @@ def eval_settings(config: BotConfig) -> EvalSettings:
                         variants=configured_variants(config))
 
 
-def training_request(config: BotConfig, dataset: str, name: str, resume: bool,
-                     overrides: dict):
-    """The config's ``training:`` section with the given flags applied, as a flat request."""
+def training_request(config: BotConfig, dataset: str, name: str, resume: bool, given: dict):
+    """The config's ``training:`` section with ``given`` (checked values by key) applied, as a
+    flat request."""
     from training.train.finetune import FinetuneRequest
     from training.train.loop import LoopSettings
     from training.train.model_setup import MethodSettings
 
     values = config.training.model_dump()
-    for flag, value in overrides.items():
-        if value is not None:
-            values[RENAMED.get(flag, flag)] = value
-    if values["patience"] == 0:
-        values["patience"] = None
+    values.update(given)
     targets = values["target_modules"]
     method = MethodSettings(
         method=values["method"], lora_r=values["lora_r"], lora_alpha=values["lora_alpha"],

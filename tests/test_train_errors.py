@@ -139,3 +139,4 @@ def test_cli_errors_are_one_line(tmp_path, tiny_model, monkeypatch):
     assert result.exit_code == 1
     assert result.stderr.startswith("error: dataset 'nope' not found")
     assert "Traceback" not in result.output
+    assert not (tmp_path / "data/runs/x").exists()  # the dataset is checked before the run dir

@@ -8,7 +8,8 @@
     torchrun --nproc-per-node 4 -m app train --data support-v1 --name big --distributed fsdp
     chatbot train --data support-v1 --name support-qlora --quantize 4bit     # one CUDA GPU
 
-Defaults come from the config's ``training:`` section; each flag overrides its key.
+Defaults come from the config's ``training:`` section; each flag overrides its key and is
+checked by that key's rules.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from pydantic import BaseModel, ValidationError
 
 from app.commands.common import BotConfig, in_section, one_line_errors, print_json, with_config
+
+# flag -> training config key, for the flags whose names differ from their key
+CONFIG_KEYS = {"lr": "learning_rate"}
 
 HYPERPARAMETERS = [
     click.option("--method", type=click.Choice(["lora", "freeze", "full", "dpo", "kto"]),
@@ -45,7 +50,7 @@ HYPERPARAMETERS = [
     click.option("--train-blocks", type=int, default=None,
                  help="freeze: how many final blocks learn."),
     click.option("--eval-every", type=int, default=None, help="Validate every N steps."),
-    click.option("--patience", type=int, default=None,
+    click.option("--patience", type=click.IntRange(min=0), default=None,
                  help="Evaluations without improvement before stopping (0 = off)."),
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None),
     click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default=None),
@@ -79,7 +84,8 @@ def hyperparameter_options(func):
               help="Held-out JSONL or dataset for --eval-gate [default: --data's validation].")
 @click.option("--eval-baseline", default=None,
               help="Variant to beat [default: the config's default variant].")
-@click.option("--eval-limit", type=int, default=None, help="Evaluate on the first N items.")
+@click.option("--eval-limit", type=click.IntRange(min=1), default=None,
+              help="Evaluate on the first N items.")
 @click.option("--from-adapter", default=None,
               help="dpo/kto: the registered LoRA adapter to continue [default: the base model].")
 @click.option("--beta", type=float, default=0.1, show_default=True,
@@ -115,7 +121,7 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
                                    "questions with answers)")
     elif from_adapter:
         raise click.UsageError("--from-adapter applies to --method dpo or kto")
-    request = training_request(config, dataset, name, resume, overrides)
+    request = training_request(config, dataset, name, resume, given_settings(config, overrides))
     check = None
     if gate:
         from app.build import eval_settings
@@ -139,6 +145,35 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
             "hyperparameters)") from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
         print_json(result.as_dict())
+
+
+def given_settings(config: BotConfig, overrides: dict) -> dict:
+    """The hyperparameter flags given (``None``: not given, never a value), by config key and
+    checked by the rules of the config's ``training:`` section, before anything is written."""
+    given = {CONFIG_KEYS.get(flag, flag): value for flag, value in overrides.items()
+             if value is not None}
+    if given.get("patience") == 0:
+        given["patience"] = None  # --patience 0 is the config's null: no early stopping
+    checked_flags(config.training, given, "training",
+                  {key: flag for flag, key in CONFIG_KEYS.items()})
+    return given
+
+
+def checked_flags(section: BaseModel, given: dict, path: str, flags: dict[str, str]):
+    """``section`` (the config section at ``path``) with the ``given`` keys replaced, validated
+    as the config file is; a bad value is a usage error naming its flag (``flags``: key -> flag
+    where the names differ) and the allowed range."""
+    try:
+        return type(section).model_validate({**section.model_dump(), **given})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = str(error["loc"][0])
+            flag = "--" + flags.get(key, key).replace("_", "-")
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"Invalid value for '{flag}': {given.get(key)!r}: "
+                            f"{message[0].lower()}{message[1:]} (as for {path}.{key})")
+        raise click.UsageError("\n".join(problems)) from None
 
 
 @train_group.command("merge")

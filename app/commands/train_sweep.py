@@ -14,7 +14,12 @@ from __future__ import annotations
 import click
 
 from app.commands.common import BotConfig, one_line_errors, print_json, with_config
-from app.commands.train import hyperparameter_options
+from app.commands.train import checked_flags, given_settings, hyperparameter_options
+
+# searched range -> its flag (training.sweep keys, as SweepSpace's fields)
+RANGE_FLAGS = {"learning_rate": "lr-range", "lora_r": "rank", "alpha_ratio": "alpha-ratio",
+               "epochs": "epochs-range", "lora_dropout": "dropout-range",
+               "weight_decay": "weight-decay-range"}
 
 
 def _choices(kind):
@@ -52,7 +57,8 @@ def _choices(kind):
 @click.option("--eval-baseline", default=None,
               help="Variant whose template and retrieval the trials are served with "
                    "[default: the config's default variant].")
-@click.option("--eval-limit", type=int, default=None, help="Evaluate on the first N items.")
+@click.option("--eval-limit", type=click.IntRange(min=1), default=None,
+              help="Evaluate on the first N items.")
 @click.option("--quiet", is_flag=True, help="No progress bars; print only the summary.")
 @hyperparameter_options
 @with_config
@@ -69,13 +75,15 @@ def sweep(config: BotConfig, dataset: str, name: str, trials: int | None,
     if overrides.get("method") in ("dpo", "kto"):
         raise click.UsageError("chatbot train sweep searches supervised fine-tuning; use "
                                "--method lora, freeze or full")
-    defaults = config.training.sweep
-    given = {"learning_rate": lr_range, "lora_r": ranks, "alpha_ratio": alpha_ratios,
-             "epochs": epochs_range, "lora_dropout": dropout_range,
-             "weight_decay": weight_decay_range}
-    space = SweepSpace(**{key: tuple(value if value else getattr(defaults, key))
-                          for key, value in given.items()})
-    objective = objective or defaults.objective
+    flags = {"trials": trials, "objective": objective, "learning_rate": lr_range,
+             "lora_r": ranks, "alpha_ratio": alpha_ratios, "epochs": epochs_range,
+             "lora_dropout": dropout_range, "weight_decay": weight_decay_range}
+    settings = checked_flags(config.training.sweep, {
+        key: value for key, value in flags.items() if value is not None}, "training.sweep",
+        RANGE_FLAGS)
+    base = training_request(config, dataset, name, False, given_settings(config, overrides))
+    space = SweepSpace(**{key: tuple(getattr(settings, key)) for key in RANGE_FLAGS})
+    objective = settings.objective
     score = None
     if objective != VAL_LOSS:
         from app.build import eval_settings
@@ -84,7 +92,6 @@ def sweep(config: BotConfig, dataset: str, name: str, trials: int | None,
         score = adapter_scorer(eval_settings(config), objective, eval_data or dataset,
                                eval_baseline or config.default_variant, f"sweep-{name}",
                                eval_limit)
-    request = SweepRequest(base=training_request(config, dataset, name, False, overrides),
-                           trials=trials or defaults.trials, space=space, objective=objective,
-                           keep_trials=keep_trials, startup_trials=defaults.startup_trials)
+    request = SweepRequest(base=base, trials=settings.trials, space=space, objective=objective,
+                           keep_trials=keep_trials, startup_trials=settings.startup_trials)
     print_json(run_sweep(request, score, progress=not quiet).as_dict())

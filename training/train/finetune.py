@@ -91,8 +91,8 @@ def finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] 
     if request.threads:
         torch.set_num_threads(request.threads)
     target = check_new_adapter(request.data_dir, request.name)
+    data = load_training_data(request.data_dir, request.dataset)  # before writing the run dir
     run_dir = _prepared_run_dir(request, workers, probe_writable)
-    data = load_training_data(request.data_dir, request.dataset)
     model_dir = resolve_model(request.base_model, request.base_dir)
     model, tokenizer, bf16, attention_kwargs = _load_model(model_dir, request, workers)
     template_hash, fingerprint = chat_template_hash(tokenizer), model_fingerprint(model_dir)

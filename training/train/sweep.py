@@ -66,9 +66,12 @@ def run_sweep(request: SweepRequest, score: Callable[[str, Path], float] | None 
     the validation loss."""
     import optuna
 
+    from training.data.dataset import load_training_data
+
     _check(request, score)
     name, paths = request.base.name, DataPaths(request.base.data_dir)
     _check_target(paths, name)
+    load_training_data(paths.root, request.base.dataset)  # a bad dataset fails before the study
     sweep_dir = paths.sweep(name)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / 'study.sqlite'}")
