@@ -209,14 +209,20 @@ def eval_settings(config: BotConfig) -> EvalSettings:
 
 def training_request(config: BotConfig, dataset: str, name: str, resume: bool, given: dict):
     """The config's ``training:`` section with ``given`` (checked values by key) applied, as a
-    flat request."""
-    from training.train.finetune import FinetuneRequest
+    flat request. On ``resume`` the settings the run recorded when it started stand in for the
+    config's, so ``--resume`` alone continues the run as it began."""
+    from training.train.finetune import FinetuneRequest, started_settings
     from training.train.loop import LoopSettings
     from training.train.model_setup import MethodSettings
 
     values = config.training.model_dump()
+    if resume:
+        recorded = started_settings(DataPaths(config.data_path).run(name))
+        values.update({key: value for key, value in recorded.items() if key in values})
     values.update(given)
     targets = values["target_modules"]
+    if isinstance(targets, list):  # recorded as the request's tuple of names
+        targets = ",".join(targets)
     method = MethodSettings(
         method=values["method"], lora_r=values["lora_r"], lora_alpha=values["lora_alpha"],
         lora_dropout=values["lora_dropout"], train_blocks=values["train_blocks"],

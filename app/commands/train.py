@@ -9,20 +9,23 @@
     chatbot train --data support-v1 --name support-qlora --quantize 4bit     # one CUDA GPU
 
 Defaults come from the config's ``training:`` section; each flag overrides its key and is
-checked by that key's rules.
+checked by that key's rules. ``--resume`` continues with the settings the run started with.
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from pydantic import BaseModel, ValidationError
 
 from app.commands.common import BotConfig, in_section, one_line_errors, print_json, with_config
 
 # flag -> training config key, for the flags whose names differ from their key
 CONFIG_KEYS = {"lr": "learning_rate"}
+DEFAULT_BETA = 0.1
 
 HYPERPARAMETERS = [
     click.option("--method", type=click.Choice(["lora", "freeze", "full", "dpo", "kto"]),
@@ -88,8 +91,9 @@ def hyperparameter_options(func):
               help="Evaluate on the first N items.")
 @click.option("--from-adapter", default=None,
               help="dpo/kto: the registered LoRA adapter to continue [default: the base model].")
-@click.option("--beta", type=float, default=0.1, show_default=True,
-              help="dpo/kto: how close the policy stays to its starting point (higher: closer).")
+@click.option("--beta", type=float, default=None,
+              help="dpo/kto: how close the policy stays to its starting point (higher: closer) "
+                   f"[default: {DEFAULT_BETA}].")
 @hyperparameter_options
 @with_config
 @one_line_errors
@@ -97,7 +101,7 @@ def hyperparameter_options(func):
 def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name: str | None,
                 resume: bool, quiet: bool, gate: str | None, eval_data: str | None,
                 eval_baseline: str | None, eval_limit: int | None, from_adapter: str | None,
-                beta: float, **overrides) -> None:
+                beta: float | None, **overrides) -> None:
     """Fine-tune the chat model on a dataset and register it as a variant (or: merge)."""
     if ctx.invoked_subcommand:
         return
@@ -111,7 +115,8 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
     from app.build import training_request
-    from training.train.finetune import finetune
+    from chatbot.paths import DataPaths
+    from training.train.finetune import finetune, started_settings
 
     objective = overrides["method"] if overrides["method"] in ("dpo", "kto") else None
     if objective:
@@ -121,7 +126,12 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
                                    "questions with answers)")
     elif from_adapter:
         raise click.UsageError("--from-adapter applies to --method dpo or kto")
-    request = training_request(config, dataset, name, resume, given_settings(config, overrides))
+    given = given_settings(config, overrides)
+    run_dir = DataPaths(config.data_path).run(name)
+    recorded = started_settings(run_dir) if resume else {}
+    beta = recorded.get("beta", DEFAULT_BETA) if beta is None else beta
+    from_adapter = recorded.get("from_adapter") if from_adapter is None else from_adapter
+    request = training_request(config, dataset, name, resume, given)
     check = None
     if gate:
         from app.build import eval_settings
@@ -139,10 +149,7 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
         else:
             result = finetune(request, progress=not quiet, before_register=check)
     except KeyboardInterrupt:
-        raise click.ClickException(
-            f"interrupted; continue from the last checkpoint with `chatbot train --data {dataset} "
-            f"--name {name}{f' --method {objective}' if objective else ''} --resume` (same "
-            "hyperparameters)") from None
+        raise interrupted(ctx, run_dir, objective) from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
         print_json(result.as_dict())
 
@@ -174,6 +181,50 @@ def checked_flags(section: BaseModel, given: dict, path: str, flags: dict[str, s
             problems.append(f"Invalid value for '{flag}': {given.get(key)!r}: "
                             f"{message[0].lower()}{message[1:]} (as for {path}.{key})")
         raise click.UsageError("\n".join(problems)) from None
+
+
+def interrupted(ctx: click.Context, run_dir: Path, objective: str | None) -> click.ClickException:
+    """What to run next after Ctrl-C: the command that resumes from the last checkpoint, which
+    reuses the settings the run recorded, or, with no checkpoint yet, the command to start over."""
+    if not _has_checkpoint(run_dir, objective):
+        return click.ClickException(
+            "interrupted before the first checkpoint (saved at each validation), so there is "
+            f"nothing to resume; start again with `{command_line(ctx, {'resume'})}`")
+    from training.train.finetune import started_settings
+
+    recorded = started_settings(run_dir).keys() - {"dataset"}
+    reused = {param.name for param in ctx.command.params
+              if CONFIG_KEYS.get(param.name, param.name) in recorded}
+    if objective:
+        reused.discard("method")  # --method dpo/kto picks the trainer; the record says lora
+    return click.ClickException("interrupted; continue from the last checkpoint with "
+                                f"`{command_line(ctx, reused | {'resume'})} --resume`")
+
+
+def _has_checkpoint(run_dir: Path, objective: str | None) -> bool:
+    if objective:  # dpo/kto: TRL's checkpoint-N folders
+        from transformers.trainer_utils import get_last_checkpoint
+
+        return run_dir.is_dir() and get_last_checkpoint(str(run_dir)) is not None
+    from training.train.checkpoint import LAST
+
+    return (run_dir / LAST).is_file()
+
+
+def command_line(ctx: click.Context, leave_out: set[str] = frozenset()) -> str:
+    """``chatbot train`` with the options typed on its command line, but those in
+    ``leave_out``, ready to paste into a shell."""
+    words = ["chatbot", "train"]
+    for param in ctx.command.params:
+        if (param.name in leave_out
+                or ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE):
+            continue
+        value = ctx.params[param.name]
+        if getattr(param, "is_flag", False):
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            words += [param.opts[0], shlex.quote(str(value))]
+    return " ".join(words)
 
 
 @train_group.command("merge")

@@ -25,6 +25,9 @@ from training.errors import TrainingError
 from training.train.loop import LoopSettings, Workers, train_loop
 from training.train.model_setup import MethodSettings
 
+SETTINGS = "settings.json"
+"""In a run directory: the settings the run started with, which ``--resume`` keeps."""
+
 
 @dataclass(frozen=True)
 class FinetuneRequest:
@@ -182,18 +185,27 @@ def same_settings_on_resume(run_dir: Path, settings: dict, resume: bool) -> None
     run: a new run records ``settings`` in the run directory, a resumed one compares them."""
     import json
 
-    path = run_dir / "settings.json"
     settings = json.loads(json.dumps(settings))
-    if not resume or not path.is_file():
-        path.write_text(json.dumps(settings, indent=2))
+    started = started_settings(run_dir) if resume else {}
+    if not started:
+        (run_dir / SETTINGS).write_text(json.dumps(settings, indent=2))
         return
-    started = json.loads(path.read_text())
     changed = sorted(key for key in settings.keys() | started.keys()
                      if settings.get(key) != started.get(key))
     if changed:
         raise TrainingError(
             "--resume needs the settings the run started with; changed: " + ", ".join(
-                f"{key} ({started.get(key)!r} -> {settings.get(key)!r})" for key in changed))
+                f"{key} ({started.get(key)!r} -> {settings.get(key)!r})" for key in changed)
+            + "; leave those flags out to keep the run's own settings, or start a new run "
+            "under another --name")
+
+
+def started_settings(run_dir: Path) -> dict:
+    """The settings a run recorded when it started (``{}`` when there is no record)."""
+    import json
+
+    path = run_dir / SETTINGS
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _hyperparameters(request: FinetuneRequest) -> dict:

@@ -1,0 +1,111 @@
+"""Ctrl-C of ``chatbot train`` (a real SIGINT to a real run) prints a command that works as
+printed: ``--resume`` after a checkpoint, which takes the settings the run recorded, or the
+same command again when no checkpoint was saved yet."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+from train_support import fact_dataset, make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def bot(isolated_state, tiny_model, tmp_path):
+    fact_dataset(isolated_state, tiny_model)
+    config = tmp_path / "bot.yaml"
+    config.write_text(json.dumps({"models": {"chat": str(tiny_model)},
+                                  "training": {"device": "cpu", "max_seq_len": 256}}))
+    return config
+
+
+def interrupted_run(config, name: str, flags: list[str], once_written) -> str:
+    """Start ``chatbot train``, press Ctrl-C as soon as ``once_written`` exists; its stderr."""
+    run = subprocess.Popen([sys.executable, "-m", "app", "train", "--data", "facts", "--name",
+                            name, "--quiet", *flags, "--config", str(config)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=os.environ)
+    deadline = time.monotonic() + 300
+    while not once_written.exists():
+        assert run.poll() is None, run.communicate()[1]
+        assert time.monotonic() < deadline, "the run wrote nothing in 300 s"
+        time.sleep(0.02)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    return stderr
+
+
+def printed_command(stderr: str) -> list[str]:
+    """The command in backticks on the last line, as a shell would split it."""
+    command = shlex.split(re.search(r"`([^`]*)`", stderr.splitlines()[-1]).group(1))
+    assert command[:2] == ["chatbot", "train"]
+    return [sys.executable, "-m", "app", *command[1:]]
+
+
+def test_the_printed_resume_command_continues_with_the_runs_own_settings(bot, isolated_state):
+    flags = ["--max-steps", "12", "--batch-size", "2", "--eval-every", "2", "--patience", "0",
+             "--lr", "1e-2"]
+    run_dir = isolated_state / "runs/rs"
+    stderr = interrupted_run(bot, "rs", flags, run_dir / "last.pt")
+    assert stderr.splitlines()[-1] == (
+        "Error: interrupted; continue from the last checkpoint with `chatbot train --data facts "
+        f"--name rs --quiet --config {bot} --resume`")
+
+    # a flag given with another value than the run's is refused, and the run stays resumable
+    refused = CliRunner().invoke(main, ["train", "--config", str(bot), "--data", "facts",
+                                        "--name", "rs", "--resume", "--batch-size", "4"])
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error: --resume needs the settings the run started with; "
+                                     "changed: batch_size (2 -> 4); leave those flags out")
+    assert (run_dir / "last.pt").is_file()
+
+    resumed = subprocess.run(printed_command(stderr), capture_output=True, text=True,
+                             env=os.environ, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"] == 12
+    adapter = isolated_state / "adapters/rs"
+    hyperparameters = json.loads((adapter / "adapter_manifest.json").read_text())[
+        "hyperparameters"]
+    assert {key: hyperparameters[key] for key in (
+        "max_steps", "batch_size", "eval_every", "patience", "learning_rate")} == {
+        "max_steps": 12, "batch_size": 2, "eval_every": 2, "patience": None,
+        "learning_rate": 1e-2}
+    steps = [json.loads(line)["step"] for line in
+             (adapter / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(13))  # continued where it stopped, no step twice
+    assert not run_dir.exists()
+
+
+def test_before_the_first_checkpoint_it_says_so_and_prints_the_command_to_start_again(
+        bot, isolated_state):
+    flags = ["--max-steps", "8", "--batch-size", "2", "--eval-every", "8"]
+    run_dir = isolated_state / "runs/rb"
+    stderr = interrupted_run(bot, "rb", flags, run_dir / "metrics.jsonl")  # step 0 measured
+    assert not (run_dir / "last.pt").exists()
+    assert stderr.splitlines()[-1] == (
+        "Error: interrupted before the first checkpoint (saved at each validation), so there is "
+        "nothing to resume; start again with `chatbot train --data facts --name rb --quiet "
+        f"--batch-size 2 --max-steps 8 --eval-every 8 --config {bot}`")
+
+    again = subprocess.run(printed_command(stderr), capture_output=True, text=True,
+                           env=os.environ, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["steps"] == 8
+    assert (isolated_state / "adapters/rb/adapter_manifest.json").is_file()
