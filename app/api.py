@@ -101,14 +101,15 @@ def create_api_router(engine: Engine,
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
         try:
             chat = parse_request(await read_json(request, CHAT_BODY), limits)
-            session_id = _session_id(request, chat)
+            session_id, client = _session_id(request, chat), _client(request)
+            await asyncio.to_thread(_check_session_is_callers, engine, session_id, client)
             if assign_variant is not None and chat.model == AB_MODEL:
                 variant = assign_variant(session_id)
             elif chat.model in engine.variants:
                 variant = chat.model
             else:
                 raise _unknown_model(engine, chat.model)
-            job = Answering(engine, chat, session_id, variant, answers)
+            job = Answering(engine, chat, session_id, variant, answers, client)
         except InputError as exc:
             return _error_response(exc)
         try:  # errors before the first token still get their status
@@ -157,8 +158,8 @@ class Answering:
     """
 
     def __init__(self, engine: Engine, chat: ChatRequest, session_id: str,
-                 variant: str, answers: AnswerCount) -> None:
-        self.engine, self.chat, self.session_id = engine, chat, session_id
+                 variant: str, answers: AnswerCount, client: str = "api") -> None:
+        self.engine, self.chat, self.session_id, self.client = engine, chat, session_id, client
         self.variant = variant
         """The variant that answers; ``chat.model`` (shown in replies) may be ``ab``."""
         self.question, self.history, self.system_ignored = split_conversation(chat.messages)
@@ -207,7 +208,7 @@ class Answering:
     def _answer(self) -> Reply:
         stream = self._stream = self.engine.answer(
             self.session_id, self.question, self.variant, self.settings, self.history,
-            client="api")
+            client=self.client)
         if self._cancelled.is_set():  # the client left while the answer was being set up
             stream.cancel()
         try:
@@ -305,6 +306,23 @@ def _session_id(request: Request, chat: ChatRequest) -> str:
         raise RequestError("the X-Session-Id header is longer than 200 characters",
                            param="X-Session-Id", code="invalid_value")
     return session or f"api-{uuid.uuid4().hex[:16]}"
+
+
+def _client(request: Request) -> str:
+    """What the log records as a session's client: ``api``, and who called where the server
+    knows (``api:alice``, ``api:api-key``)."""
+    caller = getattr(request.state, "caller", None)
+    return f"api:{caller}" if caller else "api"
+
+
+def _check_session_is_callers(engine: Engine, session_id: str, client: str) -> None:
+    """An API client may continue only a session it began: not a web visitor's, whose id the
+    Review tab shows, nor another user's."""
+    started = engine.log.started_by(session_id) if engine.log is not None else None
+    if started is not None and started != client:
+        raise RequestError(f"the session {session_id!r} was begun by another client; send an "
+                           "X-Session-Id (or user) of your own, or none for a new session",
+                           param="X-Session-Id", code="session_not_yours", status=409)
 
 
 def _model_card(engine: Engine, variant: Variant) -> dict:

@@ -110,6 +110,13 @@ class ConversationLog:
         self._write("INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?)",
                     (session_id, now(), variant, client))
 
+    def started_by(self, session_id: str) -> str | None:
+        """The client recorded when ``session_id`` began (``""`` where none was: the web UI,
+        the terminal); ``None`` when the log has no such session."""
+        row = self._db.execute("SELECT client FROM sessions WHERE id = ?",
+                               (session_id,)).fetchone()
+        return None if row is None else row["client"] or ""
+
     def _next_position(self, session_id: str) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM turns "
                                "WHERE session_id = ?", (session_id,)).fetchone()

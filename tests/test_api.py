@@ -314,6 +314,20 @@ def test_a_body_nested_too_deeply_is_a_400(served, client) -> None:
     assert client.chat.completions.create(model="plain", messages=ASK).choices[0].message
 
 
+def test_a_client_cannot_add_turns_to_a_session_it_did_not_begin(served, client, engine) -> None:
+    """A web visitor's session id shows in the Review tab; naming it adds nothing to it."""
+    engine.log.ensure_session("web-visitor", "prompt")  # as the web UI begins one
+    before = len(engine.log.conversation("web-visitor").turns)
+    with pytest.raises(openai.ConflictError, match="begun by another client") as refused:
+        client.chat.completions.create(model="plain", messages=ASK,
+                                       extra_headers={"X-Session-Id": "web-visitor"})
+    assert refused.value.body["code"] == "session_not_yours"
+    assert len(engine.log.conversation("web-visitor").turns) == before
+    for _ in range(2):  # its own session, as often as it likes
+        client.chat.completions.create(model="plain", messages=ASK, user="my-own-session")
+    assert len(engine.log.conversation("my-own-session").turns) == 4
+
+
 @pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded", None])
 def test_a_body_not_sent_as_json_is_refused_and_nothing_is_logged(served, engine, kind) -> None:
     """Another site's page can make a browser post a form or text to a server on the

@@ -137,3 +137,19 @@ def test_a_logged_in_browser_cannot_be_made_to_post_a_correction_from_another_si
         as_json = client.post("/v1/corrections", content=body,
                               headers={"Content-Type": "application/json"})
         assert as_json.status_code == 201 and as_json.json()["author"] == "x"  # the same cookie
+
+
+def test_one_caller_cannot_continue_a_session_another_began(protected) -> None:
+    app, _, log = protected
+    ask = {"model": "prompt", "messages": [{"role": "user", "content": "How do I sync?"}]}
+    with TestClient(app) as client:
+        assert client.post("/login", data={"username": "ana", "password": "k-1"}).status_code == 200
+        began = client.post("/v1/chat/completions", json=ask, headers={"X-Session-Id": "ana-1"})
+        assert began.status_code == 200
+        assert client.post("/v1/chat/completions", json=ask,
+                           headers={"X-Session-Id": "ana-1"}).status_code == 200
+    with TestClient(app) as other:
+        taken = other.post("/v1/chat/completions", json=ask, headers={
+            "X-Session-Id": "ana-1", "Authorization": "Bearer k-1"})
+        assert taken.status_code == 409 and taken.json()["error"]["code"] == "session_not_yours"
+    assert len(log.conversation("ana-1").turns) == 4
