@@ -1,7 +1,8 @@
 """Request bodies and error bodies of the OpenAI-compatible API (``app.api``).
 
 Requests are validated here, so a wrong field becomes an OpenAI-shaped error naming the field;
-fields that OpenAI clients send and we don't use (``seed``, ``presence_penalty``...) are ignored.
+fields that OpenAI clients send and we don't use (``seed``, ``presence_penalty``...) are ignored,
+but asking for what the server can't give (tool calls, a JSON answer, log probabilities) is not.
 Types are strict, as OpenAI's are: ``"stream": "yes"`` or ``"max_tokens": "4"`` is an error, not
 a guess (a whole number is still a valid ``temperature``).
 """
@@ -111,6 +112,41 @@ class ChatRequest(BaseModel):
     n: int = Field(default=1, ge=1, le=1)
     user: str | None = Field(default=None, max_length=200)
     """Used as the conversation's session id when no ``X-Session-Id`` header is sent."""
+    tools: list | None = None
+    tool_choice: str | dict | None = None
+    response_format: dict | None = None
+    logprobs: bool | None = None
+    """Read only to refuse what this server can't do: a client that asks for a tool call, a JSON
+    answer or log probabilities and silently gets plain text would fail further on."""
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, value: list | None) -> list | None:
+        if value:
+            raise ValueError("this server answers in text and makes no tool calls; leave tools "
+                             "out")
+        return value
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _no_tool_choice(cls, value: str | dict | None) -> str | dict | None:
+        if value not in (None, "none", "auto"):
+            raise ValueError("this server makes no tool calls; leave tool_choice out")
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_only(cls, value: dict | None) -> dict | None:
+        if value is not None and value.get("type") != "text":
+            raise ValueError('this server answers in plain text; only {"type": "text"} is served')
+        return value
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: bool | None) -> bool | None:
+        if value:
+            raise ValueError("this server does not return log probabilities; leave logprobs out")
+        return value
 
     @field_validator("stop")
     @classmethod

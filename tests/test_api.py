@@ -286,6 +286,28 @@ def test_without_ab_the_ab_model_is_unknown(client) -> None:
         client.chat.completions.create(model="ab", messages=ASK)
 
 
+TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize("asked, field, expected", [
+    ({"tools": [TOOL], "tool_choice": "required"}, "tools",
+     "this server answers in text and makes no tool calls; leave tools out"),
+    ({"tool_choice": "required"}, "tool_choice", "this server makes no tool calls"),
+    ({"response_format": {"type": "json_object"}}, "response_format",
+     'this server answers in plain text; only {"type": "text"} is served'),
+    ({"logprobs": True}, "logprobs", "this server does not return log probabilities"),
+])
+def test_what_the_server_cannot_do_is_refused_not_ignored(client, asked, field,
+                                                         expected) -> None:
+    """A client that asks for a tool call or JSON and gets plain text fails further on."""
+    with pytest.raises(openai.BadRequestError, match=expected) as refused:
+        client.chat.completions.create(model="plain", messages=ASK, **asked)
+    assert refused.value.body["param"] == field
+    plain = client.chat.completions.create(model="plain", messages=ASK, tools=[],
+                                           response_format={"type": "text"}, logprobs=False)
+    assert plain.choices[0].message.content is not None
+
+
 @pytest.mark.parametrize("field, value, expected", [
     ("stream", "yes", "stream: Input should be a valid boolean"),
     ("n", True, "n: Input should be a valid integer"),
