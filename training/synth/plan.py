@@ -29,8 +29,8 @@ def indexed_chunks(index_dir: Path) -> list[Chunk]:
         _, chunks = Store.open(index_dir).docstore.all_chunks()
     except IndexMissingError:
         raise DataError(EMPTY_INDEX.format(where=index_dir)) from None
-    except IndexingError as exc:
-        raise DataError(f"the index at {index_dir} can't be read: {exc}") from None
+    except IndexingError as exc:  # its message names the index and what to do
+        raise DataError(str(exc)) from None
     if not chunks:
         raise DataError(EMPTY_INDEX.format(where=index_dir))
     return chunks
