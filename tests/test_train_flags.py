@@ -83,6 +83,14 @@ def test_patience_zero_turns_early_stopping_off_and_below_zero_is_refused(bot, i
     assert manifest["hyperparameters"]["patience"] is None
 
 
+def test_a_preference_beta_of_zero_or_less_is_refused(bot, isolated_state):
+    out = CliRunner().invoke(main, ["train", "--config", str(bot), "--data", "facts",
+                                    "--name", "zorb", "--method", "dpo", "--beta", "0"])
+    assert out.exit_code == 2
+    assert "Invalid value for '--beta': 0.0 is not in the range x>0." in out.stderr
+    assert_nothing_written(isolated_state, "zorb")
+
+
 def test_sweep_trials_zero_is_refused_not_read_as_the_default(bot, isolated_state):
     out = CliRunner().invoke(main, ["train", "sweep", "--config", str(bot), "--data", "facts",
                                     "--name", "zorb", "--trials", "0"])

@@ -91,7 +91,7 @@ def hyperparameter_options(func):
               help="Evaluate on the first N items.")
 @click.option("--from-adapter", default=None,
               help="dpo/kto: the registered LoRA adapter to continue [default: the base model].")
-@click.option("--beta", type=float, default=None,
+@click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=None,
               help="dpo/kto: how close the policy stays to its starting point (higher: closer) "
                    f"[default: {DEFAULT_BETA}].")
 @hyperparameter_options
