@@ -105,7 +105,7 @@ def test_closing_the_tab_mid_answer_stops_it_and_frees_the_model(server) -> None
             box.fill(QUESTION)
             box.press("Enter")
             bubble = page.locator('#cb-chat [data-testid="bot"]').last
-            expect(bubble).not_to_be_empty(timeout=30_000)
+            expect(bubble).not_to_be_empty(timeout=90_000)  # a loaded 2-core machine took over 30 s
             shown = bubble.inner_text()
             page.close()
         finally:
