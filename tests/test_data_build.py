@@ -178,6 +178,22 @@ def test_from_logs_uses_the_exact_prompt_and_feedback(config):
     assert review[0]["conversation_id"] == "logs:s1:3"
 
 
+def test_the_review_file_holds_no_personal_data_either(config):
+    """It lies in the dataset's folder, and is shared with it."""
+    log = ConversationLog(config.data_path / "logs.sqlite")
+    log_session(log, "s1", [
+        ("I'm at jane.doe@example.com, card 4111 1111 1111 1111: how do I sync?",
+         "Mail jane.doe@example.com the card 4111 1111 1111 1111.", "complete", -1,
+         "Never ask jane.doe@example.com for a card!")])
+    log.close()
+    build_dataset(data_settings(config), "private", ["logs"])
+    review = (config.data_path / "datasets" / "private" / "review_thumbs_down.jsonl").read_text()
+    assert "jane.doe" not in review and "4111" not in review
+    row = json.loads(review)
+    assert row["comment"] == "Never ask <EMAIL> for a card!"
+    assert row["messages"][-1]["content"] == "Mail <EMAIL> the card <CARD>."
+
+
 def test_token_counts_equal_tokenizing_the_whole_rendered_conversation():
     from chatbot.models import resolve_model
     from training.data.token_lengths import chat_counter

@@ -99,6 +99,7 @@ def curate(conversations: Sequence[Conversation], options: CurateOptions,
                         options.pii_ner_model)
     kept, counts, examples, report = scrub_pii(kept, redactor)
     steps.append(clock.stamp(report))
+    review = scrub_review(review, redactor)
     kept, lengths, report = filter_length(kept, counter, options.min_tokens, options.max_tokens)
     steps.append(clock.stamp(report))
     result, sigs = dedupe(kept, options.near_duplicate_threshold, options.minhash_permutations)
@@ -226,6 +227,16 @@ def scrub_pii(conversations: Sequence[Conversation], redactor: Redactor
     report = _report("pii", settings, conversations, scrubbed, {},
                      {"conversations_changed": touched, "spans": dict(total)})
     return scrubbed, total, examples, report
+
+
+def scrub_review(conversations: Sequence[Conversation], redactor: Redactor
+                 ) -> list[Conversation]:
+    """The thumbed-down answers set aside for review, scrubbed as the dataset is, their
+    comments too: the review file lies in the dataset's folder and travels with it."""
+    scrubbed = scrub_pii(conversations, redactor)[0]
+    comments = redactor.scrub([c.meta.get("comment") or "" for c in scrubbed])
+    return [replace(c, meta=c.meta | {"comment": text}) if c.meta.get("comment") else c
+            for c, (text, _) in zip(scrubbed, comments)]
 
 
 def _scrub_messages(messages: tuple[Message, ...], results: Iterator[tuple[str, Counter]],
