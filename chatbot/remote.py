@@ -177,7 +177,7 @@ class OpenAIGenerator:
         return f"backend {self.backend.name!r} ({self.backend.base_url})"
 
     def _cut(self, received: int, exc: BaseException | None) -> ModelError:
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, (httpx.TimeoutException, openai.APITimeoutError)):
             return ModelError(f"{self._where()} sent nothing for {self.backend.timeout_s:g} s "
                               f"after {received} characters of the answer; check the server's "
                               f"load, or raise backends.{self.backend.name}.timeout_s")

@@ -3,6 +3,7 @@ plays the remote, so every request crosses real HTTP."""
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,6 +147,26 @@ def test_a_remote_killed_mid_answer_leaves_the_shown_text_logged_as_error(
                     server.kill()
     turn = engine.log.conversation("s1").turns[-1]
     assert turn.status == "error" and turn.text == "".join(shown) != ""
+
+
+def test_a_remote_that_stalls_mid_answer_is_a_timeout_naming_the_setting(
+        tiny_model_dir, tmp_path, monkeypatch) -> None:
+    """A hung server (here: stopped with SIGSTOP) is not a server that stopped answering."""
+    (tmp_path / "remote").mkdir()
+    remote_path = write_remote_config(tmp_path / "remote", tiny_model_dir)
+    with chatbot_serve(remote_path, data_dir=tmp_path / "remote" / "data",
+                       env={"CHATBOT_API_KEY": REMOTE_KEY}) as (url, server):
+        engine = bot_engine(write_bot_config(tmp_path, f"{url}/v1", timeout_s=2), monkeypatch)
+        stream = engine.answer("s1", "Tell me everything.", "prompt",
+                               settings=GenerationSettings(max_new_tokens=800))
+        try:
+            with pytest.raises(ModelError, match=r"backend 'remote' .* sent nothing for 2 s "
+                                                 r"after \d+ characters of the answer; .* raise "
+                                                 r"backends.remote.timeout_s"):
+                for _ in stream:
+                    server.send_signal(signal.SIGSTOP)
+        finally:
+            server.send_signal(signal.SIGCONT)
 
 
 def test_a_silent_server_is_a_timeout_and_a_closed_port_is_unreachable(tmp_path,
