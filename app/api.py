@@ -358,6 +358,14 @@ def _error_parts(exc: BaseException) -> tuple[int, dict]:
 
 
 def _error_response(exc: BaseException) -> JSONResponse:
+    """The error as a response. A busy server asks to be tried again; a model or backend
+    failure asks not to be (OpenAI clients retry a 500 twice by default): a remote backend has
+    been retried already, and each retry would log another failed turn."""
     status, body = _error_parts(exc)
-    busy = {"Retry-After": str(BUSY_RETRY_AFTER_S)} if status == 429 else None
-    return JSONResponse(body, status_code=status, headers=busy)
+    if status == 429:
+        headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
+    elif isinstance(exc, (ModelError, ConfigError)):
+        headers = {"x-should-retry": "false"}
+    else:
+        headers = None
+    return JSONResponse(body, status_code=status, headers=headers)

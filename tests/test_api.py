@@ -227,6 +227,20 @@ def test_errors_have_openais_shape_and_the_server_keeps_serving(client, case, st
         assert client.chat.completions.create(model="plain", messages=ASK).choices[0].message
 
 
+def test_a_model_failure_asks_openai_clients_not_to_retry_it(served, engine) -> None:
+    """The openai client retries a 500 twice unless told not to: three failed turns a call."""
+    response = httpx.post(f"{served.base_url}/chat/completions", headers=JSON,
+                          json={"model": "broken", "messages": ASK})
+    assert response.status_code == 500 and response.headers["x-should-retry"] == "false"
+    sent = []
+    counting = httpx.Client(event_hooks={"request": [sent.append]})
+    retrying = openai.OpenAI(base_url=served.base_url, api_key="unused", max_retries=2,
+                             http_client=counting)
+    with pytest.raises(openai.InternalServerError):
+        retrying.chat.completions.create(model="broken", messages=ASK)
+    assert len(sent) == 1
+
+
 def test_bad_json_and_a_closed_stream(served, engine) -> None:
     response = httpx.post(f"{served.base_url}/chat/completions", content=b"{not json", headers=JSON)
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
