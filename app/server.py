@@ -49,7 +49,8 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     server.include_router(create_corrections_router(engine.log))
     tabs = training_parts(engine, config, config_path) + tabs
     app = build_app(engine, documents=documents, title=config.name, assign_variant=assign,
-                    show_variant_names=show_names, tabs=tabs)
+                    show_variant_names=show_names, tabs=tabs,
+                    answers_at_once=config.models.max_batch)
     caller = mount_ui(server, app, credentials, config.data_path)
     server.add_middleware(RequireCredential, credentials=credentials, caller=caller)
     if credentials.required:

@@ -339,3 +339,31 @@ def test_serve_says_which_routes_are_protected(tiny_config, credentials, access)
         server.terminate()
         output = server.communicate(timeout=20)[0]
     assert access.format(url=url) in output.splitlines()
+
+
+def test_web_visitors_are_answered_together_up_to_max_batch(config_file, echo, tmp_path,
+                                                            credentials) -> None:
+    """One slow answer (a busy model, a hung backend) must not hold every other visitor."""
+    from chatbot.logs import ConversationLog
+
+    config_file.write_text('models:\n  embedder: "hash:64"\n  max_batch: 2\n')
+    log = ConversationLog(tmp_path / "logs.sqlite")
+    engine = Engine({"prompt": Variant("prompt", "base", "plain", False)}, lambda m: echo,
+                    log=log)
+    echo.flowing.clear()  # every answer holds after its first word
+    with serving(create_server_app(engine, load_config(config_file))) as url:
+        jobs = [Client(url, verbose=False).submit(f"question {i} of two", "prompt",
+                                                  api_name="/respond") for i in range(2)]
+
+        def answering() -> int:
+            return log._db.execute("SELECT COUNT(*) FROM turns WHERE role = 'assistant' "
+                                   "AND status = 'pending'").fetchone()[0]
+
+        deadline = time.monotonic() + 30
+        while answering() < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert answering() == 2  # the second started while the first was still answering
+        echo.flowing.set()
+        for job in jobs:
+            job.result(timeout=30)
+    assert answering() == 0

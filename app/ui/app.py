@@ -28,8 +28,10 @@ from app.ui.review import build_review_tab
 def build_app(engine: Engine, *, documents: Documents | None = None,
               title: str = "chatbot-builder", show_variant_names: bool = True,
               assign_variant: Callable[[str], str] | None = None,
-              tabs: Sequence[tuple[str, Callable[[], object]]] = ()) -> gr.Blocks:
+              tabs: Sequence[tuple[str, Callable[[], object]]] = (),
+              answers_at_once: int = 1) -> gr.Blocks:
     """The whole UI. ``assign_variant(session_id)`` (A/B) replaces the variant selector;
+    ``answers_at_once``: chat answers given together (``models.max_batch`` on a server);
     each of ``tabs`` is a (label, build function) called inside its own tab after Chat and
     Documents; what it returns may list ``on_page_load`` (function, outputs) pairs to run when a
     page opens."""
@@ -37,7 +39,8 @@ def build_app(engine: Engine, *, documents: Documents | None = None,
         gr.Markdown(f"## {title}")
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
-                app.chat_actions = build_chat_tab(engine, assign_variant, show_variant_names)
+                app.chat_actions = build_chat_tab(engine, assign_variant, show_variant_names,
+                                                  answers_at_once)
             _on_page_load(app, app.chat_actions)
             if documents is not None:
                 with gr.Tab("Documents", id="documents"):

@@ -225,8 +225,12 @@ def _message_index(index: object) -> int | None:
 
 
 def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None = None,
-                   show_variant_names: bool = True) -> ChatActions:
-    """Lay out the Chat tab inside the current ``gr.Blocks`` and wire its events."""
+                   show_variant_names: bool = True, answers_at_once: int = 1) -> ChatActions:
+    """Lay out the Chat tab inside the current ``gr.Blocks`` and wire its events.
+
+    Up to ``answers_at_once`` visitors are answered together (send and regenerate share the
+    count); Gradio's own default, one, would make every visitor wait for the one answer in
+    progress, however long a slow backend takes."""
     actions = ChatActions(engine, assign_variant, show_variant_names)
     state = gr.State(new_state)
     with gr.Row():
@@ -256,10 +260,11 @@ def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None =
             with gr.Accordion("Exact prompt sent to the model", open=False):
                 prompt = gr.JSON(label="messages", elem_id="cb-prompt")
     streamed = [chatbot, state, box, sources, prompt]
+    answering = {"concurrency_limit": answers_at_once, "concurrency_id": "chat-answers"}
     for trigger in (box.submit, send.click):
-        trigger(actions.respond, [box, state, variant], streamed)
+        trigger(actions.respond, [box, state, variant], streamed, **answering)
     for trigger in (regenerate.click, chatbot.retry):
-        trigger(actions.regenerate, [state, variant], streamed)
+        trigger(actions.regenerate, [state, variant], streamed, **answering)
     for trigger in (clear.click, chatbot.clear):
         trigger(actions.clear, [state], [chatbot, state, box, sources, prompt, comment_row])
     actions.on_page_load.append((actions.variant_choices, [variant]))
