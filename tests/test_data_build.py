@@ -6,6 +6,8 @@ Uses the real SmolLM2 tokenizer (cheap to load) so the token counts are the chat
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -176,6 +178,28 @@ def test_from_logs_uses_the_exact_prompt_and_feedback(config):
     review = [json.loads(x) for x in (folder / "review_thumbs_down.jsonl").read_text().splitlines()]
     assert review[0]["comment"] == "Wrong: use `chatbot index remove PATH`."
     assert review[0]["conversation_id"] == "logs:s1:3"
+
+
+def sessions_seen_by_another_process(path: Path) -> int:
+    """Sessions another process finds in the log (it opens and closes it, as any CLI does)."""
+    count = ("import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+             "print(db.execute('SELECT COUNT(*) FROM sessions').fetchone()[0]); db.close()")
+    done = subprocess.run([sys.executable, "-c", count, str(path)], capture_output=True,
+                          text=True, check=True)
+    return int(done.stdout)
+
+
+def test_a_build_in_the_serving_process_loses_none_of_the_logs_later_turns(config):
+    """The Training tab builds inside the server; reading the log's file there dropped the
+    server's SQLite locks, and the next CLI run deleted the write-ahead log it still wrote."""
+    path = config.data_path / "logs.sqlite"
+    serving = ConversationLog(path)
+    log_session(serving, "s1", [("How do I sync?", "Run sync.", "complete", 1, None)])
+    build_dataset(data_settings(config), "while-serving", ["logs"])
+    assert sessions_seen_by_another_process(path) == 1
+    log_session(serving, "s2", [("Which port?", "7860.", "complete", 1, None)])
+    assert sessions_seen_by_another_process(path) == 2
+    serving.close()
 
 
 def test_the_review_file_holds_no_personal_data_either(config):

@@ -169,8 +169,10 @@ def _summary(settings: DataSettings, name: str, target: Path, files: list[Path],
     logged = logged or ImportResult([], [], 0)
     if logged.records:
         log_path = settings.log_path
-        sources.insert(0, {"path": str(log_path), "sha256": file_sha256(log_path),
-                           "answers": logged.records})
+        # No file hash: reading the live database with open() in a process that holds it (the
+        # server's Training tab) drops that process's SQLite locks, and the next process to
+        # close the log deletes the write-ahead log the server is still writing.
+        sources.insert(0, {"path": str(log_path), "answers": logged.records})
     problems = imported.problems + logged.problems
     return BuildSummary(
         name=name, path=str(target), report=str(target / "data_report.md"),
