@@ -23,6 +23,7 @@ from pathlib import Path
 from chatbot.adapters import ADAPTER_MANIFEST
 from chatbot.errors import InputError
 from chatbot.paths import DataPaths
+from training.train.registry import check_new_adapter
 
 CHECKPOINT = "last.pt"
 """The run's last checkpoint, which ``--resume`` continues from (training.train.checkpoint)."""
@@ -95,6 +96,7 @@ class TrainingJob:
             if self.running():
                 raise InputError(f"run {self.request.name!r} is still training; wait for it "
                                  "to finish or stop it before starting another")
+            check_new_adapter(self.data_dir, request.name)  # before its log file is named
             runs = self.paths.runs
             runs.mkdir(parents=True, exist_ok=True)
             self.log_path = runs / f"{request.name}.log"  # beside the run dir, which is replaced

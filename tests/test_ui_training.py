@@ -115,6 +115,17 @@ def test_a_run_trains_charts_its_loss_and_becomes_a_variant(actions, config, war
     assert actions.engine.variant("zorb-lora").adapter_dir.name == "zorb-lora"
 
 
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/elsewhere", "team/v2"])
+def test_a_name_that_is_no_adapter_name_writes_nothing_anywhere(actions, config, warnings,
+                                                               tmp_path, name):
+    """The run's log file is named after the adapter: a path there wrote outside the data."""
+    started = actions.start("facts", name, "lora", 1, 5e-3, 4, 4, 4, 2)
+    assert f"Not started:** adapter name {name!r} is not usable as a directory name" in started
+    assert not actions.job.running()
+    assert not list(config.data_path.parent.rglob("escaped.log"))
+    assert not (config.data_path / "runs").exists()
+
+
 def test_stop_ends_the_child_and_resume_continues_from_the_checkpoint(actions, config):
     build(actions, name="facts", feedback="all", share=0.2)
     # As from a server started in the background (`chatbot serve &`): the child inherits SIGINT
