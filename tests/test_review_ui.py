@@ -82,6 +82,22 @@ def test_review_lists_thumbed_down_and_weakly_supported_answers(queue) -> None:
     assert "**Comment:** Wrong command" in heading
 
 
+def test_what_a_user_wrote_is_shown_as_text_never_as_html_or_images(tmp_path) -> None:
+    """A question or comment could make the reviewer's browser load any URL."""
+    from markdown_it import MarkdownIt
+
+    log = ConversationLog(tmp_path / "logs.sqlite")
+    question = 'Hi <img src="http://127.0.0.1:9/t.png"> ![pix](http://127.0.0.1:9/m.png) *x*'
+    turn = log_exchanges(log, "s1", [(question, "Hello.", -1)], comment="<b>bold</b> [a](b)")[0]
+    heading = ReviewActions(log, min_support=0.5).show(turn)[0]
+    shown = MarkdownIt("commonmark", {"html": True}).render(heading)
+    assert "<img" not in shown and "<b>" not in shown and "<a " not in shown
+    assert "<em>" not in shown.split("Why it is listed")[0]
+    assert ("&lt;img src=&quot;http://127.0.0.1:9/t.png&quot;&gt; "
+            "![pix](http://127.0.0.1:9/m.png)") in shown
+    assert "&lt;b&gt;bold&lt;/b&gt; [a](b)" in shown
+
+
 def test_a_correction_or_an_approval_takes_an_answer_off_the_list(queue) -> None:
     rows = queue.correct(4, FIXED, gr.Request(username="ana"))[0]
     assert [row[0] for row in rows] == [6]

@@ -10,6 +10,7 @@ and the exact prompt; a correction is saved with the turn (the answer as generat
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 
 import gradio as gr
@@ -71,10 +72,11 @@ class ReviewActions:
             return NOTHING, "", "", None, ""
         answer = item.answer
         score = (answer.attribution or {}).get("score")
-        heading = (f"**Question** (session `{item.session_id}`, turn {answer.id}): "
-                   f"{item.question}\n\n**Why it is listed:** {', '.join(item.reasons)}"
+        heading = (f"**Question** (session {_literal(item.session_id)}, turn {answer.id}): "
+                   f"{_literal(item.question)}\n\n**Why it is listed:** "
+                   f"{', '.join(item.reasons)}"
                    + (f" · support score {score:.0%}" if score is not None else "")
-                   + (f"\n\n**Comment:** {answer.comment}" if answer.comment else ""))
+                   + (f"\n\n**Comment:** {_literal(answer.comment)}" if answer.comment else ""))
         hits = [LoggedHit.from_record(hit) for hit in answer.hits]
         return (heading, answer.text, sources_html(hits, f"review-{answer.id}"),
                 answer.messages, answer.text)
@@ -149,3 +151,12 @@ def build_review_tab(log: ConversationLog, min_support: float = 0.5) -> ReviewAc
     save.click(actions.correct, [picked, correction], everything, api_name="review_correct")
     approve.click(actions.approve, [picked], everything, api_name="review_approve")
     return actions
+
+
+_MARKDOWN_MARKS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+
+
+def _literal(text: str) -> str:
+    """What a user wrote, shown as written inside Markdown: none of its HTML, images, links or
+    formatting take effect (a question could make the reviewer's browser fetch any URL)."""
+    return _MARKDOWN_MARKS.sub(r"\\\1", html.escape(text, quote=False))
