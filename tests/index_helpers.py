@@ -90,3 +90,18 @@ def write_corpus(root: Path, count: int, words: int = 60, prefix: str = "doc") -
                         f"Second part of {prefix} {i}: subject{i} details.\n", encoding="utf-8")
         paths.append(path)
     return paths
+
+
+def write_bot(root: Path, documents: dict[str, str], embedder: str = "hash:64",
+              index: str = "") -> Path:
+    """``root/bot.yaml``: a bot indexing ``root/docs`` (written from ``documents``, name to
+    text) with a hashing ``embedder``, no score threshold, and ``index`` lines (YAML, indented
+    two spaces) added to its index section."""
+    docs = root / "docs"
+    docs.mkdir()
+    for name, text in documents.items():
+        (docs / name).write_text(text)
+    config = root / "bot.yaml"
+    config.write_text(f'models:\n  embedder: "{embedder}"\nindex:\n  paths: [docs]\n{index}'
+                      "retrieval:\n  min_score: null\n")
+    return config

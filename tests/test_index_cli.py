@@ -8,18 +8,16 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
+from index_helpers import write_bot
 
 
 @pytest.fixture()
 def bot(tmp_path, monkeypatch):
     monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "install.md").write_text("# Install\n\n## Linux\n\nRun the installer with sudo.\n")
-    (docs / "faq.csv").write_text("question,answer\nPrice?,It costs nothing.\n")
-    config = tmp_path / "bot.yaml"
-    config.write_text('models:\n  embedder: "hash:256"\nindex:\n  paths: [docs]\n'
-                      "  text_field: answer\nretrieval:\n  min_score: null\n")
+    config = write_bot(tmp_path, {
+        "install.md": "# Install\n\n## Linux\n\nRun the installer with sudo.\n",
+        "faq.csv": "question,answer\nPrice?,It costs nothing.\n"},
+        embedder="hash:256", index="  text_field: answer\n")
     return tmp_path, str(config)
 
 

@@ -19,6 +19,7 @@ from app.cli import main
 from chatbot.errors import DocumentIndexError
 from chatbot.indexing import BotIndex, EmbedderSpec, IndexSearch, SearchSettings
 from index import store_files
+from index_helpers import write_bot
 from index.errors import IndexDamagedError
 from index.manifest import IndexSettings
 from index.store import Store
@@ -53,13 +54,9 @@ DAMAGES = {
 def bot(tmp_path, monkeypatch):
     """A bot with two documents synced: generation 1 of its index."""
     monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "install.md").write_text("# Install\n\n## Linux\n\nRun the installer with sudo.\n")
-    (docs / "ports.md").write_text("# Network\n\nThe server listens on port 7860.\n")
-    config = tmp_path / "bot.yaml"
-    config.write_text('models:\n  embedder: "hash:64"\nindex:\n  paths: [docs]\n'
-                      "retrieval:\n  min_score: null\n")
+    config = write_bot(tmp_path, {
+        "install.md": "# Install\n\n## Linux\n\nRun the installer with sudo.\n",
+        "ports.md": "# Network\n\nThe server listens on port 7860.\n"})
     assert run("index", "sync", "--config", str(config)).exit_code == 0
     return tmp_path / "data" / "index", str(config)
 

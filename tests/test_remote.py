@@ -3,8 +3,10 @@ plays the remote, so every request crosses real HTTP."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,13 +132,20 @@ def test_an_unknown_model_is_a_clear_error(remote, tmp_path, monkeypatch) -> Non
         engine.answer("s1", "hello", "prompt").result()
 
 
+@contextlib.contextmanager
+def own_remote(tiny_model_dir: Path, root: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A remote of the test's own, to kill or stop: (its /v1 URL, its process)."""
+    (root / "remote").mkdir()
+    with chatbot_serve(write_remote_config(root / "remote", tiny_model_dir),
+                       data_dir=root / "remote" / "data",
+                       env={"CHATBOT_API_KEY": REMOTE_KEY}) as (url, server):
+        yield f"{url}/v1", server
+
+
 def test_a_remote_killed_mid_answer_leaves_the_shown_text_logged_as_error(
         tiny_model_dir, tmp_path, monkeypatch) -> None:
-    (tmp_path / "remote").mkdir()
-    remote_path = write_remote_config(tmp_path / "remote", tiny_model_dir)
-    with chatbot_serve(remote_path, data_dir=tmp_path / "remote" / "data",
-                       env={"CHATBOT_API_KEY": REMOTE_KEY}) as (url, server):
-        engine = bot_engine(write_bot_config(tmp_path, f"{url}/v1"), monkeypatch)
+    with own_remote(tiny_model_dir, tmp_path) as (url, server):
+        engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
         stream = engine.answer("s1", "Tell me everything.", "prompt",
                                settings=GenerationSettings(max_new_tokens=800))
         shown = []
@@ -152,11 +161,8 @@ def test_a_remote_killed_mid_answer_leaves_the_shown_text_logged_as_error(
 def test_a_remote_that_stalls_mid_answer_is_a_timeout_naming_the_setting(
         tiny_model_dir, tmp_path, monkeypatch) -> None:
     """A hung server (here: stopped with SIGSTOP) is not a server that stopped answering."""
-    (tmp_path / "remote").mkdir()
-    remote_path = write_remote_config(tmp_path / "remote", tiny_model_dir)
-    with chatbot_serve(remote_path, data_dir=tmp_path / "remote" / "data",
-                       env={"CHATBOT_API_KEY": REMOTE_KEY}) as (url, server):
-        engine = bot_engine(write_bot_config(tmp_path, f"{url}/v1", timeout_s=2), monkeypatch)
+    with own_remote(tiny_model_dir, tmp_path) as (url, server):
+        engine = bot_engine(write_bot_config(tmp_path, url, timeout_s=2), monkeypatch)
         stream = engine.answer("s1", "Tell me everything.", "prompt",
                                settings=GenerationSettings(max_new_tokens=800))
         try:
