@@ -87,3 +87,4 @@ def test_a_file_that_cannot_be_read_is_named_with_its_reason(documents, tmp_path
     broken.write_bytes(b"%PDF-1.4 this is not really a pdf")
     status, rows, _, _ = DocumentActions(documents).upload([str(broken)])
     assert "1 failed" in status and "- not indexed: `broken.pdf`: " in status and rows == []
+    assert not (documents.upload_dir / "broken.pdf").exists()  # nor kept on the server

@@ -73,7 +73,8 @@ class DocumentActions:
         return rows, gr.update(choices=choices, value=None)
 
     def upload(self, files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple:
-        """Copy the uploads next to the index's other uploads, index them, empty the drop box."""
+        """Copy the uploads next to the index's other uploads, index them (a copy that could
+        not be indexed is deleted), empty the drop box."""
         if not files:
             gr.Warning("Choose one or more files to upload first.")
             return (gr.update(), *self.table(), None)
@@ -86,6 +87,8 @@ class DocumentActions:
             result = self.documents.sync(kept, progress=report)
         except ChatbotError as exc:
             raise gr.Error(str(exc), print_exception=False) from exc
+        for failure in result.failed:  # not indexed: its copy (200 MB, say) is not kept either
+            Path(failure.source).unlink(missing_ok=True)
         lines = [f"Indexed {len(kept)} file(s): {html.escape(result.summary())}"]
         lines += [f"- not indexed: `{Path(f.source).name}`: {html.escape(f.reason)}"
                   for f in result.failed]
