@@ -1,0 +1,140 @@
+"""What the API reads from a request: strict fields, refused features and body types, size
+limits, lone surrogates, and whose session a request may continue."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from api_serving import (ASK, JSON, client, engine, logged_turn,  # noqa: F401 (fixtures)
+                         served)
+
+
+TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize("asked, field, expected", [
+    ({"tools": [TOOL], "tool_choice": "required"}, "tools",
+     "this server answers in text and makes no tool calls; leave tools out"),
+    ({"tool_choice": "required"}, "tool_choice", "this server makes no tool calls"),
+    ({"response_format": {"type": "json_object"}}, "response_format",
+     'this server answers in plain text; only {"type": "text"} is served'),
+    ({"logprobs": True}, "logprobs", "this server does not return log probabilities"),
+])
+def test_what_the_server_cannot_do_is_refused_not_ignored(client, asked, field,
+                                                         expected) -> None:
+    """A client that asks for a tool call or JSON and gets plain text fails further on."""
+    with pytest.raises(openai.BadRequestError, match=expected) as refused:
+        client.chat.completions.create(model="plain", messages=ASK, **asked)
+    assert refused.value.body["param"] == field
+    plain = client.chat.completions.create(model="plain", messages=ASK, tools=[],
+                                           response_format={"type": "text"}, logprobs=False)
+    assert plain.choices[0].message.content is not None
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("stream", "yes", "stream: Input should be a valid boolean"),
+    ("n", True, "n: Input should be a valid integer"),
+    ("top_p", "0.9", "top_p: Input should be a valid number"),
+])
+def test_request_fields_have_strict_types(served, client, field, value, expected) -> None:
+    body = {"model": "plain", "messages": ASK, field: value}
+    response = httpx.post(f"{served.base_url}/chat/completions", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == {"message": expected, "type": "invalid_request_error",
+                                        "param": field, "code": "invalid_value"}
+    whole = client.chat.completions.create(model="plain", messages=ASK, temperature=0, top_p=1)
+    assert whole.choices[0].message.content  # a whole number is still a number
+
+
+def test_a_body_nested_too_deeply_is_a_400(served, client) -> None:
+    depth = 100_000
+    body = b'{"model": "plain", "messages": ' + b"[" * depth + b"]" * depth + b"}"
+    response = httpx.post(f"{served.base_url}/chat/completions", content=body, headers=JSON)
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "message": "the request body nests JSON arrays or objects too deeply to read; send an "
+                   'object such as {"model": "prompt", "messages": [{"role": "user", '
+                   '"content": "Hi"}]}',
+        "type": "invalid_request_error", "param": None, "code": "invalid_json"}
+    assert client.chat.completions.create(model="plain", messages=ASK).choices[0].message
+
+
+def test_a_client_cannot_add_turns_to_a_session_it_did_not_begin(served, client, engine) -> None:
+    """A web visitor's session id shows in the Review tab; naming it adds nothing to it."""
+    engine.log.ensure_session("web-visitor", "prompt")  # as the web UI begins one
+    before = len(engine.log.conversation("web-visitor").turns)
+    with pytest.raises(openai.ConflictError, match="begun by another client") as refused:
+        client.chat.completions.create(model="plain", messages=ASK,
+                                       extra_headers={"X-Session-Id": "web-visitor"})
+    assert refused.value.body["code"] == "session_not_yours"
+    assert len(engine.log.conversation("web-visitor").turns) == before
+    for _ in range(2):  # its own session, as often as it likes
+        client.chat.completions.create(model="plain", messages=ASK, user="my-own-session")
+    assert len(engine.log.conversation("my-own-session").turns) == 4
+
+
+@pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_body_not_sent_as_json_is_refused_and_nothing_is_logged(served, engine, kind) -> None:
+    """Another site's page can make a browser post a form or text to a server on the
+    visitor's machine, but not JSON."""
+    before = len(engine.log.sessions(limit=10_000))
+    body = json.dumps({"model": "plain", "messages": ASK}).encode()
+    response = httpx.post(f"{served.base_url}/chat/completions", content=body,
+                          headers={"Content-Type": kind} if kind else {})
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert len(engine.log.sessions(limit=10_000)) == before
+
+
+def test_a_lone_surrogate_in_a_stop_string_is_dropped_too(served) -> None:
+    body = json.dumps({"model": "plain", "messages": ASK, "stop": "\ud800"})
+    response = httpx.post(f"{served.base_url}/chat/completions", content=body, headers=JSON)
+    assert response.status_code == 200, response.text
+
+
+def test_a_lone_surrogate_in_an_earlier_message_is_dropped_like_in_the_question(
+        served, engine) -> None:
+    messages = [{"role": "user", "content": "hi \ud800there"},
+                {"role": "assistant", "content": "Hello \udfff!"},
+                {"role": "user", "content": "How do I index? \ud800"}]
+    body = json.dumps({"model": "plain", "messages": messages})  # \ud800 escapes, as JSON allows
+    response = httpx.post(f"{served.base_url}/chat/completions", content=body.encode(),
+                          headers=JSON)
+    assert response.status_code == 200, response.text
+    sent = json.loads(logged_turn(engine, response.json()["turn_id"])["messages_json"])
+    assert [m["content"] for m in sent[1:]] == ["hi there", "Hello !", "How do I index?"]
+
+
+def test_a_request_over_the_configured_limits_is_refused_naming_the_key(engine,
+                                                                        tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from chatbot.config import BotConfig
+    from app.server import create_server_app
+
+    config = BotConfig.model_validate({
+        "data_dir": str(tmp_path), "logging": {"enabled": False},
+        "server": {"max_request_messages": 3, "max_request_chars": 100}})
+    history = [{"role": "user", "content": "What is an index?"},
+               {"role": "assistant", "content": "A store of passages."}]
+    long_question = {"role": "user", "content": [{"type": "text", "text": "why " * 20}]}
+    with TestClient(create_server_app(engine, config)) as http:
+        def ask(messages: list[dict]) -> httpx.Response:
+            return http.post("/v1/chat/completions", json={"model": "plain",
+                                                            "messages": messages})
+
+        assert ask([*history, *ASK]).status_code == 200
+        too_many = ask([*history, *history, *ASK])
+        assert too_many.status_code == 400 and too_many.json()["error"] == {
+            "message": "the request has 5 messages; this server takes at most 3 "
+                       "(server.max_request_messages); send fewer earlier messages",
+            "type": "invalid_request_error", "param": "messages", "code": "too_many_messages"}
+        too_long = ask([*history, long_question])
+        assert too_long.status_code == 400 and too_long.json()["error"] == {
+            "message": "the request's messages have 117 characters; this server takes at most "
+                       "100 (server.max_request_chars); send less history",
+            "type": "invalid_request_error", "param": "messages", "code": "request_too_long"}
