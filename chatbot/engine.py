@@ -255,9 +255,9 @@ class AnswerStream:
         hits = self._retrieve(query)
         retrieved = time.perf_counter()
         budget = generator.context_window - self.settings.max_new_tokens
-        messages, hits = prompt_within(load_template(self.variant.template), self.question, hits,
-                                       self.history, generator.count_tokens, budget,
-                                       policies.bot_name)
+        prompt = prompt_within(load_template(self.variant.template), self.question, hits,
+                               self.history, generator.count_tokens, budget, policies.bot_name)
+        messages, hits = prompt.messages, prompt.hits
         timings = {"query_ms": _ms(started, queried), "retrieval_ms": _ms(queried, retrieved),
                    "prompt_ms": _ms(retrieved, time.perf_counter())}
         turn_id = self._log_start(messages, hits, query)
@@ -312,10 +312,9 @@ class AnswerStream:
                 timings["attribution_ms"] = attribution.ms
             if complete and held and text:
                 self._events.put(("piece", text))
-            prompt_tokens = 0 if refuse else generator.count_tokens(messages)
             self.reply = Reply(text, messages, hits, self.variant.name, self.variant.model,
                                self.variant.adapter_id, timings, refuse, changed, turn_id,
-                               prompt_tokens, query, attribution)
+                               0 if refuse else prompt.tokens, query, attribution)
             self._log_finish(turn_id, text, timings, status, attribution)
 
     def _abandoned(self) -> bool:

@@ -132,11 +132,21 @@ def question_in(content: str) -> str:
     return question if end and _SOURCES_START in sources else content
 
 
+@dataclass(frozen=True)
+class FittedPrompt:
+    """A prompt within its token budget: what is sent, the passages it holds, its tokens."""
+
+    messages: list[Message]
+    hits: list[Hit]
+    tokens: int
+    """Counted while fitting, so that nobody counts the prompt again (a remote backend counts
+    over HTTP)."""
+
+
 def prompt_within(template: PromptTemplate, question: str, hits: Sequence[Hit],
                   history: Sequence[Message], count_tokens: Callable[[list[Message]], int],
-                  budget: int, bot_name: str = "chatbot-builder"
-                  ) -> tuple[list[Message], list[Hit]]:
-    """The prompt's messages within ``budget`` tokens, and the passages they hold.
+                  budget: int, bot_name: str = "chatbot-builder") -> FittedPrompt:
+    """The prompt's messages within ``budget`` tokens, the passages they hold, its tokens.
 
     Passages go in best first, each while the question and its sources still fit: one that
     would not (a page of one unbroken string, a ``k`` set for a model with a larger window) is
@@ -153,7 +163,8 @@ def prompt_within(template: PromptTemplate, question: str, hits: Sequence[Hit],
             if (with_it := tokens([*kept, hit])) <= budget:
                 kept, used = [*kept, hit], with_it
     messages = build_messages(template, question, kept, history, bot_name=bot_name)
-    return fit_to_budget(messages, count_tokens, budget, 1 + len(template.examples()), used), kept
+    fitted, tokens = _fit(messages, count_tokens, budget, 1 + len(template.examples()), used)
+    return FittedPrompt(fitted, kept, tokens)
 
 
 def clean_text(text: str) -> str:
@@ -174,6 +185,12 @@ def fit_to_budget(messages: list[Message], count_tokens: Callable[[list[Message]
     chat template may join messages differently than it renders them apart. ``used``: the
     tokens of the head and the last message, where the caller has counted them already.
     """
+    return _fit(messages, count_tokens, budget, keep_head, used)[0]
+
+
+def _fit(messages: list[Message], count_tokens: Callable[[list[Message]], int], budget: int,
+         keep_head: int, used: int | None) -> tuple[list[Message], int]:
+    """:func:`fit_to_budget`'s messages and their tokens."""
     head, history, last = messages[:keep_head], messages[keep_head:-1], messages[-1]
     if used is None:
         used = count_tokens([*head, last])
@@ -182,17 +199,18 @@ def fit_to_budget(messages: list[Message], count_tokens: Callable[[list[Message]
                          f"{budget} the model can read; shorten the message or lower "
                          "retrieval.k")
     pairs = [history[i:i + 2] for i in range(0, len(history), 2)]
-    kept = 0
+    bare, kept = used, 0
     for pair in reversed(pairs):
         used += _pair_cost(pair, count_tokens)
         if used > budget:
             break
         kept += 1
-    while True:
+    while kept:
         candidate = [*head, *(m for pair in pairs[len(pairs) - kept:] for m in pair), last]
-        if kept == 0 or count_tokens(candidate) <= budget:
-            return candidate
+        if (tokens := count_tokens(candidate)) <= budget:
+            return candidate, tokens
         kept -= 1
+    return [*head, last], bare
 
 
 def _pair_cost(pair: list[Message], count_tokens: Callable[[list[Message]], int]) -> int:

@@ -77,11 +77,15 @@ def test_sources_that_would_overflow_the_budget_are_left_out_best_first_kept() -
     history = [Message("user", "earlier " * 40), Message("assistant", "reply")]
     template = load_template("rag")
     budget = words(build_messages(template, "How?", [hits[0], hits[2]])) + 20  # no room for 40
-    messages, kept = prompt_within(template, "How?", hits, history, words, budget)
+    fitted = prompt_within(template, "How?", hits, history, words, budget)
+    messages, kept = fitted.messages, fitted.hits
     assert [h.chunk.chunk_id for h in kept] == ["c1", "c3"]
     assert messages == build_messages(template, "How?", kept)  # the history went too
-    everything, kept = prompt_within(template, "How?", hits, history, words, budget=10_000)
-    assert kept == hits and everything == build_messages(template, "How?", hits, history)
+    assert fitted.tokens == words(messages)
+    everything = prompt_within(template, "How?", hits, history, words, budget=10_000)
+    kept = everything.hits
+    assert kept == hits and everything.messages == build_messages(template, "How?", hits, history)
+    assert everything.tokens == words(everything.messages)
 
 
 def conversation(turns: int) -> list[Message]:
