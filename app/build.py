@@ -59,7 +59,7 @@ def build_variants(config: BotConfig) -> dict[str, Variant]:
 def generation_settings(config: BotConfig) -> GenerationSettings:
     gen = config.generation
     return GenerationSettings(gen.max_new_tokens, gen.temperature, gen.top_p,
-                              gen.repetition_penalty)
+                              gen.repetition_penalty, max_prompt_tokens=gen.max_prompt_tokens)
 
 
 def build_engine(config: BotConfig, search=None, *, log: bool = True,
@@ -146,13 +146,14 @@ def bot_index(config: BotConfig) -> BotIndex:
                               merge_max_words=retrieval.merge_max_words),
         paths=tuple(config.resolve(p) for p in ix.paths), include=tuple(ix.include),
         exclude=tuple(ix.exclude), max_file_bytes=int(ix.max_file_mb * 2**20),
-        text_field=ix.text_field)
+        text_field=ix.text_field, upload_dir=DataPaths(config.data_path).uploads)
 
 
 def bot_documents(config: BotConfig, embedder: Embedder | None = None) -> BotDocuments:
     """The Documents tab's and the engine's shared view of the index; uploads go to
     ``<data_dir>/uploads``."""
-    return BotDocuments(bot_index(config), DataPaths(config.data_path).uploads, embedder)
+    index = bot_index(config)
+    return BotDocuments(index, index.upload_dir, embedder)
 
 
 def options_from_config(config: BotConfig) -> CurateOptions:

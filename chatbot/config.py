@@ -155,6 +155,11 @@ class GenerationConfig(Section):
     repetition_penalty: float = Field(default=1.1, gt=0.0)
     max_message_chars: int = Field(default=8000, ge=1)
     """A longer user message is rejected with a clear error."""
+    max_prompt_tokens: int | None = Field(default=3072, ge=1)
+    """Most tokens one prompt may hold (sources, history, question): the oldest history goes
+    first. Reading the prompt is the slow part of an answer on a CPU, so one long conversation
+    would hold the model for minutes. ``None``: the model's window less ``max_new_tokens`` (raise
+it for a model served on a GPU with a long window)."""
 
 
 class BackendConfig(Section):

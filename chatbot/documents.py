@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from chatbot import indexing
+from chatbot.errors import DocumentIndexError
 from index.search import Retriever
 from index.sync import SyncReport
 from index.types import DocumentInfo, Hit
@@ -42,19 +44,30 @@ class BotDocuments:
                                    embedder=self.embedder)
 
     def list(self) -> list[DocumentInfo]:
-        return indexing.list_documents(self.index)
+        """The indexed files, each under the name the bot shows it by."""
+        names = self.index.names
+        return [replace(doc, source=names.name(doc.source))
+                for doc in indexing.list_documents(self.index)]
 
-    def remove(self, source: str) -> list[str]:
-        return indexing.remove_documents(self.index, source)
+    def remove(self, name: str) -> list[str]:
+        """Drop the indexed file shown as ``name`` (see ``list``); returns its name."""
+        names = self.index.names
+        sources = [doc.source for doc in indexing.list_documents(self.index)
+                   if names.name(doc.source) == name]
+        if not sources:
+            raise DocumentIndexError(f"{name} is not indexed; pick one of the listed documents")
+        for source in sources:
+            indexing.remove_documents(self.index, source)
+        return [name] * len(sources)
 
     def search(self, query: str, k: int, mode: str) -> list[Hit]:
         retriever = self.retriever()
-        return retriever.search(query, k=k, mode=mode) if retriever else []
+        return self.index.names.hits(retriever.search(query, k=k, mode=mode) if retriever else [])
 
     def hits(self, query: str, k: int) -> list[Hit]:
         """The engine's ``search(query, k)``: the config's retrieval mode and threshold."""
         retriever = self.retriever()
-        return retriever.search(query, k=k) if retriever else []
+        return self.index.names.hits(retriever.search(query, k=k) if retriever else [])
 
     def retriever(self) -> Retriever | None:
         """The open retriever, or ``None`` while nothing is indexed (tried again each call)."""

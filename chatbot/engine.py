@@ -254,7 +254,8 @@ class AnswerStream:
         queried = time.perf_counter()
         hits = self._retrieve(query)
         retrieved = time.perf_counter()
-        budget = generator.context_window - self.settings.max_new_tokens
+        budget = min(generator.context_window - self.settings.max_new_tokens,
+                     self.settings.max_prompt_tokens or generator.context_window)
         prompt = prompt_within(load_template(self.variant.template), self.question, hits,
                                self.history, generator.count_tokens, budget, policies.bot_name)
         messages, hits = prompt.messages, prompt.hits

@@ -30,6 +30,8 @@ class GenerationSettings:
     top_p: float = 1.0
     repetition_penalty: float = 1.0
     stop: tuple[str, ...] = field(default_factory=tuple)
+    max_prompt_tokens: int | None = None
+    """Most tokens a prompt may hold; ``None``: the model's window less ``max_new_tokens``."""
 
     @property
     def greedy(self) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from chatbot.errors import DocumentIndexError
+from chatbot.source_names import SourceNames
 from index.embed import Embedder, HashEmbedder, SentenceTransformerEmbedder
 from index.errors import IndexingError, IndexMissingError
 from index.evaluate import EvalReport, evaluate, load_questions
@@ -91,6 +92,14 @@ class BotIndex:
     exclude: tuple[str, ...] = ()
     max_file_bytes: int = 50 * 2**20
     text_field: str = "text"
+    upload_dir: Path | None = None
+    """Where the web UI keeps uploaded files; they are indexed beside ``paths``."""
+
+    @property
+    def names(self) -> SourceNames:
+        """How its documents are named where the bot shows them."""
+        roots = self.paths + ((self.upload_dir,) if self.upload_dir else ())
+        return SourceNames(tuple(Path(os.path.abspath(root)) for root in roots))
 
 
 def open_embedder(spec: EmbedderSpec) -> Embedder:
@@ -147,7 +156,7 @@ class IndexSearch:
             self.retriever = open_retriever(self.index, self.embedder)
             if self.retriever is None:
                 return []
-        return self.retriever.search(query, k=k)
+        return self.index.names.hits(self.retriever.search(query, k=k))
 
 
 @_index_errors

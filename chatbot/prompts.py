@@ -195,9 +195,8 @@ def _fit(messages: list[Message], count_tokens: Callable[[list[Message]], int], 
     if used is None:
         used = count_tokens([*head, last])
     if used > budget:
-        raise InputError(f"the message and its sources take {used} tokens, more than the "
-                         f"{budget} the model can read; shorten the message or lower "
-                         "retrieval.k")
+        raise InputError(f"the message takes {used} tokens with the prompt around it, more "
+                         f"than the {budget} a prompt may hold; shorten the message")
     pairs = [history[i:i + 2] for i in range(0, len(history), 2)]
     bare, kept = used, 0
     for pair in reversed(pairs):

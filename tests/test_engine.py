@@ -31,8 +31,9 @@ def make_engine(echo, search=None, **kwargs) -> Engine:
         loads.append(model)
         return echo
 
-    engine = Engine({"prompt": PROMPT, "plain": PLAIN}, load, search=search,
-                    settings=GenerationSettings(max_new_tokens=40), **kwargs)
+    settings = kwargs.pop("settings", GenerationSettings(max_new_tokens=40))
+    engine = Engine({"prompt": PROMPT, "plain": PLAIN}, load, search=search, settings=settings,
+                    **kwargs)
     engine.loads = loads
     return engine
 
@@ -76,9 +77,23 @@ def test_the_callers_history_is_sent_and_trimmed_oldest_first(echo) -> None:
     assert contents[1:] == ["eleven twelve", "eleven twelve", "last question"]
 
 
+def test_max_prompt_tokens_trims_history_within_a_larger_window(echo) -> None:
+    """A long conversation must not hold the model for minutes: the prompt stays within
+    ``generation.max_prompt_tokens`` however large the model's window."""
+    history = [Message(role, f"turn {n} " + "word " * 20)
+               for n in range(40) for role in ("user", "assistant")]
+    full = make_engine(echo).answer("s", "now?", "plain", history=history).result()
+    capped = make_engine(echo, settings=GenerationSettings(max_new_tokens=40,
+                                                           max_prompt_tokens=100))
+    reply = capped.answer("s", "now?", "plain", history=history).result()
+    assert len(full.messages) > 30 and reply.messages[-1].content == "now?"
+    assert 2 < len(reply.messages) < 10 and echo.count_tokens(reply.messages) <= 100
+    assert reply.messages[-2].content.startswith("turn 39")  # the newest history is kept
+
+
 def test_message_too_long_for_the_context_is_a_clear_error(echo) -> None:
     engine = make_engine(echo)
-    with pytest.raises(InputError, match="more than the 960 the model can read"):
+    with pytest.raises(InputError, match="more than the 960 a prompt may hold"):
         engine.answer("s", " ".join(["word"] * 1000), "plain").result()
 
 

@@ -65,7 +65,7 @@ def test_few_shot_examples_follow_the_system_prompt_and_survive_trimming(tmp_pat
     words = lambda ms: sum(len(m.content.split()) for m in ms)  # noqa: E731
     trimmed = fit_to_budget(messages, words, budget=20, keep_head=3)
     assert [m.content for m in trimmed] == ["S", "Where is X?", "In Y [1].", "now?"]
-    with pytest.raises(InputError, match="more than the 3 the model can read"):
+    with pytest.raises(InputError, match="more than the 3 a prompt may hold"):
         fit_to_budget(messages, words, budget=3, keep_head=3)
 
 

@@ -1,9 +1,8 @@
 """How answers' sources and timings are rendered for the page (plain functions, no gradio)."""
 
 import re
-from pathlib import Path
 
-from app.ui.render import cited_numbers, meta_line, short_source, sources_html
+from app.ui.render import cited_numbers, meta_line, sources_html
 from app.ui.support import answer_markup, support_line, supporting_spans
 from index.types import Chunk, Hit
 
@@ -20,11 +19,6 @@ def test_sources_are_numbered_from_one_escaped_and_anchored() -> None:
     assert html.index('id="src-3-1"') < html.index('id="src-3-2"')
     assert "x &lt; y &amp; &lt;script&gt;" in html and "<script>" not in html
     assert html.count("cited</span>") == 1 and "b.md</code> · Intro · score 0.250" in html
-
-
-def test_paths_under_the_working_folder_are_shown_relative() -> None:
-    assert short_source(str(Path.cwd() / "docs" / "install.md")) == "docs/install.md"
-    assert short_source("/elsewhere/a.md") == "/elsewhere/a.md"
 
 
 def test_meta_line_names_variant_and_timings() -> None:

@@ -15,7 +15,7 @@ from typing import Protocol
 import gradio as gr
 
 from chatbot.errors import ChatbotError
-from app.ui.render import short_source, sources_html
+from app.ui.render import sources_html
 from index.types import Hit
 
 SEARCH_MODES = ["hybrid", "dense", "bm25"]
@@ -68,8 +68,8 @@ class DocumentActions:
 
     def table(self) -> tuple[list[list], gr.Dropdown]:
         listed = self.documents.list()
-        rows = [[short_source(d.source), d.chunks, d.indexed_at] for d in listed]
-        choices = [(short_source(d.source), d.source) for d in listed]
+        rows = [[d.source, d.chunks, d.indexed_at] for d in listed]
+        choices = [d.source for d in listed]
         return rows, gr.update(choices=choices, value=None)
 
     def upload(self, files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple:

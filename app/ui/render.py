@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from app.ui.support import highlighted
 from index.types import Hit
@@ -45,20 +44,12 @@ def sources_html(hits: Sequence[Hit], prefix: str, cited: set[int] = frozenset()
     return f'<div class="cb-sources">{heading}{"".join(entries)}</div>'
 
 
-def short_source(source: str) -> str:
-    """A path under the server's working folder, shown relative to it: shorter to read."""
-    path = Path(source)
-    if path.is_absolute() and path.is_relative_to(Path.cwd()):
-        return str(path.relative_to(Path.cwd()))
-    return source
-
-
 def _source_entry(number: int, hit: Hit, prefix: str, cited: bool,
                   spans: Sequence[tuple[int, int]]) -> str:
     location = f' · {html.escape(hit.location)}' if hit.location else ""
     mark = ' <span class="cb-cited">cited</span>' if cited else ""
     return (f'<details class="cb-source" id="{anchor(prefix, number)}" open>'
-            f'<summary><b>[{number}]</b> <code title="{html.escape(hit.source)}">{html.escape(short_source(hit.source))}</code>{location}'
+            f'<summary><b>[{number}]</b> <code>{html.escape(hit.source)}</code>{location}'
             f' · score {float(hit.score):.3f}{mark}</summary>'
             f'<pre class="cb-passage">{highlighted(hit.text, spans, prefix, number)}</pre>'
             '</details>')
