@@ -152,13 +152,14 @@ class TrainingJob:
                 "validation); start it again to train from the beginning.")
 
     def failure(self) -> str:
-        """The run's one-line ``error:`` message, or the end of its output."""
+        """The run's one-line ``error:`` message (or the ``Error:`` line of a flag the command
+        refused, without its usage text), else the end of its output."""
         text = self.log_path.read_text(encoding="utf-8", errors="replace") if (
             self.log_path and self.log_path.is_file()) else ""
         lines = [line.strip() for line in text.splitlines() if line.strip()]
-        errors = [line for line in lines if line.startswith("error:")]
+        errors = [line for line in lines if line.lower().startswith("error:")]
         if errors:
-            return errors[-1].removeprefix("error:").strip()
+            return errors[-1][len("error:"):].strip()
         return " / ".join(lines[-3:]) or "no output; see the server's log"
 
     def metrics(self) -> list[dict]:

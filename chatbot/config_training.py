@@ -117,8 +117,9 @@ class TrainingConfig(Section):
     method: Literal["lora", "freeze", "full"] = "lora"
     """``lora`` adapters, ``freeze`` (train only the last ``train_blocks`` blocks) or ``full``."""
     epochs: float = Field(default=3.0, gt=0)
-    learning_rate: float = Field(default=2e-4, gt=0)
-    """Peak learning rate (``--lr``); ~2e-4 suits LoRA, ~2e-5 full fine-tuning."""
+    learning_rate: float = Field(default=2e-4, gt=0, le=1)
+    """Peak learning rate (``--lr``); ~2e-4 suits LoRA, ~2e-5 full fine-tuning. Above 1 the
+    AdamW updates only wreck the weights."""
     batch_size: int = Field(default=4, ge=1)
     """Conversations per micro-batch, packed into one row without padding."""
     grad_accum: int = Field(default=1, ge=1)

@@ -263,7 +263,7 @@ class AnswerStream:
                    "prompt_ms": _ms(retrieved, time.perf_counter())}
         turn_id = self._log_start(messages, hits, query)
         refuse = self.variant.retrieval and not hits and policies.retrieval.no_hits == "refuse"
-        raw, shown, status, first = "", "", "interrupted", None
+        raw, shown, status, first, error = "", "", "interrupted", None, None
         saved_at = time.monotonic()
         held = policies.attributor is not None and policies.attributor.holds_answers
         try:
@@ -294,8 +294,8 @@ class AnswerStream:
                 getattr(pieces, "close", lambda: None)()
             if not self.cancelled:
                 status = "complete"
-        except BaseException:
-            status = "error"
+        except BaseException as exc:
+            status, error = "error", str(exc) or type(exc).__name__
             raise
         finally:
             if status == "complete":
@@ -316,7 +316,7 @@ class AnswerStream:
             self.reply = Reply(text, messages, hits, self.variant.name, self.variant.model,
                                self.variant.adapter_id, timings, refuse, changed, turn_id,
                                0 if refuse else prompt.tokens, query, attribution)
-            self._log_finish(turn_id, text, timings, status, attribution)
+            self._log_finish(turn_id, text, timings, status, attribution, error)
 
     def _abandoned(self) -> bool:
         """Cancelled, or a piece has waited unread too long: nobody is reading any more."""
@@ -358,10 +358,10 @@ class AnswerStream:
             self.policies.log.save_partial(turn_id, text)
 
     def _log_finish(self, turn_id: int | None, text: str, timings: dict, status: str,
-                    attribution: Attribution | None = None) -> None:
+                    attribution: Attribution | None, error: str | None) -> None:
         if self.policies.log is not None and turn_id is not None:
             self.policies.log.finish_turn(turn_id, text, timings, status,
-                                          attribution and attribution.as_dict())
+                                          attribution and attribution.as_dict(), error)
 
 
 def _before_stop(text: str, stop: Sequence[str], final: bool = False) -> tuple[str, bool]:

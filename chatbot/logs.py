@@ -56,6 +56,8 @@ class LoggedTurn:
     """The latest correction of this answer (``text`` stays as generated); None: uncorrected."""
     approved: bool = False
     """A reviewer found the answer fine as it is."""
+    error: str | None = None
+    """Why an answer ended in ``error``: the message its user was shown."""
 
 
 @dataclass(frozen=True)
@@ -143,10 +145,11 @@ class ConversationLog:
                     (text, turn_id))
 
     def finish_turn(self, turn_id: int, text: str, timings: dict, status: str,
-                    attribution: dict | None = None) -> None:
+                    attribution: dict | None = None, error: str | None = None) -> None:
+        """``error``: why an answer ended in ``error`` (the message its user was shown)."""
         self._write("UPDATE turns SET text = ?, timings_json = ?, status = ?, finished_at = ?, "
-                    "attribution_json = ? WHERE id = ?",
-                    (text, _dump(timings), status, now(), _dump(attribution), turn_id))
+                    "attribution_json = ?, error = ? WHERE id = ?",
+                    (text, _dump(timings), status, now(), _dump(attribution), error, turn_id))
 
     def close_orphaned_turns(self) -> list[int]:
         """Mark ``interrupted`` the answers left ``pending`` by a process that is gone; answers
@@ -168,6 +171,11 @@ class ConversationLog:
         comment = _note(comment or "", f"the comment on turn {turn_id}")
         return self._write("INSERT INTO feedback (turn_id, rating, comment, created_at) "
                            "VALUES (?, ?, ?, ?)", (turn_id, rating, comment or None, now()))
+
+    def withdraw_feedback(self, turn_id: int) -> None:
+        """Forget the ratings and comments given to ``turn_id``: its rater took them back, and
+        a rating nobody stands by must not steer training data or the review queue."""
+        self._write("DELETE FROM feedback WHERE turn_id = ?", (turn_id,))
 
     def add_correction(self, turn_id: int, text: str, author: str | None = None) -> Correction:
         """Record ``text`` as the right answer of ``turn_id``; the generated text is kept."""
@@ -297,7 +305,7 @@ class ConversationLog:
             timings=_load(r["timings_json"], {}), settings=_load(r["settings_json"], {}),
             rating=r["rating"], comment=r["comment"],
             attribution=_load(r["attribution_json"], None), correction=r["correction"],
-            approved=bool(r["approved"]))
+            approved=bool(r["approved"]), error=r["error"])
             for r in rows]
 
 

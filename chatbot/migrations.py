@@ -90,9 +90,15 @@ def m005_corrections(db: sqlite3.Connection) -> None:
     """)
 
 
+def m006_turn_error(db: sqlite3.Connection) -> None:
+    """Why an answer ended in ``error`` (a backend that timed out, a model that failed): what
+    its user was shown, for whoever reads the log later."""
+    db.execute("ALTER TABLE turns ADD COLUMN error TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_ab,
                                                           m003_turn_writer, m004_attribution,
-                                                          m005_corrections]
+                                                          m005_corrections, m006_turn_error]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

@@ -29,6 +29,10 @@ COUNT_CACHE_SIZE = 4096
 same pairs at every turn of a conversation."""
 ASK_AGAIN_AFTER_S = 30.0
 """An unreachable server is asked about its model again after this, not at every count."""
+ASK_TIMEOUT_S = 10.0
+"""Most seconds a question about the model waits (less where the backend's ``timeout_s`` is
+less): a healthy server answers these at once, and a hung one must not make every answer wait
+out ``timeout_s`` for its card and its token count before the chat request waits it again."""
 
 
 class ServerAnswer(Exception):
@@ -48,7 +52,7 @@ class ServerModel:
         base = base_url.rstrip("/")
         self.models_url = f"{base}/models"
         self.tokenize_url = f"{base.removesuffix('/v1')}/tokenize"
-        self._http = httpx.Client(timeout=timeout_s,
+        self._http = httpx.Client(timeout=min(timeout_s, ASK_TIMEOUT_S),
                                   headers={"Authorization": f"Bearer {key}"} if key else None)
         self._lock = threading.RLock()
         self._answers: dict[str, object] = {}

@@ -114,3 +114,25 @@ def test_a_damaged_log_is_one_line_naming_it_and_is_left_as_it_was(tmp_path,
                                     "is not a database); restore it from a backup, or move it "
                                     f"aside (mv {damaged} {damaged}.broken)")
     assert damaged.read_bytes() == b"not a database, " * 64
+
+
+def test_show_says_why_an_answer_ended_in_error(tmp_path, isolated_state, echo) -> None:
+    """An operator reading the log later sees what the user was shown, not just ``error``."""
+    from chatbot.errors import ModelError
+
+    def failing_stream(messages, settings, adapter=None, cancel=None):
+        yield "Run "
+        raise ModelError("backend 'remote' did not answer within 120 s")
+
+    echo.stream = failing_stream
+    log = ConversationLog(isolated_state / "logs.sqlite")
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo,
+                    search=passages, log=log)
+    with pytest.raises(ModelError):
+        engine.answer("web-c", "how to sync", "prompt").result()
+    [answer] = [t for t in log.conversation("web-c").turns if t.role == "assistant"]
+    assert answer.status == "error" and answer.error == (
+        "backend 'remote' did not answer within 120 s")
+    (tmp_path / "bot.yaml").write_text("name: test-bot\n")
+    text = invoke("logs", "show", "web-c", "--config", str(tmp_path / "bot.yaml")).output
+    assert "error: backend 'remote' did not answer within 120 s" in text

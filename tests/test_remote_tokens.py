@@ -219,3 +219,23 @@ def test_an_unreachable_server_means_the_defaults_said_once_until_asked_again(
     assert said[0].endswith("so the context window is 4096; it is asked again in 30 s")
     assert said[1].endswith("so tokens are estimated at 3 characters per token; it is asked "
                             "again in 30 s")
+
+
+def test_a_hung_server_holds_its_model_questions_for_seconds_not_timeout_s(monkeypatch) -> None:
+    """A server that accepts connections and never answers: the card and the token count are
+    asked within ``ASK_TIMEOUT_S``, not the backend's two minutes each, so the answer's error
+    comes from the chat request alone (tests/test_remote.py)."""
+    import socket
+    import time
+
+    from chatbot import remote_model
+
+    monkeypatch.setattr(remote_model, "ASK_TIMEOUT_S", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+        server = remote_model.ServerModel("remote", url, "echo", None, timeout_s=120)
+        started = time.monotonic()
+        assert server.max_model_len() is None and server.count({"prompt": "hi"}) is None
+        assert time.monotonic() - started < 30  # two questions at 120 s each would be 240

@@ -186,6 +186,21 @@ def test_the_api_key_opens_every_kind_of_route(full_app) -> None:
                            **bearer).status_code == 200
 
 
+def test_an_upload_larger_than_indexing_takes_is_refused_as_it_arrives(config_file, echo,
+                                                                        credentials) -> None:
+    """Not written to the server's disk first: one large file must not fill it."""
+    config_file.write_text('models:\n  embedder: "hash:64"\nindex:\n  max_file_mb: 0.01\n')
+    config = load_config(config_file)
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo)
+    app = create_server_app(engine, config, documents=bot_documents(config),
+                            config_path=config_file)
+    with TestClient(app) as client:
+        small = client.post("/gradio_api/upload", files={"files": ("a.md", b"# A\n" * 100)})
+        large = client.post("/gradio_api/upload", files={"files": ("b.md", b"# B\n" * 5000)})
+    assert small.status_code == 200
+    assert large.status_code == 413 and "File size exceeded" in large.text
+
+
 @pytest.mark.parametrize("credentials", ["login"], indirect=True)
 def test_an_address_that_keeps_guessing_passwords_must_wait(full_app) -> None:
     from app.auth import MAX_FAILED_LOGINS

@@ -69,12 +69,14 @@ def test_thumbs_and_comment_are_written_to_the_log(engine) -> None:
     state, box, row = actions.comment(state, "  clear and short  ")
     assert box == "" and row["visible"] is False
     actions.rate(state, like(1, False))
-    actions.rate(state, like(1, ""))  # un-clicking records nothing new
     turns = engine.log.conversation(state.session_id).turns
     assert [(t.rating, t.comment) for t in turns if t.role == "assistant"] == [
         (-1, None), (1, "clear and short")]
-    count = engine.log._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
-    assert count == 3
+    state, row = actions.rate(state, like(3, ""))  # the thumb clicked again: taken back
+    assert row["visible"] is False and state.rated is None
+    turns = engine.log.conversation(state.session_id).turns
+    assert [(t.rating, t.comment) for t in turns if t.role == "assistant"] == [(-1, None),
+                                                                             (None, None)]
 
 
 def test_bad_input_warns_and_the_next_question_is_answered(engine) -> None:

@@ -126,6 +126,16 @@ def test_a_name_that_is_no_adapter_name_writes_nothing_anywhere(actions, config,
     assert not (config.data_path / "runs").exists()
 
 
+def test_a_setting_the_command_refuses_is_reported_in_one_line(actions, warnings):
+    build(actions, name="facts", feedback="all", share=0.2)
+    assert actions.start("facts", "wild", "lora", 1, 1e9, 4, 4, 4, 2).startswith("Started:")
+    wait_while_running(actions)
+    status, _ = actions.poll()
+    assert status.startswith("**failed**: Run 'wild' failed (exit code 2): Invalid value for "
+                             "'--lr'"), status
+    assert "less than or equal to 1" in status and "Usage:" not in status
+
+
 def test_stop_ends_the_child_and_resume_continues_from_the_checkpoint(actions, config):
     build(actions, name="facts", feedback="all", share=0.2)
     # As from a server started in the background (`chatbot serve &`): the child inherits SIGINT

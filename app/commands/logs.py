@@ -120,6 +120,8 @@ def _echo_turn(turn: LoggedTurn) -> None:
         facts.append(f"{turn.timings['total_ms'] / 1000:.2f} s")
     click.echo(f"bot> {turn.text}")
     click.secho(f"     [{' · '.join(facts)}] turn {turn.id}", dim=True)
+    if turn.error:
+        click.secho(f"     error: {turn.error}", fg="red")
     if turn.settings.get("retrieval_query"):
         click.secho(f"     searched: {turn.settings['retrieval_query']}", dim=True)
     for n, hit in enumerate(turn.hits, start=1):

@@ -70,18 +70,21 @@ def _on_page_load(app: gr.Blocks, actions: object) -> None:
 
 
 def mount_ui(server: FastAPI, app: gr.Blocks, credentials: Credentials,
-             data_dir: Path) -> Caller:
+             data_dir: Path, max_file_mb: float) -> Caller:
     """Serve ``app`` at ``/`` of ``server`` with its styles and script; returns who is calling.
 
     With ``credentials``, Gradio's login page asks for them, and its routes take the same
     callers as the rest of the server: a logged-in user or the right bearer key. A request's
     file may only be one uploaded through ``/gradio_api/upload``, and nothing under
-    ``data_dir`` (the conversation log, the index) is ever handed out.
+    ``data_dir`` (the conversation log, the index) is ever handed out. An upload larger than
+    ``max_file_mb`` (what indexing takes, ``index.max_file_mb``) is refused as it arrives, so a
+    stranger can't fill the server's disk with one file.
     """
     gr.mount_gradio_app(server, app, "/", auth=credentials.login_ok if credentials.required
                         else None, allowed_paths=[], blocked_paths=[str(data_dir.resolve())],
                         css=CSS, head=HEAD, footer_links=[], run_history=False,
-                        show_error=True, ssr_mode=False)
+                        show_error=True, ssr_mode=False,
+                        max_file_size=int(max_file_mb * 2**20))
     # Gradio refuses a request's file path outside its upload folder only in a launched app,
     # and mounting never marks the app launched.
     app.has_launched = True

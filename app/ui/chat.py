@@ -155,14 +155,20 @@ class ChatActions:
         return [], new_state(), "", SOURCES_PLACEHOLDER, None, gr.update(visible=False)
 
     def rate(self, state: ChatState, like: gr.LikeData) -> tuple:
-        """Thumbs up/down on an answer: written to the log at once; a comment may follow."""
+        """Thumbs up/down on an answer: written to the log at once; a comment may follow.
+        Clicking the thumb again takes the rating (and its comment) back out of the log."""
         answer = self._answer_at(state, like.index)
-        if like.liked not in (True, False) or answer is None:  # un-clicked, or not an answer
+        withdrawn = like.liked == ""  # the browser's thumb clicked again, to take it back
+        if not (like.liked in (True, False) or withdrawn) or answer is None:
             return state, gr.update()
-        rating = 1 if like.liked else -1
         if self.engine.log is None or answer.reply.turn_id is None:
             gr.Warning("Conversation logging is off (logging.enabled): feedback is not kept.")
             return state, gr.update()
+        if withdrawn:
+            self.engine.log.withdraw_feedback(answer.reply.turn_id)
+            state.rated = None
+            return state, gr.update(visible=False)
+        rating = 1 if like.liked else -1
         self.engine.log.add_feedback(answer.reply.turn_id, rating)
         state.rated = (answer.reply.turn_id, rating)
         gr.Info("Thanks: feedback saved. Add a comment below if you like.")
