@@ -171,6 +171,11 @@ class OpenAIGenerator:
         finally:
             response.close()
         if not finished and not cancel.is_set():
+            kind = response.response.headers.get("content-type", "")
+            if not received and "text/event-stream" not in kind:
+                raise ModelError(f"{self._where()} answered with {kind or 'no content type'}, "
+                                 "not an OpenAI-compatible event stream; check that backends."
+                                 f"{self.backend.name}.base_url is the server's /v1 URL")
             raise self._cut(received, None)
 
     def _where(self) -> str:

@@ -193,3 +193,40 @@ def test_a_silent_server_is_a_timeout_and_a_closed_port_is_unreachable(tmp_path,
                                          r".*check that the server is running and "
                                          r"backends.remote.base_url"):
         closed.answer("s2", "hello", "prompt").result()
+
+
+def test_a_web_page_instead_of_an_api_is_named_as_such(tmp_path, monkeypatch) -> None:
+    """A base_url that reaches some web server (a proxy's login page, a wiki) answers 200 with
+    HTML: that is not a server that "stopped the answer"."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class WebPage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self._page()
+
+        def do_POST(self) -> None:
+            self._page()
+
+        def _page(self) -> None:
+            body = b"<html><body>Please sign in</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), WebPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1"
+        engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
+        with pytest.raises(ModelError, match=r"backend 'remote' .* answered with text/html; "
+                                             r"charset=utf-8, not an OpenAI-compatible event "
+                                             r"stream; check that backends.remote.base_url is"):
+            engine.answer("s1", "hello", "prompt").result()
+    finally:
+        server.shutdown()
