@@ -59,6 +59,17 @@ def test_failed_file_is_listed_and_exit_code_is_one(bot):
     assert "2 added" in result.stdout and "1 failed" in result.stdout
 
 
+def test_a_folder_with_nothing_to_index_says_so(bot):
+    tmp_path, config = bot
+    (tmp_path / "scans").mkdir()
+    (tmp_path / "scans" / "page.tiff").write_bytes(b"II*\x00")
+    result = run("index", "sync", str(tmp_path / "scans"), "--config", config)
+    assert result.exit_code == 0 and result.stdout.startswith("0 added, 0 updated")
+    assert result.stderr.startswith(f"warning: no document found in {tmp_path / 'scans'}: "
+                                    "none there matches index.include (**/*.md, ")
+    assert "warning" not in run("index", "sync", "--config", config).stderr
+
+
 def test_search_before_sync_is_one_line(bot):
     _, config = bot
     result = run("index", "search", "anything", "--config", config)

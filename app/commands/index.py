@@ -55,7 +55,12 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
             bar.total = total
             bar.update(done - bar.n)
 
-        report = sync_paths(bot_index(config), list(paths), progress=progress, rebuild=rebuild)
+        index = bot_index(config)
+        report = sync_paths(index, list(paths), progress=progress, rebuild=rebuild)
+    if not (report.added or report.updated or report.unchanged or report.failed):
+        where = ", ".join(str(p) for p in paths or index.paths)
+        click.echo(f"warning: no document found in {where}: none there matches index.include "
+                   f"({', '.join(index.include)}); check the paths and index.include", err=True)
     if as_json:
         print_json({**report.__dict__, "failed": [f.__dict__ for f in report.failed]})
     else:
