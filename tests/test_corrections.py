@@ -45,7 +45,8 @@ def test_a_log_at_the_attribution_schema_gains_the_corrections_tables(tmp_path) 
     db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
     db.executemany("INSERT INTO _migrations VALUES (?, '')",
                    [(m.__name__,) for m in MIGRATIONS[:4]])
-    assert migrate(db) == ["m005_corrections"]
+    assert migrate(db) == ["m005_corrections", "m006_turn_error"]
+    assert "error" in {row[1] for row in db.execute("PRAGMA table_info(turns)")}
 
 
 def test_the_latest_correction_wins_and_the_original_and_history_stay(log) -> None:
@@ -102,6 +103,25 @@ def test_data_build_trains_on_the_correction_and_the_review_file_shrinks(config,
     assert FIXED in targets and ANSWER not in targets
     assert "reviewer's correction" in (folder / "data_report.md").read_text()
     assert log.conversation("s1").turns[3].text == ANSWER  # the original stays in the log
+
+
+def test_an_answer_approved_as_it_is_is_trained_on_despite_its_thumbs_down(config, log) -> None:
+    """The reviewer's "fine as it is" overrides the thumb, in both kinds of dataset."""
+    from training.data.preference import load_preference_dataset
+    from training.data.preference_build import build_preference_dataset
+
+    [turn] = log_exchanges(log, "s1", [("And remove a document?", ANSWER, -1)],
+                           comment="Is this right?")
+    settings = data_settings(config)
+    assert build_dataset(settings, "before", ["logs"]).review == 1
+    log.approve(turn, author="ana")
+    after = build_dataset(settings, "after", ["logs"])
+    assert (after.review, after.train + after.validation) == (0, 1)
+    assert "1 approved (kept)" in (config.data_path / "datasets/after/data_report.md").read_text()
+    build_preference_dataset(settings, "prefs")
+    rows = load_preference_dataset(config.data_path / "datasets" / "prefs").kto
+    assert [(row.completion, row.label) for split in rows.values() for row in split] == [
+        (ANSWER, True)]
 
 
 @pytest.mark.parametrize("policy, kept, corrected", [("prefer", 2, 1), ("only", 1, 1),

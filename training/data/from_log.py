@@ -72,7 +72,8 @@ def _example(session: LoggedConversation, turn: LoggedTurn,
     except InvalidRecord as exc:
         return Problem(where, turn.position, str(exc), exc.index)
     meta = {"rating": turn.rating, "comment": turn.comment, "variant": turn.variant,
-            "turn_id": turn.id, "hits": len(turn.hits), "corrected": corrected}
+            "turn_id": turn.id, "hits": len(turn.hits), "corrected": corrected,
+            "approved": turn.approved}
     return Conversation(f"{where}:{turn.position}", messages, LOG_SOURCE, meta,
                         group=where, dialogue=spoken(session, turn, target))
 

@@ -6,7 +6,8 @@ session's people said (``training.data.from_log.spoken``), so the curation steps
 split) run on it as on SFT examples: names are looked for in what people said, not in the
 retrieved sources. ``meta["kind"]`` says what it will be written as:
 
-- ``kto``: one answer, ``meta["label"]`` true (thumbs up, a correction) or false (thumbs down);
+- ``kto``: one answer, ``meta["label"]`` true (thumbs up, a correction, a reviewer's approval,
+  which wins over the thumb) or false (thumbs down);
 - ``dpo``: two answers to one prompt, chosen then rejected (a correction and the original; an
   arena winner and loser that were sent the same messages).
 
@@ -25,6 +26,8 @@ from training.data.from_log import spoken
 from training.data.transcripts import Conversation
 
 THUMBS_UP, THUMBS_DOWN, CORRECTION, ARENA = "thumbs up", "thumbs down", "correction", "arena"
+APPROVED = "approved"
+"""A reviewer found the answer fine as it is: desirable, whatever its thumb said."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,9 @@ def _turn_signals(session: LoggedConversation, turn: LoggedTurn, corrections: st
                   ) -> list[Conversation]:
     where = f"logs:{session.session_id}:{turn.position}"
     found = []
-    if turn.rating is not None and corrections != "only":
+    if turn.approved and corrections != "only":
+        found.append(_kto(f"{where}:approved", session, turn, turn.text, True, APPROVED))
+    elif turn.rating is not None and corrections != "only":
         label = turn.rating == 1
         found.append(_kto(f"{where}:{'up' if label else 'down'}", session, turn, turn.text,
                           label, THUMBS_UP if label else THUMBS_DOWN))

@@ -193,8 +193,9 @@ def _steps(steps: Sequence[dict]) -> list[str]:
                        f"{notes['moved_to_train']} moved to train (near-duplicate across sides)")
         if step["name"] == "feedback" and step["notes"].get("kept_for_review"):
             dropped += f"; {step['notes']['kept_for_review']} kept for review"
-        if step["name"] == "feedback" and step["notes"].get("corrected"):
-            dropped += f"; {step['notes']['corrected']} corrected (kept)"
+        for verdict in ("corrected", "approved"):
+            if step["name"] == "feedback" and step["notes"].get(verdict):
+                dropped += f"; {step['notes'][verdict]} {verdict} (kept)"
         lines.append(f"| {step['name']} | {settings} | {step['conversations_in']} → "
                      f"{step['conversations_out']} | {step['turns_in']} → {step['turns_out']} "
                      f"| {dropped} |")

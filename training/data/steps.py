@@ -152,18 +152,21 @@ def select_by_feedback(conversations: Sequence[Conversation], policy: str,
 
     ``meta["rating"]`` is +1, -1 or None (a logged answer nobody rated); imported conversations
     carry no ``rating`` key and pass every policy. A corrected answer (``meta["corrected"]``)
-    is kept whatever its rating and needs no review; with ``corrections="only"`` the logged
-    answers nobody corrected are dropped.
+    is kept whatever its rating and needs no review, and so is one a reviewer approved as it is
+    (``meta["approved"]``: their verdict overrides the thumb); with ``corrections="only"`` the
+    logged answers nobody corrected are dropped.
     """
     kept, review, dropped = [], [], Counter()
-    corrected = 0
+    reviewed = Counter()
     for conversation in conversations:
         if "rating" not in conversation.meta:
             kept.append(conversation)
             continue
-        if conversation.meta.get("corrected"):
+        verdict = next((key for key in ("corrected", "approved") if conversation.meta.get(key)),
+                       None)
+        if verdict == "corrected" or (verdict == "approved" and corrections != "only"):
             kept.append(conversation)
-            corrected += 1
+            reviewed[verdict] += 1
             continue
         if corrections == "only":
             dropped["not corrected"] += 1
@@ -178,7 +181,7 @@ def select_by_feedback(conversations: Sequence[Conversation], policy: str,
         else:
             kept.append(conversation)
     report = _report("feedback", {"policy": policy, "corrections": corrections}, conversations,
-                     kept, dropped, {"kept_for_review": len(review), "corrected": corrected})
+                     kept, dropped, {"kept_for_review": len(review), **reviewed})
     return kept, review, report
 
 
