@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from chatbot.adapters import AdapterManifest
+from chatbot.answer_text import (HOLD_BACK_CHARS, before_stop, complete_words,
+                                 generation_timings, milliseconds, settled)
 from chatbot.attribution import Attribution, Attributor
 from chatbot.errors import InputError, TooManyNewTokens
 from chatbot.filters import NamedFilter, run_filters
@@ -259,8 +261,9 @@ class AnswerStream:
         prompt = prompt_within(load_template(self.variant.template), self.question, hits,
                                self.history, generator.count_tokens, budget, policies.bot_name)
         messages, hits = prompt.messages, prompt.hits
-        timings = {"query_ms": _ms(started, queried), "retrieval_ms": _ms(queried, retrieved),
-                   "prompt_ms": _ms(retrieved, time.perf_counter())}
+        timings = {"query_ms": milliseconds(started, queried),
+                   "retrieval_ms": milliseconds(queried, retrieved),
+                   "prompt_ms": milliseconds(retrieved, time.perf_counter())}
         turn_id = self._log_start(messages, hits, query)
         refuse = self.variant.retrieval and not hits and policies.retrieval.no_hits == "refuse"
         raw, shown, status, first, error = "", "", "interrupted", None, None
@@ -271,16 +274,17 @@ class AnswerStream:
             pieces = iter([policies.retrieval.refusal]) if refuse else generator.stream(
                 messages, self.settings, adapter, cancel=self._cancelled)
             stop, ready = self.settings.stop, ""
+            hold_back = HOLD_BACK_CHARS if policies.filters else 0
             try:
                 for piece in pieces:
                     if self._abandoned():
                         break
                     first = first or time.perf_counter()
                     raw += piece
-                    visible, stopped = _before_stop(raw, stop)
-                    if (now_ready := _up_to_last_space(visible.lstrip())) != ready:
+                    visible, stopped = before_stop(raw, stop)
+                    if (now_ready := complete_words(visible.lstrip())) != ready:
                         ready = now_ready  # filters rerun only once another word is complete
-                        safe, _ = run_filters(policies.filters, ready)
+                        safe = settled(run_filters(policies.filters, ready)[0], hold_back)
                         if safe.startswith(shown) and len(safe) > len(shown):
                             if not held:  # else shown only once attribution allows it
                                 self._events.put(("piece", safe[len(shown):]))
@@ -299,11 +303,12 @@ class AnswerStream:
             raise
         finally:
             if status == "complete":
-                answered = _before_stop(raw, self.settings.stop, final=True)[0]
+                answered = before_stop(raw, self.settings.stop, final=True)[0]
                 text, changed = run_filters(policies.filters, answered.strip())
             else:  # what the reader was given, never text that was not yet shown
                 text, changed = shown, run_filters(policies.filters, shown)[1]
-            timings.update(_generation_timings(started, first, raw, generator, refuse))
+            timings.update(generation_timings(started, first, raw, generator, refuse,
+                                              self.settings.max_new_tokens))
             complete = status == "complete"
             if complete and not held and text.startswith(shown) and len(text) > len(shown):
                 self._events.put(("piece", text[len(shown):]))  # all shown before attribution
@@ -362,36 +367,3 @@ class AnswerStream:
         if self.policies.log is not None and turn_id is not None:
             self.policies.log.finish_turn(turn_id, text, timings, status,
                                           attribution and attribution.as_dict(), error)
-
-
-def _before_stop(text: str, stop: Sequence[str], final: bool = False) -> tuple[str, bool]:
-    """Text before the first stop string (which is never shown), and whether one was found.
-
-    While generating, a tail that may still grow into a stop string is held back too.
-    """
-    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-    if cuts:
-        return text[:min(cuts)], True
-    if final or not stop:
-        return text, False
-    return text[:max(0, len(text) - max(map(len, stop)) + 1)], False
-
-
-def _up_to_last_space(text: str) -> str:
-    """Text that can be shown now: a word still being generated may yet become PII."""
-    cut = max(text.rfind(" "), text.rfind("\n"))
-    return text[:cut].rstrip() if cut >= 0 else ""
-
-
-def _ms(start: float, end: float) -> float:
-    return round((end - start) * 1000, 1)
-
-
-def _generation_timings(started: float, first: float | None, raw: str, generator: Generator,
-                        refused: bool) -> dict[str, float]:
-    end = time.perf_counter()
-    tokens = 0 if refused or not raw else generator.count_text(raw)
-    decode_s = end - first if first else 0.0
-    return {"first_token_ms": _ms(started, first) if first else None,
-            "total_ms": _ms(started, end), "tokens": tokens,
-            "tokens_per_s": round(tokens / decode_s, 2) if decode_s > 0 and tokens else None}

@@ -237,6 +237,29 @@ def test_pii_in_answers_is_redacted_before_it_is_shown_or_logged(echo, tmp_path)
     assert log.conversation("s").turns[1].text == "write to <EMAIL> today"
 
 
+def test_personal_data_written_across_words_never_streams_in_part(echo) -> None:
+    """A phone number arrives a group at a time: no group of it may reach a streaming client
+    before the filter can see the whole number, and the pieces add up to the logged answer."""
+    from chatbot.filters import pii_filter
+
+    engine = make_engine(echo, filters=[pii_filter()])
+    question = ("Call the office on 020 7946 0018 or write to the team, then wait for a letter "
+                "that confirms the appointment date and the documents to bring along.")
+    stream = engine.answer("s", question, "plain")
+    pieces = list(stream)
+    assert "".join(pieces) == stream.reply.text == question.replace("020 7946 0018", "<PHONE>")
+    assert len(pieces) > 2 and not any(group in "".join(pieces) for group in ("020", "7946"))
+
+
+def test_the_answer_never_counts_more_tokens_than_were_allowed(echo) -> None:
+    """Counting the decoded text again can give a token more than were generated (a leading
+    space joins a word differently); usage must not report more than max_tokens."""
+    echo.count_text = lambda text: len(text.split()) + 1
+    reply = make_engine(echo).answer("s", "one two three four five", "plain",
+                                     settings=GenerationSettings(max_new_tokens=3)).result()
+    assert reply.text == "one two three" and reply.timings["tokens"] == 3
+
+
 @pytest.mark.parametrize("stop, expected", [(("gamma",), "alpha beta"),
                                             (("beta gam", "zzz"), "alpha"),
                                             (("omega",), "alpha beta gamma delta")])
