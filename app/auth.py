@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -128,10 +129,13 @@ class RequireCredential:
         self.caller = caller
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] not in ("http", "websocket") or not self.credentials.required
-                or _is_open(scope["path"])):
+        if scope["type"] not in ("http", "websocket") or not self.credentials.required:
             return await self.app(scope, receive, send)
         connection = HTTPConnection(scope)
+        if _is_open(scope["path"]):
+            if scope["path"] == "/" and await self.caller(connection) is None:
+                send = _without_api_description(send)
+            return await self.app(scope, receive, send)
         who = await self.caller(connection)
         if who is not None:
             scope.setdefault("state", {})["caller"] = who  # routes read request.state.caller
@@ -193,12 +197,40 @@ def _is_open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
+LOGIN_PAGE_API = re.compile(rb"<script>window\.gradio_api_info = .*?;</script>", re.DOTALL)
+
+
+def _without_api_description(send: Send) -> Send:
+    """Gradio's login page carries the app's whole API description (every endpoint and its
+    parameters, the variant names, the config's defaults), which its own address refuses to
+    strangers: the anonymous visitor gets the page without it."""
+    start: dict = {}
+    body: list[bytes] = []
+
+    async def rewrite(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+            return
+        if message["type"] != "http.response.body":
+            return await send(message)
+        body.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        page = LOGIN_PAGE_API.sub(b"<script>window.gradio_api_info = null;</script>",
+                                  b"".join(body))
+        headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+        await send({**start, "headers": [*headers, (b"content-length", b"%d" % len(page))]})
+        await send({"type": "http.response.body", "body": page})
+
+    return rewrite
+
+
 def _refusal(connection: HTTPConnection) -> JSONResponse:
     message = ("the API key is not valid" if "authorization" in connection.headers else
                "this server requires a credential: send the header 'Authorization: Bearer KEY' "
                "with the API key, or log in on the web page")
     headers = {"WWW-Authenticate": "Bearer"}
-    if connection.url.path.startswith("/v1/"):
+    if connection.url.path.startswith("/v1/") or connection.url.path == "/tokenize":
         return JSONResponse(error_body(message, "invalid_request_error", None, "invalid_api_key"),
                             status_code=401, headers=headers)
     return JSONResponse({"detail": message}, status_code=401, headers=headers)

@@ -172,7 +172,15 @@ def test_with_any_credential_configured_every_route_refuses_anonymous_callers(
         login_page = client.get("/")
         assert login_page.status_code == 200 and '"auth_required":true' in login_page.text
         assert "cb-upload" not in login_page.text  # the form, not the app
+        # nor the description of the API its own address refuses (endpoints, variant names)
+        assert "window.gradio_api_info = null;" in login_page.text
+        assert "/respond" not in login_page.text and "plain" not in login_page.text
         assert client.get("/theme.css").status_code == 200
+        refused = client.post("/tokenize", json={"prompt": "hi"})
+        assert refused.json()["error"]["code"] == "invalid_api_key"  # vLLM's route: its shape
+        user, password = ("ana", "pw") if "CHATBOT_USER" in credentials else ("anyone", KEY)
+        log_in(client, user, password)
+        assert "/respond" in client.get("/").text  # the app's own page keeps it
 
 
 @pytest.mark.parametrize("credentials", ["key", "both"], indirect=True)
