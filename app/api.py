@@ -44,7 +44,7 @@ from dataclasses import replace
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from app.api_schema import (ChatRequest, RequestError, RequestLimits, error_body,
+from app.api_schema import (ChatRequest, RequestError, RequestLimits, body_bytes, error_body,
                             parse_request, read_json, split_conversation)
 from chatbot.engine import AnswerStream, Engine
 from chatbot.errors import (ConfigError, DocumentIndexError, InputError, ModelError,
@@ -90,7 +90,7 @@ def create_api_router(engine: Engine,
                           "owned_by": engine.bot_name, "ab": True, "default": False})
         return JSONResponse({"object": "list", "data": cards})
 
-    @router.get("/models/{name}")
+    @router.get("/models/{name:path}")  # a variant name may hold "/" (team/v2)
     async def get_model(name: str) -> JSONResponse:
         if name not in engine.variants:
             return _error_response(_unknown_model(engine, name))
@@ -100,7 +100,7 @@ def create_api_router(engine: Engine,
     @router.post("/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
         try:
-            chat = parse_request(await read_json(request, CHAT_BODY), limits)
+            chat = parse_request(await read_json(request, CHAT_BODY, body_bytes(limits)), limits)
             session_id, client = _session_id(request, chat), _client(request)
             await asyncio.to_thread(_check_session_is_callers, engine, session_id, client)
             if assign_variant is not None and chat.model == AB_MODEL:

@@ -44,15 +44,21 @@ def error_body(message: str, type: str, param: str | None = None,
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_BODY_BYTES = 2**20
+"""The body a request without a larger allowance (``RequestLimits.body_bytes``) may send."""
+BYTES_PER_CHAR = 12
+"""The most bytes one character takes in JSON: a character beyond the Basic Multilingual Plane
+escaped as a surrogate pair, ``\\ud83d\\ude00``."""
 
 
-async def read_json(request: Request, expected: str) -> object:
+async def read_json(request: Request, expected: str, max_bytes: int = MAX_BODY_BYTES) -> object:
     """The request's JSON body, with lone surrogates (``"\\ud800"`` escapes, which no tokenizer
     or log can store) dropped from its strings; ``expected`` says what the body should be.
 
     A body not sent as ``application/json`` is refused: a page on another site can make a
     visitor's browser send a form or plain text, with the visitor's login cookie or to a
-    server on the visitor's own machine, but not JSON.
+    server on the visitor's own machine, but not JSON. So is one over ``max_bytes``, as it
+    arrives: a stranger's gigabyte is never held in memory to be parsed.
     """
     kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if kind != "application/json":
@@ -60,13 +66,31 @@ async def read_json(request: Request, expected: str) -> object:
                            f"application/json' (this request said {kind or 'nothing'!r})",
                            code="unsupported_media_type", status=415)
     try:
-        return _without_surrogates(json.loads(await request.body()))
+        return _without_surrogates(json.loads(await _body_within(request, max_bytes)))
     except ValueError as exc:
         raise RequestError(f"the request body is not valid JSON ({exc}); send {expected}",
                            code="invalid_json") from None
     except RecursionError:  # Python's parser gives up at about 1,000 levels
         raise RequestError("the request body nests JSON arrays or objects too deeply to read; "
                            f"send {expected}", code="invalid_json") from None
+
+
+async def _body_within(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(max_bytes: int) -> RequestError:
+    return RequestError(f"the request body is over {max_bytes:,} bytes, more than this server "
+                        "reads; send less", code="request_too_large", status=413)
 
 
 def _without_surrogates(value: object) -> object:
@@ -87,6 +111,12 @@ class RequestLimits:
     messages: int
     chars: int
 
+    @property
+    def body_bytes(self) -> int:
+        """The body that can hold ``chars`` characters of messages, however they are encoded,
+        and the JSON around them."""
+        return self.chars * BYTES_PER_CHAR + MAX_BODY_BYTES
+
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
@@ -102,14 +132,15 @@ class ChatRequest(BaseModel):
     model: str
     """The variant that answers (``GET /v1/models`` lists them)."""
     messages: list[ChatMessage]
-    stream: bool = False
+    stream: bool | None = False
+    """``null`` (as some clients send every field) is ``false``, as in OpenAI's API."""
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     """The newer name of ``max_tokens``; wins when both are given."""
     stop: str | list[str] | None = None
-    n: int = Field(default=1, ge=1, le=1)
+    n: int | None = Field(default=1, ge=1, le=1)
     user: str | None = Field(default=None, max_length=200)
     """Used as the conversation's session id when no ``X-Session-Id`` header is sent."""
     tools: list | None = None
@@ -158,6 +189,11 @@ class ChatRequest(BaseModel):
     def stop_strings(self) -> tuple[str, ...]:
         stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
         return tuple(s for s in stops if s)
+
+
+def body_bytes(limits: RequestLimits | None) -> int:
+    """The body a request under ``limits`` may send."""
+    return limits.body_bytes if limits is not None else MAX_BODY_BYTES
 
 
 def parse_request(body: object, limits: RequestLimits | None = None) -> ChatRequest:

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.api_schema import RequestError, RequestLimits, error_body, read_json
+from app.api_schema import RequestError, RequestLimits, body_bytes, error_body, read_json
 from chatbot.engine import Engine
 from chatbot.errors import ConfigError, ModelError
 from chatbot.generate import Generator
@@ -69,7 +69,8 @@ def create_tokenize_router(engine: Engine, limits: RequestLimits | None = None) 
     @router.post("/tokenize")
     async def tokenize(request: Request) -> JSONResponse:
         try:
-            asked = parse_tokenize(await read_json(request, TOKENIZE_BODY), limits)
+            asked = parse_tokenize(await read_json(request, TOKENIZE_BODY, body_bytes(limits)),
+                                   limits)
             generator = await asyncio.to_thread(_generator, engine, asked.model)
             counted = await asyncio.to_thread(tokenized, generator, asked)
         except RequestError as exc:

@@ -27,6 +27,7 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     from app.api import create_api_router
     from app.api_adapters import create_adapters_router
     from app.api_corrections import create_corrections_router
+    from app.api_fallback import add_api_fallback
     from app.api_schema import RequestLimits
     from app.api_tokenize import create_tokenize_router
     from app.ui import build_app, mount_ui
@@ -47,6 +48,7 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     server.include_router(create_adapters_router(engine))  # off unless allowed
     server.include_router(create_tokenize_router(engine, limits))  # vLLM's /tokenize
     server.include_router(create_corrections_router(engine.log))
+    add_api_fallback(server)  # after every /v1 route, before the UI takes the rest
     tabs = training_parts(engine, config, config_path) + tabs
     app = build_app(engine, documents=documents, title=config.name, assign_variant=assign,
                     show_variant_names=show_names, tabs=tabs,

@@ -167,7 +167,7 @@ class ConversationLog:
             raise InputError(f"feedback rating must be 1 (thumbs up) or -1 (down), got {rating}")
         row = self._turn(turn_id)
         if row is None or row["role"] != "assistant":
-            raise InputError(f"no answer with turn id {turn_id} in {self.path}")
+            raise InputError(f"no answer with turn id {turn_id} in the conversation log")
         comment = _note(comment or "", f"the comment on turn {turn_id}")
         return self._write("INSERT INTO feedback (turn_id, rating, comment, created_at) "
                            "VALUES (?, ?, ?, ?)", (turn_id, rating, comment or None, now()))
@@ -231,8 +231,8 @@ class ConversationLog:
         """Refuse a turn id that is not a finished answer in this log."""
         row = self._turn(turn_id)
         if row is None:
-            raise InputError(f"no turn {turn_id} in {self.path}; `chatbot logs show SESSION` "
-                             "lists the turn ids of a conversation")
+            raise InputError(f"no turn {turn_id} in the conversation log; `chatbot logs show "
+                             "SESSION` lists the turn ids of a conversation")
         if row["role"] != "assistant":
             raise InputError(f"turn {turn_id} is a {row['role']} message, not an answer; "
                              "correct the bot's answer that follows it")

@@ -50,6 +50,13 @@ def test_request_fields_have_strict_types(served, client, field, value, expected
     assert whole.choices[0].message.content  # a whole number is still a number
 
 
+def test_null_is_the_default_for_the_fields_openai_makes_nullable(served) -> None:
+    """Clients that send every field, null when unset, as OpenAI's API allows."""
+    body = {"model": "plain", "messages": ASK, "stream": None, "n": None, "max_tokens": None}
+    response = httpx.post(f"{served.base_url}/chat/completions", json=body)
+    assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"]
+
+
 def test_a_body_nested_too_deeply_is_a_400(served, client) -> None:
     depth = 100_000
     body = b'{"model": "plain", "messages": ' + b"[" * depth + b"]" * depth + b"}"
@@ -138,3 +145,65 @@ def test_a_request_over_the_configured_limits_is_refused_naming_the_key(engine,
             "message": "the request's messages have 117 characters; this server takes at most "
                        "100 (server.max_request_chars); send less history",
             "type": "invalid_request_error", "param": "messages", "code": "request_too_long"}
+
+
+def test_a_body_over_what_the_limits_allow_is_refused_as_it_arrives(engine, tmp_path) -> None:
+    """Declared or not (chunked), a body larger than ``server.max_request_chars`` can need is
+    refused before it is read whole, so a stranger's gigabyte is never held in memory."""
+    from fastapi.testclient import TestClient
+
+    from app.api_schema import RequestLimits
+    from app.server import create_server_app
+    from chatbot.config import BotConfig
+
+    config = BotConfig.model_validate({"data_dir": str(tmp_path), "logging": {"enabled": False},
+                                       "server": {"max_request_chars": 100}})
+    allowed = RequestLimits(500, 100).body_bytes
+    body = b'{"model": "plain", "messages": [], "pad": "' + b"x" * allowed + b'"}'
+    with TestClient(create_server_app(engine, config)) as http:
+        for content in (body, iter([body[:1000], body[1000:]])):  # with and without a length
+            refused = http.post("/v1/chat/completions", content=content, headers=JSON)
+            assert refused.status_code == 413 and refused.json()["error"] == {
+                "message": f"the request body is over {allowed:,} bytes, more than this server "
+                           "reads; send less", "type": "invalid_request_error", "param": None,
+                "code": "request_too_large"}
+        assert http.post("/v1/chat/completions", json={"model": "plain",
+                                                       "messages": ASK}).status_code == 200
+
+
+def test_v1_paths_no_route_serves_get_openais_404_and_a_wrong_method_a_405(engine,
+                                                                           tmp_path) -> None:
+    """The web UI at "/" would answer both with its own {"detail": "Not Found"}."""
+    from fastapi.testclient import TestClient
+
+    from app.server import create_server_app
+    from chatbot.config import BotConfig
+
+    config = BotConfig.model_validate({"data_dir": str(tmp_path), "logging": {"enabled": False}})
+    with TestClient(create_server_app(engine, config)) as http:
+        wrong_method = http.get("/v1/chat/completions")
+        assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+        assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+        missing = http.post("/v1/embeddings", json={"input": "hi"})
+        assert missing.status_code == 404 and missing.json()["error"] == {
+            "message": "this server has no /v1/embeddings; it serves /v1/chat/completions and "
+                       "/v1/models", "type": "invalid_request_error", "param": None,
+            "code": "not_found"}
+        unknown = http.post("/v1/corrections", json={"turn_id": 10**9, "text": "x"})
+        assert unknown.json()["error"]["message"].startswith("no turn 1000000000 in the ")
+        assert http.get("/v1/models").status_code == 200  # the routes themselves still answer
+
+
+def test_a_model_named_with_a_slash_can_be_retrieved(echo, tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.server import create_server_app
+    from chatbot.config import BotConfig
+    from chatbot.engine import Engine
+    from chatbot.variants import Variant
+
+    engine = Engine({"team/v2": Variant("team/v2", "base", "plain", False)}, lambda m: echo)
+    config = BotConfig.model_validate({"data_dir": str(tmp_path), "logging": {"enabled": False}})
+    with TestClient(create_server_app(engine, config)) as http:
+        assert [m["id"] for m in http.get("/v1/models").json()["data"]] == ["team/v2"]
+        assert http.get("/v1/models/team/v2").json()["id"] == "team/v2"

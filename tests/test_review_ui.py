@@ -132,7 +132,9 @@ def test_corrections_over_http_need_the_same_credential_as_every_route(protected
         assert saved.status_code == 201 and saved.json()["author"] == "api-key"
         unknown = client.post("/v1/corrections", json={"turn_id": 99, "text": FIXED},
                               headers={"Authorization": "Bearer k-1"})
-        assert unknown.status_code == 400 and "no turn 99" in unknown.json()["error"]["message"]
+        message = unknown.json()["error"]["message"]
+        assert unknown.status_code == 400 and message.startswith("no turn 99 in the conversation ")
+        assert "logs.sqlite" not in message  # the server's paths are not a stranger's business
 
 
 def test_a_logged_in_browser_cannot_be_made_to_post_a_correction_from_another_site(
