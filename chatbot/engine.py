@@ -23,7 +23,7 @@ from chatbot.adapters import AdapterManifest
 from chatbot.answer_text import (HOLD_BACK_CHARS, before_stop, complete_words,
                                  generation_timings, milliseconds, settled)
 from chatbot.attribution import Attribution, Attributor
-from chatbot.errors import InputError, TooManyNewTokens
+from chatbot.errors import InputError, PromptTooLong, TooManyNewTokens
 from chatbot.filters import NamedFilter, run_filters
 from chatbot.generate import GenerationSettings, Generator
 from chatbot.logs import ConversationLog
@@ -258,8 +258,14 @@ class AnswerStream:
         retrieved = time.perf_counter()
         budget = min(generator.context_window - self.settings.max_new_tokens,
                      self.settings.max_prompt_tokens or generator.context_window)
-        prompt = prompt_within(load_template(self.variant.template), self.question, hits,
-                               self.history, generator.count_tokens, budget, policies.bot_name)
+        try:
+            prompt = prompt_within(load_template(self.variant.template), self.question, hits,
+                                   self.history, generator.count_tokens, budget, policies.bot_name)
+        except PromptTooLong as exc:  # would it fit with fewer new tokens? then say that
+            window = generator.context_window
+            if exc.tokens <= min(self.settings.max_prompt_tokens or window, window - 1):
+                raise TooManyNewTokens(self.settings.max_new_tokens, window) from None
+            raise
         messages, hits = prompt.messages, prompt.hits
         timings = {"query_ms": milliseconds(started, queried),
                    "retrieval_ms": milliseconds(queried, retrieved),

@@ -27,6 +27,15 @@ class TooManyNewTokens(InputError):
         self.asked, self.context_window = asked, context_window
 
 
+class PromptTooLong(InputError):
+    """The message and the prompt around it take more tokens than a prompt may hold."""
+
+    def __init__(self, tokens: int, budget: int) -> None:
+        super().__init__(f"the message takes {tokens} tokens with the prompt around it, more "
+                         f"than the {budget} a prompt may hold; shorten the message")
+        self.tokens, self.budget = tokens, budget
+
+
 class DocumentIndexError(ChatbotError):
     """The document index is missing, was built with other settings, or can't be written."""
 

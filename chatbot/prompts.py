@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from chatbot.errors import ConfigError, InputError
+from chatbot.errors import ConfigError, PromptTooLong
 from chatbot.file_cache import FileCache
 from chatbot.types import Message
 from index.types import Hit
@@ -195,8 +195,7 @@ def _fit(messages: list[Message], count_tokens: Callable[[list[Message]], int], 
     if used is None:
         used = count_tokens([*head, last])
     if used > budget:
-        raise InputError(f"the message takes {used} tokens with the prompt around it, more "
-                         f"than the {budget} a prompt may hold; shorten the message")
+        raise PromptTooLong(used, budget)
     pairs = [history[i:i + 2] for i in range(0, len(history), 2)]
     bare, kept = used, 0
     for pair in reversed(pairs):

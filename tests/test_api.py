@@ -115,6 +115,8 @@ ERRORS = [
      "the message has 5,000 characters; the limit is 2,000 (generation.max_message_chars)"),
     ("too many tokens asked", dict(model="prompt", messages=ASK, max_tokens=5000),
      openai.BadRequestError, "invalid_value", "max_tokens is 5,000; the model reads 1,024"),
+    ("no room left for the prompt", dict(model="prompt", messages=ASK, max_tokens=1000),
+     openai.BadRequestError, "invalid_value", "max_tokens is 1,000; the model reads 1,024"),
     ("bad temperature", dict(model="prompt", messages=ASK, temperature=3),
      openai.BadRequestError, "invalid_value", "temperature: Input should be less than or equal"),
     ("max_tokens as text", dict(model="prompt", messages=ASK, max_tokens="4"),
