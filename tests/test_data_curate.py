@@ -74,14 +74,15 @@ def test_empty_and_refusal_answers_are_dropped_but_partial_refusals_kept():
     assert report.dropped == {"refusal boilerplate": 3, "empty answer": 1}
 
 
-def test_pii_is_scrubbed_in_user_and_assistant_text_not_the_system_prompt():
-    system = Message("system", "Support: help@example.com")
+def test_pii_is_scrubbed_in_every_message_the_system_prompt_too():
+    """An imported system prompt often carries the customer's record (name, email, birth date)."""
+    system = Message("system", "Be brief. Customer: dkim@mail.example")
     original = chat("c", ("I am ana@example.org", "Noted, ana@example.org; call +44 20 7946 0958"))
     original = Conversation("c", (system,) + original.messages, "test")
     kept, counts, examples, report = scrub_pii([original], Redactor(["EMAIL", "PHONE"], "US"))
     assert [m.content for m in kept[0].messages] == [
-        "Support: help@example.com", "I am <EMAIL>", "Noted, <EMAIL>; call <PHONE>"]
-    assert counts == {"EMAIL": 2, "PHONE": 1} and report.notes["conversations_changed"] == 1
+        "Be brief. Customer: <EMAIL>", "I am <EMAIL>", "Noted, <EMAIL>; call <PHONE>"]
+    assert counts == {"EMAIL": 3, "PHONE": 1} and report.notes["conversations_changed"] == 1
     assert all("ana@" not in text for shown in examples.values() for text in shown)
     assert original.messages[1].content == "I am ana@example.org"  # the input is not mutated
 

@@ -204,13 +204,13 @@ def drop_empty_and_refusals(conversations: Sequence[Conversation], patterns: Seq
 
 def scrub_pii(conversations: Sequence[Conversation], redactor: Redactor
               ) -> tuple[list[Conversation], Counter, dict[str, list[str]], StepReport]:
-    """Replace personal data in user and assistant messages by typed placeholders.
+    """Replace personal data in every message (an imported system prompt can hold some too) by
+    typed placeholders.
 
     All conversations go to the redactor at once (its NER model reads batches); it reads each
     conversation's own turns, not the sources rendered into its prompt, for names.
     """
-    groups = [[m.content for m in (*c.messages, *c.dialogue) if m.role != "system"]
-              for c in conversations]
+    groups = [[m.content for m in (*c.messages, *c.dialogue)] for c in conversations]
     redacted = redactor.scrub_groups(groups, [[m.content for m in c.turns]
                                               for c in conversations])
     total: Counter = Counter()
@@ -244,13 +244,10 @@ def scrub_review(conversations: Sequence[Conversation], redactor: Redactor
 
 def _scrub_messages(messages: tuple[Message, ...], results: Iterator[tuple[str, Counter]],
                     examples: dict[str, list[str]]) -> tuple[tuple[Message, ...], Counter]:
-    """``messages`` with their non-system texts taken, in order, from ``results``."""
+    """``messages`` with their texts taken, in order, from ``results``."""
     found: Counter = Counter()
     out = []
     for message in messages:
-        if message.role == "system":
-            out.append(message)
-            continue
         text, counts = next(results)
         if counts:
             found += counts
