@@ -16,9 +16,13 @@ class Message:
     role: str
     """``system``, ``user`` or ``assistant``."""
     content: str
+    weight: int | None = None
+    """On an assistant message of a training example, as in OpenAI's fine-tuning format: 0 keeps
+    it as context only (never learned), 1 or ``None`` learns it."""
 
-    def as_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+    def as_dict(self) -> dict:
+        return ({"role": self.role, "content": self.content}
+                | ({"weight": self.weight} if self.weight is not None else {}))
 
 
 @dataclass(frozen=True)

@@ -41,9 +41,11 @@ def built(config) -> BuildSummary:
 
 
 def split_rows(config, name):
+    """(id, messages) of each split, a message as OpenAI's format writes it (``weight`` only
+    where it is set)."""
     dataset = load_examples(config.data_path / "datasets" / name)
-    return {split: [(row["conversation_id"], row["messages"]) for row in dataset[split]]
-            for split in ("train", "validation")}
+    return {split: [(row["conversation_id"], [Message(**m).as_dict() for m in row["messages"]])
+                    for row in dataset[split]] for split in ("train", "validation")}
 
 
 def test_build_writes_every_artifact_and_counts_each_step(config, built):
@@ -178,6 +180,25 @@ def test_from_logs_uses_the_exact_prompt_and_feedback(config):
     review = [json.loads(x) for x in (folder / "review_thumbs_down.jsonl").read_text().splitlines()]
     assert review[0]["comment"] == "Wrong: use `chatbot index remove PATH`."
     assert review[0]["conversation_id"] == "logs:s1:3"
+
+
+def test_a_later_turns_example_never_learns_an_earlier_answer_again(config):
+    """Turn 2's prompt holds turn 1's answer as it was generated: thumbed down and corrected,
+    it must stay context there (weight 0), learned only as its own example's correction."""
+    log = ConversationLog(config.data_path / "logs.sqlite")
+    first, _ = log_session(log, "s1", [
+        ("And remove a document?", "Delete it and hope.", "complete", -1, "Wrong."),
+        ("How long does that take?", "A sync takes seconds.", "complete", 1, None)])
+    log.add_correction(first, "Run `chatbot index remove PATH`.")
+    log.close()
+    build_dataset(data_settings(config), "turns", ["logs"])
+    examples = {tuple(m["content"] for m in row if m["role"] == "assistant"): row
+                for _, row in sum(split_rows(config, "turns").values(), [])}
+    later = examples[("Delete it and hope.", "A sync takes seconds.")]
+    assert [m.get("weight") for m in later if m["role"] == "assistant"] == [0, None]
+    assert ("Run `chatbot index remove PATH`.",) in examples  # the correction, as its own
+    exported = (config.data_path / "datasets/turns/export.jsonl").read_text()
+    assert '"content": "Delete it and hope.", "weight": 0}' in exported
 
 
 def sessions_seen_by_another_process(path: Path) -> int:

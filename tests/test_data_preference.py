@@ -13,6 +13,7 @@ from app.cli import main
 from chatbot.ab import AbStore
 from chatbot.config import BotConfig
 from chatbot.logs import ConversationLog
+from chatbot.types import Message
 from log_support import log_exchanges
 from index.types import Chunk, Hit
 from training.data.build import build_dataset, export_dataset
@@ -154,5 +155,5 @@ def test_names_are_looked_for_in_what_people_said_never_in_the_passages(tmp_path
     again = build_dataset(settings, "again", [str(tmp_path / "sft.jsonl")])
     for name in ("sft", "again"):
         [example] = load_examples(config.data_path / "datasets" / name)["train"]
-        assert example["messages"] == expected, name
+        assert [Message(**m).as_dict() for m in example["messages"]] == expected, name
     assert again.pii == {}

@@ -62,6 +62,26 @@ def test_sgd_rows_map_user_and_system_turns(tmp_path):
     assert conversation.meta["format"] == "sgd"
 
 
+def test_openais_weight_marks_an_assistant_message_as_context_only(tmp_path):
+    rows = [{"messages": [{"role": "user", "content": "Hi"},
+                          {"role": "assistant", "content": "Hullo.", "weight": 0},
+                          {"role": "user", "content": "Port?"},
+                          {"role": "assistant", "content": "4242.", "weight": 1}]},
+            {"messages": [{"role": "user", "content": "Hi", "weight": 0},
+                          {"role": "assistant", "content": "Hello."}]},
+            {"messages": [{"role": "user", "content": "Hi"},
+                          {"role": "assistant", "content": "Hello.", "weight": 0.5}]}]
+    path = tmp_path / "weighted.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = read_file(path)
+    assert [m.weight for m in result.conversations[0].messages] == [None, 0, None, 1]
+    assert [str(p).removeprefix(f"{tmp_path}/") for p in result.problems] == [
+        "weighted.jsonl:2: messages[0]: 'weight' is 0; only an assistant message may carry one,"
+        " 0 (context only) or 1 (learned)",
+        "weighted.jsonl:3: messages[1]: 'weight' is 0.5; only an assistant message may carry "
+        "one, 0 (context only) or 1 (learned)"]
+
+
 EXPECTED_PROBLEMS = [
     "invalid.jsonl:2: malformed JSON (Unterminated string starting at, column 43)",
     "invalid.jsonl:3: messages[1]: unknown role 'bot' (expected one of: system, user, assistant)",

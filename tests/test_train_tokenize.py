@@ -61,6 +61,19 @@ def test_all_assistant_supervises_every_turn_and_last_only_the_last(tokenizer):
         "You're welcome." + END]
 
 
+def test_a_turn_of_weight_zero_is_context_under_either_policy(tokenizer):
+    """OpenAI's fine-tuning format: ``"weight": 0`` keeps an assistant turn out of the loss."""
+    messages = conversation_of("Hi", "Wrong answer.", "Port?", "It is 4242.")
+    messages[2]["weight"] = 0
+    for policy in ("all_assistant", "last_assistant"):
+        ids, labels = render_example(messages, tokenizer, policy)
+        assert [tokenizer.decode(s) for s in supervised_spans(ids, labels)] == [
+            "It is 4242." + END]
+    messages[4]["weight"] = 0
+    with pytest.raises(DatasetError, match="no assistant turn to learn"):
+        render_example(messages, tokenizer)
+
+
 def test_a_conversation_without_assistant_turn_is_an_error(tokenizer):
     with pytest.raises(DatasetError, match="no assistant turn"):
         render_example(conversation_of("Only a question"), tokenizer)

@@ -20,6 +20,7 @@ from typing import Sequence
 from chatbot.models import file_sha256
 from training.data import dataset as store
 from training.errors import DataError
+from training.data.from_log import as_context
 from training.data.report import BuildSummary, render_report, token_stats, write_histogram
 from training.data.settings import DataSettings
 from training.data.steps import CurateOptions, Curated, curate
@@ -106,7 +107,9 @@ def _render_import(conversation: Conversation, template, bot_name: str) -> Conve
     history = list(messages[:last_user])
     rendered = build_messages(template, messages[last_user].content, [], history=history,
                               bot_name=bot_name)
-    final = tuple(rendered) + tuple(messages[last_user + 1:])
+    examples = 1 + len(template.examples())  # the template's few-shot answers: context only
+    final = (rendered[0], *as_context(rendered[1:examples]), *rendered[examples:],
+             *messages[last_user + 1:])
     meta = {**conversation.meta, "rendered_with": template.name}
     return replace(conversation, messages=final, dialogue=messages, meta=meta)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from chatbot.paths import DataPaths
+from chatbot.types import Message
 from index import jsonfile
 from training.data.transcripts import Conversation
 from training.errors import DataError, DatasetError
@@ -89,8 +90,8 @@ def _version(found: object) -> object:
 
 def rows(conversations: Sequence[Conversation]) -> dict[str, list]:
     return {"conversation_id": [c.id for c in conversations],
-            "messages": [[{"role": m.role, "content": m.content} for m in c.messages]
-                         for c in conversations]}
+            "messages": [[{"role": m.role, "content": m.content, "weight": m.weight}
+                          for m in c.messages] for c in conversations]}
 
 
 def examples_sha256(train: Sequence[Conversation], validation: Sequence[Conversation]) -> str:
@@ -98,8 +99,9 @@ def examples_sha256(train: Sequence[Conversation], validation: Sequence[Conversa
     digest = hashlib.sha256()
     for split, conversations in (("train", train), ("validation", validation)):
         for conversation in conversations:
-            line = json.dumps([split, conversation.id, [[m.role, m.content]
-                                                        for m in conversation.messages]],
+            line = json.dumps([split, conversation.id, [
+                [m.role, m.content, *([] if m.weight is None else [m.weight])]
+                for m in conversation.messages]],
                               ensure_ascii=False)
             digest.update(line.encode("utf-8") + b"\n")
     return digest.hexdigest()
@@ -110,7 +112,7 @@ def save_examples(directory: Path, train: Sequence[Conversation],
     from datasets import Dataset, DatasetDict, Features, Value, disable_progress_bars
 
     disable_progress_bars()  # a build prints one summary, not a bar per split
-    message = {"role": Value("string"), "content": Value("string")}
+    message = {"role": Value("string"), "content": Value("string"), "weight": Value("int8")}
     features = Features({"conversation_id": Value("string"), "messages": [message]})
     splits = DatasetDict({
         "train": Dataset.from_dict(rows(train), features=features),
@@ -148,16 +150,14 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> int:
 
 def export_records(conversations: Iterable[Conversation]) -> Iterable[dict]:
     for conversation in conversations:
-        yield {"messages": [{"role": m.role, "content": m.content}
-                            for m in conversation.messages]}
+        yield {"messages": [m.as_dict() for m in conversation.messages]}
 
 
 def review_records(conversations: Iterable[Conversation]) -> Iterable[dict]:
     for conversation in conversations:
         yield {"conversation_id": conversation.id, "rating": conversation.meta.get("rating"),
                "comment": conversation.meta.get("comment"),
-               "messages": [{"role": m.role, "content": m.content}
-                            for m in conversation.messages]}
+               "messages": [m.as_dict() for m in conversation.messages]}
 
 
 def load_examples(directory: Path):
@@ -219,7 +219,7 @@ def _load_splits(path: Path, name: str) -> dict[str, list[list[dict]]]:
     if missing:
         raise DatasetError(f"dataset {name!r} lacks the split(s) {', '.join(missing)}; "
                            "rebuild it with `chatbot data build`")
-    return {split: [[{"role": m["role"], "content": m["content"]} for m in row]
+    return {split: [[Message(m["role"], m["content"], m.get("weight")).as_dict() for m in row]
                     for row in splits[split]["messages"]] for split in ("train", "validation")}
 
 

@@ -2,7 +2,8 @@
 
 Each example is the exact ``messages_json`` the model was sent at chat time (system prompt,
 history, the question with its numbered sources, in the variant's template) followed by the
-answer, so the model is trained on the prompt it is served with. Examples of one session share
+answer, so the model is trained on the prompt it is served with; the answers inside that prompt
+are context only (``as_context``). Examples of one session share
 a ``group`` and land on the same side of the train/validation split. With
 ``with_sources=False`` the question is rendered again without its sources (same template,
 same history), for training a model to answer without retrieved passages.
@@ -12,8 +13,9 @@ same history), for training a model to answer without retrieved passages.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
 from chatbot.types import Message
@@ -61,7 +63,7 @@ def _example(session: LoggedConversation, turn: LoggedTurn,
     if not turn.messages:
         return Problem(where, turn.position, "no prompt recorded with this answer")
     try:
-        sent = tuple(Message(m["role"], m["content"]) for m in turn.messages)
+        sent = as_context(Message(m["role"], m["content"]) for m in turn.messages)
     except (KeyError, TypeError):
         return Problem(where, turn.position, "recorded prompt is not a list of role/content")
     corrected = use_correction and turn.correction is not None
@@ -86,19 +88,25 @@ def spoken(session: LoggedConversation, turn: LoggedTurn, *answers: str) -> tupl
     return said + tuple(Message("assistant", answer) for answer in answers)
 
 
+def as_context(messages: Iterable[Message]) -> tuple[Message, ...]:
+    """A logged prompt's messages with its answers (few-shot examples, earlier turns) marked as
+    context only (``weight`` 0): each earlier answer is an example of its own, kept or dropped
+    by its own feedback and trained on its correction, so it must not be learned again, as
+    generated, inside every later turn's example."""
+    return tuple(replace(m, weight=0) if m.role == "assistant" else m for m in messages)
+
+
 def _without_sources(example: Conversation, session: LoggedConversation, turn: LoggedTurn,
                      template_for: Callable[[str | None], object] | None,
                      bot_name: str) -> Conversation:
-    from dataclasses import replace
-
     from chatbot.prompts import build_messages
 
     if template_for is None:
         raise ValueError("template_for is needed to render logged questions without sources")
     question = next(t.text for t in reversed(session.turns)
                     if t.position < turn.position and t.role == "user")
-    between = list(example.messages[1:-2])  # few-shot examples and history, as sent
-    rendered = build_messages(template_for(turn.variant), question, [], history=between,
-                              bot_name=bot_name)
-    return replace(example, messages=tuple(rendered) + example.messages[-1:],
+    template = template_for(turn.variant)
+    history = example.messages[1 + len(template.examples()):-2]  # as sent, after the examples
+    rendered = build_messages(template, question, [], history=history, bot_name=bot_name)
+    return replace(example, messages=as_context(rendered) + example.messages[-1:],
                    meta={**example.meta, "sources": "removed"})

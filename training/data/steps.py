@@ -251,7 +251,7 @@ def _scrub_messages(messages: tuple[Message, ...], results: Iterator[tuple[str, 
         text, counts = next(results)
         if counts:
             found += counts
-            message = Message(message.role, text)
+            message = replace(message, content=text)
             for kind in counts:
                 _remember_example(examples, kind, text)
         out.append(message)

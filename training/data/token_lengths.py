@@ -2,7 +2,7 @@
 
 ``total`` counts the whole rendered conversation (what the model reads, default system prompt
 of the chat template included); ``supervised`` counts the assistant turns' text plus one
-end-of-turn token each, which is what an "assistant turns" masking policy trains on. The exact
+end-of-turn token each (a turn of ``weight`` 0 is context, not learned), which is what an "assistant turns" masking policy trains on. The exact
 labels are made by the training step; this is for filtering and the data report.
 """
 
@@ -54,7 +54,7 @@ class ChatTemplateCounter:
                 self._frames[roles] = self.exact_total([Message(r, "") for r in roles])
             content = sum(self._contents[m.content] for m in messages)
             answers = sum(self._contents[m.content] + 1 for m in messages
-                          if m.role == "assistant")
+                          if m.role == "assistant" and m.weight != 0)
             lengths.append(Lengths(self._frames[roles] + content, answers))
         return lengths
 

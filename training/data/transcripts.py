@@ -262,8 +262,19 @@ def _listed(items: Any, key: str, role_key: str, text_key: str,
         if not isinstance(text, str):
             raise InvalidRecord(f"'{text_key}' must be a string, got {type(text).__name__}",
                                 index, key)
-        messages.append(Message(known[role], text))
+        messages.append(Message(known[role], text, _weight(item, known[role], index, key)))
     return tuple(messages)
+
+
+def _weight(item: dict, role: str, index: int, key: str) -> int | None:
+    """OpenAI's fine-tuning ``weight`` of an assistant message: 0 (context only) or 1."""
+    if "weight" not in item:
+        return None
+    weight = item["weight"]
+    if role != "assistant" or weight not in (0, 1) or isinstance(weight, bool):
+        raise InvalidRecord(f"'weight' is {weight!r}; only an assistant message may carry one, "
+                            "0 (context only) or 1 (learned)", index, key)
+    return weight
 
 
 def _qa_messages(record: dict, qa: QAFields) -> tuple[Message, ...]:

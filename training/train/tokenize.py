@@ -43,18 +43,21 @@ def render_example(messages: Sequence[dict], tokenizer, policy: MaskingPolicy = 
     """Token ids of ``messages`` rendered by the chat template, and labels for assistant turns.
 
     ``policy``: ``all_assistant`` supervises every assistant turn, ``last_assistant`` only the
-    last one (the earlier ones stay in the context). Raises :class:`DatasetError` when there is
-    no assistant turn, or when the template breaks the prefix property.
+    last one (the earlier ones stay in the context); a turn with ``"weight": 0`` (OpenAI's
+    fine-tuning format) is context under either. Raises :class:`DatasetError` when there is no
+    assistant turn to learn, or when the template breaks the prefix property.
 
     >>> ids, labels = render_example([{"role": "user", "content": "Hi"},
     ...                               {"role": "assistant", "content": "Hello"}], tok)
     """
     if policy not in POLICIES:
         raise DatasetError(f"unknown masking policy {policy!r}; use one of {', '.join(POLICIES)}")
-    turns = [index for index, message in enumerate(messages) if message["role"] == "assistant"]
+    turns = [index for index, message in enumerate(messages)
+             if message["role"] == "assistant" and message.get("weight") != 0]
     if not turns:
-        raise DatasetError("the conversation has no assistant turn, so nothing can be learned "
-                           "from it; drop it from the dataset")
+        raise DatasetError("the conversation has no assistant turn to learn (none, or all of "
+                           "weight 0), so nothing can be learned from it; drop it from the "
+                           "dataset")
     if policy == "last_assistant":
         turns = turns[-1:]
     full = _encode(tokenizer, messages, generation_prompt=False)
