@@ -15,6 +15,7 @@ from chatbot.config import BotConfig
 from chatbot.errors import InputError
 from chatbot.logs import ConversationLog
 from chatbot.migrations import MIGRATIONS, migrate
+from training.errors import DataError
 from log_support import log_exchanges
 from training.data.build import build_dataset
 from training.data.dataset import load_examples
@@ -103,6 +104,26 @@ def test_data_build_trains_on_the_correction_and_the_review_file_shrinks(config,
     assert FIXED in targets and ANSWER not in targets
     assert "reviewer's correction" in (folder / "data_report.md").read_text()
     assert log.conversation("s1").turns[3].text == ANSWER  # the original stays in the log
+
+
+def test_a_corrected_answer_that_was_cut_short_is_trained_on_its_correction(config, log) -> None:
+    """The server stopped mid-answer; a reviewer wrote the answer it should have given."""
+    from training.data.preference import load_preference_dataset
+    from training.data.preference_build import build_preference_dataset
+
+    [turn] = log_exchanges(log, "s1", [("And remove a document?", ANSWER, None)])
+    log.finish_turn(turn, "Delete it from", {}, "interrupted")
+    settings = data_settings(config)
+    with pytest.raises(DataError, match="logs:s1:1: answer is interrupted, not used"):
+        build_dataset(settings, "before", ["logs"])
+    log.add_correction(turn, FIXED)
+    after = build_dataset(settings, "after", ["logs"])
+    assert (after.skipped, after.corrected, after.train + after.validation) == (0, 1, 1)
+    build_preference_dataset(settings, "prefs")
+    data = load_preference_dataset(config.data_path / "datasets" / "prefs")
+    assert [(row.completion, row.label) for split in data.kto.values() for row in split] == [
+        (FIXED, True)]
+    assert not [pair for split in data.dpo.values() for pair in split]  # no cut text to reject
 
 
 def test_an_answer_approved_as_it_is_is_trained_on_despite_its_thumbs_down(config, log) -> None:

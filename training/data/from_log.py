@@ -58,7 +58,8 @@ def read_log(path: Path, with_sources: bool = True,
 def _example(session: LoggedConversation, turn: LoggedTurn,
              use_correction: bool = True) -> Conversation | Problem:
     where = f"{LOG_SOURCE}:{session.session_id}"
-    if turn.status != "complete":
+    corrected = use_correction and turn.correction is not None
+    if turn.status != "complete" and not corrected:  # a cut answer is used by its correction
         return Problem(where, turn.position, f"answer is {turn.status}, not used")
     if not turn.messages:
         return Problem(where, turn.position, "no prompt recorded with this answer")
@@ -66,7 +67,6 @@ def _example(session: LoggedConversation, turn: LoggedTurn,
         sent = as_context(Message(m["role"], m["content"]) for m in turn.messages)
     except (KeyError, TypeError):
         return Problem(where, turn.position, "recorded prompt is not a list of role/content")
-    corrected = use_correction and turn.correction is not None
     target = turn.correction if corrected else turn.text
     messages = sent + (Message("assistant", target),)
     try:

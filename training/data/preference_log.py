@@ -34,7 +34,7 @@ APPROVED = "approved"
 class Signals:
     conversations: list[Conversation]
     answers: int
-    """Finished answers read."""
+    """Answers read: the finished ones, and those cut short that someone corrected."""
     skipped: dict[str, int]
     """Signals left out, by reason (no prompt recorded, arena answers sent different prompts)."""
 
@@ -48,7 +48,7 @@ def read_signals(path: Path, corrections: str = "prefer") -> Signals:
     try:
         answers = {turn.id: (session, turn) for session in log.conversations()
                    for turn in session.turns if turn.role == "assistant"
-                   and turn.status == "complete"}
+                   and (turn.status == "complete" or turn.correction is not None)}
     finally:
         log.close()
     found, skipped = [], {}
@@ -70,16 +70,18 @@ def _turn_signals(session: LoggedConversation, turn: LoggedTurn, corrections: st
                   ) -> list[Conversation]:
     where = f"logs:{session.session_id}:{turn.position}"
     found = []
-    if turn.approved and corrections != "only":
+    finished = turn.status == "complete"  # else only its correction counts, not its cut text
+    if finished and turn.approved and corrections != "only":
         found.append(_kto(f"{where}:approved", session, turn, turn.text, True, APPROVED))
-    elif turn.rating is not None and corrections != "only":
+    elif finished and turn.rating is not None and corrections != "only":
         label = turn.rating == 1
         found.append(_kto(f"{where}:{'up' if label else 'down'}", session, turn, turn.text,
                           label, THUMBS_UP if label else THUMBS_DOWN))
     fixed = turn.correction if corrections != "ignore" else None
     if fixed is not None and fixed.strip() != turn.text.strip():
         found.append(_kto(f"{where}:corrected", session, turn, fixed, True, CORRECTION))
-        found.append(_dpo(f"{where}:pair", session, turn, fixed, turn.text, CORRECTION))
+        if finished:
+            found.append(_dpo(f"{where}:pair", session, turn, fixed, turn.text, CORRECTION))
     return found
 
 
