@@ -16,8 +16,10 @@ through peft's ``adapter_names``. The model lock is held for one step, never a w
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -70,6 +72,7 @@ class BatchingTransformersGenerator(TransformersGenerator):
         self._mask = None
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._stopping = False
 
     def stream(self, messages: list[Message], settings: GenerationSettings,
                adapter: str | None = None,
@@ -101,11 +104,21 @@ class BatchingTransformersGenerator(TransformersGenerator):
                 self._worker = threading.Thread(target=self._run, daemon=True,
                                                 name=f"batching-{self.model_id}")
                 self._worker.start()
+                atexit.register(_stop_at_exit, weakref.ref(self))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """End the worker after its current step and wait for it. At exit this runs by
+        itself: a daemon thread still inside a torch call when the interpreter finalizes
+        aborts the process ("terminate called without an active exception")."""
+        self._stopping = True
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
 
     def _run(self) -> None:
         import torch
 
-        while True:
+        while not self._stopping:
             self._drop_stopped()
             self._admit()
             if not self._prefilling and not self._rows:
@@ -273,3 +286,7 @@ class BatchingTransformersGenerator(TransformersGenerator):
         for layer in self._cache.layers:
             layer.replace(layer.keys[index, :, start:], layer.values[index, :, start:])
 
+
+def _stop_at_exit(generator: weakref.ref) -> None:
+    if (alive := generator()) is not None:
+        alive.stop()

@@ -197,3 +197,22 @@ def test_a_row_whose_sampling_fails_ends_alone_and_the_others_go_on(batching, si
     failed = answer_within(batching, ask(PROMPTS[1]), broken)
     assert isinstance(failed, ModelError) and "generation failed" in str(failed)
     assert first + "".join(running) == expected
+
+
+def test_at_exit_the_worker_ends_before_the_interpreter_does(model_dir) -> None:
+    """A daemon worker still inside a torch call when Python finalizes aborts the process
+    (`chatbot ask` exited with SIGABRT on a busy machine); the atexit hook ends it first."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from chatbot.batching import BatchingTransformersGenerator as B; "
+              "from chatbot.generate import GenerationSettings as S; "
+              "from chatbot.types import Message as M; "
+              "g = B(sys.argv[1], 'tiny', device='cpu', max_batch=2); "
+              "import atexit; atexit.register(lambda: print("  # runs last: hooks are LIFO
+              "'worker alive after exit hooks:', g._worker.is_alive())); "
+              "print(''.join(g.stream([M('user', 'Hi')], S(max_new_tokens=4))) is not None)")
+    done = subprocess.run([sys.executable, "-c", script, str(model_dir)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["True", "worker alive after exit hooks: False"]

@@ -204,10 +204,13 @@ def test_cli_errors_name_the_problem(config_file, args, message) -> None:
 def test_a_bad_line_in_a_corrections_file_saves_none(config_file, isolated_state,
                                                      tmp_path) -> None:
     rows = tmp_path / "corrections.jsonl"
-    rows.write_text(json.dumps({"turn_id": 2, "text": FIXED}) + "\n{\"turn\": 4}\n")
+    rows.write_bytes(b"\xef\xbb\xbf" + json.dumps({"turn_id": 2, "text": FIXED}).encode()
+                     + b'\n{"turn": 4}\n{"turn_id": 2, "text": "caf\xe9"}\n')  # BOM, Latin-1
     result = invoke(config_file, "--file", str(rows))
     assert result.exit_code == 1
     assert f'{rows}:2: expected {{"turn_id": N, "text": "..."}}' in result.output
+    assert f"{rows}:3: not UTF-8 text (byte 0xe9); re-save the file as UTF-8" in result.output
+    assert f"{rows}:1" not in result.output  # a byte-order mark is no problem
     assert ConversationLog(isolated_state / "logs.sqlite").corrections(2) == []
 
 

@@ -73,6 +73,16 @@ def test_rows_come_from_thumbs_corrections_and_the_arena(config, logged) -> None
     assert "**2** desirable and **2** undesirable KTO rows (50% desirable)" in report
 
 
+def test_eval_names_a_preference_dataset_as_such(config, logged) -> None:
+    from chatbot.errors import InputError
+    from training.eval.evalset import load_items
+
+    build_preference_dataset(data_settings(config), "prefs")
+    with pytest.raises(InputError, match="dataset 'prefs' is a preference dataset; chatbot eval "
+                                         "asks questions from a JSONL file or a dataset built"):
+        load_items("prefs", config.data_path)
+
+
 def test_a_pair_has_one_prompt_the_exact_one_both_answers_were_sent(config, logged) -> None:
     build_preference_dataset(data_settings(config), "prefs")
     folder = config.data_path / "datasets" / "prefs"
@@ -122,6 +132,9 @@ def test_cli_builds_it_and_the_sft_trainer_refuses_it(config, logged, tmp_path) 
     assert manifest["kind"] == "preference" and manifest["files"] == FILES
     with pytest.raises(DatasetError, match="'p' is a preference dataset"):
         load_training_data(config.data_path, "p")
+    listed = CliRunner().invoke(main, ["data", "list", "--config", str(path)]).output
+    assert listed.split("\t", 2)[0] == "p" and listed.rstrip().endswith(
+        "KTO rows train 3, validation 1\tDPO pairs train 2, validation 0")  # not summed
 
 
 PASSAGES = [Hit(Chunk("c1", "docs/files.md", "Files and folders\nThis will open the Files app; "

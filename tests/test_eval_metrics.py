@@ -116,11 +116,14 @@ def test_dataset_validation_split_is_read_back_to_questions(tmp_path) -> None:
 
     rendered = "Sources:\n<<<SOURCES\n[1] a.md\ntext\nSOURCES>>>\n\nQuestion: How do I sync?"
     rows = {"conversation_id": ["c1"], "messages": [[
-        {"role": "system", "content": "You are..."}, {"role": "user", "content": rendered},
-        {"role": "assistant", "content": "Run sync [1]."}]]}
+        {"role": "system", "content": "You are...", "weight": None},
+        {"role": "user", "content": "Hi", "weight": None},
+        {"role": "assistant", "content": "Hello.", "weight": 0},  # history: not an item
+        {"role": "user", "content": rendered, "weight": None},
+        {"role": "assistant", "content": "Run sync [1].", "weight": None}]]}
     directory = tmp_path / "datasets" / "mydata"
     DatasetDict({"train": Dataset.from_dict(rows), "validation": Dataset.from_dict(rows)}
                 ).save_to_disk(str(directory / "dataset"))
     items = load_items("mydata", tmp_path)
     assert [(i.id, i.question, i.references) for i in items] == [
-        ("c1:1", "How do I sync?", ("Run sync [1].",))]
+        ("c1:3", "How do I sync?", ("Run sync [1].",))]

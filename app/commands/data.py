@@ -31,7 +31,9 @@ def data_group() -> None:
 @click.option("--from", "sources", multiple=True, metavar="logs|FILE",
               help="'logs' for the conversation log, or a .jsonl/.csv transcript file; repeat "
                    "[default: logs].")
-@click.option("--strict", is_flag=True, help="Fail on the first invalid line instead of skipping.")
+@click.option("--strict", is_flag=True,
+              help="Build nothing when any line is invalid, and list them all, instead of "
+                   "skipping them.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset of that name.")
 @click.option("--kind", type=click.Choice(["sft", "preference"]), default="sft", show_default=True,
               help="sft: conversations to fine-tune on; preference: KTO rows and DPO pairs "
@@ -93,8 +95,16 @@ def list_command(config: BotConfig, as_json: bool) -> None:
     elif not found:
         click.echo("no datasets yet; build one with `chatbot data build --name NAME --from FILE`")
     for entry in [] if as_json else found:
-        click.echo(f"{entry['name']}\t{entry['created_at']}\ttrain {entry['train']}\t"
-                   f"validation {entry['validation']}")
+        click.echo(f"{entry['name']}\t{entry['created_at']}\t{_sizes(entry)}")
+
+
+def _sizes(entry: dict) -> str:
+    """Split sizes in the dataset's own units: conversations, or KTO rows and DPO pairs."""
+    if entry["kind"] != "preference":
+        return f"train {entry['train']}\tvalidation {entry['validation']}"
+    counts = entry["counts"]
+    return (f"KTO rows train {counts['kto_train']}, validation {counts['kto_validation']}\t"
+            f"DPO pairs train {counts['dpo_train']}, validation {counts['dpo_validation']}")
 
 
 @data_group.command("show")

@@ -188,7 +188,13 @@ def read_corrections(path: Path) -> tuple[list[tuple[int, str]], list[str]]:
     """The (turn id, text) rows of a corrections file and the ``file:line`` of each; every bad
     line named at once."""
     rows, labels, problems = [], [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError as exc:
+            problems.append(f"{path}:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                            "re-save the file as UTF-8")
+            continue
         if not line.strip():
             continue
         try:

@@ -264,16 +264,18 @@ def read_dataset_manifest(settings: DataSettings, name: str) -> store.DatasetMan
 
 
 def list_datasets(settings: DataSettings) -> list[dict]:
-    """Name, creation time and split sizes of every dataset of the bot."""
+    """Name, kind, creation time and split sizes of every dataset of the bot (a preference
+    dataset's ``train``/``validation`` count its rows and pairs together; ``counts`` has each)."""
     root = settings.datasets_root
     found = []
     for directory in sorted(root.iterdir()) if root.is_dir() else []:
         if (directory / store.MANIFEST).is_file() and not directory.name.startswith("."):
             manifest = store.DatasetManifest.load(directory)
-            found.append({"name": directory.name, "created_at": manifest.created_at,
+            found.append({"name": directory.name, "kind": manifest.kind,
+                          "created_at": manifest.created_at,
                           "train": manifest.counts["train"],
                           "validation": manifest.counts["validation"],
-                          "path": str(directory)})
+                          "counts": manifest.counts, "path": str(directory)})
     return found
 
 

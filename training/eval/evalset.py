@@ -25,6 +25,7 @@ from chatbot.errors import InputError
 from chatbot.paths import DataPaths
 from chatbot.prompts import question_in
 from chatbot.types import Message
+from training.data.dataset import MANIFEST, DatasetManifest
 
 
 @dataclass(frozen=True)
@@ -103,14 +104,16 @@ def question_item(row: dict, item_id: str) -> EvalItem:
 
 
 def conversation_items(messages: list, conversation_id: str, where: str) -> list[EvalItem]:
-    """One item per assistant turn that follows a user turn; system messages are dropped
-    (each variant brings its own system prompt)."""
+    """One item per assistant turn that follows a user turn, except those of ``weight`` 0 (a
+    logged prompt's earlier answers: each is an item of its own example); system messages are
+    dropped (each variant brings its own system prompt)."""
     turns = [Message(m["role"], question_in(m["content"]) if m["role"] == "user"
-                     else m["content"])
+                     else m["content"], m.get("weight"))
              for m in messages if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
     items = []
     for position, turn in enumerate(turns):
-        if turn.role == "assistant" and position and turns[position - 1].role == "user":
+        if (turn.role == "assistant" and turn.weight != 0 and position
+                and turns[position - 1].role == "user"):
             items.append(EvalItem(f"{conversation_id}:{position}", turns[position - 1].content,
                                   (turn.content,), tuple(turns[:position - 1])))
     if not items:
@@ -125,6 +128,11 @@ def _strip_tags(markup: str) -> str:
 def _dataset_items(directory: Path) -> list[EvalItem]:
     from datasets import load_from_disk
 
+    kind = DatasetManifest.load(directory).kind if (directory / MANIFEST).is_file() else "sft"
+    if kind != "sft":
+        raise InputError(f"dataset {directory.name!r} is a {kind} dataset; chatbot eval asks "
+                         "questions from a JSONL file or a dataset built by `chatbot data build` "
+                         "without --kind")
     dataset = load_from_disk(str(directory / "dataset"))
     if "validation" not in dataset:
         raise InputError(f"dataset {directory} has no validation split; rebuild it with a "
