@@ -130,7 +130,8 @@ def _rate(p: Proportion) -> str:
 
 def render_markdown(report: AbReport) -> str:
     lines = [f"Thumbs-up rate, Wilson {1 - report.alpha:.0%} intervals (minimum effect "
-             f"{report.min_effect:.0%}):", "", "| variant | sessions | thumbs up |",
+             f"{report.min_effect:.0%}):", "",
+             "| variant | sessions the A/B split sent to it | thumbs up |",
              "|---|---|---|"]
     lines += [f"| {v} | {report.assignments.get(v, 0)} | {_rate(p)} |"
               for v, p in report.thumbs.items()]
