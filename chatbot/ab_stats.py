@@ -68,11 +68,13 @@ def two_proportion_test(a: Proportion, b: Proportion) -> ProportionTest | None:
 
 def votes_needed_two_groups(base_rate: float, min_effect: float, alpha: float = 0.05,
                             power: float = 0.8) -> int:
-    """Observations per group to detect a rate change of ``min_effect`` from ``base_rate``."""
+    """Observations per group to detect a rate change of ``min_effect`` from ``base_rate``:
+    upward, or downward where the rate can't rise that far (every answer so far thumbed up)."""
     from statsmodels.stats.power import NormalIndPower
     from statsmodels.stats.proportion import proportion_effectsize
 
-    target = min(max(base_rate + min_effect, 1e-6), 1 - 1e-6)
+    changed = base_rate + min_effect if base_rate + min_effect <= 1 else base_rate - min_effect
+    target = min(max(changed, 1e-6), 1 - 1e-6)
     effect = abs(proportion_effectsize(target, min(max(base_rate, 1e-6), 1 - 1e-6)))
     n = NormalIndPower().solve_power(effect_size=effect, alpha=alpha, power=power, ratio=1.0)
     return int(math.ceil(n))

@@ -40,6 +40,8 @@ def test_votes_needed_match_the_arcsine_formula() -> None:
     one = ((Z + 0.8416212) / h) ** 2
     assert votes_needed_one_sample(0.1) == math.ceil(one)
     assert votes_needed_two_groups(0.5, 0.1) == math.ceil(2 * one)
+    # every answer thumbed up so far: the rate can only fall, so a fall is what is sized
+    assert votes_needed_two_groups(1.0, 0.1) == votes_needed_two_groups(0.0, 0.1) > 0
 
 
 def test_bradley_terry_two_players_with_ties_as_half_wins() -> None:

@@ -73,9 +73,26 @@ def test_thumbs_and_comment_are_written_to_the_log(engine) -> None:
     assert [(t.rating, t.comment) for t in turns if t.role == "assistant"] == [
         (-1, None), (1, "clear and short")]
     state, row = actions.rate(state, like(3, ""))  # the thumb clicked again: taken back
-    assert row["visible"] is False and state.rated is None
+    assert row == gr.update() and state.rated[1] == -1  # answer 1's comment box stays open
+    state, row = actions.rate(state, like(1, ""))
+    assert row["visible"] is False and state.rated is None  # its own rating gone: so is it
     turns = engine.log.conversation(state.session_id).turns
-    assert [(t.rating, t.comment) for t in turns if t.role == "assistant"] == [(-1, None),
+    assert [(t.rating, t.comment) for t in turns if t.role == "assistant"] == [(None, None),
+                                                                             (None, None)]
+
+
+def test_a_comment_typed_after_the_next_question_is_not_saved_on_the_earlier_answer(
+        engine) -> None:
+    """The box opened for answer 1; typed after answer 2 came, it reads as about answer 2."""
+    actions, state = ChatActions(engine), new_state()
+    run(actions.respond("first question", state, "prompt"))
+    state, _ = actions.rate(state, like(1, True))
+    run(actions.respond("second question", state, "prompt"))
+    with pytest.warns(UserWarning, match="Rate an answer with thumbs up or down first"):
+        state, kept, row = actions.comment(state, "this one is made up")
+    assert kept == "this one is made up" and row["visible"] is False
+    turns = engine.log.conversation(state.session_id).turns
+    assert [(t.rating, t.comment) for t in turns if t.role == "assistant"] == [(1, None),
                                                                              (None, None)]
 
 

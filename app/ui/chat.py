@@ -115,6 +115,7 @@ class ChatActions:
 
     def respond(self, message: str, state: ChatState, choice: str | None = None) -> Iterator:
         state = state if state is not None else new_state()
+        state.rated = None  # a comment typed from now on would be read as about the new answer
         try:
             stream = self.engine.answer(state.session_id, message or "",
                                         self.variant_for(state, choice), history=state.history())
@@ -166,6 +167,8 @@ class ChatActions:
             return state, gr.update()
         if withdrawn:
             self.engine.log.withdraw_feedback(answer.reply.turn_id)
+            if state.rated is None or state.rated[0] != answer.reply.turn_id:
+                return state, gr.update()  # a comment pending on another answer stays
             state.rated = None
             return state, gr.update(visible=False)
         rating = 1 if like.liked else -1
@@ -177,7 +180,7 @@ class ChatActions:
     def comment(self, state: ChatState, text: str) -> tuple:
         if state is None or state.rated is None:
             gr.Warning("Rate an answer with thumbs up or down first, then comment.")
-            return state, text, gr.update()
+            return state, text, gr.update(visible=False)
         if not (text or "").strip():
             gr.Warning("The comment is empty.")
             return state, text, gr.update()
