@@ -33,7 +33,7 @@ def test_upload_indexes_lists_searches_and_removes(documents, tmp_path) -> None:
                write(tmp_path / "gradio-b", "faq.md", "# FAQ\n\nRefunds take five days.")]
     status, rows, chooser, dropped = actions.upload(uploads)
     assert dropped is None
-    assert status.startswith("Indexed 2 file(s): 2 added")
+    assert status.startswith("Indexed 2 of 2 file(s): 2 added")
     kept = ["uploads/faq.md", "uploads/install.md"]  # never the server's absolute path
     assert sorted(r[0] for r in rows) == kept and all(r[1] >= 1 for r in rows)
     assert sorted(chooser["choices"]) == kept
@@ -41,6 +41,18 @@ def test_upload_indexes_lists_searches_and_removes(documents, tmp_path) -> None:
     assert 'id="search-1"' in results and "faq.md" in results and "Refunds take" in results
     status, rows, _ = actions.remove(kept[0])
     assert status == "Removed 1 document(s)." and [r[0] for r in rows] == [kept[1]]
+
+
+def test_a_failed_upload_of_a_known_name_keeps_the_file_it_would_have_replaced(documents,
+                                                                              tmp_path) -> None:
+    """The index still holds the earlier file: its copy must stay for the next sync to read."""
+    actions = DocumentActions(documents)
+    actions.upload([write(tmp_path / "one", "parking.md", "Park in bay 4.")])
+    status, rows, _, _ = actions.upload([write(tmp_path / "two", "parking.md", "")])
+    assert status.startswith("Indexed 0 of 1 file(s)") and "`parking.md`: empty file" in status
+    assert (documents.upload_dir / "parking.md").read_text() == "Park in bay 4."
+    assert [r[0] for r in rows] == ["uploads/parking.md"]
+    assert sorted(p.name for p in documents.upload_dir.iterdir()) == ["parking.md"]
 
 
 def test_upload_of_a_changed_file_updates_it(documents, tmp_path) -> None:

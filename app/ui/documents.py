@@ -73,12 +73,14 @@ class DocumentActions:
         return rows, gr.update(choices=choices, value=None)
 
     def upload(self, files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple:
-        """Copy the uploads next to the index's other uploads, index them (a copy that could
-        not be indexed is deleted), empty the drop box."""
+        """Copy the uploads next to the index's other uploads, index them, empty the drop box.
+        A copy that could not be indexed is deleted, and the file it replaced (an upload of
+        the same name that is still indexed) is put back."""
         if not files:
             gr.Warning("Choose one or more files to upload first.")
             return (gr.update(), *self.table(), None)
-        kept = [self._keep(Path(f)) for f in files]
+        replaced = {}
+        kept = [self._keep(Path(f), replaced) for f in files]
 
         def report(done: int, total: int, path: str) -> None:
             progress((done, total), desc=f"indexed {Path(path).name}")
@@ -86,18 +88,32 @@ class DocumentActions:
         try:
             result = self.documents.sync(kept, progress=report)
         except ChatbotError as exc:
+            for target, earlier in replaced.items():
+                earlier.replace(target)
             raise gr.Error(str(exc), print_exception=False) from exc
-        for failure in result.failed:  # not indexed: its copy (200 MB, say) is not kept either
-            Path(failure.source).unlink(missing_ok=True)
-        lines = [f"Indexed {len(kept)} file(s): {html.escape(result.summary())}"]
+        failed = {Path(failure.source) for failure in result.failed}
+        for target in kept:  # not indexed: its copy (200 MB, say) is not kept either
+            earlier = replaced.get(target)
+            if target in failed and earlier:
+                earlier.replace(target)
+            elif target in failed:
+                target.unlink(missing_ok=True)
+            elif earlier:
+                earlier.unlink(missing_ok=True)
+        indexed = len(kept) - len(failed)
+        lines = [f"Indexed {indexed} of {len(kept)} file(s): {html.escape(result.summary())}"]
         lines += [f"- not indexed: `{Path(f.source).name}`: {html.escape(f.reason)}"
                   for f in result.failed]
         return ("\n".join(lines), *self.table(), None)
 
-    def _keep(self, upload: Path) -> Path:
+    def _keep(self, upload: Path, replaced: dict[Path, Path]) -> Path:
+        """Copy ``upload`` into the uploads folder; a file of that name already there is moved
+        aside into ``replaced`` (target -> the earlier file) until the new one is indexed."""
         target_dir = self.documents.upload_dir
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / upload.name
+        if target.exists() and target not in replaced:
+            replaced[target] = target.replace(target_dir / f".{upload.name}.earlier")
         shutil.copyfile(upload, target)
         return target
 
