@@ -89,7 +89,11 @@ def test_build_from_the_log_keeps_thumbs_up_and_shows_the_report(actions, config
     assert "train 0, validation 0" in too_long[0]
     assert "- **Warning:** the train split is empty" in too_long[0]
     again = build(actions, name="v1")
-    assert again[0].startswith("**Not built:** dataset 'v1' already exists")
+    assert again[0].startswith("**Not built:** dataset 'v1' already exists at datasets/v1; "
+                               'choose another name or tick "Replace a dataset of the same name"')
+    assert str(config.data_path) not in summary + report + again[0]  # no server paths shown
+    first = build(actions, name="aaa", feedback="all")  # sorts first; the picker takes it
+    assert first[4]["value"] == "aaa"
     crossed = build(actions, name="v3", min_tokens=3000, max_tokens=2048)
     assert crossed[0].startswith("**Not built:** token limits 3000..2048 select nothing")
     assert len(warnings) == 2

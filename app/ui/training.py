@@ -7,6 +7,7 @@ with ``chatbot serve`` (logging on).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from dataclasses import replace
@@ -48,14 +49,17 @@ class TrainingActions:
 
     # -- datasets --------------------------------------------------------------------------
 
-    def datasets(self) -> tuple[list[list], dict]:
+    def datasets(self, chosen: str | None = None) -> tuple[list[list], dict]:
+        """The table and the picker, which selects ``chosen`` (the dataset just built), else
+        the newest."""
         from app.build import data_settings
         from training.data.build import list_datasets
 
         found = list_datasets(data_settings(self.config))
         rows = [[d["name"], d["created_at"], d["train"], d["validation"]] for d in found]
         names = [d["name"] for d in found]
-        return rows, gr.update(choices=names, value=names[-1] if names else None)
+        newest = max(found, key=lambda d: d["created_at"])["name"] if found else None
+        return rows, gr.update(choices=names, value=chosen if chosen in names else newest)
 
     def build(self, name: str, use_log: bool, files: list[str] | None, feedback: str,
               min_tokens: float | None, max_tokens: float | None, near_duplicates: float | None,
@@ -77,11 +81,13 @@ class TrainingActions:
                                     options=options)
         except ChatbotError as exc:
             gr.Warning(str(exc))
-            return (f"**Not built:** {exc}", gr.update(), gr.update(), *self.datasets())
+            return (f"**Not built:** {self._shown(str(exc))}", gr.update(), gr.update(),
+                    *self.datasets())
         lines = summary.lines()
         warnings = [f"- **Warning:** {warning}" for warning in summary.warnings]
-        text = "\n".join(["**" + lines[0] + "**", *warnings, "```", *lines[1:], "```"])
-        return (text, *self.report(name), *self.datasets())
+        text = self._shown("\n".join(["**" + lines[0] + "**", *warnings, "```", *lines[1:],
+                                      "```"]))
+        return (text, *self.report(name), *self.datasets(chosen=name))
 
     def options(self, feedback: str, min_tokens: float | None, max_tokens: float | None,
                 near_duplicates: float | None, validation_share: float):
@@ -116,8 +122,16 @@ class TrainingActions:
         report, histogram = folder / "data_report.md", folder / "token_lengths.png"
         if not report.is_file():
             return f"No report for dataset `{name}`.", None
-        text = _IMAGE_LINE.sub("", report.read_text(encoding="utf-8"))
+        text = self._shown(_IMAGE_LINE.sub("", report.read_text(encoding="utf-8")))
         return text, _read_image(histogram) if histogram.is_file() else None
+
+    def _shown(self, text: str) -> str:
+        """``text`` as the page shows it: paths under the data folder relative to it (the
+        server's layout is no visitor's business), and the tab's own control where the command
+        line's flag is named."""
+        return (text.replace(f"{self.config.data_path.resolve()}{os.sep}", "")
+                .replace(f"{self.config.data_path}{os.sep}", "")
+                .replace("pass --overwrite", "tick \"Replace a dataset of the same name\""))
 
     def _keep(self, upload: Path) -> Path:
         """Uploads are copied under the data dir, so the manifest names a file that stays.
@@ -148,7 +162,7 @@ class TrainingActions:
             self.job.start(request)
         except ChatbotError as exc:
             gr.Warning(str(exc))
-            return f"**Not started:** {exc}\n\n{self.job.status().message}"
+            return self._shown(f"**Not started:** {exc}\n\n{self.job.status().message}")
         self.announced = None
         return f"Started: `{' '.join(request.arguments())}`"
 
@@ -160,7 +174,7 @@ class TrainingActions:
     def poll(self) -> tuple[str, pd.DataFrame | None]:
         """The run's status and its loss curve (train and validation loss by step)."""
         status = self.job.status()
-        text = f"**{status.state}**: {status.message}"
+        text = self._shown(f"**{status.state}**: {status.message}")
         if status.state == "finished":
             text += " " + self._serve(status.name)
         return text, chart_value(self.job.metrics())
