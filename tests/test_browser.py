@@ -92,10 +92,16 @@ def test_browser_logs_in_chats_streams_shows_sources_logs_thumbs_up_and_uploads(
         expect(page.locator("#cb-upload-status")).to_contain_text(
             "Indexed 1 of 1 file(s): 1 added", timeout=30_000)
         expect(page.locator("#cb-documents")).to_contain_text("uploads/pets.md")
+        page.get_by_role("tab", name="Chat").click()
+        page.get_by_label("Dislike", exact=True).first.click()  # the page was loaded before
+        expect(page.locator("#cb-comment")).to_be_visible(timeout=10_000)
+        page.get_by_role("tab", name="Review").click()  # opening the tab lists it at once
+        expect(page.locator("#cb-review-table")).to_contain_text("How do I index my",
+                                                                 timeout=10_000)
     rows = sqlite3.connect(log_path).execute(
         "SELECT f.rating, t.role, t.status, t.session_id FROM feedback f "
         "JOIN turns t ON t.id = f.turn_id").fetchall()
-    assert len(rows) == 1 and rows[0][:3] == (1, "assistant", "complete")
+    assert len(rows) == 2 and rows[-1][:3] == (-1, "assistant", "complete")
     assert rows[0][3].startswith("web-")
 
 

@@ -43,13 +43,14 @@ def build_app(engine: Engine, *, documents: Documents | None = None,
                                                   answers_at_once)
             _on_page_load(app, app.chat_actions)
             if documents is not None:
-                with gr.Tab("Documents", id="documents"):
+                with gr.Tab("Documents", id="documents") as documents_tab:
                     app.document_actions = build_documents_tab(documents)
-                app.load(app.document_actions.table, None, app.document_actions.listing)
+                for opened in (app.load, documents_tab.select):
+                    opened(app.document_actions.table, None, app.document_actions.listing)
             if engine.log is not None:
-                with gr.Tab("Review", id="review"):
+                with gr.Tab("Review", id="review") as review_tab:
                     app.review_actions = build_review_tab(engine.log, _min_support(engine))
-                _on_page_load(app, app.review_actions)
+                _on_page_load(app, app.review_actions, review_tab)
             app.tab_actions = {}
             for label, build in tabs:
                 with gr.Tab(label, id=label.lower()):
@@ -64,9 +65,13 @@ def _min_support(engine: Engine) -> float:
     return (attributor.settings if attributor else AttributionSettings()).min_support
 
 
-def _on_page_load(app: gr.Blocks, actions: object) -> None:
+def _on_page_load(app: gr.Blocks, actions: object, tab: gr.Tab | None = None) -> None:
+    """Run ``actions.on_page_load`` when the page opens, and also each time ``tab`` is
+    opened, for a tab whose list other tabs change (a thumbs-down in the Chat tab adds an
+    answer to review)."""
     for function, outputs in getattr(actions, "on_page_load", ()):
-        app.load(function, None, outputs)
+        for opened in (app.load, *((tab.select,) if tab is not None else ())):
+            opened(function, None, outputs)
 
 
 def mount_ui(server: FastAPI, app: gr.Blocks, credentials: Credentials,
