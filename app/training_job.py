@@ -97,6 +97,10 @@ class TrainingJob:
                 raise InputError(f"run {self.request.name!r} is still training; wait for it "
                                  "to finish or stop it before starting another")
             check_new_adapter(self.data_dir, request.name)  # before its log file is named
+            if request.resume and not (self.paths.run(request.name) / CHECKPOINT).is_file():
+                raise InputError(f"run {request.name!r} has no checkpoint to resume from (one "
+                                 "is saved at each validation); untick Resume to train it "
+                                 "from the beginning")
             runs = self.paths.runs
             runs.mkdir(parents=True, exist_ok=True)
             self.log_path = runs / f"{request.name}.log"  # beside the run dir, which is replaced

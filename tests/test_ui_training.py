@@ -138,6 +138,9 @@ def test_a_setting_the_command_refuses_is_reported_in_one_line(actions, warnings
     assert status.startswith("**failed**: Run 'wild' failed (exit code 2): Invalid value for "
                              "'--lr'"), status
     assert "less than or equal to 1" in status and "Usage:" not in status
+    nothing = actions.start("facts", "fresh", "lora", 1, 5e-3, 4, 4, 4, 2, True)
+    assert nothing.startswith("**Not started:** run 'fresh' has no checkpoint to resume from")
+    assert "untick Resume" in nothing and not actions.job.running()
 
 
 def test_stop_ends_the_child_and_resume_continues_from_the_checkpoint(actions, config):
