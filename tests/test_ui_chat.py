@@ -69,6 +69,7 @@ def test_thumbs_and_comment_are_written_to_the_log(engine) -> None:
     state, box, row = actions.comment(state, "  clear and short  ")
     assert box == "" and row["visible"] is False
     actions.rate(state, like(1, False))
+    assert actions.lit_thumbs(state)["feedback_value"] == ["Dislike", "Like"]  # kept lit
     turns = engine.log.conversation(state.session_id).turns
     assert [(t.rating, t.comment) for t in turns if t.role == "assistant"] == [
         (-1, None), (1, "clear and short")]
@@ -76,6 +77,7 @@ def test_thumbs_and_comment_are_written_to_the_log(engine) -> None:
     assert row == gr.update() and state.rated[1] == -1  # answer 1's comment box stays open
     state, row = actions.rate(state, like(1, ""))
     assert row["visible"] is False and state.rated is None  # its own rating gone: so is it
+    assert actions.lit_thumbs(state)["feedback_value"] == [None, None]
     turns = engine.log.conversation(state.session_id).turns
     assert [(t.rating, t.comment) for t in turns if t.role == "assistant"] == [(None, None),
                                                                              (None, None)]

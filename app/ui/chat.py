@@ -28,6 +28,8 @@ class ShownAnswer:
     reply: Reply
     correction: str | None = None
     """The text a person put in its place (saved with the turn); shown and sent as history."""
+    feedback: str | None = None
+    """``Like`` or ``Dislike`` while its rating is in the log: the thumb the page keeps lit."""
 
     @property
     def text(self) -> str:
@@ -165,6 +167,7 @@ class ChatActions:
         if self.engine.log is None or answer.reply.turn_id is None:
             gr.Warning("Conversation logging is off (logging.enabled): feedback is not kept.")
             return state, gr.update()
+        answer.feedback = None if withdrawn else ("Like" if like.liked else "Dislike")
         if withdrawn:
             self.engine.log.withdraw_feedback(answer.reply.turn_id)
             if state.rated is None or state.rated[0] != answer.reply.turn_id:
@@ -176,6 +179,11 @@ class ChatActions:
         state.rated = (answer.reply.turn_id, rating)
         gr.Info("Thanks: feedback saved. Add a comment below if you like.")
         return state, gr.update(visible=True)
+
+    def lit_thumbs(self, state: ChatState | None) -> dict:
+        """The chat's thumbs as the log has them: the page draws them from this each time it
+        draws the conversation again (a new answer, a correction), else they all go unlit."""
+        return gr.update(feedback_value=[a.feedback for a in state.answers] if state else [])
 
     def comment(self, state: ChatState, text: str) -> tuple:
         if state is None or state.rated is None:
@@ -272,12 +280,15 @@ def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None =
     answering = {"concurrency_limit": answers_at_once, "concurrency_id": "chat-answers"}
     for trigger in (box.submit, send.click):
         trigger(actions.respond, [box, state, variant], streamed, **answering)
-    for trigger in (regenerate.click, chatbot.retry):
-        trigger(actions.regenerate, [state, variant], streamed, **answering)
+    for trigger in (regenerate.click, chatbot.retry):  # the new answer is not rated
+        trigger(actions.regenerate, [state, variant], streamed, **answering).then(
+            actions.lit_thumbs, [state], [chatbot])
     for trigger in (clear.click, chatbot.clear):
-        trigger(actions.clear, [state], [chatbot, state, box, sources, prompt, comment_row])
+        trigger(actions.clear, [state], [chatbot, state, box, sources, prompt, comment_row]
+                ).then(actions.lit_thumbs, [state], [chatbot])
     actions.on_page_load.append((actions.variant_choices, [variant]))
-    chatbot.like(actions.rate, [state], [state, comment_row])
+    chatbot.like(actions.rate, [state], [state, comment_row]).then(actions.lit_thumbs, [state],
+                                                                   [chatbot])
     chatbot.select(actions.select, [state], [sources, prompt])
     chatbot.edit(actions.correct, [state], [chatbot, state])
     for trigger in (comment.submit, send_comment.click):
