@@ -95,9 +95,10 @@ class BotIndex:
     upload_dir: Path | None = None
     """Where the web UI keeps uploaded files; they are indexed beside ``paths``."""
 
-    @property
+    @functools.cached_property
     def names(self) -> SourceNames:
-        """How its documents are named where the bot shows them."""
+        """How its documents are named where the bot shows them (worked out once, not at
+        every search)."""
         roots = self.paths + ((self.upload_dir,) if self.upload_dir else ())
         return SourceNames(tuple(Path(os.path.abspath(root)) for root in roots))
 
