@@ -242,9 +242,9 @@ class Answering:
                 "session_id": self.session_id, "timings": reply.timings,
                 "system_messages_ignored": self.system_ignored, "attribution": attribution}
 
-    def finish_reason(self, reply: Reply) -> str:
-        tokens = reply.timings.get("tokens") or 0
-        return "length" if tokens >= self.settings.max_new_tokens else "stop"
+    @staticmethod
+    def finish_reason(reply: Reply) -> str:
+        return "length" if reply.reached_token_limit else "stop"
 
 
 async def _complete(job: Answering, first: tuple[str, object],

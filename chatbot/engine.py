@@ -273,6 +273,7 @@ class AnswerStream:
         turn_id = self._log_start(messages, hits, query)
         refuse = self.variant.retrieval and not hits and policies.retrieval.no_hits == "refuse"
         raw, shown, status, first, error = "", "", "interrupted", None, None
+        stopped = False
         saved_at = time.monotonic()
         held = policies.attributor is not None and policies.attributor.holds_answers
         try:
@@ -326,7 +327,9 @@ class AnswerStream:
                 self._events.put(("piece", text))
             self.reply = Reply(text, messages, hits, self.variant.name, self.variant.model,
                                self.variant.adapter_id, timings, refuse, changed, turn_id,
-                               0 if refuse else prompt.tokens, query, attribution)
+                               0 if refuse else prompt.tokens, query, attribution,
+                               complete and not refuse and not stopped
+                               and timings["tokens"] >= self.settings.max_new_tokens)
             self._log_finish(turn_id, text, timings, status, attribution, error)
 
     def _abandoned(self) -> bool:

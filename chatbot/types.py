@@ -54,6 +54,9 @@ class Reply:
     attribution: Attribution | None = None
     """Which source sentences back each sentence (``chatbot.attribution``); ``None`` with
     attribution off, or for an answer refused or not finished."""
+    reached_token_limit: bool = False
+    """The answer ended because it reached ``max_new_tokens``, not at the model's end of
+    text or a stop string (OpenAI's ``finish_reason`` ``length``)."""
 
     def sources(self) -> list[dict]:
         return [hit_record(hit) for hit in self.hits]

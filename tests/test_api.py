@@ -78,6 +78,11 @@ def test_sampling_settings_are_honoured_and_logged(client, engine) -> None:
     stop = text.split()[len(text.split()) // 2]
     stopped = client.chat.completions.create(model="plain", messages=ASK, stop=[stop])
     assert stopped.choices[0].message.content == text[:text.find(stop)].strip()
+    assert stopped.choices[0].finish_reason == "stop"
+    last_word = text.split()[-1]
+    at_limit = client.chat.completions.create(model="plain", messages=ASK, max_tokens=8,
+                                              stop=[last_word])
+    assert at_limit.choices[0].finish_reason == "stop"  # the stop string ended it, not the limit
     sampled = client.chat.completions.create(model="plain", messages=ASK, temperature=0.7,
                                              top_p=0.9, user="sampler")
     settings = json.loads(logged_turn(engine, sampled.turn_id)["settings_json"])
