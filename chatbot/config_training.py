@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from chatbot.config_section import Section
 
@@ -98,9 +98,11 @@ class SweepConfig(Section):
     on ``--eval-data`` (higher is better)."""
     learning_rate: tuple[float, float] = (1e-5, 1e-3)
     """Learning-rate range, searched on a log scale."""
-    lora_r: list[int] = Field(default_factory=lambda: [8, 16, 32])
+    lora_r: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [8, 16, 32],
+                                                      min_length=1)
     """LoRA ranks to try."""
-    alpha_ratio: list[float] = Field(default_factory=lambda: [1.0, 2.0])
+    alpha_ratio: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [1.0, 2.0], min_length=1)
     """``lora_alpha / lora_r`` ratios to try."""
     epochs: tuple[float, float] = (1.0, 3.0)
     """Epochs range (ignored when ``max_steps`` is set)."""
@@ -109,6 +111,21 @@ class SweepConfig(Section):
     """Weight-decay range: log scale when it starts above 0, uniform from 0."""
     startup_trials: int = Field(default=2, ge=0)
     """Trials that run to the end before the median pruner starts stopping trials."""
+
+    @field_validator("learning_rate", "epochs", "lora_dropout", "weight_decay")
+    @classmethod
+    def _range_fits(cls, value: tuple[float, float],
+                    info: ValidationInfo) -> tuple[float, float]:
+        low, high = value
+        if not 0 <= low <= high:
+            raise ValueError(f"range {low:g}..{high:g} must satisfy 0 <= low <= high")
+        if info.field_name == "learning_rate" and low == 0:
+            raise ValueError("range must start above 0 (it is drawn on a log scale)")
+        if info.field_name == "epochs" and low == 0:
+            raise ValueError("range must start above 0")
+        if info.field_name == "lora_dropout" and high >= 1:
+            raise ValueError("range must end below 1")
+        return value
 
 
 class TrainingConfig(Section):

@@ -94,14 +94,16 @@ def test_sweep_refuses_to_overwrite_another_adapter(tmp_path, tiny_model):
         run_sweep(sweep_request(tmp_path, tiny_model, trials=1))
 
 
-def test_bad_ranges_are_reported_together():
-    from training.errors import TrainingError
+def test_bad_ranges_are_reported_together_by_config_check():
+    from chatbot.config_file import config_problems
 
-    space = SweepSpace(learning_rate=(0.0, 1e-3), lora_dropout=(0.0, 1.5), lora_r=())
-    with pytest.raises(TrainingError, match=r"learning_rate range must start above 0 \(it is "
-                                            r"drawn on a log scale\); lora_dropout range must "
-                                            r"end below 1; lora_r choices"):
-        space.check()
+    sweep = {"learning_rate": [0.0, 1e-3], "lora_dropout": [0.0, 1.5], "lora_r": [],
+             "epochs": [3, 1]}
+    assert config_problems({"training": {"sweep": sweep}}) == [
+        "training.sweep.learning_rate: range must start above 0 (it is drawn on a log scale)",
+        "training.sweep.lora_r: List should have at least 1 item after validation, not 0",
+        "training.sweep.epochs: range 3..1 must satisfy 0 <= low <= high",
+        "training.sweep.lora_dropout: range must end below 1"]
 
 
 def test_an_objective_that_is_not_an_upward_metric_is_refused(tiny_config, tmp_path,

@@ -104,7 +104,6 @@ def _check(request: SweepRequest, score) -> None:
     if request.objective != VAL_LOSS and score is None:
         raise TrainingError(f"objective {request.objective!r} needs an evaluation; use "
                             f"--objective {VAL_LOSS} or an eval metric name")
-    request.space.check()
 
 
 def _check_target(paths: DataPaths, name: str) -> None:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.errors import TrainingError
-
 
 @dataclass(frozen=True)
 class SweepSpace:
-    """The searched ranges; learning rate and weight decay are drawn on a log scale."""
+    """The searched ranges, as checked by the config's ``training.sweep`` section; learning
+    rate and weight decay are drawn on a log scale."""
 
     learning_rate: tuple[float, float] = (1e-5, 1e-3)
     lora_r: tuple[int, ...] = (8, 16, 32)
@@ -22,26 +21,6 @@ class SweepSpace:
     epochs: tuple[float, float] = (1.0, 3.0)
     lora_dropout: tuple[float, float] = (0.0, 0.1)
     weight_decay: tuple[float, float] = (0.0, 0.1)
-
-    def check(self) -> None:
-        """Every problem at once, each naming its range."""
-        problems = []
-        for name in ("learning_rate", "epochs", "lora_dropout", "weight_decay"):
-            low, high = getattr(self, name)
-            if not 0 <= low <= high:
-                problems.append(f"{name} range {low:g}..{high:g} must satisfy 0 <= low <= high")
-        if self.learning_rate[0] <= 0:
-            problems.append("learning_rate range must start above 0 (it is drawn on a log scale)")
-        if self.epochs[0] <= 0:
-            problems.append("epochs range must start above 0")
-        if self.lora_dropout[1] >= 1:
-            problems.append("lora_dropout range must end below 1")
-        if not self.lora_r or min(self.lora_r) < 1:
-            problems.append("lora_r choices must be one or more ranks >= 1")
-        if not self.alpha_ratio or min(self.alpha_ratio) <= 0:
-            problems.append("alpha_ratio choices must be one or more numbers > 0")
-        if problems:
-            raise TrainingError("sweep ranges: " + "; ".join(problems))
 
 
 def suggest(trial, space: SweepSpace, lora: bool) -> dict:
