@@ -19,7 +19,7 @@ from chatbot.errors import DocumentIndexError
 from chatbot.source_names import SourceNames
 from index.embed import Embedder, HashEmbedder, SentenceTransformerEmbedder
 from index.errors import IndexingError, IndexMissingError
-from index.evaluate import EvalReport, evaluate, load_questions
+from index.evaluate import EvalReport, evaluate, gold_not_indexed, load_questions
 from index.fusion import Fusion
 from index.manifest import IndexManifest, IndexSettings
 from index.passages import MAX_WORDS
@@ -187,7 +187,9 @@ def evaluate_index(index: BotIndex, data: Path, ks: tuple[int, ...],
         raise DocumentIndexError("nothing is indexed yet; run `chatbot index sync PATH` first")
     report = evaluate(lambda query, k: retriever.search(query, k=k, mode=mode),
                       questions.questions, ks)
-    return replace(report, not_answerable=questions.not_answerable)
+    chunks = retriever.store.docstore.all_chunks()[1]
+    return replace(report, not_answerable=questions.not_answerable,
+                   not_indexed=gold_not_indexed(questions.questions, chunks))
 
 
 @_index_errors

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from index.errors import EvalDataError
-from index.types import Hit
+from index.types import Chunk, Hit
 
 Search = Callable[[str, int], list[Hit]]
 
@@ -68,6 +68,9 @@ class EvalReport:
     """Questions of the file marked ``not_answerable``, left out: they have nothing to find."""
     misses: tuple[Miss, ...] = ()
     """The questions with no gold item at the largest k: where to look first."""
+    not_indexed: tuple[str, ...] = ()
+    """Gold items that no indexed chunk holds, so no search can find them: a typo, a file not
+    indexed, a sentence the chunking split. They are counted as misses all the same."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -81,6 +84,14 @@ class EvalReport:
         lines = [f"{self.questions} questions{left_out}; MRR {self.mrr:.3f}",
                  "| k | context hit@k | evidence recall@k | context words |",
                  "|---|---|---|---|", *rows]
+        if self.not_indexed:
+            lines += ["", f"{len(self.not_indexed)} gold item(s) are in no indexed chunk, so "
+                          "they count as misses whatever the search does (a typo? a file not "
+                          "indexed?):"]
+            lines += [f"- {_short(item)}" for item in self.not_indexed[:shown_misses]]
+            if len(self.not_indexed) > shown_misses:
+                lines.append(f"- ... {len(self.not_indexed) - shown_misses} more "
+                             "(--json lists all)")
         if self.misses:
             lines += ["", f"No gold item in the top {max(self.hit)} for {len(self.misses)} "
                           "question(s); the first passage found instead:"]
@@ -179,6 +190,26 @@ def evaluate(search: Search, questions: list[EvalQuestion], ks: tuple[int, ...])
     n = len(questions)
     return EvalReport(n, {k: v / n for k, v in hit.items()}, {k: v / n for k, v in recall.items()},
                       mrr / n, {k: v / n for k, v in words.items()}, misses=tuple(misses))
+
+
+def gold_not_indexed(questions: list[EvalQuestion], chunks: list[Chunk]) -> tuple[str, ...]:
+    """The gold items of ``questions`` that none of ``chunks`` (the whole index) holds, matched
+    as a search's passages are."""
+    by_source: dict[str, list[Chunk]] = {}
+    for chunk in chunks:
+        by_source.setdefault(chunk.source, []).append(chunk)
+    texts = {source: "\0".join(_norm(f"{c.location} {c.text}") for c in found)
+             for source, found in by_source.items()}
+    missing = []
+    for question in questions:
+        for gold in question.gold_passages:
+            if not any(_passage_matches(source, [c.location for c in found], gold)
+                       for source, found in by_source.items()):
+                missing.append(gold)
+        sources = [s for s in texts if not question.source or _same_file(s, question.source)]
+        missing += [sentence for sentence in question.gold_sentences
+                    if not any(_norm(sentence) in texts[source] for source in sources)]
+    return tuple(dict.fromkeys(missing))
 
 
 def _short(text: str, limit: int = 80) -> str:

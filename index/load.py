@@ -40,13 +40,17 @@ def discover(paths: list[Path], include: list[str], exclude: list[str]
              ) -> tuple[list[Path], list[LoadFailure]]:
     """Every file to index under ``paths`` (absolute, sorted), and the paths that can't be.
 
-    Folders are walked recursively and filtered by the include/exclude globs (relative to the
-    folder); a file named explicitly only needs a supported extension.
+    Folders are walked recursively, into linked folders too, and filtered by the include and
+    exclude globs (relative to the folder, either case: ``*.pdf`` takes ``REPORT.PDF``); a file
+    named explicitly only needs a supported extension. A file reached by several paths (a link
+    beside its target) is indexed once, by its path without links where there is one.
     """
     found: set[Path] = set()
     failures: list[LoadFailure] = []
     for path in paths:
         path = Path(os.path.abspath(path))
+        if _name_failure(path, failures):
+            continue
         if path.is_symlink() and not path.exists():
             failures.append(LoadFailure(str(path), f"broken symlink to {os.readlink(path)}"))
         elif path.is_dir():
@@ -58,17 +62,25 @@ def discover(paths: list[Path], include: list[str], exclude: list[str]
                 failures.append(LoadFailure(str(path), _unsupported(path)))
         else:
             failures.append(LoadFailure(str(path), "no such file or folder"))
-    return sorted(found), failures
+    return _once_each(found), failures
 
 
 def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],
           failures: list[LoadFailure]) -> None:
-    for folder, dirs, files in os.walk(root):
+    walked = set()  # real folders already walked: a link back up the tree is not a loop
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walked:
+            dirs.clear()
+            continue
+        walked.add(real)
         dirs.sort()
         for name in files:
             path = Path(folder) / name
             relative = path.relative_to(root).as_posix()
             if not _matches(relative, include) or _matches(relative, exclude):
+                continue
+            if _name_failure(path, failures):
                 continue
             if path.is_symlink() and not path.exists():
                 failures.append(LoadFailure(str(path), f"broken symlink to {os.readlink(path)}"))
@@ -76,10 +88,32 @@ def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],
                 found.add(path)
 
 
+def _name_failure(path: Path, failures: list[LoadFailure]) -> bool:
+    """A name that is not valid UTF-8 (an old archive's Latin-1 name) can't be stored or shown:
+    that file is reported, the others are indexed."""
+    try:
+        str(path).encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "replace")
+        failures.append(LoadFailure(shown, "the file name is not valid UTF-8; rename the file"))
+        return True
+
+
+def _once_each(paths: set[Path]) -> list[Path]:
+    """``paths`` (sorted) less the second path to one file, keeping the one without links."""
+    by_file: dict[str, Path] = {}
+    for path in sorted(paths, key=lambda p: (os.path.realpath(p) != str(p), str(p))):
+        by_file.setdefault(os.path.realpath(path), path)
+    return sorted(by_file.values())
+
+
 def _matches(relative: str, patterns: list[str]) -> bool:
     # fnmatch's "*" crosses "/", so "**/x" only needs its "**/" dropped to match at the top too.
-    return any(fnmatch.fnmatch(relative, p) or (p.startswith("**/") and fnmatch.fnmatch(relative, p[3:]))
-               for p in patterns)
+    relative = relative.lower()
+    return any(fnmatch.fnmatchcase(relative, p) or
+               (p.startswith("**/") and fnmatch.fnmatchcase(relative, p[3:]))
+               for p in (pattern.lower() for pattern in patterns))
 
 
 def _unsupported(path: Path) -> str:
@@ -135,10 +169,22 @@ def decode(data: bytes) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    matches = from_bytes(data)
+    best = matches.best()
     if best is None:
         raise LoadError("binary file, not text (no text encoding fits it)")
-    return str(best)
+    return str(_prefer_western(matches, best))
+
+
+def _prefer_western(matches, best):
+    """Of the encodings that fit a short text equally well, Windows' Western European code page
+    (the commonest legacy one): the detector's first pick there can be Central European,
+    which reads "crème" as "crčme"."""
+    for match in matches:
+        if (match.encoding == "cp1252" and match.chaos == best.chaos
+                and match.coherence == best.coherence):
+            return match
+    return best
 
 
 # ----------------------------------------------------------------------------- formats
@@ -222,25 +268,40 @@ def load_docx(source: str, data: bytes) -> list[Document]:
 
 
 def load_csv(source: str, data: bytes, text_field: str) -> list[Document]:
-    reader = csv.DictReader(io.StringIO(decode(data)))
+    """One document per row. Any line ending reads (old Macs end lines with a lone CR), and a
+    cell may be as long as the file (the size limit is ``index.max_file_mb``'s)."""
+    csv.field_size_limit(max(csv.field_size_limit(), len(data)))
+    reader = csv.DictReader(io.StringIO(decode(data), newline=None))
     if text_field not in (reader.fieldnames or []):
         raise LoadError(f"no column {text_field!r} (columns: {', '.join(reader.fieldnames or [])}); "
                         "set index.text_field")
     return [_row(source, number, row, text_field) for number, row in enumerate(reader, start=1)]
 
 
+MAX_NAMED_LINES = 5
+
+
 def load_jsonl(source: str, data: bytes, text_field: str) -> list[Document]:
-    docs = []
+    """One document per row. Every bad line is named at once, so one pass fixes them all; the
+    file is indexed whole or not at all (what was indexed of it before stays)."""
+    docs, bad = [], []
     for number, line in enumerate(decode(data).splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise LoadError(f"line {number}: not valid JSON ({exc.msg})") from exc
+            bad.append(f"line {number}: not valid JSON ({exc.msg})")
+            continue
         if not isinstance(row, dict) or text_field not in row:
-            raise LoadError(f"line {number}: no {text_field!r} field; set index.text_field")
+            bad.append(f"line {number}: no {text_field!r} field")
+            continue
         docs.append(_row(source, number, row, text_field))
+    if bad:
+        more = f"; and {len(bad) - MAX_NAMED_LINES} more" if len(bad) > MAX_NAMED_LINES else ""
+        hint = "; set index.text_field" if any("field" in line for line in bad) else ""
+        raise LoadError(f"{len(bad)} bad of {len(bad) + len(docs)} lines: "
+                        f"{'; '.join(bad[:MAX_NAMED_LINES])}{more}{hint}")
     return docs
 
 

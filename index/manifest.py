@@ -139,9 +139,9 @@ def _difference(key: str, found, expected) -> str:
                 f"(context {found!r}; built before contextual chunks), the config wants "
                 f"{expected!r}")
     if key == "sentence_vectors":
-        return ("its chunks' sentences were not embedded (built before sentence vectors), the "
-                "config wants them" if expected else "it holds sentence vectors, the config "
-                "turns them off (index.sentence_vectors)")
+        return ("its chunks' sentences were not embedded (built with index.sentence_vectors "
+                "off, or before sentence vectors), the config wants them" if expected else
+                "it holds sentence vectors, the config turns them off (index.sentence_vectors)")
     return f"{key} is {found!r} in the index but {expected!r} in the config"
 
 

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from index.errors import IndexingError
 from index.search import Mode, Retriever
+from index.store import Store
 from index.types import Hit
 
 
@@ -73,6 +74,10 @@ class RerankingRetriever:
 
     def __init__(self, retriever: Retriever, scorer: Scorer, candidates: int = 30) -> None:
         self.retriever, self.scorer, self.candidates = retriever, scorer, candidates
+
+    @property
+    def store(self) -> Store:
+        return self.retriever.store
 
     def search(self, query: str, k: int | None = None, mode: Mode | None = None,
                source_glob: str | None = None) -> list[Hit]:

@@ -27,8 +27,8 @@ from index.docstore import Docstore
 from index.errors import IndexDamagedError, IndexMismatchError, IndexMissingError
 from index.manifest import IndexCounts, IndexFiles, IndexManifest, IndexSettings
 from index.types import Chunk, DocumentInfo
+from index.writer_lock import writer_lock
 
-LOCK = ".lock"
 TOMBSTONE_SHARE = 0.2
 """HNSW can't delete: removed vectors are filtered out until they are this share of the graph,
 then the graph is rebuilt without them."""
@@ -200,10 +200,8 @@ class Store:
         ``rebuild`` starts from an empty index with those settings (the way to change the
         embedder or the chunking: both need every chunk embedded again).
         """
-        from filelock import FileLock
-
         self.directory.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.directory / LOCK)):
+        with writer_lock(self.directory):
             self._begin(rebuild)
             try:
                 yield self

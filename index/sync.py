@@ -1,8 +1,9 @@
 """Incremental sync of files and folders into a :class:`Store`.
 
 A file whose bytes hash as before is not even parsed; a changed one is re-chunked, and only its
-chunks with new text are embedded again; a file gone from a synced folder loses its chunks. A
-file that fails to load is reported with the reason and keeps what was indexed before.
+chunks with new text are embedded again; a file gone from a synced folder, or from disk, loses
+its chunks. A file that fails to load is reported with the reason and keeps what was indexed
+before. A rebuild re-indexes every file the index held, wherever it was synced from.
 
     chatbot index sync docs/ more-docs/manual.pdf
 """
@@ -21,7 +22,7 @@ import numpy as np
 from index.chunk import chunk_documents
 from index.context import indexed_text
 from index.embed import Embedder
-from index.errors import IndexMismatchError, LoadError
+from index.errors import IndexingError, IndexMismatchError, LoadError
 from index.load import LoadFailure, discover, load_file, read_bytes
 from index.manifest import REBUILD, IndexSettings
 from index.sentence_vectors import encode_sentences
@@ -78,13 +79,21 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
     ``rebuild`` (settings) re-indexes everything from scratch with those settings.
     """
     start = time.perf_counter()
-    files, failures = discover([Path(p) for p in paths], list(include), list(exclude))
+    paths = [Path(p) for p in paths]
+    held = _indexed_before(store.directory) if rebuild is not None else []
+    roots = [os.path.abspath(p) for p in paths]
+    # a rebuild re-indexes what the index held outside the paths too (uploads, single files)
+    paths += [Path(source) for source in held
+              if not _under(source, roots) and os.path.exists(source)]
+    files, failures = discover(paths, list(include), list(exclude))
     report = SyncReport(failed=list(failures))
     with store.transaction(rebuild=rebuild):
         if store.settings.embedder != embedder.name:
             raise IndexMismatchError(f"{store.directory}: built with embedder "
                                      f"{store.settings.embedder!r}, not {embedder.name!r}; {REBUILD}")
-        _remove_missing(store, paths, files, failures, report)
+        _remove_missing(store, roots, files, failures, report)
+        kept = {str(p) for p in files} | {f.source for f in failures}
+        report.removed += [source for source in held if source not in kept]
         pending = _Pending()
         for done, path in enumerate(files, start=1):
             _visit(path, store, embedder, max_file_bytes, text_field, pending, report)
@@ -97,15 +106,27 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
     return report
 
 
-def _remove_missing(store: Store, paths, files: list[Path], failures: list[LoadFailure],
-                    report: SyncReport) -> None:
-    """Drop indexed files under the synced paths that are no longer there."""
-    roots = [os.path.abspath(p) for p in paths]
+def _indexed_before(directory: Path) -> list[str]:
+    """The files the committed index holds; none where it can't be read (a rebuild is how a
+    damaged index is mended)."""
+    try:
+        return list(Store.open(directory).hashes)
+    except IndexingError:
+        return []
+
+
+def _under(source: str, roots: list[str]) -> bool:
+    return any(source == root or source.startswith(root.rstrip(os.sep) + os.sep)
+               for root in roots)
+
+
+def _remove_missing(store: Store, roots: list[str], files: list[Path],
+                    failures: list[LoadFailure], report: SyncReport) -> None:
+    """Drop indexed files under the synced paths that are no longer there, and indexed files
+    anywhere that are gone from disk (a synced folder renamed or deleted)."""
     seen = {str(p) for p in files} | {f.source for f in failures}
     for source in list(store.hashes):
-        under = any(source == root or source.startswith(root.rstrip(os.sep) + os.sep)
-                    for root in roots)
-        if under and source not in seen:
+        if source not in seen and (_under(source, roots) or not os.path.exists(source)):
             store.remove(source)
             report.removed.append(source)
 

@@ -70,6 +70,16 @@ def test_a_folder_with_nothing_to_index_says_so(bot):
     assert "warning" not in run("index", "sync", "--config", config).stderr
 
 
+def test_sync_with_no_paths_anywhere_says_what_to_give(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    config = tmp_path / "bot.yaml"
+    config.write_text('models:\n  embedder: "hash:64"\nindex:\n  paths: []\n')
+    result = run("index", "sync", "--config", str(config))
+    assert result.exit_code == 2
+    assert "nothing to sync: name files or folders, or list them under index.paths" \
+        in result.stderr
+
+
 def test_search_before_sync_is_one_line(bot):
     _, config = bot
     result = run("index", "search", "anything", "--config", config)

@@ -139,6 +139,7 @@ def test_cli_measures_the_bots_own_index(tmp_path, monkeypatch):
     report = json.loads(result.stdout)
     assert report["questions"] == 2 and report["hit"] == {"1": 1.0, "2": 1.0}
     assert report["mrr"] == 1.0 and report["not_answerable"] == 1 and report["misses"] == []
+    assert report["not_indexed"] == []
     table = runner.invoke(main, ["index", "eval", "--data", str(data), "--config", str(config)])
     assert table.stdout.startswith("2 questions (1 marked not_answerable left out); MRR 1.000")
     assert table.stdout.splitlines()[1:3] == ["| k | context hit@k | evidence recall@k | "
@@ -146,3 +147,27 @@ def test_cli_measures_the_bots_own_index(tmp_path, monkeypatch):
     bad = runner.invoke(main, ["index", "eval", "--data", str(data), "--k", "0",
                                "--config", str(config)])
     assert bad.exit_code == 2 and "each k must be from 1 to 100" in bad.stderr
+
+
+def test_gold_items_no_indexed_chunk_holds_are_named(tmp_path, monkeypatch):
+    """A typo in a gold item would read as a retrieval miss; the report says it can't be found."""
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "price.md").write_text("# Price\n\nIt costs nothing at all.\n")
+    config = tmp_path / "bot.yaml"
+    config.write_text('models:\n  embedder: "hash:256"\nindex:\n  paths: [docs]\n')
+    data = tmp_path / "q.jsonl"
+    data.write_text(json.dumps({"question": "cost", "gold_passages": ["prices.md"]}) + "\n"
+                    + json.dumps({"question": "cost", "gold_sentences": ["It costs nothing at all.",
+                                                                          "It is free."]}) + "\n"
+                    + json.dumps({"question": "cost", "gold_sentences": ["It costs nothing"],
+                                  "source": "other.md"}) + "\n")
+    runner = CliRunner()
+    assert runner.invoke(main, ["index", "sync", "--config", str(config)]).exit_code == 0
+    result = runner.invoke(main, ["index", "eval", "--data", str(data), "--json",
+                                  "--config", str(config)], catch_exceptions=False)
+    assert json.loads(result.stdout)["not_indexed"] == ["prices.md", "It is free.",
+                                                        "It costs nothing"]
+    table = runner.invoke(main, ["index", "eval", "--data", str(data), "--config", str(config)])
+    assert "3 gold item(s) are in no indexed chunk" in table.stdout
+    assert "- prices.md\n- It is free.\n- It costs nothing\n" in table.stdout

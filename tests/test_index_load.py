@@ -75,9 +75,58 @@ def test_jsonl_one_document_per_row(tmp_path):
     (tmp_path / "rows.jsonl").write_text('{"body": "first"}\n\n{"body": "second", "tag": "x"}\n')
     docs = load(tmp_path / "rows.jsonl", text_field="body")
     assert [(d.text, d.metadata["row"]) for d in docs] == [("first", 1), ("second", 3)]
-    (tmp_path / "bad.jsonl").write_text('{"body": "ok"}\n{oops\n')
-    with pytest.raises(LoadError, match="line 2: not valid JSON"):
+    (tmp_path / "bad.jsonl").write_text('{"body": "ok"}\n{oops\n{"text": "x"}\n{"body": "ok"}\n')
+    with pytest.raises(LoadError, match=r"^2 bad of 4 lines: line 2: not valid JSON \(.*\); "
+                                        r"line 3: no 'body' field; set index.text_field$"):
         load(tmp_path / "bad.jsonl", text_field="body")
+
+
+def test_csv_of_any_line_ending_and_long_cells_reads(tmp_path):
+    (tmp_path / "mac.csv").write_bytes(b"id,text\r1,Mac row.\r2,Second row.\r")
+    assert [d.text for d in load(tmp_path / "mac.csv")] == ["Mac row.", "Second row."]
+    long_cell = " ".join(["word"] * 40_000)  # past the csv module's default 128 KB field limit
+    (tmp_path / "long.csv").write_text(f'id,text\n1,"{long_cell}"\n')
+    assert load(tmp_path / "long.csv")[0].text == long_cell
+
+
+def test_a_short_western_european_text_is_read_as_cp1252(tmp_path):
+    (tmp_path / "menu.txt").write_bytes("Café crème brûlée, naïve, très bien.".encode("cp1252"))
+    assert load(tmp_path / "menu.txt")[0].text == "Café crème brûlée, naïve, très bien."
+    (tmp_path / "ru.txt").write_bytes("Привет, как дела? Это текст.".encode("cp1251"))
+    assert load(tmp_path / "ru.txt")[0].text == "Привет, как дела? Это текст."
+
+
+def test_include_globs_match_either_case(tmp_path):
+    for name in ("NOTES.TXT", "Report.PDF", "a.md"):
+        (tmp_path / name).write_text("x")
+    files, _ = discover([tmp_path], ["**/*.txt", "**/*.pdf", "**/*.md"], ["**/report.*"])
+    assert [p.name for p in files] == ["NOTES.TXT", "a.md"]
+
+
+def test_a_file_reached_through_links_is_found_once_and_linked_folders_are_walked(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "readme.md").write_text("x")
+    (tmp_path / "link.md").symlink_to(tmp_path / "a" / "readme.md")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "guide.md").write_text("y")
+    (tmp_path / "a" / "guides").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path / "a")  # a link back up ends the walk there
+    files, failures = discover([tmp_path / "a", tmp_path / "link.md"], ["**/*"], [])
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == ["a/guides/guide.md",
+                                                                   "a/readme.md"]
+    assert failures == []
+
+
+def test_a_file_name_that_is_not_utf8_is_reported_and_the_rest_indexed(tmp_path):
+    folder = os.fsencode(tmp_path / "docs")
+    os.mkdir(folder)
+    with open(os.path.join(folder, b"caf\xe9.txt"), "wb") as handle:
+        handle.write(b"latin name")
+    (tmp_path / "docs" / "ok.md").write_text("fine")
+    files, failures = discover([tmp_path / "docs"], ["**/*"], [])
+    assert [p.name for p in files] == ["ok.md"]
+    assert [(Path(f.source).name, f.reason) for f in failures] == [
+        ("caf\ufffd.txt", "the file name is not valid UTF-8; rename the file")]
 
 
 def test_discover_applies_include_and_exclude(tmp_path):

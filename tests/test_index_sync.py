@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -196,3 +198,46 @@ def test_rebuild_changes_settings(tmp_path):
 def test_missing_index_says_how_to_build_one(tmp_path):
     with pytest.raises(IndexMissingError, match="no index at .* yet; build one: chatbot index sync"):
         Store.open(tmp_path / "nothing")
+
+
+def test_rebuild_keeps_files_indexed_by_name_and_counts_those_gone(tmp_path):
+    write_corpus(tmp_path / "docs", 2)
+    extra = write_corpus(tmp_path / "uploads", 2, prefix="up")
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix"), CountingEmbedder())
+    sync(extra, open_store(tmp_path / "ix"), CountingEmbedder())  # e.g. web UI uploads
+    extra[1].unlink()
+    new = settings(tokens=100)
+    report = sync([tmp_path / "docs"], Store(tmp_path / "ix", IndexManifest(new)),
+                  CountingEmbedder(), rebuild=new)
+    assert len(report.added) == 3 and report.removed == [str(extra[1])]
+    assert str(extra[0]) in Store.open(tmp_path / "ix", new).hashes
+
+
+def test_a_synced_folder_renamed_leaves_no_stale_documents(tmp_path):
+    write_corpus(tmp_path / "manuals", 2)
+    sync([tmp_path / "manuals"], open_store(tmp_path / "ix"), CountingEmbedder())
+    (tmp_path / "manuals").rename(tmp_path / "handbooks")
+    report = sync([tmp_path / "handbooks"], open_store(tmp_path / "ix"), CountingEmbedder())
+    assert len(report.removed) == 2 and len(report.added) == 2
+    assert all("handbooks" in source for source in Store.open(tmp_path / "ix").hashes)
+
+
+def test_a_second_sync_says_it_waits_for_the_first(tmp_path, caplog):
+    write_corpus(tmp_path / "docs", 1)
+    (tmp_path / "ix").mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "ix" / ".lock")],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"  # another process's sync holds the lock
+    with caplog.at_level("WARNING"):
+        report = sync([tmp_path / "docs"], open_store(tmp_path / "ix"), CountingEmbedder())
+    assert holder.wait() == 0 and len(report.added) == 1
+    assert "waiting for another sync of" in caplog.text
+
+
+HOLD_LOCK = """
+import sys, time
+from filelock import FileLock
+with FileLock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(2)
+"""

@@ -49,13 +49,16 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
     from app.build import bot_index
     from chatbot.indexing import sync_paths
 
+    index = bot_index(config)
+    if not (paths or index.paths):
+        raise click.UsageError("nothing to sync: name files or folders, or list them under "
+                               "index.paths in the config")
     # delay: short syncs print no bar at all, long ones show progress after two seconds.
     with tqdm(total=0, unit="file", delay=2, file=sys.stderr, disable=as_json) as bar:
         def progress(done: int, total: int, source: str) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        index = bot_index(config)
         report = sync_paths(index, list(paths), progress=progress, rebuild=rebuild)
     if not (report.added or report.updated or report.unchanged or report.failed):
         where = ", ".join(str(p) for p in paths or index.paths)
