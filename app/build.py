@@ -7,6 +7,7 @@ only those, never the config.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 
@@ -15,6 +16,7 @@ from chatbot.attribution import AttributionSettings, Attributor
 from chatbot.batching import BatchingTransformersGenerator
 from chatbot.config import BotConfig
 from chatbot.documents import BotDocuments
+from chatbot.errors import ModelError
 from chatbot.engine import Engine, RetrievalPolicy
 from chatbot.filters import build_filters
 from chatbot.generate import GenerationSettings, Generator, TransformersGenerator
@@ -35,6 +37,8 @@ from training.data.steps import CurateOptions
 from training.data.transcripts import QAFields
 from training.eval.settings import EvalSettings
 
+logger = logging.getLogger(__name__)
+
 
 def configured_variants(config: BotConfig) -> dict[str, Variant]:
     """The variants the config names."""
@@ -50,7 +54,11 @@ def build_variants(config: BotConfig) -> dict[str, Variant]:
     variants = configured_variants(config)
     for name, adapter_dir in registered_adapters(DataPaths(config.data_path).adapters).items():
         if name not in variants:
-            manifest = AdapterManifest.load(adapter_dir)
+            try:
+                manifest = AdapterManifest.load(adapter_dir)
+            except ModelError as exc:  # one damaged adapter must not take the bot down
+                logger.warning("adapter %s is not served: %s", name, exc)
+                continue
             variants[name] = Variant(name, manifest.base_model or config.models.chat,
                                      manifest.template or "rag", True, None, adapter_dir)
     return variants

@@ -88,8 +88,10 @@ _manifests = FileCache(AdapterManifest.from_file)
 
 
 def registered_adapters(adapters_root: Path) -> dict[str, Path]:
-    """Adapter directories that carry a manifest, by name."""
+    """Adapter directories that carry a manifest, by name; not the hidden ones a training run
+    stages its adapter in (``.NAME.partial``) before it is registered."""
     if not adapters_root.is_dir():
         return {}
     return {path.parent.name: path.parent
-            for path in sorted(adapters_root.glob(f"*/{ADAPTER_MANIFEST}"))}
+            for path in sorted(adapters_root.glob(f"*/{ADAPTER_MANIFEST}"))
+            if not path.parent.name.startswith(".")}

@@ -158,7 +158,8 @@ class BatchingTransformersGenerator(TransformersGenerator):
     def _adapter_kwargs(self, requests: list[_Request]) -> dict:
         if not self.adapters:
             return {}
-        return {"adapter_names": [r.adapter or "__base__" for r in requests]}
+        return {"adapter_names": [self.peft_name(r.adapter) if r.adapter else "__base__"
+                                  for r in requests]}
 
     def _prefill_chunk(self, request: _Request) -> None:
         import torch

@@ -345,6 +345,9 @@ class BotConfig(Section):
                              f"{', '.join(self.variants)}")
         if any(a == b for a, b in self.ab.arena_pairs):
             raise ValueError("ab.arena_pairs: a pair needs two different variants")
+        if self.ab.enabled and not self.logging.enabled:
+            raise ValueError("ab.enabled needs logging.enabled: the sticky assignments and "
+                             "the votes are kept in the log")
         return self
 
     @property

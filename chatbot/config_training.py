@@ -181,6 +181,10 @@ class TrainingConfig(Section):
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     """``chatbot train sweep``: the hyperparameter search."""
 
+MAX_WEIGHT = 1e6
+"""Weights are shares: any bound will do that keeps their sum finite (NaN and infinity fail)."""
+
+
 class AbConfig(Section):
     enabled: bool = False
     """Split web and API sessions between variants by ``weights`` (sticky per session)."""
@@ -202,9 +206,10 @@ class AbConfig(Section):
     @field_validator("weights")
     @classmethod
     def _positive_weights(cls, value: dict[str, float]) -> dict[str, float]:
-        bad = [name for name, weight in value.items() if weight < 0]
+        bad = [name for name, weight in value.items() if not 0 <= weight <= MAX_WEIGHT]
         if bad or (value and not sum(value.values()) > 0):
-            raise ValueError("weights must be >= 0 and at least one must be > 0")
+            raise ValueError(f"weights must be from 0 to {MAX_WEIGHT:g} and at least one must "
+                             "be > 0")
         return value
 
 

@@ -23,7 +23,7 @@ from chatbot.adapters import AdapterManifest
 from chatbot.answer_text import (HOLD_BACK_CHARS, before_stop, complete_words,
                                  generation_timings, milliseconds, settled)
 from chatbot.attribution import Attribution, Attributor
-from chatbot.errors import InputError, PromptTooLong, TooManyNewTokens
+from chatbot.errors import InputError, ModelError, PromptTooLong, TooManyNewTokens
 from chatbot.filters import NamedFilter, run_filters
 from chatbot.generate import GenerationSettings, Generator
 from chatbot.logs import ConversationLog
@@ -94,9 +94,16 @@ class Engine:
         with self._lock:
             generator = self._generators.get(key)
             if generator is None:
-                generator = self._generators[key] = (
-                    self._load_generator(variant.model) if variant.backend is None
-                    else self._load_generator(variant.model, variant.backend))
+                try:
+                    generator = self._generators[key] = (
+                        self._load_generator(variant.model) if variant.backend is None
+                        else self._load_generator(variant.model, variant.backend))
+                except ModelError as exc:
+                    if variant.adapter_dir is None:
+                        raise
+                    raise ModelError(f"variant {variant.name!r} runs its adapter "
+                                     f"({variant.adapter_dir}) on base model "
+                                     f"{variant.model!r}, which can't be loaded: {exc}") from exc
         if variant.adapter_dir is not None:
             AdapterManifest.load(variant.adapter_dir).check_serves_on(
                 variant.adapter_dir, generator.fingerprint, generator.template_hash)

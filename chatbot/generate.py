@@ -107,6 +107,10 @@ class TransformersGenerator:
         self.fingerprint = model_fingerprint(model_path)
         self.template_hash = chat_template_hash(self.tokenizer)
         self.adapters: dict[str, str] = {}
+        """Variant name -> adapter folder, of the adapters loaded."""
+        self._peft_names: dict[str, str] = {}
+        """Variant name -> the name peft loaded it under: a torch module name, which can't
+        hold the dot of a variant such as ``support-v1.1``."""
         self._lock = threading.Lock()
 
     def load_adapter(self, name: str, path: str | Path) -> None:
@@ -116,16 +120,21 @@ class TransformersGenerator:
         with self._lock:
             if name in self.adapters:
                 return
+            peft_name = f"adapter{len(self.adapters)}"
             try:
                 if not self.adapters:
                     self.model = PeftModel.from_pretrained(self.model, str(path),
-                                                           adapter_name=name)
+                                                           adapter_name=peft_name)
                 else:
-                    self.model.load_adapter(str(path), adapter_name=name)
+                    self.model.load_adapter(str(path), adapter_name=peft_name)
             except (OSError, ValueError) as exc:
                 raise ModelError(f"could not load adapter {name!r} from {path}: {exc}") from exc
             self.model.eval()
             self.adapters[name] = str(path)
+            self._peft_names[name] = peft_name
+
+    def peft_name(self, adapter: str) -> str:
+        return self._peft_names[adapter]
 
     def encode(self, messages: list[Message]) -> list[int]:
         return self.tokenizer.apply_chat_template(
@@ -187,7 +196,7 @@ class TransformersGenerator:
                 raise ModelError(f"adapter {adapter!r} is not loaded")
             return
         if adapter:
-            self.model.set_adapter(adapter)
+            self.model.set_adapter(self.peft_name(adapter))
             self.model.base_model.enable_adapter_layers()
         else:
             self.model.base_model.disable_adapter_layers()

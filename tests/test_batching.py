@@ -91,11 +91,11 @@ def test_a_request_joining_mid_answer_gets_its_lone_answer(batching, single, alo
 
 def test_adapters_never_leak_between_rows_of_one_batch(model_dir, single, tmp_path) -> None:
     save_lora_adapter(model_dir, tmp_path / "ft")
-    single.load_adapter("ft", tmp_path / "ft")
+    single.load_adapter("ft.v1", tmp_path / "ft")  # a dot can't be in a torch module name
     batched = BatchingTransformersGenerator(str(model_dir), "tiny", device="cpu")
-    batched.load_adapter("ft", tmp_path / "ft")
+    batched.load_adapter("ft.v1", tmp_path / "ft")
     settings = GenerationSettings(max_new_tokens=10)
-    requests = [(ask(p), settings, adapter) for p in PROMPTS[:3] for adapter in (None, "ft")]
+    requests = [(ask(p), settings, adapter) for p in PROMPTS[:3] for adapter in (None, "ft.v1")]
     expected = ["".join(single.stream(*request)) for request in requests]
     assert answer_all(batched, requests) == expected
     assert expected[0] != expected[1]  # the adapter does change the answer

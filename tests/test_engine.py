@@ -153,6 +153,22 @@ def test_blocklist_replaces_the_answer_and_never_streams_the_phrase(echo) -> Non
     assert stream.reply.text == "Blocked." and stream.reply.filtered == ["blocklist"]
 
 
+def test_an_adapter_whose_base_model_cant_load_names_the_variant_and_its_adapter(echo,
+                                                                                 tmp_path):
+    def load(model: str):
+        if model == "Qwen/other-base":
+            raise ModelError("could not load chat model 'Qwen/other-base': not found")
+        return echo
+
+    tuned = Variant("tuned", "Qwen/other-base", "rag", True, adapter_dir=tmp_path / "tuned")
+    engine = Engine({"prompt": PROMPT, "tuned": tuned}, load)
+    with pytest.raises(ModelError, match=r"^variant 'tuned' runs its adapter \(.*tuned\) on base "
+                                         r"model 'Qwen/other-base', which can't be loaded: "
+                                         r"could not load chat model"):
+        engine.answer("s", "hi", "tuned").result()
+    assert engine.answer("s2", "hi", "prompt").result().text  # the other variants still answer
+
+
 def test_two_variants_on_one_base_model_load_it_once(echo) -> None:
     engine = make_engine(echo)
     threads = [threading.Thread(target=lambda v=v: engine.answer("s" + v, "hi", v).result())

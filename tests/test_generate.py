@@ -51,8 +51,8 @@ def test_lora_adapter_switches_on_one_base_model(tiny_model_dir, tmp_path) -> No
     save_lora_adapter(tiny_model_dir, tmp_path / "ft")
     generator = TransformersGenerator(str(tiny_model_dir), "tiny", device="cpu")
     before = "".join(generator.stream(QUESTION, GREEDY))
-    generator.load_adapter("ft", tmp_path / "ft")
-    with_adapter = "".join(generator.stream(QUESTION, GREEDY, adapter="ft"))
+    generator.load_adapter("ft-v1.1", tmp_path / "ft")  # a dot can't be in a torch module name
+    with_adapter = "".join(generator.stream(QUESTION, GREEDY, adapter="ft-v1.1"))
     without = "".join(generator.stream(QUESTION, GREEDY))
     assert without == before
     assert with_adapter != before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -222,16 +223,21 @@ def test_a_synced_folder_renamed_leaves_no_stale_documents(tmp_path):
     assert all("handbooks" in source for source in Store.open(tmp_path / "ix").hashes)
 
 
-def test_a_second_sync_says_it_waits_for_the_first(tmp_path, caplog):
+def test_a_second_sync_says_it_waits_for_the_first(tmp_path):
     write_corpus(tmp_path / "docs", 1)
-    (tmp_path / "ix").mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "ix" / ".lock")],
+    (tmp_path / "bot.yaml").write_text('data_dir: data\nmodels:\n  embedder: "hash:64"\n'
+                                       "index:\n  paths: [docs]\n")
+    (tmp_path / "data" / "index").mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK,
+                               str(tmp_path / "data" / "index" / ".lock")],
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline() == "held\n"  # another process's sync holds the lock
-    with caplog.at_level("WARNING"):
-        report = sync([tmp_path / "docs"], open_store(tmp_path / "ix"), CountingEmbedder())
-    assert holder.wait() == 0 and len(report.added) == 1
-    assert "waiting for another sync of" in caplog.text
+    second = subprocess.run([sys.executable, "-m", "app", "index", "sync", "--config",
+                             str(tmp_path / "bot.yaml")], capture_output=True, text=True,
+                            env={**os.environ, "CHATBOT_DATA_DIR": ""})
+    assert holder.wait() == 0 and second.returncode == 0, second.stderr
+    assert second.stdout.startswith("1 added")
+    assert "waiting for another sync of" in second.stderr
 
 
 HOLD_LOCK = """
@@ -239,5 +245,5 @@ import sys, time
 from filelock import FileLock
 with FileLock(sys.argv[1]):
     print("held", flush=True)
-    time.sleep(2)
+    time.sleep(3)
 """

@@ -136,3 +136,27 @@ def test_unreadable_index_manifest_names_the_file_and_the_fix(tmp_path, text, er
     with pytest.raises(IndexMismatchError,
                        match=f"manifest.json.*{error}; re-index it: chatbot index sync --rebuild"):
         IndexManifest.load(tmp_path)
+
+
+def test_a_damaged_or_staged_adapter_leaves_the_other_variants_served(tmp_path, caplog):
+    from click.testing import CliRunner
+
+    from app.build import build_variants
+    from app.cli import main
+    from chatbot.config_file import load_config
+
+    adapters = tmp_path / "data" / "adapters"
+    for name in ("good", ".half.partial", "broken"):
+        (adapters / name).mkdir(parents=True)
+        (adapters / name / ADAPTER_MANIFEST).write_text(json.dumps(ADAPTER_AS_WRITTEN))
+    (adapters / "broken" / ADAPTER_MANIFEST).write_text('{"format": 1, "name": ')  # cut short
+    config_path = tmp_path / "bot.yaml"
+    config_path.write_text("data_dir: data\n")
+    with caplog.at_level("WARNING"):
+        variants = build_variants(load_config(config_path))
+    assert list(variants) == ["prompt", "good"]
+    assert "adapter broken is not served:" in caplog.text and "not valid JSON" in caplog.text
+    listed = CliRunner().invoke(main, ["adapters", "list", "--config", str(config_path)])
+    assert listed.exit_code == 0
+    assert listed.stdout.splitlines()[0].startswith("broken\tnot served: ")
+    assert listed.stdout.splitlines()[1].startswith("good\tembedded:smollm2-135m\tlora\t")

@@ -48,13 +48,19 @@ def list_command(config: BotConfig, as_json: bool) -> None:
     elif not rows:
         click.echo("no adapters yet; train one with `chatbot train --data DATASET --name NAME`")
     for row in [] if as_json else rows:
-        click.echo(f"{row['name']}\t{row['base_model']}\t{row['method']}\t{row['created_at']}")
+        click.echo(f"{row['name']}\t{row['problem']}" if row["problem"] else
+                   f"{row['name']}\t{row['base_model']}\t{row['method']}\t{row['created_at']}")
 
 
 def _row(name: str, path: Path) -> dict:
-    manifest = AdapterManifest.load(path)
+    """One adapter's line; a damaged one is listed with what is wrong (it is not served)."""
+    try:
+        manifest = AdapterManifest.load(path)
+    except ModelError as exc:
+        return {"name": name, "base_model": None, "method": None, "created_at": None,
+                "path": str(path), "problem": f"not served: {exc}"}
     return {"name": name, "base_model": manifest.base_model, "method": manifest.method,
-            "created_at": manifest.created_at, "path": str(path)}
+            "created_at": manifest.created_at, "path": str(path), "problem": None}
 
 
 @adapters_group.command("push")
