@@ -148,10 +148,13 @@ class AbStore:
                 for battle, a, b, for_a, for_b in rows if for_a != for_b]
 
     def thumbs(self) -> dict[str, tuple[int, int]]:
-        """Per variant: (thumbs up, rated answers), counting each answer's latest rating;
-        arena answers are left out (they are judged by votes)."""
+        """Per variant: (thumbs up, rated answers), counting each answer's latest rating, of
+        the sessions the split sent to that variant: a variant picked by hand (``--variant``,
+        the API's ``model``) is not randomized, so it would bias the comparison. Arena answers
+        are left out (they are judged by votes)."""
         rows = self._db.execute("""
             SELECT t.variant, SUM(f.rating > 0), COUNT(*) FROM turns t
+            JOIN assignments a ON a.session_id = t.session_id AND a.variant = t.variant
             JOIN feedback f ON f.id = (SELECT MAX(id) FROM feedback WHERE turn_id = t.id)
             WHERE t.role = 'assistant' AND t.id NOT IN (
                 SELECT turn_a FROM battles WHERE turn_a IS NOT NULL

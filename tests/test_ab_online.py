@@ -89,14 +89,20 @@ def test_pairs_are_drawn_in_both_orders() -> None:
 def test_report_counts_thumbs_votes_and_needed_votes(tmp_path) -> None:
     path = tmp_path / "logs.sqlite"
     log, store = ConversationLog(path), AbStore(path)
-    for i, (variant, rating) in enumerate([("prompt", 1), ("prompt", -1), ("finetuned", 1)]):
-        log.ensure_session(f"s{i}", variant)
-        turn = log.add_turn(f"s{i}", "assistant", "answer", variant=variant)
+    weights = {"prompt": 1.0, "finetuned": 1.0}
+    sessions = iter(f"s{i}" for i in range(100))
+    for variant, rating in [("prompt", 1), ("prompt", -1), ("finetuned", 1)]:
+        session = next(s for s in sessions if store.sticky_variant(s, weights) == variant)
+        log.ensure_session(session, variant)
+        turn = log.add_turn(session, "assistant", "answer", variant=variant)
         log.add_feedback(turn, -rating)
         log.add_feedback(turn, rating)  # the latest rating counts
-    arena_turn = log.add_turn("s0", "assistant", "arena answer", variant="finetuned")
+    log.ensure_session("dev", "finetuned")  # picked by hand, never split: not in the A/B rates
+    log.add_feedback(log.add_turn("dev", "assistant", "answer", variant="finetuned"), -1)
+    log.ensure_session("arena", "finetuned")
+    arena_turn = log.add_turn("arena", "assistant", "arena answer", variant="finetuned")
     log.add_feedback(arena_turn, -1)
-    battle = store.start_battle("s0", "q", "prompt", "finetuned")
+    battle = store.start_battle("arena", "q", "prompt", "finetuned")
     store.record_turns(battle.id, None, arena_turn)
     for voter, choice in [("u1", "b"), ("u2", "b"), ("u3", "a"), ("u4", "tie"), ("u5", "both_bad")]:
         store.vote(battle.id, voter, choice)
