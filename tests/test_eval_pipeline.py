@@ -134,6 +134,10 @@ def test_bad_inputs_are_one_line_errors(eval_bot: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["eval", "--config", str(eval_bot), "--data", str(bad),
                                        "--variants", "plain,prompt"])
     assert result.exit_code == 1 and "bad.jsonl, line 2: needs a \"question\"" in result.output
+    bad.write_text('{"question": "q", "answers": ["a"]}\n{"question": " ", "answers": ["x"]}\n')
+    result = CliRunner().invoke(main, ["eval", "--config", str(eval_bot), "--data", str(bad),
+                                       "--variants", "plain,prompt"])
+    assert result.exit_code == 1 and "bad.jsonl, line 2: the question is empty" in result.output
     assert parse_gate("rouge_l >= 0.02").threshold == 0.02
 
 
@@ -150,3 +154,18 @@ def test_retrieval_variant_without_an_index_is_warned_about(tmp_path: Path,
     assert result.warnings == [f"no index in {tmp_path / 'data' / 'index'}: retrieval "
                                "variants answered without sources; run `chatbot index sync` "
                                "first"]
+
+
+def test_an_item_a_variant_cannot_answer_is_left_out_of_its_scores_and_named(
+        eval_bot: Path, tmp_path: Path) -> None:
+    data = tmp_path / "long.jsonl"
+    data.write_text(json.dumps({"question": "What is the refund window?", "answers": ["30 days"]})
+                    + "\n" + json.dumps({"id": "huge", "question": "word " * 20_000,
+                                         "answers": ["x"]}) + "\n")
+    result = run_eval(eval_settings(load_config(eval_bot)), ["plain", "prompt"], str(data),
+                      encode=None, write=False)
+    assert [w.split(": ")[0] for w in result.warnings] == [
+        "plain could not answer 1 item(s), left out of its scores; the first, huge",
+        "prompt could not answer 1 item(s), left out of its scores; the first, huge"]
+    assert result.summaries["plain"]["token_f1"][1] == 1  # scored on the answered item only
+    assert result.comparisons["prompt"]["token_f1"].n == 1

@@ -79,6 +79,8 @@ def _jsonl_items(path: Path):
                 yield from conversation_items(row["messages"], str(row.get("id", number)),
                                               f"{path}, line {number}")
             elif "question" in row:
+                if not str(row["question"] or "").strip():
+                    raise InputError(f"{path}, line {number}: the question is empty")
                 yield question_item(row, str(row.get("id", number)))
             else:
                 raise InputError(f"{path}, line {number}: needs a \"question\" (with "

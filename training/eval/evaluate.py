@@ -64,14 +64,29 @@ def check_gate(result: EvalResult, gate: Gate, candidate: str) -> GateResult:
 
 def score_run(items: list[EvalItem], run: GenerationRun, encode: Callable | None
               ) -> dict[str, list[dict]]:
+    """Every metric of every answer; an item a variant could not answer (an empty question, a
+    prompt too long for its window) has none, so it is left out of that variant's means and
+    of its paired comparisons instead of counting as a wrong answer."""
     scores = {}
     for name, answers in run.answers.items():
-        scores[name] = [score_answer(
+        scores[name] = [dict.fromkeys(BY_NAME) if g.error else score_answer(
             g.text, references=item.references, hits=g.hits, retrieval=g.retrieval,
             not_answerable=item.not_answerable, gold_ids=item.gold_ids,
             gold_texts=item.gold_texts, latency_ms=g.timings.get("total_ms"),
             refused=g.refused, encode=encode) for item, g in zip(items, answers)]
     return scores
+
+
+def unanswered(items: list[EvalItem], run: GenerationRun) -> list[str]:
+    """A warning per variant that could not answer some items, naming the first of them."""
+    warnings = []
+    for name, answers in run.answers.items():
+        failed = [(item, g.error) for item, g in zip(items, answers) if g.error]
+        if failed:
+            item, error = failed[0]
+            warnings.append(f"{name} could not answer {len(failed)} item(s), left out of its "
+                            f"scores; the first, {item.id}: {error}")
+    return warnings
 
 
 def summarize(scores: dict[str, list[dict]]) -> dict[str, dict[str, tuple[Interval, int]]]:
@@ -149,6 +164,7 @@ def run_eval(settings: EvalSettings, variants: list[str], data: str, *, name: st
     scores = score_run(items, run, embedder.encode if encode is True else (encode or None))
     result = EvalResult(name, data, items, variants, run, scores, summarize(scores),
                         compare(scores, variants[0], variants[1:], min_effect), min_effect)
+    result.warnings += unanswered(items, run)
     if state is None and any(run.settings[v]["retrieval"] for v in variants):
         result.warnings.append(f"no index in {settings.index_dir}: retrieval variants "
                                "answered without sources; run `chatbot index sync` first")
