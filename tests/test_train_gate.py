@@ -16,7 +16,7 @@ def tiny_model(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
-def train_with_gate(tmp_path, tiny_model, monkeypatch, gate: str):
+def train_with_gate(tmp_path, tiny_model, monkeypatch, gate: str, *more: str):
     monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
     fact_dataset(tmp_path / "data", tiny_model)
     config = tmp_path / "bot.yaml"
@@ -28,7 +28,7 @@ def train_with_gate(tmp_path, tiny_model, monkeypatch, gate: str):
     return CliRunner().invoke(main, [
         "train", "--config", str(config), "--data", "facts", "--name", "zorb", "--max-steps",
         "2", "--lora-r", "4", "--eval-every", "2", "--device", "cpu", "--quiet",
-        "--eval-gate", gate, "--eval-data", str(held_out)])
+        "--eval-gate", gate, "--eval-data", str(held_out), *more])
 
 
 def test_a_failed_gate_registers_nothing_and_says_where_the_report_is(tmp_path, tiny_model,
@@ -55,4 +55,15 @@ def test_a_passed_gate_registers_the_adapter(tmp_path, tiny_model, monkeypatch):
 def test_a_malformed_gate_fails_before_training(tmp_path, tiny_model, monkeypatch):
     result = train_with_gate(tmp_path, tiny_model, monkeypatch, "f1 at least 0")
     assert result.exit_code == 1 and "is not METRIC>=NUMBER" in result.stderr.splitlines()[-1]
+    assert not (tmp_path / "data/runs/zorb").exists()
+
+
+@pytest.mark.parametrize("flags, error", [
+    (("--eval-data", "missing.jsonl"), "evaluation data 'missing.jsonl' is neither"),
+    (("--eval-baseline", "nosuch"), "--eval-baseline 'nosuch' is not a variant; variants: "
+                                    "prompt")])
+def test_gate_inputs_that_cant_be_read_fail_before_training(tmp_path, tiny_model, monkeypatch,
+                                                            flags, error):
+    result = train_with_gate(tmp_path, tiny_model, monkeypatch, "token_f1>=0", *flags)
+    assert result.exit_code == 1 and error in result.stderr.splitlines()[-1]
     assert not (tmp_path / "data/runs/zorb").exists()

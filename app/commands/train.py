@@ -135,9 +135,9 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
     check = None
     if gate:
         from app.build import eval_settings
-        from training.eval.evaluate import gate_check, parse_gate
+        from training.eval.evaluate import gate_check
 
-        parse_gate(gate)  # a malformed gate fails now, not after training
+        # a malformed gate, missing eval data or unknown baseline fails now, not after training
         check = gate_check(eval_settings(config), name, gate, eval_data or dataset,
                            eval_baseline or config.default_variant, eval_limit)
     try:

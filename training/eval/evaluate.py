@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from chatbot.adapters import AdapterManifest
+from chatbot.adapters import AdapterManifest, registered_adapters
 from chatbot.engine import Engine
 from chatbot.errors import InputError
 from chatbot.paths import DataPaths
@@ -192,6 +192,9 @@ def gate_check(settings: EvalSettings, name: str, gate: str, data: str, baseline
     that raises (so the adapter is not registered) unless ``gate`` passes."""
     from training.errors import TrainingError
 
+    parse_gate(gate)
+    check_eval_inputs(settings, data, baseline, limit)
+
     def check(staged: Path) -> None:
         candidate = adapter_variant(settings, name, staged, baseline)
         result = run_gate(settings, [baseline, name], data, gate, limit=limit,
@@ -214,6 +217,7 @@ def adapter_scorer(settings: EvalSettings, metric: str, data: str, baseline: str
         usable = ", ".join(m.name for m in METRICS if m.higher_is_better)
         raise InputError(f"objective {metric!r} is not a metric that improves upward; use "
                          f"val_loss or one of {usable}")
+    check_eval_inputs(settings, data, baseline, limit)
 
     def score(name: str, adapter_dir: Path) -> float:
         candidate = adapter_variant(settings, name, adapter_dir, baseline)
@@ -226,6 +230,17 @@ def adapter_scorer(settings: EvalSettings, metric: str, data: str, baseline: str
         return interval.mean
 
     return score
+
+
+def check_eval_inputs(settings: EvalSettings, data: str, baseline: str,
+                      limit: int | None) -> None:
+    """What the evaluation after a training run reads, checked before the run starts: a
+    missing file or an unknown baseline would otherwise cost the whole run."""
+    known = [*settings.variants, *registered_adapters(DataPaths(settings.data_dir).adapters)]
+    if baseline not in known:
+        raise InputError(f"--eval-baseline {baseline!r} is not a variant; variants: "
+                         f"{', '.join(known)}")
+    load_items(data, settings.data_dir, limit)
 
 
 def adapter_variant(settings: EvalSettings, name: str, adapter_dir: Path,
