@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
+import yaml
 from click.testing import CliRunner
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -335,6 +336,17 @@ def test_serve_refuses_an_open_non_loopback_address(tiny_config, credentials) ->
     assert result.exit_code == 1
     assert "refusing to listen on 192.0.2.1 with no login and no API key" in result.output
     assert "--insecure" in result.output and "loading" not in result.output
+
+
+def test_serve_refuses_an_ab_arm_it_cant_serve(tiny_config) -> None:
+    config = yaml.safe_load(tiny_config.read_text())
+    config.update(variants={"prompt": {}, "tuned": {"adapter": "adapters/never-trained"}},
+                  ab={"enabled": True, "weights": {"prompt": 0.5, "tuned": 0.5}})
+    tiny_config.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(cli, ["serve", "--config", str(tiny_config)])
+    assert result.exit_code == 1
+    assert "A/B variant 'tuned' can't be served: adapter directory" in result.output
+    assert "or give it weight 0 in ab.weights" in result.output
 
 
 @pytest.mark.parametrize("host, refused", [("127.0.0.1", False), ("::1", False),

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from app.commands.common import BotConfig, in_section, one_line_errors, with_config
+
+if TYPE_CHECKING:
+    from chatbot.engine import Engine
 
 
 @in_section("Chat")
@@ -37,6 +42,7 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     engine.default_variant = engine.variant(variant).name
     click.echo(f"loading {engine.variant(None).model} ...")
     engine.generator_for(engine.variant(None))  # the first visitor should not wait for it
+    _load_ab_arms(engine, config)
     documents.hits("warm-up", 1)  # nor for the embedder, when there is an index
     config_path = click.get_current_context().params.get("config_path")
     app = create_server_app(engine, config, documents=documents,
@@ -46,6 +52,22 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     click.echo(f"access: {credentials.describe(url)}")
     # on Ctrl-C or SIGTERM, open streams get 5 s; then their answers are cancelled and logged
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+def _load_ab_arms(engine: Engine, config: BotConfig) -> None:
+    """Load every variant the A/B split sends sessions to, adapters included: an arm that
+    can't be served would fail each of its (sticky) users on every turn."""
+    from chatbot.errors import ModelError
+
+    if not config.ab.enabled:
+        return
+    arms = [name for name, weight in config.ab.weights.items() if weight > 0] or engine.variants
+    for name in arms:
+        try:
+            engine.generator_for(engine.variant(name))
+        except ModelError as exc:
+            raise click.ClickException(f"A/B variant {name!r} can't be served: {exc}; fix it, "
+                                       "or give it weight 0 in ab.weights") from None
 
 
 COMMANDS = [serve]
