@@ -76,13 +76,21 @@ def create_api_router(engine: Engine,
     """The ``/v1`` routes over ``engine`` (``app.auth`` guards them with the rest of the
     server); ``assign_variant(session_id)`` (A/B on) serves the ``ab`` model; ``limits`` caps
     what one request may send and ``max_waiting_answers`` how many answers may run or wait at
-    once (``None``: no cap)."""
+    once (``None``: no cap). An adapter registered by ``chatbot train`` while the server runs
+    is served without a restart (``Engine.add_new_variants``)."""
     router = APIRouter(prefix="/v1")
     answers = AnswerCount(max_waiting_answers)
+
+    def served(name: str) -> bool:
+        """Whether ``name`` is served, once adapters registered since the start are added."""
+        if name not in engine.variants:
+            engine.add_new_variants()
+        return name in engine.variants
 
     @router.get("/models")
     async def list_models() -> JSONResponse:
         # a card's max_model_len may load a tokenizer or ask a remote server: off the loop
+        await asyncio.to_thread(engine.add_new_variants)
         cards = await asyncio.to_thread(
             lambda: [_model_card(engine, v) for v in engine.variants.values()])
         if assign_variant is not None:
@@ -92,7 +100,7 @@ def create_api_router(engine: Engine,
 
     @router.get("/models/{name:path}")  # a variant name may hold "/" (team/v2)
     async def get_model(name: str) -> JSONResponse:
-        if name not in engine.variants:
+        if not await asyncio.to_thread(served, name):
             return _error_response(_unknown_model(engine, name))
         card = await asyncio.to_thread(_model_card, engine, engine.variants[name])
         return JSONResponse(card)
@@ -105,7 +113,7 @@ def create_api_router(engine: Engine,
             await asyncio.to_thread(_check_session_is_callers, engine, session_id, client)
             if assign_variant is not None and chat.model == AB_MODEL:
                 variant = assign_variant(session_id)
-            elif chat.model in engine.variants:
+            elif chat.model in engine.variants or await asyncio.to_thread(served, chat.model):
                 variant = chat.model
             else:
                 raise _unknown_model(engine, chat.model)

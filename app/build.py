@@ -114,7 +114,8 @@ def build_engine(config: BotConfig, search=None, *, log: bool = True,
                                               config.retrieval.query.turns)),
         max_message_chars=config.generation.max_message_chars,
         default_variant=config.default_variant, bot_name=config.name,
-        attributor=build_attributor(config, embedder))
+        attributor=build_attributor(config, embedder),
+        find_variants=lambda: build_variants(config))
 
 
 def build_attributor(config: BotConfig, embedder: Embedder) -> Attributor | None:

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from chatbot.adapters import AdapterManifest
@@ -67,7 +67,8 @@ class Engine:
                  settings: GenerationSettings = GenerationSettings(),
                  retrieval: RetrievalPolicy = RetrievalPolicy(), max_message_chars: int = 8000,
                  default_variant: str | None = None, bot_name: str = "chatbot-builder",
-                 attributor: Attributor | None = None) -> None:
+                 attributor: Attributor | None = None,
+                 find_variants: Callable[[], Mapping[str, Variant]] | None = None) -> None:
         self.variants = variants
         self.default_variant = default_variant or next(iter(variants))
         self.search = search
@@ -78,6 +79,9 @@ class Engine:
         self.max_message_chars = max_message_chars
         self.bot_name = bot_name
         self.attributor = attributor  # which passages back each sentence; None: off
+        self._find_variants = find_variants
+        """The variants there are now (adapters registered while serving); see
+        ``add_new_variants``."""
         self._load_generator = load_generator
         """``load_generator(model)`` runs a model here; ``load_generator(model, backend)``
         serves one from a named backend (a variant's ``backend``)."""
@@ -119,6 +123,11 @@ class Engine:
             if new:  # a new dict, so a request iterating the old one is not disturbed
                 self.variants = {**self.variants, **new}
         return list(new)
+
+    def add_new_variants(self) -> list[str]:
+        """Serve the variants registered since the start (an adapter that ``chatbot train``
+        or the Training tab wrote while serving). Returns the names added."""
+        return self.add_variants(dict(self._find_variants())) if self._find_variants else []
 
     def remove_variant(self, name: str) -> Variant:
         """Stop serving a variant added at runtime (an unloaded adapter); answers already

@@ -176,3 +176,15 @@ def test_the_base_model_is_the_same_by_id_name_or_weights(tmp_path, served, same
     manifest = AdapterManifest(base_model="Qwen/Qwen2.5-7B-Instruct",
                                base_model_fingerprint="trained-on-these-weights")
     assert _same_base(manifest, served.format(tmp=tmp_path)) is same
+
+
+def test_an_adapter_registered_while_the_server_runs_is_served_without_a_restart(
+        lora_remote, tiny_model_dir) -> None:
+    url, config = lora_remote
+    client = openai.OpenAI(base_url=url, api_key=REMOTE_KEY)
+    assert "late.v2" not in [m.id for m in client.models.list().data]
+    register_adapter(config.parent / "data", tiny_model_dir, name="late.v2")  # `chatbot train`
+    reply = client.chat.completions.create(model="late.v2", max_tokens=4,
+                                           messages=[{"role": "user", "content": QUESTION}])
+    assert reply.choices[0].message.content
+    assert "late.v2" in [m.id for m in client.models.list().data]

@@ -56,7 +56,8 @@ def warnings(monkeypatch) -> list[str]:
 
 @pytest.fixture
 def actions(config, tiny_config, echo):
-    engine = Engine(build_variants(config), lambda model: echo)
+    engine = Engine(build_variants(config), lambda model: echo,
+                    find_variants=lambda: build_variants(config))
     actions = TrainingActions(config, TrainingJob(tiny_config, config.data_path), engine)
     yield actions
     actions.job.stop(grace_s=5)  # never leave a child behind a failed test
@@ -180,7 +181,8 @@ def test_the_tab_builds_inside_blocks_and_the_server_adds_it(config, tiny_config
     from app.server import training_parts
     from app.ui import build_app
 
-    engine = Engine(build_variants(config), lambda model: echo)
+    engine = Engine(build_variants(config), lambda model: echo,
+                    find_variants=lambda: build_variants(config))
     with gr.Blocks() as app:
         actions = build_training_tab(config, tiny_config, engine)
     assert actions.job.config_path == tiny_config and app.fns

@@ -82,7 +82,9 @@ class ChatActions:
 
     def variant_choices(self) -> dict:
         """The variant picker's choices when a page opens: a variant added while serving (an
-        adapter trained in the Training tab) is listed from the next page load."""
+        adapter trained by `chatbot train` or in the Training tab) is listed from the next
+        page load."""
+        self.engine.add_new_variants()
         return gr.update(choices=list(self.engine.variants))
 
     def variant_for(self, state: ChatState, choice: str | None) -> str:

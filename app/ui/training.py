@@ -184,9 +184,7 @@ class TrainingActions:
         if self.engine is None:
             return f"Restart `chatbot serve` to chat with variant **{name}**."
         if self.announced != name:
-            from app.build import build_variants
-
-            self.engine.add_variants(build_variants(self.config))
+            self.engine.add_new_variants()
             self.announced = name
         if name in self.engine.variants:
             return (f"Variant **{name}** is served now (API model `{name}`); reload the page "
