@@ -118,9 +118,15 @@ def compare_paired(baseline: Sequence[float], candidate: Sequence[float],
         wins=wins, ties=ties, losses=losses, min_detectable=mde, warning=warning)
 
 
+SIGNIFICANCE = 0.05
+
+
 def _small_sample_warning(n: int, mde: float | None, min_effect: float | None) -> str | None:
     if n < 3:
         return f"only {n} paired item(s): no interval or test is meaningful"
+    if 2 / 2**n > SIGNIFICANCE:  # the signed-rank test's smallest two-sided p at this n
+        return (f"{n} items: the signed-rank test can't reach p < {SIGNIFICANCE:g} below 6 "
+                f"items (its smallest p here is {2 / 2**n:.3f}), whatever the answers")
     if min_effect is not None and mde is not None and mde > min_effect:
         return (f"{n} items can only detect differences of ±{mde:.3f} or more (80% power); "
                 f"the configured minimum effect {min_effect:.3f} needs more items")
