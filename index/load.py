@@ -18,10 +18,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from index.errors import LoadError
 from index.types import Document
+
+if TYPE_CHECKING:
+    from charset_normalizer import CharsetMatch, CharsetMatches
 
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".csv", ".jsonl")
 
@@ -176,7 +179,7 @@ def decode(data: bytes) -> str:
     return str(_prefer_western(matches, best))
 
 
-def _prefer_western(matches, best):
+def _prefer_western(matches: CharsetMatches, best: CharsetMatch) -> CharsetMatch:
     """Of the encodings that fit a short text equally well, Windows' Western European code page
     (the commonest legacy one): the detector's first pick there can be Central European,
     which reads "crème" as "crčme"."""
