@@ -163,6 +163,17 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, tiny_mo
     assert not (tmp_path / "adapters/resumed").exists()
     with pytest.raises(TrainingError, match="exists at .*; continue it with --resume"):
         train_preference(request_for(tmp_path, tiny_model, name="resumed"), progress=False)
+    from training.train.finetune import finetune
+
+    fact_dataset(tmp_path, tiny_model)
+    sft = replace(request_for(tmp_path, tiny_model, name="resumed").run, dataset="facts")
+    with pytest.raises(TrainingError, match="exists at .*; continue it with --resume"):
+        finetune(sft, progress=False)  # an SFT run of that name must not delete it either
+    (tmp_path / "runs/sft-left").mkdir(parents=True)
+    (tmp_path / "runs/sft-left/last.pt").write_bytes(b"an interrupted SFT run's checkpoint")
+    with pytest.raises(TrainingError, match="exists at .*; continue it with --resume"):
+        train_preference(request_for(tmp_path, tiny_model, name="sft-left"), progress=False)
+    assert (tmp_path / "runs/sft-left/last.pt").exists()
     with pytest.raises(TrainingError, match=r"changed: beta \(0.1 -> 0.5\)"):
         changed = request_for(tmp_path, tiny_model, name="resumed")
         train_preference(replace(changed, beta=0.5, run=replace(changed.run, resume=True)),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -136,6 +137,13 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def holds_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds an interrupted run's checkpoint of any method: SFT's
+    ``last.pt`` or TRL's ``checkpoint-N`` folders (DPO, KTO). A new run of the same name
+    must not delete either."""
+    return (run_dir / LAST).is_file() or any(run_dir.glob("checkpoint-*"))
+
+
 def atomic_save(payload: object, path: Path) -> None:
     """``torch.save`` to a temporary file, then rename: never a half-written checkpoint."""
     partial = path.with_name(path.name + ".partial")
@@ -150,10 +158,21 @@ def atomic_save(payload: object, path: Path) -> None:
 def disk_error(path: Path, exc: BaseException) -> TrainingError:
     """A clear message for a failed write: disk full, permission, or another OS error."""
     code = getattr(exc, "errno", None)
-    if code == errno.ENOSPC or "No space left" in str(exc):
+    if code == errno.ENOSPC or "No space left" in str(exc) or _nearly_full(path.parent):
         return TrainingError(f"disk full while writing {path}; free space or point data_dir "
                              "elsewhere, then rerun with --resume")
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
         return TrainingError(f"cannot write {path} (permission denied); make the data directory "
                              "writable or set $CHATBOT_DATA_DIR")
     return TrainingError(f"cannot write {path} ({exc}); check the data directory")
+
+
+def _nearly_full(folder: Path) -> bool:
+    """torch's own write error does not say why; a disk with almost no room left does."""
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+NEARLY_FULL_BYTES = 64 * 2**20

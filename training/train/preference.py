@@ -133,6 +133,7 @@ def _prepare_run_dir(request: PreferenceRequest) -> tuple[Path, str | None]:
     from transformers.trainer_utils import get_last_checkpoint
 
     from training.train.finetune import same_settings_on_resume
+    from training.train.checkpoint import holds_checkpoint
     from training.train.registry import probe_writable
 
     run = request.run
@@ -142,7 +143,7 @@ def _prepare_run_dir(request: PreferenceRequest) -> tuple[Path, str | None]:
         raise TrainingError(f"nothing to resume: {run_dir} holds no checkpoint; start the run "
                             "without --resume")
     if not run.resume and run_dir.exists():
-        if last is not None:
+        if holds_checkpoint(run_dir):
             raise TrainingError(f"an interrupted run named {run.name!r} exists at {run_dir}; "
                                 "continue it with --resume, or delete that directory")
         shutil.rmtree(run_dir, ignore_errors=True)

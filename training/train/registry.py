@@ -72,11 +72,11 @@ def publish(target: Path, save_weights, manifest: AdapterManifest, metrics_path:
         if check is not None:
             check(staging)
         os.replace(staging, target)
-    except OSError as exc:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise disk_error(target, exc) from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        # safetensors reports a full disk as its own error type, with the OS message inside
+        if isinstance(exc, OSError) or "No space left" in str(exc):
+            raise disk_error(target, exc) from None
         raise
     return target
 
