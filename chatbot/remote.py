@@ -75,6 +75,7 @@ class OpenAIGenerator:
         self.template_hash = ""  # remote variants take no local adapters
         self.tokenizer = _load_tokenizer(tokenizer, model)
         key = os.environ.get(backend.api_key_env) if backend.api_key_env else None
+        self._sends_key = bool(key)
         self._client = openai.OpenAI(base_url=backend.base_url, api_key=key or "none",
                                      timeout=backend.timeout_s, max_retries=0)
         self.server = ServerModel(backend.name, backend.base_url, model, key, backend.timeout_s)
@@ -201,8 +202,11 @@ class OpenAIGenerator:
                               f"check that the server is running and backends.{name}.base_url")
         status = getattr(exc, "status_code", None)
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
-            key = (f"${self.backend.api_key_env} (backends.{name}.api_key_env)"
-                   if self.backend.api_key_env else f"backends.{name}.api_key_env (none is set)")
+            env = self.backend.api_key_env
+            key = (f"backends.{name}.api_key_env (none is set)" if not env
+                   else f"${env} (backends.{name}.api_key_env): it was not set when the bot "
+                        "started, so no key was sent" if not self._sends_key
+                   else f"${env} (backends.{name}.api_key_env)")
             return ModelError(f"{where} refused the API key (HTTP {status}: {message}); "
                               f"check {key}")
         if isinstance(exc, openai.NotFoundError):

@@ -123,6 +123,11 @@ def test_a_wrong_key_is_a_clear_error_naming_the_backend(remote, tmp_path, monke
                                          r"check \$TEST_REMOTE_KEY"):
         engine.answer("s1", "hello", "prompt").result()
     assert engine.log.conversation("s1").turns[-1].status == "error"
+    engine = bot_engine(write_bot_config(tmp_path, remote[0]), monkeypatch, key="")
+    with pytest.raises(ModelError, match=r"check \$TEST_REMOTE_KEY \(backends.remote.api_key_env"
+                                         r"\): it was not set when the bot started, so no key "
+                                         r"was sent"):  # e.g. exported in another shell
+        engine.answer("s2", "hello", "prompt").result()
 
 
 def test_an_unknown_model_is_a_clear_error(remote, tmp_path, monkeypatch) -> None:
