@@ -82,6 +82,25 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, tiny_mo
     assert steps == list(range(0, 9))
 
 
+def test_resume_refuses_a_dataset_built_again_since_the_run_started(tmp_path, tiny_model):
+    from training.errors import TrainingError
+
+    fact_dataset(tmp_path, tiny_model)
+
+    def interrupt(record):
+        if record["step"] == 4:  # after the step-3 checkpoint
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(request_for(tmp_path, tiny_model), on_record=interrupt, progress=False)
+    fact_dataset(tmp_path, tiny_model, facts=FACTS[:3])  # `chatbot data build --overwrite`
+    resume = FinetuneRequest(**{**request_for(tmp_path, tiny_model).__dict__, "resume": True})
+    with pytest.raises(TrainingError, match="dataset 'facts' was built again since the run "
+                                            "started"):
+        finetune(resume, progress=False)
+    assert (tmp_path / "runs/zorb/last.pt").exists()  # the run is still there to resume
+
+
 def test_early_stopping_keeps_the_best_step(tmp_path, tiny_model):
     # a learning rate this high overfits/diverges after the first evaluations
     fact_dataset(tmp_path, tiny_model)

@@ -95,7 +95,7 @@ def finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] 
         torch.set_num_threads(request.threads)
     target = check_new_adapter(request.data_dir, request.name)
     data = load_training_data(request.data_dir, request.dataset)  # before writing the run dir
-    run_dir = _prepared_run_dir(request, workers, probe_writable)
+    run_dir = _prepared_run_dir(request, workers, probe_writable, data.manifest_sha256)
     model_dir = resolve_model(request.base_model, request.base_dir)
     model, tokenizer, bf16, attention_kwargs = _load_model(model_dir, request, workers)
     template_hash, fingerprint = chat_template_hash(tokenizer), model_fingerprint(model_dir)
@@ -153,11 +153,13 @@ def _stop_workers(workers: Workers) -> None:
             torch.distributed.destroy_process_group()
 
 
-def _prepared_run_dir(request: FinetuneRequest, workers: Workers, probe_writable) -> Path:
+def _prepared_run_dir(request: FinetuneRequest, workers: Workers, probe_writable,
+                      dataset_sha256: str) -> Path:
     """Rank 0 prepares the run directory while the other processes wait: several processes
     clearing one folder and writing its settings would race."""
     if workers.rank == 0:
-        _same_settings_on_resume(_prepare_run_dir(request, probe_writable), request)
+        _same_settings_on_resume(_prepare_run_dir(request, probe_writable), request,
+                                 dataset_sha256)
     if workers.world > 1:
         torch.distributed.barrier()
     return DataPaths(request.data_dir).run(request.name)
@@ -177,9 +179,11 @@ def _prepare_run_dir(request: FinetuneRequest, probe_writable) -> Path:
     return run_dir
 
 
-def _same_settings_on_resume(run_dir: Path, request: FinetuneRequest) -> None:
+def _same_settings_on_resume(run_dir: Path, request: FinetuneRequest,
+                             dataset_sha256: str) -> None:
     same_settings_on_resume(run_dir, {**_hyperparameters(request), "dataset": request.dataset,
-                                      "base_model": request.base_model}, request.resume)
+                                      "base_model": request.base_model,
+                                      DATASET_SHA: dataset_sha256}, request.resume)
 
 
 def same_settings_on_resume(run_dir: Path, settings: dict, resume: bool) -> None:
@@ -192,6 +196,11 @@ def same_settings_on_resume(run_dir: Path, settings: dict, resume: bool) -> None
     if not started:
         (run_dir / SETTINGS).write_text(json.dumps(settings, indent=2))
         return
+    if started.get(DATASET_SHA, settings[DATASET_SHA]) != settings[DATASET_SHA]:
+        raise TrainingError(f"dataset {settings['dataset']!r} was built again since the run "
+                            "started, and a resumed run must go on with the examples it began "
+                            "with; start a new run under another --name")
+    started.setdefault(DATASET_SHA, settings[DATASET_SHA])  # a run recorded before the hash
     changed = sorted(key for key in settings.keys() | started.keys()
                      if settings.get(key) != started.get(key))
     if changed:
@@ -200,6 +209,10 @@ def same_settings_on_resume(run_dir: Path, settings: dict, resume: bool) -> None
                 f"{key} ({started.get(key)!r} -> {settings.get(key)!r})" for key in changed)
             + "; leave those flags out to keep the run's own settings, or start a new run "
             "under another --name")
+
+
+DATASET_SHA = "dataset_manifest_sha256"
+"""Recorded with a run's settings: which build of its dataset it trains on."""
 
 
 def started_settings(run_dir: Path) -> dict:

@@ -87,7 +87,7 @@ def train_preference(request: PreferenceRequest,
         raise TrainingError("KTO estimates its reference point from the other answers of a "
                             "batch; use --batch-size 2 or more")
     sft = _sft_adapter(run.data_dir, request.from_adapter)
-    run_dir, checkpoint = _prepare_run_dir(request)
+    run_dir, checkpoint = _prepare_run_dir(request, rows.manifest_sha256)
     model_dir = resolve_model(run.base_model, run.base_dir)
     model, tokenizer = load_base(model_dir, torch.float32, torch.device("cpu"), "sdpa")
     template_hash, fingerprint = chat_template_hash(tokenizer), model_fingerprint(model_dir)
@@ -128,11 +128,12 @@ def _sft_adapter(data_dir: Path, name: str | None):
     return known[name], manifest
 
 
-def _prepare_run_dir(request: PreferenceRequest) -> tuple[Path, str | None]:
+def _prepare_run_dir(request: PreferenceRequest, dataset_sha256: str
+                     ) -> tuple[Path, str | None]:
     """``<data_dir>/runs/NAME`` with the Trainer's checkpoints; the one ``--resume`` continues."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    from training.train.finetune import same_settings_on_resume
+    from training.train.finetune import DATASET_SHA, same_settings_on_resume
     from training.train.checkpoint import holds_checkpoint
     from training.train.registry import probe_writable
 
@@ -148,7 +149,8 @@ def _prepare_run_dir(request: PreferenceRequest) -> tuple[Path, str | None]:
                                 "continue it with --resume, or delete that directory")
         shutil.rmtree(run_dir, ignore_errors=True)
     probe_writable(run_dir)
-    same_settings_on_resume(run_dir, _hyperparameters(request), run.resume)
+    same_settings_on_resume(run_dir, {**_hyperparameters(request), DATASET_SHA: dataset_sha256},
+                            run.resume)
     return run_dir, last
 
 
