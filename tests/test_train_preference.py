@@ -178,6 +178,12 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, tiny_mo
         changed = request_for(tmp_path, tiny_model, name="resumed")
         train_preference(replace(changed, beta=0.5, run=replace(changed.run, resume=True)),
                          progress=False)
+    import shutil
+
+    saved = sorted((tmp_path / "runs/resumed").glob("checkpoint-*"))[-1]
+    torn = saved.with_name("checkpoint-99")  # a save cut short by Ctrl-C: no trainer state
+    shutil.copytree(saved, torn)
+    (torn / "trainer_state.json").unlink()
     resumed = request_for(tmp_path, tiny_model, name="resumed")
     train_preference(replace(resumed, run=replace(resumed.run, resume=True)), progress=False)
     straight = adapter_weights(tmp_path / "adapters/straight")

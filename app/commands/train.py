@@ -202,12 +202,10 @@ def interrupted(ctx: click.Context, run_dir: Path, objective: str | None) -> cli
 
 
 def _has_checkpoint(run_dir: Path, objective: str | None) -> bool:
+    from training.train.checkpoint import LAST, last_trainer_checkpoint
+
     if objective:  # dpo/kto: TRL's checkpoint-N folders
-        from transformers.trainer_utils import get_last_checkpoint
-
-        return run_dir.is_dir() and get_last_checkpoint(str(run_dir)) is not None
-    from training.train.checkpoint import LAST
-
+        return last_trainer_checkpoint(run_dir) is not None
     return (run_dir / LAST).is_file()
 
 

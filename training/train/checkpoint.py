@@ -141,7 +141,20 @@ def holds_checkpoint(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds an interrupted run's checkpoint of any method: SFT's
     ``last.pt`` or TRL's ``checkpoint-N`` folders (DPO, KTO). A new run of the same name
     must not delete either."""
-    return (run_dir / LAST).is_file() or any(run_dir.glob("checkpoint-*"))
+    return (run_dir / LAST).is_file() or last_trainer_checkpoint(run_dir) is not None
+
+
+def last_trainer_checkpoint(run_dir: Path) -> Path | None:
+    """The newest of TRL's ``checkpoint-N`` folders that was written whole: one cut short by
+    a Ctrl-C during its save has no ``trainer_state.json`` (its last file) and is passed over,
+    so the run resumes from the checkpoint before it."""
+    complete = [folder for folder in run_dir.glob("checkpoint-*")
+                if folder.name.removeprefix("checkpoint-").isdigit()
+                and (folder / TRAINER_STATE).is_file()]
+    return max(complete, key=lambda folder: int(folder.name.split("-")[1]), default=None)
+
+
+TRAINER_STATE = "trainer_state.json"
 
 
 def atomic_save(payload: object, path: Path) -> None:

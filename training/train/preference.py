@@ -131,15 +131,15 @@ def _sft_adapter(data_dir: Path, name: str | None):
 def _prepare_run_dir(request: PreferenceRequest, dataset_sha256: str
                      ) -> tuple[Path, str | None]:
     """``<data_dir>/runs/NAME`` with the Trainer's checkpoints; the one ``--resume`` continues."""
-    from transformers.trainer_utils import get_last_checkpoint
 
     from training.train.finetune import DATASET_SHA, same_settings_on_resume
-    from training.train.checkpoint import holds_checkpoint
+    from training.train.checkpoint import holds_checkpoint, last_trainer_checkpoint
     from training.train.registry import probe_writable
 
     run = request.run
     run_dir = DataPaths(run.data_dir).run(run.name)
-    last = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    found = last_trainer_checkpoint(run_dir)
+    last = str(found) if found else None
     if run.resume and last is None:
         raise TrainingError(f"nothing to resume: {run_dir} holds no checkpoint; start the run "
                             "without --resume")
