@@ -25,6 +25,9 @@ from training.train.model_setup import load_trainable, trainable_state
 
 LAST = "last.pt"
 BEST = "best.pt"
+TRAINER_STATE = "trainer_state.json"
+"""The last file TRL writes into a ``checkpoint-N`` folder: without it the save was cut short."""
+NEARLY_FULL_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -137,11 +140,16 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def holds_checkpoint(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds an interrupted run's checkpoint of any method: SFT's
-    ``last.pt`` or TRL's ``checkpoint-N`` folders (DPO, KTO). A new run of the same name
-    must not delete either."""
-    return (run_dir / LAST).is_file() or last_trainer_checkpoint(run_dir) is not None
+def clear_for_new_run(run_dir: Path, name: str) -> None:
+    """Empty ``run_dir`` for a new run named ``name``, unless it holds an interrupted run's
+    checkpoint of any method (SFT's ``last.pt``, TRL's ``checkpoint-N`` for DPO and KTO):
+    that one is only ever continued or deleted by hand."""
+    if not run_dir.exists():
+        return
+    if (run_dir / LAST).is_file() or last_trainer_checkpoint(run_dir) is not None:
+        raise TrainingError(f"an interrupted run named {name!r} exists at {run_dir}; "
+                            "continue it with --resume, or delete that directory")
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def last_trainer_checkpoint(run_dir: Path) -> Path | None:
@@ -152,9 +160,6 @@ def last_trainer_checkpoint(run_dir: Path) -> Path | None:
                 if folder.name.removeprefix("checkpoint-").isdigit()
                 and (folder / TRAINER_STATE).is_file()]
     return max(complete, key=lambda folder: int(folder.name.split("-")[1]), default=None)
-
-
-TRAINER_STATE = "trainer_state.json"
 
 
 def atomic_save(payload: object, path: Path) -> None:
@@ -186,6 +191,3 @@ def _nearly_full(folder: Path) -> bool:
         return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
     except OSError:
         return False
-
-
-NEARLY_FULL_BYTES = 64 * 2**20

@@ -167,14 +167,11 @@ def _prepared_run_dir(request: FinetuneRequest, workers: Workers, probe_writable
 
 def _prepare_run_dir(request: FinetuneRequest, probe_writable) -> Path:
     """``<data_dir>/runs/NAME``: checkpoints of a run in progress (resume reads them)."""
-    from training.train.checkpoint import holds_checkpoint
+    from training.train.checkpoint import clear_for_new_run
 
     run_dir = DataPaths(request.data_dir).run(request.name)
-    if not request.resume and run_dir.exists():
-        if holds_checkpoint(run_dir):
-            raise TrainingError(f"an interrupted run named {request.name!r} exists at {run_dir}; "
-                                "continue it with --resume, or delete that directory")
-        shutil.rmtree(run_dir, ignore_errors=True)
+    if not request.resume:
+        clear_for_new_run(run_dir, request.name)
     probe_writable(run_dir)
     return run_dir
 

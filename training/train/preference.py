@@ -131,9 +131,8 @@ def _sft_adapter(data_dir: Path, name: str | None):
 def _prepare_run_dir(request: PreferenceRequest, dataset_sha256: str
                      ) -> tuple[Path, str | None]:
     """``<data_dir>/runs/NAME`` with the Trainer's checkpoints; the one ``--resume`` continues."""
-
+    from training.train.checkpoint import clear_for_new_run, last_trainer_checkpoint
     from training.train.finetune import DATASET_SHA, same_settings_on_resume
-    from training.train.checkpoint import holds_checkpoint, last_trainer_checkpoint
     from training.train.registry import probe_writable
 
     run = request.run
@@ -143,11 +142,8 @@ def _prepare_run_dir(request: PreferenceRequest, dataset_sha256: str
     if run.resume and last is None:
         raise TrainingError(f"nothing to resume: {run_dir} holds no checkpoint; start the run "
                             "without --resume")
-    if not run.resume and run_dir.exists():
-        if holds_checkpoint(run_dir):
-            raise TrainingError(f"an interrupted run named {run.name!r} exists at {run_dir}; "
-                                "continue it with --resume, or delete that directory")
-        shutil.rmtree(run_dir, ignore_errors=True)
+    if not run.resume:
+        clear_for_new_run(run_dir, run.name)
     probe_writable(run_dir)
     same_settings_on_resume(run_dir, {**_hyperparameters(request), DATASET_SHA: dataset_sha256},
                             run.resume)
