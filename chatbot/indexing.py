@@ -26,7 +26,7 @@ from index.passages import MAX_WORDS
 from index.rerank import CrossEncoderScorer, RerankingRetriever
 from index.search import Retriever
 from index.store import Store
-from index.sync import Progress, SyncReport, sync
+from index.sync import Progress, SyncReport, sync, under
 from index.types import DocumentInfo
 
 HASH_PREFIX = "hash:"  # models.embedder "hash:64": a model-free embedder for smoke tests
@@ -208,7 +208,7 @@ def remove_documents(index: BotIndex, path: str | Path) -> list[str]:
     removed: list[str] = []
     with store.transaction():
         for source in list(store.hashes):
-            if source == target or source.startswith(target.rstrip(os.sep) + os.sep):
+            if under(source, [target]):
                 store.remove(source)
                 removed.append(source)
     if not removed:

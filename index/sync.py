@@ -84,16 +84,16 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
     roots = [os.path.abspath(p) for p in paths]
     # a rebuild re-indexes what the index held outside the paths too (uploads, single files)
     paths += [Path(source) for source in held
-              if not _under(source, roots) and os.path.exists(source)]
+              if not under(source, roots) and os.path.exists(source)]
     files, failures = discover(paths, list(include), list(exclude))
     report = SyncReport(failed=list(failures))
     with store.transaction(rebuild=rebuild):
         if store.settings.embedder != embedder.name:
             raise IndexMismatchError(f"{store.directory}: built with embedder "
                                      f"{store.settings.embedder!r}, not {embedder.name!r}; {REBUILD}")
-        _remove_missing(store, roots, files, failures, report)
-        kept = {str(p) for p in files} | {f.source for f in failures}
-        report.removed += [source for source in held if source not in kept]
+        seen = {str(p) for p in files} | {f.source for f in failures}
+        _remove_missing(store, roots, seen, report)
+        report.removed += [source for source in held if source not in seen]
         pending = _Pending()
         for done, path in enumerate(files, start=1):
             _visit(path, store, embedder, max_file_bytes, text_field, pending, report)
@@ -115,18 +115,17 @@ def _indexed_before(directory: Path) -> list[str]:
         return []
 
 
-def _under(source: str, roots: list[str]) -> bool:
+def under(source: str, roots: list[str]) -> bool:
+    """Whether the file ``source`` is one of ``roots`` or inside one (absolute paths)."""
     return any(source == root or source.startswith(root.rstrip(os.sep) + os.sep)
                for root in roots)
 
 
-def _remove_missing(store: Store, roots: list[str], files: list[Path],
-                    failures: list[LoadFailure], report: SyncReport) -> None:
-    """Drop indexed files under the synced paths that are no longer there, and indexed files
-    anywhere that are gone from disk (a synced folder renamed or deleted)."""
-    seen = {str(p) for p in files} | {f.source for f in failures}
+def _remove_missing(store: Store, roots: list[str], seen: set[str], report: SyncReport) -> None:
+    """Drop indexed files under the synced paths that this sync did not ``seen``, and indexed
+    files anywhere that are gone from disk (a synced folder renamed or deleted)."""
     for source in list(store.hashes):
-        if source not in seen and (_under(source, roots) or not os.path.exists(source)):
+        if source not in seen and (under(source, roots) or not os.path.exists(source)):
             store.remove(source)
             report.removed.append(source)
 
