@@ -105,9 +105,10 @@ def _name_failure(path: Path, failures: list[LoadFailure]) -> bool:
 
 def _once_each(paths: set[Path]) -> list[Path]:
     """``paths`` (sorted) less the second path to one file, keeping the one without links."""
+    real = {path: os.path.realpath(path) for path in paths}  # one lookup of links per file
     by_file: dict[str, Path] = {}
-    for path in sorted(paths, key=lambda p: (os.path.realpath(p) != str(p), str(p))):
-        by_file.setdefault(os.path.realpath(path), path)
+    for path in sorted(paths, key=lambda p: (real[p] != str(p), str(p))):
+        by_file.setdefault(real[path], path)
     return sorted(by_file.values())
 
 
