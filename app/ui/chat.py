@@ -44,10 +44,13 @@ class ChatState:
     answers: list[ShownAnswer] = field(default_factory=list)
     rated: tuple[int, int] | None = None
     """(turn id, rating) of the last thumbs click, for the optional comment."""
+    unanswered: str | None = None
+    """The last question whose answer failed (a model error): Regenerate asks it again."""
 
-    def history(self) -> list[Message]:
+    def history(self, answers: int | None = None) -> list[Message]:
+        """The conversation as the model is sent it: the first ``answers`` turns (all)."""
         turns = []
-        for answer in self.answers:
+        for answer in self.answers[:answers]:
             turns += [Message("user", answer.question), Message("assistant", answer.text)]
         return turns
 
@@ -92,9 +95,10 @@ class ChatActions:
             return self.assign_variant(state.session_id)
         return choice or self.engine.default_variant
 
-    def chat_messages(self, state: ChatState) -> list[dict]:
+    def chat_messages(self, state: ChatState, answers: int | None = None) -> list[dict]:
+        """The chat as the page draws it: the first ``answers`` questions and answers (all)."""
         shown = []
-        for index, answer in enumerate(state.answers):
+        for index, answer in enumerate(state.answers[:answers]):
             reply = answer.reply
             content = (answer.correction if answer.correction is not None else
                        answer_markup(reply.text, reply.attribution, prefix_for(index)))
@@ -119,17 +123,39 @@ class ChatActions:
 
     def respond(self, message: str, state: ChatState, choice: str | None = None) -> Iterator:
         state = state if state is not None else new_state()
+        yield from self._answer(message or "", state, choice)
+
+    def regenerate(self, state: ChatState, choice: str | None = None) -> Iterator:
+        """Answer the last question again (a new turn in the log); earlier turns stay.
+
+        After a failed answer that is the question that failed; otherwise the new answer
+        replaces the last one once it is complete (a failure leaves the old one in place)."""
+        if state is not None and state.unanswered is not None:
+            yield from self._answer(state.unanswered, state, choice)
+        elif state is None or not state.answers:
+            gr.Info("There is no answer to regenerate yet.")
+            yield (self.chat_messages(state) if state else [], state, "",
+                   *self.panel(state or new_state()))
+        else:
+            yield from self._answer(state.answers[-1].question, state, choice, replace_last=True)
+
+    def _answer(self, question: str, state: ChatState, choice: str | None,
+                replace_last: bool = False) -> Iterator:
+        """Stream the answer to ``question``; ``replace_last`` answers it in place of the last
+        answer, which is left out of the history and of the chat while the new one streams."""
         state.rated = None  # a comment typed from now on would be read as about the new answer
+        kept = len(state.answers) - 1 if replace_last else len(state.answers)
         try:
-            stream = self.engine.answer(state.session_id, message or "",
-                                        self.variant_for(state, choice), history=state.history())
+            stream = self.engine.answer(state.session_id, question,
+                                        self.variant_for(state, choice),
+                                        history=state.history(kept))
         except InputError as exc:
             gr.Warning(html.escape(str(exc), quote=False))
-            yield (self.chat_messages(state), state, message, *self.panel(state))
+            yield (self.chat_messages(state), state, question if not replace_last else "",
+                   *self.panel(state))
             return
-        before = self.chat_messages(state)
-        shown = before + [{"role": "user", "content": stream.question},
-                          {"role": "assistant", "content": ""}]
+        shown = self.chat_messages(state, kept) + [
+            {"role": "user", "content": stream.question}, {"role": "assistant", "content": ""}]
         yield (shown, state, "", ANSWERING, None)
         text = ""
         try:
@@ -138,21 +164,14 @@ class ChatActions:
                 shown[-1] = {"role": "assistant", "content": text}
                 yield (shown, state, "", ANSWERING, None)
         except ChatbotError as exc:
+            if not replace_last:
+                state.unanswered = stream.question
             raise gr.Error(str(exc), print_exception=False) from exc
         finally:  # a closed or reloaded tab closes this generator: the answer stops with it
             stream.cancel()
-        state.answers.append(ShownAnswer(stream.question, stream.reply))
+        state.answers[kept:] = [ShownAnswer(stream.question, stream.reply)]
+        state.unanswered = None
         yield (self.chat_messages(state), state, "", *self.panel(state))
-
-    def regenerate(self, state: ChatState, choice: str | None = None) -> Iterator:
-        """Answer the last question again (a new turn in the log); earlier turns stay."""
-        if state is None or not state.answers:
-            gr.Info("There is no answer to regenerate yet.")
-            yield (self.chat_messages(state) if state else [], state, "",
-                   *self.panel(state or new_state()))
-            return
-        last = state.answers.pop()
-        yield from self.respond(last.question, state, choice)
 
     def clear(self, state: ChatState | None) -> tuple:
         """Start a new conversation: a new session id, nothing shown (the old one stays in
