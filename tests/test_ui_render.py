@@ -55,3 +55,22 @@ def test_a_withheld_answer_shows_only_the_message_and_no_highlights() -> None:
     attribution, shown = attributor.judge("The sync also emails your whole team.", ["Other."])
     assert answer_markup(shown, attribution, "src-1") == shown != attribution.withheld_text
     assert supporting_spans(attribution) == {} and "withheld" in support_line(attribution)
+
+
+def test_sentences_in_code_and_tables_are_left_unmarked() -> None:
+    """A mark inside a code block shows as a raw tag, and one around a table row breaks the
+    table; the prose around them is still marked."""
+    from chatbot.attribution import AttributionSettings, Attributor
+
+    text = ("The sync also emails your whole team.\n\n"
+            "    chatbot index sync --email-everyone now.\n\n"
+            "| Option | Effect |\n|---|---|\n| --email | Emails the whole team. |\n\n"
+            "```\nEmails go out at noon.\n```\n\nIt also prints the weekly summary report.")
+    attribution, _ = Attributor(None, AttributionSettings(policy="show")).judge(
+        text, ["Nothing about any of this."])
+    markup = answer_markup(text, attribution, "src-1")
+    assert [line for line in markup.splitlines() if "<span" in line] == [
+        '<span class="cb-unsupported" title="No source passage supports this sentence">'
+        'The sync also emails your whole team.</span>',
+        '<span class="cb-unsupported" title="No source passage supports this sentence">'
+        'It also prints the weekly summary report.</span>']

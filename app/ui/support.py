@@ -5,20 +5,26 @@ unsupported sentences marked; a notice on a flagged answer.
 A link's target is ``{prefix}-{n}-s{start}``: the sentence of passage ``n`` that starts at
 character ``start``, inside the panel entry ``{prefix}-{n}`` that ``render.sources_html`` draws.
 The model's text is kept as written (Markdown), only wrapped: the page renders and sanitizes it
-as before.
+as before. Sentences in code, tables and raw HTML are left unmarked: a tag there would show as
+text or break the table.
 """
 
 from __future__ import annotations
 
+import bisect
 import html
 import re
 from collections.abc import Sequence
+
+from markdown_it import MarkdownIt
 
 from chatbot.attribution import Attribution, Support, flag_notice
 
 MAX_LINKS = 2
 """Passages named after one sentence: the best two are enough to check it."""
 UNSUPPORTED_TITLE = "No source passage supports this sentence"
+_MARKDOWN = MarkdownIt("commonmark").enable("table")
+_VERBATIM_BLOCKS = {"fence", "code_block", "html_block", "table_open"}
 
 
 def sentence_anchor(prefix: str, number: int, start: int) -> str:
@@ -31,10 +37,16 @@ def answer_markup(text: str, attribution: Attribution | None, prefix: str) -> st
     if attribution is None or attribution.action == "withheld":
         return text
     parts, last = [], 0
+    verbatim = _verbatim_lines(text)
+    line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
     for sentence in attribution.sentences:
         body = text[sentence.start:sentence.end]
         parts.append(text[last:sentence.start])
-        if sentence.supported:
+        lines = range(bisect.bisect_right(line_starts, sentence.start) - 1,
+                      bisect.bisect_right(line_starts, max(sentence.end - 1, sentence.start)))
+        if verbatim.intersection(lines):
+            parts.append(body)
+        elif sentence.supported:
             links = [_link(prefix, s) for s in sentence.sources[:MAX_LINKS]
                      if f"[{s.source}]" not in body]  # the model's own [n] is linked already
             parts.append(body + "".join(links))
@@ -47,6 +59,12 @@ def answer_markup(text: str, attribution: Attribution | None, prefix: str) -> st
     notice = (f'<div class="cb-flag">{html.escape(flag_notice(attribution.score))}</div>\n\n'
               if attribution.action == "flagged" else "")
     return notice + "".join(parts)
+
+
+def _verbatim_lines(text: str) -> set[int]:
+    """Numbers of the lines the page draws as code, a table or raw HTML."""
+    return {line for token in _MARKDOWN.parse(text)
+            if token.type in _VERBATIM_BLOCKS and token.map for line in range(*token.map)}
 
 
 _NOTICE = re.compile(r'^<div class="cb-flag">.*?</div>\n\n', re.DOTALL)
