@@ -330,6 +330,19 @@ class BotConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _room_for_a_prompt(self) -> BotConfig:
+        """A served model's window must hold the answer and a prompt; else every question to
+        the variant fails."""
+        new_tokens = self.generation.max_new_tokens
+        for name, spec in self.variants.items():
+            if spec.context_window is not None and spec.context_window <= new_tokens:
+                raise ValueError(
+                    f"variants.{name}.context_window ({spec.context_window}) leaves no room for "
+                    f"a prompt beside generation.max_new_tokens ({new_tokens}); set it to the "
+                    "served model's window, or lower max_new_tokens")
+        return self
+
+    @model_validator(mode="after")
     def _default_variant_exists(self) -> BotConfig:
         if self.default_variant not in self.variants:
             raise ValueError(f"default_variant {self.default_variant!r} is not one of "

@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from chatbot.config import BotConfig
-from chatbot.errors import ConfigError
+from chatbot.errors import ConfigError, ModelError
 
 
 def default_config_path() -> Path:
@@ -54,9 +54,35 @@ def expand_env(raw: object, path: str = "") -> tuple[object, dict[str, str]]:
     return ENV_REFERENCE.sub(value_of, raw), missing
 
 
-def config_problems(raw: object) -> list[str]:
-    """Every problem in a parsed YAML document, each as ``key.path: what is expected``."""
-    return _validate(raw)[1]
+def config_problems(raw: object, base_dir: Path | None = None) -> list[str]:
+    """Every problem in a parsed YAML document, each as ``key.path: what is expected``; with
+    ``base_dir`` (the file's folder) also model paths that name no directory."""
+    config, problems = _validate(raw)
+    if config is None or base_dir is None:
+        return problems
+    config.base_dir = base_dir
+    return missing_model_paths(config)
+
+
+def missing_model_paths(config: BotConfig) -> list[str]:
+    """Model settings written as paths (``./``, ``/``, ``~``) that name no model directory,
+    at their key paths: found now rather than when a server or a training run loads them."""
+    from chatbot.models import resolve_model
+
+    named = {"models.chat": config.models.chat, "models.embedder": config.models.embedder,
+             "retrieval.rerank.model": config.retrieval.rerank.model}
+    for name, spec in config.variants.items():
+        if spec.backend is None:
+            named[f"variants.{name}.model"] = spec.model
+        named[f"variants.{name}.tokenizer"] = spec.tokenizer
+    problems = []
+    for key, value in named.items():
+        if value and value.startswith((".", "/", "~")):
+            try:
+                resolve_model(value, config.base_dir)
+            except ModelError as exc:
+                problems.append(f"{key}: {exc}")
+    return problems
 
 
 def _validate(raw: object) -> tuple[BotConfig | None, list[str]]:

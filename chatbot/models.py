@@ -70,7 +70,9 @@ def resolve_model(name: str, base_dir: Path | None = None) -> str:
             raise ModelError(f"model path {path} is not a directory of a saved model")
         return str(path.resolve())
     if name.startswith((".", "/", "~")):
-        raise ModelError(f"model directory {path} does not exist; fix models.* in the config")
+        looked_in = (base_dir / path).resolve() if base_dir and not path.is_absolute() else path
+        raise ModelError(f"model directory {looked_in} does not exist; fix the path in the config "
+                         "(`chatbot config check` names the setting)")
     return name  # a hub id
 
 

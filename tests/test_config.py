@@ -95,6 +95,30 @@ def test_config_check_command(tmp_path: Path) -> None:
     assert "server.hots: unknown key" in result.output
 
 
+def test_config_check_finds_model_paths_that_name_no_folder_and_a_window_with_no_room(
+        tmp_path: Path) -> None:
+    (tmp_path / "tok").mkdir()
+    bad = tmp_path / "bot.yaml"
+    bad.write_text("backends: {gpu: {base_url: 'http://gpu:8000/v1'}}\n"
+                   "variants:\n"
+                   "  prompt: {backend: gpu, model: m, tokenizer: ./tokenizer}\n"
+                   "  here: {model: ./models/tuned}\n"
+                   "  fine: {backend: gpu, model: n, tokenizer: ./tok}\n")
+    result = CliRunner().invoke(main, ["config", "check", str(bad)])
+    assert result.exit_code == 1
+    problems = [line.split(": ", 1)[1] for line in result.output.splitlines()]
+    assert [problem.split(":")[0] for problem in problems] == [
+        "variants.prompt.tokenizer", "variants.here.model"]
+    assert f"model directory {tmp_path / 'tokenizer'} does not exist" in problems[0]
+    assert config_problems({"backends": {"gpu": {"base_url": "http://gpu:8000/v1"}},
+                            "generation": {"max_new_tokens": 512},
+                            "variants": {"prompt": {"backend": "gpu", "model": "m",
+                                                    "context_window": 512}}}) == [
+        "(top level): variants.prompt.context_window (512) leaves no room for a prompt beside "
+        "generation.max_new_tokens (512); set it to the served model's window, or lower "
+        "max_new_tokens"]
+
+
 def test_backend_problems_are_reported_at_once_with_key_paths() -> None:
     raw = {"backends": {"gpu": {"base_url": "gpu-box:8000", "timeout": 5}},
            "variants": {"prompt": {"backend": "gpux", "model": "m"},

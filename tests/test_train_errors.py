@@ -61,7 +61,7 @@ def test_missing_base_model(tmp_path, tiny_model):
     fact_dataset(tmp_path, tiny_model)
     request = FinetuneRequest(**{**request_for(tmp_path, tiny_model).__dict__,
                                  "base_model": str(tmp_path / "no-such-model")})
-    with pytest.raises(ModelError, match="does not exist; fix models"):
+    with pytest.raises(ModelError, match="does not exist; fix the path in the config"):
         finetune(request, progress=False)
     assert_nothing_registered(tmp_path)
 

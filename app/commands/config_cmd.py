@@ -31,7 +31,7 @@ def check(path: Path | None, config_path: Path | None) -> None:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise click.ClickException(f"{path}: not valid YAML: {exc}") from exc
-    problems = config_problems(raw)
+    problems = config_problems(raw, path.resolve().parent)
     for problem in problems:
         click.echo(f"{path}: {problem}", err=True)
     if problems:
