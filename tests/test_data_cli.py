@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from app.cli import main
 from chatbot.spreadsheet import safe_cell
+from training.data.dataset import load_training_data
+from training.errors import DatasetError
 
 DATA = Path(__file__).parent / "data" / "transcripts"
 
@@ -110,3 +112,12 @@ def test_csv_export_neutralises_formula_cells_and_keeps_the_text(run, tmp_path):
 @pytest.mark.parametrize("cell", ["plain text", "a = b", "it costs 3-5 days", "", "'quoted"])
 def test_ordinary_cells_are_written_unchanged(cell):
     assert safe_cell(cell) == cell
+
+
+def test_a_dataset_from_one_conversation_says_how_to_get_a_validation_split(run, tmp_path):
+    one = tmp_path / "one.jsonl"
+    one.write_text((DATA / "openai.jsonl").read_text().splitlines()[0] + "\n")
+    assert run("data", "build", "--name", "one", "--from", str(one)).exit_code == 0
+    with pytest.raises(DatasetError, match="no validation examples.*raise "
+                                           "data.validation_share in the config, and rebuild"):
+        load_training_data(tmp_path / "bot", "one")

@@ -198,8 +198,7 @@ def load_training_data(data_dir: Path, name: str) -> TrainingData:
         raise DatasetError(f"dataset {name!r} has no training examples; collect more "
                            "conversations (or loosen the curation filters) and rebuild it")
     if not data.validation:
-        raise DatasetError(f"dataset {name!r} has no validation examples, which early stopping "
-                           "needs; rebuild it with a validation share")
+        raise DatasetError.no_validation(name, "examples")
     return data
 
 

@@ -69,8 +69,7 @@ def _check_dpo(name: str, splits: dict[str, list[dict]]) -> None:
             "prompt: corrections and arena votes make them); collect some, or train on the "
             "thumbs with --method kto")
     if not splits["validation"]:
-        raise DatasetError(f"dataset {name!r} has no validation pairs, which early stopping "
-                           "needs; rebuild it with a validation share")
+        raise DatasetError.no_validation(name, "pairs")
 
 
 def _check_kto(name: str, splits: dict[str, list[dict]]) -> None:
@@ -90,5 +89,4 @@ def _check_kto(name: str, splits: dict[str, list[dict]]) -> None:
             f"{len(rows)} training rows; KTO needs both kinds: collect some, or fine-tune on "
             "the good answers with --method lora")
     if not splits["validation"]:
-        raise DatasetError(f"dataset {name!r} has no validation rows, which early stopping "
-                           "needs; rebuild it with a validation share")
+        raise DatasetError.no_validation(name, "rows")
