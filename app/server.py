@@ -67,7 +67,7 @@ def ab_parts(engine: Engine, config: BotConfig) -> tuple:
     the Arena and Dashboard tabs are there to compare them. Votes live in the conversation
     log, so with logging off there is no A/B.
     """
-    from chatbot.ab import AbStore, session_assigner
+    from chatbot.ab import AbStore
     from chatbot.paths import DataPaths
 
     variants = list(engine.variants)
@@ -75,7 +75,8 @@ def ab_parts(engine: Engine, config: BotConfig) -> tuple:
         return None, True, []
     ab = config.ab
     store = AbStore(DataPaths(config.data_path).logs)
-    assign = session_assigner(store, ab.weights, variants) if ab.enabled else None
+    split = config.ab_split
+    assign = (lambda session: store.sticky_variant(session, split)) if ab.enabled else None
     tabs = []
     if len(variants) >= 2:
         from app.ui.arena import build_arena_tab

@@ -13,7 +13,7 @@ import json
 import random
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,10 +161,3 @@ class AbStore:
                 UNION SELECT turn_b FROM battles WHERE turn_b IS NOT NULL)
             GROUP BY t.variant""")
         return {variant: (int(ups), int(n)) for variant, ups, n in rows if variant}
-
-
-def session_assigner(store: AbStore, weights: dict[str, float], variants: Sequence[str]
-                     ) -> Callable[[str], str]:
-    """``assign(session_id) -> variant`` for the web UI and the API (equal weights if none)."""
-    chosen = dict(weights) or {name: 1.0 for name in variants}
-    return lambda session_id: store.sticky_variant(session_id, chosen)

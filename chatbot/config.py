@@ -306,6 +306,13 @@ class BotConfig(Section):
     # Set by load_config, not by the YAML: where relative paths are resolved from.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
+    @property
+    def ab_split(self) -> dict[str, float]:
+        """Each A/B arm's share of sessions: ``ab.weights``, else the variants declared here in
+        equal shares. An adapter registered since (``chatbot train``) joins only once named in
+        ``ab.weights``, so no new adapter reaches users before someone chose it."""
+        return dict(self.ab.weights) or {name: 1.0 for name in self.variants}
+
     @field_validator("variants")
     @classmethod
     def _at_least_one_variant(cls, value: dict[str, VariantConfig]) -> dict[str, VariantConfig]:

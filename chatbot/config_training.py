@@ -189,7 +189,8 @@ class AbConfig(Section):
     enabled: bool = False
     """Split web and API sessions between variants by ``weights`` (sticky per session)."""
     weights: dict[str, float] = Field(default_factory=dict)
-    """Variant name -> share of sessions (normalized); empty means every variant equally."""
+    """Variant name -> share of sessions (normalized); empty means the variants declared under
+    ``variants`` equally (``ab_split`` of the whole config)."""
     show_variant_names: bool = False
     """Show users which variant answered; off keeps the test blind."""
     arena_pairs: list[tuple[str, str]] = Field(default_factory=list)

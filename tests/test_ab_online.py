@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from chatbot.ab import AbStore, arena_pairs, assign_variant, draw_pair, session_assigner
+from chatbot.ab import AbStore, arena_pairs, assign_variant, draw_pair
 from chatbot.ab_report import build_report, chart_png, render_markdown
 from app.cli import main
 from chatbot.config_file import config_problems
@@ -33,8 +33,8 @@ def test_assignment_is_sticky_and_follows_the_weights() -> None:
 def test_assignments_survive_a_restart_and_a_change_of_shares(tmp_path) -> None:
     path = tmp_path / "logs.sqlite"
     store = AbStore(path)
-    assign = session_assigner(store, {}, ["prompt", "finetuned"])
-    first = {f"s{i}": assign(f"s{i}") for i in range(40)}
+    first = {f"s{i}": store.sticky_variant(f"s{i}", {"prompt": 1.0, "finetuned": 1.0})
+             for i in range(40)}
     assert set(first.values()) == {"prompt", "finetuned"}
     store.close()
     reopened = AbStore(path)

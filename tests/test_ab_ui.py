@@ -97,3 +97,16 @@ def test_server_adds_arena_dashboard_and_the_sticky_split_from_config(tmp_path, 
     no_log = load_config(path)
     no_log.logging.enabled = False
     assert ab_parts(engine, no_log) == (None, True, [])
+
+
+def test_with_no_weights_an_adapter_trained_since_gets_no_sessions(tmp_path, echo) -> None:
+    """Empty ``ab.weights`` splits the variants the config declares; a registered adapter
+    (a variant the engine found, not in the config) waits until someone names it."""
+    from chatbot.config_file import load_config
+    from app.server import ab_parts
+
+    path = tmp_path / "bot.yaml"
+    path.write_text("variants: {prompt: {}, plain: {template: plain}}\nab: {enabled: true}\n")
+    variants = {name: Variant(name, "b", "rag", False) for name in ("prompt", "plain", "tuned")}
+    assign, _, _ = ab_parts(Engine(variants, lambda model: echo), load_config(path))
+    assert {assign(f"web-{i}") for i in range(60)} == {"prompt", "plain"}

@@ -61,7 +61,7 @@ def _load_ab_arms(engine: Engine, config: BotConfig) -> None:
 
     if not config.ab.enabled:
         return
-    arms = [name for name, weight in config.ab.weights.items() if weight > 0] or engine.variants
+    arms = [name for name, weight in config.ab_split.items() if weight > 0]
     for name in arms:
         try:
             engine.generator_for(engine.variant(name))
