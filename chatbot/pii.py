@@ -37,9 +37,10 @@ _SECRET_PARAMS = re.compile(
     r"^(?:.*[_-])?(?:token|key|apikey|secret|password|passwd|pwd|sig|signature|auth|"
     r"authorization|credential|credentials|session|sessionid|sid|jwt|code)$", re.IGNORECASE)
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]{4}){2,7}(?:[ -]?[A-Z0-9]{1,3})?\b",
+                   re.IGNORECASE)
 # A full stop after a number ends the sentence; only ".<digit>" would continue the number.
-_CARD = re.compile(r"(?<!\d)(?<!\d\.)\d(?:[ -]?\d){12,18}(?!\d|\.\d)")
+_CARD = re.compile(r"(?<!\d)(?<!\d\.)\d(?:[ .-]?\d){12,18}(?!\d|\.\d)")
 _IPV4 = re.compile(r"(?<!\w)(?<!\w\.)(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 # A dotted quad right after "v", "version", "release" or "patch" is a version number, not an
@@ -49,17 +50,22 @@ _VERSION_BEFORE = re.compile(r"(?:\bv|\bversion|\brelease|\bver\.?|\bbuild|\bpat
 _ID_LABELLED = re.compile(
     r"\b(?P<label>ssn|social security(?: number| no\.?)?|passport(?: number| no\.?)?|"
     r"national id(?: number)?|id number|id card(?: number)?|tax id|personal id(?: number)?|"
+    r"national insurance(?: number| no\.?)?|ni number|nino|"
     r"driver'?s licen[cs]e(?: number)?)(?P<sep>\s*(?:is|:|#|no\.?)?\s*)"
     r"(?P<value>[A-Z]{0,3}\d(?:[ -]?\d){3,16}[A-Z]?)\b", re.IGNORECASE)
 _ID_SHAPED = re.compile(
     r"\b(?:\d{3}-\d{2}-\d{4}|[XYZ]?\d{7,8}[A-Z]|[A-Z]{6}\d{2}[A-Z]\d{2}[A-Z]\d{3}[A-Z]"
     r"|[12] ?\d{2} ?\d{2} ?\d{2} ?\d{3} ?\d{3} ?\d{2})\b")
 _NATIONAL_IDS = (ssn, dni, nie, codicefiscale, nir)
+# A UK National Insurance number: two letters, six digits (often in pairs), a final A-D; in
+# capitals, or written together in any case ("ab123456c").
+_NINO = re.compile(r"\b(?:[A-Z]{2} ?\d\d ?\d\d ?\d\d ?[A-D]|[A-Za-z]{2}\d{6}[A-Da-d])\b")
 # Cheap hints that decide which full scans run (see _hints).
 _LONG_DIGITS = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6,}")
 _CODICE_HINT = re.compile(r"[A-Z]{6}\d\d")
 _IP_HINT = re.compile(r"\d\.\d{1,3}\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]*:")
-_ID_LABEL_WORDS = ("ssn", "social security", "passport", "licen")
+_ID_LABEL_WORDS = ("ssn", "social security", "passport", "licen", "national insurance",
+                   "nino", "ni number")
 _ID_WORD = re.compile(r"\bid\b")
 # A run of at least 7 digits with only phone punctuation between them on one line, parentheses
 # in pairs, up to a list marker such as " 2)", not part of a code such as "INV-2024-000183":
@@ -82,7 +88,15 @@ _DOB_WORDS = ("born", "birth", "dob", "d.o.b")
 _STREET_TYPE = (r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Way|Court|Ct|"
                 r"Place|Pl|Square|Sq|Terrace|Close|Crescent|Gardens|Parkway|Pkwy|Highway|Hwy|"
                 r"Row|Mews|Walk|Grove)\b\.?(?: (?:NW|NE|SW|SE|N|S|E|W)\b)?")
-_UK_POSTCODE = r"\b(?:[A-Z]{1,2}\d[A-Z\d]?|GIR) ?\d[A-Z]{2}\b"
+_UK_POSTCODE_AREAS = (
+    "AB|AL|BA|BB|BD|BH|BL|BN|BR|BS|BT|B|CA|CB|CF|CH|CM|CO|CR|CT|CV|CW|DA|DD|DE|DG|DH|DL|DN|DT|DY|"
+    "EC|EH|EN|EX|E|FK|FY|GL|GU|GY|G|HA|HD|HG|HP|HR|HS|HU|HX|IG|IM|IP|IV|JE|KA|KT|KW|KY|LA|LD|LE|"
+    "LL|LN|LS|LU|L|ME|MK|ML|M|NE|NG|NN|NP|NR|NW|N|OL|OX|PA|PE|PH|PL|PO|PR|RG|RH|RM|SA|SE|SG|SK|SL|"
+    "SM|SN|SO|SP|SR|SS|ST|SW|SY|S|TA|TD|TF|TN|TQ|TR|TS|TW|UB|WA|WC|WD|WF|WN|WR|WS|WV|W|YO|ZE")
+# In capitals any letters; in lower case ("nw1 6xe") only a real postcode area's, since lower
+# case words and numbers meet in ordinary text.
+_UK_POSTCODE = (r"(?:\b(?:[A-Z]{1,2}\d[A-Z\d]?|GIR) ?\d[A-Z]{2}\b"
+                rf"|(?i:\b(?:{_UK_POSTCODE_AREAS})\d[a-z\d]? ?\d[a-z]{{2}}\b))")
 _US_STATE = ("(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|"
              "MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY)")
 _CITY = r"[A-Z][a-z]+(?:[ -][A-Z][a-z]+){0,2}"
@@ -111,7 +125,7 @@ _ADDRESS = re.compile(
 # after a street word ("Hauptstraße 5", "Box 12"), or in a postcode ("NW1 6XE", "IL 62704").
 _ADDRESS_HINT = re.compile(
     r"\d(?:" + "|".join(f"(?<={word} \\d)" for word in (*_SUFFIX_STREETS.split("|"), "Box"))
-    + r"|(?<=[A-Z]{2} \d)\d{4}|(?<=[A-Z]\d)[A-Z\d]? ?\d[A-Z]{2}"
+    + r"|(?<=[A-Z]{2} \d)\d{4}|(?i:(?<=[a-z]\d)[a-z\d]? ?\d[a-z]{2})"
     + rf"|[A-Za-z]?,? (?:[A-Z]|\d+(?:st|nd|rd|th) |(?:{_NUMBER_FIRST_STREETS}) ))")
 
 
@@ -145,7 +159,7 @@ def _hints(text: str) -> set[str]:
         hints.add("EMAIL")
     if _LONG_DIGITS.search(text):
         hints.update(("IBAN", "CARD", "ID", "PHONE"))
-    elif _CODICE_HINT.search(text) or _has_id_label(text):
+    elif _CODICE_HINT.search(text) or _NINO.search(text) or _has_id_label(text):
         hints.add("ID")
     if _IP_HINT.search(text):
         hints.add("IP")
@@ -245,7 +259,8 @@ def _national_id(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
     if _has_id_label(text):
         text = _ID_LABELLED.sub(sub_labelled, text)
     text, shaped = _replace(_ID_SHAPED, lambda m: _valid_national_id(m.group(0)), "<ID>", text)
-    return text, labelled + shaped
+    text, nino = _replace(_NINO, lambda m: True, "<ID>", text)
+    return text, labelled + shaped + nino
 
 
 def _has_id_label(text: str) -> bool:

@@ -45,6 +45,13 @@ FOUND = [
     ("ADDRESS", "I live at 12 Baker Street, London NW1 6XE", "I live at <ADDRESS>"),
     ("ADDRESS", "Ship to 1600 Pennsylvania Avenue NW, Washington, DC 20500.", "Ship to <ADDRESS>."),
     ("ADDRESS", "to Hauptstraße 5, 10115 Berlin", "to <ADDRESS>"),
+    ("ID", "national insurance number QQ 12 34 56 C", "national insurance number <ID>"),
+    ("ID", "NI number: AB123456C, and nino ab123456c", "NI number: <ID>, and nino <ID>"),
+    # separators and cases people type, not only the printed form
+    ("IBAN", "IBAN GB82-WEST-1234-5698-7654-32", "IBAN <IBAN>"),
+    ("IBAN", "iban: gb82west12345698765432", "iban: <IBAN>"),
+    ("CARD", "card 4111.1111.1111.1111 expired", "card <CARD> expired"),
+    ("ADDRESS", "postcode: nw1 6xe", "postcode: <ADDRESS>"),
     ("DOB", "DOB: 04/12/1985", "DOB: <DOB>"),
     ("DOB", "I was born on 3 May 1987.", "I was born on <DOB>."),
 ]
@@ -69,6 +76,8 @@ NOT_FOUND = [
     ("PHONE", "Build 20240315.1 passed; sprint ends 2025-11-28."),
     ("DOB", "The conference runs from 12 March 2024 to 14 March 2024."),  # dates of events
     ("ADDRESS", "Room 101 is on the 3rd floor; Python 3.11 is required."),
+    ("ADDRESS", "mp3 4th track, a4 3rd copy"),  # lower case, but no postcode area
+    ("ID", "it costs 12 34 56 a day"),
 ]
 
 
@@ -94,6 +103,18 @@ def test_numbers_without_country_code_are_tried_in_the_region_then_the_others():
     assert scrub("ring 030 901820", region="DE", regions=())[0] == "ring <PHONE>"
     assert scrub("ring 030 901820", region="US", regions=())[0] == "ring 030 901820"
     assert scrub("ring 030 901820", region="US")[0] == "ring <PHONE>"  # read as German
+
+
+def test_a_country_code_phonenumbers_does_not_know_is_a_config_error():
+    """An unknown region reads no number at all: phone scrubbing would be off unnoticed."""
+    from chatbot.config_file import config_problems
+
+    assert config_problems({"data": {"phone_region": "uk", "phone_regions": ["de", "XX"]}}) == [
+        "data.phone_region: unknown country code(s) uk (the United Kingdom is GB); expected "
+        "ISO 3166 two-letter codes such as US, GB, DE",
+        "data.phone_regions: unknown country code(s) XX; expected ISO 3166 two-letter codes "
+        "such as US, GB, DE"]
+    assert DataConfig(phone_region="gb", phone_regions=["de"]).phone_regions == ["DE"]
 
 
 def test_unknown_kind_is_an_error_naming_the_known_ones():
