@@ -151,6 +151,25 @@ def test_synth_writes_a_dataset_in_the_serving_prompt_that_train_and_eval_read(b
     assert len(load_questions(directory / "test.jsonl").questions) == len(tests)
 
 
+def test_the_dataset_folder_holds_no_personal_data_and_no_server_paths(bot: Path):
+    """test.jsonl and teacher_calls.jsonl travel with the dataset like its examples: redacted
+    alike; and documents are named as serving names them, not by the server's folders."""
+    (bot.parent / "docs" / "desk.md").write_text(
+        "# Desk\n\nThe desk answers bookings on 020 7946 0958 every weekday. Cards such as "
+        "4111 1111 1111 1111 are refused at the desk. The desk closes at noon on Fridays.\n")
+    settings = settings_with(bot, CopyTeacher())
+    synthesize(settings, SynthRequest("private", "big", n=14, questions_per_chunk=2,
+                                      test_share=0.5))
+    directory = settings.data.datasets_root / "private"
+    written = {name: (directory / name).read_text()
+               for name in ("export.jsonl", "test.jsonl", "teacher_calls.jsonl")}
+    assert "<PHONE>" in written["teacher_calls.jsonl"]
+    for name, text in written.items():
+        assert "7946 0958" not in text and "4111 1111" not in text, name
+        assert str(bot.parent) not in text, name
+    assert "[1] docs/" in written["export.jsonl"]
+
+
 def test_chatbot_train_fine_tunes_on_the_synthetic_dataset(bot: Path):
     synthesize(settings_with(bot, CopyTeacher()),
                SynthRequest("cold", "big", n=12, questions_per_chunk=2, test_share=0.34))

@@ -23,8 +23,9 @@ def synth_settings(config: BotConfig, engine=None):
 
     engine = engine or build_engine(config, log=False)
     variant = engine.variant(None)
-    return SynthSettings(data=data_settings(config), index_dir=bot_index(config).directory,
-                         engine=engine,
+    index = bot_index(config)
+    return SynthSettings(data=data_settings(config), index_dir=index.directory,
+                         source_names=index.names, engine=engine,
                          attributor=engine.attributor or Attributor(None),
                          k=variant.k or engine.retrieval.k)
 

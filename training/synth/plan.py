@@ -12,8 +12,10 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from chatbot.source_names import SourceNames
 from index.errors import IndexingError, IndexMissingError
 from index.store import Store
 from index.types import Chunk
@@ -23,8 +25,10 @@ EMPTY_INDEX = ("nothing is indexed yet in {where}; index the documents first wit
                "`chatbot index sync PATH`, then run `chatbot data synth` again")
 
 
-def indexed_chunks(index_dir: Path) -> list[Chunk]:
-    """Every chunk of the bot's index, in index order; a clear error when there is none."""
+def indexed_chunks(index_dir: Path, names: SourceNames) -> list[Chunk]:
+    """Every chunk of the bot's index, in index order, its document named as the bot shows it
+    (the prompts are the ones serving sends, which name no server folder); a clear error when
+    there is none."""
     try:
         _, chunks = Store.open(index_dir).docstore.all_chunks()
     except IndexMissingError:
@@ -33,7 +37,7 @@ def indexed_chunks(index_dir: Path) -> list[Chunk]:
         raise DataError(str(exc)) from None
     if not chunks:
         raise DataError(EMPTY_INDEX.format(where=index_dir))
-    return chunks
+    return [replace(chunk, source=names.name(chunk.source)) for chunk in chunks]
 
 
 def sample_chunks(chunks: Sequence[Chunk], count: int, seed: int) -> list[Chunk]:

@@ -44,7 +44,7 @@ def synthesize(settings: SynthSettings, request: SynthRequest,
         raise DataError(f"dataset {request.name!r} already exists at {target}; choose another "
                         "name or pass --overwrite")
     teacher = Teacher(settings.engine, request.teacher, data.bot_name)
-    plan = sample_chunks(indexed_chunks(settings.index_dir),
+    plan = sample_chunks(indexed_chunks(settings.index_dir, settings.source_names),
                          math.ceil(request.n / request.questions_per_chunk), request.seed)
     state = Progress(work_dir(data.datasets_root, request.name),
                      {"teacher": teacher.describe(), "seed": request.seed,

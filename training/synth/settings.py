@@ -8,6 +8,7 @@ from pathlib import Path
 
 from chatbot.attribution import Attributor
 from chatbot.engine import Engine
+from chatbot.source_names import SourceNames
 from training.data.settings import DataSettings
 from training.errors import DataError
 
@@ -40,6 +41,8 @@ class SynthSettings:
     data: DataSettings
     """Where datasets go, the serving template, the chat model, curation and split settings."""
     index_dir: Path
+    source_names: SourceNames
+    """How the bot names its documents (``BotIndex.names``), for the prompts it is trained on."""
     engine: Engine
     """The bot's engine without its log: the teacher's generator and the bot's search."""
     attributor: Attributor

@@ -7,18 +7,21 @@
   eval --data`` (retrieval of the chunk's section) read;
 - ``teacher_calls.jsonl``: every teacher call with its prompt, response, seconds and verdict.
 
+Both are redacted as the examples are (``data.pii_kinds``): the folder travels with the dataset.
 Written like every dataset (``dataset.write_directory``): a failed write leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import shutil
+import json
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 from chatbot.models import chat_template_hash, model_fingerprint, resolve_model
 from chatbot.prompts import load_template
 from training.data import dataset as store
+from training.data.redact import Redactor
 from training.data.report import write_histogram
 from training.data.settings import DataSettings
 from training.data.steps import CurateOptions, Curated
@@ -30,9 +33,13 @@ TEST_ITEMS = "test.jsonl"
 
 
 def test_items(conversations: list[Conversation]):
+    """The test split as evaluation questions, from the redacted dialogue (the reference answer
+    without the citation the training target ends with)."""
     for conversation in conversations:
-        yield {"id": conversation.id, "question": conversation.dialogue[0].content,
-               "answer": conversation.meta["answer"], "gold_ids": [conversation.source],
+        question, answer = conversation.dialogue
+        cited = f" [{conversation.meta['gold_position']}]"
+        yield {"id": conversation.id, "question": question.content,
+               "answer": answer.content.removesuffix(cited), "gold_ids": [conversation.source],
                "gold_passages": [_passage(conversation.source, conversation.meta["location"])]}
 
 
@@ -50,7 +57,7 @@ def write_dataset(target: Path, summary: SynthSummary, curated: Curated, options
                           store.export_records(halves.train + halves.validation))
         store.write_jsonl(work / TEST_ITEMS, test_items(halves.validation))
         if calls.is_file():
-            shutil.copyfile(calls, work / CALLS)
+            store.write_jsonl(work / CALLS, redacted_calls(calls, options))
         write_histogram(work / "token_lengths.png",
                         [curated.lengths[c.id].total for c in halves.train],
                         [curated.lengths[c.id].total for c in halves.validation],
@@ -59,6 +66,39 @@ def write_dataset(target: Path, summary: SynthSummary, curated: Curated, options
         _manifest(summary, curated, options, data, counter).save(work)
 
     store.write_directory(target, overwrite, fill)
+
+
+def redacted_calls(path: Path, options: CurateOptions) -> Iterator[dict]:
+    """The teacher's calls redacted as the examples are: patterns in every text, and the names
+    NER finds in a call's question, answer and response replaced throughout that call."""
+    redactor = Redactor(options.pii_kinds, options.phone_region, options.phone_regions,
+                        options.pii_ner_model)
+    calls = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+             if line.strip()]
+    texts = [list(_texts(call)) for call in calls]
+    said = [[call[key] for key in ("question", "answer", "response")
+             if isinstance(call.get(key), str)] for call in calls]
+    for call, redacted in zip(calls, redactor.scrub_groups(texts, said)):
+        yield _with_texts(call, iter(text for text, _ in redacted))
+
+
+def _texts(value) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict | list):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _texts(item)
+
+
+def _with_texts(value, texts: Iterator[str]):
+    """``value`` with its strings taken, in ``_texts`` order, from ``texts``."""
+    if isinstance(value, str):
+        return next(texts)
+    if isinstance(value, dict):
+        return {key: _with_texts(item, texts) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_texts(item, texts) for item in value]
+    return value
 
 
 def _manifest(summary: SynthSummary, curated: Curated, options: CurateOptions,
