@@ -191,3 +191,17 @@ def test_without_the_model_the_patterns_run_alone_and_say_so():
 def test_unknown_kind_is_an_error_for_the_redactor_too():
     with pytest.raises(ValueError, match="unknown PII kind"):
         Redactor(["SSN"])
+
+
+def test_names_in_an_imported_transcripts_system_prompt_are_found(ner):
+    """A system prompt a team wrote can name people; a logged one is the bot's template."""
+    from chatbot.types import Message
+    from training.data.steps import scrub_pii
+    from training.data.transcripts import Conversation
+
+    messages = (Message("system", "Escalations go to Dr Miriam Hale on the second floor."),
+                Message("user", "Who handles escalations?"),
+                Message("assistant", "Ask the escalations desk."))
+    [scrubbed], counts, _, _ = scrub_pii([Conversation("t:1", messages, "t.jsonl")], ner)
+    assert scrubbed.messages[0].content == "Escalations go to Dr <NAME> on the second floor."
+    assert counts["NAME"] >= 1

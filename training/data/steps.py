@@ -207,12 +207,12 @@ def scrub_pii(conversations: Sequence[Conversation], redactor: Redactor
     """Replace personal data in every message (an imported system prompt can hold some too) by
     typed placeholders.
 
-    All conversations go to the redactor at once (its NER model reads batches); it reads each
-    conversation's own turns, not the sources rendered into its prompt, for names.
+    All conversations go to the redactor at once (its NER model reads batches); it reads for
+    names what each conversation's people wrote (``_written_by_people``), not the sources
+    rendered into its prompt.
     """
     groups = [[m.content for m in (*c.messages, *c.dialogue)] for c in conversations]
-    redacted = redactor.scrub_groups(groups, [[m.content for m in c.turns]
-                                              for c in conversations])
+    redacted = redactor.scrub_groups(groups, [_written_by_people(c) for c in conversations])
     total: Counter = Counter()
     examples: dict[str, list[str]] = {}
     scrubbed, touched = [], 0
@@ -230,6 +230,15 @@ def scrub_pii(conversations: Sequence[Conversation], redactor: Redactor
     report = _report("pii", settings, conversations, scrubbed, {},
                      {"conversations_changed": touched, "spans": dict(total)})
     return scrubbed, total, examples, report
+
+
+def _written_by_people(conversation: Conversation) -> list[str]:
+    """Its turns, and an imported transcript's system prompt, which its authors wrote ("escalate
+    to Dr Hale"); a logged conversation's system prompt is the bot's template (it has a
+    ``dialogue``), not read."""
+    system = [] if conversation.dialogue else [
+        m.content for m in conversation.messages if m.role == "system"]
+    return system + [m.content for m in conversation.turns]
 
 
 def scrub_review(conversations: Sequence[Conversation], redactor: Redactor
