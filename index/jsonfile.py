@@ -1,4 +1,5 @@
-"""The JSON files of the artifact records (index, dataset and adapter manifests, eval results).
+"""The JSON files of the artifact records (index, dataset and adapter manifests, eval results),
+and any file that must be replaced whole (``replacing``).
 
 Written atomically (write, fsync, rename), so a reader sees the old file or the new one, never
 half; read with an error that names the file and what to do. It lives in ``index/``, the lowest
@@ -9,17 +10,31 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 
 def write_atomic(path: Path, data: dict, *, indent: int = 2, sort_keys: bool = False) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with replacing(path) as handle:
         json.dump(data, handle, indent=indent, sort_keys=sort_keys, ensure_ascii=False,
                   default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[TextIO]:
+    """A text file that takes ``path``'s place once the block completes: an error or Ctrl-C
+    midway leaves the file that was there, whole."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     fsync_path(path.parent)
 
 

@@ -101,6 +101,18 @@ def test_no_log_yet_says_how_to_make_one(tmp_path) -> None:
     assert result.exit_code == 1 and "no conversation log at" in result.output
 
 
+def test_a_failed_export_leaves_the_file_it_would_replace(tmp_path) -> None:
+    config = tmp_path / "bot.yaml"
+    config.write_text("{}\n")
+    backup = tmp_path / "backup.jsonl"
+    backup.write_text('{"messages": []}\n')
+    result = CliRunner().invoke(main, ["logs", "export", "--out", str(backup), "--config",
+                                       str(config)])
+    assert result.exit_code == 1 and "no conversation log at" in result.output
+    assert backup.read_text() == '{"messages": []}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.jsonl", "bot.yaml"]
+
+
 def test_a_damaged_log_is_one_line_naming_it_and_is_left_as_it_was(tmp_path,
                                                                    isolated_state) -> None:
     config = tmp_path / "bot.yaml"

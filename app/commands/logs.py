@@ -14,6 +14,7 @@ from app.commands.common import BotConfig, in_section, one_line_errors, print_js
 from chatbot.errors import InputError
 from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
 from chatbot.paths import DataPaths
+from index.jsonfile import replacing
 
 RATINGS = {1: "thumbs up", -1: "thumbs down"}
 
@@ -146,9 +147,10 @@ def _echo_turn(turn: LoggedTurn) -> None:
 def export(config: BotConfig, fmt: str, out: Path) -> None:
     """Write each conversation's answered user/assistant turns as JSONL; feedback as metadata."""
     conversations = answers = 0
+    log = open_log(config)  # a missing log fails here, before the file is touched
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as handle:
-        for conversation in open_log(config).conversations():
+    with replacing(out) as handle:  # an export cut short leaves the earlier file whole
+        for conversation in log.conversations():
             pairs = answered_pairs(conversation)
             if not pairs:
                 continue
