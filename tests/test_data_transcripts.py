@@ -40,6 +40,22 @@ def test_question_answer_csv_with_default_columns():
     assert result.conversations[0].id == "faq.csv:2"  # the header is line 1
 
 
+def test_a_spreadsheets_byte_order_mark_and_line_breaks_inside_cells_are_read(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark; a multi-line answer is one cell."""
+    path = tmp_path / "faq.csv"
+    path.write_bytes('\ufeffquestion,answer\r\nHow do I return it?,"Steps:\r\n1. Pack it.\n'
+                     '2. Send it."\r\nWhy?,Because.\r\n'.encode("utf-8"))
+    result = read_file(path)
+    assert not result.problems
+    assert [m.content for m in result.conversations[0].messages] == [
+        "How do I return it?", "Steps:\n1. Pack it.\n2. Send it."]
+    assert [c.id for c in result.conversations] == ["faq.csv:2", "faq.csv:5"]  # first lines
+    jsonl = tmp_path / "chats.jsonl"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"messages": [{"role": "user", "content": "Hi"}, '
+                      b'{"role": "assistant", "content": "Hello"}]}\n')
+    assert len(read_file(jsonl).conversations) == 1 and not read_file(jsonl).problems
+
+
 def test_question_answer_jsonl_with_configured_field_names():
     unconfigured = read_file(DATA / "faq_custom.jsonl")
     assert unconfigured.conversations == [] and len(unconfigured.problems) == 2

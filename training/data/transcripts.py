@@ -14,6 +14,7 @@ error.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections import Counter
@@ -149,8 +150,9 @@ def read_file(path: Path, qa: QAFields = QAFields(), label: str | None = None) -
     Conversation ids are ``LABEL:LINE`` (``label`` defaults to the file name).
     """
     name = str(path)
-    try:  # a byte that is not UTF-8 spoils its line (reported there), not the whole file
-        text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    try:  # a byte that is not UTF-8 spoils its line (reported there), not the whole file;
+        # the byte-order mark spreadsheet programs put first is no part of the text
+        text = path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
     except FileNotFoundError:
         return ImportResult([], [Problem(name, 0, "file not found")], 0)
     except OSError as exc:
@@ -201,16 +203,20 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
 
 
 def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
-    reader = csv.DictReader(text.splitlines())
+    # line breaks inside a quoted cell are the cell's own: kept, as "\n" whatever wrote them
+    lines = io.StringIO(text.replace("\r\n", "\n").replace("\r", "\n"), newline="")
+    reader = csv.DictReader(lines)
     header = reader.fieldnames or []
     missing = [f for f in (qa.question, qa.answer) if f not in header]
     if missing:
         raise DataError(f"CSV header has no column(s) {', '.join(missing)} (found: "
                         f"{', '.join(header) or 'nothing'}); set data.question_field/"
                         "data.answer_field in the config")
+    first_line = reader.line_num + 1  # a row is named by the line it starts on
     for row in reader:
-        yield reader.line_num, _not_utf8(",".join(v for v in row.values()
-                                                  if isinstance(v, str))) or row
+        yield first_line, _not_utf8(",".join(v for v in row.values()
+                                             if isinstance(v, str))) or row
+        first_line = reader.line_num + 1
 
 
 @dataclass(frozen=True)
