@@ -73,6 +73,18 @@ def test_rows_come_from_thumbs_corrections_and_the_arena(config, logged) -> None
     assert "**2** desirable and **2** undesirable KTO rows (50% desirable)" in report
 
 
+def test_an_answer_liked_then_corrected_is_only_the_rejected_side(config) -> None:
+    """Its correction replaced it: a desirable row of it would contradict the pair."""
+    log = ConversationLog(config.data_path / "logs.sqlite")
+    [liked] = log_exchanges(log, "s1", [("And remove a document?", WRONG, 1)])
+    log.add_correction(liked, FIXED, author="ana")
+    log.close()
+    build_preference_dataset(data_settings(config), "prefs")
+    data = load_preference_dataset(config.data_path / "datasets" / "prefs")
+    assert [(row.completion, row.label) for row in data.kto["train"]] == [(FIXED, True)]
+    assert [(p.chosen, p.rejected) for p in data.dpo["train"]] == [(FIXED, WRONG)]
+
+
 def test_eval_names_a_preference_dataset_as_such(config, logged) -> None:
     from chatbot.errors import InputError
     from training.eval.evalset import load_items

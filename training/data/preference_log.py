@@ -7,7 +7,7 @@ split) run on it as on SFT examples: names are looked for in what people said, n
 retrieved sources. ``meta["kind"]`` says what it will be written as:
 
 - ``kto``: one answer, ``meta["label"]`` true (thumbs up, a correction, a reviewer's approval,
-  which wins over the thumb) or false (thumbs down);
+  which wins over the thumb; never an answer that was corrected) or false (thumbs down);
 - ``dpo``: two answers to one prompt, chosen then rejected (a correction and the original; an
   arena winner and loser that were sent the same messages).
 
@@ -68,17 +68,21 @@ def _prompt(turn: LoggedTurn) -> tuple[Message, ...]:
 
 def _turn_signals(session: LoggedConversation, turn: LoggedTurn, corrections: str
                   ) -> list[Conversation]:
+    """A corrected answer is never desirable itself, whatever its thumb or approval said: its
+    correction replaced it (it is the rejected side of their pair)."""
     where = f"logs:{session.session_id}:{turn.position}"
     found = []
     finished = turn.status == "complete"  # else only its correction counts, not its cut text
-    if finished and turn.approved and corrections != "only":
+    fixed = turn.correction if corrections != "ignore" else None
+    corrected = fixed is not None and fixed.strip() != turn.text.strip()
+    if finished and turn.approved and not corrected and corrections != "only":
         found.append(_kto(f"{where}:approved", session, turn, turn.text, True, APPROVED))
-    elif finished and turn.rating is not None and corrections != "only":
+    elif (finished and turn.rating is not None and corrections != "only"
+          and not (corrected and turn.rating == 1)):
         label = turn.rating == 1
         found.append(_kto(f"{where}:{'up' if label else 'down'}", session, turn, turn.text,
                           label, THUMBS_UP if label else THUMBS_DOWN))
-    fixed = turn.correction if corrections != "ignore" else None
-    if fixed is not None and fixed.strip() != turn.text.strip():
+    if corrected:
         found.append(_kto(f"{where}:corrected", session, turn, fixed, True, CORRECTION))
         if finished:
             found.append(_dpo(f"{where}:pair", session, turn, fixed, turn.text, CORRECTION))
