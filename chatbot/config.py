@@ -372,8 +372,9 @@ class BotConfig(Section):
 
     @property
     def data_path(self) -> Path:
-        override = os.environ.get("CHATBOT_DATA_DIR")
-        return self.resolve(override) if override else self.resolve(self.data_dir)
+        override = os.environ.get("CHATBOT_DATA_DIR")  # a relative one: from where it was set
+        return Path(override).expanduser().resolve() if override else self.resolve(self.data_dir)
+
     def resolve(self, path: str | Path) -> Path:
         """A path from the config, relative to the config file's folder."""
         path = Path(path).expanduser()

@@ -54,6 +54,36 @@ def expand_env(raw: object, path: str = "") -> tuple[object, dict[str, str]]:
     return ENV_REFERENCE.sub(value_of, raw), missing
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML where a key given twice in one mapping is an error: PyYAML keeps the last one
+    silently, so a second ``data:`` block would quietly undo the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (the second would silently win); "
+                    "keep one", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path) -> object:
+    """The YAML document in ``path``; ``ConfigError`` naming the file when it is not UTF-8 text,
+    not valid YAML, or gives a key twice."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                          f"position {exc.start}); save the file as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
 def config_problems(raw: object, base_dir: Path | None = None) -> list[str]:
     """Every problem in a parsed YAML document, each as ``key.path: what is expected``; with
     ``base_dir`` (the file's folder) also model paths that name no directory."""
@@ -128,11 +158,7 @@ def load_config(path: str | Path | None = None) -> BotConfig:
             raise ConfigError(f"config file {path} not found; {fix}")
         raise ConfigError(f"config file {path} not found in the current folder ({Path.cwd()}); "
                           f"run the command from the project's folder, or {fix}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    config, problems = _validate(raw)
+    config, problems = _validate(read_yaml(path))
     if problems:
         raise ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     config.base_dir = path.resolve().parent

@@ -64,6 +64,9 @@ def test_ask_answers_with_the_embedded_default_model(tmp_path) -> None:
 
 def test_a_file_the_system_refuses_is_one_line(tiny_config, tmp_path) -> None:
     """An --out path that can't be written (here: inside a regular file) names the path."""
+    from chatbot.logs import ConversationLog
+
+    ConversationLog(tmp_path / "data" / "logs.sqlite").close()
     (tmp_path / "plain-file").write_text("")
     out = tmp_path / "plain-file" / "c.jsonl"
     result = run_cli("logs", "export", "--config", str(tiny_config), "--format", "openai",

@@ -83,6 +83,32 @@ def test_load_config_errors_name_the_file(tmp_path: Path) -> None:
         load_config(bad)
 
 
+def test_a_config_that_is_not_utf8_or_gives_a_key_twice_is_one_clear_error(
+        tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("name: Caf\xe9 bot\n".encode("latin-1"))
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("data: {validation_share: 0.2}\nname: x\ndata: {seed: 7}\n")
+    for path, expected in ((latin1, "not UTF-8 text (byte 0xe9 at position 9); save the file "
+                                    "as UTF-8"),
+                           (twice, "key 'data' is given twice")):
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            load_config(path)
+        result = CliRunner().invoke(main, ["config", "check", str(path)])
+        assert result.exit_code == 1 and expected in result.output
+        assert "Traceback" not in result.output
+
+
+def test_a_relative_data_dir_from_the_environment_is_from_the_current_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "bots").mkdir()
+    path = tmp_path / "bots" / "a.yaml"
+    path.write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHATBOT_DATA_DIR", "state")
+    assert load_config(path).data_path == tmp_path / "state"
+
+
 def test_config_check_command(tmp_path: Path) -> None:
     runner = CliRunner()
     ok = runner.invoke(main, ["config", "check", str(SHIPPED[0])])

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import yaml
 
 from app.commands.common import in_section, one_line_errors, print_json, with_config
 from chatbot.config import BotConfig
-from chatbot.config_file import config_problems, default_config_path
+from chatbot.config_file import config_problems, default_config_path, read_yaml
+from chatbot.errors import ConfigError
 
 
 @in_section("Setup")
@@ -28,9 +28,9 @@ def check(path: Path | None, config_path: Path | None) -> None:
     if not path.is_file():
         raise click.ClickException(f"config file {path} not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise click.ClickException(f"{path}: not valid YAML: {exc}") from exc
+        raw = read_yaml(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     problems = config_problems(raw, path.resolve().parent)
     for problem in problems:
         click.echo(f"{path}: {problem}", err=True)
