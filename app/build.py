@@ -43,9 +43,9 @@ logger = logging.getLogger(__name__)
 def configured_variants(config: BotConfig) -> dict[str, Variant]:
     """The variants the config names."""
     paths = DataPaths(config.data_path)
-    return {name: Variant(name, spec.model or config.models.chat, spec.template, spec.retrieval,
-                          spec.k, paths.root / spec.adapter if spec.adapter else None,
-                          spec.backend)
+    return {name: Variant(name, spec.model or config.models.chat,
+                          config.template_ref(spec.template), spec.retrieval, spec.k,
+                          paths.root / spec.adapter if spec.adapter else None, spec.backend)
             for name, spec in config.variants.items()}
 
 
@@ -181,11 +181,6 @@ def options_from_config(config: BotConfig) -> CurateOptions:
         pii_ner_model=data.pii_ner_model, validation_share=data.validation_share, seed=data.seed)
 
 
-def _template_ref(config: BotConfig, name: str) -> str:
-    """A template name as ``load_template`` takes it: ``.j2`` files relative to the config."""
-    return str(config.resolve(name)) if name.endswith(".j2") else name
-
-
 def data_settings(config: BotConfig) -> DataSettings:
     """What ``chatbot data build`` and the Training tab build datasets with."""
     data, paths = config.data, DataPaths(config.data_path)
@@ -193,10 +188,10 @@ def data_settings(config: BotConfig) -> DataSettings:
     return DataSettings(
         datasets_root=paths.datasets, log_path=paths.logs, bot_name=config.name,
         chat_model=config.models.chat, model_base_dir=config.base_dir,
-        template=_template_ref(config, data.template or default_template),
-        variant_templates={name: _template_ref(config, spec.template)
+        template=config.template_ref(data.template or default_template),
+        variant_templates={name: config.template_ref(spec.template)
                            for name, spec in config.variants.items()},
-        default_variant_template=_template_ref(config, default_template),
+        default_variant_template=config.template_ref(default_template),
         options=options_from_config(config),
         qa_fields=QAFields(data.question_field, data.answer_field, data.system_field),
         render_with_template=data.render_with_template, log_sources=data.log_sources)

@@ -380,4 +380,8 @@ class BotConfig(Section):
         path = Path(path).expanduser()
         return path if path.is_absolute() else (self.base_dir / path).resolve()
 
+    def template_ref(self, name: str) -> str:
+        """A template name as ``load_template`` takes it: ``.j2`` files relative to the config."""
+        return str(self.resolve(name)) if name.endswith(".j2") else name
+
 

@@ -86,32 +86,52 @@ def read_yaml(path: Path) -> object:
 
 def config_problems(raw: object, base_dir: Path | None = None) -> list[str]:
     """Every problem in a parsed YAML document, each as ``key.path: what is expected``; with
-    ``base_dir`` (the file's folder) also model paths that name no directory."""
+    ``base_dir`` (the file's folder) also the files it names that are not there."""
     config, problems = _validate(raw)
     if config is None or base_dir is None:
         return problems
     config.base_dir = base_dir
-    return missing_model_paths(config)
+    return missing_files(config)
 
 
-def missing_model_paths(config: BotConfig) -> list[str]:
-    """Model settings written as paths (``./``, ``/``, ``~``) that name no model directory,
-    at their key paths: found now rather than when a server or a training run loads them."""
+def missing_files(config: BotConfig) -> list[str]:
+    """Files and folders the config names that are not there, at their key paths: model,
+    tokenizer and reranker paths (``./``, ``/``, ``~``; else they are hub ids), prompt
+    templates, adapters and the login file. Found now, not when a server, a question or a
+    training run first needs them."""
     from chatbot.models import resolve_model
+    from chatbot.prompts import load_template
 
-    named = {"models.chat": config.models.chat, "models.embedder": config.models.embedder,
-             "retrieval.rerank.model": config.retrieval.rerank.model}
+    problems = []
+    models = {"models.chat": config.models.chat, "models.embedder": config.models.embedder,
+              "retrieval.rerank.model": config.retrieval.rerank.model}
+    templates = {"data.template": config.data.template}
     for name, spec in config.variants.items():
         if spec.backend is None:
-            named[f"variants.{name}.model"] = spec.model
-        named[f"variants.{name}.tokenizer"] = spec.tokenizer
-    problems = []
-    for key, value in named.items():
+            models[f"variants.{name}.model"] = spec.model
+        models[f"variants.{name}.tokenizer"] = spec.tokenizer
+        templates[f"variants.{name}.template"] = spec.template
+        adapter = config.data_path / spec.adapter if spec.adapter else None
+        if adapter is not None and not adapter.is_dir():
+            problems.append(f"variants.{name}.adapter: adapter folder {adapter} does not exist "
+                            "(relative paths are under the data directory); train it with "
+                            "`chatbot train`, or fix the path")
+    for key, value in models.items():
         if value and value.startswith((".", "/", "~")):
             try:
                 resolve_model(value, config.base_dir)
             except ModelError as exc:
                 problems.append(f"{key}: {exc}")
+    for key, value in templates.items():
+        if value:
+            try:
+                load_template(config.template_ref(value))
+            except ConfigError as exc:
+                problems.append(f"{key}: {exc}")
+    auth_file = config.server.auth_file
+    if auth_file and not config.resolve(auth_file).is_file():
+        problems.append(f"server.auth_file: {config.resolve(auth_file)} does not exist; create "
+                        "it with user:password lines, or remove the key")
     return problems
 
 

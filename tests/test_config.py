@@ -129,13 +129,17 @@ def test_config_check_finds_model_paths_that_name_no_folder_and_a_window_with_no
                    "variants:\n"
                    "  prompt: {backend: gpu, model: m, tokenizer: ./tokenizer}\n"
                    "  here: {model: ./models/tuned}\n"
-                   "  fine: {backend: gpu, model: n, tokenizer: ./tok}\n")
+                   "  fine: {backend: gpu, model: n, tokenizer: ./tok}\n"
+                   "  tuned: {adapter: adapters/nothere, template: prompts/mine.j2}\n"
+                   "  typo: {template: rga}\n"
+                   "server: {auth_file: users.txt}\n")
     result = CliRunner().invoke(main, ["config", "check", str(bad)])
     assert result.exit_code == 1
     problems = [line.split(": ", 1)[1] for line in result.output.splitlines()]
     assert [problem.split(":")[0] for problem in problems] == [
-        "variants.prompt.tokenizer", "variants.here.model"]
-    assert f"model directory {tmp_path / 'tokenizer'} does not exist" in problems[0]
+        "variants.tuned.adapter", "variants.prompt.tokenizer", "variants.here.model",
+        "variants.tuned.template", "variants.typo.template", "server.auth_file"]
+    assert f"model directory {tmp_path / 'tokenizer'} does not exist" in problems[1]
     assert config_problems({"backends": {"gpu": {"base_url": "http://gpu:8000/v1"}},
                             "generation": {"max_new_tokens": 512},
                             "variants": {"prompt": {"backend": "gpu", "model": "m",
@@ -252,3 +256,21 @@ def test_the_embedder_precision_reaches_the_embedder_and_a_wrong_one_is_named() 
     assert open_embedder(embedder_spec(BotConfig())).dtype == "auto"
     assert config_problems({"models": {"embedder_dtype": "int8"}}) == [
         "models.embedder_dtype: Input should be 'auto', 'float32' or 'bfloat16'"]
+
+
+def test_a_variants_own_template_file_is_found_from_the_config_folder_wherever_it_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, echo) -> None:
+    """Served and built into datasets alike from the config's folder, not the current one."""
+    from app.build import build_variants
+    from chatbot.engine import Engine
+
+    (tmp_path / "bot" / "prompts").mkdir(parents=True)
+    (tmp_path / "bot" / "prompts" / "mine.j2").write_text(
+        "{% block system %}Be brief.{% endblock %}"
+        "{% block user %}Q: {{ question }}{% endblock %}")
+    path = tmp_path / "bot" / "bot.yaml"
+    path.write_text("variants: {prompt: {template: prompts/mine.j2, retrieval: false}}\n")
+    monkeypatch.chdir(tmp_path)
+    engine = Engine(build_variants(load_config(path)), lambda model: echo)
+    reply = engine.answer("s", "hello there", "prompt").result()
+    assert [m.content for m in reply.messages] == ["Be brief.", "Q: hello there"]
