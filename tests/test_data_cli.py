@@ -121,3 +121,15 @@ def test_a_dataset_from_one_conversation_says_how_to_get_a_validation_split(run,
     with pytest.raises(DatasetError, match="no validation examples.*raise "
                                            "data.validation_share in the config, and rebuild"):
         load_training_data(tmp_path / "bot", "one")
+
+
+def test_a_damaged_dataset_is_listed_as_not_usable_and_the_others_as_ever(run, tmp_path):
+    run("data", "build", "--name", "good", "--from", str(DATA / "sharegpt.jsonl"))
+    run("data", "build", "--name", "torn", "--from", str(DATA / "sharegpt.jsonl"))
+    manifest = tmp_path / "bot" / "datasets" / "torn" / "manifest.json"
+    manifest.write_text(manifest.read_text()[:40])
+    listed = run("data", "list")
+    assert listed.exit_code == 0
+    good, torn = listed.stdout.splitlines()
+    assert good.startswith("good\t") and "train " in good
+    assert torn.startswith(f"torn\tnot usable: {manifest} is not valid JSON")

@@ -95,7 +95,10 @@ def list_command(config: BotConfig, as_json: bool) -> None:
     elif not found:
         click.echo("no datasets yet; build one with `chatbot data build --name NAME --from FILE`")
     for entry in [] if as_json else found:
-        click.echo(f"{entry['name']}\t{entry['created_at']}\t{_sizes(entry)}")
+        if "problem" in entry:
+            click.echo(f"{entry['name']}\tnot usable: {entry['problem']}")
+        else:
+            click.echo(f"{entry['name']}\t{entry['created_at']}\t{_sizes(entry)}")
 
 
 def _sizes(entry: dict) -> str:

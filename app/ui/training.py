@@ -55,8 +55,10 @@ class TrainingActions:
         from app.build import data_settings
         from training.data.build import list_datasets
 
-        found = list_datasets(data_settings(self.config))
-        rows = [[d["name"], d["created_at"], d["train"], d["validation"]] for d in found]
+        everything = list_datasets(data_settings(self.config))
+        found = [d for d in everything if "problem" not in d]
+        rows = [[d["name"], f"not usable: {d['problem']}", "", ""] if "problem" in d else
+                [d["name"], d["created_at"], d["train"], d["validation"]] for d in everything]
         names = [d["name"] for d in found]
         newest = max(found, key=lambda d: d["created_at"])["name"] if found else None
         return rows, gr.update(choices=names, value=chosen if chosen in names else newest)

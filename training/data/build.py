@@ -265,17 +265,24 @@ def read_dataset_manifest(settings: DataSettings, name: str) -> store.DatasetMan
 
 def list_datasets(settings: DataSettings) -> list[dict]:
     """Name, kind, creation time and split sizes of every dataset of the bot (a preference
-    dataset's ``train``/``validation`` count its rows and pairs together; ``counts`` has each)."""
+    dataset's ``train``/``validation`` count its rows and pairs together; ``counts`` has each).
+    One whose manifest can't be read is listed with its ``problem``, the others as ever."""
     root = settings.datasets_root
     found = []
     for directory in sorted(root.iterdir()) if root.is_dir() else []:
         if (directory / store.MANIFEST).is_file() and not directory.name.startswith("."):
-            manifest = store.DatasetManifest.load(directory)
-            found.append({"name": directory.name, "kind": manifest.kind,
-                          "created_at": manifest.created_at,
-                          "train": manifest.counts["train"],
-                          "validation": manifest.counts["validation"],
-                          "counts": manifest.counts, "path": str(directory)})
+            entry = {"name": directory.name, "path": str(directory)}
+            try:
+                manifest = store.DatasetManifest.load(directory)
+                counts = manifest.counts
+                entry |= {"kind": manifest.kind, "created_at": manifest.created_at,
+                          "train": counts["train"], "validation": counts["validation"],
+                          "counts": counts}
+            except (DataError, KeyError, TypeError) as exc:
+                why = str(exc) if isinstance(exc, DataError) else (
+                    f"{directory / store.MANIFEST} has no train and validation counts")
+                entry["problem"] = f"{why}; rebuild the dataset or delete {directory}"
+            found.append(entry)
     return found
 
 
