@@ -118,7 +118,8 @@ def build_report(store: AbStore, variants: list[str], min_effect: float = 0.05,
     if not votes:
         report.notes.append("no arena votes yet: open the Arena tab of `chatbot serve`")
     if not any(p.n for p in rates.values()):
-        report.notes.append("no rated answers yet: thumbs up/down in the Chat tab are counted")
+        report.notes.append("no rated answers in A/B sessions yet: thumbs up/down in the Chat "
+                            "tab of sessions the split assigned are counted")
     return report
 
 

@@ -139,11 +139,16 @@ def test_ab_report_command_prints_json_and_writes_a_chart(tmp_path) -> None:
                                       "variants": {"prompt": {}, "plain": {"template": "plain"}}},
                                      sort_keys=False))
     chart = tmp_path / "chart.png"
-    result = CliRunner().invoke(main, ["ab", "report", "--config", str(config), "--json",
-                                       "--chart", str(chart)])
+    command = ["ab", "report", "--config", str(config), "--json", "--chart", str(chart)]
+    missing = CliRunner().invoke(main, command)  # a mistyped data_dir: nothing is created there
+    assert missing.exit_code == 1 and "no conversation log at" in missing.output
+    assert not (tmp_path / "data").exists() and not chart.exists()
+    ConversationLog(tmp_path / "data" / "logs.sqlite").close()
+    result = CliRunner().invoke(main, command)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["variants"] == ["prompt", "plain"] and report["votes"] == 0
     # 0.5 -> 0.55 at 80% power: 2((z_a + z_b)/h)^2 rated answers per variant
     assert report["thumbs_tests"][0]["needed_per_variant"] == 1565
     assert chart.read_bytes().startswith(b"\x89PNG")
+    assert any(note.startswith("ab.enabled is false") for note in report["notes"])

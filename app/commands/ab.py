@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
-    with_config
+from app.commands.common import BotConfig, existing_log, in_section, one_line_errors, \
+    print_json, with_config
 
 
 @click.group()
@@ -29,10 +29,13 @@ def report(config: BotConfig, as_json: bool, chart: str | None) -> None:
     from app.build import build_variants
 
     paths = DataPaths(config.data_path)
-    store = AbStore(paths.logs)
+    store = AbStore(existing_log(config))
     settings = config.ab
     result = build_report(store, list(build_variants(config)), settings.min_effect,
                           settings.alpha, settings.power, settings.bootstrap)
+    if not settings.enabled:
+        result.notes.append("ab.enabled is false: thumbs count only in sessions the A/B split "
+                            "assigned a variant to; switch it on to start the test")
     path = Path(chart) if chart else paths.ab / "report.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(chart_png(result))

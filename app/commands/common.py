@@ -13,7 +13,8 @@ import click
 from chatbot.config import BotConfig
 
 from chatbot.config_file import default_config_path, load_config
-from chatbot.errors import ChatbotError
+from chatbot.errors import ChatbotError, InputError
+from chatbot.paths import DataPaths
 
 
 def in_section(section: str) -> Callable[[click.Command], click.Command]:
@@ -67,3 +68,13 @@ def print_json(value: Any) -> None:
 
 
 __all__ = ["BotConfig", "in_section", "one_line_errors", "print_json", "with_config"]
+
+
+def existing_log(config: BotConfig) -> Path:
+    """The bot's conversation log, which must exist: a report on a mistyped data directory
+    should say so, not create an empty log there."""
+    path = DataPaths(config.data_path).logs
+    if not path.is_file():
+        raise InputError(f"no conversation log at {path} yet; chat with `chatbot chat` or "
+                         "`chatbot serve` first (logging.enabled must be true)")
+    return path

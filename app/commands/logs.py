@@ -9,22 +9,17 @@ from pathlib import Path
 
 import click
 
-from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
-    with_config
+from app.commands.common import BotConfig, existing_log, in_section, one_line_errors, \
+    print_json, with_config
 from chatbot.errors import InputError
 from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
-from chatbot.paths import DataPaths
 from index.jsonfile import replacing
 
 RATINGS = {1: "thumbs up", -1: "thumbs down"}
 
 
 def open_log(config: BotConfig) -> ConversationLog:
-    path = DataPaths(config.data_path).logs
-    if not path.is_file():
-        raise InputError(f"no conversation log at {path} yet; chat with `chatbot chat` or "
-                         "`chatbot serve` first (logging.enabled must be true)")
-    return ConversationLog(path)
+    return ConversationLog(existing_log(config))
 
 
 def answered_pairs(conversation: LoggedConversation) -> list[tuple[LoggedTurn, LoggedTurn]]:
