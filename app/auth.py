@@ -134,7 +134,7 @@ class RequireCredential:
         connection = HTTPConnection(scope)
         if _is_open(scope["path"]):
             if scope["path"] == "/" and await self.caller(connection) is None:
-                send = _without_api_description(send)
+                send = _anonymous_login_page(send)
             return await self.app(scope, receive, send)
         who = await self.caller(connection)
         if who is not None:
@@ -198,12 +198,39 @@ def _is_open(path: str) -> bool:
 
 
 LOGIN_PAGE_API = re.compile(rb"<script>window\.gradio_api_info = .*?;</script>", re.DOTALL)
+# Gradio's login form shows nothing when ``LoginThrottle`` refuses an address (a 429): this
+# script, added to the login page, shows the refusal and how long to wait.
+LOGIN_REFUSAL_SCRIPT = rb"""<script>
+(() => {
+  const fetchFromPage = window.fetch;
+  window.fetch = async (...args) => {
+    const response = await fetchFromPage(...args);
+    const asked = args[0] instanceof Request ? args[0].url : String(args[0]);
+    const url = new URL(asked, location.href);
+    if (response.status === 429 && /\/login\/?$/.test(url.pathname)) {
+      const body = await response.clone().json().catch(() => ({}));
+      let note = document.getElementById("cb-login-refused");
+      if (!note) {
+        note = document.createElement("p");
+        note.id = "cb-login-refused";
+        note.setAttribute("role", "alert");
+        const password = document.querySelector('input[type="password"]');
+        (password ? password.closest("label, .block, div") : document.body).after(note);
+      }
+      note.textContent = body.detail || "Too many failed logins; wait, then try again.";
+    }
+    return response;
+  };
+})();
+</script>
+<style>#cb-login-refused { color: var(--error-text-color, #b91c1c); }</style>"""
 
 
-def _without_api_description(send: Send) -> Send:
+def _anonymous_login_page(send: Send) -> Send:
     """Gradio's login page carries the app's whole API description (every endpoint and its
     parameters, the variant names, the config's defaults), which its own address refuses to
-    strangers: the anonymous visitor gets the page without it."""
+    strangers: the anonymous visitor gets the page without it, and with the script that
+    explains a throttled login."""
     start: dict = {}
     body: list[bytes] = []
 
@@ -217,7 +244,8 @@ def _without_api_description(send: Send) -> Send:
         if message.get("more_body"):
             return
         page = LOGIN_PAGE_API.sub(b"<script>window.gradio_api_info = null;</script>",
-                                  b"".join(body))
+                                  b"".join(body)).replace(b"</head>",
+                                                          LOGIN_REFUSAL_SCRIPT + b"</head>", 1)
         headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
         await send({**start, "headers": [*headers, (b"content-length", b"%d" % len(page))]})
         await send({"type": "http.response.body", "body": page})

@@ -147,3 +147,20 @@ def test_browser_edits_an_answer_into_a_correction_kept_beside_the_original(serv
     assert built.corrected == 1
     assert [row["messages"][-1]["content"] for split in examples.values() for row in split] == [
         fixed]
+
+
+def test_browser_tells_an_address_that_guessed_too_often_why_its_login_is_refused(served
+                                                                                  ) -> None:
+    """Gradio's form shows nothing for a refusal other than a wrong password."""
+    import httpx
+    from playwright.sync_api import expect
+
+    from app.auth import MAX_FAILED_LOGINS
+
+    url, _ = served
+    for attempt in range(MAX_FAILED_LOGINS):
+        httpx.post(f"{url}login", data={"username": "ana", "password": f"guess {attempt}"})
+    with logged_in_page(url) as page:  # the right password, from the same address
+        expect(page.locator("#cb-login-refused")).to_contain_text(
+            "too many failed logins from this address; try again in", timeout=30_000)
+        expect(page.locator("#cb-chat")).to_have_count(0)
