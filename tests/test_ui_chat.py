@@ -239,6 +239,21 @@ def test_app_builds_with_its_controls(engine) -> None:
     assert {"respond", "regenerate", "clear", "rate", "comment", "select"} <= names
 
 
+def test_clear_stops_an_answer_in_progress(engine) -> None:
+    """Else the answer streaming on writes the old conversation back over the cleared one."""
+    app = build_app(engine)
+    answering = {index for index, fn in app.fns.items() if fn.name in ("respond", "regenerate")}
+    dependencies = app.config["dependencies"]
+    clear_triggers = sorted(map(tuple, (target for dependency in dependencies
+                                        if app.fns[dependency["id"]].name == "clear"
+                                        for target in dependency["targets"])))
+    cancelling = sorted(map(tuple, (target for dependency in dependencies
+                                    if set(dependency["cancels"]) == answering
+                                    for target in dependency["targets"])))
+    assert len(answering) == 4 and len(clear_triggers) == 2  # the button and the chat's own
+    assert cancelling == clear_triggers
+
+
 def test_tiny_model_answers_through_the_chat_tab(tiny_config) -> None:
     engine = build_engine(load_config(tiny_config))
     actions, state = ChatActions(engine), new_state()

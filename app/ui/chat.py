@@ -178,6 +178,11 @@ class ChatActions:
         the log)."""
         return [], new_state(), "", SOURCES_PLACEHOLDER, None, gr.update(visible=False)
 
+    def close_comment(self) -> dict:
+        """A new answer is coming: the comment box open for the previous one closes (a
+        comment typed now would no longer be saved, ``respond`` clears the rating)."""
+        return gr.update(visible=False)
+
     def rate(self, state: ChatState, like: gr.LikeData) -> tuple:
         """Thumbs up/down on an answer: written to the log at once; a comment may follow.
         Clicking the thumb again takes the rating (and its comment) back out of the log."""
@@ -299,14 +304,17 @@ def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None =
                 prompt = gr.JSON(label="messages", elem_id="cb-prompt")
     streamed = [chatbot, state, box, sources, prompt]
     answering = {"concurrency_limit": answers_at_once, "concurrency_id": "chat-answers"}
+    answers = []
     for trigger in (box.submit, send.click):
-        trigger(actions.respond, [box, state, variant], streamed, **answering)
+        answers.append(trigger(actions.respond, [box, state, variant], streamed, **answering))
     for trigger in (regenerate.click, chatbot.retry):  # the new answer is not rated
-        trigger(actions.regenerate, [state, variant], streamed, **answering).then(
-            actions.lit_thumbs, [state], [chatbot])
-    for trigger in (clear.click, chatbot.clear):
-        trigger(actions.clear, [state], [chatbot, state, box, sources, prompt, comment_row]
-                ).then(actions.lit_thumbs, [state], [chatbot])
+        answers.append(trigger(actions.regenerate, [state, variant], streamed, **answering))
+        answers[-1].then(actions.lit_thumbs, [state], [chatbot])
+    for trigger in (box.submit, send.click, regenerate.click, chatbot.retry):
+        trigger(actions.close_comment, None, [comment_row], show_progress="hidden")
+    for trigger in (clear.click, chatbot.clear):  # an answer in progress stops: it is cleared
+        trigger(actions.clear, [state], [chatbot, state, box, sources, prompt, comment_row],
+                cancels=answers).then(actions.lit_thumbs, [state], [chatbot])
     actions.on_page_load.append((actions.variant_choices, [variant]))
     chatbot.like(actions.rate, [state], [state, comment_row]).then(actions.lit_thumbs, [state],
                                                                    [chatbot])
