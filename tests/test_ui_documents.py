@@ -39,6 +39,8 @@ def test_upload_indexes_lists_searches_and_removes(documents, tmp_path) -> None:
     assert sorted(chooser["choices"]) == kept
     results = actions.search("refunds five days", 2, "bm25")
     assert 'id="search-1"' in results and "faq.md" in results and "Refunds take" in results
+    with pytest.warns(UserWarning, match="the limit is 2,000"):  # a pasted book: refused
+        assert actions.search("refunds " * 50_000, 2, "hybrid") == ""
     status, rows, _ = actions.remove(kept[0])
     assert status == "Removed 1 document(s)." and [r[0] for r in rows] == [kept[1]]
 

@@ -56,6 +56,9 @@ class Documents(Protocol):
 
 
 COLUMNS = ["source", "chunks", "indexed at"]
+MAX_QUERY_CHARS = 2_000
+"""Longest search: keyword search scores each word of a query against every chunk, so one
+pasted book would hold the server for seconds; the embedder reads only the start anyway."""
 
 
 class DocumentActions:
@@ -130,6 +133,10 @@ class DocumentActions:
     def search(self, query: str, k: int, mode: str) -> str:
         if not (query or "").strip():
             gr.Warning("Type something to search for.")
+            return ""
+        if len(query) > MAX_QUERY_CHARS:
+            gr.Warning(f"The search is {len(query):,} characters long; the limit is "
+                       f"{MAX_QUERY_CHARS:,}. Search with a sentence or a few words.")
             return ""
         try:
             hits = self.documents.search(query.strip(), int(k), mode)
