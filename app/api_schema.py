@@ -198,6 +198,11 @@ def body_bytes(limits: RequestLimits | None) -> int:
 
 def parse_request(body: object, limits: RequestLimits | None = None) -> ChatRequest:
     """The request, or a RequestError naming the first bad field or the limit it is over."""
+    if not isinstance(body, dict):
+        kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+            type(body), "number")
+        raise RequestError('the request body must be a JSON object such as {"model": ..., '
+                           f'"messages": [...]}}, not a JSON {kind}', code="invalid_request")
     try:
         chat = ChatRequest.model_validate(body)
     except ValidationError as exc:

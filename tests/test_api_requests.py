@@ -70,6 +70,16 @@ def test_a_body_nested_too_deeply_is_a_400(served, client) -> None:
     assert client.chat.completions.create(model="plain", messages=ASK).choices[0].message
 
 
+@pytest.mark.parametrize("body, kind", [('[{"model": "plain"}]', "array"), ('"hi"', "string"),
+                                        ("null", "null")])
+def test_a_body_that_is_not_a_json_object_says_what_is_expected(served, body, kind) -> None:
+    response = httpx.post(f"{served.base_url}/chat/completions", content=body, headers=JSON)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        'the request body must be a JSON object such as {"model": ..., "messages": [...]}, '
+        f"not a JSON {kind}")
+
+
 def test_a_client_cannot_add_turns_to_a_session_it_did_not_begin(served, client, engine) -> None:
     """A web visitor's session id shows in the Review tab; naming it adds nothing to it."""
     engine.log.ensure_session("web-visitor", "prompt")  # as the web UI begins one
