@@ -66,10 +66,13 @@ class Credentials:
         return bool(self.logins or self.api_key)
 
     def login_ok(self, user: str, password: str) -> bool:
-        """The login page's check: a configured user's password, or the API key as password."""
+        """The login page's check: a configured user's password, or the API key as password
+        under a name that is not a configured user's (the name typed is recorded as the author
+        of corrections: the key must not sign as someone else)."""
         expected = self.logins.get(user)
-        return ((expected is not None and _same(password, expected))
-                or (self.api_key is not None and _same(password, self.api_key)))
+        if expected is not None:
+            return _same(password, expected)
+        return self.api_key is not None and _same(password, self.api_key)
 
     def key_ok(self, connection: HTTPConnection) -> bool:
         scheme, _, given = connection.headers.get("authorization", "").partition(" ")

@@ -222,6 +222,14 @@ def test_an_address_that_keeps_guessing_passwords_must_wait(full_app) -> None:
         log_in(someone_else, "ana", "pw")
 
 
+@pytest.mark.parametrize("credentials", ["both"], indirect=True)
+def test_the_api_key_logs_in_under_a_name_but_never_as_a_configured_user(full_app) -> None:
+    """The name typed signs corrections: the key holder can't sign as "ana"."""
+    with TestClient(full_app) as client:
+        assert client.post("/login", data={"username": "ana", "password": KEY}).status_code == 400
+        log_in(client, "ops", KEY)
+
+
 @pytest.mark.parametrize("credentials", ["login", "both"], indirect=True)
 def test_a_web_login_opens_every_kind_of_route(full_app) -> None:
     with TestClient(full_app) as client:
