@@ -9,6 +9,7 @@ mid-answer loses no turn. An answer left ``pending`` by a process that died is m
     chatbot logs show SESSION_ID
     chatbot logs export --format openai --out conversations.jsonl
     chatbot logs correct TURN --text "the right answer"    # kept beside the original
+    chatbot logs delete --containing dana.k@example.com     # chatbot.log_erasure
 """
 
 from __future__ import annotations

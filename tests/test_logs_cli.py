@@ -1,6 +1,7 @@
 """``chatbot logs list|show|export`` on a real SQLite log written by the engine."""
 
 import json
+import sqlite3
 
 import pytest
 from click.testing import CliRunner
@@ -148,3 +149,25 @@ def test_show_says_why_an_answer_ended_in_error(tmp_path, isolated_state, echo) 
     (tmp_path / "bot.yaml").write_text("name: test-bot\n")
     text = invoke("logs", "show", "web-c", "--config", str(tmp_path / "bot.yaml")).output
     assert "error: backend 'remote' did not answer within 120 s" in text
+
+
+def test_delete_erases_a_persons_sessions_from_the_log_file_itself(logged, isolated_state,
+                                                                   tmp_path) -> None:
+    """What someone wrote must be gone from the disk, not only from `logs list`."""
+    path = isolated_state / "logs.sqlite"
+    with sqlite3.connect(path) as db:  # the conversations in the database file, not the WAL
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    asked = CliRunner().invoke(main, ["logs", "delete", "--containing", "HOW TO SYNC",
+                                      "--config", logged["config"]], input="n\n")
+    assert asked.exit_code == 1 and asked.output.startswith("web-a\t")  # it asks first
+    result = invoke("logs", "delete", "--containing", "HOW TO SYNC", "--yes",
+                    "--config", logged["config"])
+    assert "erased 1 session(s): 4 turns, 2 ratings, 0 corrections" in result.output
+    sessions = json.loads(invoke("logs", "list", "--json", "--config", logged["config"]).output)
+    assert [s["id"] for s in sessions] == ["web-b"]
+    on_disk = b"".join(p.read_bytes() for p in path.parent.glob("logs.sqlite*"))
+    assert b"how to sync" not in on_disk and b"spot on" not in on_disk
+    assert b"a question" in on_disk  # the other session is kept
+    missing = CliRunner().invoke(main, ["logs", "delete", "web-zz", "--yes", "--config",
+                                        logged["config"]])
+    assert missing.exit_code == 1 and "no session 'web-zz'" in missing.output

@@ -212,4 +212,47 @@ def read_corrections(path: Path) -> tuple[list[tuple[int, str]], list[str]]:
     return rows, labels
 
 
+@logs.command("delete")
+@click.argument("session_ids", nargs=-1)
+@click.option("--containing", metavar="TEXT",
+              help="Also every session where someone wrote TEXT (any case): in a message, a "
+                   "rating's comment or a correction, e.g. a person's email address.")
+@click.option("--yes", is_flag=True, help="Delete without asking first.")
+@with_config
+@one_line_errors
+def delete(config: BotConfig, session_ids: tuple[str, ...], containing: str | None,
+           yes: bool) -> None:
+    """Erase sessions from the log, with their ratings, corrections and A/B records (a
+    person's request to remove what they wrote); datasets built before keep their copy."""
+    from chatbot.log_erasure import erase_sessions, sessions_mentioning
+
+    if not session_ids and not (containing or "").strip():
+        raise InputError("name the sessions (`chatbot logs list` shows them) or give "
+                         "--containing TEXT")
+    path = existing_log(config)
+    log = ConversationLog(path)
+    try:
+        known = {row["id"]: row for row in log.sessions(limit=-1)}
+    finally:
+        log.close()
+    unknown = [s for s in session_ids if s not in known]
+    if unknown:
+        raise InputError(f"no session {', '.join(map(repr, unknown))} in {path}; "
+                         "`chatbot logs list` shows the sessions")
+    chosen = list(dict.fromkeys([*session_ids, *(
+        sessions_mentioning(path, containing.strip()) if containing else [])]))
+    if not chosen:
+        click.echo(f"no session holds {containing!r}; nothing deleted")
+        return
+    for session in chosen:
+        click.echo(f"{session}\t{known[session]['created_at']}\t{known[session]['turns']} turns")
+    if not yes:
+        click.confirm(f"Erase these {len(chosen)} session(s) from {path}?", abort=True)
+    erased = erase_sessions(path, chosen)
+    click.echo(f"erased {erased.sessions} session(s): {erased.turns} turns, {erased.ratings} "
+               f"ratings, {erased.corrections} corrections, {erased.battles} arena battles. "
+               "Datasets and exports made before keep their copy: rebuild or delete them "
+               "(`chatbot data list`).")
+
+
 COMMANDS = [logs]
