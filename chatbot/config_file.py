@@ -59,14 +59,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     silently, so a second ``data:`` block would quietly undo the first."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set = set()
+        seen: list = []  # a list: a key may be unhashable (PyYAML itself then says so)
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} is given twice (the second would silently win); "
                     "keep one", key_node.start_mark)
-            seen.add(key)
+            seen.append(key)
         return super().construct_mapping(node, deep)
 
 
