@@ -20,7 +20,6 @@ from training.data.build import dataset_path
 from training.data.dedupe import dedupe, signatures, split
 from training.data.preference import (FILES, KIND, DPOPair, KTORow, save_preference_rows)
 from training.data.preference_log import read_signals
-from training.data.redact import Redactor
 from training.data.settings import DataSettings
 from training.data.steps import scrub_pii
 from training.data.transcripts import Conversation
@@ -89,8 +88,7 @@ def build_preference_dataset(settings: DataSettings, name: str,
         raise DataError(f"no preference signal in {settings.log_path}: rate answers with thumbs "
                         "up or down, correct them (`chatbot logs correct`, the Review tab) or "
                         "vote in the arena first")
-    redactor = Redactor(options.pii_kinds, options.phone_region, options.phone_regions,
-                        options.pii_ner_model)
+    redactor = options.redactor()
     scrubbed, pii, _, _ = scrub_pii(signals.conversations, redactor)
     kept, dropped = _dedupe_by_kind(scrubbed, options.near_duplicate_threshold,
                                     options.minhash_permutations)

@@ -49,6 +49,10 @@ class CurateOptions:
     validation_share: float = 0.1
     seed: int = 1234
 
+    def redactor(self) -> Redactor:
+        """The PII redactor these settings ask for (its NER model is loaded once a process)."""
+        return Redactor(self.pii_kinds, self.phone_region, self.phone_regions, self.pii_ner_model)
+
 
 @dataclass(frozen=True)
 class StepReport:
@@ -95,8 +99,7 @@ def curate(conversations: Sequence[Conversation], options: CurateOptions,
     steps.append(clock.stamp(report))
     kept, report = drop_empty_and_refusals(kept, options.refusal_patterns)
     steps.append(clock.stamp(report))
-    redactor = Redactor(options.pii_kinds, options.phone_region, options.phone_regions,
-                        options.pii_ner_model)
+    redactor = options.redactor()
     kept, counts, examples, report = scrub_pii(kept, redactor)
     steps.append(clock.stamp(report))
     review = scrub_review(review, redactor)

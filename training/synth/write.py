@@ -21,7 +21,6 @@ from pathlib import Path
 from chatbot.models import chat_template_hash, model_fingerprint, resolve_model
 from chatbot.prompts import load_template
 from training.data import dataset as store
-from training.data.redact import Redactor
 from training.data.report import write_histogram
 from training.data.settings import DataSettings
 from training.data.steps import CurateOptions, Curated
@@ -71,8 +70,7 @@ def write_dataset(target: Path, summary: SynthSummary, curated: Curated, options
 def redacted_calls(path: Path, options: CurateOptions) -> Iterator[dict]:
     """The teacher's calls redacted as the examples are: patterns in every text, and the names
     NER finds in a call's question, answer and response replaced throughout that call."""
-    redactor = Redactor(options.pii_kinds, options.phone_region, options.phone_regions,
-                        options.pii_ner_model)
+    redactor = options.redactor()
     calls = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
              if line.strip()]
     texts = [list(_texts(call)) for call in calls]
