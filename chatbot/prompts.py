@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jinja2
@@ -162,6 +162,9 @@ def prompt_within(template: PromptTemplate, question: str, hits: Sequence[Hit],
         for hit in hits:
             if (with_it := tokens([*kept, hit])) <= budget:
                 kept, used = [*kept, hit], with_it
+    # numbered as the prompt numbers them, so the sources, the API and the log name each
+    # passage by the [n] the answer cites it with
+    kept = [replace(hit, rank=number) for number, hit in enumerate(kept, start=1)]
     messages = build_messages(template, question, kept, history, bot_name=bot_name)
     fitted, tokens = _fit(messages, count_tokens, budget, 1 + len(template.examples()), used)
     return FittedPrompt(fitted, kept, tokens)

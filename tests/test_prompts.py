@@ -80,6 +80,7 @@ def test_sources_that_would_overflow_the_budget_are_left_out_best_first_kept() -
     fitted = prompt_within(template, "How?", hits, history, words, budget)
     messages, kept = fitted.messages, fitted.hits
     assert [h.chunk.chunk_id for h in kept] == ["c1", "c3"]
+    assert [h.rank for h in kept] == [1, 2]  # as the prompt numbers them: [2] is c3
     assert messages == build_messages(template, "How?", kept)  # the history went too
     assert fitted.tokens == words(messages)
     everything = prompt_within(template, "How?", hits, history, words, budget=10_000)
