@@ -18,9 +18,15 @@ import re
 CITATION = re.compile(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
 _FENCE = re.compile(r"\s*(```|~~~)")
 _MARKER = re.compile(r"\s*(?:[-*+]|\d{1,3}[.)]|#{1,6}|>)\s+")
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[`*_]*[A-Z0-9])")
+# A sentence ends at . ! ? and a space before what may start one (``_starts_sentence`` says
+# whether it does), or at a full-width 。！？, which needs no space after it.
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]’”»]*\s+(?=\S)|(?<=[。！？])[」』）]*\s*(?=\S)")
+_OPENING = "\"'([`*_‘“«「『（"
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "cf.")
 _TOKEN = re.compile(r"\d+(?:[.,:]\d+)*|[^\W\d_]+")
+# Chinese and Japanese write no spaces between words: a run of their characters is read as its
+# character pairs, the usual unit of keyword matching for them.
+_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _STOPWORDS = frozenset("""
 a about above after again all also am an and any are as at be because been before being both
 but by can could did do does doing done each either for from further had has have having he her
@@ -61,7 +67,8 @@ def _blocks(text: str) -> list[tuple[int, int]]:
 
 def _pieces(text: str, begin: int, end: int) -> list[tuple[int, int]]:
     cuts = [m for m in _BOUNDARY.finditer(text, begin, end)
-            if not text[begin:m.start()].lower().endswith(_ABBREVIATIONS)]
+            if not text[begin:m.start()].lower().endswith(_ABBREVIATIONS)
+            and _starts_sentence(text[m.end():end])]
     bounds = [begin] + [i for m in cuts for i in (m.start(), m.end())] + [end]
     pieces = []
     for start, stop in zip(bounds[::2], bounds[1::2]):
@@ -74,16 +81,37 @@ def _pieces(text: str, begin: int, end: int) -> list[tuple[int, int]]:
     return pieces
 
 
+def _starts_sentence(rest: str) -> bool:
+    """Whether text after a full stop and a space starts a sentence: its first letter or
+    digit is not a lower-case letter (a capital in any script, a digit, or a script without
+    case such as Chinese)."""
+    first = rest.lstrip(_OPENING)[:1]
+    return bool(first) and (first.isdigit() or (first.isalpha() and not first.islower()))
+
+
 def content_words(text: str) -> set[str]:
     """Lower-cased, crudely stemmed words that carry meaning (no stopwords, no citations), so
     ``indexes`` meets ``indexing`` and ``files`` meets ``file``; numbers are kept whole."""
     words = set()
-    for token in _TOKEN.findall(CITATION.sub(" ", text).lower()):
+    for token in _tokens(CITATION.sub(" ", text).lower()):
         if token[0].isdigit():
             words.add(token.replace(",", ""))
         elif token not in _STOPWORDS and len(token) > 1:
             words.add(_stem(token))
     return words
+
+
+def _tokens(text: str) -> list[str]:
+    tokens = []
+    for token in _TOKEN.findall(text):
+        runs = _CJK_RUN.findall(token)
+        if not runs:
+            tokens.append(token)
+            continue
+        tokens += [part for part in _CJK_RUN.split(token) if part]
+        tokens += [pair for run in runs for pair in
+                   ([run[i:i + 2] for i in range(len(run) - 1)] or [run])]
+    return tokens
 
 
 def numbers(words: set[str]) -> set[str]:

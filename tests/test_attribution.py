@@ -52,6 +52,27 @@ def test_sentences_are_exact_spans_without_markers_code_or_false_breaks() -> Non
         "Step two,\nwrapped.", "Done.", "Heading", "A hard-wrapped\nparagraph."]
 
 
+def test_sentences_start_with_a_capital_of_any_script_and_end_at_full_width_stops() -> None:
+    for text, sentences in [
+            ("Die Bibliothek öffnet um neun. Über Ostern bleibt sie zu.",
+             ["Die Bibliothek öffnet um neun.", "Über Ostern bleibt sie zu."]),
+            ("Вход свободный. Парковка платная.", ["Вход свободный.", "Парковка платная."]),
+            ("图书馆九点开门。周一免费停车。", ["图书馆九点开门。", "周一免费停车。"]),
+            ("Ends with e.g. this. and goes on.", ["Ends with e.g. this. and goes on."])]:
+        assert [text[a:b] for a, b in sentence_spans(text)] == sentences
+
+
+def test_an_invented_answer_in_chinese_is_not_passed_as_supported() -> None:
+    """A run of Chinese characters is no one word: its claims are checked like any other."""
+    attributor = Attributor(None, AttributionSettings(policy="withhold", min_support=0.5))
+    passage = "图书馆每天上午九点开门，晚上八点关门。"
+    attribution, text = attributor.judge("图书馆每天上午九点开门。周一免费停车。", [passage])
+    assert [s.claim for s in attribution.sentences] == [True, True]
+    assert [s.supported for s in attribution.sentences] == [True, False]
+    invented, _ = attributor.judge("周一和周二免费停车。地下车库有充电桩。", [passage])
+    assert invented.action == "withheld" and invented.score == 0.0
+
+
 @pytest.mark.integration
 def test_a_paraphrase_is_backed_by_the_sentence_that_says_it(minilm) -> None:
     answer = "Files that did not change are skipped, so nothing gets embedded again."
