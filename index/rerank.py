@@ -41,6 +41,7 @@ class CrossEncoderScorer:
             from sentence_transformers import CrossEncoder
 
             try:
+                _check_scores_pairs(self.path)
                 self._model = CrossEncoder(self.path, device=self.device, local_files_only=True)
             except OSError as exc:
                 raise IndexingError(
@@ -56,6 +57,24 @@ class CrossEncoderScorer:
                                     batch_size=self.batch_size, show_progress_bar=False,
                                     convert_to_numpy=True)
         return [float(v) for v in values.reshape(len(texts))]
+
+
+def _check_scores_pairs(path: str) -> None:
+    """Refuse a model that is no reranker: an embedder or a chat model would load with a new,
+    random scoring head (only a warning says so) and shuffle the passages; a classifier with
+    several labels gives several scores a pair."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    kinds = ", ".join(config.architectures or []) or "model of no named architecture"
+    if not kinds.endswith("ForSequenceClassification"):
+        raise IndexingError(
+            f"{path!r} is not a cross-encoder: it is a {kinds}, not a model trained to score a "
+            "question and a passage together (…ForSequenceClassification); give a reranker "
+            "such as cross-encoder/ms-marco-MiniLM-L-6-v2, or remove retrieval.rerank.model")
+    if config.num_labels != 1:
+        raise IndexingError(f"cross-encoder {path!r} gives {config.num_labels} scores a pair; a "
+                            "reranker gives one (num_labels 1)")
 
 
 def rerank(query: str, hits: list[Hit], scorer: Scorer, k: int) -> list[Hit]:

@@ -127,3 +127,23 @@ def test_a_cross_encoder_not_on_this_machine_is_a_clear_error() -> None:
     scorer = CrossEncoderScorer("nobody-here/no-such-cross-encoder", device="cpu")
     with pytest.raises(IndexingError, match="nothing is downloaded while answering"):
         scorer.scores("q", ["text"])
+
+
+def test_a_model_that_is_no_reranker_is_refused_by_name(tmp_path: Path,
+                                                        cross_encoder_dir: Path) -> None:
+    """An embedder would load with a random scoring head and shuffle the passages."""
+    from transformers import AutoConfig, BertConfig, BertModel
+
+    embedder = tmp_path / "embedder"
+    BertModel(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,
+                         num_attention_heads=1, intermediate_size=16)).save_pretrained(embedder)
+    with pytest.raises(IndexingError, match="is not a cross-encoder: it is a BertModel"):
+        CrossEncoderScorer(str(embedder), device="cpu").scores("q", ["text"])
+    config = AutoConfig.from_pretrained(cross_encoder_dir)
+    config.num_labels = 2
+    config.save_pretrained(cross_encoder_dir.parent / "two-labels")
+    for name in ("vocab.txt", "model.safetensors", "tokenizer_config.json"):
+        (cross_encoder_dir.parent / "two-labels" / name).write_bytes(
+            (cross_encoder_dir / name).read_bytes())
+    with pytest.raises(IndexingError, match="gives 2 scores a pair"):
+        CrossEncoderScorer(str(cross_encoder_dir.parent / "two-labels")).scores("q", ["text"])

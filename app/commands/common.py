@@ -15,6 +15,7 @@ from chatbot.config import BotConfig
 from chatbot.config_file import default_config_path, load_config
 from chatbot.errors import ChatbotError, InputError
 from chatbot.paths import DataPaths
+from index.errors import IndexingError
 
 
 def in_section(section: str) -> Callable[[click.Command], click.Command]:
@@ -45,14 +46,15 @@ def with_config(func: Callable) -> Callable:
 
 
 def one_line_errors(func: Callable) -> Callable:
-    """Print a :class:`ChatbotError`, or a file the system refused (``--out /proc/x``, a
-    full disk), as ``error: ...`` and exit 1, never a traceback."""
+    """Print a :class:`ChatbotError` (or the index's own ``IndexingError``), or a file the
+    system refused (``--out /proc/x``, a full disk), as ``error: ...`` and exit 1, never a
+    traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except ChatbotError as exc:
+        except (ChatbotError, IndexingError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         except OSError as exc:
