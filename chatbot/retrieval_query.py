@@ -23,6 +23,11 @@ from chatbot.types import Message
 
 REPLY_CHARS = 300
 """An earlier answer shown to the rewrite is cut here: its topic is in its first sentences."""
+USER_CHARS = 600
+"""An earlier user turn shown to the rewrite is cut here, so the rewrite prompt stays a few
+hundred tokens whatever the history (it is sent beside the answer's own budget)."""
+STANDALONE_CHARS = 600
+"""A message this long carries its own context: it is searched as it is, not rewritten."""
 REWRITE_SETTINGS = GenerationSettings(max_new_tokens=48, temperature=0.0, repetition_penalty=1.0)
 
 REWRITE_SYSTEM = (
@@ -64,6 +69,8 @@ def retrieval_query(policy: QueryPolicy, question: str, history: Sequence[Messag
         return question
     if policy.mode == "last_turns":
         return " ".join([question, *reversed(earlier)])
+    if len(question) > STANDALONE_CHARS:
+        return question
     return standalone(rewrite(rewrite_messages(question, history, policy.turns)), question)
 
 
@@ -113,6 +120,7 @@ def _ask(conversation: str, last: str) -> str:
 
 def _short(message: Message) -> str:
     text = " ".join(message.content.split())
-    if message.role == "user" or len(text) <= REPLY_CHARS:
+    limit = USER_CHARS if message.role == "user" else REPLY_CHARS
+    if len(text) <= limit:
         return text
-    return text[:REPLY_CHARS].rsplit(" ", 1)[0] + " ..."
+    return text[:limit].rsplit(" ", 1)[0] + " ..."

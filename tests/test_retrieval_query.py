@@ -63,6 +63,20 @@ def test_rewrite_shows_the_recent_turns_only_and_cuts_long_answers() -> None:
     assert "old" not in last and FIRST in last and last.count("word") < 70 and " ..." in last
 
 
+def test_the_rewrite_prompt_stays_short_whatever_the_history() -> None:
+    """It is sent beside the answer's own prompt budget: a pasted page must not reach it."""
+    asked = []
+    history = [Message("user", "How do I renew my passport? " + "Explain every step. " * 4000),
+               Message("assistant", "Apply online.")]
+    query = retrieval_query(QueryPolicy("rewrite", 2), FOLLOW_UP, history,
+                            lambda messages: asked.append(messages) or "Renewal cost?")
+    assert query == "Renewal cost?" and len(asked[-1][-1].content) < 800
+    pasted = "Does this log mean the sync failed? " + "ERROR line " * 500
+    assert retrieval_query(QueryPolicy("rewrite", 2), pasted, history,
+                           lambda messages: asked.append(messages) or "x") == pasted
+    assert len(asked) == 1  # a message that long stands alone: no model call
+
+
 @pytest.mark.parametrize("text, expected", [
     ("Standalone question: How long does indexing take?", "How long does indexing take?"),
     ("  \n", FOLLOW_UP), ('"Is it free?"', "Is it free?")])
