@@ -127,21 +127,23 @@ def convert_once(source: Path, target: Path, install_hint: str) -> Path:
 
 
 def _is_current(target: Path, source: Path) -> bool:
-    """True when the cached copy was made from this very source file and each file converted
-    is there at the size it was written (a deleted or truncated cache file is made again).
+    """True when the cached copy was made from this source file, or from the same bytes
+    installed elsewhere (a second clone's environment), and each file converted is there at the
+    size it was written (a deleted or truncated cache file is made again).
 
-    Sizes are checked on every call, never hashes, so a warm start costs no hashing of a 100 MB
-    file.
+    Sizes are checked on every call; the source is hashed only when another install made the
+    copy, so a warm start of the installing environment hashes no 100 MB file.
     """
     try:
         manifest = json.loads((target / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
     return (manifest.get("version") == MANIFEST_VERSION
-            and manifest.get("source") == str(source)
             and manifest.get("source_size") == source.stat().st_size
             and all(_size(target / name) == size
-                    for name, size in manifest.get("files", {}).items()))
+                    for name, size in manifest.get("files", {}).items())
+            and (manifest.get("source") == str(source)
+                 or manifest.get("source_sha256") == file_sha256(source)))
 
 
 def _size(path: Path) -> int | None:

@@ -30,6 +30,22 @@ def test_conversion_happens_once_and_records_its_source(tmp_path) -> None:
     assert (target / MANIFEST).stat().st_mtime_ns == stamp
 
 
+def test_the_same_file_installed_elsewhere_reuses_the_copy(tmp_path) -> None:
+    """A second clone of the repository has its own environment: same package, other path."""
+    (tmp_path / "one").mkdir()
+    source = make_zip(tmp_path / "one" / "model.zip", {"config.json": "{}"})
+    target = convert_once(source, tmp_path / "cache" / "m", "pip install m")
+    stamp = (target / MANIFEST).stat().st_mtime_ns
+    (tmp_path / "two").mkdir()
+    elsewhere = tmp_path / "two" / "model.zip"
+    elsewhere.write_bytes(source.read_bytes())
+    convert_once(elsewhere, target, "pip install m")
+    assert (target / MANIFEST).stat().st_mtime_ns == stamp
+    make_zip(elsewhere, {"config.json": '{"hidden": 1}'})  # other bytes: converted again
+    convert_once(elsewhere, target, "pip install m")
+    assert "hidden" in (target / "config.json").read_text()
+
+
 def test_a_changed_source_is_converted_again(tmp_path) -> None:
     source = make_zip(tmp_path / "model.zip", {"config.json": "{}"})
     target = convert_once(source, tmp_path / "cache" / "m", "pip install m")
