@@ -76,6 +76,19 @@ def test_a_file_the_system_refuses_is_one_line(tiny_config, tmp_path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_port_in_use_is_one_line_before_the_server_says_where_it_listens(tiny_config) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--config", str(tiny_config), "--port", str(port))
+    assert result.returncode == 1 and "web UI on" not in result.stdout
+    assert result.stderr.startswith(f"error: can't listen on 127.0.0.1:{port} (Address already "
+                                    "in use); another server may be using the port")
+
+
 def test_a_port_out_of_range_is_refused_before_the_model_loads(tiny_config) -> None:
     result = run_cli("serve", "--config", str(tiny_config), "--port", "99999")
     assert result.returncode == 2 and "99999 is not in the range 1<=x<=65535" in result.stderr

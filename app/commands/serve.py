@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING
 
 import click
@@ -37,6 +38,7 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     host, port = host or config.server.host, port or config.server.port
     credentials = Credentials.from_config(config)
     check_exposure(host, credentials, insecure)  # before the slow model load
+    listening = _listen(host, port)  # so is a port in use
     documents = bot_documents(config)
     engine = build_engine(config, search=documents.hits, embedder=documents.embedder)
     engine.default_variant = engine.variant(variant).name
@@ -51,7 +53,24 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     click.echo(f"{config.name}: web UI on {url}, API on {url}v1 (Ctrl-C stops)")
     click.echo(f"access: {credentials.describe(url)}")
     # on Ctrl-C or SIGTERM, open streams get 5 s; then their answers are cancelled and logged
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+    server.run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before the models load: a port in use is one line at once,
+    not uvicorn's error after the server said where it listens."""
+    from chatbot.errors import ChatbotError
+
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as exc:
+        listening.close()
+        raise ChatbotError(f"can't listen on {host}:{port} ({exc.strerror or exc}); another "
+                           "server may be using the port: stop it, or pass --port N") from None
+    return listening
 
 
 def _load_ab_arms(engine: Engine, config: BotConfig) -> None:
