@@ -185,7 +185,7 @@ def evaluate_index(index: BotIndex, data: Path, ks: tuple[int, ...],
     retriever = open_retriever(index)
     if retriever is None:
         raise DocumentIndexError("nothing is indexed yet; run `chatbot index sync PATH` first")
-    report = evaluate(lambda query, k: retriever.search(query, k=k, mode=mode),
+    report = evaluate(lambda query, k: index.names.hits(retriever.search(query, k=k, mode=mode)),
                       questions.questions, ks)
     chunks = retriever.store.docstore.all_chunks()[1]
     return replace(report, not_answerable=questions.not_answerable,

@@ -240,8 +240,9 @@ def _passage_matches(source: str, locations: list[str], gold: str) -> bool:
 
 
 def _same_file(source: str, wanted: str) -> bool:
-    source, wanted = Path(source).as_posix(), Path(wanted).as_posix()
-    return source == wanted or source.endswith("/" + wanted.removeprefix("./"))
+    source, wanted = Path(source).as_posix(), Path(wanted).as_posix().removeprefix("./")
+    return (source == wanted or source.endswith("/" + wanted)  # a file named by a short path,
+            or wanted.endswith("/" + source))  # or a shown name given by the full path
 
 
 def _norm(text: str) -> str:

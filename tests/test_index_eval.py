@@ -166,8 +166,15 @@ def test_gold_items_no_indexed_chunk_holds_are_named(tmp_path, monkeypatch):
     assert runner.invoke(main, ["index", "sync", "--config", str(config)]).exit_code == 0
     result = runner.invoke(main, ["index", "eval", "--data", str(data), "--json",
                                   "--config", str(config)], catch_exceptions=False)
-    assert json.loads(result.stdout)["not_indexed"] == ["prices.md", "It is free.",
-                                                        "It costs nothing"]
+    report = json.loads(result.stdout)
+    assert report["not_indexed"] == ["prices.md", "It is free.", "It costs nothing"]
+    assert report["misses"][0]["passages"] == ["docs/price.md > Price"]  # as the chat names it
+    absolute = data.with_name("absolute.jsonl")  # a gold file given by its full path still counts
+    absolute.write_text(json.dumps({"question": "cost",
+                                    "gold_passages": [str(tmp_path / "docs" / "price.md")]}))
+    result = runner.invoke(main, ["index", "eval", "--data", str(absolute), "--json",
+                                  "--config", str(config)], catch_exceptions=False)
+    assert json.loads(result.stdout)["hit"]["2"] == 1.0
     table = runner.invoke(main, ["index", "eval", "--data", str(data), "--config", str(config)])
     assert "3 gold item(s) are in no indexed chunk" in table.stdout
     assert "- prices.md\n- It is free.\n- It costs nothing\n" in table.stdout

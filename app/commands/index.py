@@ -95,7 +95,8 @@ def search_command(config: BotConfig, query: str, k: int | None, mode: str | Non
     retriever = open_retriever(bot_index(config))
     if retriever is None:
         raise DocumentIndexError("nothing is indexed yet; run `chatbot index sync PATH` first")
-    hits = retriever.search(query, k=k, mode=mode, source_glob=source_glob)
+    hits = bot_index(config).names.hits(  # named as the chat names them, not by server path
+        retriever.search(query, k=k, mode=mode, source_glob=source_glob))
     if as_json:
         print_json([{"rank": h.rank, "chunk_id": h.chunk.chunk_id, "source": h.source,
                      "location": h.location, "score": h.score, "scores": h.scores,
