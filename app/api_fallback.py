@@ -35,7 +35,7 @@ def add_api_fallback(server: FastAPI) -> None:
                                            code="method_not_allowed"),
                                 status_code=405, headers={"Allow": ", ".join(allowed)})
         return JSONResponse(error_body(f"this server has no {path}; it serves "
-                                       "/v1/chat/completions and /v1/models",
+                                       "/v1/chat/completions, /v1/models and /v1/corrections",
                                        "invalid_request_error", code="not_found"),
                             status_code=404)
 

@@ -196,8 +196,9 @@ def test_v1_paths_no_route_serves_get_openais_404_and_a_wrong_method_a_405(engin
         assert wrong_method.json()["error"]["code"] == "method_not_allowed"
         missing = http.post("/v1/embeddings", json={"input": "hi"})
         assert missing.status_code == 404 and missing.json()["error"] == {
-            "message": "this server has no /v1/embeddings; it serves /v1/chat/completions and "
-                       "/v1/models", "type": "invalid_request_error", "param": None,
+            "message": "this server has no /v1/embeddings; it serves /v1/chat/completions, "
+                       "/v1/models and /v1/corrections", "type": "invalid_request_error",
+            "param": None,
             "code": "not_found"}
         unknown = http.post("/v1/corrections", json={"turn_id": 10**9, "text": "x"})
         assert unknown.json()["error"]["message"].startswith("no turn 1000000000 in the ")
