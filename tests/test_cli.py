@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
+from chatbot.config_file import load_config
 
 
 def run_cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
@@ -32,6 +33,19 @@ def test_ask_json_prints_one_object(tiny_config) -> None:
     assert {"text", "variant", "sources", "timings", "messages"} <= set(reply)
     assert reply["variant"] == "prompt" and isinstance(reply["sources"], list)
     assert reply["messages"][-1]["content"].endswith("How do I index documents?")
+
+
+def test_clear_in_the_terminal_chat_starts_a_new_conversation_in_the_log(tiny_config) -> None:
+    """What the model was sent after /clear has no earlier turns: exported apart, as sent."""
+    import sqlite3
+
+    result = CliRunner().invoke(main, ["chat", "--config", str(tiny_config)],
+                                input="How do I index?\n/clear\nAnd search?\n/quit\n")
+    assert result.exit_code == 0, result.output
+    log = load_config(tiny_config).data_path / "logs.sqlite"
+    sessions = sqlite3.connect(log).execute(
+        "SELECT session_id, COUNT(*) FROM turns GROUP BY session_id").fetchall()
+    assert len(sessions) == 2 and [turns for _, turns in sessions] == [2, 2]
 
 
 def test_errors_are_one_line_without_traceback(tiny_config) -> None:

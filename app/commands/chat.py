@@ -73,7 +73,7 @@ def chat(config: BotConfig, variant: str | None) -> None:
     from chatbot.types import Message
 
     engine = build_engine(config)
-    session, history = f"cli-{uuid.uuid4().hex[:12]}", []
+    session, history = _new_session(), []
     click.echo(f"{config.name} · variant {engine.variant(variant).name} · /clear, /quit")
     while True:
         try:
@@ -83,8 +83,8 @@ def chat(config: BotConfig, variant: str | None) -> None:
             return
         if question.strip() == "/quit":
             return
-        if question.strip() == "/clear":
-            history.clear()
+        if question.strip() == "/clear":  # a new conversation, in the log too
+            session, history = _new_session(), []
             continue
         try:
             stream = engine.answer(session, question, variant, history=history)
@@ -98,6 +98,11 @@ def chat(config: BotConfig, variant: str | None) -> None:
             continue
         history += [Message("user", stream.question), Message("assistant", stream.reply.text)]
         del history[:-2 * MAX_HISTORY_TURNS]
+
+
+
+def _new_session() -> str:
+    return f"cli-{uuid.uuid4().hex[:12]}"
 
 
 COMMANDS = [ask, chat]
