@@ -71,8 +71,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: Path) -> object:
-    """The YAML document in ``path``; ``ConfigError`` naming the file when it is not UTF-8 text,
-    not valid YAML, or gives a key twice."""
+    """The YAML document in ``path``; ``ConfigError`` naming the file when it is missing, not
+    UTF-8 text, not valid YAML, or gives a key twice."""
+    if not path.is_file():
+        fix = "pass --config PATH or set $CHATBOT_CONFIG"
+        if path.is_absolute():
+            raise ConfigError(f"config file {path} not found; {fix}")
+        raise ConfigError(f"config file {path} not found in the current folder ({Path.cwd()}); "
+                          f"run the command from the project's folder, or {fix}")
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -172,12 +178,6 @@ def _describe(error: dict) -> str:
 def load_config(path: str | Path | None = None) -> BotConfig:
     """Read and validate a bot YAML; raises :class:`ConfigError` listing every problem."""
     path = Path(path) if path else default_config_path()
-    if not path.is_file():
-        fix = "pass --config PATH or set $CHATBOT_CONFIG"
-        if path.is_absolute():
-            raise ConfigError(f"config file {path} not found; {fix}")
-        raise ConfigError(f"config file {path} not found in the current folder ({Path.cwd()}); "
-                          f"run the command from the project's folder, or {fix}")
     config, problems = _validate(read_yaml(path))
     if problems:
         raise ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))

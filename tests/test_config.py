@@ -109,6 +109,15 @@ def test_a_relative_data_dir_from_the_environment_is_from_the_current_folder(
     assert load_config(path).data_path == tmp_path / "state"
 
 
+def test_config_check_from_another_folder_says_where_it_looked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["config", "check"])
+    assert result.exit_code == 1 and (f"configs/default.yaml not found in the current folder "
+                                      f"({tmp_path}); run the command from the project's folder"
+                                      ) in result.output
+
+
 def test_config_check_command(tmp_path: Path) -> None:
     runner = CliRunner()
     ok = runner.invoke(main, ["config", "check", str(SHIPPED[0])])

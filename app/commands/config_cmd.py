@@ -25,8 +25,6 @@ def config_group() -> None:
 def check(path: Path | None, config_path: Path | None) -> None:
     """Print every problem in a config, each with its key path; exit 1 if any."""
     path = path or config_path or default_config_path()
-    if not path.is_file():
-        raise click.ClickException(f"config file {path} not found")
     try:
         raw = read_yaml(path)
     except ConfigError as exc:
