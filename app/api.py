@@ -252,6 +252,10 @@ class Answering:
 
     @staticmethod
     def finish_reason(reply: Reply) -> str:
+        """OpenAI's reasons; ``content_filter`` when the blocklist replaced the answer, so a
+        streaming client knows the pieces it got were not the answer's end."""
+        if "blocklist" in reply.filtered:
+            return "content_filter"
         return "length" if reply.reached_token_limit else "stop"
 
 

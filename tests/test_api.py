@@ -217,3 +217,29 @@ def test_the_ab_model_answers_with_the_sessions_sticky_variant(engine) -> None:
 def test_without_ab_the_ab_model_is_unknown(client) -> None:
     with pytest.raises(openai.NotFoundError, match="the model 'ab' does not exist"):
         client.chat.completions.create(model="ab", messages=ASK)
+
+
+def test_an_answer_the_blocklist_replaced_ends_with_content_filter(echo) -> None:
+    """The stream cannot take back the pieces sent before the phrase: it says why it ended."""
+    from chatbot.engine import Engine
+    from chatbot.filters import blocklist_filter
+    from chatbot.variants import Variant
+
+    engine = Engine({"plain": Variant("plain", "base", "plain", False)}, lambda model: echo,
+                    filters=[blocklist_filter(["secret plan"], "Blocked.")])
+    server = Served(engine)
+    try:
+        client = server.client()
+        question = [{"role": "user", "content": "one two three four five six seven eight nine "
+                                                "ten eleven twelve and the secret plan"}]
+        chunks = list(client.chat.completions.create(model="plain", messages=question,
+                                                     stream=True, max_tokens=40))
+        streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
+        assert "secret" not in streamed and chunks[-1].choices[0].finish_reason == "content_filter"
+        whole = client.chat.completions.create(model="plain", messages=question, max_tokens=40)
+        assert whole.choices[0].message.content == "Blocked."
+        assert whole.choices[0].finish_reason == "content_filter"
+        plain = client.chat.completions.create(model="plain", messages=ASK, max_tokens=40)
+        assert plain.choices[0].finish_reason == "stop"
+    finally:
+        server.stop()
