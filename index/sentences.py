@@ -15,8 +15,14 @@ from __future__ import annotations
 
 import re
 
+from markdown_it import MarkdownIt
+
 CITATION = re.compile(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
 _FENCE = re.compile(r"\s*(```|~~~)")
+# A line indented 4 spaces after a blank one may open an indented code block; only then is the
+# text parsed as Markdown to tell code from an indented list item.
+_MAY_HOLD_INDENTED_CODE = re.compile(r"(?:\A|\n[ \t]*\n)(?: {4}|\t)\S")
+_MARKDOWN = MarkdownIt("commonmark").enable("table")
 _MARKER = re.compile(r"\s*(?:[-*+]|\d{1,3}[.)]|#{1,6}|>)\s+")
 # A sentence ends at . ! ? and a space before what may start one (``_starts_sentence`` says
 # whether it does), or at a full-width 。！？, which needs no space after it.
@@ -51,11 +57,12 @@ def _blocks(text: str) -> list[tuple[int, int]]:
     line continues its paragraph, so documents' sentences are not cut at line ends."""
     blocks: list[list[int]] = []
     offset, in_fence, joinable = 0, False, False
-    for line in text.splitlines(keepends=True):
+    code = block_lines(text, {"code_block"}) if _MAY_HOLD_INDENTED_CODE.search(text) else set()
+    for number, line in enumerate(text.splitlines(keepends=True)):
         start, offset = offset, offset + len(line)
         if _FENCE.match(line):
             in_fence, joinable = not in_fence, False
-        elif in_fence or not line.strip():
+        elif in_fence or number in code or not line.strip():
             joinable = False
         elif (marker := _MARKER.match(line)) or line.lstrip().startswith("|") or not joinable:
             blocks.append([start + (marker.end() if marker else 0), offset])
@@ -63,6 +70,13 @@ def _blocks(text: str) -> list[tuple[int, int]]:
         else:
             blocks[-1][1] = offset
     return [(begin, end) for begin, end in blocks]
+
+
+def block_lines(text: str, kinds: set[str]) -> set[int]:
+    """Numbers of the lines of ``text`` inside Markdown blocks of ``kinds`` (markdown-it's
+    token types: ``code_block``, ``fence``, ``html_block``, ``table_open``)."""
+    return {line for token in _MARKDOWN.parse(text)
+            if token.type in kinds and token.map for line in range(*token.map)}
 
 
 def _pieces(text: str, begin: int, end: int) -> list[tuple[int, int]]:

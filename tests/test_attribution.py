@@ -62,6 +62,15 @@ def test_sentences_start_with_a_capital_of_any_script_and_end_at_full_width_stop
         assert [text[a:b] for a, b in sentence_spans(text)] == sentences
 
 
+def test_an_indented_code_block_is_code_not_a_claim() -> None:
+    text = ("Renewing a passport online costs 75 pounds.\n\n"
+            "    curl -X POST https://example.org/renew --data fee=75 now.\n\n"
+            "- A list item with a second line\n\n    that is indented, not code.\n")
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "Renewing a passport online costs 75 pounds.", "A list item with a second line",
+        "that is indented, not code."]
+
+
 def test_an_invented_answer_in_chinese_is_not_passed_as_supported() -> None:
     """A run of Chinese characters is no one word: its claims are checked like any other."""
     attributor = Attributor(None, AttributionSettings(policy="withhold", min_support=0.5))

@@ -16,14 +16,12 @@ import html
 import re
 from collections.abc import Sequence
 
-from markdown_it import MarkdownIt
-
 from chatbot.attribution import Attribution, Support, flag_notice
+from index.sentences import block_lines
 
 MAX_LINKS = 2
 """Passages named after one sentence: the best two are enough to check it."""
 UNSUPPORTED_TITLE = "No source passage supports this sentence"
-_MARKDOWN = MarkdownIt("commonmark").enable("table")
 _VERBATIM_BLOCKS = {"fence", "code_block", "html_block", "table_open"}
 
 
@@ -37,7 +35,7 @@ def answer_markup(text: str, attribution: Attribution | None, prefix: str) -> st
     if attribution is None or attribution.action == "withheld":
         return text
     parts, last = [], 0
-    verbatim = _verbatim_lines(text)
+    verbatim = block_lines(text, _VERBATIM_BLOCKS)  # the page shows them as code or a table
     line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
     for sentence in attribution.sentences:
         body = text[sentence.start:sentence.end]
@@ -59,12 +57,6 @@ def answer_markup(text: str, attribution: Attribution | None, prefix: str) -> st
     notice = (f'<div class="cb-flag">{html.escape(flag_notice(attribution.score))}</div>\n\n'
               if attribution.action == "flagged" else "")
     return notice + "".join(parts)
-
-
-def _verbatim_lines(text: str) -> set[int]:
-    """Numbers of the lines the page draws as code, a table or raw HTML."""
-    return {line for token in _MARKDOWN.parse(text)
-            if token.type in _VERBATIM_BLOCKS and token.map for line in range(*token.map)}
 
 
 _NOTICE = re.compile(r'^<div class="cb-flag">.*?</div>\n\n', re.DOTALL)
