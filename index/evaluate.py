@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -112,7 +113,7 @@ class QuestionFile:
 def load_questions(path: Path) -> QuestionFile:
     """The questions of a JSONL file; every malformed line is reported at once, by number."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # a spreadsheet's BOM
     except (OSError, UnicodeDecodeError) as exc:
         raise EvalDataError(f"cannot read {path}: {exc}") from None
     questions, problems, not_answerable = [], {}, 0
@@ -122,6 +123,9 @@ def load_questions(path: Path) -> QuestionFile:
                 question = _question(json.loads(line))
             except (ValueError, TypeError) as exc:
                 problems.setdefault(str(exc), []).append(number)
+                continue
+            except RecursionError:  # Python's parser gives up at about 1,000 levels
+                problems.setdefault("JSON nested too deeply to read", []).append(number)
                 continue
             if question is None:
                 not_answerable += 1
@@ -138,9 +142,11 @@ def load_questions(path: Path) -> QuestionFile:
 
 def _question(row) -> EvalQuestion | None:
     """The line's question; ``None`` for one marked not answerable."""
-    if not isinstance(row, dict) or not isinstance(row.get("question"), str):
-        raise ValueError('needs "question" (a string)')
-    if row.get("not_answerable") is True:
+    if not isinstance(row, dict) or not _text(row.get("question")):
+        raise ValueError('needs "question" (a string that is not empty)')
+    if not isinstance(row.get("not_answerable", False), bool):
+        raise ValueError('"not_answerable" must be true or false (not in quotes)')
+    if row.get("not_answerable"):
         return None
     if "gold_passages" in row and "gold_sources" in row:
         raise ValueError('"gold_sources" and "gold_passages" are the same; give one of them')
@@ -156,9 +162,19 @@ def _question(row) -> EvalQuestion | None:
     for name in ("source", "scenario"):  # null: none, as `chatbot eval` reads it
         if not isinstance(row.get(name) or "", str):
             raise ValueError(f'"{name}" must be a string')
-    scenario = (row.get("scenario") or "").strip()
-    question = f"{scenario} {row['question']}" if scenario else row["question"]
+    scenario = _text(row.get("scenario") or "")
+    question = f"{scenario} {_text(row['question'])}" if scenario else _text(row["question"])
     return EvalQuestion(question, tuple(sentences), tuple(passages), row.get("source") or None)
+
+
+def _text(value: object) -> str:
+    """A question's text as searched: without the control characters and lone surrogates a
+    tokenizer can't encode, in Unicode's composed form, trimmed (empty when there is none)."""
+    if not isinstance(value, str):
+        return ""
+    kept = "".join(ch for ch in value
+                   if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs"))
+    return unicodedata.normalize("NFC", kept).strip()
 
 
 def _line_numbers(numbers: list[int]) -> str:
@@ -235,8 +251,8 @@ def _covered(hit: Hit, question: EvalQuestion) -> set[int]:
 
 def _passage_matches(source: str, locations: list[str], gold: str) -> bool:
     path, _, location = gold.partition("#")
-    return _same_file(source, path) and (not location
-                                         or any(loc.startswith(location) for loc in locations))
+    return _same_file(source, path) and (not location or any(
+        _norm(loc).startswith(_norm(location)) for loc in locations))
 
 
 def _same_file(source: str, wanted: str) -> bool:
@@ -246,4 +262,5 @@ def _same_file(source: str, wanted: str) -> bool:
 
 
 def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
+    """Text as gold items are matched: case, spacing and Unicode composition aside."""
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip().lower()

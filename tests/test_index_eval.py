@@ -70,15 +70,35 @@ def test_every_bad_line_is_reported_with_its_number(tmp_path):
                     '{"question": "both?", "gold_sentences": ["a"], "gold_passages": ["b"]}\n'
                     '{"gold_sentences": ["a"]}\n'
                     '{"question": "x", "gold_passages": "a.md"}\n'
-                    "not json\n")
+                    "not json\n"
+                    '{"question": "  ", "gold_sentences": ["a"]}\n'
+                    '{"question": "q", "not_answerable": "true"}\n'
+                    + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(EvalDataError) as error:
         load_questions(path)
     assert str(error.value) == (
         f'{path}: lines 3, 4: needs "gold_sentences" or "gold_passages" (one of them, not '
         'empty), or "not_answerable": true; '
-        'line 5: needs "question" (a string); '
+        'lines 5, 8: needs "question" (a string that is not empty); '
         'line 6: "gold_passages" must be a list of non-empty strings; '
-        "line 7: Expecting value: line 1 column 1 (char 0)")
+        "line 7: Expecting value: line 1 column 1 (char 0); "
+        'line 9: "not_answerable" must be true or false (not in quotes); '
+        "line 10: JSON nested too deeply to read")
+
+
+def test_a_question_file_from_a_spreadsheet_or_another_system_reads_as_meant(tmp_path):
+    """A byte-order mark, a lone surrogate, decomposed accents and a heading in other case."""
+    path = tmp_path / "q.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(
+        {"question": "caf\u0065\u0301 \ud800 hours", "gold_passages": ["a.html#fees"],
+         "gold_sentences": []}).encode() + b"\n" + json.dumps(
+        {"question": "q", "gold_sentences": ["Open at cafe\u0301 time."]}).encode())
+    first, second = load_questions(path).questions
+    assert first.question == "caf\u00e9  hours"  # composed, the surrogate gone
+    fees = [hit(1, "Costs 10 pounds.", "/docs/a.html", "Fees > Refunds")]
+    assert evaluate(lambda query, k: fees, [first], (1,)).hit == {1: 1.0}
+    cafe = [hit(1, "Open at caf\u00e9 time.")]
+    assert evaluate(lambda query, k: cafe, [second], (1,)).hit == {1: 1.0}
 
 
 def test_a_problem_of_many_lines_is_reported_once(tmp_path):
