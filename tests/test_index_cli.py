@@ -35,6 +35,8 @@ def test_sync_search_list_remove_stats(bot):
     assert hits[0]["source"] == "docs/install.md"  # as the chat names it
     assert hits[0]["location"] == "Install > Linux"
     assert {"chunk_id", "source", "score", "text"} <= set(hits[0])
+    garbled = run("index", "search", "installer \udcff sudo", "--json", "--config", config)
+    assert garbled.exit_code == 0 and json.loads(garbled.stdout)  # a byte the shell passed on
     text = run("index", "search", "costs", "--mode", "bm25", "--config", config).stdout
     assert text.startswith("1. [") and "faq.csv (row 1)" in text and "It costs nothing." in text
     listed = run("index", "list", "--config", config).stdout.splitlines()
