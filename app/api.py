@@ -241,13 +241,15 @@ class Answering:
                              "finish_reason": finish_reason}], **extra}
 
     def extras(self, reply: Reply) -> dict:
-        """usage plus our fields: sources, turn id, session id, timings, attribution."""
+        """usage plus our fields: sources, turn id, session id, timings, the search query,
+        attribution."""
         completion_tokens = int(reply.timings.get("tokens") or 0)
         usage = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": completion_tokens,
                  "total_tokens": reply.prompt_tokens + completion_tokens}
         attribution = reply.attribution.as_dict(public=True) if reply.attribution else None
         return {"usage": usage, "sources": reply.sources(), "turn_id": reply.turn_id,
                 "session_id": self.session_id, "timings": reply.timings,
+                "retrieval_query": reply.retrieval_query,
                 "system_messages_ignored": self.system_ignored, "attribution": attribution}
 
     @staticmethod

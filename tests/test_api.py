@@ -31,6 +31,7 @@ def test_a_completion_carries_the_logged_answer_its_sources_and_usage(client, en
     assert completion.usage.total_tokens == (completion.usage.prompt_tokens
                                              + completion.usage.completion_tokens)
     assert turn["client"] == "api" and completion.session_id.startswith("api-")
+    assert completion.retrieval_query == ASK[-1]["content"]  # what the documents were searched with
     logged = json.loads(turn["attribution_json"])  # the log keeps what the client got
     assert logged["sentences"] == completion.attribution["sentences"]
 
