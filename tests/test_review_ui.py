@@ -82,6 +82,17 @@ def test_review_lists_thumbed_down_and_weakly_supported_answers(queue) -> None:
     assert "**Comment:** Wrong command" in heading
 
 
+def test_a_withheld_answer_is_reviewed_as_the_model_wrote_it(tmp_path) -> None:
+    """The user saw the withheld message; the reviewer judges, and corrects, the real text."""
+    log = ConversationLog(tmp_path / "logs.sqlite")
+    turn = log_exchanges(log, "s1", [("Which port?", "This answer was withheld.", None)],
+                         attribution={"score": 0.1, "action": "withheld", "sentences": [],
+                                      "withheld_text": "Port 80, always."})[0]
+    heading, answer, _, _, correction = ReviewActions(log, min_support=0.5).show(turn)
+    assert answer == correction == "Port 80, always."
+    assert "**The user was shown:** This answer was withheld\\." in heading  # as text
+
+
 def test_what_a_user_wrote_is_shown_as_text_never_as_html_or_images(tmp_path) -> None:
     """A question or comment could make the reviewer's browser load any URL."""
     from markdown_it import MarkdownIt

@@ -72,14 +72,19 @@ class ReviewActions:
             return NOTHING, "", "", None, ""
         answer = item.answer
         score = (answer.attribution or {}).get("score")
+        # a withheld answer: the user saw the withheld message; the reviewer judges what the
+        # model wrote, which the log keeps
+        written = (answer.attribution or {}).get("withheld_text") or answer.text
         heading = (f"**Question** (session {_literal(item.session_id)}, turn {answer.id}): "
                    f"{_literal(item.question)}\n\n**Why it is listed:** "
                    f"{', '.join(item.reasons)}"
                    + (f" · support score {score:.0%}" if score is not None else "")
+                   + (f"\n\n**The user was shown:** {_literal(answer.text)}"
+                      if written != answer.text else "")
                    + (f"\n\n**Comment:** {_literal(answer.comment)}" if answer.comment else ""))
         hits = [LoggedHit.from_record(hit) for hit in answer.hits]
-        return (heading, answer.text, sources_html(hits, f"review-{answer.id}"),
-                answer.messages, answer.text)
+        return (heading, written, sources_html(hits, f"review-{answer.id}"),
+                answer.messages, written)
 
     def correct(self, turn_id: int | None, text: str, request: gr.Request) -> tuple:
         """Save ``text`` as the right answer of ``turn_id``; the list moves on."""
