@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
@@ -157,9 +158,29 @@ def _validate(raw: object) -> tuple[BotConfig | None, list[str]]:
     except ValidationError as exc:
         # an unset variable's key (and the section holding it) is already reported
         unset = {prefix for path in missing for prefix in _prefixes(path)}
-        described = (_describe(error) for error in exc.errors())
+        described = [_describe(error) for error in exc.errors()]
+        described += [problem for problem in _checks_across_keys(raw, exc, context)
+                      if problem not in described]
         return None, problems + [p for p in described if p.split(": ", 1)[0] not in unset]
     return (None if problems else config), problems
+
+
+def _checks_across_keys(raw: dict, exc: ValidationError, context: dict) -> list[str]:
+    """The problems that checks comparing keys find: pydantic runs them only once every key
+    they compare is valid, so they run again with the keys that failed left out."""
+    pruned = copy.deepcopy(raw)
+    for error in exc.errors():
+        *parents, key = error["loc"] or (None,)
+        holder = pruned
+        for part in parents:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and not isinstance(holder.get(key), dict):
+            holder.pop(key, None)  # a key's bad value; a whole section's problem stays
+    try:
+        BotConfig.model_validate(pruned, context=context)
+    except ValidationError as again:  # a required key left out is no new problem
+        return [_describe(error) for error in again.errors() if error["type"] != "missing"]
+    return []
 
 
 def _prefixes(path: str) -> list[str]:

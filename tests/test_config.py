@@ -58,6 +58,14 @@ def test_an_embedded_name_that_ships_no_model_is_named_before_any_load() -> None
         "Face id or a local directory)"]
 
 
+def test_checks_across_keys_are_reported_beside_a_bad_value() -> None:
+    """pydantic skips checks that compare keys while any key is invalid: all come at once."""
+    assert config_problems({"default_variant": "finetuned", "retrieval": {"k": 0},
+                            "ab": {"weights": {"prompt": 0.5, "finetuned": 0.5}}}) == [
+        "retrieval.k: Input should be greater than or equal to 1",
+        "(top level): default_variant 'finetuned' is not one of the variants: prompt"]
+
+
 def test_default_variant_must_exist() -> None:
     assert config_problems({"default_variant": "nope"}) == [
         "(top level): default_variant 'nope' is not one of the variants: prompt"]
