@@ -151,10 +151,16 @@ class FailingEcho(EchoGenerator):
             yield word
 
 
-def test_regenerate_after_a_failed_answer_asks_the_failed_question_again(tmp_path) -> None:
+@pytest.fixture
+def flaky(tmp_path) -> tuple[FailingEcho, Engine]:
+    """A model that fails as often as its ``failures`` says, and an engine on it."""
     model = FailingEcho(failures=0)
-    engine = Engine(VARIANTS, lambda name: model, search=passages,
-                    log=ConversationLog(tmp_path / "logs.sqlite"))
+    return model, Engine(VARIANTS, lambda name: model, search=passages,
+                         log=ConversationLog(tmp_path / "logs.sqlite"))
+
+
+def test_regenerate_after_a_failed_answer_asks_the_failed_question_again(flaky) -> None:
+    model, engine = flaky
     actions, state = ChatActions(engine), new_state()
     run(actions.respond("good first answer", state, "plain"))
     model.failures = 1
@@ -166,10 +172,8 @@ def test_regenerate_after_a_failed_answer_asks_the_failed_question_again(tmp_pat
     assert state.unanswered is None
 
 
-def test_a_failed_regenerate_keeps_the_answer_it_was_to_replace(tmp_path) -> None:
-    model = FailingEcho(failures=0)
-    engine = Engine(VARIANTS, lambda name: model, search=passages,
-                    log=ConversationLog(tmp_path / "logs.sqlite"))
+def test_a_failed_regenerate_keeps_the_answer_it_was_to_replace(flaky) -> None:
+    model, engine = flaky
     actions, state = ChatActions(engine), new_state()
     run(actions.respond("one two", state, "plain"))
     run(actions.respond("three four", state, "plain"))
