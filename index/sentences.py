@@ -4,8 +4,9 @@ and for the sentence vectors a chunk is also ranked by (``index/sentence_vectors
 Spans are character offsets into the text as given, so the web UI and the API can point at
 exactly the words a model wrote and a passage holds. Markdown is respected the simple way:
 paragraphs (hard-wrapped lines joined), list items, headings and table rows are split on their
-own, list and heading markers are left out of the span, and fenced code is skipped (code is
-not a claim to check).
+own, list and heading markers are left out of the span, and code, fenced or indented, is
+skipped (code is not a claim to check). A sentence may start with a capital of any script, or
+follow a full-width stop (。); Chinese and Japanese words are read as character pairs.
 
     >>> sentence_spans("Run it. Then stop.")
     [(0, 7), (8, 18)]
