@@ -46,6 +46,9 @@ def test_clear_in_the_terminal_chat_starts_a_new_conversation_in_the_log(tiny_co
     sessions = sqlite3.connect(log).execute(
         "SELECT session_id, COUNT(*) FROM turns GROUP BY session_id").fetchall()
     assert len(sessions) == 2 and [turns for _, turns in sessions] == [2, 2]
+    follow_up = CliRunner().invoke(main, ["chat", "--config", str(tiny_config)],
+                                   input="How do I index?\nAnd search?\n/quit\n")
+    assert "searched: And search? How do I index?" in follow_up.output  # what it refers to
 
 
 def test_errors_are_one_line_without_traceback(tiny_config) -> None:

@@ -14,7 +14,9 @@ from app.commands.common import BotConfig, in_section, one_line_errors, print_js
     with_config
 
 
-def _print_sources(reply) -> None:
+def _print_sources(reply, question: str) -> None:
+    if reply.retrieval_query and reply.retrieval_query != question:  # a follow-up's context
+        click.secho(f"  searched: {reply.retrieval_query}", dim=True)
     for source in reply.sources():
         where = f" ({source['location']})" if source["location"] else ""
         click.secho(f"  [{source['n']}] {source['source']}{where}  score {source['score']}",
@@ -51,14 +53,14 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
     from app.build import build_engine
 
     engine = build_engine(config)
-    stream = engine.answer(f"cli-{uuid.uuid4().hex[:12]}", question, variant)
+    stream = engine.answer(_new_session(), question, variant)
     if as_json:
         print_json(stream.result().as_dict())
         return
     for piece in stream:
         click.echo(piece, nl=False)
     click.echo()
-    _print_sources(stream.reply)
+    _print_sources(stream.reply, stream.question)
 
 
 @in_section("Chat")
@@ -92,7 +94,7 @@ def chat(config: BotConfig, variant: str | None) -> None:
             for piece in stream:
                 click.echo(piece, nl=False)
             click.echo()
-            _print_sources(stream.reply)
+            _print_sources(stream.reply, stream.question)
         except InputError as exc:
             click.echo(f"error: {exc}", err=True)
             continue
