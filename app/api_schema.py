@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.requests import Request
 
 from chatbot.errors import InputError
-from chatbot.prompts import clean_text
 from chatbot.types import Message
+from index.text import clean_text
 
 CLIENT_SYSTEM_ROLES = ("system", "developer")
 """Roles whose messages are not sent to the model: the variant's template owns the system prompt."""

@@ -27,10 +27,11 @@ from chatbot.errors import InputError, ModelError, PromptTooLong, TooManyNewToke
 from chatbot.filters import NamedFilter, run_filters
 from chatbot.generate import GenerationSettings, Generator
 from chatbot.logs import ConversationLog
-from chatbot.prompts import clean_text, load_template, prompt_within
+from chatbot.prompts import load_template, prompt_within
 from chatbot.retrieval_query import QueryPolicy, retrieval_query, rewrite_with
 from chatbot.types import Message, Reply, hit_record
 from chatbot.variants import Variant
+from index.text import clean_text
 from index.types import Hit
 
 

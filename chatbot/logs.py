@@ -25,7 +25,7 @@ from pathlib import Path
 
 from chatbot.errors import InputError
 from chatbot.migrations import open_log_database
-from chatbot.prompts import clean_text
+from index.text import clean_text
 
 MAX_NOTE_CHARS = 20_000
 """The longest correction or feedback comment kept. A correction is an answer, and becomes

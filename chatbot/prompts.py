@@ -8,7 +8,6 @@ the prompt it will be served with.
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -168,13 +167,6 @@ def prompt_within(template: PromptTemplate, question: str, hits: Sequence[Hit],
     messages = build_messages(template, question, kept, history, bot_name=bot_name)
     fitted, tokens = _fit(messages, count_tokens, budget, 1 + len(template.examples()), used)
     return FittedPrompt(fitted, kept, tokens)
-
-
-def clean_text(text: str) -> str:
-    """``text`` without control characters (newlines and tabs stay) and lone surrogates: the
-    tokenizer can't encode a surrogate and the log can't store one."""
-    return "".join(ch for ch in text
-                   if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs"))
 
 
 def fit_to_budget(messages: list[Message], count_tokens: Callable[[list[Message]], int],

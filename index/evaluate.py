@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from index.errors import EvalDataError
+from index.text import clean_text
 from index.types import Chunk, Hit
 
 Search = Callable[[str, int], list[Hit]]
@@ -168,13 +169,11 @@ def _question(row) -> EvalQuestion | None:
 
 
 def _text(value: object) -> str:
-    """A question's text as searched: without the control characters and lone surrogates a
-    tokenizer can't encode, in Unicode's composed form, trimmed (empty when there is none)."""
+    """A question's text as searched: cleaned as chat messages are, in Unicode's composed
+    form, trimmed (empty when there is none)."""
     if not isinstance(value, str):
         return ""
-    kept = "".join(ch for ch in value
-                   if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs"))
-    return unicodedata.normalize("NFC", kept).strip()
+    return unicodedata.normalize("NFC", clean_text(value)).strip()
 
 
 def _line_numbers(numbers: list[int]) -> str:
@@ -251,8 +250,10 @@ def _covered(hit: Hit, question: EvalQuestion) -> set[int]:
 
 def _passage_matches(source: str, locations: list[str], gold: str) -> bool:
     path, _, location = gold.partition("#")
-    return _same_file(source, path) and (not location or any(
-        _norm(loc).startswith(_norm(location)) for loc in locations))
+    if not _same_file(source, path):
+        return False
+    wanted = _norm(location)
+    return not wanted or any(_norm(loc).startswith(wanted) for loc in locations)
 
 
 def _same_file(source: str, wanted: str) -> bool:

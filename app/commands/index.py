@@ -89,7 +89,7 @@ def search_command(config: BotConfig, query: str, k: int | None, mode: str | Non
     from chatbot.errors import DocumentIndexError, InputError
     from app.build import bot_index
     from chatbot.indexing import open_retriever
-    from chatbot.prompts import clean_text
+    from index.text import clean_text
 
     query = clean_text(query)  # a byte that is not UTF-8 in the shell's argument, say
     if not query.strip():
