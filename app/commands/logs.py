@@ -229,8 +229,8 @@ def delete(config: BotConfig, session_ids: tuple[str, ...], containing: str | No
     if not session_ids and not (containing or "").strip():
         raise InputError("name the sessions (`chatbot logs list` shows them) or give "
                          "--containing TEXT")
-    path = existing_log(config)
-    log = ConversationLog(path)
+    log = open_log(config)
+    path = log.path
     try:
         known = {row["id"]: row for row in log.sessions(limit=-1)}
     finally:
