@@ -90,7 +90,7 @@ def test_browser_logs_in_chats_streams_shows_sources_logs_thumbs_up_and_uploads(
         expect(page.get_by_label("Liked", exact=True)).to_have_count(1)  # the rating is in
         box.fill("And how do I search them?")  # the chat is drawn again with a new answer
         box.press("Enter")
-        expect(page.locator('#cb-chat [data-testid="bot"]')).to_have_count(2, timeout=150_000)
+        expect(page.locator('#cb-chat [data-testid="bot"]')).to_have_count(2, timeout=60_000)
         expect(page.locator("#cb-comment")).to_be_hidden()  # it was about the first answer
         expect(page.locator("#cb-sources .cb-source").first).to_be_visible(timeout=60_000)
         expect(page.get_by_label("Liked", exact=True)).to_have_count(1)  # still lit

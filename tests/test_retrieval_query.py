@@ -148,7 +148,7 @@ def test_the_prompt_panel_shows_the_query(echo, tmp_path) -> None:
     engine = engine_with(RewritingEcho(echo), [], tmp_path, "last_turns")
     actions, state = ChatActions(engine), new_state()
     list(actions.respond(FIRST, state, "prompt"))
-    *_, (_, _, _, sources, _) = actions.respond("Is it <fast>?", state, "prompt")
+    *_, (_, _, _, sources, _, _) = actions.respond("Is it <fast>?", state, "prompt")
     assert f"searched: <i>Is it &lt;fast&gt;? {FIRST}</i>" in sources
     plain = list(actions.respond("hello", state, "plain"))[-1][3]
     assert "searched:" not in plain

@@ -38,6 +38,12 @@ def run(events) -> list[tuple]:
     return list(events)
 
 
+def drawn(update: dict) -> list[dict]:
+    """The messages of a chat drawn whole (an answer's last step, a cleared chat)."""
+    assert update["__type__"] == "update"
+    return update["value"]
+
+
 def like(index: int, liked) -> gr.LikeData:
     return gr.LikeData(None, {"index": index, "value": "", "liked": liked})
 
@@ -47,7 +53,8 @@ def test_answer_streams_and_its_citations_match_the_sources_panel(engine) -> Non
     steps = run(actions.respond("compare [1] with [2] and [7]", state, "prompt"))
     partial = [step[0][-1]["content"] for step in steps[1:-1]]
     assert len(partial) >= 3 and partial == sorted(partial, key=len)  # it grew piece by piece
-    messages, state, box, sources, prompt = steps[-1]
+    chat, state, box, sources, prompt, comment_row = steps[-1]
+    messages = drawn(chat)
     assert box == "" and messages[0] == {"role": "user", "content": "compare [1] with [2] and [7]"}
     reply = state.answers[0].reply
     assert messages[1]["content"] == reply.text == "compare [1] with [2] and [7]"
@@ -65,20 +72,20 @@ def test_thumbs_and_comment_are_written_to_the_log(engine) -> None:
     actions, state = ChatActions(engine), new_state()
     run(actions.respond("first question", state, "prompt"))
     run(actions.respond("second question", state, "prompt"))
-    state, row = actions.rate(state, like(3, True))
-    assert row["visible"] is True
+    state, row, thumbs = actions.rate(state, like(3, True))
+    assert row["visible"] is True and thumbs["feedback_value"] == [None, "Like"]
     state, box, row = actions.comment(state, "  clear and short  ")
     assert box == "" and row["visible"] is False
-    actions.rate(state, like(1, False))
-    assert actions.lit_thumbs(state)["feedback_value"] == ["Dislike", "Like"]  # kept lit
+    thumbs = actions.rate(state, like(1, False))[2]
+    assert thumbs["feedback_value"] == ["Dislike", "Like"]  # both kept lit
     turns = engine.log.conversation(state.session_id).turns
     assert [(t.rating, t.comment) for t in turns if t.role == "assistant"] == [
         (-1, None), (1, "clear and short")]
-    state, row = actions.rate(state, like(3, ""))  # the thumb clicked again: taken back
+    state, row, _ = actions.rate(state, like(3, ""))  # the thumb clicked again: taken back
     assert row == gr.update() and state.rated[1] == -1  # answer 1's comment box stays open
-    state, row = actions.rate(state, like(1, ""))
+    state, row, thumbs = actions.rate(state, like(1, ""))
     assert row["visible"] is False and state.rated is None  # its own rating gone: so is it
-    assert actions.lit_thumbs(state)["feedback_value"] == [None, None]
+    assert thumbs["feedback_value"] == [None, None]
     turns = engine.log.conversation(state.session_id).turns
     assert [(t.rating, t.comment) for t in turns if t.role == "assistant"] == [(None, None),
                                                                              (None, None)]
@@ -89,8 +96,10 @@ def test_a_comment_typed_after_the_next_question_is_not_saved_on_the_earlier_ans
     """The box opened for answer 1; typed after answer 2 came, it reads as about answer 2."""
     actions, state = ChatActions(engine), new_state()
     run(actions.respond("first question", state, "prompt"))
-    state, _ = actions.rate(state, like(1, True))
-    run(actions.respond("second question", state, "prompt"))
+    state, row, _ = actions.rate(state, like(1, True))
+    assert row["visible"] is True
+    steps = run(actions.respond("second question", state, "prompt"))
+    assert steps[0][5]["visible"] is False  # the box closes as the question is sent
     with pytest.warns(UserWarning, match="Rate an answer with thumbs up or down first"):
         state, kept, row = actions.comment(state, "this one is made up")
     assert kept == "this one is made up" and row["visible"] is False
@@ -108,7 +117,7 @@ def test_bad_input_warns_and_the_next_question_is_answered(engine) -> None:
         run(actions.respond("hello", state, "nope"))
     with pytest.warns(UserWarning, match="the limit is 8,000"):
         run(actions.respond("x" * 9000, state, "prompt"))
-    messages = run(actions.respond("hello again", state, "prompt"))[-1][0]
+    messages = drawn(run(actions.respond("hello again", state, "prompt"))[-1][0])
     assert [m["role"] for m in messages] == ["user", "assistant"]
 
 
@@ -127,7 +136,11 @@ def test_regenerate_replaces_the_last_answer_and_keeps_the_earlier_ones(engine, 
     actions, state = ChatActions(engine), new_state()
     run(actions.respond("one two", state, "prompt"))
     run(actions.respond("three four", state, "prompt"))
-    messages = run(actions.regenerate(state, "plain"))[-1][0]
+    actions.rate(state, like(1, True))
+    actions.rate(state, like(3, False))
+    chat = run(actions.regenerate(state, "plain"))[-1][0]
+    assert chat["feedback_value"] == ["Like", None]  # the new answer is not rated yet
+    messages = drawn(chat)
     assert [m["content"] for m in messages if m["role"] == "user"] == ["one two", "three four"]
     assert [a.reply.variant for a in state.answers] == ["prompt", "plain"]
     sent = [m.content for m in echo.calls[-1][0]]
@@ -166,7 +179,7 @@ def test_regenerate_after_a_failed_answer_asks_the_failed_question_again(flaky) 
     model.failures = 1
     with pytest.raises(gr.Error, match="went away mid-answer"):
         run(actions.respond("second question here", state, "plain"))
-    messages = run(actions.regenerate(state, "plain"))[-1][0]
+    messages = drawn(run(actions.regenerate(state, "plain"))[-1][0])
     assert [m["content"] for m in messages] == ["good first answer", "good first answer",
                                                 "second question here", "second question here"]
     assert state.unanswered is None
@@ -181,7 +194,7 @@ def test_a_failed_regenerate_keeps_the_answer_it_was_to_replace(flaky) -> None:
     with pytest.raises(gr.Error, match="went away mid-answer"):
         run(actions.regenerate(state, "plain"))
     assert [a.reply.text.split() for a in state.answers] == [["one", "two"], ["three", "four"]]
-    messages = run(actions.regenerate(state, "plain"))[-1][0]  # the same answer, asked again
+    messages = drawn(run(actions.regenerate(state, "plain"))[-1][0])  # the same, asked again
     assert [m["content"] for m in messages if m["role"] == "user"] == ["one two", "three four"]
     assert len(state.answers) == 2
 
@@ -189,8 +202,10 @@ def test_a_failed_regenerate_keeps_the_answer_it_was_to_replace(flaky) -> None:
 def test_clear_starts_a_new_session(engine) -> None:
     actions, state = ChatActions(engine), new_state()
     run(actions.respond("hello", state, "prompt"))
-    messages, fresh, *_ = actions.clear(state)
-    assert messages == [] and fresh.answers == [] and fresh.session_id != state.session_id
+    actions.rate(state, like(1, True))
+    chat, fresh, *_ = actions.clear(state)
+    assert drawn(chat) == [] and chat["feedback_value"] == []  # no thumb stays lit
+    assert fresh.answers == [] and fresh.session_id != state.session_id
     run(actions.respond("again", fresh, "prompt"))
     assert {s["id"] for s in engine.log.sessions()} == {state.session_id, fresh.session_id}
 
@@ -264,5 +279,6 @@ def test_tiny_model_answers_through_the_chat_tab(tiny_config) -> None:
     steps = run(actions.respond("How do I index my documents?", state, None))
     reply = state.answers[0].reply
     assert reply.attribution is not None and reply.variant == "prompt"  # on by default
-    assert steps[-1][0][-1]["content"] == answer_markup(reply.text, reply.attribution, "src-1")
+    shown = drawn(steps[-1][0])[-1]["content"]
+    assert shown == answer_markup(reply.text, reply.attribution, "src-1")
     assert engine.log.conversation(state.session_id).turns[1].text == reply.text

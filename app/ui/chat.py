@@ -72,7 +72,12 @@ class ChatActions:
     """The tab's event functions, callable without a server (the tests call them directly).
 
     ``respond`` and ``regenerate`` yield (chat messages, state, message box, sources HTML,
-    exact prompt) as the answer streams.
+    exact prompt, comment box) as the answer streams.
+
+    Each click is answered by one event, never a chain (``.then``) or two listeners on one
+    trigger: Gradio's page waits for an event's messages on a stream the server closes when
+    its session has nothing pending, and an event sent just as that happens is answered on
+    the closed stream, so its answer never shows and Enter stays ignored.
     """
 
     def __init__(self, engine: Engine, assign_variant: Callable[[str], str] | None = None,
@@ -106,6 +111,16 @@ class ChatActions:
                       {"role": "assistant", "content": content}]
         return shown
 
+    def drawn(self, state: ChatState | None) -> dict:
+        """The whole chat with its thumbs as the log has them: the page keeps each thumb lit
+        by position, so a chat drawn again (an answer replaced, a new conversation) must
+        bring its thumbs along."""
+        return gr.update(value=self.chat_messages(state) if state else [],
+                         feedback_value=self.thumbs(state))
+
+    def thumbs(self, state: ChatState | None) -> list[str | None]:
+        return [a.feedback for a in state.answers] if state else []
+
     def panel(self, state: ChatState, index: int | None = None) -> tuple[str, list[dict] | None]:
         """Sources HTML and exact prompt of answer ``index`` (default: the latest)."""
         if not state.answers:
@@ -135,14 +150,16 @@ class ChatActions:
         elif state is None or not state.answers:
             gr.Info("There is no answer to regenerate yet.")
             yield (self.chat_messages(state) if state else [], state, "",
-                   *self.panel(state or new_state()))
+                   *self.panel(state or new_state()), gr.update())
         else:
             yield from self._answer(state.answers[-1].question, state, choice, replace_last=True)
 
     def _answer(self, question: str, state: ChatState, choice: str | None,
                 replace_last: bool = False) -> Iterator:
         """Stream the answer to ``question``; ``replace_last`` answers it in place of the last
-        answer, which is left out of the history and of the chat while the new one streams."""
+        answer, which is left out of the history and of the chat while the new one streams.
+        The comment box open for an earlier answer closes as it starts (a comment typed from
+        then on would be read as about the new answer)."""
         state.rated = None  # a comment typed from now on would be read as about the new answer
         kept = len(state.answers) - 1 if replace_last else len(state.answers)
         try:
@@ -152,17 +169,17 @@ class ChatActions:
         except InputError as exc:
             gr.Warning(html.escape(str(exc), quote=False))
             yield (self.chat_messages(state), state, question if not replace_last else "",
-                   *self.panel(state))
+                   *self.panel(state), gr.update())
             return
         shown = self.chat_messages(state, kept) + [
             {"role": "user", "content": stream.question}, {"role": "assistant", "content": ""}]
-        yield (shown, state, "", ANSWERING, None)
+        yield (shown, state, "", ANSWERING, None, gr.update(visible=False))
         text = ""
         try:
             for piece in stream:
                 text += piece
                 shown[-1] = {"role": "assistant", "content": text}
-                yield (shown, state, "", ANSWERING, None)
+                yield (shown, state, "", ANSWERING, None, gr.update())
         except ChatbotError as exc:
             if not replace_last:
                 state.unanswered = stream.question
@@ -171,45 +188,42 @@ class ChatActions:
             stream.cancel()
         state.answers[kept:] = [ShownAnswer(stream.question, stream.reply)]
         state.unanswered = None
-        yield (self.chat_messages(state), state, "", *self.panel(state))
+        yield (self.drawn(state), state, "", *self.panel(state), gr.update())
 
     def clear(self, state: ChatState | None) -> tuple:
         """Start a new conversation: a new session id, nothing shown (the old one stays in
         the log)."""
-        return [], new_state(), "", SOURCES_PLACEHOLDER, None, gr.update(visible=False)
-
-    def close_comment(self) -> dict:
-        """A new answer is coming: the comment box open for the previous one closes (a
-        comment typed now would no longer be saved, ``respond`` clears the rating)."""
-        return gr.update(visible=False)
+        return self.drawn(None), new_state(), "", SOURCES_PLACEHOLDER, None, gr.update(
+            visible=False)
 
     def rate(self, state: ChatState, like: gr.LikeData) -> tuple:
         """Thumbs up/down on an answer: written to the log at once; a comment may follow.
-        Clicking the thumb again takes the rating (and its comment) back out of the log."""
+        Clicking the thumb again takes the rating (and its comment) back out of the log.
+        Returns (state, comment box, the chat's thumbs)."""
         answer = self._answer_at(state, like.index)
         withdrawn = like.liked == ""  # the browser's thumb clicked again, to take it back
         if not (like.liked in (True, False) or withdrawn) or answer is None:
-            return state, gr.update()
+            return state, gr.update(), self.lit_thumbs(state)
         if self.engine.log is None or answer.reply.turn_id is None:
             gr.Warning("Conversation logging is off (logging.enabled): feedback is not kept.")
-            return state, gr.update()
+            return state, gr.update(), self.lit_thumbs(state)
         answer.feedback = None if withdrawn else ("Like" if like.liked else "Dislike")
         if withdrawn:
             self.engine.log.withdraw_feedback(answer.reply.turn_id)
             if state.rated is None or state.rated[0] != answer.reply.turn_id:
-                return state, gr.update()  # a comment pending on another answer stays
+                # a comment pending on another answer stays
+                return state, gr.update(), self.lit_thumbs(state)
             state.rated = None
-            return state, gr.update(visible=False)
+            return state, gr.update(visible=False), self.lit_thumbs(state)
         rating = 1 if like.liked else -1
         self.engine.log.add_feedback(answer.reply.turn_id, rating)
         state.rated = (answer.reply.turn_id, rating)
         gr.Info("Thanks: feedback saved. Add a comment below if you like.")
-        return state, gr.update(visible=True)
+        return state, gr.update(visible=True), self.lit_thumbs(state)
 
     def lit_thumbs(self, state: ChatState | None) -> dict:
-        """The chat's thumbs as the log has them: the page draws them from this each time it
-        draws the conversation again (a new answer, a correction), else they all go unlit."""
-        return gr.update(feedback_value=[a.feedback for a in state.answers] if state else [])
+        """The chat's thumbs as the log has them (a thumb the log refused goes unlit)."""
+        return gr.update(feedback_value=self.thumbs(state))
 
     def comment(self, state: ChatState, text: str) -> tuple:
         if state is None or state.rated is None:
@@ -302,22 +316,17 @@ def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None =
             sources = gr.HTML(SOURCES_PLACEHOLDER, elem_id="cb-sources", js_on_load=None)
             with gr.Accordion("Exact prompt sent to the model", open=False):
                 prompt = gr.JSON(label="messages", elem_id="cb-prompt")
-    streamed = [chatbot, state, box, sources, prompt]
+    streamed = [chatbot, state, box, sources, prompt, comment_row]
     answering = {"concurrency_limit": answers_at_once, "concurrency_id": "chat-answers"}
     answers = []
     for trigger in (box.submit, send.click):
         answers.append(trigger(actions.respond, [box, state, variant], streamed, **answering))
     for trigger in (regenerate.click, chatbot.retry):  # the new answer is not rated
         answers.append(trigger(actions.regenerate, [state, variant], streamed, **answering))
-        answers[-1].then(actions.lit_thumbs, [state], [chatbot])
-    for trigger in (box.submit, send.click, regenerate.click, chatbot.retry):
-        trigger(actions.close_comment, None, [comment_row], show_progress="hidden")
     for trigger in (clear.click, chatbot.clear):  # an answer in progress stops: it is cleared
-        trigger(actions.clear, [state], [chatbot, state, box, sources, prompt, comment_row],
-                cancels=answers).then(actions.lit_thumbs, [state], [chatbot])
+        trigger(actions.clear, [state], streamed, cancels=answers)
     actions.on_page_load.append((actions.variant_choices, [variant]))
-    chatbot.like(actions.rate, [state], [state, comment_row]).then(actions.lit_thumbs, [state],
-                                                                   [chatbot])
+    chatbot.like(actions.rate, [state], [state, comment_row, chatbot])
     chatbot.select(actions.select, [state], [sources, prompt])
     chatbot.edit(actions.correct, [state], [chatbot, state])
     for trigger in (comment.submit, send_comment.click):
