@@ -62,5 +62,12 @@ def generation_timings(started: float, first: float | None, raw: str, generator:
             "tokens_per_s": round(tokens / decode_s, 2) if decode_s > 0 and tokens else None}
 
 
+def reached_token_limit(pieces: object, tokens: int, max_new_tokens: int) -> bool:
+    """Whether an answer ended at ``max_new_tokens``: the server's own ``finish_reason`` where
+    the pieces carry one (a remote backend's ``ServerAnswer``), else its token count."""
+    reason = getattr(pieces, "finish_reason", None)
+    return reason == "length" if reason is not None else tokens >= max_new_tokens
+
+
 __all__ = ["HOLD_BACK_CHARS", "before_stop", "complete_words", "generation_timings",
-           "milliseconds", "settled"]
+           "milliseconds", "reached_token_limit", "settled"]

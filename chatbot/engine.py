@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from chatbot.adapters import AdapterManifest
 from chatbot.answer_text import (HOLD_BACK_CHARS, before_stop, complete_words,
-                                 generation_timings, milliseconds, settled)
+                                 generation_timings, milliseconds, reached_token_limit,
+                                 settled)
 from chatbot.attribution import Attribution, Attributor
 from chatbot.errors import InputError, ModelError, PromptTooLong, TooManyNewTokens
 from chatbot.filters import NamedFilter, run_filters
@@ -345,8 +346,8 @@ class AnswerStream:
             self.reply = Reply(text, messages, hits, self.variant.name, self.variant.model,
                                self.variant.adapter_id, timings, refuse, changed, turn_id,
                                0 if refuse else prompt.tokens, query, attribution,
-                               complete and not refuse and not stopped
-                               and timings["tokens"] >= self.settings.max_new_tokens)
+                               complete and not refuse and not stopped and reached_token_limit(
+                                   pieces, timings["tokens"], self.settings.max_new_tokens))
             self._log_finish(turn_id, text, timings, status, attribution, error)
 
     def _abandoned(self) -> bool:

@@ -14,12 +14,13 @@ that overcounts; ``OpenAIGenerator.counting`` says which. The context window is 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,22 @@ class RemoteBackend:
 
     def __post_init__(self) -> None:
         self.slots = threading.BoundedSemaphore(self.max_concurrency)
+
+
+class ServerAnswer(Iterator[str]):
+    """The text pieces of one answer as the server streams them, and its ``finish_reason``
+    once it has ended: the server's own word on whether the answer reached ``max_tokens``,
+    which an estimated token count (no tokenizer here, no ``/tokenize``) can't give."""
+
+    def __init__(self, pieces: Callable[[ServerAnswer], Iterator[str]]) -> None:
+        self.finish_reason: str | None = None
+        self._pieces = pieces(self)
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        self._pieces.close()
 
 
 class OpenAIGenerator:
@@ -121,19 +138,23 @@ class OpenAIGenerator:
 
     def stream(self, messages: list[Message], settings: GenerationSettings,
                adapter: str | None = None,
-               cancel: threading.Event | None = None) -> Iterator[str]:
+               cancel: threading.Event | None = None) -> ServerAnswer:
         """Text pieces as the server sends them; setting ``cancel`` or closing the iteration
         closes the HTTP stream, which stops generation on servers that notice (vLLM does)."""
         if adapter:
             self.load_adapter(adapter, "")
-        cancel = cancel or threading.Event()
+        return ServerAnswer(lambda answer: self._streamed(messages, settings,
+                                                          cancel or threading.Event(), answer))
+
+    def _streamed(self, messages: list[Message], settings: GenerationSettings,
+                  cancel: threading.Event, answer: ServerAnswer) -> Iterator[str]:
         while not self.backend.slots.acquire(timeout=0.05):
             if cancel.is_set():
                 return
         try:
             response = self._open(messages, settings, cancel)
             if response is not None:
-                yield from self._pieces(response, cancel)
+                yield from self._pieces(response, cancel, answer)
         finally:
             self.backend.slots.release()
 
@@ -154,8 +175,9 @@ class OpenAIGenerator:
                     return None
         return None
 
-    def _pieces(self, response, cancel: threading.Event) -> Iterator[str]:
-        finished, received = False, 0
+    def _pieces(self, response, cancel: threading.Event,
+                answer: ServerAnswer) -> Iterator[str]:
+        received = 0
         try:
             for chunk in response:
                 if cancel.is_set():
@@ -164,14 +186,19 @@ class OpenAIGenerator:
                     if choice.delta and choice.delta.content:
                         received += len(choice.delta.content)
                         yield choice.delta.content
-                    finished = finished or choice.finish_reason is not None
+                    answer.finish_reason = choice.finish_reason or answer.finish_reason
         except (openai.APIError, httpx.HTTPError) as exc:
             if cancel.is_set():
                 return
             raise self._cut(received, exc) from exc
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{self._where()} sent an event that is not JSON after {received} "
+                             f"characters of the answer ({exc}); check that backends."
+                             f"{self.backend.name}.base_url is an OpenAI-compatible server's "
+                             "/v1 URL, and the server's log") from exc
         finally:
             response.close()
-        if not finished and not cancel.is_set():
+        if answer.finish_reason is None and not cancel.is_set():
             kind = response.response.headers.get("content-type", "")
             if not received and "text/event-stream" not in kind:
                 raise ModelError(f"{self._where()} answered with {kind or 'no content type'}, "

@@ -200,23 +200,23 @@ def test_a_silent_server_is_a_timeout_and_a_closed_port_is_unreachable(tmp_path,
         closed.answer("s2", "hello", "prompt").result()
 
 
-def test_a_web_page_instead_of_an_api_is_named_as_such(tmp_path, monkeypatch) -> None:
-    """A base_url that reaches some web server (a proxy's login page, a wiki) answers 200 with
-    HTML: that is not a server that "stopped the answer"."""
+@contextlib.contextmanager
+def server_answering(content_type: str, body: bytes) -> Iterator[str]:
+    """The /v1 URL of a server that answers every request with ``body``: some other web
+    server, or a minimal or broken OpenAI-compatible one (no /tokenize, no model card)."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    class WebPage(BaseHTTPRequestHandler):
+    class Fixed(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self._page()
+            self._answer()
 
         def do_POST(self) -> None:
-            self._page()
+            self._answer()
 
-        def _page(self) -> None:
-            body = b"<html><body>Please sign in</body></html>"
+        def _answer(self) -> None:
             self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -224,14 +224,71 @@ def test_a_web_page_instead_of_an_api_is_named_as_such(tmp_path, monkeypatch) ->
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), WebPage)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Fixed)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_port}/v1"
+        yield f"http://127.0.0.1:{server.server_port}/v1"
+    finally:
+        server.shutdown()
+
+
+def events(*pieces: tuple[str, str | None], then: bytes = b"data: [DONE]\n\n") -> bytes:
+    """An OpenAI chat completion stream of (text, finish_reason) pieces, then ``then``."""
+    import json
+
+    chunks = [{"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "m",
+               "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
+              for text, finish in pieces]
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + then
+
+
+def test_a_web_page_instead_of_an_api_is_named_as_such(tmp_path, monkeypatch) -> None:
+    """A base_url that reaches some web server (a proxy's login page, a wiki) answers 200 with
+    HTML: that is not a server that "stopped the answer"."""
+    page = b"<html><body>Please sign in</body></html>"
+    with server_answering("text/html; charset=utf-8", page) as url:
         engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
         with pytest.raises(ModelError, match=r"backend 'remote' .* answered with text/html; "
                                              r"charset=utf-8, not an OpenAI-compatible event "
                                              r"stream; check that backends.remote.base_url is"):
             engine.answer("s1", "hello", "prompt").result()
-    finally:
-        server.shutdown()
+
+
+def test_an_event_that_is_not_json_is_an_error_naming_the_backend(tmp_path, monkeypatch) -> None:
+    broken = events(("Hello ", None), then=b"data: {not json\n\n")
+    with server_answering("text/event-stream", broken) as url:
+        engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
+        with pytest.raises(ModelError, match=r"backend 'remote' .* sent an event that is not "
+                                             r"JSON after 6 characters of the answer .*; check "
+                                             r"that backends.remote.base_url is"):
+            engine.answer("s1", "hello", "prompt").result()
+    assert engine.log.conversation("s1").turns[-1].status == "error"
+
+
+@pytest.mark.parametrize("finish, cut_short", [("stop", False), ("length", True)])
+def test_the_server_says_whether_an_answer_reached_max_tokens(tmp_path, monkeypatch, finish,
+                                                              cut_short) -> None:
+    """With no tokenizer and no /tokenize, 26 characters are estimated at 9 tokens, over the
+    8 asked for: the server's finish_reason decides, not the estimate."""
+    answer = events(("Hello there ", None), ("friend of mine", None), ("", finish))
+    with server_answering("text/event-stream", answer) as url:
+        engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
+        reply = engine.answer("s1", "hello", "prompt").result()
+    assert reply.text == "Hello there friend of mine"
+    assert reply.reached_token_limit is cut_short
+
+
+def test_the_terminal_chat_prints_a_backend_error_on_its_own_line_and_goes_on(
+        tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    broken = events(("Hello ", None), then=b"data: {not json\n\n")
+    with server_answering("text/event-stream", broken) as url:
+        config = write_bot_config(tmp_path, url)
+        bot_engine(config, monkeypatch)  # sets the key and the data folder
+        result = CliRunner().invoke(main, ["chat", "--config", str(config)],
+                                    input="hello\nhello again\n/quit\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("bot> Hello\nerror: backend 'remote'") == 2, result.output

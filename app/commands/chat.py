@@ -14,6 +14,22 @@ from app.commands.common import BotConfig, in_section, one_line_errors, print_js
     with_config
 
 
+def _echo_answer(stream, line_open: bool = False) -> None:
+    """Print the answer as it streams; an answer cut short by an error ends its line first,
+    so the error printed next starts a line of its own."""
+    from chatbot.errors import ChatbotError
+
+    try:
+        for piece in stream:
+            click.echo(piece, nl=False)
+            line_open = True
+    except ChatbotError:
+        if line_open:
+            click.echo()
+        raise
+    click.echo()
+
+
 def _print_sources(reply, question: str) -> None:
     if reply.retrieval_query and reply.retrieval_query != question:  # a follow-up's context
         click.secho(f"  searched: {reply.retrieval_query}", dim=True)
@@ -57,9 +73,7 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
     if as_json:
         print_json(stream.result().as_dict())
         return
-    for piece in stream:
-        click.echo(piece, nl=False)
-    click.echo()
+    _echo_answer(stream)
     _print_sources(stream.reply, stream.question)
 
 
@@ -71,7 +85,7 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
 def chat(config: BotConfig, variant: str | None) -> None:
     """Chat in the terminal: answers stream, sources follow. Ctrl-D or /quit ends."""
     from app.build import build_engine
-    from chatbot.errors import InputError
+    from chatbot.errors import ChatbotError
     from chatbot.types import Message
 
     engine = build_engine(config)
@@ -91,11 +105,9 @@ def chat(config: BotConfig, variant: str | None) -> None:
         try:
             stream = engine.answer(session, question, variant, history=history)
             click.echo("bot> ", nl=False)
-            for piece in stream:
-                click.echo(piece, nl=False)
-            click.echo()
+            _echo_answer(stream, line_open=True)
             _print_sources(stream.reply, stream.question)
-        except InputError as exc:
+        except ChatbotError as exc:  # a message too long, a model server gone: ask again
             click.echo(f"error: {exc}", err=True)
             continue
         history += [Message("user", stream.question), Message("assistant", stream.reply.text)]
