@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from starlette.requests import Request
 
 from chatbot.errors import InputError
@@ -145,24 +145,28 @@ class ChatRequest(BaseModel):
     """Used as the conversation's session id when no ``X-Session-Id`` header is sent."""
     tools: list | None = None
     tool_choice: str | dict | None = None
+    functions: list | None = None
+    function_call: str | dict | None = None
+    """The older names of ``tools`` and ``tool_choice``, refused alike."""
     response_format: dict | None = None
     logprobs: bool | None = None
     """Read only to refuse what this server can't do: a client that asks for a tool call, a JSON
     answer or log probabilities and silently gets plain text would fail further on."""
 
-    @field_validator("tools")
+    @field_validator("tools", "functions")
     @classmethod
-    def _no_tools(cls, value: list | None) -> list | None:
+    def _no_tools(cls, value: list | None, info: ValidationInfo) -> list | None:
         if value:
-            raise ValueError("this server answers in text and makes no tool calls; leave tools "
-                             "out")
+            raise ValueError("this server answers in text and makes no tool calls; leave "
+                             f"{info.field_name} out")
         return value
 
-    @field_validator("tool_choice")
+    @field_validator("tool_choice", "function_call")
     @classmethod
-    def _no_tool_choice(cls, value: str | dict | None) -> str | dict | None:
+    def _no_tool_choice(cls, value: str | dict | None,
+                        info: ValidationInfo) -> str | dict | None:
         if value not in (None, "none", "auto"):
-            raise ValueError("this server makes no tool calls; leave tool_choice out")
+            raise ValueError(f"this server makes no tool calls; leave {info.field_name} out")
         return value
 
     @field_validator("response_format")

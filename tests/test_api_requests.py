@@ -23,6 +23,10 @@ TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type"
     ({"response_format": {"type": "json_object"}}, "response_format",
      'this server answers in plain text; only {"type": "text"} is served'),
     ({"logprobs": True}, "logprobs", "this server does not return log probabilities"),
+    ({"functions": [TOOL["function"]], "function_call": {"name": "lookup"}}, "functions",
+     "makes no tool calls; leave functions out"),  # the older names of tools, tool_choice
+    ({"function_call": {"name": "lookup"}}, "function_call",
+     "makes no tool calls; leave function_call out"),
 ])
 def test_what_the_server_cannot_do_is_refused_not_ignored(client, asked, field,
                                                          expected) -> None:
