@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -230,20 +231,27 @@ def test_a_second_sync_says_it_waits_for_the_first(tmp_path):
     (tmp_path / "data" / "index").mkdir(parents=True)
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK,
                                str(tmp_path / "data" / "index" / ".lock")],
-                              stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline() == "held\n"  # another process's sync holds the lock
-    second = subprocess.run([sys.executable, "-m", "app", "index", "sync", "--config",
-                             str(tmp_path / "bot.yaml")], capture_output=True, text=True,
-                            env={**os.environ, "CHATBOT_DATA_DIR": ""})
-    assert holder.wait() == 0 and second.returncode == 0, second.stderr
-    assert second.stdout.startswith("1 added")
-    assert "waiting for another sync of" in second.stderr
+    second = subprocess.Popen([sys.executable, "-m", "app", "index", "sync", "--config",
+                               str(tmp_path / "bot.yaml")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "CHATBOT_DATA_DIR": ""})
+    give_up = threading.Timer(60, holder.kill)  # no word of waiting: the lock goes anyway
+    give_up.start()
+    said = second.stderr.readline()  # the lock is held until the second sync says it waits
+    give_up.cancel()
+    holder.communicate("release\n", timeout=30)
+    out, err = second.communicate(timeout=120)
+    assert holder.returncode == 0 and second.returncode == 0, said + err
+    assert out.startswith("1 added")
+    assert "waiting for another sync of" in said
 
 
 HOLD_LOCK = """
-import sys, time
+import sys
 from filelock import FileLock
 with FileLock(sys.argv[1]):
     print("held", flush=True)
-    time.sleep(3)
+    sys.stdin.readline()
 """
