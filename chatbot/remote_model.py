@@ -124,6 +124,11 @@ class ServerModel:
             logger.info("%s reads %d tokens (max_model_len at %s)", self.what, length,
                         self.models_url)
             return length
+        if response.status_code in (401, 403):  # the cause to fix is the key, not the window
+            logger.warning("%s: %s refused the API key (HTTP %d), so the context window is %d; "
+                           "check the backend's api_key_env", self.what, self.models_url,
+                           response.status_code, DEFAULT_CONTEXT_WINDOW)
+            return None
         logger.warning("%s: %s (HTTP %d) gives no max_model_len for it, so the context window "
                        "is %d; set the variant's context_window to the server's context length",
                        self.what, self.models_url, response.status_code, DEFAULT_CONTEXT_WINDOW)

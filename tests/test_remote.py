@@ -4,6 +4,7 @@ plays the remote, so every request crosses real HTTP."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import socket
 import subprocess
@@ -117,12 +118,16 @@ def test_our_api_answers_through_the_remote_streamed_and_not(remote, tmp_path) -
         assert text == last_turns(remote_log)[1].text != ""
 
 
-def test_a_wrong_key_is_a_clear_error_naming_the_backend(remote, tmp_path, monkeypatch) -> None:
+def test_a_wrong_key_is_a_clear_error_naming_the_backend(remote, tmp_path, monkeypatch,
+                                                         caplog) -> None:
     engine = bot_engine(write_bot_config(tmp_path, remote[0]), monkeypatch, key="wrong")
-    with pytest.raises(ModelError, match=r"backend 'remote' .* refused the API key \(HTTP 401.*"
-                                         r"check \$TEST_REMOTE_KEY"):
+    with caplog.at_level(logging.WARNING, logger="chatbot.remote_model"), pytest.raises(
+            ModelError, match=r"backend 'remote' .* refused the API key \(HTTP 401.*"
+                              r"check \$TEST_REMOTE_KEY"):
         engine.answer("s1", "hello", "prompt").result()
     assert engine.log.conversation("s1").turns[-1].status == "error"
+    said = " ".join(r.getMessage() for r in caplog.records)  # the window is not what to fix
+    assert "models refused the API key (HTTP 401)" in said and "max_model_len" not in said
     engine = bot_engine(write_bot_config(tmp_path, remote[0]), monkeypatch, key="")
     with pytest.raises(ModelError, match=r"check \$TEST_REMOTE_KEY \(backends.remote.api_key_env"
                                          r"\): it was not set when the bot started, so no key "
