@@ -59,8 +59,9 @@ def build_variants(config: BotConfig) -> dict[str, Variant]:
             except ModelError as exc:  # one damaged adapter must not take the bot down
                 logger.warning("adapter %s is not served: %s", name, exc)
                 continue
-            variants[name] = Variant(name, manifest.base_model or config.models.chat,
-                                     manifest.template or "rag", True, None, adapter_dir)
+            variants[name] = manifest.variant(name, adapter_dir,
+                                              manifest.base_model or config.models.chat,
+                                              manifest.template or "rag")
     return variants
 
 

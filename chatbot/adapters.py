@@ -12,11 +12,14 @@ from pathlib import Path
 
 from chatbot.errors import ModelError
 from chatbot.file_cache import FileCache
+from chatbot.variants import Variant
 from index import jsonfile
 
 ADAPTER_MANIFEST = "adapter_manifest.json"
 SCHEMA_VERSION = 1
 RETRAIN = "retrain the adapter with `chatbot train`"
+FULL_MODEL_METHODS = ("freeze", "full")
+"""Training methods that save a complete model, served on its own, not as an adapter."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,14 @@ class AdapterManifest:
         jsonfile.check_version(path, version, SCHEMA_VERSION, ModelError, RETRAIN)
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
+
+    def variant(self, name: str, adapter_dir: Path, base_model: str, template: str,
+                retrieval: bool = True, k: int | None = None) -> Variant:
+        """The trained run in ``adapter_dir`` as a variant: a LoRA adapter on ``base_model``,
+        or the complete model that freeze and full training save, served as the model."""
+        if self.method in FULL_MODEL_METHODS:
+            return Variant(name, str(adapter_dir), template, retrieval, k)
+        return Variant(name, base_model, template, retrieval, k, adapter_dir)
 
     def save(self, adapter_dir: Path) -> Path:
         path = adapter_dir / ADAPTER_MANIFEST

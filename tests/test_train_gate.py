@@ -52,6 +52,20 @@ def test_a_passed_gate_registers_the_adapter(tmp_path, tiny_model, monkeypatch):
     assert "zorb" in json.dumps(metrics)
 
 
+def test_a_full_model_from_freeze_training_is_evaluated_and_served_as_a_variant(
+        tmp_path, tiny_model, monkeypatch):
+    """Freeze and full training save a complete model, not an adapter: the gate evaluates it
+    and the bot then answers with it under its name."""
+    result = train_with_gate(tmp_path, tiny_model, monkeypatch, "token_f1>=-2", "--method",
+                             "freeze", "--train-blocks", "1")
+    assert result.exit_code == 0, result.output
+    answered = CliRunner().invoke(main, ["ask", "--config", str(tmp_path / "bot.yaml"),
+                                         "--variant", "zorb", "--json", "What is zorb?"])
+    assert answered.exit_code == 0, answered.output
+    reply = json.loads(answered.stdout)
+    assert reply["variant"] == "zorb" and reply["model"] == str(tmp_path / "data/adapters/zorb")
+
+
 def test_a_malformed_gate_fails_before_training(tmp_path, tiny_model, monkeypatch):
     result = train_with_gate(tmp_path, tiny_model, monkeypatch, "f1 at least 0")
     assert result.exit_code == 1 and "is not METRIC>=NUMBER" in result.stderr.splitlines()[-1]

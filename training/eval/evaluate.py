@@ -248,6 +248,7 @@ def adapter_variant(settings: EvalSettings, name: str, adapter_dir: Path,
     """An unregistered adapter as a variant served like ``baseline`` (its template, retrieval
     and k), with the prompt template it was trained on."""
     base = settings.variants.get(baseline)
-    template = AdapterManifest.load(adapter_dir).template or (base.template if base else "rag")
-    return Variant(name, settings.chat_model, template, base.retrieval if base else True,
-                   base.k if base else None, adapter_dir)
+    manifest = AdapterManifest.load(adapter_dir)
+    template = manifest.template or (base.template if base else "rag")
+    return manifest.variant(name, adapter_dir, settings.chat_model, template,
+                            base.retrieval if base else True, base.k if base else None)

@@ -111,7 +111,7 @@ def train_preference(request: PreferenceRequest,
 
 def _sft_adapter(data_dir: Path, name: str | None):
     """``(directory, manifest)`` of the registered LoRA adapter to continue, or ``None``."""
-    from chatbot.adapters import AdapterManifest, registered_adapters
+    from chatbot.adapters import FULL_MODEL_METHODS, AdapterManifest, registered_adapters
 
     if name is None:
         return None
@@ -122,7 +122,7 @@ def _sft_adapter(data_dir: Path, name: str | None):
                             f"{listed}); train one with `chatbot train --data DATASET --name "
                             f"{name}`, or leave --from-adapter out to start from the base model")
     manifest = AdapterManifest.load(known[name])
-    if manifest.method in ("freeze", "full"):
+    if manifest.method in FULL_MODEL_METHODS:
         raise TrainingError(f"adapter {name!r} is a full model (method {manifest.method}), not "
                             "a LoRA adapter; preference tuning continues LoRA adapters only")
     return known[name], manifest
