@@ -201,6 +201,22 @@ def test_a_later_turns_example_never_learns_an_earlier_answer_again(config):
     assert '"content": "Delete it and hope.", "weight": 0}' in exported
 
 
+def test_a_correction_is_learned_after_an_earlier_empty_answer(config):
+    """An answer the model left empty stays in later prompts as it was sent: context only, it
+    must not cost the later turn's correction its example."""
+    log = ConversationLog(config.data_path / "logs.sqlite")
+    _, second = log_session(log, "s1", [
+        ("How do I reset my password?", "", "complete", 0, None),
+        ("What is the refund policy?", "", "complete", 0, None)])
+    log.add_correction(second, "Refunds are possible within 30 days of purchase.")
+    log.close()
+    build_dataset(data_settings(config), "empties", ["logs"])
+    rows = [row for _, row in sum(split_rows(config, "empties").values(), [])]
+    assert [[m["content"] for m in row if m["role"] == "assistant"] for row in rows] == [
+        ["", "Refunds are possible within 30 days of purchase."]]
+    assert [m.get("weight") for m in rows[0] if m["role"] == "assistant"] == [0, None]
+
+
 def sessions_seen_by_another_process(path: Path) -> int:
     """Sessions another process finds in the log (it opens and closes it, as any CLI does)."""
     count = ("import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "

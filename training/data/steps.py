@@ -190,11 +190,13 @@ def select_by_feedback(conversations: Sequence[Conversation], policy: str,
 
 def drop_empty_and_refusals(conversations: Sequence[Conversation], patterns: Sequence[str]
                             ) -> tuple[list[Conversation], StepReport]:
-    """Drop conversations with an empty or boilerplate-refusal assistant turn."""
+    """Drop conversations with an empty or boilerplate-refusal assistant turn to learn (an
+    answer kept as context only, ``weight`` 0, is what the model was sent, whatever it is)."""
     compiled = [re.compile(p, re.IGNORECASE) for p in patterns]
     kept, dropped = [], Counter()
     for conversation in conversations:
-        answers = [m.content.strip() for m in conversation.messages if m.role == "assistant"]
+        answers = [m.content.strip() for m in conversation.messages
+                   if m.role == "assistant" and m.weight != 0]
         if not answers or any(not text for text in answers):
             dropped["empty answer"] += 1
         elif any(p.search(text) for text in answers for p in compiled):
