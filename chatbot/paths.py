@@ -7,8 +7,23 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from chatbot.errors import InputError
+
+FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""A dataset, adapter, run, eval or sweep name: one folder inside its kind's folder, never a
+path that leads out of it (``../x``, ``a/b``, ``/abs``)."""
+
+
+def check_name(kind: str, name: str) -> str:
+    """``name``, or an error saying which names a ``kind`` (``dataset``, ...) may have."""
+    if not FOLDER_NAME.match(name):
+        raise InputError(f"{kind} name {name!r} is not allowed; use letters, digits, '.', '_' "
+                         "and '-' (up to 64 characters, starting with a letter or digit)")
+    return name
 
 
 @dataclass(frozen=True)
@@ -66,16 +81,16 @@ class DataPaths:
         return self.root / "ab"
 
     def dataset(self, name: str) -> Path:
-        return self.datasets / name
+        return self.datasets / check_name("dataset", name)
 
     def adapter(self, name: str) -> Path:
-        return self.adapters / name
+        return self.adapters / check_name("adapter", name)
 
     def run(self, name: str) -> Path:
-        return self.runs / name
+        return self.runs / check_name("run", name)
 
     def eval(self, name: str) -> Path:
-        return self.evals / name
+        return self.evals / check_name("eval", name)
 
     def sweep(self, name: str) -> Path:
-        return self.sweeps / name
+        return self.sweeps / check_name("sweep", name)

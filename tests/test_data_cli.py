@@ -64,8 +64,10 @@ def test_errors_are_one_line(run):
     strict = run("data", "build", "--name", "s", "--strict", "--from", str(DATA / "invalid.jsonl"))
     assert strict.exit_code == 1 and strict.stderr.count("\n") > 1  # the problems are listed
     assert strict.stderr.startswith("error: 10 problem(s) in the imported transcripts")
-    bad_name = run("data", "build", "--name", "../x", "--from", str(DATA / "faq.csv"))
-    assert bad_name.stderr.startswith("error: dataset name '../x' is not allowed")
+    for command in (["data", "build", "--name", "../x", "--from", str(DATA / "faq.csv")],
+                    ["data", "show", "../x"], ["train", "--data", "../x", "--name", "v2"]):
+        bad_name = run(*command)  # a name, never a path out of the datasets folder
+        assert bad_name.stderr.startswith("error: dataset name '../x' is not allowed"), command
     empty_log = run("data", "build", "--name", "x")  # --from logs is the default
     assert empty_log.stderr.startswith("error: the conversation log has no finished answers yet")
     nothing = run("data", "list")

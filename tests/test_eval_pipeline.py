@@ -139,6 +139,11 @@ def test_bad_inputs_are_one_line_errors(eval_bot: Path, tmp_path: Path) -> None:
                                        "--variants", "plain,prompt"])
     assert result.exit_code == 1 and "bad.jsonl, line 2: the question is empty" in result.output
     assert parse_gate("rouge_l >= 0.02").threshold == 0.02
+    for out in ("../../x", str(tmp_path / "elsewhere"), "team/v2"):  # a name, not a path
+        escaped = eval_cli(eval_bot, "--variants", "plain,prompt", "--out", out)
+        assert escaped.exit_code == 1
+        assert f"error: eval name {out!r} is not allowed" in escaped.output
+    assert not (tmp_path / "elsewhere").exists() and not list(tmp_path.parent.glob("x"))
 
 
 def test_retrieval_variant_without_an_index_is_warned_about(tmp_path: Path,

@@ -10,6 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from chatbot.errors import InputError
 from training.errors import DatasetError, TrainingError
 from training.train.finetune import FinetuneRequest
 from training.train.loop import LoopSettings
@@ -223,6 +224,9 @@ def test_an_sft_dataset_and_an_unknown_adapter_are_refused(tmp_path, tiny_model)
     with pytest.raises(TrainingError, match=r"--from-adapter 'nope' is not a registered adapter "
                                             r"\(registered: none yet\)"):
         train_preference(request_for(tmp_path, tiny_model, from_adapter="nope"), progress=False)
+    with pytest.raises(InputError, match=r"adapter name '../adapters/sft' is not allowed"):
+        train_preference(request_for(tmp_path, tiny_model, from_adapter="../adapters/sft"),
+                         progress=False)  # a name, not a path, whose hint would be no name
 
 
 def test_the_command_line_trains_dpo_merges_it_and_prints_one_line_errors(tmp_path, tiny_model,

@@ -125,7 +125,7 @@ def test_a_name_that_is_no_adapter_name_writes_nothing_anywhere(actions, config,
                                                                tmp_path, name):
     """The run's log file is named after the adapter: a path there wrote outside the data."""
     started = actions.start("facts", name, "lora", 1, 5e-3, 4, 4, 4, 2)
-    assert f"Not started:** adapter name {name!r} is not usable as a directory name" in started
+    assert f"Not started:** adapter name {name!r} is not allowed" in started
     assert not actions.job.running()
     assert not list(config.data_path.parent.rglob("escaped.log"))
     assert not (config.data_path / "runs").exists()

@@ -10,7 +10,6 @@ Training tab both call it.
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from dataclasses import asdict, replace
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from chatbot.models import file_sha256
+from chatbot.paths import check_name
 from training.data import dataset as store
 from training.errors import DataError
 from training.data.from_log import as_context
@@ -28,14 +28,8 @@ from training.data.token_lengths import TokenCounter
 from training.data.transcripts import Conversation, ImportResult, QAFields, read_transcripts
 
 LOGS = "logs"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
 def dataset_path(settings: DataSettings, name: str) -> Path:
-    if not _NAME.match(name):
-        raise DataError(f"dataset name {name!r} is not allowed; use letters, digits, '.', '_' "
-                        "and '-' (up to 64 characters)")
-    return settings.datasets_root / name
+    return settings.datasets_root / check_name("dataset", name)
 
 
 def build_dataset(settings: DataSettings, name: str, sources: Sequence[str | Path] = (),

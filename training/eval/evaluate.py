@@ -154,7 +154,7 @@ def run_eval(settings: EvalSettings, variants: list[str], data: str, *, name: st
     engine = engine or settings.engine(embedder, extra_variants or {})
     for variant in variants:
         engine.variant(variant)  # unknown names fail before any generation
-    name = name or Path(data).stem
+    name = name or default_name(data)
     out_dir = DataPaths(settings.data_dir).eval(name)
     greedy = dataclasses.replace(engine.settings, temperature=0.0,
                                  max_new_tokens=max_new_tokens or engine.settings.max_new_tokens)
@@ -230,6 +230,12 @@ def adapter_scorer(settings: EvalSettings, metric: str, data: str, baseline: str
         return interval.mean
 
     return score
+
+
+def default_name(data: str) -> str:
+    """An eval's name when ``--out`` gives none: the data file's (or dataset's) name, as a
+    folder name (``my questions.jsonl``: ``my-questions``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(data).stem).strip("._-")[:64] or "eval"
 
 
 def check_eval_inputs(settings: EvalSettings, data: str, baseline: str,

@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from chatbot.paths import DataPaths
+from chatbot.paths import DataPaths, check_name
 from training.errors import TrainingError
 from training.train.finetune import FinetuneRequest
 from training.train.preference_data import PreferenceRows, load_preference_rows
@@ -115,6 +115,7 @@ def _sft_adapter(data_dir: Path, name: str | None):
 
     if name is None:
         return None
+    check_name("adapter", name)
     known = registered_adapters(DataPaths(data_dir).adapters)
     if name not in known:
         listed = ", ".join(sorted(known)) or "none yet"

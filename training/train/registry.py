@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import replace
@@ -25,17 +24,12 @@ from chatbot.paths import DataPaths
 from training.train.checkpoint import disk_error
 from training.errors import TrainingError
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 VERSIONED = ("torch", "transformers", "peft", "datasets", "chatbot-builder")
 
 
 def check_new_adapter(data_dir: Path, name: str) -> Path:
     """The final directory of a new adapter; errors for a bad or taken name, or no write access."""
-    if not NAME_PATTERN.match(name):
-        raise TrainingError(f"adapter name {name!r} is not usable as a directory name; use "
-                            "letters, digits, '.', '_' and '-' (at most 64)")
-    root = DataPaths(data_dir).adapters
-    target = root / name
+    root, target = DataPaths(data_dir).adapters, DataPaths(data_dir).adapter(name)
     if target.exists():
         raise TrainingError(f"adapter {name!r} already exists at {target}; choose another "
                             "--name or delete that directory")
