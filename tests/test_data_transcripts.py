@@ -135,6 +135,8 @@ def test_strict_mode_raises_listing_the_problems():
     ("bad.csv", b"prompt,reply\nhi,hello\n",
      "bad.csv: CSV header has no column(s) question, answer (found: prompt, reply); "
      "set data.question_field/data.answer_field in the config"),
+    ("utf16.csv", "question,answer\nWhat port?,Port 7860.\n".encode("utf-16"),
+     "utf16.csv: the CSV header is not UTF-8 text (byte 0xff); re-save the file as UTF-8"),
 ])
 def test_unparseable_files_are_one_problem_at_line_zero(tmp_path, name, content, expected):
     path = tmp_path / name

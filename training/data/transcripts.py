@@ -207,6 +207,8 @@ def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
     lines = io.StringIO(text.replace("\r\n", "\n").replace("\r", "\n"), newline="")
     reader = csv.DictReader(lines)
     header = reader.fieldnames or []
+    if undecodable := _not_utf8(",".join(header)):  # a UTF-16 file reads as garbled columns
+        raise DataError(f"the CSV header is {undecodable.reason}")
     missing = [f for f in (qa.question, qa.answer) if f not in header]
     if missing:
         raise DataError(f"CSV header has no column(s) {', '.join(missing)} (found: "
