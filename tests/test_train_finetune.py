@@ -99,6 +99,14 @@ def test_resume_refuses_a_dataset_built_again_since_the_run_started(tmp_path, ti
                                             "started"):
         finetune(resume, progress=False)
     assert (tmp_path / "runs/zorb/last.pt").exists()  # the run is still there to resume
+    fact_dataset(tmp_path, tiny_model, name="other")
+    elsewhere = FinetuneRequest(**{**resume.__dict__, "dataset": "other"})
+    with pytest.raises(TrainingError, match=r"changed: dataset \('facts' -> 'other'\); leave"):
+        finetune(elsewhere, progress=False)  # not "built again": it is another dataset
+    never_run = FinetuneRequest(**{**resume.__dict__, "name": "never"})
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        finetune(never_run, progress=False)
+    assert not (tmp_path / "runs/never/settings.json").exists()
 
 
 def test_early_stopping_keeps_the_best_step(tmp_path, tiny_model):

@@ -191,15 +191,16 @@ def same_settings_on_resume(run_dir: Path, settings: dict, resume: bool) -> None
     settings = json.loads(json.dumps(settings))
     started = started_settings(run_dir) if resume else {}
     if not started:
-        (run_dir / SETTINGS).write_text(json.dumps(settings, indent=2))
+        if not resume:  # a resume with nothing recorded (no such run) leaves nothing behind
+            (run_dir / SETTINGS).write_text(json.dumps(settings, indent=2))
         return
-    if started.get(DATASET_SHA, settings[DATASET_SHA]) != settings[DATASET_SHA]:
+    same_dataset = started.get("dataset", settings.get("dataset")) == settings.get("dataset")
+    if same_dataset and started.get(DATASET_SHA, settings[DATASET_SHA]) != settings[DATASET_SHA]:
         raise TrainingError(f"dataset {settings['dataset']!r} was built again since the run "
                             "started, and a resumed run must go on with the examples it began "
                             "with; start a new run under another --name")
-    started.setdefault(DATASET_SHA, settings[DATASET_SHA])  # a run recorded before the hash
-    changed = sorted(key for key in settings.keys() | started.keys()
-                     if settings.get(key) != started.get(key))
+    changed = sorted(key for key in settings.keys() | started.keys()  # the hash: said above
+                     if key != DATASET_SHA and settings.get(key) != started.get(key))
     if changed:
         raise TrainingError(
             "--resume needs the settings the run started with; changed: " + ", ".join(
