@@ -182,21 +182,25 @@ class ConversationLog:
         """Record ``text`` as the right answer of ``turn_id``; the generated text is kept."""
         return self.add_corrections([(turn_id, text)], author)[0]
 
-    def add_corrections(self, rows: list[tuple[int, str]], author: str | None = None,
-                        labels: list[str] | None = None) -> list[Correction]:
-        """Several corrections at once: all are checked first, so a bad one saves none, and
-        every bad one is named (after its ``labels`` entry, such as ``file:line``)."""
-        checked, problems = [], []
-        for label, (turn_id, text) in zip(labels or [""] * len(rows), rows):
+    def refused_corrections(self, rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """(index in ``rows``, why) of each correction that can't be saved."""
+        refused = []
+        for index, (turn_id, text) in enumerate(rows):
             try:
-                checked.append((turn_id, self._correction(turn_id, text)))
+                self._correction(turn_id, text)
             except InputError as exc:
-                problems.append(f"{label}: {exc}" if label else str(exc))
-        if problems:
-            raise InputError(problems[0] if len(rows) == 1 else
-                             f"{len(problems)} of {len(rows)} corrections can't be saved, so "
-                             "none was: " + "; ".join(problems[:10]))
-        rows = checked
+                refused.append((index, str(exc)))
+        return refused
+
+    def add_corrections(self, rows: list[tuple[int, str]],
+                        author: str | None = None) -> list[Correction]:
+        """Several corrections at once: all are checked first, so a bad one saves none, and
+        every bad one is named."""
+        if refused := self.refused_corrections(rows):
+            raise InputError(refused[0][1] if len(rows) == 1 else
+                             f"{len(refused)} of {len(rows)} corrections can't be saved, so "
+                             "none was: " + "; ".join(why for _, why in refused[:10]))
+        rows = [(turn_id, self._correction(turn_id, text)) for turn_id, text in rows]
         created = now()
         with self._lock, self._db:
             ids = [self._db.execute("INSERT INTO corrections (turn_id, text, author, created_at)"

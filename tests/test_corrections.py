@@ -220,13 +220,14 @@ def test_every_correction_the_log_refuses_is_named_by_its_line(config_file, isol
     lines = [{"turn_id": 2, "text": FIXED}, {"turn_id": 1, "text": FIXED},
              {"turn_id": 999, "text": FIXED}, {"turn_id": 2, "text": "  "},
              {"turn_id": True, "text": FIXED}]
-    rows.write_text("".join(json.dumps(line) + "\n" for line in lines[:4]))
+    rows.write_text("".join(json.dumps(line) + "\n" for line in lines[:4]) + "not json\n")
     result = invoke(config_file, "--file", str(rows))
-    assert result.exit_code == 1
-    assert result.output.startswith("error: 3 of 4 corrections can't be saved, so none was: "
+    assert result.exit_code == 1  # the lines the log refuses and those it can't read, at once
+    assert result.output.startswith("error: 4 bad line(s), nothing saved: "
                                     f"{rows}:2: turn 1 is a user message")
     assert f"; {rows}:3: no turn 999 in " in result.output
     assert f"; {rows}:4: the correction of turn 2 is empty" in result.output
+    assert f"; {rows}:5: not JSON (Expecting value)" in result.output
     rows.write_text(json.dumps(lines[4]) + "\n")  # true is not turn 1
     assert f'{rows}:1: expected {{"turn_id": N' in invoke(config_file, "--file", str(rows)).output
     assert ConversationLog(isolated_state / "logs.sqlite").corrections(2) == []

@@ -172,44 +172,46 @@ def correct(config: BotConfig, turn_id: int | None, text: str | None, path: Path
         raise InputError("give either TURN_ID with --text, or --file corrections.jsonl")
     if path is None and text is None:
         raise InputError(f"give the corrected answer of turn {turn_id} with --text")
-    rows, labels = read_corrections(path) if path else ([(turn_id, text)], None)
     log = open_log(config)
     try:
-        log.add_corrections(rows, author, labels)
+        rows = read_corrections(path, log) if path else [(turn_id, text)]
+        log.add_corrections(rows, author)
     finally:
         log.close()
     click.echo(f"saved {len(rows)} correction(s) to {log.path}")
 
 
-def read_corrections(path: Path) -> tuple[list[tuple[int, str]], list[str]]:
-    """The (turn id, text) rows of a corrections file and the ``file:line`` of each; every bad
-    line named at once."""
-    rows, labels, problems = [], [], []
+def read_corrections(path: Path, log: ConversationLog) -> list[tuple[int, str]]:
+    """The (turn id, text) rows of a corrections file, or an error naming every bad line at
+    once: the lines that can't be read and the corrections the log can't take alike."""
+    rows, numbers, problems = [], [], []
     for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
         try:
             line = raw.decode("utf-8").removeprefix("\ufeff")
         except UnicodeDecodeError as exc:
-            problems.append(f"{path}:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
-                            "re-save the file as UTF-8")
+            problems.append((number, f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); re-save "
+                                     "the file as UTF-8"))
             continue
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            problems.append(f"{path}:{number}: not JSON ({exc.msg})")
+            problems.append((number, f"not JSON ({exc.msg})"))
             continue
         if (not isinstance(record, dict) or type(record.get("turn_id")) is not int
                 or not isinstance(record.get("text"), str)):
-            problems.append(f"{path}:{number}: expected {{\"turn_id\": N, \"text\": \"...\"}}")
+            problems.append((number, 'expected {"turn_id": N, "text": "..."}'))
             continue
         rows.append((record["turn_id"], record["text"]))
-        labels.append(f"{path}:{number}")
+        numbers.append(number)
+    problems += [(numbers[index], why) for index, why in log.refused_corrections(rows)]
     if problems:
-        raise InputError(f"{len(problems)} bad line(s), nothing saved: " + "; ".join(problems[:5]))
+        raise InputError(f"{len(problems)} bad line(s), nothing saved: " + "; ".join(
+            f"{path}:{number}: {why}" for number, why in sorted(problems)[:10]))
     if not rows:
         raise InputError(f"{path} holds no corrections")
-    return rows, labels
+    return rows
 
 
 @logs.command("delete")
