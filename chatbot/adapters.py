@@ -78,15 +78,16 @@ class AdapterManifest:
         jsonfile.write_atomic(path, {"format": record.pop("schema_version"), **record})
         return path
 
-    def check_serves_on(self, adapter_dir: Path, base_fingerprint: str,
-                        template_hash: str) -> None:
-        """Refuse to serve the adapter on another base model or chat template than it was
+    def check_serves_on(self, adapter_dir: Path, base_model: str, base_fingerprint: str,
+                        template_hash: str,
+                        remedy: str = "serve it on its own base model or retrain it") -> None:
+        """Refuse to use the adapter on another base model or chat template than it was
         trained on."""
         if self.base_model_fingerprint != base_fingerprint:
             raise ModelError(
                 f"adapter {adapter_dir} was trained on base model {self.base_model!r} "
-                f"(fingerprint {self.base_model_fingerprint}), not on this variant's model "
-                f"(fingerprint {base_fingerprint}); serve it on its own base model or retrain it")
+                f"(fingerprint {self.base_model_fingerprint}), not on {base_model!r} "
+                f"(fingerprint {base_fingerprint}); {remedy}")
         if self.chat_template_hash != template_hash:
             raise ModelError(
                 f"adapter {adapter_dir} was trained with another chat template "

@@ -112,7 +112,7 @@ class Engine:
                                      f"{variant.model!r}, which can't be loaded: {exc}") from exc
         if variant.adapter_dir is not None:
             AdapterManifest.load(variant.adapter_dir).check_serves_on(
-                variant.adapter_dir, generator.fingerprint, generator.template_hash)
+                variant.adapter_dir, variant.model, generator.fingerprint, generator.template_hash)
             generator.load_adapter(variant.name, variant.adapter_dir)
         return generator
 

@@ -219,8 +219,10 @@ def test_adapter_trained_on_another_base_is_refused(echo, tmp_path) -> None:
         {"base_model": "other", "base_model_fingerprint": "not-echo",
          "chat_template_hash": "echo-template"}))
     engine = Engine({"ft": Variant("ft", "base", "rag", True, None, adapter)}, lambda m: echo)
-    with pytest.raises(ModelError, match="was trained on base model 'other'"):
-        engine.answer("s", "hi", "ft").result()
+    with pytest.raises(ModelError, match=r"was trained on base model 'other' \(fingerprint "
+                                         r"not-echo\), not on 'base' \(fingerprint "
+                                         r"echo-fingerprint\); serve it on its own base model"):
+        engine.answer("s", "hi", "ft").result()  # both models named
 
 
 def test_missing_adapter_directory_says_how_to_make_it(echo, tmp_path) -> None:

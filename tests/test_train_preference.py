@@ -125,7 +125,7 @@ def test_dpo_on_an_sft_adapter_learns_the_pairs_and_registers_a_servable_variant
     assert adapter_weights(folder).keys() == adapter_weights(sft).keys()
     assert not (folder / "ref").exists()
     generator = TransformersGenerator(str(tiny_model), "tiny", device="cpu")
-    AdapterManifest.load(folder).check_serves_on(folder, generator.fingerprint,
+    AdapterManifest.load(folder).check_serves_on(folder, str(tiny_model), generator.fingerprint,
                                                  generator.template_hash)
     generator.load_adapter("zorb-pref", folder)
     messages = [Message(m["role"], m["content"]) for m in conversation(*FACTS[0])[:2]]

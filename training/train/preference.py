@@ -170,7 +170,9 @@ def _policy(model, sft, run: FinetuneRequest, template_hash: str, fingerprint: s
     if sft is None:
         return apply_method(model, MethodSettings(**{**asdict(run.method), "method": "lora"}))
     folder, manifest = sft
-    manifest.check_serves_on(folder, fingerprint, template_hash)
+    manifest.check_serves_on(folder, run.base_model, fingerprint, template_hash,
+                             "continue it under a config whose models.chat is its base model, "
+                             "or leave --from-adapter out")
     return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
 
 
