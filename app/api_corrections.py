@@ -11,6 +11,7 @@ correction's author is the caller it found (a user name, or ``api-key``).
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import asdict
 
 from fastapi import APIRouter, Request
@@ -47,9 +48,12 @@ def create_corrections_router(log: ConversationLog | None) -> APIRouter:
 
 
 def _parse(record: object) -> tuple[int, str]:
-    if not isinstance(record, dict) or type(record.get("turn_id")) is not int:
-        raise RequestError('expected {"turn_id": N, "text": "..."}: turn_id, a whole number, '
-                           "is missing", param="turn_id")
+    if not isinstance(record, dict) or "turn_id" not in record:
+        raise RequestError('expected {"turn_id": N, "text": "..."}: turn_id is missing',
+                           param="turn_id")
+    if type(record["turn_id"]) is not int:
+        raise RequestError(f"turn_id must be a whole number (as `chatbot logs show` lists "
+                           f"them), not {json.dumps(record['turn_id'])[:40]}", param="turn_id")
     if not isinstance(record.get("text"), str):
         raise RequestError("text, the corrected answer, is missing or not a string", param="text")
     return record["turn_id"], record["text"]

@@ -146,6 +146,10 @@ def test_corrections_over_http_need_the_same_credential_as_every_route(protected
         message = unknown.json()["error"]["message"]
         assert unknown.status_code == 400 and message.startswith("no turn 99 in the conversation ")
         assert "logs.sqlite" not in message  # the server's paths are not a stranger's business
+        as_text = client.post("/v1/corrections", json={"turn_id": str(turn), "text": FIXED},
+                              headers={"Authorization": "Bearer k-1"})
+        assert as_text.json()["error"]["message"].startswith(
+            f'turn_id must be a whole number (as `chatbot logs show` lists them), not "{turn}"')
 
 
 def test_a_logged_in_browser_cannot_be_made_to_post_a_correction_from_another_site(

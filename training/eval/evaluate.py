@@ -39,7 +39,7 @@ def parse_gate(text: str) -> Gate:
     match = GATE.match(text)
     if not match or match.group(1) not in BY_NAME:
         raise InputError(f"gate {text!r} is not METRIC>=NUMBER or METRIC<=NUMBER with a metric "
-                         f"among {', '.join(BY_NAME)}; e.g. --gate \"token_f1>=0\"")
+                         f"among {', '.join(BY_NAME)}, such as \"token_f1>=0\"")
     return Gate(match.group(1), match.group(2), float(match.group(3)))
 
 
