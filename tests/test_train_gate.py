@@ -75,9 +75,11 @@ def test_a_malformed_gate_fails_before_training(tmp_path, tiny_model, monkeypatc
 @pytest.mark.parametrize("flags, error", [
     (("--eval-data", "missing.jsonl"), "evaluation data 'missing.jsonl' is neither"),
     (("--eval-baseline", "nosuch"), "--eval-baseline 'nosuch' is not a variant; variants: "
-                                    "prompt")])
+                                    "prompt"),
+    (("--name", "z" * 60), f"--eval-gate writes its report to evals/gate-{'z' * 60}, which is "
+                           "not a usable folder name; give --name at most 59 characters")])
 def test_gate_inputs_that_cant_be_read_fail_before_training(tmp_path, tiny_model, monkeypatch,
                                                             flags, error):
     result = train_with_gate(tmp_path, tiny_model, monkeypatch, "token_f1>=0", *flags)
     assert result.exit_code == 1 and error in result.stderr.splitlines()[-1]
-    assert not (tmp_path / "data/runs/zorb").exists()
+    assert not (tmp_path / "data/runs").exists()

@@ -22,7 +22,7 @@ from pathlib import Path
 from chatbot.adapters import AdapterManifest, registered_adapters
 from chatbot.engine import Engine
 from chatbot.errors import InputError
-from chatbot.paths import DataPaths
+from chatbot.paths import FOLDER_NAME, DataPaths
 from chatbot.variants import Variant
 from index import manifest as index_manifest
 from training.eval.evalset import EvalItem, load_items
@@ -194,13 +194,18 @@ def gate_check(settings: EvalSettings, name: str, gate: str, data: str, baseline
 
     parse_gate(gate)
     check_eval_inputs(settings, data, baseline, limit)
+    eval_name = f"gate-{name}"
+    if not FOLDER_NAME.match(eval_name):  # known now, not after the training run
+        raise InputError(f"--eval-gate writes its report to evals/{eval_name}, which is not a "
+                         f"usable folder name; give --name at most {64 - len('gate-')} "
+                         "characters")
 
     def check(staged: Path) -> None:
         candidate = adapter_variant(settings, name, staged, baseline)
         result = run_gate(settings, [baseline, name], data, gate, limit=limit,
-                          name=f"gate-{name}", extra_variants={name: candidate})
+                          name=eval_name, extra_variants={name: candidate})
         if not result.passed:
-            report = DataPaths(settings.data_dir).eval(f"gate-{name}") / "report.md"
+            report = DataPaths(settings.data_dir).eval(eval_name) / "report.md"
             raise TrainingError(f"evaluation gate failed: {result.message}; {name!r} was not "
                                 f"registered (report: {report})")
 
