@@ -13,7 +13,8 @@ from pathlib import Path
 
 from chatbot.errors import InputError
 
-FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_CHARS = 64
+FOLDER_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{NAME_CHARS - 1}}}\Z")
 """A dataset, adapter, run, eval or sweep name: one folder inside its kind's folder, never a
 path that leads out of it (``../x``, ``a/b``, ``/abs``)."""
 
@@ -22,7 +23,8 @@ def check_name(kind: str, name: str) -> str:
     """``name``, or an error saying which names a ``kind`` (``dataset``, ...) may have."""
     if not FOLDER_NAME.match(name):
         raise InputError(f"{kind} name {name!r} is not allowed; use letters, digits, '.', '_' "
-                         "and '-' (up to 64 characters, starting with a letter or digit)")
+                         f"and '-' (up to {NAME_CHARS} characters, starting with a letter or "
+                         "digit)")
     return name
 
 

@@ -28,6 +28,8 @@ from training.data.token_lengths import TokenCounter
 from training.data.transcripts import Conversation, ImportResult, QAFields, read_transcripts
 
 LOGS = "logs"
+
+
 def dataset_path(settings: DataSettings, name: str) -> Path:
     return settings.datasets_root / check_name("dataset", name)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from chatbot.adapters import AdapterManifest, registered_adapters
 from chatbot.engine import Engine
 from chatbot.errors import InputError
-from chatbot.paths import FOLDER_NAME, DataPaths
+from chatbot.paths import FOLDER_NAME, NAME_CHARS, DataPaths
 from chatbot.variants import Variant
 from index import manifest as index_manifest
 from training.eval.evalset import EvalItem, load_items
@@ -197,7 +197,7 @@ def gate_check(settings: EvalSettings, name: str, gate: str, data: str, baseline
     eval_name = f"gate-{name}"
     if not FOLDER_NAME.match(eval_name):  # known now, not after the training run
         raise InputError(f"--eval-gate writes its report to evals/{eval_name}, which is not a "
-                         f"usable folder name; give --name at most {64 - len('gate-')} "
+                         f"usable folder name; give --name at most {NAME_CHARS - len('gate-')} "
                          "characters")
 
     def check(staged: Path) -> None:
