@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ RETRIES = 3
 BACKOFF_S = (0.5, 1.0, 2.0)
 """Waits before each retry (a server's ``Retry-After`` is honoured up to ``MAX_WAIT_S``)."""
 MAX_WAIT_S = 8.0
+CANCEL_POLL_S = 0.1
+"""How often a streaming answer's watcher looks for a cancel (``_wake_on_cancel``)."""
 CONTEXT_ERROR = re.compile(r"context|too long|maximum.*length|tokens in all", re.IGNORECASE)
 
 
@@ -177,7 +180,9 @@ class OpenAIGenerator:
 
     def _pieces(self, response, cancel: threading.Event,
                 answer: ServerAnswer) -> Iterator[str]:
-        received = 0
+        received, done = 0, threading.Event()
+        threading.Thread(target=_wake_on_cancel, args=(response, cancel, done), daemon=True,
+                         name=f"cancel-watch-{self.backend.name}").start()
         try:
             for chunk in response:
                 if cancel.is_set():
@@ -197,6 +202,7 @@ class OpenAIGenerator:
                              f"{self.backend.name}.base_url is an OpenAI-compatible server's "
                              "/v1 URL, and the server's log") from exc
         finally:
+            done.set()
             response.close()
         if answer.finish_reason is None and not cancel.is_set():
             kind = response.response.headers.get("content-type", "")
@@ -250,6 +256,22 @@ class OpenAIGenerator:
                               f"lower backends.{name}.max_concurrency or give the server "
                               "more capacity")
         return ModelError(f"{where} failed (HTTP {status}: {message}); check the server's log")
+
+
+def _wake_on_cancel(response, cancel: threading.Event, done: threading.Event) -> None:
+    """Shut the answer's connection once it is cancelled, so a read waiting on a server that
+    sends nothing (a stall, a long prefill) ends at once: the backend's slot and the turn are
+    freed then, not when the server next speaks or ``timeout_s`` runs out."""
+    while not done.wait(CANCEL_POLL_S):
+        if cancel.is_set():
+            stream = response.response.extensions.get("network_stream")
+            connection = stream.get_extra_info("socket") if stream is not None else None
+            if connection is not None:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:  # closed meanwhile: nothing left to wake
+                    pass
+            return
 
 
 def _load_tokenizer(tokenizer: str | None, model: str):

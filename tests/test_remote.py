@@ -297,3 +297,46 @@ def test_the_terminal_chat_prints_a_backend_error_on_its_own_line_and_goes_on(
                                     input="hello\nhello again\n/quit\n")
     assert result.exit_code == 0, result.output
     assert result.output.count("bot> Hello\nerror: backend 'remote'") == 2, result.output
+
+
+def test_a_cancelled_answer_ends_at_once_while_the_server_sends_nothing(tmp_path,
+                                                                          monkeypatch) -> None:
+    """A client that leaves while the server stalls (or prefills a long prompt) frees the
+    backend's slot and its turn at once, not when the server next speaks or timeout_s ends."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked, release = threading.Event(), threading.Event()
+
+    class Stalling(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            if not self.path.endswith("/chat/completions"):  # no /tokenize here
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(events(("Hello there ", None), then=b""))
+            self.wfile.flush()
+            asked.set()
+            release.wait(60)
+
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1"
+        engine = bot_engine(write_bot_config(tmp_path, url, timeout_s=60), monkeypatch)
+        stream = engine.answer("s1", "hello", "prompt")
+        assert asked.wait(30)
+        stream.cancel()  # what the web UI and the API do when the client goes
+        assert stream.wait(5) is not None, "the answer still waits on the silent server"
+        assert engine.log.conversation("s1").turns[-1].status == "interrupted"
+    finally:
+        release.set()
+        server.shutdown()
