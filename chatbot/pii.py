@@ -120,6 +120,17 @@ _ADDRESS = re.compile(
     rf"(?:,? (?:{_US_STATE} \d{{5}}(?:-\d{{4}})?\b|{_UK_POSTCODE}|\d{{5}}\b))?"
     # a postcode alone, or a US city, state and ZIP code
     rf"|{_UK_POSTCODE}|\b{_CITY}, {_US_STATE} \d{{5}}(?:-\d{{4}})?\b")
+# A street address typed in any case ("i live at 12 baker street"), where words before it say
+# an address follows: lower-case numbers and words meet too often in ordinary text without them.
+_ADDRESS_CUES = ("live", "living", "staying", "moved", "ship", "send", "sent", "deliver",
+                 "post", "mail", "located", "address")
+_CUED_ADDRESS = re.compile(
+    r"(?P<cue>\b(?:(?:live[sd]?|living|staying|located) at|(?:moved|ship(?:ped)?|sen[dt](?: it)?|"
+    r"deliver(?:ed)?|post(?:ed)?|mail(?:ed)?) to|address(?: is)?:?) )"
+    r"(?P<value>\d{1,5}[a-z]?,? (?:(?!(?:a|an|and|at|by|for|in|of|on|the|to|with) )"
+    r"[a-z][\w'’-]* ){1,3}"
+    r"(?:street|st|road|rd|avenue|ave|lane|drive|boulevard|terrace|crescent|gardens|parkway|"
+    r"highway|mews)\b\.?)", re.IGNORECASE)
 # The cheap hint for _ADDRESS (besides _PREFIX_STREETS), anchored on a digit so the regex engine
 # skips to digits: a number before a capitalised word or a street word ("12 Baker", "15 rue"),
 # after a street word ("Hauptstraße 5", "Box 12"), or in a postcode ("NW1 6XE", "IL 62704").
@@ -163,9 +174,10 @@ def _hints(text: str) -> set[str]:
         hints.add("ID")
     if _IP_HINT.search(text):
         hints.add("IP")
-    if _ADDRESS_HINT.search(text) or any(word in text for word in _PREFIX_STREETS):
-        hints.add("ADDRESS")
     lowered = text.lower()
+    if (_ADDRESS_HINT.search(text) or any(word in text for word in _PREFIX_STREETS)
+            or any(word in lowered for word in _ADDRESS_CUES)):
+        hints.add("ADDRESS")
     if any(word in lowered for word in _DOB_WORDS):
         hints.add("DOB")
     return hints
@@ -317,7 +329,9 @@ def _well_formed(match: phonenumbers.PhoneNumberMatch) -> bool:
 
 
 def _address(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
-    return _replace(_ADDRESS, lambda m: True, "<ADDRESS>", text)
+    text, found = _replace(_ADDRESS, lambda m: True, "<ADDRESS>", text)  # with its city
+    text, cued = _CUED_ADDRESS.subn(lambda m: m.group("cue") + "<ADDRESS>", text)
+    return text, found + cued
 
 
 def _date_of_birth(text: str, regions: tuple[str, ...]) -> tuple[str, int]:

@@ -52,6 +52,9 @@ FOUND = [
     ("IBAN", "iban: gb82west12345698765432", "iban: <IBAN>"),
     ("CARD", "card 4111.1111.1111.1111 expired", "card <CARD> expired"),
     ("ADDRESS", "postcode: nw1 6xe", "postcode: <ADDRESS>"),
+    ("ADDRESS", "i live at 12 baker street, london nw1 6xe",
+     "i live at <ADDRESS>, london <ADDRESS>"),
+    ("ADDRESS", "please send it to 221b old kent rd. thanks", "please send it to <ADDRESS> thanks"),
     ("DOB", "DOB: 04/12/1985", "DOB: <DOB>"),
     ("DOB", "I was born on 3 May 1987.", "I was born on <DOB>."),
 ]
@@ -77,6 +80,8 @@ NOT_FOUND = [
     ("DOB", "The conference runs from 12 March 2024 to 14 March 2024."),  # dates of events
     ("ADDRESS", "Room 101 is on the 3rd floor; Python 3.11 is required."),
     ("ADDRESS", "mp3 4th track, a4 3rd copy"),  # lower case, but no postcode area
+    ("ADDRESS", "we drove 5 hours down the road, based on 3 long road trips"),
+    ("ADDRESS", "it was sent to 2 people on baker street"),  # no street number: no address
     ("ID", "it costs 12 34 56 a day"),
 ]
 
