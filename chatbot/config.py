@@ -59,8 +59,8 @@ class IndexConfig(Section):
     paths: list[str] = Field(default_factory=lambda: ["docs"])
     """Files and folders ``chatbot index sync`` reads when given no paths (relative to the config)."""
     include: list[str] = Field(
-        default_factory=lambda: ["**/*.md", "**/*.txt", "**/*.html", "**/*.htm", "**/*.pdf",
-                                 "**/*.docx", "**/*.csv", "**/*.jsonl"])
+        default_factory=lambda: ["**/*.md", "**/*.markdown", "**/*.txt", "**/*.html",
+                                 "**/*.htm", "**/*.pdf", "**/*.docx", "**/*.csv", "**/*.jsonl"])
     exclude: list[str] = Field(default_factory=lambda: ["**/.git/**", "**/node_modules/**"])
     chunk_tokens: int = Field(default=200, ge=16)
     """Chunk size in the embedder's own tokens; keep it under its max sequence length."""

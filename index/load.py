@@ -65,13 +65,18 @@ def discover(paths: list[Path], include: list[str], exclude: list[str]
                 failures.append(LoadFailure(str(path), _unsupported(path)))
         else:
             failures.append(LoadFailure(str(path), "no such file or folder"))
-    return _once_each(found), failures
+    return _once_each(found), list(dict.fromkeys(failures))  # a path named twice: said once
 
 
 def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],
           failures: list[LoadFailure]) -> None:
     walked = set()  # real folders already walked: a link back up the tree is not a loop
-    for folder, dirs, files in os.walk(root, followlinks=True):
+
+    def unreadable(error: OSError) -> None:  # its indexed files are kept (index/sync.py)
+        failures.append(LoadFailure(str(error.filename), f"unreadable folder: "
+                                                         f"{error.strerror or error}"))
+
+    for folder, dirs, files in os.walk(root, followlinks=True, onerror=unreadable):
         real = os.path.realpath(folder)
         if real in walked:
             dirs.clear()

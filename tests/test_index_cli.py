@@ -50,6 +50,34 @@ def test_sync_search_list_remove_stats(bot):
     assert run("index", "stats", "--json", "--config", config).stdout.count('"documents": 1') == 1
 
 
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(bot, monkeypatch):
+    """`chatbot index remove "$FILE"` with FILE unset removed everything under the current
+    folder; `sync ""` indexed it."""
+    tmp_path, config = bot
+    monkeypatch.chdir(tmp_path)
+    assert run("index", "sync", "--config", config).exit_code == 0
+    for command in (["index", "remove", ""], ["index", "sync", "docs", ""]):
+        refused = run(*command, "--config", config)
+        assert refused.exit_code == 2
+        assert "an empty path names no file or folder" in refused.output
+    assert run("index", "list", "--config", config).stdout.splitlines()[-1] == "2 documents"
+
+
+def test_a_listing_read_by_a_reader_that_stops_early_ends_quietly(bot):
+    """`chatbot index list | head -1`: the reader going away is no error to print."""
+    import os
+    import subprocess
+    import sys
+
+    tmp_path, config = bot
+    assert run("index", "sync", "--config", config).exit_code == 0
+    listing = subprocess.Popen([sys.executable, "-m", "app", "index", "list", "--config", config],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "CHATBOT_DATA_DIR": str(tmp_path / "data")})
+    listing.stdout.close()  # gone before the first line is written
+    assert listing.stderr.read() == b"" and listing.wait(timeout=120) == 1
+
+
 def test_failed_file_is_listed_and_exit_code_is_one(bot):
     tmp_path, config = bot
     (tmp_path / "docs" / "broken.pdf").write_bytes(b"%PDF-1.4 nonsense")

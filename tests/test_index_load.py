@@ -191,6 +191,37 @@ def test_a_file_that_turns_bad_keeps_what_was_indexed(tmp_path):
     assert [d.source for d in reopened.documents()] == [str(folder / "manual.pdf")]
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a folder of any mode")
+def test_a_folder_that_cant_be_read_is_reported_and_keeps_what_was_indexed(tmp_path):
+    locked = tmp_path / "docs" / "locked"
+    locked.mkdir(parents=True)
+    (locked / "pump.md").write_text("The pump needs oil every week.")
+    (tmp_path / "docs" / "ok.md").write_text("Fine.")
+    store = Store.open(tmp_path / "index", IndexSettings("hash:64", None, 64, 8), create=True)
+    assert sync([tmp_path / "docs"], store, CountingEmbedder()).ok
+    locked.chmod(0)
+    try:
+        report = sync([tmp_path / "docs"], store, CountingEmbedder())
+    finally:
+        locked.chmod(0o755)
+    assert [(f.source, f.reason) for f in report.failed] == [
+        (str(locked), "unreadable folder: Permission denied")]
+    assert report.removed == [] and not report.ok
+    assert str(locked / "pump.md") in Store.open(tmp_path / "index").hashes
+
+
+def test_a_path_named_twice_is_reported_once_and_markdown_is_found_in_folders(tmp_path):
+    from chatbot.config import IndexConfig
+
+    (tmp_path / "notes.markdown").write_text("# Notes\n\nThe vault opens at nine.")
+    (tmp_path / "broken.md").symlink_to(tmp_path / "gone.md")
+    files, failures = discover([tmp_path, tmp_path / "broken.md", Path(f"{tmp_path}/")],
+                               IndexConfig().include, IndexConfig().exclude)
+    assert files == [tmp_path / "notes.markdown"]
+    assert [(Path(f.source).name, f.reason[:14]) for f in failures] == [("broken.md",
+                                                                         "broken symlink")]
+
+
 def test_size_limit_is_checked_before_reading(tmp_path):
     path = tmp_path / "big.txt"
     path.write_text("x" * 2048)

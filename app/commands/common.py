@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -56,6 +57,9 @@ def one_line_errors(func: Callable) -> Callable:
             return func(*args, **kwargs)
         except (ChatbotError, IndexingError) as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except BrokenPipeError:  # the reader left (`| head`): stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""

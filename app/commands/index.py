@@ -29,6 +29,15 @@ def _ks(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ..
     return ks
 
 
+def _paths(ctx: click.Context, param: click.Parameter, value):
+    """Path arguments as ``Path``s; an empty one (an unset shell variable) names no file, where
+    ``Path("")`` would be the current folder: all of it synced, or removed."""
+    values = value if isinstance(value, tuple) else (value,)
+    if any(not text for text in values):
+        raise click.BadParameter("an empty path names no file or folder")
+    return tuple(Path(text) for text in values) if isinstance(value, tuple) else Path(value)
+
+
 @in_section("Documents")
 @click.group("index")
 def index_group() -> None:
@@ -36,7 +45,7 @@ def index_group() -> None:
 
 
 @index_group.command("sync")
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(), callback=_paths)
 @click.option("--rebuild", is_flag=True,
               help="Re-index everything from scratch (after changing the embedder or chunking).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -156,7 +165,7 @@ def list_command(config: BotConfig, as_json: bool) -> None:
 
 
 @index_group.command("remove")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(), callback=_paths)
 @with_config
 @one_line_errors
 def remove_command(config: BotConfig, path: Path) -> None:
