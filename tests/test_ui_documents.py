@@ -57,6 +57,17 @@ def test_a_failed_upload_of_a_known_name_keeps_the_file_it_would_have_replaced(d
     assert sorted(p.name for p in documents.upload_dir.iterdir()) == ["parking.md"]
 
 
+def test_two_files_of_one_name_in_one_upload_are_refused_not_one_lost(documents,
+                                                                     tmp_path) -> None:
+    actions = DocumentActions(documents)
+    both = [write(tmp_path / "a", "report.md", "The ferret report."),
+            write(tmp_path / "b", "report.md", "The iguana report.")]
+    with pytest.warns(UserWarning, match="More than one file is named report.md"):
+        status, rows, _, kept = actions.upload(both)
+    assert status == gr.update() and rows == [] and kept is None
+    assert not documents.upload_dir.exists() or not any(documents.upload_dir.iterdir())
+
+
 def test_upload_of_a_changed_file_updates_it(documents, tmp_path) -> None:
     actions = DocumentActions(documents)
     actions.upload([write(tmp_path / "one", "notes.md", "Old text about cats.")])

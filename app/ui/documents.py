@@ -82,6 +82,11 @@ class DocumentActions:
         if not files:
             gr.Warning("Choose one or more files to upload first.")
             return (gr.update(), *self.table(), None)
+        names = [Path(f).name for f in files]
+        if twice := sorted({name for name in names if names.count(name) > 1}):
+            gr.Warning(f"More than one file is named {', '.join(twice)}; uploads are kept by "
+                       "name, so one would replace the other. Rename them and upload again.")
+            return (gr.update(), *self.table(), None)
         replaced = {}
         kept = [self._keep(Path(f), replaced) for f in files]
 
