@@ -70,7 +70,7 @@ def discover(paths: list[Path], include: list[str], exclude: list[str]
 
 def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],
           failures: list[LoadFailure]) -> None:
-    walked = set()  # real folders already walked: a link back up the tree is not a loop
+    walked = set()  # real folders already walked: a link back up the tree is no loop
 
     def unreadable(error: OSError) -> None:  # its indexed files are kept (index/sync.py)
         failures.append(LoadFailure(str(error.filename), f"unreadable folder: "
@@ -78,9 +78,9 @@ def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],
 
     for folder, dirs, files in os.walk(root, followlinks=True, onerror=unreadable):
         real = os.path.realpath(folder)
-        if real in walked:
-            dirs.clear()
-            continue
+        if real in walked and real != os.path.abspath(folder):
+            dirs.clear()  # reached through a link again (or a loop); a real folder is walked
+            continue      # even when a link to it came first, so its files keep their own path
         walked.add(real)
         dirs.sort()
         for name in files:

@@ -117,6 +117,16 @@ def test_a_file_reached_through_links_is_found_once_and_linked_folders_are_walke
     assert failures == []
 
 
+@pytest.mark.parametrize("link", ["a_link", "z_link"])
+def test_a_linked_folder_beside_its_target_is_indexed_by_the_path_without_links(tmp_path, link):
+    """Whichever of the link and its target the walk meets first."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "inner.md").write_text("Walrus gateway text.")
+    (tmp_path / link).symlink_to("sub")
+    files, _ = discover([tmp_path], ["**/*.md"], [])
+    assert files == [tmp_path / "sub" / "inner.md"]
+
+
 def test_a_file_name_that_is_not_utf8_is_reported_and_the_rest_indexed(tmp_path):
     folder = os.fsencode(tmp_path / "docs")
     os.mkdir(folder)
