@@ -247,25 +247,19 @@ def events(*pieces: tuple[str, str | None], then: bytes = b"data: [DONE]\n\n") -
     return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + then
 
 
-def test_a_web_page_instead_of_an_api_is_named_as_such(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("kind, body, said", [
+    ("text/html; charset=utf-8", b"<html><body>Please sign in</body></html>",
+     r"answered with text/html; charset=utf-8, not an OpenAI-compatible event stream; "),
+    ("text/event-stream", events(("Hello ", None), then=b"data: {not json\n\n"),
+     r"sent an event that is not JSON after 6 characters of the answer .*; ")])
+def test_a_server_that_speaks_no_openai_api_is_named_as_such(tmp_path, monkeypatch, kind, body,
+                                                             said) -> None:
     """A base_url that reaches some web server (a proxy's login page, a wiki) answers 200 with
-    HTML: that is not a server that "stopped the answer"."""
-    page = b"<html><body>Please sign in</body></html>"
-    with server_answering("text/html; charset=utf-8", page) as url:
+    HTML; a broken one sends an event that is not JSON: neither "stopped the answer"."""
+    with server_answering(kind, body) as url:
         engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
-        with pytest.raises(ModelError, match=r"backend 'remote' .* answered with text/html; "
-                                             r"charset=utf-8, not an OpenAI-compatible event "
-                                             r"stream; check that backends.remote.base_url is"):
-            engine.answer("s1", "hello", "prompt").result()
-
-
-def test_an_event_that_is_not_json_is_an_error_naming_the_backend(tmp_path, monkeypatch) -> None:
-    broken = events(("Hello ", None), then=b"data: {not json\n\n")
-    with server_answering("text/event-stream", broken) as url:
-        engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
-        with pytest.raises(ModelError, match=r"backend 'remote' .* sent an event that is not "
-                                             r"JSON after 6 characters of the answer .*; check "
-                                             r"that backends.remote.base_url is"):
+        with pytest.raises(ModelError, match=rf"backend 'remote' .* {said}check that "
+                                             r"backends.remote.base_url is"):
             engine.answer("s1", "hello", "prompt").result()
     assert engine.log.conversation("s1").turns[-1].status == "error"
 
