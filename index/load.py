@@ -35,6 +35,8 @@ class LoadFailure:
 
     source: str
     reason: str
+    folder: bool = False
+    """A folder that could not be read: what was indexed from inside it is kept."""
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -73,8 +75,8 @@ def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],
     walked = set()  # real folders already walked: a link back up the tree is no loop
 
     def unreadable(error: OSError) -> None:  # its indexed files are kept (index/sync.py)
-        failures.append(LoadFailure(str(error.filename), f"unreadable folder: "
-                                                         f"{error.strerror or error}"))
+        failures.append(LoadFailure(str(error.filename),
+                                    f"unreadable folder: {error.strerror or error}", folder=True))
 
     for folder, dirs, files in os.walk(root, followlinks=True, onerror=unreadable):
         real = os.path.realpath(folder)

@@ -91,10 +91,10 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
         if store.settings.embedder != embedder.name:
             raise IndexMismatchError(f"{store.directory}: built with embedder "
                                      f"{store.settings.embedder!r}, not {embedder.name!r}; {REBUILD}")
-        # what failed (a file, a folder that can't be read) keeps what was indexed from it
-        failed = [f.source for f in failures]
-        seen = ({str(p) for p in files} | set(failed)
-                | {source for source in store.hashes if under(source, failed)})
+        # a file that failed keeps what was indexed from it, and so does an unreadable folder
+        unread = [f.source for f in failures if f.folder]
+        seen = ({str(p) for p in files} | {f.source for f in failures}
+                | {source for source in store.hashes if under(source, unread)})
         _remove_missing(store, roots, seen, report)
         report.removed += [source for source in held if source not in seen]
         pending = _Pending()
