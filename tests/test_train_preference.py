@@ -245,6 +245,7 @@ def test_the_command_line_trains_dpo_merges_it_and_prints_one_line_errors(tmp_pa
     assert result.stderr.strip().startswith("error: --from-adapter 'missing' is not a registered")
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
+    assert "examples/s" not in result.stderr  # --quiet: no tokenizing bars either
     summary = json.loads(result.stdout)
     assert summary["objective"] == "dpo" and summary["steps"] == 2
     manifest = json.loads((tmp_path / "data/adapters/zorb-dpo/adapter_manifest.json").read_text())

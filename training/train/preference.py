@@ -191,6 +191,10 @@ def _trainer(request: PreferenceRequest, rows: PreferenceRows, model, tokenizer,
         raise TrainingError("device cuda was asked for but no CUDA GPU is visible; use "
                             "--device cpu or set training.device: auto")
     bf16 = run.dtype == "bfloat16" or (run.dtype == "auto" and cuda)
+    if not progress:  # TRL tokenizes through datasets' map, which draws bars of its own
+        from datasets import disable_progress_bars
+
+        disable_progress_bars()
     config = trl_config(request.objective, run.loop, run_dir, beta=request.beta,
                         max_length=run.max_seq_len, cpu=not cuda, bf16=bf16,
                         gradient_checkpointing=run.gradient_checkpointing, progress=progress)
