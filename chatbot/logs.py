@@ -184,23 +184,29 @@ class ConversationLog:
 
     def refused_corrections(self, rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
         """(index in ``rows``, why) of each correction that can't be saved."""
-        refused = []
+        return self._checked(rows)[1]
+
+    def _checked(self, rows: list[tuple[int, str]]
+                 ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+        """The rows as they would be saved, and (index, why) of each that can't be."""
+        kept, refused = [], []
         for index, (turn_id, text) in enumerate(rows):
             try:
-                self._correction(turn_id, text)
+                kept.append((turn_id, self._correction(turn_id, text)))
             except InputError as exc:
                 refused.append((index, str(exc)))
-        return refused
+        return kept, refused
 
     def add_corrections(self, rows: list[tuple[int, str]],
                         author: str | None = None) -> list[Correction]:
         """Several corrections at once: all are checked first, so a bad one saves none, and
         every bad one is named."""
-        if refused := self.refused_corrections(rows):
+        checked, refused = self._checked(rows)
+        if refused:
             raise InputError(refused[0][1] if len(rows) == 1 else
                              f"{len(refused)} of {len(rows)} corrections can't be saved, so "
                              "none was: " + "; ".join(why for _, why in refused[:10]))
-        rows = [(turn_id, self._correction(turn_id, text)) for turn_id, text in rows]
+        rows = checked
         created = now()
         with self._lock, self._db:
             ids = [self._db.execute("INSERT INTO corrections (turn_id, text, author, created_at)"
