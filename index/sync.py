@@ -94,7 +94,8 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
         # a file that failed keeps what was indexed from it, and so does an unreadable folder
         unread = [f.source for f in failures if f.folder]
         seen = ({str(p) for p in files} | {f.source for f in failures}
-                | {source for source in store.hashes if under(source, unread)})
+                | ({source for source in store.hashes if under(source, unread)} if unread
+                   else set()))
         _remove_missing(store, roots, seen, report)
         report.removed += [source for source in held if source not in seen]
         pending = _Pending()
