@@ -20,6 +20,11 @@ class Message:
     """On an assistant message of a training example, as in OpenAI's fine-tuning format: 0 keeps
     it as context only (never learned), 1 or ``None`` learns it."""
 
+    @property
+    def learned(self) -> bool:
+        """An assistant message a training example learns (context ones have ``weight`` 0)."""
+        return self.role == "assistant" and self.weight != 0
+
     def as_dict(self) -> dict:
         return ({"role": self.role, "content": self.content}
                 | ({"weight": self.weight} if self.weight is not None else {}))

@@ -195,8 +195,7 @@ def drop_empty_and_refusals(conversations: Sequence[Conversation], patterns: Seq
     compiled = [re.compile(p, re.IGNORECASE) for p in patterns]
     kept, dropped = [], Counter()
     for conversation in conversations:
-        answers = [m.content.strip() for m in conversation.messages
-                   if m.role == "assistant" and m.weight != 0]
+        answers = [m.content.strip() for m in conversation.messages if m.learned]
         if not answers or any(not text for text in answers):
             dropped["empty answer"] += 1
         elif any(p.search(text) for text in answers for p in compiled):

@@ -53,8 +53,7 @@ class ChatTemplateCounter:
             if roles not in self._frames:
                 self._frames[roles] = self.exact_total([Message(r, "") for r in roles])
             content = sum(self._contents[m.content] for m in messages)
-            answers = sum(self._contents[m.content] + 1 for m in messages
-                          if m.role == "assistant" and m.weight != 0)
+            answers = sum(self._contents[m.content] + 1 for m in messages if m.learned)
             lengths.append(Lengths(self._frames[roles] + content, answers))
         return lengths
 

@@ -316,7 +316,7 @@ def _check_order(messages: tuple[Message, ...]) -> None:
         if message.role == previous and message.role != "system":
             raise InvalidRecord(f"two {message.role} messages in a row "
                                 f"(messages[{index - 1}] and messages[{index}])", index)
-        if message.role == "assistant" and message.weight != 0 and not message.content.strip():
+        if message.learned and not message.content.strip():
             # an empty answer the model once gave stays as context, as it was sent
             raise InvalidRecord("empty assistant message", index)
         if message.role == "user" and not message.content.strip():
