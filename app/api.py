@@ -47,8 +47,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from app.api_schema import (ChatRequest, RequestError, RequestLimits, body_bytes, error_body,
                             parse_request, read_json, split_conversation)
 from chatbot.engine import AnswerStream, Engine
-from chatbot.errors import (ConfigError, DocumentIndexError, InputError, ModelError,
-                            TooManyNewTokens)
+from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, InputError,
+                            ModelError, TooManyNewTokens)
 from chatbot.generate import GenerationSettings
 from chatbot.types import Reply
 from chatbot.variants import Variant
@@ -63,7 +63,8 @@ AB_MODEL = "ab"
 """With A/B on, ``model="ab"`` answers with the session's sticky variant, its name not shown."""
 
 BUSY_RETRY_AFTER_S = 1
-"""The ``Retry-After`` of a 429: answers on a small model free a place within seconds."""
+"""The ``Retry-After`` of a 429 (and of a 503 for a generation server still busy): answers on a
+small model free a place within seconds."""
 
 
 CHAT_BODY = 'an object such as {"model": "prompt", "messages": [{"role": "user", "content": "Hi"}]}'
@@ -360,9 +361,12 @@ def _error_parts(exc: BaseException) -> tuple[int, dict]:
         return exc.status, exc.body()
     if isinstance(exc, InputError):
         return 400, error_body(str(exc), "invalid_request_error", "messages", "invalid_input")
+    if isinstance(exc, BackendError) and exc.busy:
+        logger.error("chat completion failed: %s", exc)
+        return 503, error_body(exc.public, "server_error", "model", "backend_busy")
     if isinstance(exc, (ModelError, ConfigError)):
         logger.error("chat completion failed: %s", exc)
-        return 500, error_body(str(exc), "server_error", "model", "model_unavailable")
+        return 500, error_body(exc.public, "server_error", "model", "model_unavailable")
     if isinstance(exc, DocumentIndexError):  # e.g. damaged: the message says what to run
         logger.error("chat completion failed: %s", exc)
         return 500, error_body(str(exc), "server_error", None, "index_unavailable")
@@ -372,11 +376,12 @@ def _error_parts(exc: BaseException) -> tuple[int, dict]:
 
 
 def _error_response(exc: BaseException) -> JSONResponse:
-    """The error as a response. A busy server asks to be tried again; a model or backend
-    failure asks not to be (OpenAI clients retry a 500 twice by default): a remote backend has
-    been retried already, and each retry would log another failed turn."""
+    """The error as a response. A busy server, or a generation server still busy after our
+    retries, asks to be tried again later (OpenAI clients do, twice by default); any other model
+    or backend failure asks not to be: a remote backend has been retried already, and each
+    retry would log another failed turn."""
     status, body = _error_parts(exc)
-    if status == 429:
+    if status in (429, 503):
         headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
     elif isinstance(exc, (ModelError, ConfigError)):
         headers = {"x-should-retry": "false"}

@@ -4,6 +4,11 @@
 class ChatbotError(Exception):
     """Base of the errors the CLI prints as one line instead of a traceback."""
 
+    @property
+    def public(self) -> str:
+        """The message for a caller of the bot's web page or API, who may be a stranger."""
+        return str(self)
+
 
 class ConfigError(ChatbotError):
     """The bot config is missing or invalid."""
@@ -11,6 +16,20 @@ class ConfigError(ChatbotError):
 
 class ModelError(ChatbotError):
     """A model, embedder or adapter can't be found or loaded."""
+
+
+class BackendError(ModelError):
+    """A remote generation server failed, or stayed busy (``busy``: worth asking again later).
+    The message names the server's URL for the operator (the CLI, the server log); ``public``
+    leaves it out: callers of the bot's API and web page need not learn the internal network."""
+
+    def __init__(self, message: str, url: str, busy: bool = False) -> None:
+        super().__init__(message)
+        self.url, self.busy = url, busy
+
+    @property
+    def public(self) -> str:
+        return str(self).replace(f" ({self.url})", "")
 
 
 class InputError(ChatbotError):

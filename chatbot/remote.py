@@ -4,7 +4,7 @@ The engine renders the exact messages as for a model run here and ``OpenAIGenera
 them as chat messages, streamed back piece by piece. Each backend caps the requests in flight
 (``max_concurrency``); connection failures and a busy server (429, 503) are retried with a
 bounded backoff before the first piece, never after it, so an answer is never repeated. Every
-failure becomes a ``ModelError`` that names the backend and what to check.
+failure becomes a ``BackendError`` that names the backend and what to check.
 
 Token counts for the context budget come from the served model's tokenizer when it loads here,
 else from the server's ``/tokenize`` (vLLM's, or another chatbot-builder's), else an estimate
@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from chatbot.errors import ModelError
+from chatbot.errors import BackendError, ModelError
 from chatbot.generate import GenerationSettings
 from chatbot.remote_model import CHARS_PER_TOKEN, DEFAULT_CONTEXT_WINDOW, ServerModel
 from chatbot.types import Message
@@ -197,42 +197,45 @@ class OpenAIGenerator:
                 return
             raise self._cut(received, exc) from exc
         except json.JSONDecodeError as exc:
-            raise ModelError(f"{self._where()} sent an event that is not JSON after {received} "
-                             f"characters of the answer ({exc}); check that backends."
-                             f"{self.backend.name}.base_url is an OpenAI-compatible server's "
-                             "/v1 URL, and the server's log") from exc
+            raise self._error(f"{self._where()} sent an event that is not JSON after {received} "
+                              f"characters of the answer ({exc}); check that backends."
+                              f"{self.backend.name}.base_url is an OpenAI-compatible server's "
+                              "/v1 URL, and the server's log") from exc
         finally:
             done.set()
             response.close()
         if answer.finish_reason is None and not cancel.is_set():
             kind = response.response.headers.get("content-type", "")
             if not received and "text/event-stream" not in kind:
-                raise ModelError(f"{self._where()} answered with {kind or 'no content type'}, "
-                                 "not an OpenAI-compatible event stream; check that backends."
-                                 f"{self.backend.name}.base_url is the server's /v1 URL")
+                raise self._error(f"{self._where()} answered with {kind or 'no content type'}, "
+                                  "not an OpenAI-compatible event stream; check that backends."
+                                  f"{self.backend.name}.base_url is the server's /v1 URL")
             raise self._cut(received, None)
 
     def _where(self) -> str:
         return f"backend {self.backend.name!r} ({self.backend.base_url})"
 
-    def _cut(self, received: int, exc: BaseException | None) -> ModelError:
-        if isinstance(exc, (httpx.TimeoutException, openai.APITimeoutError)):
-            return ModelError(f"{self._where()} sent nothing for {self.backend.timeout_s:g} s "
-                              f"after {received} characters of the answer; check the server's "
-                              f"load, or raise backends.{self.backend.name}.timeout_s")
-        why = f": {_server_message(exc)}" if exc is not None else ""
-        return ModelError(f"{self._where()} stopped the answer after {received} characters"
-                          f"{why}; check that the server is still running and its log")
+    def _error(self, message: str, busy: bool = False) -> BackendError:
+        return BackendError(message, self.backend.base_url, busy)
 
-    def _failure(self, exc: openai.APIError, retries: int) -> ModelError:
+    def _cut(self, received: int, exc: BaseException | None) -> BackendError:
+        if isinstance(exc, (httpx.TimeoutException, openai.APITimeoutError)):
+            return self._error(f"{self._where()} sent nothing for {self.backend.timeout_s:g} s "
+                               f"after {received} characters of the answer; check the server's "
+                               f"load, or raise backends.{self.backend.name}.timeout_s")
+        why = f": {_server_message(exc)}" if exc is not None else ""
+        return self._error(f"{self._where()} stopped the answer after {received} characters"
+                           f"{why}; check that the server is still running and its log")
+
+    def _failure(self, exc: openai.APIError, retries: int) -> BackendError:
         name, where = self.backend.name, self._where()
         message = _server_message(exc)
         if isinstance(exc, openai.APITimeoutError):
-            return ModelError(f"{where} did not answer within {self.backend.timeout_s:g} s; "
-                              f"check the server's load, or raise backends.{name}.timeout_s")
+            return self._error(f"{where} did not answer within {self.backend.timeout_s:g} s; "
+                               f"check the server's load, or raise backends.{name}.timeout_s")
         if isinstance(exc, openai.APIConnectionError):
-            return ModelError(f"{where} is unreachable after {retries} retries ({message}); "
-                              f"check that the server is running and backends.{name}.base_url")
+            return self._error(f"{where} is unreachable after {retries} retries ({message}); "
+                               f"check that the server is running and backends.{name}.base_url")
         status = getattr(exc, "status_code", None)
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
             env = self.backend.api_key_env
@@ -240,22 +243,22 @@ class OpenAIGenerator:
                    else f"${env} (backends.{name}.api_key_env): it was not set when the bot "
                         "started, so no key was sent" if not self._sends_key
                    else f"${env} (backends.{name}.api_key_env)")
-            return ModelError(f"{where} refused the API key (HTTP {status}: {message}); "
-                              f"check {key}")
+            return self._error(f"{where} refused the API key (HTTP {status}: {message}); "
+                               f"check {key}")
         if isinstance(exc, openai.NotFoundError):
-            return ModelError(f"{where} does not serve model {self.model_id!r} (HTTP 404: "
-                              f"{message}); check the variant's model against the server's "
-                              "/v1/models, and that base_url ends in /v1")
+            return self._error(f"{where} does not serve model {self.model_id!r} (HTTP 404: "
+                               f"{message}); check the variant's model against the server's "
+                               "/v1/models, and that base_url ends in /v1")
         if isinstance(exc, openai.BadRequestError) and CONTEXT_ERROR.search(message):
-            return ModelError(f"{where}: the prompt and answer exceed what model "
-                              f"{self.model_id!r} reads ({message}); set the variant's "
-                              "context_window to the server's context length, or lower "
-                              "generation.max_new_tokens")
+            return self._error(f"{where}: the prompt and answer exceed what model "
+                               f"{self.model_id!r} reads ({message}); set the variant's "
+                               "context_window to the server's context length, or lower "
+                               "generation.max_new_tokens")
         if isinstance(exc, openai.RateLimitError) or status == 503:
-            return ModelError(f"{where} is still busy (HTTP {status}) after {retries} retries; "
-                              f"lower backends.{name}.max_concurrency or give the server "
-                              "more capacity")
-        return ModelError(f"{where} failed (HTTP {status}: {message}); check the server's log")
+            return self._error(f"{where} is still busy (HTTP {status}) after {retries} retries; "
+                               f"lower backends.{name}.max_concurrency or give the server "
+                               "more capacity", busy=True)
+        return self._error(f"{where} failed (HTTP {status}: {message}); check the server's log")
 
 
 def _wake_on_cancel(response, cancel: threading.Event, done: threading.Event) -> None:

@@ -142,6 +142,30 @@ def test_an_unknown_model_is_a_clear_error(remote, tmp_path, monkeypatch) -> Non
         engine.answer("s1", "hello", "prompt").result()
 
 
+def test_callers_of_our_api_and_web_page_are_not_told_the_backend_url(remote, tmp_path) -> None:
+    """The server's log names the remote's URL for the operator; a caller, who may be a
+    stranger, gets the same message without the internal address."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    url, _ = remote
+    config = write_bot_config(tmp_path, url, model="nope")
+    with chatbot_serve(config, data_dir=tmp_path / "data",
+                       env={"TEST_REMOTE_KEY": REMOTE_KEY}) as (ours, server):
+        client = openai.OpenAI(base_url=f"{ours}/v1", api_key="unused", max_retries=0,
+                               timeout=60)
+        with pytest.raises(openai.InternalServerError) as refused:
+            client.chat.completions.create(model="prompt",
+                                           messages=[{"role": "user", "content": "Hi"}])
+        with pytest.raises(AppError) as shown:
+            Client(ours, verbose=False).predict("Hi", "prompt", api_name="/respond")
+    said = "backend 'remote' does not serve model 'nope' (HTTP 404"
+    assert refused.value.body["message"].startswith(said)
+    assert str(shown.value).startswith(said)
+    assert "127.0.0.1" not in refused.value.response.text + str(shown.value)
+    assert f"backend 'remote' ({url}) does not serve model 'nope'" in server.stdout.read()
+
+
 @contextlib.contextmanager
 def own_remote(tiny_model_dir: Path, root: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """A remote of the test's own, to kill or stop: (its /v1 URL, its process)."""

@@ -153,6 +153,24 @@ def test_a_remote_busy_beyond_the_retries_is_an_error_naming_the_backend(
     ask_until_served(url)
 
 
+def test_our_api_asks_callers_to_come_back_when_the_remote_stays_busy(busy_remote,
+                                                                      tmp_path) -> None:
+    """A 503 with Retry-After (OpenAI clients retry it), not a 500 that says not to retry."""
+    url, _ = busy_remote
+    with chatbot_serve(write_bot_config(tmp_path, url), data_dir=tmp_path / "data") as (ours, _):
+        client = openai.OpenAI(base_url=f"{ours}/v1", api_key="unused", max_retries=0,
+                               timeout=60)
+        with kept_busy(url), pytest.raises(openai.InternalServerError) as refused:
+            client.chat.completions.create(model="prompt",
+                                           messages=[{"role": "user", "content": "Hi"}])
+    error = refused.value
+    assert error.status_code == 503 and error.response.headers["retry-after"] == "1"
+    assert error.body["code"] == "backend_busy"
+    assert error.body["message"].startswith("backend 'remote' is still busy (HTTP 429) after 3 "
+                                            "retries")
+    ask_until_served(url)
+
+
 def test_our_server_refuses_a_flood_with_429_and_serves_again_after_it(busy_remote) -> None:
     url, _ = busy_remote
     with kept_busy(url):

@@ -19,6 +19,7 @@ import gradio as gr
 from chatbot.ab import AbStore, Battle, arena_pairs, draw_pair
 from chatbot.engine import Engine
 from chatbot.errors import ChatbotError, InputError
+from app.ui.render import error_text
 
 CHOICE_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 WAITING = "_Ask a question: two anonymous variants answer it._"
@@ -54,7 +55,7 @@ class ArenaActions:
         try:
             question = self.engine.check_message(question or "")
         except InputError as exc:
-            gr.Warning(str(exc))
+            gr.Warning(error_text(exc))
             yield "", "", state, WAITING, gr.update(interactive=False)
             return
         left, right = draw_pair(self.pairs, self.rng)
@@ -70,7 +71,7 @@ class ArenaActions:
                         texts[side] += piece
                         yield texts[0], texts[1], state, "_Answering..._", locked
             except ChatbotError as exc:
-                raise gr.Error(str(exc), print_exception=False) from exc
+                raise gr.Error(error_text(exc), print_exception=False) from exc
             texts[side] = stream.reply.text
             turns[side] = stream.reply.turn_id
         self.store.record_turns(state.battle.id, *turns)
@@ -86,7 +87,7 @@ class ArenaActions:
         try:
             battle = self.store.vote(state.battle.id, voter, choice)
         except InputError as exc:
-            gr.Warning(str(exc))
+            gr.Warning(error_text(exc))
             return reveal(state.battle, None), state, gr.update(interactive=False)
         state.voted = True
         return reveal(battle, choice), state, gr.update(interactive=False)

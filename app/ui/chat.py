@@ -7,7 +7,6 @@ the engine as history, so regenerate and clear are plain list edits. Run it with
 
 from __future__ import annotations
 
-import html
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,8 +16,8 @@ import gradio as gr
 from chatbot.engine import Engine
 from chatbot.errors import ChatbotError, InputError
 from chatbot.types import Message, Reply
-from app.ui.render import (SOURCES_PLACEHOLDER, cited_numbers, meta_line, query_line,
-                           sources_html)
+from app.ui.render import (SOURCES_PLACEHOLDER, cited_numbers, error_text, meta_line,
+                           query_line, sources_html)
 from app.ui.support import answer_markup, plain_answer, support_line, supporting_spans
 
 
@@ -167,7 +166,7 @@ class ChatActions:
                                         self.variant_for(state, choice),
                                         history=state.history(kept))
         except InputError as exc:
-            gr.Warning(html.escape(str(exc), quote=False))
+            gr.Warning(error_text(exc))
             yield (self.chat_messages(state), state, question if not replace_last else "",
                    *self.panel(state), gr.update())
             return
@@ -183,7 +182,7 @@ class ChatActions:
         except ChatbotError as exc:
             if not replace_last:
                 state.unanswered = stream.question
-            raise gr.Error(str(exc), print_exception=False) from exc
+            raise gr.Error(error_text(exc), print_exception=False) from exc
         finally:  # a closed or reloaded tab closes this generator: the answer stops with it
             stream.cancel()
         state.answers[kept:] = [ShownAnswer(stream.question, stream.reply)]
@@ -253,7 +252,7 @@ class ChatActions:
                 self.engine.log.add_correction(answer.reply.turn_id, text,
                                                getattr(request, "username", None))
             except InputError as exc:
-                gr.Warning(html.escape(str(exc), quote=False))
+                gr.Warning(error_text(exc))
             else:
                 answer.correction = text.strip()
                 gr.Info("Correction saved with this answer; training data will use it.")

@@ -15,7 +15,7 @@ from typing import Protocol
 import gradio as gr
 
 from chatbot.errors import ChatbotError
-from app.ui.render import sources_html
+from app.ui.render import error_text, sources_html
 from index.types import Hit
 
 SEARCH_MODES = ["hybrid", "dense", "bm25"]
@@ -98,7 +98,7 @@ class DocumentActions:
         except ChatbotError as exc:
             for target, earlier in replaced.items():
                 earlier.replace(target)
-            raise gr.Error(str(exc), print_exception=False) from exc
+            raise gr.Error(error_text(exc), print_exception=False) from exc
         failed = {Path(failure.source) for failure in result.failed}
         for target in kept:  # not indexed: its copy (200 MB, say) is not kept either
             earlier = replaced.get(target)
@@ -132,7 +132,7 @@ class DocumentActions:
         try:
             removed = self.documents.remove(source)
         except ChatbotError as exc:
-            raise gr.Error(str(exc), print_exception=False) from exc
+            raise gr.Error(error_text(exc), print_exception=False) from exc
         return (f"Removed {len(removed)} document(s).", *self.table())
 
     def search(self, query: str, k: int, mode: str) -> str:
@@ -146,7 +146,7 @@ class DocumentActions:
         try:
             hits = self.documents.search(query.strip(), int(k), mode)
         except ChatbotError as exc:
-            raise gr.Error(str(exc), print_exception=False) from exc
+            raise gr.Error(error_text(exc), print_exception=False) from exc
         if not hits:
             return '<div class="cb-sources-empty">No passage matches.</div>'
         return sources_html(hits, "search")

@@ -11,11 +11,18 @@ import re
 from collections.abc import Mapping, Sequence
 
 from app.ui.support import highlighted
+from chatbot.errors import ChatbotError
 from index.types import Hit
 
 CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 SOURCES_PLACEHOLDER = ('<div class="cb-sources-empty">Sources used by an answer appear here; '
                        'click a citation such as [1] to jump to its passage.</div>')
+
+
+def error_text(exc: ChatbotError) -> str:
+    """An error as a toast or modal shows it: Gradio renders the message as HTML, and the
+    reader may be a stranger (``ChatbotError.public``)."""
+    return html.escape(exc.public, quote=False)
 
 
 def anchor(prefix: str, number: int) -> str:

@@ -17,7 +17,7 @@ import gradio as gr
 
 from chatbot.errors import InputError
 from chatbot.logs import ConversationLog, ReviewItem
-from app.ui.render import sources_html
+from app.ui.render import error_text, sources_html
 
 COLUMNS = ["turn", "why", "question", "answer"]
 EXCERPT = 120
@@ -94,7 +94,7 @@ class ReviewActions:
         try:
             self.log.add_correction(_turn(turn_id), text, getattr(request, "username", None))
         except InputError as exc:
-            gr.Warning(html.escape(str(exc), quote=False))
+            gr.Warning(error_text(exc))
             return (gr.update(), gr.update(), gr.update(), gr.update(), gr.update(),
                     gr.update(), gr.update())
         gr.Info(f"Correction of turn {turn_id} saved.")
@@ -108,7 +108,7 @@ class ReviewActions:
         try:
             self.log.approve(_turn(turn_id), getattr(request, "username", None))
         except InputError as exc:
-            gr.Warning(html.escape(str(exc), quote=False))
+            gr.Warning(error_text(exc))
         else:
             gr.Info(f"Turn {turn_id} approved as it is.")
         return self.refresh()
