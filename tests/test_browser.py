@@ -105,6 +105,18 @@ def test_browser_logs_in_chats_streams_shows_sources_logs_thumbs_up_and_uploads(
         page.get_by_role("tab", name="Review").click()  # opening the tab lists it at once
         expect(page.locator("#cb-review-table")).to_contain_text("How do I index my",
                                                                  timeout=10_000)
+        page.locator("#cb-review-pick input").click()  # the second listed answer, picked
+        page.get_by_role("option", name=re.compile("search them")).click()
+        expect(page.locator("#cb-review-question")).to_contain_text("And how do I search them?")
+        joins = []
+        page.on("request", lambda r: joins.append(r) if "queue/join" in r.url else None)
+        page.locator("#cb-review-correction textarea").fill("Run chatbot index sync docs/.")
+        page.locator("#cb-review-save").click()  # one event: no second, racing the stream
+        expect(page.locator("#cb-review-table")).not_to_contain_text("search them",
+                                                                     timeout=10_000)
+        expect(page.locator("#cb-review-question")).to_contain_text("How do I index my")
+        page.wait_for_timeout(1000)
+        assert len(joins) == 1, [r.post_data for r in joins]
     rows = sqlite3.connect(log_path).execute(
         "SELECT f.rating, t.role, t.status, t.session_id FROM feedback f "
         "JOIN turns t ON t.id = f.turn_id").fetchall()

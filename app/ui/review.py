@@ -152,7 +152,10 @@ def build_review_tab(log: ConversationLog, min_support: float = 0.5) -> ReviewAc
     everything = [table, picked, *details]
     actions.on_page_load = [(actions.refresh, everything)]
     refresh.click(actions.refresh, None, everything, api_name="review_refresh")
-    picked.change(actions.show, [picked], details, api_name="review_show")
+    # ``input``, not ``change``: a pick by the reviewer only. The other events set the picker
+    # themselves, and a second event chained on their change could race the page's stream
+    # (see ``ChatActions``).
+    picked.input(actions.show, [picked], details, api_name="review_show")
     save.click(actions.correct, [picked, correction], everything, api_name="review_correct")
     approve.click(actions.approve, [picked], everything, api_name="review_approve")
     return actions
