@@ -100,6 +100,8 @@ def test_build_from_the_log_keeps_thumbs_up_and_shows_the_report(actions, config
     assert len(warnings) == 2
     rebuilt = build(actions, name="v1", feedback="not_down", overwrite=True)
     assert "train 6, validation 2" in rebuilt[0]  # the 2 unrated answers join
+    report, histogram, _, picker = actions.datasets()  # as a page opens: the newest's report
+    assert picker["value"] == "v1" and "policy=not_down" in report and histogram.format == "PNG"
 
 
 def test_a_run_trains_charts_its_loss_and_becomes_a_variant(actions, config, warnings):

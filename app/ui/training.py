@@ -49,9 +49,10 @@ class TrainingActions:
 
     # -- datasets --------------------------------------------------------------------------
 
-    def datasets(self, chosen: str | None = None) -> tuple[list[list], dict]:
-        """The table and the picker, which selects ``chosen`` (the dataset just built), else
-        the newest."""
+    def datasets(self, chosen: str | None = None) -> tuple:
+        """(report, histogram, table, picker): the picker selects ``chosen`` (the dataset just
+        built), else the newest, and the report is that dataset's, in the same event: an event
+        chained on the picker's change could race the page's stream (see ``ChatActions``)."""
         from app.build import data_settings
         from training.data.build import list_datasets
 
@@ -61,7 +62,8 @@ class TrainingActions:
                 [d["name"], d["created_at"], d["train"], d["validation"]] for d in everything]
         names = [d["name"] for d in found]
         newest = max(found, key=lambda d: d["created_at"])["name"] if found else None
-        return rows, gr.update(choices=names, value=chosen if chosen in names else newest)
+        picked = chosen if chosen in names else newest
+        return (*self.report(picked), rows, gr.update(choices=names, value=picked))
 
     def build(self, name: str, use_log: bool, files: list[str] | None, feedback: str,
               min_tokens: float | None, max_tokens: float | None, near_duplicates: float | None,
@@ -83,13 +85,12 @@ class TrainingActions:
                                     options=options)
         except ChatbotError as exc:
             gr.Warning(str(exc))
-            return (f"**Not built:** {self._shown(str(exc))}", gr.update(), gr.update(),
-                    *self.datasets())
+            return (f"**Not built:** {self._shown(str(exc))}", *self.datasets())
         lines = summary.lines()
         warnings = [f"- **Warning:** {warning}" for warning in summary.warnings]
         text = self._shown("\n".join(["**" + lines[0] + "**", *warnings, "```", *lines[1:],
                                       "```"]))
-        return (text, *self.report(name), *self.datasets(chosen=name))
+        return (text, *self.datasets(chosen=name))
 
     def options(self, feedback: str, min_tokens: float | None, max_tokens: float | None,
                 near_duplicates: float | None, validation_share: float):
@@ -267,8 +268,8 @@ def _dataset_section(actions: TrainingActions) -> gr.Dropdown:
     picker = gr.Dropdown([], label="Dataset to train on", elem_id="cb-train-dataset")
     build.click(actions.build, [name, use_log, files, feedback, min_tokens, max_tokens, near,
                                 share, overwrite], [summary, report, histogram, table, picker])
-    picker.change(actions.report, [picker], [report, histogram])
-    actions.on_page_load.append((actions.datasets, [table, picker]))
+    picker.input(actions.report, [picker], [report, histogram])
+    actions.on_page_load.append((actions.datasets, [report, histogram, table, picker]))
     return picker
 
 
