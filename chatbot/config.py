@@ -61,7 +61,9 @@ class IndexConfig(Section):
     include: list[str] = Field(
         default_factory=lambda: ["**/*.md", "**/*.markdown", "**/*.txt", "**/*.html",
                                  "**/*.htm", "**/*.pdf", "**/*.docx", "**/*.csv", "**/*.jsonl"])
-    exclude: list[str] = Field(default_factory=lambda: ["**/.git/**", "**/node_modules/**"])
+    exclude: list[str] = Field(default_factory=lambda: ["**/.*", "**/node_modules/**"])
+    """Globs of files to skip inside folders; by default hidden files and folders (``.git``,
+    ``.venv``, ``.cache``...) and ``node_modules``. A path named to ``index sync`` is read."""
     chunk_tokens: int = Field(default=200, ge=16)
     """Chunk size in the embedder's own tokens; keep it under its max sequence length."""
     chunk_overlap: int = Field(default=30, ge=0)

@@ -148,6 +148,24 @@ def test_discover_applies_include_and_exclude(tmp_path):
     assert failures == []
 
 
+def test_by_default_hidden_files_and_folders_are_skipped_unless_named(tmp_path):
+    """A project folder's .venv, .cache or .github hold documents nobody asked to index."""
+    from chatbot.config import IndexConfig
+
+    for name in ("a.md", "sub/b.md", ".venv/lib/site/README.md", "sub/.draft.md",
+                 ".github/ISSUE.md", "node_modules/pkg/readme.md", ".notes/plan.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    defaults = IndexConfig()
+    files, failures = discover([tmp_path], defaults.include, defaults.exclude)
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == ["a.md", "sub/b.md"]
+    named, _ = discover([tmp_path / ".notes", tmp_path / "sub" / ".draft.md"],
+                        defaults.include, defaults.exclude)
+    assert [p.relative_to(tmp_path).as_posix() for p in named] == [".notes/plan.md",
+                                                                   "sub/.draft.md"]
+    assert failures == []
+
+
 def _unreadable(path: Path) -> None:
     if os.geteuid() == 0:  # root reads any mode; /proc/self/mem fails to read at offset 0
         path.symlink_to("/proc/self/mem")
