@@ -48,39 +48,44 @@ class Retriever:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         self.store.refresh()
         allowed = self.store.docstore.ids_matching(source_glob) if source_glob else None
-        exact = mode == "dense" and not (self.mmr or self.merge_neighbours)
-        depth = k if exact else max(50, 4 * k)
+        depth = max(50, 4 * k)  # room for what min_score, MMR, merging and copies leave out
         needs_vector = mode != "bm25" or self.mmr
         query_vector = self.embedder.encode([query])[0] if needs_vector else None
         fused, scores = self._score(query, query_vector, mode, depth, allowed)
-        order = [i for i in sorted(fused, key=fused.get, reverse=True) if self._passes(i, scores)]
+        order = [i for i in sorted(fused, key=lambda i: (-fused[i], i))  # ties: indexed first
+                 if self._passes(i, scores)]
         if self.mmr and query_vector is not None:
             order = self._diversify(query_vector, order, k)
-        if self.merge_neighbours:
-            chunks, groups = self._merged(order, k)
-        else:
-            chunks = self.store.chunks(order[:k])
-            groups = [[i] for i in order[:k] if i in chunks]
+        chunks, groups = self._passages(order, k)
         return [Hit(chunk=merged_chunk([chunks[i] for i in group]), score=fused[group[0]],
                     rank=rank, scores={name: found[group[0]] for name, found in scores.items()
                                        if group[0] in found})
                 for rank, group in enumerate(groups, start=1)]
 
-    def _merged(self, order: list[int], k: int) -> tuple[dict[int, Chunk], list[list[int]]]:
-        """The chunks read and their groups of neighbours (``index/passages.py``).
+    def _passages(self, order: list[int], k: int) -> tuple[dict[int, Chunk], list[list[int]]]:
+        """The chunks read and the ``k`` passages: groups of neighbours (``index/passages.py``)
+        with ``merge_neighbours``, else one chunk each. A chunk whose text a better one has
+        already (one file under two names) is left out: it would take a place and add nothing.
 
-        Chunks are read from the docstore a window of ``4 * k`` at a time, as the grouping
-        needs them (it rarely needs more than the first window): reading every candidate cost
-        more than fusing them (benchmarks/bench_retrieval_latency.py). A window is enough once
-        one of its chunks was left out of every group, which only happens where the walk ended.
+        Chunks are read from the docstore a window at a time (``4 * k`` when merging, else
+        ``k``), as the passages need them (they rarely need more than the first window):
+        reading every candidate cost more than fusing them
+        (benchmarks/bench_retrieval_latency.py). A merging window is enough once one of its
+        chunks was left out of every group, which only happens where the walk ended.
         """
-        size = 4 * k
+        size = 4 * k if self.merge_neighbours else k
         while True:
             window = order[:size]
             chunks = self.store.chunks(window)
-            groups = group_neighbours(window, chunks, k, self.merge_max_words)
-            grouped = {i for group in groups for i in group}
-            if size >= len(order) or any(i in chunks and i not in grouped for i in window):
+            distinct = _first_of_each_text(window, chunks)
+            if self.merge_neighbours:
+                groups = group_neighbours(distinct, chunks, k, self.merge_max_words)
+                grouped = {i for group in groups for i in group}
+                enough = any(i not in grouped for i in distinct)
+            else:
+                groups = [[i] for i in distinct[:k]]
+                enough = len(groups) == k
+            if enough or size >= len(order):
                 return chunks, groups
             size *= 2
 
@@ -151,6 +156,16 @@ class Retriever:
             value = self.mmr_lambda * relevance[left] - (1 - self.mmr_lambda) * redundancy
             chosen.append(left.pop(int(np.argmax(value))))
         return [order[i] for i in chosen]
+
+
+def _first_of_each_text(order: list[int], chunks: dict[int, Chunk]) -> list[int]:
+    """The ids of ``order`` that were read, less any whose text (spacing aside) an earlier
+    one has."""
+    first: dict[str, int] = {}
+    for chunk_id in order:
+        if chunk_id in chunks:
+            first.setdefault(" ".join(chunks[chunk_id].text.split()), chunk_id)
+    return list(first.values())
 
 
 def _top(ids: np.ndarray, scores: np.ndarray, depth: int) -> dict[int, float]:

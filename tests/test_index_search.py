@@ -17,8 +17,8 @@ DOCS = {
     "garden/roses.txt": "Prune roses in late winter, just above an outward facing bud.",
     "garden/lawn.txt": "Mow the lawn weekly in summer and leave the clippings on it.",
     "copy1.txt": "Alarm code reset: hold the red button for ten seconds.",
-    "copy2.txt": "Alarm code reset: hold the red button for ten seconds.",
-    "copy3.txt": "Alarm code reset: hold the red button for ten seconds.",
+    "copy2.txt": "Alarm code reset: hold the red button for ten seconds!",
+    "copy3.txt": "Alarm code reset - hold the red button for ten seconds.",
     "alarm.txt": "Alarm code reset without the red button: call the installer.",
 }
 
@@ -74,6 +74,23 @@ def test_mmr_skips_near_duplicates(store):
     assert sorted(names(plain)) == ["copy1.txt", "copy2.txt", "copy3.txt"]
     diverse = Retriever(store, Embedder(), mode="dense", k=2, mmr=True).search(query)
     assert "alarm.txt" in names(diverse)
+
+
+@pytest.mark.parametrize("merge", [False, True])
+def test_a_text_under_two_names_takes_one_place(tmp_path, merge):
+    """A copied file (docs/v1 and docs/v2 alike): the second copy would add nothing."""
+    pages = {"v1/reset.txt": DOCS["copy1.txt"], "v2/reset.txt": DOCS["copy1.txt"],
+             "alarm.txt": DOCS["alarm.txt"], "pump.md": DOCS["pump.md"]}
+    for name, text in pages.items():
+        (tmp_path / "docs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "docs" / name).write_text(text)
+    index = Store.open(tmp_path / "ix", IndexSettings("hash:1024", None, 60, 8), create=True)
+    sync([tmp_path / "docs"], index, Embedder())
+    for mode in ("dense", "bm25", "hybrid"):
+        hits = Retriever(Store.open(tmp_path / "ix"), Embedder(), mode=mode, k=2,
+                         merge_neighbours=merge).search("alarm code reset red button")
+        found = sorted(name.split("/")[-1] for name in names(hits))
+        assert found == ["alarm.txt", "reset.txt"], mode  # one copy and the other page
 
 
 def test_bm25_is_loaded_from_disk_and_searching_writes_nothing(store):
