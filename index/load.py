@@ -41,6 +41,9 @@ class LoadFailure:
 
 # ----------------------------------------------------------------------------- discovery
 
+NOT_A_FILE = "not a regular file (a named pipe, socket or device); reading it could wait forever"
+
+
 def discover(paths: list[Path], include: list[str], exclude: list[str]
              ) -> tuple[list[Path], list[LoadFailure]]:
     """Every file to index under ``paths`` (absolute, sorted), and the paths that can't be.
@@ -61,7 +64,9 @@ def discover(paths: list[Path], include: list[str], exclude: list[str]
         elif path.is_dir():
             _walk(path, include, exclude, found, failures)
         elif path.exists():
-            if path.suffix.lower() in SUPPORTED:
+            if not path.is_file():
+                failures.append(LoadFailure(str(path), NOT_A_FILE))
+            elif path.suffix.lower() in SUPPORTED:
                 found.add(path)
             else:
                 failures.append(LoadFailure(str(path), _unsupported(path)))
@@ -94,6 +99,8 @@ def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],
                 continue
             if path.is_symlink() and not path.exists():
                 failures.append(LoadFailure(str(path), f"broken symlink to {os.readlink(path)}"))
+            elif not path.is_file():
+                failures.append(LoadFailure(str(path), NOT_A_FILE))
             elif path.suffix.lower() in SUPPORTED:
                 found.add(path)
 

@@ -78,6 +78,34 @@ def test_a_listing_read_by_a_reader_that_stops_early_ends_quietly(bot):
     assert listing.stderr.read() == b"" and listing.wait(timeout=120) == 1
 
 
+def test_ctrl_c_in_a_sync_says_the_index_is_as_before_and_leaves_no_half_sync(bot):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tmp_path, config = bot
+    assert run("index", "sync", "--config", config).exit_code == 0
+    for i in range(3000):
+        (tmp_path / "docs" / f"note{i}.md").write_text(f"# Note {i}\n\nText number {i}.\n")
+    syncing = subprocess.Popen([sys.executable, "-m", "app", "index", "sync", "--config", config],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "CHATBOT_DATA_DIR": str(tmp_path / "data")})
+    staged = tmp_path / "data" / "index" / "docstore-000002.sqlite"  # the sync's own generation
+    deadline = time.monotonic() + 120
+    while not staged.exists() and syncing.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    syncing.send_signal(signal.SIGINT)
+    _, said = syncing.communicate(timeout=120)
+    assert syncing.returncode == 1, said
+    assert said.endswith("Error: interrupted; the index is as the last finished sync left it "
+                         "(`chatbot index stats` shows it); run the sync again to index the "
+                         "files\n")
+    assert not staged.exists()
+    assert run("index", "list", "--config", config).stdout.splitlines()[-1] == "2 documents"
+
+
 def test_failed_file_is_listed_and_exit_code_is_one(bot):
     tmp_path, config = bot
     (tmp_path / "docs" / "broken.pdf").write_bytes(b"%PDF-1.4 nonsense")

@@ -9,7 +9,7 @@ import pytest
 from index_helpers import CountingEmbedder, make_docx, make_encrypted_pdf, make_pdf
 
 from index.errors import LoadError
-from index.load import discover, load_file, read_bytes
+from index.load import NOT_A_FILE, discover, load_file, read_bytes
 from index.manifest import IndexSettings
 from index.store import Store
 from index.sync import sync
@@ -164,6 +164,18 @@ def test_by_default_hidden_files_and_folders_are_skipped_unless_named(tmp_path):
     assert [p.relative_to(tmp_path).as_posix() for p in named] == [".notes/plan.md",
                                                                    "sub/.draft.md"]
     assert failures == []
+
+
+def test_a_named_pipe_is_reported_not_read(tmp_path):
+    """Reading a pipe waits for a writer: the sync would hang."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("x")
+    os.mkfifo(tmp_path / "docs" / "pipe.md")
+    os.mkfifo(tmp_path / "named.txt")
+    files, failures = discover([tmp_path / "docs", tmp_path / "named.txt"], ["**/*.md"], [])
+    assert files == [tmp_path / "docs" / "a.md"]
+    assert [(Path(f.source).name, f.reason) for f in failures] == [
+        ("pipe.md", NOT_A_FILE), ("named.txt", NOT_A_FILE)]
 
 
 def _unreadable(path: Path) -> None:

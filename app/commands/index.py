@@ -68,7 +68,12 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
             bar.total = total
             bar.update(done - bar.n)
 
-        report = sync_paths(index, list(paths), progress=progress, rebuild=rebuild)
+        try:
+            report = sync_paths(index, list(paths), progress=progress, rebuild=rebuild)
+        except KeyboardInterrupt:  # the sync commits once, at its end: nothing half-written
+            raise click.ClickException(
+                "interrupted; the index is as the last finished sync left it (`chatbot index "
+                "stats` shows it); run the sync again to index the files") from None
     if not (report.added or report.updated or report.unchanged or report.failed):
         where = ", ".join(str(p) for p in paths or index.paths)
         click.echo(f"warning: no document found in {where}: none there matches index.include "
