@@ -7,6 +7,8 @@ chat template.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -107,3 +109,13 @@ def registered_adapters(adapters_root: Path) -> dict[str, Path]:
     return {path.parent.name: path.parent
             for path in sorted(adapters_root.glob(f"*/{ADAPTER_MANIFEST}"))
             if not path.parent.name.startswith(".")}
+
+
+@contextlib.contextmanager
+def peft_notice_muted():
+    """Around a peft adapter load: peft asks transformers with a name transformers is retiring,
+    and its FutureWarning would reach the user's output at every load."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated",
+                                FutureWarning)
+        yield

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from chatbot.adapters import peft_notice_muted
 from chatbot.errors import ModelError
 from chatbot.models import chat_template_hash, model_fingerprint
 from chatbot.types import Message
@@ -122,11 +123,12 @@ class TransformersGenerator:
                 return
             peft_name = f"adapter{len(self.adapters)}"
             try:
-                if not self.adapters:
-                    self.model = PeftModel.from_pretrained(self.model, str(path),
-                                                           adapter_name=peft_name)
-                else:
-                    self.model.load_adapter(str(path), adapter_name=peft_name)
+                with peft_notice_muted():
+                    if not self.adapters:
+                        self.model = PeftModel.from_pretrained(self.model, str(path),
+                                                               adapter_name=peft_name)
+                    else:
+                        self.model.load_adapter(str(path), adapter_name=peft_name)
             except (OSError, ValueError) as exc:
                 raise ModelError(f"could not load adapter {name!r} from {path}: {exc}") from exc
             self.model.eval()

@@ -23,6 +23,7 @@ from typing import Callable
 
 import torch
 
+from chatbot.adapters import peft_notice_muted
 from chatbot.paths import DataPaths, check_name
 from training.errors import TrainingError
 from training.train.finetune import FinetuneRequest
@@ -173,7 +174,8 @@ def _policy(model, sft, run: FinetuneRequest, template_hash: str, fingerprint: s
     manifest.check_serves_on(folder, run.base_model, fingerprint, template_hash,
                              "continue it under a config whose models.chat is its base model, "
                              "or leave --from-adapter out")
-    return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+    with peft_notice_muted():
+        return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
 
 
 def _trainer(request: PreferenceRequest, rows: PreferenceRows, model, tokenizer, run_dir: Path,

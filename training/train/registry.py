@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from chatbot.adapters import ADAPTER_MANIFEST, AdapterManifest
+from chatbot.adapters import ADAPTER_MANIFEST, AdapterManifest, peft_notice_muted
 from chatbot.paths import DataPaths
 from training.train.checkpoint import disk_error
 from training.errors import TrainingError
@@ -151,7 +151,8 @@ def merge_adapter(adapter_dir: Path, base_dir: str, out: Path) -> Path:
                             f"{manifest.method!r} and is already a full model; use "
                             f"{adapter_dir} directly")
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    with peft_notice_muted():
+        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
