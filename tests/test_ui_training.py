@@ -104,6 +104,18 @@ def test_build_from_the_log_keeps_thumbs_up_and_shows_the_report(actions, config
     assert picker["value"] == "v1" and "policy=not_down" in report and histogram.format == "PNG"
 
 
+def test_the_page_opens_on_the_last_built_of_datasets_built_in_one_second(actions, monkeypatch):
+    import training.data.build
+
+    monkeypatch.setattr(training.data.build.time, "strftime", lambda *_: "2026-01-01T00:00:00Z")
+    for name in ("v1", "aaa"):  # "aaa" sorts first and is built last
+        build(actions, name=name, feedback="all")
+    _, _, rows, picker = actions.datasets()
+    assert [row[1] for row in rows] == ["2026-01-01T00:00:00Z"] * 2 and picker["value"] == "aaa"
+    build(actions, name="v1", feedback="not_down", overwrite=True)
+    assert actions.datasets()[3]["value"] == "v1"
+
+
 def test_a_run_trains_charts_its_loss_and_becomes_a_variant(actions, config, warnings):
     build(actions, name="facts", feedback="all", share=0.2)
     started = actions.start("facts", "zorb-lora", "lora", 1, 5e-3, 4, 4, 4, 2)

@@ -61,7 +61,7 @@ class TrainingActions:
         rows = [[d["name"], f"not usable: {d['problem']}", "", ""] if "problem" in d else
                 [d["name"], d["created_at"], d["train"], d["validation"]] for d in everything]
         names = [d["name"] for d in found]
-        newest = max(found, key=lambda d: d["created_at"])["name"] if found else None
+        newest = max(found, key=_built_order)["name"] if found else None
         picked = chosen if chosen in names else newest
         return (*self.report(picked), rows, gr.update(choices=names, value=picked))
 
@@ -302,3 +302,11 @@ def _run_section(actions: TrainingActions, picker: gr.Dropdown) -> None:
     stop.click(actions.stop, None, status)
     gr.Timer(POLL_S).tick(actions.poll, None, [status, chart], show_progress="hidden")
     actions.on_page_load.append((actions.poll, [status, chart]))
+
+
+def _built_order(dataset: dict) -> tuple[str, int]:
+    """Creation time, then the manifest's write time: ``created_at`` counts whole seconds, and
+    two datasets built in one second must still give the newest."""
+    from training.data.dataset import MANIFEST
+
+    return dataset["created_at"], (Path(dataset["path"]) / MANIFEST).stat().st_mtime_ns
