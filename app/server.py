@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+from itertools import combinations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -63,27 +64,30 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
 def ab_parts(engine: Engine, config: BotConfig) -> tuple:
     """(assign_variant or None, show variant names, extra tabs) from the ``ab`` section.
 
-    With ``ab.enabled`` each web session gets a sticky variant; with two or more variants
-    the Arena and Dashboard tabs are there to compare them. Votes live in the conversation
+    With ``ab.enabled`` each web session gets a sticky variant; with two or more variants in
+    the split (``ab.weights``, else the config's variants: an adapter registered since waits
+    to be named) the Arena and Dashboard tabs compare them. Votes live in the conversation
     log, so with logging off there is no A/B.
     """
     from chatbot.ab import AbStore
     from chatbot.paths import DataPaths
 
-    variants = list(engine.variants)
-    if not config.logging.enabled or (not config.ab.enabled and len(variants) < 2):
+    split = config.ab_split
+    arms = list(split)  # weight 0 too: its past sessions are reported, it can be compared
+    if not config.logging.enabled or (not config.ab.enabled and len(arms) < 2):
         return None, True, []
     ab = config.ab
     store = AbStore(DataPaths(config.data_path).logs)
-    split = config.ab_split
     assign = (lambda session: store.sticky_variant(session, split)) if ab.enabled else None
     tabs = []
-    if len(variants) >= 2:
+    pairs = ab.arena_pairs or list(combinations(arms, 2))
+    if pairs:
         from app.ui.arena import build_arena_tab
         from app.ui.dashboard import build_dashboard_tab
 
-        tabs = [("Arena", lambda: build_arena_tab(engine, store, ab.arena_pairs)),
-                ("Dashboard", lambda: build_dashboard_tab(store, variants, ab.min_effect,
+        batch = config.models.max_batch
+        tabs = [("Arena", lambda: build_arena_tab(engine, store, pairs, batch)),
+                ("Dashboard", lambda: build_dashboard_tab(store, arms, ab.min_effect,
                                                           ab.alpha, ab.power, ab.bootstrap))]
     return assign, ab.show_variant_names if ab.enabled else True, tabs
 

@@ -9,7 +9,7 @@ from chatbot.ab import AbStore
 from chatbot.engine import Engine
 from chatbot.generate import GenerationSettings
 from chatbot.logs import ConversationLog
-from app.ui.arena import ArenaActions, build_arena_tab
+from app.ui.arena import WAITING, ArenaActions, build_arena_tab
 from app.ui.dashboard import DashboardActions, build_dashboard_tab
 from chatbot.variants import Variant
 
@@ -45,6 +45,29 @@ def test_both_answers_stream_then_a_vote_reveals_the_names_once(arena, monkeypat
     assert [(v.variant_b, v.choice) for v in store.votes()] == [(battle.variant_b, "b")]
     turns = store._db.execute("SELECT turn_a, turn_b FROM battles").fetchone()
     assert all(turns)  # both answers are logged turns
+
+
+def test_a_variant_that_fails_keeps_the_other_answer_and_opens_no_vote(tmp_path, echo,
+                                                                         monkeypatch) -> None:
+    from chatbot.errors import ModelError
+
+    monkeypatch.setattr(gr, "Warning", lambda message: None)
+
+    def generators(model):
+        if model == "gone":
+            raise ModelError("model 'gone' can't be loaded")
+        return echo
+
+    path = tmp_path / "logs.sqlite"
+    variants = {"prompt": Variant("prompt", "base", "rag", retrieval=False),
+                "broken": Variant("broken", "gone", "plain", retrieval=False)}
+    engine = Engine(variants, generators, log=ConversationLog(path))
+    actions = ArenaActions(engine, AbStore(path), rng=random.Random(1))
+    *_, (a, b, state, status, buttons) = actions.ask("how do I sync", None)
+    assert sorted([a, b]) == ["**Not answered:** model 'gone' can't be loaded", "how do I sync"]
+    assert "can't be voted on" in status and buttons["interactive"] is False
+    text, _, _ = actions.vote("a", state)  # as a stranger would call the vote event
+    assert text == WAITING and AbStore(path).votes() == []
 
 
 def test_positions_are_randomized_across_battles(arena) -> None:
@@ -110,3 +133,24 @@ def test_with_no_weights_an_adapter_trained_since_gets_no_sessions(tmp_path, ech
     variants = {name: Variant(name, "b", "rag", False) for name in ("prompt", "plain", "tuned")}
     assign, _, _ = ab_parts(Engine(variants, lambda model: echo), load_config(path))
     assert {assign(f"web-{i}") for i in range(60)} == {"prompt", "plain"}
+
+
+def test_an_adapter_registered_since_joins_no_arena_or_report_until_named(tmp_path, echo) -> None:
+    """The engine serves a registered adapter ("tuned"), but only the variants of the split
+    are compared; the arena answers wait in the chat's queue of ``models.max_batch``."""
+    from chatbot.config_file import load_config
+    from app.server import ab_parts
+    from app.ui import build_app
+
+    path = tmp_path / "bot.yaml"
+    path.write_text("models: {max_batch: 4}\nvariants: {prompt: {}, plain: {template: plain}}\n")
+    variants = {name: Variant(name, "b", "rag", False) for name in ("prompt", "plain", "tuned")}
+    engine = Engine(variants, lambda model: echo)
+    _, _, tabs = ab_parts(engine, load_config(path))
+    app = build_app(engine, tabs=tabs, answers_at_once=4)  # as the server builds it
+    assert app.tab_actions["Arena"].pairs == [("prompt", "plain")]
+    assert app.tab_actions["Dashboard"].variants == ["prompt", "plain"]
+    ask = next(fn for fn in app.fns.values() if fn.name == "ask_events")
+    chat = next(fn for fn in app.fns.values() if fn.name == "respond")
+    assert (ask.concurrency_id, ask.concurrency_limit) == ("chat-answers", 4)
+    assert (chat.concurrency_id, chat.concurrency_limit) == ("chat-answers", 4)

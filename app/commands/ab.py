@@ -26,12 +26,11 @@ def report(config: BotConfig, as_json: bool, chart: str | None) -> None:
     from chatbot.ab import AbStore
     from chatbot.ab_report import build_report, chart_png, render_markdown
     from chatbot.paths import DataPaths
-    from app.build import build_variants
 
     paths = DataPaths(config.data_path)
     store = AbStore(existing_log(config))
     settings = config.ab
-    result = build_report(store, list(build_variants(config)), settings.min_effect,
+    result = build_report(store, list(config.ab_split), settings.min_effect,
                           settings.alpha, settings.power, settings.bootstrap)
     if not settings.enabled:
         result.notes.append("ab.enabled is false: thumbs count only in sessions the A/B split "

@@ -19,6 +19,7 @@ import gradio as gr
 from chatbot.ab import AbStore, Battle, arena_pairs, draw_pair
 from chatbot.engine import Engine
 from chatbot.errors import ChatbotError, InputError
+from app.ui.chat import answer_queue
 from app.ui.render import error_text
 
 CHOICE_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
@@ -30,8 +31,7 @@ class ArenaState:
     """One browser session: its id (the voter when there is no login) and the open battle."""
 
     session_id: str
-    battle: Battle | None = None
-    voted: bool = False
+    battle: Battle | None = None  # the battle open to a vote: both answers given
 
 
 def new_state() -> ArenaState:
@@ -45,7 +45,7 @@ class ArenaActions:
                  pairs: Sequence[Sequence[str]] = (), rng: random.Random | None = None) -> None:
         self.engine = engine
         self.store = store
-        self.pairs = arena_pairs(list(engine.variants), pairs)
+        self.pairs = arena_pairs(list(engine.variants), pairs)  # the pairs given, else all
         self.rng = rng or random.Random()
 
     def ask(self, question: str, state: ArenaState | None) -> Iterator[tuple]:
@@ -59,22 +59,28 @@ class ArenaActions:
             yield "", "", state, WAITING, gr.update(interactive=False)
             return
         left, right = draw_pair(self.pairs, self.rng)
-        state.battle = self.store.start_battle(state.session_id, question, left, right)
-        state.voted = False
+        battle = self.store.start_battle(state.session_id, question, left, right)
+        state.battle = None  # votable once both answers are in
         texts, turns = ["", ""], [None, None]
         locked = gr.update(interactive=False)
         for side, variant in enumerate((left, right)):
-            session = f"{state.session_id}-{state.battle.id}-{'ab'[side]}"
+            session = f"{state.session_id}-{battle.id}-{'ab'[side]}"
             try:  # a closed tab closes this generator: leaving ``with`` stops the answer
                 with self.engine.answer(session, question, variant, history=[]) as stream:
                     for piece in stream:
                         texts[side] += piece
                         yield texts[0], texts[1], state, "_Answering..._", locked
-            except ChatbotError as exc:
-                raise gr.Error(error_text(exc), print_exception=False) from exc
+            except ChatbotError as exc:  # the other side still answers; the pair gets no vote
+                texts[side] = f"**Not answered:** {error_text(exc)}"
+                continue
             texts[side] = stream.reply.text
             turns[side] = stream.reply.turn_id
-        self.store.record_turns(state.battle.id, *turns)
+        self.store.record_turns(battle.id, *turns)
+        if None in turns:
+            yield (*texts, state, "_An answer failed, so this pair can't be voted on. "
+                   "Ask again for a new pair._", locked)
+            return
+        state.battle = battle
         yield texts[0], texts[1], state, "_Which answer is better?_", gr.update(interactive=True)
 
     def vote(self, choice: str, state: ArenaState | None,
@@ -89,7 +95,6 @@ class ArenaActions:
         except InputError as exc:
             gr.Warning(error_text(exc))
             return reveal(state.battle, None), state, gr.update(interactive=False)
-        state.voted = True
         return reveal(battle, choice), state, gr.update(interactive=False)
 
 
@@ -99,9 +104,10 @@ def reveal(battle: Battle, choice: str | None) -> str:
             f"B was **{html.escape(battle.variant_b)}**. Ask another question for a new pair.")
 
 
-def build_arena_tab(engine: Engine, store: AbStore, pairs: Sequence[Sequence[str]] = ()
-                    ) -> ArenaActions:
-    """Lay out the Arena tab inside the current ``gr.Blocks`` and wire its events."""
+def build_arena_tab(engine: Engine, store: AbStore, pairs: Sequence[Sequence[str]] = (),
+                    answers_at_once: int = 1) -> ArenaActions:
+    """Lay out the Arena tab inside the current ``gr.Blocks`` and wire its events; its answers
+    wait in the chat's queue (``answers_at_once`` together)."""
     actions = ArenaActions(engine, store, pairs)
     state = gr.State(new_state)
     with gr.Row():
@@ -126,7 +132,8 @@ def build_arena_tab(engine: Engine, store: AbStore, pairs: Sequence[Sequence[str
             yield (a, b, new, text, *[update] * len(buttons))
 
     for trigger in (box.submit, ask.click):
-        trigger(ask_events, [box, state], [*outputs, *buttons.values()])
+        trigger(ask_events, [box, state], [*outputs, *buttons.values()],
+                **answer_queue(answers_at_once))
 
     for choice, button in buttons.items():
         def on_vote(current, request: gr.Request, choice=choice):

@@ -316,7 +316,7 @@ def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None =
             with gr.Accordion("Exact prompt sent to the model", open=False):
                 prompt = gr.JSON(label="messages", elem_id="cb-prompt")
     streamed = [chatbot, state, box, sources, prompt, comment_row]
-    answering = {"concurrency_limit": answers_at_once, "concurrency_id": "chat-answers"}
+    answering = answer_queue(answers_at_once)
     answers = []
     for trigger in (box.submit, send.click):
         answers.append(trigger(actions.respond, [box, state, variant], streamed, **answering))
@@ -331,3 +331,9 @@ def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None =
     for trigger in (comment.submit, send_comment.click):
         trigger(actions.comment, [state, comment], [state, comment, comment_row])
     return actions
+
+
+def answer_queue(answers_at_once: int) -> dict:
+    """Event options that put an answering event in the one queue every tab's answers share:
+    the model answers ``answers_at_once`` questions together, whichever tab asked them."""
+    return {"concurrency_limit": answers_at_once, "concurrency_id": "chat-answers"}
