@@ -41,6 +41,10 @@ def test_a_failed_gate_registers_nothing_and_says_where_the_report_is(tmp_path, 
     assert not (tmp_path / "data/adapters/zorb").exists()
     assert not list((tmp_path / "data/adapters").glob(".zorb*"))
     assert (tmp_path / "data/evals/gate-zorb/report.md").is_file()
+    ungated = CliRunner().invoke(main, ["train", "--config", str(tmp_path / "bot.yaml"),
+                                        "--data", "facts", "--name", "zorb", "--resume"])
+    assert ungated.exit_code == 2 and "failed its evaluation gate (token_f1>=2)" in ungated.output
+    assert not (tmp_path / "data/adapters/zorb").exists()
 
 
 def test_a_passed_gate_registers_the_adapter(tmp_path, tiny_model, monkeypatch):

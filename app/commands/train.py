@@ -133,6 +133,8 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
     from_adapter = recorded.get("from_adapter") if from_adapter is None else from_adapter
     request = training_request(config, dataset, name, resume, given)
     check = None
+    if resume and not gate:
+        _refuse_an_ungated_resume_of_a_failed_gate(config, name)
     if gate:
         from app.build import eval_settings
         from training.eval.evaluate import gate_check
@@ -152,6 +154,17 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
         raise interrupted(ctx, run_dir, objective) from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
         print_json(result.as_dict())
+
+
+def _refuse_an_ungated_resume_of_a_failed_gate(config: BotConfig, name: str) -> None:
+    from training.eval.evaluate import failed_gate
+
+    gate = failed_gate(config.data_path, name)
+    if gate:
+        raise click.UsageError(
+            f"run {name!r} failed its evaluation gate ({gate}), and --resume without "
+            "--eval-gate would register it unevaluated; give --eval-gate again, or start a new "
+            "run under another --name")
 
 
 def given_settings(config: BotConfig, overrides: dict) -> dict:

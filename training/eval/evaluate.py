@@ -204,12 +204,28 @@ def gate_check(settings: EvalSettings, name: str, gate: str, data: str, baseline
         candidate = adapter_variant(settings, name, staged, baseline)
         result = run_gate(settings, [baseline, name], data, gate, limit=limit,
                           name=eval_name, extra_variants={name: candidate})
-        if not result.passed:
-            report = DataPaths(settings.data_dir).eval(eval_name) / "report.md"
-            raise TrainingError(f"evaluation gate failed: {result.message}; {name!r} was not "
-                                f"registered (report: {report})")
+        failure = DataPaths(settings.data_dir).run(name) / GATE_FAILED
+        if result.passed:
+            failure.unlink(missing_ok=True)
+            return
+        report = DataPaths(settings.data_dir).eval(eval_name) / "report.md"
+        failure.write_text(json.dumps({"gate": gate, "message": result.message,
+                                       "report": str(report)}))
+        raise TrainingError(f"evaluation gate failed: {result.message}; {name!r} was not "
+                            f"registered (report: {report})")
 
     return check
+
+
+GATE_FAILED = "gate-failed.json"
+"""Left in the run's folder when its adapter failed the gate: a ``--resume`` without a gate
+would otherwise register that adapter unevaluated."""
+
+
+def failed_gate(data_dir: Path, name: str) -> str | None:
+    """The gate run ``name`` last failed, or None (no failure on record)."""
+    failure = DataPaths(data_dir).run(name) / GATE_FAILED
+    return json.loads(failure.read_text())["gate"] if failure.is_file() else None
 
 
 def adapter_scorer(settings: EvalSettings, metric: str, data: str, baseline: str,
