@@ -145,7 +145,7 @@ def test_a_name_that_is_no_adapter_name_writes_nothing_anywhere(actions, config,
     assert not (config.data_path / "runs").exists()
 
 
-def test_a_setting_the_command_refuses_is_reported_in_one_line(actions, warnings):
+def test_a_setting_the_command_refuses_is_reported_in_one_line(actions, config, warnings):
     build(actions, name="facts", feedback="all", share=0.2)
     assert actions.start("facts", "wild", "lora", 1, 1e9, 4, 4, 4, 2).startswith("Started:")
     wait_while_running(actions)
@@ -153,6 +153,10 @@ def test_a_setting_the_command_refuses_is_reported_in_one_line(actions, warnings
     assert status.startswith("**failed**: Run 'wild' failed (exit code 2): Invalid value for "
                              "'--lr'"), status
     assert "less than or equal to 1" in status and "Usage:" not in status
+    for endless in (float("inf"), float("nan")):
+        refused = actions.start("facts", "endless", "lora", 1, 5e-3, 4, endless, 4, 2)
+        assert refused.startswith(f"**Not started:** {endless} is not a number a run can use")
+    assert not (config.data_path / "runs" / "endless").exists()
     nothing = actions.start("facts", "fresh", "lora", 1, 5e-3, 4, 4, 4, 2, True)
     assert nothing.startswith("**Not started:** run 'fresh' has no checkpoint to resume from")
     assert "untick Resume" in nothing and not actions.job.running()

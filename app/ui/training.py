@@ -7,6 +7,7 @@ with ``chatbot serve`` (logging on).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -196,7 +197,11 @@ class TrainingActions:
 
 
 def _positive(value: float | None, kind: type) -> float | int | None:
-    """A number field's value; empty or 0 means the config's default."""
+    """A number field's value; empty or 0 means the config's default. The command checks the
+    rest as it checks its flags, but an infinite or NaN value can't even be passed as one."""
+    if value and not math.isfinite(value):
+        raise ChatbotError(f"{value} is not a number a run can use; give a finite number, or 0 "
+                           "for the config's default")
     return kind(value) if value else None
 
 
