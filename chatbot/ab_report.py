@@ -93,7 +93,7 @@ def pair_records(votes: list[Vote], min_effect: float, alpha: float, power: floa
     return records
 
 
-def strengths(votes: list[Vote], n_boot: int) -> list[Strength]:
+def strengths(votes: list[Vote], n_boot: int, alpha: float) -> list[Strength]:
     """Bradley-Terry over all votes; ties and both-bad count as half a win each way."""
     names = sorted({v.variant_a for v in votes} | {v.variant_b for v in votes})
     if len(names) < 2:
@@ -105,7 +105,7 @@ def strengths(votes: list[Vote], n_boot: int) -> list[Strength]:
         winners.append(b if vote.choice == "b" else a)
         losers.append(a if vote.choice == "b" else b)
         ties.append(vote.choice in ("tie", "both_bad"))
-    return bradley_terry_intervals(names, winners, losers, ties, n_boot=n_boot)
+    return bradley_terry_intervals(names, winners, losers, ties, n_boot=n_boot, alpha=alpha)
 
 
 def build_report(store: AbStore, variants: list[str], min_effect: float = 0.05,
@@ -113,8 +113,8 @@ def build_report(store: AbStore, variants: list[str], min_effect: float = 0.05,
     votes = store.votes()
     rates, tests = thumbs_section(store.thumbs(), variants, min_effect, alpha, power)
     report = AbReport(variants, store.assignments(), rates, tests,
-                      pair_records(votes, min_effect, alpha, power), strengths(votes, n_boot),
-                      min_effect, alpha, len(votes))
+                      pair_records(votes, min_effect, alpha, power),
+                      strengths(votes, n_boot, alpha), min_effect, alpha, len(votes))
     if not votes:
         report.notes.append("no arena votes yet: open the Arena tab of `chatbot serve`")
     if not any(p.n for p in rates.values()):
@@ -149,8 +149,8 @@ def render_markdown(report: AbReport) -> str:
     lines += [f"| {p.a} vs {p.b} | {p.a_wins} | {p.b_wins} | {p.ties} | {p.both_bad} | "
               f"{_rate(p.a_win_rate)} | {p.needed} |" for p in report.pairs]
     if report.strengths:
-        lines += ["", "Bradley-Terry log-strength (ties = half wins), bootstrap 95% percentile "
-                  "interval:",
+        lines += ["", "Bradley-Terry log-strength (ties = half wins), bootstrap "
+                  f"{1 - report.alpha:.0%} percentile interval:",
                   "", "| variant | strength |", "|---|---|"]
         lines += [f"| {s.name} | {s.strength:+.2f} [{s.low:+.2f}, {s.high:+.2f}] |"
                   for s in sorted(report.strengths, key=lambda s: -s.strength)]
@@ -171,7 +171,7 @@ def chart_png(report: AbReport) -> bytes:
         left.errorbar(p.rate, y, xerr=[[p.rate - p.low], [p.high - p.rate]], fmt="o", capsize=3)
     left.set_yticks(range(len(rated)), [v for v, _ in rated])
     left.set_xlim(0, 1)
-    left.set_title("thumbs-up rate (Wilson 95%)")
+    left.set_title(f"thumbs-up rate (Wilson {1 - report.alpha:.0%})")
     for y, s in enumerate(report.strengths):
         right.errorbar(s.strength, y, xerr=[[s.strength - s.low], [s.high - s.strength]],
                        fmt="s", capsize=3, color="tab:purple")

@@ -21,7 +21,7 @@ class Proportion:
     rate: float | None
     low: float | None
     high: float | None
-    """Wilson 95% interval (``None`` with no observations)."""
+    """Wilson interval at the report's ``alpha`` (``None`` with no observations)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Strength:
     """Bradley-Terry log-strength, centred so the strengths average 0."""
     low: float
     high: float
-    """Percentile bootstrap 95% interval."""
+    """Percentile bootstrap interval at the report's ``alpha``."""
 
 
 def wilson(successes: int, n: int, alpha: float = 0.05) -> Proportion:
@@ -117,9 +117,10 @@ def bradley_terry(winners: Sequence[int], losers: Sequence[int], ties: Sequence[
 
 
 def bradley_terry_intervals(names: Sequence[str], winners: Sequence[int], losers: Sequence[int],
-                            ties: Sequence[bool], n_boot: int = 500, seed: int = 0
-                            ) -> list[Strength]:
-    """Strengths with percentile intervals from resampling whole votes (fixed seed)."""
+                            ties: Sequence[bool], n_boot: int = 500, seed: int = 0,
+                            alpha: float = 0.05) -> list[Strength]:
+    """Strengths with 1 - ``alpha`` percentile intervals from resampling whole votes (fixed
+    seed)."""
     n = len(names)
     w, l, t = np.asarray(winners, int), np.asarray(losers, int), np.asarray(ties, bool)
     point = bradley_terry(w, l, t, n)
@@ -128,6 +129,6 @@ def bradley_terry_intervals(names: Sequence[str], winners: Sequence[int], losers
     for b in range(n_boot):
         pick = rng.integers(0, len(w), len(w)) if len(w) else np.array([], int)
         boot[b] = bradley_terry(w[pick], l[pick], t[pick], n, iterations=200)
-    low, high = np.percentile(boot, [2.5, 97.5], axis=0)
+    low, high = np.percentile(boot, [50 * alpha, 100 - 50 * alpha], axis=0)
     return [Strength(name, float(point[i]), float(low[i]), float(high[i]))
             for i, name in enumerate(names)]

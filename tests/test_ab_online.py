@@ -119,6 +119,8 @@ def test_report_counts_thumbs_votes_and_needed_votes(tmp_path) -> None:
     assert "| finetuned vs prompt | 2 | 1 | 1 | 1 |" in text
     assert "| variant | sessions the A/B split sent to it | thumbs up |" in text
     assert chart_png(report).startswith(b"\x89PNG")
+    loose = render_markdown(build_report(store, ["prompt", "finetuned"], alpha=0.2, n_boot=100))
+    assert "Wilson 80% intervals" in loose and "bootstrap 80% percentile interval" in loose
 
 
 def test_ab_config_names_must_be_variants() -> None:

@@ -67,6 +67,10 @@ def test_bradley_terry_recovers_simulated_strengths_within_its_intervals() -> No
     for strength, value in zip(result, true):
         assert strength.low <= value <= strength.high
         assert strength.high - strength.low < 0.6
+    sure = bradley_terry_intervals(["a", "b", "c"], winners, losers,
+                                   np.zeros(len(pairs), bool), n_boot=200, alpha=0.01)
+    for wide, usual in zip(sure, result):  # ab.alpha 0.01: 99% intervals hold the 95% ones
+        assert wide.low < usual.low and wide.high > usual.high
 
 
 def test_simulated_thumbs_up_ab_is_detected_and_aa_is_not_at_the_stated_rates() -> None:
