@@ -154,3 +154,28 @@ def test_ab_report_command_prints_json_and_writes_a_chart(tmp_path) -> None:
     assert report["thumbs_tests"][0]["needed_per_variant"] == 1565
     assert chart.read_bytes().startswith(b"\x89PNG")
     assert any(note.startswith("ab.enabled is false") for note in report["notes"])
+
+
+def test_ab_report_chart_never_writes_over_the_bots_own_files(tmp_path) -> None:
+    """--chart naming the log (or the config) is refused: the PNG would replace it."""
+    config, log = tmp_path / "bot.yaml", tmp_path / "data" / "logs.sqlite"
+    config.write_text(yaml.safe_dump({"data_dir": str(log.parent)}))
+    logged = ConversationLog(log)
+    logged.ensure_session("web-a", "prompt")
+    logged.close()
+    (tmp_path / "link.png").symlink_to(log)
+    before = config.read_bytes(), log.read_bytes()
+    refusals = {log: "is the bot's conversation log; choose another --chart path",
+                tmp_path / "link.png": "is the bot's conversation log",
+                config: "is the bot's config file; choose another --chart path",
+                log / "chart.png": f"{log} is a file, not a folder",
+                tmp_path / "chart.jpg": "the chart is a PNG image; give --chart a path ending "
+                                        "in .png"}
+    for chart, refusal in refusals.items():
+        result = CliRunner().invoke(main, ["ab", "report", "--config", str(config), "--chart",
+                                           str(chart)])
+        assert result.exit_code == 1 and f"{chart}" in result.output, chart
+        assert refusal in result.output and "Traceback" not in result.output, chart
+    assert (config.read_bytes(), log.read_bytes()) == before
+    assert [s["id"] for s in ConversationLog(log).sessions()] == ["web-a"]
+    assert not (tmp_path / "chart.jpg").exists()

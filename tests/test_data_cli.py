@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
+from chatbot.logs import ConversationLog
 from chatbot.spreadsheet import safe_cell
 from training.data.dataset import load_training_data
 from training.errors import DatasetError
@@ -55,6 +56,32 @@ def test_build_json_list_show_and_export(run, tmp_path):
     exported = run("data", "export", "v1", "--out", str(out))
     assert exported.stdout.strip() == f"wrote 3 conversations to {out}"
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_export_never_writes_over_the_bots_own_files(run, tmp_path):
+    """--out naming the log, the config or a file the bot keeps is refused, nothing written."""
+    config, log = tmp_path / "bot.yaml", tmp_path / "bot" / "logs.sqlite"
+    config.write_text("{}\n")
+    run("data", "build", "--name", "v1", "--from", str(DATA / "sharegpt.jsonl"), "--config",
+        str(config))
+    logged = ConversationLog(log)
+    logged.ensure_session("web-a", "prompt")
+    logged.close()
+    (tmp_path / "link.jsonl").symlink_to(log)
+    before = config.read_bytes(), log.read_bytes()
+    refusals = {log: "is the bot's conversation log; choose another --out path",
+                tmp_path / "link.jsonl": "is the bot's conversation log",
+                config: "is the bot's config file; choose another --out path",
+                log.parent / "datasets" / "v1" / "export.jsonl": "is inside the bot's datasets",
+                log.parent / "index" / "v1.jsonl": "is inside the bot's search index",
+                log / "v1.jsonl": f"{log} is a file, not a folder"}
+    for out, refusal in refusals.items():
+        result = run("data", "export", "v1", "--out", str(out), "--config", str(config))
+        assert result.exit_code == 1 and f"{out}" in result.output, out
+        assert refusal in result.output, out
+    assert (config.read_bytes(), log.read_bytes()) == before
+    assert [s["id"] for s in ConversationLog(log).sessions()] == ["web-a"]
+    assert not (log.parent / "index").exists()
 
 
 def test_errors_are_one_line(run):

@@ -95,6 +95,30 @@ def test_export_sharegpt(logged, tmp_path) -> None:
     assert record["metadata"]["variants"] == ["prompt"]
 
 
+@pytest.mark.parametrize("out, refusal", [
+    ("data/logs.sqlite", "is the bot's conversation log; choose another --out path"),
+    ("data/logs.sqlite-wal", "is the bot's conversation log; choose another --out path"),
+    ("link.jsonl", "is the bot's conversation log; choose another --out path"),
+    ("bot.yaml", "is the bot's config file; choose another --out path"),
+    ("data/index/chats.jsonl", "is inside the bot's search index"),
+    ("data/logs.sqlite/chats.jsonl", "logs.sqlite is a file, not a folder")],
+    ids=["log", "wal", "symlink", "config", "index", "under-a-file"])
+def test_export_never_writes_over_the_bots_own_files(logged, tmp_path, out, refusal) -> None:
+    """A mistyped --out must not replace the log being exported (or the config) with JSONL."""
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "data" / "logs.sqlite")
+    sessions = invoke("logs", "list", "--json", "--config", logged["config"]).output
+    config = (tmp_path / "bot.yaml").read_bytes()
+    result = CliRunner().invoke(main, ["logs", "export", "--out", str(tmp_path / out),
+                                       "--config", logged["config"]])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{tmp_path / out}" in result.output and refusal in result.output
+    assert (tmp_path / "bot.yaml").read_bytes() == config
+    # the log's bytes may move as SQLite folds its WAL in; what it holds may not
+    assert (tmp_path / "data" / "logs.sqlite").read_bytes().startswith(b"SQLite format 3")
+    assert invoke("logs", "list", "--json", "--config", logged["config"]).output == sessions
+    assert not (tmp_path / "data" / "index").exists()
+
+
 def test_no_log_yet_says_how_to_make_one(tmp_path) -> None:
     config = tmp_path / "bot.yaml"
     config.write_text("{}\n")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from app.commands.common import BotConfig, existing_log, in_section, one_line_errors, \
-    print_json, with_config
+    output_path, print_json, with_config
+from chatbot.errors import InputError
+from chatbot.paths import DataPaths
 
 
 @click.group()
@@ -21,13 +25,10 @@ def ab() -> None:
 @one_line_errors
 def report(config: BotConfig, as_json: bool, chart: str | None) -> None:
     """Thumbs-up rates, arena win rates, Bradley-Terry strengths, votes still needed."""
-    from pathlib import Path
-
     from chatbot.ab import AbStore
     from chatbot.ab_report import build_report, chart_png, render_markdown
-    from chatbot.paths import DataPaths
 
-    paths = DataPaths(config.data_path)
+    path = chart_path(config, chart)
     store = AbStore(existing_log(config))
     settings = config.ab
     result = build_report(store, list(config.ab_split), settings.min_effect,
@@ -35,7 +36,6 @@ def report(config: BotConfig, as_json: bool, chart: str | None) -> None:
     if not settings.enabled:
         result.notes.append("ab.enabled is false: thumbs count only in sessions the A/B split "
                             "assigned a variant to; switch it on to start the test")
-    path = Path(chart) if chart else paths.ab / "report.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(chart_png(result))
     if as_json:
@@ -43,6 +43,16 @@ def report(config: BotConfig, as_json: bool, chart: str | None) -> None:
     else:
         click.echo(render_markdown(result))
         click.echo(f"\nchart: {path}")
+
+
+def chart_path(config: BotConfig, chart: str | None) -> Path:
+    """Where the chart goes: a PNG file, not written over any of the bot's own files."""
+    default = DataPaths(config.data_path).ab / "report.png"
+    path = output_path(config, Path(chart) if chart else default, "--chart")
+    if path.suffix.lower() != ".png":
+        raise InputError(f"{path}: the chart is a PNG image; give --chart a path ending in "
+                         ".png")
+    return path
 
 
 ab = in_section("Conversations")(ab)  # reports on logged feedback and votes

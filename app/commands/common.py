@@ -84,3 +84,37 @@ def existing_log(config: BotConfig) -> Path:
         raise InputError(f"no conversation log at {path} yet; chat with `chatbot chat` or "
                          "`chatbot serve` first (logging.enabled must be true)")
     return path
+
+
+def config_file() -> Path:
+    """The YAML the running command read its config from: ``--config`` or the default."""
+    return click.get_current_context().params.get("config_path") or default_config_path()
+
+
+def own_state(config: BotConfig) -> dict[Path, str]:
+    """The files and folders the bot keeps its state in, each with what it is: an output
+    written over one of them destroys that state."""
+    paths = DataPaths(config.data_path)
+    log_files = {paths.logs.with_name(paths.logs.name + suffix): "conversation log"
+                 for suffix in ("", "-wal", "-shm", "-journal")}
+    return {config_file(): "config file", **log_files, paths.index: "search index",
+            paths.datasets: "datasets", paths.adapters: "adapters", paths.runs: "training runs",
+            paths.evals: "evaluations", paths.sweeps: "sweeps",
+            paths.uploads: "uploaded documents", paths.transcripts: "uploaded transcripts"}
+
+
+def output_path(config: BotConfig, path: Path, option: str) -> Path:
+    """``path``, once sure a command may write there: under folders, not under a file, and
+    not on the bot's own state, named directly or through a symlink."""
+    blocker = next(parent for parent in path.parents if parent.exists())
+    if not blocker.is_dir():
+        raise InputError(f"{path}: {blocker} is a file, not a folder; choose another {option} "
+                         "path")
+    target = path.resolve()
+    for own, what in own_state(config).items():
+        if target == own.resolve():
+            raise InputError(f"{path} is the bot's {what}; choose another {option} path")
+        if target.is_relative_to(own.resolve()):
+            raise InputError(f"{path} is inside the bot's {what} ({own}); choose another "
+                             f"{option} path")
+    return path

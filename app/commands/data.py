@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from app.commands.common import BotConfig, in_section, one_line_errors, print_json, with_config
+from app.commands.common import BotConfig, in_section, one_line_errors, output_path, \
+    print_json, with_config
 from app.commands.data_synth import synth
 
 PROBLEMS_SHOWN = 10
@@ -143,7 +144,7 @@ def show(config: BotConfig, name: str, as_json: bool) -> None:
 
 @data_group.command("export")
 @click.argument("name")
-@click.option("--out", required=True, type=click.Path(path_type=Path),
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="File to write.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
               show_default=True,
@@ -156,7 +157,7 @@ def export(config: BotConfig, name: str, out: Path, fmt: str) -> None:
     from app.build import data_settings
     from training.data.build import export_dataset
 
-    count = export_dataset(data_settings(config), name, out, fmt)
+    count = export_dataset(data_settings(config), name, output_path(config, out, "--out"), fmt)
     click.echo(f"wrote {count} conversations to {out}")
 
 

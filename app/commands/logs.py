@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from app.commands.common import BotConfig, existing_log, in_section, one_line_errors, \
-    print_json, with_config
+    output_path, print_json, with_config
 from chatbot.errors import InputError
 from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
 from index.jsonfile import replacing
@@ -142,6 +142,7 @@ def _echo_turn(turn: LoggedTurn) -> None:
 def export(config: BotConfig, fmt: str, out: Path) -> None:
     """Write each conversation's answered user/assistant turns as JSONL; feedback as metadata."""
     conversations = answers = 0
+    output_path(config, out, "--out")
     log = open_log(config)  # a missing log fails here, before the file is touched
     out.parent.mkdir(parents=True, exist_ok=True)
     with replacing(out) as handle:  # an export cut short leaves the earlier file whole
