@@ -184,6 +184,22 @@ def test_a_name_found_in_one_turn_is_replaced_in_the_whole_conversation(ner):
     assert answer == ("<NAME>, run the sync again.", Counter(NAME=1))
 
 
+def test_words_the_sources_use_stay_while_the_users_name_goes(ner):
+    """NER takes product words for names ("the Dashboard tab"); the sources rendered into the
+    prompt use them too, so they are the documents' words, not a person's."""
+    question = "I am Dana Kowalski; where does the Dashboard show the votes?"
+    answer = "Dana, the Dashboard tab shows them, next to Ollama's settings."
+    rendered = ("Sources:\n[1] ab.md\nThe Dashboard tab shows the votes; Ollama and vLLM serve "
+                f"models.\n\nQuestion: {question}")
+    [[prompt, said, replied]] = ner.scrub_groups([[rendered, question, answer]],
+                                                 [[question, answer]])
+    assert said[0] == "I am <NAME>; where does the Dashboard show the votes?"
+    assert replied[0] == "<NAME>, the Dashboard tab shows them, next to Ollama's settings."
+    assert prompt[0].endswith("The Dashboard tab shows the votes; Ollama and vLLM serve models."
+                              "\n\nQuestion: I am <NAME>; where does the Dashboard show the votes?")
+    assert ner.scrub([answer])[0][0].count("<NAME>") >= 2  # with no sources, NER decides
+
+
 def test_without_the_model_the_patterns_run_alone_and_say_so():
     redactor = Redactor(model="no_such_spacy_model")
     assert redactor.detector == ("patterns only: no NER model installed "

@@ -4,9 +4,11 @@
 NER reads what the people in a conversation wrote (its dialogue turns, not the retrieved
 sources a rendered prompt also holds), and what it finds is replaced wherever it occurs in that
 conversation, so a name given in one turn ("I'm Dana Kowalski") is redacted in the others too,
-as are its words alone ("Dana"). It costs seconds to load and reads about 10k words/s on one
-CPU core, so it runs, batched, only on turns that could hold what it finds: a capitalised word
-that does not start a sentence (names), a title such as "Dr", or a birth or home cue word. The
+as are its words alone ("Dana"); a find that the conversation's sources also hold ("the
+Dashboard tab") is the documents' vocabulary and stays. It costs seconds to load and reads about
+10k words/s on one CPU core, so it runs, batched, only on turns that could hold what it finds: a
+capitalised word that does not start a sentence (names), a title such as "Dr", or a birth or
+home cue word. The
 model is a Python package named by ``data.pii_ner_model``; when it is not installed (or the key
 is null) the patterns run alone and ``detector`` says so for the data report. Nothing is
 downloaded.
@@ -85,8 +87,8 @@ class Redactor:
         for group, said in zip(groups, spoken):
             entities = {}
             for text in said:
-                if patterned[text][0] in found:
-                    entities.update(_with_name_parts(found[patterned[text][0]]))
+                entities.update(found.get(patterned[text][0], {}))
+            entities = _with_name_parts(_undocumented(entities, group, said))
             out.append([_replace_entities(*patterned[text], entities) for text in group])
         return out
 
@@ -94,6 +96,24 @@ class Redactor:
         """Text -> {entity as written: kind} for those of ``texts`` that need NER."""
         todo = [text for text in texts if needs_ner(text)] if self.ner else []
         return dict(zip(todo, self.ner.find(todo))) if todo else {}
+
+
+def _undocumented(entities: dict[str, str], group: Sequence[str], said: Sequence[str]
+                  ) -> dict[str, str]:
+    """``entities`` but those the group's other texts also hold once what its people wrote is
+    taken out: the sources rendered into a prompt, or a teacher's passage. A word the bot's
+    documents use ("the Dashboard tab") is not what a person disclosed, while a person's name
+    ("Dana Kowalski") still takes its parts ("Dana") with it, documented or not."""
+    spoken = sorted(set(said), key=len, reverse=True)
+    rest = []
+    for text in group:
+        if text not in spoken:
+            for own in spoken:
+                text = text.replace(own, "\n")
+            rest.append(text)
+    context = "\n".join(rest)
+    return {entity: kind for entity, kind in entities.items()
+            if not re.search(rf"(?<!\w){re.escape(entity)}(?!\w)", context)}
 
 
 def _with_name_parts(entities: dict[str, str]) -> dict[str, str]:
