@@ -8,6 +8,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -231,6 +232,24 @@ def test_a_rerun_continues_where_a_failed_run_stopped_without_duplicates(bot: Pa
     assert summary.kept == again.kept == 12
     assert sorted(map(str, resumed.train + resumed.validation)) == sorted(
         map(str, fresh.train + fresh.validation))
+
+
+def test_a_run_that_finished_nothing_gives_way_to_other_settings(bot: Path):
+    """A teacher that never answered holds the name with nothing done: other settings start
+    over; once chunks are done, they are refused with the flags that continue the run."""
+    first = SynthRequest("later", "big", n=12, questions_per_chunk=2, test_share=0.34)
+    with pytest.raises(ModelError):
+        synthesize(settings_with(bot, CopyTeacher(fail_after=0)), first)
+    with pytest.raises(ModelError):  # other settings; this time 1 chunk is done
+        synthesize(settings_with(bot, CopyTeacher(fail_after=4), index=False),
+                   replace(first, questions_per_chunk=3))
+    with pytest.raises(DataError, match=r"holds an unfinished run \(1 chunk\(s\) done\) "
+                                        r"started with --teacher big --seed 1234 "
+                                        r"--questions-per-chunk 3; rerun with those"):
+        synthesize(settings_with(bot, CopyTeacher(), index=False), first)
+    summary = synthesize(settings_with(bot, CopyTeacher(), index=False),
+                         replace(first, questions_per_chunk=3))
+    assert summary.resumed_chunks == 1 and summary.kept == 12
 
 
 def test_clear_errors_for_an_empty_index_and_an_unknown_teacher(bot: Path):

@@ -51,10 +51,8 @@ class Progress:
         lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
         records = [_parse(line) for line in lines]
         if records and records[0] is not None and records[0].get("run") != run:
-            raise DataError(
-                f"{directory} holds an unfinished run started with other settings "
-                f"({records[0].get('run')}); rerun with those, or delete that folder to start "
-                "over")
+            _start_over_unless_work_is_lost(directory, records[0].get("run"), records[1:])
+            records = []
         for record in records[1:]:
             if record is not None and "chunk_id" in record:
                 self.done[record["chunk_id"]] = [Item(**item) for item in record["items"]]
@@ -69,6 +67,20 @@ class Progress:
 
     def log_call(self, record: dict) -> None:
         _append(self.directory / CALLS, record)
+
+
+def _start_over_unless_work_is_lost(directory: Path, started: dict, records: list) -> None:
+    """Another run's settings are refused while it has finished chunks; one that finished none
+    (a teacher that never answered) holds nothing and gives way to the new run."""
+    finished = sum(record is not None and "chunk_id" in record for record in records)
+    if finished:
+        teacher = started.get("teacher") or {}
+        raise DataError(
+            f"{directory} holds an unfinished run ({finished} chunk(s) done) started with "
+            f"--teacher {teacher.get('variant')} --seed {started.get('seed')} "
+            f"--questions-per-chunk {started.get('questions_per_chunk')}; rerun with those (and "
+            "the same teacher templates) to continue it, or delete that folder to start over")
+    (directory / CALLS).unlink(missing_ok=True)
 
 
 def _parse(line: str) -> dict | None:
