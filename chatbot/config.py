@@ -346,7 +346,7 @@ class BotConfig(Section):
         for name, spec in self.variants.items():
             if spec.context_window is not None and spec.context_window <= new_tokens:
                 raise ValueError(
-                    f"variants.{name}.context_window ({spec.context_window}) leaves no room for "
+                    f"variants.{name}.context_window: {spec.context_window} leaves no room for "
                     f"a prompt beside generation.max_new_tokens ({new_tokens}); set it to the "
                     "served model's window, or lower max_new_tokens")
         return self
@@ -354,7 +354,7 @@ class BotConfig(Section):
     @model_validator(mode="after")
     def _default_variant_exists(self) -> BotConfig:
         if self.default_variant not in self.variants:
-            raise ValueError(f"default_variant {self.default_variant!r} is not one of "
+            raise ValueError(f"default_variant: {self.default_variant!r} is not one of "
                              f"the variants: {', '.join(self.variants)}")
         return self
 
@@ -363,12 +363,12 @@ class BotConfig(Section):
         named = list(self.ab.weights) + [name for pair in self.ab.arena_pairs for name in pair]
         unknown = sorted({name for name in named if name not in self.variants})
         if unknown:
-            raise ValueError(f"ab names unknown variant(s) {', '.join(unknown)}; variants: "
+            raise ValueError(f"ab: unknown variant(s) {', '.join(unknown)} named; variants: "
                              f"{', '.join(self.variants)}")
         if any(a == b for a, b in self.ab.arena_pairs):
             raise ValueError("ab.arena_pairs: a pair needs two different variants")
         if self.ab.enabled and not self.logging.enabled:
-            raise ValueError("ab.enabled needs logging.enabled: the sticky assignments and "
+            raise ValueError("ab.enabled: needs logging.enabled, as the sticky assignments and "
                              "the votes are kept in the log")
         return self
 

@@ -74,12 +74,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def read_yaml(path: Path) -> object:
     """The YAML document in ``path``; ``ConfigError`` naming the file when it is missing, not
     UTF-8 text, not valid YAML, or gives a key twice."""
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give the config's YAML file")
     if not path.is_file():
-        fix = "pass --config PATH or set $CHATBOT_CONFIG"
+        defaulted = path == default_config_path()
+        fix = "pass --config PATH or set $CHATBOT_CONFIG" if defaulted else "check the path"
         if path.is_absolute():
             raise ConfigError(f"config file {path} not found; {fix}")
         raise ConfigError(f"config file {path} not found in the current folder ({Path.cwd()}); "
-                          f"run the command from the project's folder, or {fix}")
+                          + (f"run the command from the project's folder, or {fix}"
+                             if defaulted else fix))
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -88,7 +92,15 @@ def read_yaml(path: Path) -> object:
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_one_line(exc)}") from None
+
+
+def _one_line(exc: yaml.YAMLError) -> str:
+    """PyYAML's message, which spans several lines and quotes the file, as one line."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    said = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    return where + ("; ".join(part for part in said if part) or " ".join(str(exc).split()))
 
 
 def config_problems(raw: object, base_dir: Path | None = None) -> list[str]:
@@ -189,11 +201,19 @@ def _prefixes(path: str) -> list[str]:
 
 
 def _describe(error: dict) -> str:
-    path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    path = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{path}: unknown key (remove it or check its spelling)"
     message = error["msg"].removeprefix("Value error, ")
+    if not path:  # a check across sections: its message starts with the key it is about
+        named = NAMED_KEY.match(message)
+        known = named and named.group(1).split(".")[0] in BotConfig.model_fields
+        path = named.group(1) if known else "(top level)"
+        message = message[named.end():] if known else message
     return f"{path}: {message}"
+
+
+NAMED_KEY = re.compile(r"([a-z_]+(?:\.[\w-]+)*): ")
 
 
 def load_config(path: str | Path | None = None) -> BotConfig:

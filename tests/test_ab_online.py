@@ -126,12 +126,12 @@ def test_report_counts_thumbs_votes_and_needed_votes(tmp_path) -> None:
 def test_ab_config_names_must_be_variants() -> None:
     problems = config_problems({"ab": {"weights": {"prompt": 1, "nope": 1},
                                        "arena_pairs": [["prompt", "prompt"]]}})
-    assert problems == ["(top level): ab names unknown variant(s) nope; variants: prompt"]
+    assert problems == ["ab: unknown variant(s) nope named; variants: prompt"]
     for weight in (-1, float("inf"), float("nan")):
         assert config_problems({"ab": {"weights": {"prompt": weight}}}) == [
             "ab.weights: weights must be from 0 to 1e+06 and at least one must be > 0"]
     assert config_problems({"ab": {"enabled": True}, "logging": {"enabled": False}}) == [
-        "(top level): ab.enabled needs logging.enabled: the sticky assignments and the votes "
+        "ab.enabled: needs logging.enabled, as the sticky assignments and the votes "
         "are kept in the log"]
 
 

@@ -63,12 +63,12 @@ def test_checks_across_keys_are_reported_beside_a_bad_value() -> None:
     assert config_problems({"default_variant": "finetuned", "retrieval": {"k": 0},
                             "ab": {"weights": {"prompt": 0.5, "finetuned": 0.5}}}) == [
         "retrieval.k: Input should be greater than or equal to 1",
-        "(top level): default_variant 'finetuned' is not one of the variants: prompt"]
+        "default_variant: 'finetuned' is not one of the variants: prompt"]
 
 
 def test_default_variant_must_exist() -> None:
     assert config_problems({"default_variant": "nope"}) == [
-        "(top level): default_variant 'nope' is not one of the variants: prompt"]
+        "default_variant: 'nope' is not one of the variants: prompt"]
 
 
 def test_paths_resolve_from_the_config_folder_and_env_wins(tmp_path: Path,
@@ -83,7 +83,7 @@ def test_paths_resolve_from_the_config_folder_and_env_wins(tmp_path: Path,
 
 
 def test_load_config_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not found; pass --config PATH"):
+    with pytest.raises(ConfigError, match="not found; check the path"):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("retrieval: {k: 0}\n")
@@ -126,6 +126,25 @@ def test_config_check_from_another_folder_says_where_it_looked(
                                       ) in result.output
 
 
+def test_config_check_says_in_one_line_what_is_wrong_with_the_file_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "torn.yaml").write_text("models: [\n")
+    (tmp_path / "a.yaml").write_text("{}\n")
+    (tmp_path / "configs").mkdir()
+    expected = {("torn.yaml",): "error: torn.yaml: not valid YAML: line 2, column 1: while "
+                                "parsing a flow node; expected the node content, but found "
+                                "'<stream end>'",
+                ("configs",): "error: configs is a folder; give the config's YAML file",
+                ("missing.yaml",): "error: config file missing.yaml not found in the current "
+                                   f"folder ({tmp_path}); check the path",
+                ("a.yaml", "--config", "torn.yaml"): "error: two configs given (a.yaml and "
+                                                     "--config torn.yaml); check one at a time"}
+    for arguments, message in expected.items():
+        result = CliRunner().invoke(main, ["config", "check", *arguments])
+        assert result.exit_code == 1 and result.output == message + "\n", arguments
+
+
 def test_config_check_command(tmp_path: Path) -> None:
     runner = CliRunner()
     ok = runner.invoke(main, ["config", "check", str(SHIPPED[0])])
@@ -161,7 +180,7 @@ def test_config_check_finds_model_paths_that_name_no_folder_and_a_window_with_no
                             "generation": {"max_new_tokens": 512},
                             "variants": {"prompt": {"backend": "gpu", "model": "m",
                                                     "context_window": 512}}}) == [
-        "(top level): variants.prompt.context_window (512) leaves no room for a prompt beside "
+        "variants.prompt.context_window: 512 leaves no room for a prompt beside "
         "generation.max_new_tokens (512); set it to the served model's window, or lower "
         "max_new_tokens"]
 

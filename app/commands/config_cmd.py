@@ -22,13 +22,14 @@ def config_group() -> None:
 @click.argument("path", type=click.Path(path_type=Path), required=False)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="Same as PATH.")
+@one_line_errors
 def check(path: Path | None, config_path: Path | None) -> None:
     """Print every problem in a config, each with its key path; exit 1 if any."""
+    if path and config_path and path != config_path:
+        raise ConfigError(f"two configs given ({path} and --config {config_path}); check one "
+                          "at a time")
     path = path or config_path or default_config_path()
-    try:
-        raw = read_yaml(path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    raw = read_yaml(path)
     problems = config_problems(raw, path.resolve().parent)
     for problem in problems:
         click.echo(f"{path}: {problem}", err=True)
