@@ -217,12 +217,16 @@ class ConversationLog:
                 for row_id, (turn_id, text) in zip(ids, rows)]
 
     def _correction(self, turn_id: int, text: str | None) -> str:
-        """The text to keep as the correction of ``turn_id``, or why it can't be kept."""
-        self._answer(turn_id)
+        """The text to keep as the correction of ``turn_id``, or why it can't be kept: the answer
+        itself, resaved unedited, would train on it as if a reviewer had fixed it."""
+        written = self._answer(turn_id)["written"]
         text = _note(text or "", f"the correction of turn {turn_id}")
         if not text:
             raise InputError(f"the correction of turn {turn_id} is empty; give the corrected "
                              "answer's text")
+        if text.split() == clean_text(written).split():
+            raise InputError(f"the correction of turn {turn_id} is the same as the answer; edit "
+                             "it, or approve the answer as it is (Approve in the Review tab)")
         return text
 
     def approve(self, turn_id: int, author: str | None = None) -> int:
@@ -238,8 +242,8 @@ class ConversationLog:
         return [Correction(r["id"], r["turn_id"], r["text"], r["author"], r["created_at"])
                 for r in rows]
 
-    def _answer(self, turn_id: int) -> None:
-        """Refuse a turn id that is not a finished answer in this log."""
+    def _answer(self, turn_id: int):
+        """The turn's row (``_turn``), or a refusal where it is not a finished answer."""
         row = self._turn(turn_id)
         if row is None:
             raise InputError(f"no turn {turn_id} in the conversation log; `chatbot logs show "
@@ -249,13 +253,17 @@ class ConversationLog:
                              "correct the bot's answer that follows it")
         if row["status"] == "pending":
             raise InputError(f"turn {turn_id} is still being answered; correct it once done")
+        return row
 
     def _turn(self, turn_id: int):
-        """The turn's role and status, or None where there is no such turn."""
+        """The turn's role, status and ``written`` text (what the model wrote, which a withheld
+        answer's user did not see), or None where there is no such turn."""
         if not 0 < turn_id <= LARGEST_ID:
             return None
-        return self._db.execute("SELECT role, status FROM turns WHERE id = ?",
-                                (turn_id,)).fetchone()
+        return self._db.execute(
+            "SELECT role, status, COALESCE(NULLIF(json_extract(attribution_json, "
+            "'$.withheld_text'), ''), text) AS written FROM turns WHERE id = ?",
+            (turn_id,)).fetchone()
 
     def review_queue(self, min_support: float, limit: int = 50) -> list[ReviewItem]:
         """Finished answers that were thumbed down, flagged, withheld or scored below

@@ -68,6 +68,8 @@ def test_the_latest_correction_wins_and_the_original_and_history_stay(log) -> No
     (2, "\x00\x01", "the correction of turn 2 is empty"),
     (2, "x" * 20_001, "the correction of turn 2 has 20,001 characters; at most 20,000"),
     (10**30, FIXED, f"no turn {10**30} in "),
+    (2, "\n" + ANSWER.replace(" ", "  ") + " ", "the correction of turn 2 is the same as the "
+                                                 "answer; edit it, or approve the answer"),
 ])
 def test_a_bad_correction_is_refused_and_saves_nothing(log, turn, text, message) -> None:
     log_exchanges(log, "s1", [("How do I remove a document?", ANSWER, None)])
@@ -193,6 +195,7 @@ def test_cli_corrects_one_turn_or_a_file(config_file, isolated_state, tmp_path) 
     (["1", "--text", FIXED], "error: turn 1 is a user message, not an answer; correct the "
                              "bot's answer that follows it"),
     (["2", "--text", " "], "error: the correction of turn 2 is empty"),
+    (["2", "--text", ANSWER], "error: the correction of turn 2 is the same as the answer"),
     (["2"], "error: give the corrected answer of turn 2 with --text"),
     ([], "error: give either TURN_ID with --text, or --file corrections.jsonl"),
 ])

@@ -16,6 +16,7 @@ from app.ui.support import answer_markup, plain_answer
 from chatbot.attribution import Attribution, SentenceSupport, Support
 from chatbot.config_file import load_config
 from chatbot.engine import Engine
+from chatbot.errors import InputError
 from chatbot.logs import ConversationLog
 from chatbot.variants import Variant
 from log_support import log_exchanges
@@ -90,6 +91,8 @@ def test_a_withheld_answer_is_reviewed_as_the_model_wrote_it(tmp_path) -> None:
                                       "withheld_text": "Port 80, always."})[0]
     heading, answer, _, _, correction = ReviewActions(log, min_support=0.5).show(turn)
     assert answer == correction == "Port 80, always."
+    with pytest.raises(InputError, match="is the same as the answer"):  # the text it corrects
+        log.add_correction(turn, correction)
     assert "**The user was shown:** This answer was withheld\\." in heading  # as text
 
 
@@ -116,6 +119,23 @@ def test_a_correction_or_an_approval_takes_an_answer_off_the_list(queue) -> None
     assert rows == []
     assert queue.log.conversation("s1").turns[3].correction == FIXED
     assert queue.log.conversation("s2").turns[1].approved
+
+
+@pytest.fixture
+def warnings(monkeypatch) -> list[str]:
+    shown = []
+    monkeypatch.setattr(gr, "Warning", shown.append)
+    return shown
+
+
+def test_saving_the_answer_unedited_is_refused_and_stores_no_correction(queue, warnings) -> None:
+    """An unedited answer saved as its own correction would train on it as if fixed."""
+    written = queue.show(4)[1]
+    kept = queue.correct(4, f"  {written}\n", gr.Request(username="ana"))
+    assert warnings == ["the correction of turn 4 is the same as the answer; edit it, or "
+                        "approve the answer as it is (Approve in the Review tab)"]
+    assert all(update == gr.update() for update in kept)  # the editor stays as it is
+    assert queue.log.corrections(4) == [] and 4 in [row[0] for row in queue.refresh()[0]]
 
 
 @pytest.fixture
