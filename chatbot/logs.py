@@ -178,9 +178,12 @@ class ConversationLog:
         a rating nobody stands by must not steer training data or the review queue."""
         self._write("DELETE FROM feedback WHERE turn_id = ?", (turn_id,))
 
-    def add_correction(self, turn_id: int, text: str, author: str | None = None) -> Correction:
-        """Record ``text`` as the right answer of ``turn_id``; the generated text is kept."""
-        return self.add_corrections([(turn_id, text)], author)[0]
+    def add_correction(self, turn_id: int, text: str, author: str | None = None, *,
+                       seen_unreviewed: bool = False) -> Correction:
+        """Record ``text`` as the right answer of ``turn_id``; the generated text is kept.
+        ``seen_unreviewed``: the author saw the answer uncorrected and unapproved (in the review
+        queue), so a review saved by someone else since is not replaced but reported."""
+        return self.add_corrections([(turn_id, text)], author, seen_unreviewed)[0]
 
     def refused_corrections(self, rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
         """(index in ``rows``, why) of each correction that can't be saved."""
@@ -197,10 +200,10 @@ class ConversationLog:
                 refused.append((index, str(exc)))
         return kept, refused
 
-    def add_corrections(self, rows: list[tuple[int, str]],
-                        author: str | None = None) -> list[Correction]:
+    def add_corrections(self, rows: list[tuple[int, str]], author: str | None = None,
+                        seen_unreviewed: bool = False) -> list[Correction]:
         """Several corrections at once: all are checked first, so a bad one saves none, and
-        every bad one is named."""
+        every bad one is named (``seen_unreviewed``: as in ``add_correction``)."""
         checked, refused = self._checked(rows)
         if refused:
             raise InputError(refused[0][1] if len(rows) == 1 else
@@ -209,9 +212,9 @@ class ConversationLog:
         rows = checked
         created = now()
         with self._lock, self._db:
-            ids = [self._db.execute("INSERT INTO corrections (turn_id, text, author, created_at)"
-                                    " VALUES (?, ?, ?, ?)",
-                                    (turn_id, text, author, created)).lastrowid
+            ids = [self._review("INSERT INTO corrections (turn_id, text, author, created_at) "
+                                "SELECT :turn, :text, :author, :at", seen_unreviewed,
+                                turn=turn_id, text=text, author=author, at=created)
                    for turn_id, text in rows]
         return [Correction(row_id, turn_id, text, author, created)
                 for row_id, (turn_id, text) in zip(ids, rows)]
@@ -229,11 +232,27 @@ class ConversationLog:
                              "it, or approve the answer as it is (Approve in the Review tab)")
         return text
 
-    def approve(self, turn_id: int, author: str | None = None) -> int:
-        """Mark an answer as fine as it is: it leaves the review queue."""
+    def approve(self, turn_id: int, author: str | None = None, *,
+                seen_unreviewed: bool = False) -> int:
+        """Mark an answer as fine as it is: it leaves the review queue (``seen_unreviewed``: as
+        in ``add_correction``)."""
         self._answer(turn_id)
-        return self._write("INSERT INTO approvals (turn_id, author, created_at) VALUES (?, ?, ?)",
-                           (turn_id, author, now()))
+        with self._lock, self._db:
+            return self._review("INSERT INTO approvals (turn_id, author, created_at) "
+                                "SELECT :turn, :author, :at", seen_unreviewed,
+                                turn=turn_id, author=author, at=now())
+
+    def _review(self, insert: str, seen_unreviewed: bool, **values: object) -> int:
+        """Run ``insert`` (an INSERT ... SELECT of ``values``); with ``seen_unreviewed``, only
+        while nobody has corrected or approved the turn, checked by the same statement: of two
+        reviewers saving at once, the second is refused rather than replacing the first."""
+        cursor = self._db.execute(
+            insert + (f" WHERE {_unreviewed(':turn')}" if seen_unreviewed else ""), values)
+        if not cursor.rowcount:
+            done = "corrected" if self.corrections(values["turn"]) else "approved"
+            raise InputError(f"turn {values['turn']} was {done} by someone else since you "
+                             "opened it; theirs is kept: Refresh to see the list as it is now")
+        return cursor.lastrowid
 
     def corrections(self, turn_id: int) -> list[Correction]:
         """Every correction of ``turn_id``, oldest first (the last one counts)."""
@@ -271,8 +290,7 @@ class ConversationLog:
         rows = self._db.execute(
             "SELECT t.session_id, t.position FROM turns t WHERE t.role = 'assistant' "
             "AND t.status = 'complete' "
-            "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.turn_id = t.id) "
-            "AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.turn_id = t.id) "
+            f"AND {_unreviewed('t.id')} "
             "AND ((SELECT rating FROM feedback f WHERE f.turn_id = t.id "
             "      ORDER BY f.id DESC LIMIT 1) = -1 "
             "  OR json_extract(t.attribution_json, '$.action') IN ('flagged', 'withheld') "
@@ -336,6 +354,12 @@ def _reasons(answer: LoggedTurn, min_support: float) -> tuple[str, ...]:
     elif attribution.get("score") is not None and attribution["score"] < min_support:
         found.append("low support")
     return tuple(found)
+
+
+def _unreviewed(turn: str) -> str:
+    """The SQL condition that the answer ``turn`` names has no correction and no approval."""
+    return (f"NOT EXISTS (SELECT 1 FROM corrections c WHERE c.turn_id = {turn}) "
+            f"AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.turn_id = {turn})")
 
 
 WRITER = f"{socket.gethostname()}:{os.getpid()}"

@@ -61,6 +61,15 @@ def test_the_latest_correction_wins_and_the_original_and_history_stay(log) -> No
     assert saved.id == log.corrections(turn)[-1].id
 
 
+def test_a_review_expecting_an_unreviewed_answer_keeps_the_one_saved_first(log) -> None:
+    turn = log_exchanges(log, "s1", [("How do I remove a document?", ANSWER, -1)])[0]
+    log.approve(turn, author="ana", seen_unreviewed=True)
+    with pytest.raises(InputError, match=f"turn {turn} was approved by someone else since you"):
+        log.add_correction(turn, FIXED, author="bo", seen_unreviewed=True)
+    assert log.corrections(turn) == []
+    assert log.add_correction(turn, FIXED).text == FIXED  # `chatbot logs correct`: the latest wins
+
+
 @pytest.mark.parametrize("turn, text, message", [
     (999, FIXED, "no turn 999 in "),
     (1, FIXED, "turn 1 is a user message, not an answer"),

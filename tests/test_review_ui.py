@@ -138,6 +138,22 @@ def test_saving_the_answer_unedited_is_refused_and_stores_no_correction(queue, w
     assert queue.log.corrections(4) == [] and 4 in [row[0] for row in queue.refresh()[0]]
 
 
+def test_of_two_reviewers_of_one_answer_the_first_is_kept_and_the_second_told(
+        queue, warnings) -> None:
+    other = ReviewActions(ConversationLog(queue.log.path), min_support=0.5)
+    assert queue.refresh()[1]["value"] == other.refresh()[1]["value"] == 6
+    rows = queue.correct(6, "Port 8080.", gr.Request(username="ana"))[0]
+    assert [row[0] for row in rows] == [4]
+    kept = other.correct(6, "Port 443.", gr.Request(username="bo"))
+    assert warnings == ["turn 6 was corrected by someone else since you opened it; theirs is "
+                        "kept: Refresh to see the list as it is now"]
+    assert all(update == gr.update() for update in kept)  # bo's text stays in the box
+    assert [(c.text, c.author) for c in queue.log.corrections(6)] == [("Port 8080.", "ana")]
+    other.approve(6, gr.Request(username="bo"))
+    assert "turn 6 was corrected by someone else" in warnings[-1]
+    assert not queue.log.conversation("s2").turns[1].approved
+
+
 @pytest.fixture
 def protected(tmp_path, echo, monkeypatch):
     monkeypatch.setenv("CHATBOT_API_KEY", "k-1")

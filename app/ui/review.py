@@ -43,7 +43,9 @@ class ReviewActions:
     """The tab's event functions, callable without a server (the tests call them directly).
 
     ``refresh``, ``correct`` and ``approve`` return (table rows, picker update, details...)
-    so the list and the open answer always agree.
+    so the list and the open answer always agree. The list holds only answers nobody reviewed,
+    so a save or an approval expects that still (``seen_unreviewed``): of two reviewers of one
+    answer, the first one's review is kept and the second is told.
     """
 
     def __init__(self, log: ConversationLog, min_support: float = 0.5) -> None:
@@ -92,7 +94,8 @@ class ReviewActions:
             gr.Warning("Pick an answer to correct first.")
             return self.refresh()
         try:
-            self.log.add_correction(_turn(turn_id), text, getattr(request, "username", None))
+            self.log.add_correction(_turn(turn_id), text, getattr(request, "username", None),
+                                    seen_unreviewed=True)
         except InputError as exc:
             gr.Warning(error_text(exc))
             return (gr.update(), gr.update(), gr.update(), gr.update(), gr.update(),
@@ -106,7 +109,8 @@ class ReviewActions:
             gr.Warning("Pick an answer to approve first.")
             return self.refresh()
         try:
-            self.log.approve(_turn(turn_id), getattr(request, "username", None))
+            self.log.approve(_turn(turn_id), getattr(request, "username", None),
+                             seen_unreviewed=True)
         except InputError as exc:
             gr.Warning(error_text(exc))
         else:
