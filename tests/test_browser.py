@@ -108,9 +108,16 @@ def test_browser_logs_in_chats_streams_shows_sources_logs_thumbs_up_and_uploads(
         page.locator("#cb-review-pick input").click()  # the second listed answer, picked
         page.get_by_role("option", name=re.compile("search them")).click()
         expect(page.locator("#cb-review-question")).to_contain_text("And how do I search them?")
+        typed = "Run chatbot index sync docs/."
+        page.locator("#cb-review-correction textarea").fill(typed)
+        page.get_by_role("tab", name="Chat").click()
+        with page.expect_request(lambda r: "queue/join" in r.url):
+            page.get_by_role("tab", name="Review").click()  # lists anew, keeps what was typed
+        page.wait_for_timeout(1000)  # the tab's new list has come
+        expect(page.locator("#cb-review-question")).to_contain_text("And how do I search them?")
+        expect(page.locator("#cb-review-correction textarea")).to_have_value(typed)
         joins = []
         page.on("request", lambda r: joins.append(r) if "queue/join" in r.url else None)
-        page.locator("#cb-review-correction textarea").fill("Run chatbot index sync docs/.")
         page.locator("#cb-review-save").click()  # one event: no second, racing the stream
         expect(page.locator("#cb-review-table")).not_to_contain_text("search them",
                                                                      timeout=10_000)

@@ -154,6 +154,26 @@ def test_of_two_reviewers_of_one_answer_the_first_is_kept_and_the_second_told(
     assert not queue.log.conversation("s2").turns[1].approved
 
 
+def test_going_back_to_the_review_tab_keeps_the_correction_being_typed(engine) -> None:
+    """Opening the tab again lists what changed meanwhile (a thumbs-down in the chat), and
+    leaves the open answer and its correction, typed and not saved yet, as they are."""
+    from app.ui import build_app
+
+    first = log_exchanges(engine.log, "s1", [("Which port?", "Port 80.", -1)])[0]
+    app = build_app(engine)
+    tab = next(block for block in app.blocks.values()
+               if isinstance(block, gr.Tab) and block.label == "Review")
+    opened = next(event for event in app.fns.values() if (tab._id, "select") in event.targets)
+    table, picker, heading = opened.outputs  # the correction box is not written
+    assert opened.inputs == [picker] and picker.elem_id == "cb-review-pick"
+    later = log_exchanges(engine.log, "s2", [("Which host?", "localhost.", -1)])[0]
+    engine.log.approve(first, "bo")
+    rows, choices, shown = opened.fn(first)
+    assert [row[0] for row in rows] == [later] and shown == gr.update()
+    assert choices["choices"][-1] == (f"turn {first}: no longer waiting for review", first)
+    assert "value" not in choices and "Pick an answer" in opened.fn(None)[2]  # none open
+
+
 @pytest.fixture
 def protected(tmp_path, echo, monkeypatch):
     monkeypatch.setenv("CHATBOT_API_KEY", "k-1")

@@ -49,8 +49,9 @@ def build_app(engine: Engine, *, documents: Documents | None = None,
                     opened(app.document_actions.table, None, app.document_actions.listing)
             if engine.log is not None:
                 with gr.Tab("Review", id="review") as review_tab:
-                    app.review_actions = build_review_tab(engine.log, _min_support(engine))
-                _on_page_load(app, app.review_actions, review_tab)
+                    app.review_actions = build_review_tab(review_tab, engine.log,
+                                                          _min_support(engine))
+                _on_page_load(app, app.review_actions)
             app.tab_actions = {}
             for label, build in tabs:
                 with gr.Tab(label, id=label.lower()):
@@ -65,13 +66,10 @@ def _min_support(engine: Engine) -> float:
     return (attributor.settings if attributor else AttributionSettings()).min_support
 
 
-def _on_page_load(app: gr.Blocks, actions: object, tab: gr.Tab | None = None) -> None:
-    """Run ``actions.on_page_load`` when the page opens, and also each time ``tab`` is
-    opened, for a tab whose list other tabs change (a thumbs-down in the Chat tab adds an
-    answer to review)."""
+def _on_page_load(app: gr.Blocks, actions: object) -> None:
+    """Run ``actions.on_page_load`` when the page opens."""
     for function, outputs in getattr(actions, "on_page_load", ()):
-        for opened in (app.load, *((tab.select,) if tab is not None else ())):
-            opened(function, None, outputs)
+        app.load(function, None, outputs)
 
 
 def mount_ui(server: FastAPI, app: gr.Blocks, credentials: Credentials,

@@ -22,6 +22,7 @@ from app.ui.render import error_text, sources_html
 COLUMNS = ["turn", "why", "question", "answer"]
 EXCERPT = 120
 NOTHING = "_Nothing to review: no thumbed-down, flagged or weakly supported answer is waiting._"
+PICK = "_Pick an answer from the list to review it._"
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,21 @@ class ReviewActions:
 
     def refresh(self) -> tuple:
         items = self.items()
-        rows = [[item.answer.id, ", ".join(item.reasons), _excerpt(item.question),
-                 _excerpt(item.answer.text)] for item in items]
-        choices = [(f"turn {item.answer.id}: {_excerpt(item.question, 60)}", item.answer.id)
-                   for item in items]
         first = items[0].answer.id if items else None
-        return (rows, gr.update(choices=choices, value=first), *self.show(first, items))
+        return (_rows(items), gr.update(choices=_choices(items), value=first),
+                *self.show(first, items))
+
+    def reopen(self, picked: int | None) -> tuple:
+        """(table rows, picker update, heading) on a return to the tab: the list as the log has
+        it now (a thumbs-down in the Chat tab adds to it), and the open answer as it was, with
+        the correction the reviewer typed; if it left the list meanwhile, it stays a choice, so
+        that saving it says why it can't be."""
+        items = self.items()
+        choices = _choices(items)
+        if picked is not None and picked not in [turn for _, turn in choices]:
+            choices.append((f"turn {picked}: no longer waiting for review", picked))
+        heading = gr.update() if picked is not None else PICK if items else NOTHING
+        return _rows(items), gr.update(choices=choices), heading
 
     def show(self, turn_id: int | None, items: list[ReviewItem] | None = None) -> tuple:
         """(question and reasons Markdown, answer, sources HTML, exact prompt, correction box)."""
@@ -126,13 +136,24 @@ def _turn(value: object) -> int:
         raise InputError(f"{value!r} is not a turn id; pick an answer from the list") from None
 
 
+def _rows(items: list[ReviewItem]) -> list[list]:
+    return [[item.answer.id, ", ".join(item.reasons), _excerpt(item.question),
+             _excerpt(item.answer.text)] for item in items]
+
+
+def _choices(items: list[ReviewItem]) -> list[tuple[str, int]]:
+    return [(f"turn {item.answer.id}: {_excerpt(item.question, 60)}", item.answer.id)
+            for item in items]
+
+
 def _excerpt(text: str, limit: int = EXCERPT) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def build_review_tab(log: ConversationLog, min_support: float = 0.5) -> ReviewActions:
-    """Lay out the Review tab inside the current ``gr.Blocks`` and wire its events."""
+def build_review_tab(tab: gr.Tab, log: ConversationLog, min_support: float = 0.5
+                     ) -> ReviewActions:
+    """Lay out the Review tab inside ``tab`` and wire its events."""
     actions = ReviewActions(log, min_support)
     refresh = gr.Button("Refresh", size="sm", elem_id="cb-review-refresh")
     table = gr.Dataframe(headers=COLUMNS, label="Answers to review", interactive=False,
@@ -155,6 +176,9 @@ def build_review_tab(log: ConversationLog, min_support: float = 0.5) -> ReviewAc
     details = [heading, answer, sources, prompt, correction]
     everything = [table, picked, *details]
     actions.on_page_load = [(actions.refresh, everything)]
+    # The open answer's details are no output: on a return to the tab, the page may set the
+    # correction box back to the text last sent even for an update that changes nothing.
+    tab.select(actions.reopen, [picked], [table, picked, heading])
     refresh.click(actions.refresh, None, everything, api_name="review_refresh")
     # ``input``, not ``change``: a pick by the reviewer only. The other events set the picker
     # themselves, and a second event chained on their change could race the page's stream
