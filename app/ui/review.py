@@ -178,14 +178,18 @@ def build_review_tab(tab: gr.Tab, log: ConversationLog, min_support: float = 0.5
     actions.on_page_load = [(actions.refresh, everything)]
     # The open answer's details are no output: on a return to the tab, the page may set the
     # correction box back to the text last sent even for an update that changes nothing.
-    tab.select(actions.reopen, [picked], [table, picked, heading])
-    refresh.click(actions.refresh, None, everything, api_name="review_refresh")
+    # One at a time, in the order sent: a pick answered after the save that followed it
+    # would put the saved answer back on show.
+    in_order = {"concurrency_id": "review", "concurrency_limit": 1}
+    tab.select(actions.reopen, [picked], [table, picked, heading], **in_order)
+    refresh.click(actions.refresh, None, everything, api_name="review_refresh", **in_order)
     # ``input``, not ``change``: a pick by the reviewer only. The other events set the picker
     # themselves, and a second event chained on their change could race the page's stream
     # (see ``ChatActions``).
-    picked.input(actions.show, [picked], details, api_name="review_show")
-    save.click(actions.correct, [picked, correction], everything, api_name="review_correct")
-    approve.click(actions.approve, [picked], everything, api_name="review_approve")
+    picked.input(actions.show, [picked], details, api_name="review_show", **in_order)
+    save.click(actions.correct, [picked, correction], everything, api_name="review_correct",
+               **in_order)
+    approve.click(actions.approve, [picked], everything, api_name="review_approve", **in_order)
     return actions
 
 
