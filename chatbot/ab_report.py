@@ -142,7 +142,8 @@ def render_markdown(report: AbReport) -> str:
         diff = f"{t.test.difference:+.1%}" if t.test else "–"
         p_value = f"{t.test.p_value:.3g}" if t.test else "–"
         lines.append(f"| {t.b} vs {t.a} | {diff} | {p_value} | {t.needed_per_variant} |")
-    lines += ["", f"Arena ({report.votes} votes): win rate of the first variant among decisive "
+    votes = f"{report.votes} vote" + ("" if report.votes == 1 else "s")
+    lines += ["", f"Arena ({votes}): win rate of the first variant among decisive "
               "votes; ties and both-bad shown apart.", "",
               "| pair | wins | losses | ties | both bad | win rate | more decisive votes needed |",
               "|---|---|---|---|---|---|---|"]

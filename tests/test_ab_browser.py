@@ -56,7 +56,7 @@ def test_arena_vote_in_the_browser(tmp_path, echo) -> None:
             expect(page.locator("#cb-vote-b")).to_be_disabled()
             page.get_by_role("tab", name="Dashboard").click()
             page.locator("#cb-dashboard-refresh").click()
-            expect(page.locator("#cb-dashboard")).to_contain_text("Arena (1 votes)",
+            expect(page.locator("#cb-dashboard")).to_contain_text("Arena (1 vote)",
                                                                   timeout=30_000)
             browser.close()
     finally:

@@ -83,7 +83,7 @@ def test_dashboard_refresh_shows_the_report_and_chart(arena) -> None:
     state = list(actions.ask("q", None))[-1][2]
     actions.vote("tie", state)
     markdown, image = DashboardActions(store, list(engine.variants), bootstrap=50).refresh()
-    assert "Arena (1 votes)" in markdown and "| 0 | 0 | 1 | 0 |" in markdown
+    assert "Arena (1 vote)" in markdown and "| 0 | 0 | 1 | 0 |" in markdown
     assert image.size[0] > 100
 
 
