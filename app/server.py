@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 import asyncio
-from itertools import combinations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from itertools import combinations
 from pathlib import Path
 
 from fastapi import FastAPI

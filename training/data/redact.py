@@ -8,10 +8,9 @@ as are its words alone ("Dana"); a find that the conversation's sources also hol
 Dashboard tab") is the documents' vocabulary and stays. It costs seconds to load and reads about
 10k words/s on one CPU core, so it runs, batched, only on turns that could hold what it finds: a
 capitalised word that does not start a sentence (names), a title such as "Dr", or a birth or
-home cue word. The
-model is a Python package named by ``data.pii_ner_model``; when it is not installed (or the key
-is null) the patterns run alone and ``detector`` says so for the data report. Nothing is
-downloaded.
+home cue word. The model is a Python package named by ``data.pii_ner_model``; when it is not
+installed (or the key is null) the patterns run alone and ``detector`` says so for the data
+report. Nothing is downloaded.
 
     redactor = Redactor(KINDS, region="GB")
     redactor.scrub(["I'm Dana Kowalski, born 3 May 1987"])  # [("I'm <NAME>, born <DOB>", ...)]

@@ -209,8 +209,9 @@ def gate_check(settings: EvalSettings, name: str, gate: str, data: str, baseline
             failure.unlink(missing_ok=True)
             return
         report = DataPaths(settings.data_dir).eval(eval_name) / "report.md"
-        failure.write_text(json.dumps({"gate": gate, "message": result.message,
-                                       "report": str(report)}))
+        if failure.parent.is_dir():  # the run's checkpoints, which --resume would register
+            failure.write_text(json.dumps({"gate": gate, "message": result.message,
+                                           "report": str(report)}))
         raise TrainingError(f"evaluation gate failed: {result.message}; {name!r} was not "
                             f"registered (report: {report})")
 
