@@ -72,6 +72,7 @@ def test_retrieval_hits_match_ids_sources_and_evidence() -> None:
     assert hit_at_k(hits, ["indexing"], False) is None and hit_at_k(hits, [], True) is None
     assert hit_at_k(hits, ["docs/indexing.md"], True) == 1.0  # samples/eval.jsonl's gold_sources
     assert hit_at_k(hits, ["other/indexing.md"], True) == 0.0
+    assert hit_at_k(hits, ["indexing.md"], True) == 1.0  # a file name, as `index eval` takes it
     assert evidence_recall(hits, ["run the sync command", "missing"], True) == 0.5
 
 

@@ -12,6 +12,7 @@ from app.cli import main
 from chatbot.config_file import load_config
 from app.build import bot_index, eval_settings
 from training.eval.evaluate import parse_gate, run_eval
+from chatbot.errors import InputError
 from training.eval.generations import CACHE_FILE
 
 DATA = Path(__file__).parent / "data"
@@ -139,6 +140,9 @@ def test_bad_inputs_are_one_line_errors(eval_bot: Path, tmp_path: Path) -> None:
                                        "--variants", "plain,prompt"])
     assert result.exit_code == 1 and "bad.jsonl, line 2: the question is empty" in result.output
     assert parse_gate("rouge_l >= 0.02").threshold == 0.02
+    assert parse_gate("latency_ms<=1e3").threshold == 1000
+    with pytest.raises(InputError, match="is not METRIC>=NUMBER"):
+        parse_gate("token_f1>=0.0.1")  # was a ValueError traceback
     for out in ("../../x", str(tmp_path / "elsewhere"), "team/v2"):  # a name, not a path
         escaped = eval_cli(eval_bot, "--variants", "plain,prompt", "--out", out)
         assert escaped.exit_code == 1

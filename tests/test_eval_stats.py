@@ -45,6 +45,33 @@ def test_min_detectable_effect_is_the_paired_t_power_solution() -> None:
     assert normal_approx < min_detectable_effect(d) < 1.05 * normal_approx
 
 
+def test_min_detectable_effect_is_a_number_at_every_n() -> None:
+    """statsmodels answers some n (73, 87, 92...) with a 1-element array."""
+    for n in (72, 73, 87, 92, 120):
+        d = np.random.default_rng(n).normal(0, 1, n)
+        assert isinstance(min_detectable_effect(d), float)
+
+
+def test_the_gate_does_not_promote_on_noise_from_few_items() -> None:
+    """With no true difference, ``token_f1>=0`` passes about 2.5% of the time (one side of a
+    95% interval), at 3 items as at 8; the percentile bootstrap alone passed 12% at 3."""
+    from training.eval.evaluate import check_gate, parse_gate
+    from training.eval.result import EvalResult
+
+    def gate(baseline, candidate):
+        comparison = compare_paired(baseline, candidate, n_boot=500)
+        result = EvalResult("e", "d", [], ["base", "new"], None, {}, {},
+                            {"new": {"token_f1": comparison}}, 0.05)
+        return check_gate(result, parse_gate("token_f1>=0"), "new")
+
+    rng = np.random.default_rng(5)
+    for n in (3, 5, 8):
+        passed = sum(gate(np.zeros(n), rng.normal(0, 0.1, n)).passed for _ in range(400))
+        assert passed / 400 <= 0.05, n
+    few = gate([0, 0, 0], [0.1, 0.3, 0.2])
+    assert not few.passed and "[-0.0484, +0.4484]" in few.message
+
+
 def test_small_samples_warn_and_report_every_part() -> None:
     result = compare_paired([0.1, 0.5, 0.2, 0.9], [0.3, 0.5, 0.1, 1.0], min_effect=0.01)
     assert result.n == 4 and (result.wins, result.ties, result.losses) == (2, 1, 1)

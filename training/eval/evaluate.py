@@ -32,7 +32,8 @@ from training.eval.paired_stats import Interval, PairedComparison, bootstrap_mea
 from training.eval.result import EvalResult, Gate, GateResult
 from training.eval.settings import EvalSettings
 
-GATE = re.compile(r"^\s*([a-z_@0-9]+)\s*(>=|<=)\s*(-?[0-9.]+)\s*$")
+GATE = re.compile(r"^\s*([a-z_@0-9]+)\s*(>=|<=)\s*([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
+                  r"(?:[eE][-+]?[0-9]+)?)\s*$")
 
 
 def parse_gate(text: str) -> Gate:
@@ -45,13 +46,16 @@ def parse_gate(text: str) -> Gate:
 
 def check_gate(result: EvalResult, gate: Gate, candidate: str) -> GateResult:
     """Pass only when the whole 95% interval of candidate - baseline clears the threshold:
-    ``>=`` needs the lower bound at or above it, ``<=`` the upper bound at or below it."""
+    ``>=`` needs the lower bound at or above it, ``<=`` the upper bound at or below it. The
+    interval is the wider of the paired bootstrap's and Student t's: on few items the
+    bootstrap alone is too narrow and would promote a variant on noise."""
     comparison = result.comparisons.get(candidate, {}).get(gate.metric)
     if comparison is None or comparison.n < 3:
         n = comparison.n if comparison else 0
         return GateResult(gate, candidate, result.baseline, False, None,
                           f"gate {gate}: {n} paired item(s) have {gate.metric}; need at least 3")
-    diff = comparison.difference
+    boot, student = comparison.difference, comparison.difference_t
+    diff = Interval(boot.mean, min(boot.low, student.low), max(boot.high, student.high))
     bound = diff.low if gate.op == ">=" else diff.high
     passed = bound >= gate.threshold if gate.op == ">=" else bound <= gate.threshold
     verdict = "passed" if passed else "failed"

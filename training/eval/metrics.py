@@ -161,11 +161,12 @@ def abstention(prediction: str, not_answerable: bool, refused: bool = False) -> 
 
 def hit_at_k(hits: Sequence[dict], gold_ids: Sequence[str], retrieval: bool) -> float | None:
     """1 when a retrieved passage is one of ``gold_ids`` (matched on chunk id, source, the
-    source's file name without extension, or a relative path the source ends with)."""
+    source's file name with or without extension, or a relative path the source ends with),
+    as ``chatbot index eval`` matches a gold source."""
     if not gold_ids or not retrieval:
         return None
     gold = set(gold_ids)
-    paths = tuple("/" + g.lstrip("./") for g in gold if "/" in g)
+    paths = tuple("/" + g.removeprefix("./") for g in gold)
     return float(any(_hit_names(h) & gold or str(h.get("source", "")).endswith(paths)
                      for h in hits))
 
