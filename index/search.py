@@ -12,6 +12,7 @@ document into one passage of at most ``merge_max_words`` (``index/passages.py``)
 
 from __future__ import annotations
 
+import threading
 from typing import Literal
 
 import numpy as np
@@ -35,6 +36,8 @@ class Retriever:
         if mode not in MODES:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         self.store, self.embedder = store, embedder
+        """The generation searches read; ``_in_force`` moves it on after a sync."""
+        self._following = threading.Lock()
         self.mode, self.k, self.min_score = mode, k, min_score
         self.mmr, self.mmr_lambda, self.ef_search = mmr, mmr_lambda, ef_search
         self.fusion, self.merge_neighbours = fusion, merge_neighbours
@@ -46,23 +49,32 @@ class Retriever:
         k, mode = k or self.k, mode or self.mode
         if mode not in MODES:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
-        self.store.refresh()
-        allowed = self.store.docstore.ids_matching(source_glob) if source_glob else None
+        store = self._in_force()  # this search reads one generation from start to end
+        allowed = store.docstore.ids_matching(source_glob) if source_glob else None
         depth = max(50, 4 * k)  # room for what min_score, MMR, merging and copies leave out
         needs_vector = mode != "bm25" or self.mmr
         query_vector = self.embedder.encode([query])[0] if needs_vector else None
-        fused, scores = self._score(query, query_vector, mode, depth, allowed)
+        fused, scores = self._score(store, query, query_vector, mode, depth, allowed)
         order = [i for i in sorted(fused, key=lambda i: (-fused[i], i))  # ties: indexed first
                  if self._passes(i, scores)]
         if self.mmr and query_vector is not None:
-            order = self._diversify(query_vector, order, k)
-        chunks, groups = self._passages(order, k)
+            order = self._diversify(store, query_vector, order, k)
+        chunks, groups = self._passages(store, order, k)
         return [Hit(chunk=merged_chunk([chunks[i] for i in group]), score=fused[group[0]],
                     rank=rank, scores={name: found[group[0]] for name, found in scores.items()
                                        if group[0] in found})
                 for rank, group in enumerate(groups, start=1)]
 
-    def _passages(self, order: list[int], k: int) -> tuple[dict[int, Chunk], list[list[int]]]:
+    def _in_force(self) -> Store:
+        """The store of the generation in force, moved on (under a lock: searches run on
+        several threads of a server) when a sync has committed since."""
+        with self._following:
+            if self.store.moved_on():
+                self.store = self.store.next_generation()
+            return self.store
+
+    def _passages(self, store: Store, order: list[int], k: int
+                  ) -> tuple[dict[int, Chunk], list[list[int]]]:
         """The chunks read and the ``k`` passages: groups of neighbours (``index/passages.py``)
         with ``merge_neighbours``, else one chunk each. A chunk whose text a better one has
         already (one file under two names) is left out: it would take a place and add nothing.
@@ -76,7 +88,7 @@ class Retriever:
         size = 4 * k if self.merge_neighbours else k
         while True:
             window = order[:size]
-            chunks = self.store.chunks(window)
+            chunks = store.chunks(window)
             distinct = _first_of_each_text(window, chunks)
             if self.merge_neighbours:
                 groups = group_neighbours(distinct, chunks, k, self.merge_max_words)
@@ -89,36 +101,37 @@ class Retriever:
                 return chunks, groups
             size *= 2
 
-    def _score(self, query: str, query_vector: np.ndarray | None, mode: Mode, depth: int,
-               allowed) -> tuple[dict[int, float], dict[str, dict[int, float]]]:
+    def _score(self, store: Store, query: str, query_vector: np.ndarray | None, mode: Mode,
+               depth: int, allowed) -> tuple[dict[int, float], dict[str, dict[int, float]]]:
         """(chunk id -> score in ``mode``, each retriever's own scores of those chunks)."""
         ranked: dict[str, dict[int, float]] = {}
         if mode in ("dense", "hybrid"):
-            ranked["dense"] = self._dense(query_vector, depth, allowed)
+            ranked["dense"] = self._dense(store, query_vector, depth, allowed)
         if mode in ("bm25", "hybrid"):
-            bm25_ids, bm25_scores = self._bm25(query, allowed)
+            bm25_ids, bm25_scores = self._bm25(store, query, allowed)
             ranked["bm25"] = _top(bm25_ids, bm25_scores, depth)
         candidates = list(dict.fromkeys(i for found in ranked.values() for i in found))
         scores = dict(ranked)
         if mode != "bm25":
-            scores["dense"] = self._cosines(query_vector, candidates, ranked.get("dense", {}))
+            scores["dense"] = self._cosines(store, query_vector, candidates,
+                                            ranked.get("dense", {}))
         if mode != "hybrid":
             return ranked[mode], scores
-        if self.fusion.sentence_weight and self.store.settings.sentence_vectors:
+        if self.fusion.sentence_weight and store.settings.sentence_vectors:
             ranked["sentence"] = scores["sentence"] = best_sentence_scores(
-                self.store.sentence_vectors(candidates), query_vector, scores["dense"])
+                store.sentence_vectors(candidates), query_vector, scores["dense"])
         if self.fusion.method == "rrf":
             return fuse(ranked, self.fusion), scores
         scores["bm25"] = _lookup(bm25_ids, bm25_scores, candidates)
         return fuse(scores, self.fusion), scores
 
-    def _dense(self, vector: np.ndarray, depth: int, allowed) -> dict[int, float]:
-        values, ids = self.store.search(vector[None, :], depth, allowed, self.ef_search)
+    def _dense(self, store: Store, vector: np.ndarray, depth: int, allowed) -> dict[int, float]:
+        values, ids = store.search(vector[None, :], depth, allowed, self.ef_search)
         return {int(i): float(s) for s, i in zip(values[0], ids[0]) if i >= 0}
 
-    def _bm25(self, query: str, allowed) -> tuple[np.ndarray, np.ndarray]:
+    def _bm25(self, store: Store, query: str, allowed) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids in ascending order, the BM25 score of each); 0 outside ``allowed``."""
-        index = self.store.bm25
+        index = store.bm25
         if index is None or not len(index.ids):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         scores = index.scores(query)
@@ -126,12 +139,12 @@ class Retriever:
             scores = np.where(np.isin(index.ids, allowed), scores, 0.0)
         return index.ids, scores
 
-    def _cosines(self, vector: np.ndarray, ids: list[int], known: dict[int, float]
-                 ) -> dict[int, float]:
+    def _cosines(self, store: Store, vector: np.ndarray, ids: list[int],
+                 known: dict[int, float]) -> dict[int, float]:
         missing = [i for i in ids if i not in known]
         found = dict(known)
         if missing:
-            found.update(zip(missing, (self.store.vectors(missing) @ vector).tolist()))
+            found.update(zip(missing, (store.vectors(missing) @ vector).tolist()))
         return found
 
     def _passes(self, chunk_id: int, scores: dict[str, dict[int, float]]) -> bool:
@@ -139,7 +152,8 @@ class Retriever:
             return True
         return scores["dense"].get(chunk_id, -1.0) >= self.min_score
 
-    def _diversify(self, vector: np.ndarray, order: list[int], k: int) -> list[int]:
+    def _diversify(self, store: Store, vector: np.ndarray, order: list[int], k: int
+                   ) -> list[int]:
         """Maximal marginal relevance: relevant to the query, unlike the hits already chosen.
 
         ``mmr_lambda`` 0.7 leans to relevance: at 0.5 a chunk unrelated to the query could beat a
@@ -147,7 +161,7 @@ class Retriever:
         """
         if len(order) <= 1:
             return order
-        vectors = self.store.vectors(order)
+        vectors = store.vectors(order)
         relevance = vectors @ vector
         chosen: list[int] = []
         left = list(range(len(order)))

@@ -106,23 +106,26 @@ class Store:
             self._close()
             raise
 
-    def refresh(self) -> bool:
-        """Follow a sync committed by another process since this store was opened.
+    def moved_on(self) -> bool:
+        """Whether a sync has committed since this store was opened: one ``stat`` (the manifest
+        is replaced, never edited, so a new inode means a new generation)."""
+        return _stamp(self.directory / manifest.MANIFEST) != self._stamp
 
-        Costs one ``stat`` per call while nothing changed (the manifest is replaced, never
-        edited, so a new inode means a new generation).
-        """
-        stamp = _stamp(self.directory / manifest.MANIFEST)
-        if stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        state = manifest.read(self.directory)
-        if state is None or state.generation == self.manifest.generation:
-            return False
-        state.check(self.directory, self.settings)
-        self._close()
-        self._adopt(state)
-        return True
+    def next_generation(self) -> Store:
+        """A new store on the generation in force, every file open (a sync committing while
+        they open is followed). This one stays open: searches still reading it end on its files
+        while the sync removes them from the folder; closing it under them crashed SQLite."""
+        while True:
+            stamp = _stamp(self.directory / manifest.MANIFEST)
+            try:
+                fresh = Store.open(self.directory, self.settings)
+                fresh.verify()
+            except IndexDamagedError:
+                if _stamp(self.directory / manifest.MANIFEST) == stamp:
+                    raise
+                continue
+            fresh._stamp = stamp  # as read before the manifest: a commit since is seen next time
+            return fresh
 
     def documents(self) -> list[DocumentInfo]:
         return self.docstore.documents()

@@ -1,0 +1,66 @@
+"""A server searches on several threads while `chatbot index sync` commits new generations in
+another process: every search reads one whole generation and none fails."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import yaml
+
+from app.build import bot_documents, bot_index
+from chatbot.config_file import load_config
+from chatbot.indexing import sync_paths
+
+TOPICS = ["passport renewal", "driving licence", "council tax", "parental leave",
+          "pension credit", "visa fees", "blue badge", "tax returns"]
+
+
+def page(topic: str, edition: int) -> str:
+    """A page of a few sections whose wording changes with each edition."""
+    return f"# {topic.title()}\n\n" + "\n\n".join(
+        f"## Step {step}\n\nTo apply for {topic} (edition {edition}), fill in form {step} "
+        f"and send it with proof of identity. Processing takes {step + edition} weeks."
+        for step in range(1, 6))
+
+
+def test_searches_on_several_threads_go_on_while_syncs_commit(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for topic in TOPICS:
+        (docs / f"{topic.replace(' ', '-')}.md").write_text(page(topic, 0))
+    config_path = tmp_path / "bot.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"), "models": {"embedder": "hash:64"},
+        "index": {"paths": [str(docs)]}, "retrieval": {"min_score": None}}))
+    config = load_config(config_path)
+    sync_paths(bot_index(config))
+    documents = bot_documents(config)  # the engine's search, shared by the server's threads
+    failures: list[str] = []
+    found: list[int] = []
+    done = threading.Event()
+
+    def search() -> None:
+        while not done.is_set():
+            try:
+                found.append(len(documents.hits("how long does a passport renewal take", 4)))
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                failures.append(repr(exc))
+                return
+
+    readers = [threading.Thread(target=search) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    try:
+        for edition in range(1, 13):  # change, add and remove pages, then commit
+            topic = TOPICS[edition % len(TOPICS)]
+            (docs / f"{topic.replace(' ', '-')}.md").write_text(page(topic, edition))
+            (docs / f"notice-{edition}.md").write_text(page(f"notice {edition}", edition))
+            (docs / f"notice-{edition - 1}.md").unlink(missing_ok=True)
+            sync_paths(bot_index(config))
+    finally:
+        done.set()
+        for reader in readers:
+            reader.join()
+    assert failures == []
+    assert len(found) > 30 and min(found) == 4
