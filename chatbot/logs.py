@@ -15,8 +15,6 @@ mid-answer loses no turn. An answer left ``pending`` by a process that died is m
 from __future__ import annotations
 
 import json
-import os
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from chatbot.errors import InputError
+from chatbot.log_writer import WRITER, writer_alive
 from chatbot.migrations import open_log_database
 from index.text import clean_text
 
@@ -156,7 +155,7 @@ class ConversationLog:
         """Mark ``interrupted`` the answers left ``pending`` by a process that is gone; answers
         still being written by a live process (a server sharing this log) are left alone."""
         pending = self._db.execute("SELECT id, writer FROM turns WHERE status = 'pending'")
-        orphans = [row["id"] for row in pending if not _writer_alive(row["writer"])]
+        orphans = [row["id"] for row in pending if not writer_alive(row["writer"])]
         with self._lock, self._db:
             self._db.executemany("UPDATE turns SET status = 'interrupted', finished_at = ? "
                                  "WHERE id = ? AND status = 'pending'",
@@ -362,10 +361,6 @@ def _unreviewed(turn: str) -> str:
             f"AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.turn_id = {turn})")
 
 
-WRITER = f"{socket.gethostname()}:{os.getpid()}"
-"""This process, as recorded on the answers it is writing."""
-
-
 def _note(text: str, what: str) -> str:
     """A correction's or comment's text as it is kept: without control characters and the
     space around it; one longer than ``MAX_NOTE_CHARS`` is refused."""
@@ -374,21 +369,6 @@ def _note(text: str, what: str) -> str:
         raise InputError(f"{what} has {len(text):,} characters; at most {MAX_NOTE_CHARS:,} are "
                          "kept, so shorten it")
     return text
-
-
-def _writer_alive(writer: str | None) -> bool:
-    """Whether the process that wrote a pending answer may still be writing it: a process on
-    another host cannot be checked, so it counts as alive."""
-    host, _, pid = (writer or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return bool(writer) and host != socket.gethostname()
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
 
 
 def _dump(value: object) -> str | None:

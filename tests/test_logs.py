@@ -3,7 +3,8 @@ import sqlite3
 import pytest
 
 from chatbot.errors import InputError
-from chatbot.logs import WRITER, ConversationLog
+from chatbot.log_writer import WRITER
+from chatbot.logs import ConversationLog
 from chatbot.migrations import MIGRATIONS, migrate
 
 
@@ -51,6 +52,7 @@ def test_unknown_session_points_to_logs_list(tmp_path) -> None:
 
 
 def test_opening_the_log_closes_only_answers_whose_writer_is_gone(tmp_path) -> None:
+    import socket
     import subprocess
     import sys
 
@@ -62,11 +64,16 @@ def test_opening_the_log_closes_only_answers_whose_writer_is_gone(tmp_path) -> N
     orphan = log.add_turn("s1", "assistant", "", status="pending")
     old = log.add_turn("s1", "assistant", "", status="pending")
     log.save_partial(orphan, "half an ans")
-    log._db.execute("UPDATE turns SET writer = ? WHERE id = ?", (f"{WRITER.rpartition(':')[0]}:"
-                                                                 f"{dead}", orphan))
+    reused = log.add_turn("s1", "assistant", "", status="pending")
+    host = socket.gethostname()
+    log._db.execute("UPDATE turns SET writer = ? WHERE id = ?", (f"{host}:{dead}", orphan))
     log._db.execute("UPDATE turns SET writer = NULL WHERE id = ?", (old,))  # before m003
+    # a server that died in a container: its restart has the same host and pid, a new start
+    log._db.execute("UPDATE turns SET writer = ? WHERE id = ?",
+                    (WRITER.rpartition(".")[0] + ".1", reused))
     log._db.commit()
     ConversationLog(tmp_path / "logs.sqlite")
     statuses = {t.id: (t.status, t.text) for t in log.conversation("s1").turns}
     assert statuses == {mine: ("pending", ""), orphan: ("interrupted", "half an ans"),
-                        old: ("interrupted", "")}
+                        old: ("interrupted", ""), reused: ("interrupted", "")}
+    assert WRITER.count(":") == 2  # host, pid and start are recorded here (Linux)
