@@ -71,6 +71,13 @@ def generation_settings(config: BotConfig) -> GenerationSettings:
                               gen.repetition_penalty, max_prompt_tokens=gen.max_prompt_tokens)
 
 
+def _answer_log(config: BotConfig) -> ConversationLog:
+    """The log the engine writes every answer to, refused now if it can't be written."""
+    log = ConversationLog(DataPaths(config.data_path).logs)
+    log.check_writable()
+    return log
+
+
 def build_engine(config: BotConfig, search=None, *, log: bool = True,
                  extra_variants: Mapping[str, Variant] | None = None,
                  embedder: Embedder | None = None) -> Engine:
@@ -105,7 +112,7 @@ def build_engine(config: BotConfig, search=None, *, log: bool = True,
     logging = log and config.logging.enabled
     return Engine(
         {**build_variants(config), **(extra_variants or {})}, load_generator, search=search,
-        log=ConversationLog(DataPaths(config.data_path).logs) if logging else None,
+        log=_answer_log(config) if logging else None,
         filters=build_filters(config.filters.blocklist, config.filters.replacement,
                               config.filters.redact_pii),
         settings=generation_settings(config),

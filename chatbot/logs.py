@@ -15,6 +15,7 @@ mid-answer loses no turn. An answer left ``pending`` by a process that died is m
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from chatbot.errors import InputError
 from chatbot.log_writer import WRITER, writer_alive
-from chatbot.migrations import open_log_database
+from chatbot.migrations import check_writable, open_log_database
 from index.text import clean_text
 
 MAX_NOTE_CHARS = 20_000
@@ -156,11 +157,21 @@ class ConversationLog:
         still being written by a live process (a server sharing this log) are left alone."""
         pending = self._db.execute("SELECT id, writer FROM turns WHERE status = 'pending'")
         orphans = [row["id"] for row in pending if not writer_alive(row["writer"])]
-        with self._lock, self._db:
-            self._db.executemany("UPDATE turns SET status = 'interrupted', finished_at = ? "
-                                 "WHERE id = ? AND status = 'pending'",
-                                 [(now(), turn_id) for turn_id in orphans])
+        try:
+            with self._lock, self._db:
+                self._db.executemany("UPDATE turns SET status = 'interrupted', finished_at = ? "
+                                     "WHERE id = ? AND status = 'pending'",
+                                     [(now(), turn_id) for turn_id in orphans])
+        except sqlite3.OperationalError as exc:  # a read-only log is still read
+            if "readonly" not in str(exc):
+                raise
+            return []
         return orphans
+
+    def check_writable(self) -> None:
+        """Refuse, naming the log, one that can be read but not written: a bot answering
+        into it would fail every user's answer."""
+        check_writable(self._db, self.path)
 
     def add_feedback(self, turn_id: int, rating: int, comment: str | None = None) -> int:
         if rating not in (-1, 1):

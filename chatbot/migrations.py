@@ -132,7 +132,29 @@ def open_log_database(path: Path) -> sqlite3.Connection:
         db.close()
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             raise
+        if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+            raise _not_writable(path, exc) from None
         raise LogError(f"the conversation log {path} can't be read ({exc}); restore it from "
                          f"a backup, or move it aside (mv {path} {path}.broken) and a new log "
                          "is started") from None
     return db
+
+
+def check_writable(db: sqlite3.Connection, path: Path) -> None:
+    """Write the header's user version as it is, and take it back: ``LogError`` for a log
+    that can be read but not written (a read-only file or folder)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(f"PRAGMA user_version = {int(version)}")
+    except sqlite3.OperationalError as exc:
+        if "readonly" not in str(exc):
+            raise
+        raise _not_writable(path, exc) from None
+    finally:
+        db.rollback()
+
+
+def _not_writable(path: Path, exc: Exception) -> LogError:
+    return LogError(f"the conversation log {path} can't be written ({exc}); give this user "
+                    "write access to it and its folder, or set logging.enabled: false")

@@ -195,3 +195,45 @@ def test_delete_erases_a_persons_sessions_from_the_log_file_itself(logged, isola
     missing = CliRunner().invoke(main, ["logs", "delete", "web-zz", "--yes", "--config",
                                         logged["config"]])
     assert missing.exit_code == 1 and "no session 'web-zz'" in missing.output
+
+
+def test_a_log_that_cant_be_written_is_read_but_answered_into_by_nobody(tmp_path) -> None:
+    """A read-only log: `logs list` reads it (a pending answer it can't close is left as
+    it is); a bot that would answer into it refuses to start, naming it."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    config = tmp_path / "bot.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\nmodels: {{embedder: 'hash:64'}}\n")
+    path = tmp_path / "data" / "logs.sqlite"
+    log = ConversationLog(path)
+    log.ensure_session("web-a")
+    orphan = log.add_turn("web-a", "assistant", "", status="pending")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    log._db.execute("UPDATE turns SET writer = ? WHERE id = ?",
+                    (f"{socket.gethostname()}:{gone}", orphan))
+    log._db.commit()
+    log.close()
+    path.chmod(0o444)
+    as_user = []  # root writes to read-only files unless it gives up that capability
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv to drop the file-access override")
+        caps = "-dac_override,-dac_read_search"
+        as_user = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*as_user, sys.executable, "-m", "app", *args, "--config",
+                               str(config)], capture_output=True, text=True, timeout=300)
+
+    listed = run("logs", "list")
+    assert listed.returncode == 0 and "web-a" in listed.stdout, listed.stderr
+    asked = run("ask", "hi")
+    assert asked.returncode == 1 and asked.stderr == (
+        f"error: the conversation log {path} can't be written (attempt to write a readonly "
+        "database); give this user write access to it and its folder, or set "
+        "logging.enabled: false\n")
