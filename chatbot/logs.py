@@ -102,7 +102,11 @@ class ConversationLog:
         self.close_orphaned_turns()
 
     def close(self) -> None:
-        self._db.close()
+        """Close the log with every write in its main file (the WAL folded in): a copy of
+        logs.sqlite alone, as a backup takes it, then holds every turn."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
 
     def _write(self, sql: str, params: tuple) -> int:
         with self._lock, self._db:
