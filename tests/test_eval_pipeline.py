@@ -113,6 +113,14 @@ def test_a_sync_that_changes_nothing_keeps_answers_and_a_changed_document_does_n
     assert (changed.run.generated, changed.run.reused) == (2, 2)  # only the RAG variant
 
 
+def test_a_variant_that_answered_nothing_is_an_error_not_an_empty_report(eval_bot) -> None:
+    result = eval_cli(eval_bot, "--variants", "plain,prompt", "--max-new-tokens", "1000000")
+    assert result.exit_code == 1 and "could not answer 6 item(s)" in result.output
+    assert result.output.rstrip().endswith(
+        "error: plain, prompt answered none of the 6 items, so nothing was compared; the "
+        "warning above says why")
+
+
 def test_gate_exit_codes(eval_bot: Path) -> None:
     assert eval_cli(eval_bot, "--variants", "plain,prompt", "--gate", "token_f1>=-1"
                     ).exit_code == 0

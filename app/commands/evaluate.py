@@ -8,6 +8,7 @@ import click
 
 from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
     with_config
+from chatbot.errors import InputError
 
 GATE_FAILED = 3
 """Exit status when the gate is not passed (1 is any other error)."""
@@ -54,6 +55,10 @@ def evaluate(config: BotConfig, variants: str, data: str, name: str | None, gate
         print_json(result.record().to_json())
     else:
         _print_tables(result, summary_rows(result), comparison_rows)
+    silent = [v for v in result.variants if all(g.error for g in result.run.answers[v])]
+    if silent:
+        raise InputError(f"{', '.join(silent)} answered none of the {len(result.items)} items, "
+                         "so nothing was compared; the warning above says why")
     if result.gates and not all(g.passed for g in result.gates):
         sys.exit(GATE_FAILED)
 
