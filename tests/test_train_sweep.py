@@ -114,3 +114,12 @@ def test_an_objective_that_is_not_an_upward_metric_is_refused(tiny_config, tmp_p
     assert out.exit_code == 1
     assert out.output.startswith("error: objective 'length' is not a metric that improves "
                                  "upward; use val_loss or one of token_f1, exact_match,")
+
+
+def test_a_flag_for_a_searched_setting_is_refused_with_its_range_flag(tiny_config):
+    """--lora-r 4 was silently replaced by the ranks searched; it says to give --rank."""
+    out = CliRunner().invoke(main, ["train", "sweep", "--config", str(tiny_config), "--data",
+                                    "facts", "--name", "zorb", "--lora-r", "4", "--lr", "1e-4"])
+    assert out.exit_code == 2
+    assert ("Error: the sweep searches --lr, --lora-r; give its range instead (--lr-range LOW "
+            "HIGH, --rank 8,16; equal ends or one value fix it)") in out.output

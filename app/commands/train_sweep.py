@@ -20,6 +20,10 @@ from app.commands.train import checked_flags, given_settings, hyperparameter_opt
 RANGE_FLAGS = {"learning_rate": "lr-range", "lora_r": "rank", "alpha_ratio": "alpha-ratio",
                "epochs": "epochs-range", "lora_dropout": "dropout-range",
                "weight_decay": "weight-decay-range"}
+# a `chatbot train` flag whose setting the sweep searches -> the flag that sets its range
+SEARCHED = {"lr": "--lr-range LOW HIGH", "lora_r": "--rank 8,16", "lora_alpha": "--alpha-ratio 2",
+            "epochs": "--epochs-range LOW HIGH", "lora_dropout": "--dropout-range LOW HIGH",
+            "weight_decay": "--weight-decay-range LOW HIGH"}
 
 
 def _choices(kind):
@@ -75,6 +79,12 @@ def sweep(config: BotConfig, dataset: str, name: str, trials: int | None,
     if overrides.get("method") in ("dpo", "kto"):
         raise click.UsageError("chatbot train sweep searches supervised fine-tuning; use "
                                "--method lora, freeze or full")
+    fixed = [flag for flag in SEARCHED if overrides.get(flag) is not None]
+    if fixed:
+        raise click.UsageError(
+            "the sweep searches " + ", ".join(f"--{f.replace('_', '-')}" for f in fixed)
+            + "; give its range instead (" + ", ".join(SEARCHED[f] for f in fixed)
+            + "; equal ends or one value fix it)")
     flags = {"trials": trials, "objective": objective, "learning_rate": lr_range,
              "lora_r": ranks, "alpha_ratio": alpha_ratios, "epochs": epochs_range,
              "lora_dropout": dropout_range, "weight_decay": weight_decay_range}
