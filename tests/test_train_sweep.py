@@ -123,3 +123,31 @@ def test_a_flag_for_a_searched_setting_is_refused_with_its_range_flag(tiny_confi
     assert out.exit_code == 2
     assert ("Error: the sweep searches --lr, --lora-r; give its range instead (--lr-range LOW "
             "HIGH, --rank 8,16; equal ends or one value fix it)") in out.output
+
+
+def test_a_second_run_of_one_sweep_is_refused_while_the_first_runs(tmp_path, tiny_model):
+    """Two runs of one sweep: the second took the first one's running trial for an
+    interrupted one, failed it and deleted its run folder."""
+    import subprocess
+    import sys
+
+    from training.errors import TrainingError
+
+    fact_dataset(tmp_path, tiny_model)
+    lock = tmp_path / "sweeps" / "zorb" / ".lock"
+    lock.parent.mkdir(parents=True)
+    first = subprocess.Popen(  # holds the sweep's lock as a running sweep does
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock; "
+         "held = FileLock(sys.argv[1]); held.acquire(); print('running', flush=True); "
+         "time.sleep(120)",
+         str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "running"
+        with pytest.raises(TrainingError, match=r"^sweep 'zorb' is running in another "
+                                                r"process \(it holds .*\.lock\); wait"):
+            run_sweep(sweep_request(tmp_path, tiny_model, trials=1))
+    finally:
+        first.kill()
+        first.wait()
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "sweeps/zorb/study.sqlite").exists()

@@ -13,11 +13,12 @@ it, retrying a trial that an interruption cut short.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from chatbot.paths import DataPaths
 from training.errors import DivergedError, TrainingError
@@ -74,25 +75,45 @@ def run_sweep(request: SweepRequest, score: Callable[[str, Path], float] | None 
     load_training_data(paths.root, request.base.dataset)  # a bad dataset fails before the study
     sweep_dir = paths.sweep(name)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / 'study.sqlite'}")
-    study = _open_study(request, storage)
-    _retry_interrupted(study, storage, paths)
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    remaining = request.trials - len(study.get_trials(deepcopy=False, states=finished))
-    if remaining > 0:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study.optimize(_objective(request, score, progress), n_trials=remaining)
-    from training.train.sweep_report import write_report
+    with _alone(sweep_dir, name):
+        storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / 'study.sqlite'}")
+        study = _open_study(request, storage)
+        _retry_interrupted(study, storage, paths)
+        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        remaining = request.trials - len(study.get_trials(deepcopy=False, states=finished))
+        if remaining > 0:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            study.optimize(_objective(request, score, progress), n_trials=remaining)
+        from training.train.sweep_report import write_report
 
-    report = write_report(study, sweep_dir, request.objective)
-    best = _best(study, report)
-    adapter = _register_best(request, study, best, paths)
+        report = write_report(study, sweep_dir, request.objective)
+        best = _best(study, report)
+        adapter = _register_best(request, study, best, paths)
     counts: dict[str, int] = {}
     for trial in study.get_trials(deepcopy=False):
         counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
     return SweepResult(adapter=str(adapter), best_trial=best.number, best_value=best.value,
                        best_hyperparameters=best.user_attrs["hyperparameters"],
                        objective=request.objective, trials=counts, report=str(report))
+
+
+@contextlib.contextmanager
+def _alone(sweep_dir: Path, name: str) -> Iterator[None]:
+    """Refuse a second run of one sweep: it would take the first one's running trial for an
+    interrupted one, fail it and delete its run folder."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(sweep_dir / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise TrainingError(f"sweep {name!r} is running in another process (it holds "
+                            f"{lock.lock_file}); wait for it to end, or give another "
+                            "--name") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _check(request: SweepRequest, score) -> None:
