@@ -64,6 +64,10 @@ def test_eval_reports_every_metric_with_intervals(eval_bot: Path) -> None:
     assert "| token_f1 |" in markdown and "[" in markdown
     cached = [json.loads(line) for line in (out / CACHE_FILE).read_text().splitlines()]
     assert len(cached) == 12 and all(c["hits"] for c in cached if c["variant"] == "prompt")
+    # item by item, who goes first alternating: a latency difference is not the run's order
+    assert [c["variant"] for c in cached[:4]] == ["plain", "prompt", "prompt", "plain"]
+    assert [c["item_id"] for c in cached[:4]] == [cached[0]["item_id"]] * 2 + [
+        cached[2]["item_id"]] * 2
 
 
 def test_conversation_items_replay_the_reference_history(eval_bot: Path) -> None:

@@ -120,25 +120,27 @@ def generate_all(engine: Engine, items: list[EvalItem], variants: list[str],
                  settings: GenerationSettings, cache: GenerationCache,
                  index_state: str | None = None,
                  progress: Callable[[str, int, int], None] | None = None) -> GenerationRun:
-    """Answer every item with every variant, reusing cached answers."""
+    """Answer every item with every variant, reusing cached answers. The variants answer each
+    item in turn, which of them goes first alternating, so that a paired latency difference
+    is not the machine warming up or getting busier between one variant's run and the next."""
     described = {name: variant_settings(engine, name, settings, index_state)
                  for name in variants}
+    keys = {name: settings_hash(described[name]) for name in variants}
     run = GenerationRun({name: [] for name in variants}, described)
     started = time.perf_counter()
-    for name in variants:
-        key = settings_hash(described[name])
-        for done, item in enumerate(items, start=1):
-            generation = cache.get(name, item.hash, key)
+    for done, item in enumerate(items, start=1):
+        for name in variants if done % 2 else variants[::-1]:
+            generation = cache.get(name, item.hash, keys[name])
             if generation is None:
-                generation = _answer(engine, item, name, settings, key,
+                generation = _answer(engine, item, name, settings, keys[name],
                                      described[name]["retrieval"])
                 cache.add(generation)
                 run.generated += 1
             else:
                 run.reused += 1
             run.answers[name].append(generation)
-            if progress:
-                progress(name, done, len(items))
+        if progress:
+            progress(", ".join(variants), done, len(items))
     run.seconds = time.perf_counter() - started
     return run
 
