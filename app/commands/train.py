@@ -108,11 +108,8 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
     if not dataset or not name:
         raise click.UsageError("chatbot train needs --data DATASET and --name ADAPTER")
     import os
-    import signal
 
-    # Ctrl-C, and the web UI's Stop (SIGINT), end the run at its last checkpoint, even where
-    # this process inherited SIGINT ignored (a server started in the background: `serve &`).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop_on_ctrl_c()
 
     from app.build import training_request
     from chatbot.paths import DataPaths
@@ -165,6 +162,14 @@ def _refuse_an_ungated_resume_of_a_failed_gate(config: BotConfig, name: str) -> 
             f"run {name!r} failed its evaluation gate ({gate}), and --resume without "
             "--eval-gate would register it unevaluated; give --eval-gate again, or start a new "
             "run under another --name")
+
+
+def stop_on_ctrl_c() -> None:
+    """Ctrl-C, and the web UI's Stop (SIGINT), end a run at its last checkpoint, even where
+    this process inherited SIGINT ignored (started in the background: `serve &`)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def given_settings(config: BotConfig, overrides: dict) -> dict:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import click
 
 from app.commands.common import BotConfig, one_line_errors, print_json, with_config
-from app.commands.train import checked_flags, given_settings, hyperparameter_options
+from app.commands.train import checked_flags, given_settings, hyperparameter_options, \
+    stop_on_ctrl_c
+from training.errors import TrainingError
 
 # searched range -> its flag (training.sweep keys, as SweepSpace's fields)
 RANGE_FLAGS = {"learning_rate": "lr-range", "lora_r": "rank", "alpha_ratio": "alpha-ratio",
@@ -104,4 +106,11 @@ def sweep(config: BotConfig, dataset: str, name: str, trials: int | None,
                                eval_limit)
     request = SweepRequest(base=base, trials=settings.trials, space=space, objective=objective,
                            keep_trials=keep_trials, startup_trials=settings.startup_trials)
-    print_json(run_sweep(request, score, progress=not quiet).as_dict())
+    stop_on_ctrl_c()
+    try:
+        result = run_sweep(request, score, progress=not quiet)
+    except KeyboardInterrupt:
+        raise TrainingError(
+            f"interrupted; run the same command again to continue sweep {name!r}: finished "
+            "trials are kept and the interrupted one runs again") from None
+    print_json(result.as_dict())
