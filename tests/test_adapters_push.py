@@ -188,3 +188,26 @@ def test_an_adapter_registered_while_the_server_runs_is_served_without_a_restart
                                            messages=[{"role": "user", "content": QUESTION}])
     assert reply.choices[0].message.content
     assert "late.v2" in [m.id for m in client.models.list().data]
+
+
+def test_a_url_that_answers_with_web_pages_says_to_check_base_url(tiny_model_dir,
+                                                                  tmp_path) -> None:
+    """A base_url that reaches a web server, not an OpenAI-compatible API: no page of HTML
+    in the message, but what to check."""
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    register_adapter(tmp_path / "data", tiny_model_dir)
+    (tmp_path / "www").mkdir()
+    site = ThreadingHTTPServer(("127.0.0.1", 0),
+                               partial(SimpleHTTPRequestHandler, directory=tmp_path / "www"))
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    try:
+        result = push(write_bot_config(tmp_path, f"http://127.0.0.1:{site.server_port}/v1"),
+                      "ft", "--backend", "remote")
+    finally:
+        site.shutdown()
+    assert result.exit_code == 1 and "<" not in result.output
+    assert ("(HTTP 404: File not found, as a web page, not an API answer: check that base_url "
+            "is the server's /v1 URL)") in result.output

@@ -292,7 +292,11 @@ def _server_message(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip()[:300] or response.reason_phrase
+        text = response.text.strip()
+        if text.startswith("<"):  # a web page: not an OpenAI-compatible API at this URL
+            return (f"{response.reason_phrase}, as a web page, not an API answer: check that "
+                    "base_url is the server's /v1 URL")
+        return text[:300] or response.reason_phrase
     if isinstance(body, dict):
         inner = body.get("error") if isinstance(body.get("error"), dict) else body
         for key in ("message", "detail"):
