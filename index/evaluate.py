@@ -87,9 +87,10 @@ class EvalReport:
                  "| k | context hit@k | evidence recall@k | context words |",
                  "|---|---|---|---|", *rows]
         if self.not_indexed:
-            lines += ["", f"{len(self.not_indexed)} gold item(s) are in no indexed chunk, so "
-                          "they count as misses whatever the search does (a typo? a file not "
-                          "indexed?):"]
+            lines += ["", f"{len(self.not_indexed)} gold item(s) are in no indexed chunk (of "
+                          "the file their source names, where one is given), so they count as "
+                          "misses whatever the search does (a typo? a file not indexed? another "
+                          "file's sentence?):"]
             lines += [f"- {_short(item)}" for item in self.not_indexed[:shown_misses]]
             if len(self.not_indexed) > shown_misses:
                 lines.append(f"- ... {len(self.not_indexed) - shown_misses} more "

@@ -196,5 +196,6 @@ def test_gold_items_no_indexed_chunk_holds_are_named(tmp_path, monkeypatch):
                                   "--config", str(config)], catch_exceptions=False)
     assert json.loads(result.stdout)["hit"]["2"] == 1.0
     table = runner.invoke(main, ["index", "eval", "--data", str(data), "--config", str(config)])
-    assert "3 gold item(s) are in no indexed chunk" in table.stdout
+    assert ("3 gold item(s) are in no indexed chunk (of the file their source names, where one "
+            "is given)") in table.stdout  # "It costs nothing" is in price.md, not other.md
     assert "- prices.md\n- It is free.\n- It costs nothing\n" in table.stdout
