@@ -36,9 +36,9 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     @asynccontextmanager
     async def stop_answers_on_shutdown(_: FastAPI) -> AsyncIterator[None]:
         yield
-        await asyncio.to_thread(engine.stop_all)  # each answer logged, then the log closed
+        await asyncio.to_thread(engine.stop_all)  # each answer logged, then all in one file
         if engine.log is not None:
-            engine.log.close()
+            engine.log.checkpoint()
 
     server = FastAPI(title=config.name, docs_url=None, redoc_url=None,
                      lifespan=stop_answers_on_shutdown)

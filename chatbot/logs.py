@@ -102,11 +102,13 @@ class ConversationLog:
         self.close_orphaned_turns()
 
     def close(self) -> None:
-        """Close the log with every write in its main file (the WAL folded in): a copy of
-        logs.sqlite alone, as a backup takes it, then holds every turn."""
+        self._db.close()
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file: a copy of logs.sqlite alone, as a backup takes it,
+        then holds every turn written so far."""
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._db.close()
 
     def _write(self, sql: str, params: tuple) -> int:
         with self._lock, self._db:
