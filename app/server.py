@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from itertools import combinations
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -71,7 +70,7 @@ def ab_parts(engine: Engine, config: BotConfig) -> tuple:
     to be named) the Arena and Dashboard tabs compare them. Votes live in the conversation
     log, so with logging off there is no A/B.
     """
-    from chatbot.ab import AbStore
+    from chatbot.ab import AbStore, arena_pairs
     from chatbot.paths import DataPaths
 
     split = config.ab_split
@@ -82,12 +81,11 @@ def ab_parts(engine: Engine, config: BotConfig) -> tuple:
     store = AbStore(DataPaths(config.data_path).logs)
     assign = (lambda session: store.sticky_variant(session, split)) if ab.enabled else None
     tabs = []
-    pairs = ab.arena_pairs or list(combinations(arms, 2))
-    if pairs:
+    if ab.arena_pairs or len(arms) >= 2:
         from app.ui.arena import build_arena_tab
         from app.ui.dashboard import build_dashboard_tab
 
-        batch = config.models.max_batch
+        pairs, batch = arena_pairs(arms, ab.arena_pairs), config.models.max_batch
         tabs = [("Arena", lambda: build_arena_tab(engine, store, pairs, batch)),
                 ("Dashboard", lambda: build_dashboard_tab(store, arms, ab.min_effect,
                                                           ab.alpha, ab.power, ab.bootstrap))]

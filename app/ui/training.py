@@ -55,15 +55,14 @@ class TrainingActions:
         built), else the newest, and the report is that dataset's, in the same event: an event
         chained on the picker's change could race the page's stream (see ``ChatActions``)."""
         from app.build import data_settings
-        from training.data.build import list_datasets
+        from training.data.build import list_datasets, newest_dataset
 
         everything = list_datasets(data_settings(self.config))
         found = [d for d in everything if "problem" not in d]
         rows = [[d["name"], f"not usable: {d['problem']}", "", ""] if "problem" in d else
                 [d["name"], d["created_at"], d["train"], d["validation"]] for d in everything]
         names = [d["name"] for d in found]
-        newest = max(found, key=_built_order)["name"] if found else None
-        picked = chosen if chosen in names else newest
+        picked = chosen if chosen in names else newest_dataset(found)
         return (*self.report(picked), rows, gr.update(choices=names, value=picked))
 
     def build(self, name: str, use_log: bool, files: list[str] | None, feedback: str,
@@ -308,10 +307,3 @@ def _run_section(actions: TrainingActions, picker: gr.Dropdown) -> None:
     gr.Timer(POLL_S).tick(actions.poll, None, [status, chart], show_progress="hidden")
     actions.on_page_load.append((actions.poll, [status, chart]))
 
-
-def _built_order(dataset: dict) -> tuple[str, int]:
-    """Creation time, then the manifest's write time: ``created_at`` counts whole seconds, and
-    two datasets built in one second must still give the newest."""
-    from training.data.dataset import MANIFEST
-
-    return dataset["created_at"], (Path(dataset["path"]) / MANIFEST).stat().st_mtime_ns

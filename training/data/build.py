@@ -282,6 +282,16 @@ def list_datasets(settings: DataSettings) -> list[dict]:
     return found
 
 
+def newest_dataset(datasets: list[dict]) -> str | None:
+    """The name of the dataset built last among ``datasets`` (``list_datasets`` entries that
+    could be read): by creation time, then by the manifest's write time, since ``created_at``
+    counts whole seconds and two datasets may be built in one."""
+    def built(dataset: dict) -> tuple[str, int]:
+        return dataset["created_at"], (Path(dataset["path"]) / store.MANIFEST).stat().st_mtime_ns
+
+    return max(datasets, key=built)["name"] if datasets else None
+
+
 EXPORT_FORMATS = ("jsonl", "csv")
 CSV_COLUMNS = ("conversation_id", "split", "message", "role", "content")
 
