@@ -24,7 +24,7 @@ from pathlib import Path
 
 from chatbot.errors import InputError
 from chatbot.log_writer import WRITER, writer_alive
-from chatbot.migrations import check_writable, open_log_database
+from chatbot.migrations import check_writable, open_log_database, read_only
 from index.text import clean_text
 
 MAX_NOTE_CHARS = 20_000
@@ -169,7 +169,7 @@ class ConversationLog:
                                      "WHERE id = ? AND status = 'pending'",
                                      [(now(), turn_id) for turn_id in orphans])
         except sqlite3.OperationalError as exc:  # a read-only log is still read
-            if "readonly" not in str(exc):
+            if not read_only(exc):
                 raise
             return []
         return orphans

@@ -132,7 +132,7 @@ def open_log_database(path: Path) -> sqlite3.Connection:
         db.close()
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             raise
-        if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+        if read_only(exc):
             raise _not_writable(path, exc) from None
         raise LogError(f"the conversation log {path} can't be read ({exc}); restore it from "
                          f"a backup, or move it aside (mv {path} {path}.broken) and a new log "
@@ -148,11 +148,16 @@ def check_writable(db: sqlite3.Connection, path: Path) -> None:
     try:
         db.execute(f"PRAGMA user_version = {int(version)}")
     except sqlite3.OperationalError as exc:
-        if "readonly" not in str(exc):
+        if not read_only(exc):
             raise
         raise _not_writable(path, exc) from None
     finally:
         db.rollback()
+
+
+def read_only(exc: sqlite3.Error) -> bool:
+    """Whether SQLite refused a write because the database (or its folder) is read-only."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY
 
 
 def _not_writable(path: Path, exc: Exception) -> LogError:
