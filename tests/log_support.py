@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from chatbot.logs import ConversationLog
 from chatbot.prompts import build_messages, load_template
 from chatbot.types import Message
@@ -26,3 +28,13 @@ def log_exchanges(log: ConversationLog, session: str, exchanges, comment: str | 
         history += [Message("user", question), Message("assistant", answer)]
         turn_ids.append(turn)
     return turn_ids
+
+
+def log_with_a_session(path: Path, link: Path) -> bytes:
+    """A closed log at ``path`` with one session (``web-a``), reached through the symlink
+    ``link`` too; its bytes, to show a refused command left it as it was."""
+    log = ConversationLog(path)
+    log.ensure_session("web-a", "prompt")
+    log.close()
+    link.symlink_to(path)
+    return path.read_bytes()

@@ -17,6 +17,7 @@ from chatbot.config_file import config_problems
 from chatbot.errors import InputError
 from chatbot.logs import ConversationLog
 from chatbot.migrations import m001_initial, migrate
+from log_support import log_with_a_session
 
 
 def test_assignment_is_sticky_and_follows_the_weights() -> None:
@@ -160,11 +161,7 @@ def test_ab_report_chart_never_writes_over_the_bots_own_files(tmp_path) -> None:
     """--chart naming the log (or the config) is refused: the PNG would replace it."""
     config, log = tmp_path / "bot.yaml", tmp_path / "data" / "logs.sqlite"
     config.write_text(yaml.safe_dump({"data_dir": str(log.parent)}))
-    logged = ConversationLog(log)
-    logged.ensure_session("web-a", "prompt")
-    logged.close()
-    (tmp_path / "link.png").symlink_to(log)
-    before = config.read_bytes(), log.read_bytes()
+    before = config.read_bytes(), log_with_a_session(log, tmp_path / "link.png")
     refusals = {log: "is the bot's conversation log; choose another --chart path",
                 tmp_path / "link.png": "is the bot's conversation log",
                 config: "is the bot's config file; choose another --chart path",

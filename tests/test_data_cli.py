@@ -14,6 +14,7 @@ from chatbot.logs import ConversationLog
 from chatbot.spreadsheet import safe_cell
 from training.data.dataset import load_training_data
 from training.errors import DatasetError
+from log_support import log_with_a_session
 
 DATA = Path(__file__).parent / "data" / "transcripts"
 
@@ -64,11 +65,7 @@ def test_export_never_writes_over_the_bots_own_files(run, tmp_path):
     config.write_text("{}\n")
     run("data", "build", "--name", "v1", "--from", str(DATA / "sharegpt.jsonl"), "--config",
         str(config))
-    logged = ConversationLog(log)
-    logged.ensure_session("web-a", "prompt")
-    logged.close()
-    (tmp_path / "link.jsonl").symlink_to(log)
-    before = config.read_bytes(), log.read_bytes()
+    before = config.read_bytes(), log_with_a_session(log, tmp_path / "link.jsonl")
     refusals = {log: "is the bot's conversation log; choose another --out path",
                 tmp_path / "link.jsonl": "is the bot's conversation log",
                 config: "is the bot's config file; choose another --out path",

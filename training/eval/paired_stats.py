@@ -63,12 +63,13 @@ def bootstrap_mean(values: Sequence[float], n_boot: int = N_BOOT, seed: int = SE
 def t_interval(values: Sequence[float]) -> Interval:
     """Mean with a Student t 95% interval (NaN bounds below 2 values)."""
     x = np.asarray(values, dtype=float)
+    mean = float(x.mean()) if x.size else float("nan")
     if x.size < 2:
-        return Interval(float(x.mean()) if x.size else float("nan"), float("nan"), float("nan"))
+        return Interval(mean, float("nan"), float("nan"))
     from scipy.stats import t
 
     half = float(t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
-    return Interval(float(x.mean()), float(x.mean()) - half, float(x.mean()) + half)
+    return Interval(mean, mean - half, mean + half)
 
 
 def permutation_p(diffs: Sequence[float], n_perm: int = 10_000, seed: int = SEED) -> float:
@@ -128,8 +129,8 @@ def compare_paired(baseline: Sequence[float], candidate: Sequence[float],
     return PairedComparison(
         n=int(d.size), baseline=bootstrap_mean(a, n_boot, seed),
         candidate=bootstrap_mean(b, n_boot, seed), difference=bootstrap_mean(d, n_boot, seed),
-        difference_t=t_interval(d), wilcoxon_p=wilcoxon_p(d), permutation_p=permutation_p(d, seed=seed),
-        wins=wins, ties=ties, losses=losses, min_detectable=mde, warning=warning)
+        difference_t=t_interval(d), wilcoxon_p=wilcoxon_p(d),
+        permutation_p=permutation_p(d, seed=seed), wins=wins, ties=ties, losses=losses, min_detectable=mde, warning=warning)
 
 
 SIGNIFICANCE = 0.05
