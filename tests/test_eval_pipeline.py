@@ -160,6 +160,11 @@ def test_bad_inputs_are_one_line_errors(eval_bot: Path, tmp_path: Path) -> None:
         assert escaped.exit_code == 1
         assert f"error: eval name {out!r} is not allowed" in escaped.output
     assert not (tmp_path / "elsewhere").exists() and not list(tmp_path.parent.glob("x"))
+    for effect in ("-1", "0", "nan", "inf"):
+        refused = eval_cli(eval_bot, "--variants", "plain,prompt", "--min-effect", effect)
+        assert refused.exit_code == 2
+        assert f"Invalid value for '--min-effect': {float(effect)} is not a positive" \
+            in refused.output
 
 
 def test_retrieval_variant_without_an_index_is_warned_about(tmp_path: Path,
@@ -190,3 +195,39 @@ def test_an_item_a_variant_cannot_answer_is_left_out_of_its_scores_and_named(
         "prompt could not answer 1 item(s), left out of its scores; the first, huge"]
     assert result.summaries["plain"]["token_f1"][1] == 1  # scored on the answered item only
     assert result.comparisons["prompt"]["token_f1"].n == 1
+
+
+def test_ctrl_c_keeps_the_answers_and_says_the_same_command_continues(eval_bot: Path,
+                                                                       tmp_path: Path) -> None:
+    """A real SIGINT to an eval started in the background (SIGINT ignored, as `cmd &` does)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    many = tmp_path / "many.jsonl"
+    many.write_text("".join(json.dumps({"question": f"What is item {i}?", "answers": ["x"]}) + "\n"
+                            for i in range(40)))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "app", "eval", "--config", str(eval_bot), "--data", str(many),
+         "--variants", "plain,prompt", "--max-new-tokens", "64"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    cache = load_config(eval_bot).data_path / "evals" / "many" / CACHE_FILE
+    deadline = time.monotonic() + 300
+    while not (cache.is_file() and cache.read_text().count("\n") >= 2):
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()[1]
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1, stderr
+    assert stderr.splitlines()[-1] == ("error: interrupted; run the same command again to "
+                                       "continue eval 'many': the answers generated so far "
+                                       "are kept")
+    kept = cache.read_text().count("\n")
+    assert 2 <= kept < 80
+    again = CliRunner().invoke(main, ["eval", "--config", str(eval_bot), "--data", str(many),
+                                      "--variants", "plain,prompt", "--max-new-tokens", "64",
+                                      "--json"])
+    generation = json.loads(again.output[again.output.index("{"):])["generation"]
+    assert generation["reused"] >= 2 and generation["reused"] + generation["generated"] == 80

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 import click
 
 from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
-    with_config
-from chatbot.errors import InputError
+    stop_on_ctrl_c, with_config
+from chatbot.errors import ChatbotError, InputError
 
 GATE_FAILED = 3
 """Exit status when the gate is not passed (1 is any other error)."""
@@ -16,6 +17,13 @@ GATE_FAILED = 3
 
 def _progress(variant: str, done: int, total: int) -> None:
     click.echo(f"\r{variant}: {done}/{total}", nl=done == total, err=True)
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """A difference worth detecting: a finite number above 0 (click's FloatRange lets NaN by)."""
+    if not math.isfinite(value) or value <= 0:
+        raise click.BadParameter(f"{value} is not a positive number, e.g. 0.05", ctx, param)
+    return value
 
 
 @in_section("Training and evaluation")
@@ -30,7 +38,7 @@ def _progress(variant: str, done: int, total: int) -> None:
 @click.option("--gate", help='Exit 3 unless every candidate passes, e.g. "token_f1>=0": the '
                              "lower 95% bound of candidate - baseline must reach the threshold.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N items.")
-@click.option("--min-effect", type=float, default=0.05, show_default=True,
+@click.option("--min-effect", type=float, default=0.05, show_default=True, callback=_positive,
               help="Smallest difference worth detecting; smaller samples get a warning.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1),
               help="Cap answer length [default: generation.max_new_tokens].")
@@ -43,14 +51,21 @@ def evaluate(config: BotConfig, variants: str, data: str, name: str | None, gate
     """Compare variants on held-out data: metrics with intervals, report.md/.html."""
     from app.build import eval_settings
     from training.eval.report import comparison_rows, summary_rows
-    from training.eval.evaluate import parse_gate, run_eval
+    from training.eval.evaluate import default_name, parse_gate, run_eval
 
     if gate:
         parse_gate(gate)  # a typo fails before an hour of generation
+    stop_on_ctrl_c()
     names = [v.strip() for v in variants.split(",") if v.strip()]
-    result = run_eval(eval_settings(config), names, data, name=name, limit=limit,
-                      min_effect=min_effect, max_new_tokens=max_new_tokens, gate=gate,
-                      progress=_progress)
+    try:
+        result = run_eval(eval_settings(config), names, data, name=name, limit=limit,
+                          min_effect=min_effect, max_new_tokens=max_new_tokens, gate=gate,
+                          progress=_progress)
+    except KeyboardInterrupt:
+        click.echo(err=True)  # off the progress line
+        raise ChatbotError(f"interrupted; run the same command again to continue eval "
+                         f"{name or default_name(data)!r}: the answers generated so far are "
+                         "kept") from None
     if as_json:
         print_json(result.record().to_json())
     else:

@@ -21,7 +21,8 @@ import click
 from click.core import ParameterSource
 from pydantic import BaseModel, ValidationError
 
-from app.commands.common import BotConfig, in_section, one_line_errors, print_json, with_config
+from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
+    stop_on_ctrl_c, with_config
 
 # flag -> training config key, for the flags whose names differ from their key
 CONFIG_KEYS = {"lr": "learning_rate"}
@@ -162,14 +163,6 @@ def _refuse_an_ungated_resume_of_a_failed_gate(config: BotConfig, name: str) -> 
             f"run {name!r} failed its evaluation gate ({gate}), and --resume without "
             "--eval-gate would register it unevaluated; give --eval-gate again, or start a new "
             "run under another --name")
-
-
-def stop_on_ctrl_c() -> None:
-    """Ctrl-C, and the web UI's Stop (SIGINT), end a run at its last checkpoint, even where
-    this process inherited SIGINT ignored (started in the background: `serve &`)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def given_settings(config: BotConfig, overrides: dict) -> dict:
