@@ -46,7 +46,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.api_schema import (ChatRequest, RequestError, RequestLimits, body_bytes, error_body,
                             parse_request, read_json, split_conversation)
-from chatbot.engine import AnswerStream, Engine
+from chatbot.engine import CUT_SHORT_BY_SHUTDOWN, AnswerStream, Engine
 from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, InputError,
                             ModelError, TooManyNewTokens)
 from chatbot.generate import GenerationSettings
@@ -227,6 +227,9 @@ class Answering:
             raise RequestError(f"max_tokens is {exc.asked:,}; the model reads "
                                f"{exc.context_window:,} tokens in all, prompt included; ask "
                                "for fewer", param="max_tokens", code="invalid_value") from None
+        if stream.cut_short_by_shutdown:
+            raise RequestError(CUT_SHORT_BY_SHUTDOWN, code="server_shutting_down", status=503,
+                               type="server_error")
         return stream.reply
 
     def _put(self, kind: str, value: object) -> None:

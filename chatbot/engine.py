@@ -60,6 +60,11 @@ class AnswerPolicies:
     attributor: Attributor | None = None
 
 
+CUT_SHORT_BY_SHUTDOWN = ("the server is shutting down, so this answer was cut short (it is "
+                         "logged as interrupted); ask again once the server is back")
+"""What the reader of an answer that ``Engine.stop_all`` stopped is told."""
+
+
 class Engine:
     """Answers questions for any number of sessions and variants on shared models."""
 
@@ -167,7 +172,7 @@ class Engine:
         down must not exit while an answer's thread is still writing it."""
         streams = list(self._answering)
         for stream in streams:
-            stream.cancel()
+            stream.stop_for_shutdown()
         deadline = time.monotonic() + timeout
         for stream in streams:
             stream.wait(max(0.0, deadline - time.monotonic()))
@@ -212,6 +217,8 @@ class AnswerStream:
         self._events: queue.Queue[tuple[str, object]] = queue.Queue()
         self._cancelled = threading.Event()
         self._finished = threading.Event()
+        self.cut_short_by_shutdown = False
+        """Stopped unfinished by ``Engine.stop_all``: its reader should say so."""
         self._last_read = time.monotonic()
         threading.Thread(target=self._produce, daemon=True,
                          name=f"answer-{session_id[-12:]}").start()
@@ -239,6 +246,12 @@ class AnswerStream:
     def cancel(self) -> None:
         """Stop generating at the next token; never blocks (the UI calls it on its event loop)."""
         self._cancelled.set()
+
+    def stop_for_shutdown(self) -> None:
+        """``cancel()``, by a server that is shutting down rather than by the reader."""
+        if not self._finished.is_set():
+            self.cut_short_by_shutdown = True
+        self.cancel()
 
     @property
     def cancelled(self) -> bool:

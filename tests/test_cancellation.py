@@ -182,3 +182,27 @@ def test_sigterm_stops_the_server_mid_answer_and_logs_it(tmp_path, talkative_mod
     backup = tmp_path / "backup.sqlite"  # the file alone, as a plain copy takes it
     backup.write_bytes(log_path.read_bytes())
     assert last_answer(backup, "terminated")[0] == "interrupted"
+
+
+def test_a_stopping_server_ends_an_open_stream_with_an_error_the_client_reads(
+        tmp_path, talkative_model_dir) -> None:
+    """Ctrl-C while an answer streams and a web page is open: the answer gets a few seconds,
+    then ends with an error event the openai client raises, and the page's heartbeat stream
+    ends, instead of both being cut off with a traceback."""
+    config = write_config(tmp_path, talkative_model_dir)
+    log_path = tmp_path / "data" / "logs.sqlite"
+    with chatbot_serve(config, data_dir=tmp_path / "data") as (url, process), \
+            httpx.stream("GET", f"{url}/gradio_api/heartbeat/open-page", timeout=60) as page:
+        assert next(page.iter_lines()) == "data: ALIVE"
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", timeout=60, max_retries=0)
+        stream = iter(client.chat.completions.create(
+            model="prompt", stream=True, messages=[{"role": "user", "content": QUESTION}],
+            extra_headers={"X-Session-Id": "stopping"}))
+        next(stream), next(stream)
+        process.send_signal(signal.SIGINT)
+        with pytest.raises(openai.APIError, match=r"^the server is shutting down"):
+            for _ in stream:
+                pass
+        output, _ = process.communicate(timeout=30)
+    assert "Traceback" not in output and "ERROR" not in output, output
+    assert last_answer(log_path, "stopping")[0] == "interrupted"

@@ -34,6 +34,7 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     from app.build import bot_documents, build_engine
     from chatbot.config_file import default_config_path
     from app.server import create_server_app
+    from app.stopping_server import StoppingServer
 
     host, port = host or config.server.host, port or config.server.port
     credentials = Credentials.from_config(config)
@@ -52,9 +53,8 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     url = f"http://{host}:{port}/"
     click.echo(f"{config.name}: web UI on {url}, API on {url}v1 (Ctrl-C stops)")
     click.echo(f"access: {credentials.describe(url)}")
-    # on Ctrl-C or SIGTERM, open streams get 5 s; then their answers are cancelled and logged
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
-    server.run(sockets=[listening])
+    StoppingServer(engine, app.state.end_page_heartbeats,
+                   uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -90,3 +90,4 @@ def _load_ab_arms(engine: Engine, config: BotConfig) -> None:
 
 
 COMMANDS = [serve]
+

@@ -99,6 +99,9 @@ def mount_ui(server: FastAPI, app: gr.Blocks, credentials: Credentials,
         return credentials.caller(connection, await logged_in(connection))
 
     gradio_app.dependency_overrides[logged_in] = caller
+    # Each open page holds a heartbeat stream that never ends by itself; a server stopping
+    # ends them (app/stopping_server.py), as Gradio's own launch does.
+    server.state.end_page_heartbeats = gradio_app.stop_event.set
     return caller
 
 

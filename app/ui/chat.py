@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from chatbot.engine import Engine
+from chatbot.engine import CUT_SHORT_BY_SHUTDOWN, Engine
 from chatbot.errors import ChatbotError, InputError
 from chatbot.types import Message, Reply
 from app.ui.render import (SOURCES_PLACEHOLDER, cited_numbers, error_text, meta_line,
@@ -185,6 +185,8 @@ class ChatActions:
             raise gr.Error(error_text(exc), print_exception=False) from exc
         finally:  # a closed or reloaded tab closes this generator: the answer stops with it
             stream.cancel()
+        if stream.cut_short_by_shutdown:
+            gr.Warning(CUT_SHORT_BY_SHUTDOWN)
         state.answers[kept:] = [ShownAnswer(stream.question, stream.reply)]
         state.unanswered = None
         yield (self.drawn(state), state, "", *self.panel(state), gr.update())
