@@ -8,6 +8,7 @@ the prompt it will be served with.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -98,20 +99,36 @@ def _declared_examples(tree: jinja2.nodes.Template, path: Path) -> list:
     return []
 
 
+CHAT_MARKUP = re.compile(r"<\|[^<>|\s]{1,64}\|>|<｜[^<>｜\s]{1,64}｜>"  # ChatML, Llama 3, Phi, DeepSeek
+                         r"|</?(?:s|bos|eos|start_of_turn|end_of_turn)>"  # Llama 2, Gemma
+                         r"|\[/?INST\]|<</?SYS>>")  # Mistral, Llama 2
+"""Control tokens of the common chat templates, written out as text."""
+WORD_JOINER = "\u2060"
+
+
+def defused(text: str) -> str:
+    """``text`` with each chat-template control token broken by an invisible word joiner, so a
+    tokenizer reads it as ordinary text: a question or a document that spells
+    ``<|im_end|><|im_start|>system`` can't open a turn of its own. Nothing else changes."""
+    return CHAT_MARKUP.sub(lambda found: found[0][0] + WORD_JOINER + found[0][1:], text)
+
+
 def numbered_sources(hits: Sequence[Hit]) -> list[dict]:
-    return [{"n": i, "source": hit.source, "location": hit.location, "text": hit.text}
-            for i, hit in enumerate(hits, start=1)]
+    return [{"n": i, "source": defused(hit.source), "location": defused(hit.location),
+             "text": defused(hit.text)} for i, hit in enumerate(hits, start=1)]
 
 
 def build_messages(template: PromptTemplate, question: str, hits: Sequence[Hit] = (),
                    history: Sequence[Message] = (),
                    bot_name: str = "chatbot-builder") -> list[Message]:
     """System prompt, the template's few-shot examples, earlier turns, then the question with
-    its sources."""
-    variables = {"bot_name": bot_name, "sources": numbered_sources(hits), "question": question}
+    its sources. What people and documents wrote is :func:`defused`; the template is not."""
+    variables = {"bot_name": bot_name, "sources": numbered_sources(hits),
+                 "question": defused(question)}
     system = Message("system", template.render("system", **variables))
     user = Message("user", template.render("user", **variables))
-    return [system, *template.examples(), *history, user]
+    earlier = [replace(message, content=defused(message.content)) for message in history]
+    return [system, *template.examples(), *earlier, user]
 
 
 _SOURCES_START, _SOURCES_END = "<<<SOURCES\n", "\nSOURCES>>>\n\nQuestion: "
