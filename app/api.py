@@ -382,11 +382,11 @@ def _error_response(exc: BaseException) -> JSONResponse:
     """The error as a response. A busy server, or a generation server still busy after our
     retries, asks to be tried again later (OpenAI clients do, twice by default); any other model
     or backend failure asks not to be: a remote backend has been retried already, and each
-    retry would log another failed turn."""
+    retry would log another failed turn; nor is a session that another client began."""
     status, body = _error_parts(exc)
     if status in (429, 503):
         headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
-    elif isinstance(exc, (ModelError, ConfigError)):
+    elif isinstance(exc, (ModelError, ConfigError)) or status == 409:  # 409: openai retries
         headers = {"x-should-retry": "false"}
     else:
         headers = None

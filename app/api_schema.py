@@ -217,7 +217,17 @@ def parse_request(body: object, limits: RequestLimits | None = None) -> ChatRequ
                            code="invalid_value") from None
     if limits is not None:
         _check_size(chat.messages, limits)
+        _check_stops(chat, limits)
     return chat
+
+
+def _check_stops(chat: ChatRequest, limits: RequestLimits) -> None:
+    """Stop sequences are logged with every turn's settings: they count as text sent too."""
+    chars = sum(len(stop) for stop in chat.stop_strings())
+    if chars > limits.chars:
+        raise RequestError(f"the stop sequences have {chars:,} characters; this server takes "
+                           f"at most {limits.chars:,} (server.max_request_chars)",
+                           param="stop", code="request_too_long")
 
 
 def _check_size(messages: list[ChatMessage], limits: RequestLimits) -> None:

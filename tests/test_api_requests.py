@@ -92,6 +92,7 @@ def test_a_client_cannot_add_turns_to_a_session_it_did_not_begin(served, client,
         client.chat.completions.create(model="plain", messages=ASK,
                                        extra_headers={"X-Session-Id": "web-visitor"})
     assert refused.value.body["code"] == "session_not_yours"
+    assert refused.value.response.headers["x-should-retry"] == "false"  # openai retries a 409
     assert len(engine.log.conversation("web-visitor").turns) == before
     for _ in range(2):  # its own session, as often as it likes
         client.chat.completions.create(model="plain", messages=ASK, user="my-own-session")
@@ -159,6 +160,12 @@ def test_a_request_over_the_configured_limits_is_refused_naming_the_key(engine,
             "message": "the request's messages have 117 characters; this server takes at most "
                        "100 (server.max_request_chars); send less history",
             "type": "invalid_request_error", "param": "messages", "code": "request_too_long"}
+        long_stop = http.post("/v1/chat/completions", json={"model": "plain", "messages": ASK,
+                                                             "stop": ["x" * 60, "y" * 41]})
+        assert long_stop.status_code == 400 and long_stop.json()["error"] == {
+            "message": "the stop sequences have 101 characters; this server takes at most 100 "
+                       "(server.max_request_chars)",
+            "type": "invalid_request_error", "param": "stop", "code": "request_too_long"}
 
 
 def test_a_body_over_what_the_limits_allow_is_refused_as_it_arrives(engine, tmp_path) -> None:
