@@ -18,6 +18,7 @@ import ipaddress
 import os
 import re
 import time
+import unicodedata
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ class Credentials:
         expected = self.logins.get(user)
         if expected is not None:
             return _same(password, expected)
+        if any(_seen_as(user) == _seen_as(known) for known in self.logins):
+            return False  # "Ana", "ana" with a zero-width space: read as the user "ana"
         return self.api_key is not None and _same(password, self.api_key)
 
     def key_ok(self, connection: HTTPConnection) -> bool:
@@ -100,6 +103,13 @@ class Credentials:
 
 def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _seen_as(name: str) -> str:
+    """The name as a reader of the Review tab sees it: compatibility forms folded (full-width
+    letters), invisible characters dropped, case and surrounding spaces ignored."""
+    shown = unicodedata.normalize("NFKC", name)
+    return "".join(ch for ch in shown if unicodedata.category(ch) != "Cf").strip().casefold()
 
 
 def check_exposure(host: str, credentials: Credentials, insecure: bool) -> None:
