@@ -13,6 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from app.auth import Credentials, LoginThrottle, RequireCredential
+from app.body_limit import WebUiBodyLimit
 from chatbot.config import BotConfig
 from chatbot.engine import Engine
 
@@ -59,6 +60,7 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     server.add_middleware(RequireCredential, credentials=credentials, caller=caller)
     if credentials.required:
         server.add_middleware(LoginThrottle)
+    server.add_middleware(WebUiBodyLimit, max_bytes=limits.body_bytes)
     return server
 
 

@@ -207,6 +207,22 @@ def test_an_upload_larger_than_indexing_takes_is_refused_as_it_arrives(config_fi
     assert large.status_code == 413 and "File size exceeded" in large.text
 
 
+def test_a_web_ui_request_larger_than_the_api_allows_is_refused_as_it_arrives(full_app) -> None:
+    """Gradio reads a whole body into memory: its routes take what one API request may send
+    (server.max_request_chars), so a stranger can't make the server hold gigabytes."""
+    from app.api_schema import RequestLimits
+
+    allowed = RequestLimits(1, 200_000).body_bytes  # the default server.max_request_chars
+    with TestClient(full_app) as client:
+        huge = b'{"data": ["' + b"x" * allowed + b'"], "fn_index": 0, "session_hash": "s"}'
+        for path in ("/gradio_api/queue/join", "/gradio_api/call/search", "/login"):
+            refused = client.post(path, content=huge,
+                                  headers={"content-type": "application/json"})
+            assert refused.status_code == 413, path
+        fine = client.post("/gradio_api/call/search", json={"data": ["index", 3, "hybrid"]})
+        assert fine.status_code == 200
+
+
 @pytest.mark.parametrize("credentials", ["login"], indirect=True)
 def test_an_address_that_keeps_guessing_passwords_must_wait(full_app) -> None:
     from app.auth import MAX_FAILED_LOGINS

@@ -35,7 +35,9 @@ def build_app(engine: Engine, *, documents: Documents | None = None,
     each of ``tabs`` is a (label, build function) called inside its own tab after Chat and
     Documents; what it returns may list ``on_page_load`` (function, outputs) pairs to run when a
     page opens."""
-    with gr.Blocks(title=title, analytics_enabled=False) as app:
+    # uploads wait in Gradio's cache until indexed or imported: cleared hourly of any a day
+    # old, and at shutdown, so uploads can't pile up on the server's disk
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 86400)) as app:
         gr.Markdown(f"## {title}")
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
