@@ -127,7 +127,7 @@ class ChatMessage(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
     model: str
     """The variant that answers (``GET /v1/models`` lists them)."""
@@ -150,6 +150,7 @@ class ChatRequest(BaseModel):
     """The older names of ``tools`` and ``tool_choice``, refused alike."""
     response_format: dict | None = None
     logprobs: bool | None = None
+    top_logprobs: int | None = None
     """Read only to refuse what this server can't do: a client that asks for a tool call, a JSON
     answer or log probabilities and silently gets plain text would fail further on."""
 
@@ -176,11 +177,12 @@ class ChatRequest(BaseModel):
             raise ValueError('this server answers in plain text; only {"type": "text"} is served')
         return value
 
-    @field_validator("logprobs")
+    @field_validator("logprobs", "top_logprobs")
     @classmethod
-    def _no_logprobs(cls, value: bool | None) -> bool | None:
+    def _no_logprobs(cls, value: bool | int | None, info: ValidationInfo) -> bool | int | None:
         if value:
-            raise ValueError("this server does not return log probabilities; leave logprobs out")
+            raise ValueError("this server does not return log probabilities; leave "
+                             f"{info.field_name} out")
         return value
 
     @field_validator("stop")

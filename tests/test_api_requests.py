@@ -23,6 +23,7 @@ TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type"
     ({"response_format": {"type": "json_object"}}, "response_format",
      'this server answers in plain text; only {"type": "text"} is served'),
     ({"logprobs": True}, "logprobs", "this server does not return log probabilities"),
+    ({"top_logprobs": 3}, "top_logprobs", "does not return log probabilities; leave top_logprobs"),
     ({"functions": [TOOL["function"]], "function_call": {"name": "lookup"}}, "functions",
      "makes no tool calls; leave functions out"),  # the older names of tools, tool_choice
     ({"function_call": {"name": "lookup"}}, "function_call",
@@ -43,10 +44,12 @@ def test_what_the_server_cannot_do_is_refused_not_ignored(client, asked, field,
     ("stream", "yes", "stream: Input should be a valid boolean"),
     ("n", True, "n: Input should be a valid integer"),
     ("top_p", "0.9", "top_p: Input should be a valid number"),
+    ("temperature", float("nan"), "temperature: Input should be a finite number"),
 ])
 def test_request_fields_have_strict_types(served, client, field, value, expected) -> None:
     body = {"model": "plain", "messages": ASK, field: value}
-    response = httpx.post(f"{served.base_url}/chat/completions", json=body)
+    response = httpx.post(f"{served.base_url}/chat/completions", content=json.dumps(body),
+                          headers={"content-type": "application/json"})  # NaN as Python writes it
     assert response.status_code == 400
     assert response.json()["error"] == {"message": expected, "type": "invalid_request_error",
                                         "param": field, "code": "invalid_value"}
