@@ -52,6 +52,7 @@ from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, Input
 from chatbot.generate import GenerationSettings
 from chatbot.types import Reply
 from chatbot.variants import Variant
+from index.text import clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -319,7 +320,7 @@ def _settings(base: GenerationSettings, chat: ChatRequest) -> GenerationSettings
 
 
 def _session_id(request: Request, chat: ChatRequest) -> str:
-    session = request.headers.get("x-session-id") or chat.user
+    session = clean_text(request.headers.get("x-session-id") or chat.user or "").strip()
     if session and len(session) > 200:
         raise RequestError("the X-Session-Id header is longer than 200 characters",
                            param="X-Session-Id", code="invalid_value")
