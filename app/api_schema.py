@@ -283,9 +283,13 @@ def _text(message: ChatMessage, i: int) -> str:
         return content
     texts = []
     for part in content:
-        if part.get("type") != "text" or not isinstance(part.get("text"), str):
-            raise RequestError(f"messages[{i}].content has a {part.get('type')!r} part; only "
-                               "text parts are accepted", param=f"messages[{i}].content",
-                               code="invalid_content")
-        texts.append(part["text"])
+        if part.get("type") != "text":
+            problem = f"has a {part.get('type')!r} part; only text parts are accepted"
+        elif not isinstance(part.get("text"), str):
+            problem = 'has a text part without its "text" string'
+        else:
+            texts.append(part["text"])
+            continue
+        raise RequestError(f"messages[{i}].content {problem}", param=f"messages[{i}].content",
+                           code="invalid_content")
     return "\n".join(texts)

@@ -241,3 +241,18 @@ def test_a_session_id_of_control_characters_only_starts_a_new_session(client) ->
     assert named.session_id == "team-7"
     blank = client.chat.completions.create(model="plain", messages=ASK, user="\x00\x07 ")
     assert blank.session_id.startswith("api-") and blank.session_id != "\x00\x07 "
+
+
+@pytest.mark.parametrize("part, expected", [
+    ({"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
+     "messages[0].content has a 'image_url' part; only text parts are accepted"),
+    ({"type": "text", "txt": "typo"}, 'messages[0].content has a text part without its "text" '
+                                      "string"),
+])
+def test_a_content_part_that_is_not_text_is_refused_naming_what_is_wrong(client, part,
+                                                                         expected) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="plain", messages=[
+            {"role": "user", "content": [{"type": "text", "text": "Look:"}, part]}])
+    assert refused.value.body == {"message": expected, "type": "invalid_request_error",
+                                  "param": "messages[0].content", "code": "invalid_content"}
