@@ -22,7 +22,8 @@ import numpy as np
 from index.chunk import chunk_documents
 from index.context import indexed_text
 from index.embed import Embedder
-from index.errors import IndexingError, IndexMismatchError, LoadError
+from index.errors import IndexMismatchError, LoadError
+from index import manifest
 from index.load import LoadFailure, discover, load_file, read_bytes
 from index.manifest import REBUILD, IndexSettings
 from index.sentence_vectors import encode_sentences
@@ -49,6 +50,9 @@ class SyncReport:
     sentences: int = 0
     """Sentences of the encoded chunks embedded on their own (``index.sentence_vectors``)."""
     seconds: float = 0.0
+    held_unknown: bool = False
+    """A rebuild could not read which files the old index held, so those outside the synced
+    paths (uploads, files synced by name) were not re-indexed."""
 
     @property
     def ok(self) -> bool:
@@ -81,12 +85,14 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
     start = time.perf_counter()
     paths = [Path(p) for p in paths]
     held = _indexed_before(store.directory) if rebuild is not None else []
+    report = SyncReport(held_unknown=held is None)
+    held = held or []
     roots = [os.path.abspath(p) for p in paths]
     # a rebuild re-indexes what the index held outside the paths too (uploads, single files)
     paths += [Path(source) for source in held
               if not under(source, roots) and os.path.exists(source)]
     files, failures = discover(paths, list(include), list(exclude))
-    report = SyncReport(failed=list(failures))
+    report.failed += failures
     with store.transaction(rebuild=rebuild):
         if store.settings.embedder != embedder.name:
             raise IndexMismatchError(f"{store.directory}: built with embedder "
@@ -110,13 +116,15 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
     return report
 
 
-def _indexed_before(directory: Path) -> list[str]:
-    """The files the committed index holds; none where it can't be read (a rebuild is how a
-    damaged index is mended)."""
+def _indexed_before(directory: Path) -> list[str] | None:
+    """The files the committed index holds, from its manifest: a rebuild is how an index with a
+    missing or damaged FAISS, docstore or BM25 file is mended. ``None`` where the manifest
+    itself can't be read."""
     try:
-        return list(Store.open(directory).hashes)
-    except IndexingError:
-        return []
+        state = manifest.read(directory)
+    except IndexMismatchError:
+        return None
+    return list(state.documents) if state else []
 
 
 def under(source: str, roots: list[str]) -> bool:

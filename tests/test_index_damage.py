@@ -152,3 +152,40 @@ def test_a_damaged_manifest_is_repaired_by_the_rebuild_its_error_asks_for(bot):
     assert rebuilt.exit_code == 0 and rebuilt.stdout.startswith("2 added")
     hits = json.loads(run("index", "search", "port", "--json", "--config", config).stdout)
     assert hits[0]["source"].endswith("ports.md")
+
+
+@pytest.mark.parametrize("damage", ["faiss-000002.index", "docstore-000002.sqlite"])
+def test_rebuilding_a_damaged_index_keeps_uploads_and_files_synced_by_name(bot, tmp_path,
+                                                                           damage):
+    """The user's report: `rm faiss-*.index`, then `index sync --rebuild docs/` dropped the
+    uploads and the files synced by name, and said "0 removed"."""
+    index, config = bot
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\nRefunds take five days.\n")
+    upload = tmp_path / "data" / "uploads" / "form.md"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("# Form\n\nFill in the leave form.\n")
+    assert run("index", "sync", str(notes), str(upload), "--config", config).exit_code == 0
+    (index / damage).unlink()
+    rebuilt = run("index", "sync", "--rebuild", str(tmp_path / "docs"), "--config", config)
+    assert (rebuilt.exit_code, rebuilt.stderr) == (0, "")
+    assert rebuilt.stdout.startswith("4 added, 0 updated, 0 unchanged, 0 removed, 0 failed")
+    listed = run("index", "list", "--config", config).stdout
+    assert str(notes) in listed and str(upload) in listed and listed.endswith("4 documents\n")
+
+
+def test_a_rebuild_that_cant_read_the_document_list_says_what_to_pass(bot, tmp_path):
+    """With the manifest unreadable, the files synced by name can't be known: the rebuild says
+    so, and names the uploads folder to pass."""
+    index, config = bot
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\nRefunds take five days.\n")
+    assert run("index", "sync", str(notes), "--config", config).exit_code == 0
+    (index / "manifest.json").write_text("")
+    rebuilt = run("index", "sync", "--rebuild", "--config", config)
+    assert rebuilt.exit_code == 0 and rebuilt.stdout.startswith("2 added")
+    assert rebuilt.stderr == (
+        f"warning: the index's list of documents ({index / 'manifest.json'}) can't be read, so "
+        f"files it held outside {tmp_path / 'docs'} were not re-indexed; sync each again "
+        f"by path (web UI uploads are in {tmp_path / 'data' / 'uploads'}): "
+        "chatbot index sync PATH\n")

@@ -57,6 +57,7 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
 
     from app.build import bot_index
     from chatbot.indexing import sync_paths
+    from index.manifest import MANIFEST
 
     index = bot_index(config)
     if not (paths or index.paths):
@@ -74,10 +75,15 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
             raise click.ClickException(
                 "interrupted; the index is as the last finished sync left it (`chatbot index "
                 "stats` shows it); run the sync again to index the files") from None
+    where = ", ".join(str(p) for p in paths or index.paths)
     if not (report.added or report.updated or report.unchanged or report.failed):
-        where = ", ".join(str(p) for p in paths or index.paths)
         click.echo(f"warning: no document found in {where}: none there matches index.include "
                    f"({', '.join(index.include)}); check the paths and index.include", err=True)
+    if report.held_unknown:
+        click.echo(f"warning: the index's list of documents ({index.directory / MANIFEST}) can't "
+                   f"be read, so files it held outside {where} were not re-indexed; sync each "
+                   f"again by path (web UI uploads are in {index.upload_dir}): "
+                   "chatbot index sync PATH", err=True)
     if as_json:
         print_json({**report.__dict__, "failed": [f.__dict__ for f in report.failed]})
     else:
