@@ -203,18 +203,28 @@ def list_documents(index: BotIndex) -> list[DocumentInfo]:
 @_index_errors
 def remove_documents(index: BotIndex, path: str | Path) -> list[str]:
     """Drop every indexed file at or under ``path``; returns their sources."""
-    target = os.path.abspath(path)
     store = Store.open(index.directory, index.settings)
+    targets = _removal_targets(index, store, path)
     removed: list[str] = []
     with store.transaction():
         for source in list(store.hashes):
-            if under(source, [target]):
+            if under(source, targets):
                 store.remove(source)
                 removed.append(source)
     if not removed:
-        raise DocumentIndexError(f"nothing indexed at or under {target}; "
+        raise DocumentIndexError(f"nothing indexed at or under {' or '.join(targets)}; "
                                  "see `chatbot index list`")
     return removed
+
+
+def _removal_targets(index: BotIndex, store: Store, path: str | Path) -> list[str]:
+    """``path`` from the current folder; where nothing is there, on disk or in the index, also
+    what the bot shows by that name: ``uploads/notes.md`` is a web UI upload, kept in the data
+    folder."""
+    target = os.path.abspath(path)
+    if os.path.exists(target) or any(under(source, [target]) for source in store.hashes):
+        return [target]
+    return list(dict.fromkeys([target, *map(str, index.names.paths(str(path)))]))
 
 
 @_index_errors

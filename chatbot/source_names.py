@@ -9,6 +9,7 @@ from the folder holding the index root it was found under (``docs/leave/apply.md
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +30,12 @@ class SourceNames:
             if path.is_relative_to(root):
                 return path.relative_to(root.parent).as_posix()
         return path.name
+
+    def paths(self, name: str) -> list[Path]:
+        """The absolute paths a shown ``name`` (of a file or a folder) stands for, one per root
+        that holds it: ``uploads/form.pdf`` is ``<data_dir>/uploads/form.pdf``."""
+        found = (Path(os.path.abspath(root.parent / name)) for root in self.roots)
+        return [path for path, root in zip(found, self.roots) if path.is_relative_to(root)]
 
     def hits(self, hits: Sequence[Hit]) -> list[Hit]:
         """``hits`` with each chunk's source named for showing."""

@@ -173,3 +173,24 @@ def test_sync_json_report(bot):
     _, config = bot
     report = json.loads(run("index", "sync", "--json", "--config", config).stdout)
     assert len(report["added"]) == 2 and report["failed"] == [] and report["chunks"] == 2
+
+
+def test_remove_takes_an_upload_by_the_name_the_bot_shows(bot, monkeypatch):
+    """The sources, log and web UI name an upload `uploads/notes.md`; `index remove` said
+    "nothing indexed at or under <cwd>/uploads/notes.md" to that name."""
+    tmp_path, config = bot
+    upload = tmp_path / "data" / "uploads" / "notes.md"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("# Notes\n\nRefunds take five days.\n")
+    assert run("index", "sync", str(upload), "--config", config).exit_code == 0  # as the UI does
+    hits = json.loads(run("index", "search", "refunds", "--mode", "bm25", "--json",
+                          "--config", config).stdout)
+    assert hits[0]["source"] == "uploads/notes.md"
+    monkeypatch.chdir(tmp_path / "docs")  # no uploads/ folder here
+    removed = run("index", "remove", "uploads/notes.md", "--config", config)
+    assert (removed.exit_code, removed.stdout) == (0, "removed 1 document(s)\n")
+    assert str(upload) not in run("index", "list", "--config", config).stdout
+    again = run("index", "remove", "uploads/notes.md", "--config", config)
+    assert (again.exit_code, again.stderr) == (
+        1, f"error: nothing indexed at or under {tmp_path / 'docs' / 'uploads' / 'notes.md'} or "
+           f"{upload}; see `chatbot index list`\n")
