@@ -22,7 +22,6 @@ import unicodedata
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
@@ -30,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api_schema import error_body
 from chatbot.config import BotConfig
+from chatbot.config_file import read_auth_file
 from chatbot.errors import ConfigError
 
 API_KEY_USER = "api-key"
@@ -290,21 +290,3 @@ def read_auth(config: BotConfig) -> list[tuple[str, str]] | None:
     if config.server.auth_file:
         pairs += read_auth_file(config.resolve(config.server.auth_file))
     return pairs or None
-
-
-def read_auth_file(path: Path) -> list[tuple[str, str]]:
-    if not path.is_file():
-        raise ConfigError(f"server.auth_file {path} not found; create it with user:password "
-                          "lines or remove the key")
-    pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        user, sep, password = line.partition(":")
-        if not sep or not user or not password:
-            raise ConfigError(f"{path}:{number}: expected user:password")
-        pairs.append((user, password))
-    if not pairs:
-        raise ConfigError(f"{path}: no user:password lines; add one or remove server.auth_file")
-    return pairs

@@ -116,8 +116,8 @@ def config_problems(raw: object, base_dir: Path | None = None) -> list[str]:
 def missing_files(config: BotConfig) -> list[str]:
     """Files and folders the config names that are not there, at their key paths: model,
     tokenizer and reranker paths (``./``, ``/``, ``~``; else they are hub ids), prompt
-    templates, adapters and the login file. Found now, not when a server, a question or a
-    training run first needs them."""
+    templates, adapters and the login file (read as the server reads it). Found now, not when
+    a server, a question or a training run first needs them."""
     from chatbot.models import resolve_model
     from chatbot.prompts import load_template
 
@@ -147,11 +147,32 @@ def missing_files(config: BotConfig) -> list[str]:
                 load_template(config.template_ref(value))
             except ConfigError as exc:
                 problems.append(f"{key}: {exc}")
-    auth_file = config.server.auth_file
-    if auth_file and not config.resolve(auth_file).is_file():
-        problems.append(f"server.auth_file: {config.resolve(auth_file)} does not exist; create "
-                        "it with user:password lines, or remove the key")
+    if config.server.auth_file:
+        try:
+            read_auth_file(config.resolve(config.server.auth_file))
+        except ConfigError as exc:
+            problems.append(f"server.auth_file: {exc}")
     return problems
+
+
+def read_auth_file(path: Path) -> list[tuple[str, str]]:
+    """The ``user:password`` pairs of a login file, read the same way by ``chatbot serve`` and
+    by the check every command runs, so a file the check passes is one the server accepts."""
+    if not path.is_file():
+        raise ConfigError(f"{path} not found; create it with user:password lines, or remove "
+                          "server.auth_file")
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user or not password:
+            raise ConfigError(f"{path}:{number}: expected user:password")
+        pairs.append((user, password))
+    if not pairs:
+        raise ConfigError(f"{path}: no user:password lines; add one or remove server.auth_file")
+    return pairs
 
 
 def _validate(raw: object) -> tuple[BotConfig | None, list[str]]:
@@ -221,6 +242,21 @@ def load_config(path: str | Path | None = None) -> BotConfig:
     path = Path(path) if path else default_config_path()
     config, problems = _validate(read_yaml(path))
     if problems:
-        raise ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        raise _problems_error(path, problems)
     config.base_dir = path.resolve().parent
     return config
+
+
+def load_checked_config(path: str | Path | None = None) -> BotConfig:
+    """What every command runs before it starts: the keys, then the files the config names,
+    the same problems ``chatbot config check`` lists. Cheap: no model is loaded."""
+    path = Path(path) if path else default_config_path()
+    config = load_config(path)
+    problems = missing_files(config)
+    if problems:
+        raise _problems_error(path, problems)
+    return config
+
+
+def _problems_error(path: Path, problems: list[str]) -> ConfigError:
+    return ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
