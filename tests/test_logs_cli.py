@@ -50,6 +50,15 @@ def test_list_shows_sessions_newest_first(logged) -> None:
     assert "web-a" in text and "prompt" in text
 
 
+def test_list_lines_up_each_column_under_its_header(logged) -> None:
+    header, *rows = invoke("logs", "list", "--config", logged["config"]).output.splitlines()
+    assert header.split() == ["session", "started", "variant", "turns"] and len(rows) == 2
+    for row in rows:
+        _, started, variant, turns = row.split()
+        starts = [row.index(started), row.index(variant), len(row) - len(turns)]
+        assert starts == [header.index(name) for name in ("started", "variant", "turns")], row
+
+
 def test_show_prints_turns_sources_and_feedback(logged) -> None:
     text = invoke("logs", "show", "web-a", "--config", logged["config"]).output
     assert "you> how to sync" in text and "bot> how to sync" in text

@@ -74,6 +74,16 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
+def print_table(header: list[str], rows: list[list[Any]]) -> None:
+    """Columns as wide as their widest cell, header included: a fixed width lets a longer
+    value (a timestamp with microseconds and a zone) push the columns after it out of line."""
+    lines = [header, *([str(cell) for cell in row] for row in rows)]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header) - 1)]
+    for line in lines:
+        click.echo(" ".join([cell.ljust(width) for cell, width in zip(line, widths)]
+                            + [line[-1]]))
+
+
 __all__ = ["BotConfig", "in_section", "one_line_errors", "print_json", "with_config"]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from app.commands.common import BotConfig, existing_log, in_section, one_line_errors, \
-    output_path, print_json, with_config
+    output_path, print_json, print_table, with_config
 from chatbot.errors import InputError
 from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
 from index.jsonfile import replacing
@@ -85,9 +85,8 @@ def list_sessions(config: BotConfig, limit: int, as_json: bool) -> None:
     if not sessions:
         click.echo("no conversations logged yet")
         return
-    click.echo(f"{'session':<24} {'started':<24} {'variant':<12} turns")
-    for s in sessions:
-        click.echo(f"{s['id']:<24} {s['created_at']:<24} {s['variant'] or '-':<12} {s['turns']}")
+    print_table(["session", "started", "variant", "turns"],
+                [[s["id"], s["created_at"], s["variant"] or "-", s["turns"]] for s in sessions])
 
 
 @logs.command("show")
