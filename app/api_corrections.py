@@ -5,7 +5,8 @@
 
 The answer's ``turn_id`` is in every chat completion's response. Who may call the route is
 ``app.auth``'s one rule (with a login or API key configured, every route needs one); the
-correction's author is the caller it found (a user name, or ``api-key``).
+correction's author is the caller it found (a user name, or ``api-key``), or ``api`` on an
+open server, the name the log gives such a caller's sessions.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from chatbot.logs import ConversationLog
 
 
 CORRECTION_BODY = '{"turn_id": N, "text": "the right answer"}'
+ANONYMOUS_AUTHOR = "api"
+"""The author of a correction posted with no credential: a reviewer reading the log still
+sees that it came through the API, not from a person at the web UI or the command line."""
 
 
 def create_corrections_router(log: ConversationLog | None) -> APIRouter:
@@ -36,7 +40,7 @@ def create_corrections_router(log: ConversationLog | None) -> APIRouter:
             if log is None:
                 raise RequestError("conversation logging is off (logging.enabled), so there are "
                                    "no answers to correct", code="logging_off", status=409)
-            author = getattr(request.state, "caller", None)
+            author = getattr(request.state, "caller", None) or ANONYMOUS_AUTHOR
             correction = await asyncio.to_thread(log.add_correction, turn_id, text, author)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)

@@ -177,6 +177,11 @@ def test_going_back_to_the_review_tab_keeps_the_correction_being_typed(engine) -
 @pytest.fixture
 def protected(tmp_path, echo, monkeypatch):
     monkeypatch.setenv("CHATBOT_API_KEY", "k-1")
+    return server_over_one_answer(tmp_path, echo, monkeypatch)
+
+
+def server_over_one_answer(tmp_path, echo, monkeypatch):
+    """The server app, the turn id of its log's one thumbed-down answer, and the log."""
     monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
     config_file = tmp_path / "bot.yaml"
     config_file.write_text('name: Support bot\nmodels:\n  embedder: "hash:64"\n')
@@ -206,6 +211,17 @@ def test_corrections_over_http_need_the_same_credential_as_every_route(protected
                               headers={"Authorization": "Bearer k-1"})
         assert as_text.json()["error"]["message"].startswith(
             f'turn_id must be a whole number (as `chatbot logs show` lists them), not "{turn}"')
+
+
+def test_a_correction_posted_to_an_open_server_is_signed_api(tmp_path, echo,
+                                                             monkeypatch) -> None:
+    for name in ("CHATBOT_API_KEY", "CHATBOT_USER", "CHATBOT_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    app, turn, log = server_over_one_answer(tmp_path, echo, monkeypatch)
+    with TestClient(app) as client:
+        saved = client.post("/v1/corrections", json={"turn_id": turn, "text": FIXED})
+    assert saved.status_code == 201 and saved.json()["author"] == "api"
+    assert [c.author for c in log.corrections(turn)] == ["api"]
 
 
 def test_a_logged_in_browser_cannot_be_made_to_post_a_correction_from_another_site(
