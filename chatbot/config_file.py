@@ -157,12 +157,17 @@ def missing_files(config: BotConfig) -> list[str]:
 
 def read_auth_file(path: Path) -> list[tuple[str, str]]:
     """The ``user:password`` pairs of a login file, read the same way by ``chatbot serve`` and
-    by the check every command runs, so a file the check passes is one the server accepts."""
+    by ``chatbot config check``, so a file the check passes is one the server accepts."""
     if not path.is_file():
         raise ConfigError(f"{path} not found; create it with user:password lines, or remove "
                           "server.auth_file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text; save it as UTF-8 with user:password "
+                          "lines") from None
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -242,21 +247,6 @@ def load_config(path: str | Path | None = None) -> BotConfig:
     path = Path(path) if path else default_config_path()
     config, problems = _validate(read_yaml(path))
     if problems:
-        raise _problems_error(path, problems)
+        raise ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     config.base_dir = path.resolve().parent
     return config
-
-
-def load_checked_config(path: str | Path | None = None) -> BotConfig:
-    """What every command runs before it starts: the keys, then the files the config names,
-    the same problems ``chatbot config check`` lists. Cheap: no model is loaded."""
-    path = Path(path) if path else default_config_path()
-    config = load_config(path)
-    problems = missing_files(config)
-    if problems:
-        raise _problems_error(path, problems)
-    return config
-
-
-def _problems_error(path: Path, problems: list[str]) -> ConfigError:
-    return ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))

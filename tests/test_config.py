@@ -316,24 +316,8 @@ def test_config_check_reads_the_auth_file_as_serve_does(tmp_path: Path) -> None:
     (tmp_path / "users.txt").write_text("ana:pw\nnocolon\n")
     path = tmp_path / "bot.yaml"
     path.write_text("server: {auth_file: users.txt}\n")
-    problem = f"server.auth_file: {tmp_path / 'users.txt'}:2: expected user:password"
+    problem = f"{tmp_path / 'users.txt'}:2: expected user:password"
     check = CliRunner().invoke(main, ["config", "check", str(path)])
-    assert check.exit_code == 1 and check.output == f"{path}: {problem}\n"
+    assert check.exit_code == 1 and check.output == f"{path}: server.auth_file: {problem}\n"
     serve = CliRunner().invoke(main, ["serve", "--config", str(path)])
-    assert serve.exit_code == 1 and problem in serve.output
-
-
-def test_every_command_refuses_what_config_check_lists_before_loading_a_model(
-        tiny_config: Path) -> None:
-    config = yaml.safe_load(tiny_config.read_text())
-    config.update(variants={"prompt": {}, "mine": {"template": "./nope.j2"},
-                            "local": {"model": "./nomodel"}},
-                  server={"auth_file": "users.txt"})
-    tiny_config.write_text(yaml.safe_dump(config))
-    check = CliRunner().invoke(main, ["config", "check", str(tiny_config)])
-    listed = [line.split(": ", 1)[1] for line in check.output.splitlines()]
-    assert check.exit_code == 1 and len(listed) == 3
-    for command in (["ask", "hi"], ["serve"], ["logs", "list"]):
-        result = CliRunner().invoke(main, [*command, "--config", str(tiny_config)])
-        assert result.exit_code == 1, command
-        assert result.output.splitlines()[1:] == [f"  {problem}" for problem in listed], command
+    assert serve.exit_code == 1 and serve.output == f"error: {problem}\n"

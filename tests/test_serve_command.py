@@ -24,13 +24,12 @@ def test_serve_refuses_an_open_non_loopback_address(tiny_config, credentials) ->
 
 def test_serve_refuses_an_ab_arm_it_cant_serve(tiny_config) -> None:
     config = yaml.safe_load(tiny_config.read_text())
-    config.update(variants={"prompt": {}, "tuned": {"adapter": "adapters/never-finished"}},
+    config.update(variants={"prompt": {}, "tuned": {"adapter": "adapters/never-trained"}},
                   ab={"enabled": True, "weights": {"prompt": 0.5, "tuned": 0.5}})
     tiny_config.write_text(yaml.safe_dump(config))
-    (tiny_config.parent / "data" / "adapters" / "never-finished").mkdir(parents=True)
     result = CliRunner().invoke(cli, ["serve", "--config", str(tiny_config)])
     assert result.exit_code == 1
-    assert "A/B variant 'tuned' can't be served: " in result.output
+    assert "A/B variant 'tuned' can't be served: adapter directory" in result.output
     assert "or give it weight 0 in ab.weights" in result.output
 
 

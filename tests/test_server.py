@@ -49,9 +49,12 @@ def test_login_pairs_from_environment_and_file(config_file, monkeypatch, tmp_pat
     (None, "users.txt not found; create it with user:password lines"),
     ("ana\n", "users.txt:1: expected user:password"),
     ("# nobody\n", "no user:password lines"),
+    (b"ana:p\xe4ss\n", "users.txt is not UTF-8 text; save it as UTF-8"),  # Latin-1
 ])
 def test_bad_auth_file_is_a_clear_error(config_file, tmp_path, content, message) -> None:
-    if content is not None:
+    if isinstance(content, bytes):
+        (tmp_path / "users.txt").write_bytes(content)
+    elif content is not None:
         (tmp_path / "users.txt").write_text(content)
     config_file.write_text("server:\n  auth_file: users.txt\n")
     with pytest.raises(ConfigError, match=message):

@@ -13,7 +13,7 @@ import click
 
 from chatbot.config import BotConfig
 
-from chatbot.config_file import default_config_path, load_checked_config
+from chatbot.config_file import default_config_path, load_config
 from chatbot.errors import ChatbotError, InputError
 from chatbot.paths import DataPaths
 from index.errors import IndexingError
@@ -30,8 +30,7 @@ def in_section(section: str) -> Callable[[click.Command], click.Command]:
 
 
 def with_config(func: Callable) -> Callable:
-    """Add ``--config PATH`` and pass the config as ``config``, once it passes the check
-    ``chatbot config check`` runs."""
+    """Add ``--config PATH`` and pass the loaded, validated config as ``config``."""
 
     @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
                   help="Bot config YAML [default: $CHATBOT_CONFIG or configs/default.yaml].")
@@ -41,7 +40,7 @@ def with_config(func: Callable) -> Callable:
         if context is not None and getattr(context, "invoked_subcommand", None):
             # A group on its way to a subcommand, which reads its own --config.
             return func(*args, config=None, **kwargs)
-        config = one_line_errors(load_checked_config)(config_path or default_config_path())
+        config = one_line_errors(load_config)(config_path or default_config_path())
         return func(*args, config=config, **kwargs)
 
     return wrapper
