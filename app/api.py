@@ -44,8 +44,8 @@ from dataclasses import replace
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from app.api_schema import (ChatRequest, RequestError, RequestLimits, body_bytes, error_body,
-                            parse_request, read_json, split_conversation)
+from app.api_schema import (API_CLIENT, ChatRequest, RequestError, RequestLimits, body_bytes,
+                            error_body, parse_request, read_json, split_conversation)
 from chatbot.engine import CUT_SHORT_BY_SHUTDOWN, AnswerStream, Engine
 from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, InputError,
                             ModelError, TooManyNewTokens)
@@ -168,7 +168,7 @@ class Answering:
     """
 
     def __init__(self, engine: Engine, chat: ChatRequest, session_id: str,
-                 variant: str, answers: AnswerCount, client: str = "api") -> None:
+                 variant: str, answers: AnswerCount, client: str = API_CLIENT) -> None:
         self.engine, self.chat, self.session_id, self.client = engine, chat, session_id, client
         self.variant = variant
         """The variant that answers; ``chat.model`` (shown in replies) may be ``ab``."""
@@ -331,7 +331,7 @@ def _client(request: Request) -> str:
     """What the log records as a session's client: ``api``, and who called where the server
     knows (``api:alice``, ``api:api-key``)."""
     caller = getattr(request.state, "caller", None)
-    return f"api:{caller}" if caller else "api"
+    return f"{API_CLIENT}:{caller}" if caller else API_CLIENT
 
 
 def _check_session_is_callers(engine: Engine, session_id: str, client: str) -> None:

@@ -18,15 +18,12 @@ from dataclasses import asdict
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.api_schema import RequestError, read_json
+from app.api_schema import API_CLIENT, RequestError, read_json
 from chatbot.errors import InputError
 from chatbot.logs import ConversationLog
 
 
 CORRECTION_BODY = '{"turn_id": N, "text": "the right answer"}'
-ANONYMOUS_AUTHOR = "api"
-"""The author of a correction posted with no credential: a reviewer reading the log still
-sees that it came through the API, not from a person at the web UI or the command line."""
 
 
 def create_corrections_router(log: ConversationLog | None) -> APIRouter:
@@ -40,7 +37,7 @@ def create_corrections_router(log: ConversationLog | None) -> APIRouter:
             if log is None:
                 raise RequestError("conversation logging is off (logging.enabled), so there are "
                                    "no answers to correct", code="logging_off", status=409)
-            author = getattr(request.state, "caller", None) or ANONYMOUS_AUTHOR
+            author = getattr(request.state, "caller", None) or API_CLIENT
             correction = await asyncio.to_thread(log.add_correction, turn_id, text, author)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)

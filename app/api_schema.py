@@ -43,6 +43,10 @@ def error_body(message: str, type: str, param: str | None = None,
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+API_CLIENT = "api"
+"""What the log calls a caller of the API that gave no credential (its sessions' client, its
+corrections' author); ``api:NAME`` for one that did."""
+
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_BODY_BYTES = 2**20
 """The body a request without a larger allowance (``RequestLimits.body_bytes``) may send."""
