@@ -17,6 +17,7 @@ measurement on a labelled set (benchmarks/data/attribution_labels.json):
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,13 +29,19 @@ from index.embed import Embedder
 
 COSINE_WEIGHT = 0.25
 SENTENCE_THRESHOLD = 0.6
-"""Measured with all-MiniLM-L6-v2 (92 labelled sentences: precision 0.84, recall 0.89; chosen
-on one half, measured on the other 0.87/0.83); measure again for another embedder."""
+"""Measured with all-MiniLM-L6-v2 (100 labelled sentences: precision 0.84, recall 0.90; chosen
+on one half, measured on the other 0.86/0.85); measure again for another embedder."""
 LEXICAL_THRESHOLD = 0.61
-"""The best F1 of lexical recall alone on the same set (0.85/0.85)."""
+"""Lexical recall alone on the same set: precision 0.84, recall 0.88 at this threshold."""
 NUMBER_PENALTY = 0.5
 MIN_CLAIM_WORDS = 3
 """Sentences with fewer content words ("Sure!", "I hope this helps.") state nothing to check."""
+FRAMING = re.compile(r"^(?:based on|according to|as (?:stated|described|mentioned|shown) in)\s+"
+                     r"(?:the\s+)?(?:provided\s+|given\s+)?(?:documentation|documents?|docs|"
+                     r"sources?|context|passages?|information)(?:\s+provided)?\s*[,:]\s*",
+                     re.IGNORECASE)
+"""An opening that says where a claim comes from ("Based on the documentation, ..."): its
+words are not part of the claim, and no passage holds them."""
 POLICIES = ("show", "flag", "withhold")
 WITHHELD_MESSAGE = ("I held this answer back: too little of it is supported by the documents. "
                     "Try rephrasing the question, or check the sources directly.")
@@ -178,8 +185,9 @@ class Attributor:
         alone, which changes no decision. ``exact`` embeds every pair (the benchmark)."""
         if not claims or not units:
             return np.zeros((len(claims), len(units)), dtype=np.float32)
+        claims = [FRAMING.sub("", claim, count=1) for claim in claims]
         claim_words = [content_words(claim) for claim in claims]
-        unit_words = [content_words(unit) for unit in units]
+        unit_words = [_with_port_numbers(content_words(unit)) for unit in units]
         lexical = np.array([[len(c & u) / max(1, len(c)) for u in unit_words]
                             for c in claim_words], dtype=np.float32)
         scores = lexical
@@ -211,6 +219,13 @@ class Attributor:
         if score >= self.settings.min_support or self.settings.policy == "show":
             return "shown"
         return "flagged" if self.settings.policy == "flag" else "withheld"
+
+
+def _with_port_numbers(words: set[str]) -> set[str]:
+    """``words`` and the parts of each number written with a colon: a source's
+    ``127.0.0.1:7860`` backs an answer's "port 7860"."""
+    return words | {part for word in words if word[0].isdigit() and ":" in word
+                    for part in word.split(":")}
 
 
 def _share_supported(sentences: Sequence[SentenceSupport]) -> float:

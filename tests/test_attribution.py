@@ -107,6 +107,16 @@ def test_changed_numbers_and_invented_claims_are_unsupported(minilm) -> None:
         s.end - s.start for s in attribution.sentences))
 
 
+def test_an_opening_naming_the_documents_is_not_part_of_the_claim(minilm) -> None:
+    """The embedded model opens answers with "Based on the documentation,": no passage says
+    that, and the claim after it is what is checked (a port in a URL included)."""
+    passages = ["The web UI opens on http://127.0.0.1:7860. The host comes from server.host."]
+    answer = ("Based on the documentation, the web UI opens on port 7860. According to the "
+              "sources, the web UI opens on port 8080.")
+    for attributor in (Attributor(minilm), Attributor(None)):
+        assert [s.supported for s in attributor(answer, passages).sentences] == [True, False]
+
+
 @pytest.mark.integration
 def test_embedding_only_reachable_pairs_changes_no_decision(minilm) -> None:
     attributor = Attributor(minilm)
