@@ -42,6 +42,21 @@ def test_build_prints_a_summary_and_skipped_lines(run):
     assert "skipped: " in result.stderr and "two user messages in a row" in result.stderr
 
 
+@pytest.mark.parametrize("given, error", [
+    ("transcript.jsonl", "transcript file {path} not found; check the path given to --from"),
+    ("folder", "{path} is not a file; give --from a .jsonl or .csv transcript file"),
+])
+def test_a_named_file_that_is_not_there_stops_the_build(run, tmp_path, given, error):
+    """A misspelt --from is an error naming the path, not a build from the other sources."""
+    (tmp_path / "folder").mkdir()
+    path = tmp_path / given
+    result = run("data", "build", "--name", "v1", "--from", str(DATA / "openai.jsonl"),
+                 "--from", str(path))
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {error.format(path=path)}\n"
+    assert not (tmp_path / "bot" / "datasets" / "v1").exists()
+
+
 def test_build_json_list_show_and_export(run, tmp_path):
     built = run("data", "build", "--name", "v1", "--from", str(DATA / "sharegpt.jsonl"),
                 "--json")

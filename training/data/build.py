@@ -48,6 +48,7 @@ def build_dataset(settings: DataSettings, name: str, sources: Sequence[str | Pat
         raise DataError(f"dataset {name!r} already exists at {target}; choose another name or "
                         "pass --overwrite")
     files = [Path(s) for s in sources if str(s) != LOGS]
+    _require_files(files)
     options = options or settings.options
     timings, clock = {}, time.perf_counter()
     imported = read_transcripts(files, settings.qa_fields, strict=strict)
@@ -68,6 +69,15 @@ def build_dataset(settings: DataSettings, name: str, sources: Sequence[str | Pat
     _write(target, summary, curated, options, overwrite)
     timings["write"], clock = _lap(clock)
     return replace(summary, seconds={**timings, "total": round(clock - started, 3)})
+
+
+def _require_files(files: list[Path]) -> None:
+    """A file named as a source must be there: a typo would otherwise build from the rest."""
+    for path in files:
+        if not path.exists():
+            raise DataError(f"transcript file {path} not found; check the path given to --from")
+        if not path.is_file():
+            raise DataError(f"{path} is not a file; give --from a .jsonl or .csv transcript file")
 
 
 def _lap(since: float) -> tuple[float, float]:
