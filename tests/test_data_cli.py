@@ -100,6 +100,9 @@ def test_errors_are_one_line(run):
     missing = run("data", "show", "nope")
     assert missing.exit_code == 1
     assert missing.stderr.startswith("error: no dataset 'nope' in ")
+    assert missing.stderr.endswith("; build it with `chatbot data build --name nope`, or from the "
+                                   "indexed documents with `chatbot data synth --name nope "
+                                   "--teacher VARIANT`\n")
     strict = run("data", "build", "--name", "s", "--strict", "--from", str(DATA / "invalid.jsonl"))
     assert strict.exit_code == 1 and strict.stderr.count("\n") > 1  # the problems are listed
     assert strict.stderr.startswith("error: 10 problem(s) in the imported transcripts")

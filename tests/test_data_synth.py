@@ -243,13 +243,27 @@ def test_a_run_that_finished_nothing_gives_way_to_other_settings(bot: Path):
     with pytest.raises(ModelError):  # other settings; this time 1 chunk is done
         synthesize(settings_with(bot, CopyTeacher(fail_after=4), index=False),
                    replace(first, questions_per_chunk=3))
-    with pytest.raises(DataError, match=r"holds an unfinished run \(1 chunk\(s\) done\) "
-                                        r"started with --teacher big --seed 1234 "
+    with pytest.raises(DataError, match=r"holds an earlier run \(1 chunk\(s\) done, 3 item\(s\) "
+                                        r"kept\) started with --teacher big --seed 1234 "
                                         r"--questions-per-chunk 3; rerun with those"):
         synthesize(settings_with(bot, CopyTeacher(), index=False), first)
     summary = synthesize(settings_with(bot, CopyTeacher(), index=False),
                          replace(first, questions_per_chunk=3))
     assert summary.resumed_chunks == 1 and summary.kept == 12
+
+
+def test_a_run_that_kept_nothing_gives_way_and_data_show_points_back_at_synth(bot: Path):
+    """Every chunk finished but the filters rejected every item: nothing holds the name, so
+    other settings start afresh, and `chatbot data show` says to rerun the synthesis."""
+    first = SynthRequest("cold", "big", n=4, questions_per_chunk=2)
+    with pytest.raises(DataError, match="none of the generated items passed the filters"):
+        synthesize(settings_with(bot, CopyTeacher(invent=lambda n: True)), first)
+    shown = CliRunner().invoke(main, ["data", "show", "cold", "--config", str(bot)])
+    assert shown.exit_code == 1
+    assert "; `chatbot data synth --name cold` left no dataset, only its progress" in shown.stderr
+    assert "chatbot data build" not in shown.stderr
+    summary = synthesize(settings_with(bot, CopyTeacher(), index=False), replace(first, seed=7))
+    assert summary.resumed_chunks == 0 and summary.kept == 4
 
 
 def test_clear_errors_for_an_empty_index_and_an_unknown_teacher(bot: Path):

@@ -26,6 +26,7 @@ from training.data.settings import DataSettings
 from training.data.steps import CurateOptions, Curated, curate
 from training.data.token_lengths import TokenCounter
 from training.data.transcripts import Conversation, ImportResult, QAFields, read_transcripts
+from training.synth.progress import work_dir
 
 LOGS = "logs"
 
@@ -338,7 +339,19 @@ def export_dataset(settings: DataSettings, name: str, out: Path, fmt: str = "jso
 def _existing(settings: DataSettings, name: str) -> Path:
     directory = dataset_path(settings, name)
     if not directory.is_dir():
-        known = ", ".join(d["name"] for d in list_datasets(settings)) or "none yet"
-        raise DataError(f"no dataset {name!r} in {settings.datasets_root} (datasets: {known}); "
-                        "build it with `chatbot data build --name NAME`")
+        raise DataError(_missing_dataset(settings, name))
     return directory
+
+
+def _missing_dataset(settings: DataSettings, name: str) -> str:
+    """Why there is no dataset ``name`` and what makes one: a synthesis run that left its work
+    folder but no dataset is to be rerun, not replaced by ``chatbot data build``."""
+    known = ", ".join(d["name"] for d in list_datasets(settings)) or "none yet"
+    missing = f"no dataset {name!r} in {settings.datasets_root} (datasets: {known})"
+    synth = work_dir(settings.datasets_root, name)
+    if synth.is_dir():
+        return (f"{missing}; `chatbot data synth --name {name}` left no dataset, only its "
+                f"progress and teacher calls in {synth}: rerun it, with a larger --teacher if "
+                "none of its items passed the filters")
+    return (f"{missing}; build it with `chatbot data build --name {name}`, or from the indexed "
+            f"documents with `chatbot data synth --name {name} --teacher VARIANT`")

@@ -70,16 +70,19 @@ class Progress:
 
 
 def _start_over_unless_work_is_lost(directory: Path, started: dict, records: list) -> None:
-    """Another run's settings are refused while it has finished chunks; one that finished none
-    (a teacher that never answered) holds nothing and gives way to the new run."""
-    finished = sum(record is not None and "chunk_id" in record for record in records)
-    if finished:
+    """Another run's settings are refused while its finished chunks kept items; one that kept
+    none (a teacher that never answered, or whose every item the filters rejected) holds nothing
+    a rerun could use and gives way to the new run."""
+    chunks = [record for record in records if record is not None and "chunk_id" in record]
+    kept = sum(item.get("reason") is None for record in chunks for item in record["items"])
+    if kept:
         teacher = started.get("teacher") or {}
         raise DataError(
-            f"{directory} holds an unfinished run ({finished} chunk(s) done) started with "
-            f"--teacher {teacher.get('variant')} --seed {started.get('seed')} "
-            f"--questions-per-chunk {started.get('questions_per_chunk')}; rerun with those (and "
-            "the same teacher templates) to continue it, or delete that folder to start over")
+            f"{directory} holds an earlier run ({len(chunks)} chunk(s) done, {kept} item(s) "
+            f"kept) started with --teacher {teacher.get('variant')} --seed "
+            f"{started.get('seed')} --questions-per-chunk {started.get('questions_per_chunk')}; "
+            "rerun with those (and the same teacher templates) to continue it, or delete that "
+            "folder to start over")
     (directory / CALLS).unlink(missing_ok=True)
 
 
