@@ -113,8 +113,8 @@ def registered_adapters(adapters_root: Path) -> dict[str, Path]:
 
 @contextlib.contextmanager
 def peft_notice_muted():
-    """Around a peft adapter load: peft asks transformers with a name transformers is retiring,
-    and its FutureWarning would reach the user's output at every load."""
+    """Around peft's adapter loads and LoRA wraps, and TRL's training: they ask transformers
+    with a name transformers is retiring, whose FutureWarning would reach the user's output."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated",
                                 FutureWarning)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -176,3 +177,13 @@ def test_freeze_trains_only_the_last_blocks(tmp_path, tiny_model):
     after = AutoModelForCausalLM.from_pretrained(result.adapter).state_dict()
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     assert changed and all(name.startswith(("model.layers.1.", "model.norm")) for name in changed)
+
+
+def test_lora_training_shows_no_library_deprecation_notice(tmp_path, tiny_model):
+    """peft asks transformers for ``is_gradient_checkpointing``, a name transformers is retiring:
+    its FutureWarning is no part of what `chatbot train` prints."""
+    fact_dataset(tmp_path, tiny_model)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        finetune(request_for(tmp_path, tiny_model, max_steps=1, eval_every=1), progress=False)
+    assert [str(w.message) for w in said if issubclass(w.category, FutureWarning)] == []

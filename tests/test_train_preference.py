@@ -4,6 +4,7 @@ adapter the engine serves, resumes, and refuses data that cannot teach the objec
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import replace
 
 import pytest
@@ -148,6 +149,18 @@ def test_kto_on_the_base_model_learns_the_labels_and_registers(tmp_path, tiny_mo
     manifest = json.loads((folder / "adapter_manifest.json").read_text())
     assert manifest["method"] == "kto" and manifest["hyperparameters"]["from_adapter"] is None
     assert (folder / "adapter_config.json").is_file() and (folder / "loss.png").is_file()
+
+
+@pytest.mark.parametrize("objective", ["dpo", "kto"])
+def test_preference_training_shows_no_library_deprecation_notice(tmp_path, tiny_model, objective):
+    """TRL's settings and steps use gradient-checkpointing names transformers is retiring:
+    their FutureWarnings are no part of what `chatbot train` prints."""
+    preference_dataset(tmp_path, tiny_model)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        train_preference(request_for(tmp_path, tiny_model, objective=objective, max_steps=1,
+                                     eval_every=1), progress=False)
+    assert [str(w.message) for w in said if issubclass(w.category, FutureWarning)] == []
 
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, tiny_model):

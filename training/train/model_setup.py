@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from chatbot.adapters import peft_notice_muted
 from training.train.batches import PackedBatch
 from training.errors import TrainingError
 
@@ -72,7 +73,8 @@ def apply_method(model, settings: MethodSettings):
                             lora_dropout=settings.lora_dropout, task_type="CAUSAL_LM",
                             target_modules=targets if isinstance(targets, str) else list(targets))
         try:
-            return get_peft_model(model, config)
+            with peft_notice_muted():
+                return get_peft_model(model, config)
         except ValueError as exc:
             raise TrainingError(f"LoRA target modules {targets!r} do not fit this model ({exc}); "
                                 "use all-linear or names such as q_proj,v_proj") from None

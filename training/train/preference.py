@@ -96,7 +96,8 @@ def train_preference(request: PreferenceRequest,
     template, template_sha = check_prompt_template(rows)
     model = _policy(model, sft, run, template_hash, fingerprint)
     trainer = _trainer(request, rows, model, tokenizer, run_dir, checkpoint, on_record, progress)
-    trainer.train(resume_from_checkpoint=checkpoint)
+    with peft_notice_muted():  # TRL asks the model at every step, too
+        trainer.train(resume_from_checkpoint=checkpoint)
     result = _result(request, target, trainer, rows)
     if trainer.is_world_process_zero():
         if sft is not None and template is None:

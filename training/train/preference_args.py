@@ -10,6 +10,7 @@ the last one) and keeps the best evaluation's weights (early stopping on the val
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -44,9 +45,9 @@ def trl_config(objective: str, loop: LoopSettings, run_dir: Path, *, beta: float
         logging_steps=1, report_to="none", disable_tqdm=not progress, use_cpu=cpu, bf16=bf16,
         gradient_checkpointing=gradient_checkpointing, beta=beta, max_length=max_length,
         dataloader_num_workers=0)
-    if objective == "dpo":
-        return DPOConfig(**common)
-    return KTOConfig(**common)
+    with warnings.catch_warnings():  # transformers renames the flag; its notice is not ours
+        warnings.filterwarnings("ignore", "`gradient_checkpointing` is deprecated", FutureWarning)
+        return (DPOConfig if objective == "dpo" else KTOConfig)(**common)
 
 
 def metrics_record(log: dict, step: int) -> dict:
