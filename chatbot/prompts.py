@@ -99,9 +99,10 @@ def _declared_examples(tree: jinja2.nodes.Template, path: Path) -> list:
     return []
 
 
-CHAT_MARKUP = re.compile(r"<\|[^<>|\s]{1,64}\|>|<｜[^<>｜\s]{1,64}｜>"  # ChatML, Llama 3, Phi, DeepSeek
-                         r"|</?(?:s|bos|eos|start_of_turn|end_of_turn)>"  # Llama 2, Gemma
-                         r"|\[/?INST\]|<</?SYS>>")  # Mistral, Llama 2
+# ChatML, Llama 3, Phi and DeepSeek; then Llama 2 and Gemma; then Mistral and Llama 2
+CHAT_MARKUP = re.compile(r"<\|[^<>|\s]{1,64}\|>|<｜[^<>｜\s]{1,64}｜>"
+                         r"|</?(?:s|bos|eos|start_of_turn|end_of_turn)>"
+                         r"|\[/?INST\]|<</?SYS>>")
 """Control tokens of the common chat templates, written out as text."""
 WORD_JOINER = "\u2060"
 
