@@ -28,7 +28,7 @@ from chatbot.errors import InputError, ModelError, PromptTooLong, TooManyNewToke
 from chatbot.filters import NamedFilter, run_filters
 from chatbot.generate import GenerationSettings, Generator
 from chatbot.logs import ConversationLog
-from chatbot.prompts import load_template, prompt_within
+from chatbot.prompts import FittedPrompt, load_template, prompt_within
 from chatbot.retrieval_query import QueryPolicy, retrieval_query, rewrite_with
 from chatbot.types import Message, Reply, hit_record
 from chatbot.variants import Variant
@@ -287,16 +287,7 @@ class AnswerStream:
         queried = time.perf_counter()
         hits = self._retrieve(query)
         retrieved = time.perf_counter()
-        budget = min(generator.context_window - self.settings.max_new_tokens,
-                     self.settings.max_prompt_tokens or generator.context_window)
-        try:
-            prompt = prompt_within(load_template(self.variant.template), self.question, hits,
-                                   self.history, generator.count_tokens, budget, policies.bot_name)
-        except PromptTooLong as exc:  # would it fit with fewer new tokens? then say that
-            window = generator.context_window
-            if exc.tokens <= min(self.settings.max_prompt_tokens or window, window - 1):
-                raise TooManyNewTokens(self.settings.max_new_tokens, window) from None
-            raise
+        prompt = self._fit_prompt(generator, hits)
         messages, hits = prompt.messages, prompt.hits
         timings = {"query_ms": milliseconds(started, queried),
                    "retrieval_ms": milliseconds(queried, retrieved),
@@ -377,6 +368,27 @@ class AnswerStream:
             return None
         return retrieval_query(self.policies.retrieval.query, self.question, self.history,
                                rewrite_with(generator, self._cancelled))
+
+    def _fit_prompt(self, generator: Generator, hits: list[Hit]) -> FittedPrompt:
+        """The prompt within the tokens the answer leaves. New tokens that leave no room for
+        the prompt, or for any passage found, are refused: they would fit with fewer, and an
+        answer without the sources found would look like one from the documents."""
+        window, asked = generator.context_window, self.settings.max_new_tokens
+        roomiest = min(self.settings.max_prompt_tokens or window, window - 1)
+        template, bot_name = load_template(self.variant.template), self.policies.bot_name
+        budget = min(window - asked, roomiest)
+        try:
+            prompt = prompt_within(template, self.question, hits, self.history,
+                                   generator.count_tokens, budget, bot_name)
+        except PromptTooLong as exc:
+            if exc.tokens <= roomiest:
+                raise TooManyNewTokens(asked, window) from None
+            raise
+        if hits and not prompt.hits and budget < roomiest and prompt_within(
+                template, self.question, hits[:1], [], generator.count_tokens, roomiest,
+                bot_name).hits:
+            raise TooManyNewTokens(asked, window, passages=len(hits))
+        return prompt
 
     def _retrieve(self, query: str | None) -> list[Hit]:
         if query is None:

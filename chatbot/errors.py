@@ -37,13 +37,16 @@ class InputError(ChatbotError):
 
 
 class TooManyNewTokens(InputError):
-    """More new tokens asked for than the model reads in all; a surface may name its own
-    setting for them (the API's ``max_tokens``)."""
+    """More new tokens asked for than leave room for the prompt, or for the passages found;
+    a surface may name its own setting for them (the API's ``max_tokens``) before
+    ``problem``."""
 
-    def __init__(self, asked: int, context_window: int) -> None:
-        super().__init__(f"{asked:,} new tokens asked for; the model reads {context_window:,} "
-                         "tokens in all, prompt included; ask for fewer")
-        self.asked, self.context_window = asked, context_window
+    def __init__(self, asked: int, context_window: int, passages: int = 0) -> None:
+        self.problem = f"the model reads {context_window:,} tokens in all, prompt included" + (
+            f", and that leaves no room for the {passages} passage{'s' * (passages != 1)} "
+            "found for the question" if passages else "") + "; ask for fewer"
+        super().__init__(f"{asked:,} new tokens asked for; {self.problem}")
+        self.asked = asked
 
 
 class PromptTooLong(InputError):

@@ -123,6 +123,10 @@ ERRORS = [
      openai.BadRequestError, "invalid_value", "max_tokens is 5,000; the model reads 1,024"),
     ("no room left for the prompt", dict(model="prompt", messages=ASK, max_tokens=1000),
      openai.BadRequestError, "invalid_value", "max_tokens is 1,000; the model reads 1,024"),
+    ("no room left for the sources", dict(model="prompt", messages=ASK, max_tokens=870),
+     openai.BadRequestError, "invalid_value", "max_tokens is 870; the model reads 1,024 tokens "
+     "in all, prompt included, and that leaves no room for the 1 passage found for the "
+     "question; ask for fewer"),
     ("bad temperature", dict(model="prompt", messages=ASK, temperature=3),
      openai.BadRequestError, "invalid_value", "temperature: Input should be less than or equal"),
     ("max_tokens as text", dict(model="prompt", messages=ASK, max_tokens="4"),
