@@ -97,7 +97,7 @@ def train_preference(request: PreferenceRequest,
     model = _policy(model, sft, run, template_hash, fingerprint)
     trainer = _trainer(request, rows, model, tokenizer, run_dir, checkpoint, on_record, progress)
     with peft_notice_muted():  # TRL asks the model at every step, too
-        trainer.train(resume_from_checkpoint=checkpoint)
+        _train(trainer, checkpoint)
     result = _result(request, target, trainer, rows)
     if trainer.is_world_process_zero():
         if sft is not None and template is None:
@@ -211,6 +211,24 @@ def _trainer(request: PreferenceRequest, rows: PreferenceRows, model, tokenizer,
                             eval_dataset=Dataset.from_list(rows.validation), callbacks=callbacks)
     console_callbacks(trainer, progress)
     return trainer
+
+
+def _train(trainer, checkpoint: str | None) -> None:
+    """``trainer.train``, resumed from ``checkpoint`` where there is one, but not past the step
+    budget. The Trainer takes a step before it checks ``max_steps``, so resumed from a final
+    checkpoint (a run interrupted while its adapter was evaluated or registered) it would train
+    one step more wherever the budget ends inside an epoch. Such a run has nothing left to
+    train: it takes the checkpoint's state and its best evaluation's weights, as the end of
+    training does (``metrics.jsonl`` already holds every record: none is logged after it)."""
+    from transformers import TrainerState
+
+    if checkpoint is not None:
+        state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+        if state.global_step >= state.max_steps:
+            trainer.state = state
+            trainer.model.load_adapter(state.best_model_checkpoint or checkpoint, "default")
+            return
+    trainer.train(resume_from_checkpoint=checkpoint)
 
 
 def _result(request: PreferenceRequest, target: Path, trainer, rows: PreferenceRows
