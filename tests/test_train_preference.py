@@ -208,16 +208,26 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, tiny_mo
     assert steps == list(range(1, 5))
 
 
-@pytest.mark.parametrize("objective", ["dpo", "kto"])
-def test_a_run_resumed_after_its_last_checkpoint_stops_at_max_steps(tmp_path, tiny_model,
-                                                                    objective):
+BUDGET_INSIDE_AN_EPOCH = {"batch_size": 2, "max_steps": 3, "eval_every": 2}
+"""3 steps: an epoch is 2 steps of DPO pairs, 4 of KTO rows."""
+STOPPED_EARLY = {"batch_size": 2, "max_steps": 12, "eval_every": 1, "patience": 1,
+                 "learning_rate": 0.2}
+"""A learning rate that overshoots, so the validation loss soon stops improving."""
+
+
+@pytest.mark.parametrize("objective, settings", [
+    ("dpo", BUDGET_INSIDE_AN_EPOCH), ("kto", BUDGET_INSIDE_AN_EPOCH), ("dpo", STOPPED_EARLY)],
+    ids=["dpo-max-steps", "kto-max-steps", "dpo-stopped-early"])
+def test_a_run_resumed_after_its_last_checkpoint_trains_no_further(tmp_path, tiny_model,
+                                                                   objective, settings):
     """Ctrl-C after the final checkpoint (while --eval-gate evaluates the adapter, say): the
-    resumed run registers what was trained, with no step past --max-steps, also where the
-    budget ends inside an epoch (3 steps; an epoch is 2 steps of DPO pairs, 4 of KTO rows)."""
+    resumed run registers what was trained, with no step past --max-steps or past where early
+    stopping ended it."""
     preference_dataset(tmp_path, tiny_model)
-    settings = {"objective": objective, "batch_size": 2, "max_steps": 3, "eval_every": 2}
-    train_preference(request_for(tmp_path, tiny_model, name="straight", **settings),
-                     progress=False)
+    settings = {"objective": objective, **settings}
+    straight = train_preference(request_for(tmp_path, tiny_model, name="straight", **settings),
+                                progress=False)
+    assert straight.stopped_early == ("patience" in settings)
 
     def interrupt(staged):
         raise KeyboardInterrupt
@@ -225,20 +235,20 @@ def test_a_run_resumed_after_its_last_checkpoint_stops_at_max_steps(tmp_path, ti
     with pytest.raises(KeyboardInterrupt):
         train_preference(request_for(tmp_path, tiny_model, name="resumed", **settings),
                          progress=False, before_register=interrupt)
-    assert (tmp_path / "runs/resumed/checkpoint-3/trainer_state.json").is_file()
+    assert (tmp_path / f"runs/resumed/checkpoint-{straight.steps}/trainer_state.json").is_file()
     resumed = request_for(tmp_path, tiny_model, name="resumed", **settings)
     result = train_preference(replace(resumed, run=replace(resumed.run, resume=True)),
                               progress=False)
-    assert result.steps == 3 and not result.stopped_early
+    assert (result.steps, result.stopped_early) == (straight.steps, straight.stopped_early)
     steps = [r["step"] for r in records(tmp_path / "adapters/resumed")]
     assert steps == [r["step"] for r in records(tmp_path / "adapters/straight")]
-    assert max(steps) == 3
+    assert max(steps) == straight.steps
     manifest = json.loads((tmp_path / "adapters/resumed/adapter_manifest.json").read_text())
-    assert manifest["metrics"]["steps"] == 3
-    straight = adapter_weights(tmp_path / "adapters/straight")
+    assert manifest["metrics"]["steps"] == straight.steps
+    straight_weights = adapter_weights(tmp_path / "adapters/straight")
     again = adapter_weights(tmp_path / "adapters/resumed")
-    for name in straight:
-        torch.testing.assert_close(again[name], straight[name], rtol=1e-4, atol=1e-5)
+    for name in straight_weights:
+        torch.testing.assert_close(again[name], straight_weights[name], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("objective, rows, message", [

@@ -214,17 +214,19 @@ def _trainer(request: PreferenceRequest, rows: PreferenceRows, model, tokenizer,
 
 
 def _train(trainer, checkpoint: str | None) -> None:
-    """``trainer.train``, resumed from ``checkpoint`` where there is one, but not past the step
-    budget. The Trainer takes a step before it checks ``max_steps``, so resumed from a final
-    checkpoint (a run interrupted while its adapter was evaluated or registered) it would train
-    one step more wherever the budget ends inside an epoch. Such a run has nothing left to
-    train: it takes the checkpoint's state and its best evaluation's weights, as the end of
-    training does (``metrics.jsonl`` already holds every record: none is logged after it)."""
+    """``trainer.train``, resumed from ``checkpoint`` where there is one, but not past the end
+    of the run. The Trainer takes a step before it checks ``max_steps`` or early stopping, so
+    resumed from a final checkpoint (a run interrupted while its adapter was evaluated or
+    registered) it would train on: one step more wherever the budget ends inside an epoch, an
+    evaluation interval more after early stopping. Such a run has nothing left to train: it
+    takes the checkpoint's state and its best evaluation's weights, as the end of training does
+    (``metrics.jsonl`` already holds every record: none is logged after it)."""
     from transformers import TrainerState
 
     if checkpoint is not None:
         state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
-        if state.global_step >= state.max_steps:
+        control = state.stateful_callbacks.get("TrainerControl", {}).get("args", {})
+        if state.global_step >= state.max_steps or control.get("should_training_stop"):
             trainer.state = state
             trainer.model.load_adapter(state.best_model_checkpoint or checkpoint, "default")
             return
