@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from app.auth import Credentials, LoginThrottle, RequireCredential
 from app.body_limit import WebUiBodyLimit
+from app.cross_site import CrossSiteRefusal
 from chatbot.config import BotConfig
 from chatbot.engine import Engine
 
@@ -61,6 +62,7 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     if credentials.required:
         server.add_middleware(LoginThrottle)
     server.add_middleware(WebUiBodyLimit, max_bytes=limits.body_bytes)
+    server.add_middleware(CrossSiteRefusal)  # outermost: refused before anything is read
     return server
 
 

@@ -270,6 +270,33 @@ def test_with_no_credential_everything_is_open(full_app) -> None:
         assert client.get("/v1/models").status_code == 200
 
 
+@pytest.mark.parametrize("credentials", [None, "login"], indirect=True)
+def test_another_sites_page_cannot_make_a_browser_upload_ask_or_log_in(full_app,
+                                                                      credentials) -> None:
+    """A form or file upload from a page elsewhere needs no CORS preflight: without this, any
+    site its user visits could write files to an open server on the user's machine."""
+    with TestClient(full_app) as client:
+        if credentials:
+            log_in(client, "ana", "pw")
+        for site in ("cross-site", "same-site"):
+            elsewhere = {"Sec-Fetch-Site": site, "Origin": "https://elsewhere.example"}
+            upload = client.post("/gradio_api/upload", files={"files": ("a.md", b"# A")},
+                                 headers=elsewhere)
+            assert upload.status_code == 403 and f"Sec-Fetch-Site: {site}" in upload.text
+            asked = client.post("/v1/chat/completions", headers=elsewhere, json={
+                "model": "prompt", "messages": [{"role": "user", "content": "Hi"}]})
+            assert asked.status_code == 403
+            assert asked.json()["error"]["code"] == "cross_site_request"
+            login = client.post("/login", data={"username": "ana", "password": "pw"},
+                                headers=elsewhere)
+            assert login.status_code == 403
+        own_page = client.post("/gradio_api/upload", files={"files": ("a.md", b"# A")},
+                               headers={"Sec-Fetch-Site": "same-origin"})
+        program = client.post("/gradio_api/upload", files={"files": ("a.md", b"# A")})
+        assert own_page.status_code == program.status_code == 200
+        assert client.get("/config", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
+
+
 @contextlib.contextmanager
 def serving(app: FastAPI) -> Iterator[str]:
     """``app`` on uvicorn at a free port of 127.0.0.1; yields its URL."""

@@ -1,0 +1,39 @@
+"""Requests another site's page makes its visitor's browser send are refused.
+
+A page anywhere can make its visitor's browser post a form or a file upload, with no CORS
+preflight to stop it: to a server on the visitor's own machine that has no login, or to one
+the visitor is logged in to (the login cookie goes along). Browsers say where such a request
+comes from in ``Sec-Fetch-Site``; a request that would change something is served only from
+the server's own pages (``same-origin``) or the user's own doing (``none``: a typed address).
+Programs (the ``openai`` client, curl, Gradio's Python client) send no such header.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api_schema import error_body
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+OWN_PAGES = frozenset({"same-origin", "none"})
+MESSAGE = ("this server takes requests that change something only from its own pages; a page "
+           "of another site (Sec-Fetch-Site: {site}) can't send them")
+
+
+class CrossSiteRefusal:
+    """ASGI middleware: a 403 for a browser's write request that another site's page sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+            site = Headers(scope=scope).get("sec-fetch-site")
+            if site is not None and site not in OWN_PAGES:
+                message = MESSAGE.format(site=site)
+                body = (error_body(message, "invalid_request_error", None, "cross_site_request")
+                        if scope["path"].startswith("/v1/") else {"detail": message})
+                return await JSONResponse(body, status_code=403)(scope, receive, send)
+        await self.app(scope, receive, send)
