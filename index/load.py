@@ -175,10 +175,15 @@ def load_file(path: Path, data: bytes, text_field: str = "text") -> list[Documen
 
 def decode(data: bytes) -> str:
     """Text from bytes in any common encoding; binary data is a :class:`LoadError`."""
-    for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
-                          (codecs.BOM_UTF16_BE, "utf-16")):
-        if data.startswith(bom):
-            return data.decode(encoding)
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:  # cut short (an odd byte count), or not UTF-16 at all
+            raise LoadError(f"starts with a UTF-16 byte-order mark but is not valid UTF-16 "
+                            f"(byte {exc.start}: {exc.reason}); save it again as UTF-8") from exc
+    # A UTF-8 mark over text an older editor saved in a legacy code page: the mark is dropped
+    # and the rest decoded or detected like any text (it failed the sync with a traceback).
+    data = data.removeprefix(codecs.BOM_UTF8)
     if b"\x00" in data[:8192]:
         raise LoadError("binary file, not text (check its extension)")
     try:

@@ -267,3 +267,22 @@ def test_size_limit_is_checked_before_reading(tmp_path):
     path.write_text("x" * 2048)
     with pytest.raises(LoadError, match=r"over the size limit \(0.0 MB > 0.0 MB"):
         read_bytes(path, 1024)
+
+
+def test_a_byte_order_mark_the_text_does_not_match_is_no_traceback(tmp_path):
+    """A UTF-16 file cut short by a byte, or a UTF-8 mark over Windows-1252 text, raised
+    UnicodeDecodeError out of the sync: one such file stopped every other from being indexed."""
+    import codecs
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "cut.txt").write_bytes(codecs.BOM_UTF16_LE + "wide text".encode("utf-16-le") + b"!")
+    (folder / "mixed.txt").write_bytes(codecs.BOM_UTF8 + "Crème brûlée, très bien.".encode("cp1252"))
+    (folder / "good.md").write_text("# Good\n\nThis one is fine.")
+    store = Store.open(tmp_path / "index", IndexSettings("hash:64", None, 64, 8), create=True)
+    report = sync([folder], store, CountingEmbedder())
+    assert [(f.source, f.reason) for f in report.failed] == [
+        (str(folder / "cut.txt"), "starts with a UTF-16 byte-order mark but is not valid UTF-16 "
+                                  "(byte 20: truncated data); save it again as UTF-8")]
+    assert report.added == [str(folder / "good.md"), str(folder / "mixed.txt")]
+    assert load(folder / "mixed.txt")[0].text == "Crème brûlée, très bien."
