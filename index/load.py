@@ -262,6 +262,14 @@ def load_pdf(source: str, data: bytes) -> list[Document]:
                 offset += len(text) + 2
     except LoadError:
         raise
+    except pypdf.errors.DependencyError as exc:
+        # AES, Acrobat's encryption since 2005 (a file that only forbids copying or printing
+        # and opens in any viewer included), takes the cryptography package; without it such a
+        # file was reported as a "corrupt PDF".
+        if "AES" in str(exc):
+            raise LoadError("encrypted PDF (AES), which takes the cryptography package to read: "
+                            "pip install cryptography, or save a decrypted copy") from exc
+        raise LoadError(f"this PDF takes a package that is not installed: {exc}") from exc
     except Exception as exc:  # pypdf raises many types on broken files
         raise LoadError(f"corrupt PDF: {exc}") from exc
     return [Document(source, "\n\n".join(parts), {"format": "pdf", "pages": pages})]

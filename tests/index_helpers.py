@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,29 @@ def make_encrypted_pdf(path: Path, source: Path) -> Path:
     writer.encrypt(user_password="secret", owner_password="owner", algorithm="RC4-128")
     with open(path, "wb") as handle:
         writer.write(handle)
+    return path
+
+
+def make_aes_encrypted_pdf(path: Path, source: Path) -> Path:
+    """``source`` with an AES-256 (revision 6) ``/Encrypt`` dictionary added by an incremental
+    update. Its key material is zeros, so no password opens it; pypdf reads it as the AES PDF
+    it claims to be, which is what the tests need (pypdf can't write AES without the
+    cryptography package)."""
+    data = source.read_bytes()
+    size = int(re.search(rb"/Size (\d+)", data).group(1))
+    previous = int(re.search(rb"startxref\n(\d+)", data).group(1))
+    encrypt = ("<< /Filter /Standard /V 5 /R 6 /Length 256 /P -4 /CF << /StdCF << /CFM /AESV3 "
+               "/AuthEvent /DocOpen /Length 32 >> >> /StmF /StdCF /StrF /StdCF "
+               f"/O <{'00' * 48}> /U <{'00' * 48}> /OE <{'00' * 32}> /UE <{'00' * 32}> "
+               f"/Perms <{'00' * 16}> >>")
+    out = bytearray(data)
+    offset = len(out)
+    out += f"{size} 0 obj\n{encrypt}\nendobj\n".encode()
+    xref = len(out)
+    out += (f"xref\n{size} 1\n{offset:010d} 00000 n \ntrailer\n<< /Size {size + 1} /Root 1 0 R "
+            f"/Prev {previous} /Encrypt {size} 0 R /ID [<{'11' * 16}> <{'11' * 16}>] >>\n"
+            f"startxref\n{xref}\n%%EOF\n").encode()
+    path.write_bytes(bytes(out))
     return path
 
 

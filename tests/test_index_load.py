@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from index_helpers import CountingEmbedder, make_docx, make_encrypted_pdf, make_pdf
+from index_helpers import (CountingEmbedder, make_aes_encrypted_pdf, make_docx, make_encrypted_pdf,
+                           make_pdf)
 
 from index.errors import LoadError
 from index.load import NOT_A_FILE, discover, load_file, read_bytes
@@ -286,3 +287,24 @@ def test_a_byte_order_mark_the_text_does_not_match_is_no_traceback(tmp_path):
                                   "(byte 20: truncated data); save it again as UTF-8")]
     assert report.added == [str(folder / "good.md"), str(folder / "mixed.txt")]
     assert load(folder / "mixed.txt")[0].text == "Crème brûlée, très bien."
+
+
+def test_an_aes_encrypted_pdf_is_reported_as_encrypted_not_corrupt(tmp_path):
+    """pypdf reads AES only with the cryptography package; without it the file was "corrupt
+    PDF: cryptography>=3.1 is required for AES algorithm", though any viewer opens it."""
+    import importlib.util
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    make_aes_encrypted_pdf(folder / "policy.pdf", make_pdf(tmp_path / "plain.pdf", ["Policy"]))
+    (folder / "good.md").write_text("# Good\n\nThis one is fine.")
+    store = Store.open(tmp_path / "index", IndexSettings("hash:64", None, 64, 8), create=True)
+    report = sync([folder], store, CountingEmbedder())
+    assert [f.source for f in report.failed] == [str(folder / "policy.pdf")]
+    reason = report.failed[0].reason
+    if importlib.util.find_spec("cryptography") is None:
+        assert reason == ("encrypted PDF (AES), which takes the cryptography package to read: "
+                          "pip install cryptography, or save a decrypted copy")
+    else:  # read, and no password opens it
+        assert reason.startswith("encrypted PDF (needs a password)")
+    assert report.added == [str(folder / "good.md")]
