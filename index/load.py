@@ -141,14 +141,15 @@ def _unsupported(path: Path) -> str:
 # ----------------------------------------------------------------------------- reading
 
 def read_bytes(path: Path, max_bytes: int) -> bytes:
-    """The file's bytes, or :class:`LoadError` if it is too large, unreadable or empty."""
+    """The file's bytes, or :class:`LoadError` if it is too large, unreadable or empty;
+    :class:`FileNotFoundError` if it is gone (the sync counts it as removed)."""
     try:
         size = path.stat().st_size
         if size > max_bytes:
             raise LoadError(f"over the size limit ({size / 2**20:.1f} MB > "
                             f"{max_bytes / 2**20:.1f} MB; raise index.max_file_mb to include it)")
         data = path.read_bytes()
-    except LoadError:
+    except (LoadError, FileNotFoundError):
         raise
     except OSError as exc:
         raise LoadError(f"unreadable: {exc.strerror or exc}") from exc

@@ -155,6 +155,9 @@ def _visit(path: Path, store: Store, embedder: Embedder, max_file_bytes: int, te
     except LoadError as exc:
         report.failed.append(LoadFailure(source, exc.reason))
         return
+    except FileNotFoundError:
+        _gone(path, store, report)
+        return
     settings = store.settings
     chunks = chunk_documents(docs, embedder.count_tokens, embedder.max_tokens,
                              settings.chunk_tokens, settings.chunk_overlap)
@@ -162,6 +165,22 @@ def _visit(path: Path, store: Store, embedder: Embedder, max_file_bytes: int, te
     pending.files.append((source, content_hash, len(data), chunks,
                           store.reusable_vectors(source)))
     pending.chunks += len(chunks)
+
+
+def _gone(path: Path, store: Store, report: SyncReport) -> None:
+    """A file deleted after its folder was listed (moved away, an editor's temporary file saved
+    over its original) is gone as if deleted before the sync: it failed the sync, and its
+    chunks stayed searchable after it. A link whose target went is what ``discover`` calls a
+    broken link: reported, and what was indexed from it kept."""
+    source = str(path)
+    try:
+        report.failed.append(LoadFailure(source, f"broken symlink to {os.readlink(path)}"))
+        return
+    except OSError:  # not a link, or the link went too
+        pass
+    if source in store.hashes:
+        store.remove(source)
+        report.removed.append(source)
 
 
 def _flush(store: Store, embedder: Embedder, pending: _Pending, report: SyncReport) -> None:

@@ -69,6 +69,32 @@ def test_changed_file_is_re_embedded_and_deleted_file_disappears(tmp_path):
     assert hits[0].source == str(paths[2])
 
 
+def test_a_file_deleted_while_the_sync_runs_is_removed_not_failed(tmp_path):
+    """A file listed, then deleted before it was read (moved away, an editor's temporary file
+    saved over its original) failed the sync with "unreadable: No such file or directory", and
+    its chunks stayed searchable after the sync had finished."""
+    paths = write_corpus(tmp_path / "docs", 6)
+    embedder = CountingEmbedder()
+    assert sync([tmp_path / "docs"], open_store(tmp_path / "ix"), embedder).ok
+    scratch = tmp_path / "docs" / "doc0003.md~tmp.md"  # listed after doc0003.md, read after it
+
+    def delete_after_listing(done, total, source):
+        if source == str(paths[3]):
+            paths[4].unlink()
+            scratch.unlink()
+
+    scratch.write_text("# Draft\n\nAn editor's copy, renamed over the original in a moment.\n")
+    report = sync([tmp_path / "docs"], open_store(tmp_path / "ix"), embedder,
+                  progress=delete_after_listing)
+    assert report.failed == [] and report.ok
+    assert report.removed == [str(paths[4])] and report.added == []
+    store = Store.open(tmp_path / "ix")
+    assert str(paths[4]) not in {d.source for d in store.documents()}
+    assert store.manifest.counts.documents == 5
+    hits = Retriever(store, embedder, mode="bm25", k=3).search("subject4 Topic4")
+    assert all(h.source != str(paths[4]) for h in hits)
+
+
 @pytest.mark.parametrize("index_type", ["flat", "hnsw"])
 def test_incremental_sync_equals_full_sync(tmp_path, index_type):
     docs = tmp_path / "docs"
