@@ -61,9 +61,11 @@ class IndexConfig(Section):
     include: list[str] = Field(
         default_factory=lambda: ["**/*.md", "**/*.markdown", "**/*.txt", "**/*.html",
                                  "**/*.htm", "**/*.pdf", "**/*.docx", "**/*.csv", "**/*.jsonl"])
-    exclude: list[str] = Field(default_factory=lambda: ["**/.*", "**/node_modules/**"])
+    exclude: list[str] = Field(
+        default_factory=lambda: ["**/.*", "**/node_modules/**", "**/~$*"])
     """Globs of files to skip inside folders; by default hidden files and folders (``.git``,
-    ``.venv``, ``.cache``...) and ``node_modules``. A path named to ``index sync`` is read."""
+    ``.venv``, ``.cache``...), ``node_modules``, and the lock files Office keeps beside a
+    document while it is open (``~$port.docx``). A path named to ``index sync`` is read."""
     chunk_tokens: int = Field(default=200, ge=16)
     """Chunk size in the embedder's own tokens; keep it under its max sequence length."""
     chunk_overlap: int = Field(default=30, ge=0)

@@ -150,11 +150,14 @@ def test_discover_applies_include_and_exclude(tmp_path):
 
 
 def test_by_default_hidden_files_and_folders_are_skipped_unless_named(tmp_path):
-    """A project folder's .venv, .cache or .github hold documents nobody asked to index."""
+    """A project folder's .venv, .cache or .github hold documents nobody asked to index, and
+    Word's lock file beside a document that is open (``~$port.docx``) is no document: it
+    failed every sync while the document was open."""
     from chatbot.config import IndexConfig
 
     for name in ("a.md", "sub/b.md", ".venv/lib/site/README.md", "sub/.draft.md",
-                 ".github/ISSUE.md", "node_modules/pkg/readme.md", ".notes/plan.md"):
+                 ".github/ISSUE.md", "node_modules/pkg/readme.md", ".notes/plan.md",
+                 "~$port.docx", "sub/~$Notes.DOCX"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x")
     defaults = IndexConfig()
