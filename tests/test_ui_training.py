@@ -3,6 +3,7 @@ on the tiny model (one run to the end, one stopped mid-way)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -102,6 +103,44 @@ def test_build_from_the_log_keeps_thumbs_up_and_shows_the_report(actions, config
     assert "train 6, validation 2" in rebuilt[0]  # the 2 unrated answers join
     report, histogram, _, picker = actions.datasets()  # as a page opens: the newest's report
     assert picker["value"] == "v1" and "policy=not_down" in report and histogram.format == "PNG"
+
+
+def transcript(folder: Path, answer: str) -> Path:
+    """``support.jsonl`` in ``folder``: ten one-turn conversations answered with ``answer``."""
+    folder.mkdir(parents=True)
+    lines = [json.dumps({"messages": [
+        {"role": "user", "content": f"How do I reset the Zorb router, model {n}?"},
+        {"role": "assistant", "content": f"{answer} Model {n} keeps its settings."}]})
+        for n in range(10)]
+    path = folder / "support.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_transcript_of_a_name_imported_before_never_replaces_it(actions, config, tmp_path,
+                                                                  warnings):
+    """Anyone may upload a transcript of the name an earlier dataset was built from: the
+    earlier file stays as the dataset's manifest names it (path and sha256), whether the new
+    build is refused or built."""
+    from chatbot.models import file_sha256
+    from training.data.dataset import DatasetManifest
+
+    def source(name: str) -> dict:
+        manifest = DatasetManifest.load(config.data_path / "datasets" / name)
+        return next(s for s in manifest.sources if "sha256" in s)
+
+    first = transcript(tmp_path / "mine", "Hold the reset button for ten seconds.")
+    other = transcript(tmp_path / "theirs", "Unplug it and throw it away.")
+    assert "train" in build(actions, name="v1", use_log=False, files=[str(first)])[0]
+    kept = source("v1")
+    refused = build(actions, name="", use_log=False, files=[str(other)])
+    assert refused[0].startswith("**Not built:** give the dataset a name first")
+    assert "train" in build(actions, name="v2", use_log=False, files=[str(other)])[0]
+    assert file_sha256(Path(kept["path"])) == kept["sha256"] == file_sha256(first)
+    assert source("v2")["sha256"] == file_sha256(other)
+    stored = sorted((config.data_path / "transcripts").rglob("*"))
+    assert stored == sorted([Path(kept["path"]), Path(kept["path"]).parent,
+                             Path(source("v2")["path"]), Path(source("v2")["path"]).parent])
 
 
 def test_the_page_opens_on_the_last_built_of_datasets_built_in_one_second(actions, monkeypatch):

@@ -7,6 +7,7 @@ with ``chatbot serve`` (logging on).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -73,7 +74,9 @@ class TrainingActions:
         from training.data.build import build_dataset
 
         name = (name or "").strip()
-        sources = (["logs"] if use_log else []) + [str(self._keep(Path(f))) for f in files or []]
+        copied: list[Path] = []
+        sources = (["logs"] if use_log else []) + [str(self._keep(Path(f), copied))
+                                                   for f in files or []]
         try:
             if not name:
                 raise ChatbotError("give the dataset a name first")
@@ -84,6 +87,10 @@ class TrainingActions:
             summary = build_dataset(data_settings(self.config), name, sources, overwrite=overwrite,
                                     options=options)
         except ChatbotError as exc:
+            for path in copied:  # no dataset names them: a refused build keeps nothing
+                path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # its folder, unless another file is in it
+                    path.parent.rmdir()
             gr.Warning(str(exc))
             return (f"**Not built:** {self._shown(str(exc))}", *self.datasets())
         lines = summary.lines()
@@ -136,14 +143,20 @@ class TrainingActions:
                 .replace(f"{self.config.data_path}{os.sep}", "")
                 .replace("pass --overwrite", "tick \"Replace a dataset of the same name\""))
 
-    def _keep(self, upload: Path) -> Path:
-        """Uploads are copied under the data dir, so the manifest names a file that stays.
+    def _keep(self, upload: Path, copied: list[Path]) -> Path:
+        """Uploads are copied under the data dir, so the manifest names a file that stays:
+        in a folder named by the file's sha256, so an upload of the same name with other
+        content (anyone's, on an open server) never replaces the file an earlier dataset was
+        built from; the same file uploaded again is kept once. A new copy joins ``copied``.
         Through the server, Gradio passes only files uploaded to it (``app.ui.mount_ui``)."""
-        folder = DataPaths(self.config.data_path).transcripts
-        folder.mkdir(parents=True, exist_ok=True)
+        from chatbot.models import file_sha256
+
+        folder = DataPaths(self.config.data_path).transcripts / file_sha256(upload)[:16]
         target = folder / upload.name
-        if upload.resolve() != target.resolve():
+        if not target.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(upload, target)
+            copied.append(target)
         return target
 
     # -- training runs ---------------------------------------------------------------------
