@@ -248,6 +248,51 @@ def test_event_data_no_browser_sends_changes_nothing(engine, index) -> None:
     assert engine.log._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 0
 
 
+def test_chat_events_a_stranger_calls_without_a_browsers_event_data_change_nothing(
+        engine, tmp_path) -> None:
+    """``/rate``, ``/select`` and ``/correct`` are Gradio API endpoints anyone can call, with
+    event data missing or cut short (``/gradio_api/call`` sends none): nothing is rated or
+    corrected, and no Python error text (``'NoneType' object is not subscriptable``) is sent."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from app.server import create_server_app
+
+    config = tmp_path / "bot.yaml"
+    config.write_text('models:\n  embedder: "hash:64"\n')
+    session = "stranger-1"
+    with TestClient(create_server_app(engine, load_config(config))) as client:
+        fns = {d["api_name"]: d["id"] for d in client.get("/config").json()["dependencies"]}
+
+        def joined(name: str, data: list, event_data) -> dict:
+            """The finished event of ``name`` called as a page calls it, in ``session``."""
+            sent = client.post("/gradio_api/queue/join", json={
+                "data": data, "fn_index": fns[name], "session_hash": session,
+                "event_data": event_data, "trigger_id": None})
+            assert sent.status_code == 200, sent.text
+            with client.stream("GET", f"/gradio_api/queue/data?session_hash={session}") as events:
+                messages = [json.loads(line[5:]) for line in events.iter_lines()
+                            if line.startswith("data:")]  # it ends with the session's events
+            return next(m for m in messages if m.get("msg") == "process_completed")
+
+        assert joined("respond", ["a question", None, "prompt"], None)["success"]
+        for event_data in (None, {}, {"index": 1}):  # no rating, no text
+            for name in ("rate", "select", "correct"):
+                done = joined(name, [None], event_data)
+                assert done["success"], (name, event_data, done["output"])
+        for name in ("rate", "select", "correct"):
+            called = client.post(f"/gradio_api/call/{name}", json={"data": []})
+            events = client.get(f"/gradio_api/call/{name}/{called.json()['event_id']}").text
+            assert "event: complete" in events and "event: error" not in events, events
+        db = engine.log._db
+        assert db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 0
+        assert db.execute("SELECT COUNT(*) FROM corrections").fetchone()[0] == 0
+        # the page's own event data still rates: a thumbs-down on the answer
+        assert joined("rate", [None], {"index": 1, "value": "", "liked": False})["success"]
+        assert db.execute("SELECT rating FROM feedback").fetchall()[0][0] == -1
+
+
 def test_app_builds_with_its_controls(engine) -> None:
     app = build_app(engine, title="Support bot")
     ids = {block.elem_id for block in app.blocks.values()}

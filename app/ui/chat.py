@@ -67,6 +67,23 @@ def prefix_for(index: int) -> str:
     return f"src-{index + 1}"
 
 
+class ChatEvent(gr.EventData):
+    """A click on a chat message (a thumb, a selection, an edit) as the event's data says it.
+
+    Gradio's own ``LikeData``, ``SelectData`` and ``EditData`` read keys the browser always
+    sends, so a Gradio API call without them (``/gradio_api/call/rate`` sends no event data at
+    all) failed inside Gradio with Python's ``'NoneType' object is not subscriptable``. Here a
+    key left out is ``None``: an index that names no message, a rating neither up nor down,
+    which the event functions ignore."""
+
+    def __init__(self, target, data) -> None:
+        super().__init__(target, data)
+        data = data if isinstance(data, dict) else {}
+        self.index = data.get("index")
+        self.value = data.get("value")
+        self.liked = data.get("liked")
+
+
 class ChatActions:
     """The tab's event functions, callable without a server (the tests call them directly).
 
@@ -197,7 +214,7 @@ class ChatActions:
         return self.drawn(None), new_state(), "", SOURCES_PLACEHOLDER, None, gr.update(
             visible=False)
 
-    def rate(self, state: ChatState, like: gr.LikeData) -> tuple:
+    def rate(self, state: ChatState, like: ChatEvent) -> tuple:
         """Thumbs up/down on an answer: written to the log at once; a comment may follow.
         Clicking the thumb again takes the rating (and its comment) back out of the log.
         Returns (state, comment box, the chat's thumbs)."""
@@ -239,7 +256,7 @@ class ChatActions:
         gr.Info("Comment saved.")
         return state, "", gr.update(visible=False)
 
-    def correct(self, state: ChatState, edited: gr.EditData, request: gr.Request) -> tuple:
+    def correct(self, state: ChatState, edited: ChatEvent, request: gr.Request) -> tuple:
         """An answer edited in place: its text is saved as the turn's correction (the answer
         as generated stays in the log). A question can't be edited: ask it again instead."""
         answer = self._answer_at(state, edited.index)
@@ -260,7 +277,7 @@ class ChatActions:
                 gr.Info("Correction saved with this answer; training data will use it.")
         return self.chat_messages(state) if state else [], state
 
-    def select(self, state: ChatState, selected: gr.SelectData) -> tuple:
+    def select(self, state: ChatState, selected: ChatEvent) -> tuple:
         """Clicking an answer shows its sources and prompt."""
         index = _message_index(selected.index)
         if state is None or index is None or index // 2 >= len(state.answers):
