@@ -226,6 +226,21 @@ def test_a_web_ui_request_larger_than_the_api_allows_is_refused_as_it_arrives(fu
         assert fine.status_code == 200
 
 
+def test_a_search_for_nan_passages_is_refused_without_a_python_error(full_app) -> None:
+    """JSON as Python reads it takes NaN, which passes the k slider's range check (NaN < 1 is
+    false): the search is refused with the slider's own limits, not int(NaN)'s ValueError."""
+    with TestClient(full_app) as client:
+        events = []
+        for k in ("NaN", "3"):
+            called = client.post("/gradio_api/call/search",
+                                 content=f'{{"data": ["refunds", {k}, "bm25"]}}',
+                                 headers={"content-type": "application/json"})
+            events.append(client.get(f"/gradio_api/call/search/"
+                                     f"{called.json()['event_id']}").text)
+    assert events[0] == 'event: complete\ndata: [""]\n\n'
+    assert "No passage matches" in events[1]
+
+
 @pytest.mark.parametrize("credentials", ["login"], indirect=True)
 def test_an_address_that_keeps_guessing_passwords_must_wait(full_app) -> None:
     from app.auth import MAX_FAILED_LOGINS

@@ -93,6 +93,9 @@ def test_empty_requests_warn_and_errors_become_ui_errors(documents, tmp_path) ->
         actions.upload([])
     with pytest.warns(UserWarning, match="Type something"):
         assert actions.search("  ", 3, "hybrid") == ""
+    with pytest.warns(UserWarning, match="k must be a whole number of passages from 1 to 20, "
+                                         "not nan"):  # the Gradio API takes NaN
+        assert actions.search("refunds", float("nan"), "bm25") == ""
     with pytest.raises(gr.Error, match="uploads/a.md is not indexed; pick one of the listed"):
         actions.remove("uploads/a.md")
     actions.upload([write(tmp_path / "u", "a.md", "Some text.")])

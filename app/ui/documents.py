@@ -7,6 +7,7 @@ the index package itself.
 from __future__ import annotations
 
 import html
+import math
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -142,6 +143,11 @@ class DocumentActions:
         if len(query) > MAX_QUERY_CHARS:
             gr.Warning(f"The search is {len(query):,} characters long; the limit is "
                        f"{MAX_QUERY_CHARS:,}. Search with a sentence or a few words.")
+            return ""
+        if not isinstance(k, (int, float)) or not math.isfinite(k):
+            # the slider keeps k in 1..20, but NaN passes its checks (NaN < 1 is false) and a
+            # caller of the Gradio API can send it; int(NaN) would answer with Python's words
+            gr.Warning(f"k must be a whole number of passages from 1 to 20, not {k}.")
             return ""
         try:
             hits = self.documents.search(query.strip(), int(k), mode)
