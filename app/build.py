@@ -16,7 +16,7 @@ from chatbot.attribution import AttributionSettings, Attributor
 from chatbot.batching import BatchingTransformersGenerator
 from chatbot.config import BotConfig
 from chatbot.documents import BotDocuments
-from chatbot.errors import ModelError
+from chatbot.errors import InputError, ModelError
 from chatbot.engine import Engine, RetrievalPolicy
 from chatbot.filters import build_filters
 from chatbot.generate import GenerationSettings, Generator, TransformersGenerator
@@ -220,10 +220,20 @@ def eval_settings(config: BotConfig) -> EvalSettings:
                         variants=configured_variants(config))
 
 
+def check_adapter_name(config: BotConfig, name: str) -> None:
+    """An adapter may not take a name of the config's variants: the variant keeps its name
+    (``build_variants``), so the adapter would never be served."""
+    if name in config.variants:
+        raise InputError(f"{name!r} is a variant of the config (variants: "
+                         f"{', '.join(config.variants)}), which keeps that name: an adapter "
+                         "registered under it would never be served; choose another name")
+
+
 def training_request(config: BotConfig, dataset: str, name: str, resume: bool, given: dict):
     """The config's ``training:`` section with ``given`` (checked values by key) applied, as a
     flat request. On ``resume`` the settings the run recorded when it started stand in for the
     config's, so ``--resume`` alone continues the run as it began."""
+    check_adapter_name(config, name)
     from training.train.finetune import FinetuneRequest, started_settings
     from training.train.loop import LoopSettings
     from training.train.model_setup import MethodSettings

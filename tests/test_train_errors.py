@@ -97,6 +97,23 @@ def test_existing_adapter_name_is_refused(tmp_path, tiny_model):
         finetune(request_for(tmp_path, tiny_model), progress=False)
 
 
+def test_an_adapter_named_after_a_variant_of_the_config_is_refused_before_training(
+        tmp_path, tiny_model, monkeypatch):
+    """The config's variant keeps its name, so an adapter registered under it would never be
+    served, while the run said it was ready to chat with."""
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    config = tmp_path / "bot.yaml"
+    config.write_text(f"models:\n  chat: {tiny_model}\nvariants:\n  prompt: {{}}\n"
+                      "  support: {template: plain}\ndefault_variant: prompt\n")
+    for command in (["train"], ["train", "sweep", "--trials", "1"]):
+        result = CliRunner().invoke(main, [*command, "--config", str(config), "--data", "facts",
+                                           "--name", "support", "--device", "cpu"])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("error: 'support' is a variant of the config "), command
+        assert "choose another name" in result.stderr
+    assert not (tmp_path / "data" / "runs").exists()
+
+
 def test_cli_trains_then_merge_gives_the_same_greedy_outputs(tmp_path, tiny_model, monkeypatch):
     from peft import PeftModel
 

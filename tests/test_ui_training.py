@@ -184,6 +184,17 @@ def test_a_name_that_is_no_adapter_name_writes_nothing_anywhere(actions, config,
     assert not (config.data_path / "runs").exists()
 
 
+def test_an_adapter_named_after_a_variant_of_the_config_is_not_started(actions, config,
+                                                                       warnings):
+    """It would train and register, then never be served: the config's variant keeps the name,
+    while the tab said to pick it in the chat."""
+    build(actions, name="facts", feedback="all", share=0.2)
+    variant = next(iter(config.variants))
+    started = actions.start("facts", f" {variant} ", "lora", 1, 5e-3, 4, 4, 4, 2)
+    assert started.startswith(f"**Not started:** {variant!r} is a variant of the config")
+    assert not actions.job.running() and not (config.data_path / "runs").exists()
+
+
 def test_a_setting_the_command_refuses_is_reported_in_one_line(actions, config, warnings):
     build(actions, name="facts", feedback="all", share=0.2)
     assert actions.start("facts", "wild", "lora", 1, 1e9, 4, 4, 4, 2).startswith("Started:")

@@ -171,6 +171,9 @@ class TrainingActions:
                 raise ChatbotError("pick a dataset (build one above first)")
             if not (name or "").strip():
                 raise ChatbotError("give the adapter a name: it becomes the variant's name")
+            from app.build import check_adapter_name
+
+            check_adapter_name(self.config, name.strip())
             request = RunRequest(dataset, name.strip(), method, _positive(epochs, float),
                                  _positive(learning_rate, float), _positive(batch_size, int),
                                  _positive(max_steps, int), _positive(lora_r, int),
