@@ -276,10 +276,18 @@ def load_pdf(source: str, data: bytes) -> list[Document]:
     return [Document(source, "\n\n".join(parts), {"format": "pdf", "pages": pages})]
 
 
+OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+"""How a Compound File begins: Word's .doc, and the wrapper Office puts round an encrypted
+.docx, which is otherwise a zip file."""
+
+
 def load_docx(source: str, data: bytes) -> list[Document]:
     """Paragraphs and tables; Heading styles become ``#`` lines so the heading path is kept."""
     import docx
 
+    if data.startswith(OLE_SIGNATURE):
+        raise LoadError("a password-protected .docx (or an old Word .doc named .docx), which "
+                        "can't be read: save a copy without a password, as .docx")
     try:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:  # python-docx raises zip, XML and key errors on broken files

@@ -292,6 +292,18 @@ def test_a_byte_order_mark_the_text_does_not_match_is_no_traceback(tmp_path):
     assert load(folder / "mixed.txt")[0].text == "Crème brûlée, très bien."
 
 
+def test_a_password_protected_docx_is_reported_as_such_not_as_a_broken_zip(tmp_path):
+    """Office wraps an encrypted .docx in a Compound File (as an old .doc is): it was reported
+    as "not a valid .docx: File is not a zip file", which says nothing of what to do."""
+    compound_file_header = (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(16)
+                            + b"\x3e\x00\x03\x00\xfe\xff\x09\x00")
+    (tmp_path / "locked.docx").write_bytes(compound_file_header.ljust(4096, b"\x00"))
+    with pytest.raises(LoadError, match=r"^a password-protected \.docx \(or an old Word \.doc "
+                                        r"named \.docx\), which can't be read: save a copy "
+                                        r"without a password, as \.docx$"):
+        load(tmp_path / "locked.docx")
+
+
 def test_an_aes_encrypted_pdf_is_reported_as_encrypted_not_corrupt(tmp_path):
     """pypdf reads AES only with the cryptography package; without it the file was "corrupt
     PDF: cryptography>=3.1 is required for AES algorithm", though any viewer opens it."""
