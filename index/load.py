@@ -176,12 +176,17 @@ def load_file(path: Path, data: bytes, text_field: str = "text") -> list[Documen
 
 def decode(data: bytes) -> str:
     """Text from bytes in any common encoding; binary data is a :class:`LoadError`."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError as exc:  # cut short (an odd byte count), or not UTF-16 at all
-            raise LoadError(f"starts with a UTF-16 byte-order mark but is not valid UTF-16 "
-                            f"(byte {exc.start}: {exc.reason}); save it again as UTF-8") from exc
+    # UTF-32's little-endian mark begins with UTF-16's, so it is looked for first
+    for marks, encoding in (((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "utf-32"),
+                            ((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "utf-16")):
+        if data.startswith(marks):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as exc:  # cut short, or not that encoding at all
+                name = encoding.upper()
+                raise LoadError(f"starts with a {name} byte-order mark but is not valid {name} "
+                                f"(byte {exc.start}: {exc.reason}); save it again as UTF-8"
+                                ) from exc
     # A UTF-8 mark over text an older editor saved in a legacy code page: the mark is dropped
     # and the rest decoded or detected like any text (it failed the sync with a traceback).
     data = data.removeprefix(codecs.BOM_UTF8)

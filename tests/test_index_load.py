@@ -24,9 +24,14 @@ def test_txt_utf8_and_legacy_encodings(tmp_path):
     (tmp_path / "u.txt").write_text("naïve café", encoding="utf-8")
     (tmp_path / "l.txt").write_bytes("Grüße aus Köln, schöne Straße, Äpfel und Öl.".encode("cp1252"))
     (tmp_path / "w.txt").write_text("wide text", encoding="utf-16")
+    for order in ("le", "be"):  # a UTF-32 mark begins as UTF-16's does: NULs were read
+        (tmp_path / f"w32{order}.txt").write_bytes(
+            f"\ufeffwider text, café {order}".encode(f"utf-32-{order}"))
     assert load(tmp_path / "u.txt")[0].text == "naïve café"
     assert load(tmp_path / "l.txt")[0].text == "Grüße aus Köln, schöne Straße, Äpfel und Öl."
     assert load(tmp_path / "w.txt")[0].text == "wide text"
+    assert [load(tmp_path / f"w32{order}.txt")[0].text for order in ("le", "be")] == [
+        "wider text, café le", "wider text, café be"]
 
 
 def test_markdown_kept_as_markdown(tmp_path):
