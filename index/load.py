@@ -14,6 +14,7 @@ import csv
 import fnmatch
 import io
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -255,6 +256,9 @@ def load_pdf(source: str, data: bytes) -> list[Document]:
     """Text per page; ``metadata["pages"]`` holds (offset, page number) for each page."""
     import pypdf
 
+    # pypdf's warnings ("EOF marker not found") went to stderr beside the sync's own report,
+    # which names the file and the reason where it matters: the file could not be read
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):

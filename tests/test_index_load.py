@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -295,6 +296,20 @@ def test_a_byte_order_mark_the_text_does_not_match_is_no_traceback(tmp_path):
                                   "(byte 20: truncated data); save it again as UTF-8")]
     assert report.added == [str(folder / "good.md"), str(folder / "mixed.txt")]
     assert load(folder / "mixed.txt")[0].text == "Crème brûlée, très bien."
+
+
+def test_a_broken_pdf_is_reported_once_without_the_readers_own_warnings(tmp_path, caplog):
+    """pypdf's warnings reached stderr beside the sync's report, which names the file."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    whole = make_pdf(tmp_path / "whole.pdf", ["Policy"]).read_bytes()
+    (folder / "cut.pdf").write_bytes(whole[:whole.rfind(b"%%EOF")])
+    store = Store.open(tmp_path / "index", IndexSettings("hash:64", None, 64, 8), create=True)
+    with caplog.at_level(logging.DEBUG):
+        report = sync([folder], store, CountingEmbedder())
+    assert [(f.source, f.reason.split(":")[0]) for f in report.failed] == [
+        (str(folder / "cut.pdf"), "corrupt PDF")]
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("pypdf")] == []
 
 
 def test_a_password_protected_docx_is_reported_as_such_not_as_a_broken_zip(tmp_path):
