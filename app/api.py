@@ -46,7 +46,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.api_schema import (API_CLIENT, ChatRequest, RequestError, RequestLimits, body_bytes,
                             error_body, parse_request, read_json, split_conversation)
-from chatbot.engine import CUT_SHORT_BY_SHUTDOWN, AnswerStream, Engine
+from chatbot.answer_stream import CUT_SHORT_BY_SHUTDOWN, AnswerStream
+from chatbot.engine import Engine
 from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, InputError,
                             ModelError, TooManyNewTokens)
 from chatbot.generate import GenerationSettings

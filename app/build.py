@@ -13,11 +13,12 @@ from collections.abc import Mapping
 
 from chatbot.adapters import AdapterManifest, registered_adapters
 from chatbot.attribution import AttributionSettings, Attributor
+from chatbot.answer_stream import RetrievalPolicy
 from chatbot.batching import BatchingTransformersGenerator
 from chatbot.config import BotConfig
 from chatbot.documents import BotDocuments
 from chatbot.errors import InputError, ModelError
-from chatbot.engine import Engine, RetrievalPolicy
+from chatbot.engine import Engine
 from chatbot.filters import build_filters
 from chatbot.generate import GenerationSettings, Generator, TransformersGenerator
 from chatbot.indexing import (HASH_PREFIX, BotIndex, EmbedderSpec, IndexSearch, SearchSettings,

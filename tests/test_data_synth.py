@@ -19,7 +19,8 @@ from app.build import bot_index, build_attributor, build_variants
 from app.cli import main
 from app.commands.data_synth import synth_settings
 from chatbot.config_file import load_config
-from chatbot.engine import Engine, RetrievalPolicy
+from chatbot.answer_stream import RetrievalPolicy
+from chatbot.engine import Engine
 from chatbot.errors import ModelError
 from chatbot.generate import GenerationSettings
 from chatbot.indexing import IndexSearch, open_embedder, sync_paths

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from chatbot.engine import AnswerStream, Engine, RetrievalPolicy
+from chatbot.answer_stream import AnswerStream, RetrievalPolicy
+from chatbot.engine import Engine
 from chatbot.errors import InputError, ModelError
 from chatbot.filters import blocklist_filter
 from chatbot.generate import GenerationSettings

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatbot.engine import Engine, RetrievalPolicy
+from chatbot.answer_stream import RetrievalPolicy
+from chatbot.engine import Engine
 from chatbot.generate import GenerationSettings
 from chatbot.logs import ConversationLog
 from chatbot.retrieval_query import (REWRITE_SYSTEM, QueryPolicy, retrieval_query,

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from chatbot.engine import CUT_SHORT_BY_SHUTDOWN, Engine
+from chatbot.answer_stream import CUT_SHORT_BY_SHUTDOWN
+from chatbot.engine import Engine
 from chatbot.errors import ChatbotError, InputError
 from chatbot.types import Message, Reply
 from app.ui.render import (SOURCES_PLACEHOLDER, cited_numbers, error_text, meta_line,

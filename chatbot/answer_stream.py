@@ -1,0 +1,281 @@
+"""One answer's run, on its own thread: retrieve, fit the prompt, generate, filter, attribute,
+log; the reader iterates the filtered text as it comes (``Engine.answer`` starts one).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from chatbot.answer_text import (HOLD_BACK_CHARS, before_stop, complete_words, generation_timings,
+                                 milliseconds, reached_token_limit, settled)
+from chatbot.attribution import Attribution, Attributor
+from chatbot.errors import PromptTooLong, TooManyNewTokens
+from chatbot.filters import NamedFilter, run_filters
+from chatbot.generate import GenerationSettings, Generator
+from chatbot.logs import ConversationLog
+from chatbot.prompts import FittedPrompt, load_template, prompt_within
+from chatbot.retrieval_query import QueryPolicy, retrieval_query, rewrite_with
+from chatbot.types import Message, Reply, hit_record
+from chatbot.variants import Variant
+from index.types import Hit
+
+
+@dataclass(frozen=True)
+class RetrievalPolicy:
+    k: int = 4
+    no_hits: str = "answer"
+    """``answer`` without context, or ``refuse`` with ``refusal``, when no passage qualifies."""
+    refusal: str = "The documents I have do not cover that question."
+    query: QueryPolicy = QueryPolicy()
+    """How a follow-up's search carries what it refers to (``chatbot.retrieval_query``)."""
+
+
+@dataclass(frozen=True)
+class AnswerPolicies:
+    """What one answer takes from the engine, fixed when it starts, so the answer owns its run
+    and an engine changed meanwhile (new settings, a new variant) affects only later answers."""
+
+    generator_for: Callable[[Variant], Generator]
+    search: Callable[[str, int], list[Hit]] | None
+    log: ConversationLog | None
+    filters: tuple[NamedFilter, ...]
+    retrieval: RetrievalPolicy
+    bot_name: str
+    attributor: Attributor | None = None
+
+
+CUT_SHORT_BY_SHUTDOWN = ("the server is shutting down, so this answer was cut short (it is "
+                         "logged as interrupted); ask again once the server is back")
+"""What the reader of an answer that ``Engine.stop_all`` stopped is told."""
+
+
+class AnswerStream:
+    """One answer, produced on its own thread: iterate for filtered text pieces, ``reply`` once
+    finished, ``cancel()`` to stop it at the next token.
+
+    The answer runs, is saved and is logged whether or not anyone reads it, so a closed browser
+    tab or a client that walked away can never hold the model: the surfaces cancel on
+    disconnect, and an answer whose pieces nobody takes for ``ABANDON_AFTER_S`` stops itself.
+    The text shown so far is saved every ``SAVE_EVERY_S``, so a killed server loses at most
+    that much; the turn ends ``complete``, ``interrupted`` (cancelled) or ``error``.
+    """
+
+    ABANDON_AFTER_S = 10.0
+    SAVE_EVERY_S = 1.0
+
+    def __init__(self, policies: AnswerPolicies, session_id: str, question: str,
+                 variant: Variant, settings: GenerationSettings, history: list[Message],
+                 client: str | None = None) -> None:
+        self.policies, self.session_id, self.question = policies, session_id, question
+        self.variant, self.settings, self.history = variant, settings, history
+        self.client = client
+        self.reply: Reply | None = None
+        self._events: queue.Queue[tuple[str, object]] = queue.Queue()
+        self._cancelled = threading.Event()
+        self._finished = threading.Event()
+        self.cut_short_by_shutdown = False
+        """Stopped unfinished by ``Engine.stop_all``: its reader should say so."""
+        self._last_read = time.monotonic()
+        threading.Thread(target=self._produce, daemon=True,
+                         name=f"answer-{session_id[-12:]}").start()
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            while True:
+                kind, value = self._events.get()
+                self._last_read = time.monotonic()
+                if kind == "piece":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:  # the reader stopped early (closed, or gone): so does the answer
+            self.cancel()
+
+    def __enter__(self) -> AnswerStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cancel()  # a no-op once the answer is complete
+
+    def cancel(self) -> None:
+        """Stop generating at the next token; never blocks (the UI calls it on its event loop)."""
+        self._cancelled.set()
+
+    def stop_for_shutdown(self) -> None:
+        """``cancel()``, by a server that is shutting down rather than by the reader."""
+        if not self._finished.is_set():
+            self.cut_short_by_shutdown = True
+        self.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def wait(self, timeout: float | None = None) -> Reply | None:
+        """Block until the answer has ended and is logged; its reply (``None`` on timeout)."""
+        self._finished.wait(timeout)
+        return self.reply
+
+    def result(self) -> Reply:
+        for _ in self:
+            pass
+        return self.reply
+
+    def _produce(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # handed to the reader, which raises it
+            self._events.put(("error", exc))
+        else:
+            self._events.put(("done", None))
+        finally:
+            self._finished.set()
+
+    def _run(self) -> None:
+        policies = self.policies
+        generator = policies.generator_for(self.variant)  # loads the model once, not timed
+        if self.settings.max_new_tokens >= generator.context_window:
+            raise TooManyNewTokens(self.settings.max_new_tokens, generator.context_window)
+        started = time.perf_counter()
+        query = self._query(generator)
+        queried = time.perf_counter()
+        hits = self._retrieve(query)
+        retrieved = time.perf_counter()
+        prompt = self._fit_prompt(generator, hits)
+        messages, hits = prompt.messages, prompt.hits
+        timings = {"query_ms": milliseconds(started, queried),
+                   "retrieval_ms": milliseconds(queried, retrieved),
+                   "prompt_ms": milliseconds(retrieved, time.perf_counter())}
+        turn_id = self._log_start(messages, hits, query)
+        refuse = self.variant.retrieval and not hits and policies.retrieval.no_hits == "refuse"
+        raw, shown, status, first, error = "", "", "interrupted", None, None
+        stopped = False
+        saved_at = time.monotonic()
+        held = policies.attributor is not None and policies.attributor.holds_answers
+        try:
+            adapter = self.variant.name if self.variant.adapter_dir else None
+            pieces = iter([policies.retrieval.refusal]) if refuse else generator.stream(
+                messages, self.settings, adapter, cancel=self._cancelled)
+            stop, ready = self.settings.stop, ""
+            hold_back = HOLD_BACK_CHARS if policies.filters else 0
+            try:
+                for piece in pieces:
+                    if self._abandoned():
+                        break
+                    first = first or time.perf_counter()
+                    raw += piece
+                    visible, stopped = before_stop(raw, stop)
+                    if (now_ready := complete_words(visible.lstrip())) != ready:
+                        ready = now_ready  # filters rerun only once another word is complete
+                        safe = settled(run_filters(policies.filters, ready)[0], hold_back)
+                        if safe.startswith(shown) and len(safe) > len(shown):
+                            if not held:  # else shown only once attribution allows it
+                                self._events.put(("piece", safe[len(shown):]))
+                            shown = safe
+                    if time.monotonic() - saved_at >= self.SAVE_EVERY_S:
+                        self._log_partial(turn_id, shown)
+                        saved_at = time.monotonic()
+                    if stopped:  # stop generating now, not at max_new_tokens
+                        break
+            finally:
+                getattr(pieces, "close", lambda: None)()
+            if not self.cancelled:
+                status = "complete"
+        except BaseException as exc:
+            status, error = "error", str(exc) or type(exc).__name__
+            raise
+        finally:
+            if status == "complete":
+                answered = before_stop(raw, self.settings.stop, final=True)[0]
+                text, changed = run_filters(policies.filters, answered.strip())
+            else:  # what the reader was given, never text that was not yet shown
+                text, changed = shown, run_filters(policies.filters, shown)[1]
+            timings.update(generation_timings(started, first, raw, generator, refuse,
+                                              self.settings.max_new_tokens))
+            complete = status == "complete"
+            if complete and not held and text.startswith(shown) and len(text) > len(shown):
+                self._events.put(("piece", text[len(shown):]))  # all shown before attribution
+            attribution = None
+            if complete and not refuse and policies.attributor is not None:
+                attribution, text = policies.attributor.judge(text, [h.text for h in hits])
+                timings["attribution_ms"] = attribution.ms
+            if complete and held and text:
+                self._events.put(("piece", text))
+            self.reply = Reply(text, messages, hits, self.variant.name, self.variant.model,
+                               self.variant.adapter_id, timings, refuse, changed, turn_id,
+                               0 if refuse else prompt.tokens, query, attribution,
+                               complete and not refuse and not stopped and reached_token_limit(
+                                   pieces, timings["tokens"], self.settings.max_new_tokens))
+            self._log_finish(turn_id, text, timings, status, attribution, error)
+
+    def _abandoned(self) -> bool:
+        """Cancelled, or a piece has waited unread too long: nobody is reading any more."""
+        if not self.cancelled and not self._events.empty() and (
+                time.monotonic() - self._last_read > self.ABANDON_AFTER_S):
+            self.cancel()
+        return self.cancelled
+
+    def _query(self, generator: Generator) -> str | None:
+        """What this turn searches with (``None``: it does not search): the question, with
+        what a follow-up refers to."""
+        if not self.variant.retrieval or self.policies.search is None:
+            return None
+        return retrieval_query(self.policies.retrieval.query, self.question, self.history,
+                               rewrite_with(generator, self._cancelled))
+
+    def _fit_prompt(self, generator: Generator, hits: list[Hit]) -> FittedPrompt:
+        """The prompt within the tokens the answer leaves. New tokens that leave no room for
+        the prompt, or for any passage found, are refused: they would fit with fewer, and an
+        answer without the sources found would look like one from the documents."""
+        window, asked = generator.context_window, self.settings.max_new_tokens
+        roomiest = min(self.settings.max_prompt_tokens or window, window - 1)
+        template, bot_name = load_template(self.variant.template), self.policies.bot_name
+        budget = min(window - asked, roomiest)
+        try:
+            prompt = prompt_within(template, self.question, hits, self.history,
+                                   generator.count_tokens, budget, bot_name)
+        except PromptTooLong as exc:
+            if exc.tokens <= roomiest:
+                raise TooManyNewTokens(asked, window) from None
+            raise
+        if hits and not prompt.hits and budget < roomiest and prompt_within(
+                template, self.question, hits[:1], [], generator.count_tokens, roomiest,
+                bot_name).hits:
+            raise TooManyNewTokens(asked, window, passages=len(hits))
+        return prompt
+
+    def _retrieve(self, query: str | None) -> list[Hit]:
+        if query is None:
+            return []
+        return self.policies.search(query, self.variant.k or self.policies.retrieval.k)
+
+    def _log_start(self, messages: list[Message], hits: list[Hit],
+                   query: str | None) -> int | None:
+        log = self.policies.log
+        if log is None:
+            return None
+        log.ensure_session(self.session_id, self.variant.name, self.client)
+        log.add_turn(self.session_id, "user", self.question, variant=self.variant.name)
+        return log.add_turn(
+            self.session_id, "assistant", "", variant=self.variant.name,
+            model_id=self.variant.model, adapter_id=self.variant.adapter_id,
+            messages=[m.as_dict() for m in messages], hits=[hit_record(h) for h in hits],
+            settings=self.settings.__dict__ | {"stop": list(self.settings.stop),
+                                               "retrieval_query": query},
+            status="pending")
+
+    def _log_partial(self, turn_id: int | None, text: str) -> None:
+        if self.policies.log is not None and turn_id is not None:
+            self.policies.log.save_partial(turn_id, text)
+
+    def _log_finish(self, turn_id: int | None, text: str, timings: dict, status: str,
+                    attribution: Attribution | None, error: str | None) -> None:
+        if self.policies.log is not None and turn_id is not None:
+            self.policies.log.finish_turn(turn_id, text, timings, status,
+                                          attribution and attribution.as_dict(), error)
