@@ -1,33 +1,22 @@
 """The server app (UI mounted on FastAPI) behind its credentials: over HTTP in-process, and on
 uvicorn with the real gradio_client and openai clients."""
 
-import contextlib
-import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from gradio_client import Client, handle_file
 
 from app.auth import read_auth
+from app.server import create_server_app
 from chatbot.config_file import load_config
-from app.build import bot_documents
 from chatbot.engine import Engine
 from chatbot.errors import ConfigError
-from app.server import create_server_app
 from chatbot.variants import Variant
-from serving import free_port
-
-
-@pytest.fixture
-def config_file(tmp_path):
-    path = tmp_path / "bot.yaml"
-    path.write_text("name: Support bot\n")
-    return path
+from server_app import (KEY, config_file, credentials, full_app,  # noqa: F401 (fixtures)
+                        gradio_endpoints, log_in, serving)
 
 
 def test_no_login_unless_configured(config_file, monkeypatch) -> None:
@@ -105,10 +94,6 @@ def test_one_variant_and_ab_off_means_chat_only(config_file, echo) -> None:
 
 # -- credentials: one rule for every route --------------------------------------------------
 
-KEY = "k-123"
-CREDENTIALS = {"key": {"CHATBOT_API_KEY": KEY},
-               "login": {"CHATBOT_USER": "ana", "CHATBOT_PASSWORD": "pw"},
-               "both": {"CHATBOT_API_KEY": KEY, "CHATBOT_USER": "ana", "CHATBOT_PASSWORD": "pw"}}
 STATE_CHANGING = {"/upload", "/remove", "/build", "/start", "/stop", "/respond", "/rate",
                   "/comment"}
 """Gradio API endpoints that write: documents, datasets, training runs, the conversation log."""
@@ -118,40 +103,6 @@ ROUTES = [("GET", "/config"), ("GET", "/gradio_api/info"), ("POST", "/gradio_api
           ("GET", "/v1/models"), ("GET", "/v1/models/prompt"), ("POST", "/v1/chat/completions"),
           ("POST", "/tokenize"), ("POST", "/v1/load_lora_adapter"),
           ("POST", "/v1/unload_lora_adapter")]
-
-
-@pytest.fixture
-def credentials(request, monkeypatch) -> dict:
-    """The environment of one credential setup (``request.param``); none by default."""
-    for name in ("CHATBOT_API_KEY", "CHATBOT_USER", "CHATBOT_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
-    chosen = CREDENTIALS.get(getattr(request, "param", None), {})
-    for name, value in chosen.items():
-        monkeypatch.setenv(name, value)
-    return chosen
-
-
-@pytest.fixture
-def full_app(config_file, echo, credentials) -> FastAPI:
-    """The server with every tab (Chat, Documents, Training, Arena, Dashboard)."""
-    config_file.write_text('name: Support bot\nmodels:\n  embedder: "hash:64"\n'
-                           'retrieval:\n  min_score: null\nvariants:\n  prompt: {}\n'
-                           '  plain: {template: plain, retrieval: false}\n')
-    config = load_config(config_file)
-    engine = Engine({"prompt": Variant("prompt", "base", "rag", True),
-                     "plain": Variant("plain", "base", "plain", False)}, lambda m: echo)
-    return create_server_app(engine, config, documents=bot_documents(config),
-                             config_path=config_file)
-
-
-def gradio_endpoints(client: TestClient, **auth) -> list[str]:
-    info = client.get("/gradio_api/info", **auth)
-    assert info.status_code == 200
-    return list(info.json()["named_endpoints"])
-
-
-def log_in(client: TestClient, user: str, password: str) -> None:
-    assert client.post("/login", data={"username": user, "password": password}).status_code == 200
 
 
 @pytest.mark.parametrize("credentials", ["key", "login", "both"], indirect=True)
@@ -193,52 +144,6 @@ def test_the_api_key_opens_every_kind_of_route(full_app) -> None:
         assert client.get("/v1/models", **bearer).status_code == 200
         assert client.post("/gradio_api/upload", files={"files": ("a.md", b"# A")},
                            **bearer).status_code == 200
-
-
-def test_an_upload_larger_than_indexing_takes_is_refused_as_it_arrives(config_file, echo,
-                                                                        credentials) -> None:
-    """Not written to the server's disk first: one large file must not fill it."""
-    config_file.write_text('models:\n  embedder: "hash:64"\nindex:\n  max_file_mb: 0.01\n')
-    config = load_config(config_file)
-    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo)
-    app = create_server_app(engine, config, documents=bot_documents(config),
-                            config_path=config_file)
-    with TestClient(app) as client:
-        small = client.post("/gradio_api/upload", files={"files": ("a.md", b"# A\n" * 100)})
-        large = client.post("/gradio_api/upload", files={"files": ("b.md", b"# B\n" * 5000)})
-    assert small.status_code == 200
-    assert large.status_code == 413 and "File size exceeded" in large.text
-
-
-def test_a_web_ui_request_larger_than_the_api_allows_is_refused_as_it_arrives(full_app) -> None:
-    """Gradio reads a whole body into memory: its routes take what one API request may send
-    (server.max_request_chars), so a stranger can't make the server hold gigabytes."""
-    from app.api_schema import RequestLimits
-
-    allowed = RequestLimits(1, 200_000).body_bytes  # the default server.max_request_chars
-    with TestClient(full_app) as client:
-        huge = b'{"data": ["' + b"x" * allowed + b'"], "fn_index": 0, "session_hash": "s"}'
-        for path in ("/gradio_api/queue/join", "/gradio_api/call/search", "/login"):
-            refused = client.post(path, content=huge,
-                                  headers={"content-type": "application/json"})
-            assert refused.status_code == 413, path
-        fine = client.post("/gradio_api/call/search", json={"data": ["index", 3, "hybrid"]})
-        assert fine.status_code == 200
-
-
-def test_a_search_for_nan_passages_is_refused_without_a_python_error(full_app) -> None:
-    """JSON as Python reads it takes NaN, which passes the k slider's range check (NaN < 1 is
-    false): the search is refused with the slider's own limits, not int(NaN)'s ValueError."""
-    with TestClient(full_app) as client:
-        events = []
-        for k in ("NaN", "3"):
-            called = client.post("/gradio_api/call/search",
-                                 content=f'{{"data": ["refunds", {k}, "bm25"]}}',
-                                 headers={"content-type": "application/json"})
-            events.append(client.get(f"/gradio_api/call/search/"
-                                     f"{called.json()['event_id']}").text)
-    assert events[0] == 'event: complete\ndata: [""]\n\n'
-    assert "No passage matches" in events[1]
 
 
 @pytest.mark.parametrize("credentials", ["login"], indirect=True)
@@ -285,54 +190,6 @@ def test_with_no_credential_everything_is_open(full_app) -> None:
         assert client.get("/v1/models").status_code == 200
 
 
-@pytest.mark.parametrize("credentials", [None, "login"], indirect=True)
-def test_another_sites_page_cannot_make_a_browser_upload_ask_or_log_in(full_app,
-                                                                      credentials) -> None:
-    """A form or file upload from a page elsewhere needs no CORS preflight: without this, any
-    site its user visits could write files to an open server on the user's machine."""
-    with TestClient(full_app) as client:
-        if credentials:
-            log_in(client, "ana", "pw")
-        for site in ("cross-site", "same-site"):
-            elsewhere = {"Sec-Fetch-Site": site, "Origin": "https://elsewhere.example"}
-            upload = client.post("/gradio_api/upload", files={"files": ("a.md", b"# A")},
-                                 headers=elsewhere)
-            assert upload.status_code == 403 and f"Sec-Fetch-Site: {site}" in upload.text
-            asked = client.post("/v1/chat/completions", headers=elsewhere, json={
-                "model": "prompt", "messages": [{"role": "user", "content": "Hi"}]})
-            assert asked.status_code == 403
-            assert asked.json()["error"]["code"] == "cross_site_request"
-            login = client.post("/login", data={"username": "ana", "password": "pw"},
-                                headers=elsewhere)
-            assert login.status_code == 403
-        own_page = client.post("/gradio_api/upload", files={"files": ("a.md", b"# A")},
-                               headers={"Sec-Fetch-Site": "same-origin"})
-        program = client.post("/gradio_api/upload", files={"files": ("a.md", b"# A")})
-        assert own_page.status_code == program.status_code == 200
-        assert client.get("/config", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
-
-
-@contextlib.contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """``app`` on uvicorn at a free port of 127.0.0.1; yields its URL."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.mark.parametrize("credentials", ["both"], indirect=True)
 def test_real_clients_need_the_key_or_a_login(full_app, tmp_path) -> None:
     note = tmp_path / "refunds.md"
@@ -356,32 +213,6 @@ def test_real_clients_need_the_key_or_a_login(full_app, tmp_path) -> None:
                        Client(url, headers={"Authorization": f"Bearer {KEY}"}, verbose=False)):
             client.predict([handle_file(str(note))], api_name="/upload")
             assert "Refunds take" in client.predict("refunds", 3, "bm25", api_name="/search")
-
-
-# -- a request's file must be one uploaded to the server -------------------------------------
-
-FORGED = {"/upload": lambda file: [[file]],
-          "/build": lambda file: ["v1", False, [file], "all", 0, 2048, 0, 0.1, False]}
-"""The Documents tab's upload and the Training tab's dataset build, each with ``file``."""
-
-
-@pytest.mark.parametrize("endpoint", FORGED)
-def test_a_server_path_is_refused_where_a_file_upload_goes(full_app, isolated_state,
-                                                           endpoint) -> None:
-    logs = isolated_state / "logs.sqlite"
-    assert logs.is_file()
-    with serving(full_app) as url:
-        for path in ("/etc/passwd", str(logs)):
-            file = {"path": path, "meta": {"_type": "gradio.FileData"}}
-            call = httpx.post(f"{url}gradio_api/call{endpoint}",
-                              json={"data": FORGED[endpoint](file)})
-            events = httpx.get(f"{url}gradio_api/call{endpoint}/{call.json()['event_id']}")
-            assert "event: error" in events.text and f"Cannot move {path}" in events.text
-        client = Client(url, verbose=False)
-        assert "No passage matches" in client.predict("root", 3, "bm25", api_name="/search")
-    kept = [p.name for folder in ("uploads", "transcripts", "datasets")
-            for p in (isolated_state / folder).glob("*")]
-    assert kept == []
 
 
 def test_a_file_uploaded_through_gradio_is_indexed(full_app, tmp_path) -> None:

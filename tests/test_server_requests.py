@@ -1,0 +1,113 @@
+"""What a stranger's request can't make the server do: hold a body bigger than any request
+needs, fail with Python's words, act for another site's page, or hand a server file to a tab."""
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from gradio_client import Client
+
+from app.build import bot_documents
+from app.server import create_server_app
+from chatbot.config_file import load_config
+from chatbot.engine import Engine
+from chatbot.variants import Variant
+from server_app import config_file, credentials, full_app, log_in, serving  # noqa: F401 (fixtures)
+
+
+def test_an_upload_larger_than_indexing_takes_is_refused_as_it_arrives(config_file, echo,
+                                                                        credentials) -> None:
+    """Not written to the server's disk first: one large file must not fill it."""
+    config_file.write_text('models:\n  embedder: "hash:64"\nindex:\n  max_file_mb: 0.01\n')
+    config = load_config(config_file)
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo)
+    app = create_server_app(engine, config, documents=bot_documents(config),
+                            config_path=config_file)
+    with TestClient(app) as client:
+        small = client.post("/gradio_api/upload", files={"files": ("a.md", b"# A\n" * 100)})
+        large = client.post("/gradio_api/upload", files={"files": ("b.md", b"# B\n" * 5000)})
+    assert small.status_code == 200
+    assert large.status_code == 413 and "File size exceeded" in large.text
+
+
+def test_a_web_ui_request_larger_than_the_api_allows_is_refused_as_it_arrives(full_app) -> None:
+    """Gradio reads a whole body into memory: its routes take what one API request may send
+    (server.max_request_chars), so a stranger can't make the server hold gigabytes."""
+    from app.api_schema import RequestLimits
+
+    allowed = RequestLimits(1, 200_000).body_bytes  # the default server.max_request_chars
+    with TestClient(full_app) as client:
+        huge = b'{"data": ["' + b"x" * allowed + b'"], "fn_index": 0, "session_hash": "s"}'
+        for path in ("/gradio_api/queue/join", "/gradio_api/call/search", "/login"):
+            refused = client.post(path, content=huge,
+                                  headers={"content-type": "application/json"})
+            assert refused.status_code == 413, path
+        fine = client.post("/gradio_api/call/search", json={"data": ["index", 3, "hybrid"]})
+        assert fine.status_code == 200
+
+
+def test_a_search_for_nan_passages_is_refused_without_a_python_error(full_app) -> None:
+    """JSON as Python reads it takes NaN, which passes the k slider's range check (NaN < 1 is
+    false): the search is refused with the slider's own limits, not int(NaN)'s ValueError."""
+    with TestClient(full_app) as client:
+        events = []
+        for k in ("NaN", "3"):
+            called = client.post("/gradio_api/call/search",
+                                 content=f'{{"data": ["refunds", {k}, "bm25"]}}',
+                                 headers={"content-type": "application/json"})
+            events.append(client.get(f"/gradio_api/call/search/"
+                                     f"{called.json()['event_id']}").text)
+    assert events[0] == 'event: complete\ndata: [""]\n\n'
+    assert "No passage matches" in events[1]
+
+
+@pytest.mark.parametrize("credentials", [None, "login"], indirect=True)
+def test_another_sites_page_cannot_make_a_browser_upload_ask_or_log_in(full_app,
+                                                                      credentials) -> None:
+    """A form or file upload from a page elsewhere needs no CORS preflight: without this, any
+    site its user visits could write files to an open server on the user's machine."""
+    with TestClient(full_app) as client:
+        if credentials:
+            log_in(client, "ana", "pw")
+        for site in ("cross-site", "same-site"):
+            elsewhere = {"Sec-Fetch-Site": site, "Origin": "https://elsewhere.example"}
+            upload = client.post("/gradio_api/upload", files={"files": ("a.md", b"# A")},
+                                 headers=elsewhere)
+            assert upload.status_code == 403 and f"Sec-Fetch-Site: {site}" in upload.text
+            asked = client.post("/v1/chat/completions", headers=elsewhere, json={
+                "model": "prompt", "messages": [{"role": "user", "content": "Hi"}]})
+            assert asked.status_code == 403
+            assert asked.json()["error"]["code"] == "cross_site_request"
+            login = client.post("/login", data={"username": "ana", "password": "pw"},
+                                headers=elsewhere)
+            assert login.status_code == 403
+        own_page = client.post("/gradio_api/upload", files={"files": ("a.md", b"# A")},
+                               headers={"Sec-Fetch-Site": "same-origin"})
+        program = client.post("/gradio_api/upload", files={"files": ("a.md", b"# A")})
+        assert own_page.status_code == program.status_code == 200
+        assert client.get("/config", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
+
+
+# -- a request's file must be one uploaded to the server -------------------------------------
+
+FORGED = {"/upload": lambda file: [[file]],
+          "/build": lambda file: ["v1", False, [file], "all", 0, 2048, 0, 0.1, False]}
+"""The Documents tab's upload and the Training tab's dataset build, each with ``file``."""
+
+
+@pytest.mark.parametrize("endpoint", FORGED)
+def test_a_server_path_is_refused_where_a_file_upload_goes(full_app, isolated_state,
+                                                           endpoint) -> None:
+    logs = isolated_state / "logs.sqlite"
+    assert logs.is_file()
+    with serving(full_app) as url:
+        for path in ("/etc/passwd", str(logs)):
+            file = {"path": path, "meta": {"_type": "gradio.FileData"}}
+            call = httpx.post(f"{url}gradio_api/call{endpoint}",
+                              json={"data": FORGED[endpoint](file)})
+            events = httpx.get(f"{url}gradio_api/call{endpoint}/{call.json()['event_id']}")
+            assert "event: error" in events.text and f"Cannot move {path}" in events.text
+        client = Client(url, verbose=False)
+        assert "No passage matches" in client.predict("root", 3, "bm25", api_name="/search")
+    kept = [p.name for folder in ("uploads", "transcripts", "datasets")
+            for p in (isolated_state / folder).glob("*")]
+    assert kept == []
