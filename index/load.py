@@ -61,7 +61,7 @@ def discover(paths: list[Path], include: list[str], exclude: list[str]
         if _name_failure(path, failures):
             continue
         if path.is_symlink() and not path.exists():
-            failures.append(LoadFailure(str(path), f"broken symlink to {os.readlink(path)}"))
+            failures.append(broken_link(path))
         elif path.is_dir():
             _walk(path, include, exclude, found, failures)
         elif path.exists():
@@ -74,6 +74,11 @@ def discover(paths: list[Path], include: list[str], exclude: list[str]
         else:
             failures.append(LoadFailure(str(path), "no such file or folder"))
     return _once_each(found), list(dict.fromkeys(failures))  # a path named twice: said once
+
+
+def broken_link(path: Path) -> LoadFailure:
+    """A symbolic link whose target is gone, as reported: what was indexed from it is kept."""
+    return LoadFailure(str(path), f"broken symlink to {os.readlink(path)}")
 
 
 def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],
@@ -99,7 +104,7 @@ def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],
             if _name_failure(path, failures):
                 continue
             if path.is_symlink() and not path.exists():
-                failures.append(LoadFailure(str(path), f"broken symlink to {os.readlink(path)}"))
+                failures.append(broken_link(path))
             elif not path.is_file():
                 failures.append(LoadFailure(str(path), NOT_A_FILE))
             elif path.suffix.lower() in SUPPORTED:

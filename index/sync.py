@@ -24,7 +24,7 @@ from index.context import indexed_text
 from index.embed import Embedder
 from index.errors import IndexMismatchError, LoadError
 from index import manifest
-from index.load import LoadFailure, discover, load_file, read_bytes
+from index.load import LoadFailure, broken_link, discover, load_file, read_bytes
 from index.manifest import REBUILD, IndexSettings
 from index.sentence_vectors import encode_sentences
 from index.store import Store
@@ -174,7 +174,7 @@ def _gone(path: Path, store: Store, report: SyncReport) -> None:
     broken link: reported, and what was indexed from it kept."""
     source = str(path)
     try:
-        report.failed.append(LoadFailure(source, f"broken symlink to {os.readlink(path)}"))
+        report.failed.append(broken_link(path))
         return
     except OSError:  # not a link, or the link went too
         pass
