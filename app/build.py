@@ -141,7 +141,8 @@ def build_attributor(config: BotConfig, embedder: Embedder) -> Attributor | None
 
 def embedder_spec(config: BotConfig) -> EmbedderSpec:
     return EmbedderSpec(config.models.embedder, config.base_dir, config.models.device,
-                        config.index.batch_size, config.models.embedder_dtype)
+                        config.index.batch_size, config.models.embedder_dtype,
+                        config.models.embedder_runtime)
 
 
 def bot_index(config: BotConfig) -> BotIndex:

@@ -14,8 +14,10 @@ vocabulary make every query term common, so BM25 does more work here than on a v
 
 Queries are the 60 dev questions (scenario + question), each embedded for real, single queries
 as the engine sends them; p50/p95 over ``--rounds`` passes, with each stage's share (wall time),
-for the default fusion and for the same without the best-sentence ranking (the baseline),
-and the process's CPU time per query, which a busy shared machine inflates less than wall time.
+for the default fusion, the same without the best-sentence ranking (its baseline) and, where
+the embedder runs on ONNX Runtime (``embedder_runtime: auto`` on a CPU in float32), the default
+fusion with the embedder on torch (the runtime's baseline); and the process's CPU time per
+query, which a busy shared machine inflates less than wall time.
 
     .venv/bin/python benchmarks/bench_retrieval_latency.py [--sizes 1113,100000] [--rounds 3]
 """
@@ -44,7 +46,7 @@ DATA = SHARED / "conditionalqa"
 CHUNKS_PER_DOCUMENT = 10
 RANKINGS = {"chunks, BM25, best sentence (default)": Fusion(),
             "chunks, BM25": Fusion(sentence_weight=0.0)}
-"""The default fusion, and the same without its best-sentence ranking: the baseline."""
+"""The default fusion, and the same without its best-sentence ranking: its baseline."""
 NOISE = 0.5
 """Norm of the noise added to each chunk vector (as in bench_index_latency.py): neighbourhoods
 stay real, no two vectors are the same."""
@@ -145,15 +147,24 @@ def main() -> None:
     parser.add_argument("--embedder-dtype", choices=["auto", "float32", "bfloat16"],
                         default="auto", help="models.embedder_dtype (default: the config's "
                         "auto, bfloat16 on a CPU with bf16 instructions)")
+    parser.add_argument("--embedder-runtime", choices=["auto", "torch", "onnx"],
+                        default="auto", help="models.embedder_runtime (default: the config's "
+                        "auto, ONNX Runtime where the embedder computes in float32 on the CPU)")
     args = parser.parse_args()
     questions = [q["scenario"] + " " + q["question"] for q in rows("questions.jsonl")]
     stages = ("total", "total CPU", "embedding", "after embedding", "dense", "bm25", "sentences",
               "fusion + passages")
     configured = bot_index(embedded_config(None))
-    embedder = open_embedder(replace(configured.embedder, dtype=args.embedder_dtype))
+    spec = replace(configured.embedder, dtype=args.embedder_dtype, runtime=args.embedder_runtime)
+    embedder = open_embedder(spec)
+    runs = [(ranked_by, fusion, embedder) for ranked_by, fusion in RANKINGS.items()]
+    if embedder.runtime_in_use == "onnx":
+        runs.insert(1, ("chunks, BM25, best sentence; embedder on torch", Fusion(),
+                        open_embedder(replace(spec, runtime="torch"))))
     print(f"\n{len(questions)} questions x {args.rounds} rounds, k=4, default config "
           f"(hybrid rrf 2:1:1, neighbour merging, no reranker), embedder_dtype "
-          f"{args.embedder_dtype}: the embedder computes in {embedder.precision}\n")
+          f"{args.embedder_dtype}, embedder_runtime {args.embedder_runtime}: the embedder "
+          f"computes in {embedder.precision} on {embedder.runtime_in_use}\n")
     print("| chunks | FAISS | build s | ranked by | " + " | ".join(
         f"{s} p50 / p95 ms" for s in stages) + " |\n|---|---|---|---|" + "---|" * len(stages))
     texts, vectors = passages(embedder)
@@ -163,9 +174,9 @@ def main() -> None:
             start = time.perf_counter()
             fill(Store.open(index.directory, index.settings, create=True), texts, vectors, size)
             built = time.perf_counter() - start
-            for ranked_by, fusion in RANKINGS.items():
+            for ranked_by, fusion, run_embedder in runs:
                 search = IndexSearch(replace(index, search=replace(index.search, fusion=fusion)),
-                                     embedder)
+                                     run_embedder)
                 search("warm-up", 4)  # opens the store, FAISS and BM25 files
                 times = measure(search, search.retriever, questions, args.rounds)
                 kind = search.retriever.store.kind

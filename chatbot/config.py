@@ -38,11 +38,24 @@ class ModelsConfig(Section):
     """Precision the embedder computes in. ``bfloat16`` embeds ~2x faster on CPUs with bf16
     instructions (and GPUs) with vectors within 0.998 cosine of float32, and is many times
     slower on CPUs without them; ``auto`` picks it on a CPU that has them, float32 elsewhere."""
+    embedder_runtime: Literal["auto", "torch", "onnx"] = "auto"
+    """What runs the embedder's transformer: ``onnx`` (ONNX Runtime, float32 on the CPU, ~2x
+    faster per query than torch) or ``torch``; ``auto`` is onnx where it computes in float32
+    on the CPU, torch elsewhere (bfloat16, GPUs)."""
     threads: int | None = Field(default=None, ge=1)
     """torch intra-op threads for generation; ``None`` keeps torch's default."""
     max_batch: int = Field(default=8, ge=1)
     """Answers the in-process model decodes together (continuous batching); 1 answers one at
     a time."""
+
+    @model_validator(mode="after")
+    def _onnx_in_float32(self) -> "ModelsConfig":
+        if self.embedder_runtime == "onnx" and (self.embedder_dtype == "bfloat16"
+                                                or self.device not in ("auto", "cpu")):
+            raise ValueError("embedder_runtime onnx computes in float32 on the CPU; set "
+                             "embedder_dtype to float32 or auto and device to cpu or auto, or "
+                             "embedder_runtime to torch")
+        return self
 
     @field_validator("chat", "embedder")
     @classmethod

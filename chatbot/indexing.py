@@ -55,6 +55,8 @@ class EmbedderSpec:
     dtype: str = "auto"
     """``auto``, ``float32`` or ``bfloat16``: what the model computes in (the vectors are
     float32); ``auto`` is bfloat16 on a CPU with bf16 instructions."""
+    runtime: str = "auto"
+    """``auto``, ``torch`` or ``onnx`` (ONNX Runtime, exported once into the model cache)."""
 
 
 @dataclass(frozen=True)
@@ -107,11 +109,12 @@ def open_embedder(spec: EmbedderSpec) -> Embedder:
     """The configured embedder; the model itself loads on first use."""
     if spec.name.startswith(HASH_PREFIX):
         return HashEmbedder(int(spec.name.removeprefix(HASH_PREFIX)))
-    from chatbot.models import resolve_model
+    from chatbot.models import cache_dir, resolve_model
 
     return SentenceTransformerEmbedder(resolve_model(spec.name, spec.base_dir), name=spec.name,
                                        device=spec.device, batch_size=spec.batch_size,
-                                       dtype=spec.dtype)
+                                       dtype=spec.dtype, runtime=spec.runtime,
+                                       onnx_cache=cache_dir() / "onnx")
 
 
 @_index_errors

@@ -9,12 +9,14 @@ use, so building one costs nothing) and :class:`HashEmbedder` a deterministic st
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+logger = logging.getLogger(__name__)
 
 @runtime_checkable
 class Embedder(Protocol):
@@ -40,7 +42,8 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded on first use, encoding in batches."""
 
     def __init__(self, path: str, name: str | None = None, device: str | None = None,
-                 batch_size: int = 16, dtype: str = "auto"):
+                 batch_size: int = 16, dtype: str = "auto", runtime: str = "torch",
+                 onnx_cache: Path | None = None):
         self.path = path
         self.name = name or path
         self.device = None if device in (None, "auto") else device
@@ -48,7 +51,13 @@ class SentenceTransformerEmbedder:
         self.dtype = dtype
         """``float32``, ``bfloat16`` or ``auto`` (bfloat16 on a CPU with bf16 instructions, else
         float32) for weights and activations; vectors come out as float32."""
+        self.runtime = runtime
+        """``torch``, ``onnx`` (ONNX Runtime on the CPU, float32; see ``index.onnx_encoder``)
+        or ``auto``: ONNX Runtime where the model computes in float32 on the CPU."""
+        self.onnx_cache = onnx_cache
+        """Where ONNX exports are kept; needed by the ``onnx`` and ``auto`` runtimes."""
         self._model = None
+        self._onnx = None
 
     @property
     def model(self):
@@ -72,6 +81,15 @@ class SentenceTransformerEmbedder:
         return "bfloat16" if on_cpu and cpu_has_bfloat16() else "float32"
 
     @property
+    def runtime_in_use(self) -> str:
+        """``torch`` or ``onnx``: what ``runtime`` resolves to for this model and CPU."""
+        if self.runtime != "auto":
+            return self.runtime
+        on_cpu = self.model.device.type == "cpu"
+        usable = on_cpu and self.precision == "float32" and self.onnx_cache is not None
+        return "onnx" if usable else "torch"
+
+    @property
     def dimension(self) -> int:
         return int(self.model.get_embedding_dimension())
 
@@ -88,9 +106,31 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=False)
+        onnx = self._onnx_encoder() if self.runtime_in_use == "onnx" else None
+        if onnx is not None:
+            vectors = onnx.encode(texts, self.batch_size)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+        else:
+            vectors = self.model.encode(texts, batch_size=self.batch_size,
+                                        normalize_embeddings=True, convert_to_numpy=True,
+                                        show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _onnx_encoder(self):
+        if self._onnx is None:
+            from index.onnx_encoder import OnnxExportError, OnnxSentenceEncoder
+
+            if self.onnx_cache is None:
+                raise ValueError("the onnx runtime needs onnx_cache, where its export is kept")
+            try:
+                self._onnx = OnnxSentenceEncoder(self.model, self.onnx_cache)
+            except OnnxExportError as exc:
+                if self.runtime != "auto":
+                    raise
+                logger.warning("%s; embedding with torch instead", exc)
+                self.runtime = "torch"
+                return None
+        return self._onnx
 
 
 def cpu_has_bfloat16() -> bool:
