@@ -18,6 +18,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+
 @runtime_checkable
 class Embedder(Protocol):
     name: str
@@ -85,9 +86,11 @@ class SentenceTransformerEmbedder:
         """``torch`` or ``onnx``: what ``runtime`` resolves to for this model and CPU."""
         if self.runtime != "auto":
             return self.runtime
+        from index.onnx_encoder import has_transformer
+
         on_cpu = self.model.device.type == "cpu"
         usable = on_cpu and self.precision == "float32" and self.onnx_cache is not None
-        return "onnx" if usable else "torch"
+        return "onnx" if usable and has_transformer(self.model) else "torch"
 
     @property
     def dimension(self) -> int:

@@ -48,13 +48,15 @@ class OnnxSentenceEncoder:
             raise OnnxExportError(f"ONNX Runtime could not load {path} ({exc}); delete it to "
                                   "export again, or set models.embedder_runtime: torch") from exc
         self.inputs = [given.name for given in self.session.get_inputs()]
+        self.prompt = model.prompts.get(model.default_prompt_name or "")
+        """The model's default prompt (e.g. ``query: ``), prefixed as ``encode`` does."""
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         longest_first = sorted(range(len(texts)), key=lambda row: -len(texts[row]))
         vectors: list[np.ndarray] = [np.empty(0)] * len(texts)
         for start in range(0, len(texts), batch_size):
             rows = longest_first[start:start + batch_size]
-            features = self.model.preprocess([texts[row] for row in rows])
+            features = self.model.preprocess([texts[row] for row in rows], prompt=self.prompt)
             feeds = {name: features[name].numpy() for name in self.inputs}
             hidden = self.session.run(None, feeds)[0]
             features["token_embeddings"] = torch.from_numpy(hidden)
@@ -70,17 +72,31 @@ def exported_graph(model, cache: Path) -> Path:
     """The ONNX file of ``model``'s transformer (float32), exported into ``cache`` if absent."""
     from filelock import FileLock
 
-    transformer = model[0].auto_model
-    path = cache / f"{weights_key(transformer)}.onnx"
+    if not has_transformer(model):
+        raise OnnxExportError(f"the model's first module ({type(model[0]).__name__}) is not a "
+                              "transformer that can be exported to ONNX; set "
+                              "models.embedder_runtime: torch")
+    path = cache / f"{weights_key(model[0].auto_model)}.onnx"
     if path.exists():
         return path
-    cache.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{path}.lock"):
-        if not path.exists():
-            partial = path.with_suffix(".partial")
-            export(model, partial)
-            os.replace(partial, path)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{path}.lock"):
+            if not path.exists():
+                partial = path.with_suffix(".partial")
+                export(model, partial)
+                os.replace(partial, path)
+    except OSError as exc:
+        raise OnnxExportError(f"cannot write the ONNX export into {cache} ({exc}); set "
+                              "CHATBOT_CACHE_DIR to a writable folder, or "
+                              "models.embedder_runtime: torch") from exc
     return path
+
+
+def has_transformer(model) -> bool:
+    """Whether the model starts with a transformer to export; a static embedding table (e.g.
+    model2vec's) does not, and is fast in torch already."""
+    return getattr(model[0], "auto_model", None) is not None
 
 
 def export(model, path: Path) -> None:

@@ -48,6 +48,18 @@ def test_onnx_gives_torchs_vectors_for_a_padded_batch_and_for_each_text_alone(tm
     assert embedder(model, "auto").runtime_in_use == "torch"  # nowhere to keep the export
 
 
+def test_a_models_default_prompt_is_prefixed_on_onnx_as_on_torch(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    SentenceTransformer(resolve_model(EMBEDDED_EMBEDDER), prompts={"query": "query: "},
+                        default_prompt_name="query").save(str(tmp_path / "prompted"))
+    prompted = embedder(tmp_path / "prompted", "torch").encode(TEXTS)
+    assert cosines(prompted, embedder(resolve_model(EMBEDDED_EMBEDDER), "torch").encode(
+        TEXTS)).min() < 0.99  # the prompt changes the vectors
+    onnx = embedder(tmp_path / "prompted", "onnx", tmp_path / "onnx").encode(TEXTS)
+    assert cosines(onnx, prompted).min() > 0.99999
+
+
 def test_an_index_built_with_torch_is_searched_with_onnx(tmp_path):
     model = resolve_model(EMBEDDED_EMBEDDER)
     (tmp_path / "docs").mkdir()
@@ -97,6 +109,24 @@ def test_an_export_onnx_runtime_cannot_load_is_an_error_or_torch_under_auto(tmp_
         vectors = fallback.encode(TEXTS)
     assert fallback.runtime_in_use == "torch" and "embedding with torch instead" in caplog.text
     assert cosines(vectors, embedder(model, "torch").encode(TEXTS)).min() > 0.99999
+
+
+def test_a_model_without_a_transformer_embeds_with_torch_under_auto_and_is_refused_as_onnx(
+        tmp_path, caplog):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(Path(resolve_model(EMBEDDED_EMBEDDER)) / "tokenizer.json"))
+    SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_dim=32)]).save(
+        str(tmp_path / "static"))  # a model2vec-style table of token vectors
+    static = embedder(tmp_path / "static", "auto", tmp_path / "onnx")
+    with caplog.at_level(logging.WARNING):
+        assert static.encode(TEXTS).shape == (len(TEXTS), 32)
+    assert static.runtime_in_use == "torch" and not caplog.text
+    with pytest.raises(OnnxExportError, match=r"first module \(StaticEmbedding\) is not a "
+                                              "transformer.*embedder_runtime: torch"):
+        embedder(tmp_path / "static", "onnx", tmp_path / "onnx").encode(TEXTS)
 
 
 def test_the_runtime_is_configured_and_onnx_only_in_float32_on_the_cpu():
