@@ -125,10 +125,13 @@ def print_cost(embedder, passages: dict) -> None:
     combined = Attributor(embedder)
     sentences = [ANSWER[a:b] for a, b in sentence_spans(ANSWER)]
     units = [p[a:b] for p in chosen for a, b in sentence_spans(p)]
-    for name, attribute in (
-            ("embedding+lexical", lambda: combined(ANSWER, chosen)),
+    runs = [("embedding+lexical", lambda: combined(ANSWER, chosen)),
             ("  every pair embedded", lambda: combined.scores(sentences, units, exact=True)),
-            ("lexical", lambda: Attributor(None)(ANSWER, chosen))):
+            ("lexical", lambda: Attributor(None)(ANSWER, chosen))]
+    if embedder.runtime_in_use == "onnx":  # the runtime's baseline: the same on torch
+        on_torch = Attributor(_minilm("torch"))
+        runs.insert(1, ("  the embedder on torch", lambda: on_torch(ANSWER, chosen)))
+    for name, attribute in runs:
         attribute()  # warm up
         times = []
         for _ in range(20):
@@ -138,12 +141,15 @@ def print_cost(embedder, passages: dict) -> None:
         print(f"  {name:<24}{statistics.median(times):8.1f} ms")
 
 
-def _minilm():
-    from chatbot.config import EMBEDDED_EMBEDDER
-    from chatbot.models import resolve_model
-    from index.embed import SentenceTransformerEmbedder
+def _minilm(runtime: str = "auto"):
+    """The embedded embedder as the bot runs it (the default config's precision and runtime)."""
+    from dataclasses import replace
 
-    return SentenceTransformerEmbedder(resolve_model(EMBEDDED_EMBEDDER), name=EMBEDDED_EMBEDDER)
+    from app.build import embedder_spec
+    from chatbot.config import BotConfig
+    from chatbot.indexing import open_embedder
+
+    return open_embedder(replace(embedder_spec(BotConfig()), runtime=runtime))
 
 
 if __name__ == "__main__":
