@@ -119,7 +119,8 @@ def export(model, path: Path) -> None:
 
 
 def weights_key(transformer) -> str:
-    """A hash of what the graph holds: the weights, the config and the exporting torch."""
+    """A hash of what the graph depends on: the weights, the config (which names the
+    transformers version that traced it) and the exporting torch."""
     digest = hashlib.sha256(f"{torch.__version__}\n{transformer.config.to_json_string()}".encode())
     for name, tensor in sorted(transformer.state_dict().items()):
         digest.update(name.encode())
