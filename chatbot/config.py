@@ -39,9 +39,8 @@ class ModelsConfig(Section):
     instructions (and GPUs) with vectors within 0.998 cosine of float32, and is many times
     slower on CPUs without them; ``auto`` picks it on a CPU that has them, float32 elsewhere."""
     embedder_runtime: Literal["auto", "torch", "onnx"] = "auto"
-    """What runs the embedder's transformer: ``onnx`` (ONNX Runtime, float32 on the CPU, ~2x
-    faster per query than torch) or ``torch``; ``auto`` is onnx where it computes in float32
-    on the CPU, torch elsewhere (bfloat16, GPUs)."""
+    """``onnx``: ONNX Runtime (float32, CPU; ~2x faster per query than torch); ``auto``: onnx
+    where the embedder computes in float32 on the CPU, else ``torch``."""
     threads: int | None = Field(default=None, ge=1)
     """torch intra-op threads for generation; ``None`` keeps torch's default."""
     max_batch: int = Field(default=8, ge=1)
@@ -51,7 +50,7 @@ class ModelsConfig(Section):
     @model_validator(mode="after")
     def _onnx_in_float32(self) -> "ModelsConfig":
         if self.embedder_runtime == "onnx" and (self.embedder_dtype == "bfloat16"
-                                                or self.device not in ("auto", "cpu")):
+                                                or self.device in ("cuda", "mps")):
             raise ValueError("embedder_runtime onnx computes in float32 on the CPU; set "
                              "embedder_dtype to float32 or auto and device to cpu or auto, or "
                              "embedder_runtime to torch")
