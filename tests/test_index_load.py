@@ -159,7 +159,7 @@ def test_by_default_hidden_files_and_folders_are_skipped_unless_named(tmp_path):
     """A project folder's .venv, .cache or .github hold documents nobody asked to index, and
     Word's lock file beside a document that is open (``~$port.docx``) is no document: it
     failed every sync while the document was open."""
-    from chatbot.config import IndexConfig
+    from chatbot.config_retrieval import IndexConfig
 
     for name in ("a.md", "sub/b.md", ".venv/lib/site/README.md", "sub/.draft.md",
                  ".github/ISSUE.md", "node_modules/pkg/readme.md", ".notes/plan.md",
@@ -261,7 +261,7 @@ def test_a_folder_that_cant_be_read_is_reported_and_keeps_what_was_indexed(tmp_p
 
 
 def test_a_path_named_twice_is_reported_once_and_markdown_is_found_in_folders(tmp_path):
-    from chatbot.config import IndexConfig
+    from chatbot.config_retrieval import IndexConfig
 
     (tmp_path / "notes.markdown").write_text("# Notes\n\nThe vault opens at nine.")
     (tmp_path / "broken.md").symlink_to(tmp_path / "gone.md")
