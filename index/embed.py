@@ -109,7 +109,7 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        onnx = self._onnx_encoder() if self.runtime_in_use == "onnx" else None
+        onnx = self._onnx_encoder()
         if onnx is not None:
             vectors = onnx.encode(texts, self.batch_size)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
@@ -120,7 +120,9 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def _onnx_encoder(self):
-        if self._onnx is None:
+        """ONNX Runtime's encoder where the runtime resolves to it, made at the first text;
+        ``None`` where texts are embedded with torch."""
+        if self._onnx is None and self.runtime_in_use == "onnx":
             from index.onnx_encoder import OnnxExportError, OnnxSentenceEncoder
 
             if self.onnx_cache is None:
@@ -132,7 +134,6 @@ class SentenceTransformerEmbedder:
                     raise
                 logger.warning("%s; embedding with torch instead", exc)
                 self.runtime = "torch"
-                return None
         return self._onnx
 
 
