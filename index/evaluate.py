@@ -123,6 +123,9 @@ def load_questions(path: Path) -> QuestionFile:
         if line.strip():
             try:
                 question = _question(json.loads(line))
+            except json.JSONDecodeError as exc:  # its message's column differs from line to line
+                problems.setdefault(f"not valid JSON ({exc.msg})", []).append(number)
+                continue
             except (ValueError, TypeError) as exc:
                 problems.setdefault(str(exc), []).append(number)
                 continue

@@ -81,7 +81,7 @@ def test_every_bad_line_is_reported_with_its_number(tmp_path):
         'empty), or "not_answerable": true; '
         'lines 5, 8: needs "question" (a string that is not empty); '
         'line 6: "gold_passages" must be a list of non-empty strings; '
-        "line 7: Expecting value: line 1 column 1 (char 0); "
+        "line 7: not valid JSON (Expecting value); "
         'line 9: "not_answerable" must be true or false (not in quotes); '
         "line 10: JSON nested too deeply to read")
 
@@ -107,6 +107,18 @@ def test_a_problem_of_many_lines_is_reported_once(tmp_path):
     with pytest.raises(EvalDataError) as error:
         load_questions(path)
     assert str(error.value).startswith(f"{path}: lines 1, 2, 3, ... (30 lines): needs ")
+
+
+def test_lines_with_the_same_json_mistake_are_reported_once(tmp_path):
+    """A JSON array pasted as lines: every line's trailing comma is one problem, not one a column
+    (which made a 15 kB error of a 300-line file)."""
+    path = tmp_path / "q.jsonl"
+    path.write_text("[\n" + "".join(json.dumps({"question": "q" * n, "gold_sentences": ["a"]})
+                                    + ",\n" for n in range(1, 31)) + "]\n")
+    with pytest.raises(EvalDataError) as error:
+        load_questions(path)
+    assert str(error.value) == (f"{path}: lines 1, 32: not valid JSON (Expecting value); "
+                                "lines 2, 3, 4, ... (30 lines): not valid JSON (Extra data)")
 
 
 def test_chatbot_evals_question_files_are_read(tmp_path):
