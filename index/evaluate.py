@@ -24,6 +24,7 @@ would run it.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import unicodedata
@@ -115,11 +116,17 @@ class QuestionFile:
 def load_questions(path: Path) -> QuestionFile:
     """The questions of a JSONL file; every malformed line is reported at once, by number."""
     try:
-        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # a spreadsheet's BOM
-    except (OSError, UnicodeDecodeError) as exc:
+        data = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)  # a spreadsheet's BOM
+    except OSError as exc:
         raise EvalDataError(f"cannot read {path}: {exc}") from None
     questions, problems, not_answerable = [], {}, 0
-    for number, line in enumerate(lines, start=1):
+    # Split as bytes: str.splitlines also splits at a U+2028 inside a JSON string.
+    for number, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            problems.setdefault("not UTF-8 text (save the file as UTF-8)", []).append(number)
+            continue
         if line.strip():
             try:
                 question = _question(json.loads(line))

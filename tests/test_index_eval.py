@@ -121,6 +121,23 @@ def test_lines_with_the_same_json_mistake_are_reported_once(tmp_path):
                                 "lines 2, 3, 4, ... (30 lines): not valid JSON (Extra data)")
 
 
+def test_a_line_separator_inside_a_question_leaves_its_line_whole(tmp_path):
+    """json.dumps(ensure_ascii=False) writes U+2028 as it is; only a line end ends a line."""
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"question": "port?\u2028thanks\x85", "gold_sentences": ["a"]},
+                               ensure_ascii=False) + "\n", encoding="utf-8")
+    assert load_questions(path).questions[0].question.startswith("port?\u2028thanks")
+
+
+def test_a_line_not_in_utf8_is_named_with_what_to_do(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_bytes(b'{"question": "ok?", "gold_sentences": ["Yes."]}\n'
+                     b'{"question": "caf\xe9?", "gold_sentences": ["Yes."]}\n')
+    with pytest.raises(EvalDataError) as error:
+        load_questions(path)
+    assert str(error.value) == f"{path}: line 2: not UTF-8 text (save the file as UTF-8)"
+
+
 def test_chatbot_evals_question_files_are_read(tmp_path):
     """One file serves `chatbot eval` and `chatbot index eval` (samples/eval.jsonl's format)."""
     path = tmp_path / "eval.jsonl"
