@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -86,6 +87,16 @@ def test_jsonl_one_document_per_row(tmp_path):
     with pytest.raises(LoadError, match=r"^2 bad of 4 lines: line 2: not valid JSON \(.*\); "
                                         r"line 3: no 'body' field; set index.text_field$"):
         load(tmp_path / "bad.jsonl", text_field="body")
+
+
+def test_a_jsonl_row_with_a_unicode_line_separator_is_one_row(tmp_path):
+    """json.dumps(ensure_ascii=False) writes U+2028 and U+0085 as they are, inside a string."""
+    text = "Opening hours\u2028Monday to Friday\x85 9 to 5."
+    (tmp_path / "faq.jsonl").write_text(json.dumps({"text": text}, ensure_ascii=False) + "\r\n"
+                                        + json.dumps({"text": "Closed on Sunday."}) + "\r",
+                                        encoding="utf-8", newline="")
+    assert [(d.text, d.metadata["row"]) for d in load(tmp_path / "faq.jsonl")] == [
+        (text, 1), ("Closed on Sunday.", 2)]
 
 
 def test_csv_of_any_line_ending_and_long_cells_reads(tmp_path):
