@@ -89,8 +89,9 @@ class FusionConfig(Section):
 class RetrievalConfig(Section):
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     k: int = Field(default=4, ge=1, le=50)
-    min_score: float | None = None
-    """Dense cosine below which a hit is dropped; ``None`` keeps every hit."""
+    min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
+    """Dense cosine below which a hit is dropped; ``None`` keeps every hit. Past 1 (or NaN)
+    every hit would be dropped."""
     no_hits: Literal["answer", "refuse"] = "answer"
     """What to do when no hit passes ``min_score``: answer without context, or refuse."""
     refusal: str = "The documents I have do not cover that question."

@@ -66,6 +66,15 @@ def test_checks_across_keys_are_reported_beside_a_bad_value() -> None:
         "default_variant: 'finetuned' is not one of the variants: prompt"]
 
 
+def test_a_min_score_no_cosine_can_reach_is_named() -> None:
+    """A dense cosine is from -1 to 1: at 25 (a percentage) or NaN every passage was dropped
+    and every answer went without documents, with no word of why."""
+    for value in (25, float("nan")):
+        assert config_problems({"retrieval": {"min_score": value}}) == [
+            "retrieval.min_score: Input should be less than or equal to 1"]
+    assert config_problems({"retrieval": {"min_score": -1}}) == []
+
+
 def test_default_variant_must_exist() -> None:
     assert config_problems({"default_variant": "nope"}) == [
         "default_variant: 'nope' is not one of the variants: prompt"]
