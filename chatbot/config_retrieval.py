@@ -73,10 +73,10 @@ class FusionConfig(Section):
     method: Literal["rrf", "score"] = "rrf"
     """How ``hybrid`` fuses its rankings (dense, BM25, best sentence): ``rrf`` adds weighted
     reciprocal ranks, ``score`` adds the weighted min-max-normalised scores."""
-    dense_weight: float = Field(default=2.0, ge=0)
+    dense_weight: float = Field(default=2.0, ge=0, allow_inf_nan=False)
     """Weight of the embedder's ranking; 2:1 leans to it (see ``index/fusion.py``)."""
-    bm25_weight: float = Field(default=1.0, ge=0)
-    sentence_weight: float = Field(default=1.0, ge=0)
+    bm25_weight: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    sentence_weight: float = Field(default=1.0, ge=0, allow_inf_nan=False)
     """Weight of the ranking by each chunk's best sentence (needs ``index.sentence_vectors``)."""
 
     @model_validator(mode="after")

@@ -75,6 +75,12 @@ def test_a_min_score_no_cosine_can_reach_is_named() -> None:
     assert config_problems({"retrieval": {"min_score": -1}}) == []
 
 
+def test_an_infinite_fusion_weight_is_named() -> None:
+    """Every passage of that ranking scored inf: the order was lost, and --json said Infinity."""
+    assert config_problems({"retrieval": {"fusion": {"dense_weight": float("inf")}}}) == [
+        "retrieval.fusion.dense_weight: Input should be a finite number"]
+
+
 def test_default_variant_must_exist() -> None:
     assert config_problems({"default_variant": "nope"}) == [
         "default_variant: 'nope' is not one of the variants: prompt"]
