@@ -43,7 +43,7 @@ class CrossEncoderScorer:
             try:
                 _check_scores_pairs(self.path)
                 self._model = CrossEncoder(self.path, device=self.device, local_files_only=True)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a folder that holds no model
                 raise IndexingError(
                     f"cross-encoder {self.path!r} could not be loaded ({exc}); give a local "
                     "model directory or a hub id already in the Hugging Face cache (nothing is "

@@ -129,6 +129,15 @@ def test_a_cross_encoder_not_on_this_machine_is_a_clear_error() -> None:
         scorer.scores("q", ["text"])
 
 
+def test_a_folder_that_holds_no_model_is_a_clear_error(tmp_path: Path) -> None:
+    """An empty folder, or one whose config.json names no model type, was a traceback."""
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "config.json").write_text("{}")
+    for folder in (tmp_path, tmp_path / "odd"):
+        with pytest.raises(IndexingError, match=f"cross-encoder '{folder}' could not be loaded"):
+            CrossEncoderScorer(str(folder), device="cpu").scores("q", ["text"])
+
+
 def test_a_model_that_is_no_reranker_is_refused_by_name(tmp_path: Path,
                                                         cross_encoder_dir: Path) -> None:
     """An embedder would load with a random scoring head and shuffle the passages."""
