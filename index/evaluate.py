@@ -166,7 +166,7 @@ def _question(row) -> EvalQuestion | None:
     passages = row.get("gold_passages", row.get("gold_sources", []))
     key = "gold_sources" if "gold_sources" in row else "gold_passages"
     for name, value in (("gold_sentences", sentences), (key, passages)):
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise ValueError(f'"{name}" must be a list of non-empty strings')
     if bool(sentences) == bool(passages):
         raise ValueError('needs "gold_sentences" or "gold_passages" (one of them, not empty), '

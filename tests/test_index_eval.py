@@ -138,6 +138,19 @@ def test_a_line_not_in_utf8_is_named_with_what_to_do(tmp_path):
     assert str(error.value) == f"{path}: line 2: not UTF-8 text (save the file as UTF-8)"
 
 
+def test_a_blank_gold_item_is_malformed(tmp_path):
+    """A gold sentence of spaces (a spreadsheet's empty cell) was inside every passage: every
+    question with one scored a hit at rank 1."""
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"question": "q", "gold_sentences": [" "]}) + "\n"
+                    + json.dumps({"question": "q", "gold_passages": ["\u00a0\n"]}) + "\n")
+    with pytest.raises(EvalDataError) as error:
+        load_questions(path)
+    assert str(error.value) == (f'{path}: line 1: "gold_sentences" must be a list of non-empty '
+                                'strings; line 2: "gold_passages" must be a list of non-empty '
+                                "strings")
+
+
 def test_chatbot_evals_question_files_are_read(tmp_path):
     """One file serves `chatbot eval` and `chatbot index eval` (samples/eval.jsonl's format)."""
     path = tmp_path / "eval.jsonl"
