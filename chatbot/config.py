@@ -272,6 +272,17 @@ class BotConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _a_ranking_to_fuse(self) -> BotConfig:
+        """Weights only on the best-sentence ranking of an index without sentence vectors
+        scored every hybrid hit 0, leaving them in the order they were indexed."""
+        fusion = self.retrieval.fusion
+        if not (self.index.sentence_vectors or fusion.dense_weight or fusion.bm25_weight):
+            raise ValueError("retrieval.fusion: dense_weight and bm25_weight cannot both be 0 "
+                             "with index.sentence_vectors: false (sentence_weight has no "
+                             "ranking to weigh)")
+        return self
+
+    @model_validator(mode="after")
     def _default_variant_exists(self) -> BotConfig:
         if self.default_variant not in self.variants:
             raise ValueError(f"default_variant: {self.default_variant!r} is not one of "

@@ -81,6 +81,16 @@ def test_an_infinite_fusion_weight_is_named() -> None:
         "retrieval.fusion.dense_weight: Input should be a finite number"]
 
 
+def test_fusion_weighing_only_a_ranking_the_index_lacks_is_named() -> None:
+    """Without sentence vectors, weights only on the best sentence scored every hybrid hit 0:
+    the hits came in the order the chunks were indexed."""
+    assert config_problems({"index": {"sentence_vectors": False}, "retrieval": {"fusion": {
+        "dense_weight": 0, "bm25_weight": 0}}}) == [
+        "retrieval.fusion: dense_weight and bm25_weight cannot both be 0 with "
+        "index.sentence_vectors: false (sentence_weight has no ranking to weigh)"]
+    assert config_problems({"retrieval": {"fusion": {"dense_weight": 0, "bm25_weight": 0}}}) == []
+
+
 def test_default_variant_must_exist() -> None:
     assert config_problems({"default_variant": "nope"}) == [
         "default_variant: 'nope' is not one of the variants: prompt"]
