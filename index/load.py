@@ -351,6 +351,9 @@ def load_jsonl(source: str, data: bytes, text_field: str) -> list[Document]:
         if not isinstance(row, dict) or text_field not in row:
             bad.append(f"line {number}: no {text_field!r} field")
             continue
+        if not isinstance(row[text_field], (str, type(None))):  # else indexed as Python's repr
+            bad.append(f"line {number}: {text_field!r} is not a string")
+            continue
         docs.append(_row(source, number, row, text_field))
     if bad:
         more = f"; and {len(bad) - MAX_NAMED_LINES} more" if len(bad) > MAX_NAMED_LINES else ""

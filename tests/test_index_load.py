@@ -99,6 +99,16 @@ def test_a_jsonl_row_with_a_unicode_line_separator_is_one_row(tmp_path):
         (text, 1), ("Closed on Sunday.", 2)]
 
 
+def test_a_jsonl_text_that_is_not_a_string_is_a_bad_line(tmp_path):
+    """A list of paragraphs was indexed as Python's repr, brackets and quotes in the prompt."""
+    (tmp_path / "rows.jsonl").write_text('{"text": ["One.", "Two."]}\n{"text": {"a": "b"}}\n'
+                                         '{"text": 42}\n{"text": null}\n{"text": "Fine."}\n')
+    with pytest.raises(LoadError, match=r"^3 bad of 5 lines: line 1: 'text' is not a string; "
+                                        r"line 2: 'text' is not a string; "
+                                        r"line 3: 'text' is not a string$"):
+        load(tmp_path / "rows.jsonl")
+
+
 def test_csv_of_any_line_ending_and_long_cells_reads(tmp_path):
     (tmp_path / "mac.csv").write_bytes(b"id,text\r1,Mac row.\r2,Second row.\r")
     assert [d.text for d in load(tmp_path / "mac.csv")] == ["Mac row.", "Second row."]
