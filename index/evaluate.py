@@ -119,6 +119,8 @@ def load_questions(path: Path) -> QuestionFile:
         data = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)  # a spreadsheet's BOM
     except OSError as exc:
         raise EvalDataError(f"cannot read {path}: {exc}") from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # PowerShell's >, say
+        raise EvalDataError(f"{path}: UTF-16 text; save the file as UTF-8")
     questions, problems, not_answerable = [], {}, 0
     # Split as bytes: str.splitlines also splits at a U+2028 inside a JSON string.
     for number, raw in enumerate(data.splitlines(), start=1):

@@ -138,6 +138,16 @@ def test_a_line_not_in_utf8_is_named_with_what_to_do(tmp_path):
     assert str(error.value) == f"{path}: line 2: not UTF-8 text (save the file as UTF-8)"
 
 
+def test_a_utf16_file_is_named_as_such(tmp_path):
+    """What PowerShell's > and Excel's "Unicode text" write; read as bytes, its lines were
+    numbered twice over."""
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "q", "gold_sentences": ["a"]}\r\n' * 3, encoding="utf-16")
+    with pytest.raises(EvalDataError) as error:
+        load_questions(path)
+    assert str(error.value) == f"{path}: UTF-16 text; save the file as UTF-8"
+
+
 def test_a_blank_gold_item_is_malformed(tmp_path):
     """A gold sentence of spaces (a spreadsheet's empty cell) was inside every passage: every
     question with one scored a hit at rank 1."""
