@@ -155,6 +155,8 @@ class Retriever:
     def _diversify(self, store: Store, vector: np.ndarray, order: list[int], k: int
                    ) -> list[int]:
         """Maximal marginal relevance: relevant to the query, unlike the hits already chosen.
+        The ``k`` chosen come first, then the rest as ``order`` ranks them: they take the places
+        that merging neighbours or leaving out a copy frees.
 
         ``mmr_lambda`` 0.7 leans to relevance: at 0.5 a chunk unrelated to the query could beat a
         relevant one that merely shares words with a hit already chosen.
@@ -169,7 +171,7 @@ class Retriever:
             redundancy = (vectors[left] @ vectors[chosen].T).max(axis=1) if chosen else 0.0
             value = self.mmr_lambda * relevance[left] - (1 - self.mmr_lambda) * redundancy
             chosen.append(left.pop(int(np.argmax(value))))
-        return [order[i] for i in chosen]
+        return [order[i] for i in chosen + left]
 
 
 def _first_of_each_text(order: list[int], chunks: dict[int, Chunk]) -> list[int]:

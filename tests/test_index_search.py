@@ -76,6 +76,21 @@ def test_mmr_skips_near_duplicates(store):
     assert "alarm.txt" in names(diverse)
 
 
+def test_mmr_places_freed_by_merging_go_to_the_next_chunks(tmp_path):
+    """MMR picked k chunks and no more: neighbours among them merged into one passage, and a
+    search for 4 passages of an 8-chunk manual returned 2."""
+    topics = ["pump", "boiler", "radiator", "filter", "valve", "thermostat", "alarm", "fuse"]
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "care.md").write_text("# Care\n\n" + "\n\n".join(
+        f"Check the {t} of the heating system every week and write down what the {t} shows."
+        for t in topics))
+    index = Store.open(tmp_path / "ix", IndexSettings("hash:1024", None, 30, 4), create=True)
+    sync([tmp_path / "docs"], index, Embedder())
+    retriever = Retriever(Store.open(tmp_path / "ix"), Embedder(), mode="dense", k=4, mmr=True,
+                          merge_neighbours=True, merge_max_words=40)
+    assert len(retriever.search("check the heating system every week")) == 4
+
+
 @pytest.mark.parametrize("merge", [False, True])
 def test_a_text_under_two_names_takes_one_place(tmp_path, merge):
     """A copied file (docs/v1 and docs/v2 alike): the second copy would add nothing."""
