@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from chatbot.config_section import Section
 
@@ -57,6 +57,15 @@ class RerankConfig(Section):
     candidates by reading query and passage together; ``None`` leaves the order as searched."""
     candidates: int = Field(default=30, ge=1, le=200)
     """Passages searched and re-read per question; the best ``k`` of them are used."""
+
+    @field_validator("model")
+    @classmethod
+    def _not_empty(cls, value: str | None) -> str | None:
+        """An empty path is the config's own folder: the first search would load it."""
+        if value is not None and not value.strip():
+            raise ValueError("empty; give a cross-encoder (a Hugging Face id or a local "
+                             "directory), or null to keep the search order")
+        return value
 
 
 class QueryConfig(Section):

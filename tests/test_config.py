@@ -91,6 +91,13 @@ def test_fusion_weighing_only_a_ranking_the_index_lacks_is_named() -> None:
     assert config_problems({"retrieval": {"fusion": {"dense_weight": 0, "bm25_weight": 0}}}) == []
 
 
+def test_an_empty_reranker_is_named() -> None:
+    """"" (meant as off) loaded the config's own folder as a cross-encoder at the first search."""
+    assert config_problems({"retrieval": {"rerank": {"model": " "}}}) == [
+        "retrieval.rerank.model: empty; give a cross-encoder (a Hugging Face id or a local "
+        "directory), or null to keep the search order"]
+
+
 def test_default_variant_must_exist() -> None:
     assert config_problems({"default_variant": "nope"}) == [
         "default_variant: 'nope' is not one of the variants: prompt"]
