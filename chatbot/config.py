@@ -21,7 +21,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from chatbot.attribution import WITHHELD_MESSAGE
 from chatbot.config_retrieval import IndexConfig, RetrievalConfig
-from chatbot.config_section import Section
+from chatbot.config_section import Section, ShownText
 from chatbot.config_training import AbConfig, DataConfig, TrainingConfig
 
 EMBEDDED_CHAT_MODEL = "embedded:smollm2-135m-instruct"
@@ -60,8 +60,11 @@ class ModelsConfig(Section):
 
     @field_validator("chat", "embedder")
     @classmethod
-    def _known_embedded(cls, value: str, info: ValidationInfo) -> str:
+    def _names_a_model(cls, value: str, info: ValidationInfo) -> str:
         embedded = EMBEDDED_CHAT_MODEL if info.field_name == "chat" else EMBEDDED_EMBEDDER
+        if not value.strip():  # else the config's own folder is loaded as the model
+            raise ValueError("empty; give a Hugging Face id, a local directory or the embedded "
+                             f"model {embedded!r}")
         if value.startswith("embedded:") and value != embedded:
             raise ValueError(f"{value!r} is not an embedded model; the embedded {info.field_name} "
                              f"model is {embedded!r} (or give a Hugging Face id or a local "
@@ -161,7 +164,7 @@ class VariantConfig(Section):
 class FiltersConfig(Section):
     blocklist: list[str] = Field(default_factory=list)
     """Words or phrases (case-insensitive) that replace the whole answer with ``replacement``."""
-    replacement: str = "I can't help with that."
+    replacement: ShownText = "I can't help with that."
     redact_pii: bool = True
 
 
@@ -183,7 +186,7 @@ class AttributionConfig(Section):
     sentence_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     """Score from which a passage sentence backs an answer sentence; ``None`` is the value
     measured with the embedded embedder (benchmarks/bench_attribution.py)."""
-    withheld_message: str = WITHHELD_MESSAGE
+    withheld_message: ShownText = WITHHELD_MESSAGE
     """Shown instead of a withheld answer."""
 
 

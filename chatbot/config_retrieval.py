@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from chatbot.config_section import Section
+from chatbot.config_section import Section, ShownText
 
 
 class IndexConfig(Section):
@@ -103,7 +103,7 @@ class RetrievalConfig(Section):
     every hit would be dropped."""
     no_hits: Literal["answer", "refuse"] = "answer"
     """What to do when no hit passes ``min_score``: answer without context, or refuse."""
-    refusal: str = "The documents I have do not cover that question."
+    refusal: ShownText = "The documents I have do not cover that question."
     mmr: bool = False
     rerank: RerankConfig = Field(default_factory=RerankConfig)
     fusion: FusionConfig = Field(default_factory=FusionConfig)

@@ -98,6 +98,25 @@ def test_an_empty_reranker_is_named() -> None:
         "directory), or null to keep the search order"]
 
 
+def test_an_empty_model_name_is_named() -> None:
+    """"" loaded the config's own folder as the model, and an index took '' as its embedder."""
+    assert config_problems({"models": {"chat": "", "embedder": " "}}) == [
+        "models.chat: empty; give a Hugging Face id, a local directory or the embedded model "
+        "'embedded:smollm2-135m-instruct'",
+        "models.embedder: empty; give a Hugging Face id, a local directory or the embedded "
+        "model 'embedded:all-minilm-l6-v2'"]
+
+
+def test_an_empty_text_to_show_instead_of_an_answer_is_named() -> None:
+    """A refusal, a withheld answer or a filtered one shown as nothing tells the user nothing."""
+    problems = config_problems({"retrieval": {"refusal": ""},
+                                "attribution": {"withheld_message": " "},
+                                "filters": {"replacement": "\n"}})
+    assert problems == [f"{key}: empty; give the text the user sees instead of the answer"
+                        for key in ("retrieval.refusal", "filters.replacement",
+                                    "attribution.withheld_message")]
+
+
 def test_default_variant_must_exist() -> None:
     assert config_problems({"default_variant": "nope"}) == [
         "default_variant: 'nope' is not one of the variants: prompt"]
