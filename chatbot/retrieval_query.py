@@ -4,8 +4,9 @@ A follow-up such as "and how long does that take?" searched alone finds passages
 nothing in particular; the query must carry what it refers to. Two ways, chosen by
 ``retrieval.query.mode`` (``benchmarks/bench_followup.py`` measures both):
 
-- ``last_turns``: the message, then the user turns before it, newest first (no model call;
-  the message leads, so an embedder that truncates a long query cuts the oldest turn);
+- ``last_turns``: the message, then the user turns before it, newest first, each cut at
+  ``USER_CHARS`` (no model call; the message leads, so an embedder that truncates a long
+  query cuts the oldest turn);
 - ``rewrite``: the chat model, shown a few examples, writes the last message as a standalone
   question (one short generation before the search).
 
@@ -24,8 +25,9 @@ from chatbot.types import Message
 REPLY_CHARS = 300
 """An earlier answer shown to the rewrite is cut here: its topic is in its first sentences."""
 USER_CHARS = 600
-"""An earlier user turn shown to the rewrite is cut here, so the rewrite prompt stays a few
-hundred tokens whatever the history (it is sent beside the answer's own budget)."""
+"""An earlier user turn is cut here, in the query and in the rewrite prompt: a pasted page
+would make the query about itself, and the rewrite prompt stays a few hundred tokens whatever
+the history (it is sent beside the answer's own budget)."""
 STANDALONE_CHARS = 600
 """A message this long carries its own context: it is searched as it is, not rewritten."""
 REWRITE_SETTINGS = GenerationSettings(max_new_tokens=48, temperature=0.0, repetition_penalty=1.0)
@@ -64,11 +66,12 @@ def retrieval_query(policy: QueryPolicy, question: str, history: Sequence[Messag
     """
     if policy.mode == "off" or policy.turns == 1:
         return question
-    earlier = [m.content for m in history if m.role == "user"][-(policy.turns - 1):]
+    earlier = [m for m in history if m.role == "user" and m.content.strip()]
+    earlier = earlier[-(policy.turns - 1):]  # an empty turn (an API history) takes no place
     if not earlier:
         return question
-    if policy.mode == "last_turns":
-        return " ".join([question, *reversed(earlier)])
+    if policy.mode == "last_turns":  # cut as the rewrite's are: a pasted page drowns BM25
+        return " ".join([question, *(_short(m) for m in reversed(earlier))])
     if len(question) > STANDALONE_CHARS:
         return question
     return standalone(rewrite(rewrite_messages(question, history, policy.turns)), question)
@@ -77,7 +80,8 @@ def retrieval_query(policy: QueryPolicy, question: str, history: Sequence[Messag
 def rewrite_messages(question: str, history: Sequence[Message], turns: int) -> list[Message]:
     """The few-shot prompt: instructions, worked examples, then the last ``turns - 1`` user
     turns (with the answers after them, cut short) and the message to rewrite."""
-    starts = [i for i, m in enumerate(history) if m.role == "user"][-(turns - 1):]
+    starts = [i for i, m in enumerate(history)
+              if m.role == "user" and m.content.strip()][-(turns - 1):]
     recent = history[starts[0]:] if starts else []
     shown = "\n".join(f"{m.role.capitalize()}: {_short(m)}" for m in recent
                       if m.role in ("user", "assistant"))

@@ -10,7 +10,7 @@ from chatbot.answer_stream import RetrievalPolicy
 from chatbot.engine import Engine
 from chatbot.generate import GenerationSettings
 from chatbot.logs import ConversationLog
-from chatbot.retrieval_query import (REWRITE_SYSTEM, QueryPolicy, retrieval_query,
+from chatbot.retrieval_query import (REWRITE_SYSTEM, USER_CHARS, QueryPolicy, retrieval_query,
                                      rewrite_messages, standalone)
 from chatbot.types import Message
 from chatbot.variants import Variant
@@ -38,6 +38,20 @@ def never(messages: list[Message]) -> str:
 ])
 def test_the_query_joins_the_recent_user_turns_newest_first(policy, history, expected) -> None:
     assert retrieval_query(policy, FOLLOW_UP, history, never) == expected
+
+
+def test_an_empty_earlier_turn_gives_its_place_and_a_long_one_is_cut() -> None:
+    """An API history may hold an empty user turn, which took the place of the turn before
+    it; and a pasted 35k-character turn made the whole BM25 query about itself."""
+    empty_last = [*HISTORY, Message("user", " "), Message("assistant", "?")]
+    assert retrieval_query(QueryPolicy("last_turns", 2), FOLLOW_UP, empty_last,
+                           never) == f"{FOLLOW_UP} {FIRST}"
+    only_empty = [Message("user", ""), Message("assistant", "?")]
+    assert retrieval_query(QueryPolicy("rewrite", 2), FOLLOW_UP, only_empty, never) == FOLLOW_UP
+    assert FIRST in rewrite_messages(FOLLOW_UP, empty_last, 2)[-1].content
+    pasted = [Message("user", "word " * 7000), Message("assistant", "ok")]
+    query = retrieval_query(QueryPolicy("last_turns", 2), FOLLOW_UP, pasted, never)
+    assert query.startswith(FOLLOW_UP) and len(query) <= len(FOLLOW_UP) + 1 + USER_CHARS + 4
 
 
 def test_rewrite_asks_the_model_with_examples_and_takes_its_first_line() -> None:
