@@ -70,6 +70,24 @@ def test_eval_reports_every_metric_with_intervals(eval_bot: Path) -> None:
         cached[2]["item_id"]] * 2
 
 
+def strict_json(text: str):
+    """JSON as other languages read it: NaN and Infinity are not JSON."""
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_and_metrics_file_are_valid_json_with_one_item(eval_bot: Path) -> None:
+    result = eval_cli(eval_bot, "--variants", "plain,prompt", "--limit", "1", "--json")
+    assert result.exit_code == 0, result.output
+    report = strict_json(result.output[result.output.index("{"):])
+    interval = report["comparisons"]["prompt"]["token_f1"]["difference_t"]
+    assert interval["low"] is None and interval["high"] is None  # no interval from one item
+    metrics = load_config(eval_bot).data_path / "evals" / "eval_heldout" / "metrics.json"
+    assert strict_json(metrics.read_text()) == report
+
+
 def test_conversation_items_replay_the_reference_history(eval_bot: Path) -> None:
     config = load_config(eval_bot)
     result = run_eval(eval_settings(config), ["plain", "prompt"], HELDOUT, encode=None, write=False)

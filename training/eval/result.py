@@ -7,6 +7,7 @@ not import each other.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -115,4 +116,16 @@ class EvalRecord:
         return path
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return _finite(asdict(self))
+
+
+def _finite(value):
+    """``value`` with NaN and infinite numbers as ``None`` (an interval undefined at one item):
+    ``NaN`` is no JSON, and other languages' readers refuse it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
