@@ -1,6 +1,7 @@
 """Per-answer metrics and evaluation item formats, table-driven against known values."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -110,6 +111,38 @@ def test_load_errors_name_the_place(tmp_path) -> None:
     lonely.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
     with pytest.raises(InputError, match="line 1: the conversation has no user turn followed"):
         load_items(str(lonely), tmp_path)
+
+
+@pytest.mark.parametrize("content, error", [
+    ('{"question": "caf\xe9", "answers": ["a"]}\n'.encode("latin-1"),
+     "line 2: not UTF-8 text (byte 0xe9); re-save the file as UTF-8"),
+    ('{"question": "q", "answers": ["a"]}\n'.encode("utf-16"), "line 1: not UTF-8 text"),
+    (b'{"messages": [{"role": "user"}, {"role": "assistant", "content": "x"}]}',
+     "line 2: messages[0]: \"content\" must be a string"),
+    (b'{"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "x"}]}',
+     "line 2: messages[0]: \"content\" must be a string"),
+    (b'{"question": "q", "answers": [["a"]]}', "line 2: \"answers\" must be"),
+    (b'{"question": "q", "answer": null}', "line 2: \"answers\" must be"),
+    (b'{"question": ["a", "b"], "answers": ["a"]}', "line 2: \"question\" must be a string"),
+    (b'{"question": "q", "gold_sources": [["a"]]}', "line 2: \"gold_sources\" must be"),
+    (b'{"question": "q", "not_answerable": "false"}',
+     "line 2: \"not_answerable\" must be true or false"),
+])
+def test_a_malformed_line_is_an_error_naming_it_not_a_traceback(tmp_path, content,
+                                                                 error) -> None:
+    data = tmp_path / "held.jsonl"
+    good = b'{"question": "q", "answers": ["a"]}\n'
+    data.write_bytes(content if content.startswith(b"\xff\xfe") else good + content)
+    with pytest.raises(InputError, match=re.escape(f"held.jsonl, {error}")):
+        load_items(str(data), tmp_path)
+
+
+def test_a_byte_order_mark_and_a_single_gold_source_are_read(tmp_path) -> None:
+    data = tmp_path / "held.jsonl"
+    data.write_text('\ufeff{"question": "q", "answers": 7860, "gold_sources": "chatting.md"}\n',
+                    encoding="utf-8")
+    [item] = load_items(str(data), tmp_path)
+    assert item.references == ("7860",) and item.gold_ids == ("chatting.md",)
 
 
 def test_dataset_validation_split_is_read_back_to_questions(tmp_path) -> None:

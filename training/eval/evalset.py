@@ -65,26 +65,58 @@ def load_items(source: str, data_dir: Path, limit: int | None = None) -> list[Ev
 
 
 def _jsonl_items(path: Path):
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise InputError(f"{path}, line {number}: not valid JSON ({exc})") from exc
-            if not isinstance(row, dict):
-                raise InputError(f"{path}, line {number}: expected a JSON object")
-            if "messages" in row:
-                yield from conversation_items(row["messages"], str(row.get("id", number)),
-                                              f"{path}, line {number}")
-            elif "question" in row:
-                if not str(row["question"] or "").strip():
-                    raise InputError(f"{path}, line {number}: the question is empty")
-                yield question_item(row, str(row.get("id", number)))
-            else:
-                raise InputError(f"{path}, line {number}: needs a \"question\" (with "
-                                 "\"answers\") or \"messages\" field")
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        where = f"{path}, line {number}"
+        try:  # the byte-order mark an editor may put first is no part of the text
+            line = raw.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); re-save "
+                             "the file as UTF-8") from None
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise InputError(f"{where}: not valid JSON ({exc})") from exc
+        if not isinstance(row, dict):
+            raise InputError(f"{where}: expected a JSON object")
+        if "messages" in row:
+            yield from conversation_items(row["messages"], str(row.get("id", number)), where)
+        elif "question" in row:
+            if problem := _wrong_field(row):
+                raise InputError(f"{where}: {problem}")
+            if not (row["question"] or "").strip():
+                raise InputError(f"{where}: the question is empty")
+            yield question_item(row, str(row.get("id", number)))
+        else:
+            raise InputError(f"{where}: needs a \"question\" (with \"answers\") or "
+                             "\"messages\" field")
+
+
+def _wrong_field(row: dict) -> str | None:
+    """Why a question row can't be read as it was meant: a list or an object where text
+    belongs would otherwise be scored as its Python spelling, and "false" would be true."""
+    def texts(value, objects: bool = False) -> bool:
+        values = value if isinstance(value, list) else [value]
+        return all(isinstance(v, (str, int, float)) or objects and isinstance(v, dict)
+                   and isinstance(v.get("answer", v.get("text", "")), (str, int, float))
+                   for v in values)
+
+    answers = row.get("answers", row.get("answer", []))
+    evidences = row.get("evidences_html") or []
+    wrong = [(not isinstance(row["question"], (str, type(None))),
+              "\"question\" must be a string"),
+             (not isinstance(row.get("scenario"), (str, type(None))),
+              "\"scenario\" must be a string"),
+             (answers is None or not texts(answers, objects=True),
+              "\"answers\" must be a string or a list of strings (or of {\"answer\": ...})"),
+             *((not texts(row.get(key) or []), f"\"{key}\" must be a list of document names")
+               for key in ("gold_ids", "gold_sources")),
+             (not isinstance(evidences, list) or not texts(evidences),
+              "\"evidences_html\" must be a list of strings"),
+             (not isinstance(row.get("not_answerable"), (bool, type(None))),
+              "\"not_answerable\" must be true or false")]
+    return next((why for bad, why in wrong if bad), None)
 
 
 def question_item(row: dict, item_id: str) -> EvalItem:
@@ -92,12 +124,14 @@ def question_item(row: dict, item_id: str) -> EvalItem:
     if row.get("scenario"):
         question = f"{str(row['scenario']).strip()} {question}"
     answers = row.get("answers", [row["answer"]] if "answer" in row else [])
-    if isinstance(answers, str):
+    if not isinstance(answers, list):  # one answer given without a list
         answers = [answers]
     references = tuple(str(a.get("answer", a.get("text", ""))) if isinstance(a, dict) else str(a)
                        for a in answers)
     gold_ids = (row.get("gold_ids") or row.get("gold_sources")
                 or ([row["doc_id"]] if row.get("doc_id") else []))
+    if isinstance(gold_ids, str):  # one document named without a list
+        gold_ids = [gold_ids]
     gold_texts = [_strip_tags(h) for h in row.get("evidences_html", [])]
     return EvalItem(item_id, question, tuple(r for r in references if r.strip()),
                     gold_ids=tuple(str(g) for g in gold_ids),
@@ -109,9 +143,16 @@ def conversation_items(messages: list, conversation_id: str, where: str) -> list
     """One item per assistant turn that follows a user turn, except those of ``weight`` 0 (a
     logged prompt's earlier answers: each is an item of its own example); system messages are
     dropped (each variant brings its own system prompt)."""
-    turns = [Message(m["role"], question_in(m["content"]) if m["role"] == "user"
-                     else m["content"], m.get("weight"))
-             for m in messages if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
+    if not isinstance(messages, list):
+        raise InputError(f"{where}: \"messages\" must be a list")
+    turns = []
+    for index, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+            continue
+        if not isinstance(m.get("content"), str):
+            raise InputError(f"{where}: messages[{index}]: \"content\" must be a string")
+        turns.append(Message(m["role"], question_in(m["content"]) if m["role"] == "user"
+                             else m["content"], m.get("weight")))
     items = []
     for position, turn in enumerate(turns):
         if (turn.role == "assistant" and turn.weight != 0 and position
