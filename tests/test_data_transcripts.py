@@ -65,6 +65,24 @@ def test_question_answer_jsonl_with_configured_field_names():
         "Set default_variant in the bot config to the name of one of the variants."]
 
 
+def test_a_question_or_answer_that_is_not_text_is_a_problem_not_its_python_spelling(tmp_path):
+    path = tmp_path / "faq.jsonl"
+    rows = [{"question": ["What", "port?"], "answer": "7860"},
+            {"question": "What port?", "answer": {"port": 7860}},
+            {"question": "Is it on?", "answer": True},
+            {"question": "What port?", "answer": 7860, "system": ["be terse"]},
+            {"question": "What port?", "answer": 7860}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = read_file(path, QAFields(system="system"))
+    assert [str(p) for p in result.problems] == [
+        f"{path}:1: 'question' must be a string, got list",
+        f"{path}:2: 'answer' must be a string, got dict",
+        f"{path}:3: 'answer' must be a string, got bool",
+        f"{path}:4: 'system' must be a string, got list"]
+    assert [c.messages for c in result.conversations] == [
+        (Message("user", "What port?"), Message("assistant", "7860"))]
+
+
 def test_sgd_rows_map_user_and_system_turns(tmp_path):
     row = {"uid": "train/1_00001", "turns": [
         {"speaker": "USER", "utterance": "Find me a table for two."},

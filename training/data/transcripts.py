@@ -287,14 +287,22 @@ def _weight(item: dict, role: str, index: int, key: str) -> int | None:
 
 def _qa_messages(record: dict, qa: QAFields) -> tuple[Message, ...]:
     messages = []
-    if qa.system and str(record.get(qa.system) or "").strip():
-        messages.append(Message("system", str(record[qa.system])))
+    if qa.system and _qa_text(record, qa.system).strip():
+        messages.append(Message("system", _qa_text(record, qa.system)))
     for role, name in (("user", qa.question), ("assistant", qa.answer)):
-        value = record.get(name)
-        if value is None:
+        if record.get(name) is None:
             raise InvalidRecord(f"missing field '{name}'")
-        messages.append(Message(role, str(value)))
+        messages.append(Message(role, _qa_text(record, name)))
     return tuple(messages)
+
+
+def _qa_text(record: dict, name: str) -> str:
+    """A question/answer field as text: a number is its digits, but a list, an object or a
+    boolean would be trained on as its Python spelling ("['a']", "True")."""
+    value = record.get(name)
+    if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return "" if value is None else str(value)
+    raise InvalidRecord(f"'{name}' must be a string, got {type(value).__name__}")
 
 
 def validate(messages: tuple[Message, ...], key: str = "messages") -> None:
