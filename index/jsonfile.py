@@ -25,7 +25,14 @@ def write_atomic(path: Path, data: dict, *, indent: int = 2, sort_keys: bool = F
 @contextmanager
 def replacing(path: Path) -> Iterator[TextIO]:
     """A text file that takes ``path``'s place once the block completes: an error or Ctrl-C
-    midway leaves the file that was there, whole."""
+    midway leaves the file that was there, whole. Through a symlink the file it points to is
+    replaced, and what is no file (``/dev/stdout``, a named pipe) is written as it is: a file
+    put in its place would keep the text from its reader."""
+    if path.exists() and not path.is_file():
+        with open(path, "w", encoding="utf-8") as handle:
+            yield handle
+        return
+    path = path.resolve()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as handle:

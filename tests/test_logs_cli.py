@@ -104,6 +104,31 @@ def test_export_sharegpt(logged, tmp_path) -> None:
     assert record["metadata"]["variants"] == ["prompt"]
 
 
+def test_export_through_a_symlink_or_into_a_pipe_writes_where_it_points(logged,
+                                                                         tmp_path) -> None:
+    """`--out /dev/stdout` is a symlink to a pipe or terminal: the export must reach it, not
+    replace the link with a file (as root, in /dev)."""
+    import os
+    import threading
+
+    target = tmp_path / "exports" / "chats.jsonl"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(target)
+    invoke("logs", "export", "--out", str(link), "--config", logged["config"])
+    assert link.is_symlink() and len(target.read_text().splitlines()) == 2
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text()), daemon=True)
+    reader.start()
+    result = invoke("logs", "export", "--out", str(pipe), "--config", logged["config"])
+    reader.join(timeout=30)
+    assert result.output.startswith("wrote 2 conversation(s)")
+    assert pipe.is_fifo() and received == [target.read_text()]
+
+
 @pytest.mark.parametrize("out, refusal", [
     ("data/logs.sqlite", "is the bot's conversation log; choose another --out path"),
     ("data/logs.sqlite-wal", "is the bot's conversation log; choose another --out path"),
