@@ -10,8 +10,7 @@ this, leaves cells that start with a tab or carriage return alone).
 from __future__ import annotations
 
 import csv
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, TextIO
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -22,13 +21,13 @@ def safe_cell(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
-    """Write ``header`` and ``rows`` (every cell made safe) to ``path``; return the row count."""
+def write_csv(handle: TextIO, header: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
+    """Write ``header`` and ``rows`` (every cell made safe) to ``handle``, a text file opened
+    with ``newline=""``; return the row count."""
     count = 0
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([safe_cell(cell) for cell in header])
-        for row in rows:
-            writer.writerow([safe_cell(cell) for cell in row])
-            count += 1
+    writer = csv.writer(handle)
+    writer.writerow([safe_cell(cell) for cell in header])
+    for row in rows:
+        writer.writerow([safe_cell(cell) for cell in row])
+        count += 1
     return count

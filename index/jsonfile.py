@@ -23,19 +23,19 @@ def write_atomic(path: Path, data: dict, *, indent: int = 2, sort_keys: bool = F
 
 
 @contextmanager
-def replacing(path: Path) -> Iterator[TextIO]:
+def replacing(path: Path, newline: str | None = None) -> Iterator[TextIO]:
     """A text file that takes ``path``'s place once the block completes: an error or Ctrl-C
     midway leaves the file that was there, whole. Through a symlink the file it points to is
     replaced, and what is no file (``/dev/stdout``, a named pipe) is written as it is: a file
     put in its place would keep the text from its reader."""
     if path.exists() and not path.is_file():
-        with open(path, "w", encoding="utf-8") as handle:
+        with open(path, "w", encoding="utf-8", newline=newline) as handle:
             yield handle
         return
     path = path.resolve()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
+        with open(tmp, "w", encoding="utf-8", newline=newline) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

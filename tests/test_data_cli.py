@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,43 @@ def test_export_never_writes_over_the_bots_own_files(run, tmp_path):
     assert (config.read_bytes(), log.read_bytes()) == before
     assert [s["id"] for s in ConversationLog(log).sessions()] == ["web-a"]
     assert not (log.parent / "index").exists()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_an_export_cut_short_leaves_the_file_it_would_replace(run, tmp_path, fmt):
+    """A real failure midway (the file size limit, as a full disk) keeps the edited file."""
+    import resource
+    import subprocess
+    import sys
+
+    run("data", "build", "--name", "v1", "--from", str(DATA / "sharegpt.jsonl"))
+    out = tmp_path / f"v1.{fmt}"
+    out.write_text("edited by hand\n")
+    small = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))  # noqa: E731
+    result = subprocess.run([sys.executable, "-m", "app", "data", "export", "v1", "--format",
+                             fmt, "--out", str(out)], capture_output=True, text=True,
+                            preexec_fn=small, env={**os.environ,
+                                                   "CHATBOT_DATA_DIR": str(tmp_path / "bot")})
+    assert result.returncode == 1 and result.stderr.startswith("error: "), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert out.read_text() == "edited by hand\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bot", f"v1.{fmt}"]
+
+
+def test_export_into_a_pipe(run, tmp_path):
+    """`--out /dev/stdout` in a pipeline is a named pipe: it is written, not refused."""
+    import threading
+
+    run("data", "build", "--name", "v1", "--from", str(DATA / "sharegpt.jsonl"))
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text()), daemon=True)
+    reader.start()
+    exported = run("data", "export", "v1", "--out", str(pipe))
+    reader.join(timeout=30)
+    assert exported.stdout.strip() == f"wrote 3 conversations to {pipe}"
+    assert len(received[0].splitlines()) == 3
 
 
 def test_errors_are_one_line(run):

@@ -10,7 +10,6 @@ Training tab both call it.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Sequence
 
 from chatbot.models import file_sha256
 from chatbot.paths import check_name
+from index.jsonfile import replacing
 from training.data import dataset as store
 from training.errors import DataError
 from training.data.from_log import as_context
@@ -329,11 +329,13 @@ def export_dataset(settings: DataSettings, name: str, out: Path, fmt: str = "jso
         rows = [(row["conversation_id"], split, n, message["role"], message["content"])
                 for split in ("train", "validation") for row in splits[split]
                 for n, message in enumerate(row["messages"], start=1)]
-        write_csv(out, CSV_COLUMNS, rows)
+        with replacing(out, newline="") as handle:  # one cut short leaves the earlier file
+            write_csv(handle, CSV_COLUMNS, rows)
         return len({(row[0], row[1]) for row in rows})
-    shutil.copyfile(directory / "export.jsonl", out)
-    with out.open(encoding="utf-8") as handle:
-        return sum(1 for _ in handle)
+    text = (directory / "export.jsonl").read_text(encoding="utf-8")
+    with replacing(out) as handle:
+        handle.write(text)
+    return text.count("\n")
 
 
 def _existing(settings: DataSettings, name: str) -> Path:
