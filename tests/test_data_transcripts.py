@@ -83,6 +83,16 @@ def test_a_question_or_answer_that_is_not_text_is_a_problem_not_its_python_spell
         (Message("user", "What port?"), Message("assistant", "7860"))]
 
 
+def test_a_csv_cell_over_128_kib_is_read_as_a_long_jsonl_line_is(tmp_path):
+    """Python's csv module stops at 131,072 characters a cell; the length step drops a long
+    conversation, and the rows after it are read."""
+    path = tmp_path / "faq.csv"
+    path.write_text(f"question,answer\nSummarise?,{'word ' * 40_000}\nWhat port?,7860\n")
+    result = read_file(path)
+    assert result.problems == [] and len(result.conversations) == 2
+    assert result.conversations[1].messages[1] == Message("assistant", "7860")
+
+
 def test_sgd_rows_map_user_and_system_turns(tmp_path):
     row = {"uid": "train/1_00001", "turns": [
         {"speaker": "USER", "utterance": "Find me a table for two."},

@@ -205,6 +205,9 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
 def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
     # line breaks inside a quoted cell are the cell's own: kept, as "\n" whatever wrote them
     lines = io.StringIO(text.replace("\r\n", "\n").replace("\r", "\n"), newline="")
+    # a cell may be as long as the file (128 KiB by default): the length step drops it, as a
+    # long JSONL line, instead of an error ending the read
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     reader = csv.DictReader(lines)
     header = reader.fieldnames or []
     if undecodable := _not_utf8(",".join(header)):  # a UTF-16 file reads as garbled columns
