@@ -173,6 +173,8 @@ def test_bad_inputs_are_one_line_errors(eval_bot: Path, tmp_path: Path) -> None:
     assert parse_gate("latency_ms<=1e3").threshold == 1000
     with pytest.raises(InputError, match="is not METRIC>=NUMBER"):
         parse_gate("token_f1>=0.0.1")  # was a ValueError traceback
+    with pytest.raises(InputError, match="is not METRIC>=NUMBER"):
+        parse_gate("token_f1>=1e999")  # infinite: a gate no candidate can pass, said "vs inf"
     for out in ("../../x", str(tmp_path / "elsewhere"), "team/v2"):  # a name, not a path
         escaped = eval_cli(eval_bot, "--variants", "plain,prompt", "--out", out)
         assert escaped.exit_code == 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +39,7 @@ GATE = re.compile(r"^\s*([a-z_@0-9]+)\s*(>=|<=)\s*([-+]?(?:[0-9]+\.?[0-9]*|\.[0-
 
 def parse_gate(text: str) -> Gate:
     match = GATE.match(text)
-    if not match or match.group(1) not in BY_NAME:
+    if not match or match.group(1) not in BY_NAME or not math.isfinite(float(match.group(3))):
         raise InputError(f"gate {text!r} is not METRIC>=NUMBER or METRIC<=NUMBER with a metric "
                          f"among {', '.join(BY_NAME)}, such as \"token_f1>=0\"")
     return Gate(match.group(1), match.group(2), float(match.group(3)))
