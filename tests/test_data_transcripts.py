@@ -83,6 +83,18 @@ def test_a_question_or_answer_that_is_not_text_is_a_problem_not_its_python_spell
         (Message("user", "What port?"), Message("assistant", "7860"))]
 
 
+def test_a_csv_row_with_more_cells_than_the_header_is_a_problem(tmp_path):
+    """An answer with an unquoted comma ("Yes, online") was cut at the comma and trained on as
+    "Yes", the rest of it dropped without a word."""
+    path = tmp_path / "faq.csv"
+    path.write_text("question,answer\nCan I renew?,Yes, online or by post\nWhat port?,7860\n")
+    result = read_file(path)
+    assert [str(p) for p in result.problems] == [
+        f"{path}:2: 3 cells where the header has 2 columns; put a cell that holds a comma in "
+        "double quotes"]
+    assert [c.messages[1].content for c in result.conversations] == ["7860"]
+
+
 def test_a_csv_cell_over_128_kib_is_read_as_a_long_jsonl_line_is(tmp_path):
     """Python's csv module stops at 131,072 characters a cell; the length step drops a long
     conversation, and the rows after it are read."""

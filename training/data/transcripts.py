@@ -219,8 +219,13 @@ def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
                         "data.answer_field in the config")
     first_line = reader.line_num + 1  # a row is named by the line it starts on
     for row in reader:
-        yield first_line, _not_utf8(",".join(v for v in row.values()
-                                             if isinstance(v, str))) or row
+        if extra := row.pop(None, None):  # DictReader's key for the cells past the header's
+            yield first_line, _Malformed(f"{len(header) + len(extra)} cells where the header "
+                                         f"has {len(header)} columns; put a cell that holds a "
+                                         "comma in double quotes")
+        else:
+            yield first_line, _not_utf8(",".join(v for v in row.values()
+                                                 if isinstance(v, str))) or row
         first_line = reader.line_num + 1
 
 
