@@ -1,5 +1,6 @@
 """The JSON files of the artifact records (index, dataset and adapter manifests, eval results),
-and any file that must be replaced whole (``replacing``).
+any file that must be replaced whole (``replacing``), and the lines of a JSON Lines text
+(``jsonl_lines``).
 
 Written atomically (write, fsync, rename), so a reader sees the old file or the new one, never
 half; read with an error that names the file and what to do. It lives in ``index/``, the lowest
@@ -10,10 +11,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
+
+
+LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSON Lines text, as ``str.splitlines`` gives them but split at line ends
+    only: ``splitlines`` also splits at U+2028, U+0085 and other separators that
+    ``json.dumps(ensure_ascii=False)`` leaves inside a string."""
+    lines = LINE_END.split(text)
+    if lines[-1] == "":  # the end of the last line, or an empty text
+        lines.pop()
+    return lines
 
 
 def write_atomic(path: Path, data: dict, *, indent: int = 2, sort_keys: bool = False) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from index.errors import LoadError
+from index.jsonfile import jsonl_lines
 from index.types import Document
 
 if TYPE_CHECKING:
@@ -339,8 +340,7 @@ def load_jsonl(source: str, data: bytes, text_field: str) -> list[Document]:
     """One document per row. Every bad line is named at once, so one pass fixes them all; the
     file is indexed whole or not at all (what was indexed of it before stays)."""
     docs, bad = [], []
-    # Line ends only: str.splitlines also splits at a U+2028 or U+0085 inside a JSON string.
-    for number, line in enumerate(re.split(r"\r\n|\r|\n", decode(data)), start=1):
+    for number, line in enumerate(jsonl_lines(decode(data)), start=1):
         if not line.strip():
             continue
         try:
