@@ -95,6 +95,17 @@ def test_a_csv_row_with_more_cells_than_the_header_is_a_problem(tmp_path):
     assert [c.messages[1].content for c in result.conversations] == ["7860"]
 
 
+def test_a_jsonl_answer_holding_a_line_separator_is_one_line(tmp_path):
+    """json.dumps(ensure_ascii=False) writes U+2028 and U+0085 as they are, inside a string."""
+    answer = "Open\u2028Monday\x85 to Friday."
+    path = tmp_path / "faq.jsonl"
+    path.write_text(json.dumps({"question": "When?", "answer": answer}, ensure_ascii=False)
+                    + "\n", encoding="utf-8")
+    result = read_file(path)
+    assert result.problems == []
+    assert [c.messages[1].content for c in result.conversations] == [answer]
+
+
 def test_a_csv_cell_over_128_kib_is_read_as_a_long_jsonl_line_is(tmp_path):
     """Python's csv module stops at 131,072 characters a cell; the length step drops a long
     conversation, and the rows after it are read."""

@@ -13,7 +13,7 @@ from chatbot.config_file import load_config
 from app.build import bot_index, eval_settings
 from training.eval.evaluate import parse_gate, run_eval
 from chatbot.errors import InputError
-from training.eval.generations import CACHE_FILE
+from training.eval.generations import CACHE_FILE, Generation, GenerationCache
 
 DATA = Path(__file__).parent / "data"
 HELDOUT = str(DATA / "eval_heldout.jsonl")
@@ -95,6 +95,16 @@ def test_conversation_items_replay_the_reference_history(eval_bot: Path) -> None
     assert second.id == "conv:3" and second.question == "How do I add one?"
     assert [m.content for m in second.history] == [
         "What is a variant?", "A named way to answer: model, adapter, template and retrieval."]
+
+
+def test_an_answer_holding_a_line_separator_is_read_back_from_the_cache(tmp_path) -> None:
+    """The cache keeps answers as written (ensure_ascii=False): a U+2028 or U+0085 in one split
+    its line when read back, and the answer was generated again at every rerun."""
+    cache = GenerationCache(tmp_path / CACHE_FILE)
+    answer = Generation("prompt", "q1", "h1", "s1", "Opening hours\u2028Monday\x85 to Friday.",
+                        True)
+    cache.add(answer)
+    assert GenerationCache(tmp_path / CACHE_FILE).get("prompt", "h1", "s1") == answer
 
 
 def test_cache_resumes_reuses_and_invalidates(eval_bot: Path) -> None:

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator
 
 from chatbot.prompts import question_in
 from chatbot.types import Message
+from index.jsonfile import jsonl_lines
 from training.errors import DataError
 
 ROLES = ("system", "user", "assistant")
@@ -187,7 +188,7 @@ def _collect(name: str, stem: str, rows: Iterator[tuple[int, Any]], qa: QAFields
 
 
 def _jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(jsonl_lines(text), start=1):
         if not line.strip():
             continue
         if bad := _not_utf8(line):

@@ -24,6 +24,7 @@ from chatbot.engine import Engine
 from chatbot.errors import InputError
 from chatbot.generate import GenerationSettings
 from chatbot.prompts import load_template
+from index.jsonfile import jsonl_lines
 from training.eval.evalset import EvalItem
 
 CACHE_FILE = "generations.jsonl"
@@ -54,7 +55,7 @@ class GenerationCache:
         self._torn = path.is_file() and not path.read_bytes().endswith(b"\n") \
             and path.stat().st_size > 0
         if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for line in jsonl_lines(path.read_text(encoding="utf-8")):
                 try:
                     generation = Generation(**json.loads(line))
                 except (ValueError, TypeError):

@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from index.jsonfile import jsonl_lines
 from training.errors import DataError
 
 PROGRESS = "progress.jsonl"
@@ -48,7 +49,7 @@ class Progress:
         self.directory = directory
         self.done: dict[str, list[Item]] = {}
         path = directory / PROGRESS
-        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        lines = jsonl_lines(path.read_text(encoding="utf-8")) if path.is_file() else []
         records = [_parse(line) for line in lines]
         if records and records[0] is not None and records[0].get("run") != run:
             _start_over_unless_work_is_lost(directory, records[0].get("run"), records[1:])

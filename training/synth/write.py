@@ -20,6 +20,7 @@ from pathlib import Path
 
 from chatbot.models import chat_template_hash, model_fingerprint, resolve_model
 from chatbot.prompts import load_template
+from index.jsonfile import jsonl_lines
 from training.data import dataset as store
 from training.data.report import write_histogram
 from training.data.settings import DataSettings
@@ -71,7 +72,7 @@ def redacted_calls(path: Path, options: CurateOptions) -> Iterator[dict]:
     """The teacher's calls redacted as the examples are: patterns in every text, and the names
     NER finds in a call's question, answer and response replaced throughout that call."""
     redactor = options.redactor()
-    calls = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+    calls = [json.loads(line) for line in jsonl_lines(path.read_text(encoding="utf-8"))
              if line.strip()]
     texts = [list(_texts(call)) for call in calls]
     said = [[call[key] for key in ("question", "answer", "response")
