@@ -45,6 +45,10 @@ class EvalItem:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+TEXT = (str, int, float)
+"""Where a question row gives text, a number is read as its digits."""
+
+
 def load_items(source: str, data_dir: Path, limit: int | None = None) -> list[EvalItem]:
     """Items from a JSONL file, or from ``<data_dir>/datasets/NAME`` (its validation split)."""
     path = Path(source).expanduser()
@@ -96,36 +100,45 @@ def _jsonl_items(path: Path):
 def _wrong_field(row: dict) -> str | None:
     """Why a question row can't be read as it was meant: a list or an object where text
     belongs would otherwise be scored as its Python spelling, and "false" would be true."""
-    def texts(value, objects: bool = False) -> bool:
-        values = value if isinstance(value, list) else [value]
-        return all(isinstance(v, (str, int, float)) or objects and isinstance(v, dict)
-                   and isinstance(v.get("answer", v.get("text", "")), (str, int, float))
-                   for v in values)
-
     answers = row.get("answers", row.get("answer", []))
     evidences = row.get("evidences_html") or []
     wrong = [(not isinstance(row["question"], (str, type(None))),
               "\"question\" must be a string"),
              (not isinstance(row.get("scenario"), (str, type(None))),
               "\"scenario\" must be a string"),
-             (answers is None or not texts(answers, objects=True),
+             (answers is None or not all(map(_answer_text, _listed(answers))),
               "\"answers\" must be a string or a list of strings (or of {\"answer\": ...})"),
-             *((not texts(row.get(key) or []), f"\"{key}\" must be a list of document names")
+             *((not _texts(row.get(key) or []), f"\"{key}\" must be a list of document names")
                for key in ("gold_ids", "gold_sources")),
-             (not isinstance(evidences, list) or not texts(evidences),
+             (not isinstance(evidences, list) or not _texts(evidences),
               "\"evidences_html\" must be a list of strings"),
              (not isinstance(row.get("not_answerable"), (bool, type(None))),
               "\"not_answerable\" must be true or false")]
     return next((why for bad, why in wrong if bad), None)
 
 
+def _listed(value) -> list:
+    """``value`` as a list: one item may be given without one."""
+    return value if isinstance(value, list) else [value]
+
+
+def _texts(value) -> bool:
+    """A text or a number (read as its digits), or a list of them."""
+    return all(isinstance(v, TEXT) for v in _listed(value))
+
+
+def _answer_text(answer) -> bool:
+    """A text or a number, or ConditionalQA's ``{"answer": text}``."""
+    if isinstance(answer, dict):
+        answer = answer.get("answer", answer.get("text", ""))
+    return isinstance(answer, TEXT)
+
+
 def question_item(row: dict, item_id: str) -> EvalItem:
     question = str(row["question"]).strip()
     if row.get("scenario"):
         question = f"{str(row['scenario']).strip()} {question}"
-    answers = row.get("answers", [row["answer"]] if "answer" in row else [])
-    if not isinstance(answers, list):  # one answer given without a list
-        answers = [answers]
+    answers = _listed(row.get("answers", [row["answer"]] if "answer" in row else []))
     references = tuple(str(a.get("answer", a.get("text", ""))) if isinstance(a, dict) else str(a)
                        for a in answers)
     gold_ids = (row.get("gold_ids") or row.get("gold_sources")
