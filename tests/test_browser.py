@@ -116,6 +116,11 @@ def test_browser_logs_in_chats_streams_shows_sources_logs_thumbs_up_and_uploads(
         page.wait_for_timeout(1000)  # the tab's new list has come
         expect(page.locator("#cb-review-question")).to_contain_text("And how do I search them?")
         expect(page.locator("#cb-review-correction textarea")).to_have_value(typed)
+        with page.expect_request(lambda r: "queue/join" in r.url):
+            page.locator("#cb-review-pick input").click()  # opened and left: the picker's
+            page.keyboard.press("Tab")                     # blur sends the same pick again
+        page.wait_for_timeout(1000)
+        expect(page.locator("#cb-review-correction textarea")).to_have_value(typed)
         joins = []
         page.on("request", lambda r: joins.append(r) if "queue/join" in r.url else None)
         page.locator("#cb-review-save").click()  # one event: no second, racing the stream

@@ -74,10 +74,10 @@ def queue(tmp_path) -> ReviewActions:
 
 
 def test_review_lists_thumbed_down_and_weakly_supported_answers(queue) -> None:
-    rows, picker, heading, answer, sources, prompt, correction = queue.refresh()
+    rows, picker, heading, answer, sources, prompt, correction, shown = queue.refresh()
     assert [row[:3] for row in rows] == [[6, "low support", "Which port?"],
                                          [4, "thumbs down", "How do I remove a document?"]]
-    assert picker["value"] == 6 and answer == correction == "Port 80."
+    assert picker["value"] == shown == 6 and answer == correction == "Port 80."
     assert "support score 20%" in heading and prompt[-1]["role"] == "user"
     heading = queue.show(4)[0]
     assert "**Comment:** Wrong command" in heading
@@ -128,13 +128,21 @@ def warnings(monkeypatch) -> list[str]:
     return shown
 
 
+def test_picking_the_answer_on_show_again_keeps_the_correction_being_typed(queue) -> None:
+    """The picker sends its value again whenever it loses focus, not only on a new pick."""
+    assert queue.pick(6, 6) == gr.skip()  # no output changes: the typed text stays
+    heading, answer, _, _, correction, shown = queue.pick(4, 6)
+    assert "How do I remove a document?" in heading and answer == correction == "Delete the disk."
+    assert shown == 4
+
+
 def test_saving_the_answer_unedited_is_refused_and_stores_no_correction(queue, warnings) -> None:
     """An unedited answer saved as its own correction would train on it as if fixed."""
     written = queue.show(4)[1]
     kept = queue.correct(4, f"  {written}\n", gr.Request(username="ana"))
     assert warnings == ["the correction of turn 4 is the same as the answer; edit it, or "
                         "approve the answer as it is (Approve in the Review tab)"]
-    assert all(update == gr.update() for update in kept)  # the editor stays as it is
+    assert kept == gr.skip()  # the editor stays as it is
     assert queue.log.corrections(4) == [] and 4 in [row[0] for row in queue.refresh()[0]]
 
 
@@ -147,7 +155,7 @@ def test_of_two_reviewers_of_one_answer_the_first_is_kept_and_the_second_told(
     kept = other.correct(6, "Port 443.", gr.Request(username="bo"))
     assert warnings == ["turn 6 was corrected by someone else since you opened it; theirs is "
                         "kept: Refresh to see the list as it is now"]
-    assert all(update == gr.update() for update in kept)  # bo's text stays in the box
+    assert kept == gr.skip()  # bo's text stays in the box
     assert [(c.text, c.author) for c in queue.log.corrections(6)] == [("Port 8080.", "ana")]
     other.approve(6, gr.Request(username="bo"))
     assert "turn 6 was corrected by someone else" in warnings[-1]

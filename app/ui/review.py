@@ -43,8 +43,8 @@ class LoggedHit:
 class ReviewActions:
     """The tab's event functions, callable without a server (the tests call them directly).
 
-    ``refresh``, ``correct`` and ``approve`` return (table rows, picker update, details...)
-    so the list and the open answer always agree. The list holds only answers nobody reviewed,
+    ``refresh``, ``correct`` and ``approve`` return (table rows, picker update, details...,
+    the turn shown) so the list and the open answer always agree. The list holds only answers nobody reviewed,
     so a save or an approval expects that still (``seen_unreviewed``): of two reviewers of one
     answer, the first one's review is kept and the second is told.
     """
@@ -62,7 +62,15 @@ class ReviewActions:
         items = self.items()
         first = items[0].answer.id if items else None
         return (_rows(items), gr.update(choices=_choices(items), value=first),
-                *self.show(first, items))
+                *self.show(first, items), first)
+
+    def pick(self, turn_id: int | None, shown: int | None) -> tuple | dict:
+        """The reviewer's pick: its details and the turn now shown. The picker sends its value
+        again each time it loses focus; the answer already shown is left as it is, so the
+        correction being typed stays (``gr.skip()`` changes no output)."""
+        if turn_id == shown:
+            return gr.skip()
+        return (*self.show(turn_id), turn_id)
 
     def reopen(self, picked: int | None) -> tuple:
         """(table rows, picker update, heading) on a return to the tab: the list as the log has
@@ -108,8 +116,7 @@ class ReviewActions:
                                     seen_unreviewed=True)
         except InputError as exc:
             gr.Warning(error_text(exc))
-            return (gr.update(), gr.update(), gr.update(), gr.update(), gr.update(),
-                    gr.update(), gr.update())
+            return gr.skip()
         gr.Info(f"Correction of turn {turn_id} saved.")
         return self.refresh()
 
@@ -173,7 +180,8 @@ def build_review_tab(tab: gr.Tab, log: ConversationLog, min_support: float = 0.5
             sources = gr.HTML("", elem_id="cb-review-sources")
             with gr.Accordion("Exact prompt sent to the model", open=False):
                 prompt = gr.JSON(label="messages")
-    details = [heading, answer, sources, prompt, correction]
+    shown = gr.State(None)  # the turn whose details are on show
+    details = [heading, answer, sources, prompt, correction, shown]
     everything = [table, picked, *details]
     actions.on_page_load = [(actions.refresh, everything)]
     # The open answer's details are no output: on a return to the tab, the page may set the
@@ -186,7 +194,7 @@ def build_review_tab(tab: gr.Tab, log: ConversationLog, min_support: float = 0.5
     # ``input``, not ``change``: a pick by the reviewer only. The other events set the picker
     # themselves, and a second event chained on their change could race the page's stream
     # (see ``ChatActions``).
-    picked.input(actions.show, [picked], details, api_name="review_show", **in_order)
+    picked.input(actions.pick, [picked, shown], details, api_name="review_show", **in_order)
     save.click(actions.correct, [picked, correction], everything, api_name="review_correct",
                **in_order)
     approve.click(actions.approve, [picked], everything, api_name="review_approve", **in_order)
