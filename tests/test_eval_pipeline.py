@@ -14,6 +14,7 @@ from app.build import bot_index, eval_settings
 from training.eval.evaluate import parse_gate, run_eval
 from chatbot.errors import InputError
 from training.eval.generations import CACHE_FILE, Generation, GenerationCache
+from ctrl_c import ctrl_c_once, started
 
 DATA = Path(__file__).parent / "data"
 HELDOUT = str(DATA / "eval_heldout.jsonl")
@@ -230,26 +231,13 @@ def test_an_item_a_variant_cannot_answer_is_left_out_of_its_scores_and_named(
 def test_ctrl_c_keeps_the_answers_and_says_the_same_command_continues(eval_bot: Path,
                                                                        tmp_path: Path) -> None:
     """A real SIGINT to an eval started in the background (SIGINT ignored, as `cmd &` does)."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     many = tmp_path / "many.jsonl"
     many.write_text("".join(json.dumps({"question": f"What is item {i}?", "answers": ["x"]}) + "\n"
                             for i in range(40)))
-    run = subprocess.Popen(
-        [sys.executable, "-m", "app", "eval", "--config", str(eval_bot), "--data", str(many),
-         "--variants", "plain,prompt", "--max-new-tokens", "64"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    run = started(["eval", "--config", str(eval_bot), "--data", str(many), "--variants",
+                   "plain,prompt", "--max-new-tokens", "64"], in_background=True)
     cache = load_config(eval_bot).data_path / "evals" / "many" / CACHE_FILE
-    deadline = time.monotonic() + 300
-    while not (cache.is_file() and cache.read_text().count("\n") >= 2):
-        assert run.poll() is None and time.monotonic() < deadline, run.communicate()[1]
-        time.sleep(0.05)
-    run.send_signal(signal.SIGINT)
-    _, stderr = run.communicate(timeout=120)
+    stderr = ctrl_c_once(run, lambda: cache.is_file() and cache.read_text().count("\n") >= 2)
     assert run.returncode == 1, stderr
     assert stderr.splitlines()[-1] == ("error: interrupted; run the same command again to "
                                        "continue eval 'many': the answers generated so far "

@@ -8,15 +8,14 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from click.testing import CliRunner
 
 from app.cli import main
+from ctrl_c import ctrl_c_once, started
 from train_support import fact_dataset, make_tiny_model
 
 
@@ -36,17 +35,9 @@ def bot(isolated_state, tiny_model, tmp_path):
 
 def interrupted_run(config, name: str, flags: list[str], once_written) -> str:
     """Start ``chatbot train``, press Ctrl-C as soon as ``once_written`` exists; its stderr."""
-    run = subprocess.Popen([sys.executable, "-m", "app", "train", "--data", "facts", "--name",
-                            name, "--quiet", *flags, "--config", str(config)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env=os.environ)
-    deadline = time.monotonic() + 300
-    while not once_written.exists():
-        assert run.poll() is None, run.communicate()[1]
-        assert time.monotonic() < deadline, "the run wrote nothing in 300 s"
-        time.sleep(0.02)
-    run.send_signal(signal.SIGINT)
-    _, stderr = run.communicate(timeout=300)
+    run = started(["train", "--data", "facts", "--name", name, "--quiet", *flags, "--config",
+                   str(config)])
+    stderr = ctrl_c_once(run, once_written.exists)
     assert run.returncode == 1, stderr
     assert "Traceback" not in stderr
     return stderr

@@ -15,6 +15,7 @@ from training.train.loop import LoopSettings
 from training.train.model_setup import MethodSettings
 from training.train.sweep import SweepRequest, run_sweep
 from training.train.sweep_space import SweepSpace
+from ctrl_c import ctrl_c_once, started
 from train_support import fact_dataset, make_tiny_model
 
 
@@ -155,27 +156,15 @@ def test_a_second_run_of_one_sweep_is_refused_while_the_first_runs(tmp_path, tin
 
 def test_ctrl_c_says_the_same_command_continues_the_sweep(tmp_path, tiny_model):
     """A real SIGINT to a sweep started in the background (SIGINT ignored, as `cmd &` does)."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     fact_dataset(tmp_path / "data", tiny_model)
     config = tmp_path / "bot.yaml"
     config.write_text(json.dumps({"data_dir": str(tmp_path / "data"),
                                   "models": {"chat": str(tiny_model), "embedder": "hash:64"},
                                   "training": {"device": "cpu", "max_seq_len": 256}}))
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "app", "train", "sweep", "--config", str(config), "--data",
-         "facts", "--name", "zorb", "--trials", "3", "--max-steps", "400", "--eval-every", "2",
-         "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    deadline = time.monotonic() + 300
-    while not list((tmp_path / "data" / "runs").glob("zorb-trial-0/*")):
-        assert sweep.poll() is None and time.monotonic() < deadline, sweep.communicate()[1]
-        time.sleep(0.05)
-    sweep.send_signal(signal.SIGINT)
-    _, stderr = sweep.communicate(timeout=300)
+    sweep = started(["train", "sweep", "--config", str(config), "--data", "facts", "--name",
+                     "zorb", "--trials", "3", "--max-steps", "400", "--eval-every", "2",
+                     "--quiet"], in_background=True)
+    stderr = ctrl_c_once(sweep, lambda: any((tmp_path / "data" / "runs").glob("zorb-trial-0/*")))
     assert sweep.returncode == 1
     assert stderr.splitlines()[-1] == (
         "error: interrupted; run the same command again to continue sweep 'zorb': finished "
