@@ -15,6 +15,7 @@ from training.errors import DatasetError, TrainingError
 from training.train.finetune import FinetuneRequest, finetune
 from training.train.loop import LoopSettings
 from training.train.model_setup import MethodSettings
+from ctrl_c import a_dropped_ctrl_c
 from train_support import FACTS, conversation, fact_dataset, make_tiny_model, write_dataset
 
 
@@ -34,6 +35,16 @@ def request_for(data_dir, model_dir, **loop) -> FinetuneRequest:
 def assert_nothing_registered(data_dir):
     adapters = data_dir / "adapters"
     assert not adapters.exists() or not any(adapters.glob("*/adapter_manifest.json"))
+
+
+def test_a_ctrl_c_python_dropped_still_stops_training_at_its_next_step(tmp_path, tiny_model):
+    """Pressed while the model loads, Ctrl-C can land in a garbage-collection callback."""
+    fact_dataset(tmp_path, tiny_model)
+    with a_dropped_ctrl_c(), pytest.raises(KeyboardInterrupt):
+        finetune(request_for(tmp_path, tiny_model, max_steps=40), progress=False)
+    assert_nothing_registered(tmp_path)
+    metrics = (tmp_path / "runs" / "zorb" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in metrics] == [0]  # no step trained
 
 
 def test_empty_dataset(tmp_path, tiny_model):

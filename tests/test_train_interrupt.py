@@ -38,7 +38,6 @@ def interrupted_run(config, name: str, flags: list[str], once_written) -> str:
     run = started(["train", "--data", "facts", "--name", name, "--quiet", *flags, "--config",
                    str(config)])
     stderr = ctrl_c_once(run, once_written.exists)
-    assert run.returncode == 1, stderr
     assert "Traceback" not in stderr
     return stderr
 

@@ -17,6 +17,7 @@ from training.train.finetune import FinetuneRequest
 from training.train.loop import LoopSettings
 from training.train.model_setup import MethodSettings
 from training.train.preference import PreferenceRequest, train_preference
+from ctrl_c import a_dropped_ctrl_c
 from train_support import FACTS, conversation, fact_dataset, make_tiny_model
 
 WRONG = "I am not sure, sorry."
@@ -161,6 +162,13 @@ def test_preference_training_shows_no_library_deprecation_notice(tmp_path, tiny_
         train_preference(request_for(tmp_path, tiny_model, objective=objective, max_steps=1,
                                      eval_every=1), progress=False)
     assert [str(w.message) for w in said if issubclass(w.category, FutureWarning)] == []
+
+
+def test_a_ctrl_c_python_dropped_still_stops_preference_training(tmp_path, tiny_model):
+    preference_dataset(tmp_path, tiny_model)
+    with a_dropped_ctrl_c(), pytest.raises(KeyboardInterrupt):
+        train_preference(request_for(tmp_path, tiny_model, max_steps=40), progress=False)
+    assert not (tmp_path / "adapters" / "zorb-pref").exists()
 
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, tiny_model):

@@ -165,7 +165,6 @@ def test_ctrl_c_says_the_same_command_continues_the_sweep(tmp_path, tiny_model):
                      "zorb", "--trials", "3", "--max-steps", "400", "--eval-every", "2",
                      "--quiet"], in_background=True)
     stderr = ctrl_c_once(sweep, lambda: any((tmp_path / "data" / "runs").glob("zorb-trial-0/*")))
-    assert sweep.returncode == 1
     assert stderr.splitlines()[-1] == (
         "error: interrupted; run the same command again to continue sweep 'zorb': finished "
         "trials are kept and the interrupted one runs again")

@@ -129,11 +129,3 @@ def output_path(config: BotConfig, path: Path, option: str) -> Path:
                              f"{option} path")
     return path
 
-
-def stop_on_ctrl_c() -> None:
-    """Ctrl-C, and the web UI's Stop (SIGINT), end a long run (training, a sweep, an eval) where
-    it can be continued from, even where this process inherited SIGINT ignored (started in the
-    background: `cmd &`)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -8,8 +8,9 @@ import sys
 import click
 
 from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
-    stop_on_ctrl_c, with_config
+    with_config
 from chatbot.errors import ChatbotError, InputError
+from chatbot.interrupts import stop_on_ctrl_c
 
 GATE_FAILED = 3
 """Exit status when the gate is not passed (1 is any other error)."""

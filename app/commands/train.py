@@ -22,7 +22,8 @@ from click.core import ParameterSource
 from pydantic import BaseModel, ValidationError
 
 from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
-    stop_on_ctrl_c, with_config
+    with_config
+from chatbot.interrupts import stop_on_ctrl_c
 
 # flag -> training config key, for the flags whose names differ from their key
 CONFIG_KEYS = {"lr": "learning_rate"}

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import click
 
-from app.commands.common import BotConfig, one_line_errors, print_json, stop_on_ctrl_c, \
-    with_config
+from app.commands.common import BotConfig, one_line_errors, print_json, with_config
 from app.commands.train import checked_flags, given_settings, hyperparameter_options
+from chatbot.interrupts import stop_on_ctrl_c
 from training.errors import TrainingError
 
 # searched range -> its flag (training.sweep keys, as SweepSpace's fields)

@@ -23,6 +23,7 @@ from chatbot.adapters import ADAPTER_MANIFEST
 from chatbot.engine import Engine
 from chatbot.errors import InputError
 from chatbot.generate import GenerationSettings
+from chatbot.interrupts import raise_if_interrupted
 from chatbot.prompts import load_template
 from index.jsonfile import jsonl_lines
 from training.eval.evalset import EvalItem
@@ -130,6 +131,7 @@ def generate_all(engine: Engine, items: list[EvalItem], variants: list[str],
     run = GenerationRun({name: [] for name in variants}, described)
     started = time.perf_counter()
     for done, item in enumerate(items, start=1):
+        raise_if_interrupted()
         for name in variants if done % 2 else variants[::-1]:
             generation = cache.get(name, item.hash, keys[name])
             if generation is None:

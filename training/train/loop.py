@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 import torch
 import torch.distributed as dist
 
+from chatbot.interrupts import raise_if_interrupted
 from training.train.batches import eval_batches, micro_batches, pack, steps_per_epoch
 from training.train.checkpoint import (LoopState, load_checkpoint, save_best, save_checkpoint)
 from training.errors import DivergedError, TrainingError
@@ -109,6 +110,7 @@ def train_loop(loss_module, model, train: Sequence[RenderedExample],
     bar = _progress_bar(steps, state.step, enabled=progress and workers.rank == 0)
     started, start_tokens = time.perf_counter(), state.tokens
     while state.step < steps and not state.stopped_early:
+        raise_if_interrupted()
         record = _train_step(loss_module, train, settings, workers, optimizer, scheduler, state,
                              steps)
         elapsed = time.perf_counter() - started

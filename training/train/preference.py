@@ -186,7 +186,7 @@ def _trainer(request: PreferenceRequest, rows: PreferenceRows, model, tokenizer,
     from trl import DPOTrainer, KTOTrainer
 
     from training.train.preference_args import (checkpoint_history, console_callbacks,
-                                                 metrics_callback, trl_config)
+                                                 ctrl_c_callback, metrics_callback, trl_config)
 
     run = request.run
     cuda = run.device == "cuda" or (run.device == "auto" and torch.cuda.is_available())
@@ -202,7 +202,7 @@ def _trainer(request: PreferenceRequest, rows: PreferenceRows, model, tokenizer,
                         max_length=run.max_seq_len, cpu=not cuda, bf16=bf16,
                         gradient_checkpointing=run.gradient_checkpointing, progress=progress)
     callbacks = [metrics_callback(run_dir / "metrics.jsonl", checkpoint_history(checkpoint),
-                                  on_record)]
+                                  on_record), ctrl_c_callback()]
     if run.loop.patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=run.loop.patience))
     trainer_class = DPOTrainer if request.objective == "dpo" else KTOTrainer

@@ -87,6 +87,20 @@ def metrics_callback(path: Path, history: list[dict],
     return MetricsFile()
 
 
+def ctrl_c_callback():
+    """A Trainer callback that ends the run at its next step after a Ctrl-C that Python dropped
+    (``chatbot.interrupts``)."""
+    from transformers import TrainerCallback
+
+    from chatbot.interrupts import raise_if_interrupted
+
+    class StopOnCtrlC(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            raise_if_interrupted()
+
+    return StopOnCtrlC()
+
+
 def console_callbacks(trainer, progress: bool) -> None:
     """A progress bar on stderr (or nothing) instead of the Trainer's log dicts on stdout,
     which carries the run's JSON summary; the records are in ``metrics.jsonl``."""
