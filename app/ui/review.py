@@ -44,9 +44,9 @@ class ReviewActions:
     """The tab's event functions, callable without a server (the tests call them directly).
 
     ``refresh``, ``correct`` and ``approve`` return (table rows, picker update, details...,
-    the turn shown) so the list and the open answer always agree. The list holds only answers nobody reviewed,
-    so a save or an approval expects that still (``seen_unreviewed``): of two reviewers of one
-    answer, the first one's review is kept and the second is told.
+    the turn shown) so the list and the open answer always agree. The list holds only answers
+    nobody reviewed, so a save or an approval expects that still (``seen_unreviewed``): of two
+    reviewers of one answer, the first one's review is kept and the second is told.
     """
 
     def __init__(self, log: ConversationLog, min_support: float = 0.5) -> None:
