@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from index.errors import LoadError
-from index.jsonfile import jsonl_lines
+from index.csvfile import UNCLOSED_QUOTE, unclosed_quote_line
+from index.jsonfile import LINE_END, jsonl_lines
 from index.types import Document
 
 if TYPE_CHECKING:
@@ -326,7 +327,10 @@ def load_csv(source: str, data: bytes, text_field: str) -> list[Document]:
     """One document per row. Any line ending reads (old Macs end lines with a lone CR), and a
     cell may be as long as the file (the size limit is ``index.max_file_mb``'s)."""
     csv.field_size_limit(max(csv.field_size_limit(), len(data)))
-    reader = csv.DictReader(io.StringIO(decode(data), newline=None))
+    text = LINE_END.sub("\n", decode(data))
+    if (line := unclosed_quote_line(text)) is not None:
+        raise LoadError(f"line {line}: {UNCLOSED_QUOTE}")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     if text_field not in (reader.fieldnames or []):
         raise LoadError(f"no column {text_field!r} (columns: {', '.join(reader.fieldnames or [])}); "
                         "set index.text_field")

@@ -95,6 +95,17 @@ def test_a_csv_row_with_more_cells_than_the_header_is_a_problem(tmp_path):
     assert [c.messages[1].content for c in result.conversations] == ["7860"]
 
 
+def test_a_csv_quote_never_closed_is_a_problem_not_an_answer_holding_the_rest(tmp_path):
+    """Python's csv module reads the rest of the file into that one cell, without a word."""
+    path = tmp_path / "faq.csv"
+    path.write_text('question,answer\nWhat port?,7860\nHow?,"Run it\nWhere?,Here\n')
+    result = read_file(path)
+    assert [str(p) for p in result.problems] == [
+        f"{path}:3: a double quote opened there is never closed, so the rest of the file read "
+        'as one cell; close it, and write a quote inside a quoted cell twice ("")']
+    assert [c.messages[1].content for c in result.conversations] == ["7860"]
+
+
 def test_a_jsonl_answer_holding_a_line_separator_is_one_line(tmp_path):
     """json.dumps(ensure_ascii=False) writes U+2028 and U+0085 as they are, inside a string."""
     answer = "Open\u2028Monday\x85 to Friday."

@@ -109,6 +109,13 @@ def test_a_jsonl_text_that_is_not_a_string_is_a_bad_line(tmp_path):
         load(tmp_path / "rows.jsonl")
 
 
+def test_a_csv_quote_never_closed_is_named_instead_of_swallowing_the_rows_after_it(tmp_path):
+    """Python's csv module reads the rest of the file into that one cell, without a word."""
+    (tmp_path / "faq.csv").write_text('id,text\n1,Reset it.\n2,"Call us on 555\n3,Email us.\n')
+    with pytest.raises(LoadError, match=r"^line 3: a double quote opened there is never closed"):
+        load(tmp_path / "faq.csv")
+
+
 def test_csv_of_any_line_ending_and_long_cells_reads(tmp_path):
     (tmp_path / "mac.csv").write_bytes(b"id,text\r1,Mac row.\r2,Second row.\r")
     assert [d.text for d in load(tmp_path / "mac.csv")] == ["Mac row.", "Second row."]

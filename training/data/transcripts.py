@@ -24,7 +24,8 @@ from typing import Any, Iterable, Iterator
 
 from chatbot.prompts import question_in
 from chatbot.types import Message
-from index.jsonfile import jsonl_lines
+from index.csvfile import UNCLOSED_QUOTE, unclosed_quote_line
+from index.jsonfile import LINE_END, jsonl_lines
 from training.errors import DataError
 
 ROLES = ("system", "user", "assistant")
@@ -205,11 +206,12 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
 
 def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
     # line breaks inside a quoted cell are the cell's own: kept, as "\n" whatever wrote them
-    lines = io.StringIO(text.replace("\r\n", "\n").replace("\r", "\n"), newline="")
+    text = LINE_END.sub("\n", text)
     # a cell may be as long as the file (128 KiB by default): the length step drops it, as a
     # long JSONL line, instead of an error ending the read
     csv.field_size_limit(max(csv.field_size_limit(), len(text)))
-    reader = csv.DictReader(lines)
+    unclosed = unclosed_quote_line(text)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     if undecodable := _not_utf8(",".join(header)):  # a UTF-16 file reads as garbled columns
         raise DataError(f"the CSV header is {undecodable.reason}")
@@ -220,6 +222,9 @@ def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
                         "data.answer_field in the config")
     first_line = reader.line_num + 1  # a row is named by the line it starts on
     for row in reader:
+        if first_line == unclosed:  # the rows after it are in its last cell
+            yield first_line, _Malformed(UNCLOSED_QUOTE)
+            return
         if extra := row.pop(None, None):  # DictReader's key for the cells past the header's
             yield first_line, _Malformed(f"{len(header) + len(extra)} cells where the header "
                                          f"has {len(header)} columns; put a cell that holds a "
