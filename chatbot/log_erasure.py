@@ -27,15 +27,18 @@ class Erased:
 
 def sessions_mentioning(path: Path, text: str) -> list[str]:
     """Sessions where someone wrote ``text`` (ignoring case): in a message, a rating's comment
-    or a correction; not in the sources retrieved for a question."""
-    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    or a correction; not in the sources retrieved for a question. Matched in Python: SQLite's
+    LIKE ignores the case of ASCII letters only, so ``ÉLODIE`` would miss ``élodie``."""
+    wanted = text.casefold()
     db = open_log_database(path)
+    db.create_function("mentions", 1, lambda value: value is not None
+                       and wanted in value.casefold(), deterministic=True)
     try:
         rows = db.execute(
             "SELECT DISTINCT t.session_id FROM turns t "
             "LEFT JOIN feedback f ON f.turn_id = t.id LEFT JOIN corrections c ON c.turn_id = t.id "
-            "WHERE t.text LIKE :p ESCAPE '\\' OR f.comment LIKE :p ESCAPE '\\' "
-            "OR c.text LIKE :p ESCAPE '\\' ORDER BY t.session_id", {"p": pattern})
+            "WHERE mentions(t.text) OR mentions(f.comment) OR mentions(c.text) "
+            "ORDER BY t.session_id")
         return [row[0] for row in rows]
     finally:
         db.close()

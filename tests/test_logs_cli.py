@@ -271,3 +271,25 @@ def test_a_log_that_cant_be_written_is_read_but_answered_into_by_nobody(tmp_path
         f"error: the conversation log {path} can't be written (attempt to write a readonly "
         "database); give this user write access to it and its folder, or set "
         "logging.enabled: false\n")
+
+
+def test_delete_containing_matches_any_case_beyond_ascii(tmp_path, isolated_state) -> None:
+    """`--containing` is a person's name or address as someone else typed it: Élodie's
+    request spelt ÉLODIE MÜLLER must still find what she wrote."""
+    config = tmp_path / "bot.yaml"
+    config.write_text("name: test-bot\n")
+    log = ConversationLog(isolated_state / "logs.sqlite")
+    log.ensure_session("web-e")
+    log.add_turn("web-e", "user", "I am Élodie Müller, élodie@exämple.de")
+    log.ensure_session("web-f")
+    log.add_turn("web-f", "user", "unrelated")
+    log.close()
+    for spelt in ("ÉLODIE MÜLLER", "ÉLODIE@EXÄMPLE.DE"):
+        found = CliRunner().invoke(main, ["logs", "delete", "--containing", spelt,
+                                          "--config", str(config)], input="n\n")
+        assert found.output.startswith("web-e\t"), (spelt, found.output)
+    result = invoke("logs", "delete", "--containing", "élodie müller", "--yes",
+                    "--config", str(config))
+    assert "erased 1 session(s): 1 turns" in result.output
+    remaining = json.loads(invoke("logs", "list", "--json", "--config", str(config)).output)
+    assert [s["id"] for s in remaining] == ["web-f"]
