@@ -293,3 +293,11 @@ def test_delete_containing_matches_any_case_beyond_ascii(tmp_path, isolated_stat
     assert "erased 1 session(s): 1 turns" in result.output
     remaining = json.loads(invoke("logs", "list", "--json", "--config", str(config)).output)
     assert [s["id"] for s in remaining] == ["web-f"]
+
+
+def test_list_with_a_limit_too_large_for_sqlite_lists_everything(logged) -> None:
+    """`--limit 99999999999999999999` means "all of them", not a traceback."""
+    result = CliRunner().invoke(main, ["logs", "list", "--limit", "99999999999999999999",
+                                       "--config", logged["config"]])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert [line.split()[0] for line in result.output.splitlines()[1:]] == ["web-b", "web-a"]

@@ -16,6 +16,8 @@ from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
 from index.jsonfile import replacing
 
 RATINGS = {1: "thumbs up", -1: "thumbs down"}
+MAX_LIMIT = 2**63 - 1
+"""SQLite's largest integer: a larger ``--limit`` lists every session, as this one does."""
 
 
 def open_log(config: BotConfig) -> ConversationLog:
@@ -78,7 +80,7 @@ def logs() -> None:
 @one_line_errors
 def list_sessions(config: BotConfig, limit: int, as_json: bool) -> None:
     """Sessions, most recent first: id, start, variant, turn count."""
-    sessions = open_log(config).sessions(limit)
+    sessions = open_log(config).sessions(min(limit, MAX_LIMIT))
     if as_json:
         print_json(sessions)
         return
