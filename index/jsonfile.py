@@ -47,10 +47,10 @@ def replacing(path: Path, newline: str | None = None) -> Iterator[TextIO]:
         with open(path, "w", encoding="utf-8", newline=newline) as handle:
             yield handle
         return
-    path = path.resolve()
+    asked, path = path, path.resolve()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", newline=newline) as handle:
+        with _temporary(tmp, asked, newline) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -58,6 +58,15 @@ def replacing(path: Path, newline: str | None = None) -> Iterator[TextIO]:
     finally:
         tmp.unlink(missing_ok=True)
     fsync_path(path.parent)
+
+
+def _temporary(tmp: Path, asked: Path, newline: str | None) -> TextIO:
+    """``tmp`` open for writing; a refusal (a read-only folder) names ``asked``, the file the
+    user gave, not the hidden temporary file they never heard of."""
+    try:
+        return open(tmp, "w", encoding="utf-8", newline=newline)
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(asked)) from None
 
 
 def fsync_path(path: Path) -> None:

@@ -38,6 +38,20 @@ def logged(tmp_path, isolated_state, echo) -> dict:
     return {"config": str(config), "first": first, "second": second}
 
 
+def without_root_override() -> list[str]:
+    """The command prefix that runs a subprocess without root's access to read-only files
+    and folders (none for another user)."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv to drop the file-access override")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+
+
 def invoke(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
@@ -234,8 +248,6 @@ def test_delete_erases_a_persons_sessions_from_the_log_file_itself(logged, isola
 def test_a_log_that_cant_be_written_is_read_but_answered_into_by_nobody(tmp_path) -> None:
     """A read-only log: `logs list` reads it (a pending answer it can't close is left as
     it is); a bot that would answer into it refuses to start, naming it."""
-    import os
-    import shutil
     import socket
     import subprocess
     import sys
@@ -253,12 +265,7 @@ def test_a_log_that_cant_be_written_is_read_but_answered_into_by_nobody(tmp_path
     log._db.commit()
     log.close()
     path.chmod(0o444)
-    as_user = []  # root writes to read-only files unless it gives up that capability
-    if os.geteuid() == 0:
-        if not shutil.which("setpriv"):
-            pytest.skip("running as root without setpriv to drop the file-access override")
-        caps = "-dac_override,-dac_read_search"
-        as_user = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+    as_user = without_root_override()
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*as_user, sys.executable, "-m", "app", *args, "--config",
@@ -301,3 +308,19 @@ def test_list_with_a_limit_too_large_for_sqlite_lists_everything(logged) -> None
                                        "--config", logged["config"]])
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     assert [line.split()[0] for line in result.output.splitlines()[1:]] == ["web-b", "web-a"]
+
+
+def test_export_into_a_read_only_folder_names_the_file_asked_for(logged, tmp_path) -> None:
+    """Not the hidden temporary file the export writes first, which the user never named."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    out = folder / "chats.jsonl"
+    result = subprocess.run([*without_root_override(), sys.executable, "-m", "app", "logs",
+                             "export", "--out", str(out), "--config", logged["config"]],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and result.stderr == f"error: {out}: Permission denied\n"
+    assert list(folder.iterdir()) == []
