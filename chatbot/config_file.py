@@ -59,6 +59,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML where a key given twice in one mapping is an error: PyYAML keeps the last one
     silently, so a second ``data:`` block would quietly undo the first."""
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.open_anchors: list[str | None] = []  # of the nodes being read, outermost first
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: list = []  # a list: a key may be unhashable (PyYAML itself then says so)
         for key_node, _ in node.value:
@@ -70,12 +74,30 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen.append(key)
         return super().construct_mapping(node, deep)
 
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        """Refuse an alias inside the node its own anchor names (``&a [*a]``): the value would
+        contain itself, and reading it would never end."""
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self.open_anchors:
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{event.anchor} is inside the node its anchor "
+                f"&{event.anchor} names, so it never ends; write the values out",
+                event.start_mark)
+        self.open_anchors.append(getattr(event, "anchor", None))
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.open_anchors.pop()
+
 
 def read_yaml(path: Path) -> object:
     """The YAML document in ``path``; ``ConfigError`` naming the file when it is missing, not
     UTF-8 text, not valid YAML, or gives a key twice."""
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give the config's YAML file")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path} is not a file (a device or a pipe); save the config as a "
+                          "YAML file and give its path")
     if not path.is_file():
         defaulted = path == default_config_path()
         fix = "pass --config PATH or set $CHATBOT_CONFIG" if defaulted else "check the path"
@@ -93,6 +115,9 @@ def read_yaml(path: Path) -> object:
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {_one_line(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply; a config is a few "
+                          "levels of sections") from None
 
 
 def _one_line(exc: yaml.YAMLError) -> str:

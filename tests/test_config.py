@@ -158,6 +158,33 @@ def test_a_config_that_is_not_utf8_or_gives_a_key_twice_is_one_clear_error(
         assert "Traceback" not in result.output
 
 
+def test_a_config_nested_too_deep_or_inside_itself_is_one_clear_error(tmp_path: Path) -> None:
+    """An alias inside its own anchor (``&a [*a]``) never ends, and a nesting deeper than
+    Python's stack is no config either: each is named, not a RecursionError traceback."""
+    itself = tmp_path / "itself.yaml"
+    itself.write_text("index: {paths: &p [docs, *p]}\n")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("name: " + "[" * 3000 + "]" * 3000 + "\n")
+    for path, expected in ((itself, f"{itself}: not valid YAML: line 1, column 26: alias *p "
+                                    "is inside the node its anchor &p names, so it never ends; "
+                                    "write the values out"),
+                           (deep, f"{deep}: not valid YAML: nested too deeply; a config is a "
+                                  "few levels of sections")):
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            load_config(path)
+        result = CliRunner().invoke(main, ["config", "check", str(path)])
+        assert result.exit_code == 1 and result.output == f"error: {expected}\n"
+
+
+def test_a_config_path_that_is_a_device_or_a_pipe_is_named_as_such() -> None:
+    """``/dev/null`` or a shell's ``<(envsubst < bot.yaml)`` exist: "not found" would send the
+    user looking for a typo."""
+    result = CliRunner().invoke(main, ["config", "check", "/dev/null"])
+    assert result.exit_code == 1 and result.output == (
+        "error: /dev/null is not a file (a device or a pipe); save the config as a YAML file "
+        "and give its path\n")
+
+
 def test_a_relative_data_dir_from_the_environment_is_from_the_current_folder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "bots").mkdir()
