@@ -79,12 +79,17 @@ def fsync_path(path: Path) -> None:
 
 
 def read(path: Path, error: type[Exception], fix: str) -> dict:
-    """The JSON object in ``path``; ``error`` naming the file and ``fix`` when it is missing or
-    not a JSON object."""
+    """The JSON object in ``path``; ``error`` naming the file and ``fix`` when it is missing,
+    unreadable, not UTF-8 or not a JSON object."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise error(f"{path} is missing; {fix}") from None
+    except OSError as exc:  # a folder in its place, a file this user may not read
+        raise error(f"{path} can't be read ({exc.strerror}); {fix}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                    f"position {exc.start}); {fix}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -160,3 +160,33 @@ def test_a_damaged_or_staged_adapter_leaves_the_other_variants_served(tmp_path, 
     assert listed.exit_code == 0
     assert listed.stdout.splitlines()[0].startswith("broken\tnot served: ")
     assert listed.stdout.splitlines()[1].startswith("good\tembedded:smollm2-135m\tlora\t")
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda path: path.write_bytes(b'{"format": 1, "name": "caf\xe9"}'),
+     "is not UTF-8 text (byte 0xe9 at position 26)"),
+    (lambda path: path.mkdir(), "can't be read (Is a directory)"),
+], ids=["latin-1", "a folder"])
+def test_an_adapter_manifest_no_json_reader_can_take_is_listed_as_not_served(
+        tmp_path, damage, problem):
+    """A manifest re-saved in Latin-1, or a folder in its place: the server still starts with
+    the other variants and `adapters list` names it, where both were a traceback."""
+    from click.testing import CliRunner
+
+    from app.build import build_variants
+    from app.cli import main
+    from chatbot.config_file import load_config
+
+    adapters = tmp_path / "data" / "adapters"
+    for name in ("good", "broken"):
+        (adapters / name).mkdir(parents=True)
+    (adapters / "good" / ADAPTER_MANIFEST).write_text(json.dumps(ADAPTER_AS_WRITTEN))
+    damage(adapters / "broken" / ADAPTER_MANIFEST)
+    config_path = tmp_path / "bot.yaml"
+    config_path.write_text("data_dir: data\n")
+    assert list(build_variants(load_config(config_path))) == ["prompt", "good"]
+    listed = CliRunner().invoke(main, ["adapters", "list", "--config", str(config_path)])
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.splitlines()[0] == (
+        f"broken\tnot served: {adapters / 'broken' / ADAPTER_MANIFEST} {problem}; retrain the "
+        "adapter with `chatbot train`")
