@@ -211,3 +211,34 @@ def test_a_url_that_answers_with_web_pages_says_to_check_base_url(tiny_model_dir
     assert result.exit_code == 1 and "<" not in result.output
     assert ("(HTTP 404: File not found, as a web page, not an API answer: check that base_url "
             "is the server's /v1 URL)") in result.output
+
+
+@pytest.mark.parametrize("models", [{"data": ["model-a"]}, {"data": "model-a"}])
+def test_a_model_list_of_mere_names_says_to_check_base_url(tiny_model_dir, tmp_path,
+                                                           models) -> None:
+    """A server whose /models lists names, not OpenAI's model objects, is no vLLM: one line,
+    not an AttributeError traceback."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Names(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(models).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    register_adapter(tmp_path / "data", tiny_model_dir)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Names)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/v1"
+    try:
+        result = push(write_bot_config(tmp_path, url), "ft", "--backend", "remote")
+    finally:
+        server.shutdown()
+    assert result.exit_code == 1 and result.output.splitlines()[-1] == (
+        f"error: backend 'remote' ({url}) answered /models with no model list; check that "
+        "backends.remote.base_url ends in /v1")

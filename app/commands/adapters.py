@@ -108,10 +108,13 @@ class LoraServer:
         if response.status_code != 200:
             raise self._failure(response, "listing its models")
         try:
-            return list(response.json()["data"])
+            cards = response.json()["data"]
         except (ValueError, KeyError, TypeError):
+            cards = None
+        if not isinstance(cards, list) or not all(isinstance(card, dict) for card in cards):
             raise ModelError(f"{self._where()} answered /models with no model list; check "
-                             f"that backends.{self.name}.base_url ends in /v1") from None
+                             f"that backends.{self.name}.base_url ends in /v1")
+        return cards
 
     def load(self, served: str, lora_path: str, rank: int | None) -> None:
         response = self._send("POST", "load_lora_adapter",
