@@ -9,6 +9,9 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -206,3 +209,52 @@ def test_a_stopping_server_ends_an_open_stream_with_an_error_the_client_reads(
         output, _ = process.communicate(timeout=30)
     assert "Traceback" not in output and "ERROR" not in output, output
     assert last_answer(log_path, "stopping")[0] == "interrupted"
+
+
+def ctrl_c_mid_answer(tmp_path: Path, model_dir: Path, *command: str, typed: str = "",
+                      answer_after: str = "") -> tuple[subprocess.Popen, list[str]]:
+    """A ``chatbot`` command run on the talkative model, with ``typed`` on its input and
+    SIGINT sent once 20 characters of its answer (printed after ``answer_after``) are out;
+    the process and what it printed so far (still filled in)."""
+    config = write_config(tmp_path, model_dir)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", *command, "--config", str(config)],
+        env={**os.environ, "CHATBOT_DATA_DIR": str(tmp_path / "data")},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    shown: list[str] = []
+    threading.Thread(target=lambda: shown.extend(iter(lambda: process.stdout.read(1), "")),
+                     daemon=True).start()
+    process.stdin.write(typed)
+    process.stdin.flush()
+    started = time.monotonic()
+    while len("".join(shown).partition(answer_after)[2] if answer_after else shown) < 20:
+        assert time.monotonic() - started < 120 and process.poll() is None, shown[-200:]
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    return process, shown
+
+
+def test_ctrl_c_mid_answer_in_the_terminal_chat_stops_that_answer_and_logs_it(
+        tmp_path, talkative_model_dir) -> None:
+    """The session goes on to the next question. Before, the process exited with the model
+    still generating on its thread: torch aborted it ("terminate called without an active
+    exception", a core dump) and the answer could be left pending."""
+    process, shown = ctrl_c_mid_answer(tmp_path, talkative_model_dir, "chat",
+                                       typed=QUESTION + "\n", answer_after="bot> ")
+    status, text, _ = wait_until_settled(tmp_path / "data" / "logs.sqlite", seconds=30)
+    process.stdin.write("/quit\n")
+    process.stdin.flush()
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 0, errors
+    assert status == "interrupted" and text and text in "".join(shown)
+    assert "answer stopped" in errors and "terminate called" not in errors
+    assert "Traceback" not in errors
+
+
+def test_ctrl_c_mid_answer_of_ask_exits_once_the_answer_is_logged(
+        tmp_path, talkative_model_dir) -> None:
+    process, shown = ctrl_c_mid_answer(tmp_path, talkative_model_dir, "ask", QUESTION)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 1 and errors == "\nAborted!\n"
+    status, text = last_answer(tmp_path / "data" / "logs.sqlite")
+    assert status == "interrupted" and text and text in "".join(shown)

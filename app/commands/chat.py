@@ -70,11 +70,15 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
 
     engine = build_engine(config)
     stream = engine.answer(_new_session(), question, variant)
-    if as_json:
-        print_json(stream.result().as_dict())
-        return
-    _echo_answer(stream)
-    _print_sources(stream.reply, stream.question)
+    try:
+        if as_json:
+            print_json(stream.result().as_dict())
+            return
+        _echo_answer(stream)
+        _print_sources(stream.reply, stream.question)
+    except KeyboardInterrupt:
+        engine.stop_all()  # logged interrupted; an exit mid-generation crashes in torch
+        raise
 
 
 @in_section("Chat")
@@ -109,6 +113,11 @@ def chat(config: BotConfig, variant: str | None) -> None:
             _print_sources(stream.reply, stream.question)
         except ChatbotError as exc:  # a message too long, a model server gone: ask again
             click.echo(f"error: {exc}", err=True)
+            continue
+        except KeyboardInterrupt:  # stops this answer, not the session
+            engine.stop_all()  # logged interrupted; an exit mid-generation crashes in torch
+            click.echo()
+            click.echo("(answer stopped; Ctrl-D or /quit ends the session)", err=True)
             continue
         history += [Message("user", stream.question), Message("assistant", stream.reply.text)]
         del history[:-2 * MAX_HISTORY_TURNS]
