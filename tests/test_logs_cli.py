@@ -324,3 +324,30 @@ def test_export_into_a_read_only_folder_names_the_file_asked_for(logged, tmp_pat
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and result.stderr == f"error: {out}: Permission denied\n"
     assert list(folder.iterdir()) == []
+
+
+def test_a_log_another_process_keeps_locked_is_one_line_and_left_unchanged(
+        logged, isolated_state, monkeypatch) -> None:
+    """A write held open past SQLite's busy timeout (a stuck process, a `sqlite3` shell in a
+    transaction): `logs correct` and `logs delete` say so and change nothing, where both were
+    a `database is locked` traceback."""
+    from chatbot import migrations
+
+    monkeypatch.setattr(migrations, "BUSY_TIMEOUT_S", 0.2)
+    path = isolated_state / "logs.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        for command in (["correct", str(logged["first"].turn_id), "--text", "Run it twice."],
+                        ["delete", "web-a", "--yes"]):
+            result = CliRunner().invoke(main, ["logs", *command, "--config", logged["config"]])
+            assert result.exit_code == 1 and result.output.splitlines()[-1] == (
+                f"error: the conversation log {path} is locked by another process that has "
+                "been writing to it for over 0.2 s (database is locked); nothing was changed: "
+                "try again once it is done"), result.output
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    log = ConversationLog(path)
+    assert log.conversation("web-a").turns[1].correction is None
+    log.close()

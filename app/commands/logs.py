@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import getpass
 import json
+import sqlite3
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
 from app.commands.common import BotConfig, existing_log, in_section, one_line_errors, \
     output_path, print_json, print_table, with_config
-from chatbot.errors import InputError
+from chatbot import migrations
+from chatbot.errors import InputError, LogError
 from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
 from index.jsonfile import replacing
 
@@ -22,6 +26,25 @@ MAX_LIMIT = 2**63 - 1
 
 def open_log(config: BotConfig) -> ConversationLog:
     return ConversationLog(existing_log(config))
+
+
+def lock_named(command: Callable) -> Callable:
+    """A command that writes to the log: a write another process holds open past SQLite's
+    busy timeout is one line naming the log (the command's transaction was rolled back)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, config: BotConfig, **kwargs: Any) -> Any:
+        try:
+            return command(*args, config=config, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            raise LogError(f"the conversation log {existing_log(config)} is locked by another "
+                           "process that has been writing to it for over "
+                           f"{migrations.BUSY_TIMEOUT_S} s ({exc}); nothing was changed: try "
+                           "again once it is done") from None
+
+    return wrapper
 
 
 def answered_pairs(conversation: LoggedConversation) -> list[tuple[LoggedTurn, LoggedTurn]]:
@@ -166,6 +189,7 @@ def export(config: BotConfig, fmt: str, out: Path) -> None:
               help="Who corrected the answer(s).")
 @with_config
 @one_line_errors
+@lock_named
 def correct(config: BotConfig, turn_id: int | None, text: str | None, path: Path | None,
             author: str) -> None:
     """Save the right answer of a logged answer (turn ids: `chatbot logs show SESSION`); the
@@ -224,6 +248,7 @@ def read_corrections(path: Path, log: ConversationLog) -> list[tuple[int, str]]:
 @click.option("--yes", is_flag=True, help="Delete without asking first.")
 @with_config
 @one_line_errors
+@lock_named
 def delete(config: BotConfig, session_ids: tuple[str, ...], containing: str | None,
            yes: bool) -> None:
     """Erase sessions from the log, with their ratings, corrections and A/B records (a
