@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -243,3 +244,39 @@ def test_every_correction_the_log_refuses_is_named_by_its_line(config_file, isol
     rows.write_text(json.dumps(lines[4]) + "\n")  # true is not turn 1
     assert f'{rows}:1: expected {{"turn_id": N' in invoke(config_file, "--file", str(rows)).output
     assert ConversationLog(isolated_state / "logs.sqlite").corrections(2) == []
+
+
+def test_cli_corrects_as_a_user_the_system_has_no_name_for(tmp_path) -> None:
+    """A container run as a bare uid (`docker run -u 1234`), with no $USER: the correction is
+    saved without an author, where the default --author was a KeyError traceback."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run as a uid with no name")
+    unnamed = 54321
+    folder = Path(tempfile.mkdtemp())  # under /tmp: tmp_path's folders are root's alone
+    try:
+        folder.chmod(0o777)
+        log = ConversationLog(folder / "data" / "logs.sqlite")
+        log_exchanges(log, "s1", [("How do I remove a document?", ANSWER, -1)])
+        log.close()
+        os.chown(folder / "data", unnamed, unnamed)
+        for path in (folder / "data").iterdir():
+            os.chown(path, unnamed, unnamed)
+        (folder / "bot.yaml").write_text(f"data_dir: {folder / 'data'}\n")
+        env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.getcwd()}
+        result = subprocess.run(["setpriv", f"--reuid={unnamed}", f"--regid={unnamed}",
+                                 "--clear-groups", sys.executable, "-m", "app", "logs",
+                                 "correct", "2", "--text", FIXED, "--config",
+                                 str(folder / "bot.yaml")],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "saved 1 correction(s)" in result.stdout, result.stderr
+        log = ConversationLog(folder / "data" / "logs.sqlite")
+        assert [(c.text, c.author) for c in log.corrections(2)] == [(FIXED, None)]
+        log.close()
+    finally:
+        shutil.rmtree(folder)

@@ -180,12 +180,21 @@ def export(config: BotConfig, fmt: str, out: Path) -> None:
     click.echo(f"wrote {conversations} conversation(s), {answers} answer(s) to {out}")
 
 
+def user_name() -> str | None:
+    """Who runs the command; none where the system has no name for this user (a container run
+    as a bare uid, without $USER): the correction is then saved without an author."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
 @logs.command("correct")
 @click.argument("turn_id", type=int, required=False)
 @click.option("--text", help="The corrected answer of TURN_ID.")
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSONL of {\"turn_id\": N, \"text\": \"...\"} rows, instead of TURN_ID.")
-@click.option("--author", default=getpass.getuser, show_default="your user name",
+@click.option("--author", default=user_name, show_default="your user name",
               help="Who corrected the answer(s).")
 @with_config
 @one_line_errors
