@@ -261,14 +261,12 @@ class AnswerStream:
         if log is None:
             return None
         log.ensure_session(self.session_id, self.variant.name, self.client)
-        log.add_turn(self.session_id, "user", self.question, variant=self.variant.name)
-        return log.add_turn(
-            self.session_id, "assistant", "", variant=self.variant.name,
+        return log.add_question(
+            self.session_id, self.question, variant=self.variant.name,
             model_id=self.variant.model, adapter_id=self.variant.adapter_id,
             messages=[m.as_dict() for m in messages], hits=[hit_record(h) for h in hits],
             settings=self.settings.__dict__ | {"stop": list(self.settings.stop),
-                                               "retrieval_query": query},
-            status="pending")
+                                               "retrieval_query": query})
 
     def _log_partial(self, turn_id: int | None, text: str) -> None:
         if self.policies.log is not None and turn_id is not None:

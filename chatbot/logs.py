@@ -137,14 +137,29 @@ class ConversationLog:
                  settings: dict | None = None, status: str = "complete") -> int:
         """Append a turn; an assistant turn starts ``pending`` and is closed by ``finish_turn``."""
         with self._lock, self._db:
-            position = self._next_position(session_id)
-            return self._db.execute(
-                "INSERT INTO turns (session_id, position, role, text, variant, model_id, "
-                "adapter_id, messages_json, hits_json, settings_json, status, created_at, "
-                "writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, position, role, text, variant, model_id, adapter_id,
-                 _dump(messages), _dump(hits), _dump(settings), status, now(),
-                 WRITER if status == "pending" else None)).lastrowid
+            return self._insert_turn(session_id, role, text, variant, model_id, adapter_id,
+                                     messages, hits, settings, status)
+
+    def add_question(self, session_id: str, question: str, **answer: object) -> int:
+        """The user's question and its answer's ``pending`` turn (``answer``: that turn's
+        ``add_turn`` fields) in one step; the answer's id. The Review tab and the dataset build
+        take an answer's question to be the user turn just before it: a parallel request on
+        the session must not land in between."""
+        with self._lock, self._db:
+            self._insert_turn(session_id, "user", question, answer.get("variant"))
+            return self._insert_turn(session_id, "assistant", "", status="pending", **answer)
+
+    def _insert_turn(self, session_id: str, role: str, text: str, variant: str | None = None,
+                     model_id: str | None = None, adapter_id: str | None = None,
+                     messages: list[dict] | None = None, hits: list[dict] | None = None,
+                     settings: dict | None = None, status: str = "complete") -> int:
+        return self._db.execute(
+            "INSERT INTO turns (session_id, position, role, text, variant, model_id, "
+            "adapter_id, messages_json, hits_json, settings_json, status, created_at, "
+            "writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (session_id, self._next_position(session_id), role, text, variant, model_id,
+             adapter_id, _dump(messages), _dump(hits), _dump(settings), status, now(),
+             WRITER if status == "pending" else None)).lastrowid
 
     def save_partial(self, turn_id: int, text: str) -> None:
         """The text of a ``pending`` answer so far: a killed server loses only what came after."""

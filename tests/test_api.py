@@ -204,6 +204,29 @@ def test_concurrent_requests_are_all_answered(served, engine) -> None:
     assert results == [expected.choices[0].message.content] * 6
 
 
+def test_parallel_requests_on_one_session_log_each_answer_after_its_own_question(
+        served, engine) -> None:
+    """The Review tab and the dataset build take an answer's question to be the user turn
+    logged just before it: another request on the session must not land in between."""
+    questions = [f"Question number {i} about indexing?" for i in range(8)]
+
+    def ask(question: str) -> None:
+        served.client().chat.completions.create(
+            model="plain", messages=[{"role": "user", "content": question}],
+            extra_headers={"X-Session-Id": "one-session-in-parallel"})
+
+    threads = [threading.Thread(target=ask, args=(q,)) for q in questions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    turns = engine.log.conversation("one-session-in-parallel").turns
+    assert [t.role for t in turns] == ["user", "assistant"] * len(questions)
+    for question, answer in zip(turns[::2], turns[1::2]):
+        assert answer.messages[-1]["content"].endswith(question.text)
+    assert sorted(t.text for t in turns[::2]) == sorted(questions)
+
+
 def test_the_ab_model_answers_with_the_sessions_sticky_variant(engine) -> None:
     assigned = {}
     server = Served(engine, assign_variant=lambda session: assigned.setdefault(session, "plain"))
