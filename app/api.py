@@ -226,8 +226,9 @@ class Answering:
             for piece in stream:
                 self._put("piece", piece)
         except TooManyNewTokens as exc:  # found before anything is logged
-            raise RequestError(f"max_tokens is {exc.asked:,}; {exc.problem}",
-                               param="max_tokens", code="invalid_value") from None
+            field = self.chat.max_tokens_field()
+            raise RequestError(f"{field} is {exc.asked:,}; {exc.problem}", param=field,
+                               code="invalid_value") from None
         if stream.cut_short_by_shutdown:
             raise RequestError(CUT_SHORT_BY_SHUTDOWN, code="server_shutting_down", status=503,
                                type="server_error")

@@ -196,6 +196,10 @@ class ChatRequest(BaseModel):
             raise ValueError("at most 4 stop sequences are allowed")
         return value
 
+    def max_tokens_field(self) -> str:
+        """The field that set the answer's length, to name in an error about it."""
+        return "max_completion_tokens" if self.max_completion_tokens else "max_tokens"
+
     def stop_strings(self) -> tuple[str, ...]:
         stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
         return tuple(s for s in stops if s)

@@ -151,6 +151,15 @@ def test_errors_have_openais_shape_and_the_server_keeps_serving(client, case, st
         assert client.chat.completions.create(model="plain", messages=ASK).choices[0].message
 
 
+def test_too_many_tokens_asked_is_refused_naming_the_field_the_client_sent(client) -> None:
+    """Newer openai clients send max_completion_tokens; a message about max_tokens, a field
+    they never sent, leaves them looking for it."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="prompt", messages=ASK, max_completion_tokens=5000)
+    assert refused.value.body["param"] == "max_completion_tokens"
+    assert refused.value.body["message"].startswith("max_completion_tokens is 5,000; the model")
+
+
 def test_a_model_failure_asks_openai_clients_not_to_retry_it(served, engine) -> None:
     """The openai client retries a 500 twice unless told not to: three failed turns a call."""
     response = httpx.post(f"{served.base_url}/chat/completions", headers=JSON,
