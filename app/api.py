@@ -97,12 +97,13 @@ def create_api_router(engine: Engine,
         cards = await asyncio.to_thread(
             lambda: [_model_card(engine, v) for v in engine.variants.values()])
         if assign_variant is not None:
-            cards.append({"id": AB_MODEL, "object": "model", "created": 0,
-                          "owned_by": engine.bot_name, "ab": True, "default": False})
+            cards.append(_ab_card(engine))
         return JSONResponse({"object": "list", "data": cards})
 
     @router.get("/models/{name:path}")  # a variant name may hold "/" (team/v2)
     async def get_model(name: str) -> JSONResponse:
+        if assign_variant is not None and name == AB_MODEL:
+            return JSONResponse(_ab_card(engine))
         if not await asyncio.to_thread(served, name):
             return _error_response(_unknown_model(engine, name))
         card = await asyncio.to_thread(_model_card, engine, engine.variants[name])
@@ -353,6 +354,11 @@ def _model_card(engine: Engine, variant: Variant) -> dict:
             "template": variant.template, "retrieval": variant.retrieval,
             "default": variant.name == engine.default_variant,
             "max_model_len": max_model_len(engine, variant)}
+
+
+def _ab_card(engine: Engine) -> dict:
+    return {"id": AB_MODEL, "object": "model", "created": 0, "owned_by": engine.bot_name,
+            "ab": True, "default": False}
 
 
 def _unknown_model(engine: Engine, name: str) -> RequestError:

@@ -251,6 +251,17 @@ def test_the_ab_model_answers_with_the_sessions_sticky_variant(engine) -> None:
         server.stop()
 
 
+def test_the_ab_model_that_models_lists_can_be_retrieved(engine) -> None:
+    """Clients check a model exists with GET /v1/models/NAME before they use it."""
+    server = Served(engine, assign_variant=lambda session: "plain")
+    try:
+        client = server.client()
+        listed = next(m for m in client.models.list() if m.id == "ab")
+        assert client.models.retrieve("ab") == listed
+    finally:
+        server.stop()
+
+
 def test_without_ab_the_ab_model_is_unknown(client) -> None:
     with pytest.raises(openai.NotFoundError, match="the model 'ab' does not exist"):
         client.chat.completions.create(model="ab", messages=ASK)
