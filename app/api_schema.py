@@ -48,6 +48,8 @@ API_CLIENT = "api"
 corrections' author); ``api:NAME`` for one that did."""
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_SHAPE = re.compile(r"(str|dict|list)(\[.*\])?")
+"""How pydantic names the shape of a union field it tried, in an error's location."""
 MAX_BODY_BYTES = 2**20
 """The body a request without a larger allowance (``RequestLimits.body_bytes``) may send."""
 BYTES_PER_CHAR = 12
@@ -220,15 +222,35 @@ def parse_request(body: object, limits: RequestLimits | None = None) -> ChatRequ
     try:
         chat = ChatRequest.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        problems = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise RequestError(f"{where}: {first['msg']}{problems}", param=where,
-                           code="invalid_value") from None
+        raise _field_error(exc.errors()) from None
     if limits is not None:
         _check_size(chat.messages, limits)
         _check_stops(chat, limits)
     return chat
+
+
+def _field_error(errors: list[dict]) -> RequestError:
+    """The first bad field. One that takes two shapes (``stop``: a string or a list of them)
+    says what is wrong with each, under the field's name, not pydantic's name for the shape
+    it tried (``stop.str``)."""
+    field = _where(errors[0]["loc"], upto_shape=True)
+    shapes = [e for e in errors if _where(e["loc"], upto_shape=True) == field]
+    more = len(errors) - len(shapes)
+    problems = f" (and {more} more)" if more else ""
+    told = ", or ".join(f"{_where(e['loc'])}: {e['msg']}" for e in shapes)
+    return RequestError(f"{told}{problems}", param=field, code="invalid_value")
+
+
+def _where(loc: tuple, upto_shape: bool = False) -> str:
+    """``loc`` as dotted parts, without the shapes a union tried, or ending before the first."""
+    parts = []
+    for part in loc:
+        if isinstance(part, str) and _SHAPE.fullmatch(part):
+            if upto_shape:
+                break
+            continue
+        parts.append(str(part))
+    return ".".join(parts)
 
 
 def _check_stops(chat: ChatRequest, limits: RequestLimits) -> None:

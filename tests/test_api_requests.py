@@ -57,6 +57,24 @@ def test_request_fields_have_strict_types(served, client, field, value, expected
     assert whole.choices[0].message.content  # a whole number is still a number
 
 
+@pytest.mark.parametrize("field, value, param, expected", [
+    ("stop", 5, "stop",
+     "stop: Input should be a valid string, or stop: Input should be a valid list"),
+    ("messages", [{"role": "user", "content": ["Hi"]}], "messages.0.content",
+     "messages.0.content: Input should be a valid string, or messages.0.content.0: Input "
+     "should be a valid dictionary"),
+])
+def test_a_field_that_takes_two_shapes_says_what_is_wrong_with_each(served, field, value, param,
+                                                                   expected) -> None:
+    """Not pydantic's name for the first shape it tried (``stop.str``) as if it were a field,
+    nor only that shape's complaint: content may be a list, of parts."""
+    body = {"model": "plain", "messages": ASK, field: value}
+    response = httpx.post(f"{served.base_url}/chat/completions", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == {"message": expected, "type": "invalid_request_error",
+                                        "param": param, "code": "invalid_value"}
+
+
 def test_null_is_the_default_for_the_fields_openai_makes_nullable(served) -> None:
     """Clients that send every field, null when unset, as OpenAI's API allows."""
     body = {"model": "plain", "messages": ASK, "stream": None, "n": None, "max_tokens": None}
