@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -72,7 +73,8 @@ async def read_json(request: Request, expected: str, max_bytes: int = MAX_BODY_B
                            f"application/json' (this request said {kind or 'nothing'!r})",
                            code="unsupported_media_type", status=415)
     try:
-        return _without_surrogates(json.loads(await _body_within(request, max_bytes)))
+        body = json.loads(await _body_within(request, max_bytes), parse_int=_whole_number)
+        return _without_surrogates(body)
     except ValueError as exc:
         raise RequestError(f"the request body is not valid JSON ({exc}); send {expected}",
                            code="invalid_json") from None
@@ -92,6 +94,16 @@ async def _body_within(request: Request, max_bytes: int) -> bytes:
             raise _too_large(max_bytes)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _whole_number(digits: str) -> int:
+    """A JSON integer. Python converts at most ``sys.get_int_max_str_digits()`` digits, and its
+    error says to raise that limit: advice for this server's programmers, not its clients."""
+    size = len(digits.lstrip("-"))
+    if size > sys.get_int_max_str_digits():
+        raise RequestError(f"the request body has a number of {size:,} digits; no field "
+                           "takes one that long", code="invalid_json")
+    return int(digits)
 
 
 def _too_large(max_bytes: int) -> RequestError:

@@ -95,6 +95,17 @@ def test_a_body_nested_too_deeply_is_a_400(served, client) -> None:
     assert client.chat.completions.create(model="plain", messages=ASK).choices[0].message
 
 
+def test_a_number_of_thousands_of_digits_is_refused_in_the_clients_terms(served) -> None:
+    """Python's error for it tells the reader to call sys.set_int_max_str_digits(): advice
+    for the server's programmers, which a client can't follow."""
+    body = b'{"model": "plain", "messages": [], "max_tokens": ' + b"9" * 5000 + b"}"
+    response = httpx.post(f"{served.base_url}/chat/completions", content=body, headers=JSON)
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "message": "the request body has a number of 5,000 digits; no field takes one that long",
+        "type": "invalid_request_error", "param": None, "code": "invalid_json"}
+
+
 @pytest.mark.parametrize("body, kind", [('[{"model": "plain"}]', "array"), ('"hi"', "string"),
                                         ("null", "null")])
 def test_a_body_that_is_not_a_json_object_says_what_is_expected(served, body, kind) -> None:
