@@ -249,8 +249,16 @@ def _field_error(errors: list[dict]) -> RequestError:
     shapes = [e for e in errors if _where(e["loc"], upto_shape=True) == field]
     more = len(errors) - len(shapes)
     problems = f" (and {more} more)" if more else ""
-    told = ", or ".join(f"{_where(e['loc'])}: {e['msg']}" for e in shapes)
+    told = ", or ".join(f"{_where(e['loc'])}: {_complaint(e)}" for e in shapes)
     return RequestError(f"{told}{problems}", param=field, code="invalid_value")
+
+
+def _complaint(error: dict) -> str:
+    """Pydantic's message, but for a message that is not an object, which names the class
+    that reads one (``instance of ChatMessage``), the only object a request holds."""
+    if error["type"] == "model_type":
+        return 'Input should be an object such as {"role": "user", "content": "Hi"}'
+    return error["msg"]
 
 
 def _where(loc: tuple, upto_shape: bool = False) -> str:

@@ -75,6 +75,15 @@ def test_a_field_that_takes_two_shapes_says_what_is_wrong_with_each(served, fiel
                                         "param": param, "code": "invalid_value"}
 
 
+def test_a_message_that_is_not_an_object_is_refused_without_the_servers_class_names(
+        served) -> None:
+    body = {"model": "plain", "messages": ["How do I index?"]}
+    response = httpx.post(f"{served.base_url}/chat/completions", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        'messages.0: Input should be an object such as {"role": "user", "content": "Hi"}')
+
+
 def test_null_is_the_default_for_the_fields_openai_makes_nullable(served) -> None:
     """Clients that send every field, null when unset, as OpenAI's API allows."""
     body = {"model": "plain", "messages": ASK, "stream": None, "n": None, "max_tokens": None}
