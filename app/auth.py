@@ -59,8 +59,10 @@ class Credentials:
 
     @classmethod
     def from_config(cls, config: BotConfig) -> Credentials:
-        return cls(dict(read_auth(config) or []), os.environ.get(config.server.api_key_env) or None,
-                   config.server.api_key_env)
+        """The key without the spaces or line break around it (an env file saved on Windows
+        ends it with ``\\r``), which a bearer header can't carry."""
+        key = os.environ.get(config.server.api_key_env, "").strip() or None
+        return cls(dict(read_auth(config) or []), key, config.server.api_key_env)
 
     @property
     def required(self) -> bool:

@@ -146,6 +146,18 @@ def test_the_api_key_opens_every_kind_of_route(full_app) -> None:
                            **bearer).status_code == 200
 
 
+def test_an_api_key_set_with_a_line_break_is_the_key_without_it(config_file, echo, credentials,
+                                                                 monkeypatch) -> None:
+    """A key read from a file keeps its line break (``\\r`` in an env file saved on Windows);
+    a bearer header can't carry one, so no client could ever be let in."""
+    monkeypatch.setenv("CHATBOT_API_KEY", f"{KEY}\r\n")
+    engine = Engine({"plain": Variant("plain", "base", "plain", False)}, lambda m: echo)
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    with TestClient(create_server_app(engine, load_config(config_file))) as client:
+        assert client.get("/v1/models", headers=bearer).status_code == 200
+        assert client.get("/v1/models").status_code == 401
+
+
 @pytest.mark.parametrize("credentials", ["login"], indirect=True)
 def test_an_address_that_keeps_guessing_passwords_must_wait(full_app) -> None:
     from app.auth import MAX_FAILED_LOGINS
