@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from chatbot.errors import InputError
 from chatbot.types import Message
@@ -81,6 +81,9 @@ async def read_json(request: Request, expected: str, max_bytes: int = MAX_BODY_B
     except RecursionError:  # Python's parser gives up at about 1,000 levels
         raise RequestError("the request body nests JSON arrays or objects too deeply to read; "
                            f"send {expected}", code="invalid_json") from None
+    except ClientDisconnect:  # the client's failure, not the server's: no traceback logged
+        raise RequestError("the client closed the connection before it sent the whole body",
+                           code="client_closed_request", status=499) from None
 
 
 async def _body_within(request: Request, max_bytes: int) -> bytes:

@@ -4,6 +4,9 @@ limits, lone surrogates, and whose session a request may continue."""
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import time
 
 import httpx
 import openai
@@ -113,6 +116,28 @@ def test_a_number_of_thousands_of_digits_is_refused_in_the_clients_terms(served)
     assert response.json()["error"] == {
         "message": "the request body has a number of 5,000 digits; no field takes one that long",
         "type": "invalid_request_error", "param": None, "code": "invalid_json"}
+
+
+def test_a_client_that_hangs_up_while_sending_its_body_is_no_server_error(served,
+                                                                         client) -> None:
+    """A client that times out mid-upload is not the server failing: no traceback in the
+    server log for each one, which a stranger could send by the thousand."""
+    failures: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = failures.append
+    server_log = logging.getLogger("uvicorn.error")
+    server_log.addHandler(handler)
+    try:
+        with socket.create_connection(("127.0.0.1", served.port)) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: bot\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+                         b'{"model": "plain", "messages": [')
+            time.sleep(0.2)
+        time.sleep(0.5)  # the server sees the hang-up at once
+        assert client.chat.completions.create(model="plain", messages=ASK).choices[0].message
+    finally:
+        server_log.removeHandler(handler)
+    assert [record.getMessage() for record in failures] == []
 
 
 @pytest.mark.parametrize("body, kind", [('[{"model": "plain"}]', "array"), ('"hi"', "string"),
