@@ -72,6 +72,12 @@ small model free a place within seconds."""
 CHAT_BODY = 'an object such as {"model": "prompt", "messages": [{"role": "user", "content": "Hi"}]}'
 
 
+LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+"""The characters beside CR and LF at which str.splitlines(), and so httpx's iter_lines(), ends
+a line; JSON leaves them unescaped, so they are escaped here: a client reading the stream by
+lines gets every event whole."""
+
+
 def create_api_router(engine: Engine,
                       assign_variant: Callable[[str], str] | None = None,
                       limits: RequestLimits | None = None,
@@ -310,7 +316,7 @@ class ClientGone(Exception):
 
 
 def _event(data: dict) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+    return f"data: {json.dumps(data, ensure_ascii=False).translate(LINE_BREAKS)}\n\n"
 
 
 def _settings(base: GenerationSettings, chat: ChatRequest) -> GenerationSettings:

@@ -160,6 +160,28 @@ def test_too_many_tokens_asked_is_refused_naming_the_field_the_client_sent(clien
     assert refused.value.body["message"].startswith("max_completion_tokens is 5,000; the model")
 
 
+def test_each_streamed_event_stays_on_one_line_for_clients_that_split_lines_like_python(
+        echo) -> None:
+    """httpx's iter_lines() (str.splitlines()) also ends lines at U+2028, U+2029 and U+0085,
+    which documents and answers can hold: an event cut there is no longer JSON."""
+    from chatbot.engine import Engine
+    from chatbot.variants import Variant
+    from index.types import Chunk, Hit
+
+    passage = "Line one\u2028line two\x85line three\u2029"
+    found = [Hit(Chunk("c1", "docs/lines.md", passage, "Lines", "hash"), 0.9, 1)]
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda model: echo,
+                    search=lambda query, k: found)
+    server = Served(engine)
+    try:
+        body = {"model": "prompt", "messages": ASK, "stream": True}
+        with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body) as response:
+            events = [line for line in response.iter_lines() if line.startswith("data: {")]
+    finally:
+        server.stop()
+    assert json.loads(events[-1].removeprefix("data: "))["sources"][0]["text"] == passage
+
+
 def test_a_model_failure_asks_openai_clients_not_to_retry_it(served, engine) -> None:
     """The openai client retries a 500 twice unless told not to: three failed turns a call."""
     response = httpx.post(f"{served.base_url}/chat/completions", headers=JSON,
