@@ -2,7 +2,8 @@
 
 Requests are validated here, so a wrong field becomes an OpenAI-shaped error naming the field;
 fields that OpenAI clients send and we don't use (``seed``, ``presence_penalty``...) are ignored,
-but asking for what the server can't give (tool calls, a JSON answer, log probabilities) is not.
+but asking for what the server can't give (tool calls, a JSON answer, log probabilities,
+audio) is not.
 Types are strict, as OpenAI's are: ``"stream": "yes"`` or ``"max_tokens": "4"`` is an error, not
 a guess (a whole number is still a valid ``temperature``).
 """
@@ -172,8 +173,11 @@ class ChatRequest(BaseModel):
     response_format: dict | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    modalities: list[str] | None = None
+    audio: dict | None = None
     """Read only to refuse what this server can't do: a client that asks for a tool call, a JSON
-    answer or log probabilities and silently gets plain text would fail further on."""
+    answer, log probabilities or spoken audio and silently gets plain text would fail further
+    on."""
 
     @field_validator("tools", "functions")
     @classmethod
@@ -204,6 +208,21 @@ class ChatRequest(BaseModel):
         if value:
             raise ValueError("this server does not return log probabilities; leave "
                              f"{info.field_name} out")
+        return value
+
+    @field_validator("modalities")
+    @classmethod
+    def _text_modality(cls, value: list[str] | None) -> list[str] | None:
+        if value not in (None, ["text"]):
+            raise ValueError('this server answers in text only; send ["text"] or leave '
+                             "modalities out")
+        return value
+
+    @field_validator("audio")
+    @classmethod
+    def _no_audio(cls, value: dict | None) -> dict | None:
+        if value is not None:
+            raise ValueError("this server answers in text only; leave audio out")
         return value
 
     @field_validator("stop")

@@ -31,6 +31,10 @@ TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type"
      "makes no tool calls; leave functions out"),  # the older names of tools, tool_choice
     ({"function_call": {"name": "lookup"}}, "function_call",
      "makes no tool calls; leave function_call out"),
+    ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}},
+     "modalities", "this server answers in text only; send"),
+    ({"audio": {"voice": "alloy", "format": "wav"}}, "audio",
+     "this server answers in text only; leave audio out"),
 ])
 def test_what_the_server_cannot_do_is_refused_not_ignored(client, asked, field,
                                                          expected) -> None:
@@ -39,7 +43,8 @@ def test_what_the_server_cannot_do_is_refused_not_ignored(client, asked, field,
         client.chat.completions.create(model="plain", messages=ASK, **asked)
     assert refused.value.body["param"] == field
     plain = client.chat.completions.create(model="plain", messages=ASK, tools=[],
-                                           response_format={"type": "text"}, logprobs=False)
+                                           response_format={"type": "text"}, logprobs=False,
+                                           modalities=["text"])
     assert plain.choices[0].message.content is not None
 
 
