@@ -68,12 +68,30 @@ def resolve_model(name: str, base_dir: Path | None = None) -> str:
     if path.exists():
         if not path.is_dir():
             raise ModelError(f"model path {path} is not a directory of a saved model")
+        _check_holds_a_model(path)
         return str(path.resolve())
     if name.startswith((".", "/", "~")):
         looked_in = (base_dir / path).resolve() if base_dir and not path.is_absolute() else path
         raise ModelError(f"model directory {looked_in} does not exist; fix the path in the config "
                          "(`chatbot config check` names the setting)")
     return name  # a hub id
+
+
+MODEL_FILES = ("config.json", "tokenizer_config.json", "tokenizer.json", "modules.json",
+               "adapter_config.json")
+"""A saved model's folder holds one of these (a tokenizer-only folder: the tokenizer's)."""
+
+
+def _check_holds_a_model(path: Path) -> None:
+    """A folder of no saved model (the docs, the folder above the model) would fail later, in
+    the loader, with a message about sentencepiece or tiktoken."""
+    if any((path / name).is_file() for name in MODEL_FILES):
+        return
+    inside = sorted(str(found.parent) for found in path.glob("*/config.json"))
+    fix = (f"did you mean {' or '.join(inside[:3])}?" if inside
+           else "give the folder that holds the model's config.json")
+    raise ModelError(f"model path {path} holds no saved model (no config.json or tokenizer "
+                     f"files); {fix}")
 
 
 def source_file(model: EmbeddedModel) -> Path:

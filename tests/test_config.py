@@ -238,6 +238,7 @@ def test_config_check_command(tmp_path: Path) -> None:
 def test_config_check_finds_model_paths_that_name_no_folder_and_a_window_with_no_room(
         tmp_path: Path) -> None:
     (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "tokenizer_config.json").write_text("{}")  # a tokenizer's folder
     bad = tmp_path / "bot.yaml"
     bad.write_text("backends: {gpu: {base_url: 'http://gpu:8000/v1'}}\n"
                    "variants:\n"

@@ -103,6 +103,7 @@ def test_a_missing_package_says_what_to_install() -> None:
 
 def test_names_resolve_to_directories_or_hub_ids(tmp_path) -> None:
     (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "config.json").write_text("{}")
     assert resolve_model("local", tmp_path) == str(tmp_path / "local")
     assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == \
         "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -110,6 +111,21 @@ def test_names_resolve_to_directories_or_hub_ids(tmp_path) -> None:
         resolve_model("./nowhere", tmp_path)
     with pytest.raises(ModelError, match="unknown embedded model"):
         resolve_model("embedded:gpt-9")
+
+
+def test_a_folder_that_holds_no_model_is_named_with_the_one_inside_it(tmp_path) -> None:
+    """Pointed at the docs folder, or at the folder above the model, the model loader failed
+    later with a message about sentencepiece or tiktoken."""
+    (tmp_path / "models" / "smol").mkdir(parents=True)
+    (tmp_path / "models" / "smol" / "config.json").write_text("{}")
+    with pytest.raises(ModelError, match=(
+            r"^model path .*models holds no saved model \(no config.json or tokenizer files\); "
+            r"did you mean .*models/smol\?$")):
+        resolve_model("./models", tmp_path)
+    (tmp_path / "docs").mkdir()
+    with pytest.raises(ModelError, match=r"holds no saved model .*; give the folder that holds "
+                                         r"the model's config.json$"):
+        resolve_model(str(tmp_path / "docs"))
 
 
 @pytest.mark.integration
