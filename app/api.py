@@ -44,6 +44,7 @@ from dataclasses import replace
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from app.api_models import AB_MODEL, ab_card, model_card, unknown_model
 from app.api_schema import (API_CLIENT, ChatRequest, RequestError, RequestLimits, body_bytes,
                             error_body, parse_request, read_json, split_conversation)
 from chatbot.answer_stream import CUT_SHORT_BY_SHUTDOWN, AnswerStream
@@ -52,7 +53,6 @@ from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, Input
                             ModelError, TooManyNewTokens)
 from chatbot.generate import GenerationSettings
 from chatbot.types import Reply
-from chatbot.variants import Variant
 from index.text import clean_text
 
 logger = logging.getLogger(__name__)
@@ -60,9 +60,6 @@ logger = logging.getLogger(__name__)
 
 DISCONNECT_POLL_S = 0.25
 """How often a request waiting for its answer checks that its client is still there."""
-
-AB_MODEL = "ab"
-"""With A/B on, ``model="ab"`` answers with the session's sticky variant, its name not shown."""
 
 BUSY_RETRY_AFTER_S = 1
 """The ``Retry-After`` of a 429 (and of a 503 for a generation server still busy): answers on a
@@ -101,18 +98,18 @@ def create_api_router(engine: Engine,
         # a card's max_model_len may load a tokenizer or ask a remote server: off the loop
         await asyncio.to_thread(engine.add_new_variants)
         cards = await asyncio.to_thread(
-            lambda: [_model_card(engine, v) for v in engine.variants.values()])
+            lambda: [model_card(engine, v) for v in engine.variants.values()])
         if assign_variant is not None:
-            cards.append(_ab_card(engine))
+            cards.append(ab_card(engine))
         return JSONResponse({"object": "list", "data": cards})
 
     @router.get("/models/{name:path}")  # a variant name may hold "/" (team/v2)
     async def get_model(name: str) -> JSONResponse:
         if assign_variant is not None and name == AB_MODEL:
-            return JSONResponse(_ab_card(engine))
+            return JSONResponse(ab_card(engine))
         if not await asyncio.to_thread(served, name):
-            return _error_response(_unknown_model(engine, name))
-        card = await asyncio.to_thread(_model_card, engine, engine.variants[name])
+            return _error_response(unknown_model(engine, name))
+        card = await asyncio.to_thread(model_card, engine, engine.variants[name])
         return JSONResponse(card)
 
     @router.post("/chat/completions", response_model=None)
@@ -126,7 +123,7 @@ def create_api_router(engine: Engine,
             elif chat.model in engine.variants or await asyncio.to_thread(served, chat.model):
                 variant = chat.model
             else:
-                raise _unknown_model(engine, chat.model)
+                raise unknown_model(engine, chat.model)
             job = Answering(engine, chat, session_id, variant, answers, client)
         except InputError as exc:
             return _error_response(exc)
@@ -350,27 +347,6 @@ def _check_session_is_callers(engine: Engine, session_id: str, client: str) -> N
         raise RequestError(f"the session {session_id!r} was begun by another client; send an "
                            "X-Session-Id (or user) of your own, or none for a new session",
                            param="X-Session-Id", code="session_not_yours", status=409)
-
-
-def _model_card(engine: Engine, variant: Variant) -> dict:
-    from app.api_tokenize import max_model_len
-
-    return {"id": variant.name, "object": "model", "created": 0, "owned_by": engine.bot_name,
-            "base_model": variant.model, "adapter": variant.adapter_id,
-            "template": variant.template, "retrieval": variant.retrieval,
-            "default": variant.name == engine.default_variant,
-            "max_model_len": max_model_len(engine, variant)}
-
-
-def _ab_card(engine: Engine) -> dict:
-    return {"id": AB_MODEL, "object": "model", "created": 0, "owned_by": engine.bot_name,
-            "ab": True, "default": False}
-
-
-def _unknown_model(engine: Engine, name: str) -> RequestError:
-    return RequestError(f"the model {name!r} does not exist; this bot's models (variants) are: "
-                        f"{', '.join(engine.variants)}", param="model", code="model_not_found",
-                        status=404)
 
 
 def _error_parts(exc: BaseException) -> tuple[int, dict]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from chatbot.errors import InputError
 from chatbot.log_writer import WRITER, writer_alive
 from chatbot.migrations import check_writable, open_log_database, read_only
+from chatbot.review_reasons import review_reasons, unreviewed
 from index.text import clean_text
 
 MAX_NOTE_CHARS = 20_000
@@ -278,7 +279,7 @@ class ConversationLog:
         while nobody has corrected or approved the turn, checked by the same statement: of two
         reviewers saving at once, the second is refused rather than replacing the first."""
         cursor = self._db.execute(
-            insert + (f" WHERE {_unreviewed(':turn')}" if seen_unreviewed else ""), values)
+            insert + (f" WHERE {unreviewed(':turn')}" if seen_unreviewed else ""), values)
         if not cursor.rowcount:
             done = "corrected" if self.corrections(values["turn"]) else "approved"
             raise InputError(f"turn {values['turn']} was {done} by someone else since you "
@@ -321,7 +322,7 @@ class ConversationLog:
         rows = self._db.execute(
             "SELECT t.session_id, t.position FROM turns t WHERE t.role = 'assistant' "
             "AND t.status = 'complete' "
-            f"AND {_unreviewed('t.id')} "
+            f"AND {unreviewed('t.id')} "
             "AND ((SELECT rating FROM feedback f WHERE f.turn_id = t.id "
             "      ORDER BY f.id DESC LIMIT 1) = -1 "
             "  OR json_extract(t.attribution_json, '$.action') IN ('flagged', 'withheld') "
@@ -334,7 +335,7 @@ class ConversationLog:
             question = next((t.text for t in reversed(turns)
                              if t.position < answer.position and t.role == "user"), "")
             items.append(ReviewItem(row["session_id"], question, answer,
-                                    _reasons(answer, min_support)))
+                                    review_reasons(answer, min_support)))
         return items
 
     def sessions(self, limit: int = 50) -> list[dict]:
@@ -375,22 +376,6 @@ class ConversationLog:
             attribution=_load(r["attribution_json"], None), correction=r["correction"],
             approved=bool(r["approved"]), error=r["error"])
             for r in rows]
-
-
-def _reasons(answer: LoggedTurn, min_support: float) -> tuple[str, ...]:
-    found = ["thumbs down"] if answer.rating == -1 else []
-    attribution = answer.attribution or {}
-    if attribution.get("action") in ("flagged", "withheld"):
-        found.append(attribution["action"])
-    elif attribution.get("score") is not None and attribution["score"] < min_support:
-        found.append("low support")
-    return tuple(found)
-
-
-def _unreviewed(turn: str) -> str:
-    """The SQL condition that the answer ``turn`` names has no correction and no approval."""
-    return (f"NOT EXISTS (SELECT 1 FROM corrections c WHERE c.turn_id = {turn}) "
-            f"AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.turn_id = {turn})")
 
 
 def _note(text: str, what: str) -> str:

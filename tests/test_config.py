@@ -8,7 +8,6 @@ from click.testing import CliRunner
 from app.cli import main
 from chatbot.config import BotConfig
 from chatbot.config_file import config_problems, load_config
-from chatbot.errors import ConfigError
 
 SHIPPED = sorted(Path(__file__).parents[1].glob("configs/*.yaml"))
 
@@ -131,58 +130,6 @@ def test_paths_resolve_from_the_config_folder_and_env_wins(tmp_path: Path,
     assert load_config(path).data_path == tmp_path / "state"
     monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "elsewhere"))
     assert load_config(path).data_path == tmp_path / "elsewhere"
-
-
-def test_load_config_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not found; check the path"):
-        load_config(tmp_path / "missing.yaml")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("retrieval: {k: 0}\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: 1 problem\(s\):\n  retrieval.k"):
-        load_config(bad)
-
-
-def test_a_config_that_is_not_utf8_or_gives_a_key_twice_is_one_clear_error(
-        tmp_path: Path) -> None:
-    latin1 = tmp_path / "latin1.yaml"
-    latin1.write_bytes("name: Caf\xe9 bot\n".encode("latin-1"))
-    twice = tmp_path / "twice.yaml"
-    twice.write_text("data: {validation_share: 0.2}\nname: x\ndata: {seed: 7}\n")
-    for path, expected in ((latin1, "not UTF-8 text (byte 0xe9 at position 9); save the file "
-                                    "as UTF-8"),
-                           (twice, "key 'data' is given twice")):
-        with pytest.raises(ConfigError, match=re.escape(expected)):
-            load_config(path)
-        result = CliRunner().invoke(main, ["config", "check", str(path)])
-        assert result.exit_code == 1 and expected in result.output
-        assert "Traceback" not in result.output
-
-
-def test_a_config_nested_too_deep_or_inside_itself_is_one_clear_error(tmp_path: Path) -> None:
-    """An alias inside its own anchor (``&a [*a]``) never ends, and a nesting deeper than
-    Python's stack is no config either: each is named, not a RecursionError traceback."""
-    itself = tmp_path / "itself.yaml"
-    itself.write_text("index: {paths: &p [docs, *p]}\n")
-    deep = tmp_path / "deep.yaml"
-    deep.write_text("name: " + "[" * 3000 + "]" * 3000 + "\n")
-    for path, expected in ((itself, f"{itself}: not valid YAML: line 1, column 26: alias *p "
-                                    "is inside the node its anchor &p names, so it never ends; "
-                                    "write the values out"),
-                           (deep, f"{deep}: not valid YAML: nested too deeply; a config is a "
-                                  "few levels of sections")):
-        with pytest.raises(ConfigError, match=re.escape(expected)):
-            load_config(path)
-        result = CliRunner().invoke(main, ["config", "check", str(path)])
-        assert result.exit_code == 1 and result.output == f"error: {expected}\n"
-
-
-def test_a_config_path_that_is_a_device_or_a_pipe_is_named_as_such() -> None:
-    """``/dev/null`` or a shell's ``<(envsubst < bot.yaml)`` exist: "not found" would send the
-    user looking for a typo."""
-    result = CliRunner().invoke(main, ["config", "check", "/dev/null"])
-    assert result.exit_code == 1 and result.output == (
-        "error: /dev/null is not a file (a device or a pipe); save the config as a YAML file "
-        "and give its path\n")
 
 
 def test_a_relative_data_dir_from_the_environment_is_from_the_current_folder(
