@@ -66,6 +66,7 @@ class AnswerStream:
 
     ABANDON_AFTER_S = 10.0
     SAVE_EVERY_S = 1.0
+    STOP_WAIT_S = 10.0
 
     def __init__(self, policies: AnswerPolicies, session_id: str, question: str,
                  variant: Variant, settings: GenerationSettings, history: list[Message],
@@ -123,8 +124,14 @@ class AnswerStream:
         return self.reply
 
     def result(self) -> Reply:
-        for _ in self:
-            pass
+        """Read the answer to its end. A Ctrl-C while waiting stops the answer and comes back
+        once it has ended: a command that then exits must not leave a model thread running."""
+        try:
+            for _ in self:
+                pass
+        except KeyboardInterrupt:
+            self.wait(self.STOP_WAIT_S)
+            raise
         return self.reply
 
     def _produce(self) -> None:

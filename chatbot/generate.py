@@ -187,8 +187,8 @@ class TransformersGenerator:
         try:
             yield from streamer
         finally:
-            reader_done.set()  # the reader is done (or gone): stop at the next token
-        worker.join()
+            reader_done.set()  # the reader is done (or gone): stop at the next token,
+            worker.join()  # and return only then, so no torch thread outlives the answer
         if errors:
             raise ModelError(f"generation failed in {self.model_id}: {errors[0]}") from errors[0]
 

@@ -1,6 +1,8 @@
 """The engine with an echo generator: streaming, prompts, history, policies, filters, logging."""
 
 import json
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -211,6 +213,23 @@ def test_an_abandoned_answer_is_marked_interrupted(echo, tmp_path) -> None:
     assert stream.wait(5).text == "alpha"
     turn = log.conversation("s1").turns[1]
     assert turn.status == "interrupted" and turn.text == "alpha"
+
+
+def test_ctrl_c_while_waiting_for_an_answer_comes_back_once_it_has_stopped(echo,
+                                                                          tmp_path) -> None:
+    """`chatbot eval` exits on Ctrl-C: a model thread still running then aborts the process."""
+    log = ConversationLog(tmp_path / "logs.sqlite")
+    echo.flowing.clear()
+    stream = make_engine(echo, log=log).answer("s1", "alpha beta gamma delta", "plain")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            stream.result()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert stream.wait(0) is not None  # ended and logged before the caller got the Ctrl-C
+    assert log.conversation("s1").turns[1].status == "interrupted"
 
 
 def test_adapter_trained_on_another_base_is_refused(echo, tmp_path) -> None:

@@ -93,3 +93,12 @@ def test_cancel_stops_a_stream_at_the_next_token(generator) -> None:
         pieces.append(piece)
         cancel.set()
     assert 1 <= len(pieces) < 100  # a busy reader may see a few more before the model stops
+
+
+def test_closing_a_stream_returns_once_the_model_has_stopped(generator) -> None:
+    """A process may exit right after: torch aborts it if a generation thread still runs."""
+    before = set(threading.enumerate())
+    stream = generator.stream(QUESTION, GenerationSettings(max_new_tokens=400))
+    next(stream)
+    stream.close()
+    assert [t for t in threading.enumerate() if t not in before] == []
