@@ -143,6 +143,18 @@ def test_export_through_a_symlink_or_into_a_pipe_writes_where_it_points(logged,
     assert pipe.is_fifo() and received == [target.read_text()]
 
 
+def test_export_to_dash_writes_the_jsonl_to_stdout_and_the_summary_to_stderr(
+        logged, tmp_path, monkeypatch) -> None:
+    """`--out - | jq ...`: nothing but the records on stdout, and no file named '-'."""
+    monkeypatch.chdir(tmp_path)
+    file_export = tmp_path / "chats.jsonl"
+    invoke("logs", "export", "--out", str(file_export), "--config", logged["config"])
+    result = invoke("logs", "export", "--out", "-", "--config", logged["config"])
+    assert result.stdout == file_export.read_text()
+    assert result.stderr.startswith("wrote 2 conversation(s), ") and "to stdout" in result.stderr
+    assert not (tmp_path / "-").exists()
+
+
 @pytest.mark.parametrize("out, refusal", [
     ("data/logs.sqlite", "is the bot's conversation log; choose another --out path"),
     ("data/logs.sqlite-wal", "is the bot's conversation log; choose another --out path"),

@@ -8,7 +8,7 @@ import getpass
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 import click
 
@@ -159,25 +159,38 @@ def _echo_turn(turn: LoggedTurn) -> None:
 @logs.command("export")
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="openai",
               show_default=True, help="openai: {messages}; sharegpt: {conversations}.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="JSONL file to write (one conversation a line).")
+@click.option("--out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              required=True, help="JSONL file to write (one conversation a line); - for "
+              "standard output.")
 @with_config
 @one_line_errors
 def export(config: BotConfig, fmt: str, out: Path) -> None:
     """Write each conversation's answered user/assistant turns as JSONL; feedback as metadata."""
-    conversations = answers = 0
-    output_path(config, out, "--out")
+    to_stdout = str(out) == "-"
+    if not to_stdout:
+        output_path(config, out, "--out")
     log = open_log(config)  # a missing log fails here, before the file is touched
+    if to_stdout:  # the summary goes to stderr, so stdout holds only the records
+        counts = write_export(log, fmt, click.get_text_stream("stdout"))
+        click.echo(f"wrote {counts[0]} conversation(s), {counts[1]} answer(s) to stdout",
+                   err=True)
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     with replacing(out) as handle:  # an export cut short leaves the earlier file whole
-        for conversation in log.conversations():
-            pairs = answered_pairs(conversation)
-            if not pairs:
-                continue
+        counts = write_export(log, fmt, handle)
+    click.echo(f"wrote {counts[0]} conversation(s), {counts[1]} answer(s) to {out}")
+
+
+def write_export(log: ConversationLog, fmt: str, handle: TextIO) -> tuple[int, int]:
+    """Write each answered conversation as one ``fmt`` record; (conversations, answers)."""
+    conversations = answers = 0
+    for conversation in log.conversations():
+        pairs = answered_pairs(conversation)
+        if pairs:
             record = FORMATS[fmt](conversation, pairs)
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             conversations, answers = conversations + 1, answers + len(pairs)
-    click.echo(f"wrote {conversations} conversation(s), {answers} answer(s) to {out}")
+    return conversations, answers
 
 
 def user_name() -> str | None:
