@@ -8,7 +8,8 @@ nothing in particular; the query must carry what it refers to. Two ways, chosen 
   ``USER_CHARS`` (no model call; the message leads, so an embedder that truncates a long
   query cuts the oldest turn);
 - ``rewrite``: the chat model, shown a few examples, writes the last message as a standalone
-  question (one short generation before the search).
+  question (one short generation before the search); a rewrite that repeats an example's
+  question is dropped for the ``last_turns`` query.
 
     retrieval: {query: {mode: last_turns, turns: 2}}
 """
@@ -46,6 +47,8 @@ REWRITE_EXAMPLES = (
      "What is the capital of France?", "What is the capital of France?"),
 )
 
+EXAMPLE_REWRITES = frozenset(rewritten.casefold() for _, _, rewritten in REWRITE_EXAMPLES)
+
 
 @dataclass(frozen=True)
 class QueryPolicy:
@@ -70,11 +73,15 @@ def retrieval_query(policy: QueryPolicy, question: str, history: Sequence[Messag
     earlier = earlier[-(policy.turns - 1):]  # an empty turn (an API history) takes no place
     if not earlier:
         return question
+    recent = " ".join([question, *(_short(m) for m in reversed(earlier))])
     if policy.mode == "last_turns":  # cut as the rewrite's are: a pasted page drowns BM25
-        return " ".join([question, *(_short(m) for m in reversed(earlier))])
+        return recent
     if len(question) > STANDALONE_CHARS:
         return question
-    return standalone(rewrite(rewrite_messages(question, history, policy.turns)), question)
+    rewritten = standalone(rewrite(rewrite_messages(question, history, policy.turns)), question)
+    if rewritten.casefold() in EXAMPLE_REWRITES - {question.casefold()}:
+        return recent  # the model repeated a worked example, not this conversation
+    return rewritten
 
 
 def rewrite_messages(question: str, history: Sequence[Message], turns: int) -> list[Message]:

@@ -92,6 +92,15 @@ def test_the_rewrite_prompt_stays_short_whatever_the_history() -> None:
     assert len(asked) == 1  # a message that long stands alone: no model call
 
 
+@pytest.mark.parametrize("copied", ["How much does renewing a passport cost?",
+                                    "can I get my deposit back from my landlord?"])
+def test_a_rewrite_that_repeats_a_worked_example_falls_back_to_the_recent_turns(copied) -> None:
+    """A small model often answers with an example's question: searching for passports would
+    find nothing the conversation is about."""
+    query = retrieval_query(QueryPolicy("rewrite", 2), FOLLOW_UP, HISTORY, lambda m: copied)
+    assert query == f"{FOLLOW_UP} {FIRST}"
+
+
 @pytest.mark.parametrize("text, expected", [
     ("Standalone question: How long does indexing take?", "How long does indexing take?"),
     ("  \n", FOLLOW_UP), ('"Is it free?"', "Is it free?")])
