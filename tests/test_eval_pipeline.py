@@ -85,7 +85,7 @@ def test_json_output_and_metrics_file_are_valid_json_with_one_item(eval_bot: Pat
     report = strict_json(result.output[result.output.index("{"):])
     interval = report["comparisons"]["prompt"]["token_f1"]["difference_t"]
     assert interval["low"] is None and interval["high"] is None  # no interval from one item
-    metrics = load_config(eval_bot).data_path / "evals" / "eval_heldout" / "metrics.json"
+    metrics = load_config(eval_bot).data_path / "evals" / "eval_heldout-first1" / "metrics.json"
     assert strict_json(metrics.read_text()) == report
 
 
@@ -110,18 +110,22 @@ def test_an_answer_holding_a_line_separator_is_read_back_from_the_cache(tmp_path
 
 def test_cache_resumes_reuses_and_invalidates(eval_bot: Path) -> None:
     config = load_config(eval_bot)
-    first = run_eval(eval_settings(config), ["plain", "prompt"], HELDOUT, limit=3, encode=None, write=False)
+
+    def run(variants: list[str], **options):
+        return run_eval(eval_settings(config), variants, HELDOUT, name="eval_heldout",
+                        encode=None, write=False, **options)
+
+    first = run(["plain", "prompt"], limit=3)
     assert (first.run.generated, first.run.reused) == (6, 0)
     cache = config.data_path / "evals" / "eval_heldout" / CACHE_FILE
     lines = cache.read_text().splitlines()
     cache.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])  # killed mid-write
-    resumed = run_eval(eval_settings(config), ["plain", "prompt"], HELDOUT, encode=None, write=False)
+    resumed = run(["plain", "prompt"])
     assert (resumed.run.generated, resumed.run.reused) == (7, 5)
-    added = run_eval(eval_settings(config), ["plain", "prompt", "prompt2"], HELDOUT, encode=None, write=False)
+    added = run(["plain", "prompt", "prompt2"])
     assert (added.run.generated, added.run.reused) == (6, 12)
     assert added.run.answers["prompt2"][0].text == added.run.answers["prompt"][0].text  # greedy
-    longer = run_eval(eval_settings(config), ["plain", "prompt"], HELDOUT, encode=None, write=False,
-                      max_new_tokens=7)
+    longer = run(["plain", "prompt"], max_new_tokens=7)
     assert longer.run.generated == 12
 
 
@@ -257,3 +261,21 @@ def test_ctrl_c_keeps_the_answers_and_says_the_same_command_continues(eval_bot: 
                                       "--json"])
     generation = json.loads(again.output[again.output.index("{"):])["generation"]
     assert generation["reused"] >= 2 and generation["reused"] + generation["generated"] == 80
+
+
+def test_a_limit_trial_keeps_the_full_runs_results(eval_bot: Path) -> None:
+    """A quick `--limit` look after a full run must not replace the full run's reports."""
+    evals = load_config(eval_bot).data_path / "evals"
+    full = eval_cli(eval_bot, "--variants", "plain,prompt", "--json")
+    assert full.exit_code == 0, full.output
+    before = (evals / "eval_heldout" / "metrics.json").read_text()
+    trial = eval_cli(eval_bot, "--variants", "plain,prompt", "--limit", "2", "--json")
+    assert trial.exit_code == 0, trial.output
+    assert (evals / "eval_heldout" / "metrics.json").read_text() == before
+    assert json.loads((evals / "eval_heldout-first2" / "metrics.json").read_text())["items"] == 2
+    named = eval_cli(eval_bot, "--variants", "plain,prompt", "--limit", "2", "--out",
+                     "eval_heldout")
+    assert named.exit_code == 1
+    assert ("error: eval 'eval_heldout' holds the results of 6 items; a --limit 2 run would "
+            "replace them: give --out another name") in named.output
+    assert (evals / "eval_heldout" / "metrics.json").read_text() == before

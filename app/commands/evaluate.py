@@ -35,7 +35,8 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
               help="Held-out JSONL (questions or conversations) or a dataset name in "
                    "<data_dir>/datasets (its validation split).")
 @click.option("--out", "name", help="Eval name: results go to <data_dir>/evals/NAME "
-                                    "[default: the data file's stem]. Reruns reuse its answers.")
+                                    "[default: the data file's stem, with -firstN for --limit "
+                                    "N]. Reruns reuse its answers.")
 @click.option("--gate", help='Exit 3 unless every candidate passes, e.g. "token_f1>=0": the '
                              "lower 95% bound of candidate - baseline must reach the threshold.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N items.")
@@ -52,10 +53,12 @@ def evaluate(config: BotConfig, variants: str, data: str, name: str | None, gate
     """Compare variants on held-out data: metrics with intervals, report.md/.html."""
     from app.build import eval_settings
     from training.eval.report import comparison_rows, summary_rows
-    from training.eval.evaluate import default_name, parse_gate, run_eval
+    from training.eval.evaluate import default_name, keep_larger_run, parse_gate, run_eval
 
     if gate:
         parse_gate(gate)  # a typo fails before an hour of generation
+    if name and limit:
+        keep_larger_run(config.data_path, name, limit)
     stop_on_ctrl_c()
     names = [v.strip() for v in variants.split(",") if v.strip()]
     try:
@@ -65,7 +68,7 @@ def evaluate(config: BotConfig, variants: str, data: str, name: str | None, gate
     except KeyboardInterrupt:
         click.echo(err=True)  # off the progress line
         raise ChatbotError(f"interrupted; run the same command again to continue eval "
-                         f"{name or default_name(data)!r}: the answers generated so far are "
+                         f"{name or default_name(data, limit)!r}: the answers generated so far are "
                          "kept") from None
     if as_json:
         print_json(result.record().to_json())

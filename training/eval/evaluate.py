@@ -30,7 +30,7 @@ from training.eval.evalset import EvalItem, load_items
 from training.eval.generations import CACHE_FILE, GenerationCache, GenerationRun, generate_all
 from training.eval.metrics import BY_NAME, METRICS, score_answer
 from training.eval.paired_stats import Interval, PairedComparison, bootstrap_mean, compare_paired
-from training.eval.result import EvalResult, Gate, GateResult
+from training.eval.result import METRICS_FILE, EvalRecord, EvalResult, Gate, GateResult
 from training.eval.settings import EvalSettings
 
 GATE = re.compile(r"^\s*([a-z_@0-9]+)\s*(>=|<=)\s*([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
@@ -159,7 +159,7 @@ def run_eval(settings: EvalSettings, variants: list[str], data: str, *, name: st
     engine = engine or settings.engine(embedder, extra_variants or {})
     for variant in variants:
         engine.variant(variant)  # unknown names fail before any generation
-    name = name or default_name(data)
+    name = name or default_name(data, limit)
     out_dir = DataPaths(settings.data_dir).eval(name)
     greedy = dataclasses.replace(engine.settings, temperature=0.0,
                                  max_new_tokens=max_new_tokens or engine.settings.max_new_tokens)
@@ -259,10 +259,28 @@ def adapter_scorer(settings: EvalSettings, metric: str, data: str, baseline: str
     return score
 
 
-def default_name(data: str) -> str:
+def default_name(data: str, limit: int | None = None) -> str:
     """An eval's name when ``--out`` gives none: the data file's (or dataset's) name, as a
-    folder name (``my questions.jsonl``: ``my-questions``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(data).stem).strip("._-")[:64] or "eval"
+    folder name (``my questions.jsonl``: ``my-questions``), and ``-firstN`` for a ``--limit N``
+    run, so that a quick look never replaces the reports of a run on every item."""
+    suffix = f"-first{limit}" if limit else ""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(data).stem).strip("._-") or "eval"
+    return stem[:max(NAME_CHARS - len(suffix), 1)] + suffix
+
+
+def keep_larger_run(data_dir: Path, name: str, limit: int) -> None:
+    """Refuse a ``--limit`` run into an eval that holds more items: its reports would replace
+    those of the larger run (a damaged ``metrics.json`` has nothing left to keep)."""
+    metrics = DataPaths(data_dir).eval(name) / METRICS_FILE
+    try:
+        held = EvalRecord.load(metrics).items if metrics.is_file() else 0
+    except InputError:
+        return
+    if held > limit:
+        raise InputError(f"eval {name!r} holds the results of {held} items; a --limit {limit} "
+                         f"run would replace them: give --out another name (or none: a "
+                         f"limited run's default name ends in -first{limit}), or delete "
+                         f"{metrics.parent} first")
 
 
 def check_eval_inputs(settings: EvalSettings, data: str, baseline: str,
