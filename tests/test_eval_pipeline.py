@@ -279,3 +279,31 @@ def test_a_limit_trial_keeps_the_full_runs_results(eval_bot: Path) -> None:
     assert ("error: eval 'eval_heldout' holds the results of 6 items; a --limit 2 run would "
             "replace them: give --out another name") in named.output
     assert (evals / "eval_heldout" / "metrics.json").read_text() == before
+
+
+def test_duplicate_ids_are_refused_and_repeated_questions_warned_about(eval_bot: Path,
+                                                                       tmp_path: Path) -> None:
+    """Each item is one row of metrics.json's per_item and one pair in the statistics: two
+    items under one id can't be told apart, and a question asked twice counts twice."""
+    def row(item_id, question, answer):
+        return json.dumps({"id": item_id, "question": question, "answers": [answer]}) + "\n"
+
+    data = tmp_path / "dup.jsonl"
+    data.write_text(row("a", "Where is feedback stored?", "logs")
+                    + row("b", "How do I add documents?", "sync")
+                    + row("a", "What is a variant?", "a named way"))
+    refused = CliRunner().invoke(main, ["eval", "--config", str(eval_bot), "--data", str(data),
+                                        "--variants", "plain,prompt"])
+    assert refused.exit_code == 1
+    assert (f"error: {data}: item id 'a' is given to 2 items; give each its own \"id\""
+            in refused.output)
+    assert not (load_config(eval_bot).data_path / "evals" / "dup").exists()
+    data.write_text(row("a", "Where is feedback stored?", "logs")
+                    + row("b", "How do I add documents?", "sync")
+                    + row("c", "Where is feedback stored?", "in logs.sqlite"))
+    result = run_eval(eval_settings(load_config(eval_bot)), ["plain", "prompt"], str(data),
+                      encode=None, write=False)
+    assert result.warnings == [
+        "item c asks what item a asks (the same question after the same history), so that "
+        "question counts twice in every mean and comparison; give one item all its "
+        "reference answers, or remove the repeats"]

@@ -18,6 +18,7 @@ import hashlib
 import html
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def load_items(source: str, data_dir: Path, limit: int | None = None) -> list[Ev
     dataset_dir = datasets / source
     if path.is_file():
         items = list(_jsonl_items(path))
+        _check_unique_ids(items, source)
     elif "/" not in source and dataset_dir.is_dir():
         items = _dataset_items(dataset_dir)
     elif path.is_dir() and (path / "dataset").is_dir():
@@ -66,6 +68,37 @@ def load_items(source: str, data_dir: Path, limit: int | None = None) -> list[Ev
     if not items:
         raise InputError(f"{source} holds no evaluation items")
     return items[:limit] if limit else items
+
+
+def _check_unique_ids(items: list[EvalItem], source: str) -> None:
+    """Each id of a file names one row of the per-item scores and of the reports' regressions
+    (a dataset's ids are the conversations' own, made by ``chatbot data build``)."""
+    counts = Counter(item.id for item in items)
+    repeated = [f"{item_id!r} is given to {n} items" for item_id, n in counts.items() if n > 1]
+    if repeated:
+        shown = ", ".join(repeated[:3]) + (f" (and {len(repeated) - 3} more ids)"
+                                           if len(repeated) > 3 else "")
+        raise InputError(f"{source}: item id {shown}; give each its own \"id\"")
+
+
+def repeated_questions(items: list[EvalItem]) -> list[str]:
+    """A warning (or none) when items ask the same question after the same history: each
+    counts as a sample of its own, so that question weighs twice in the means and the paired
+    tests."""
+    first: dict[str, EvalItem] = {}
+    repeats = []
+    for item in items:
+        if item.hash in first:
+            repeats.append((item, first[item.hash]))
+        else:
+            first[item.hash] = item
+    if not repeats:
+        return []
+    item, earlier = repeats[0]
+    more = f" (and {len(repeats) - 1} more repeats)" if len(repeats) > 1 else ""
+    return [f"item {item.id} asks what item {earlier.id} asks (the same question after the "
+            f"same history){more}, so that question counts twice in every mean and "
+            "comparison; give one item all its reference answers, or remove the repeats"]
 
 
 def _jsonl_items(path: Path):
@@ -200,4 +233,4 @@ def _dataset_items(directory: Path) -> list[EvalItem]:
     return items
 
 
-__all__ = ["EvalItem", "load_items"]
+__all__ = ["EvalItem", "load_items", "repeated_questions"]

@@ -26,7 +26,7 @@ from chatbot.errors import InputError
 from chatbot.paths import FOLDER_NAME, NAME_CHARS, DataPaths
 from chatbot.variants import Variant
 from index import manifest as index_manifest
-from training.eval.evalset import EvalItem, load_items
+from training.eval.evalset import EvalItem, load_items, repeated_questions
 from training.eval.generations import CACHE_FILE, GenerationCache, GenerationRun, generate_all
 from training.eval.metrics import BY_NAME, METRICS, score_answer
 from training.eval.paired_stats import Interval, PairedComparison, bootstrap_mean, compare_paired
@@ -169,6 +169,7 @@ def run_eval(settings: EvalSettings, variants: list[str], data: str, *, name: st
     scores = score_run(items, run, embedder.encode if encode is True else (encode or None))
     result = EvalResult(name, data, items, variants, run, scores, summarize(scores),
                         compare(scores, variants[0], variants[1:], min_effect), min_effect)
+    result.warnings += repeated_questions(items)
     result.warnings += unanswered(items, run)
     if state is None and any(run.settings[v]["retrieval"] for v in variants):
         result.warnings.append(f"no index in {settings.index_dir}: retrieval variants "
