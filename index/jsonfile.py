@@ -37,20 +37,29 @@ def write_atomic(path: Path, data: dict, *, indent: int = 2, sort_keys: bool = F
                   default=str)
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``path.write_bytes(data)`` as :func:`replacing` writes: the old file or the new one,
+    never half (an image a page serves, a report)."""
+    with replacing(path, binary=True) as handle:
+        handle.write(data)
+
+
 @contextmanager
-def replacing(path: Path, newline: str | None = None) -> Iterator[TextIO]:
-    """A text file that takes ``path``'s place once the block completes: an error or Ctrl-C
-    midway leaves the file that was there, whole. Through a symlink the file it points to is
-    replaced, and what is no file (``/dev/stdout``, a named pipe) is written as it is: a file
-    put in its place would keep the text from its reader."""
+def replacing(path: Path, newline: str | None = None, *, binary: bool = False
+              ) -> Iterator[TextIO]:
+    """A text file (``binary``: a file of bytes) that takes ``path``'s place once the block
+    completes: an error or Ctrl-C midway leaves the file that was there, whole. Through a
+    symlink the file it points to is replaced, and what is no file (``/dev/stdout``, a named
+    pipe) is written as it is: a file put in its place would keep the text from its reader."""
+    mode = {"mode": "wb"} if binary else {"mode": "w", "encoding": "utf-8", "newline": newline}
     if path.exists() and not path.is_file():
-        with open(path, "w", encoding="utf-8", newline=newline) as handle:
+        with open(path, **mode) as handle:
             yield handle
         return
     asked, path = path, path.resolve()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with _temporary(tmp, asked, newline) as handle:
+        with _temporary(tmp, asked, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -60,11 +69,11 @@ def replacing(path: Path, newline: str | None = None) -> Iterator[TextIO]:
     fsync_path(path.parent)
 
 
-def _temporary(tmp: Path, asked: Path, newline: str | None) -> TextIO:
+def _temporary(tmp: Path, asked: Path, mode: dict) -> TextIO:
     """``tmp`` open for writing; a refusal (a read-only folder) names ``asked``, the file the
     user gave, not the hidden temporary file they never heard of."""
     try:
-        return open(tmp, "w", encoding="utf-8", newline=newline)
+        return open(tmp, **mode)
     except OSError as exc:
         raise type(exc)(exc.errno, exc.strerror, str(asked)) from None
 

@@ -176,3 +176,25 @@ def test_ab_report_chart_never_writes_over_the_bots_own_files(tmp_path) -> None:
     assert (config.read_bytes(), log.read_bytes()) == before
     assert [s["id"] for s in ConversationLog(log).sessions()] == ["web-a"]
     assert not (tmp_path / "chart.jpg").exists()
+
+
+def test_ab_report_replaces_the_chart_whole(tmp_path) -> None:
+    """The new chart takes the old one's place in one step: whoever has the old chart open (a
+    page serving it, a copy under way) reads all of it, never the start of the new one, and a
+    run cut short leaves the old one."""
+    config = tmp_path / "bot.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"),
+                                      "variants": {"prompt": {}, "plain": {"template": "plain"}}},
+                                     sort_keys=False))
+    chart = tmp_path / "chart.png"
+    command = ["ab", "report", "--config", str(config), "--chart", str(chart)]
+    store = AbStore(tmp_path / "data" / "logs.sqlite")
+    assert CliRunner().invoke(main, command).exit_code == 0
+    old = chart.read_bytes()
+    with chart.open("rb") as reader:
+        battle = store.start_battle("s1", "q", "prompt", "plain")
+        store.vote(battle.id, "u1", "a")
+        assert CliRunner().invoke(main, command).exit_code == 0
+        assert chart.read_bytes() != old
+        assert reader.read() == old
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".chart")]

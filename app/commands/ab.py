@@ -10,6 +10,7 @@ from app.commands.common import BotConfig, existing_log, in_section, one_line_er
     output_path, print_json, with_config
 from chatbot.errors import InputError
 from chatbot.paths import DataPaths
+from index.jsonfile import write_bytes_atomic
 
 
 @click.group()
@@ -37,7 +38,7 @@ def report(config: BotConfig, as_json: bool, chart: str | None) -> None:
         result.notes.append("ab.enabled is false: thumbs count only in sessions the A/B split "
                             "assigned a variant to; switch it on to start the test")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(chart_png(result))
+    write_bytes_atomic(path, chart_png(result))  # a reader never sees half a chart
     if as_json:
         print_json(result.as_dict() | {"chart": str(path)})
     else:
