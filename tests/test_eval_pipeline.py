@@ -307,3 +307,23 @@ def test_duplicate_ids_are_refused_and_repeated_questions_warned_about(eval_bot:
         "item c asks what item a asks (the same question after the same history), so that "
         "question counts twice in every mean and comparison; give one item all its "
         "reference answers, or remove the repeats"]
+
+
+def test_a_rerun_replaces_each_report_whole(eval_bot: Path) -> None:
+    """Whoever has a report open while a rerun writes the next (a browser loading
+    report.html, a copy under way) reads the old report whole, never a mix of the two."""
+    out = load_config(eval_bot).data_path / "evals" / "eval_heldout-first2"
+    assert eval_cli(eval_bot, "--variants", "plain,prompt", "--limit", "2").exit_code == 0
+    names = ["metrics.json", "report.md", "report.html", "intervals.png"]
+    old = {name: (out / name).read_bytes() for name in names}
+    readers = {name: (out / name).open("rb") for name in names}
+    try:
+        rerun = eval_cli(eval_bot, "--variants", "plain,prompt,prompt2", "--limit", "2")
+        assert rerun.exit_code == 0, rerun.output
+        for name in names:
+            assert (out / name).read_bytes() != old[name], name
+            assert readers[name].read() == old[name], name
+    finally:
+        for reader in readers.values():
+            reader.close()
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, CACHE_FILE])

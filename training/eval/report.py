@@ -14,6 +14,7 @@ import io
 import math
 from pathlib import Path
 
+from index.jsonfile import replacing, write_bytes_atomic
 from training.eval.metrics import BY_NAME, METRICS
 from training.eval.result import METRICS_FILE, EvalResult
 
@@ -196,7 +197,10 @@ def write_reports(result: EvalResult, out_dir: Path) -> dict[str, Path]:
     paths = {"metrics": out_dir / METRICS_FILE, "markdown": out_dir / "report.md",
              "html": out_dir / "report.html", "plot": out_dir / "intervals.png"}
     result.record().save(paths["metrics"])
-    paths["markdown"].write_text(render_markdown(result), encoding="utf-8")
-    paths["html"].write_text(render_html(result, png), encoding="utf-8")
-    paths["plot"].write_bytes(png)
+    # each replaced whole: a rerun cut short, or read meanwhile, never shows half a report
+    with replacing(paths["markdown"]) as handle:
+        handle.write(render_markdown(result))
+    with replacing(paths["html"]) as handle:
+        handle.write(render_html(result, png))
+    write_bytes_atomic(paths["plot"], png)
     return paths
