@@ -180,8 +180,8 @@ def sync_paths(index: BotIndex, paths: list[str | Path] | None = None,
 
 
 @_index_errors
-def evaluate_index(index: BotIndex, data: Path, ks: tuple[int, ...],
-                   mode: str | None = None) -> EvalReport:
+def evaluate_index(index: BotIndex, data: Path, ks: tuple[int, ...], mode: str | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> EvalReport:
     """Context hit@k, evidence recall@k and MRR of the bot's own retrieval (mode, fusion,
     threshold, merging, reranking) on the questions in ``data``."""
     questions = load_questions(data)
@@ -189,7 +189,7 @@ def evaluate_index(index: BotIndex, data: Path, ks: tuple[int, ...],
     if retriever is None:
         raise DocumentIndexError("nothing is indexed yet; run `chatbot index sync PATH` first")
     report = evaluate(lambda query, k: index.names.hits(retriever.search(query, k=k, mode=mode)),
-                      questions.questions, ks)
+                      questions.questions, ks, progress)
     chunks = retriever.store.docstore.all_chunks()[1]
     return replace(report, not_answerable=questions.not_answerable,
                    not_indexed=gold_not_indexed(questions.questions, chunks))

@@ -197,13 +197,15 @@ def _line_numbers(numbers: list[int]) -> str:
     return f"lines {shown}" + (f", ... ({len(numbers)} lines)" if len(numbers) > 3 else "")
 
 
-def evaluate(search: Search, questions: list[EvalQuestion], ks: tuple[int, ...]) -> EvalReport:
+def evaluate(search: Search, questions: list[EvalQuestion], ks: tuple[int, ...],
+             progress: Callable[[int, int], None] | None = None) -> EvalReport:
     """Search each question once per k: with neighbour merging (or MMR) the first k passages of
-    a wider search are not what a search for k returns."""
+    a wider search are not what a search for k returns. ``progress(done, total)`` follows each
+    question."""
     ks = tuple(sorted(set(ks)))
     hit, recall, words = ({k: 0.0 for k in ks} for _ in range(3))
     mrr, misses = 0.0, []
-    for question in questions:
+    for done, question in enumerate(questions, start=1):
         gold = len(question.gold_sentences or question.gold_passages)
         for k in ks:
             hits = search(question.question, k)[:k]
@@ -215,6 +217,8 @@ def evaluate(search: Search, questions: list[EvalQuestion], ks: tuple[int, ...])
         mrr += next((1 / rank for rank, c in enumerate(covered, start=1) if c), 0.0)
         if not found:
             misses.append(Miss(question.question, tuple(_place(h) for h in hits)))
+        if progress:
+            progress(done, len(questions))
     n = len(questions)
     return EvalReport(n, {k: v / n for k, v in hit.items()}, {k: v / n for k, v in recall.items()},
                       mrr / n, {k: v / n for k, v in words.items()}, misses=tuple(misses))

@@ -251,3 +251,22 @@ def test_gold_items_no_indexed_chunk_holds_are_named(tmp_path, monkeypatch):
     assert ("3 gold item(s) are in no indexed chunk (of the file their source names, where one "
             "is given)") in table.stdout  # "It costs nothing" is in price.md, not other.md
     assert "- prices.md\n- It is free.\n- It costs nothing\n" in table.stdout
+
+
+def test_cli_shows_its_progress_on_stderr_as_chatbot_eval_does(tmp_path, monkeypatch):
+    """A long question set says how far it is, off stdout, so --json output stays JSON."""
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "price.md").write_text("# Price\n\nIt costs nothing at all.\n")
+    config = tmp_path / "bot.yaml"
+    config.write_text('models:\n  embedder: "hash:256"\nindex:\n  paths: [docs]\n')
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(json.dumps({"question": f"cost {i}", "gold_passages": ["price.md"]})
+                            + "\n" for i in range(3)))
+    runner = CliRunner()
+    assert runner.invoke(main, ["index", "sync", "--config", str(config)]).exit_code == 0
+    result = runner.invoke(main, ["index", "eval", "--data", str(data), "--json",
+                                  "--config", str(config)], catch_exceptions=False)
+    assert json.loads(result.stdout)["questions"] == 3
+    assert result.stderr.split("\r")[1:] == ["questions: 1/3", "questions: 2/3",
+                                             "questions: 3/3\n"]

@@ -69,6 +69,11 @@ def one_line_errors(func: Callable) -> Callable:
     return wrapper
 
 
+def progress_line(label: str, done: int, total: int) -> None:
+    """``label: done/total`` on stderr, rewritten in place: stdout stays the result alone."""
+    click.echo(f"\r{label}: {done}/{total}", nl=done == total, err=True)
+
+
 def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 

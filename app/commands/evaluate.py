@@ -8,16 +8,12 @@ import sys
 import click
 
 from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
-    with_config
+    progress_line, with_config
 from chatbot.errors import ChatbotError, InputError
 from chatbot.interrupts import stop_on_ctrl_c
 
 GATE_FAILED = 3
 """Exit status when the gate is not passed (1 is any other error)."""
-
-
-def _progress(variant: str, done: int, total: int) -> None:
-    click.echo(f"\r{variant}: {done}/{total}", nl=done == total, err=True)
 
 
 def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -64,7 +60,7 @@ def evaluate(config: BotConfig, variants: str, data: str, name: str | None, gate
     try:
         result = run_eval(eval_settings(config), names, data, name=name, limit=limit,
                           min_effect=min_effect, max_new_tokens=max_new_tokens, gate=gate,
-                          progress=_progress)
+                          progress=progress_line)
     except KeyboardInterrupt:
         click.echo(err=True)  # off the progress line
         raise ChatbotError(f"interrupted; run the same command again to continue eval "

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from app.commands.common import in_section, one_line_errors, print_json, with_config
+from app.commands.common import in_section, one_line_errors, print_json, progress_line, \
+    with_config
 from chatbot.config import BotConfig
 
 MODES = ("dense", "bm25", "hybrid")
@@ -150,7 +151,8 @@ def eval_command(config: BotConfig, data: Path, ks: tuple[int, ...], mode: str |
     from app.build import bot_index
     from chatbot.indexing import evaluate_index
 
-    report = evaluate_index(bot_index(config), data, ks, mode)
+    report = evaluate_index(bot_index(config), data, ks, mode,
+                            lambda done, total: progress_line("questions", done, total))
     if as_json:
         print_json(report.to_json())
     else:
