@@ -127,6 +127,11 @@ def test_load_errors_name_the_place(tmp_path) -> None:
     (b'{"question": "q", "gold_sources": [["a"]]}', "line 2: \"gold_sources\" must be"),
     (b'{"question": "q", "not_answerable": "false"}',
      "line 2: \"not_answerable\" must be true or false"),
+    (b"[" * 100_000, "line 2: JSON nested too deeply to read"),
+    (b'{"id": ["a"], "question": "q", "answers": ["a"]}',
+     "line 2: \"id\" must be a string or a number"),
+    (b'{"id": {"n": 1}, "messages": [{"role": "user", "content": "q"}, '
+     b'{"role": "assistant", "content": "a"}]}', "line 2: \"id\" must be a string or a number"),
 ])
 def test_a_malformed_line_is_an_error_naming_it_not_a_traceback(tmp_path, content,
                                                                  error) -> None:
@@ -135,6 +140,14 @@ def test_a_malformed_line_is_an_error_naming_it_not_a_traceback(tmp_path, conten
     data.write_bytes(content if content.startswith(b"\xff\xfe") else good + content)
     with pytest.raises(InputError, match=re.escape(f"held.jsonl, {error}")):
         load_items(str(data), tmp_path)
+
+
+def test_an_item_without_an_id_is_named_by_its_line(tmp_path) -> None:
+    """A null id (a spreadsheet's empty cell) is no id: the line number names the item."""
+    data = tmp_path / "held.jsonl"
+    data.write_text("".join(json.dumps({"id": None, "question": q, "answers": ["a"]}) + "\n"
+                            for q in ("q1", "q2")) + json.dumps({"id": 7, "question": "q3"}))
+    assert [item.id for item in load_items(str(data), tmp_path)] == ["1", "2", "7"]
 
 
 def test_a_byte_order_mark_and_a_single_gold_source_are_read(tmp_path) -> None:

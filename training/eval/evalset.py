@@ -115,16 +115,22 @@ def _jsonl_items(path: Path):
             row = json.loads(line)
         except ValueError as exc:
             raise InputError(f"{where}: not valid JSON ({exc})") from exc
+        except RecursionError:  # Python's parser gives up at about 1,000 levels
+            raise InputError(f"{where}: JSON nested too deeply to read") from None
         if not isinstance(row, dict):
             raise InputError(f"{where}: expected a JSON object")
+        item_id = row.get("id")
+        if item_id is not None and (isinstance(item_id, bool) or not isinstance(item_id, TEXT)):
+            raise InputError(f"{where}: \"id\" must be a string or a number")
+        item_id = str(number if item_id is None else item_id)  # null: no id given
         if "messages" in row:
-            yield from conversation_items(row["messages"], str(row.get("id", number)), where)
+            yield from conversation_items(row["messages"], item_id, where)
         elif "question" in row:
             if problem := _wrong_field(row):
                 raise InputError(f"{where}: {problem}")
             if not (row["question"] or "").strip():
                 raise InputError(f"{where}: the question is empty")
-            yield question_item(row, str(row.get("id", number)))
+            yield question_item(row, item_id)
         else:
             raise InputError(f"{where}: needs a \"question\" (with \"answers\") or "
                              "\"messages\" field")
