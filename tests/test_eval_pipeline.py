@@ -195,6 +195,10 @@ def test_bad_inputs_are_one_line_errors(eval_bot: Path, tmp_path: Path) -> None:
         assert escaped.exit_code == 1
         assert f"error: eval name {out!r} is not allowed" in escaped.output
     assert not (tmp_path / "elsewhere").exists() and not list(tmp_path.parent.glob("x"))
+    huge = eval_cli(eval_bot, "--variants", "plain,prompt", "--limit", "9" * 70)
+    assert huge.exit_code == 1 and huge.output.endswith(
+        f"error: --limit {'9' * 70} is more items than any data holds; leave --limit out to "
+        "evaluate every item\n")
     for effect in ("-1", "0", "nan", "inf"):
         refused = eval_cli(eval_bot, "--variants", "plain,prompt", "--min-effect", effect)
         assert refused.exit_code == 2

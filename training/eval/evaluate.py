@@ -151,6 +151,7 @@ def run_eval(settings: EvalSettings, variants: list[str], data: str, *, name: st
         raise InputError(f"--variants needs two or more distinct names (baseline first), got "
                          f"{','.join(variants)}")
     items = load_items(data, settings.data_dir, limit)
+    name = name or default_name(data, limit)
     embedder = None
     if engine is None or encode is True:
         from chatbot.indexing import open_embedder
@@ -159,7 +160,6 @@ def run_eval(settings: EvalSettings, variants: list[str], data: str, *, name: st
     engine = engine or settings.engine(embedder, extra_variants or {})
     for variant in variants:
         engine.variant(variant)  # unknown names fail before any generation
-    name = name or default_name(data, limit)
     out_dir = DataPaths(settings.data_dir).eval(name)
     greedy = dataclasses.replace(engine.settings, temperature=0.0,
                                  max_new_tokens=max_new_tokens or engine.settings.max_new_tokens)
@@ -265,8 +265,11 @@ def default_name(data: str, limit: int | None = None) -> str:
     folder name (``my questions.jsonl``: ``my-questions``), and ``-firstN`` for a ``--limit N``
     run, so that a quick look never replaces the reports of a run on every item."""
     suffix = f"-first{limit}" if limit else ""
+    if len(suffix) >= NAME_CHARS:
+        raise InputError(f"--limit {limit} is more items than any data holds; leave --limit out "
+                         "to evaluate every item")
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(data).stem).strip("._-") or "eval"
-    return stem[:max(NAME_CHARS - len(suffix), 1)] + suffix
+    return stem[:NAME_CHARS - len(suffix)] + suffix
 
 
 def keep_larger_run(data_dir: Path, name: str, limit: int) -> None:
