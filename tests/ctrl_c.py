@@ -20,11 +20,13 @@ import pytest
 from chatbot.interrupts import stop_on_ctrl_c
 
 
-def started(args: list[str], in_background: bool = False, **env: str) -> subprocess.Popen:
+def started(args: list[str], in_background: bool = False, stderr=subprocess.PIPE,
+            **env: str) -> subprocess.Popen:
     """``python -m app ARGS``; ``in_background`` as a shell's ``cmd &`` starts it (SIGINT
-    ignored, which the command must undo to be stopped at all)."""
+    ignored, which the command must undo to be stopped at all); ``stderr`` may be a file, to
+    watch the progress it shows."""
     return subprocess.Popen(
-        [sys.executable, "-m", "app", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "app", *args], stdout=subprocess.PIPE, stderr=stderr,
         text=True, env={**os.environ, "PYTHONFAULTHANDLER": "1", **env},
         preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if in_background
         else None)

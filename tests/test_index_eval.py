@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
+from ctrl_c import ctrl_c_once, started
 from index.errors import EvalDataError
 from index.evaluate import EvalQuestion, Miss, evaluate, load_questions
 from index.types import Chunk, Hit
@@ -270,3 +271,23 @@ def test_cli_shows_its_progress_on_stderr_as_chatbot_eval_does(tmp_path, monkeyp
     assert json.loads(result.stdout)["questions"] == 3
     assert result.stderr.split("\r")[1:] == ["questions: 1/3", "questions: 2/3",
                                              "questions: 3/3\n"]
+
+
+def test_ctrl_c_stops_a_long_eval_with_one_line_also_in_the_background(tmp_path):
+    """A real SIGINT to an eval started as `cmd &` does (SIGINT ignored) stops it."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "price.md").write_text("# Price\n\nIt costs nothing at all.\n")
+    config = tmp_path / "bot.yaml"
+    config.write_text(f'data_dir: {tmp_path / "data"}\nmodels:\n  embedder: "hash:256"\n'
+                      'index:\n  paths: [docs]\n')
+    data = tmp_path / "q.jsonl"
+    data.write_text((json.dumps({"question": "cost", "gold_passages": ["price.md"]}) + "\n")
+                    * 100_000)
+    assert CliRunner().invoke(main, ["index", "sync", "--config", str(config)]).exit_code == 0
+    stderr = tmp_path / "stderr"
+    with stderr.open("w") as err:
+        run = started(["index", "eval", "--config", str(config), "--data", str(data)],
+                      in_background=True, stderr=err)
+        ctrl_c_once(run, lambda: "questions: 2/" in stderr.read_text())
+    assert stderr.read_text().splitlines()[-1] == (
+        "error: interrupted; index eval writes nothing, so run it again for the metrics")

@@ -16,6 +16,8 @@ import click
 from app.commands.common import in_section, one_line_errors, print_json, progress_line, \
     with_config
 from chatbot.config import BotConfig
+from chatbot.errors import ChatbotError
+from chatbot.interrupts import stop_on_ctrl_c
 
 MODES = ("dense", "bm25", "hybrid")
 
@@ -151,8 +153,14 @@ def eval_command(config: BotConfig, data: Path, ks: tuple[int, ...], mode: str |
     from app.build import bot_index
     from chatbot.indexing import evaluate_index
 
-    report = evaluate_index(bot_index(config), data, ks, mode,
-                            lambda done, total: progress_line("questions", done, total))
+    stop_on_ctrl_c()  # a long question set started as `cmd &` can be stopped too
+    try:
+        report = evaluate_index(bot_index(config), data, ks, mode,
+                                lambda done, total: progress_line("questions", done, total))
+    except KeyboardInterrupt:
+        click.echo(err=True)  # off the progress line
+        raise ChatbotError("interrupted; index eval writes nothing, so run it again for the "
+                           "metrics") from None
     if as_json:
         print_json(report.to_json())
     else:
