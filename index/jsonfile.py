@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import IO
 
 
 LINE_END = re.compile(r"\r\n|\r|\n")
@@ -46,7 +46,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 @contextmanager
 def replacing(path: Path, newline: str | None = None, *, binary: bool = False
-              ) -> Iterator[TextIO]:
+              ) -> Iterator[IO]:
     """A text file (``binary``: a file of bytes) that takes ``path``'s place once the block
     completes: an error or Ctrl-C midway leaves the file that was there, whole. Through a
     symlink the file it points to is replaced, and what is no file (``/dev/stdout``, a named
@@ -69,7 +69,7 @@ def replacing(path: Path, newline: str | None = None, *, binary: bool = False
     fsync_path(path.parent)
 
 
-def _temporary(tmp: Path, asked: Path, mode: dict) -> TextIO:
+def _temporary(tmp: Path, asked: Path, mode: dict) -> IO:
     """``tmp`` open for writing; a refusal (a read-only folder) names ``asked``, the file the
     user gave, not the hidden temporary file they never heard of."""
     try:
