@@ -363,9 +363,16 @@ def _error_parts(exc: BaseException) -> tuple[int, dict]:
     if isinstance(exc, DocumentIndexError):  # e.g. damaged: the message says what to run
         logger.error("chat completion failed: %s", exc)
         return 500, error_body(str(exc), "server_error", None, "index_unavailable")
-    logger.error("chat completion failed", exc_info=exc)
-    return 500, error_body(f"internal error ({type(exc).__name__}: {exc}); the server log has "
-                           "the traceback", "server_error")
+    return 500, _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> dict:
+    """An unexpected failure's text may name the server's files, addresses or data: the client
+    gets an id to quote, the server log has it beside the traceback."""
+    error_id = uuid.uuid4().hex[:8]
+    logger.error("chat completion failed (error id %s)", error_id, exc_info=exc)
+    return error_body(f"internal error; the server log has the details under error id "
+                      f"{error_id}", "server_error", None, "internal_error")
 
 
 def _error_response(exc: BaseException) -> JSONResponse:

@@ -313,3 +313,37 @@ def test_an_answer_the_blocklist_replaced_ends_with_content_filter(echo) -> None
         assert plain.choices[0].finish_reason == "stop"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("first_words", [0, 1], ids=["before-any-token", "mid-answer"])
+def test_an_unexpected_failure_tells_the_client_an_error_id_not_the_servers_details(
+        echo, caplog, first_words) -> None:
+    """An exception's text may hold file paths, addresses or data: a stranger gets an id to
+    quote, the operator finds it beside the traceback in the server log."""
+    from chatbot.engine import Engine
+    from chatbot.variants import Variant
+
+    class Failing(type(echo)):
+        def stream(self, messages, settings, adapter=None, cancel=None):
+            yield from ["first "][:first_words]
+            raise RuntimeError("cannot read /srv/bots/private/weights.bin")
+
+    engine = Engine({"plain": Variant("plain", "base", "plain", False)}, lambda model: Failing())
+    server = Served(engine)
+    try:
+        with pytest.raises(openai.InternalServerError) as caught:
+            server.client().chat.completions.create(model="plain", messages=ASK)
+        with httpx.stream("POST", f"{server.base_url}/chat/completions", headers=JSON,
+                          json={"model": "plain", "messages": ASK, "stream": True}) as response:
+            last = [line for line in response.iter_lines() if line.startswith(("data: {", "{"))][-1]
+    finally:
+        server.stop()
+    streamed = json.loads(last.removeprefix("data: "))  # before a token: a 500, else an event
+    assert (response.status_code == 500) == (first_words == 0)
+    for error in (caught.value.body, streamed["error"]):
+        assert "/srv/bots" not in error["message"] and "RuntimeError" not in error["message"]
+        assert error["code"] == "internal_error" and error["type"] == "server_error"
+        error_id = error["message"].partition("error id ")[2][:8]
+        assert len(error_id) == 8, error["message"]
+        logged = [r for r in caplog.records if error_id in r.getMessage()]
+        assert logged and "/srv/bots/private" in str(logged[0].exc_info[1])
