@@ -50,7 +50,7 @@ from app.api_schema import (API_CLIENT, ChatRequest, RequestError, RequestLimits
 from chatbot.answer_stream import CUT_SHORT_BY_SHUTDOWN, AnswerStream
 from chatbot.engine import Engine
 from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, InputError,
-                            ModelError, TooManyNewTokens)
+                            ModelError, SessionNotYours, TooManyNewTokens)
 from chatbot.generate import GenerationSettings
 from chatbot.types import Reply
 from index.text import clean_text
@@ -117,7 +117,7 @@ def create_api_router(engine: Engine,
         try:
             chat = parse_request(await read_json(request, CHAT_BODY, body_bytes(limits)), limits)
             session_id, client = _session_id(request, chat), _client(request)
-            await asyncio.to_thread(_check_session_is_callers, engine, session_id, client)
+            await asyncio.to_thread(_refuse_others_session, engine, session_id, client)
             if assign_variant is not None and chat.model == AB_MODEL:
                 variant = assign_variant(session_id)
             elif chat.model in engine.variants or await asyncio.to_thread(served, chat.model):
@@ -339,19 +339,21 @@ def _client(request: Request) -> str:
     return f"{API_CLIENT}:{caller}" if caller else API_CLIENT
 
 
-def _check_session_is_callers(engine: Engine, session_id: str, client: str) -> None:
-    """An API client may continue only a session it began: not a web visitor's, whose id the
-    Review tab shows, nor another user's."""
-    started = engine.log.started_by(session_id) if engine.log is not None else None
-    if started is not None and started != client:
-        raise RequestError(f"the session {session_id!r} was begun by another client; send an "
-                           "X-Session-Id (or user) of your own, or none for a new session",
-                           param="X-Session-Id", code="session_not_yours", status=409)
+def _refuse_others_session(engine: Engine, session_id: str, client: str) -> None:
+    """A session another client began is refused before anything is done for the request (an
+    A/B assignment, a search); the engine checks again as it claims a new session, which two
+    callers may name at once."""
+    if engine.log is not None and engine.log.started_by(session_id) not in (None, client):
+        raise SessionNotYours(session_id)
 
 
 def _error_parts(exc: BaseException) -> tuple[int, dict]:
     if isinstance(exc, RequestError):
         return exc.status, exc.body()
+    if isinstance(exc, SessionNotYours):  # a web visitor's (the Review tab shows its id)
+        return 409, error_body(f"{exc}; send an X-Session-Id (or user) of your own, or none "
+                               "for a new session", "invalid_request_error", "X-Session-Id",
+                               "session_not_yours")
     if isinstance(exc, InputError):
         return 400, error_body(str(exc), "invalid_request_error", "messages", "invalid_input")
     if isinstance(exc, BackendError) and exc.busy:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from chatbot.answer_text import (HOLD_BACK_CHARS, before_stop, complete_words, generation_timings,
                                  milliseconds, reached_token_limit, settled)
 from chatbot.attribution import Attribution, Attributor
-from chatbot.errors import PromptTooLong, TooManyNewTokens
+from chatbot.errors import PromptTooLong, SessionNotYours, TooManyNewTokens
 from chatbot.filters import NamedFilter, run_filters
 from chatbot.generate import GenerationSettings, Generator
 from chatbot.logs import ConversationLog
@@ -267,7 +267,9 @@ class AnswerStream:
         log = self.policies.log
         if log is None:
             return None
-        log.ensure_session(self.session_id, self.variant.name, self.client)
+        began_by = log.ensure_session(self.session_id, self.variant.name, self.client)
+        if self.client is not None and began_by != self.client:
+            raise SessionNotYours(self.session_id)
         return log.add_question(
             self.session_id, self.question, variant=self.variant.name,
             model_id=self.variant.model, adapter_id=self.variant.adapter_id,

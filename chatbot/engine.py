@@ -124,7 +124,8 @@ class Engine:
                client: str | None = None) -> AnswerStream:
         """Start answering ``message`` after ``history``, the caller's conversation so far;
         iterate the result for text pieces. ``client`` is recorded on a session the log has
-        not seen yet (``api`` for the API)."""
+        not seen yet (``api`` for the API); given, it may continue only a session it began:
+        another's raises ``SessionNotYours`` from the stream, before anything is logged."""
         chosen = self.variant(variant)
         question = self.check_message(message)
         stream = AnswerStream(self.policies(), session_id, question, chosen,

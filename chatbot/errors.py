@@ -49,6 +49,14 @@ class TooManyNewTokens(InputError):
         self.asked = asked
 
 
+class SessionNotYours(InputError):
+    """A client named a session that another client (or the web UI) began; nothing is logged."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"the session {session_id!r} was begun by another client")
+        self.session_id = session_id
+
+
 class PromptTooLong(InputError):
     """The message and the prompt around it take more tokens than a prompt may hold."""
 

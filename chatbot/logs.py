@@ -116,9 +116,16 @@ class ConversationLog:
             return self._db.execute(sql, params).lastrowid
 
     def ensure_session(self, session_id: str, variant: str | None = None,
-                       client: str | None = None) -> None:
-        self._write("INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?)",
-                    (session_id, now(), variant, client))
+                       client: str | None = None) -> str:
+        """The client that began ``session_id`` (``""`` where none was: the web UI, the
+        terminal): ``client`` when this call began it. Begun and read in one step, so two
+        clients naming one new session at once can't both take it."""
+        with self._lock, self._db:
+            self._db.execute("INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?)",
+                             (session_id, now(), variant, client))
+            row = self._db.execute("SELECT client FROM sessions WHERE id = ?",
+                                   (session_id,)).fetchone()
+        return row["client"] or ""
 
     def started_by(self, session_id: str) -> str | None:
         """The client recorded when ``session_id`` began (``""`` where none was: the web UI,

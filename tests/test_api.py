@@ -347,3 +347,18 @@ def test_an_unexpected_failure_tells_the_client_an_error_id_not_the_servers_deta
         assert len(error_id) == 8, error["message"]
         logged = [r for r in caplog.records if error_id in r.getMessage()]
         assert logged and "/srv/bots/private" in str(logged[0].exc_info[1])
+
+
+def test_a_session_another_client_began_gets_no_ab_assignment_from_a_refused_request(
+        engine) -> None:
+    """The refusal comes before the A/B split is asked: its counts are the sessions' own."""
+    assigned = {}
+    server = Served(engine, assign_variant=lambda session: assigned.setdefault(session, "plain"))
+    engine.log.ensure_session("web-visitor-ab", "prompt")  # as the web UI begins one
+    try:
+        with pytest.raises(openai.ConflictError, match="begun by another client"):
+            server.client().chat.completions.create(
+                model="ab", messages=ASK, extra_headers={"X-Session-Id": "web-visitor-ab"})
+    finally:
+        server.stop()
+    assert assigned == {}

@@ -111,3 +111,49 @@ def test_a_server_path_is_refused_where_a_file_upload_goes(full_app, isolated_st
     kept = [p.name for folder in ("uploads", "transcripts", "datasets")
             for p in (isolated_state / folder).glob("*")]
     assert kept == []
+
+
+# -- a session is one caller's -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("credentials", ["both"], indirect=True)
+def test_two_callers_naming_one_new_session_at_once_get_one_conversation(
+        config_file, echo, credentials, tmp_path) -> None:
+    """The session is claimed as it is checked: the second caller is refused, even when both
+    ask before either answer is logged (a search takes a while)."""
+    import sqlite3
+    import threading
+    import time
+
+    from chatbot.logs import ConversationLog
+    from server_app import KEY
+
+    def slow_search(query: str, k: int) -> list:
+        time.sleep(0.5)
+        return []
+
+    log = ConversationLog(tmp_path / "logs.sqlite")
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo,
+                    search=slow_search, log=log)
+    app = create_server_app(engine, load_config(config_file))
+    ask = {"model": "prompt", "messages": [{"role": "user", "content": "Mine or yours?"}]}
+    statuses: dict[str, int] = {}
+    with serving(app) as url:
+        ana = httpx.Client(base_url=url)
+        assert ana.post("/login", data={"username": "ana", "password": "pw"}).status_code == 200
+        keyed = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"})
+        callers = {"api:ana": ana, "api:api-key": keyed}
+
+        def send(name: str) -> None:
+            statuses[name] = callers[name].post("/v1/chat/completions", json=ask, timeout=30,
+                                                headers={"X-Session-Id": "shared"}).status_code
+
+        threads = [threading.Thread(target=send, args=(name,)) for name in callers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert sorted(statuses.values()) == [200, 409], statuses
+    owner = sqlite3.connect(log.path).execute("SELECT client FROM sessions").fetchone()[0]
+    assert statuses[owner] == 200
+    assert len(log.conversation("shared").turns) == 2  # the owner's question and answer only
