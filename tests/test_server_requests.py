@@ -96,7 +96,7 @@ FORGED = {"/upload": lambda file: [[file]],
 
 @pytest.mark.parametrize("endpoint", FORGED)
 def test_a_server_path_is_refused_where_a_file_upload_goes(full_app, isolated_state,
-                                                           endpoint) -> None:
+                                                           endpoint, capfd) -> None:
     logs = isolated_state / "logs.sqlite"
     assert logs.is_file()
     with serving(full_app) as url:
@@ -105,7 +105,8 @@ def test_a_server_path_is_refused_where_a_file_upload_goes(full_app, isolated_st
             call = httpx.post(f"{url}gradio_api/call{endpoint}",
                               json={"data": FORGED[endpoint](file)})
             events = httpx.get(f"{url}gradio_api/call{endpoint}/{call.json()['event_id']}")
-            assert "event: error" in events.text and f"Cannot move {path}" in events.text
+            assert events.text == 'event: error\ndata: {"error": null}\n\n'  # nothing of why
+            assert f"Cannot move {path}" in capfd.readouterr().err  # the server's output says
         client = Client(url, verbose=False)
         assert "No passage matches" in client.predict("root", 3, "bm25", api_name="/search")
     kept = [p.name for folder in ("uploads", "transcripts", "datasets")
@@ -157,3 +158,22 @@ def test_two_callers_naming_one_new_session_at_once_get_one_conversation(
     owner = sqlite3.connect(log.path).execute("SELECT client FROM sessions").fetchone()[0]
     assert statuses[owner] == 200
     assert len(log.conversation("shared").turns) == 2  # the owner's question and answer only
+
+
+def test_a_web_answer_that_fails_unexpectedly_does_not_show_the_failures_text(
+        config_file, echo, credentials, capfd) -> None:
+    """An exception's text may name the server's files: the page says only that it failed,
+    the server's output has the traceback."""
+
+    class Failing(type(echo)):
+        def stream(self, messages, settings, adapter=None, cancel=None):
+            yield "first "
+            raise RuntimeError("cannot read /srv/bots/private/weights.bin")
+
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: Failing())
+    app = create_server_app(engine, load_config(config_file))
+    with serving(app) as url:
+        call = httpx.post(f"{url}gradio_api/call/respond", json={"data": ["Hi there", "prompt"]})
+        events = httpx.get(f"{url}gradio_api/call/respond/{call.json()['event_id']}").text
+    assert "event: error" in events and "/srv/bots" not in events
+    assert "RuntimeError: cannot read /srv/bots/private/weights.bin" in capfd.readouterr().err
