@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api_schema import RequestError, RequestLimits, body_bytes, error_body, read_json
 from chatbot.engine import Engine
-from chatbot.errors import ConfigError, ModelError
-from chatbot.generate import Generator
+from chatbot.errors import ConfigError, InputError, ModelError
+from chatbot.generate import Generator, chat_ids
 from chatbot.types import Message
 from chatbot.variants import Variant
 
@@ -75,6 +75,9 @@ def create_tokenize_router(engine: Engine, limits: RequestLimits | None = None) 
             counted = await asyncio.to_thread(tokenized, generator, asked)
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
+        except InputError as exc:  # a conversation the model's chat template refuses
+            refused = RequestError(str(exc), param="messages", code="invalid_input")
+            return JSONResponse(refused.body(), status_code=refused.status)
         except (ModelError, ConfigError) as exc:
             logger.error("tokenize failed: %s", exc)
             return JSONResponse(error_body(str(exc), "server_error", "model",
@@ -161,6 +164,5 @@ def _ids(generator: Generator, asked: TokenizeChat | TokenizePrompt) -> list[int
         return tokenizer.encode(asked.prompt, add_special_tokens=asked.add_special_tokens)
     if not tokenizer.chat_template:
         return None
-    return tokenizer.apply_chat_template(
-        [m.model_dump() for m in asked.messages], tokenize=True, return_dict=False,
-        add_generation_prompt=asked.add_generation_prompt)
+    return chat_ids(tokenizer, [m.model_dump() for m in asked.messages],
+                    asked.add_generation_prompt)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from chatbot.adapters import peft_notice_muted
-from chatbot.errors import ModelError
+from chatbot.errors import InputError, ModelError
 from chatbot.models import chat_template_hash, model_fingerprint
 from chatbot.types import Message
 
@@ -22,6 +22,22 @@ from chatbot.types import Message
 GREEDY_BELOW = 1e-5
 """Temperatures below this decode greedily (as vLLM does): logits divided by a temperature near
 float32's smallest overflow to inf, and sampling from them fails."""
+
+
+def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
+    """``messages`` as the model's chat template renders them, in token ids. A conversation the
+    template refuses with its ``raise_exception`` (Mistral's and Llama 2's want user and
+    assistant turns in alternation) is the sender's to change: an ``InputError`` saying what
+    the template said. A broken template (its syntax, a missing variable) stays the server's."""
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt,
+                                             tokenize=True, return_dict=False)
+    except TemplateError as exc:
+        if type(exc) is not TemplateError:  # TemplateSyntaxError, UndefinedError...
+            raise
+        raise InputError(f"the model's chat template refuses this conversation: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -139,9 +155,7 @@ class TransformersGenerator:
         return self._peft_names[adapter]
 
     def encode(self, messages: list[Message]) -> list[int]:
-        return self.tokenizer.apply_chat_template(
-            [m.as_dict() for m in messages], add_generation_prompt=True, tokenize=True,
-            return_dict=False)
+        return chat_ids(self.tokenizer, [m.as_dict() for m in messages])
 
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self.encode(messages))

@@ -29,7 +29,7 @@ import httpx
 import openai
 
 from chatbot.errors import BackendError, ModelError
-from chatbot.generate import GenerationSettings
+from chatbot.generate import GenerationSettings, chat_ids
 from chatbot.remote_model import CHARS_PER_TOKEN, DEFAULT_CONTEXT_WINDOW, ServerModel
 from chatbot.types import Message
 
@@ -123,9 +123,7 @@ class OpenAIGenerator:
 
     def count_tokens(self, messages: list[Message]) -> int:
         if self.tokenizer is not None and self.tokenizer.chat_template:
-            return len(self.tokenizer.apply_chat_template(
-                [m.as_dict() for m in messages], add_generation_prompt=True, tokenize=True,
-                return_dict=False))
+            return len(chat_ids(self.tokenizer, [m.as_dict() for m in messages]))
         if self.tokenizer is None:
             counted = self.server.count({"messages": [m.as_dict() for m in messages],
                                          "add_generation_prompt": True})

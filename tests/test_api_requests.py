@@ -324,3 +324,61 @@ def test_a_content_part_that_is_not_text_is_refused_naming_what_is_wrong(client,
             {"role": "user", "content": [{"type": "text", "text": "Look:"}, part]}])
     assert refused.value.body == {"message": expected, "type": "invalid_request_error",
                                   "param": "messages[0].content", "code": "invalid_content"}
+
+
+ALTERNATING_ONLY = (
+    "{%- for message in messages %}{%- if loop.index0 > 0 and message['role'] == "
+    "messages[loop.index0 - 1]['role'] %}{{ raise_exception('Conversation roles must alternate "
+    "user/assistant/user/assistant/...') }}{%- endif %}{{ '<|im_start|>' + message['role'] + "
+    "'\\n' + message['content'] + '<|im_end|>\\n' }}{%- endfor %}{%- if add_generation_prompt "
+    "%}{{ '<|im_start|>assistant\\n' }}{%- endif %}")
+"""A chat template that refuses two messages of one role in a row, as Mistral's and Llama 2's do."""
+
+
+def test_a_conversation_the_models_chat_template_refuses_is_the_clients_to_fix(
+        tiny_model_dir, tmp_path, monkeypatch) -> None:
+    """Two user messages in a row are fine for OpenAI; such a model's template refuses them:
+    a 400 that says what the template said, not a server error the client can't act on."""
+    import shutil
+
+    import yaml
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from api_serving import Served, fixed_search
+    from app.api_tokenize import create_tokenize_router
+    from app.build import build_engine
+    from chatbot.config_file import load_config
+
+    model = tmp_path / "alternating-model"
+    shutil.copytree(tiny_model_dir, model)
+    for saved_template in model.glob("chat_template.j*"):
+        saved_template.unlink()
+    settings = json.loads((model / "tokenizer_config.json").read_text())
+    (model / "tokenizer_config.json").write_text(
+        json.dumps(settings | {"chat_template": ALTERNATING_ONLY}))
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "bot.yaml").write_text(yaml.safe_dump({
+        "models": {"chat": str(model), "threads": 1, "embedder": "hash:64"},
+        "generation": {"max_new_tokens": 4}, "default_variant": "plain",
+        "variants": {"plain": {"template": "plain", "retrieval": False}}}))
+    engine = build_engine(load_config(tmp_path / "bot.yaml"), search=fixed_search)
+    server = Served(engine)
+    twice = [{"role": "user", "content": "Hello"}, *ASK]
+    try:
+        client = server.client()
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="plain", messages=twice)
+        assert client.chat.completions.create(model="plain", messages=ASK).choices[0].message
+    finally:
+        server.stop()
+    tokenizing = FastAPI()
+    tokenizing.include_router(create_tokenize_router(engine))
+    with TestClient(tokenizing) as http:
+        counted = http.post("/tokenize", json={"model": "plain", "messages": twice})
+    assert refused.value.body["message"] == (
+        "the model's chat template refuses this conversation: Conversation roles must "
+        "alternate user/assistant/user/assistant/...")
+    assert counted.status_code == 400 and counted.json()["error"]["message"] == (
+        refused.value.body["message"])
