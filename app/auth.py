@@ -19,7 +19,7 @@ import os
 import re
 import time
 import unicodedata
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -44,6 +44,9 @@ MAX_FAILED_LOGINS = 10
 """Failed logins one address may make within ``LOGIN_WINDOW_S``: room for typos, too few to
 guess a password."""
 LOGIN_WINDOW_S = 15 * 60
+REMEMBERED_ADDRESSES = 10_000
+"""Addresses whose recent failed logins ``LoginThrottle`` keeps: those that tried last. One
+who could push a guesser's address out has that many addresses, each with its own guesses."""
 
 Caller = Callable[[HTTPConnection], Awaitable[str | None]]
 """Who is calling: a user name, ``API_KEY_USER``, or None for nobody."""
@@ -168,7 +171,7 @@ class LoginThrottle:
     def __init__(self, app: ASGIApp, limit: int = MAX_FAILED_LOGINS,
                  window: float = LOGIN_WINDOW_S) -> None:
         self.app, self.limit, self.window = app, limit, window
-        self.failures: dict[str, deque[float]] = {}
+        self.failures: OrderedDict[str, deque[float]] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["method"] != "POST"
@@ -190,16 +193,14 @@ class LoginThrottle:
         await self.app(scope, receive, count_failure)
 
     def _recent(self, address: str) -> deque[float]:
-        """The address's failures within the window. Addresses without any are forgotten
-        once there are many, so strangers' addresses can't fill the memory."""
-        horizon = time.monotonic() - self.window
-        if len(self.failures) > 10_000:
-            for failures in self.failures.values():
-                _forget_before(failures, horizon)
-            self.failures = {known: failures for known, failures in self.failures.items()
-                             if failures}
-        failures = self.failures.setdefault(address, deque())
-        _forget_before(failures, horizon)
+        """The address's failures within the window. Past ``REMEMBERED_ADDRESSES`` the address
+        that tried longest ago is forgotten: strangers' addresses can't fill the memory, and
+        no login waits on a sweep through them."""
+        failures = self.failures.pop(address, None) or deque()
+        _forget_before(failures, time.monotonic() - self.window)
+        self.failures[address] = failures  # the newest last
+        while len(self.failures) > REMEMBERED_ADDRESSES:
+            self.failures.popitem(last=False)
         return failures
 
 

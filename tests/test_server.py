@@ -263,3 +263,23 @@ def test_web_visitors_are_answered_together_up_to_max_batch(config_file, echo, t
         for job in jobs:
             job.result(timeout=30)
     assert answering() == 0
+
+
+@pytest.mark.parametrize("credentials", ["login"], indirect=True)
+def test_failed_logins_from_many_addresses_are_remembered_within_a_bound(full_app,
+                                                                         monkeypatch) -> None:
+    """A stranger with many addresses (an IPv6 block has billions) can't make the server keep
+    a record for each, growing its memory and the work of every login; the address guessing
+    now is still refused."""
+    from app import auth
+
+    monkeypatch.setattr(auth, "REMEMBERED_ADDRESSES", 20)
+    throttled = auth.LoginThrottle(full_app)
+    for n in range(60):
+        guesser = TestClient(throttled, client=(f"2001:db8::{n:x}", 5000))
+        assert guesser.post("/login", data={"username": "ana", "password": "no"}).status_code == 400
+    assert len(throttled.failures) <= 20
+    guesser = TestClient(throttled, client=("2001:db8::ffff", 5000))
+    for attempt in range(auth.MAX_FAILED_LOGINS):
+        guesser.post("/login", data={"username": "ana", "password": f"pw{attempt}"})
+    assert guesser.post("/login", data={"username": "ana", "password": "pw"}).status_code == 429
