@@ -379,13 +379,14 @@ def _internal_error(exc: BaseException) -> dict:
 
 def _error_response(exc: BaseException) -> JSONResponse:
     """The error as a response. A busy server, or a generation server still busy after our
-    retries, asks to be tried again later (OpenAI clients do, twice by default); any other model
-    or backend failure asks not to be: a remote backend has been retried already, and each
-    retry would log another failed turn; nor is a session that another client began."""
+    retries, asks to be tried again later (OpenAI clients do, twice by default); any other
+    failure of the server (a 500: the model, a backend, the index, the unexpected) asks not to
+    be: a remote backend has been retried already, and each retry would log another failed
+    turn; nor is a session that another client began."""
     status, body = _error_parts(exc)
     if status in (429, 503):
         headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
-    elif isinstance(exc, (ModelError, ConfigError)) or status == 409:  # 409: openai retries
+    elif status in (409, 500):  # openai retries a 409 too
         headers = {"x-should-retry": "false"}
     else:
         headers = None

@@ -340,6 +340,7 @@ def test_an_unexpected_failure_tells_the_client_an_error_id_not_the_servers_deta
         server.stop()
     streamed = json.loads(last.removeprefix("data: "))  # before a token: a 500, else an event
     assert (response.status_code == 500) == (first_words == 0)
+    assert caught.value.response.headers["x-should-retry"] == "false"  # each retry fails alike
     for error in (caught.value.body, streamed["error"]):
         assert "/srv/bots" not in error["message"] and "RuntimeError" not in error["message"]
         assert error["code"] == "internal_error" and error["type"] == "server_error"
