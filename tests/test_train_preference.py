@@ -37,7 +37,8 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def preference_dataset(data_dir, model_dir, name="prefs", kto=None, dpo=None):
+def preference_dataset(data_dir, model_dir, name="prefs", kto=None, dpo=None,
+                       validation_dpo=None):
     """A preference dataset as ``chatbot data build --kind preference`` writes it: by default
     the facts' right answers preferred to a non-answer (DPO pairs; KTO rows of both labels)."""
     from transformers import AutoTokenizer
@@ -56,7 +57,7 @@ def preference_dataset(data_dir, model_dir, name="prefs", kto=None, dpo=None):
     root = DataPaths(data_dir).dataset(name)
     root.mkdir(parents=True)
     files = save_preference_rows(root, {"train": kto, "validation": kto[:4]},
-                                 {"train": dpo, "validation": dpo[:2]})
+                                 {"train": dpo, "validation": validation_dpo or dpo[:2]})
     DatasetManifest(name=name, kind="preference", files=files, chat_model=str(model_dir),
                     chat_model_fingerprint=model_fingerprint(model_dir),
                     chat_template_hash=chat_template_hash(AutoTokenizer.from_pretrained(model_dir)),
@@ -278,6 +279,23 @@ def test_data_that_cannot_teach_the_objective_is_refused(tmp_path, tiny_model, o
     with pytest.raises(DatasetError, match=message):
         train_preference(request_for(tmp_path, tiny_model, objective=objective), progress=False)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_max_seq_len_that_every_validation_prompt_fills_is_refused_before_training(
+        tmp_path, tiny_model):
+    """TRL drops the rows whose prompt alone fills ``max_length``: a split left with none would
+    train and then fail at its first evaluation with a KeyError from the Trainer."""
+    from training.data.preference import DPOPair
+
+    question = "Which port does Zorb use? " + "Please explain it in full detail. " * 40
+    long_prompt = tuple(conversation(question, "")[:2])
+    preference_dataset(tmp_path, tiny_model,
+                       validation_dpo=[DPOPair(long_prompt, "Port 4242.", WRONG)])
+    with pytest.raises(TrainingError, match=r"every validation pair's prompt fills --max-seq-len "
+                                            r"256.*raise --max-seq-len"):
+        train_preference(request_for(tmp_path, tiny_model, max_steps=1, eval_every=1),
+                         progress=False)
+    assert not (tmp_path / "adapters" / "zorb-pref").exists()
 
 
 def test_an_sft_dataset_and_an_unknown_adapter_are_refused(tmp_path, tiny_model):

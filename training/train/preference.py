@@ -209,8 +209,24 @@ def _trainer(request: PreferenceRequest, rows: PreferenceRows, model, tokenizer,
     trainer = trainer_class(model=model, args=config, processing_class=tokenizer,
                             train_dataset=Dataset.from_list(rows.train),
                             eval_dataset=Dataset.from_list(rows.validation), callbacks=callbacks)
+    _check_rows_fit(request, {"training": trainer.train_dataset,
+                              "validation": trainer.eval_dataset})
     console_callbacks(trainer, progress)
     return trainer
+
+
+def _check_rows_fit(request: PreferenceRequest, tokenized: dict) -> None:
+    """TRL drops the rows whose prompt alone fills ``max_length`` (no answer token would be
+    left to score); a split left empty would train and then fail at its first evaluation, or
+    train on nothing, so it is refused before the first step with the flag that fixes it."""
+    rows = "pair" if request.objective == "dpo" else "row"
+    for split, dataset in tokenized.items():
+        if len(dataset) == 0:
+            raise TrainingError(
+                f"every {split} {rows}'s prompt fills --max-seq-len {request.run.max_seq_len} "
+                f"tokens (training.max_seq_len), leaving no room for its answer; raise "
+                f"--max-seq-len above the prompts' length (the passages and history of a RAG "
+                f"prompt often take 800 tokens or more)")
 
 
 def _train(trainer, checkpoint: str | None) -> None:
