@@ -105,3 +105,14 @@ def test_simulation_detects_a_true_effect_at_the_stated_power_and_not_an_aa_diff
     detected = np.mean(ab[:, 0] > 0)
     assert 0.02 <= false_positive <= 0.09, false_positive
     assert 0.65 <= detected <= 0.95, detected
+
+
+def test_the_printed_comparison_keeps_a_wide_latency_interval_apart_from_its_p_value() -> None:
+    from app.commands.evaluate import comparison_lines
+
+    rows = [["token_f1", "+0.010 [-0.020, +0.040]", "0.41", "0.40", "3/1/2", "6", "0.05", ""],
+            ["latency_ms", "+3310.400 [-10095.100, +22716.900]", "0.5", "0.5", "2/0/4", "6",
+             "900", "small sample"]]
+    lines = comparison_lines(rows)
+    assert "+22716.900] " in lines[1] and lines[1].endswith("n=6  (small sample)")
+    assert lines[0].index("p=") == lines[1].index("p=")

@@ -87,14 +87,21 @@ def _print_tables(result, summaries, comparison_rows) -> None:
     for candidate in result.candidates:
         click.echo(f"\n{candidate} - {result.baseline}: difference [95% CI], Wilcoxon p, "
                    "win/tie/loss, n")
-        for row in comparison_rows(result, candidate):
-            note = f"  ({row[7]})" if row[7] else ""
-            click.echo(f"  {row[0]:<16}{row[1]:<28}p={row[2]:<8}{row[4]:<10}n={row[5]}{note}")
+        for line in comparison_lines(comparison_rows(result, candidate)):
+            click.echo(line)
     for warning in result.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     for gate in result.gates:
         click.secho(gate.message, fg="green" if gate.passed else "red")
     click.echo(f"\nreports: {result.out_dir / 'report.md'}, {result.out_dir / 'report.html'}")
+
+
+def comparison_lines(rows: list[list[str]]) -> list[str]:
+    """One aligned line per metric; the interval column is as wide as its widest cell, since
+    a latency difference can take tens of characters."""
+    width = max([26, *(len(row[1]) for row in rows)]) + 2
+    return [f"  {row[0]:<16}{row[1]:<{width}}p={row[2]:<8}{row[4]:<10}n={row[5]}"
+            + (f"  ({row[7]})" if row[7] else "") for row in rows]
 
 
 COMMANDS = [evaluate]
