@@ -60,6 +60,8 @@ class TokenizePrompt(BaseModel):
 
 
 TOKENIZE_BODY = 'an object with model and messages or prompt'
+WHAT_TO_SEND = ('send messages (a chat, such as [{"role": "user", "content": "Hi"}]) or prompt '
+                '(text)')
 
 
 def create_tokenize_router(engine: Engine, limits: RequestLimits | None = None) -> APIRouter:
@@ -90,7 +92,13 @@ def create_tokenize_router(engine: Engine, limits: RequestLimits | None = None) 
 def parse_tokenize(body: object, limits: RequestLimits | None
                    ) -> TokenizeChat | TokenizePrompt:
     """The request, or a ``RequestError`` naming the first bad field or the limit it is over."""
-    if not isinstance(body, dict) or ("messages" in body) == ("prompt" in body):
+    if not isinstance(body, dict):
+        raise RequestError(f"the request body is not a JSON object; {WHAT_TO_SEND}",
+                           param="messages", code="invalid_value")
+    if "messages" not in body and "prompt" not in body:
+        raise RequestError(f"the request has neither messages nor prompt; {WHAT_TO_SEND}",
+                           param="messages", code="invalid_value")
+    if "messages" in body and "prompt" in body:
         raise RequestError("send a JSON object with either messages (a chat) or prompt (text), "
                            "not both", param="messages", code="invalid_value")
     shape = TokenizeChat if "messages" in body else TokenizePrompt

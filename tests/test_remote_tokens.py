@@ -100,14 +100,16 @@ def test_tokenize_requires_the_key_when_one_is_set(remote_url) -> None:
 
 
 NOT_BOTH = "send a JSON object with either messages (a chat) or prompt (text), not both"
+WHAT_TO_SEND = ('send messages (a chat, such as [{"role": "user", "content": "Hi"}]) or prompt '
+                '(text)')
 
 
 @pytest.mark.parametrize("body, status, message", [
     ({"model": "nope", "prompt": "hi"}, 404,
      "the model 'nope' does not exist; this bot's models (variants) are: echo"),
-    ({"model": "echo"}, 400, NOT_BOTH),
+    ({"model": "echo"}, 400, f"the request has neither messages nor prompt; {WHAT_TO_SEND}"),
     ({"prompt": "hi", "messages": CHAT}, 400, NOT_BOTH),
-    (b"[1, 2]", 400, NOT_BOTH),
+    (b"[1, 2]", 400, f"the request body is not a JSON object; {WHAT_TO_SEND}"),
     (b"{", 400, "the request body is not valid JSON (Expecting property name enclosed in double "
                "quotes: line 1 column 2 (char 1)); send an object with model and messages or "
                "prompt"),
