@@ -47,6 +47,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from app.api_models import AB_MODEL, ab_card, model_card, unknown_model
 from app.api_schema import (API_CLIENT, ChatRequest, RequestError, RequestLimits, body_bytes,
                             error_body, parse_request, read_json, split_conversation)
+from chatbot.adapters import could_be_registered
 from chatbot.answer_stream import CUT_SHORT_BY_SHUTDOWN, AnswerStream
 from chatbot.engine import Engine
 from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, InputError,
@@ -89,7 +90,7 @@ def create_api_router(engine: Engine,
 
     def served(name: str) -> bool:
         """Whether ``name`` is served, once adapters registered since the start are added."""
-        if name not in engine.variants:
+        if name not in engine.variants and could_be_registered(name):
             engine.add_new_variants()
         return name in engine.variants
 

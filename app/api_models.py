@@ -28,7 +28,13 @@ def ab_card(engine: Engine) -> dict:
             "ab": True, "default": False}
 
 
+SHOWN_NAME_CHARS = 100
+"""How much of an unknown model's name its error repeats: enough to spot a typo, not a
+stranger's megabyte sent back."""
+
+
 def unknown_model(engine: Engine, name: str) -> RequestError:
-    return RequestError(f"the model {name!r} does not exist; this bot's models (variants) are: "
-                        f"{', '.join(engine.variants)}", param="model", code="model_not_found",
-                        status=404)
+    shown = name if len(name) <= SHOWN_NAME_CHARS else name[:SHOWN_NAME_CHARS] + "…"
+    return RequestError(f"the model {shown!r} does not exist; this bot's models (variants) "
+                        f"are: {', '.join(engine.variants)}", param="model",
+                        code="model_not_found", status=404)

@@ -26,6 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.api_models import unknown_model
 from app.api_schema import RequestError, RequestLimits, body_bytes, error_body, read_json
 from chatbot.engine import Engine
 from chatbot.errors import ConfigError, InputError, ModelError
@@ -131,9 +132,7 @@ def _generator(engine: Engine, name: str | None) -> Generator:
     name = name or engine.default_variant
     variant = engine.variants.get(name)
     if variant is None:
-        raise RequestError(f"the model {name!r} does not exist; this bot's models (variants) "
-                           f"are: {', '.join(engine.variants)}", param="model",
-                           code="model_not_found", status=404)
+        raise unknown_model(engine, name)
     return base_generator(engine, variant)
 
 

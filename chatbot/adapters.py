@@ -111,6 +111,13 @@ def registered_adapters(adapters_root: Path) -> dict[str, Path]:
             if not path.parent.name.startswith(".")}
 
 
+def could_be_registered(name: str) -> bool:
+    """Whether ``registered_adapters`` could ever list ``name``: a folder name, not hidden, of
+    at most 255 characters, without "/" or NUL. Any other name needs no look in the folder."""
+    return (0 < len(name) <= 255 and not name.startswith(".")
+            and "/" not in name and "\0" not in name)
+
+
 @contextlib.contextmanager
 def peft_notice_muted():
     """Around peft's adapter loads and LoRA wraps, and TRL's training: they ask transformers

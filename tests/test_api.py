@@ -100,6 +100,26 @@ def test_models_lists_the_variants(client) -> None:
         client.models.retrieve("gpt-4")
 
 
+def test_an_unknown_model_name_is_shown_cut_short_and_only_a_possible_adapter_rescans(
+        client, engine, monkeypatch) -> None:
+    """A name sent whole would come back whole (a megabyte); a name no adapter folder can have
+    (too long, a "/") can't be a newly registered adapter, so the folder is not read for it."""
+    scans = []
+    find_variants = engine._find_variants
+    monkeypatch.setattr(engine, "_find_variants", lambda: scans.append(1) or find_variants())
+    for name, shown in (("m" * 500_000, "'" + "m" * 100 + "…'"),
+                        ("../../etc/passwd", "'../../etc/passwd'")):
+        with pytest.raises(openai.NotFoundError) as caught:
+            client.chat.completions.create(model=name, messages=ASK)
+        message = caught.value.body["message"]
+        assert message == (f"the model {shown} does not exist; this bot's models (variants) "
+                           "are: prompt, plain, broken")
+    assert scans == []
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="v3", messages=ASK)
+    assert scans == [1]  # trained while serving, perhaps
+
+
 ERRORS = [
     ("unknown model", dict(model="gpt-4", messages=ASK), openai.NotFoundError,
      "model_not_found", "the model 'gpt-4' does not exist; this bot's models (variants) are: "
