@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import threading
 import time
 import uuid
@@ -44,29 +43,24 @@ from dataclasses import replace
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from app.api_errors import BUSY_RETRY_AFTER_S, error_parts, error_response
 from app.api_models import AB_MODEL, ab_card, model_card, unknown_model
 from app.api_schema import (API_CLIENT, ChatRequest, RequestError, RequestLimits, body_bytes,
-                            error_body, parse_request, read_json, split_conversation)
+                            parse_request, read_json, split_conversation)
 from chatbot.adapters import could_be_registered
 from chatbot.answer_stream import CUT_SHORT_BY_SHUTDOWN, AnswerStream
 from chatbot.engine import Engine
-from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, InputError,
-                            ModelError, SessionNotYours, TooManyNewTokens)
+from chatbot.errors import InputError, SessionNotYours, TooManyNewTokens
 from chatbot.generate import GenerationSettings
 from chatbot.types import Reply
 from index.text import clean_text
-
-logger = logging.getLogger(__name__)
 
 
 DISCONNECT_POLL_S = 0.25
 """How often a request waiting for its answer checks that its client is still there."""
 
-BUSY_RETRY_AFTER_S = 1
-"""The ``Retry-After`` of a 429 (and of a 503 for a generation server still busy): answers on a
-small model free a place within seconds."""
-
-
+CHAT_ROUTE = "chat completion"
+"""What the server log calls a failed ``/v1/chat/completions``."""
 CHAT_BODY = 'an object such as {"model": "prompt", "messages": [{"role": "user", "content": "Hi"}]}'
 
 
@@ -109,7 +103,7 @@ def create_api_router(engine: Engine,
         if assign_variant is not None and name == AB_MODEL:
             return JSONResponse(ab_card(engine))
         if not await asyncio.to_thread(served, name):
-            return _error_response(unknown_model(engine, name))
+            return error_response(unknown_model(engine, name), "model card")
         card = await asyncio.to_thread(model_card, engine, engine.variants[name])
         return JSONResponse(card)
 
@@ -127,11 +121,11 @@ def create_api_router(engine: Engine,
                 raise unknown_model(engine, chat.model)
             job = Answering(engine, chat, session_id, variant, answers, client)
         except InputError as exc:
-            return _error_response(exc)
+            return error_response(exc, CHAT_ROUTE)
         try:  # errors before the first token still get their status
             first = await job.next_unless_gone(request)
             if first[0] == "error":
-                return _error_response(first[1])
+                return error_response(first[1], CHAT_ROUTE)
             if chat.stream:
                 return StreamingResponse(_sse(job, first, request), media_type="text/event-stream",
                                          headers={"Cache-Control": "no-cache"})
@@ -278,7 +272,7 @@ async def _complete(job: Answering, first: tuple[str, object],
     while kind == "piece":
         kind, value = await job.next_unless_gone(request)
     if kind == "error":
-        return _error_response(value)
+        return error_response(value, CHAT_ROUTE)
     reply = value
     message = {"role": "assistant", "content": reply.text, "refusal": None}
     return JSONResponse({
@@ -299,7 +293,7 @@ async def _sse(job: Answering, first: tuple[str, object],
             yield _event(job.chunk({"content": value}))
             kind, value = await job.next_unless_gone(request)
         if kind == "error":
-            yield _event(_error_parts(value)[1])
+            yield _event(error_parts(value, CHAT_ROUTE)[1])
         else:
             yield _event(job.chunk({}, job.finish_reason(value), **job.extras(value)))
         yield "data: [DONE]\n\n"
@@ -346,49 +340,3 @@ def _refuse_others_session(engine: Engine, session_id: str, client: str) -> None
     callers may name at once."""
     if engine.log is not None and engine.log.started_by(session_id) not in (None, client):
         raise SessionNotYours(session_id)
-
-
-def _error_parts(exc: BaseException) -> tuple[int, dict]:
-    if isinstance(exc, RequestError):
-        return exc.status, exc.body()
-    if isinstance(exc, SessionNotYours):  # a web visitor's (the Review tab shows its id)
-        return 409, error_body(f"{exc}; send an X-Session-Id (or user) of your own, or none "
-                               "for a new session", "invalid_request_error", "X-Session-Id",
-                               "session_not_yours")
-    if isinstance(exc, InputError):
-        return 400, error_body(str(exc), "invalid_request_error", "messages", "invalid_input")
-    if isinstance(exc, BackendError) and exc.busy:
-        logger.error("chat completion failed: %s", exc)
-        return 503, error_body(exc.public, "server_error", "model", "backend_busy")
-    if isinstance(exc, (ModelError, ConfigError)):
-        logger.error("chat completion failed: %s", exc)
-        return 500, error_body(exc.public, "server_error", "model", "model_unavailable")
-    if isinstance(exc, DocumentIndexError):  # e.g. damaged: the message says what to run
-        logger.error("chat completion failed: %s", exc)
-        return 500, error_body(str(exc), "server_error", None, "index_unavailable")
-    return 500, _internal_error(exc)
-
-
-def _internal_error(exc: BaseException) -> dict:
-    """An unexpected failure's text may name the server's files, addresses or data: the client
-    gets an id to quote, the server log has it beside the traceback."""
-    error_id = uuid.uuid4().hex[:8]
-    logger.error("chat completion failed (error id %s)", error_id, exc_info=exc)
-    return error_body(f"internal error; the server log has the details under error id "
-                      f"{error_id}", "server_error", None, "internal_error")
-
-
-def _error_response(exc: BaseException) -> JSONResponse:
-    """The error as a response. A busy server, or a generation server still busy after our
-    retries, asks to be tried again later (OpenAI clients do, twice by default); any other
-    failure of the server (a 500: the model, a backend, the index, the unexpected) asks not to
-    be: a remote backend has been retried already, and each retry would log another failed
-    turn; nor is a session that another client began."""
-    status, body = _error_parts(exc)
-    if status in (429, 503):
-        headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
-    elif status in (409, 500):  # openai retries a 409 too
-        headers = {"x-should-retry": "false"}
-    else:
-        headers = None
-    return JSONResponse(body, status_code=status, headers=headers)

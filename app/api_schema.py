@@ -45,6 +45,12 @@ def error_body(message: str, type: str, param: str | None = None,
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+def is_api_path(path: str) -> bool:
+    """Whether ``path`` is the OpenAI-compatible API's (``/v1``, and vLLM's ``/tokenize``),
+    whose clients read errors in OpenAI's shape."""
+    return path.startswith("/v1/") or path == "/tokenize"
+
+
 API_CLIENT = "api"
 """What the log calls a caller of the API that gave no credential (its sessions' client, its
 corrections' author); ``api:NAME`` for one that did."""

@@ -27,7 +27,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api_schema import error_body
+from app.api_schema import error_body, is_api_path
 from chatbot.config import BotConfig
 from chatbot.config_file import read_auth_file
 from chatbot.errors import ConfigError
@@ -274,7 +274,7 @@ def _refusal(connection: HTTPConnection) -> JSONResponse:
                "this server requires a credential: send the header 'Authorization: Bearer KEY' "
                "with the API key, or log in on the web page")
     headers = {"WWW-Authenticate": "Bearer"}
-    if connection.url.path.startswith("/v1/") or connection.url.path == "/tokenize":
+    if is_api_path(connection.url.path):
         return JSONResponse(error_body(message, "invalid_request_error", None, "invalid_api_key"),
                             status_code=401, headers=headers)
     return JSONResponse({"detail": message}, status_code=401, headers=headers)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from app.api_errors import UnexpectedApiFailures
 from app.auth import Credentials, LoginThrottle, RequireCredential
 from app.body_limit import WebUiBodyLimit
 from app.cross_site import CrossSiteRefusal
@@ -58,6 +59,7 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
                     show_variant_names=show_names, tabs=tabs,
                     answers_at_once=config.models.max_batch)
     caller = mount_ui(server, app, credentials, config.data_path, config.index.max_file_mb)
+    server.add_middleware(UnexpectedApiFailures)  # innermost: it sees what a route raised
     server.add_middleware(RequireCredential, credentials=credentials, caller=caller)
     if credentials.required:
         server.add_middleware(LoginThrottle)

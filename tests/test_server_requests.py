@@ -177,3 +177,34 @@ def test_a_web_answer_that_fails_unexpectedly_does_not_show_the_failures_text(
         events = httpx.get(f"{url}gradio_api/call/respond/{call.json()['event_id']}").text
     assert "event: error" in events and "/srv/bots" not in events
     assert "RuntimeError: cannot read /srv/bots/private/weights.bin" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/v1/models", None), ("GET", "/v1/models/prompt", None),
+    ("POST", "/tokenize", {"prompt": "hi"}),
+    ("POST", "/v1/corrections", {"turn_id": 1, "text": "The right answer."})])
+def test_an_api_route_that_fails_unexpectedly_answers_in_openai_shape_with_an_error_id(
+        config_file, credentials, tmp_path, caplog, method, path, body) -> None:
+    """Not FastAPI's plain "Internal Server Error", which an OpenAI client can't read: the
+    chat route's shape, whose id the operator finds beside the traceback."""
+    import sqlite3
+
+    from chatbot.logs import ConversationLog
+
+    def model_that_fails(model: str):
+        raise RuntimeError("cannot read /srv/bots/private/weights.bin")
+
+    log = ConversationLog(tmp_path / "logs.sqlite")
+    sqlite3.connect(log.path).execute("DROP TABLE turns")  # a damaged log
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, model_that_fails,
+                    log=log)
+    with serving(create_server_app(engine, load_config(config_file))) as url:
+        response = httpx.request(method, f"{url}{path.lstrip('/')}", json=body)
+    assert response.status_code == 500 and response.headers["x-should-retry"] == "false"
+    error = response.json()["error"]
+    assert error["code"] == "internal_error" and error["type"] == "server_error"
+    error_id = error["message"].partition("error id ")[2]
+    assert len(error_id) == 8, error["message"]
+    logged = [r for r in caplog.records if error_id in r.getMessage()]
+    assert logged and logged[0].exc_info, [r.getMessage() for r in caplog.records]
+    assert path in logged[0].getMessage()

@@ -1,0 +1,98 @@
+"""Failures of the OpenAI-compatible API (``/v1`` and ``/tokenize``) as OpenAI's error shape.
+
+``error_response`` turns what a route raised or an answer's thread reported into a status, the
+``{"error": {...}}`` body OpenAI clients read, and the retry headers they obey.
+``UnexpectedApiFailures`` gives every API route the same answer for an exception it did not
+expect, instead of Starlette's plain-text "Internal Server Error".
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api_schema import RequestError, error_body, is_api_path
+from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, InputError,
+                            ModelError, SessionNotYours)
+
+logger = logging.getLogger(__name__)
+
+BUSY_RETRY_AFTER_S = 1
+"""The ``Retry-After`` of a 429 (and of a 503 for a generation server still busy): answers on a
+small model free a place within seconds."""
+
+
+def error_parts(exc: BaseException, route: str) -> tuple[int, dict]:
+    """(status, body) of ``exc``; ``route`` names the request in the server log."""
+    if isinstance(exc, RequestError):
+        return exc.status, exc.body()
+    if isinstance(exc, SessionNotYours):  # a web visitor's (the Review tab shows its id)
+        return 409, error_body(f"{exc}; send an X-Session-Id (or user) of your own, or none "
+                               "for a new session", "invalid_request_error", "X-Session-Id",
+                               "session_not_yours")
+    if isinstance(exc, InputError):
+        return 400, error_body(str(exc), "invalid_request_error", "messages", "invalid_input")
+    if isinstance(exc, BackendError) and exc.busy:
+        logger.error("%s failed: %s", route, exc)
+        return 503, error_body(exc.public, "server_error", "model", "backend_busy")
+    if isinstance(exc, (ModelError, ConfigError)):
+        logger.error("%s failed: %s", route, exc)
+        return 500, error_body(exc.public, "server_error", "model", "model_unavailable")
+    if isinstance(exc, DocumentIndexError):  # e.g. damaged: the message says what to run
+        logger.error("%s failed: %s", route, exc)
+        return 500, error_body(str(exc), "server_error", None, "index_unavailable")
+    return 500, _internal_error(exc, route)
+
+
+def _internal_error(exc: BaseException, route: str) -> dict:
+    """An unexpected failure's text may name the server's files, addresses or data: the client
+    gets an id to quote, the server log has it beside the traceback."""
+    error_id = uuid.uuid4().hex[:8]
+    logger.error("%s failed (error id %s)", route, error_id, exc_info=exc)
+    return error_body(f"internal error; the server log has the details under error id "
+                      f"{error_id}", "server_error", None, "internal_error")
+
+
+def error_response(exc: BaseException, route: str) -> JSONResponse:
+    """The error as a response. A busy server, or a generation server still busy after our
+    retries, asks to be tried again later (OpenAI clients do, twice by default); any other
+    failure of the server (a 500: the model, a backend, the index, the unexpected) asks not to
+    be: a remote backend has been retried already, and each retry would log another failed
+    turn; nor is a session that another client began."""
+    status, body = error_parts(exc, route)
+    if status in (429, 503):
+        headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
+    elif status in (409, 500):  # openai retries a 409 too
+        headers = {"x-should-retry": "false"}
+    else:
+        headers = None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class UnexpectedApiFailures:
+    """ASGI middleware: an exception out of an API route, before its response started, is
+    answered by ``error_response`` (a 500 with an error id, the traceback logged under it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_api_path(scope["path"]):
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_start)
+        except Exception as exc:
+            if started:  # a stream already under way: nothing can be said in its place
+                raise
+            response = error_response(exc, f"{scope['method']} {scope['path']}")
+            await response(scope, receive, send)
