@@ -41,12 +41,12 @@ OPEN_PREFIXES = ("/assets/", "/static/")
 visitors and the app there to logged-in ones."""
 
 MAX_FAILED_LOGINS = 10
-"""Failed logins one address may make within ``LOGIN_WINDOW_S``: room for typos, too few to
-guess a password."""
+"""Failed logins and wrong API keys one address may send within ``LOGIN_WINDOW_S``, together
+(the key is a login password too): room for typos, too few to guess a password or a key."""
 LOGIN_WINDOW_S = 15 * 60
 REMEMBERED_ADDRESSES = 10_000
-"""Addresses whose recent failed logins ``LoginThrottle`` keeps: those that tried last. One
-who could push a guesser's address out has that many addresses, each with its own guesses."""
+"""Addresses whose recent failures ``FailedAttempts`` keeps: those that tried last. One who
+could push a guesser's address out has that many addresses, each with its own guesses."""
 
 Caller = Callable[[HTTPConnection], Awaitable[str | None]]
 """Who is calling: a user name, ``API_KEY_USER``, or None for nobody."""
@@ -83,9 +83,8 @@ class Credentials:
         return self.api_key is not None and _same(password, self.api_key)
 
     def key_ok(self, connection: HTTPConnection) -> bool:
-        scheme, _, given = connection.headers.get("authorization", "").partition(" ")
-        return (self.api_key is not None and scheme.lower() == "bearer"
-                and _same(given.strip(), self.api_key))
+        given = bearer_key(connection)
+        return self.api_key is not None and given is not None and _same(given, self.api_key)
 
     def caller(self, connection: HTTPConnection, logged_in: str | None) -> str | None:
         """The logged-in user, else ``API_KEY_USER`` for the right bearer key, else None."""
@@ -104,6 +103,13 @@ class Credentials:
                         "login password)")
         return ("protected: the web UI, /gradio_api and /v1 all require a credential: "
                 + " or ".join(ways))
+
+
+def bearer_key(connection: HTTPConnection) -> str | None:
+    """The key of an ``Authorization: Bearer KEY`` header; None without one (or with another
+    scheme, such as the Basic one a proxy's own login passes on)."""
+    scheme, _, given = connection.headers.get("authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else None
 
 
 def _same(given: str, expected: str) -> bool:
@@ -137,49 +143,105 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class FailedAttempts:
+    """Each address's failed logins and wrong API keys of the last ``window`` seconds: one that
+    has ``limit`` of them waits until the oldest is that old. ``LoginThrottle`` and
+    ``RequireCredential`` share one: the key is a login password too, so a guesser of it has
+    one allowance, whichever door it knocks at."""
+
+    def __init__(self, limit: int = MAX_FAILED_LOGINS, window: float = LOGIN_WINDOW_S) -> None:
+        self.limit, self.window = limit, window
+        self.failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def wait_s(self, address: str) -> int:
+        """Seconds ``address`` must wait before it may try again; 0 when it may now."""
+        recent = self._recent(address)
+        if len(recent) < self.limit:
+            return 0
+        return int(recent[0] + self.window - time.monotonic()) + 1
+
+    def record(self, address: str) -> None:
+        """One more failure of ``address``. Past ``REMEMBERED_ADDRESSES`` the address that
+        tried longest ago is forgotten: strangers' addresses can't fill the memory, and no
+        request waits on a sweep through them."""
+        failures = self._recent(address)
+        failures.append(time.monotonic())
+        self.failures[address] = failures  # the newest last
+        while len(self.failures) > REMEMBERED_ADDRESSES:
+            self.failures.popitem(last=False)
+
+    def _recent(self, address: str) -> deque[float]:
+        """The address's failures within the window; an address with none is not kept, so
+        the right key's requests take no room."""
+        failures = self.failures.pop(address, None) or deque()
+        _forget_before(failures, time.monotonic() - self.window)
+        if failures:
+            self.failures[address] = failures  # the newest last
+        return failures
+
+
+def client_address(scope: Scope) -> str:
+    """The caller's address (the proxy's ``X-Forwarded-For`` where uvicorn trusts it)."""
+    return (scope.get("client") or ("unknown",))[0]
+
+
 class RequireCredential:
     """ASGI middleware: with credentials configured, a request that is not on the login page
-    and whose ``caller`` is nobody gets a 401 (OpenAI's error shape under ``/v1``)."""
+    and whose ``caller`` is nobody gets a 401 (OpenAI's error shape under ``/v1``). A wrong
+    bearer key counts in ``attempts``; from an address over its limit, a bearer key gets a 429
+    without being checked, so guessing it goes no faster than guessing a password."""
 
-    def __init__(self, app: ASGIApp, credentials: Credentials, caller: Caller) -> None:
+    def __init__(self, app: ASGIApp, credentials: Credentials, caller: Caller,
+                 attempts: FailedAttempts | None = None) -> None:
         self.app = app
         self.credentials = credentials
         self.caller = caller
+        self.attempts = attempts or FailedAttempts()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or not self.credentials.required:
             return await self.app(scope, receive, send)
         connection = HTTPConnection(scope)
+        address = client_address(scope)
+        tries_key = self.credentials.api_key is not None and bearer_key(connection) is not None
+        wait = self.attempts.wait_s(address) if tries_key else 0
+        if wait and scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
+        if wait:
+            return await _too_many_keys(connection, wait)(scope, receive, send)
         if _is_open(scope["path"]):
             if scope["path"] == "/" and await self.caller(connection) is None:
+                if tries_key:  # the page shows whether the key was right
+                    self.attempts.record(address)
                 send = _anonymous_login_page(send)
             return await self.app(scope, receive, send)
         who = await self.caller(connection)
         if who is not None:
             scope.setdefault("state", {})["caller"] = who  # routes read request.state.caller
             return await self.app(scope, receive, send)
+        if tries_key:
+            self.attempts.record(address)
         if scope["type"] == "websocket":
             return await send({"type": "websocket.close", "code": 1008})
         await _refusal(connection)(scope, receive, send)
 
 
 class LoginThrottle:
-    """ASGI middleware: an address whose logins failed ``MAX_FAILED_LOGINS`` times in the last
-    ``LOGIN_WINDOW_S`` seconds gets a 429 from ``POST /login`` until the oldest failure is that
-    old. Gradio's login route alone answers wrong passwords as fast as they come."""
+    """ASGI middleware: an address over the limit of its ``attempts`` gets a 429 from
+    ``POST /login``, and each failed login counts. Gradio's login route alone answers wrong
+    passwords as fast as they come."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_FAILED_LOGINS,
-                 window: float = LOGIN_WINDOW_S) -> None:
-        self.app, self.limit, self.window = app, limit, window
-        self.failures: OrderedDict[str, deque[float]] = OrderedDict()
+    def __init__(self, app: ASGIApp, attempts: FailedAttempts | None = None) -> None:
+        self.app = app
+        self.attempts = attempts or FailedAttempts()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["method"] != "POST"
                 or scope["path"].rstrip("/") != "/login"):
             return await self.app(scope, receive, send)
-        recent = self._recent((scope.get("client") or ("unknown",))[0])
-        if len(recent) >= self.limit:
-            wait = int(recent[0] + self.window - time.monotonic()) + 1
+        address = client_address(scope)
+        wait = self.attempts.wait_s(address)
+        if wait:
             refusal = JSONResponse({"detail": f"too many failed logins from this address; try "
                                               f"again in {wait} s"},
                                    status_code=429, headers={"Retry-After": str(wait)})
@@ -187,21 +249,10 @@ class LoginThrottle:
 
         async def count_failure(message: dict) -> None:
             if message["type"] == "http.response.start" and message["status"] == 400:
-                recent.append(time.monotonic())  # Gradio's "incorrect credentials"
+                self.attempts.record(address)  # Gradio's "incorrect credentials"
             await send(message)
 
         await self.app(scope, receive, count_failure)
-
-    def _recent(self, address: str) -> deque[float]:
-        """The address's failures within the window. Past ``REMEMBERED_ADDRESSES`` the address
-        that tried longest ago is forgotten: strangers' addresses can't fill the memory, and
-        no login waits on a sweep through them."""
-        failures = self.failures.pop(address, None) or deque()
-        _forget_before(failures, time.monotonic() - self.window)
-        self.failures[address] = failures  # the newest last
-        while len(self.failures) > REMEMBERED_ADDRESSES:
-            self.failures.popitem(last=False)
-        return failures
 
 
 def _forget_before(times: deque[float], horizon: float) -> None:
@@ -278,6 +329,19 @@ def _refusal(connection: HTTPConnection) -> JSONResponse:
         return JSONResponse(error_body(message, "invalid_request_error", None, "invalid_api_key"),
                             status_code=401, headers=headers)
     return JSONResponse({"detail": message}, status_code=401, headers=headers)
+
+
+def _too_many_keys(connection: HTTPConnection, wait: int) -> JSONResponse:
+    """The 429 of a bearer key from an address over its limit; OpenAI clients are told not to
+    retry, as every retry within ``wait`` seconds is refused alike."""
+    message = (f"too many wrong API keys or failed logins from this address; try again in "
+               f"{wait} s")
+    headers = {"Retry-After": str(wait)}
+    if is_api_path(connection.url.path):
+        return JSONResponse(error_body(message, "rate_limit_error", None,
+                                       "too_many_failed_attempts"),
+                            status_code=429, headers={**headers, "x-should-retry": "false"})
+    return JSONResponse({"detail": message}, status_code=429, headers=headers)
 
 
 def read_auth(config: BotConfig) -> list[tuple[str, str]] | None:

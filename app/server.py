@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from app.api_errors import UnexpectedApiFailures
-from app.auth import Credentials, LoginThrottle, RequireCredential
+from app.auth import Credentials, FailedAttempts, LoginThrottle, RequireCredential
 from app.body_limit import WebUiBodyLimit
 from app.cross_site import CrossSiteRefusal
 from chatbot.config import BotConfig
@@ -60,9 +60,11 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
                     answers_at_once=config.models.max_batch)
     caller = mount_ui(server, app, credentials, config.data_path, config.index.max_file_mb)
     server.add_middleware(UnexpectedApiFailures)  # innermost: it sees what a route raised
-    server.add_middleware(RequireCredential, credentials=credentials, caller=caller)
+    attempts = FailedAttempts()  # wrong keys and failed logins, counted together
+    server.add_middleware(RequireCredential, credentials=credentials, caller=caller,
+                          attempts=attempts)
     if credentials.required:
-        server.add_middleware(LoginThrottle)
+        server.add_middleware(LoginThrottle, attempts=attempts)
     server.add_middleware(WebUiBodyLimit, max_bytes=limits.body_bytes)
     server.add_middleware(CrossSiteRefusal)  # outermost: refused before anything is read
     return server

@@ -117,10 +117,12 @@ def test_with_any_credential_configured_every_route_refuses_anonymous_callers(
         assert STATE_CHANGING <= set(endpoints)
         routes = ROUTES + [("POST", f"/gradio_api/call{name}") for name in endpoints]
         client.cookies.clear()
-        for method, path in routes:
-            for headers in ({}, {"Authorization": "Bearer wrong"}):
-                response = client.request(method, path, headers=headers, json={"data": []})
-                assert response.status_code == 401, (method, path, headers)
+        for n, (method, path) in enumerate(routes):
+            assert client.request(method, path, json={"data": []}).status_code == 401, path
+            guesser = TestClient(full_app, client=(f"2001:db8::{n:x}", 5000))  # one guess each
+            wrong_key = guesser.request(method, path, json={"data": []},
+                                        headers={"Authorization": "Bearer wrong"})
+            assert wrong_key.status_code == 401, (method, path)
         login_page = client.get("/")
         assert login_page.status_code == 200 and '"auth_required":true' in login_page.text
         assert "cb-upload" not in login_page.text  # the form, not the app
@@ -171,6 +173,42 @@ def test_an_address_that_keeps_guessing_passwords_must_wait(full_app) -> None:
         assert "too many failed logins from this address" in refused.json()["detail"]
     with TestClient(full_app, client=("192.0.2.8", 5000)) as someone_else:
         log_in(someone_else, "ana", "pw")
+
+
+@pytest.mark.parametrize("credentials", ["both"], indirect=True)
+def test_an_address_that_keeps_guessing_api_keys_must_wait(full_app) -> None:
+    """A wrong bearer key counts as a failed login of its address: the key is the login
+    password too, so a guesser gets one allowance for both."""
+    from app.auth import MAX_FAILED_LOGINS
+
+    def api(key: str, address: str) -> openai.OpenAI:  # uvicorn trusts a local proxy's header
+        return openai.OpenAI(base_url=f"{url}v1", api_key=key, max_retries=0,
+                             default_headers={"X-Forwarded-For": address})
+
+    guesser = "192.0.2.7"
+    with serving(full_app) as url:
+        for attempt in range(MAX_FAILED_LOGINS - 1):
+            with pytest.raises(openai.AuthenticationError):
+                api(f"guess-{attempt}", guesser).models.list()
+        page = httpx.get(url, headers={"Authorization": "Bearer guess",
+                                       "X-Forwarded-For": guesser})
+        assert "window.gradio_api_info = null;" in page.text  # the login page: a wrong key
+        with pytest.raises(openai.RateLimitError) as refused:
+            api(KEY, guesser).models.list()  # the right key too: it is not even checked
+        headers = refused.value.response.headers
+        assert int(headers["Retry-After"]) > 800 and headers["x-should-retry"] == "false"
+        assert refused.value.code == "too_many_failed_attempts"
+        assert refused.value.body["message"].startswith(
+            "too many wrong API keys or failed logins from this address; try again in ")
+        tokenize = httpx.post(f"{url}tokenize", json={"prompt": "hi"},
+                              headers={"Authorization": f"Bearer {KEY}",
+                                       "X-Forwarded-For": guesser})
+        assert tokenize.json()["error"]["code"] == "too_many_failed_attempts"
+        login = httpx.post(f"{url}login", data={"username": "ana", "password": "pw"},
+                           headers={"X-Forwarded-For": guesser})
+        assert login.status_code == 429
+        assert [m.id for m in api(KEY, "192.0.2.8").models.list().data][:2] == ["prompt",
+                                                                               "plain"]
 
 
 @pytest.mark.parametrize("credentials", ["both"], indirect=True)
@@ -278,7 +316,7 @@ def test_failed_logins_from_many_addresses_are_remembered_within_a_bound(full_ap
     for n in range(60):
         guesser = TestClient(throttled, client=(f"2001:db8::{n:x}", 5000))
         assert guesser.post("/login", data={"username": "ana", "password": "no"}).status_code == 400
-    assert len(throttled.failures) <= 20
+    assert len(throttled.attempts.failures) <= 20
     guesser = TestClient(throttled, client=("2001:db8::ffff", 5000))
     for attempt in range(auth.MAX_FAILED_LOGINS):
         guesser.post("/login", data={"username": "ana", "password": f"pw{attempt}"})
