@@ -84,19 +84,20 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
     """
     start = time.perf_counter()
     paths = [Path(p) for p in paths]
-    held = _indexed_before(store.directory) if rebuild is not None else []
-    report = SyncReport(held_unknown=held is None)
-    held = held or []
-    roots = [os.path.abspath(p) for p in paths]
-    # a rebuild re-indexes what the index held outside the paths too (uploads, single files)
-    paths += [Path(source) for source in held
-              if not under(source, roots) and os.path.exists(source)]
-    files, failures = discover(paths, list(include), list(exclude))
-    report.failed += failures
     with store.transaction(rebuild=rebuild):
         if store.settings.embedder != embedder.name:
             raise IndexMismatchError(f"{store.directory}: built with embedder "
                                      f"{store.settings.embedder!r}, not {embedder.name!r}; {REBUILD}")
+        # read under the lock: a sync this one waited for may have added files (an upload)
+        held = _indexed_before(store.directory) if rebuild is not None else []
+        report = SyncReport(held_unknown=held is None)
+        held = held or []
+        roots = [os.path.abspath(p) for p in paths]
+        # a rebuild re-indexes what the index held outside the paths too (uploads, single files)
+        paths += [Path(source) for source in held
+                  if not under(source, roots) and os.path.exists(source)]
+        files, failures = discover(paths, list(include), list(exclude))
+        report.failed += failures
         # a file that failed keeps what was indexed from it, and so does an unreadable folder
         unread = [f.source for f in failures if f.folder]
         seen = ({str(p) for p in files} | {f.source for f in failures}

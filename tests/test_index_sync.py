@@ -241,6 +241,36 @@ def test_rebuild_keeps_files_indexed_by_name_and_counts_those_gone(tmp_path):
     assert str(extra[0]) in Store.open(tmp_path / "ix", new).hashes
 
 
+def test_a_rebuild_that_waited_for_another_sync_keeps_the_files_that_sync_added(tmp_path):
+    """A web UI upload indexed while `chatbot index sync --rebuild` waited for the lock was
+    left out of the rebuilt index: the rebuild read the list of indexed files before waiting."""
+    write_corpus(tmp_path / "docs", 2)
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix"), CountingEmbedder())
+    upload = write_corpus(tmp_path / "uploads", 1, prefix="up")
+    inside, go_on = threading.Event(), threading.Event()
+
+    def hold_the_lock(done: int, total: int, path: str) -> None:
+        inside.set()
+        go_on.wait(30)
+
+    uploading = threading.Thread(target=sync, args=(upload, open_store(tmp_path / "ix"),
+                                                    CountingEmbedder()),
+                                 kwargs={"progress": hold_the_lock})
+    uploading.start()
+    assert inside.wait(30)
+    reports = []
+    rebuilding = threading.Thread(target=lambda: reports.append(sync(
+        [tmp_path / "docs"], Store(tmp_path / "ix", IndexManifest(settings())),
+        CountingEmbedder(), rebuild=settings())))
+    rebuilding.start()
+    rebuilding.join(1.5)  # waiting for the lock the upload's sync holds
+    go_on.set()
+    uploading.join(30)
+    rebuilding.join(30)
+    assert len(reports[0].added) == 3
+    assert str(upload[0]) in Store.open(tmp_path / "ix").hashes
+
+
 def test_a_synced_folder_renamed_leaves_no_stale_documents(tmp_path):
     write_corpus(tmp_path / "manuals", 2)
     sync([tmp_path / "manuals"], open_store(tmp_path / "ix"), CountingEmbedder())
