@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from chatbot.errors import DocumentIndexError
+from chatbot.interrupts import raise_if_interrupted
 from chatbot.source_names import SourceNames
 from index.embed import Embedder, HashEmbedder, SentenceTransformerEmbedder
 from index.errors import IndexingError, IndexMissingError
@@ -176,7 +177,19 @@ def sync_paths(index: BotIndex, paths: list[str | Path] | None = None,
     return sync(targets, store, embedder or open_embedder(index.embedder),
                 include=list(index.include), exclude=list(index.exclude),
                 max_file_bytes=index.max_file_bytes, text_field=index.text_field,
-                progress=progress, rebuild=settings if rebuild else None)
+                progress=_stopping_at_ctrl_c(progress), rebuild=settings if rebuild else None)
+
+
+def _stopping_at_ctrl_c(progress: Progress | None) -> Progress:
+    """``progress``, after raising a Ctrl-C that Python dropped inside a garbage-collection
+    callback (``chatbot/interrupts.py``): the sync stops at the next file and commits
+    nothing, instead of running on to its end."""
+    def report(done: int, total: int, source: str) -> None:
+        raise_if_interrupted()
+        if progress is not None:
+            progress(done, total, source)
+
+    return report
 
 
 @_index_errors

@@ -106,6 +106,42 @@ def test_ctrl_c_in_a_sync_says_the_index_is_as_before_and_leaves_no_half_sync(bo
     assert run("index", "list", "--config", config).stdout.splitlines()[-1] == "2 documents"
 
 
+def test_ctrl_c_stops_a_sync_started_in_the_background(bot):
+    """`chatbot index sync &` inherits SIGINT ignored: the Ctrl-C (or `kill -INT`) did nothing
+    and the sync ran on to its end."""
+    from ctrl_c import ctrl_c_once, started
+
+    tmp_path, config = bot
+    assert run("index", "sync", "--config", config).exit_code == 0
+    for i in range(3000):
+        (tmp_path / "docs" / f"note{i}.md").write_text(f"# Note {i}\n\nText number {i}.\n")
+    staged = tmp_path / "data" / "index" / "docstore-000002.sqlite"
+    syncing = started(["index", "sync", "--config", config], in_background=True,
+                      CHATBOT_DATA_DIR=str(tmp_path / "data"))
+    said = ctrl_c_once(syncing, staged.exists)
+    assert "interrupted; the index is as the last finished sync left it" in said
+    assert not staged.exists()
+    assert run("index", "list", "--config", config).stdout.splitlines()[-1] == "2 documents"
+
+
+def test_a_ctrl_c_python_dropped_still_stops_the_sync_at_the_next_file(bot):
+    """Pressed while a garbage-collection callback runs, the KeyboardInterrupt is dropped by
+    Python; the sync went on and committed every file."""
+    from ctrl_c import a_dropped_ctrl_c
+
+    from app.build import bot_index
+    from chatbot.config_file import load_config
+    from chatbot.indexing import sync_paths
+
+    tmp_path, config = bot
+    assert run("index", "sync", "--config", config).exit_code == 0
+    (tmp_path / "docs" / "more.md").write_text("# More\n\nAnother page.\n")
+    with a_dropped_ctrl_c(), pytest.raises(KeyboardInterrupt):
+        sync_paths(bot_index(load_config(config)))
+    assert run("index", "list", "--config", config).stdout.splitlines()[-1] == "2 documents"
+    assert not (tmp_path / "data" / "index" / "docstore-000002.sqlite").exists()
+
+
 def test_failed_file_is_listed_and_exit_code_is_one(bot):
     tmp_path, config = bot
     (tmp_path / "docs" / "broken.pdf").write_bytes(b"%PDF-1.4 nonsense")

@@ -66,6 +66,7 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
     if not (paths or index.paths):
         raise click.UsageError("nothing to sync: name files or folders, or list them under "
                                "index.paths in the config")
+    stop_on_ctrl_c()  # a sync started as `cmd &` can be stopped too
     # delay: short syncs print no bar at all, long ones show progress after two seconds.
     with tqdm(total=0, unit="file", delay=2, file=sys.stderr, disable=as_json) as bar:
         def progress(done: int, total: int, source: str) -> None:
