@@ -26,7 +26,7 @@ from index.manifest import IndexManifest, IndexSettings
 from index.passages import MAX_WORDS
 from index.rerank import CrossEncoderScorer, RerankingRetriever
 from index.search import Retriever
-from index.store import Store
+from index.store import Store, read_in_force, verified
 from index.sync import Progress, SyncReport, sync, under
 from index.types import DocumentInfo
 
@@ -123,13 +123,12 @@ def open_retriever(index: BotIndex, embedder: Embedder | None = None
                    ) -> Retriever | RerankingRetriever | None:
     """A retriever with the bot's search settings (reranking included), or ``None`` while
     nothing is indexed."""
-    try:
-        store = Store.open(index.directory, index.settings)
+    try:  # a damaged index is reported now, not by the first search
+        store = read_in_force(index.directory, _verified_unless_empty, index.settings)
     except IndexMissingError:
         return None
-    if not store.manifest.counts.chunks:
+    if store is None:
         return None
-    store.verify()  # a damaged index is reported now, not by the first search
     search = index.search
     retriever = Retriever(store, embedder or open_embedder(index.embedder), mode=search.mode,
                           k=search.k, min_score=search.min_score, mmr=search.mmr,
@@ -143,6 +142,10 @@ def open_retriever(index: BotIndex, embedder: Embedder | None = None
     scorer = CrossEncoderScorer(resolve_model(search.rerank_model, index.embedder.base_dir),
                                 device=index.embedder.device)
     return RerankingRetriever(retriever, scorer, search.rerank_candidates)
+
+
+def _verified_unless_empty(store: Store) -> Store | None:
+    return verified(store) if store.manifest.counts.chunks else None
 
 
 class IndexSearch:
@@ -211,7 +214,7 @@ def evaluate_index(index: BotIndex, data: Path, ks: tuple[int, ...], mode: str |
 @_index_errors
 def list_documents(index: BotIndex) -> list[DocumentInfo]:
     try:
-        return Store.open(index.directory).documents()
+        return read_in_force(index.directory, Store.documents)
     except IndexMissingError:
         return []
 
@@ -245,4 +248,4 @@ def _removal_targets(index: BotIndex, store: Store, path: str | Path) -> list[st
 
 @_index_errors
 def index_stats(index: BotIndex) -> dict:
-    return Store.open(index.directory).stats()
+    return read_in_force(index.directory, Store.stats)

@@ -17,7 +17,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping, TypeVar
 
 import numpy as np
 
@@ -28,6 +28,8 @@ from index.errors import IndexDamagedError, IndexMismatchError, IndexMissingErro
 from index.manifest import IndexCounts, IndexFiles, IndexManifest, IndexSettings
 from index.types import Chunk, DocumentInfo
 from index.writer_lock import writer_lock
+
+T = TypeVar("T")
 
 TOMBSTONE_SHARE = 0.2
 """HNSW can't delete: removed vectors are filtered out until they are this share of the graph,
@@ -112,20 +114,10 @@ class Store:
         return _stamp(self.directory / manifest.MANIFEST) != self._stamp
 
     def next_generation(self) -> Store:
-        """A new store on the generation in force, every file open (a sync committing while
-        they open is followed). This one stays open: searches still reading it end on its files
-        while the sync removes them from the folder; closing it under them crashed SQLite."""
-        while True:
-            stamp = _stamp(self.directory / manifest.MANIFEST)
-            try:
-                fresh = Store.open(self.directory, self.settings)
-                fresh.verify()
-            except IndexDamagedError:
-                if _stamp(self.directory / manifest.MANIFEST) == stamp:
-                    raise
-                continue
-            fresh._stamp = stamp  # as read before the manifest: a commit since is seen next time
-            return fresh
+        """A new store on the generation in force, every file open. This one stays open:
+        searches still reading it end on its files while the sync removes them from the
+        folder; closing it under them crashed SQLite."""
+        return read_in_force(self.directory, verified, self.settings)
 
     def documents(self) -> list[DocumentInfo]:
         return self.docstore.documents()
@@ -367,6 +359,29 @@ class Store:
         if self._docstore is not None:
             self._docstore.close()
         self._faiss = self._docstore = self._bm25 = self._tombstones = None
+
+
+def read_in_force(directory: str | Path, read: Callable[[Store], T],
+                  settings: IndexSettings | None = None) -> T:
+    """``read(store)`` of the generation in force. A sync committing meanwhile removes the
+    older generation's files as they are opened: the read is done again on the new one,
+    instead of failing as if the index were damaged."""
+    path = Path(directory) / manifest.MANIFEST
+    while True:
+        stamp = _stamp(path)
+        try:
+            store = Store.open(directory, settings)
+            store._stamp = stamp  # as read before the manifest: a commit since is seen next time
+            return read(store)
+        except (IndexDamagedError, FileNotFoundError):
+            if _stamp(path) == stamp:
+                raise
+
+
+def verified(store: Store) -> Store:
+    """``store`` with every file open (``Store.verify``)."""
+    store.verify()
+    return store
 
 
 def _name(kind: str, generation: int, suffix: str) -> str:

@@ -10,7 +10,7 @@ import yaml
 
 from app.build import bot_documents, bot_index
 from chatbot.config_file import load_config
-from chatbot.indexing import sync_paths
+from chatbot.indexing import index_stats, list_documents, sync_paths
 
 TOPICS = ["passport renewal", "driving licence", "council tax", "parental leave",
           "pension credit", "visa fees", "blue badge", "tax returns"]
@@ -64,3 +64,44 @@ def test_searches_on_several_threads_go_on_while_syncs_commit(tmp_path: Path) ->
             reader.join()
     assert failures == []
     assert len(found) > 30 and min(found) == 4
+
+
+def test_list_and_stats_while_syncs_commit_read_the_new_generation(tmp_path: Path) -> None:
+    """`chatbot index stats` (or list, or the Documents tab's table) while a sync committed
+    failed with a FileNotFoundError traceback, or said the index was damaged and to rebuild
+    it: the sync had removed the older generation's files as they were opened."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    config_path = tmp_path / "bot.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"), "models": {"embedder": "hash:64"},
+        "index": {"paths": [str(docs)]}}))
+    index = bot_index(load_config(config_path))
+    (docs / "first.md").write_text(page("first", 0))
+    sync_paths(index)
+    failures: list[str] = []
+    reads = {"list": 0, "stats": 0}
+    done = threading.Event()
+
+    def read(name, what) -> None:
+        while not done.is_set():
+            try:
+                what(index)
+                reads[name] += 1
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                failures.append(f"{name}: {exc!r}")
+
+    readers = [threading.Thread(target=read, args=item)
+               for item in (("list", list_documents), ("stats", index_stats))]
+    for reader in readers:
+        reader.start()
+    try:
+        for edition in range(1, 41):
+            (docs / f"notice-{edition}.md").write_text(page(f"notice {edition}", edition))
+            sync_paths(index)
+    finally:
+        done.set()
+        for reader in readers:
+            reader.join()
+    assert failures == []
+    assert min(reads.values()) > 40
