@@ -39,9 +39,10 @@ class BotDocuments:
             return self._embedder
 
     def sync(self, paths: Sequence[Path],
-             progress: Callable[[int, int, str], None] | None = None) -> SyncReport:
+             progress: Callable[[int, int, str], None] | None = None,
+             waiting: Callable[[], None] | None = None) -> SyncReport:
         return indexing.sync_paths(self.index, list(paths), progress=progress,
-                                   embedder=self.embedder)
+                                   embedder=self.embedder, waiting=waiting)
 
     def list(self) -> list[DocumentInfo]:
         """The indexed files, each under the name the bot shows it by."""

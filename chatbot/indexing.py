@@ -170,8 +170,10 @@ class IndexSearch:
 @_index_errors
 def sync_paths(index: BotIndex, paths: list[str | Path] | None = None,
                progress: Progress | None = None, rebuild: bool = False,
-               embedder: Embedder | None = None) -> SyncReport:
-    """Sync ``paths`` (default: the index's own ``paths``) into the bot's index."""
+               embedder: Embedder | None = None,
+               waiting: Callable[[], None] | None = None) -> SyncReport:
+    """Sync ``paths`` (default: the index's own ``paths``) into the bot's index; ``waiting()``
+    is called if another sync holds it."""
     settings = index.settings
     targets = [Path(p) for p in paths] if paths else list(index.paths)
     directory = index.directory
@@ -180,7 +182,8 @@ def sync_paths(index: BotIndex, paths: list[str | Path] | None = None,
     return sync(targets, store, embedder or open_embedder(index.embedder),
                 include=list(index.include), exclude=list(index.exclude),
                 max_file_bytes=index.max_file_bytes, text_field=index.text_field,
-                progress=_stopping_at_ctrl_c(progress), rebuild=settings if rebuild else None)
+                progress=_stopping_at_ctrl_c(progress), rebuild=settings if rebuild else None,
+                waiting=waiting)
 
 
 def _stopping_at_ctrl_c(progress: Progress | None) -> Progress:

@@ -189,14 +189,16 @@ class Store:
     # --------------------------------------------------------------------- writing
 
     @contextlib.contextmanager
-    def transaction(self, rebuild: IndexSettings | None = None) -> Iterator[Store]:
+    def transaction(self, rebuild: IndexSettings | None = None,
+                    waiting: Callable[[], None] | None = None) -> Iterator[Store]:
         """Hold the writer lock, stage a new generation, commit it if the block succeeds.
 
         ``rebuild`` starts from an empty index with those settings (the way to change the
-        embedder or the chunking: both need every chunk embedded again).
+        embedder or the chunking: both need every chunk embedded again); ``waiting()`` is
+        called if another sync holds the lock.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
-        with writer_lock(self.directory):
+        with writer_lock(self.directory, waiting):
             self._begin(rebuild)
             try:
                 yield self

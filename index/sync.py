@@ -77,14 +77,16 @@ class _Pending:
 def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
          include: list[str] = ("**/*",), exclude: list[str] = (), max_file_bytes: int = 50 << 20,
          text_field: str = "text", progress: Progress | None = None,
-         rebuild: IndexSettings | None = None) -> SyncReport:
+         rebuild: IndexSettings | None = None,
+         waiting: Callable[[], None] | None = None) -> SyncReport:
     """Bring ``store`` in line with the files under ``paths``; one atomic commit at the end.
 
-    ``rebuild`` (settings) re-indexes everything from scratch with those settings.
+    ``rebuild`` (settings) re-indexes everything from scratch with those settings;
+    ``waiting()`` is called if another sync holds the index (this one waits for it).
     """
     start = time.perf_counter()
     paths = [Path(p) for p in paths]
-    with store.transaction(rebuild=rebuild):
+    with store.transaction(rebuild=rebuild, waiting=waiting):
         if store.settings.embedder != embedder.name:
             raise IndexMismatchError(f"{store.directory}: built with embedder "
                                      f"{store.settings.embedder!r}, not {embedder.name!r}; {REBUILD}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -17,8 +17,9 @@ SILENT_WAIT_S = 1.0
 
 
 @contextlib.contextmanager
-def writer_lock(directory: Path) -> Iterator[None]:
-    """Hold ``directory``'s writer lock for the block."""
+def writer_lock(directory: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold ``directory``'s writer lock for the block; ``waiting()`` is called when another
+    sync holds it, so a caller with no log to show (the web UI) can say why nothing moves."""
     from filelock import FileLock, Timeout
 
     lock = FileLock(str(directory / LOCK))
@@ -27,6 +28,8 @@ def writer_lock(directory: Path) -> Iterator[None]:
     except Timeout:
         logger.warning("waiting for another sync of %s to finish (it holds %s)", directory,
                        lock.lock_file)
+        if waiting is not None:
+            waiting()
         lock.acquire()
     try:
         yield

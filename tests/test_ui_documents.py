@@ -118,3 +118,37 @@ def test_a_file_that_cannot_be_read_is_named_with_its_reason(documents, tmp_path
     status, rows, _, _ = DocumentActions(documents).upload([str(broken)])
     assert "1 failed" in status and "- not indexed: `broken.pdf`: " in status and rows == []
     assert not (documents.upload_dir / "broken.pdf").exists()  # nor kept on the server
+
+
+def test_an_upload_that_waits_for_a_cli_sync_says_so(documents, tmp_path) -> None:
+    """While `chatbot index sync` held the index, an upload showed nothing until it ended
+    (minutes, for a large folder): the waiting was said only in the server's log."""
+    import threading
+
+    from filelock import FileLock
+
+    index = documents.index.directory
+    index.mkdir(parents=True)
+    cli_sync = FileLock(str(index / ".lock"))
+    cli_sync.acquire()
+    shown: list[str] = []
+    said_it_waits = threading.Event()
+
+    def progress(value, desc=None, **kwargs) -> None:
+        shown.append(desc)
+        if "waiting" in (desc or ""):
+            said_it_waits.set()
+
+    upload = write(tmp_path / "u", "notes.md", "Notes on parking.")
+    results = []
+    uploading = threading.Thread(
+        target=lambda: results.append(DocumentActions(documents).upload([upload], progress)))
+    uploading.start()
+    try:
+        assert said_it_waits.wait(30), shown
+    finally:
+        cli_sync.release()
+        uploading.join(60)
+    assert shown[0] == ("waiting for another sync of the index to finish (a `chatbot index "
+                        "sync`, or another upload)")
+    assert results[0][0].startswith("Indexed 1 of 1 file(s)")

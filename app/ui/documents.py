@@ -47,7 +47,9 @@ class Documents(Protocol):
     upload_dir: Path
     """Where uploaded files are kept: the index reads them again on every sync."""
 
-    def sync(self, paths: Sequence[Path], progress: Progress | None = None) -> SyncResult: ...
+    def sync(self, paths: Sequence[Path], progress: Progress | None = None,
+             waiting: Callable[[], None] | None = None) -> SyncResult:
+        """``waiting()``: another sync holds the index, and this one waits for it."""
 
     def list(self) -> Sequence[DocumentRow]: ...
 
@@ -57,6 +59,8 @@ class Documents(Protocol):
 
 
 COLUMNS = ["source", "chunks", "indexed at"]
+WAITING = ("waiting for another sync of the index to finish (a `chatbot index sync`, or another "
+           "upload)")
 MAX_QUERY_CHARS = 2_000
 """Longest search: keyword search scores each word of a query against every chunk, so one
 pasted book would hold the server for seconds; the embedder reads only the start anyway."""
@@ -94,8 +98,11 @@ class DocumentActions:
         def report(done: int, total: int, path: str) -> None:
             progress((done, total), desc=f"indexed {Path(path).name}")
 
+        def waiting() -> None:
+            progress(None, desc=WAITING)
+
         try:
-            result = self.documents.sync(kept, progress=report)
+            result = self.documents.sync(kept, progress=report, waiting=waiting)
         except ChatbotError as exc:
             for target, earlier in replaced.items():
                 earlier.replace(target)
