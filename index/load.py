@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import fnmatch
 import io
 import json
@@ -79,8 +80,15 @@ def discover(paths: list[Path], include: list[str], exclude: list[str]
 
 
 def broken_link(path: Path) -> LoadFailure:
-    """A symbolic link whose target is gone, as reported: what was indexed from it is kept."""
-    return LoadFailure(str(path), f"broken symlink to {os.readlink(path)}")
+    """A symbolic link whose target is gone, or that leads back to itself, as reported: what
+    was indexed from it is kept."""
+    target = os.readlink(path)
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # its target is there: "broken" sent the user looking
+            return LoadFailure(str(path), f"symlink loop: {target} leads back to this link")
+    return LoadFailure(str(path), f"broken symlink to {target}")
 
 
 def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],

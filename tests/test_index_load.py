@@ -233,13 +233,17 @@ def _bad_inputs(folder: Path) -> dict[str, str]:
     (folder / "huge.txt").write_text("word " * 300_000)
     _unreadable(folder / "unreadable.txt")
     (folder / "dangling.md").symlink_to(folder / "gone.md")
+    (folder / "loop-a.md").symlink_to("loop-b.md")  # each leads to the other
+    (folder / "loop-b.md").symlink_to("loop-a.md")
     return {"empty.txt": "empty file",
             "binary.txt": "binary file, not text",
             "corrupt.pdf": "corrupt PDF",
             "locked.pdf": "encrypted PDF (needs a password)",
             "huge.txt": "over the size limit (1.4 MB > 1.0 MB; raise index.max_file_mb",
             "unreadable.txt": "unreadable: ",
-            "dangling.md": f"broken symlink to {folder / 'gone.md'}"}
+            "dangling.md": f"broken symlink to {folder / 'gone.md'}",
+            "loop-a.md": "symlink loop: loop-b.md leads back to this link",
+            "loop-b.md": "symlink loop: loop-a.md leads back to this link"}
 
 
 def test_every_bad_input_is_reported_by_name_and_the_rest_is_indexed(tmp_path):
