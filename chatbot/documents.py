@@ -50,15 +50,16 @@ class BotDocuments:
         return [replace(doc, source=names.name(doc.source))
                 for doc in indexing.list_documents(self.index)]
 
-    def remove(self, name: str) -> list[str]:
-        """Drop the indexed file shown as ``name`` (see ``list``); returns its name."""
+    def remove(self, name: str, waiting: Callable[[], None] | None = None) -> list[str]:
+        """Drop the indexed file shown as ``name`` (see ``list``); returns its name.
+        ``waiting()`` is called if a sync holds the index."""
         names = self.index.names
         sources = [doc.source for doc in indexing.list_documents(self.index)
                    if names.name(doc.source) == name]
         if not sources:
             raise DocumentIndexError(f"{name} is not indexed; pick one of the listed documents")
         for source in sources:
-            indexing.remove_documents(self.index, source)
+            indexing.remove_documents(self.index, source, waiting)
         return [name] * len(sources)
 
     def search(self, query: str, k: int, mode: str) -> list[Hit]:

@@ -223,12 +223,14 @@ def list_documents(index: BotIndex) -> list[DocumentInfo]:
 
 
 @_index_errors
-def remove_documents(index: BotIndex, path: str | Path) -> list[str]:
-    """Drop every indexed file at or under ``path``; returns their sources."""
+def remove_documents(index: BotIndex, path: str | Path,
+                     waiting: Callable[[], None] | None = None) -> list[str]:
+    """Drop every indexed file at or under ``path``; returns their sources. ``waiting()`` is
+    called if a sync holds the index."""
     store = Store.open(index.directory, index.settings)
     targets = _removal_targets(index, store, path)
     removed: list[str] = []
-    with store.transaction():
+    with store.transaction(waiting=waiting):
         for source in list(store.hashes):
             if under(source, targets):
                 store.remove(source)

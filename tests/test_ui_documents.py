@@ -120,15 +120,15 @@ def test_a_file_that_cannot_be_read_is_named_with_its_reason(documents, tmp_path
     assert not (documents.upload_dir / "broken.pdf").exists()  # nor kept on the server
 
 
-def test_an_upload_that_waits_for_a_cli_sync_says_so(documents, tmp_path) -> None:
-    """While `chatbot index sync` held the index, an upload showed nothing until it ended
-    (minutes, for a large folder): the waiting was said only in the server's log."""
+def held_by_a_cli_sync(documents, event) -> tuple[list, list[str]]:
+    """``event(progress)`` run on a thread while another process's sync holds the index: its
+    result, and what it showed in its progress line."""
     import threading
 
     from filelock import FileLock
 
     index = documents.index.directory
-    index.mkdir(parents=True)
+    index.mkdir(parents=True, exist_ok=True)
     cli_sync = FileLock(str(index / ".lock"))
     cli_sync.acquire()
     shown: list[str] = []
@@ -139,16 +139,29 @@ def test_an_upload_that_waits_for_a_cli_sync_says_so(documents, tmp_path) -> Non
         if "waiting" in (desc or ""):
             said_it_waits.set()
 
-    upload = write(tmp_path / "u", "notes.md", "Notes on parking.")
     results = []
-    uploading = threading.Thread(
-        target=lambda: results.append(DocumentActions(documents).upload([upload], progress)))
-    uploading.start()
+    running = threading.Thread(target=lambda: results.append(event(progress)))
+    running.start()
     try:
         assert said_it_waits.wait(30), shown
     finally:
         cli_sync.release()
-        uploading.join(60)
-    assert shown[0] == ("waiting for another sync of the index to finish (a `chatbot index "
-                        "sync`, or another upload)")
-    assert results[0][0].startswith("Indexed 1 of 1 file(s)")
+        running.join(60)
+    return results, shown
+
+
+WAITED = ("waiting for another sync of the index to finish (a `chatbot index sync`, or another "
+          "upload)")
+
+
+def test_an_upload_or_removal_that_waits_for_a_cli_sync_says_so(documents, tmp_path) -> None:
+    """While `chatbot index sync` held the index, an upload or a removal showed nothing until
+    it ended (minutes, for a large folder): the waiting was said only in the server's log."""
+    actions = DocumentActions(documents)
+    upload = write(tmp_path / "u", "notes.md", "Notes on parking.")
+    results, shown = held_by_a_cli_sync(documents, lambda progress: actions.upload([upload],
+                                                                                   progress))
+    assert shown[0] == WAITED and results[0][0].startswith("Indexed 1 of 1 file(s)")
+    results, shown = held_by_a_cli_sync(
+        documents, lambda progress: actions.remove("uploads/notes.md", progress))
+    assert shown == [WAITED] and results[0][0] == "Removed 1 document(s)."

@@ -53,7 +53,7 @@ class Documents(Protocol):
 
     def list(self) -> Sequence[DocumentRow]: ...
 
-    def remove(self, source: str) -> list[str]: ...
+    def remove(self, source: str, waiting: Callable[[], None] | None = None) -> list[str]: ...
 
     def search(self, query: str, k: int, mode: str) -> list[Hit]: ...
 
@@ -98,11 +98,8 @@ class DocumentActions:
         def report(done: int, total: int, path: str) -> None:
             progress((done, total), desc=f"indexed {Path(path).name}")
 
-        def waiting() -> None:
-            progress(None, desc=WAITING)
-
         try:
-            result = self.documents.sync(kept, progress=report, waiting=waiting)
+            result = self.documents.sync(kept, progress=report, waiting=_saying_it_waits(progress))
         except ChatbotError as exc:
             for target, earlier in replaced.items():
                 earlier.replace(target)
@@ -133,12 +130,12 @@ class DocumentActions:
         shutil.copyfile(upload, target)
         return target
 
-    def remove(self, source: str | None) -> tuple:
+    def remove(self, source: str | None, progress: gr.Progress = gr.Progress()) -> tuple:
         if not source:
             gr.Warning("Pick a document to remove.")
             return (gr.update(), *self.table())
         try:
-            removed = self.documents.remove(source)
+            removed = self.documents.remove(source, waiting=_saying_it_waits(progress))
         except ChatbotError as exc:
             raise gr.Error(error_text(exc), print_exception=False) from exc
         return (f"Removed {len(removed)} document(s).", *self.table())
@@ -163,6 +160,11 @@ class DocumentActions:
         if not hits:
             return '<div class="cb-sources-empty">No passage matches.</div>'
         return sources_html(hits, "search")
+
+
+def _saying_it_waits(progress: gr.Progress) -> Callable[[], None]:
+    """What an upload or a removal shows while another sync holds the index."""
+    return lambda: progress(None, desc=WAITING)
 
 
 def build_documents_tab(documents: Documents) -> DocumentActions:
