@@ -202,10 +202,10 @@ class Store:
             self._begin(rebuild)
             try:
                 yield self
-            except BaseException:
+                self._commit()
+            except BaseException:  # a Ctrl-C or a full disk while committing included
                 self._abort()
                 raise
-            self._commit()
 
     def add(self, source: str, content_hash: str, size: int, chunks: list[Chunk],
             vectors: np.ndarray, sentence_vectors: list[np.ndarray] | None = None) -> None:
@@ -299,11 +299,12 @@ class Store:
             raise
 
     def _abort(self) -> None:
-        staged = self._docstore.path if self._docstore else None
+        """Back to the generation the manifest names (this one's, if its commit got that far),
+        without the files staged for another: they may be as large as the index."""
         self._close()
-        self._adopt(manifest.read(self.directory) or self.manifest)
-        if staged is not None and staged.exists():
-            staged.unlink()
+        committed = self._committed(rebuilding=True)
+        self._adopt(committed or self.manifest)
+        _remove_stale(self.directory, committed.files if committed else IndexFiles())
 
     def _commit(self) -> None:
         if not self._dirty:

@@ -87,3 +87,22 @@ def test_two_syncs_at_once_are_serialized(tmp_path):
     store = assert_consistent(tmp_path / "data" / "index")
     assert len(store.documents()) == 1200  # neither sync lost the other's files
     assert store.manifest.generation == 2
+
+
+def test_ctrl_c_while_the_sync_commits_leaves_none_of_its_files(tmp_path):
+    """Interrupted while writing the new generation (its BM25 index, say), a sync left that
+    generation's files, as large as the index, on the disk until the next sync."""
+    docs = tmp_path / "docs"
+    write_corpus(docs, 30)
+    assert start_sync(tmp_path, docs).wait() == 0
+    index = tmp_path / "data" / "index"
+    write_corpus(docs, 1500, words=150, prefix="more")
+    process = start_sync(tmp_path, docs)
+    wait_for(lambda: (index / "bm25-000002").exists() or process.poll() is not None, 300)
+    process.send_signal(signal.SIGINT)
+    _, said = process.communicate(timeout=120)
+    assert process.returncode == 1, "the sync finished before it was interrupted"
+    assert "interrupted; the index is as the last finished sync left it" in said
+    assert sorted(p.name for p in index.iterdir()) == [
+        ".lock", "bm25-000001", "docstore-000001.sqlite", "faiss-000001.index", "manifest.json"]
+    assert assert_consistent(index).manifest.generation == 1
