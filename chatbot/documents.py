@@ -62,10 +62,12 @@ class BotDocuments:
             indexing.remove_documents(self.index, source, waiting)
         return [name] * len(sources)
 
+    @indexing.index_errors  # damage met following a sync's generation: the reason, not a 500
     def search(self, query: str, k: int, mode: str) -> list[Hit]:
         retriever = self.retriever()
         return self.index.names.hits(retriever.search(query, k=k, mode=mode) if retriever else [])
 
+    @indexing.index_errors
     def hits(self, query: str, k: int) -> list[Hit]:
         """The engine's ``search(query, k)``: the config's retrieval mode and threshold."""
         retriever = self.retriever()

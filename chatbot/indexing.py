@@ -33,7 +33,8 @@ from index.types import DocumentInfo
 HASH_PREFIX = "hash:"  # models.embedder "hash:64": a model-free embedder for smoke tests
 
 
-def _index_errors(func: Callable) -> Callable:
+def index_errors(func: Callable) -> Callable:
+    """``func`` with the index package's errors raised as :class:`DocumentIndexError`."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
@@ -118,7 +119,7 @@ def open_embedder(spec: EmbedderSpec) -> Embedder:
                                        onnx_cache=cache_dir() / "onnx")
 
 
-@_index_errors
+@index_errors
 def open_retriever(index: BotIndex, embedder: Embedder | None = None
                    ) -> Retriever | RerankingRetriever | None:
     """A retriever with the bot's search settings (reranking included), or ``None`` while
@@ -158,7 +159,7 @@ class IndexSearch:
         """Shared with the rest of the bot (attribution); ``None`` opens the index's own."""
         self.retriever = None
 
-    @_index_errors
+    @index_errors
     def __call__(self, query: str, k: int) -> list:
         if self.retriever is None:
             self.retriever = open_retriever(self.index, self.embedder)
@@ -167,7 +168,7 @@ class IndexSearch:
         return self.index.names.hits(self.retriever.search(query, k=k))
 
 
-@_index_errors
+@index_errors
 def sync_paths(index: BotIndex, paths: list[str | Path] | None = None,
                progress: Progress | None = None, rebuild: bool = False,
                embedder: Embedder | None = None,
@@ -198,7 +199,7 @@ def _stopping_at_ctrl_c(progress: Progress | None) -> Progress:
     return report
 
 
-@_index_errors
+@index_errors
 def evaluate_index(index: BotIndex, data: Path, ks: tuple[int, ...], mode: str | None = None,
                    progress: Callable[[int, int], None] | None = None) -> EvalReport:
     """Context hit@k, evidence recall@k and MRR of the bot's own retrieval (mode, fusion,
@@ -214,7 +215,7 @@ def evaluate_index(index: BotIndex, data: Path, ks: tuple[int, ...], mode: str |
                    not_indexed=gold_not_indexed(questions.questions, chunks))
 
 
-@_index_errors
+@index_errors
 def list_documents(index: BotIndex) -> list[DocumentInfo]:
     try:
         return read_in_force(index.directory, Store.documents)
@@ -222,7 +223,7 @@ def list_documents(index: BotIndex) -> list[DocumentInfo]:
         return []
 
 
-@_index_errors
+@index_errors
 def remove_documents(index: BotIndex, path: str | Path,
                      waiting: Callable[[], None] | None = None) -> list[str]:
     """Drop every indexed file at or under ``path``; returns their sources. ``waiting()`` is
@@ -251,6 +252,6 @@ def _removal_targets(index: BotIndex, store: Store, path: str | Path) -> list[st
     return list(dict.fromkeys([target, *map(str, index.names.paths(str(path)))]))
 
 
-@_index_errors
+@index_errors
 def index_stats(index: BotIndex) -> dict:
     return read_in_force(index.directory, Store.stats)

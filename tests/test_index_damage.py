@@ -113,6 +113,28 @@ def test_servers_retrieval_raises_the_one_line_error(bot):
         search("port", 2)
 
 
+def test_a_running_servers_search_names_damage_found_after_a_later_sync(bot, tmp_path):
+    """`chatbot serve` searches through ``BotDocuments``: damage met while following a sync's
+    new generation escaped as an unexpected error, which the API answers as 'internal error'
+    and the Documents tab as Gradio's plain error, instead of the one line naming the file."""
+    import gradio as gr
+
+    from app.build import bot_documents
+    from app.ui.documents import DocumentActions
+    from chatbot.config_file import load_config
+
+    index, config = bot
+    documents = bot_documents(load_config(config))
+    assert documents.hits("installer", 1)  # the server's retriever is open on generation 1
+    (tmp_path / "docs" / "more.md").write_text("# More\n\nAnother page.\n")
+    assert run("index", "sync", "--config", config).exit_code == 0
+    (index / "faiss-000002.index").unlink()
+    with pytest.raises(DocumentIndexError, match="faiss-000002.index is missing"):
+        documents.hits("installer", 1)
+    with pytest.raises(gr.Error, match="faiss-000002.index is missing"):
+        DocumentActions(documents).search("installer", 1, "hybrid")
+
+
 def test_sync_as_a_process_exits_1_with_one_line_and_no_stray_docstore(bot):
     """The tester's report: `rm faiss-00000N.index` then `chatbot index sync` printed a
     RuntimeError traceback and left docstore-00000N+1.sqlite behind."""
