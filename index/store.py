@@ -116,8 +116,20 @@ class Store:
     def next_generation(self) -> Store:
         """A new store on the generation in force, every file open. This one stays open:
         searches still reading it end on its files while the sync removes them from the
-        folder; closing it under them crashed SQLite."""
-        return read_in_force(self.directory, verified, self.settings)
+        folder; closing it under them crashed SQLite.
+
+        A rebuild with other chunking, context or sentence vectors is followed: searches read
+        those from the generation they search. Only its vectors must still be the embedder's
+        this process searches with."""
+        fresh = read_in_force(self.directory, verified)
+        was, now = self.settings, fresh.settings
+        if now.embedder != was.embedder or None not in (now.dimension, was.dimension) and (
+                now.dimension != was.dimension):
+            raise IndexMismatchError(
+                f"{self.directory / manifest.MANIFEST}: rebuilt with embedder {now.embedder!r} "
+                f"({now.dimension}-d) while this running bot searches with {was.embedder!r} "
+                f"({was.dimension}-d); restart it with the config the index was built from")
+        return fresh
 
     def documents(self) -> list[DocumentInfo]:
         return self.docstore.documents()

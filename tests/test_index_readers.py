@@ -105,3 +105,36 @@ def test_list_and_stats_while_syncs_commit_read_the_new_generation(tmp_path: Pat
             reader.join()
     assert failures == []
     assert min(reads.values()) > 40
+
+
+def test_a_server_follows_a_rebuild_with_other_chunking_and_says_to_restart_for_another_embedder(
+        tmp_path: Path) -> None:
+    """After `chatbot index sync --rebuild` with a new index.chunk_tokens, a running server's
+    every search failed, asking for the rebuild just made: it checked the new generation
+    against the settings of the one it had open."""
+    import pytest
+
+    from chatbot.errors import DocumentIndexError
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "passport.md").write_text(page("passport renewal", 0))
+
+    def config(**index):
+        path = tmp_path / "bot.yaml"
+        path.write_text(yaml.safe_dump({
+            "data_dir": str(tmp_path / "data"), "models": {"embedder": index.pop("embedder")},
+            "index": {"paths": [str(docs)], **index}, "retrieval": {"min_score": None}}))
+        return load_config(path)
+
+    serving = config(embedder="hash:64")
+    sync_paths(bot_index(serving))
+    documents = bot_documents(serving)  # the server's, opened on the first generation
+    assert len(documents.hits("passport renewal", 2)) == 2
+    (docs / "visa.md").write_text(page("visa fees", 0))
+    sync_paths(bot_index(config(embedder="hash:64", chunk_tokens=100)), rebuild=True)
+    assert "docs/visa.md" in {h.source for h in documents.hits("visa fees form", 4)}
+    sync_paths(bot_index(config(embedder="hash:32")), rebuild=True)
+    with pytest.raises(DocumentIndexError, match="rebuilt with embedder 'hash:32' .*; restart "
+                                                 "it with the config the index was built"):
+        documents.hits("passport renewal", 2)
