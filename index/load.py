@@ -105,6 +105,9 @@ def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],
             dirs.clear()  # reached through a link again (or a loop); a real folder is walked
             continue      # even when a link to it came first, so its files keep their own path
         walked.add(real)
+        if _name_failure(Path(folder), failures):
+            dirs.clear()  # said once, for the folder: its files' own names may be fine
+            continue
         dirs.sort()
         for name in files:
             path = Path(folder) / name
@@ -123,13 +126,15 @@ def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],
 
 def _name_failure(path: Path, failures: list[LoadFailure]) -> bool:
     """A name that is not valid UTF-8 (an old archive's Latin-1 name) can't be stored or shown:
-    that file is reported, the others are indexed."""
+    that file or folder is reported, the others are indexed."""
     try:
         str(path).encode("utf-8")
         return False
     except UnicodeEncodeError:
         shown = os.fsencode(path).decode("utf-8", "replace")
-        failures.append(LoadFailure(shown, "the file name is not valid UTF-8; rename the file"))
+        kind = "folder" if path.is_dir() else "file"
+        failures.append(LoadFailure(shown, f"the {kind} name is not valid UTF-8; rename the "
+                                           f"{kind}"))
         return True
 
 

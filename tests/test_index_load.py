@@ -174,6 +174,20 @@ def test_a_file_name_that_is_not_utf8_is_reported_and_the_rest_indexed(tmp_path)
         ("caf\ufffd.txt", "the file name is not valid UTF-8; rename the file")]
 
 
+def test_a_folder_name_that_is_not_utf8_is_reported_once_as_the_folder(tmp_path):
+    """Each file inside was reported, saying to rename that file, whose own name was fine."""
+    folder = os.path.join(os.fsencode(tmp_path / "docs"), b"r\xe9sum\xe9s")
+    os.makedirs(folder)
+    for name in (b"one.md", b"two.md"):
+        with open(os.path.join(folder, name), "wb") as handle:
+            handle.write(b"text")
+    (tmp_path / "docs" / "ok.md").write_text("fine")
+    files, failures = discover([tmp_path / "docs"], ["**/*"], [])
+    assert [p.name for p in files] == ["ok.md"]
+    assert [(Path(f.source).name, f.reason) for f in failures] == [
+        ("r\ufffdsum\ufffds", "the folder name is not valid UTF-8; rename the folder")]
+
+
 def test_discover_applies_include_and_exclude(tmp_path):
     for name in ("a.md", "sub/b.txt", "sub/c.pdf", ".git/d.md", "e.xyz"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
