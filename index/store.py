@@ -119,12 +119,13 @@ class Store:
         folder; closing it under them crashed SQLite.
 
         A rebuild with other chunking, context or sentence vectors is followed: searches read
-        those from the generation they search. Only its vectors must still be the embedder's
-        this process searches with."""
+        those from the generation they search. Only its vectors must still come from the
+        embedder this process embeds queries with."""
         fresh = read_in_force(self.directory, verified)
         was, now = self.settings, fresh.settings
-        if now.embedder != was.embedder or None not in (now.dimension, was.dimension) and (
-                now.dimension != was.dimension):
+        same_vectors = now.embedder == was.embedder and (
+            None in (now.dimension, was.dimension) or now.dimension == was.dimension)
+        if not same_vectors:
             raise IndexMismatchError(
                 f"{self.directory / manifest.MANIFEST}: rebuilt with embedder {now.embedder!r} "
                 f"({now.dimension}-d) while this running bot searches with {was.embedder!r} "
