@@ -81,6 +81,9 @@ class AnswerStream:
         self.cut_short_by_shutdown = False
         """Stopped unfinished by ``Engine.stop_all``: its reader should say so."""
         self._last_read = time.monotonic()
+        self._taken = 0
+        """Characters of the answer its reader has taken: an answer cut short is logged as far
+        as that, not with the pieces still queued unread."""
         threading.Thread(target=self._produce, daemon=True,
                          name=f"answer-{session_id[-12:]}").start()
 
@@ -90,6 +93,7 @@ class AnswerStream:
                 kind, value = self._events.get()
                 self._last_read = time.monotonic()
                 if kind == "piece":
+                    self._taken += len(value)
                     yield value
                 elif kind == "error":
                     raise value
@@ -201,8 +205,10 @@ class AnswerStream:
             if status == "complete":
                 answered = before_stop(raw, self.settings.stop, final=True)[0]
                 text, changed = run_filters(policies.filters, answered.strip())
-            else:  # what the reader was given, never text that was not yet shown
-                text, changed = shown, run_filters(policies.filters, shown)[1]
+            else:  # what the reader took (all it was given, once it reads on to the end)
+                reads_on = status == "error" or self.cut_short_by_shutdown
+                text = shown if reads_on else shown[:self._taken]
+                changed = run_filters(policies.filters, text)[1]
             timings.update(generation_timings(started, first, raw, generator, refuse,
                                               self.settings.max_new_tokens))
             complete = status == "complete"
