@@ -185,20 +185,21 @@ class OpenAIGenerator:
             for chunk in response:
                 if cancel.is_set():
                     return
-                for choice in chunk.choices:
-                    if choice.delta and choice.delta.content:
-                        received += len(choice.delta.content)
-                        yield choice.delta.content
-                    answer.finish_reason = choice.finish_reason or answer.finish_reason
+                try:
+                    parts = _chunk_parts(chunk)
+                except ValueError as exc:
+                    raise self._garbled("not a chat completion chunk", received, exc) from None
+                for text, finish_reason in parts:
+                    if text:
+                        received += len(text)
+                        yield text
+                    answer.finish_reason = finish_reason or answer.finish_reason
         except (openai.APIError, httpx.HTTPError) as exc:
             if cancel.is_set():
                 return
             raise self._cut(received, exc) from exc
         except json.JSONDecodeError as exc:
-            raise self._error(f"{self._where()} sent an event that is not JSON after {received} "
-                              f"characters of the answer ({exc}); check that backends."
-                              f"{self.backend.name}.base_url is an OpenAI-compatible server's "
-                              "/v1 URL, and the server's log") from exc
+            raise self._garbled("not JSON", received, exc) from exc
         finally:
             done.set()
             response.close()
@@ -215,6 +216,12 @@ class OpenAIGenerator:
 
     def _error(self, message: str, busy: bool = False) -> BackendError:
         return BackendError(message, self.backend.base_url, busy)
+
+    def _garbled(self, what: str, received: int, why: BaseException) -> BackendError:
+        return self._error(f"{self._where()} sent an event that is {what} after {received} "
+                           f"characters of the answer ({why}); check that backends."
+                           f"{self.backend.name}.base_url is an OpenAI-compatible server's "
+                           "/v1 URL, and the server's log")
 
     def _cut(self, received: int, exc: BaseException | None) -> BackendError:
         if isinstance(exc, (httpx.TimeoutException, openai.APITimeoutError)):
@@ -273,6 +280,29 @@ def _wake_on_cancel(response, cancel: threading.Event, done: threading.Event) ->
                 except OSError:  # closed meanwhile: nothing left to wake
                     pass
             return
+
+
+def _chunk_parts(chunk) -> list[tuple[str | None, str | None]]:
+    """(text, finish_reason) of each choice of a streamed chunk. The client builds chunks
+    without checking them, so an event of another shape is caught here, as a ``ValueError``
+    that says what is wrong, not as a ``TypeError`` deep in the answer."""
+    seen = f"{chunk!r:.200}"
+    choices = getattr(chunk, "choices", None)
+    if not isinstance(choices, list):
+        raise ValueError(f"no choices: {seen}")
+    parts = []
+    for choice in choices:
+        delta = getattr(choice, "delta", None)
+        if delta is not None and not hasattr(delta, "content"):
+            raise ValueError(f"a choice's delta is not an object: {seen}")
+        text, finish_reason = getattr(delta, "content", None), getattr(choice, "finish_reason",
+                                                                       None)
+        if not isinstance(text, (str, type(None))):
+            raise ValueError(f"a choice's content is not text: {seen}")
+        if not isinstance(finish_reason, (str, type(None))):
+            raise ValueError(f"a choice's finish_reason is not text: {seen}")
+        parts.append((text, finish_reason))
+    return parts
 
 
 def _load_tokenizer(tokenizer: str | None, model: str):

@@ -275,11 +275,24 @@ def events(*pieces: tuple[str, str | None], then: bytes = b"data: [DONE]\n\n") -
     ("text/html; charset=utf-8", b"<html><body>Please sign in</body></html>",
      r"answered with text/html; charset=utf-8, not an OpenAI-compatible event stream; "),
     ("text/event-stream", events(("Hello ", None), then=b"data: {not json\n\n"),
-     r"sent an event that is not JSON after 6 characters of the answer .*; ")])
+     r"sent an event that is not JSON after 6 characters of the answer .*; "),
+    ("text/event-stream", events(("Hello ", None), then=b'data: {"id": "c2"}\n\n'),
+     r"sent an event that is not a chat completion chunk after 6 characters of the answer "
+     r"\(no choices: .*\); "),
+    ("text/event-stream", b'data: {"choices": [{"index": 0, "delta": "Hi"}]}\n\n',
+     r"sent an event that is not a chat completion chunk after 0 characters of the answer "
+     r"\(a choice's delta is not an object: .*\); "),
+    ("text/event-stream", b'data: {"choices": [{"index": 0, "delta": {"content": 5}}]}\n\n',
+     r"sent an event that is not a chat completion chunk after 0 characters of the answer "
+     r"\(a choice's content is not text: .*\); "),
+    ("text/event-stream", b"data: [1, 2]\n\n",
+     r"sent an event that is not a chat completion chunk after 0 characters of the answer "
+     r"\(no choices: .*\); ")])
 def test_a_server_that_speaks_no_openai_api_is_named_as_such(tmp_path, monkeypatch, kind, body,
                                                              said) -> None:
     """A base_url that reaches some web server (a proxy's login page, a wiki) answers 200 with
-    HTML; a broken one sends an event that is not JSON: neither "stopped the answer"."""
+    HTML; a broken one sends an event that is not JSON, or JSON of another shape: neither
+    "stopped the answer", nor a bare TypeError that names no backend."""
     with server_answering(kind, body) as url:
         engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
         with pytest.raises(ModelError, match=rf"backend 'remote' .* {said}check that "
