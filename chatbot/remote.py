@@ -96,8 +96,13 @@ class OpenAIGenerator:
         self.tokenizer = _load_tokenizer(tokenizer, model)
         key = os.environ.get(backend.api_key_env) if backend.api_key_env else None
         self._sends_key = bool(key)
+        self._opening = threading.local()
+        """``connection``: the ``AnswerConnection`` of the answer this thread is sending."""
+        http = httpx.Client(follow_redirects=True,
+                            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+                            event_hooks={"request": [self._trace_connection]})
         self._client = openai.OpenAI(base_url=backend.base_url, api_key=key or "none",
-                                     timeout=backend.timeout_s, max_retries=0)
+                                     timeout=backend.timeout_s, max_retries=0, http_client=http)
         self.server = ServerModel(backend.name, backend.base_url, model, key, backend.timeout_s)
         if self.tokenizer is not None:
             logger.info("%s counts tokens with %s", self.server.what, self.counting)
@@ -152,12 +157,24 @@ class OpenAIGenerator:
         while not self.backend.slots.acquire(timeout=0.05):
             if cancel.is_set():
                 return
+        connection, done = AnswerConnection(), threading.Event()
+        threading.Thread(target=_hang_up_on_cancel, args=(connection, cancel, done), daemon=True,
+                         name=f"cancel-watch-{self.backend.name}").start()
+        self._opening.connection = connection
         try:
             response = self._open(messages, settings, cancel)
             if response is not None:
                 yield from self._pieces(response, cancel, answer)
         finally:
+            done.set()
             self.backend.slots.release()
+
+    def _trace_connection(self, request: httpx.Request) -> None:
+        """Has the answer's connection caught as it opens (each request opens its own: no
+        connection is kept alive), so a cancel can shut it before the server answers."""
+        connection = getattr(self._opening, "connection", None)
+        if connection is not None:
+            request.extensions["trace"] = connection.trace
 
     def _open(self, messages: list[Message], settings: GenerationSettings,
               cancel: threading.Event):
@@ -170,6 +187,8 @@ class OpenAIGenerator:
             try:
                 return self._client.chat.completions.create(**request)
             except openai.APIError as exc:
+                if cancel.is_set():  # hung up on by ``_hang_up_on_cancel``
+                    return None
                 if attempt == RETRIES or not _worth_retrying(exc):
                     raise self._failure(exc, attempt) from exc
                 if cancel.wait(_wait_before_retry(exc, attempt)):
@@ -178,9 +197,7 @@ class OpenAIGenerator:
 
     def _pieces(self, response, cancel: threading.Event,
                 answer: ServerAnswer) -> Iterator[str]:
-        received, done = 0, threading.Event()
-        threading.Thread(target=_wake_on_cancel, args=(response, cancel, done), daemon=True,
-                         name=f"cancel-watch-{self.backend.name}").start()
+        received = 0
         try:
             for chunk in response:
                 if cancel.is_set():
@@ -201,7 +218,6 @@ class OpenAIGenerator:
         except json.JSONDecodeError as exc:
             raise self._garbled("not JSON", received, exc) from exc
         finally:
-            done.set()
             response.close()
         if answer.finish_reason is None and not cancel.is_set():
             kind = response.response.headers.get("content-type", "")
@@ -266,20 +282,34 @@ class OpenAIGenerator:
         return self._error(f"{where} failed (HTTP {status}: {message}); check the server's log")
 
 
-def _wake_on_cancel(response, cancel: threading.Event, done: threading.Event) -> None:
+class AnswerConnection:
+    """The socket of one answer's request, caught as it connects (httpcore's ``trace``
+    extension), for ``_hang_up_on_cancel``."""
+
+    def __init__(self) -> None:
+        self.socket: socket.socket | None = None
+
+    def trace(self, event: str, info: dict) -> None:
+        if event == "connection.connect_tcp.complete":
+            self.socket = info["return_value"].get_extra_info("socket")
+
+
+def _hang_up_on_cancel(connection: AnswerConnection, cancel: threading.Event,
+                       done: threading.Event) -> None:
     """Shut the answer's connection once it is cancelled, so a read waiting on a server that
-    sends nothing (a stall, a long prefill) ends at once: the backend's slot and the turn are
-    freed then, not when the server next speaks or ``timeout_s`` runs out."""
+    sends nothing (a stall, a long prefill, a model still loading, before or after its reply
+    began) ends at once: the server hears the hang-up and stops, and the backend's slot and the
+    turn are freed then, not when the server next speaks or ``timeout_s`` runs out. A retry's
+    new connection is shut too."""
+    shut = None
     while not done.wait(CANCEL_POLL_S):
-        if cancel.is_set():
-            stream = response.response.extensions.get("network_stream")
-            connection = stream.get_extra_info("socket") if stream is not None else None
-            if connection is not None:
-                try:
-                    connection.shutdown(socket.SHUT_RDWR)
-                except OSError:  # closed meanwhile: nothing left to wake
-                    pass
-            return
+        current = connection.socket
+        if cancel.is_set() and current is not None and current is not shut:
+            try:
+                current.shutdown(socket.SHUT_RDWR)
+            except OSError:  # closed meanwhile: nothing left to wake
+                pass
+            shut = current
 
 
 def _chunk_parts(chunk) -> list[tuple[str | None, str | None]]:

@@ -371,3 +371,50 @@ def test_a_cancelled_answer_ends_at_once_while_the_server_sends_nothing(tmp_path
     finally:
         release.set()
         server.shutdown()
+
+
+def test_a_cancelled_answer_hangs_up_on_a_server_that_has_not_answered_yet(tmp_path,
+                                                                          monkeypatch) -> None:
+    """A server that sends no reply until its first token (Ollama loading the model, a busy
+    chatbot-builder, a long prefill) is hung up on at once when the client leaves: the server
+    stops working on the request, and the turn and the backend's slot are freed."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked, hung_up, release = threading.Event(), threading.Event(), threading.Event()
+
+    class Thinking(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            if not self.path.endswith("/chat/completions"):  # no /tokenize here
+                self.send_error(404)
+                return
+            asked.set()
+            self.connection.settimeout(30)
+            try:
+                if self.rfile.read(1) == b"":  # the bot closed the request
+                    hung_up.set()
+            except OSError:
+                pass
+            release.wait(60)
+
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Thinking)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1"
+        engine = bot_engine(write_bot_config(tmp_path, url, timeout_s=60), monkeypatch)
+        stream = engine.answer("s1", "hello", "prompt")
+        assert asked.wait(30)
+        stream.cancel()
+        assert stream.wait(5) is not None, "the answer still waits on the server"
+        assert hung_up.wait(5), "the server was left working on the request"
+        assert engine.log.conversation("s1").turns[-1].status == "interrupted"
+    finally:
+        release.set()
+        server.shutdown()
