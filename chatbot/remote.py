@@ -23,6 +23,8 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import httpx
@@ -360,11 +362,26 @@ def _worth_retrying(exc: openai.APIError) -> bool:
 
 def _wait_before_retry(exc: openai.APIError, attempt: int) -> float:
     response = getattr(exc, "response", None)
-    after = response.headers.get("retry-after") if response is not None else None
+    after = _retry_after_s(response.headers.get("retry-after")) if response is not None else None
+    return BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)] if after is None else min(MAX_WAIT_S,
+                                                                                  after)
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` asks for: a number of seconds, or an HTTP date (RFC 9110), as
+    proxies and gateways send it; ``None`` for none or one that is neither."""
+    if value is None:
+        return None
     try:
-        return min(MAX_WAIT_S, float(after))
-    except (TypeError, ValueError):
-        return BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _server_message(exc: BaseException | None) -> str:

@@ -8,6 +8,7 @@ Every remote is a real `chatbot serve`, so each 429 and each answer crosses real
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -181,3 +182,55 @@ def test_our_server_refuses_a_flood_with_429_and_serves_again_after_it(busy_remo
     assert error.body["code"] == "server_busy" and error.body["type"] == "rate_limit_error"
     assert "server.max_waiting_answers" in error.body["message"]
     assert ask_until_served(url).choices[0].finish_reason == "length"
+
+
+def test_a_retry_after_given_as_a_date_is_honoured(tmp_path, monkeypatch, waits) -> None:
+    """Retry-After may be an HTTP date (RFC 9110), as proxies and gateways send it: the bot
+    waits until then, instead of spending its retries within the backoff's 3.5 s."""
+    import threading
+    from email.utils import formatdate
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.test_remote import events
+
+    busy_until: list[float] = []  # set at the first request, in whole seconds like the date
+
+    class Restarting(BaseHTTPRequestHandler):
+        @staticmethod
+        def busy_until() -> float:
+            if not busy_until:
+                busy_until.append(math.ceil(time.time()) + 5)  # 5 to 6 s on
+            return busy_until[0]
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            if not self.path.endswith("/chat/completions"):  # no /tokenize here
+                self.send_error(404)
+            elif time.time() < self.busy_until():
+                self.send_response(503)
+                self.send_header("Retry-After", formatdate(busy_until[0], usegmt=True))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                body = events(("Back again", "stop"))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Restarting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1"
+        engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
+        assert engine.answer("s1", "hello", "prompt").result().text == "Back again"
+    finally:
+        server.shutdown()
+    assert len(waits) == 1 and waits[0][0] == 503 and 3.5 < waits[0][1] <= 6
