@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import re
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import openai
 
 from chatbot.errors import BackendError, ModelError
 from chatbot.generate import GenerationSettings, chat_ids
+from chatbot.remote_connection import AnswerConnection, hang_up_on_cancel
 from chatbot.remote_model import CHARS_PER_TOKEN, DEFAULT_CONTEXT_WINDOW, ServerModel
 from chatbot.types import Message
 
@@ -42,8 +42,6 @@ RETRIES = 3
 BACKOFF_S = (0.5, 1.0, 2.0)
 """Waits before each retry (a server's ``Retry-After`` is honoured up to ``MAX_WAIT_S``)."""
 MAX_WAIT_S = 8.0
-CANCEL_POLL_S = 0.1
-"""How often a streaming answer's watcher looks for a cancel (``_wake_on_cancel``)."""
 CONTEXT_ERROR = re.compile(r"context|too long|maximum.*length|tokens in all", re.IGNORECASE)
 
 
@@ -160,7 +158,7 @@ class OpenAIGenerator:
             if cancel.is_set():
                 return
         connection, done = AnswerConnection(), threading.Event()
-        threading.Thread(target=_hang_up_on_cancel, args=(connection, cancel, done), daemon=True,
+        threading.Thread(target=hang_up_on_cancel, args=(connection, cancel, done), daemon=True,
                          name=f"cancel-watch-{self.backend.name}").start()
         self._opening.connection = connection
         try:
@@ -189,7 +187,7 @@ class OpenAIGenerator:
             try:
                 return self._client.chat.completions.create(**request)
             except openai.APIError as exc:
-                if cancel.is_set():  # hung up on by ``_hang_up_on_cancel``
+                if cancel.is_set():  # hung up on by ``hang_up_on_cancel``
                     return None
                 if attempt == RETRIES or not _worth_retrying(exc):
                     raise self._failure(exc, attempt) from exc
@@ -282,36 +280,6 @@ class OpenAIGenerator:
                                f"lower backends.{name}.max_concurrency or give the server "
                                "more capacity", busy=True)
         return self._error(f"{where} failed (HTTP {status}: {message}); check the server's log")
-
-
-class AnswerConnection:
-    """The socket of one answer's request, caught as it connects (httpcore's ``trace``
-    extension), for ``_hang_up_on_cancel``."""
-
-    def __init__(self) -> None:
-        self.socket: socket.socket | None = None
-
-    def trace(self, event: str, info: dict) -> None:
-        if event == "connection.connect_tcp.complete":
-            self.socket = info["return_value"].get_extra_info("socket")
-
-
-def _hang_up_on_cancel(connection: AnswerConnection, cancel: threading.Event,
-                       done: threading.Event) -> None:
-    """Shut the answer's connection once it is cancelled, so a read waiting on a server that
-    sends nothing (a stall, a long prefill, a model still loading, before or after its reply
-    began) ends at once: the server hears the hang-up and stops, and the backend's slot and the
-    turn are freed then, not when the server next speaks or ``timeout_s`` runs out. A retry's
-    new connection is shut too."""
-    shut = None
-    while not done.wait(CANCEL_POLL_S):
-        current = connection.socket
-        if cancel.is_set() and current is not None and current is not shut:
-            try:
-                current.shutdown(socket.SHUT_RDWR)
-            except OSError:  # closed meanwhile: nothing left to wake
-                pass
-            shut = current
 
 
 def _chunk_parts(chunk) -> list[tuple[str | None, str | None]]:
