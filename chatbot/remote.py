@@ -121,6 +121,23 @@ class OpenAIGenerator:
             return f"server {self.server.tokenize_url}"
         return f"estimate: {CHARS_PER_TOKEN} characters per token"
 
+    def server_problem(self) -> str | None:
+        """What would fail this model's answers now (the server down, the key refused, the
+        model not listed), for ``chatbot serve`` to say at start, before a user meets it;
+        ``None`` when the server looks ready (or can't tell: it lists no models)."""
+        where = self._where()
+        try:
+            status, served = self.server.listing()
+        except httpx.TransportError as exc:
+            return (f"{where} is unreachable ({type(exc).__name__}: {exc}); check that the "
+                    f"server is running and backends.{self.backend.name}.base_url")
+        if status in (401, 403):
+            return f"{where} refused the API key (HTTP {status}); check {self._key_setting()}"
+        if served and not {self.model_id, f"{self.model_id}:latest"} & set(served):  # Ollama's
+            return (f"{where} does not list model {self.model_id!r} at /v1/models (it lists: "
+                    f"{', '.join(served[:10])}); check the variant's model")
+        return None
+
     def load_adapter(self, name: str, path: str | Path) -> None:
         raise ModelError(f"adapter {name!r} can't be served by backend {self.backend.name!r}: "
                          "a remote server loads no local adapters; serve it on the server, or "
@@ -248,6 +265,13 @@ class OpenAIGenerator:
         return self._error(f"{self._where()} stopped the answer after {received} characters"
                            f"{why}; check that the server is still running and its log")
 
+    def _key_setting(self) -> str:
+        name, env = self.backend.name, self.backend.api_key_env
+        return (f"backends.{name}.api_key_env (none is set)" if not env
+                else f"${env} (backends.{name}.api_key_env): it was not set when the bot "
+                     "started, so no key was sent" if not self._sends_key
+                else f"${env} (backends.{name}.api_key_env)")
+
     def _failure(self, exc: openai.APIError, retries: int) -> BackendError:
         name, where = self.backend.name, self._where()
         message = _server_message(exc)
@@ -259,13 +283,8 @@ class OpenAIGenerator:
                                f"check that the server is running and backends.{name}.base_url")
         status = getattr(exc, "status_code", None)
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
-            env = self.backend.api_key_env
-            key = (f"backends.{name}.api_key_env (none is set)" if not env
-                   else f"${env} (backends.{name}.api_key_env): it was not set when the bot "
-                        "started, so no key was sent" if not self._sends_key
-                   else f"${env} (backends.{name}.api_key_env)")
             return self._error(f"{where} refused the API key (HTTP {status}: {message}); "
-                               f"check {key}")
+                               f"check {self._key_setting()}")
         if isinstance(exc, openai.NotFoundError):
             return self._error(f"{where} does not serve model {self.model_id!r} (HTTP 404: "
                                f"{message}); check the variant's model against the server's "

@@ -88,6 +88,16 @@ class ServerModel:
                 self._counts.popitem(last=False)
         return count
 
+    def listing(self) -> tuple[int, list[str]]:
+        """(HTTP status, model ids) of the server's ``/v1/models``, asked now;
+        ``httpx.TransportError`` where the server can't be reached."""
+        response = self._http.get(self.models_url)
+        body = _json(response)
+        cards = body.get("data") if isinstance(body, dict) else None
+        return response.status_code, [card["id"] for card in cards or ()
+                                      if isinstance(cards, list) and isinstance(card, dict)
+                                      and isinstance(card.get("id"), str)]
+
     def _ask(self, question: str, ask: Callable[[], object]) -> object:
         """``ask()``'s answer, asked once; concurrent callers wait for the first."""
         with self._lock:

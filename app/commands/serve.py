@@ -11,6 +11,7 @@ from app.commands.common import BotConfig, in_section, one_line_errors, with_con
 
 if TYPE_CHECKING:
     from chatbot.engine import Engine
+    from chatbot.remote import OpenAIGenerator
 
 
 @in_section("Chat")
@@ -44,7 +45,9 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     engine = build_engine(config, search=documents.hits, embedder=documents.embedder)
     engine.default_variant = engine.variant(variant).name
     click.echo(f"loading {engine.variant(None).model} ...")
-    engine.generator_for(engine.variant(None))  # the first visitor should not wait for it
+    generator = engine.generator_for(engine.variant(None))  # the first visitor should not wait
+    if engine.variant(None).backend is not None:
+        _warn_of_backend(generator)
     _load_ab_arms(engine, config)
     documents.hits("warm-up", 1)  # nor for the embedder, when there is an index
     config_path = click.get_current_context().params.get("config_path")
@@ -71,6 +74,14 @@ def _listen(host: str, port: int) -> socket.socket:
         raise ChatbotError(f"can't listen on {host}:{port} ({exc.strerror or exc}); another "
                            "server may be using the port: stop it, or pass --port N") from None
     return listening
+
+
+def _warn_of_backend(generator: OpenAIGenerator) -> None:
+    """A remote backend that would fail answers is said at start, in one line; the bot starts
+    anyway and answers once the server is fixed (it may just be starting too)."""
+    problem = generator.server_problem()
+    if problem:
+        click.echo(f"warning: {problem}; answers fail until it is fixed", err=True)
 
 
 def _load_ab_arms(engine: Engine, config: BotConfig) -> None:

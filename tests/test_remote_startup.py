@@ -1,0 +1,42 @@
+"""`chatbot serve` with a remote default variant says at start what would fail its first
+answer (the server down, the key refused, the model not served), and starts anyway, so the
+operator hears of it before a user does and the bot answers once the server is fixed.
+
+The remote is a second `chatbot serve` on the tiny model (the `remote` fixture)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.serving import chatbot_serve, free_port
+from tests.test_remote import REMOTE_KEY, remote, write_bot_config  # noqa: F401 (a fixture)
+
+
+@pytest.mark.parametrize("problem, said", [
+    ("down", r"is unreachable \(ConnectError: .*\); check that the server is running and "
+             r"backends.remote.base_url"),
+    ("key", r"refused the API key \(HTTP 401\); check \$TEST_REMOTE_KEY "
+            r"\(backends.remote.api_key_env\)"),
+    ("model", r"does not list model 'nope' at /v1/models \(it lists: echo\); check the "
+              r"variant's model")])
+def test_serve_warns_at_start_of_a_backend_that_would_fail_answers(remote, tmp_path,  # noqa: F811
+                                                                   problem, said) -> None:
+    import re
+
+    url = f"http://127.0.0.1:{free_port()}/v1" if problem == "down" else remote[0]
+    config = write_bot_config(tmp_path, url, model="nope" if problem == "model" else "echo")
+    key = "wrong" if problem == "key" else REMOTE_KEY
+    with chatbot_serve(config, data_dir=tmp_path / "data",
+                       env={"TEST_REMOTE_KEY": key}) as (_, server):
+        pass  # it started: the bot answers once the server is fixed
+    output = server.stdout.read()
+    warning = re.escape(f"warning: backend 'remote' ({url}) ") + said + \
+        "; answers fail until it is fixed\n"
+    assert re.search(warning, output), output
+
+
+def test_serve_says_nothing_of_a_backend_that_is_ready(remote, tmp_path) -> None:  # noqa: F811
+    with chatbot_serve(write_bot_config(tmp_path, remote[0]), data_dir=tmp_path / "data",
+                       env={"TEST_REMOTE_KEY": REMOTE_KEY}) as (_, server):
+        pass
+    assert "warning: backend" not in server.stdout.read()
