@@ -275,6 +275,11 @@ class OpenAIGenerator:
     def _failure(self, exc: openai.APIError, retries: int) -> BackendError:
         name, where = self.backend.name, self._where()
         message = _server_message(exc)
+        if isinstance(exc, openai.APITimeoutError) and isinstance(exc.__cause__,
+                                                                  httpx.ConnectTimeout):
+            return self._error(f"{where} took no connection within {self.backend.timeout_s:g} "
+                               f"s; check that the server is running and backends.{name}."
+                               "base_url (a wrong host, or a firewall dropping connections)")
         if isinstance(exc, openai.APITimeoutError):
             return self._error(f"{where} did not answer within {self.backend.timeout_s:g} s; "
                                f"check the server's load, or raise backends.{name}.timeout_s")
