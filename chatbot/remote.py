@@ -122,8 +122,8 @@ class OpenAIGenerator:
         return f"estimate: {CHARS_PER_TOKEN} characters per token"
 
     def server_problem(self) -> str | None:
-        """What would fail this model's answers now (the server down, the key refused, the
-        model not listed), for ``chatbot serve`` to say at start, before a user meets it;
+        """What would fail this model's answers now (the server down, the key refused, no
+        ``/v1`` in ``base_url``, the model not listed), for ``chatbot serve`` to say at start, before a user meets it;
         ``None`` when the server looks ready (or can't tell: it lists no models)."""
         where = self._where()
         try:
@@ -133,6 +133,9 @@ class OpenAIGenerator:
                     f"server is running and backends.{self.backend.name}.base_url")
         if status in (401, 403):
             return f"{where} refused the API key (HTTP {status}); check {self._key_setting()}"
+        if status == 404:
+            return (f"{where} has no /models (HTTP 404); check that backends."
+                    f"{self.backend.name}.base_url is the server's /v1 URL")
         if served and not {self.model_id, f"{self.model_id}:latest"} & set(served):  # Ollama's
             return (f"{where} does not list model {self.model_id!r} at /v1/models (it lists: "
                     f"{', '.join(served[:10])}); check the variant's model")

@@ -18,12 +18,15 @@ from tests.test_remote import REMOTE_KEY, remote, write_bot_config  # noqa: F401
     ("key", r"refused the API key \(HTTP 401\); check \$TEST_REMOTE_KEY "
             r"\(backends.remote.api_key_env\)"),
     ("model", r"does not list model 'nope' at /v1/models \(it lists: echo\); check the "
-              r"variant's model")])
+              r"variant's model"),
+    ("no /v1", r"has no /models \(HTTP 404\); check that backends.remote.base_url is the "
+               r"server's /v1 URL")])
 def test_serve_warns_at_start_of_a_backend_that_would_fail_answers(remote, tmp_path,  # noqa: F811
                                                                    problem, said) -> None:
     import re
 
-    url = f"http://127.0.0.1:{free_port()}/v1" if problem == "down" else remote[0]
+    url = (f"http://127.0.0.1:{free_port()}/v1" if problem == "down"
+           else remote[0].removesuffix("/v1") if problem == "no /v1" else remote[0])
     config = write_bot_config(tmp_path, url, model="nope" if problem == "model" else "echo")
     key = "wrong" if problem == "key" else REMOTE_KEY
     with chatbot_serve(config, data_dir=tmp_path / "data",
