@@ -43,3 +43,24 @@ def test_serve_says_nothing_of_a_backend_that_is_ready(remote, tmp_path) -> None
                        env={"TEST_REMOTE_KEY": REMOTE_KEY}) as (_, server):
         pass
     assert "warning: backend" not in server.stdout.read()
+
+
+def test_serve_warns_of_each_ab_arms_backend_once(remote, tmp_path) -> None:  # noqa: F811
+    """An A/B arm on a server that is down fails each of its (sticky) users on every turn."""
+    import yaml
+
+    config = write_bot_config(tmp_path, remote[0])
+    settings = yaml.safe_load(config.read_text())
+    down = f"http://127.0.0.1:{free_port()}/v1"
+    settings["backends"]["spare"] = {"base_url": down}
+    settings["variants"] |= {"again": {"backend": "remote", "model": "echo", "template": "rag"},
+                             "spare": {"backend": "spare", "model": "echo", "template": "rag"}}
+    settings["ab"] = {"enabled": True, "weights": {"prompt": 1, "again": 1, "spare": 1}}
+    settings["default_variant"] = "spare"
+    config.write_text(yaml.safe_dump(settings))
+    with chatbot_serve(config, "--variant", "prompt", data_dir=tmp_path / "data",
+                       env={"TEST_REMOTE_KEY": REMOTE_KEY}) as (_, server):
+        pass
+    output = server.stdout.read()
+    assert output.count("warning: backend") == 1, output
+    assert f"warning: backend 'spare' ({down}) is unreachable" in output

@@ -11,7 +11,6 @@ from app.commands.common import BotConfig, in_section, one_line_errors, with_con
 
 if TYPE_CHECKING:
     from chatbot.engine import Engine
-    from chatbot.remote import OpenAIGenerator
 
 
 @in_section("Chat")
@@ -45,10 +44,8 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     engine = build_engine(config, search=documents.hits, embedder=documents.embedder)
     engine.default_variant = engine.variant(variant).name
     click.echo(f"loading {engine.variant(None).model} ...")
-    generator = engine.generator_for(engine.variant(None))  # the first visitor should not wait
-    if engine.variant(None).backend is not None:
-        _warn_of_backend(generator)
-    _load_ab_arms(engine, config)
+    engine.generator_for(engine.variant(None))  # the first visitor should not wait for it
+    _warn_of_backends(engine, [engine.default_variant, *_load_ab_arms(engine, config)])
     documents.hits("warm-up", 1)  # nor for the embedder, when there is an index
     config_path = click.get_current_context().params.get("config_path")
     app = create_server_app(engine, config, documents=documents,
@@ -76,21 +73,27 @@ def _listen(host: str, port: int) -> socket.socket:
     return listening
 
 
-def _warn_of_backend(generator: OpenAIGenerator) -> None:
-    """A remote backend that would fail answers is said at start, in one line; the bot starts
-    anyway and answers once the server is fixed (it may just be starting too)."""
-    problem = generator.server_problem()
-    if problem:
-        click.echo(f"warning: {problem}; answers fail until it is fixed", err=True)
+def _warn_of_backends(engine: Engine, variants: list[str]) -> None:
+    """A remote backend that would fail these (loaded) variants' answers is said at start, in
+    one line per served model; the bot starts anyway and answers once the server is fixed (it
+    may just be starting too)."""
+    asked = set()
+    for variant in map(engine.variant, variants):
+        if variant.backend is None or (variant.backend, variant.model) in asked:
+            continue
+        asked.add((variant.backend, variant.model))
+        problem = engine.generator_for(variant).server_problem()
+        if problem:
+            click.echo(f"warning: {problem}; answers fail until it is fixed", err=True)
 
 
-def _load_ab_arms(engine: Engine, config: BotConfig) -> None:
+def _load_ab_arms(engine: Engine, config: BotConfig) -> list[str]:
     """Load every variant the A/B split sends sessions to, adapters included: an arm that
-    can't be served would fail each of its (sticky) users on every turn."""
+    can't be served would fail each of its (sticky) users on every turn. Returns them."""
     from chatbot.errors import ModelError
 
     if not config.ab.enabled:
-        return
+        return []
     arms = [name for name, weight in config.ab_split.items() if weight > 0]
     for name in arms:
         try:
@@ -98,6 +101,7 @@ def _load_ab_arms(engine: Engine, config: BotConfig) -> None:
         except ModelError as exc:
             raise click.ClickException(f"A/B variant {name!r} can't be served: {exc}; fix it, "
                                        "or give it weight 0 in ab.weights") from None
+    return arms
 
 
 COMMANDS = [serve]
