@@ -7,6 +7,7 @@ import functools
 import getpass
 import json
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
@@ -171,7 +172,7 @@ def export(config: BotConfig, fmt: str, out: Path) -> None:
         output_path(config, out, "--out")
     log = open_log(config)  # a missing log fails here, before the file is touched
     if to_stdout:  # the summary goes to stderr, so stdout holds only the records
-        counts = write_export(log, fmt, click.get_text_stream("stdout"))
+        counts = write_export(log, fmt, sys.stdout)
         click.echo(f"wrote {counts[0]} conversation(s), {counts[1]} answer(s) to stdout",
                    err=True)
         return
