@@ -135,10 +135,20 @@ class Engine:
 
     def stop_all(self, timeout: float = 10.0) -> None:
         """Cancel every answer in progress and wait until each is logged: a server shutting
-        down must not exit while an answer's thread is still writing it."""
+        down must not exit while an answer's thread is still writing it. Their readers read on
+        to the end, and are told why it came early."""
+        self._stop_each(AnswerStream.stop_for_shutdown, timeout)
+
+    def cancel_all(self, timeout: float = 10.0) -> None:
+        """Cancel every answer in progress, whose reader has left (a Ctrl-C in the terminal),
+        and wait until each is logged as far as its reader took it: a command that exits then
+        must not leave a model thread running."""
+        self._stop_each(AnswerStream.cancel, timeout)
+
+    def _stop_each(self, stop: Callable[[AnswerStream], None], timeout: float) -> None:
         streams = list(self._answering)
         for stream in streams:
-            stream.stop_for_shutdown()
+            stop(stream)
         deadline = time.monotonic() + timeout
         for stream in streams:
             stream.wait(max(0.0, deadline - time.monotonic()))

@@ -215,24 +215,28 @@ def test_an_abandoned_answer_is_marked_interrupted(echo, tmp_path) -> None:
     assert turn.status == "interrupted" and turn.text == "alpha"
 
 
-def test_an_answer_its_reader_left_is_logged_as_far_as_the_reader_took_it(echo,
-                                                                          tmp_path) -> None:
+@pytest.mark.parametrize("leave", ["close", "cancel_all"])
+def test_an_answer_its_reader_left_is_logged_as_far_as_the_reader_took_it(echo, tmp_path,
+                                                                          leave) -> None:
     """Words generated after the last one the terminal printed were never seen: the log keeps
-    what the user saw, as a correction or a dataset must."""
+    what the user saw, as a correction or a dataset must. The reader leaves by closing the
+    stream (a closed tab) or, in the terminal, by a Ctrl-C that the command answers with
+    ``Engine.cancel_all``."""
     def three_words_then_more_to_come(messages, settings, adapter=None, cancel=None):
         yield from ["alpha ", "beta ", "gamma ", "delta "]
         cancel.wait(10)
 
     echo.stream = three_words_then_more_to_come
     log = ConversationLog(tmp_path / "logs.sqlite")
-    stream = make_engine(echo, log=log).answer("s1", "a question", "plain")
+    engine = make_engine(echo, log=log)
+    stream = engine.answer("s1", "a question", "plain")
     iterator = iter(stream)
     assert next(iterator) == "alpha"
     deadline = time.monotonic() + 5
     while log.conversation("s1").turns[1].text != "alpha beta gamma delta" and (
             time.monotonic() < deadline):  # saved once a second; the words after alpha wait
         time.sleep(0.05)
-    iterator.close()
+    iterator.close() if leave == "close" else engine.cancel_all()
     assert stream.wait(5).text == "alpha"
     turn = log.conversation("s1").turns[1]
     assert turn.status == "interrupted" and turn.text == "alpha"

@@ -77,7 +77,7 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
         _echo_answer(stream)
         _print_sources(stream.reply, stream.question)
     except KeyboardInterrupt:
-        engine.stop_all()  # logged interrupted; an exit mid-generation crashes in torch
+        engine.cancel_all()  # logged interrupted; an exit mid-generation crashes in torch
         raise
 
 
@@ -115,7 +115,7 @@ def chat(config: BotConfig, variant: str | None) -> None:
             click.echo(f"error: {exc}", err=True)
             continue
         except KeyboardInterrupt:  # stops this answer, not the session
-            engine.stop_all()  # logged interrupted; an exit mid-generation crashes in torch
+            engine.cancel_all()  # logged interrupted; an exit mid-generation crashes in torch
             click.echo()
             click.echo("(answer stopped; Ctrl-D or /quit ends the session)", err=True)
             continue
