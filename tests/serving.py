@@ -6,10 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).parents[1]
@@ -64,3 +66,25 @@ def chatbot_serve(config_path: Path, *args: str, data_dir: Path | None = None,
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler for a server that misbehaves on purpose: GET is a 404 unless the
+    test says otherwise, and nothing is logged to the test's output."""
+
+    def do_GET(self) -> None:
+        self.send_error(404)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """The /v1 URL of a plain HTTP server answering with ``handler``, on its own thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1"
+    finally:
+        server.shutdown()

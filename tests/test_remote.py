@@ -18,7 +18,7 @@ import yaml
 from chatbot.errors import ModelError
 from chatbot.generate import GenerationSettings
 from chatbot.logs import ConversationLog
-from tests.serving import chatbot_serve, free_port
+from tests.serving import QuietHandler, chatbot_serve, free_port, http_server
 
 REMOTE_KEY = "remote-secret"
 
@@ -233,10 +233,7 @@ def test_a_silent_server_is_a_timeout_and_a_closed_port_is_unreachable(tmp_path,
 def server_answering(content_type: str, body: bytes) -> Iterator[str]:
     """The /v1 URL of a server that answers every request with ``body``: some other web
     server, or a minimal or broken OpenAI-compatible one (no /tokenize, no model card)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Fixed(BaseHTTPRequestHandler):
+    class Fixed(QuietHandler):
         def do_GET(self) -> None:
             self._answer()
 
@@ -250,15 +247,8 @@ def server_answering(content_type: str, body: bytes) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Fixed)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
-    finally:
-        server.shutdown()
+    with http_server(Fixed) as url:
+        yield url
 
 
 def events(*pieces: tuple[str, str | None], then: bytes = b"data: [DONE]\n\n") -> bytes:
@@ -335,11 +325,10 @@ def test_a_cancelled_answer_ends_at_once_while_the_server_sends_nothing(tmp_path
     """A client that leaves while the server stalls (or prefills a long prompt) frees the
     backend's slot and its turn at once, not when the server next speaks or timeout_s ends."""
     import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     asked, release = threading.Event(), threading.Event()
 
-    class Stalling(BaseHTTPRequestHandler):
+    class Stalling(QuietHandler):
         def do_POST(self) -> None:
             if not self.path.endswith("/chat/completions"):  # no /tokenize here
                 self.send_error(404)
@@ -352,25 +341,16 @@ def test_a_cancelled_answer_ends_at_once_while_the_server_sends_nothing(tmp_path
             asked.set()
             release.wait(60)
 
-        def do_GET(self) -> None:
-            self.send_error(404)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/v1"
-        engine = bot_engine(write_bot_config(tmp_path, url, timeout_s=60), monkeypatch)
-        stream = engine.answer("s1", "hello", "prompt")
-        assert asked.wait(30)
-        stream.cancel()  # what the web UI and the API do when the client goes
-        assert stream.wait(5) is not None, "the answer still waits on the silent server"
-        assert engine.log.conversation("s1").turns[-1].status == "interrupted"
-    finally:
-        release.set()
-        server.shutdown()
+    with http_server(Stalling) as url:
+        try:
+            engine = bot_engine(write_bot_config(tmp_path, url, timeout_s=60), monkeypatch)
+            stream = engine.answer("s1", "hello", "prompt")
+            assert asked.wait(30)
+            stream.cancel()  # what the web UI and the API do when the client goes
+            assert stream.wait(5) is not None, "the answer still waits on the silent server"
+            assert engine.log.conversation("s1").turns[-1].status == "interrupted"
+        finally:
+            release.set()
 
 
 def test_a_cancelled_answer_hangs_up_on_a_server_that_has_not_answered_yet(tmp_path,
@@ -379,11 +359,10 @@ def test_a_cancelled_answer_hangs_up_on_a_server_that_has_not_answered_yet(tmp_p
     chatbot-builder, a long prefill) is hung up on at once when the client leaves: the server
     stops working on the request, and the turn and the backend's slot are freed."""
     import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     asked, hung_up, release = threading.Event(), threading.Event(), threading.Event()
 
-    class Thinking(BaseHTTPRequestHandler):
+    class Thinking(QuietHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
             if not self.path.endswith("/chat/completions"):  # no /tokenize here
@@ -398,23 +377,14 @@ def test_a_cancelled_answer_hangs_up_on_a_server_that_has_not_answered_yet(tmp_p
                 pass
             release.wait(60)
 
-        def do_GET(self) -> None:
-            self.send_error(404)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Thinking)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/v1"
-        engine = bot_engine(write_bot_config(tmp_path, url, timeout_s=60), monkeypatch)
-        stream = engine.answer("s1", "hello", "prompt")
-        assert asked.wait(30)
-        stream.cancel()
-        assert stream.wait(5) is not None, "the answer still waits on the server"
-        assert hung_up.wait(5), "the server was left working on the request"
-        assert engine.log.conversation("s1").turns[-1].status == "interrupted"
-    finally:
-        release.set()
-        server.shutdown()
+    with http_server(Thinking) as url:
+        try:
+            engine = bot_engine(write_bot_config(tmp_path, url, timeout_s=60), monkeypatch)
+            stream = engine.answer("s1", "hello", "prompt")
+            assert asked.wait(30)
+            stream.cancel()
+            assert stream.wait(5) is not None, "the answer still waits on the server"
+            assert hung_up.wait(5), "the server was left working on the request"
+            assert engine.log.conversation("s1").turns[-1].status == "interrupted"
+        finally:
+            release.set()

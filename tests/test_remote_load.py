@@ -24,7 +24,7 @@ from chatbot import remote as remote_module
 from chatbot.errors import ModelError
 from chatbot.generate import GenerationSettings
 from chatbot.logs import now
-from tests.serving import chatbot_serve
+from tests.serving import QuietHandler, chatbot_serve, http_server
 from tests.test_cancellation import talkative_model_dir  # noqa: F401 (a fixture)
 from tests.test_remote import bot_engine, remote, write_bot_config  # noqa: F401 (a fixture)
 from tests.test_remote import write_remote_config
@@ -187,15 +187,13 @@ def test_our_server_refuses_a_flood_with_429_and_serves_again_after_it(busy_remo
 def test_a_retry_after_given_as_a_date_is_honoured(tmp_path, monkeypatch, waits) -> None:
     """Retry-After may be an HTTP date (RFC 9110), as proxies and gateways send it: the bot
     waits until then, instead of spending its retries within the backoff's 3.5 s."""
-    import threading
     from email.utils import formatdate
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from tests.test_remote import events
 
     busy_until: list[float] = []  # set at the first request, in whole seconds like the date
 
-    class Restarting(BaseHTTPRequestHandler):
+    class Restarting(QuietHandler):
         @staticmethod
         def busy_until() -> float:
             if not busy_until:
@@ -219,18 +217,7 @@ def test_a_retry_after_given_as_a_date_is_honoured(tmp_path, monkeypatch, waits)
                 self.end_headers()
                 self.wfile.write(body)
 
-        def do_GET(self) -> None:
-            self.send_error(404)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Restarting)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/v1"
+    with http_server(Restarting) as url:
         engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
         assert engine.answer("s1", "hello", "prompt").result().text == "Back again"
-    finally:
-        server.shutdown()
     assert len(waits) == 1 and waits[0][0] == 503 and 3.5 < waits[0][1] <= 6
