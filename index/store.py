@@ -11,8 +11,6 @@ name them; a sync killed at any moment leaves the previous generation in force. 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +23,7 @@ from index import bm25, faiss_kinds, jsonfile, manifest, store_files
 from index.context import indexed_text
 from index.docstore import Docstore
 from index.errors import IndexDamagedError, IndexMismatchError, IndexMissingError
+from index.generation_files import file_name, files_of, now, remove_stale, stamp
 from index.manifest import IndexCounts, IndexFiles, IndexManifest, IndexSettings
 from index.types import Chunk, DocumentInfo
 from index.writer_lock import writer_lock
@@ -45,7 +44,7 @@ class Store:
         self._adopt(state)
         self.expected = expected
         """The settings a sync applies: index type and HNSW degree convert the index in place."""
-        self._stamp = _stamp(self.directory / manifest.MANIFEST)
+        self._stamp = stamp(self.directory / manifest.MANIFEST)
         self._faiss = self._docstore = self._bm25 = None
         self._tombstones: np.ndarray | None = None
         self._dirty = False
@@ -111,7 +110,7 @@ class Store:
     def moved_on(self) -> bool:
         """Whether a sync has committed since this store was opened: one ``stat`` (the manifest
         is replaced, never edited, so a new inode means a new generation)."""
-        return _stamp(self.directory / manifest.MANIFEST) != self._stamp
+        return stamp(self.directory / manifest.MANIFEST) != self._stamp
 
     def next_generation(self) -> Store:
         """A new store on the generation in force, every file open. This one stays open:
@@ -188,7 +187,7 @@ class Store:
 
     def stats(self) -> dict:
         size = sum(p.stat().st_size for name in self.manifest.files.names()
-                   for p in _files_of(self.directory / name))
+                   for p in files_of(self.directory / name))
         settings = self.settings
         return {"directory": str(self.directory), "documents": len(self.manifest.documents),
                 "chunks": self.manifest.counts.chunks,
@@ -226,7 +225,7 @@ class Store:
         keeps them."""
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors for {source}")
-        ids = self.docstore.add(source, content_hash, size, _now(), chunks, sentence_vectors)
+        ids = self.docstore.add(source, content_hash, size, now(), chunks, sentence_vectors)
         if len(ids):
             self._ensure_faiss(vectors.shape[1])
             self._faiss.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids)
@@ -271,7 +270,7 @@ class Store:
         self._close()
         self._dirty = rebuild is not None
         latest = self._committed(rebuilding=rebuild is not None)
-        _remove_stale(self.directory, latest.files if latest else IndexFiles())
+        remove_stale(self.directory, latest.files if latest else IndexFiles())
         if rebuild is not None or latest is None:
             self._adopt(IndexManifest(rebuild or self.settings,
                                       generation=latest.generation if latest else 0))
@@ -302,7 +301,7 @@ class Store:
 
     def _stage_docstore(self) -> Docstore:
         """A writable copy of the docstore for the next generation; removed if making it fails."""
-        staged = self.directory / _name("docstore", self.manifest.generation + 1, ".sqlite")
+        staged = self.directory / file_name("docstore", self.manifest.generation + 1, ".sqlite")
         try:
             if self.manifest.files.docstore:
                 shutil.copyfile(self.directory / self.manifest.files.docstore, staged)
@@ -317,7 +316,7 @@ class Store:
         self._close()
         committed = self._committed(rebuilding=True)
         self._adopt(committed or self.manifest)
-        _remove_stale(self.directory, committed.files if committed else IndexFiles())
+        remove_stale(self.directory, committed.files if committed else IndexFiles())
 
     def _commit(self) -> None:
         if not self._dirty:
@@ -327,26 +326,26 @@ class Store:
 
         generation = self.manifest.generation + 1
         docstore = self._docstore
-        files = IndexFiles(docstore.path.name, None, _name("bm25", generation, ""))
+        files = IndexFiles(docstore.path.name, None, file_name("bm25", generation, ""))
         self._reshape(docstore)
         ids, chunks = docstore.all_chunks()
         docstore.commit()
         docstore.close()
         jsonfile.fsync_path(docstore.path)
         if self._faiss is not None:
-            files = replace(files, faiss=_name("faiss", generation, ".index"))
+            files = replace(files, faiss=file_name("faiss", generation, ".index"))
             faiss.write_index(self._faiss, str(self.directory / files.faiss))
             jsonfile.fsync_path(self.directory / files.faiss)
         texts = [indexed_text(chunk, self.settings.context) for chunk in chunks]
         bm25.build(texts, ids, self.directory / files.bm25, self.settings.bm25_analyzer)
-        for path in _files_of(self.directory / files.bm25):
+        for path in files_of(self.directory / files.bm25):
             jsonfile.fsync_path(path)
         self._adopt(replace(self.manifest, generation=generation, files=files,
-                            documents=self._documents, faiss_type=self.kind, updated_at=_now(),
+                            documents=self._documents, faiss_type=self.kind, updated_at=now(),
                             counts=IndexCounts(len(self._documents), len(ids))))
         self.manifest.save(self.directory)  # the commit point
         self._close()
-        _remove_stale(self.directory, files)
+        remove_stale(self.directory, files)
 
     def _reshape(self, docstore: Docstore) -> None:
         """Drop tombstones once they are many; switch flat <-> HNSW when ``auto`` says so."""
@@ -384,13 +383,13 @@ def read_in_force(directory: str | Path, read: Callable[[Store], T],
     instead of failing as if the index were damaged."""
     path = Path(directory) / manifest.MANIFEST
     while True:
-        stamp = _stamp(path)
+        seen = stamp(path)
         try:
             store = Store.open(directory, settings)
-            store._stamp = stamp  # as read before the manifest: a commit since is seen next time
+            store._stamp = seen  # as read before the manifest: a commit since is seen next time
             return read(store)
         except (IndexDamagedError, FileNotFoundError):
-            if _stamp(path) == stamp:
+            if stamp(path) == seen:
                 raise
 
 
@@ -398,33 +397,3 @@ def verified(store: Store) -> Store:
     """``store`` with every file open (``Store.verify``)."""
     store.verify()
     return store
-
-
-def _name(kind: str, generation: int, suffix: str) -> str:
-    return f"{kind}-{generation:06d}{suffix}"
-
-
-def _remove_stale(directory: Path, current: IndexFiles) -> None:
-    """Delete other generations' files (left by earlier syncs, or by one that was killed)."""
-    keep = current.names()
-    for path in directory.iterdir():
-        if path.name.split("-")[0] in ("faiss", "docstore", "bm25") and path.name not in keep:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
-def _files_of(path: Path) -> list[Path]:
-    if path.is_dir():
-        return [p for p in path.rglob("*") if p.is_file()]
-    return [path] if path.exists() else []
-
-
-def _stamp(path: Path) -> tuple | None:
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return None
-    return info.st_ino, info.st_mtime_ns, info.st_size
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
