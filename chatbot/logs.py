@@ -18,11 +18,11 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from chatbot.errors import InputError
+from chatbot.log_records import Correction, LoggedConversation, LoggedTurn, ReviewItem
 from chatbot.log_writer import WRITER, writer_alive
 from chatbot.migrations import check_writable, open_log_database, read_only
 from chatbot.review_reasons import review_reasons, unreviewed
@@ -33,60 +33,6 @@ MAX_NOTE_CHARS = 20_000
 training data: one longer than this is a paste gone wrong, and would be stored in full."""
 LARGEST_ID = 2**63 - 1
 """SQLite's largest row id; a bigger turn id (from a script or a stranger) names no turn."""
-
-
-@dataclass(frozen=True)
-class LoggedTurn:
-    id: int
-    position: int
-    role: str
-    text: str
-    variant: str | None
-    status: str
-    created_at: str
-    messages: list[dict] = field(default_factory=list)
-    hits: list[dict] = field(default_factory=list)
-    timings: dict = field(default_factory=dict)
-    settings: dict = field(default_factory=dict)
-    """What the answer was made with: generation settings and ``retrieval_query``."""
-    rating: int | None = None
-    """The latest feedback on this turn: +1, -1 or None."""
-    comment: str | None = None
-    attribution: dict | None = None
-    """``Attribution.as_dict()`` of a finished answer; ``None`` with attribution off."""
-    correction: str | None = None
-    """The latest correction of this answer (``text`` stays as generated); None: uncorrected."""
-    approved: bool = False
-    """A reviewer found the answer fine as it is."""
-    error: str | None = None
-    """Why an answer ended in ``error``: the message its user was shown."""
-
-
-@dataclass(frozen=True)
-class Correction:
-    id: int
-    turn_id: int
-    text: str
-    author: str | None
-    created_at: str
-
-
-@dataclass(frozen=True)
-class ReviewItem:
-    """An answer worth a reviewer's look, with the question it answered."""
-
-    session_id: str
-    question: str
-    answer: LoggedTurn
-    reasons: tuple[str, ...]
-    """``thumbs down``, ``flagged``, ``withheld`` or ``low support``."""
-
-
-@dataclass(frozen=True)
-class LoggedConversation:
-    session_id: str
-    created_at: str
-    turns: list[LoggedTurn]
 
 
 def now() -> str:
