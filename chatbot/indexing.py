@@ -212,7 +212,8 @@ def evaluate_index(index: BotIndex, data: Path, ks: tuple[int, ...], mode: str |
                       questions.questions, ks, progress)
     chunks = retriever.store.docstore.all_chunks()[1]
     return replace(report, not_answerable=questions.not_answerable,
-                   not_indexed=gold_not_indexed(questions.questions, chunks))
+                   not_indexed=gold_not_indexed(questions.questions, chunks),
+                   warnings=questions.warnings)
 
 
 @index_errors

@@ -9,7 +9,8 @@ A question file is JSONL, one question a line, with gold sentences or gold passa
 
 The question files of ``chatbot eval`` are read too: ``gold_sources`` (file paths) counts as
 ``gold_passages``, a ``scenario`` goes before the question, and a line marked
-``"not_answerable": true`` is left out (it has nothing to find) and counted in the report.
+``"not_answerable": true`` is left out (it has nothing to find) and counted in the report. A
+field neither command reads (a typo?) is named in the report's warnings.
 
 A gold sentence is found when its text (case and spacing aside) is inside a passage, location
 included, and, with ``source``, the passage comes from that file. A gold passage is found when a
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from index.errors import EvalDataError
+from index.jsonfile import UnreadFields
 from index.text import clean_text
 from index.types import Chunk, Hit
 
@@ -74,6 +76,8 @@ class EvalReport:
     not_indexed: tuple[str, ...] = ()
     """Gold items that no indexed chunk holds, so no search can find them: a typo, a file not
     indexed, a sentence the chunking split. They are counted as misses all the same."""
+    warnings: tuple[str, ...] = ()
+    """About the question file: each field it has that is not read, a typo perhaps."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -111,6 +115,17 @@ class QuestionFile:
     questions: list[EvalQuestion]
     not_answerable: int
     """Lines marked ``"not_answerable": true``: left out of the measure."""
+    warnings: tuple[str, ...] = ()
+    """Each field of the file's lines that is not read, with the first line it is on."""
+
+
+FIELDS = ("question", "gold_sentences", "gold_passages", "gold_sources", "source", "scenario",
+          "not_answerable")
+"""What a question line is read by."""
+CHATBOT_EVAL_FIELDS = ("answers", "answer", "id", "gold_ids", "doc_id", "evidences_html", "url",
+                       "title", "evidence_passage_ids")
+"""The other fields of ``chatbot eval``'s question files (ConditionalQA's among them): one file
+serves both commands, so these are expected here, unread."""
 
 
 def load_questions(path: Path) -> QuestionFile:
@@ -122,6 +137,7 @@ def load_questions(path: Path) -> QuestionFile:
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # PowerShell's >, say
         raise EvalDataError(f"{path}: UTF-16 text; save the file as UTF-8")
     questions, problems, not_answerable = [], {}, 0
+    unread = UnreadFields(FIELDS, CHATBOT_EVAL_FIELDS)
     # Split as bytes: str.splitlines also splits at a U+2028 inside a JSON string.
     for number, raw in enumerate(data.splitlines(), start=1):
         try:
@@ -131,7 +147,8 @@ def load_questions(path: Path) -> QuestionFile:
             continue
         if line.strip():
             try:
-                question = _question(json.loads(line))
+                row = json.loads(line)
+                question = _question(row)
             except json.JSONDecodeError as exc:  # its message's column differs from line to line
                 problems.setdefault(f"not valid JSON ({exc.msg})", []).append(number)
                 continue
@@ -141,6 +158,7 @@ def load_questions(path: Path) -> QuestionFile:
             except RecursionError:  # Python's parser gives up at about 1,000 levels
                 problems.setdefault("JSON nested too deeply to read", []).append(number)
                 continue
+            unread.note(row, number)
             if question is None:
                 not_answerable += 1
             else:
@@ -151,7 +169,7 @@ def load_questions(path: Path) -> QuestionFile:
     if not questions:
         raise EvalDataError(f"{path}: no questions with gold items; expected JSONL lines such as "
                             '{"question": "...", "gold_sentences": ["..."]}')
-    return QuestionFile(questions, not_answerable)
+    return QuestionFile(questions, not_answerable, tuple(unread.warnings(path)))
 
 
 def _question(row) -> EvalQuestion | None:

@@ -1,6 +1,6 @@
 """The JSON files of the artifact records (index, dataset and adapter manifests, eval results),
-any file that must be replaced whole (``replacing``), and the lines of a JSON Lines text
-(``jsonl_lines``).
+any file that must be replaced whole (``replacing``), the lines of a JSON Lines text
+(``jsonl_lines``) and the fields its reader leaves unread (``UnreadFields``).
 
 Written atomically (write, fsync, rename), so a reader sees the old file or the new one, never
 half; read with an error that names the file and what to do. It lives in ``index/``, the lowest
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -29,6 +29,30 @@ def jsonl_lines(text: str) -> list[str]:
     if lines[-1] == "":  # the end of the last line, or an empty text
         lines.pop()
     return lines
+
+
+class UnreadFields:
+    """The fields of a JSON Lines file's objects that its reader does not read, each with the
+    first line it is on. Extra fields (a ``notes`` column) are normal, so they are warned about,
+    not refused: the warning is how a misspelt ``gold_id`` gets noticed instead of ignored."""
+
+    def __init__(self, read: Iterable[str], expected: Iterable[str] = ()) -> None:
+        self.read = tuple(read)
+        """The fields the reader reads, in the order the warning lists them."""
+        self._known = {*self.read, *expected}  # expected: fields of a related format, unread
+        self.first_line: dict[str, int] = {}
+
+    def note(self, row: dict, line: int) -> None:
+        for name in row:
+            if name not in self._known:
+                self.first_line.setdefault(name, line)
+
+    def warnings(self, path: str | Path) -> list[str]:
+        """One warning per unread field name; ``json.dumps`` shows a name's odd characters (a
+        line end) escaped, so each warning stays on its line."""
+        return [f"{path}, line {line}: field {json.dumps(name, ensure_ascii=False)} is not "
+                f"read, so it is ignored (a typo?); the fields read are {', '.join(self.read)}"
+                for name, line in self.first_line.items()]
 
 
 def write_atomic(path: Path, data: dict, *, indent: int = 2, sort_keys: bool = False) -> None:

@@ -174,3 +174,23 @@ def test_dataset_validation_split_is_read_back_to_questions(tmp_path) -> None:
     items = load_items("mydata", tmp_path)
     assert [(i.id, i.question, i.references) for i in items] == [
         ("c1:3", "How do I sync?", ("Run sync [1].",))]
+
+
+def test_a_field_that_is_not_read_is_warned_about_once_naming_its_first_line(tmp_path) -> None:
+    """A misspelt "gold_id" or "anwsers" was dropped without a word; extra fields (notes) are
+    normal, so each unread name is a warning, not an error. ConditionalQA's own fields are read
+    as they are, and so raise none."""
+    data = tmp_path / "held.jsonl"
+    rows = [{"question": "q1", "answers": ["a"], "notes": "checked"},
+            {"question": "q2", "anwsers": ["b"], "gold_id": ["docs/a.md"], "notes": "x"},
+            {"question": "q3", "answers": ["c"], "gold_id": "a", "url": "https://x",
+             "title": "T", "evidence_passage_ids": []}]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    warnings = []
+    assert len(load_items(str(data), tmp_path, warn=warnings.append)) == 3
+    read = ("the fields read are question, answers, answer, scenario, gold_ids, gold_sources, "
+            "doc_id, evidences_html, not_answerable, id")
+    assert warnings == [
+        f'{data}, line 1: field "notes" is not read, so it is ignored (a typo?); {read}',
+        f'{data}, line 2: field "anwsers" is not read, so it is ignored (a typo?); {read}',
+        f'{data}, line 2: field "gold_id" is not read, so it is ignored (a typo?); {read}']

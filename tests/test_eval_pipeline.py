@@ -331,3 +331,13 @@ def test_a_rerun_replaces_each_report_whole(eval_bot: Path) -> None:
         for reader in readers.values():
             reader.close()
     assert sorted(p.name for p in out.iterdir()) == sorted([*names, CACHE_FILE])
+
+
+def test_a_misspelt_field_is_warned_about(eval_bot: Path, tmp_path: Path) -> None:
+    data = tmp_path / "typo.jsonl"
+    data.write_text(json.dumps({"question": "How do I index?", "answers": ["sync"],
+                                "gold_id": ["indexing"]}) + "\n")
+    result = CliRunner().invoke(main, ["eval", "--config", str(eval_bot), "--data", str(data),
+                                       "--variants", "plain,prompt"])
+    assert result.exit_code == 0, result.output
+    assert f'warning: {data}, line 1: field "gold_id" is not read' in result.stderr

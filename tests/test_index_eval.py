@@ -291,3 +291,45 @@ def test_ctrl_c_stops_a_long_eval_with_one_line_also_in_the_background(tmp_path)
         ctrl_c_once(run, lambda: "questions: 2/" in stderr.read_text())
     assert stderr.read_text().splitlines()[-1] == (
         "error: interrupted; index eval writes nothing, so run it again for the metrics")
+
+
+def test_a_field_that_is_not_read_is_warned_about_once_naming_its_first_line(tmp_path,
+                                                                            monkeypatch):
+    """A misspelt "gold_sentence" was dropped without a word (as ``chatbot eval`` warns, through
+    one helper); chatbot eval's own fields (answers, id, ...) are expected, not warned about."""
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"question": "q", "gold_sentences": ["a"], "sorce": "a.md",
+                                "answers": ["x"], "id": 3, "evidences_html": []}) + "\n"
+                    + json.dumps({"question": "r", "gold_passages": ["a.md"], "sorce": "b",
+                                  "note": "?"}) + "\n")
+    read = ("the fields read are question, gold_sentences, gold_passages, gold_sources, source, "
+            "scenario, not_answerable")
+    assert load_questions(path).warnings == (
+        f'{path}, line 1: field "sorce" is not read, so it is ignored (a typo?); {read}',
+        f'{path}, line 2: field "note" is not read, so it is ignored (a typo?); {read}')
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A\n\na\n")
+    config = tmp_path / "bot.yaml"
+    config.write_text('models:\n  embedder: "hash:256"\nindex:\n  paths: [docs]\n')
+    runner = CliRunner()
+    assert runner.invoke(main, ["index", "sync", "--config", str(config)]).exit_code == 0
+    for json_flag in ([], ["--json"]):
+        result = runner.invoke(main, ["index", "eval", "--data", str(path), *json_flag,
+                                      "--config", str(config)], catch_exceptions=False)
+        assert result.exit_code == 0
+        assert result.stderr.count("warning: ") == 2 and '"sorce" is not read' in result.stderr
+
+
+def test_a_chatbot_eval_question_file_raises_no_field_warning(tmp_path):
+    """Both commands read one file: what `chatbot eval` reads, index eval expects."""
+    from training.eval.evalset import load_items
+
+    row = {"id": "a", "question": "q", "scenario": "s", "answers": ["x"], "answer": "x",
+           "gold_sources": ["a.md"], "not_answerable": False, "doc_id": "a",
+           "evidences_html": ["<p>x</p>"], "url": "u", "title": "t", "evidence_passage_ids": []}
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    warnings = []
+    load_items(str(path), tmp_path, warn=warnings.append)
+    assert warnings == [] and load_questions(path).warnings == ()

@@ -162,6 +162,8 @@ def eval_command(config: BotConfig, data: Path, ks: tuple[int, ...], mode: str |
         click.echo(err=True)  # off the progress line
         raise ChatbotError("interrupted; index eval writes nothing, so run it again for the "
                            "metrics") from None
+    for warning in report.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
     if as_json:
         print_json(report.to_json())
     else:

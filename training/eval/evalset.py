@@ -9,6 +9,8 @@ A JSONL line is read by its fields:
 - ``{"messages": [...]}`` (OpenAI chat format): one item per assistant turn, the earlier turns
   replayed as history and the assistant turn as the reference.
 
+A question line's field that is not read is warned about (a typo?), not refused.
+
     chatbot eval --variants prompt,finetuned --data heldout.jsonl
 """
 
@@ -19,6 +21,7 @@ import html
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from chatbot.errors import InputError
 from chatbot.paths import DataPaths
 from chatbot.prompts import question_in
 from chatbot.types import Message
+from index.jsonfile import UnreadFields
 from training.data.dataset import MANIFEST, DatasetManifest
 
 
@@ -50,14 +54,26 @@ TEXT = (str, int, float)
 """Where a question row gives text, a number is read as its digits."""
 
 
-def load_items(source: str, data_dir: Path, limit: int | None = None) -> list[EvalItem]:
-    """Items from a JSONL file, or from ``<data_dir>/datasets/NAME`` (its validation split)."""
+QUESTION_FIELDS = ("question", "answers", "answer", "scenario", "gold_ids", "gold_sources",
+                   "doc_id", "evidences_html", "not_answerable", "id")
+"""The fields a question line is read by (``doc_id`` and ``evidences_html``: ConditionalQA's)."""
+CONDITIONALQA_UNREAD = ("url", "title", "evidence_passage_ids")
+"""ConditionalQA's fields that no metric needs: its files are read as they are, unwarned."""
+
+
+def load_items(source: str, data_dir: Path, limit: int | None = None,
+               warn: Callable[[str], None] | None = None) -> list[EvalItem]:
+    """Items from a JSONL file, or from ``<data_dir>/datasets/NAME`` (its validation split).
+    ``warn`` is given each warning about the file: a question line's field that is not read."""
     path = Path(source).expanduser()
     datasets = DataPaths(data_dir).datasets
     dataset_dir = datasets / source
     if path.is_file():
-        items = list(_jsonl_items(path))
+        unread = UnreadFields(QUESTION_FIELDS, CONDITIONALQA_UNREAD)
+        items = list(_jsonl_items(path, unread))
         _check_unique_ids(items, source)
+        for warning in unread.warnings(path) if warn else ():
+            warn(warning)
     elif "/" not in source and dataset_dir.is_dir():
         items = _dataset_items(dataset_dir)
     elif path.is_dir() and (path / "dataset").is_dir():
@@ -101,7 +117,7 @@ def repeated_questions(items: list[EvalItem]) -> list[str]:
             "comparison; give one item all its reference answers, or remove the repeats"]
 
 
-def _jsonl_items(path: Path):
+def _jsonl_items(path: Path, unread: UnreadFields):
     for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
         where = f"{path}, line {number}"
         try:  # the byte-order mark an editor may put first is no part of the text
@@ -130,6 +146,7 @@ def _jsonl_items(path: Path):
                 raise InputError(f"{where}: {problem}")
             if not (row["question"] or "").strip():
                 raise InputError(f"{where}: the question is empty")
+            unread.note(row, number)
             yield question_item(row, item_id)
         else:
             raise InputError(f"{where}: needs a \"question\" (with \"answers\") or "

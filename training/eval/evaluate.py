@@ -150,7 +150,8 @@ def run_eval(settings: EvalSettings, variants: list[str], data: str, *, name: st
     if len(variants) < 2 or len(set(variants)) != len(variants):
         raise InputError(f"--variants needs two or more distinct names (baseline first), got "
                          f"{','.join(variants)}")
-    items = load_items(data, settings.data_dir, limit)
+    file_warnings: list[str] = []
+    items = load_items(data, settings.data_dir, limit, warn=file_warnings.append)
     name = name or default_name(data, limit)
     embedder = None
     if engine is None or encode is True:
@@ -169,7 +170,7 @@ def run_eval(settings: EvalSettings, variants: list[str], data: str, *, name: st
     scores = score_run(items, run, embedder.encode if encode is True else (encode or None))
     result = EvalResult(name, data, items, variants, run, scores, summarize(scores),
                         compare(scores, variants[0], variants[1:], min_effect), min_effect)
-    result.warnings += repeated_questions(items)
+    result.warnings += file_warnings + repeated_questions(items)
     result.warnings += unanswered(items, run)
     if state is None and any(run.settings[v]["retrieval"] for v in variants):
         result.warnings.append(f"no index in {settings.index_dir}: retrieval variants "
