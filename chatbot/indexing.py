@@ -211,7 +211,7 @@ def evaluate_index(index: BotIndex, data: Path, ks: tuple[int, ...], mode: str |
     report = evaluate(lambda query, k: index.names.hits(retriever.search(query, k=k, mode=mode)),
                       questions.questions, ks, progress)
     chunks = retriever.store.docstore.all_chunks()[1]
-    return replace(report, not_answerable=questions.not_answerable,
+    return replace(report, not_answerable=questions.not_answerable, left_out=questions.left_out,
                    not_indexed=gold_not_indexed(questions.questions, chunks),
                    warnings=questions.warnings)
 

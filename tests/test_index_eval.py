@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from app.cli import main
 from ctrl_c import ctrl_c_once, started
 from index.errors import EvalDataError
-from index.evaluate import EvalQuestion, Miss, evaluate, load_questions
+from index.evaluate import EvalQuestion, Miss, evaluate, gold_not_indexed, load_questions
 from index.types import Chunk, Hit
 
 
@@ -67,7 +67,7 @@ def test_a_gold_passage_location_must_start_the_hit_location():
 def test_every_bad_line_is_reported_with_its_number(tmp_path):
     path = tmp_path / "q.jsonl"
     path.write_text('{"question": "ok?", "gold_sentences": ["Yes."]}\n\n'
-                    '{"question": "none?"}\n'
+                    '{"question": "none?", "gold_sentences": "a"}\n'
                     '{"question": "both?", "gold_sentences": ["a"], "gold_passages": ["b"]}\n'
                     '{"gold_sentences": ["a"]}\n'
                     '{"question": "x", "gold_passages": "a.md"}\n'
@@ -78,8 +78,8 @@ def test_every_bad_line_is_reported_with_its_number(tmp_path):
     with pytest.raises(EvalDataError) as error:
         load_questions(path)
     assert str(error.value) == (
-        f'{path}: lines 3, 4: needs "gold_sentences" or "gold_passages" (one of them, not '
-        'empty), or "not_answerable": true; '
+        f'{path}: line 3: "gold_sentences" must be a list of non-empty strings; '
+        'line 4: give "gold_sentences" or "gold_passages", not both; '
         'lines 5, 8: needs "question" (a string that is not empty); '
         'line 6: "gold_passages" must be a list of non-empty strings; '
         "line 7: not valid JSON (Expecting value); "
@@ -104,10 +104,11 @@ def test_a_question_file_from_a_spreadsheet_or_another_system_reads_as_meant(tmp
 
 def test_a_problem_of_many_lines_is_reported_once(tmp_path):
     path = tmp_path / "q.jsonl"
-    path.write_text('{"question": "q", "answers": ["a"]}\n' * 30)
+    path.write_text('{"question": "q", "gold_passages": "a.md"}\n' * 30)
     with pytest.raises(EvalDataError) as error:
         load_questions(path)
-    assert str(error.value).startswith(f"{path}: lines 1, 2, 3, ... (30 lines): needs ")
+    assert str(error.value) == (f'{path}: lines 1, 2, 3, ... (30 lines): "gold_passages" must '
+                                "be a list of non-empty strings")
 
 
 def test_lines_with_the_same_json_mistake_are_reported_once(tmp_path):
@@ -302,8 +303,8 @@ def test_a_field_that_is_not_read_is_warned_about_once_naming_its_first_line(tmp
                                 "answers": ["x"], "id": 3, "evidences_html": []}) + "\n"
                     + json.dumps({"question": "r", "gold_passages": ["a.md"], "sorce": "b",
                                   "note": "?"}) + "\n")
-    read = ("the fields read are question, gold_sentences, gold_passages, gold_sources, source, "
-            "scenario, not_answerable")
+    read = ("the fields read are question, gold_sentences, gold_passages, gold_sources, "
+            "gold_ids, doc_id, source, scenario, not_answerable")
     assert load_questions(path).warnings == (
         f'{path}, line 1: field "sorce" is not read, so it is ignored (a typo?); {read}',
         f'{path}, line 2: field "note" is not read, so it is ignored (a typo?); {read}')
@@ -333,3 +334,85 @@ def test_a_chatbot_eval_question_file_raises_no_field_warning(tmp_path):
     warnings = []
     load_items(str(path), tmp_path, warn=warnings.append)
     assert warnings == [] and load_questions(path).warnings == ()
+
+
+def test_chatbot_evals_gold_ids_are_read_and_what_cant_be_scored_is_named(tmp_path):
+    """A file `chatbot eval` reads is read here too: its gold_ids (or ConditionalQA's doc_id),
+    one given without a list or as a number, as gold passages; a question with no gold item and
+    a conversation are left out, each with its line and why, instead of refusing the file."""
+    path = tmp_path / "eval.jsonl"
+    rows = [{"question": "How to index?", "answers": ["sync"], "gold_ids": ["indexing"]},
+            {"question": "Fees?", "gold_ids": "docs/fees.md", "gold_sources": ["x.md"]},
+            {"id": "dev-5", "question": "Leave?", "doc_id": "parental-leave"},
+            {"question": "Port?", "answers": ["7860"]},
+            {"messages": [{"role": "user", "content": "hi"},
+                          {"role": "assistant", "content": "hello"}]},
+            {"question": "Row?", "gold_ids": [7]},
+            {"question": "Nothing?", "gold_ids": [], "answers": ["x"]}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    loaded = load_questions(path)
+    assert loaded.questions == [EvalQuestion("How to index?", gold_passages=("indexing",)),
+                                EvalQuestion("Fees?", gold_passages=("docs/fees.md",)),
+                                EvalQuestion("Leave?", gold_passages=("parental-leave",)),
+                                EvalQuestion("Row?", gold_passages=("7",))]
+    assert loaded.left_out == {"no_gold": [4, 7], "conversation": [5]}
+    path.write_text(json.dumps({"question": "q", "gold_ids": ["a"], "gold_passages": ["b"]}))
+    with pytest.raises(EvalDataError, match='line 1: "gold_ids" and "gold_passages" are the '
+                                            'same; give one of them'):
+        load_questions(path)
+    path.write_text(json.dumps({"question": "q", "answers": ["a"], "gold_sentence": ["a"]}))
+    with pytest.raises(EvalDataError) as error:
+        load_questions(path)
+    assert str(error.value).endswith('no questions with gold items; expected JSONL lines such as '
+                                     '{"question": "...", "gold_sentences": ["..."]} (fields '
+                                     'not read: "gold_sentence"; a typo?)')
+
+
+def test_a_gold_id_is_matched_as_chatbot_eval_matches_it():
+    """A file name without its extension, a path's end, or a chunk id (of a merged passage
+    too): what `chatbot eval`'s hit_at_k counts, so both commands score one file alike."""
+    merged = Hit(Chunk("c1+c2", "docs/fees.md", "Costs 10 pounds.", "Fees", "",
+                       {"parts": ["c1", "c2"]}), 1.0, 1)
+    for gold in ("fees", "fees.md", "docs/fees.md", "c2", "c1+c2"):
+        question = [EvalQuestion("q", gold_passages=(gold,))]
+        assert evaluate(lambda query, k: [merged], question, (1,)).hit == {1: 1.0}, gold
+    for gold in ("fee", "other/fees.md", "c3"):
+        question = [EvalQuestion("q", gold_passages=(gold,))]
+        assert evaluate(lambda query, k: [merged], question, (1,)).hit == {1: 0.0}, gold
+    chunks = [Chunk("c1", "docs/fees.md", "Costs 10 pounds.", "Fees", "")]
+    assert gold_not_indexed([EvalQuestion("q", gold_passages=("fees", "c1", "c9"))],
+                            chunks) == ("c9",)
+
+
+def test_cli_scores_a_chatbot_eval_file_and_names_the_lines_left_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "price.md").write_text("# Price\n\nIt costs nothing at all.\n")
+    config = tmp_path / "bot.yaml"
+    config.write_text('models:\n  embedder: "hash:256"\nindex:\n  paths: [docs]\n'
+                      "retrieval:\n  min_score: null\n")
+    data = tmp_path / "eval.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in [
+        {"id": "cost", "question": "what does it cost", "answers": ["nothing"],
+         "gold_ids": ["price"]},
+        {"id": "port", "question": "which port", "answers": ["7860"]},
+        {"id": "win", "question": "windows?", "answers": ["no"], "not_answerable": True},
+        {"messages": [{"role": "user", "content": "cost?"},
+                      {"role": "assistant", "content": "nothing"}]}]))
+    runner = CliRunner()
+    assert runner.invoke(main, ["index", "sync", "--config", str(config)]).exit_code == 0
+    result = runner.invoke(main, ["index", "eval", "--data", str(data), "--json",
+                                  "--config", str(config)], catch_exceptions=False)
+    report = json.loads(result.stdout)
+    assert report["questions"] == 1 and report["hit"]["2"] == 1.0 and report["not_indexed"] == []
+    assert report["not_answerable"] == 1
+    assert report["left_out"] == {"no_gold": [2], "conversation": [4]}
+    table = runner.invoke(main, ["index", "eval", "--data", str(data), "--config", str(config)])
+    lines = table.stdout.splitlines()
+    assert lines[0] == ("1 questions (1 marked not_answerable, 2 with nothing to score left "
+                        "out); MRR 1.000")
+    assert lines[-3:] == [
+        "Left out, as there is nothing to score:",
+        "- line 2: no gold item to find (gold_sentences, gold_passages, gold_sources or "
+        "gold_ids)",
+        "- line 4: a conversation (messages): index eval searches single questions"]

@@ -140,7 +140,7 @@ def search_command(config: BotConfig, query: str, k: int | None, mode: str | Non
 @click.option("--data", "data", required=True, type=click.Path(exists=True, dir_okay=False,
                                                                path_type=Path),
               help="JSONL: question + gold_sentences (or gold_passages, or chatbot eval's "
-                   "gold_sources) per line.")
+                   "gold_ids or gold_sources) per line.")
 @click.option("--k", "ks", default="2,4,8", show_default=True, callback=_ks,
               help="Comma-separated cut-offs.")
 @click.option("--mode", type=click.Choice(MODES), default=None,
