@@ -341,3 +341,24 @@ def test_a_misspelt_field_is_warned_about(eval_bot: Path, tmp_path: Path) -> Non
                                        "--variants", "plain,prompt"])
     assert result.exit_code == 0, result.output
     assert f'warning: {data}, line 1: field "gold_id" is not read' in result.stderr
+
+
+def test_a_full_run_reuses_the_answers_of_a_limited_trial_before_it(eval_bot: Path) -> None:
+    """`--limit N` writes DATA-firstN beside the full run's DATA; the same variant, item and
+    settings give the same greedy answer, so neither generates what the other has."""
+    import shutil
+
+    config = load_config(eval_bot)
+
+    def run(**options):
+        return run_eval(eval_settings(config), ["plain", "prompt"], HELDOUT, encode=None,
+                        write=False, **options)
+
+    assert run(limit=2).run.generated == 4
+    full = run()
+    assert (full.run.generated, full.run.reused) == (8, 4)
+    shutil.rmtree(config.data_path / "evals" / "eval_heldout-first2")
+    assert run().run.generated == 0  # the full run's own folder holds every answer it used
+    assert (run(limit=3).run.generated, run(limit=3).run.reused) == (0, 6)
+    longer = run(max_new_tokens=7)  # other settings: nothing is reused
+    assert longer.run.generated == 12

@@ -165,8 +165,8 @@ def run_eval(settings: EvalSettings, variants: list[str], data: str, *, name: st
     greedy = dataclasses.replace(engine.settings, temperature=0.0,
                                  max_new_tokens=max_new_tokens or engine.settings.max_new_tokens)
     state = index_state(settings)
-    run = generate_all(engine, items, variants, greedy, GenerationCache(out_dir / CACHE_FILE),
-                       state, progress)
+    cache = GenerationCache(out_dir / CACHE_FILE, same_data_caches(out_dir))
+    run = generate_all(engine, items, variants, greedy, cache, state, progress)
     scores = score_run(items, run, embedder.encode if encode is True else (encode or None))
     result = EvalResult(name, data, items, variants, run, scores, summarize(scores),
                         compare(scores, variants[0], variants[1:], min_effect), min_effect)
@@ -271,6 +271,18 @@ def default_name(data: str, limit: int | None = None) -> str:
                          "to evaluate every item")
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(data).stem).strip("._-") or "eval"
     return stem[:NAME_CHARS - len(suffix)] + suffix
+
+
+def same_data_caches(out_dir: Path) -> list[Path]:
+    """The answer caches of the evals that differ from ``out_dir``'s by ``--limit`` alone
+    (``DATA`` and ``DATA-firstN``): a full run after a trial answers only the items the trial
+    did not, and a trial after a full run answers none."""
+    base = re.sub(r"-first[0-9]+$", "", out_dir.name)
+    same_data = re.compile(re.escape(base) + r"(-first[0-9]+)?")
+    evals = out_dir.parent
+    names = sorted(path.name for path in evals.iterdir()) if evals.is_dir() else []
+    return [evals / name / CACHE_FILE for name in names
+            if name != out_dir.name and same_data.fullmatch(name)]
 
 
 def keep_larger_run(data_dir: Path, name: str, limit: int) -> None:

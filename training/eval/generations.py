@@ -4,7 +4,8 @@
 hash, settings hash): an interrupted eval resumes where it stopped, and adding a variant to a
 finished eval generates only the new variant's answers. Changing the prompt template, the
 adapter, the generation settings or the index changes the settings hash, so stale answers are
-never reused.
+never reused. Since the key is all a (greedy) answer depends on, the evals of one data file run
+with and without ``--limit`` (``DATA`` and ``DATA-firstN``) reuse each other's answers too.
 
     chatbot eval --variants prompt,finetuned --data heldout.jsonl --out heldout
 """
@@ -15,7 +16,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,24 +48,25 @@ class Generation:
 
 
 class GenerationCache:
-    """Append-only JSONL of generations; a torn last line (a killed run) is ignored."""
+    """Append-only JSONL of generations; a torn last line (a killed run) is ignored. ``related``
+    are other evals' caches, read only: an answer found there is copied into this one when
+    used, so that an eval's folder holds every answer its reports were made from."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, related: Iterable[Path] = ()) -> None:
         self.path = path
-        self._entries: dict[tuple[str, str, str], Generation] = {}
+        self._entries = _read(path)
+        self._related: dict[tuple[str, str, str], Generation] = {}
+        for other in related:
+            self._related.update(_read(other))
         # A run killed mid-write leaves a line without its newline: start on a fresh line.
         self._torn = path.is_file() and not path.read_bytes().endswith(b"\n") \
             and path.stat().st_size > 0
-        if path.is_file():
-            for line in jsonl_lines(path.read_text(encoding="utf-8")):
-                try:
-                    generation = Generation(**json.loads(line))
-                except (ValueError, TypeError):
-                    continue
-                self._entries[_key(generation)] = generation
 
     def get(self, variant: str, item_hash: str, settings_hash: str) -> Generation | None:
-        return self._entries.get((variant, item_hash, settings_hash))
+        key = (variant, item_hash, settings_hash)
+        if key not in self._entries and key in self._related:
+            self.add(self._related[key])
+        return self._entries.get(key)
 
     def add(self, generation: Generation) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +83,18 @@ class GenerationCache:
 
 def _key(generation: Generation) -> tuple[str, str, str]:
     return generation.variant, generation.item_hash, generation.settings_hash
+
+
+def _read(path: Path) -> dict[tuple[str, str, str], Generation]:
+    entries = {}
+    if path.is_file():
+        for line in jsonl_lines(path.read_text(encoding="utf-8")):
+            try:
+                generation = Generation(**json.loads(line))
+            except (ValueError, TypeError):
+                continue
+            entries[_key(generation)] = generation
+    return entries
 
 
 def variant_settings(engine: Engine, name: str, settings: GenerationSettings,
