@@ -362,3 +362,15 @@ def test_a_full_run_reuses_the_answers_of_a_limited_trial_before_it(eval_bot: Pa
     assert (run(limit=3).run.generated, run(limit=3).run.reused) == (0, 6)
     longer = run(max_new_tokens=7)  # other settings: nothing is reused
     assert longer.run.generated == 12
+
+
+def test_a_new_bot_name_is_a_new_prompt_so_answers_are_generated_again(eval_bot: Path) -> None:
+    """The templates put the bot's name in the system prompt: an answer cached under the old
+    name was reused for a prompt it was never given."""
+    config = load_config(eval_bot)
+    first = run_eval(eval_settings(config), ["plain", "prompt"], HELDOUT, limit=1, encode=None,
+                     write=False)
+    config.name = "Helpdesk"
+    renamed = run_eval(eval_settings(config), ["plain", "prompt"], HELDOUT, limit=1, encode=None,
+                       write=False)
+    assert (first.run.generated, renamed.run.generated) == (2, 2)

@@ -3,9 +3,10 @@
 ``<data_dir>/evals/NAME/generations.jsonl`` holds one line per answer keyed by (variant, item
 hash, settings hash): an interrupted eval resumes where it stopped, and adding a variant to a
 finished eval generates only the new variant's answers. Changing the prompt template, the
-adapter, the generation settings or the index changes the settings hash, so stale answers are
-never reused. Since the key is all a (greedy) answer depends on, the evals of one data file run
-with and without ``--limit`` (``DATA`` and ``DATA-firstN``) reuse each other's answers too.
+adapter, the bot's name, the generation settings or the index changes the settings hash, so
+stale answers are never reused. Since the key is all a (greedy) answer depends on, the evals of
+one data file run with and without ``--limit`` (``DATA`` and ``DATA-firstN``) reuse each
+other's answers too.
 
     chatbot eval --variants prompt,finetuned --data heldout.jsonl --out heldout
 """
@@ -106,6 +107,7 @@ def variant_settings(engine: Engine, name: str, settings: GenerationSettings,
         adapter_hash = _file_hash(variant.adapter_dir / ADAPTER_MANIFEST)
     return {"model": variant.model, "template": variant.template,
             "template_hash": load_template(variant.template).hash,
+            "bot_name": engine.bot_name,  # the templates put it in the system prompt
             "retrieval": variant.retrieval and engine.search is not None,
             "k": variant.k or engine.retrieval.k, "no_hits": engine.retrieval.no_hits,
             "adapter": variant.adapter_id, "adapter_manifest": adapter_hash,
