@@ -230,3 +230,21 @@ def test_remove_takes_an_upload_by_the_name_the_bot_shows(bot, monkeypatch):
     assert (again.exit_code, again.stderr) == (
         1, f"error: nothing indexed at or under {tmp_path / 'docs' / 'uploads' / 'notes.md'} or "
            f"{upload}; see `chatbot index list`\n")
+
+
+def test_a_file_name_with_a_line_end_is_shown_escaped_on_one_line(bot):
+    """A newline in a name split `index list`'s line in two (and `sync`'s failure line, and
+    `search`'s): such a name is shown as Python writes it, quoted with its escapes."""
+    tmp_path, config = bot
+    (tmp_path / "docs" / "two\nlines.md").write_text("# Odd\n\nA name with a line end.\n")
+    (tmp_path / "docs" / "empty\tone.md").write_text("")
+    synced = run("index", "sync", "--config", config)
+    odd, empty = tmp_path / "docs" / "two\nlines.md", tmp_path / "docs" / "empty\tone.md"
+    assert f"failed: {str(empty)!r}: empty file\n" in synced.stderr
+    listed = run("index", "list", "--config", config).stdout.splitlines()
+    assert len(listed) == 4 and listed[-1] == "3 documents"
+    assert any(line.endswith(f"  {str(odd)!r}") for line in listed)
+    assert any(line.endswith(f"  {tmp_path / 'docs' / 'install.md'}") for line in listed)
+    found = run("index", "search", "line end", "--mode", "bm25", "--k", "1", "--config", config)
+    assert found.stdout.splitlines()[0].endswith("] 'docs/two\\nlines.md' (Odd)")
+    assert run("index", "remove", str(odd), "--config", config).exit_code == 0

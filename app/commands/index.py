@@ -32,6 +32,13 @@ def _ks(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ..
     return ks
 
 
+def _shown(name: str) -> str:
+    """A file's name as a line of output shows it: as it is, or, where it holds a line end, a
+    tab or another character that prints as nothing, as Python writes it (quoted, ``\\n``), so
+    that each file stays on one line a reader can take apart."""
+    return name if name.isprintable() else repr(name)
+
+
 def _paths(ctx: click.Context, param: click.Parameter, value):
     """Path arguments as ``Path``s; an empty one (an unset shell variable) names no file, where
     ``Path("")`` would be the current folder: all of it synced, or removed."""
@@ -92,7 +99,7 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
         print_json({**report.__dict__, "failed": [f.__dict__ for f in report.failed]})
     else:
         for failure in report.failed:
-            click.echo(f"failed: {failure.source}: {failure.reason}", err=True)
+            click.echo(f"failed: {_shown(failure.source)}: {failure.reason}", err=True)
         click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
@@ -129,7 +136,7 @@ def search_command(config: BotConfig, query: str, k: int | None, mode: str | Non
                      "text": h.text} for h in hits])
         return
     for hit in hits:
-        where = f"{hit.source}" + (f" ({hit.location})" if hit.location else "")
+        where = _shown(hit.source) + (f" ({hit.location})" if hit.location else "")
         click.echo(f"{hit.rank}. [{hit.score:.3f}] {where}")
         click.echo("   " + hit.text.replace("\n", "\n   ") + "\n")
     if not hits:
@@ -184,7 +191,7 @@ def list_command(config: BotConfig, as_json: bool) -> None:
         print_json([d.__dict__ for d in documents])
         return
     for doc in documents:
-        click.echo(f"{doc.chunks:6d} chunks  {doc.indexed_at}  {doc.source}")
+        click.echo(f"{doc.chunks:6d} chunks  {doc.indexed_at}  {_shown(doc.source)}")
     click.echo(f"{len(documents)} documents")
 
 
