@@ -208,11 +208,13 @@ def decode(data: bytes) -> str:
                 raise LoadError(f"starts with a {name} byte-order mark but is not valid {name} "
                                 f"(byte {exc.start}: {exc.reason}); save it again as UTF-8"
                                 ) from exc
+    # A NUL anywhere, not only in the first 8 KB (as git looks): a text header over binary data,
+    # or the NULs a crash leaves in a log, would be indexed as text, NULs and all.
+    if (nul := data.find(b"\x00")) >= 0:
+        raise LoadError(f"binary file, not text: a NUL byte at byte {nul} (check its extension)")
     # A UTF-8 mark over text an older editor saved in a legacy code page: the mark is dropped
     # and the rest decoded or detected like any text (it failed the sync with a traceback).
     data = data.removeprefix(codecs.BOM_UTF8)
-    if b"\x00" in data[:8192]:
-        raise LoadError("binary file, not text (check its extension)")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

@@ -389,3 +389,19 @@ def test_an_aes_encrypted_pdf_is_reported_as_encrypted_not_corrupt(tmp_path):
     else:  # read, and no password opens it
         assert reason.startswith("encrypted PDF (needs a password)")
     assert report.added == [str(folder / "good.md")]
+
+
+def test_a_nul_byte_past_the_first_8_kb_is_binary_too(tmp_path):
+    """Only the first 8 KB were looked at: a text header over binary data (or NUL padding a
+    crash left in a log) was indexed as text, NULs and all. Where a NUL falls doesn't change
+    what the file is; the sync names the file and where, and indexes the rest."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "late.txt").write_bytes(b"plain words " * 1000 + b"\x00\x01\x02 more")
+    (folder / "good.md").write_text("# Good\n\nThis one is fine.")
+    store = Store.open(tmp_path / "index", IndexSettings("hash:64", None, 64, 8), create=True)
+    report = sync([folder], store, CountingEmbedder())
+    assert [(f.source, f.reason) for f in report.failed] == [
+        (str(folder / "late.txt"), "binary file, not text: a NUL byte at byte 12000 (check its "
+                                   "extension)")]
+    assert report.added == [str(folder / "good.md")]
