@@ -231,10 +231,13 @@ def remove_documents(index: BotIndex, path: str | Path,
     called if a sync holds the index."""
     store = Store.open(index.directory, index.settings)
     targets = _removal_targets(index, store, path)
+    real_targets = [os.path.realpath(target) for target in targets]
     removed: list[str] = []
     with store.transaction(waiting=waiting):
         for source in list(store.hashes):
-            if under(source, targets):
+            # A sync names a file by the path it reached it by, links and all: a link to an
+            # indexed folder, or the real folder of one synced through a link, names it too.
+            if under(source, targets) or under(os.path.realpath(source), real_targets):
                 store.remove(source)
                 removed.append(source)
     if not removed:

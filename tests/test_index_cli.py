@@ -248,3 +248,21 @@ def test_a_file_name_with_a_line_end_is_shown_escaped_on_one_line(bot):
     found = run("index", "search", "line end", "--mode", "bm25", "--k", "1", "--config", config)
     assert found.stdout.splitlines()[0].endswith("] 'docs/two\\nlines.md' (Odd)")
     assert run("index", "remove", str(odd), "--config", config).exit_code == 0
+
+
+def test_remove_through_a_symlink_finds_what_sync_indexed(bot):
+    """`index remove` named the path as given: through a link to an indexed folder or file (or
+    by the real path of a folder synced through a link) it found nothing to remove."""
+    tmp_path, config = bot
+    assert run("index", "sync", "--config", config).exit_code == 0
+    (tmp_path / "shortcut").symlink_to(tmp_path / "docs")
+    (tmp_path / "install-link.md").symlink_to(tmp_path / "docs" / "install.md")
+    one = run("index", "remove", str(tmp_path / "install-link.md"), "--config", config)
+    assert (one.exit_code, one.stdout) == (0, "removed 1 document(s)\n")
+    rest = run("index", "remove", str(tmp_path / "shortcut"), "--config", config)
+    assert (rest.exit_code, rest.stdout) == (0, "removed 1 document(s)\n")
+    assert run("index", "list", "--config", config).stdout == "0 documents\n"
+    # the other way round: synced through the link, removed by the real path
+    assert run("index", "sync", str(tmp_path / "shortcut"), "--config", config).exit_code == 0
+    by_real = run("index", "remove", str(tmp_path / "docs"), "--config", config)
+    assert (by_real.exit_code, by_real.stdout) == (0, "removed 2 document(s)\n")
