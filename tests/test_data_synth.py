@@ -149,8 +149,13 @@ def test_synth_writes_a_dataset_in_the_serving_prompt_that_train_and_eval_read(b
         m[1]["content"].rsplit("Question: ", 1)[1] for m in data.validation)
     tests = [json.loads(line) for line in (directory / "test.jsonl").read_text().splitlines()]
     assert len(tests) == len(data.validation) and all(t["gold_ids"] for t in tests)
-    # `chatbot index eval` reads the same file
+    # `chatbot index eval` reads the same file, and neither command warns of a field it skips
     assert len(load_questions(directory / "test.jsonl").questions) == len(tests)
+    assert load_questions(directory / "test.jsonl").warnings == ()
+    warnings = []
+    load_items(str(directory / "test.jsonl"), settings.data.datasets_root.parent,
+               warn=warnings.append)
+    assert warnings == []
 
 
 def test_the_dataset_folder_holds_no_personal_data_and_no_server_paths(bot: Path):

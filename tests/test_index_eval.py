@@ -323,7 +323,7 @@ def test_a_field_that_is_not_read_is_warned_about_once_naming_its_first_line(tmp
 
 
 def test_a_chatbot_eval_question_file_raises_no_field_warning(tmp_path):
-    """Both commands read one file: what `chatbot eval` reads, index eval expects."""
+    """Both commands read one file: what either reads, the other expects."""
     from training.eval.evalset import load_items
 
     row = {"id": "a", "question": "q", "scenario": "s", "answers": ["x"], "answer": "x",
@@ -334,6 +334,10 @@ def test_a_chatbot_eval_question_file_raises_no_field_warning(tmp_path):
     warnings = []
     load_items(str(path), tmp_path, warn=warnings.append)
     assert warnings == [] and load_questions(path).warnings == ()
+    path.write_text(json.dumps({"question": "q", "gold_sentences": ["a"], "source": "a.md"})
+                    + "\n" + json.dumps({"question": "q", "gold_passages": ["a.md#A"]}) + "\n")
+    load_items(str(path), tmp_path, warn=warnings.append)  # and the other way round
+    assert warnings == []
 
 
 def test_chatbot_evals_gold_ids_are_read_and_what_cant_be_scored_is_named(tmp_path):
@@ -356,10 +360,10 @@ def test_chatbot_evals_gold_ids_are_read_and_what_cant_be_scored_is_named(tmp_pa
                                 EvalQuestion("Leave?", gold_passages=("parental-leave",)),
                                 EvalQuestion("Row?", gold_passages=("7",))]
     assert loaded.left_out == {"no_gold": [4, 7], "conversation": [5]}
-    path.write_text(json.dumps({"question": "q", "gold_ids": ["a"], "gold_passages": ["b"]}))
-    with pytest.raises(EvalDataError, match='line 1: "gold_ids" and "gold_passages" are the '
-                                            'same; give one of them'):
-        load_questions(path)
+    # chatbot data synth's test sets give both: the document, and the passage in it
+    path.write_text(json.dumps({"question": "q", "gold_ids": ["a.md"],
+                                "gold_passages": ["a.md#A > Fees"]}))
+    assert load_questions(path).questions == [EvalQuestion("q", gold_passages=("a.md#A > Fees",))]
     path.write_text(json.dumps({"question": "q", "answers": ["a"], "gold_sentence": ["a"]}))
     with pytest.raises(EvalDataError) as error:
         load_questions(path)

@@ -29,6 +29,7 @@ from chatbot.errors import InputError
 from chatbot.paths import DataPaths
 from chatbot.prompts import question_in
 from chatbot.types import Message
+from index.evaluate import FIELDS as INDEX_EVAL_FIELDS
 from index.jsonfile import UnreadFields
 from training.data.dataset import MANIFEST, DatasetManifest
 
@@ -59,6 +60,9 @@ QUESTION_FIELDS = ("question", "answers", "answer", "scenario", "gold_ids", "gol
 """The fields a question line is read by (``doc_id`` and ``evidences_html``: ConditionalQA's)."""
 CONDITIONALQA_UNREAD = ("url", "title", "evidence_passage_ids")
 """ConditionalQA's fields that no metric needs: its files are read as they are, unwarned."""
+EXPECTED_UNREAD = (*CONDITIONALQA_UNREAD, *INDEX_EVAL_FIELDS)
+"""Fields a question line may have unread, unwarned: ``chatbot index eval``'s (one file serves
+both commands, as ``chatbot data synth``'s test sets do) and ConditionalQA's."""
 
 
 def load_items(source: str, data_dir: Path, limit: int | None = None,
@@ -69,7 +73,7 @@ def load_items(source: str, data_dir: Path, limit: int | None = None,
     datasets = DataPaths(data_dir).datasets
     dataset_dir = datasets / source
     if path.is_file():
-        unread = UnreadFields(QUESTION_FIELDS, CONDITIONALQA_UNREAD)
+        unread = UnreadFields(QUESTION_FIELDS, EXPECTED_UNREAD)
         items = list(_jsonl_items(path, unread))
         _check_unique_ids(items, source)
         for warning in unread.warnings(path) if warn else ():
