@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -25,6 +26,19 @@ QUESTIONS = [
     EvalQuestion("where?", ("You must live in England.",), source="a.html"),  # only in b.html
     EvalQuestion("which?", gold_passages=("docs/b.html", "/docs/a.html#Fees")),
 ]
+
+
+def indexed_bot(tmp_path: Path, **pages: str) -> Path:
+    """The config of a bot over docs/price.md (and ``pages``, name: text), its index synced."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "price.md").write_text("# Price\n\nIt costs nothing at all.\n")
+    for name, text in pages.items():
+        (tmp_path / "docs" / name).write_text(text)
+    config = tmp_path / "bot.yaml"
+    config.write_text('models:\n  embedder: "hash:256"\nindex:\n  paths: [docs]\n'
+                      "retrieval:\n  min_score: null\n")
+    assert CliRunner().invoke(main, ["index", "sync", "--config", str(config)]).exit_code == 0
+    return config
 
 
 def test_metrics_of_a_known_ranking():
@@ -191,14 +205,9 @@ def test_an_empty_file_is_an_error(tmp_path):
         load_questions(tmp_path / "q.jsonl")
 
 
-def test_cli_measures_the_bots_own_index(tmp_path, monkeypatch):
-    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "install.md").write_text("# Install\n\n## Linux\n\nRun the installer.\n")
-    (tmp_path / "docs" / "price.md").write_text("# Price\n\nIt costs nothing at all.\n")
-    config = tmp_path / "bot.yaml"
-    config.write_text('models:\n  embedder: "hash:256"\nindex:\n  paths: [docs]\n'
-                      "retrieval:\n  min_score: null\n")
+def test_cli_measures_the_bots_own_index(tmp_path):
+    install = "# Install\n\n## Linux\n\nRun the installer.\n"
+    config = indexed_bot(tmp_path, **{"install.md": install})
     data = tmp_path / "q.jsonl"
     data.write_text(json.dumps({"question": "installer linux",
                                 "gold_sentences": ["Run the installer."]}) + "\n"
@@ -207,7 +216,6 @@ def test_cli_measures_the_bots_own_index(tmp_path, monkeypatch):
                     + json.dumps({"question": "is there a Windows build", "gold_sources": [],
                                   "not_answerable": True}) + "\n")
     runner = CliRunner()
-    assert runner.invoke(main, ["index", "sync", "--config", str(config)]).exit_code == 0
     result = runner.invoke(main, ["index", "eval", "--data", str(data), "--k", "1,2", "--json",
                                   "--config", str(config)], catch_exceptions=False)
     report = json.loads(result.stdout)
@@ -223,13 +231,9 @@ def test_cli_measures_the_bots_own_index(tmp_path, monkeypatch):
     assert bad.exit_code == 2 and "each k must be from 1 to 100" in bad.stderr
 
 
-def test_gold_items_no_indexed_chunk_holds_are_named(tmp_path, monkeypatch):
+def test_gold_items_no_indexed_chunk_holds_are_named(tmp_path):
     """A typo in a gold item would read as a retrieval miss; the report says it can't be found."""
-    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "price.md").write_text("# Price\n\nIt costs nothing at all.\n")
-    config = tmp_path / "bot.yaml"
-    config.write_text('models:\n  embedder: "hash:256"\nindex:\n  paths: [docs]\n')
+    config = indexed_bot(tmp_path)
     data = tmp_path / "q.jsonl"
     data.write_text(json.dumps({"question": "cost", "gold_passages": ["prices.md"]}) + "\n"
                     + json.dumps({"question": "cost", "gold_sentences": ["It costs nothing at all.",
@@ -237,7 +241,6 @@ def test_gold_items_no_indexed_chunk_holds_are_named(tmp_path, monkeypatch):
                     + json.dumps({"question": "cost", "gold_sentences": ["It costs nothing"],
                                   "source": "other.md"}) + "\n")
     runner = CliRunner()
-    assert runner.invoke(main, ["index", "sync", "--config", str(config)]).exit_code == 0
     result = runner.invoke(main, ["index", "eval", "--data", str(data), "--json",
                                   "--config", str(config)], catch_exceptions=False)
     report = json.loads(result.stdout)
@@ -255,18 +258,13 @@ def test_gold_items_no_indexed_chunk_holds_are_named(tmp_path, monkeypatch):
     assert "- prices.md\n- It is free.\n- It costs nothing\n" in table.stdout
 
 
-def test_cli_shows_its_progress_on_stderr_as_chatbot_eval_does(tmp_path, monkeypatch):
+def test_cli_shows_its_progress_on_stderr_as_chatbot_eval_does(tmp_path):
     """A long question set says how far it is, off stdout, so --json output stays JSON."""
-    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "price.md").write_text("# Price\n\nIt costs nothing at all.\n")
-    config = tmp_path / "bot.yaml"
-    config.write_text('models:\n  embedder: "hash:256"\nindex:\n  paths: [docs]\n')
+    config = indexed_bot(tmp_path)
     data = tmp_path / "q.jsonl"
     data.write_text("".join(json.dumps({"question": f"cost {i}", "gold_passages": ["price.md"]})
                             + "\n" for i in range(3)))
     runner = CliRunner()
-    assert runner.invoke(main, ["index", "sync", "--config", str(config)]).exit_code == 0
     result = runner.invoke(main, ["index", "eval", "--data", str(data), "--json",
                                   "--config", str(config)], catch_exceptions=False)
     assert json.loads(result.stdout)["questions"] == 3
@@ -276,15 +274,10 @@ def test_cli_shows_its_progress_on_stderr_as_chatbot_eval_does(tmp_path, monkeyp
 
 def test_ctrl_c_stops_a_long_eval_with_one_line_also_in_the_background(tmp_path):
     """A real SIGINT to an eval started as `cmd &` does (SIGINT ignored) stops it."""
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "price.md").write_text("# Price\n\nIt costs nothing at all.\n")
-    config = tmp_path / "bot.yaml"
-    config.write_text(f'data_dir: {tmp_path / "data"}\nmodels:\n  embedder: "hash:256"\n'
-                      'index:\n  paths: [docs]\n')
+    config = indexed_bot(tmp_path)  # the run inherits the test's data dir
     data = tmp_path / "q.jsonl"
     data.write_text((json.dumps({"question": "cost", "gold_passages": ["price.md"]}) + "\n")
                     * 100_000)
-    assert CliRunner().invoke(main, ["index", "sync", "--config", str(config)]).exit_code == 0
     stderr = tmp_path / "stderr"
     with stderr.open("w") as err:
         run = started(["index", "eval", "--config", str(config), "--data", str(data)],
@@ -388,13 +381,8 @@ def test_a_gold_id_is_matched_as_chatbot_eval_matches_it():
                             chunks) == ("c9",)
 
 
-def test_cli_scores_a_chatbot_eval_file_and_names_the_lines_left_out(tmp_path, monkeypatch):
-    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "price.md").write_text("# Price\n\nIt costs nothing at all.\n")
-    config = tmp_path / "bot.yaml"
-    config.write_text('models:\n  embedder: "hash:256"\nindex:\n  paths: [docs]\n'
-                      "retrieval:\n  min_score: null\n")
+def test_cli_scores_a_chatbot_eval_file_and_names_the_lines_left_out(tmp_path):
+    config = indexed_bot(tmp_path)
     data = tmp_path / "eval.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in [
         {"id": "cost", "question": "what does it cost", "answers": ["nothing"],
@@ -404,7 +392,6 @@ def test_cli_scores_a_chatbot_eval_file_and_names_the_lines_left_out(tmp_path, m
         {"messages": [{"role": "user", "content": "cost?"},
                       {"role": "assistant", "content": "nothing"}]}]))
     runner = CliRunner()
-    assert runner.invoke(main, ["index", "sync", "--config", str(config)]).exit_code == 0
     result = runner.invoke(main, ["index", "eval", "--data", str(data), "--json",
                                   "--config", str(config)], catch_exceptions=False)
     report = json.loads(result.stdout)
