@@ -18,7 +18,6 @@ messages or characters than a chat request may (``RequestLimits``).
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import replace
 from typing import Literal
 
@@ -26,15 +25,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.api_errors import error_response
 from app.api_models import unknown_model
-from app.api_schema import RequestError, RequestLimits, body_bytes, error_body, read_json
+from app.api_schema import RequestError, RequestLimits, body_bytes, read_json
 from chatbot.engine import Engine
-from chatbot.errors import ConfigError, InputError, ModelError
+from chatbot.errors import ChatbotError, ConfigError, ModelError
 from chatbot.generate import Generator, chat_ids
 from chatbot.types import Message
 from chatbot.variants import Variant
-
-logger = logging.getLogger(__name__)
 
 
 class TextMessage(BaseModel):
@@ -61,6 +59,8 @@ class TokenizePrompt(BaseModel):
 
 
 TOKENIZE_BODY = 'an object with model and messages or prompt'
+TOKENIZE_ROUTE = "tokenize"
+"""What the server log calls a failed ``/tokenize``."""
 WHAT_TO_SEND = ('send messages (a chat, such as [{"role": "user", "content": "Hi"}]) or prompt '
                 '(text)')
 
@@ -76,15 +76,8 @@ def create_tokenize_router(engine: Engine, limits: RequestLimits | None = None) 
                                    limits)
             generator = await asyncio.to_thread(_generator, engine, asked.model)
             counted = await asyncio.to_thread(tokenized, generator, asked)
-        except RequestError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
-        except InputError as exc:  # a conversation the model's chat template refuses
-            refused = RequestError(str(exc), param="messages", code="invalid_input")
-            return JSONResponse(refused.body(), status_code=refused.status)
-        except (ModelError, ConfigError) as exc:
-            logger.error("tokenize failed: %s", exc)
-            return JSONResponse(error_body(str(exc), "server_error", "model",
-                                           "model_unavailable"), status_code=500)
+        except ChatbotError as exc:  # a bad request, a refused conversation, a model down
+            return error_response(exc, TOKENIZE_ROUTE)
         return JSONResponse(counted)
 
     return router

@@ -10,6 +10,7 @@ from app.build import bot_documents
 from app.server import create_server_app
 from chatbot.config_file import load_config
 from chatbot.engine import Engine
+from chatbot.errors import BackendError, ModelError
 from chatbot.variants import Variant
 from server_app import config_file, credentials, full_app, log_in, serving  # noqa: F401 (fixtures)
 
@@ -177,6 +178,31 @@ def test_a_web_answer_that_fails_unexpectedly_does_not_show_the_failures_text(
         events = httpx.get(f"{url}gradio_api/call/respond/{call.json()['event_id']}").text
     assert "event: error" in events and "/srv/bots" not in events
     assert "RuntimeError: cannot read /srv/bots/private/weights.bin" in capfd.readouterr().err
+
+
+BACKEND = "http://10.0.0.5:8000/v1"
+
+
+@pytest.mark.parametrize("failure, status", [
+    (ModelError("could not load chat model 'base': no config.json in its folder"), 500),
+    (BackendError(f"backend 'gpu' ({BACKEND}) stayed busy; try again", BACKEND, busy=True), 503)])
+def test_a_model_that_fails_is_told_to_a_tokenize_caller_as_to_a_chat_caller(
+        config_file, credentials, failure, status) -> None:
+    """The same status, retry headers and message: a busy backend is worth a retry, a model
+    that can't be loaded is not, and neither names the backend's address."""
+
+    def model_that_fails(model: str):
+        raise failure
+
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, model_that_fails)
+    with serving(create_server_app(engine, load_config(config_file))) as url:
+        chat = httpx.post(f"{url}v1/chat/completions",
+                          json={"model": "prompt", "messages": [{"role": "user", "content": "hi"}]})
+        counted = httpx.post(f"{url}tokenize", json={"prompt": "hi"})
+    assert counted.status_code == chat.status_code == status
+    retry = ("retry-after", "x-should-retry")
+    assert [counted.headers.get(k) for k in retry] == [chat.headers.get(k) for k in retry]
+    assert counted.json() == chat.json() and BACKEND not in counted.text
 
 
 @pytest.mark.parametrize("method, path, body", [
