@@ -180,6 +180,12 @@ class FailedAttempts:
         return failures
 
 
+def too_many_failures(wait: int) -> str:
+    """The refusal of an address over its limit, at the login page and the API alike: either
+    kind of failure may have brought it there."""
+    return f"too many failed logins or wrong API keys from this address; try again in {wait} s"
+
+
 def client_address(scope: Scope) -> str:
     """The caller's address (the proxy's ``X-Forwarded-For`` where uvicorn trusts it)."""
     return (scope.get("client") or ("unknown",))[0]
@@ -242,8 +248,7 @@ class LoginThrottle:
         address = client_address(scope)
         wait = self.attempts.wait_s(address)
         if wait:
-            refusal = JSONResponse({"detail": f"too many failed logins from this address; try "
-                                              f"again in {wait} s"},
+            refusal = JSONResponse({"detail": too_many_failures(wait)},
                                    status_code=429, headers={"Retry-After": str(wait)})
             return await refusal(scope, receive, send)
 
@@ -284,7 +289,7 @@ LOGIN_REFUSAL_SCRIPT = rb"""<script>
         const password = document.querySelector('input[type="password"]');
         (password ? password.closest("label, .block, div") : document.body).after(note);
       }
-      note.textContent = body.detail || "Too many failed logins; wait, then try again.";
+      note.textContent = body.detail || "Too many failed logins or wrong API keys; wait.";
     }
     return response;
   };
@@ -334,8 +339,7 @@ def _refusal(connection: HTTPConnection) -> JSONResponse:
 def _too_many_keys(connection: HTTPConnection, wait: int) -> JSONResponse:
     """The 429 of a bearer key from an address over its limit; OpenAI clients are told not to
     retry, as every retry within ``wait`` seconds is refused alike."""
-    message = (f"too many wrong API keys or failed logins from this address; try again in "
-               f"{wait} s")
+    message = too_many_failures(wait)
     headers = {"Retry-After": str(wait)}
     if is_api_path(connection.url.path):
         return JSONResponse(error_body(message, "rate_limit_error", None,

@@ -188,5 +188,6 @@ def test_browser_tells_an_address_that_guessed_too_often_why_its_login_is_refuse
         httpx.post(f"{url}login", data={"username": "ana", "password": f"guess {attempt}"})
     with logged_in_page(url) as page:  # the right password, from the same address
         expect(page.locator("#cb-login-refused")).to_contain_text(
-            "too many failed logins from this address; try again in", timeout=30_000)
+            "too many failed logins or wrong API keys from this address; try again in",
+            timeout=30_000)
         expect(page.locator("#cb-chat")).to_have_count(0)
