@@ -211,6 +211,36 @@ def test_a_stopping_server_ends_an_open_stream_with_an_error_the_client_reads(
     assert last_answer(log_path, "stopping")[0] == "interrupted"
 
 
+def test_a_second_ctrl_c_stops_the_answers_at_once_in_one_line_and_logs_them(
+        tmp_path, talkative_model_dir) -> None:
+    """Ctrl-C pressed again while the server waits for an answer: the answer is stopped then
+    and there, its reader told the server is shutting down, the turn logged in the log file
+    itself, and the server says so in one line, where uvicorn's forced exit printed its
+    tracebacks and skipped the log's last write."""
+    config = write_config(tmp_path, talkative_model_dir)
+    log_path = tmp_path / "data" / "logs.sqlite"
+    with chatbot_serve(config, data_dir=tmp_path / "data") as (url, process), \
+            httpx.stream("GET", f"{url}/gradio_api/heartbeat/open-page", timeout=60) as page:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", timeout=60, max_retries=0)
+        stream = iter(client.chat.completions.create(
+            model="prompt", stream=True, messages=[{"role": "user", "content": QUESTION}],
+            extra_headers={"X-Session-Id": "twice"}))
+        next(stream), next(stream)
+        process.send_signal(signal.SIGINT)
+        page.read()  # the page's heartbeats end: the server has begun to stop
+        process.send_signal(signal.SIGINT)
+        with pytest.raises(openai.APIError, match=r"^the server is shutting down"):
+            for _ in stream:
+                pass
+        output, _ = process.communicate(timeout=30)
+    said = [line for line in output.splitlines()[3:] if line]  # after the lines of its start
+    assert said == ["stopping now: the answers still running end here, logged as "
+                    "interrupted", "Aborted!"], output
+    backup = tmp_path / "backup.sqlite"  # the file alone, as a plain copy takes it
+    backup.write_bytes(log_path.read_bytes())
+    assert last_answer(backup, "twice")[0] == "interrupted"
+
+
 def ctrl_c_mid_answer(tmp_path: Path, model_dir: Path, *command: str, typed: str = "",
                       answer_after: str = "") -> tuple[subprocess.Popen, list[str]]:
     """A ``chatbot`` command run on the talkative model, with ``typed`` on its input and
