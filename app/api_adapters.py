@@ -19,7 +19,8 @@ route needs one; with neither, ``chatbot serve`` listens only on a loopback addr
 started with ``--insecure``. ``lora_path`` is still treated as a stranger's input: only an
 absolute path to a finished adapter directory (its manifest, PEFT config and safetensors
 weights; never pickled ``.bin`` weights) trained on this server's base model and chat template
-is loaded.
+is loaded, and a refusal names no path of the server's but the one sent: it says neither
+whether that path exists nor what it holds, nor where its links lead.
 """
 
 from __future__ import annotations
@@ -119,38 +120,50 @@ def adapter_variant(engine: Engine, name: str, path: str) -> Variant:
     generator = engine.generator_for(replace(base, adapter_dir=None))
     held = getattr(generator, "adapters", {}).get(name)
     if held is not None and Path(held) != adapter_dir:  # its weights stay under that name
-        raise RequestError(f"lora_name {name!r} already named adapter {held} since this server "
-                           "started; load this one under another lora_name, or restart the "
-                           "server", param="lora_name", code="name_taken")
+        raise RequestError(f"lora_name {name!r} named another adapter directory since this "
+                           "server started; load this one under another lora_name, or restart "
+                           "the server", param="lora_name", code="name_taken")
     try:
         engine.generator_for(variant)
     except ModelError as exc:
-        raise RequestError(str(exc), param="lora_path", code="adapter_refused") from None
+        raise _refusal(exc, adapter_dir, path, "adapter_refused") from None
     return variant
 
 
 def _adapter_dir(text: str) -> Path:
-    """The resolved adapter directory ``text`` names, or a 400 that says what is wrong."""
+    """The resolved adapter directory ``text`` names, or a 400 that says what is wrong. A path
+    that does not exist, a file and a folder of other files get one answer: what the server's
+    disk holds is not a caller's to learn."""
     fix = "give the absolute path, on this server, of a directory written by `chatbot train`"
-    path = Path(text)
-    if not path.is_absolute():
+    if not Path(text).is_absolute():
         raise RequestError(f"lora_path {text!r} is not an absolute path; {fix}",
                            param="lora_path", code="invalid_path")
-    try:
-        resolved = path.resolve(strict=True)
-    except (OSError, RuntimeError, ValueError):  # ValueError: a NUL byte in the path
-        raise RequestError(f"lora_path {text!r} does not exist on this server; {fix}",
-                           param="lora_path", code="invalid_path") from None
-    missing = [f for f in ADAPTER_FILES if not (resolved / f).is_file()]
-    if missing:
-        raise RequestError(f"lora_path {text!r} is not an adapter directory: it lacks "
-                           f"{', '.join(missing)}; {fix}", param="lora_path",
-                           code="not_an_adapter")
+    resolved = _holding_an_adapter(text)
+    if resolved is None:
+        raise RequestError(f"lora_path {text!r} is not an adapter directory on this server; "
+                           f"{fix}, which holds {', '.join(ADAPTER_FILES[:-1])} and "
+                           f"{ADAPTER_FILES[-1]}", param="lora_path", code="not_an_adapter")
     try:
         AdapterManifest.load(resolved)
     except ModelError as exc:
-        raise RequestError(str(exc), param="lora_path", code="not_an_adapter") from None
+        raise _refusal(exc, resolved, text, "not_an_adapter") from None
     return resolved
+
+
+def _holding_an_adapter(text: str) -> Path | None:
+    """The path resolved, if it is a directory with every file of an adapter."""
+    try:
+        resolved = Path(text).resolve(strict=True)
+        return resolved if all((resolved / f).is_file() for f in ADAPTER_FILES) else None
+    except (OSError, RuntimeError, ValueError):  # a loop of links, a NUL byte, no permission
+        return None
+
+
+def _refusal(exc: ModelError, resolved: Path, text: str, code: str) -> RequestError:
+    """``exc`` as a 400 that names the adapter as the caller did: where a link leads is the
+    server's to know."""
+    return RequestError(str(exc).replace(str(resolved), str(Path(text))), param="lora_path",
+                        code=code)
 
 
 async def _body(request: Request) -> dict:

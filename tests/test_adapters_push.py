@@ -11,7 +11,7 @@ import openai
 import pytest
 from click.testing import CliRunner, Result
 
-from app.api_adapters import ALLOW_ENV
+from app.api_adapters import ADAPTER_FILES, ALLOW_ENV
 from app.cli import main
 from chatbot.adapters import AdapterManifest
 from lora import save_lora_adapter
@@ -131,15 +131,24 @@ def test_a_server_without_runtime_lora_gets_the_clear_message(
             ) in result.output
 
 
+NOT_AN_ADAPTER = ("is not an adapter directory on this server; give the absolute path, on this "
+                  "server, of a directory written by `chatbot train`, which holds "
+                  "adapter_manifest.json, adapter_config.json and adapter_model.safetensors")
+
+
 @pytest.mark.parametrize("path, error", [
-    ("relative/adapter", "lora_path 'relative/adapter' is not an absolute path"),
-    ("/nonexistent/adapter", "lora_path '/nonexistent/adapter' does not exist on this server"),
-    ("{tmp}", "is not an adapter directory: it lacks adapter_manifest.json, "
-              "adapter_config.json, adapter_model.safetensors"),
-    ("{tmp}/pickled", "is not an adapter directory: it lacks adapter_model.safetensors"),
+    ("relative/adapter", "lora_path 'relative/adapter' is not an absolute path; give the absolute "
+                         "path, on this server, of a directory written by `chatbot train`"),
+    ("/nonexistent/adapter", f"lora_path '/nonexistent/adapter' {NOT_AN_ADAPTER}"),
+    ("{tmp}", f"lora_path '{{tmp}}' {NOT_AN_ADAPTER}"),
+    ("{tmp}/pickled", f"lora_path '{{tmp}}/pickled' {NOT_AN_ADAPTER}"),
+    ("{tmp}/pickled/adapter_config.json",
+     f"lora_path '{{tmp}}/pickled/adapter_config.json' {NOT_AN_ADAPTER}"),
 ])
 def test_a_load_request_for_anything_but_an_adapter_directory_is_a_400(
         lora_remote, tmp_path, path, error) -> None:
+    """Whether the path exists, is a file or a folder, and which files it holds, is the
+    server's to know: a caller can't map the server's disk with these requests."""
     url, _ = lora_remote
     pickled = tmp_path / "pickled"  # weights as a pickle, which loading could run
     pickled.mkdir()
@@ -148,9 +157,41 @@ def test_a_load_request_for_anything_but_an_adapter_directory_is_a_400(
     response = httpx.post(f"{url}/load_lora_adapter", headers=AUTH,
                           json={"lora_name": "x", "lora_path": path.format(tmp=tmp_path)})
     assert response.status_code == 400
-    assert error in response.json()["error"]["message"]
-    assert "give the absolute path, on this server, of a directory written by `chatbot train`" \
-        in response.json()["error"]["message"]
+    assert response.json()["error"]["message"] == error.format(tmp=tmp_path)
+
+
+def test_a_refused_adapter_is_named_as_the_caller_named_it(lora_remote, tmp_path) -> None:
+    """Not by the folder a link leads to, nor by the folder of an adapter that an earlier
+    request loaded: those are paths of the server's the caller did not send."""
+    url, _ = lora_remote
+    hidden = tmp_path / "hidden-store" / "v2"
+    hidden.mkdir(parents=True)
+    for name in ADAPTER_FILES:
+        (hidden / name).write_text("{")  # a damaged manifest
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "v2").symlink_to(hidden)
+    response = httpx.post(f"{url}/load_lora_adapter", headers=AUTH,
+                          json={"lora_name": "x", "lora_path": str(tmp_path / "shared" / "v2")})
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert str(tmp_path / "shared" / "v2") in message and "hidden-store" not in message, message
+
+
+def test_a_name_loaded_before_is_refused_without_naming_its_folder(lora_remote, tiny_model_dir,
+                                                                   tmp_path) -> None:
+    url, _ = lora_remote
+    first = register_adapter(tmp_path / "first", tiny_model_dir, "once")
+    second = register_adapter(tmp_path / "second", tiny_model_dir, "once")
+    for path, route in ((first, "load_lora_adapter"), (None, "unload_lora_adapter")):
+        body = {"lora_name": "once"} | ({"lora_path": str(path)} if path else {})
+        assert httpx.post(f"{url}/{route}", headers=AUTH, json=body,
+                          timeout=60).status_code == 200
+    refused = httpx.post(f"{url}/load_lora_adapter", headers=AUTH, timeout=60,
+                         json={"lora_name": "once", "lora_path": str(second)})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == (
+        "lora_name 'once' named another adapter directory since this server started; load this "
+        "one under another lora_name, or restart the server")
 
 
 def test_the_load_routes_need_the_credential_and_unload_only_what_they_loaded(
