@@ -15,8 +15,8 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api_schema import RequestError, error_body, is_api_path
-from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, InputError,
-                            ModelError, SessionNotYours)
+from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, GenerationFailed,
+                            InputError, ModelError, SessionNotYours)
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ def error_parts(exc: BaseException, route: str) -> tuple[int, dict]:
                                "session_not_yours")
     if isinstance(exc, InputError):
         return 400, error_body(str(exc), "invalid_request_error", "messages", "invalid_input")
+    if isinstance(exc, GenerationFailed):  # its words are torch's, not ours
+        return 500, _internal_error(exc, route)
     if isinstance(exc, BackendError) and exc.busy:
         logger.error("%s failed: %s", route, exc)
         return 503, error_body(exc.public, "server_error", "model", "backend_busy")

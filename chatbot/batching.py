@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from chatbot.errors import ModelError
+from chatbot.errors import GenerationFailed, ModelError
 from chatbot.generate import GenerationSettings, TransformersGenerator
 from chatbot.types import Message
 
@@ -92,7 +92,7 @@ class BatchingTransformersGenerator(TransformersGenerator):
                 if item is _DONE:
                     return
                 if isinstance(item, BaseException):
-                    raise ModelError(f"generation failed in {self.model_id}: {item}") from item
+                    raise GenerationFailed(f"generation failed in {self.model_id}: {item}") from item
                 yield item
         finally:
             request.closed.set()

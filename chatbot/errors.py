@@ -18,6 +18,16 @@ class ModelError(ChatbotError):
     """A model, embedder or adapter can't be found or loaded."""
 
 
+class GenerationFailed(ModelError):
+    """The model raised while answering. Its words (torch's, a kernel's) may name the server's
+    files or memory: they are for the operator (the CLI, the server log, the turn's entry in
+    the conversation log); ``public`` says only that it failed."""
+
+    @property
+    def public(self) -> str:
+        return "the model failed while answering; the server's log has the details"
+
+
 class BackendError(ModelError):
     """A remote generation server failed, or stayed busy (``busy``: worth asking again later).
     The message names the server's URL for the operator (the CLI, the server log); ``public``

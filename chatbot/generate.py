@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from chatbot.adapters import peft_notice_muted
-from chatbot.errors import InputError, ModelError
+from chatbot.errors import GenerationFailed, InputError, ModelError
 from chatbot.models import chat_template_hash, model_fingerprint
 from chatbot.types import Message
 
@@ -204,7 +204,7 @@ class TransformersGenerator:
             reader_done.set()  # the reader is done (or gone): stop at the next token,
             worker.join()  # and return only then, so no torch thread outlives the answer
         if errors:
-            raise ModelError(f"generation failed in {self.model_id}: {errors[0]}") from errors[0]
+            raise GenerationFailed(f"generation failed in {self.model_id}: {errors[0]}") from errors[0]
 
     def _select_adapter(self, adapter: str | None) -> None:
         if not self.adapters:

@@ -234,3 +234,25 @@ def test_an_api_route_that_fails_unexpectedly_answers_in_openai_shape_with_an_er
     logged = [r for r in caplog.records if error_id in r.getMessage()]
     assert logged and logged[0].exc_info, [r.getMessage() for r in caplog.records]
     assert path in logged[0].getMessage()
+
+
+def test_a_model_that_fails_while_answering_is_told_without_its_words(
+        config_file, credentials, tiny_model_dir, caplog) -> None:
+    """torch's message may name the server's files or memory: the caller gets an error id,
+    the server log the traceback, the conversation log the error with the turn."""
+    from chatbot.generate import TransformersGenerator
+
+    generator = TransformersGenerator(str(tiny_model_dir), str(tiny_model_dir), device="cpu")
+    generator.model.lm_head = None  # its forward pass now fails inside generate()
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: generator)
+    with serving(create_server_app(engine, load_config(config_file))) as url:
+        response = httpx.post(f"{url}v1/chat/completions",
+                              json={"model": "prompt", "messages": [{"role": "user",
+                                                                     "content": "hi"}]})
+    assert response.status_code == 500 and response.headers["x-should-retry"] == "false"
+    message = response.json()["error"]["message"]
+    assert str(tiny_model_dir) not in response.text and "NoneType" not in response.text
+    error_id = message.partition("error id ")[2]
+    assert len(error_id) == 8, message
+    logged = [r for r in caplog.records if error_id in r.getMessage()]
+    assert logged and "NoneType" in str(logged[0].exc_info[1]), message
