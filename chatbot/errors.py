@@ -20,12 +20,13 @@ class ModelError(ChatbotError):
 
 class GenerationFailed(ModelError):
     """The model raised while answering. Its words (torch's, a kernel's) may name the server's
-    files or memory: they are for the operator (the CLI, the server log, the turn's entry in
-    the conversation log); ``public`` says only that it failed."""
+    files or memory: they are for the operator (the CLI, the turn's entry in the conversation
+    log; the API's error id in the server log); ``public`` says only that it failed."""
 
     @property
     def public(self) -> str:
-        return "the model failed while answering; the server's log has the details"
+        return ("the model failed while answering; its error is in the conversation log, "
+                "with this turn")
 
 
 class BackendError(ModelError):
