@@ -18,6 +18,7 @@ from chatbot.filters import NamedFilter, run_filters
 from chatbot.generate import GenerationSettings, Generator
 from chatbot.logs import ConversationLog
 from chatbot.prompts import FittedPrompt, load_template, prompt_within
+from chatbot.remote_connection import hung_up_on_cancel
 from chatbot.retrieval_query import QueryPolicy, retrieval_query, rewrite_with
 from chatbot.types import Message, Reply, hit_record
 from chatbot.variants import Variant
@@ -140,7 +141,8 @@ class AnswerStream:
 
     def _produce(self) -> None:
         try:
-            self._run()
+            with hung_up_on_cancel(self._cancelled):  # a remote's requests, from the first
+                self._run()
         except BaseException as exc:  # handed to the reader, which raises it
             self._events.put(("error", exc))
         else:

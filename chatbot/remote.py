@@ -31,7 +31,7 @@ import openai
 
 from chatbot.errors import BackendError, ModelError
 from chatbot.generate import GenerationSettings, chat_ids
-from chatbot.remote_connection import AnswerConnection, hang_up_on_cancel
+from chatbot.remote_connection import catch_connection, hung_up_on_cancel
 from chatbot.remote_model import CHARS_PER_TOKEN, DEFAULT_CONTEXT_WINDOW, ServerModel
 from chatbot.types import Message
 
@@ -96,11 +96,9 @@ class OpenAIGenerator:
         self.tokenizer = _load_tokenizer(tokenizer, model)
         key = os.environ.get(backend.api_key_env) if backend.api_key_env else None
         self._sends_key = bool(key)
-        self._opening = threading.local()
-        """``connection``: the ``AnswerConnection`` of the answer this thread is sending."""
-        http = httpx.Client(follow_redirects=True,
+        http = httpx.Client(follow_redirects=True,  # a cancel hangs up on each new connection
                             limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
-                            event_hooks={"request": [self._trace_connection]})
+                            event_hooks={"request": [catch_connection]})
         self._client = openai.OpenAI(base_url=backend.base_url, api_key=key or "none",
                                      timeout=backend.timeout_s, max_retries=0, http_client=http)
         self.server = ServerModel(backend.name, backend.base_url, model, key, backend.timeout_s)
@@ -177,24 +175,13 @@ class OpenAIGenerator:
         while not self.backend.slots.acquire(timeout=0.05):
             if cancel.is_set():
                 return
-        connection, done = AnswerConnection(), threading.Event()
-        threading.Thread(target=hang_up_on_cancel, args=(connection, cancel, done), daemon=True,
-                         name=f"cancel-watch-{self.backend.name}").start()
-        self._opening.connection = connection
         try:
-            response = self._open(messages, settings, cancel)
-            if response is not None:
-                yield from self._pieces(response, cancel, answer)
+            with hung_up_on_cancel(cancel):  # within an answer, the answer's own goes on
+                response = self._open(messages, settings, cancel)
+                if response is not None:
+                    yield from self._pieces(response, cancel, answer)
         finally:
-            done.set()
             self.backend.slots.release()
-
-    def _trace_connection(self, request: httpx.Request) -> None:
-        """Has the answer's connection caught as it opens (each request opens its own: no
-        connection is kept alive), so a cancel can shut it before the server answers."""
-        connection = getattr(self._opening, "connection", None)
-        if connection is not None:
-            request.extensions["trace"] = connection.trace
 
     def _open(self, messages: list[Message], settings: GenerationSettings,
               cancel: threading.Event):
@@ -207,7 +194,7 @@ class OpenAIGenerator:
             try:
                 return self._client.chat.completions.create(**request)
             except openai.APIError as exc:
-                if cancel.is_set():  # hung up on by ``hang_up_on_cancel``
+                if cancel.is_set():  # hung up on (``chatbot.remote_connection``)
                     return None
                 if attempt == RETRIES or not _worth_retrying(exc):
                     raise self._failure(exc, attempt) from exc

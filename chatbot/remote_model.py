@@ -3,7 +3,8 @@
 tokens a prompt takes (vLLM's ``POST /tokenize``, which chatbot-builder serves too).
 
 ``chatbot.remote.OpenAIGenerator`` asks only when it has no tokenizer or context window of its
-own, and falls back to an estimate that overcounts where the server can't say.
+own, and falls back to an estimate that overcounts where the server can't say. A question
+asked for an answer that is then cancelled is hung up on (``chatbot.remote_connection``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import httpx
+
+from chatbot.remote_connection import CANCEL_POLL_S, answer_cancelled, catch_connection
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +56,13 @@ class ServerModel:
         self.models_url = f"{base}/models"
         self.tokenize_url = f"{base.removesuffix('/v1')}/tokenize"
         self._http = httpx.Client(timeout=min(timeout_s, ASK_TIMEOUT_S),
-                                  headers={"Authorization": f"Bearer {key}"} if key else None)
-        self._lock = threading.RLock()
+                                  headers={"Authorization": f"Bearer {key}"} if key else None,
+                                  limits=httpx.Limits(max_keepalive_connections=0),
+                                  event_hooks={"request": [catch_connection]})
+        self._asking = threading.Lock()
+        """Held while the server is asked a question, so concurrent answers wait for the
+        first one's answer instead of asking again."""
+        self._lock = threading.Lock()
         self._answers: dict[str, object] = {}
         self._ask_after: dict[str, float] = {}
         self._counts: OrderedDict[str, int] = OrderedDict()
@@ -74,6 +82,8 @@ class ServerModel:
             if key in self._counts:
                 self._counts.move_to_end(key)
                 return self._counts[key]
+        if answer_cancelled():
+            return None
         try:
             count = self._tokenize(body)
         except httpx.TransportError as exc:
@@ -99,20 +109,33 @@ class ServerModel:
                                       and isinstance(card.get("id"), str)]
 
     def _ask(self, question: str, ask: Callable[[], object]) -> object:
-        """``ask()``'s answer, asked once; concurrent callers wait for the first."""
-        with self._lock:
-            if question in self._answers:
-                return self._answers[question]
-            if time.monotonic() < self._ask_after.get(question, 0.0):
+        """``ask()``'s answer, asked once; concurrent callers wait for the first, and stop
+        waiting (``None``) once the answer they count for is cancelled."""
+        while not self._asking.acquire(timeout=CANCEL_POLL_S):
+            if answer_cancelled():
+                return None
+        try:
+            with self._lock:
+                if question in self._answers:
+                    return self._answers[question]
+                if time.monotonic() < self._ask_after.get(question, 0.0):
+                    return None
+            if answer_cancelled():
                 return None
             try:
-                answer = self._answers[question] = ask()
+                answer = ask()
             except httpx.TransportError as exc:
                 self._unreachable(question, exc)
                 return None
+            with self._lock:
+                self._answers[question] = answer
             return answer
+        finally:
+            self._asking.release()
 
     def _unreachable(self, question: str, exc: httpx.TransportError) -> None:
+        if answer_cancelled():  # hung up on by the answer's cancel: the server is not to blame
+            return
         with self._lock:
             self._answers.pop(question, None)
             self._ask_after[question] = time.monotonic() + ASK_AGAIN_AFTER_S
