@@ -2,9 +2,10 @@
 
 The engine renders the exact messages as for a model run here and ``OpenAIGenerator`` sends
 them as chat messages, streamed back piece by piece. Each backend caps the requests in flight
-(``max_concurrency``); connection failures and a busy server (429, 503) are retried with a
-bounded backoff before the first piece, never after it, so an answer is never repeated. Every
-failure becomes a ``BackendError`` that names the backend and what to check.
+(``max_concurrency``); connection failures, a busy server (429, 503) and a gateway in front of
+it that found it down or slow (502, 504) are retried with a bounded backoff before the first
+piece, never after it, so an answer is never repeated. Every failure becomes a
+``BackendError`` that names the backend and what to check.
 
 Token counts for the context budget come from the served model's tokenizer when it loads here,
 else from the server's ``/tokenize`` (vLLM's, or another chatbot-builder's), else an estimate
@@ -21,6 +22,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
+from http import HTTPStatus
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -38,7 +40,11 @@ from chatbot.types import Message
 logger = logging.getLogger(__name__)
 
 RETRIES = 3
-"""Retries of a request that could not connect or found the server busy."""
+"""Retries of a request that could not connect, found the server busy or a gateway failing."""
+BUSY = (429, 503)
+GATEWAY_ERRORS = (502, 504)
+"""What a proxy or load balancer in front of the server answers while the server is down,
+starting or too slow: worth retrying as a busy server is."""
 BACKOFF_S = (0.5, 1.0, 2.0)
 """Waits before each retry (a server's ``Retry-After`` is honoured up to ``MAX_WAIT_S``)."""
 MAX_WAIT_S = 8.0
@@ -289,10 +295,15 @@ class OpenAIGenerator:
                                f"{self.model_id!r} reads ({message}); set the variant's "
                                "context_window to the server's context length, or lower "
                                "generation.max_new_tokens")
-        if isinstance(exc, openai.RateLimitError) or status == 503:
+        if status in BUSY:
             return self._error(f"{where} is still busy (HTTP {status}) after {retries} retries; "
                                f"lower backends.{name}.max_concurrency or give the server "
                                "more capacity", busy=True)
+        if status in GATEWAY_ERRORS:
+            return self._error(f"{where} answered HTTP {status} ({HTTPStatus(status).phrase}) "
+                               f"after {retries} retries: the server behind it is down, "
+                               "starting or overloaded; check that it is running, and its log",
+                               busy=True)
         return self._error(f"{where} failed (HTTP {status}: {message}); check the server's log")
 
 
@@ -339,7 +350,7 @@ def _load_tokenizer(tokenizer: str | None, model: str):
 def _worth_retrying(exc: openai.APIError) -> bool:
     if isinstance(exc, openai.APIConnectionError):
         return not isinstance(exc, openai.APITimeoutError)
-    return getattr(exc, "status_code", None) in (429, 503)
+    return getattr(exc, "status_code", None) in BUSY + GATEWAY_ERRORS
 
 
 def _wait_before_retry(exc: openai.APIError, attempt: int) -> float:

@@ -9,6 +9,7 @@ Every remote is a real `chatbot serve`, so each 429 and each answer crosses real
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -221,3 +222,65 @@ def test_a_retry_after_given_as_a_date_is_honoured(tmp_path, monkeypatch, waits)
         engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
         assert engine.answer("s1", "hello", "prompt").result().text == "Back again"
     assert len(waits) == 1 and waits[0][0] == 503 and 3.5 < waits[0][1] <= 6
+
+
+@contextmanager
+def behind_a_gateway(failures: int, status: int, retry_after: str | None) -> Iterator[str]:
+    """The /v1 URL of a proxy whose first ``failures`` answers are ``status`` (the server
+    behind it down or starting: nginx's 502, a load balancer's 504), then the answer."""
+    from tests.test_remote import events
+
+    failed: list[int] = []
+
+    class Gateway(QuietHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            if not self.path.endswith("/chat/completions"):  # no /tokenize here
+                self.send_error(404)
+                return
+            if len(failed) < failures:
+                failed.append(status)
+                page = f"<html><body><h1>{status}</h1>nginx</body></html>".encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html")
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
+            body = events(("Back again", "stop"))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with http_server(Gateway) as url:
+        yield url
+
+
+@pytest.mark.parametrize("status, retry_after, waited", [(502, None, [0.5, 1.0]),
+                                                          (504, "1", [1.0, 1.0])])
+def test_a_gateway_error_is_retried_until_the_server_answers(tmp_path, monkeypatch, waits,
+                                                             status, retry_after,
+                                                             waited) -> None:
+    with behind_a_gateway(2, status, retry_after) as url:
+        engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
+        assert engine.answer("s1", "hello", "prompt").result().text == "Back again"
+    assert waits == [(status, seconds) for seconds in waited]
+
+
+@pytest.mark.parametrize("status, name", [(502, "Bad Gateway"), (504, "Gateway Timeout")])
+def test_a_gateway_error_beyond_the_retries_names_the_server_and_the_status(
+        tmp_path, monkeypatch, waits, status, name) -> None:
+    with behind_a_gateway(10, status, "0") as url:
+        engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
+        said = (rf"^backend 'remote' \({re.escape(url)}\) answered HTTP {status} \({name}\) "
+                r"after 3 retries: the server behind it is down, starting or overloaded; check "
+                r"that it is running, and its log$")
+        with pytest.raises(ModelError, match=said) as caught:
+            engine.answer("s1", "hello", "prompt").result()
+    assert caught.value.busy  # our API asks its callers to come back (a 503, Retry-After)
+    assert waits == [(status, 0.0)] * 3
+    assert engine.log.conversation("s1").turns[-1].status == "error"
