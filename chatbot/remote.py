@@ -34,17 +34,14 @@ import openai
 from chatbot.errors import BackendError, ModelError
 from chatbot.generate import GenerationSettings, chat_ids
 from chatbot.remote_connection import catch_connection, hung_up_on_cancel
-from chatbot.remote_model import CHARS_PER_TOKEN, DEFAULT_CONTEXT_WINDOW, ServerModel
+from chatbot.remote_model import (BUSY, CHARS_PER_TOKEN, DEFAULT_CONTEXT_WINDOW, GATEWAY_ERRORS,
+                                  ServerModel)
 from chatbot.types import Message
 
 logger = logging.getLogger(__name__)
 
 RETRIES = 3
 """Retries of a request that could not connect, found the server busy or a gateway failing."""
-BUSY = (429, 503)
-GATEWAY_ERRORS = (502, 504)
-"""What a proxy or load balancer in front of the server answers while the server is down,
-starting or too slow: worth retrying as a busy server is."""
 BACKOFF_S = (0.5, 1.0, 2.0)
 """Waits before each retry (a server's ``Retry-After`` is honoured up to ``MAX_WAIT_S``)."""
 MAX_WAIT_S = 8.0

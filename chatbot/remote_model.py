@@ -16,6 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from http import HTTPStatus
 
 import httpx
 
@@ -31,22 +32,41 @@ COUNT_CACHE_SIZE = 4096
 """Server counts kept (by a digest of what was counted): trimming history asks again for the
 same pairs at every turn of a conversation."""
 ASK_AGAIN_AFTER_S = 30.0
-"""An unreachable server is asked about its model again after this, not at every count."""
+"""A server unreachable or not ready is asked about its model again after this, not at every
+count."""
 ASK_TIMEOUT_S = 10.0
 """Most seconds a question about the model waits (less where the backend's ``timeout_s`` is
 less): a healthy server answers these at once, and a hung one must not make every answer wait
 out ``timeout_s`` for its card and its token count before the chat request waits it again."""
+BUSY = (429, 503)
+GATEWAY_ERRORS = (502, 504)
+"""What a proxy or load balancer in front of the server answers while the server is down,
+starting or too slow: worth asking again, as a busy server is."""
 
 
 class ServerAnswer(Exception):
     """The server answered, but not with what was asked for."""
 
 
+class NotReady(Exception):
+    """The server is busy, or its gateway found it down (``BUSY``, ``GATEWAY_ERRORS``): its
+    answer says nothing about the model, and it is asked again later."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        status = response.status_code
+        super().__init__(f"HTTP {status} {HTTPStatus(status).phrase}")
+
+
+ASK_AGAIN = (httpx.TransportError, NotReady)
+"""A question that failed so is asked again after ``ASK_AGAIN_AFTER_S``."""
+
+
 class ServerModel:
     """What the server says about one of its models, asked only when needed: ``max_model_len``
     from its ``/v1/models`` card, and token counts from ``POST /tokenize`` (vLLM serves it at
-    the root, beside ``/v1``). Answers are kept; a server that could not be reached is asked
-    again after ``ASK_AGAIN_AFTER_S``, so a bot started before its server catches up."""
+    the root, beside ``/v1``). Answers are kept; a server that could not be reached or was not
+    ready is asked again after ``ASK_AGAIN_AFTER_S``, so a bot started before its server
+    catches up."""
 
     def __init__(self, backend: str, base_url: str, model: str, key: str | None,
                  timeout_s: float) -> None:
@@ -86,7 +106,7 @@ class ServerModel:
             return None
         try:
             count = self._tokenize(body)
-        except httpx.TransportError as exc:
+        except ASK_AGAIN as exc:
             self._unreachable("tokenize", exc)
             return None
         except ServerAnswer as exc:
@@ -124,7 +144,7 @@ class ServerModel:
                 return None
             try:
                 answer = ask()
-            except httpx.TransportError as exc:
+            except ASK_AGAIN as exc:
                 self._unreachable(question, exc)
                 return None
             with self._lock:
@@ -133,7 +153,7 @@ class ServerModel:
         finally:
             self._asking.release()
 
-    def _unreachable(self, question: str, exc: httpx.TransportError) -> None:
+    def _unreachable(self, question: str, exc: Exception) -> None:
         if answer_cancelled():  # hung up on by the answer's cancel: the server is not to blame
             return
         with self._lock:
@@ -142,13 +162,13 @@ class ServerModel:
         meanwhile = (f"tokens are estimated at {CHARS_PER_TOKEN} characters per token"
                      if question == "tokenize"
                      else f"the context window is {DEFAULT_CONTEXT_WINDOW}")
-        logger.warning("%s: the server did not answer about %s (%s: %s), so %s; it is asked "
-                       "again in %g s", self.what, question, type(exc).__name__, exc, meanwhile,
-                       ASK_AGAIN_AFTER_S)
+        why = exc if isinstance(exc, NotReady) else f"{type(exc).__name__}: {exc}"
+        logger.warning("%s: the server did not answer about %s (%s), so %s; it is asked again "
+                       "in %g s", self.what, question, why, meanwhile, ASK_AGAIN_AFTER_S)
 
     def _card_length(self) -> int | None:
         """``max_model_len`` of the model's card in ``/v1/models`` (vLLM's and ours carry it)."""
-        response = self._http.get(self.models_url)
+        response = _ready(self._http.get(self.models_url))
         body = _json(response)
         cards = body.get("data") if isinstance(body, dict) else None
         length = next((card.get("max_model_len") for card in cards or ()
@@ -180,13 +200,21 @@ class ServerModel:
         return True
 
     def _tokenize(self, body: dict) -> int:
-        response = self._http.post(self.tokenize_url, json={"model": self.model, **body})
+        response = _ready(self._http.post(self.tokenize_url,
+                                          json={"model": self.model, **body}))
         answer = _json(response)
         count = answer.get("count") if isinstance(answer, dict) else None
         if not response.is_success or not _is_count(count):
             raise ServerAnswer(f"{self.tokenize_url} gave no token count (HTTP "
                                f"{response.status_code}{_said(answer)})")
         return count
+
+
+def _ready(response: httpx.Response) -> httpx.Response:
+    """``response``, unless it says the server is not ready (``NotReady``)."""
+    if response.status_code in BUSY + GATEWAY_ERRORS:
+        raise NotReady(response)
+    return response
 
 
 def _json(response: httpx.Response) -> object:

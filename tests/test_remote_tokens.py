@@ -241,3 +241,50 @@ def test_a_hung_server_holds_its_model_questions_for_seconds_not_timeout_s(monke
         started = time.monotonic()
         assert server.max_model_len() is None and server.count({"prompt": "hi"}) is None
         assert time.monotonic() - started < 30  # two questions at 120 s each would be 240
+
+
+def test_a_server_not_up_behind_its_gateway_is_asked_about_its_model_again(
+        tmp_path, monkeypatch, caplog) -> None:
+    """A proxy's 502 or a busy server's 503 for the card or /tokenize (a server starting up)
+    says nothing about the model: the defaults hold until it is asked again, not for good."""
+    import json
+
+    from chatbot import remote_model
+    from tests.serving import QuietHandler, http_server
+
+    monkeypatch.setattr(remote_model, "ASK_AGAIN_AFTER_S", 0.0)
+    asked: list[str] = []
+
+    class Starting(QuietHandler):
+        def do_GET(self) -> None:
+            self._answer(502, {"data": [{"id": "echo", "max_model_len": 2048}]})
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self._answer(503, {"count": 7})
+
+        def _answer(self, first: int, then: dict) -> None:
+            asked.append(self.path)
+            status = first if asked.count(self.path) == 1 else 200
+            body = json.dumps(then if status == 200 else {"error": {"message": "wait"}})
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+    with http_server(Starting) as url:
+        engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
+        generator = engine.generator_for(engine.variants["prompt"])
+        with caplog.at_level(logging.WARNING, logger="chatbot.remote_model"):
+            assert generator.context_window == 4096
+            assert generator.count_text("index sync") == math.ceil(len("index sync") / 3)
+        assert generator.context_window == 2048
+        assert generator.count_text("index sync") == 7
+    said = [r.getMessage() for r in caplog.records if r.name == "chatbot.remote_model"]
+    assert said == [
+        "model 'echo' of backend 'remote': the server did not answer about max_model_len (HTTP "
+        "502 Bad Gateway), so the context window is 4096; it is asked again in 0 s",
+        "model 'echo' of backend 'remote': the server did not answer about tokenize (HTTP 503 "
+        "Service Unavailable), so tokens are estimated at 3 characters per token; it is asked "
+        "again in 0 s"]
