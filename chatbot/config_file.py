@@ -131,11 +131,18 @@ def _one_line(exc: yaml.YAMLError) -> str:
 def config_problems(raw: object, base_dir: Path | None = None) -> list[str]:
     """Every problem in a parsed YAML document, each as ``key.path: what is expected``; with
     ``base_dir`` (the file's folder) also the files it names that are not there."""
+    return checked_config(raw, base_dir)[1]
+
+
+def checked_config(raw: object, base_dir: Path | None = None
+                   ) -> tuple[BotConfig | None, list[str]]:
+    """``config_problems`` and the config they were found in (``None`` when its keys are
+    wrong), for checks that need it (``chatbot config check`` asks its remote backends)."""
     config, problems = _validate(raw)
     if config is None or base_dir is None:
-        return problems
+        return config, problems
     config.base_dir = base_dir
-    return missing_files(config)
+    return config, missing_files(config)
 
 
 def missing_files(config: BotConfig) -> list[str]:

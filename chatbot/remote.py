@@ -33,6 +33,7 @@ import openai
 
 from chatbot.errors import BackendError, ModelError
 from chatbot.generate import GenerationSettings, chat_ids
+from chatbot.remote_check import backend_problems, key_setting
 from chatbot.remote_connection import catch_connection, hung_up_on_cancel
 from chatbot.remote_model import (BUSY, CHARS_PER_TOKEN, DEFAULT_CONTEXT_WINDOW, GATEWAY_ERRORS,
                                   ServerModel)
@@ -123,24 +124,12 @@ class OpenAIGenerator:
         return f"estimate: {CHARS_PER_TOKEN} characters per token"
 
     def server_problem(self) -> str | None:
-        """What would fail this model's answers now (the server down, the key refused, no
-        ``/v1`` in ``base_url``, the model not listed), for ``chatbot serve`` to say at start, before a user meets it;
-        ``None`` when the server looks ready (or can't tell: it lists no models)."""
-        where = self._where()
-        try:
-            status, served = self.server.listing()
-        except httpx.TransportError as exc:
-            return (f"{where} is unreachable ({type(exc).__name__}: {exc}); check that the "
-                    f"server is running and backends.{self.backend.name}.base_url")
-        if status in (401, 403):
-            return f"{where} refused the API key (HTTP {status}); check {self._key_setting()}"
-        if status == 404:
-            return (f"{where} has no /models (HTTP 404); check that backends."
-                    f"{self.backend.name}.base_url is the server's /v1 URL")
-        if served and not {self.model_id, f"{self.model_id}:latest"} & set(served):  # Ollama's
-            return (f"{where} does not list model {self.model_id!r} at /v1/models (it lists: "
-                    f"{', '.join(served[:10])}); check the variant's model")
-        return None
+        """What would fail this model's answers now (``chatbot.remote_check``), for ``chatbot
+        serve`` to say at start, before a user meets it; ``None`` when the server looks ready
+        (or can't tell: it lists no models)."""
+        problems = backend_problems(self.backend.name, self.backend.base_url, self.server.get,
+                                    {self.model_id: "the variant's model"}, self._key_setting())
+        return problems[0] if problems else None
 
     def load_adapter(self, name: str, path: str | Path) -> None:
         raise ModelError(f"adapter {name!r} can't be served by backend {self.backend.name!r}: "
@@ -259,11 +248,8 @@ class OpenAIGenerator:
                            f"{why}; check that the server is still running and its log")
 
     def _key_setting(self) -> str:
-        name, env = self.backend.name, self.backend.api_key_env
-        return (f"backends.{name}.api_key_env (none is set)" if not env
-                else f"${env} (backends.{name}.api_key_env): it was not set when the bot "
-                     "started, so no key was sent" if not self._sends_key
-                else f"${env} (backends.{name}.api_key_env)")
+        return key_setting(self.backend.name, self.backend.api_key_env, self._sends_key,
+                           "it was not set when the bot started")
 
     def _failure(self, exc: openai.APIError, retries: int) -> BackendError:
         name, where = self.backend.name, self._where()

@@ -118,15 +118,9 @@ class ServerModel:
                 self._counts.popitem(last=False)
         return count
 
-    def listing(self) -> tuple[int, list[str]]:
-        """(HTTP status, model ids) of the server's ``/v1/models``, asked now;
-        ``httpx.TransportError`` where the server can't be reached."""
-        response = self._http.get(self.models_url)
-        body = _json(response)
-        cards = body.get("data") if isinstance(body, dict) else None
-        return response.status_code, [card["id"] for card in cards or ()
-                                      if isinstance(cards, list) and isinstance(card, dict)
-                                      and isinstance(card.get("id"), str)]
+    def get(self, url: str) -> httpx.Response:
+        """``GET url`` of the server, with the backend's key, within ``ASK_TIMEOUT_S``."""
+        return self._http.get(url)
 
     def _ask(self, question: str, ask: Callable[[], object]) -> object:
         """``ask()``'s answer, asked once; concurrent callers wait for the first, and stop

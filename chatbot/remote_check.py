@@ -1,0 +1,70 @@
+"""Whether a remote backend would serve the models asked of it, from one look at its
+``/v1/models``: ``chatbot serve`` warns of a problem at start (``OpenAIGenerator.server_problem``)
+and ``chatbot config check`` reports it, one line each, naming the setting to fix.
+
+    problems = backend_problems("gpu", "http://gpu-box:8000/v1", http.get,
+                                {"qwen2.5:7b": "variants.prompt.model"}, key_setting(...))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import httpx
+
+
+def backend_problems(name: str, base_url: str, get: Callable[[str], httpx.Response],
+                     models: Mapping[str, str], key: str) -> list[str]:
+    """What would fail the answers of ``models`` (the served name -> the setting that names
+    it), asked of the server once with ``get(url)``: the server unreachable, ``key`` (the
+    setting of the API key, ``key_setting``) refused, no ``/models`` (a ``base_url`` without
+    ``/v1``), an error status (a proxy with no server behind it), an answer that is no model
+    list, a model it does not list. None where it lists the models, or lists none (it can't
+    tell)."""
+    where = f"backend {name!r} ({base_url})"
+    try:
+        response = get(f"{base_url}/models")
+    except httpx.TransportError as exc:
+        return [f"{where} is unreachable ({type(exc).__name__}: {exc}); check that the server "
+                f"is running and backends.{name}.base_url"]
+    status = response.status_code
+    if status in (401, 403):
+        return [f"{where} refused the API key (HTTP {status}); check {key}"]
+    if status == 404:
+        return [f"{where} has no /models (HTTP 404); check that backends.{name}.base_url is "
+                "the server's /v1 URL"]
+    if not response.is_success:
+        return [f"{where} answered /models with HTTP {status} ({response.reason_phrase}); "
+                "check that the server is running, and its log"]
+    served = _model_ids(response)
+    if served is None:
+        kind = response.headers.get("content-type", "no content type").split(";")[0]
+        return [f"{where} answered /models with no model list ({kind}); check that "
+                f"backends.{name}.base_url is the server's /v1 URL"]
+    listed = ", ".join(served[:10]) + (", ..." if len(served) > 10 else "")
+    return [f"{where} does not list model {model!r} at /v1/models (it lists: {listed}); check "
+            f"{setting}" for model, setting in models.items()
+            if served and not {model, f"{model}:latest"} & set(served)]  # Ollama's tag
+
+
+def key_setting(backend: str, env: str | None, sent: bool, unset: str) -> str:
+    """The setting to check when the server refuses the key; where none was sent for want of
+    the variable, ``unset`` says so (``it was not set when the bot started``)."""
+    if not env:
+        return f"backends.{backend}.api_key_env (none is set)"
+    if not sent:
+        return f"${env} (backends.{backend}.api_key_env): {unset}, so no key was sent"
+    return f"${env} (backends.{backend}.api_key_env)"
+
+
+def _model_ids(response: httpx.Response) -> list[str] | None:
+    """The ids of an OpenAI model list (``{"data": [{"id": ...}, ...]}``), or None for an
+    answer that is not one."""
+    try:
+        cards = response.json().get("data")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(cards, list):
+        return None
+    return [card["id"] for card in cards if isinstance(card, dict)
+            and isinstance(card.get("id"), str)]
