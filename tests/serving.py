@@ -75,6 +75,18 @@ class QuietHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.send_error(404)
 
+    def reply(self, status: int, body: bytes = b"", content_type: str | None = None,
+              headers: dict[str, str] | None = None) -> None:
+        """One whole response: ``status``, ``headers``, and ``body`` with its length."""
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def log_message(self, *args) -> None:
         pass
 

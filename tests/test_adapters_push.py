@@ -15,7 +15,7 @@ from app.api_adapters import ADAPTER_FILES, ALLOW_ENV
 from app.cli import main
 from chatbot.adapters import AdapterManifest
 from lora import save_lora_adapter
-from tests.serving import chatbot_serve
+from tests.serving import QuietHandler, chatbot_serve, http_server
 from tests.test_remote import REMOTE_KEY, write_bot_config, write_remote_config
 from train_support import make_tiny_model
 
@@ -260,26 +260,14 @@ def test_a_model_list_of_mere_names_says_to_check_base_url(tiny_model_dir, tmp_p
     """A server whose /models lists names, not OpenAI's model objects, is no vLLM: one line,
     not an AttributeError traceback."""
     import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    class Names(BaseHTTPRequestHandler):
+    class Names(QuietHandler):
         def do_GET(self) -> None:
-            body = json.dumps(models).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(200, json.dumps(models).encode(), "application/json")
 
     register_adapter(tmp_path / "data", tiny_model_dir)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Names)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/v1"
-    try:
+    with http_server(Names) as url:
         result = push(write_bot_config(tmp_path, url), "ft", "--backend", "remote")
-    finally:
-        server.shutdown()
     assert result.exit_code == 1 and result.output.splitlines()[-1] == (
         f"error: backend 'remote' ({url}) answered /models with no model list; check that "
         "backends.remote.base_url ends in /v1")

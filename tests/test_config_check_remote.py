@@ -68,11 +68,7 @@ class Listing(QuietHandler):
     def do_GET(self) -> None:
         self.asked.append(self.path)
         body = json.dumps({"object": "list", "data": [{"id": "m1"}, {"id": "m2"}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(200, body, "application/json")
 
 
 def test_config_check_asks_each_backend_once_and_names_each_problem(tmp_path) -> None:
@@ -111,11 +107,7 @@ def test_config_check_names_a_proxy_with_no_server_behind_it_or_some_other_web_p
         tmp_path, monkeypatch, status, kind, body, said) -> None:
     class Page(QuietHandler):
         def do_GET(self) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(status, body, kind)
 
     monkeypatch.setenv("TEST_REMOTE_KEY", REMOTE_KEY)
     with http_server(Page) as url:

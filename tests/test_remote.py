@@ -241,11 +241,7 @@ def server_answering(content_type: str, body: bytes) -> Iterator[str]:
             self._answer()
 
         def _answer(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(200, body, content_type)
 
     with http_server(Fixed) as url:
         yield url

@@ -54,20 +54,13 @@ class Remote:
                     remote.release.wait(60)
                     return
                 if path == "/models":
-                    self._send("application/json", json.dumps(
+                    self.reply(200, json.dumps(
                         {"object": "list", "data": [{"id": "echo", "max_model_len": 4096}]}
-                    ).encode())
+                    ).encode(), "application/json")
                 elif path == "/tokenize":
-                    self._send("application/json", json.dumps({"count": 10}).encode())
+                    self.reply(200, json.dumps({"count": 10}).encode(), "application/json")
                 else:
-                    self._send("text/event-stream", events(("Hello there", "stop")))
-
-            def _send(self, kind: str, body: bytes) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                    self.reply(200, events(("Hello there", "stop")), "text/event-stream")
 
         return Handler
 

@@ -206,17 +206,10 @@ def test_a_retry_after_given_as_a_date_is_honoured(tmp_path, monkeypatch, waits)
             if not self.path.endswith("/chat/completions"):  # no /tokenize here
                 self.send_error(404)
             elif time.time() < self.busy_until():
-                self.send_response(503)
-                self.send_header("Retry-After", formatdate(busy_until[0], usegmt=True))
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.reply(503, headers={"Retry-After": formatdate(busy_until[0], usegmt=True)})
             else:
                 body = events(("Back again", "stop"))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(200, body, "text/event-stream")
 
     with http_server(Restarting) as url:
         engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
@@ -241,20 +234,11 @@ def behind_a_gateway(failures: int, status: int, retry_after: str | None) -> Ite
             if len(failed) < failures:
                 failed.append(status)
                 page = f"<html><body><h1>{status}</h1>nginx</body></html>".encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/html")
-                if retry_after is not None:
-                    self.send_header("Retry-After", retry_after)
-                self.send_header("Content-Length", str(len(page)))
-                self.end_headers()
-                self.wfile.write(page)
+                self.reply(status, page, "text/html",
+                           {"Retry-After": retry_after} if retry_after is not None else None)
                 return
             body = events(("Back again", "stop"))
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(200, body, "text/event-stream")
 
     with http_server(Gateway) as url:
         yield url

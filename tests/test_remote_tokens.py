@@ -267,11 +267,7 @@ def test_a_server_not_up_behind_its_gateway_is_asked_about_its_model_again(
             asked.append(self.path)
             status = first if asked.count(self.path) == 1 else 200
             body = json.dumps(then if status == 200 else {"error": {"message": "wait"}})
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body.encode())
+            self.reply(status, body.encode(), "application/json")
 
     with http_server(Starting) as url:
         engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
