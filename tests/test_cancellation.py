@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -90,6 +91,16 @@ def quick_answer(base_url: str) -> str:
     reply = client.chat.completions.create(model="prompt", max_tokens=4,
                                            messages=[{"role": "user", "content": "Hi"}])
     return reply.choices[0].finish_reason
+
+
+def answer_streaming(base_url: str, session: str) -> Iterator:
+    """The openai client's stream of a long answer in ``session``, two pieces read."""
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="none", timeout=60, max_retries=0)
+    stream = iter(client.chat.completions.create(
+        model="prompt", stream=True, messages=[{"role": "user", "content": QUESTION}],
+        extra_headers={"X-Session-Id": session}))
+    next(stream), next(stream)
+    return stream
 
 
 @pytest.mark.browser
@@ -197,11 +208,7 @@ def test_a_stopping_server_ends_an_open_stream_with_an_error_the_client_reads(
     with chatbot_serve(config, data_dir=tmp_path / "data") as (url, process), \
             httpx.stream("GET", f"{url}/gradio_api/heartbeat/open-page", timeout=60) as page:
         assert next(page.iter_lines()) == "data: ALIVE"
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", timeout=60, max_retries=0)
-        stream = iter(client.chat.completions.create(
-            model="prompt", stream=True, messages=[{"role": "user", "content": QUESTION}],
-            extra_headers={"X-Session-Id": "stopping"}))
-        next(stream), next(stream)
+        stream = answer_streaming(url, "stopping")
         process.send_signal(signal.SIGINT)
         with pytest.raises(openai.APIError, match=r"^the server is shutting down"):
             for _ in stream:
@@ -221,11 +228,7 @@ def test_a_second_ctrl_c_stops_the_answers_at_once_in_one_line_and_logs_them(
     log_path = tmp_path / "data" / "logs.sqlite"
     with chatbot_serve(config, data_dir=tmp_path / "data") as (url, process), \
             httpx.stream("GET", f"{url}/gradio_api/heartbeat/open-page", timeout=60) as page:
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", timeout=60, max_retries=0)
-        stream = iter(client.chat.completions.create(
-            model="prompt", stream=True, messages=[{"role": "user", "content": QUESTION}],
-            extra_headers={"X-Session-Id": "twice"}))
-        next(stream), next(stream)
+        stream = answer_streaming(url, "twice")
         process.send_signal(signal.SIGINT)
         page.read()  # the page's heartbeats end: the server has begun to stop
         process.send_signal(signal.SIGINT)
