@@ -9,7 +9,6 @@ collects those per file and goes on with the rest. Formats: .txt .md .html .htm 
 
 from __future__ import annotations
 
-import codecs
 import csv
 import errno
 import fnmatch
@@ -20,15 +19,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from index.errors import LoadError
 from index.csvfile import UNCLOSED_QUOTE, unclosed_quote_line
+from index.decoding import decode
 from index.jsonfile import LINE_END, jsonl_lines
 from index.types import Document
-
-if TYPE_CHECKING:
-    from charset_normalizer import CharsetMatch, CharsetMatches
 
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".csv", ".jsonl")
 
@@ -194,52 +191,6 @@ def load_file(path: Path, data: bytes, text_field: str = "text") -> list[Documen
                         else "no text found (a scanned PDF? run OCR on it first)")
     return [doc for doc in docs if doc.text.strip()]
 
-
-def decode(data: bytes) -> str:
-    """Text from bytes in any common encoding; binary data is a :class:`LoadError`."""
-    # UTF-32's little-endian mark begins with UTF-16's, so it is looked for first
-    for marks, encoding in (((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "utf-32"),
-                            ((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "utf-16")):
-        if data.startswith(marks):
-            try:
-                return data.decode(encoding)
-            except UnicodeDecodeError as exc:  # cut short, or not that encoding at all
-                name = encoding.upper()
-                raise LoadError(f"starts with a {name} byte-order mark but is not valid {name} "
-                                f"(byte {exc.start}: {exc.reason}); save it again as UTF-8"
-                                ) from exc
-    # A NUL anywhere, not only in the first 8 KB (as git looks): a text header over binary data,
-    # or the NULs a crash leaves in a log, would be indexed as text, NULs and all.
-    if (nul := data.find(b"\x00")) >= 0:
-        raise LoadError(f"binary file, not text: a NUL byte at byte {nul} (check its extension)")
-    # A UTF-8 mark over text an older editor saved in a legacy code page: the mark is dropped
-    # and the rest decoded or detected like any text (it failed the sync with a traceback).
-    data = data.removeprefix(codecs.BOM_UTF8)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
-
-    matches = from_bytes(data)
-    best = matches.best()
-    if best is None:
-        raise LoadError("binary file, not text (no text encoding fits it)")
-    return str(_prefer_western(matches, best))
-
-
-def _prefer_western(matches: CharsetMatches, best: CharsetMatch) -> CharsetMatch:
-    """Of the encodings that fit a short text equally well, Windows' Western European code page
-    (the commonest legacy one): the detector's first pick there can be Central European,
-    which reads "crème" as "crčme"."""
-    for match in matches:
-        if (match.encoding == "cp1252" and match.chaos == best.chaos
-                and match.coherence == best.coherence):
-            return match
-    return best
-
-
-# ----------------------------------------------------------------------------- formats
 
 def load_text(source: str, data: bytes) -> list[Document]:
     return [Document(source, decode(data), {"format": "text"})]

@@ -36,6 +36,19 @@ def test_txt_utf8_and_legacy_encodings(tmp_path):
         "wider text, café le", "wider text, café be"]
 
 
+
+def test_utf16_without_a_byte_order_mark_is_read_as_text(tmp_path):
+    """Some Windows tools write UTF-16 with no mark: every other byte a NUL, it was refused as
+    binary. A binary file with NULs in both places stays refused."""
+    for order in ("le", "be"):
+        (tmp_path / f"w{order}.txt").write_bytes("Wide text, café.\nSecond line.".encode(
+            f"utf-16-{order}"))
+    assert [load(tmp_path / f"w{order}.txt")[0].text for order in ("le", "be")] == [
+        "Wide text, café.\nSecond line."] * 2
+    (tmp_path / "b.txt").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(LoadError, match="^binary file, not text: a NUL byte at byte 0"):
+        load(tmp_path / "b.txt")
+
 def test_markdown_kept_as_markdown(tmp_path):
     (tmp_path / "a.md").write_text("# Title\n\ntext", encoding="utf-8")
     doc = load(tmp_path / "a.md")[0]
