@@ -53,9 +53,10 @@ def test_answer_streams_and_its_citations_match_the_sources_panel(engine) -> Non
     steps = run(actions.respond("compare [1] with [2] and [7]", state, "prompt"))
     partial = [step[0][-1]["content"] for step in steps[1:-1]]
     assert len(partial) >= 3 and partial == sorted(partial, key=len)  # it grew piece by piece
-    chat, state, box, sources, prompt, comment_row = steps[-1]
+    chat, state, _, sources, prompt, comment_row = steps[-1]
     messages = drawn(chat)
-    assert box == "" and messages[0] == {"role": "user", "content": "compare [1] with [2] and [7]"}
+    assert steps[0][2] == "" and messages[0] == {"role": "user",
+                                                 "content": "compare [1] with [2] and [7]"}
     reply = state.answers[0].reply
     assert messages[1]["content"] == reply.text == "compare [1] with [2] and [7]"
     assert 'id="src-1-1"' in sources and 'id="src-1-2"' in sources  # the page links [n] here
@@ -106,6 +107,22 @@ def test_a_comment_typed_after_the_next_question_is_not_saved_on_the_earlier_ans
     turns = engine.log.conversation(state.session_id).turns
     assert [(t.rating, t.comment) for t in turns if t.role == "assistant"] == [(1, None),
                                                                              (None, None)]
+
+
+UNCHANGED = {"__type__": "update"}
+"""An output the page leaves as it is."""
+
+
+def test_the_next_question_typed_while_an_answer_streams_stays_in_the_message_box(
+        engine) -> None:
+    """The box is emptied once, as the question is sent; the steps of the answer, and a
+    regenerated answer, leave what was typed since in place."""
+    actions, state = ChatActions(engine), new_state()
+    steps = run(actions.respond("first question here", state, "prompt"))
+    assert steps[0][2] == "" and len(steps) > 3
+    assert all(step[2] == UNCHANGED for step in steps[1:])
+    assert all(step[2] == UNCHANGED for step in run(actions.regenerate(state, "prompt")))
+    assert run(actions.regenerate(new_state(), "prompt"))[0][2] == UNCHANGED  # nothing to redo
 
 
 def test_bad_input_warns_and_the_next_question_is_answered(engine) -> None:

@@ -166,7 +166,7 @@ class ChatActions:
             yield from self._answer(state.unanswered, state, choice)
         elif state is None or not state.answers:
             gr.Info("There is no answer to regenerate yet.")
-            yield (self.chat_messages(state) if state else [], state, "",
+            yield (self.chat_messages(state) if state else [], state, gr.update(),
                    *self.panel(state or new_state()), gr.update())
         else:
             yield from self._answer(state.answers[-1].question, state, choice, replace_last=True)
@@ -176,7 +176,8 @@ class ChatActions:
         """Stream the answer to ``question``; ``replace_last`` answers it in place of the last
         answer, which is left out of the history and of the chat while the new one streams.
         The comment box open for an earlier answer closes as it starts (a comment typed from
-        then on would be read as about the new answer)."""
+        then on would be read as about the new answer). The message box is emptied only as a
+        question typed there is sent: the next question, typed while the answer streams, stays."""
         state.rated = None  # a comment typed from now on would be read as about the new answer
         kept = len(state.answers) - 1 if replace_last else len(state.answers)
         try:
@@ -185,18 +186,19 @@ class ChatActions:
                                         history=state.history(kept))
         except InputError as exc:
             gr.Warning(error_text(exc))
-            yield (self.chat_messages(state), state, question if not replace_last else "",
-                   *self.panel(state), gr.update())
+            yield (self.chat_messages(state), state, question if not replace_last else
+                   gr.update(), *self.panel(state), gr.update())
             return
         shown = self.chat_messages(state, kept) + [
             {"role": "user", "content": stream.question}, {"role": "assistant", "content": ""}]
-        yield (shown, state, "", ANSWERING, None, gr.update(visible=False))
+        yield (shown, state, "" if not replace_last else gr.update(), ANSWERING, None,
+               gr.update(visible=False))
         text = ""
         try:
             for piece in stream:
                 text += piece
                 shown[-1] = {"role": "assistant", "content": text}
-                yield (shown, state, "", ANSWERING, None, gr.update())
+                yield (shown, state, gr.update(), ANSWERING, None, gr.update())
         except ChatbotError as exc:
             if not replace_last:
                 state.unanswered = stream.question
@@ -207,7 +209,7 @@ class ChatActions:
             gr.Warning(CUT_SHORT_BY_SHUTDOWN)
         state.answers[kept:] = [ShownAnswer(stream.question, stream.reply)]
         state.unanswered = None
-        yield (self.drawn(state), state, "", *self.panel(state), gr.update())
+        yield (self.drawn(state), state, gr.update(), *self.panel(state), gr.update())
 
     def clear(self, state: ChatState | None) -> tuple:
         """Start a new conversation: a new session id, nothing shown (the old one stays in
