@@ -125,6 +125,28 @@ def test_the_next_question_typed_while_an_answer_streams_stays_in_the_message_bo
     assert run(actions.regenerate(new_state(), "prompt"))[0][2] == UNCHANGED  # nothing to redo
 
 
+def test_a_question_sent_while_the_page_waits_for_an_answer_is_refused_and_kept(engine
+                                                                                 ) -> None:
+    """The Send button still works while Enter's answer streams: two answers written into one
+    conversation at once left the page with the second in place of the first."""
+    actions, state = ChatActions(engine), new_state()
+    first = actions.respond("first question here", state, "prompt")
+    next(first), next(first)  # the answer is on its way
+    with pytest.warns(UserWarning, match="still answering your last question"):
+        refused = run(actions.respond("second question", state, "prompt"))
+    assert [step[2] for step in refused] == ["second question"]  # left in the box
+    with pytest.warns(UserWarning, match="still answering your last question"):
+        run(actions.regenerate(state, "prompt"))
+    run(first)
+    assert [answer.question for answer in state.answers] == ["first question here"]
+    run(actions.respond("second question", state, "prompt"))  # once the answer is in
+    assert [answer.question for answer in state.answers] == ["first question here",
+                                                            "second question"]
+    turns = engine.log.conversation(state.session_id).turns
+    assert [t.text for t in turns if t.role == "user"] == ["first question here",
+                                                          "second question"]
+
+
 def test_bad_input_warns_and_the_next_question_is_answered(engine) -> None:
     actions, state = ChatActions(engine), new_state()
     with pytest.warns(UserWarning, match="the message is empty"):

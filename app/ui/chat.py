@@ -46,6 +46,9 @@ class ChatState:
     """(turn id, rating) of the last thumbs click, for the optional comment."""
     unanswered: str | None = None
     """The last question whose answer failed (a model error): Regenerate asks it again."""
+    answering: bool = False
+    """An answer is being written: the page's Send button (or Regenerate) works meanwhile,
+    and a second answer written into the conversation at once would take the first's place."""
 
     def history(self, answers: int | None = None) -> list[Message]:
         """The conversation as the model is sent it: the first ``answers`` turns (all)."""
@@ -56,6 +59,8 @@ class ChatState:
 
 
 ANSWERING = '<div class="cb-sources-empty">Answering...</div>'
+STILL_ANSWERING = ("The bot is still answering your last question; send this one when that "
+                   "answer is in (Clear stops it).")
 
 
 def new_state() -> ChatState:
@@ -162,7 +167,9 @@ class ChatActions:
 
         After a failed answer that is the question that failed; otherwise the new answer
         replaces the last one once it is complete (a failure leaves the old one in place)."""
-        if state is not None and state.unanswered is not None:
+        if state is not None and state.answering:
+            yield from self._still_answering(state, gr.update())
+        elif state is not None and state.unanswered is not None:
             yield from self._answer(state.unanswered, state, choice)
         elif state is None or not state.answers:
             gr.Info("There is no answer to regenerate yet.")
@@ -173,6 +180,25 @@ class ChatActions:
 
     def _answer(self, question: str, state: ChatState, choice: str | None,
                 replace_last: bool = False) -> Iterator:
+        """Stream the answer, unless one is being written for this page: then the question
+        is refused and left in the box, and the chat is left to the answer in progress."""
+        if state.answering:
+            yield from self._still_answering(state, question if not replace_last else
+                                             gr.update())
+            return
+        state.answering = True
+        try:
+            yield from self._stream_answer(question, state, choice, replace_last)
+        finally:
+            state.answering = False
+
+    def _still_answering(self, state: ChatState, box: str | dict) -> Iterator:
+        """Refuse a question while this page's answer is written: the chat is left to it."""
+        gr.Warning(STILL_ANSWERING)
+        yield (gr.update(), state, box, gr.update(), gr.update(), gr.update())
+
+    def _stream_answer(self, question: str, state: ChatState, choice: str | None,
+                       replace_last: bool) -> Iterator:
         """Stream the answer to ``question``; ``replace_last`` answers it in place of the last
         answer, which is left out of the history and of the chat while the new one streams.
         The comment box open for an earlier answer closes as it starts (a comment typed from
