@@ -3,12 +3,18 @@
 Gradio reads a request's whole body into memory, with no limit of its own but a file upload's
 size; the ``/v1`` routes check their bodies themselves (``app/api_schema.py``). Every other
 route may take what one API request may send, so no caller can make the server hold more.
+An upload's files are streamed to disk, but its other form fields are held in memory, so they
+are held to that same allowance.
 """
 
 from __future__ import annotations
 
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_PREFIX = "/v1/"
 UPLOAD_PATH = "/gradio_api/upload"
@@ -18,11 +24,70 @@ UPLOAD_PATH = "/gradio_api/upload"
 class WebUiBodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
+        self.max_bytes = max_bytes
         self.limited = RequestBodyLimitMiddleware(app, max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path.startswith(API_PREFIX) or path == UPLOAD_PATH:
+        if scope["type"] != "http" or path.startswith(API_PREFIX):
             await self.app(scope, receive, send)
+        elif path == UPLOAD_PATH:
+            fields = FormFieldBytes(Headers(scope=scope).get("content-type", ""),
+                                    self.max_bytes)
+
+            async def counted() -> Message:
+                message = await receive()
+                if message["type"] == "http.request":
+                    fields.feed(message.get("body", b""))
+                return message
+
+            await self.app(scope, counted, send)
         else:
             await self.limited(scope, receive, send)
+
+
+class FormFieldBytes:
+    """Reads a multipart body as it arrives, beside Gradio's own reading of it, and refuses it
+    (413, as Gradio's route answers it) once its fields other than files pass ``max_bytes``."""
+
+    def __init__(self, content_type: str, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.total = 0
+        self._header = [b"", b""]  # the part header being read: name, value
+        self._in_file = False
+        boundary = parse_options_header(content_type)[1].get(b"boundary")
+        # without a boundary Gradio refuses the body itself
+        self._parser = MultipartParser(boundary, callbacks={
+            "on_header_field": lambda data, start, end: self._add_header(0, data[start:end]),
+            "on_header_value": lambda data, start, end: self._add_header(1, data[start:end]),
+            "on_header_end": self._header_ended,
+            "on_part_begin": self._part_began,
+            "on_part_data": self._part_data}) if boundary else None
+
+    def feed(self, chunk: bytes) -> None:
+        if self._parser is None:
+            return
+        try:
+            self._parser.write(chunk)
+        except MultipartParseError:  # Gradio's reading, the same parser's, refuses it too
+            self._parser = None
+
+    def _add_header(self, which: int, data: bytes) -> None:
+        self._header[which] += data
+
+    def _header_ended(self) -> None:
+        name, value = self._header
+        if name.lower() == b"content-disposition":
+            self._in_file = b"filename" in parse_options_header(value)[1]
+        self._header = [b"", b""]
+
+    def _part_began(self) -> None:
+        self._in_file = False
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._in_file:
+            return
+        self.total += end - start
+        if self.total > self.max_bytes:
+            raise HTTPException(413, f"the upload's form fields (anything but its files) pass "
+                                     f"{self.max_bytes:,} bytes; send files only")

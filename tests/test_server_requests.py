@@ -46,6 +46,22 @@ def test_a_web_ui_request_larger_than_the_api_allows_is_refused_as_it_arrives(fu
         assert fine.status_code == 200
 
 
+def test_an_uploads_form_fields_are_held_to_what_an_api_request_may_send(full_app) -> None:
+    """An upload's files go to disk, each within index.max_file_mb, but Gradio keeps its other
+    form fields in memory with no limit: a stranger's one upload could fill the server's."""
+    from app.api_schema import RequestLimits
+
+    allowed = RequestLimits(1, 200_000).body_bytes  # the default server.max_request_chars
+    file = {"files": ("a.md", b"# A\n" * 100)}
+    with TestClient(full_app) as client:
+        for fields in ({"note": "x" * (allowed + 1)},
+                       {f"note{n}": "x" * (allowed // 4) for n in range(5)}):
+            refused = client.post("/gradio_api/upload", files=file, data=fields)
+            assert refused.status_code == 413 and "form fields" in refused.text
+        fine = client.post("/gradio_api/upload", files=file, data={"note": "x" * 1000})
+    assert fine.status_code == 200 and fine.json()[0].endswith("a.md")
+
+
 def test_a_search_for_nan_passages_is_refused_without_a_python_error(full_app) -> None:
     """JSON as Python reads it takes NaN, which passes the k slider's range check (NaN < 1 is
     false): the search is refused with the slider's own limits, not int(NaN)'s ValueError."""
