@@ -173,13 +173,33 @@ def test_going_back_to_the_review_tab_keeps_the_correction_being_typed(engine) -
                if isinstance(block, gr.Tab) and block.label == "Review")
     opened = next(event for event in app.fns.values() if (tab._id, "select") in event.targets)
     table, picker, heading = opened.outputs  # the correction box is not written
-    assert opened.inputs == [picker] and picker.elem_id == "cb-review-pick"
+    assert picker.elem_id == "cb-review-pick"
     later = log_exchanges(engine.log, "s2", [("Which host?", "localhost.", -1)])[0]
     engine.log.approve(first, "bo")
     rows, choices, shown = opened.fn(first)
     assert [row[0] for row in rows] == [later] and shown == gr.update()
     assert choices["choices"][-1] == (f"turn {first}: no longer waiting for review", first)
     assert "value" not in choices and "Pick an answer" in opened.fn(None)[2]  # none open
+
+
+def test_the_review_tab_opened_as_the_page_loads_keeps_the_listed_answers_question(
+        engine) -> None:
+    """A click on the tab before the page's list came sent an empty picker, and the question
+    the list then showed was replaced by "Pick an answer" with that answer still open."""
+    from app.ui import build_app
+
+    first = log_exchanges(engine.log, "s1", [("Which port?", "Port 80.", -1)])[0]
+    app = build_app(engine)
+    tab = next(block for block in app.blocks.values()
+               if isinstance(block, gr.Tab) and block.label == "Review")
+    opened = next(event for event in app.fns.values() if (tab._id, "select") in event.targets)
+    listed = next(event for event in app.fns.values()
+                  if event.fn == app.review_actions.refresh and event.targets[0][1] == "load")
+    # what the server has on show, not the picker's value as the page last had it
+    assert [type(block) for block in opened.inputs] == [gr.State]
+    assert listed.concurrency_id == opened.concurrency_id  # the list comes first
+    shown = listed.fn()[-1]
+    assert shown == first and opened.fn(shown)[2] == gr.update()
 
 
 @pytest.fixture

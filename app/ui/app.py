@@ -69,9 +69,10 @@ def _min_support(engine: Engine) -> float:
 
 
 def _on_page_load(app: gr.Blocks, actions: object) -> None:
-    """Run ``actions.on_page_load`` when the page opens."""
-    for function, outputs in getattr(actions, "on_page_load", ()):
-        app.load(function, None, outputs)
+    """Run ``actions.on_page_load`` when the page opens: (function, outputs) pairs, each with
+    the event's options (its queue) where a third item gives them."""
+    for function, outputs, *options in getattr(actions, "on_page_load", ()):
+        app.load(function, None, outputs, **(options[0] if options else {}))
 
 
 def mount_ui(server: FastAPI, app: gr.Blocks, credentials: Credentials,

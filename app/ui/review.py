@@ -53,7 +53,7 @@ class ReviewActions:
         self.log = log
         self.min_support = min_support
         self.on_page_load: list[tuple] = []
-        """(function, outputs) pairs ``build_app`` runs when a page opens."""
+        """(function, outputs, event options) ``build_app`` runs when a page opens."""
 
     def items(self) -> list[ReviewItem]:
         return self.log.review_queue(self.min_support)
@@ -72,16 +72,16 @@ class ReviewActions:
             return gr.skip()
         return (*self.show(turn_id), turn_id)
 
-    def reopen(self, picked: int | None) -> tuple:
+    def reopen(self, shown: int | None) -> tuple:
         """(table rows, picker update, heading) on a return to the tab: the list as the log has
-        it now (a thumbs-down in the Chat tab adds to it), and the open answer as it was, with
-        the correction the reviewer typed; if it left the list meanwhile, it stays a choice, so
-        that saving it says why it can't be."""
+        it now (a thumbs-down in the Chat tab adds to it), and the open answer ``shown`` as it
+        was, with the correction the reviewer typed; if it left the list meanwhile, it stays a
+        choice, so that saving it says why it can't be."""
         items = self.items()
         choices = _choices(items)
-        if picked is not None and picked not in [turn for _, turn in choices]:
-            choices.append((f"turn {picked}: no longer waiting for review", picked))
-        heading = gr.update() if picked is not None else PICK if items else NOTHING
+        if shown is not None and shown not in [turn for _, turn in choices]:
+            choices.append((f"turn {shown}: no longer waiting for review", shown))
+        heading = gr.update() if shown is not None else PICK if items else NOTHING
         return _rows(items), gr.update(choices=choices), heading
 
     def show(self, turn_id: int | None, items: list[ReviewItem] | None = None) -> tuple:
@@ -183,13 +183,15 @@ def build_review_tab(tab: gr.Tab, log: ConversationLog, min_support: float = 0.5
     shown = gr.State(None)  # the turn whose details are on show
     details = [heading, answer, sources, prompt, correction, shown]
     everything = [table, picked, *details]
-    actions.on_page_load = [(actions.refresh, everything)]
-    # The open answer's details are no output: on a return to the tab, the page may set the
-    # correction box back to the text last sent even for an update that changes nothing.
     # One at a time, in the order sent: a pick answered after the save that followed it
     # would put the saved answer back on show.
     in_order = {"concurrency_id": "review", "concurrency_limit": 1}
-    tab.select(actions.reopen, [picked], [table, picked, heading], **in_order)
+    actions.on_page_load = [(actions.refresh, everything, in_order)]
+    # The open answer's details are no output: on a return to the tab, the page may set the
+    # correction box back to the text last sent even for an update that changes nothing.
+    # The turn on show is the server's, not the picker's value: a click on the tab as the
+    # page opens sends the picker empty, before the page-load list has filled it.
+    tab.select(actions.reopen, [shown], [table, picked, heading], **in_order)
     refresh.click(actions.refresh, None, everything, api_name="review_refresh", **in_order)
     # ``input``, not ``change``: a pick by the reviewer only. The other events set the picker
     # themselves, and a second event chained on their change could race the page's stream
