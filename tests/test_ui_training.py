@@ -105,6 +105,15 @@ def test_build_from_the_log_keeps_thumbs_up_and_shows_the_report(actions, config
     assert picker["value"] == "v1" and "policy=not_down" in report and histogram.format == "PNG"
 
 
+def test_a_build_with_nothing_logged_points_to_the_tabs_upload_not_a_flag(tiny_config,
+                                                                         warnings):
+    """The page has no --from flag: the words are the transcript files box above."""
+    config = load_config(tiny_config)
+    actions = TrainingActions(config, TrainingJob(tiny_config, config.data_path))
+    assert build(actions)[0] == ("**Not built:** the conversation log has no finished answers "
+                                 "yet; chat with the bot first, or add transcript files above")
+
+
 def transcript(folder: Path, answer: str) -> Path:
     """``support.jsonl`` in ``folder``: ten one-turn conversations answered with ``answer``."""
     folder.mkdir(parents=True)

@@ -137,11 +137,12 @@ class TrainingActions:
 
     def _shown(self, text: str) -> str:
         """``text`` as the page shows it: paths under the data folder relative to it (the
-        server's layout is no visitor's business), and the tab's own control where the command
-        line's flag is named."""
+        server's layout is no visitor's business), and the tab's own controls where the
+        command line's flags are named."""
         return (text.replace(f"{self.config.data_path.resolve()}{os.sep}", "")
                 .replace(f"{self.config.data_path}{os.sep}", "")
-                .replace("pass --overwrite", "tick \"Replace a dataset of the same name\""))
+                .replace("pass --overwrite", "tick \"Replace a dataset of the same name\"")
+                .replace("import transcripts with --from FILE", "add transcript files above"))
 
     def _keep(self, upload: Path, copied: list[Path]) -> Path:
         """Uploads are copied under the data dir, so the manifest names a file that stays:
