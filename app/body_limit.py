@@ -4,7 +4,8 @@ Gradio reads a request's whole body into memory, with no limit of its own but a 
 size; the ``/v1`` routes check their bodies themselves (``app/api_schema.py``). Every other
 route may take what one API request may send, so no caller can make the server hold more.
 An upload's files are streamed to disk, but its other form fields are held in memory, so they
-are held to that same allowance.
+are held to that same allowance. A refusal is a 413 with a JSON ``detail``, which the page
+shows as it is.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_PREFIX = "/v1/"
@@ -25,25 +26,54 @@ class WebUiBodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.limited = RequestBodyLimitMiddleware(app, max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or path.startswith(API_PREFIX):
             await self.app(scope, receive, send)
-        elif path == UPLOAD_PATH:
-            fields = FormFieldBytes(Headers(scope=scope).get("content-type", ""),
-                                    self.max_bytes)
-
-            async def counted() -> Message:
-                message = await receive()
-                if message["type"] == "http.request":
-                    fields.feed(message.get("body", b""))
-                return message
-
-            await self.app(scope, counted, send)
+            return
+        headers = Headers(scope=scope)
+        if path == UPLOAD_PATH:
+            count = FormFieldBytes(headers.get("content-type", ""), self.max_bytes).feed
+        elif _declared_length(headers) > self.max_bytes:  # refused before it is sent
+            await JSONResponse({"detail": self.too_large()}, 413)(scope, receive, send)
+            return
         else:
-            await self.limited(scope, receive, send)
+            count = BodyBytes(self.max_bytes, self.too_large()).feed
+
+        async def counted() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                count(message.get("body", b""))
+            return message
+
+        await self.app(scope, counted, send)
+
+    def too_large(self) -> str:
+        return (f"this request is larger than the {self.max_bytes:,} bytes the server reads; "
+                "shorten the message")
+
+
+def _declared_length(headers: Headers) -> int:
+    try:
+        return int(headers.get("content-length", 0))
+    except ValueError:  # the server refuses such a request itself
+        return 0
+
+
+class BodyBytes:
+    """Counts a body as it arrives and refuses it (a 413 from the route reading it) once it
+    passes ``max_bytes``: a body sent without its length is refused as well."""
+
+    def __init__(self, max_bytes: int, refusal: str) -> None:
+        self.max_bytes = max_bytes
+        self.refusal = refusal
+        self.total = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        if self.total > self.max_bytes:
+            raise HTTPException(413, self.refusal)
 
 
 class FormFieldBytes:

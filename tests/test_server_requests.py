@@ -46,6 +46,22 @@ def test_a_web_ui_request_larger_than_the_api_allows_is_refused_as_it_arrives(fu
         assert fine.status_code == 200
 
 
+def test_a_web_ui_request_too_large_is_refused_in_words_the_page_shows(full_app) -> None:
+    """The page shows a refused request's JSON ``detail``; a plain-text body it showed as
+    "Could not parse server response: SyntaxError: Unexpected token 'C'..." (a 4 MB paste)."""
+    from app.api_schema import RequestLimits
+
+    allowed = RequestLimits(1, 200_000).body_bytes  # the default server.max_request_chars
+    huge = b'{"data": ["' + b"x" * allowed + b'"], "fn_index": 0, "session_hash": "s"}'
+    with TestClient(full_app) as client:
+        for body in (huge, iter([huge[:1000], huge[1000:]])):  # with its length, and without
+            refused = client.post("/gradio_api/queue/join", content=body,
+                                  headers={"content-type": "application/json"})
+            assert refused.status_code == 413
+            assert refused.json() == {"detail": f"this request is larger than the {allowed:,} "
+                                                "bytes the server reads; shorten the message"}
+
+
 def test_an_uploads_form_fields_are_held_to_what_an_api_request_may_send(full_app) -> None:
     """An upload's files go to disk, each within index.max_file_mb, but Gradio keeps its other
     form fields in memory with no limit: a stranger's one upload could fill the server's."""
