@@ -92,6 +92,24 @@ def test_thumbs_and_comment_are_written_to_the_log(engine) -> None:
                                                                              (None, None)]
 
 
+def test_a_comment_too_long_to_keep_is_refused_in_words_and_left_in_the_box(engine) -> None:
+    """The log's refusal was no ``gr.Error``: the page said nothing and the server printed a
+    traceback, so the comment looked saved."""
+    from chatbot.logs import MAX_NOTE_CHARS
+
+    actions, state = ChatActions(engine), new_state()
+    run(actions.respond("first question", state, "prompt"))
+    state = actions.rate(state, like(1, False))[0]
+    long = "y" * (MAX_NOTE_CHARS + 1)
+    with pytest.warns(UserWarning, match="20,001 characters; at most 20,000 are kept"):
+        state, kept, row = actions.comment(state, long)
+    assert kept == long and row == {"__type__": "update"}  # the box stays open to shorten it
+    state, kept, row = actions.comment(state, "too vague")
+    assert kept == "" and row["visible"] is False
+    turns = engine.log.conversation(state.session_id).turns
+    assert [(t.rating, t.comment) for t in turns if t.role == "assistant"] == [(-1, "too vague")]
+
+
 def test_a_comment_typed_after_the_next_question_is_not_saved_on_the_earlier_answer(
         engine) -> None:
     """The box opened for answer 1; typed after answer 2 came, it reads as about answer 2."""

@@ -280,7 +280,11 @@ class ChatActions:
             gr.Warning("The comment is empty.")
             return state, text, gr.update()
         turn_id, rating = state.rated
-        self.engine.log.add_feedback(turn_id, rating, text.strip())
+        try:
+            self.engine.log.add_feedback(turn_id, rating, text.strip())
+        except InputError as exc:  # too long to keep: left in the box to shorten
+            gr.Warning(error_text(exc))
+            return state, text, gr.update()
         state.rated = None
         gr.Info("Comment saved.")
         return state, "", gr.update(visible=False)
