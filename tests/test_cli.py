@@ -12,9 +12,11 @@ from app.cli import main
 from chatbot.config_file import load_config
 
 
-def run_cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None, cwd=None,
+            stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=900, cwd=cwd)
+                          text=True, env={**os.environ, **(env or {})}, timeout=900, cwd=cwd,
+                          input=stdin)
 
 
 def test_help_groups_commands_by_what_users_do() -> None:
@@ -33,6 +35,15 @@ def test_ask_json_prints_one_object(tiny_config) -> None:
     assert {"text", "variant", "sources", "timings", "messages"} <= set(reply)
     assert reply["variant"] == "prompt" and isinstance(reply["sources"], list)
     assert reply["messages"][-1]["content"].endswith("How do I index documents?")
+
+
+def test_ask_dash_reads_the_question_from_standard_input(tiny_config) -> None:
+    """`echo q | chatbot ask -` asks q, as other Unix tools read `-`, not the question "-"."""
+    result = run_cli("ask", "--config", str(tiny_config), "--json", "-",
+                     stdin="How do I index documents?\n")
+    assert result.returncode == 0, result.stderr
+    question = json.loads(result.stdout)["messages"][-1]["content"]
+    assert question.endswith("How do I index documents?") and not question.endswith("-")
 
 
 def test_clear_in_the_terminal_chat_starts_a_new_conversation_in_the_log(tiny_config) -> None:

@@ -65,9 +65,11 @@ def _print_support(reply) -> None:
 @with_config
 @one_line_errors
 def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) -> None:
-    """Answer one question and exit."""
+    """Answer one question and exit; QUESTION - reads it from standard input."""
     from app.build import build_engine
 
+    if question == "-":  # `echo q | chatbot ask -`, as Unix tools read `-`
+        question = click.get_text_stream("stdin").read().strip()
     engine = build_engine(config)
     stream = engine.answer(_new_session(), question, variant)
     try:
