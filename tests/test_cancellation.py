@@ -292,3 +292,22 @@ def test_ctrl_c_mid_answer_of_ask_exits_once_the_answer_is_logged(
     assert "Traceback" not in errors and "terminate called" not in errors
     status, text = last_answer(tmp_path / "data" / "logs.sqlite")
     assert status == "interrupted" and text and text in "".join(shown)
+
+
+def test_ask_piped_to_a_reader_that_leaves_mid_answer_exits_quietly(
+        tmp_path, talkative_model_dir) -> None:
+    """`chatbot ask Q | head -c 20`: the answer stops and is logged interrupted. Before, the
+    process exited with the model still generating: torch aborted it (exit 134, "terminate
+    called without an active exception")."""
+    config = write_config(tmp_path, talkative_model_dir)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "ask", QUESTION, "--config", str(config)],
+        env={**os.environ, "CHATBOT_DATA_DIR": str(tmp_path / "data")},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    shown = process.stdout.read(20)
+    process.stdout.close()  # the reader leaves, as `head` does
+    errors = process.stderr.read()
+    process.wait(timeout=60)
+    assert process.returncode == 1 and errors == "", errors
+    status, text = last_answer(tmp_path / "data" / "logs.sqlite")
+    assert status == "interrupted" and text.startswith(shown)

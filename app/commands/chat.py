@@ -78,7 +78,7 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
             return
         _echo_answer(stream)
         _print_sources(stream.reply, stream.question)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C, or the reader left (`| head`)
         engine.cancel_all()  # logged interrupted; an exit mid-generation crashes in torch
         raise
 
@@ -116,6 +116,9 @@ def chat(config: BotConfig, variant: str | None) -> None:
         except ChatbotError as exc:  # a message too long, a model server gone: ask again
             click.echo(f"error: {exc}", err=True)
             continue
+        except BrokenPipeError:  # the reader left (`| head`): the session ends with it
+            engine.cancel_all()
+            raise
         except KeyboardInterrupt:  # stops this answer, not the session
             engine.cancel_all()  # logged interrupted; an exit mid-generation crashes in torch
             click.echo()
