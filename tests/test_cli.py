@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -120,3 +121,25 @@ def test_a_port_in_use_is_one_line_before_the_server_says_where_it_listens(tiny_
 def test_a_port_out_of_range_is_refused_before_the_model_loads(tiny_config) -> None:
     result = run_cli("serve", "--config", str(tiny_config), "--port", "99999")
     assert result.returncode == 2 and "99999 is not in the range 1<=x<=65535" in result.stderr
+
+
+def all_commands(command=main, path=("chatbot",)):
+    """Every command and group under ``command``, each with its words on the command line."""
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from all_commands(sub, (*path, name))
+
+
+def test_every_help_says_what_its_command_and_options_do() -> None:
+    """Help text is the terminal's manual: no option listed bare, and a group's summary names
+    its commands rather than ones it lacks (`chatbot ab` has only `report`)."""
+    for path, command in all_commands():
+        assert command.help, " ".join(path)
+        bare = [opt.opts[0] for opt in command.params
+                if isinstance(opt, click.Option) and opt.is_flag and not opt.help]
+        assert not bare, f"{' '.join(path)}: {bare}"
+    logs_help = CliRunner().invoke(main, ["logs", "--help"]).output.split("Options:")[0]
+    for does in ("list", "show", "export", "correct", "erase"):
+        assert does in logs_help, does
+    ab_help = CliRunner().invoke(main, ["ab", "--help"]).output.split("Options:")[0]
+    assert "report" in ab_help and "traffic split, arena votes, report" not in ab_help

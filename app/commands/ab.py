@@ -15,7 +15,7 @@ from index.jsonfile import write_bytes_atomic
 
 @click.group()
 def ab() -> None:
-    """Online A/B tests: traffic split, arena votes, report."""
+    """The online A/B test: report the split's thumbs-up rates and the arena's votes."""
 
 
 @ab.command("report")

@@ -178,7 +178,7 @@ def eval_command(config: BotConfig, data: Path, ks: tuple[int, ...], mode: str |
 
 
 @index_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the documents as JSON.")
 @with_config
 @one_line_errors
 def list_command(config: BotConfig, as_json: bool) -> None:
@@ -209,7 +209,7 @@ def remove_command(config: BotConfig, path: Path) -> None:
 
 
 @index_group.command("stats")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @with_config
 @one_line_errors
 def stats_command(config: BotConfig, as_json: bool) -> None:

@@ -1,4 +1,5 @@
-"""``chatbot logs list|show|export``: read the conversation log (``<data_dir>/logs.sqlite``)."""
+"""``chatbot logs list|show|export|correct|delete``: the conversation log
+(``<data_dir>/logs.sqlite``)."""
 
 from __future__ import annotations
 
@@ -93,7 +94,8 @@ FORMATS = {"openai": as_openai, "sharegpt": as_sharegpt}
 @in_section("Conversations")
 @click.group()
 def logs() -> None:
-    """Read the conversation log: list sessions, show one, export them as JSONL."""
+    """The conversation log: list sessions, show one, export them as JSONL, correct an answer,
+    erase sessions."""
 
 
 @logs.command("list")
