@@ -149,6 +149,18 @@ def _verified_unless_empty(store: Store) -> Store | None:
     return verified(store) if store.manifest.counts.chunks else None
 
 
+def nothing_indexed(index: BotIndex) -> bool:
+    """Whether the bot's index is missing or empty, so answers can use no documents; an index
+    that can't be read counts as there (its first search says what is wrong)."""
+    try:
+        return read_in_force(index.directory, lambda store: not store.manifest.counts.chunks,
+                             index.settings)
+    except IndexMissingError:
+        return True
+    except IndexingError:
+        return False
+
+
 class IndexSearch:
     """The bot's index as the engine's ``search``; opened on first use, so a bot whose index is
     built after start-up (e.g. from the web UI) starts retrieving without a restart."""

@@ -143,3 +143,20 @@ def test_every_help_says_what_its_command_and_options_do() -> None:
         assert does in logs_help, does
     ab_help = CliRunner().invoke(main, ["ab", "--help"]).output.split("Options:")[0]
     assert "report" in ab_help and "traffic split, arena votes, report" not in ab_help
+
+
+def test_ask_with_nothing_indexed_says_so(tiny_config) -> None:
+    """A fresh data dir answers from no documents: the terminal says why, not just a bare
+    answer without sources."""
+    result = run_cli("ask", "--config", str(tiny_config), "How do I index documents?")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "note: nothing is indexed yet, so answers use no documents; index them with "
+        "`chatbot index sync` (the config's index.paths)")
+    docs = load_config(tiny_config).index.paths[0]
+    os.makedirs(docs, exist_ok=True)
+    with open(os.path.join(docs, "guide.md"), "w") as handle:
+        handle.write("# Indexing\n\nRun chatbot index sync to index your documents.\n")
+    assert run_cli("index", "sync", "--config", str(tiny_config)).returncode == 0
+    indexed = run_cli("ask", "--config", str(tiny_config), "How do I index documents?")
+    assert indexed.returncode == 0 and "note:" not in indexed.stderr, indexed.stderr

@@ -71,6 +71,7 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
     if question == "-":  # `echo q | chatbot ask -`, as Unix tools read `-`
         question = click.get_text_stream("stdin").read().strip()
     engine = build_engine(config)
+    _note_if_nothing_indexed(config, engine.variant(variant))
     stream = engine.answer(_new_session(), question, variant)
     try:
         if as_json:
@@ -97,6 +98,7 @@ def chat(config: BotConfig, variant: str | None) -> None:
     engine = build_engine(config)
     session, history = _new_session(), []
     click.echo(f"{config.name} · variant {engine.variant(variant).name} · /clear, /quit")
+    _note_if_nothing_indexed(config, engine.variant(variant))
     while True:
         try:
             question = click.prompt("you", prompt_suffix="> ")
@@ -127,6 +129,16 @@ def chat(config: BotConfig, variant: str | None) -> None:
         history += [Message("user", stream.question), Message("assistant", stream.reply.text)]
         del history[:-2 * MAX_HISTORY_TURNS]
 
+
+
+def _note_if_nothing_indexed(config: BotConfig, variant) -> None:
+    """A bot whose documents were never indexed answers from none: say so, on stderr."""
+    from app.build import bot_index
+    from chatbot.indexing import nothing_indexed
+
+    if variant.retrieval and nothing_indexed(bot_index(config)):
+        click.echo("note: nothing is indexed yet, so answers use no documents; index them "
+                   "with `chatbot index sync` (the config's index.paths)", err=True)
 
 
 def _new_session() -> str:
