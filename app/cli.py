@@ -6,6 +6,8 @@ that ``chatbot --help`` reads by what users do.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from app.commands import (ab, adapters, chat, config_cmd, data, evaluate, index, logs,
@@ -36,8 +38,11 @@ class SectionedGroup(click.Group):
 
 @click.group(cls=SectionedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="chatbot-builder")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Build a domain chatbot: index documents, chat, collect feedback, fine-tune, A/B-test."""
+    if os.environ.get("NO_COLOR"):  # no-color.org: plain text even on a colour terminal
+        ctx.color = False  # every subcommand's context inherits it
 
 
 for module in (chat, serve, index, logs, data, train, adapters, evaluate, ab, config_cmd):

@@ -84,6 +84,16 @@ def test_show_prints_turns_sources_and_feedback(logged) -> None:
     assert data["turns"][1]["rating"] == 1 and data["turns"][1]["hits"][0]["score"] == 0.8
 
 
+def test_no_color_keeps_a_terminal_free_of_colour_codes(logged) -> None:
+    """NO_COLOR (no-color.org) in the environment: plain text even on a colour terminal."""
+    args = ["logs", "show", "web-a", "--config", logged["config"]]
+    coloured = CliRunner().invoke(main, args, color=True)  # as a terminal gets it
+    assert "\x1b[" in coloured.output
+    plain = CliRunner().invoke(main, args, color=True, env={"NO_COLOR": "1"})
+    assert plain.exit_code == 0 and "\x1b[" not in plain.output
+    assert plain.output == CliRunner().invoke(main, args).output  # as a pipe gets it
+
+
 def test_show_unknown_session_is_one_line_error(logged) -> None:
     result = CliRunner().invoke(main, ["logs", "show", "nope", "--config", logged["config"]])
     assert result.exit_code == 1
