@@ -153,6 +153,8 @@ def test_ask_with_nothing_indexed_says_so(tiny_config) -> None:
     assert result.stderr.splitlines()[-1] == (
         "note: nothing is indexed yet, so answers use no documents; index them with "
         "`chatbot index sync` (the config's index.paths)")
+    empty = run_cli("ask", "--config", str(tiny_config), " ")
+    assert empty.stderr == "error: the message is empty; type a question\n"  # the note alone
     docs = load_config(tiny_config).index.paths[0]
     os.makedirs(docs, exist_ok=True)
     with open(os.path.join(docs, "guide.md"), "w") as handle:

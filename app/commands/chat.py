@@ -71,8 +71,8 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
     if question == "-":  # `echo q | chatbot ask -`, as Unix tools read `-`
         question = click.get_text_stream("stdin").read().strip()
     engine = build_engine(config)
+    stream = engine.answer(_new_session(), question, variant)  # a bad question fails here
     _note_if_nothing_indexed(config, engine.variant(variant))
-    stream = engine.answer(_new_session(), question, variant)
     try:
         if as_json:
             print_json(stream.result().as_dict())
