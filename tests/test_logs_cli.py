@@ -267,6 +267,19 @@ def test_delete_erases_a_persons_sessions_from_the_log_file_itself(logged, isola
     assert missing.exit_code == 1 and "no session 'web-zz'" in missing.output
 
 
+def test_delete_not_confirmed_says_nothing_was_erased_and_how_to_skip_asking(logged) -> None:
+    """A script with no one to answer (stdin closed) learns about --yes, not a bare
+    "Aborted!"."""
+    for answer in ("n\n", ""):
+        asked = CliRunner().invoke(main, ["logs", "delete", "web-a", "--config",
+                                          logged["config"]], input=answer)
+        assert asked.exit_code == 1
+        assert asked.stderr.splitlines()[-1] == (
+            "error: nothing erased; answer y to erase, or pass --yes to erase without asking")
+    sessions = json.loads(invoke("logs", "list", "--json", "--config", logged["config"]).output)
+    assert {s["id"] for s in sessions} == {"web-a", "web-b"}
+
+
 def test_a_log_that_cant_be_written_is_read_but_answered_into_by_nobody(tmp_path) -> None:
     """A read-only log: `logs list` reads it (a pending answer it can't close is left as
     it is); a bot that would answer into it refuses to start, naming it."""

@@ -300,13 +300,23 @@ def delete(config: BotConfig, session_ids: tuple[str, ...], containing: str | No
         return
     for session in chosen:
         click.echo(f"{session}\t{known[session]['created_at']}\t{known[session]['turns']} turns")
-    if not yes:
-        click.confirm(f"Erase these {len(chosen)} session(s) from {path}?", abort=True)
+    if not yes and not _confirmed(f"Erase these {len(chosen)} session(s) from {path}?"):
+        raise InputError("nothing erased; answer y to erase, or pass --yes to erase without "
+                         "asking")
     erased = erase_sessions(path, chosen)
     click.echo(f"erased {erased.sessions} session(s): {erased.turns} turns, {erased.ratings} "
                f"ratings, {erased.corrections} corrections, {erased.battles} arena battles. "
                "Datasets and exports made before keep their copy: rebuild or delete them "
                "(`chatbot data list`).")
+
+
+def _confirmed(question: str) -> bool:
+    """The user's yes; no one to answer (standard input closed, Ctrl-C) is a no."""
+    try:
+        return click.confirm(question)
+    except click.Abort:
+        click.echo(err=True)  # end the prompt's line
+        return False
 
 
 COMMANDS = [logs]
