@@ -99,11 +99,15 @@ def read_yaml(path: Path) -> object:
         raise ConfigError(f"{path} is not a file (a device or a pipe); save the config as a "
                           "YAML file and give its path")
     if not path.is_file():
-        defaulted = path == default_config_path()
-        fix = "pass --config PATH or set $CHATBOT_CONFIG" if defaulted else "check the path"
+        from_env = path == Path(os.environ.get("CHATBOT_CONFIG", "")) and path != Path()
+        defaulted = path == default_config_path() and not from_env
+        fix = ("check the path it holds, or pass --config PATH" if from_env
+               else "pass --config PATH or set $CHATBOT_CONFIG" if defaulted
+               else "check the path")
+        named = f"config file {path}" + (" (from $CHATBOT_CONFIG)" if from_env else "")
         if path.is_absolute():
-            raise ConfigError(f"config file {path} not found; {fix}")
-        raise ConfigError(f"config file {path} not found in the current folder ({Path.cwd()}); "
+            raise ConfigError(f"{named} not found; {fix}")
+        raise ConfigError(f"{named} not found in the current folder ({Path.cwd()}); "
                           + (f"run the command from the project's folder, or {fix}"
                              if defaulted else fix))
     try:

@@ -80,6 +80,11 @@ def test_missing_config_is_one_line_saying_what_to_do(tmp_path) -> None:
                                 f"current folder ({tmp_path}); run the command from the "
                                 "project's folder, or pass --config PATH or set "
                                 "$CHATBOT_CONFIG\n")
+    from_env = run_cli("logs", "list", env={"CHATBOT_CONFIG": str(tmp_path / "gone.yaml")})
+    assert from_env.returncode == 1  # the fix is the variable, not "set" it
+    assert from_env.stderr == (f"error: config file {tmp_path / 'gone.yaml'} (from "
+                               "$CHATBOT_CONFIG) not found; check the path it holds, or pass "
+                               "--config PATH\n")
 
 
 @pytest.mark.integration
