@@ -65,7 +65,9 @@ def _print_support(reply) -> None:
 @with_config
 @one_line_errors
 def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) -> None:
-    """Answer one question and exit; QUESTION - reads it from standard input."""
+    """Answer one question and exit.
+
+    Give - as QUESTION to read the question from standard input."""
     from app.build import build_engine
 
     if question == "-":  # `echo q | chatbot ask -`, as Unix tools read `-`
