@@ -179,9 +179,10 @@ class AnswerStream:
             hold_back = HOLD_BACK_CHARS if policies.filters else 0
             try:
                 for piece in pieces:
+                    if first is None:  # the wait for a reader starts with the first piece
+                        first, self._last_read = time.perf_counter(), time.monotonic()
                     if self._abandoned():
                         break
-                    first = first or time.perf_counter()
                     raw += piece
                     visible, stopped = before_stop(raw, stop)
                     if (now_ready := complete_words(visible.lstrip())) != ready:

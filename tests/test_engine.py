@@ -336,6 +336,26 @@ def test_stop_strings_end_the_answer_and_are_never_shown(echo, stop, expected) -
     assert "".join(pieces) == stream.reply.text == expected
 
 
+def test_a_slow_first_load_does_not_count_as_a_reader_gone_quiet(echo, tmp_path,
+                                                                 monkeypatch) -> None:
+    """The wait for a reader starts with the first piece, not with the question: a model that
+    took longer to load than ABANDON_AFTER_S (SmolLM2 from its GGUF takes ~38 s) had its
+    answer stopped, logged empty, as soon as two pieces were queued unread at once."""
+    monkeypatch.setattr(AnswerStream, "ABANDON_AFTER_S", 0.2)
+    log = ConversationLog(tmp_path / "logs.sqlite")
+
+    def slow_load(model):
+        time.sleep(0.4)
+        return echo
+
+    engine = Engine({"plain": PLAIN}, slow_load, log=log,
+                    settings=GenerationSettings(max_new_tokens=40))
+    question = "one two three four five six seven"
+    stream = engine.answer("s1", question, "plain")
+    time.sleep(0.5)  # the reader comes a moment after the first words are queued
+    assert "".join(stream).strip() == question
+    assert log.conversation("s1").turns[1].status == "complete"
+
 def test_an_answer_nobody_reads_any_more_stops_itself(echo, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(AnswerStream, "ABANDON_AFTER_S", 0.2)
     log = ConversationLog(tmp_path / "logs.sqlite")
