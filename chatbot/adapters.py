@@ -22,6 +22,8 @@ SCHEMA_VERSION = 1
 RETRAIN = "retrain the adapter with `chatbot train`"
 FULL_MODEL_METHODS = ("freeze", "full")
 """Training methods that save a complete model, served on its own, not as an adapter."""
+LORA_CONFIG, LORA_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+"""The files peft reads a LoRA adapter from."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,32 @@ class AdapterManifest:
 
 _manifests = FileCache(AdapterManifest.from_file)
 """Every message to an adapter variant checks its manifest: parsed once, again after a retrain."""
+
+
+def check_lora_files(adapter_dir: Path) -> None:
+    """Refuse a LoRA adapter folder saved or copied only in part, naming the file: peft takes a
+    folder without weights for a model hub id, and a cut-short file fails deep in safetensors."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    for name in (LORA_CONFIG, LORA_WEIGHTS):
+        if not (adapter_dir / name).is_file():
+            raise _incomplete(adapter_dir, f"{name} is missing")
+    try:
+        json.loads((adapter_dir / LORA_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _incomplete(adapter_dir, f"{LORA_CONFIG} cannot be read ({exc})") from None
+    try:
+        with safe_open(str(adapter_dir / LORA_WEIGHTS), framework="pt"):
+            pass
+    except (OSError, SafetensorError) as exc:
+        raise _incomplete(adapter_dir, f"{LORA_WEIGHTS} cannot be read ({exc})") from None
+
+
+def _incomplete(adapter_dir: Path, problem: str) -> ModelError:
+    return ModelError(f"adapter {adapter_dir} is incomplete: {problem}; copy the whole folder "
+                      f"again or {RETRAIN}")
 
 
 def registered_adapters(adapters_root: Path) -> dict[str, Path]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from chatbot.adapters import peft_notice_muted
+from chatbot.adapters import check_lora_files, peft_notice_muted
 from chatbot.errors import GenerationFailed, InputError, ModelError
 from chatbot.models import chat_template_hash, model_fingerprint
 from chatbot.types import Message
@@ -137,6 +137,7 @@ class TransformersGenerator:
         with self._lock:
             if name in self.adapters:
                 return
+            check_lora_files(Path(path))
             peft_name = f"adapter{len(self.adapters)}"
             try:
                 with peft_notice_muted():

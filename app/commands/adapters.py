@@ -23,7 +23,8 @@ import httpx
 
 from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
     with_config
-from chatbot.adapters import AdapterManifest, registered_adapters
+from chatbot.adapters import FULL_MODEL_METHODS, AdapterManifest, check_lora_files, \
+    registered_adapters
 from chatbot.errors import ConfigError, ModelError
 from chatbot.models import chat_template_hash, model_fingerprint
 from chatbot.paths import DataPaths
@@ -56,6 +57,8 @@ def _row(name: str, path: Path) -> dict:
     """One adapter's line; a damaged one is listed with what is wrong (it is not served)."""
     try:
         manifest = AdapterManifest.load(path)
+        if manifest.method not in FULL_MODEL_METHODS:
+            check_lora_files(path)
     except ModelError as exc:
         return {"name": name, "base_model": None, "method": None, "created_at": None,
                 "path": str(path), "problem": f"not served: {exc}"}

@@ -113,7 +113,8 @@ def train_preference(request: PreferenceRequest,
 
 def _sft_adapter(data_dir: Path, name: str | None):
     """``(directory, manifest)`` of the registered LoRA adapter to continue, or ``None``."""
-    from chatbot.adapters import FULL_MODEL_METHODS, AdapterManifest, registered_adapters
+    from chatbot.adapters import FULL_MODEL_METHODS, AdapterManifest, check_lora_files, \
+        registered_adapters
 
     if name is None:
         return None
@@ -128,6 +129,7 @@ def _sft_adapter(data_dir: Path, name: str | None):
     if manifest.method in FULL_MODEL_METHODS:
         raise TrainingError(f"adapter {name!r} is a full model (method {manifest.method}), not "
                             "a LoRA adapter; preference tuning continues LoRA adapters only")
+    check_lora_files(known[name])
     return known[name], manifest
 
 

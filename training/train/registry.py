@@ -19,7 +19,8 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from chatbot.adapters import ADAPTER_MANIFEST, AdapterManifest, peft_notice_muted
+from chatbot.adapters import ADAPTER_MANIFEST, AdapterManifest, check_lora_files, \
+    peft_notice_muted
 from chatbot.paths import DataPaths
 from training.train.checkpoint import disk_error
 from training.errors import TrainingError
@@ -150,6 +151,7 @@ def merge_adapter(adapter_dir: Path, base_dir: str, out: Path) -> Path:
         raise TrainingError(f"adapter {adapter_dir.name!r} was trained with method "
                             f"{manifest.method!r} and is already a full model; use "
                             f"{adapter_dir} directly")
+    check_lora_files(adapter_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     with peft_notice_muted():
         merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
