@@ -1,6 +1,7 @@
 """Ctrl-C of ``chatbot train`` (a real SIGINT to a real run) prints a command that works as
 printed: ``--resume`` after a checkpoint, which takes the settings the run recorded, or the
-same command again when no checkpoint was saved yet."""
+same command again when no checkpoint was saved yet. A second run of one name, started while
+the first trains, is refused and leaves the first one's run as it was."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -99,3 +101,33 @@ def test_before_the_first_checkpoint_it_says_so_and_prints_the_command_to_start_
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["steps"] == 8
     assert (isolated_state / "adapters/rb/adapter_manifest.json").is_file()
+
+
+def test_a_second_run_of_one_name_is_refused_while_the_first_trains(bot, isolated_state):
+    """Two runs of one name (two terminals, or a terminal and the web UI) share one run
+    folder: the second emptied the first one's, whose next write then failed ("Parent
+    directory ... does not exist"), or, once the first had a checkpoint, called it an
+    interrupted run to --resume, which trained two processes into that folder."""
+    run_dir = isolated_state / "runs/twice"
+    first = started(["train", "--data", "facts", "--name", "twice", "--quiet", "--max-steps",
+                     "100000", "--eval-every", "100000", "--config", str(bot)])
+    deadline = time.monotonic() + 300
+    while not (run_dir / "metrics.jsonl").is_file():  # step 0 measured: it trains
+        assert first.poll() is None, first.communicate()[1]
+        assert time.monotonic() < deadline, "the first run had not begun after 300 s"
+        time.sleep(0.05)
+    for resume in ([], ["--resume"]):
+        second = CliRunner().invoke(main, ["train", "--config", str(bot), "--data", "facts",
+                                           "--name", "twice", "--max-steps", "1", "--quiet",
+                                           *resume])
+        assert second.exit_code == 1, second.output
+        assert second.stderr == (
+            f"error: a run named 'twice' is training in another process (it holds "
+            f"{isolated_state / '.train-twice.lock'}); wait for it to end, or give another "
+            "--name\n")
+    assert (run_dir / "settings.json").is_file() and (run_dir / "metrics.jsonl").is_file()
+    assert not (isolated_state / "adapters/twice").exists()
+
+    stderr = ctrl_c_once(first, lambda: True)
+    assert stderr.splitlines()[-1].startswith("Error: interrupted before the first checkpoint")
+    assert not (isolated_state / ".train-twice.lock").exists()

@@ -80,7 +80,17 @@ def finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] 
              ) -> FinetuneResult:
     """Train and register the adapter; returns where it is, its best step and losses.
 
-    ``before_register(staged_dir)`` may refuse the adapter by raising (``--eval-gate``)."""
+    ``before_register(staged_dir)`` may refuse the adapter by raising (``--eval-gate``). A
+    second run of one name while the first trains is refused (``run_lock.py``)."""
+    from training.train.run_lock import run_alone
+
+    with run_alone(request.data_dir, request.name):
+        return _finetune(request, on_record, progress, before_register)
+
+
+def _finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None] | None,
+              progress: bool, before_register: Callable[[Path], None] | None
+              ) -> FinetuneResult:
     from chatbot.models import chat_template_hash, model_fingerprint, resolve_model
     from training.data.dataset import check_built_for, check_prompt_template, load_training_data
     from training.train.registry import check_new_adapter, probe_writable

@@ -70,7 +70,16 @@ def train_preference(request: PreferenceRequest,
                      before_register: Callable[[Path], None] | None = None) -> PreferenceResult:
     """Train and register the adapter; ``on_record`` sees each ``metrics.jsonl`` record (true
     stops the run), ``before_register(staged_dir)`` may refuse the adapter by raising
-    (``--eval-gate``)."""
+    (``--eval-gate``). A second run of one name while the first trains is refused."""
+    from training.train.run_lock import run_alone
+
+    with run_alone(request.run.data_dir, request.run.name):
+        return _train_preference(request, on_record, progress, before_register)
+
+
+def _train_preference(request: PreferenceRequest,
+                      on_record: Callable[[dict], bool | None] | None, progress: bool,
+                      before_register: Callable[[Path], None] | None) -> PreferenceResult:
     from chatbot.models import chat_template_hash, model_fingerprint, resolve_model
     from training.data.dataset import check_built_for, check_prompt_template
     from training.train.model_setup import load_base
