@@ -131,3 +131,16 @@ def test_a_second_run_of_one_name_is_refused_while_the_first_trains(bot, isolate
     stderr = ctrl_c_once(first, lambda: True)
     assert stderr.splitlines()[-1].startswith("Error: interrupted before the first checkpoint")
     assert not (isolated_state / ".train-twice.lock").exists()
+
+
+def test_resuming_a_run_whose_settings_record_was_cut_short_says_what_to_do(bot, isolated_state):
+    """A run stopped while it wrote its settings (a full disk) left them cut short, and
+    --resume then ended in a JSONDecodeError traceback."""
+    run_dir = isolated_state / "runs/cut"
+    run_dir.mkdir(parents=True)
+    (run_dir / "settings.json").write_text('{\n  "method": "lora",\n  "lora_r"')
+    result = CliRunner().invoke(main, ["train", "--config", str(bot), "--data", "facts",
+                                       "--name", "cut", "--resume", "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"error: {run_dir / 'settings.json'} is not valid JSON (")
+    assert result.stderr.endswith(f"; delete {run_dir} and start again without --resume\n")

@@ -198,11 +198,13 @@ def same_settings_on_resume(run_dir: Path, settings: dict, resume: bool) -> None
     run: a new run records ``settings`` in the run directory, a resumed one compares them."""
     import json
 
+    from index import jsonfile
+
     settings = json.loads(json.dumps(settings))
     started = started_settings(run_dir) if resume else {}
     if not started:
         if not resume:  # a resume with nothing recorded (no such run) leaves nothing behind
-            (run_dir / SETTINGS).write_text(json.dumps(settings, indent=2))
+            jsonfile.write_atomic(run_dir / SETTINGS, settings)
         return
     same_dataset = started.get("dataset", settings.get("dataset")) == settings.get("dataset")
     if same_dataset and started.get(DATASET_SHA, settings[DATASET_SHA]) != settings[DATASET_SHA]:
@@ -225,10 +227,13 @@ DATASET_SHA = "dataset_manifest_sha256"
 
 def started_settings(run_dir: Path) -> dict:
     """The settings a run recorded when it started (``{}`` when there is no record)."""
-    import json
+    from index import jsonfile
 
     path = run_dir / SETTINGS
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    return jsonfile.read(path, TrainingError,
+                         f"delete {run_dir} and start again without --resume")
 
 
 def _hyperparameters(request: FinetuneRequest) -> dict:
