@@ -191,6 +191,22 @@ def test_csv_export_neutralises_formula_cells_and_keeps_the_text(run, tmp_path):
     assert all(row[4].startswith("'") for row in rows)  # nothing a spreadsheet would run
 
 
+def test_building_from_a_csv_export_says_to_build_from_the_jsonl_export(run, tmp_path):
+    """The CSV export is for reading; building from it was refused as a question-and-answer
+    CSV whose columns data.question_field/data.answer_field could name, which they can't."""
+    assert run("data", "build", "--name", "v1", "--from", str(DATA / "openai.jsonl")
+               ).exit_code == 0
+    out = tmp_path / "v1.csv"
+    assert run("data", "export", "v1", "--format", "csv", "--out", str(out)).exit_code == 0
+    rebuilt = run("data", "build", "--name", "v2", "--from", str(out))
+    assert rebuilt.exit_code == 1
+    assert rebuilt.stderr == (
+        f"error: no valid conversation to build from: 1 problem(s), the first: {out}: this is "
+        "the one-message-a-row CSV of `chatbot data export --format csv`, for reading; build "
+        "from the JSONL export instead: `chatbot data export NAME --out FILE.jsonl`, then "
+        "`--from FILE.jsonl`\n")
+
+
 @pytest.mark.parametrize("cell", ["plain text", "a = b", "it costs 3-5 days", "", "'quoted"])
 def test_ordinary_cells_are_written_unchanged(cell):
     assert safe_cell(cell) == cell

@@ -25,7 +25,8 @@ from training.data.report import BuildSummary, render_report, token_stats, write
 from training.data.settings import DataSettings
 from training.data.steps import CurateOptions, Curated, curate
 from training.data.token_lengths import TokenCounter
-from training.data.transcripts import Conversation, ImportResult, QAFields, read_transcripts
+from training.data.transcripts import EXPORT_CSV_COLUMNS, Conversation, ImportResult, QAFields, \
+    read_transcripts
 from training.synth.progress import work_dir
 
 LOGS = "logs"
@@ -304,14 +305,13 @@ def newest_dataset(datasets: list[dict]) -> str | None:
 
 
 EXPORT_FORMATS = ("jsonl", "csv")
-CSV_COLUMNS = ("conversation_id", "split", "message", "role", "content")
 
 
 def export_dataset(settings: DataSettings, name: str, out: Path, fmt: str = "jsonl") -> int:
     """Write the dataset's examples (train then validation) to ``out``; return how many.
 
     ``jsonl`` is OpenAI JSONL, to edit and build from again; ``csv`` is one message a row
-    (``CSV_COLUMNS``) for reviewers' spreadsheets, every cell safe to open there.
+    (``EXPORT_CSV_COLUMNS``) for reviewers' spreadsheets, every cell safe to open there.
     """
     if fmt not in EXPORT_FORMATS:
         raise DataError(f"export format {fmt!r} is unknown; expected one of "
@@ -330,7 +330,7 @@ def export_dataset(settings: DataSettings, name: str, out: Path, fmt: str = "jso
                 for split in ("train", "validation") for row in splits[split]
                 for n, message in enumerate(row["messages"], start=1)]
         with replacing(out, newline="") as handle:  # one cut short leaves the earlier file
-            write_csv(handle, CSV_COLUMNS, rows)
+            write_csv(handle, EXPORT_CSV_COLUMNS, rows)
         return len({(row[0], row[1]) for row in rows})
     text = (directory / "export.jsonl").read_text(encoding="utf-8")
     with replacing(out) as handle:

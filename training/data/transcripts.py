@@ -204,6 +204,11 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
                                      "only a few levels")
 
 
+EXPORT_CSV_COLUMNS = ("conversation_id", "split", "message", "role", "content")
+"""The header of ``chatbot data export --format csv``: a dataset for reviewers' spreadsheets,
+one message a row, which is not read back (build from the JSONL export)."""
+
+
 def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
     # line breaks inside a quoted cell are the cell's own: kept, as "\n" whatever wrote them
     text = LINE_END.sub("\n", text)
@@ -216,6 +221,10 @@ def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
     if undecodable := _not_utf8(",".join(header)):  # a UTF-16 file reads as garbled columns
         raise DataError(f"the CSV header is {undecodable.reason}")
     missing = [f for f in (qa.question, qa.answer) if f not in header]
+    if missing and tuple(header) == EXPORT_CSV_COLUMNS:
+        raise DataError("this is the one-message-a-row CSV of `chatbot data export --format "
+                        "csv`, for reading; build from the JSONL export instead: `chatbot data "
+                        "export NAME --out FILE.jsonl`, then `--from FILE.jsonl`")
     if missing:
         raise DataError(f"CSV header has no column(s) {', '.join(missing)} (found: "
                         f"{', '.join(header) or 'nothing'}); set data.question_field/"
