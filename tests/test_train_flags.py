@@ -91,6 +91,18 @@ def test_a_preference_beta_of_zero_or_less_is_refused(bot, isolated_state):
     assert_nothing_written(isolated_state, "zorb")
 
 
+@pytest.mark.parametrize("flags", [["--beta", "0.2"], ["--method", "lora", "--beta", "0.2"],
+                                   ["--from-adapter", "sft"]])
+def test_a_preference_flag_without_dpo_or_kto_is_refused_not_ignored(bot, isolated_state,
+                                                                      flags):
+    """--beta on an SFT run trained as if it had not been given."""
+    out = CliRunner().invoke(main, ["train", "--config", str(bot), "--data", "facts",
+                                    "--name", "zorb", "--max-steps", "1", "--quiet", *flags])
+    assert out.exit_code == 2, out.output
+    assert out.stderr.endswith(f"Error: {flags[-2]} applies to --method dpo or kto\n")
+    assert_nothing_written(isolated_state, "zorb")
+
+
 def test_sweep_trials_zero_is_refused_not_read_as_the_default(bot, isolated_state):
     out = CliRunner().invoke(main, ["train", "sweep", "--config", str(bot), "--data", "facts",
                                     "--name", "zorb", "--trials", "0"])

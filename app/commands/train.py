@@ -124,8 +124,9 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
         if gate and not eval_data:
             raise click.UsageError("--eval-gate with --method dpo/kto needs --eval-data (held-out "
                                    "questions with answers)")
-    elif from_adapter:
-        raise click.UsageError("--from-adapter applies to --method dpo or kto")
+    elif from_adapter or beta is not None:
+        flag = "--from-adapter" if from_adapter else "--beta"
+        raise click.UsageError(f"{flag} applies to --method dpo or kto")
     given = given_settings(config, overrides)
     run_dir = DataPaths(config.data_path).run(name)
     recorded = started_settings(run_dir) if resume else {}
