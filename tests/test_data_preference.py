@@ -142,7 +142,11 @@ def test_cli_builds_it_and_the_sft_trainer_refuses_it(config, logged, tmp_path) 
     assert "balance: 2 desirable, 2 undesirable (50% desirable)" in result.output
     manifest = json.loads((config.data_path / "datasets" / "p" / "manifest.json").read_text())
     assert manifest["kind"] == "preference" and manifest["files"] == FILES
-    with pytest.raises(DatasetError, match="'p' is a preference dataset"):
+    # the way to train on it is named, not only the way to build another
+    with pytest.raises(DatasetError, match=r"^dataset 'p' is a preference dataset: "
+                                           r"`chatbot train --method dpo` or `--method kto` "
+                                           r"trains on it; supervised fine-tuning needs one "
+                                           r"built by `chatbot data build` without --kind$"):
         load_training_data(config.data_path, "p")
     listed = CliRunner().invoke(main, ["data", "list", "--config", str(path)]).output
     assert listed.split("\t", 2)[0] == "p" and listed.rstrip().endswith(

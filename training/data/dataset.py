@@ -189,8 +189,11 @@ def load_training_data(data_dir: Path, name: str) -> TrainingData:
     except DataError as exc:
         raise DatasetError(str(exc)) from None
     if manifest.kind != "sft":
-        raise DatasetError(f"dataset {name!r} is a {manifest.kind} dataset; supervised "
-                           "fine-tuning needs one built by `chatbot data build` without --kind")
+        trainers = ("`chatbot train --method dpo` or `--method kto` trains on it; "
+                    if manifest.kind == "preference" else "")
+        raise DatasetError(f"dataset {name!r} is a {manifest.kind} dataset: {trainers}"
+                           "supervised fine-tuning needs one built by `chatbot data build` "
+                           "without --kind")
     splits = _load_splits(root / "dataset", name)
     data = TrainingData(name, splits["train"], splits["validation"], manifest,
                         hashlib.sha256(manifest_path.read_bytes()).hexdigest())
