@@ -63,9 +63,15 @@ def test_sweep_prunes_a_bad_learning_rate_registers_the_best_and_continues(isola
     assert "| 0 (best) | complete |" in report and "| 1 | pruned (" in report
     assert (tmp_path / "sweeps/zorb/objective.png").stat().st_size > 1000
 
-    # a trial cut short by a killed process is marked failed and run again; the same command
-    # with more trials continues the study: one new trial, same best or better
-    optuna.load_study(study_name="zorb", storage=storage).ask()
+    # a trial cut short by a killed process is marked failed and run again, and what it left
+    # goes (its checkpoints, and its adapter half-written when the kill came as it registered
+    # it); the same command with more trials continues the study: one new trial, same best
+    # or better
+    killed = optuna.load_study(study_name="zorb", storage=storage).ask()
+    killed.set_user_attr("adapter", "zorb-trial-2")
+    (tmp_path / "runs/zorb-trial-2").mkdir()
+    (tmp_path / "adapters/.zorb-trial-2.partial").mkdir()
+    (tmp_path / "adapters/.zorb-trial-2.partial/adapter_model.safetensors").write_bytes(b"cut")
     config = tmp_path / "bot.yaml"
     config.write_text(json.dumps({"models": {"chat": str(tiny_model)},
                                   "training": {"device": "cpu", "max_seq_len": 256,
@@ -85,6 +91,7 @@ def test_sweep_prunes_a_bad_learning_rate_registers_the_best_and_continues(isola
     manifest = json.loads((tmp_path / "adapters/zorb/adapter_manifest.json").read_text())
     assert manifest["metrics"]["sweep"]["trial"] == best
     assert sorted(p.name for p in (tmp_path / "adapters").iterdir()) == ["zorb"]
+    assert not any((tmp_path / "runs").iterdir())
 
 
 def test_sweep_refuses_to_overwrite_another_adapter(tmp_path, tiny_model):

@@ -49,6 +49,12 @@ def probe_writable(folder: Path) -> None:
         raise disk_error(folder, exc) from None
 
 
+def staging_dir(target: Path) -> Path:
+    """The hidden folder ``target`` is written in before it is renamed into place; a process
+    killed while writing leaves it, and the next write of ``target`` clears it."""
+    return target.with_name(f".{target.name}.partial")
+
+
 def publish(target: Path, save_weights, manifest: AdapterManifest, metrics_path: Path,
             check=None) -> Path:
     """Write weights, manifest, metrics and plot into a staging dir, then rename it to ``target``.
@@ -56,7 +62,7 @@ def publish(target: Path, save_weights, manifest: AdapterManifest, metrics_path:
     ``save_weights(dir)`` writes the model files; ``check(dir)``, if given, may refuse the
     staged adapter by raising (the evaluation gate). Any failure removes the staging dir.
     """
-    staging = target.with_name(f".{target.name}.partial")
+    staging = staging_dir(target)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
@@ -80,7 +86,7 @@ def promote_adapter(source: Path, target: Path, sweep: dict, keep_source: bool) 
     """Register the adapter in ``source`` (a sweep's best trial) as ``target``: same weights,
     the manifest renamed and the sweep recorded in its metrics. ``target`` may be this sweep's
     earlier best, which is replaced."""
-    staging = target.with_name(f".{target.name}.partial")
+    staging = staging_dir(target)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         shutil.copytree(source, staging)
@@ -155,7 +161,7 @@ def merge_adapter(adapter_dir: Path, base_dir: str, out: Path) -> Path:
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     with peft_notice_muted():
         merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    staging = out.with_name(f".{out.name}.partial")
+    staging = staging_dir(out)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         merged.save_pretrained(staging)

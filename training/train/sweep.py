@@ -235,9 +235,14 @@ def _trial_request(base: FinetuneRequest, name: str, values: dict) -> FinetuneRe
 
 
 def _remove_trial(paths: DataPaths, trial_name: str | None) -> None:
-    """A trial's checkpoints and adapter (pruned, failed, or not the best)."""
+    """A trial's checkpoints and adapter (pruned, failed, or not the best), and the adapter
+    half-written by a process killed as it registered it (never written again: a retried draw
+    is a trial of its own)."""
+    from training.train.registry import staging_dir
+
     if trial_name:
-        for folder in (paths.run(trial_name), paths.adapter(trial_name)):
+        adapter = paths.adapter(trial_name)
+        for folder in (paths.run(trial_name), adapter, staging_dir(adapter)):
             shutil.rmtree(folder, ignore_errors=True)
 
 
