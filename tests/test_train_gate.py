@@ -81,7 +81,9 @@ def test_a_malformed_gate_fails_before_training(tmp_path, tiny_model, monkeypatc
     (("--eval-baseline", "nosuch"), "--eval-baseline 'nosuch' is not a variant; variants: "
                                     "prompt"),
     (("--name", "z" * 60), f"--eval-gate writes its report to evals/gate-{'z' * 60}, which is "
-                           "not a usable folder name; give --name at most 59 characters")])
+                           "not a usable folder name; give --name at most 59 characters"),
+    (("--eval-limit", "2"), "--eval-gate compares on at least 3 held-out questions, and "
+                            "--eval-limit 2 keeps 2; raise --eval-limit")])
 def test_gate_inputs_that_cant_be_read_fail_before_training(tmp_path, tiny_model, monkeypatch,
                                                             flags, error):
     result = train_with_gate(tmp_path, tiny_model, monkeypatch, "token_f1>=0", *flags)

@@ -37,6 +37,10 @@ GATE = re.compile(r"^\s*([a-z_@0-9]+)\s*(>=|<=)\s*([-+]?(?:[0-9]+\.?[0-9]*|\.[0-
                   r"(?:[eE][-+]?[0-9]+)?)\s*$")
 
 
+GATE_MIN_ITEMS = 3
+"""Paired items a gate needs: fewer give no interval worth promoting a variant on."""
+
+
 def parse_gate(text: str) -> Gate:
     match = GATE.match(text)
     if not match or match.group(1) not in BY_NAME or not math.isfinite(float(match.group(3))):
@@ -51,10 +55,11 @@ def check_gate(result: EvalResult, gate: Gate, candidate: str) -> GateResult:
     interval is the wider of the paired bootstrap's and Student t's: on few items the
     bootstrap alone is too narrow and would promote a variant on noise."""
     comparison = result.comparisons.get(candidate, {}).get(gate.metric)
-    if comparison is None or comparison.n < 3:
+    if comparison is None or comparison.n < GATE_MIN_ITEMS:
         n = comparison.n if comparison else 0
         return GateResult(gate, candidate, result.baseline, False, None,
-                          f"gate {gate}: {n} paired item(s) have {gate.metric}; need at least 3")
+                          f"gate {gate}: {n} paired item(s) have {gate.metric}; need at least "
+                          f"{GATE_MIN_ITEMS}")
     boot, student = comparison.difference, comparison.difference_t
     diff = Interval(boot.mean, min(boot.low, student.low), max(boot.high, student.high))
     bound = diff.low if gate.op == ">=" else diff.high
@@ -200,7 +205,12 @@ def gate_check(settings: EvalSettings, name: str, gate: str, data: str, baseline
     from training.errors import TrainingError
 
     parse_gate(gate)
-    check_eval_inputs(settings, data, baseline, limit)
+    items = check_eval_inputs(settings, data, baseline, limit)
+    if len(items) < GATE_MIN_ITEMS:  # known now, not after the training run
+        held = (f"--eval-limit {limit} keeps {len(items)}; raise --eval-limit" if limit
+                else f"{data!r} holds {len(items)}; add questions or give another --eval-data")
+        raise InputError(f"--eval-gate compares on at least {GATE_MIN_ITEMS} held-out "
+                         f"questions, and {held}")
     eval_name = f"gate-{name}"
     if not FOLDER_NAME.match(eval_name):  # known now, not after the training run
         raise InputError(f"--eval-gate writes its report to evals/{eval_name}, which is not a "
@@ -301,14 +311,15 @@ def keep_larger_run(data_dir: Path, name: str, limit: int) -> None:
 
 
 def check_eval_inputs(settings: EvalSettings, data: str, baseline: str,
-                      limit: int | None) -> None:
+                      limit: int | None) -> list[EvalItem]:
     """What the evaluation after a training run reads, checked before the run starts: a
-    missing file or an unknown baseline would otherwise cost the whole run."""
+    missing file or an unknown baseline would otherwise cost the whole run. Returns the
+    items."""
     known = [*settings.variants, *registered_adapters(DataPaths(settings.data_dir).adapters)]
     if baseline not in known:
         raise InputError(f"--eval-baseline {baseline!r} is not a variant; variants: "
                          f"{', '.join(known)}")
-    load_items(data, settings.data_dir, limit)
+    return load_items(data, settings.data_dir, limit)
 
 
 def adapter_variant(settings: EvalSettings, name: str, adapter_dir: Path,
