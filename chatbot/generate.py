@@ -100,6 +100,7 @@ class TransformersGenerator:
     def __init__(self, model_path: str, model_id: str, device: str = "auto",
                  dtype: str = "auto", threads: int | None = None) -> None:
         import torch
+        from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -117,6 +118,10 @@ class TransformersGenerator:
             raise ModelError(f"could not load chat model {model_id!r} from {model_path}: {exc}; "
                              "check models.chat in the config, then run "
                              "`chatbot models prepare`") from exc
+        except SafetensorError as exc:  # a weights file cut short
+            raise ModelError(f"could not load chat model {model_id!r} from {model_path}: its "
+                             f"safetensors weights cannot be read ({exc}); the folder was saved "
+                             "or copied only in part: save or copy it again") from exc
         if not self.tokenizer.chat_template:
             raise ModelError(f"chat model {model_id!r} has no chat template; use an "
                              "instruction-tuned model")

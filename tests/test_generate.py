@@ -70,6 +70,22 @@ def test_a_missing_model_directory_names_the_fix(tmp_path) -> None:
         TransformersGenerator(str(tmp_path / "empty"), "empty", device="cpu")
 
 
+def test_a_model_folder_whose_weights_were_cut_short_names_the_fix(tiny_model_dir,
+                                                                     tmp_path) -> None:
+    """A merged model or a full fine-tune copied only in part ended in a safetensors
+    traceback."""
+    import shutil
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "cut")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ModelError, match=rf"^could not load chat model 'cut' from {folder}: "
+                                         r"its safetensors weights cannot be read \(.*\); the "
+                                         r"folder was saved or copied only in part: save or "
+                                         r"copy it again$"):
+        TransformersGenerator(str(folder), "cut", device="cpu")
+
+
 def test_a_stream_its_reader_abandoned_does_not_hold_the_model(generator) -> None:
     abandoned = generator.stream(QUESTION, GREEDY)
     next(abandoned)  # read once, then dropped without being closed (a closed browser tab)
