@@ -112,19 +112,20 @@ def check_lora_files(adapter_dir: Path) -> None:
 
     for name in (LORA_CONFIG, LORA_WEIGHTS):
         if not (adapter_dir / name).is_file():
-            raise _incomplete(adapter_dir, f"{name} is missing")
+            raise incomplete_adapter(adapter_dir, f"{name} is missing")
     try:
         json.loads((adapter_dir / LORA_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise _incomplete(adapter_dir, f"{LORA_CONFIG} cannot be read ({exc})") from None
+        raise incomplete_adapter(adapter_dir, f"{LORA_CONFIG} cannot be read ({exc})") from None
     try:
         with safe_open(str(adapter_dir / LORA_WEIGHTS), framework="pt"):
             pass
     except (OSError, SafetensorError) as exc:
-        raise _incomplete(adapter_dir, f"{LORA_WEIGHTS} cannot be read ({exc})") from None
+        raise incomplete_adapter(adapter_dir, f"{LORA_WEIGHTS} cannot be read ({exc})") from None
 
 
-def _incomplete(adapter_dir: Path, problem: str) -> ModelError:
+def incomplete_adapter(adapter_dir: Path, problem: str) -> ModelError:
+    """The error for an adapter folder with a file missing or unreadable (``problem``)."""
     return ModelError(f"adapter {adapter_dir} is incomplete: {problem}; copy the whole folder "
                       f"again or {RETRAIN}")
 

@@ -86,3 +86,26 @@ def test_preference_tuning_from_a_damaged_adapter_is_refused_before_loading(
     with pytest.raises(ModelError, match=f"adapter {folder} is incomplete: {words}"):
         train_preference(PreferenceRequest(run, "dpo", 0.1, "zorb"), progress=False)
     assert not (tmp_path / "data/runs/zorb-dpo").exists()
+
+
+def test_merging_an_adapter_whose_tokenizer_was_cut_short_writes_nothing(tmp_path,
+                                                                          tiny_model_dir,
+                                                                          monkeypatch):
+    """The merge read the adapter's tokenizer after writing the merged weights: a damaged one
+    ended in a JSONDecodeError traceback and left the weights in a hidden .NAME.partial."""
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "data"))
+    folder = save_lora_adapter(tiny_model_dir, tmp_path / "data/adapters/zorb")
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    AdapterManifest(name="zorb", method="lora", base_model=str(tiny_model_dir)).save(folder)
+    (folder / "tokenizer_config.json").write_text('{"add_bos')
+    config = tmp_path / "bot.yaml"
+    config.write_text(f"models:\n  chat: {tiny_model_dir}\n")
+    out = tmp_path / "merged"
+    result = CliRunner().invoke(main, ["train", "merge", "zorb", "--out", str(out),
+                                       "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"error: adapter {folder} is incomplete: its tokenizer "
+                                    "cannot be read (")
+    assert result.stderr.endswith("; copy the whole folder again or retrain the adapter with "
+                                  "`chatbot train`\n")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bot.yaml", "data"]

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from chatbot.adapters import ADAPTER_MANIFEST, AdapterManifest, check_lora_files, \
-    peft_notice_muted
+    incomplete_adapter, peft_notice_muted
 from chatbot.paths import DataPaths
 from training.train.checkpoint import disk_error
 from training.errors import TrainingError
@@ -158,6 +158,10 @@ def merge_adapter(adapter_dir: Path, base_dir: str, out: Path) -> Path:
                             f"{manifest.method!r} and is already a full model; use "
                             f"{adapter_dir} directly")
     check_lora_files(adapter_dir)
+    try:  # read before the merge writes anything
+        tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    except (OSError, ValueError) as exc:
+        raise incomplete_adapter(adapter_dir, f"its tokenizer cannot be read ({exc})") from None
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     with peft_notice_muted():
         merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
@@ -165,12 +169,14 @@ def merge_adapter(adapter_dir: Path, base_dir: str, out: Path) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     try:
         merged.save_pretrained(staging)
-        AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
         shutil.copyfile(adapter_dir / ADAPTER_MANIFEST, staging / "merged_from.json")
         if out.exists():
             out.rmdir()
         os.replace(staging, out)
-    except OSError as exc:
+    except BaseException as exc:  # Ctrl-C too: a half-written model is never left behind
         shutil.rmtree(staging, ignore_errors=True)
-        raise disk_error(out, exc) from None
+        if isinstance(exc, OSError):
+            raise disk_error(out, exc) from None
+        raise
     return out
