@@ -83,6 +83,19 @@ def test_patience_zero_turns_early_stopping_off_and_below_zero_is_refused(bot, i
     assert manifest["hyperparameters"]["patience"] is None
 
 
+@pytest.mark.parametrize("method", ["lora", "freeze"])
+def test_quiet_prints_the_summary_alone(bot, isolated_state, method):
+    """--quiet hid the training bar, while the model's loading bar (and, for a full model,
+    its writing bar) still ran on the terminal."""
+    out = CliRunner().invoke(main, ["train", "--config", str(bot), "--data", "facts",
+                                    "--name", "zorb", "--quiet", "--max-steps", "1",
+                                    "--eval-every", "1", "--method", method,
+                                    "--train-blocks", "1"])
+    assert out.exit_code == 0, out.output
+    assert out.stderr == ""
+    assert json.loads(out.stdout)["steps"] == 1
+
+
 def test_a_preference_beta_of_zero_or_less_is_refused(bot, isolated_state):
     out = CliRunner().invoke(main, ["train", "--config", str(bot), "--data", "facts",
                                     "--name", "zorb", "--method", "dpo", "--beta", "0"])

@@ -4,6 +4,8 @@ trial becomes the adapter, and a rerun continues the same study."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import optuna
 import pytest
@@ -76,13 +78,16 @@ def test_sweep_prunes_a_bad_learning_rate_registers_the_best_and_continues(isola
     config.write_text(json.dumps({"models": {"chat": str(tiny_model)},
                                   "training": {"device": "cpu", "max_seq_len": 256,
                                                "sweep": {"startup_trials": 1}}}))
-    out = CliRunner().invoke(main, [
+    out = subprocess.run([  # a process of its own: optuna's logging starts afresh
+        sys.executable, "-m", "app",
         "train", "sweep", "--config", str(config), "--data", "facts", "--name", "zorb",
         "--trials", "3", "--quiet", "--lr-range", "1e-3", "1e-2", "--rank", "4,8",
         "--alpha-ratio", "2", "--epochs-range", "1", "1", "--dropout-range", "0", "0",
         "--weight-decay-range", "0", "0", "--max-steps", "4", "--eval-every", "2",
-        "--batch-size", "4", "--seed", "3", "--scheduler", "constant", "--warmup", "0"])
-    assert out.exit_code == 0, out.output
+        "--batch-size", "4", "--seed", "3", "--scheduler", "constant", "--warmup", "0"],
+        capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""  # --quiet: the summary alone, no library's bars or notices
     continued = json.loads(out.stdout)
     assert continued["trials"]["fail"] == 1
     assert continued["trials"].get("complete", 0) + continued["trials"].get("pruned", 0) == 3

@@ -113,6 +113,8 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
     import os
 
     stop_on_ctrl_c()
+    if quiet:
+        hide_library_bars()
 
     from app.build import training_request
     from chatbot.paths import DataPaths
@@ -155,6 +157,13 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
         raise interrupted(ctx, run_dir, objective) from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
         print_json(result.as_dict())
+
+
+def hide_library_bars() -> None:
+    """``--quiet``: transformers' bars for loading and saving a model go too, not only ours."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _refuse_an_ungated_resume_of_a_failed_gate(config: BotConfig, name: str) -> None:

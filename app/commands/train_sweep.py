@@ -14,7 +14,8 @@ from __future__ import annotations
 import click
 
 from app.commands.common import BotConfig, one_line_errors, print_json, with_config
-from app.commands.train import checked_flags, given_settings, hyperparameter_options
+from app.commands.train import checked_flags, given_settings, hide_library_bars, \
+    hyperparameter_options
 from chatbot.interrupts import stop_on_ctrl_c
 from training.errors import TrainingError
 
@@ -107,6 +108,8 @@ def sweep(config: BotConfig, dataset: str, name: str, trials: int | None,
     request = SweepRequest(base=base, trials=settings.trials, space=space, objective=objective,
                            keep_trials=keep_trials, startup_trials=settings.startup_trials)
     stop_on_ctrl_c()
+    if quiet:
+        hide_library_bars()
     try:
         result = run_sweep(request, score, progress=not quiet)
     except KeyboardInterrupt:

@@ -76,13 +76,13 @@ def run_sweep(request: SweepRequest, score: Callable[[str, Path], float] | None 
     sweep_dir = paths.sweep(name)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with _alone(sweep_dir, name):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the report says what it did
         storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / 'study.sqlite'}")
         study = _open_study(request, storage)
         _retry_interrupted(study, storage, paths)
         finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         remaining = request.trials - len(study.get_trials(deepcopy=False, states=finished))
         if remaining > 0:
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
             study.optimize(_objective(request, score, progress), n_trials=remaining)
         from training.train.sweep_report import write_report
 
