@@ -19,7 +19,7 @@ from chatbot.types import Message
 from app.build import data_settings
 from training.data.build import (build_dataset, export_dataset, list_datasets,
                                  read_dataset_manifest)
-from training.data.dataset import examples_sha256, load_examples
+from training.data.dataset import examples_sha256, load_examples, write_directory
 from training.data.report import BuildSummary
 from training.errors import DataError
 from training.data.transcripts import Conversation
@@ -133,6 +133,24 @@ def test_existing_name_needs_overwrite_and_nothing_is_left_by_a_failed_build(con
         build_dataset(data_settings(config), "broken", [str(DATA / "faq_custom.jsonl")])
     assert [d["name"] for d in list_datasets(data_settings(config))] == ["samples"]
     assert not [p for p in (config.data_path / "datasets").iterdir() if p.name.startswith(".")]
+
+
+def test_a_dataset_another_build_wrote_meanwhile_is_kept_and_the_late_build_says_so(tmp_path):
+    """Two builds of one name at once: the one that finished second failed with
+    "error: .../datasets/.NAME-xxxx: Directory not empty", naming a folder already gone."""
+    target = tmp_path / "datasets" / "race"
+
+    def fill(work):  # the other build finishes while this one writes its files
+        (work / "manifest.json").write_text("{}")
+        target.mkdir()
+        (target / "manifest.json").write_text('{"first": true}')
+
+    with pytest.raises(DataError, match=r"^dataset 'race' was written at .*/datasets/race by "
+                                        r"another build while this one ran; this build was not "
+                                        r"kept: build again with --overwrite to replace it$"):
+        write_directory(target, False, fill)
+    assert (target / "manifest.json").read_text() == '{"first": true}'
+    assert [p.name for p in target.parent.iterdir()] == ["race"]
 
 
 def log_session(log: ConversationLog, session: str, exchanges) -> list[int]:

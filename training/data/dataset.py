@@ -133,7 +133,14 @@ def write_directory(target: Path, overwrite: bool, fill: Callable[[Path], None])
         fill(work)
         if target.exists() and overwrite:
             shutil.rmtree(target)
-        work.rename(target)
+        try:
+            work.rename(target)
+        except OSError:
+            if not target.exists():
+                raise
+            raise DataError(f"dataset {target.name!r} was written at {target} by another build "
+                            "while this one ran; this build was not kept: build again with "
+                            "--overwrite to replace it") from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
