@@ -139,7 +139,9 @@ def test_unreadable_index_manifest_names_the_file_and_the_fix(tmp_path, text, er
 
 
 def test_a_damaged_or_staged_adapter_leaves_the_other_variants_served(tmp_path, caplog):
+    import numpy as np
     from click.testing import CliRunner
+    from safetensors.numpy import save_file
 
     from app.build import build_variants
     from app.cli import main
@@ -150,6 +152,8 @@ def test_a_damaged_or_staged_adapter_leaves_the_other_variants_served(tmp_path, 
         (adapters / name).mkdir(parents=True)
         (adapters / name / ADAPTER_MANIFEST).write_text(json.dumps(ADAPTER_AS_WRITTEN))
     (adapters / "broken" / ADAPTER_MANIFEST).write_text('{"format": 1, "name": ')  # cut short
+    (adapters / "good" / "adapter_config.json").write_text("{}")  # the files peft reads
+    save_file({"w": np.zeros(1, dtype=np.float32)}, adapters / "good" / "adapter_model.safetensors")
     config_path = tmp_path / "bot.yaml"
     config_path.write_text("data_dir: data\n")
     with caplog.at_level("WARNING"):
