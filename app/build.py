@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import Mapping
 
-from chatbot.adapters import AdapterManifest, registered_adapters
+from chatbot.adapters import registered_adapters, servable_manifest
 from chatbot.attribution import AttributionSettings, Attributor
 from chatbot.answer_stream import RetrievalPolicy
 from chatbot.batching import BatchingTransformersGenerator
@@ -56,7 +56,7 @@ def build_variants(config: BotConfig) -> dict[str, Variant]:
     for name, adapter_dir in registered_adapters(DataPaths(config.data_path).adapters).items():
         if name not in variants:
             try:
-                manifest = AdapterManifest.load(adapter_dir)
+                manifest = servable_manifest(adapter_dir)
             except ModelError as exc:  # one damaged adapter must not take the bot down
                 logger.warning("adapter %s is not served: %s", name, exc)
                 continue

@@ -124,6 +124,15 @@ def check_lora_files(adapter_dir: Path) -> None:
         raise incomplete_adapter(adapter_dir, f"{LORA_WEIGHTS} cannot be read ({exc})") from None
 
 
+def servable_manifest(adapter_dir: Path) -> AdapterManifest:
+    """The manifest of an adapter folder whole enough to serve: a LoRA adapter's own files are
+    checked too, so the variants served and ``chatbot adapters list`` agree."""
+    manifest = AdapterManifest.load(adapter_dir)
+    if manifest.method not in FULL_MODEL_METHODS:
+        check_lora_files(adapter_dir)
+    return manifest
+
+
 def incomplete_adapter(adapter_dir: Path, problem: str) -> ModelError:
     """The error for an adapter folder with a file missing or unreadable (``problem``)."""
     return ModelError(f"adapter {adapter_dir} is incomplete: {problem}; copy the whole folder "

@@ -4,6 +4,7 @@ broken files fail with an error that names the file and what to do."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -138,32 +139,40 @@ def test_unreadable_index_manifest_names_the_file_and_the_fix(tmp_path, text, er
         IndexManifest.load(tmp_path)
 
 
-def test_a_damaged_or_staged_adapter_leaves_the_other_variants_served(tmp_path, caplog):
+def servable_lora_files(adapter_dir: Path) -> None:
+    """The files peft reads a LoRA adapter from, readable (their values don't matter here)."""
     import numpy as np
-    from click.testing import CliRunner
     from safetensors.numpy import save_file
+
+    (adapter_dir / "adapter_config.json").write_text("{}")
+    save_file({"w": np.zeros(1, dtype=np.float32)}, adapter_dir / "adapter_model.safetensors")
+
+def test_a_damaged_or_staged_adapter_leaves_the_other_variants_served(tmp_path, caplog):
+    from click.testing import CliRunner
 
     from app.build import build_variants
     from app.cli import main
     from chatbot.config_file import load_config
 
     adapters = tmp_path / "data" / "adapters"
-    for name in ("good", ".half.partial", "broken"):
+    for name in ("good", ".half.partial", "broken", "copied_in_part"):
         (adapters / name).mkdir(parents=True)
         (adapters / name / ADAPTER_MANIFEST).write_text(json.dumps(ADAPTER_AS_WRITTEN))
     (adapters / "broken" / ADAPTER_MANIFEST).write_text('{"format": 1, "name": ')  # cut short
-    (adapters / "good" / "adapter_config.json").write_text("{}")  # the files peft reads
-    save_file({"w": np.zeros(1, dtype=np.float32)}, adapters / "good" / "adapter_model.safetensors")
+    servable_lora_files(adapters / "good")
     config_path = tmp_path / "bot.yaml"
     config_path.write_text("data_dir: data\n")
     with caplog.at_level("WARNING"):
         variants = build_variants(load_config(config_path))
     assert list(variants) == ["prompt", "good"]
     assert "adapter broken is not served:" in caplog.text and "not valid JSON" in caplog.text
+    assert "adapter copied_in_part is not served: adapter " in caplog.text
+    assert "copied_in_part is incomplete: adapter_config.json is missing" in caplog.text
     listed = CliRunner().invoke(main, ["adapters", "list", "--config", str(config_path)])
     assert listed.exit_code == 0
     assert listed.stdout.splitlines()[0].startswith("broken\tnot served: ")
-    assert listed.stdout.splitlines()[1].startswith("good\tembedded:smollm2-135m\tlora\t")
+    assert listed.stdout.splitlines()[1].startswith("copied_in_part\tnot served: ")
+    assert listed.stdout.splitlines()[2].startswith("good\tembedded:smollm2-135m\tlora\t")
 
 
 @pytest.mark.parametrize("damage, problem", [
@@ -185,6 +194,7 @@ def test_an_adapter_manifest_no_json_reader_can_take_is_listed_as_not_served(
     for name in ("good", "broken"):
         (adapters / name).mkdir(parents=True)
     (adapters / "good" / ADAPTER_MANIFEST).write_text(json.dumps(ADAPTER_AS_WRITTEN))
+    servable_lora_files(adapters / "good")
     damage(adapters / "broken" / ADAPTER_MANIFEST)
     config_path = tmp_path / "bot.yaml"
     config_path.write_text("data_dir: data\n")

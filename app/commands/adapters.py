@@ -23,8 +23,7 @@ import httpx
 
 from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
     with_config
-from chatbot.adapters import FULL_MODEL_METHODS, AdapterManifest, check_lora_files, \
-    registered_adapters
+from chatbot.adapters import AdapterManifest, registered_adapters, servable_manifest
 from chatbot.errors import ConfigError, ModelError
 from chatbot.models import chat_template_hash, model_fingerprint
 from chatbot.paths import DataPaths
@@ -56,9 +55,7 @@ def list_command(config: BotConfig, as_json: bool) -> None:
 def _row(name: str, path: Path) -> dict:
     """One adapter's line; a damaged one is listed with what is wrong (it is not served)."""
     try:
-        manifest = AdapterManifest.load(path)
-        if manifest.method not in FULL_MODEL_METHODS:
-            check_lora_files(path)
+        manifest = servable_manifest(path)
     except ModelError as exc:
         return {"name": name, "base_model": None, "method": None, "created_at": None,
                 "path": str(path), "problem": f"not served: {exc}"}
@@ -83,7 +80,7 @@ def push_command(config: BotConfig, name: str, backend_name: str, served_name: s
                  server_path: str | None, force: bool) -> None:
     """Make a registered adapter servable by a running vLLM (runtime LoRA loading)."""
     adapter_dir = _registered(config, name)
-    manifest = AdapterManifest.load(adapter_dir)
+    manifest = servable_manifest(adapter_dir)  # a folder copied in part is refused here
     server = _server(config, backend_name)
     click.echo(_prompt_template_line(name, manifest))
     base, line = _base_card(server, manifest, name, force)
