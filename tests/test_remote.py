@@ -316,6 +316,22 @@ def test_the_terminal_chat_prints_a_backend_error_on_its_own_line_and_goes_on(
     assert result.output.count("bot> Hello\nerror: backend 'remote'") == 2, result.output
 
 
+@contextlib.contextmanager
+def cancelled_once_asked(tmp_path: Path, monkeypatch, handler: type[QuietHandler], asked,
+                         release) -> Iterator[tuple]:
+    """(the answer, the log) of a bot on ``handler``'s server, its answer cancelled once the
+    server has the request (``asked`` set), as the web UI and the API do when the client goes;
+    ``release`` frees the server's thread afterwards."""
+    with http_server(handler) as url:
+        try:
+            engine = bot_engine(write_bot_config(tmp_path, url, timeout_s=60), monkeypatch)
+            stream = engine.answer("s1", "hello", "prompt")
+            assert asked.wait(30)
+            stream.cancel()
+            yield stream, engine.log
+        finally:
+            release.set()
+
 def test_a_cancelled_answer_ends_at_once_while_the_server_sends_nothing(tmp_path,
                                                                           monkeypatch) -> None:
     """A client that leaves while the server stalls (or prefills a long prompt) frees the
@@ -337,16 +353,9 @@ def test_a_cancelled_answer_ends_at_once_while_the_server_sends_nothing(tmp_path
             asked.set()
             release.wait(60)
 
-    with http_server(Stalling) as url:
-        try:
-            engine = bot_engine(write_bot_config(tmp_path, url, timeout_s=60), monkeypatch)
-            stream = engine.answer("s1", "hello", "prompt")
-            assert asked.wait(30)
-            stream.cancel()  # what the web UI and the API do when the client goes
-            assert stream.wait(5) is not None, "the answer still waits on the silent server"
-            assert engine.log.conversation("s1").turns[-1].status == "interrupted"
-        finally:
-            release.set()
+    with cancelled_once_asked(tmp_path, monkeypatch, Stalling, asked, release) as (stream, log):
+        assert stream.wait(5) is not None, "the answer still waits on the silent server"
+        assert log.conversation("s1").turns[-1].status == "interrupted"
 
 
 def test_a_cancelled_answer_hangs_up_on_a_server_that_has_not_answered_yet(tmp_path,
@@ -373,14 +382,7 @@ def test_a_cancelled_answer_hangs_up_on_a_server_that_has_not_answered_yet(tmp_p
                 pass
             release.wait(60)
 
-    with http_server(Thinking) as url:
-        try:
-            engine = bot_engine(write_bot_config(tmp_path, url, timeout_s=60), monkeypatch)
-            stream = engine.answer("s1", "hello", "prompt")
-            assert asked.wait(30)
-            stream.cancel()
-            assert stream.wait(5) is not None, "the answer still waits on the server"
-            assert hung_up.wait(5), "the server was left working on the request"
-            assert engine.log.conversation("s1").turns[-1].status == "interrupted"
-        finally:
-            release.set()
+    with cancelled_once_asked(tmp_path, monkeypatch, Thinking, asked, release) as (stream, log):
+        assert stream.wait(5) is not None, "the answer still waits on the server"
+        assert hung_up.wait(5), "the server was left working on the request"
+        assert log.conversation("s1").turns[-1].status == "interrupted"
