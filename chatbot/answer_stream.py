@@ -49,6 +49,24 @@ class AnswerPolicies:
     attributor: Attributor | None = None
 
 
+@dataclass
+class _Turn:
+    """One answer between its stages: what was sent, and what has come back so far."""
+
+    id: int | None
+    generator: Generator
+    query: str | None
+    prompt: FittedPrompt
+    refuse: bool
+    started: float
+    timings: dict
+    pieces: Iterator[str] | None = None
+    raw: str = ""
+    shown: str = ""
+    first: float | None = None
+    stopped: bool = False
+
+
 CUT_SHORT_BY_SHUTDOWN = ("the server is shutting down, so this answer was cut short (it is "
                          "logged as interrupted); ask again once the server is back")
 """What the reader of an answer that ``Engine.stop_all`` stopped is told."""
@@ -151,8 +169,21 @@ class AnswerStream:
             self._finished.set()
 
     def _run(self) -> None:
-        policies = self.policies
-        generator = policies.generator_for(self.variant)  # loads the model once, not timed
+        turn = self._prepare()
+        status, error = "interrupted", None
+        try:
+            self._generate(turn)
+            if not self.cancelled:
+                status = "complete"
+        except BaseException as exc:
+            status, error = "error", str(exc) or type(exc).__name__
+            raise
+        finally:
+            self._finish(turn, status, error)
+
+    def _prepare(self) -> _Turn:
+        """Search, fit the prompt and log the question: all that comes before the first token."""
+        generator = self.policies.generator_for(self.variant)  # loads the model once, not timed
         if self.settings.max_new_tokens >= generator.context_window:
             raise TooManyNewTokens(self.settings.max_new_tokens, generator.context_window)
         started = time.perf_counter()
@@ -161,74 +192,88 @@ class AnswerStream:
         hits = self._retrieve(query)
         retrieved = time.perf_counter()
         prompt = self._fit_prompt(generator, hits)
-        messages, hits = prompt.messages, prompt.hits
         timings = {"query_ms": milliseconds(started, queried),
                    "retrieval_ms": milliseconds(queried, retrieved),
                    "prompt_ms": milliseconds(retrieved, time.perf_counter())}
-        turn_id = self._log_start(messages, hits, query)
-        refuse = self.variant.retrieval and not hits and policies.retrieval.no_hits == "refuse"
-        raw, shown, status, first, error = "", "", "interrupted", None, None
-        stopped = False
-        saved_at = time.monotonic()
-        held = policies.attributor is not None and policies.attributor.holds_answers
+        turn_id = self._log_start(prompt.messages, prompt.hits, query)
+        refuse = (self.variant.retrieval and not prompt.hits
+                  and self.policies.retrieval.no_hits == "refuse")
+        return _Turn(turn_id, generator, query, prompt, refuse, started, timings)
+
+    def _generate(self, turn: _Turn) -> None:
+        """Stream the model's pieces to the reader as whole, filtered words, saving the text
+        shown as it goes, until the model ends, a stop sequence comes, or nobody reads."""
+        policies = self.policies
+        adapter = self.variant.name if self.variant.adapter_dir else None
+        turn.pieces = iter([policies.retrieval.refusal]) if turn.refuse else turn.generator.stream(
+            turn.prompt.messages, self.settings, adapter, cancel=self._cancelled)
+        ready, saved_at = "", time.monotonic()
+        hold_back = HOLD_BACK_CHARS if policies.filters else 0
         try:
-            adapter = self.variant.name if self.variant.adapter_dir else None
-            pieces = iter([policies.retrieval.refusal]) if refuse else generator.stream(
-                messages, self.settings, adapter, cancel=self._cancelled)
-            stop, ready = self.settings.stop, ""
-            hold_back = HOLD_BACK_CHARS if policies.filters else 0
-            try:
-                for piece in pieces:
-                    if first is None:  # the wait for a reader starts with the first piece
-                        first, self._last_read = time.perf_counter(), time.monotonic()
-                    if self._abandoned():
-                        break
-                    raw += piece
-                    visible, stopped = before_stop(raw, stop)
-                    if (now_ready := complete_words(visible.lstrip())) != ready:
-                        ready = now_ready  # filters rerun only once another word is complete
-                        safe = settled(run_filters(policies.filters, ready)[0], hold_back)
-                        if safe.startswith(shown) and len(safe) > len(shown):
-                            if not held:  # else shown only once attribution allows it
-                                self._events.put(("piece", safe[len(shown):]))
-                            shown = safe
-                    if time.monotonic() - saved_at >= self.SAVE_EVERY_S:
-                        self._log_partial(turn_id, shown)
-                        saved_at = time.monotonic()
-                    if stopped:  # stop generating now, not at max_new_tokens
-                        break
-            finally:
-                getattr(pieces, "close", lambda: None)()
-            if not self.cancelled:
-                status = "complete"
-        except BaseException as exc:
-            status, error = "error", str(exc) or type(exc).__name__
-            raise
+            for piece in turn.pieces:
+                if turn.first is None:  # the wait for a reader starts with the first piece
+                    turn.first, self._last_read = time.perf_counter(), time.monotonic()
+                if self._abandoned():
+                    break
+                turn.raw += piece
+                visible, turn.stopped = before_stop(turn.raw, self.settings.stop)
+                if (now_ready := complete_words(visible.lstrip())) != ready:
+                    ready = now_ready  # filters rerun only once another word is complete
+                    safe = settled(run_filters(policies.filters, ready)[0], hold_back)
+                    if safe.startswith(turn.shown) and len(safe) > len(turn.shown):
+                        if not self._held:  # else shown only once attribution allows it
+                            self._events.put(("piece", safe[len(turn.shown):]))
+                        turn.shown = safe
+                if time.monotonic() - saved_at >= self.SAVE_EVERY_S:
+                    self._log_partial(turn.id, turn.shown)
+                    saved_at = time.monotonic()
+                if turn.stopped:  # stop generating now, not at max_new_tokens
+                    break
         finally:
-            if status == "complete":
-                answered = before_stop(raw, self.settings.stop, final=True)[0]
-                text, changed = run_filters(policies.filters, answered.strip())
-            else:  # what the reader took (all it was given, once it reads on to the end)
-                reads_on = status == "error" or self.cut_short_by_shutdown
-                text = shown if reads_on else shown[:self._taken]
-                changed = run_filters(policies.filters, text)[1]
-            timings.update(generation_timings(started, first, raw, generator, refuse,
-                                              self.settings.max_new_tokens))
-            complete = status == "complete"
-            if complete and not held and text.startswith(shown) and len(text) > len(shown):
-                self._events.put(("piece", text[len(shown):]))  # all shown before attribution
-            attribution = None
-            if complete and not refuse and policies.attributor is not None:
-                attribution, text = policies.attributor.judge(text, [h.text for h in hits])
-                timings["attribution_ms"] = attribution.ms
-            if complete and held and text:
-                self._events.put(("piece", text))
-            self.reply = Reply(text, messages, hits, self.variant.name, self.variant.model,
-                               self.variant.adapter_id, timings, refuse, changed, turn_id,
-                               0 if refuse else prompt.tokens, query, attribution,
-                               complete and not refuse and not stopped and reached_token_limit(
-                                   pieces, timings["tokens"], self.settings.max_new_tokens))
-            self._log_finish(turn_id, text, timings, status, attribution, error)
+            getattr(turn.pieces, "close", lambda: None)()
+
+    def _finish(self, turn: _Turn, status: str, error: str | None) -> None:
+        """Settle the answer's text, attribute it, give the reader the rest and log the turn:
+        run whatever way the answer ended."""
+        policies, complete = self.policies, status == "complete"
+        text, changed = self._final_text(turn, status)
+        timings = turn.timings | generation_timings(
+            turn.started, turn.first, turn.raw, turn.generator, turn.refuse,
+            self.settings.max_new_tokens)
+        if complete and not self._held and text.startswith(turn.shown) and len(text) > len(
+                turn.shown):
+            self._events.put(("piece", text[len(turn.shown):]))  # all shown before attribution
+        attribution = None
+        if complete and not turn.refuse and policies.attributor is not None:
+            passages = [hit.text for hit in turn.prompt.hits]
+            attribution, text = policies.attributor.judge(text, passages)
+            timings["attribution_ms"] = attribution.ms
+        if complete and self._held and text:
+            self._events.put(("piece", text))
+        self.reply = Reply(text, turn.prompt.messages, turn.prompt.hits, self.variant.name,
+                           self.variant.model, self.variant.adapter_id, timings, turn.refuse,
+                           changed, turn.id, 0 if turn.refuse else turn.prompt.tokens, turn.query,
+                           attribution,
+                           complete and not turn.refuse and not turn.stopped and reached_token_limit(
+                               turn.pieces, timings["tokens"], self.settings.max_new_tokens))
+        self._log_finish(turn.id, text, timings, status, attribution, error)
+
+    def _final_text(self, turn: _Turn, status: str) -> tuple[str, list[str]]:
+        """The answer as logged, and the filters that changed it: all of it, filtered whole,
+        once complete; else what the reader took (all it was given, once it reads on to the
+        end: after an error, or a shutdown it is told of)."""
+        if status == "complete":
+            answered = before_stop(turn.raw, self.settings.stop, final=True)[0]
+            return run_filters(self.policies.filters, answered.strip())
+        reads_on = status == "error" or self.cut_short_by_shutdown
+        text = turn.shown if reads_on else turn.shown[:self._taken]
+        return text, run_filters(self.policies.filters, text)[1]
+
+    @property
+    def _held(self) -> bool:
+        """The answer is shown only once attributed (a policy that may withhold it)."""
+        attributor = self.policies.attributor
+        return attributor is not None and attributor.holds_answers
 
     def _abandoned(self) -> bool:
         """Cancelled, or a piece has waited unread too long: nobody is reading any more."""
