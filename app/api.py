@@ -24,8 +24,9 @@ How OpenAI's fields map onto the bot:
   ``attribution`` (each sentence's character span in the content, the spans of the source
   sentences that back it by passage ``n``, scores, and the answer's support score and policy
   action; ``null`` when off); when streaming they ride on the last chunk, the one with
-  ``finish_reason``, with ``usage``. With ``attribution.policy: withhold`` the content arrives
-  in one piece once checked.
+  ``finish_reason``, with ``usage`` (with ``stream_options.include_usage`` the usage follows
+  in a chunk of its own with no choices, as OpenAI sends it). With ``attribution.policy:
+  withhold`` the content arrives in one piece once checked.
 - Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``. Errors found
   before the first token get an HTTP status; one after it arrives as a last ``data: {"error"}``.
 """
@@ -240,19 +241,30 @@ class Answering:
             self.cancel()
 
     def chunk(self, delta: dict, finish_reason: str | None = None, **extra: object) -> dict:
+        """A chunk of the answer; with ``include_usage`` each says ``usage: null`` until
+        ``usage_chunk``, as OpenAI's do."""
+        usage = {"usage": None} if self.chat.usage_chunk else {}
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                 "model": self.chat.model, "system_fingerprint": None,
                 "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                             "finish_reason": finish_reason}], **extra}
+                             "finish_reason": finish_reason}], **usage, **extra}
+
+    def usage_chunk(self, reply: Reply) -> dict:
+        """The chunk ``include_usage`` asks for after the finish: no choices, the usage."""
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.chat.model, "system_fingerprint": None, "choices": [],
+                "usage": self.usage(reply)}
+
+    @staticmethod
+    def usage(reply: Reply) -> dict:
+        completion_tokens = int(reply.timings.get("tokens") or 0)
+        return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": completion_tokens,
+                "total_tokens": reply.prompt_tokens + completion_tokens}
 
     def extras(self, reply: Reply) -> dict:
-        """usage plus our fields: sources, turn id, session id, timings, the search query,
-        attribution."""
-        completion_tokens = int(reply.timings.get("tokens") or 0)
-        usage = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": completion_tokens,
-                 "total_tokens": reply.prompt_tokens + completion_tokens}
+        """Our fields: sources, turn id, session id, timings, the search query, attribution."""
         attribution = reply.attribution.as_dict(public=True) if reply.attribution else None
-        return {"usage": usage, "sources": reply.sources(), "turn_id": reply.turn_id,
+        return {"sources": reply.sources(), "turn_id": reply.turn_id,
                 "session_id": self.session_id, "timings": reply.timings,
                 "retrieval_query": reply.retrieval_query,
                 "system_messages_ignored": self.system_ignored, "attribution": attribution}
@@ -280,7 +292,7 @@ async def _complete(job: Answering, first: tuple[str, object],
         "model": job.chat.model, "system_fingerprint": None,
         "choices": [{"index": 0, "message": message, "logprobs": None,
                      "finish_reason": job.finish_reason(reply)}],
-        **job.extras(reply)})
+        "usage": job.usage(reply), **job.extras(reply)})
 
 
 async def _sse(job: Answering, first: tuple[str, object],
@@ -294,8 +306,12 @@ async def _sse(job: Answering, first: tuple[str, object],
             kind, value = await job.next_unless_gone(request)
         if kind == "error":
             yield _event(error_parts(value, CHAT_ROUTE)[1])
-        else:
+        elif job.chat.usage_chunk:
             yield _event(job.chunk({}, job.finish_reason(value), **job.extras(value)))
+            yield _event(job.usage_chunk(value))
+        else:  # usage rides on the finish, where clients that never ask for it find it
+            yield _event(job.chunk({}, job.finish_reason(value), usage=job.usage(value),
+                                   **job.extras(value)))
         yield "data: [DONE]\n\n"
     except ClientGone:
         return

@@ -154,6 +154,13 @@ class ChatMessage(BaseModel):
     """Text, or OpenAI's list of content parts (only ``text`` parts are accepted)."""
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    include_usage: bool | None = False
+    """Usage in a chunk of its own, with no choices, after the finish (OpenAI's shape)."""
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
@@ -162,6 +169,7 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage]
     stream: bool | None = False
     """``null`` (as some clients send every field) is ``false``, as in OpenAI's API."""
+    stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -184,6 +192,15 @@ class ChatRequest(BaseModel):
     """Read only to refuse what this server can't do: a client that asks for a tool call, a JSON
     answer, log probabilities or spoken audio and silently gets plain text would fail further
     on."""
+
+    @field_validator("stream_options")
+    @classmethod
+    def _only_when_streaming(cls, value: StreamOptions | None,
+                             info: ValidationInfo) -> StreamOptions | None:
+        if value is not None and not info.data.get("stream"):
+            raise ValueError("stream_options is taken only when stream is true; set stream to "
+                             "true or leave stream_options out")
+        return value
 
     @field_validator("tools", "functions")
     @classmethod
@@ -237,6 +254,11 @@ class ChatRequest(BaseModel):
         if isinstance(value, list) and len(value) > 4:
             raise ValueError("at most 4 stop sequences are allowed")
         return value
+
+    @property
+    def usage_chunk(self) -> bool:
+        """Whether a stream ends with usage in a chunk of its own (``include_usage``)."""
+        return bool(self.stream_options and self.stream_options.include_usage)
 
     def max_tokens_field(self) -> str:
         """The field that set the answer's length, to name in an error about it."""

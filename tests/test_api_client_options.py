@@ -1,0 +1,30 @@
+"""Options that OpenAI clients (the ``openai`` package, LangChain's ChatOpenAI and the chat apps
+built on them) send, answered as OpenAI answers them."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from api_serving import ASK, client, engine, served  # noqa: F401 (fixtures)
+
+
+def test_include_usage_streams_usage_once_in_its_own_chunk_before_done(client) -> None:
+    """OpenAI's shape: every chunk has ``usage: null`` but one more, with no choices, after the
+    finish; a client that adds up the usage of every chunk (LangChain) counts it once."""
+    chunks = list(client.chat.completions.create(
+        model="plain", messages=ASK, stream=True, stream_options={"include_usage": True}))
+    *answer, finish, usage = chunks
+    assert usage.choices == [] and usage.usage.completion_tokens > 0
+    assert usage.usage.total_tokens == usage.usage.prompt_tokens + usage.usage.completion_tokens
+    assert finish.choices[0].finish_reason in ("stop", "length")
+    assert all(chunk.usage is None for chunk in [*answer, finish])
+    assert finish.turn_id and finish.sources == []  # the bot's own fields stay with the finish
+
+
+def test_stream_options_without_streaming_is_refused_as_openai_does(client) -> None:
+    with pytest.raises(openai.BadRequestError, match="only when stream is true") as refused:
+        client.chat.completions.create(model="plain", messages=ASK,
+                                       stream_options={"include_usage": True})
+    assert refused.value.body["param"] == "stream_options"
