@@ -179,11 +179,12 @@ class ChatRequest(BaseModel):
     n: int | None = Field(default=1, ge=1, le=1)
     user: str | None = Field(default=None, max_length=200)
     """Used as the conversation's session id when no ``X-Session-Id`` header is sent."""
-    tools: list | None = None
     tool_choice: str | dict | None = None
-    functions: list | None = None
+    tools: list | None = None
+    """Taken only with ``tool_choice: "none"`` (read first, so it comes first)."""
     function_call: str | dict | None = None
-    """The older names of ``tools`` and ``tool_choice``, refused alike."""
+    functions: list | None = None
+    """The older names of ``tool_choice`` and ``tools``, read alike."""
     response_format: dict | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
@@ -205,9 +206,10 @@ class ChatRequest(BaseModel):
     @field_validator("tools", "functions")
     @classmethod
     def _no_tools(cls, value: list | None, info: ValidationInfo) -> list | None:
-        if value:
+        choice = "tool_choice" if info.field_name == "tools" else "function_call"
+        if value and info.data.get(choice) != "none":
             raise ValueError("this server answers in text and makes no tool calls; leave "
-                             f"{info.field_name} out")
+                             f"{info.field_name} out or set {choice} to \"none\"")
         return value
 
     @field_validator("tool_choice", "function_call")
@@ -215,7 +217,8 @@ class ChatRequest(BaseModel):
     def _no_tool_choice(cls, value: str | dict | None,
                         info: ValidationInfo) -> str | dict | None:
         if value not in (None, "none", "auto"):
-            raise ValueError(f"this server makes no tool calls; leave {info.field_name} out")
+            raise ValueError(f"this server makes no tool calls; set {info.field_name} to "
+                             '"none" or leave it out')
         return value
 
     @field_validator("response_format")

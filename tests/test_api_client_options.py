@@ -28,3 +28,20 @@ def test_stream_options_without_streaming_is_refused_as_openai_does(client) -> N
         client.chat.completions.create(model="plain", messages=ASK,
                                        stream_options={"include_usage": True})
     assert refused.value.body["param"] == "stream_options"
+
+
+TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+
+
+def test_tools_offered_with_tool_choice_none_get_a_text_answer(client) -> None:
+    """A client that keeps its tools in every request (LangChain's bind_tools) and says
+    ``none`` asks for text, which is what this server gives."""
+    answer = client.chat.completions.create(model="plain", messages=ASK, tools=[TOOL],
+                                            tool_choice="none")
+    assert answer.choices[0].message.content and answer.choices[0].message.tool_calls is None
+    older = client.chat.completions.create(model="plain", messages=ASK,
+                                           functions=[TOOL["function"]], function_call="none")
+    assert older.choices[0].message.content
+    with pytest.raises(openai.BadRequestError, match="leave tools out") as refused:
+        client.chat.completions.create(model="plain", messages=ASK, tools=[TOOL])
+    assert refused.value.body["param"] == "tools"

@@ -20,17 +20,19 @@ TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type"
 
 
 @pytest.mark.parametrize("asked, field, expected", [
-    ({"tools": [TOOL], "tool_choice": "required"}, "tools",
+    ({"tools": [TOOL]}, "tools",
      "this server answers in text and makes no tool calls; leave tools out"),
+    ({"tools": [TOOL], "tool_choice": "required"}, "tool_choice",
+     'this server makes no tool calls; set tool_choice to "none"'),
     ({"tool_choice": "required"}, "tool_choice", "this server makes no tool calls"),
     ({"response_format": {"type": "json_object"}}, "response_format",
      'this server answers in plain text; only {"type": "text"} is served'),
     ({"logprobs": True}, "logprobs", "this server does not return log probabilities"),
     ({"top_logprobs": 3}, "top_logprobs", "does not return log probabilities; leave top_logprobs"),
-    ({"functions": [TOOL["function"]], "function_call": {"name": "lookup"}}, "functions",
+    ({"functions": [TOOL["function"]]}, "functions",
      "makes no tool calls; leave functions out"),  # the older names of tools, tool_choice
-    ({"function_call": {"name": "lookup"}}, "function_call",
-     "makes no tool calls; leave function_call out"),
+    ({"functions": [TOOL["function"]], "function_call": {"name": "lookup"}}, "function_call",
+     'makes no tool calls; set function_call to "none" or leave it out'),
     ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}},
      "modalities", "this server answers in text only; send"),
     ({"audio": {"voice": "alloy", "format": "wav"}}, "audio",
