@@ -46,8 +46,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.api_errors import BUSY_RETRY_AFTER_S, error_parts, error_response
 from app.api_models import AB_MODEL, ab_card, model_card, unknown_model
-from app.api_schema import (API_CLIENT, ChatRequest, RequestError, RequestLimits, body_bytes,
-                            parse_request, read_json, split_conversation)
+from app.api_body import RequestLimits, body_bytes, read_json
+from app.api_schema import (API_CLIENT, ChatRequest, RequestError, parse_request,
+                            split_conversation)
 from chatbot.adapters import could_be_registered
 from chatbot.answer_stream import CUT_SHORT_BY_SHUTDOWN, AnswerStream
 from chatbot.engine import Engine

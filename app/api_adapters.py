@@ -35,7 +35,8 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from app.api_schema import RequestError, read_json
+from app.api_body import read_json
+from app.api_schema import RequestError
 from chatbot.adapters import ADAPTER_MANIFEST, AdapterManifest
 from chatbot.engine import Engine
 from chatbot.errors import ModelError

@@ -18,7 +18,8 @@ from dataclasses import asdict
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.api_schema import API_CLIENT, RequestError, read_json
+from app.api_body import read_json
+from app.api_schema import API_CLIENT, RequestError
 from chatbot.errors import InputError
 from chatbot.logs import ConversationLog
 

@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api_errors import error_response
 from app.api_models import unknown_model
-from app.api_schema import RequestError, RequestLimits, body_bytes, read_json
+from app.api_body import RequestLimits, body_bytes, read_json
+from app.api_schema import RequestError
 from chatbot.engine import Engine
 from chatbot.errors import ChatbotError, ConfigError, ModelError
 from chatbot.generate import Generator, chat_ids

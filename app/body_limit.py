@@ -1,7 +1,7 @@
 """A cap on the request bodies of the web UI's routes (Gradio's, the login form).
 
 Gradio reads a request's whole body into memory, with no limit of its own but a file upload's
-size; the ``/v1`` routes check their bodies themselves (``app/api_schema.py``). Every other
+size; the ``/v1`` routes check their bodies themselves (``app/api_body.py``). Every other
 route may take what one API request may send, so no caller can make the server hold more.
 An upload's files are streamed to disk, but its other form fields are held in memory, so they
 are held to that same allowance. A refusal is a 413 with a JSON ``detail``, which the page

@@ -32,7 +32,7 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     from app.api_adapters import create_adapters_router
     from app.api_corrections import create_corrections_router
     from app.api_fallback import add_api_fallback
-    from app.api_schema import RequestLimits
+    from app.api_body import RequestLimits
     from app.api_tokenize import create_tokenize_router
     from app.ui import build_app, mount_ui
 

@@ -246,7 +246,7 @@ def test_a_body_over_what_the_limits_allow_is_refused_as_it_arrives(engine, tmp_
     refused before it is read whole, so a stranger's gigabyte is never held in memory."""
     from fastapi.testclient import TestClient
 
-    from app.api_schema import RequestLimits
+    from app.api_body import RequestLimits
     from app.server import create_server_app
     from chatbot.config import BotConfig
 

@@ -33,7 +33,7 @@ def test_an_upload_larger_than_indexing_takes_is_refused_as_it_arrives(config_fi
 def test_a_web_ui_request_larger_than_the_api_allows_is_refused_as_it_arrives(full_app) -> None:
     """Gradio reads a whole body into memory: its routes take what one API request may send
     (server.max_request_chars), so a stranger can't make the server hold gigabytes."""
-    from app.api_schema import RequestLimits
+    from app.api_body import RequestLimits
 
     allowed = RequestLimits(1, 200_000).body_bytes  # the default server.max_request_chars
     with TestClient(full_app) as client:
@@ -49,7 +49,7 @@ def test_a_web_ui_request_larger_than_the_api_allows_is_refused_as_it_arrives(fu
 def test_a_web_ui_request_too_large_is_refused_in_words_the_page_shows(full_app) -> None:
     """The page shows a refused request's JSON ``detail``; a plain-text body it showed as
     "Could not parse server response: SyntaxError: Unexpected token 'C'..." (a 4 MB paste)."""
-    from app.api_schema import RequestLimits
+    from app.api_body import RequestLimits
 
     allowed = RequestLimits(1, 200_000).body_bytes  # the default server.max_request_chars
     huge = b'{"data": ["' + b"x" * allowed + b'"], "fn_index": 0, "session_hash": "s"}'
@@ -65,7 +65,7 @@ def test_a_web_ui_request_too_large_is_refused_in_words_the_page_shows(full_app)
 def test_an_uploads_form_fields_are_held_to_what_an_api_request_may_send(full_app) -> None:
     """An upload's files go to disk, each within index.max_file_mb, but Gradio keeps its other
     form fields in memory with no limit: a stranger's one upload could fill the server's."""
-    from app.api_schema import RequestLimits
+    from app.api_body import RequestLimits
 
     allowed = RequestLimits(1, 200_000).body_bytes  # the default server.max_request_chars
     file = {"files": ("a.md", b"# A\n" * 100)}
