@@ -19,6 +19,8 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 MAX_BODY_BYTES = 2**20
 """The body a request without a larger allowance (``RequestLimits.body_bytes``) may send."""
+SHOWN_CHARS = 100
+"""How much of a header or key an error repeats."""
 BYTES_PER_CHAR = 12
 """The most bytes one character takes in JSON: a character beyond the Basic Multilingual Plane
 escaped as a surrogate pair, ``\\ud83d\\ude00``."""
@@ -31,15 +33,18 @@ async def read_json(request: Request, expected: str, max_bytes: int = MAX_BODY_B
     A body not sent as ``application/json`` is refused: a page on another site can make a
     visitor's browser send a form or plain text, with the visitor's login cookie or to a
     server on the visitor's own machine, but not JSON. So is one over ``max_bytes``, as it
-    arrives: a stranger's gigabyte is never held in memory to be parsed.
+    arrives: a stranger's gigabyte is never held in memory to be parsed; and one compressed,
+    or whose object gives a key twice.
     """
     kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if kind != "application/json":
         raise RequestError(f"the body must be sent as JSON, with the header 'Content-Type: "
                            f"application/json' (this request said {kind or 'nothing'!r})",
                            code="unsupported_media_type", status=415)
+    _refuse_compressed(request.headers.get("content-encoding", ""))
     try:
-        body = json.loads(await _body_within(request, max_bytes), parse_int=_whole_number)
+        body = json.loads(await _body_within(request, max_bytes), parse_int=_whole_number,
+                          object_pairs_hook=_one_value_per_key)
         return _without_surrogates(body)
     except ValueError as exc:
         raise RequestError(f"the request body is not valid JSON ({exc}); send {expected}",
@@ -50,6 +55,34 @@ async def read_json(request: Request, expected: str, max_bytes: int = MAX_BODY_B
     except ClientDisconnect:  # the client's failure, not the server's: no traceback logged
         raise RequestError("the client closed the connection before it sent the whole body",
                            code="client_closed_request", status=499) from None
+
+
+def _refuse_compressed(encoding: str) -> None:
+    """A compressed body would reach the JSON parser as bytes it can't read (the error would
+    be about UTF-8), and unpacked it could be many times the size allowed: it is refused."""
+    if any(part.strip().lower() not in ("", "identity") for part in encoding.split(",")):
+        raise RequestError(f"the body is sent with Content-Encoding: {_shown(encoding)}; this "
+                           "server reads it only uncompressed: leave Content-Encoding out",
+                           code="unsupported_content_encoding", status=415)
+
+
+def _one_value_per_key(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object of the body. A key given twice is refused, not read as its last value as
+    Python's json does: a proxy in front that read the first would not have checked the value
+    used. Keys are compared as they are used, lone surrogates dropped."""
+    seen: dict = {}
+    for key, value in pairs:
+        key = _LONE_SURROGATE.sub("", key)
+        if key in seen:
+            raise RequestError(f"the request body gives the key {json.dumps(_shown(key))} "
+                               "twice in one object; send each key once", code="invalid_json")
+        seen[key] = value
+    return seen
+
+
+def _shown(text: str) -> str:
+    """``text`` as an error repeats it: enough to recognise, not a stranger's megabyte."""
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
 
 
 async def _body_within(request: Request, max_bytes: int) -> bytes:
@@ -86,7 +119,7 @@ def _without_surrogates(value: object) -> object:
     if isinstance(value, list):
         return [_without_surrogates(item) for item in value]
     if isinstance(value, dict):
-        return {_without_surrogates(key): _without_surrogates(item) for key, item in value.items()}
+        return {key: _without_surrogates(item) for key, item in value.items()}  # keys: read
     return value
 
 
