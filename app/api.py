@@ -61,6 +61,8 @@ from index.text import clean_text
 DISCONNECT_POLL_S = 0.25
 """How often a request waiting for its answer checks that its client is still there."""
 
+READ = ["GET", "HEAD"]
+"""HTTP requires HEAD wherever GET is taken (uvicorn sends the headers without the body)."""
 CHAT_ROUTE = "chat completion"
 """What the server log calls a failed ``/v1/chat/completions``."""
 CHAT_BODY = 'an object such as {"model": "prompt", "messages": [{"role": "user", "content": "Hi"}]}'
@@ -90,7 +92,7 @@ def create_api_router(engine: Engine,
             engine.add_new_variants()
         return name in engine.variants
 
-    @router.get("/models")
+    @router.api_route("/models", methods=READ)
     async def list_models() -> JSONResponse:
         # a card's max_model_len may load a tokenizer or ask a remote server: off the loop
         await asyncio.to_thread(engine.add_new_variants)
@@ -100,7 +102,7 @@ def create_api_router(engine: Engine,
             cards.append(ab_card(engine))
         return JSONResponse({"object": "list", "data": cards})
 
-    @router.get("/models/{name:path}")  # a variant name may hold "/" (team/v2)
+    @router.api_route("/models/{name:path}", methods=READ)  # a name may hold "/" (team/v2)
     async def get_model(name: str) -> JSONResponse:
         if assign_variant is not None and name == AB_MODEL:
             return JSONResponse(ab_card(engine))

@@ -13,14 +13,12 @@ from dataclasses import dataclass
 
 from starlette.requests import ClientDisconnect, Request
 
-from app.api_schema import RequestError
+from app.api_schema import RequestError, shown
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 MAX_BODY_BYTES = 2**20
 """The body a request without a larger allowance (``RequestLimits.body_bytes``) may send."""
-SHOWN_CHARS = 100
-"""How much of a header or key an error repeats."""
 BYTES_PER_CHAR = 12
 """The most bytes one character takes in JSON: a character beyond the Basic Multilingual Plane
 escaped as a surrogate pair, ``\\ud83d\\ude00``."""
@@ -61,7 +59,7 @@ def _refuse_compressed(encoding: str) -> None:
     """A compressed body would reach the JSON parser as bytes it can't read (the error would
     be about UTF-8), and unpacked it could be many times the size allowed: it is refused."""
     if any(part.strip().lower() not in ("", "identity") for part in encoding.split(",")):
-        raise RequestError(f"the body is sent with Content-Encoding: {_shown(encoding)}; this "
+        raise RequestError(f"the body is sent with Content-Encoding: {shown(encoding)}; this "
                            "server reads it only uncompressed: leave Content-Encoding out",
                            code="unsupported_content_encoding", status=415)
 
@@ -74,15 +72,10 @@ def _one_value_per_key(pairs: list[tuple[str, object]]) -> dict:
     for key, value in pairs:
         key = _LONE_SURROGATE.sub("", key)
         if key in seen:
-            raise RequestError(f"the request body gives the key {json.dumps(_shown(key))} "
+            raise RequestError(f"the request body gives the key {json.dumps(shown(key))} "
                                "twice in one object; send each key once", code="invalid_json")
         seen[key] = value
     return seen
-
-
-def _shown(text: str) -> str:
-    """``text`` as an error repeats it: enough to recognise, not a stranger's megabyte."""
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
 
 
 async def _body_within(request: Request, max_bytes: int) -> bytes:

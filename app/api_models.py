@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.api_schema import RequestError
+from app.api_schema import RequestError, shown
 from chatbot.engine import Engine
 from chatbot.variants import Variant
 
@@ -28,13 +28,7 @@ def ab_card(engine: Engine) -> dict:
             "ab": True, "default": False}
 
 
-SHOWN_NAME_CHARS = 100
-"""How much of an unknown model's name its error repeats: enough to spot a typo, not a
-stranger's megabyte sent back."""
-
-
 def unknown_model(engine: Engine, name: str) -> RequestError:
-    shown = name if len(name) <= SHOWN_NAME_CHARS else name[:SHOWN_NAME_CHARS] + "…"
-    return RequestError(f"the model {shown!r} does not exist; this bot's models (variants) "
+    return RequestError(f"the model {shown(name)!r} does not exist; this bot's models (variants) "
                         f"are: {', '.join(engine.variants)}", param="model",
                         code="model_not_found", status=404)

@@ -51,6 +51,15 @@ def is_api_path(path: str) -> bool:
     return path.startswith("/v1/") or path == "/tokenize"
 
 
+SHOWN_CHARS = 100
+"""How much of what a client sent (a model name, a header, a key) an error repeats."""
+
+
+def shown(text: str) -> str:
+    """``text`` as an error repeats it: enough to spot a typo, not a stranger's megabyte."""
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+
+
 API_CLIENT = "api"
 """What the log calls a caller of the API that gave no credential (its sessions' client, its
 corrections' author); ``api:NAME`` for one that did."""
