@@ -332,10 +332,11 @@ def _event(data: dict) -> str:
 
 def _settings(base: GenerationSettings, chat: ChatRequest) -> GenerationSettings:
     max_tokens = chat.max_completion_tokens or chat.max_tokens or base.max_new_tokens
-    return replace(base, max_new_tokens=max_tokens,
-                   temperature=base.temperature if chat.temperature is None else chat.temperature,
-                   top_p=base.top_p if chat.top_p is None else chat.top_p,
-                   stop=chat.stop_strings() or base.stop)
+    temperature = base.temperature if chat.temperature is None else chat.temperature
+    if chat.top_p == 0:  # greedy, which the model and a remote backend take as temperature 0
+        temperature = 0.0
+    return replace(base, max_new_tokens=max_tokens, temperature=temperature,
+                   top_p=chat.top_p or base.top_p, stop=chat.stop_strings() or base.stop)
 
 
 def _session_id(request: Request, chat: ChatRequest) -> str:

@@ -92,7 +92,8 @@ class ChatRequest(BaseModel):
     """``null`` (as some clients send every field) is ``false``, as in OpenAI's API."""
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    """0, which OpenAI takes, leaves only the likeliest token: greedy decoding."""
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     """The newer name of ``max_tokens``; wins when both are given."""

@@ -3,11 +3,12 @@ built on them) send, answered as OpenAI answers them."""
 
 from __future__ import annotations
 
-import httpx
 import openai
 import pytest
 
-from api_serving import ASK, client, engine, served  # noqa: F401 (fixtures)
+import json
+
+from api_serving import ASK, client, engine, logged_turn, served  # noqa: F401 (fixtures)
 
 
 def test_include_usage_streams_usage_once_in_its_own_chunk_before_done(client) -> None:
@@ -45,3 +46,15 @@ def test_tools_offered_with_tool_choice_none_get_a_text_answer(client) -> None:
     with pytest.raises(openai.BadRequestError, match="leave tools out") as refused:
         client.chat.completions.create(model="plain", messages=ASK, tools=[TOOL])
     assert refused.value.body["param"] == "tools"
+
+
+def test_top_p_zero_which_openai_takes_is_greedy_decoding(client, engine) -> None:
+    """Only the likeliest token is left at top_p 0: clients send it for repeatable answers."""
+    greedy = client.chat.completions.create(model="plain", messages=ASK, temperature=0)
+    nucleus = client.chat.completions.create(model="plain", messages=ASK, temperature=1,
+                                             top_p=0)
+    assert nucleus.choices[0].message.content == greedy.choices[0].message.content
+    settings = json.loads(logged_turn(engine, nucleus.turn_id)["settings_json"])
+    assert settings["temperature"] == 0
+    with pytest.raises(openai.BadRequestError, match="top_p: Input should be greater than or"):
+        client.chat.completions.create(model="plain", messages=ASK, top_p=-0.1)
