@@ -98,7 +98,7 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     """The newer name of ``max_tokens``; wins when both are given."""
     stop: str | list[str] | None = None
-    n: int | None = Field(default=1, ge=1, le=1)
+    n: int | None = Field(default=1, ge=1)
     user: str | None = Field(default=None, max_length=200)
     """Used as the conversation's session id when no ``X-Session-Id`` header is sent."""
     tool_choice: str | dict | None = None
@@ -171,6 +171,15 @@ class ChatRequest(BaseModel):
     def _no_audio(cls, value: dict | None) -> dict | None:
         if value is not None:
             raise ValueError("this server answers in text only; leave audio out")
+        return value
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value is not None and value > 1:  # each answer is a logged turn of the session
+            raise ValueError(f"n is {value}; this server gives one answer (choice) per request: "
+                             "leave n out or send 1, and send the request again for another "
+                             "answer")
         return value
 
     @field_validator("stop")

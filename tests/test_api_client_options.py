@@ -58,3 +58,14 @@ def test_top_p_zero_which_openai_takes_is_greedy_decoding(client, engine) -> Non
     assert settings["temperature"] == 0
     with pytest.raises(openai.BadRequestError, match="top_p: Input should be greater than or"):
         client.chat.completions.create(model="plain", messages=ASK, top_p=-0.1)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_more_than_one_choice_is_refused_saying_what_to_send(client, stream) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="plain", messages=ASK, n=3, stream=stream)
+    assert refused.value.body == {
+        "message": "n: Value error, n is 3; this server gives one answer (choice) per request: "
+                   "leave n out or send 1, and send the request again for another answer",
+        "type": "invalid_request_error", "param": "n", "code": "invalid_value"}
+    assert client.chat.completions.create(model="plain", messages=ASK, n=1).choices
