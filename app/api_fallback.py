@@ -3,8 +3,7 @@
 The web UI is mounted at ``/`` and takes every path the routes before it do not, so without
 this a client that sends ``GET /v1/chat/completions`` or asks for ``/v1/embeddings`` gets
 Gradio's ``{"detail": "Not Found"}``: no 405 saying which method the route takes, and not the
-``{"error": {...}}`` its OpenAI client reads. A browser's CORS preflight (another site's page
-asking to call the API) gets a 403 that says why, and no CORS headers.
+``{"error": {...}}`` its OpenAI client reads.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.routing import Match, Mount
 
-from app.api_schema import error_body, shown
+from app.api_schema import error_body
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 FALLBACK = "/v1/{path:path}"
@@ -30,8 +29,6 @@ def add_api_fallback(server: FastAPI) -> None:
             route.matches({**request.scope, "method": method})[0] == Match.FULL
             for route in routes)]
         path = request.url.path
-        if _preflight(request):
-            return _refuse_other_site(request.headers["origin"], path)
         if allowed:
             return JSONResponse(error_body(f"{path} takes {', '.join(allowed)}, not "
                                            f"{request.method}", "invalid_request_error",
@@ -43,22 +40,6 @@ def add_api_fallback(server: FastAPI) -> None:
                             status_code=404)
 
     server.add_api_route(FALLBACK, fallback, methods=METHODS, include_in_schema=False)
-
-
-def _preflight(request: Request) -> bool:
-    """Whether a browser asks if another site's page may send this request (CORS)."""
-    return (request.method == "OPTIONS" and "origin" in request.headers
-            and "access-control-request-method" in request.headers)
-
-
-def _refuse_other_site(origin: str, path: str) -> JSONResponse:
-    """No CORS headers, ever: with them another site's page could read the answers of a
-    server with no login, or one on its visitor's own machine. The developer who tried is
-    told why, not that OPTIONS is the wrong method."""
-    message = (f"this server does not answer pages of other sites in a browser (Origin: "
-               f"{shown(origin)}): call {path} from a program or your own server instead")
-    return JSONResponse(error_body(message, "invalid_request_error", code="cross_origin_request"),
-                        status_code=403)
 
 
 __all__ = ["add_api_fallback"]

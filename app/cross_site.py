@@ -6,6 +6,11 @@ the visitor is logged in to (the login cookie goes along). Browsers say where su
 comes from in ``Sec-Fetch-Site``; a request that would change something is served only from
 the server's own pages (``same-origin``) or the user's own doing (``none``: a typed address).
 Programs (the ``openai`` client, curl, Gradio's Python client) send no such header.
+
+The API sends no CORS headers, ever: with them another site's page could read the answers of
+a server with no login, or of one on its visitor's own machine. A browser's CORS preflight
+for it (another site's page asking to call it) is answered with a 403 that says so, before a
+credential is asked for (a preflight never carries one).
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api_schema import error_body
+from app.api_schema import error_body, is_api_path, shown
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OWN_PAGES = frozenset({"same-origin", "none"})
 MESSAGE = ("this server takes requests that change something only from its own pages; a page "
            "of another site (Sec-Fetch-Site: {site}) can't send them")
+PREFLIGHT = ("this server does not answer pages of other sites in a browser (Origin: {origin}): "
+             "call {path} from a program or your own server instead")
 
 
 class CrossSiteRefusal:
@@ -29,6 +36,11 @@ class CrossSiteRefusal:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _api_preflight(scope):
+            message = PREFLIGHT.format(origin=shown(Headers(scope=scope)["origin"]),
+                                       path=shown(scope["path"]))
+            body = error_body(message, "invalid_request_error", None, "cross_origin_request")
+            return await JSONResponse(body, status_code=403)(scope, receive, send)
         if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
             site = Headers(scope=scope).get("sec-fetch-site")
             if site is not None and site not in OWN_PAGES:
@@ -37,3 +49,10 @@ class CrossSiteRefusal:
                         if scope["path"].startswith("/v1/") else {"detail": message})
                 return await JSONResponse(body, status_code=403)(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+def _api_preflight(scope: Scope) -> bool:
+    """Whether a browser asks if another site's page may call the API (CORS)."""
+    headers = Headers(scope=scope)
+    return (scope["method"] == "OPTIONS" and is_api_path(scope["path"])
+            and "origin" in headers and "access-control-request-method" in headers)
