@@ -301,6 +301,10 @@ def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[Message],
         raise RequestError(f"the last message is from {messages[-1].role!r}; the last message "
                            "must be the user's question", param="messages",
                            code="last_message_not_user")
+    if not turns[-1].content.strip():
+        last = f"messages[{len(messages) - 1}].content"
+        raise RequestError(f"{last} is empty; send the question as text", param=last,
+                           code="empty_content")
     return turns[-1].content, turns[:-1], ignored
 
 

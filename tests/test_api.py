@@ -135,7 +135,7 @@ ERRORS = [
      openai.BadRequestError, "last_message_not_user",
      "the last message is from 'assistant'; the last message must be the user's question"),
     ("blank question", dict(model="prompt", messages=[{"role": "user", "content": " \x00 "}]),
-     openai.BadRequestError, "invalid_input", "the message is empty; type a question"),
+     openai.BadRequestError, "empty_content", "messages[0].content is empty; send the question"),
     ("too long", dict(model="prompt", messages=[{"role": "user", "content": "a" * 5000}]),
      openai.BadRequestError, "invalid_input",
      "the message has 5,000 characters; the limit is 2,000 (generation.max_message_chars)"),

@@ -69,3 +69,14 @@ def test_more_than_one_choice_is_refused_saying_what_to_send(client, stream) -> 
                    "leave n out or send 1, and send the request again for another answer",
         "type": "invalid_request_error", "param": "n", "code": "invalid_value"}
     assert client.chat.completions.create(model="plain", messages=ASK, n=1).choices
+
+
+@pytest.mark.parametrize("content", ["", " \n", []])
+def test_an_empty_question_is_refused_naming_the_message(client, content) -> None:
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                {"role": "user", "content": content}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="plain", messages=messages)
+    assert refused.value.body == {
+        "message": "messages[2].content is empty; send the question as text",
+        "type": "invalid_request_error", "param": "messages[2].content", "code": "empty_content"}
