@@ -12,10 +12,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.routing import Match, Mount
 
-from app.api_schema import error_body
+from app.api_schema import error_body, shown
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 FALLBACK = "/v1/{path:path}"
+INSTEAD = {"/v1/completions": " (OpenAI's legacy text completions); send the prompt as the user "
+                              "message of a /v1/chat/completions request"}
+"""What to do instead, for OpenAI paths whose clients can be served another way."""
 
 
 def add_api_fallback(server: FastAPI) -> None:
@@ -28,14 +31,15 @@ def add_api_fallback(server: FastAPI) -> None:
         allowed = [method for method in METHODS if any(
             route.matches({**request.scope, "method": method})[0] == Match.FULL
             for route in routes)]
-        path = request.url.path
+        path = shown(request.url.path)
         if allowed:
             return JSONResponse(error_body(f"{path} takes {', '.join(allowed)}, not "
                                            f"{request.method}", "invalid_request_error",
                                            code="method_not_allowed"),
                                 status_code=405, headers={"Allow": ", ".join(allowed)})
-        return JSONResponse(error_body(f"this server has no {path}; it serves "
-                                       "/v1/chat/completions, /v1/models and /v1/corrections",
+        instead = INSTEAD.get(path, "; it serves /v1/chat/completions, /v1/models and "
+                                    "/v1/corrections")
+        return JSONResponse(error_body(f"this server has no {path}{instead}",
                                        "invalid_request_error", code="not_found"),
                             status_code=404)
 

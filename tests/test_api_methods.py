@@ -1,9 +1,10 @@
-"""The HTTP methods the API's routes take beyond their own, on a real server: HEAD where GET is
-served, and a browser's CORS preflight from another site's page."""
+"""Requests beyond what the API's routes take, on a real server: HEAD where GET is served, a
+browser's CORS preflight from another site's page, and OpenAI paths this server has not."""
 
 from __future__ import annotations
 
 import httpx
+import openai
 import pytest
 
 from server_app import serving
@@ -56,3 +57,16 @@ def test_a_browsers_preflight_from_another_site_is_refused_saying_why(api_url) -
         "code": "cross_origin_request"}
     plain = httpx.options(url + "/chat/completions", headers=key)  # not a browser's
     assert plain.status_code == 405 and plain.headers["allow"] == "POST"
+
+
+def test_a_legacy_completions_client_is_told_to_send_its_prompt_as_a_chat(api_url) -> None:
+    url, key = api_url
+    api_key = key["Authorization"].removeprefix("Bearer ") if key else "unused"
+    client = openai.OpenAI(base_url=url, api_key=api_key, max_retries=0)
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.completions.create(model="plain", prompt="Say hi")
+    assert missing.value.body["message"] == (
+        "this server has no /v1/completions (OpenAI's legacy text completions); send the "
+        "prompt as the user message of a /v1/chat/completions request")
+    long_path = httpx.get(url + "/x" * 5000, headers=key).json()["error"]["message"]
+    assert len(long_path) < 300  # a stranger's path is not sent back whole
