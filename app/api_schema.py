@@ -3,7 +3,7 @@
 Requests are validated here, so a wrong field becomes an OpenAI-shaped error naming the field;
 fields that OpenAI clients send and we don't use (``seed``, ``presence_penalty``...) are ignored,
 but asking for what the server can't give (tool calls, a JSON answer, log probabilities,
-audio) is not.
+several choices, audio) is not.
 Types are strict, as OpenAI's are: ``"stream": "yes"`` or ``"max_tokens": "4"`` is an error, not
 a guess (a whole number is still a valid ``temperature``).
 """
