@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api_schema import RequestError, error_body, is_api_path
 from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, GenerationFailed,
-                            InputError, ModelError, SessionNotYours)
+                            InputError, ModelError, PromptTooLong, SessionNotYours)
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,9 @@ def error_parts(exc: BaseException, route: str) -> tuple[int, dict]:
         return 409, error_body(f"{exc}; send an X-Session-Id (or user) of your own, or none "
                                "for a new session", "invalid_request_error", "X-Session-Id",
                                "session_not_yours")
+    if isinstance(exc, PromptTooLong):  # OpenAI's code, which clients look for to trim
+        return 400, error_body(str(exc), "invalid_request_error", "messages",
+                               "context_length_exceeded")
     if isinstance(exc, InputError):
         return 400, error_body(str(exc), "invalid_request_error", "messages", "invalid_input")
     if isinstance(exc, GenerationFailed):  # its words are torch's, not ours

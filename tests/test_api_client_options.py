@@ -80,3 +80,15 @@ def test_an_empty_question_is_refused_naming_the_message(client, content) -> Non
     assert refused.value.body == {
         "message": "messages[2].content is empty; send the question as text",
         "type": "invalid_request_error", "param": "messages[2].content", "code": "empty_content"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_question_too_long_for_the_model_has_openais_context_length_code(client,
+                                                                          stream) -> None:
+    """Clients recognise the code (LangChain raises its context overflow error on it, and
+    may then trim the conversation)."""
+    question = [{"role": "user", "content": "7" * 1990}]  # a token a digit
+    with pytest.raises(openai.BadRequestError, match="shorten the message") as refused:
+        client.chat.completions.create(model="plain", messages=question, stream=stream)
+    assert refused.value.code == "context_length_exceeded"
+    assert refused.value.body["param"] == "messages"
