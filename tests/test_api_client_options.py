@@ -3,10 +3,10 @@ built on them) send, answered as OpenAI answers them."""
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
-
-import json
 
 from api_serving import ASK, client, engine, logged_turn, served  # noqa: F401 (fixtures)
 
