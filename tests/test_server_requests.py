@@ -1,10 +1,13 @@
 """What a stranger's request can't make the server do: hold a body bigger than any request
 needs, fail with Python's words, act for another site's page, or hand a server file to a tab."""
 
+import json
+
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 
 from app.build import bot_documents
 from app.server import create_server_app
@@ -93,6 +96,31 @@ def test_a_search_for_nan_passages_is_refused_without_a_python_error(full_app) -
     assert "No passage matches" in events[1]
 
 
+BAD_CALLS = {'["refunds"]': "/search takes 3 values (query, k, mode), not 1",
+             '["refunds", 3, "bm25", "more"]': "/search takes 3 values (query, k, mode), not 4",
+             '["refunds", "three", "bm25"]': "/search: k cannot be 'three': it takes a number",
+             '["refunds", 3, 7]': "/search: mode cannot be 7: it takes one of 'hybrid', "
+                                  "'dense', 'bm25'"}
+"""A stranger's calls to the search with values the tab can't take, and what each is told."""
+
+
+def test_a_gradio_api_call_with_values_it_cannot_take_is_refused_in_one_line(full_app, capfd,
+                                                                            caplog) -> None:
+    """Not Python's words to the caller, nor a traceback each in the server's output."""
+    with serving(full_app) as url:
+        for data, told in BAD_CALLS.items():
+            called = httpx.post(f"{url}gradio_api/call/search", content=f'{{"data": {data}}}',
+                                headers={"content-type": "application/json"})
+            events = httpx.get(f"{url}gradio_api/call/search/{called.json()['event_id']}")
+            assert events.text.startswith('event: error\ndata: {"error": ' + json.dumps(told))
+        with pytest.raises(AppError, match="/search: mode cannot be 'fast'"):
+            Client(url, verbose=False).predict("refunds", 3, "fast", api_name="/search")
+    assert "Traceback" not in capfd.readouterr().err
+    assert caplog.messages == [f"refused a Gradio API call: {told}" for told in BAD_CALLS.values()] + [
+        "refused a Gradio API call: /search: mode cannot be 'fast': it takes one of 'hybrid', "
+        "'dense', 'bm25'"]
+
+
 @pytest.mark.parametrize("credentials", [None, "login"], indirect=True)
 def test_another_sites_page_cannot_make_a_browser_upload_ask_or_log_in(full_app,
                                                                       credentials) -> None:
@@ -129,7 +157,7 @@ FORGED = {"/upload": lambda file: [[file]],
 
 @pytest.mark.parametrize("endpoint", FORGED)
 def test_a_server_path_is_refused_where_a_file_upload_goes(full_app, isolated_state,
-                                                           endpoint, capfd) -> None:
+                                                           endpoint, caplog) -> None:
     logs = isolated_state / "logs.sqlite"
     assert logs.is_file()
     with serving(full_app) as url:
@@ -138,8 +166,10 @@ def test_a_server_path_is_refused_where_a_file_upload_goes(full_app, isolated_st
             call = httpx.post(f"{url}gradio_api/call{endpoint}",
                               json={"data": FORGED[endpoint](file)})
             events = httpx.get(f"{url}gradio_api/call{endpoint}/{call.json()['event_id']}")
-            assert events.text == 'event: error\ndata: {"error": null}\n\n'  # nothing of why
-            assert f"Cannot move {path}" in capfd.readouterr().err  # the server's output says
+            assert json.loads(events.text.split("data: ")[1])["error"] == (
+                f"{endpoint} takes only files uploaded to this server through "
+                "/gradio_api/upload (with gradio_client: handle_file(path))")  # nothing of why
+            assert f"Cannot move {path}" in caplog.messages[-1]  # the server's log says
         client = Client(url, verbose=False)
         assert "No passage matches" in client.predict("root", 3, "bm25", api_name="/search")
     kept = [p.name for folder in ("uploads", "transcripts", "datasets")

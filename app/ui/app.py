@@ -19,6 +19,7 @@ from starlette.routing import Mount
 from app.auth import Caller, Credentials
 from chatbot.attribution import AttributionSettings
 from chatbot.engine import Engine
+from app.ui.api_calls import refuse_values_it_cannot_take
 from app.ui.chat import build_chat_tab
 from app.ui.documents import Documents, build_documents_tab
 from app.ui.render import CSS, HEAD
@@ -59,6 +60,7 @@ def build_app(engine: Engine, *, documents: Documents | None = None,
                 with gr.Tab(label, id=label.lower()):
                     app.tab_actions[label] = build()
                 _on_page_load(app, app.tab_actions[label])
+    refuse_values_it_cannot_take(app)
     return app
 
 
