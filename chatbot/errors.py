@@ -47,6 +47,11 @@ class InputError(ChatbotError):
     """A user message or request that can't be answered as given."""
 
 
+class NoSuchTurn(InputError):
+    """A turn id the conversation log does not hold: never given, or erased since
+    (``chatbot logs delete``) while a page still showed it."""
+
+
 class TooManyNewTokens(InputError):
     """More new tokens asked for than leave room for the prompt, or for the passages found;
     a surface may name its own setting for them (the API's ``max_tokens``) before

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from chatbot.errors import InputError
+from chatbot.errors import InputError, NoSuchTurn
 from chatbot.log_records import Correction, LoggedConversation, LoggedTurn, ReviewItem
 from chatbot.log_writer import WRITER, writer_alive
 from chatbot.migrations import check_writable, open_log_database, read_only
@@ -153,7 +153,8 @@ class ConversationLog:
             raise InputError(f"feedback rating must be 1 (thumbs up) or -1 (down), got {rating}")
         row = self._turn(turn_id)
         if row is None or row["role"] != "assistant":
-            raise InputError(f"no answer with turn id {turn_id} in the conversation log")
+            raise (NoSuchTurn if row is None else InputError)(
+                f"no answer with turn id {turn_id} in the conversation log")
         comment = _note(comment or "", f"the comment on turn {turn_id}")
         return self._write("INSERT INTO feedback (turn_id, rating, comment, created_at) "
                            "VALUES (?, ?, ?, ?)", (turn_id, rating, comment or None, now()))
@@ -172,17 +173,17 @@ class ConversationLog:
 
     def refused_corrections(self, rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
         """(index in ``rows``, why) of each correction that can't be saved."""
-        return self._checked(rows)[1]
+        return [(index, str(why)) for index, why in self._checked(rows)[1]]
 
     def _checked(self, rows: list[tuple[int, str]]
-                 ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+                 ) -> tuple[list[tuple[int, str]], list[tuple[int, InputError]]]:
         """The rows as they would be saved, and (index, why) of each that can't be."""
         kept, refused = [], []
         for index, (turn_id, text) in enumerate(rows):
             try:
                 kept.append((turn_id, self._correction(turn_id, text)))
             except InputError as exc:
-                refused.append((index, str(exc)))
+                refused.append((index, exc))
         return kept, refused
 
     def add_corrections(self, rows: list[tuple[int, str]], author: str | None = None,
@@ -190,10 +191,11 @@ class ConversationLog:
         """Several corrections at once: all are checked first, so a bad one saves none, and
         every bad one is named (``seen_unreviewed``: as in ``add_correction``)."""
         checked, refused = self._checked(rows)
+        if len(rows) == 1 and refused:
+            raise refused[0][1]
         if refused:
-            raise InputError(refused[0][1] if len(rows) == 1 else
-                             f"{len(refused)} of {len(rows)} corrections can't be saved, so "
-                             "none was: " + "; ".join(why for _, why in refused[:10]))
+            raise InputError(f"{len(refused)} of {len(rows)} corrections can't be saved, so "
+                             "none was: " + "; ".join(str(why) for _, why in refused[:10]))
         rows = checked
         created = now()
         with self._lock, self._db:
@@ -250,7 +252,7 @@ class ConversationLog:
         """The turn's row (``_turn``), or a refusal where it is not a finished answer."""
         row = self._turn(turn_id)
         if row is None:
-            raise InputError(f"no turn {turn_id} in the conversation log; `chatbot logs show "
+            raise NoSuchTurn(f"no turn {turn_id} in the conversation log; `chatbot logs show "
                              "SESSION` lists the turn ids of a conversation")
         if row["role"] != "assistant":
             raise InputError(f"turn {turn_id} is a {row['role']} message, not an answer; "

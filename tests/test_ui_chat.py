@@ -384,3 +384,20 @@ def test_tiny_model_answers_through_the_chat_tab(tiny_config) -> None:
     shown = drawn(steps[-1][0])[-1]["content"]
     assert shown == answer_markup(reply.text, reply.attribution, "src-1")
     assert engine.log.conversation(state.session_id).turns[1].text == reply.text
+
+
+def test_feedback_on_an_answer_erased_from_the_log_says_it_was_not_kept(engine) -> None:
+    """`chatbot logs delete` erased the session while its page stayed open: a thumb, comment or
+    correction then found no turn, and the page said nothing (or Python's words) of it."""
+    from chatbot.log_erasure import erase_sessions
+
+    actions, state = ChatActions(engine), new_state()
+    run(actions.respond("first question", state, "prompt"))
+    state = actions.rate(state, like(1, True))[0]
+    assert erase_sessions(engine.log.path, [state.session_id]).ratings == 1
+    edit = gr.EditData(None, {"index": 1, "previous_value": "", "value": "Fixed."})
+    for act in (lambda: actions.comment(state, "clear"), lambda: actions.correct(state, edit, None),
+                lambda: actions.rate(state, like(1, False))):
+        with pytest.warns(UserWarning, match="was erased from the conversation log"):
+            act()
+    assert state.answers[0].feedback is None and state.rated is None  # no thumb left lit

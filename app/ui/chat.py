@@ -7,55 +7,17 @@ the engine as history, so regenerate and clear are plain list edits. Run it with
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import gradio as gr
 
 from chatbot.answer_stream import CUT_SHORT_BY_SHUTDOWN
 from chatbot.engine import Engine
-from chatbot.errors import ChatbotError, InputError
-from chatbot.types import Message, Reply
+from chatbot.errors import ChatbotError, InputError, NoSuchTurn
+from app.ui.chat_state import ChatEvent, ChatState, ShownAnswer, new_state
 from app.ui.render import (SOURCES_PLACEHOLDER, cited_numbers, error_text, meta_line,
                            query_line, sources_html)
 from app.ui.support import answer_markup, plain_answer, support_line, supporting_spans
-
-
-@dataclass
-class ShownAnswer:
-    question: str
-    reply: Reply
-    correction: str | None = None
-    """The text a person put in its place (saved with the turn); shown and sent as history."""
-    feedback: str | None = None
-    """``Like`` or ``Dislike`` while its rating is in the log: the thumb the page keeps lit."""
-
-    @property
-    def text(self) -> str:
-        return self.reply.text if self.correction is None else self.correction
-
-
-@dataclass
-class ChatState:
-    """One browser session's conversation as the page shows it."""
-
-    session_id: str
-    answers: list[ShownAnswer] = field(default_factory=list)
-    rated: tuple[int, int] | None = None
-    """(turn id, rating) of the last thumbs click, for the optional comment."""
-    unanswered: str | None = None
-    """The last question whose answer failed (a model error): Regenerate asks it again."""
-    answering: bool = False
-    """An answer is being written: the page's Send button (or Regenerate) works meanwhile,
-    and a second answer written into the conversation at once would take the first's place."""
-
-    def history(self, answers: int | None = None) -> list[Message]:
-        """The conversation as the model is sent it: the first ``answers`` turns (all)."""
-        turns = []
-        for answer in self.answers[:answers]:
-            turns += [Message("user", answer.question), Message("assistant", answer.text)]
-        return turns
 
 
 ANSWERING = '<div class="cb-sources-empty">Answering...</div>'
@@ -63,31 +25,9 @@ STILL_ANSWERING = ("The bot is still answering your last question; send this one
                    "answer is in (Clear stops it).")
 
 
-def new_state() -> ChatState:
-    """A fresh conversation with its own session id (one per browser page load)."""
-    return ChatState(f"web-{uuid.uuid4().hex[:12]}")
-
-
 def prefix_for(index: int) -> str:
     """Anchor prefix of answer ``index``'s sources; the page script links citations to it."""
     return f"src-{index + 1}"
-
-
-class ChatEvent(gr.EventData):
-    """A click on a chat message (a thumb, a selection, an edit) as the event's data says it.
-
-    Gradio's own ``LikeData``, ``SelectData`` and ``EditData`` read keys the browser always
-    sends, so a Gradio API call without them (``/gradio_api/call/rate`` sends no event data at
-    all) failed inside Gradio with Python's ``'NoneType' object is not subscriptable``. Here a
-    key left out is ``None``: an index that names no message, a rating neither up nor down,
-    which the event functions ignore."""
-
-    def __init__(self, target, data) -> None:
-        super().__init__(target, data)
-        data = data if isinstance(data, dict) else {}
-        self.index = data.get("index")
-        self.value = data.get("value")
-        self.liked = data.get("liked")
 
 
 class ChatActions:
@@ -263,7 +203,11 @@ class ChatActions:
             state.rated = None
             return state, gr.update(visible=False), self.lit_thumbs(state)
         rating = 1 if like.liked else -1
-        self.engine.log.add_feedback(answer.reply.turn_id, rating)
+        try:
+            self.engine.log.add_feedback(answer.reply.turn_id, rating)
+        except NoSuchTurn:
+            return _erased(state, answer, "rating"), gr.update(visible=False), self.lit_thumbs(
+                state)
         state.rated = (answer.reply.turn_id, rating)
         gr.Info("Thanks: feedback saved. Add a comment below if you like.")
         return state, gr.update(visible=True), self.lit_thumbs(state)
@@ -282,6 +226,9 @@ class ChatActions:
         turn_id, rating = state.rated
         try:
             self.engine.log.add_feedback(turn_id, rating, text.strip())
+        except NoSuchTurn:
+            answer = next(a for a in state.answers if a.reply.turn_id == turn_id)
+            return _erased(state, answer, "comment"), text, gr.update(visible=False)
         except InputError as exc:  # too long to keep: left in the box to shorten
             gr.Warning(error_text(exc))
             return state, text, gr.update()
@@ -303,6 +250,8 @@ class ChatActions:
             try:
                 self.engine.log.add_correction(answer.reply.turn_id, text,
                                                getattr(request, "username", None))
+            except NoSuchTurn:
+                _erased(state, answer, "correction")
             except InputError as exc:
                 gr.Warning(error_text(exc))
             else:
@@ -322,6 +271,18 @@ class ChatActions:
         if state is None or index is None or index % 2 != 1 or index // 2 >= len(state.answers):
             return None
         return state.answers[index // 2]
+
+
+ERASED = ("This answer was erased from the conversation log (`chatbot logs delete`) while the "
+          "page showed it: its {what} was not kept. Clear the chat to start a new conversation.")
+
+
+def _erased(state: ChatState, answer: ShownAnswer, what: str) -> ChatState:
+    """Say the log no longer holds ``answer``; its thumb goes unlit and no comment waits."""
+    gr.Warning(ERASED.format(what=what))
+    answer.feedback = None
+    state.rated = None
+    return state
 
 
 def _message_index(index: object) -> int | None:
