@@ -3,9 +3,10 @@
 Gradio reads a request's whole body into memory, with no limit of its own but a file upload's
 size; the ``/v1`` routes check their bodies themselves (``app/api_body.py``). Every other
 route may take what one API request may send, so no caller can make the server hold more.
-An upload's files are streamed to disk, but its other form fields are held in memory, so they
-are held to that same allowance. A refusal is a 413 with a JSON ``detail``, which the page
-shows as it is.
+An upload's files are streamed to disk, each within ``index.max_file_mb``, all of them within
+``index.max_upload_mb``; its other form fields are held in memory, so they are held to that
+same allowance. An upload refused part-way leaves none of its files on disk. A refusal is a
+413 (400 for a malformed upload) with a JSON ``detail``, which the page shows as it is.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_PREFIX = "/v1/"
 UPLOAD_PATH = "/gradio_api/upload"
-"""Files are streamed to disk, each within ``index.max_file_mb`` (``app/ui/app.py``)."""
+"""Files are streamed to disk, each within ``index.max_file_mb`` (``app/ui/app.py``), all of
+them within ``index.max_upload_mb`` (here)."""
 
 
 class WebUiBodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_mb: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_upload_mb = max_upload_mb
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -34,12 +37,12 @@ class WebUiBodyLimit:
             return
         headers = Headers(scope=scope)
         if path == UPLOAD_PATH:
-            count = FormFieldBytes(headers.get("content-type", ""), self.max_bytes).feed
-        elif _declared_length(headers) > self.max_bytes:  # refused before it is sent
+            await self.upload(scope, receive, send, headers)
+            return
+        if _declared_length(headers) > self.max_bytes:  # refused before it is sent
             await JSONResponse({"detail": self.too_large()}, 413)(scope, receive, send)
             return
-        else:
-            count = BodyBytes(self.max_bytes, self.too_large()).feed
+        count = BodyBytes(self.max_bytes, self.too_large()).feed
 
         async def counted() -> Message:
             message = await receive()
@@ -52,6 +55,49 @@ class WebUiBodyLimit:
     def too_large(self) -> str:
         return (f"this request is larger than the {self.max_bytes:,} bytes the server reads; "
                 "shorten the message")
+
+    async def upload(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> None:
+        """Gradio's upload route, its body checked as Gradio reads it. A refusal is raised as
+        Gradio's own parse error, on which it deletes the files it wrote; its plain-text
+        answer is then replaced by the refusal's."""
+        too_large = (f"this upload is larger than the {self.max_upload_mb:g} MB one upload may "
+                     "hold (index.max_upload_mb); upload fewer files at a time")
+        max_upload_bytes = int(self.max_upload_mb * 2**20)
+        if _declared_length(headers) > max_upload_bytes:  # refused before it is sent
+            await JSONResponse({"detail": too_large}, 413)(scope, receive, send)
+            return
+        total = BodyBytes(max_upload_bytes, too_large)
+        fields = FormFieldBytes(headers.get("content-type", ""), self.max_bytes)
+        refused: list[HTTPException] = []
+
+        async def checked() -> Message:
+            message = await receive()
+            try:
+                if message["type"] == "http.request":
+                    total.feed(message.get("body", b""))
+                    fields.feed(message.get("body", b""))
+                elif message["type"] == "http.disconnect":  # a page closed mid-upload
+                    raise HTTPException(400, "the upload was cut off before its end")
+            except HTTPException as exc:
+                refused.append(exc)
+                raise _gradio_parse_error(exc.detail) from exc
+            return message
+
+        async def answer(message: Message) -> None:
+            if not refused:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                refusal = JSONResponse({"detail": refused[0].detail}, refused[0].status_code)
+                await refusal(scope, receive, send)
+
+        await self.app(scope, checked, answer)
+
+
+def _gradio_parse_error(message: str) -> Exception:
+    """The error Gradio's upload route expects of a bad body (the web UI has loaded gradio)."""
+    from gradio.route_utils import MultiPartException
+
+    return MultiPartException(message)
 
 
 def _declared_length(headers: Headers) -> int:
@@ -108,7 +154,12 @@ class FormFieldBytes:
     def _header_ended(self) -> None:
         name, value = self._header
         if name.lower() == b"content-disposition":
-            self._in_file = b"filename" in parse_options_header(value)[1]
+            options = parse_options_header(value)[1]
+            self._in_file = b"filename" in options
+            field = options.get(b"name", b"")
+            if self._in_file and field != b"files":  # Gradio would keep it, unread, a day
+                raise HTTPException(400, "an upload's files go in the form field 'files'; "
+                                         f"{field.decode(errors='replace')!r} is not read")
         self._header = [b"", b""]
 
     def _part_began(self) -> None:

@@ -66,7 +66,8 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
                           attempts=attempts)
     if credentials.required:
         server.add_middleware(LoginThrottle, attempts=attempts)
-    server.add_middleware(WebUiBodyLimit, max_bytes=limits.body_bytes)
+    server.add_middleware(WebUiBodyLimit, max_bytes=limits.body_bytes,
+                          max_upload_mb=config.index.max_upload_mb)
     server.add_middleware(OwnImagesOnly)
     server.add_middleware(CrossSiteRefusal)  # outermost: refused before anything is read
     return server

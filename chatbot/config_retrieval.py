@@ -25,6 +25,9 @@ class IndexConfig(Section):
     """Chunk size in the embedder's own tokens; keep it under its max sequence length."""
     chunk_overlap: int = Field(default=30, ge=0)
     max_file_mb: float = Field(default=50, gt=0)
+    max_upload_mb: float = Field(default=500, gt=0)
+    """The most one web UI upload may carry, all its files together: Gradio takes up to 1,000
+    files of ``max_file_mb`` each in one upload, 50 GB by default, onto the server's disk."""
     text_field: str = "text"
     """Field that holds the text in .csv and .jsonl files (one document per row)."""
     index_type: Literal["auto", "flat", "hnsw"] = "auto"

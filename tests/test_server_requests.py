@@ -33,6 +33,37 @@ def test_an_upload_larger_than_indexing_takes_is_refused_as_it_arrives(config_fi
     assert large.status_code == 413 and "File size exceeded" in large.text
 
 
+def test_an_upload_past_its_limits_is_refused_and_leaves_no_file_behind(
+        config_file, echo, credentials, tmp_path, monkeypatch) -> None:
+    """One upload may carry 1,000 files of index.max_file_mb each: 50 GB by default in Gradio's
+    cache, for a day. An upload refused part-way left the files read so far there too."""
+    cache = tmp_path / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    config_file.write_text('models:\n  embedder: "hash:64"\n'
+                           'index:\n  max_file_mb: 0.01\n  max_upload_mb: 0.02\n')
+    config = load_config(config_file)
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo)
+    app = create_server_app(engine, config, documents=bot_documents(config),
+                            config_path=config_file)
+    part = b"# A\n" * 2000  # 8,000 bytes: within index.max_file_mb
+    three = [("files", (f"{n}.md", part)) for n in range(3)]
+    stray = [("files", ("a.md", part)), ("notes", ("b.md", part))]
+    with TestClient(app) as client:
+        refused = [client.post("/gradio_api/upload", files=three)]  # its length said at once
+        for files in (three, stray):  # sent without a length: refused as it arrives
+            body = httpx.Request("POST", "http://x", files=files)
+            chunks = [body.read()[i:i + 4096] for i in range(0, len(body.read()), 4096)]
+            refused.append(client.post("/gradio_api/upload", content=iter(chunks),
+                                       headers={"content-type": body.headers["content-type"]}))
+        fine = client.post("/gradio_api/upload", files=three[:2])
+        kept = sorted(p.name for p in cache.rglob("*") if p.is_file())  # cleared at shutdown
+    too_large = {"detail": "this upload is larger than the 0.02 MB one upload may hold "
+                           "(index.max_upload_mb); upload fewer files at a time"}
+    assert [(r.status_code, r.json()) for r in refused] == [(413, too_large), (413, too_large), (
+        400, {"detail": "an upload's files go in the form field 'files'; 'notes' is not read"})]
+    assert fine.status_code == 200 and kept == ["0.md", "1.md"]
+
+
 def test_a_web_ui_request_larger_than_the_api_allows_is_refused_as_it_arrives(full_app) -> None:
     """Gradio reads a whole body into memory: its routes take what one API request may send
     (server.max_request_chars), so a stranger can't make the server hold gigabytes."""
