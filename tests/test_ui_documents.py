@@ -68,6 +68,30 @@ def test_two_files_of_one_name_in_one_upload_are_refused_not_one_lost(documents,
     assert not documents.upload_dir.exists() or not any(documents.upload_dir.iterdir())
 
 
+def test_an_upload_holds_one_copy_and_a_refused_one_none(documents, tmp_path) -> None:
+    """Each upload was copied out of Gradio's cache and the cached file kept for a day: twice
+    the disk. A sync that failed (a damaged index) left the new files in uploads/, unindexed,
+    and a refused upload left its files in the cache."""
+    actions = DocumentActions(documents)
+    cached = write(tmp_path / "gradio-a", "install.md", "# Install\n\nRun pip install.")
+    actions.upload([cached])
+    assert not Path(cached).exists() and (documents.upload_dir / "install.md").is_file()
+    with pytest.warns(UserWarning, match="install.md: no longer on the server"):
+        actions.upload([cached])  # an API caller's second call with one uploaded file
+    both = [write(tmp_path / "b", "report.md", "Ferrets."), write(tmp_path / "c", "report.md",
+                                                                   "Iguanas.")]
+    with pytest.warns(UserWarning, match="More than one file is named report.md"):
+        actions.upload(both)
+    (documents.index.directory / "manifest.json").write_text("")  # damaged: syncs fail
+    damaged = [write(tmp_path / "d", "faq.md", "Refunds."),
+               write(tmp_path / "e", "install.md", "# Install\n\nRun uv pip install.")]
+    with pytest.raises(gr.Error, match="manifest"):
+        actions.upload(damaged)
+    assert not any(Path(f).exists() for f in both + damaged)
+    assert sorted(p.name for p in documents.upload_dir.iterdir()) == ["install.md"]
+    assert (documents.upload_dir / "install.md").read_text().endswith("Run pip install.")
+
+
 def test_upload_of_a_changed_file_updates_it(documents, tmp_path) -> None:
     actions = DocumentActions(documents)
     actions.upload([write(tmp_path / "one", "notes.md", "Old text about cats.")])

@@ -81,15 +81,22 @@ class DocumentActions:
         return rows, gr.update(choices=choices, value=None)
 
     def upload(self, files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple:
-        """Copy the uploads next to the index's other uploads, index them, empty the drop box.
-        A copy that could not be indexed is deleted, and the file it replaced (an upload of
-        the same name that is still indexed) is put back."""
+        """Move the uploads out of Gradio's cache next to the index's other uploads, index
+        them, empty the drop box. A file not indexed is deleted, and the file it replaced (an
+        upload of the same name that is still indexed) is put back; a refused upload's files
+        are deleted too, so the disk holds one copy of what the index holds and no more."""
         if not files:
             gr.Warning("Choose one or more files to upload first.")
             return (gr.update(), *self.table(), None)
         names = [Path(f).name for f in files]
-        if twice := sorted({name for name in names if names.count(name) > 1}):
-            gr.Warning(f"More than one file is named {', '.join(twice)}; uploads are kept by "
+        gone = [name for f, name in zip(files, names) if not Path(f).is_file()]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if gone or twice:
+            for file in files:
+                Path(file).unlink(missing_ok=True)
+            gr.Warning(f"{', '.join(gone)}: no longer on the server (an upload is indexed "
+                       "once); upload again." if gone else
+                       f"More than one file is named {', '.join(twice)}; uploads are kept by "
                        "name, so one would replace the other. Rename them and upload again.")
             return (gr.update(), *self.table(), None)
         replaced = {}
@@ -101,18 +108,10 @@ class DocumentActions:
         try:
             result = self.documents.sync(kept, progress=report, waiting=_saying_it_waits(progress))
         except ChatbotError as exc:
-            for target, earlier in replaced.items():
-                earlier.replace(target)
+            _settle(kept, replaced, failed=set(kept))
             raise gr.Error(error_text(exc), print_exception=False) from exc
         failed = {Path(failure.source) for failure in result.failed}
-        for target in kept:  # not indexed: its copy (200 MB, say) is not kept either
-            earlier = replaced.get(target)
-            if target in failed and earlier:
-                earlier.replace(target)
-            elif target in failed:
-                target.unlink(missing_ok=True)
-            elif earlier:
-                earlier.unlink(missing_ok=True)
+        _settle(kept, replaced, failed)
         indexed = len(kept) - len(failed)
         lines = [f"Indexed {indexed} of {len(kept)} file(s): {html.escape(result.summary())}"]
         lines += [f"- not indexed: `{Path(f.source).name}`: {html.escape(f.reason)}"
@@ -120,14 +119,14 @@ class DocumentActions:
         return ("\n".join(lines), *self.table(), None)
 
     def _keep(self, upload: Path, replaced: dict[Path, Path]) -> Path:
-        """Copy ``upload`` into the uploads folder; a file of that name already there is moved
+        """Move ``upload`` into the uploads folder; a file of that name already there is moved
         aside into ``replaced`` (target -> the earlier file) until the new one is indexed."""
         target_dir = self.documents.upload_dir
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / upload.name
         if target.exists() and target not in replaced:
             replaced[target] = target.replace(target_dir / f".{upload.name}.earlier")
-        shutil.copyfile(upload, target)
+        shutil.move(upload, target)
         return target
 
     def remove(self, source: str | None, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -160,6 +159,19 @@ class DocumentActions:
         if not hits:
             return '<div class="cb-sources-empty">No passage matches.</div>'
         return sources_html(hits, "search")
+
+
+def _settle(kept: list[Path], replaced: dict[Path, Path], failed: set[Path]) -> None:
+    """After a sync: a file not indexed (200 MB, say) is not kept, and the earlier file it was
+    to replace is put back; an indexed file's earlier one is deleted."""
+    for target in kept:
+        earlier = replaced.get(target)
+        if target in failed and earlier:
+            earlier.replace(target)
+        elif target in failed:
+            target.unlink(missing_ok=True)
+        elif earlier:
+            earlier.unlink(missing_ok=True)
 
 
 def _saying_it_waits(progress: gr.Progress) -> Callable[[], None]:
