@@ -59,7 +59,8 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     app = build_app(engine, documents=documents, title=config.name, assign_variant=assign,
                     show_variant_names=show_names, tabs=tabs,
                     answers_at_once=config.models.max_batch)
-    caller = mount_ui(server, app, credentials, config.data_path, config.index.max_file_mb)
+    caller = mount_ui(server, app, credentials, config.data_path, config.index.max_file_mb,
+                      config.index.max_upload_mb)
     server.add_middleware(UnexpectedApiFailures)  # innermost: it sees what a route raised
     attempts = FailedAttempts()  # wrong keys and failed logins, counted together
     server.add_middleware(RequireCredential, credentials=credentials, caller=caller,

@@ -22,7 +22,7 @@ from chatbot.engine import Engine
 from app.ui.api_calls import refuse_values_it_cannot_take
 from app.ui.chat import build_chat_tab
 from app.ui.documents import Documents, build_documents_tab
-from app.ui.render import CSS, HEAD
+from app.ui.render import CSS, HEAD, upload_limits
 from app.ui.review import build_review_tab
 
 
@@ -78,7 +78,7 @@ def _on_page_load(app: gr.Blocks, actions: object) -> None:
 
 
 def mount_ui(server: FastAPI, app: gr.Blocks, credentials: Credentials,
-             data_dir: Path, max_file_mb: float) -> Caller:
+             data_dir: Path, max_file_mb: float, max_upload_mb: float) -> Caller:
     """Serve ``app`` at ``/`` of ``server`` with its styles and script; returns who is calling.
 
     With ``credentials``, Gradio's login page asks for them, and its routes take the same
@@ -86,13 +86,14 @@ def mount_ui(server: FastAPI, app: gr.Blocks, credentials: Credentials,
     file may only be one uploaded through ``/gradio_api/upload``, and nothing under
     ``data_dir`` (the conversation log, the index) is ever handed out. An upload larger than
     ``max_file_mb`` (what indexing takes, ``index.max_file_mb``) is refused as it arrives, so a
-    stranger can't fill the server's disk with one file. The page shows the messages the tabs
+    stranger can't fill the server's disk with one file; the page checks chosen files against
+    it and ``max_upload_mb`` (``app.body_limit``) before sending them. The page shows the messages the tabs
     give (``gr.Error``); an unexpected exception's text, which may name the server's files, is
     left to the server's output with its traceback.
     """
     gr.mount_gradio_app(server, app, "/", auth=credentials.login_ok if credentials.required
                         else None, allowed_paths=[], blocked_paths=[str(data_dir.resolve())],
-                        css=CSS, head=HEAD, footer_links=[], run_history=False,
+                        css=CSS, head=upload_limits(max_file_mb, max_upload_mb) + HEAD, footer_links=[], run_history=False,
                         show_error=False, ssr_mode=False,
                         max_file_size=int(max_file_mb * 2**20))
     # Gradio refuses a request's file path outside its upload folder only in a launched app,

@@ -187,6 +187,8 @@ def build_documents_tab(documents: Documents) -> DocumentActions:
             files = gr.File(file_count="multiple", label="Upload files: they are indexed at once",
                             elem_id="cb-upload")
             status = gr.Markdown(elem_id="cb-upload-status")
+            # clicked by the page's script (render.HEAD) when files are chosen
+            note = gr.Button(visible="hidden", elem_id="cb-upload-note")
         with gr.Column():
             with gr.Row():
                 chosen = gr.Dropdown([], label="Document", scale=3, allow_custom_value=False)
@@ -202,6 +204,7 @@ def build_documents_tab(documents: Documents) -> DocumentActions:
     results = gr.HTML(js_on_load=None, elem_id="cb-search-results")
     listing = [table, chosen]
     files.upload(actions.upload, [files], [status, *listing, files])
+    note.click(None, None, status, js="() => window.cbUploadNote")
     remove_button.click(actions.remove, [chosen], [status, *listing])
     refresh.click(actions.table, None, listing)
     for trigger in (query.submit, search.click):

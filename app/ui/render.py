@@ -187,4 +187,43 @@ HEAD = """<script>
   }).observe(document.documentElement, {subtree: true, childList: true});
 })();
 </script>
+<script>
+// Files chosen for the Documents tab's upload: the status line says at once what becomes of
+// them, an upload the page refuses before sending (past index.max_file_mb or
+// index.max_upload_mb, set in window.cbUploadLimits) included; the hidden button shows it.
+(() => {
+  const mb = (bytes) => +(bytes / 2 ** 20).toPrecision(2);
+  function note(files) {
+    const limits = window.cbUploadLimits;
+    const big = files.find((file) => file.size > limits.file * 2 ** 20);
+    const total = files.reduce((sum, file) => sum + file.size, 0);
+    if (big) return `Not uploaded: ${big.name} (${mb(big.size)} MB) is larger than the ` +
+      `${limits.file} MB a file may be (index.max_file_mb).`;
+    if (total > limits.upload * 2 ** 20) return `Not uploaded: the ${files.length} files ` +
+      `come to ${mb(total)} MB, more than the ${limits.upload} MB one upload may hold ` +
+      `(index.max_upload_mb); upload fewer at a time.`;
+    return `Uploading and indexing ${files.length} file(s)...`;
+  }
+  function chosen(files) {
+    const button = document.getElementById("cb-upload-note");
+    if (!files || !files.length || !button || !window.cbUploadLimits) return;
+    window.cbUploadNote = note([...files]);
+    button.click();
+  }
+  document.addEventListener("change", (event) => {
+    if (event.target.matches && event.target.matches("#cb-upload input[type=file]"))
+      chosen(event.target.files);
+  }, true);
+  document.addEventListener("drop", (event) => {
+    if (event.target.closest && event.target.closest("#cb-upload"))
+      chosen(event.dataTransfer && event.dataTransfer.files);
+  }, true);
+})();
+</script>
 <style>.cb-flash { outline: 2px solid var(--color-accent); } a.cb-cite { cursor: pointer; }</style>"""
+
+
+def upload_limits(max_file_mb: float, max_upload_mb: float) -> str:
+    """The script giving the page the upload limits it checks chosen files against."""
+    return (f"<script>window.cbUploadLimits = {{file: {max_file_mb:g}, "
+            f"upload: {max_upload_mb:g}}};</script>")
