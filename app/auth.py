@@ -125,7 +125,7 @@ def _seen_as(name: str) -> str:
 
 def check_exposure(host: str, credentials: Credentials, insecure: bool) -> None:
     """Refuse to listen beyond this machine with nothing protecting the bot."""
-    if credentials.required or insecure or _is_loopback(host):
+    if credentials.required or insecure or is_loopback(host):
         return
     raise ConfigError(
         f"refusing to listen on {host} with no login and no API key: anyone who can reach it "
@@ -134,7 +134,7 @@ def check_exposure(host: str, credentials: Credentials, insecure: bool) -> None:
         "use --host 127.0.0.1, or pass --insecure to serve it open anyway")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

@@ -11,6 +11,11 @@ The API sends no CORS headers, ever: with them another site's page could read th
 a server with no login, or of one on its visitor's own machine. A browser's CORS preflight
 for it (another site's page asking to call it) is answered with a 403 that says so, before a
 credential is asked for (a preflight never carries one).
+
+A page of another site can also give its own name the address 127.0.0.1 (DNS rebinding): the
+browser then takes the local server for that site, and its requests for the same origin
+(``same-origin``), reads included. Its requests still name the site in ``Host``: a server with
+no login on a loopback address answers only requests sent to a loopback name.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api_schema import error_body, is_api_path, shown
+from app.auth import is_loopback
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OWN_PAGES = frozenset({"same-origin", "none"})
@@ -27,6 +33,10 @@ MESSAGE = ("this server takes requests that change something only from its own p
            "of another site (Sec-Fetch-Site: {site}) can't send them")
 PREFLIGHT = ("this server does not answer pages of other sites in a browser (Origin: {origin}): "
              "call {path} from a program or your own server instead")
+NOT_LOCAL = ("this server listens on {address} with no login, so it answers only requests sent "
+             "to localhost or {address}, not to {host}: a page of another site may have given "
+             "its own name that address; to serve it under another name (behind a proxy), set "
+             "a login or an API key")
 
 
 class CrossSiteRefusal:
@@ -44,11 +54,40 @@ class CrossSiteRefusal:
         if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
             site = Headers(scope=scope).get("sec-fetch-site")
             if site is not None and site not in OWN_PAGES:
-                message = MESSAGE.format(site=site)
-                body = (error_body(message, "invalid_request_error", None, "cross_site_request")
-                        if scope["path"].startswith("/v1/") else {"detail": message})
-                return await JSONResponse(body, status_code=403)(scope, receive, send)
+                refusal = _refusal(scope, MESSAGE.format(site=site), "cross_site_request")
+                return await refusal(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+class LocalNamesOnly:
+    """ASGI middleware for a server with no login: on a loopback address, a 403 for a request
+    sent to any name but a loopback one (``localhost``, ``127.0.0.1``, ``[::1]``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        address = (scope.get("server") or ("",))[0]
+        if scope["type"] in ("http", "websocket") and is_loopback(address):
+            host = _host_name(Headers(scope=scope).get("host", ""))
+            if not is_loopback(host):
+                message = NOT_LOCAL.format(address=address, host=shown(host) if host else "no name")
+                return await _refusal(scope, message, "not_local")(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    """``localhost:7860`` -> ``localhost``, ``[::1]:7860`` -> ``::1``."""
+    if host.startswith("["):
+        return host[1:].split("]")[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _refusal(scope: Scope, message: str, code: str) -> JSONResponse:
+    """A 403 in the shape the route's callers read: OpenAI's under /v1, Starlette's elsewhere."""
+    body = (error_body(message, "invalid_request_error", None, code)
+            if scope["path"].startswith("/v1/") else {"detail": message})
+    return JSONResponse(body, status_code=403)
 
 
 def _api_preflight(scope: Scope) -> bool:

@@ -16,7 +16,7 @@ from app.api_errors import UnexpectedApiFailures
 from app.auth import Credentials, FailedAttempts, LoginThrottle, RequireCredential
 from app.body_limit import WebUiBodyLimit
 from app.content_policy import OwnImagesOnly
-from app.cross_site import CrossSiteRefusal
+from app.cross_site import CrossSiteRefusal, LocalNamesOnly
 from chatbot.config import BotConfig
 from chatbot.engine import Engine
 
@@ -70,7 +70,9 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     server.add_middleware(WebUiBodyLimit, max_bytes=limits.body_bytes,
                           max_upload_mb=config.index.max_upload_mb)
     server.add_middleware(OwnImagesOnly)
-    server.add_middleware(CrossSiteRefusal)  # outermost: refused before anything is read
+    server.add_middleware(CrossSiteRefusal)  # refused before anything is read
+    if not credentials.required:  # a login's cookie is not sent to another site's name
+        server.add_middleware(LocalNamesOnly)
     return server
 
 

@@ -179,6 +179,24 @@ def test_another_sites_page_cannot_make_a_browser_upload_ask_or_log_in(full_app,
         assert client.get("/config", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
 
 
+def test_an_open_local_server_answers_only_requests_addressed_to_a_local_name(full_app) -> None:
+    """A page of another site can rename its own address to 127.0.0.1 (DNS rebinding) and then
+    read and post to an open local server as its own origin: Sec-Fetch-Site says same-origin.
+    Its requests still carry its own name in Host."""
+    with serving(full_app) as url:
+        port = url.rstrip("/").rsplit(":", 1)[1]
+        answers = {host: httpx.get(f"{url}config", headers={"Host": host})
+                   for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"rebound.example:{port}")}
+        posted = httpx.post(f"{url}gradio_api/call/search", json={"data": ["x", 3, "bm25"]},
+                            headers={"Host": "rebound.example"})
+    assert [a.status_code for a in answers.values()] == [200, 200, 403]
+    assert posted.status_code == 403 and posted.json() == {"detail": (
+        "this server listens on 127.0.0.1 with no login, so it answers only requests sent to "
+        "localhost or 127.0.0.1, not to rebound.example: a page of another site may have "
+        "given its own name that address; to serve it under another name (behind a proxy), "
+        "set a login or an API key")}
+
+
 # -- a request's file must be one uploaded to the server -------------------------------------
 
 FORGED = {"/upload": lambda file: [[file]],
