@@ -146,8 +146,20 @@ def test_a_gradio_api_call_with_values_it_cannot_take_is_refused_in_one_line(ful
             assert events.text.startswith('event: error\ndata: {"error": ' + json.dumps(told))
         with pytest.raises(AppError, match="/search: mode cannot be 'fast'"):
             Client(url, verbose=False).predict("refunds", 3, "fast", api_name="/search")
+        unknown = [httpx.post(f"{url}gradio_api/call/serch", json={"data": []}),
+                   httpx.post(f"{url}gradio_api/queue/join", json={
+                       "data": [], "fn_index": 9999, "session_hash": "s1"})]
+        with pytest.raises(AppError, match="dataset cannot be 'v9': it takes one of the "
+                                           "choices its tab lists, and it lists none yet"):
+            Client(url, verbose=False).predict("v9", "a1", "lora", 1, 2e-4, 4, 0, 16, 50,
+                                               False, api_name="/start")
+    assert [(r.status_code, r.json()) for r in unknown] == [
+        (404, {"detail": "no Gradio API route /serch; GET /gradio_api/info lists them"}),
+        (404, {"detail": "no Gradio API route with fn_index 9999; GET /gradio_api/info lists "
+                         "the routes"})]
     assert "Traceback" not in capfd.readouterr().err
-    assert caplog.messages == [f"refused a Gradio API call: {told}" for told in BAD_CALLS.values()] + [
+    assert caplog.messages[:5] == [f"refused a Gradio API call: {told}"
+                                   for told in BAD_CALLS.values()] + [
         "refused a Gradio API call: /search: mode cannot be 'fast': it takes one of 'hybrid', "
         "'dense', 'bm25'"]
 

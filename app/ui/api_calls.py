@@ -1,9 +1,10 @@
 """Calls to the Gradio API with values the tab's inputs can't take: refused in one line.
 
 A stranger's ``curl`` or ``gradio_client`` call may send too few or too many values, or a value
-of the wrong kind (text for a number, a mode no radio offers). Gradio answered those with
-Python's words and printed a traceback for each in the server's output; here the caller is told
-which value is wrong and what it takes, and the server's log gets that one line.
+of the wrong kind (text for a number, a mode no radio offers), or name a route that does not
+exist. Gradio answered those with Python's words (or a 500) and printed a traceback for each in
+the server's output; here the caller is told what is wrong, and the server's log gets at most
+one line.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import logging
 from typing import Any
 
 import gradio as gr
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from gradio.route_utils import FnIndexInferError
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,25 @@ def refuse_values_it_cannot_take(app: gr.Blocks) -> None:
             _refuse(f"{api}{told}", why)
 
     app.preprocess_data = checked
+
+
+def answer_unknown_routes(gradio_app: FastAPI) -> None:
+    """A 404 for a call naming a route (``/gradio_api/call/NAME``) or an event number
+    (``fn_index`` of ``/gradio_api/queue/join``) the app does not have."""
+
+    async def no_such_name(request: Request, exc: FnIndexInferError) -> JSONResponse:
+        name = request.path_params.get("api_name", "")
+        return JSONResponse({"detail": f"no Gradio API route /{name}; GET /gradio_api/info "
+                                       "lists them"}, 404)
+
+    async def no_such_number(request: Request, exc: KeyError) -> JSONResponse:
+        if not request.url.path.endswith("/queue/join"):
+            raise exc  # anything else is unexpected: a 500, its traceback in the log
+        return JSONResponse({"detail": f"no Gradio API route with fn_index {exc.args[0]}; GET "
+                                       "/gradio_api/info lists the routes"}, 404)
+
+    gradio_app.add_exception_handler(FnIndexInferError, no_such_name)
+    gradio_app.add_exception_handler(KeyError, no_such_number)
 
 
 def _refuse(told: str, why: str = "") -> None:
@@ -70,8 +93,10 @@ def _what_was_wrong(blocks: list, names: list[str], values: list,
 
 
 def _what_it_takes(block) -> str:
-    if choices := getattr(block, "choices", None):
-        return "one of " + ", ".join(repr(value) for _, value in choices)
+    if hasattr(block, "choices"):  # a list a tab fills per page: one of this session's
+        values = [repr(value) for _, value in block.choices or []]
+        return ("one of " + ", ".join(values[:10]) + (", ..." if len(values) > 10 else "")
+                if values else "one of the choices its tab lists, and it lists none yet")
     if isinstance(block, (gr.Number, gr.Slider)):
         return "a number"
     if isinstance(block, gr.Checkbox):

@@ -19,7 +19,7 @@ from starlette.routing import Mount
 from app.auth import Caller, Credentials
 from chatbot.attribution import AttributionSettings
 from chatbot.engine import Engine
-from app.ui.api_calls import refuse_values_it_cannot_take
+from app.ui.api_calls import answer_unknown_routes, refuse_values_it_cannot_take
 from app.ui.chat import build_chat_tab
 from app.ui.documents import Documents, build_documents_tab
 from app.ui.render import CSS, HEAD, upload_limits
@@ -101,6 +101,7 @@ def mount_ui(server: FastAPI, app: gr.Blocks, credentials: Credentials,
     app.has_launched = True
     gradio_app = next(route.app for route in server.routes
                       if isinstance(route, Mount) and getattr(route.app, "blocks", None) is app)
+    answer_unknown_routes(gradio_app)
     logged_in = _gradio_user(gradio_app)
 
     async def caller(connection: HTTPConnection) -> str | None:
