@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatbot.errors import InputError
+from chatbot.errors import InputError, NotInLog
 from chatbot.logs import now
 from chatbot.migrations import open_log_database
 
@@ -115,7 +115,7 @@ class AbStore:
         row = self._db.execute("SELECT id, question, variant_a, variant_b FROM battles "
                                "WHERE id = ?", (battle_id,)).fetchone()
         if row is None:
-            raise InputError(f"no arena battle {battle_id} in {self.path}")
+            raise NotInLog(f"no arena battle {battle_id} in {self.path}")
         return Battle(*row)
 
     def vote(self, battle_id: int, voter: str, choice: str) -> Battle:

@@ -47,9 +47,9 @@ class InputError(ChatbotError):
     """A user message or request that can't be answered as given."""
 
 
-class NoSuchTurn(InputError):
-    """A turn id the conversation log does not hold: never given, or erased since
-    (``chatbot logs delete``) while a page still showed it."""
+class NotInLog(InputError):
+    """A turn or arena battle the conversation log does not hold: never given, or erased
+    since (``chatbot logs delete``) while a page still showed it."""
 
 
 class TooManyNewTokens(InputError):

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from chatbot.errors import InputError, NoSuchTurn
+from chatbot.errors import InputError, NotInLog
 from chatbot.log_records import Correction, LoggedConversation, LoggedTurn, ReviewItem
 from chatbot.log_writer import WRITER, writer_alive
 from chatbot.migrations import check_writable, open_log_database, read_only
@@ -153,7 +153,7 @@ class ConversationLog:
             raise InputError(f"feedback rating must be 1 (thumbs up) or -1 (down), got {rating}")
         row = self._turn(turn_id)
         if row is None or row["role"] != "assistant":
-            raise (NoSuchTurn if row is None else InputError)(
+            raise (NotInLog if row is None else InputError)(
                 f"no answer with turn id {turn_id} in the conversation log")
         comment = _note(comment or "", f"the comment on turn {turn_id}")
         return self._write("INSERT INTO feedback (turn_id, rating, comment, created_at) "
@@ -252,7 +252,7 @@ class ConversationLog:
         """The turn's row (``_turn``), or a refusal where it is not a finished answer."""
         row = self._turn(turn_id)
         if row is None:
-            raise NoSuchTurn(f"no turn {turn_id} in the conversation log; `chatbot logs show "
+            raise NotInLog(f"no turn {turn_id} in the conversation log; `chatbot logs show "
                              "SESSION` lists the turn ids of a conversation")
         if row["role"] != "assistant":
             raise InputError(f"turn {turn_id} is a {row['role']} message, not an answer; "

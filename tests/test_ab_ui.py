@@ -154,3 +154,22 @@ def test_an_adapter_registered_since_joins_no_arena_or_report_until_named(tmp_pa
     chat = next(fn for fn in app.fns.values() if fn.name == "respond")
     assert (ask.concurrency_id, ask.concurrency_limit) == ("chat-answers", 4)
     assert (chat.concurrency_id, chat.concurrency_limit) == ("chat-answers", 4)
+
+
+def test_a_vote_on_a_pair_erased_from_the_log_says_so_and_names_no_server_path(
+        arena, monkeypatch) -> None:
+    """`chatbot logs delete` erased the session while its Arena page stayed open: the vote
+    was refused with 'no arena battle 1 in /srv/.../logs.sqlite', the server's own path."""
+    from chatbot.log_erasure import erase_sessions
+
+    engine, store = arena
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", warnings.append)
+    actions = ArenaActions(engine, store, rng=random.Random(1))
+    state = list(actions.ask("how do I sync", None))[-1][2]
+    assert erase_sessions(store.path, [state.session_id]).battles == 1
+    actions.vote("a", state)
+    assert warnings == ["This pair was erased from the conversation log (`chatbot logs delete`) "
+                        "while the page showed it: the vote was not kept. Ask a new question "
+                        "for a new pair."]
+    assert store.votes() == []

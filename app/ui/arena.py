@@ -18,12 +18,14 @@ import gradio as gr
 
 from chatbot.ab import AbStore, Battle, arena_pairs, draw_pair
 from chatbot.engine import Engine
-from chatbot.errors import ChatbotError, InputError
+from chatbot.errors import ChatbotError, InputError, NotInLog
 from app.ui.chat import answer_queue
 from app.ui.render import error_text
 
 CHOICE_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 WAITING = "_Ask a question: two anonymous variants answer it._"
+ERASED = ("This pair was erased from the conversation log (`chatbot logs delete`) while the page "
+          "showed it: the vote was not kept. Ask a new question for a new pair.")
 
 
 @dataclass
@@ -92,6 +94,9 @@ class ArenaActions:
         voter = (getattr(request, "username", None) or state.session_id)
         try:
             battle = self.store.vote(state.battle.id, voter, choice)
+        except NotInLog:  # its words name the log file: the server's layout
+            gr.Warning(ERASED)
+            return reveal(state.battle, None), state, gr.update(interactive=False)
         except InputError as exc:
             gr.Warning(error_text(exc))
             return reveal(state.battle, None), state, gr.update(interactive=False)

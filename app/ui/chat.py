@@ -13,7 +13,7 @@ import gradio as gr
 
 from chatbot.answer_stream import CUT_SHORT_BY_SHUTDOWN
 from chatbot.engine import Engine
-from chatbot.errors import ChatbotError, InputError, NoSuchTurn
+from chatbot.errors import ChatbotError, InputError, NotInLog
 from app.ui.chat_state import ChatEvent, ChatState, ShownAnswer, new_state
 from app.ui.render import (SOURCES_PLACEHOLDER, cited_numbers, error_text, meta_line,
                            query_line, sources_html)
@@ -205,7 +205,7 @@ class ChatActions:
         rating = 1 if like.liked else -1
         try:
             self.engine.log.add_feedback(answer.reply.turn_id, rating)
-        except NoSuchTurn:
+        except NotInLog:
             return _erased(state, answer, "rating"), gr.update(visible=False), self.lit_thumbs(
                 state)
         state.rated = (answer.reply.turn_id, rating)
@@ -226,7 +226,7 @@ class ChatActions:
         turn_id, rating = state.rated
         try:
             self.engine.log.add_feedback(turn_id, rating, text.strip())
-        except NoSuchTurn:
+        except NotInLog:
             answer = next(a for a in state.answers if a.reply.turn_id == turn_id)
             return _erased(state, answer, "comment"), text, gr.update(visible=False)
         except InputError as exc:  # too long to keep: left in the box to shorten
@@ -250,7 +250,7 @@ class ChatActions:
             try:
                 self.engine.log.add_correction(answer.reply.turn_id, text,
                                                getattr(request, "username", None))
-            except NoSuchTurn:
+            except NotInLog:
                 _erased(state, answer, "correction")
             except InputError as exc:
                 gr.Warning(error_text(exc))
