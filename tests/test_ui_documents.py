@@ -1,5 +1,6 @@
 """The Documents tab on the bot's real index (FAISS + SQLite on disk, the hash embedder)."""
 
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -189,3 +190,22 @@ def test_an_upload_or_removal_that_waits_for_a_cli_sync_says_so(documents, tmp_p
     results, shown = held_by_a_cli_sync(
         documents, lambda progress: actions.remove("uploads/notes.md", progress))
     assert shown == [WAITED] and results[0][0] == "Removed 1 document(s)."
+
+
+def test_a_damaged_index_is_told_without_the_servers_paths(documents, tmp_path) -> None:
+    """The page showed '/srv/bot/data/index/manifest.json is not valid JSON ...' (the server's
+    layout is no visitor's business), and the list that fills as the page opens failed bare."""
+    actions = DocumentActions(documents)
+    actions.upload([write(tmp_path / "a", "faq.md", "Refunds take five days.")])
+    (documents.index.directory / "manifest.json").write_text("")
+    told = "index/manifest.json is not valid JSON (Expecting value: line 1 column 1 (char 0))"
+    for act in (lambda: actions.upload([write(tmp_path / "b", "new.md", "New.")]),
+                lambda: actions.search("refunds", 3, "bm25"),
+                lambda: actions.remove("uploads/faq.md")):
+        with pytest.raises(gr.Error) as refused:
+            act()
+        assert refused.value.message.startswith(told) and str(tmp_path) not in str(
+            refused.value.message)
+    with pytest.warns(UserWarning, match=f"^{re.escape(told)}"):
+        rows, chooser = actions.table()
+    assert rows == [] and chooser["choices"] == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,7 +76,13 @@ class DocumentActions:
         """The table and the remove dropdown, refreshed when the page loads."""
 
     def table(self) -> tuple[list[list], gr.Dropdown]:
-        listed = self.documents.list()
+        """The indexed documents; a damaged index lists none and says why (it runs as the
+        page opens, where an error would leave only a blank toast)."""
+        try:
+            listed = self.documents.list()
+        except ChatbotError as exc:
+            gr.Warning(self._shown(exc))
+            listed = []
         rows = [[d.source, d.chunks, d.indexed_at] for d in listed]
         choices = [d.source for d in listed]
         return rows, gr.update(choices=choices, value=None)
@@ -109,7 +116,7 @@ class DocumentActions:
             result = self.documents.sync(kept, progress=report, waiting=_saying_it_waits(progress))
         except ChatbotError as exc:
             _settle(kept, replaced, failed=set(kept))
-            raise gr.Error(error_text(exc), print_exception=False) from exc
+            raise gr.Error(self._shown(exc), print_exception=False) from exc
         failed = {Path(failure.source) for failure in result.failed}
         _settle(kept, replaced, failed)
         indexed = len(kept) - len(failed)
@@ -117,6 +124,15 @@ class DocumentActions:
         lines += [f"- not indexed: `{Path(f.source).name}`: {html.escape(f.reason)}"
                   for f in result.failed]
         return ("\n".join(lines), *self.table(), None)
+
+    def _shown(self, exc: ChatbotError) -> str:
+        """An index error as the page shows it: paths under the data dir named from it
+        (``index/manifest.json``), since the server's layout is no visitor's business."""
+        data_dir = self.documents.upload_dir.parent
+        text = error_text(exc)
+        for folder in {str(data_dir.resolve()), str(data_dir)}:
+            text = text.replace(html.escape(folder + os.sep, quote=False), "")
+        return text
 
     def _keep(self, upload: Path, replaced: dict[Path, Path]) -> Path:
         """Move ``upload`` into the uploads folder; a file of that name already there is moved
@@ -136,7 +152,7 @@ class DocumentActions:
         try:
             removed = self.documents.remove(source, waiting=_saying_it_waits(progress))
         except ChatbotError as exc:
-            raise gr.Error(error_text(exc), print_exception=False) from exc
+            raise gr.Error(self._shown(exc), print_exception=False) from exc
         return (f"Removed {len(removed)} document(s).", *self.table())
 
     def search(self, query: str, k: int, mode: str) -> str:
@@ -155,7 +171,7 @@ class DocumentActions:
         try:
             hits = self.documents.search(query.strip(), int(k), mode)
         except ChatbotError as exc:
-            raise gr.Error(error_text(exc), print_exception=False) from exc
+            raise gr.Error(self._shown(exc), print_exception=False) from exc
         if not hits:
             return '<div class="cb-sources-empty">No passage matches.</div>'
         return sources_html(hits, "search")
