@@ -98,7 +98,8 @@ def test_build_from_the_log_keeps_thumbs_up_and_shows_the_report(actions, config
     assert first[4]["value"] == "aaa"
     crossed = build(actions, name="v3", min_tokens=3000, max_tokens=2048)
     assert crossed[0].startswith("**Not built:** token limits 3000..2048 select nothing")
-    assert len(warnings) == 2
+    assert len(warnings) == 2  # the toast says what the status line says, no path, no flag
+    assert warnings[0] == again[0].removeprefix("**Not built:** ")
     rebuilt = build(actions, name="v1", feedback="not_down", overwrite=True)
     assert "train 6, validation 2" in rebuilt[0]  # the 2 unrated answers join
     report, histogram, _, picker = actions.datasets()  # as a page opens: the newest's report

@@ -91,7 +91,7 @@ class TrainingActions:
                 path.unlink(missing_ok=True)
                 with contextlib.suppress(OSError):  # its folder, unless another file is in it
                     path.parent.rmdir()
-            gr.Warning(str(exc))
+            gr.Warning(self._shown(str(exc)))
             return (f"**Not built:** {self._shown(str(exc))}", *self.datasets())
         lines = summary.lines()
         warnings = [f"- **Warning:** {warning}" for warning in summary.warnings]
@@ -181,7 +181,7 @@ class TrainingActions:
                                  _positive(eval_every, int), resume=bool(resume))
             self.job.start(request)
         except ChatbotError as exc:
-            gr.Warning(str(exc))
+            gr.Warning(self._shown(str(exc)))
             return self._shown(f"**Not started:** {exc}\n\n{self.job.status().message}")
         self.announced = None
         return f"Started: `{' '.join(request.arguments())}`"
