@@ -167,3 +167,15 @@ def test_ask_with_nothing_indexed_says_so(tiny_config) -> None:
     assert run_cli("index", "sync", "--config", str(tiny_config)).returncode == 0
     indexed = run_cli("ask", "--config", str(tiny_config), "How do I index documents?")
     assert indexed.returncode == 0 and "note:" not in indexed.stderr, indexed.stderr
+
+
+def test_chat_with_questions_piped_in_prints_a_readable_transcript(tiny_config) -> None:
+    """`printf 'q1\\nq2\\n' | chatbot chat`: each question on its own `you>` line and each answer
+    on a `bot>` line of its own, as on a terminal, not `you> bot> ...` run together."""
+    result = run_cli("chat", "--config", str(tiny_config),
+                     stdin="How do I index?\nAnd search?\n")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if "you>" in line] == [  # no bare prompt at the input's end
+        "you> How do I index?", "you> And search?"]
+    assert len([line for line in lines if line.startswith("bot> ")]) == 2

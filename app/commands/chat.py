@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 
 import click
@@ -102,10 +103,8 @@ def chat(config: BotConfig, variant: str | None) -> None:
     click.echo(f"{config.name} · variant {engine.variant(variant).name} · /clear, /quit")
     _note_if_nothing_indexed(config, engine.variant(variant))
     while True:
-        try:
-            question = click.prompt("you", prompt_suffix="> ")
-        except (EOFError, click.Abort):
-            click.echo()
+        question = _next_question()
+        if question is None:
             return
         if question.strip() == "/quit":
             return
@@ -131,6 +130,24 @@ def chat(config: BotConfig, variant: str | None) -> None:
         history += [Message("user", stream.question), Message("assistant", stream.reply.text)]
         del history[:-2 * MAX_HISTORY_TURNS]
 
+
+def _next_question() -> str | None:
+    """The next question, or ``None`` at the input's end. A terminal echoes what is typed;
+    questions piped in are printed after their prompt here, so the output reads as a
+    transcript rather than ``you> bot> ...`` run together. Blank lines are skipped, as the
+    prompt skips them."""
+    if sys.stdin.isatty():
+        try:
+            return click.prompt("you", prompt_suffix="> ")
+        except (EOFError, click.Abort):
+            click.echo()
+            return None
+    for line in sys.stdin:  # the stream input() reads, with what it has buffered
+        if line.strip():
+            question = line.rstrip("\r\n")
+            click.echo(f"you> {question}")
+            return question
+    return None
 
 
 def _note_if_nothing_indexed(config: BotConfig, variant) -> None:
