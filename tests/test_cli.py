@@ -179,3 +179,19 @@ def test_chat_with_questions_piped_in_prints_a_readable_transcript(tiny_config) 
     assert [line for line in lines if "you>" in line] == [  # no bare prompt at the input's end
         "you> How do I index?", "you> And search?"]
     assert len([line for line in lines if line.startswith("bot> ")]) == 2
+
+
+def test_a_question_that_starts_with_a_dash_says_how_to_ask_it(tiny_config) -> None:
+    """`chatbot ask "-5 degrees?"` reads as an unknown option -5; the error shows the command
+    that asks it, after `--`, and that command works."""
+    result = run_cli("ask", "--config", str(tiny_config), "-5 degrees?")
+    assert result.returncode == 2
+    hint = result.stderr.strip().splitlines()[-1]
+    assert hint.endswith("Text that starts with '-' goes after '--': python -m app ask "
+                         f"--config {tiny_config} -- '-5 degrees?'"), hint
+    asked = run_cli("ask", "--config", str(tiny_config), "--json", "--", "-5 degrees?")
+    assert json.loads(asked.stdout)["messages"][-1]["content"].endswith("-5 degrees?")
+    search = CliRunner().invoke(main, ["index", "search", "-x"])
+    assert "goes after '--': main index search -- -x" in search.output
+    typo = CliRunner().invoke(main, ["ask", "--jsn", "hi"])  # a mistyped option: no hint
+    assert "Did you mean '--json'?" in typo.output and "goes after" not in typo.output

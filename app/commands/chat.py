@@ -11,8 +11,8 @@ MAX_HISTORY_TURNS = 50
 """Question/answer pairs a terminal session keeps; the prompt holds fewer when they don't fit
 the model's context."""
 
-from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
-    with_config
+from app.commands.common import BotConfig, FreeTextCommand, in_section, one_line_errors, \
+    print_json, with_config
 
 
 def _echo_answer(stream, line_open: bool = False) -> None:
@@ -58,7 +58,7 @@ def _print_support(reply) -> None:
 
 
 @in_section("Chat")
-@click.command()
+@click.command(cls=FreeTextCommand)
 @click.argument("question")
 @click.option("--variant", help="Variant to answer with [default: the config's default].")
 @click.option("--json", "as_json", is_flag=True,

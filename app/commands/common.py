@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +28,25 @@ def in_section(section: str) -> Callable[[click.Command], click.Command]:
         return command
 
     return mark
+
+
+class FreeTextCommand(click.Command):
+    """A command whose argument is free text (a question, a query, a file name): text that
+    starts with '-' reads as an unknown option, so the error shows the command that passes it,
+    after ``--``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, list(args))
+        except click.NoSuchOption as exc:
+            if exc.possibilities:  # a mistyped option: click's "Did you mean" says enough
+                raise
+            given = next((arg for arg in args if arg.startswith(exc.option_name)),
+                         exc.option_name)
+            others = [arg for arg in args if arg != given]
+            fixed = shlex.join([*ctx.command_path.split(), *others, "--", given])
+            raise click.NoSuchOption(exc.option_name, f"{exc.message} Text that starts with "
+                                     f"'-' goes after '--': {fixed}", ctx=ctx) from None
 
 
 def with_config(func: Callable) -> Callable:
@@ -88,7 +108,7 @@ def print_table(header: list[str], rows: list[list[Any]]) -> None:
                             + [line[-1]]))
 
 
-__all__ = ["BotConfig", "in_section", "one_line_errors", "print_json", "with_config"]
+__all__ = ["BotConfig", "FreeTextCommand", "in_section", "one_line_errors", "print_json", "with_config"]
 
 
 def existing_log(config: BotConfig) -> Path:

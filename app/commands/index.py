@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from app.commands.common import in_section, one_line_errors, print_json, progress_line, \
-    with_config
+from app.commands.common import FreeTextCommand, in_section, one_line_errors, print_json, \
+    progress_line, with_config
 from chatbot.config import BotConfig
 from chatbot.errors import ChatbotError
 from chatbot.interrupts import stop_on_ctrl_c
@@ -54,7 +54,7 @@ def index_group() -> None:
     """Index documents and search them."""
 
 
-@index_group.command("sync")
+@index_group.command("sync", cls=FreeTextCommand)
 @click.argument("paths", nargs=-1, type=click.Path(), callback=_paths)
 @click.option("--rebuild", is_flag=True,
               help="Re-index everything from scratch (after changing the embedder or chunking).")
@@ -105,7 +105,7 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
         sys.exit(1)
 
 
-@index_group.command("search")
+@index_group.command("search", cls=FreeTextCommand)
 @click.argument("query")
 @click.option("--k", type=click.IntRange(1, 100), default=None, help="Hits [default: retrieval.k].")
 @click.option("--mode", type=click.Choice(MODES), default=None,
@@ -195,7 +195,7 @@ def list_command(config: BotConfig, as_json: bool) -> None:
     click.echo(f"{len(documents)} documents")
 
 
-@index_group.command("remove")
+@index_group.command("remove", cls=FreeTextCommand)
 @click.argument("path", type=click.Path(), callback=_paths)
 @with_config
 @one_line_errors
