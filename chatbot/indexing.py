@@ -28,6 +28,7 @@ from index.rerank import CrossEncoderScorer, RerankingRetriever
 from index.search import Retriever
 from index.store import Store, read_in_force, verified
 from index.sync import Progress, SyncReport, sync, under
+from index.text import shown
 from index.types import DocumentInfo
 
 HASH_PREFIX = "hash:"  # models.embedder "hash:64": a model-free embedder for smoke tests
@@ -253,7 +254,8 @@ def remove_documents(index: BotIndex, path: str | Path,
                 store.remove(source)
                 removed.append(source)
     if not removed:
-        raise DocumentIndexError(f"nothing indexed at or under {' or '.join(targets)}; "
+        raise DocumentIndexError(f"nothing indexed at or under "
+                                 f"{' or '.join(map(shown, targets))}; "
                                  "see `chatbot index list`")
     return removed
 

@@ -37,7 +37,7 @@ from typing import Callable
 
 from index.errors import EvalDataError
 from index.jsonfile import UnreadFields
-from index.text import clean_text
+from index.text import clean_text, shown
 from index.types import Chunk, Hit
 
 Search = Callable[[str, int], list[Hit]]
@@ -155,9 +155,9 @@ def load_questions(path: Path) -> QuestionFile:
     try:
         data = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)  # a spreadsheet's BOM
     except OSError as exc:
-        raise EvalDataError(f"cannot read {path}: {exc}") from None
+        raise EvalDataError(f"cannot read {shown(path)}: {exc.strerror or exc}") from None
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # PowerShell's >, say
-        raise EvalDataError(f"{path}: UTF-16 text; save the file as UTF-8")
+        raise EvalDataError(f"{shown(path)}: UTF-16 text; save the file as UTF-8")
     questions, problems, not_answerable, left_out = [], {}, 0, {}
     unread = UnreadFields(FIELDS, CHATBOT_EVAL_FIELDS)
     # Split as bytes: str.splitlines also splits at a U+2028 inside a JSON string.
@@ -189,13 +189,13 @@ def load_questions(path: Path) -> QuestionFile:
             else:
                 left_out.setdefault(question, []).append(number)
     if problems:
-        raise EvalDataError(f"{path}: " + "; ".join(f"{_line_numbers(numbers)}: {problem}"
-                                                    for problem, numbers in problems.items()))
+        raise EvalDataError(f"{shown(path)}: " + "; ".join(
+            f"{_line_numbers(numbers)}: {problem}" for problem, numbers in problems.items()))
     if not questions:
         unread_names = ", ".join(json.dumps(name, ensure_ascii=False)
                                  for name in unread.first_line)
-        raise EvalDataError(f"{path}: no questions with gold items; expected JSONL lines such as "
-                            '{"question": "...", "gold_sentences": ["..."]}'
+        raise EvalDataError(f"{shown(path)}: no questions with gold items; expected JSONL "
+                            'lines such as {"question": "...", "gold_sentences": ["..."]}'
                             + (f" (fields not read: {unread_names}; a typo?)"
                                if unread_names else ""))
     return QuestionFile(questions, not_answerable, left_out, tuple(unread.warnings(path)))

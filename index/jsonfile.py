@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from index.text import shown
+
 
 LINE_END = re.compile(r"\r\n|\r|\n")
 
@@ -50,7 +52,7 @@ class UnreadFields:
     def warnings(self, path: str | Path) -> list[str]:
         """One warning per unread field name; ``json.dumps`` shows a name's odd characters (a
         line end) escaped, so each warning stays on its line."""
-        return [f"{path}, line {line}: field {json.dumps(name, ensure_ascii=False)} is not "
+        return [f"{shown(path)}, line {line}: field {json.dumps(name, ensure_ascii=False)} is not "
                 f"read, so it is ignored (a typo?); the fields read are {', '.join(self.read)}"
                 for name, line in self.first_line.items()]
 
@@ -117,18 +119,18 @@ def read(path: Path, error: type[Exception], fix: str) -> dict:
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise error(f"{path} is missing; {fix}") from None
+        raise error(f"{shown(path)} is missing; {fix}") from None
     except OSError as exc:  # a folder in its place, a file this user may not read
-        raise error(f"{path} can't be read ({exc.strerror}); {fix}") from None
+        raise error(f"{shown(path)} can't be read ({exc.strerror}); {fix}") from None
     except UnicodeDecodeError as exc:
-        raise error(f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+        raise error(f"{shown(path)} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
                     f"position {exc.start}); {fix}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise error(f"{path} is not valid JSON ({exc}); {fix}") from None
+        raise error(f"{shown(path)} is not valid JSON ({exc}); {fix}") from None
     if not isinstance(data, dict):
-        raise error(f"{path} is not a JSON object; {fix}")
+        raise error(f"{shown(path)} is not a JSON object; {fix}")
     return data
 
 
@@ -136,5 +138,5 @@ def check_version(path: Path, found: object, supported: int, error: type[Excepti
                   fix: str) -> None:
     """Refuse a record of a schema version this code does not know (e.g. from a newer one)."""
     if found != supported:
-        raise error(f"{path}: schema version {found!r}, this version of chatbot-builder reads "
-                    f"{supported}; {fix}")
+        raise error(f"{shown(path)}: schema version {found!r}, this version of chatbot-builder "
+                    f"reads {supported}; {fix}")

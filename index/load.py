@@ -25,6 +25,7 @@ from index.errors import LoadError
 from index.csvfile import UNCLOSED_QUOTE, unclosed_quote_line
 from index.decoding import decode
 from index.jsonfile import LINE_END, jsonl_lines
+from index.text import shown
 from index.types import Document
 
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".csv", ".jsonl")
@@ -84,8 +85,9 @@ def broken_link(path: Path) -> LoadFailure:
         os.stat(path)
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # its target is there: "broken" sent the user looking
-            return LoadFailure(str(path), f"symlink loop: {target} leads back to this link")
-    return LoadFailure(str(path), f"broken symlink to {target}")
+            return LoadFailure(str(path),
+                               f"symlink loop: {shown(target)} leads back to this link")
+    return LoadFailure(str(path), f"broken symlink to {shown(target)}")
 
 
 def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],

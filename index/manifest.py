@@ -13,6 +13,7 @@ from pathlib import Path
 from index import bm25, jsonfile
 from index.context import NONE, TITLE_HEADINGS
 from index.errors import IndexMismatchError
+from index.text import shown
 
 FORMAT = "chatbot-builder index"
 FORMAT_VERSION = 1
@@ -89,15 +90,15 @@ class IndexManifest:
         version = data.get("format_version", 1)  # written before versions were recorded: 1
         jsonfile.check_version(path, version, FORMAT_VERSION, IndexMismatchError, REBUILD)
         if data.get("format") != FORMAT:
-            raise IndexMismatchError(f"{path}: format {data.get('format')!r}, not {FORMAT!r}; "
-                                     f"{REBUILD}")
+            raise IndexMismatchError(f"{shown(path)}: format {data.get('format')!r}, not "
+                                     f"{FORMAT!r}; {REBUILD}")
         try:
             return cls(_record(IndexSettings, {**LEGACY, **data}), data.get("generation", 0),
                        _record(IndexFiles, data.get("files", {})), dict(data.get("documents", {})),
                        _record(IndexCounts, data.get("counts", {})), data.get("faiss_type"),
                        data.get("updated_at"), version)
         except (TypeError, ValueError) as exc:
-            raise IndexMismatchError(f"{path}: {exc}; {REBUILD}") from None
+            raise IndexMismatchError(f"{shown(path)}: {exc}; {REBUILD}") from None
 
     def save(self, directory: Path) -> None:
         """Replace the manifest atomically: a reader sees the old one or the new one, never half."""
@@ -123,7 +124,7 @@ class IndexManifest:
                        if key not in CONVERTIBLE and value is not None and found[key] is not None
                        and found[key] != value]
         if differences:
-            raise IndexMismatchError(f"{directory / MANIFEST}: built with other settings "
+            raise IndexMismatchError(f"{shown(directory / MANIFEST)}: built with other settings "
                                      f"({'; '.join(differences)}); {REBUILD}")
 
     def content(self) -> dict:

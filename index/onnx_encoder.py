@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from index.errors import IndexingError
+from index.text import shown
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 """What a text transformer's graph takes, in this order, where its tokenizer gives it."""
@@ -45,8 +46,9 @@ class OnnxSentenceEncoder:
             self.session = onnxruntime.InferenceSession(str(path),
                                                         providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise OnnxExportError(f"ONNX Runtime could not load {path} ({exc}); delete it to "
-                                  "export again, or set models.embedder_runtime: torch") from exc
+            raise OnnxExportError(f"ONNX Runtime could not load {shown(path)} ({exc}); delete it "
+                                  "to export again, or set models.embedder_runtime: torch"
+                                  ) from exc
         self.inputs = [given.name for given in self.session.get_inputs()]
         self.prompt = model.prompts.get(model.default_prompt_name or "")
         """The model's default prompt (e.g. ``query: ``), prefixed as ``encode`` does."""
@@ -87,7 +89,7 @@ def exported_graph(model, cache: Path) -> Path:
                 export(model, partial)
                 os.replace(partial, path)
     except OSError as exc:
-        raise OnnxExportError(f"cannot write the ONNX export into {cache} ({exc}); set "
+        raise OnnxExportError(f"cannot write the ONNX export into {shown(cache)} ({exc}); set "
                               "CHATBOT_CACHE_DIR to a writable folder, or "
                               "models.embedder_runtime: torch") from exc
     return path

@@ -25,6 +25,7 @@ from index.docstore import Docstore
 from index.errors import IndexDamagedError, IndexMismatchError, IndexMissingError
 from index.generation_files import file_name, files_of, now, remove_stale, stamp
 from index.manifest import IndexCounts, IndexFiles, IndexManifest, IndexSettings
+from index.text import shown
 from index.types import Chunk, DocumentInfo
 from index.writer_lock import writer_lock
 
@@ -57,7 +58,7 @@ class Store:
         state = manifest.read(directory)
         if state is None:
             if not create or settings is None:
-                raise IndexMissingError(f"no index at {directory} yet; build one: "
+                raise IndexMissingError(f"no index at {shown(directory)} yet; build one: "
                                         "chatbot index sync PATH")
             return cls(directory, IndexManifest(settings), settings)
         state = store_files.in_force(directory, state)
@@ -260,8 +261,9 @@ class Store:
     def _ensure_faiss(self, dimension: int) -> None:
         expected = self.settings.dimension
         if expected not in (None, dimension):
-            raise IndexMismatchError(f"{self.directory}: the index holds {expected}-d vectors, "
-                                     f"the embedder makes {dimension}-d; {manifest.REBUILD}")
+            raise IndexMismatchError(f"{shown(self.directory)}: the index holds {expected}-d "
+                                     f"vectors, the embedder makes {dimension}-d; "
+                                     f"{manifest.REBUILD}")
         self.manifest = self.manifest.with_settings(dimension=dimension)
         if self.faiss is None:
             self._faiss = faiss_kinds.new_index(self.kind, dimension, self.settings.hnsw_m)

@@ -14,13 +14,15 @@ from index import bm25, manifest
 from index.docstore import Docstore
 from index.errors import IndexDamagedError
 from index.manifest import REBUILD, IndexFiles, IndexManifest
+from index.text import shown
 
 DOCSTORE_TABLES = frozenset({"files", "chunks"})
 """Tables every docstore has had; an emptied file opens as a database without them."""
 
 
 def damaged(directory: Path, name: str, problem: str) -> IndexDamagedError:
-    return IndexDamagedError(f"the index at {directory} is damaged: {name} {problem}; {REBUILD}")
+    return IndexDamagedError(f"the index at {shown(directory)} is damaged: {name} {problem}; "
+                             f"{REBUILD}")
 
 
 def in_force(directory: Path, state: IndexManifest) -> IndexManifest:

@@ -28,6 +28,7 @@ from index.load import LoadFailure, broken_link, discover, load_file, read_bytes
 from index.manifest import REBUILD, IndexSettings
 from index.sentence_vectors import encode_sentences
 from index.store import Store
+from index.text import shown
 from index.types import Chunk
 
 Progress = Callable[[int, int, str], None]
@@ -88,7 +89,7 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
     paths = [Path(p) for p in paths]
     with store.transaction(rebuild=rebuild, waiting=waiting):
         if store.settings.embedder != embedder.name:
-            raise IndexMismatchError(f"{store.directory}: built with embedder "
+            raise IndexMismatchError(f"{shown(store.directory)}: built with embedder "
                                      f"{store.settings.embedder!r}, not {embedder.name!r}; {REBUILD}")
         # read under the lock: a sync this one waited for may have added files (an upload)
         held = _indexed_before(store.directory) if rebuild is not None else []

@@ -266,3 +266,24 @@ def test_remove_through_a_symlink_finds_what_sync_indexed(bot):
     assert run("index", "sync", str(tmp_path / "shortcut"), "--config", config).exit_code == 0
     by_real = run("index", "remove", str(tmp_path / "docs"), "--config", config)
     assert (by_real.exit_code, by_real.stdout) == (0, "removed 2 document(s)\n")
+
+
+def test_a_path_given_with_a_line_end_or_escape_is_shown_escaped_in_every_message(bot):
+    """A user's path (a folder with nothing to index, a file not indexed, a question file, a
+    link's target) printed as it is could forge an output line or colour the terminal: each
+    message shows it as `index list` shows names, quoted with its escapes, on one line."""
+    tmp_path, config = bot
+    odd = tmp_path / "empty\nerror: forged \x1b[31m"
+    odd.mkdir()
+    (tmp_path / "docs" / "gone.md").symlink_to(tmp_path / "no\x1b[2Jtarget")
+    (tmp_path / "questions\n.jsonl").write_text("not json\n")
+    outputs = [run("index", "sync", str(odd), "--config", config).stderr,
+               run("index", "sync", "--config", config).stderr,
+               run("index", "remove", str(odd), "--config", config).stderr,
+               run("index", "eval", "--data", str(tmp_path / "questions\n.jsonl"),
+                   "--config", config).stderr]
+    for output in outputs:
+        assert "\x1b" not in output and "\nerror: forged" not in output, output
+    assert repr(str(odd)) in outputs[0] and repr(str(odd)) in outputs[2]
+    assert repr(str(tmp_path / "no\x1b[2Jtarget")) in outputs[1]
+    assert repr(str(tmp_path / "questions\n.jsonl")) in outputs[3]

@@ -18,6 +18,7 @@ from app.commands.common import FreeTextCommand, in_section, one_line_errors, pr
 from chatbot.config import BotConfig
 from chatbot.errors import ChatbotError
 from chatbot.interrupts import stop_on_ctrl_c
+from index.text import shown
 
 MODES = ("dense", "bm25", "hybrid")
 
@@ -30,13 +31,6 @@ def _ks(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ..
     if not ks or min(ks) < 1 or max(ks) > 100:
         raise click.BadParameter(f"{value!r}: each k must be from 1 to 100")
     return ks
-
-
-def _shown(name: str) -> str:
-    """A file's name as a line of output shows it: as it is, or, where it holds a line end, a
-    tab or another character that prints as nothing, as Python writes it (quoted, ``\\n``), so
-    that each file stays on one line a reader can take apart."""
-    return name if name.isprintable() else repr(name)
 
 
 def _paths(ctx: click.Context, param: click.Parameter, value):
@@ -86,20 +80,21 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
             raise click.ClickException(
                 "interrupted; the index is as the last finished sync left it (`chatbot index "
                 "stats` shows it); run the sync again to index the files") from None
-    where = ", ".join(str(p) for p in paths or index.paths)
+    where = ", ".join(shown(p) for p in paths or index.paths)
     if not (report.added or report.updated or report.unchanged or report.failed):
         click.echo(f"warning: no document found in {where}: none there matches index.include "
                    f"({', '.join(index.include)}); check the paths and index.include", err=True)
     if report.held_unknown:
-        click.echo(f"warning: the index's list of documents ({index.directory / MANIFEST}) can't "
-                   f"be read, so files it held outside {where} were not re-indexed; sync each "
-                   f"again by path (web UI uploads are in {index.upload_dir}): "
-                   "chatbot index sync PATH", err=True)
+        click.echo(f"warning: the index's list of documents "
+                   f"({shown(index.directory / MANIFEST)}) can't be read, so files it held "
+                   f"outside {where} were not re-indexed; sync each again by path (web UI "
+                   f"uploads are in {shown(index.upload_dir)}): chatbot index sync PATH",
+                   err=True)
     if as_json:
         print_json({**report.__dict__, "failed": [f.__dict__ for f in report.failed]})
     else:
         for failure in report.failed:
-            click.echo(f"failed: {_shown(failure.source)}: {failure.reason}", err=True)
+            click.echo(f"failed: {shown(failure.source)}: {failure.reason}", err=True)
         click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
@@ -136,7 +131,7 @@ def search_command(config: BotConfig, query: str, k: int | None, mode: str | Non
                      "text": h.text} for h in hits])
         return
     for hit in hits:
-        where = _shown(hit.source) + (f" ({hit.location})" if hit.location else "")
+        where = shown(hit.source) + (f" ({hit.location})" if hit.location else "")
         click.echo(f"{hit.rank}. [{hit.score:.3f}] {where}")
         click.echo("   " + hit.text.replace("\n", "\n   ") + "\n")
     if not hits:
@@ -191,7 +186,7 @@ def list_command(config: BotConfig, as_json: bool) -> None:
         print_json([d.__dict__ for d in documents])
         return
     for doc in documents:
-        click.echo(f"{doc.chunks:6d} chunks  {doc.indexed_at}  {_shown(doc.source)}")
+        click.echo(f"{doc.chunks:6d} chunks  {doc.indexed_at}  {shown(doc.source)}")
     click.echo(f"{len(documents)} documents")
 
 
