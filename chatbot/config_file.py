@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from chatbot.config import BotConfig
 from chatbot.errors import ConfigError, ModelError
+from index.text import shown
 
 
 def default_config_path() -> Path:
@@ -94,9 +95,9 @@ def read_yaml(path: Path) -> object:
     """The YAML document in ``path``; ``ConfigError`` naming the file when it is missing, not
     UTF-8 text, not valid YAML, or gives a key twice."""
     if path.is_dir():
-        raise ConfigError(f"{path} is a folder; give the config's YAML file")
+        raise ConfigError(f"{shown(path)} is a folder; give the config's YAML file")
     if path.exists() and not path.is_file():
-        raise ConfigError(f"{path} is not a file (a device or a pipe); save the config as a "
+        raise ConfigError(f"{shown(path)} is not a file (a device or a pipe); save the config as a "
                           "YAML file and give its path")
     if not path.is_file():
         from_env = path == Path(os.environ.get("CHATBOT_CONFIG", "")) and path != Path()
@@ -104,23 +105,23 @@ def read_yaml(path: Path) -> object:
         fix = ("check the path it holds, or pass --config PATH" if from_env
                else "pass --config PATH or set $CHATBOT_CONFIG" if defaulted
                else "check the path")
-        named = f"config file {path}" + (" (from $CHATBOT_CONFIG)" if from_env else "")
+        named = f"config file {shown(path)}" + (" (from $CHATBOT_CONFIG)" if from_env else "")
         if path.is_absolute():
             raise ConfigError(f"{named} not found; {fix}")
-        raise ConfigError(f"{named} not found in the current folder ({Path.cwd()}); "
+        raise ConfigError(f"{named} not found in the current folder ({shown(Path.cwd())}); "
                           + (f"run the command from the project's folder, or {fix}"
                              if defaulted else fix))
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+        raise ConfigError(f"{shown(path)}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
                           f"position {exc.start}); save the file as UTF-8") from None
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {_one_line(exc)}") from None
+        raise ConfigError(f"{shown(path)}: not valid YAML: {_one_line(exc)}") from None
     except RecursionError:
-        raise ConfigError(f"{path}: not valid YAML: nested too deeply; a config is a few "
+        raise ConfigError(f"{shown(path)}: not valid YAML: nested too deeply; a config is a few "
                           "levels of sections") from None
 
 
@@ -195,12 +196,12 @@ def read_auth_file(path: Path) -> list[tuple[str, str]]:
     """The ``user:password`` pairs of a login file, read the same way by ``chatbot serve`` and
     by ``chatbot config check``, so a file the check passes is one the server accepts."""
     if not path.is_file():
-        raise ConfigError(f"{path} not found; create it with user:password lines, or remove "
+        raise ConfigError(f"{shown(path)} not found; create it with user:password lines, or remove "
                           "server.auth_file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not UTF-8 text; save it as UTF-8 with user:password "
+        raise ConfigError(f"{shown(path)} is not UTF-8 text; save it as UTF-8 with user:password "
                           "lines") from None
     pairs = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -209,7 +210,7 @@ def read_auth_file(path: Path) -> list[tuple[str, str]]:
             continue
         user, sep, password = line.partition(":")
         if not sep or not user or not password:
-            raise ConfigError(f"{path}:{number}: expected user:password")
+            raise ConfigError(f"{shown(path)}:{number}: expected user:password")
         pairs.append((user, password))
     if not pairs:
         raise ConfigError(f"{path}: no user:password lines; add one or remove server.auth_file")
@@ -283,6 +284,6 @@ def load_config(path: str | Path | None = None) -> BotConfig:
     path = Path(path) if path else default_config_path()
     config, problems = _validate(read_yaml(path))
     if problems:
-        raise ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        raise ConfigError(f"{shown(path)}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     config.base_dir = path.resolve().parent
     return config

@@ -195,3 +195,30 @@ def test_a_question_that_starts_with_a_dash_says_how_to_ask_it(tiny_config) -> N
     assert "goes after '--': main index search -- -x" in search.output
     typo = CliRunner().invoke(main, ["ask", "--jsn", "hi"])  # a mistyped option: no hint
     assert "Did you mean '--json'?" in typo.output and "goes after" not in typo.output
+
+
+def test_every_command_shows_a_path_with_a_line_end_or_escape_quoted(tiny_config, tmp_path):
+    """A source's file name under an answer, a config file and an output file: each printed raw
+    could split its line, forge another or colour the terminal; each is shown as `chatbot index
+    list` shows names, quoted with its escapes."""
+    import yaml
+
+    config = yaml.safe_load(tiny_config.read_text())
+    config.update(models={**config["models"], "embedder": "hash:64"},
+                  retrieval={"min_score": None})
+    tiny_config.write_text(yaml.safe_dump(config))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "odd\nerror: forged\x1b[31m.md").write_text("# Index\n\nRun chatbot index sync.\n")
+    assert run_cli("index", "sync", "--config", str(tiny_config)).returncode == 0
+    odd = tmp_path / "no\nerror: forged\x1b[2J"
+    outputs = [run_cli("ask", "--config", str(tiny_config), "How do I index?").stdout,
+               run_cli("config", "check", str(odd)).stderr,
+               run_cli("ask", "--config", str(odd), "hi").stderr,
+               run_cli("logs", "export", "--config", str(tiny_config), "--format", "openai",
+                       "--out", str(odd / "out.jsonl")).stdout]
+    for output in outputs:
+        assert "\x1b" not in output and "\nerror: forged" not in output, output
+    assert repr("docs/odd\nerror: forged\x1b[31m.md") in outputs[0]
+    assert all(repr(str(odd)) in output for output in outputs[1:3])
+    assert repr(str(odd / "out.jsonl")) in outputs[3]

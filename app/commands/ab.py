@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from app.commands.common import BotConfig, existing_log, in_section, one_line_errors, \
-    output_path, print_json, with_config
+    output_path, print_json, shown, with_config
 from chatbot.errors import InputError
 from chatbot.paths import DataPaths
 from index.jsonfile import write_bytes_atomic
@@ -43,7 +43,7 @@ def report(config: BotConfig, as_json: bool, chart: str | None) -> None:
         print_json(result.as_dict() | {"chart": str(path)})
     else:
         click.echo(render_markdown(result))
-        click.echo(f"\nchart: {path}")
+        click.echo(f"\nchart: {shown(path)}")
 
 
 def chart_path(config: BotConfig, chart: str | None) -> Path:
@@ -51,7 +51,7 @@ def chart_path(config: BotConfig, chart: str | None) -> Path:
     default = DataPaths(config.data_path).ab / "report.png"
     path = output_path(config, Path(chart) if chart else default, "--chart")
     if path.suffix.lower() != ".png":
-        raise InputError(f"{path}: the chart is a PNG image; give --chart a path ending in "
+        raise InputError(f"{shown(path)}: the chart is a PNG image; give --chart a path ending in "
                          ".png")
     return path
 

@@ -12,7 +12,7 @@ MAX_HISTORY_TURNS = 50
 the model's context."""
 
 from app.commands.common import BotConfig, FreeTextCommand, in_section, one_line_errors, \
-    print_json, with_config
+    print_json, shown, with_config
 
 
 def _echo_answer(stream, line_open: bool = False) -> None:
@@ -36,7 +36,7 @@ def _print_sources(reply, question: str) -> None:
         click.secho(f"  searched: {reply.retrieval_query}", dim=True)
     for source in reply.sources():
         where = f" ({source['location']})" if source["location"] else ""
-        click.secho(f"  [{source['n']}] {source['source']}{where}  score {source['score']}",
+        click.secho(f"  [{source['n']}] {shown(source['source'])}{where}  score {source['score']}",
                     dim=True)
     _print_support(reply)
 

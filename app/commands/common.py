@@ -18,6 +18,7 @@ from chatbot.config_file import default_config_path, load_config
 from chatbot.errors import ChatbotError, InputError
 from chatbot.paths import DataPaths
 from index.errors import IndexingError
+from index.text import shown
 
 
 def in_section(section: str) -> Callable[[click.Command], click.Command]:
@@ -82,7 +83,7 @@ def one_line_errors(func: Callable) -> Callable:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
+            where = f"{shown(exc.filename)}: " if exc.filename else ""
             click.echo(f"error: {where}{exc.strerror or exc}", err=True)
             sys.exit(1)
 
@@ -108,7 +109,8 @@ def print_table(header: list[str], rows: list[list[Any]]) -> None:
                             + [line[-1]]))
 
 
-__all__ = ["BotConfig", "FreeTextCommand", "in_section", "one_line_errors", "print_json", "with_config"]
+__all__ = ["BotConfig", "FreeTextCommand", "in_section", "one_line_errors", "print_json", "shown",
+           "with_config"]
 
 
 def existing_log(config: BotConfig) -> Path:
@@ -116,7 +118,7 @@ def existing_log(config: BotConfig) -> Path:
     should say so, not create an empty log there."""
     path = DataPaths(config.data_path).logs
     if not path.is_file():
-        raise InputError(f"no conversation log at {path} yet; chat with `chatbot chat` or "
+        raise InputError(f"no conversation log at {shown(path)} yet; chat with `chatbot chat` or "
                          "`chatbot serve` first (logging.enabled must be true)")
     return path
 
@@ -143,14 +145,14 @@ def output_path(config: BotConfig, path: Path, option: str) -> Path:
     not on the bot's own state, named directly or through a symlink."""
     blocker = next(parent for parent in path.parents if parent.exists())
     if not blocker.is_dir():
-        raise InputError(f"{path}: {blocker} is a file, not a folder; choose another {option} "
-                         "path")
+        raise InputError(f"{shown(path)}: {shown(blocker)} is a file, not a folder; choose "
+                         f"another {option} path")
     target = path.resolve()
     for own, what in own_state(config).items():
         if target == own.resolve():
-            raise InputError(f"{path} is the bot's {what}; choose another {option} path")
+            raise InputError(f"{shown(path)} is the bot's {what}; choose another {option} path")
         if target.is_relative_to(own.resolve()):
-            raise InputError(f"{path} is inside the bot's {what} ({own}); choose another "
-                             f"{option} path")
+            raise InputError(f"{shown(path)} is inside the bot's {what} ({shown(own)}); choose "
+                             f"another {option} path")
     return path
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from app.commands.common import in_section, one_line_errors, print_json, with_config
+from app.commands.common import in_section, one_line_errors, print_json, shown, with_config
 from chatbot.config import BotConfig
 from chatbot.config_file import checked_config, default_config_path, read_yaml
 from chatbot.errors import ConfigError
@@ -34,17 +34,17 @@ def check(path: Path | None, config_path: Path | None, offline: bool) -> None:
     """Print every problem in a config, each with its key path, and what would fail the
     answers of its remote backends, each asked once; exit 1 if any."""
     if path and config_path and path != config_path:
-        raise ConfigError(f"two configs given ({path} and --config {config_path}); check one "
-                          "at a time")
+        raise ConfigError(f"two configs given ({shown(path)} and --config {shown(config_path)}); "
+                          "check one at a time")
     path = path or config_path or default_config_path()
     config, problems = checked_config(read_yaml(path), path.resolve().parent)
     if config is not None and not offline:
         problems += remote_problems(config)
     for problem in problems:
-        click.echo(f"{path}: {problem}", err=True)
+        click.echo(f"{shown(path)}: {problem}", err=True)
     if problems:
         raise SystemExit(1)
-    click.echo(f"{path}: ok")
+    click.echo(f"{shown(path)}: ok")
 
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from app.commands.common import BotConfig, in_section, one_line_errors, output_path, \
-    print_json, with_config
+    print_json, shown, with_config
 from app.commands.data_synth import synth
 
 PROBLEMS_SHOWN = 10
@@ -133,13 +133,13 @@ def show(config: BotConfig, name: str, as_json: bool) -> None:
                    f"{counts['kto_validation']} ({counts['desirable']} desirable, "
                    f"{counts['undesirable']} undesirable); DPO pairs train "
                    f"{counts['dpo_train']}, validation {counts['dpo_validation']}")
-        click.echo(f"report: {dataset_path(settings, name) / 'data_report.md'}")
+        click.echo(f"report: {shown(dataset_path(settings, name) / 'data_report.md')}")
         return
     click.echo(f"train {counts['train']}, validation {counts['validation']} conversations; "
                f"{counts['skipped']} skipped as invalid; {counts['review']} kept for review")
     click.echo(f"supervised share {tokens['supervised_share']:.1%} of {tokens['total']} tokens")
     click.echo(f"sha256 {manifest.sha256}")
-    click.echo(f"report: {dataset_path(settings, name) / 'data_report.md'}")
+    click.echo(f"report: {shown(dataset_path(settings, name) / 'data_report.md')}")
 
 
 @data_group.command("export")
@@ -158,7 +158,7 @@ def export(config: BotConfig, name: str, out: Path, fmt: str) -> None:
     from training.data.build import export_dataset
 
     count = export_dataset(data_settings(config), name, output_path(config, out, "--out"), fmt)
-    click.echo(f"wrote {count} conversations to {out}")
+    click.echo(f"wrote {count} conversations to {shown(out)}")
 
 
 data_group.add_command(synth)

@@ -8,7 +8,7 @@ import sys
 import click
 
 from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
-    progress_line, with_config
+    progress_line, shown, with_config
 from chatbot.errors import ChatbotError, InputError
 from chatbot.interrupts import stop_on_ctrl_c
 
@@ -93,7 +93,8 @@ def _print_tables(result, summaries, comparison_rows) -> None:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     for gate in result.gates:
         click.secho(gate.message, fg="green" if gate.passed else "red")
-    click.echo(f"\nreports: {result.out_dir / 'report.md'}, {result.out_dir / 'report.html'}")
+    click.echo(f"\nreports: {shown(result.out_dir / 'report.md')}, "
+               f"{shown(result.out_dir / 'report.html')}")
 
 
 def comparison_lines(rows: list[list[str]]) -> list[str]:

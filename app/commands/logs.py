@@ -15,7 +15,7 @@ from typing import Any, Callable, TextIO
 import click
 
 from app.commands.common import BotConfig, existing_log, in_section, one_line_errors, \
-    output_path, print_json, print_table, with_config
+    output_path, print_json, print_table, shown, with_config
 from chatbot import migrations
 from chatbot.errors import InputError, LogError
 from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
@@ -149,7 +149,7 @@ def _echo_turn(turn: LoggedTurn) -> None:
         click.secho(f"     searched: {turn.settings['retrieval_query']}", dim=True)
     for n, hit in enumerate(turn.hits, start=1):
         where = f" ({hit['location']})" if hit.get("location") else ""
-        click.secho(f"     [{n}] {hit['source']}{where} score {hit['score']}", dim=True)
+        click.secho(f"     [{n}] {shown(hit['source'])}{where} score {hit['score']}", dim=True)
     if turn.rating is not None:
         comment = f": {turn.comment}" if turn.comment else ""
         click.echo(f"     feedback: {RATINGS[turn.rating]}{comment}")
@@ -181,7 +181,7 @@ def export(config: BotConfig, fmt: str, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with replacing(out) as handle:  # an export cut short leaves the earlier file whole
         counts = write_export(log, fmt, handle)
-    click.echo(f"wrote {counts[0]} conversation(s), {counts[1]} answer(s) to {out}")
+    click.echo(f"wrote {counts[0]} conversation(s), {counts[1]} answer(s) to {shown(out)}")
 
 
 def write_export(log: ConversationLog, fmt: str, handle: TextIO) -> tuple[int, int]:
@@ -229,7 +229,7 @@ def correct(config: BotConfig, turn_id: int | None, text: str | None, path: Path
         log.add_corrections(rows, author)
     finally:
         log.close()
-    click.echo(f"saved {len(rows)} correction(s) to {log.path}")
+    click.echo(f"saved {len(rows)} correction(s) to {shown(log.path)}")
 
 
 def read_corrections(path: Path, log: ConversationLog) -> list[tuple[int, str]]:
@@ -259,9 +259,9 @@ def read_corrections(path: Path, log: ConversationLog) -> list[tuple[int, str]]:
     problems += [(numbers[index], why) for index, why in log.refused_corrections(rows)]
     if problems:
         raise InputError(f"{len(problems)} bad line(s), nothing saved: " + "; ".join(
-            f"{path}:{number}: {why}" for number, why in sorted(problems)[:10]))
+            f"{shown(path)}:{number}: {why}" for number, why in sorted(problems)[:10]))
     if not rows:
-        raise InputError(f"{path} holds no corrections")
+        raise InputError(f"{shown(path)} holds no corrections")
     return rows
 
 
@@ -291,7 +291,7 @@ def delete(config: BotConfig, session_ids: tuple[str, ...], containing: str | No
         log.close()
     unknown = [s for s in session_ids if s not in known]
     if unknown:
-        raise InputError(f"no session {', '.join(map(repr, unknown))} in {path}; "
+        raise InputError(f"no session {', '.join(map(repr, unknown))} in {shown(path)}; "
                          "`chatbot logs list` shows the sessions")
     chosen = list(dict.fromkeys([*session_ids, *(
         sessions_mentioning(path, containing.strip()) if containing else [])]))
