@@ -8,8 +8,10 @@ torch, as sentence-transformers configured them, so any model's pooling is kept.
 
 The graph is exported by torch.onnx's TorchScript exporter, whose trace keeps the padding mask
 of a batch; a torch.export-based export of the same BERT baked in the unpadded mask (cosine
-0.02 on a padded batch). Exports are kept under ``cache``, named by a hash of the weights and
-the config, so a model changed in place is exported again and an unchanged one never twice.
+0.02 on a padded batch). Exports are kept under ``cache`` in a folder per model (named by its
+path), each named by a hash of the weights, the config and torch's version, so a model changed
+in place, or an upgraded torch or transformers, is exported again and an unchanged one never
+twice; a new export removes its model's earlier ones (see :func:`remove_replaced`).
 """
 
 from __future__ import annotations
@@ -41,10 +43,9 @@ class OnnxSentenceEncoder:
         import onnxruntime
 
         self.model = model
-        path = exported_graph(model, cache)
+        path, graph = read_graph(model, cache)
         try:
-            self.session = onnxruntime.InferenceSession(str(path),
-                                                        providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise OnnxExportError(f"ONNX Runtime could not load {shown(path)} ({exc}); delete it "
                                   "to export again, or set models.embedder_runtime: torch"
@@ -70,6 +71,21 @@ class OnnxSentenceEncoder:
         return np.stack(vectors)
 
 
+def read_graph(model, cache: Path) -> tuple[Path, bytes]:
+    """The ONNX file of ``model``'s transformer and its bytes. Read whole once opened, even if
+    another process's newer export removes it meanwhile; removed before it was opened, it is
+    exported again."""
+    for _ in range(2):
+        path = exported_graph(model, cache)
+        try:
+            return path, path.read_bytes()
+        except FileNotFoundError:
+            continue
+    raise OnnxExportError(f"the ONNX export {shown(path)} was removed twice as it was read (two "
+                          "versions sharing the cache?); set CHATBOT_CACHE_DIR apart, or "
+                          "models.embedder_runtime: torch")
+
+
 def exported_graph(model, cache: Path) -> Path:
     """The ONNX file of ``model``'s transformer (float32), exported into ``cache`` if absent."""
     from filelock import FileLock
@@ -78,16 +94,20 @@ def exported_graph(model, cache: Path) -> Path:
         raise OnnxExportError(f"the model's first module ({type(model[0]).__name__}) is not a "
                               "transformer that can be exported to ONNX; set "
                               "models.embedder_runtime: torch")
-    path = cache / f"{weights_key(model[0].auto_model)}.onnx"
+    transformer = model[0].auto_model
+    folder = cache / model_folder(transformer)
+    path = folder / f"{weights_key(transformer)}.onnx"
     if path.exists():
         return path
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        with FileLock(f"{path}.lock"):
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(folder / "export.lock"):
             if not path.exists():
                 partial = path.with_suffix(".partial")
                 export(model, partial)
                 os.replace(partial, path)
+                remove_replaced(folder, path)
+        remove_flat_exports(cache)
     except OSError as exc:
         raise OnnxExportError(f"cannot write the ONNX export into {shown(cache)} ({exc}); set "
                               "CHATBOT_CACHE_DIR to a writable folder, or "
@@ -118,6 +138,40 @@ def export(model, path: Path) -> None:
         path.unlink(missing_ok=True)
         raise OnnxExportError(f"could not export {type(model[0].auto_model).__name__} to "
                               f"ONNX ({exc}); set models.embedder_runtime: torch") from exc
+
+
+def model_folder(transformer) -> str:
+    """The folder of one model's exports: its directory's (or hub id's) last part, readable,
+    and a hash of all of it, so two copies of a model keep apart."""
+    where = os.path.abspath(transformer.name_or_path) if os.path.isdir(
+        transformer.name_or_path) else transformer.name_or_path
+    digest = hashlib.sha256(where.encode()).hexdigest()[:12]
+    return f"{Path(where).name or 'model'}-{digest}"
+
+
+def remove_replaced(folder: Path, current: Path) -> None:
+    """The model's exports other than ``current`` (other weights, an older torch or
+    transformers) and a killed export's part: ~90 MB each that this model never reads again.
+    Called under the folder's export lock, so no export there is being written; a process that
+    opened an old one still reads it whole (an open file outlives its name)."""
+    for stale in folder.iterdir():
+        if stale != current and stale.suffix in (".onnx", ".partial"):
+            stale.unlink(missing_ok=True)
+
+
+def remove_flat_exports(cache: Path) -> None:
+    """Exports kept flat in ``cache``, as earlier versions kept them, which this one never
+    reads, and their parts: each is removed under the lock those versions export under, so
+    none that one still running is writing is touched."""
+    from filelock import FileLock, Timeout
+
+    for key in {stale.stem for stale in [*cache.glob("*.onnx"), *cache.glob("*.partial")]}:
+        try:
+            with FileLock(cache / f"{key}.onnx.lock", timeout=0):
+                for name in (f"{key}.onnx", f"{key}.partial", f"{key}.onnx.lock"):
+                    (cache / name).unlink(missing_ok=True)
+        except Timeout:  # an earlier version is exporting it now
+            continue
 
 
 def weights_key(transformer) -> str:

@@ -76,22 +76,37 @@ def test_an_index_built_with_torch_is_searched_with_onnx(tmp_path):
 
 
 def test_a_model_is_exported_once_and_again_when_its_weights_change(tmp_path):
+    """A model changed in place (or an upgraded torch or transformers) is exported again, and
+    its earlier exports (~90 MB each), a killed export's part and the flat exports of earlier
+    versions are removed instead of piling up; another model's export stays, and a process
+    that had opened the old export still reads it whole."""
     model = tmp_path / "model"
     shutil.copytree(resolve_model(EMBEDDED_EMBEDDER), model)
     cache = tmp_path / "onnx"
     embedder(model, "onnx", cache).encode(TEXTS[:1])
-    [export] = cache.glob("*.onnx")
+    [export] = cache.rglob("*.onnx")
     written = export.stat().st_mtime_ns
     embedder(model, "onnx", cache).encode(TEXTS[:1])
-    assert [*cache.glob("*.onnx")] == [export] and export.stat().st_mtime_ns == written
+    assert [*cache.rglob("*.onnx")] == [export] and export.stat().st_mtime_ns == written
 
+    killed = export.with_name("0" * 24 + ".partial")
+    flat = [cache / ("1" * 24 + ".onnx"), cache / ("2" * 24 + ".partial")]
+    other_model = cache / "other-model-0123456789ab" / ("3" * 24 + ".onnx")
+    other_model.parent.mkdir()
+    for leftover in (killed, *flat, other_model):
+        leftover.write_bytes(b"graph")
+    size, held = export.stat().st_size, export.open("rb")  # another process, reading it
     changed = embedder(model, "torch")
     with torch.no_grad():  # the model fine-tuned in place: other weights, same directory
         changed.model[0].auto_model.embeddings.word_embeddings.weight.mul_(1.5)
     changed.model.save(str(model))
     before = embedder(model, "torch").encode(TEXTS)
     assert cosines(embedder(model, "onnx", cache).encode(TEXTS), before).min() > 0.99999
-    assert len([*cache.glob("*.onnx")]) == 2
+    [new] = [path for path in export.parent.iterdir() if path.suffix != ".lock"]
+    assert new != export and new.suffix == ".onnx"
+    assert sorted(cache.rglob("*.onnx")) == sorted([new, other_model])
+    assert not [*cache.rglob("*.partial")] and len(held.read()) == size
+    held.close()
 
 
 def test_an_export_onnx_runtime_cannot_load_is_an_error_or_torch_under_auto(tmp_path, caplog):
