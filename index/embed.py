@@ -84,6 +84,8 @@ class SentenceTransformerEmbedder:
     @property
     def runtime_in_use(self) -> str:
         """``torch`` or ``onnx``: what ``runtime`` resolves to for this model and CPU."""
+        if self._onnx is not None:  # running; the model's torch weights are dropped (on meta)
+            return "onnx"
         if self.runtime != "auto":
             return self.runtime
         from index.onnx_encoder import has_transformer

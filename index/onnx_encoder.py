@@ -40,16 +40,12 @@ class OnnxSentenceEncoder:
     batch padded), the transformer's forward pass in ONNX Runtime."""
 
     def __init__(self, model, cache: Path):
-        import onnxruntime
-
         self.model = model
-        path, graph = read_graph(model, cache)
-        try:
-            self.session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise OnnxExportError(f"ONNX Runtime could not load {shown(path)} ({exc}); delete it "
-                                  "to export again, or set models.embedder_runtime: torch"
-                                  ) from exc
+        self.session = load_session(model, cache)
+        # The session holds the transformer's weights now; the torch copy (~90 MB for
+        # all-MiniLM-L6-v2) would only take memory. The tokenizer and the modules after the
+        # transformer, which encode still runs, keep theirs.
+        model[0].auto_model.to("meta")
         self.inputs = [given.name for given in self.session.get_inputs()]
         self.prompt = model.prompts.get(model.default_prompt_name or "")
         """The model's default prompt (e.g. ``query: ``), prefixed as ``encode`` does."""
@@ -71,19 +67,24 @@ class OnnxSentenceEncoder:
         return np.stack(vectors)
 
 
-def read_graph(model, cache: Path) -> tuple[Path, bytes]:
-    """The ONNX file of ``model``'s transformer and its bytes. Read whole once opened, even if
-    another process's newer export removes it meanwhile; removed before it was opened, it is
-    exported again."""
+def load_session(model, cache: Path):
+    """ONNX Runtime's session on ``model``'s export. An export that another process's newer
+    one removed before it was opened is exported again; one removed while it is read is read
+    whole (an open file outlives its name)."""
+    import onnxruntime
+
     for _ in range(2):
         path = exported_graph(model, cache)
         try:
-            return path, path.read_bytes()
-        except FileNotFoundError:
-            continue
-    raise OnnxExportError(f"the ONNX export {shown(path)} was removed twice as it was read (two "
-                          "versions sharing the cache?); set CHATBOT_CACHE_DIR apart, or "
-                          "models.embedder_runtime: torch")
+            return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            if path.exists():
+                raise OnnxExportError(f"ONNX Runtime could not load {shown(path)} ({exc}); "
+                                      "delete it to export again, or set "
+                                      "models.embedder_runtime: torch") from exc
+    raise OnnxExportError(f"the ONNX export {shown(path)} was removed twice before it was read "
+                          "(two versions sharing the cache?); set CHATBOT_CACHE_DIR apart for "
+                          "one, or models.embedder_runtime: torch")
 
 
 def exported_graph(model, cache: Path) -> Path:

@@ -44,6 +44,10 @@ def test_onnx_gives_torchs_vectors_for_a_padded_batch_and_for_each_text_alone(tm
     assert cosines(onnx.encode(TEXTS), reference).min() > 0.99999  # one batch, padded
     alone = [onnx.encode([text])[0] for text in TEXTS]
     assert cosines(reference, alone).min() > 0.99999
+    # ONNX Runtime holds the transformer's weights; a torch copy beside it (~90 MB) is dropped
+    transformer = onnx.model[0].auto_model
+    assert all(tensor.is_meta for tensor in [*transformer.parameters(), *transformer.buffers()])
+    assert onnx.runtime_in_use == "onnx" and onnx.count_tokens("a b") == 2
     assert embedder(model, "auto", tmp_path).runtime_in_use == "onnx"  # float32 on the CPU
     assert embedder(model, "auto").runtime_in_use == "torch"  # nowhere to keep the export
 
