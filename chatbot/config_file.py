@@ -147,7 +147,8 @@ def checked_config(raw: object, base_dir: Path | None = None
     if config is None or base_dir is None:
         return config, problems
     config.base_dir = base_dir
-    return config, missing_files(config)
+    return config, [problem for problem in [data_dir_problem(config)] if problem] + \
+        missing_files(config)
 
 
 def missing_files(config: BotConfig) -> list[str]:
@@ -283,7 +284,23 @@ def load_config(path: str | Path | None = None) -> BotConfig:
     """Read and validate a bot YAML; raises :class:`ConfigError` listing every problem."""
     path = Path(path) if path else default_config_path()
     config, problems = _validate(read_yaml(path))
+    if config is not None:
+        config.base_dir = path.resolve().parent
+        problems = [problem for problem in [data_dir_problem(config)] if problem]
     if problems:
-        raise ConfigError(f"{shown(path)}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
-    config.base_dir = path.resolve().parent
+        raise ConfigError(f"{shown(path)}: {len(problems)} problem(s):\n  "
+                          + "\n  ".join(problems))
     return config
+
+
+def data_dir_problem(config: BotConfig) -> str | None:
+    """The data directory where a file stands in its place, or in that of a folder above it:
+    every command that reads or writes state would fail there with a bare "Not a directory"."""
+    path = config.data_path
+    key = "$CHATBOT_DATA_DIR" if os.environ.get("CHATBOT_DATA_DIR") else "data_dir"
+    blocker = next(folder for folder in [path, *path.parents] if folder.exists())
+    if blocker.is_dir():
+        return None
+    where = f"{shown(blocker)} is" if blocker == path else \
+        f"{shown(path)} can't be made: {shown(blocker)} is"
+    return f"{key}: {where} a file, not a folder; set {key} to a folder"

@@ -62,3 +62,22 @@ def test_a_config_path_that_is_a_device_or_a_pipe_is_named_as_such() -> None:
     assert result.exit_code == 1 and result.output == (
         "error: /dev/null is not a file (a device or a pipe); save the config as a YAML file "
         "and give its path\n")
+
+
+def test_a_data_dir_under_a_file_is_named_with_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    """data_dir under a file failed at the first command as `error: .../index/manifest.json:
+    Not a directory`, naming neither the setting nor the file in the way."""
+    monkeypatch.delenv("CHATBOT_DATA_DIR")
+    (tmp_path / "notes").write_text("a file, not a folder\n")
+    config = tmp_path / "bot.yaml"
+    config.write_text("data_dir: notes/data\n")
+    expected = (f"data_dir: {tmp_path / 'notes' / 'data'} can't be made: {tmp_path / 'notes'} "
+                "is a file, not a folder; set data_dir to a folder")
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(config)
+    checked = CliRunner().invoke(main, ["config", "check", "--offline", str(config)])
+    assert checked.exit_code == 1 and expected in checked.output
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path / "notes"))
+    listed = CliRunner().invoke(main, ["index", "list", "--config", str(config)])
+    assert listed.exit_code == 1 and (f"$CHATBOT_DATA_DIR: {tmp_path / 'notes'} is a file, not a "
+                                      "folder; set $CHATBOT_DATA_DIR to a folder") in listed.output
