@@ -222,26 +222,3 @@ def test_every_command_shows_a_path_with_a_line_end_or_escape_quoted(tiny_config
     assert repr("docs/odd\nerror: forged\x1b[31m.md") in outputs[0]
     assert all(repr(str(odd)) in output for output in outputs[1:3])
     assert repr(str(odd / "out.jsonl")) in outputs[3]
-
-
-def test_ctrl_c_while_a_piped_chat_waits_for_its_next_question_ends_it_as_at_a_prompt(
-        tiny_config) -> None:
-    """`slow-producer | chatbot chat`, Ctrl-C while it waits: the session ends as Ctrl-C at
-    the terminal's prompt ends it (exit 0), not with click's `Aborted!` and exit 1."""
-    import signal
-
-    process = subprocess.Popen([sys.executable, "-m", "app", "chat", "--config", str(tiny_config)],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    while not _reading_stdin(process.pid):
-        assert process.poll() is None, process.communicate()[1]
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0 and "Aborted!" not in stderr, stderr
-    assert stdout.endswith("/clear, /quit\n\n")
-
-
-def _reading_stdin(pid: int) -> bool:
-    """Whether the process waits in read(2) on its standard input (Linux's view of it)."""
-    with open(f"/proc/{pid}/syscall") as handle:
-        return handle.read().startswith("0 0x0 ")

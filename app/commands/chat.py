@@ -142,14 +142,11 @@ def _next_question() -> str | None:
         except (EOFError, click.Abort):
             click.echo()
             return None
-    try:
-        for line in sys.stdin:  # the stream input() reads, with what it has buffered
-            if line.strip():
-                question = line.rstrip("\r\n")
-                click.echo(f"you> {question}")
-                return question
-    except KeyboardInterrupt:  # Ctrl-C while it waits ends the session, as at the prompt
-        click.echo()
+    for line in sys.stdin:  # the stream input() reads, with what it has buffered
+        if line.strip():
+            question = line.rstrip("\r\n")
+            click.echo(f"you> {question}")
+            return question
     return None
 
 
