@@ -222,3 +222,18 @@ def test_every_command_shows_a_path_with_a_line_end_or_escape_quoted(tiny_config
     assert repr("docs/odd\nerror: forged\x1b[31m.md") in outputs[0]
     assert all(repr(str(odd)) in output for output in outputs[1:3])
     assert repr(str(odd / "out.jsonl")) in outputs[3]
+
+
+def test_questions_piped_in_with_a_byte_that_is_not_utf8_are_asked(tiny_config) -> None:
+    """`chatbot ask -` and a piped `chatbot chat` read bytes that are not UTF-8 (a Latin-1 file)
+    as U+FFFD and answer, as the shell's arguments are answered, instead of a traceback."""
+    def piped(*args: str, stdin: bytes) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "app", *args, "--config", str(tiny_config)],
+                              input=stdin, capture_output=True, timeout=900)
+
+    asked = piped("ask", "--json", "-", stdin=b"Caf\xe9 hours?\n")
+    assert asked.returncode == 0, asked.stderr.decode()
+    assert json.loads(asked.stdout)["messages"][-1]["content"].endswith("Caf\ufffd hours?")
+    chatted = piped("chat", stdin=b"Caf\xe9 hours?\n")
+    assert chatted.returncode == 0, chatted.stderr.decode()
+    assert "you> Caf\ufffd hours?\n" in chatted.stdout.decode()

@@ -72,7 +72,7 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
     from app.build import build_engine
 
     if question == "-":  # `echo q | chatbot ask -`, as Unix tools read `-`
-        question = click.get_text_stream("stdin").read().strip()
+        question = _piped_text(sys.stdin.buffer.read()).strip()
     engine = build_engine(config)
     stream = engine.answer(_new_session(), question, variant)  # a bad question fails here
     _note_if_nothing_indexed(config, engine.variant(variant))
@@ -142,12 +142,18 @@ def _next_question() -> str | None:
         except (EOFError, click.Abort):
             click.echo()
             return None
-    for line in sys.stdin:  # the stream input() reads, with what it has buffered
-        if line.strip():
-            question = line.rstrip("\r\n")
+    for line in sys.stdin.buffer:  # bytes, decoded here whatever the locale
+        question = _piped_text(line).rstrip("\r\n")
+        if question.strip():
             click.echo(f"you> {question}")
             return question
     return None
+
+
+def _piped_text(data: bytes) -> str:
+    """Piped bytes as text: a byte that is not UTF-8 (a Latin-1 file) reads as U+FFFD, so the
+    question is still asked, where strict decoding stopped with a traceback."""
+    return data.decode("utf-8", errors="replace")
 
 
 def _note_if_nothing_indexed(config: BotConfig, variant) -> None:
