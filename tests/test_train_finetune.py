@@ -187,3 +187,29 @@ def test_lora_training_shows_no_library_deprecation_notice(tmp_path, tiny_model)
         warnings.simplefilter("always")
         finetune(request_for(tmp_path, tiny_model, max_steps=1, eval_every=1), progress=False)
     assert [str(w.message) for w in said if issubclass(w.category, FutureWarning)] == []
+
+
+def test_resume_refuses_a_run_without_its_settings_record(tmp_path, tiny_model):
+    """A run folder with a checkpoint but no settings.json (deleted by hand, or copied without
+    it) was resumed with whatever the config and flags said that day, silently."""
+    from training.errors import TrainingError
+
+    fact_dataset(tmp_path, tiny_model)
+
+    def interrupt(record):
+        if record["step"] == 4:  # after the step-3 checkpoint
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(request_for(tmp_path, tiny_model), on_record=interrupt, progress=False)
+    run_dir = tmp_path / "runs/zorb"
+    (run_dir / "settings.json").unlink()
+    resume = request_for(tmp_path, tiny_model, learning_rate=1e-3)
+    with pytest.raises(TrainingError) as refused:
+        finetune(FinetuneRequest(**{**resume.__dict__, "resume": True}), progress=False)
+    assert str(refused.value) == (
+        f"{run_dir} holds a checkpoint but not the settings the run started with "
+        f"({run_dir / 'settings.json'}), so --resume cannot continue it as it began; delete "
+        f"{run_dir} and start again without --resume")
+    assert (run_dir / "last.pt").is_file()
+    assert not (tmp_path / "adapters/zorb").exists()
