@@ -336,3 +336,27 @@ def test_the_command_line_trains_dpo_merges_it_and_prints_one_line_errors(tmp_pa
                                        "--out", str(tmp_path / "merged")])
     assert merged.exit_code == 0, merged.output  # a LoRA adapter like any other
     assert (tmp_path / "merged/config.json").is_file()
+
+
+def test_quiet_kto_on_unbalanced_labels_prints_only_the_summary(tmp_path, tiny_model):
+    """TRL advises on KTO's loss weights (settings chatbot does not take) when the labels are
+    unbalanced; `--quiet` printed that advice on stderr all the same."""
+    import os
+    import subprocess
+    import sys
+
+    from training.data.preference import KTORow
+
+    liked = [KTORow(tuple(conversation(q, "")[:2]), a, True) for q, a in FACTS]
+    disliked = KTORow(tuple(conversation(FACTS[0][0], "")[:2]), WRONG, False)
+    preference_dataset(tmp_path / "data", tiny_model, kto=[*liked, disliked])
+    config = tmp_path / "bot.yaml"
+    config.write_text(f"models: {{chat: {tiny_model}, embedder: 'hash:64'}}\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "app", "train", "--config", str(config), "--data", "prefs",
+         "--name", "zorb-kto", "--method", "kto", "--max-steps", "1", "--eval-every", "1",
+         "--device", "cpu", "--threads", "1", "--quiet"], capture_output=True, text=True,
+        env={**os.environ, "CHATBOT_DATA_DIR": str(tmp_path / "data")}, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["data"]["train"] == {"rows": 5, "desirable": 4}
+    assert run.stderr == ""

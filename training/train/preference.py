@@ -205,10 +205,8 @@ def _trainer(request: PreferenceRequest, rows: PreferenceRows, model, tokenizer,
         raise TrainingError("device cuda was asked for but no CUDA GPU is visible; use "
                             "--device cpu or set training.device: auto")
     bf16 = run.dtype == "bfloat16" or (run.dtype == "auto" and cuda)
-    if not progress:  # TRL tokenizes through datasets' map, which draws bars of its own
-        from datasets import disable_progress_bars
-
-        disable_progress_bars()
+    if not progress:
+        _quiet_library_output()
     config = trl_config(request.objective, run.loop, run_dir, beta=request.beta,
                         max_length=run.max_seq_len, cpu=not cuda, bf16=bf16,
                         gradient_checkpointing=run.gradient_checkpointing, progress=progress)
@@ -224,6 +222,18 @@ def _trainer(request: PreferenceRequest, rows: PreferenceRows, model, tokenizer,
                               "validation": trainer.eval_dataset})
     console_callbacks(trainer, progress)
     return trainer
+
+
+def _quiet_library_output() -> None:
+    """``--quiet``: TRL tokenizes through datasets' map, which draws bars of its own, and
+    advises on KTO's loss weights (settings ``chatbot train`` does not take) through its logger
+    when the labels are unbalanced; the summary says how many rows are desirable."""
+    import logging
+
+    from datasets import disable_progress_bars
+
+    disable_progress_bars()
+    logging.getLogger("trl").setLevel(logging.ERROR)
 
 
 def _check_rows_fit(request: PreferenceRequest, tokenized: dict) -> None:
