@@ -144,3 +144,26 @@ def test_resuming_a_run_whose_settings_record_was_cut_short_says_what_to_do(bot,
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith(f"error: {run_dir / 'settings.json'} is not valid JSON (")
     assert result.stderr.endswith(f"; delete {run_dir} and start again without --resume\n")
+
+
+def test_the_lock_file_a_killed_run_leaves_does_not_refuse_the_next_run(bot, isolated_state):
+    """kill -9 (or a power cut) ends a run before it removes its lock file; the lock itself
+    dies with the process, so the next run of that name trains instead of being refused."""
+    lock = isolated_state / ".train-killed.lock"
+    run_dir = isolated_state / "runs/killed"
+    first = started(["train", "--data", "facts", "--name", "killed", "--quiet", "--max-steps",
+                     "100000", "--eval-every", "100000", "--config", str(bot)])
+    deadline = time.monotonic() + 300
+    while not (run_dir / "metrics.jsonl").is_file():
+        assert first.poll() is None, first.communicate()[1]
+        assert time.monotonic() < deadline, "the first run had not begun after 300 s"
+        time.sleep(0.05)
+    first.kill()
+    first.communicate()
+    assert lock.is_file()  # left behind, held by no one
+
+    again = CliRunner().invoke(main, ["train", "--config", str(bot), "--data", "facts",
+                                      "--name", "killed", "--max-steps", "1", "--quiet"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["steps"] == 1
+    assert not lock.exists()
