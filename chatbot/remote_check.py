@@ -57,14 +57,22 @@ def key_setting(backend: str, env: str | None, sent: bool, unset: str) -> str:
     return f"${env} (backends.{backend}.api_key_env)"
 
 
-def _model_ids(response: httpx.Response) -> list[str] | None:
-    """The ids of an OpenAI model list (``{"data": [{"id": ...}, ...]}``), or None for an
-    answer that is not one."""
+def model_cards(response: httpx.Response) -> list[dict] | None:
+    """The model objects of an OpenAI model list (``{"data": [{"id": ...}, ...]}``), or None
+    for an answer that is not one (a web page, a list of mere names): the one reading of a
+    server's ``/models`` that ``config check``, ``serve`` and ``adapters push`` share."""
     try:
         cards = response.json().get("data")
     except (ValueError, AttributeError):
         return None
-    if not isinstance(cards, list):
+    if not isinstance(cards, list) or not all(isinstance(card, dict) for card in cards):
         return None
-    return [card["id"] for card in cards if isinstance(card, dict)
-            and isinstance(card.get("id"), str)]
+    return cards
+
+
+def _model_ids(response: httpx.Response) -> list[str] | None:
+    """The ids of the models listed, or None for an answer that is no model list."""
+    cards = model_cards(response)
+    if cards is None:
+        return None
+    return [card["id"] for card in cards if isinstance(card.get("id"), str)]

@@ -20,6 +20,7 @@ from http import HTTPStatus
 
 import httpx
 
+from chatbot.remote_check import model_cards
 from chatbot.remote_connection import CANCEL_POLL_S, answer_cancelled, catch_connection
 
 logger = logging.getLogger(__name__)
@@ -163,10 +164,8 @@ class ServerModel:
     def _card_length(self) -> int | None:
         """``max_model_len`` of the model's card in ``/v1/models`` (vLLM's and ours carry it)."""
         response = _ready(self._http.get(self.models_url))
-        body = _json(response)
-        cards = body.get("data") if isinstance(body, dict) else None
-        length = next((card.get("max_model_len") for card in cards or ()
-                       if isinstance(card, dict) and card.get("id") == self.model), None)
+        length = next((card.get("max_model_len") for card in model_cards(response) or ()
+                       if card.get("id") == self.model), None)
         if _is_count(length) and length > 0:
             logger.info("%s reads %d tokens (max_model_len at %s)", self.what, length,
                         self.models_url)

@@ -102,7 +102,10 @@ def test_config_check_asks_each_backend_once_and_names_each_problem(tmp_path) ->
      "log"),
     (200, "text/html", b"<html>Please sign in</html>",
      "answered /models with no model list (text/html); check that backends.remote.base_url is "
-     "the server's /v1 URL")])
+     "the server's /v1 URL"),
+    (200, "application/json", b'{"data": ["m1"]}',  # names, not model objects: no vLLM
+     "answered /models with no model list (application/json); check that "
+     "backends.remote.base_url is the server's /v1 URL")])
 def test_config_check_names_a_proxy_with_no_server_behind_it_or_some_other_web_page(
         tmp_path, monkeypatch, status, kind, body, said) -> None:
     class Page(QuietHandler):

@@ -27,6 +27,7 @@ from chatbot.adapters import AdapterManifest, registered_adapters, servable_mani
 from chatbot.errors import ConfigError, ModelError
 from chatbot.models import chat_template_hash, model_fingerprint
 from chatbot.paths import DataPaths
+from chatbot.remote_check import model_cards
 
 
 @in_section("Training and evaluation")
@@ -107,11 +108,8 @@ class LoraServer:
         response = self._send("GET", "models")
         if response.status_code != 200:
             raise self._failure(response, "listing its models")
-        try:
-            cards = response.json()["data"]
-        except (ValueError, KeyError, TypeError):
-            cards = None
-        if not isinstance(cards, list) or not all(isinstance(card, dict) for card in cards):
+        cards = model_cards(response)
+        if cards is None:
             raise ModelError(f"{self._where()} answered /models with no model list; check "
                              f"that backends.{self.name}.base_url ends in /v1")
         return cards
