@@ -145,6 +145,14 @@ def test_cli_trains_then_merge_gives_the_same_greedy_outputs(tmp_path, tiny_mode
     assert manifest["hyperparameters"]["lora_r"] == 4
     assert manifest["hyperparameters"]["learning_rate"] == 1e-2
 
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("kept")
+    result = runner.invoke(main, ["train", "merge", "zorb", "--out", str(a_file), "--config",
+                                  str(config)])
+    assert (result.exit_code, result.stderr) == (1, f"error: {a_file} is a file; choose an "
+                                                    "empty or new --out directory\n")
+    assert a_file.read_text() == "kept"
+
     out = tmp_path / "merged"
     result = runner.invoke(main, ["train", "merge", "zorb", "--out", str(out), "--config",
                                   str(config)])

@@ -151,6 +151,8 @@ def merge_adapter(adapter_dir: Path, base_dir: str, out: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     manifest = AdapterManifest.load(adapter_dir)
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"{out} is a file; choose an empty or new --out directory")
     if out.exists() and any(out.iterdir()):
         raise TrainingError(f"{out} is not empty; choose an empty or new --out directory")
     if manifest.method in ("freeze", "full"):  # lora, dpo and kto runs leave LoRA adapters
