@@ -70,10 +70,8 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: LoopState
 
 
 def load_checkpoint(run_dir: Path, model, optimizer, scheduler) -> LoopState:
+    check_resumable(run_dir)
     path = run_dir / LAST
-    if not path.is_file():
-        raise TrainingError(f"nothing to resume: {path} does not exist; start the run "
-                            "without --resume")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # a torn or foreign file: say which, never continue from it
@@ -88,6 +86,13 @@ def load_checkpoint(run_dir: Path, model, optimizer, scheduler) -> LoopState:
     scheduler.load_state_dict(payload["scheduler"])
     set_rng_state(payload["rng"])
     return LoopState(**payload["loop"])
+
+
+def check_resumable(run_dir: Path) -> None:
+    """``--resume`` of a run with no checkpoint is refused, before its model is loaded."""
+    if not (run_dir / LAST).is_file():
+        raise TrainingError(f"nothing to resume: {run_dir / LAST} does not exist; start the "
+                            "run without --resume")
 
 
 def _load_whole(path: Path, payload: dict, model, optimizer) -> None:

@@ -177,10 +177,12 @@ def _prepared_run_dir(request: FinetuneRequest, workers: Workers, probe_writable
 
 def _prepare_run_dir(request: FinetuneRequest, probe_writable) -> Path:
     """``<data_dir>/runs/NAME``: checkpoints of a run in progress (resume reads them)."""
-    from training.train.checkpoint import clear_for_new_run
+    from training.train.checkpoint import check_resumable, clear_for_new_run
 
     run_dir = DataPaths(request.data_dir).run(request.name)
-    if not request.resume:
+    if request.resume:
+        check_resumable(run_dir)
+    else:
         clear_for_new_run(run_dir, request.name)
     probe_writable(run_dir)
     return run_dir
