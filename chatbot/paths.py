@@ -89,7 +89,8 @@ class DataPaths:
         return self.adapters / check_name("adapter", name)
 
     def run(self, name: str) -> Path:
-        return self.runs / check_name("run", name)
+        """The checkpoints of the run that trains adapter ``name``: named as ``--name`` is."""
+        return self.runs / check_name("adapter", name)
 
     def eval(self, name: str) -> Path:
         return self.evals / check_name("eval", name)

@@ -176,3 +176,6 @@ def test_cli_errors_are_one_line(tmp_path, tiny_model, monkeypatch):
     assert result.stderr.startswith("error: dataset 'nope' not found")
     assert "Traceback" not in result.output
     assert not (tmp_path / "data/runs/x").exists()  # the dataset is checked before the run dir
+    result = CliRunner().invoke(main, ["train", "--config", str(config), "--data", "nope",
+                                       "--name", "team/v2", "--device", "cpu"])
+    assert result.stderr.startswith("error: adapter name 'team/v2' is not allowed; use letters")

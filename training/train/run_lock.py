@@ -29,7 +29,7 @@ def run_alone(data_dir: Path, name: str) -> Iterator[None]:
         return
     from filelock import FileLock, Timeout
 
-    path = Path(data_dir) / f".train-{check_name('run', name)}.lock"
+    path = Path(data_dir) / f".train-{check_name('adapter', name)}.lock"
     lock = FileLock(str(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
