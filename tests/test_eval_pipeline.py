@@ -15,6 +15,7 @@ from training.eval.evaluate import parse_gate, run_eval
 from chatbot.errors import InputError
 from training.eval.generations import CACHE_FILE, Generation, GenerationCache
 from ctrl_c import a_dropped_ctrl_c, ctrl_c_once, started
+from train_support import conversation
 
 DATA = Path(__file__).parent / "data"
 HELDOUT = str(DATA / "eval_heldout.jsonl")
@@ -184,6 +185,22 @@ def test_bad_inputs_are_one_line_errors(eval_bot: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["eval", "--config", str(eval_bot), "--data", str(bad),
                                        "--variants", "plain,prompt"])
     assert result.exit_code == 1 and "bad.jsonl, line 2: the question is empty" in result.output
+    bad.write_text("\n")
+    result = CliRunner().invoke(main, ["eval", "--config", str(eval_bot), "--data", str(bad),
+                                       "--variants", "plain,prompt"])
+    assert result.stderr == (f"error: {bad} holds no evaluation items; give it one JSON "
+                             'object a line, such as {"question": "...", "answers": ["..."]}\n')
+    one = tmp_path / "one.jsonl"  # one conversation: all of it goes to training
+    one.write_text(json.dumps({"messages": conversation("Who maintains Zorb?", "Ada Quill.")}))
+    built = CliRunner().invoke(main, ["data", "build", "--config", str(eval_bot), "--name",
+                                      "all-train", "--from", str(one)])
+    assert built.exit_code == 0, built.output
+    result = CliRunner().invoke(main, ["eval", "--config", str(eval_bot), "--data", "all-train",
+                                       "--variants", "plain,prompt"])
+    assert result.stderr == (
+        "error: dataset 'all-train' has no validation conversations to ask; build it again with "
+        "more conversations or a larger data.validation_share, or give --data a JSONL file of "
+        "held-out questions\n")
     assert parse_gate("rouge_l >= 0.02").threshold == 0.02
     assert parse_gate("latency_ms<=1e3").threshold == 1000
     with pytest.raises(InputError, match="is not METRIC>=NUMBER"):

@@ -85,8 +85,14 @@ def load_items(source: str, data_dir: Path, limit: int | None = None,
     else:
         raise InputError(f"evaluation data {source!r} is neither a JSONL file nor a dataset in "
                          f"{datasets}; pass a .jsonl path or a dataset name")
+    if not items and path.is_file():
+        raise InputError(f"{source} holds no evaluation items; give it one JSON object a line, "
+                         'such as {"question": "...", "answers": ["..."]}')
     if not items:
-        raise InputError(f"{source} holds no evaluation items")
+        raise InputError(f"dataset {Path(source).name!r} has no validation conversations to "
+                         "ask; build it again with more conversations or a larger "
+                         "data.validation_share, or give --data a JSONL file of held-out "
+                         "questions")
     return items[:limit] if limit else items
 
 
