@@ -154,12 +154,15 @@ class ServerModel:
         with self._lock:
             self._answers.pop(question, None)
             self._ask_after[question] = time.monotonic() + ASK_AGAIN_AFTER_S
-        meanwhile = (f"tokens are estimated at {CHARS_PER_TOKEN} characters per token"
-                     if question == "tokenize"
-                     else f"the context window is {DEFAULT_CONTEXT_WINDOW}")
+        meanwhile, setting = ((f"tokens are estimated at {CHARS_PER_TOKEN} characters per "
+                               "token", "tokenizer to count them here")
+                              if question == "tokenize"
+                              else (f"the context window is {DEFAULT_CONTEXT_WINDOW}",
+                                    "context_window to not ask"))
         why = exc if isinstance(exc, NotReady) else f"{type(exc).__name__}: {exc}"
         logger.warning("%s: the server did not answer about %s (%s), so %s; it is asked again "
-                       "in %g s", self.what, question, why, meanwhile, ASK_AGAIN_AFTER_S)
+                       "in %g s (set the variant's %s)", self.what, question, why, meanwhile,
+                       ASK_AGAIN_AFTER_S, setting)
 
     def _card_length(self) -> int | None:
         """``max_model_len`` of the model's card in ``/v1/models`` (vLLM's and ours carry it)."""

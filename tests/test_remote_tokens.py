@@ -218,9 +218,10 @@ def test_an_unreachable_server_means_the_defaults_said_once_until_asked_again(
     assert [s.split(" (")[0] for s in said] == [
         "model 'echo' of backend 'remote': the server did not answer about max_model_len",
         "model 'echo' of backend 'remote': the server did not answer about tokenize"]
-    assert said[0].endswith("so the context window is 4096; it is asked again in 30 s")
+    assert said[0].endswith("so the context window is 4096; it is asked again in 30 s (set "
+                            "the variant's context_window to not ask)")
     assert said[1].endswith("so tokens are estimated at 3 characters per token; it is asked "
-                            "again in 30 s")
+                            "again in 30 s (set the variant's tokenizer to count them here)")
 
 
 def test_a_hung_server_holds_its_model_questions_for_seconds_not_timeout_s(monkeypatch) -> None:
@@ -280,7 +281,8 @@ def test_a_server_not_up_behind_its_gateway_is_asked_about_its_model_again(
     said = [r.getMessage() for r in caplog.records if r.name == "chatbot.remote_model"]
     assert said == [
         "model 'echo' of backend 'remote': the server did not answer about max_model_len (HTTP "
-        "502 Bad Gateway), so the context window is 4096; it is asked again in 0 s",
+        "502 Bad Gateway), so the context window is 4096; it is asked again in 0 s (set the "
+        "variant's context_window to not ask)",
         "model 'echo' of backend 'remote': the server did not answer about tokenize (HTTP 503 "
         "Service Unavailable), so tokens are estimated at 3 characters per token; it is asked "
-        "again in 0 s"]
+        "again in 0 s (set the variant's tokenizer to count them here)"]
