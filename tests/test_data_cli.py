@@ -134,7 +134,7 @@ def test_export_into_a_pipe(run, tmp_path):
     assert len(received[0].splitlines()) == 3
 
 
-def test_errors_are_one_line(run):
+def test_errors_are_one_line(run, tmp_path):
     missing = run("data", "show", "nope")
     assert missing.exit_code == 1
     assert missing.stderr.startswith("error: no dataset 'nope' in ")
@@ -150,6 +150,13 @@ def test_errors_are_one_line(run):
         assert bad_name.stderr.startswith("error: dataset name '../x' is not allowed"), command
     empty_log = run("data", "build", "--name", "x")  # --from logs is the default
     assert empty_log.stderr.startswith("error: the conversation log has no finished answers yet")
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text("\n")
+    both_empty = run("data", "build", "--name", "x", "--from", "logs", "--from", str(blank))
+    assert both_empty.stderr == (
+        f"error: no conversation to build from: {blank} holds none, and the conversation log "
+        "has no finished answers yet; give --from a transcript of conversations (one JSON "
+        "object a line, or a CSV of questions and answers)\n")
     nothing = run("data", "list")
     assert nothing.stdout.startswith("no datasets yet")
 

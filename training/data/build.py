@@ -61,7 +61,7 @@ def build_dataset(settings: DataSettings, name: str, sources: Sequence[str | Pat
     conversations = _prepare_imports(settings, imported.conversations, template)
     everything = (logged.conversations if logged else []) + conversations
     if not everything:
-        raise DataError(_nothing_message(imported, logged, bool(files)))
+        raise DataError(_nothing_message(imported, logged, files))
     timings["render"], clock = _lap(clock)
     counter = counter or _chat_counter(settings)
     timings["load_tokenizer"], clock = _lap(clock)
@@ -156,18 +156,23 @@ def _chat_counter(settings: DataSettings) -> TokenCounter:
                         settings.chat_model)
 
 
-def _nothing_message(imported: ImportResult, logged: ImportResult | None, had_files: bool
+def _nothing_message(imported: ImportResult, logged: ImportResult | None, files: list[Path]
                      ) -> str:
     problems = imported.problems + (logged.problems if logged else [])
     if problems:
         return (f"no valid conversation to build from: {len(problems)} problem(s), "
                 f"the first: {problems[0]}")
-    if not had_files and logged is None:
+    if not files and logged is None:
         return "nothing to build from; pass --from logs and/or --from FILE"
-    if not had_files:
+    if not files:
         return ("the conversation log has no finished answers yet; chat with the bot first, "
                 "or import transcripts with --from FILE")
-    return "no conversation to build from: the files given hold none"
+    held = f"{files[0]} holds none" if len(files) == 1 else (
+        f"none of {', '.join(map(str, files))} holds one")
+    log = (", and the conversation log has no finished answers yet" if logged is not None
+           else "")
+    return (f"no conversation to build from: {held}{log}; give --from a transcript of "
+            "conversations (one JSON object a line, or a CSV of questions and answers)")
 
 
 def _summary(settings: DataSettings, name: str, target: Path, files: list[Path],
