@@ -199,8 +199,8 @@ def test_bad_inputs_are_one_line_errors(eval_bot: Path, tmp_path: Path) -> None:
                                        "--variants", "plain,prompt"])
     assert result.stderr == (
         "error: dataset 'all-train' has no validation conversations to ask; build it again with "
-        "more conversations or a larger data.validation_share, or give --data a JSONL file of "
-        "held-out questions\n")
+        "more conversations or a larger data.validation_share, or evaluate on a JSONL file of "
+        "held-out questions instead\n")
     assert parse_gate("rouge_l >= 0.02").threshold == 0.02
     assert parse_gate("latency_ms<=1e3").threshold == 1000
     with pytest.raises(InputError, match="is not METRIC>=NUMBER"):

@@ -91,8 +91,8 @@ def load_items(source: str, data_dir: Path, limit: int | None = None,
     if not items:
         raise InputError(f"dataset {Path(source).name!r} has no validation conversations to "
                          "ask; build it again with more conversations or a larger "
-                         "data.validation_share, or give --data a JSONL file of held-out "
-                         "questions")
+                         "data.validation_share, or evaluate on a JSONL file of held-out "
+                         "questions instead")
     return items[:limit] if limit else items
 
 
