@@ -207,9 +207,10 @@ def same_settings_on_resume(run_dir: Path, settings: dict, resume: bool) -> None
         jsonfile.write_atomic(run_dir / SETTINGS, settings)
         return
     started = started_settings(run_dir)
-    if not started:  # no such run: the checkpoint's absence is said where it is looked for
-        _refuse_a_checkpoint_without_settings(run_dir)
-        return
+    if not started:  # the callers found a checkpoint (check_resumable): its record is gone
+        raise TrainingError(f"{run_dir} holds a checkpoint but not the settings the run started "
+                            f"with ({run_dir / SETTINGS}), so --resume cannot continue it as it "
+                            f"began; delete {run_dir} and start again without --resume")
     same_dataset = started.get("dataset", settings.get("dataset")) == settings.get("dataset")
     if same_dataset and started.get(DATASET_SHA, settings[DATASET_SHA]) != settings[DATASET_SHA]:
         raise TrainingError(f"dataset {settings['dataset']!r} was built again since the run "
@@ -223,17 +224,6 @@ def same_settings_on_resume(run_dir: Path, settings: dict, resume: bool) -> None
                 f"{key} ({started.get(key)!r} -> {settings.get(key)!r})" for key in changed)
             + "; leave those flags out to keep the run's own settings, or start a new run "
             "under another --name")
-
-
-def _refuse_a_checkpoint_without_settings(run_dir: Path) -> None:
-    """A checkpoint whose settings record is gone (deleted, or the folder copied without it)
-    would go on under whatever the config says today, not as the run began."""
-    from training.train.checkpoint import LAST, last_trainer_checkpoint
-
-    if (run_dir / LAST).is_file() or last_trainer_checkpoint(run_dir) is not None:
-        raise TrainingError(f"{run_dir} holds a checkpoint but not the settings the run started "
-                            f"with ({run_dir / SETTINGS}), so --resume cannot continue it as it "
-                            f"began; delete {run_dir} and start again without --resume")
 
 
 DATASET_SHA = "dataset_manifest_sha256"
