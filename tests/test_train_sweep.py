@@ -107,6 +107,24 @@ def test_sweep_refuses_to_overwrite_another_adapter(tmp_path, tiny_model):
         run_sweep(sweep_request(tmp_path, tiny_model, trials=1))
 
 
+def test_a_name_too_long_for_its_trials_is_refused_before_the_study(tmp_path, tiny_model):
+    """Trials are runs named NAME-trial-K: a --name of 60 characters let the first trial fail
+    on a name the user never typed, logged by Optuna, and left a study of failed trials."""
+    from dataclasses import replace
+
+    from training.errors import TrainingError
+
+    fact_dataset(tmp_path, tiny_model)
+    request = sweep_request(tmp_path, tiny_model, trials=1)
+    long = replace(request, base=replace(request.base, name="s" * 60))
+    with pytest.raises(TrainingError) as refused:
+        run_sweep(long)
+    assert str(refused.value) == (
+        f"sweep name {'s' * 60!r} leaves no room for its trials' names (NAME-trial-K, up to 64 "
+        "characters); give --name at most 53 characters")
+    assert not (tmp_path / "sweeps").exists()
+
+
 def test_bad_ranges_are_reported_together_by_config_check():
     from chatbot.config_file import config_problems
 

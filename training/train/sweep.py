@@ -20,12 +20,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from chatbot.paths import DataPaths
+from chatbot.paths import NAME_CHARS, DataPaths
 from training.errors import DivergedError, TrainingError
 from training.train.finetune import FinetuneRequest, finetune
 from training.train.sweep_space import SweepSpace, suggest
 
 VAL_LOSS = "val_loss"
+TRIAL_NAME = "{name}-trial-{number}"
+TRIAL_DIGITS = 4
+"""Room left in a sweep's name for its trial numbers: up to 9999 trials, retried ones too."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,11 @@ def _check(request: SweepRequest, score) -> None:
                             "(each trial may still use the GPU)")
     if request.trials < 1:
         raise TrainingError(f"--trials must be at least 1, got {request.trials}")
+    longest = NAME_CHARS - len(TRIAL_NAME.format(name="", number=10 ** TRIAL_DIGITS - 1))
+    if len(request.base.name) > longest:
+        raise TrainingError(f"sweep name {request.base.name!r} leaves no room for its trials' "
+                            f"names (NAME-trial-K, up to {NAME_CHARS} characters); give --name at "
+                            f"most {longest} characters")
     if request.objective != VAL_LOSS and score is None:
         raise TrainingError(f"objective {request.objective!r} needs an evaluation; use "
                             f"--objective {VAL_LOSS} or an eval metric name")
@@ -180,7 +188,7 @@ def _objective(request: SweepRequest, score, progress: bool):
 
     def objective(trial) -> float:
         values = suggest(trial, request.space, lora=request.base.method.method == "lora")
-        trial_name = f"{request.base.name}-trial-{trial.number}"
+        trial_name = TRIAL_NAME.format(name=request.base.name, number=trial.number)
         trial.set_user_attr("adapter", trial_name)
         trial.set_user_attr("hyperparameters", values)
         _remove_trial(paths, trial_name)
