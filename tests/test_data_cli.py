@@ -238,3 +238,5 @@ def test_a_damaged_dataset_is_listed_as_not_usable_and_the_others_as_ever(run, t
     good, torn = listed.stdout.splitlines()
     assert good.startswith("good\t") and "train " in good
     assert torn.startswith(f"torn\tnot usable: {manifest} is not valid JSON")
+    assert torn.endswith(f"; rebuild the dataset with `chatbot data build`, or delete "
+                         f"{manifest.parent}")  # the remedy said once

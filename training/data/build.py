@@ -292,9 +292,10 @@ def list_datasets(settings: DataSettings) -> list[dict]:
                           "train": counts["train"], "validation": counts["validation"],
                           "counts": counts}
             except (DataError, KeyError, TypeError) as exc:
-                why = str(exc) if isinstance(exc, DataError) else (
-                    f"{directory / store.MANIFEST} has no train and validation counts")
-                entry["problem"] = f"{why}; rebuild the dataset or delete {directory}"
+                why = str(exc) if isinstance(exc, DataError) else (  # which ends in REBUILD
+                    f"{directory / store.MANIFEST} has no train and validation counts; "
+                    f"{store.REBUILD}")
+                entry["problem"] = f"{why}, or delete {directory}"
             found.append(entry)
     return found
 
