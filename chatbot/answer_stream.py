@@ -250,12 +250,12 @@ class AnswerStream:
             timings["attribution_ms"] = attribution.ms
         if complete and self._held and text:
             self._events.put(("piece", text))
+        cut_at_limit = complete and not turn.refuse and not turn.stopped and reached_token_limit(
+            turn.pieces, timings["tokens"], self.settings.max_new_tokens)
         self.reply = Reply(text, turn.prompt.messages, turn.prompt.hits, self.variant.name,
                            self.variant.model, self.variant.adapter_id, timings, turn.refuse,
                            changed, turn.id, 0 if turn.refuse else turn.prompt.tokens, turn.query,
-                           attribution,
-                           complete and not turn.refuse and not turn.stopped and reached_token_limit(
-                               turn.pieces, timings["tokens"], self.settings.max_new_tokens))
+                           attribution, cut_at_limit)
         self._log_finish(turn.id, text, timings, status, attribution, error)
 
     def _final_text(self, turn: _Turn, status: str) -> tuple[str, list[str]]:

@@ -87,14 +87,14 @@ def mount_ui(server: FastAPI, app: gr.Blocks, credentials: Credentials,
     ``data_dir`` (the conversation log, the index) is ever handed out. An upload larger than
     ``max_file_mb`` (what indexing takes, ``index.max_file_mb``) is refused as it arrives, so a
     stranger can't fill the server's disk with one file; the page checks chosen files against
-    it and ``max_upload_mb`` (``app.body_limit``) before sending them. The page shows the messages the tabs
-    give (``gr.Error``); an unexpected exception's text, which may name the server's files, is
-    left to the server's output with its traceback.
+    it and ``max_upload_mb`` (``app.body_limit``) before sending them. The page shows the
+    messages the tabs give (``gr.Error``); an unexpected exception's text, which may name the
+    server's files, is left to the server's output with its traceback.
     """
     gr.mount_gradio_app(server, app, "/", auth=credentials.login_ok if credentials.required
                         else None, allowed_paths=[], blocked_paths=[str(data_dir.resolve())],
-                        css=CSS, head=upload_limits(max_file_mb, max_upload_mb) + HEAD, footer_links=[], run_history=False,
-                        show_error=False, ssr_mode=False,
+                        css=CSS, head=upload_limits(max_file_mb, max_upload_mb) + HEAD,
+                        footer_links=[], run_history=False, show_error=False, ssr_mode=False,
                         max_file_size=int(max_file_mb * 2**20))
     # Gradio refuses a request's file path outside its upload folder only in a launched app,
     # and mounting never marks the app launched.

@@ -220,7 +220,8 @@ HEAD = """<script>
   }, true);
 })();
 </script>
-<style>.cb-flash { outline: 2px solid var(--color-accent); } a.cb-cite { cursor: pointer; }</style>"""
+<style>.cb-flash { outline: 2px solid var(--color-accent); }
+a.cb-cite { cursor: pointer; }</style>"""
 
 
 def upload_limits(max_file_mb: float, max_upload_mb: float) -> str:
