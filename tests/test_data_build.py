@@ -311,3 +311,29 @@ def test_logged_answers_can_drop_the_sources_shown_at_chat_time(config, tmp_path
     expected = build_messages(template, "How do I index my documents?", [])
     assert rows[:-1] == [m.as_dict() for m in expected]
     assert rows[-1] == {"role": "assistant", "content": "Run `chatbot index sync docs/` [1]."}
+
+
+@pytest.mark.parametrize("fmt", ["openai", "sharegpt"])
+def test_a_log_exported_and_built_again_keeps_its_feedback(config, tmp_path, fmt):
+    """`chatbot logs export` writes each answer's rating beside the conversation; a dataset
+    built from that file selects by it as a build from the log does, rather than learning the
+    answers users thumbed down."""
+    log = ConversationLog(config.data_path / "logs.sqlite")
+    log_session(log, "s1", [
+        ("How do I sync my docs folder?", "Run `chatbot index sync docs/`.", "complete", 1, None),
+        ("And remove a document?", "Delete it and hope.", "complete", -1, None),
+        ("How long does a sync take?", "About a week.", "complete", -1, "Seconds, not a week.")])
+    log_session(log, "s2", [
+        ("Which port does the web UI use?", "Port 7860.", "complete", None, None)])
+    log.close()
+    out = tmp_path / "exported.jsonl"
+    subprocess.run([sys.executable, "-m", "app", "logs", "export", "--format", fmt, "--out",
+                    str(out)], check=True, capture_output=True)
+
+    summary = build_dataset(data_settings(config), "again", [str(out)])
+    assert {s["name"]: s["dropped"] for s in summary.steps}["feedback"] == {"thumbed down": 2}
+    assert summary.review == 1 and summary.skipped == 0
+    learned = {row[-1]["content"] for _, row in sum(split_rows(config, "again").values(), [])}
+    assert learned == {"Run `chatbot index sync docs/`.", "Port 7860."}
+    rows = [row for _, row in sum(split_rows(config, "again").values(), [])]
+    assert all(m.get("weight") == 0 for row in rows for m in row[:-1] if m["role"] == "assistant")

@@ -160,6 +160,22 @@ def test_openais_weight_marks_an_assistant_message_as_context_only(tmp_path):
         "one, 0 (context only) or 1 (learned)"]
 
 
+
+def test_an_exported_logs_feedback_that_names_no_answer_is_a_problem_of_its_line(tmp_path):
+    chat = [{"role": "user", "content": "Port?"}, {"role": "assistant", "content": "4242."}]
+    rows = [{"messages": chat, "metadata": {"feedback": [{"answer": 0, "rating": -1}]}},
+            {"messages": chat, "metadata": {"feedback": [{"answer": 1, "rating": 1}]}},
+            {"messages": chat, "metadata": {"feedback": [{"answer": 0, "rating": "down"}]}}]
+    path = tmp_path / "exported.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = read_file(path)
+    assert [c.meta["rating"] for c in result.conversations] == [-1]
+    assert [str(p).removeprefix(f"{tmp_path}/") for p in result.problems] == [
+        "exported.jsonl:2: metadata.feedback[0]: 'answer' must be the number of one of the "
+        "conversation's 1 answers, counted from 0; got 1",
+        "exported.jsonl:3: metadata.feedback[0]: 'rating' must be 1 (thumbs up) or -1 (down); "
+        "got 'down'"]
+
 EXPECTED_PROBLEMS = [
     "invalid.jsonl:2: malformed JSON (Unterminated string starting at, column 43)",
     "invalid.jsonl:3: messages[1]: unknown role 'bot' (expected one of: system, user, assistant)",

@@ -171,6 +171,8 @@ def read_file(path: Path, qa: QAFields = QAFields(), label: str | None = None) -
 
 
 def _collect(name: str, stem: str, rows: Iterator[tuple[int, Any]], qa: QAFields) -> ImportResult:
+    from training.data.rated_answers import rated_answers  # which reads this module's records
+
     conversations, problems, records = [], [], 0
     try:
         for line, record in rows:
@@ -178,11 +180,12 @@ def _collect(name: str, stem: str, rows: Iterator[tuple[int, Any]], qa: QAFields
             try:
                 messages, fmt = to_messages(record, qa)
                 validate(messages, _LIST_KEYS.get(fmt, "messages"))
+                examples = rated_answers(Conversation(
+                    f"{stem}:{line}", messages, name, {"format": fmt, "line": line}), record)
+                records += len(examples) - 1  # an export's answers count as the log's do
+                conversations += examples
             except InvalidRecord as exc:
                 problems.append(Problem(name, line, str(exc), exc.index, exc.key))
-                continue
-            conversations.append(Conversation(f"{stem}:{line}", messages, name,
-                                              {"format": fmt, "line": line}))
     except DataError as exc:  # the file as a whole cannot be parsed (e.g. a CSV header)
         return ImportResult([], [Problem(name, 0, str(exc))], 0)
     return ImportResult(conversations, problems, records)
