@@ -48,7 +48,7 @@ def error_parts(exc: BaseException, route: str) -> tuple[int, dict]:
         return 500, error_body(exc.public, "server_error", "model", "model_unavailable")
     if isinstance(exc, DocumentIndexError):  # e.g. damaged: the message says what to run
         logger.error("%s failed: %s", route, exc)
-        return 500, error_body(str(exc), "server_error", None, "index_unavailable")
+        return 500, error_body(exc.public, "server_error", None, "index_unavailable")
     return 500, _internal_error(exc, route)
 
 

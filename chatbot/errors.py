@@ -1,5 +1,8 @@
 """Errors a user can act on: each message says what went wrong, where, and what to do."""
 
+import os
+from pathlib import Path
+
 
 class ChatbotError(Exception):
     """Base of the errors the CLI prints as one line instead of a traceback."""
@@ -83,7 +86,22 @@ class PromptTooLong(InputError):
 
 
 class DocumentIndexError(ChatbotError):
-    """The document index is missing, was built with other settings, or can't be written."""
+    """The document index is missing, was built with other settings, or can't be written.
+    The message names the index's files for the operator; ``public`` names them from the data
+    folder (``index/manifest.json``): callers of the bot's API and web page need not learn
+    where the server keeps its data."""
+
+    def __init__(self, message: str, data_dir: Path | None = None) -> None:
+        super().__init__(message)
+        self.data_dir = data_dir
+
+    @property
+    def public(self) -> str:
+        text = str(self)
+        if self.data_dir is not None:
+            for folder in {str(self.data_dir), str(self.data_dir.resolve())}:
+                text = text.replace(folder + os.sep, "")
+        return text
 
 
 class LogError(ChatbotError):

@@ -35,13 +35,16 @@ HASH_PREFIX = "hash:"  # models.embedder "hash:64": a model-free embedder for sm
 
 
 def index_errors(func: Callable) -> Callable:
-    """``func`` with the index package's errors raised as :class:`DocumentIndexError`."""
+    """``func`` with the index package's errors raised as :class:`DocumentIndexError`. Its
+    first argument is the :class:`BotIndex`, or (a method) an object holding it as ``index``:
+    the error learns the data folder that its public message leaves out."""
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(first, *args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            return func(first, *args, **kwargs)
         except IndexingError as exc:
-            raise DocumentIndexError(str(exc)) from exc
+            index = first if isinstance(first, BotIndex) else first.index
+            raise DocumentIndexError(str(exc), index.directory.parent) from exc
 
     return wrapper
 

@@ -104,13 +104,17 @@ def test_list_stats_and_eval_report_the_damage_too(bot, tmp_path):
 
 
 def test_servers_retrieval_raises_the_one_line_error(bot):
-    """The engine's search (``IndexSearch``) raises what the API and web UI show as the reason."""
+    """The engine's search (``IndexSearch``) raises what the API and web UI show as the reason,
+    without the server's folders."""
     index, _ = bot
     (index / "docstore-000001.sqlite").write_bytes(b"")
     search = IndexSearch(BotIndex(index, IndexSettings("hash:64", None, 200, 30),
                                   EmbedderSpec("hash:64", index), SearchSettings()))
-    with pytest.raises(DocumentIndexError, match="docstore-000001.sqlite is empty"):
+    with pytest.raises(DocumentIndexError, match="docstore-000001.sqlite is empty") as raised:
         search("port", 2)
+    # the operator is told where; a stranger asking the server learns no folder of it
+    assert str(index) in str(raised.value) and str(index.parent) not in raised.value.public
+    assert "docstore-000001.sqlite is empty" in raised.value.public
 
 
 def test_a_running_servers_search_names_damage_found_after_a_later_sync(bot, tmp_path):

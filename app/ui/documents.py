@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -81,7 +80,7 @@ class DocumentActions:
         try:
             listed = self.documents.list()
         except ChatbotError as exc:
-            gr.Warning(self._shown(exc))
+            gr.Warning(error_text(exc))
             listed = []
         rows = [[d.source, d.chunks, d.indexed_at] for d in listed]
         choices = [d.source for d in listed]
@@ -116,7 +115,7 @@ class DocumentActions:
             result = self.documents.sync(kept, progress=report, waiting=_saying_it_waits(progress))
         except ChatbotError as exc:
             _settle(kept, replaced, failed=set(kept))
-            raise gr.Error(self._shown(exc), print_exception=False) from exc
+            raise gr.Error(error_text(exc), print_exception=False) from exc
         failed = {Path(failure.source) for failure in result.failed}
         _settle(kept, replaced, failed)
         indexed = len(kept) - len(failed)
@@ -124,15 +123,6 @@ class DocumentActions:
         lines += [f"- not indexed: `{Path(f.source).name}`: {html.escape(f.reason)}"
                   for f in result.failed]
         return ("\n".join(lines), *self.table(), None)
-
-    def _shown(self, exc: ChatbotError) -> str:
-        """An index error as the page shows it: paths under the data dir named from it
-        (``index/manifest.json``), since the server's layout is no visitor's business."""
-        data_dir = self.documents.upload_dir.parent
-        text = error_text(exc)
-        for folder in {str(data_dir.resolve()), str(data_dir)}:
-            text = text.replace(html.escape(folder + os.sep, quote=False), "")
-        return text
 
     def _keep(self, upload: Path, replaced: dict[Path, Path]) -> Path:
         """Move ``upload`` into the uploads folder; a file of that name already there is moved
@@ -152,7 +142,7 @@ class DocumentActions:
         try:
             removed = self.documents.remove(source, waiting=_saying_it_waits(progress))
         except ChatbotError as exc:
-            raise gr.Error(self._shown(exc), print_exception=False) from exc
+            raise gr.Error(error_text(exc), print_exception=False) from exc
         return (f"Removed {len(removed)} document(s).", *self.table())
 
     def search(self, query: str, k: int, mode: str) -> str:
@@ -171,7 +161,7 @@ class DocumentActions:
         try:
             hits = self.documents.search(query.strip(), int(k), mode)
         except ChatbotError as exc:
-            raise gr.Error(self._shown(exc), print_exception=False) from exc
+            raise gr.Error(error_text(exc), print_exception=False) from exc
         if not hits:
             return '<div class="cb-sources-empty">No passage matches.</div>'
         return sources_html(hits, "search")
