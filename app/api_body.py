@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from starlette.requests import ClientDisconnect, Request
 
-from app.api_schema import RequestError, shown
+from app.api_schema import RequestError, echoed
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -59,7 +59,7 @@ def _refuse_compressed(encoding: str) -> None:
     """A compressed body would reach the JSON parser as bytes it can't read (the error would
     be about UTF-8), and unpacked it could be many times the size allowed: it is refused."""
     if any(part.strip().lower() not in ("", "identity") for part in encoding.split(",")):
-        raise RequestError(f"the body is sent with Content-Encoding: {shown(encoding)}; this "
+        raise RequestError(f"the body is sent with Content-Encoding: {echoed(encoding)}; this "
                            "server reads it only uncompressed: leave Content-Encoding out",
                            code="unsupported_content_encoding", status=415)
 
@@ -72,7 +72,7 @@ def _one_value_per_key(pairs: list[tuple[str, object]]) -> dict:
     for key, value in pairs:
         key = _LONE_SURROGATE.sub("", key)
         if key in seen:
-            raise RequestError(f"the request body gives the key {json.dumps(shown(key))} "
+            raise RequestError(f"the request body gives the key {json.dumps(echoed(key))} "
                                "twice in one object; send each key once", code="invalid_json")
         seen[key] = value
     return seen

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.routing import Match, Mount
 
-from app.api_schema import error_body, shown
+from app.api_schema import error_body, echoed
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 FALLBACK = "/v1/{path:path}"
@@ -31,7 +31,7 @@ def add_api_fallback(server: FastAPI) -> None:
         allowed = [method for method in METHODS if any(
             route.matches({**request.scope, "method": method})[0] == Match.FULL
             for route in routes)]
-        path = shown(request.url.path)
+        path = echoed(request.url.path)
         if allowed:
             return JSONResponse(error_body(f"{path} takes {', '.join(allowed)}, not "
                                            f"{request.method}", "invalid_request_error",

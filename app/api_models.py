@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.api_schema import RequestError, shown
+from app.api_schema import RequestError, echoed
 from chatbot.engine import Engine
 from chatbot.variants import Variant
 
@@ -29,6 +29,6 @@ def ab_card(engine: Engine) -> dict:
 
 
 def unknown_model(engine: Engine, name: str) -> RequestError:
-    return RequestError(f"the model {shown(name)!r} does not exist; this bot's models (variants) "
+    return RequestError(f"the model {echoed(name)!r} does not exist; this bot's models (variants) "
                         f"are: {', '.join(engine.variants)}", param="model",
                         code="model_not_found", status=404)

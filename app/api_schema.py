@@ -51,13 +51,14 @@ def is_api_path(path: str) -> bool:
     return path.startswith("/v1/") or path == "/tokenize"
 
 
-SHOWN_CHARS = 100
+ECHOED_CHARS = 100
 """How much of what a client sent (a model name, a header, a key) an error repeats."""
 
 
-def shown(text: str) -> str:
-    """``text`` as an error repeats it: enough to spot a typo, not a stranger's megabyte."""
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+def echoed(text: str) -> str:
+    """``text`` as an error repeats it: enough to spot a typo, not a stranger's megabyte
+    (``index.text.shown`` is another thing: a file name made safe for a terminal line)."""
+    return text if len(text) <= ECHOED_CHARS else text[:ECHOED_CHARS] + "…"
 
 
 API_CLIENT = "api"

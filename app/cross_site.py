@@ -24,7 +24,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api_schema import error_body, is_api_path, shown
+from app.api_schema import error_body, is_api_path, echoed
 from app.auth import is_loopback
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -47,8 +47,8 @@ class CrossSiteRefusal:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _api_preflight(scope):
-            message = PREFLIGHT.format(origin=shown(Headers(scope=scope)["origin"]),
-                                       path=shown(scope["path"]))
+            message = PREFLIGHT.format(origin=echoed(Headers(scope=scope)["origin"]),
+                                       path=echoed(scope["path"]))
             body = error_body(message, "invalid_request_error", None, "cross_origin_request")
             return await JSONResponse(body, status_code=403)(scope, receive, send)
         if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
@@ -71,7 +71,8 @@ class LocalNamesOnly:
         if scope["type"] in ("http", "websocket") and is_loopback(address):
             host = _host_name(Headers(scope=scope).get("host", ""))
             if not is_loopback(host):
-                message = NOT_LOCAL.format(address=address, host=shown(host) if host else "no name")
+                named = echoed(host) if host else "no name"
+                message = NOT_LOCAL.format(address=address, host=named)
                 return await _refusal(scope, message, "not_local")(scope, receive, send)
         await self.app(scope, receive, send)
 
