@@ -150,8 +150,8 @@ def render_markdown(report: AbReport) -> str:
     lines += [f"| {p.a} vs {p.b} | {p.a_wins} | {p.b_wins} | {p.ties} | {p.both_bad} | "
               f"{_rate(p.a_win_rate)} | {p.needed} |" for p in report.pairs]
     if report.strengths:
-        lines += ["", "Bradley-Terry log-strength (ties = half wins), bootstrap "
-                  f"{1 - report.alpha:.0%} percentile interval:",
+        lines += ["", "Bradley-Terry log-strength (a tie or both-bad vote is half a win for each), "
+                  f"bootstrap {1 - report.alpha:.0%} percentile interval:",
                   "", "| variant | strength |", "|---|---|"]
         lines += [f"| {s.name} | {s.strength:+.2f} [{s.low:+.2f}, {s.high:+.2f}] |"
                   for s in sorted(report.strengths, key=lambda s: -s.strength)]

@@ -124,6 +124,15 @@ def test_report_counts_thumbs_votes_and_needed_votes(tmp_path) -> None:
     assert "Wilson 80% intervals" in loose and "bootstrap 80% percentile interval" in loose
 
 
+def test_the_report_says_both_bad_votes_count_as_ties_in_the_strengths(tmp_path) -> None:
+    store = AbStore(tmp_path / "logs.sqlite")
+    battle = store.start_battle("arena", "q", "prompt", "finetuned")
+    for voter, choice in [("u1", "a"), ("u2", "both_bad")]:
+        store.vote(battle.id, voter, choice)
+    text = render_markdown(build_report(store, ["prompt", "finetuned"], n_boot=50))
+    assert "Bradley-Terry log-strength (a tie or both-bad vote is half a win for each)" in text
+
+
 def test_ab_config_names_must_be_variants() -> None:
     problems = config_problems({"ab": {"weights": {"prompt": 1, "nope": 1},
                                        "arena_pairs": [["prompt", "prompt"]]}})
