@@ -9,9 +9,10 @@ import copy
 import os
 import re
 from pathlib import Path
+from typing import get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from chatbot.config import BotConfig
 from chatbot.errors import ConfigError, ModelError
@@ -250,13 +251,32 @@ def _checks_across_keys(raw: dict, exc: ValidationError, context: dict) -> list[
         holder = pruned
         for part in parents:
             holder = holder.get(part) if isinstance(holder, dict) else None
-        if isinstance(holder, dict) and not isinstance(holder.get(key), dict):
+        if isinstance(holder, dict) and not (isinstance(holder.get(key), dict)
+                                             and _names_a_section(error["loc"])):
             holder.pop(key, None)  # a key's bad value; a whole section's problem stays
     try:
         BotConfig.model_validate(pruned, context=context)
     except ValidationError as again:  # a required key left out is no new problem
         return [_describe(error) for error in again.errors() if error["type"] != "missing"]
     return []
+
+
+def _names_a_section(loc: tuple) -> bool:
+    """Whether a problem's place is a whole section (``retrieval``, ``variants.NAME``), whose
+    other keys the checks across keys still read, rather than one key whose value is a mapping
+    (``ab.weights``)."""
+    kind: object = BotConfig
+    for part in loc:
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            field = kind.model_fields.get(part)
+            if field is None:
+                return False
+            kind = field.annotation
+        elif get_origin(kind) is dict:  # variants, backends: a section per name
+            kind = get_args(kind)[1]
+        else:
+            return False
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
 
 
 def _prefixes(path: str) -> list[str]:

@@ -65,6 +65,15 @@ def test_checks_across_keys_are_reported_beside_a_bad_value() -> None:
         "default_variant: 'finetuned' is not one of the variants: prompt"]
 
 
+def test_a_bad_mapping_value_does_not_hide_the_checks_across_keys() -> None:
+    """ab.weights is a mapping but a key, not a section: its bad value is left out for them."""
+    assert config_problems({"ab": {"enabled": True, "weights": {"prompt": 0}},
+                            "logging": {"enabled": False}}) == [
+        "ab.weights: weights must be from 0 to 1e+06 and at least one must be > 0",
+        "ab.enabled: needs logging.enabled, as the sticky assignments and the votes are kept "
+        "in the log"]
+
+
 def test_a_min_score_no_cosine_can_reach_is_named() -> None:
     """A dense cosine is from -1 to 1: at 25 (a percentage) or NaN every passage was dropped
     and every answer went without documents, with no word of why."""
