@@ -178,7 +178,7 @@ class ChatRequest(BaseModel):
     @classmethod
     def _one_choice(cls, value: int | None) -> int | None:
         if value is not None and value > 1:  # each answer is a logged turn of the session
-            raise ValueError(f"n is {value}; this server gives one answer (choice) per request: "
+            raise ValueError(f"this server gives one answer (choice) per request, not {value}: "
                              "leave n out or send 1, and send the request again for another "
                              "answer")
         return value
@@ -236,9 +236,12 @@ def _field_error(errors: list[dict]) -> RequestError:
 
 def _complaint(error: dict) -> str:
     """Pydantic's message, but for a message that is not an object, which names the class
-    that reads one (``instance of ChatMessage``), the only object a request holds."""
+    that reads one (``instance of ChatMessage``), the only object a request holds, and for a
+    check of this module, whose words pydantic prefixes with "Value error, "."""
     if error["type"] == "model_type":
         return 'Input should be an object such as {"role": "user", "content": "Hi"}'
+    if error["type"] == "value_error":  # our own check's words, without "Value error, "
+        return str(error["ctx"]["error"])
     return error["msg"]
 
 

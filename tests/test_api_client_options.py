@@ -65,8 +65,8 @@ def test_more_than_one_choice_is_refused_saying_what_to_send(client, stream) -> 
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(model="plain", messages=ASK, n=3, stream=stream)
     assert refused.value.body == {
-        "message": "n: Value error, n is 3; this server gives one answer (choice) per request: "
-                   "leave n out or send 1, and send the request again for another answer",
+        "message": "n: this server gives one answer (choice) per request, not 3: leave n out "
+                   "or send 1, and send the request again for another answer",
         "type": "invalid_request_error", "param": "n", "code": "invalid_value"}
     assert client.chat.completions.create(model="plain", messages=ASK, n=1).choices
 

@@ -44,6 +44,7 @@ def test_what_the_server_cannot_do_is_refused_not_ignored(client, asked, field,
     with pytest.raises(openai.BadRequestError, match=expected) as refused:
         client.chat.completions.create(model="plain", messages=ASK, **asked)
     assert refused.value.body["param"] == field
+    assert refused.value.body["message"].startswith(f"{field}: this server")  # no "Value error"
     plain = client.chat.completions.create(model="plain", messages=ASK, tools=[],
                                            response_format={"type": "text"}, logprobs=False,
                                            modalities=["text"])
