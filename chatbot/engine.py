@@ -116,7 +116,9 @@ class Engine:
     def variant(self, name: str | None) -> Variant:
         name = name or self.default_variant
         if name not in self.variants:
-            raise InputError(f"unknown variant {name!r}; variants: {', '.join(self.variants)}")
+            raise InputError(f"unknown variant {name!r}; variants: {', '.join(self.variants)} "
+                             "(declare one under variants: in the config, or train an adapter "
+                             f"of that name: chatbot train --name {name})")
         return self.variants[name]
 
     def answer(self, session_id: str, message: str, variant: str | None = None,

@@ -66,7 +66,9 @@ def test_clear_in_the_terminal_chat_starts_a_new_conversation_in_the_log(tiny_co
 def test_errors_are_one_line_without_traceback(tiny_config) -> None:
     result = run_cli("ask", "--config", str(tiny_config), "--variant", "nope", "hi")
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: unknown variant 'nope'; variants: prompt"
+    assert result.stderr.strip() == (
+        "error: unknown variant 'nope'; variants: prompt (declare one under variants: in the "
+        "config, or train an adapter of that name: chatbot train --name nope)")
 
 
 def test_missing_config_is_one_line_saying_what_to_do(tmp_path) -> None:
