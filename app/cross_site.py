@@ -35,8 +35,8 @@ PREFLIGHT = ("this server does not answer pages of other sites in a browser (Ori
              "call {path} from a program or your own server instead")
 NOT_LOCAL = ("this server listens on {address} with no login, so it answers only requests sent "
              "to localhost or {address}, not to {host}: a page of another site may have given "
-             "its own name that address; to serve it under another name (behind a proxy), set "
-             "a login or an API key")
+             "its own name that address; to serve it under another name (behind a proxy), add "
+             "its name to server.allowed_hosts, or set a login or an API key")
 
 
 class CrossSiteRefusal:
@@ -61,16 +61,18 @@ class CrossSiteRefusal:
 
 class LocalNamesOnly:
     """ASGI middleware for a server with no login: on a loopback address, a 403 for a request
-    sent to any name but a loopback one (``localhost``, ``127.0.0.1``, ``[::1]``)."""
+    sent to any name but a loopback one (``localhost``, ``127.0.0.1``, ``[::1]``) or one of
+    ``allowed`` (``server.allowed_hosts``)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, allowed: list[str] | tuple[str, ...] = ()) -> None:
         self.app = app
+        self.allowed = frozenset(name.lower() for name in allowed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         address = (scope.get("server") or ("",))[0]
         if scope["type"] in ("http", "websocket") and is_loopback(address):
             host = _host_name(Headers(scope=scope).get("host", ""))
-            if not is_loopback(host):
+            if not is_loopback(host) and host.lower() not in self.allowed:
                 named = echoed(host) if host else "no name"
                 message = NOT_LOCAL.format(address=address, host=named)
                 return await _refusal(scope, message, "not_local")(scope, receive, send)

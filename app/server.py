@@ -72,7 +72,7 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     server.add_middleware(OwnImagesOnly)
     server.add_middleware(CrossSiteRefusal)  # refused before anything is read
     if not credentials.required:  # a login's cookie is not sent to another site's name
-        server.add_middleware(LocalNamesOnly)
+        server.add_middleware(LocalNamesOnly, allowed=config.server.allowed_hosts)
     return server
 
 

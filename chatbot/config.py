@@ -205,6 +205,10 @@ class ServerConfig(Section):
     max_waiting_answers: int = Field(default=64, ge=1)
     """Most API answers running or waiting for the model at once; one more is a 429 with
     ``Retry-After``, so no client can queue unbounded work."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Names, besides ``localhost``, ``127.0.0.1`` and ``[::1]``, that a server with no login
+    on a loopback address answers requests sent to: a proxy's name, for a proxy in front that
+    passes its ``Host`` on (``app.cross_site.LocalNamesOnly``)."""
 
 
 class BotConfig(Section):

@@ -206,8 +206,22 @@ def test_an_open_local_server_answers_only_requests_addressed_to_a_local_name(fu
         "this server listens on 127.0.0.1 with no login, so it answers only requests sent to "
         "localhost or 127.0.0.1, not to rebound.example: a page of another site may have "
         "given its own name that address; to serve it under another name (behind a proxy), "
-        "set a login or an API key")}
+        "add its name to server.allowed_hosts, or set a login or an API key")}
 
+
+
+def test_the_names_in_allowed_hosts_are_answered_too(config_file, echo, credentials) -> None:
+    """Behind a proxy that sends its own name in Host (and keeps the login itself), an open
+    local server answers the names ``server.allowed_hosts`` lists, and still no other."""
+    config_file.write_text('models:\n  embedder: "hash:64"\nserver:\n'
+                           '  allowed_hosts: [bot.example]\n')
+    engine = Engine({"plain": Variant("plain", "base", "plain", False)}, lambda m: echo)
+    app = create_server_app(engine, load_config(config_file), config_path=config_file)
+    with serving(app) as url:
+        answers = [httpx.get(f"{url}v1/models", headers={"Host": host})
+                   for host in ("bot.example", "Bot.Example:8443", "other.example")]
+    assert [a.status_code for a in answers] == [200, 200, 403]
+    assert "add its name to server.allowed_hosts" in answers[2].json()["error"]["message"]
 
 # -- a request's file must be one uploaded to the server -------------------------------------
 
