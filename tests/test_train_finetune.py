@@ -53,17 +53,22 @@ def test_full_finetune_memorizes_the_answers(tmp_path, tiny_model):
     assert greedy_answer(model, tokenizer, question) == answer
 
 
+def interrupted_at(step: int, request: FinetuneRequest) -> None:
+    """Run ``request`` and stop it at ``step``, after the step-3 checkpoint, as a Ctrl-C or
+    kill -9 would."""
+    def interrupt(record):
+        if record["step"] == step:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(request, on_record=interrupt, progress=False)
+
+
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, tiny_model):
     fact_dataset(tmp_path, tiny_model)
     finetune(request_for(tmp_path, tiny_model, name="straight"), progress=False)
 
-    def interrupt(record):
-        if record["step"] == 5:  # after the step-3 checkpoint, like a Ctrl-C or kill -9
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        finetune(request_for(tmp_path, tiny_model, name="resumed"), on_record=interrupt,
-                 progress=False)
+    interrupted_at(5, request_for(tmp_path, tiny_model, name="resumed"))
     assert not (tmp_path / "adapters/resumed").exists()
     from training.errors import TrainingError
 
@@ -87,13 +92,7 @@ def test_resume_refuses_a_dataset_built_again_since_the_run_started(tmp_path, ti
     from training.errors import TrainingError
 
     fact_dataset(tmp_path, tiny_model)
-
-    def interrupt(record):
-        if record["step"] == 4:  # after the step-3 checkpoint
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        finetune(request_for(tmp_path, tiny_model), on_record=interrupt, progress=False)
+    interrupted_at(4, request_for(tmp_path, tiny_model))
     fact_dataset(tmp_path, tiny_model, facts=FACTS[:3])  # `chatbot data build --overwrite`
     resume = FinetuneRequest(**{**request_for(tmp_path, tiny_model).__dict__, "resume": True})
     with pytest.raises(TrainingError, match="dataset 'facts' was built again since the run "
@@ -195,13 +194,7 @@ def test_resume_refuses_a_run_without_its_settings_record(tmp_path, tiny_model):
     from training.errors import TrainingError
 
     fact_dataset(tmp_path, tiny_model)
-
-    def interrupt(record):
-        if record["step"] == 4:  # after the step-3 checkpoint
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        finetune(request_for(tmp_path, tiny_model), on_record=interrupt, progress=False)
+    interrupted_at(4, request_for(tmp_path, tiny_model))
     run_dir = tmp_path / "runs/zorb"
     (run_dir / "settings.json").unlink()
     resume = request_for(tmp_path, tiny_model, learning_rate=1e-3)
