@@ -26,7 +26,7 @@ from index.manifest import IndexManifest, IndexSettings
 from index.passages import MAX_WORDS
 from index.rerank import CrossEncoderScorer, RerankingRetriever
 from index.search import Retriever
-from index.store import Store, read_in_force, verified
+from index.store import Store, read_in_force
 from index.sync import Progress, SyncReport, sync, under
 from index.text import shown
 from index.types import DocumentInfo
@@ -150,7 +150,7 @@ def open_retriever(index: BotIndex, embedder: Embedder | None = None
 
 
 def _verified_unless_empty(store: Store) -> Store | None:
-    return verified(store) if store.manifest.counts.chunks else None
+    return store.verify() if store.manifest.counts.chunks else None
 
 
 def nothing_indexed(index: BotIndex) -> bool:

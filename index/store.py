@@ -98,15 +98,16 @@ class Store:
                                                self.settings.bm25_analyzer)
         return self._bm25
 
-    def verify(self) -> None:
+    def verify(self) -> Store:
         """Open every file of the generation now (the FAISS index is read whole), so that a
         missing or damaged one is an :class:`IndexDamagedError` here, not a failure halfway
-        through a search or a sync; nothing is left open when one is."""
+        through a search or a sync; nothing is left open when one is. Returns the store."""
         try:
             self.docstore, self.faiss, self.bm25  # noqa: B018
         except IndexDamagedError:
             self._close()
             raise
+        return self
 
     def moved_on(self) -> bool:
         """Whether a sync has committed since this store was opened: one ``stat`` (the manifest
@@ -121,7 +122,7 @@ class Store:
         A rebuild with other chunking, context or sentence vectors is followed: searches read
         those from the generation they search. Only its vectors must still come from the
         embedder this process embeds queries with."""
-        fresh = read_in_force(self.directory, verified)
+        fresh = read_in_force(self.directory, Store.verify)
         was, now = self.settings, fresh.settings
         same_vectors = now.embedder == was.embedder and (
             None in (now.dimension, was.dimension) or now.dimension == was.dimension)
@@ -393,9 +394,3 @@ def read_in_force(directory: str | Path, read: Callable[[Store], T],
         except (IndexDamagedError, FileNotFoundError):
             if stamp(path) == seen:
                 raise
-
-
-def verified(store: Store) -> Store:
-    """``store`` with every file open (``Store.verify``)."""
-    store.verify()
-    return store

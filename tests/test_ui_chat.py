@@ -8,6 +8,7 @@ from chatbot.config_file import load_config
 from chatbot.engine import Engine
 from chatbot.errors import ModelError
 from chatbot.generate import GenerationSettings
+from chatbot.log_erasure import erase_sessions
 from chatbot.logs import ConversationLog
 from app.ui import build_app
 from app.ui.chat import ChatActions, new_state
@@ -275,8 +276,7 @@ def test_sessions_do_not_share_history(engine, echo) -> None:
 
 
 def test_assigned_variant_wins_and_names_can_be_hidden(engine) -> None:
-    actions = ChatActions(engine, assign_variant=lambda session: "plain",
-                          show_variant_names=False)
+    actions = ChatActions(engine, assign_variant=lambda session: "plain", show_variant_names=False)
     state = new_state()
     sources = run(actions.respond("hello", state, "prompt"))[-1][3]
     assert state.answers[0].reply.variant == "plain" and "plain" not in sources
@@ -387,10 +387,7 @@ def test_tiny_model_answers_through_the_chat_tab(tiny_config) -> None:
 
 
 def test_feedback_on_an_answer_erased_from_the_log_says_it_was_not_kept(engine) -> None:
-    """`chatbot logs delete` erased the session while its page stayed open: a thumb, comment or
-    correction then found no turn, and the page said nothing (or Python's words) of it."""
-    from chatbot.log_erasure import erase_sessions
-
+    """A page open through `chatbot logs delete`: a thumb, comment or correction finds no turn."""
     actions, state = ChatActions(engine), new_state()
     run(actions.respond("first question", state, "prompt"))
     state = actions.rate(state, like(1, True))[0]
