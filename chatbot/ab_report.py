@@ -159,8 +159,9 @@ def render_markdown(report: AbReport) -> str:
     return "\n".join(lines)
 
 
-def chart_png(report: AbReport) -> bytes:
-    """Two panels: thumbs-up rates with Wilson intervals; Bradley-Terry strengths."""
+def chart_figure(report: AbReport):
+    """Two panels: thumbs-up rates with Wilson intervals; Bradley-Terry strengths. A panel
+    with nothing to plot says so, rather than showing bare axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,7 +180,24 @@ def chart_png(report: AbReport) -> bytes:
     right.set_yticks(range(len(report.strengths)), [s.name for s in report.strengths])
     right.axvline(0, color="black", linewidth=0.8)
     right.set_title("arena Bradley-Terry strength")
+    if not rated:
+        _say_empty(left, "no rated answers in A/B sessions yet")
+    if not report.strengths:
+        _say_empty(right, "no arena votes yet")
     fig.tight_layout()
+    return fig
+
+
+def _say_empty(axes, text: str) -> None:
+    axes.text(0.5, 0.5, text, ha="center", va="center", transform=axes.transAxes, color="gray")
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
+def chart_png(report: AbReport) -> bytes:
+    import matplotlib.pyplot as plt
+
+    fig = chart_figure(report)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)

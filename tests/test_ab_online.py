@@ -207,3 +207,18 @@ def test_ab_report_replaces_the_chart_whole(tmp_path) -> None:
         assert chart.read_bytes() != old
         assert reader.read() == old
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".chart")]
+
+
+def test_a_chart_panel_with_nothing_to_plot_says_so(tmp_path) -> None:
+    """With no rated answers and no votes the chart was two blank panels with bare axes."""
+    from chatbot.ab_report import chart_figure
+
+    store = AbStore(tmp_path / "logs.sqlite")
+    empty = chart_figure(build_report(store, ["prompt", "finetuned"], n_boot=10))
+    assert [[t.get_text() for t in axes.texts] for axes in empty.axes] == [
+        ["no rated answers in A/B sessions yet"], ["no arena votes yet"]]
+    battle = store.start_battle("arena", "q", "prompt", "finetuned")
+    store.vote(battle.id, "u1", "a")
+    voted = chart_figure(build_report(store, ["prompt", "finetuned"], n_boot=10))
+    assert [[t.get_text() for t in axes.texts] for axes in voted.axes] == [
+        ["no rated answers in A/B sessions yet"], []]
