@@ -28,8 +28,11 @@ class Proportion:
 class ProportionTest:
     difference: float
     """rate(b) - rate(a)."""
-    z: float
+    z: float | None
+    """The z statistic; ``None`` where Fisher's exact test was used."""
     p_value: float
+    method: str = "z"
+    """``"z"`` (pooled two-proportion z-test) or ``"Fisher exact"`` (small counts)."""
 
 
 @dataclass(frozen=True)
@@ -53,17 +56,25 @@ def wilson(successes: int, n: int, alpha: float = 0.05) -> Proportion:
 
 
 def two_proportion_test(a: Proportion, b: Proportion) -> ProportionTest | None:
-    """Pooled two-sided z-test of equal rates; ``None`` while either side has no data or the
-    pooled rate is 0 or 1 (the test is undefined there)."""
+    """Two-sided test of equal rates; ``None`` while either side has no data or the pooled rate
+    is 0 or 1 (nothing differs yet). The pooled z-test needs at least 5 expected in every cell
+    of the 2x2 table; below that (a handful of ratings) it calls noise significant, so
+    Fisher's exact test answers instead."""
     if not a.n or not b.n:
         return None
     pooled = (a.successes + b.successes) / (a.n + b.n)
     if pooled in (0.0, 1.0):
         return None
+    difference = b.rate - a.rate
+    if min(pooled, 1 - pooled) * min(a.n, b.n) < 5:
+        from scipy.stats import fisher_exact
+
+        table = [[b.successes, b.n - b.successes], [a.successes, a.n - a.successes]]
+        return ProportionTest(difference, None, float(fisher_exact(table).pvalue), "Fisher exact")
     from statsmodels.stats.proportion import proportions_ztest
 
     z, p = proportions_ztest([b.successes, a.successes], [b.n, a.n])
-    return ProportionTest(b.rate - a.rate, float(z), float(p))
+    return ProportionTest(difference, float(z), float(p))
 
 
 def votes_needed_two_groups(base_rate: float, min_effect: float, alpha: float = 0.05,

@@ -86,3 +86,16 @@ def test_simulated_thumbs_up_ab_is_detected_and_aa_is_not_at_the_stated_rates() 
     ab = [two_proportion_test(wilson(x, n), wilson(y, n)).p_value for x, y in zip(a, better)]
     assert 0.02 <= np.mean(np.array(aa) < 0.05) <= 0.09
     assert 0.72 <= np.mean(np.array(ab) < 0.05) <= 0.9
+
+
+@pytest.mark.parametrize("a, b, exact_p", [((2, 2), (0, 2), 1 / 3), ((3, 3), (0, 3), 0.1),
+                                           ((1, 1), (0, 1), 1.0)])
+def test_a_handful_of_ratings_is_tested_exactly_not_by_the_normal_approximation(
+        a, b, exact_p) -> None:
+    """2/2 against 0/2 thumbs up gave p = 0.046 by the z-test: 'significant' after 4 ratings.
+    Below 5 expected in any cell, Fisher's exact test is used, and says which test it is."""
+    result = two_proportion_test(wilson(*a), wilson(*b))
+    assert result.p_value == pytest.approx(exact_p)
+    assert (result.method, result.z) == ("Fisher exact", None)
+    assert result.difference == pytest.approx(b[0] / b[1] - a[0] / a[1])
+    assert two_proportion_test(wilson(30, 100), wilson(45, 100)).method == "z"
