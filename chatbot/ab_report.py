@@ -151,7 +151,8 @@ def render_markdown(report: AbReport) -> str:
               f"{_rate(p.a_win_rate)} | {p.needed} |" for p in report.pairs]
     if report.strengths:
         lines += ["", "Bradley-Terry log-strength (a tie or both-bad vote is half a win for each), "
-                  f"bootstrap {1 - report.alpha:.0%} percentile interval:",
+                  f"{1 - report.alpha:.0%} interval (bootstrap percentile, or the fit's normal "
+                  "interval where wider, as it is with few votes):",
                   "", "| variant | strength |", "|---|---|"]
         lines += [f"| {s.name} | {s.strength:+.2f} [{s.low:+.2f}, {s.high:+.2f}] |"
                   for s in sorted(report.strengths, key=lambda s: -s.strength)]

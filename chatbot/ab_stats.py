@@ -130,8 +130,10 @@ def bradley_terry(winners: Sequence[int], losers: Sequence[int], ties: Sequence[
 def bradley_terry_intervals(names: Sequence[str], winners: Sequence[int], losers: Sequence[int],
                             ties: Sequence[bool], n_boot: int = 500, seed: int = 0,
                             alpha: float = 0.05) -> list[Strength]:
-    """Strengths with 1 - ``alpha`` percentile intervals from resampling whole votes (fixed
-    seed)."""
+    """Strengths with 1 - ``alpha`` intervals: the percentile bootstrap over whole votes (fixed
+    seed), widened to the normal interval of the fit where that is wider. When every vote
+    agrees, every resample is the same and the bootstrap shrinks to a point, so one vote
+    would look certain; the normal interval keeps a few votes uncertain."""
     n = len(names)
     w, l, t = np.asarray(winners, int), np.asarray(losers, int), np.asarray(ties, bool)
     point = bradley_terry(w, l, t, n)
@@ -141,5 +143,23 @@ def bradley_terry_intervals(names: Sequence[str], winners: Sequence[int], losers
         pick = rng.integers(0, len(w), len(w)) if len(w) else np.array([], int)
         boot[b] = bradley_terry(w[pick], l[pick], t[pick], n, iterations=200)
     low, high = np.percentile(boot, [50 * alpha, 100 - 50 * alpha], axis=0)
+    from scipy.stats import norm
+
+    half = norm.ppf(1 - alpha / 2) * _standard_errors(point, w, l, n)
+    low, high = np.minimum(low, point - half), np.maximum(high, point + half)
     return [Strength(name, float(point[i]), float(low[i]), float(high[i]))
             for i, name in enumerate(names)]
+
+
+def _standard_errors(strengths: np.ndarray, winners: np.ndarray, losers: np.ndarray,
+                     n_players: int, prior: float = 0.5) -> np.ndarray:
+    """Standard errors of the centred log-strengths from the fit's Fisher information (a graph
+    Laplacian of games weighted by p(1 - p), the prior's virtual games included); its
+    pseudo-inverse is the covariance under the mean-zero constraint."""
+    games = np.full((n_players, n_players), prior / 2)
+    np.fill_diagonal(games, 0.0)
+    np.add.at(games, (winners, losers), 1.0)
+    win = 1 / (1 + np.exp(strengths[None, :] - strengths[:, None]))
+    weight = (games + games.T) * win * (1 - win)
+    laplacian = np.diag(weight.sum(axis=1)) - weight
+    return np.sqrt(np.clip(np.diag(np.linalg.pinv(laplacian)), 0.0, None))

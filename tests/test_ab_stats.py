@@ -99,3 +99,15 @@ def test_a_handful_of_ratings_is_tested_exactly_not_by_the_normal_approximation(
     assert (result.method, result.z) == ("Fisher exact", None)
     assert result.difference == pytest.approx(b[0] / b[1] - a[0] / a[1])
     assert two_proportion_test(wilson(30, 100), wilson(45, 100)).method == "z"
+
+
+@pytest.mark.parametrize("a_wins", [1, 3])
+def test_a_few_unanimous_votes_leave_the_strengths_interval_around_zero(a_wins) -> None:
+    """Every resample of one vote is that vote: the bootstrap gave +0.80 [+0.80, +0.80], a
+    certain-looking strength. Three wins out of three (exact p = 0.25) are not established
+    either; twenty are."""
+    for wins, established in ((a_wins, False), (20, True)):
+        a, b = bradley_terry_intervals(["a", "b"], [0] * wins, [1] * wins, [False] * wins,
+                                       n_boot=100)
+        assert a.low < a.strength < a.high and b.low < b.strength < b.high
+        assert (a.low > 0 and b.high < 0) is established
