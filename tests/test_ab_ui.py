@@ -9,7 +9,7 @@ from chatbot.ab import AbStore
 from chatbot.engine import Engine
 from chatbot.generate import GenerationSettings
 from chatbot.logs import ConversationLog
-from app.ui.arena import WAITING, ArenaActions, build_arena_tab
+from app.ui.arena import CUT_OFF, WAITING, ArenaActions, build_arena_tab
 from app.ui.dashboard import DashboardActions, build_dashboard_tab
 from chatbot.variants import Variant
 
@@ -173,3 +173,19 @@ def test_a_vote_on_a_pair_erased_from_the_log_says_so_and_names_no_server_path(
                         "while the page showed it: the vote was not kept. Ask a new question "
                         "for a new pair."]
     assert store.votes() == []
+
+
+def test_an_answer_cut_off_at_the_length_limit_says_so_before_the_vote(tmp_path, echo) -> None:
+    """Both answers stopped mid-sentence at ``max_new_tokens`` ("how do I"), and nothing told
+    the voter they were cut short rather than finished."""
+    path = tmp_path / "logs.sqlite"
+    variants = {"prompt": Variant("prompt", "base", "rag", retrieval=False),
+                "finetuned": Variant("finetuned", "base", "plain", retrieval=False)}
+    engine = Engine(variants, lambda model: echo, log=ConversationLog(path),
+                    settings=GenerationSettings(max_new_tokens=3))
+    actions = ArenaActions(engine, AbStore(path), rng=random.Random(1))
+    a, b, _, status, buttons = list(actions.ask("how do I sync the folder", None))[-1]
+    assert a == b == f"how do I\n\n{CUT_OFF}"
+    assert buttons["interactive"] is True  # still a fair comparison: both had the same limit
+    short = list(actions.ask("sync it", None))[-1]
+    assert short[:2] == ("sync it", "sync it")

@@ -24,6 +24,7 @@ from app.ui.render import error_text
 
 CHOICE_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 WAITING = "_Ask a question: two anonymous variants answer it._"
+CUT_OFF = "_(cut off: this answer reached the length limit, `generation.max_new_tokens`)_"
 ERASED = ("This pair was erased from the conversation log (`chatbot logs delete`) while the page "
           "showed it: the vote was not kept. Ask a new question for a new pair.")
 
@@ -76,6 +77,8 @@ class ArenaActions:
                 texts[side] = f"**Not answered:** {error_text(exc)}"
                 continue
             texts[side] = stream.reply.text
+            if stream.reply.reached_token_limit:  # a voter would take it for a finished answer
+                texts[side] += f"\n\n{CUT_OFF}"
             turns[side] = stream.reply.turn_id
         self.store.record_turns(battle.id, *turns)
         if None in turns:
