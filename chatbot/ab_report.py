@@ -143,12 +143,16 @@ def render_markdown(report: AbReport) -> str:
         p_value = f"{t.test.p_value:.3g} ({t.test.method})" if t.test else "–"
         lines.append(f"| {t.b} vs {t.a} | {diff} | {p_value} | {t.needed_per_variant} |")
     votes = f"{report.votes} vote" + ("" if report.votes == 1 else "s")
-    lines += ["", f"Arena ({votes}): win rate of the first variant among decisive "
-              "votes; ties and both-bad shown apart.", "",
-              "| pair | wins | losses | ties | both bad | win rate | more decisive votes needed |",
-              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {p.a} vs {p.b} | {p.a_wins} | {p.b_wins} | {p.ties} | {p.both_bad} | "
-              f"{_rate(p.a_win_rate)} | {p.needed} |" for p in report.pairs]
+    if not report.pairs:  # no table header over no rows; the notes say what to do
+        lines += ["", f"Arena ({votes})."]
+    else:
+        lines += ["", f"Arena ({votes}): win rate of the first variant among decisive votes; "
+                  "ties and both-bad shown apart.", "",
+                  "| pair | wins | losses | ties | both bad | win rate "
+                  "| more decisive votes needed |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {p.a} vs {p.b} | {p.a_wins} | {p.b_wins} | {p.ties} | {p.both_bad} | "
+                  f"{_rate(p.a_win_rate)} | {p.needed} |" for p in report.pairs]
     if report.strengths:
         lines += ["", "Bradley-Terry log-strength (a tie or both-bad vote is half a win for each), "
                   f"{1 - report.alpha:.0%} interval (bootstrap percentile, or the fit's normal "

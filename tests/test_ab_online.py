@@ -223,3 +223,11 @@ def test_a_chart_panel_with_nothing_to_plot_says_so(tmp_path) -> None:
     voted = chart_figure(build_report(store, ["prompt", "finetuned"], n_boot=10))
     assert [[t.get_text() for t in axes.texts] for axes in voted.axes] == [
         ["no rated answers in A/B sessions yet"], []]
+
+
+def test_with_no_votes_the_report_shows_no_empty_arena_table(tmp_path) -> None:
+    """The Dashboard drew the arena table's header with no rows under it."""
+    text = render_markdown(build_report(AbStore(tmp_path / "logs.sqlite"), ["prompt", "plain"],
+                                        n_boot=10))
+    assert "Arena (0 votes)" in text and "| pair | wins |" not in text
+    assert "no arena votes yet" in text
