@@ -116,3 +116,15 @@ def test_the_printed_comparison_keeps_a_wide_latency_interval_apart_from_its_p_v
     lines = comparison_lines(rows)
     assert "+22716.900] " in lines[1] and lines[1].endswith("n=6  (small sample)")
     assert lines[0].index("p=") == lines[1].index("p=")
+
+
+def test_the_report_shows_the_interval_the_gate_judges_by() -> None:
+    """Three items that all gained printed +0.200 [+0.133, +0.267], an interval clear of 0,
+    while the gate (rightly) failed on [-0.048, +0.448]: the report now shows the latter."""
+    from training.eval.report import comparison_rows
+    from training.eval.result import EvalResult
+
+    comparison = compare_paired([0, 0, 0], [0.1, 0.3, 0.2], n_boot=500)
+    result = EvalResult("e", "d", [], ["base", "new"], None, {}, {},
+                        {"new": {"token_f1": comparison}}, 0.05)
+    assert comparison_rows(result, "new")[0][1] == "+0.200 [-0.048, +0.448]"

@@ -60,8 +60,7 @@ def check_gate(result: EvalResult, gate: Gate, candidate: str) -> GateResult:
         return GateResult(gate, candidate, result.baseline, False, None,
                           f"gate {gate}: {n} paired item(s) have {gate.metric}; need at least "
                           f"{GATE_MIN_ITEMS}")
-    boot, student = comparison.difference, comparison.difference_t
-    diff = Interval(boot.mean, min(boot.low, student.low), max(boot.high, student.high))
+    diff = comparison.interval
     bound = diff.low if gate.op == ">=" else diff.high
     passed = bound >= gate.threshold if gate.op == ">=" else bound <= gate.threshold
     verdict = "passed" if passed else "failed"

@@ -47,6 +47,16 @@ class PairedComparison:
     """Smallest difference detectable with 80% power at this n and spread (paired t)."""
     warning: str | None
 
+    @property
+    def interval(self) -> Interval:
+        """candidate - baseline with the wider of the bootstrap and Student t 95% intervals:
+        the one the report shows and the gate judges by (the bootstrap alone is too narrow on
+        few items)."""
+        boot, student = self.difference, self.difference_t
+        if np.isnan(student.low):  # fewer than 2 items: only the bootstrap's point
+            return boot
+        return Interval(boot.mean, min(boot.low, student.low), max(boot.high, student.high))
+
 
 def bootstrap_mean(values: Sequence[float], n_boot: int = N_BOOT, seed: int = SEED
                    ) -> Interval:

@@ -56,7 +56,7 @@ def summary_rows(result: EvalResult) -> list[list[str]]:
 def comparison_rows(result: EvalResult, candidate: str) -> list[list[str]]:
     rows = []
     for name, comp in result.comparisons[candidate].items():
-        d = comp.difference
+        d = comp.interval
         rows.append([name, f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]", _p(comp.wilcoxon_p),
                      _p(comp.permutation_p), f"{comp.wins}/{comp.ties}/{comp.losses}",
                      str(comp.n), _fmt(comp.min_detectable), comp.warning or ""])
@@ -131,13 +131,13 @@ def interval_plot(result: EvalResult) -> bytes:
             for m, comp in result.comparisons[c].items() if m not in ("length", "latency_ms")]
     fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(rows), 2) + 1))
     for y, (candidate, metric, comp) in enumerate(rows):
-        d = comp.difference
+        d = comp.interval
         ax.errorbar(d.mean, y, xerr=[[d.mean - d.low], [d.high - d.mean]], fmt="o", capsize=3,
                     color="tab:green" if d.low > 0 else "tab:red" if d.high < 0 else "tab:gray")
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(rows)), [f"{m} ({c})" for c, m, _ in rows])
     ax.invert_yaxis()
-    ax.set_xlabel(f"difference vs {result.baseline} (95% bootstrap interval)")
+    ax.set_xlabel(f"difference vs {result.baseline} (95% interval)")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
