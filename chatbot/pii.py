@@ -37,6 +37,17 @@ _SECRET_PARAMS = re.compile(
     r"^(?:.*[_-])?(?:token|key|apikey|secret|password|passwd|pwd|sig|signature|auth|"
     r"authorization|credential|credentials|session|sessionid|sid|jwt|code)$", re.IGNORECASE)
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# An address written to dodge harvesters: "dana.k [at] example.com", "dana.k(at)example(dot)com",
+# "dana.k @ example.com", "dana dot k at example dot com". A plain " at " counts only with a
+# spelled "dot" (see _is_spelled_email): "look at example.com" is no address.
+_SPELLED_AT = r"\s*[\[({<]\s*at\s*[\])}>]\s*|\s*@\s*|\s+at\s+"
+_SPELLED_DOT = r"\.|\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+"
+_EMAIL_SPELLED = re.compile(
+    rf"\b[A-Za-z0-9_%+-]+(?:(?:{_SPELLED_DOT})[A-Za-z0-9_%+-]+)*(?P<at>{_SPELLED_AT})"
+    rf"[A-Za-z0-9-]+(?:(?:{_SPELLED_DOT})[A-Za-z0-9-]+)*(?P<dot>{_SPELLED_DOT})[A-Za-z]{{2,}}\b",
+    re.IGNORECASE)
+_EMAIL_SPELLED_HINT = re.compile(r"[\[({<]\s*at\s*[\])}>]|\bdot\b|\s@|@\s", re.IGNORECASE)
+_SPELLED_DOT_WORD = re.compile(r"[\[({<\s]dot[\])}>\s]", re.IGNORECASE)
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]{4}){2,7}(?:[ -]?[A-Z0-9]{1,3})?\b",
                    re.IGNORECASE)
 # A full stop after a number ends the sentence; only ".<digit>" would continue the number.
@@ -166,7 +177,7 @@ def _hints(text: str) -> set[str]:
     hints = set()
     if "://" in text:
         hints.add("URL")
-    if "@" in text:
+    if "@" in text or _EMAIL_SPELLED_HINT.search(text):
         hints.add("EMAIL")
     if _LONG_DIGITS.search(text):
         hints.update(("IBAN", "CARD", "ID", "PHONE"))
@@ -220,9 +231,17 @@ def _url_has_secret(url: str) -> bool:
 
 
 def _email(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
-    if "@" not in text:
-        return text, 0
-    return _replace(_EMAIL, lambda m: True, "<EMAIL>", text)
+    text, found = _replace(_EMAIL, lambda m: True, "<EMAIL>", text) if "@" in text else (text, 0)
+    if not _EMAIL_SPELLED_HINT.search(text):
+        return text, found
+    text, spelled = _replace(_EMAIL_SPELLED, _is_spelled_email, "<EMAIL>", text)
+    return text, found + spelled
+
+
+def _is_spelled_email(match: re.Match) -> bool:
+    """A bracketed "[at]" or an "@" always; a plain " at " when a "dot" is spelled out too."""
+    return (match.group("at").strip().lower() != "at"
+            or bool(_SPELLED_DOT_WORD.search(match.group(0))))
 
 
 def _iban(text: str, regions: tuple[str, ...]) -> tuple[str, int]:

@@ -18,6 +18,10 @@ from training.data.redact import Redactor
 FOUND = [
     ("EMAIL", "write to dana.k@example.com today", "write to <EMAIL> today"),
     ("EMAIL", "Cc: first.last+tag@mail.example.co.uk.", "Cc: <EMAIL>."),
+    # written to dodge address harvesters: people type them so in chats too
+    ("EMAIL", "mail dana.k [at] example.com today", "mail <EMAIL> today"),
+    ("EMAIL", "dana.k(at)example(dot)com or dana.k @ example.com", "<EMAIL> or <EMAIL>"),
+    ("EMAIL", "write to dana dot k at example dot co dot uk.", "write to <EMAIL>."),
     ("PHONE", "call (415) 555-2671 after 5", "call <PHONE> after 5"),
     ("PHONE", "office +44 20 7946 0958, ask for Sam", "office <PHONE>, ask for Sam"),
     ("PHONE", "Tel. +49 30 901820", "Tel. <PHONE>"),
@@ -72,6 +76,8 @@ NOT_FOUND = [
     ("IP", "std::cout and 999.1.1.1"),
     ("URL", "read https://example.com/docs/install?page=2#linux"),
     ("EMAIL", "the @ sign and user@localhost"),
+    ("EMAIL", "look at example.com, meet at 5 at the office, the dot at the end"),
+    ("EMAIL", "tickets @ 4.50 each, ping @ team"),
     ("ID", "the id field is 12 characters; see section 123-45"),
     ("ID", "ticket 000-12-3456 closed"),  # SSN-shaped but not a valid number, no label
     ("PHONE", "Invoice INV-2024-000183 totals $1,299.00."),  # order numbers and prices
