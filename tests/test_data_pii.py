@@ -232,3 +232,19 @@ def test_names_in_an_imported_transcripts_system_prompt_are_found(ner):
     [scrubbed], counts, _, _ = scrub_pii([Conversation("t:1", messages, "t.jsonl")], ner)
     assert scrubbed.messages[0].content == "Escalations go to Dr <NAME> on the second floor."
     assert counts["NAME"] >= 1
+
+
+@pytest.mark.parametrize("model", [redact.DEFAULT_MODEL, None])
+def test_a_name_the_user_gives_goes_in_any_case_or_script(model):
+    """The NER model misses names typed in lower case or from outside English; the words
+    people use to give their name say where it is, with or without the model."""
+    redactor = Redactor(model=model)
+    said = ["hi, my name is dana kowalski and my order is late",
+            "I'm Siobhán Ní Bhriain, writing from the office.", "Ich heiße Jürgen Müller.",
+            "my name is spelled wrong on the invoice", "I'm having trouble, I am Not sure"]
+    assert [text for text, _ in redactor.scrub(said)] == [
+        "hi, my name is <NAME> and my order is late",
+        "I'm <NAME>, writing from the office.", "Ich heiße <NAME>.",
+        "my name is spelled wrong on the invoice", "I'm having trouble, I am Not sure"]
+    [[_, answer]] = redactor.scrub_groups([[said[0], "thanks dana, it ships today"]])
+    assert answer == ("thanks <NAME>, it ships today", Counter(NAME=1))

@@ -38,6 +38,19 @@ _NER_CUES = re.compile(rf"\b(?:{'|'.join(_TITLES)}|{BIRTH_CUES}|{HOME_CUES})\b",
 _MID_SENTENCE_CAPITAL = re.compile(r"(?:(?<=[^.!?\s] )|(?<=[,;:(/\"“-])|(?<=[,;:(/\"“-] ))"
                                    r"[A-Z][a-z]")
 
+# Words with which people give their name: after these the next words are it, in any case or
+# script ("my name is dana kowalski", "Ich heiße Jürgen Müller"); after "I'm" or "I am" only
+# capitalised words are ("I'm Siobhán Ní Bhriain", not "I'm having trouble").
+_NAME_GIVEN = re.compile(
+    r"\b(?:(?:my (?:full |first |last )?name(?:'s| is)|i'm called|i am called|je m'appelle|"
+    r"ich heiße|ich heisse|me llamo|mi chiamo|mein name ist)|(?P<self>I'm|I’m|I am))"
+    r" (?P<name>[^\W\d_][\w'’-]*(?: [^\W\d_][\w'’-]*){0,2})", re.IGNORECASE)
+_NOT_NAMES = frozenset(
+    "a an the and or but not no is was on in at to for of from with by here there it this that "
+    "so too also just still really please thanks thank what how why when where who can could "
+    "would will should do does did have has had been being my your our their his her spelled "
+    "written wrong missing".split())
+
 Redacted = tuple[str, Counter]
 
 
@@ -80,6 +93,9 @@ class Redactor:
         distinct = dict.fromkeys(text for group in (*groups, *spoken) for text in group)
         patterned = {text: pii.scrub(text, self.pattern_kinds, self.region, self.regions)
                      for text in distinct}
+        given = {}
+        if "NAME" in self.kinds:
+            given = {text: names_given(patterned[text][0]) for text in distinct}
         found = self._entities([patterned[text][0] for text in dict.fromkeys(
             text for group in spoken for text in group)])
         out = []
@@ -87,6 +103,7 @@ class Redactor:
             entities = {}
             for text in said:
                 entities.update(found.get(patterned[text][0], {}))
+                entities.update(given.get(text, {}))
             entities = _with_name_parts(_undocumented(entities, group, said))
             out.append([_replace_entities(*patterned[text], entities) for text in group])
         return out
@@ -95,6 +112,20 @@ class Redactor:
         """Text -> {entity as written: kind} for those of ``texts`` that need NER."""
         todo = [text for text in texts if needs_ner(text)] if self.ner else []
         return dict(zip(todo, self.ner.find(todo))) if todo else {}
+
+
+def names_given(text: str) -> dict[str, str]:
+    """The names ``text``'s writer gives as theirs (see ``_NAME_GIVEN``)."""
+    names = {}
+    for match in _NAME_GIVEN.finditer(text):
+        words = []
+        for word in match.group("name").split(" "):
+            if word.lower() in _NOT_NAMES or (match.group("self") and not word[0].isupper()):
+                break
+            words.append(word.rstrip("'’-"))
+        if words:
+            names[" ".join(words)] = "NAME"
+    return names
 
 
 def _undocumented(entities: dict[str, str], group: Sequence[str], said: Sequence[str]
@@ -116,9 +147,11 @@ def _undocumented(entities: dict[str, str], group: Sequence[str], said: Sequence
 
 
 def _with_name_parts(entities: dict[str, str]) -> dict[str, str]:
-    """Each capitalised word of a name found ("Dana" of "Dana Kowalski") is a name too."""
+    """Each capitalised word of a name found ("Dana" of "Dana Kowalski", "Ólafur" of "Ólafur
+    Arnalds"), or each word of one given in lower case ("dana kowalski"), is a name too."""
     parts = {word: "NAME" for entity, kind in entities.items() if kind == "NAME"
-             for word in re.findall(r"[A-Z][\w'’-]+", entity) if word not in _TITLES}
+             for word in re.findall(r"[^\W\d_][\w'’-]+", entity)
+             if word not in _TITLES and (word[0].isupper() or entity.islower())}
     return {**parts, **entities}
 
 
