@@ -248,3 +248,18 @@ def test_a_name_the_user_gives_goes_in_any_case_or_script(model):
         "my name is spelled wrong on the invoice", "I'm having trouble, I am Not sure"]
     [[_, answer]] = redactor.scrub_groups([[said[0], "thanks dana, it ships today"]])
     assert answer == ("thanks <NAME>, it ships today", Counter(NAME=1))
+
+
+def test_a_review_comment_loses_the_names_its_conversation_gave(ner):
+    """The review file travels with the dataset; a rater writes about the user by name."""
+    from chatbot.types import Message
+    from training.data.steps import scrub_pii
+    from training.data.transcripts import Conversation
+
+    messages = (Message("user", "Hi, I'm Dana Kowalski. My order is late."),
+                Message("assistant", "Sorry, Dana. What is the order number?"))
+    conversation = Conversation("t:1", messages, "t.jsonl",
+                                {"comment": "Dana is upset; call 07700 900123"})
+    [reviewed] = scrub_pii([conversation], ner)[0]
+    assert reviewed.meta["comment"] == "<NAME> is upset; call <PHONE>"
+    assert reviewed.messages[0].content == "Hi, I'm <NAME>. My order is late."

@@ -102,7 +102,7 @@ def curate(conversations: Sequence[Conversation], options: CurateOptions,
     redactor = options.redactor()
     kept, counts, examples, report = scrub_pii(kept, redactor)
     steps.append(clock.stamp(report))
-    review = scrub_review(review, redactor)
+    review = scrub_pii(review, redactor)[0]  # the review file travels with the dataset
     kept, lengths, report = filter_length(kept, counter, options.min_tokens, options.max_tokens)
     steps.append(clock.stamp(report))
     result, sigs = dedupe(kept, options.near_duplicate_threshold, options.minhash_permutations)
@@ -208,15 +208,18 @@ def drop_empty_and_refusals(conversations: Sequence[Conversation], patterns: Seq
 
 def scrub_pii(conversations: Sequence[Conversation], redactor: Redactor
               ) -> tuple[list[Conversation], Counter, dict[str, list[str]], StepReport]:
-    """Replace personal data in every message (an imported system prompt can hold some too) by
-    typed placeholders.
+    """Replace personal data in every message (an imported system prompt can hold some too),
+    and in a rater's comment, by typed placeholders.
 
     All conversations go to the redactor at once (its NER model reads batches); it reads for
-    names what each conversation's people wrote (``_written_by_people``), not the sources
-    rendered into its prompt.
+    names what each conversation's people wrote (``_written_by_people``) and the comment, not
+    the sources rendered into its prompt, so a name given in a turn goes from the comment too.
     """
-    groups = [[m.content for m in (*c.messages, *c.dialogue)] for c in conversations]
-    redacted = redactor.scrub_groups(groups, [_written_by_people(c) for c in conversations])
+    comments = [c.meta.get("comment") or "" for c in conversations]
+    groups = [[m.content for m in (*c.messages, *c.dialogue)] + [comment]
+              for c, comment in zip(conversations, comments)]
+    redacted = redactor.scrub_groups(groups, [_written_by_people(c) + [comment]
+                                              for c, comment in zip(conversations, comments)])
     total: Counter = Counter()
     examples: dict[str, list[str]] = {}
     scrubbed, touched = [], 0
@@ -228,6 +231,9 @@ def scrub_pii(conversations: Sequence[Conversation], redactor: Redactor
             touched += 1
             total += found
             conversation = replace(conversation, messages=messages, dialogue=dialogue)
+        comment, comment_found = next(results)
+        if comment_found:
+            conversation = replace(conversation, meta=conversation.meta | {"comment": comment})
         scrubbed.append(conversation)
     settings = {"kinds": list(redactor.kinds), "phone_region": redactor.region,
                 "phone_regions": list(redactor.regions), "detector": redactor.detector}
@@ -243,16 +249,6 @@ def _written_by_people(conversation: Conversation) -> list[str]:
     system = [] if conversation.dialogue else [
         m.content for m in conversation.messages if m.role == "system"]
     return system + [m.content for m in conversation.turns]
-
-
-def scrub_review(conversations: Sequence[Conversation], redactor: Redactor
-                 ) -> list[Conversation]:
-    """The thumbed-down answers set aside for review, scrubbed as the dataset is, their
-    comments too: the review file lies in the dataset's folder and travels with it."""
-    scrubbed = scrub_pii(conversations, redactor)[0]
-    comments = redactor.scrub([c.meta.get("comment") or "" for c in scrubbed])
-    return [replace(c, meta=c.meta | {"comment": text}) if c.meta.get("comment") else c
-            for c, (text, _) in zip(scrubbed, comments)]
 
 
 def _scrub_messages(messages: tuple[Message, ...], results: Iterator[tuple[str, Counter]],
