@@ -63,14 +63,17 @@ _ID_LABELLED = re.compile(
     r"national id(?: number)?|id number|id card(?: number)?|tax id|personal id(?: number)?|"
     r"national insurance(?: number| no\.?)?|ni number|nino|"
     r"driver'?s licen[cs]e(?: number)?)(?P<sep>\s*(?:is|:|#|no\.?)?\s*)"
-    r"(?P<value>[A-Z]{0,3}\d(?:[ -]?\d){3,16}[A-Z]?)\b", re.IGNORECASE)
+    # a NI number in any case and grouping ("qq 12 34 56 c"), or digits with letters around,
+    # grouped by spaces, dashes or dots ("536 - 90 - 4399", "536.90.4399")
+    r"(?P<value>[A-Z]{2}(?:[ -]?\d\d){3}[ -]?[A-D]|[A-Z]{0,3}\d(?: ?[-.]? ?\d){3,16}[A-Z]?)\b",
+    re.IGNORECASE)
 _ID_SHAPED = re.compile(
     r"\b(?:\d{3}-\d{2}-\d{4}|[XYZ]?\d{7,8}[A-Z]|[A-Z]{6}\d{2}[A-Z]\d{2}[A-Z]\d{3}[A-Z]"
     r"|[12] ?\d{2} ?\d{2} ?\d{2} ?\d{3} ?\d{3} ?\d{2})\b")
 _NATIONAL_IDS = (ssn, dni, nie, codicefiscale, nir)
 # A UK National Insurance number: two letters, six digits (often in pairs), a final A-D; in
-# capitals, or written together in any case ("ab123456c").
-_NINO = re.compile(r"\b(?:[A-Z]{2} ?\d\d ?\d\d ?\d\d ?[A-D]|[A-Za-z]{2}\d{6}[A-Da-d])\b")
+# capitals, grouped by spaces or dashes, or written together in any case ("ab123456c").
+_NINO = re.compile(r"\b(?:[A-Z]{2}(?:[ -]?\d\d){3}[ -]?[A-D]|[A-Za-z]{2}\d{6}[A-Da-d])\b")
 # Cheap hints that decide which full scans run (see _hints).
 _LONG_DIGITS = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6,}")
 _CODICE_HINT = re.compile(r"[A-Z]{6}\d\d")

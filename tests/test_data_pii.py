@@ -51,6 +51,8 @@ FOUND = [
     ("ADDRESS", "to Hauptstraße 5, 10115 Berlin", "to <ADDRESS>"),
     ("ID", "national insurance number QQ 12 34 56 C", "national insurance number <ID>"),
     ("ID", "NI number: AB123456C, and nino ab123456c", "NI number: <ID>, and nino <ID>"),
+    ("ID", "NI number QQ-12-34-56-C; my nino is qq 12 34 56 c.", "NI number <ID>; my nino is <ID>."),
+    ("ID", "my ssn: 536 - 90 - 4399, or ssn 536.90.4399", "my ssn: <ID>, or ssn <ID>"),
     # separators and cases people type, not only the printed form
     ("IBAN", "IBAN GB82-WEST-1234-5698-7654-32", "IBAN <IBAN>"),
     ("IBAN", "iban: gb82west12345698765432", "iban: <IBAN>"),
