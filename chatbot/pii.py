@@ -92,11 +92,12 @@ _DATE_SHAPED = re.compile(r"\d{1,4}([./-])\d{1,2}\1\d{1,4}")
 _MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
           r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
+_YEAR = r"(?:\d{4}|'?\d\d)\b"  # "1987", "87", "'87"
 _DOB = re.compile(
     r"(?P<label>\b(?:born|date of birth|birth ?date|birthday|d\.?o\.?b\b\.?)"
     r"(?:\s*(?:[:-]|\b(?:is|was|on|in|the|of)\b))*\s*)"
     rf"(?P<value>\d{{1,2}}(?P<sep>[./-])\d{{1,2}}(?P=sep)(?:\d{{4}}|\d{{2}})\b|\d{{4}}-\d\d-\d\d\b"
-    rf"|{_DAY}(?:\s+of)?\s+{_MONTH},?(?:\s+\d{{4}}\b)?|{_MONTH}\s+{_DAY}\b(?:,?\s+\d{{4}}\b)?"
+    rf"|{_DAY}(?:\s+of)?\s+{_MONTH},?(?:\s+{_YEAR})?|{_MONTH}\s+{_DAY}\b(?:,?\s+{_YEAR})?"
     rf"|(?:{_MONTH}\s+)?(?:19|20)\d\d\b)", re.IGNORECASE)
 _DOB_WORDS = ("born", "birth", "dob", "d.o.b")
 _STREET_TYPE = (r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Way|Court|Ct|"
@@ -113,7 +114,8 @@ _UK_POSTCODE = (r"(?:\b(?:[A-Z]{1,2}\d[A-Z\d]?|GIR) ?\d[A-Z]{2}\b"
                 rf"|(?i:\b(?:{_UK_POSTCODE_AREAS})\d[a-z\d]? ?\d[a-z]{{2}}\b))")
 _US_STATE = ("(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|"
              "MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY)")
-_CITY = r"[A-Z][a-z]+(?:[ -][A-Z][a-z]+){0,2}"
+_CITY = r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+(?:[ -][A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+){0,2}"  # "München" too
+_AU_STATE = "(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT)"
 _SUFFIX_STREETS = "straße|strasse|weg|gasse|platz|allee|straat|gracht|laan"  # "Hauptstraße 5"
 _NUMBER_FIRST_STREETS = "rue|avenue|boulevard|place|chemin|allée|quai"  # "15 rue de Rivoli"
 _PREFIX_STREETS = ("Via ", "Viale ", "Piazza ", "Calle ", "Carrer ", "Avenida ", "Rua ")
@@ -123,7 +125,7 @@ _STREET = (
     r"\b\d{1,5}[A-Za-z]?(?:-\d{1,5})?,? (?:(?:[A-Z][\w'’.-]*|\d+(?:st|nd|rd|th)) ){1,4}"
     + _STREET_TYPE
     + rf"|\b[A-Z][\w'’-]*(?:{_SUFFIX_STREETS}) \d{{1,4}}[a-z]?\b"
-    + rf"|\b\d{{1,4}},? (?:{_NUMBER_FIRST_STREETS}) (?:[\w'’-]+ ){{0,3}}[A-Z][\w'’-]*"
+    + rf"|\b\d{{1,4}},? (?i:{_NUMBER_FIRST_STREETS}) (?:[\w'’-]+ ){{0,3}}[A-Z][\w'’-]*"
     + rf"|\b(?:{'|'.join(_PREFIX_STREETS)})(?:[\w'’-]+ ){{0,3}}[A-Z][\w'’-]*,? \d{{1,4}}\b"
     + r"|\bP\.? ?O\.? Box \d+")
 _ADDRESS = re.compile(
@@ -131,7 +133,8 @@ _ADDRESS = re.compile(
     # then the unit, city, state and postal code that follow it, where they do
     r"(?:,? (?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor)\.? ?#?\w{1,5})?"
     rf"(?:,? (?:\d{{4,5}} )?{_CITY})?"
-    rf"(?:,? (?:{_US_STATE} \d{{5}}(?:-\d{{4}})?\b|{_UK_POSTCODE}|\d{{5}}\b))?"
+    rf"(?:,? (?:{_US_STATE} \d{{5}}(?:-\d{{4}})?\b|{_AU_STATE} \d{{4}}\b|{_UK_POSTCODE}"
+    r"|\d{5}\b))?"
     # a postcode alone, or a US city, state and ZIP code
     rf"|{_UK_POSTCODE}|\b{_CITY}, {_US_STATE} \d{{5}}(?:-\d{{4}})?\b")
 # A street address typed in any case ("i live at 12 baker street"), where words before it say

@@ -49,9 +49,13 @@ FOUND = [
     ("ADDRESS", "I live at 12 Baker Street, London NW1 6XE", "I live at <ADDRESS>"),
     ("ADDRESS", "Ship to 1600 Pennsylvania Avenue NW, Washington, DC 20500.", "Ship to <ADDRESS>."),
     ("ADDRESS", "to Hauptstraße 5, 10115 Berlin", "to <ADDRESS>"),
+    ("ADDRESS", "Wohnhaft in der Musterstraße 12a, 80331 München.", "Wohnhaft in der <ADDRESS>."),
+    ("ADDRESS", "home: 5 Avenue Anatole France, 75007 Paris", "home: <ADDRESS>"),
+    ("ADDRESS", "my address is 42 Wallaby Way, Sydney NSW 2000", "my address is <ADDRESS>"),
     ("ID", "national insurance number QQ 12 34 56 C", "national insurance number <ID>"),
     ("ID", "NI number: AB123456C, and nino ab123456c", "NI number: <ID>, and nino <ID>"),
-    ("ID", "NI number QQ-12-34-56-C; my nino is qq 12 34 56 c.", "NI number <ID>; my nino is <ID>."),
+    ("ID", "NI number QQ-12-34-56-C; my nino is qq 12 34 56 c.",
+     "NI number <ID>; my nino is <ID>."),
     ("ID", "my ssn: 536 - 90 - 4399, or ssn 536.90.4399", "my ssn: <ID>, or ssn <ID>"),
     # separators and cases people type, not only the printed form
     ("IBAN", "IBAN GB82-WEST-1234-5698-7654-32", "IBAN <IBAN>"),
@@ -63,6 +67,7 @@ FOUND = [
     ("ADDRESS", "please send it to 221b old kent rd. thanks", "please send it to <ADDRESS> thanks"),
     ("DOB", "DOB: 04/12/1985", "DOB: <DOB>"),
     ("DOB", "I was born on 3 May 1987.", "I was born on <DOB>."),
+    ("DOB", "my dob is the 3rd may 87, born on May 3rd '87", "my dob is the <DOB>, born on <DOB>"),
 ]
 
 NOT_FOUND = [
