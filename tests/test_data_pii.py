@@ -270,3 +270,17 @@ def test_a_review_comment_loses_the_names_its_conversation_gave(ner):
     [reviewed] = scrub_pii([conversation], ner)[0]
     assert reviewed.meta["comment"] == "<NAME> is upset; call <PHONE>"
     assert reviewed.messages[0].content == "Hi, I'm <NAME>. My order is late."
+
+
+def test_a_number_split_across_two_messages_goes_from_both():
+    """People send a card or phone number in two goes; each half alone reads as nothing."""
+    said = ["my card number is 4111 1111", "Please go on.", "1111 1111, expiry 12/27",
+            "Noted. Your phone?", "+44 20", "7946 0958"]
+    rendered = "my card number is 4111 1111\nQuestion: 1111 1111, expiry 12/27"
+    [[prompt, *turns]] = Redactor(model=None).scrub_groups([[rendered, *said]], [said])
+    assert prompt[0] == "my card number is <CARD>\nQuestion: <CARD>, expiry 12/27"
+    assert [text for text, _ in turns] == [
+        "my card number is <CARD>", "Please go on.", "<CARD>, expiry 12/27",
+        "Noted. Your phone?", "<PHONE>", "<PHONE>"]
+    said = ["I have 2 cards, 12", "34 of them expired"]
+    assert Redactor(model=None).scrub_groups([said]) == [[(text, Counter()) for text in said]]

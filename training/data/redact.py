@@ -51,6 +51,12 @@ _NOT_NAMES = frozenset(
     "would will should do does did have has had been being my your our their his her spelled "
     "written wrong missing".split())
 
+# The number a message ends with, and the one the next begins with: a card or phone number sent
+# in two goes ("my card is 4111 1111", "1111 1111, expiry 12/27").
+_NUMBER_AT_END = re.compile(r"\+?\d[\d .-]*\d(?=\W*$)")
+_NUMBER_AT_START = re.compile(r"\W*?(\+?\d[\d .-]*\d)")
+_SPLIT_KINDS = ("CARD", "PHONE", "ID")
+
 Redacted = tuple[str, Counter]
 
 
@@ -104,9 +110,26 @@ class Redactor:
             for text in said:
                 entities.update(found.get(patterned[text][0], {}))
                 entities.update(given.get(text, {}))
+            entities.update(self._split_numbers(said))
             entities = _with_name_parts(_undocumented(entities, group, said))
             out.append([_replace_entities(*patterned[text], entities) for text in group])
         return out
+
+    def _split_numbers(self, said: Sequence[str]) -> dict[str, str]:
+        """The halves of a number of ``_SPLIT_KINDS`` that ends one text of ``said`` and starts
+        the next or the one after (another person's turn may come between)."""
+        kinds = [kind for kind in _SPLIT_KINDS if kind in self.pattern_kinds]
+        halves = {}
+        for first, later in [*zip(said, said[1:]), *zip(said, said[2:])]:
+            end, start = _NUMBER_AT_END.search(first), _NUMBER_AT_START.match(later)
+            if not (kinds and end and start):
+                continue
+            joined = f"{end.group(0)} {start.group(1)}"
+            redacted, counts = pii.scrub(joined, kinds, self.region, self.regions)
+            kind = next(iter(counts), None)
+            if redacted == f"<{kind}>":  # one number, over the join
+                halves.update(dict.fromkeys((end.group(0), start.group(1)), kind))
+        return halves
 
     def _entities(self, texts: list[str]) -> dict[str, dict[str, str]]:
         """Text -> {entity as written: kind} for those of ``texts`` that need NER."""
