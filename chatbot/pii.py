@@ -144,7 +144,8 @@ _ADDRESS_CUES = ("live", "living", "staying", "moved", "ship", "send", "sent", "
 _CUED_ADDRESS = re.compile(
     r"(?P<cue>\b(?:(?:live[sd]?|living|staying|located) at|(?:moved|ship(?:ped)?|sen[dt](?: it)?|"
     r"deliver(?:ed)?|post(?:ed)?|mail(?:ed)?) to|address(?: is)?:?) )"
-    r"(?P<value>\d{1,5}[a-z]?,? (?:(?!(?:a|an|and|at|by|for|in|of|on|the|to|with) )"
+    r"(?P<value>(?:(?:flat|apartment|apt|unit|suite)\.? ?\w{1,5},? )?"  # "flat 3, 14 high st"
+    r"\d{1,5}[a-z]?,? (?:(?!(?:a|an|and|at|by|for|in|of|on|the|to|with) )"
     r"[a-z][\w'’-]* ){1,3}"
     r"(?:street|st|road|rd|avenue|ave|lane|drive|boulevard|terrace|crescent|gardens|parkway|"
     r"highway|mews)\b\.?)", re.IGNORECASE)

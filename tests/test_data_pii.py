@@ -65,6 +65,7 @@ FOUND = [
     ("ADDRESS", "i live at 12 baker street, london nw1 6xe",
      "i live at <ADDRESS>, london <ADDRESS>"),
     ("ADDRESS", "please send it to 221b old kent rd. thanks", "please send it to <ADDRESS> thanks"),
+    ("ADDRESS", "i live at flat 3, 14 high st, ls1 4dy", "i live at <ADDRESS>, <ADDRESS>"),
     ("DOB", "DOB: 04/12/1985", "DOB: <DOB>"),
     ("DOB", "I was born on 3 May 1987.", "I was born on <DOB>."),
     ("DOB", "my dob is the 3rd may 87, born on May 3rd '87", "my dob is the <DOB>, born on <DOB>"),
