@@ -250,64 +250,15 @@ class BotConfig(Section):
         return value
 
     @model_validator(mode="after")
-    def _backends_declared(self) -> BotConfig:
-        served: dict[tuple[str, str], tuple[str, VariantConfig]] = {}
-        for name, spec in self.variants.items():
-            if spec.backend is None:
-                continue
-            if spec.backend not in self.backends:
-                raise ValueError(_unknown_backend(spec.backend, self.backends))
-            first = served.setdefault((spec.backend, spec.model), (name, spec))
-            if (first[1].tokenizer, first[1].context_window) != (spec.tokenizer,
-                                                                 spec.context_window):
-                raise ValueError(f"variants {first[0]} and {name} serve {spec.model!r} on "
-                                 f"backend {spec.backend!r} with different tokenizer or "
-                                 "context_window; give them the same")
-        return self
-
-    @model_validator(mode="after")
-    def _room_for_a_prompt(self) -> BotConfig:
-        """A served model's window must hold the answer and a prompt; else every question to
-        the variant fails."""
-        new_tokens = self.generation.max_new_tokens
-        for name, spec in self.variants.items():
-            if spec.context_window is not None and spec.context_window <= new_tokens:
-                raise ValueError(
-                    f"variants.{name}.context_window: {spec.context_window} leaves no room for "
-                    f"a prompt beside generation.max_new_tokens ({new_tokens}); set it to the "
-                    "served model's window, or lower max_new_tokens")
-        return self
-
-    @model_validator(mode="after")
-    def _a_ranking_to_fuse(self) -> BotConfig:
-        """Weights only on the best-sentence ranking of an index without sentence vectors
-        scored every hybrid hit 0, leaving them in the order they were indexed."""
-        fusion = self.retrieval.fusion
-        if not (self.index.sentence_vectors or fusion.dense_weight or fusion.bm25_weight):
-            raise ValueError("retrieval.fusion: dense_weight and bm25_weight cannot both be 0 "
-                             "with index.sentence_vectors: false (sentence_weight has no "
-                             "ranking to weigh)")
-        return self
-
-    @model_validator(mode="after")
-    def _default_variant_exists(self) -> BotConfig:
-        if self.default_variant not in self.variants:
-            raise ValueError(f"default_variant: {self.default_variant!r} is not one of "
-                             f"the variants: {', '.join(self.variants)}")
-        return self
-
-    @model_validator(mode="after")
-    def _ab_names_are_variants(self) -> BotConfig:
-        named = list(self.ab.weights) + [name for pair in self.ab.arena_pairs for name in pair]
-        unknown = sorted({name for name in named if name not in self.variants})
-        if unknown:
-            raise ValueError(f"ab: unknown variant(s) {', '.join(unknown)} named; variants: "
-                             f"{', '.join(self.variants)}")
-        if any(a == b for a, b in self.ab.arena_pairs):
-            raise ValueError("ab.arena_pairs: a pair needs two different variants")
-        if self.ab.enabled and not self.logging.enabled:
-            raise ValueError("ab.enabled: needs logging.enabled, as the sticky assignments and "
-                             "the votes are kept in the log")
+    def _checks_across_keys(self) -> BotConfig:
+        """Every check that compares keys runs, so one problem does not hide the next; the
+        problems come as one message, a line each (``chatbot.config_file`` splits them)."""
+        problems = [problem for check in (_backends_declared, _room_for_a_prompt,
+                                          _a_ranking_to_fuse, _default_variant_exists,
+                                          _ab_names_are_variants)
+                    for problem in check(self)]
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @property
@@ -325,3 +276,63 @@ class BotConfig(Section):
         return str(self.resolve(name)) if name.endswith(".j2") else name
 
 
+def _backends_declared(config: BotConfig) -> list[str]:
+    problems = []
+    served: dict[tuple[str, str], tuple[str, VariantConfig]] = {}
+    for name, spec in config.variants.items():
+        if spec.backend is None:
+            continue
+        if spec.backend not in config.backends:
+            problems.append(f"variants.{name}.backend: "
+                            + _unknown_backend(spec.backend, config.backends))
+            continue
+        first = served.setdefault((spec.backend, spec.model), (name, spec))
+        if (first[1].tokenizer, first[1].context_window) != (spec.tokenizer,
+                                                             spec.context_window):
+            problems.append(f"variants.{name}: serves {spec.model!r} on backend "
+                            f"{spec.backend!r} like variant {first[0]} but with a different "
+                            "tokenizer or context_window; give them the same")
+    return problems
+
+
+def _room_for_a_prompt(config: BotConfig) -> list[str]:
+    """A served model's window must hold the answer and a prompt; else every question to the
+    variant fails."""
+    new_tokens = config.generation.max_new_tokens
+    return [f"variants.{name}.context_window: {spec.context_window} leaves no room for a "
+            f"prompt beside generation.max_new_tokens ({new_tokens}); set it to the served "
+            "model's window, or lower max_new_tokens"
+            for name, spec in config.variants.items()
+            if spec.context_window is not None and spec.context_window <= new_tokens]
+
+
+def _a_ranking_to_fuse(config: BotConfig) -> list[str]:
+    """Weights only on the best-sentence ranking of an index without sentence vectors scored
+    every hybrid hit 0, leaving them in the order they were indexed."""
+    fusion = config.retrieval.fusion
+    if config.index.sentence_vectors or fusion.dense_weight or fusion.bm25_weight:
+        return []
+    return ["retrieval.fusion: dense_weight and bm25_weight cannot both be 0 with "
+            "index.sentence_vectors: false (sentence_weight has no ranking to weigh)"]
+
+
+def _default_variant_exists(config: BotConfig) -> list[str]:
+    if config.default_variant in config.variants:
+        return []
+    return [f"default_variant: {config.default_variant!r} is not one of the variants: "
+            f"{', '.join(config.variants)}"]
+
+
+def _ab_names_are_variants(config: BotConfig) -> list[str]:
+    ab, problems = config.ab, []
+    named = list(ab.weights) + [name for pair in ab.arena_pairs for name in pair]
+    unknown = sorted({name for name in named if name not in config.variants})
+    if unknown:
+        problems.append(f"ab: unknown variant(s) {', '.join(unknown)} named; variants: "
+                        f"{', '.join(config.variants)}")
+    if any(a == b for a, b in ab.arena_pairs):
+        problems.append("ab.arena_pairs: a pair needs two different variants")
+    if ab.enabled and not config.logging.enabled:
+        problems.append("ab.enabled: needs logging.enabled, as the sticky assignments and the "
+                        "votes are kept in the log")
+    return problems

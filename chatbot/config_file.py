@@ -9,7 +9,7 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import get_args, get_origin
+from typing import Iterable, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -235,7 +235,7 @@ def _validate(raw: object) -> tuple[BotConfig | None, list[str]]:
     except ValidationError as exc:
         # an unset variable's key (and the section holding it) is already reported
         unset = {prefix for path in missing for prefix in _prefixes(path)}
-        described = [_describe(error) for error in exc.errors()]
+        described = _described(exc.errors())
         described += [problem for problem in _checks_across_keys(raw, exc, context)
                       if problem not in described]
         return None, problems + [p for p in described if p.split(": ", 1)[0] not in unset]
@@ -257,7 +257,7 @@ def _checks_across_keys(raw: dict, exc: ValidationError, context: dict) -> list[
     try:
         BotConfig.model_validate(pruned, context=context)
     except ValidationError as again:  # a required key left out is no new problem
-        return [_describe(error) for error in again.errors() if error["type"] != "missing"]
+        return _described(error for error in again.errors() if error["type"] != "missing")
     return []
 
 
@@ -284,17 +284,27 @@ def _prefixes(path: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-def _describe(error: dict) -> str:
+def _described(errors: Iterable[dict]) -> list[str]:
+    """Each of pydantic's errors as ``key.path: message`` lines."""
+    return [problem for error in errors for problem in _describe(error)]
+
+
+def _describe(error: dict) -> list[str]:
     path = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
-        return f"{path}: unknown key (remove it or check its spelling)"
+        return [f"{path}: unknown key (remove it or check its spelling)"]
     message = error["msg"].removeprefix("Value error, ")
-    if not path:  # a check across sections: its message starts with the key it is about
-        named = NAMED_KEY.match(message)
-        known = named and named.group(1).split(".")[0] in BotConfig.model_fields
-        path = named.group(1) if known else "(top level)"
-        message = message[named.end():] if known else message
-    return f"{path}: {message}"
+    if path:
+        return [f"{path}: {message}"]
+    return [_at_its_key(line) for line in message.splitlines()]  # the checks across keys
+
+
+def _at_its_key(message: str) -> str:
+    """A check across sections' message, which starts with the key it is about."""
+    named = NAMED_KEY.match(message)
+    if named and named.group(1).split(".")[0] in BotConfig.model_fields:
+        return f"{named.group(1)}: {message[named.end():]}"
+    return f"(top level): {message}"
 
 
 NAMED_KEY = re.compile(r"([a-z_]+(?:\.[\w-]+)*): ")

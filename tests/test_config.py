@@ -62,7 +62,20 @@ def test_checks_across_keys_are_reported_beside_a_bad_value() -> None:
     assert config_problems({"default_variant": "finetuned", "retrieval": {"k": 0},
                             "ab": {"weights": {"prompt": 0.5, "finetuned": 0.5}}}) == [
         "retrieval.k: Input should be greater than or equal to 1",
-        "default_variant: 'finetuned' is not one of the variants: prompt"]
+        "default_variant: 'finetuned' is not one of the variants: prompt",
+        "ab: unknown variant(s) finetuned named; variants: prompt"]
+
+
+def test_every_check_across_keys_reports_its_problem() -> None:
+    """One failing check across keys used to hide the next: all of them are named at once."""
+    assert config_problems({"default_variant": "finetuned", "logging": {"enabled": False},
+                            "ab": {"enabled": True, "weights": {"prompt": 1, "gone": 1},
+                                   "arena_pairs": [["prompt", "prompt"]]}}) == [
+        "default_variant: 'finetuned' is not one of the variants: prompt",
+        "ab: unknown variant(s) gone named; variants: prompt",
+        "ab.arena_pairs: a pair needs two different variants",
+        "ab.enabled: needs logging.enabled, as the sticky assignments and the votes are kept "
+        "in the log"]
 
 
 def test_a_bad_mapping_value_does_not_hide_the_checks_across_keys() -> None:
