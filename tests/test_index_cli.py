@@ -99,7 +99,7 @@ def test_ctrl_c_in_a_sync_says_the_index_is_as_before_and_leaves_no_half_sync(bo
     syncing.send_signal(signal.SIGINT)
     _, said = syncing.communicate(timeout=120)
     assert syncing.returncode == 1, said
-    assert said.endswith("Error: interrupted; the index is as the last finished sync left it "
+    assert said.endswith("error: interrupted; the index is as the last finished sync left it "
                          "(`chatbot index stats` shows it); run the sync again to index the "
                          "files\n")
     assert not staged.exists()

@@ -29,7 +29,7 @@ def test_serve_refuses_an_ab_arm_it_cant_serve(tiny_config) -> None:
     tiny_config.write_text(yaml.safe_dump(config))
     result = CliRunner().invoke(cli, ["serve", "--config", str(tiny_config)])
     assert result.exit_code == 1
-    assert "A/B variant 'tuned' can't be served: adapter directory" in result.output
+    assert result.stderr.startswith("error: A/B variant 'tuned' can't be served: adapter directory")
     assert "or give it weight 0 in ab.weights" in result.output
 
 

@@ -57,7 +57,7 @@ def test_the_printed_resume_command_continues_with_the_runs_own_settings(bot, is
     run_dir = isolated_state / "runs/rs"
     stderr = interrupted_run(bot, "rs", flags, run_dir / "last.pt")
     assert stderr.splitlines()[-1] == (
-        "Error: interrupted; continue from the last checkpoint with `chatbot train --data facts "
+        "error: interrupted; continue from the last checkpoint with `chatbot train --data facts "
         f"--name rs --quiet --config {bot} --resume`")
 
     # a flag given with another value than the run's is refused, and the run stays resumable
@@ -92,7 +92,7 @@ def test_before_the_first_checkpoint_it_says_so_and_prints_the_command_to_start_
     stderr = interrupted_run(bot, "rb", flags, run_dir / "metrics.jsonl")  # step 0 measured
     assert not (run_dir / "last.pt").exists()
     assert stderr.splitlines()[-1] == (
-        "Error: interrupted before the first checkpoint (saved at each validation), so there is "
+        "error: interrupted before the first checkpoint (saved at each validation), so there is "
         "nothing to resume; start again with `chatbot train --data facts --name rb --quiet "
         f"--batch-size 2 --max-steps 8 --eval-every 8 --config {bot}`")
 
@@ -129,7 +129,7 @@ def test_a_second_run_of_one_name_is_refused_while_the_first_trains(bot, isolate
     assert not (isolated_state / "adapters/twice").exists()
 
     stderr = ctrl_c_once(first, lambda: True)
-    assert stderr.splitlines()[-1].startswith("Error: interrupted before the first checkpoint")
+    assert stderr.splitlines()[-1].startswith("error: interrupted before the first checkpoint")
     assert not (isolated_state / ".train-twice.lock").exists()
 
 

@@ -77,7 +77,7 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
         try:
             report = sync_paths(index, list(paths), progress=progress, rebuild=rebuild)
         except KeyboardInterrupt:  # the sync commits once, at its end: nothing half-written
-            raise click.ClickException(
+            raise ChatbotError(
                 "interrupted; the index is as the last finished sync left it (`chatbot index "
                 "stats` shows it); run the sync again to index the files") from None
     where = ", ".join(shown(p) for p in paths or index.paths)

@@ -99,8 +99,8 @@ def _load_ab_arms(engine: Engine, config: BotConfig) -> list[str]:
         try:
             engine.generator_for(engine.variant(name))
         except ModelError as exc:
-            raise click.ClickException(f"A/B variant {name!r} can't be served: {exc}; fix it, "
-                                       "or give it weight 0 in ab.weights") from None
+            raise ModelError(f"A/B variant {name!r} can't be served: {exc}; fix it, or give it "
+                             "weight 0 in ab.weights") from None
     return arms
 
 

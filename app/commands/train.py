@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
     with_config
 from chatbot.interrupts import stop_on_ctrl_c
+from training.errors import TrainingError
 
 # flag -> training config key, for the flags whose names differ from their key
 CONFIG_KEYS = {"lr": "learning_rate"}
@@ -171,7 +172,7 @@ def _refuse_an_ungated_resume_of_a_failed_gate(config: BotConfig, name: str) -> 
 
     gate = failed_gate(config.data_path, name)
     if gate:
-        raise click.UsageError(
+        raise TrainingError(
             f"run {name!r} failed its evaluation gate ({gate}), and --resume without "
             "--eval-gate would register it unevaluated; give --eval-gate again, or start a new "
             "run under another --name")
@@ -206,11 +207,11 @@ def checked_flags(section: BaseModel, given: dict, path: str, flags: dict[str, s
         raise click.UsageError("\n".join(problems)) from None
 
 
-def interrupted(ctx: click.Context, run_dir: Path, objective: str | None) -> click.ClickException:
+def interrupted(ctx: click.Context, run_dir: Path, objective: str | None) -> TrainingError:
     """What to run next after Ctrl-C: the command that resumes from the last checkpoint, which
     reuses the settings the run recorded, or, with no checkpoint yet, the command to start over."""
     if not _has_checkpoint(run_dir, objective):
-        return click.ClickException(
+        return TrainingError(
             "interrupted before the first checkpoint (saved at each validation), so there is "
             f"nothing to resume; start again with `{command_line(ctx, {'resume'})}`")
     from training.train.finetune import started_settings
@@ -220,8 +221,8 @@ def interrupted(ctx: click.Context, run_dir: Path, objective: str | None) -> cli
               if CONFIG_KEYS.get(param.name, param.name) in recorded}
     if objective:
         reused.discard("method")  # --method dpo/kto picks the trainer; the record says lora
-    return click.ClickException("interrupted; continue from the last checkpoint with "
-                                f"`{command_line(ctx, reused | {'resume'})} --resume`")
+    return TrainingError("interrupted; continue from the last checkpoint with "
+                         f"`{command_line(ctx, reused | {'resume'})} --resume`")
 
 
 def _has_checkpoint(run_dir: Path, objective: str | None) -> bool:
