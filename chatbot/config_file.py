@@ -57,6 +57,9 @@ def expand_env(raw: object, path: str = "") -> tuple[object, dict[str, str]]:
     return ENV_REFERENCE.sub(value_of, raw), missing
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML where a key given twice in one mapping is an error: PyYAML keeps the last one
     silently, so a second ``data:`` block would quietly undo the first."""
@@ -68,6 +71,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: list = []  # a list: a key may be unhashable (PyYAML itself then says so)
         for key_node, _ in node.value:
+            if key_node.tag == MERGE_TAG:  # ``<<: *anchor``: merged, and may be overridden
+                continue
             key = self.construct_object(key_node, deep=True)
             if key in seen:
                 raise yaml.constructor.ConstructorError(

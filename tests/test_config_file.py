@@ -81,3 +81,17 @@ def test_a_data_dir_under_a_file_is_named_with_what_to_do(tmp_path: Path, monkey
     listed = CliRunner().invoke(main, ["index", "list", "--config", str(config)])
     assert listed.exit_code == 1 and (f"$CHATBOT_DATA_DIR: {tmp_path / 'notes'} is a file, not a "
                                       "folder; set $CHATBOT_DATA_DIR to a folder") in listed.output
+
+
+def test_a_yaml_merge_key_shares_settings_and_a_key_may_override_it(tmp_path: Path) -> None:
+    """``<<: *anchor`` was refused as "could not determine a constructor for the tag": the
+    duplicate-key check read the merge key as a value before YAML had merged it."""
+    path = tmp_path / "bot.yaml"
+    path.write_text("variants:\n  prompt: &base {template: rag, k: 3}\n"
+                    "  wide:\n    <<: *base\n    k: 8\n")
+    config = load_config(path)
+    assert (config.variants["wide"].template, config.variants["wide"].k) == ("rag", 8)
+    path.write_text("variants:\n  prompt: &base {k: 3}\n  wide:\n    <<: *base\n    k: 8\n"
+                    "    k: 9\n")
+    with pytest.raises(ConfigError, match="key 'k' is given twice"):
+        load_config(path)
