@@ -298,6 +298,10 @@ def _describe(error: dict) -> list[str]:
     path = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return [f"{path}: unknown key (remove it or check its spelling)"]
+    if error["type"] == "missing":
+        return [f"{path}: missing; add it"]
+    if error["type"] in SHAPES:
+        return [f"{path}: {_wrong_shape(error)}"]
     message = error["msg"].removeprefix("Value error, ")
     if path:
         return [f"{path}: {message}"]
@@ -310,6 +314,24 @@ def _at_its_key(message: str) -> str:
     if named and named.group(1).split(".")[0] in BotConfig.model_fields:
         return f"{named.group(1)}: {message[named.end():]}"
     return f"(top level): {message}"
+
+
+SHAPES = {"dict_type": ("a mapping of keys", "write its keys indented under it"),
+          "model_type": ("a mapping of keys", "write its keys indented under it"),
+          "list_type": ("a list", "write one '- item' a line, or [a, b]")}
+"""pydantic's error types for a value of the wrong shape -> what is expected, how to write it."""
+
+YAML_KINDS = {dict: "a mapping", list: "a list", str: "a string", int: "a number",
+              float: "a number", bool: "true or false"}
+
+
+def _wrong_shape(error: dict) -> str:
+    """A wrong shape in the words of YAML, not of pydantic (which names its model classes)."""
+    expected, how = SHAPES[error["type"]]
+    value = error["input"]
+    if value is None:
+        return f"expected {expected}, got nothing (null); {how}, or remove it"
+    return f"expected {expected}, got {YAML_KINDS.get(type(value), type(value).__name__)}; {how}"
 
 
 NAMED_KEY = re.compile(r"([a-z_]+(?:\.[\w-]+)*): ")

@@ -369,3 +369,15 @@ def test_config_check_reads_the_auth_file_as_serve_does(tmp_path: Path) -> None:
     assert check.exit_code == 1 and check.output == f"{path}: server.auth_file: {problem}\n"
     serve = CliRunner().invoke(main, ["serve", "--config", str(path)])
     assert serve.exit_code == 1 and serve.output == f"error: {problem}\n"
+
+
+def test_a_missing_key_or_a_value_of_the_wrong_shape_says_what_to_write() -> None:
+    """pydantic's "Field required" and "valid dictionary or instance of RetrievalConfig"
+    named a class the user never wrote and no fix."""
+    assert config_problems({"backends": {"gpu": {}}, "retrieval": [{"k": 3}], "models": None,
+                            "filters": {"blocklist": "word"}}) == [
+        "models: expected a mapping of keys, got nothing (null); write its keys indented "
+        "under it, or remove it",
+        "retrieval: expected a mapping of keys, got a list; write its keys indented under it",
+        "backends.gpu.base_url: missing; add it",
+        "filters.blocklist: expected a list, got a string; write one '- item' a line, or [a, b]"]
