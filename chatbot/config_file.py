@@ -136,7 +136,8 @@ def _one_line(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
     said = [getattr(exc, "context", None), getattr(exc, "problem", None)]
-    return where + ("; ".join(part for part in said if part) or " ".join(str(exc).split()))
+    told = where + ("; ".join(part for part in said if part) or " ".join(str(exc).split()))
+    return told + ("; YAML is indented with spaces, not tabs" if "'\\t'" in told else "")
 
 
 def config_problems(raw: object, base_dir: Path | None = None) -> list[str]:

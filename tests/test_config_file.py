@@ -95,3 +95,13 @@ def test_a_yaml_merge_key_shares_settings_and_a_key_may_override_it(tmp_path: Pa
                     "    k: 9\n")
     with pytest.raises(ConfigError, match="key 'k' is given twice"):
         load_config(path)
+
+
+def test_a_tab_in_the_indentation_says_to_indent_with_spaces(tmp_path: Path) -> None:
+    path = tmp_path / "bot.yaml"
+    path.write_text("retrieval:\n\tk: 3\n")
+    result = CliRunner().invoke(main, ["config", "check", str(path)])
+    assert result.exit_code == 1
+    assert result.output == (f"error: {path}: not valid YAML: line 2, column 1: while scanning "
+                             "for the next token; found character '\\t' that cannot start any "
+                             "token; YAML is indented with spaces, not tabs\n")
