@@ -253,10 +253,7 @@ class BotConfig(Section):
     def _checks_across_keys(self) -> BotConfig:
         """Every check that compares keys runs, so one problem does not hide the next; the
         problems come as one message, a line each (``chatbot.config_file`` splits them)."""
-        problems = [problem for check in (_backends_declared, _room_for_a_prompt,
-                                          _a_ranking_to_fuse, _default_variant_exists,
-                                          _ab_names_are_variants)
-                    for problem in check(self)]
+        problems = problems_across_keys(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -274,6 +271,13 @@ class BotConfig(Section):
     def template_ref(self, name: str) -> str:
         """A template name as ``load_template`` takes it: ``.j2`` files relative to the config."""
         return str(self.resolve(name)) if name.endswith(".j2") else name
+
+
+def problems_across_keys(config: BotConfig) -> list[str]:
+    """What the checks that compare keys find, each as ``key.path: message``."""
+    return [problem for check in (_backends_declared, _room_for_a_prompt, _a_ranking_to_fuse,
+                                  _default_variant_exists, _ab_names_are_variants)
+            for problem in check(config)]
 
 
 def _backends_declared(config: BotConfig) -> list[str]:

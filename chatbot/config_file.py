@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Iterable, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from chatbot.config import BotConfig
+from chatbot.config import BotConfig, problems_across_keys
 from chatbot.errors import ConfigError, ModelError
 from index.text import shown
 
@@ -250,7 +250,7 @@ def _validate(raw: object) -> tuple[BotConfig | None, list[str]]:
 
 def _checks_across_keys(raw: dict, exc: ValidationError, context: dict) -> list[str]:
     """The problems that checks comparing keys find: pydantic runs them only once every key
-    they compare is valid, so they run again with the keys that failed left out."""
+    is valid, so they run again on the config with the keys that failed left out."""
     pruned = copy.deepcopy(raw)
     for error in exc.errors():
         *parents, key = error["loc"] or (None,)
@@ -260,11 +260,43 @@ def _checks_across_keys(raw: dict, exc: ValidationError, context: dict) -> list[
         if isinstance(holder, dict) and not (isinstance(holder.get(key), dict)
                                              and _names_a_section(error["loc"])):
             holder.pop(key, None)  # a key's bad value; a whole section's problem stays
+    config, errors = _lenient_config(pruned, context)
+    return _described(error for error in errors if error["type"] != "missing") + \
+        problems_across_keys(config)
+
+
+def _lenient_config(raw: dict, context: dict) -> tuple[BotConfig, list[dict]]:
+    """``raw`` with each section, variant and backend that still fails (its own checks, a
+    key left out) at its defaults, so every name and valid value is there to compare; and
+    the errors of those sections, some of which showed only once their bad keys were out."""
+    values, errors = {}, []
+    for name, field in BotConfig.model_fields.items():
+        if name not in raw:
+            continue
+        value, kind = raw[name], field.annotation
+        if get_origin(kind) is dict and isinstance(value, dict):
+            value = {key: _validated(get_args(kind)[1], entry, context, (name, key), errors)
+                     for key, entry in value.items()} or _INVALID  # none: as if left out
+        else:
+            value = _validated(kind, value, context, (name,), errors)
+        if value is not _INVALID:
+            values[name] = value
+    return BotConfig.model_construct(**values), errors
+
+
+_INVALID = object()
+
+
+def _validated(kind: object, value: object, context: dict, loc: tuple,
+               errors: list[dict]) -> object:
+    """``value`` as ``kind``; when it fails (its errors added to ``errors`` at ``loc``), a
+    section at its defaults, any other value ``_INVALID``."""
     try:
-        BotConfig.model_validate(pruned, context=context)
-    except ValidationError as again:  # a required key left out is no new problem
-        return _described(error for error in again.errors() if error["type"] != "missing")
-    return []
+        return TypeAdapter(kind).validate_python(value, context=context)
+    except ValidationError as exc:
+        errors += [{**error, "loc": (*loc, *error["loc"])} for error in exc.errors()]
+    is_section = isinstance(kind, type) and issubclass(kind, BaseModel)
+    return kind.model_construct() if is_section else _INVALID
 
 
 def _names_a_section(loc: tuple) -> bool:

@@ -381,3 +381,16 @@ def test_a_missing_key_or_a_value_of_the_wrong_shape_says_what_to_write() -> Non
         "retrieval: expected a mapping of keys, got a list; write its keys indented under it",
         "backends.gpu.base_url: missing; add it",
         "filters.blocklist: expected a list, got a string; write one '- item' a line, or [a, b]"]
+
+
+def test_a_section_that_fails_as_a_whole_does_not_hide_the_checks_across_keys() -> None:
+    """A backend without base_url, or a variant whose own settings clash, failed again in
+    every later check, so an unknown default_variant or A/B arm went unsaid."""
+    assert config_problems({"backends": {"gpu": {}},
+                            "variants": {"prompt": {}, "r": {"backend": "gpu"}},
+                            "default_variant": "x", "ab": {"weights": {"gone": 1}}}) == [
+        "backends.gpu.base_url: missing; add it",
+        "variants.r: backend 'gpu' needs model: the name the server serves (as its /v1/models "
+        "lists it)",
+        "default_variant: 'x' is not one of the variants: prompt, r",
+        "ab: unknown variant(s) gone named; variants: prompt, r"]
