@@ -137,7 +137,8 @@ def test_the_report_says_both_bad_votes_count_as_ties_in_the_strengths(tmp_path)
 def test_ab_config_names_must_be_variants() -> None:
     problems = config_problems({"ab": {"weights": {"prompt": 1, "nope": 1},
                                        "arena_pairs": [["prompt", "prompt"]]}})
-    assert problems == ["ab: unknown variant(s) nope named; variants: prompt"]
+    assert problems == ["ab: unknown variant(s) nope named; variants: prompt",
+                        "ab.arena_pairs: a pair needs two different variants"]
     for weight in (-1, float("inf"), float("nan")):
         assert config_problems({"ab": {"weights": {"prompt": weight}}}) == [
             "ab.weights: weights must be from 0 to 1e+06 and at least one must be > 0"]
