@@ -1,0 +1,137 @@
+"""pydantic's errors for a bot config as the lines ``chatbot config check`` prints: each at
+its key path in the words of YAML, and with them what the checks comparing keys find, which
+pydantic runs only once every key is valid."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Iterable, get_args, get_origin
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from chatbot.config import BotConfig, problems_across_keys
+
+
+def validation_problems(raw: dict, exc: ValidationError, context: dict) -> list[str]:
+    """Every problem in ``raw``, whose validation raised ``exc``, as ``key.path: message``."""
+    described = _described(exc.errors())
+    return described + [problem for problem in _checks_across_keys(raw, exc, context)
+                        if problem not in described]
+
+
+def _checks_across_keys(raw: dict, exc: ValidationError, context: dict) -> list[str]:
+    """The problems that checks comparing keys find: pydantic runs them only once every key
+    is valid, so they run again on the config with the keys that failed left out."""
+    pruned = copy.deepcopy(raw)
+    for error in exc.errors():
+        *parents, key = error["loc"] or (None,)
+        holder = pruned
+        for part in parents:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and not (isinstance(holder.get(key), dict)
+                                             and _names_a_section(error["loc"])):
+            holder.pop(key, None)  # a key's bad value; a whole section's problem stays
+    config, errors = _lenient_config(pruned, context)
+    return _described(error for error in errors if error["type"] != "missing") + \
+        problems_across_keys(config)
+
+
+def _lenient_config(raw: dict, context: dict) -> tuple[BotConfig, list[dict]]:
+    """``raw`` with each section, variant and backend that still fails (its own checks, a
+    key left out) at its defaults, so every name and valid value is there to compare; and
+    the errors of those sections, some of which showed only once their bad keys were out."""
+    values, errors = {}, []
+    for name, field in BotConfig.model_fields.items():
+        if name not in raw:
+            continue
+        value, kind = raw[name], field.annotation
+        if get_origin(kind) is dict and isinstance(value, dict):
+            value = {key: _validated(get_args(kind)[1], entry, context, (name, key), errors)
+                     for key, entry in value.items()} or _INVALID  # none: as if left out
+        else:
+            value = _validated(kind, value, context, (name,), errors)
+        if value is not _INVALID:
+            values[name] = value
+    return BotConfig.model_construct(**values), errors
+
+
+_INVALID = object()
+
+
+def _validated(kind: object, value: object, context: dict, loc: tuple,
+               errors: list[dict]) -> object:
+    """``value`` as ``kind``; when it fails (its errors added to ``errors`` at ``loc``), a
+    section at its defaults, any other value ``_INVALID``."""
+    try:
+        return TypeAdapter(kind).validate_python(value, context=context)
+    except ValidationError as exc:
+        errors += [{**error, "loc": (*loc, *error["loc"])} for error in exc.errors()]
+    is_section = isinstance(kind, type) and issubclass(kind, BaseModel)
+    return kind.model_construct() if is_section else _INVALID
+
+
+def _names_a_section(loc: tuple) -> bool:
+    """Whether a problem's place is a whole section (``retrieval``, ``variants.NAME``), whose
+    other keys the checks across keys still read, rather than one key whose value is a mapping
+    (``ab.weights``)."""
+    kind: object = BotConfig
+    for part in loc:
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            field = kind.model_fields.get(part)
+            if field is None:
+                return False
+            kind = field.annotation
+        elif get_origin(kind) is dict:  # variants, backends: a section per name
+            kind = get_args(kind)[1]
+        else:
+            return False
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
+
+
+def _described(errors: Iterable[dict]) -> list[str]:
+    """Each of pydantic's errors as ``key.path: message`` lines."""
+    return [problem for error in errors for problem in _describe(error)]
+
+
+def _describe(error: dict) -> list[str]:
+    path = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return [f"{path}: unknown key (remove it or check its spelling)"]
+    if error["type"] == "missing":
+        return [f"{path}: missing; add it"]
+    if error["type"] in SHAPES:
+        return [f"{path}: {_wrong_shape(error)}"]
+    message = error["msg"].removeprefix("Value error, ")
+    if path:
+        return [f"{path}: {message}"]
+    return [_at_its_key(line) for line in message.splitlines()]  # the checks across keys
+
+
+def _at_its_key(message: str) -> str:
+    """A check across sections' message, which starts with the key it is about."""
+    named = NAMED_KEY.match(message)
+    if named and named.group(1).split(".")[0] in BotConfig.model_fields:
+        return f"{named.group(1)}: {message[named.end():]}"
+    return f"(top level): {message}"
+
+
+SHAPES = {"dict_type": ("a mapping of keys", "write its keys indented under it"),
+          "model_type": ("a mapping of keys", "write its keys indented under it"),
+          "list_type": ("a list", "write one '- item' a line, or [a, b]")}
+"""pydantic's error types for a value of the wrong shape -> what is expected, how to write it."""
+
+YAML_KINDS = {dict: "a mapping", list: "a list", str: "a string", int: "a number",
+              float: "a number", bool: "true or false"}
+
+
+def _wrong_shape(error: dict) -> str:
+    """A wrong shape in the words of YAML, not of pydantic (which names its model classes)."""
+    expected, how = SHAPES[error["type"]]
+    value = error["input"]
+    if value is None:
+        return f"expected {expected}, got nothing (null); {how}, or remove it"
+    return f"expected {expected}, got {YAML_KINDS.get(type(value), type(value).__name__)}; {how}"
+
+
+NAMED_KEY = re.compile(r"([a-z_]+(?:\.[\w-]+)*): ")
