@@ -29,9 +29,13 @@ def _checks_across_keys(raw: dict, exc: ValidationError, context: dict) -> list[
         holder = pruned
         for part in parents:
             holder = holder.get(part) if isinstance(holder, dict) else None
-        if isinstance(holder, dict) and not (isinstance(holder.get(key), dict)
-                                             and _names_a_section(error["loc"])):
-            holder.pop(key, None)  # a key's bad value; a whole section's problem stays
+        if not isinstance(holder, dict):
+            continue
+        if not _names_a_section(error["loc"]):
+            holder.pop(key, None)  # a key's bad value
+        elif not isinstance(holder.get(key), dict):
+            holder[key] = {}  # a section that is no mapping: its defaults, its name kept
+        # a whole section's own problem: the section stays, for its other keys
     config, errors = _lenient_config(pruned, context)
     return _described(error for error in errors if error["type"] != "missing") + \
         problems_across_keys(config)

@@ -394,3 +394,11 @@ def test_a_section_that_fails_as_a_whole_does_not_hide_the_checks_across_keys() 
         "lists it)",
         "default_variant: 'x' is not one of the variants: prompt, r",
         "ab: unknown variant(s) gone named; variants: prompt, r"]
+
+
+def test_a_variant_written_without_settings_is_named_once() -> None:
+    """``prompt:`` with nothing under it was left out for the checks across keys, which then
+    also said default_variant 'prompt' is not one of the variants."""
+    assert config_problems({"variants": {"prompt": None, "tuned": {}}}) == [
+        "variants.prompt: expected a mapping of keys, got nothing (null); write its keys "
+        "indented under it, or remove it"]
