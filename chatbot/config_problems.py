@@ -5,6 +5,7 @@ pydantic runs only once every key is valid."""
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from typing import Iterable, get_args, get_origin
 
@@ -79,18 +80,34 @@ def _names_a_section(loc: tuple) -> bool:
     """Whether a problem's place is a whole section (``retrieval``, ``variants.NAME``), whose
     other keys the checks across keys still read, rather than one key whose value is a mapping
     (``ab.weights``)."""
+    return _section_at(loc) is not None
+
+
+def _section_at(loc: tuple) -> type[BaseModel] | None:
+    """The config section at a key path, ``None`` where it is a key or names nothing."""
     kind: object = BotConfig
     for part in loc:
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             field = kind.model_fields.get(part)
             if field is None:
-                return False
+                return None
             kind = field.annotation
         elif get_origin(kind) is dict:  # variants, backends: a section per name
             kind = get_args(kind)[1]
         else:
-            return False
-    return isinstance(kind, type) and issubclass(kind, BaseModel)
+            return None
+    return kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+
+
+def _unknown_key(loc: tuple) -> str:
+    """An unknown key, with the known key of its section it may be a misspelling of."""
+    section = _section_at(loc[:-1])
+    known = [name for name, field in section.model_fields.items()
+             if not field.exclude] if section else []
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.75)
+    if close:
+        return f"unknown key; did you mean {close[0]}? (else remove it)"
+    return "unknown key (remove it or check its spelling)"
 
 
 def _described(errors: Iterable[dict]) -> list[str]:
@@ -101,7 +118,7 @@ def _described(errors: Iterable[dict]) -> list[str]:
 def _describe(error: dict) -> list[str]:
     path = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
-        return [f"{path}: unknown key (remove it or check its spelling)"]
+        return [f"{path}: {_unknown_key(error['loc'])}"]
     if error["type"] == "missing":
         return [f"{path}: missing; add it"]
     if error["type"] in SHAPES:

@@ -39,10 +39,10 @@ def test_all_problems_are_reported_at_once_with_key_paths() -> None:
            "variants": {"prompt": {"k": 0}}}
     assert config_problems(raw) == [
         "models.chat: Input should be a valid string",
-        "models.devise: unknown key (remove it or check its spelling)",
+        "models.devise: unknown key; did you mean device? (else remove it)",
         "index: chunk_overlap must be smaller than chunk_tokens",
         "variants.prompt.k: Input should be greater than or equal to 1",
-        "modles: unknown key (remove it or check its spelling)",
+        "modles: unknown key; did you mean models? (else remove it)",
     ]
 
 
@@ -242,7 +242,7 @@ def test_backend_problems_are_reported_at_once_with_key_paths() -> None:
     assert config_problems(raw) == [
         "backends.gpu.base_url: 'gpu-box:8000' is not an http:// or https:// URL; expected one "
         "such as http://localhost:8000/v1",
-        "backends.gpu.timeout: unknown key (remove it or check its spelling)",
+        "backends.gpu.timeout: unknown key; did you mean timeout_s? (else remove it)",
         "variants.prompt.backend: backend 'gpux' is not declared under backends (declared: gpu)",
         "variants.tuned: backend 'gpu' and adapter are both set; a remote backend can't load a "
         "local adapter: remove one of them",
@@ -402,3 +402,8 @@ def test_a_variant_written_without_settings_is_named_once() -> None:
     assert config_problems({"variants": {"prompt": None, "tuned": {}}}) == [
         "variants.prompt: expected a mapping of keys, got nothing (null); write its keys "
         "indented under it, or remove it"]
+
+
+def test_an_unknown_key_like_no_known_one_says_to_remove_it() -> None:
+    assert config_problems({"retrieval": {"colour": "blue"}}) == [
+        "retrieval.colour: unknown key (remove it or check its spelling)"]
