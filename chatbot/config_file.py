@@ -151,10 +151,12 @@ def checked_config(raw: object, base_dir: Path | None = None
     wrong), for checks that need it (``chatbot config check`` asks its remote backends)."""
     config, problems = _validate(raw)
     if config is None or base_dir is None:
-        return config, problems
+        return (None if problems else config), problems
     config.base_dir = base_dir
-    return config, [problem for problem in [data_dir_problem(config)] if problem] + \
-        missing_files(config)
+    named = {prefix for problem in problems for prefix in _prefixes(problem.split(": ")[0])}
+    files = [problem for problem in [data_dir_problem(config), *missing_files(config)]
+             if problem and problem.split(": ")[0] not in named]  # each key named once
+    return (None if problems else config), problems + files
 
 
 def missing_files(config: BotConfig) -> list[str]:
@@ -225,7 +227,8 @@ def read_auth_file(path: Path) -> list[tuple[str, str]]:
 
 
 def _validate(raw: object) -> tuple[BotConfig | None, list[str]]:
-    """The config (``None`` when there are problems) and every problem in it."""
+    """Every problem in a config, and the config as far as it is valid (``None`` when it is
+    no mapping): where there are problems, a failing key or section is at its defaults."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -240,9 +243,9 @@ def _validate(raw: object) -> tuple[BotConfig | None, list[str]]:
     except ValidationError as exc:
         # an unset variable's key (and the section holding it) is already reported
         unset = {prefix for path in missing for prefix in _prefixes(path)}
-        described = validation_problems(raw, exc, context)
-        return None, problems + [p for p in described if p.split(": ", 1)[0] not in unset]
-    return (None if problems else config), problems
+        config, described = validation_problems(raw, exc, context)
+        return config, problems + [p for p in described if p.split(": ", 1)[0] not in unset]
+    return config, problems
 
 
 def _prefixes(path: str) -> list[str]:
@@ -254,7 +257,7 @@ def load_config(path: str | Path | None = None) -> BotConfig:
     """Read and validate a bot YAML; raises :class:`ConfigError` listing every problem."""
     path = Path(path) if path else default_config_path()
     config, problems = _validate(read_yaml(path))
-    if config is not None:
+    if not problems:
         config.base_dir = path.resolve().parent
         problems = [problem for problem in [data_dir_problem(config)] if problem]
     if problems:

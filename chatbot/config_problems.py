@@ -14,14 +14,17 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from chatbot.config import BotConfig, problems_across_keys
 
 
-def validation_problems(raw: dict, exc: ValidationError, context: dict) -> list[str]:
-    """Every problem in ``raw``, whose validation raised ``exc``, as ``key.path: message``."""
+def validation_problems(raw: dict, exc: ValidationError, context: dict
+                        ) -> tuple[BotConfig, list[str]]:
+    """Every problem in ``raw``, whose validation raised ``exc``, as ``key.path: message``,
+    and the config as far as it is valid (a failing key or section at its defaults)."""
     described = _described(exc.errors())
-    return described + [problem for problem in _checks_across_keys(raw, exc, context)
-                        if problem not in described]
+    config, across = _checks_across_keys(raw, exc, context)
+    return config, described + [problem for problem in across if problem not in described]
 
 
-def _checks_across_keys(raw: dict, exc: ValidationError, context: dict) -> list[str]:
+def _checks_across_keys(raw: dict, exc: ValidationError, context: dict
+                        ) -> tuple[BotConfig, list[str]]:
     """The problems that checks comparing keys find: pydantic runs them only once every key
     is valid, so they run again on the config with the keys that failed left out."""
     pruned = copy.deepcopy(raw)
@@ -38,7 +41,7 @@ def _checks_across_keys(raw: dict, exc: ValidationError, context: dict) -> list[
             holder[key] = {}  # a section that is no mapping: its defaults, its name kept
         # a whole section's own problem: the section stays, for its other keys
     config, errors = _lenient_config(pruned, context)
-    return _described(error for error in errors if error["type"] != "missing") + \
+    return config, _described(error for error in errors if error["type"] != "missing") + \
         problems_across_keys(config)
 
 

@@ -105,3 +105,21 @@ def test_a_tab_in_the_indentation_says_to_indent_with_spaces(tmp_path: Path) -> 
     assert result.output == (f"error: {path}: not valid YAML: line 2, column 1: while scanning "
                              "for the next token; found character '\\t' that cannot start any "
                              "token; YAML is indented with spaces, not tabs\n")
+
+
+def test_files_are_looked_for_beside_the_problems_of_keys(tmp_path: Path) -> None:
+    """A misspelt key hid a missing adapter until it was fixed and the check run again; a key
+    already named (an unset variable) is not named again for its file."""
+    path = tmp_path / "bot.yaml"
+    path.write_text("generation:\n  temprature: 0\nmodels:\n  chat: ${NO_SUCH_DIR_XYZ}/m\n"
+                    "variants:\n  prompt:\n    adapter: adapters/never-trained\n")
+    result = CliRunner().invoke(main, ["config", "check", "--offline", str(path)])
+    assert result.exit_code == 1
+    unset, misspelt, adapter = result.stderr.splitlines()
+    assert unset == (f"{path}: models.chat: environment variable $NO_SUCH_DIR_XYZ is not set "
+                     "(set it, or write ${NO_SUCH_DIR_XYZ:-default} in the config)")
+    assert misspelt == (f"{path}: generation.temprature: unknown key; did you mean "
+                        "temperature? (else remove it)")
+    assert adapter.startswith(f"{path}: variants.prompt.adapter: adapter folder ")
+    assert adapter.endswith("adapters/never-trained does not exist (relative paths are under "
+                            "the data directory); train it with `chatbot train`, or fix the path")
