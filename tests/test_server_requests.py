@@ -197,8 +197,8 @@ def test_an_open_local_server_answers_only_requests_addressed_to_a_local_name(fu
     Its requests still carry its own name in Host."""
     with serving(full_app) as url:
         port = url.rstrip("/").rsplit(":", 1)[1]
-        answers = {host: httpx.get(f"{url}config", headers={"Host": host})
-                   for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"rebound.example:{port}")}
+        hosts = (f"localhost:{port}", f"127.0.0.1:{port}", f"rebound.example:{port}")
+        answers = {host: httpx.get(f"{url}config", headers={"Host": host}) for host in hosts}
         posted = httpx.post(f"{url}gradio_api/call/search", json={"data": ["x", 3, "bm25"]},
                             headers={"Host": "rebound.example"})
     assert [a.status_code for a in answers.values()] == [200, 200, 403]
