@@ -19,6 +19,18 @@ def load(path: Path, text_field: str = "text"):
     return load_file(path, path.read_bytes(), text_field)
 
 
+def synced_beside_a_good_file(folder: Path, files: dict[str, bytes]):
+    """The report of a sync of ``folder`` holding ``files`` and one good Markdown file, into
+    a new index beside it."""
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    (folder / "good.md").write_text("# Good\n\nThis one is fine.")
+    store = Store.open(folder.parent / "index", IndexSettings("hash:64", None, 64, 8),
+                       create=True)
+    return sync([folder], store, CountingEmbedder())
+
+
 def test_txt_utf8_and_legacy_encodings(tmp_path):
     (tmp_path / "u.txt").write_text("naïve café", encoding="utf-8")
     (tmp_path / "l.txt").write_bytes("Grüße aus Köln, schöne Straße, Äpfel und Öl.".encode("cp1252"))
@@ -59,12 +71,9 @@ def test_a_byte_order_mark_the_text_does_not_match_is_no_traceback(tmp_path):
     import codecs
 
     folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "cut.txt").write_bytes(codecs.BOM_UTF16_LE + "wide text".encode("utf-16-le") + b"!")
-    (folder / "mixed.txt").write_bytes(codecs.BOM_UTF8 + "Crème brûlée, très bien.".encode("cp1252"))
-    (folder / "good.md").write_text("# Good\n\nThis one is fine.")
-    store = Store.open(tmp_path / "index", IndexSettings("hash:64", None, 64, 8), create=True)
-    report = sync([folder], store, CountingEmbedder())
+    report = synced_beside_a_good_file(folder, {
+        "cut.txt": codecs.BOM_UTF16_LE + "wide text".encode("utf-16-le") + b"!",
+        "mixed.txt": codecs.BOM_UTF8 + "Crème brûlée, très bien.".encode("cp1252")})
     assert [(f.source, f.reason) for f in report.failed] == [
         (str(folder / "cut.txt"), "starts with a UTF-16 byte-order mark but is not valid UTF-16 "
                                   "(byte 20: truncated data); save it again as UTF-8")]
@@ -77,11 +86,8 @@ def test_a_nul_byte_past_the_first_8_kb_is_binary_too(tmp_path):
     crash left in a log) was indexed as text, NULs and all. Where a NUL falls doesn't change
     what the file is; the sync names the file and where, and indexes the rest."""
     folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "late.txt").write_bytes(b"plain words " * 1000 + b"\x00\x01\x02 more")
-    (folder / "good.md").write_text("# Good\n\nThis one is fine.")
-    store = Store.open(tmp_path / "index", IndexSettings("hash:64", None, 64, 8), create=True)
-    report = sync([folder], store, CountingEmbedder())
+    report = synced_beside_a_good_file(folder, {
+        "late.txt": b"plain words " * 1000 + b"\x00\x01\x02 more"})
     assert [(f.source, f.reason) for f in report.failed] == [
         (str(folder / "late.txt"), "binary file, not text: a NUL byte at byte 12000 (check its "
                                    "extension)")]
