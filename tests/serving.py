@@ -75,6 +75,15 @@ class QuietHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.send_error(404)
 
+    def asked_to_chat(self) -> bool:
+        """Read the request's body; anything but a chat completion (the bot's /tokenize or
+        /models question) gets a 404 and ``False``."""
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path.endswith("/chat/completions"):
+            return True
+        self.send_error(404)
+        return False
+
     def reply(self, status: int, body: bytes = b"", content_type: str | None = None,
               headers: dict[str, str] | None = None) -> None:
         """One whole response: ``status``, ``headers``, and ``body`` with its length."""

@@ -202,10 +202,9 @@ def test_a_retry_after_given_as_a_date_is_honoured(tmp_path, monkeypatch, waits)
             return busy_until[0]
 
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            if not self.path.endswith("/chat/completions"):  # no /tokenize here
-                self.send_error(404)
-            elif time.time() < self.busy_until():
+            if not self.asked_to_chat():
+                return
+            if time.time() < self.busy_until():
                 self.reply(503, headers={"Retry-After": formatdate(busy_until[0], usegmt=True)})
             else:
                 body = events(("Back again", "stop"))
@@ -227,9 +226,7 @@ def behind_a_gateway(failures: int, status: int, retry_after: str | None) -> Ite
 
     class Gateway(QuietHandler):
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            if not self.path.endswith("/chat/completions"):  # no /tokenize here
-                self.send_error(404)
+            if not self.asked_to_chat():
                 return
             if len(failed) < failures:
                 failed.append(status)
