@@ -85,6 +85,7 @@ def create_api_router(engine: Engine,
     is served without a restart (``Engine.add_new_variants``)."""
     router = APIRouter(prefix="/v1")
     answers = AnswerCount(max_waiting_answers)
+    served_since = int(time.time())  # the models' ``created`` where no file says it
 
     def served(name: str) -> bool:
         """Whether ``name`` is served, once adapters registered since the start are added."""
@@ -97,18 +98,18 @@ def create_api_router(engine: Engine,
         # a card's max_model_len may load a tokenizer or ask a remote server: off the loop
         await asyncio.to_thread(engine.add_new_variants)
         cards = await asyncio.to_thread(
-            lambda: [model_card(engine, v) for v in engine.variants.values()])
+            lambda: [model_card(engine, v, served_since) for v in engine.variants.values()])
         if assign_variant is not None:
-            cards.append(ab_card(engine))
+            cards.append(ab_card(engine, served_since))
         return JSONResponse({"object": "list", "data": cards})
 
     @router.api_route("/models/{name:path}", methods=READ)  # a name may hold "/" (team/v2)
     async def get_model(name: str) -> JSONResponse:
         if assign_variant is not None and name == AB_MODEL:
-            return JSONResponse(ab_card(engine))
+            return JSONResponse(ab_card(engine, served_since))
         if not await asyncio.to_thread(served, name):
             return error_response(unknown_model(engine, name), "model card")
-        card = await asyncio.to_thread(model_card, engine, engine.variants[name])
+        card = await asyncio.to_thread(model_card, engine, engine.variants[name], served_since)
         return JSONResponse(card)
 
     @router.post("/chat/completions", response_model=None)
