@@ -16,7 +16,8 @@ How OpenAI's fields map onto the bot:
   ``system_messages_ignored``.
 - ``temperature``, ``top_p``, ``max_tokens`` (or ``max_completion_tokens``) and ``stop`` override
   the bot's generation settings; left out, the bot's config applies (greedy by default, unlike
-  OpenAI's temperature 1).
+  OpenAI's temperature 1). ``seed`` makes a sampled answer repeatable (sent on to a remote
+  backend).
 - The session id is the ``X-Session-Id`` header, else ``user``, else a new one per request; every
   turn is logged through the engine, the session marked as coming from the API.
 - Extra response fields: ``sources`` (the passages, numbered as the answer cites them),
@@ -337,7 +338,8 @@ def _settings(base: GenerationSettings, chat: ChatRequest) -> GenerationSettings
     if chat.top_p == 0:  # greedy, which the model and a remote backend take as temperature 0
         temperature = 0.0
     return replace(base, max_new_tokens=max_tokens, temperature=temperature,
-                   top_p=chat.top_p or base.top_p, stop=chat.stop_strings() or base.stop)
+                   top_p=chat.top_p or base.top_p, stop=chat.stop_strings() or base.stop,
+                   seed=chat.seed)
 
 
 def _session_id(request: Request, chat: ChatRequest) -> str:

@@ -1,8 +1,8 @@
 """Request bodies and error bodies of the OpenAI-compatible API (``app.api``).
 
 Requests are validated here, so a wrong field becomes an OpenAI-shaped error naming the field;
-fields that OpenAI clients send and we don't use (``seed``, ``presence_penalty``...) are ignored,
-but asking for what the server can't give (tool calls, a JSON answer, log probabilities,
+fields that OpenAI clients send and we don't use (``presence_penalty``, ``metadata``...) are
+ignored, but asking for what the server can't give (tool calls, a JSON answer, log probabilities,
 several choices, audio) is not.
 Types are strict, as OpenAI's are: ``"stream": "yes"`` or ``"max_tokens": "4"`` is an error, not
 a guess (a whole number is still a valid ``temperature``).
@@ -99,6 +99,9 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     """The newer name of ``max_tokens``; wins when both are given."""
     stop: str | list[str] | None = None
+    seed: int | None = Field(default=None, ge=-2**63, lt=2**64)
+    """The same seed, settings and conversation give the same sampled answer (see
+    ``GenerationSettings.seed``); OpenAI's range, a signed or unsigned 64-bit integer."""
     n: int | None = Field(default=1, ge=1)
     user: str | None = Field(default=None, max_length=200)
     """Used as the conversation's session id when no ``X-Session-Id`` header is sent."""

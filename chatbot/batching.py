@@ -48,6 +48,8 @@ class _Request:
     """Its own KV cache while its prompt is prefilled, before it joins the batch."""
     prefilled: int = 0
     text: str = ""
+    rng: object = None
+    """A ``torch.Generator`` seeded with ``settings.seed``; ``None``: torch's global one."""
 
     def stopped(self) -> bool:
         return self.closed.is_set() or (self.cancel is not None and self.cancel.is_set())
@@ -233,7 +235,9 @@ class BatchingTransformersGenerator(TransformersGenerator):
             drop = ordered.softmax(-1).cumsum(-1) <= 1 - settings.top_p
             drop[-1] = False
             logits[order[drop]] = float("-inf")
-        return int(torch.multinomial(logits.softmax(-1), 1))
+        if settings.seed is not None and request.rng is None:  # the row's own draws
+            request.rng = torch.Generator(logits.device).manual_seed(settings.seed % 2**64)
+        return int(torch.multinomial(logits.softmax(-1), 1, generator=request.rng))
 
     def _emit(self, request: _Request, token: int) -> bool:
         """Record ``token`` and send the text it completes; False once the row is finished."""

@@ -49,6 +49,9 @@ class GenerationSettings:
     stop: tuple[str, ...] = field(default_factory=tuple)
     max_prompt_tokens: int | None = None
     """Most tokens a prompt may hold; ``None``: the model's window less ``max_new_tokens``."""
+    seed: int | None = None
+    """Seeds the sampling of this answer alone, so asking again gives the same answer; sent
+    on to a remote backend. ``None``: a different draw each time. Greedy decoding needs none."""
 
     @property
     def greedy(self) -> bool:
@@ -202,7 +205,8 @@ class TransformersGenerator:
             kwargs.update(stop_strings=list(settings.stop), tokenizer=self.tokenizer)
         errors: list[BaseException] = []
         worker = threading.Thread(target=self._generate, daemon=True,
-                                  args=(kwargs, streamer, errors, adapter, should_stop))
+                                  args=(kwargs, streamer, errors, adapter, should_stop,
+                                        None if settings.greedy else settings.seed))
         worker.start()
         try:
             yield from streamer
@@ -224,7 +228,8 @@ class TransformersGenerator:
             self.model.base_model.disable_adapter_layers()
 
     def _generate(self, kwargs: dict, streamer, errors: list[BaseException],
-                  adapter: str | None, should_stop: Callable[[], bool]) -> None:
+                  adapter: str | None, should_stop: Callable[[], bool],
+                  seed: int | None) -> None:
         """Wait for the model (giving up once cancelled), then generate into ``streamer``."""
         import torch
 
@@ -236,6 +241,8 @@ class TransformersGenerator:
                 if should_stop():  # cancelled while it waited
                     return
                 self._select_adapter(adapter)
+                if seed is not None:  # the lock keeps other answers off the global generator
+                    torch.manual_seed(seed % 2**64)
                 with torch.inference_mode():
                     self.model.generate(**kwargs)
             finally:

@@ -182,6 +182,8 @@ class OpenAIGenerator:
                        temperature=settings.temperature, top_p=settings.top_p)
         if settings.stop:
             request["stop"] = list(settings.stop)
+        if settings.seed is not None:
+            request["seed"] = settings.seed
         for attempt in range(RETRIES + 1):
             try:
                 return self._client.chat.completions.create(**request)

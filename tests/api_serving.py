@@ -36,6 +36,7 @@ class Served:
 
         from app.api import create_api_router
 
+        self.engine = engine
         app = FastAPI()
         app.include_router(create_api_router(engine, assign_variant))
         with socket.socket() as sock:
