@@ -18,8 +18,10 @@ How OpenAI's fields map onto the bot:
   the bot's generation settings; left out, the bot's config applies (greedy by default, unlike
   OpenAI's temperature 1). ``seed`` makes a sampled answer repeatable (sent on to a remote
   backend).
-- The session id is the ``X-Session-Id`` header, else ``user``, else a new one per request; every
-  turn is logged through the engine, the session marked as coming from the API.
+- The session is the ``X-Session-Id`` header's, else the one whose logged turns are the
+  earlier messages sent (the conversation continued), else a new one (``app.api_sessions``);
+  ``user`` names the person, recorded with the caller as the session's client. Every turn is
+  logged through the engine.
 - Extra response fields: ``sources`` (the passages, numbered as the answer cites them),
   ``turn_id`` (the logged answer, for feedback), ``session_id``, ``timings`` and
   ``attribution`` (each sentence's character span in the content, the spans of the source
@@ -48,15 +50,15 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from app.api_errors import BUSY_RETRY_AFTER_S, error_parts, error_response
 from app.api_models import AB_MODEL, ab_card, model_card, unknown_model
 from app.api_body import RequestLimits, body_bytes, read_json
+from app.api_sessions import api_client, session_for
 from app.api_schema import (API_CLIENT, ChatRequest, RequestError, parse_request,
                             split_conversation)
 from chatbot.adapters import could_be_registered
 from chatbot.answer_stream import CUT_SHORT_BY_SHUTDOWN, AnswerStream
 from chatbot.engine import Engine
-from chatbot.errors import InputError, SessionNotYours, TooManyNewTokens
+from chatbot.errors import InputError, TooManyNewTokens
 from chatbot.generate import GenerationSettings
-from chatbot.types import Reply
-from index.text import clean_text
+from chatbot.types import Message, Reply
 
 
 DISCONNECT_POLL_S = 0.25
@@ -117,15 +119,17 @@ def create_api_router(engine: Engine,
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
         try:
             chat = parse_request(await read_json(request, CHAT_BODY, body_bytes(limits)), limits)
-            session_id, client = _session_id(request, chat), _client(request)
-            await asyncio.to_thread(_refuse_others_session, engine, session_id, client)
+            conversation = split_conversation(chat.messages)
+            client = api_client(request, chat.user)
+            session_id = await asyncio.to_thread(session_for, engine, request, conversation[1],
+                                                 client)
             if assign_variant is not None and chat.model == AB_MODEL:
                 variant = assign_variant(session_id)
             elif chat.model in engine.variants or await asyncio.to_thread(served, chat.model):
                 variant = chat.model
             else:
                 raise unknown_model(engine, chat.model)
-            job = Answering(engine, chat, session_id, variant, answers, client)
+            job = Answering(engine, chat, conversation, session_id, variant, answers, client)
         except InputError as exc:
             return error_response(exc, CHAT_ROUTE)
         try:  # errors before the first token still get their status
@@ -173,12 +177,15 @@ class Answering:
     interrupted. It counts in ``answers`` from acceptance until its thread ends.
     """
 
-    def __init__(self, engine: Engine, chat: ChatRequest, session_id: str,
+    def __init__(self, engine: Engine, chat: ChatRequest,
+                 conversation: tuple[str, list[Message], int], session_id: str,
                  variant: str, answers: AnswerCount, client: str = API_CLIENT) -> None:
         self.engine, self.chat, self.session_id, self.client = engine, chat, session_id, client
         self.variant = variant
         """The variant that answers; ``chat.model`` (shown in replies) may be ``ab``."""
-        self.question, self.history, self.system_ignored = split_conversation(chat.messages)
+        self.question, self.history, self.system_ignored = conversation
+        """The question, the earlier turns, and the system messages left out
+        (``split_conversation``)."""
         self.settings = _settings(engine.settings, chat)
         self.id, self.created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         self._loop = asyncio.get_running_loop()
@@ -340,26 +347,3 @@ def _settings(base: GenerationSettings, chat: ChatRequest) -> GenerationSettings
     return replace(base, max_new_tokens=max_tokens, temperature=temperature,
                    top_p=chat.top_p or base.top_p, stop=chat.stop_strings() or base.stop,
                    seed=chat.seed)
-
-
-def _session_id(request: Request, chat: ChatRequest) -> str:
-    session = clean_text(request.headers.get("x-session-id") or chat.user or "").strip()
-    if session and len(session) > 200:
-        raise RequestError("the X-Session-Id header is longer than 200 characters",
-                           param="X-Session-Id", code="invalid_value")
-    return session or f"api-{uuid.uuid4().hex[:16]}"
-
-
-def _client(request: Request) -> str:
-    """What the log records as a session's client: ``api``, and who called where the server
-    knows (``api:alice``, ``api:api-key``)."""
-    caller = getattr(request.state, "caller", None)
-    return f"{API_CLIENT}:{caller}" if caller else API_CLIENT
-
-
-def _refuse_others_session(engine: Engine, session_id: str, client: str) -> None:
-    """A session another client began is refused before anything is done for the request (an
-    A/B assignment, a search); the engine checks again as it claims a new session, which two
-    callers may name at once."""
-    if engine.log is not None and engine.log.started_by(session_id) not in (None, client):
-        raise SessionNotYours(session_id)

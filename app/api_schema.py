@@ -104,7 +104,8 @@ class ChatRequest(BaseModel):
     ``GenerationSettings.seed``); OpenAI's range, a signed or unsigned 64-bit integer."""
     n: int | None = Field(default=1, ge=1)
     user: str | None = Field(default=None, max_length=200)
-    """Used as the conversation's session id when no ``X-Session-Id`` header is sent."""
+    """The person asking, recorded with the session (``app.api_sessions``); not a session id:
+    chat apps send one ``user`` with all of a person's conversations."""
     tool_choice: str | dict | None = None
     tools: list | None = None
     """Taken only with ``tool_choice: "none"`` (read first, so it comes first)."""

@@ -31,6 +31,8 @@ from index.text import clean_text
 MAX_NOTE_CHARS = 20_000
 """The longest correction or feedback comment kept. A correction is an answer, and becomes
 training data: one longer than this is a paste gone wrong, and would be stored in full."""
+_ENDS = " \t\n\r\x0b\x0c"
+"""The whitespace ``str.strip()`` takes off the ends of ASCII text, for SQLite's ``trim``."""
 LARGEST_ID = 2**63 - 1
 """SQLite's largest row id; a bigger turn id (from a script or a stranger) names no turn."""
 
@@ -79,6 +81,27 @@ class ConversationLog:
         row = self._db.execute("SELECT client FROM sessions WHERE id = ?",
                                (session_id,)).fetchone()
         return None if row is None else row["client"] or ""
+
+    def session_holding(self, client: str, turns: list[tuple[str, str]]) -> str | None:
+        """The latest session ``client`` began whose turns are exactly ``turns`` ((role, text)
+        in order, ends of whitespace aside), ending with an answer; ``None`` if there is none.
+        A stateless API client sends the conversation so far with each question: the session
+        that holds it is the conversation the question continues."""
+        if not turns or turns[-1][0] != "assistant":
+            return None
+        last = len(turns) - 1
+        wanted = [(role, text.strip()) for role, text in turns]
+        candidates = self._db.execute(
+            "SELECT s.id FROM sessions s JOIN turns t ON t.session_id = s.id AND t.position = ? "
+            "WHERE s.client = ? AND t.role = 'assistant' AND trim(t.text, ?) = ? AND NOT EXISTS "
+            "(SELECT 1 FROM turns later WHERE later.session_id = s.id AND later.position > ?) "
+            "ORDER BY t.id DESC", (last, client, _ENDS, wanted[-1][1], last)).fetchall()
+        for (session_id,) in candidates:
+            held = self._db.execute("SELECT role, text FROM turns WHERE session_id = ? "
+                                    "ORDER BY position", (session_id,))
+            if [(row["role"], (row["text"] or "").strip()) for row in held] == wanted:
+                return session_id
+        return None
 
     def _next_position(self, session_id: str) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM turns "

@@ -85,7 +85,7 @@ def test_sampling_settings_are_honoured_and_logged(client, engine) -> None:
                                               stop=[last_word])
     assert at_limit.choices[0].finish_reason == "stop"  # the stop string ended it, not the limit
     sampled = client.chat.completions.create(model="plain", messages=ASK, temperature=0.7,
-                                             top_p=0.9, user="sampler")
+                                             top_p=0.9, extra_headers={"X-Session-Id": "sampler"})
     settings = json.loads(logged_turn(engine, sampled.turn_id)["settings_json"])
     assert settings["temperature"] == 0.7 and settings["top_p"] == 0.9
     assert sampled.session_id == "sampler"

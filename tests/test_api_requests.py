@@ -169,7 +169,8 @@ def test_a_client_cannot_add_turns_to_a_session_it_did_not_begin(served, client,
     assert refused.value.response.headers["x-should-retry"] == "false"  # openai retries a 409
     assert len(engine.log.conversation("web-visitor").turns) == before
     for _ in range(2):  # its own session, as often as it likes
-        client.chat.completions.create(model="plain", messages=ASK, user="my-own-session")
+        client.chat.completions.create(model="plain", messages=ASK,
+                                       extra_headers={"X-Session-Id": "my-own-session"})
     assert len(engine.log.conversation("my-own-session").turns) == 4
 
 
@@ -303,15 +304,6 @@ def test_a_model_named_with_a_slash_can_be_retrieved(echo, tmp_path) -> None:
     with TestClient(create_server_app(engine, config)) as http:
         assert [m["id"] for m in http.get("/v1/models").json()["data"]] == ["team/v2"]
         assert http.get("/v1/models/team/v2").json()["id"] == "team/v2"
-
-
-def test_a_session_id_of_control_characters_only_starts_a_new_session(client) -> None:
-    """``user`` (the session id without X-Session-Id) is text a person may read in the Review
-    tab: control characters go, as from a message, and nothing left means no id given."""
-    named = client.chat.completions.create(model="plain", messages=ASK, user="team\x00-7\x1b")
-    assert named.session_id == "team-7"
-    blank = client.chat.completions.create(model="plain", messages=ASK, user="\x00\x07 ")
-    assert blank.session_id.startswith("api-") and blank.session_id != "\x00\x07 "
 
 
 @pytest.mark.parametrize("part, expected", [
