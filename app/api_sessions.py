@@ -1,8 +1,8 @@
 """Which logged session an API request belongs to, and who it is recorded as coming from.
 
 OpenAI's API is stateless: a chat app sends the whole conversation with each question, and
-``user`` names the person (Open WebUI and LibreChat send the same ``user`` with every one of a
-person's conversations). So a request continues, in order:
+``user`` names the person (LibreChat sends the same ``user`` with every one of a person's
+conversations; Open WebUI sends none). So a request continues, in order:
 
 - the session its ``X-Session-Id`` header names (a client that keeps its own ids);
 - else the session of the same caller and ``user`` whose logged turns are exactly the earlier

@@ -1,6 +1,6 @@
-"""Which logged session an API request continues. Chat apps (Open WebUI, LibreChat) send each
-person's id as ``user`` with every conversation and the conversation so far in ``messages``:
-each conversation is a session of its own, and ``user`` says whose it is."""
+"""Which logged session an API request continues. Chat apps send the conversation so far in
+``messages``, and some (LibreChat) each person's id as ``user`` with every conversation: each
+conversation is a session of its own, and ``user`` says whose it is."""
 
 from __future__ import annotations
 
