@@ -48,7 +48,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.api_errors import BUSY_RETRY_AFTER_S, error_parts, error_response
-from app.api_models import AB_MODEL, ab_card, model_card, unknown_model
+from app.api_models import AB_MODEL, ab_card, model_card, system_fingerprint, unknown_model
 from app.api_body import RequestLimits, body_bytes, read_json
 from app.api_sessions import api_client, session_for
 from app.api_schema import (API_CLIENT, ChatRequest, RequestError, parse_request,
@@ -192,6 +192,9 @@ class Answering:
         self._queue: asyncio.Queue = asyncio.Queue()
         self._cancelled = threading.Event()
         self._stream: AnswerStream | None = None
+        self.fingerprint: str | None = None
+        """``system_fingerprint``, set before the first event; ``None`` for ``ab``, whose
+        variant is not shown."""
         self._answers = answers
         answers.admit()
         threading.Thread(target=self._work, daemon=True, name=f"api-{self.id[-8:]}").start()
@@ -229,6 +232,8 @@ class Answering:
         self._put("done", reply)
 
     def _answer(self) -> Reply:
+        if self.chat.model != AB_MODEL:
+            self.fingerprint = system_fingerprint(self.engine, self.engine.variant(self.variant))
         stream = self._stream = self.engine.answer(
             self.session_id, self.question, self.variant, self.settings, self.history,
             client=self.client)
@@ -257,14 +262,14 @@ class Answering:
         ``usage_chunk``, as OpenAI's do."""
         usage = {"usage": None} if self.chat.usage_chunk else {}
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.chat.model, "system_fingerprint": None,
+                "model": self.chat.model, "system_fingerprint": self.fingerprint,
                 "choices": [{"index": 0, "delta": delta, "logprobs": None,
                              "finish_reason": finish_reason}], **usage, **extra}
 
     def usage_chunk(self, reply: Reply) -> dict:
         """The chunk ``include_usage`` asks for after the finish: no choices, the usage."""
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.chat.model, "system_fingerprint": None, "choices": [],
+                "model": self.chat.model, "system_fingerprint": self.fingerprint, "choices": [],
                 "usage": self.usage(reply)}
 
     @staticmethod
@@ -301,7 +306,7 @@ async def _complete(job: Answering, first: tuple[str, object],
     message = {"role": "assistant", "content": reply.text, "refusal": None}
     return JSONResponse({
         "id": job.id, "object": "chat.completion", "created": job.created,
-        "model": job.chat.model, "system_fingerprint": None,
+        "model": job.chat.model, "system_fingerprint": job.fingerprint,
         "choices": [{"index": 0, "message": message, "logprobs": None,
                      "finish_reason": job.finish_reason(reply)}],
         "usage": job.usage(reply), **job.extras(reply)})

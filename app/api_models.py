@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 from app.api_schema import RequestError, echoed
@@ -32,6 +34,19 @@ def ab_card(engine: Engine, served_since: int) -> dict:
     """The ``ab`` model, listed while A/B is on (since the server began)."""
     return {"id": AB_MODEL, "object": "model", "created": served_since,
             "owned_by": engine.bot_name, "ab": True, "default": False}
+
+
+def system_fingerprint(engine: Engine, variant: Variant) -> str | None:
+    """OpenAI's ``system_fingerprint``: what an answer depends on besides its request (the base
+    weights, the adapter as registered, the template and retrieval), so a client knows when the
+    same ``seed`` may no longer give the same answer; ``None`` when the model can't load."""
+    try:
+        weights = engine.generator_for(variant).fingerprint
+    except (ModelError, ConfigError):  # the answer reports it
+        return None
+    adapter = (variant.adapter_id, _created(engine, variant)) if variant.adapter_dir else None
+    made_of = [weights, adapter, variant.template, variant.retrieval, variant.k]
+    return "fp_" + hashlib.sha256(json.dumps(made_of).encode()).hexdigest()[:12]
 
 
 def _created(engine: Engine, variant: Variant) -> int | None:

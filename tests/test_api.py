@@ -286,7 +286,7 @@ def test_the_ab_model_answers_with_the_sessions_sticky_variant(engine) -> None:
         assert "ab" in [m.id for m in client.models.list()]
         completion = client.chat.completions.create(
             model="ab", messages=ASK, extra_headers={"X-Session-Id": "ab-user-1"})
-        assert completion.model == "ab"  # the variant's name is not shown
+        assert completion.model == "ab" and completion.system_fingerprint is None  # not shown
         turn = logged_turn(engine, completion.turn_id)
         assert turn["variant"] == "plain" and assigned == {"ab-user-1": "plain"}
     finally:

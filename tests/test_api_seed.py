@@ -27,7 +27,7 @@ def served(request, tiny_model_dir: Path, tmp_path_factory) -> Iterator[Served]:
               "models": {"chat": str(tiny_model_dir), "threads": 1, "embedder": "hash:64",
                          "max_batch": request.param},
               "generation": {"max_new_tokens": 8, "repetition_penalty": 2.0},
-              "variants": {"plain": {"template": "plain", "retrieval": False}},
+              "variants": {"plain": {"template": "plain", "retrieval": False}, "rag": {}},
               "default_variant": "plain"}
     (root / "bot.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     with pytest.MonkeyPatch.context() as patch:
@@ -65,3 +65,16 @@ def test_a_seed_is_sent_on_to_a_remote_backend(remote, tmp_path, monkeypatch) ->
         assert again.choices[0].message.content == first.choices[0].message.content
     finally:
         server.stop()
+
+
+def test_system_fingerprint_names_what_a_seeded_answer_depends_on(served) -> None:
+    """OpenAI's pairing: the same seed gives the same answer while the fingerprint stays."""
+    client = served.client()
+    whole = client.chat.completions.create(model="plain", messages=ASK, seed=7, **SAMPLED)
+    chunks = list(client.chat.completions.create(model="plain", messages=ASK, seed=7,
+                                                 stream=True, **SAMPLED))
+    assert whole.system_fingerprint.startswith("fp_")
+    assert {c.system_fingerprint for c in chunks} == {whole.system_fingerprint}
+    other = client.chat.completions.create(model="rag", messages=ASK, seed=7, **SAMPLED)
+    assert other.system_fingerprint.startswith("fp_")  # another template: other answers
+    assert other.system_fingerprint != whole.system_fingerprint
