@@ -74,6 +74,9 @@ class ChatMessage(BaseModel):
     role: str
     content: str | list[dict] | None = None
     """Text, or OpenAI's list of content parts (only ``text`` parts are accepted)."""
+    tool_calls: list | None = None
+    function_call: dict | None = None
+    """An assistant's tool call (and its older name), read only to refuse it by name."""
 
 
 class StreamOptions(BaseModel):
@@ -317,6 +320,11 @@ def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[Message],
 
 
 def _text(message: ChatMessage, i: int) -> str:
+    if message.tool_calls or message.function_call:
+        field = "tool_calls" if message.tool_calls else "function_call"
+        raise RequestError(f"messages[{i}] is a tool call; this server makes no tool calls: "
+                           "send the conversation without tool calls and their results",
+                           param=f"messages[{i}].{field}", code="invalid_content")
     content = message.content
     if content is None:
         raise RequestError(f"messages[{i}].content is missing; send text",

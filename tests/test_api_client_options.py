@@ -92,3 +92,19 @@ def test_a_question_too_long_for_the_model_has_openais_context_length_code(clien
         client.chat.completions.create(model="plain", messages=question, stream=stream)
     assert refused.value.code == "context_length_exceeded"
     assert refused.value.body["param"] == "messages"
+
+
+def test_a_history_with_tool_calls_is_refused_saying_so(client) -> None:
+    """An agent's conversation (LangChain's) holds the model's tool calls, without content, and
+    their results: the error names the tool call, not a missing text."""
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "lookup", "arguments": "{}"}}
+    messages = [*ASK, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "content": "found", "tool_call_id": "call_1"},
+                {"role": "user", "content": "Thanks"}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="plain", messages=messages)
+    assert refused.value.body["message"] == (
+        "messages[1] is a tool call; this server makes no tool calls: send the conversation "
+        "without tool calls and their results")
+    assert refused.value.body["param"] == "messages[1].tool_calls"
