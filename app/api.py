@@ -64,6 +64,9 @@ from chatbot.types import Message, Reply
 DISCONNECT_POLL_S = 0.25
 """How often a request waiting for its answer checks that its client is still there."""
 
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+"""A stream is sent as it comes: no cache keeps it, and nginx in front does not buffer it (it
+would otherwise hand the client the whole answer at its end)."""
 READ = ["GET", "HEAD"]
 """HTTP requires HEAD wherever GET is taken (uvicorn sends the headers without the body)."""
 CHAT_ROUTE = "chat completion"
@@ -138,7 +141,7 @@ def create_api_router(engine: Engine,
                 return error_response(first[1], CHAT_ROUTE)
             if chat.stream:
                 return StreamingResponse(_sse(job, first, request), media_type="text/event-stream",
-                                         headers={"Cache-Control": "no-cache"})
+                                         headers=STREAM_HEADERS)
             return await _complete(job, first, request)
         except ClientGone:
             return Response(status_code=499)  # nobody reads it; the answer has stopped

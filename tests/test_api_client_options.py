@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import openai
 import pytest
 
@@ -108,3 +109,13 @@ def test_a_history_with_tool_calls_is_refused_saying_so(client) -> None:
         "messages[1] is a tool call; this server makes no tool calls: send the conversation "
         "without tool calls and their results")
     assert refused.value.body["param"] == "messages[1].tool_calls"
+
+
+def test_a_stream_asks_proxies_in_front_not_to_hold_it_back(served) -> None:
+    """nginx buffers a response unless told not to: behind it, a stream would arrive whole at
+    its end. ``X-Accel-Buffering: no`` is nginx's per-response switch."""
+    body = {"model": "plain", "messages": ASK, "stream": True}
+    with httpx.stream("POST", f"{served.base_url}/chat/completions", json=body) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-accel-buffering"] == "no"
+        assert response.headers["cache-control"] == "no-cache"
