@@ -30,9 +30,9 @@ def error_parts(exc: BaseException, route: str) -> tuple[int, dict]:
     if isinstance(exc, RequestError):
         return exc.status, exc.body()
     if isinstance(exc, SessionNotYours):  # a web visitor's (the Review tab shows its id)
-        return 409, error_body(f"{exc}; send an X-Session-Id of your own, or none for a "
-                               "new session", "invalid_request_error", "X-Session-Id",
-                               "session_not_yours")
+        return 409, error_body(f"{exc} or for another user; send an X-Session-Id of your "
+                               "own, or none for a new session", "invalid_request_error",
+                               "X-Session-Id", "session_not_yours")
     if isinstance(exc, PromptTooLong):  # OpenAI's code, which clients look for to trim
         return 400, error_body(str(exc), "invalid_request_error", "messages",
                                "context_length_exceeded")

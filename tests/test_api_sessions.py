@@ -66,6 +66,9 @@ def test_an_x_session_id_still_names_the_session_whatever_the_messages(client,
             extra_headers={"X-Session-Id": "cy-chat-1"})
         assert reply.session_id == "cy-chat-1"
     assert len(engine.log.conversation("cy-chat-1").turns) == 4
-    with pytest.raises(openai.ConflictError):  # begun for cy: not another user's to add to
+    with pytest.raises(openai.ConflictError) as refused:  # begun for cy, not dee's to add to
         client.chat.completions.create(model="plain", messages=ASK, user="dee",
                                        extra_headers={"X-Session-Id": "cy-chat-1"})
+    assert refused.value.body["message"] == (
+        "the session 'cy-chat-1' was begun by another client or for another user; send an "
+        "X-Session-Id of your own, or none for a new session")
