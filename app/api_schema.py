@@ -109,6 +109,8 @@ class ChatRequest(BaseModel):
     user: str | None = Field(default=None, max_length=200)
     """The person asking, recorded with the session (``app.api_sessions``); not a session id:
     chat apps send one ``user`` with all of a person's conversations."""
+    safety_identifier: str | None = Field(default=None, max_length=200)
+    """OpenAI's newer name for ``user``, read where ``user`` is not given."""
     tool_choice: str | dict | None = None
     tools: list | None = None
     """Taken only with ``tool_choice: "none"`` (read first, so it comes first)."""

@@ -51,6 +51,15 @@ def test_a_history_that_no_session_of_the_user_holds_starts_a_new_session(client
     assert len(engine.log.conversation(session).turns) == 2
 
 
+def test_a_safety_identifier_names_the_user_as_user_does(client, engine) -> None:
+    """OpenAI's newer name for the person: clients that follow it send it instead of user."""
+    reply = client.chat.completions.create(model="plain", messages=ASK, safety_identifier="eve")
+    assert engine.log.started_by(reply.session_id) == "api user=eve"
+    both = client.chat.completions.create(model="plain", messages=ASK, user="fay",
+                                          safety_identifier="hashed-fay")
+    assert engine.log.started_by(both.session_id) == "api user=fay"
+
+
 def test_the_user_is_kept_without_control_characters(client, engine) -> None:
     named = client.chat.completions.create(model="plain", messages=ASK, user="team\x00-7\x1b")
     assert engine.log.started_by(named.session_id) == "api user=team-7"
