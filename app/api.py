@@ -123,7 +123,7 @@ def create_api_router(engine: Engine,
         try:
             chat = parse_request(await read_json(request, CHAT_BODY, body_bytes(limits)), limits)
             conversation = split_conversation(chat.messages)
-            client = api_client(request, chat.user or chat.safety_identifier)
+            client = api_client(request, chat)
             session_id = await asyncio.to_thread(session_for, engine, request, conversation[1],
                                                  client)
             if assign_variant is not None and chat.model == AB_MODEL:

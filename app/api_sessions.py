@@ -2,7 +2,8 @@
 
 OpenAI's API is stateless: a chat app sends the whole conversation with each question, and
 ``user`` names the person (LibreChat sends the same ``user`` with every one of a person's
-conversations; Open WebUI sends none). So a request continues, in order:
+conversations; Open WebUI sends none, but a header, ``api_client``). So a request continues,
+in order:
 
 - the session its ``X-Session-Id`` header names (a client that keeps its own ids);
 - else the session of the same caller and ``user`` whose logged turns are exactly the earlier
@@ -19,21 +20,26 @@ import uuid
 
 from starlette.requests import Request
 
-from app.api_schema import API_CLIENT, RequestError
+from app.api_schema import API_CLIENT, ChatRequest, RequestError
 from chatbot.engine import Engine
 from chatbot.errors import SessionNotYours
 from chatbot.types import Message
 from index.text import clean_text
 
 MAX_SESSION_ID_CHARS = 200
+OPEN_WEBUI_USER = "x-openwebui-user-id"
+"""Where Open WebUI, which sends no ``user``, names its user when told to
+(``ENABLE_FORWARD_USER_INFO_HEADERS``)."""
 
 
-def api_client(request: Request, user: str | None) -> str:
+def api_client(request: Request, chat: ChatRequest) -> str:
     """What the log records as a session's client: ``api``, who called where the server
-    knows (``api:alice``, ``api:api-key``), and the ``user`` the request names."""
+    knows (``api:alice``, ``api:api-key``), and the person the request names: its ``user``,
+    else its ``safety_identifier`` (OpenAI's newer name), else Open WebUI's header."""
     caller = getattr(request.state, "caller", None)
     client = f"{API_CLIENT}:{caller}" if caller else API_CLIENT
-    user = clean_text(user or "").strip()
+    named = chat.user or chat.safety_identifier or request.headers.get(OPEN_WEBUI_USER)
+    user = clean_text(named or "").strip()[:MAX_SESSION_ID_CHARS]
     return f"{client} user={user}" if user else client
 
 

@@ -60,6 +60,14 @@ def test_a_safety_identifier_names_the_user_as_user_does(client, engine) -> None
     assert engine.log.started_by(both.session_id) == "api user=fay"
 
 
+def test_open_webuis_user_header_names_the_user(client, engine) -> None:
+    """Open WebUI sends no user, but its user's id in a header when told to
+    (ENABLE_FORWARD_USER_INFO_HEADERS)."""
+    reply = client.chat.completions.create(model="plain", messages=ASK,
+                                           extra_headers={"X-OpenWebUI-User-Id": "owui-7"})
+    assert engine.log.started_by(reply.session_id) == "api user=owui-7"
+
+
 def test_the_user_is_kept_without_control_characters(client, engine) -> None:
     named = client.chat.completions.create(model="plain", messages=ASK, user="team\x00-7\x1b")
     assert engine.log.started_by(named.session_id) == "api user=team-7"
