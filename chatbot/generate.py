@@ -7,6 +7,7 @@ the base weights. A lock serializes generation: one model serves many users safe
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -241,9 +242,7 @@ class TransformersGenerator:
                 if should_stop():  # cancelled while it waited
                     return
                 self._select_adapter(adapter)
-                if seed is not None:  # the lock keeps other answers off the global generator
-                    torch.manual_seed(seed % 2**64)
-                with torch.inference_mode():
+                with _seeded(seed), torch.inference_mode():
                     self.model.generate(**kwargs)
             finally:
                 self._lock.release()
@@ -251,3 +250,19 @@ class TransformersGenerator:
             errors.append(exc)
         finally:
             streamer.end()
+
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Torch's generators seeded with ``seed`` for one answer and put back after it, so a
+    request's seed (a stranger's too) never decides the draws of later unseeded answers; the
+    model lock keeps other answers off the generators meanwhile."""
+    if seed is None:
+        yield
+        return
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed % 2**64)
+        yield

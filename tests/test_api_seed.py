@@ -78,3 +78,12 @@ def test_system_fingerprint_names_what_a_seeded_answer_depends_on(served) -> Non
     other = client.chat.completions.create(model="rag", messages=ASK, seed=7, **SAMPLED)
     assert other.system_fingerprint.startswith("fp_")  # another template: other answers
     assert other.system_fingerprint != whole.system_fingerprint
+
+
+def test_a_seeded_answer_leaves_the_servers_own_draws_unpredictable(served) -> None:
+    """A stranger's seed must not set the generator every later unseeded answer draws from."""
+    import torch
+
+    before = torch.random.get_rng_state()
+    served.client().chat.completions.create(model="plain", messages=ASK, seed=7, **SAMPLED)
+    assert torch.equal(torch.random.get_rng_state(), before)
