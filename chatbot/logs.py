@@ -14,6 +14,7 @@ mid-answer loses no turn. An answer left ``pending`` by a process that died is m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -31,10 +32,15 @@ from index.text import clean_text
 MAX_NOTE_CHARS = 20_000
 """The longest correction or feedback comment kept. A correction is an answer, and becomes
 training data: one longer than this is a paste gone wrong, and would be stored in full."""
-_ENDS = " \t\n\r\x0b\x0c"
-"""The whitespace ``str.strip()`` takes off the ends of ASCII text, for SQLite's ``trim``."""
 LARGEST_ID = 2**63 - 1
 """SQLite's largest row id; a bigger turn id (from a script or a stranger) names no turn."""
+
+
+def history_digest(turns: list[tuple[str, str]]) -> str:
+    """What identifies a conversation so far: its (role, text) turns in order, ends of
+    whitespace aside (a chat app may trim what it sends back)."""
+    held = json.dumps([[role, (text or "").strip()] for role, text in turns])
+    return hashlib.sha256(held.encode()).hexdigest()
 
 
 def now() -> str:
@@ -89,19 +95,12 @@ class ConversationLog:
         that holds it is the conversation the question continues."""
         if not turns or turns[-1][0] != "assistant":
             return None
-        last = len(turns) - 1
-        wanted = [(role, text.strip()) for role, text in turns]
-        candidates = self._db.execute(
-            "SELECT s.id FROM sessions s JOIN turns t ON t.session_id = s.id AND t.position = ? "
-            "WHERE s.client = ? AND t.role = 'assistant' AND trim(t.text, ?) = ? AND NOT EXISTS "
-            "(SELECT 1 FROM turns later WHERE later.session_id = s.id AND later.position > ?) "
-            "ORDER BY t.id DESC", (last, client, _ENDS, wanted[-1][1], last)).fetchall()
-        for (session_id,) in candidates:
-            held = self._db.execute("SELECT role, text FROM turns WHERE session_id = ? "
-                                    "ORDER BY position", (session_id,))
-            if [(row["role"], (row["text"] or "").strip()) for row in held] == wanted:
-                return session_id
-        return None
+        row = self._db.execute(
+            "SELECT t.session_id FROM turns t JOIN sessions s ON s.id = t.session_id "
+            "WHERE t.history = ? AND s.client = ? AND NOT EXISTS (SELECT 1 FROM turns later "
+            "WHERE later.session_id = t.session_id AND later.position > t.position) "
+            "ORDER BY t.id DESC LIMIT 1", (history_digest(turns), client)).fetchone()
+        return None if row is None else row[0]
 
     def _next_position(self, session_id: str) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM turns "
@@ -146,9 +145,17 @@ class ConversationLog:
     def finish_turn(self, turn_id: int, text: str, timings: dict, status: str,
                     attribution: dict | None = None, error: str | None = None) -> None:
         """``error``: why an answer ended in ``error`` (the message its user was shown)."""
-        self._write("UPDATE turns SET text = ?, timings_json = ?, status = ?, finished_at = ?, "
-                    "attribution_json = ?, error = ? WHERE id = ?",
-                    (text, _dump(timings), status, now(), _dump(attribution), error, turn_id))
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE turns SET text = ?, timings_json = ?, status = ?, finished_at = ?, "
+                "attribution_json = ?, error = ? WHERE id = ?",
+                (text, _dump(timings), status, now(), _dump(attribution), error, turn_id))
+            held = self._db.execute(
+                "SELECT t.role, t.text FROM turns t JOIN turns answer ON answer.id = ? "
+                "AND t.session_id = answer.session_id AND t.position <= answer.position "
+                "ORDER BY t.position", (turn_id,)).fetchall()
+            self._db.execute("UPDATE turns SET history = ? WHERE id = ?",
+                             (history_digest([(r["role"], r["text"]) for r in held]), turn_id))
 
     def close_orphaned_turns(self) -> list[int]:
         """Mark ``interrupted`` the answers left ``pending`` by a process that is gone; answers

@@ -96,9 +96,20 @@ def m006_turn_error(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE turns ADD COLUMN error TEXT")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_ab,
-                                                          m003_turn_writer, m004_attribution,
-                                                          m005_corrections, m006_turn_error]
+def m007_history_digest(db: sqlite3.Connection) -> None:
+    """A digest of each finished answer's conversation up to it, indexed: an API request,
+    which sends the whole conversation, finds the session it continues with one lookup instead
+    of reading every session of its client (``ConversationLog.session_holding``). Answers
+    logged before it have none, and are not continued by such a request."""
+    db.executescript("""
+        ALTER TABLE turns ADD COLUMN history TEXT;
+        CREATE INDEX turns_history ON turns(history) WHERE history IS NOT NULL;
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    m001_initial, m002_ab, m003_turn_writer, m004_attribution, m005_corrections,
+    m006_turn_error, m007_history_digest]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:
