@@ -21,9 +21,9 @@ pytestmark = [pytest.mark.browser,
 
 
 def test_arena_vote_in_the_browser(tmp_path, echo) -> None:
-    import gradio as gr
     from playwright.sync_api import expect, sync_playwright
 
+    from app.ui import build_app
     from app.ui.arena import build_arena_tab
     from app.ui.dashboard import build_dashboard_tab
 
@@ -33,11 +33,15 @@ def test_arena_vote_in_the_browser(tmp_path, echo) -> None:
                     lambda model: echo, log=ConversationLog(path),
                     settings=GenerationSettings(max_new_tokens=20))
     store = AbStore(path)
-    with gr.Blocks() as app:
-        with gr.Tab("Arena"):
-            build_arena_tab(engine, store).rng = random.Random(0)
-        with gr.Tab("Dashboard"):
-            build_dashboard_tab(store, list(engine.variants), bootstrap=50)
+
+    def arena() -> object:
+        actions = build_arena_tab(engine, store)
+        actions.rng = random.Random(0)
+        return actions
+
+    app = build_app(engine, tabs=[
+        ("Arena", arena),
+        ("Dashboard", lambda: build_dashboard_tab(store, list(engine.variants), bootstrap=50))])
     port = free_port()
     app.launch(server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:
@@ -46,6 +50,7 @@ def test_arena_vote_in_the_browser(tmp_path, echo) -> None:
                                                  args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
+            page.get_by_role("tab", name="Arena").click()
             page.locator("#cb-arena-question textarea").fill("how do I sync")
             page.locator("#cb-arena-ask").click()
             expect(page.locator("#cb-vote-a")).to_be_enabled(timeout=30_000)
@@ -54,8 +59,8 @@ def test_arena_vote_in_the_browser(tmp_path, echo) -> None:
             page.locator("#cb-vote-a").click()
             expect(page.locator("#cb-arena-status")).to_contain_text("A was", timeout=10_000)
             expect(page.locator("#cb-vote-b")).to_be_disabled()
+            # the tab shows the figures as it opens: it was blank until Refresh was pressed
             page.get_by_role("tab", name="Dashboard").click()
-            page.locator("#cb-dashboard-refresh").click()
             expect(page.locator("#cb-dashboard")).to_contain_text("Arena (1 vote)",
                                                                   timeout=30_000)
             browser.close()

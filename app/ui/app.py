@@ -35,7 +35,7 @@ def build_app(engine: Engine, *, documents: Documents | None = None,
     ``answers_at_once``: chat answers given together (``models.max_batch`` on a server);
     each of ``tabs`` is a (label, build function) called inside its own tab after Chat and
     Documents; what it returns may list ``on_page_load`` (function, outputs) pairs to run when a
-    page opens."""
+    page opens, and ``on_tab_open`` pairs to run each time its tab is opened."""
     # uploads wait in Gradio's cache until indexed or imported: cleared hourly of any a day
     # old, and at shutdown, so uploads can't pile up on the server's disk
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 86400)) as app:
@@ -57,9 +57,11 @@ def build_app(engine: Engine, *, documents: Documents | None = None,
                 _on_page_load(app, app.review_actions)
             app.tab_actions = {}
             for label, build in tabs:
-                with gr.Tab(label, id=label.lower()):
+                with gr.Tab(label, id=label.lower()) as tab:
                     app.tab_actions[label] = build()
                 _on_page_load(app, app.tab_actions[label])
+                for function, outputs in getattr(app.tab_actions[label], "on_tab_open", ()):
+                    tab.select(function, None, outputs)
     refuse_values_it_cannot_take(app)
     return app
 

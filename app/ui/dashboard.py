@@ -1,6 +1,6 @@
-"""The Dashboard tab: the A/B report of ``chatbot ab report`` in the browser, refreshed on
-demand: thumbs-up rates with Wilson intervals, arena win rates and Bradley-Terry strengths,
-votes still needed, and the chart. Run it with ``chatbot serve``.
+"""The Dashboard tab: the A/B report of ``chatbot ab report`` in the browser, computed as the
+tab opens and on Refresh: thumbs-up rates with Wilson intervals, arena win rates and
+Bradley-Terry strengths, votes still needed, and the chart. Run it with ``chatbot serve``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ class DashboardActions:
         self.store = store
         self.variants = list(variants)
         self.settings = (min_effect, alpha, power, bootstrap)
+        self.on_tab_open: list[tuple] = []
+        """(function, outputs) pairs ``build_app`` runs each time the tab is opened."""
 
     def refresh(self) -> tuple:
         from PIL import Image
@@ -34,10 +36,12 @@ class DashboardActions:
 def build_dashboard_tab(store: AbStore, variants: Sequence[str], min_effect: float = 0.05,
                         alpha: float = 0.05, power: float = 0.8, bootstrap: int = 500
                         ) -> DashboardActions:
-    """Lay out the Dashboard tab inside the current ``gr.Blocks``; it fills on Refresh."""
+    """Lay out the Dashboard tab inside the current ``gr.Blocks``; it fills as the tab opens
+    (``build_app`` wires ``on_tab_open``) and on Refresh."""
     actions = DashboardActions(store, variants, min_effect, alpha, power, bootstrap)
     refresh = gr.Button("Refresh", size="sm", elem_id="cb-dashboard-refresh")
-    report = gr.Markdown("_Press Refresh to compute the report._", elem_id="cb-dashboard")
+    report = gr.Markdown("_Computing the report..._", elem_id="cb-dashboard")
     chart = gr.Image(label="Chart", type="pil", interactive=False, elem_id="cb-dashboard-chart")
     refresh.click(actions.refresh, None, [report, chart])
+    actions.on_tab_open.append((actions.refresh, [report, chart]))
     return actions
