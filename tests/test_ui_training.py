@@ -78,7 +78,7 @@ def wait_while_running(actions, seconds=120.0):
 
 
 def test_build_from_the_log_keeps_thumbs_up_and_shows_the_report(actions, config, warnings):
-    summary, report, histogram, rows, picker = build(actions, feedback="up")
+    summary, report, histogram, rows, picker, _ = build(actions, feedback="up")
     assert summary.startswith("**dataset v1: train 5, validation 1 conversations")
     assert "read 10: 0 imported, 10 logged answers" in summary
     assert ("| feedback | policy=up, corrections=prefer | 10 → 6 | 10 → 6 | 2 thumbed down, 2 not rated; 1 kept "
@@ -141,16 +141,40 @@ def test_a_transcript_of_a_name_imported_before_never_replaces_it(actions, confi
 
     first = transcript(tmp_path / "mine", "Hold the reset button for ten seconds.")
     other = transcript(tmp_path / "theirs", "Unplug it and throw it away.")
+    first_sha, other_sha = file_sha256(first), file_sha256(other)  # uploads are moved in
     assert "train" in build(actions, name="v1", use_log=False, files=[str(first)])[0]
     kept = source("v1")
     refused = build(actions, name="", use_log=False, files=[str(other)])
     assert refused[0].startswith("**Not built:** give the dataset a name first")
     assert "train" in build(actions, name="v2", use_log=False, files=[str(other)])[0]
-    assert file_sha256(Path(kept["path"])) == kept["sha256"] == file_sha256(first)
-    assert source("v2")["sha256"] == file_sha256(other)
+    assert file_sha256(Path(kept["path"])) == kept["sha256"] == first_sha
+    assert source("v2")["sha256"] == other_sha
     stored = sorted((config.data_path / "transcripts").rglob("*"))
     assert stored == sorted([Path(kept["path"]), Path(kept["path"]).parent,
                              Path(source("v2")["path"]), Path(source("v2")["path"]).parent])
+
+
+def test_an_uploaded_transcript_is_moved_out_of_the_upload_cache_not_copied(actions, config,
+                                                                          tmp_path, warnings):
+    """Each transcript was copied under the data dir and its upload left in Gradio's cache for
+    a day: twice the disk. A refused build leaves the upload where it was, for the next try;
+    a built one empties the box, whose files are now the dataset's."""
+    upload = transcript(tmp_path / "gradio-a", "Hold the reset button for ten seconds.")
+    refused = build(actions, name="", use_log=False, files=[str(upload)])
+    assert refused[0].startswith("**Not built:** give the dataset a name first")
+    assert upload.is_file() and not list((config.data_path / "transcripts").rglob("*.jsonl"))
+    built = build(actions, name="v1", use_log=False, files=[str(upload)])
+    assert "train" in built[0] and built[-1] is None  # the files box emptied
+    assert not upload.exists()
+    kept = list((config.data_path / "transcripts").rglob("support.jsonl"))
+    assert len(kept) == 1 and "Hold the reset button" in kept[0].read_text()
+    again = transcript(tmp_path / "gradio-b", "Hold the reset button for ten seconds.")
+    assert "train" in build(actions, name="v2", use_log=False, files=[str(again)])[0]
+    assert not again.exists()  # the same file kept once, its second upload deleted
+    assert list((config.data_path / "transcripts").rglob("support.jsonl")) == kept
+    gone = build(actions, name="v3", use_log=False, files=[str(upload)])  # an API caller's
+    assert gone[0].startswith("**Not built:** support.jsonl: no longer on the server")
+    assert warnings[-1].startswith("support.jsonl: no longer on the server")
 
 
 def test_the_page_opens_on_the_last_built_of_datasets_built_in_one_second(actions, monkeypatch):

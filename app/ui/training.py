@@ -69,35 +69,36 @@ class TrainingActions:
     def build(self, name: str, use_log: bool, files: list[str] | None, feedback: str,
               min_tokens: float | None, max_tokens: float | None, near_duplicates: float | None,
               validation_share: float, overwrite: bool = False) -> tuple:
-        """Build dataset ``name``; returns (summary, report, histogram, table, picker)."""
+        """Build dataset ``name``; returns (summary, report, histogram, table, picker, files):
+        the files box is emptied once its uploads are the dataset's; a refused build leaves
+        them in the box for the next try."""
         from app.build import data_settings
         from training.data.build import build_dataset
 
         name = (name or "").strip()
-        copied: list[Path] = []
-        sources = (["logs"] if use_log else []) + [str(self._keep(Path(f), copied))
-                                                   for f in files or []]
+        moved: dict[Path, Path] = {}
         try:
             if not name:
                 raise ChatbotError("give the dataset a name first")
-            if not sources:
+            if not use_log and not files:
                 raise ChatbotError("tick the conversation log or upload transcript files")
+            sources = (["logs"] if use_log else []) + [str(self._keep(Path(f), moved))
+                                                       for f in files or []]
             options = self.options(feedback, min_tokens, max_tokens, near_duplicates,
                                    validation_share)
             summary = build_dataset(data_settings(self.config), name, sources, overwrite=overwrite,
                                     options=options)
         except ChatbotError as exc:
-            for path in copied:  # no dataset names them: a refused build keeps nothing
-                path.unlink(missing_ok=True)
-                with contextlib.suppress(OSError):  # its folder, unless another file is in it
-                    path.parent.rmdir()
+            _put_back(moved)
             gr.Warning(self._shown(str(exc)))
-            return (f"**Not built:** {self._shown(str(exc))}", *self.datasets())
+            return (f"**Not built:** {self._shown(str(exc))}", *self.datasets(), gr.update())
+        for upload in files or []:  # an upload of a file kept before: its copy is not needed
+            Path(upload).unlink(missing_ok=True)
         lines = summary.lines()
         warnings = [f"- **Warning:** {warning}" for warning in summary.warnings]
         text = self._shown("\n".join(["**" + lines[0] + "**", *warnings, "```", *lines[1:],
                                       "```"]))
-        return (text, *self.datasets(chosen=name))
+        return (text, *self.datasets(chosen=name), None)
 
     def options(self, feedback: str, min_tokens: float | None, max_tokens: float | None,
                 near_duplicates: float | None, validation_share: float):
@@ -144,20 +145,24 @@ class TrainingActions:
                 .replace("pass --overwrite", "tick \"Replace a dataset of the same name\"")
                 .replace("import transcripts with --from FILE", "add transcript files above"))
 
-    def _keep(self, upload: Path, copied: list[Path]) -> Path:
-        """Uploads are copied under the data dir, so the manifest names a file that stays:
-        in a folder named by the file's sha256, so an upload of the same name with other
-        content (anyone's, on an open server) never replaces the file an earlier dataset was
-        built from; the same file uploaded again is kept once. A new copy joins ``copied``.
-        Through the server, Gradio passes only files uploaded to it (``app.ui.mount_ui``)."""
+    def _keep(self, upload: Path, moved: dict[Path, Path]) -> Path:
+        """Uploads are moved out of Gradio's cache under the data dir (a copy would leave the
+        cached file a day), so the manifest names a file that stays: in a folder named by the
+        file's sha256, so an upload of the same name with other content (anyone's, on an open
+        server) never replaces the file an earlier dataset was built from; the same file
+        uploaded again is kept once. A moved file joins ``moved`` (target -> upload). Through
+        the server, Gradio passes only files uploaded to it (``app.ui.mount_ui``)."""
         from chatbot.models import file_sha256
 
+        if not upload.is_file():
+            raise ChatbotError(f"{upload.name}: no longer on the server (an upload is kept once "
+                               "a dataset is built from it); upload it again")
         folder = DataPaths(self.config.data_path).transcripts / file_sha256(upload)[:16]
         target = folder / upload.name
         if not target.is_file():
             folder.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(upload, target)
-            copied.append(target)
+            shutil.move(upload, target)
+            moved[target] = upload
         return target
 
     # -- training runs ---------------------------------------------------------------------
@@ -210,6 +215,15 @@ class TrainingActions:
             return (f"Variant **{name}** is served now (API model `{name}`); reload the page "
                     "to pick it in the Chat tab.")
         return f"Restart `chatbot serve` to chat with variant **{name}**."
+
+
+def _put_back(moved: dict[Path, Path]) -> None:
+    """A refused build's uploads go back where Gradio put them: no dataset names them, and the
+    page's files box still does, for the next try."""
+    for target, upload in moved.items():
+        shutil.move(target, upload)
+        with contextlib.suppress(OSError):  # its folder, unless another file is in it
+            target.parent.rmdir()
 
 
 def _positive(value: float | None, kind: type) -> float | int | None:
@@ -288,7 +302,8 @@ def _dataset_section(actions: TrainingActions) -> gr.Dropdown:
     table = gr.Dataframe(headers=DATASET_COLUMNS, label="Datasets", interactive=False)
     picker = gr.Dropdown([], label="Dataset to train on", elem_id="cb-train-dataset")
     build.click(actions.build, [name, use_log, files, feedback, min_tokens, max_tokens, near,
-                                share, overwrite], [summary, report, histogram, table, picker])
+                                share, overwrite],
+                [summary, report, histogram, table, picker, files])
     picker.input(actions.report, [picker], [report, histogram])
     actions.on_page_load.append((actions.datasets, [report, histogram, table, picker]))
     return picker
