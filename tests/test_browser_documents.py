@@ -58,6 +58,10 @@ def test_the_upload_status_says_what_became_of_an_upload_the_page_refused(url, t
                 page.locator("#cb-upload input[type=file]").set_input_files(
                     [str(tmp_path / name) for name in names])
                 expect(status).to_contain_text(says, timeout=30_000)
+                if says.startswith("Not uploaded"):  # the pop-up says it in the same words:
+                    # it said 'File(s) exceed the maximum allowed size of 0.0 Mb: "big.md"'
+                    # and 'HTTP 413: {"detail":"this upload is larger than ...'
+                    expect(page.get_by_test_id("toast-text").last).to_have_text(says)
             expect(page.locator("#cb-documents")).to_contain_text("uploads/small.md")
         finally:
             browser.close()

@@ -188,9 +188,10 @@ HEAD = """<script>
 })();
 </script>
 <script>
-// Files chosen for the Documents tab's upload: the status line says at once what becomes of
-// them, an upload the page refuses before sending (past index.max_file_mb or
-// index.max_upload_mb, set in window.cbUploadLimits) included; the hidden button shows it.
+// Files chosen for an upload (the Documents tab's, or the Training tab's transcripts): the page
+// knows at once what becomes of them, an upload it refuses before sending (past
+// index.max_file_mb or index.max_upload_mb, set in window.cbUploadLimits) included; the
+// Documents tab's status line says it, through its hidden button.
 (() => {
   const mb = (bytes) => +(bytes / 2 ** 20).toPrecision(2);
   function note(files) {
@@ -204,20 +205,55 @@ HEAD = """<script>
       `(index.max_upload_mb); upload fewer at a time.`;
     return `Uploading and indexing ${files.length} file(s)...`;
   }
-  function chosen(files) {
+  function tell(text) {
+    window.cbUploadNote = text;
     const button = document.getElementById("cb-upload-note");
-    if (!files || !files.length || !button || !window.cbUploadLimits) return;
+    if (button) button.click();
+  }
+  function chosen(files, box) {
+    if (!files || !files.length || !box || !window.cbUploadLimits) return;
     window.cbUploadNote = note([...files]);
-    button.click();
+    if (box.id === "cb-upload") tell(window.cbUploadNote);
   }
   document.addEventListener("change", (event) => {
-    if (event.target.matches && event.target.matches("#cb-upload input[type=file]"))
-      chosen(event.target.files);
+    if (event.target.matches && event.target.matches("input[type=file]"))
+      chosen(event.target.files, event.target.closest(".block"));
   }, true);
   document.addEventListener("drop", (event) => {
-    if (event.target.closest && event.target.closest("#cb-upload"))
-      chosen(event.dataTransfer && event.dataTransfer.files);
+    const box = event.target.closest && event.target.closest(".block");
+    if (box && box.querySelector("input[type=file]"))
+      chosen(event.dataTransfer && event.dataTransfer.files, box);
   }, true);
+  // Gradio's pop-up for a refused upload gave its own check's words ('File(s) exceed the
+  // maximum allowed size of 10.2 Kb: "big.md"') or the server's answer as sent ('HTTP 413:
+  // {"detail": ...}'); it says the line above instead, or the server's reason in words.
+  function readable(text) {
+    const sent = /^HTTP (\\d{3}): ([\\s\\S]*)$/.exec(text);
+    if (!sent && !/^File\\(s\\) exceed the maximum allowed size/.test(text)) return null;
+    if ((window.cbUploadNote || "").startsWith("Not uploaded")) return window.cbUploadNote;
+    if (!sent) return `Not uploaded: a file is larger than the ${window.cbUploadLimits.file} ` +
+      `MB a file may be (index.max_file_mb).`;
+    let reason = sent[2].trim();
+    try { reason = JSON.parse(reason).detail; } catch (error) { /* the body as sent */ }
+    if (typeof reason !== "string" || !reason || reason.length > 300 || reason.includes("<"))
+      reason = `the server refused it (HTTP ${sent[1]})`;
+    const told = `Not uploaded: ${reason.replace(/\\.$/, "")}.`;
+    const status = document.getElementById("cb-upload-status");
+    if (status && status.innerText.startsWith("Uploading and indexing")) tell(told);
+    return told;
+  }
+  let queued = false;
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => {
+      queued = false;
+      document.querySelectorAll('[data-testid="toast-text"]').forEach((toast) => {
+        const told = readable(toast.textContent.trim());
+        if (told) toast.textContent = told;
+      });
+    });
+  }).observe(document.documentElement, {subtree: true, childList: true, characterData: true});
 })();
 </script>
 <style>.cb-flash { outline: 2px solid var(--color-accent); }
