@@ -4,12 +4,17 @@ Gradio reads a request's whole body into memory, with no limit of its own but a 
 size; the ``/v1`` routes check their bodies themselves (``app/api_body.py``). Every other
 route may take what one API request may send, so no caller can make the server hold more.
 An upload's files are streamed to disk, each within ``index.max_file_mb``, all of them within
-``index.max_upload_mb``; its other form fields are held in memory, so they are held to that
-same allowance. An upload refused part-way leaves none of its files on disk. A refusal is a
-413 (400 for a malformed upload) with a JSON ``detail``, which the page shows as it is.
+``index.max_upload_mb`` and within what leaves ``index.min_free_disk_mb`` free on the disks of
+the data dir and of Gradio's upload cache (uploads come again and again); its other form
+fields are held in memory, so they are held to that same allowance. An upload refused part-way
+leaves none of its files on disk. A refusal is a 413 (400 for a malformed upload, 507 for a
+disk near its margin) with a JSON ``detail``, which the page shows in words.
 """
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -25,10 +30,13 @@ them within ``index.max_upload_mb`` (here)."""
 
 
 class WebUiBodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_mb: float) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_mb: float,
+                 min_free_disk_mb: float = 0, data_dir: Path | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_upload_mb = max_upload_mb
+        self.min_free_disk_mb = min_free_disk_mb
+        self.data_dir = data_dir
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -62,11 +70,18 @@ class WebUiBodyLimit:
         answer is then replaced by the refusal's."""
         too_large = (f"this upload is larger than the {self.max_upload_mb:g} MB one upload may "
                      "hold (index.max_upload_mb); upload fewer files at a time")
+        disk_full = (f"the server keeps {self.min_free_disk_mb:g} MB of its disk free "
+                     "(index.min_free_disk_mb) and this upload would leave less; remove "
+                     "documents no longer needed, or ask the server's admin to free space")
         max_upload_bytes = int(self.max_upload_mb * 2**20)
-        if _declared_length(headers) > max_upload_bytes:  # refused before it is sent
-            await JSONResponse({"detail": too_large}, 413)(scope, receive, send)
-            return
+        room = self.disk_room()
+        for limit, refusal, status in ((max_upload_bytes, too_large, 413),
+                                       (room, disk_full, 507)):
+            if _declared_length(headers) > limit:  # refused before it is sent
+                await JSONResponse({"detail": refusal}, status)(scope, receive, send)
+                return
         total = BodyBytes(max_upload_bytes, too_large)
+        space = BodyBytes(room, disk_full, status=507)
         fields = FormFieldBytes(headers.get("content-type", ""), self.max_bytes)
         refused: list[HTTPException] = []
 
@@ -75,6 +90,7 @@ class WebUiBodyLimit:
             try:
                 if message["type"] == "http.request":
                     total.feed(message.get("body", b""))
+                    space.feed(message.get("body", b""))
                     fields.feed(message.get("body", b""))
                 elif message["type"] == "http.disconnect":  # a page closed mid-upload
                     raise HTTPException(400, "the upload was cut off before its end")
@@ -91,6 +107,23 @@ class WebUiBodyLimit:
                 await refusal(scope, receive, send)
 
         await self.app(scope, checked, answer)
+
+    def disk_room(self) -> int:
+        """Bytes an upload may bring before the fuller of the disks it goes to (Gradio's
+        upload cache, then the data dir's uploads) has less than ``min_free_disk_mb`` free."""
+        from gradio.utils import get_upload_folder
+
+        folders = [Path(get_upload_folder()), *([self.data_dir] if self.data_dir else [])]
+        free = min(shutil.disk_usage(_nearest_existing(folder)).free for folder in folders)
+        return free - int(self.min_free_disk_mb * 2**20)
+
+
+def _nearest_existing(folder: Path) -> Path:
+    """``folder``, or the nearest folder above it that exists (a data dir not yet made)."""
+    folder = folder.resolve()
+    while not folder.exists():
+        folder = folder.parent
+    return folder
 
 
 def _gradio_parse_error(message: str) -> Exception:
@@ -111,15 +144,16 @@ class BodyBytes:
     """Counts a body as it arrives and refuses it (a 413 from the route reading it) once it
     passes ``max_bytes``: a body sent without its length is refused as well."""
 
-    def __init__(self, max_bytes: int, refusal: str) -> None:
+    def __init__(self, max_bytes: int, refusal: str, status: int = 413) -> None:
         self.max_bytes = max_bytes
         self.refusal = refusal
+        self.status = status
         self.total = 0
 
     def feed(self, chunk: bytes) -> None:
         self.total += len(chunk)
         if self.total > self.max_bytes:
-            raise HTTPException(413, self.refusal)
+            raise HTTPException(self.status, self.refusal)
 
 
 class FormFieldBytes:

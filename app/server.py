@@ -68,7 +68,9 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     if credentials.required:
         server.add_middleware(LoginThrottle, attempts=attempts)
     server.add_middleware(WebUiBodyLimit, max_bytes=limits.body_bytes,
-                          max_upload_mb=config.index.max_upload_mb)
+                          max_upload_mb=config.index.max_upload_mb,
+                          min_free_disk_mb=config.index.min_free_disk_mb,
+                          data_dir=config.data_path)
     server.add_middleware(OwnImagesOnly)
     server.add_middleware(CrossSiteRefusal)  # refused before anything is read
     if not credentials.required:  # a login's cookie is not sent to another site's name

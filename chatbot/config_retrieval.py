@@ -28,6 +28,9 @@ class IndexConfig(Section):
     max_upload_mb: float = Field(default=500, gt=0)
     """The most one web UI upload may carry, all its files together: Gradio takes up to 1,000
     files of ``max_file_mb`` each in one upload, 50 GB by default, onto the server's disk."""
+    min_free_disk_mb: float = Field(default=1024, ge=0)
+    """An upload that would leave less free space than this on the disk of the data dir or of
+    the upload cache is refused, so uploads, however many, can't fill the server's disk."""
     text_field: str = "text"
     """Field that holds the text in .csv and .jsonl files (one document per row)."""
     index_type: Literal["auto", "flat", "hnsw"] = "auto"
