@@ -15,8 +15,8 @@ from chatbot.answer_stream import CUT_SHORT_BY_SHUTDOWN
 from chatbot.engine import Engine
 from chatbot.errors import ChatbotError, InputError, NotInLog
 from app.ui.chat_state import ChatEvent, ChatState, ShownAnswer, new_state
-from app.ui.render import (SOURCES_PLACEHOLDER, cited_numbers, error_text, meta_line,
-                           query_line, sources_html)
+from app.ui.render import (CUT_OFF_NOTICE, SOURCES_PLACEHOLDER, cited_numbers, error_text,
+                           meta_line, query_line, sources_html)
 from app.ui.support import answer_markup, plain_answer, support_line, supporting_spans
 
 
@@ -92,6 +92,7 @@ class ChatActions:
         variant = reply.variant if self.show_variant_names else None
         heading = (f"<div class='cb-meta'>Answer {index + 1}</div>"
                    + meta_line(variant, reply.timings, reply.refused, reply.filtered)
+                   + (CUT_OFF_NOTICE if reply.reached_token_limit else "")
                    + query_line(reply.retrieval_query) + support_line(reply.attribution))
         cited = cited_numbers(reply.text, len(reply.hits))
         return (sources_html(reply.hits, prefix_for(index), cited, heading,

@@ -79,6 +79,12 @@ def meta_line(variant: str | None, timings: dict, refused: bool = False,
     return f'<div class="cb-meta">{" · ".join(parts)}</div>' if parts else ""
 
 
+CUT_OFF_NOTICE = ('<div class="cb-flag">This answer was cut off at the length limit '
+                  '(generation.max_new_tokens): ask for the rest, or ask a narrower question.'
+                  '</div>')
+"""Beside an answer that stopped at the token limit: it reads as finished otherwise."""
+
+
 def query_line(query: str | None) -> str:
     """What the documents were searched with: a follow-up's query carries the turn it refers
     to, so the sources can be explained."""
