@@ -9,6 +9,7 @@ are found without a restart.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -51,15 +52,18 @@ class BotDocuments:
                 for doc in indexing.list_documents(self.index)]
 
     def remove(self, name: str, waiting: Callable[[], None] | None = None) -> list[str]:
-        """Drop the indexed file shown as ``name`` (see ``list``); returns its name.
-        ``waiting()`` is called if a sync holds the index."""
+        """Drop the indexed file shown as ``name`` (see ``list``), and its file if it was a web
+        UI upload; returns its name. ``waiting()`` is called if a sync holds the index."""
         names = self.index.names
         sources = [doc.source for doc in indexing.list_documents(self.index)
                    if names.name(doc.source) == name]
         if not sources:
             raise DocumentIndexError(f"{name} is not indexed; pick one of the listed documents")
+        uploads = Path(os.path.abspath(self.upload_dir))
         for source in sources:
             indexing.remove_documents(self.index, source, waiting)
+            if Path(os.path.abspath(source)).is_relative_to(uploads):  # kept only to be indexed
+                Path(source).unlink(missing_ok=True)
         return [name] * len(sources)
 
     @indexing.index_errors  # damage met following a sync's generation: the reason, not a 500

@@ -209,3 +209,14 @@ def test_a_damaged_index_is_told_without_the_servers_paths(documents, tmp_path) 
     with pytest.warns(UserWarning, match=f"^{re.escape(told)}"):
         rows, chooser = actions.table()
     assert rows == [] and chooser["choices"] == []
+
+
+def test_a_removed_upload_leaves_no_copy_on_the_server(documents, tmp_path) -> None:
+    """Removing an uploaded document took it out of the index but left its file in uploads/,
+    where no page could reach it again: each removed upload stayed on the disk for good."""
+    actions = DocumentActions(documents)
+    actions.upload([write(tmp_path / "a", "faq.md", "Refunds take five days."),
+                    write(tmp_path / "b", "parking.md", "Park in bay 4.")])
+    status, rows, _ = actions.remove("uploads/faq.md")
+    assert status == "Removed 1 document(s)." and [r[0] for r in rows] == ["uploads/parking.md"]
+    assert sorted(p.name for p in documents.upload_dir.iterdir()) == ["parking.md"]
