@@ -6,7 +6,6 @@ import pytest
 from app.build import build_engine
 from chatbot.config_file import load_config
 from chatbot.engine import Engine
-from chatbot.errors import ModelError
 from chatbot.generate import GenerationSettings
 from chatbot.log_erasure import erase_sessions
 from chatbot.logs import ConversationLog
@@ -14,7 +13,6 @@ from app.ui import build_app
 from app.ui.chat import ChatActions, new_state
 from app.ui.support import answer_markup
 from chatbot.variants import Variant
-from conftest import EchoGenerator
 from index.types import Chunk, Hit
 
 VARIANTS = {"prompt": Variant("prompt", "base", "rag", True),
@@ -179,17 +177,6 @@ def test_bad_input_warns_and_the_next_question_is_answered(engine) -> None:
     assert [m["role"] for m in messages] == ["user", "assistant"]
 
 
-def test_model_error_becomes_a_ui_error_and_no_answer_is_kept(tmp_path) -> None:
-    def broken(model: str):
-        raise ModelError(f"model {model} can't be loaded; run `chatbot models prepare`")
-
-    engine = Engine(VARIANTS, broken, log=ConversationLog(tmp_path / "logs.sqlite"))
-    actions, state = ChatActions(engine), new_state()
-    with pytest.raises(gr.Error, match="model base can't be loaded"):
-        run(actions.respond("hello", state, "prompt"))
-    assert state.answers == []
-
-
 def test_regenerate_replaces_the_last_answer_and_keeps_the_earlier_ones(engine, echo) -> None:
     actions, state = ChatActions(engine), new_state()
     run(actions.respond("one two", state, "prompt"))
@@ -205,56 +192,6 @@ def test_regenerate_replaces_the_last_answer_and_keeps_the_earlier_ones(engine, 
     assert sent.count("three four") == 1 and "one two" in sent  # history without the old answer
     logged = [t for t in engine.log.conversation(state.session_id).turns if t.role == "assistant"]
     assert len(logged) == 3  # the replaced answer stays in the log
-
-
-class FailingEcho(EchoGenerator):
-    """Echoes, but the next ``failures`` answers break off after their first word."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-
-    def stream(self, messages, settings, adapter=None, cancel=None):
-        for number, word in enumerate(super().stream(messages, settings, adapter, cancel)):
-            if number and self.failures:
-                self.failures -= 1
-                raise ModelError("the model server went away mid-answer")
-            yield word
-
-
-@pytest.fixture
-def flaky(tmp_path) -> tuple[FailingEcho, Engine]:
-    """A model that fails as often as its ``failures`` says, and an engine on it."""
-    model = FailingEcho(failures=0)
-    return model, Engine(VARIANTS, lambda name: model, search=passages,
-                         log=ConversationLog(tmp_path / "logs.sqlite"))
-
-
-def test_regenerate_after_a_failed_answer_asks_the_failed_question_again(flaky) -> None:
-    model, engine = flaky
-    actions, state = ChatActions(engine), new_state()
-    run(actions.respond("good first answer", state, "plain"))
-    model.failures = 1
-    with pytest.raises(gr.Error, match="went away mid-answer"):
-        run(actions.respond("second question here", state, "plain"))
-    messages = drawn(run(actions.regenerate(state, "plain"))[-1][0])
-    assert [m["content"] for m in messages] == ["good first answer", "good first answer",
-                                                "second question here", "second question here"]
-    assert state.unanswered is None
-
-
-def test_a_failed_regenerate_keeps_the_answer_it_was_to_replace(flaky) -> None:
-    model, engine = flaky
-    actions, state = ChatActions(engine), new_state()
-    run(actions.respond("one two", state, "plain"))
-    run(actions.respond("three four", state, "plain"))
-    model.failures = 1
-    with pytest.raises(gr.Error, match="went away mid-answer"):
-        run(actions.regenerate(state, "plain"))
-    assert [a.reply.text.split() for a in state.answers] == [["one", "two"], ["three", "four"]]
-    messages = drawn(run(actions.regenerate(state, "plain"))[-1][0])  # the same, asked again
-    assert [m["content"] for m in messages if m["role"] == "user"] == ["one two", "three four"]
-    assert len(state.answers) == 2
 
 
 def test_clear_starts_a_new_session(engine) -> None:

@@ -21,6 +21,7 @@ from app.ui.support import answer_markup, plain_answer, support_line, supporting
 
 
 ANSWERING = '<div class="cb-sources-empty">Answering...</div>'
+NOT_ANSWERED = '<div class="cb-sources-empty">Not answered: no sources to show.</div>'
 STILL_ANSWERING = ("The bot is still answering your last question; send this one when that "
                    "answer is in (Clear stops it).")
 
@@ -167,9 +168,8 @@ class ChatActions:
                 shown[-1] = {"role": "assistant", "content": text}
                 yield (shown, state, gr.update(), ANSWERING, None, gr.update())
         except ChatbotError as exc:
-            if not replace_last:
-                state.unanswered = stream.question
-            raise gr.Error(error_text(exc), print_exception=False) from exc
+            yield self._not_answered(state, stream.question, error_text(exc), replace_last)
+            return
         finally:  # a closed or reloaded tab closes this generator: the answer stops with it
             stream.cancel()
         if stream.cut_short_by_shutdown:
@@ -177,6 +177,24 @@ class ChatActions:
         state.answers[kept:] = [ShownAnswer(stream.question, stream.reply)]
         state.unanswered = None
         yield (self.drawn(state), state, gr.update(), *self.panel(state), gr.update())
+
+    def _not_answered(self, state: ChatState, question: str, error: str,
+                      replace_last: bool) -> tuple:
+        """A failed answer said where it would have been (a raised error marked the chat, the
+        message box and the sources as failed, and the question left the page), for
+        Regenerate to ask again; a failed regeneration shows the answer it was to replace."""
+        error = error.rstrip(".")
+        if replace_last:
+            gr.Warning(f"Not answered: {error}; the earlier answer is kept. Regenerate tries "
+                       "again.")
+            return (self.drawn(state), state, gr.update(), *self.panel(state), gr.update())
+        state.unanswered = question
+        failed = [{"role": "user", "content": question}, {
+            "role": "assistant", "content": f"**Not answered:** {error}. Regenerate asks the "
+                                            "question again."}]
+        return (gr.update(value=self.chat_messages(state) + failed,
+                          feedback_value=[*self.thumbs(state), None]),
+                state, gr.update(), NOT_ANSWERED, None, gr.update())
 
     def clear(self, state: ChatState | None) -> tuple:
         """Start a new conversation: a new session id, nothing shown (the old one stays in
