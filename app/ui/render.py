@@ -258,6 +258,16 @@ HEAD = """<script>
         const told = readable(toast.textContent.trim());
         if (told) toast.textContent = told;
       });
+      // A refused upload left its drop box under an 'Error' mark that took the next click
+      // (no file chooser opened) until its own small close button was found; the pop-up and
+      // the status line say what happened, so the mark is closed at once.
+      document.querySelectorAll('[data-testid="status-tracker"] .clear-status button')
+        .forEach((close) => {
+          const box = close.closest(".block");
+          if (box && box.querySelector("input[type=file]")
+              && close.closest('[data-testid="status-tracker"]').querySelector(".error"))
+            close.click();
+        });
     });
   }).observe(document.documentElement, {subtree: true, childList: true, characterData: true});
 })();
