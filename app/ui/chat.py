@@ -331,7 +331,8 @@ def build_chat_tab(engine: Engine, assign_variant: Callable[[str], str] | None =
             with gr.Row():
                 box = gr.Textbox(placeholder="Type a question and press Enter", scale=5,
                                  show_label=False, elem_id="cb-message", autofocus=True)
-                send = gr.Button("Send", variant="primary", scale=1, elem_id="cb-send")
+                send = gr.Button("Send", variant="primary", scale=1, min_width=80,
+                                 elem_id="cb-send")  # leaves a phone's row to the box
             with gr.Row():
                 regenerate = gr.Button("Regenerate", size="sm", elem_id="cb-regenerate")
                 clear = gr.Button("Clear", size="sm", elem_id="cb-clear")
