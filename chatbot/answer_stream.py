@@ -244,7 +244,7 @@ class AnswerStream:
                 turn.shown):
             self._events.put(("piece", text[len(turn.shown):]))  # all shown before attribution
         attribution = None
-        if complete and not turn.refuse and policies.attributor is not None:
+        if complete and not turn.refuse and self._attributed:
             passages = [hit.text for hit in turn.prompt.hits]
             attribution, text = policies.attributor.judge(text, passages)
             timings["attribution_ms"] = attribution.ms
@@ -270,10 +270,15 @@ class AnswerStream:
         return text, run_filters(self.policies.filters, text)[1]
 
     @property
+    def _attributed(self) -> bool:
+        """The answer is judged against its passages: a variant that reads no documents
+        (``retrieval: false``) has none, and every sentence would count as unsupported."""
+        return self.policies.attributor is not None and self.variant.retrieval
+
+    @property
     def _held(self) -> bool:
         """The answer is shown only once attributed (a policy that may withhold it)."""
-        attributor = self.policies.attributor
-        return attributor is not None and attributor.holds_answers
+        return self._attributed and self.policies.attributor.holds_answers
 
     def _abandoned(self) -> bool:
         """Cancelled, or a piece has waited unread too long: nobody is reading any more."""
