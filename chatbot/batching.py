@@ -147,6 +147,11 @@ class BatchingTransformersGenerator(TransformersGenerator):
                 self._prefilling.append(request)
 
     def _drop_stopped(self) -> None:
+        """End the stopped requests: rows, prompts being prefilled, and those still waiting
+        for a place (a closed tab behind a full batch ends now, not once a row frees)."""
+        for request in [r for r in list(self._waiting) if r.stopped()]:
+            self._waiting.remove(request)  # other threads only append: it is still there
+            request.out.put(_DONE)
         for request in [r for r in self._prefilling if r.stopped()]:
             self._prefilling.remove(request)
             request.out.put(_DONE)

@@ -125,6 +125,28 @@ def test_a_cancelled_request_frees_its_slot_and_the_others_go_on(model_dir, sing
     assert expected.startswith(other_text) and len(other_text) < len(expected)
 
 
+def test_a_request_cancelled_while_it_waits_for_a_slot_ends_at_once(model_dir, single) -> None:
+    """A closed tab whose answer waits behind a full batch ends then, not once a running
+    answer finishes: until it ends, the API counts it in server.max_waiting_answers."""
+    generator = BatchingTransformersGenerator(str(model_dir), "tiny", device="cpu",
+                                              max_batch=1)
+    endless = GenerationSettings(max_new_tokens=900)
+    expected = "".join(single.stream(ask(PROMPTS[2]), endless))
+    cancel_running, cancel_waiting = threading.Event(), threading.Event()
+    running = generator.stream(ask(PROMPTS[2]), endless, cancel=cancel_running)
+    running_text = next(running)  # it holds the only slot
+    waiting = generator.stream(ask(PROMPTS[1]), endless, cancel=cancel_waiting)
+    ended = []
+    reader = threading.Thread(target=lambda: ended.append("".join(waiting)))
+    reader.start()
+    cancel_waiting.set()
+    reader.join(timeout=60)
+    cancel_running.set()
+    running_text += "".join(running)
+    assert ended == [""]
+    assert expected.startswith(running_text) and len(running_text) < len(expected)
+
+
 def test_sampling_settings_apply_to_their_own_row_only(batching, single, alone) -> None:
     """A sampled row, a penalized row and a short row share steps with a greedy one; each
     gets what it would alone."""
