@@ -231,6 +231,8 @@ class AnswerStream:
                     break
         finally:
             getattr(turn.pieces, "close", lambda: None)()
+        if (textless := getattr(turn.pieces, "textless", None)) is not None:
+            raise textless  # a remote's answer without a word: no empty bubble
 
     def _finish(self, turn: _Turn, status: str, error: str | None) -> None:
         """Settle the answer's text, attribute it, give the reader the rest and log the turn:

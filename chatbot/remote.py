@@ -71,6 +71,9 @@ class ServerAnswer(Iterator[str]):
 
     def __init__(self, pieces: Callable[[ServerAnswer], Iterator[str]]) -> None:
         self.finish_reason: str | None = None
+        self.textless: BackendError | None = None
+        """Set once the answer ended without a word: what its reader is told instead of an
+        empty answer (a caller that takes any text, a query's rewrite, may ignore it)."""
         self._pieces = pieces(self)
 
     def __next__(self) -> str:
@@ -171,7 +174,7 @@ class OpenAIGenerator:
             with hung_up_on_cancel(cancel):  # within an answer, the answer's own goes on
                 response = self._open(messages, settings, cancel)
                 if response is not None:
-                    yield from self._pieces(response, cancel, answer)
+                    yield from self._pieces(response, cancel, answer, settings.max_new_tokens)
         finally:
             self.backend.slots.release()
 
@@ -196,9 +199,9 @@ class OpenAIGenerator:
                     return None
         return None
 
-    def _pieces(self, response, cancel: threading.Event,
-                answer: ServerAnswer) -> Iterator[str]:
-        received = 0
+    def _pieces(self, response, cancel: threading.Event, answer: ServerAnswer,
+                max_tokens: int) -> Iterator[str]:
+        received, blank = 0, True
         try:
             for chunk in response:
                 if cancel.is_set():
@@ -209,7 +212,7 @@ class OpenAIGenerator:
                     raise self._garbled("not a chat completion chunk", received, exc) from None
                 for text, finish_reason in parts:
                     if text:
-                        received += len(text)
+                        received, blank = received + len(text), blank and not text.strip()
                         yield text
                     answer.finish_reason = finish_reason or answer.finish_reason
         except (openai.APIError, httpx.HTTPError) as exc:
@@ -227,6 +230,8 @@ class OpenAIGenerator:
                                   "not an OpenAI-compatible event stream; check that backends."
                                   f"{self.backend.name}.base_url is the server's /v1 URL")
             raise self._cut(received, None)
+        if blank and not cancel.is_set():
+            answer.textless = self._textless(answer.finish_reason, max_tokens)
 
     def _where(self) -> str:
         return f"backend {self.backend.name!r} ({self.backend.base_url})"
@@ -239,6 +244,16 @@ class OpenAIGenerator:
                            f"characters of the answer ({why}); check that backends."
                            f"{self.backend.name}.base_url is an OpenAI-compatible server's "
                            "/v1 URL, and the server's log")
+
+    def _textless(self, finish_reason: str | None, max_tokens: int) -> BackendError:
+        """An answer that ended without a word: shown, it would be an empty bubble."""
+        if finish_reason == "length":
+            return self._error(f"{self._where()} spent all {max_tokens} new tokens without any "
+                               "answer text (finish_reason 'length'); allow more new tokens "
+                               "(a reasoning model spends them thinking)")
+        return self._error(f"{self._where()} ended the answer without any text (finish_reason "
+                           f"{finish_reason!r}); check the server's log, and that model "
+                           f"{self.model_id!r} is a chat model")
 
     def _cut(self, received: int, exc: BaseException | None) -> BackendError:
         if isinstance(exc, (httpx.TimeoutException, openai.APITimeoutError)):
