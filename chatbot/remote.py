@@ -44,8 +44,9 @@ logger = logging.getLogger(__name__)
 RETRIES = 3
 """Retries of a request that could not connect, found the server busy or a gateway failing."""
 BACKOFF_S = (0.5, 1.0, 2.0)
-"""Waits before each retry (a server's ``Retry-After`` is honoured up to ``MAX_WAIT_S``)."""
+"""Waits before each retry, unless the server's ``Retry-After`` asks for another."""
 MAX_WAIT_S = 8.0
+"""The longest ``Retry-After`` waited for: a server asking for more is not retried."""
 CONTEXT_ERROR = re.compile(r"context|too long|maximum.*length|tokens in all", re.IGNORECASE)
 
 
@@ -195,6 +196,8 @@ class OpenAIGenerator:
                     return None
                 if attempt == RETRIES or not _worth_retrying(exc):
                     raise self._failure(exc, attempt) from exc
+                if (asked := _asked_wait_s(exc)) is not None and asked > MAX_WAIT_S:
+                    raise self._asks_to_wait(exc, asked) from exc
                 if cancel.wait(_wait_before_retry(exc, attempt)):
                     return None
         return None
@@ -267,6 +270,13 @@ class OpenAIGenerator:
     def _key_setting(self) -> str:
         return key_setting(self.backend.name, self.backend.api_key_env, self._sends_key,
                            "it was not set when the bot started")
+
+    def _asks_to_wait(self, exc: openai.APIError, seconds: float) -> BackendError:
+        """A rate limit or a long restart: retrying sooner than asked only meets it again."""
+        return self._error(f"{self._where()} is busy (HTTP {exc.status_code}: "
+                           f"{_server_message(exc)}) and asks to be tried again in "
+                           f"{seconds:.0f} s, longer than the bot waits ({MAX_WAIT_S:g} s); ask "
+                           "again later, or check the server's rate limits", busy=True)
 
     def _failure(self, exc: openai.APIError, retries: int) -> BackendError:
         name, where = self.backend.name, self._where()
@@ -353,11 +363,15 @@ def _worth_retrying(exc: openai.APIError) -> bool:
     return getattr(exc, "status_code", None) in BUSY + GATEWAY_ERRORS
 
 
-def _wait_before_retry(exc: openai.APIError, attempt: int) -> float:
+def _asked_wait_s(exc: openai.APIError) -> float | None:
+    """The seconds the server's ``Retry-After`` asks for, if it sent one."""
     response = getattr(exc, "response", None)
-    after = _retry_after_s(response.headers.get("retry-after")) if response is not None else None
-    return BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)] if after is None else min(MAX_WAIT_S,
-                                                                                  after)
+    return _retry_after_s(response.headers.get("retry-after")) if response is not None else None
+
+
+def _wait_before_retry(exc: openai.APIError, attempt: int) -> float:
+    after = _asked_wait_s(exc)
+    return BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)] if after is None else after
 
 
 def _retry_after_s(value: str | None) -> float | None:

@@ -216,6 +216,30 @@ def test_a_retry_after_given_as_a_date_is_honoured(tmp_path, monkeypatch, waits)
     assert len(waits) == 1 and waits[0][0] == 503 and 3.5 < waits[0][1] <= 6
 
 
+def test_a_server_asking_to_wait_longer_than_the_bot_waits_is_told_at_once(
+        tmp_path, monkeypatch, waits) -> None:
+    """A rate limit that asks for an hour was retried after 8 s three times: the user waited
+    24 s for the same refusal, told to lower max_concurrency, without the server's words."""
+    asked: list[str] = []
+
+    class RateLimited(QuietHandler):
+        def do_POST(self) -> None:
+            if self.asked_to_chat():
+                asked.append(self.path)
+                self.reply(429, b'{"error": {"message": "Rate limit reached for requests"}}',
+                           "application/json", {"Retry-After": "3600"})
+
+    with http_server(RateLimited) as url:
+        engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
+        said = (rf"^backend 'remote' \({re.escape(url)}\) is busy \(HTTP 429: Rate limit "
+                r"reached for requests\) and asks to be tried again in 3600 s, longer than "
+                r"the bot waits \(8 s\); ask again later, or check the server's rate limits$")
+        with pytest.raises(ModelError, match=said) as caught:
+            engine.answer("s1", "hello", "prompt").result()
+    assert caught.value.busy and len(asked) == 1 and waits == []
+    assert engine.log.conversation("s1").turns[-1].status == "error"
+
+
 @contextmanager
 def behind_a_gateway(failures: int, status: int, retry_after: str | None) -> Iterator[str]:
     """The /v1 URL of a proxy whose first ``failures`` answers are ``status`` (the server
