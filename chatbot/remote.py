@@ -24,8 +24,6 @@ import threading
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import httpx
@@ -37,16 +35,12 @@ from chatbot.remote_check import backend_problems, key_setting
 from chatbot.remote_connection import catch_connection, hung_up_on_cancel
 from chatbot.remote_model import (BUSY, CHARS_PER_TOKEN, DEFAULT_CONTEXT_WINDOW, GATEWAY_ERRORS,
                                   ServerModel)
+from chatbot.remote_retry import (MAX_WAIT_S, RETRIES, asked_wait_s, wait_before_retry,
+                                  worth_retrying)
 from chatbot.types import Message
 
 logger = logging.getLogger(__name__)
 
-RETRIES = 3
-"""Retries of a request that could not connect, found the server busy or a gateway failing."""
-BACKOFF_S = (0.5, 1.0, 2.0)
-"""Waits before each retry, unless the server's ``Retry-After`` asks for another."""
-MAX_WAIT_S = 8.0
-"""The longest ``Retry-After`` waited for: a server asking for more is not retried."""
 CONTEXT_ERROR = re.compile(r"context|too long|maximum.*length|tokens in all", re.IGNORECASE)
 
 
@@ -194,11 +188,11 @@ class OpenAIGenerator:
             except openai.APIError as exc:
                 if cancel.is_set():  # hung up on (``chatbot.remote_connection``)
                     return None
-                if attempt == RETRIES or not _worth_retrying(exc):
+                if attempt == RETRIES or not worth_retrying(exc):
                     raise self._failure(exc, attempt) from exc
-                if (asked := _asked_wait_s(exc)) is not None and asked > MAX_WAIT_S:
+                if (asked := asked_wait_s(exc)) is not None and asked > MAX_WAIT_S:
                     raise self._asks_to_wait(exc, asked) from exc
-                if cancel.wait(_wait_before_retry(exc, attempt)):
+                if cancel.wait(wait_before_retry(exc, attempt)):
                     return None
         return None
 
@@ -355,40 +349,6 @@ def _load_tokenizer(tokenizer: str | None, model: str):
         return AutoTokenizer.from_pretrained(model, local_files_only=True)
     except (OSError, ValueError):
         return None
-
-
-def _worth_retrying(exc: openai.APIError) -> bool:
-    if isinstance(exc, openai.APIConnectionError):
-        return not isinstance(exc, openai.APITimeoutError)
-    return getattr(exc, "status_code", None) in BUSY + GATEWAY_ERRORS
-
-
-def _asked_wait_s(exc: openai.APIError) -> float | None:
-    """The seconds the server's ``Retry-After`` asks for, if it sent one."""
-    response = getattr(exc, "response", None)
-    return _retry_after_s(response.headers.get("retry-after")) if response is not None else None
-
-
-def _wait_before_retry(exc: openai.APIError, attempt: int) -> float:
-    after = _asked_wait_s(exc)
-    return BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)] if after is None else after
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Seconds a ``Retry-After`` asks for: a number of seconds, or an HTTP date (RFC 9110), as
-    proxies and gateways send it; ``None`` for none or one that is neither."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _server_message(exc: BaseException | None) -> str:

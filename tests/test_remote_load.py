@@ -105,13 +105,13 @@ def ask_until_served(url: str) -> openai.types.chat.ChatCompletion:
 def waits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int | None, float]]:
     """(HTTP status, seconds waited) of every retry the remote generators make."""
     seen: list[tuple[int | None, float]] = []
-    real = remote_module._wait_before_retry
+    real = remote_module.wait_before_retry
 
     def recorded(exc: openai.APIError, attempt: int) -> float:
         seen.append((getattr(exc, "status_code", None), real(exc, attempt)))
         return seen[-1][1]
 
-    monkeypatch.setattr(remote_module, "_wait_before_retry", recorded)
+    monkeypatch.setattr(remote_module, "wait_before_retry", recorded)
     return seen
 
 
