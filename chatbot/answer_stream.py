@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from chatbot.answer_text import (HOLD_BACK_CHARS, before_stop, complete_words, generation_timings,
                                  milliseconds, reached_token_limit, settled)
 from chatbot.attribution import Attribution, Attributor
-from chatbot.errors import PromptTooLong, SessionNotYours, TooManyNewTokens
+from chatbot.errors import ModelError, PromptTooLong, SessionNotYours, TooManyNewTokens
 from chatbot.filters import NamedFilter, run_filters
 from chatbot.generate import GenerationSettings, Generator
 from chatbot.logs import ConversationLog
@@ -187,7 +187,11 @@ class AnswerStream:
         if self.settings.max_new_tokens >= generator.context_window:
             raise TooManyNewTokens(self.settings.max_new_tokens, generator.context_window)
         started = time.perf_counter()
-        query = self._query(generator)
+        try:
+            query = self._query(generator)
+        except ModelError as exc:  # a follow-up's rewrite failed (a remote down): logged too
+            self._log_finish(self._log_start([], [], None), "", {}, "error", None, str(exc))
+            raise
         queried = time.perf_counter()
         hits = self._retrieve(query)
         retrieved = time.perf_counter()

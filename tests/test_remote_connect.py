@@ -1,6 +1,7 @@
 """A backend address that takes no connections at all (a wrong host, a firewall that drops
 them) is told apart from a server that is connected to but slow: raising ``timeout_s`` is no
-fix for the first."""
+fix for the first. A backend out of reach fails an answer logged as failed, whichever request
+met it first."""
 
 from __future__ import annotations
 
@@ -43,3 +44,25 @@ def test_an_address_that_takes_no_connection_is_not_called_slow(tmp_path, monkey
                                              r"is running and backends.remote.base_url"):
             engine.answer("s1", "hello", "prompt").result()
     assert engine.log.conversation("s1").turns[-1].status == "error"
+
+
+def test_a_follow_up_whose_rewrite_the_backend_fails_is_logged_as_failed(tmp_path,
+                                                                         monkeypatch) -> None:
+    """With retrieval.query.mode: rewrite, the backend writes a follow-up's search query
+    before the answer: a backend down then failed the answer with nothing in the log."""
+    import yaml
+
+    from chatbot.types import Message
+    from tests.serving import free_port
+
+    config = write_bot_config(tmp_path, f"http://127.0.0.1:{free_port()}/v1")
+    settings = yaml.safe_load(config.read_text())
+    settings["retrieval"] = {"query": {"mode": "rewrite", "turns": 2}}
+    config.write_text(yaml.safe_dump(settings))
+    engine = bot_engine(config, monkeypatch)
+    history = [Message("user", "How do I index?"), Message("assistant", "Sync the folder.")]
+    with pytest.raises(ModelError, match=r"^backend 'remote' .* is unreachable") as caught:
+        engine.answer("s1", "How long does that take?", "prompt", history=history).result()
+    question, answer = engine.log.conversation("s1").turns
+    assert (question.text, question.status) == ("How long does that take?", "complete")
+    assert (answer.text, answer.status, answer.error) == ("", "error", str(caught.value))
