@@ -352,13 +352,20 @@ def _load_tokenizer(tokenizer: str | None, model: str):
 
 
 def _server_message(exc: BaseException | None) -> str:
-    """The server's own words: OpenAI's ``error.message`` when the body has it."""
+    """The server's own words: OpenAI's ``error.message``, another server's ``error`` or
+    ``detail`` text (Text Generation Inference's, FastAPI's), a plain-text body's first line;
+    else the HTTP status's name (an HTML page), else the failure's."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-        if isinstance(body.get("message"), str):
-            return body["message"]
+        said = inner.get("message") if isinstance(inner, dict) else inner
+        for words in (said, body.get("message"), body.get("detail")):
+            if isinstance(words, str) and words:
+                return words
+    if isinstance(body, str) and body.strip() and not body.lstrip().startswith("<"):
+        return body.strip().splitlines()[0][:200]
+    status = getattr(exc, "status_code", None)
+    if status in list(HTTPStatus):
+        return HTTPStatus(status).phrase
     cause = getattr(exc, "__cause__", None)
     return str(cause or exc)

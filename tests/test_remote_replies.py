@@ -1,11 +1,13 @@
 """What a remote server's reply holds, told apart from a server that failed: an answer that
-ended without any text is an error naming the backend, not an empty answer logged complete."""
+ended without any text is an error naming the backend, not an empty answer logged complete; a
+refusal in words other than OpenAI's is told in the server's words."""
 
 from __future__ import annotations
 
 import pytest
 
 from chatbot.errors import ModelError
+from tests.serving import QuietHandler, http_server
 from tests.test_remote import bot_engine, events, server_answering, write_bot_config
 
 
@@ -25,3 +27,28 @@ def test_an_answer_without_text_is_an_error_naming_the_backend(tmp_path, monkeyp
             engine.answer("s1", "hello", "prompt").result()
     turn = engine.log.conversation("s1").turns[-1]
     assert turn.status == "error" and turn.text == ""
+
+
+@pytest.mark.parametrize("status, kind, body, said", [
+    (500, "text/html", b"<html><body><h1>Oops</h1></body></html>", "Internal Server Error"),
+    (500, "text/plain", b"model worker crashed\nTraceback ...", "model worker crashed"),
+    (422, "application/json", b'{"error": "Input validation error: top_p must be < 1", '
+                              b'"error_type": "validation"}',
+     "Input validation error: top_p must be < 1"),
+    (400, "application/json", b'{"detail": "Unsupported parameter: stop"}',
+     "Unsupported parameter: stop")])
+def test_a_server_error_is_told_in_the_servers_words(tmp_path, monkeypatch, status, kind, body,
+                                                     said) -> None:
+    """A plain-text or HTML error page, and the error shapes of servers other than OpenAI's
+    (Text Generation Inference's, FastAPI's), were told as "HTTP 500: Error code: 500"."""
+    class Failing(QuietHandler):
+        def do_POST(self) -> None:
+            if self.asked_to_chat():
+                self.reply(status, body, kind)
+
+    with http_server(Failing) as url:
+        engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
+        with pytest.raises(ModelError, match=rf"^backend 'remote' \(http://127.0.0.1:\d+/v1\) "
+                                             rf"failed \(HTTP {status}: {said}\); check the "
+                                             r"server's log$"):
+            engine.answer("s1", "hello", "prompt").result()
