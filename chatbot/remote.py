@@ -272,6 +272,15 @@ class OpenAIGenerator:
                            f"{seconds:.0f} s, longer than the bot waits ({MAX_WAIT_S:g} s); ask "
                            "again later, or check the server's rate limits", busy=True)
 
+    def _redirected(self, exc: openai.APIStatusError) -> BackendError:
+        """A redirect (an http:// URL of a server behind https) turned the POST into a GET,
+        which the server refuses: the fix is the URL it redirects to, not the server."""
+        name, moved_to = self.backend.name, str(exc.response.url).removesuffix("/chat/completions")
+        where = f"{self.backend.base_url}, which redirects to {moved_to}"
+        return BackendError(f"backend {name!r} ({where}) refused the request the redirect sent "
+                            f"on (HTTP {exc.status_code}: {_server_message(exc)}); set backends."
+                            f"{name}.base_url to the URL it redirects to", where)
+
     def _failure(self, exc: openai.APIError, retries: int) -> BackendError:
         name, where = self.backend.name, self._where()
         message = _server_message(exc)
@@ -286,6 +295,8 @@ class OpenAIGenerator:
         if isinstance(exc, openai.APIConnectionError):
             return self._error(f"{where} is unreachable after {retries} retries ({message}); "
                                f"check that the server is running and backends.{name}.base_url")
+        if isinstance(exc, openai.APIStatusError) and exc.response.history:
+            return self._redirected(exc)
         status = getattr(exc, "status_code", None)
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
             return self._error(f"{where} refused the API key (HTTP {status}: {message}); "

@@ -66,3 +66,39 @@ def test_a_follow_up_whose_rewrite_the_backend_fails_is_logged_as_failed(tmp_pat
     question, answer = engine.log.conversation("s1").turns
     assert (question.text, question.status) == ("How long does that take?", "complete")
     assert (answer.text, answer.status, answer.error) == ("", "error", str(caught.value))
+
+
+@pytest.mark.parametrize("status", [301, 302])
+def test_a_base_url_that_redirects_is_named_with_where_it_redirects(tmp_path, monkeypatch,
+                                                                    status) -> None:
+    """An http:// base_url of a server behind https (nginx's ``return 301 https://...``): the
+    redirect turns the bot's POST into a GET, which was told as "failed (HTTP 405: Method Not
+    Allowed); check the server's log"."""
+    import re
+
+    from tests.serving import QuietHandler, http_server
+
+    class Redirecting(QuietHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.reply(status, b"<html>Moved</html>", "text/html",
+                       {"Location": f"/secure{self.path}"})
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/secure/"):
+                self.reply(405, b'{"detail": "Method Not Allowed"}', "application/json")
+            else:
+                self.reply(status, headers={"Location": f"/secure{self.path}"})
+
+    with http_server(Redirecting) as url:
+        engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
+        url, moved_to = re.escape(url), re.escape(url.replace("/v1", "/secure/v1"))
+        with pytest.raises(ModelError, match=rf"^backend 'remote' \({url}, which redirects to "
+                                             rf"{moved_to}\) refused the request the redirect "
+                                             r"sent on \(HTTP 405: Method Not Allowed\); set "
+                                             r"backends.remote.base_url to the URL it "
+                                             r"redirects to$") as caught:
+            engine.answer("s1", "hello", "prompt").result()
+    assert caught.value.public == ("backend 'remote' refused the request the redirect sent on "
+                                   "(HTTP 405: Method Not Allowed); set backends.remote."
+                                   "base_url to the URL it redirects to")
