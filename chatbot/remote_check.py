@@ -17,16 +17,21 @@ def backend_problems(name: str, base_url: str, get: Callable[[str], httpx.Respon
                      models: Mapping[str, str], key: str) -> list[str]:
     """What would fail the answers of ``models`` (the served name -> the setting that names
     it), asked of the server once with ``get(url)``: the server unreachable, ``key`` (the
-    setting of the API key, ``key_setting``) refused, no ``/models`` (a ``base_url`` without
-    ``/v1``), an error status (a proxy with no server behind it), an answer that is no model
-    list, a model it does not list. None where it lists the models, or lists none (it can't
-    tell)."""
+    setting of the API key, ``key_setting``) refused, a redirect that would turn chat requests
+    into GETs, no ``/models`` (a ``base_url`` without ``/v1``), an error status (a proxy with
+    no server behind it), an answer that is no model list, a model it does not list. None where
+    it lists the models, or lists none (it can't tell)."""
     where = f"backend {name!r} ({base_url})"
     try:
         response = get(f"{base_url}/models")
     except httpx.TransportError as exc:
         return [f"{where} is unreachable ({type(exc).__name__}: {exc}); check that the server "
                 f"is running and backends.{name}.base_url"]
+    if moved := _method_changing_redirect(response):
+        status, moved_to = moved
+        return [f"{where} redirects to {moved_to} (HTTP {status}), which turns a chat request's "
+                f"POST into a GET that servers refuse; set backends.{name}.base_url to "
+                f"{moved_to}"]
     status = response.status_code
     if status in (401, 403):
         return [f"{where} refused the API key (HTTP {status}); check {key}"]
@@ -45,6 +50,16 @@ def backend_problems(name: str, base_url: str, get: Callable[[str], httpx.Respon
     return [f"{where} does not list model {model!r} at /v1/models (it lists: {listed}); check "
             f"{setting}" for model, setting in models.items()
             if served and not {model, f"{model}:latest"} & set(served)]  # Ollama's tag
+
+
+def _method_changing_redirect(response: httpx.Response) -> tuple[int, str] | None:
+    """(status, base URL it leads to) of a redirect of ``/models`` that would turn a POST into
+    a GET (301, 302, 303: an http:// URL of a server behind https), followed or not."""
+    for hop in [*response.history, response]:
+        if hop.status_code in (301, 302, 303) and "location" in hop.headers:
+            return hop.status_code, str(hop.url.join(hop.headers["location"])).removesuffix(
+                "/models")
+    return None
 
 
 def key_setting(backend: str, env: str | None, sent: bool, unset: str) -> str:

@@ -118,3 +118,31 @@ def test_config_check_names_a_proxy_with_no_server_behind_it_or_some_other_web_p
         result = check(config)
     assert (result.exit_code, result.output) == (
         1, f"{config}: backend 'remote' ({url}) {said}\n")
+
+
+def test_config_check_and_serve_name_a_base_url_that_redirects(tmp_path, monkeypatch) -> None:
+    """An http:// base_url of a server behind https: its /models answers once the redirect is
+    followed, but the redirect turns every chat request's POST into a GET the server refuses.
+    `config check` said ok; `serve` warned of an HTTP 301 and told to check the server's log."""
+    from tests.test_remote import bot_engine
+
+    class Redirecting(QuietHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/secure/"):
+                self.reply(200, json.dumps({"data": [{"id": "echo"}]}).encode(),
+                           "application/json")
+            else:
+                self.reply(301, headers={"Location": f"/secure{self.path}"})
+
+    monkeypatch.setenv("TEST_REMOTE_KEY", REMOTE_KEY)
+    with http_server(Redirecting) as url:
+        config = write_bot_config(tmp_path, url)
+        result = check(config)
+        engine = bot_engine(config, monkeypatch)
+        served = engine.generator_for(engine.variant("prompt")).server_problem()
+    moved_to = url.replace("/v1", "/secure/v1")
+    said = (f"backend 'remote' ({url}) redirects to {moved_to} (HTTP 301), which turns a chat "
+            "request's POST into a GET that servers refuse; set backends.remote.base_url to "
+            f"{moved_to}")
+    assert (result.exit_code, result.output) == (1, f"{config}: {said}\n")
+    assert served == said
