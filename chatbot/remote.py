@@ -41,6 +41,8 @@ from chatbot.types import Message
 
 logger = logging.getLogger(__name__)
 
+GAVE_UP = ("abort", "error")
+"""The ``finish_reason`` of an answer the server's engine aborted or failed (vLLM's)."""
 CONTEXT_ERROR = re.compile(r"context|too long|maximum.*length|tokens in all", re.IGNORECASE)
 
 
@@ -227,6 +229,9 @@ class OpenAIGenerator:
                                   "not an OpenAI-compatible event stream; check that backends."
                                   f"{self.backend.name}.base_url is the server's /v1 URL")
             raise self._cut(received, None)
+        if answer.finish_reason in GAVE_UP and not cancel.is_set():
+            raise self._error(f"{self._where()} gave up on the answer after {received} characters "
+                              f"(finish_reason {answer.finish_reason!r}); check the server's log")
         if blank and not cancel.is_set():
             answer.textless = self._textless(answer.finish_reason, max_tokens)
 

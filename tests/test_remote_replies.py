@@ -52,3 +52,22 @@ def test_a_server_error_is_told_in_the_servers_words(tmp_path, monkeypatch, stat
                                              rf"failed \(HTTP {status}: {said}\); check the "
                                              r"server's log$"):
             engine.answer("s1", "hello", "prompt").result()
+
+
+@pytest.mark.parametrize("finish", ["abort", "error"])
+def test_an_answer_the_server_gave_up_on_is_an_error_not_a_complete_answer(
+        tmp_path, monkeypatch, finish) -> None:
+    """vLLM ends an answer its engine aborted or failed with that finish_reason: the text so
+    far was shown and logged as a complete answer."""
+    answer = events(("Hello there ", None), ("", finish))
+    with server_answering("text/event-stream", answer) as url:
+        engine = bot_engine(write_bot_config(tmp_path, url), monkeypatch)
+        shown = []
+        with pytest.raises(ModelError, match=rf"^backend 'remote' \(http://127.0.0.1:\d+/v1\) "
+                                             rf"gave up on the answer after 12 characters "
+                                             rf"\(finish_reason '{finish}'\); check the "
+                                             r"server's log$"):
+            for piece in engine.answer("s1", "hello", "prompt"):
+                shown.append(piece)
+    turn = engine.log.conversation("s1").turns[-1]
+    assert turn.status == "error" and turn.text == "".join(shown)
