@@ -10,8 +10,10 @@ decode steps it drops finished or cancelled rows (their slots free at once) and 
 prefilled ones, left-padded, with a per-row attention mask and position ids, so each row computes
 what it would alone. Prompts are prefilled alone (prefill is compute-bound here: batching it gains
 nothing) in chunks of ``PREFILL_CHUNK`` tokens, one chunk between decode steps, so a long prompt
-delays running answers by one chunk at a time. Rows with different LoRA adapters share a step
-through peft's ``adapter_names``. The model lock is held for one step, never a whole answer.
+delays running answers by one chunk at a time; prompts waiting together take turns, so a short
+one behind a long one waits one chunk, not the whole prompt. Rows with different LoRA adapters
+share a step through peft's ``adapter_names``. The model lock is held for one step, never a
+whole answer.
 """
 
 from __future__ import annotations
@@ -184,7 +186,8 @@ class BatchingTransformersGenerator(TransformersGenerator):
             cache=request.cache, use_cache=True, logits_to_keep=1,
             **self._adapter_kwargs([request]))
         request.prefilled = end
-        if end < request.prompt_len:
+        if end < request.prompt_len:  # the next prompt's turn: a short one waits one chunk
+            self._prefilling.append(self._prefilling.pop(self._prefilling.index(request)))
             return
         self._prefilling.remove(request)
         if self._advance(request, out.logits[0, -1]):

@@ -1,6 +1,7 @@
 """Continuous batching on the tiny model: concurrent answers equal lone ones; slots free."""
 
 import threading
+import time
 
 import pytest
 
@@ -8,6 +9,7 @@ from chatbot.batching import BatchingTransformersGenerator
 from chatbot.generate import GenerationSettings, TransformersGenerator
 from chatbot.types import Message
 from lora import save_lora_adapter
+from tests.test_cancellation import talkative_model_dir  # noqa: F401 (a fixture)
 
 PROMPTS = ["How do I index documents?", "Hi", "What happens when I sync the folder again "
            "after deleting two files and renaming a third one?", "Tell me about adapters.",
@@ -145,6 +147,37 @@ def test_a_request_cancelled_while_it_waits_for_a_slot_ends_at_once(model_dir, s
     running_text += "".join(running)
     assert ended == [""]
     assert expected.startswith(running_text) and len(running_text) < len(expected)
+
+
+def test_a_short_prompt_waits_one_chunk_of_a_long_one_not_all_of_it(
+        talkative_model_dir) -> None:  # noqa: F811 (the imported fixture)
+    """Prompts admitted together take turns at prefill: a one-line question behind a pasted
+    page got its first token only once the page's ~3,500 tokens were all prefilled."""
+    generator = BatchingTransformersGenerator(str(talkative_model_dir), "talkative",
+                                              device="cpu", max_batch=2)
+    endless, first_token = GenerationSettings(max_new_tokens=900), GenerationSettings(1)
+    cancels = [threading.Event(), threading.Event()]
+    running = [generator.stream(ask(p), endless, cancel=c) for p, c in zip(PROMPTS, cancels)]
+    for stream in running:
+        next(stream)  # the two places are taken: the next two prompts wait together
+    answered: list[str] = []
+
+    def answer(name: str, text: str) -> None:
+        "".join(generator.stream(ask(text), first_token))
+        answered.append(name)
+
+    page = "Summarize this page: " + "the index holds chunks of text " * 500
+    readers = [threading.Thread(target=answer, args=pair)
+               for pair in (("page", page), ("question", "Why?"))]
+    for queued, reader in enumerate(readers, 1):
+        reader.start()
+        while len(generator._waiting) < queued:  # the page is queued first
+            time.sleep(0.01)
+    for cancel in cancels:
+        cancel.set()
+    for reader in readers:
+        reader.join(timeout=120)
+    assert answered == ["question", "page"]
 
 
 def test_sampling_settings_apply_to_their_own_row_only(batching, single, alone) -> None:
