@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -31,7 +30,7 @@ import openai
 
 from chatbot.errors import BackendError, ModelError
 from chatbot.generate import GenerationSettings, chat_ids
-from chatbot.remote_check import backend_problems, key_setting
+from chatbot.remote_check import backend_key, backend_problems, key_setting
 from chatbot.remote_connection import catch_connection, hung_up_on_cancel
 from chatbot.remote_model import (BUSY, CHARS_PER_TOKEN, DEFAULT_CONTEXT_WINDOW, GATEWAY_ERRORS,
                                   ServerModel)
@@ -98,7 +97,7 @@ class OpenAIGenerator:
         self.fingerprint = f"remote:{backend.name}:{model}"
         self.template_hash = ""  # remote variants take no local adapters
         self.tokenizer = _load_tokenizer(tokenizer, model)
-        key = os.environ.get(backend.api_key_env) if backend.api_key_env else None
+        key = backend_key(backend.name, backend.api_key_env)
         self._sends_key = bool(key)
         http = httpx.Client(follow_redirects=True,  # a cancel hangs up on each new connection
                             limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),

@@ -8,9 +8,12 @@ and ``chatbot config check`` reports it, one line each, naming the setting to fi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 
 import httpx
+
+from chatbot.errors import ConfigError
 
 
 def backend_problems(name: str, base_url: str, get: Callable[[str], httpx.Response],
@@ -60,6 +63,20 @@ def _method_changing_redirect(response: httpx.Response) -> tuple[int, str] | Non
             return hop.status_code, str(hop.url.join(hop.headers["location"])).removesuffix(
                 "/models")
     return None
+
+
+def backend_key(backend: str, env: str | None) -> str | None:
+    """The API key in ``$env`` without the white space around it (a secret made from a file
+    ends in a line break, an env file may end lines in CRLF); ``None`` where it is unset or
+    empty. A character an HTTP header can't carry is a ``ConfigError`` that names where it is,
+    never the key."""
+    key = (os.environ.get(env) or "").strip() if env else ""
+    for position, char in enumerate(key, 1):
+        if not " " <= char <= "~":
+            raise ConfigError(f"${env} (backends.{backend}.api_key_env) holds a character an "
+                              f"HTTP header can't carry (U+{ord(char):04X} at position "
+                              f"{position}); set it to the key alone")
+    return key or None
 
 
 def key_setting(backend: str, env: str | None, sent: bool, unset: str) -> str:

@@ -14,7 +14,6 @@ answers the same endpoint. docs/serving-backends.md shows the static ways (vLLM
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from chatbot.adapters import AdapterManifest, registered_adapters, servable_mani
 from chatbot.errors import ConfigError, ModelError
 from chatbot.models import chat_template_hash, model_fingerprint
 from chatbot.paths import DataPaths
-from chatbot.remote_check import model_cards
+from chatbot.remote_check import backend_key, model_cards
 
 
 @in_section("Training and evaluation")
@@ -138,7 +137,7 @@ class LoraServer:
         raise self._failure(response, "loading the adapter")
 
     def _send(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        key = backend_key(self.name, self.api_key_env)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         try:
             return httpx.request(method, f"{self.base_url}/{path}", json=body, headers=headers,

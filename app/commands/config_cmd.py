@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -53,11 +52,14 @@ def remote_problems(config: BotConfig) -> list[str]:
     asked at once, each once for all of its variants' models."""
     import httpx
 
-    from chatbot.remote_check import backend_problems, key_setting
+    from chatbot.remote_check import backend_key, backend_problems, key_setting
 
     def ask(name: str) -> list[str]:
         spec = config.backends[name]
-        key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+        try:
+            key = backend_key(name, spec.api_key_env)
+        except ConfigError as exc:
+            return [str(exc)]
         with httpx.Client(timeout=min(spec.timeout_s, CHECK_TIMEOUT_S), follow_redirects=True,
                           headers={"Authorization": f"Bearer {key}"} if key else None) as http:
             return backend_problems(name, spec.base_url, http.get, _models_of(config, name),
