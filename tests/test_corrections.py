@@ -146,7 +146,8 @@ def test_an_answer_approved_as_it_is_is_trained_on_despite_its_thumbs_down(confi
     [turn] = log_exchanges(log, "s1", [("And remove a document?", ANSWER, -1)],
                            comment="Is this right?")
     settings = data_settings(config)
-    assert build_dataset(settings, "before", ["logs"]).review == 1
+    with pytest.raises(DataError, match=r"nothing to train on: .*\(feedback: 1 thumbed down\)"):
+        build_dataset(settings, "before", ["logs"])
     log.approve(turn, author="ana")
     after = build_dataset(settings, "after", ["logs"])
     assert (after.review, after.train + after.validation) == (0, 1)

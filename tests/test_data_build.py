@@ -262,7 +262,8 @@ def test_the_review_file_holds_no_personal_data_either(config):
     log_session(log, "s1", [
         ("I'm at jane.doe@example.com, card 4111 1111 1111 1111: how do I sync?",
          "Mail jane.doe@example.com the card 4111 1111 1111 1111.", "complete", -1,
-         "Never ask jane.doe@example.com for a card!")])
+         "Never ask jane.doe@example.com for a card!"),
+        ("And remove a file?", "Delete it and sync again.", "complete", 1, None)])
     log.close()
     build_dataset(data_settings(config), "private", ["logs"])
     review = (config.data_path / "datasets" / "private" / "review_thumbs_down.jsonl").read_text()

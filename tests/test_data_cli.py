@@ -15,7 +15,7 @@ from chatbot.logs import ConversationLog
 from chatbot.spreadsheet import safe_cell
 from training.data.dataset import load_training_data
 from training.errors import DatasetError
-from log_support import log_with_a_session
+from log_support import log_exchanges, log_with_a_session
 
 DATA = Path(__file__).parent / "data" / "transcripts"
 
@@ -240,3 +240,19 @@ def test_a_damaged_dataset_is_listed_as_not_usable_and_the_others_as_ever(run, t
     assert torn.startswith(f"torn\tnot usable: {manifest} is not valid JSON")
     assert torn.endswith(f"; rebuild the dataset with `chatbot data build`, or delete "
                          f"{manifest.parent}")  # the remedy said once
+
+
+def test_a_build_that_keeps_nothing_is_refused_and_says_why(run, tmp_path):
+    """Every answer thumbed down: an empty dataset would only fail at training time."""
+    log = ConversationLog(tmp_path / "bot" / "logs.sqlite")
+    log_exchanges(log, "s1", [("How do I sync?", "Reinstall.", -1),
+                              ("And remove a file?", "You cannot.", -1)])
+    log.close()
+    result = run("data", "build", "--name", "empty")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: nothing to train on: none of the 2 conversations passed the curation steps "
+        "(feedback: 2 thumbed down); relax data.feedback in the config, or add "
+        "conversations; no dataset was written\n")
+    assert not (tmp_path / "bot" / "datasets" / "empty").exists()
+    assert run("data", "list").stdout.startswith("no datasets yet")

@@ -23,7 +23,7 @@ from training.errors import DataError
 from training.data.from_log import as_context
 from training.data.report import BuildSummary, render_report, token_stats, write_histogram
 from training.data.settings import DataSettings
-from training.data.steps import CurateOptions, Curated, curate
+from training.data.steps import CurateOptions, Curated, curate, nothing_to_train_on
 from training.data.token_lengths import TokenCounter
 from training.data.transcripts import EXPORT_CSV_COLUMNS, Conversation, ImportResult, QAFields, \
     read_transcripts
@@ -67,6 +67,8 @@ def build_dataset(settings: DataSettings, name: str, sources: Sequence[str | Pat
     timings["load_tokenizer"], clock = _lap(clock)
     curated = curate(everything, options, counter)
     timings["curate"], clock = _lap(clock)
+    if (empty := nothing_to_train_on(curated)) is not None:
+        raise DataError(f"{empty}; no dataset was written")
     summary = _summary(settings, name, target, files, logged, imported, curated, template, counter)
     _write(target, summary, curated, options, overwrite)
     timings["write"], clock = _lap(clock)
@@ -239,8 +241,6 @@ def _write(target: Path, summary: BuildSummary, curated: Curated, options: Curat
 def _warnings(halves) -> list[str]:
     """Problems a fine-tune would hit with this dataset, said at build time."""
     found = []
-    if not halves.train:
-        found.append("the train split is empty: nothing passed the curation steps")
     if not halves.validation:
         found.append("the validation split is empty (too few conversations, or all moved to "
                      "train as near-duplicates); fine-tuning needs validation examples: add "

@@ -123,6 +123,32 @@ def curate(conversations: Sequence[Conversation], options: CurateOptions,
     return Curated(halves, steps, kept_lengths, review, dict(counts), examples, redactor.detector)
 
 
+# The config key that lets through what a step dropped for a reason (by the reason's start).
+_RELAXED_BY = {"thumbed down": "data.feedback", "not rated": "data.feedback",
+               "not corrected": "data.corrections", "refusal boilerplate": "data.refusal_patterns",
+               "shorter than": "data.min_tokens", "longer than": "data.max_tokens"}
+
+
+def nothing_to_train_on(curated: Curated) -> str | None:
+    """Why ``curated`` has no training example and what to change, or None when it has some:
+    a dataset without one would only fail when a fine-tune starts."""
+    halves = curated.split
+    if halves.train:
+        return None
+    read = curated.steps[0].conversations_in
+    if halves.validation:
+        return (f"nothing to train on: all {read} conversation(s) went to the validation split; "
+                "lower data.validation_share in the config, or add conversations")
+    why = "; ".join(f"{step.name}: " + ", ".join(f"{n} {reason}" for reason, n in
+                                                  step.dropped.items())
+                    for step in curated.steps if step.dropped)
+    keys = dict.fromkeys(key for step in curated.steps for reason in step.dropped
+                         for start, key in _RELAXED_BY.items() if reason.startswith(start))
+    relax = f"relax {', '.join(keys)} in the config, or " if keys else ""
+    return (f"nothing to train on: none of the {read} conversations passed the curation steps "
+            f"({why}); {relax}add conversations")
+
+
 class _Clock:
     """Stamps each step's report with the wall and CPU seconds since the previous stamp."""
 
