@@ -22,8 +22,11 @@ import phonenumbers
 from stdnum import iban, luhn
 from stdnum.es import dni, nie
 from stdnum.fr import nir
+from stdnum.in_ import pan
 from stdnum.it import codicefiscale
 from stdnum.us import ssn
+
+from chatbot.pii_address import ZIP_LABEL_BEFORE, might_hold_address, scrub_addresses
 
 # Order matters: a URL may hold an email or an IP, an IBAN holds digits a card or phone
 # pattern would also see, so the more specific kinds go first.
@@ -48,6 +51,10 @@ _EMAIL_SPELLED = re.compile(
     re.IGNORECASE)
 _EMAIL_SPELLED_HINT = re.compile(r"[\[({<]\s*at\s*[\])}>]|\bdot\b|\s@|@\s", re.IGNORECASE)
 _SPELLED_DOT_WORD = re.compile(r"[\[({<\s]dot[\])}>\s]", re.IGNORECASE)
+# Words no one's address is made of: "meet me at the dot com office" is no "me@the.com".
+_FUNCTION_WORDS = frozenset(
+    "a an the this that these those my your our their his her its me you him us them it "
+    "some any every each no".split())
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]{4}){2,7}(?:[ -]?[A-Z0-9]{1,3})?\b",
                    re.IGNORECASE)
 # A full stop after a number ends the sentence; only ".<digit>" would continue the number.
@@ -61,26 +68,28 @@ _VERSION_BEFORE = re.compile(r"(?:\bv|\bversion|\brelease|\bver\.?|\bbuild|\bpat
 _ID_LABELLED = re.compile(
     r"\b(?P<label>ssn|social security(?: number| no\.?)?|passport(?: number| no\.?)?|"
     r"national id(?: number)?|id number|id card(?: number)?|tax id|personal id(?: number)?|"
-    r"national insurance(?: number| no\.?)?|ni number|nino|"
+    r"national insurance(?: number| no\.?)?|ni number|nino|permanent account number|"
+    r"pan(?: card)?(?: number| no\.?)?|"
     r"driver'?s licen[cs]e(?: number)?)(?P<sep>\s*(?:is|:|#|no\.?)?\s*)"
     # a NI number in any case and grouping ("qq 12 34 56 c"), or digits with letters around,
     # grouped by spaces, dashes or dots ("536 - 90 - 4399", "536.90.4399")
-    r"(?P<value>[A-Z]{2}(?:[ -]?\d\d){3}[ -]?[A-D]|[A-Z]{0,3}\d(?: ?[-.]? ?\d){3,16}[A-Z]?)\b",
+    r"(?P<value>[A-Z]{2}(?:[ -]?\d\d){3}[ -]?[A-D]|[A-Z]{0,3}\d(?: ?[-.]? ?\d){3,16}[A-Z]?"
+    r"|[A-Z]{5}\d{4}[A-Z])\b",  # and an Indian PAN
     re.IGNORECASE)
 _ID_SHAPED = re.compile(
     r"\b(?:\d{3}-\d{2}-\d{4}|[XYZ]?\d{7,8}[A-Z]|[A-Z]{6}\d{2}[A-Z]\d{2}[A-Z]\d{3}[A-Z]"
-    r"|[12] ?\d{2} ?\d{2} ?\d{2} ?\d{3} ?\d{3} ?\d{2})\b")
-_NATIONAL_IDS = (ssn, dni, nie, codicefiscale, nir)
+    r"|[12] ?\d{2} ?\d{2} ?\d{2} ?\d{3} ?\d{3} ?\d{2}|[A-Z]{5}\d{4}[A-Z])\b")
+_NATIONAL_IDS = (ssn, dni, nie, codicefiscale, nir, pan)
 # A UK National Insurance number: two letters, six digits (often in pairs), a final A-D; in
 # capitals, grouped by spaces or dashes, or written together in any case ("ab123456c").
 _NINO = re.compile(r"\b(?:[A-Z]{2}(?:[ -]?\d\d){3}[ -]?[A-D]|[A-Za-z]{2}\d{6}[A-Da-d])\b")
 # Cheap hints that decide which full scans run (see _hints).
 _LONG_DIGITS = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6,}")
-_CODICE_HINT = re.compile(r"[A-Z]{6}\d\d")
+_CODICE_HINT = re.compile(r"[A-Z]{6}\d\d|[A-Z]{5}\d{4}[A-Z]")  # a codice fiscale, a PAN
 _IP_HINT = re.compile(r"\d\.\d{1,3}\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]*:")
 _ID_LABEL_WORDS = ("ssn", "social security", "passport", "licen", "national insurance",
-                   "nino", "ni number")
-_ID_WORD = re.compile(r"\bid\b")
+                   "nino", "ni number", "permanent account")
+_ID_WORD = re.compile(r"\b(?:id|pan)\b")
 # A run of at least 7 digits with only phone punctuation between them on one line, parentheses
 # in pairs, up to a list marker such as " 2)", not part of a code such as "INV-2024-000183":
 # the only places phonenumbers' (slower) matcher is asked to look.
@@ -94,70 +103,16 @@ _MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 _YEAR = r"(?:\d{4}|'?\d\d)\b"  # "1987", "87", "'87"
 _DOB = re.compile(
-    r"(?P<label>\b(?:born|date of birth|birth ?date|birthday|d\.?o\.?b\b\.?)"
-    r"(?:\s*(?:[:-]|\b(?:is|was|on|in|the|of)\b))*\s*)"
+    r"(?P<label>\b(?:born|date of birth|birth ?date|birthday|d\.?o\.?b\b\.?|"
+    # German, French, Italian and Spanish: "geb. 03.04.1985", "née le 3/4/1985"
+    r"geb\.|geboren|geburtsdatum|née?|date de naissance|nat[oa]|data di nascita|nacid[oa]|"
+    r"fecha de nacimiento)"
+    r"(?:\s*(?:[:-]|\b(?:is|was|on|in|the|of|am|le|il|el)\b))*\s*)"
     rf"(?P<value>\d{{1,2}}(?P<sep>[./-])\d{{1,2}}(?P=sep)(?:\d{{4}}|\d{{2}})\b|\d{{4}}-\d\d-\d\d\b"
     rf"|{_DAY}(?:\s+of)?\s+{_MONTH},?(?:\s+{_YEAR})?|{_MONTH}\s+{_DAY}\b(?:,?\s+{_YEAR})?"
     rf"|(?:{_MONTH}\s+)?(?:19|20)\d\d\b)", re.IGNORECASE)
-_DOB_WORDS = ("born", "birth", "dob", "d.o.b")
-_STREET_TYPE = (r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Way|Court|Ct|"
-                r"Place|Pl|Square|Sq|Terrace|Close|Crescent|Gardens|Parkway|Pkwy|Highway|Hwy|"
-                r"Row|Mews|Walk|Grove)\b\.?(?: (?:NW|NE|SW|SE|N|S|E|W)\b)?")
-_UK_POSTCODE_AREAS = (
-    "AB|AL|BA|BB|BD|BH|BL|BN|BR|BS|BT|B|CA|CB|CF|CH|CM|CO|CR|CT|CV|CW|DA|DD|DE|DG|DH|DL|DN|DT|DY|"
-    "EC|EH|EN|EX|E|FK|FY|GL|GU|GY|G|HA|HD|HG|HP|HR|HS|HU|HX|IG|IM|IP|IV|JE|KA|KT|KW|KY|LA|LD|LE|"
-    "LL|LN|LS|LU|L|ME|MK|ML|M|NE|NG|NN|NP|NR|NW|N|OL|OX|PA|PE|PH|PL|PO|PR|RG|RH|RM|SA|SE|SG|SK|SL|"
-    "SM|SN|SO|SP|SR|SS|ST|SW|SY|S|TA|TD|TF|TN|TQ|TR|TS|TW|UB|WA|WC|WD|WF|WN|WR|WS|WV|W|YO|ZE")
-# In capitals any letters; in lower case ("nw1 6xe") only a real postcode area's, since lower
-# case words and numbers meet in ordinary text.
-_UK_POSTCODE = (r"(?:\b(?:[A-Z]{1,2}\d[A-Z\d]?|GIR) ?\d[A-Z]{2}\b"
-                rf"|(?i:\b(?:{_UK_POSTCODE_AREAS})\d[a-z\d]? ?\d[a-z]{{2}}\b))")
-_US_STATE = ("(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|"
-             "MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY)")
-_CITY = r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+(?:[ -][A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+){0,2}"  # "München" too
-_AU_STATE = "(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT)"
-_SUFFIX_STREETS = "straße|strasse|weg|gasse|platz|allee|straat|gracht|laan"  # "Hauptstraße 5"
-_NUMBER_FIRST_STREETS = "rue|avenue|boulevard|place|chemin|allée|quai"  # "15 rue de Rivoli"
-_PREFIX_STREETS = ("Via ", "Viale ", "Piazza ", "Calle ", "Carrer ", "Avenida ", "Rua ")
-_STREET = (
-    # "Flat 2, 12 Baker Street", "1600 Pennsylvania Avenue NW", "221B Baker St."
-    r"(?:\b(?:Flat|Apartment|Apt|Unit|Suite)\.? ?\w{1,5},? )?"
-    r"\b\d{1,5}[A-Za-z]?(?:-\d{1,5})?,? (?:(?:[A-Z][\w'’.-]*|\d+(?:st|nd|rd|th)) ){1,4}"
-    + _STREET_TYPE
-    + rf"|\b[A-Z][\w'’-]*(?:{_SUFFIX_STREETS}) \d{{1,4}}[a-z]?\b"
-    + rf"|\b\d{{1,4}},? (?i:{_NUMBER_FIRST_STREETS}) (?:[\w'’-]+ ){{0,3}}[A-Z][\w'’-]*"
-    + rf"|\b(?:{'|'.join(_PREFIX_STREETS)})(?:[\w'’-]+ ){{0,3}}[A-Z][\w'’-]*,? \d{{1,4}}\b"
-    + r"|\bP\.? ?O\.? Box \d+")
-_ADDRESS = re.compile(
-    rf"(?:{_STREET})"
-    # then the unit, city, state and postal code that follow it, where they do
-    r"(?:,? (?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor)\.? ?#?\w{1,5})?"
-    rf"(?:,? (?:\d{{4,5}} )?{_CITY})?"
-    rf"(?:,? (?:{_US_STATE} \d{{5}}(?:-\d{{4}})?\b|{_AU_STATE} \d{{4}}\b|{_UK_POSTCODE}"
-    r"|\d{5}\b))?"
-    # a postcode alone, or a US city, state and ZIP code
-    rf"|{_UK_POSTCODE}|\b{_CITY}, {_US_STATE} \d{{5}}(?:-\d{{4}})?\b")
-# A street address typed in any case ("i live at 12 baker street"), where words before it say
-# an address follows: lower-case numbers and words meet too often in ordinary text without them.
-_ADDRESS_CUES = ("live", "living", "staying", "moved", "ship", "send", "sent", "deliver",
-                 "post", "mail", "located", "address")
-_CUED_ADDRESS = re.compile(
-    r"(?P<cue>\b(?:(?:live[sd]?|living|staying|located) at|(?:moved|ship(?:ped)?|sen[dt](?: it)?|"
-    r"deliver(?:ed)?|post(?:ed)?|mail(?:ed)?) to|address(?: is)?:?) )"
-    r"(?P<value>(?:(?:flat|apartment|apt|unit|suite)\.? ?\w{1,5},? )?"  # "flat 3, 14 high st"
-    r"\d{1,5}[a-z]?,? (?:(?!(?:a|an|and|at|by|for|in|of|on|the|to|with) )"
-    r"[a-z][\w'’-]* ){1,3}"
-    r"(?:street|st|road|rd|avenue|ave|lane|drive|boulevard|terrace|crescent|gardens|parkway|"
-    r"highway|mews)\b\.?)", re.IGNORECASE)
-# The cheap hint for _ADDRESS (besides _PREFIX_STREETS), anchored on a digit so the regex engine
-# skips to digits: a number before a capitalised word or a street word ("12 Baker", "15 rue"),
-# after a street word ("Hauptstraße 5", "Box 12"), or in a postcode ("NW1 6XE", "IL 62704").
-_ADDRESS_HINT = re.compile(
-    r"\d(?:" + "|".join(f"(?<={word} \\d)" for word in (*_SUFFIX_STREETS.split("|"), "Box"))
-    + r"|(?<=[A-Z]{2} \d)\d{4}|(?i:(?<=[a-z]\d)[a-z\d]? ?\d[a-z]{2})"
-    + rf"|[A-Za-z]?,? (?:[A-Z]|\d+(?:st|nd|rd|th) |(?:{_NUMBER_FIRST_STREETS}) ))")
-
-
+_DOB_WORDS = ("born", "birth", "dob", "d.o.b", "geb", "née", "né ", "naissance", "nato", "nata",
+              "nascita", "nacid", "nacimiento")
 def scrub(text: str, kinds: Iterable[str] = KINDS, region: str = "US",
           regions: Sequence[str] = PHONE_REGIONS) -> tuple[str, Counter]:
     """``text`` with every span of ``kinds`` replaced by ``<KIND>``, and the count per kind.
@@ -193,8 +148,7 @@ def _hints(text: str) -> set[str]:
     if _IP_HINT.search(text):
         hints.add("IP")
     lowered = text.lower()
-    if (_ADDRESS_HINT.search(text) or any(word in text for word in _PREFIX_STREETS)
-            or any(word in lowered for word in _ADDRESS_CUES)):
+    if might_hold_address(text, lowered):
         hints.add("ADDRESS")
     if any(word in lowered for word in _DOB_WORDS):
         hints.add("DOB")
@@ -246,9 +200,15 @@ def _email(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
 
 
 def _is_spelled_email(match: re.Match) -> bool:
-    """A bracketed "[at]" or an "@" always; a plain " at " when a "dot" is spelled out too."""
-    return (match.group("at").strip().lower() != "at"
-            or bool(_SPELLED_DOT_WORD.search(match.group(0))))
+    """A bracketed "[at]" or an "@" always; a plain " at " when a "dot" is spelled out too and
+    the words on either side of it are no function words ("me at the dot com office")."""
+    if match.group("at").strip().lower() != "at":
+        return True
+    text = match.string
+    word_before = text[match.start():match.start("at")].split()[-1].lower()
+    word_after = text[match.end("at"):match.end()].split()[0].lower()
+    return (bool(_SPELLED_DOT_WORD.search(match.group(0)))
+            and not {word_before, word_after} & _FUNCTION_WORDS)
 
 
 def _iban(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
@@ -305,7 +265,7 @@ def _has_id_label(text: str) -> bool:
     lowered = text.lower()
     if any(word in lowered for word in _ID_LABEL_WORDS):
         return True
-    return "id" in lowered and _ID_WORD.search(lowered) is not None
+    return ("id" in lowered or "pan" in lowered) and _ID_WORD.search(lowered) is not None
 
 
 def _valid_national_id(candidate: str) -> bool:
@@ -317,7 +277,8 @@ def _phone(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
     pieces, last = [], 0
     for candidate in _PHONE_CANDIDATE.finditer(text):
         start = max(candidate.start() - 1, last)  # keep a "+" or "(" just before the run
-        if _VERSION_BEFORE.search(text, 0, candidate.start()):
+        if (_VERSION_BEFORE.search(text, 0, candidate.start())
+                or ZIP_LABEL_BEFORE.search(text, 0, candidate.start())):
             continue
         for begin, end in _phone_spans(text[start:candidate.end()], regions):
             pieces.append(text[last:start + begin] + "<PHONE>")
@@ -336,7 +297,8 @@ def _phone_spans(window: str, regions: tuple[str, ...]) -> list[tuple[int, int]]
     """
     for region in dict.fromkeys(regions):
         spans = [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(
-            window, region, leniency=phonenumbers.Leniency.VALID)]
+            window, region, leniency=phonenumbers.Leniency.VALID)
+            if not _DATE_SHAPED.fullmatch(m.raw_string)]  # "03.04.2025" is a date
         spans = spans or [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(
             window, region, leniency=phonenumbers.Leniency.POSSIBLE) if _well_formed(m)]
         if spans:
@@ -354,12 +316,6 @@ def _well_formed(match: phonenumbers.PhoneNumberMatch) -> bool:
             and groups == _DIGIT_GROUPS.findall(national))
 
 
-def _address(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
-    text, found = _replace(_ADDRESS, lambda m: True, "<ADDRESS>", text)  # with its city
-    text, cued = _CUED_ADDRESS.subn(lambda m: m.group("cue") + "<ADDRESS>", text)
-    return text, found + cued
-
-
 def _date_of_birth(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
     found = 0
 
@@ -373,5 +329,6 @@ def _date_of_birth(text: str, regions: tuple[str, ...]) -> tuple[str, int]:
 
 _SCRUBBERS: dict[str, Callable[[str, tuple[str, ...]], tuple[str, int]]] = {
     "URL": _url, "EMAIL": _email, "IBAN": _iban, "CARD": _card, "IP": _ip,
-    "ID": _national_id, "PHONE": _phone, "ADDRESS": _address, "DOB": _date_of_birth,
+    "ID": _national_id, "PHONE": _phone, "ADDRESS": lambda text, regions: scrub_addresses(text),
+    "DOB": _date_of_birth,
 }

@@ -69,6 +69,17 @@ FOUND = [
     ("DOB", "DOB: 04/12/1985", "DOB: <DOB>"),
     ("DOB", "I was born on 3 May 1987.", "I was born on <DOB>."),
     ("DOB", "my dob is the 3rd may 87, born on May 3rd '87", "my dob is the <DOB>, born on <DOB>"),
+    # birth labels of other languages, and a dotted date after a bare "born"
+    ("DOB", "geb. 03.04.1985 in Köln; Geboren am 3.4.1985", "geb. <DOB> in Köln; Geboren am <DOB>"),
+    ("DOB", "born 03.04.1985, née le 03/04/1985", "born <DOB>, née le <DOB>"),
+    # an Indian PAN: in its checked shape, or in any shape and case after its label
+    ("ID", "PAN: ABCDE1234F, and AAAPL1234C on file", "PAN: <ID>, and <ID> on file"),
+    ("ID", "my pan card number is abcde1234f.", "my pan card number is <ID>."),
+    # a ZIP code alone, after its label or at the end of a place someone lives or ships to
+    ("ADDRESS", "zip code 62704, or ZIP: 62704-1234", "zip code <ADDRESS>, or ZIP: <ADDRESS>"),
+    ("ADDRESS", "i live in springfield 62704", "i live in springfield <ADDRESS>"),
+    ("ADDRESS", "please ship it to Springfield, 62704.",
+     "please ship it to Springfield, <ADDRESS>."),
 ]
 
 NOT_FOUND = [
@@ -97,6 +108,10 @@ NOT_FOUND = [
     ("ADDRESS", "we drove 5 hours down the road, based on 3 long road trips"),
     ("ADDRESS", "it was sent to 2 people on baker street"),  # no street number: no address
     ("ID", "it costs 12 34 56 a day"),
+    ("EMAIL", "meet me at the dot com office, or at our dot com booth"),  # ordinary words
+    ("PHONE", "the release of 03.04.2025 fixed it; the zip file has 12345 rows"),  # a date
+    ("ID", "the model ABCDE1234F ships"),  # PAN-shaped, no PAN's holder letter, no label
+    ("ADDRESS", "we shipped 12345 orders to 300 stores"),
 ]
 
 
@@ -153,11 +168,14 @@ def test_the_module_imports_nothing_from_training():
     from pathlib import Path
 
     import chatbot.pii as module
+    import chatbot.pii_address as addresses
 
-    tree = ast.parse(Path(module.__file__).read_text())
-    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-                 for a in node.names}
+    trees = [ast.parse(Path(m.__file__).read_text()) for m in (module, addresses)]
+    imported = {node.module for tree in trees for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for tree in trees for node in ast.walk(tree)
+                 if isinstance(node, ast.Import) for a in node.names}
+    imported.discard("chatbot.pii_address")
     assert not any(name and name.startswith(("training", "chatbot")) for name in imported)
 
 
@@ -285,3 +303,4 @@ def test_a_number_split_across_two_messages_goes_from_both():
         "Noted. Your phone?", "<PHONE>", "<PHONE>"]
     said = ["I have 2 cards, 12", "34 of them expired"]
     assert Redactor(model=None).scrub_groups([said]) == [[(text, Counter()) for text in said]]
+
