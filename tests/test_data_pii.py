@@ -304,3 +304,18 @@ def test_a_number_split_across_two_messages_goes_from_both():
     said = ["I have 2 cards, 12", "34 of them expired"]
     assert Redactor(model=None).scrub_groups([said]) == [[(text, Counter()) for text in said]]
 
+
+def test_a_name_given_in_lower_case_goes_to_the_ner_model():
+    """A writer who types "i'm" in lower case writes their name so too: no capital marks it."""
+    said = ["hi, i'm dana kowalski and my order is late", "thanks dana"]
+    [[intro, thanks]] = Redactor().scrub_groups([said])
+    assert (intro[0], thanks[0]) == ("hi, i'm <NAME> and my order is late", "thanks <NAME>")
+    assert redact.needs_ner("i am stuck on the sync") and not redact.needs_ner("I am stuck")
+
+
+def test_an_iban_split_across_two_messages_goes_from_both():
+    said = ["my iban is DE89 3704 0044 0532", "Go on.", "0130 00, thanks",
+            "and gb82 west", "1234 5698 7654 32"]
+    [turns] = Redactor(model=None).scrub_groups([said])
+    assert [text for text, _ in turns] == ["my iban is <IBAN>", "Go on.", "<IBAN>, thanks",
+                                           "and <IBAN>", "<IBAN>"]

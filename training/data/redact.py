@@ -7,10 +7,10 @@ conversation, so a name given in one turn ("I'm Dana Kowalski") is redacted in t
 as are its words alone ("Dana"); a find that the conversation's sources also hold ("the
 Dashboard tab") is the documents' vocabulary and stays. It costs seconds to load and reads about
 10k words/s on one CPU core, so it runs, batched, only on turns that could hold what it finds: a
-capitalised word that does not start a sentence (names), a title such as "Dr", or a birth or
-home cue word. The model is a Python package named by ``data.pii_ner_model``; when it is not
-installed (or the key is null) the patterns run alone and ``detector`` says so for the data
-report. Nothing is downloaded.
+capitalised word that does not start a sentence (names), a title such as "Dr", a birth or
+home cue word, or an "i'm" in lower case (a name typed so has no capital). The model is a
+Python package named by ``data.pii_ner_model``; when it is not installed (or the key is null)
+the patterns run alone and ``detector`` says so for the data report. Nothing is downloaded.
 
     redactor = Redactor(KINDS, region="GB")
     redactor.scrub(["I'm Dana Kowalski, born 3 May 1987"])  # [("I'm <NAME>, born <DOB>", ...)]
@@ -34,6 +34,9 @@ BIRTH_CUES = r"born|birth|birthday|dob|d\.o\.b"
 HOME_CUES = r"live|lives|living|lived|reside|resides|residing|moved|home|address"
 _TITLES = ("Mr", "Mrs", "Ms", "Miss", "Dr", "Prof")
 _NER_CUES = re.compile(rf"\b(?:{'|'.join(_TITLES)}|{BIRTH_CUES}|{HOME_CUES})\b", re.IGNORECASE)
+# "i'm" typed in lower case: its writer types a name so too ("i'm dana kowalski"), unmarked by
+# a capital, and only the model can tell it from "i'm stuck".
+_LOWER_CASE_INTRO = re.compile(r"\bi(?:'m|’m| am) [^\W\d_]")
 # A Titlecase word after a word and a space, or after , ; : ( / " or a dash: not a sentence start.
 _MID_SENTENCE_CAPITAL = re.compile(r"(?:(?<=[^.!?\s] )|(?<=[,;:(/\"“-])|(?<=[,;:(/\"“-] ))"
                                    r"[A-Z][a-z]")
@@ -51,11 +54,12 @@ _NOT_NAMES = frozenset(
     "would will should do does did have has had been being my your our their his her spelled "
     "written wrong missing".split())
 
-# The number a message ends with, and the one the next begins with: a card or phone number sent
-# in two goes ("my card is 4111 1111", "1111 1111, expiry 12/27").
-_NUMBER_AT_END = re.compile(r"\+?\d[\d .-]*\d(?=\W*$)")
+# The number a message ends with, and the one the next begins with: a card, phone or account
+# number sent in two goes ("my card is 4111 1111", "1111 1111, expiry 12/27").
+_NUMBER_AT_END = re.compile(r"(?:\b[A-Za-z]{2}\d\d(?:[ -]?[A-Za-z\d]{1,4})*|\+?\d[\d .-]*\d)"
+                            r"(?=\W*$)")  # an IBAN's head too: "DE89 3704", "gb82 west"
 _NUMBER_AT_START = re.compile(r"\W*?(\+?\d[\d .-]*\d)")
-_SPLIT_KINDS = ("CARD", "PHONE", "ID")
+_SPLIT_KINDS = ("IBAN", "CARD", "PHONE", "ID")
 
 Redacted = tuple[str, Counter]
 
@@ -96,23 +100,37 @@ class Redactor:
         """The texts of each group (a conversation) redacted; NER reads ``spoken`` of each
         (default: the group itself) and its finds are replaced in every text of the group."""
         spoken = groups if spoken is None else spoken
-        distinct = dict.fromkeys(text for group in (*groups, *spoken) for text in group)
-        patterned = {text: pii.scrub(text, self.pattern_kinds, self.region, self.regions)
-                     for text in distinct}
-        given = {}
-        if "NAME" in self.kinds:
-            given = {text: names_given(patterned[text][0]) for text in distinct}
-        found = self._entities([patterned[text][0] for text in dict.fromkeys(
-            text for group in spoken for text in group)])
+        # A number split across messages goes first: the patterns may read a half as another
+        # kind ("0532 0130 00" of an IBAN as a phone number).
+        memo: dict[str, Redacted] = {}  # a prompt repeats in each turn of its conversation
+        patterned = [self._patterns((*group, *said), self._split_numbers(said), memo)
+                     for group, said in zip(groups, spoken)]
+        written = list(dict.fromkeys(texts[text][0] for texts, said in zip(patterned, spoken)
+                                     for text in said))
+        found = self._entities(written)
+        given = {text: names_given(text) for text in written} if "NAME" in self.kinds else {}
         out = []
-        for group, said in zip(groups, spoken):
+        for group, said, texts in zip(groups, spoken, patterned):
             entities = {}
             for text in said:
-                entities.update(found.get(patterned[text][0], {}))
-                entities.update(given.get(text, {}))
-            entities.update(self._split_numbers(said))
+                entities.update(found.get(texts[text][0], {}))
+                entities.update(given.get(texts[text][0], {}))
             entities = _with_name_parts(_undocumented(entities, group, said))
-            out.append([_replace_entities(*patterned[text], entities) for text in group])
+            out.append([_replace_entities(*texts[text], entities) for text in group])
+        return out
+
+    def _patterns(self, texts: Sequence[str], split: dict[str, str],
+                  memo: dict[str, Redacted]) -> dict[str, Redacted]:
+        """Each of ``texts`` with the ``split`` numbers, then the patterns' kinds replaced,
+        counted together; ``memo`` keeps ``pii.scrub``'s result for each distinct text."""
+        out = {}
+        for text in texts:
+            replaced, counts = _replace_entities(text, Counter(), split) if split else (text, 0)
+            if replaced not in memo:
+                memo[replaced] = pii.scrub(replaced, self.pattern_kinds, self.region,
+                                           self.regions)
+            scrubbed, found = memo[replaced]
+            out[text] = (scrubbed, counts + found) if counts else memo[replaced]
         return out
 
     def _split_numbers(self, said: Sequence[str]) -> dict[str, str]:
@@ -196,7 +214,8 @@ def _replace_entities(text: str, counts: Counter, entities: dict[str, str]) -> R
 
 def needs_ner(text: str) -> bool:
     """Whether ``text`` could hold what NER finds (see the module's docstring)."""
-    return bool(_MID_SENTENCE_CAPITAL.search(text) or _NER_CUES.search(text))
+    return bool(_MID_SENTENCE_CAPITAL.search(text) or _NER_CUES.search(text)
+                or _LOWER_CASE_INTRO.search(text))
 
 
 def _installed(model: str) -> bool:
