@@ -2,9 +2,9 @@
 
     python benchmarks/bench_pii.py
 
-``benchmarks/data/pii_sentences.jsonl`` holds 222 sentences written for this benchmark, each
+``benchmarks/data/pii_sentences.jsonl`` holds 233 sentences written for this benchmark, each
 with the personal data in it (kind and text): every kind, at sentence ends, in lists, in URLs,
-and 77 look-alikes that hold none (order numbers, dates of events, prices, versions, product
+and 81 look-alikes that hold none (order numbers, dates of events, prices, versions, product
 names). Each sentence is redacted on its own by:
 
 - **before**: ``chatbot/pii.py`` as of commit ``BEFORE`` (read with ``git show``), defaults;
@@ -40,7 +40,8 @@ KINDS = ("EMAIL", "PHONE", "CARD", "IBAN", "IP", "URL", "ID", "NAME", "ADDRESS",
 PLACEHOLDER = re.compile(r"<(" + "|".join(KINDS) + r")>")
 # What a span of each kind can look like, to read a redacted text back unambiguously.
 SHAPES = {kind: re.compile(shape, re.DOTALL) for kind, shape in {
-    "EMAIL": r"\S+@\S+", "PHONE": r"[\d\s()+.\-/]+", "CARD": r"[\d -]+", "IBAN": r"[A-Z\d ]+",
+    "EMAIL": r"\S+@\S+|.+\bat\b.+", "PHONE": r"[\d\s()+.\-/]+", "CARD": r"[\d -]+",
+    "IBAN": r"[A-Z\d ]+",
     "IP": r"[\da-fA-F.:]+", "URL": r"\S+", "ID": r"[\w -]+", "NAME": r"[^\d@<>]+",
     "ADDRESS": r".+", "DOB": r".+"}.items()}
 ANSWER = ("Run `chatbot index sync docs/` again after editing; only changed files are embedded "
@@ -184,13 +185,12 @@ def print_cost(scrubbers: dict) -> None:
 
         print(f"\nCost on {len(turns):,} SGD turns (`{sgd.name}`; "
               f"{sum(map(needs_ner, turns)) / len(turns):.0%} of them go to NER):\n")
-        print("| scrubber | CPU s | texts per CPU-second |")
+        print("| scrubber | CPU s (best of 3) | texts per CPU-second |")
         print("|---|---:|---:|")
         for name, scrub in scrubbers.items():
-            started = time.process_time()
-            scrub(turns)
-            spent = time.process_time() - started
-            print(f"| {name} | {spent:.2f} | {len(turns) / spent:,.0f} |")
+            scrub(turns[:500])  # not timed: phonenumbers loads a country's metadata once
+            spent = min(_cpu_seconds(scrub, turns) for _ in range(3))  # a pass may meet a
+            print(f"| {name} | {spent:.2f} | {len(turns) / spent:,.0f} |")  # full GC sweep
     else:
         print(f"\n(no SGD dialogues at {sgd}: cost table left out)")
     from chatbot.pii import scrub
@@ -203,6 +203,12 @@ def print_cost(scrubbers: dict) -> None:
         if call:
             best = min(_seconds(call, 2000) for _ in range(5))
             print(f"- {name}: {best * 1e6:.0f} µs per call")
+
+
+def _cpu_seconds(scrub, texts: list[str]) -> float:
+    started = time.process_time()
+    scrub(texts)
+    return time.process_time() - started
 
 
 def _seconds(call, repeat: int) -> float:
