@@ -14,10 +14,10 @@ UNCLOSED_QUOTE = ("a double quote opened there is never closed, so the rest of t
                   'as one cell; close it, and write a quote inside a quoted cell twice ("")')
 
 
-def unclosed_quote_line(text: str) -> int | None:
+def unclosed_quote_line(text: str, delimiter: str = ",") -> int | None:
     """The line the row with the unclosed quote starts on, or None. ``text`` as the reader
     reads it (its line ends already what they will be)."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     start = 1
     while True:
         try:

@@ -263,3 +263,19 @@ def test_ids_stay_unique_across_files_of_one_name_and_a_file_given_twice(tmp_pat
     result = read_transcripts([first, second, first])
     assert [c.id for c in result.conversations] == [f"{first}:1", f"{second}:1"]
     assert [str(p) for p in result.problems] == [f"{first}: given more than once; read once"]
+
+
+
+@pytest.mark.parametrize("separator, name", [(";", "semicolon"), ("\t", "tab")])
+def test_a_csv_separated_by_semicolons_or_tabs_is_read_as_spreadsheets_save_it(tmp_path,
+                                                                               separator, name):
+    """Spreadsheets where a comma is the decimal mark save cells separated by ';'."""
+    path = tmp_path / "faq.csv"
+    path.write_text(f'question{separator}answer\n"How do I sync?"{separator}"Run sync, then '
+                    f'wait."\nWhich port?{separator}7860{separator} or 8080\n', encoding="utf-8")
+    result = read_file(path)
+    assert [[m.content for m in c.messages] for c in result.conversations] == [
+        ["How do I sync?", "Run sync, then wait."]]
+    assert [str(p) for p in result.problems] == [
+        f"{path}:3: 3 cells where the header has 2 columns; put a cell that holds a {name} in "
+        "double quotes"]

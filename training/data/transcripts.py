@@ -218,8 +218,9 @@ def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
     # a cell may be as long as the file (128 KiB by default): the length step drops it, as a
     # long JSONL line, instead of an error ending the read
     csv.field_size_limit(max(csv.field_size_limit(), len(text)))
-    unclosed = unclosed_quote_line(text)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    separator = _separator(text)
+    unclosed = unclosed_quote_line(text, separator)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=separator)
     header = reader.fieldnames or []
     if undecodable := _not_utf8(",".join(header)):  # a UTF-16 file reads as garbled columns
         raise DataError(f"the CSV header is {undecodable.reason}")
@@ -240,11 +241,21 @@ def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
         if extra := row.pop(None, None):  # DictReader's key for the cells past the header's
             yield first_line, _Malformed(f"{len(header) + len(extra)} cells where the header "
                                          f"has {len(header)} columns; put a cell that holds a "
-                                         "comma in double quotes")
+                                         f"{_SEPARATORS[separator]} in double quotes")
         else:
             yield first_line, _not_utf8(",".join(v for v in row.values()
                                                  if isinstance(v, str))) or row
         first_line = reader.line_num + 1
+
+
+_SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def _separator(text: str) -> str:
+    """The header line's separator: spreadsheets where a comma is the decimal mark save cells
+    separated by ';', and some save tabs."""
+    header = text.partition("\n")[0]
+    return next((s for s in _SEPARATORS if s in header), ",")
 
 
 @dataclass(frozen=True)
