@@ -279,3 +279,20 @@ def test_a_csv_separated_by_semicolons_or_tabs_is_read_as_spreadsheets_save_it(t
     assert [str(p) for p in result.problems] == [
         f"{path}:3: 3 cells where the header has 2 columns; put a cell that holds a {name} in "
         "double quotes"]
+
+
+def test_openais_content_parts_are_read_as_the_api_reads_them(tmp_path):
+    """OpenAI's chat format may give a message's content as a list of parts; the bot's own
+    API takes its text parts, joined by line breaks, and so does an import."""
+    parts = [{"type": "text", "text": "How do I sync?"}, {"type": "text", "text": "On Linux."}]
+    image = [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]
+    path = tmp_path / "parts.jsonl"
+    path.write_text("\n".join(json.dumps({"messages": [
+        {"role": "user", "content": content},
+        {"role": "assistant", "content": [{"type": "text", "text": "Run sync."}]}]})
+        for content in (parts, image)) + "\n", encoding="utf-8")
+    result = read_file(path)
+    assert [[m.content for m in c.messages] for c in result.conversations] == [
+        ["How do I sync?\nOn Linux.", "Run sync."]]
+    assert [str(p) for p in result.problems] == [
+        f"{path}:2: messages[0]: 'content' has a part of type 'image_url'; only text can be trained on"]

@@ -299,7 +299,7 @@ def _listed(items: Any, key: str, role_key: str, text_key: str,
         if not isinstance(item, dict):
             raise InvalidRecord(f"expected an object with '{role_key}' and '{text_key}'", index,
                                 key)
-        role, text = item.get(role_key), item.get(text_key)
+        role, text = item.get(role_key), _parts_text(item.get(text_key), text_key, index, key)
         known = roles if roles is not None else {r: r for r in ROLES}
         if role not in known:
             raise InvalidRecord(f"unknown role {role!r} (expected one of: {', '.join(known)})",
@@ -309,6 +309,18 @@ def _listed(items: Any, key: str, role_key: str, text_key: str,
                                 index, key)
         messages.append(Message(known[role], text, _weight(item, known[role], index, key)))
     return tuple(messages)
+
+
+def _parts_text(value: Any, text_key: str, index: int, key: str) -> Any:
+    """OpenAI's list of content parts as the bot's API reads it: its text parts joined by line
+    breaks; any other value as it is."""
+    if not (isinstance(value, list) and value and all(isinstance(p, dict) for p in value)):
+        return value
+    for part in value:
+        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise InvalidRecord(f"'{text_key}' has a part of type {part.get('type')!r}; only "
+                                "text can be trained on", index, key)
+    return "\n".join(part["text"] for part in value)
 
 
 def _weight(item: dict, role: str, index: int, key: str) -> int | None:
