@@ -295,4 +295,5 @@ def test_openais_content_parts_are_read_as_the_api_reads_them(tmp_path):
     assert [[m.content for m in c.messages] for c in result.conversations] == [
         ["How do I sync?\nOn Linux.", "Run sync."]]
     assert [str(p) for p in result.problems] == [
-        f"{path}:2: messages[0]: 'content' has a part of type 'image_url'; only text can be trained on"]
+        f"{path}:2: messages[0]: 'content' has a part of type 'image_url'; only text can be "
+        "trained on"]
