@@ -185,8 +185,9 @@ EXPECTED_PROBLEMS = [
     "invalid.jsonl:7: messages[2]: the last message must be the assistant's answer "
     "(the training target)",
     "invalid.jsonl:8: expected a JSON object, got list",
-    "invalid.jsonl:9: unrecognised record: expected 'messages' (OpenAI), 'conversations' "
-    "(ShareGPT), 'turns' (SGD) or 'question'/'answer' fields",
+    "invalid.jsonl:9: unrecognised record with the field(s) text: expected 'messages' (OpenAI), "
+    "'conversations' (ShareGPT), 'turns' (SGD) or 'question'/'answer' fields (set "
+    "data.question_field/data.answer_field in the config to read others)",
     "invalid.jsonl:10: messages[0]: 'content' must be a string, got int",
     "invalid.jsonl:12: messages[0]: an assistant message must follow a user message",
 ]
@@ -207,9 +208,18 @@ def test_strict_mode_raises_listing_the_problems():
     assert "invalid.jsonl:4: messages[1]: two user messages in a row" in message
 
 
+GOOD_LINE = json.dumps({"messages": [{"role": "user", "content": "How do I index?"},
+                                     {"role": "assistant", "content": "Run chatbot index sync."}]})
+
+
 @pytest.mark.parametrize("name, content, expected", [
     ("missing.jsonl", None, "missing.jsonl: file not found"),
-    ("notes.txt", b"hello", "notes.txt: unsupported file type '.txt'; expected .jsonl or .csv"),
+    ("notes.txt", b"hello", "notes.txt: unsupported file type '.txt'; expected .jsonl (one "
+     "JSON object a line) or .csv"),
+    ("chats.json", b'[{"messages": []}]', "chats.json: unsupported file type '.json'; expected "
+     ".jsonl (one JSON object a line) or .csv"),
+    ("export.csv", GOOD_LINE.encode() + b"\n", "export.csv: this holds JSON, not CSV; if it is one "
+     "JSON object a line, name it .jsonl"),
     ("bad.csv", b"prompt,reply\nhi,hello\n",
      "bad.csv: CSV header has no column(s) question, answer (found: prompt, reply); "
      "set data.question_field/data.answer_field in the config"),
@@ -223,10 +233,6 @@ def test_unparseable_files_are_one_problem_at_line_zero(tmp_path, name, content,
     result = read_transcripts([path, DATA / "faq.csv"])
     assert [str(p).removeprefix(str(tmp_path) + "/") for p in result.problems] == [expected]
     assert len(result.conversations) == 3  # the other file is still read
-
-
-GOOD_LINE = json.dumps({"messages": [{"role": "user", "content": "How do I index?"},
-                                     {"role": "assistant", "content": "Run chatbot index sync."}]})
 
 
 @pytest.mark.parametrize("name, bad_line, expected", [

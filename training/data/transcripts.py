@@ -166,7 +166,8 @@ def read_file(path: Path, qa: QAFields = QAFields(), label: str | None = None) -
         rows = _jsonl_rows(text)
     else:
         return ImportResult([], [Problem(name, 0, f"unsupported file type {suffix or '(none)'!r}; "
-                                                  "expected .jsonl or .csv")], 0)
+                                                  "expected .jsonl (one JSON object a line) or "
+                                                  ".csv")], 0)
     return _collect(name, label or path.name, rows, qa)
 
 
@@ -222,6 +223,9 @@ def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
     unclosed = unclosed_quote_line(text, separator)
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=separator)
     header = reader.fieldnames or []
+    if header and header[0].lstrip().startswith(("{", "[")):
+        raise DataError("this holds JSON, not CSV; if it is one JSON object a line, name it "
+                        ".jsonl")
     if undecodable := _not_utf8(",".join(header)):  # a UTF-16 file reads as garbled columns
         raise DataError(f"the CSV header is {undecodable.reason}")
     missing = [f for f in (qa.question, qa.answer) if f not in header]
@@ -286,8 +290,10 @@ def to_messages(record: Any, qa: QAFields = QAFields()) -> tuple[tuple[Message, 
         return _listed(record["turns"], "turns", "speaker", "utterance", SGD_ROLES), "sgd"
     if qa.question in record or qa.answer in record:
         return _qa_messages(record, qa), "qa"
-    raise InvalidRecord(f"unrecognised record: expected 'messages' (OpenAI), 'conversations' "
-                        f"(ShareGPT), 'turns' (SGD) or '{qa.question}'/'{qa.answer}' fields")
+    raise InvalidRecord(f"unrecognised record with the field(s) {', '.join(record) or 'none'}: "
+                        "expected 'messages' (OpenAI), 'conversations' (ShareGPT), 'turns' "
+                        f"(SGD) or '{qa.question}'/'{qa.answer}' fields (set data.question_field/"
+                        "data.answer_field in the config to read others)")
 
 
 def _listed(items: Any, key: str, role_key: str, text_key: str,
