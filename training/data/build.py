@@ -25,8 +25,8 @@ from training.data.report import BuildSummary, render_report, token_stats, write
 from training.data.settings import DataSettings
 from training.data.steps import CurateOptions, Curated, curate, nothing_to_train_on
 from training.data.token_lengths import TokenCounter
-from training.data.transcripts import EXPORT_CSV_COLUMNS, Conversation, ImportResult, QAFields, \
-    read_transcripts
+from training.data.transcript_rows import EXPORT_CSV_COLUMNS
+from training.data.transcripts import Conversation, ImportResult, read_transcripts
 from training.synth.progress import work_dir
 
 LOGS = "logs"

@@ -13,9 +13,6 @@ error.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,8 +21,7 @@ from typing import Any, Iterable, Iterator
 
 from chatbot.prompts import question_in
 from chatbot.types import Message
-from index.csvfile import UNCLOSED_QUOTE, unclosed_quote_line
-from index.jsonfile import LINE_END, jsonl_lines
+from training.data.transcript_rows import Malformed, csv_rows, jsonl_rows
 from training.errors import DataError
 
 ROLES = ("system", "user", "assistant")
@@ -33,8 +29,6 @@ _LIST_KEYS = {"openai": "messages", "sharegpt": "conversations", "sgd": "turns"}
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
 SGD_ROLES = {"USER": "user", "SYSTEM": "assistant"}
 MAX_PROBLEMS_IN_ERROR = 20
-_NOT_UTF8 = re.compile("[\udc80-\udcff]")
-"""What ``surrogateescape`` decoding turns a byte that is not UTF-8 into."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
 """A lone surrogate: JSON allows it as a ``\\uXXXX`` escape; tokenizers can't encode it."""
 
@@ -161,9 +155,9 @@ def read_file(path: Path, qa: QAFields = QAFields(), label: str | None = None) -
         return ImportResult([], [Problem(name, 0, f"cannot read: {exc.strerror}")], 0)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        rows = _csv_rows(name, text, qa)
+        rows = csv_rows(text, qa.question, qa.answer)
     elif suffix in (".jsonl", ".ndjson"):
-        rows = _jsonl_rows(text)
+        rows = jsonl_rows(text)
     else:
         return ImportResult([], [Problem(name, 0, f"unsupported file type {suffix or '(none)'!r}; "
                                                   "expected .jsonl (one JSON object a line) or "
@@ -192,92 +186,9 @@ def _collect(name: str, stem: str, rows: Iterator[tuple[int, Any]], qa: QAFields
     return ImportResult(conversations, problems, records)
 
 
-def _jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
-    for number, line in enumerate(jsonl_lines(text), start=1):
-        if not line.strip():
-            continue
-        if bad := _not_utf8(line):
-            yield number, bad
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, _Malformed(f"malformed JSON ({exc.msg}, column {exc.colno})")
-        except RecursionError:  # Python's parser gives up at about 1,000 levels
-            yield number, _Malformed("JSON nested too deeply to read; a conversation needs "
-                                     "only a few levels")
-
-
-EXPORT_CSV_COLUMNS = ("conversation_id", "split", "message", "role", "content")
-"""The header of ``chatbot data export --format csv``: a dataset for reviewers' spreadsheets,
-one message a row, which is not read back (build from the JSONL export)."""
-
-
-def _csv_rows(name: str, text: str, qa: QAFields) -> Iterator[tuple[int, Any]]:
-    # line breaks inside a quoted cell are the cell's own: kept, as "\n" whatever wrote them
-    text = LINE_END.sub("\n", text)
-    # a cell may be as long as the file (128 KiB by default): the length step drops it, as a
-    # long JSONL line, instead of an error ending the read
-    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
-    separator = _separator(text)
-    unclosed = unclosed_quote_line(text, separator)
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=separator)
-    header = reader.fieldnames or []
-    if header and header[0].lstrip().startswith(("{", "[")):
-        raise DataError("this holds JSON, not CSV; if it is one JSON object a line, name it "
-                        ".jsonl")
-    if undecodable := _not_utf8(",".join(header)):  # a UTF-16 file reads as garbled columns
-        raise DataError(f"the CSV header is {undecodable.reason}")
-    missing = [f for f in (qa.question, qa.answer) if f not in header]
-    if missing and tuple(header) == EXPORT_CSV_COLUMNS:
-        raise DataError("this is the one-message-a-row CSV of `chatbot data export --format "
-                        "csv`, for reading; build from the JSONL export instead: `chatbot data "
-                        "export NAME --out FILE.jsonl`, then `--from FILE.jsonl`")
-    if missing:
-        raise DataError(f"CSV header has no column(s) {', '.join(missing)} (found: "
-                        f"{', '.join(header) or 'nothing'}); set data.question_field/"
-                        "data.answer_field in the config")
-    first_line = reader.line_num + 1  # a row is named by the line it starts on
-    for row in reader:
-        if first_line == unclosed:  # the rows after it are in its last cell
-            yield first_line, _Malformed(UNCLOSED_QUOTE)
-            return
-        if extra := row.pop(None, None):  # DictReader's key for the cells past the header's
-            yield first_line, _Malformed(f"{len(header) + len(extra)} cells where the header "
-                                         f"has {len(header)} columns; put a cell that holds a "
-                                         f"{_SEPARATORS[separator]} in double quotes")
-        else:
-            yield first_line, _not_utf8(",".join(v for v in row.values()
-                                                 if isinstance(v, str))) or row
-        first_line = reader.line_num + 1
-
-
-_SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab"}
-
-
-def _separator(text: str) -> str:
-    """The header line's separator: spreadsheets where a comma is the decimal mark save cells
-    separated by ';', and some save tabs."""
-    header = text.partition("\n")[0]
-    return next((s for s in _SEPARATORS if s in header), ",")
-
-
-@dataclass(frozen=True)
-class _Malformed:
-    reason: str
-
-
-def _not_utf8(text: str) -> _Malformed | None:
-    """Why ``text`` can't be imported, when a byte of it was not UTF-8."""
-    if found := _NOT_UTF8.search(text):
-        byte = ord(found.group()) - 0xDC00
-        return _Malformed(f"not UTF-8 text (byte 0x{byte:02x}); re-save the file as UTF-8")
-    return None
-
-
 def to_messages(record: Any, qa: QAFields = QAFields()) -> tuple[tuple[Message, ...], str]:
     """Messages and the format name of one parsed record; raises ``InvalidRecord``."""
-    if isinstance(record, _Malformed):
+    if isinstance(record, Malformed):
         raise InvalidRecord(record.reason)
     if not isinstance(record, dict):
         raise InvalidRecord(f"expected a JSON object, got {type(record).__name__}")

@@ -1,0 +1,103 @@
+"""A transcript file's rows: each JSONL line or CSV row as its record, or ``Malformed`` with
+the reason it can't be read, numbered by the line it starts on (see
+``training.data.transcripts``, which makes conversations of them).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from index.csvfile import UNCLOSED_QUOTE, unclosed_quote_line
+from index.jsonfile import LINE_END, jsonl_lines
+from training.errors import DataError
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+"""What ``surrogateescape`` decoding turns a byte that is not UTF-8 into."""
+
+
+def jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(jsonl_lines(text), start=1):
+        if not line.strip():
+            continue
+        if bad := not_utf8(line):
+            yield number, bad
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, Malformed(f"malformed JSON ({exc.msg}, column {exc.colno})")
+        except RecursionError:  # Python's parser gives up at about 1,000 levels
+            yield number, Malformed("JSON nested too deeply to read; a conversation needs "
+                                     "only a few levels")
+
+
+EXPORT_CSV_COLUMNS = ("conversation_id", "split", "message", "role", "content")
+"""The header of ``chatbot data export --format csv``: a dataset for reviewers' spreadsheets,
+one message a row, which is not read back (build from the JSONL export)."""
+
+
+def csv_rows(text: str, question: str, answer: str) -> Iterator[tuple[int, Any]]:
+    # line breaks inside a quoted cell are the cell's own: kept, as "\n" whatever wrote them
+    text = LINE_END.sub("\n", text)
+    # a cell may be as long as the file (128 KiB by default): the length step drops it, as a
+    # long JSONL line, instead of an error ending the read
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
+    separator = _separator(text)
+    unclosed = unclosed_quote_line(text, separator)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=separator)
+    header = reader.fieldnames or []
+    if header and header[0].lstrip().startswith(("{", "[")):
+        raise DataError("this holds JSON, not CSV; if it is one JSON object a line, name it "
+                        ".jsonl")
+    if undecodable := not_utf8(",".join(header)):  # a UTF-16 file reads as garbled columns
+        raise DataError(f"the CSV header is {undecodable.reason}")
+    missing = [f for f in (question, answer) if f not in header]
+    if missing and tuple(header) == EXPORT_CSV_COLUMNS:
+        raise DataError("this is the one-message-a-row CSV of `chatbot data export --format "
+                        "csv`, for reading; build from the JSONL export instead: `chatbot data "
+                        "export NAME --out FILE.jsonl`, then `--from FILE.jsonl`")
+    if missing:
+        raise DataError(f"CSV header has no column(s) {', '.join(missing)} (found: "
+                        f"{', '.join(header) or 'nothing'}); set data.question_field/"
+                        "data.answer_field in the config")
+    first_line = reader.line_num + 1  # a row is named by the line it starts on
+    for row in reader:
+        if first_line == unclosed:  # the rows after it are in its last cell
+            yield first_line, Malformed(UNCLOSED_QUOTE)
+            return
+        if extra := row.pop(None, None):  # DictReader's key for the cells past the header's
+            yield first_line, Malformed(f"{len(header) + len(extra)} cells where the header "
+                                         f"has {len(header)} columns; put a cell that holds a "
+                                         f"{_SEPARATORS[separator]} in double quotes")
+        else:
+            yield first_line, not_utf8(",".join(v for v in row.values()
+                                                 if isinstance(v, str))) or row
+        first_line = reader.line_num + 1
+
+
+_SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def _separator(text: str) -> str:
+    """The header line's separator: spreadsheets where a comma is the decimal mark save cells
+    separated by ';', and some save tabs."""
+    header = text.partition("\n")[0]
+    return next((s for s in _SEPARATORS if s in header), ",")
+
+
+@dataclass(frozen=True)
+class Malformed:
+    reason: str
+
+
+def not_utf8(text: str) -> Malformed | None:
+    """Why ``text`` can't be imported, when a byte of it was not UTF-8."""
+    if found := _NOT_UTF8.search(text):
+        byte = ord(found.group()) - 0xDC00
+        return Malformed(f"not UTF-8 text (byte 0x{byte:02x}); re-save the file as UTF-8")
+    return None
