@@ -303,3 +303,14 @@ def test_openais_content_parts_are_read_as_the_api_reads_them(tmp_path):
     assert [str(p) for p in result.problems] == [
         f"{path}:2: messages[0]: 'content' has a part of type 'image_url'; only text can be "
         "trained on"]
+
+
+@pytest.mark.parametrize("header", ["Question, Answer", "question ,ANSWER", " question,answer"])
+def test_csv_columns_are_found_whatever_their_case_and_the_spaces_around_them(tmp_path, header):
+    """A spreadsheet's header is typed by a person: "Question, Answer" names the columns."""
+    path = tmp_path / "faq.csv"
+    path.write_text(f'{header}\nHow do I sync?, "Run sync, then wait."\n', encoding="utf-8")
+    result = read_file(path)
+    assert result.problems == []
+    assert [[m.content for m in c.messages] for c in result.conversations] == [
+        ["How do I sync?", "Run sync, then wait."]]

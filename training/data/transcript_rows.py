@@ -41,7 +41,11 @@ EXPORT_CSV_COLUMNS = ("conversation_id", "split", "message", "role", "content")
 one message a row, which is not read back (build from the JSONL export)."""
 
 
-def csv_rows(text: str, question: str, answer: str) -> Iterator[tuple[int, Any]]:
+def csv_rows(text: str, question: str, answer: str, system: str | None = None
+             ) -> Iterator[tuple[int, Any]]:
+    """The rows of a CSV file of questions and answers, keyed by the header's columns; a column
+    named as a field in another case or with spaces around ("Question, Answer") is that field
+    (a person types the header), and the spaces after a separator are not a cell's."""
     # line breaks inside a quoted cell are the cell's own: kept, as "\n" whatever wrote them
     text = LINE_END.sub("\n", text)
     # a cell may be as long as the file (128 KiB by default): the length step drops it, as a
@@ -49,8 +53,11 @@ def csv_rows(text: str, question: str, answer: str) -> Iterator[tuple[int, Any]]
     csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     separator = _separator(text)
     unclosed = unclosed_quote_line(text, separator)
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=separator)
-    header = reader.fieldnames or []
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=separator,
+                            skipinitialspace=True)
+    fields = {name.strip().casefold(): name for name in (question, answer, system) if name}
+    header = reader.fieldnames = [fields.get(column.strip().casefold(), column)
+                                  for column in reader.fieldnames or []]
     if header and header[0].lstrip().startswith(("{", "[")):
         raise DataError("this holds JSON, not CSV; if it is one JSON object a line, name it "
                         ".jsonl")

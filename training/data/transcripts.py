@@ -155,7 +155,7 @@ def read_file(path: Path, qa: QAFields = QAFields(), label: str | None = None) -
         return ImportResult([], [Problem(name, 0, f"cannot read: {exc.strerror}")], 0)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        rows = csv_rows(text, qa.question, qa.answer)
+        rows = csv_rows(text, qa.question, qa.answer, qa.system)
     elif suffix in (".jsonl", ".ndjson"):
         rows = jsonl_rows(text)
     else:
