@@ -75,10 +75,10 @@ def test_a_question_or_answer_that_is_not_text_is_a_problem_not_its_python_spell
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     result = read_file(path, QAFields(system="system"))
     assert [str(p) for p in result.problems] == [
-        f"{path}:1: 'question' must be a string, got list",
-        f"{path}:2: 'answer' must be a string, got dict",
-        f"{path}:3: 'answer' must be a string, got bool",
-        f"{path}:4: 'system' must be a string, got list"]
+        f"{path}:1: 'question' must be a string, got a list",
+        f"{path}:2: 'answer' must be a string, got an object",
+        f"{path}:3: 'answer' must be a string, got true or false",
+        f"{path}:4: 'system' must be a string, got a list"]
     assert [c.messages for c in result.conversations] == [
         (Message("user", "What port?"), Message("assistant", "7860"))]
 
@@ -184,11 +184,11 @@ EXPECTED_PROBLEMS = [
     "invalid.jsonl:6: conversations[1]: unknown role 'robot' (expected one of: human, gpt, system)",
     "invalid.jsonl:7: messages[2]: the last message must be the assistant's answer "
     "(the training target)",
-    "invalid.jsonl:8: expected a JSON object, got list",
+    "invalid.jsonl:8: expected a JSON object, got a list",
     "invalid.jsonl:9: unrecognised record with the field(s) text: expected 'messages' (OpenAI), "
     "'conversations' (ShareGPT), 'turns' (SGD) or 'question'/'answer' fields (set "
     "data.question_field/data.answer_field in the config to read others)",
-    "invalid.jsonl:10: messages[0]: 'content' must be a string, got int",
+    "invalid.jsonl:10: messages[0]: 'content' must be a string, got a number",
     "invalid.jsonl:12: messages[0]: an assistant message must follow a user message",
 ]
 
@@ -314,3 +314,13 @@ def test_csv_columns_are_found_whatever_their_case_and_the_spaces_around_them(tm
     assert result.problems == []
     assert [[m.content for m in c.messages] for c in result.conversations] == [
         ["How do I sync?", "Run sync, then wait."]]
+
+
+
+def test_a_wrong_json_value_is_named_as_json_names_it(tmp_path):
+    """A person who wrote the file wrote JSON: null, not NoneType; a string, not str."""
+    path = tmp_path / "chats.jsonl"
+    path.write_text('null\n{"messages": null}\n"hello"\n', encoding="utf-8")
+    assert [str(p).removeprefix(f"{path}:") for p in read_file(path).problems] == [
+        "1: expected a JSON object, got null", "2: 'messages' must be a list, got null",
+        "3: expected a JSON object, got a string"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from training.data.transcripts import Conversation, InvalidRecord
+from training.data.transcripts import Conversation, InvalidRecord, json_kind
 
 KEY = "metadata.feedback"
 
@@ -54,7 +54,7 @@ def _ratings(feedback: list, answers: int) -> dict[int, tuple[int, str | None]]:
             raise InvalidRecord(f"'rating' must be 1 (thumbs up) or -1 (down); got {rating!r}",
                                 index, KEY)
         if comment is not None and not isinstance(comment, str):
-            raise InvalidRecord(f"'comment' must be text; got {type(comment).__name__}", index,
+            raise InvalidRecord(f"'comment' must be text; got {json_kind(comment)}", index,
                                 KEY)
         ratings[n] = (rating, comment)
     return ratings

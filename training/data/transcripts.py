@@ -103,6 +103,16 @@ class QAFields:
     system: str | None = None
 
 
+_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "true or false",
+               int: "a number", float: "a number", type(None): "null"}
+
+
+def json_kind(value: Any) -> str:
+    """What ``value`` is in the words of the JSON its file was written in ("null", not
+    Python's "NoneType")."""
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
 class InvalidRecord(Exception):
     """One record that can't be used; ``index`` is the position in its ``key`` list."""
 
@@ -191,7 +201,7 @@ def to_messages(record: Any, qa: QAFields = QAFields()) -> tuple[tuple[Message, 
     if isinstance(record, Malformed):
         raise InvalidRecord(record.reason)
     if not isinstance(record, dict):
-        raise InvalidRecord(f"expected a JSON object, got {type(record).__name__}")
+        raise InvalidRecord(f"expected a JSON object, got {json_kind(record)}")
     if "messages" in record:
         return _listed(record["messages"], "messages", "role", "content", None), "openai"
     if "conversations" in record:
@@ -210,7 +220,7 @@ def to_messages(record: Any, qa: QAFields = QAFields()) -> tuple[tuple[Message, 
 def _listed(items: Any, key: str, role_key: str, text_key: str,
             roles: dict[str, str] | None) -> tuple[Message, ...]:
     if not isinstance(items, list):
-        raise InvalidRecord(f"'{key}' must be a list, got {type(items).__name__}", key=key)
+        raise InvalidRecord(f"'{key}' must be a list, got {json_kind(items)}", key=key)
     messages = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
@@ -222,7 +232,7 @@ def _listed(items: Any, key: str, role_key: str, text_key: str,
             raise InvalidRecord(f"unknown role {role!r} (expected one of: {', '.join(known)})",
                                 index, key)
         if not isinstance(text, str):
-            raise InvalidRecord(f"'{text_key}' must be a string, got {type(text).__name__}",
+            raise InvalidRecord(f"'{text_key}' must be a string, got {json_kind(text)}",
                                 index, key)
         messages.append(Message(known[role], text, _weight(item, known[role], index, key)))
     return tuple(messages)
@@ -268,7 +278,7 @@ def _qa_text(record: dict, name: str) -> str:
     value = record.get(name)
     if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return "" if value is None else str(value)
-    raise InvalidRecord(f"'{name}' must be a string, got {type(value).__name__}")
+    raise InvalidRecord(f"'{name}' must be a string, got {json_kind(value)}")
 
 
 def validate(messages: tuple[Message, ...], key: str = "messages") -> None:
