@@ -319,3 +319,12 @@ def test_an_iban_split_across_two_messages_goes_from_both():
     [turns] = Redactor(model=None).scrub_groups([said])
     assert [text for text, _ in turns] == ["my iban is <IBAN>", "Go on.", "<IBAN>, thanks",
                                            "and <IBAN>", "<IBAN>"]
+
+
+def test_a_message_longer_than_spacy_takes_is_read_in_pieces(ner):
+    """spaCy refuses a text over 1,000,000 characters; a pasted log file can be longer."""
+    text = "see the log: " + "ok " * 400_000 + "Then Dana Kowalski wrote: it failed."
+    [(redacted, counts)] = ner.scrub([text])
+    assert redacted.endswith("Then <NAME> wrote: it failed.") and counts["NAME"] == 1
+    pieces = redact._pieces(text)
+    assert "".join(pieces) == text and max(map(len, pieces)) <= redact.NER_CHARS

@@ -60,6 +60,9 @@ _NUMBER_AT_END = re.compile(r"(?:\b[A-Za-z]{2}\d\d(?:[ -]?[A-Za-z\d]{1,4})*|\+?\
                             r"(?=\W*$)")  # an IBAN's head too: "DE89 3704", "gb82 west"
 _NUMBER_AT_START = re.compile(r"\W*?(\+?\d[\d .-]*\d)")
 _SPLIT_KINDS = ("IBAN", "CARD", "PHONE", "ID")
+# spaCy refuses a text over 1,000,000 characters, and its memory grows with the length: longer
+# texts (a pasted log file) go to the model in pieces.
+NER_CHARS = 100_000
 
 Redacted = tuple[str, Counter]
 
@@ -150,9 +153,15 @@ class Redactor:
         return halves
 
     def _entities(self, texts: list[str]) -> dict[str, dict[str, str]]:
-        """Text -> {entity as written: kind} for those of ``texts`` that need NER."""
-        todo = [text for text in texts if needs_ner(text)] if self.ner else []
-        return dict(zip(todo, self.ner.find(todo))) if todo else {}
+        """Text -> {entity as written: kind} for those of ``texts`` that need NER, read in
+        pieces of at most ``NER_CHARS``: only the pieces that need it go to the model."""
+        if not self.ner:
+            return {}
+        pieces = {text: [p for p in _pieces(text) if needs_ner(p)] for text in texts}
+        todo = list(dict.fromkeys(p for found in pieces.values() for p in found))
+        found = dict(zip(todo, self.ner.find(todo))) if todo else {}
+        return {text: {entity: kind for p in parts for entity, kind in found[p].items()}
+                for text, parts in pieces.items() if parts}
 
 
 def names_given(text: str) -> dict[str, str]:
@@ -210,6 +219,19 @@ def _replace_entities(text: str, counts: Counter, entities: dict[str, str]) -> R
 
     text = pattern.sub(sub, text)
     return text, counts + found
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` cut into pieces of at most ``NER_CHARS``, each at the end of a line or sentence
+    where one is in its second half, else at a space."""
+    pieces = []
+    while len(text) > NER_CHARS:
+        window = text[NER_CHARS // 2:NER_CHARS]
+        cut = max(window.rfind("\n"), window.rfind(". ")) + 1 or window.rfind(" ") + 1
+        cut = NER_CHARS // 2 + cut if cut else NER_CHARS
+        pieces.append(text[:cut])
+        text = text[cut:]
+    return [*pieces, text]
 
 
 def needs_ner(text: str) -> bool:
