@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -338,3 +339,14 @@ def test_a_log_exported_and_built_again_keeps_its_feedback(config, tmp_path, fmt
     assert learned == {"Run `chatbot index sync docs/`.", "Port 7860."}
     rows = [row for _, row in sum(split_rows(config, "again").values(), [])]
     assert all(m.get("weight") == 0 for row in rows for m in row[:-1] if m["role"] == "assistant")
+
+
+def test_a_build_whose_only_conversation_goes_to_validation_is_refused(config, tmp_path):
+    one = tmp_path / "one.jsonl"
+    one.write_text((DATA / "openai.jsonl").read_text().splitlines()[0] + "\n")
+    settings = data_settings(config)
+    options = replace(settings.options, validation_share=0.6)
+    with pytest.raises(DataError, match=r"^nothing to train on: all 1 conversation\(s\) went to "
+                                        r"the validation split; lower data.validation_share"):
+        build_dataset(settings, "one", [str(one)], options=options)
+    assert not (config.data_path / "datasets" / "one").exists()
