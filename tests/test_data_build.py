@@ -287,6 +287,20 @@ def test_token_counts_equal_tokenizing_the_whole_rendered_conversation():
     assert measured[0].supervised == len(counter.tokenizer(answer)["input_ids"]) + 1
 
 
+def test_a_message_far_past_the_token_limit_is_counted_by_its_length_not_tokenized():
+    """A pasted 6 MB log line took 2 GB and 20 s to tokenize only to be dropped as too long;
+    a token spells at most so many characters, so its length alone says it is too long."""
+    from chatbot.models import resolve_model
+    from training.data.token_lengths import chat_counter
+
+    counter = chat_counter(resolve_model("embedded:smollm2-135m-instruct"), "smollm2")
+    huge = [Message("user", "x " * 1_000_000), Message("assistant", "ok")]
+    [bounded] = counter.measure([huge], ceiling=2048)
+    assert 2048 < bounded.total < 1_000_000  # a bound past the ceiling: 1M tokens if counted
+    small = [Message("user", "How do I sync?"), Message("assistant", "Run sync.")]
+    assert counter.measure([small], ceiling=2048) == counter.measure([small])
+
+
 def test_logged_answers_can_drop_the_sources_shown_at_chat_time(config, tmp_path):
     from index.types import Chunk, Hit
 

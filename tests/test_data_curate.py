@@ -22,7 +22,7 @@ class WordCounter:
 
     name: str = "words"
 
-    def measure(self, conversations):
+    def measure(self, conversations, ceiling=None):
         return [Lengths(sum(len(m.content.split()) for m in messages),
                         sum(len(m.content.split()) for m in messages if m.role == "assistant"))
                 for messages in conversations]

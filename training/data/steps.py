@@ -306,7 +306,7 @@ def _remember_example(examples: dict[str, list[str]], kind: str, text: str) -> N
 def filter_length(conversations: Sequence[Conversation], counter: TokenCounter, min_tokens: int,
                   max_tokens: int) -> tuple[list[Conversation], dict[str, Lengths], StepReport]:
     """Measure every conversation in the chat model's tokens; keep min <= total <= max."""
-    measured = counter.measure([c.messages for c in conversations])
+    measured = counter.measure([c.messages for c in conversations], ceiling=max_tokens)
     lengths = {c.id: m for c, m in zip(conversations, measured)}
     kept, dropped = [], Counter()
     for conversation, length in zip(conversations, measured):

@@ -2,8 +2,9 @@
 
 ``total`` counts the whole rendered conversation (what the model reads, default system prompt
 of the chat template included); ``supervised`` counts the assistant turns' text plus one
-end-of-turn token each (a turn of ``weight`` 0 is context, not learned), which is what an "assistant turns" masking policy trains on. The exact
-labels are made by the training step; this is for filtering and the data report.
+end-of-turn token each (a turn of ``weight`` 0 is context, not learned), which is what an
+"assistant turns" masking policy trains on. The exact labels are made by the training step;
+this is for filtering and the data report.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import Protocol, Sequence
 from chatbot.types import Message
 
 BATCH = 4096
+# Characters a token may stand for beyond its vocabulary spelling: a normaliser may join
+# characters (a letter and its combining accent) before the tokenizer reads them.
+NORMALISED_MARGIN = 4
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,8 @@ class Lengths:
 class TokenCounter(Protocol):
     name: str
 
-    def measure(self, conversations: Sequence[Sequence[Message]]) -> list[Lengths]: ...
+    def measure(self, conversations: Sequence[Sequence[Message]],
+                ceiling: int | None = None) -> list[Lengths]: ...
 
 
 class ChatTemplateCounter:
@@ -44,9 +49,18 @@ class ChatTemplateCounter:
         self._contents: dict[str, int] = {}
         self._frames: dict[tuple[str, ...], int] = {}
 
-    def measure(self, conversations: Sequence[Sequence[Message]]) -> list[Lengths]:
+    def measure(self, conversations: Sequence[Sequence[Message]],
+                ceiling: int | None = None) -> list[Lengths]:
+        """Lengths of ``conversations``; a message whose characters alone prove it longer than
+        ``ceiling`` tokens is not tokenized (a pasted 6 MB log line took 2 GB and 20 s) and
+        counts as that proof's bound, which is past ``ceiling``."""
         self._contents = {}  # per call: a long-lived process must not grow without bound
-        self._learn([m.content for messages in conversations for m in messages])
+        contents = [m.content for messages in conversations for m in messages]
+        if ceiling is not None:
+            most = self._longest_token * NORMALISED_MARGIN  # characters a token may stand for
+            self._contents = {c: -(-len(c) // most) for c in contents
+                              if len(c) > (ceiling + 1) * most}
+        self._learn(contents)
         lengths = []
         for messages in conversations:
             roles = tuple(m.role for m in messages)
@@ -56,6 +70,11 @@ class ChatTemplateCounter:
             answers = sum(self._contents[m.content] + 1 for m in messages if m.learned)
             lengths.append(Lengths(self._frames[roles] + content, answers))
         return lengths
+
+    @functools.cached_property
+    def _longest_token(self) -> int:
+        """The most characters a token of the vocabulary spells."""
+        return max(map(len, self.tokenizer.get_vocab()))
 
     def exact_total(self, messages: Sequence[Message]) -> int:
         """Tokens of the whole conversation rendered with the chat template, uncached."""
