@@ -72,18 +72,19 @@ _ADDRESS_HINT = re.compile(
     + rf"|[A-Za-z]?,? (?:[A-Z]|\d+(?:st|nd|rd|th) |(?:{_NUMBER_FIRST_STREETS}) ))")
 
 # A ZIP or postal code alone: after its label ("zip 62704", "postcode: 10115"), or closing a
-# place someone lives at or sends to ("i live in springfield 62704"); a five-digit number
-# anywhere else is as often a count or a code.
+# place someone lives in ("i live in springfield 62704") or a place after a comma that
+# something is sent to ("ship it to Springfield, 62704"); a five-digit number anywhere else is
+# as often a count or a code ("posted to issue 12345").
 _ZIP = r"\d{5}(?:-\d{4})?(?![\d-])"
 _ZIP_LABEL = r"\b(?:zip(?: ?code)?|postal ?code|post ?code|plz)\b(?: is|:|#)? ?"
 _ZIP_LABELLED = re.compile(rf"(?P<cue>{_ZIP_LABEL})(?P<value>{_ZIP}|\d{{4}}(?![\d-]))",
                            re.IGNORECASE)
 # A number right after a ZIP label is a ZIP code, never a phone number ("zip 62704-1234").
 ZIP_LABEL_BEFORE = re.compile(rf"{_ZIP_LABEL}$", re.IGNORECASE)
+_PLACE_WORD = r"[^\W\d_][\w'’-]*"
 _ZIP_AFTER_PLACE = re.compile(
-    rf"(?P<cue>\b(?:(?:live[sd]?|living|staying|located|based) in|{_SENT_TO}) "
-    r"(?:[^\W\d_][\w'’-]*,? ){1,3})"
-    rf"(?P<value>{_ZIP})", re.IGNORECASE)
+    rf"(?P<cue>\b(?:(?:live[sd]?|living|staying|located|based) in (?:{_PLACE_WORD},? ){{1,3}}"
+    rf"|{_SENT_TO} (?:{_PLACE_WORD} ){{0,2}}{_PLACE_WORD}, ))(?P<value>{_ZIP})", re.IGNORECASE)
 _ZIP_WORDS = ("zip", "postal", "post code", "postcode", "plz")
 _FOUR_DIGITS = re.compile(r"\d{4}")
 

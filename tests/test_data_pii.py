@@ -112,6 +112,7 @@ NOT_FOUND = [
     ("PHONE", "the release of 03.04.2025 fixed it; the zip file has 12345 rows"),  # a date
     ("ID", "the model ABCDE1234F ships"),  # PAN-shaped, no PAN's holder letter, no label
     ("ADDRESS", "we shipped 12345 orders to 300 stores"),
+    ("ADDRESS", "I posted it to issue 12345 and moved to build 20240; sent to ticket 55555"),
 ]
 
 
