@@ -69,7 +69,7 @@ _ID_LABELLED = re.compile(
     r"\b(?P<label>ssn|social security(?: number| no\.?)?|passport(?: number| no\.?)?|"
     r"national id(?: number)?|id number|id card(?: number)?|tax id|personal id(?: number)?|"
     r"national insurance(?: number| no\.?)?|ni number|nino|permanent account number|"
-    r"pan(?: card)?(?: number| no\.?)?|"
+    r"pan card(?: number| no\.?)?|pan (?:number|no\.?)|(?-i:PAN)|"
     r"driver'?s licen[cs]e(?: number)?)(?P<sep>\s*(?:is|:|#|no\.?)?\s*)"
     # a NI number in any case and grouping ("qq 12 34 56 c"), or digits with letters around,
     # grouped by spaces, dashes or dots ("536 - 90 - 4399", "536.90.4399")
@@ -105,9 +105,11 @@ _YEAR = r"(?:\d{4}|'?\d\d)\b"  # "1987", "87", "'87"
 _DOB = re.compile(
     r"(?P<label>\b(?:born|date of birth|birth ?date|birthday|d\.?o\.?b\b\.?|"
     # German, French, Italian and Spanish: "geb. 03.04.1985", "née le 3/4/1985"
-    r"geb\.|geboren|geburtsdatum|née?|date de naissance|nat[oa]|data di nascita|nacid[oa]|"
+    # (words that are others' too, "NATO 2024", only with the word that follows them)
+    r"geb\.|geboren|geburtsdatum|née? (?:le|en)|date de naissance|nat[oa] (?:il|nel)|"
+    r"data di nascita|nacid[oa] (?:el|en)|"
     r"fecha de nacimiento)"
-    r"(?:\s*(?:[:-]|\b(?:is|was|on|in|the|of|am|le|il|el)\b))*\s*)"
+    r"(?:\s*(?:[:-]|\b(?:is|was|on|in|the|of|am)\b))*\s*)"
     rf"(?P<value>\d{{1,2}}(?P<sep>[./-])\d{{1,2}}(?P=sep)(?:\d{{4}}|\d{{2}})\b|\d{{4}}-\d\d-\d\d\b"
     rf"|{_DAY}(?:\s+of)?\s+{_MONTH},?(?:\s+{_YEAR})?|{_MONTH}\s+{_DAY}\b(?:,?\s+{_YEAR})?"
     rf"|(?:{_MONTH}\s+)?(?:19|20)\d\d\b)", re.IGNORECASE)

@@ -72,6 +72,7 @@ FOUND = [
     # birth labels of other languages, and a dotted date after a bare "born"
     ("DOB", "geb. 03.04.1985 in Köln; Geboren am 3.4.1985", "geb. <DOB> in Köln; Geboren am <DOB>"),
     ("DOB", "born 03.04.1985, née le 03/04/1985", "born <DOB>, née le <DOB>"),
+    ("DOB", "nato il 3/4/1985, nacida en 1990", "nato il <DOB>, nacida en <DOB>"),
     # an Indian PAN: in its checked shape, or in any shape and case after its label
     ("ID", "PAN: ABCDE1234F, and AAAPL1234C on file", "PAN: <ID>, and <ID> on file"),
     ("ID", "my pan card number is abcde1234f.", "my pan card number is <ID>."),
@@ -113,6 +114,8 @@ NOT_FOUND = [
     ("ID", "the model ABCDE1234F ships"),  # PAN-shaped, no PAN's holder letter, no label
     ("ADDRESS", "we shipped 12345 orders to 300 stores"),
     ("ADDRESS", "I posted it to issue 12345 and moved to build 20240; sent to ticket 55555"),
+    ("DOB", "the NATO 2024 summit, Nata 2023 pasta, Jane Smith née Jones, 1990 class"),
+    ("ID", "a pan 1234 cm wide"),
 ]
 
 
