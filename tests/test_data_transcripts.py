@@ -324,3 +324,11 @@ def test_a_wrong_json_value_is_named_as_json_names_it(tmp_path):
     assert [str(p).removeprefix(f"{path}:") for p in read_file(path).problems] == [
         "1: expected a JSON object, got null", "2: 'messages' must be a list, got null",
         "3: expected a JSON object, got a string"]
+
+
+def test_an_unrecognised_record_names_its_first_fields_only(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({f"field{n}": n for n in range(30)}) + "\n", encoding="utf-8")
+    [problem] = read_file(path).problems
+    assert str(problem).startswith(f"{path}:1: unrecognised record with the field(s) field0, "
+                                   "field1, field2, field3, field4 and 25 more: expected")

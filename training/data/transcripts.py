@@ -211,10 +211,12 @@ def to_messages(record: Any, qa: QAFields = QAFields()) -> tuple[tuple[Message, 
         return _listed(record["turns"], "turns", "speaker", "utterance", SGD_ROLES), "sgd"
     if qa.question in record or qa.answer in record:
         return _qa_messages(record, qa), "qa"
-    raise InvalidRecord(f"unrecognised record with the field(s) {', '.join(record) or 'none'}: "
-                        "expected 'messages' (OpenAI), 'conversations' (ShareGPT), 'turns' "
-                        f"(SGD) or '{qa.question}'/'{qa.answer}' fields (set data.question_field/"
-                        "data.answer_field in the config to read others)")
+    names = list(record)
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    raise InvalidRecord(f"unrecognised record with the field(s) {', '.join(names[:5]) or 'none'}"
+                        f"{more}: expected 'messages' (OpenAI), 'conversations' (ShareGPT), "
+                        f"'turns' (SGD) or '{qa.question}'/'{qa.answer}' fields (set "
+                        "data.question_field/data.answer_field in the config to read others)")
 
 
 def _listed(items: Any, key: str, role_key: str, text_key: str,
