@@ -126,7 +126,9 @@ def test_a_corrected_answer_that_was_cut_short_is_trained_on_its_correction(conf
     [turn] = log_exchanges(log, "s1", [("And remove a document?", ANSWER, None)])
     log.finish_turn(turn, "Delete it from", {}, "interrupted")
     settings = data_settings(config)
-    with pytest.raises(DataError, match="logs:s1:1: answer is interrupted, not used"):
+    with pytest.raises(DataError, match=rf"logs:s1:1: answer is interrupted, not used; "
+                                        rf"`chatbot logs correct {turn} --text \.\.\.` "
+                                        "writes the answer to train on instead"):
         build_dataset(settings, "before", ["logs"])
     log.add_correction(turn, FIXED)
     after = build_dataset(settings, "after", ["logs"])

@@ -178,16 +178,17 @@ def test_from_logs_uses_the_exact_prompt_and_feedback(config):
          "complete", 1, None),
         ("And remove a document?", "Delete it from the folder and sync again; it's dropped.",
          "complete", -1, "Wrong: use `chatbot index remove PATH`.")])
-    log_session(log, "s2", [
+    cut = log_session(log, "s2", [
         ("Which port does the web UI use?", "Port 7860 unless server.port says otherwise.",
          "complete", None, None),
-        ("Can I change the port?", "Yes, set", "interrupted", None, None)])
+        ("Can I change the port?", "Yes, set", "interrupted", None, None)])[-1]
     sent = json.loads(log._db.execute(  # what serving stored for the first answer
         "SELECT messages_json FROM turns WHERE session_id='s1' AND position=1").fetchone()[0])
     log.close()
     summary = build_dataset(data_settings(config), "from-logs", ["logs"])
     assert summary.logged == 3 and summary.review == 1 and summary.skipped == 1
-    assert summary.problems == ["logs:s2:3: answer is interrupted, not used"]
+    assert summary.problems == [f"logs:s2:3: answer is interrupted, not used; `chatbot logs "
+                                f"correct {cut} --text ...` writes the answer to train on instead"]
     assert {s["name"]: s["dropped"] for s in summary.steps}["feedback"] == {"thumbed down": 1}
     rows = dict(sum(split_rows(config, "from-logs").values(), []))
     assert set(rows) == {"logs:s1:1", "logs:s2:1"}

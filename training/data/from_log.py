@@ -60,7 +60,8 @@ def _example(session: LoggedConversation, turn: LoggedTurn,
     where = f"{LOG_SOURCE}:{session.session_id}"
     corrected = use_correction and turn.correction is not None
     if turn.status != "complete" and not corrected:  # a cut answer is used by its correction
-        return Problem(where, turn.position, f"answer is {turn.status}, not used")
+        return Problem(where, turn.position, f"answer is {turn.status}, not used; `chatbot logs "
+                       f"correct {turn.id} --text ...` writes the answer to train on instead")
     if not turn.messages:
         return Problem(where, turn.position, "no prompt recorded with this answer")
     try:
