@@ -256,3 +256,15 @@ def test_a_build_that_keeps_nothing_is_refused_and_says_why(run, tmp_path):
         "conversations; no dataset was written\n")
     assert not (tmp_path / "bot" / "datasets" / "empty").exists()
     assert run("data", "list").stdout.startswith("no datasets yet")
+
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_export_to_standard_output_with_a_dash(run, tmp_path, fmt):
+    """As `chatbot logs export --out -` does; a file named "-" was written instead."""
+    run("data", "build", "--name", "v1", "--from", str(DATA / "sharegpt.jsonl"))
+    run("data", "export", "v1", "--out", str(tmp_path / f"v1.{fmt}"), "--format", fmt)
+    exported = run("data", "export", "v1", "--out", "-", "--format", fmt)
+    assert exported.exit_code == 0 and exported.stderr == "wrote 3 conversations to stdout\n"
+    assert exported.stdout == (tmp_path / f"v1.{fmt}").read_text(encoding="utf-8")
+    assert not Path("-").exists()

@@ -144,8 +144,9 @@ def show(config: BotConfig, name: str, as_json: bool) -> None:
 
 @data_group.command("export")
 @click.argument("name")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write.")
+@click.option("--out", required=True,
+              type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="File to write; - for standard output.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
               show_default=True,
               help="jsonl: OpenAI {\"messages\": [...]} lines, to edit and build from again; "
@@ -157,6 +158,10 @@ def export(config: BotConfig, name: str, out: Path, fmt: str) -> None:
     from app.build import data_settings
     from training.data.build import export_dataset
 
+    if str(out) == "-":  # the summary goes to stderr, so stdout holds only the rows
+        count = export_dataset(data_settings(config), name, None, fmt)
+        click.echo(f"wrote {count} conversations to stdout", err=True)
+        return
     count = export_dataset(data_settings(config), name, output_path(config, out, "--out"), fmt)
     click.echo(f"wrote {count} conversations to {shown(out)}")
 

@@ -10,10 +10,12 @@ Training tab both call it.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Sequence
+from typing import IO, Iterator, Sequence
 
 from chatbot.models import file_sha256
 from chatbot.paths import check_name
@@ -313,8 +315,10 @@ def newest_dataset(datasets: list[dict]) -> str | None:
 EXPORT_FORMATS = ("jsonl", "csv")
 
 
-def export_dataset(settings: DataSettings, name: str, out: Path, fmt: str = "jsonl") -> int:
-    """Write the dataset's examples (train then validation) to ``out``; return how many.
+def export_dataset(settings: DataSettings, name: str, out: Path | None,
+                   fmt: str = "jsonl") -> int:
+    """Write the dataset's examples (train then validation) to ``out`` (None: standard
+    output); return how many.
 
     ``jsonl`` is OpenAI JSONL, to edit and build from again; ``csv`` is one message a row
     (``EXPORT_CSV_COLUMNS``) for reviewers' spreadsheets, every cell safe to open there.
@@ -327,7 +331,6 @@ def export_dataset(settings: DataSettings, name: str, out: Path, fmt: str = "jso
     if kind != "sft":
         raise DataError(f"dataset {name!r} is a {kind} dataset; its rows are JSONL files "
                         f"already, in {directory}")
-    out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         from chatbot.spreadsheet import write_csv
 
@@ -335,13 +338,25 @@ def export_dataset(settings: DataSettings, name: str, out: Path, fmt: str = "jso
         rows = [(row["conversation_id"], split, n, message["role"], message["content"])
                 for split in ("train", "validation") for row in splits[split]
                 for n, message in enumerate(row["messages"], start=1)]
-        with replacing(out, newline="") as handle:  # one cut short leaves the earlier file
+        with _writing(out, newline="") as handle:
             write_csv(handle, EXPORT_CSV_COLUMNS, rows)
         return len({(row[0], row[1]) for row in rows})
     text = (directory / "export.jsonl").read_text(encoding="utf-8")
-    with replacing(out) as handle:
+    with _writing(out) as handle:
         handle.write(text)
     return text.count("\n")
+
+
+@contextlib.contextmanager
+def _writing(out: Path | None, newline: str | None = None) -> Iterator[IO]:
+    """Standard output, or ``out`` replaced once written whole (one cut short leaves the
+    earlier file)."""
+    if out is None:
+        yield sys.stdout
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(out, newline=newline) as handle:
+        yield handle
 
 
 def _existing(settings: DataSettings, name: str) -> Path:
