@@ -332,3 +332,12 @@ def test_an_unrecognised_record_names_its_first_fields_only(tmp_path):
     [problem] = read_file(path).problems
     assert str(problem).startswith(f"{path}:1: unrecognised record with the field(s) field0, "
                                    "field1, field2, field3, field4 and 25 more: expected")
+
+
+@pytest.mark.parametrize("name", ["empty.csv", "empty.jsonl"])
+def test_an_empty_file_holds_no_conversation_and_no_problem(tmp_path, name):
+    """An empty CSV has no header to fault: the build says the file holds no conversation."""
+    path = tmp_path / name
+    path.write_text("\n", encoding="utf-8")
+    result = read_file(path)
+    assert (result.conversations, result.problems) == ([], [])

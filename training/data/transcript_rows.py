@@ -46,6 +46,8 @@ def csv_rows(text: str, question: str, answer: str, system: str | None = None
     """The rows of a CSV file of questions and answers, keyed by the header's columns; a column
     named as a field in another case or with spaces around ("Question, Answer") is that field
     (a person types the header), and the spaces after a separator are not a cell's."""
+    if not text.strip():  # no header to fault: the file holds no conversation
+        return
     # line breaks inside a quoted cell are the cell's own: kept, as "\n" whatever wrote them
     text = LINE_END.sub("\n", text)
     # a cell may be as long as the file (128 KiB by default): the length step drops it, as a
