@@ -215,9 +215,9 @@ GOOD_LINE = json.dumps({"messages": [{"role": "user", "content": "How do I index
 @pytest.mark.parametrize("name, content, expected", [
     ("missing.jsonl", None, "missing.jsonl: file not found"),
     ("notes.txt", b"hello", "notes.txt: unsupported file type '.txt'; expected .jsonl (one "
-     "JSON object a line) or .csv"),
+     "JSON object a line) or .csv/.tsv"),
     ("chats.json", b'[{"messages": []}]', "chats.json: unsupported file type '.json'; expected "
-     ".jsonl (one JSON object a line) or .csv"),
+     ".jsonl (one JSON object a line) or .csv/.tsv"),
     ("export.csv", GOOD_LINE.encode() + b"\n", "export.csv: this holds JSON, not CSV; if it is one "
      "JSON object a line, name it .jsonl"),
     ("bad.csv", b"prompt,reply\nhi,hello\n",
@@ -272,11 +272,12 @@ def test_ids_stay_unique_across_files_of_one_name_and_a_file_given_twice(tmp_pat
 
 
 
-@pytest.mark.parametrize("separator, name", [(";", "semicolon"), ("\t", "tab")])
-def test_a_csv_separated_by_semicolons_or_tabs_is_read_as_spreadsheets_save_it(tmp_path,
-                                                                               separator, name):
+@pytest.mark.parametrize("separator, name, suffix", [(";", "semicolon", "csv"),
+                                                      ("\t", "tab", "csv"), ("\t", "tab", "tsv")])
+def test_a_csv_separated_by_semicolons_or_tabs_is_read_as_spreadsheets_save_it(
+        tmp_path, separator, name, suffix):
     """Spreadsheets where a comma is the decimal mark save cells separated by ';'."""
-    path = tmp_path / "faq.csv"
+    path = tmp_path / f"faq.{suffix}"
     path.write_text(f'question{separator}answer\n"How do I sync?"{separator}"Run sync, then '
                     f'wait."\nWhich port?{separator}7860{separator} or 8080\n', encoding="utf-8")
     result = read_file(path)

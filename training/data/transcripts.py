@@ -164,14 +164,14 @@ def read_file(path: Path, qa: QAFields = QAFields(), label: str | None = None) -
     except OSError as exc:
         return ImportResult([], [Problem(name, 0, f"cannot read: {exc.strerror}")], 0)
     suffix = path.suffix.lower()
-    if suffix == ".csv":
+    if suffix in (".csv", ".tsv"):
         rows = csv_rows(text, qa.question, qa.answer, qa.system)
     elif suffix in (".jsonl", ".ndjson"):
         rows = jsonl_rows(text)
     else:
         return ImportResult([], [Problem(name, 0, f"unsupported file type {suffix or '(none)'!r}; "
                                                   "expected .jsonl (one JSON object a line) or "
-                                                  ".csv")], 0)
+                                                  ".csv/.tsv")], 0)
     return _collect(name, label or path.name, rows, qa)
 
 
