@@ -268,3 +268,10 @@ def test_export_to_standard_output_with_a_dash(run, tmp_path, fmt):
     assert exported.exit_code == 0 and exported.stderr == "wrote 3 conversations to stdout\n"
     assert exported.stdout == (tmp_path / f"v1.{fmt}").read_text(encoding="utf-8")
     assert not Path("-").exists()
+
+
+def test_strict_with_a_preference_build_is_refused_not_ignored(run, tmp_path):
+    result = run("data", "build", "--kind", "preference", "--name", "p", "--strict")
+    assert result.exit_code == 1
+    assert result.stderr == ("error: --strict is for a build without --kind preference; leave "
+                             "it out\n")

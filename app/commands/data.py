@@ -34,7 +34,7 @@ def data_group() -> None:
                    "[default: logs].")
 @click.option("--strict", is_flag=True,
               help="Build nothing when any line is invalid, and list them all, instead of "
-                   "skipping them.")
+                   "skipping them (sft builds).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset of that name.")
 @click.option("--kind", type=click.Choice(["sft", "preference"]), default="sft", show_default=True,
               help="sft: conversations to fine-tune on; preference: KTO rows and DPO pairs "
@@ -46,9 +46,12 @@ def build(config: BotConfig, name: str, sources: tuple[str, ...], strict: bool, 
           kind: str, as_json: bool) -> None:
     """Select, clean, deduplicate, scrub and split; write the dataset and its report."""
     from app.build import data_settings
+    from chatbot.errors import InputError
     from training.data.build import build_dataset
 
     if kind == "preference":
+        if strict:  # it would change nothing: say so rather than ignore it
+            raise InputError("--strict is for a build without --kind preference; leave it out")
         return _build_preference(config, name, sources, overwrite, as_json)
     summary = build_dataset(data_settings(config), name, sources or ("logs",), strict=strict,
                             overwrite=overwrite)
