@@ -47,7 +47,7 @@ def test_a_log_at_the_attribution_schema_gains_the_corrections_tables(tmp_path) 
     db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
     db.executemany("INSERT INTO _migrations VALUES (?, '')",
                    [(m.__name__,) for m in MIGRATIONS[:4]])
-    assert migrate(db) == ["m005_corrections", "m006_turn_error"]
+    assert migrate(db) == ["m005_corrections", "m006_turn_error", "m007_history_digest"]
     assert "error" in {row[1] for row in db.execute("PRAGMA table_info(turns)")}
 
 
