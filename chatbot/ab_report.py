@@ -1,5 +1,5 @@
 """The A/B report: thumbs-up rate per variant (Wilson intervals, two-proportion tests), arena win
-rates with ties shown apart, Bradley-Terry strengths with bootstrap intervals, and the votes
+rates with ties shown apart, Bradley-Terry strengths with intervals, and the votes
 still needed to detect the configured effect. Shared by the CLI and the Dashboard tab.
 
     chatbot ab report [--json]
@@ -155,8 +155,8 @@ def render_markdown(report: AbReport) -> str:
                   f"{_rate(p.a_win_rate)} | {p.needed} |" for p in report.pairs]
     if report.strengths:
         lines += ["", "Bradley-Terry log-strength (a tie or both-bad vote is half a win for each), "
-                  f"{1 - report.alpha:.0%} interval (bootstrap percentile, or the fit's normal "
-                  "interval where wider, as it is with few votes):",
+                  f"{1 - report.alpha:.0%} interval (the wider of the bootstrap percentile and "
+                  "the profile likelihood):",
                   "", "| variant | strength |", "|---|---|"]
         lines += [f"| {s.name} | {s.strength:+.2f} [{s.low:+.2f}, {s.high:+.2f}] |"
                   for s in sorted(report.strengths, key=lambda s: -s.strength)]

@@ -1,5 +1,6 @@
 """Online A/B statistics: proportions with Wilson intervals, a two-proportion test, Bradley-Terry
-strengths from arena votes with bootstrap intervals, and how many votes are still needed.
+strengths from arena votes with bootstrap and profile-likelihood intervals, and how many votes
+are still needed.
 
 Used by ``chatbot ab report`` and the Dashboard tab; every estimate comes with its interval.
 numpy is imported here; scipy and statsmodels only inside the functions that need them.
@@ -42,7 +43,8 @@ class Strength:
     """Bradley-Terry log-strength, centred so the strengths average 0."""
     low: float
     high: float
-    """Percentile bootstrap interval at the report's ``alpha``."""
+    """The wider of the percentile bootstrap and profile-likelihood intervals at the report's
+    ``alpha``."""
 
 
 def wilson(successes: int, n: int, alpha: float = 0.05) -> Proportion:
@@ -106,12 +108,7 @@ def bradley_terry(winners: Sequence[int], losers: Sequence[int], ties: Sequence[
     """Log-strengths (mean 0) by the MM algorithm of Hunter (2004); a tie counts half a win
     each way. ``prior`` adds that many virtual half-wins between every pair, so a variant that
     never won still gets a finite strength."""
-    wins = np.full((n_players, n_players), prior / 2)
-    np.fill_diagonal(wins, 0.0)
-    w, l, t = np.asarray(winners), np.asarray(losers), np.asarray(ties, dtype=bool)
-    np.add.at(wins, (w[~t], l[~t]), 1.0)
-    np.add.at(wins, (w[t], l[t]), 0.5)
-    np.add.at(wins, (l[t], w[t]), 0.5)
+    wins = _win_counts(winners, losers, ties, n_players, prior)
     games = wins + wins.T
     total_wins = wins.sum(axis=1)
     p = np.ones(n_players)
@@ -130,10 +127,10 @@ def bradley_terry(winners: Sequence[int], losers: Sequence[int], ties: Sequence[
 def bradley_terry_intervals(names: Sequence[str], winners: Sequence[int], losers: Sequence[int],
                             ties: Sequence[bool], n_boot: int = 500, seed: int = 0,
                             alpha: float = 0.05) -> list[Strength]:
-    """Strengths with 1 - ``alpha`` intervals: the percentile bootstrap over whole votes (fixed
-    seed), widened to the normal interval of the fit where that is wider. When every vote
-    agrees, every resample is the same and the bootstrap shrinks to a point, so one vote
-    would look certain; the normal interval keeps a few votes uncertain."""
+    """Strengths with 1 - ``alpha`` intervals: the wider of the percentile bootstrap over whole
+    votes (fixed seed) and the profile-likelihood interval (:func:`profile_intervals`). When
+    every vote agrees, every resample is the same and the bootstrap shrinks to a point, so one
+    vote alone would look certain; the profile interval keeps a few votes uncertain."""
     n = len(names)
     w, l, t = np.asarray(winners, int), np.asarray(losers, int), np.asarray(ties, bool)
     point = bradley_terry(w, l, t, n)
@@ -143,23 +140,85 @@ def bradley_terry_intervals(names: Sequence[str], winners: Sequence[int], losers
         pick = rng.integers(0, len(w), len(w)) if len(w) else np.array([], int)
         boot[b] = bradley_terry(w[pick], l[pick], t[pick], n, iterations=200)
     low, high = np.percentile(boot, [50 * alpha, 100 - 50 * alpha], axis=0)
-    from scipy.stats import norm
-
-    half = norm.ppf(1 - alpha / 2) * _standard_errors(point, w, l, n)
-    low, high = np.minimum(low, point - half), np.maximum(high, point + half)
+    profile = profile_intervals(point, _win_counts(w, l, t, n), alpha)
+    low, high = np.minimum(low, profile[:, 0]), np.maximum(high, profile[:, 1])
     return [Strength(name, float(point[i]), float(low[i]), float(high[i]))
             for i, name in enumerate(names)]
 
 
-def _standard_errors(strengths: np.ndarray, winners: np.ndarray, losers: np.ndarray,
-                     n_players: int, prior: float = 0.5) -> np.ndarray:
-    """Standard errors of the centred log-strengths from the fit's Fisher information (a graph
-    Laplacian of games weighted by p(1 - p), the prior's virtual games included); its
-    pseudo-inverse is the covariance under the mean-zero constraint."""
-    games = np.full((n_players, n_players), prior / 2)
-    np.fill_diagonal(games, 0.0)
-    np.add.at(games, (winners, losers), 1.0)
-    win = 1 / (1 + np.exp(strengths[None, :] - strengths[:, None]))
-    weight = (games + games.T) * win * (1 - win)
-    laplacian = np.diag(weight.sum(axis=1)) - weight
-    return np.sqrt(np.clip(np.diag(np.linalg.pinv(laplacian)), 0.0, None))
+def profile_intervals(strengths: np.ndarray, wins: np.ndarray, alpha: float = 0.05
+                      ) -> np.ndarray:
+    """(low, high) per player: the centred log-strengths whose profile log-likelihood, pseudo
+    wins included, lies within ``chi2(1).ppf(1 - alpha) / 2`` of its maximum at ``strengths``.
+
+    Why not the normal (Wald) interval: at separation (10 votes to 0) the estimate and its
+    standard error grow together (the Hauck-Donner effect), so the interval held 0 however
+    one-sided the votes. Likelihood-ratio intervals of the penalised likelihood are what
+    Heinze & Schemper (2002, Statistics in Medicine 21:2409) recommend for separated logistic
+    data, and Bradley-Terry is logistic in the strength differences. With two variants and
+    unanimous votes they exclude 0 exactly where the pair's Wilson win-rate interval excludes
+    0.5, so the report's tables agree."""
+    from scipy.optimize import brentq
+    from scipy.stats import chi2
+
+    drop = chi2.ppf(1 - alpha, 1) / 2
+    top = _log_likelihood(strengths, wins)
+    ends = np.empty((len(strengths), 2))
+    for player, centre in enumerate(strengths):
+        def excess(value: float) -> float:
+            return top - _profile_log_likelihood(player, value, wins) - drop
+
+        for side, direction in enumerate((-1.0, 1.0)):
+            step = 1.0
+            while excess(centre + direction * step) < 0 and step < 1e3:
+                step *= 2
+            ends[player, side] = brentq(excess, centre, centre + direction * step, xtol=1e-9)
+    return ends
+
+
+def _profile_log_likelihood(player: int, value: float, wins: np.ndarray) -> float:
+    """Largest log-likelihood with ``player``'s centred log-strength fixed at ``value``: the
+    others move in the plane where they sum to ``-value``."""
+    from scipy.optimize import minimize
+
+    n = len(wins)
+    others = [i for i in range(n) if i != player]
+    # orthonormal directions of zero sum among the others
+    basis = np.linalg.svd(np.ones((1, n - 1)))[2][1:].T
+
+    def strengths(free: np.ndarray) -> np.ndarray:
+        theta = np.empty(n)
+        theta[player] = value
+        theta[others] = -value / (n - 1) + basis @ free
+        return theta
+
+    if n == 2:
+        return _log_likelihood(strengths(np.zeros(0)), wins)
+
+    def negative(free: np.ndarray) -> tuple[float, np.ndarray]:
+        theta = strengths(free)
+        return -_log_likelihood(theta, wins), -basis.T @ _gradient(theta, wins)[others]
+
+    return -minimize(negative, np.zeros(n - 2), jac=True, method="BFGS").fun
+
+
+def _log_likelihood(strengths: np.ndarray, wins: np.ndarray) -> float:
+    """sum of wins[i, j] * log P(i beats j), P = logistic(strength_i - strength_j)."""
+    return float(-(wins * np.logaddexp(0.0, strengths[None, :] - strengths[:, None])).sum())
+
+
+def _gradient(strengths: np.ndarray, wins: np.ndarray) -> np.ndarray:
+    weighted = wins / (1 + np.exp(strengths[:, None] - strengths[None, :]))  # wins * P(loss)
+    return weighted.sum(axis=1) - weighted.sum(axis=0)
+
+
+def _win_counts(winners: Sequence[int], losers: Sequence[int], ties: Sequence[bool],
+                n_players: int, prior: float = 0.5) -> np.ndarray:
+    """wins[i, j]: times i beat j, a tie half a win each way, plus ``prior / 2`` each way."""
+    wins = np.full((n_players, n_players), prior / 2)
+    np.fill_diagonal(wins, 0.0)
+    w, l, t = np.asarray(winners, int), np.asarray(losers, int), np.asarray(ties, dtype=bool)
+    np.add.at(wins, (w[~t], l[~t]), 1.0)
+    np.add.at(wins, (w[t], l[t]), 0.5)
+    np.add.at(wins, (l[t], w[t]), 0.5)
+    return wins

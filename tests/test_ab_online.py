@@ -122,7 +122,7 @@ def test_report_counts_thumbs_votes_and_needed_votes(tmp_path) -> None:
     assert "| variant | sessions the A/B split sent to it | thumbs up |" in text
     assert chart_png(report).startswith(b"\x89PNG")
     loose = render_markdown(build_report(store, ["prompt", "finetuned"], alpha=0.2, n_boot=100))
-    assert "Wilson 80% intervals" in loose and "80% interval (bootstrap percentile" in loose
+    assert "Wilson 80% intervals" in loose and "80% interval (the wider of the bootstrap" in loose
 
 
 def test_the_report_says_both_bad_votes_count_as_ties_in_the_strengths(tmp_path) -> None:

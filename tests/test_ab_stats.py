@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from chatbot.ab_stats import (bradley_terry, bradley_terry_intervals, two_proportion_test,
-                              votes_needed_one_sample, votes_needed_two_groups, wilson)
+from chatbot.ab_stats import (bradley_terry, bradley_terry_intervals, profile_intervals,
+                              two_proportion_test, votes_needed_one_sample,
+                              votes_needed_two_groups, wilson)
 
 Z = 1.959963985
 
@@ -111,3 +112,36 @@ def test_a_few_unanimous_votes_leave_the_strengths_interval_around_zero(a_wins) 
                                        n_boot=100)
         assert a.low < a.strength < a.high and b.low < b.strength < b.high
         assert (a.low > 0 and b.high < 0) is established
+
+
+def test_ten_unanimous_votes_establish_the_winner_as_the_exact_test_does() -> None:
+    """10-0 has exact two-sided p = 0.002, yet the fit's normal interval held 0 ([-0.13, +3.84]):
+    at separation its standard error grows with the estimate. Unanimous votes now establish a
+    difference exactly where the pair's Wilson win-rate interval leaves 0.5, so the report's
+    two tables agree."""
+    for wins in range(1, 13):
+        a, b = bradley_terry_intervals(["a", "b"], [0] * wins, [1] * wins, [False] * wins,
+                                       n_boot=50)
+        assert (a.low > 0 and b.high < 0) is (wilson(wins, wins).low > 0.5), wins
+    a, _ = bradley_terry_intervals(["a", "b"], [0] * 10, [1] * 10, [False] * 10, n_boot=50)
+    assert a.low > 0.5
+
+
+def test_the_strength_interval_is_where_the_penalised_likelihood_drops_by_the_chi2_quantile(
+        ) -> None:
+    """Two variants, 7 wins to 2: the centred strength is half the log-odds d, and each end of
+    its profile interval is where twice the drop of the log-likelihood (with the 0.25
+    pseudo-wins each way) from its maximum reaches 3.84; the reported interval holds it."""
+    wins, losses = 7 + 0.25, 2 + 0.25
+
+    def loglik(d: float) -> float:
+        return -wins * math.log1p(math.exp(-d)) - losses * math.log1p(math.exp(d))
+
+    point = np.array([1, -1]) * math.log(wins / losses) / 2
+    (low, high), _ = profile_intervals(point, np.array([[0, wins], [losses, 0]]))
+    for end in (low, high):
+        assert 2 * (loglik(2 * point[0]) - loglik(2 * end)) == pytest.approx(Z**2, abs=1e-6)
+    a, _ = bradley_terry_intervals(["a", "b"], [0] * 7 + [1] * 2, [1] * 7 + [0] * 2,
+                                   [False] * 9, n_boot=50)
+    assert a.strength == pytest.approx(point[0], abs=1e-6)
+    assert a.low <= low < a.strength < high <= a.high
