@@ -128,3 +128,24 @@ def test_the_report_shows_the_interval_the_gate_judges_by() -> None:
     result = EvalResult("e", "d", [], ["base", "new"], None, {}, {},
                         {"new": {"token_f1": comparison}}, 0.05)
     assert comparison_rows(result, "new")[0][1] == "+0.200 [-0.048, +0.448]"
+
+
+def test_one_item_says_its_interval_needs_more_items_instead_of_a_point() -> None:
+    """An eval of one item printed token_f1 0.500 [0.500, 0.500]: a point that reads as
+    certain. One value has no interval; the tables say so."""
+    from training.eval.evaluate import summarize
+    from training.eval.metrics import BY_NAME
+    from training.eval.report import comparison_rows, summary_rows
+    from training.eval.result import EvalResult
+
+    scores = {name: [{**dict.fromkeys(BY_NAME), "token_f1": value}]
+              for name, value in (("base", 0.2), ("new", 0.5))}
+    comparison = compare_paired([0.2], [0.5], n_boot=500)
+    result = EvalResult("e", "d", [], ["base", "new"], None, scores, summarize(scores),
+                        {"new": {"token_f1": comparison}}, 0.05)
+    row = next(row for row in summary_rows(result) if row[0] == "token_f1")
+    assert row[1:] == ["0.200 [no interval from 1 item; needs 2 or more] n=1",
+                       "0.500 [no interval from 1 item; needs 2 or more] n=1"]
+    assert comparison_rows(result, "new")[0][1] == (
+        "+0.300 [no interval from 1 item; needs 2 or more]")
+    assert math.isnan(bootstrap_mean([0.5]).low)  # metrics.json: null, not a point

@@ -53,17 +53,20 @@ class PairedComparison:
         the one the report shows and the gate judges by (the bootstrap alone is too narrow on
         few items)."""
         boot, student = self.difference, self.difference_t
-        if np.isnan(student.low):  # fewer than 2 items: only the bootstrap's point
+        if np.isnan(student.low):  # fewer than 2 items: no interval (NaN bounds) either way
             return boot
         return Interval(boot.mean, min(boot.low, student.low), max(boot.high, student.high))
 
 
 def bootstrap_mean(values: Sequence[float], n_boot: int = N_BOOT, seed: int = SEED
                    ) -> Interval:
-    """Mean with a percentile bootstrap 95% interval (fixed seed: reports are reproducible)."""
+    """Mean with a percentile bootstrap 95% interval (fixed seed: reports are reproducible);
+    NaN bounds below 2 values, since every resample of one value is that value: a point that
+    would read as certain."""
     x = np.asarray(values, dtype=float)
-    if x.size == 0:
-        return Interval(float("nan"), float("nan"), float("nan"))
+    if x.size < 2:
+        mean = float(x.mean()) if x.size else float("nan")
+        return Interval(mean, float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, x.size, (n_boot, x.size))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
@@ -140,7 +143,8 @@ def compare_paired(baseline: Sequence[float], candidate: Sequence[float],
         n=int(d.size), baseline=bootstrap_mean(a, n_boot, seed),
         candidate=bootstrap_mean(b, n_boot, seed), difference=bootstrap_mean(d, n_boot, seed),
         difference_t=t_interval(d), wilcoxon_p=wilcoxon_p(d),
-        permutation_p=permutation_p(d, seed=seed), wins=wins, ties=ties, losses=losses, min_detectable=mde, warning=warning)
+        permutation_p=permutation_p(d, seed=seed), wins=wins, ties=ties, losses=losses,
+        min_detectable=mde, warning=warning)
 
 
 SIGNIFICANCE = 0.05

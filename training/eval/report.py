@@ -16,6 +16,7 @@ from pathlib import Path
 
 from index.jsonfile import replacing, write_bytes_atomic
 from training.eval.metrics import BY_NAME, METRICS
+from training.eval.paired_stats import Interval
 from training.eval.result import METRICS_FILE, EvalResult
 
 TOP_REGRESSIONS = 5
@@ -40,14 +41,20 @@ def primary_metric(result: EvalResult) -> str:
     return "token_f1" if "token_f1" in shared else (shared[0] if shared else "length")
 
 
+def _bounds(interval: Interval, n: int, spec: str = ".3f") -> str:
+    """``[low, high]``, or why there is none: one item has no spread to give an interval."""
+    if math.isnan(interval.low):
+        return f"[no interval from {n} item; needs 2 or more]"
+    return f"[{interval.low:{spec}}, {interval.high:{spec}}]"
+
+
 def summary_rows(result: EvalResult) -> list[list[str]]:
     rows = []
     for spec in METRICS:
         cells = []
         for variant in result.variants:
             interval, n = result.summaries[variant][spec.name]
-            cells.append(f"{_fmt(interval.mean)} [{_fmt(interval.low)}, {_fmt(interval.high)}] "
-                         f"n={n}" if n else "–")
+            cells.append(f"{_fmt(interval.mean)} {_bounds(interval, n)} n={n}" if n else "–")
         if any(c != "–" for c in cells):
             rows.append([spec.name, *cells])
     return rows
@@ -57,7 +64,7 @@ def comparison_rows(result: EvalResult, candidate: str) -> list[list[str]]:
     rows = []
     for name, comp in result.comparisons[candidate].items():
         d = comp.interval
-        rows.append([name, f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]", _p(comp.wilcoxon_p),
+        rows.append([name, f"{d.mean:+.3f} {_bounds(d, comp.n, '+.3f')}", _p(comp.wilcoxon_p),
                      _p(comp.permutation_p), f"{comp.wins}/{comp.ties}/{comp.losses}",
                      str(comp.n), _fmt(comp.min_detectable), comp.warning or ""])
     return rows
