@@ -12,6 +12,7 @@ from typing import Iterable, get_args, get_origin
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from chatbot.config import BotConfig, problems_across_keys
+from chatbot.config_section import holds_mapping
 
 
 def validation_problems(raw: dict, exc: ValidationError, context: dict
@@ -51,8 +52,8 @@ def _lenient_config(raw: dict, context: dict) -> tuple[BotConfig, list[dict]]:
     the errors of those sections, some of which showed only once their bad keys were out."""
     values, errors = {}, []
     for name, field in BotConfig.model_fields.items():
-        if name not in raw:
-            continue
+        if name not in raw or (raw[name] is None and holds_mapping(BotConfig, name)):
+            continue  # left out, or left empty: its defaults
         value, kind = raw[name], field.annotation
         if get_origin(kind) is dict and isinstance(value, dict):
             value = {key: _validated(get_args(kind)[1], entry, context, (name, key), errors)
@@ -126,6 +127,8 @@ def _describe(error: dict) -> list[str]:
         return [f"{path}: missing; add it"]
     if error["type"] in SHAPES:
         return [f"{path}: {_wrong_shape(error)}"]
+    if error["type"] in BOUNDS:
+        return [f"{path}: {error['input']} is out of range; allowed: {_allowed_range(error)}"]
     message = error["msg"].removeprefix("Value error, ")
     if path:
         return [f"{path}: {message}"]
@@ -159,3 +162,23 @@ def _wrong_shape(error: dict) -> str:
 
 
 NAMED_KEY = re.compile(r"([a-z_]+(?:\.[\w-]+)*): ")
+
+
+BOUNDS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt",
+          "less_than_equal": "le"}
+"""pydantic's error types for a value out of range -> the bound in the error's context."""
+
+
+def _allowed_range(error: dict) -> str:
+    """Both ends a key allows, where pydantic names only the one the value passed: read from
+    the key's field (a list's item has none to read: the one bound it broke)."""
+    section = _section_at(error["loc"][:-1])
+    field = section.model_fields.get(error["loc"][-1]) if section else None
+    bounds = {name: getattr(rule, name) for rule in (field.metadata if field else [])
+              for name in BOUNDS.values() if hasattr(rule, name)}
+    bounds = bounds or {BOUNDS[error["type"]]: error["ctx"][BOUNDS[error["type"]]]}
+    if "ge" in bounds and "le" in bounds:
+        return f"from {bounds['ge']:g} to {bounds['le']:g}"
+    words = {"gt": "above", "ge": "at least", "lt": "below", "le": "at most"}
+    return " and ".join(f"{words[name]} {bounds[name]:g}" for name in ("gt", "ge", "lt", "le")
+                        if name in bounds)

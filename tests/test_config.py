@@ -41,7 +41,7 @@ def test_all_problems_are_reported_at_once_with_key_paths() -> None:
         "models.chat: Input should be a valid string",
         "models.devise: unknown key; did you mean device? (else remove it)",
         "index: chunk_overlap must be smaller than chunk_tokens",
-        "variants.prompt.k: Input should be greater than or equal to 1",
+        "variants.prompt.k: 0 is out of range; allowed: from 1 to 50",
         "modles: unknown key; did you mean models? (else remove it)",
     ]
 
@@ -62,7 +62,7 @@ def test_a_min_score_no_cosine_can_reach_is_named() -> None:
     and every answer went without documents, with no word of why."""
     for value in (25, float("nan")):
         assert config_problems({"retrieval": {"min_score": value}}) == [
-            "retrieval.min_score: Input should be less than or equal to 1"]
+            f"retrieval.min_score: {value} is out of range; allowed: from -1 to 1"]
     assert config_problems({"retrieval": {"min_score": -1}}) == []
 
 
@@ -170,7 +170,7 @@ def test_config_check_command(tmp_path: Path) -> None:
     bad.write_text("server: {port: 0, hots: x}\n")
     result = runner.invoke(main, ["config", "check", str(bad)])
     assert result.exit_code == 1
-    assert "server.port: Input should be greater than or equal to 1" in result.output
+    assert "server.port: 0 is out of range; allowed: from 1 to 65535" in result.output
     assert "server.hots: unknown key" in result.output
 
 

@@ -1,14 +1,16 @@
 """`chatbot config check`'s problems: every one at once, each under its key path with what
 to write (chatbot/config_problems.py), checks that compare keys included."""
 
-from chatbot.config_file import config_problems
+import pytest
+
+from chatbot.config_file import config_problems, load_config
 
 
 def test_checks_across_keys_are_reported_beside_a_bad_value() -> None:
     """pydantic skips checks that compare keys while any key is invalid: all come at once."""
     assert config_problems({"default_variant": "finetuned", "retrieval": {"k": 0},
                             "ab": {"weights": {"prompt": 0.5, "finetuned": 0.5}}}) == [
-        "retrieval.k: Input should be greater than or equal to 1",
+        "retrieval.k: 0 is out of range; allowed: from 1 to 50",
         "default_variant: 'finetuned' is not one of the variants: prompt",
         "ab: unknown variant(s) finetuned named; variants: prompt"]
 
@@ -37,10 +39,8 @@ def test_a_bad_mapping_value_does_not_hide_the_checks_across_keys() -> None:
 def test_a_missing_key_or_a_value_of_the_wrong_shape_says_what_to_write() -> None:
     """pydantic's "Field required" and "valid dictionary or instance of RetrievalConfig"
     named a class the user never wrote and no fix."""
-    assert config_problems({"backends": {"gpu": {}}, "retrieval": [{"k": 3}], "models": None,
+    assert config_problems({"backends": {"gpu": {}}, "retrieval": [{"k": 3}],
                             "filters": {"blocklist": "word"}}) == [
-        "models: expected a mapping of keys, got nothing (null); write its keys indented "
-        "under it, or remove it",
         "retrieval: expected a mapping of keys, got a list; write its keys indented under it",
         "backends.gpu.base_url: missing; add it",
         "filters.blocklist: expected a list, got a string; write one '- item' a line, or [a, b]"]
@@ -59,12 +59,38 @@ def test_a_section_that_fails_as_a_whole_does_not_hide_the_checks_across_keys() 
         "ab: unknown variant(s) gone named; variants: prompt, r"]
 
 
-def test_a_variant_written_without_settings_is_named_once() -> None:
-    """``prompt:`` with nothing under it was left out for the checks across keys, which then
-    also said default_variant 'prompt' is not one of the variants."""
-    assert config_problems({"variants": {"prompt": None, "tuned": {}}}) == [
-        "variants.prompt: expected a mapping of keys, got nothing (null); write its keys "
-        "indented under it, or remove it"]
+def test_a_section_left_empty_takes_its_defaults_as_an_empty_file_does(tmp_path) -> None:
+    """``retrieval:`` with nothing under it (its keys commented out) was an error, while an
+    empty file was the defaults: an empty section is now that section's defaults, at any
+    depth, a variant's or a backend list's included; a key written beside it still counts."""
+    empty, sparse = tmp_path / "empty.yaml", tmp_path / "sparse.yaml"
+    empty.write_text("")
+    sparse.write_text("retrieval:\n#  k: 8\nmodels:\ntraining:\n  sweep:\nbackends:\n"
+                      "variants:\n  prompt:\n  tuned:\nab:\n  weights:\n  alpha: 0.1\n")
+    defaults, config = load_config(empty), load_config(sparse)
+    for section in ("retrieval", "models", "training", "backends"):
+        assert getattr(config, section) == getattr(defaults, section), section
+    assert config.variants["tuned"] == config.variants["prompt"] == defaults.variants["prompt"]
+    assert (config.ab.weights, config.ab.alpha) == ({}, 0.1)
+    assert config_problems({"variants": None, "backends": None, "retrieval": {"k": 0}}) == [
+        "retrieval.k: 0 is out of range; allowed: from 1 to 50"]
+
+
+@pytest.mark.parametrize("raw, problem", [
+    ({"retrieval": {"k": 0}}, "retrieval.k: 0 is out of range; allowed: from 1 to 50"),
+    ({"variants": {"prompt": {"k": 51}}},
+     "variants.prompt.k: 51 is out of range; allowed: from 1 to 50"),
+    ({"ab": {"alpha": 0.7}}, "ab.alpha: 0.7 is out of range; allowed: above 0 and below 0.5"),
+    ({"ab": {"bootstrap": 3}}, "ab.bootstrap: 3 is out of range; allowed: at least 50"),
+    ({"generation": {"temperature": -1}},
+     "generation.temperature: -1 is out of range; allowed: from 0 to 2"),
+    ({"training": {"sweep": {"lora_r": [8, 0]}}},
+     "training.sweep.lora_r.1: 0 is out of range; allowed: at least 1"),
+])
+def test_a_value_out_of_range_names_the_value_and_the_allowed_range(raw, problem) -> None:
+    """pydantic said "Input should be less than 0.5": neither the value given nor the other
+    end of the range the key allows."""
+    assert config_problems(raw) == [problem]
 
 
 def test_an_unknown_key_like_no_known_one_says_to_remove_it() -> None:
