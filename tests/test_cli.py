@@ -239,3 +239,45 @@ def test_questions_piped_in_with_a_byte_that_is_not_utf8_are_asked(tiny_config) 
     chatted = piped("chat", stdin=b"Caf\xe9 hours?\n")
     assert chatted.returncode == 0, chatted.stderr.decode()
     assert "you> Caf\ufffd hours?\n" in chatted.stdout.decode()
+
+
+def test_ctrl_c_while_a_piped_chat_waits_for_its_next_question_ends_it_as_at_a_prompt(
+        tiny_config) -> None:
+    """`slow-producer | chatbot chat`, Ctrl-C while it waits: the session ends as Ctrl-C at the
+    terminal's prompt ends it (exit 0), not with click's `Aborted!` and exit 1, and not only
+    when the kernel hands the SIGINT to the main thread: here another thread takes it (Linux
+    prefers the thread whose id kill(2) is given), which left the main thread in read(2)."""
+    import signal
+
+    process = subprocess.Popen([sys.executable, "-m", "app", "chat", "--config", str(tiny_config)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        header = process.stdout.readline()
+        assert header.endswith("/clear, /quit\n"), process.communicate()[1]
+        _wait_until_it_waits_for_a_line(process)
+        other = next(tid for tid in map(int, os.listdir(f"/proc/{process.pid}/task"))
+                     if tid != process.pid)
+        os.kill(other, signal.SIGINT)
+        process.wait(timeout=60)  # its input still open: only the Ctrl-C can end it
+    finally:
+        process.kill()
+    stdout, stderr = process.communicate()
+    assert process.returncode == 0 and "Aborted!" not in stderr, stderr
+    assert stdout == "\n"
+
+
+def _wait_until_it_waits_for_a_line(process: subprocess.Popen, limit_s: float = 300) -> None:
+    """Until the main thread sleeps in the kernel waiting on its input pipe: in select(2) or
+    poll(2), or in read(2) on the pipe (Linux's name of where it sleeps)."""
+    import time
+
+    deadline = time.monotonic() + limit_s
+    while True:
+        assert process.poll() is None, process.communicate()[1]
+        with open(f"/proc/{process.pid}/task/{process.pid}/wchan") as wchan:
+            waits_in = wchan.read()
+        if waits_in.startswith("poll_schedule_timeout") or "pipe_read" in waits_in:
+            return
+        assert time.monotonic() < deadline, f"not waiting for input after {limit_s} s: {waits_in}"

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import os
+import select
+import signal
 import sys
 import uuid
+from collections.abc import Iterator
 
 import click
 
@@ -95,17 +100,24 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
 def chat(config: BotConfig, variant: str | None) -> None:
     """Chat in the terminal: answers stream, sources follow. Ctrl-D or /quit ends."""
     from app.build import build_engine
+
+    engine = build_engine(config)
+    try:  # from the header on: a Ctrl-C just after it is one at the first prompt
+        click.echo(f"{config.name} · variant {engine.variant(variant).name} · /clear, /quit")
+        _note_if_nothing_indexed(config, engine.variant(variant))
+        _converse(engine, variant)
+    except KeyboardInterrupt:  # Ctrl-C between answers ends the session, as at the prompt
+        click.echo()
+
+
+def _converse(engine, variant: str | None) -> None:
+    """Question after question until the input ends or /quit; Ctrl-C during an answer stops
+    that answer only."""
     from chatbot.errors import ChatbotError
     from chatbot.types import Message
 
-    engine = build_engine(config)
     session, history = _new_session(), []
-    click.echo(f"{config.name} · variant {engine.variant(variant).name} · /clear, /quit")
-    _note_if_nothing_indexed(config, engine.variant(variant))
-    while True:
-        question = _next_question()
-        if question is None:
-            return
+    for question in _questions():
         if question.strip() == "/quit":
             return
         if question.strip() == "/clear":  # a new conversation, in the log too
@@ -131,23 +143,68 @@ def chat(config: BotConfig, variant: str | None) -> None:
         del history[:-2 * MAX_HISTORY_TURNS]
 
 
-def _next_question() -> str | None:
-    """The next question, or ``None`` at the input's end. A terminal echoes what is typed;
-    questions piped in are printed after their prompt here, so the output reads as a
-    transcript rather than ``you> bot> ...`` run together. Blank lines are skipped, as the
-    prompt skips them."""
+def _questions() -> Iterator[str]:
+    """The questions typed at the prompt, or piped in one a line, until the input ends. A
+    terminal echoes what is typed; questions piped in are printed after their prompt here, so
+    the output reads as a transcript rather than ``you> bot> ...`` run together. Blank lines
+    are skipped, as the prompt skips them."""
     if sys.stdin.isatty():
-        try:
-            return click.prompt("you", prompt_suffix="> ")
-        except (EOFError, click.Abort):
-            click.echo()
-            return None
-    for line in sys.stdin.buffer:  # bytes, decoded here whatever the locale
+        while True:
+            try:
+                yield click.prompt("you", prompt_suffix="> ")
+            except (EOFError, click.Abort):
+                click.echo()
+                return
+    for line in _piped_lines():
         question = _piped_text(line).rstrip("\r\n")
         if question.strip():
             click.echo(f"you> {question}")
-            return question
-    return None
+            yield question
+
+
+def _piped_lines() -> Iterator[bytes]:
+    """The lines of standard input, each with its line end (the last may have none)."""
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, io.UnsupportedOperation):  # in memory: never waits for input
+        yield from sys.stdin.buffer
+        return
+    pending = b""
+    while True:
+        line, end, rest = pending.partition(b"\n")
+        if end:
+            pending = rest
+            yield line + end
+            continue
+        chunk = _read_when_ready(fd)
+        if not chunk:
+            if pending:
+                yield pending
+            return
+        pending += chunk
+
+
+def _read_when_ready(fd: int) -> bytes:
+    """What ``fd`` has to read, waiting so that Ctrl-C ends the wait. A read(2) blocked in the
+    main thread ends only when the kernel hands SIGINT to that thread, and it may hand it to
+    any of the process's threads (torch's, a tokenizer's): Python's handler there only marks
+    it, and the read waits on for the next line. So the wait is a select() on ``fd`` and on
+    ``signal.set_wakeup_fd``'s pipe, which that handler writes to from whichever thread took
+    the signal; select returns, and the main thread raises the KeyboardInterrupt."""
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    previous = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+    try:
+        while True:
+            ready = select.select([fd, wake_read], [], [])[0]
+            if wake_read in ready:  # a signal: its handler runs before the input is read
+                os.read(wake_read, 512)
+                continue
+            return os.read(fd, 65536)
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(wake_read)
+        os.close(wake_write)
 
 
 def _piped_text(data: bytes) -> str:
