@@ -127,12 +127,26 @@ def _describe(error: dict) -> list[str]:
         return [f"{path}: missing; add it"]
     if error["type"] in SHAPES:
         return [f"{path}: {_wrong_shape(error)}"]
-    if error["type"] in BOUNDS:
-        return [f"{path}: {error['input']} is out of range; allowed: {_allowed_range(error)}"]
+    if error["type"] in (*BOUNDS, *TYPES, "literal_error"):
+        return [f"{path}: {value_problem(error)}"]
     message = error["msg"].removeprefix("Value error, ")
     if path:
         return [f"{path}: {message}"]
     return [_at_its_key(line) for line in message.splitlines()]  # the checks across keys
+
+
+def value_problem(error: dict) -> str:
+    """One error of a key's value without its key path, naming the value given: what a flag
+    that sets the key (``--lr -1``) says too, as the config check says it."""
+    given = _as_written(error["input"])
+    if error["type"] in BOUNDS:
+        return f"{given} is out of range; allowed: {_allowed_range(error)}"
+    if error["type"] in TYPES:
+        return _wrong_type(error)
+    if error["type"] == "literal_error":
+        return f"{given} is not one of {error['ctx']['expected']}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{given}: {message[0].lower()}{message[1:]}"
 
 
 def _at_its_key(message: str) -> str:
@@ -150,6 +164,36 @@ SHAPES = {"dict_type": ("a mapping of keys", "write its keys indented under it")
 
 YAML_KINDS = {dict: "a mapping", list: "a list", str: "a string", int: "a number",
               float: "a number", bool: "true or false"}
+
+
+TYPES = {"int_parsing": "a whole number", "int_type": "a whole number",
+         "int_from_float": "a whole number", "float_parsing": "a number", "float_type": "a number",
+         "finite_number": "a finite number", "bool_parsing": "true or false",
+         "bool_type": "true or false", "string_type": "text"}
+"""pydantic's error types for a value of the wrong type -> what the key takes, in YAML's words."""
+
+
+def _wrong_type(error: dict) -> str:
+    """What the key takes and the value given; a number or true/false where text is wanted
+    needs quotes in YAML."""
+    value = error["input"]
+    if value is None:
+        return f"expected {TYPES[error['type']]}, got nothing (null); give a value or remove it"
+    if error["type"] == "string_type" and isinstance(value, (int, float)):
+        return f"expected text, got {_as_written(value)}; put it in quotes"
+    return f"expected {TYPES[error['type']]}, got {_as_written(value)}"
+
+
+def _as_written(value: object) -> str:
+    """A value as YAML reads: text quoted, true or false, a number; a mapping or a list by
+    its kind."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (dict, list)):
+        return YAML_KINDS[type(value)]
+    return str(value)
 
 
 def _wrong_shape(error: dict) -> str:

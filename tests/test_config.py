@@ -38,7 +38,7 @@ def test_all_problems_are_reported_at_once_with_key_paths() -> None:
            "index": {"chunk_tokens": 100, "chunk_overlap": 100},
            "variants": {"prompt": {"k": 0}}}
     assert config_problems(raw) == [
-        "models.chat: Input should be a valid string",
+        "models.chat: expected text, got 3; put it in quotes",
         "models.devise: unknown key; did you mean device? (else remove it)",
         "index: chunk_overlap must be smaller than chunk_tokens",
         "variants.prompt.k: 0 is out of range; allowed: from 1 to 50",
@@ -69,7 +69,7 @@ def test_a_min_score_no_cosine_can_reach_is_named() -> None:
 def test_an_infinite_fusion_weight_is_named() -> None:
     """Every passage of that ranking scored inf: the order was lost, and --json said Infinity."""
     assert config_problems({"retrieval": {"fusion": {"dense_weight": float("inf")}}}) == [
-        "retrieval.fusion.dense_weight: Input should be a finite number"]
+        "retrieval.fusion.dense_weight: expected a finite number, got inf"]
 
 
 def test_fusion_weighing_only_a_ranking_the_index_lacks_is_named() -> None:
@@ -309,7 +309,7 @@ def test_the_embedder_precision_reaches_the_embedder_and_a_wrong_one_is_named() 
     assert open_embedder(embedder_spec(config)).dtype == "bfloat16"
     assert open_embedder(embedder_spec(BotConfig())).dtype == "auto"
     assert config_problems({"models": {"embedder_dtype": "int8"}}) == [
-        "models.embedder_dtype: Input should be 'auto', 'float32' or 'bfloat16'"]
+        "models.embedder_dtype: 'int8' is not one of 'auto', 'float32' or 'bfloat16'"]
 
 
 def test_a_variants_own_template_file_is_found_from_the_config_folder_wherever_it_runs(

@@ -96,3 +96,25 @@ def test_a_value_out_of_range_names_the_value_and_the_allowed_range(raw, problem
 def test_an_unknown_key_like_no_known_one_says_to_remove_it() -> None:
     assert config_problems({"retrieval": {"colour": "blue"}}) == [
         "retrieval.colour: unknown key (remove it or check its spelling)"]
+
+
+@pytest.mark.parametrize("raw, problem", [
+    ({"retrieval": {"k": "five"}}, "retrieval.k: expected a whole number, got 'five'"),
+    ({"retrieval": {"k": 2.5}}, "retrieval.k: expected a whole number, got 2.5"),
+    ({"generation": {"temperature": "hot"}},
+     "generation.temperature: expected a number, got 'hot'"),
+    ({"retrieval": {"fusion": {"dense_weight": float("inf")}}},
+     "retrieval.fusion.dense_weight: expected a finite number, got inf"),
+    ({"ab": {"enabled": "maybe"}}, "ab.enabled: expected true or false, got 'maybe'"),
+    ({"models": {"chat": 3}}, "models.chat: expected text, got 3; put it in quotes"),
+    ({"models": {"chat": True}}, "models.chat: expected text, got true; put it in quotes"),
+    ({"models": {"chat": None}},
+     "models.chat: expected text, got nothing (null); give a value or remove it"),
+    ({"index": {"paths": [["docs"]]}}, "index.paths.0: expected text, got a list"),
+    ({"models": {"embedder_dtype": "int8"}},
+     "models.embedder_dtype: 'int8' is not one of 'auto', 'float32' or 'bfloat16'"),
+])
+def test_a_value_of_the_wrong_type_says_what_the_key_takes_and_what_it_got(raw, problem) -> None:
+    """pydantic said "Input should be a valid integer, unable to parse string as an integer":
+    not the value given, and in words of Python rather than of YAML."""
+    assert config_problems(raw) == [problem]

@@ -45,14 +45,14 @@ def test_a_flag_out_of_range_fails_like_its_config_key_and_writes_nothing(
     bad_config = tmp_path / "bad.yaml"
     bad_config.write_text(json.dumps({"training": {key: float(value)}}))
     check = CliRunner().invoke(main, ["config", "check", str(bad_config)])
-    rule = check.stderr.strip().split(f"training.{key}: ", 1)[1]  # e.g. Input should be > 0
+    allowed = check.stderr.strip().split("; allowed: ", 1)[1]  # e.g. above 0
 
     out = CliRunner().invoke(main, ["train", "--config", str(bot), "--data", "facts",
                                     "--name", "zorb", "--quiet", flag, value])
 
     assert out.exit_code == 2  # click's code for usage errors
-    assert out.stderr.endswith(f"Error: Invalid value for '{flag}': {shown}: "
-                               f"{rule[0].lower()}{rule[1:]} (as for training.{key})\n")
+    assert out.stderr.endswith(f"Error: Invalid value for '{flag}': {shown} is out of range; "
+                               f"allowed: {allowed} (as for training.{key})\n")
     assert "Traceback" not in out.output
     assert_nothing_written(isolated_state, "zorb")
 
@@ -63,7 +63,7 @@ def test_every_bad_flag_is_reported_at_once(bot, isolated_state):
                                     "--threads", "0"])
     assert out.exit_code == 2
     for flag in ("--batch-size", "--eval-every", "--threads"):
-        assert f"Invalid value for '{flag}': 0: input should be greater than or equal to 1" \
+        assert f"Invalid value for '{flag}': 0 is out of range; allowed: at least 1" \
             in out.stderr
     assert_nothing_written(isolated_state, "zorb")
 
@@ -120,8 +120,8 @@ def test_sweep_trials_zero_is_refused_not_read_as_the_default(bot, isolated_stat
     out = CliRunner().invoke(main, ["train", "sweep", "--config", str(bot), "--data", "facts",
                                     "--name", "zorb", "--trials", "0"])
     assert out.exit_code == 2
-    assert out.stderr.endswith("Error: Invalid value for '--trials': 0: input should be greater "
-                               "than or equal to 1 (as for training.sweep.trials)\n")
+    assert out.stderr.endswith("Error: Invalid value for '--trials': 0 is out of range; "
+                               "allowed: at least 1 (as for training.sweep.trials)\n")
     assert_nothing_written(isolated_state, "zorb")
 
 
@@ -129,7 +129,7 @@ def test_sweep_training_flags_follow_the_training_rules(bot, isolated_state):
     out = CliRunner().invoke(main, ["train", "sweep", "--config", str(bot), "--data", "facts",
                                     "--name", "zorb", "--trials", "2", "--max-steps", "0"])
     assert out.exit_code == 2
-    assert "Invalid value for '--max-steps': 0: input should be greater than or equal to 1" \
+    assert "Invalid value for '--max-steps': 0 is out of range; allowed: at least 1" \
         in out.stderr
     assert_nothing_written(isolated_state, "zorb")
 

@@ -197,13 +197,14 @@ def checked_flags(section: BaseModel, given: dict, path: str, flags: dict[str, s
     try:
         return type(section).model_validate({**section.model_dump(), **given})
     except ValidationError as exc:
+        from chatbot.config_problems import value_problem
+
         problems = []
         for error in exc.errors():
             key = str(error["loc"][0])
             flag = "--" + flags.get(key, key).replace("_", "-")
-            message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"Invalid value for '{flag}': {given.get(key)!r}: "
-                            f"{message[0].lower()}{message[1:]} (as for {path}.{key})")
+            problem = value_problem({**error, "loc": (*path.split("."), *error["loc"])})
+            problems.append(f"Invalid value for '{flag}': {problem} (as for {path}.{key})")
         raise click.UsageError("\n".join(problems)) from None
 
 
