@@ -144,8 +144,8 @@ def test_one_item_says_its_interval_needs_more_items_instead_of_a_point() -> Non
     result = EvalResult("e", "d", [], ["base", "new"], None, scores, summarize(scores),
                         {"new": {"token_f1": comparison}}, 0.05)
     row = next(row for row in summary_rows(result) if row[0] == "token_f1")
-    assert row[1:] == ["0.200 [no interval from 1 item; needs 2 or more] n=1",
-                       "0.500 [no interval from 1 item; needs 2 or more] n=1"]
+    assert row[1:] == ["0.200 [interval needs 2+ items] n=1",
+                       "0.500 [interval needs 2+ items] n=1"]
     assert comparison_rows(result, "new")[0][1] == (
-        "+0.300 [no interval from 1 item; needs 2 or more]")
+        "+0.300 [interval needs 2+ items]")
     assert math.isnan(bootstrap_mean([0.5]).low)  # metrics.json: null, not a point

@@ -41,10 +41,10 @@ def primary_metric(result: EvalResult) -> str:
     return "token_f1" if "token_f1" in shared else (shared[0] if shared else "length")
 
 
-def _bounds(interval: Interval, n: int, spec: str = ".3f") -> str:
+def _bounds(interval: Interval, spec: str = ".3f") -> str:
     """``[low, high]``, or why there is none: one item has no spread to give an interval."""
     if math.isnan(interval.low):
-        return f"[no interval from {n} item; needs 2 or more]"
+        return "[interval needs 2+ items]"
     return f"[{interval.low:{spec}}, {interval.high:{spec}}]"
 
 
@@ -54,7 +54,7 @@ def summary_rows(result: EvalResult) -> list[list[str]]:
         cells = []
         for variant in result.variants:
             interval, n = result.summaries[variant][spec.name]
-            cells.append(f"{_fmt(interval.mean)} {_bounds(interval, n)} n={n}" if n else "–")
+            cells.append(f"{_fmt(interval.mean)} {_bounds(interval)} n={n}" if n else "–")
         if any(c != "–" for c in cells):
             rows.append([spec.name, *cells])
     return rows
@@ -64,7 +64,7 @@ def comparison_rows(result: EvalResult, candidate: str) -> list[list[str]]:
     rows = []
     for name, comp in result.comparisons[candidate].items():
         d = comp.interval
-        rows.append([name, f"{d.mean:+.3f} {_bounds(d, comp.n, '+.3f')}", _p(comp.wilcoxon_p),
+        rows.append([name, f"{d.mean:+.3f} {_bounds(d, '+.3f')}", _p(comp.wilcoxon_p),
                      _p(comp.permutation_p), f"{comp.wins}/{comp.ties}/{comp.losses}",
                      str(comp.n), _fmt(comp.min_detectable), comp.warning or ""])
     return rows
