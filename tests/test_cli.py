@@ -281,3 +281,16 @@ def _wait_until_it_waits_for_a_line(process: subprocess.Popen, limit_s: float = 
         if waits_in.startswith("poll_schedule_timeout") or "pipe_read" in waits_in:
             return
         assert time.monotonic() < deadline, f"not waiting for input after {limit_s} s: {waits_in}"
+
+
+def test_ask_dash_with_nothing_piped_in_says_to_pipe_the_question(tmp_path) -> None:
+    """`chatbot ask - < /dev/null` said "the message is empty; type a question": there was
+    nothing to type into. It now names standard input and how to pass the question."""
+    config = tmp_path / "bot.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    for piped in ("", " \n\n"):
+        result = CliRunner().invoke(main, ["ask", "--config", str(config), "-"], input=piped)
+        assert result.exit_code == 1
+        assert result.output == ("error: nothing on standard input to ask; pipe the question "
+                                 "in (echo 'How do I index?' | chatbot ask -), or give it "
+                                 "in place of -\n")

@@ -75,9 +75,13 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
 
     Give - as QUESTION to read the question from standard input."""
     from app.build import build_engine
+    from chatbot.errors import InputError
 
     if question == "-":  # `echo q | chatbot ask -`, as Unix tools read `-`
         question = _piped_text(sys.stdin.buffer.read()).strip()
+        if not question:
+            raise InputError("nothing on standard input to ask; pipe the question in (echo "
+                             "'How do I index?' | chatbot ask -), or give it in place of -")
     engine = build_engine(config)
     stream = engine.answer(_new_session(), question, variant)  # a bad question fails here
     _note_if_nothing_indexed(config, engine.variant(variant))
