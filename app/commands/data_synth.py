@@ -41,7 +41,8 @@ def synth_settings(config: BotConfig, engine=None):
               help="Questions asked about each sampled chunk.")
 @click.option("--test-share", type=float, default=0.2, show_default=True,
               help="Share of the documents whose questions form the test split.")
-@click.option("--seed", type=int, default=1234, show_default=True)
+@click.option("--seed", type=int, default=1234, show_default=True,
+              help="Seed of the chunks sampled and of the test split's documents.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset of that name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @with_config

@@ -34,23 +34,27 @@ HYPERPARAMETERS = [
     click.option("--method", type=click.Choice(["lora", "freeze", "full", "dpo", "kto"]),
                  default=None, help="lora adapters, freeze (last --train-blocks learn) or full; "
                  "dpo or kto: preference tuning of a LoRA adapter on a preference dataset."),
-    click.option("--epochs", type=float, default=None),
+    click.option("--epochs", type=float, default=None, help="Passes over the training split."),
     click.option("--lr", type=float, default=None, help="Peak learning rate."),
     click.option("--batch-size", type=int, default=None, help="Conversations per micro-batch."),
     click.option("--grad-accum", type=int, default=None, help="Micro-batches per step."),
     click.option("--warmup", type=float, default=None,
                  help="Warm-up fraction of the steps (<1) or a number of steps."),
     click.option("--scheduler", type=click.Choice(["cosine", "linear", "constant"]),
-                 default=None),
-    click.option("--weight-decay", type=float, default=None),
-    click.option("--max-seq-len", type=int, default=None),
-    click.option("--seed", type=int, default=None),
+                 default=None, help="How the learning rate falls after the warm-up."),
+    click.option("--weight-decay", type=float, default=None, help="AdamW weight decay."),
+    click.option("--max-seq-len", type=int, default=None,
+                 help="Tokens per conversation; longer ones are cut at the right."),
+    click.option("--seed", type=int, default=None,
+                 help="Seed of the data order and the new weights."),
     click.option("--max-steps", type=int, default=None, help="Stop after N optimizer steps."),
     click.option("--masking", type=click.Choice(["all_assistant", "last_assistant"]),
                  default=None, help="Which assistant turns carry loss."),
-    click.option("--lora-r", type=int, default=None),
-    click.option("--lora-alpha", type=int, default=None),
-    click.option("--lora-dropout", type=float, default=None),
+    click.option("--lora-r", type=int, default=None, help="LoRA rank."),
+    click.option("--lora-alpha", type=int, default=None,
+                 help="LoRA scale: the update is multiplied by alpha / r."),
+    click.option("--lora-dropout", type=float, default=None,
+                 help="Dropout on the LoRA layers' input."),
     click.option("--target-modules", default=None,
                  help="all-linear or comma-separated module names."),
     click.option("--train-blocks", type=int, default=None,
@@ -58,8 +62,10 @@ HYPERPARAMETERS = [
     click.option("--eval-every", type=int, default=None, help="Validate every N steps."),
     click.option("--patience", type=click.IntRange(min=0), default=None,
                  help="Evaluations without improvement before stopping (0 = off)."),
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None),
-    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default=None),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+                 help="Where to train (auto: CUDA where there is one)."),
+    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default=None,
+                 help="auto: float32 on CPUs, bfloat16 on GPUs."),
     click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
                  help="Recompute activations in the backward pass: less memory, slower."),
     click.option("--quantize", type=click.Choice(["4bit"]), default=None,
@@ -68,7 +74,8 @@ HYPERPARAMETERS = [
                  help="Under torchrun: ddp (a full copy per GPU) or fsdp (sharded weights)."),
     click.option("--compile", type=click.Choice(["auto", "on", "off"]), default=None,
                  help="torch.compile each decoder layer (auto: on CUDA only)."),
-    click.option("--threads", type=int, default=None),
+    click.option("--threads", type=int, default=None,
+                 help="torch threads for CPU training [default: all cores]."),
 ]
 
 
@@ -106,7 +113,10 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
                 resume: bool, quiet: bool, gate: str | None, eval_data: str | None,
                 eval_baseline: str | None, eval_limit: int | None, from_adapter: str | None,
                 beta: float | None, **overrides) -> None:
-    """Fine-tune the chat model on a dataset and register it as a variant (or: merge)."""
+    """Fine-tune the chat model on a dataset and register it as a variant (or: merge).
+
+    Each setting flag overrides the key of the same name under the config's training:
+    section, whose values are the defaults (--lr: training.learning_rate)."""
     if ctx.invoked_subcommand:
         return
     if not dataset or not name:

@@ -48,14 +48,19 @@ def _choices(kind):
 @click.option("--trials", type=int, default=None, help="Trials in all [training.sweep.trials].")
 @click.option("--objective", default=None,
               help="val_loss, or an eval metric such as token_f1 on --eval-data.")
-@click.option("--lr-range", nargs=2, type=float, default=None, metavar="LOW HIGH")
+@click.option("--lr-range", nargs=2, type=float, default=None, metavar="LOW HIGH",
+              help="Learning rates to search, on a log scale [training.sweep.learning_rate].")
 @click.option("--rank", "ranks", callback=_choices(int), metavar="8,16,32",
               help="LoRA ranks to try.")
 @click.option("--alpha-ratio", "alpha_ratios", callback=_choices(float), metavar="1,2",
               help="lora_alpha / lora_r ratios to try.")
-@click.option("--epochs-range", nargs=2, type=float, default=None, metavar="LOW HIGH")
-@click.option("--dropout-range", nargs=2, type=float, default=None, metavar="LOW HIGH")
-@click.option("--weight-decay-range", nargs=2, type=float, default=None, metavar="LOW HIGH")
+@click.option("--epochs-range", nargs=2, type=float, default=None, metavar="LOW HIGH",
+              help="Epochs to search (ignored with --max-steps) [training.sweep.epochs].")
+@click.option("--dropout-range", nargs=2, type=float, default=None, metavar="LOW HIGH",
+              help="LoRA dropouts to search [training.sweep.lora_dropout].")
+@click.option("--weight-decay-range", nargs=2, type=float, default=None, metavar="LOW HIGH",
+              help="Weight decays to search: log scale from above 0, else uniform "
+                   "[training.sweep.weight_decay].")
 @click.option("--keep-trials", is_flag=True,
               help="Keep every completed trial's adapter (NAME-trial-K), not only the best.")
 @click.option("--eval-data", default=None,
