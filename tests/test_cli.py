@@ -125,6 +125,37 @@ def test_a_port_in_use_is_one_line_before_the_server_says_where_it_listens(tiny_
                                     "in use); another server may be using the port")
 
 
+@pytest.mark.parametrize("host, why", [
+    ("not_a_host", "(Name or service not known); 'not_a_host' is no address or host name known "
+                   "here: pass --host 127.0.0.1 (this machine only) or 0.0.0.0 (every network)"),
+    ("192.0.2.1", "(Cannot assign requested address); no network interface of this machine "
+                  "has that address: pass --host 127.0.0.1 (this machine only) or 0.0.0.0 "
+                  "(every network)"),
+])
+def test_a_host_it_cannot_listen_on_is_named_as_the_problem_not_the_port(tmp_path, host,
+                                                                         why) -> None:
+    """A mistyped --host said "another server may be using the port: stop it, or pass --port
+    N": no port change would help."""
+    config = tmp_path / "bot.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    result = CliRunner().invoke(main, ["serve", "--config", str(config), "--host", host,
+                                       "--port", "7999", "--insecure"])
+    assert result.exit_code == 1
+    assert result.output == f"error: can't listen on {host}:7999 {why}\n"
+
+
+def test_a_port_only_an_administrator_may_use_is_named_as_the_problem() -> None:
+    """`chatbot serve --port 80` as a user: the system refuses the port (these tests may run as
+    root, where it would not, so the refusal is made here)."""
+    import errno
+
+    from app.commands.serve import _what_to_change
+
+    refused = PermissionError(errno.EACCES, "Permission denied")
+    assert _what_to_change(refused, "127.0.0.1") == (
+        "ports below 1024 need administrator rights here: pass --port N above 1023")
+
+
 def test_a_port_out_of_range_is_refused_before_the_model_loads(tiny_config) -> None:
     result = run_cli("serve", "--config", str(tiny_config), "--port", "99999")
     assert result.returncode == 2 and "99999 is not in the range 1<=x<=65535" in result.stderr

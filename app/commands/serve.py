@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 from typing import TYPE_CHECKING
 
@@ -68,9 +69,21 @@ def _listen(host: str, port: int) -> socket.socket:
         listening.bind((host, port))
     except OSError as exc:
         listening.close()
-        raise ChatbotError(f"can't listen on {host}:{port} ({exc.strerror or exc}); another "
-                           "server may be using the port: stop it, or pass --port N") from None
+        raise ChatbotError(f"can't listen on {host}:{port} ({exc.strerror or exc}); "
+                           f"{_what_to_change(exc, host)}") from None
     return listening
+
+
+def _what_to_change(exc: OSError, host: str) -> str:
+    """The advice for a failed bind: the host when it is the problem, else the port."""
+    hosts = "pass --host 127.0.0.1 (this machine only) or 0.0.0.0 (every network)"
+    if isinstance(exc, socket.gaierror):
+        return f"{host!r} is no address or host name known here: {hosts}"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"no network interface of this machine has that address: {hosts}"
+    if exc.errno == errno.EACCES:
+        return "ports below 1024 need administrator rights here: pass --port N above 1023"
+    return "another server may be using the port: stop it, or pass --port N"
 
 
 def _warn_of_backends(engine: Engine, variants: list[str]) -> None:
