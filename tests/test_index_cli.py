@@ -287,3 +287,16 @@ def test_a_path_given_with_a_line_end_or_escape_is_shown_escaped_in_every_messag
     assert repr(str(odd)) in outputs[0] and repr(str(odd)) in outputs[2]
     assert repr(str(tmp_path / "no\x1b[2Jtarget")) in outputs[1]
     assert repr(str(tmp_path / "questions\n.jsonl")) in outputs[3]
+
+
+def test_list_of_an_empty_index_says_how_to_fill_it_and_counts_in_words(bot):
+    """A new user's first `chatbot index list` printed a bare "0 documents"; one document
+    printed "1 documents"."""
+    tmp_path, config = bot
+    empty = run("index", "list", "--config", config)
+    assert (empty.exit_code, empty.stdout) == (0, "0 documents\n")
+    assert empty.stderr == ("note: nothing is indexed yet; index the config's index.paths with "
+                            "`chatbot index sync`\n")
+    run("index", "sync", str(tmp_path / "docs" / "install.md"), "--config", config)
+    one = run("index", "list", "--config", config)
+    assert one.stdout.splitlines()[-1] == "1 document" and one.stderr == ""

@@ -187,7 +187,10 @@ def list_command(config: BotConfig, as_json: bool) -> None:
         return
     for doc in documents:
         click.echo(f"{doc.chunks:6d} chunks  {doc.indexed_at}  {shown(doc.source)}")
-    click.echo(f"{len(documents)} documents")
+    click.echo(f"{len(documents)} document" + ("" if len(documents) == 1 else "s"))
+    if not documents:  # on stderr: standard output stays the list
+        click.echo("note: nothing is indexed yet; index the config's index.paths with "
+                   "`chatbot index sync`", err=True)
 
 
 @index_group.command("remove", cls=FreeTextCommand)
