@@ -9,7 +9,6 @@ are found without a restart.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -59,11 +58,8 @@ class BotDocuments:
                    if names.name(doc.source) == name]
         if not sources:
             raise DocumentIndexError(f"{name} is not indexed; pick one of the listed documents")
-        uploads = Path(os.path.abspath(self.upload_dir))
         for source in sources:
             indexing.remove_documents(self.index, source, waiting)
-            if Path(os.path.abspath(source)).is_relative_to(uploads):  # kept only to be indexed
-                Path(source).unlink(missing_ok=True)
         return [name] * len(sources)
 
     @indexing.index_errors  # damage met following a sync's generation: the reason, not a 500

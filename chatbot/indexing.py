@@ -110,6 +110,11 @@ class BotIndex:
         roots = self.paths + ((self.upload_dir,) if self.upload_dir else ())
         return SourceNames(tuple(Path(os.path.abspath(root)) for root in roots))
 
+    def is_upload(self, source: str) -> bool:
+        """Whether ``source`` is a web UI upload: a file kept only to be indexed."""
+        return self.upload_dir is not None and Path(os.path.abspath(source)).is_relative_to(
+            os.path.abspath(self.upload_dir))
+
 
 def open_embedder(spec: EmbedderSpec) -> Embedder:
     """The configured embedder; the model itself loads on first use."""
@@ -243,8 +248,9 @@ def list_documents(index: BotIndex) -> list[DocumentInfo]:
 @index_errors
 def remove_documents(index: BotIndex, path: str | Path,
                      waiting: Callable[[], None] | None = None) -> list[str]:
-    """Drop every indexed file at or under ``path``; returns their sources. ``waiting()`` is
-    called if a sync holds the index."""
+    """Drop every indexed file at or under ``path``, and delete those that were web UI uploads
+    (kept only to be indexed; the command line and the web UI remove alike); returns their
+    sources. ``waiting()`` is called if a sync holds the index."""
     store = Store.open(index.directory, index.settings)
     targets = _removal_targets(index, store, path)
     real_targets = [os.path.realpath(target) for target in targets]
@@ -260,6 +266,8 @@ def remove_documents(index: BotIndex, path: str | Path,
         raise DocumentIndexError(f"nothing indexed at or under "
                                  f"{' or '.join(map(shown, targets))}; "
                                  "see `chatbot index list`")
+    for source in filter(index.is_upload, removed):  # after the commit: the index never
+        Path(source).unlink(missing_ok=True)          # names a file that is gone
     return removed
 
 

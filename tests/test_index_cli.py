@@ -224,7 +224,8 @@ def test_remove_takes_an_upload_by_the_name_the_bot_shows(bot, monkeypatch):
     assert hits[0]["source"] == "uploads/notes.md"
     monkeypatch.chdir(tmp_path / "docs")  # no uploads/ folder here
     removed = run("index", "remove", "uploads/notes.md", "--config", config)
-    assert (removed.exit_code, removed.stdout) == (0, "removed 1 document(s)\n")
+    assert (removed.exit_code, removed.stdout) == (
+        0, "removed 1 document(s); deleted 1 uploaded file(s) from uploads/\n")
     assert str(upload) not in run("index", "list", "--config", config).stdout
     again = run("index", "remove", "uploads/notes.md", "--config", config)
     assert (again.exit_code, again.stderr) == (
@@ -300,3 +301,22 @@ def test_list_of_an_empty_index_says_how_to_fill_it_and_counts_in_words(bot):
     run("index", "sync", str(tmp_path / "docs" / "install.md"), "--config", config)
     one = run("index", "list", "--config", config)
     assert one.stdout.splitlines()[-1] == "1 document" and one.stderr == ""
+
+
+def test_removing_an_upload_deletes_its_file_as_the_web_ui_does(bot, monkeypatch):
+    """`index remove uploads/X` took the upload out of the index but left its file in
+    uploads/, where the web UI's removal deletes it; a file synced from elsewhere is kept."""
+    tmp_path, config = bot
+    upload = tmp_path / "data" / "uploads" / "notes.md"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("# Notes\n\nRefunds take five days.\n")
+    assert run("index", "sync", str(upload), "--config", config).exit_code == 0
+    assert run("index", "sync", "--config", config).exit_code == 0  # docs/ beside it
+    monkeypatch.chdir(tmp_path / "docs")
+    removed = run("index", "remove", "uploads/notes.md", "--config", config)
+    assert (removed.exit_code, removed.stdout) == (
+        0, "removed 1 document(s); deleted 1 uploaded file(s) from uploads/\n")
+    assert not upload.exists()
+    kept = run("index", "remove", str(tmp_path / "docs" / "install.md"), "--config", config)
+    assert kept.stdout == "removed 1 document(s)\n"
+    assert (tmp_path / "docs" / "install.md").exists()

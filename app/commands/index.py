@@ -198,12 +198,16 @@ def list_command(config: BotConfig, as_json: bool) -> None:
 @with_config
 @one_line_errors
 def remove_command(config: BotConfig, path: Path) -> None:
-    """Drop a file, or every file under a folder, from the index."""
+    """Drop a file, or every file under a folder, from the index; a web UI upload's file is
+    deleted too."""
     from app.build import bot_index
     from chatbot.indexing import remove_documents
 
-    removed = remove_documents(bot_index(config), path)
-    click.echo(f"removed {len(removed)} document(s)")
+    index = bot_index(config)
+    removed = remove_documents(index, path)
+    uploads = sum(map(index.is_upload, removed))
+    click.echo(f"removed {len(removed)} document(s)" + (
+        f"; deleted {uploads} uploaded file(s) from uploads/" if uploads else ""))
 
 
 @index_group.command("stats")
