@@ -27,7 +27,7 @@ from index.passages import MAX_WORDS
 from index.rerank import CrossEncoderScorer, RerankingRetriever
 from index.search import Retriever
 from index.store import Store, read_in_force
-from index.sync import Progress, SyncReport, sync, under
+from index.sync import Embedding, Progress, SyncReport, sync, under
 from index.text import shown
 from index.types import DocumentInfo
 
@@ -193,9 +193,10 @@ class IndexSearch:
 def sync_paths(index: BotIndex, paths: list[str | Path] | None = None,
                progress: Progress | None = None, rebuild: bool = False,
                embedder: Embedder | None = None,
-               waiting: Callable[[], None] | None = None) -> SyncReport:
+               waiting: Callable[[], None] | None = None,
+               embedding: Embedding | None = None) -> SyncReport:
     """Sync ``paths`` (default: the index's own ``paths``) into the bot's index; ``waiting()``
-    is called if another sync holds it."""
+    is called if another sync holds it, ``embedding(done, total)`` as chunks are embedded."""
     settings = index.settings
     targets = [Path(p) for p in paths] if paths else list(index.paths)
     directory = index.directory
@@ -205,7 +206,7 @@ def sync_paths(index: BotIndex, paths: list[str | Path] | None = None,
                 include=list(index.include), exclude=list(index.exclude),
                 max_file_bytes=index.max_file_bytes, text_field=index.text_field,
                 progress=_stopping_at_ctrl_c(progress), rebuild=settings if rebuild else None,
-                waiting=waiting)
+                waiting=waiting, embedding=embedding)
 
 
 def _stopping_at_ctrl_c(progress: Progress | None) -> Progress:

@@ -34,7 +34,14 @@ from index.types import Chunk
 Progress = Callable[[int, int, str], None]
 """Called after each file: (files done, files in all, that file's path)."""
 
+Embedding = Callable[[int, int], None]
+"""Called as chunks are embedded: (chunks embedded, chunks that this batch of files embeds)."""
+
 FLUSH_CHUNKS = 1024  # encode this many chunks at once: sentence-transformers sorts them by length
+EMBED_SLICE = 256
+"""Chunks per ``encode`` call inside a flush, progress reported after each: one 300-page PDF is
+minutes of embedding. The chunks are sorted by length first, as sentence-transformers sorts
+one call's, so the slices pad no more than one call of them all would."""
 
 
 @dataclass
@@ -79,11 +86,13 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
          include: list[str] = ("**/*",), exclude: list[str] = (), max_file_bytes: int = 50 << 20,
          text_field: str = "text", progress: Progress | None = None,
          rebuild: IndexSettings | None = None,
-         waiting: Callable[[], None] | None = None) -> SyncReport:
+         waiting: Callable[[], None] | None = None,
+         embedding: Embedding | None = None) -> SyncReport:
     """Bring ``store`` in line with the files under ``paths``; one atomic commit at the end.
 
     ``rebuild`` (settings) re-indexes everything from scratch with those settings;
-    ``waiting()`` is called if another sync holds the index (this one waits for it).
+    ``waiting()`` is called if another sync holds the index (this one waits for it);
+    ``embedding(done, total)`` as chunks are embedded.
     """
     start = time.perf_counter()
     paths = [Path(p) for p in paths]
@@ -112,10 +121,10 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
         for done, path in enumerate(files, start=1):
             _visit(path, store, embedder, max_file_bytes, text_field, pending, report)
             if pending.chunks >= FLUSH_CHUNKS:
-                _flush(store, embedder, pending, report)
+                _flush(store, embedder, pending, report, embedding)
             if progress is not None:
                 progress(done, len(files), str(path))
-        _flush(store, embedder, pending, report)
+        _flush(store, embedder, pending, report, embedding)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -187,17 +196,14 @@ def _gone(path: Path, store: Store, report: SyncReport) -> None:
         report.removed.append(source)
 
 
-def _flush(store: Store, embedder: Embedder, pending: _Pending, report: SyncReport) -> None:
-    """Encode what the pending files need in one call (their sentences in a second, where the
-    index keeps sentence vectors), then write them to the store."""
-    settings = store.settings
+def _flush(store: Store, embedder: Embedder, pending: _Pending, report: SyncReport,
+           embedding: Embedding | None) -> None:
+    """Encode what the pending files need (their sentences too, where the index keeps sentence
+    vectors), then write them to the store."""
     todo = [chunk for _, _, _, chunks, reuse in pending.files
             for chunk in chunks if chunk.content_hash not in reuse]
-    texts = [indexed_text(chunk, settings.context) for chunk in todo]
-    vectors = embedder.encode(texts) if todo else []
-    rows = (encode_sentences(embedder, [chunk.text for chunk in todo])
-            if settings.sentence_vectors else [None] * len(todo))
-    fresh = iter(zip(vectors, rows))
+    encoded = _encode(store.settings, embedder, todo, embedding)
+    fresh = iter(encoded)
     for source, content_hash, size, chunks, reuse in pending.files:
         embedded = [reuse[c.content_hash] if c.content_hash in reuse else next(fresh)
                     for c in chunks]
@@ -208,6 +214,25 @@ def _flush(store: Store, embedder: Embedder, pending: _Pending, report: SyncRepo
                   [sentences for _, sentences in embedded])
         report.chunks += len(chunks)
     report.embedded += len(todo)
-    report.sentences += sum(len(sentences) for sentences in rows if sentences is not None)
+    report.sentences += sum(len(rows) for _, rows in encoded if rows is not None)
     pending.files.clear()
     pending.chunks = 0
+
+
+def _encode(settings: IndexSettings, embedder: Embedder, todo: list[Chunk],
+            embedding: Embedding | None) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """(vector, sentence vectors or ``None``) of each chunk of ``todo``, in its order, encoded
+    ``EMBED_SLICE`` chunks at a time, longest first."""
+    texts = [indexed_text(chunk, settings.context) for chunk in todo]
+    order = sorted(range(len(todo)), key=lambda i: -len(texts[i]))
+    encoded: list = [None] * len(todo)
+    for start in range(0, len(order), EMBED_SLICE):
+        part = order[start:start + EMBED_SLICE]
+        vectors = embedder.encode([texts[i] for i in part])
+        rows = (encode_sentences(embedder, [todo[i].text for i in part])
+                if settings.sentence_vectors else [None] * len(part))
+        for i, vector, sentences in zip(part, vectors, rows):
+            encoded[i] = (vector, sentences)
+        if embedding is not None:
+            embedding(start + len(part), len(todo))
+    return encoded

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from index_helpers import CountingEmbedder, write_corpus
 
+import index.sync
 from index.errors import IndexMismatchError, IndexMissingError
 from index.manifest import IndexManifest, IndexSettings
 from index.search import Retriever
@@ -311,3 +312,24 @@ with FileLock(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.readline()
 """
+
+
+def test_one_large_file_reports_its_chunks_as_they_are_embedded(tmp_path, monkeypatch):
+    """Progress counted files only: a 300-page PDF showed nothing for minutes while it was
+    embedded. Now the chunks embedded of those to embed are reported as they go, in order, and
+    the index holds what it held before."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "manual.md").write_text("\n\n".join(
+        f"Section {n} says that form {n} is filed before day {n} of the year, by post or online."
+        for n in range(700)))
+    events = []
+    report = sync([tmp_path / "docs"], open_store(tmp_path / "ix"), CountingEmbedder(),
+                  progress=lambda done, total, source: events.append(("files", done, total)),
+                  embedding=lambda done, total: events.append(("chunks", done, total)))
+    chunks = [event for event in events if event[0] == "chunks"]
+    assert len(chunks) > 1 and ("files", 1, 1) in events
+    assert [done for _, done, _ in chunks] == sorted({done for _, done, _ in chunks})
+    assert chunks[-1] == ("chunks", report.embedded, report.embedded)
+    monkeypatch.setattr(index.sync, "EMBED_SLICE", 10**6)  # every chunk in one encode call
+    sync([tmp_path / "docs"], open_store(tmp_path / "whole"), CountingEmbedder())
+    assert contents(tmp_path / "ix") == contents(tmp_path / "whole")

@@ -72,10 +72,17 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
     with tqdm(total=0, unit="file", delay=2, file=sys.stderr, disable=as_json) as bar:
         def progress(done: int, total: int, source: str) -> None:
             bar.total = total
+            bar.set_postfix_str("", refresh=False)
             bar.update(done - bar.n)
 
+        def embedding(done: int, total: int) -> None:  # one large file is minutes of this
+            bar.set_postfix_str(f"embedding {done}/{total} chunks", refresh=False)
+            if not bar.disable and bar.format_dict["elapsed"] >= bar.delay:  # none if short
+                bar.refresh()
+
         try:
-            report = sync_paths(index, list(paths), progress=progress, rebuild=rebuild)
+            report = sync_paths(index, list(paths), progress=progress, rebuild=rebuild,
+                                embedding=embedding)
         except KeyboardInterrupt:  # the sync commits once, at its end: nothing half-written
             raise ChatbotError(
                 "interrupted; the index is as the last finished sync left it (`chatbot index "
