@@ -40,9 +40,10 @@ class BotDocuments:
 
     def sync(self, paths: Sequence[Path],
              progress: Callable[[int, int, str], None] | None = None,
-             waiting: Callable[[], None] | None = None) -> SyncReport:
+             waiting: Callable[[], None] | None = None,
+             embedding: Callable[[int, int], None] | None = None) -> SyncReport:
         return indexing.sync_paths(self.index, list(paths), progress=progress,
-                                   embedder=self.embedder, waiting=waiting)
+                                   embedder=self.embedder, waiting=waiting, embedding=embedding)
 
     def list(self) -> list[DocumentInfo]:
         """The indexed files, each under the name the bot shows it by."""

@@ -220,3 +220,19 @@ def test_a_removed_upload_leaves_no_copy_on_the_server(documents, tmp_path) -> N
     status, rows, _ = actions.remove("uploads/faq.md")
     assert status == "Removed 1 document(s)." and [r[0] for r in rows] == ["uploads/parking.md"]
     assert sorted(p.name for p in documents.upload_dir.iterdir()) == ["parking.md"]
+
+
+def test_a_large_upload_shows_its_chunks_as_they_are_embedded(documents, tmp_path) -> None:
+    """The progress line said 'indexed manual.md' and then nothing while the file's chunks
+    were embedded (minutes for a 300-page PDF); now it counts them."""
+    shown = []
+    text = "\n\n".join(f"Form {n} is filed before day {n} of the year, by post or online."
+                       for n in range(3000))
+    status, *_ = DocumentActions(documents).upload(
+        [write(tmp_path / "a", "manual.md", text)],
+        lambda value, desc=None, **kwargs: shown.append((value, desc)))
+    assert status.startswith("Indexed 1 of 1 file(s)")
+    embedding = [(value, desc) for value, desc in shown if desc.startswith("embedding")]
+    (done, total), desc = embedding[-1]
+    assert len(embedding) > 1 and done == total
+    assert desc == f"embedding the chunks: {done} of {total}"

@@ -48,8 +48,10 @@ class Documents(Protocol):
     """Where uploaded files are kept: the index reads them again on every sync."""
 
     def sync(self, paths: Sequence[Path], progress: Progress | None = None,
-             waiting: Callable[[], None] | None = None) -> SyncResult:
-        """``waiting()``: another sync holds the index, and this one waits for it."""
+             waiting: Callable[[], None] | None = None,
+             embedding: Callable[[int, int], None] | None = None) -> SyncResult:
+        """``waiting()``: another sync holds the index, and this one waits for it;
+        ``embedding(done, total)``: chunks embedded so far, of those to embed."""
 
     def list(self) -> Sequence[DocumentRow]: ...
 
@@ -111,8 +113,12 @@ class DocumentActions:
         def report(done: int, total: int, path: str) -> None:
             progress((done, total), desc=f"indexed {Path(path).name}")
 
+        def embedding(done: int, total: int) -> None:  # one large file is minutes of this
+            progress((done, total), desc=f"embedding the chunks: {done} of {total}")
+
         try:
-            result = self.documents.sync(kept, progress=report, waiting=_saying_it_waits(progress))
+            result = self.documents.sync(kept, progress=report, waiting=_saying_it_waits(progress),
+                                         embedding=embedding)
         except ChatbotError as exc:
             _settle(kept, replaced, failed=set(kept))
             raise gr.Error(error_text(exc), print_exception=False) from exc
