@@ -87,7 +87,8 @@ def broken_link(path: Path) -> LoadFailure:
         if exc.errno == errno.ELOOP:  # its target is there: "broken" sent the user looking
             return LoadFailure(str(path),
                                f"symlink loop: {shown(target)} leads back to this link")
-    return LoadFailure(str(path), f"broken symlink to {shown(target)}")
+    return LoadFailure(str(path),
+                       f"broken symlink to {shown(target)}: point it at a file, or delete it")
 
 
 def _walk(root: Path, include: list[str], exclude: list[str], found: set[Path],
@@ -174,7 +175,7 @@ def read_bytes(path: Path, max_bytes: int) -> bytes:
     except OSError as exc:
         raise LoadError(f"unreadable: {exc.strerror or exc}") from exc
     if not data.strip():
-        raise LoadError("empty file")
+        raise LoadError("empty file: write its text, or delete it")
     return data
 
 
@@ -256,7 +257,7 @@ def load_pdf(source: str, data: bytes) -> list[Document]:
                             "pip install cryptography, or save a decrypted copy") from exc
         raise LoadError(f"this PDF takes a package that is not installed: {exc}") from exc
     except Exception as exc:  # pypdf raises many types on broken files
-        raise LoadError(f"corrupt PDF: {exc}") from exc
+        raise LoadError(f"corrupt PDF: {exc}; open it and save or export it again as PDF") from exc
     return [Document(source, "\n\n".join(parts), {"format": "pdf", "pages": pages})]
 
 
@@ -275,7 +276,7 @@ def load_docx(source: str, data: bytes) -> list[Document]:
     try:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:  # python-docx raises zip, XML and key errors on broken files
-        raise LoadError(f"not a valid .docx: {exc}") from exc
+        raise LoadError(f"not a valid .docx: {exc}; open it and save it again as .docx") from exc
     lines = []
     for paragraph in document.paragraphs:
         text = paragraph.text.strip()

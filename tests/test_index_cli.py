@@ -241,7 +241,7 @@ def test_a_file_name_with_a_line_end_is_shown_escaped_on_one_line(bot):
     (tmp_path / "docs" / "empty\tone.md").write_text("")
     synced = run("index", "sync", "--config", config)
     odd, empty = tmp_path / "docs" / "two\nlines.md", tmp_path / "docs" / "empty\tone.md"
-    assert f"failed: {str(empty)!r}: empty file\n" in synced.stderr
+    assert f"failed: {str(empty)!r}: empty file: write its text, or delete it\n" in synced.stderr
     listed = run("index", "list", "--config", config).stdout.splitlines()
     assert len(listed) == 4 and listed[-1] == "3 documents"
     assert any(line.endswith(f"  {str(odd)!r}") for line in listed)

@@ -349,3 +349,25 @@ def test_an_aes_encrypted_pdf_is_reported_as_encrypted_not_corrupt(tmp_path):
     else:  # read, and no password opens it
         assert reason.startswith("encrypted PDF (needs a password)")
     assert report.added == [str(folder / "good.md")]
+
+
+def test_a_file_that_cant_be_indexed_says_what_to_do(tmp_path):
+    """"empty file", "corrupt PDF: Stream has ended unexpectedly", "not a valid .docx: File
+    is not a zip file" and "broken symlink to x" named the problem but not the way out."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "empty.md").write_text("")
+    (folder / "cut.pdf").write_bytes(b"%PDF-1.4 nonsense")
+    (folder / "fake.docx").write_bytes(b"not a docx")
+    (folder / "dangling.md").symlink_to(folder / "gone.md")
+    store = Store.open(tmp_path / "index", IndexSettings("hash:64", None, 64, 8), create=True)
+    reasons = {Path(f.source).name: f.reason for f in sync([folder], store, CountingEmbedder())
+               .failed}
+    assert reasons == {
+        "empty.md": "empty file: write its text, or delete it",
+        "cut.pdf": "corrupt PDF: Stream has ended unexpectedly; open it and save or export it "
+                   "again as PDF",
+        "fake.docx": "not a valid .docx: File is not a zip file; open it and save it again as "
+                     ".docx",
+        "dangling.md": f"broken symlink to {folder / 'gone.md'}: point it at a file, or delete "
+                       "it"}
