@@ -10,6 +10,7 @@ the CLI prints as one line.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -257,6 +258,7 @@ def remove_documents(index: BotIndex, path: str | Path,
     real_targets = [os.path.realpath(target) for target in targets]
     removed: list[str] = []
     with store.transaction(waiting=waiting):
+        held = dict(store.hashes)
         for source in list(store.hashes):
             # A sync names a file by the path it reached it by, links and all: a link to an
             # indexed folder, or the real folder of one synced through a link, names it too.
@@ -268,8 +270,18 @@ def remove_documents(index: BotIndex, path: str | Path,
                                  f"{' or '.join(map(shown, targets))}; "
                                  "see `chatbot index list`")
     for source in filter(index.is_upload, removed):  # after the commit: the index never
-        Path(source).unlink(missing_ok=True)          # names a file that is gone
+        _delete_upload(Path(source), held[source])    # names a file that is gone
     return removed
+
+
+def _delete_upload(path: Path, indexed_hash: str) -> None:
+    """Delete the upload at ``path`` if it still holds what was indexed: one uploaded again
+    under its name meanwhile is kept for the sync that indexes it."""
+    try:
+        if hashlib.sha256(path.read_bytes()).hexdigest() == indexed_hash:
+            path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _removal_targets(index: BotIndex, store: Store, path: str | Path) -> list[str]:

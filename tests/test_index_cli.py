@@ -320,3 +320,17 @@ def test_removing_an_upload_deletes_its_file_as_the_web_ui_does(bot, monkeypatch
     kept = run("index", "remove", str(tmp_path / "docs" / "install.md"), "--config", config)
     assert kept.stdout == "removed 1 document(s)\n"
     assert (tmp_path / "docs" / "install.md").exists()
+
+
+def test_removing_an_upload_keeps_a_newer_file_of_its_name(bot, monkeypatch):
+    """A file uploaded again under the name while the old one was being removed (not indexed
+    yet: its sync waits for the removal) was deleted with the old one's entry."""
+    tmp_path, config = bot
+    upload = tmp_path / "data" / "uploads" / "notes.md"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("# Notes\n\nRefunds take five days.\n")
+    assert run("index", "sync", str(upload), "--config", config).exit_code == 0
+    upload.write_text("# Notes\n\nRefunds take three days now.\n")  # the new upload
+    removed = run("index", "remove", str(upload), "--config", config)
+    assert (removed.exit_code, removed.stdout) == (0, "removed 1 document(s)\n")
+    assert upload.read_text() == "# Notes\n\nRefunds take three days now.\n"

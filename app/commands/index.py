@@ -8,6 +8,7 @@ stats.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -212,7 +213,7 @@ def remove_command(config: BotConfig, path: Path) -> None:
 
     index = bot_index(config)
     removed = remove_documents(index, path)
-    uploads = sum(map(index.is_upload, removed))
+    uploads = sum(index.is_upload(source) and not os.path.lexists(source) for source in removed)
     click.echo(f"removed {len(removed)} document(s)" + (
         f"; deleted {uploads} uploaded file(s) from uploads/" if uploads else ""))
 
