@@ -207,7 +207,7 @@ def sync_paths(index: BotIndex, paths: list[str | Path] | None = None,
                 include=list(index.include), exclude=list(index.exclude),
                 max_file_bytes=index.max_file_bytes, text_field=index.text_field,
                 progress=_stopping_at_ctrl_c(progress), rebuild=settings if rebuild else None,
-                waiting=waiting, embedding=embedding)
+                waiting=waiting, embedding=_embedding_stopping_at_ctrl_c(embedding))
 
 
 def _stopping_at_ctrl_c(progress: Progress | None) -> Progress:
@@ -218,6 +218,17 @@ def _stopping_at_ctrl_c(progress: Progress | None) -> Progress:
         raise_if_interrupted()
         if progress is not None:
             progress(done, total, source)
+
+    return report
+
+
+def _embedding_stopping_at_ctrl_c(embedding: Embedding | None) -> Embedding:
+    """``embedding``, after raising a dropped Ctrl-C as ``_stopping_at_ctrl_c`` does: one
+    large file's chunks are minutes of embedding, stopped at the next slice of them."""
+    def report(done: int, total: int) -> None:
+        raise_if_interrupted()
+        if embedding is not None:
+            embedding(done, total)
 
     return report
 

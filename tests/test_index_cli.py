@@ -334,3 +334,24 @@ def test_removing_an_upload_keeps_a_newer_file_of_its_name(bot, monkeypatch):
     removed = run("index", "remove", str(upload), "--config", config)
     assert (removed.exit_code, removed.stdout) == (0, "removed 1 document(s)\n")
     assert upload.read_text() == "# Notes\n\nRefunds take three days now.\n"
+
+
+def test_a_dropped_ctrl_c_stops_the_embedding_of_a_large_file(bot):
+    """A Ctrl-C that Python dropped was seen only between files: one large file's chunks were
+    all embedded (minutes for a 300-page PDF) before the sync stopped."""
+    from ctrl_c import a_dropped_ctrl_c
+    from index_helpers import CountingEmbedder
+
+    from app.build import bot_index
+    from chatbot.config_file import load_config
+    from chatbot.indexing import sync_paths
+
+    tmp_path, config = bot
+    manual = tmp_path / "docs" / "manual.md"
+    manual.write_text("\n\n".join(
+        f"Form {n} is filed before day {n} of the year, by post or online." for n in range(9000)))
+    embedder = CountingEmbedder(256)
+    with a_dropped_ctrl_c(), pytest.raises(KeyboardInterrupt):
+        sync_paths(bot_index(load_config(config)), [manual], embedder=embedder)
+    assert embedder.calls == 2  # the first slice's chunks and their sentences, no more
+    assert not (tmp_path / "data" / "index" / "manifest.json").exists()
