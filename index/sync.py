@@ -32,7 +32,8 @@ from index.text import shown
 from index.types import Chunk
 
 Progress = Callable[[int, int, str], None]
-"""Called after each file: (files done, files in all, that file's path)."""
+"""Called after each file: (files done, files in all, that file's path); first as
+(0, files in all, "") once they are listed."""
 
 Embedding = Callable[[int, int], None]
 """Called as chunks are embedded: (chunks embedded, chunks that this batch of files embeds)."""
@@ -118,6 +119,8 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
         _remove_missing(store, roots, seen, report)
         report.removed += [source for source in held if source not in seen]
         pending = _Pending()
+        if progress is not None:  # the total shows while the first (a 300-page PDF) is read
+            progress(0, len(files), "")
         for done, path in enumerate(files, start=1):
             _visit(path, store, embedder, max_file_bytes, text_field, pending, report)
             if pending.chunks >= FLUSH_CHUNKS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -351,7 +352,13 @@ def test_a_dropped_ctrl_c_stops_the_embedding_of_a_large_file(bot):
     manual.write_text("\n\n".join(
         f"Form {n} is filed before day {n} of the year, by post or online." for n in range(9000)))
     embedder = CountingEmbedder(256)
-    with a_dropped_ctrl_c(), pytest.raises(KeyboardInterrupt):
-        sync_paths(bot_index(load_config(config)), [manual], embedder=embedder)
+
+    def press_once_listed(done: int, total: int, source: str) -> None:
+        if done == 0:  # pressed once the sync has begun, before the file is read
+            pressed.enter_context(a_dropped_ctrl_c())
+
+    with contextlib.ExitStack() as pressed, pytest.raises(KeyboardInterrupt):
+        sync_paths(bot_index(load_config(config)), [manual], progress=press_once_listed,
+                   embedder=embedder)
     assert embedder.calls == 2  # the first slice's chunks and their sentences, no more
     assert not (tmp_path / "data" / "index" / "manifest.json").exists()

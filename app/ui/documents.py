@@ -21,7 +21,7 @@ from index.types import Hit
 
 SEARCH_MODES = ["hybrid", "dense", "bm25"]
 Progress = Callable[[int, int, str], None]
-"""``progress(done, total, path)`` after each file."""
+"""``progress(done, total, path)`` after each file (first ``(0, total, "")``)."""
 
 
 class DocumentRow(Protocol):
@@ -111,7 +111,7 @@ class DocumentActions:
         kept = [self._keep(Path(f), replaced) for f in files]
 
         def report(done: int, total: int, path: str) -> None:
-            progress((done, total), desc=f"indexed {Path(path).name}")
+            progress((done, total), desc=f"indexed {Path(path).name}" if path else "reading")
 
         def embedding(done: int, total: int) -> None:  # one large file is minutes of this
             progress((done, total), desc=f"embedding the chunks: {done} of {total}")
