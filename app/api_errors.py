@@ -9,6 +9,7 @@ expect, instead of Starlette's plain-text "Internal Server Error".
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 
 from fastapi.responses import JSONResponse
@@ -23,6 +24,9 @@ logger = logging.getLogger(__name__)
 BUSY_RETRY_AFTER_S = 1
 """The ``Retry-After`` of a 429 (and of a 503 for a generation server still busy): answers on a
 small model free a place within seconds."""
+MAX_RETRY_AFTER_S = 300
+"""The longest ``Retry-After`` passed on from a busy remote backend: its hour-long rate limit
+may lift sooner, and a caller told to sleep an hour looks hung."""
 
 
 def error_parts(exc: BaseException, route: str) -> tuple[int, dict]:
@@ -69,12 +73,21 @@ def error_response(exc: BaseException, route: str) -> JSONResponse:
     turn; nor is a session that another client began."""
     status, body = error_parts(exc, route)
     if status in (429, 503):
-        headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
+        headers = {"Retry-After": str(retry_after_s(exc))}
     elif status in (409, 500):  # openai retries a 409 too
         headers = {"x-should-retry": "false"}
     else:
         headers = None
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def retry_after_s(exc: BaseException) -> int:
+    """Whole seconds a busy server's caller should wait: what a busy remote backend asked
+    for, within ``BUSY_RETRY_AFTER_S`` and ``MAX_RETRY_AFTER_S``, else ``BUSY_RETRY_AFTER_S``."""
+    asked = getattr(exc, "retry_after_s", None)
+    if asked is None:
+        return BUSY_RETRY_AFTER_S
+    return min(max(math.ceil(asked), BUSY_RETRY_AFTER_S), MAX_RETRY_AFTER_S)
 
 
 class UnexpectedApiFailures:

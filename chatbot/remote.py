@@ -237,8 +237,9 @@ class OpenAIGenerator:
     def _where(self) -> str:
         return f"backend {self.backend.name!r} ({self.backend.base_url})"
 
-    def _error(self, message: str, busy: bool = False) -> BackendError:
-        return BackendError(message, self.backend.base_url, busy)
+    def _error(self, message: str, busy: bool = False,
+               retry_after_s: float | None = None) -> BackendError:
+        return BackendError(message, self.backend.base_url, busy, retry_after_s)
 
     def _garbled(self, what: str, received: int, why: BaseException) -> BackendError:
         return self._error(f"{self._where()} sent an event that is {what} after {received} "
@@ -274,7 +275,8 @@ class OpenAIGenerator:
         return self._error(f"{self._where()} is busy (HTTP {exc.status_code}: "
                            f"{_server_message(exc)}) and asks to be tried again in "
                            f"{seconds:.0f} s, longer than the bot waits ({MAX_WAIT_S:g} s); ask "
-                           "again later, or check the server's rate limits", busy=True)
+                           "again later, or check the server's rate limits", busy=True,
+                           retry_after_s=seconds)
 
     def _redirected(self, exc: openai.APIStatusError) -> BackendError:
         """A redirect (an http:// URL of a server behind https) turned the POST into a GET,
@@ -317,7 +319,7 @@ class OpenAIGenerator:
         if status in BUSY:
             return self._error(f"{where} is still busy (HTTP {status}) after {retries} retries; "
                                f"lower backends.{name}.max_concurrency or give the server "
-                               "more capacity", busy=True)
+                               "more capacity", busy=True, retry_after_s=asked_wait_s(exc))
         if status in GATEWAY_ERRORS:
             return self._error(f"{where} answered HTTP {status} ({HTTPStatus(status).phrase}) "
                                f"after {retries} retries: the server behind it is down, "
