@@ -15,6 +15,7 @@ import uuid
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api_request_id import with_request_id
 from app.api_schema import RequestError, error_body, is_api_path
 from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, GenerationFailed,
                             InputError, ModelError, PromptTooLong, SessionNotYours)
@@ -30,7 +31,9 @@ may lift sooner, and a caller told to sleep an hour looks hung."""
 
 
 def error_parts(exc: BaseException, route: str) -> tuple[int, dict]:
-    """(status, body) of ``exc``; ``route`` names the request in the server log."""
+    """(status, body) of ``exc``; ``route`` names the request in the server log, with the
+    request's ``x-request-id``."""
+    route = with_request_id(route)
     if isinstance(exc, RequestError):
         return exc.status, exc.body()
     if isinstance(exc, SessionNotYours):  # a web visitor's (the Review tab shows its id)

@@ -13,6 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from app.api_errors import UnexpectedApiFailures
+from app.api_request_id import RequestIds
 from app.auth import Credentials, FailedAttempts, LoginThrottle, RequireCredential
 from app.body_limit import WebUiBodyLimit
 from app.content_policy import OwnImagesOnly
@@ -75,6 +76,7 @@ def create_server_app(engine: Engine, config: BotConfig, documents=None,
     server.add_middleware(CrossSiteRefusal)  # refused before anything is read
     if not credentials.required:  # a login's cookie is not sent to another site's name
         server.add_middleware(LocalNamesOnly, allowed=config.server.allowed_hosts)
+    server.add_middleware(RequestIds)  # outermost: every API response carries its id
     return server
 
 
