@@ -3,7 +3,7 @@
 Requests are validated here, so a wrong field becomes an OpenAI-shaped error naming the field;
 fields that OpenAI clients send and we don't use (``presence_penalty``, ``metadata``...) are
 ignored, but asking for what the server can't give (tool calls, a JSON answer, log probabilities,
-several choices, audio) is not.
+token biases, several choices, audio) is not.
 Types are strict, as OpenAI's are: ``"stream": "yes"`` or ``"max_tokens": "4"`` is an error, not
 a guess (a whole number is still a valid ``temperature``).
 """
@@ -120,11 +120,12 @@ class ChatRequest(BaseModel):
     response_format: dict | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    logit_bias: dict[str, float] | None = None
     modalities: list[str] | None = None
     audio: dict | None = None
     """Read only to refuse what this server can't do: a client that asks for a tool call, a JSON
-    answer, log probabilities or spoken audio and silently gets plain text would fail further
-    on."""
+    answer, log probabilities, token biases or spoken audio and silently gets plain text would
+    fail further on."""
 
     @field_validator("stream_options")
     @classmethod
@@ -166,6 +167,14 @@ class ChatRequest(BaseModel):
         if value:
             raise ValueError("this server does not return log probabilities; leave "
                              f"{info.field_name} out")
+        return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _no_logit_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value:  # a token id means another token in each variant's model
+            raise ValueError("this server does not bias tokens (each variant's model numbers "
+                             "them its own way); leave logit_bias out or send {}")
         return value
 
     @field_validator("modalities")

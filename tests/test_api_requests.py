@@ -37,6 +37,9 @@ TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type"
      "modalities", "this server answers in text only; send"),
     ({"audio": {"voice": "alloy", "format": "wav"}}, "audio",
      "this server answers in text only; leave audio out"),
+    ({"logit_bias": {"50256": -100}}, "logit_bias",
+     r"this server does not bias tokens \(each variant's model numbers them its own way\); "
+     r"leave logit_bias out or send \{\}"),
 ])
 def test_what_the_server_cannot_do_is_refused_not_ignored(client, asked, field,
                                                          expected) -> None:
@@ -47,7 +50,7 @@ def test_what_the_server_cannot_do_is_refused_not_ignored(client, asked, field,
     assert refused.value.body["message"].startswith(f"{field}: this server")  # no "Value error"
     plain = client.chat.completions.create(model="plain", messages=ASK, tools=[],
                                            response_format={"type": "text"}, logprobs=False,
-                                           modalities=["text"])
+                                           modalities=["text"], logit_bias={})
     assert plain.choices[0].message.content is not None
 
 
