@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from chatbot.answer_text import (HOLD_BACK_CHARS, before_stop, complete_words, generation_timings,
                                  milliseconds, reached_token_limit, settled)
 from chatbot.attribution import Attribution, Attributor
-from chatbot.errors import ModelError, PromptTooLong, SessionNotYours, TooManyNewTokens
+from chatbot.errors import InputError, PromptTooLong, SessionNotYours, TooManyNewTokens
 from chatbot.filters import NamedFilter, run_filters
 from chatbot.generate import GenerationSettings, Generator
 from chatbot.logs import ConversationLog
@@ -182,16 +182,30 @@ class AnswerStream:
             self._finish(turn, status, error)
 
     def _prepare(self) -> _Turn:
-        """Search, fit the prompt and log the question: all that comes before the first token."""
+        """Search, fit the prompt and log the question: all that comes before the first token.
+        A failure on the way (the model or its tokenizer, a follow-up's rewrite, the search)
+        is logged with the question, as later ones are; a request to fix (``InputError``: too
+        many new tokens, a prompt too long) is refused without a turn."""
+        try:
+            generator, query, prompt, started, timings = self._prompt()
+        except InputError:
+            raise
+        except Exception as exc:
+            self._log_finish(self._log_start([], [], None), "", {}, "error", None,
+                             str(exc) or type(exc).__name__)
+            raise
+        turn_id = self._log_start(prompt.messages, prompt.hits, query)
+        refuse = (self.variant.retrieval and not prompt.hits
+                  and self.policies.retrieval.no_hits == "refuse")
+        return _Turn(turn_id, generator, query, prompt, refuse, started, timings)
+
+    def _prompt(self) -> tuple[Generator, str | None, FittedPrompt, float, dict]:
+        """(generator, search query, fitted prompt, start time, timings) of the answer."""
         generator = self.policies.generator_for(self.variant)  # loads the model once, not timed
         if self.settings.max_new_tokens >= generator.context_window:
             raise TooManyNewTokens(self.settings.max_new_tokens, generator.context_window)
         started = time.perf_counter()
-        try:
-            query = self._query(generator)
-        except ModelError as exc:  # a follow-up's rewrite failed (a remote down): logged too
-            self._log_finish(self._log_start([], [], None), "", {}, "error", None, str(exc))
-            raise
+        query = self._query(generator)
         queried = time.perf_counter()
         hits = self._retrieve(query)
         retrieved = time.perf_counter()
@@ -199,10 +213,7 @@ class AnswerStream:
         timings = {"query_ms": milliseconds(started, queried),
                    "retrieval_ms": milliseconds(queried, retrieved),
                    "prompt_ms": milliseconds(retrieved, time.perf_counter())}
-        turn_id = self._log_start(prompt.messages, prompt.hits, query)
-        refuse = (self.variant.retrieval and not prompt.hits
-                  and self.policies.retrieval.no_hits == "refuse")
-        return _Turn(turn_id, generator, query, prompt, refuse, started, timings)
+        return generator, query, prompt, started, timings
 
     def _generate(self, turn: _Turn) -> None:
         """Stream the model's pieces to the reader as whole, filtered words, saving the text

@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import yaml
 
 from tests.api_serving import Served
 from tests.serving import QuietHandler, chatbot_serve, http_server
-from tests.test_remote import bot_engine, write_bot_config
+from tests.test_remote import bot_engine, passages, write_bot_config
 
 ASK = [{"role": "user", "content": "Hello"}]
 
@@ -69,3 +70,60 @@ def test_every_api_response_carries_a_request_id_the_error_log_names(tmp_path) -
     assert all(re.fullmatch(r"req_[0-9a-f]{32}", i) for i in ids) and len(set(ids)) == 3
     assert re.search(rf"chat completion \(request {ids[1]}\) failed: backend 'remote' .* is "
                      "busy", log)
+
+
+class AnswersHello(QuietHandler):
+    def do_POST(self) -> None:
+        from tests.test_remote import events
+
+        if self.asked_to_chat():
+            self.reply(200, events(("Hello", "stop")), "text/event-stream")
+
+
+def engine_failing_before_the_answer(root: Path, url: str, what: str,
+                                     monkeypatch: pytest.MonkeyPatch):
+    """A bot whose remote variant fails before its answer starts: its tokenizer does not load,
+    or its index is damaged (a file deleted after `chatbot index sync`)."""
+    from click.testing import CliRunner
+
+    from app.build import build_engine
+    from app.cli import main
+    from chatbot.config_file import load_config
+
+    path = write_bot_config(root, url)
+    config = yaml.safe_load(path.read_text())
+    monkeypatch.setenv("TEST_REMOTE_KEY", "k")
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(root / "data"))
+    if what == "tokenizer":
+        config["variants"]["prompt"]["tokenizer"] = str(root / "no-such-tokenizer")
+        path.write_text(yaml.safe_dump(config))
+        return build_engine(load_config(path), search=passages)
+    (root / "docs").mkdir()
+    (root / "docs" / "install.md").write_text("# Install\n\nRun the installer with sudo.\n")
+    config |= {"models": {"embedder": "hash:64"}, "retrieval": {"min_score": None}}
+    path.write_text(yaml.safe_dump(config))
+    synced = CliRunner().invoke(main, ["index", "sync", "--config", str(path)])
+    assert synced.exit_code == 0, synced.output
+    (root / "data" / "index" / "faiss-000001.index").unlink()
+    return build_engine(load_config(path))
+
+
+@pytest.mark.parametrize("what, said", [("tokenizer", "no-such-tokenizer does not exist"),
+                                        ("search", "faiss-000001.index is missing")])
+def test_a_failure_before_the_answer_starts_is_logged_with_the_question(
+        tmp_path, monkeypatch, what, said) -> None:
+    """The caller got a 500 and the conversation log held nothing: the question and why it
+    failed were lost to the Review tab and `chatbot logs`."""
+    with http_server(AnswersHello) as url:
+        engine = engine_failing_before_the_answer(tmp_path, url, what, monkeypatch)
+        served = Served(engine)
+        try:
+            client = served.client(default_headers={"X-Session-Id": "s-before"})
+            with pytest.raises(openai.InternalServerError) as failed:
+                client.chat.completions.create(model="prompt", messages=ASK)
+        finally:
+            served.stop()
+    question, answer = engine.log.conversation("s-before").turns
+    assert (question.role, question.text) == ("user", "Hello")
+    assert answer.status == "error" and said in answer.error
+    assert said in failed.value.body["message"]  # what the caller was told
