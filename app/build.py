@@ -98,12 +98,14 @@ def build_engine(config: BotConfig, search=None, *, log: bool = True,
                                              models.threads)
             return BatchingTransformersGenerator(path, model, models.device, models.dtype,
                                                  models.threads, models.max_batch)
-        from chatbot.remote import OpenAIGenerator, RemoteBackend  # openai loads only if used
+        from chatbot.remote import OpenAIGenerator  # openai loads only if used
+        from chatbot.remote_backend import RemoteBackend
 
         if backend not in backends:
             spec = config.backends[backend]
             backends[backend] = RemoteBackend(backend, spec.base_url, spec.api_key_env,
-                                              spec.timeout_s, spec.max_concurrency)
+                                              spec.timeout_s, spec.max_concurrency,
+                                              spec.queue_timeout_s)
         variant = next(v for v in config.variants.values()
                        if (v.backend, v.model) == (backend, model))
         tokenizer = (resolve_model(variant.tokenizer, config.base_dir)

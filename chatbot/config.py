@@ -99,6 +99,8 @@ class BackendConfig(Section):
     """Seconds to wait for the server to connect, answer, or send the next piece."""
     max_concurrency: int = Field(default=16, ge=1)
     """Most requests this bot sends the server at once; more wait their turn."""
+    queue_timeout_s: float = Field(default=120.0, gt=0)
+    """Seconds a request waits for its turn before it fails as busy (a 503 to API callers)."""
 
     @field_validator("base_url")
     @classmethod

@@ -22,7 +22,6 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -30,6 +29,7 @@ import openai
 
 from chatbot.errors import BackendError, ModelError
 from chatbot.generate import GenerationSettings, chat_ids
+from chatbot.remote_backend import RemoteBackend
 from chatbot.remote_check import backend_key, backend_problems, key_setting
 from chatbot.remote_connection import catch_connection, hung_up_on_cancel
 from chatbot.remote_model import (BUSY, CHARS_PER_TOKEN, DEFAULT_CONTEXT_WINDOW, GATEWAY_ERRORS,
@@ -43,21 +43,6 @@ logger = logging.getLogger(__name__)
 GAVE_UP = ("abort", "error")
 """The ``finish_reason`` of an answer the server's engine aborted or failed (vLLM's)."""
 CONTEXT_ERROR = re.compile(r"context|too long|maximum.*length|tokens in all", re.IGNORECASE)
-
-
-@dataclass
-class RemoteBackend:
-    """A named server; its semaphore is shared by every model served from it."""
-
-    name: str
-    base_url: str
-    api_key_env: str | None = None
-    timeout_s: float = 120.0
-    max_concurrency: int = 16
-    slots: threading.BoundedSemaphore = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self.slots = threading.BoundedSemaphore(self.max_concurrency)
 
 
 class ServerAnswer(Iterator[str]):
@@ -163,9 +148,8 @@ class OpenAIGenerator:
 
     def _streamed(self, messages: list[Message], settings: GenerationSettings,
                   cancel: threading.Event, answer: ServerAnswer) -> Iterator[str]:
-        while not self.backend.slots.acquire(timeout=0.05):
-            if cancel.is_set():
-                return
+        if not self.backend.take_slot(cancel):
+            return
         try:
             with hung_up_on_cancel(cancel):  # within an answer, the answer's own goes on
                 response = self._open(messages, settings, cancel)

@@ -5,6 +5,7 @@ HTTP server that misbehaves on purpose; our API runs on uvicorn in this process.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ import yaml
 
 from tests.api_serving import Served
 from tests.serving import QuietHandler, chatbot_serve, http_server
-from tests.test_remote import bot_engine, passages, write_bot_config
+from tests.test_remote import bot_engine, events, passages, write_bot_config
 
 ASK = [{"role": "user", "content": "Hello"}]
 
@@ -74,8 +75,6 @@ def test_every_api_response_carries_a_request_id_the_error_log_names(tmp_path) -
 
 class AnswersHello(QuietHandler):
     def do_POST(self) -> None:
-        from tests.test_remote import events
-
         if self.asked_to_chat():
             self.reply(200, events(("Hello", "stop")), "text/event-stream")
 
@@ -127,3 +126,41 @@ def test_a_failure_before_the_answer_starts_is_logged_with_the_question(
     assert (question.role, question.text) == ("user", "Hello")
     assert answer.status == "error" and said in answer.error
     assert said in failed.value.body["message"]  # what the caller was told
+
+
+def test_a_request_waiting_for_a_busy_backends_slot_fails_once_its_wait_is_up(
+        tmp_path, monkeypatch) -> None:
+    """A request behind answers that held every max_concurrency slot waited without end (a
+    backend that hangs held it for good), and its caller with it."""
+    arrived, release = threading.Event(), threading.Event()
+
+    class Hangs(QuietHandler):
+        def do_POST(self) -> None:
+            if self.asked_to_chat():
+                arrived.set()
+                release.wait(60)
+                self.reply(200, events(("Late", "stop")), "text/event-stream")
+
+    with http_server(Hangs) as url:
+        path = write_bot_config(tmp_path, url)
+        config = yaml.safe_load(path.read_text())
+        config["backends"]["remote"] |= {"max_concurrency": 1, "queue_timeout_s": 0.01}
+        path.write_text(yaml.safe_dump(config))
+        engine = bot_engine(path, monkeypatch)
+        served = Served(engine)
+        try:
+            holding = engine.answer("s-first", "Hello", "prompt")
+            assert arrived.wait(30)  # the first answer holds the only slot
+            with pytest.raises(openai.InternalServerError) as refused:
+                served.client().chat.completions.create(model="prompt", messages=ASK)
+            release.set()
+            assert holding.result().text == "Late"
+        finally:
+            release.set()
+            served.stop()
+    error = refused.value
+    assert error.status_code == 503 and error.body["code"] == "backend_busy"
+    assert error.body["message"] == (
+        "backend 'remote' had no free place for 0.01 s: all 1 of its places (backends.remote."
+        "max_concurrency) were taken by answers under way; ask again later, or raise backends."
+        "remote.max_concurrency if the server has room, or backends.remote.queue_timeout_s")
