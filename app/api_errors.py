@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api_request_id import with_request_id
 from app.api_schema import RequestError, error_body, is_api_path
-from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, GenerationFailed,
+from chatbot.errors import (ConfigError, DocumentIndexError, GenerationFailed,
                             InputError, ModelError, PromptTooLong, SessionNotYours)
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def error_parts(exc: BaseException, route: str) -> tuple[int, dict]:
         return 400, error_body(str(exc), "invalid_request_error", "messages", "invalid_input")
     if isinstance(exc, GenerationFailed):  # its words are torch's, not ours
         return 500, _internal_error(exc, route)
-    if isinstance(exc, BackendError) and exc.busy:
+    if isinstance(exc, ModelError) and getattr(exc, "busy", False):  # a remote's, or ours
         logger.error("%s failed: %s", route, exc)
         return 503, error_body(exc.public, "server_error", "model", "backend_busy")
     if isinstance(exc, (ModelError, ConfigError)):

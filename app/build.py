@@ -95,7 +95,7 @@ def build_engine(config: BotConfig, search=None, *, log: bool = True,
             path = resolve_model(model, config.base_dir)
             if models.max_batch == 1:
                 return TransformersGenerator(path, model, models.device, models.dtype,
-                                             models.threads)
+                                             models.threads, models.queue_timeout_s)
             return BatchingTransformersGenerator(path, model, models.device, models.dtype,
                                                  models.threads, models.max_batch)
         from chatbot.remote import OpenAIGenerator  # openai loads only if used

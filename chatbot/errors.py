@@ -21,6 +21,13 @@ class ModelError(ChatbotError):
     """A model, embedder or adapter can't be found or loaded."""
 
 
+class ModelBusy(ModelError):
+    """The model stayed busy with other answers for longer than an answer may wait: worth
+    asking again later, as a busy remote backend is."""
+
+    busy = True
+
+
 class GenerationFailed(ModelError):
     """The model raised while answering. Its words (torch's, a kernel's) may name the server's
     files or memory: they are for the operator (the CLI, the turn's entry in the conversation

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from chatbot.adapters import check_lora_files, peft_notice_muted
-from chatbot.errors import GenerationFailed, InputError, ModelError
+from chatbot.errors import GenerationFailed, InputError, ModelBusy, ModelError
 from chatbot.models import chat_template_hash, model_fingerprint
 from chatbot.types import Message
 
@@ -99,10 +100,12 @@ def pick_device(device: str) -> str:
 
 
 class TransformersGenerator:
-    """A transformers causal LM with streaming, switchable LoRA adapters and a lock."""
+    """A transformers causal LM with streaming, switchable LoRA adapters and a lock, which an
+    answer waits for at most ``queue_timeout_s`` (``models.queue_timeout_s``)."""
 
     def __init__(self, model_path: str, model_id: str, device: str = "auto",
-                 dtype: str = "auto", threads: int | None = None) -> None:
+                 dtype: str = "auto", threads: int | None = None,
+                 queue_timeout_s: float = 120.0) -> None:
         import torch
         from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -138,6 +141,7 @@ class TransformersGenerator:
         """Variant name -> the name peft loaded it under: a torch module name, which can't
         hold the dot of a variant such as ``support-v1.1``."""
         self._lock = threading.Lock()
+        self.queue_timeout_s = queue_timeout_s
 
     def load_adapter(self, name: str, path: str | Path) -> None:
         """Attach a LoRA adapter under ``name``; the base weights are shared, not copied."""
@@ -214,6 +218,8 @@ class TransformersGenerator:
         finally:
             reader_done.set()  # the reader is done (or gone): stop at the next token,
             worker.join()  # and return only then, so no torch thread outlives the answer
+        if errors and isinstance(errors[0], ModelBusy):
+            raise errors[0]
         if errors:
             raise GenerationFailed(f"generation failed in {self.model_id}: {errors[0]}") from errors[0]
 
@@ -231,13 +237,20 @@ class TransformersGenerator:
     def _generate(self, kwargs: dict, streamer, errors: list[BaseException],
                   adapter: str | None, should_stop: Callable[[], bool],
                   seed: int | None) -> None:
-        """Wait for the model (giving up once cancelled), then generate into ``streamer``."""
+        """Wait for the model (giving up once cancelled, or as busy after ``queue_timeout_s``),
+        then generate into ``streamer``."""
         import torch
 
         try:
+            deadline = time.monotonic() + self.queue_timeout_s
             while not self._lock.acquire(timeout=0.05):
                 if should_stop():
                     return
+                if time.monotonic() >= deadline:
+                    raise ModelBusy(f"the model had no free turn for {self.queue_timeout_s:g} s: "
+                                    "it answers one question at a time (models.max_batch 1) and "
+                                    "others were under way; ask again later, or raise "
+                                    "models.max_batch or models.queue_timeout_s")
             try:
                 if should_stop():  # cancelled while it waited
                     return
