@@ -2,9 +2,10 @@
 
 The engine renders the exact messages as for a model run here and ``OpenAIGenerator`` sends
 them as chat messages, streamed back piece by piece. Each backend caps the requests in flight
-(``max_concurrency``); connection failures, a busy server (429, 503) and a gateway in front of
-it that found it down or slow (502, 504) are retried with a bounded backoff before the first
-piece, never after it, so an answer is never repeated. Every failure becomes a
+(``max_concurrency``, waited for at most ``queue_timeout_s``: ``chatbot.remote_backend``);
+connection failures, a busy server (429, 503) and a gateway in front of it that found it down
+or slow (502, 504) are retried with a bounded backoff before the first piece, never after it,
+so an answer is never repeated. Every failure becomes a
 ``BackendError`` that names the backend and what to check.
 
 Token counts for the context budget come from the served model's tokenizer when it loads here,

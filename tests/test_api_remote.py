@@ -1,6 +1,7 @@
 """The API over a variant that generates on a remote server, asked with the real ``openai``
 client: what our callers are told when the server misbehaves. The remote is a small stdlib
-HTTP server that misbehaves on purpose; our API runs on uvicorn in this process."""
+HTTP server that misbehaves on purpose; our API runs on uvicorn in this process, or as a whole
+`chatbot serve` where its middleware or log is what is tested."""
 
 from __future__ import annotations
 
