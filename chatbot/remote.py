@@ -309,7 +309,7 @@ class OpenAIGenerator:
             return self._error(f"{where} answered HTTP {status} ({HTTPStatus(status).phrase}) "
                                f"after {retries} retries: the server behind it is down, "
                                "starting or overloaded; check that it is running, and its log",
-                               busy=True)
+                               busy=True, retry_after_s=asked_wait_s(exc))
         return self._error(f"{where} failed (HTTP {status}: {message}); check the server's log")
 
 

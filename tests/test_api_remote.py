@@ -54,6 +54,23 @@ def test_a_remote_asking_for_a_long_wait_passes_it_on_bounded(tmp_path, monkeypa
     assert error.response.headers["retry-after"] == "300"  # the most we ask a caller to wait
 
 
+class GatewayFindsItStarting(QuietHandler):
+    def do_POST(self) -> None:
+        if self.asked_to_chat():
+            self.reply(502, b"<html><body><h1>502</h1>nginx</body></html>", "text/html",
+                       {"Retry-After": "2"})
+
+
+def test_a_gateways_retry_after_is_passed_on_too(tmp_path, monkeypatch) -> None:
+    """A proxy that finds the server still starting (502) and says when to come back had its
+    word dropped for Retry-After: 1, as a busy server's was."""
+    with api_over(GatewayFindsItStarting, tmp_path, monkeypatch) as (served, _):
+        with pytest.raises(openai.InternalServerError) as refused:
+            served.client().chat.completions.create(model="prompt", messages=ASK)
+    error = refused.value
+    assert error.status_code == 503 and error.response.headers["retry-after"] == "2"
+
+
 def test_every_api_response_carries_a_request_id_the_error_log_names(tmp_path) -> None:
     """No response said which request it was: a user's report of a failure could not be
     matched to the server log's line."""
