@@ -236,7 +236,7 @@ def test_a_setting_the_command_refuses_is_reported_in_one_line(actions, config, 
     status, _ = actions.poll()
     assert status.startswith("**failed**: Run 'wild' failed (exit code 2): Invalid value for "
                              "'--lr'"), status
-    assert "less than or equal to 1" in status and "Usage:" not in status
+    assert "out of range; allowed: above 0 and at most 1" in status and "Usage:" not in status
     for endless in (float("inf"), float("nan")):
         refused = actions.start("facts", "endless", "lora", 1, 5e-3, 4, endless, 4, 2)
         assert refused.startswith(f"**Not started:** {endless} is not a number a run can use")
