@@ -116,6 +116,16 @@ mark.cb-support { background: var(--color-accent-soft); color: inherit; border-r
 # script turns each citation [n] in answer k into a link to passage n of answer k's sources,
 # and a click opens that passage (asking the page to show answer k's sources first if needed).
 HEAD = """<script>
+// Runs fn once per animation frame in which the page changed: Gradio redraws answers, pop-ups
+// and drop boxes whenever it likes, and each script fixes up what it drew.
+window.cbOnPageChange = (fn) => {
+  let queued = false;
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => { queued = false; fn(); });
+  }).observe(document.documentElement, {subtree: true, childList: true, characterData: true});
+};
 (() => {
   const CITE = /\\[(\\d{1,3})\\]/g;
   function linkAnswer(bot, answer) {
@@ -144,16 +154,8 @@ HEAD = """<script>
       node.replaceWith(parts);
     }
   }
-  let queued = false;
-  new MutationObserver(() => {
-    if (queued) return;
-    queued = true;
-    requestAnimationFrame(() => {
-      queued = false;
-      document.querySelectorAll('#cb-chat [data-testid="bot"]')
-        .forEach((bot, index) => linkAnswer(bot, index + 1));
-    });
-  }).observe(document.documentElement, {subtree: true, childList: true, characterData: true});
+  window.cbOnPageChange(() => document.querySelectorAll('#cb-chat [data-testid="bot"]')
+    .forEach((bot, index) => linkAnswer(bot, index + 1)));
   function reveal(id) {
     const target = document.getElementById(id);
     if (!target) return false;
@@ -248,28 +250,22 @@ HEAD = """<script>
     if (status && status.innerText.startsWith("Uploading and indexing")) tell(told);
     return told;
   }
-  let queued = false;
-  new MutationObserver(() => {
-    if (queued) return;
-    queued = true;
-    requestAnimationFrame(() => {
-      queued = false;
-      document.querySelectorAll('[data-testid="toast-text"]').forEach((toast) => {
-        const told = readable(toast.textContent.trim());
-        if (told) toast.textContent = told;
-      });
-      // A refused upload left its drop box under an 'Error' mark that took the next click
-      // (no file chooser opened) until its own small close button was found; the pop-up and
-      // the status line say what happened, so the mark is closed at once.
-      document.querySelectorAll('[data-testid="status-tracker"] .clear-status button')
-        .forEach((close) => {
-          const box = close.closest(".block");
-          if (box && box.querySelector("input[type=file]")
-              && close.closest('[data-testid="status-tracker"]').querySelector(".error"))
-            close.click();
-        });
+  window.cbOnPageChange(() => {
+    document.querySelectorAll('[data-testid="toast-text"]').forEach((toast) => {
+      const told = readable(toast.textContent.trim());
+      if (told) toast.textContent = told;
     });
-  }).observe(document.documentElement, {subtree: true, childList: true, characterData: true});
+    // A refused upload left its drop box under an 'Error' mark that took the next click
+    // (no file chooser opened) until its own small close button was found; the pop-up and
+    // the status line say what happened, so the mark is closed at once.
+    document.querySelectorAll('[data-testid="status-tracker"] .clear-status button')
+      .forEach((close) => {
+        const box = close.closest(".block");
+        if (box && box.querySelector("input[type=file]")
+            && close.closest('[data-testid="status-tracker"]').querySelector(".error"))
+          close.click();
+      });
+  });
 })();
 </script>
 <style>.cb-flash { outline: 2px solid var(--color-accent); }
