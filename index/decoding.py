@@ -15,21 +15,12 @@ if TYPE_CHECKING:
 
 def decode(data: bytes) -> str:
     """Text from bytes in any common encoding; binary data is a :class:`LoadError`."""
-    # UTF-32's little-endian mark begins with UTF-16's, so it is looked for first
-    for marks, encoding in (((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "utf-32"),
-                            ((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "utf-16")):
-        if data.startswith(marks):
-            try:
-                return data.decode(encoding)
-            except UnicodeDecodeError as exc:  # cut short, or not that encoding at all
-                name = encoding.upper()
-                raise LoadError(f"starts with a {name} byte-order mark but is not valid {name} "
-                                f"(byte {exc.start}: {exc.reason}); save it again as UTF-8"
-                                ) from exc
+    if (text := decode_marked(data)) is not None:
+        return text
     # A NUL anywhere, not only in the first 8 KB (as git looks): a text header over binary data,
     # or the NULs a crash leaves in a log, would be indexed as text, NULs and all.
     if (nul := data.find(b"\x00")) >= 0:
-        if text := _utf16_without_mark(data):
+        if text := utf16_without_mark(data):
             return text
         raise LoadError(f"binary file, not text: a NUL byte at byte {nul} (check its extension)")
     # A UTF-8 mark over text an older editor saved in a legacy code page: the mark is dropped
@@ -48,7 +39,24 @@ def decode(data: bytes) -> str:
     return str(_prefer_western(matches, best))
 
 
-def _utf16_without_mark(data: bytes) -> str | None:
+def decode_marked(data: bytes) -> str | None:
+    """The text of UTF-32 or UTF-16 that starts with a byte-order mark, None without one; a
+    mark over bytes that are not that encoding is a :class:`LoadError`."""
+    # UTF-32's little-endian mark begins with UTF-16's, so it is looked for first
+    for marks, encoding in (((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "utf-32"),
+                            ((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "utf-16")):
+        if data.startswith(marks):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as exc:  # cut short, or not that encoding at all
+                name = encoding.upper()
+                raise LoadError(f"starts with a {name} byte-order mark but is not valid {name} "
+                                f"(byte {exc.start}: {exc.reason}); save it again as UTF-8"
+                                ) from exc
+    return None
+
+
+def utf16_without_mark(data: bytes) -> str | None:
     """The text of UTF-16 written without a byte-order mark (some Windows tools do), told by
     its NULs: Latin-script text has one in nearly every other byte and none between them."""
     sample = data[:4096]

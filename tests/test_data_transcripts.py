@@ -223,8 +223,11 @@ GOOD_LINE = json.dumps({"messages": [{"role": "user", "content": "How do I index
     ("bad.csv", b"prompt,reply\nhi,hello\n",
      "bad.csv: CSV header has no column(s) question, answer (found: prompt, reply); "
      "set data.question_field/data.answer_field in the config"),
-    ("utf16.csv", "question,answer\nWhat port?,Port 7860.\n".encode("utf-16"),
-     "utf16.csv: the CSV header is not UTF-8 text (byte 0xff); re-save the file as UTF-8"),
+    ("utf16.csv", "question,answer\nWhat port?,Port 7860.\n".encode("utf-16-le"),
+     "utf16.csv: UTF-16 text without a byte-order mark (a NUL in every other byte); re-save it "
+     "as UTF-8"),
+    ("cp1252.csv", "Fr\xe4ge,answer\nWhat port?,7860\n".encode("cp1252"),
+     "cp1252.csv: the CSV header is not UTF-8 text (byte 0xe4); re-save the file as UTF-8"),
 ])
 def test_unparseable_files_are_one_problem_at_line_zero(tmp_path, name, content, expected):
     path = tmp_path / name

@@ -13,11 +13,29 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from index.csvfile import UNCLOSED_QUOTE, unclosed_quote_line
+from index.decoding import decode_marked, utf16_without_mark
+from index.errors import LoadError
 from index.jsonfile import LINE_END, jsonl_lines
 from training.errors import DataError
 
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 """What ``surrogateescape`` decoding turns a byte that is not UTF-8 into."""
+
+
+def transcript_text(data: bytes) -> str:
+    """A transcript file's text: UTF-8, or UTF-16/32 with a byte-order mark (read as the index
+    reads documents). A byte that is not UTF-8 spoils its line (reported there), not the whole
+    file; UTF-16 without a mark, which would spoil every line, is a ``DataError``."""
+    try:
+        if (text := decode_marked(data)) is not None:
+            return text
+    except LoadError as exc:
+        raise DataError(exc.reason) from None
+    if utf16_without_mark(data) is not None:
+        raise DataError("UTF-16 text without a byte-order mark (a NUL in every other byte); "
+                        "re-save it as UTF-8")
+    # the byte-order mark spreadsheet programs put first is no part of the text
+    return data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
 
 
 def jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
@@ -63,7 +81,7 @@ def csv_rows(text: str, question: str, answer: str, system: str | None = None
     if header and header[0].lstrip().startswith(("{", "[")):
         raise DataError("this holds JSON, not CSV; if it is one JSON object a line, name it "
                         ".jsonl")
-    if undecodable := not_utf8(",".join(header)):  # a UTF-16 file reads as garbled columns
+    if undecodable := not_utf8(",".join(header)):  # a legacy code page's header
         raise DataError(f"the CSV header is {undecodable.reason}")
     missing = [f for f in (question, answer) if f not in header]
     if missing and tuple(header) == EXPORT_CSV_COLUMNS:

@@ -21,7 +21,8 @@ from typing import Any, Iterable, Iterator
 
 from chatbot.prompts import question_in
 from chatbot.types import Message
-from training.data.transcript_rows import Malformed, csv_rows, jsonl_rows
+from training.data.transcript_rows import (Malformed, csv_rows, jsonl_rows,
+                                           transcript_text)
 from training.errors import DataError
 
 ROLES = ("system", "user", "assistant")
@@ -156,13 +157,14 @@ def read_file(path: Path, qa: QAFields = QAFields(), label: str | None = None) -
     Conversation ids are ``LABEL:LINE`` (``label`` defaults to the file name).
     """
     name = str(path)
-    try:  # a byte that is not UTF-8 spoils its line (reported there), not the whole file;
-        # the byte-order mark spreadsheet programs put first is no part of the text
-        text = path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    try:
+        text = transcript_text(path.read_bytes())
     except FileNotFoundError:
         return ImportResult([], [Problem(name, 0, "file not found")], 0)
     except OSError as exc:
         return ImportResult([], [Problem(name, 0, f"cannot read: {exc.strerror}")], 0)
+    except DataError as exc:
+        return ImportResult([], [Problem(name, 0, str(exc))], 0)
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         rows = csv_rows(text, qa.question, qa.answer, qa.system)

@@ -1,0 +1,35 @@
+"""Transcript files in the shapes other tools save them: UTF-16 text, a JSON array."""
+
+from __future__ import annotations
+
+import json
+
+from training.data.transcripts import read_file, read_transcripts
+
+CHAT = {"messages": [{"role": "user", "content": "How do I sync?"},
+                     {"role": "assistant", "content": "Run chatbot index sync."}]}
+LINES = json.dumps(CHAT) + "\n" + json.dumps(CHAT).replace("sync?", "index?") + "\n"
+
+
+def test_utf16_with_a_byte_order_mark_is_read_as_the_index_reads_it(tmp_path):
+    """PowerShell's `>` and Notepad's "Unicode" save UTF-16 with a mark: the text is plain."""
+    for encoding in ("utf-16", "utf-16-be", "utf-32"):
+        path = tmp_path / f"{encoding}.jsonl"
+        data = LINES.encode(encoding)
+        path.write_bytes(data if encoding != "utf-16-be" else b"\xfe\xff" + data)
+        result = read_file(path)
+        assert result.problems == [] and len(result.conversations) == 2, encoding
+    csv = tmp_path / "faq.csv"
+    csv.write_bytes("question,answer\nWhat port?,Port 7860.\n".encode("utf-16"))
+    assert [c.messages[1].content for c in read_file(csv).conversations] == ["Port 7860."]
+
+
+def test_utf16_without_a_byte_order_mark_is_one_problem_naming_the_file(tmp_path):
+    """It read as 'malformed JSON' on every line, the file's name lost among them."""
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes(LINES.encode("utf-16-le"))
+    result = read_transcripts([path])
+    assert [str(p) for p in result.problems] == [
+        f"{path}: UTF-16 text without a byte-order mark (a NUL in every other byte); "
+        "re-save it as UTF-8"]
+    assert result.conversations == [] and result.records == 0
