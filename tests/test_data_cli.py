@@ -45,7 +45,7 @@ def test_build_prints_a_summary_and_skipped_lines(run):
 
 @pytest.mark.parametrize("given, error", [
     ("transcript.jsonl", "transcript file {path} not found; check the path given to --from"),
-    ("folder", "{path} is not a file; give --from a .jsonl or .csv transcript file"),
+    ("folder", "{path} is not a file; give --from a .jsonl, .json or .csv transcript file"),
 ])
 def test_a_named_file_that_is_not_there_stops_the_build(run, tmp_path, given, error):
     """A misspelt --from is an error naming the path, not a build from the other sources."""

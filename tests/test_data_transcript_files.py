@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from training.data.transcripts import read_file, read_transcripts
 
 CHAT = {"messages": [{"role": "user", "content": "How do I sync?"},
@@ -33,3 +35,36 @@ def test_utf16_without_a_byte_order_mark_is_one_problem_naming_the_file(tmp_path
         f"{path}: UTF-16 text without a byte-order mark (a NUL in every other byte); "
         "re-save it as UTF-8"]
     assert result.conversations == [] and result.records == 0
+
+
+def test_a_json_array_of_conversations_is_read_as_its_lines_would_be(tmp_path):
+    """Many tools export a list of conversations as one .json file; it was refused."""
+    broken = {"messages": [{"role": "user", "content": "Hi"}, {"role": "user", "content": "?"}]}
+    sharegpt = {"conversations": [{"from": "human", "value": "Port?"},
+                                  {"from": "gpt", "value": "7860."}]}
+    path = tmp_path / "chats.json"
+    path.write_text(json.dumps([CHAT, broken, "hello", sharegpt], indent=2), encoding="utf-8")
+    result = read_file(path)
+    assert [c.id for c in result.conversations] == ["chats.json[0]", "chats.json[3]"]
+    assert result.conversations[1].meta == {"format": "sharegpt", "element": 3}
+    assert [m.content for m in result.conversations[1].messages] == ["Port?", "7860."]
+    assert [str(p) for p in result.problems] == [
+        f"{path}[1]: messages[1]: two user messages in a row (messages[0] and messages[1])",
+        f"{path}[2]: expected a JSON object, got a string"]
+    assert result.records == 4 and result.skipped == 2
+
+
+@pytest.mark.parametrize("content, expected", [
+    ('[{"messages": []}', "malformed JSON (Expecting ',' delimiter, line 1, column 18)"),
+    (LINES, "expected a JSON array of conversations ([{...}, {...}]); a file of one JSON "
+            "object a line is JSON Lines: name it .jsonl"),
+    ("[" * 3000 + "]" * 3000, "JSON nested too deeply to read; a conversation needs only a "
+                              "few levels"),
+])
+def test_a_json_file_that_is_no_array_of_conversations_is_one_problem(tmp_path, content,
+                                                                     expected):
+    path = tmp_path / "chats.json"
+    path.write_text(content, encoding="utf-8")
+    result = read_transcripts([path])
+    assert [str(p) for p in result.problems] == [f"{path}: {expected}"]
+    assert result.conversations == []

@@ -215,9 +215,7 @@ GOOD_LINE = json.dumps({"messages": [{"role": "user", "content": "How do I index
 @pytest.mark.parametrize("name, content, expected", [
     ("missing.jsonl", None, "missing.jsonl: file not found"),
     ("notes.txt", b"hello", "notes.txt: unsupported file type '.txt'; expected .jsonl (one "
-     "JSON object a line) or .csv/.tsv"),
-    ("chats.json", b'[{"messages": []}]', "chats.json: unsupported file type '.json'; expected "
-     ".jsonl (one JSON object a line) or .csv/.tsv"),
+     "JSON object a line), .json (an array of them) or .csv/.tsv"),
     ("export.csv", GOOD_LINE.encode() + b"\n", "export.csv: this holds JSON, not CSV; if it is one "
      "JSON object a line, name it .jsonl"),
     ("bad.csv", b"prompt,reply\nhi,hello\n",

@@ -280,7 +280,7 @@ def _dataset_section(actions: TrainingActions) -> gr.Dropdown:
             name = gr.Textbox(label="Dataset name", placeholder="support-v1",
                               elem_id="cb-dataset-name")
             use_log = gr.Checkbox(True, label="Conversation log (answers with their feedback)")
-            files = gr.File(file_count="multiple", file_types=[".jsonl", ".csv"],
+            files = gr.File(file_count="multiple", file_types=[".jsonl", ".json", ".csv"],
                             label="Transcript files too (optional): OpenAI or ShareGPT JSONL, "
                                   "question/answer CSV")
         with gr.Column():

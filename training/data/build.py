@@ -83,7 +83,8 @@ def _require_files(files: list[Path]) -> None:
         if not path.exists():
             raise DataError(f"transcript file {path} not found; check the path given to --from")
         if not path.is_file():
-            raise DataError(f"{path} is not a file; give --from a .jsonl or .csv transcript file")
+            raise DataError(f"{path} is not a file; give --from a .jsonl, .json or .csv "
+                            "transcript file")
 
 
 def _lap(since: float) -> tuple[float, float]:

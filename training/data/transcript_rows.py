@@ -50,8 +50,30 @@ def jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
         except json.JSONDecodeError as exc:
             yield number, Malformed(f"malformed JSON ({exc.msg}, column {exc.colno})")
         except RecursionError:  # Python's parser gives up at about 1,000 levels
-            yield number, Malformed("JSON nested too deeply to read; a conversation needs "
-                                     "only a few levels")
+            yield number, Malformed(TOO_DEEP)
+
+
+def json_array_rows(text: str) -> Iterator[tuple[int, Any]]:
+    """The elements of a JSON array of conversations (a common export shape), each numbered by
+    its index from 0; a file that is not such an array is a ``DataError``."""
+    if not text.strip():
+        return
+    if bad := not_utf8(text):
+        raise DataError(bad.reason)
+    if not text.lstrip().startswith("["):
+        raise DataError("expected a JSON array of conversations ([{...}, {...}]); a file of one "
+                        "JSON object a line is JSON Lines: name it .jsonl")
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"malformed JSON ({exc.msg}, line {exc.lineno}, column {exc.colno})"
+                        ) from None
+    except RecursionError:
+        raise DataError(TOO_DEEP) from None
+    yield from enumerate(items)
+
+
+TOO_DEEP = "JSON nested too deeply to read; a conversation needs only a few levels"
 
 
 EXPORT_CSV_COLUMNS = ("conversation_id", "split", "message", "role", "content")

@@ -1,12 +1,12 @@
 """Imported transcript files to validated conversations, with positional problems.
 
-Formats, recognised per JSONL line: OpenAI chat (``{"messages": [{"role", "content"}]}``),
-ShareGPT (``{"conversations": [{"from": "human"|"gpt"|"system", "value"}]}``), Schema-Guided
-Dialogue rows (``{"turns": [{"speaker": "USER"|"SYSTEM", "utterance"}]}``) and simple
-question/answer rows (JSONL or CSV, field names configurable). A bad line (malformed or too
-deeply nested JSON, bytes that are not UTF-8, a wrong message) is reported with its file, line and
-message index and skipped, the rest of the file is kept; ``strict=True`` turns any problem into an
-error.
+Formats, recognised per JSONL line (or per element of a ``.json`` file's array): OpenAI chat
+(``{"messages": [{"role", "content"}]}``), ShareGPT
+(``{"conversations": [{"from": "human"|"gpt"|"system", "value"}]}``), Schema-Guided Dialogue
+rows (``{"turns": [{"speaker": "USER"|"SYSTEM", "utterance"}]}``) and simple question/answer
+rows (JSONL or CSV, field names configurable). A bad line (malformed or too deeply nested JSON,
+bytes that are not UTF-8, a wrong message) is reported with its file, line and message index
+and skipped, the rest of the file is kept; ``strict=True`` turns any problem into an error.
 
     chatbot data build --name NAME --from transcripts.jsonl
 """
@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator
 
 from chatbot.prompts import question_in
 from chatbot.types import Message
-from training.data.transcript_rows import (Malformed, csv_rows, jsonl_rows,
+from training.data.transcript_rows import (Malformed, csv_rows, json_array_rows, jsonl_rows,
                                            transcript_text)
 from training.errors import DataError
 
@@ -68,7 +68,8 @@ class Conversation:
 
 @dataclass(frozen=True)
 class Problem:
-    """Why one line (or a whole file, ``line == 0``) was skipped."""
+    """Why one line (or a whole file, ``line == 0``) or a JSON array's ``element`` was
+    skipped."""
 
     file: str
     line: int
@@ -76,9 +77,11 @@ class Problem:
     index: int | None = None
     key: str = "messages"
     """The list ``index`` points into: ``messages``, ``conversations`` or ``turns``."""
+    element: int | None = None
 
     def __str__(self) -> str:
-        where = self.file if self.line == 0 else f"{self.file}:{self.line}"
+        where = (f"{self.file}[{self.element}]" if self.element is not None
+                 else self.file if self.line == 0 else f"{self.file}:{self.line}")
         at = "" if self.index is None else f" {self.key}[{self.index}]:"
         return f"{where}:{at} {self.message}"
 
@@ -154,7 +157,8 @@ def read_transcripts(paths: Iterable[str | Path], qa: QAFields = QAFields(),
 def read_file(path: Path, qa: QAFields = QAFields(), label: str | None = None) -> ImportResult:
     """One transcript file; an unreadable file is one problem at line 0.
 
-    Conversation ids are ``LABEL:LINE`` (``label`` defaults to the file name).
+    Conversation ids are ``LABEL:LINE``, or ``LABEL[INDEX]`` for an element of a JSON array
+    (``label`` defaults to the file name).
     """
     name = str(path)
     try:
@@ -170,29 +174,36 @@ def read_file(path: Path, qa: QAFields = QAFields(), label: str | None = None) -
         rows = csv_rows(text, qa.question, qa.answer, qa.system)
     elif suffix in (".jsonl", ".ndjson"):
         rows = jsonl_rows(text)
+    elif suffix == ".json":
+        rows = json_array_rows(text)
     else:
         return ImportResult([], [Problem(name, 0, f"unsupported file type {suffix or '(none)'!r}; "
-                                                  "expected .jsonl (one JSON object a line) or "
-                                                  ".csv/.tsv")], 0)
-    return _collect(name, label or path.name, rows, qa)
+                                                  "expected .jsonl (one JSON object a line), "
+                                                  ".json (an array of them) or .csv/.tsv")], 0)
+    return _collect(name, label or path.name, rows, qa, array=suffix == ".json")
 
 
-def _collect(name: str, stem: str, rows: Iterator[tuple[int, Any]], qa: QAFields) -> ImportResult:
+def _collect(name: str, stem: str, rows: Iterator[tuple[int, Any]], qa: QAFields,
+             array: bool = False) -> ImportResult:
+    """The conversations of ``rows``, numbered by line, or by element when ``array``."""
     from training.data.rated_answers import rated_answers  # which reads this module's records
 
     conversations, problems, records = [], [], 0
     try:
-        for line, record in rows:
+        for at, record in rows:
             records += 1
+            where = {"element": at} if array else {"line": at}
             try:
                 messages, fmt = to_messages(record, qa)
                 validate(messages, _LIST_KEYS.get(fmt, "messages"))
                 examples = rated_answers(Conversation(
-                    f"{stem}:{line}", messages, name, {"format": fmt, "line": line}), record)
+                    f"{stem}[{at}]" if array else f"{stem}:{at}", messages, name,
+                    {"format": fmt, **where}), record)
                 records += len(examples) - 1  # an export's answers count as the log's do
                 conversations += examples
             except InvalidRecord as exc:
-                problems.append(Problem(name, line, str(exc), exc.index, exc.key))
+                problems.append(Problem(name, 0 if array else at, str(exc), exc.index, exc.key,
+                                        element=at if array else None))
     except DataError as exc:  # the file as a whole cannot be parsed (e.g. a CSV header)
         return ImportResult([], [Problem(name, 0, str(exc))], 0)
     return ImportResult(conversations, problems, records)
