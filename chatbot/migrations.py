@@ -128,10 +128,22 @@ def migrate(db: sqlite3.Connection) -> list[str]:
     return applied
 
 
+def log_exists(path: Path) -> bool:
+    """Whether the conversation log at ``path`` has been started. A folder in its place is a
+    ``LogError`` saying what to do: SQLite can't open it, and a reader that asked only
+    whether a file is there took it for a log with nothing in it yet."""
+    if path.is_dir():
+        raise LogError(f"the conversation log {path} is a folder, not a file; move that folder "
+                       f"aside (mv {path} {path}.folder) and a new log is started, or set "
+                       "data_dir to another folder")
+    return path.is_file()
+
+
 def open_log_database(path: Path) -> sqlite3.Connection:
     """The conversation log's database, created if missing and migrated to the current schema:
     WAL (readers never wait for the writer), foreign keys enforced, rows readable by name, and
     shareable between threads (each store serialises its writes)."""
+    log_exists(path)  # a folder there is refused with what to do
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
     db.row_factory = sqlite3.Row

@@ -16,6 +16,7 @@ from chatbot.config import BotConfig
 
 from chatbot.config_file import default_config_path, load_config
 from chatbot.errors import ChatbotError, InputError
+from chatbot.migrations import log_exists
 from chatbot.paths import DataPaths
 from index.errors import IndexingError
 from index.text import shown
@@ -117,7 +118,7 @@ def existing_log(config: BotConfig) -> Path:
     """The bot's conversation log, which must exist: a report on a mistyped data directory
     should say so, not create an empty log there."""
     path = DataPaths(config.data_path).logs
-    if not path.is_file():
+    if not log_exists(path):
         raise InputError(f"no conversation log at {shown(path)} yet; chat with `chatbot chat` or "
                          "`chatbot serve` first (logging.enabled must be true)")
     return path

@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
+from chatbot.migrations import log_exists
 from chatbot.types import Message
 from training.data.transcripts import Conversation, ImportResult, Problem, InvalidRecord, validate
 
@@ -33,7 +34,7 @@ def read_log(path: Path, with_sources: bool = True,
     ``with_sources=False``. A corrected answer's target is its latest correction
     (``meta["corrected"]``) unless ``corrections`` is ``ignore``.
     """
-    if not path.is_file():
+    if not log_exists(path):
         return ImportResult([], [], 0)
     log = ConversationLog(path)
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from chatbot.ab import AbStore
 from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
+from chatbot.migrations import log_exists
 from chatbot.types import Message
 from training.data.from_log import spoken
 from training.data.transcripts import Conversation
@@ -42,7 +43,7 @@ class Signals:
 def read_signals(path: Path, corrections: str = "prefer") -> Signals:
     """Every preference signal in the log at ``path``; ``corrections`` is the data config's
     policy: ``ignore`` leaves corrections out, ``only`` keeps them alone."""
-    if not path.is_file():
+    if not log_exists(path):
         return Signals([], 0, {})
     log = ConversationLog(path)
     try:
