@@ -317,6 +317,19 @@ def test_a_name_given_in_lower_case_goes_to_the_ner_model():
     assert redact.needs_ner("i am stuck on the sync") and not redact.needs_ner("I am stuck")
 
 
+@pytest.mark.parametrize("said, expected", [
+    (["i am tom", "thanks tom"], ["i am <NAME>", "thanks <NAME>"]),
+    (["hello i'm sam, my sync fails"], ["hello i'm <NAME>, my sync fails"]),
+    (["i am stuck and confused", "i'm glad it works"], ["i am stuck and confused",
+                                                        "i'm glad it works"]),
+])
+def test_a_one_word_name_in_lower_case_goes_as_a_capitalised_one_does(ner, said, expected):
+    """The model tells a name by its capital: "I am Tom" was found, "i am tom" was not; a
+    word that describes the writer ("stuck", "glad") stays."""
+    [scrubbed] = ner.scrub_groups([said])
+    assert [text for text, _ in scrubbed] == expected
+
+
 def test_an_iban_split_across_two_messages_goes_from_both():
     said = ["my iban is DE89 3704 0044 0532", "Go on.", "0130 00, thanks",
             "and gb82 west", "1234 5698 7654 32"]

@@ -19,7 +19,7 @@ from presidio_analyzer import (AnalyzerEngine, BatchAnalyzerEngine, LocalRecogni
 from presidio_analyzer.nlp_engine import NlpEngineProvider, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
-from training.data.redact import BIRTH_CUES, HOME_CUES
+from training.data.redact import BIRTH_CUES, HOME_CUES, LOWER_CASE_INTRO, NOT_NAMES
 
 BATCH_SIZE = 128
 # Presidio entity names for the model's labels; every other label is ignored.
@@ -37,16 +37,74 @@ class NerFinder:
     def __init__(self, model: str, kinds: Sequence[str]) -> None:
         self.analyzer = _analyzer(model)
         self.kinds = list(kinds)
-        meta = self.analyzer.nlp_engine.nlp["en"].meta
-        self.name = f"{meta['lang']}_{meta['name']} {meta['version']}"
+        nlp = self.analyzer.nlp_engine.nlp["en"]
+        self.name = f"{nlp.meta['lang']}_{nlp.meta['name']} {nlp.meta['version']}"
+        self.describing = _describing_words(nlp) if "NAME" in self.kinds else None
 
     def find(self, texts: Sequence[str]) -> list[dict[str, str]]:
         """For each text, {entity as written: kind}; placeholders already there are skipped."""
-        found = BatchAnalyzerEngine(self.analyzer).analyze_iterator(
-            texts, "en", batch_size=BATCH_SIZE, entities=self.kinds)
-        return [{text[r.start:r.end]: r.entity_type for r in results
-                 if not {"<", ">"} & set(text[r.start:r.end])}
-                for text, results in zip(texts, found)]
+        # The model tells a name by its capital: a name typed in lower case after "i am" is
+        # shown to it once more capitalised, as "I am Tom" would be (see _intro_names).
+        cased = {i: _capitalised_intros(text) for i, text in enumerate(texts)
+                 if self.describing and LOWER_CASE_INTRO.search(text)}
+        cased = {i: found for i, found in cased.items() if found[1]}
+        found = list(BatchAnalyzerEngine(self.analyzer).analyze_iterator(
+            [*texts, *(copy for copy, _ in cased.values())], "en", batch_size=BATCH_SIZE,
+            entities=self.kinds))
+        out = [{text[r.start:r.end]: r.entity_type for r in results
+                if not {"<", ">"} & set(text[r.start:r.end])}
+               for text, results in zip(texts, found)]
+        for (i, (_, spans)), results in zip(cased.items(), found[len(texts):]):
+            out[i].update(self._intro_names(texts[i], spans, results))
+        return out
+
+    def _intro_names(self, text: str, spans: list[tuple[int, int]],
+                     results: list[RecognizerResult]) -> dict[str, str]:
+        """The names found in the capitalised words ``spans`` of ``text``, as written, but a
+        word that describes the writer ("i am stuck", "i'm glad"): capitalised, the model can
+        take it for a name."""
+        names = {}
+        for r in results:
+            entity = text[r.start:r.end]
+            if (r.entity_type == "NAME" and any(a <= r.start and r.end <= b for a, b in spans)
+                    and not any(word in self.describing for word in entity.split())):
+                names[entity] = "NAME"
+        return names
+
+
+def _capitalised_intros(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """``text`` with the lower-case words after each lower-case "i'm"/"i am" capitalised (up
+    to two, up to a word such as "and" that names no one), and where those words are."""
+    chars, spans = list(text), []
+    for intro in LOWER_CASE_INTRO.finditer(text):
+        start = end = intro.end() - 1
+        for written in text[start:].split(" ")[:2]:
+            word = written.rstrip(",.;:!?")
+            if not word.isalpha() or not word.islower() or word in NOT_NAMES:
+                break
+            if len(word[0].upper()) == 1:  # "ß" would grow to "SS", shifting what follows
+                chars[end] = word[0].upper()
+            end += len(word) + 1
+            if word != written:  # the clause ends with it
+                break
+        if end > start:
+            spans.append((start, end - 1))
+    return "".join(chars), spans
+
+
+def _describing_words(nlp: spacy.Language) -> frozenset[str] | None:
+    """The adjectives and verbs (base and irregular forms) of the model's lemmatizer tables:
+    after "i am" they describe the writer. None when the model has no such tables (then a
+    lower-case name is left to the model as it is)."""
+    if "lemmatizer" not in nlp.component_names:
+        return None
+    lookups = getattr(nlp.get_pipe("lemmatizer"), "lookups", None)
+    if lookups is None or not lookups.has_table("lemma_index"):
+        return None
+    index, exceptions = lookups.get_table("lemma_index"), lookups.get_table("lemma_exc", {})
+    return frozenset(word for pos in ("adj", "verb")
+                     for table in (index.get(pos, []), exceptions.get(pos, {}))
+                     for word in table)
 
 
 class _NerOnlySpacy(SpacyNlpEngine):

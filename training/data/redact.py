@@ -35,8 +35,9 @@ HOME_CUES = r"live|lives|living|lived|reside|resides|residing|moved|home|address
 _TITLES = ("Mr", "Mrs", "Ms", "Miss", "Dr", "Prof")
 _NER_CUES = re.compile(rf"\b(?:{'|'.join(_TITLES)}|{BIRTH_CUES}|{HOME_CUES})\b", re.IGNORECASE)
 # "i'm" typed in lower case: its writer types a name so too ("i'm dana kowalski"), unmarked by
-# a capital, and only the model can tell it from "i'm stuck".
-_LOWER_CASE_INTRO = re.compile(r"\bi(?:'m|’m| am) [^\W\d_]")
+# a capital, and only the model can tell it from "i'm stuck" (training.data.pii_ner shows it
+# the words after it capitalised too).
+LOWER_CASE_INTRO = re.compile(r"\bi(?:'m|’m| am) [^\W\d_]")
 # A Titlecase word after a word and a space, or after , ; : ( / " or a dash: not a sentence start.
 _MID_SENTENCE_CAPITAL = re.compile(r"(?:(?<=[^.!?\s] )|(?<=[,;:(/\"“-])|(?<=[,;:(/\"“-] ))"
                                    r"[A-Z][a-z]")
@@ -48,7 +49,7 @@ _NAME_GIVEN = re.compile(
     r"\b(?:(?:my (?:full |first |last )?name(?:'s| is)|i'm called|i am called|je m'appelle|"
     r"ich heiße|ich heisse|me llamo|mi chiamo|mein name ist)|(?P<self>I'm|I’m|I am))"
     r" (?P<name>[^\W\d_][\w'’-]*(?: [^\W\d_][\w'’-]*){0,2})", re.IGNORECASE)
-_NOT_NAMES = frozenset(
+NOT_NAMES = frozenset(
     "a an the and or but not no is was on in at to for of from with by here there it this that "
     "so too also just still really please thanks thank what how why when where who can could "
     "would will should do does did have has had been being my your our their his her spelled "
@@ -170,7 +171,7 @@ def names_given(text: str) -> dict[str, str]:
     for match in _NAME_GIVEN.finditer(text):
         words = []
         for word in match.group("name").split(" "):
-            if word.lower() in _NOT_NAMES or (match.group("self") and not word[0].isupper()):
+            if word.lower() in NOT_NAMES or (match.group("self") and not word[0].isupper()):
                 break
             words.append(word.rstrip("'’-"))
         if words:
@@ -237,7 +238,7 @@ def _pieces(text: str) -> list[str]:
 def needs_ner(text: str) -> bool:
     """Whether ``text`` could hold what NER finds (see the module's docstring)."""
     return bool(_MID_SENTENCE_CAPITAL.search(text) or _NER_CUES.search(text)
-                or _LOWER_CASE_INTRO.search(text))
+                or LOWER_CASE_INTRO.search(text))
 
 
 def _installed(model: str) -> bool:
