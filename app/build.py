@@ -97,7 +97,8 @@ def build_engine(config: BotConfig, search=None, *, log: bool = True,
                 return TransformersGenerator(path, model, models.device, models.dtype,
                                              models.threads, models.queue_timeout_s)
             return BatchingTransformersGenerator(path, model, models.device, models.dtype,
-                                                 models.threads, models.max_batch)
+                                                 models.threads, models.max_batch,
+                                                 models.queue_timeout_s)
         from chatbot.remote import OpenAIGenerator  # openai loads only if used
         from chatbot.remote_backend import RemoteBackend
 

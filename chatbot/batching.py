@@ -21,12 +21,13 @@ from __future__ import annotations
 import atexit
 import queue
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from chatbot.errors import GenerationFailed, ModelError
+from chatbot.errors import GenerationFailed, ModelBusy, ModelError
 from chatbot.generate import GenerationSettings, TransformersGenerator
 from chatbot.types import Message
 
@@ -44,6 +45,8 @@ class _Request:
     adapter: str | None
     cancel: threading.Event | None
     prompt_len: int
+    deadline: float
+    """``time.monotonic()`` past which, still waiting for a place, it fails as busy."""
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     closed: threading.Event = field(default_factory=threading.Event)
     cache: object = None
@@ -58,11 +61,13 @@ class _Request:
 
 
 class BatchingTransformersGenerator(TransformersGenerator):
-    """``TransformersGenerator`` serving up to ``max_batch`` answers at once."""
+    """``TransformersGenerator`` serving up to ``max_batch`` answers at once; an answer waits
+    for a place at most ``queue_timeout_s``, then fails as busy."""
 
     def __init__(self, model_path: str, model_id: str, device: str = "auto",
-                 dtype: str = "auto", threads: int | None = None, max_batch: int = 8) -> None:
-        super().__init__(model_path, model_id, device, dtype, threads)
+                 dtype: str = "auto", threads: int | None = None, max_batch: int = 8,
+                 queue_timeout_s: float = 120.0) -> None:
+        super().__init__(model_path, model_id, device, dtype, threads, queue_timeout_s)
         self.max_batch = max_batch
         config = self.model.generation_config
         eos = config.eos_token_id if config.eos_token_id is not None else []
@@ -86,7 +91,8 @@ class BatchingTransformersGenerator(TransformersGenerator):
         if adapter and adapter not in self.adapters:
             raise ModelError(f"adapter {adapter!r} is not loaded")
         ids = self.encode(messages)
-        request = _Request(list(ids), settings, adapter, cancel, len(ids))
+        request = _Request(list(ids), settings, adapter, cancel, len(ids),
+                           time.monotonic() + self.queue_timeout_s)
         self._ensure_worker()
         self._waiting.append(request)
         self._wake.set()
@@ -95,6 +101,8 @@ class BatchingTransformersGenerator(TransformersGenerator):
                 item = request.out.get()
                 if item is _DONE:
                     return
+                if isinstance(item, ModelBusy):
+                    raise item
                 if isinstance(item, BaseException):
                     raise GenerationFailed(f"generation failed in {self.model_id}: {item}") from item
                 yield item
@@ -125,6 +133,7 @@ class BatchingTransformersGenerator(TransformersGenerator):
         while not self._stopping:
             self._drop_stopped()
             self._admit()
+            self._refuse_overdue()
             if not self._prefilling and not self._rows:
                 self._wake.wait(0.5)
                 self._wake.clear()
@@ -147,6 +156,16 @@ class BatchingTransformersGenerator(TransformersGenerator):
                 request.out.put(_DONE)
             else:
                 self._prefilling.append(request)
+
+    def _refuse_overdue(self) -> None:
+        """Fail as busy the requests that waited ``queue_timeout_s`` for a place."""
+        now = time.monotonic()
+        for request in [r for r in list(self._waiting) if r.deadline <= now]:
+            self._waiting.remove(request)  # other threads only append: it is still there
+            request.out.put(ModelBusy(
+                f"the model had no free place for {self.queue_timeout_s:g} s: all "
+                f"{self.max_batch} of its places (models.max_batch) held answers under way; "
+                "ask again later, or raise models.max_batch or models.queue_timeout_s"))
 
     def _drop_stopped(self) -> None:
         """End the stopped requests: rows, prompts being prefilled, and those still waiting

@@ -49,8 +49,8 @@ class ModelsConfig(Section):
     """Answers the in-process model decodes together (continuous batching); 1 answers one at
     a time."""
     queue_timeout_s: float = Field(default=120.0, gt=0)
-    """With ``max_batch: 1``, seconds an answer waits for the model behind others before it
-    fails as busy (a 503 to API callers)."""
+    """Seconds an answer waits for the model (``max_batch: 1``) or for a place in its full
+    batch before it fails as busy (a 503 to API callers)."""
 
     @model_validator(mode="after")
     def _onnx_in_float32(self) -> "ModelsConfig":

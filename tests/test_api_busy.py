@@ -1,6 +1,7 @@
-"""A model that answers one at a time (``models.max_batch: 1``), held by a long answer: a
-request behind it fails as busy once ``models.queue_timeout_s`` is up, instead of waiting
-without end. The real API on uvicorn, the real ``openai`` client, a real (tiny) model."""
+"""A model whose places are all held by long answers (one at a time, ``models.max_batch: 1``,
+or a full batch): a request behind them fails as busy once ``models.queue_timeout_s`` is up,
+instead of waiting without end. The real API on uvicorn, the real ``openai`` client, a real
+(tiny) model."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from tests.api_serving import ASK, Served
 from tests.test_cancellation import talkative_model_dir  # noqa: F401 (a fixture)
 
 
-def one_at_a_time_engine(root: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch):
+def busy_engine(root: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                max_batch: int = 1):
     from app.build import build_engine
     from chatbot.config_file import load_config
 
     config = {"data_dir": str(root / "data"),
               "models": {"chat": str(model_dir), "threads": 1, "embedder": "hash:64",
-                         "max_batch": 1, "queue_timeout_s": 0.01},
+                         "max_batch": max_batch, "queue_timeout_s": 0.01},
               "variants": {"plain": {"template": "plain", "retrieval": False}},
               "default_variant": "plain"}
     (root / "bot.yaml").write_text(yaml.safe_dump(config))
@@ -32,7 +34,7 @@ def test_a_request_waiting_for_the_model_fails_once_its_wait_is_up(
         tmp_path, monkeypatch, talkative_model_dir) -> None:  # noqa: F811 (the fixture)
     from chatbot.generate import GenerationSettings
 
-    engine = one_at_a_time_engine(tmp_path, talkative_model_dir, monkeypatch)
+    engine = busy_engine(tmp_path, talkative_model_dir, monkeypatch)
     served = Served(engine)
     try:
         with engine.answer("s-long", "Talk", "plain",
@@ -50,3 +52,30 @@ def test_a_request_waiting_for_the_model_fails_once_its_wait_is_up(
         "the model had no free turn for 0.01 s: it answers one question at a time "
         "(models.max_batch 1) and others were under way; ask again later, or raise "
         "models.max_batch or models.queue_timeout_s")
+
+
+def test_a_request_waiting_for_a_place_in_a_full_batch_fails_once_its_wait_is_up(
+        tmp_path, monkeypatch, talkative_model_dir) -> None:  # noqa: F811 (the fixture)
+    """With max_batch above 1 a request behind a full batch waited without a time limit."""
+    from chatbot.generate import GenerationSettings
+
+    engine = busy_engine(tmp_path, talkative_model_dir, monkeypatch, max_batch=2)
+    served = Served(engine)
+    endless = GenerationSettings(max_new_tokens=3000)
+    try:
+        with engine.answer("s-1", "Talk", "plain", endless) as first, \
+                engine.answer("s-2", "Talk", "plain", endless) as second:
+            pieces = [iter(first), iter(second)]
+            for answer in pieces:
+                next(answer)  # both places are taken
+            with pytest.raises(openai.InternalServerError) as refused:
+                served.client().chat.completions.create(model="plain", messages=ASK)
+    finally:
+        served.stop()
+    error = refused.value
+    assert error.status_code == 503 and error.body["code"] == "backend_busy"
+    assert error.response.headers["retry-after"] == "1"
+    assert error.body["message"] == (
+        "the model had no free place for 0.01 s: all 2 of its places (models.max_batch) held "
+        "answers under way; ask again later, or raise models.max_batch or "
+        "models.queue_timeout_s")
