@@ -91,6 +91,27 @@ def test_every_api_response_carries_a_request_id_the_error_log_names(tmp_path) -
                      "busy", log)
 
 
+def test_a_callers_own_well_formed_request_id_is_kept_and_logged(tmp_path) -> None:
+    """A proxy's or client's own X-Request-Id was replaced by ours, so its logs and ours
+    could not be matched; one that could forge a log line or flood it is still replaced."""
+    own, unsafe = "lb-7f3a.2:9_X", ["a) failed: all is fine", "x" * 129, ""]
+    with http_server(RateLimitedForAnHour) as url, chatbot_serve(
+            write_bot_config(tmp_path, url), data_dir=tmp_path / "data",
+            env={"TEST_REMOTE_KEY": "k"}) as (ours, server):
+        client = openai.OpenAI(base_url=f"{ours}/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.InternalServerError) as refused:
+            client.chat.completions.create(model="prompt", messages=ASK,
+                                           extra_headers={"X-Request-Id": own})
+        replaced = [httpx.get(f"{ours}/v1/models", headers={"X-Request-Id": bad})
+                    .headers["x-request-id"] for bad in unsafe]
+        server.terminate()
+        log = server.communicate(timeout=30)[0]
+    assert refused.value.request_id == own
+    assert f"chat completion (request {own}) failed: backend 'remote'" in log
+    assert all(re.fullmatch(r"req_[0-9a-f]{32}", i) for i in replaced)
+    assert "all is fine" not in log
+
+
 class AnswersHello(QuietHandler):
     def do_POST(self) -> None:
         if self.asked_to_chat():
