@@ -13,7 +13,8 @@ nothing) in chunks of ``PREFILL_CHUNK`` tokens, one chunk between decode steps, 
 delays running answers by one chunk at a time; prompts waiting together take turns, so a short
 one behind a long one waits one chunk, not the whole prompt. Rows with different LoRA adapters
 share a step through peft's ``adapter_names``. The model lock is held for one step, never a
-whole answer.
+whole answer. A step's own work stays small however long the answers: every row's token reaches
+the CPU in one transfer, and only each row's newest tokens are decoded to text.
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ class _Request:
     cache: object = None
     """Its own KV cache while its prompt is prefilled, before it joins the batch."""
     prefilled: int = 0
-    text: str = ""
+    sent_from: int = 0
+    """Where the tokens of the text sent last begin: decoded again as context for the next."""
+    unsent_from: int = 0
+    """Where the tokens whose text is not sent yet begin."""
+    seen: object = None
+    """A bool tensor over the vocabulary: the tokens so far, for the repetition penalty."""
     rng: object = None
     """A ``torch.Generator`` seeded with ``settings.seed``; ``None``: torch's global one."""
 
@@ -92,7 +98,8 @@ class BatchingTransformersGenerator(TransformersGenerator):
             raise ModelError(f"adapter {adapter!r} is not loaded")
         ids = self.encode(messages)
         request = _Request(list(ids), settings, adapter, cancel, len(ids),
-                           time.monotonic() + self.queue_timeout_s)
+                           time.monotonic() + self.queue_timeout_s,
+                           sent_from=len(ids), unsent_from=len(ids))
         self._ensure_worker()
         self._waiting.append(request)
         self._wake.set()
@@ -209,7 +216,7 @@ class BatchingTransformersGenerator(TransformersGenerator):
             self._prefilling.append(self._prefilling.pop(self._prefilling.index(request)))
             return
         self._prefilling.remove(request)
-        if self._advance(request, out.logits[0, -1]):
+        if self._advance([request], out.logits[:, -1]) == [0]:
             self._join(request)
         request.cache = None
 
@@ -225,63 +232,92 @@ class BatchingTransformersGenerator(TransformersGenerator):
             cache=self._cache, use_cache=True, logits_to_keep=1,
             **self._adapter_kwargs(rows))
         self._mask = mask
-        keep = [i for i, r in enumerate(rows) if self._advance(r, out.logits[i, -1])]
+        keep = self._advance(rows, out.logits[:, -1])
         if len(keep) < len(rows):
             self._keep_rows(keep)
 
-    def _advance(self, request: _Request, logits) -> bool:
-        """Pick and emit the row's next token; False once the row is finished. Sampling that
-        fails on a row's own settings ends that row with the error, not the batch."""
-        try:
-            token = self._pick(request, logits)
-        except RuntimeError as exc:
-            request.out.put(exc)
-            return False
-        return self._emit(request, token)
+    def _advance(self, requests: list[_Request], logits) -> list[int]:
+        """Pick and emit each row's next token from its row of ``logits``; the indexes of the
+        rows not finished. The tokens reach the CPU in one transfer, so a step waits for the
+        device once, not once a row. Sampling that fails on a row's own settings ends that
+        row with the error, not the batch."""
+        chosen = logits.argmax(-1)  # the greedy rows' picks, all at once
+        failed = set()
+        for i, request in enumerate(requests):
+            if request.settings.greedy and request.settings.repetition_penalty == 1.0:
+                continue
+            try:
+                chosen[i] = self._pick(request, logits[i])
+            except RuntimeError as exc:
+                request.out.put(exc)
+                failed.add(i)
+        return [i for i, (request, token) in enumerate(zip(requests, chosen.tolist()))
+                if i not in failed and self._emit(request, token)]
 
-    def _pick(self, request: _Request, logits) -> int:
-        """The next token as ``generate`` picks it: repetition penalty, then greedy or
-        temperature, top-k and top-p sampling."""
+    def _pick(self, request: _Request, logits):
+        """The next token as ``generate`` picks it, as a tensor on the device: repetition
+        penalty, then greedy or temperature, top-k and top-p sampling. Masks rather than
+        indexing by masks, which would wait for the device."""
         import torch
 
         settings = request.settings
         logits = logits.float()
         if settings.repetition_penalty != 1.0:
-            seen = torch.tensor(sorted(set(request.tokens)), device=logits.device)
-            scores = logits[seen]
-            logits[seen] = torch.where(scores < 0, scores * settings.repetition_penalty,
-                                       scores / settings.repetition_penalty)
+            seen = self._seen(request, logits)
+            logits = torch.where(seen & (logits < 0), logits * settings.repetition_penalty,
+                                 torch.where(seen, logits / settings.repetition_penalty, logits))
         if settings.greedy:
-            return int(logits.argmax())
+            return logits.argmax()
         logits = logits / settings.temperature
         if self._top_k:
             floor = torch.topk(logits, min(self._top_k, logits.numel())).values[-1]
-            logits[logits < floor] = float("-inf")
+            logits = logits.masked_fill(logits < floor, float("-inf"))
         if settings.top_p < 1.0:
             ordered, order = torch.sort(logits)
             drop = ordered.softmax(-1).cumsum(-1) <= 1 - settings.top_p
             drop[-1] = False
-            logits[order[drop]] = float("-inf")
+            logits = logits.masked_fill(drop.scatter(0, order, drop), float("-inf"))
         if settings.seed is not None and request.rng is None:  # the row's own draws
             request.rng = torch.Generator(logits.device).manual_seed(settings.seed % 2**64)
-        return int(torch.multinomial(logits.softmax(-1), 1, generator=request.rng))
+        return torch.multinomial(logits.softmax(-1), 1, generator=request.rng)[0]
+
+    @staticmethod
+    def _seen(request: _Request, logits):
+        """The row's tokens so far as a mask over ``logits``: the prompt's once, then one
+        token a step, rather than a tensor of the whole answer each step."""
+        import torch
+
+        if request.seen is None:
+            request.seen = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+            request.seen[torch.tensor(request.tokens, device=logits.device)] = True
+        else:
+            request.seen[request.tokens[-1]] = True
+        return request.seen
 
     def _emit(self, request: _Request, token: int) -> bool:
         """Record ``token`` and send the text it completes; False once the row is finished."""
         finished = token in self._eos
         if not finished:
             request.tokens.append(token)
-            text = self.tokenizer.decode(request.tokens[request.prompt_len:],
-                                         skip_special_tokens=True)
             generated = len(request.tokens) - request.prompt_len
             finished = generated >= request.settings.max_new_tokens
-            if finished or not text.endswith("\ufffd"):  # wait for a character's last byte
-                if len(text) > len(request.text):
-                    request.out.put(text[len(request.text):])
-                request.text = text
+            self._send_text(request, finished)
         if finished:
             request.out.put(_DONE)
         return not finished
+
+    def _send_text(self, request: _Request, last: bool) -> None:
+        """Send the text the unsent tokens add, decoding them behind the tokens sent last
+        (their context: a word's leading space, a character's first bytes) and nothing
+        before, so a step's text costs the same at the thousandth token as at the first."""
+        tokens = request.tokens
+        sent = self.tokenizer.decode(tokens[request.sent_from:request.unsent_from],
+                                     skip_special_tokens=True)
+        text = self.tokenizer.decode(tokens[request.sent_from:], skip_special_tokens=True)
+        if len(text) <= len(sent) or (text.endswith("\ufffd") and not last):
+            return  # no text yet, or a character's last byte still to come
+        request.out.put(text[len(sent):])
+        request.sent_from, request.unsent_from = request.unsent_from, len(tokens)
 
     def _join(self, request: _Request) -> None:
         """Merge a prefilled request's cache into the batch, left-padding the shorter side."""

@@ -91,6 +91,23 @@ def test_a_request_joining_mid_answer_gets_its_lone_answer(batching, single, alo
     assert first + "".join(running) == expected
 
 
+def test_each_step_decodes_only_the_newest_tokens_of_a_long_answer(model_dir, single) -> None:
+    """Each step re-decoded the row's whole answer: the text work of a step grew with the
+    answer, and a long answer's steps slowed the whole batch."""
+    generator = BatchingTransformersGenerator(str(model_dir), "tiny", device="cpu")
+    decode, decoded = generator.tokenizer.decode, []
+
+    def counted(ids, *args, **kwargs):
+        decoded.append(len(ids))
+        return decode(ids, *args, **kwargs)
+
+    generator.tokenizer.decode = counted
+    settings = GenerationSettings(max_new_tokens=300)
+    answer = "".join(generator.stream(ask(PROMPTS[2]), settings))
+    assert answer == "".join(single.stream(ask(PROMPTS[2]), settings))
+    assert len(decoded) > 100 and max(decoded) <= 8
+
+
 def test_adapters_never_leak_between_rows_of_one_batch(model_dir, single, tmp_path) -> None:
     save_lora_adapter(model_dir, tmp_path / "ft")
     single.load_adapter("ft.v1", tmp_path / "ft")  # a dot can't be in a torch module name
