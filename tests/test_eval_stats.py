@@ -149,3 +149,27 @@ def test_one_item_says_its_interval_needs_more_items_instead_of_a_point() -> Non
     assert comparison_rows(result, "new")[0][1] == (
         "+0.300 [interval needs 2+ items]")
     assert math.isnan(bootstrap_mean([0.5]).low)  # metrics.json: null, not a point
+
+
+def test_equal_differences_on_few_items_give_an_interval_that_does_not_pass_the_gate() -> None:
+    """exact_match +1 on each of 3 items showed +1.000 [+1.000, +1.000] and passed
+    ``exact_match>=0``: three items can't establish a difference. Equal differences now get an
+    exact binomial bound, which clears 0 only from 6 items on, and the gate says why."""
+    from training.eval.evaluate import check_gate, parse_gate
+    from training.eval.report import comparison_rows
+    from training.eval.result import EvalResult
+
+    def gated(n):
+        comparison = compare_paired([0] * n, [1] * n, n_boot=500, value_range=(0.0, 1.0))
+        result = EvalResult("e", "d", [], ["base", "new"], None, {}, {},
+                            {"new": {"exact_match": comparison}}, 0.05)
+        return result, check_gate(result, parse_gate("exact_match>=0"), "new")
+
+    three, gate = gated(3)
+    assert comparison_rows(three, "new")[0][1] == "+1.000 [-0.415, +1.000]"
+    assert not gate.passed
+    assert gate.message.endswith("; all 3 differences are equal (+1): an exact binomial bound "
+                                 "clears 0 only from 6 such items")
+    assert not gated(5)[1].passed and gated(6)[1].passed
+    unbounded = compare_paired([10, 10, 10], [12, 12, 12], value_range=None)
+    assert unbounded.interval.low == -math.inf and unbounded.interval.high == math.inf

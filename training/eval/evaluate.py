@@ -29,7 +29,8 @@ from index import manifest as index_manifest
 from training.eval.evalset import EvalItem, load_items, repeated_questions
 from training.eval.generations import CACHE_FILE, GenerationCache, GenerationRun, generate_all
 from training.eval.metrics import BY_NAME, METRICS, score_answer
-from training.eval.paired_stats import Interval, PairedComparison, bootstrap_mean, compare_paired
+from training.eval.paired_stats import (Interval, PairedComparison, bootstrap_mean,
+                                        compare_paired, equal_differences_interval)
 from training.eval.result import METRICS_FILE, EvalRecord, EvalResult, Gate, GateResult
 from training.eval.settings import EvalSettings
 
@@ -62,13 +63,37 @@ def check_gate(result: EvalResult, gate: Gate, candidate: str) -> GateResult:
                           f"{GATE_MIN_ITEMS}")
     diff = comparison.interval
     bound = diff.low if gate.op == ">=" else diff.high
-    passed = bound >= gate.threshold if gate.op == ">=" else bound <= gate.threshold
+    passed = check_bound(diff, gate)
     verdict = "passed" if passed else "failed"
     side = "lower" if gate.op == ">=" else "upper"
     return GateResult(gate, candidate, result.baseline, passed, diff,
                       f"gate {gate} {verdict}: {candidate} - {result.baseline} = "
                       f"{diff.mean:+.4f} [{diff.low:+.4f}, {diff.high:+.4f}], {side} bound "
-                      f"{bound:+.4f} vs {gate.threshold:g} (n={comparison.n})")
+                      f"{bound:+.4f} vs {gate.threshold:g} (n={comparison.n})"
+                      + ("" if passed else _equal_differences_note(comparison, gate)))
+
+
+def _equal_differences_note(comparison: PairedComparison, gate: Gate) -> str:
+    """Why a gate failed although every item moved the right way: how many such items the
+    binomial bound needs (empty when the differences don't clear the threshold themselves)."""
+    difference = comparison.difference.mean
+    clears = difference >= gate.threshold if gate.op == ">=" else difference <= gate.threshold
+    if comparison.difference_bound is None or not clears or difference == gate.threshold:
+        return ""
+    value_range = BY_NAME[gate.metric].value_range
+    needed = next((n for n in range(comparison.n + 1, 10_001)
+                   if check_bound(equal_differences_interval(difference, n, value_range), gate)),
+                  None)
+    return (f"; all {comparison.n} differences are equal ({difference:+g}): an exact binomial "
+            "bound " + (f"clears {gate.threshold:g} only from {needed} such items" if needed
+                        else "has no finite bound on this metric"))
+
+
+def check_bound(interval: Interval, gate: Gate) -> bool:
+    """The gate's rule: the whole interval on the threshold's passing side."""
+    if gate.op == ">=":
+        return interval.low >= gate.threshold
+    return interval.high <= gate.threshold
 
 
 def score_run(items: list[EvalItem], run: GenerationRun, encode: Callable | None
@@ -124,7 +149,7 @@ def compare(scores: dict[str, list[dict]], baseline: str, candidates: list[str],
             effect = None if spec.name in ("length", "latency_ms") else min_effect
             comparisons[candidate][spec.name] = compare_paired(
                 base, cand, higher_is_better=spec.higher_is_better is not False,
-                min_effect=effect)
+                min_effect=effect, value_range=spec.value_range)
     return comparisons
 
 

@@ -35,6 +35,9 @@ class MetricSpec:
     higher_is_better: bool | None
     """``None`` for descriptive metrics (length) that have no better direction."""
     description: str
+    value_range: tuple[float, float] | None = (0.0, 1.0)
+    """Smallest and largest value; ``None`` when unbounded. Bounds equal differences'
+    interval (``paired_stats.equal_differences_interval``)."""
 
 
 METRICS = [
@@ -43,15 +46,16 @@ METRICS = [
     MetricSpec("token_recall", True,
                "share of the best reference's tokens in the answer (fair to long answers)"),
     MetricSpec("rouge_l", True, "ROUGE-L F-measure vs the best reference"),
-    MetricSpec("semantic", True, "embedder cosine to the closest reference"),
+    MetricSpec("semantic", True, "embedder cosine to the closest reference",
+               (-1.0, 1.0)),
     MetricSpec("groundedness", True, "share of answer content words found in the passages"),
     MetricSpec("citation_valid", True,
                "share of [n] citations that exist and support their sentence"),
     MetricSpec("abstention", True, "abstained on a not-answerable item"),
     MetricSpec("hit_at_k", True, "a gold source is among the retrieved passages"),
     MetricSpec("evidence_recall", True, "share of gold evidence texts found in the passages"),
-    MetricSpec("length", None, "answer length in words"),
-    MetricSpec("latency_ms", False, "time to the complete answer"),
+    MetricSpec("length", None, "answer length in words", None),
+    MetricSpec("latency_ms", False, "time to the complete answer", None),
 ]
 BY_NAME = {spec.name: spec for spec in METRICS}
 

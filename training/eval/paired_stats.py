@@ -10,6 +10,7 @@ win/tie/loss counts and, for small samples, the smallest effect the sample could
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,12 +47,17 @@ class PairedComparison:
     min_detectable: float | None
     """Smallest difference detectable with 80% power at this n and spread (paired t)."""
     warning: str | None
+    difference_bound: Interval | None = None
+    """When every difference is equal: their exact binomial bound
+    (:func:`equal_differences_interval`), which the interval is then."""
 
     @property
     def interval(self) -> Interval:
         """candidate - baseline with the wider of the bootstrap and Student t 95% intervals:
         the one the report shows and the gate judges by (the bootstrap alone is too narrow on
-        few items)."""
+        few items). Equal differences have no spread for either: their binomial bound."""
+        if self.difference_bound is not None:
+            return self.difference_bound
         boot, student = self.difference, self.difference_t
         if np.isnan(student.low):  # fewer than 2 items: no interval (NaN bounds) either way
             return boot
@@ -83,6 +89,25 @@ def t_interval(values: Sequence[float]) -> Interval:
 
     half = float(t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
     return Interval(mean, mean - half, mean + half)
+
+
+def equal_differences_interval(difference: float, n: int,
+                               value_range: tuple[float, float] | None) -> Interval:
+    """95% interval of the mean difference when all ``n`` differences equal ``difference``.
+
+    Bootstrap and t intervals have zero width then, as if n items proved the mean exactly.
+    Chosen over a minimum item count because it holds at every n and needs no magic number:
+    the share of items that differ by ``difference`` is at least ``0.025 ** (1 / n)`` (the
+    exact one-sided 97.5% binomial bound when all n did); the other items may differ by
+    anything the metric's ``value_range`` allows, at worst its full width either way. For a
+    0-1 metric and +1 on every item the lower bound clears 0 from 6 items on, where the sign
+    test first reaches p < 0.05. An unbounded metric (``None``) has no finite bound."""
+    if value_range is None:
+        return Interval(difference, -math.inf, math.inf)
+    share = 0.025 ** (1 / n)
+    width = value_range[1] - value_range[0]
+    return Interval(difference, share * difference - (1 - share) * width,
+                    share * difference + (1 - share) * width)
 
 
 def permutation_p(diffs: Sequence[float], n_perm: int = 10_000, seed: int = SEED) -> float:
@@ -130,8 +155,10 @@ def min_detectable_effect(diffs: Sequence[float], alpha: float = 0.05, power: fl
 
 def compare_paired(baseline: Sequence[float], candidate: Sequence[float],
                    higher_is_better: bool = True, min_effect: float | None = None,
-                   n_boot: int = N_BOOT, seed: int = SEED) -> PairedComparison:
-    """Candidate vs baseline on the same items (equal length, same order)."""
+                   n_boot: int = N_BOOT, seed: int = SEED,
+                   value_range: tuple[float, float] | None = None) -> PairedComparison:
+    """Candidate vs baseline on the same items (equal length, same order); ``value_range`` is
+    the metric's (None: unbounded), used when every difference is equal."""
     a, b = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in length: {a.size} vs {b.size}")
@@ -144,7 +171,9 @@ def compare_paired(baseline: Sequence[float], candidate: Sequence[float],
         candidate=bootstrap_mean(b, n_boot, seed), difference=bootstrap_mean(d, n_boot, seed),
         difference_t=t_interval(d), wilcoxon_p=wilcoxon_p(d),
         permutation_p=permutation_p(d, seed=seed), wins=wins, ties=ties, losses=losses,
-        min_detectable=mde, warning=warning)
+        min_detectable=mde, warning=warning,
+        difference_bound=equal_differences_interval(float(d[0]), d.size, value_range)
+        if d.size >= 2 and np.ptp(d) == 0 else None)
 
 
 SIGNIFICANCE = 0.05
