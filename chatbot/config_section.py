@@ -1,7 +1,7 @@
 """The base of every config section: an unknown or misspelt key is an error, defaults are
-validated too, and a section left empty takes its defaults."""
+validated too, a section left empty takes its defaults, and true or false is no number."""
 
-from typing import Annotated, get_origin
+from typing import Annotated, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
@@ -18,9 +18,49 @@ class Section(BaseModel):
         if value is None:
             return {}
         if isinstance(value, dict):
-            return {key: item for key, item in value.items()
+            return {key: _no_bool_for_number(cls, key, item) for key, item in value.items()
                     if item is not None or not holds_mapping(cls, key)}
         return value
+
+
+class BoolGiven:
+    """true or false written where a number is wanted. pydantic reads true as 1
+    (``server.port: true`` was port 1), so the value is swapped for this, which no number
+    accepts: the key's usual "expected a whole number, got true"."""
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return str(self.value).lower()
+
+
+def _no_bool_for_number(section: type[BaseModel], key: object, value: object) -> object:
+    field = section.model_fields.get(key) if isinstance(key, str) else None
+    kinds = _leaf_types(field.annotation) if field else set()
+    if not kinds & {int, float} or bool in kinds:
+        return value
+    if isinstance(value, bool) and get_origin(field.annotation) in (dict, list, tuple):
+        return value  # a mapping or list wanted: pydantic's "got true or false" says so
+    return _swap_bools(value)
+
+
+def _leaf_types(annotation: object) -> set:
+    """The plain types anywhere in ``annotation`` (``dict[str, float]`` -> {str, float})."""
+    args = get_args(annotation)
+    if not args:
+        return {annotation} if isinstance(annotation, type) else set()
+    return set().union(*(_leaf_types(arg) for arg in args))
+
+
+def _swap_bools(value: object) -> object:
+    if isinstance(value, bool):
+        return BoolGiven(value)
+    if isinstance(value, dict):
+        return {key: _swap_bools(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_swap_bools(item) for item in value]
+    return value
 
 
 def holds_mapping(section: type[BaseModel], key: object) -> bool:

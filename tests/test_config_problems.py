@@ -118,3 +118,26 @@ def test_a_value_of_the_wrong_type_says_what_the_key_takes_and_what_it_got(raw, 
     """pydantic said "Input should be a valid integer, unable to parse string as an integer":
     not the value given, and in words of Python rather than of YAML."""
     assert config_problems(raw) == [problem]
+
+
+@pytest.mark.parametrize("raw, problem", [
+    ({"server": {"port": True}}, "server.port: expected a whole number, got true"),
+    ({"generation": {"temperature": False}},
+     "generation.temperature: expected a number, got false"),
+    ({"retrieval": {"min_score": True}}, "retrieval.min_score: expected a number, got true"),
+    ({"ab": {"weights": {"prompt": True}}}, "ab.weights.prompt: expected a number, got true"),
+    ({"training": {"sweep": {"lora_r": [8, True]}}},
+     "training.sweep.lora_r.1: expected a whole number, got true"),
+])
+def test_true_or_false_is_no_number(raw, problem) -> None:
+    """``server.port: true`` (or yes) was read as port 1: pydantic takes a bool as an int."""
+    assert config_problems(raw) == [problem]
+
+
+def test_true_or_false_in_a_yaml_file_is_no_port(tmp_path) -> None:
+    from chatbot.errors import ConfigError
+
+    path = tmp_path / "bot.yaml"
+    path.write_text("server:\n  port: yes\n")
+    with pytest.raises(ConfigError, match="server.port: expected a whole number, got true"):
+        load_config(path)
