@@ -92,8 +92,20 @@ def one_line_errors(func: Callable) -> Callable:
 
 
 def progress_line(label: str, done: int, total: int) -> None:
-    """``label: done/total`` on stderr, rewritten in place: stdout stays the result alone."""
-    click.echo(f"\r{label}: {done}/{total}", nl=done == total, err=True)
+    """``label: done/total`` on stderr (stdout stays the result alone): on a terminal one line
+    rewritten in place; elsewhere (a log file, CI), where a rewrite runs the counts together,
+    a whole line at the first step, at each tenth of the way and at the end."""
+    if sys.stderr.isatty():
+        click.echo(f"\r{label}: {done}/{total}", nl=done == total, err=True)
+    elif done in (1, total) or done * 10 // total > (done - 1) * 10 // total:
+        click.echo(f"{label}: {done}/{total}", err=True)
+
+
+def end_progress_line() -> None:
+    """Before a message after progress cut short: off the line, which only a terminal's
+    rewritten count leaves open."""
+    if sys.stderr.isatty():
+        click.echo(err=True)
 
 
 def print_json(value: Any) -> None:

@@ -8,7 +8,7 @@ import sys
 import click
 
 from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
-    progress_line, shown, with_config
+    end_progress_line, progress_line, shown, with_config
 from chatbot.errors import ChatbotError, InputError
 from chatbot.interrupts import stop_on_ctrl_c
 
@@ -62,7 +62,7 @@ def evaluate(config: BotConfig, variants: str, data: str, name: str | None, gate
                           min_effect=min_effect, max_new_tokens=max_new_tokens, gate=gate,
                           progress=progress_line)
     except KeyboardInterrupt:
-        click.echo(err=True)  # off the progress line
+        end_progress_line()
         raise ChatbotError(f"interrupted; run the same command again to continue eval "
                          f"{name or default_name(data, limit)!r}: the answers generated so far are "
                          "kept") from None

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from app.commands.common import FreeTextCommand, in_section, one_line_errors, print_json, \
-    progress_line, with_config
+    end_progress_line, progress_line, with_config
 from chatbot.config import BotConfig
 from chatbot.errors import ChatbotError
 from chatbot.interrupts import stop_on_ctrl_c
@@ -169,7 +169,7 @@ def eval_command(config: BotConfig, data: Path, ks: tuple[int, ...], mode: str |
         report = evaluate_index(bot_index(config), data, ks, mode,
                                 lambda done, total: progress_line("questions", done, total))
     except KeyboardInterrupt:
-        click.echo(err=True)  # off the progress line
+        end_progress_line()
         raise ChatbotError("interrupted; index eval writes nothing, so run it again for the "
                            "metrics") from None
     for warning in report.warnings:
