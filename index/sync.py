@@ -68,10 +68,13 @@ class SyncReport:
         return not self.failed
 
     def summary(self) -> str:
+        one = self.chunks == 1
         return (f"{len(self.added)} added, {len(self.updated)} updated, "
                 f"{len(self.unchanged)} unchanged, {len(self.removed)} removed, "
-                f"{len(self.failed)} failed; {self.chunks} chunks written ({self.embedded} embedded"
-                + (f", with {self.sentences} of their sentences" if self.sentences else "")
+                f"{len(self.failed)} failed; {self.chunks} chunk{'' if one else 's'} written "
+                f"({self.embedded} embedded"
+                + (f", with {self.sentences} of {'its' if one else 'their'} sentences"
+                   if self.sentences else "")
                 + f") in {self.seconds:.1f} s")
 
 

@@ -335,3 +335,17 @@ def test_one_large_file_reports_its_chunks_as_they_are_embedded(tmp_path, monkey
     monkeypatch.setattr(index.sync, "EMBED_SLICE", 10**6)  # every chunk in one encode call
     sync([tmp_path / "docs"], open_store(tmp_path / "whole"), CountingEmbedder())
     assert contents(tmp_path / "ix") == contents(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("counts, shown", [
+    ({"chunks": 1, "embedded": 1, "sentences": 1},
+     "1 chunk written (1 embedded, with 1 of its sentences)"),
+    ({"chunks": 2, "embedded": 0}, "2 chunks written (0 embedded)"),
+    ({"chunks": 3, "embedded": 3, "sentences": 7},
+     "3 chunks written (3 embedded, with 7 of their sentences)"),
+])
+def test_the_summary_counts_one_chunk_and_one_sentence_in_the_singular(counts, shown) -> None:
+    """`chatbot index sync` of one short file printed '1 chunks written'."""
+    report = index.sync.SyncReport(added=["a.md"], **counts)
+    assert report.summary() == ("1 added, 0 updated, 0 unchanged, 0 removed, 0 failed; "
+                                f"{shown} in 0.0 s")
