@@ -106,6 +106,15 @@ def test_build_from_the_log_keeps_thumbs_up_and_shows_the_report(actions, config
     assert picker["value"] == "v1" and "policy=not_down" in report and histogram.format == "PNG"
 
 
+def test_a_build_that_kept_nothing_names_the_tabs_controls_not_config_keys(actions, warnings):
+    """It said 'relax data.feedback, data.min_tokens in the config' beside the tab's own
+    controls for both."""
+    refused = build(actions, feedback="up", min_tokens=10_000, max_tokens=20_000)
+    assert refused[0].endswith('; relax "Keep answers rated", "Min tokens" above, or add '
+                               "conversations; no dataset was written")
+    assert "in the config" not in warnings[0]
+
+
 def test_a_build_with_nothing_logged_points_to_the_tabs_upload_not_a_flag(tiny_config,
                                                                          warnings):
     """The page has no --from flag: the words are the transcript files box above."""

@@ -27,6 +27,10 @@ from app.training_job import RunRequest, TrainingJob
 
 FEEDBACK = [("thumbs-up only", "up"), ("all but thumbed-down", "not_down"), ("all", "all")]
 METHODS = ["lora", "freeze", "full"]
+CONTROLS = {"data.feedback": '"Keep answers rated"', "data.min_tokens": '"Min tokens"',
+            "data.max_tokens": '"Max tokens"', "data.validation_share": '"Validation share"'}
+"""The config keys a refused build names -> the controls of this tab that set them."""
+CONFIG_KEYS = re.compile(r"\b(relax|lower|raise) (data\.\w+(?:, data\.\w+)*) in the config")
 DATASET_COLUMNS = ["dataset", "built", "train", "validation"]
 POLL_S = 3.0
 CHART_COLORS = {"train": "#4c72b0", "validation": "#dd8452"}
@@ -140,10 +144,26 @@ class TrainingActions:
         """``text`` as the page shows it: paths under the data folder relative to it (the
         server's layout is no visitor's business), and the tab's own controls where the
         command line's flags are named."""
-        return (text.replace(f"{self.config.data_path.resolve()}{os.sep}", "")
+        return (self._controls_for_keys(text)
+                .replace(f"{self.config.data_path.resolve()}{os.sep}", "")
                 .replace(f"{self.config.data_path}{os.sep}", "")
                 .replace("pass --overwrite", "tick \"Replace a dataset of the same name\"")
                 .replace("import transcripts with --from FILE", "add transcript files above"))
+
+    @staticmethod
+    def _controls_for_keys(text: str) -> str:
+        """``relax data.feedback, data.corrections in the config`` with the tab's controls
+        named where it has them: 'relax "Keep answers rated" above and data.corrections in the
+        config'."""
+        def named(match: re.Match) -> str:
+            keys = match.group(2).split(", ")
+            here = [CONTROLS[key] for key in keys if key in CONTROLS]
+            config = [key for key in keys if key not in CONTROLS]
+            return f"{match.group(1)} " + " and ".join(
+                ([f"{', '.join(here)} above"] if here else [])
+                + ([f"{', '.join(config)} in the config"] if config else []))
+
+        return CONFIG_KEYS.sub(named, text)
 
     def _keep(self, upload: Path, moved: dict[Path, Path]) -> Path:
         """Uploads are moved out of Gradio's cache under the data dir (a copy would leave the
