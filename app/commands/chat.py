@@ -16,8 +16,8 @@ MAX_HISTORY_TURNS = 50
 """Question/answer pairs a terminal session keeps; the prompt holds fewer when they don't fit
 the model's context."""
 
-from app.commands.common import BotConfig, FreeTextCommand, in_section, one_line_errors, \
-    print_json, shown, with_config
+from app.commands.common import BotConfig, FreeTextCommand, ctrl_c_ends_with, in_section, \
+    one_line_errors, print_json, shown, with_config
 
 
 def _echo_answer(stream, line_open: bool = False) -> None:
@@ -82,18 +82,27 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
         if not question:
             raise InputError("nothing on standard input to ask; pipe the question in (echo "
                              "'How do I index?' | chatbot ask -), or give it in place of -")
-    engine = build_engine(config)
-    stream = engine.answer(_new_session(), question, variant)  # a bad question fails here
-    _note_if_nothing_indexed(config, engine.variant(variant))
-    try:
-        if as_json:
-            print_json(stream.result().as_dict())
-            return
-        _echo_answer(stream)
-        _print_sources(stream.reply, stream.question)
-    except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C, or the reader left (`| head`)
-        engine.cancel_all()  # logged interrupted; an exit mid-generation crashes in torch
-        raise
+    stopped = ("the answer so far is logged as interrupted" if config.logging.enabled
+               else "the answer was stopped")
+    stream = None
+    with ctrl_c_ends_with(lambda: stopped if stream is not None else "no answer had begun"):
+        engine = build_engine(config)
+        stream = engine.answer(_new_session(), question, variant)  # a bad question fails here
+        _note_if_nothing_indexed(config, engine.variant(variant))
+        try:
+            if as_json:
+                print_json(stream.result().as_dict())
+                return
+            _echo_answer(stream)
+            _print_sources(stream.reply, stream.question)
+        except BrokenPipeError:  # the reader left (`| head`)
+            engine.cancel_all()  # logged interrupted; an exit mid-generation crashes in torch
+            raise
+        except KeyboardInterrupt:
+            engine.cancel_all()
+            if not as_json:
+                click.echo()  # the cut answer's line ends before the error
+            raise
 
 
 @in_section("Chat")

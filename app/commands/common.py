@@ -7,8 +7,9 @@ import json
 import os
 import shlex
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -16,6 +17,7 @@ from chatbot.config import BotConfig
 
 from chatbot.config_file import default_config_path, load_config
 from chatbot.errors import ChatbotError, InputError
+from chatbot.interrupts import raise_if_interrupted, stop_on_ctrl_c
 from chatbot.migrations import log_exists
 from chatbot.paths import DataPaths
 from index.errors import IndexingError
@@ -106,6 +108,20 @@ def end_progress_line() -> None:
     rewritten count leaves open."""
     if sys.stderr.isatty():
         click.echo(err=True)
+
+
+@contextmanager
+def ctrl_c_ends_with(then: str | Callable[[], str]) -> Iterator[None]:
+    """Ctrl-C inside the block ends the command as the long ones end, ``error: interrupted;
+    THEN`` and exit status 1 (with ``one_line_errors``), not click's bare "Aborted!". A press
+    Python dropped (inside a garbage-collection callback, common while a model loads) is
+    raised at the block's end. ``then`` may be a function: what was done by the press."""
+    stop_on_ctrl_c()
+    try:
+        yield
+        raise_if_interrupted()
+    except KeyboardInterrupt:
+        raise ChatbotError(f"interrupted; {then() if callable(then) else then}") from None
 
 
 def print_json(value: Any) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from app.commands.common import in_section, one_line_errors, print_json, shown, with_config
+from app.commands.common import (ctrl_c_ends_with, in_section, one_line_errors, print_json,
+                                 shown, with_config)
 from chatbot.config import BotConfig
 from chatbot.config_file import checked_config, default_config_path, read_yaml
 from chatbot.errors import ConfigError
@@ -95,8 +96,10 @@ def prepare(config: BotConfig, as_json: bool) -> None:
     """Resolve the chat model and the embedder, converting embedded ones once."""
     from chatbot.models import resolve_model
 
-    resolved = {"chat": resolve_model(config.models.chat, config.base_dir),
-                "embedder": resolve_model(config.models.embedder, config.base_dir)}
+    with ctrl_c_ends_with("a model cut off mid-conversion is not used: run the same command "
+                          "again to convert it"):
+        resolved = {"chat": resolve_model(config.models.chat, config.base_dir),
+                    "embedder": resolve_model(config.models.embedder, config.base_dir)}
     if as_json:
         print_json(resolved)
     else:
