@@ -47,7 +47,7 @@ class StoppingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """A Ctrl-C once stopping ends the answers' grace instead of forcing uvicorn's exit;
-        it is not recorded, so the process ends as after one Ctrl-C ("Aborted!")."""
+        it is not recorded, so the process ends as after one Ctrl-C ("stopped", exit status 0)."""
         if self.should_exit and sig == signal.SIGINT and self._loop is not None:
             self._loop.call_soon_threadsafe(self._end_grace)  # printing waits for the loop
             return

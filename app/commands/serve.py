@@ -54,8 +54,11 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     url = f"http://{host}:{port}/"
     click.echo(f"{config.name}: web UI on {url}, API on {url}v1 (Ctrl-C stops)")
     click.echo(f"access: {credentials.describe(url)}")
-    StoppingServer(engine, app.state.end_page_heartbeats,
-                   uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
+    try:
+        StoppingServer(engine, app.state.end_page_heartbeats,
+                       uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
+    except KeyboardInterrupt:  # uvicorn raises the Ctrl-C it stopped for again at the end
+        click.echo("stopped", err=True)
 
 
 def _listen(host: str, port: int) -> socket.socket:
