@@ -5,6 +5,7 @@ instead of waiting without end. The real API on uvicorn, the real ``openai`` cli
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import openai
@@ -30,44 +31,28 @@ def busy_engine(root: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch,
     return build_engine(load_config(root / "bot.yaml"))
 
 
-def test_a_request_waiting_for_the_model_fails_once_its_wait_is_up(
-        tmp_path, monkeypatch, talkative_model_dir) -> None:  # noqa: F811 (the fixture)
-    from chatbot.generate import GenerationSettings
-
-    engine = busy_engine(tmp_path, talkative_model_dir, monkeypatch)
-    served = Served(engine)
-    try:
-        with engine.answer("s-long", "Talk", "plain",
-                           GenerationSettings(max_new_tokens=3000)) as holding:
-            pieces = iter(holding)
-            next(pieces)  # it generates: the model is held
-            with pytest.raises(openai.InternalServerError) as refused:
-                served.client().chat.completions.create(model="plain", messages=ASK)
-    finally:
-        served.stop()
-    error = refused.value
-    assert error.status_code == 503 and error.body["code"] == "backend_busy"
-    assert error.response.headers["retry-after"] == "1"
-    assert error.body["message"] == (
-        "the model had no free turn for 0.01 s: it answers one question at a time "
+@pytest.mark.parametrize("max_batch, message", [
+    (1, "the model had no free turn for 0.01 s: it answers one question at a time "
         "(models.max_batch 1) and others were under way; ask again later, or raise "
-        "models.max_batch or models.queue_timeout_s")
-
-
-def test_a_request_waiting_for_a_place_in_a_full_batch_fails_once_its_wait_is_up(
-        tmp_path, monkeypatch, talkative_model_dir) -> None:  # noqa: F811 (the fixture)
-    """With max_batch above 1 a request behind a full batch waited without a time limit."""
+        "models.max_batch or models.queue_timeout_s"),
+    (2, "the model had no free place for 0.01 s: all 2 of its places (models.max_batch) held "
+        "answers under way; ask again later, or raise models.max_batch or "
+        "models.queue_timeout_s")], ids=["one-at-a-time", "full-batch"])
+def test_a_request_waiting_for_the_model_fails_once_its_wait_is_up(
+        tmp_path, monkeypatch, talkative_model_dir, max_batch, message) -> None:  # noqa: F811
+    """Before, a request behind them waited without a time limit."""
     from chatbot.generate import GenerationSettings
 
-    engine = busy_engine(tmp_path, talkative_model_dir, monkeypatch, max_batch=2)
+    engine = busy_engine(tmp_path, talkative_model_dir, monkeypatch, max_batch=max_batch)
     served = Served(engine)
     endless = GenerationSettings(max_new_tokens=3000)
     try:
-        with engine.answer("s-1", "Talk", "plain", endless) as first, \
-                engine.answer("s-2", "Talk", "plain", endless) as second:
-            pieces = [iter(first), iter(second)]
-            for answer in pieces:
-                next(answer)  # both places are taken
+        with contextlib.ExitStack() as held:
+            pieces = [iter(held.enter_context(engine.answer(f"s-{place}", "Talk", "plain",
+                                                            endless)))
+                      for place in range(max_batch)]
+            for answer in pieces:  # kept: an iterator let go would end its answer
+                next(answer)  # it generates: the place is taken
             with pytest.raises(openai.InternalServerError) as refused:
                 served.client().chat.completions.create(model="plain", messages=ASK)
     finally:
@@ -75,7 +60,4 @@ def test_a_request_waiting_for_a_place_in_a_full_batch_fails_once_its_wait_is_up
     error = refused.value
     assert error.status_code == 503 and error.body["code"] == "backend_busy"
     assert error.response.headers["retry-after"] == "1"
-    assert error.body["message"] == (
-        "the model had no free place for 0.01 s: all 2 of its places (models.max_batch) held "
-        "answers under way; ask again later, or raise models.max_batch or "
-        "models.queue_timeout_s")
+    assert error.body["message"] == message
