@@ -145,6 +145,9 @@ def value_problem(error: dict) -> str:
         return _wrong_type(error)
     if error["type"] == "literal_error":
         return f"{given} is not one of {error['ctx']['expected']}"
+    if error["type"] == "too_short":  # an empty list where values are needed
+        need, got = error["ctx"]["min_length"], error["ctx"]["actual_length"]
+        return f"needs at least {need} item{'s' * (need != 1)}, got {got or 'none'}"
     message = error["msg"].removeprefix("Value error, ")
     return f"{given}: {message[0].lower()}{message[1:]}"
 

@@ -139,7 +139,8 @@ def test_sweep_checks_its_ranges_and_the_dataset_before_creating_the_study(bot,
     out = CliRunner().invoke(main, ["train", "sweep", "--config", str(bot), "--data", "facts",
                                     "--name", "zorb", "--rank", ","])
     assert out.exit_code == 2
-    assert "Invalid value for '--rank': (): list should have at least 1 item" in out.stderr
+    assert ("Invalid value for '--rank': needs at least 1 item, got none "
+            "(as for training.sweep.lora_r)") in out.stderr
     assert_nothing_written(isolated_state, "zorb")
 
     out = CliRunner().invoke(main, ["train", "sweep", "--config", str(bot), "--data", "nope",
