@@ -127,7 +127,7 @@ def _describe(error: dict) -> list[str]:
         return [f"{path}: missing; add it"]
     if error["type"] in SHAPES:
         return [f"{path}: {_wrong_shape(error)}"]
-    if error["type"] in (*BOUNDS, *TYPES, "literal_error"):
+    if error["type"] in (*BOUNDS, *TYPES, "literal_error", "too_short"):
         return [f"{path}: {value_problem(error)}"]
     message = error["msg"].removeprefix("Value error, ")
     if path:

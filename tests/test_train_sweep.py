@@ -132,7 +132,7 @@ def test_bad_ranges_are_reported_together_by_config_check():
              "epochs": [3, 1]}
     assert config_problems({"training": {"sweep": sweep}}) == [
         "training.sweep.learning_rate: range must start above 0 (it is drawn on a log scale)",
-        "training.sweep.lora_r: List should have at least 1 item after validation, not 0",
+        "training.sweep.lora_r: needs at least 1 item, got none",
         "training.sweep.epochs: range 3..1 must satisfy 0 <= low <= high",
         "training.sweep.lora_dropout: range must end below 1"]
 
