@@ -113,14 +113,16 @@ def end_progress_line() -> None:
 @contextmanager
 def ctrl_c_ends_with(then: str | Callable[[], str]) -> Iterator[None]:
     """Ctrl-C inside the block ends the command as the long ones end, ``error: interrupted;
-    THEN`` and exit status 1 (with ``one_line_errors``), not click's bare "Aborted!". A press
-    Python dropped (inside a garbage-collection callback, common while a model loads) is
-    raised at the block's end. ``then`` may be a function: what was done by the press."""
+    THEN`` and exit status 1 (with ``one_line_errors``), not click's bare "Aborted!", on a
+    line of its own after any progress line. A press Python dropped (inside a
+    garbage-collection callback, common while a model loads) is raised at the block's end.
+    ``then`` may be a function: what was done by the press."""
     stop_on_ctrl_c()
     try:
         yield
         raise_if_interrupted()
     except KeyboardInterrupt:
+        end_progress_line()
         raise ChatbotError(f"interrupted; {then() if callable(then) else then}") from None
 
 

@@ -7,10 +7,9 @@ import sys
 
 import click
 
-from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
-    end_progress_line, progress_line, shown, with_config
-from chatbot.errors import ChatbotError, InputError
-from chatbot.interrupts import stop_on_ctrl_c
+from app.commands.common import BotConfig, ctrl_c_ends_with, in_section, one_line_errors, \
+    print_json, progress_line, shown, with_config
+from chatbot.errors import InputError
 
 GATE_FAILED = 3
 """Exit status when the gate is not passed (1 is any other error)."""
@@ -55,17 +54,13 @@ def evaluate(config: BotConfig, variants: str, data: str, name: str | None, gate
         parse_gate(gate)  # a typo fails before an hour of generation
     if name and limit:
         keep_larger_run(config.data_path, name, limit)
-    stop_on_ctrl_c()
     names = [v.strip() for v in variants.split(",") if v.strip()]
-    try:
+    with ctrl_c_ends_with(f"run the same command again to continue eval "
+                          f"{name or default_name(data, limit)!r}: the answers generated so far "
+                          "are kept"):
         result = run_eval(eval_settings(config), names, data, name=name, limit=limit,
                           min_effect=min_effect, max_new_tokens=max_new_tokens, gate=gate,
                           progress=progress_line)
-    except KeyboardInterrupt:
-        end_progress_line()
-        raise ChatbotError(f"interrupted; run the same command again to continue eval "
-                         f"{name or default_name(data, limit)!r}: the answers generated so far are "
-                         "kept") from None
     if as_json:
         print_json(result.record().to_json())
     else:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from app.commands.common import FreeTextCommand, in_section, one_line_errors, print_json, \
-    end_progress_line, progress_line, with_config
+from app.commands.common import FreeTextCommand, ctrl_c_ends_with, in_section, \
+    one_line_errors, print_json, progress_line, with_config
 from chatbot.config import BotConfig
 from chatbot.errors import ChatbotError
 from chatbot.interrupts import stop_on_ctrl_c
@@ -164,14 +164,10 @@ def eval_command(config: BotConfig, data: Path, ks: tuple[int, ...], mode: str |
     from app.build import bot_index
     from chatbot.indexing import evaluate_index
 
-    stop_on_ctrl_c()  # a long question set started as `cmd &` can be stopped too
-    try:
+    # a long question set started as `cmd &` can be stopped too
+    with ctrl_c_ends_with("index eval writes nothing, so run it again for the metrics"):
         report = evaluate_index(bot_index(config), data, ks, mode,
                                 lambda done, total: progress_line("questions", done, total))
-    except KeyboardInterrupt:
-        end_progress_line()
-        raise ChatbotError("interrupted; index eval writes nothing, so run it again for the "
-                           "metrics") from None
     for warning in report.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     if as_json:
