@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api_request_id import with_request_id
 from app.api_schema import RequestError, error_body, is_api_path
-from chatbot.errors import (ConfigError, DocumentIndexError, GenerationFailed,
+from chatbot.errors import (BackendError, ConfigError, DocumentIndexError, GenerationFailed,
                             InputError, ModelError, PromptTooLong, SessionNotYours)
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,9 @@ def error_parts(exc: BaseException, route: str) -> tuple[int, dict]:
     if isinstance(exc, ModelError) and getattr(exc, "busy", False):  # a remote's, or ours
         logger.error("%s failed: %s", route, exc)
         return 503, error_body(exc.public, "server_error", "model", "backend_busy")
+    if isinstance(exc, BackendError) and exc.unreachable:  # down or starting, as a 502 says
+        logger.error("%s failed: %s", route, exc)
+        return 503, error_body(exc.public, "server_error", "model", "backend_unreachable")
     if isinstance(exc, (ModelError, ConfigError)):
         logger.error("%s failed: %s", route, exc)
         return 500, error_body(exc.public, "server_error", "model", "model_unavailable")
@@ -69,11 +72,11 @@ def _internal_error(exc: BaseException, route: str) -> dict:
 
 
 def error_response(exc: BaseException, route: str) -> JSONResponse:
-    """The error as a response. A busy server, or a generation server still busy after our
-    retries, asks to be tried again later (OpenAI clients do, twice by default); any other
-    failure of the server (a 500: the model, a backend, the index, the unexpected) asks not to
-    be: a remote backend has been retried already, and each retry would log another failed
-    turn; nor is a session that another client began."""
+    """The error as a response. A busy server, or a generation server still busy or
+    unreachable after our retries, asks to be tried again later (OpenAI clients do, twice by
+    default); any other failure of the server (a 500: the model, a backend, the index, the
+    unexpected) asks not to be: a remote backend has been retried already, and each retry
+    would log another failed turn; nor is a session that another client began."""
     status, body = error_parts(exc, route)
     if status in (429, 503):
         headers = {"Retry-After": str(retry_after_s(exc))}

@@ -43,12 +43,14 @@ class BackendError(ModelError):
     """A remote generation server failed, or stayed busy (``busy``: worth asking again later).
     The message names the server's URL for the operator (the CLI, the server log); ``public``
     leaves it out: callers of the bot's API and web page need not learn the internal network.
-    ``retry_after_s`` is the wait the busy server last asked for, if it named one."""
+    ``retry_after_s`` is the wait the busy server last asked for, if it named one;
+    ``unreachable``: no connection was taken (the server down or starting, or a wrong URL)."""
 
     def __init__(self, message: str, url: str, busy: bool = False,
-                 retry_after_s: float | None = None) -> None:
+                 retry_after_s: float | None = None, unreachable: bool = False) -> None:
         super().__init__(message)
         self.url, self.busy, self.retry_after_s = url, busy, retry_after_s
+        self.unreachable = unreachable
 
     @property
     def public(self) -> str:

@@ -222,9 +222,9 @@ class OpenAIGenerator:
     def _where(self) -> str:
         return f"backend {self.backend.name!r} ({self.backend.base_url})"
 
-    def _error(self, message: str, busy: bool = False,
-               retry_after_s: float | None = None) -> BackendError:
-        return BackendError(message, self.backend.base_url, busy, retry_after_s)
+    def _error(self, message: str, busy: bool = False, retry_after_s: float | None = None,
+               unreachable: bool = False) -> BackendError:
+        return BackendError(message, self.backend.base_url, busy, retry_after_s, unreachable)
 
     def _garbled(self, what: str, received: int, why: BaseException) -> BackendError:
         return self._error(f"{self._where()} sent an event that is {what} after {received} "
@@ -279,13 +279,15 @@ class OpenAIGenerator:
                                                                   httpx.ConnectTimeout):
             return self._error(f"{where} took no connection within {self.backend.timeout_s:g} "
                                f"s; check that the server is running and backends.{name}."
-                               "base_url (a wrong host, or a firewall dropping connections)")
+                               "base_url (a wrong host, or a firewall dropping connections)",
+                               unreachable=True)
         if isinstance(exc, openai.APITimeoutError):
             return self._error(f"{where} did not answer within {self.backend.timeout_s:g} s; "
                                f"check the server's load, or raise backends.{name}.timeout_s")
         if isinstance(exc, openai.APIConnectionError):
             return self._error(f"{where} is unreachable after {retries} retries ({message}); "
-                               f"check that the server is running and backends.{name}.base_url")
+                               f"check that the server is running and backends.{name}.base_url",
+                               unreachable=True)
         if isinstance(exc, openai.APIStatusError) and exc.response.history:
             return self._redirected(exc)
         status = getattr(exc, "status_code", None)

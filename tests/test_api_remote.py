@@ -203,3 +203,25 @@ def test_a_request_waiting_for_a_busy_backends_slot_fails_once_its_wait_is_up(
         "backend 'remote' had no free place for 0.01 s: all 1 of its places (backends.remote."
         "max_concurrency) were taken by answers under way; ask again later, or raise backends."
         "remote.max_concurrency if the server has room, or backends.remote.queue_timeout_s")
+
+
+def test_an_unreachable_backend_is_a_503_that_names_it_and_what_to_check(tmp_path,
+                                                                         monkeypatch) -> None:
+    """A backend that was down (a closed port) gave our callers a 500 model_unavailable, as
+    a bug of ours would, where a server down or starting behind a gateway gave a 503."""
+    from tests.serving import free_port
+
+    engine = bot_engine(write_bot_config(tmp_path, f"http://127.0.0.1:{free_port()}/v1"),
+                        monkeypatch)
+    served = Served(engine)
+    try:
+        with pytest.raises(openai.InternalServerError) as refused:
+            served.client().chat.completions.create(model="prompt", messages=ASK)
+    finally:
+        served.stop()
+    error = refused.value
+    assert error.status_code == 503 and error.body["code"] == "backend_unreachable"
+    assert re.fullmatch(r"backend 'remote' is unreachable after 3 retries \(.*\); check that "
+                        r"the server is running and backends.remote.base_url",
+                        error.body["message"])
+    assert error.response.headers["retry-after"] == "1"
