@@ -32,6 +32,8 @@ How OpenAI's fields map onto the bot:
   withhold`` the content arrives in one piece once checked.
 - Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``. Errors found
   before the first token get an HTTP status; one after it arrives as a last ``data: {"error"}``.
+  A stream's headers wait at most ``STREAM_START_S`` for the first token (an error found later
+  arrives in the stream), and a silent stream sends an SSE comment every ``KEEPALIVE_S``.
 """
 
 from __future__ import annotations
@@ -63,6 +65,15 @@ from chatbot.types import Message, Reply
 
 DISCONNECT_POLL_S = 0.25
 """How often a request waiting for its answer checks that its client is still there."""
+STREAM_START_S = 0.5
+"""How long a stream waits for its answer's first event before it sends its headers: an error
+found at once (a prompt too long, a model that can't load) keeps its HTTP status, and a long
+prompt or a wait for the model leaves no proxy or client without a response meanwhile."""
+KEEPALIVE_S = 15.0
+"""How long a stream stays silent before it sends an SSE comment, which clients skip, so that a
+proxy's idle limit (nginx's 60 s) or a client's read timeout does not end it while the model is
+busy with other answers or a long prompt."""
+KEEPALIVE = ": keep-alive\n\n"
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 """A stream is sent as it comes: no cache keeps it, and nginx in front does not buffer it (it
@@ -135,9 +146,9 @@ def create_api_router(engine: Engine,
             job = Answering(engine, chat, conversation, session_id, variant, answers, client)
         except InputError as exc:
             return error_response(exc, CHAT_ROUTE)
-        try:  # errors before the first token still get their status
-            first = await job.next_unless_gone(request)
-            if first[0] == "error":
+        try:  # errors before the first token (a stream: its first STREAM_START_S) get a status
+            first = await job.next_unless_gone(request, STREAM_START_S if chat.stream else None)
+            if first is not None and first[0] == "error":
                 return error_response(first[1], CHAT_ROUTE)
             if chat.stream:
                 return StreamingResponse(_sse(job, first, request), media_type="text/event-stream",
@@ -193,6 +204,7 @@ class Answering:
         self.id, self.created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
+        self._waiting: asyncio.Future | None = None  # the next event, awaited across ticks
         self._cancelled = threading.Event()
         self._stream: AnswerStream | None = None
         self.fingerprint: str | None = None
@@ -205,18 +217,27 @@ class Answering:
     async def next(self) -> tuple[str, object]:
         return await self._queue.get()
 
-    async def next_unless_gone(self, request: Request) -> tuple[str, object]:
-        """The next event; if the client disconnects while we wait (a long prompt, a busy
+    async def next_unless_gone(self, request: Request,
+                               within_s: float | None = None) -> tuple[str, object] | None:
+        """The next event, or ``None`` if none came ``within_s`` (the next call goes on
+        waiting for it); if the client disconnects while we wait (a long prompt, a busy
         model), the answer is cancelled and ``ClientGone`` raised."""
-        waiting = asyncio.ensure_future(self._queue.get())
+        if self._waiting is None:
+            self._waiting = asyncio.ensure_future(self._queue.get())
+        deadline = None if within_s is None else time.monotonic() + within_s
         while True:
-            done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
+            timeout = DISCONNECT_POLL_S if deadline is None else min(
+                DISCONNECT_POLL_S, max(deadline - time.monotonic(), 0))
+            done, _ = await asyncio.wait({self._waiting}, timeout=timeout)
             if done:
+                waiting, self._waiting = self._waiting, None
                 return waiting.result()
             if await request.is_disconnected():
-                waiting.cancel()
+                self._waiting.cancel()
                 self.cancel()
                 raise ClientGone
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
 
     def cancel(self) -> None:
         """Stop the answer at its next token (the client went away); never blocks."""
@@ -315,15 +336,20 @@ async def _complete(job: Answering, first: tuple[str, object],
         "usage": job.usage(reply), **job.extras(reply)})
 
 
-async def _sse(job: Answering, first: tuple[str, object],
+async def _sse(job: Answering, first: tuple[str, object] | None,
                request: Request) -> AsyncIterator[str]:
-    """OpenAI's chunk stream: a role chunk, content chunks, a final chunk, ``[DONE]``."""
+    """OpenAI's chunk stream: a role chunk, content chunks, a final chunk, ``[DONE]``; a
+    comment (``KEEPALIVE``) at once where the answer has not begun, and while it is silent."""
     try:
-        yield _event(job.chunk({"role": "assistant", "content": ""}))
-        kind, value = first
-        while kind == "piece":
-            yield _event(job.chunk({"content": value}))
-            kind, value = await job.next_unless_gone(request)
+        event = first
+        while event is None:
+            yield KEEPALIVE
+            event = await job.next_unless_gone(request, KEEPALIVE_S)
+        yield _event(job.chunk({"role": "assistant", "content": ""}))  # its fingerprint is set
+        while event is None or event[0] == "piece":
+            yield KEEPALIVE if event is None else _event(job.chunk({"content": event[1]}))
+            event = await job.next_unless_gone(request, KEEPALIVE_S)
+        kind, value = event
         if kind == "error":
             yield _event(error_parts(value, CHAT_ROUTE)[1])
         elif job.chat.usage_chunk:

@@ -225,3 +225,36 @@ def test_an_unreachable_backend_is_a_503_that_names_it_and_what_to_check(tmp_pat
                         r"the server is running and backends.remote.base_url",
                         error.body["message"])
     assert error.response.headers["retry-after"] == "1"
+
+
+def test_a_stream_starts_at_once_and_keeps_alive_while_the_backend_holds_its_answer(
+        tmp_path, monkeypatch) -> None:
+    """A stream's headers waited for the first token: a client with a short read timeout, or
+    a proxy with an idle limit (nginx's 60 s), gave up during a long prompt or a busy model."""
+    released, replied = threading.Semaphore(0), []
+
+    class Holds(QuietHandler):
+        def do_POST(self) -> None:
+            if self.asked_to_chat():
+                released.acquire(timeout=10)
+                self.reply(200, events(("Late", "stop")), "text/event-stream")
+                replied.append(True)
+
+    monkeypatch.setattr("app.api.KEEPALIVE_S", 0.05)
+    with api_over(Holds, tmp_path, monkeypatch) as (served, _):
+        stream = served.client().chat.completions.create(model="prompt", messages=ASK,
+                                                         stream=True)
+        started_before_the_answer = not replied
+        released.release()
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream
+                       if chunk.choices)
+        body = {"model": "prompt", "messages": ASK, "stream": True}
+        with httpx.stream("POST", f"{served.base_url}/chat/completions", json=body) as response:
+            lines = response.iter_lines()
+            waiting = [next(lines), next(lines), next(lines)]
+            held = len(replied) == 1
+            released.release()
+            rest = list(lines)
+    assert started_before_the_answer and text == "Late"
+    assert held and waiting == [": keep-alive", "", ": keep-alive"]
+    assert '"content": "Late"' in "".join(rest) and rest[-2:] == ["data: [DONE]", ""]
