@@ -16,8 +16,9 @@ How OpenAI's fields map onto the bot:
   ``system_messages_ignored``.
 - ``temperature``, ``top_p``, ``max_tokens`` (or ``max_completion_tokens``) and ``stop`` override
   the bot's generation settings; left out, the bot's config applies (greedy by default, unlike
-  OpenAI's temperature 1). ``seed`` makes a sampled answer repeatable (sent on to a remote
-  backend).
+  OpenAI's temperature 1). ``seed`` makes a sampled answer repeatable, and
+  ``presence_penalty`` and ``frequency_penalty`` discourage repeats (``chatbot.penalties``);
+  all three are sent on to a remote backend.
 - The session is the ``X-Session-Id`` header's, else the one whose logged turns are the
   earlier messages sent (the conversation continued), else a new one (``app.api_sessions``);
   ``user`` names the person, recorded with the caller as the session's client. Every turn is
@@ -380,4 +381,5 @@ def _settings(base: GenerationSettings, chat: ChatRequest) -> GenerationSettings
         temperature = 0.0
     return replace(base, max_new_tokens=max_tokens, temperature=temperature,
                    top_p=chat.top_p or base.top_p, stop=chat.stop_strings() or base.stop,
-                   seed=chat.seed)
+                   seed=chat.seed, presence_penalty=chat.presence_penalty or 0.0,
+                   frequency_penalty=chat.frequency_penalty or 0.0)

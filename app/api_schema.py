@@ -1,9 +1,9 @@
 """Request bodies and error bodies of the OpenAI-compatible API (``app.api``).
 
 Requests are validated here, so a wrong field becomes an OpenAI-shaped error naming the field;
-fields that OpenAI clients send and we don't use (``presence_penalty``, ``metadata``...) are
-ignored, but asking for what the server can't give (tool calls, a JSON answer, log probabilities,
-token biases, several choices, audio) is not.
+fields that OpenAI clients send and we don't use (``metadata``, ``store``...) are ignored, but
+asking for what the server can't give (tool calls, a JSON answer, log probabilities, token
+biases, several choices, audio) is not.
 Types are strict, as OpenAI's are: ``"stream": "yes"`` or ``"max_tokens": "4"`` is an error, not
 a guess (a whole number is still a valid ``temperature``).
 """
@@ -102,6 +102,9 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     """The newer name of ``max_tokens``; wins when both are given."""
     stop: str | list[str] | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    """OpenAI's penalties on tokens the answer has used (``chatbot.penalties``)."""
     seed: int | None = Field(default=None, ge=-2**63, lt=2**64)
     """The same seed, settings and conversation give the same sampled answer (see
     ``GenerationSettings.seed``); OpenAI's range, a signed or unsigned 64-bit integer."""

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from chatbot.errors import GenerationFailed, ModelBusy, ModelError
 from chatbot.generate import GenerationSettings, TransformersGenerator
+from chatbot.penalties import penalized, penalizes
 from chatbot.types import Message
 
 PREFILL_CHUNK = 256
@@ -244,7 +245,8 @@ class BatchingTransformersGenerator(TransformersGenerator):
         chosen = logits.argmax(-1)  # the greedy rows' picks, all at once
         failed = set()
         for i, request in enumerate(requests):
-            if request.settings.greedy and request.settings.repetition_penalty == 1.0:
+            settings = request.settings
+            if settings.greedy and settings.repetition_penalty == 1.0 and not penalizes(settings):
                 continue
             try:
                 chosen[i] = self._pick(request, logits[i])
@@ -256,8 +258,9 @@ class BatchingTransformersGenerator(TransformersGenerator):
 
     def _pick(self, request: _Request, logits):
         """The next token as ``generate`` picks it, as a tensor on the device: repetition
-        penalty, then greedy or temperature, top-k and top-p sampling. Masks rather than
-        indexing by masks, which would wait for the device."""
+        penalty, OpenAI's penalties (``chatbot.penalties``), then greedy or temperature, top-k
+        and top-p sampling. Masks rather than indexing by masks, which would wait for the
+        device."""
         import torch
 
         settings = request.settings
@@ -266,6 +269,10 @@ class BatchingTransformersGenerator(TransformersGenerator):
             seen = self._seen(request, logits)
             logits = torch.where(seen & (logits < 0), logits * settings.repetition_penalty,
                                  torch.where(seen, logits / settings.repetition_penalty, logits))
+        if penalizes(settings):
+            answer = torch.tensor(request.tokens[request.prompt_len:], dtype=torch.long,
+                                  device=logits.device)
+            logits = penalized(logits, answer, settings)
         if settings.greedy:
             return logits.argmax()
         logits = logits / settings.temperature

@@ -18,6 +18,7 @@ from typing import Protocol
 from chatbot.adapters import check_lora_files, peft_notice_muted
 from chatbot.errors import GenerationFailed, InputError, ModelBusy, ModelError
 from chatbot.models import chat_template_hash, model_fingerprint
+from chatbot.penalties import penalizes, penalties_processors
 from chatbot.types import Message
 
 
@@ -48,6 +49,9 @@ class GenerationSettings:
     temperature: float = 0.0
     top_p: float = 1.0
     repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    """OpenAI's penalties on tokens the answer has used (``chatbot.penalties``); 0: none."""
     stop: tuple[str, ...] = field(default_factory=tuple)
     max_prompt_tokens: int | None = None
     """Most tokens a prompt may hold; ``None``: the model's window less ``max_new_tokens``."""
@@ -208,6 +212,8 @@ class TransformersGenerator:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if settings.stop:
             kwargs.update(stop_strings=list(settings.stop), tokenizer=self.tokenizer)
+        if penalizes(settings):
+            kwargs["logits_processor"] = penalties_processors(ids.shape[1], settings)
         errors: list[BaseException] = []
         worker = threading.Thread(target=self._generate, daemon=True,
                                   args=(kwargs, streamer, errors, adapter, should_stop,

@@ -30,6 +30,7 @@ import openai
 
 from chatbot.errors import BackendError, ModelError
 from chatbot.generate import GenerationSettings, chat_ids
+from chatbot.penalties import penalizes
 from chatbot.remote_backend import RemoteBackend
 from chatbot.remote_check import backend_key, backend_problems, key_setting
 from chatbot.remote_connection import catch_connection, hung_up_on_cancel
@@ -168,6 +169,9 @@ class OpenAIGenerator:
             request["stop"] = list(settings.stop)
         if settings.seed is not None:
             request["seed"] = settings.seed
+        if penalizes(settings):
+            request.update(presence_penalty=settings.presence_penalty,
+                           frequency_penalty=settings.frequency_penalty)
         for attempt in range(RETRIES + 1):
             try:
                 return self._client.chat.completions.create(**request)
