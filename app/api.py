@@ -215,9 +215,6 @@ class Answering:
         answers.admit()
         threading.Thread(target=self._work, daemon=True, name=f"api-{self.id[-8:]}").start()
 
-    async def next(self) -> tuple[str, object]:
-        return await self._queue.get()
-
     async def next_unless_gone(self, request: Request,
                                within_s: float | None = None) -> tuple[str, object] | None:
         """The next event, or ``None`` if none came ``within_s`` (the next call goes on
