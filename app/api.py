@@ -70,10 +70,11 @@ STREAM_START_S = 0.5
 """How long a stream waits for its answer's first event before it sends its headers: an error
 found at once (a prompt too long, a model that can't load) keeps its HTTP status, and a long
 prompt or a wait for the model leaves no proxy or client without a response meanwhile."""
-KEEPALIVE_S = 15.0
+KEEPALIVE_S = 4.0
 """How long a stream stays silent before it sends an SSE comment, which clients skip, so that a
-proxy's idle limit (nginx's 60 s) or a client's read timeout does not end it while the model is
-busy with other answers or a long prompt."""
+proxy's idle limit (nginx's 60 s) or a client's read timeout (httpx's 5 s by default, the
+shortest in common use) does not end it while the model is busy with other answers or a long
+prompt."""
 KEEPALIVE = ": keep-alive\n\n"
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
