@@ -154,12 +154,14 @@ def test_a_client_that_leaves_before_its_answer_is_ready_stops_it(server) -> Non
 
 
 def read_for(response: httpx.Response, seconds: float) -> str:
-    """The answer text a streaming API client receives in ``seconds``."""
-    received, started = "", time.monotonic()
+    """The answer text a streaming API client receives in ``seconds`` from its first token
+    (the stream begins before it, while the prompt is read)."""
+    received, started = "", None
     for line in response.iter_lines():
         if line.startswith("data: {") and '"content": "' in line:
             received += json.loads(line[6:])["choices"][0]["delta"]["content"]
-        if time.monotonic() - started > seconds:
+            started = started or time.monotonic()
+        if started and time.monotonic() - started > seconds:
             return received
     raise AssertionError("the answer ended before the test could stop the server")
 
