@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -258,3 +259,29 @@ def test_a_stream_starts_at_once_and_keeps_alive_while_the_backend_holds_its_ans
     assert started_before_the_answer and text == "Late"
     assert held and waiting == [": keep-alive", "", ": keep-alive"]
     assert '"content": "Late"' in "".join(rest) and rest[-2:] == ["data: [DONE]", ""]
+
+
+def test_a_stream_left_before_its_first_token_hangs_up_on_the_backend(tmp_path,
+                                                                      monkeypatch) -> None:
+    """A stream begins before the answer does: a client that leaves while it waits still
+    stops the answer, so the backend is not kept working for nobody."""
+    hung_up = threading.Event()
+
+    class Holds(QuietHandler):
+        def do_POST(self) -> None:
+            if self.asked_to_chat():
+                self.connection.settimeout(30)
+                if self.connection.recv(1) == b"":  # the bot closed the connection
+                    hung_up.set()
+
+    with api_over(Holds, tmp_path, monkeypatch) as (served, engine):
+        body = {"model": "prompt", "messages": ASK, "stream": True}
+        with httpx.stream("POST", f"{served.base_url}/chat/completions", json=body,
+                          headers={"X-Session-Id": "leaves"}) as response:
+            assert next(response.iter_lines()) == ": keep-alive"
+        assert hung_up.wait(30)
+        deadline = time.monotonic() + 20
+        while engine.log.conversation("leaves").turns[-1].status == "pending":
+            assert time.monotonic() < deadline, "the interrupted turn was never closed"
+            time.sleep(0.05)
+    assert engine.log.conversation("leaves").turns[-1].status == "interrupted"
