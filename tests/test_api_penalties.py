@@ -17,6 +17,19 @@ REPEATS = dict(max_tokens=24)  # greedy, no repetition penalty: the tiny model r
 PENALTIES = dict(presence_penalty=1.5, frequency_penalty=2.0)
 
 
+def test_the_penalties_follow_openais_formula() -> None:
+    """A logit falls by frequency_penalty for each time the answer used its token, and by
+    presence_penalty once for having used it."""
+    import torch
+
+    from chatbot.generate import GenerationSettings
+    from chatbot.penalties import penalized
+
+    settings = GenerationSettings(presence_penalty=0.5, frequency_penalty=1.0)
+    used = torch.tensor([1, 1, 3])
+    assert penalized(torch.zeros(5), used, settings).tolist() == [0, -2.5, 0, -1.5, 0]
+
+
 def served_with_batch(max_batch: int, root: Path, tiny_model_dir: Path) -> Served:
     from app.build import build_engine
     from chatbot.config_file import load_config
