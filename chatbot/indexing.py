@@ -297,12 +297,14 @@ def _delete_upload(path: Path, indexed_hash: str) -> None:
 
 def _removal_targets(index: BotIndex, store: Store, path: str | Path) -> list[str]:
     """``path`` from the current folder; where nothing is there, on disk or in the index, also
-    what the bot shows by that name: ``uploads/notes.md`` is a web UI upload, kept in the data
-    folder."""
+    what the bot shows by that name (as ``chatbot index list`` does): ``uploads/notes.md`` is a
+    web UI upload, kept in the data folder, and ``handbook.md`` a file synced from outside
+    ``index.paths``."""
     target = os.path.abspath(path)
     if os.path.exists(target) or any(under(source, [target]) for source in store.hashes):
         return [target]
-    return list(dict.fromkeys([target, *map(str, index.names.paths(str(path)))]))
+    named = [source for source in store.hashes if index.names.name(source) == str(path)]
+    return list(dict.fromkeys([target, *map(str, index.names.paths(str(path))), *named]))
 
 
 @index_errors

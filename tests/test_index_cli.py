@@ -245,8 +245,8 @@ def test_a_file_name_with_a_line_end_is_shown_escaped_on_one_line(bot):
     assert f"failed: {str(empty)!r}: empty file: write its text, or delete it\n" in synced.stderr
     listed = run("index", "list", "--config", config).stdout.splitlines()
     assert len(listed) == 4 and listed[-1] == "3 documents"
-    assert any(line.endswith(f"  {str(odd)!r}") for line in listed)
-    assert any(line.endswith(f"  {tmp_path / 'docs' / 'install.md'}") for line in listed)
+    assert any(line.endswith("  'docs/two\\nlines.md'") for line in listed)
+    assert any(line.endswith("  docs/install.md") for line in listed)
     found = run("index", "search", "line end", "--mode", "bm25", "--k", "1", "--config", config)
     assert found.stdout.splitlines()[0].endswith("] 'docs/two\\nlines.md' (Odd)")
     assert run("index", "remove", str(odd), "--config", config).exit_code == 0
@@ -362,3 +362,23 @@ def test_a_dropped_ctrl_c_stops_the_embedding_of_a_large_file(bot):
                    embedder=embedder)
     assert embedder.calls == 2  # the first slice's chunks and their sentences, no more
     assert not (tmp_path / "data" / "index" / "manifest.json").exists()
+
+
+def test_list_names_documents_as_the_chat_does_and_remove_takes_those_names(bot, monkeypatch):
+    """`index list` showed each document's absolute path on the server, where search, the chat
+    and the web UI name it `docs/install.md`; the name listed is one `index remove` takes."""
+    tmp_path, config = bot
+    manual = tmp_path / "manuals" / "handbook.md"  # synced by path, outside index.paths
+    manual.parent.mkdir()
+    manual.write_text("# Handbook\n\nHolidays are booked in May.\n")
+    monkeypatch.chdir(tmp_path)
+    assert run("index", "sync", "docs", str(manual), "--config", config).exit_code == 0
+    listed = run("index", "list", "--config", config).stdout
+    assert [line.split("  ")[-1] for line in listed.splitlines()[:-1]] == [
+        "docs/faq.csv", "docs/install.md", "handbook.md"] and str(tmp_path) not in listed
+    as_json = json.loads(run("index", "list", "--json", "--config", config).stdout)
+    assert [(d["source"], d["path"]) for d in as_json][2] == ("handbook.md", str(manual))
+    monkeypatch.chdir(tmp_path / "docs")  # no handbook.md here
+    removed = run("index", "remove", "handbook.md", "--config", config)
+    assert (removed.exit_code, removed.stdout) == (0, "removed 1 document(s)\n")
+    assert manual.exists()  # only the index forgets it

@@ -185,12 +185,15 @@ def list_command(config: BotConfig, as_json: bool) -> None:
     from app.build import bot_index
     from chatbot.indexing import list_documents
 
-    documents = list_documents(bot_index(config))
-    if as_json:
-        print_json([d.__dict__ for d in documents])
+    index = bot_index(config)
+    documents = list_documents(index)
+    if as_json:  # "source" as search and the chat name it, "path" where the file is
+        print_json([{**d.__dict__, "source": index.names.name(d.source), "path": d.source}
+                    for d in documents])
         return
     for doc in documents:
-        click.echo(f"{doc.chunks:6d} chunks  {doc.indexed_at}  {shown(doc.source)}")
+        name = shown(index.names.name(doc.source))
+        click.echo(f"{doc.chunks:6d} chunks  {doc.indexed_at}  {name}")
     click.echo(f"{len(documents)} document" + ("" if len(documents) == 1 else "s"))
     if not documents:  # on stderr: standard output stays the list
         click.echo("note: nothing is indexed yet; index the config's index.paths with "
