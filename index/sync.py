@@ -33,7 +33,7 @@ from index.types import Chunk
 
 Progress = Callable[[int, int, str], None]
 """Called after each file: (files done, files in all, that file's path); first as
-(0, files in all, "") once they are listed."""
+(0, files in all, "") once they are listed; the last file after its chunks are embedded."""
 
 Embedding = Callable[[int, int], None]
 """Called as chunks are embedded: (chunks embedded, chunks that this batch of files embeds)."""
@@ -126,11 +126,12 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
             progress(0, len(files), "")
         for done, path in enumerate(files, start=1):
             _visit(path, store, embedder, max_file_bytes, text_field, pending, report)
-            if pending.chunks >= FLUSH_CHUNKS:
+            # the last file is embedded before it counts: "1/1" while a large one embeds
+            # looked finished
+            if pending.chunks >= FLUSH_CHUNKS or done == len(files):
                 _flush(store, embedder, pending, report, embedding)
             if progress is not None:
                 progress(done, len(files), str(path))
-        _flush(store, embedder, pending, report, embedding)
     report.seconds = time.perf_counter() - start
     return report
 

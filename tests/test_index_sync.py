@@ -349,3 +349,19 @@ def test_the_summary_counts_one_chunk_and_one_sentence_in_the_singular(counts, s
     report = index.sync.SyncReport(added=["a.md"], **counts)
     assert report.summary() == ("1 added, 0 updated, 0 unchanged, 0 removed, 0 failed; "
                                 f"{shown} in 0.0 s")
+
+
+def test_the_files_are_counted_all_done_only_once_their_chunks_are_embedded(tmp_path):
+    """While the last file (a large one) was embedded the bar already said 1/1, as if the
+    sync had finished; now the count of files reaches the total after the embedding."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a-note.md").write_text("Forms are filed by post.\n")
+    (tmp_path / "docs" / "manual.md").write_text("\n\n".join(
+        f"Section {n} says that form {n} is filed before day {n} of the year, by post or online."
+        for n in range(700)))
+    events = []
+    sync([tmp_path / "docs"], open_store(tmp_path / "ix"), CountingEmbedder(),
+         progress=lambda done, total, source: events.append(("files", done, total)),
+         embedding=lambda done, total: events.append(("chunks", done, total)))
+    assert events[0] == ("files", 0, 2) and events[-1] == ("files", 2, 2)
+    assert ("files", 2, 2) not in events[:-1] and events[-2][0] == "chunks"
