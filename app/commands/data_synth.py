@@ -7,12 +7,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from app.commands.common import (BotConfig, ctrl_c_ends_with, one_line_errors, print_json,
                                  with_config)
+from app.commands.progress import ProgressBar
 from chatbot.interrupts import raise_if_interrupted
 
 
@@ -52,20 +51,17 @@ def synth_settings(config: BotConfig, engine=None):
 def synth(config: BotConfig, name: str, teacher: str, n: int, questions_per_chunk: int,
           test_share: float, seed: int, overwrite: bool, as_json: bool) -> None:
     """Questions and grounded answers from the indexed documents, split by document."""
-    from tqdm import tqdm
-
     from training.synth.run import synthesize
     from training.synth.settings import SynthRequest
 
     request = SynthRequest(name, teacher, n, seed, questions_per_chunk, test_share, overwrite)
     request.check()  # a typo fails before the models load
-    # delay: a run that fails at once (a typo in --teacher) prints no bar.
-    with tqdm(total=0, unit="chunk", delay=2, file=sys.stderr, disable=as_json) as bar, \
+    # a run that fails at once (a typo in --teacher) prints no bar.
+    with ProgressBar("chunk", disable=as_json) as bar, \
             ctrl_c_ends_with(f"run the same command again to continue dataset {name!r}: the "
                              "chunks finished are kept"):
         def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+            bar.count(done, total)
             raise_if_interrupted()  # a press dropped while a chunk was asked about
 
         summary = synthesize(synth_settings(config), request, progress)

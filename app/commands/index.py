@@ -16,6 +16,7 @@ import click
 
 from app.commands.common import FreeTextCommand, ctrl_c_ends_with, in_section, \
     one_line_errors, print_json, progress_line, with_config
+from app.commands.progress import ProgressBar
 from chatbot.config import BotConfig
 from chatbot.errors import ChatbotError
 from chatbot.interrupts import stop_on_ctrl_c
@@ -58,8 +59,6 @@ def index_group() -> None:
 @one_line_errors
 def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
     """Index PATHS (files or folders; default: the config's index.paths) incrementally."""
-    from tqdm import tqdm
-
     from app.build import bot_index
     from chatbot.indexing import sync_paths
     from index.manifest import MANIFEST
@@ -69,17 +68,13 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
         raise click.UsageError("nothing to sync: name files or folders, or list them under "
                                "index.paths in the config")
     stop_on_ctrl_c()  # a sync started as `cmd &` can be stopped too
-    # delay: short syncs print no bar at all, long ones show progress after two seconds.
-    with tqdm(total=0, unit="file", delay=2, file=sys.stderr, disable=as_json) as bar:
+    # short syncs print no bar at all, long ones show progress after two seconds.
+    with ProgressBar("file", disable=as_json) as bar:
         def progress(done: int, total: int, source: str) -> None:
-            bar.total = total
-            bar.set_postfix_str("", refresh=False)
-            bar.update(done - bar.n)
+            bar.count(done, total)
 
         def embedding(done: int, total: int) -> None:  # one large file is minutes of this
-            bar.set_postfix_str(f"embedding {done}/{total} chunks", refresh=False)
-            if not bar.disable and bar.format_dict["elapsed"] >= bar.delay:  # none if short
-                bar.refresh()
+            bar.detail(f"embedding {done}/{total} chunks")
 
         try:
             report = sync_paths(index, list(paths), progress=progress, rebuild=rebuild,
