@@ -15,14 +15,8 @@ if TYPE_CHECKING:
 
 def decode(data: bytes) -> str:
     """Text from bytes in any common encoding; binary data is a :class:`LoadError`."""
-    if (text := decode_marked(data)) is not None:
+    if (text := decode_wide(data)) is not None:
         return text
-    # A NUL anywhere, not only in the first 8 KB (as git looks): a text header over binary data,
-    # or the NULs a crash leaves in a log, would be indexed as text, NULs and all.
-    if (nul := data.find(b"\x00")) >= 0:
-        if text := utf16_without_mark(data):
-            return text
-        raise LoadError(f"binary file, not text: a NUL byte at byte {nul} (check its extension)")
     # A UTF-8 mark over text an older editor saved in a legacy code page: the mark is dropped
     # and the rest decoded or detected like any text (it failed the sync with a traceback).
     data = data.removeprefix(codecs.BOM_UTF8)
@@ -37,6 +31,21 @@ def decode(data: bytes) -> str:
     if best is None:
         raise LoadError("binary file, not text (no text encoding fits it)")
     return str(_prefer_western(matches, best))
+
+
+def decode_wide(data: bytes) -> str | None:
+    """The text of UTF-32 or UTF-16 (with a byte-order mark, or UTF-16 without one); None for
+    bytes without a NUL, which are 8-bit text or nothing; other bytes with one are binary, a
+    :class:`LoadError` (the index's documents and the data commands' transcripts alike)."""
+    if (text := decode_marked(data)) is not None:
+        return text
+    # A NUL anywhere, not only in the first 8 KB (as git looks): a text header over binary data,
+    # or the NULs a crash leaves in a log, would be read as text, NULs and all.
+    if (nul := data.find(b"\x00")) >= 0:
+        if text := utf16_without_mark(data):
+            return text
+        raise LoadError(f"binary file, not text: a NUL byte at byte {nul} (check its extension)")
+    return None
 
 
 def decode_marked(data: bytes) -> str | None:

@@ -26,15 +26,26 @@ def test_utf16_with_a_byte_order_mark_is_read_as_the_index_reads_it(tmp_path):
     assert [c.messages[1].content for c in read_file(csv).conversations] == ["Port 7860."]
 
 
-def test_utf16_without_a_byte_order_mark_is_one_problem_naming_the_file(tmp_path):
-    """It read as 'malformed JSON' on every line, the file's name lost among them."""
+def test_utf16_without_a_byte_order_mark_is_read_as_the_index_reads_it(tmp_path):
+    """`chatbot index sync` read such a file and `chatbot data build` refused it ('UTF-16 text
+    without a byte-order mark ...; re-save it as UTF-8'): both now read it."""
+    for order in ("le", "be"):
+        path = tmp_path / f"chats-{order}.jsonl"
+        path.write_bytes(LINES.encode(f"utf-16-{order}"))
+        result = read_file(path)
+        assert result.problems == [] and len(result.conversations) == 2, order
+
+
+def test_a_binary_file_is_one_problem_worded_as_the_index_words_it(tmp_path):
+    """Bytes with NULs that are no UTF-16 (a zip named .jsonl) read as 'malformed JSON' on
+    line after line; now one problem, as `chatbot index sync` reports such a file."""
     path = tmp_path / "chats.jsonl"
-    path.write_bytes(LINES.encode("utf-16-le"))
+    path.write_bytes(LINES.encode() + b"PK\x03\x04\x00\x00\x08\x00garbage\n")
     result = read_transcripts([path])
+    nul = len(LINES.encode()) + 4
     assert [str(p) for p in result.problems] == [
-        f"{path}: UTF-16 text without a byte-order mark (a NUL in every other byte); "
-        "re-save it as UTF-8"]
-    assert result.conversations == [] and result.records == 0
+        f"{path}: binary file, not text: a NUL byte at byte {nul} (check its extension)"]
+    assert result.conversations == []
 
 
 def test_a_json_array_of_conversations_is_read_as_its_lines_would_be(tmp_path):

@@ -221,9 +221,8 @@ GOOD_LINE = json.dumps({"messages": [{"role": "user", "content": "How do I index
     ("bad.csv", b"prompt,reply\nhi,hello\n",
      "bad.csv: CSV header has no column(s) question, answer (found: prompt, reply); "
      "set data.question_field/data.answer_field in the config"),
-    ("utf16.csv", "question,answer\nWhat port?,Port 7860.\n".encode("utf-16-le"),
-     "utf16.csv: UTF-16 text without a byte-order mark (a NUL in every other byte); re-save it "
-     "as UTF-8"),
+    ("zip.csv", b"PK\x03\x04\x00\x00question,answer\n",
+     "zip.csv: binary file, not text: a NUL byte at byte 4 (check its extension)"),
     ("cp1252.csv", "Fr\xe4ge,answer\nWhat port?,7860\n".encode("cp1252"),
      "cp1252.csv: the CSV header is not UTF-8 text (byte 0xe4); re-save the file as UTF-8"),
 ])

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from index.csvfile import UNCLOSED_QUOTE, unclosed_quote_line
-from index.decoding import decode_marked, utf16_without_mark
+from index.decoding import decode_wide
 from index.errors import LoadError
 from index.jsonfile import LINE_END, jsonl_lines
 from training.errors import DataError
@@ -23,17 +23,15 @@ _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 def transcript_text(data: bytes) -> str:
-    """A transcript file's text: UTF-8, or UTF-16/32 with a byte-order mark (read as the index
-    reads documents). A byte that is not UTF-8 spoils its line (reported there), not the whole
-    file; UTF-16 without a mark, which would spoil every line, is a ``DataError``."""
+    """A transcript file's text: UTF-8, or UTF-16/32 with a byte-order mark or UTF-16 without
+    one (read as the index reads documents). A byte that is not UTF-8 spoils its line
+    (reported there), not the whole file; a binary file is a ``DataError`` worded as the
+    index words it."""
     try:
-        if (text := decode_marked(data)) is not None:
+        if (text := decode_wide(data)) is not None:
             return text
     except LoadError as exc:
         raise DataError(exc.reason) from None
-    if utf16_without_mark(data) is not None:
-        raise DataError("UTF-16 text without a byte-order mark (a NUL in every other byte); "
-                        "re-save it as UTF-8")
     # the byte-order mark spreadsheet programs put first is no part of the text
     return data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
 
