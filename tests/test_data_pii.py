@@ -330,6 +330,29 @@ def test_a_one_word_name_in_lower_case_goes_as_a_capitalised_one_does(ner, said,
     assert [text for text, _ in scrubbed] == expected
 
 
+@pytest.mark.parametrize("said, expected", [
+    (["i am mark", "thanks mark"], ["i am <NAME>", "thanks <NAME>"]),
+    (["i'm bill from accounts, the sync fails"], ["i'm <NAME> from accounts, the sync fails"]),
+    (["hi, i am sue. my order is late"], ["hi, i am <NAME>. my order is late"]),
+    (["i am need help, i am try to sync", "i'm done", "i am lost and i'm set"],
+     ["i am need help, i am try to sync", "i'm done", "i am lost and i'm set"]),
+])
+def test_a_name_that_is_also_a_verb_goes_where_no_verb_could_stand(ner, said, expected):
+    """After "i am" a verb's base form is no English ("i am mark" is a name, as "i am tom"
+    is), but every verb was taken as describing the writer, as "stuck" does; one followed by
+    more words ("i am try to sync") stays, as people learning English write so."""
+    [scrubbed] = ner.scrub_groups([said])
+    assert [text for text, _ in scrubbed] == expected
+
+
+@pytest.mark.parametrize("model", [redact.DEFAULT_MODEL, None])
+def test_a_capitalised_name_that_is_also_a_verb_goes(model):
+    """"I'm Will" kept "Will": the word was in the list of words that never start a name."""
+    said = ["I'm Will, my sync fails", "my name is will"]
+    assert [text for text, _ in Redactor(model=model).scrub(said)] == [
+        "I'm <NAME>, my sync fails", "my name is <NAME>"]
+
+
 def test_an_iban_split_across_two_messages_goes_from_both():
     said = ["my iban is DE89 3704 0044 0532", "Go on.", "0130 00, thanks",
             "and gb82 west", "1234 5698 7654 32"]

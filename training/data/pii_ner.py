@@ -29,6 +29,8 @@ _LABELS = {"PERSON": "NAME", "PER": "NAME", "DATE": "DATE", "GPE": "PLACE", "LOC
 # before it.
 _BIRTH_CUE = re.compile(rf"\b(?:{BIRTH_CUES})\b\W*(?:\w+\W+){{0,3}}$", re.IGNORECASE)
 _HOME_CUE = re.compile(rf"\b(?:{HOME_CUES})\b\W*(?:\w+\W+){{0,3}}$", re.IGNORECASE)
+# Where a name given after "i am" ends: the clause's end, or "and"/"from" ("i'm bill from sales")
+_CLAUSE_END = re.compile(r"\s*(?:$|[,.;:!?)]|(?:and|from|here)\b)")
 
 
 class NerFinder:
@@ -39,7 +41,8 @@ class NerFinder:
         self.kinds = list(kinds)
         nlp = self.analyzer.nlp_engine.nlp["en"]
         self.name = f"{nlp.meta['lang']}_{nlp.meta['name']} {nlp.meta['version']}"
-        self.describing = _describing_words(nlp) if "NAME" in self.kinds else None
+        self.describing, self.verbs = (_describing_words(nlp) if "NAME" in self.kinds
+                                       else (None, frozenset()))
 
     def find(self, texts: Sequence[str]) -> list[dict[str, str]]:
         """For each text, {entity as written: kind}; placeholders already there are skipped."""
@@ -62,12 +65,16 @@ class NerFinder:
                      results: list[RecognizerResult]) -> dict[str, str]:
         """The names found in the capitalised words ``spans`` of ``text``, as written, but a
         word that describes the writer ("i am stuck", "i'm glad"): capitalised, the model can
-        take it for a name."""
+        take it for a name. A verb's base form can't describe: alone at the clause's end it
+        is a name ("i am mark"), but with more words a learner's "i am try to sync"."""
         names = {}
         for r in results:
             entity = text[r.start:r.end]
+            words = entity.split()
             if (r.entity_type == "NAME" and any(a <= r.start and r.end <= b for a, b in spans)
-                    and not any(word in self.describing for word in entity.split())):
+                    and not any(word in self.describing for word in words)
+                    and (not self.verbs.intersection(words)
+                         or len(words) == 1 and _CLAUSE_END.match(text, r.end))):
                 names[entity] = "NAME"
         return names
 
@@ -92,19 +99,20 @@ def _capitalised_intros(text: str) -> tuple[str, list[tuple[int, int]]]:
     return "".join(chars), spans
 
 
-def _describing_words(nlp: spacy.Language) -> frozenset[str] | None:
-    """The adjectives and verbs (base and irregular forms) of the model's lemmatizer tables:
-    after "i am" they describe the writer. None when the model has no such tables (then a
-    lower-case name is left to the model as it is)."""
+def _describing_words(nlp: spacy.Language) -> tuple[frozenset[str] | None, frozenset[str]]:
+    """The adjectives and irregular verb forms ("stuck", "done") of the model's lemmatizer
+    tables, which after "i am" describe the writer, and the verbs' base forms that are no
+    adjective ("mark", "bill", "sue"), which can't. None and none when the model has no such
+    tables (then a lower-case name is left to the model as it is)."""
     if "lemmatizer" not in nlp.component_names:
-        return None
+        return None, frozenset()
     lookups = getattr(nlp.get_pipe("lemmatizer"), "lookups", None)
     if lookups is None or not lookups.has_table("lemma_index"):
-        return None
+        return None, frozenset()
     index, exceptions = lookups.get_table("lemma_index"), lookups.get_table("lemma_exc", {})
-    return frozenset(word for pos in ("adj", "verb")
-                     for table in (index.get(pos, []), exceptions.get(pos, {}))
-                     for word in table)
+    describing = frozenset([*index.get("adj", []), *exceptions.get("adj", {}),
+                            *exceptions.get("verb", {})])
+    return describing, frozenset(index.get("verb", [])) - describing
 
 
 class _NerOnlySpacy(SpacyNlpEngine):

@@ -52,7 +52,7 @@ _NAME_GIVEN = re.compile(
 NOT_NAMES = frozenset(
     "a an the and or but not no is was on in at to for of from with by here there it this that "
     "so too also just still really please thanks thank what how why when where who can could "
-    "would will should do does did have has had been being my your our their his her spelled "
+    "would should do does did have has had been being my your our their his her spelled "
     "written wrong missing".split())
 
 # The number a message ends with, and the one the next begins with: a card, phone or account
