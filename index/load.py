@@ -190,9 +190,18 @@ def load_file(path: Path, data: bytes, text_field: str = "text") -> list[Documen
     else:
         docs = loader(source, data)
     if not any(doc.text.strip() for doc in docs):
-        raise LoadError("no text found" if path.suffix.lower() != ".pdf"
-                        else "no text found (a scanned PDF? run OCR on it first)")
+        raise LoadError(_NO_TEXT.get(path.suffix.lower(), "no text found: write its text, or "
+                                     "delete it").format(text_field=text_field))
     return [doc for doc in docs if doc.text.strip()]
+
+
+_TABLE_WITHOUT_TEXT = ("no text found: the '{text_field}' field is empty in every row; fill it "
+                       "in, or set index.text_field to the field that holds the text")
+_PAGE_WITHOUT_TEXT = "no text found outside its scripts, menus, headers, footers and forms"
+_NO_TEXT = {".pdf": "no text found (a scanned PDF? run OCR on it first)",
+            ".csv": _TABLE_WITHOUT_TEXT, ".jsonl": _TABLE_WITHOUT_TEXT,
+            ".html": _PAGE_WITHOUT_TEXT, ".htm": _PAGE_WITHOUT_TEXT}
+"""Why a file of each format read as no text, and what to do; a ``.docx`` says the default."""
 
 
 def load_text(source: str, data: bytes) -> list[Document]:

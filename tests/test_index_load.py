@@ -65,6 +65,23 @@ def test_csv_one_document_per_row_with_configurable_field(tmp_path):
         load(tmp_path / "faq.csv")
 
 
+@pytest.mark.parametrize("name, content, reason", [
+    ("faq.csv", "id,text\n1,\n2, \n", "no text found: the 'text' field is empty in every row; "
+     "fill it in, or set index.text_field to the field that holds the text"),
+    ("faq.jsonl", '{"text": ""}\n', "no text found: the 'text' field is empty in every row; "
+     "fill it in, or set index.text_field to the field that holds the text"),
+    ("menu.html", "<html><body><nav>Home</nav><script>go()</script></body></html>",
+     "no text found outside its scripts, menus, headers, footers and forms"),
+])
+def test_a_file_without_text_says_where_the_text_should_be(tmp_path, name, content, reason):
+    """A table whose text column is empty, or a page that is all menu, failed with a bare "no
+    text found", where an empty file says what to do."""
+    (tmp_path / name).write_text(content)
+    with pytest.raises(LoadError) as failed:
+        load(tmp_path / name)
+    assert failed.value.reason == reason
+
+
 def test_jsonl_one_document_per_row(tmp_path):
     (tmp_path / "rows.jsonl").write_text('{"body": "first"}\n\n{"body": "second", "tag": "x"}\n')
     docs = load(tmp_path / "rows.jsonl", text_field="body")
