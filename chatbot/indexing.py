@@ -304,6 +304,10 @@ def _removal_targets(index: BotIndex, store: Store, path: str | Path) -> list[st
     if os.path.exists(target) or any(under(source, [target]) for source in store.hashes):
         return [target]
     named = [source for source in store.hashes if index.names.name(source) == str(path)]
+    if len(named) > 1:  # files of one name synced from outside index.paths
+        raise DocumentIndexError(f"{shown(path)} names {len(named)} documents "
+                                 f"({', '.join(map(shown, named))}); give the path of the one "
+                                 "to remove")
     return list(dict.fromkeys([target, *map(str, index.names.paths(str(path))), *named]))
 
 

@@ -212,28 +212,6 @@ def test_sync_json_report(bot):
     assert len(report["added"]) == 2 and report["failed"] == [] and report["chunks"] == 2
 
 
-def test_remove_takes_an_upload_by_the_name_the_bot_shows(bot, monkeypatch):
-    """The sources, log and web UI name an upload `uploads/notes.md`; `index remove` said
-    "nothing indexed at or under <cwd>/uploads/notes.md" to that name."""
-    tmp_path, config = bot
-    upload = tmp_path / "data" / "uploads" / "notes.md"
-    upload.parent.mkdir(parents=True)
-    upload.write_text("# Notes\n\nRefunds take five days.\n")
-    assert run("index", "sync", str(upload), "--config", config).exit_code == 0  # as the UI does
-    hits = json.loads(run("index", "search", "refunds", "--mode", "bm25", "--json",
-                          "--config", config).stdout)
-    assert hits[0]["source"] == "uploads/notes.md"
-    monkeypatch.chdir(tmp_path / "docs")  # no uploads/ folder here
-    removed = run("index", "remove", "uploads/notes.md", "--config", config)
-    assert (removed.exit_code, removed.stdout) == (
-        0, "removed 1 document(s); deleted 1 uploaded file(s) from uploads/\n")
-    assert str(upload) not in run("index", "list", "--config", config).stdout
-    again = run("index", "remove", "uploads/notes.md", "--config", config)
-    assert (again.exit_code, again.stderr) == (
-        1, f"error: nothing indexed at or under {tmp_path / 'docs' / 'uploads' / 'notes.md'} or "
-           f"{upload}; see `chatbot index list`\n")
-
-
 def test_a_file_name_with_a_line_end_is_shown_escaped_on_one_line(bot):
     """A newline in a name split `index list`'s line in two (and `sync`'s failure line, and
     `search`'s): such a name is shown as Python writes it, quoted with its escapes."""
@@ -362,23 +340,3 @@ def test_a_dropped_ctrl_c_stops_the_embedding_of_a_large_file(bot):
                    embedder=embedder)
     assert embedder.calls == 2  # the first slice's chunks and their sentences, no more
     assert not (tmp_path / "data" / "index" / "manifest.json").exists()
-
-
-def test_list_names_documents_as_the_chat_does_and_remove_takes_those_names(bot, monkeypatch):
-    """`index list` showed each document's absolute path on the server, where search, the chat
-    and the web UI name it `docs/install.md`; the name listed is one `index remove` takes."""
-    tmp_path, config = bot
-    manual = tmp_path / "manuals" / "handbook.md"  # synced by path, outside index.paths
-    manual.parent.mkdir()
-    manual.write_text("# Handbook\n\nHolidays are booked in May.\n")
-    monkeypatch.chdir(tmp_path)
-    assert run("index", "sync", "docs", str(manual), "--config", config).exit_code == 0
-    listed = run("index", "list", "--config", config).stdout
-    assert [line.split("  ")[-1] for line in listed.splitlines()[:-1]] == [
-        "docs/faq.csv", "docs/install.md", "handbook.md"] and str(tmp_path) not in listed
-    as_json = json.loads(run("index", "list", "--json", "--config", config).stdout)
-    assert [(d["source"], d["path"]) for d in as_json][2] == ("handbook.md", str(manual))
-    monkeypatch.chdir(tmp_path / "docs")  # no handbook.md here
-    removed = run("index", "remove", "handbook.md", "--config", config)
-    assert (removed.exit_code, removed.stdout) == (0, "removed 1 document(s)\n")
-    assert manual.exists()  # only the index forgets it

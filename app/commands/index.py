@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -186,9 +187,12 @@ def list_command(config: BotConfig, as_json: bool) -> None:
         print_json([{**d.__dict__, "source": index.names.name(d.source), "path": d.source}
                     for d in documents])
         return
-    for doc in documents:
-        name = shown(index.names.name(doc.source))
-        click.echo(f"{doc.chunks:6d} chunks  {doc.indexed_at}  {name}")
+    names = [index.names.name(doc.source) for doc in documents]
+    held = Counter(names)
+    for doc, name in zip(documents, names):
+        # two files of one name synced from outside index.paths: which is which
+        where = f" ({shown(doc.source)})" if held[name] > 1 else ""
+        click.echo(f"{doc.chunks:6d} chunks  {doc.indexed_at}  {shown(name)}{where}")
     click.echo(f"{len(documents)} document" + ("" if len(documents) == 1 else "s"))
     if not documents:  # on stderr: standard output stays the list
         click.echo("note: nothing is indexed yet; index the config's index.paths with "

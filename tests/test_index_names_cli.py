@@ -1,0 +1,70 @@
+"""`chatbot index list` and `remove` name documents as search and the chat name them."""
+
+from __future__ import annotations
+
+import json
+
+from test_index_cli import bot, run  # noqa: F401 (a fixture, found here by its name)
+
+
+def test_remove_takes_an_upload_by_the_name_the_bot_shows(bot, monkeypatch):
+    """The sources, log and web UI name an upload `uploads/notes.md`; `index remove` said
+    "nothing indexed at or under <cwd>/uploads/notes.md" to that name."""
+    tmp_path, config = bot
+    upload = tmp_path / "data" / "uploads" / "notes.md"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("# Notes\n\nRefunds take five days.\n")
+    assert run("index", "sync", str(upload), "--config", config).exit_code == 0  # as the UI does
+    hits = json.loads(run("index", "search", "refunds", "--mode", "bm25", "--json",
+                          "--config", config).stdout)
+    assert hits[0]["source"] == "uploads/notes.md"
+    monkeypatch.chdir(tmp_path / "docs")  # no uploads/ folder here
+    removed = run("index", "remove", "uploads/notes.md", "--config", config)
+    assert (removed.exit_code, removed.stdout) == (
+        0, "removed 1 document(s); deleted 1 uploaded file(s) from uploads/\n")
+    assert str(upload) not in run("index", "list", "--config", config).stdout
+    again = run("index", "remove", "uploads/notes.md", "--config", config)
+    assert (again.exit_code, again.stderr) == (
+        1, f"error: nothing indexed at or under {tmp_path / 'docs' / 'uploads' / 'notes.md'} or "
+           f"{upload}; see `chatbot index list`\n")
+
+
+def test_list_names_documents_as_the_chat_does_and_remove_takes_those_names(bot, monkeypatch):
+    """`index list` showed each document's absolute path on the server, where search, the chat
+    and the web UI name it `docs/install.md`; the name listed is one `index remove` takes."""
+    tmp_path, config = bot
+    manual = tmp_path / "manuals" / "handbook.md"  # synced by path, outside index.paths
+    manual.parent.mkdir()
+    manual.write_text("# Handbook\n\nHolidays are booked in May.\n")
+    monkeypatch.chdir(tmp_path)
+    assert run("index", "sync", "docs", str(manual), "--config", config).exit_code == 0
+    listed = run("index", "list", "--config", config).stdout
+    assert [line.split("  ")[-1] for line in listed.splitlines()[:-1]] == [
+        "docs/faq.csv", "docs/install.md", "handbook.md"] and str(tmp_path) not in listed
+    as_json = json.loads(run("index", "list", "--json", "--config", config).stdout)
+    assert [(d["source"], d["path"]) for d in as_json][2] == ("handbook.md", str(manual))
+    monkeypatch.chdir(tmp_path / "docs")  # no handbook.md here
+    removed = run("index", "remove", "handbook.md", "--config", config)
+    assert (removed.exit_code, removed.stdout) == (0, "removed 1 document(s)\n")
+    assert manual.exists()  # only the index forgets it
+
+
+def test_two_documents_of_one_name_are_told_apart_and_removed_by_path(bot, monkeypatch):
+    """Files synced from outside index.paths are shown by their file name: two `guide.md`
+    from two folders were two identical lines, and `remove guide.md` would take both."""
+    tmp_path, config = bot
+    guides = [tmp_path / team / "guide.md" for team in ("sales", "support")]
+    for guide in guides:
+        guide.parent.mkdir()
+        guide.write_text(f"# Guide\n\nHow {guide.parent.name} works.\n")
+    assert run("index", "sync", *map(str, guides), "--config", config).exit_code == 0
+    listed = run("index", "list", "--config", config).stdout.splitlines()
+    assert [line.split("  ")[-1] for line in listed[:2]] == [f"guide.md ({g})" for g in guides]
+    monkeypatch.chdir(tmp_path)
+    both = run("index", "remove", "guide.md", "--config", config)
+    assert (both.exit_code, both.stderr) == (
+        1, f"error: guide.md names 2 documents ({guides[0]}, {guides[1]}); give the path of the "
+           "one to remove\n")
+    one = run("index", "remove", "support/guide.md", "--config", config)
+    assert (one.exit_code, one.stdout) == (0, "removed 1 document(s)\n")
+    assert run("index", "remove", "guide.md", "--config", config).exit_code == 0
