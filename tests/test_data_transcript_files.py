@@ -65,6 +65,19 @@ def test_a_json_array_of_conversations_is_read_as_its_lines_would_be(tmp_path):
     assert result.records == 4 and result.skipped == 2
 
 
+@pytest.mark.parametrize("content", [json.dumps([CHAT, CHAT], indent=2), json.dumps([CHAT])])
+def test_a_json_array_saved_as_jsonl_is_one_problem_saying_to_name_it_json(tmp_path, content):
+    """It read as 'malformed JSON' on each of its many lines (70 problems for 3 conversations
+    written with an indent), where the other way round says to name the file .jsonl."""
+    path = tmp_path / "chats.jsonl"
+    path.write_text(content, encoding="utf-8")
+    result = read_transcripts([path])
+    assert [str(p) for p in result.problems] == [
+        f"{path}: this holds a JSON array of conversations ([{{...}}, {{...}}]), not one JSON "
+        "object a line: name it .json"]
+    assert read_file(path.rename(tmp_path / "chats.json")).problems == []
+
+
 @pytest.mark.parametrize("content, expected", [
     ('[{"messages": []}', "malformed JSON (Expecting ',' delimiter, line 1, column 18)"),
     (LINES, "expected a JSON array of conversations ([{...}, {...}]); a file of one JSON "

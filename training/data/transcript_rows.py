@@ -37,6 +37,9 @@ def transcript_text(data: bytes) -> str:
 
 
 def jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
+    if text.lstrip().startswith("[") and _is_json_array(text):  # each of its lines malformed
+        raise DataError("this holds a JSON array of conversations ([{...}, {...}]), not one "
+                        "JSON object a line: name it .json")
     for number, line in enumerate(jsonl_lines(text), start=1):
         if not line.strip():
             continue
@@ -49,6 +52,13 @@ def jsonl_rows(text: str) -> Iterator[tuple[int, Any]]:
             yield number, Malformed(f"malformed JSON ({exc.msg}, column {exc.colno})")
         except RecursionError:  # Python's parser gives up at about 1,000 levels
             yield number, Malformed(TOO_DEEP)
+
+
+def _is_json_array(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), list)
+    except (ValueError, RecursionError):
+        return False
 
 
 def json_array_rows(text: str) -> Iterator[tuple[int, Any]]:
