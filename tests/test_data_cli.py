@@ -75,6 +75,21 @@ def test_build_json_list_show_and_export(run, tmp_path):
     assert len(out.read_text().splitlines()) == 3
 
 
+def test_an_export_to_a_csv_file_is_csv_unless_the_format_says_otherwise(run, tmp_path):
+    """`data export v1 --out v1.csv` wrote JSON lines into v1.csv, which a spreadsheet opens
+    as one column of JSON; the file's extension now chooses, and --format still rules."""
+    assert run("data", "build", "--name", "v1", "--from", str(DATA / "sharegpt.jsonl")
+               ).exit_code == 0
+    for name, given in (("v1.csv", ()), ("V1.CSV", ()), ("v1.txt", ()),
+                        ("rows.csv", ("--format", "jsonl"))):
+        assert run("data", "export", "v1", "--out", str(tmp_path / name), *given).exit_code == 0
+    header = "conversation_id,split,message,role,content"
+    assert [(tmp_path / name).read_text(encoding="utf-8-sig").splitlines()[0]
+            for name in ("v1.csv", "V1.CSV")] == [header, header]
+    assert [json.loads((tmp_path / name).read_text().splitlines()[0])["messages"][0]["role"]
+            for name in ("v1.txt", "rows.csv")] == ["system", "system"]
+
+
 def test_export_never_writes_over_the_bots_own_files(run, tmp_path):
     """--out naming the log, the config or a file the bot keeps is refused, nothing written."""
     config, log = tmp_path / "bot.yaml", tmp_path / "bot" / "logs.sqlite"

@@ -150,16 +150,19 @@ def show(config: BotConfig, name: str, as_json: bool) -> None:
 @click.option("--out", required=True,
               type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
               help="File to write; - for standard output.")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
-              show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
               help="jsonl: OpenAI {\"messages\": [...]} lines, to edit and build from again; "
-                   "csv: one message a row, for review in a spreadsheet.")
+                   "csv: one message a row, for review in a spreadsheet. [default: csv for a "
+                   ".csv --out, else jsonl]")
 @with_config
 @one_line_errors
-def export(config: BotConfig, name: str, out: Path, fmt: str) -> None:
+def export(config: BotConfig, name: str, out: Path, fmt: str | None) -> None:
     """Write a dataset's examples as OpenAI JSONL (to edit and rebuild from) or CSV."""
     from app.build import data_settings
     from training.data.build import export_dataset
+
+    # JSON lines in a .csv file open in a spreadsheet as one column of JSON
+    fmt = fmt or ("csv" if out.suffix.lower() == ".csv" else "jsonl")
 
     if str(out) == "-":  # the summary goes to stderr, so stdout holds only the rows
         count = export_dataset(data_settings(config), name, None, fmt)
