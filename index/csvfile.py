@@ -1,4 +1,4 @@
-"""A CSV text's one silent failure: a double quote that is never closed.
+"""A CSV text's separator, and its one silent failure: a double quote that is never closed.
 
 Python's csv module (non-strict, as both CSV readers use it: spreadsheets write loose quoting)
 then reads the rest of the file into that one cell, without a word, and the rows after it are
@@ -28,3 +28,13 @@ def unclosed_quote_line(text: str, delimiter: str = ",") -> int | None:
             if str(exc) == "unexpected end of data":
                 return start
         start = reader.line_num + 1
+
+
+SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def header_separator(text: str) -> str:
+    """The header line's separator: spreadsheets where a comma is the decimal mark save cells
+    separated by ';', and some save tabs."""
+    header = text.partition("\n")[0]
+    return next((s for s in SEPARATORS if s in header), ",")

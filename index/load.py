@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from index.errors import LoadError
-from index.csvfile import UNCLOSED_QUOTE, unclosed_quote_line
+from index.csvfile import UNCLOSED_QUOTE, header_separator, unclosed_quote_line
 from index.decoding import decode
 from index.jsonfile import LINE_END, jsonl_lines
 from index.text import shown
@@ -306,9 +306,10 @@ def load_csv(source: str, data: bytes, text_field: str) -> list[Document]:
     cell may be as long as the file (the size limit is ``index.max_file_mb``'s)."""
     csv.field_size_limit(max(csv.field_size_limit(), len(data)))
     text = LINE_END.sub("\n", decode(data))
-    if (line := unclosed_quote_line(text)) is not None:
+    separator = header_separator(text)  # as `chatbot data build` reads a CSV
+    if (line := unclosed_quote_line(text, separator)) is not None:
         raise LoadError(f"line {line}: {UNCLOSED_QUOTE}")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=separator)
     if text_field not in (reader.fieldnames or []):
         raise LoadError(f"no column {text_field!r} (columns: {', '.join(reader.fieldnames or [])}); "
                         "set index.text_field")

@@ -65,6 +65,14 @@ def test_csv_one_document_per_row_with_configurable_field(tmp_path):
         load(tmp_path / "faq.csv")
 
 
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_a_csv_of_semicolons_or_tabs_is_read_as_the_data_commands_read_it(tmp_path, separator):
+    """A spreadsheet where a comma is the decimal mark saves ';' between cells: the index read
+    one column, "no column 'text' (columns: id;text)", where `chatbot data build` reads it."""
+    (tmp_path / "faq.csv").write_text(f"id{separator}text\n1{separator}It costs 2,50 EUR.\n")
+    assert [d.text for d in load(tmp_path / "faq.csv")] == ["It costs 2,50 EUR."]
+
+
 @pytest.mark.parametrize("name, content, reason", [
     ("faq.csv", "id,text\n1,\n2, \n", "no text found: the 'text' field is empty in every row; "
      "fill it in, or set index.text_field to the field that holds the text"),

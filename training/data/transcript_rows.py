@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from index.csvfile import UNCLOSED_QUOTE, unclosed_quote_line
+from index.csvfile import (SEPARATORS, UNCLOSED_QUOTE, header_separator,
+                           unclosed_quote_line)
 from index.decoding import decode_wide
 from index.errors import LoadError
 from index.jsonfile import LINE_END, jsonl_lines
@@ -101,7 +102,7 @@ def csv_rows(text: str, question: str, answer: str, system: str | None = None
     # a cell may be as long as the file (128 KiB by default): the length step drops it, as a
     # long JSONL line, instead of an error ending the read
     csv.field_size_limit(max(csv.field_size_limit(), len(text)))
-    separator = _separator(text)
+    separator = header_separator(text)
     unclosed = unclosed_quote_line(text, separator)
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=separator,
                             skipinitialspace=True)
@@ -130,21 +131,11 @@ def csv_rows(text: str, question: str, answer: str, system: str | None = None
         if extra := row.pop(None, None):  # DictReader's key for the cells past the header's
             yield first_line, Malformed(f"{len(header) + len(extra)} cells where the header "
                                          f"has {len(header)} columns; put a cell that holds a "
-                                         f"{_SEPARATORS[separator]} in double quotes")
+                                         f"{SEPARATORS[separator]} in double quotes")
         else:
             yield first_line, not_utf8(",".join(v for v in row.values()
                                                  if isinstance(v, str))) or row
         first_line = reader.line_num + 1
-
-
-_SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab"}
-
-
-def _separator(text: str) -> str:
-    """The header line's separator: spreadsheets where a comma is the decimal mark save cells
-    separated by ';', and some save tabs."""
-    header = text.partition("\n")[0]
-    return next((s for s in _SEPARATORS if s in header), ",")
 
 
 @dataclass(frozen=True)
