@@ -309,8 +309,12 @@ def load_csv(source: str, data: bytes, text_field: str) -> list[Document]:
     separator = header_separator(text)  # as `chatbot data build` reads a CSV
     if (line := unclosed_quote_line(text, separator)) is not None:
         raise LoadError(f"line {line}: {UNCLOSED_QUOTE}")
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=separator)
-    if text_field not in (reader.fieldnames or []):
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=separator,
+                            skipinitialspace=True)
+    # a header a person typed: "Id, Text" names the text_field "text"
+    reader.fieldnames = [text_field if name.strip().casefold() == text_field.casefold()
+                         else name for name in reader.fieldnames or []]
+    if text_field not in reader.fieldnames:
         raise LoadError(f"no column {text_field!r} (columns: {', '.join(reader.fieldnames or [])}); "
                         "set index.text_field")
     return [_row(source, number, row, text_field) for number, row in enumerate(reader, start=1)]

@@ -73,6 +73,14 @@ def test_a_csv_of_semicolons_or_tabs_is_read_as_the_data_commands_read_it(tmp_pa
     assert [d.text for d in load(tmp_path / "faq.csv")] == ["It costs 2,50 EUR."]
 
 
+def test_a_csv_header_typed_in_another_case_or_with_spaces_names_the_text_column(tmp_path):
+    """"Id, Text" failed with "no column 'text' (columns: Id,  Text)", where `chatbot data
+    build` reads "Question, Answer" as its question and answer columns."""
+    (tmp_path / "faq.csv").write_text("Id, Text\n1, It costs 3 EUR.\n")
+    [doc] = load(tmp_path / "faq.csv")
+    assert (doc.text, doc.metadata["fields"]) == ("It costs 3 EUR.", {"Id": "1"})
+
+
 @pytest.mark.parametrize("name, content, reason", [
     ("faq.csv", "id,text\n1,\n2, \n", "no text found: the 'text' field is empty in every row; "
      "fill it in, or set index.text_field to the field that holds the text"),
