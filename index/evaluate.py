@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from index.decoding import utf16_without_mark
 from index.errors import EvalDataError
 from index.jsonfile import UnreadFields
 from index.text import clean_text, shown
@@ -156,7 +157,8 @@ def load_questions(path: Path) -> QuestionFile:
         data = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)  # a spreadsheet's BOM
     except OSError as exc:
         raise EvalDataError(f"cannot read {shown(path)}: {exc.strerror or exc}") from None
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # PowerShell's >, say
+    # PowerShell's >, say; refused as `chatbot eval`, which reads the same files, refuses it
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or utf16_without_mark(data):
         raise EvalDataError(f"{shown(path)}: UTF-16 text; save the file as UTF-8")
     questions, problems, not_answerable, left_out = [], {}, 0, {}
     unread = UnreadFields(FIELDS, CHATBOT_EVAL_FIELDS)

@@ -139,11 +139,13 @@ def test_a_line_not_in_utf8_is_named_with_what_to_do(tmp_path):
     assert str(error.value) == f"{path}: line 2: not UTF-8 text (save the file as UTF-8)"
 
 
-def test_a_utf16_file_is_named_as_such(tmp_path):
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_file_is_named_as_such(tmp_path, encoding):
     """What PowerShell's > and Excel's "Unicode text" write; read as bytes, its lines were
-    numbered twice over."""
+    numbered twice over, and one without a byte-order mark was 'not valid JSON' line by
+    line."""
     path = tmp_path / "q.jsonl"
-    path.write_text('{"question": "q", "gold_sentences": ["a"]}\r\n' * 3, encoding="utf-16")
+    path.write_text('{"question": "q", "gold_sentences": ["a"]}\r\n' * 3, encoding=encoding)
     with pytest.raises(EvalDataError) as error:
         load_questions(path)
     assert str(error.value) == f"{path}: UTF-16 text; save the file as UTF-8"
