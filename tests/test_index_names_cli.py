@@ -22,7 +22,7 @@ def test_remove_takes_an_upload_by_the_name_the_bot_shows(bot, monkeypatch):
     removed = run("index", "remove", "uploads/notes.md", "--config", config)
     assert (removed.exit_code, removed.stdout) == (
         0, "removed 1 document(s); deleted 1 uploaded file(s) from uploads/\n")
-    assert str(upload) not in run("index", "list", "--config", config).stdout
+    assert "uploads/notes.md" not in run("index", "list", "--config", config).stdout
     again = run("index", "remove", "uploads/notes.md", "--config", config)
     assert (again.exit_code, again.stderr) == (
         1, f"error: nothing indexed at or under {tmp_path / 'docs' / 'uploads' / 'notes.md'} or "
