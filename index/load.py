@@ -156,7 +156,16 @@ def _matches(relative: str, patterns: list[str]) -> bool:
 
 
 def _unsupported(path: Path) -> str:
-    return f"unsupported format {path.suffix or '(no extension)'}; supported: {', '.join(SUPPORTED)}"
+    advice = _SAVE_AS.get(path.suffix.lower(), "")
+    return (f"unsupported format {path.suffix or '(no extension)'}; supported: "
+            f"{', '.join(SUPPORTED)}{advice and '; ' + advice}")
+
+
+_SAVE_AS = {**dict.fromkeys((".doc", ".odt", ".rtf", ".pages"), "save it as .docx"),
+            **dict.fromkeys((".xlsx", ".xls", ".ods", ".numbers"), "save the sheet as .csv"),
+            ".json": "save it as .jsonl, one JSON object a line",
+            "": "if it is text, name it .txt"}
+"""A format a user can save a file of as a supported one, and how."""
 
 
 # ----------------------------------------------------------------------------- reading

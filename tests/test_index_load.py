@@ -315,3 +315,19 @@ def test_a_file_that_cant_be_indexed_says_what_to_do(tmp_path):
                      ".docx",
         "dangling.md": f"broken symlink to {folder / 'gone.md'}: point it at a file, or delete "
                        "it"}
+
+
+@pytest.mark.parametrize("name, advice", [
+    ("minutes.doc", "; save it as .docx"), ("notes.odt", "; save it as .docx"),
+    ("budget.xlsx", "; save the sheet as .csv"), ("rows.json", "; save it as .jsonl, one "
+                                                   "JSON object a line"),
+    ("README", "; if it is text, name it .txt"), ("photo.png", ""),
+])
+def test_a_format_another_can_be_saved_as_says_which(tmp_path, name, advice):
+    """A Word 97 file, a spreadsheet or a JSON export named a format there is no loader for
+    and stopped there; a user has each in a format there is one for, a save away."""
+    (tmp_path / name).write_bytes(b"data")
+    with pytest.raises(LoadError) as failed:
+        load(tmp_path / name)
+    assert failed.value.reason.startswith("unsupported format ")
+    assert failed.value.reason.endswith(", .csv, .jsonl" + advice)
