@@ -16,7 +16,8 @@ def test_csv_one_document_per_row_with_configurable_field(tmp_path):
     assert [d.text for d in docs] == ["Reset it in settings.", "Call support."]
     assert [d.metadata["row"] for d in docs] == [1, 2]
     assert docs[0].metadata["fields"] == {"id": "1"}
-    with pytest.raises(LoadError, match=r"no column 'text' \(columns: id, answer\); set index.text_field"):
+    with pytest.raises(LoadError,
+                       match=r"no column 'text' \(columns: id, answer\); set index.text_field"):
         load(tmp_path / "faq.csv")
 
 
