@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import select
 import signal
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -75,7 +77,7 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
 
     Give - as QUESTION to read the question from standard input."""
     from app.build import build_engine
-    from chatbot.errors import InputError
+    from chatbot.errors import BackendError, InputError
 
     if question == "-":  # `echo q | chatbot ask -`, as Unix tools read `-`
         question = _piped_text(sys.stdin.buffer.read()).strip()
@@ -90,10 +92,11 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
         stream = engine.answer(_new_session(), question, variant)  # a bad question fails here
         _note_if_nothing_indexed(config, engine.variant(variant))
         try:
-            if as_json:
-                print_json(stream.result().as_dict())
-                return
-            _echo_answer(stream)
+            with _warnings_held_until(BackendError) as release:
+                if as_json:
+                    print_json(stream.result().as_dict())
+                    return
+                _echo_answer(_after(release, stream))
             _print_sources(stream.reply, stream.question)
         except BrokenPipeError:  # the reader left (`| head`)
             engine.cancel_all()  # logged interrupted; an exit mid-generation crashes in torch
@@ -103,6 +106,47 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
             if not as_json:
                 click.echo()  # the cut answer's line ends before the error
             raise
+
+
+@contextmanager
+def _warnings_held_until(dropped_by: type[Exception]) -> Iterator[Callable[[], None]]:
+    """Hold the warnings the terminal would show (logging's last resort, the CLI configures
+    no other) until ``release()``, or the block's end, and show them then; an answer failing
+    with ``dropped_by`` first drops them. A remote backend that is down fails the answer with
+    an error naming it and what to do, and the warnings on the way there (its context window
+    and token counts left to estimates) only put two lines of fallbacks before it."""
+    held = _HeldWarnings()
+    shown_by, logging.lastResort = logging.lastResort, held
+
+    def release() -> None:
+        if logging.lastResort is held:
+            logging.lastResort = shown_by
+            for record in held.records:
+                shown_by.handle(record)
+
+    try:
+        yield release
+    except dropped_by:
+        logging.lastResort = shown_by
+        raise
+    finally:
+        release()
+
+
+class _HeldWarnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _after(release: Callable[[], None], stream: Iterator[str]) -> Iterator[str]:
+    """``stream``'s pieces, ``release()`` called before the first is shown."""
+    for piece in stream:
+        release()
+        yield piece
 
 
 @in_section("Chat")
