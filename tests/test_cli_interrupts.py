@@ -1,14 +1,16 @@
-"""Ctrl-C of `chatbot models prepare` and `chatbot data synth`, real processes: they end with
-the project's one-line interrupt error and exit status 1, as `chatbot train` does, not with
-click's "Aborted!"."""
+"""Ctrl-C of `chatbot models prepare` and `chatbot data synth`, real processes, and of any
+command still importing its libraries: they end with the project's one-line interrupt error and
+exit status 1, as `chatbot train` does, not with click's "Aborted!" or a traceback."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from ctrl_c import ctrl_c_once, started
 from test_cancellation import talkative_model_dir  # noqa: F401 (a fixture)
@@ -49,3 +51,42 @@ def test_ctrl_c_mid_synthesis_says_the_finished_chunks_are_kept(
         "error: interrupted; run the same command again to continue dataset 'cold': the "
         "chunks finished are kept"), stderr
     assert "Aborted!" not in stderr
+
+
+HELD_IMPORT = """
+import importlib.abc, runpy, sys
+
+HELD = sys.argv[1]
+
+class Holds(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == HELD:  # held until told to go on
+            sys.meta_path.remove(self)
+            print("importing", flush=True)
+            sys.stdin.readline()
+
+sys.meta_path.insert(0, Holds())
+sys.argv = ["chatbot", *sys.argv[2:]]
+runpy.run_module("app", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("held, command, then", [
+    ("click", ["index", "sync"], "nothing was done"),  # the first library the command line needs
+    ("app.build", ["ask", "How?"], "no answer had begun"),  # one a command imports when run
+])
+def test_ctrl_c_while_the_command_imports_its_libraries_ends_in_one_line(
+        tmp_path, held, command, then) -> None:
+    """Pressed before the command has begun, its libraries still importing: a traceback from
+    inside whichever import it met (or click's "Aborted!"), before; the project's one line."""
+    config = tmp_path / "bot.yaml"
+    config.write_text("name: fresh\n")
+    run = subprocess.Popen(
+        [sys.executable, "-c", HELD_IMPORT, held, *command, "--config", str(config)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "CHATBOT_DATA_DIR": str(tmp_path / "data")})
+    assert run.stdout.readline() == "importing\n"
+    run.send_signal(signal.SIGINT)
+    stdout, stderr = run.communicate("go on\n", timeout=300)
+    assert (run.returncode, stdout, stderr) == (1, "", f"error: interrupted; {then}\n")
+    assert not (tmp_path / "data").exists()

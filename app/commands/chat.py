@@ -76,7 +76,6 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
     """Answer one question and exit.
 
     Give - as QUESTION to read the question from standard input."""
-    from app.build import build_engine
     from chatbot.errors import BackendError, InputError
 
     if question == "-":  # `echo q | chatbot ask -`, as Unix tools read `-`
@@ -88,6 +87,8 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
                else "the answer was stopped")
     stream = None
     with ctrl_c_ends_with(lambda: stopped if stream is not None else "no answer had begun"):
+        from app.build import build_engine  # seconds of libraries: a Ctrl-C there ends here too
+
         engine = build_engine(config)
         stream = engine.answer(_new_session(), question, variant)  # a bad question fails here
         _note_if_nothing_indexed(config, engine.variant(variant))
