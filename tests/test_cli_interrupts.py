@@ -88,5 +88,44 @@ def test_ctrl_c_while_the_command_imports_its_libraries_ends_in_one_line(
     assert run.stdout.readline() == "importing\n"
     run.send_signal(signal.SIGINT)
     stdout, stderr = run.communicate("go on\n", timeout=300)
-    assert (run.returncode, stdout, stderr) == (1, "", f"error: interrupted; {then}\n")
+    said = f"error: interrupted; {then}\n".replace("interrupted; interrupted", "interrupted")
+    assert (run.returncode, stdout, stderr) == (1, "", said.replace("CONFIG", str(config)))
     assert not (tmp_path / "data").exists()
+
+
+CUT_SHORT = """
+import sys
+from tqdm import tqdm
+from app.commands.common import ctrl_c_ends_with, one_line_errors, progress_line
+
+@one_line_errors
+def cut_short():
+    with ctrl_c_ends_with("then"):
+        if sys.argv[1] == "bar":
+            with tqdm(total=3, file=sys.stderr, bar_format="{n}/{total}",
+                      ncols=9, nrows=9) as bar:  # a pty has no size
+                bar.update(1)
+                raise KeyboardInterrupt
+        for done in range(1, int(sys.argv[1]) + 1):
+            progress_line("questions", done, 3)
+        raise KeyboardInterrupt
+
+cut_short()
+"""
+
+
+@pytest.mark.parametrize("progress, shown", [
+    ("1", "\rquestions: 1/3\r\n"),  # our count, its line left open
+    ("3", "\rquestions: 1/3\rquestions: 2/3\rquestions: 3/3\r\n"),  # its line ended
+    ("bar", "\r0/3\r1/3\r\n"),  # tqdm's bar, which ends its own line as it closes
+])
+def test_ctrl_c_after_progress_on_a_terminal_starts_a_line_of_its_own(progress, shown) -> None:
+    """The error follows the progress on the next line, with no blank line between."""
+    import pty
+
+    reader, writer = pty.openpty()
+    subprocess.run([sys.executable, "-c", CUT_SHORT, progress], stderr=writer)
+    os.close(writer)
+    said = os.read(reader, 1000).decode()
+    os.close(reader)
+    assert said == shown + "error: interrupted; then\r\n"

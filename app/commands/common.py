@@ -93,21 +93,29 @@ def one_line_errors(func: Callable) -> Callable:
     return wrapper
 
 
+_progress_line_open = False
+"""Whether ``progress_line`` left a count on the terminal without its line end."""
+
+
 def progress_line(label: str, done: int, total: int) -> None:
     """``label: done/total`` on stderr (stdout stays the result alone): on a terminal one line
     rewritten in place; elsewhere (a log file, CI), where a rewrite runs the counts together,
     a whole line at the first step, at each tenth of the way and at the end."""
+    global _progress_line_open
     if sys.stderr.isatty():
         click.echo(f"\r{label}: {done}/{total}", nl=done == total, err=True)
+        _progress_line_open = done != total
     elif done in (1, total) or done * 10 // total > (done - 1) * 10 // total:
         click.echo(f"{label}: {done}/{total}", err=True)
 
 
 def end_progress_line() -> None:
-    """Before a message after progress cut short: off the line, which only a terminal's
-    rewritten count leaves open."""
-    if sys.stderr.isatty():
+    """Before a message after progress cut short: off the line a count was left open on; a
+    finished count, or a tqdm bar (which ends its line as it closes), left none."""
+    global _progress_line_open
+    if _progress_line_open:
         click.echo(err=True)
+        _progress_line_open = False
 
 
 @contextmanager
