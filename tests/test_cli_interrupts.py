@@ -74,6 +74,9 @@ runpy.run_module("app", run_name="__main__", alter_sys=True)
 @pytest.mark.parametrize("held, command, then", [
     ("click", ["index", "sync"], "nothing was done"),  # the first library the command line needs
     ("app.build", ["ask", "How?"], "no answer had begun"),  # one a command imports when run
+    ("app.build", ["index", "sync"], "the index is as the last finished sync left it (`chatbot "
+                                     "index stats` shows it); run the sync again to index the "
+                                     "files"),
 ])
 def test_ctrl_c_while_the_command_imports_its_libraries_ends_in_one_line(
         tmp_path, held, command, then) -> None:

@@ -19,8 +19,7 @@ from app.commands.common import FreeTextCommand, ctrl_c_ends_with, in_section, \
     one_line_errors, print_json, progress_line, with_config
 from app.commands.progress import ProgressBar
 from chatbot.config import BotConfig
-from chatbot.errors import ChatbotError
-from chatbot.interrupts import stop_on_ctrl_c
+from index.manifest import MANIFEST
 from index.text import shown
 
 MODES = ("dense", "bm25", "hybrid")
@@ -60,30 +59,17 @@ def index_group() -> None:
 @one_line_errors
 def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
     """Index PATHS (files or folders; default: the config's index.paths) incrementally."""
-    from app.build import bot_index
-    from chatbot.indexing import sync_paths
-    from index.manifest import MANIFEST
+    # The sync commits once, at its end: a Ctrl-C (from its first import on, or `kill -INT`
+    # of a sync started as `cmd &`) leaves nothing half-written.
+    with ctrl_c_ends_with("the index is as the last finished sync left it (`chatbot index "
+                          "stats` shows it); run the sync again to index the files"):
+        from app.build import bot_index
 
-    index = bot_index(config)
-    if not (paths or index.paths):
-        raise click.UsageError("nothing to sync: name files or folders, or list them under "
-                               "index.paths in the config")
-    stop_on_ctrl_c()  # a sync started as `cmd &` can be stopped too
-    # short syncs print no bar at all, long ones show progress after two seconds.
-    with ProgressBar("file", disable=as_json) as bar:
-        def progress(done: int, total: int, source: str) -> None:
-            bar.count(done, total)
-
-        def embedding(done: int, total: int) -> None:  # one large file is minutes of this
-            bar.detail(f"embedding {done}/{total} chunks")
-
-        try:
-            report = sync_paths(index, list(paths), progress=progress, rebuild=rebuild,
-                                embedding=embedding)
-        except KeyboardInterrupt:  # the sync commits once, at its end: nothing half-written
-            raise ChatbotError(
-                "interrupted; the index is as the last finished sync left it (`chatbot index "
-                "stats` shows it); run the sync again to index the files") from None
+        index = bot_index(config)
+        if not (paths or index.paths):
+            raise click.UsageError("nothing to sync: name files or folders, or list them "
+                                   "under index.paths in the config")
+        report = _sync_with_a_bar(index, paths, rebuild, as_json)
     where = ", ".join(shown(p) for p in paths or index.paths)
     if not (report.added or report.updated or report.unchanged or report.failed):
         click.echo(f"warning: no document found in {where}: none there matches index.include "
@@ -102,6 +88,22 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
         click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
+
+
+def _sync_with_a_bar(index, paths: tuple[Path, ...], rebuild: bool, quiet: bool):
+    """The sync's report, with a bar of files (and of one file's chunks being embedded):
+    short syncs print none, long ones show progress after two seconds."""
+    from chatbot.indexing import sync_paths
+
+    with ProgressBar("file", disable=quiet) as bar:
+        def progress(done: int, total: int, source: str) -> None:
+            bar.count(done, total)
+
+        def embedding(done: int, total: int) -> None:  # one large file is minutes of this
+            bar.detail(f"embedding {done}/{total} chunks")
+
+        return sync_paths(index, list(paths), progress=progress, rebuild=rebuild,
+                          embedding=embedding)
 
 
 @index_group.command("search", cls=FreeTextCommand)
