@@ -77,6 +77,9 @@ runpy.run_module("app", run_name="__main__", alter_sys=True)
     ("app.build", ["index", "sync"], "the index is as the last finished sync left it (`chatbot "
                                      "index stats` shows it); run the sync again to index the "
                                      "files"),
+    ("app.build", ["train", "sweep", "--data", "facts", "--name", "z"],
+     "run the same command again to continue sweep 'z': finished trials are kept and the "
+     "interrupted one runs again"),
 ])
 def test_ctrl_c_while_the_command_imports_its_libraries_ends_in_one_line(
         tmp_path, held, command, then) -> None:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import click
 
-from app.commands.common import BotConfig, one_line_errors, print_json, with_config
+from app.commands.common import BotConfig, ctrl_c_ends_with, one_line_errors, print_json, \
+    with_config
 from app.commands.train import checked_flags, given_settings, hide_library_bars, \
     hyperparameter_options
-from chatbot.interrupts import stop_on_ctrl_c
-from training.errors import TrainingError
 
 # searched range -> its flag (training.sweep keys, as SweepSpace's fields)
 RANGE_FLAGS = {"learning_rate": "lr-range", "lora_r": "rank", "alpha_ratio": "alpha-ratio",
@@ -80,10 +79,6 @@ def sweep(config: BotConfig, dataset: str, name: str, trials: int | None,
           weight_decay_range, keep_trials: bool, eval_data: str | None,
           eval_baseline: str | None, eval_limit: int | None, quiet: bool, **overrides) -> None:
     """Search learning rate, LoRA rank/alpha, epochs, dropout and weight decay (Optuna)."""
-    from app.build import training_request
-    from training.train.sweep import VAL_LOSS, SweepRequest, run_sweep
-    from training.train.sweep_space import SweepSpace
-
     if overrides.get("method") in ("dpo", "kto"):
         raise click.UsageError("chatbot train sweep searches supervised fine-tuning; use "
                                "--method lora, freeze or full")
@@ -99,26 +94,26 @@ def sweep(config: BotConfig, dataset: str, name: str, trials: int | None,
     settings = checked_flags(config.training.sweep, {
         key: value for key, value in flags.items() if value is not None}, "training.sweep",
         RANGE_FLAGS)
-    base = training_request(config, dataset, name, False, given_settings(config, overrides))
-    space = SweepSpace(**{key: tuple(getattr(settings, key)) for key in RANGE_FLAGS})
-    objective = settings.objective
-    score = None
-    if objective != VAL_LOSS:
-        from app.build import eval_settings
-        from training.eval.evaluate import adapter_scorer
+    with ctrl_c_ends_with(f"run the same command again to continue sweep {name!r}: finished "
+                          "trials are kept and the interrupted one runs again"):
+        from app.build import training_request
+        from training.train.sweep import VAL_LOSS, SweepRequest, run_sweep
+        from training.train.sweep_space import SweepSpace
 
-        score = adapter_scorer(eval_settings(config), objective, eval_data or dataset,
-                               eval_baseline or config.default_variant, f"sweep-{name}",
-                               eval_limit)
-    request = SweepRequest(base=base, trials=settings.trials, space=space, objective=objective,
-                           keep_trials=keep_trials, startup_trials=settings.startup_trials)
-    stop_on_ctrl_c()
-    if quiet:
-        hide_library_bars()
-    try:
+        base = training_request(config, dataset, name, False, given_settings(config, overrides))
+        space = SweepSpace(**{key: tuple(getattr(settings, key)) for key in RANGE_FLAGS})
+        score = None
+        if settings.objective != VAL_LOSS:
+            from app.build import eval_settings
+            from training.eval.evaluate import adapter_scorer
+
+            score = adapter_scorer(eval_settings(config), settings.objective,
+                                   eval_data or dataset, eval_baseline or config.default_variant,
+                                   f"sweep-{name}", eval_limit)
+        request = SweepRequest(base=base, trials=settings.trials, space=space,
+                               objective=settings.objective, keep_trials=keep_trials,
+                               startup_trials=settings.startup_trials)
+        if quiet:
+            hide_library_bars()
         result = run_sweep(request, score, progress=not quiet)
-    except KeyboardInterrupt:
-        raise TrainingError(
-            f"interrupted; run the same command again to continue sweep {name!r}: finished "
-            "trials are kept and the interrupted one runs again") from None
     print_json(result.as_dict())
