@@ -85,6 +85,16 @@ def test_the_printed_resume_command_continues_with_the_runs_own_settings(bot, is
     assert not run_dir.exists()
 
 
+def test_ctrl_c_ends_the_progress_bar_before_the_error_and_leaves_it_ended(bot, isolated_state):
+    """Without --quiet the error was written on the bar's line, and the bar again after it."""
+    run = started(["train", "--data", "facts", "--name", "rp", "--max-steps", "400",
+                   "--batch-size", "2", "--eval-every", "2", "--config", str(bot)])
+    stderr = ctrl_c_once(run, (isolated_state / "runs/rp/last.pt").exists)
+    *bar, said = stderr.splitlines()  # the bar's rewrites ('\r') read as lines here
+    assert said.startswith("error: interrupted; continue from the last checkpoint with "), stderr
+    assert bar[-1].startswith("training:") and bar[-1].endswith("]"), stderr
+
+
 def test_before_the_first_checkpoint_it_says_so_and_prints_the_command_to_start_again(
         bot, isolated_state):
     flags = ["--max-steps", "8", "--batch-size", "2", "--eval-every", "8"]

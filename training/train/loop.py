@@ -107,26 +107,27 @@ def train_loop(loss_module, model, train: Sequence[RenderedExample],
         torch.manual_seed(settings.seed)
         baseline = evaluate(loss_module, val, settings, workers)
         state.history.append(metrics.write({"step": 0, **baseline}))
-    bar = _progress_bar(steps, state.step, enabled=progress and workers.rank == 0)
     started, start_tokens = time.perf_counter(), state.tokens
-    while state.step < steps and not state.stopped_early:
-        raise_if_interrupted()
-        record = _train_step(loss_module, train, settings, workers, optimizer, scheduler, state,
-                             steps)
-        elapsed = time.perf_counter() - started
-        record["elapsed_s"] = round(elapsed, 3)
-        record["tokens_per_s"] = round((state.tokens - start_tokens) * workers.world / elapsed, 1)
-        if state.step % settings.eval_every == 0 or state.step == steps:
-            record.update(evaluate(loss_module, val, settings, workers))
-            _early_stopping(record, state, settings, model, run_dir, workers)
-        state.history.append(metrics.write(record))
-        if "val_loss" in record:
-            save_checkpoint(run_dir, model, optimizer, scheduler, state, workers.rank)
-        bar.update(1)
-        bar.set_postfix({k: record[k] for k in ("train_loss", "val_loss") if k in record})
-        if on_record and on_record(record):
-            break
-    bar.close()
+    # closed on a Ctrl-C too: the error that follows starts a line of its own
+    with _progress_bar(steps, state.step, enabled=progress and workers.rank == 0) as bar:
+        while state.step < steps and not state.stopped_early:
+            raise_if_interrupted()
+            record = _train_step(loss_module, train, settings, workers, optimizer, scheduler,
+                                 state, steps)
+            elapsed = time.perf_counter() - started
+            record["elapsed_s"] = round(elapsed, 3)
+            record["tokens_per_s"] = round((state.tokens - start_tokens) * workers.world
+                                           / elapsed, 1)
+            if state.step % settings.eval_every == 0 or state.step == steps:
+                record.update(evaluate(loss_module, val, settings, workers))
+                _early_stopping(record, state, settings, model, run_dir, workers)
+            state.history.append(metrics.write(record))
+            if "val_loss" in record:
+                save_checkpoint(run_dir, model, optimizer, scheduler, state, workers.rank)
+            bar.update(1)
+            bar.set_postfix({k: record[k] for k in ("train_loss", "val_loss") if k in record})
+            if on_record and on_record(record):
+                break
     return state
 
 
