@@ -80,6 +80,9 @@ runpy.run_module("app", run_name="__main__", alter_sys=True)
     ("app.build", ["train", "sweep", "--data", "facts", "--name", "z"],
      "run the same command again to continue sweep 'z': finished trials are kept and the "
      "interrupted one runs again"),
+    ("app.build", ["train", "--data", "facts", "--name", "z"],
+     "interrupted before the first checkpoint (saved at each validation), so there is nothing "
+     "to resume; start again with `chatbot train --data facts --name z --config CONFIG`"),
 ])
 def test_ctrl_c_while_the_command_imports_its_libraries_ends_in_one_line(
         tmp_path, held, command, then) -> None:

@@ -123,13 +123,7 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
         raise click.UsageError("chatbot train needs --data DATASET and --name ADAPTER")
     import os
 
-    stop_on_ctrl_c()
-    if quiet:
-        hide_library_bars()
-
-    from app.build import training_request
     from chatbot.paths import DataPaths
-    from training.train.finetune import finetune, started_settings
 
     objective = overrides["method"] if overrides["method"] in ("dpo", "kto") else None
     if objective:
@@ -142,21 +136,29 @@ def train_group(ctx: click.Context, config: BotConfig, dataset: str | None, name
         raise click.UsageError(f"{flag} applies to --method dpo or kto")
     given = given_settings(config, overrides)
     run_dir = DataPaths(config.data_path).run(name)
-    recorded = started_settings(run_dir) if resume else {}
-    beta = recorded.get("beta", DEFAULT_BETA) if beta is None else beta
-    from_adapter = recorded.get("from_adapter") if from_adapter is None else from_adapter
-    request = training_request(config, dataset, name, resume, given)
-    check = None
-    if resume and not gate:
-        _refuse_an_ungated_resume_of_a_failed_gate(config, name)
-    if gate:
-        from app.build import eval_settings
-        from training.eval.evaluate import gate_check
+    stop_on_ctrl_c()
+    try:  # from the first import on: seconds of libraries, then the run
+        if quiet:
+            hide_library_bars()
 
-        # a malformed gate, missing eval data or unknown baseline fails now, not after training
-        check = gate_check(eval_settings(config), name, gate, eval_data or dataset,
-                           eval_baseline or config.default_variant, eval_limit)
-    try:
+        from app.build import training_request
+        from training.train.finetune import finetune, started_settings
+
+        recorded = started_settings(run_dir) if resume else {}
+        beta = recorded.get("beta", DEFAULT_BETA) if beta is None else beta
+        from_adapter = recorded.get("from_adapter") if from_adapter is None else from_adapter
+        request = training_request(config, dataset, name, resume, given)
+        check = None
+        if resume and not gate:
+            _refuse_an_ungated_resume_of_a_failed_gate(config, name)
+        if gate:
+            from app.build import eval_settings
+            from training.eval.evaluate import gate_check
+
+            # a malformed gate, missing eval data or unknown baseline fails now, not after
+            # training
+            check = gate_check(eval_settings(config), name, gate, eval_data or dataset,
+                               eval_baseline or config.default_variant, eval_limit)
         if objective:
             from training.train.preference import PreferenceRequest, train_preference
 
