@@ -71,21 +71,28 @@ runpy.run_module("app", run_name="__main__", alter_sys=True)
 """
 
 
-@pytest.mark.parametrize("held, command, then", [
-    ("click", ["index", "sync"], "nothing was done"),  # the first library the command line needs
-    ("app.build", ["ask", "How?"], "no answer had begun"),  # one a command imports when run
-    ("app.build", ["index", "sync"], "the index is as the last finished sync left it (`chatbot "
-                                     "index stats` shows it); run the sync again to index the "
-                                     "files"),
-    ("app.build", ["train", "sweep", "--data", "facts", "--name", "z"],
-     "run the same command again to continue sweep 'z': finished trials are kept and the "
-     "interrupted one runs again"),
-    ("app.build", ["train", "--data", "facts", "--name", "z"],
-     "interrupted before the first checkpoint (saved at each validation), so there is nothing "
-     "to resume; start again with `chatbot train --data facts --name z --config CONFIG`"),
+ENDS = "error: interrupted; "
+
+
+@pytest.mark.parametrize("held, command, code, stdout, stderr", [
+    # the first library the command line needs
+    ("click", ["index", "sync"], 1, "", ENDS + "nothing was done\n"),
+    # one a command imports when it runs
+    ("app.build", ["ask", "How?"], 1, "", ENDS + "no answer had begun\n"),
+    ("app.build", ["index", "sync"], 1, "", ENDS + "the index is as the last finished sync left "
+     "it (`chatbot index stats` shows it); run the sync again to index the files\n"),
+    ("app.build", ["train", "sweep", "--data", "facts", "--name", "z"], 1, "", ENDS + "run the "
+     "same command again to continue sweep 'z': finished trials are kept and the interrupted "
+     "one runs again\n"),
+    ("app.build", ["train", "--data", "facts", "--name", "z"], 1, "", "error: interrupted "
+     "before the first checkpoint (saved at each validation), so there is nothing to resume; "
+     "start again with `chatbot train --data facts --name z --config CONFIG`\n"),
+    # the session ends as a Ctrl-C at its prompt ends it; the server stops as it stops
+    ("app.build", ["chat"], 0, "\n", ""),
+    ("uvicorn", ["serve"], 0, "", "stopped\n"),
 ])
 def test_ctrl_c_while_the_command_imports_its_libraries_ends_in_one_line(
-        tmp_path, held, command, then) -> None:
+        tmp_path, held, command, code, stdout, stderr) -> None:
     """Pressed before the command has begun, its libraries still importing: a traceback from
     inside whichever import it met (or click's "Aborted!"), before; the project's one line."""
     config = tmp_path / "bot.yaml"
@@ -96,9 +103,8 @@ def test_ctrl_c_while_the_command_imports_its_libraries_ends_in_one_line(
         env={**os.environ, "CHATBOT_DATA_DIR": str(tmp_path / "data")})
     assert run.stdout.readline() == "importing\n"
     run.send_signal(signal.SIGINT)
-    stdout, stderr = run.communicate("go on\n", timeout=300)
-    said = f"error: interrupted; {then}\n".replace("interrupted; interrupted", "interrupted")
-    assert (run.returncode, stdout, stderr) == (1, "", said.replace("CONFIG", str(config)))
+    said = run.communicate("go on\n", timeout=300)
+    assert (run.returncode, *said) == (code, stdout, stderr.replace("CONFIG", str(config)))
     assert not (tmp_path / "data").exists()
 
 

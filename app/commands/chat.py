@@ -157,14 +157,14 @@ def _after(release: Callable[[], None], stream: Iterator[str]) -> Iterator[str]:
 @one_line_errors
 def chat(config: BotConfig, variant: str | None) -> None:
     """Chat in the terminal: answers stream, sources follow. Ctrl-D or /quit ends."""
-    from app.build import build_engine
+    try:  # a Ctrl-C while the model loads, or between answers, is one at the prompt
+        from app.build import build_engine
 
-    engine = build_engine(config)
-    try:  # from the header on: a Ctrl-C just after it is one at the first prompt
+        engine = build_engine(config)
         click.echo(f"{config.name} · variant {engine.variant(variant).name} · /clear, /quit")
         _note_if_nothing_indexed(config, engine.variant(variant))
         _converse(engine, variant)
-    except KeyboardInterrupt:  # Ctrl-C between answers ends the session, as at the prompt
+    except KeyboardInterrupt:  # it ends the session, as at the prompt
         click.echo()
 
 

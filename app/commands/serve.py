@@ -29,6 +29,14 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
 
     With a login or an API key configured, every route requires one of them.
     """
+    try:
+        _serve(config, host, port, variant, insecure)
+    except KeyboardInterrupt:  # while it starts too; uvicorn raises the one it stopped for again
+        click.echo("stopped", err=True)
+
+
+def _serve(config: BotConfig, host: str | None, port: int | None, variant: str | None,
+           insecure: bool) -> None:
     import uvicorn
 
     from app.auth import Credentials, check_exposure
@@ -54,11 +62,8 @@ def serve(config: BotConfig, host: str | None, port: int | None, variant: str | 
     url = f"http://{host}:{port}/"
     click.echo(f"{config.name}: web UI on {url}, API on {url}v1 (Ctrl-C stops)")
     click.echo(f"access: {credentials.describe(url)}")
-    try:
-        StoppingServer(engine, app.state.end_page_heartbeats,
-                       uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
-    except KeyboardInterrupt:  # uvicorn raises the Ctrl-C it stopped for again at the end
-        click.echo("stopped", err=True)
+    StoppingServer(engine, app.state.end_page_heartbeats,
+                   uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
 
 
 def _listen(host: str, port: int) -> socket.socket:
