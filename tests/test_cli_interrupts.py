@@ -87,6 +87,11 @@ ENDS = "error: interrupted; "
     ("app.build", ["train", "--data", "facts", "--name", "z"], 1, "", "error: interrupted "
      "before the first checkpoint (saved at each validation), so there is nothing to resume; "
      "start again with `chatbot train --data facts --name z --config CONFIG`\n"),
+    ("app.build", ["index", "eval", "--data", "CONFIG"], 1, "", ENDS + "index eval writes "
+     "nothing, so run it again for the metrics\n"),
+    ("training.synth.run", ["data", "synth", "--name", "cold", "--teacher", "prompt"], 1, "",
+     ENDS + "run the same command again to continue dataset 'cold': the chunks finished are "
+     "kept\n"),
     # the session ends as a Ctrl-C at its prompt ends it; the server stops as it stops
     ("app.build", ["chat"], 0, "\n", ""),
     ("uvicorn", ["serve"], 0, "", "stopped\n"),
@@ -98,7 +103,8 @@ def test_ctrl_c_while_the_command_imports_its_libraries_ends_in_one_line(
     config = tmp_path / "bot.yaml"
     config.write_text("name: fresh\n")
     run = subprocess.Popen(
-        [sys.executable, "-c", HELD_IMPORT, held, *command, "--config", str(config)],
+        [sys.executable, "-c", HELD_IMPORT, held,
+         *[str(config) if word == "CONFIG" else word for word in command], "--config", str(config)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "CHATBOT_DATA_DIR": str(tmp_path / "data")})
     assert run.stdout.readline() == "importing\n"

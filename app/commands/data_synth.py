@@ -51,20 +51,21 @@ def synth_settings(config: BotConfig, engine=None):
 def synth(config: BotConfig, name: str, teacher: str, n: int, questions_per_chunk: int,
           test_share: float, seed: int, overwrite: bool, as_json: bool) -> None:
     """Questions and grounded answers from the indexed documents, split by document."""
-    from training.synth.run import synthesize
-    from training.synth.settings import SynthRequest
+    with ctrl_c_ends_with(f"run the same command again to continue dataset {name!r}: the "
+                          "chunks finished are kept"):  # from its first import on
+        from training.synth.run import synthesize
+        from training.synth.settings import SynthRequest
 
-    request = SynthRequest(name, teacher, n, seed, questions_per_chunk, test_share, overwrite)
-    request.check()  # a typo fails before the models load
-    # a run that fails at once (a typo in --teacher) prints no bar.
-    with ProgressBar("chunk", disable=as_json) as bar, \
-            ctrl_c_ends_with(f"run the same command again to continue dataset {name!r}: the "
-                             "chunks finished are kept"):
-        def progress(done: int, total: int) -> None:
-            bar.count(done, total)
-            raise_if_interrupted()  # a press dropped while a chunk was asked about
+        request = SynthRequest(name, teacher, n, seed, questions_per_chunk, test_share,
+                               overwrite)
+        request.check()  # a typo fails before the models load
+        # a run that fails at once (a typo in --teacher) prints no bar.
+        with ProgressBar("chunk", disable=as_json) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.count(done, total)
+                raise_if_interrupted()  # a press dropped while a chunk was asked about
 
-        summary = synthesize(synth_settings(config), request, progress)
+            summary = synthesize(synth_settings(config), request, progress)
     if as_json:
         print_json(summary.as_dict())
         return

@@ -159,11 +159,11 @@ def search_command(config: BotConfig, query: str, k: int | None, mode: str | Non
 def eval_command(config: BotConfig, data: Path, ks: tuple[int, ...], mode: str | None,
                  as_json: bool) -> None:
     """Measure retrieval on your questions: context hit@k, evidence recall@k, MRR."""
-    from app.build import bot_index
-    from chatbot.indexing import evaluate_index
-
-    # a long question set started as `cmd &` can be stopped too
+    # from its first import on; a long question set started as `cmd &` can be stopped too
     with ctrl_c_ends_with("index eval writes nothing, so run it again for the metrics"):
+        from app.build import bot_index
+        from chatbot.indexing import evaluate_index
+
         report = evaluate_index(bot_index(config), data, ks, mode,
                                 lambda done, total: progress_line("questions", done, total))
     for warning in report.warnings:
