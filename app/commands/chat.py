@@ -171,7 +171,7 @@ def chat(config: BotConfig, variant: str | None) -> None:
 def _converse(engine, variant: str | None) -> None:
     """Question after question until the input ends or /quit; Ctrl-C during an answer stops
     that answer only."""
-    from chatbot.errors import ChatbotError
+    from chatbot.errors import BackendError, ChatbotError
     from chatbot.types import Message
 
     session, history = _new_session(), []
@@ -182,9 +182,10 @@ def _converse(engine, variant: str | None) -> None:
             session, history = _new_session(), []
             continue
         try:
-            stream = engine.answer(session, question, variant, history=history)
-            click.echo("bot> ", nl=False)
-            _echo_answer(stream, line_open=True)
+            with _warnings_held_until(BackendError) as release:
+                stream = engine.answer(session, question, variant, history=history)
+                click.echo("bot> ", nl=False)
+                _echo_answer(_after(release, stream), line_open=True)
             _print_sources(stream.reply, stream.question)
         except ChatbotError as exc:  # a message too long, a model server gone: ask again
             click.echo(f"error: {exc}", err=True)
