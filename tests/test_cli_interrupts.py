@@ -92,6 +92,9 @@ ENDS = "error: interrupted; "
     ("training.synth.run", ["data", "synth", "--name", "cold", "--teacher", "prompt"], 1, "",
      ENDS + "run the same command again to continue dataset 'cold': the chunks finished are "
      "kept\n"),
+    ("app.build", ["eval", "--variants", "prompt,other", "--data", "CONFIG"], 1, "", ENDS
+     + "run the same command again to continue eval 'bot': the answers generated so far are "
+     "kept\n"),
     # the session ends as a Ctrl-C at its prompt ends it; the server stops as it stops
     ("app.build", ["chat"], 0, "\n", ""),
     ("uvicorn", ["serve"], 0, "", "stopped\n"),

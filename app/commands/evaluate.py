@@ -46,8 +46,6 @@ def evaluate(config: BotConfig, variants: str, data: str, name: str | None, gate
              limit: int | None, min_effect: float, max_new_tokens: int | None,
              as_json: bool) -> None:
     """Compare variants on held-out data: metrics with intervals, report.md/.html."""
-    from app.build import eval_settings
-    from training.eval.report import comparison_rows, summary_rows
     from training.eval.evaluate import default_name, keep_larger_run, parse_gate, run_eval
 
     if gate:
@@ -57,7 +55,10 @@ def evaluate(config: BotConfig, variants: str, data: str, name: str | None, gate
     names = [v.strip() for v in variants.split(",") if v.strip()]
     with ctrl_c_ends_with(f"run the same command again to continue eval "
                           f"{name or default_name(data, limit)!r}: the answers generated so far "
-                          "are kept"):
+                          "are kept"):  # from the import of its libraries on
+        from app.build import eval_settings
+        from training.eval.report import comparison_rows, summary_rows
+
         result = run_eval(eval_settings(config), names, data, name=name, limit=limit,
                           min_effect=min_effect, max_new_tokens=max_new_tokens, gate=gate,
                           progress=progress_line)
