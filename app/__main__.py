@@ -1,7 +1,6 @@
 """``python -m app``; the ``chatbot`` script calls ``run`` too."""
 
 import signal
-import sys
 
 
 def run() -> None:
@@ -14,7 +13,7 @@ def run() -> None:
         from app.cli import main
     finally:
         signal.signal(signal.SIGINT, previous)
-    if pressed:
+    if pressed:  # ended by the helper that ends every command's Ctrl-C
         from app.commands.common import ctrl_c_ends_with, one_line_errors
 
         @one_line_errors
