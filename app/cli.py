@@ -12,6 +12,7 @@ import click
 
 from app.commands import (ab, adapters, chat, config_cmd, data, evaluate, index, logs,
                               serve, train, train_sweep)
+from app.commands.common import end_progress_line
 
 # Help sections, in the order users meet them; each command module names its section.
 SECTIONS = ["Chat", "Documents", "Conversations", "Training and evaluation", "Setup"]
@@ -34,6 +35,17 @@ class SectionedGroup(click.Group):
             if section in by_section:
                 with formatter.section(section):
                     formatter.write_dl(by_section[section])
+
+    def invoke(self, ctx: click.Context) -> object:
+        """A Ctrl-C that no command ends in its own words (those that run long or write say
+        what was kept) ends in the same form, ``error: interrupted`` and exit status 1, not
+        click's "Aborted!"."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            end_progress_line()
+            click.echo("error: interrupted", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=SectionedGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -95,6 +95,8 @@ ENDS = "error: interrupted; "
     ("app.build", ["eval", "--variants", "prompt,other", "--data", "CONFIG"], 1, "", ENDS
      + "run the same command again to continue eval 'bot': the answers generated so far are "
      "kept\n"),
+    # a command with no Ctrl-C handling of its own
+    ("app.build", ["index", "search", "q"], 1, "", "error: interrupted\n"),
     # the session ends as a Ctrl-C at its prompt ends it; the server stops as it stops
     ("app.build", ["chat"], 0, "\n", ""),
     ("uvicorn", ["serve"], 0, "", "stopped\n"),
