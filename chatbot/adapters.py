@@ -14,6 +14,7 @@ from pathlib import Path
 
 from chatbot.errors import ModelError
 from chatbot.file_cache import FileCache
+from chatbot.models import same_base_model
 from chatbot.variants import Variant
 from index import jsonfile
 
@@ -87,7 +88,7 @@ class AdapterManifest:
                         remedy: str = "serve it on its own base model or retrain it") -> None:
         """Refuse to use the adapter on another base model or chat template than it was
         trained on."""
-        if self.base_model_fingerprint != base_fingerprint:
+        if not same_base_model(self.base_model_fingerprint, base_fingerprint):
             raise ModelError(
                 f"adapter {adapter_dir} was trained on base model {self.base_model!r} "
                 f"(fingerprint {self.base_model_fingerprint}), not on {base_model!r} "

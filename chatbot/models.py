@@ -205,19 +205,57 @@ CONVERTERS = {"gguf": _convert_gguf, "zip": _extract_zip}
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
-    """A cheap identity of a saved model: its config plus the names and sizes of its weights.
+    """A cheap identity of a saved model, ``SHAPE-WEIGHTS``: its config plus the names and sizes
+    of its weights, then the first bytes of each of its tensors.
 
     Adapters record it at training time and serving compares it, so an adapter is never
-    served on a different base model. Hashing gigabytes of weights would make start-up slow.
+    served on a different base model. The sizes alone can't tell a model from another of its
+    shape (the model an adapter was merged into, a second fine-tune), the tensors' first bytes
+    do; hashing gigabytes of weights would make start-up slow.
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         return hashlib.sha256(str(model_dir).encode()).hexdigest()[:16]  # hub id: the id itself
-    digest = hashlib.sha256((model_dir / "config.json").read_bytes()
-                            if (model_dir / "config.json").exists() else b"")
-    for weights in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin")):
-        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
-    return digest.hexdigest()[:16]
+    shape = hashlib.sha256((model_dir / "config.json").read_bytes()
+                           if (model_dir / "config.json").exists() else b"")
+    weights = hashlib.sha256()
+    for path in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin")):
+        shape.update(f"{path.name}:{path.stat().st_size}".encode())
+        if path.suffix == ".safetensors":
+            _add_tensor_starts(path, weights)
+    return f"{shape.hexdigest()[:16]}-{weights.hexdigest()[:16]}"
+
+
+TENSOR_START_BYTES = 64
+
+
+def _add_tensor_starts(path: Path, digest) -> None:
+    """Add the first bytes of every tensor of a safetensors file to ``digest``; a file cut
+    short adds what it holds (loading it fails, saying so)."""
+    with path.open("rb") as file:
+        try:
+            header_size = int.from_bytes(file.read(8), "little")
+            header = json.loads(file.read(header_size))
+        except (ValueError, MemoryError):
+            return
+        for name, tensor in sorted(header.items()):
+            if isinstance(tensor, dict) and "data_offsets" in tensor:
+                begin, end = tensor["data_offsets"]
+                file.seek(8 + header_size + begin)
+                digest.update(name.encode() + file.read(min(end - begin, TENSOR_START_BYTES)))
+
+
+def model_shape(fingerprint: str) -> str:
+    """The config-and-sizes part of a fingerprint: what tokenizing for a model depends on."""
+    return fingerprint.split("-")[0]
+
+
+def same_base_model(recorded: str | None, fingerprint: str) -> bool:
+    """Whether a recorded fingerprint is that of the model now ``fingerprint``. One recorded
+    before the weights were sampled (no ``-WEIGHTS``) is compared on its shape alone."""
+    if recorded is None or "-" in recorded:
+        return recorded == fingerprint
+    return recorded in (fingerprint, model_shape(fingerprint))
 
 
 def chat_template_hash(tokenizer) -> str:

@@ -24,7 +24,7 @@ from app.commands.common import BotConfig, in_section, one_line_errors, print_js
     with_config
 from chatbot.adapters import AdapterManifest, registered_adapters, servable_manifest
 from chatbot.errors import ConfigError, ModelError
-from chatbot.models import chat_template_hash, model_fingerprint
+from chatbot.models import chat_template_hash, model_fingerprint, same_base_model
 from chatbot.paths import DataPaths
 from chatbot.remote_check import backend_key, model_cards
 
@@ -222,7 +222,7 @@ def _same_base(manifest: AdapterManifest, served: str) -> bool:
         return True
     local = Path(served)
     if local.is_absolute() and local.is_dir():
-        return model_fingerprint(local) == manifest.base_model_fingerprint
+        return same_base_model(manifest.base_model_fingerprint, model_fingerprint(local))
     return _dir_name(served) == _dir_name(base) != ""
 
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from chatbot.models import model_shape
 from chatbot.paths import DataPaths
 from chatbot.types import Message
 from index import jsonfile
@@ -241,7 +242,7 @@ def check_built_for(data: TrainingData, template_hash: str, fingerprint: str) ->
             f"chat template is {template_hash}: it was built with another tokenizer/model; "
             "rebuild it with `chatbot data build` under this config's models.chat")
     recorded = data.manifest.chat_model_fingerprint
-    if recorded and recorded != fingerprint:
+    if recorded and model_shape(recorded) != model_shape(fingerprint):  # its tokens, not weights
         raise DatasetError(
             f"dataset {data.name!r} was built for model fingerprint {recorded}, but the base "
             f"model's is {fingerprint}; rebuild it with `chatbot data build` under this "
