@@ -136,10 +136,12 @@ def render_markdown(report: AbReport) -> str:
              "|---|---|---|"]
     lines += [f"| {v} | {report.assignments.get(v, 0)} | {_rate(p)} |"
               for v, p in report.thumbs.items()]
-    lines += ["", "| pair | difference | p (two-proportion test) | "
+    lines += ["", f"| pair | difference [{1 - report.alpha:.0%} interval] | "
+              "p (two-proportion test) | "
               "more ratings needed per variant |", "|---|---|---|---|"]
     for t in report.thumbs_tests:
-        diff = f"{t.test.difference:+.1%}" if t.test else "–"
+        diff = (f"{t.test.difference:+.1%} [{t.test.low:+.1%}, {t.test.high:+.1%}]"
+                if t.test else "–")
         p_value = f"{t.test.p_value:.3g} ({t.test.method})" if t.test else "–"
         lines.append(f"| {t.b} vs {t.a} | {diff} | {p_value} | {t.needed_per_variant} |")
     votes = f"{report.votes} vote" + ("" if report.votes == 1 else "s")

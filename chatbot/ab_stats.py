@@ -29,6 +29,9 @@ class Proportion:
 class ProportionTest:
     difference: float
     """rate(b) - rate(a)."""
+    low: float
+    high: float
+    """Newcombe's interval of the difference, at the ``alpha`` of the two Wilson intervals."""
     z: float | None
     """The z statistic; ``None`` where Fisher's exact test was used."""
     p_value: float
@@ -68,15 +71,26 @@ def two_proportion_test(a: Proportion, b: Proportion) -> ProportionTest | None:
     if pooled in (0.0, 1.0):
         return None
     difference = b.rate - a.rate
+    low, high = _newcombe(a, b)
     if min(pooled, 1 - pooled) * min(a.n, b.n) < 5:
         from scipy.stats import fisher_exact
 
         table = [[b.successes, b.n - b.successes], [a.successes, a.n - a.successes]]
-        return ProportionTest(difference, None, float(fisher_exact(table).pvalue), "Fisher exact")
+        return ProportionTest(difference, low, high, None, float(fisher_exact(table).pvalue),
+                              "Fisher exact")
     from statsmodels.stats.proportion import proportions_ztest
 
     z, p = proportions_ztest([b.successes, a.successes], [b.n, a.n])
-    return ProportionTest(difference, float(z), float(p))
+    return ProportionTest(difference, low, high, float(z), float(p))
+
+
+def _newcombe(a: Proportion, b: Proportion) -> tuple[float, float]:
+    """The interval of rate(b) - rate(a) from the two Wilson intervals (Newcombe 1998, method
+    10): within [-1, 1], and true to its level at a handful of ratings, where the Wald
+    interval is not."""
+    difference = b.rate - a.rate
+    return (difference - math.hypot(b.rate - b.low, a.high - a.rate),
+            difference + math.hypot(b.high - b.rate, a.rate - a.low))
 
 
 def votes_needed_two_groups(base_rate: float, min_effect: float, alpha: float = 0.05,

@@ -118,7 +118,8 @@ def test_report_counts_thumbs_votes_and_needed_votes(tmp_path) -> None:
     assert best.name == "finetuned" and best.low < best.strength < best.high
     text = render_markdown(report)
     assert "| finetuned vs prompt | 2 | 1 | 1 | 1 |" in text
-    assert "| finetuned vs prompt | +50.0% | 1 (Fisher exact) |" in text  # 1/1 vs 1/2
+    # 1/1 against 1/2 thumbs up: the difference with its interval, not a bare +50%
+    assert "| finetuned vs prompt | +50.0% [-39.1%, +90.5%] | 1 (Fisher exact) |" in text
     assert "| variant | sessions the A/B split sent to it | thumbs up |" in text
     assert chart_png(report).startswith(b"\x89PNG")
     loose = render_markdown(build_report(store, ["prompt", "finetuned"], alpha=0.2, n_boot=100))

@@ -36,6 +36,17 @@ def test_two_proportion_z_test_matches_the_pooled_formula() -> None:
     assert two_proportion_test(wilson(0, 0), b) is None
 
 
+def test_the_difference_of_two_rates_comes_with_newcombes_interval() -> None:
+    """Newcombe (1998), method 10, his example: 56/70 against 48/80 differ by +0.2000
+    [0.0524, 0.3339]. The interval is built from the two Wilson intervals, so it stays within
+    [-1, 1] and keeps its coverage at a handful of ratings."""
+    result = two_proportion_test(wilson(48, 80), wilson(56, 70))
+    assert result.difference == pytest.approx(0.2)
+    assert (result.low, result.high) == pytest.approx((0.0524, 0.3339), abs=5e-5)
+    few = two_proportion_test(wilson(1, 2), wilson(1, 1))
+    assert -1 <= few.low < 0 < few.difference < few.high <= 1
+
+
 def test_votes_needed_match_the_arcsine_formula() -> None:
     h = 2 * math.asin(math.sqrt(0.6)) - 2 * math.asin(math.sqrt(0.5))
     one = ((Z + 0.8416212) / h) ** 2
