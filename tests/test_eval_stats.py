@@ -151,6 +151,23 @@ def test_one_item_says_its_interval_needs_more_items_instead_of_a_point() -> Non
     assert math.isnan(bootstrap_mean([0.5]).low)  # metrics.json: null, not a point
 
 
+def test_a_variant_that_scored_alike_on_every_item_gets_an_exact_bound_not_a_point() -> None:
+    """exact_match 0 on each of 5 items showed 0.000 [0.000, 0.000] n=5, as if five items
+    proved the variant never matches; up to 52% of such items could (the exact binomial bound,
+    Clopper-Pearson's for 0 of 5), and its row now says so."""
+    from training.eval.evaluate import summarize
+    from training.eval.metrics import BY_NAME
+    from training.eval.report import summary_rows
+    from training.eval.result import EvalResult
+
+    scores = {name: [{**dict.fromkeys(BY_NAME), "exact_match": value}] * 5
+              for name, value in (("base", 0.0), ("new", 1.0))}
+    result = EvalResult("e", "d", [], ["base", "new"], None, scores, summarize(scores), {}, 0.05)
+    row = next(row for row in summary_rows(result) if row[0] == "exact_match")
+    assert row[1:] == ["0.000 [0.000, 0.522] n=5", "1.000 [0.478, 1.000] n=5"]
+    assert 1 - 0.025 ** (1 / 5) == pytest.approx(0.5218, abs=1e-4)
+
+
 def test_equal_differences_on_few_items_give_an_interval_that_does_not_pass_the_gate() -> None:
     """exact_match +1 on each of 3 items showed +1.000 [+1.000, +1.000] and passed
     ``exact_match>=0``: three items can't establish a difference. Equal differences now get an

@@ -29,8 +29,8 @@ from index import manifest as index_manifest
 from training.eval.evalset import EvalItem, load_items, repeated_questions
 from training.eval.generations import CACHE_FILE, GenerationCache, GenerationRun, generate_all
 from training.eval.metrics import BY_NAME, METRICS, score_answer
-from training.eval.paired_stats import (Interval, PairedComparison, bootstrap_mean,
-                                        compare_paired, equal_differences_interval)
+from training.eval.paired_stats import (Interval, PairedComparison, compare_paired,
+                                        equal_differences_interval, mean_interval)
 from training.eval.result import METRICS_FILE, EvalRecord, EvalResult, Gate, GateResult
 from training.eval.settings import EvalSettings
 
@@ -129,7 +129,7 @@ def summarize(scores: dict[str, list[dict]]) -> dict[str, dict[str, tuple[Interv
         summaries[name] = {}
         for spec in METRICS:
             values = [r[spec.name] for r in rows if r[spec.name] is not None]
-            summaries[name][spec.name] = (bootstrap_mean(values), len(values))
+            summaries[name][spec.name] = (mean_interval(values, spec.value_range), len(values))
     return summaries
 
 

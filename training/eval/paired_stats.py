@@ -102,12 +102,30 @@ def equal_differences_interval(difference: float, n: int,
     anything the metric's ``value_range`` allows, at worst its full width either way. For a
     0-1 metric and +1 on every item the lower bound clears 0 from 6 items on, where the sign
     test first reaches p < 0.05. An unbounded metric (``None``) has no finite bound."""
+    width = None if value_range is None else value_range[1] - value_range[0]
+    return equal_values_interval(difference, n, None if width is None else (-width, width))
+
+
+def equal_values_interval(value: float, n: int,
+                          value_range: tuple[float, float] | None) -> Interval:
+    """95% interval of the mean of ``n`` values that all equal ``value``: at least
+    ``0.025 ** (1 / n)`` of such items score ``value``, the others anywhere in
+    ``value_range`` (for a 0-1 metric, Clopper-Pearson's bound; ``None``: unbounded)."""
     if value_range is None:
-        return Interval(difference, -math.inf, math.inf)
+        return Interval(value, -math.inf, math.inf)
     share = 0.025 ** (1 / n)
-    width = value_range[1] - value_range[0]
-    return Interval(difference, share * difference - (1 - share) * width,
-                    share * difference + (1 - share) * width)
+    return Interval(value, share * value + (1 - share) * value_range[0],
+                    share * value + (1 - share) * value_range[1])
+
+
+def mean_interval(values: Sequence[float], value_range: tuple[float, float] | None,
+                  n_boot: int = N_BOOT, seed: int = SEED) -> Interval:
+    """Mean with its bootstrap 95% interval; equal values, where the bootstrap has no width
+    (as if n items proved the mean exactly), with their exact bound instead."""
+    x = np.asarray(values, dtype=float)
+    if x.size >= 2 and np.ptp(x) == 0:
+        return equal_values_interval(float(x[0]), x.size, value_range)
+    return bootstrap_mean(x, n_boot, seed)
 
 
 def permutation_p(diffs: Sequence[float], n_perm: int = 10_000, seed: int = SEED) -> float:
@@ -167,8 +185,9 @@ def compare_paired(baseline: Sequence[float], candidate: Sequence[float],
     warning = _small_sample_warning(d.size, mde, min_effect)
     wins, ties, losses = win_tie_loss(d, higher_is_better)
     return PairedComparison(
-        n=int(d.size), baseline=bootstrap_mean(a, n_boot, seed),
-        candidate=bootstrap_mean(b, n_boot, seed), difference=bootstrap_mean(d, n_boot, seed),
+        n=int(d.size), baseline=mean_interval(a, value_range, n_boot, seed),
+        candidate=mean_interval(b, value_range, n_boot, seed),
+        difference=bootstrap_mean(d, n_boot, seed),
         difference_t=t_interval(d), wilcoxon_p=wilcoxon_p(d),
         permutation_p=permutation_p(d, seed=seed), wins=wins, ties=ties, losses=losses,
         min_detectable=mde, warning=warning,

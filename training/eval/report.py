@@ -102,8 +102,9 @@ def _header_lines(result: EvalResult) -> list[str]:
             f"{', '.join(result.variants)} (baseline: {result.baseline})",
             f"Answers generated {run.generated}, reused from cache {run.reused}, "
             f"in {run.seconds:.0f} s" + (f" ({rate:.1f} answers/min)" if rate else ""),
-            "Means with percentile bootstrap 95% intervals (2,000 resamples, seed 0); "
-            "differences are paired over the items both variants have the metric for.",
+            "Means with percentile bootstrap 95% intervals (2,000 resamples, seed 0), or, "
+            "where every item scored alike, an exact binomial bound; differences are paired "
+            "over the items both variants have the metric for.",
             *[f"Warning: {w}" for w in result.warnings]]
 
 
