@@ -222,7 +222,7 @@ def eval_settings(config: BotConfig) -> EvalSettings:
     return EvalSettings(data_dir=paths.root, index_dir=paths.index,
                         retrieval=config.retrieval.model_dump(), chat_model=config.models.chat,
                         embedder=embedder_spec(config), engine=engine,
-                        variants=configured_variants(config))
+                        variants=configured_variants(config), model_base_dir=config.base_dir)
 
 
 def check_adapter_name(config: BotConfig, name: str) -> None:

@@ -195,7 +195,8 @@ def run_eval(settings: EvalSettings, variants: list[str], data: str, *, name: st
                                  max_new_tokens=max_new_tokens or engine.settings.max_new_tokens)
     state = index_state(settings)
     cache = GenerationCache(out_dir / CACHE_FILE, same_data_caches(out_dir))
-    run = generate_all(engine, items, variants, greedy, cache, state, progress)
+    run = generate_all(engine, items, variants, greedy, cache, state, progress,
+                       settings.model_base_dir)
     scores = score_run(items, run, embedder.encode if encode is True else (encode or None))
     result = EvalResult(name, data, items, variants, run, scores, summarize(scores),
                         compare(scores, variants[0], variants[1:], min_effect), min_effect)

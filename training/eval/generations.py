@@ -3,10 +3,10 @@
 ``<data_dir>/evals/NAME/generations.jsonl`` holds one line per answer keyed by (variant, item
 hash, settings hash): an interrupted eval resumes where it stopped, and adding a variant to a
 finished eval generates only the new variant's answers. Changing the prompt template, the
-adapter, the bot's name, the generation settings or the index changes the settings hash, so
-stale answers are never reused. Since the key is all a (greedy) answer depends on, the evals of
-one data file run with and without ``--limit`` (``DATA`` and ``DATA-firstN``) reuse each
-other's answers too.
+adapter, the weights of a model in a local folder, the bot's name, the generation settings or
+the index changes the settings hash, so stale answers are never reused. Since the key is all
+a (greedy) answer depends on, the evals of one data file run with and without ``--limit``
+(``DATA`` and ``DATA-firstN``) reuse each other's answers too.
 
     chatbot eval --variants prompt,finetuned --data heldout.jsonl --out heldout
 """
@@ -26,6 +26,7 @@ from chatbot.engine import Engine
 from chatbot.errors import InputError
 from chatbot.generate import GenerationSettings
 from chatbot.interrupts import raise_if_interrupted
+from chatbot.models import model_fingerprint
 from chatbot.prompts import load_template
 from index.jsonfile import jsonl_lines
 from training.eval.evalset import EvalItem
@@ -99,19 +100,32 @@ def _read(path: Path) -> dict[tuple[str, str, str], Generation]:
 
 
 def variant_settings(engine: Engine, name: str, settings: GenerationSettings,
-                     index_state: str | None = None) -> dict:
+                     index_state: str | None = None, model_base_dir: Path | None = None
+                     ) -> dict:
     """Everything besides the item that decides an answer, as plain data."""
     variant = engine.variant(name)
     adapter_hash = None
     if variant.adapter_dir is not None and (variant.adapter_dir / ADAPTER_MANIFEST).is_file():
         adapter_hash = _file_hash(variant.adapter_dir / ADAPTER_MANIFEST)
-    return {"model": variant.model, "template": variant.template,
+    weights = None if variant.backend else local_weights(variant.model, model_base_dir)
+    return {**({"weights": weights} if weights else {}),
+            "model": variant.model, "template": variant.template,
             "template_hash": load_template(variant.template).hash,
             "bot_name": engine.bot_name,  # the templates put it in the system prompt
             "retrieval": variant.retrieval and engine.search is not None,
             "k": variant.k or engine.retrieval.k, "no_hits": engine.retrieval.no_hits,
             "adapter": variant.adapter_id, "adapter_manifest": adapter_hash,
             "generation": asdict(settings), "index": index_state if variant.retrieval else None}
+
+
+def local_weights(model: str, base_dir: Path | None) -> str | None:
+    """The fingerprint of a model in a local folder, whose weights can change under one name
+    (a merge written again to the same ``--out``); ``None`` for a hub id or an embedded
+    model, whose name is its identity."""
+    path = Path(model).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return model_fingerprint(path) if path.is_dir() else None
 
 
 def settings_hash(described: dict) -> str:
@@ -137,11 +151,12 @@ class GenerationRun:
 def generate_all(engine: Engine, items: list[EvalItem], variants: list[str],
                  settings: GenerationSettings, cache: GenerationCache,
                  index_state: str | None = None,
-                 progress: Callable[[str, int, int], None] | None = None) -> GenerationRun:
+                 progress: Callable[[str, int, int], None] | None = None,
+                 model_base_dir: Path | None = None) -> GenerationRun:
     """Answer every item with every variant, reusing cached answers. The variants answer each
     item in turn, which of them goes first alternating, so that a paired latency difference
     is not the machine warming up or getting busier between one variant's run and the next."""
-    described = {name: variant_settings(engine, name, settings, index_state)
+    described = {name: variant_settings(engine, name, settings, index_state, model_base_dir)
                  for name in variants}
     keys = {name: settings_hash(described[name]) for name in variants}
     run = GenerationRun({name: [] for name in variants}, described)

@@ -31,3 +31,5 @@ class EvalSettings:
     extra variants added: eval answers are not conversations to train on."""
     variants: Mapping[str, Variant] = field(default_factory=dict)
     """The configured variants; a gate's candidate takes its baseline's template and retrieval."""
+    model_base_dir: Path | None = None
+    """Where a relative model path is found: a local model's weights key the cached answers."""
