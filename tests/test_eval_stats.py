@@ -168,6 +168,15 @@ def test_a_variant_that_scored_alike_on_every_item_gets_an_exact_bound_not_a_poi
     assert 1 - 0.025 ** (1 / 5) == pytest.approx(0.5218, abs=1e-4)
 
 
+def test_a_length_the_same_on_every_item_is_bounded_below_by_zero_not_minus_infinity() -> None:
+    from training.eval.evaluate import summarize
+    from training.eval.metrics import BY_NAME
+
+    scores = {"base": [{**dict.fromkeys(BY_NAME), "length": 4.0}] * 5}
+    interval, n = summarize(scores)["base"]["length"]
+    assert (interval.low, interval.high) == (pytest.approx(4 * 0.025 ** (1 / 5)), math.inf)
+
+
 def test_equal_differences_on_few_items_give_an_interval_that_does_not_pass_the_gate() -> None:
     """exact_match +1 on each of 3 items showed +1.000 [+1.000, +1.000] and passed
     ``exact_match>=0``: three items can't establish a difference. Equal differences now get an

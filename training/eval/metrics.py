@@ -7,6 +7,7 @@ apply (no references, no retrieval, an answerable item for abstention...).
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections import Counter
@@ -36,8 +37,8 @@ class MetricSpec:
     """``None`` for descriptive metrics (length) that have no better direction."""
     description: str
     value_range: tuple[float, float] | None = (0.0, 1.0)
-    """Smallest and largest value; ``None`` when unbounded. Bounds equal differences'
-    interval (``paired_stats.equal_differences_interval``)."""
+    """Smallest and largest value (a count or a time: 0 to infinity). Bounds the interval of
+    equal values and equal differences (``paired_stats.equal_values_interval``)."""
 
 
 METRICS = [
@@ -54,8 +55,8 @@ METRICS = [
     MetricSpec("abstention", True, "abstained on a not-answerable item"),
     MetricSpec("hit_at_k", True, "a gold source is among the retrieved passages"),
     MetricSpec("evidence_recall", True, "share of gold evidence texts found in the passages"),
-    MetricSpec("length", None, "answer length in words", None),
-    MetricSpec("latency_ms", False, "time to the complete answer", None),
+    MetricSpec("length", None, "answer length in words", (0.0, math.inf)),
+    MetricSpec("latency_ms", False, "time to the complete answer", (0.0, math.inf)),
 ]
 BY_NAME = {spec.name: spec for spec in METRICS}
 
