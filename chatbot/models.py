@@ -233,10 +233,12 @@ def _add_tensor_starts(path: Path, digest) -> None:
     """Add the first bytes of every tensor of a safetensors file to ``digest``; a file cut
     short adds what it holds (loading it fails, saying so)."""
     with path.open("rb") as file:
+        header_size = int.from_bytes(file.read(8), "little")
+        if header_size > path.stat().st_size:  # not a safetensors header
+            return
         try:
-            header_size = int.from_bytes(file.read(8), "little")
             header = json.loads(file.read(header_size))
-        except (ValueError, MemoryError):
+        except ValueError:
             return
         for name, tensor in sorted(header.items()):
             if isinstance(tensor, dict) and "data_offsets" in tensor:

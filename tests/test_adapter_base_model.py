@@ -59,3 +59,10 @@ def test_an_adapter_still_serves_on_its_own_base_model(tmp_path, tiny_model_dir,
     register(tmp_path / "data", tiny_model_dir, fingerprint)
     result = ask_zorb(tmp_path, tiny_model_dir)
     assert result.exit_code == 0, result.output
+
+
+def test_a_weights_file_that_is_no_safetensors_still_has_a_fingerprint(tmp_path):
+    """Its header length read as 2**64 - 1 bytes; loading the model says what is wrong."""
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"\xff" * 8 + b"not a header")
+    assert len(model_fingerprint(tmp_path)) == 33
