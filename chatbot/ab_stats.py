@@ -61,15 +61,13 @@ def wilson(successes: int, n: int, alpha: float = 0.05) -> Proportion:
 
 
 def two_proportion_test(a: Proportion, b: Proportion) -> ProportionTest | None:
-    """Two-sided test of equal rates; ``None`` while either side has no data or the pooled rate
-    is 0 or 1 (nothing differs yet). The pooled z-test needs at least 5 expected in every cell
-    of the 2x2 table; below that (a handful of ratings) it calls noise significant, so
-    Fisher's exact test answers instead."""
+    """Two-sided test of equal rates; ``None`` while either side has no data. The pooled
+    z-test needs at least 5 expected in every cell of the 2x2 table; below that (a handful of
+    ratings, or rates that all agree so far) it calls noise significant, so Fisher's exact
+    test answers instead."""
     if not a.n or not b.n:
         return None
     pooled = (a.successes + b.successes) / (a.n + b.n)
-    if pooled in (0.0, 1.0):
-        return None
     difference = b.rate - a.rate
     low, high = _newcombe(a, b)
     if min(pooled, 1 - pooled) * min(a.n, b.n) < 5:

@@ -32,8 +32,16 @@ def test_two_proportion_z_test_matches_the_pooled_formula() -> None:
     assert result.difference == pytest.approx(0.15)
     assert result.z == pytest.approx(z)
     assert result.p_value == pytest.approx(math.erfc(abs(z) / math.sqrt(2)))
-    assert two_proportion_test(wilson(0, 5), wilson(0, 9)) is None
     assert two_proportion_test(wilson(0, 0), b) is None
+
+
+def test_rates_that_agree_so_far_show_no_difference_with_its_interval_not_a_dash() -> None:
+    """3 of 3 thumbs up against 4 of 4 showed '–' for the difference, as if nothing could be
+    said; it is +0% with an interval that 7 ratings leave wide, and Fisher's p of 1."""
+    same = two_proportion_test(wilson(3, 3), wilson(4, 4))
+    assert (same.difference, same.p_value, same.method) == (0.0, 1.0, "Fisher exact")
+    assert same.low < -0.4 and same.high > 0.4
+    assert two_proportion_test(wilson(0, 5), wilson(0, 9)).p_value == 1.0
 
 
 def test_the_difference_of_two_rates_comes_with_newcombes_interval() -> None:
