@@ -20,6 +20,9 @@ from chatbot.logs import ConversationLog, ReviewItem
 from app.ui.render import error_text, sources_html
 
 COLUMNS = ["turn", "why", "question", "answer"]
+COLUMN_WIDTHS = ["64px", "18%", "31%", "31%"]
+"""Fixed, not sized to the cells: "turn" fits its heading, and the list fits a 400-pixel screen
+with the question and answer wrapped (a percentage is of the list's width)."""
 EXCERPT = 120
 NOTHING = "_Nothing to review: no thumbed-down, flagged or weakly supported answer is waiting._"
 PICK = "_Pick an answer from the list to review it._"
@@ -164,7 +167,7 @@ def build_review_tab(tab: gr.Tab, log: ConversationLog, min_support: float = 0.5
     actions = ReviewActions(log, min_support)
     refresh = gr.Button("Refresh", size="sm", elem_id="cb-review-refresh")
     table = gr.Dataframe(headers=COLUMNS, label="Answers to review", interactive=False,
-                         wrap=True, elem_id="cb-review-table")
+                         wrap=True, column_widths=COLUMN_WIDTHS, elem_id="cb-review-table")
     picked = gr.Dropdown(label="Answer", choices=[], elem_id="cb-review-pick")
     heading = gr.Markdown(NOTHING, elem_id="cb-review-question")
     with gr.Row():
