@@ -119,9 +119,11 @@ def build_arena_tab(engine: Engine, store: AbStore, pairs: Sequence[Sequence[str
     actions = ArenaActions(engine, store, pairs)
     state = gr.State(new_state)
     with gr.Row():
+        # too wide to share a phone's row: there the button goes under the box
         box = gr.Textbox(placeholder="Ask a question; two anonymous variants answer",
-                         show_label=False, scale=5, elem_id="cb-arena-question")
-        ask = gr.Button("Ask both", variant="primary", scale=1, elem_id="cb-arena-ask")
+                         show_label=False, scale=5, min_width=300, elem_id="cb-arena-question")
+        ask = gr.Button("Ask both", variant="primary", scale=1, min_width=100,
+                        elem_id="cb-arena-ask")
     with gr.Row():
         with gr.Column():
             gr.Markdown("**A**")
