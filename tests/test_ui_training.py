@@ -186,6 +186,38 @@ def test_an_uploaded_transcript_is_moved_out_of_the_upload_cache_not_copied(acti
     assert warnings[-1].startswith("support.jsonl: no longer on the server")
 
 
+EXPORTS = {".jsonl": "{0}\n{1}\n", ".ndjson": "{0}\n{1}\n", ".json": "[{0}, {1}]",
+           ".csv": "question,answer\n{2}\n{3}\n", ".tsv": "question\tanswer\n{4}\n{5}\n"}
+"""Two conversations in each kind of file the data loader reads."""
+
+
+def test_the_files_box_takes_and_names_every_kind_of_transcript_file(actions, config,
+                                                                     tiny_config, tmp_path,
+                                                                     warnings):
+    """The box said 'OpenAI or ShareGPT JSONL, question/answer CSV' and its file chooser hid
+    .ndjson and .tsv files, though a build reads those and .json arrays too."""
+    pairs = [("How do I reset the Zorb router?", "Hold its button for ten seconds."),
+             ("Where is the Zorb manual?", "In the box, under the router.")]
+    chats = [json.dumps({"messages": [{"role": "user", "content": q},
+                                      {"role": "assistant", "content": a}]}) for q, a in pairs]
+    rows = [f'"{q}","{a}"' for q, a in pairs] + [f"{q}\t{a}" for q, a in pairs]
+    with gr.Blocks() as app:
+        build_training_tab(config, tiny_config)
+    box = next(block for block in app.blocks.values() if isinstance(block, gr.File))
+    built = {}
+    for suffix, text in EXPORTS.items():
+        upload = tmp_path / f"chats{suffix}"
+        upload.write_text(text.format(*chats, *rows))
+        summary = build(actions, name=f"from{suffix[1:]}", use_log=False, files=[str(upload)],
+                        share=0)[0]
+        built[suffix] = summary.splitlines()[0]
+    assert built == {suffix: f"**dataset from{suffix[1:]}: train 2, validation 0 conversations "
+                             "(2 + 0 assistant turns)**" for suffix in EXPORTS}
+    assert sorted(box.file_types) == sorted(EXPORTS)
+    assert box.label == ("Transcript files too (optional): OpenAI or ShareGPT chats as JSONL "
+                         "or a JSON array (.json), question/answer CSV or TSV")
+
+
 def test_the_page_opens_on_the_last_built_of_datasets_built_in_one_second(actions, monkeypatch):
     import training.data.build
 

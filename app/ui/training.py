@@ -31,6 +31,8 @@ CONTROLS = {"data.feedback": '"Keep answers rated"', "data.min_tokens": '"Min to
             "data.max_tokens": '"Max tokens"', "data.validation_share": '"Validation share"'}
 """The config keys a refused build names -> the controls of this tab that set them."""
 CONFIG_KEYS = re.compile(r"\b(relax|lower|raise) (data\.\w+(?:, data\.\w+)*) in the config")
+TRANSCRIPT_FILES = [".jsonl", ".ndjson", ".json", ".csv", ".tsv"]
+"""What ``training.data.transcripts.read_file`` reads: the file chooser offers these."""
 DATASET_COLUMNS = ["dataset", "built", "train", "validation"]
 POLL_S = 3.0
 CHART_COLORS = {"train": "#4c72b0", "validation": "#dd8452"}
@@ -300,9 +302,9 @@ def _dataset_section(actions: TrainingActions) -> gr.Dropdown:
             name = gr.Textbox(label="Dataset name", placeholder="support-v1",
                               elem_id="cb-dataset-name")
             use_log = gr.Checkbox(True, label="Conversation log (answers with their feedback)")
-            files = gr.File(file_count="multiple", file_types=[".jsonl", ".json", ".csv"],
-                            label="Transcript files too (optional): OpenAI or ShareGPT JSONL, "
-                                  "question/answer CSV")
+            files = gr.File(file_count="multiple", file_types=TRANSCRIPT_FILES,
+                            label="Transcript files too (optional): OpenAI or ShareGPT chats "
+                                  "as JSONL or a JSON array (.json), question/answer CSV or TSV")
         with gr.Column():
             feedback = gr.Radio(FEEDBACK, value=data.feedback, label="Keep answers rated")
             with gr.Row():
