@@ -18,6 +18,9 @@ from chatbot.ab_stats import (Proportion, ProportionTest, Strength, bradley_terr
                               votes_needed_two_groups, wilson)
 
 
+NO_VOTES = "no arena votes yet: open the Arena tab of `chatbot serve`"
+
+
 @dataclass(frozen=True)
 class ThumbsTest:
     a: str
@@ -116,7 +119,7 @@ def build_report(store: AbStore, variants: list[str], min_effect: float = 0.05,
                       pair_records(votes, min_effect, alpha, power),
                       strengths(votes, n_boot, alpha), min_effect, alpha, len(votes))
     if not votes:
-        report.notes.append("no arena votes yet: open the Arena tab of `chatbot serve`")
+        report.notes.append(NO_VOTES)
     if not any(p.n for p in rates.values()):
         report.notes.append("no rated answers in A/B sessions yet: thumbs up/down in the Chat "
                             "tab of sessions the split assigned are counted")

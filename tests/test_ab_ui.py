@@ -87,6 +87,17 @@ def test_dashboard_refresh_shows_the_report_and_chart(arena) -> None:
     assert image.size[0] > 100
 
 
+def test_with_no_votes_the_dashboard_says_how_to_get_them(arena) -> None:
+    """It said 'no arena votes yet: open the Arena tab of `chatbot serve`', in `chatbot serve`'s
+    own page, and not what to do in the tab."""
+    engine, store = arena
+    markdown, _ = DashboardActions(store, list(engine.variants), bootstrap=10).refresh()
+    assert ("\n_No arena votes yet. To compare the variants, open the Arena tab, ask a "
+            "question and vote for the better of the two answers; the results show here "
+            "(press Refresh)._" in markdown)
+    assert "chatbot serve" not in markdown
+
+
 def test_tabs_build_inside_blocks(arena) -> None:
     engine, store = arena
     with gr.Blocks() as app:

@@ -13,6 +13,11 @@ import gradio as gr
 from chatbot.ab import AbStore
 
 
+NO_VOTES_HERE = ("No arena votes yet. To compare the variants, open the Arena tab, ask a question "
+                 "and vote for the better of the two answers; the results show here (press "
+                 "Refresh).")
+
+
 class DashboardActions:
     """``refresh() -> (report Markdown, chart image)``; callable without a server."""
 
@@ -27,9 +32,11 @@ class DashboardActions:
     def refresh(self) -> tuple:
         from PIL import Image
 
-        from chatbot.ab_report import build_report, chart_png, render_markdown
+        from chatbot.ab_report import NO_VOTES, build_report, chart_png, render_markdown
 
         report = build_report(self.store, self.variants, *self.settings)
+        # the command line's note sends the reader to the web page; here is that page
+        report.notes = [NO_VOTES_HERE if note == NO_VOTES else note for note in report.notes]
         return render_markdown(report), Image.open(io.BytesIO(chart_png(report)))
 
 
