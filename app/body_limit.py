@@ -5,7 +5,8 @@ size; the ``/v1`` routes check their bodies themselves (``app/api_body.py``). Ev
 route may take what one API request may send, so no caller can make the server hold more.
 An upload's files are streamed to disk, each within ``index.max_file_mb``, all of them within
 ``index.max_upload_mb`` and within what leaves ``index.min_free_disk_mb`` free on the disks of
-the data dir and of Gradio's upload cache (uploads come again and again); its other form
+the data dir and of Gradio's upload cache (uploads come again and again, and together: the
+margin holds for all the uploads arriving at once, ``DiskRoom``); its other form
 fields are held in memory, so they are held to that same allowance. An upload refused part-way
 leaves none of its files on disk. A refusal is a 413 (400 for a malformed upload, 507 for a
 disk near its margin) with a JSON ``detail``, which the page shows in words.
@@ -14,6 +15,7 @@ disk near its margin) with a JSON ``detail``, which the page shows in words.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from python_multipart.exceptions import MultipartParseError
@@ -37,6 +39,7 @@ class WebUiBodyLimit:
         self.max_upload_mb = max_upload_mb
         self.min_free_disk_mb = min_free_disk_mb
         self.data_dir = data_dir
+        self.disk = DiskRoom(self.disk_room)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -73,15 +76,13 @@ class WebUiBodyLimit:
         disk_full = (f"the server keeps {self.min_free_disk_mb:g} MB of its disk free "
                      "(index.min_free_disk_mb) and this upload would leave less; remove "
                      "documents no longer needed, or ask the server's admin to free space")
-        max_upload_bytes = int(self.max_upload_mb * 2**20)
-        room = self.disk_room()
-        for limit, refusal, status in ((max_upload_bytes, too_large, 413),
-                                       (room, disk_full, 507)):
-            if _declared_length(headers) > limit:  # refused before it is sent
-                await JSONResponse({"detail": refusal}, status)(scope, receive, send)
-                return
+        max_upload_bytes, declared = int(self.max_upload_mb * 2**20), _declared_length(headers)
+        share = self.disk.share(declared) if declared <= max_upload_bytes else None
+        if share is None:  # refused before it is sent
+            status, refusal = (413, too_large) if declared > max_upload_bytes else (507, disk_full)
+            await JSONResponse({"detail": refusal}, status)(scope, receive, send)
+            return
         total = BodyBytes(max_upload_bytes, too_large)
-        space = BodyBytes(room, disk_full, status=507)
         fields = FormFieldBytes(headers.get("content-type", ""), self.max_bytes)
         refused: list[HTTPException] = []
 
@@ -90,7 +91,7 @@ class WebUiBodyLimit:
             try:
                 if message["type"] == "http.request":
                     total.feed(message.get("body", b""))
-                    space.feed(message.get("body", b""))
+                    share.feed(message.get("body", b""), disk_full)
                     fields.feed(message.get("body", b""))
                 elif message["type"] == "http.disconnect":  # a page closed mid-upload
                     raise HTTPException(400, "the upload was cut off before its end")
@@ -106,7 +107,10 @@ class WebUiBodyLimit:
                 refusal = JSONResponse({"detail": refused[0].detail}, refused[0].status_code)
                 await refusal(scope, receive, send)
 
-        await self.app(scope, checked, answer)
+        try:
+            await self.app(scope, checked, answer)
+        finally:
+            share.close(kept=not refused)
 
     def disk_room(self) -> int:
         """Bytes an upload may bring before the fuller of the disks it goes to (Gradio's
@@ -116,6 +120,51 @@ class WebUiBodyLimit:
         folders = [Path(get_upload_folder()), *([self.data_dir] if self.data_dir else [])]
         free = min(shutil.disk_usage(_nearest_existing(folder)).free for folder in folders)
         return free - int(self.min_free_disk_mb * 2**20)
+
+
+class DiskRoom:
+    """The room on the upload disks shared by uploads arriving together: measured as the first
+    of them starts, then each one's bytes (its declared length at once) are taken from it until
+    the last of them ends, so together they leave ``min_free_disk_mb`` free. A refused upload's
+    bytes, which Gradio deletes, are given back."""
+
+    def __init__(self, measure: Callable[[], int]) -> None:
+        self.measure = measure
+        self.uploads = 0
+        self.left = 0
+
+    def share(self, declared: int) -> DiskShare | None:
+        """An upload's share, its declared length taken; ``None`` when that is more than left."""
+        if not self.uploads:
+            self.left = self.measure()
+        if declared > self.left:
+            return None
+        self.left -= declared
+        self.uploads += 1
+        return DiskShare(self, declared)
+
+
+class DiskShare:
+    """One upload's bytes taken from its ``DiskRoom`` as they arrive (a 507 once none is left)."""
+
+    def __init__(self, room: DiskRoom, taken: int) -> None:
+        self.room = room
+        self.taken = taken
+        self.received = 0
+
+    def feed(self, chunk: bytes, refusal: str) -> None:
+        self.received += len(chunk)
+        more = self.received - self.taken
+        if more > 0:
+            if more > self.room.left:
+                raise HTTPException(507, refusal)
+            self.room.left -= more
+            self.taken = self.received
+
+    def close(self, kept: bool) -> None:
+        """The upload ended: what it took and did not write (all of it, if refused) goes back."""
+        self.room.uploads -= 1
+        self.room.left += self.taken - self.received if kept else self.taken
 
 
 def _nearest_existing(folder: Path) -> Path:
@@ -144,16 +193,15 @@ class BodyBytes:
     """Counts a body as it arrives and refuses it (a 413 from the route reading it) once it
     passes ``max_bytes``: a body sent without its length is refused as well."""
 
-    def __init__(self, max_bytes: int, refusal: str, status: int = 413) -> None:
+    def __init__(self, max_bytes: int, refusal: str) -> None:
         self.max_bytes = max_bytes
         self.refusal = refusal
-        self.status = status
         self.total = 0
 
     def feed(self, chunk: bytes) -> None:
         self.total += len(chunk)
         if self.total > self.max_bytes:
-            raise HTTPException(self.status, self.refusal)
+            raise HTTPException(413, self.refusal)
 
 
 class FormFieldBytes:

@@ -45,3 +45,54 @@ def test_an_upload_that_would_leave_the_disk_below_its_margin_is_refused(
     with TestClient(server(config_file, echo, margin_mb=None)) as client:  # the default
         fine = client.post("/gradio_api/upload", files={"files": ("a.md", part)})
     assert fine.status_code == 200
+
+
+def test_uploads_arriving_together_are_held_to_the_margin_together(
+        config_file, echo, credentials, tmp_path, monkeypatch) -> None:
+    """Each upload was checked against the room the disk had as it started: two arriving
+    together could each fit, and together leave less than index.min_free_disk_mb free. Here
+    the first upload sends its start and waits while a second is taken whole; the rest of the
+    first would pass the margin, so it is refused and leaves no file behind."""
+    import asyncio
+
+    cache = tmp_path / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    # either upload fits the room, both don't, with 24 MB to spare either way for what the
+    # machine's other work writes or deletes before the first upload starts
+    room_mb, size = 72, 48 * 2**20
+    free_mb = shutil.disk_usage(tmp_path).free / 2**20
+    config_file.write_text(f'models:\n  embedder: "hash:64"\nindex:\n'
+                           f'  min_free_disk_mb: {free_mb - room_mb:.0f}\n  max_file_mb: 50\n')
+    config = load_config(config_file)
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda m: echo)
+    app = create_server_app(engine, config, documents=bot_documents(config),
+                            config_path=config_file)
+    form = httpx.Request("POST", "http://x", files={"files": ("a.md", b"A" * size)})
+    first = form.read()
+
+    async def together() -> list:
+        started, go_on = asyncio.Event(), asyncio.Event()
+
+        async def first_body():  # sent without a length, as a stream
+            yield first[:65536]
+            started.set()  # asked for more: its start has been read
+            await go_on.wait()
+            yield first[65536:]
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            sending = asyncio.create_task(client.post(
+                "/gradio_api/upload", content=first_body(),
+                headers={"content-type": form.headers["content-type"]}))
+            await started.wait()
+            second = await client.post("/gradio_api/upload",
+                                        files={"files": ("b.md", b"B" * size)})
+            go_on.set()
+            return [await sending, second]
+
+    first_answer, second_answer = asyncio.run(together())
+    assert second_answer.status_code == 200
+    assert first_answer.status_code == 507, first_answer.text
+    assert first_answer.json()["detail"].startswith(
+        f"the server keeps {free_mb - room_mb:.0f} MB of its disk free (index.min_free_disk_mb)")
+    assert [p.name for p in cache.rglob("*") if p.is_file()] == ["b.md"]
