@@ -129,7 +129,9 @@ def test_a_search_for_nan_passages_is_refused_without_a_python_error(full_app) -
 
 BAD_CALLS = {'["refunds"]': "/search takes 3 values (query, k, mode), not 1",
              '["refunds", 3, "bm25", "more"]': "/search takes 3 values (query, k, mode), not 4",
-             '["refunds", "three", "bm25"]': "/search: k cannot be 'three': it takes a number",
+             '["refunds", "three", "bm25"]': "/search: k cannot be 'three': it takes a number "
+                                             "from 1 to 20",
+             '["refunds", 50, "bm25"]': "/search: k cannot be 50: it takes a number from 1 to 20",
              '["refunds", 3, 7]': "/search: mode cannot be 7: it takes one of 'hybrid', "
                                   "'dense', 'bm25'"}
 """A stranger's calls to the search with values the tab can't take, and what each is told."""
@@ -158,7 +160,7 @@ def test_a_gradio_api_call_with_values_it_cannot_take_is_refused_in_one_line(ful
         (404, {"detail": "no Gradio API route with fn_index 9999; GET /gradio_api/info lists "
                          "the routes"})]
     assert "Traceback" not in capfd.readouterr().err
-    assert caplog.messages[:5] == [f"refused a Gradio API call: {told}"
+    assert caplog.messages[:6] == [f"refused a Gradio API call: {told}"
                                    for told in BAD_CALLS.values()] + [
         "refused a Gradio API call: /search: mode cannot be 'fast': it takes one of 'hybrid', "
         "'dense', 'bm25'"]

@@ -98,9 +98,18 @@ def _what_it_takes(block) -> str:
         return ("one of " + ", ".join(values[:10]) + (", ..." if len(values) > 10 else "")
                 if values else "one of the choices its tab lists, and it lists none yet")
     if isinstance(block, (gr.Number, gr.Slider)):
-        return "a number"
+        return "a number" + _range(block.minimum, block.maximum)
     if isinstance(block, gr.Checkbox):
         return "true or false"
     if isinstance(block, gr.Textbox):
         return "text"
     return f"a {block.get_block_name()} value"
+
+
+def _range(low: float | None, high: float | None) -> str:
+    """The bounds a number field holds its value to, as the caller is told them."""
+    if low is not None and high is not None:
+        return f" from {low:g} to {high:g}"
+    if low is not None:
+        return f" of at least {low:g}"
+    return f" of at most {high:g}" if high is not None else ""
