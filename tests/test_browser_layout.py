@@ -19,6 +19,19 @@ ONE_LINE = """(selector) => { const range = document.createRange();
   return new Set([...range.getClientRects()].map((rect) => rect.top)).size; }"""
 """The lines the text of an element takes."""
 
+BROKEN_WORDS = """(selector) => [...document.querySelectorAll(`${selector} th, ${selector} td`)]
+  .flatMap((cell) => { const text = cell.firstChild, found = [];
+    if (!text || text.nodeType !== Node.TEXT_NODE) return found;
+    for (const word of text.nodeValue.matchAll(/[^\\s-]+/g)) {
+      const range = document.createRange();
+      range.setStart(text, word.index);
+      range.setEnd(text, word.index + word[0].length);
+      const tops = new Set([...range.getClientRects()].map((rect) => rect.top));
+      if (tops.size > 1) found.push(word[0]);
+    }
+    return found; })"""
+"""The words of a table's cells split over two lines (not at a hyphen)."""
+
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                  reason="chromium missing: apt-get install chromium")]
@@ -69,3 +82,23 @@ def test_on_a_phone_the_arena_question_has_the_row_and_ask_both_goes_under_it(fu
                 browser.close()
     assert box["width"] >= 300 and ask["y"] >= box["y"] + box["height"], (box, ask)
     assert label_lines == 1
+
+
+def test_on_a_phone_the_dashboard_tables_split_no_word(full_app) -> None:
+    """At 400 pixels the report's tables broke 'variant' into 'varia' over 'nt', 'prompt' into
+    'promp' over 't' and 'difference' over three lines; a table too wide now scrolls."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with serving(full_app) as url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 400, "height": 800})
+                page.goto(url)
+                page.get_by_role("button", name="More tabs").click()
+                page.get_by_role("button", name="Dashboard", exact=True).click()
+                expect(page.locator("#cb-dashboard table").first).to_be_visible()
+                broken = page.evaluate(BROKEN_WORDS, "#cb-dashboard")
+            finally:
+                browser.close()
+    assert broken == []
