@@ -61,6 +61,9 @@ class Documents(Protocol):
 
 
 COLUMNS = ["source", "chunks", "indexed at"]
+COLUMN_WIDTHS = ["45%", "22%", "33%"]
+"""Shares of the list's width, not sized to the cells: a long file name would push the chunk
+count off a phone's screen."""
 WAITING = ("waiting for another sync of the index to finish (a `chatbot index sync`, or another "
            "upload)")
 MAX_QUERY_CHARS = 2_000
@@ -207,7 +210,7 @@ def build_documents_tab(documents: Documents) -> DocumentActions:
                 remove_button = gr.Button("Remove", variant="stop", scale=1)
                 refresh = gr.Button("Refresh", scale=1)
     table = gr.Dataframe(headers=COLUMNS, label="Indexed documents", interactive=False,
-                         elem_id="cb-documents")
+                         wrap=True, column_widths=COLUMN_WIDTHS, elem_id="cb-documents")
     with gr.Row():
         query = gr.Textbox(label="Try a search", scale=4, elem_id="cb-search")
         k = gr.Slider(1, 20, value=5, step=1, label="k", scale=1)
