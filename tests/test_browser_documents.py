@@ -71,7 +71,7 @@ def test_the_upload_status_says_what_became_of_an_upload_the_page_refused(url, t
             browser.close()
 
 
-def test_on_a_phone_the_documents_list_shows_each_documents_chunks(url, tmp_path) -> None:
+def test_on_a_phone_the_documents_list_and_picker_show_whole_rows(url, tmp_path) -> None:
     """At 400 pixels a long file name took the list's whole width: its chunk count and the time
     it was indexed were off to the side, seen only by scrolling the list sideways."""
     from playwright.sync_api import expect, sync_playwright
@@ -91,8 +91,12 @@ def test_on_a_phone_the_documents_list_shows_each_documents_chunks(url, tmp_path
             frame = listed.bounding_box()
             headings = {name: listed.get_by_role("columnheader", name=name).bounding_box()
                         for name in ("source", "chunks", "indexed at")}
+            picker = page.locator("#cb-remove-pick").bounding_box()
         finally:
             browser.close()
     outside = [name for name, box in headings.items()
                if box["x"] + box["width"] > frame["x"] + frame["width"] + 1]
     assert outside == []
+    # the document to remove was picked in a box half as wide, beside a large Remove button,
+    # which showed 'uploads/refund-p'
+    assert picker["width"] >= 0.95 * frame["width"], (picker, frame)

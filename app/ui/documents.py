@@ -206,7 +206,9 @@ def build_documents_tab(documents: Documents) -> DocumentActions:
             note = gr.Button(visible="hidden", elem_id="cb-upload-note")
         with gr.Column():
             with gr.Row():
-                chosen = gr.Dropdown([], label="Document", scale=3, allow_custom_value=False)
+                # too wide to share a phone's row: there the buttons go under it
+                chosen = gr.Dropdown([], label="Document", scale=3, min_width=240,
+                                     allow_custom_value=False, elem_id="cb-remove-pick")
                 remove_button = gr.Button("Remove", variant="stop", scale=1)
                 refresh = gr.Button("Refresh", scale=1)
     table = gr.Dataframe(headers=COLUMNS, label="Indexed documents", interactive=False,
