@@ -105,8 +105,8 @@ def ab_parts(engine: Engine, config: BotConfig) -> tuple:
 
         pairs, batch = arena_pairs(arms, ab.arena_pairs), config.models.max_batch
         tabs = [("Arena", lambda: build_arena_tab(engine, store, pairs, batch)),
-                ("Dashboard", lambda: build_dashboard_tab(store, arms, ab.min_effect,
-                                                          ab.alpha, ab.power, ab.bootstrap))]
+                ("Dashboard", lambda: build_dashboard_tab(store, arms, ab.min_effect, ab.alpha,
+                                                          ab.power, ab.bootstrap, ab.enabled))]
     return assign, ab.show_variant_names if ab.enabled else True, tabs
 
 

@@ -19,6 +19,8 @@ from chatbot.ab_stats import (Proportion, ProportionTest, Strength, bradley_terr
 
 
 NO_VOTES = "no arena votes yet: open the Arena tab of `chatbot serve`"
+NO_RATINGS = ("no rated answers in A/B sessions yet: thumbs up/down in the Chat tab of sessions "
+              "the split assigned are counted")
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,7 @@ def build_report(store: AbStore, variants: list[str], min_effect: float = 0.05,
     if not votes:
         report.notes.append(NO_VOTES)
     if not any(p.n for p in rates.values()):
-        report.notes.append("no rated answers in A/B sessions yet: thumbs up/down in the Chat "
-                            "tab of sessions the split assigned are counted")
+        report.notes.append(NO_RATINGS)
     return report
 
 

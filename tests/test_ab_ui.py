@@ -133,6 +133,28 @@ def test_server_adds_arena_dashboard_and_the_sticky_split_from_config(tmp_path, 
     assert ab_parts(engine, no_log) == (None, True, [])
 
 
+def test_with_the_split_off_the_dashboard_says_how_to_turn_it_on(tmp_path, echo) -> None:
+    """With two variants and ab.enabled off the Dashboard showed the Arena, and under the
+    thumbs table 'thumbs up/down in the Chat tab of sessions the split assigned are counted':
+    no session ever is, and nothing said so."""
+    from chatbot.config_file import load_config
+    from app.server import ab_parts
+
+    path = tmp_path / "bot.yaml"
+    path.write_text("variants: {prompt: {}, finetuned: {template: plain}}\n")
+    variants = {"prompt": Variant("prompt", "b", "rag", False),
+                "finetuned": Variant("finetuned", "b", "plain", False)}
+    engine = Engine(variants, lambda model: echo)
+    _, _, tabs = ab_parts(engine, load_config(path))
+    with gr.Blocks():
+        dashboard = dict(tabs)["Dashboard"]()
+    markdown, _ = dashboard.refresh()
+    assert markdown.endswith(
+        "\n_The A/B split is off (ab.enabled in the config), so no chat session is sent to a "
+        "variant and no thumbs are compared here; turn it on and restart `chatbot serve` to "
+        "compare the variants' thumbs-up rates._")
+
+
 def test_with_no_weights_an_adapter_trained_since_gets_no_sessions(tmp_path, echo) -> None:
     """Empty ``ab.weights`` splits the variants the config declares; a registered adapter
     (a variant the engine found, not in the config) waits until someone names it."""
