@@ -27,6 +27,15 @@ LINES_OF_EACH_HEADING = """() => [...document.querySelectorAll('#cb-review-table
                    return [cell.innerText.trim(), range.getClientRects().length]; })"""
 WIDTHS = (1280, 1024, 768, 400)
 """A desktop, a small laptop, a tablet, a phone."""
+WHY_WORDS_SPLIT = """() => [...document.querySelectorAll('#cb-review-table [data-col="1"]')]
+  .filter((cell) => { const lines = new Set(), text = document.createTreeWalker(cell, 4);
+    while (text.nextNode()) {
+      const range = document.createRange();
+      range.selectNodeContents(text.currentNode);
+      for (const rect of range.getClientRects()) lines.add(Math.round(rect.top));
+    }
+    return lines.size > cell.innerText.split(/\\s+/).length; }).length"""
+"""Cells of the "why" column with more lines than words: a word split over two lines."""
 SIDEWAYS_SCROLL = """() => { const table = document.querySelector('#cb-review-table table');
   return table.scrollWidth - table.parentElement.clientWidth; }"""
 
@@ -45,7 +54,7 @@ def test_the_review_list_reads_at_common_widths(tmp_path, echo) -> None:
         ("can I train a LoRA adapter on my own transcripts from last month", "Yes.", -1)])
     engine = Engine({"prompt": Variant("prompt", "base", "plain", False)}, lambda m: echo,
                     log=log)
-    lines, overflow = {}, {}
+    lines, overflow, split = {}, {}, {}
     with serving(create_server_app(engine, config)) as url:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -57,9 +66,11 @@ def test_the_review_list_reads_at_common_widths(tmp_path, echo) -> None:
                     expect(page.locator("#cb-review-table")).to_contain_text("thumbs down")
                     lines[width] = dict(page.evaluate(LINES_OF_EACH_HEADING))
                     overflow[width] = page.evaluate(SIDEWAYS_SCROLL)
+                    split[width] = page.evaluate(WHY_WORDS_SPLIT)
                     page.close()
             finally:
                 browser.close()
     assert lines == {width: {"turn": 1, "why": 1, "question": 1, "answer": 1}
                      for width in WIDTHS}
     assert all(pixels <= 0 for pixels in overflow.values()), overflow
+    assert split == {width: 0 for width in WIDTHS}  # 'thumb' over 's' at 400 pixels

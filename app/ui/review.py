@@ -20,7 +20,7 @@ from chatbot.logs import ConversationLog, ReviewItem
 from app.ui.render import error_text, sources_html
 
 COLUMNS = ["turn", "why", "question", "answer"]
-COLUMN_WIDTHS = ["64px", "18%", "31%", "31%"]
+COLUMN_WIDTHS = ["56px", "20%", "30%", "30%"]
 """Fixed, not sized to the cells: "turn" fits its heading, and the list fits a 400-pixel screen
 with the question and answer wrapped (a percentage is of the list's width)."""
 EXCERPT = 120
