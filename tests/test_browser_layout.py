@@ -102,3 +102,35 @@ def test_on_a_phone_the_dashboard_tables_split_no_word(full_app) -> None:
             finally:
                 browser.close()
     assert broken == []
+
+
+def test_on_a_phone_the_data_report_tables_split_no_word(tiny_config, echo) -> None:
+    """At 400 pixels the Training tab's data report broke 'conversations' into 'conversati' over
+    'ons' and 'validation' likewise."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from app.build import build_variants
+    from chatbot.logs import ConversationLog
+    from chatbot.paths import DataPaths
+    from log_support import log_exchanges
+
+    config = load_config(tiny_config)
+    log = ConversationLog(DataPaths(config.data_path).logs)
+    for n in range(6):
+        log_exchanges(log, f"web-{n}", [(f"How do I reset router {n}?", "Hold its button.", 1)])
+    engine = Engine(build_variants(config), lambda m: echo, log=log)
+    with serving(create_server_app(engine, config, config_path=tiny_config)) as url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 400, "height": 800})
+                page.goto(url)
+                page.get_by_role("tab", name="Training").click()
+                page.locator("#cb-dataset-name textarea").fill("support-v1")
+                page.locator("#cb-build").click()
+                expect(page.locator("#cb-data-report table").first).to_be_visible(
+                    timeout=60_000)
+                broken = page.evaluate(BROKEN_WORDS, "#cb-data-report")
+            finally:
+                browser.close()
+    assert broken == []

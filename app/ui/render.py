@@ -107,8 +107,9 @@ CSS = """
 a.cb-support-link { font-size: 0.8em; vertical-align: super; text-decoration: none; }
 mark.cb-support { background: var(--color-accent-soft); color: inherit; border-radius: 3px; }
 .cb-flag { border-left: 3px solid #e0a030; padding: 2px 8px; margin-bottom: 6px; }
-#cb-dashboard .prose { overflow-x: auto; }
-#cb-dashboard th, #cb-dashboard td { overflow-wrap: normal; word-break: normal; }
+#cb-dashboard .prose, #cb-data-report .prose { overflow-x: auto; }
+#cb-dashboard :is(th, td), #cb-data-report :is(th, td) { overflow-wrap: normal;
+                                                       word-break: normal; }
 #cb-chat .message-buttons-right button[aria-label="Edit"] { display: none; }
 #cb-chat textarea.edit-textarea { width: min(640px, 60vw) !important;
                                   min-height: 8em !important; }
