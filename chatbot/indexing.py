@@ -18,7 +18,7 @@ from typing import Callable
 
 from chatbot.errors import DocumentIndexError
 from chatbot.interrupts import raise_if_interrupted
-from chatbot.source_names import SourceNames
+from chatbot.source_names import NamesInForce, SourceNames
 from index.embed import Embedder, HashEmbedder, SentenceTransformerEmbedder
 from index.errors import IndexingError, IndexMissingError
 from index.evaluate import EvalReport, evaluate, gold_not_indexed, load_questions
@@ -104,12 +104,15 @@ class BotIndex:
     upload_dir: Path | None = None
     """Where the web UI keeps uploaded files; they are indexed beside ``paths``."""
 
-    @functools.cached_property
+    @property
     def names(self) -> SourceNames:
-        """How its documents are named where the bot shows them (worked out once, not at
-        every search)."""
+        """How its documents are named where the bot shows them, as its last sync left it."""
+        return self._names_in_force()
+
+    @functools.cached_property
+    def _names_in_force(self) -> NamesInForce:
         roots = self.paths + ((self.upload_dir,) if self.upload_dir else ())
-        return SourceNames(tuple(Path(os.path.abspath(root)) for root in roots))
+        return NamesInForce(tuple(Path(os.path.abspath(root)) for root in roots), self.directory)
 
     def is_upload(self, source: str) -> bool:
         """Whether ``source`` is a web UI upload: a file kept only to be indexed."""

@@ -80,6 +80,10 @@ class IndexManifest:
     """The FAISS index in use (``index_type: auto`` picks flat or hnsw by size)."""
     updated_at: str | None = None
     format_version: int = FORMAT_VERSION
+    folders: tuple[str, ...] = ()
+    """Folders syncs were given, sorted (a folder before those inside it), each kept while the
+    index holds a file under it: the bot names such a file from the outermost one
+    (``chatbot/source_names.py``). Empty in a manifest written before they were recorded."""
 
     @classmethod
     def load(cls, directory: Path) -> IndexManifest:
@@ -96,7 +100,7 @@ class IndexManifest:
             return cls(_record(IndexSettings, {**LEGACY, **data}), data.get("generation", 0),
                        _record(IndexFiles, data.get("files", {})), dict(data.get("documents", {})),
                        _record(IndexCounts, data.get("counts", {})), data.get("faiss_type"),
-                       data.get("updated_at"), version)
+                       data.get("updated_at"), version, _folders(data.get("folders", [])))
         except (TypeError, ValueError) as exc:
             raise IndexMismatchError(f"{shown(path)}: {exc}; {REBUILD}") from None
 
@@ -109,7 +113,7 @@ class IndexManifest:
                 "generation": self.generation, **asdict(self.settings),
                 "files": asdict(self.files), "documents": dict(self.documents),
                 "counts": asdict(self.counts), "faiss_type": self.faiss_type,
-                "updated_at": self.updated_at}
+                "updated_at": self.updated_at, "folders": list(self.folders)}
 
     def with_settings(self, **changes) -> IndexManifest:
         return replace(self, settings=replace(self.settings, **changes))
@@ -129,9 +133,12 @@ class IndexManifest:
 
     def content(self) -> dict:
         """What searches of the index answer from: the documents' hashes and the index settings;
-        not the generation or timestamp, which a sync that changed nothing still bumps."""
+        not the generation or timestamp, which a sync that changed nothing still bumps. The
+        folders name the documents in the prompt (left out where none is recorded, so an older
+        index keeps its hash)."""
         return {"documents": dict(self.documents), **asdict(self.settings),
-                "faiss_type": self.faiss_type}
+                "faiss_type": self.faiss_type,
+                **({"folders": list(self.folders)} if self.folders else {})}
 
 
 def _difference(key: str, found, expected) -> str:
@@ -149,6 +156,12 @@ def _difference(key: str, found, expected) -> str:
 def read(directory: Path) -> IndexManifest | None:
     """The index manifest of ``directory``, ``None`` when there is no index there yet."""
     return IndexManifest.load(directory) if (directory / MANIFEST).exists() else None
+
+
+def _folders(data) -> tuple[str, ...]:
+    if not isinstance(data, list) or not all(isinstance(folder, str) for folder in data):
+        raise TypeError("folders is not a list of paths")
+    return tuple(data)
 
 
 def _record(cls: type, data: dict):

@@ -243,6 +243,10 @@ class Store:
         self.docstore.bury(ids)
         return len(ids)
 
+    def record_folders(self, folders: tuple[str, ...]) -> None:
+        """Set ``IndexManifest.folders``: committed even where no file changed."""
+        self.manifest, self._dirty = replace(self.manifest, folders=folders), True
+
     def reusable_vectors(self, source: str) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
         """Content hash -> (vector, sentence vectors or ``None``) of a file's current chunks,
         so unchanged chunks skip encoding."""

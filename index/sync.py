@@ -105,10 +105,12 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
             raise IndexMismatchError(f"{shown(store.directory)}: built with embedder "
                                      f"{store.settings.embedder!r}, not {embedder.name!r}; {REBUILD}")
         # read under the lock: a sync this one waited for may have added files (an upload)
-        held = _indexed_before(store.directory) if rebuild is not None else []
-        report = SyncReport(held_unknown=held is None)
-        held = held or []
+        before = (_held_before(store.directory) if rebuild is not None
+                  else ([], store.manifest.folders))
+        report = SyncReport(held_unknown=before is None)
+        held, recorded = before or ([], ())
         roots = [os.path.abspath(p) for p in paths]
+        folders = [*recorded, *(root for root in roots if os.path.isdir(root))]
         # a rebuild re-indexes what the index held outside the paths too (uploads, single files)
         paths += [Path(source) for source in held
                   if not under(source, roots) and os.path.exists(source)]
@@ -132,19 +134,29 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
                 _flush(store, embedder, pending, report, embedding)
             if progress is not None:
                 progress(done, len(files), str(path))
+        _record_folders(store, folders)
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _indexed_before(directory: Path) -> list[str] | None:
-    """The files the committed index holds, from its manifest: a rebuild is how an index with a
-    missing or damaged FAISS, docstore or BM25 file is mended. ``None`` where the manifest
-    itself can't be read."""
+def _held_before(directory: Path) -> tuple[list[str], tuple[str, ...]] | None:
+    """The files and the synced folders the committed index holds, from its manifest: a
+    rebuild is how an index with a missing or damaged FAISS, docstore or BM25 file is mended.
+    ``None`` where the manifest itself can't be read."""
     try:
         state = manifest.read(directory)
     except IndexMismatchError:
         return None
-    return list(state.documents) if state else []
+    return (list(state.documents), state.folders) if state else ([], ())
+
+
+def _record_folders(store: Store, folders: list[str]) -> None:
+    """Record ``folders`` (this sync's and those recorded before) that hold an indexed file:
+    the bot names a file under one from it, as it names one under ``index.paths``."""
+    kept = tuple(sorted({folder for folder in folders
+                         if any(under(source, [folder]) for source in store.hashes)}))
+    if kept != store.manifest.folders:
+        store.record_folders(kept)
 
 
 def under(source: str, roots: list[str]) -> bool:

@@ -68,3 +68,58 @@ def test_two_documents_of_one_name_are_told_apart_and_removed_by_path(bot, monke
     one = run("index", "remove", "support/guide.md", "--config", config)
     assert (one.exit_code, one.stdout) == (0, "removed 1 document(s)\n")
     assert run("index", "remove", "guide.md", "--config", config).exit_code == 0
+
+
+def _wiki(tmp_path):
+    """``wiki/`` with one ``faq.md`` in each of two subfolders."""
+    wiki = tmp_path / "wiki"
+    for team in ("sales", "support"):
+        (wiki / team).mkdir(parents=True)
+        (wiki / team / "faq.md").write_text(f"# FAQ\n\nHow {team} handles refunds.\n")
+    return wiki
+
+
+def _listed(config):
+    return [line.split("  ")[-1]
+            for line in run("index", "list", "--config", config).stdout.splitlines()[:-1]]
+
+
+def test_files_of_a_folder_synced_by_path_are_named_from_that_folder(bot, monkeypatch):
+    """`index sync /x/wiki` named wiki/sales/faq.md and wiki/support/faq.md both `faq.md` in
+    search, the chat and `index list`, so neither the model nor the user could tell them apart;
+    they are named from the synced folder, as files under index.paths are, a rebuild keeps
+    those names, and `remove` takes them."""
+    tmp_path, config = bot
+    wiki = _wiki(tmp_path)
+    assert run("index", "sync", str(wiki), "--config", config).exit_code == 0
+    hits = json.loads(run("index", "search", "refunds", "--mode", "bm25", "--json",
+                          "--config", config).stdout)
+    assert sorted(hit["source"] for hit in hits) == ["wiki/sales/faq.md", "wiki/support/faq.md"]
+    assert _listed(config) == ["wiki/sales/faq.md", "wiki/support/faq.md"]
+    monkeypatch.chdir(tmp_path)
+    assert run("index", "sync", "--rebuild", "--config", config).exit_code == 0  # docs/ too
+    assert _listed(config) == ["docs/faq.csv", "docs/install.md", "wiki/sales/faq.md",
+                               "wiki/support/faq.md"]
+    monkeypatch.chdir(tmp_path / "docs")  # no wiki/ here
+    removed = run("index", "remove", "wiki/sales/faq.md", "--config", config)
+    assert (removed.exit_code, removed.stdout) == (0, "removed 1 document(s)\n")
+    assert _listed(config)[2:] == ["wiki/support/faq.md"]
+
+
+def test_an_index_from_before_synced_folders_were_recorded_names_files_as_it_did(bot):
+    """An index written before the manifest recorded synced folders is read as before (files
+    named by their file name); syncing the folder again names them from it, with nothing
+    embedded again."""
+    tmp_path, config = bot
+    wiki = _wiki(tmp_path)
+    assert run("index", "sync", str(wiki), "--config", config).exit_code == 0
+    manifest = tmp_path / "data" / "index" / "manifest.json"
+    older = json.loads(manifest.read_text())
+    del older["folders"]
+    manifest.write_text(json.dumps(older))
+    assert _listed(config) == [f"faq.md ({wiki / team / 'faq.md'})"
+                               for team in ("sales", "support")]
+    again = run("index", "sync", str(wiki), "--config", config)
+    assert again.stdout.startswith("0 added, 0 updated, 2 unchanged, 0 removed, 0 failed; "
+                                   "0 chunks written (0 embedded)")
+    assert _listed(config) == ["wiki/sales/faq.md", "wiki/support/faq.md"]

@@ -112,8 +112,10 @@ def test_index_manifest_written_before_the_record_loads_and_saves_the_same_keys(
     assert manifest.settings.embedder == "hash:64" and manifest.files.faiss == "faiss-000001.index"
     assert manifest.counts.chunks == 3 and manifest.documents == {"/docs/a.md": "h" * 64}
     manifest.save(tmp_path)
-    # Settings recorded since (contextual chunks, the BM25 analyzer) are saved as built then.
-    assert json.loads((tmp_path / "manifest.json").read_text()) == {**INDEX_AS_WRITTEN, **LEGACY}
+    # Settings recorded since (contextual chunks, the BM25 analyzer) are saved as built then,
+    # and no synced folder, where none was recorded.
+    assert json.loads((tmp_path / "manifest.json").read_text()) == {**INDEX_AS_WRITTEN, **LEGACY,
+                                                                      "folders": []}
 
 
 def test_index_manifest_without_a_version_is_version_1(tmp_path):

@@ -35,3 +35,20 @@ def test_the_prompt_the_log_and_the_answer_name_documents_without_server_paths(t
     assert str(tmp_path) not in str(reply.as_dict())
     [logged] = [turn for turn in log.conversation("s").turns if turn.role == "assistant"]
     assert [hit["source"] for hit in logged.hits] == ["docs/ports.md"]
+
+
+def test_the_chat_names_files_of_a_folder_synced_by_path_from_that_folder(tmp_path,
+                                                                          echo) -> None:
+    """Two `faq.md` of a folder synced by path were both `[n] faq.md` in the prompt, so the
+    model and the user could not tell which team's answer a passage was."""
+    config = load_config(write_bot(tmp_path, {}))
+    for team in ("sales", "support"):
+        (tmp_path / "wiki" / team).mkdir(parents=True)
+        (tmp_path / "wiki" / team / "faq.md").write_text(f"# FAQ\n\n{team} refunds in May.\n")
+    sync_paths(bot_index(config), [tmp_path / "wiki"])
+    engine = Engine({"prompt": Variant("prompt", "base", "rag", True)}, lambda model: echo,
+                    search=IndexSearch(bot_index(config)))
+    reply = engine.answer("s", "when are refunds?", "prompt").result()
+    assert sorted(hit["source"] for hit in reply.sources()) == [
+        "wiki/sales/faq.md", "wiki/support/faq.md"]
+    assert "wiki/support/faq.md (FAQ)" in reply.messages[-1].content
