@@ -28,7 +28,8 @@ from index.passages import MAX_WORDS
 from index.rerank import CrossEncoderScorer, RerankingRetriever
 from index.search import Retriever
 from index.store import Store, read_in_force
-from index.sync import Embedding, Progress, SyncReport, sync, under
+from index.sync import Embedding, Progress, SyncReport, keep_folders_holding_files, sync, \
+    under
 from index.text import shown
 from index.types import DocumentInfo
 
@@ -279,6 +280,7 @@ def remove_documents(index: BotIndex, path: str | Path,
             if under(source, targets) or under(os.path.realpath(source), real_targets):
                 store.remove(source)
                 removed.append(source)
+        keep_folders_holding_files(store, store.manifest.folders)
     if not removed:
         raise DocumentIndexError(f"nothing indexed at or under "
                                  f"{' or '.join(map(shown, targets))}; "

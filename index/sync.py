@@ -134,7 +134,7 @@ def sync(paths: list[str | Path], store: Store, embedder: Embedder, *,
                 _flush(store, embedder, pending, report, embedding)
             if progress is not None:
                 progress(done, len(files), str(path))
-        _record_folders(store, folders)
+        keep_folders_holding_files(store, folders)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -150,9 +150,9 @@ def _held_before(directory: Path) -> tuple[list[str], tuple[str, ...]] | None:
     return (list(state.documents), state.folders) if state else ([], ())
 
 
-def _record_folders(store: Store, folders: list[str]) -> None:
-    """Record ``folders`` (this sync's and those recorded before) that hold an indexed file:
-    the bot names a file under one from it, as it names one under ``index.paths``."""
+def keep_folders_holding_files(store: Store, folders: list[str] | tuple[str, ...]) -> None:
+    """Record the synced ``folders`` (a sync's and those recorded before) that hold an indexed
+    file: the bot names a file under one from it, as it names one under ``index.paths``."""
     kept = tuple(sorted({folder for folder in folders
                          if any(under(source, [folder]) for source in store.hashes)}))
     if kept != store.manifest.folders:

@@ -123,3 +123,15 @@ def test_an_index_from_before_synced_folders_were_recorded_names_files_as_it_did
     assert again.stdout.startswith("0 added, 0 updated, 2 unchanged, 0 removed, 0 failed; "
                                    "0 chunks written (0 embedded)")
     assert _listed(config) == ["wiki/sales/faq.md", "wiki/support/faq.md"]
+
+
+def test_a_removed_folder_no_longer_names_a_file_synced_by_itself(bot):
+    """The index forgets a synced folder once nothing under it is indexed: a file of it synced
+    by itself later is named by its file name, as any file synced by itself is."""
+    tmp_path, config = bot
+    wiki = _wiki(tmp_path)
+    assert run("index", "sync", str(wiki), "--config", config).exit_code == 0
+    assert run("index", "remove", str(wiki), "--config", config).exit_code == 0
+    alone = wiki / "sales" / "faq.md"
+    assert run("index", "sync", str(alone), "--config", config).exit_code == 0
+    assert _listed(config) == ["faq.md"]
