@@ -155,3 +155,57 @@ def test_ctrl_c_after_progress_on_a_terminal_starts_a_line_of_its_own(progress, 
     said = os.read(reader, 1000).decode()
     os.close(reader)
     assert said == shown + "error: interrupted; then\r\n"
+
+
+PRESSED_AS_IT_FINISHES = """
+import os, runpy, signal, sys, time
+from importlib import import_module
+
+class PressesCtrlCWhenCollected:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the handler runs here, inside __del__, and ends the sleep
+
+module, name = sys.argv[1].rsplit(".", 1)
+work = getattr(import_module(module), name)
+
+def work_then_a_dropped_press(*args, **kwargs):
+    result = work(*args, **kwargs)
+    sys.unraisablehook = lambda report: None  # Python's "Exception ignored" report
+    PressesCtrlCWhenCollected()
+    return result
+
+setattr(import_module(module), name, work_then_a_dropped_press)
+sys.argv = ["chatbot", *sys.argv[2:]]
+runpy.run_module("app", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("work, command", [
+    ("chatbot.indexing.sync_paths", ["index", "sync"]),
+    ("chatbot.indexing.evaluate_index", ["index", "eval", "--data", "QUESTIONS"]),
+])
+def test_a_ctrl_c_dropped_as_the_work_finishes_does_not_call_it_interrupted(
+        tmp_path, work, command) -> None:
+    """A real SIGINT that Python dropped (inside a ``__del__``) once the work was done: the
+    command said 'error: interrupted; ...' with exit status 1 though its result was complete
+    and written; it now finishes as it would have, and says why the press did not stop it."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "price.md").write_text("# Price\n\nIt costs nothing at all.\n")
+    config = tmp_path / "bot.yaml"
+    config.write_text('models:\n  embedder: "hash:64"\nindex:\n  paths: [docs]\n')
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question": "cost", "gold_passages": ["price.md"]}\n')
+    env = {**os.environ, "CHATBOT_DATA_DIR": str(tmp_path / "data")}
+    if command[0:2] == ["index", "eval"]:
+        subprocess.run([sys.executable, "-m", "app", "index", "sync", "--config", str(config)],
+                       env=env, check=True, capture_output=True)
+    run = subprocess.run(
+        [sys.executable, "-c", PRESSED_AS_IT_FINISHES, work,
+         *[str(questions) if word == "QUESTIONS" else word for word in command],
+         "--config", str(config)], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "interrupted" not in run.stderr
+    assert run.stderr.splitlines()[-1] == (
+        "note: the work finished before the Ctrl-C could stop it; its result is complete")
+    assert run.stdout  # the report, as without the press

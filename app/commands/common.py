@@ -122,16 +122,23 @@ def end_progress_line() -> None:
 def ctrl_c_ends_with(then: str | Callable[[], str]) -> Iterator[None]:
     """Ctrl-C inside the block ends the command as the long ones end, ``error: interrupted;
     THEN`` and exit status 1 (with ``one_line_errors``), not click's bare "Aborted!", on a
-    line of its own after any progress line. A press Python dropped (inside a
-    garbage-collection callback, common while a model loads) is raised at the block's end.
-    ``then`` may be a function: what was done by the press."""
+    line of its own after any progress line. ``then`` may be a function: what was done by
+    the press. A press Python dropped (inside a garbage-collection callback, common while a
+    model loads) stops the work at its next step (``raise_if_interrupted``); one still
+    pending at the block's end came too late to stop anything, so the command finishes, with
+    a note, rather than calling complete work interrupted."""
     stop_on_ctrl_c()
     try:
         yield
-        raise_if_interrupted()
     except KeyboardInterrupt:
         end_progress_line()
         raise ChatbotError(f"interrupted; {then() if callable(then) else then}") from None
+    try:
+        raise_if_interrupted()
+    except KeyboardInterrupt:
+        end_progress_line()
+        click.echo("note: the work finished before the Ctrl-C could stop it; its result is "
+                   "complete", err=True)
 
 
 def print_json(value: Any) -> None:
