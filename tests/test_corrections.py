@@ -239,7 +239,7 @@ def test_every_correction_the_log_refuses_is_named_by_its_line(config_file, isol
     rows.write_text("".join(json.dumps(line) + "\n" for line in lines[:4]) + "not json\n")
     result = invoke(config_file, "--file", str(rows))
     assert result.exit_code == 1  # the lines the log refuses and those it can't read, at once
-    assert result.output.startswith("error: 4 bad line(s), nothing saved: "
+    assert result.output.startswith("error: 4 bad lines, nothing saved: "
                                     f"{rows}:2: turn 1 is a user message")
     assert f"; {rows}:3: no turn 999 in " in result.output
     assert f"; {rows}:4: the correction of turn 2 is empty" in result.output
@@ -247,6 +247,20 @@ def test_every_correction_the_log_refuses_is_named_by_its_line(config_file, isol
     rows.write_text(json.dumps(lines[4]) + "\n")  # true is not turn 1
     assert f'{rows}:1: expected {{"turn_id": N' in invoke(config_file, "--file", str(rows)).output
     assert ConversationLog(isolated_state / "logs.sqlite").corrections(2) == []
+
+
+def test_a_file_of_many_bad_lines_says_how_many_it_did_not_list(config_file, tmp_path) -> None:
+    """Ten of twelve bad lines were listed under 'error: 12 bad line(s)' with no word that
+    two more went unlisted; one bad line read '1 bad line(s)'."""
+    rows = tmp_path / "corrections.jsonl"
+    rows.write_text("not json\n" * 12)
+    said = invoke(config_file, "--file", str(rows)).output
+    assert said.startswith("error: 12 bad lines, nothing saved: ")
+    assert said.count("not JSON") == 10
+    assert said.endswith(f"{rows}:10: not JSON (Expecting value); and 2 more bad lines\n")
+    rows.write_text("not json\n")
+    assert invoke(config_file, "--file", str(rows)).output == (
+        f"error: 1 bad line, nothing saved: {rows}:1: not JSON (Expecting value)\n")
 
 
 def test_cli_corrects_as_a_user_the_system_has_no_name_for(tmp_path) -> None:

@@ -141,6 +141,11 @@ def ctrl_c_ends_with(then: str | Callable[[], str]) -> Iterator[None]:
                    "complete", err=True)
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 document``, ``2 documents``: a count with its noun, as a user would write it."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
@@ -155,7 +160,7 @@ def print_table(header: list[str], rows: list[list[Any]]) -> None:
                             + [line[-1]]))
 
 
-__all__ = ["BotConfig", "FreeTextCommand", "in_section", "one_line_errors", "print_json", "shown",
+__all__ = ["BotConfig", "FreeTextCommand", "counted", "in_section", "one_line_errors", "print_json", "shown",
            "with_config"]
 
 

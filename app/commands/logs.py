@@ -14,7 +14,7 @@ from typing import Any, Callable, TextIO
 
 import click
 
-from app.commands.common import BotConfig, existing_log, in_section, one_line_errors, \
+from app.commands.common import BotConfig, counted, existing_log, in_section, one_line_errors, \
     output_path, print_json, print_table, shown, with_config
 from chatbot import migrations
 from chatbot.errors import InputError, LogError
@@ -258,8 +258,11 @@ def read_corrections(path: Path, log: ConversationLog) -> list[tuple[int, str]]:
         numbers.append(number)
     problems += [(numbers[index], why) for index, why in log.refused_corrections(rows)]
     if problems:
-        raise InputError(f"{len(problems)} bad line(s), nothing saved: " + "; ".join(
-            f"{shown(path)}:{number}: {why}" for number, why in sorted(problems)[:10]))
+        listed = [f"{shown(path)}:{number}: {why}" for number, why in sorted(problems)[:10]]
+        unlisted = len(problems) - len(listed)
+        raise InputError(f"{counted(len(problems), 'bad line')}, nothing saved: "
+                         + "; ".join(listed)
+                         + (f"; and {counted(unlisted, 'more bad line')}" if unlisted else ""))
     if not rows:
         raise InputError(f"{shown(path)} holds no corrections")
     return rows
