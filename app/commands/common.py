@@ -160,8 +160,8 @@ def print_table(header: list[str], rows: list[list[Any]]) -> None:
                             + [line[-1]]))
 
 
-__all__ = ["BotConfig", "FreeTextCommand", "counted", "in_section", "one_line_errors", "print_json", "shown",
-           "with_config"]
+__all__ = ["BotConfig", "FreeTextCommand", "counted", "in_section", "one_line_errors",
+           "print_json", "shown", "with_config"]
 
 
 def existing_log(config: BotConfig) -> Path:
