@@ -25,3 +25,12 @@ def shown(name: str | os.PathLike) -> str:
     """
     text = str(name)
     return text if text.isprintable() else repr(text)
+
+
+def counted(number: int, noun: str) -> str:
+    """A count with its noun as a person writes it, not ``1 problem(s)``.
+
+    >>> counted(1, "problem"), counted(12, "bad line")
+    ('1 problem', '12 bad lines')
+    """
+    return f"{number} {noun}" + ("" if number == 1 else "s")

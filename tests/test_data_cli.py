@@ -158,7 +158,7 @@ def test_errors_are_one_line(run, tmp_path):
                                    "--teacher VARIANT`\n")
     strict = run("data", "build", "--name", "s", "--strict", "--from", str(DATA / "invalid.jsonl"))
     assert strict.exit_code == 1 and strict.stderr.count("\n") > 1  # the problems are listed
-    assert strict.stderr.startswith("error: 10 problem(s) in the imported transcripts")
+    assert strict.stderr.startswith("error: 10 problems in the imported transcripts")
     for command in (["data", "build", "--name", "../x", "--from", str(DATA / "faq.csv")],
                     ["data", "show", "../x"], ["train", "--data", "../x", "--name", "v2"]):
         bad_name = run(*command)  # a name, never a path out of the datasets folder
@@ -223,7 +223,7 @@ def test_building_from_a_csv_export_says_to_build_from_the_jsonl_export(run, tmp
     rebuilt = run("data", "build", "--name", "v2", "--from", str(out))
     assert rebuilt.exit_code == 1
     assert rebuilt.stderr == (
-        f"error: no valid conversation to build from: 1 problem(s), the first: {out}: this is "
+        f"error: no valid conversation to build from: 1 problem, the first: {out}: this is "
         "the one-message-a-row CSV of `chatbot data export --format csv`, for reading; build "
         "from the JSONL export instead: `chatbot data export NAME --out FILE.jsonl`, then "
         "`--from FILE.jsonl`\n")

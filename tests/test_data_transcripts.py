@@ -204,7 +204,7 @@ def test_strict_mode_raises_listing_the_problems():
     with pytest.raises(DataError) as error:
         read_transcripts([DATA / "openai.jsonl", INVALID], strict=True)
     message = str(error.value)
-    assert message.startswith("10 problem(s) in the imported transcripts (strict mode;")
+    assert message.startswith("10 problems in the imported transcripts (strict mode;")
     assert "invalid.jsonl:4: messages[1]: two user messages in a row" in message
 
 

@@ -21,7 +21,7 @@ from chatbot.interrupts import raise_if_interrupted, stop_on_ctrl_c
 from chatbot.migrations import log_exists
 from chatbot.paths import DataPaths
 from index.errors import IndexingError
-from index.text import shown
+from index.text import counted, shown
 
 
 def in_section(section: str) -> Callable[[click.Command], click.Command]:
@@ -139,11 +139,6 @@ def ctrl_c_ends_with(then: str | Callable[[], str]) -> Iterator[None]:
         end_progress_line()
         click.echo("note: the work finished before the Ctrl-C could stop it; its result is "
                    "complete", err=True)
-
-
-def counted(number: int, noun: str) -> str:
-    """``1 document``, ``2 documents``: a count with its noun, as a user would write it."""
-    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def print_json(value: Any) -> None:

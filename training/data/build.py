@@ -20,6 +20,7 @@ from typing import IO, Iterator, Sequence
 from chatbot.models import file_sha256
 from chatbot.paths import check_name
 from index.jsonfile import replacing
+from index.text import counted
 from training.data import dataset as store
 from training.errors import DataError
 from training.data.from_log import as_context
@@ -135,8 +136,8 @@ def _read_log(settings: DataSettings, strict: bool, corrections: str = "prefer"
                       template_for=_variant_templates(settings), bot_name=settings.bot_name,
                       corrections=corrections)
     if strict and result.problems:
-        raise DataError(f"{len(result.problems)} unusable answer(s) in the log (strict mode), "
-                        f"the first: {result.problems[0]}")
+        raise DataError(f"{counted(len(result.problems), 'unusable answer')} in the log (strict "
+                        f"mode), the first: {result.problems[0]}")
     return result
 
 
@@ -165,7 +166,7 @@ def _nothing_message(imported: ImportResult, logged: ImportResult | None, files:
                      ) -> str:
     problems = imported.problems + (logged.problems if logged else [])
     if problems:
-        return (f"no valid conversation to build from: {len(problems)} problem(s), "
+        return (f"no valid conversation to build from: {counted(len(problems), 'problem')}, "
                 f"the first: {problems[0]}")
     if not files and logged is None:
         return "nothing to build from; pass --from logs and/or --from FILE"

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator
 
 from chatbot.prompts import question_in
 from chatbot.types import Message
+from index.text import counted
 from training.data.transcript_rows import (Malformed, csv_rows, json_array_rows, jsonl_rows,
                                            transcript_text)
 from training.errors import DataError
@@ -149,8 +150,8 @@ def read_transcripts(paths: Iterable[str | Path], qa: QAFields = QAFields(),
         shown = "\n  ".join(str(p) for p in problems[:MAX_PROBLEMS_IN_ERROR])
         more = len(problems) - MAX_PROBLEMS_IN_ERROR
         tail = f"\n  ... and {more} more" if more > 0 else ""
-        raise DataError(f"{len(problems)} problem(s) in the imported transcripts (strict mode; "
-                        f"fix them or drop --strict to skip those lines):\n  {shown}{tail}")
+        raise DataError(f"{counted(len(problems), 'problem')} in the imported transcripts (strict "
+                        f"mode; fix them or drop --strict to skip those lines):\n  {shown}{tail}")
     return ImportResult(conversations, problems, records)
 
 
