@@ -41,13 +41,13 @@ def test_sync_search_list_remove_stats(bot):
     text = run("index", "search", "costs", "--mode", "bm25", "--config", config).stdout
     assert text.startswith("1. [") and "faq.csv (row 1)" in text and "It costs nothing." in text
     listed = run("index", "list", "--config", config).stdout.splitlines()
-    assert listed[-1] == "2 documents" and listed[0].split()[:2] == ["1", "chunks"]
+    assert listed[-1] == "2 documents" and listed[0].split()[:2] == ["1", "chunk"]
     stats = json.loads(run("index", "stats", "--json", "--config", config).stdout)
     assert (stats["documents"], stats["chunks"], stats["embedder"], stats["dimension"],
             stats["index_type"], stats["faiss_type"]) == (2, 2, "hash:256", 256, "auto", "flat")
     assert stats["size_bytes"] > 0
     removed = run("index", "remove", str(tmp_path / "docs" / "faq.csv"), "--config", config)
-    assert removed.stdout == "removed 1 document(s)\n"
+    assert removed.stdout == "removed 1 document\n"
     assert run("index", "stats", "--json", "--config", config).stdout.count('"documents": 1') == 1
 
 
@@ -238,14 +238,14 @@ def test_remove_through_a_symlink_finds_what_sync_indexed(bot):
     (tmp_path / "shortcut").symlink_to(tmp_path / "docs")
     (tmp_path / "install-link.md").symlink_to(tmp_path / "docs" / "install.md")
     one = run("index", "remove", str(tmp_path / "install-link.md"), "--config", config)
-    assert (one.exit_code, one.stdout) == (0, "removed 1 document(s)\n")
+    assert (one.exit_code, one.stdout) == (0, "removed 1 document\n")
     rest = run("index", "remove", str(tmp_path / "shortcut"), "--config", config)
-    assert (rest.exit_code, rest.stdout) == (0, "removed 1 document(s)\n")
+    assert (rest.exit_code, rest.stdout) == (0, "removed 1 document\n")
     assert run("index", "list", "--config", config).stdout == "0 documents\n"
     # the other way round: synced through the link, removed by the real path
     assert run("index", "sync", str(tmp_path / "shortcut"), "--config", config).exit_code == 0
     by_real = run("index", "remove", str(tmp_path / "docs"), "--config", config)
-    assert (by_real.exit_code, by_real.stdout) == (0, "removed 2 document(s)\n")
+    assert (by_real.exit_code, by_real.stdout) == (0, "removed 2 documents\n")
 
 
 def test_a_path_given_with_a_line_end_or_escape_is_shown_escaped_in_every_message(bot):
@@ -294,10 +294,10 @@ def test_removing_an_upload_deletes_its_file_as_the_web_ui_does(bot, monkeypatch
     monkeypatch.chdir(tmp_path / "docs")
     removed = run("index", "remove", "uploads/notes.md", "--config", config)
     assert (removed.exit_code, removed.stdout) == (
-        0, "removed 1 document(s); deleted 1 uploaded file(s) from uploads/\n")
+        0, "removed 1 document; deleted 1 uploaded file from uploads/\n")
     assert not upload.exists()
     kept = run("index", "remove", str(tmp_path / "docs" / "install.md"), "--config", config)
-    assert kept.stdout == "removed 1 document(s)\n"
+    assert kept.stdout == "removed 1 document\n"
     assert (tmp_path / "docs" / "install.md").exists()
 
 
@@ -311,7 +311,7 @@ def test_removing_an_upload_keeps_a_newer_file_of_its_name(bot, monkeypatch):
     assert run("index", "sync", str(upload), "--config", config).exit_code == 0
     upload.write_text("# Notes\n\nRefunds take three days now.\n")  # the new upload
     removed = run("index", "remove", str(upload), "--config", config)
-    assert (removed.exit_code, removed.stdout) == (0, "removed 1 document(s)\n")
+    assert (removed.exit_code, removed.stdout) == (0, "removed 1 document\n")
     assert upload.read_text() == "# Notes\n\nRefunds take three days now.\n"
 
 

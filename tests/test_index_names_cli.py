@@ -21,7 +21,7 @@ def test_remove_takes_an_upload_by_the_name_the_bot_shows(bot, monkeypatch):
     monkeypatch.chdir(tmp_path / "docs")  # no uploads/ folder here
     removed = run("index", "remove", "uploads/notes.md", "--config", config)
     assert (removed.exit_code, removed.stdout) == (
-        0, "removed 1 document(s); deleted 1 uploaded file(s) from uploads/\n")
+        0, "removed 1 document; deleted 1 uploaded file from uploads/\n")
     assert "uploads/notes.md" not in run("index", "list", "--config", config).stdout
     again = run("index", "remove", "uploads/notes.md", "--config", config)
     assert (again.exit_code, again.stderr) == (
@@ -45,7 +45,7 @@ def test_list_names_documents_as_the_chat_does_and_remove_takes_those_names(bot,
     assert [(d["source"], d["path"]) for d in as_json][2] == ("handbook.md", str(manual))
     monkeypatch.chdir(tmp_path / "docs")  # no handbook.md here
     removed = run("index", "remove", "handbook.md", "--config", config)
-    assert (removed.exit_code, removed.stdout) == (0, "removed 1 document(s)\n")
+    assert (removed.exit_code, removed.stdout) == (0, "removed 1 document\n")
     assert manual.exists()  # only the index forgets it
 
 
@@ -66,7 +66,7 @@ def test_two_documents_of_one_name_are_told_apart_and_removed_by_path(bot, monke
         1, f"error: guide.md names 2 documents ({guides[0]}, {guides[1]}); give the path of the "
            "one to remove\n")
     one = run("index", "remove", "support/guide.md", "--config", config)
-    assert (one.exit_code, one.stdout) == (0, "removed 1 document(s)\n")
+    assert (one.exit_code, one.stdout) == (0, "removed 1 document\n")
     assert run("index", "remove", "guide.md", "--config", config).exit_code == 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from app.commands.common import FreeTextCommand, ctrl_c_ends_with, in_section, \
+from app.commands.common import FreeTextCommand, counted, ctrl_c_ends_with, in_section, \
     one_line_errors, print_json, progress_line, with_config
 from app.commands.progress import ProgressBar
 from chatbot.config import BotConfig
@@ -194,8 +194,9 @@ def list_command(config: BotConfig, as_json: bool) -> None:
     for doc, name in zip(documents, names):
         # two files of one name synced from outside index.paths: which is which
         where = f" ({shown(doc.source)})" if held[name] > 1 else ""
-        click.echo(f"{doc.chunks:6d} chunks  {doc.indexed_at}  {shown(name)}{where}")
-    click.echo(f"{len(documents)} document" + ("" if len(documents) == 1 else "s"))
+        chunks = "chunk" if doc.chunks == 1 else "chunks"  # the column after stays in line
+        click.echo(f"{doc.chunks:6d} {chunks:<6}  {doc.indexed_at}  {shown(name)}{where}")
+    click.echo(counted(len(documents), "document"))
     if not documents:  # on stderr: standard output stays the list
         click.echo("note: nothing is indexed yet; index the config's index.paths with "
                    "`chatbot index sync`", err=True)
@@ -214,8 +215,8 @@ def remove_command(config: BotConfig, path: Path) -> None:
     index = bot_index(config)
     removed = remove_documents(index, path)
     uploads = sum(index.is_upload(source) and not os.path.lexists(source) for source in removed)
-    click.echo(f"removed {len(removed)} document(s)" + (
-        f"; deleted {uploads} uploaded file(s) from uploads/" if uploads else ""))
+    click.echo(f"removed {counted(len(removed), 'document')}" + (
+        f"; deleted {counted(uploads, 'uploaded file')} from uploads/" if uploads else ""))
 
 
 @index_group.command("stats")
