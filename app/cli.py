@@ -12,7 +12,6 @@ import click
 
 from app.commands import (ab, adapters, chat, config_cmd, data, evaluate, index, logs,
                               serve, train, train_sweep)
-from app.commands.common import end_progress_line
 
 # Help sections, in the order users meet them; each command module names its section.
 SECTIONS = ["Chat", "Documents", "Conversations", "Training and evaluation", "Setup"]
@@ -43,7 +42,6 @@ class SectionedGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            end_progress_line()
             click.echo("error: interrupted", err=True)
             ctx.exit(1)
 

@@ -120,41 +120,45 @@ def test_ctrl_c_while_the_command_imports_its_libraries_ends_in_one_line(
 
 
 CUT_SHORT = """
-import sys
-from tqdm import tqdm
-from app.commands.common import ctrl_c_ends_with, one_line_errors, progress_line
+import fcntl, struct, sys, termios
+from app.commands.common import ctrl_c_ends_with, one_line_errors
+from app.commands.progress import ProgressBar
+
+fcntl.ioctl(2, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a pty has no size
 
 @one_line_errors
 def cut_short():
     with ctrl_c_ends_with("then"):
-        if sys.argv[1] == "bar":
-            with tqdm(total=3, file=sys.stderr, bar_format="{n}/{total}",
-                      ncols=9, nrows=9) as bar:  # a pty has no size
-                bar.update(1)
-                raise KeyboardInterrupt
-        for done in range(1, int(sys.argv[1]) + 1):
-            progress_line("questions", done, 3)
-        raise KeyboardInterrupt
+        with ProgressBar("question", delay=float(sys.argv[2])) as bar:
+            for done in range(1, int(sys.argv[1]) + 1):
+                bar.count(done, 3)
+            raise KeyboardInterrupt
 
 cut_short()
 """
 
 
-@pytest.mark.parametrize("progress, shown", [
-    ("1", "\rquestions: 1/3\r\n"),  # our count, its line left open
-    ("3", "\rquestions: 1/3\rquestions: 2/3\rquestions: 3/3\r\n"),  # its line ended
-    ("bar", "\r0/3\r1/3\r\n"),  # tqdm's bar, which ends its own line as it closes
+@pytest.mark.parametrize("counted, delay", [
+    ("1", "0"),  # the bar's line left open mid-way
+    ("3", "0"),  # the bar full
+    ("1", "60"),  # no bar drawn yet
 ])
-def test_ctrl_c_after_progress_on_a_terminal_starts_a_line_of_its_own(progress, shown) -> None:
+def test_ctrl_c_after_progress_on_a_terminal_starts_a_line_of_its_own(counted, delay) -> None:
     """The error follows the progress on the next line, with no blank line between."""
     import pty
 
     reader, writer = pty.openpty()
-    subprocess.run([sys.executable, "-c", CUT_SHORT, progress], stderr=writer)
+    subprocess.run([sys.executable, "-c", CUT_SHORT, counted, delay], stderr=writer)
     os.close(writer)
-    said = os.read(reader, 1000).decode()
+    said = os.read(reader, 4000).decode()
     os.close(reader)
-    assert said == shown + "error: interrupted; then\r\n"
+    assert said.endswith("error: interrupted; then\r\n"), said
+    bar = said.removesuffix("error: interrupted; then\r\n")
+    if delay == "0":  # the bar's last state, its line ended once
+        assert bar.endswith("\r\n") and "\n" not in bar[:-1], said
+        assert f"{counted}/3" in bar.split("\r")[-2], said
+    else:
+        assert bar == "", said
 
 
 PRESSED_AS_IT_FINISHES = """

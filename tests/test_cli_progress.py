@@ -1,4 +1,5 @@
-"""The progress bar of `chatbot index sync` and `chatbot data synth`, off a terminal and on one."""
+"""The progress bar of `chatbot index sync`, `data synth`, `index eval` and `eval`, off a
+terminal and on one."""
 
 from __future__ import annotations
 
@@ -46,6 +47,18 @@ def test_off_a_terminal_the_bar_is_whole_lines_at_each_tenth_and_sparse_details(
     assert err.splitlines() == [
         "files: 2/20", "files: 4/20", "files: 5/20, embedding 256/1843 chunks",
         "files: 5/20, embedding 768/1843 chunks", *(f"files: {n}/20" for n in range(6, 21, 2))]
+
+
+def test_off_a_terminal_the_first_count_shown_is_a_line_too(capsys):
+    """A log of an eval whose first question came after the model loaded began with its count
+    and total, not only a tenth of the way on."""
+    clock = Clock()
+    with ProgressBar("question", clock=clock) as bar:
+        clock.now = 9
+        for done in range(1, 26):
+            bar.count(done, 25)
+    assert capsys.readouterr().err.splitlines() == [
+        f"questions: {done}/25" for done in (1, 3, 5, 8, 10, 13, 15, 18, 20, 23, 25)]
 
 
 def test_a_short_run_or_a_disabled_bar_prints_nothing(capsys):

@@ -93,50 +93,24 @@ def one_line_errors(func: Callable) -> Callable:
     return wrapper
 
 
-_progress_line_open = False
-"""Whether ``progress_line`` left a count on the terminal without its line end."""
-
-
-def progress_line(label: str, done: int, total: int) -> None:
-    """``label: done/total`` on stderr (stdout stays the result alone): on a terminal one line
-    rewritten in place; elsewhere (a log file, CI), where a rewrite runs the counts together,
-    a whole line at the first step, at each tenth of the way and at the end."""
-    global _progress_line_open
-    if sys.stderr.isatty():
-        click.echo(f"\r{label}: {done}/{total}", nl=done == total, err=True)
-        _progress_line_open = done != total
-    elif done in (1, total) or done * 10 // total > (done - 1) * 10 // total:
-        click.echo(f"{label}: {done}/{total}", err=True)
-
-
-def end_progress_line() -> None:
-    """Before a message after progress cut short: off the line a count was left open on; a
-    finished count, or a tqdm bar (which ends its line as it closes), left none."""
-    global _progress_line_open
-    if _progress_line_open:
-        click.echo(err=True)
-        _progress_line_open = False
-
-
 @contextmanager
 def ctrl_c_ends_with(then: str | Callable[[], str]) -> Iterator[None]:
     """Ctrl-C inside the block ends the command as the long ones end, ``error: interrupted;
     THEN`` and exit status 1 (with ``one_line_errors``), not click's bare "Aborted!", on a
-    line of its own after any progress line. ``then`` may be a function: what was done by
-    the press. A press Python dropped (inside a garbage-collection callback, common while a
-    model loads) stops the work at its next step (``raise_if_interrupted``); one still
-    pending at the block's end came too late to stop anything, so the command finishes, with
-    a note, rather than calling complete work interrupted."""
+    line of its own (a ``ProgressBar`` in the block ends its line as it closes). ``then`` may
+    be a function: what was done by the press. A press Python dropped (inside a
+    garbage-collection callback, common while a model loads) stops the work at its next step
+    (``raise_if_interrupted``); one still pending at the block's end came too late to stop
+    anything, so the command finishes, with a note, rather than calling complete work
+    interrupted."""
     stop_on_ctrl_c()
     try:
         yield
     except KeyboardInterrupt:
-        end_progress_line()
         raise ChatbotError(f"interrupted; {then() if callable(then) else then}") from None
     try:
         raise_if_interrupted()
     except KeyboardInterrupt:
-        end_progress_line()
         click.echo("note: the work finished before the Ctrl-C could stop it; its result is "
                    "complete", err=True)
 

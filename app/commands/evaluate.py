@@ -8,7 +8,8 @@ import sys
 import click
 
 from app.commands.common import BotConfig, ctrl_c_ends_with, in_section, one_line_errors, \
-    print_json, progress_line, shown, with_config
+    print_json, shown, with_config
+from app.commands.progress import ProgressBar
 from chatbot.errors import InputError
 
 GATE_FAILED = 3
@@ -59,9 +60,10 @@ def evaluate(config: BotConfig, variants: str, data: str, name: str | None, gate
         from app.build import eval_settings
         from training.eval.report import comparison_rows, summary_rows
 
-        result = run_eval(eval_settings(config), names, data, name=name, limit=limit,
-                          min_effect=min_effect, max_new_tokens=max_new_tokens, gate=gate,
-                          progress=progress_line)
+        with ProgressBar("item") as bar:
+            result = run_eval(eval_settings(config), names, data, name=name, limit=limit,
+                              min_effect=min_effect, max_new_tokens=max_new_tokens, gate=gate,
+                              progress=lambda variants, done, total: bar.count(done, total))
     if as_json:
         print_json(result.record().to_json())
     else:

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from app.commands.common import FreeTextCommand, counted, ctrl_c_ends_with, in_section, \
-    one_line_errors, print_json, progress_line, with_config
+    one_line_errors, print_json, with_config
 from app.commands.progress import ProgressBar
 from chatbot.config import BotConfig
 from index.manifest import MANIFEST
@@ -164,8 +164,8 @@ def eval_command(config: BotConfig, data: Path, ks: tuple[int, ...], mode: str |
         from app.build import bot_index
         from chatbot.indexing import evaluate_index
 
-        report = evaluate_index(bot_index(config), data, ks, mode,
-                                lambda done, total: progress_line("questions", done, total))
+        with ProgressBar("question") as bar:
+            report = evaluate_index(bot_index(config), data, ks, mode, bar.count)
     for warning in report.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     if as_json:

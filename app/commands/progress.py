@@ -1,9 +1,10 @@
-"""The progress bar of a long command (``chatbot index sync``, ``chatbot data synth``) on stderr.
+"""The progress bar of a long command (``chatbot index sync``, ``data synth``, ``index eval``,
+``eval``) on stderr, where standard output stays the result alone.
 
 On a terminal it is tqdm's bar, rewritten in place. Elsewhere (a log file, CI) a rewrite is a
 carriage return that runs every state of the bar together, so there it is whole lines: the
-count at each tenth of the way and at the end, and a detail (``embedding 512/1843 chunks``) at
-most once every ``detail_every`` seconds.
+first count shown, the count at each tenth of the way and at the end, and a detail
+(``embedding 512/1843 chunks``) at most once every ``detail_every`` seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class ProgressBar:
         self.started = clock()
         self.done = self.total = 0
         self.detail_shown_at: float | None = None
+        self.line_shown = False  # off a terminal: a count's line printed yet
         self.terminal = sys.stderr.isatty()
         self.bar = None
         if self.terminal:
@@ -47,8 +49,9 @@ class ProgressBar:
             self.bar.total = total
             self.bar.set_postfix_str("", refresh=False)
             self.bar.update(done - self.bar.n)
-        elif self._shown() and total and (done == total or done * 10 // total
-                                          > before * 10 // total):
+        elif self._shown() and total and (not self.line_shown or done == total
+                                          or done * 10 // total > before * 10 // total):
+            self.line_shown = True
             click.echo(f"{self.unit}s: {done}/{total}", err=True)
 
     def detail(self, text: str) -> None:
