@@ -12,24 +12,22 @@ import click
 
 from app.commands import (ab, adapters, chat, config_cmd, data, evaluate, index, logs,
                               serve, train, train_sweep)
+from app.commands.common import WHOLE_SENTENCE, InOrderGroup
 
 # Help sections, in the order users meet them; each command module names its section.
 SECTIONS = ["Chat", "Documents", "Conversations", "Training and evaluation", "Setup"]
 
 
-class SectionedGroup(click.Group):
-    """A group whose help lists commands under section headings instead of one flat list,
-    in the order they are added (the order users meet them), not alphabetically."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
+class SectionedGroup(InOrderGroup):
+    """A group whose help lists commands under section headings instead of one flat list."""
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         by_section: dict[str, list[tuple[str, str]]] = {}
         for name in self.list_commands(ctx):
             command = self.get_command(ctx, name)
             section = getattr(command, "section", "Setup")
-            by_section.setdefault(section, []).append((name, command.get_short_help_str(60)))
+            summary = command.get_short_help_str(WHOLE_SENTENCE)
+            by_section.setdefault(section, []).append((name, summary))
         for section in SECTIONS:
             if section in by_section:
                 with formatter.section(section):

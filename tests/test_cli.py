@@ -184,6 +184,25 @@ def test_every_help_says_what_its_command_and_options_do() -> None:
     assert "report" in ab_help and "traffic split, arena votes, report" not in ab_help
 
 
+def test_help_lists_each_command_whole_in_the_order_users_meet_them() -> None:
+    """`chatbot index --help` listed eval, list, remove, search, stats, sync (by name: the sync
+    that comes first, last) and cut each summary at about 60 characters ('Index PATHS (files
+    or folders; default: the config's...'), as `chatbot --help` cut 'Compare variants on
+    held-out data: metrics with...'."""
+    for path, command in all_commands():
+        if isinstance(command, click.Group):
+            shown = CliRunner().invoke(main, [*path[1:], "--help"], terminal_width=80).output
+            assert "Commands:" in shown or "Chat:" in shown, path
+            cut = [line for line in shown.splitlines()
+                   if line.endswith("...") and not line.startswith("Usage:")]
+            assert not cut, f"{' '.join(path)}: {cut}"
+    index_help = CliRunner().invoke(main, ["index", "--help"], terminal_width=80).output
+    listed = [line.split()[0] for line in index_help.split("Commands:")[1].splitlines()
+              if line.startswith("  ") and not line.startswith("   ")]
+    assert listed == ["sync", "search", "eval", "list", "remove", "stats"]
+    assert "default: the config's index.paths) incrementally." in " ".join(index_help.split())
+
+
 def test_ask_with_nothing_indexed_says_so(tiny_config) -> None:
     """A fresh data dir answers from no documents: the terminal says why, not just a bare
     answer without sources."""

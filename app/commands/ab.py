@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from app.commands.common import BotConfig, existing_log, in_section, one_line_errors, \
-    output_path, print_json, shown, with_config
+from app.commands.common import BotConfig, InOrderGroup, existing_log, in_section, \
+    one_line_errors, output_path, print_json, shown, with_config
 from chatbot.errors import InputError
 from chatbot.paths import DataPaths
 from index.jsonfile import write_bytes_atomic
 
 
-@click.group()
+@click.group(cls=InOrderGroup)
 def ab() -> None:
     """The online A/B test: report the split's thumbs-up rates and the arena's votes."""
 

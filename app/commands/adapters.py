@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 import httpx
 
-from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
+from app.commands.common import BotConfig, InOrderGroup, in_section, one_line_errors, print_json, \
     with_config
 from chatbot.adapters import AdapterManifest, registered_adapters, servable_manifest
 from chatbot.errors import ConfigError, ModelError
@@ -30,7 +30,7 @@ from chatbot.remote_check import backend_key, model_cards
 
 
 @in_section("Training and evaluation")
-@click.group("adapters")
+@click.group("adapters", cls=InOrderGroup)
 def adapters_group() -> None:
     """List registered adapters; push one to a vLLM server."""
 

@@ -34,6 +34,27 @@ def in_section(section: str) -> Callable[[click.Command], click.Command]:
     return mark
 
 
+WHOLE_SENTENCE = 500
+"""A command's summary in a help listing: its whole first sentence, wrapped, where click cuts
+it at about 60 characters ('Index PATHS (files or folders; default: the config's...')."""
+
+
+class InOrderGroup(click.Group):
+    """A group whose help lists its commands in the order they are added (the order users
+    meet them: ``index sync`` before ``index search``), not by name, each with its whole first
+    sentence."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, command.get_short_help_str(WHOLE_SENTENCE))
+                for name, command in self.commands.items() if not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 class FreeTextCommand(click.Command):
     """A command whose argument is free text (a question, a query, a file name): text that
     starts with '-' reads as an unknown option, so the error shows the command that passes it,
@@ -129,7 +150,8 @@ def print_table(header: list[str], rows: list[list[Any]]) -> None:
                             + [line[-1]]))
 
 
-__all__ = ["BotConfig", "FreeTextCommand", "counted", "in_section", "one_line_errors",
+__all__ = ["BotConfig", "FreeTextCommand", "InOrderGroup", "counted", "in_section",
+           "one_line_errors",
            "print_json", "shown", "with_config"]
 
 

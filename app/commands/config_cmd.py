@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from app.commands.common import (ctrl_c_ends_with, in_section, one_line_errors, print_json,
-                                 shown, with_config)
+from app.commands.common import (InOrderGroup, ctrl_c_ends_with, in_section, one_line_errors,
+                                 print_json, shown, with_config)
 from chatbot.config import BotConfig
 from chatbot.config_file import checked_config, default_config_path, read_yaml
 from chatbot.errors import ConfigError
@@ -19,7 +19,7 @@ less): a server that is up lists its models at once."""
 
 
 @in_section("Setup")
-@click.group("config")
+@click.group("config", cls=InOrderGroup)
 def config_group() -> None:
     """Validate a bot config."""
 
@@ -83,7 +83,7 @@ def _models_of(config: BotConfig, backend: str) -> dict[str, str]:
 
 
 @in_section("Setup")
-@click.group("models")
+@click.group("models", cls=InOrderGroup)
 def models_group() -> None:
     """Prepare the configured models (convert embedded ones into the cache)."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from app.commands.common import BotConfig, in_section, one_line_errors, output_path, \
+from app.commands.common import BotConfig, InOrderGroup, in_section, one_line_errors, output_path, \
     print_json, shown, with_config
 from app.commands.data_synth import synth
 
@@ -22,7 +22,7 @@ PROBLEMS_SHOWN = 10
 
 
 @in_section("Training and evaluation")
-@click.group("data")
+@click.group("data", cls=InOrderGroup)
 def data_group() -> None:
     """Build fine-tuning datasets from the conversation log and transcripts."""
 

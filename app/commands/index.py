@@ -15,8 +15,8 @@ from pathlib import Path
 
 import click
 
-from app.commands.common import FreeTextCommand, counted, ctrl_c_ends_with, in_section, \
-    one_line_errors, print_json, with_config
+from app.commands.common import FreeTextCommand, InOrderGroup, counted, ctrl_c_ends_with, \
+    in_section, one_line_errors, print_json, with_config
 from app.commands.progress import ProgressBar
 from chatbot.config import BotConfig
 from index.manifest import MANIFEST
@@ -45,7 +45,7 @@ def _paths(ctx: click.Context, param: click.Parameter, value):
 
 
 @in_section("Documents")
-@click.group("index")
+@click.group("index", cls=InOrderGroup)
 def index_group() -> None:
     """Index documents and search them."""
 

@@ -14,8 +14,8 @@ from typing import Any, Callable, TextIO
 
 import click
 
-from app.commands.common import BotConfig, counted, existing_log, in_section, one_line_errors, \
-    output_path, print_json, print_table, shown, with_config
+from app.commands.common import BotConfig, InOrderGroup, counted, existing_log, in_section, \
+    one_line_errors, output_path, print_json, print_table, shown, with_config
 from chatbot import migrations
 from chatbot.errors import InputError, LogError
 from chatbot.logs import ConversationLog, LoggedConversation, LoggedTurn
@@ -92,7 +92,7 @@ FORMATS = {"openai": as_openai, "sharegpt": as_sharegpt}
 
 
 @in_section("Conversations")
-@click.group()
+@click.group(cls=InOrderGroup)
 def logs() -> None:
     """The conversation log: list sessions, show one, export them as JSONL, correct an answer,
     erase sessions."""

@@ -21,7 +21,7 @@ import click
 from click.core import ParameterSource
 from pydantic import BaseModel, ValidationError
 
-from app.commands.common import BotConfig, in_section, one_line_errors, print_json, \
+from app.commands.common import BotConfig, InOrderGroup, in_section, one_line_errors, print_json, \
     with_config
 from chatbot.interrupts import stop_on_ctrl_c
 from training.errors import TrainingError
@@ -86,7 +86,7 @@ def hyperparameter_options(func):
 
 
 @in_section("Training and evaluation")
-@click.group("train", invoke_without_command=True)
+@click.group("train", cls=InOrderGroup, invoke_without_command=True)
 @click.option("--data", "dataset", default=None, help="Dataset name (chatbot data build).")
 @click.option("--name", default=None, help="Name of the adapter, registered as a variant.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run of --name.")
