@@ -213,3 +213,15 @@ def test_a_ctrl_c_dropped_as_the_work_finishes_does_not_call_it_interrupted(
     assert run.stderr.splitlines()[-1] == (
         "note: the work finished before the Ctrl-C could stop it; its result is complete")
     assert run.stdout  # the report, as without the press
+
+
+def test_a_ctrl_c_dropped_while_the_model_loads_stops_ask_before_it_answers(
+        tiny_config) -> None:
+    """Dropped while `chatbot ask` loaded its model, the press went unseen until the whole
+    answer was written; now the answer does not begin."""
+    run = subprocess.run(
+        [sys.executable, "-c", PRESSED_AS_IT_FINISHES, "app.build.build_engine", "ask",
+         "How do I index?", "--config", str(tiny_config)], capture_output=True, text=True,
+        timeout=300)
+    assert (run.returncode, run.stdout, run.stderr.splitlines()[-1]) == (
+        1, "", "error: interrupted; no answer had begun"), run.stderr

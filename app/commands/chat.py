@@ -20,6 +20,7 @@ the model's context."""
 
 from app.commands.common import BotConfig, FreeTextCommand, ctrl_c_ends_with, in_section, \
     one_line_errors, print_json, shown, with_config
+from chatbot.interrupts import raise_if_interrupted
 
 
 def _echo_answer(stream, line_open: bool = False) -> None:
@@ -90,6 +91,7 @@ def ask(config: BotConfig, question: str, variant: str | None, as_json: bool) ->
         from app.build import build_engine  # seconds of libraries: a Ctrl-C there ends here too
 
         engine = build_engine(config)
+        raise_if_interrupted()  # one Python dropped while the model loaded: before any answer
         stream = engine.answer(_new_session(), question, variant)  # a bad question fails here
         _note_if_nothing_indexed(config, engine.variant(variant))
         try:
