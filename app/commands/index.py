@@ -83,7 +83,8 @@ def sync_command(config: BotConfig, paths: tuple[Path, ...], rebuild: bool, as_j
     if as_json:
         print_json({**report.__dict__, "failed": [f.__dict__ for f in report.failed]})
     else:
-        for failure in report.failed:
+        for failure in report.failed:  # the full path, not `index list`'s short name: the
+            # file is one to find and fix, and a failed file has no name in the index yet
             click.echo(f"failed: {shown(failure.source)}: {failure.reason}", err=True)
         click.echo(report.summary())
     if not report.ok:
