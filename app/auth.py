@@ -97,7 +97,8 @@ class Credentials:
                     "use the web UI, /gradio_api and /v1")
         ways = []
         if self.logins:
-            ways.append(f"log in as one of {len(self.logins)} user(s)")
+            ways.append("log in as its one user" if len(self.logins) == 1
+                        else f"log in as one of its {len(self.logins)} users")
         if self.api_key:
             ways.append(f"send ${self.api_key_env} as 'Authorization: Bearer KEY' (or as the "
                         "login password)")

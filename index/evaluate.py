@@ -38,7 +38,7 @@ from typing import Callable
 from index.decoding import utf16_without_mark
 from index.errors import EvalDataError
 from index.jsonfile import UnreadFields
-from index.text import clean_text, shown
+from index.text import clean_text, counted, shown
 from index.types import Chunk, Hit
 
 Search = Callable[[str, int], list[Hit]]
@@ -108,8 +108,9 @@ class EvalReport:
                 lines.append(f"- ... {len(self.not_indexed) - shown_misses} more "
                              "(--json lists all)")
         if self.misses:
-            lines += ["", f"No gold item in the top {max(self.hit)} for {len(self.misses)} "
-                          "question(s); the first passage found instead:"]
+            lines += ["", f"No gold item in the top {max(self.hit)} for "
+                          f"{counted(len(self.misses), 'question')}; the first passage found "
+                          "instead:"]
             lines += [f"- {_short(m.question)} -> {m.passages[0] if m.passages else 'nothing'}"
                       for m in self.misses[:shown_misses]]
             if len(self.misses) > shown_misses:

@@ -97,7 +97,7 @@ def test_browser_logs_in_chats_streams_shows_sources_logs_thumbs_up_and_uploads(
         page.get_by_role("tab", name="Documents").click()
         page.locator("#cb-upload input[type=file]").set_input_files(str(upload))
         expect(page.locator("#cb-upload-status")).to_contain_text(
-            "Indexed 1 of 1 file(s): 1 added", timeout=30_000)
+            "Indexed 1 of 1 file: 1 added", timeout=30_000)
         expect(page.locator("#cb-documents")).to_contain_text("uploads/pets.md")
         page.get_by_role("tab", name="Chat").click()
         page.get_by_label("Dislike", exact=True).first.click()  # the page was loaded before

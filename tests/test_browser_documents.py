@@ -46,7 +46,7 @@ def test_the_upload_status_says_what_became_of_an_upload_the_page_refused(url, t
                    tuple(f"part{n}.md" for n in range(4)): (
                        "Not uploaded: the 4 files come to 0.034 MB, more than the 0.03 MB one "
                        "upload may hold (index.max_upload_mb); upload fewer at a time."),
-                   ("small.md",): "Indexed 1 of 1 file(s): 1 added"}
+                   ("small.md",): "Indexed 1 of 1 file: 1 added"}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

@@ -193,7 +193,7 @@ def config_file(tmp_path, isolated_state):
 
 def test_cli_corrects_one_turn_or_a_file(config_file, isolated_state, tmp_path) -> None:
     result = invoke(config_file, "2", "--text", FIXED, "--author", "ana")
-    assert result.exit_code == 0 and "saved 1 correction(s)" in result.output
+    assert result.exit_code == 0 and "saved 1 correction" in result.output
     rows = tmp_path / "corrections.jsonl"
     rows.write_text(json.dumps({"turn_id": 4, "text": "Copy it into docs/ and run sync."}) + "\n")
     assert invoke(config_file, "--file", str(rows)).exit_code == 0
@@ -292,7 +292,7 @@ def test_cli_corrects_as_a_user_the_system_has_no_name_for(tmp_path) -> None:
         result = subprocess.run([*as_unnamed, sys.executable, "-m", "app", "logs", "correct",
                                  "2", "--text", FIXED, "--config", str(folder / "bot.yaml")],
                                 env=env, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0 and "saved 1 correction(s)" in result.stdout, result.stderr
+        assert result.returncode == 0 and "saved 1 correction" in result.stdout, result.stderr
         log = ConversationLog(folder / "data" / "logs.sqlite")
         assert [(c.text, c.author) for c in log.corrections(2)] == [(FIXED, None)]
         log.close()

@@ -38,7 +38,7 @@ def test_metrics_of_a_known_ranking():
     assert report.misses == (Miss("where?", ("/docs/a.html", "/docs/a.html", "/docs/b.html",
                                              "/docs/a.html")),)
     assert report.table().splitlines()[-2:] == [
-        "No gold item in the top 4 for 1 question(s); the first passage found instead:",
+        "No gold item in the top 4 for 1 question; the first passage found instead:",
         "- where? -> /docs/a.html"]
     assert report.table(shown_misses=0).splitlines()[-1] == "- ... 1 more (--json lists all)"
 

@@ -102,7 +102,7 @@ def test_files_of_a_folder_synced_by_path_are_named_from_that_folder(bot, monkey
                                "wiki/support/faq.md"]
     monkeypatch.chdir(tmp_path / "docs")  # no wiki/ here
     removed = run("index", "remove", "wiki/sales/faq.md", "--config", config)
-    assert (removed.exit_code, removed.stdout) == (0, "removed 1 document(s)\n")
+    assert (removed.exit_code, removed.stdout) == (0, "removed 1 document\n")
     assert _listed(config)[2:] == ["wiki/support/faq.md"]
 
 

@@ -104,7 +104,7 @@ def test_export_openai_has_answered_turns_and_feedback_metadata(logged, tmp_path
     out = tmp_path / "out" / "chats.jsonl"
     result = invoke("logs", "export", "--format", "openai", "--out", str(out),
                     "--config", logged["config"])
-    assert result.output.strip() == f"wrote 2 conversation(s), 3 answer(s) to {out}"
+    assert result.output.strip() == f"wrote 2 conversations, 3 answers to {out}"
     records = [json.loads(line) for line in out.read_text().splitlines()]
     first = records[0]
     assert first["messages"] == [
@@ -149,7 +149,7 @@ def test_export_through_a_symlink_or_into_a_pipe_writes_where_it_points(logged,
     reader.start()
     result = invoke("logs", "export", "--out", str(pipe), "--config", logged["config"])
     reader.join(timeout=30)
-    assert result.output.startswith("wrote 2 conversation(s)")
+    assert result.output.startswith("wrote 2 conversations")
     assert pipe.is_fifo() and received == [target.read_text()]
 
 
@@ -161,7 +161,7 @@ def test_export_to_dash_writes_the_jsonl_to_stdout_and_the_summary_to_stderr(
     invoke("logs", "export", "--out", str(file_export), "--config", logged["config"])
     result = invoke("logs", "export", "--out", "-", "--config", logged["config"])
     assert result.stdout == file_export.read_text()
-    assert result.stderr.startswith("wrote 2 conversation(s), ") and "to stdout" in result.stderr
+    assert result.stderr.startswith("wrote 2 conversations, ") and "to stdout" in result.stderr
     assert not (tmp_path / "-").exists()
 
 
@@ -256,7 +256,7 @@ def test_delete_erases_a_persons_sessions_from_the_log_file_itself(logged, isola
     assert asked.exit_code == 1 and asked.output.startswith("web-a\t")  # it asks first
     result = invoke("logs", "delete", "--containing", "HOW TO SYNC", "--yes",
                     "--config", logged["config"])
-    assert "erased 1 session(s): 4 turns, 2 ratings, 0 corrections" in result.output
+    assert "erased 1 session: 4 turns, 2 ratings, 0 corrections" in result.output
     sessions = json.loads(invoke("logs", "list", "--json", "--config", logged["config"]).output)
     assert [s["id"] for s in sessions] == ["web-b"]
     on_disk = b"".join(p.read_bytes() for p in path.parent.glob("logs.sqlite*"))
@@ -332,7 +332,7 @@ def test_delete_containing_matches_any_case_beyond_ascii(tmp_path, isolated_stat
         assert found.output.startswith("web-e\t"), (spelt, found.output)
     result = invoke("logs", "delete", "--containing", "élodie müller", "--yes",
                     "--config", str(config))
-    assert "erased 1 session(s): 1 turns" in result.output
+    assert "erased 1 session: 1 turn" in result.output
     remaining = json.loads(invoke("logs", "list", "--json", "--config", str(config)).output)
     assert [s["id"] for s in remaining] == ["web-f"]
 

@@ -51,7 +51,7 @@ def test_only_loopback_may_be_open_unless_insecure(host, refused) -> None:
     (None, "access: open: no login and no API key are set, so anyone who reaches {url}/ can "
            "use the web UI, /gradio_api and /v1"),
     ("both", "access: protected: the web UI, /gradio_api and /v1 all require a credential: "
-             "log in as one of 1 user(s) or send $CHATBOT_API_KEY as 'Authorization: Bearer "
+             "log in as its one user or send $CHATBOT_API_KEY as 'Authorization: Bearer "
              "KEY' (or as the login password)")], indirect=["credentials"])
 def test_serve_says_which_routes_are_protected(tiny_config, credentials, access) -> None:
     with chatbot_serve(tiny_config) as (url, server):

@@ -275,7 +275,7 @@ def test_a_file_uploaded_through_gradio_is_indexed(full_app, tmp_path) -> None:
     with serving(full_app) as url:
         client = Client(url, verbose=False)
         status = client.predict([handle_file(str(note))], api_name="/upload")[0]
-        assert status.startswith("Indexed 1 of 1 file(s): 1 added")
+        assert status.startswith("Indexed 1 of 1 file: 1 added")
         assert "Cats sleep" in client.predict("cats sleep", 3, "bm25", api_name="/search")
 
 

@@ -34,7 +34,7 @@ def test_upload_indexes_lists_searches_and_removes(documents, tmp_path) -> None:
                write(tmp_path / "gradio-b", "faq.md", "# FAQ\n\nRefunds take five days.")]
     status, rows, chooser, dropped = actions.upload(uploads)
     assert dropped is None
-    assert status.startswith("Indexed 2 of 2 file(s): 2 added")
+    assert status.startswith("Indexed 2 of 2 files: 2 added")
     kept = ["uploads/faq.md", "uploads/install.md"]  # never the server's absolute path
     assert sorted(r[0] for r in rows) == kept and all(r[1] >= 1 for r in rows)
     assert sorted(chooser["choices"]) == kept
@@ -43,7 +43,7 @@ def test_upload_indexes_lists_searches_and_removes(documents, tmp_path) -> None:
     with pytest.warns(UserWarning, match="the limit is 2,000"):  # a pasted book: refused
         assert actions.search("refunds " * 50_000, 2, "hybrid") == ""
     status, rows, _ = actions.remove(kept[0])
-    assert status == "Removed 1 document(s)." and [r[0] for r in rows] == [kept[1]]
+    assert status == "Removed 1 document." and [r[0] for r in rows] == [kept[1]]
 
 
 def test_a_failed_upload_of_a_known_name_keeps_the_file_it_would_have_replaced(documents,
@@ -52,7 +52,7 @@ def test_a_failed_upload_of_a_known_name_keeps_the_file_it_would_have_replaced(d
     actions = DocumentActions(documents)
     actions.upload([write(tmp_path / "one", "parking.md", "Park in bay 4.")])
     status, rows, _, _ = actions.upload([write(tmp_path / "two", "parking.md", "")])
-    assert status.startswith("Indexed 0 of 1 file(s)") and "`parking.md`: empty file" in status
+    assert status.startswith("Indexed 0 of 1 file") and "`parking.md`: empty file" in status
     assert (documents.upload_dir / "parking.md").read_text() == "Park in bay 4."
     assert [r[0] for r in rows] == ["uploads/parking.md"]
     assert sorted(p.name for p in documents.upload_dir.iterdir()) == ["parking.md"]
@@ -186,10 +186,10 @@ def test_an_upload_or_removal_that_waits_for_a_cli_sync_says_so(documents, tmp_p
     upload = write(tmp_path / "u", "notes.md", "Notes on parking.")
     results, shown = held_by_a_cli_sync(documents, lambda progress: actions.upload([upload],
                                                                                    progress))
-    assert shown[0] == WAITED and results[0][0].startswith("Indexed 1 of 1 file(s)")
+    assert shown[0] == WAITED and results[0][0].startswith("Indexed 1 of 1 file")
     results, shown = held_by_a_cli_sync(
         documents, lambda progress: actions.remove("uploads/notes.md", progress))
-    assert shown == [WAITED] and results[0][0] == "Removed 1 document(s)."
+    assert shown == [WAITED] and results[0][0] == "Removed 1 document."
 
 
 def test_a_damaged_index_is_told_without_the_servers_paths(documents, tmp_path) -> None:
@@ -218,7 +218,7 @@ def test_a_removed_upload_leaves_no_copy_on_the_server(documents, tmp_path) -> N
     actions.upload([write(tmp_path / "a", "faq.md", "Refunds take five days."),
                     write(tmp_path / "b", "parking.md", "Park in bay 4.")])
     status, rows, _ = actions.remove("uploads/faq.md")
-    assert status == "Removed 1 document(s)." and [r[0] for r in rows] == ["uploads/parking.md"]
+    assert status == "Removed 1 document." and [r[0] for r in rows] == ["uploads/parking.md"]
     assert sorted(p.name for p in documents.upload_dir.iterdir()) == ["parking.md"]
 
 
@@ -231,7 +231,7 @@ def test_a_large_upload_shows_its_chunks_as_they_are_embedded(documents, tmp_pat
     status, *_ = DocumentActions(documents).upload(
         [write(tmp_path / "a", "manual.md", text)],
         lambda value, desc=None, **kwargs: shown.append((value, desc)))
-    assert status.startswith("Indexed 1 of 1 file(s)")
+    assert status.startswith("Indexed 1 of 1 file")
     embedding = [(value, desc) for value, desc in shown if desc.startswith("embedding")]
     (done, total), desc = embedding[-1]
     assert len(embedding) > 1 and done == total

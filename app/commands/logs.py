@@ -175,13 +175,16 @@ def export(config: BotConfig, fmt: str, out: Path) -> None:
     log = open_log(config)  # a missing log fails here, before the file is touched
     if to_stdout:  # the summary goes to stderr, so stdout holds only the records
         counts = write_export(log, fmt, sys.stdout)
-        click.echo(f"wrote {counts[0]} conversation(s), {counts[1]} answer(s) to stdout",
-                   err=True)
+        click.echo(f"wrote {_exported(counts)} to stdout", err=True)
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     with replacing(out) as handle:  # an export cut short leaves the earlier file whole
         counts = write_export(log, fmt, handle)
-    click.echo(f"wrote {counts[0]} conversation(s), {counts[1]} answer(s) to {shown(out)}")
+    click.echo(f"wrote {_exported(counts)} to {shown(out)}")
+
+
+def _exported(counts: tuple[int, int]) -> str:
+    return f"{counted(counts[0], 'conversation')}, {counted(counts[1], 'answer')}"
 
 
 def write_export(log: ConversationLog, fmt: str, handle: TextIO) -> tuple[int, int]:
@@ -229,7 +232,7 @@ def correct(config: BotConfig, turn_id: int | None, text: str | None, path: Path
         log.add_corrections(rows, author)
     finally:
         log.close()
-    click.echo(f"saved {len(rows)} correction(s) to {shown(log.path)}")
+    click.echo(f"saved {counted(len(rows), 'correction')} to {shown(log.path)}")
 
 
 def read_corrections(path: Path, log: ConversationLog) -> list[tuple[int, str]]:
@@ -303,12 +306,14 @@ def delete(config: BotConfig, session_ids: tuple[str, ...], containing: str | No
         return
     for session in chosen:
         click.echo(f"{session}\t{known[session]['created_at']}\t{known[session]['turns']} turns")
-    if not yes and not _confirmed(f"Erase these {len(chosen)} session(s) from {path}?"):
+    if not yes and not _confirmed(f"Erase {counted(len(chosen), 'session')} from {path}?"):
         raise InputError("nothing erased; answer y to erase, or pass --yes to erase without "
                          "asking")
     erased = erase_sessions(path, chosen)
-    click.echo(f"erased {erased.sessions} session(s): {erased.turns} turns, {erased.ratings} "
-               f"ratings, {erased.corrections} corrections, {erased.battles} arena battles. "
+    click.echo(f"erased {counted(erased.sessions, 'session')}: "
+               f"{counted(erased.turns, 'turn')}, {counted(erased.ratings, 'rating')}, "
+               f"{counted(erased.corrections, 'correction')}, "
+               f"{counted(erased.battles, 'arena battle')}. "
                "Datasets and exports made before keep their copy: rebuild or delete them "
                "(`chatbot data list`).")
 

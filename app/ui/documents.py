@@ -17,6 +17,7 @@ import gradio as gr
 
 from chatbot.errors import ChatbotError
 from app.ui.render import error_text, sources_html
+from index.text import counted
 from index.types import Hit
 
 SEARCH_MODES = ["hybrid", "dense", "bm25"]
@@ -128,7 +129,7 @@ class DocumentActions:
         failed = {Path(failure.source) for failure in result.failed}
         _settle(kept, replaced, failed)
         indexed = len(kept) - len(failed)
-        lines = [f"Indexed {indexed} of {len(kept)} file(s): {html.escape(result.summary())}"]
+        lines = [f"Indexed {indexed} of {counted(len(kept), 'file')}: {html.escape(result.summary())}"]
         lines += [f"- not indexed: `{Path(f.source).name}`: {html.escape(f.reason)}"
                   for f in result.failed]
         return ("\n".join(lines), *self.table(), None)
@@ -152,7 +153,7 @@ class DocumentActions:
             removed = self.documents.remove(source, waiting=_saying_it_waits(progress))
         except ChatbotError as exc:
             raise gr.Error(error_text(exc), print_exception=False) from exc
-        return (f"Removed {len(removed)} document(s).", *self.table())
+        return (f"Removed {counted(len(removed), 'document')}.", *self.table())
 
     def search(self, query: str, k: int, mode: str) -> str:
         if not (query or "").strip():
