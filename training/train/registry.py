@@ -3,7 +3,9 @@
 ``<data_dir>/adapters/NAME/`` holds the weights (a peft adapter, or a full model for the
 ``freeze`` and ``full`` methods), ``adapter_manifest.json``, ``metrics.jsonl`` and ``loss.png``.
 Everything is written into ``adapters/.NAME.partial`` and renamed at the end, so a failed run
-never leaves a directory with a manifest (which would make it a variant).
+never leaves a directory with a manifest (which would make it a variant). A sweep's best
+replaces its earlier one by two renames, the earlier one set aside in ``.NAME.replaced`` until
+the new one is in place (``promote_adapter``).
 
     chatbot train merge ADAPTER --out DIR
 """
@@ -82,25 +84,59 @@ def publish(target: Path, save_weights, manifest: AdapterManifest, metrics_path:
     return target
 
 
-def promote_adapter(source: Path, target: Path, sweep: dict, keep_source: bool) -> Path:
+def promote_adapter(source: Path, target: Path, sweep: dict) -> Path:
     """Register the adapter in ``source`` (a sweep's best trial) as ``target``: same weights,
     the manifest renamed and the sweep recorded in its metrics. ``target`` may be this sweep's
-    earlier best, which is replaced."""
+    earlier best, which stays whole under its name until the new one is complete; a process
+    killed on the way leaves what ``recover_replacement`` puts right."""
+    recover_replacement(target)
     staging = staging_dir(target)
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        shutil.copytree(source, staging)
-        manifest = AdapterManifest.from_file(staging / ADAPTER_MANIFEST)
+    try:  # the manifest last: a staged copy is never mistaken for a whole one
+        shutil.copytree(source, staging, ignore=shutil.ignore_patterns(ADAPTER_MANIFEST))
+        manifest = AdapterManifest.from_file(source / ADAPTER_MANIFEST)
         replace(manifest, name=target.name,
                 metrics={**manifest.metrics, "sweep": sweep}).save(staging)
-        shutil.rmtree(target, ignore_errors=True)
+        if target.exists():
+            os.replace(target, replaced_dir(target))
         os.replace(staging, target)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise disk_error(target, exc) from None
-    if not keep_source:
-        shutil.rmtree(source, ignore_errors=True)
+    except BaseException as exc:  # Ctrl-C too: the earlier best goes back under its name
+        recover_replacement(target)
+        if isinstance(exc, OSError):
+            raise disk_error(target, exc) from None
+        raise
+    shutil.rmtree(replaced_dir(target), ignore_errors=True)
     return target
+
+
+def replaced_dir(target: Path) -> Path:
+    """Where ``target``'s earlier version waits while its replacement is renamed into place."""
+    return target.with_name(f".{target.name}.replaced")
+
+
+def recover_replacement(target: Path) -> None:
+    """Put right what a replacement of ``target`` cut short left: the earlier version goes back
+    under its name if the new one never got there, else its leftover copy goes; a staged new
+    one, maybe half-written, goes too (its source is still there to promote again)."""
+    earlier = replaced_dir(target)
+    if earlier.exists():
+        if target.exists():
+            shutil.rmtree(earlier, ignore_errors=True)
+        else:
+            os.replace(earlier, target)
+    shutil.rmtree(staging_dir(target), ignore_errors=True)
+
+
+def discard_adapter(folder: Path) -> None:
+    """Delete an adapter so that no one ever sees it half-deleted: it leaves the registry in one
+    rename, to its hidden staging name (which the next write of that name clears), and only
+    then are its files deleted."""
+    hidden = staging_dir(folder)
+    shutil.rmtree(hidden, ignore_errors=True)
+    try:
+        os.replace(folder, hidden)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(hidden, ignore_errors=True)
 
 
 def build_manifest(**fields) -> AdapterManifest:

@@ -246,12 +246,11 @@ def _remove_trial(paths: DataPaths, trial_name: str | None) -> None:
     """A trial's checkpoints and adapter (pruned, failed, or not the best), and the adapter
     half-written by a process killed as it registered it (never written again: a retried draw
     is a trial of its own)."""
-    from training.train.registry import staging_dir
+    from training.train.registry import discard_adapter
 
     if trial_name:
-        adapter = paths.adapter(trial_name)
-        for folder in (paths.run(trial_name), adapter, staging_dir(adapter)):
-            shutil.rmtree(folder, ignore_errors=True)
+        discard_adapter(paths.adapter(trial_name))  # never listed half-deleted
+        shutil.rmtree(paths.run(trial_name), ignore_errors=True)
 
 
 def _best(study, report: Path):
@@ -265,20 +264,20 @@ def _best(study, report: Path):
 
 
 def _register_best(request: SweepRequest, study, best, paths: DataPaths) -> Path:
-    """The best trial becomes adapter NAME; the other trials' adapters go unless kept."""
+    """The best trial becomes adapter NAME; the trials' adapters go unless kept. What a
+    killed registration left is put right first (the earlier best back under its name)."""
     import optuna
 
-    from training.train.registry import promote_adapter
+    from training.train.registry import promote_adapter, recover_replacement
 
     target = paths.adapter(request.base.name)
+    recover_replacement(target)
     source = paths.adapter(best.user_attrs["adapter"])
     if source.is_dir():
         promote_adapter(source, target, {
             "name": request.base.name, "trial": best.number, "objective": request.objective,
-            "value": best.value, "hyperparameters": best.user_attrs["hyperparameters"]},
-            keep_source=request.keep_trials)
-    if not request.keep_trials:
+            "value": best.value, "hyperparameters": best.user_attrs["hyperparameters"]})
+    if not request.keep_trials:  # the best one too, now a copy (or what its removal left)
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            if trial.number != best.number:
-                _remove_trial(paths, trial.user_attrs["adapter"])
+            _remove_trial(paths, trial.user_attrs["adapter"])
     return target
