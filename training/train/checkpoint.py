@@ -175,19 +175,48 @@ def atomic_save(payload: object, path: Path) -> None:
         os.replace(partial, path)
     except (OSError, RuntimeError) as exc:
         partial.unlink(missing_ok=True)
-        raise disk_error(path, exc) from None
+        raise disk_error(path, exc, rerun_advice(path.parent)) from None
 
 
-def disk_error(path: Path, exc: BaseException) -> TrainingError:
-    """A clear message for a failed write: disk full, permission, or another OS error."""
+def rerun_advice(run_dir: Path) -> str:
+    """What to run once a run's failed write can succeed: ``--resume`` only where a checkpoint
+    exists to resume from (it answers "nothing to resume" otherwise)."""
+    if (run_dir / LAST).is_file() or last_trainer_checkpoint(run_dir) is not None:
+        return "rerun with --resume to continue from the last checkpoint"
+    return ("run the same command again (no checkpoint was saved yet, so there is nothing to "
+            "resume)")
+
+
+def is_write_error(exc: BaseException) -> bool:
+    """An OS error, or safetensors' own error type for a full disk (the OS message inside)."""
+    return isinstance(exc, OSError) or "No space left" in str(exc)
+
+
+class WriteError(TrainingError):
+    """A failed write, whose message ends with what to run once it is fixed; a caller further
+    up that knows better gives its own (``advising``: a sweep's trial is not resumed)."""
+
+    def __init__(self, problem: str, then: str) -> None:
+        super().__init__(f"{problem}, then {then}")
+        self.problem = problem
+
+    def advising(self, then: str) -> WriteError:
+        return WriteError(self.problem, then)
+
+
+def disk_error(path: Path, exc: BaseException, then: str,
+               room: str = "free space on that disk",
+               folder: str = "the data directory") -> WriteError:
+    """A clear message for a failed write: disk full, permission, or another OS error. ``then``
+    says what to run once it is fixed, which only the caller knows (``rerun_advice`` for a
+    training run); ``room`` and ``folder`` where to make room or grant access."""
     code = getattr(exc, "errno", None)
     if code == errno.ENOSPC or "No space left" in str(exc) or _nearly_full(path.parent):
-        return TrainingError(f"disk full while writing {path}; free space or point data_dir "
-                             "elsewhere, then rerun with --resume")
+        return WriteError(f"disk full while writing {path}; {room}", then)
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return TrainingError(f"cannot write {path} (permission denied); make the data directory "
-                             "writable or set $CHATBOT_DATA_DIR")
-    return TrainingError(f"cannot write {path} ({exc}); check the data directory")
+        return WriteError(f"cannot write {path} (permission denied); make {folder} writable",
+                          then)
+    return WriteError(f"cannot write {path} ({exc}); check {folder}", then)
 
 
 def _nearly_full(folder: Path) -> bool:

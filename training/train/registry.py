@@ -24,31 +24,36 @@ from pathlib import Path
 from chatbot.adapters import ADAPTER_MANIFEST, AdapterManifest, check_lora_files, \
     incomplete_adapter, peft_notice_muted
 from chatbot.paths import DataPaths
-from training.train.checkpoint import disk_error
+from training.train.checkpoint import disk_error, is_write_error, rerun_advice
 from training.errors import TrainingError
 
 VERSIONED = ("torch", "transformers", "peft", "datasets", "chatbot-builder")
+SWEEP_AGAIN = ("run the same sweep command again: its finished trials are kept and the best one "
+               "is registered")
+"""What a sweep stopped by a failed write says to run (a sweep has no ``--resume``)."""
 
 
 def check_new_adapter(data_dir: Path, name: str) -> Path:
     """The final directory of a new adapter; errors for a bad or taken name, or no write access."""
-    root, target = DataPaths(data_dir).adapters, DataPaths(data_dir).adapter(name)
+    paths = DataPaths(data_dir)
+    target = paths.adapter(name)
     if target.exists():
         raise TrainingError(f"adapter {name!r} already exists at {target}; choose another "
                             "--name or delete that directory")
-    probe_writable(root)
+    probe_writable(paths.adapters, paths.run(name))
     return target
 
 
-def probe_writable(folder: Path) -> None:
+def probe_writable(folder: Path, run_dir: Path | None = None) -> None:
     """Create ``folder`` and write a file in it, so a read-only disk fails before training.
-    Each process writes a probe of its own: the processes of one ``torchrun`` probe at once."""
+    Each process writes a probe of its own: the processes of one ``torchrun`` probe at once.
+    ``run_dir`` (default: ``folder``) is the run whose checkpoint decides the advice."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-") as probe:
             probe.write(b"ok")
     except OSError as exc:
-        raise disk_error(folder, exc) from None
+        raise disk_error(folder, exc, rerun_advice(run_dir or folder)) from None
 
 
 def staging_dir(target: Path) -> Path:
@@ -77,9 +82,8 @@ def publish(target: Path, save_weights, manifest: AdapterManifest, metrics_path:
         os.replace(staging, target)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        # safetensors reports a full disk as its own error type, with the OS message inside
-        if isinstance(exc, OSError) or "No space left" in str(exc):
-            raise disk_error(target, exc) from None
+        if is_write_error(exc):  # the run's checkpoints are kept until it is registered
+            raise disk_error(target, exc, rerun_advice(metrics_path.parent)) from None
         raise
     return target
 
@@ -102,7 +106,7 @@ def promote_adapter(source: Path, target: Path, sweep: dict) -> Path:
     except BaseException as exc:  # Ctrl-C too: the earlier best goes back under its name
         recover_replacement(target)
         if isinstance(exc, OSError):
-            raise disk_error(target, exc) from None
+            raise disk_error(target, exc, SWEEP_AGAIN) from None
         raise
     shutil.rmtree(replaced_dir(target), ignore_errors=True)
     return target
@@ -214,7 +218,9 @@ def merge_adapter(adapter_dir: Path, base_dir: str, out: Path) -> Path:
         os.replace(staging, out)
     except BaseException as exc:  # Ctrl-C too: a half-written model is never left behind
         shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise disk_error(out, exc) from None
+        if is_write_error(exc):  # no --resume: the merge starts over
+            raise disk_error(out, exc, "run the merge again",
+                             room="free space on that disk or choose an --out on another one",
+                             folder=str(out.parent)) from None
         raise
     return out

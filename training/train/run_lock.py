@@ -15,9 +15,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from chatbot.paths import check_name
+from chatbot.paths import DataPaths, check_name
 from training.errors import TrainingError
-from training.train.checkpoint import disk_error
+from training.train.checkpoint import disk_error, rerun_advice
 
 
 @contextlib.contextmanager
@@ -38,7 +38,7 @@ def run_alone(data_dir: Path, name: str) -> Iterator[None]:
         raise TrainingError(f"a run named {name!r} is training in another process (it holds "
                             f"{path}); wait for it to end, or give another --name") from None
     except OSError as exc:
-        raise disk_error(path, exc) from None
+        raise disk_error(path, exc, rerun_advice(DataPaths(data_dir).run(name))) from None
     try:
         yield
     finally:

@@ -183,6 +183,9 @@ def _retry_interrupted(study, storage, paths: DataPaths) -> None:
 def _objective(request: SweepRequest, score, progress: bool):
     import optuna
 
+    from training.train.checkpoint import WriteError
+    from training.train.registry import SWEEP_AGAIN
+
     maximize = request.objective != VAL_LOSS
     paths = DataPaths(request.base.data_dir)
 
@@ -207,6 +210,9 @@ def _objective(request: SweepRequest, score, progress: bool):
             _remove_trial(paths, trial_name)
             trial.study.enqueue_trial(trial.params)
             raise
+        except WriteError as exc:  # a sweep has no --resume: its same command goes on
+            _remove_trial(paths, trial_name)
+            raise exc.advising(SWEEP_AGAIN) from None
         except BaseException:
             _remove_trial(paths, trial_name)
             raise
