@@ -157,6 +157,16 @@ def clear_for_new_run(run_dir: Path, name: str) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def forget_run(run_dir: Path) -> None:
+    """Delete a run's checkpoints once its adapter is registered. A Ctrl-C now is too late to
+    stop anything: the deletion finishes and the command ends as a finished run, not as an
+    interrupted one told to ``--resume`` (which would find its adapter already there)."""
+    try:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    except KeyboardInterrupt:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def last_trainer_checkpoint(run_dir: Path) -> Path | None:
     """The newest of TRL's ``checkpoint-N`` folders that was written whole: one cut short by
     a Ctrl-C during its save has no ``trainer_state.json`` (its last file) and is passed over,

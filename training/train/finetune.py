@@ -12,7 +12,6 @@ best validation weights and registers ``<data_dir>/adapters/NAME`` atomically
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -22,6 +21,7 @@ import torch
 from chatbot.paths import DataPaths
 
 from training.errors import TrainingError
+from training.train.checkpoint import forget_run
 from training.train.loop import LoopSettings, Workers, train_loop
 from training.train.model_setup import MethodSettings
 
@@ -133,7 +133,7 @@ def _finetune(request: FinetuneRequest, on_record: Callable[[dict], bool | None]
             "template": template, "template_hash": template_sha,
             "dataset": {"name": data.name, "manifest_sha256": data.manifest_sha256,
                         "examples_sha256": data.manifest.sha256}}, before_register, weights)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        forget_run(run_dir)  # a Ctrl-C now: too late to stop anything
     _stop_workers(workers)
     return result
 

@@ -16,7 +16,6 @@ reference is the base (the same copy, still zero).
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,6 +25,7 @@ import torch
 from chatbot.adapters import peft_notice_muted
 from chatbot.paths import DataPaths, check_name
 from training.errors import TrainingError
+from training.train.checkpoint import forget_run
 from training.train.finetune import FinetuneRequest
 from training.train.preference_data import PreferenceRows, load_preference_rows
 
@@ -116,7 +116,7 @@ def _train_preference(request: PreferenceRequest,
             "template": template, "template_hash": template_sha,
             "dataset": {"name": rows.name, "kind": "preference", "objective": request.objective,
                         "manifest_sha256": rows.manifest_sha256}}, before_register)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        forget_run(run_dir)  # a Ctrl-C now: too late to stop anything
     return result
 
 
