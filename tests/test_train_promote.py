@@ -87,3 +87,24 @@ def test_a_replacement_killed_at_any_point_never_leaves_a_half_adapter(tmp_path)
         assert sorted(p.name for p in root.iterdir()) == ["zorb"], k
         shutil.rmtree(tmp_path / str(k))
     assert k > 5  # the kills reached the end of the replacement
+
+
+def test_a_registered_adapter_with_its_run_folder_left_is_not_to_be_deleted(tmp_path):
+    """A run killed after registering its adapter, before deleting its checkpoints: --resume
+    said "adapter already exists ...; choose another --name or delete that directory", which
+    deletes the finished adapter to redo the end of its run."""
+    import pytest
+
+    from training.errors import TrainingError
+    from training.train.registry import check_new_adapter
+
+    adapter(tmp_path / "adapters/late", "late", b"weights")
+    (tmp_path / "runs/late").mkdir(parents=True)
+    (tmp_path / "runs/late/last.pt").write_bytes(b"checkpoint")
+    with pytest.raises(TrainingError) as refused:
+        check_new_adapter(tmp_path, "late")
+    assert str(refused.value) == (
+        f"adapter 'late' is already registered at {tmp_path}/adapters/late: its run finished, "
+        f"and {tmp_path}/runs/late holds checkpoints that its end did not get to delete; delete "
+        "that run folder, or choose another --name")
+    assert (tmp_path / "adapters/late/adapter_model.safetensors").read_bytes() == b"weights"

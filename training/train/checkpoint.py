@@ -151,10 +151,16 @@ def clear_for_new_run(run_dir: Path, name: str) -> None:
     that one is only ever continued or deleted by hand."""
     if not run_dir.exists():
         return
-    if (run_dir / LAST).is_file() or last_trainer_checkpoint(run_dir) is not None:
+    if has_checkpoint(run_dir):
         raise TrainingError(f"an interrupted run named {name!r} exists at {run_dir}; "
                             "continue it with --resume, or delete that directory")
     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a checkpoint of any method (SFT's ``last.pt``, TRL's
+    ``checkpoint-N`` for DPO and KTO)."""
+    return (run_dir / LAST).is_file() or last_trainer_checkpoint(run_dir) is not None
 
 
 def forget_run(run_dir: Path) -> None:
@@ -191,7 +197,7 @@ def atomic_save(payload: object, path: Path) -> None:
 def rerun_advice(run_dir: Path) -> str:
     """What to run once a run's failed write can succeed: ``--resume`` only where a checkpoint
     exists to resume from (it answers "nothing to resume" otherwise)."""
-    if (run_dir / LAST).is_file() or last_trainer_checkpoint(run_dir) is not None:
+    if has_checkpoint(run_dir):
         return "rerun with --resume to continue from the last checkpoint"
     return ("run the same command again (no checkpoint was saved yet, so there is nothing to "
             "resume)")

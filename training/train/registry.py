@@ -24,7 +24,8 @@ from pathlib import Path
 from chatbot.adapters import ADAPTER_MANIFEST, AdapterManifest, check_lora_files, \
     incomplete_adapter, peft_notice_muted
 from chatbot.paths import DataPaths
-from training.train.checkpoint import disk_error, is_write_error, rerun_advice
+from training.train.checkpoint import disk_error, has_checkpoint, is_write_error, \
+    rerun_advice
 from training.errors import TrainingError
 
 VERSIONED = ("torch", "transformers", "peft", "datasets", "chatbot-builder")
@@ -37,6 +38,11 @@ def check_new_adapter(data_dir: Path, name: str) -> Path:
     """The final directory of a new adapter; errors for a bad or taken name, or no write access."""
     paths = DataPaths(data_dir)
     target = paths.adapter(name)
+    if (target / ADAPTER_MANIFEST).is_file() and has_checkpoint(paths.run(name)):
+        raise TrainingError(f"adapter {name!r} is already registered at {target}: its run "
+                            f"finished, and {paths.run(name)} holds checkpoints that its end "
+                            "did not get to delete; delete that run folder, or choose another "
+                            "--name")
     if target.exists():
         raise TrainingError(f"adapter {name!r} already exists at {target}; choose another "
                             "--name or delete that directory")
