@@ -22,6 +22,21 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-quic"]
 
 
+
+@contextmanager
+def phone_page(url: str) -> Iterator:
+    """A Chromium page 400 pixels wide (a phone) opened at ``url``; closed with its browser."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 400, "height": 800})
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -14,7 +14,7 @@ from chatbot.config_file import load_config
 from chatbot.engine import Engine
 from chatbot.variants import Variant
 from server_app import serving
-from serving import CHROMIUM, CHROMIUM_ARGS
+from serving import CHROMIUM, CHROMIUM_ARGS, phone_page
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -74,26 +74,20 @@ def test_the_upload_status_says_what_became_of_an_upload_the_page_refused(url, t
 def test_on_a_phone_the_documents_list_and_picker_show_whole_rows(url, tmp_path) -> None:
     """At 400 pixels a long file name took the list's whole width: its chunk count and the time
     it was indexed were off to the side, seen only by scrolling the list sideways."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     upload = tmp_path / "refund-policy-for-customers-2026.md"
     upload.write_text("# Refunds\n\nRefunds are issued within 30 days of purchase.\n")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 400, "height": 800})
-            page.goto(url)
-            page.get_by_role("tab", name="Documents").click()
-            page.locator("#cb-upload input[type=file]").set_input_files(str(upload))
-            expect(page.locator("#cb-upload-status")).to_contain_text("Indexed 1 of 1")
-            listed = page.locator("#cb-documents")
-            expect(listed).to_contain_text("refund-policy")
-            frame = listed.bounding_box()
-            headings = {name: listed.get_by_role("columnheader", name=name).bounding_box()
-                        for name in ("source", "chunks", "indexed at")}
-            picker = page.locator("#cb-remove-pick").bounding_box()
-        finally:
-            browser.close()
+    with phone_page(url) as page:
+        page.get_by_role("tab", name="Documents").click()
+        page.locator("#cb-upload input[type=file]").set_input_files(str(upload))
+        expect(page.locator("#cb-upload-status")).to_contain_text("Indexed 1 of 1")
+        listed = page.locator("#cb-documents")
+        expect(listed).to_contain_text("refund-policy")
+        frame = listed.bounding_box()
+        headings = {name: listed.get_by_role("columnheader", name=name).bounding_box()
+                    for name in ("source", "chunks", "indexed at")}
+        picker = page.locator("#cb-remove-pick").bounding_box()
     outside = [name for name, box in headings.items()
                if box["x"] + box["width"] > frame["x"] + frame["width"] + 1]
     assert outside == []

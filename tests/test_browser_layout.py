@@ -12,7 +12,7 @@ from chatbot.config_file import load_config
 from chatbot.engine import Engine
 from chatbot.variants import Variant
 from server_app import full_app, config_file, credentials, serving  # noqa: F401 (fixtures)
-from serving import CHROMIUM, CHROMIUM_ARGS
+from serving import CHROMIUM, phone_page
 
 ONE_LINE = """(selector) => { const range = document.createRange();
   range.selectNodeContents(document.querySelector(selector));
@@ -40,23 +40,15 @@ pytestmark = [pytest.mark.browser,
 def test_on_a_phone_the_message_box_is_wider_than_the_send_button(tmp_path, echo) -> None:
     """At 400 pixels the Send button took half the row and the box showed 'Type a question
     and press Enter' over two cramped lines."""
-    from playwright.sync_api import sync_playwright
-
     config_file = tmp_path / "bot.yaml"
     config_file.write_text('models:\n  embedder: "hash:64"\n')
     engine = Engine({"prompt": Variant("prompt", "base", "plain", False)}, lambda m: echo)
     with serving(create_server_app(engine, load_config(config_file))) as url:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 400, "height": 800})
-                page.goto(url)
-                box = page.locator("#cb-message textarea")
-                box.wait_for()
-                width = {name: page.locator(selector).bounding_box()["width"]
-                         for name, selector in (("box", "#cb-message"), ("send", "#cb-send"))}
-            finally:
-                browser.close()
+        with phone_page(url) as page:
+            box = page.locator("#cb-message textarea")
+            box.wait_for()
+            width = {name: page.locator(selector).bounding_box()["width"]
+                     for name, selector in (("box", "#cb-message"), ("send", "#cb-send"))}
     assert width["box"] >= 2 * width["send"], width
 
 
@@ -64,22 +56,14 @@ def test_on_a_phone_the_arena_question_has_the_row_and_ask_both_goes_under_it(fu
                                                                              ) -> None:
     """At 400 pixels "Ask both" took half the row beside the box, and the question's
     placeholder wrapped onto three lines of a box 158 pixels wide."""
-    from playwright.sync_api import sync_playwright
-
     with serving(full_app) as url:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 400, "height": 800})
-                page.goto(url)
-                page.get_by_role("button", name="More tabs").click()  # a phone has no room
-                page.get_by_role("button", name="Arena", exact=True).click()
-                page.locator("#cb-arena-question textarea").wait_for()
-                box, ask = (page.locator(selector).bounding_box()
-                            for selector in ("#cb-arena-question", "#cb-arena-ask"))
-                label_lines = page.evaluate(ONE_LINE, "#cb-arena-ask")
-            finally:
-                browser.close()
+        with phone_page(url) as page:
+            page.get_by_role("button", name="More tabs").click()  # a phone has no room
+            page.get_by_role("button", name="Arena", exact=True).click()
+            page.locator("#cb-arena-question textarea").wait_for()
+            box, ask = (page.locator(selector).bounding_box()
+                        for selector in ("#cb-arena-question", "#cb-arena-ask"))
+            label_lines = page.evaluate(ONE_LINE, "#cb-arena-ask")
     assert box["width"] >= 300 and ask["y"] >= box["y"] + box["height"], (box, ask)
     assert label_lines == 1
 
@@ -87,27 +71,21 @@ def test_on_a_phone_the_arena_question_has_the_row_and_ask_both_goes_under_it(fu
 def test_on_a_phone_the_dashboard_tables_split_no_word(full_app) -> None:
     """At 400 pixels the report's tables broke 'variant' into 'varia' over 'nt', 'prompt' into
     'promp' over 't' and 'difference' over three lines; a table too wide now scrolls."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     with serving(full_app) as url:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 400, "height": 800})
-                page.goto(url)
-                page.get_by_role("button", name="More tabs").click()
-                page.get_by_role("button", name="Dashboard", exact=True).click()
-                expect(page.locator("#cb-dashboard table").first).to_be_visible()
-                broken = page.evaluate(BROKEN_WORDS, "#cb-dashboard")
-            finally:
-                browser.close()
+        with phone_page(url) as page:
+            page.get_by_role("button", name="More tabs").click()
+            page.get_by_role("button", name="Dashboard", exact=True).click()
+            expect(page.locator("#cb-dashboard table").first).to_be_visible()
+            broken = page.evaluate(BROKEN_WORDS, "#cb-dashboard")
     assert broken == []
 
 
 def test_on_a_phone_the_data_report_tables_split_no_word(tiny_config, echo) -> None:
     """At 400 pixels the Training tab's data report broke 'conversations' into 'conversati' over
     'ons' and 'validation' likewise."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from app.build import build_variants
     from chatbot.logs import ConversationLog
@@ -120,17 +98,11 @@ def test_on_a_phone_the_data_report_tables_split_no_word(tiny_config, echo) -> N
         log_exchanges(log, f"web-{n}", [(f"How do I reset router {n}?", "Hold its button.", 1)])
     engine = Engine(build_variants(config), lambda m: echo, log=log)
     with serving(create_server_app(engine, config, config_path=tiny_config)) as url:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 400, "height": 800})
-                page.goto(url)
-                page.get_by_role("tab", name="Training").click()
-                page.locator("#cb-dataset-name textarea").fill("support-v1")
-                page.locator("#cb-build").click()
-                expect(page.locator("#cb-data-report table").first).to_be_visible(
-                    timeout=60_000)
-                broken = page.evaluate(BROKEN_WORDS, "#cb-data-report")
-            finally:
-                browser.close()
+        with phone_page(url) as page:
+            page.get_by_role("tab", name="Training").click()
+            page.locator("#cb-dataset-name textarea").fill("support-v1")
+            page.locator("#cb-build").click()
+            expect(page.locator("#cb-data-report table").first).to_be_visible(
+                timeout=60_000)
+            broken = page.evaluate(BROKEN_WORDS, "#cb-data-report")
     assert broken == []
