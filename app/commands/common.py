@@ -151,8 +151,7 @@ def print_table(header: list[str], rows: list[list[Any]]) -> None:
 
 
 __all__ = ["BotConfig", "FreeTextCommand", "InOrderGroup", "counted", "in_section",
-           "one_line_errors",
-           "print_json", "shown", "with_config"]
+           "one_line_errors", "print_json", "shown", "with_config"]
 
 
 def existing_log(config: BotConfig) -> Path:
