@@ -129,7 +129,8 @@ class DocumentActions:
         failed = {Path(failure.source) for failure in result.failed}
         _settle(kept, replaced, failed)
         indexed = len(kept) - len(failed)
-        lines = [f"Indexed {indexed} of {counted(len(kept), 'file')}: {html.escape(result.summary())}"]
+        lines = [f"Indexed {indexed} of {counted(len(kept), 'file')}: "
+                 f"{html.escape(result.summary())}"]
         lines += [f"- not indexed: `{Path(f.source).name}`: {html.escape(f.reason)}"
                   for f in result.failed]
         return ("\n".join(lines), *self.table(), None)
