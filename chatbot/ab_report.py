@@ -16,6 +16,7 @@ from chatbot.ab import AbStore, Vote
 from chatbot.ab_stats import (Proportion, ProportionTest, Strength, bradley_terry_intervals,
                               two_proportion_test, votes_needed_one_sample,
                               votes_needed_two_groups, wilson)
+from index.text import counted
 
 
 NO_VOTES = "no arena votes yet: open the Arena tab of `chatbot serve`"
@@ -148,7 +149,7 @@ def render_markdown(report: AbReport) -> str:
                 if t.test else "–")
         p_value = f"{t.test.p_value:.3g} ({t.test.method})" if t.test else "–"
         lines.append(f"| {t.b} vs {t.a} | {diff} | {p_value} | {t.needed_per_variant} |")
-    votes = f"{report.votes} vote" + ("" if report.votes == 1 else "s")
+    votes = counted(report.votes, "vote")
     if not report.pairs:  # no table header over no rows; the notes say what to do
         lines += ["", f"Arena ({votes})."]
     else:
